@@ -120,7 +120,7 @@ struct codec_packet {
  * CODEC_EAGAIN when more bytes are needed, CODEC_EMALFORMED for a remaining
  * length longer than 4 bytes or a reserved packet type (0 or 15), and
  * CODEC_ETOOBIG when the remaining length exceeds max_remaining (checked
- * from the header alone, before the body arrives).
+ * from the header alone, before the body arrives; h is filled in then too).
  */
 int codec_parse_header(const uint8_t *buf, size_t len, uint32_t max_remaining,
 		       struct codec_header *h);
@@ -150,8 +150,9 @@ bool codec_list_next(uint8_t type, const struct codec_list *l, uint32_t *pos,
 size_t codec_encoded_len(const struct codec_packet *p);
 
 /*
- * Encode p into out[0..cap). Returns the number of bytes written, or
- * CODEC_ENOSPACE. For SUBSCRIBE/UNSUBSCRIBE/SUBACK, p->u.list.data holds the
+ * Encode p into out[0..cap). Returns the number of bytes written,
+ * CODEC_ENOSPACE, or CODEC_EMALFORMED if p cannot be encoded at all
+ * (codec_encoded_len() is 0: unknown type, QoS > 2, too long). For SUBSCRIBE/UNSUBSCRIBE/SUBACK, p->u.list.data holds the
  * already-encoded payload (see codec_list_append()).
  */
 int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap);
@@ -161,14 +162,15 @@ int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap);
  * separately, so a fanned-out payload is never copied). The remaining
  * length counts the payload. If pid_offset is not NULL it receives the
  * offset of the 2-byte packet id (QoS > 0), so a cached header can be
- * patched per subscriber. Returns bytes written or CODEC_ENOSPACE.
+ * patched per subscriber. Returns bytes written, CODEC_ENOSPACE, or
+ * CODEC_EMALFORMED for QoS > 2 or a remaining length over CODEC_MAX_REMAINING.
  */
 int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, size_t cap,
 				size_t *pid_offset);
 
 /* Append one SUBSCRIBE/UNSUBSCRIBE/SUBACK entry to an encoded list payload
  * buffer (used by clients and tests). Returns new length or
- * CODEC_ENOSPACE. */
+ * CODEC_ENOSPACE (CODEC_EMALFORMED for any other type). */
 int codec_list_append(uint8_t type, uint8_t *buf, size_t len, size_t cap, const char *filter,
 		      uint16_t filter_len, uint8_t qos);
 
@@ -177,7 +179,8 @@ int codec_list_append(uint8_t type, uint8_t *buf, size_t len, size_t cap, const 
 bool codec_utf8_valid(const char *s, size_t len);
 
 /* Encode a remaining length into out (at least 4 bytes); returns the number
- * of bytes used (1-4). */
+ * of bytes used (1-4), or CODEC_EMALFORMED (nothing written) for a value
+ * over CODEC_MAX_REMAINING. */
 int codec_encode_varint(uint32_t value, uint8_t *out);
 
 #endif
