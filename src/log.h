@@ -24,7 +24,7 @@ enum log_dest_kind { LOG_DEST_STDERR = 1, LOG_DEST_STDOUT = 2, LOG_DEST_FILE = 4
 struct log {
 	int mask;	 /* enum log_level bits that are written */
 	int dests;	 /* enum log_dest_kind bits */
-	char *path;	 /* for LOG_DEST_FILE */
+	char *path;	 /* for LOG_DEST_FILE; owned: log_cleanup frees it */
 	FILE *file;	 /* open file for LOG_DEST_FILE */
 };
 

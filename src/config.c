@@ -1,0 +1,547 @@
+/*
+ * The config file parser: one "key value..." per line in Mosquitto's
+ * format, strict about every value, and stopping at the first bad line
+ * with "FILE:LINE: KEY: reason" so an operator can fix it at once.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* The largest MQTT packet: fixed header byte, 4-byte remaining length and
+ * the largest remaining length the encoding allows. */
+#define CONFIG_PACKET_SIZE_MAX (268435455u + 5u)
+#define CONFIG_PACKET_SIZE_MIN 20u
+
+/* Enough for "key v1 v2" plus one more to detect an extra value. */
+#define CONFIG_MAX_TOKENS 4
+
+struct parse {
+	struct config *c;
+	const char *file;
+	unsigned long line;
+	const char *key;
+	char *err;
+	size_t errlen;
+};
+
+struct config_key {
+	const char *name;
+	int min_values;
+	int max_values;
+	int (*handle)(struct parse *p, char **v, int n);
+};
+
+static const char *const backend_names[] = { "memory", "sqlite", "lmdb", "redis", NULL };
+
+/* Keys the core keeps verbatim for the backends (config_get_option). */
+static const char *const option_keys[] = {
+	"redis_host",	    "redis_port",	 "redis_unix_socket",
+	"redis_db",	    "redis_password",	 "redis_key_prefix",
+	"redis_connect_timeout", "lmdb_map_size", "lmdb_map_size_max",
+	NULL
+};
+
+__attribute__((format(printf, 2, 3))) static int fail(struct parse *p, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (p->errlen == 0)
+		return -1;
+	n = snprintf(p->err, p->errlen, "%s:%lu: %s: ", p->file, p->line, p->key);
+	if (n >= 0 && (size_t)n < p->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/*
+ * Parse a whole decimal number in [min, max]. Only digits are accepted:
+ * no sign, no whitespace, no trailing junk, so "-1" and "10k" are errors
+ * rather than surprises.
+ */
+static int parse_number(struct parse *p, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	const char *q;
+	char *end;
+
+	if (*s == '\0')
+		return fail(p, "expected a whole number, got '%s'", s);
+	for (q = s; *q; q++) {
+		if (!isdigit((unsigned char)*q))
+			return fail(p, "expected a whole number, got '%s'", s);
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE || *end != '\0' || v < min || v > max)
+		return fail(p, "'%s' is out of range (%" PRIu64 " to %" PRIu64 ")", s, min, max);
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(struct parse *p, const char *s, bool *out)
+{
+	if (strcmp(s, "true") == 0)
+		*out = true;
+	else if (strcmp(s, "false") == 0)
+		*out = false;
+	else
+		return fail(p, "expected true or false, got '%s'", s);
+	return 0;
+}
+
+static void set_string(char **field, const char *value)
+{
+	free(*field);
+	*field = xstrdup(value);
+}
+
+static int key_listener(struct parse *p, char **v, int n)
+{
+	uint64_t port;
+
+	if (parse_number(p, v[0], 1, 65535, &port) < 0)
+		return -1;
+	config_add_listener(p->c, n > 1 ? v[1] : NULL, (uint16_t)port);
+	return 0;
+}
+
+static int key_allow_anonymous(struct parse *p, char **v, int n)
+{
+	(void)n;
+	return parse_bool(p, v[0], &p->c->allow_anonymous);
+}
+
+static int key_password_file(struct parse *p, char **v, int n)
+{
+	(void)n;
+	set_string(&p->c->password_file, v[0]);
+	return 0;
+}
+
+static int key_acl_file(struct parse *p, char **v, int n)
+{
+	(void)n;
+	set_string(&p->c->acl_file, v[0]);
+	return 0;
+}
+
+static int key_max_inflight_messages(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	/* Packet identifiers are 16 bits: more in flight cannot be told apart. */
+	if (parse_number(p, v[0], 0, 65535, &x) < 0)
+		return -1;
+	p->c->max_inflight_messages = (uint32_t)x;
+	return 0;
+}
+
+static int key_max_queued_messages(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 0, UINT32_MAX, &x) < 0)
+		return -1;
+	p->c->max_queued_messages = (uint32_t)x;
+	return 0;
+}
+
+static int key_max_queued_bytes(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 0, UINT64_MAX, &x) < 0)
+		return -1;
+	p->c->max_queued_bytes = x;
+	return 0;
+}
+
+static int key_max_packet_size(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 0, CONFIG_PACKET_SIZE_MAX, &x) < 0)
+		return -1;
+	if (x == 0) {
+		x = CONFIG_PACKET_SIZE_MAX;
+	} else if (x < CONFIG_PACKET_SIZE_MIN) {
+		return fail(p, "'%s' is too small (at least %u, or 0 for no limit)", v[0],
+			    CONFIG_PACKET_SIZE_MIN);
+	}
+	p->c->max_packet_size = (uint32_t)x;
+	return 0;
+}
+
+static int key_max_keepalive(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 1, 65535, &x) < 0)
+		return -1;
+	p->c->max_keepalive = (uint16_t)x;
+	return 0;
+}
+
+static int key_connect_timeout(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 1, 3600, &x) < 0)
+		return -1;
+	p->c->connect_timeout = (uint32_t)x;
+	return 0;
+}
+
+static int key_persistence(struct parse *p, char **v, int n)
+{
+	(void)n;
+	return parse_bool(p, v[0], &p->c->persistence);
+}
+
+static int key_persistence_location(struct parse *p, char **v, int n)
+{
+	(void)n;
+	set_string(&p->c->persistence_location, v[0]);
+	return 0;
+}
+
+static int key_persistence_backend(struct parse *p, char **v, int n)
+{
+	int i;
+
+	(void)n;
+	for (i = 0; backend_names[i]; i++) {
+		if (strcmp(v[0], backend_names[i]) == 0) {
+			set_string(&p->c->persistence_backend, v[0]);
+			return 0;
+		}
+	}
+	return fail(p, "expected memory, sqlite, lmdb or redis, got '%s'", v[0]);
+}
+
+static int key_durability(struct parse *p, char **v, int n)
+{
+	(void)n;
+	if (strcmp(v[0], "os") == 0)
+		p->c->durability = CAIRN_DURABILITY_OS;
+	else if (strcmp(v[0], "fsync") == 0)
+		p->c->durability = CAIRN_DURABILITY_FSYNC;
+	else
+		return fail(p, "expected os or fsync, got '%s'", v[0]);
+	return 0;
+}
+
+static int key_persistence_on_corrupt(struct parse *p, char **v, int n)
+{
+	(void)n;
+	if (strcmp(v[0], "fail") == 0)
+		p->c->on_corrupt = CAIRN_ON_CORRUPT_FAIL;
+	else if (strcmp(v[0], "quarantine") == 0)
+		p->c->on_corrupt = CAIRN_ON_CORRUPT_QUARANTINE;
+	else
+		return fail(p, "expected fail or quarantine, got '%s'", v[0]);
+	return 0;
+}
+
+/*
+ * The first log_dest of a file replaces the default (stderr); later ones
+ * add destinations. "none" discards every destination named so far.
+ */
+static int key_log_dest(struct parse *p, char **v, int n, bool *seen)
+{
+	struct config *c = p->c;
+	int bit;
+
+	if (strcmp(v[0], "file") == 0) {
+		if (n < 2)
+			return fail(p, "file needs a path");
+		bit = LOG_DEST_FILE;
+	} else {
+		if (n > 1)
+			return fail(p, "unexpected extra value '%s'", v[1]);
+		if (strcmp(v[0], "stderr") == 0)
+			bit = LOG_DEST_STDERR;
+		else if (strcmp(v[0], "stdout") == 0)
+			bit = LOG_DEST_STDOUT;
+		else if (strcmp(v[0], "syslog") == 0)
+			bit = LOG_DEST_SYSLOG;
+		else if (strcmp(v[0], "none") == 0)
+			bit = LOG_DEST_NONE;
+		else
+			return fail(p, "expected stderr, stdout, file PATH, syslog or none, "
+				       "got '%s'",
+				    v[0]);
+	}
+	if (!*seen || bit == LOG_DEST_NONE)
+		c->log_dests = 0;
+	*seen = true;
+	if (bit != LOG_DEST_NONE)
+		c->log_dests &= ~LOG_DEST_NONE;
+	c->log_dests |= bit;
+	if (bit == LOG_DEST_FILE)
+		set_string(&c->log_file, v[1]);
+	return 0;
+}
+
+/* The first log_type replaces the default mask; later ones add levels. */
+static int key_log_type(struct parse *p, char **v, int n, bool *seen)
+{
+	int mask;
+
+	(void)n;
+	mask = log_type_parse(v[0]);
+	if (mask < 0)
+		return fail(p, "expected error, warning, notice, information, debug, all or none, "
+			       "got '%s'",
+			    v[0]);
+	if (!*seen)
+		p->c->log_mask = 0;
+	*seen = true;
+	p->c->log_mask |= mask;
+	return 0;
+}
+
+static const struct config_key config_keys[] = {
+	{ "listener", 1, 2, key_listener },
+	{ "allow_anonymous", 1, 1, key_allow_anonymous },
+	{ "password_file", 1, 1, key_password_file },
+	{ "acl_file", 1, 1, key_acl_file },
+	{ "max_inflight_messages", 1, 1, key_max_inflight_messages },
+	{ "max_queued_messages", 1, 1, key_max_queued_messages },
+	{ "max_queued_bytes", 1, 1, key_max_queued_bytes },
+	{ "max_packet_size", 1, 1, key_max_packet_size },
+	{ "max_keepalive", 1, 1, key_max_keepalive },
+	{ "connect_timeout", 1, 1, key_connect_timeout },
+	{ "persistence", 1, 1, key_persistence },
+	{ "persistence_location", 1, 1, key_persistence_location },
+	{ "persistence_backend", 1, 1, key_persistence_backend },
+	{ "durability", 1, 1, key_durability },
+	{ "persistence_on_corrupt", 1, 1, key_persistence_on_corrupt },
+	{ NULL, 0, 0, NULL }
+};
+
+static void add_option(struct config *c, const char *key, const char *value)
+{
+	struct config_option *o = xcalloc(1, sizeof(*o));
+	struct config_option **tail = &c->options;
+
+	o->key = xstrdup(key);
+	o->value = xstrdup(value);
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = o;
+}
+
+static bool is_option_key(const char *key)
+{
+	int i;
+
+	for (i = 0; option_keys[i]; i++) {
+		if (strcmp(key, option_keys[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Split s in place on spaces and tabs; returns the number of tokens found,
+ * storing at most max of them. */
+static int split(char *s, char **tok, int max)
+{
+	int n = 0;
+
+	for (;;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == '\0')
+			return n;
+		if (n < max)
+			tok[n] = s;
+		n++;
+		while (*s && *s != ' ' && *s != '\t')
+			s++;
+		if (*s)
+			*s++ = '\0';
+	}
+}
+
+static int parse_line(struct parse *p, char *line, bool *dest_seen, bool *type_seen)
+{
+	char *tok[CONFIG_MAX_TOKENS];
+	char *end;
+	int n, nvalues, i;
+
+	while (isspace((unsigned char)*line))
+		line++;
+	end = line + strlen(line);
+	while (end > line && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	if (*line == '\0' || *line == '#')
+		return 0;
+
+	n = split(line, tok, CONFIG_MAX_TOKENS);
+	p->key = tok[0];
+	nvalues = n - 1;
+	if (nvalues == 0) {
+		bool known = is_option_key(tok[0]) || strcmp(tok[0], "log_dest") == 0 ||
+			     strcmp(tok[0], "log_type") == 0;
+
+		for (i = 0; config_keys[i].name && !known; i++)
+			known = strcmp(tok[0], config_keys[i].name) == 0;
+		return fail(p, known ? "missing value" : "unknown key");
+	}
+
+	if (strcmp(tok[0], "log_dest") == 0) {
+		if (nvalues > 2)
+			return fail(p, "unexpected extra value '%s'", tok[3]);
+		return key_log_dest(p, tok + 1, nvalues, dest_seen);
+	}
+	if (strcmp(tok[0], "log_type") == 0) {
+		if (nvalues > 1)
+			return fail(p, "unexpected extra value '%s'", tok[2]);
+		return key_log_type(p, tok + 1, nvalues, type_seen);
+	}
+	if (is_option_key(tok[0])) {
+		if (nvalues > 1)
+			return fail(p, "unexpected extra value '%s'", tok[2]);
+		add_option(p->c, tok[0], tok[1]);
+		return 0;
+	}
+	for (i = 0; config_keys[i].name; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strcmp(tok[0], k->name) != 0)
+			continue;
+		if (nvalues < k->min_values)
+			return fail(p, "missing value");
+		if (nvalues > k->max_values)
+			return fail(p, "unexpected extra value '%s'", tok[k->max_values + 1]);
+		return k->handle(p, tok + 1, nvalues);
+	}
+	return fail(p, "unknown key");
+}
+
+void config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->allow_anonymous = true;
+	c->max_inflight_messages = 20;
+	c->max_queued_messages = 1000;
+	c->max_queued_bytes = 0;
+	c->max_packet_size = CONFIG_PACKET_SIZE_MAX;
+	c->max_keepalive = 65535;
+	c->connect_timeout = 10;
+	c->persistence = false;
+	c->persistence_location = xstrdup(".");
+	c->persistence_backend = NULL;
+	c->durability = CAIRN_DURABILITY_FSYNC;
+	c->on_corrupt = CAIRN_ON_CORRUPT_FAIL;
+	c->log_dests = LOG_DEST_STDERR;
+	c->log_mask = LOG_LEVEL_DEFAULT_MASK;
+}
+
+void config_cleanup(struct config *c)
+{
+	struct config_listener *l, *lnext;
+	struct config_option *o, *onext;
+
+	for (l = c->listeners; l; l = lnext) {
+		lnext = l->next;
+		free(l->address);
+		free(l);
+	}
+	for (o = c->options; o; o = onext) {
+		onext = o->next;
+		free(o->key);
+		free(o->value);
+		free(o);
+	}
+	free(c->path);
+	free(c->password_file);
+	free(c->acl_file);
+	free(c->persistence_location);
+	free(c->persistence_backend);
+	free(c->log_file);
+	memset(c, 0, sizeof(*c));
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct parse p = { .c = c, .file = path, .err = err, .errlen = errlen };
+	bool dest_seen = false, type_seen = false;
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int rc = 0;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	f = fopen(path, "r");
+	if (f == NULL) {
+		if (errlen > 0)
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	set_string(&c->path, path);
+	while (getline(&line, &cap, f) != -1) {
+		p.line++;
+		if (parse_line(&p, line, &dest_seen, &type_seen) < 0) {
+			rc = -1;
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		if (errlen > 0)
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		rc = -1;
+		goto out;
+	}
+	if (c->persistence_backend == NULL)
+		c->persistence_backend = xstrdup(c->persistence ? "sqlite" : "memory");
+out:
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+const char *config_get_option(void *config, const char *key)
+{
+	const struct config *c = config;
+	const struct config_option *o;
+	const char *value = NULL;
+
+	for (o = c->options; o; o = o->next) {
+		if (strcmp(o->key, key) == 0)
+			value = o->value;
+	}
+	return value;
+}
+
+void config_add_listener(struct config *c, const char *address, uint16_t port)
+{
+	struct config_listener *l = xcalloc(1, sizeof(*l));
+	struct config_listener **tail = &c->listeners;
+
+	l->address = address ? xstrdup(address) : NULL;
+	l->port = port;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = l;
+}

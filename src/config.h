@@ -1,0 +1,71 @@
+/*
+ * The config file: Mosquitto-compatible keys plus cairn's own. Parsing
+ * stops at the first bad line with file:line, the key and why.
+ */
+#ifndef CAIRN_CONFIG_H
+#define CAIRN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/store.h"
+#include "log.h"
+
+struct config_listener {
+	char *address; /* NULL: all addresses */
+	uint16_t port;
+	struct config_listener *next;
+};
+
+/* A key the core does not interpret itself (backend options such as
+ * redis_host), kept for cairn_store_options.get(). */
+struct config_option {
+	char *key;
+	char *value;
+	struct config_option *next;
+};
+
+struct config {
+	char *path; /* file it was read from, or NULL */
+	struct config_listener *listeners; /* in file order */
+	bool allow_anonymous;		   /* default true */
+	char *password_file;
+	char *acl_file;
+	uint32_t max_inflight_messages;	   /* default 20; 0 = unlimited */
+	uint32_t max_queued_messages;	   /* default 1000; 0 = unlimited */
+	uint64_t max_queued_bytes;	   /* default 0 = unlimited */
+	uint32_t max_packet_size;	   /* default 268435455 + 5 (no limit) */
+	uint16_t max_keepalive;		   /* default 65535 */
+	uint32_t connect_timeout;	   /* seconds to wait for CONNECT; default 10 */
+	bool persistence;		   /* default false */
+	char *persistence_location;	   /* default "." */
+	char *persistence_backend;	   /* default "sqlite" when persistence, else "memory";
+					    * NULL after config_init alone: treat as "memory";
+					    * config_load always sets it */
+	enum cairn_durability durability; /* default fsync */
+	enum cairn_on_corrupt on_corrupt;  /* persistence_on_corrupt; default fail */
+	int log_dests;			   /* enum log_dest_kind bits; default stderr */
+	char *log_file;			   /* for "log_dest file PATH" */
+	int log_mask;			   /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
+	struct config_option *options;	   /* other recognised keys, in file order */
+};
+
+void config_init(struct config *c);
+void config_cleanup(struct config *c);
+
+/*
+ * Read path into c (which config_init prepared). On error returns -1 and
+ * writes "FILE:LINE: KEY: reason" (or "FILE: reason") into err; c may then
+ * hold part of the file and must still be released with config_cleanup.
+ */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Value of a backend option (last one wins), or NULL. Fits
+ * cairn_store_options.get. */
+const char *config_get_option(void *config, const char *key);
+
+/* Add a listener (used by -p). */
+void config_add_listener(struct config *c, const char *address, uint16_t port);
+
+#endif
