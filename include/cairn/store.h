@@ -5,7 +5,7 @@
  *
  * Caveats:
  *  - Writes are staged: a backend buffers (or opens a transaction for) every
- *    *_put/*_delete call and makes them durable, all or nothing, in commit().
+ *    *_put or *_delete call and makes them durable, all or nothing, in commit().
  *  - The core owns every record it passes in; records and their strings are
  *    borrowed for the duration of the call only. A backend copies what it
  *    keeps.

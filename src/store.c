@@ -1,0 +1,558 @@
+/*
+ * The core's only door to persistence: the backend registry, the thin
+ * wrappers that check the vtable contract, and group commit (one batch per
+ * event-loop pass, completions run in order once their batch is durable,
+ * failed commits retried with backoff while the store reports unhealthy).
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Compiled-in backends, found by name. Add new ones before the NULL. */
+static const struct cairn_store_ops *const store_backends[] = {
+	&cairn_store_memory,
+#ifdef HAVE_SQLITE
+	&cairn_store_sqlite,
+#endif
+#ifdef HAVE_LMDB
+	&cairn_store_lmdb,
+#endif
+#ifdef HAVE_REDIS
+	&cairn_store_redis,
+#endif
+	NULL
+};
+
+#define STORE_BACKOFF_MIN_MS 10
+#define STORE_BACKOFF_MAX_MS 5000
+
+/* A callback waiting for batch `gen` to be durable. */
+struct store_completion {
+	struct store_completion *next;
+	store_commit_fn fn;
+	void *arg;
+	uint64_t gen;
+};
+
+struct store {
+	const struct cairn_store_ops *ops;
+	struct cairn_store *st;
+	struct event_base *base;
+	struct log *lg;
+	struct event *commit_ev; /* runs the commit and the completions */
+	struct event *retry_ev;	 /* backoff timer after a failed commit */
+
+	/*
+	 * Generations: next_gen is the batch being staged now; starting a
+	 * commit seals it and increments next_gen. durable_gen is the newest
+	 * batch known durable. A commit makes everything the backend holds
+	 * durable, so a successful retry covers every older failed batch.
+	 */
+	uint64_t next_gen;
+	uint64_t durable_gen;
+	uint64_t inflight_gen;
+	size_t nstaged; /* writes staged into next_gen */
+	bool dirty;	/* the backend holds writes not yet durable */
+	bool in_flight; /* an asynchronous commit has not called done yet */
+	bool retry_pending;
+	int last_status; /* of the last asynchronous commit */
+	int backoff_ms;
+	int inject_failures;
+
+	struct store_completion *head, *tail;
+
+	bool healthy;
+	store_health_fn health_fn;
+	void *health_arg;
+	bool running; /* inside run_completions: store_close is forbidden */
+};
+
+const char *cairn_strerror(int err)
+{
+	switch (err) {
+	case CAIRN_OK:
+		return "success";
+	case CAIRN_ENOMEM:
+		return "out of memory";
+	case CAIRN_EIO:
+		return "I/O error";
+	case CAIRN_ECORRUPT:
+		return "stored data is corrupt";
+	case CAIRN_EFULL:
+		return "storage is full";
+	case CAIRN_EVERSION:
+		return "store was written by a newer version";
+	case CAIRN_EINVAL:
+		return "invalid argument or option";
+	case CAIRN_EINPROGRESS:
+		return "operation in progress";
+	case CAIRN_ENOTFOUND:
+		return "not found";
+	case CAIRN_EUNAVAILABLE:
+		return "storage server unavailable";
+	default:
+		return "unknown store error";
+	}
+}
+
+const struct cairn_store_ops *store_find_backend(const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	for (size_t i = 0; store_backends[i] != NULL; i++)
+		if (strcmp(store_backends[i]->name, name) == 0)
+			return store_backends[i];
+	return NULL;
+}
+
+void store_backend_names(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (size_t i = 0; store_backends[i] != NULL; i++) {
+		int n = snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+				 store_backends[i]->name);
+		if (n < 0 || (size_t)n >= len - used)
+			return; /* truncated; snprintf terminated it */
+		used += (size_t)n;
+	}
+}
+
+static void set_health(struct store *s, bool healthy)
+{
+	if (s->healthy == healthy)
+		return;
+	s->healthy = healthy;
+	if (s->health_fn != NULL)
+		s->health_fn(s->health_arg, healthy);
+}
+
+static void schedule_commit(struct store *s)
+{
+	/* Activating an already active event is a no-op in libevent. */
+	event_active(s->commit_ev, EV_TIMEOUT, 0);
+}
+
+static void commit_succeeded(struct store *s, uint64_t gen)
+{
+	if (gen > s->durable_gen)
+		s->durable_gen = gen;
+	if (s->retry_pending) {
+		evtimer_del(s->retry_ev);
+		s->retry_pending = false;
+	}
+	s->backoff_ms = STORE_BACKOFF_MIN_MS;
+	set_health(s, true);
+}
+
+static void commit_failed(struct store *s, int rc)
+{
+	struct timeval tv;
+
+	/* The backend keeps the failed batch; the next commit retries it. */
+	s->dirty = true;
+	if (s->lg != NULL)
+		log_write(s->lg, LOG_LEVEL_ERROR, "store %s: commit failed: %s; retrying in %d ms",
+			  s->ops->name, cairn_strerror(rc), s->backoff_ms);
+	set_health(s, false);
+	if (!s->retry_pending) {
+		tv.tv_sec = s->backoff_ms / 1000;
+		tv.tv_usec = (s->backoff_ms % 1000) * 1000;
+		evtimer_add(s->retry_ev, &tv);
+		s->retry_pending = true;
+		s->backoff_ms *= 2;
+		if (s->backoff_ms > STORE_BACKOFF_MAX_MS)
+			s->backoff_ms = STORE_BACKOFF_MAX_MS;
+	}
+}
+
+/* True when a commit would make progress: writes are waiting, or a
+ * completion waits for a batch that has not started yet. */
+static bool commit_needed(const struct store *s)
+{
+	return s->dirty || (s->tail != NULL && s->tail->gen >= s->next_gen);
+}
+
+static void commit_done(void *arg, int status)
+{
+	struct store *s = arg;
+
+	assert(s->in_flight);
+	assert(status != CAIRN_EINPROGRESS);
+	s->in_flight = false;
+	s->last_status = status;
+	if (status == 0)
+		commit_succeeded(s, s->inflight_gen);
+	else
+		commit_failed(s, status);
+	/* Completions run from the commit event, which also starts the
+	 * next batch if writes were staged meanwhile. */
+	schedule_commit(s);
+}
+
+/*
+ * Seal the staged batch and commit it. Returns 0 when it is durable, a
+ * CAIRN_E* code when it failed (a retry is scheduled), or
+ * CAIRN_EINPROGRESS for an asynchronous backend. Never runs completions.
+ */
+static int commit_start(struct store *s)
+{
+	uint64_t gen;
+	int rc;
+
+	assert(!s->in_flight);
+	gen = s->next_gen++;
+	s->nstaged = 0;
+	if (!s->dirty) {
+		/* Nothing to write: the batch is trivially durable. */
+		commit_succeeded(s, gen);
+		return 0;
+	}
+	s->dirty = false;
+	if (s->inject_failures > 0) {
+		s->inject_failures--;
+		rc = CAIRN_EIO;
+	} else {
+		s->in_flight = true;
+		s->inflight_gen = gen;
+		rc = s->ops->commit(s->st, commit_done, s);
+		if (rc == CAIRN_EINPROGRESS)
+			return rc;
+		s->in_flight = false;
+	}
+	if (rc == 0)
+		commit_succeeded(s, gen);
+	else
+		commit_failed(s, rc);
+	return rc;
+}
+
+/*
+ * Run, in registration order, every completion whose batch is durable.
+ * Each entry is unlinked before its callback runs, so a callback may
+ * register new completions (they wait for a later batch) or cancel others.
+ */
+static void run_completions(struct store *s)
+{
+	bool was_running = s->running;
+
+	s->running = true;
+	while (s->head != NULL && s->head->gen <= s->durable_gen) {
+		struct store_completion *c = s->head;
+
+		s->head = c->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		c->fn(c->arg);
+		free(c);
+	}
+	s->running = was_running;
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!s->in_flight && !s->retry_pending && commit_needed(s))
+		commit_start(s);
+	run_completions(s);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->retry_pending = false;
+	if (!s->in_flight && commit_needed(s))
+		commit_start(s);
+	run_completions(s);
+}
+
+static bool ops_complete(const struct cairn_store_ops *o)
+{
+	return o->name && o->open && o->close && o->load && o->session_put &&
+	       o->session_delete && o->sub_put && o->sub_delete && o->message_put &&
+	       o->message_delete && o->delivery_put && o->delivery_delete &&
+	       o->inflight_in_put && o->inflight_in_delete && o->retained_put &&
+	       o->retained_delete && o->commit;
+}
+
+int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
+	       struct event_base *base, int priority, struct log *lg, char *err, size_t errlen)
+{
+	const struct cairn_store_ops *ops = store_find_backend(name);
+	struct store *s;
+	char names[256];
+	int rc;
+
+	assert(out != NULL && opts != NULL && base != NULL);
+	*out = NULL;
+	if (errlen > 0)
+		err[0] = '\0';
+	if (ops == NULL) {
+		store_backend_names(names, sizeof(names));
+		snprintf(err, errlen, "unknown persistence backend \"%s\" (compiled in: %s)",
+			 name ? name : "", names);
+		return CAIRN_ENOTFOUND;
+	}
+	if (ops->version < 1 || !ops_complete(ops)) {
+		snprintf(err, errlen, "persistence backend \"%s\" has an unusable vtable (version %d)",
+			 name, ops->version);
+		return CAIRN_EINVAL;
+	}
+
+	s = xcalloc(1, sizeof(*s));
+	s->ops = ops;
+	s->base = base;
+	s->lg = lg;
+	s->next_gen = 1;
+	s->healthy = true;
+	s->backoff_ms = STORE_BACKOFF_MIN_MS;
+	s->commit_ev = event_new(base, -1, 0, commit_cb, s);
+	s->retry_ev = evtimer_new(base, retry_cb, s);
+	if (s->commit_ev == NULL || s->retry_ev == NULL) {
+		snprintf(err, errlen, "cannot create the commit events");
+		rc = CAIRN_ENOMEM;
+		goto out;
+	}
+	if (event_priority_set(s->commit_ev, priority) != 0) {
+		snprintf(err, errlen, "event priority %d is not configured on the event base",
+			 priority);
+		rc = CAIRN_EINVAL;
+		goto out;
+	}
+	rc = ops->open(opts, &s->st, err, errlen);
+	if (rc != 0) {
+		if (errlen > 0 && err[0] == '\0')
+			snprintf(err, errlen, "%s: %s", name, cairn_strerror(rc));
+		goto out;
+	}
+	*out = s;
+	return 0;
+out:
+	if (s->commit_ev != NULL)
+		event_free(s->commit_ev);
+	if (s->retry_ev != NULL)
+		event_free(s->retry_ev);
+	free(s);
+	return rc;
+}
+
+int store_flush(struct store *s)
+{
+	int rc;
+
+	while (s->in_flight)
+		event_base_loop(s->base, EVLOOP_ONCE);
+	if (!commit_needed(s))
+		return 0;
+	rc = commit_start(s);
+	if (rc == CAIRN_EINPROGRESS) {
+		while (s->in_flight)
+			event_base_loop(s->base, EVLOOP_ONCE);
+		rc = s->last_status;
+	}
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	struct store_completion *c, *next;
+	size_t dropped = 0;
+	int rc;
+
+	if (s == NULL)
+		return;
+	/* A completion must not free the store it runs from. */
+	assert(!s->running);
+	rc = store_flush(s);
+	run_completions(s);
+	/* Whatever still waits belongs to a batch that never became durable:
+	 * telling its owner otherwise would be a lie, so it is dropped. */
+	for (c = s->head; c != NULL; c = next) {
+		next = c->next;
+		free(c);
+		dropped++;
+	}
+	if (dropped > 0 && s->lg != NULL)
+		log_write(s->lg, LOG_LEVEL_ERROR,
+			  "store %s: closing with an uncommitted batch (%s); %zu completions dropped",
+			  s->ops->name, cairn_strerror(rc), dropped);
+	s->ops->close(s->st);
+	event_free(s->commit_ev);
+	event_free(s->retry_ev);
+	free(s);
+}
+
+const char *store_name(const struct store *s)
+{
+	return s->ops->name;
+}
+
+int store_load(struct store *s, const struct cairn_store_visitor *v)
+{
+	assert(v != NULL);
+	return s->ops->load(s->st, v);
+}
+
+/* Bookkeeping after every staging call: schedule the commit event and,
+ * at the batch limit, commit early (completions still run from the
+ * event, never from inside the staging call). */
+static int staged(struct store *s, int rc)
+{
+	s->dirty = true;
+	s->nstaged++;
+	schedule_commit(s);
+	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending)
+		commit_start(s);
+	return rc;
+}
+
+#define STORE_ASSERT_QOS(q) assert((q) <= 2)
+
+int store_session_put(struct store *s, const struct cairn_session_rec *rec)
+{
+	assert(rec != NULL && rec->client_id != NULL);
+	assert(!rec->has_will || rec->will_topic != NULL);
+	assert(!rec->has_will || rec->will_payload != NULL || rec->will_payload_len == 0);
+	STORE_ASSERT_QOS(rec->will_qos);
+	return staged(s, s->ops->session_put(s->st, rec));
+}
+
+int store_session_delete(struct store *s, const char *client_id)
+{
+	assert(client_id != NULL);
+	return staged(s, s->ops->session_delete(s->st, client_id));
+}
+
+int store_sub_put(struct store *s, const struct cairn_sub_rec *rec)
+{
+	assert(rec != NULL && rec->client_id != NULL && rec->filter != NULL);
+	STORE_ASSERT_QOS(rec->qos);
+	return staged(s, s->ops->sub_put(s->st, rec));
+}
+
+int store_sub_delete(struct store *s, const char *client_id, const char *filter)
+{
+	assert(client_id != NULL && filter != NULL);
+	return staged(s, s->ops->sub_delete(s->st, client_id, filter));
+}
+
+int store_message_put(struct store *s, const struct cairn_msg_rec *rec)
+{
+	assert(rec != NULL && rec->topic != NULL);
+	assert(rec->payload != NULL || rec->payload_len == 0);
+	STORE_ASSERT_QOS(rec->qos);
+	return staged(s, s->ops->message_put(s->st, rec));
+}
+
+int store_message_delete(struct store *s, uint64_t msg_id)
+{
+	return staged(s, s->ops->message_delete(s->st, msg_id));
+}
+
+int store_delivery_put(struct store *s, const struct cairn_delivery_rec *rec)
+{
+	assert(rec != NULL && rec->client_id != NULL);
+	STORE_ASSERT_QOS(rec->qos);
+	assert(rec->state <= CAIRN_DELIVERY_PUBREC);
+	return staged(s, s->ops->delivery_put(s->st, rec));
+}
+
+int store_delivery_delete(struct store *s, const char *client_id, uint64_t seq)
+{
+	assert(client_id != NULL);
+	return staged(s, s->ops->delivery_delete(s->st, client_id, seq));
+}
+
+int store_inflight_in_put(struct store *s, const struct cairn_inflight_in_rec *rec)
+{
+	assert(rec != NULL && rec->client_id != NULL && rec->packet_id != 0);
+	return staged(s, s->ops->inflight_in_put(s->st, rec));
+}
+
+int store_inflight_in_delete(struct store *s, const char *client_id, uint16_t packet_id)
+{
+	assert(client_id != NULL);
+	return staged(s, s->ops->inflight_in_delete(s->st, client_id, packet_id));
+}
+
+int store_retained_put(struct store *s, const struct cairn_msg_rec *rec)
+{
+	assert(rec != NULL && rec->topic != NULL);
+	assert(rec->payload != NULL || rec->payload_len == 0);
+	STORE_ASSERT_QOS(rec->qos);
+	return staged(s, s->ops->retained_put(s->st, rec));
+}
+
+int store_retained_delete(struct store *s, const char *topic)
+{
+	assert(topic != NULL);
+	return staged(s, s->ops->retained_delete(s->st, topic));
+}
+
+void store_after_commit(struct store *s, store_commit_fn fn, void *arg)
+{
+	struct store_completion *c = xmalloc(sizeof(*c));
+
+	assert(fn != NULL);
+	c->next = NULL;
+	c->fn = fn;
+	c->arg = arg;
+	c->gen = s->next_gen;
+	if (s->tail != NULL)
+		s->tail->next = c;
+	else
+		s->head = c;
+	s->tail = c;
+	schedule_commit(s);
+}
+
+void store_cancel(struct store *s, void *arg)
+{
+	struct store_completion **pp = &s->head, *prev = NULL;
+
+	while (*pp != NULL) {
+		struct store_completion *c = *pp;
+
+		if (c->arg == arg) {
+			*pp = c->next;
+			free(c);
+		} else {
+			prev = c;
+			pp = &c->next;
+		}
+	}
+	s->tail = prev;
+}
+
+bool store_is_healthy(const struct store *s)
+{
+	return s->healthy;
+}
+
+void store_set_health_cb(struct store *s, store_health_fn fn, void *arg)
+{
+	s->health_fn = fn;
+	s->health_arg = arg;
+}
+
+void store_inject_commit_failures(struct store *s, int n)
+{
+	s->inject_failures = n;
+}
