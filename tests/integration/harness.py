@@ -1,0 +1,584 @@
+"""Integration-test harness: starts a real broker process on a free
+loopback port, builds and reads raw MQTT 3.1.1 packets, and wraps paho
+clients with timeouts so no test can wait forever.
+
+The broker command comes from CAIRN_BIN (default ./cairn relative to the
+source root). Pointing CAIRN_BIN at Debian's mosquitto runs the same tests
+against it; cairn-only config keys are then left out and cairn-only tests
+are skipped.
+"""
+
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOST = "127.0.0.1"
+
+# Keys mosquitto does not know; dropped from its config.
+CAIRN_ONLY_KEYS = {"connect_timeout", "persistence_backend"}
+
+
+class Skip(Exception):
+    """Raised by a test that does not apply to the broker under test."""
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def broker_command():
+    b = os.environ.get("CAIRN_BIN", "./cairn")
+    if not os.path.isabs(b) and os.sep in b:
+        b = os.path.join(ROOT, b)
+    return b
+
+
+def is_mosquitto():
+    return os.path.basename(broker_command()).startswith("mosquitto")
+
+
+def require_cairn(why):
+    if is_mosquitto():
+        raise Skip(why)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(pred, timeout, step=0.02):
+    """Poll pred() until it is true or timeout seconds pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+class Broker:
+    """One broker process with its own temp dir, config and stderr log."""
+
+    def __init__(self, workdir, name="broker", **options):
+        self.workdir = workdir
+        self.name = name
+        self.port = free_port()
+        self.options = dict(options)
+        self.options.setdefault("allow_anonymous", "true")
+        self.options.setdefault("log_dest", "stderr")
+        self.options.setdefault("log_type", "all")
+        if self.options.get("persistence") in ("true", True) and \
+                "persistence_location" not in self.options:
+            d = os.path.join(workdir, name + "-db")
+            os.makedirs(d, exist_ok=True)
+            self.options["persistence_location"] = d
+        self.conf_path = os.path.join(workdir, name + ".conf")
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.proc = None
+        self.starts = 0
+        self._write_conf()
+
+    def _write_conf(self):
+        lines = ["listener %d %s" % (self.port, HOST)]
+        for k, v in self.options.items():
+            if is_mosquitto() and k in CAIRN_ONLY_KEYS:
+                continue
+            if v is True:
+                v = "true"
+            elif v is False:
+                v = "false"
+            if k == "persistence_location" and is_mosquitto():
+                v = v.rstrip("/") + "/"
+            lines.append("%s %s" % (k, v))
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    @property
+    def db_dir(self):
+        return self.options.get("persistence_location")
+
+    def start(self, timeout=5.0):
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(("==== start %d\n" % self.starts).encode())
+        log.flush()
+        self.proc = subprocess.Popen([broker_command(), "-c", self.conf_path],
+                                     stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=log, cwd=self.workdir)
+        log.close()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise TestFailure("%s exited with %s at start-up; log:\n%s" %
+                                  (self.name, self.proc.returncode, self.log_tail()))
+            try:
+                s = socket.create_connection((HOST, self.port), timeout=0.2)
+                s.close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.kill9()
+        raise TestFailure("%s did not listen on port %d within %.1fs" %
+                          (self.name, self.port, timeout))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0, check_exit=True):
+        """SIGTERM by PID; the broker must exit 0 within timeout."""
+        if self.proc is None:
+            return
+        p = self.proc
+        self.proc = None
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+                raise TestFailure("%s did not exit within %.1fs of SIGTERM" %
+                                  (self.name, timeout))
+        if check_exit and p.returncode != 0:
+            raise TestFailure("%s exited with status %s; log tail:\n%s" %
+                              (self.name, p.returncode, self.log_tail()))
+
+    def kill9(self):
+        if self.proc is None:
+            return
+        p = self.proc
+        self.proc = None
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+
+    def restart(self, timeout=5.0):
+        self.stop()
+        return self.start(timeout)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, n=30):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def assert_serves(self, what="fresh client"):
+        """A new client can still connect and ping: the broker survived."""
+        check(self.alive(), "broker died (%s); log tail:\n%s" % (what, self.log_tail()))
+        c = RawClient(self.port)
+        try:
+            c.send(connect_packet("survivor-%d" % os.getpid()))
+            t, _, body = c.read_packet()
+            check(t == CONNACK and body[1] == 0, "fresh client not accepted after %s" % what)
+            c.send(PINGREQ_PKT)
+            t, _, _ = c.read_packet()
+            check(t == PINGRESP, "no PINGRESP for fresh client after %s" % what)
+        finally:
+            c.close()
+
+
+class Context:
+    """Everything one test starts, so the runner can stop it all by PID."""
+
+    def __init__(self, name):
+        self.name = name
+        self.workdir = tempfile.mkdtemp(prefix="cairn-it-%s-" % name)
+        self.brokers = []
+        self.cleanups = []
+
+    def broker(self, start=True, **options):
+        b = Broker(self.workdir, "broker%d" % len(self.brokers), **options)
+        self.brokers.append(b)
+        if start:
+            b.start()
+        return b
+
+    def add_cleanup(self, fn):
+        self.cleanups.append(fn)
+
+    def close(self, check_exit=True):
+        """Run cleanups, then stop every broker. Returns an error string or None."""
+        err = None
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception:
+                pass
+        for b in self.brokers:
+            try:
+                b.stop(check_exit=check_exit)
+            except Exception as e:
+                err = err or str(e)
+                b.kill9()
+        return err
+
+    def logs(self):
+        return [b.log_path for b in self.brokers]
+
+
+# ---------------------------------------------------------------- raw MQTT
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = \
+    8, 9, 10, 11, 12, 13, 14
+
+PINGREQ_PKT = b"\xc0\x00"
+DISCONNECT_PKT = b"\xe0\x00"
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        if n:
+            b |= 0x80
+        out.append(b)
+        if not n:
+            return bytes(out)
+
+
+def mstr(s):
+    if isinstance(s, str):
+        s = s.encode("utf-8")
+    return struct.pack("!H", len(s)) + s
+
+
+def packet(first_byte, body):
+    return bytes([first_byte]) + varint(len(body)) + body
+
+
+def connect_packet(client_id, clean=True, keepalive=60, will=None, username=None,
+                   password=None, proto_name="MQTT", level=4, flags_extra=0,
+                   raw_client_id=None):
+    """will = (topic, payload, qos, retain)."""
+    flags = flags_extra
+    if clean:
+        flags |= 0x02
+    payload = raw_client_id if raw_client_id is not None else mstr(client_id)
+    if will:
+        topic, msg, qos, retain = will
+        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+        payload += mstr(topic) + mstr(msg)
+    if username is not None:
+        flags |= 0x80
+        payload += mstr(username)
+    if password is not None:
+        flags |= 0x40
+        payload += mstr(password)
+    body = mstr(proto_name) + bytes([level, flags]) + struct.pack("!H", keepalive) + payload
+    return packet(0x10, body)
+
+
+def publish_packet(topic, payload=b"", qos=0, retain=False, dup=False, pid=None):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    fb = 0x30 | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
+    body = mstr(topic)
+    if qos:
+        body += struct.pack("!H", pid if pid is not None else 1)
+    return packet(fb, body + payload)
+
+
+def subscribe_packet(pid, filters, first_byte=0x82):
+    """filters: list of (filter, qos)."""
+    body = struct.pack("!H", pid)
+    for f, q in filters:
+        body += mstr(f) + bytes([q])
+    return packet(first_byte, body)
+
+
+def unsubscribe_packet(pid, filters):
+    body = struct.pack("!H", pid)
+    for f in filters:
+        body += mstr(f)
+    return packet(0xA2, body)
+
+
+def ack_packet(kind, pid):
+    fb = {PUBACK: 0x40, PUBREC: 0x50, PUBREL: 0x62, PUBCOMP: 0x70}[kind]
+    return bytes([fb, 2]) + struct.pack("!H", pid)
+
+
+def parse_publish(flags, body):
+    """Returns dict(topic, payload, qos, retain, dup, pid)."""
+    tl = struct.unpack("!H", body[:2])[0]
+    topic = body[2:2 + tl].decode("utf-8")
+    qos = (flags >> 1) & 3
+    off = 2 + tl
+    pid = None
+    if qos:
+        pid = struct.unpack("!H", body[off:off + 2])[0]
+        off += 2
+    return dict(topic=topic, payload=bytes(body[off:]), qos=qos, retain=bool(flags & 1),
+                dup=bool(flags & 8), pid=pid)
+
+
+class Closed(Exception):
+    def __str__(self):
+        return "connection closed by the broker"
+
+
+class RawClient:
+    """A plain TCP socket that speaks MQTT packet by packet."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.timeout = timeout
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def try_send(self, data):
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def _fill(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        self.sock.settimeout(remaining)
+        try:
+            d = self.sock.recv(65536)
+        except ConnectionResetError:
+            d = b""
+        if not d:
+            raise Closed()
+        self.buf += d
+
+    def read_packet(self, timeout=None):
+        """Returns (type, flags, body). Raises Closed on EOF, socket.timeout."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while True:
+            if len(self.buf) >= 2:
+                n, mult, i = 0, 1, 1
+                complete = False
+                while i < len(self.buf) and i <= 4:
+                    b = self.buf[i]
+                    n += (b & 0x7F) * mult
+                    mult *= 128
+                    i += 1
+                    if not b & 0x80:
+                        complete = True
+                        break
+                if complete and len(self.buf) >= i + n:
+                    fb = self.buf[0]
+                    body = bytes(self.buf[i:i + n])
+                    del self.buf[:i + n]
+                    return fb >> 4, fb & 0x0F, body
+            self._fill(deadline)
+
+    def expect(self, ptype, timeout=None):
+        t, f, body = self.read_packet(timeout)
+        if t != ptype:
+            raise TestFailure("expected packet type %d, got %d (flags %x body %r)" %
+                              (ptype, t, f, body[:40]))
+        return f, body
+
+    def connect(self, client_id, expect_rc=0, **kw):
+        self.send(connect_packet(client_id, **kw))
+        _, body = self.expect(CONNACK)
+        check(len(body) == 2, "CONNACK remaining length %d" % len(body))
+        if expect_rc is not None:
+            check(body[1] == expect_rc, "CONNACK rc %d, expected %d" % (body[1], expect_rc))
+        return body[0] & 1, body[1]
+
+    def subscribe(self, pid, filters):
+        self.send(subscribe_packet(pid, filters))
+        _, body = self.expect(SUBACK)
+        check(struct.unpack("!H", body[:2])[0] == pid, "SUBACK packet id mismatch")
+        return list(body[2:])
+
+    def publish(self, topic, payload, qos=0, pid=1, retain=False, dup=False):
+        """Publish and complete the acknowledgement flow for qos."""
+        self.send(publish_packet(topic, payload, qos=qos, retain=retain, dup=dup, pid=pid))
+        if qos == 1:
+            _, body = self.expect(PUBACK)
+            check(body == struct.pack("!H", pid), "PUBACK %r, want id %d" % (body, pid))
+        elif qos == 2:
+            _, body = self.expect(PUBREC)
+            check(body == struct.pack("!H", pid), "PUBREC %r, want id %d" % (body, pid))
+            self.send(ack_packet(PUBREL, pid))
+            _, body = self.expect(PUBCOMP)
+            check(body == struct.pack("!H", pid), "PUBCOMP %r, want id %d" % (body, pid))
+
+    def read_publish(self, timeout=None):
+        f, body = self.expect(PUBLISH, timeout)
+        return parse_publish(f, body)
+
+    def expect_closed(self, timeout=3.0):
+        """True if the peer closes within timeout (packets before that are dropped)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self._fill(deadline)
+                self.buf.clear()
+        except Closed:
+            return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+    def expect_silence(self, timeout=0.5):
+        """True if nothing arrives and the socket stays open for timeout."""
+        try:
+            self.read_packet(timeout)
+            return False
+        except socket.timeout:
+            return True
+        except Closed:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def abort(self):
+        """Close with RST, the way a crashing client would vanish."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()
+
+
+# ---------------------------------------------------------------- paho
+
+def _paho():
+    import paho.mqtt.client as mqtt
+    return mqtt
+
+
+class Paho:
+    """A paho client with a message queue and bounded waits (paho 1.x API)."""
+
+    def __init__(self, port, client_id="", clean=True, keepalive=60, will=None,
+                 username=None, password=None, ctx=None):
+        mqtt = _paho()
+        self.port = port
+        self.c = mqtt.Client(client_id=client_id, clean_session=clean,
+                             protocol=mqtt.MQTTv311)
+        self.msgs = queue.Queue()
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.connack = None
+        self.subacks = {}
+        self.acked = set()
+        self.lock = threading.Lock()
+        self.keepalive = keepalive
+        if will:
+            t, p, q, r = will
+            self.c.will_set(t, p, q, r)
+        if username is not None:
+            self.c.username_pw_set(username, password)
+        self.c.on_connect = self._on_connect
+        self.c.on_message = lambda c, u, m: self.msgs.put(m)
+        self.c.on_subscribe = self._on_subscribe
+        self.c.on_publish = self._on_publish
+        self.c.on_disconnect = lambda c, u, rc: self.disconnected.set()
+        if ctx is not None:
+            ctx.add_cleanup(self.close)
+
+    def _on_connect(self, c, u, flags, rc):
+        self.connack = (flags.get("session present", 0), rc)
+        self.connected.set()
+
+    def _on_subscribe(self, c, u, mid, granted):
+        with self.lock:
+            self.subacks[mid] = list(granted)
+
+    def _on_publish(self, c, u, mid):
+        with self.lock:
+            self.acked.add(mid)
+
+    def connect(self, timeout=5.0, expect_rc=0):
+        self.c.connect(HOST, self.port, self.keepalive)
+        self.c.loop_start()
+        check(self.connected.wait(timeout), "paho: no CONNACK within %.1fs" % timeout)
+        if expect_rc is not None:
+            check(self.connack[1] == expect_rc, "paho: CONNACK rc %d" % self.connack[1])
+        return self.connack
+
+    def subscribe(self, topic, qos=0, timeout=5.0):
+        rc, mid = self.c.subscribe(topic, qos)
+        check(rc == 0, "paho subscribe rc %d" % rc)
+        ok = wait_until(lambda: mid in self.subacks, timeout)
+        check(ok, "paho: no SUBACK for %r" % (topic,))
+        return self.subacks[mid]
+
+    def publish(self, topic, payload, qos=0, retain=False, timeout=5.0, wait=True):
+        info = self.c.publish(topic, payload, qos, retain)
+        if wait and qos > 0:
+            ok = wait_until(lambda: info.mid in self.acked, timeout)
+            check(ok, "paho: publish of %r qos %d not acknowledged" % (topic, qos))
+        return info.mid
+
+    def get(self, timeout=3.0):
+        try:
+            return self.msgs.get(timeout=timeout)
+        except queue.Empty:
+            raise TestFailure("paho: no message within %.1fs" % timeout)
+
+    def get_n(self, n, timeout=5.0):
+        end = time.monotonic() + timeout
+        out = []
+        while len(out) < n:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TestFailure("paho: got %d of %d messages" % (len(out), n))
+            try:
+                out.append(self.msgs.get(timeout=left))
+            except queue.Empty:
+                pass
+        return out
+
+    def none(self, timeout=0.5):
+        try:
+            m = self.msgs.get(timeout=timeout)
+            return m
+        except queue.Empty:
+            return None
+
+    def disconnect(self):
+        self.c.disconnect()
+        self.disconnected.wait(2.0)
+        self.c.loop_stop()
+
+    def close(self):
+        try:
+            self.c.disconnect()
+        except Exception:
+            pass
+        try:
+            self.c.loop_stop()
+        except Exception:
+            pass

@@ -1,0 +1,216 @@
+"""CONNECT / CONNACK: return codes, session present, client id rules, and
+CONNECTs the broker must refuse by closing the socket."""
+
+import socket
+import time
+
+from harness import (CONNACK, Closed, RawClient, check, connect_packet, mstr, packet,
+                     publish_packet, require_cairn)
+
+
+def _closed_without_connack(c, timeout=3.0):
+    """The broker closes the socket and sends no CONNACK first."""
+    try:
+        t, _, body = c.read_packet(timeout)
+    except Closed:
+        return
+    except socket.timeout:
+        raise AssertionError("socket neither answered nor closed within %.1fs" % timeout)
+    raise AssertionError("broker answered with packet type %d %r instead of closing" %
+                         (t, body))
+
+
+# covers: MQTT-3.1.2-2 MQTT-3.2.2-4 MQTT-3.2.2-5
+def test_connack_unsupported_protocol_level(ctx):
+    b = ctx.broker()
+    for level in (2, 7, 255):
+        c = RawClient(b.port)
+        c.send(connect_packet("lvl%d" % level, level=level))
+        _, body = c.expect(CONNACK)
+        check(body == b"\x00\x01", "level %d: CONNACK %r, want 00 01" % (level, body))
+        check(c.expect_closed(2), "level %d: socket left open after CONNACK 0x01" % level)
+        c.close()
+    b.assert_serves()
+
+
+# covers: MQTT-3.1.3-8 MQTT-3.1.3-9 MQTT-3.2.2-4 MQTT-3.2.2-5
+def test_connack_zero_length_id_persistent_rejected(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    c.send(connect_packet("", clean=False))
+    _, body = c.expect(CONNACK)
+    check(body == b"\x00\x02", "CONNACK %r, want 00 02" % body)
+    check(c.expect_closed(2), "socket left open after CONNACK 0x02")
+    b.assert_serves()
+
+
+# covers: MQTT-3.2.2-4 MQTT-3.2.2-5 MQTT-3.1.4-5
+def test_connack_not_authorized(ctx):
+    b = ctx.broker(allow_anonymous="false")
+    c = RawClient(b.port)
+    # A PUBLISH right behind the rejected CONNECT must not be processed.
+    c.send(connect_packet("anon") + publish_packet("leak/t", b"x", retain=True))
+    _, body = c.expect(CONNACK)
+    check(body == b"\x00\x05", "CONNACK %r, want 00 05" % body)
+    check(c.expect_closed(2), "socket left open after CONNACK 0x05")
+
+
+# covers: MQTT-3.1.3-6 MQTT-3.2.2-1 MQTT-3.1.4-4 MQTT-3.2.0-1
+def test_zero_length_id_with_clean_session_accepted(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    c.send(connect_packet("", clean=True))
+    t, _, body = c.read_packet()
+    check(t == CONNACK, "first packet from server is type %d, not CONNACK" % t)
+    check(body == b"\x00\x00", "CONNACK %r, want 00 00" % body)
+    check(c.subscribe(1, [("z/t", 1)]) == [1], "SUBACK for assigned-id client")
+    c2 = RawClient(b.port)
+    c2.connect("", clean=True)  # a second anonymous id must not take over the first
+    c2.send(publish_packet("z/t", b"hi", qos=0))
+    m = c.read_publish()
+    check(m["payload"] == b"hi", "assigned-id client lost its subscription")
+
+
+# covers: MQTT-3.2.2-1 MQTT-3.2.2-2 MQTT-3.2.2-3 MQTT-3.1.2-4 MQTT-3.1.2-6 MQTT-3.1.4-3 MQTT-3.1.3-2
+def test_session_present_flag(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    sp, _ = c.connect("sp-client", clean=False)
+    check(sp == 0, "first clean_session=0 connect: session present %d" % sp)
+    c.subscribe(1, [("sp/t", 1)])
+    c.send(b"\xe0\x00")
+    c.expect_closed(2)
+    c = RawClient(b.port)
+    sp, _ = c.connect("sp-client", clean=False)
+    check(sp == 1, "reconnect clean_session=0: session present %d, want 1" % sp)
+    c.send(b"\xe0\x00")
+    c.expect_closed(2)
+    c = RawClient(b.port)
+    sp, _ = c.connect("sp-client", clean=True)
+    check(sp == 0, "clean_session=1: session present %d, want 0" % sp)
+    c.send(b"\xe0\x00")
+    c.expect_closed(2)
+    c = RawClient(b.port)
+    sp, _ = c.connect("sp-client", clean=False)
+    check(sp == 0, "session discarded by clean_session=1 came back (session present 1)")
+
+
+# covers: MQTT-3.1.0-2 MQTT-4.8.0-1
+def test_second_connect_closes(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    c.connect("twice")
+    c.send(connect_packet("twice"))
+    check(c.expect_closed(2), "second CONNECT did not close the connection")
+    b.assert_serves()
+
+
+# covers: MQTT-3.1.0-1
+def test_first_packet_not_connect_closes(ctx):
+    b = ctx.broker()
+    for first in (publish_packet("a/b", b"x"), b"\xc0\x00",
+                  b"\x82\xff\xff\xff\x7f" + b"\x00" * 16):
+        c = RawClient(b.port)
+        c.send(first)
+        _closed_without_connack(c)
+        check(c.expect_closed(2), "first packet %r did not close" % first[:6])
+        c.close()
+    b.assert_serves()
+
+
+def test_connect_timeout_closes_silent_socket(ctx):
+    require_cairn("connect_timeout is a cairn-only key")
+    b = ctx.broker(connect_timeout=1)
+    c = RawClient(b.port)
+    t0 = time.monotonic()
+    check(c.expect_closed(4), "silent socket still open after 4s with connect_timeout 1")
+    dt = time.monotonic() - t0
+    check(dt >= 0.5, "silent socket closed after only %.2fs" % dt)
+    b.assert_serves()
+
+
+# covers: MQTT-3.1.3-5
+def test_mqisdp_level3_and_long_ids_accepted(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    c.connect("mqisdp-client", proto_name="MQIsdp", level=3)
+    check(c.subscribe(3, [("old/t", 1)]) == [1], "MQIsdp client SUBACK")
+    c2 = RawClient(b.port)
+    c2.connect("abcdefghijklmnopqrstuvW")  # 23 characters, all allowed
+
+
+# covers: MQTT-3.1.2-1 MQTT-3.1.4-1
+def test_wrong_protocol_name_closes_without_connack(ctx):
+    b = ctx.broker()
+    for name, level in (("MQTX", 4), ("mqtt", 4), ("MQTT\u00e9", 4)):
+        c = RawClient(b.port)
+        c.send(connect_packet("pn", proto_name=name, level=level))
+        _closed_without_connack(c)
+        c.close()
+    b.assert_serves()
+
+
+# covers: MQTT-3.1.2-3
+def test_connect_reserved_flag_closes(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    c.send(connect_packet("resv", flags_extra=0x01))
+    _closed_without_connack(c)
+    b.assert_serves()
+
+
+# covers: MQTT-3.1.2-13 MQTT-3.1.2-14 MQTT-3.1.2-15 MQTT-3.1.2-22 MQTT-3.1.2-11
+def test_inconsistent_connect_flags_close(ctx):
+    b = ctx.broker()
+    cases = [
+        ("will qos without will flag", connect_packet("f1", flags_extra=0x08)),
+        ("will retain without will flag", connect_packet("f2", flags_extra=0x20)),
+        ("will qos 3", connect_packet("f3", will=("w/t", b"x", 3, False))),
+        ("password without username", connect_packet("f4", password=b"pw")),
+    ]
+    for what, pkt in cases:
+        c = RawClient(b.port)
+        c.send(pkt)
+        try:
+            t, _, body = c.read_packet(3)
+            raise AssertionError("%s: broker answered type %d %r" % (what, t, body))
+        except AssertionError:
+            raise
+        except Exception:
+            pass
+        c.close()
+    b.assert_serves()
+
+
+# covers: MQTT-1.5.3-1 MQTT-1.5.3-2 MQTT-3.1.3-4
+def test_invalid_utf8_client_id_closes(ctx):
+    b = ctx.broker()
+    for raw in (b"ab\xc3\x28", b"a\x00b", b"x\xed\xa0\x80y", b"\xff\xfe"):
+        c = RawClient(b.port)
+        c.send(connect_packet(None, raw_client_id=mstr(raw)))
+        try:
+            t, _, body = c.read_packet(3)
+            check(t == CONNACK and body[1] != 0,
+                  "client id %r accepted (type %d %r)" % (raw, t, body))
+        except AssertionError:
+            raise
+        except Exception:
+            pass
+        check(c.expect_closed(2), "client id %r: socket left open" % raw)
+        c.close()
+    b.assert_serves()
+
+
+# covers: MQTT-1.5.3-3
+def test_bom_in_client_id_kept(ctx):
+    b = ctx.broker()
+    c = RawClient(b.port)
+    c.send(connect_packet(None, raw_client_id=mstr(b"\xef\xbb\xbfid"), clean=False))
+    _, body = c.expect(CONNACK)
+    check(body[1] == 0, "client id with U+FEFF rejected: %r" % body)
+    c.send(b"\xe0\x00")
+    c.expect_closed(2)
+    # The BOM is part of the id: "id" alone is a different, new session.
+    c = RawClient(b.port)
+    sp, _ = c.connect("id", clean=False)
+    check(sp == 0, "client id 'id' found the session of '\\ufeffid'")
