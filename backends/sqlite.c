@@ -1,0 +1,1031 @@
+/*
+ * The SQLite backend: one WAL-mode database file, <location>/cairn.db, whose
+ * plain schema is an operator interface (see cairn-sqlite(5)). Staged writes
+ * run inside one IMMEDIATE transaction and are also logged in memory, so a
+ * batch whose COMMIT fails is rolled back and replayed on the next commit.
+ */
+#include "cairn/store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "util.h"
+
+/* Schema migrations: entry v turns a version v-1 database into version v.
+ * Only ever append; never edit a released entry. */
+static const char *const sq_migrations[] = {
+	NULL, /* version 0: the empty database */
+	"CREATE TABLE schema_version(version INTEGER NOT NULL);"
+	"CREATE TABLE sessions(client_id TEXT PRIMARY KEY, username TEXT,"
+	" next_packet_id INTEGER NOT NULL, will_topic TEXT, will_payload BLOB,"
+	" will_qos INTEGER, will_retain INTEGER, connected INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL);"
+	"CREATE TABLE subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
+	" qos INTEGER NOT NULL, PRIMARY KEY(client_id, filter));"
+	"CREATE TABLE messages(msg_id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+	" payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+	" stored_at INTEGER NOT NULL);"
+	"CREATE TABLE deliveries(client_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" msg_id INTEGER NOT NULL, packet_id INTEGER NOT NULL, qos INTEGER NOT NULL,"
+	" state TEXT NOT NULL CHECK(state IN ('queued','sent','pubrec')),"
+	" PRIMARY KEY(client_id, seq));"
+	"CREATE TABLE inflight_in(client_id TEXT NOT NULL, packet_id INTEGER NOT NULL,"
+	" PRIMARY KEY(client_id, packet_id));"
+	"CREATE TABLE retained(topic TEXT PRIMARY KEY, payload BLOB NOT NULL,"
+	" qos INTEGER NOT NULL, stored_at INTEGER NOT NULL);",
+};
+
+#define SQ_SCHEMA_VERSION ((int)(sizeof(sq_migrations) / sizeof(sq_migrations[0])) - 1)
+
+enum sq_stmt {
+	SQ_BEGIN,
+	SQ_COMMIT,
+	SQ_ROLLBACK,
+	SQ_SESSION_PUT,
+	SQ_SESSION_DEL,
+	SQ_SESSION_DEL_SUBS,
+	SQ_SESSION_DEL_DELIVERIES,
+	SQ_SESSION_DEL_INFLIGHT,
+	SQ_SUB_PUT,
+	SQ_SUB_DEL,
+	SQ_MESSAGE_PUT,
+	SQ_MESSAGE_DEL,
+	SQ_DELIVERY_PUT,
+	SQ_DELIVERY_DEL,
+	SQ_INFLIGHT_PUT,
+	SQ_INFLIGHT_DEL,
+	SQ_RETAINED_PUT,
+	SQ_RETAINED_DEL,
+	SQ_LOAD_SESSIONS,
+	SQ_LOAD_SUBS,
+	SQ_LOAD_MESSAGES,
+	SQ_LOAD_DELIVERIES,
+	SQ_LOAD_INFLIGHT,
+	SQ_LOAD_RETAINED,
+	SQ_NSTMT
+};
+
+static const char *const sq_sql[SQ_NSTMT] = {
+	[SQ_BEGIN] = "BEGIN IMMEDIATE",
+	[SQ_COMMIT] = "COMMIT",
+	[SQ_ROLLBACK] = "ROLLBACK",
+	[SQ_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(client_id, username, next_packet_id,"
+			   " will_topic, will_payload, will_qos, will_retain, connected, updated_at)"
+			   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[SQ_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
+	[SQ_SESSION_DEL_SUBS] = "DELETE FROM subscriptions WHERE client_id = ?1",
+	[SQ_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE client_id = ?1",
+	[SQ_SESSION_DEL_INFLIGHT] = "DELETE FROM inflight_in WHERE client_id = ?1",
+	[SQ_SUB_PUT] = "INSERT OR REPLACE INTO subscriptions(client_id, filter, qos)"
+		       " VALUES(?1, ?2, ?3)",
+	[SQ_SUB_DEL] = "DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2",
+	[SQ_MESSAGE_PUT] = "INSERT OR REPLACE INTO messages(msg_id, topic, payload, qos, retain,"
+			   " stored_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_MESSAGE_DEL] = "DELETE FROM messages WHERE msg_id = ?1",
+	[SQ_DELIVERY_PUT] = "INSERT OR REPLACE INTO deliveries(client_id, seq, msg_id, packet_id,"
+			    " qos, state) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[SQ_DELIVERY_DEL] = "DELETE FROM deliveries WHERE client_id = ?1 AND seq = ?2",
+	[SQ_INFLIGHT_PUT] = "INSERT OR REPLACE INTO inflight_in(client_id, packet_id)"
+			    " VALUES(?1, ?2)",
+	[SQ_INFLIGHT_DEL] = "DELETE FROM inflight_in WHERE client_id = ?1 AND packet_id = ?2",
+	[SQ_RETAINED_PUT] = "INSERT OR REPLACE INTO retained(topic, payload, qos, stored_at)"
+			    " VALUES(?1, ?2, ?3, ?4)",
+	[SQ_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
+	/* Every load query walks a primary key index: rows stream in key
+	 * order without a sort step holding them all in memory. */
+	[SQ_LOAD_SESSIONS] = "SELECT client_id, username, next_packet_id, will_topic, will_payload,"
+			     " will_qos, will_retain, connected FROM sessions ORDER BY client_id",
+	[SQ_LOAD_SUBS] = "SELECT client_id, filter, qos FROM subscriptions"
+			 " ORDER BY client_id, filter",
+	[SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain FROM messages"
+			     " ORDER BY msg_id",
+	[SQ_LOAD_DELIVERIES] = "SELECT client_id, seq, msg_id, packet_id, qos, state FROM deliveries"
+			       " ORDER BY client_id, seq",
+	[SQ_LOAD_INFLIGHT] = "SELECT client_id, packet_id FROM inflight_in"
+			     " ORDER BY client_id, packet_id",
+	[SQ_LOAD_RETAINED] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
+};
+
+enum sq_op_kind {
+	SQ_OP_SESSION_PUT,
+	SQ_OP_SESSION_DEL,
+	SQ_OP_SUB_PUT,
+	SQ_OP_SUB_DEL,
+	SQ_OP_MESSAGE_PUT,
+	SQ_OP_MESSAGE_DEL,
+	SQ_OP_DELIVERY_PUT,
+	SQ_OP_DELIVERY_DEL,
+	SQ_OP_INFLIGHT_PUT,
+	SQ_OP_INFLIGHT_DEL,
+	SQ_OP_RETAINED_PUT,
+	SQ_OP_RETAINED_DEL
+};
+
+/* One staged write, kept until its batch commits so that a batch whose
+ * transaction was lost can be replayed. Strings and payloads are owned
+ * copies (s1..s3, blob) the record's pointers refer to. */
+struct sq_op {
+	struct sq_op *next;
+	enum sq_op_kind kind;
+	union {
+		struct cairn_session_rec session;
+		struct cairn_sub_rec sub;
+		struct cairn_msg_rec msg;
+		struct cairn_delivery_rec delivery;
+		struct cairn_inflight_in_rec inflight;
+	} u;
+	char *s1, *s2, *s3;
+	uint8_t *blob;
+};
+
+struct cairn_store {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *stmt[SQ_NSTMT];
+	struct sq_op *head, *tail; /* the staged batch */
+	bool broken; /* the open transaction lacks part of the batch: replay */
+	/* Test knob sqlite_max_page_count: re-read before each replay so a
+	 * test can lift the limit. Kept only when set at open. */
+	const char *(*get)(void *arg, const char *key);
+	void *get_arg;
+};
+
+static int sq_map(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_FULL:
+		return CAIRN_EFULL;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return CAIRN_ECORRUPT;
+	case SQLITE_NOMEM:
+		return CAIRN_ENOMEM;
+	default:
+		return CAIRN_EIO;
+	}
+}
+
+static void sq_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void sq_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Step a write statement to completion, then reset it and drop its
+ * bindings (they may point at the caller's borrowed strings). */
+static int sq_run(sqlite3_stmt *stmt)
+{
+	int rc = sqlite3_step(stmt);
+
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sq_map(rc);
+}
+
+static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, i);
+}
+
+/* Payloads are always BLOBs: an empty one is a zero-length blob, not NULL. */
+static void bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
+{
+	if (len > 0)
+		sqlite3_bind_blob(stmt, i, p, (int)len, SQLITE_STATIC);
+	else
+		sqlite3_bind_zeroblob(stmt, i, 0);
+}
+
+static const char *state_name(uint8_t state)
+{
+	switch (state) {
+	case CAIRN_DELIVERY_SENT:
+		return "sent";
+	case CAIRN_DELIVERY_PUBREC:
+		return "pubrec";
+	default:
+		return "queued";
+	}
+}
+
+static int state_parse(const char *s)
+{
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "queued") == 0)
+		return CAIRN_DELIVERY_QUEUED;
+	if (strcmp(s, "sent") == 0)
+		return CAIRN_DELIVERY_SENT;
+	if (strcmp(s, "pubrec") == 0)
+		return CAIRN_DELIVERY_PUBREC;
+	return -1;
+}
+
+/* ---- executing one staged write inside the open transaction ---- */
+
+static int sq_exec_op(struct cairn_store *st, const struct sq_op *op)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	switch (op->kind) {
+	case SQ_OP_SESSION_PUT: {
+		const struct cairn_session_rec *r = &op->u.session;
+
+		s = st->stmt[SQ_SESSION_PUT];
+		bind_text(s, 1, r->client_id);
+		bind_text(s, 2, r->username);
+		sqlite3_bind_int(s, 3, r->next_packet_id);
+		if (r->has_will) {
+			bind_text(s, 4, r->will_topic);
+			bind_blob(s, 5, r->will_payload, r->will_payload_len);
+			sqlite3_bind_int(s, 6, r->will_qos);
+			sqlite3_bind_int(s, 7, r->will_retain);
+		}
+		sqlite3_bind_int(s, 8, r->connected);
+		sqlite3_bind_int64(s, 9, (sqlite3_int64)time(NULL));
+		return sq_run(s);
+	}
+	case SQ_OP_SESSION_DEL: {
+		static const enum sq_stmt del[] = { SQ_SESSION_DEL, SQ_SESSION_DEL_SUBS,
+						    SQ_SESSION_DEL_DELIVERIES,
+						    SQ_SESSION_DEL_INFLIGHT };
+
+		for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++) {
+			s = st->stmt[del[i]];
+			bind_text(s, 1, op->u.session.client_id);
+			if ((rc = sq_run(s)) != 0)
+				return rc;
+		}
+		return 0;
+	}
+	case SQ_OP_SUB_PUT:
+		s = st->stmt[SQ_SUB_PUT];
+		bind_text(s, 1, op->u.sub.client_id);
+		bind_text(s, 2, op->u.sub.filter);
+		sqlite3_bind_int(s, 3, op->u.sub.qos);
+		return sq_run(s);
+	case SQ_OP_SUB_DEL:
+		s = st->stmt[SQ_SUB_DEL];
+		bind_text(s, 1, op->u.sub.client_id);
+		bind_text(s, 2, op->u.sub.filter);
+		return sq_run(s);
+	case SQ_OP_MESSAGE_PUT:
+		s = st->stmt[SQ_MESSAGE_PUT];
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->u.msg.msg_id);
+		bind_text(s, 2, op->u.msg.topic);
+		bind_blob(s, 3, op->u.msg.payload, op->u.msg.payload_len);
+		sqlite3_bind_int(s, 4, op->u.msg.qos);
+		sqlite3_bind_int(s, 5, op->u.msg.retain);
+		sqlite3_bind_int64(s, 6, (sqlite3_int64)time(NULL));
+		return sq_run(s);
+	case SQ_OP_MESSAGE_DEL:
+		s = st->stmt[SQ_MESSAGE_DEL];
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->u.msg.msg_id);
+		return sq_run(s);
+	case SQ_OP_DELIVERY_PUT: {
+		const struct cairn_delivery_rec *r = &op->u.delivery;
+
+		s = st->stmt[SQ_DELIVERY_PUT];
+		bind_text(s, 1, r->client_id);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)r->seq);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)r->msg_id);
+		sqlite3_bind_int(s, 4, r->packet_id);
+		sqlite3_bind_int(s, 5, r->qos);
+		bind_text(s, 6, state_name(r->state));
+		return sq_run(s);
+	}
+	case SQ_OP_DELIVERY_DEL:
+		s = st->stmt[SQ_DELIVERY_DEL];
+		bind_text(s, 1, op->u.delivery.client_id);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)op->u.delivery.seq);
+		return sq_run(s);
+	case SQ_OP_INFLIGHT_PUT:
+	case SQ_OP_INFLIGHT_DEL:
+		s = st->stmt[op->kind == SQ_OP_INFLIGHT_PUT ? SQ_INFLIGHT_PUT : SQ_INFLIGHT_DEL];
+		bind_text(s, 1, op->u.inflight.client_id);
+		sqlite3_bind_int(s, 2, op->u.inflight.packet_id);
+		return sq_run(s);
+	case SQ_OP_RETAINED_PUT:
+		s = st->stmt[SQ_RETAINED_PUT];
+		bind_text(s, 1, op->u.msg.topic);
+		bind_blob(s, 2, op->u.msg.payload, op->u.msg.payload_len);
+		sqlite3_bind_int(s, 3, op->u.msg.qos);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+		return sq_run(s);
+	case SQ_OP_RETAINED_DEL:
+		s = st->stmt[SQ_RETAINED_DEL];
+		bind_text(s, 1, op->u.msg.topic);
+		return sq_run(s);
+	}
+	return CAIRN_EINVAL;
+}
+
+/* ---- the staged batch ---- */
+
+static char *dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static struct sq_op *op_new(enum sq_op_kind kind)
+{
+	struct sq_op *op = xcalloc(1, sizeof(*op));
+
+	op->kind = kind;
+	return op;
+}
+
+static void op_free(struct sq_op *op)
+{
+	free(op->s1);
+	free(op->s2);
+	free(op->s3);
+	free(op->blob);
+	free(op);
+}
+
+static void log_clear(struct cairn_store *st)
+{
+	struct sq_op *op, *next;
+
+	for (op = st->head; op != NULL; op = next) {
+		next = op->next;
+		op_free(op);
+	}
+	st->head = st->tail = NULL;
+}
+
+static bool in_txn(const struct cairn_store *st)
+{
+	return sqlite3_get_autocommit(st->db) == 0;
+}
+
+/*
+ * Add op to the batch and run it in the open transaction (beginning one if
+ * needed). If running it fails, the transaction no longer matches the
+ * batch: commit() replays the whole log and reports the error then, so a
+ * staging call itself only fails when it cannot record the write.
+ */
+static int sq_stage(struct cairn_store *st, struct sq_op *op)
+{
+	int rc = 0;
+
+	if (st->tail != NULL)
+		st->tail->next = op;
+	else
+		st->head = op;
+	st->tail = op;
+	if (st->broken)
+		return 0;
+	if (!in_txn(st))
+		rc = sq_run(st->stmt[SQ_BEGIN]);
+	if (rc == 0)
+		rc = sq_exec_op(st, op);
+	if (rc != 0)
+		st->broken = true;
+	return 0;
+}
+
+static int apply_page_knob(struct cairn_store *st, const char *val)
+{
+	char sql[64];
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(val, &end, 10);
+	if (errno != 0 || end == val || *end != '\0' || n < 0)
+		return CAIRN_EINVAL;
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %ld", n);
+	return sq_map(sqlite3_exec(st->db, sql, NULL, NULL, NULL));
+}
+
+/* Roll back whatever is open and run the whole logged batch again in a
+ * fresh transaction. */
+static int sq_replay(struct cairn_store *st)
+{
+	const char *knob;
+	int rc;
+
+	if (in_txn(st))
+		sq_run(st->stmt[SQ_ROLLBACK]);
+	if (st->get != NULL && (knob = st->get(st->get_arg, "sqlite_max_page_count")) != NULL)
+		apply_page_knob(st, knob);
+	rc = sq_run(st->stmt[SQ_BEGIN]);
+	for (const struct sq_op *op = st->head; rc == 0 && op != NULL; op = op->next)
+		rc = sq_exec_op(st, op);
+	return rc;
+}
+
+/* A failed COMMIT keeps the batch: the transaction is rolled back (it may
+ * already be) and the log is replayed by the next commit. */
+static int sq_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg)
+{
+	int rc = 0;
+
+	(void)done;
+	(void)arg;
+	if (st->head == NULL && !in_txn(st))
+		return 0;
+	if (st->broken)
+		rc = sq_replay(st);
+	if (rc == 0)
+		rc = sq_run(st->stmt[SQ_COMMIT]);
+	if (rc != 0) {
+		if (in_txn(st))
+			sq_run(st->stmt[SQ_ROLLBACK]);
+		st->broken = true;
+		return rc;
+	}
+	st->broken = false;
+	log_clear(st);
+	return 0;
+}
+
+static int sq_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
+{
+	struct sq_op *op = op_new(SQ_OP_SESSION_PUT);
+
+	op->u.session = *rec;
+	op->u.session.client_id = op->s1 = xstrdup(rec->client_id);
+	op->u.session.username = op->s2 = dup_or_null(rec->username);
+	if (rec->has_will) {
+		op->u.session.will_topic = op->s3 = dup_or_null(rec->will_topic);
+		if (rec->will_payload_len > 0)
+			op->blob = xmemdup(rec->will_payload, rec->will_payload_len);
+		op->u.session.will_payload = op->blob;
+	}
+	return sq_stage(st, op);
+}
+
+static int sq_session_delete(struct cairn_store *st, const char *client_id)
+{
+	struct sq_op *op = op_new(SQ_OP_SESSION_DEL);
+
+	op->u.session.client_id = op->s1 = xstrdup(client_id);
+	return sq_stage(st, op);
+}
+
+static int sq_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
+{
+	struct sq_op *op = op_new(SQ_OP_SUB_PUT);
+
+	op->u.sub.client_id = op->s1 = xstrdup(rec->client_id);
+	op->u.sub.filter = op->s2 = xstrdup(rec->filter);
+	op->u.sub.qos = rec->qos;
+	return sq_stage(st, op);
+}
+
+static int sq_sub_delete(struct cairn_store *st, const char *client_id, const char *filter)
+{
+	struct sq_op *op = op_new(SQ_OP_SUB_DEL);
+
+	op->u.sub.client_id = op->s1 = xstrdup(client_id);
+	op->u.sub.filter = op->s2 = xstrdup(filter);
+	return sq_stage(st, op);
+}
+
+static struct sq_op *msg_op(enum sq_op_kind kind, const struct cairn_msg_rec *rec)
+{
+	struct sq_op *op = op_new(kind);
+
+	op->u.msg = *rec;
+	op->u.msg.topic = op->s1 = xstrdup(rec->topic);
+	if (rec->payload_len > 0)
+		op->blob = xmemdup(rec->payload, rec->payload_len);
+	op->u.msg.payload = op->blob;
+	return op;
+}
+
+static int sq_message_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
+{
+	return sq_stage(st, msg_op(SQ_OP_MESSAGE_PUT, rec));
+}
+
+static int sq_message_delete(struct cairn_store *st, uint64_t msg_id)
+{
+	struct sq_op *op = op_new(SQ_OP_MESSAGE_DEL);
+
+	op->u.msg.msg_id = msg_id;
+	return sq_stage(st, op);
+}
+
+static int sq_delivery_put(struct cairn_store *st, const struct cairn_delivery_rec *rec)
+{
+	struct sq_op *op = op_new(SQ_OP_DELIVERY_PUT);
+
+	op->u.delivery = *rec;
+	op->u.delivery.client_id = op->s1 = xstrdup(rec->client_id);
+	return sq_stage(st, op);
+}
+
+static int sq_delivery_delete(struct cairn_store *st, const char *client_id, uint64_t seq)
+{
+	struct sq_op *op = op_new(SQ_OP_DELIVERY_DEL);
+
+	op->u.delivery.client_id = op->s1 = xstrdup(client_id);
+	op->u.delivery.seq = seq;
+	return sq_stage(st, op);
+}
+
+static int sq_inflight_in_put(struct cairn_store *st, const struct cairn_inflight_in_rec *rec)
+{
+	struct sq_op *op = op_new(SQ_OP_INFLIGHT_PUT);
+
+	op->u.inflight.client_id = op->s1 = xstrdup(rec->client_id);
+	op->u.inflight.packet_id = rec->packet_id;
+	return sq_stage(st, op);
+}
+
+static int sq_inflight_in_delete(struct cairn_store *st, const char *client_id,
+				 uint16_t packet_id)
+{
+	struct sq_op *op = op_new(SQ_OP_INFLIGHT_DEL);
+
+	op->u.inflight.client_id = op->s1 = xstrdup(client_id);
+	op->u.inflight.packet_id = packet_id;
+	return sq_stage(st, op);
+}
+
+static int sq_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
+{
+	return sq_stage(st, msg_op(SQ_OP_RETAINED_PUT, rec));
+}
+
+static int sq_retained_delete(struct cairn_store *st, const char *topic)
+{
+	struct sq_op *op = op_new(SQ_OP_RETAINED_DEL);
+
+	op->u.msg.topic = op->s1 = xstrdup(topic);
+	return sq_stage(st, op);
+}
+
+/* ---- load ---- */
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+/* A payload column: NULL (only an operator's hand can put it there) reads
+ * as empty. */
+static const uint8_t *col_blob(sqlite3_stmt *s, int i, uint32_t *len)
+{
+	const uint8_t *p = sqlite3_column_blob(s, i);
+
+	*len = (uint32_t)sqlite3_column_bytes(s, i);
+	return *len > 0 ? p : (const uint8_t *)"";
+}
+
+static bool qos_ok(sqlite3_int64 q)
+{
+	return q >= 0 && q <= 2;
+}
+
+/*
+ * Turn the current row of stmt kind `which` into a record and hand it to
+ * the visitor. Rows a hand edit made unusable (a NULL key, a QoS out of
+ * range) are skipped rather than loaded half-valid.
+ */
+static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_store_visitor *v)
+{
+	switch (which) {
+	case SQ_LOAD_SESSIONS: {
+		struct cairn_session_rec r = { 0 };
+
+		r.client_id = col_text(s, 0);
+		r.username = col_text(s, 1);
+		r.next_packet_id = (uint16_t)sqlite3_column_int(s, 2);
+		r.will_topic = col_text(s, 3);
+		r.has_will = r.will_topic != NULL;
+		if (r.has_will) {
+			r.will_payload = col_blob(s, 4, &r.will_payload_len);
+			r.will_qos = (uint8_t)sqlite3_column_int(s, 5);
+			r.will_retain = sqlite3_column_int(s, 6) != 0;
+			if (!qos_ok(sqlite3_column_int64(s, 5)))
+				return 0;
+		}
+		r.connected = sqlite3_column_int(s, 7) != 0;
+		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
+	}
+	case SQ_LOAD_SUBS: {
+		struct cairn_sub_rec r = { col_text(s, 0), col_text(s, 1),
+					   (uint8_t)sqlite3_column_int(s, 2) };
+
+		if (r.client_id == NULL || r.filter == NULL || !qos_ok(sqlite3_column_int64(s, 2)))
+			return 0;
+		return v->subscription(v->arg, &r);
+	}
+	case SQ_LOAD_MESSAGES:
+	case SQ_LOAD_RETAINED: {
+		struct cairn_msg_rec r = { 0 };
+		int c = which == SQ_LOAD_MESSAGES ? 1 : 0;
+
+		r.msg_id = which == SQ_LOAD_MESSAGES ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+		r.topic = col_text(s, c);
+		r.payload = col_blob(s, c + 1, &r.payload_len);
+		r.qos = (uint8_t)sqlite3_column_int(s, c + 2);
+		r.retain = which == SQ_LOAD_MESSAGES ? sqlite3_column_int(s, 4) != 0 : true;
+		if (r.topic == NULL || !qos_ok(sqlite3_column_int64(s, c + 2)))
+			return 0;
+		return which == SQ_LOAD_MESSAGES ? v->message(v->arg, &r) : v->retained(v->arg, &r);
+	}
+	case SQ_LOAD_DELIVERIES: {
+		struct cairn_delivery_rec r = { 0 };
+		int state = state_parse(col_text(s, 5));
+
+		r.client_id = col_text(s, 0);
+		r.seq = (uint64_t)sqlite3_column_int64(s, 1);
+		r.msg_id = (uint64_t)sqlite3_column_int64(s, 2);
+		r.packet_id = (uint16_t)sqlite3_column_int(s, 3);
+		r.qos = (uint8_t)sqlite3_column_int(s, 4);
+		if (r.client_id == NULL || state < 0 || !qos_ok(sqlite3_column_int64(s, 4)))
+			return 0;
+		r.state = (uint8_t)state;
+		return v->delivery(v->arg, &r);
+	}
+	case SQ_LOAD_INFLIGHT: {
+		struct cairn_inflight_in_rec r = { col_text(s, 0),
+						   (uint16_t)sqlite3_column_int(s, 1) };
+
+		return r.client_id != NULL ? v->inflight_in(v->arg, &r) : 0;
+	}
+	default:
+		return CAIRN_EINVAL;
+	}
+}
+
+static int sq_load(struct cairn_store *st, const struct cairn_store_visitor *v)
+{
+	const struct {
+		enum sq_stmt stmt;
+		bool wanted;
+	} order[] = {
+		{ SQ_LOAD_SESSIONS, v->session != NULL },
+		{ SQ_LOAD_SUBS, v->subscription != NULL },
+		{ SQ_LOAD_MESSAGES, v->message != NULL },
+		{ SQ_LOAD_DELIVERIES, v->delivery != NULL },
+		{ SQ_LOAD_INFLIGHT, v->inflight_in != NULL },
+		{ SQ_LOAD_RETAINED, v->retained != NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		sqlite3_stmt *s = st->stmt[order[i].stmt];
+		int rc = 0, step;
+
+		if (!order[i].wanted)
+			continue;
+		while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
+			rc = sq_visit_row(s, order[i].stmt, v);
+		if (rc == 0 && step != SQLITE_DONE)
+			rc = sq_map(step);
+		sqlite3_reset(s);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- open and close ---- */
+
+static void sq_free(struct cairn_store *st)
+{
+	for (int i = 0; i < SQ_NSTMT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	if (st->db != NULL)
+		sqlite3_close(st->db);
+	log_clear(st);
+	free(st->path);
+	free(st);
+}
+
+static void sq_close(struct cairn_store *st)
+{
+	if (st == NULL)
+		return;
+	/* Uncommitted staged writes are discarded. */
+	if (st->db != NULL && in_txn(st))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	sq_free(st);
+}
+
+/* Run a PRAGMA that returns one text row; copy it into out. */
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(s, 0);
+
+		snprintf(out, outlen, "%s", t ? t : "");
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		snprintf(out, outlen, "%s", "");
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Returns 0 when the file is a healthy database (or new and empty),
+ * CAIRN_ECORRUPT with the reason in why, or another code. */
+static int sq_check(sqlite3 *db, char *why, size_t whylen)
+{
+	char res[128];
+	int rc = pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
+
+	if (rc != SQLITE_OK) {
+		snprintf(why, whylen, "%s", sqlite3_errmsg(db));
+		return sq_map(rc);
+	}
+	if (strcmp(res, "ok") != 0) {
+		snprintf(why, whylen, "quick_check: %s", res);
+		return CAIRN_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Move a corrupt database (and its -wal and -shm) aside as
+ * cairn.db.corrupt-<unix time>, never overwriting an earlier one. */
+static int sq_quarantine(const char *path, char *newpath, size_t newlen)
+{
+	char from[4096], to[4096];
+	static const char *const sfx[] = { "-wal", "-shm" };
+	long now = (long)time(NULL);
+
+	for (int n = 0;; n++) {
+		if (n == 0)
+			snprintf(newpath, newlen, "%s.corrupt-%ld", path, now);
+		else
+			snprintf(newpath, newlen, "%s.corrupt-%ld.%d", path, now, n);
+		if (access(newpath, F_OK) != 0)
+			break;
+		if (n == 100)
+			return -1;
+	}
+	if (rename(path, newpath) != 0)
+		return -1;
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(from, sizeof(from), "%s%s", path, sfx[i]);
+		snprintf(to, sizeof(to), "%s%s", newpath, sfx[i]);
+		rename(from, to); /* usually absent */
+	}
+	return 0;
+}
+
+/* Bring the schema up to SQ_SCHEMA_VERSION in one transaction. */
+static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *opts, char *err,
+		      size_t errlen)
+{
+	char buf[32];
+	int rc, version = 0;
+
+	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlerr;
+	rc = pragma_text(st->db,
+			 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+			 " AND name = 'schema_version'",
+			 buf, sizeof(buf));
+	if (rc != SQLITE_OK)
+		goto sqlerr;
+	if (strcmp(buf, "0") != 0) {
+		rc = pragma_text(st->db, "SELECT max(version) FROM schema_version", buf,
+				 sizeof(buf));
+		if (rc != SQLITE_OK)
+			goto sqlerr;
+		if (buf[0] == '\0') {
+			sq_errf(err, errlen, "sqlite: %s: table schema_version is empty", st->path);
+			rc = CAIRN_ECORRUPT;
+			goto out;
+		}
+		version = atoi(buf);
+	}
+	if (version > SQ_SCHEMA_VERSION) {
+		sq_errf(err, errlen,
+			"sqlite: %s has schema version %d, newer than version %d this cairn knows",
+			st->path, version, SQ_SCHEMA_VERSION);
+		rc = CAIRN_EVERSION;
+		goto out;
+	}
+	if (version == SQ_SCHEMA_VERSION) {
+		sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+		return 0;
+	}
+	for (int v = version + 1; v <= SQ_SCHEMA_VERSION; v++) {
+		rc = sqlite3_exec(st->db, sq_migrations[v], NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto sqlerr;
+	}
+	{
+		char sql[96];
+
+		snprintf(sql, sizeof(sql),
+			 "DELETE FROM schema_version; INSERT INTO schema_version VALUES(%d)",
+			 SQ_SCHEMA_VERSION);
+		rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlerr;
+	if (opts->log != NULL) {
+		char msg[4200];
+
+		snprintf(msg, sizeof(msg), "sqlite: %s: schema %s version %d", st->path,
+			 version == 0 ? "created at" : "migrated to", SQ_SCHEMA_VERSION);
+		opts->log(opts->log_arg, 2, msg);
+	}
+	return 0;
+sqlerr:
+	sq_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
+	rc = sq_map(rc);
+out:
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Open the file, check it, and set the connection up. */
+static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *opts, char *err,
+		      size_t errlen)
+{
+	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	char why[256], res[32], newpath[4200];
+	const char *knob = NULL;
+	int rc;
+
+	for (int attempt = 0;; attempt++) {
+		bool existed = access(st->path, F_OK) == 0;
+
+		rc = sqlite3_open_v2(st->path, &st->db, flags, NULL);
+		if (rc == SQLITE_OK) {
+			/* An existing file keeps the mode its operator chose; a
+			 * new one is 0600 whatever the umask. */
+			if (!existed)
+				chmod(st->path, 0600);
+			sqlite3_busy_timeout(st->db, 5000);
+			rc = sq_check(st->db, why, sizeof(why));
+		} else {
+			snprintf(why, sizeof(why), "%s",
+				 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+			rc = sq_map(rc);
+		}
+		if (rc == 0)
+			break;
+		sqlite3_close(st->db);
+		st->db = NULL;
+		if (rc != CAIRN_ECORRUPT || opts->on_corrupt != CAIRN_ON_CORRUPT_QUARANTINE ||
+		    attempt > 0) {
+			sq_errf(err, errlen, "sqlite: %s: %s", st->path, why);
+			return rc;
+		}
+		if (sq_quarantine(st->path, newpath, sizeof(newpath)) != 0) {
+			sq_errf(err, errlen, "sqlite: %s is corrupt (%s) and cannot be moved: %s",
+				st->path, why, strerror(errno));
+			return CAIRN_ECORRUPT;
+		}
+		if (opts->log != NULL) {
+			char msg[8600];
+
+			snprintf(msg, sizeof(msg),
+				 "sqlite: %s is corrupt (%s); moved to %s, starting with an empty "
+				 "store",
+				 st->path, why, newpath);
+			opts->log(opts->log_arg, 1, msg);
+		}
+	}
+
+	rc = pragma_text(st->db, "PRAGMA journal_mode = WAL", res, sizeof(res));
+	if (rc == SQLITE_OK && strcasecmp(res, "wal") != 0) {
+		sq_errf(err, errlen, "sqlite: %s: cannot enable WAL (journal mode is %s)", st->path,
+			res);
+		return CAIRN_EIO;
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db,
+				  opts->durability == CAIRN_DURABILITY_FSYNC
+					  ? "PRAGMA synchronous = FULL"
+					  : "PRAGMA synchronous = NORMAL",
+				  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sq_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
+		return sq_map(rc);
+	}
+	rc = sq_migrate(st, opts, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (opts->get != NULL)
+		knob = opts->get(opts->get_arg, "sqlite_max_page_count");
+	if (knob != NULL) {
+		if (apply_page_knob(st, knob) != 0) {
+			sq_errf(err, errlen, "sqlite: bad sqlite_max_page_count \"%s\"", knob);
+			return CAIRN_EINVAL;
+		}
+		st->get = opts->get;
+		st->get_arg = opts->get_arg;
+	}
+	for (int i = 0; i < SQ_NSTMT; i++) {
+		rc = sqlite3_prepare_v2(st->db, sq_sql[i], -1, &st->stmt[i], NULL);
+		if (rc != SQLITE_OK) {
+			sq_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
+			return sq_map(rc);
+		}
+	}
+	return 0;
+}
+
+static int sq_open(const struct cairn_store_options *opts, struct cairn_store **out, char *err,
+		   size_t errlen)
+{
+	struct cairn_store *st;
+	struct stat sb;
+	mode_t old_umask;
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	if (opts->location == NULL || opts->location[0] == '\0') {
+		sq_errf(err, errlen, "sqlite: persistence_location is not set");
+		return CAIRN_EINVAL;
+	}
+	st = xcalloc(1, sizeof(*st));
+	n = strlen(opts->location) + sizeof("/cairn.db");
+	st->path = xmalloc(n);
+	snprintf(st->path, n, "%s/cairn.db", opts->location);
+
+	/* Files SQLite creates (the database, -wal, -shm) get no group or
+	 * other permissions, whatever the process umask is. */
+	old_umask = umask(077);
+	if (mkdir(opts->location, 0700) != 0 && errno != EEXIST) {
+		sq_errf(err, errlen, "sqlite: cannot create directory %s: %s", opts->location,
+			strerror(errno));
+		rc = CAIRN_EIO;
+		goto out;
+	}
+	if (stat(opts->location, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		sq_errf(err, errlen, "sqlite: %s is not a directory", opts->location);
+		rc = CAIRN_EIO;
+		goto out;
+	}
+	rc = sq_open_db(st, opts, err, errlen);
+out:
+	umask(old_umask);
+	if (rc != 0) {
+		sq_free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+const struct cairn_store_ops cairn_store_sqlite = {
+	.version = 1,
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.load = sq_load,
+	.session_put = sq_session_put,
+	.session_delete = sq_session_delete,
+	.sub_put = sq_sub_put,
+	.sub_delete = sq_sub_delete,
+	.message_put = sq_message_put,
+	.message_delete = sq_message_delete,
+	.delivery_put = sq_delivery_put,
+	.delivery_delete = sq_delivery_delete,
+	.inflight_in_put = sq_inflight_in_put,
+	.inflight_in_delete = sq_inflight_in_delete,
+	.retained_put = sq_retained_put,
+	.retained_delete = sq_retained_delete,
+	.commit = sq_commit,
+};
