@@ -1,0 +1,1123 @@
+/*
+ * The client object and its connection: reads whole packets out of the
+ * bufferevent and handles them, runs the QoS 1 and QoS 2 state machines in
+ * both directions, and pumps each session's queue into its socket within
+ * the in-flight window, many packets per write.
+ */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "cairn/store.h"
+#include "codec.h"
+#include "server.h"
+#include "store.h"
+#include "topic.h"
+#include "util.h"
+
+/* Output above this stops the pump; the write callback resumes it below
+ * CLIENT_OUT_LOW. */
+#define CLIENT_OUT_HIGH (256 * 1024)
+#define CLIENT_OUT_LOW (64 * 1024)
+/* Payloads this long or longer are referenced, not copied, into the socket. */
+#define CLIENT_REF_PAYLOAD 512
+/* The largest CONNECT: fixed header, variable header, five fields. */
+#define CLIENT_MAX_CONNECT (5 + 12 + 5 * (2 + 65535))
+/* Seconds a connection gets to flush a final CONNACK before it is cut. */
+#define CLIENT_FLUSH_TIMEOUT 5
+
+static uint64_t now_ms(struct server *srv)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(srv->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static const char *client_name(const struct conn *cn)
+{
+	return cn->client ? cn->client->id : "(not connected)";
+}
+
+/* ---- queues ---- */
+
+static void dqueue_push(struct dqueue *q, struct delivery *d)
+{
+	d->next = NULL;
+	d->prev = q->tail;
+	if (q->tail)
+		q->tail->next = d;
+	else
+		q->head = d;
+	q->tail = d;
+	q->count++;
+}
+
+static void dqueue_remove(struct dqueue *q, struct delivery *d)
+{
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		q->head = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	else
+		q->tail = d->prev;
+	d->prev = d->next = NULL;
+	q->count--;
+}
+
+static struct delivery *dqueue_find(struct dqueue *q, uint16_t pid)
+{
+	for (struct delivery *d = q->head; d; d = d->next)
+		if (d->pid == pid)
+			return d;
+	return NULL;
+}
+
+/* Release a delivery; when it was stored, delete its record and, with the
+ * last stored reference, the message record. */
+static void delivery_free(struct client *c, struct delivery *d, bool unstore)
+{
+	struct message *m = d->msg;
+	if (d->seq) {
+		if (unstore)
+			store_delivery_delete(c->srv->store, c->id, d->seq);
+		if (m->stored_refs > 0 && --m->stored_refs == 0 && m->id) {
+			if (unstore)
+				store_message_delete(c->srv->store, m->id);
+			m->id = 0;
+		}
+	}
+	if (d->gate)
+		gate_unref(d->gate);
+	message_unref(m);
+	free(d);
+}
+
+static void delivery_store(struct client *c, const struct delivery *d)
+{
+	struct cairn_delivery_rec r = {
+		.client_id = c->id,
+		.seq = d->seq,
+		.msg_id = d->msg->id,
+		.packet_id = d->pid,
+		.qos = d->qos,
+		.state = d->state,
+	};
+	store_delivery_put(c->srv->store, &r);
+}
+
+/* ---- writing ---- */
+
+static void conn_write(struct conn *cn, const uint8_t *bytes, size_t len)
+{
+	if (cn && !cn->closing)
+		bufferevent_write(cn->bev, bytes, len);
+}
+
+static void payload_release(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	message_unref(arg);
+}
+
+/* The encoded PUBLISH header of m at qos, built once per message. */
+static int message_header(struct message *m, uint8_t qos)
+{
+	if (m->hdr[qos])
+		return 0;
+	struct codec_publish p = {
+		.qos = qos,
+		.topic = { m->topic, m->topic_len },
+		.packet_id = qos ? 1 : 0,
+		.payload = m->payload,
+		.payload_len = m->payload_len,
+	};
+	size_t cap = 5 + 2 + (size_t)m->topic_len + 2;
+	uint8_t *buf = xmalloc(cap);
+	size_t off = 0;
+	int n = codec_encode_publish_header(&p, buf, cap, &off);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	m->hdr[qos] = buf;
+	m->hdr_len[qos] = (uint32_t)n;
+	m->pid_off[qos] = (uint32_t)off;
+	return 0;
+}
+
+static void conn_write_publish(struct conn *cn, struct message *m, uint8_t qos, uint16_t pid,
+			       bool retain, bool dup)
+{
+	if (message_header(m, qos) < 0)
+		return;
+	struct evbuffer *out = bufferevent_get_output(cn->bev);
+	uint32_t hl = m->hdr_len[qos];
+	uint8_t stack[512];
+	uint8_t *h = hl <= sizeof(stack) ? stack : xmalloc(hl);
+	memcpy(h, m->hdr[qos], hl);
+	h[0] |= (retain ? 0x01 : 0) | (dup ? 0x08 : 0);
+	if (qos) {
+		h[m->pid_off[qos]] = (uint8_t)(pid >> 8);
+		h[m->pid_off[qos] + 1] = (uint8_t)pid;
+	}
+	evbuffer_add(out, h, hl);
+	if (h != stack)
+		free(h);
+	if (m->payload_len >= CLIENT_REF_PAYLOAD)
+		evbuffer_add_reference(out, m->payload, m->payload_len, payload_release,
+				       message_ref(m));
+	else if (m->payload_len)
+		evbuffer_add(out, m->payload, m->payload_len);
+	cn->srv->stats.msgs_sent++;
+}
+
+static void ack_bytes(uint8_t out[4], uint8_t first, uint16_t pid)
+{
+	out[0] = first;
+	out[1] = 2;
+	out[2] = (uint8_t)(pid >> 8);
+	out[3] = (uint8_t)pid;
+}
+
+/* Send bytes to c after every packet to c that already waits for a commit,
+ * or once the current batch commits when defer is set. Keeps PUBACKs and
+ * PUBRECs in the order their PUBLISHes arrived. */
+static void client_send_ordered(struct client *c, const uint8_t *bytes, size_t len, bool defer)
+{
+	if (!defer && c->deferred == 0) {
+		conn_write(c->conn, bytes, len);
+		return;
+	}
+	pending_submit(pending_new(c->srv, c, bytes, len, NULL));
+}
+
+/* ---- the outbound pump ---- */
+
+static uint16_t client_next_pid(struct client *c)
+{
+	/* Skip ids still in flight; the window is far smaller than 65535. */
+	for (int tries = 0; tries < 65536; tries++) {
+		if (++c->next_pid == 0)
+			c->next_pid = 1;
+		if (!dqueue_find(&c->inflight, c->next_pid))
+			return c->next_pid;
+	}
+	return 0;
+}
+
+static bool window_open(const struct client *c)
+{
+	uint32_t max = c->srv->cfg->max_inflight_messages;
+	return max == 0 || c->inflight.count < max;
+}
+
+static bool output_full(const struct conn *cn)
+{
+	return evbuffer_get_length(bufferevent_get_output(cn->bev)) >= CLIENT_OUT_HIGH;
+}
+
+/* Move d from queued into the in-flight window with a fresh packet id. A
+ * stored delivery is written only after its new state is committed, so a
+ * crash never sends the same message again under a different id. */
+static void client_promote(struct client *c, struct delivery *d, struct gate **gate)
+{
+	dqueue_remove(&c->queued, d);
+	c->queued_bytes -= d->msg->payload_len;
+	d->pid = client_next_pid(c);
+	d->state = CAIRN_DELIVERY_SENT;
+	dqueue_push(&c->inflight, d);
+	if (d->seq) {
+		if (*gate == NULL)
+			*gate = gate_new();
+		if (d->gate)
+			gate_unref(d->gate);
+		d->gate = gate_ref(*gate);
+		delivery_store(c, d);
+	}
+}
+
+void client_pump(struct client *c)
+{
+	struct conn *cn = c->conn;
+	if (!cn || cn->closing || !cn->connected)
+		return;
+	/* In-flight messages not yet written on this connection, in order. */
+	for (struct delivery *d = c->inflight.head; d; d = d->next) {
+		if (d->written)
+			continue;
+		if (d->gate && !d->gate->open)
+			break;
+		if (output_full(cn))
+			return;
+		if (d->state == CAIRN_DELIVERY_PUBREC) {
+			uint8_t b[4];
+			ack_bytes(b, 0x62, d->pid);
+			conn_write(cn, b, 4);
+		} else {
+			conn_write_publish(cn, d->msg, d->qos, d->pid, d->retain, d->dup);
+		}
+		d->written = true;
+		d->dup = true; /* any later send is a redelivery */
+	}
+	struct gate *gate = NULL;
+	bool progress = false;
+	while (c->queued.head && !output_full(cn)) {
+		struct delivery *d = c->queued.head;
+		if (d->gate && !d->gate->open)
+			break;
+		if (d->qos == 0) {
+			dqueue_remove(&c->queued, d);
+			c->queued_bytes -= d->msg->payload_len;
+			conn_write_publish(cn, d->msg, 0, 0, d->retain, false);
+			delivery_free(c, d, true);
+			continue;
+		}
+		if (!window_open(c))
+			break;
+		client_promote(c, d, &gate);
+		progress = true;
+	}
+	if (gate) {
+		struct pending *p = pending_new(c->srv, NULL, NULL, 0, gate);
+		pending_add_target(p, c);
+		pending_submit(p);
+		gate_unref(gate);
+	} else if (progress) {
+		client_pump(c); /* write the promoted, unstored deliveries */
+	}
+}
+
+/* Make room in the queue for one more message of qos; false if the new
+ * message is the one to drop. QoS 0 goes first. */
+static bool queue_make_room(struct client *c, uint8_t qos, uint32_t len)
+{
+	const struct config *cfg = c->srv->cfg;
+	for (;;) {
+		bool full = (cfg->max_queued_messages &&
+			     c->queued.count >= cfg->max_queued_messages) ||
+			    (cfg->max_queued_bytes && c->queued_bytes + len > cfg->max_queued_bytes);
+		if (!full)
+			return true;
+		if (qos == 0)
+			return false;
+		struct delivery *victim = NULL;
+		for (struct delivery *d = c->queued.head; d; d = d->next)
+			if (d->qos == 0) {
+				victim = d;
+				break;
+			}
+		if (!victim)
+			return false;
+		dqueue_remove(&c->queued, victim);
+		c->queued_bytes -= victim->msg->payload_len;
+		delivery_free(c, victim, true);
+		c->dropped++;
+		c->srv->stats.msgs_dropped++;
+	}
+}
+
+static void log_drop(struct client *c)
+{
+	c->dropped++;
+	c->srv->stats.msgs_dropped++;
+	if (c->dropped == 1 || c->dropped % 1000 == 0)
+		log_write(c->srv->log, LOG_LEVEL_WARNING,
+			  "client %s: queue full (max_queued_messages %u, max_queued_bytes %llu): "
+			  "%llu messages dropped so far",
+			  c->id, c->srv->cfg->max_queued_messages,
+			  (unsigned long long)c->srv->cfg->max_queued_bytes,
+			  (unsigned long long)c->dropped);
+}
+
+void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
+		    struct gate *gate)
+{
+	if (c->dead)
+		return;
+	bool online = c->conn && c->conn->connected && !c->conn->closing;
+	if (qos == 0) {
+		if (!online)
+			return; /* QoS 0 is not queued for offline sessions */
+		bool behind = c->queued.head || (gate && !gate->open) || output_full(c->conn);
+		if (!behind) {
+			conn_write_publish(c->conn, msg, 0, 0, retain, false);
+			return;
+		}
+	}
+	bool direct = qos > 0 && online && !c->queued.head && window_open(c);
+	if (!direct && !queue_make_room(c, qos, msg->payload_len)) {
+		log_drop(c);
+		return;
+	}
+	struct delivery *d = xcalloc(1, sizeof(*d));
+	d->msg = message_ref(msg);
+	d->qos = qos;
+	d->retain = retain;
+	d->gate = gate ? gate_ref(gate) : NULL;
+	if (qos > 0 && !c->clean) {
+		struct store *st = c->srv->store;
+		if (msg->id == 0) {
+			msg->id = server_next_msg_id(c->srv);
+			struct cairn_msg_rec mr = {
+				.msg_id = msg->id,
+				.topic = msg->topic,
+				.payload = msg->payload,
+				.payload_len = msg->payload_len,
+				.qos = msg->qos,
+				.retain = msg->retain,
+			};
+			store_message_put(st, &mr);
+		}
+		msg->stored_refs++;
+		d->seq = ++c->next_seq;
+		assert(gate != NULL);
+	}
+	if (direct) {
+		d->pid = client_next_pid(c);
+		d->state = CAIRN_DELIVERY_SENT;
+		dqueue_push(&c->inflight, d);
+	} else {
+		d->state = CAIRN_DELIVERY_QUEUED;
+		dqueue_push(&c->queued, d);
+		c->queued_bytes += msg->payload_len;
+	}
+	if (d->seq)
+		delivery_store(c, d);
+	if (!gate || gate->open)
+		client_pump(c);
+}
+
+/* ---- sessions ---- */
+
+struct client *client_new(struct server *srv, const char *id, size_t id_len, bool clean)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	c->refs = 1;
+	c->id = xstrndup(id, id_len);
+	c->id_len = id_len;
+	c->clean = clean;
+	return c;
+}
+
+struct client *client_ref(struct client *c)
+{
+	c->refs++;
+	return c;
+}
+
+static void client_free_queues(struct client *c, bool unstore)
+{
+	struct dqueue *qs[2] = { &c->inflight, &c->queued };
+	for (int i = 0; i < 2; i++) {
+		while (qs[i]->head) {
+			struct delivery *d = qs[i]->head;
+			dqueue_remove(qs[i], d);
+			delivery_free(c, d, unstore);
+		}
+	}
+	c->queued_bytes = 0;
+}
+
+void client_unref(struct client *c)
+{
+	if (--c->refs > 0)
+		return;
+	client_free_queues(c, false);
+	while (c->subs) {
+		struct sub *s = c->subs;
+		c->subs = s->next;
+		free(s->filter);
+		free(s);
+	}
+	if (c->will)
+		message_unref(c->will);
+	free(c->in_qos2);
+	free(c->username);
+	free(c->id);
+	free(c);
+}
+
+bool client_is_connected(const struct client *c)
+{
+	return c->conn != NULL && c->conn->connected && !c->conn->closing;
+}
+
+void client_store_session(struct client *c, bool connected)
+{
+	if (c->clean)
+		return;
+	struct cairn_session_rec r = {
+		.client_id = c->id,
+		.username = c->username,
+		.next_packet_id = c->next_pid,
+		.connected = connected,
+	};
+	if (c->will && connected) {
+		r.has_will = true;
+		r.will_topic = c->will->topic;
+		r.will_payload = c->will->payload;
+		r.will_payload_len = c->will->payload_len;
+		r.will_qos = c->will->qos;
+		r.will_retain = c->will->retain;
+	}
+	store_session_put(c->srv->store, &r);
+	c->stored = true;
+}
+
+uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
+{
+	struct sub *s;
+	for (s = c->subs; s; s = s->next)
+		if (s->len == len && memcmp(s->filter, filter, len) == 0)
+			break;
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		s->filter = xstrndup(filter, len);
+		s->len = (uint16_t)len;
+		s->next = c->subs;
+		c->subs = s;
+	}
+	s->qos = qos;
+	topic_tree_insert(c->srv->subs, filter, len, c, qos);
+	if (!c->clean) {
+		struct cairn_sub_rec r = { .client_id = c->id, .filter = s->filter, .qos = qos };
+		store_sub_put(c->srv->store, &r);
+	}
+	return qos;
+}
+
+bool client_unsubscribe(struct client *c, const char *filter, size_t len)
+{
+	for (struct sub **pp = &c->subs; *pp; pp = &(*pp)->next) {
+		struct sub *s = *pp;
+		if (s->len != len || memcmp(s->filter, filter, len) != 0)
+			continue;
+		topic_tree_remove(c->srv->subs, s->filter, s->len, c);
+		if (!c->clean)
+			store_sub_delete(c->srv->store, c->id, s->filter);
+		*pp = s->next;
+		free(s->filter);
+		free(s);
+		return true;
+	}
+	return false;
+}
+
+void client_discard(struct client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	for (struct sub *s = c->subs; s; s = s->next)
+		topic_tree_remove(c->srv->subs, s->filter, s->len, c);
+	client_free_queues(c, false);
+	if (c->stored) {
+		/* session_delete removes the deliveries; release their messages. */
+		store_session_delete(c->srv->store, c->id);
+		c->stored = false;
+	}
+	server_remove_client(c->srv, c);
+}
+
+/* After session_delete the message records lose their last references;
+ * client_free_queues(c, false) above skipped per-delivery deletes, so
+ * delete orphaned messages here. */
+
+void client_handle_last_will(struct client *c)
+{
+	struct message *w = c->will;
+	if (!w)
+		return;
+	c->will = NULL;
+	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
+		  w->topic);
+	server_handle_incoming_publish(c->srv, NULL, w);
+	message_unref(w);
+}
+
+void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq, uint16_t pid,
+			     uint8_t qos, uint8_t state)
+{
+	struct delivery *d = xcalloc(1, sizeof(*d));
+	d->msg = message_ref(msg);
+	msg->stored_refs++;
+	d->seq = seq;
+	d->qos = qos;
+	if (seq > c->next_seq)
+		c->next_seq = seq;
+	if (state != CAIRN_DELIVERY_QUEUED && pid != 0) {
+		d->pid = pid;
+		d->state = state;
+		d->dup = true;
+		dqueue_push(&c->inflight, d);
+	} else {
+		d->state = CAIRN_DELIVERY_QUEUED;
+		dqueue_push(&c->queued, d);
+		c->queued_bytes += msg->payload_len;
+	}
+}
+
+static bool in_qos2_test(const struct client *c, uint16_t pid)
+{
+	return c->in_qos2 && (c->in_qos2[pid >> 3] & (1u << (pid & 7)));
+}
+
+static void in_qos2_set(struct client *c, uint16_t pid)
+{
+	if (!c->in_qos2)
+		c->in_qos2 = xcalloc(65536 / 8, 1);
+	c->in_qos2[pid >> 3] |= (uint8_t)(1u << (pid & 7));
+	c->in_qos2_count++;
+}
+
+static void in_qos2_clear(struct client *c, uint16_t pid)
+{
+	c->in_qos2[pid >> 3] &= (uint8_t) ~(1u << (pid & 7));
+	if (--c->in_qos2_count == 0) {
+		free(c->in_qos2);
+		c->in_qos2 = NULL;
+	}
+}
+
+void client_restore_inflight_in(struct client *c, uint16_t pid)
+{
+	if (pid && !in_qos2_test(c, pid))
+		in_qos2_set(c, pid);
+}
+
+/* ---- connections ---- */
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void conn_arm_timer(struct conn *cn, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	evtimer_add(cn->timer, &tv);
+}
+
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
+{
+	(void)salen;
+	struct conn *cn = xcalloc(1, sizeof(*cn));
+	cn->srv = srv;
+	cn->gen = ++srv->conn_gen;
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(cn->addr, sizeof(cn->addr), "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(cn->addr, sizeof(cn->addr), "[%s]:%u", host, port);
+	}
+	cn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!cn->bev) {
+		evutil_closesocket(fd);
+		free(cn);
+		return;
+	}
+	bufferevent_setcb(cn->bev, conn_read_cb, conn_write_cb, conn_event_cb, cn);
+	bufferevent_setwatermark(cn->bev, EV_WRITE, CLIENT_OUT_LOW, 0);
+	bufferevent_set_max_single_read(cn->bev, 64 * 1024);
+	bufferevent_set_max_single_write(cn->bev, 256 * 1024);
+	bufferevent_enable(cn->bev, EV_READ | EV_WRITE);
+	cn->timer = evtimer_new(srv->base, conn_timer_cb, cn);
+	cn->last_rx_ms = now_ms(srv);
+	conn_arm_timer(cn, (uint64_t)srv->cfg->connect_timeout * 1000);
+	log_write(srv->log, LOG_LEVEL_DEBUG, "new connection from %s", cn->addr);
+}
+
+void conn_free(struct conn *cn)
+{
+	if (cn->timer)
+		event_free(cn->timer);
+	if (cn->bev)
+		bufferevent_free(cn->bev);
+	free(cn);
+}
+
+static void conn_detach(struct conn *cn, bool will_due)
+{
+	struct client *c = cn->client;
+	if (!c)
+		return;
+	cn->client = NULL;
+	if (c->conn == cn) {
+		c->conn = NULL;
+		for (struct delivery *d = c->inflight.head; d; d = d->next)
+			d->written = false;
+		if (will_due)
+			client_handle_last_will(c);
+		else if (c->will) {
+			message_unref(c->will);
+			c->will = NULL;
+		}
+		if (c->clean)
+			client_discard(c);
+		else
+			client_store_session(c, false);
+	}
+	client_unref(c);
+}
+
+void conn_close(struct conn *cn, const char *reason, bool will_due)
+{
+	if (cn->closing)
+		return;
+	cn->closing = true;
+	bufferevent_disable(cn->bev, EV_READ | EV_WRITE);
+	evtimer_del(cn->timer);
+	if (cn->connected || cn->client)
+		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "client %s disconnected from %s: %s",
+			  client_name(cn), cn->addr, reason);
+	else
+		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s",
+			  cn->addr, reason);
+	conn_detach(cn, will_due);
+	server_reap(cn->srv, cn);
+}
+
+/* Send a final packet (a refusing CONNACK), then close once it is flushed. */
+static void conn_close_after(struct conn *cn, const uint8_t *bytes, size_t len, const char *reason)
+{
+	bufferevent_write(cn->bev, bytes, len);
+	bufferevent_disable(cn->bev, EV_READ);
+	log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s refused: %s", cn->addr,
+		  reason);
+	cn->closing = true;
+	bufferevent_setwatermark(cn->bev, EV_WRITE, 0, 0);
+	evtimer_del(cn->timer);
+	conn_arm_timer(cn, CLIENT_FLUSH_TIMEOUT * 1000);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *cn = arg;
+	if (cn->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !cn->reaped)
+			server_reap(cn->srv, cn);
+		return;
+	}
+	if (cn->client)
+		client_pump(cn->client);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct conn *cn = arg;
+	if (cn->closing) {
+		if (!cn->reaped)
+			server_reap(cn->srv, cn);
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		conn_close(cn, "connection closed by peer", true);
+	else if (what & BEV_EVENT_ERROR)
+		conn_close(cn, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), true);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *cn = arg;
+	if (cn->closing) {
+		if (!cn->reaped)
+			server_reap(cn->srv, cn);
+		return;
+	}
+	if (!cn->connected) {
+		conn_close(cn, "no CONNECT within connect_timeout", false);
+		return;
+	}
+	uint64_t limit = (uint64_t)cn->keepalive * 1500;
+	uint64_t idle = now_ms(cn->srv) - cn->last_rx_ms;
+	if (idle >= limit)
+		conn_close(cn, "keep-alive timeout", true);
+	else
+		conn_arm_timer(cn, limit - idle);
+}
+
+/* ---- packet handlers ---- */
+
+static void send_connack(struct conn *cn, bool sp, uint8_t rc)
+{
+	uint8_t b[4] = { 0x20, 2, sp ? 1 : 0, rc };
+	if (rc == CODEC_CONNACK_ACCEPTED)
+		conn_write(cn, b, 4);
+	else {
+		static const char *why[] = { "", "unacceptable protocol version",
+					     "identifier rejected", "server unavailable",
+					     "bad user name or password", "not authorized" };
+		conn_close_after(cn, b, 4, why[rc]);
+	}
+}
+
+static bool will_topic_forbidden(const struct codec_str *t)
+{
+	return (t->len >= 4 && memcmp(t->ptr, "$SYS", 4) == 0) ||
+	       (t->len >= 8 && memcmp(t->ptr, "$CONTROL", 8) == 0);
+}
+
+static void handle_connect(struct conn *cn, const struct codec_connect *p)
+{
+	struct server *srv = cn->srv;
+	const struct config *cfg = srv->cfg;
+	char idbuf[64];
+	const char *id = p->client_id.ptr;
+	size_t id_len = p->client_id.len;
+
+	if (id_len == 0) {
+		if (!p->clean_session) {
+			send_connack(cn, false, CODEC_CONNACK_ID_REJECTED);
+			return;
+		}
+		id_len = (size_t)snprintf(idbuf, sizeof(idbuf), "cairn-auto-%llx-%llx",
+					  (unsigned long long)now_ms(srv),
+					  (unsigned long long)++srv->anon_counter);
+		id = idbuf;
+	}
+	if (p->will_flag && (topic_name_validate(p->will_topic.ptr, p->will_topic.len) != 0)) {
+		conn_close(cn, "invalid will topic", false);
+		return;
+	}
+	if (p->will_flag && will_topic_forbidden(&p->will_topic)) {
+		send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
+		return;
+	}
+	if (!cfg->allow_anonymous && !p->has_username) {
+		send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
+		return;
+	}
+	if (p->has_username && !cfg->allow_anonymous) {
+		/* No password file support yet: nobody can authenticate. */
+		send_connack(cn, false, CODEC_CONNACK_BAD_AUTH);
+		return;
+	}
+
+	bool session_present = false;
+	struct client *c = server_get_known_client(srv, id, id_len);
+	if (c && c->conn) {
+		struct conn *old = c->conn;
+		conn_close(old, "session taken over by a new connection", true);
+		/* A clean session ended with its connection. */
+		c = server_get_known_client(srv, id, id_len);
+	}
+	if (c && (p->clean_session || c->clean)) {
+		client_discard(c);
+		c = NULL;
+	}
+	if (c) {
+		session_present = true;
+	} else {
+		c = client_new(srv, id, id_len, p->clean_session);
+		server_add_client(srv, c);
+		client_unref(c); /* the server's map holds it */
+	}
+	cn->client = client_ref(c);
+	c->conn = cn;
+	cn->connected = true;
+	cn->protocol_level = p->protocol_level;
+	free(c->username);
+	c->username = p->has_username ? xstrndup(p->username.ptr, p->username.len) : NULL;
+	if (c->will) {
+		message_unref(c->will);
+		c->will = NULL;
+	}
+	if (p->will_flag)
+		c->will = message_new(p->will_topic.ptr, p->will_topic.len,
+				      (const uint8_t *)p->will_payload.ptr, p->will_payload.len,
+				      p->will_qos, p->will_retain);
+	uint16_t ka = p->keepalive;
+	if (cfg->max_keepalive < 65535 && (ka == 0 || ka > cfg->max_keepalive))
+		ka = cfg->max_keepalive;
+	cn->keepalive = ka;
+	evtimer_del(cn->timer);
+	if (ka)
+		conn_arm_timer(cn, (uint64_t)ka * 1500);
+	client_store_session(c, true);
+	srv->stats.clients_connected++;
+	log_write(srv->log, LOG_LEVEL_NOTICE,
+		  "client %s connected from %s (protocol %s, clean_session %d, keepalive %u%s)",
+		  c->id, cn->addr, p->protocol_level == 3 ? "3.1" : "3.1.1", p->clean_session, ka,
+		  session_present ? ", session resumed" : "");
+	send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
+	client_pump(c);
+}
+
+static void handle_publish(struct conn *cn, const struct codec_publish *p)
+{
+	struct client *c = cn->client;
+	if (topic_name_validate(p->topic.ptr, p->topic.len) != 0) {
+		conn_close(cn, "invalid topic name in PUBLISH", true);
+		return;
+	}
+	uint8_t ack[4];
+	if (p->qos == 2 && in_qos2_test(c, p->packet_id)) {
+		/* A resend before PUBREL: acknowledge again, deliver nothing. */
+		ack_bytes(ack, 0x50, p->packet_id);
+		client_send_ordered(c, ack, 4, false);
+		return;
+	}
+	bool staged = false;
+	if (p->qos == 2) {
+		in_qos2_set(c, p->packet_id);
+		if (!c->clean) {
+			struct cairn_inflight_in_rec r = { c->id, p->packet_id };
+			store_inflight_in_put(cn->srv->store, &r);
+			staged = true;
+		}
+	}
+	struct message *m = message_new(p->topic.ptr, p->topic.len, p->payload, p->payload_len,
+					p->qos, p->retain);
+	if (server_handle_incoming_publish(cn->srv, c, m))
+		staged = true;
+	message_unref(m);
+	if (p->qos == 0)
+		return;
+	ack_bytes(ack, p->qos == 1 ? 0x40 : 0x50, p->packet_id);
+	client_send_ordered(c, ack, 4, staged);
+}
+
+static void handle_puback(struct client *c, uint16_t pid)
+{
+	struct delivery *d = dqueue_find(&c->inflight, pid);
+	if (!d || d->qos != 1)
+		return;
+	dqueue_remove(&c->inflight, d);
+	delivery_free(c, d, true);
+	client_pump(c);
+}
+
+static void handle_pubrec(struct client *c, uint16_t pid)
+{
+	struct delivery *d = dqueue_find(&c->inflight, pid);
+	if (!d || d->qos != 2)
+		return;
+	uint8_t rel[4];
+	ack_bytes(rel, 0x62, pid);
+	if (d->state == CAIRN_DELIVERY_PUBREC) {
+		client_send_ordered(c, rel, 4, false);
+		return;
+	}
+	d->state = CAIRN_DELIVERY_PUBREC;
+	/* The PUBLISH will never be sent again; only PUBREL may be. */
+	bool stored = d->seq != 0;
+	if (stored)
+		delivery_store(c, d);
+	client_send_ordered(c, rel, 4, stored);
+}
+
+static void handle_pubcomp(struct client *c, uint16_t pid)
+{
+	struct delivery *d = dqueue_find(&c->inflight, pid);
+	if (!d || d->qos != 2 || d->state != CAIRN_DELIVERY_PUBREC)
+		return;
+	dqueue_remove(&c->inflight, d);
+	delivery_free(c, d, true);
+	client_pump(c);
+}
+
+static void handle_pubrel(struct client *c, uint16_t pid)
+{
+	if (in_qos2_test(c, pid)) {
+		in_qos2_clear(c, pid);
+		if (!c->clean)
+			store_inflight_in_delete(c->srv->store, c->id, pid);
+	}
+	uint8_t comp[4];
+	ack_bytes(comp, 0x70, pid);
+	client_send_ordered(c, comp, 4, false);
+}
+
+static void handle_subscribe(struct conn *cn, const struct codec_list *l)
+{
+	struct client *c = cn->client;
+	struct server *srv = cn->srv;
+	/* SUBACK: fixed header (<= 5) + packet id + one code per filter. */
+	size_t cap = 7 + l->count;
+	uint8_t *codes = xmalloc(l->count ? l->count : 1);
+	uint32_t pos = 0, n = 0;
+	struct codec_str f;
+	uint8_t qos;
+	while (codec_list_next(CODEC_SUBSCRIBE, l, &pos, &f, &qos)) {
+		if (topic_filter_validate(f.ptr, f.len) != 0) {
+			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
+				  c->id, (int)f.len, f.ptr);
+			codes[n++] = CODEC_SUBACK_FAILURE;
+			continue;
+		}
+		codes[n++] = client_subscribe(c, f.ptr, f.len, qos);
+	}
+	uint8_t *suback = xmalloc(cap);
+	struct codec_packet pk = { .type = CODEC_SUBACK };
+	pk.u.list.packet_id = l->packet_id;
+	pk.u.list.count = n;
+	pk.u.list.data = codes;
+	pk.u.list.data_len = n;
+	int len = codec_encode(&pk, suback, cap);
+	bool defer = !c->clean || c->deferred > 0;
+	struct gate *gate = defer ? gate_new() : NULL;
+	struct pending *p = NULL;
+	if (defer)
+		p = pending_new(srv, c, suback, len > 0 ? (size_t)len : 0, gate);
+	else if (len > 0)
+		conn_write(cn, suback, (size_t)len);
+	/* Retained messages follow the SUBACK, for every accepted filter. */
+	pos = 0;
+	n = 0;
+	while (codec_list_next(CODEC_SUBSCRIBE, l, &pos, &f, &qos)) {
+		if (codes[n++] != CODEC_SUBACK_FAILURE)
+			server_enqueue_retained(srv, c, f.ptr, f.len, codes[n - 1], gate);
+	}
+	if (p) {
+		pending_add_target(p, c);
+		pending_submit(p);
+		gate_unref(gate);
+	}
+	free(suback);
+	free(codes);
+}
+
+static void handle_unsubscribe(struct conn *cn, const struct codec_list *l)
+{
+	struct client *c = cn->client;
+	uint32_t pos = 0;
+	struct codec_str f;
+	uint8_t qos;
+	while (codec_list_next(CODEC_UNSUBSCRIBE, l, &pos, &f, &qos))
+		client_unsubscribe(c, f.ptr, f.len);
+	uint8_t b[4];
+	ack_bytes(b, 0xB0, l->packet_id);
+	client_send_ordered(c, b, 4, false);
+}
+
+static void conn_handle_packet(struct conn *cn, const struct codec_packet *pk)
+{
+	if (pk->type == CODEC_CONNECT) {
+		if (cn->connected) {
+			conn_close(cn, "second CONNECT", true);
+			return;
+		}
+		handle_connect(cn, &pk->u.connect);
+		return;
+	}
+	struct client *c = cn->client;
+	switch (pk->type) {
+	case CODEC_PUBLISH:
+		handle_publish(cn, &pk->u.publish);
+		break;
+	case CODEC_PUBACK:
+		handle_puback(c, pk->u.packet_id);
+		break;
+	case CODEC_PUBREC:
+		handle_pubrec(c, pk->u.packet_id);
+		break;
+	case CODEC_PUBREL:
+		handle_pubrel(c, pk->u.packet_id);
+		break;
+	case CODEC_PUBCOMP:
+		handle_pubcomp(c, pk->u.packet_id);
+		break;
+	case CODEC_SUBSCRIBE:
+		handle_subscribe(cn, &pk->u.list);
+		break;
+	case CODEC_UNSUBSCRIBE:
+		handle_unsubscribe(cn, &pk->u.list);
+		break;
+	case CODEC_PINGREQ: {
+		static const uint8_t pong[2] = { 0xD0, 0 };
+		conn_write(cn, pong, 2);
+		break;
+	}
+	case CODEC_DISCONNECT:
+		conn_close(cn, "client sent DISCONNECT", false);
+		break;
+	default:
+		conn_close(cn, "protocol violation: packet type only a server may send", true);
+		break;
+	}
+}
+
+static const char *codec_reason(int rc)
+{
+	switch (rc) {
+	case CODEC_ETOOBIG:
+		return "packet larger than max_packet_size";
+	case CODEC_EPROTONAME:
+		return "unknown protocol name";
+	default:
+		return "malformed packet";
+	}
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *cn = arg;
+	struct server *srv = cn->srv;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	cn->last_rx_ms = now_ms(srv);
+	while (!cn->closing) {
+		size_t avail = evbuffer_get_length(in);
+		if (avail == 0)
+			break;
+		uint8_t hb[5];
+		size_t hn = avail < 5 ? avail : 5;
+		evbuffer_copyout(in, hb, hn);
+		if (!cn->connected && (hb[0] >> 4) != CODEC_CONNECT) {
+			conn_close(cn, "first packet is not CONNECT", false);
+			return;
+		}
+		uint32_t limit = srv->cfg->max_packet_size;
+		if (!cn->connected && limit > CLIENT_MAX_CONNECT)
+			limit = CLIENT_MAX_CONNECT;
+		struct codec_header h;
+		int rc = codec_parse_header(hb, hn, limit, &h);
+		if (rc == CODEC_EAGAIN)
+			break;
+		if (rc == CODEC_OK && (uint64_t)h.remaining + h.header_len > limit)
+			rc = CODEC_ETOOBIG;
+		if (rc != CODEC_OK) {
+			conn_close(cn, codec_reason(rc), true);
+			return;
+		}
+		size_t total = (size_t)h.header_len + h.remaining;
+		if (avail < total)
+			break;
+		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)total);
+		struct codec_packet pk;
+		rc = codec_decode(p[0], p + h.header_len, h.remaining, &pk);
+		if (rc == CODEC_EPROTOLEVEL && !cn->connected) {
+			send_connack(cn, false, CODEC_CONNACK_BAD_PROTOCOL);
+			return;
+		}
+		if (rc != CODEC_OK) {
+			conn_close(cn, codec_reason(rc), true);
+			return;
+		}
+		conn_handle_packet(cn, &pk);
+		if (cn->reaped)
+			return;
+		evbuffer_drain(in, total);
+	}
+}

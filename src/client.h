@@ -1,0 +1,133 @@
+/*
+ * The client object: one session, connected or not, and the network
+ * connection that carries it. Parses packets off the connection, runs the
+ * QoS 1/2 state machines in both directions, and pumps the session's
+ * queue into the socket within its in-flight window.
+ */
+#ifndef CAIRN_CLIENT_H
+#define CAIRN_CLIENT_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct server;
+struct message;
+struct gate;
+struct bufferevent;
+struct event;
+struct sockaddr;
+
+/* One message owed to one session. */
+struct delivery {
+	struct delivery *prev, *next;
+	struct message *msg;
+	struct gate *gate; /* NULL: may go out at once */
+	uint64_t seq;	   /* store sequence; 0 when not stored */
+	uint16_t pid;	   /* 0 until it enters the in-flight window */
+	uint8_t qos;
+	uint8_t state; /* enum cairn_delivery_state */
+	bool retain;
+	bool dup;     /* the next send of the PUBLISH carries DUP=1 */
+	bool written; /* in the socket's output since the last connect */
+};
+
+struct dqueue {
+	struct delivery *head, *tail;
+	uint32_t count;
+};
+
+struct sub {
+	struct sub *next;
+	char *filter;
+	uint16_t len;
+	uint8_t qos;
+};
+
+struct client {
+	struct server *srv;
+	unsigned refs;
+	char *id;
+	size_t id_len;
+	char *username;
+	bool clean;	/* the session ends with its connection */
+	bool dead;	/* discarded; kept alive only by references */
+	bool stored;	/* a session record exists in the store */
+	struct conn *conn; /* NULL while offline */
+	struct client *map_next;
+	struct sub *subs;
+	struct dqueue inflight; /* pid assigned, in send order */
+	struct dqueue queued;	/* waiting for the window */
+	uint64_t queued_bytes;
+	uint16_t next_pid;
+	uint64_t next_seq;
+	uint8_t *in_qos2; /* bitmap of inbound QoS 2 ids awaiting PUBREL */
+	uint32_t in_qos2_count;
+	unsigned deferred; /* packets to this client waiting for a commit */
+	uint64_t match_gen; /* routing: de-duplicates overlapping matches */
+	uint8_t match_qos;
+	struct message *will;
+	uint64_t dropped;
+};
+
+struct conn {
+	struct server *srv;
+	struct bufferevent *bev;
+	struct client *client;
+	struct conn *next_closing;
+	struct event *timer;
+	uint64_t gen;
+	char addr[INET6_ADDRSTRLEN + 8];
+	uint16_t keepalive;
+	uint8_t protocol_level;
+	bool connected; /* CONNECT accepted */
+	bool closing;
+	bool reaped;
+	uint64_t last_rx_ms;
+};
+
+/* Accept a socket from a listener. */
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen);
+
+/* Close cn: stop reading, detach it from its session (publishing the will
+ * when will_due), and free it from the loop. reason is logged. */
+void conn_close(struct conn *cn, const char *reason, bool will_due);
+void conn_free(struct conn *cn);
+
+struct client *client_new(struct server *srv, const char *id, size_t id_len, bool clean);
+struct client *client_ref(struct client *c);
+void client_unref(struct client *c);
+
+bool client_is_connected(const struct client *c);
+
+/* Give c a copy of msg at qos (already min(published, granted)). gate, if
+ * not NULL, holds it back until the batch storing it commits. */
+void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
+		    struct gate *gate);
+
+/* Send what the window and the socket allow. */
+void client_pump(struct client *c);
+
+/* Add or replace a subscription; returns the granted QoS. Stages the
+ * store write for a persistent session. */
+uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
+/* Remove it; returns true if it existed. */
+bool client_unsubscribe(struct client *c, const char *filter, size_t len);
+
+/* End the session: drop subscriptions and queues, delete it from the
+ * store, forget it in the server. */
+void client_discard(struct client *c);
+
+/* Write the session record (persistent sessions). */
+void client_store_session(struct client *c, bool connected);
+
+/* Start-up restore helpers. */
+void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq, uint16_t pid,
+			     uint8_t qos, uint8_t state);
+void client_restore_inflight_in(struct client *c, uint16_t pid);
+
+/* Publish the will if one is set, then clear it. */
+void client_handle_last_will(struct client *c);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * cairn's entry point: the command line, the config, the start-up order
+ * (log, store and restore, listeners), the event loop, and a clean exit.
+ */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+static void usage(FILE *out)
+{
+	fputs("usage: cairn [-c FILE] [-p PORT] [-v] [-t] [-h] [--version]\n"
+	      "  -c FILE    read the configuration from FILE\n"
+	      "  -p PORT    listen on 127.0.0.1:PORT (instead of the config's listeners)\n"
+	      "  -v         verbose: log everything, debug included\n"
+	      "  -t         test the configuration and exit\n"
+	      "  -h         show this help\n"
+	      "  --version  show the version\n",
+	      out);
+}
+
+static int parse_port(const char *s, uint16_t *out)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v < 1 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf_path = NULL;
+	uint16_t port = 0;
+	bool verbose = false, test_only = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-c") == 0 && i + 1 < argc) {
+			conf_path = argv[++i];
+		} else if (strcmp(a, "-p") == 0 && i + 1 < argc) {
+			if (parse_port(argv[++i], &port) != 0) {
+				fprintf(stderr, "cairn: -p: not a port number: '%s'\n", argv[i]);
+				return 1;
+			}
+		} else if (strcmp(a, "-v") == 0) {
+			verbose = true;
+		} else if (strcmp(a, "-t") == 0) {
+			test_only = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("cairn %s\n", PACKAGE_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "cairn: unknown or incomplete option '%s'\n", a);
+			usage(stderr);
+			return 1;
+		}
+	}
+
+	struct config cfg;
+	config_init(&cfg);
+	char err[1024];
+	if (conf_path && config_load(&cfg, conf_path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "cairn: %s\n", err);
+		config_cleanup(&cfg);
+		return 1;
+	}
+	if (test_only) {
+		printf("cairn: the configuration %s is valid\n", conf_path ? conf_path : "(none)");
+		config_cleanup(&cfg);
+		return 0;
+	}
+	if (port) {
+		/* -p replaces the configured listeners: a quick start. */
+		while (cfg.listeners) {
+			struct config_listener *l = cfg.listeners;
+			cfg.listeners = l->next;
+			free(l->address);
+			free(l);
+		}
+		config_add_listener(&cfg, "127.0.0.1", port);
+	}
+	if (!cfg.listeners)
+		config_add_listener(&cfg, "127.0.0.1", 1883);
+
+	struct log lg;
+	log_init(&lg);
+	lg.dests = cfg.log_dests;
+	lg.mask = verbose ? (LOG_LEVEL_DEFAULT_MASK | LOG_LEVEL_DEBUG) : cfg.log_mask;
+	if (cfg.log_file)
+		lg.path = xstrdup(cfg.log_file);
+	if (log_open(&lg) != 0)
+		fprintf(stderr, "cairn: cannot open log file %s, logging to stderr\n",
+			lg.path ? lg.path : "");
+
+	signal(SIGPIPE, SIG_IGN);
+	struct event_config *ec = event_config_new();
+	struct event_base *base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (!base) {
+		log_write(&lg, LOG_LEVEL_ERROR, "cannot create the event loop");
+		return 1;
+	}
+
+	struct server srv;
+	int rc = 0;
+	log_write(&lg, LOG_LEVEL_NOTICE, "cairn %s starting%s%s", PACKAGE_VERSION,
+		  conf_path ? " with " : "", conf_path ? conf_path : "");
+	if (server_init(&srv, &cfg, &lg, base) != 0) {
+		rc = 1;
+	} else {
+		event_base_dispatch(base);
+		log_write(&lg, LOG_LEVEL_NOTICE,
+			  "stopped: %llu messages received, %llu sent, %llu dropped",
+			  (unsigned long long)srv.stats.msgs_received,
+			  (unsigned long long)srv.stats.msgs_sent,
+			  (unsigned long long)srv.stats.msgs_dropped);
+	}
+	server_cleanup(&srv);
+	event_base_free(base);
+	log_cleanup(&lg);
+	config_cleanup(&cfg);
+	return rc;
+}

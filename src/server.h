@@ -1,0 +1,140 @@
+/*
+ * The server object: listeners, the known clients (sessions) by id, the
+ * subscription trie and retained messages, routing of published messages,
+ * and the glue between in-memory state and the store.
+ */
+#ifndef CAIRN_SERVER_H
+#define CAIRN_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "log.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct client;
+struct conn;
+struct store;
+
+/* A message as the broker holds it: stored once, shared by every queue
+ * that delivers it (reference counted), payload never copied per
+ * subscriber. */
+struct message {
+	unsigned refs;
+	uint64_t id;	   /* store msg_id; 0 until stored */
+	unsigned stored_refs; /* stored deliveries referencing it */
+	uint8_t qos;
+	bool retain;
+	uint16_t topic_len;
+	uint32_t payload_len;
+	char *topic;	  /* NUL-terminated, inside this allocation */
+	uint8_t *payload; /* inside this allocation */
+	/* Dispatch cache: the encoded PUBLISH header per QoS (retain 0, dup 0),
+	 * built on first use, so a fanned-out message is encoded once per QoS. */
+	uint8_t *hdr[3];
+	uint32_t hdr_len[3];
+	uint32_t pid_off[3];
+};
+
+struct message *message_new(const char *topic, size_t topic_len, const uint8_t *payload,
+			    size_t payload_len, uint8_t qos, bool retain);
+struct message *message_ref(struct message *m);
+void message_unref(struct message *m);
+
+/* A gate holds back deliveries until the batch that stored them commits. */
+struct gate {
+	unsigned refs;
+	bool open;
+};
+
+struct server_stats {
+	uint64_t msgs_received;
+	uint64_t msgs_sent;
+	uint64_t msgs_dropped;
+	uint64_t clients_connected;
+};
+
+struct client_map {
+	struct client **buckets;
+	size_t nbuckets;
+	size_t count;
+};
+
+struct server {
+	struct config *cfg;
+	struct log *log;
+	struct event_base *base;
+	struct store *store;
+	bool persist;		/* a store that survives a restart is open */
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct client_map clients;
+	struct topic_tree *subs;
+	struct retain_tree *retained;
+	struct conn *closing;	/* connections waiting to be freed */
+	struct event *reaper;	/* frees them from the loop */
+	struct event *sigs[4];
+	uint64_t next_msg_id;
+	uint64_t match_gen;
+	uint64_t conn_gen;
+	uint64_t anon_counter;
+	struct server_stats stats;
+	bool stopping;
+};
+
+/* Build the server from cfg (opens the store, loads it, opens listeners).
+ * On failure logs why and returns -1. */
+int server_init(struct server *srv, struct config *cfg, struct log *lg,
+		struct event_base *base);
+/* Stop accepting, publish due wills, commit the last batch, close the
+ * store, free everything. */
+void server_cleanup(struct server *srv);
+
+/* Known clients. */
+struct client *server_get_known_client(struct server *srv, const char *id, size_t len);
+void server_add_client(struct server *srv, struct client *c);
+void server_remove_client(struct server *srv, struct client *c);
+
+/*
+ * Route a message published by from (NULL for a will) to every matching
+ * subscription and update the retained messages. When anything had to be
+ * stored, the deliveries wait behind a gate that opens once the batch
+ * commits, and the function returns true: the caller must then defer the
+ * publisher's PUBACK/PUBREC the same way (client_send_ordered with defer).
+ */
+bool server_handle_incoming_publish(struct server *srv, struct client *from, struct message *msg);
+
+/*
+ * Work to do once everything staged so far is committed: write bytes to a
+ * client (an acknowledgement), then open a gate and pump the clients whose
+ * deliveries wait behind it. Completions run in submission order.
+ */
+struct pending;
+struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes,
+			    size_t len, struct gate *gate);
+void pending_add_target(struct pending *p, struct client *c);
+void pending_submit(struct pending *p);
+
+/* Queue the retained messages matching filter to c at up to qos. */
+void server_enqueue_retained(struct server *srv, struct client *c, const char *filter,
+			     size_t len, uint8_t qos, struct gate *gate);
+
+/* Next store message id. */
+uint64_t server_next_msg_id(struct server *srv);
+
+/* Schedule freeing of a closed connection from the loop. */
+void server_reap(struct server *srv, struct conn *cn);
+
+/* Graceful stop: stop accepting, close every connection (wills due),
+ * break the loop. */
+void server_stop(struct server *srv);
+
+struct gate *gate_new(void);
+struct gate *gate_ref(struct gate *g);
+void gate_unref(struct gate *g);
+
+#endif
