@@ -107,6 +107,8 @@ class Broker:
             if k == "persistence_location" and is_mosquitto():
                 v = v.rstrip("/") + "/"
             lines.append("%s %s" % (k, v))
+        if is_mosquitto() and os.geteuid() == 0:
+            lines.append("user root")  # else it drops to 'mosquitto' and cannot save
         with open(self.conf_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 

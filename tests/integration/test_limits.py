@@ -1,0 +1,97 @@
+"""Configured limits (queue bounds), the config checker, and a smoke test
+with the mosquitto command-line clients."""
+
+import os
+import re
+import subprocess
+import time
+
+from harness import (HOST, Paho, RawClient, broker_command, check, require_cairn,
+                     ack_packet, PUBACK)
+
+
+def test_max_queued_messages_bounds_offline_queue(ctx):
+    b = ctx.broker(max_queued_messages=5, max_inflight_messages=1)
+    s = RawClient(b.port)
+    s.connect("bounded", clean=False)
+    s.subscribe(1, [("mq/t", 1)])
+    s.send(b"\xe0\x00")
+    s.expect_closed(2)
+    p = RawClient(b.port)
+    p.connect("bounded-pub")
+    for i in range(20):
+        p.publish("mq/t", b"%d" % i, qos=1, pid=i + 1)
+    s = RawClient(b.port)
+    sp, _ = s.connect("bounded", clean=False)
+    check(sp == 1, "session present %d" % sp)
+    got = []
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        if s.expect_silence(0.5) if got else False:
+            break
+        try:
+            m = s.read_publish(1.0)
+        except Exception:
+            break
+        got.append(m["payload"])
+        s.send(ack_packet(PUBACK, m["pid"]))
+    check(1 <= len(got) <= 6, "offline session got %d of 20 with max_queued_messages 5 "
+          "(+1 in flight)" % len(got))
+    check(got == sorted(got, key=int), "queued messages out of order: %r" % got)
+    check(re.search(r"drop", b.log_text(), re.I),
+          "no log line mentions the dropped messages")
+
+
+def test_smoke_mosquitto_clients_round_trip(ctx):
+    b = ctx.broker()
+    sub = subprocess.Popen(["mosquitto_sub", "-h", HOST, "-p", str(b.port), "-t", "smoke/#",
+                            "-C", "1", "-v", "-q", "1", "-W", "10"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 8
+        while sub.poll() is None and time.monotonic() < end:
+            subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(b.port), "-t", "smoke/t",
+                            "-m", "hello", "-q", "1"], timeout=5, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                sub.wait(0.3)
+            except subprocess.TimeoutExpired:
+                pass
+        out, err = sub.communicate(timeout=5) if sub.poll() is not None else (b"", b"")
+        check(sub.returncode == 0, "mosquitto_sub exit %s: %r" % (sub.returncode, err))
+        check(out.strip() == b"smoke/t hello", "mosquitto_sub printed %r" % out)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+
+
+def test_config_check_mode(ctx):
+    require_cairn("-t is cairn's config checker")
+    good = os.path.join(ctx.workdir, "good.conf")
+    with open(good, "w") as f:
+        f.write("listener 1883 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 5\n")
+    r = subprocess.run([broker_command(), "-t", "-c", good], capture_output=True, timeout=10)
+    check(r.returncode == 0, "-t on a good config: exit %d %r" % (r.returncode, r.stderr))
+    bad = os.path.join(ctx.workdir, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("listener 1883 127.0.0.1\n# comment\nmax_inflight_messages lots\n")
+    r = subprocess.run([broker_command(), "-t", "-c", bad], capture_output=True, timeout=10)
+    check(r.returncode == 1, "-t on a bad config: exit %d" % r.returncode)
+    err = r.stderr.decode("utf-8", "replace")
+    check(re.search(re.escape(bad) + r":3: max_inflight_messages: \S", err),
+          "stderr %r lacks 'FILE:3: max_inflight_messages: reason'" % err)
+
+
+def test_paho_round_trip_all_qos(ctx):
+    b = ctx.broker()
+    s = Paho(b.port, "paho-s", ctx=ctx)
+    s.connect()
+    check(s.subscribe("pp/#", 2) == [2], "granted")
+    p = Paho(b.port, "paho-p", ctx=ctx)
+    p.connect()
+    for q in (0, 1, 2):
+        p.publish("pp/%d" % q, b"q%d" % q, qos=q)
+        m = s.get(3)
+        check(m.topic == "pp/%d" % q and m.qos == q, "QoS %d round trip: %s %d" %
+              (q, m.topic, m.qos))
