@@ -84,6 +84,7 @@ struct conn {
 	bool connected; /* CONNECT accepted */
 	bool closing;
 	bool reaped;
+	bool paused; /* reading stopped while the store fails */
 	uint64_t last_rx_ms;
 };
 

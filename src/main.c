@@ -79,6 +79,13 @@ int main(int argc, char **argv)
 		config_cleanup(&cfg);
 		return 1;
 	}
+	if (cfg.password_file || cfg.acl_file) {
+		/* Refuse rather than run without the protection the file asks for. */
+		fprintf(stderr, "cairn: %s: %s: not supported by this version of cairn yet\n",
+			conf_path, cfg.password_file ? "password_file" : "acl_file");
+		config_cleanup(&cfg);
+		return 1;
+	}
 	if (test_only) {
 		printf("cairn: the configuration %s is valid\n", conf_path ? conf_path : "(none)");
 		config_cleanup(&cfg);

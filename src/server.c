@@ -85,6 +85,8 @@ void gate_unref(struct gate *g)
 
 /* ---- completions that wait for a commit ---- */
 
+static void conn_pause(struct conn *cn, bool pause);
+
 struct pending {
 	struct server *srv;
 	struct client *to;
@@ -104,6 +106,8 @@ struct pending *pending_new(struct server *srv, struct client *to, const uint8_t
 	if (to) {
 		p->to = client_ref(to);
 		to->deferred++;
+		if (!store_is_healthy(srv->store))
+			conn_pause(to->conn, true);
 	}
 	if (len) {
 		p->bytes = len <= sizeof(p->inline_bytes) ? p->inline_bytes : xmalloc(len);
@@ -656,23 +660,32 @@ static void store_log(void *arg, int level, const char *msg)
 	log_write(arg, map[level < 0 || level > 3 ? 3 : level], "store: %s", msg);
 }
 
+/* Back-pressure while commits fail: a client with packets waiting for the
+ * store stops being read until the store recovers; clean sessions and
+ * QoS 0 traffic that needs no storage keep flowing. */
+static void conn_pause(struct conn *cn, bool pause)
+{
+	if (!cn || cn->closing || cn->paused == pause)
+		return;
+	cn->paused = pause;
+	if (pause)
+		bufferevent_disable(cn->bev, EV_READ);
+	else
+		bufferevent_enable(cn->bev, EV_READ);
+}
+
 static void store_health(void *arg, bool healthy)
 {
 	struct server *srv = arg;
 	log_write(srv->log, healthy ? LOG_LEVEL_NOTICE : LOG_LEVEL_ERROR,
-		  healthy ? "store recovered: resuming reads from publishers"
-			  : "store commits failing: pausing publishers until it recovers");
-	/* Back-pressure: stop reading from every connection while messages
-	 * cannot be stored; what they already sent waits for the retry. */
+		  healthy ? "store recovered: resuming publishers that waited for it"
+			  : "store commits failing: pausing publishers whose messages wait for "
+			    "storage until it recovers");
 	struct client_map *m = &srv->clients;
 	for (size_t i = 0; i < m->nbuckets; i++)
 		for (struct client *c = m->buckets[i]; c; c = c->map_next)
-			if (c->conn && !c->conn->closing) {
-				if (healthy)
-					bufferevent_enable(c->conn->bev, EV_READ);
-				else
-					bufferevent_disable(c->conn->bev, EV_READ);
-			}
+			if (c->conn && (!healthy ? c->deferred > 0 : true))
+				conn_pause(c->conn, !healthy);
 }
 
 int server_init(struct server *srv, struct config *cfg, struct log *lg, struct event_base *base)
