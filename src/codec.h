@@ -146,14 +146,17 @@ bool codec_list_next(uint8_t type, const struct codec_list *l, uint32_t *pos,
 		     struct codec_str *filter, uint8_t *qos);
 
 /* Number of bytes encode would write for p (fixed header included), or 0 if
- * the packet cannot be encoded (remaining length too large). */
+ * the packet cannot be encoded (remaining length too large, unknown type,
+ * QoS > 2). */
 size_t codec_encoded_len(const struct codec_packet *p);
 
 /*
  * Encode p into out[0..cap). Returns the number of bytes written,
  * CODEC_ENOSPACE, or CODEC_EMALFORMED if p cannot be encoded at all
- * (codec_encoded_len() is 0: unknown type, QoS > 2, too long). For SUBSCRIBE/UNSUBSCRIBE/SUBACK, p->u.list.data holds the
- * already-encoded payload (see codec_list_append()).
+ * (codec_encoded_len() is 0: unknown type, QoS > 2, too long). For
+ * SUBSCRIBE/UNSUBSCRIBE/SUBACK, p->u.list.data holds the
+ * already-encoded payload (see codec_list_append()). The fixed-header flags
+ * are derived from the packet (PUBLISH: qos/dup/retain); p->flags is ignored.
  */
 int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap);
 

@@ -619,8 +619,8 @@ START_TEST(test_roundtrip_subscribe_unsubscribe_suback_lists)
 	in.type = CODEC_SUBSCRIBE;
 	len = 0;
 	for (i = 0; i < N(filters); i++) {
-		len = codec_list_append(CODEC_SUBSCRIBE, data, (size_t)len, sizeof(data), filters[i],
-					(uint16_t)strlen(filters[i]), (uint8_t)(i % 3));
+		len = codec_list_append(CODEC_SUBSCRIBE, data, (size_t)len, sizeof(data),
+					filters[i], (uint16_t)strlen(filters[i]), (uint8_t)(i % 3));
 		ck_assert_int_gt(len, 0);
 	}
 	in.u.list.packet_id = 42;
