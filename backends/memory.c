@@ -69,9 +69,10 @@ static char *dup_or_null(const char *s)
 	return s != NULL ? xstrdup(s) : NULL;
 }
 
+/* Never NULL, even when empty: load() hands out a valid pointer. */
 static uint8_t *dup_blob(const uint8_t *p, uint32_t len)
 {
-	return len > 0 ? xmemdup(p, len) : NULL;
+	return xmemdup(p, len);
 }
 
 /* ---- record copies ---- */
@@ -300,6 +301,8 @@ static void table_delete_client(struct mem_table *t, const void *key, const char
 
 	while (j < t->n && strcmp(*(const char *const *)t->v[j], client_id) == 0)
 		t->free(t->v[j++]);
+	if (j == i)
+		return;
 	memmove(&t->v[i], &t->v[j], (t->n - j) * sizeof(*t->v));
 	t->n -= j - i;
 }

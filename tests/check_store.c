@@ -1,0 +1,1304 @@
+/*
+ * The backend contract: every test runs once per backend named on the
+ * command line (default "memory sqlite"), through the vtable and through
+ * the core's group-commit layer (src/store.c) on a real event_base.
+ * Usage: check_store [backend...]
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <event2/event.h>
+
+#include "cairn/store.h"
+#include "store.h"
+
+#define MAX_BACKENDS 8
+
+/* The backends under test, from argv; read-only once main() has set them. */
+static const char *backend_names[MAX_BACKENDS];
+
+/* What the file-specific tests need to know about a backend. */
+static const char *backend_main_file(const char *name)
+{
+	if (strcmp(name, "sqlite") == 0)
+		return "cairn.db";
+	return NULL; /* no files (memory) or not described yet */
+}
+
+/* Backends whose commit() finishes before it returns. */
+static bool backend_is_sync(const char *name)
+{
+	return strcmp(name, "memory") == 0 || strcmp(name, "sqlite") == 0;
+}
+
+/* ---- per-test environment ---- */
+
+struct env {
+	const char *name;
+	const struct cairn_store_ops *ops;
+	char dir[64];  /* fresh temporary directory, removed at the end */
+	char loc[128]; /* persistence_location: dir/db, created by the backend */
+	char path[192]; /* the backend's main file, when it has one */
+	struct event_base *base;
+	struct cairn_store_options opts;
+	const char *max_page_count; /* answer to get("sqlite_max_page_count") */
+	int nlogs;
+	int min_level;	/* most severe level logged */
+	char logs[4096]; /* every line the backend logged, "level msg\n" */
+	bool done_called;
+	int done_status;
+};
+
+static const char *env_get(void *arg, const char *key)
+{
+	struct env *e = arg;
+
+	if (strcmp(key, "sqlite_max_page_count") == 0)
+		return e->max_page_count;
+	return NULL;
+}
+
+static void env_log(void *arg, int level, const char *msg)
+{
+	struct env *e = arg;
+
+	size_t n = strlen(e->logs);
+
+	e->nlogs++;
+	if (level < e->min_level || e->nlogs == 1)
+		e->min_level = level;
+	snprintf(e->logs + n, sizeof(e->logs) - n, "%d %s\n", level, msg);
+}
+
+static void env_init(struct env *e, int i)
+{
+	const char *file;
+
+	memset(e, 0, sizeof(*e));
+	e->name = backend_names[i];
+	e->ops = store_find_backend(e->name);
+	ck_assert_msg(e->ops != NULL, "backend %s is not compiled in", e->name);
+	snprintf(e->dir, sizeof(e->dir), "/tmp/cairn-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(e->dir));
+	snprintf(e->loc, sizeof(e->loc), "%s/db", e->dir);
+	file = backend_main_file(e->name);
+	if (file != NULL)
+		snprintf(e->path, sizeof(e->path), "%s/%s", e->loc, file);
+	e->base = event_base_new();
+	ck_assert_ptr_nonnull(e->base);
+	ck_assert_int_eq(event_base_priority_init(e->base, 2), 0);
+	e->opts.location = e->loc;
+	e->opts.durability = CAIRN_DURABILITY_OS;
+	e->opts.on_corrupt = CAIRN_ON_CORRUPT_FAIL;
+	e->opts.base = e->base;
+	e->opts.get = env_get;
+	e->opts.get_arg = e;
+	e->opts.log = env_log;
+	e->opts.log_arg = e;
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	chmod(p, 0700);
+	return remove(p);
+}
+
+static void env_cleanup(struct env *e)
+{
+	event_base_free(e->base);
+	nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct cairn_store *env_open(struct env *e)
+{
+	struct cairn_store *st = NULL;
+	char err[512] = "";
+	int rc = e->ops->open(&e->opts, &st, err, sizeof(err));
+
+	ck_assert_msg(rc == 0, "%s: open: %s (%s)", e->name, cairn_strerror(rc), err);
+	ck_assert_ptr_nonnull(st);
+	return st;
+}
+
+static void env_done(void *arg, int status)
+{
+	struct env *e = arg;
+
+	e->done_called = true;
+	e->done_status = status;
+}
+
+/* Commit through the vtable, waiting for an asynchronous backend. */
+static int env_commit(struct env *e, struct cairn_store *st)
+{
+	int rc;
+
+	e->done_called = false;
+	rc = e->ops->commit(st, env_done, e);
+	if (rc != CAIRN_EINPROGRESS)
+		return rc;
+	while (!e->done_called)
+		event_base_loop(e->base, EVLOOP_ONCE);
+	return e->done_status;
+}
+
+static void env_commit_ok(struct env *e, struct cairn_store *st)
+{
+	int rc = env_commit(e, st);
+
+	ck_assert_msg(rc == 0, "%s: commit: %s", e->name, cairn_strerror(rc));
+}
+
+/* ---- load() as text, one line per record ---- */
+
+static uint32_t fnv1a(const uint8_t *p, uint32_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (uint32_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+static void put_payload(FILE *f, const uint8_t *p, uint32_t len)
+{
+	if (len <= 16)
+		fprintf(f, "\"%.*s\"", (int)len, (const char *)p);
+	else
+		fprintf(f, "len=%u,fnv=%08x", len, fnv1a(p, len));
+}
+
+static int v_session(void *arg, const struct cairn_session_rec *r)
+{
+	FILE *f = arg;
+
+	fprintf(f, "session %s user=%s pid=%u", r->client_id, r->username ? r->username : "-",
+		r->next_packet_id);
+	if (r->has_will) {
+		fprintf(f, " will=%s:", r->will_topic);
+		put_payload(f, r->will_payload, r->will_payload_len);
+		fprintf(f, ":q%u:r%d", r->will_qos, r->will_retain);
+	}
+	fprintf(f, " conn=%d\n", r->connected);
+	return 0;
+}
+
+static int v_sub(void *arg, const struct cairn_sub_rec *r)
+{
+	fprintf(arg, "sub %s %s q%u\n", r->client_id, r->filter, r->qos);
+	return 0;
+}
+
+static int v_message(void *arg, const struct cairn_msg_rec *r)
+{
+	FILE *f = arg;
+
+	fprintf(f, "msg %llu %s ", (unsigned long long)r->msg_id, r->topic);
+	put_payload(f, r->payload, r->payload_len);
+	fprintf(f, " q%u r%d\n", r->qos, r->retain);
+	return 0;
+}
+
+static int v_delivery(void *arg, const struct cairn_delivery_rec *r)
+{
+	static const char *const states[] = { "queued", "sent", "pubrec" };
+
+	fprintf(arg, "delivery %s seq=%llu msg=%llu pid=%u q%u %s\n", r->client_id,
+		(unsigned long long)r->seq, (unsigned long long)r->msg_id, r->packet_id, r->qos,
+		r->state <= 2 ? states[r->state] : "?");
+	return 0;
+}
+
+static int v_inflight(void *arg, const struct cairn_inflight_in_rec *r)
+{
+	fprintf(arg, "inflight %s %u\n", r->client_id, r->packet_id);
+	return 0;
+}
+
+static int v_retained(void *arg, const struct cairn_msg_rec *r)
+{
+	FILE *f = arg;
+
+	fprintf(f, "retained %s ", r->topic);
+	put_payload(f, r->payload, r->payload_len);
+	fprintf(f, " q%u\n", r->qos);
+	return 0;
+}
+
+/* load() from an open handle into a malloc'ed string. */
+static char *dump_store(struct cairn_store *st, const struct cairn_store_ops *ops)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	struct cairn_store_visitor v = { f, v_session, v_sub, v_message, v_delivery, v_inflight,
+					 v_retained };
+	int rc;
+
+	ck_assert_ptr_nonnull(f);
+	rc = ops->load(st, &v);
+	fclose(f);
+	ck_assert_msg(rc == 0, "load: %s", cairn_strerror(rc));
+	return buf;
+}
+
+/* Open a second handle on the same location, load, close. */
+static char *env_dump(struct env *e)
+{
+	struct cairn_store *st = env_open(e);
+	char *s = dump_store(st, e->ops);
+
+	e->ops->close(st);
+	return s;
+}
+
+static void expect_dump(struct env *e, const char *want)
+{
+	char *got = env_dump(e);
+
+	ck_assert_msg(strcmp(got, want) == 0, "%s: load returned\n%s\nexpected\n%s", e->name, got,
+		      want);
+	free(got);
+}
+
+/* ---- record helpers ---- */
+
+static void put_session(struct env *e, struct cairn_store *st, const char *id, const char *user,
+			uint16_t pid, const char *will_topic, const char *will)
+{
+	struct cairn_session_rec r = { .client_id = id, .username = user, .next_packet_id = pid };
+
+	if (will_topic != NULL) {
+		r.has_will = true;
+		r.will_topic = will_topic;
+		r.will_payload = (const uint8_t *)will;
+		r.will_payload_len = (uint32_t)strlen(will);
+		r.will_qos = 1;
+		r.will_retain = true;
+	}
+	ck_assert_int_eq(e->ops->session_put(st, &r), 0);
+}
+
+static void put_sub(struct env *e, struct cairn_store *st, const char *id, const char *filter,
+		    uint8_t qos)
+{
+	struct cairn_sub_rec r = { id, filter, qos };
+
+	ck_assert_int_eq(e->ops->sub_put(st, &r), 0);
+}
+
+static void put_msg(struct env *e, struct cairn_store *st, uint64_t id, const char *topic,
+		    const void *payload, uint32_t len, uint8_t qos, bool retain)
+{
+	struct cairn_msg_rec r = { id, topic, payload, len, qos, retain };
+
+	ck_assert_int_eq(e->ops->message_put(st, &r), 0);
+}
+
+static void put_delivery(struct env *e, struct cairn_store *st, const char *id, uint64_t seq,
+			 uint64_t msg, uint16_t pid, uint8_t qos, uint8_t state)
+{
+	struct cairn_delivery_rec r = { id, seq, msg, pid, qos, state };
+
+	ck_assert_int_eq(e->ops->delivery_put(st, &r), 0);
+}
+
+static void put_inflight(struct env *e, struct cairn_store *st, const char *id, uint16_t pid)
+{
+	struct cairn_inflight_in_rec r = { id, pid };
+
+	ck_assert_int_eq(e->ops->inflight_in_put(st, &r), 0);
+}
+
+static void put_retained(struct env *e, struct cairn_store *st, const char *topic,
+			 const char *payload, uint8_t qos)
+{
+	struct cairn_msg_rec r = { 0, topic, (const uint8_t *)payload, (uint32_t)strlen(payload),
+				   qos, true };
+
+	ck_assert_int_eq(e->ops->retained_put(st, &r), 0);
+}
+
+/* Run a statement with the operator's sqlite3 shell, as an operator would. */
+static void sqlite_shell(const char *path, const char *sql, char *out, size_t outlen)
+{
+	char cmd[1024];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' \"%s\" 2>&1", path, sql);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, outlen - 1, p);
+	out[n] = '\0';
+	ck_assert_msg(pclose(p) == 0, "sqlite3 shell failed: %s", out);
+}
+
+/* ---- the vtable contract ---- */
+
+/* covers: MQTT-3.1.2-4 */
+START_TEST(t_roundtrip)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", "alice", 7, "will/c1", "bye");
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	put_sub(&e, st, "c1", "a/#", 1);
+	put_sub(&e, st, "c1", "b/+", 2);
+	put_sub(&e, st, "c2", "a/b", 0);
+	put_msg(&e, st, 1, "a/b", "hello", 5, 1, false);
+	put_msg(&e, st, 2, "a/c", "", 0, 2, true);
+	put_delivery(&e, st, "c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED);
+	put_delivery(&e, st, "c1", 2, 2, 5, 2, CAIRN_DELIVERY_SENT);
+	put_delivery(&e, st, "c2", 1, 1, 9, 0, CAIRN_DELIVERY_PUBREC);
+	put_inflight(&e, st, "c1", 42);
+	put_retained(&e, st, "r/1", "x", 1);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+
+	expect_dump(&e, "session c1 user=alice pid=7 will=will/c1:\"bye\":q1:r1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n"
+			"sub c1 a/# q1\n"
+			"sub c1 b/+ q2\n"
+			"sub c2 a/b q0\n"
+			"msg 1 a/b \"hello\" q1 r0\n"
+			"msg 2 a/c \"\" q2 r1\n"
+			"delivery c1 seq=1 msg=1 pid=0 q1 queued\n"
+			"delivery c1 seq=2 msg=2 pid=5 q2 sent\n"
+			"delivery c2 seq=1 msg=1 pid=9 q0 pubrec\n"
+			"inflight c1 42\n"
+			"retained r/1 \"x\" q1\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_connected_flag)
+{
+	struct env e;
+	struct cairn_store *st;
+	struct cairn_session_rec r = { .client_id = "c1", .next_packet_id = 3, .connected = true };
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	ck_assert_int_eq(e.ops->session_put(st, &r), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=- pid=3 conn=1\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_load_order)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_msg(&e, st, 9, "t", "m", 1, 1, false);
+	put_delivery(&e, st, "c2", 3, 9, 0, 1, 0);
+	put_delivery(&e, st, "c1", 1000, 9, 0, 1, 0);
+	put_delivery(&e, st, "c1", 2, 9, 0, 1, 0);
+	put_delivery(&e, st, "c2", 1, 9, 0, 1, 0);
+	put_delivery(&e, st, "c1", 1ULL << 40, 9, 0, 1, 0);
+	env_commit_ok(&e, st);
+	/* A later batch lands in the middle of c1's queue. */
+	put_delivery(&e, st, "c1", 30, 9, 0, 1, 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+
+	expect_dump(&e, "msg 9 t \"m\" q1 r0\n"
+			"delivery c1 seq=2 msg=9 pid=0 q1 queued\n"
+			"delivery c1 seq=30 msg=9 pid=0 q1 queued\n"
+			"delivery c1 seq=1000 msg=9 pid=0 q1 queued\n"
+			"delivery c1 seq=1099511627776 msg=9 pid=0 q1 queued\n"
+			"delivery c2 seq=1 msg=9 pid=0 q1 queued\n"
+			"delivery c2 seq=3 msg=9 pid=0 q1 queued\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+/* A visitor's non-zero return stops the load and is returned. */
+static int v_stop(void *arg, const struct cairn_sub_rec *r)
+{
+	(void)r;
+	(*(int *)arg)++;
+	return 77;
+}
+
+START_TEST(t_load_stops)
+{
+	struct env e;
+	struct cairn_store *st;
+	int calls = 0;
+	struct cairn_store_visitor v = { .arg = &calls, .subscription = v_stop };
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_sub(&e, st, "c1", "a", 0);
+	put_sub(&e, st, "c1", "b", 0);
+	env_commit_ok(&e, st);
+	ck_assert_int_eq(e.ops->load(st, &v), 77);
+	ck_assert_int_eq(calls, 1);
+	e.ops->close(st);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_batch_atomic)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", "u", 1, NULL, NULL);
+	env_commit_ok(&e, st);
+	/* Staged but never committed: the whole batch must vanish. */
+	put_session(&e, st, "c2", "u", 1, NULL, NULL);
+	put_sub(&e, st, "c1", "x", 1);
+	put_msg(&e, st, 1, "t", "p", 1, 1, false);
+	ck_assert_int_eq(e.ops->session_delete(st, "c1"), 0);
+	e.ops->close(st);
+
+	expect_dump(&e, "session c1 user=u pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_upsert)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", "a", 1, "w", "x");
+	put_sub(&e, st, "c1", "f", 0);
+	put_msg(&e, st, 1, "t", "p", 1, 1, false);
+	put_delivery(&e, st, "c1", 1, 1, 0, 2, CAIRN_DELIVERY_QUEUED);
+	env_commit_ok(&e, st);
+	put_session(&e, st, "c1", "b", 2, NULL, NULL);
+	put_sub(&e, st, "c1", "f", 2);
+	put_delivery(&e, st, "c1", 1, 1, 17, 2, CAIRN_DELIVERY_SENT);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=b pid=2 conn=0\n"
+			"sub c1 f q2\n"
+			"msg 1 t \"p\" q1 r0\n"
+			"delivery c1 seq=1 msg=1 pid=17 q2 sent\n");
+
+	/* Two puts of one key in one batch: the later wins. */
+	st = env_open(&e);
+	put_delivery(&e, st, "c1", 1, 1, 17, 2, CAIRN_DELIVERY_SENT);
+	put_delivery(&e, st, "c1", 1, 1, 17, 2, CAIRN_DELIVERY_PUBREC);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=b pid=2 conn=0\n"
+			"sub c1 f q2\n"
+			"msg 1 t \"p\" q1 r0\n"
+			"delivery c1 seq=1 msg=1 pid=17 q2 pubrec\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+/* Operations within one batch apply in the order they were staged. */
+START_TEST(t_batch_order)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "gone", NULL, 1, NULL, NULL);
+	ck_assert_int_eq(e.ops->session_delete(st, "gone"), 0);
+	ck_assert_int_eq(e.ops->session_delete(st, "back"), 0);
+	put_session(&e, st, "back", NULL, 1, NULL, NULL);
+	put_sub(&e, st, "back", "f", 1);
+	ck_assert_int_eq(e.ops->sub_delete(st, "back", "f"), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session back user=- pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_session_delete_cascade)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	put_sub(&e, st, "c1", "a", 1);
+	put_sub(&e, st, "c1", "b", 1);
+	put_sub(&e, st, "c2", "a", 1);
+	put_msg(&e, st, 1, "a", "p", 1, 1, false);
+	put_delivery(&e, st, "c1", 1, 1, 0, 1, 0);
+	put_delivery(&e, st, "c1", 2, 1, 0, 1, 0);
+	put_delivery(&e, st, "c2", 1, 1, 0, 1, 0);
+	put_inflight(&e, st, "c1", 5);
+	put_inflight(&e, st, "c2", 6);
+	env_commit_ok(&e, st);
+	ck_assert_int_eq(e.ops->session_delete(st, "c1"), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+
+	/* Messages stay: the core deletes unreferenced ones itself. */
+	expect_dump(&e, "session c2 user=- pid=1 conn=0\n"
+			"sub c2 a q1\n"
+			"msg 1 a \"p\" q1 r0\n"
+			"delivery c2 seq=1 msg=1 pid=0 q1 queued\n"
+			"inflight c2 6\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_deletes)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	put_sub(&e, st, "c1", "a", 1);
+	put_sub(&e, st, "c1", "b", 1);
+	put_msg(&e, st, 1, "a", "p", 1, 1, false);
+	put_msg(&e, st, 2, "a", "q", 1, 1, false);
+	put_delivery(&e, st, "c1", 1, 1, 0, 1, 0);
+	put_delivery(&e, st, "c1", 2, 2, 0, 1, 0);
+	put_inflight(&e, st, "c1", 5);
+	put_inflight(&e, st, "c1", 6);
+	env_commit_ok(&e, st);
+	ck_assert_int_eq(e.ops->sub_delete(st, "c1", "a"), 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 1), 0);
+	ck_assert_int_eq(e.ops->message_delete(st, 1), 0);
+	ck_assert_int_eq(e.ops->inflight_in_delete(st, "c1", 5), 0);
+	/* Deleting what does not exist is not an error. */
+	ck_assert_int_eq(e.ops->sub_delete(st, "nobody", "a"), 0);
+	ck_assert_int_eq(e.ops->message_delete(st, 999), 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 999), 0);
+	ck_assert_int_eq(e.ops->inflight_in_delete(st, "nobody", 1), 0);
+	ck_assert_int_eq(e.ops->retained_delete(st, "no/such"), 0);
+	ck_assert_int_eq(e.ops->session_delete(st, "nobody"), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"sub c1 b q1\n"
+			"msg 2 a \"q\" q1 r0\n"
+			"delivery c1 seq=2 msg=2 pid=0 q1 queued\n"
+			"inflight c1 6\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_large_payloads)
+{
+	struct env e;
+	struct cairn_store *st;
+	const uint32_t big = 1024 * 1024;
+	uint8_t *p = malloc(big);
+	char want[512];
+	struct cairn_msg_rec r = { 0, "big/r", p, big, 1, true };
+	struct cairn_session_rec s = { .client_id = "c1", .has_will = true, .will_topic = "w",
+				       .will_payload = NULL, .will_payload_len = 0 };
+
+	env_init(&e, _i);
+	ck_assert_ptr_nonnull(p);
+	for (uint32_t i = 0; i < big; i++)
+		p[i] = (uint8_t)(i * 31 + (i >> 13));
+	st = env_open(&e);
+	ck_assert_int_eq(e.ops->session_put(st, &s), 0);
+	put_msg(&e, st, 1, "big", p, big, 2, false);
+	put_msg(&e, st, 2, "empty", NULL, 0, 1, false);
+	ck_assert_int_eq(e.ops->retained_put(st, &r), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+
+	snprintf(want, sizeof(want),
+		 "session c1 user=- pid=0 will=w:\"\":q0:r0 conn=0\n"
+		 "msg 1 big len=%u,fnv=%08x q2 r0\n"
+		 "msg 2 empty \"\" q1 r0\n"
+		 "retained big/r len=%u,fnv=%08x q1\n",
+		 big, fnv1a(p, big), big, fnv1a(p, big));
+	expect_dump(&e, want);
+	if (strcmp(e.name, "sqlite") == 0) {
+		char out[256];
+
+		/* Empty payloads are empty BLOBs, never NULL. */
+		sqlite_shell(e.path,
+			     "SELECT typeof(payload) FROM messages WHERE msg_id = 2;"
+			     " SELECT typeof(will_payload) FROM sessions;",
+			     out, sizeof(out));
+		ck_assert_str_eq(out, "blob\nblob\n");
+	}
+	free(p);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_retained)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_retained(&e, st, "r/a", "1", 0);
+	put_retained(&e, st, "r/b", "2", 1);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "retained r/a \"1\" q0\nretained r/b \"2\" q1\n");
+
+	st = env_open(&e);
+	put_retained(&e, st, "r/a", "3", 2);
+	ck_assert_int_eq(e.ops->retained_delete(st, "r/b"), 0);
+	put_retained(&e, st, "r/c", "z", 1);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "retained r/a \"3\" q2\nretained r/c \"z\" q1\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+/* A location the backend cannot create. Tests run as root, so a path
+ * below a regular file stands in for a read-only directory. */
+START_TEST(t_unwritable_location)
+{
+	struct env e;
+	struct cairn_store *st = NULL;
+	char file[128], loc[192], err[512] = "";
+	int fd, rc;
+
+	env_init(&e, _i);
+	snprintf(file, sizeof(file), "%s/file", e.dir);
+	fd = open(file, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	snprintf(loc, sizeof(loc), "%s/sub", file);
+	e.opts.location = loc;
+	rc = e.ops->open(&e.opts, &st, err, sizeof(err));
+	if (backend_main_file(e.name) != NULL) {
+		ck_assert_msg(rc < 0, "%s: open of %s succeeded", e.name, loc);
+		ck_assert_ptr_null(st);
+		ck_assert_msg(strstr(err, loc) != NULL, "error does not name %s: %s", loc, err);
+	} else {
+		/* An in-process store's location is only a name. */
+		ck_assert_int_eq(rc, 0);
+		e.ops->close(st);
+	}
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_disk_full)
+{
+	struct env e;
+	struct cairn_store *st;
+	static uint8_t big[256 * 1024];
+
+	env_init(&e, _i);
+	if (strcmp(e.name, "sqlite") != 0) {
+		/* The page-count knob is SQLite's; the others have no way to
+		 * fill up on demand. */
+		env_cleanup(&e);
+		return;
+	}
+	memset(big, 'b', sizeof(big));
+	e.max_page_count = "32";
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	env_commit_ok(&e, st);
+
+	put_msg(&e, st, 1, "big", big, sizeof(big), 1, false);
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	ck_assert_int_eq(env_commit(&e, st), CAIRN_EFULL);
+	/* The batch is kept: retrying while still full fails the same way. */
+	ck_assert_int_eq(env_commit(&e, st), CAIRN_EFULL);
+	/* Writes staged after the failure join the retried batch. */
+	put_sub(&e, st, "c2", "f", 1);
+	ck_assert_int_eq(env_commit(&e, st), CAIRN_EFULL);
+
+	/* Room again: the same batch commits, nothing lost, nothing twice. */
+	e.max_page_count = "100000";
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	e.max_page_count = NULL;
+	{
+		char want[256];
+
+		snprintf(want, sizeof(want),
+			 "session c1 user=- pid=1 conn=0\n"
+			 "session c2 user=- pid=1 conn=0\n"
+			 "sub c2 f q1\n"
+			 "msg 1 big len=%zu,fnv=%08x q1 r0\n",
+			 sizeof(big), fnv1a(big, sizeof(big)));
+		expect_dump(&e, want);
+	}
+	env_cleanup(&e);
+}
+END_TEST
+
+/* Full and then closed without room: the committed data survives. */
+START_TEST(t_disk_full_close)
+{
+	struct env e;
+	struct cairn_store *st;
+	static uint8_t big[256 * 1024];
+
+	env_init(&e, _i);
+	if (strcmp(e.name, "sqlite") != 0) {
+		env_cleanup(&e);
+		return;
+	}
+	e.max_page_count = "32";
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	env_commit_ok(&e, st);
+	put_msg(&e, st, 1, "big", big, sizeof(big), 1, false);
+	ck_assert_int_eq(env_commit(&e, st), CAIRN_EFULL);
+	e.ops->close(st);
+	e.max_page_count = NULL;
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+static void write_garbage(const char *dir, const char *path)
+{
+	char junk[8192];
+	FILE *f;
+
+	mkdir(dir, 0700);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = "this is not a database. "[i % 24];
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+	fclose(f);
+}
+
+START_TEST(t_corrupt_fails)
+{
+	struct env e;
+	struct cairn_store *st = NULL;
+	char err[512] = "";
+
+	env_init(&e, _i);
+	if (backend_main_file(e.name) == NULL) {
+		env_cleanup(&e); /* nothing on disk to damage */
+		return;
+	}
+	write_garbage(e.loc, e.path);
+	ck_assert_int_eq(e.ops->open(&e.opts, &st, err, sizeof(err)), CAIRN_ECORRUPT);
+	ck_assert_ptr_null(st);
+	ck_assert_msg(strstr(err, e.path) != NULL, "error does not name %s: %s", e.path, err);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_corrupt_quarantine)
+{
+	struct env e;
+	struct cairn_store *st;
+	char *got;
+	DIR *d;
+	struct dirent *de;
+	int moved = 0;
+
+	env_init(&e, _i);
+	if (backend_main_file(e.name) == NULL) {
+		env_cleanup(&e);
+		return;
+	}
+	write_garbage(e.loc, e.path);
+	e.opts.on_corrupt = CAIRN_ON_CORRUPT_QUARANTINE;
+	st = env_open(&e);
+	ck_assert_int_ge(e.nlogs, 1);
+	ck_assert_int_le(e.min_level, 1); /* a warning at least */
+	got = dump_store(st, e.ops);
+	ck_assert_str_eq(got, "");
+	free(got);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+
+	d = opendir(e.loc);
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		char p[512];
+		struct stat sb;
+
+		if (strncmp(de->d_name, "cairn.db.corrupt-", 17) != 0)
+			continue;
+		moved++;
+		snprintf(p, sizeof(p), "%s/%s", e.loc, de->d_name);
+		ck_assert_int_eq(stat(p, &sb), 0);
+		ck_assert_int_eq(sb.st_size, 8192);
+		ck_assert_msg(strstr(e.logs, de->d_name) != NULL,
+			      "log does not name the quarantined file: %s", e.logs);
+	}
+	closedir(d);
+	ck_assert_int_eq(moved, 1);
+	e.opts.on_corrupt = CAIRN_ON_CORRUPT_FAIL;
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_newer_schema)
+{
+	struct env e;
+	struct cairn_store *st = NULL;
+	char err[512] = "", out[64];
+
+	env_init(&e, _i);
+	if (strcmp(e.name, "sqlite") != 0) {
+		env_cleanup(&e);
+		return;
+	}
+	e.ops->close(env_open(&e));
+	sqlite_shell(e.path, "UPDATE schema_version SET version = 99", out, sizeof(out));
+	ck_assert_int_eq(e.ops->open(&e.opts, &st, err, sizeof(err)), CAIRN_EVERSION);
+	ck_assert_ptr_null(st);
+	ck_assert_msg(strstr(err, e.path) != NULL, "error does not name %s: %s", e.path, err);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_file_modes)
+{
+	struct env e;
+	struct cairn_store *st;
+	struct stat sb;
+	char wal[256];
+	mode_t old;
+
+	env_init(&e, _i);
+	if (backend_main_file(e.name) == NULL) {
+		env_cleanup(&e);
+		return;
+	}
+	/* A permissive umask must not leak into the store's files. */
+	old = umask(0);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	env_commit_ok(&e, st);
+	ck_assert_int_eq(stat(e.loc, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0700);
+	ck_assert_int_eq(stat(e.path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0600);
+	snprintf(wal, sizeof(wal), "%s-wal", e.path);
+	if (stat(wal, &sb) == 0)
+		ck_assert_int_eq(sb.st_mode & 07777, 0600);
+	e.ops->close(st);
+	umask(old);
+	env_cleanup(&e);
+}
+END_TEST
+
+/* ---- group commit (src/store.c) ---- */
+
+struct gc {
+	struct env *e;
+	struct store *s;
+	char ran[64]; /* completion letters in the order they ran */
+	char health[16];
+	bool check_durable;
+};
+
+struct gc_cb {
+	struct gc *g;
+	char letter;
+	const char *must_see; /* line load() must return when it runs */
+};
+
+static void gc_health(void *arg, bool healthy)
+{
+	struct gc *g = arg;
+	size_t n = strlen(g->health);
+
+	ck_assert_uint_lt(n, sizeof(g->health) - 1);
+	g->health[n] = healthy ? 'T' : 'F';
+}
+
+static void gc_done(void *arg)
+{
+	struct gc_cb *c = arg;
+	size_t n = strlen(c->g->ran);
+
+	ck_assert_uint_lt(n, sizeof(c->g->ran) - 1);
+	c->g->ran[n] = c->letter;
+	if (c->must_see != NULL) {
+		char *got = env_dump(c->g->e);
+
+		ck_assert_msg(strstr(got, c->must_see) != NULL,
+			      "completion %c ran before its write was durable:\n%s", c->letter, got);
+		free(got);
+	}
+}
+
+static void gc_open(struct gc *g, struct env *e)
+{
+	char err[512] = "";
+	int rc;
+
+	memset(g, 0, sizeof(*g));
+	g->e = e;
+	rc = store_open(&g->s, e->name, &e->opts, e->base, 1, NULL, err, sizeof(err));
+	ck_assert_msg(rc == 0, "store_open %s: %s", e->name, err);
+	store_set_health_cb(g->s, gc_health, g);
+}
+
+static void gc_session(struct gc *g, const char *id)
+{
+	struct cairn_session_rec r = { .client_id = id, .next_packet_id = 1 };
+
+	ck_assert_int_eq(store_session_put(g->s, &r), 0);
+}
+
+/* Run the loop until cond or timeout_ms. */
+#define LOOP_UNTIL(e, cond, timeout_ms)                                                           \
+	do {                                                                                       \
+		struct timeval t0_, t1_;                                                           \
+		gettimeofday(&t0_, NULL);                                                          \
+		for (;;) {                                                                         \
+			if (cond)                                                                  \
+				break;                                                             \
+			gettimeofday(&t1_, NULL);                                                  \
+			ck_assert_msg((t1_.tv_sec - t0_.tv_sec) * 1000 +                          \
+						      (t1_.tv_usec - t0_.tv_usec) / 1000 <        \
+					      (timeout_ms),                                        \
+				      "timed out waiting for " #cond);                             \
+			event_base_loop((e)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);                 \
+			usleep(1000);                                                              \
+		}                                                                                  \
+	} while (0)
+
+START_TEST(t_gc_order)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', "session c1 " }, b = { &g, 'B', "session c2 " };
+	struct gc_cb c = { &g, 'C', NULL };
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	ck_assert_str_eq(store_name(g.s), e.name);
+	gc_session(&g, "c1");
+	store_after_commit(g.s, gc_done, &a);
+	gc_session(&g, "c2");
+	store_after_commit(g.s, gc_done, &b);
+	store_after_commit(g.s, gc_done, &c);
+	/* Never from inside store_after_commit or a staging call. */
+	ck_assert_str_eq(g.ran, "");
+	LOOP_UNTIL(&e, strlen(g.ran) == 3, 2000);
+	ck_assert_str_eq(g.ran, "ABC");
+	ck_assert(store_is_healthy(g.s));
+	ck_assert_str_eq(g.health, "");
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_gc_nothing_staged)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', NULL };
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	store_after_commit(g.s, gc_done, &a);
+	ck_assert_str_eq(g.ran, "");
+	event_base_loop(e.base, EVLOOP_NONBLOCK);
+	LOOP_UNTIL(&e, g.ran[0] != '\0', 2000);
+	ck_assert_str_eq(g.ran, "A");
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_gc_failures)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', "session c1 " }, b = { &g, 'B', "session c2 " };
+	struct timeval t0, t1;
+	long ms;
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	store_inject_commit_failures(g.s, 3);
+	gettimeofday(&t0, NULL);
+	gc_session(&g, "c1");
+	store_after_commit(g.s, gc_done, &a);
+	event_base_loop(e.base, EVLOOP_NONBLOCK);
+	ck_assert_str_eq(g.ran, "");
+	ck_assert(!store_is_healthy(g.s));
+	ck_assert_str_eq(g.health, "F");
+	/* Staged while failing: joins the batch being retried. */
+	gc_session(&g, "c2");
+	store_after_commit(g.s, gc_done, &b);
+	LOOP_UNTIL(&e, strlen(g.ran) == 2, 3000);
+	gettimeofday(&t1, NULL);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+	ck_assert_str_eq(g.ran, "AB");
+	ck_assert(store_is_healthy(g.s));
+	ck_assert_str_eq(g.health, "FT");
+	/* Three failures back off 10 + 20 + 40 ms before the commit works. */
+	ck_assert_int_ge(ms, 60);
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_gc_batch_limit)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', NULL };
+	char filter[32], *got;
+	size_t lines = 0;
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	for (int i = 0; i < STORE_BATCH_LIMIT; i++) {
+		struct cairn_sub_rec r = { "c1", filter, 1 };
+
+		snprintf(filter, sizeof(filter), "f/%05d", i);
+		ck_assert_int_eq(store_sub_put(g.s, &r), 0);
+		if (i == 0)
+			store_after_commit(g.s, gc_done, &a);
+	}
+	if (backend_is_sync(e.name)) {
+		/* The limit committed inside the last staging call... */
+		got = env_dump(&e);
+		for (char *p = got; (p = strchr(p, '\n')) != NULL; p++)
+			lines++;
+		free(got);
+		ck_assert_uint_eq(lines, STORE_BATCH_LIMIT);
+	}
+	/* ...but the completion still waits for the loop. */
+	ck_assert_str_eq(g.ran, "");
+	LOOP_UNTIL(&e, g.ran[0] != '\0', 5000);
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+static struct gc_cb reent_b, reent_c;
+
+static void gc_reenter(void *arg)
+{
+	struct gc_cb *c = arg;
+
+	gc_done(arg);
+	store_cancel(c->g->s, &reent_b);
+	gc_session(c->g, "late");
+	store_after_commit(c->g->s, gc_done, &reent_c);
+}
+
+START_TEST(t_gc_reentrant)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', NULL }, d = { &g, 'D', NULL };
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	reent_b = (struct gc_cb){ &g, 'B', NULL };
+	reent_c = (struct gc_cb){ &g, 'C', "session late " };
+	gc_session(&g, "c1");
+	store_after_commit(g.s, gc_reenter, &a);
+	store_after_commit(g.s, gc_done, &reent_b);
+	store_after_commit(g.s, gc_done, &d);
+	LOOP_UNTIL(&e, strlen(g.ran) == 3, 2000);
+	ck_assert_str_eq(g.ran, "ADC");
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_gc_cancel)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', NULL }, b = { &g, 'B', NULL }, c = { &g, 'C', NULL };
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	gc_session(&g, "c1");
+	store_after_commit(g.s, gc_done, &a);
+	store_after_commit(g.s, gc_done, &b);
+	store_after_commit(g.s, gc_done, &b);
+	store_cancel(g.s, &b); /* the tail and the one before it */
+	store_after_commit(g.s, gc_done, &c);
+	store_cancel(g.s, &g); /* matches nothing */
+	LOOP_UNTIL(&e, strlen(g.ran) == 2, 2000);
+	ck_assert_str_eq(g.ran, "AC");
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_gc_flush_and_close)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = { &g, 'A', NULL }, b = { &g, 'B', NULL }, c = { &g, 'C', NULL };
+	char *got;
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	gc_session(&g, "c1");
+	store_after_commit(g.s, gc_done, &a);
+	ck_assert_int_eq(store_flush(g.s), 0);
+	got = env_dump(&e);
+	ck_assert_str_eq(got, "session c1 user=- pid=1 conn=0\n");
+	free(got);
+	ck_assert_str_eq(g.ran, "");
+
+	/* A failing flush reports the error and marks the store unhealthy. */
+	gc_session(&g, "c2");
+	store_inject_commit_failures(g.s, 1);
+	ck_assert_int_eq(store_flush(g.s), CAIRN_EIO);
+	ck_assert(!store_is_healthy(g.s));
+	ck_assert_int_eq(store_flush(g.s), 0);
+	ck_assert(store_is_healthy(g.s));
+	ck_assert_str_eq(g.health, "FT");
+
+	/* Close commits what is staged and runs what waits. */
+	gc_session(&g, "c3");
+	store_after_commit(g.s, gc_done, &b);
+	store_close(g.s);
+	ck_assert_str_eq(g.ran, "AB");
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n"
+			"session c3 user=- pid=1 conn=0\n");
+
+	/* A batch that cannot be made durable at close: its completions
+	 * must not claim otherwise. */
+	gc_open(&g, &e);
+	gc_session(&g, "c4");
+	store_after_commit(g.s, gc_done, &c);
+	store_inject_commit_failures(g.s, 1);
+	store_close(g.s);
+	ck_assert_str_eq(g.ran, "");
+	env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(t_registry)
+{
+	struct env e;
+	struct store *s = NULL;
+	char names[256], err[512] = "";
+
+	env_init(&e, _i);
+	ck_assert_ptr_eq(store_find_backend(e.name), e.ops);
+	ck_assert_str_eq(e.ops->name, e.name);
+	ck_assert_int_ge(e.ops->version, 1);
+	ck_assert_ptr_null(store_find_backend("no-such-backend"));
+	ck_assert_ptr_null(store_find_backend(NULL));
+	store_backend_names(names, sizeof(names));
+	ck_assert_msg(strstr(names, e.name) != NULL, "%s not in \"%s\"", e.name, names);
+	ck_assert_int_eq(store_open(&s, "no-such-backend", &e.opts, e.base, 0, NULL, err,
+				    sizeof(err)),
+			 CAIRN_ENOTFOUND);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(err, names) != NULL, "error does not list backends: %s", err);
+	/* A priority the base does not have is refused, not ignored. */
+	ck_assert_int_eq(store_open(&s, e.name, &e.opts, e.base, 5, NULL, err, sizeof(err)),
+			 CAIRN_EINVAL);
+	store_backend_names(names, 4);
+	ck_assert_uint_lt(strlen(names), 4);
+	for (int code = CAIRN_EUNAVAILABLE; code <= CAIRN_OK; code++)
+		ck_assert_str_ne(cairn_strerror(code), cairn_strerror(-100));
+	env_cleanup(&e);
+}
+END_TEST
+
+static Suite *store_suite(int nbackends)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("contract");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, t_roundtrip, 0, nbackends);
+	tcase_add_loop_test(tc, t_connected_flag, 0, nbackends);
+	tcase_add_loop_test(tc, t_load_order, 0, nbackends);
+	tcase_add_loop_test(tc, t_load_stops, 0, nbackends);
+	tcase_add_loop_test(tc, t_batch_atomic, 0, nbackends);
+	tcase_add_loop_test(tc, t_upsert, 0, nbackends);
+	tcase_add_loop_test(tc, t_batch_order, 0, nbackends);
+	tcase_add_loop_test(tc, t_session_delete_cascade, 0, nbackends);
+	tcase_add_loop_test(tc, t_deletes, 0, nbackends);
+	tcase_add_loop_test(tc, t_large_payloads, 0, nbackends);
+	tcase_add_loop_test(tc, t_retained, 0, nbackends);
+	tcase_add_loop_test(tc, t_unwritable_location, 0, nbackends);
+	tcase_add_loop_test(tc, t_disk_full, 0, nbackends);
+	tcase_add_loop_test(tc, t_disk_full_close, 0, nbackends);
+	tcase_add_loop_test(tc, t_corrupt_fails, 0, nbackends);
+	tcase_add_loop_test(tc, t_corrupt_quarantine, 0, nbackends);
+	tcase_add_loop_test(tc, t_newer_schema, 0, nbackends);
+	tcase_add_loop_test(tc, t_file_modes, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_order, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_nothing_staged, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_failures, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_batch_limit, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_reentrant, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_cancel, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_flush_and_close, 0, nbackends);
+	tcase_add_loop_test(tc, t_registry, 0, nbackends);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const defaults[] = { "memory", "sqlite" };
+	SRunner *sr;
+	int n = 0, failed;
+
+	if (argc > 1) {
+		for (int i = 1; i < argc && n < MAX_BACKENDS; i++)
+			backend_names[n++] = argv[i];
+	} else {
+		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+			backend_names[n++] = defaults[i];
+	}
+	for (int i = 0; i < n; i++) {
+		if (store_find_backend(backend_names[i]) == NULL) {
+			char names[256];
+
+			store_backend_names(names, sizeof(names));
+			fprintf(stderr, "check_store: no backend \"%s\" (compiled in: %s)\n",
+				backend_names[i], names);
+			return 2;
+		}
+	}
+	sr = srunner_create(store_suite(n));
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
