@@ -522,18 +522,14 @@ void client_discard(struct client *c)
 	c->dead = true;
 	for (struct sub *s = c->subs; s; s = s->next)
 		topic_tree_remove(c->srv->subs, s->filter, s->len, c);
-	client_free_queues(c, false);
+	/* Deleting each delivery also deletes messages nobody else holds. */
+	client_free_queues(c, true);
 	if (c->stored) {
-		/* session_delete removes the deliveries; release their messages. */
 		store_session_delete(c->srv->store, c->id);
 		c->stored = false;
 	}
 	server_remove_client(c->srv, c);
 }
-
-/* After session_delete the message records lose their last references;
- * client_free_queues(c, false) above skipped per-delivery deletes, so
- * delete orphaned messages here. */
 
 void client_handle_last_will(struct client *c)
 {
