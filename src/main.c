@@ -21,7 +21,7 @@ static void usage(FILE *out)
 {
 	fputs("usage: cairn [-c FILE] [-p PORT] [-v] [-t] [-h] [--version]\n"
 	      "  -c FILE    read the configuration from FILE\n"
-	      "  -p PORT    listen on 127.0.0.1:PORT (instead of the config's listeners)\n"
+	      "  -p PORT    also listen on 127.0.0.1:PORT\n"
 	      "  -v         verbose: log everything, debug included\n"
 	      "  -t         test the configuration and exit\n"
 	      "  -h         show this help\n"
@@ -91,16 +91,8 @@ int main(int argc, char **argv)
 		config_cleanup(&cfg);
 		return 0;
 	}
-	if (port) {
-		/* -p replaces the configured listeners: a quick start. */
-		while (cfg.listeners) {
-			struct config_listener *l = cfg.listeners;
-			cfg.listeners = l->next;
-			free(l->address);
-			free(l);
-		}
+	if (port) /* a quick start: in addition to the configured listeners */
 		config_add_listener(&cfg, "127.0.0.1", port);
-	}
 	if (!cfg.listeners)
 		config_add_listener(&cfg, "127.0.0.1", 1883);
 
