@@ -774,32 +774,58 @@ static int sq_check(sqlite3 *db, char *why, size_t whylen)
 	return 0;
 }
 
-/* Move a corrupt database (and its -wal and -shm) aside as
- * cairn.db.corrupt-<unix time>, never overwriting an earlier one. */
-static int sq_quarantine(const char *path, char *newpath, size_t newlen)
+/* A formatted string in allocated memory (abort on out-of-memory, as
+ * xmalloc does). */
+static char *sq_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *sq_strf(const char *fmt, ...)
 {
-	char from[4096], to[4096];
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	s = xmalloc((size_t)(n < 0 ? 0 : n) + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* Move a corrupt database (and its -wal and -shm) aside as
+ * cairn.db.corrupt-<unix time>, never overwriting an earlier one. Returns
+ * the new name (the caller frees it) or NULL with errno set. */
+static char *sq_quarantine(const char *path)
+{
 	static const char *const sfx[] = { "-wal", "-shm" };
 	long now = (long)time(NULL);
+	char *newpath = NULL;
 
-	for (int n = 0;; n++) {
-		if (n == 0)
-			snprintf(newpath, newlen, "%s.corrupt-%ld", path, now);
-		else
-			snprintf(newpath, newlen, "%s.corrupt-%ld.%d", path, now, n);
+	for (int n = 0; n <= 100; n++) {
+		free(newpath);
+		newpath = n == 0 ? sq_strf("%s.corrupt-%ld", path, now)
+				 : sq_strf("%s.corrupt-%ld.%d", path, now, n);
 		if (access(newpath, F_OK) != 0)
 			break;
-		if (n == 100)
-			return -1;
 	}
-	if (rename(path, newpath) != 0)
-		return -1;
+	if (rename(path, newpath) != 0) {
+		int saved = errno;
+
+		free(newpath);
+		errno = saved;
+		return NULL;
+	}
 	for (size_t i = 0; i < 2; i++) {
-		snprintf(from, sizeof(from), "%s%s", path, sfx[i]);
-		snprintf(to, sizeof(to), "%s%s", newpath, sfx[i]);
+		char *from = sq_strf("%s%s", path, sfx[i]);
+		char *to = sq_strf("%s%s", newpath, sfx[i]);
+
 		rename(from, to); /* usually absent */
+		free(from);
+		free(to);
 	}
-	return 0;
+	return newpath;
 }
 
 /* Bring the schema up to SQ_SCHEMA_VERSION in one transaction. */
@@ -859,11 +885,11 @@ static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *
 	if (rc != SQLITE_OK)
 		goto sqlerr;
 	if (opts->log != NULL) {
-		char msg[4200];
+		char *msg = sq_strf("sqlite: %s: schema %s version %d", st->path,
+				    version == 0 ? "created at" : "migrated to", SQ_SCHEMA_VERSION);
 
-		snprintf(msg, sizeof(msg), "sqlite: %s: schema %s version %d", st->path,
-			 version == 0 ? "created at" : "migrated to", SQ_SCHEMA_VERSION);
 		opts->log(opts->log_arg, 2, msg);
+		free(msg);
 	}
 	return 0;
 sqlerr:
@@ -879,7 +905,7 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 		      size_t errlen)
 {
 	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-	char why[256], res[32], newpath[4200];
+	char why[256], res[32], *newpath;
 	const char *knob = NULL;
 	int rc;
 
@@ -908,20 +934,21 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 			sq_errf(err, errlen, "sqlite: %s: %s", st->path, why);
 			return rc;
 		}
-		if (sq_quarantine(st->path, newpath, sizeof(newpath)) != 0) {
+		newpath = sq_quarantine(st->path);
+		if (newpath == NULL) {
 			sq_errf(err, errlen, "sqlite: %s is corrupt (%s) and cannot be moved: %s",
 				st->path, why, strerror(errno));
 			return CAIRN_ECORRUPT;
 		}
 		if (opts->log != NULL) {
-			char msg[8600];
+			char *msg = sq_strf("sqlite: %s is corrupt (%s); moved to %s, starting "
+					    "with an empty store",
+					    st->path, why, newpath);
 
-			snprintf(msg, sizeof(msg),
-				 "sqlite: %s is corrupt (%s); moved to %s, starting with an empty "
-				 "store",
-				 st->path, why, newpath);
 			opts->log(opts->log_arg, 1, msg);
+			free(msg);
 		}
+		free(newpath);
 	}
 
 	rc = pragma_text(st->db, "PRAGMA journal_mode = WAL", res, sizeof(res));
@@ -971,7 +998,6 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 	struct cairn_store *st;
 	struct stat sb;
 	mode_t old_umask;
-	size_t n;
 	int rc;
 
 	*out = NULL;
@@ -980,9 +1006,7 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 		return CAIRN_EINVAL;
 	}
 	st = xcalloc(1, sizeof(*st));
-	n = strlen(opts->location) + sizeof("/cairn.db");
-	st->path = xmalloc(n);
-	snprintf(st->path, n, "%s/cairn.db", opts->location);
+	st->path = sq_strf("%s/cairn.db", opts->location);
 
 	/* Files SQLite creates (the database, -wal, -shm) get no group or
 	 * other permissions, whatever the process umask is. */
