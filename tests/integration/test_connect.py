@@ -139,7 +139,7 @@ def test_mqisdp_level3_and_long_ids_accepted(ctx):
     c2.connect("abcdefghijklmnopqrstuvW")  # 23 characters, all allowed
 
 
-# covers: MQTT-3.1.2-1 MQTT-3.1.4-1
+# covers: MQTT-3.1.2-1 MQTT-3.1.4-1 MQTT-3.2.2-6
 def test_wrong_protocol_name_closes_without_connack(ctx):
     b = ctx.broker()
     for name, level in (("MQTX", 4), ("mqtt", 4), ("MQTT\u00e9", 4)):

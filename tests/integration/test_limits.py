@@ -42,6 +42,7 @@ def test_max_queued_messages_bounds_offline_queue(ctx):
           "no log line mentions the dropped messages")
 
 
+# covers: MQTT-7.0.0-2 MQTT-7.1.1-1
 def test_smoke_mosquitto_clients_round_trip(ctx):
     b = ctx.broker()
     sub = subprocess.Popen(["mosquitto_sub", "-h", HOST, "-p", str(b.port), "-t", "smoke/#",

@@ -3,8 +3,8 @@ suppression, retransmission on reconnect, ordering, offline queueing."""
 
 import struct
 
-from harness import (PUBACK, PUBCOMP, PUBREC, PUBREL, Paho, RawClient, ack_packet, check,
-                     publish_packet)
+from harness import (PUBACK, PUBCOMP, PUBREC, PUBREL, UNSUBACK, Paho, RawClient, ack_packet, check,
+                     publish_packet, unsubscribe_packet)
 
 
 def _pid(body):
@@ -265,3 +265,48 @@ def test_max_inflight_limits_unacked(ctx):
         got.append(m["payload"])
         sub.send(ack_packet(PUBACK, m["pid"]))
     check(got == [b"%d" % i for i in range(6)], "order after the window: %r" % got)
+
+
+# covers: MQTT-4.6.0-4
+def test_pubrels_follow_pubrec_order(ctx):
+    b = ctx.broker()
+    sub = RawClient(b.port)
+    sub.connect("relorder")
+    sub.subscribe(1, [("ro/t", 2)])
+    pub = RawClient(b.port)
+    pub.connect("relorder-pub")
+    for i in range(5):
+        pub.publish("ro/t", b"%d" % i, qos=2, pid=i + 1)
+    ms = [sub.read_publish() for _ in range(5)]
+    order = [m["pid"] for m in reversed(ms)]
+    sub.send(b"".join(ack_packet(PUBREC, pid) for pid in order))
+    rels = []
+    for _ in range(5):
+        f, body = sub.expect(PUBREL)
+        rels.append(_pid(body))
+    check(rels == order, "PUBRELs %r, PUBRECs were sent in order %r" % (rels, order))
+    sub.send(b"".join(ack_packet(PUBCOMP, pid) for pid in order))
+    check(sub.expect_silence(0.3), "unexpected packet after PUBCOMPs")
+
+
+# covers: MQTT-3.10.4-3 MQTT-3.10.4-2
+def test_unsubscribe_finishes_started_deliveries(ctx):
+    b = ctx.broker()
+    sub = RawClient(b.port)
+    sub.connect("unsub-inflight")
+    sub.subscribe(1, [("ui/1", 1), ("ui/2", 2)])
+    pub = RawClient(b.port)
+    pub.connect("unsub-inflight-pub")
+    pub.publish("ui/1", b"one", qos=1, pid=1)
+    pub.publish("ui/2", b"two", qos=2, pid=2)
+    m1 = sub.read_publish()
+    m2 = sub.read_publish()
+    sub.send(unsubscribe_packet(9, ["ui/1", "ui/2"]))
+    sub.expect(UNSUBACK)
+    sub.send(ack_packet(PUBACK, m1["pid"]))
+    sub.send(ack_packet(PUBREC, m2["pid"]))
+    f, body = sub.expect(PUBREL)
+    check(_pid(body) == m2["pid"], "PUBREL for the started QoS 2 delivery")
+    sub.send(ack_packet(PUBCOMP, m2["pid"]))
+    pub.publish("ui/1", b"late", qos=1, pid=3)
+    check(sub.expect_silence(0.5), "delivered after UNSUBSCRIBE")

@@ -28,17 +28,24 @@ def test_keepalive_expiry_disconnects_and_publishes_will(ctx):
     check(m.topic == "will/sleepy" and m.payload == b"gone", "wrong will %r" % m.payload)
 
 
-# covers: MQTT-3.12.4-1
+# covers: MQTT-3.12.4-1 MQTT-4.1.0-2
 def test_pingreq_answered_and_keeps_alive(ctx):
     b = ctx.broker()
     c = RawClient(b.port)
     c.connect("pinger", keepalive=1)
+    c.subscribe(1, [("ping/t", 0)])
     end = time.monotonic() + 3.0
     while time.monotonic() < end:
         c.send(PINGREQ_PKT)
         f, body = c.expect(PINGRESP)
         check(f == 0 and body == b"", "malformed PINGRESP")
         time.sleep(0.5)
+    # The clean session lasted as long as the connection: its subscription still works.
+    p = RawClient(b.port)
+    p.connect("pinger-pub")
+    p.send(publish_packet("ping/t", b"still here"))
+    m = c.read_publish()
+    check(m["payload"] == b"still here", "subscription lost while the connection lived")
 
 
 # covers: MQTT-3.1.2-9 MQTT-3.1.2-17 MQTT-3.1.2-16 MQTT-3.1.2-8
