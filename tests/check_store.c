@@ -1175,7 +1175,10 @@ START_TEST(t_gc_flush_and_close)
 	got = env_dump(&e);
 	ck_assert_str_eq(got, "session c1 user=- pid=1 conn=0\n");
 	free(got);
-	ck_assert_str_eq(g.ran, "");
+	/* A synchronous flush runs no completion; an asynchronous one runs
+	 * the loop, where completions may run as usual. */
+	if (backend_is_sync(e.name))
+		ck_assert_str_eq(g.ran, "");
 
 	/* A failing flush reports the error and marks the store unhealthy. */
 	gc_session(&g, "c2");
@@ -1191,6 +1194,7 @@ START_TEST(t_gc_flush_and_close)
 	store_after_commit(g.s, gc_done, &b);
 	store_close(g.s);
 	ck_assert_str_eq(g.ran, "AB");
+	ck_assert_str_eq(g.health, "FT");
 	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
 			"session c2 user=- pid=1 conn=0\n"
 			"session c3 user=- pid=1 conn=0\n");

@@ -199,8 +199,11 @@ struct cairn_store_ops {
 	/* ---- end of version 1 ---- */
 };
 
-/* Backends compiled into this build. */
+/* Backends compiled into this build (each exists only when configure
+ * enabled it: HAVE_SQLITE, HAVE_LMDB, HAVE_REDIS). */
 extern const struct cairn_store_ops cairn_store_memory;
 extern const struct cairn_store_ops cairn_store_sqlite;
+extern const struct cairn_store_ops cairn_store_lmdb;
+extern const struct cairn_store_ops cairn_store_redis;
 
 #endif
