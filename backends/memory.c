@@ -23,7 +23,7 @@ struct mem_table {
 
 struct mem_db {
 	struct mem_db *next; /* in mem_registry */
-	char *location;	     /* NULL for a private store */
+	char *location;      /* NULL for a private store */
 	struct mem_table sessions, subs, messages, deliveries, inflight, retained;
 };
 
@@ -337,10 +337,10 @@ static void db_free(struct mem_db *db)
 
 static void db_delete_session(struct mem_db *db, const char *client_id)
 {
-	struct cairn_session_rec sk = { .client_id = client_id };
-	struct cairn_sub_rec subk = { .client_id = client_id, .filter = "" };
-	struct cairn_delivery_rec dk = { .client_id = client_id, .seq = 0 };
-	struct cairn_inflight_in_rec ik = { .client_id = client_id, .packet_id = 0 };
+	struct cairn_session_rec sk = {.client_id = client_id};
+	struct cairn_sub_rec subk = {.client_id = client_id, .filter = ""};
+	struct cairn_delivery_rec dk = {.client_id = client_id, .seq = 0};
+	struct cairn_inflight_in_rec ik = {.client_id = client_id, .packet_id = 0};
 
 	table_delete(&db->sessions, &sk);
 	table_delete_client(&db->subs, &subk, client_id);
@@ -495,11 +495,11 @@ static int mem_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 	const struct mem_db *db = st->db;
 	int rc;
 
-#define MEM_VISIT(fn, table)                                                                    \
-	do {                                                                                     \
-		for (size_t i = 0; (fn) != NULL && i < (table).n; i++)                          \
-			if ((rc = (fn)(v->arg, (table).v[i])) != 0)                              \
-				return rc;                                                       \
+#define MEM_VISIT(fn, table)                                                                       \
+	do {                                                                                       \
+		for (size_t i = 0; (fn) != NULL && i < (table).n; i++)                             \
+			if ((rc = (fn)(v->arg, (table).v[i])) != 0)                                \
+				return rc;                                                         \
 	} while (0)
 	MEM_VISIT(v->session, db->sessions);
 	MEM_VISIT(v->subscription, db->subs);
@@ -518,7 +518,7 @@ static int mem_session_put(struct cairn_store *st, const struct cairn_session_re
 
 static int mem_session_delete(struct cairn_store *st, const char *client_id)
 {
-	struct cairn_session_rec key = { .client_id = client_id };
+	struct cairn_session_rec key = {.client_id = client_id};
 
 	return stage(st, MEM_SESSION_DEL, session_copy(&key));
 }
@@ -540,7 +540,7 @@ static int mem_message_put(struct cairn_store *st, const struct cairn_msg_rec *r
 
 static int mem_message_delete(struct cairn_store *st, uint64_t msg_id)
 {
-	struct cairn_msg_rec key = { .msg_id = msg_id };
+	struct cairn_msg_rec key = {.msg_id = msg_id};
 
 	return stage(st, MEM_MESSAGE_DEL, msg_copy(&key));
 }
@@ -552,7 +552,7 @@ static int mem_delivery_put(struct cairn_store *st, const struct cairn_delivery_
 
 static int mem_delivery_delete(struct cairn_store *st, const char *client_id, uint64_t seq)
 {
-	struct cairn_delivery_rec key = { .client_id = client_id, .seq = seq };
+	struct cairn_delivery_rec key = {.client_id = client_id, .seq = seq};
 
 	return stage(st, MEM_DELIVERY_DEL, delivery_copy(&key));
 }
@@ -562,8 +562,7 @@ static int mem_inflight_in_put(struct cairn_store *st, const struct cairn_inflig
 	return stage(st, MEM_INFLIGHT_PUT, inflight_copy(rec->client_id, rec->packet_id));
 }
 
-static int mem_inflight_in_delete(struct cairn_store *st, const char *client_id,
-				  uint16_t packet_id)
+static int mem_inflight_in_delete(struct cairn_store *st, const char *client_id, uint16_t packet_id)
 {
 	return stage(st, MEM_INFLIGHT_DEL, inflight_copy(client_id, packet_id));
 }
@@ -575,7 +574,7 @@ static int mem_retained_put(struct cairn_store *st, const struct cairn_msg_rec *
 
 static int mem_retained_delete(struct cairn_store *st, const char *topic)
 {
-	struct cairn_msg_rec key = { .topic = topic };
+	struct cairn_msg_rec key = {.topic = topic};
 
 	return stage(st, MEM_RETAINED_DEL, msg_copy(&key));
 }
@@ -598,22 +597,22 @@ static int mem_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 }
 
 const struct cairn_store_ops cairn_store_memory = {
-	.version = 1,
-	.name = "memory",
-	.open = mem_open,
-	.close = mem_close,
-	.load = mem_load,
-	.session_put = mem_session_put,
-	.session_delete = mem_session_delete,
-	.sub_put = mem_sub_put,
-	.sub_delete = mem_sub_delete,
-	.message_put = mem_message_put,
-	.message_delete = mem_message_delete,
-	.delivery_put = mem_delivery_put,
-	.delivery_delete = mem_delivery_delete,
-	.inflight_in_put = mem_inflight_in_put,
-	.inflight_in_delete = mem_inflight_in_delete,
-	.retained_put = mem_retained_put,
-	.retained_delete = mem_retained_delete,
-	.commit = mem_commit,
+    .version = 1,
+    .name = "memory",
+    .open = mem_open,
+    .close = mem_close,
+    .load = mem_load,
+    .session_put = mem_session_put,
+    .session_delete = mem_session_delete,
+    .sub_put = mem_sub_put,
+    .sub_delete = mem_sub_delete,
+    .message_put = mem_message_put,
+    .message_delete = mem_message_delete,
+    .delivery_put = mem_delivery_put,
+    .delivery_delete = mem_delivery_delete,
+    .inflight_in_put = mem_inflight_in_put,
+    .inflight_in_delete = mem_inflight_in_delete,
+    .retained_put = mem_retained_put,
+    .retained_delete = mem_retained_delete,
+    .commit = mem_commit,
 };

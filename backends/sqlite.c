@@ -23,25 +23,25 @@
 /* Schema migrations: entry v turns a version v-1 database into version v.
  * Only ever append; never edit a released entry. */
 static const char *const sq_migrations[] = {
-	NULL, /* version 0: the empty database */
-	"CREATE TABLE schema_version(version INTEGER NOT NULL);"
-	"CREATE TABLE sessions(client_id TEXT PRIMARY KEY, username TEXT,"
-	" next_packet_id INTEGER NOT NULL, will_topic TEXT, will_payload BLOB,"
-	" will_qos INTEGER, will_retain INTEGER, connected INTEGER NOT NULL,"
-	" updated_at INTEGER NOT NULL);"
-	"CREATE TABLE subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
-	" qos INTEGER NOT NULL, PRIMARY KEY(client_id, filter));"
-	"CREATE TABLE messages(msg_id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
-	" payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-	" stored_at INTEGER NOT NULL);"
-	"CREATE TABLE deliveries(client_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-	" msg_id INTEGER NOT NULL, packet_id INTEGER NOT NULL, qos INTEGER NOT NULL,"
-	" state TEXT NOT NULL CHECK(state IN ('queued','sent','pubrec')),"
-	" PRIMARY KEY(client_id, seq));"
-	"CREATE TABLE inflight_in(client_id TEXT NOT NULL, packet_id INTEGER NOT NULL,"
-	" PRIMARY KEY(client_id, packet_id));"
-	"CREATE TABLE retained(topic TEXT PRIMARY KEY, payload BLOB NOT NULL,"
-	" qos INTEGER NOT NULL, stored_at INTEGER NOT NULL);",
+    NULL, /* version 0: the empty database */
+    "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+    "CREATE TABLE sessions(client_id TEXT PRIMARY KEY, username TEXT,"
+    " next_packet_id INTEGER NOT NULL, will_topic TEXT, will_payload BLOB,"
+    " will_qos INTEGER, will_retain INTEGER, connected INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
+    " qos INTEGER NOT NULL, PRIMARY KEY(client_id, filter));"
+    "CREATE TABLE messages(msg_id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+    " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+    " stored_at INTEGER NOT NULL);"
+    "CREATE TABLE deliveries(client_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " msg_id INTEGER NOT NULL, packet_id INTEGER NOT NULL, qos INTEGER NOT NULL,"
+    " state TEXT NOT NULL CHECK(state IN ('queued','sent','pubrec')),"
+    " PRIMARY KEY(client_id, seq));"
+    "CREATE TABLE inflight_in(client_id TEXT NOT NULL, packet_id INTEGER NOT NULL,"
+    " PRIMARY KEY(client_id, packet_id));"
+    "CREATE TABLE retained(topic TEXT PRIMARY KEY, payload BLOB NOT NULL,"
+    " qos INTEGER NOT NULL, stored_at INTEGER NOT NULL);",
 };
 
 #define SQ_SCHEMA_VERSION ((int)(sizeof(sq_migrations) / sizeof(sq_migrations[0])) - 1)
@@ -75,44 +75,44 @@ enum sq_stmt {
 };
 
 static const char *const sq_sql[SQ_NSTMT] = {
-	[SQ_BEGIN] = "BEGIN IMMEDIATE",
-	[SQ_COMMIT] = "COMMIT",
-	[SQ_ROLLBACK] = "ROLLBACK",
-	[SQ_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(client_id, username, next_packet_id,"
-			   " will_topic, will_payload, will_qos, will_retain, connected, updated_at)"
-			   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[SQ_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
-	[SQ_SESSION_DEL_SUBS] = "DELETE FROM subscriptions WHERE client_id = ?1",
-	[SQ_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE client_id = ?1",
-	[SQ_SESSION_DEL_INFLIGHT] = "DELETE FROM inflight_in WHERE client_id = ?1",
-	[SQ_SUB_PUT] = "INSERT OR REPLACE INTO subscriptions(client_id, filter, qos)"
-		       " VALUES(?1, ?2, ?3)",
-	[SQ_SUB_DEL] = "DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2",
-	[SQ_MESSAGE_PUT] = "INSERT OR REPLACE INTO messages(msg_id, topic, payload, qos, retain,"
-			   " stored_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	[SQ_MESSAGE_DEL] = "DELETE FROM messages WHERE msg_id = ?1",
-	[SQ_DELIVERY_PUT] = "INSERT OR REPLACE INTO deliveries(client_id, seq, msg_id, packet_id,"
-			    " qos, state) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	[SQ_DELIVERY_DEL] = "DELETE FROM deliveries WHERE client_id = ?1 AND seq = ?2",
-	[SQ_INFLIGHT_PUT] = "INSERT OR REPLACE INTO inflight_in(client_id, packet_id)"
-			    " VALUES(?1, ?2)",
-	[SQ_INFLIGHT_DEL] = "DELETE FROM inflight_in WHERE client_id = ?1 AND packet_id = ?2",
-	[SQ_RETAINED_PUT] = "INSERT OR REPLACE INTO retained(topic, payload, qos, stored_at)"
-			    " VALUES(?1, ?2, ?3, ?4)",
-	[SQ_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
-	/* Every load query walks a primary key index: rows stream in key
-	 * order without a sort step holding them all in memory. */
-	[SQ_LOAD_SESSIONS] = "SELECT client_id, username, next_packet_id, will_topic, will_payload,"
-			     " will_qos, will_retain, connected FROM sessions ORDER BY client_id",
-	[SQ_LOAD_SUBS] = "SELECT client_id, filter, qos FROM subscriptions"
-			 " ORDER BY client_id, filter",
-	[SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain FROM messages"
-			     " ORDER BY msg_id",
-	[SQ_LOAD_DELIVERIES] = "SELECT client_id, seq, msg_id, packet_id, qos, state FROM deliveries"
-			       " ORDER BY client_id, seq",
-	[SQ_LOAD_INFLIGHT] = "SELECT client_id, packet_id FROM inflight_in"
-			     " ORDER BY client_id, packet_id",
-	[SQ_LOAD_RETAINED] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
+    [SQ_BEGIN] = "BEGIN IMMEDIATE",
+    [SQ_COMMIT] = "COMMIT",
+    [SQ_ROLLBACK] = "ROLLBACK",
+    [SQ_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(client_id, username, next_packet_id,"
+		       " will_topic, will_payload, will_qos, will_retain, connected, updated_at)"
+		       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [SQ_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
+    [SQ_SESSION_DEL_SUBS] = "DELETE FROM subscriptions WHERE client_id = ?1",
+    [SQ_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE client_id = ?1",
+    [SQ_SESSION_DEL_INFLIGHT] = "DELETE FROM inflight_in WHERE client_id = ?1",
+    [SQ_SUB_PUT] = "INSERT OR REPLACE INTO subscriptions(client_id, filter, qos)"
+		   " VALUES(?1, ?2, ?3)",
+    [SQ_SUB_DEL] = "DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2",
+    [SQ_MESSAGE_PUT] = "INSERT OR REPLACE INTO messages(msg_id, topic, payload, qos, retain,"
+		       " stored_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [SQ_MESSAGE_DEL] = "DELETE FROM messages WHERE msg_id = ?1",
+    [SQ_DELIVERY_PUT] = "INSERT OR REPLACE INTO deliveries(client_id, seq, msg_id, packet_id,"
+			" qos, state) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [SQ_DELIVERY_DEL] = "DELETE FROM deliveries WHERE client_id = ?1 AND seq = ?2",
+    [SQ_INFLIGHT_PUT] = "INSERT OR REPLACE INTO inflight_in(client_id, packet_id)"
+			" VALUES(?1, ?2)",
+    [SQ_INFLIGHT_DEL] = "DELETE FROM inflight_in WHERE client_id = ?1 AND packet_id = ?2",
+    [SQ_RETAINED_PUT] = "INSERT OR REPLACE INTO retained(topic, payload, qos, stored_at)"
+			" VALUES(?1, ?2, ?3, ?4)",
+    [SQ_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
+    /* Every load query walks a primary key index: rows stream in key
+     * order without a sort step holding them all in memory. */
+    [SQ_LOAD_SESSIONS] = "SELECT client_id, username, next_packet_id, will_topic, will_payload,"
+			 " will_qos, will_retain, connected FROM sessions ORDER BY client_id",
+    [SQ_LOAD_SUBS] = "SELECT client_id, filter, qos FROM subscriptions"
+		     " ORDER BY client_id, filter",
+    [SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain FROM messages"
+			 " ORDER BY msg_id",
+    [SQ_LOAD_DELIVERIES] = "SELECT client_id, seq, msg_id, packet_id, qos, state FROM deliveries"
+			   " ORDER BY client_id, seq",
+    [SQ_LOAD_INFLIGHT] = "SELECT client_id, packet_id FROM inflight_in"
+			 " ORDER BY client_id, packet_id",
+    [SQ_LOAD_RETAINED] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
 };
 
 enum sq_op_kind {
@@ -152,7 +152,7 @@ struct cairn_store {
 	char *path;
 	sqlite3_stmt *stmt[SQ_NSTMT];
 	struct sq_op *head, *tail; /* the staged batch */
-	bool broken; /* the open transaction lacks part of the batch: replay */
+	bool broken;               /* the open transaction lacks part of the batch: replay */
 	/* Test knob sqlite_max_page_count: re-read before each replay so a
 	 * test can lift the limit. Kept only when set at open. */
 	const char *(*get)(void *arg, const char *key);
@@ -179,7 +179,7 @@ static int sq_map(int rc)
 }
 
 static void sq_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void sq_errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -271,9 +271,9 @@ static int sq_exec_op(struct cairn_store *st, const struct sq_op *op)
 		return sq_run(s);
 	}
 	case SQ_OP_SESSION_DEL: {
-		static const enum sq_stmt del[] = { SQ_SESSION_DEL, SQ_SESSION_DEL_SUBS,
-						    SQ_SESSION_DEL_DELIVERIES,
-						    SQ_SESSION_DEL_INFLIGHT };
+		static const enum sq_stmt del[] = {SQ_SESSION_DEL, SQ_SESSION_DEL_SUBS,
+						   SQ_SESSION_DEL_DELIVERIES,
+						   SQ_SESSION_DEL_INFLIGHT};
 
 		for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++) {
 			s = st->stmt[del[i]];
@@ -562,8 +562,7 @@ static int sq_inflight_in_put(struct cairn_store *st, const struct cairn_infligh
 	return sq_stage(st, op);
 }
 
-static int sq_inflight_in_delete(struct cairn_store *st, const char *client_id,
-				 uint16_t packet_id)
+static int sq_inflight_in_delete(struct cairn_store *st, const char *client_id, uint16_t packet_id)
 {
 	struct sq_op *op = op_new(SQ_OP_INFLIGHT_DEL);
 
@@ -616,7 +615,7 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 {
 	switch (which) {
 	case SQ_LOAD_SESSIONS: {
-		struct cairn_session_rec r = { 0 };
+		struct cairn_session_rec r = {0};
 
 		r.client_id = col_text(s, 0);
 		r.username = col_text(s, 1);
@@ -634,8 +633,8 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {
-		struct cairn_sub_rec r = { col_text(s, 0), col_text(s, 1),
-					   (uint8_t)sqlite3_column_int(s, 2) };
+		struct cairn_sub_rec r = {col_text(s, 0), col_text(s, 1),
+					  (uint8_t)sqlite3_column_int(s, 2)};
 
 		if (r.client_id == NULL || r.filter == NULL || !qos_ok(sqlite3_column_int64(s, 2)))
 			return 0;
@@ -643,7 +642,7 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 	}
 	case SQ_LOAD_MESSAGES:
 	case SQ_LOAD_RETAINED: {
-		struct cairn_msg_rec r = { 0 };
+		struct cairn_msg_rec r = {0};
 		int c = which == SQ_LOAD_MESSAGES ? 1 : 0;
 
 		r.msg_id = which == SQ_LOAD_MESSAGES ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
@@ -656,7 +655,7 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		return which == SQ_LOAD_MESSAGES ? v->message(v->arg, &r) : v->retained(v->arg, &r);
 	}
 	case SQ_LOAD_DELIVERIES: {
-		struct cairn_delivery_rec r = { 0 };
+		struct cairn_delivery_rec r = {0};
 		int state = state_parse(col_text(s, 5));
 
 		r.client_id = col_text(s, 0);
@@ -670,8 +669,8 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		return v->delivery(v->arg, &r);
 	}
 	case SQ_LOAD_INFLIGHT: {
-		struct cairn_inflight_in_rec r = { col_text(s, 0),
-						   (uint16_t)sqlite3_column_int(s, 1) };
+		struct cairn_inflight_in_rec r = {col_text(s, 0),
+						  (uint16_t)sqlite3_column_int(s, 1)};
 
 		return r.client_id != NULL ? v->inflight_in(v->arg, &r) : 0;
 	}
@@ -686,12 +685,9 @@ static int sq_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 		enum sq_stmt stmt;
 		bool wanted;
 	} order[] = {
-		{ SQ_LOAD_SESSIONS, v->session != NULL },
-		{ SQ_LOAD_SUBS, v->subscription != NULL },
-		{ SQ_LOAD_MESSAGES, v->message != NULL },
-		{ SQ_LOAD_DELIVERIES, v->delivery != NULL },
-		{ SQ_LOAD_INFLIGHT, v->inflight_in != NULL },
-		{ SQ_LOAD_RETAINED, v->retained != NULL },
+	    {SQ_LOAD_SESSIONS, v->session != NULL},     {SQ_LOAD_SUBS, v->subscription != NULL},
+	    {SQ_LOAD_MESSAGES, v->message != NULL},     {SQ_LOAD_DELIVERIES, v->delivery != NULL},
+	    {SQ_LOAD_INFLIGHT, v->inflight_in != NULL}, {SQ_LOAD_RETAINED, v->retained != NULL},
 	};
 
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
@@ -799,7 +795,7 @@ static char *sq_strf(const char *fmt, ...)
  * the new name (the caller frees it) or NULL with errno set. */
 static char *sq_quarantine(const char *path)
 {
-	static const char *const sfx[] = { "-wal", "-shm" };
+	static const char *const sfx[] = {"-wal", "-shm"};
 	long now = (long)time(NULL);
 	char *newpath = NULL;
 
@@ -960,8 +956,8 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(st->db,
 				  opts->durability == CAIRN_DURABILITY_FSYNC
-					  ? "PRAGMA synchronous = FULL"
-					  : "PRAGMA synchronous = NORMAL",
+				      ? "PRAGMA synchronous = FULL"
+				      : "PRAGMA synchronous = NORMAL",
 				  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(st->db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
@@ -1034,22 +1030,22 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_sqlite = {
-	.version = 1,
-	.name = "sqlite",
-	.open = sq_open,
-	.close = sq_close,
-	.load = sq_load,
-	.session_put = sq_session_put,
-	.session_delete = sq_session_delete,
-	.sub_put = sq_sub_put,
-	.sub_delete = sq_sub_delete,
-	.message_put = sq_message_put,
-	.message_delete = sq_message_delete,
-	.delivery_put = sq_delivery_put,
-	.delivery_delete = sq_delivery_delete,
-	.inflight_in_put = sq_inflight_in_put,
-	.inflight_in_delete = sq_inflight_in_delete,
-	.retained_put = sq_retained_put,
-	.retained_delete = sq_retained_delete,
-	.commit = sq_commit,
+    .version = 1,
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .load = sq_load,
+    .session_put = sq_session_put,
+    .session_delete = sq_session_delete,
+    .sub_put = sq_sub_put,
+    .sub_delete = sq_sub_delete,
+    .message_put = sq_message_put,
+    .message_delete = sq_message_delete,
+    .delivery_put = sq_delivery_put,
+    .delivery_delete = sq_delivery_delete,
+    .inflight_in_put = sq_inflight_in_put,
+    .inflight_in_delete = sq_inflight_in_delete,
+    .retained_put = sq_retained_put,
+    .retained_delete = sq_retained_delete,
+    .commit = sq_commit,
 };

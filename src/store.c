@@ -17,6 +17,7 @@
 #include "util.h"
 
 /* Compiled-in backends, found by name. Add new ones before the NULL. */
+/* clang-format off */
 static const struct cairn_store_ops *const store_backends[] = {
 	&cairn_store_memory,
 #ifdef HAVE_SQLITE
@@ -30,6 +31,7 @@ static const struct cairn_store_ops *const store_backends[] = {
 #endif
 	NULL
 };
+/* clang-format on */
 
 #define STORE_BACKOFF_MIN_MS 10
 #define STORE_BACKOFF_MAX_MS 5000
@@ -48,7 +50,7 @@ struct store {
 	struct event_base *base;
 	struct log *lg;
 	struct event *commit_ev; /* runs the commit and the completions */
-	struct event *retry_ev;	 /* backoff timer after a failed commit */
+	struct event *retry_ev;  /* backoff timer after a failed commit */
 
 	/*
 	 * Generations: next_gen is the batch being staged now; starting a
@@ -60,7 +62,7 @@ struct store {
 	uint64_t durable_gen;
 	uint64_t inflight_gen;
 	size_t nstaged; /* writes staged into next_gen */
-	bool dirty;	/* the backend holds writes not yet durable */
+	bool dirty;     /* the backend holds writes not yet durable */
 	bool in_flight; /* an asynchronous commit has not called done yet */
 	bool retry_pending;
 	int last_status; /* of the last asynchronous commit */
@@ -285,11 +287,10 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static bool ops_complete(const struct cairn_store_ops *o)
 {
-	return o->name && o->open && o->close && o->load && o->session_put &&
-	       o->session_delete && o->sub_put && o->sub_delete && o->message_put &&
-	       o->message_delete && o->delivery_put && o->delivery_delete &&
-	       o->inflight_in_put && o->inflight_in_delete && o->retained_put &&
-	       o->retained_delete && o->commit;
+	return o->name && o->open && o->close && o->load && o->session_put && o->session_delete &&
+	       o->sub_put && o->sub_delete && o->message_put && o->message_delete &&
+	       o->delivery_put && o->delivery_delete && o->inflight_in_put &&
+	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit;
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -311,8 +312,9 @@ int store_open(struct store **out, const char *name, const struct cairn_store_op
 		return CAIRN_ENOTFOUND;
 	}
 	if (ops->version < 1 || !ops_complete(ops)) {
-		snprintf(err, errlen, "persistence backend \"%s\" has an unusable vtable (version %d)",
-			 name, ops->version);
+		snprintf(err, errlen,
+			 "persistence backend \"%s\" has an unusable vtable (version %d)", name,
+			 ops->version);
 		return CAIRN_EINVAL;
 	}
 
@@ -390,9 +392,10 @@ void store_close(struct store *s)
 		dropped++;
 	}
 	if (dropped > 0 && s->lg != NULL)
-		log_write(s->lg, LOG_LEVEL_ERROR,
-			  "store %s: closing with an uncommitted batch (%s); %zu completions dropped",
-			  s->ops->name, cairn_strerror(rc), dropped);
+		log_write(
+		    s->lg, LOG_LEVEL_ERROR,
+		    "store %s: closing with an uncommitted batch (%s); %zu completions dropped",
+		    s->ops->name, cairn_strerror(rc), dropped);
 	s->ops->close(s->st);
 	event_free(s->commit_ev);
 	event_free(s->retry_ev);

@@ -45,14 +45,14 @@ static bool backend_is_sync(const char *name)
 struct env {
 	const char *name;
 	const struct cairn_store_ops *ops;
-	char dir[64];  /* fresh temporary directory, removed at the end */
-	char loc[128]; /* persistence_location: dir/db, created by the backend */
+	char dir[64];   /* fresh temporary directory, removed at the end */
+	char loc[128];  /* persistence_location: dir/db, created by the backend */
 	char path[192]; /* the backend's main file, when it has one */
 	struct event_base *base;
 	struct cairn_store_options opts;
 	const char *max_page_count; /* answer to get("sqlite_max_page_count") */
 	int nlogs;
-	int min_level;	/* most severe level logged */
+	int min_level;   /* most severe level logged */
 	char logs[4096]; /* every line the backend logged, "level msg\n" */
 	bool done_called;
 	int done_status;
@@ -213,7 +213,7 @@ static int v_message(void *arg, const struct cairn_msg_rec *r)
 
 static int v_delivery(void *arg, const struct cairn_delivery_rec *r)
 {
-	static const char *const states[] = { "queued", "sent", "pubrec" };
+	static const char *const states[] = {"queued", "sent", "pubrec"};
 
 	fprintf(arg, "delivery %s seq=%llu msg=%llu pid=%u q%u %s\n", r->client_id,
 		(unsigned long long)r->seq, (unsigned long long)r->msg_id, r->packet_id, r->qos,
@@ -243,8 +243,8 @@ static char *dump_store(struct cairn_store *st, const struct cairn_store_ops *op
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	struct cairn_store_visitor v = { f, v_session, v_sub, v_message, v_delivery, v_inflight,
-					 v_retained };
+	struct cairn_store_visitor v = {f,          v_session,  v_sub,     v_message,
+					v_delivery, v_inflight, v_retained};
 	int rc;
 
 	ck_assert_ptr_nonnull(f);
@@ -278,7 +278,7 @@ static void expect_dump(struct env *e, const char *want)
 static void put_session(struct env *e, struct cairn_store *st, const char *id, const char *user,
 			uint16_t pid, const char *will_topic, const char *will)
 {
-	struct cairn_session_rec r = { .client_id = id, .username = user, .next_packet_id = pid };
+	struct cairn_session_rec r = {.client_id = id, .username = user, .next_packet_id = pid};
 
 	if (will_topic != NULL) {
 		r.has_will = true;
@@ -294,7 +294,7 @@ static void put_session(struct env *e, struct cairn_store *st, const char *id, c
 static void put_sub(struct env *e, struct cairn_store *st, const char *id, const char *filter,
 		    uint8_t qos)
 {
-	struct cairn_sub_rec r = { id, filter, qos };
+	struct cairn_sub_rec r = {id, filter, qos};
 
 	ck_assert_int_eq(e->ops->sub_put(st, &r), 0);
 }
@@ -302,7 +302,7 @@ static void put_sub(struct env *e, struct cairn_store *st, const char *id, const
 static void put_msg(struct env *e, struct cairn_store *st, uint64_t id, const char *topic,
 		    const void *payload, uint32_t len, uint8_t qos, bool retain)
 {
-	struct cairn_msg_rec r = { id, topic, payload, len, qos, retain };
+	struct cairn_msg_rec r = {id, topic, payload, len, qos, retain};
 
 	ck_assert_int_eq(e->ops->message_put(st, &r), 0);
 }
@@ -310,14 +310,14 @@ static void put_msg(struct env *e, struct cairn_store *st, uint64_t id, const ch
 static void put_delivery(struct env *e, struct cairn_store *st, const char *id, uint64_t seq,
 			 uint64_t msg, uint16_t pid, uint8_t qos, uint8_t state)
 {
-	struct cairn_delivery_rec r = { id, seq, msg, pid, qos, state };
+	struct cairn_delivery_rec r = {id, seq, msg, pid, qos, state};
 
 	ck_assert_int_eq(e->ops->delivery_put(st, &r), 0);
 }
 
 static void put_inflight(struct env *e, struct cairn_store *st, const char *id, uint16_t pid)
 {
-	struct cairn_inflight_in_rec r = { id, pid };
+	struct cairn_inflight_in_rec r = {id, pid};
 
 	ck_assert_int_eq(e->ops->inflight_in_put(st, &r), 0);
 }
@@ -325,8 +325,8 @@ static void put_inflight(struct env *e, struct cairn_store *st, const char *id, 
 static void put_retained(struct env *e, struct cairn_store *st, const char *topic,
 			 const char *payload, uint8_t qos)
 {
-	struct cairn_msg_rec r = { 0, topic, (const uint8_t *)payload, (uint32_t)strlen(payload),
-				   qos, true };
+	struct cairn_msg_rec r = {0,   topic, (const uint8_t *)payload, (uint32_t)strlen(payload),
+				  qos, true};
 
 	ck_assert_int_eq(e->ops->retained_put(st, &r), 0);
 }
@@ -391,7 +391,7 @@ START_TEST(t_connected_flag)
 {
 	struct env e;
 	struct cairn_store *st;
-	struct cairn_session_rec r = { .client_id = "c1", .next_packet_id = 3, .connected = true };
+	struct cairn_session_rec r = {.client_id = "c1", .next_packet_id = 3, .connected = true};
 
 	env_init(&e, _i);
 	st = env_open(&e);
@@ -446,7 +446,7 @@ START_TEST(t_load_stops)
 	struct env e;
 	struct cairn_store *st;
 	int calls = 0;
-	struct cairn_store_visitor v = { .arg = &calls, .subscription = v_stop };
+	struct cairn_store_visitor v = {.arg = &calls, .subscription = v_stop};
 
 	env_init(&e, _i);
 	st = env_open(&e);
@@ -617,9 +617,12 @@ START_TEST(t_large_payloads)
 	const uint32_t big = 1024 * 1024;
 	uint8_t *p = malloc(big);
 	char want[512];
-	struct cairn_msg_rec r = { 0, "big/r", p, big, 1, true };
-	struct cairn_session_rec s = { .client_id = "c1", .has_will = true, .will_topic = "w",
-				       .will_payload = NULL, .will_payload_len = 0 };
+	struct cairn_msg_rec r = {0, "big/r", p, big, 1, true};
+	struct cairn_session_rec s = {.client_id = "c1",
+				      .has_will = true,
+				      .will_topic = "w",
+				      .will_payload = NULL,
+				      .will_payload_len = 0};
 
 	env_init(&e, _i);
 	ck_assert_ptr_nonnull(p);
@@ -951,7 +954,8 @@ static void gc_done(void *arg)
 		char *got = env_dump(c->g->e);
 
 		ck_assert_msg(strstr(got, c->must_see) != NULL,
-			      "completion %c ran before its write was durable:\n%s", c->letter, got);
+			      "completion %c ran before its write was durable:\n%s", c->letter,
+			      got);
 		free(got);
 	}
 }
@@ -970,13 +974,13 @@ static void gc_open(struct gc *g, struct env *e)
 
 static void gc_session(struct gc *g, const char *id)
 {
-	struct cairn_session_rec r = { .client_id = id, .next_packet_id = 1 };
+	struct cairn_session_rec r = {.client_id = id, .next_packet_id = 1};
 
 	ck_assert_int_eq(store_session_put(g->s, &r), 0);
 }
 
 /* Run the loop until cond or timeout_ms. */
-#define LOOP_UNTIL(e, cond, timeout_ms)                                                           \
+#define LOOP_UNTIL(e, cond, timeout_ms)                                                            \
 	do {                                                                                       \
 		struct timeval t0_, t1_;                                                           \
 		gettimeofday(&t0_, NULL);                                                          \
@@ -984,9 +988,9 @@ static void gc_session(struct gc *g, const char *id)
 			if (cond)                                                                  \
 				break;                                                             \
 			gettimeofday(&t1_, NULL);                                                  \
-			ck_assert_msg((t1_.tv_sec - t0_.tv_sec) * 1000 +                          \
-						      (t1_.tv_usec - t0_.tv_usec) / 1000 <        \
-					      (timeout_ms),                                        \
+			ck_assert_msg((t1_.tv_sec - t0_.tv_sec) * 1000 +                           \
+					      (t1_.tv_usec - t0_.tv_usec) / 1000 <                 \
+					  (timeout_ms),                                            \
 				      "timed out waiting for " #cond);                             \
 			event_base_loop((e)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);                 \
 			usleep(1000);                                                              \
@@ -997,8 +1001,8 @@ START_TEST(t_gc_order)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', "session c1 " }, b = { &g, 'B', "session c2 " };
-	struct gc_cb c = { &g, 'C', NULL };
+	struct gc_cb a = {&g, 'A', "session c1 "}, b = {&g, 'B', "session c2 "};
+	struct gc_cb c = {&g, 'C', NULL};
 
 	env_init(&e, _i);
 	gc_open(&g, &e);
@@ -1023,7 +1027,7 @@ START_TEST(t_gc_nothing_staged)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', NULL };
+	struct gc_cb a = {&g, 'A', NULL};
 
 	env_init(&e, _i);
 	gc_open(&g, &e);
@@ -1041,7 +1045,7 @@ START_TEST(t_gc_failures)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', "session c1 " }, b = { &g, 'B', "session c2 " };
+	struct gc_cb a = {&g, 'A', "session c1 "}, b = {&g, 'B', "session c2 "};
 	struct timeval t0, t1;
 	long ms;
 
@@ -1075,14 +1079,14 @@ START_TEST(t_gc_batch_limit)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', NULL };
+	struct gc_cb a = {&g, 'A', NULL};
 	char filter[32], *got;
 	size_t lines = 0;
 
 	env_init(&e, _i);
 	gc_open(&g, &e);
 	for (int i = 0; i < STORE_BATCH_LIMIT; i++) {
-		struct cairn_sub_rec r = { "c1", filter, 1 };
+		struct cairn_sub_rec r = {"c1", filter, 1};
 
 		snprintf(filter, sizeof(filter), "f/%05d", i);
 		ck_assert_int_eq(store_sub_put(g.s, &r), 0);
@@ -1121,12 +1125,12 @@ START_TEST(t_gc_reentrant)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', NULL }, d = { &g, 'D', NULL };
+	struct gc_cb a = {&g, 'A', NULL}, d = {&g, 'D', NULL};
 
 	env_init(&e, _i);
 	gc_open(&g, &e);
-	reent_b = (struct gc_cb){ &g, 'B', NULL };
-	reent_c = (struct gc_cb){ &g, 'C', "session late " };
+	reent_b = (struct gc_cb){&g, 'B', NULL};
+	reent_c = (struct gc_cb){&g, 'C', "session late "};
 	gc_session(&g, "c1");
 	store_after_commit(g.s, gc_reenter, &a);
 	store_after_commit(g.s, gc_done, &reent_b);
@@ -1142,7 +1146,7 @@ START_TEST(t_gc_cancel)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', NULL }, b = { &g, 'B', NULL }, c = { &g, 'C', NULL };
+	struct gc_cb a = {&g, 'A', NULL}, b = {&g, 'B', NULL}, c = {&g, 'C', NULL};
 
 	env_init(&e, _i);
 	gc_open(&g, &e);
@@ -1164,7 +1168,7 @@ START_TEST(t_gc_flush_and_close)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = { &g, 'A', NULL }, b = { &g, 'B', NULL }, c = { &g, 'C', NULL };
+	struct gc_cb a = {&g, 'A', NULL}, b = {&g, 'B', NULL}, c = {&g, 'C', NULL};
 	char *got;
 
 	env_init(&e, _i);
@@ -1225,9 +1229,9 @@ START_TEST(t_registry)
 	ck_assert_ptr_null(store_find_backend(NULL));
 	store_backend_names(names, sizeof(names));
 	ck_assert_msg(strstr(names, e.name) != NULL, "%s not in \"%s\"", e.name, names);
-	ck_assert_int_eq(store_open(&s, "no-such-backend", &e.opts, e.base, 0, NULL, err,
-				    sizeof(err)),
-			 CAIRN_ENOTFOUND);
+	ck_assert_int_eq(
+	    store_open(&s, "no-such-backend", &e.opts, e.base, 0, NULL, err, sizeof(err)),
+	    CAIRN_ENOTFOUND);
 	ck_assert_ptr_null(s);
 	ck_assert_msg(strstr(err, names) != NULL, "error does not list backends: %s", err);
 	/* A priority the base does not have is refused, not ignored. */
@@ -1279,7 +1283,7 @@ static Suite *store_suite(int nbackends)
 
 int main(int argc, char **argv)
 {
-	static const char *const defaults[] = { "memory", "sqlite" };
+	static const char *const defaults[] = {"memory", "sqlite"};
 	SRunner *sr;
 	int n = 0, failed;
 
