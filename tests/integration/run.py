@@ -32,8 +32,16 @@ class HardTimeout(BaseException):
     pass
 
 
+class Interrupted(BaseException):
+    pass
+
+
 def _alarm(signum, frame):
     raise HardTimeout()
+
+
+def _interrupt(signum, frame):
+    raise Interrupted()
 
 
 def discover():
@@ -70,6 +78,11 @@ def run_one(modname, fn, timeout, verbose):
         status, reason = "SKIP", str(e)
     except HardTimeout:
         status, reason = "FAIL", "timed out after %ds" % getattr(fn, "timeout", timeout)
+    except Interrupted:
+        signal.alarm(0)
+        ctx.close(check_exit=False)  # stop this test's brokers by PID, then give up
+        print("FAIL %s: interrupted" % fn.__name__, flush=True)
+        raise
     except AssertionError as e:
         status, reason = "FAIL", str(e) or traceback.format_exc().splitlines()[-2].strip()
     except Exception as e:
@@ -117,6 +130,8 @@ def main():
         print("FAIL setup: broker %s not found or not executable" % bin_)
         print("integration: 0 passed, 1 failed")
         return 1
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     passed = failed = skipped = 0
     t0 = time.monotonic()
     for m, f in tests:
@@ -140,4 +155,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Interrupted:
+        print("integration: interrupted")
+        sys.exit(130)
