@@ -4,7 +4,7 @@ CONNECTs the broker must refuse by closing the socket."""
 import socket
 import time
 
-from harness import (CONNACK, Closed, RawClient, check, connect_packet, mstr, packet,
+from harness import (CONNACK, Closed, RawClient, check, connect_packet, mstr,
                      publish_packet, require_cairn)
 
 
