@@ -29,7 +29,7 @@
  * LMDB's 511-byte key limit. The value always holds the whole string. */
 #define LM_KEY_CUT 200
 
-#define LM_MAP_SIZE_DEFAULT ((uint64_t)64 << 20)
+#define LM_MAP_SIZE_DEFAULT     ((uint64_t)64 << 20)
 #define LM_MAP_SIZE_MAX_DEFAULT ((uint64_t)4 << 30)
 
 /* The named databases; the first six in load order. */
@@ -45,9 +45,13 @@ enum lm_db {
 };
 
 static const char *const lm_db_names[LM_NDB] = {
-	[LM_SESSIONS] = "sessions",	[LM_SUBS] = "subscriptions", [LM_MESSAGES] = "messages",
-	[LM_DELIVERIES] = "deliveries", [LM_INFLIGHT] = "inflight_in", [LM_RETAINED] = "retained",
-	[LM_META] = "meta",
+    [LM_SESSIONS] = "sessions",
+    [LM_SUBS] = "subscriptions",
+    [LM_MESSAGES] = "messages",
+    [LM_DELIVERIES] = "deliveries",
+    [LM_INFLIGHT] = "inflight_in",
+    [LM_RETAINED] = "retained",
+    [LM_META] = "meta",
 };
 
 static const char lm_version_key[] = "schema_version";
@@ -84,7 +88,7 @@ struct cairn_store {
 	unsigned int env_flags;
 	uint64_t map_size, map_max;
 	struct lm_op *head, *tail; /* the staged batch */
-	struct lm_buf scratch;	   /* key re-encoding while loading */
+	struct lm_buf scratch;     /* key re-encoding while loading */
 	/* Kept to re-read lmdb_map_size_max when the map is full, so an
 	 * operator's (or a test's) new limit applies without a restart. */
 	const char *(*get)(void *arg, const char *key);
@@ -128,7 +132,7 @@ static int lm_map(int rc)
 }
 
 static void lm_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void lm_errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -280,12 +284,7 @@ static const char *rd_str(struct lm_rd *r)
 
 /* ---- records: keys and values ---- */
 
-enum {
-	LM_SF_WILL = 1,
-	LM_SF_WILL_RETAIN = 2,
-	LM_SF_CONNECTED = 4,
-	LM_SF_USERNAME = 8
-};
+enum { LM_SF_WILL = 1, LM_SF_WILL_RETAIN = 2, LM_SF_CONNECTED = 4, LM_SF_USERNAME = 8 };
 
 static void key_session(struct lm_buf *b, const char *client_id)
 {
@@ -395,7 +394,7 @@ union lm_rec {
  */
 static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct lm_buf *key)
 {
-	struct lm_rd r = { d->mv_data, d->mv_size, false };
+	struct lm_rd r = {d->mv_data, d->mv_size, false};
 	uint8_t flags = 0;
 
 	memset(rec, 0, sizeof(*rec));
@@ -481,8 +480,8 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 
 /* Move the encoded key (klen bytes) and value (the rest) of b into a new
  * op at the end of the batch, and empty b. */
-static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db,
-		    struct lm_buf *b, size_t klen)
+static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db, struct lm_buf *b,
+		    size_t klen)
 {
 	struct lm_op *op = xmalloc(sizeof(*op) + b->len);
 
@@ -516,7 +515,7 @@ static void log_clear(struct cairn_store *st)
 
 static int lm_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 	size_t klen;
 
 	key_session(&b, rec->client_id);
@@ -528,7 +527,7 @@ static int lm_session_put(struct cairn_store *st, const struct cairn_session_rec
 
 static int lm_session_delete(struct cairn_store *st, const char *client_id)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 
 	key_session(&b, client_id);
 	return lm_stage(st, LM_OP_DEL_SESSION, LM_SESSIONS, &b, b.len);
@@ -536,7 +535,7 @@ static int lm_session_delete(struct cairn_store *st, const char *client_id)
 
 static int lm_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 	size_t klen;
 
 	key_sub(&b, rec->client_id, rec->filter);
@@ -547,7 +546,7 @@ static int lm_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 
 static int lm_sub_delete(struct cairn_store *st, const char *client_id, const char *filter)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 
 	key_sub(&b, client_id, filter);
 	return lm_stage(st, LM_OP_DEL, LM_SUBS, &b, b.len);
@@ -555,7 +554,7 @@ static int lm_sub_delete(struct cairn_store *st, const char *client_id, const ch
 
 static int msg_put(struct cairn_store *st, enum lm_db db, const struct cairn_msg_rec *rec)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 	size_t klen;
 
 	if (db == LM_MESSAGES)
@@ -575,7 +574,7 @@ static int lm_message_put(struct cairn_store *st, const struct cairn_msg_rec *re
 
 static int lm_message_delete(struct cairn_store *st, uint64_t msg_id)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 
 	key_message(&b, msg_id);
 	return lm_stage(st, LM_OP_DEL, LM_MESSAGES, &b, b.len);
@@ -583,7 +582,7 @@ static int lm_message_delete(struct cairn_store *st, uint64_t msg_id)
 
 static int lm_delivery_put(struct cairn_store *st, const struct cairn_delivery_rec *rec)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 	size_t klen;
 
 	key_delivery(&b, rec->client_id, rec->seq);
@@ -594,7 +593,7 @@ static int lm_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 
 static int lm_delivery_delete(struct cairn_store *st, const char *client_id, uint64_t seq)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 
 	key_delivery(&b, client_id, seq);
 	return lm_stage(st, LM_OP_DEL, LM_DELIVERIES, &b, b.len);
@@ -602,7 +601,7 @@ static int lm_delivery_delete(struct cairn_store *st, const char *client_id, uin
 
 static int lm_inflight_in_put(struct cairn_store *st, const struct cairn_inflight_in_rec *rec)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 	size_t klen;
 
 	key_inflight(&b, rec->client_id, rec->packet_id);
@@ -611,10 +610,9 @@ static int lm_inflight_in_put(struct cairn_store *st, const struct cairn_infligh
 	return lm_stage(st, LM_OP_PUT, LM_INFLIGHT, &b, klen);
 }
 
-static int lm_inflight_in_delete(struct cairn_store *st, const char *client_id,
-				 uint16_t packet_id)
+static int lm_inflight_in_delete(struct cairn_store *st, const char *client_id, uint16_t packet_id)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 
 	key_inflight(&b, client_id, packet_id);
 	return lm_stage(st, LM_OP_DEL, LM_INFLIGHT, &b, b.len);
@@ -627,7 +625,7 @@ static int lm_retained_put(struct cairn_store *st, const struct cairn_msg_rec *r
 
 static int lm_retained_delete(struct cairn_store *st, const char *topic)
 {
-	struct lm_buf b = { 0 };
+	struct lm_buf b = {0};
 
 	key_retained(&b, topic);
 	return lm_stage(st, LM_OP_DEL, LM_RETAINED, &b, b.len);
@@ -637,7 +635,7 @@ static int lm_retained_delete(struct cairn_store *st, const char *topic)
 
 static int lm_del(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen)
 {
-	MDB_val key = { klen, (void *)k };
+	MDB_val key = {klen, (void *)k};
 	int rc = mdb_del(txn, dbi, &key, NULL);
 
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -647,7 +645,7 @@ static int lm_del(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen)
 static int lm_del_prefix(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t n)
 {
 	MDB_cursor *cur;
-	MDB_val k = { n, (void *)prefix }, d;
+	MDB_val k = {n, (void *)prefix}, d;
 	int rc = mdb_cursor_open(txn, dbi, &cur);
 
 	if (rc != 0)
@@ -666,8 +664,8 @@ static int lm_del_prefix(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_
 
 static int lm_apply(struct cairn_store *st, MDB_txn *txn, const struct lm_op *op)
 {
-	MDB_val k = { op->klen, (void *)op->data };
-	MDB_val d = { op->vlen, (void *)(op->data + op->klen) };
+	MDB_val k = {op->klen, (void *)op->data};
+	MDB_val d = {op->vlen, (void *)(op->data + op->klen)};
 	int rc;
 
 	switch (op->kind) {
@@ -938,7 +936,10 @@ static void lm_close(struct cairn_store *st)
 	if (st == NULL)
 		return;
 	/* Uncommitted staged writes never reached LMDB: dropping the log
-	 * discards them. */
+	 * discards them. With durability os, a clean shutdown still leaves
+	 * the committed data on the disk. */
+	if (st->env_flags & MDB_NOSYNC)
+		mdb_env_sync(st->env, 1);
 	lm_free(st);
 }
 
@@ -951,7 +952,7 @@ struct lm_setup {
 static int lm_setup_dbs(struct cairn_store *st, MDB_txn *txn, void *arg)
 {
 	struct lm_setup *su = arg;
-	MDB_val k = { sizeof(lm_version_key) - 1, (void *)lm_version_key }, d;
+	MDB_val k = {sizeof(lm_version_key) - 1, (void *)lm_version_key}, d;
 	uint8_t ver[4];
 	int rc;
 
@@ -966,7 +967,8 @@ static int lm_setup_dbs(struct cairn_store *st, MDB_txn *txn, void *arg)
 
 		if (d.mv_size != 4)
 			return CAIRN_ECORRUPT;
-		su->version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+		su->version =
+		    (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 		if (su->version == 0)
 			return CAIRN_ECORRUPT;
 		return su->version > LM_SCHEMA_VERSION ? CAIRN_EVERSION : 0;
@@ -1001,10 +1003,10 @@ static int lm_check_size(struct cairn_store *st)
 
 /* Open the environment and check it. On failure returns a code and a
  * reason (without the path) in why. */
-static int lm_open_env(struct cairn_store *st, const struct cairn_store_options *opts,
-		       char *why, size_t whylen)
+static int lm_open_env(struct cairn_store *st, const struct cairn_store_options *opts, char *why,
+		       size_t whylen)
 {
-	struct lm_setup su = { 0 };
+	struct lm_setup su = {0};
 	MDB_txn *txn;
 	int rc, dead;
 
@@ -1126,7 +1128,8 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		rc = lm_opt_size(opts, "lmdb_map_size_max", LM_MAP_SIZE_MAX_DEFAULT, &st->map_max,
 				 err, errlen);
 	if (rc == 0 && st->map_size > st->map_max) {
-		lm_errf(err, errlen, "lmdb: lmdb_map_size %llu is larger than lmdb_map_size_max %llu",
+		lm_errf(err, errlen,
+			"lmdb: lmdb_map_size %llu is larger than lmdb_map_size_max %llu",
 			(unsigned long long)st->map_size, (unsigned long long)st->map_max);
 		rc = CAIRN_EINVAL;
 	}
@@ -1195,22 +1198,22 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_lmdb = {
-	.version = 1,
-	.name = "lmdb",
-	.open = lm_open,
-	.close = lm_close,
-	.load = lm_load,
-	.session_put = lm_session_put,
-	.session_delete = lm_session_delete,
-	.sub_put = lm_sub_put,
-	.sub_delete = lm_sub_delete,
-	.message_put = lm_message_put,
-	.message_delete = lm_message_delete,
-	.delivery_put = lm_delivery_put,
-	.delivery_delete = lm_delivery_delete,
-	.inflight_in_put = lm_inflight_in_put,
-	.inflight_in_delete = lm_inflight_in_delete,
-	.retained_put = lm_retained_put,
-	.retained_delete = lm_retained_delete,
-	.commit = lm_commit,
+    .version = 1,
+    .name = "lmdb",
+    .open = lm_open,
+    .close = lm_close,
+    .load = lm_load,
+    .session_put = lm_session_put,
+    .session_delete = lm_session_delete,
+    .sub_put = lm_sub_put,
+    .sub_delete = lm_sub_delete,
+    .message_put = lm_message_put,
+    .message_delete = lm_message_delete,
+    .delivery_put = lm_delivery_put,
+    .delivery_delete = lm_delivery_delete,
+    .inflight_in_put = lm_inflight_in_put,
+    .inflight_in_delete = lm_inflight_in_delete,
+    .retained_put = lm_retained_put,
+    .retained_delete = lm_retained_delete,
+    .commit = lm_commit,
 };
