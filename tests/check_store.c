@@ -1,6 +1,6 @@
 /*
  * The backend contract: every test runs once per backend named on the
- * command line (default "memory sqlite"), through the vtable and through
+ * command line (default "memory sqlite lmdb"), through the vtable and through
  * the core's group-commit layer (src/store.c) on a real event_base.
  * Usage: check_store [backend...]
  */
@@ -31,13 +31,16 @@ static const char *backend_main_file(const char *name)
 {
 	if (strcmp(name, "sqlite") == 0)
 		return "cairn.db";
+	if (strcmp(name, "lmdb") == 0)
+		return "data.mdb";
 	return NULL; /* no files (memory) or not described yet */
 }
 
 /* Backends whose commit() finishes before it returns. */
 static bool backend_is_sync(const char *name)
 {
-	return strcmp(name, "memory") == 0 || strcmp(name, "sqlite") == 0;
+	return strcmp(name, "memory") == 0 || strcmp(name, "sqlite") == 0 ||
+	       strcmp(name, "lmdb") == 0;
 }
 
 /* ---- per-test environment ---- */
@@ -847,10 +850,11 @@ START_TEST(t_corrupt_quarantine)
 	d = opendir(e.loc);
 	ck_assert_ptr_nonnull(d);
 	while ((de = readdir(d)) != NULL) {
-		char p[512];
+		char p[512], prefix[64];
 		struct stat sb;
 
-		if (strncmp(de->d_name, "cairn.db.corrupt-", 17) != 0)
+		snprintf(prefix, sizeof(prefix), "%s.corrupt-", backend_main_file(e.name));
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
 			continue;
 		moved++;
 		snprintf(p, sizeof(p), "%s/%s", e.loc, de->d_name);
@@ -1283,7 +1287,7 @@ static Suite *store_suite(int nbackends)
 
 int main(int argc, char **argv)
 {
-	static const char *const defaults[] = {"memory", "sqlite"};
+	static const char *const defaults[] = {"memory", "sqlite", "lmdb"};
 	SRunner *sr;
 	int n = 0, failed;
 
