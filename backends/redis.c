@@ -4,6 +4,7 @@
  * load() use a blocking hiredis context at start-up only; afterwards each
  * commit is one MULTI/EXEC sent through hiredis's libevent adapter, so the
  * broker never waits on Redis, and a batch that fails is replayed whole.
+ * hiredis writes with write(2): the process must ignore SIGPIPE (main.c does).
  */
 #include "cairn/store.h"
 
@@ -328,6 +329,8 @@ static int rd_async_connect(struct cairn_store *st)
 		return CAIRN_ENOMEM;
 	}
 	ac->data = st;
+	/* Notice a server host that vanished while the link was idle. */
+	redisEnableKeepAlive(&ac->c);
 	redisAsyncSetConnectCallback(ac, rd_connect_cb);
 	redisAsyncSetDisconnectCallback(ac, rd_disconnect_cb);
 	if (st->password != NULL) {
