@@ -1,6 +1,8 @@
 """Keep-alive and Last Will: when a will is published, with which QoS and
 retain flag, and when it must not be."""
 
+import socket
+import struct
 import time
 
 from harness import (DISCONNECT_PKT, PINGREQ_PKT, PINGRESP, Paho, RawClient, check,
@@ -85,6 +87,23 @@ def test_will_published_on_protocol_error(ctx):
     check(c.expect_closed(2), "QoS 3 PUBLISH did not close")
     m = w.get(3)
     check(m.topic == "will/bad", "will not published after a protocol error")
+
+
+# covers: MQTT-4.8.0-2 MQTT-3.1.2-8
+def test_connection_reset_closes_and_publishes_will(ctx):
+    # A transient network error (the peer resets the TCP connection) ends
+    # that one connection: the will goes out and the broker serves on.
+    b = ctx.broker()
+    w = _watcher(ctx, b)
+    c = RawClient(b.port)
+    c.connect("w-reset", will=("will/reset", b"R", 1, False))
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.sock.close()
+    m = w.get(3)
+    check(m.topic == "will/reset" and m.payload == b"R", "will not published after a reset")
+    again = RawClient(b.port)
+    sp, rc = again.connect("w-reset")
+    check(rc == 0, "broker did not accept the client again after the reset")
 
 
 # covers: MQTT-3.14.4-3 MQTT-3.1.2-10
