@@ -1471,9 +1471,8 @@ static int rd_message_put(struct cairn_store *st, const struct cairn_msg_rec *re
 	argv[7] = qos;
 	argv[8] = "retain";
 	argv[9] = rec->retain ? "1" : "0";
-	for (int i = 0; i < 10; i++)
-		lens[i] = strlen(argv[i]);
-	lens[5] = rec->payload_len;
+	for (int i = 0; i < 10; i++) /* the payload is bytes, not a string */
+		lens[i] = i == 5 ? rec->payload_len : strlen(argv[i]);
 	rc = rd_stage(st, 10, argv, lens);
 	free(key);
 	return rc;
