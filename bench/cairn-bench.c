@@ -105,6 +105,7 @@ struct conn {
 	int fd;
 	struct event *rev;
 	struct event *wev;
+	struct event *kick; /* publisher: fill again on the next loop pass */
 	bool wev_pending;
 	uint8_t *in;
 	size_t in_len;
@@ -316,10 +317,12 @@ static void conn_flush(struct conn *c)
 		c->wev_pending = false;
 	}
 	/* A QoS 0 flood has no acks to wake it: come back on the next loop
-	 * pass, after the other connections had their turn. */
+	 * pass, after the other connections had their turn. Not through wev:
+	 * libevent does not register the fd of an event_add()ed event that is
+	 * still active. */
 	if (c->role == ROLE_PUB && c->b->phase == PH_RUN && !c->done_sending &&
 	    c->b->o.qos == 0 && c->b->o.rate <= 0 && evbuffer_get_length(c->out) == 0)
-		event_active(c->wev, EV_WRITE, 1);
+		event_active(c->kick, 0, 1);
 }
 
 static int conn_send(struct conn *c, const struct codec_packet *p)
@@ -442,6 +445,8 @@ static void conn_close(struct conn *c, bool error)
 		event_del(c->rev);
 	if (c->wev)
 		event_del(c->wev);
+	if (c->kick)
+		event_del(c->kick);
 	c->wev_pending = false;
 	if (c->fd >= 0)
 		close(c->fd);
@@ -734,6 +739,18 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void pub_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state != CS_READY)
+		return;
+	pub_fill(c);
+	conn_flush(c);
+}
+
 static int addr_of(const struct opts *o, struct sockaddr_storage *ss, socklen_t *len)
 {
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
@@ -776,6 +793,8 @@ static void conn_start(struct conn *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->rev = event_new(b->base, c->fd, EV_READ | EV_PERSIST, conn_read_cb, c);
 	c->wev = event_new(b->base, c->fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+	if (c->role == ROLE_PUB)
+		c->kick = event_new(b->base, -1, 0, pub_kick_cb, c);
 	c->out = evbuffer_new();
 	c->in_cap = BENCH_READ_CHUNK;
 	c->in = xcalloc(1, c->in_cap);
@@ -1513,6 +1532,8 @@ int main(int argc, char **argv)
 			event_free(c->rev);
 		if (c->wev)
 			event_free(c->wev);
+		if (c->kick)
+			event_free(c->kick);
 		if (c->out)
 			evbuffer_free(c->out);
 		for (unsigned t = 0; t < c->ntracks; t++)
