@@ -276,6 +276,8 @@ void client_pump(struct client *c)
 		struct delivery *d = c->queued.head;
 		if (d->gate && !d->gate->open)
 			break;
+		if (gate && d->qos == 0)
+			break; /* never overtake a promotion still being stored */
 		if (d->qos == 0) {
 			dqueue_remove(&c->queued, d);
 			c->queued_bytes -= d->msg->payload_len;

@@ -295,8 +295,16 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 	if (msg->retain)
 		staged = server_set_retained(srv, msg);
 
+	/* The hits array is the server's, reused by every publish: routing
+	 * allocates nothing per message once it has grown. */
 	struct route r = { .srv = srv, .gen = ++srv->match_gen };
+	r.hits = srv->route_hits;
+	r.cap = srv->route_cap;
+	assert(!srv->routing);
+	srv->routing = true;
 	topic_tree_match(srv->subs, msg->topic, msg->topic_len, route_match, &r);
+	srv->route_hits = r.hits;
+	srv->route_cap = r.cap;
 
 	bool must_store = staged;
 	for (size_t i = 0; i < r.n && !must_store; i++) {
@@ -311,7 +319,7 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 			uint8_t q = c->match_qos < msg->qos ? c->match_qos : msg->qos;
 			client_deliver(c, msg, q, false, NULL);
 		}
-		free(r.hits);
+		srv->routing = false;
 		return false;
 	}
 	struct gate *gate = gate_new();
@@ -324,7 +332,7 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 	}
 	pending_submit(p);
 	gate_unref(gate);
-	free(r.hits);
+	srv->routing = false;
 	return true;
 }
 
@@ -793,6 +801,7 @@ void server_cleanup(struct server *srv)
 	}
 	if (srv->subs)
 		topic_tree_free(srv->subs);
+	free(srv->route_hits);
 	for (int i = 0; i < 4; i++)
 		if (srv->sigs[i])
 			event_free(srv->sigs[i]);

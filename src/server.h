@@ -80,6 +80,9 @@ struct server {
 	struct event *sigs[4];
 	uint64_t next_msg_id;
 	uint64_t match_gen;
+	struct client **route_hits; /* routing scratch, reused per message */
+	size_t route_cap;
+	bool routing;
 	uint64_t conn_gen;
 	uint64_t anon_counter;
 	struct server_stats stats;
