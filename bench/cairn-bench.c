@@ -28,19 +28,19 @@
 
 #include "codec.h"
 
-#define BENCH_MAGIC 0x43424e31u /* "CBN1" */
-#define BENCH_STAMP_LEN 24	/* magic, run id, publisher, sequence, send time */
-#define BENCH_READ_CHUNK 65536
+#define BENCH_MAGIC           0x43424e31u /* "CBN1" */
+#define BENCH_STAMP_LEN       24          /* magic, run id, publisher, sequence, send time */
+#define BENCH_READ_CHUNK      65536
 #define BENCH_QOS0_HIGH_WATER (64 * 1024)
-#define BENCH_MAX_REMAINING (64u * 1024 * 1024)
-#define BENCH_HDR_ROOM 512
-#define BENCH_KEEPALIVE 60
+#define BENCH_MAX_REMAINING   (64u * 1024 * 1024)
+#define BENCH_HDR_ROOM        512
+#define BENCH_KEEPALIVE       60
 
 /* Latency histogram: 100 ns buckets below 10 ms, 10 us buckets below 1 s,
  * 1 ms buckets below 100 s. */
-#define HIST_FINE 100000
-#define HIST_COARSE 99000
-#define HIST_SLOW 99000
+#define HIST_FINE    100000
+#define HIST_COARSE  99000
+#define HIST_SLOW    99000
 #define HIST_BUCKETS (HIST_FINE + HIST_COARSE + HIST_SLOW + 1)
 
 enum layout { LAYOUT_PER_PUBLISHER, LAYOUT_SHARED, LAYOUT_WILDCARD };
@@ -139,11 +139,11 @@ struct bench {
 	unsigned connecting;
 	unsigned settled; /* connections READY or failed during PH_CONNECT */
 	unsigned open;
-	unsigned first_pub;	 /* publishers are conns[first_pub..nconns) */
-	unsigned pubs_sending;	 /* publishers neither done nor closed */
+	unsigned first_pub;      /* publishers are conns[first_pub..nconns) */
+	unsigned pubs_sending;   /* publishers neither done nor closed */
 	uint64_t inflight_total; /* QoS 1/2 messages awaiting their last ack */
-	uint64_t want_per_sub;	 /* fixed when draining starts */
-	unsigned subs_pending;	 /* subscribers still short of want_per_sub */
+	uint64_t want_per_sub;   /* fixed when draining starts */
+	unsigned subs_pending;   /* subscribers still short of want_per_sub */
 	enum phase phase;
 	struct event *deadline_ev;
 	struct event *tick_ev;
@@ -320,8 +320,8 @@ static void conn_flush(struct conn *c)
 	 * pass, after the other connections had their turn. Not through wev:
 	 * libevent does not register the fd of an event_add()ed event that is
 	 * still active. */
-	if (c->role == ROLE_PUB && c->b->phase == PH_RUN && !c->done_sending &&
-	    c->b->o.qos == 0 && c->b->o.rate <= 0 && evbuffer_get_length(c->out) == 0)
+	if (c->role == ROLE_PUB && c->b->phase == PH_RUN && !c->done_sending && c->b->o.qos == 0 &&
+	    c->b->o.rate <= 0 && evbuffer_get_length(c->out) == 0)
 		event_active(c->kick, 0, 1);
 }
 
@@ -337,7 +337,7 @@ static int conn_send(struct conn *c, const struct codec_packet *p)
 
 static void conn_send_pid(struct conn *c, uint8_t type, uint16_t pid)
 {
-	struct codec_packet p = { .type = type };
+	struct codec_packet p = {.type = type};
 
 	p.u.packet_id = pid;
 	conn_send(c, &p);
@@ -345,14 +345,14 @@ static void conn_send_pid(struct conn *c, uint8_t type, uint16_t pid)
 
 static void conn_client_id(const struct conn *c, char *buf, size_t len)
 {
-	static const char *const names[] = { "sub", "idle", "pub" };
+	static const char *const names[] = {"sub", "idle", "pub"};
 
 	snprintf(buf, len, "%s-%s-%u", c->b->o.id_prefix, names[c->role], c->index);
 }
 
 static void conn_send_connect(struct conn *c)
 {
-	struct codec_packet p = { .type = CODEC_CONNECT };
+	struct codec_packet p = {.type = CODEC_CONNECT};
 	char id[128];
 
 	conn_client_id(c, id, sizeof(id));
@@ -373,7 +373,7 @@ static void conn_send_subscribe(struct conn *c)
 	size_t cap = (size_t)nfilters * (strlen(o->topic_prefix) + 32) + 64;
 	uint8_t *list = xcalloc(1, cap);
 	uint8_t *pkt = xcalloc(1, cap + 16);
-	struct codec_packet p = { .type = CODEC_SUBSCRIBE };
+	struct codec_packet p = {.type = CODEC_SUBSCRIBE};
 	char filter[256];
 	int len = 0, n;
 	uint8_t qos = (uint8_t)(o->sub_qos >= 0 ? o->sub_qos : (int)o->qos);
@@ -663,7 +663,8 @@ static int conn_parse(struct conn *c)
 			}
 			break;
 		}
-		if (codec_decode(c->in[pos], c->in + pos + h.header_len, h.remaining, &p) != CODEC_OK)
+		if (codec_decode(c->in[pos], c->in + pos + h.header_len, h.remaining, &p) !=
+		    CODEC_OK)
 			return -1;
 		if (conn_handle(c, &p) < 0)
 			return -1;
@@ -819,7 +820,7 @@ static void bench_connect_more(struct bench *b)
 static void pub_one(struct conn *c)
 {
 	struct bench *b = c->b;
-	struct codec_publish p = { .qos = (uint8_t)b->o.qos };
+	struct codec_publish p = {.qos = (uint8_t)b->o.qos};
 	uint8_t hdr[BENCH_HDR_ROOM];
 	uint8_t *payload = b->scratch + BENCH_HDR_ROOM;
 	int n;
@@ -899,7 +900,7 @@ static uint64_t bench_expected_per_sub(const struct bench *b)
 
 static void bench_begin_close(struct bench *b)
 {
-	struct codec_packet disc = { .type = CODEC_DISCONNECT };
+	struct codec_packet disc = {.type = CODEC_DISCONNECT};
 	struct timeval tv = tv_of(2.0);
 
 	b->phase = PH_CLOSE;
@@ -925,7 +926,7 @@ static void bench_begin_close(struct bench *b)
 
 static void bench_start_run(struct bench *b)
 {
-	struct timeval tick = { 0, 0 };
+	struct timeval tick = {0, 0};
 
 	b->phase = PH_RUN;
 	b->t_start = now_ns();
@@ -1054,7 +1055,7 @@ static void phase_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct bench *b = arg;
-	struct timeval tv = { 0, (suseconds_t)(b->tick_ns / 1000) };
+	struct timeval tv = {0, (suseconds_t)(b->tick_ns / 1000)};
 
 	(void)fd;
 	(void)what;
@@ -1071,7 +1072,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 static void ping_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct bench *b = arg;
-	struct codec_packet ping = { .type = CODEC_PINGREQ };
+	struct codec_packet ping = {.type = CODEC_PINGREQ};
 
 	(void)fd;
 	(void)what;
@@ -1188,36 +1189,37 @@ static void bench_report(struct bench *b)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: cairn-bench [options]\n"
-		"  -H, --host ADDR          127.0.0.1 (default), ::1 or localhost only\n"
-		"  -p, --port N             broker port (1883)\n"
-		"  -P, --publishers N       publisher connections (1)\n"
-		"  -S, --subscribers N      subscriber connections (1)\n"
-		"  -I, --idle N             extra idle connections (0)\n"
-		"  -q, --qos N              publish QoS 0, 1 or 2 (0)\n"
-		"      --sub-qos N          subscription QoS (default: the publish QoS)\n"
-		"  -s, --size BYTES         payload size, at least %d (64)\n"
-		"  -n, --count N            messages per publisher (10000 unless -d)\n"
-		"  -d, --duration SECONDS   publish for this long\n"
-		"  -r, --rate N             total publish rate in msgs/s (0: flood)\n"
-		"  -w, --window N           QoS 1/2 messages in flight per publisher (20)\n"
-		"  -t, --topics LAYOUT      per-publisher, shared or wildcard (per-publisher)\n"
-		"      --persistent         subscribers connect with clean_session=0\n"
-		"      --no-subscribe       subscribers resume their sessions without SUBSCRIBE\n"
-		"      --expect N           messages each subscriber expects when -P 0\n"
-		"      --id-prefix STR      client id prefix (cairn-bench)\n"
-		"      --topic-prefix STR   topic prefix (bench)\n"
-		"      --run-id N           stamp and accept only this run id (random)\n"
-		"      --hold SECONDS       keep every connection open this long before publishing\n"
-		"      --drain SECONDS      stop waiting after this long without progress (2)\n"
-		"      --deadline SECONDS   hard limit on the whole run (60)\n"
-		"      --connect-parallel N handshakes in progress at once (64)\n"
-		"Client ids are PREFIX-sub-N, PREFIX-pub-N and PREFIX-idle-N, so a persistent\n"
-		"session is resumed by running again with the same prefix. The last line is\n"
-		"RESULT key=value ... (sent, received, lost, dup, reorder, msgs_per_s, p50_us,\n"
-		"p99_us, max_us, expected, acked, foreign, errors, timeout, elapsed_s).\n",
-		BENCH_STAMP_LEN);
+	fprintf(
+	    f,
+	    "usage: cairn-bench [options]\n"
+	    "  -H, --host ADDR          127.0.0.1 (default), ::1 or localhost only\n"
+	    "  -p, --port N             broker port (1883)\n"
+	    "  -P, --publishers N       publisher connections (1)\n"
+	    "  -S, --subscribers N      subscriber connections (1)\n"
+	    "  -I, --idle N             extra idle connections (0)\n"
+	    "  -q, --qos N              publish QoS 0, 1 or 2 (0)\n"
+	    "      --sub-qos N          subscription QoS (default: the publish QoS)\n"
+	    "  -s, --size BYTES         payload size, at least %d (64)\n"
+	    "  -n, --count N            messages per publisher (10000 unless -d)\n"
+	    "  -d, --duration SECONDS   publish for this long\n"
+	    "  -r, --rate N             total publish rate in msgs/s (0: flood)\n"
+	    "  -w, --window N           QoS 1/2 messages in flight per publisher (20)\n"
+	    "  -t, --topics LAYOUT      per-publisher, shared or wildcard (per-publisher)\n"
+	    "      --persistent         subscribers connect with clean_session=0\n"
+	    "      --no-subscribe       subscribers resume their sessions without SUBSCRIBE\n"
+	    "      --expect N           messages each subscriber expects when -P 0\n"
+	    "      --id-prefix STR      client id prefix (cairn-bench)\n"
+	    "      --topic-prefix STR   topic prefix (bench)\n"
+	    "      --run-id N           stamp and accept only this run id (random)\n"
+	    "      --hold SECONDS       keep every connection open this long before publishing\n"
+	    "      --drain SECONDS      stop waiting after this long without progress (2)\n"
+	    "      --deadline SECONDS   hard limit on the whole run (60)\n"
+	    "      --connect-parallel N handshakes in progress at once (64)\n"
+	    "Client ids are PREFIX-sub-N, PREFIX-pub-N and PREFIX-idle-N, so a persistent\n"
+	    "session is resumed by running again with the same prefix. The last line is\n"
+	    "RESULT key=value ... (sent, received, lost, dup, reorder, msgs_per_s, p50_us,\n"
+	    "p99_us, max_us, expected, acked, foreign, errors, timeout, elapsed_s).\n",
+	    BENCH_STAMP_LEN);
 }
 
 static int parse_uint(const char *s, uint64_t max, uint64_t *out)
@@ -1259,32 +1261,31 @@ enum {
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "publishers", required_argument, NULL, 'P' },
-		{ "subscribers", required_argument, NULL, 'S' },
-		{ "idle", required_argument, NULL, 'I' },
-		{ "qos", required_argument, NULL, 'q' },
-		{ "sub-qos", required_argument, NULL, OPT_SUB_QOS },
-		{ "size", required_argument, NULL, 's' },
-		{ "count", required_argument, NULL, 'n' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "window", required_argument, NULL, 'w' },
-		{ "topics", required_argument, NULL, 't' },
-		{ "persistent", no_argument, NULL, OPT_PERSISTENT },
-		{ "no-subscribe", no_argument, NULL, OPT_NO_SUBSCRIBE },
-		{ "expect", required_argument, NULL, OPT_EXPECT },
-		{ "id-prefix", required_argument, NULL, OPT_ID_PREFIX },
-		{ "topic-prefix", required_argument, NULL, OPT_TOPIC_PREFIX },
-		{ "run-id", required_argument, NULL, OPT_RUN_ID },
-		{ "hold", required_argument, NULL, OPT_HOLD },
-		{ "drain", required_argument, NULL, OPT_DRAIN },
-		{ "deadline", required_argument, NULL, OPT_DEADLINE },
-		{ "connect-parallel", required_argument, NULL, OPT_CONNECT_PARALLEL },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	    {"host", required_argument, NULL, 'H'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"publishers", required_argument, NULL, 'P'},
+	    {"subscribers", required_argument, NULL, 'S'},
+	    {"idle", required_argument, NULL, 'I'},
+	    {"qos", required_argument, NULL, 'q'},
+	    {"sub-qos", required_argument, NULL, OPT_SUB_QOS},
+	    {"size", required_argument, NULL, 's'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"window", required_argument, NULL, 'w'},
+	    {"topics", required_argument, NULL, 't'},
+	    {"persistent", no_argument, NULL, OPT_PERSISTENT},
+	    {"no-subscribe", no_argument, NULL, OPT_NO_SUBSCRIBE},
+	    {"expect", required_argument, NULL, OPT_EXPECT},
+	    {"id-prefix", required_argument, NULL, OPT_ID_PREFIX},
+	    {"topic-prefix", required_argument, NULL, OPT_TOPIC_PREFIX},
+	    {"run-id", required_argument, NULL, OPT_RUN_ID},
+	    {"hold", required_argument, NULL, OPT_HOLD},
+	    {"drain", required_argument, NULL, OPT_DRAIN},
+	    {"deadline", required_argument, NULL, OPT_DEADLINE},
+	    {"connect-parallel", required_argument, NULL, OPT_CONNECT_PARALLEL},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
 	bool count_set = false;
 	uint64_t v;
 	int ch, bad = 0;
@@ -1390,7 +1391,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		if (bad) {
 			fprintf(stderr, "cairn-bench: bad value '%s' for %s\n", optarg,
 				argv[optind - 1][0] == '-' && argv[optind - 1] != optarg
-					? argv[optind - 1] : argv[optind - 2]);
+				    ? argv[optind - 1]
+				    : argv[optind - 2]);
 			return -1;
 		}
 	}
