@@ -33,8 +33,8 @@
 struct spec {
 	const char *text; /* as the user wrote it, for messages */
 	char *backend;
-	char *location;	  /* sqlite, lmdb */
-	char *host;	  /* redis */
+	char *location; /* sqlite, lmdb */
+	char *host;     /* redis */
 	char *port;
 	char *db;
 	char *prefix;
@@ -160,7 +160,8 @@ static int spec_parse_redis(struct spec *sp, const char *u, char *err, size_t er
 	sp->backend = xstrdup("redis");
 	at = memchr(u, '@', (size_t)(end - u));
 	if (at != NULL) {
-		if (u[0] != ':' || (sp->password = pct_decode(u + 1, (size_t)(at - u - 1))) == NULL) {
+		if (u[0] != ':' ||
+		    (sp->password = pct_decode(u + 1, (size_t)(at - u - 1))) == NULL) {
 			snprintf(err, errlen, "the user part must be :PASSWORD (percent-encoded)");
 			return -1;
 		}
@@ -185,8 +186,9 @@ static int spec_parse_redis(struct spec *sp, const char *u, char *err, size_t er
 			sp->host = xstrndup(hp, (size_t)((colon ? colon : end) - hp));
 	}
 	if (colon != NULL) {
-		if (!all_digits(colon + 1, (size_t)(end - colon - 1))) {
-			snprintf(err, errlen, "the port must be a number");
+		if (!all_digits(colon + 1, (size_t)(end - colon - 1)) || atol(colon + 1) < 1 ||
+		    atol(colon + 1) > 65535) {
+			snprintf(err, errlen, "the port must be a number from 1 to 65535");
 			return -1;
 		}
 		sp->port = xstrndup(colon + 1, (size_t)(end - colon - 1));
@@ -214,10 +216,12 @@ static int spec_parse_redis(struct spec *sp, const char *u, char *err, size_t er
 
 			if (eq != NULL && (size_t)(eq - q) == 6 && memcmp(q, "prefix", 6) == 0)
 				slot = &sp->prefix;
-			else if (eq != NULL && (size_t)(eq - q) == 7 && memcmp(q, "timeout", 7) == 0)
+			else if (eq != NULL && (size_t)(eq - q) == 7 &&
+				 memcmp(q, "timeout", 7) == 0)
 				slot = &sp->timeout;
 			if (slot == NULL) {
-				snprintf(err, errlen, "unknown parameter '%.*s' (want prefix= or timeout=)",
+				snprintf(err, errlen,
+					 "unknown parameter '%.*s' (want prefix= or timeout=)",
 					 (int)n, q);
 				return -1;
 			}
@@ -333,14 +337,14 @@ static void tool_log(void *arg, int level, const char *msg)
 static int tool_open(struct spec *sp, struct event_base *base, bool write, struct store **out)
 {
 	struct cairn_store_options opts = {
-		.location = sp->location,
-		.durability = write ? CAIRN_DURABILITY_FSYNC : CAIRN_DURABILITY_OS,
-		.on_corrupt = CAIRN_ON_CORRUPT_FAIL,
-		.base = base,
-		.get = spec_get,
-		.get_arg = sp,
-		.log = tool_log,
-		.log_arg = sp,
+	    .location = sp->location,
+	    .durability = write ? CAIRN_DURABILITY_FSYNC : CAIRN_DURABILITY_OS,
+	    .on_corrupt = CAIRN_ON_CORRUPT_FAIL,
+	    .base = base,
+	    .get = spec_get,
+	    .get_arg = sp,
+	    .log = tool_log,
+	    .log_arg = sp,
 	};
 	char err[512] = "";
 	int rc;
@@ -353,8 +357,8 @@ static int tool_open(struct spec *sp, struct event_base *base, bool write, struc
 
 		snprintf(path, n, "%s/%s", sp->location, file);
 		if (write && mkdir(sp->location, 0700) != 0 && errno != EEXIST) {
-			fprintf(stderr, TOOL ": %s: cannot create %s: %s\n", sp->text,
-				sp->location, strerror(errno));
+			fprintf(stderr, TOOL ": %s: cannot create %s: %s\n", sp->text, sp->location,
+				strerror(errno));
 			free(path);
 			return -1;
 		}
@@ -424,12 +428,12 @@ static int count_retained(void *arg, const struct cairn_msg_rec *rec)
 }
 
 static const struct cairn_store_visitor count_visitor = {
-	.session = count_session,
-	.subscription = count_sub,
-	.message = count_message,
-	.delivery = count_delivery,
-	.inflight_in = count_inflight_in,
-	.retained = count_retained,
+    .session = count_session,
+    .subscription = count_sub,
+    .message = count_message,
+    .delivery = count_delivery,
+    .inflight_in = count_inflight_in,
+    .retained = count_retained,
 };
 
 static uint64_t counts_total(const struct counts *c)
@@ -455,12 +459,11 @@ static int load_counts(struct store *s, const struct spec *sp, struct counts *c)
 
 static void print_counts(FILE *out, const struct counts *c)
 {
-	fprintf(out,
-		"sessions %" PRIu64 "\nsubscriptions %" PRIu64 "\nqueued %" PRIu64
-		"\ninflight %" PRIu64 "\nmessages %" PRIu64 "\ninflight_in %" PRIu64
-		"\nretained %" PRIu64 "\n",
-		c->sessions, c->subs, c->queued, c->inflight, c->messages, c->inflight_in,
-		c->retained);
+	fprintf(
+	    out,
+	    "sessions %" PRIu64 "\nsubscriptions %" PRIu64 "\nqueued %" PRIu64 "\ninflight %" PRIu64
+	    "\nmessages %" PRIu64 "\ninflight_in %" PRIu64 "\nretained %" PRIu64 "\n",
+	    c->sessions, c->subs, c->queued, c->inflight, c->messages, c->inflight_in, c->retained);
 }
 
 /* ---- dump ---- */
@@ -689,7 +692,6 @@ static int dump_inflight_in(void *arg, const struct cairn_inflight_in_rec *rec)
 
 struct copy {
 	struct store *to;
-	const struct spec *to_spec;
 	size_t batch;
 	size_t staged;
 	struct counts n;
@@ -770,7 +772,7 @@ struct keys {
 		int kind;
 		char *a;
 		uint64_t n;
-	} *v;
+	} * v;
 	size_t len, cap;
 };
 
@@ -839,14 +841,14 @@ static int key_retained(void *arg, const struct cairn_msg_rec *rec)
 static int store_empty(struct store *s, const struct spec *sp, size_t batch)
 {
 	struct cairn_store_visitor v = {
-		.session = key_session,
-		.subscription = key_sub,
-		.message = key_message,
-		.delivery = key_delivery,
-		.inflight_in = key_inflight_in,
-		.retained = key_retained,
+	    .session = key_session,
+	    .subscription = key_sub,
+	    .message = key_message,
+	    .delivery = key_delivery,
+	    .inflight_in = key_inflight_in,
+	    .retained = key_retained,
 	};
-	struct keys k = { 0 };
+	struct keys k = {0};
 	size_t staged = 0;
 	int rc;
 
@@ -901,14 +903,14 @@ static int cmd_copy(struct spec *from, struct spec *to, bool force, size_t batch
 {
 	struct store *src = NULL, *dst = NULL;
 	struct cairn_store_visitor v = {
-		.session = copy_session,
-		.subscription = copy_sub,
-		.message = copy_message,
-		.delivery = copy_delivery,
-		.inflight_in = copy_inflight_in,
-		.retained = copy_retained,
+	    .session = copy_session,
+	    .subscription = copy_sub,
+	    .message = copy_message,
+	    .delivery = copy_delivery,
+	    .inflight_in = copy_inflight_in,
+	    .retained = copy_retained,
 	};
-	struct copy cp = { .batch = batch, .to_spec = to };
+	struct copy cp = {.batch = batch};
 	struct counts have, after;
 	int rc, status = EXIT_STORE;
 
@@ -940,8 +942,9 @@ static int cmd_copy(struct spec *from, struct spec *to, bool force, size_t batch
 		cp.write_failed = rc != 0;
 	}
 	if (rc != 0) {
-		fprintf(stderr, TOOL ": %s: cannot %s: %s\n", cp.write_failed ? to->text : from->text,
-			cp.write_failed ? "write" : "read", cairn_strerror(rc));
+		fprintf(stderr, TOOL ": %s: cannot %s: %s\n",
+			cp.write_failed ? to->text : from->text, cp.write_failed ? "write" : "read",
+			cairn_strerror(rc));
 		goto out;
 	}
 
@@ -985,13 +988,13 @@ static int cmd_read(const char *cmd, struct spec *sp, struct event_base *base)
 		print_counts(stdout, &c);
 	} else {
 		struct cairn_store_visitor v = {
-			.arg = stdout,
-			.session = dump_session,
-			.subscription = dump_sub,
-			.message = dump_message,
-			.delivery = dump_delivery,
-			.inflight_in = dump_inflight_in,
-			.retained = dump_retained,
+		    .arg = stdout,
+		    .session = dump_session,
+		    .subscription = dump_sub,
+		    .message = dump_message,
+		    .delivery = dump_delivery,
+		    .inflight_in = dump_inflight_in,
+		    .retained = dump_retained,
 		};
 
 		rc = store_load(s, &v);
@@ -1016,7 +1019,7 @@ int main(int argc, char **argv)
 	const char *pos[3];
 	size_t npos = 0, batch = COPY_BATCH_DEFAULT;
 	bool force = false;
-	struct spec a = { 0 }, b = { 0 };
+	struct spec a = {0}, b = {0};
 	struct event_base *base;
 	char err[512];
 	int status;

@@ -1,0 +1,346 @@
+"""cairn-store: stats and dump of a store a real broker filled, copies
+between every ordered pair of durable backends (sqlite, lmdb, redis), and a
+broker started on each copy restoring the same sessions, queues and
+retained messages. Selected with `run.py --only cairn_store`."""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from harness import (PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, RawClient,
+                     ack_packet, broker_command, check, parse_publish, publish_packet,
+                     require_cairn)
+
+SUB = "cs-sub-\u00fc"  # a non-ASCII client identifier
+RET_TOPIC = 'cs/ret/"q"\\\u00e9'  # quote, backslash, non-ASCII
+BIN = b"\x00\x01\xfe\xff\n\"x"
+# What SUB is owed, in publish order: (topic, payload, qos).
+QUEUE = [("cs/q/a", b"a0", 1), ("cs/q/b", b"b0", 2), ("cs/q/a", b"a1", 1),
+         ("cs/q/b", b"b1", 2), ("cs/q/a", BIN, 1), ("cs/q/b", b"b2", 2),
+         ("cs/one", b"one", 1)]
+ONCE = ("cs/q/x", b"once", 2)  # published by cs-q2pub, PUBREL withheld
+
+
+def _tool():
+    require_cairn("cairn-store reads cairn's stores")
+    path = os.path.join(os.path.dirname(broker_command()), "cairn-store")
+    check(os.access(path, os.X_OK), "no cairn-store beside %s" % broker_command())
+    return path
+
+
+def _run(tool, *args, want=0):
+    r = subprocess.run([tool] + list(args), capture_output=True, timeout=30)
+    out, err = r.stdout.decode("utf-8"), r.stderr.decode("utf-8", "replace")
+    check(r.returncode == want, "cairn-store %s: exit %d, want %d\nstdout: %s\nstderr: %s" %
+          (" ".join(args), r.returncode, want, out, err))
+    return out, err
+
+
+def _stats(tool, store):
+    out, _ = _run(tool, "stats", store)
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+def _dump(tool, store):
+    r = subprocess.run([tool, "dump", store], capture_output=True, timeout=30)
+    check(r.returncode == 0, "dump %s: exit %d: %s" % (store, r.returncode, r.stderr))
+    return r.stdout
+
+
+def _redis(ctx):
+    """Port of a Redis server: ./dev test's, or a private one."""
+    port = os.environ.get("CAIRN_REDIS_PORT")
+    if port:
+        return int(port)
+    script = os.path.join(ROOT, "tests", "redis-server.sh")
+    r = subprocess.run([script, "start"], capture_output=True, timeout=20)
+    check(r.returncode == 0, "redis-server.sh start: %s" % r.stderr.decode())
+    port, pid, rdir = r.stdout.decode().split()
+    ctx.add_cleanup(lambda: subprocess.run([script, "stop", pid, rdir], timeout=20,
+                                           capture_output=True))
+    return int(port)
+
+
+class Stores:
+    """STORE arguments and broker options for one backend instance each."""
+
+    def __init__(self, ctx, rport):
+        self.ctx = ctx
+        self.rport = rport
+        self.tag = "cstore-%d-%d" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
+        self.prefixes = []
+
+    def sqlite(self, name):
+        d = os.path.join(self.ctx.workdir, name)
+        return "sqlite:" + d, dict(persistence="true", persistence_backend="sqlite",
+                                   persistence_location=d)
+
+    def lmdb(self, name):
+        d = os.path.join(self.ctx.workdir, name)
+        return "lmdb:" + d, dict(persistence="true", persistence_backend="lmdb",
+                                 persistence_location=d)
+
+    def redis(self, name):
+        prefix = "%s-%s:" % (self.tag, name)
+        self.prefixes.append(prefix)
+        return ("redis://127.0.0.1:%d/0?prefix=%s" % (self.rport, prefix),
+                dict(persistence="true", persistence_backend="redis",
+                     redis_host="127.0.0.1", redis_port=self.rport, redis_key_prefix=prefix,
+                     persistence_location=os.path.join(self.ctx.workdir, name)))
+
+    def drop_redis_keys(self):
+        for p in self.prefixes:
+            subprocess.run("redis-cli -p %d --scan --pattern '%s*' | "
+                           "xargs -r redis-cli -p %d DEL" % (self.rport, p, self.rport),
+                           shell=True, capture_output=True, timeout=10)
+
+
+def _populate(port):
+    """Sessions, queues for an offline subscriber, a message in flight, an
+    inbound QoS 2 id and a retained message."""
+    s = RawClient(port)
+    s.connect(SUB, clean=False)
+    s.subscribe(1, [("cs/q/#", 2), ("cs/one", 1)])
+    s.send(b"\xe0\x00")
+    s.expect_closed(2)
+
+    f = RawClient(port)
+    f.connect("cs-inflight", clean=False)
+    f.subscribe(1, [("cs/f", 1)])
+
+    p = RawClient(port)
+    p.connect("cs-pub")
+    for i, (topic, payload, qos) in enumerate(QUEUE):
+        p.publish(topic, payload, qos=qos, pid=i + 1)
+    p.publish(RET_TOPIC, b"kept", qos=1, pid=50, retain=True)
+    p.publish("cs/f", b"unacked", qos=1, pid=51)
+    m = f.read_publish()
+    check(m["payload"] == b"unacked", "cs-inflight got %r" % m)
+    f.abort()  # never acknowledged: the delivery stays in flight
+    p.close()
+
+    q = RawClient(port)
+    q.connect("cs-q2pub", clean=False)
+    q.send(publish_packet(ONCE[0], ONCE[1], qos=2, pid=77))
+    q.expect(PUBREC)
+    q.abort()  # PUBREL withheld: packet id 77 stays in inflight_in
+    time.sleep(0.2)  # let the broker see the aborts before it is stopped
+
+
+def _read_all(c, want, timeout=5.0, grace=0.3):
+    """PUBLISHes on c (acknowledged as they come) until want arrived and
+    grace seconds passed quietly."""
+    got = []
+    end = time.monotonic() + timeout
+    while True:
+        left = (end if len(got) < want else min(end, quiet_end)) - time.monotonic()
+        if left <= 0:
+            return got
+        try:
+            t, fl, body = c.read_packet(left)
+        except Exception:
+            return got
+        if t == PUBLISH:
+            m = parse_publish(fl, body)
+            got.append(m)
+            if m["qos"] == 1:
+                c.send(ack_packet(4, m["pid"]))
+            elif m["qos"] == 2:
+                c.send(ack_packet(PUBREC, m["pid"]))
+        elif t == PUBREL:
+            c.send(ack_packet(PUBCOMP, int.from_bytes(body[:2], "big")))
+        quiet_end = time.monotonic() + grace
+
+
+def _check_restored(ctx, opts, what):
+    """Start a broker on a copy: every session is back with its state."""
+    b = ctx.broker(**opts)
+    try:
+        q = RawClient(b.port)
+        sp, _ = q.connect("cs-q2pub", clean=False)
+        check(sp == 1, "%s: cs-q2pub session present %d" % (what, sp))
+        q.send(publish_packet(ONCE[0], ONCE[1], qos=2, pid=77, dup=True))
+        q.expect(PUBREC)
+        q.send(ack_packet(PUBREL, 77))
+        q.expect(PUBCOMP)
+        q.close()
+
+        s = RawClient(b.port)
+        sp, _ = s.connect(SUB, clean=False)
+        check(sp == 1, "%s: %s session present %d" % (what, SUB, sp))
+        got = _read_all(s, len(QUEUE) + 1)
+        s.close()
+        want = [(t, p) for t, p, _ in QUEUE] + [ONCE[:2]]
+        have = [(m["topic"], m["payload"]) for m in got]
+        check(have == want, "%s: queue after restore %r, want %r" % (what, have, want))
+        check([m["qos"] for m in got] == [q for _, _, q in QUEUE] + [2],
+              "%s: QoS after restore %r" % (what, [m["qos"] for m in got]))
+
+        f = RawClient(b.port)
+        sp, _ = f.connect("cs-inflight", clean=False)
+        check(sp == 1, "%s: cs-inflight session present %d" % (what, sp))
+        got = _read_all(f, 1)
+        f.close()
+        check(len(got) == 1 and got[0]["payload"] == b"unacked" and got[0]["dup"],
+              "%s: in-flight message not resent with DUP: %r" % (what, got))
+
+        r = RawClient(b.port)
+        r.connect("cs-ret-check")
+        r.subscribe(1, [("cs/ret/#", 1)])
+        m = r.read_publish(3)
+        r.close()
+        check(m["retain"] and m["topic"] == RET_TOPIC and m["payload"] == b"kept",
+              "%s: retained message not restored: %r" % (what, m))
+    finally:
+        b.stop()
+
+
+def _check_dump(raw):
+    check(("\"" + SUB + "\"").encode("utf-8") in raw,
+          "non-ASCII client id not passed through as UTF-8")
+    recs = [json.loads(line) for line in raw.decode("utf-8").splitlines()]
+    order = ["session", "subscription", "message", "delivery", "inflight_in", "retained"]
+    kinds = [r["type"] for r in recs]
+    check(kinds == sorted(kinds, key=order.index), "dump not in load order: %r" % kinds)
+    sessions = {r["client_id"]: r for r in recs if r["type"] == "session"}
+    check(set(sessions) == {SUB, "cs-inflight", "cs-q2pub"}, "sessions %r" % list(sessions))
+    check(all(r["will"] is None and r["connected"] is False for r in sessions.values()),
+          "sessions: %r" % sessions)
+    subs = {(r["client_id"], r["filter"], r["qos"]) for r in recs if r["type"] == "subscription"}
+    check(subs == {(SUB, "cs/q/#", 2), (SUB, "cs/one", 1), ("cs-inflight", "cs/f", 1)},
+          "subscriptions %r" % subs)
+    msgs = {r["msg_id"]: r for r in recs if r["type"] == "message"}
+    dels = [r for r in recs if r["type"] == "delivery"]
+    queued = [(msgs[d["msg_id"]]["topic"], base64.b64decode(msgs[d["msg_id"]]["payload"]))
+              for d in dels if d["client_id"] == SUB]
+    check(queued == [(t, p) for t, p, _ in QUEUE] + [ONCE[:2]],
+          "deliveries of %s: %r" % (SUB, queued))
+    check(all(d["state"] == "queued" and d["packet_id"] == 0
+              for d in dels if d["client_id"] == SUB), "queued deliveries: %r" % dels)
+    fl = [d for d in dels if d["client_id"] == "cs-inflight"]
+    check(len(fl) == 1 and fl[0]["state"] == "sent" and fl[0]["packet_id"] != 0,
+          "in-flight delivery: %r" % fl)
+    inb = [r for r in recs if r["type"] == "inflight_in"]
+    check(inb == [{"type": "inflight_in", "client_id": "cs-q2pub", "packet_id": 77}],
+          "inflight_in: %r" % inb)
+    ret = [r for r in recs if r["type"] == "retained"]
+    check(len(ret) == 1 and ret[0]["topic"] == RET_TOPIC and
+          base64.b64decode(ret[0]["payload"]) == b"kept" and ret[0]["qos"] == 1,
+          "retained: %r" % ret)
+    # Escapes as JSON writes them, not only as a parser reads them.
+    check(b'"cs/ret/\\"q\\"\\\\\xc3\xa9"' in raw, "retained topic escaped wrongly")
+
+
+def test_cairn_store_stats_dump_copy_every_backend_pair(ctx):
+    tool = _tool()
+    st = Stores(ctx, _redis(ctx))
+    ctx.add_cleanup(st.drop_redis_keys)
+
+    s0, s0opts = st.sqlite("s0")
+    b = ctx.broker(**s0opts)
+    _populate(b.port)
+    live = _stats(tool, s0)  # reading a live WAL database is allowed
+    check(live["sessions"] == 3, "stats of the live store: %r" % live)
+    b.stop()
+
+    want = dict(sessions=3, subscriptions=3, queued=len(QUEUE) + 1, inflight=1,
+                messages=len(QUEUE) + 2, inflight_in=1, retained=1)
+    got = _stats(tool, s0)
+    check(got == want, "stats %r, want %r" % (got, want))
+    raw = _dump(tool, s0)
+    _check_dump(raw)
+    # sqlite:DIR/cairn.db names the same store.
+    check(_dump(tool, s0 + "/cairn.db") == raw, "sqlite:DIR/cairn.db is another store")
+
+    # Copies from the broker's store, then from the copies: every ordered
+    # pair of durable backends, each compared record by record.
+    l1, l1opts = st.lmdb("l1")
+    r1, r1opts = st.redis("r1")
+    s2, s2opts = st.sqlite("s2")
+    r2, r2opts = st.redis("r2")
+    s3, s3opts = st.sqlite("s3")
+    l3, l3opts = st.lmdb("l3")
+    ref = sorted(raw.splitlines())
+    for frm, to in [(s0, l1), (s0, r1), (l1, s2), (l1, r2), (r1, s3), (r1, l3)]:
+        out, _ = _run(tool, "copy", frm, to)
+        check(out.startswith("copied %d records" % sum(want.values())),
+              "copy %s -> %s: %r" % (frm, to, out))
+        check(sorted(_dump(tool, to).splitlines()) == ref,
+              "copy %s -> %s differs from the original" % (frm, to))
+
+    for opts, name in [(l1opts, "lmdb (from sqlite)"), (r1opts, "redis (from sqlite)"),
+                       (s2opts, "sqlite (from lmdb)"), (r2opts, "redis (from lmdb)"),
+                       (s3opts, "sqlite (from redis)"), (l3opts, "lmdb (from redis)")]:
+        _check_restored(ctx, opts, name)
+
+
+test_cairn_store_stats_dump_copy_every_backend_pair.timeout = 60
+
+
+def test_cairn_store_copies_a_due_will(ctx):
+    """A session stored as connected (the broker was killed) keeps its will
+    through a copy, and the broker started on the copy publishes it."""
+    tool = _tool()
+    st = Stores(ctx, _redis(ctx))
+    ctx.add_cleanup(st.drop_redis_keys)
+    src, srcopts = st.sqlite("w0")
+    b = ctx.broker(**srcopts)
+    c = RawClient(b.port)
+    c.connect("cs-will", clean=False, username='u"1', will=("cs/will\tx", b"\x00bye", 1, True))
+    c.subscribe(1, [("cs/w", 1)])
+    time.sleep(0.2)
+    b.kill9()  # SIGTERM would close the connection and publish the will now
+    c.close()
+    raw = _dump(tool, src)
+    check(b'{"type":"session","client_id":"cs-will","username":"u\\"1",' in raw and
+          b'"connected":true,"will":{"topic":"cs/will\\tx","payload":"AGJ5ZQ==",'
+          b'"qos":1,"retain":true}}' in raw, "session with a will: %r" % raw)
+    for to, opts in [st.lmdb("w1"), st.redis("w2")]:
+        _run(tool, "copy", src, to)
+        check(_dump(tool, to) == raw, "will session differs in %s" % to)
+        b = ctx.broker(**opts)
+        r = RawClient(b.port)
+        r.connect("cs-will-check")
+        r.subscribe(1, [("cs/will\tx", 1)])
+        m = r.read_publish(3)
+        r.close()
+        b.stop()
+        check(m["retain"] and m["payload"] == b"\x00bye",
+              "will not published from the copy in %s: %r" % (to, m))
+
+
+def test_cairn_store_refuses_non_empty_target(ctx):
+    tool = _tool()
+    src = os.path.join(ctx.workdir, "src")
+    b = ctx.broker(persistence="true", persistence_backend="sqlite", persistence_location=src)
+    c = RawClient(b.port)
+    c.connect("cs-one", clean=False)
+    c.subscribe(1, [("cs/t", 1)])
+    c.close()
+    b.stop()
+
+    dst = "lmdb:" + os.path.join(ctx.workdir, "dst")
+    _run(tool, "copy", "sqlite:" + src, dst)
+    _, err = _run(tool, "copy", "sqlite:" + src, dst, want=1)
+    check("not empty" in err and "--force" in err and dst in err,
+          "refusal does not say why: %r" % err)
+    out, _ = _run(tool, "copy", "sqlite:" + src, dst, "--force")
+    check(_stats(tool, dst) == _stats(tool, "sqlite:" + src), "--force copy differs")
+
+    # Usage errors exit 2, store errors 1, and both name the problem.
+    _, err = _run(tool, "stats", "memory:", want=2)
+    check("memory" in err, "memory: refused without a reason: %r" % err)
+    _run(tool, "stats", "nonsense", want=2)
+    _run(tool, "frobnicate", "sqlite:" + src, want=2)
+    _run(tool, "copy", "sqlite:" + src, "sqlite:" + src + "/cairn.db", "--force", want=2)
+    missing = "sqlite:" + os.path.join(ctx.workdir, "nowhere")
+    _, err = _run(tool, "stats", missing, want=1)
+    check(missing in err, "error does not name the store: %r" % err)
+    check(not os.path.exists(os.path.join(ctx.workdir, "nowhere")),
+          "reading a missing store created it")
+    out, _ = _run(tool, "--help")
+    check("copy FROM TO" in out, "--help: %r" % out)
+    shutil.rmtree(src, ignore_errors=True)
