@@ -253,11 +253,14 @@ void client_pump(struct client *c)
 	if (!cn || cn->closing || !cn->connected)
 		return;
 	/* In-flight messages not yet written on this connection, in order. */
+	bool held = false; /* an earlier message waits for its commit */
 	for (struct delivery *d = c->inflight.head; d; d = d->next) {
 		if (d->written)
 			continue;
-		if (d->gate && !d->gate->open)
+		if (d->gate && !d->gate->open) {
+			held = true;
 			break;
+		}
 		if (output_full(cn))
 			return;
 		if (d->state == CAIRN_DELIVERY_PUBREC) {
@@ -276,8 +279,8 @@ void client_pump(struct client *c)
 		struct delivery *d = c->queued.head;
 		if (d->gate && !d->gate->open)
 			break;
-		if (gate && d->qos == 0)
-			break; /* never overtake a promotion still being stored */
+		if ((held || gate) && d->qos == 0)
+			break; /* never overtake a message still being stored */
 		if (d->qos == 0) {
 			dqueue_remove(&c->queued, d);
 			c->queued_bytes -= d->msg->payload_len;
@@ -351,7 +354,8 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	if (qos == 0) {
 		if (!online)
 			return; /* QoS 0 is not queued for offline sessions */
-		bool behind = c->queued.head || (gate && !gate->open) || output_full(c->conn);
+		bool behind = c->queued.head || (gate && !gate->open) || output_full(c->conn) ||
+			      (c->inflight.tail && !c->inflight.tail->written);
 		if (!behind) {
 			conn_write_publish(c->conn, msg, 0, 0, retain, false);
 			return;
