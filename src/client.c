@@ -26,7 +26,7 @@
 /* Output above this stops the pump; the write callback resumes it below
  * CLIENT_OUT_LOW. */
 #define CLIENT_OUT_HIGH (256 * 1024)
-#define CLIENT_OUT_LOW (64 * 1024)
+#define CLIENT_OUT_LOW  (64 * 1024)
 /* Payloads this long or longer are referenced, not copied, into the socket. */
 #define CLIENT_REF_PAYLOAD 512
 /* The largest CONNECT: fixed header, variable header, five fields. */
@@ -105,12 +105,12 @@ static void delivery_free(struct client *c, struct delivery *d, bool unstore)
 static void delivery_store(struct client *c, const struct delivery *d)
 {
 	struct cairn_delivery_rec r = {
-		.client_id = c->id,
-		.seq = d->seq,
-		.msg_id = d->msg->id,
-		.packet_id = d->pid,
-		.qos = d->qos,
-		.state = d->state,
+	    .client_id = c->id,
+	    .seq = d->seq,
+	    .msg_id = d->msg->id,
+	    .packet_id = d->pid,
+	    .qos = d->qos,
+	    .state = d->state,
 	};
 	store_delivery_put(c->srv->store, &r);
 }
@@ -136,11 +136,11 @@ static int message_header(struct message *m, uint8_t qos)
 	if (m->hdr[qos])
 		return 0;
 	struct codec_publish p = {
-		.qos = qos,
-		.topic = { m->topic, m->topic_len },
-		.packet_id = qos ? 1 : 0,
-		.payload = m->payload,
-		.payload_len = m->payload_len,
+	    .qos = qos,
+	    .topic = {m->topic, m->topic_len},
+	    .packet_id = qos ? 1 : 0,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
 	};
 	size_t cap = 5 + 2 + (size_t)m->topic_len + 2;
 	uint8_t *buf = xmalloc(cap);
@@ -309,9 +309,9 @@ static bool queue_make_room(struct client *c, uint8_t qos, uint32_t len)
 {
 	const struct config *cfg = c->srv->cfg;
 	for (;;) {
-		bool full = (cfg->max_queued_messages &&
-			     c->queued.count >= cfg->max_queued_messages) ||
-			    (cfg->max_queued_bytes && c->queued_bytes + len > cfg->max_queued_bytes);
+		bool full =
+		    (cfg->max_queued_messages && c->queued.count >= cfg->max_queued_messages) ||
+		    (cfg->max_queued_bytes && c->queued_bytes + len > cfg->max_queued_bytes);
 		if (!full)
 			return true;
 		if (qos == 0)
@@ -376,12 +376,12 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 		if (msg->id == 0) {
 			msg->id = server_next_msg_id(c->srv);
 			struct cairn_msg_rec mr = {
-				.msg_id = msg->id,
-				.topic = msg->topic,
-				.payload = msg->payload,
-				.payload_len = msg->payload_len,
-				.qos = msg->qos,
-				.retain = msg->retain,
+			    .msg_id = msg->id,
+			    .topic = msg->topic,
+			    .payload = msg->payload,
+			    .payload_len = msg->payload_len,
+			    .qos = msg->qos,
+			    .retain = msg->retain,
 			};
 			store_message_put(st, &mr);
 		}
@@ -425,7 +425,7 @@ struct client *client_ref(struct client *c)
 
 static void client_free_queues(struct client *c, bool unstore)
 {
-	struct dqueue *qs[2] = { &c->inflight, &c->queued };
+	struct dqueue *qs[2] = {&c->inflight, &c->queued};
 	for (int i = 0; i < 2; i++) {
 		while (qs[i]->head) {
 			struct delivery *d = qs[i]->head;
@@ -465,10 +465,10 @@ void client_store_session(struct client *c, bool connected)
 	if (c->clean)
 		return;
 	struct cairn_session_rec r = {
-		.client_id = c->id,
-		.username = c->username,
-		.next_packet_id = c->next_pid,
-		.connected = connected,
+	    .client_id = c->id,
+	    .username = c->username,
+	    .next_packet_id = c->next_pid,
+	    .connected = connected,
 	};
 	if (c->will && connected) {
 		r.has_will = true;
@@ -498,7 +498,7 @@ uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8
 	s->qos = qos;
 	topic_tree_insert(c->srv->subs, filter, len, c, qos);
 	if (!c->clean) {
-		struct cairn_sub_rec r = { .client_id = c->id, .filter = s->filter, .qos = qos };
+		struct cairn_sub_rec r = {.client_id = c->id, .filter = s->filter, .qos = qos};
 		store_sub_put(c->srv->store, &r);
 	}
 	return qos;
@@ -608,7 +608,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void conn_arm_timer(struct conn *cn, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 	evtimer_add(cn->timer, &tv);
 }
 
@@ -692,8 +692,8 @@ void conn_close(struct conn *cn, const char *reason, bool will_due)
 		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "client %s disconnected from %s: %s",
 			  client_name(cn), cn->addr, reason);
 	else
-		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s",
-			  cn->addr, reason);
+		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s", cn->addr,
+			  reason);
 	conn_detach(cn, will_due);
 	server_reap(cn->srv, cn);
 }
@@ -764,13 +764,16 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void send_connack(struct conn *cn, bool sp, uint8_t rc)
 {
-	uint8_t b[4] = { 0x20, 2, sp ? 1 : 0, rc };
+	uint8_t b[4] = {0x20, 2, sp ? 1 : 0, rc};
 	if (rc == CODEC_CONNACK_ACCEPTED)
 		conn_write(cn, b, 4);
 	else {
-		static const char *why[] = { "", "unacceptable protocol version",
-					     "identifier rejected", "server unavailable",
-					     "bad user name or password", "not authorized" };
+		static const char *why[] = {"",
+					    "unacceptable protocol version",
+					    "identifier rejected",
+					    "server unavailable",
+					    "bad user name or password",
+					    "not authorized"};
 		conn_close_after(cn, b, 4, why[rc]);
 	}
 }
@@ -885,13 +888,13 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 	if (p->qos == 2) {
 		in_qos2_set(c, p->packet_id);
 		if (!c->clean) {
-			struct cairn_inflight_in_rec r = { c->id, p->packet_id };
+			struct cairn_inflight_in_rec r = {c->id, p->packet_id};
 			store_inflight_in_put(cn->srv->store, &r);
 			staged = true;
 		}
 	}
-	struct message *m = message_new(p->topic.ptr, p->topic.len, p->payload, p->payload_len,
-					p->qos, p->retain);
+	struct message *m =
+	    message_new(p->topic.ptr, p->topic.len, p->payload, p->payload_len, p->qos, p->retain);
 	if (server_handle_incoming_publish(cn->srv, c, m))
 		staged = true;
 	message_unref(m);
@@ -972,7 +975,7 @@ static void handle_subscribe(struct conn *cn, const struct codec_list *l)
 		codes[n++] = client_subscribe(c, f.ptr, f.len, qos);
 	}
 	uint8_t *suback = xmalloc(cap);
-	struct codec_packet pk = { .type = CODEC_SUBACK };
+	struct codec_packet pk = {.type = CODEC_SUBACK};
 	pk.u.list.packet_id = l->packet_id;
 	pk.u.list.count = n;
 	pk.u.list.data = codes;
@@ -1048,7 +1051,7 @@ static void conn_handle_packet(struct conn *cn, const struct codec_packet *pk)
 		handle_unsubscribe(cn, &pk->u.list);
 		break;
 	case CODEC_PINGREQ: {
-		static const uint8_t pong[2] = { 0xD0, 0 };
+		static const uint8_t pong[2] = {0xD0, 0};
 		conn_write(cn, pong, 2);
 		break;
 	}

@@ -24,8 +24,8 @@ struct delivery {
 	struct delivery *prev, *next;
 	struct message *msg;
 	struct gate *gate; /* NULL: may go out at once */
-	uint64_t seq;	   /* store sequence; 0 when not stored */
-	uint16_t pid;	   /* 0 until it enters the in-flight window */
+	uint64_t seq;      /* store sequence; 0 when not stored */
+	uint16_t pid;      /* 0 until it enters the in-flight window */
 	uint8_t qos;
 	uint8_t state; /* enum cairn_delivery_state */
 	bool retain;
@@ -51,20 +51,20 @@ struct client {
 	char *id;
 	size_t id_len;
 	char *username;
-	bool clean;	/* the session ends with its connection */
-	bool dead;	/* discarded; kept alive only by references */
-	bool stored;	/* a session record exists in the store */
+	bool clean;        /* the session ends with its connection */
+	bool dead;         /* discarded; kept alive only by references */
+	bool stored;       /* a session record exists in the store */
 	struct conn *conn; /* NULL while offline */
 	struct client *map_next;
 	struct sub *subs;
 	struct dqueue inflight; /* pid assigned, in send order */
-	struct dqueue queued;	/* waiting for the window */
+	struct dqueue queued;   /* waiting for the window */
 	uint64_t queued_bytes;
 	uint16_t next_pid;
 	uint64_t next_seq;
 	uint8_t *in_qos2; /* bitmap of inbound QoS 2 ids awaiting PUBREL */
 	uint32_t in_qos2_count;
-	unsigned deferred; /* packets to this client waiting for a commit */
+	unsigned deferred;  /* packets to this client waiting for a commit */
 	uint64_t match_gen; /* routing: de-duplicates overlapping matches */
 	uint8_t match_qos;
 	struct message *will;

@@ -304,7 +304,7 @@ static int decode_list(uint8_t type, struct reader *r, struct codec_list *l)
 
 int codec_decode(uint8_t first_byte, const uint8_t *body, uint32_t len, struct codec_packet *out)
 {
-	struct reader r = { body, len, 0 };
+	struct reader r = {body, len, 0};
 	uint8_t type = first_byte >> 4;
 	uint8_t flags = first_byte & 0x0F;
 
@@ -343,7 +343,7 @@ int codec_decode(uint8_t first_byte, const uint8_t *body, uint32_t len, struct c
 bool codec_list_next(uint8_t type, const struct codec_list *l, uint32_t *pos,
 		     struct codec_str *filter, uint8_t *qos)
 {
-	struct reader r = { l->data, l->data_len, *pos };
+	struct reader r = {l->data, l->data_len, *pos};
 
 	/* Still bounds-checked: a caller may hand us a list it built itself. */
 	if (*pos >= l->data_len)
@@ -507,7 +507,7 @@ static void wr_header(struct writer *w, uint8_t first_byte, uint32_t remaining)
 static void encode_connect(struct writer *w, const struct codec_connect *c)
 {
 	const char *name = protocol_name(c->protocol_level);
-	struct codec_str n = { name, (uint16_t)strlen(name) };
+	struct codec_str n = {name, (uint16_t)strlen(name)};
 	uint8_t flags = 0;
 
 	if (c->clean_session)
@@ -544,7 +544,7 @@ static void encode_connect(struct writer *w, const struct codec_connect *c)
 int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap)
 {
 	size_t total = codec_encoded_len(p);
-	struct writer w = { out, 0 };
+	struct writer w = {out, 0};
 	int n;
 
 	if (total == 0 || total > INT_MAX)
@@ -593,7 +593,7 @@ int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, siz
 				size_t *pid_offset)
 {
 	uint64_t rem = publish_body_len(p);
-	struct writer w = { out, 0 };
+	struct writer w = {out, 0};
 	uint8_t first = CODEC_PUBLISH << 4;
 	size_t hdr;
 
@@ -619,7 +619,7 @@ int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, siz
 int codec_list_append(uint8_t type, uint8_t *buf, size_t len, size_t cap, const char *filter,
 		      uint16_t filter_len, uint8_t qos)
 {
-	struct writer w = { buf, len };
+	struct writer w = {buf, len};
 	size_t need;
 
 	switch (type) {

@@ -29,12 +29,12 @@ enum codec_type {
 
 enum codec_err {
 	CODEC_OK = 0,
-	CODEC_EAGAIN = -1,     /* not enough bytes yet */
-	CODEC_EMALFORMED = -2, /* malformed packet: close the connection */
-	CODEC_ETOOBIG = -3,    /* remaining length over the caller's limit */
-	CODEC_EPROTONAME = -4, /* CONNECT: unknown protocol name: close, no CONNACK */
+	CODEC_EAGAIN = -1,      /* not enough bytes yet */
+	CODEC_EMALFORMED = -2,  /* malformed packet: close the connection */
+	CODEC_ETOOBIG = -3,     /* remaining length over the caller's limit */
+	CODEC_EPROTONAME = -4,  /* CONNECT: unknown protocol name: close, no CONNACK */
 	CODEC_EPROTOLEVEL = -5, /* CONNECT: unsupported level: CONNACK 0x01 */
-	CODEC_ENOSPACE = -6    /* encode: output buffer too small */
+	CODEC_ENOSPACE = -6     /* encode: output buffer too small */
 };
 
 /* CONNACK return codes. */
@@ -48,7 +48,7 @@ enum codec_connack_rc {
 };
 
 #define CODEC_SUBACK_FAILURE 0x80
-#define CODEC_MAX_REMAINING 268435455u /* largest 4-byte remaining length */
+#define CODEC_MAX_REMAINING  268435455u /* largest 4-byte remaining length */
 
 /* A length-prefixed string or binary field, pointing into the packet. */
 struct codec_str {
@@ -57,10 +57,10 @@ struct codec_str {
 };
 
 struct codec_header {
-	uint8_t type;	      /* enum codec_type, or 0 / 15 (reserved) */
-	uint8_t flags;	      /* low four bits of the first byte */
-	uint32_t remaining;   /* remaining length */
-	uint8_t header_len;   /* 2..5 bytes of fixed header */
+	uint8_t type;       /* enum codec_type, or 0 / 15 (reserved) */
+	uint8_t flags;      /* low four bits of the first byte */
+	uint32_t remaining; /* remaining length */
+	uint8_t header_len; /* 2..5 bytes of fixed header */
 };
 
 struct codec_connect {
@@ -98,8 +98,8 @@ struct codec_publish {
  * walked with codec_list_next(). */
 struct codec_list {
 	uint16_t packet_id;
-	uint32_t count;	       /* number of entries */
-	const uint8_t *data;   /* the payload */
+	uint32_t count;      /* number of entries */
+	const uint8_t *data; /* the payload */
 	uint32_t data_len;
 };
 
@@ -110,7 +110,7 @@ struct codec_packet {
 		struct codec_connect connect;
 		struct codec_connack connack;
 		struct codec_publish publish;
-		uint16_t packet_id; /* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK */
+		uint16_t packet_id;     /* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK */
 		struct codec_list list; /* SUBSCRIBE, UNSUBSCRIBE, SUBACK */
 	} u;
 };

@@ -39,15 +39,19 @@ struct config_key {
 	int (*handle)(struct parse *p, char **v, int n);
 };
 
-static const char *const backend_names[] = { "memory", "sqlite", "lmdb", "redis", NULL };
+static const char *const backend_names[] = {"memory", "sqlite", "lmdb", "redis", NULL};
 
 /* Keys the core keeps verbatim for the backends (config_get_option). */
-static const char *const option_keys[] = {
-	"redis_host",	    "redis_port",	 "redis_unix_socket",
-	"redis_db",	    "redis_password",	 "redis_key_prefix",
-	"redis_connect_timeout", "lmdb_map_size", "lmdb_map_size_max",
-	NULL
-};
+static const char *const option_keys[] = {"redis_host",
+					  "redis_port",
+					  "redis_unix_socket",
+					  "redis_db",
+					  "redis_password",
+					  "redis_key_prefix",
+					  "redis_connect_timeout",
+					  "lmdb_map_size",
+					  "lmdb_map_size_max",
+					  NULL};
 
 __attribute__((format(printf, 2, 3))) static int fail(struct parse *p, const char *fmt, ...)
 {
@@ -286,8 +290,9 @@ static int key_log_dest(struct parse *p, char **v, int n, bool *seen)
 		else if (strcmp(v[0], "none") == 0)
 			bit = LOG_DEST_NONE;
 		else
-			return fail(p, "expected stderr, stdout, file PATH, syslog or none, "
-				       "got '%s'",
+			return fail(p,
+				    "expected stderr, stdout, file PATH, syslog or none, "
+				    "got '%s'",
 				    v[0]);
 	}
 	if (!*seen || bit == LOG_DEST_NONE)
@@ -309,8 +314,9 @@ static int key_log_type(struct parse *p, char **v, int n, bool *seen)
 	(void)n;
 	mask = log_type_parse(v[0]);
 	if (mask < 0)
-		return fail(p, "expected error, warning, notice, information, debug, all or none, "
-			       "got '%s'",
+		return fail(p,
+			    "expected error, warning, notice, information, debug, all or none, "
+			    "got '%s'",
 			    v[0]);
 	if (!*seen)
 		p->c->log_mask = 0;
@@ -320,23 +326,22 @@ static int key_log_type(struct parse *p, char **v, int n, bool *seen)
 }
 
 static const struct config_key config_keys[] = {
-	{ "listener", 1, 2, key_listener },
-	{ "allow_anonymous", 1, 1, key_allow_anonymous },
-	{ "password_file", 1, 1, key_password_file },
-	{ "acl_file", 1, 1, key_acl_file },
-	{ "max_inflight_messages", 1, 1, key_max_inflight_messages },
-	{ "max_queued_messages", 1, 1, key_max_queued_messages },
-	{ "max_queued_bytes", 1, 1, key_max_queued_bytes },
-	{ "max_packet_size", 1, 1, key_max_packet_size },
-	{ "max_keepalive", 1, 1, key_max_keepalive },
-	{ "connect_timeout", 1, 1, key_connect_timeout },
-	{ "persistence", 1, 1, key_persistence },
-	{ "persistence_location", 1, 1, key_persistence_location },
-	{ "persistence_backend", 1, 1, key_persistence_backend },
-	{ "durability", 1, 1, key_durability },
-	{ "persistence_on_corrupt", 1, 1, key_persistence_on_corrupt },
-	{ NULL, 0, 0, NULL }
-};
+    {"listener", 1, 2, key_listener},
+    {"allow_anonymous", 1, 1, key_allow_anonymous},
+    {"password_file", 1, 1, key_password_file},
+    {"acl_file", 1, 1, key_acl_file},
+    {"max_inflight_messages", 1, 1, key_max_inflight_messages},
+    {"max_queued_messages", 1, 1, key_max_queued_messages},
+    {"max_queued_bytes", 1, 1, key_max_queued_bytes},
+    {"max_packet_size", 1, 1, key_max_packet_size},
+    {"max_keepalive", 1, 1, key_max_keepalive},
+    {"connect_timeout", 1, 1, key_connect_timeout},
+    {"persistence", 1, 1, key_persistence},
+    {"persistence_location", 1, 1, key_persistence_location},
+    {"persistence_backend", 1, 1, key_persistence_backend},
+    {"durability", 1, 1, key_durability},
+    {"persistence_on_corrupt", 1, 1, key_persistence_on_corrupt},
+    {NULL, 0, 0, NULL}};
 
 static void add_option(struct config *c, const char *key, const char *value)
 {
@@ -484,7 +489,7 @@ void config_cleanup(struct config *c)
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
-	struct parse p = { .c = c, .file = path, .err = err, .errlen = errlen };
+	struct parse p = {.c = c, .file = path, .err = err, .errlen = errlen};
 	bool dest_seen = false, type_seen = false;
 	char *line = NULL;
 	size_t cap = 0;

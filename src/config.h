@@ -27,28 +27,28 @@ struct config_option {
 };
 
 struct config {
-	char *path; /* file it was read from, or NULL */
+	char *path;                        /* file it was read from, or NULL */
 	struct config_listener *listeners; /* in file order */
-	bool allow_anonymous;		   /* default true */
+	bool allow_anonymous;              /* default true */
 	char *password_file;
 	char *acl_file;
-	uint32_t max_inflight_messages;	   /* default 20; 0 = unlimited */
-	uint32_t max_queued_messages;	   /* default 1000; 0 = unlimited */
-	uint64_t max_queued_bytes;	   /* default 0 = unlimited */
-	uint32_t max_packet_size;	   /* default 268435455 + 5 (no limit) */
-	uint16_t max_keepalive;		   /* default 65535 */
-	uint32_t connect_timeout;	   /* seconds to wait for CONNECT; default 10 */
-	bool persistence;		   /* default false */
-	char *persistence_location;	   /* default "." */
-	char *persistence_backend;	   /* default "sqlite" when persistence, else "memory";
-					    * NULL after config_init alone: treat as "memory";
-					    * config_load always sets it */
+	uint32_t max_inflight_messages;   /* default 20; 0 = unlimited */
+	uint32_t max_queued_messages;     /* default 1000; 0 = unlimited */
+	uint64_t max_queued_bytes;        /* default 0 = unlimited */
+	uint32_t max_packet_size;         /* default 268435455 + 5 (no limit) */
+	uint16_t max_keepalive;           /* default 65535 */
+	uint32_t connect_timeout;         /* seconds to wait for CONNECT; default 10 */
+	bool persistence;                 /* default false */
+	char *persistence_location;       /* default "." */
+	char *persistence_backend;        /* default "sqlite" when persistence, else "memory";
+					   * NULL after config_init alone: treat as "memory";
+					   * config_load always sets it */
 	enum cairn_durability durability; /* default fsync */
-	enum cairn_on_corrupt on_corrupt;  /* persistence_on_corrupt; default fail */
-	int log_dests;			   /* enum log_dest_kind bits; default stderr */
-	char *log_file;			   /* for "log_dest file PATH" */
-	int log_mask;			   /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
-	struct config_option *options;	   /* other recognised keys, in file order */
+	enum cairn_on_corrupt on_corrupt; /* persistence_on_corrupt; default fail */
+	int log_dests;                    /* enum log_dest_kind bits; default stderr */
+	char *log_file;                   /* for "log_dest file PATH" */
+	int log_mask;                     /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
+	struct config_option *options;    /* other recognised keys, in file order */
 };
 
 void config_init(struct config *c);

@@ -13,17 +13,20 @@
 
 #include "util.h"
 
-#define LOG_LEVEL_ALL                                                                          \
+#define LOG_LEVEL_ALL                                                                              \
 	(LOG_LEVEL_ERROR | LOG_LEVEL_WARNING | LOG_LEVEL_NOTICE | LOG_LEVEL_INFO | LOG_LEVEL_DEBUG)
 
 static const struct {
 	const char *name;
 	int mask;
 } log_type_names[] = {
-	{ "error", LOG_LEVEL_ERROR },	{ "warning", LOG_LEVEL_WARNING },
-	{ "notice", LOG_LEVEL_NOTICE }, { "information", LOG_LEVEL_INFO },
-	{ "debug", LOG_LEVEL_DEBUG },	{ "all", LOG_LEVEL_ALL },
-	{ "none", 0 },
+    {"error", LOG_LEVEL_ERROR},
+    {"warning", LOG_LEVEL_WARNING},
+    {"notice", LOG_LEVEL_NOTICE},
+    {"information", LOG_LEVEL_INFO},
+    {"debug", LOG_LEVEL_DEBUG},
+    {"all", LOG_LEVEL_ALL},
+    {"none", 0},
 };
 
 static const char *level_word(enum log_level level)

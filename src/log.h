@@ -16,16 +16,22 @@ enum log_level {
 	LOG_LEVEL_DEBUG = 1 << 4
 };
 
-#define LOG_LEVEL_DEFAULT_MASK                                                                 \
+#define LOG_LEVEL_DEFAULT_MASK                                                                     \
 	(LOG_LEVEL_ERROR | LOG_LEVEL_WARNING | LOG_LEVEL_NOTICE | LOG_LEVEL_INFO)
 
-enum log_dest_kind { LOG_DEST_STDERR = 1, LOG_DEST_STDOUT = 2, LOG_DEST_FILE = 4, LOG_DEST_SYSLOG = 8, LOG_DEST_NONE = 16 };
+enum log_dest_kind {
+	LOG_DEST_STDERR = 1,
+	LOG_DEST_STDOUT = 2,
+	LOG_DEST_FILE = 4,
+	LOG_DEST_SYSLOG = 8,
+	LOG_DEST_NONE = 16
+};
 
 struct log {
-	int mask;	 /* enum log_level bits that are written */
-	int dests;	 /* enum log_dest_kind bits */
-	char *path;	 /* for LOG_DEST_FILE; owned: log_cleanup frees it */
-	FILE *file;	 /* open file for LOG_DEST_FILE */
+	int mask;   /* enum log_level bits that are written */
+	int dests;  /* enum log_dest_kind bits */
+	char *path; /* for LOG_DEST_FILE; owned: log_cleanup frees it */
+	FILE *file; /* open file for LOG_DEST_FILE */
 };
 
 /* Set defaults: stderr, LOG_LEVEL_DEFAULT_MASK. */
@@ -37,7 +43,7 @@ int log_reopen(struct log *lg);
 void log_cleanup(struct log *lg);
 
 void log_write(struct log *lg, enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void log_vwrite(struct log *lg, enum log_level level, const char *fmt, va_list ap);
 
 /* Parse a log_type value ("error", "warning", "notice", "information",

@@ -20,7 +20,7 @@
 struct rnode {
 	struct rnode *parent;
 	struct rnode **slots; /* NULL when the node has no children */
-	void *value;	      /* NULL: no retained message at this exact topic */
+	void *value;          /* NULL: no retained message at this exact topic */
 	uint32_t nslots;
 	uint32_t nchildren;
 	uint32_t hv;

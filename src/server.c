@@ -98,8 +98,8 @@ struct pending {
 	uint8_t inline_bytes[8];
 };
 
-struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes,
-			    size_t len, struct gate *gate)
+struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes, size_t len,
+			    struct gate *gate)
 {
 	struct pending *p = xcalloc(1, sizeof(*p));
 	p->srv = srv;
@@ -216,8 +216,8 @@ void server_remove_client(struct server *srv, struct client *c)
 	struct client_map *m = &srv->clients;
 	if (!m->nbuckets)
 		return;
-	for (struct client **pp = &m->buckets[hash_id(c->id, c->id_len) & (m->nbuckets - 1)];
-	     *pp; pp = &(*pp)->map_next) {
+	for (struct client **pp = &m->buckets[hash_id(c->id, c->id_len) & (m->nbuckets - 1)]; *pp;
+	     pp = &(*pp)->map_next) {
 		if (*pp == c) {
 			*pp = c->map_next;
 			c->map_next = NULL;
@@ -277,11 +277,11 @@ static bool server_set_retained(struct server *srv, struct message *msg)
 	if (old)
 		message_unref(old);
 	struct cairn_msg_rec r = {
-		.topic = msg->topic,
-		.payload = msg->payload,
-		.payload_len = msg->payload_len,
-		.qos = msg->qos,
-		.retain = true,
+	    .topic = msg->topic,
+	    .payload = msg->payload,
+	    .payload_len = msg->payload_len,
+	    .qos = msg->qos,
+	    .retain = true,
 	};
 	store_retained_put(srv->store, &r);
 	return true;
@@ -297,7 +297,7 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 
 	/* The hits array is the server's, reused by every publish: routing
 	 * allocates nothing per message once it has grown. */
-	struct route r = { .srv = srv, .gen = ++srv->match_gen };
+	struct route r = {.srv = srv, .gen = ++srv->match_gen};
 	r.hits = srv->route_hits;
 	r.cap = srv->route_cap;
 	assert(!srv->routing);
@@ -350,10 +350,10 @@ static void retained_one(void *arg, void *value)
 	client_deliver(w->c, m, q, true, w->gate);
 }
 
-void server_enqueue_retained(struct server *srv, struct client *c, const char *filter,
-			     size_t len, uint8_t qos, struct gate *gate)
+void server_enqueue_retained(struct server *srv, struct client *c, const char *filter, size_t len,
+			     uint8_t qos, struct gate *gate)
 {
-	struct retained_walk w = { c, qos, gate };
+	struct retained_walk w = {c, qos, gate};
 	retain_tree_match(srv->retained, filter, len, retained_one, &w);
 }
 
@@ -387,8 +387,8 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
 {
 	(void)l;
 	struct server *srv = arg;
@@ -412,7 +412,7 @@ static int server_listen(struct server *srv, const struct config_listener *cl)
 {
 	char portbuf[8];
 	snprintf(portbuf, sizeof(portbuf), "%u", cl->port);
-	struct evutil_addrinfo hints = { 0 }, *res = NULL;
+	struct evutil_addrinfo hints = {0}, *res = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = EVUTIL_AI_PASSIVE;
@@ -428,7 +428,7 @@ static int server_listen(struct server *srv, const struct config_listener *cl)
 		if (ai->ai_family == AF_INET6)
 			flags |= LEV_OPT_BIND_IPV6ONLY;
 		struct evconnlistener *l = evconnlistener_new_bind(
-			srv->base, accept_cb, srv, flags, 1024, ai->ai_addr, (int)ai->ai_addrlen);
+		    srv->base, accept_cb, srv, flags, 1024, ai->ai_addr, (int)ai->ai_addrlen);
 		if (!l) {
 			log_write(srv->log, LOG_LEVEL_ERROR, "listener %s:%u: cannot bind: %s",
 				  cl->address ? cl->address : "*", cl->port, strerror(errno));
@@ -436,8 +436,8 @@ static int server_listen(struct server *srv, const struct config_listener *cl)
 			return -1;
 		}
 		evconnlistener_set_error_cb(l, accept_error_cb);
-		srv->listeners = xrealloc(srv->listeners,
-					  (srv->nlisteners + 1) * sizeof(*srv->listeners));
+		srv->listeners =
+		    xrealloc(srv->listeners, (srv->nlisteners + 1) * sizeof(*srv->listeners));
 		srv->listeners[srv->nlisteners++] = l;
 		opened++;
 	}
@@ -508,8 +508,8 @@ static int restore_message(void *arg, const struct cairn_msg_rec *r)
 	size_t tlen = strlen(r->topic);
 	if (tlen == 0 || tlen > TOPIC_MAX_LEN || r->qos > 2)
 		return 0;
-	struct message *m = message_new(r->topic, tlen, r->payload, r->payload_len, r->qos,
-					r->retain);
+	struct message *m =
+	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
 	m->id = r->msg_id;
 	if (r->msg_id > rs->srv->next_msg_id)
 		rs->srv->next_msg_id = r->msg_id;
@@ -581,15 +581,15 @@ static int restore_retained(void *arg, const struct cairn_msg_rec *r)
 
 static int server_restore(struct server *srv)
 {
-	struct restore rs = { .srv = srv };
+	struct restore rs = {.srv = srv};
 	struct cairn_store_visitor v = {
-		.arg = &rs,
-		.session = restore_session,
-		.subscription = restore_sub,
-		.message = restore_message,
-		.delivery = restore_delivery,
-		.inflight_in = restore_inflight_in,
-		.retained = restore_retained,
+	    .arg = &rs,
+	    .session = restore_session,
+	    .subscription = restore_sub,
+	    .message = restore_message,
+	    .delivery = restore_delivery,
+	    .inflight_in = restore_inflight_in,
+	    .retained = restore_retained,
 	};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -663,8 +663,8 @@ static const char *store_get_option(void *arg, const char *key)
 
 static void store_log(void *arg, int level, const char *msg)
 {
-	static const enum log_level map[] = { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING,
-					      LOG_LEVEL_NOTICE, LOG_LEVEL_INFO };
+	static const enum log_level map[] = {LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_NOTICE,
+					     LOG_LEVEL_INFO};
 	log_write(arg, map[level < 0 || level > 3 ? 3 : level], "store: %s", msg);
 }
 
@@ -710,14 +710,14 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 	if (cfg->persistence_location && strcmp(backend, "memory") != 0)
 		mkdir(cfg->persistence_location, 0700);
 	struct cairn_store_options opts = {
-		.location = cfg->persistence_location,
-		.durability = cfg->durability,
-		.on_corrupt = cfg->on_corrupt,
-		.base = base,
-		.get = store_get_option,
-		.get_arg = cfg,
-		.log = store_log,
-		.log_arg = lg,
+	    .location = cfg->persistence_location,
+	    .durability = cfg->durability,
+	    .on_corrupt = cfg->on_corrupt,
+	    .base = base,
+	    .get = store_get_option,
+	    .get_arg = cfg,
+	    .log = store_log,
+	    .log_arg = lg,
 	};
 	char err[512] = "";
 	int rc = store_open(&srv->store, backend, &opts, base, 0, lg, err, sizeof(err));
@@ -735,7 +735,7 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 		if (server_listen(srv, cl) != 0)
 			return -1;
 
-	int sigs[4] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	int sigs[4] = {SIGTERM, SIGINT, SIGHUP, 0};
 	for (int i = 0; sigs[i]; i++) {
 		srv->sigs[i] = evsignal_new(base, sigs[i], signal_cb, srv);
 		event_add(srv->sigs[i], NULL);

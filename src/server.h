@@ -25,13 +25,13 @@ struct store;
  * subscriber. */
 struct message {
 	unsigned refs;
-	uint64_t id;	   /* store msg_id; 0 until stored */
+	uint64_t id;          /* store msg_id; 0 until stored */
 	unsigned stored_refs; /* stored deliveries referencing it */
 	uint8_t qos;
 	bool retain;
 	uint16_t topic_len;
 	uint32_t payload_len;
-	char *topic;	  /* NUL-terminated, inside this allocation */
+	char *topic;      /* NUL-terminated, inside this allocation */
 	uint8_t *payload; /* inside this allocation */
 	/* Dispatch cache: the encoded PUBLISH header per QoS (retain 0, dup 0),
 	 * built on first use, so a fanned-out message is encoded once per QoS. */
@@ -69,14 +69,14 @@ struct server {
 	struct log *log;
 	struct event_base *base;
 	struct store *store;
-	bool persist;		/* a store that survives a restart is open */
+	bool persist; /* a store that survives a restart is open */
 	struct evconnlistener **listeners;
 	size_t nlisteners;
 	struct client_map clients;
 	struct topic_tree *subs;
 	struct retain_tree *retained;
-	struct conn *closing;	/* connections waiting to be freed */
-	struct event *reaper;	/* frees them from the loop */
+	struct conn *closing; /* connections waiting to be freed */
+	struct event *reaper; /* frees them from the loop */
 	struct event *sigs[4];
 	uint64_t next_msg_id;
 	uint64_t match_gen;
@@ -91,8 +91,7 @@ struct server {
 
 /* Build the server from cfg (opens the store, loads it, opens listeners).
  * On failure logs why and returns -1. */
-int server_init(struct server *srv, struct config *cfg, struct log *lg,
-		struct event_base *base);
+int server_init(struct server *srv, struct config *cfg, struct log *lg, struct event_base *base);
 /* Stop accepting, publish due wills, commit the last batch, close the
  * store, free everything. */
 void server_cleanup(struct server *srv);
@@ -117,14 +116,14 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
  * deliveries wait behind it. Completions run in submission order.
  */
 struct pending;
-struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes,
-			    size_t len, struct gate *gate);
+struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes, size_t len,
+			    struct gate *gate);
 void pending_add_target(struct pending *p, struct client *c);
 void pending_submit(struct pending *p);
 
 /* Queue the retained messages matching filter to c at up to qos. */
-void server_enqueue_retained(struct server *srv, struct client *c, const char *filter,
-			     size_t len, uint8_t qos, struct gate *gate);
+void server_enqueue_retained(struct server *srv, struct client *c, const char *filter, size_t len,
+			     uint8_t qos, struct gate *gate);
 
 /* Next store message id. */
 uint64_t server_next_msg_id(struct server *srv);

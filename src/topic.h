@@ -10,13 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOPIC_MAX_LEN 65535
+#define TOPIC_MAX_LEN    65535
 #define TOPIC_MAX_LEVELS 200 /* levels (separators + 1) in a name or filter */
 
 enum topic_err {
 	TOPIC_OK = 0,
-	TOPIC_EINVAL = -1,  /* not a valid name / filter */
-	TOPIC_ENOENT = -2,  /* no such subscription */
+	TOPIC_EINVAL = -1, /* not a valid name / filter */
+	TOPIC_ENOENT = -2, /* no such subscription */
 	TOPIC_ENOMEM = -3
 };
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define B(...) ((const uint8_t[]){ __VA_ARGS__ })
+#define B(...)          ((const uint8_t[]){__VA_ARGS__})
 #define DEC(first, ...) decode_copy(first, B(__VA_ARGS__), sizeof(B(__VA_ARGS__)))
 
 /*
@@ -43,31 +43,33 @@ struct sample {
 	size_t len;
 };
 
-#define SAMPLE(n, ...) { n, B(__VA_ARGS__), sizeof(B(__VA_ARGS__)) }
+#define SAMPLE(n, ...)                                                                             \
+	{                                                                                          \
+		n, B(__VA_ARGS__), sizeof(B(__VA_ARGS__))                                          \
+	}
 
 static const struct sample samples[] = {
-	SAMPLE("connect-full", 0x10, 34, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xEE, 0, 60, 0, 3, 'c',
-	       'i', 'd', 0, 3, 'w', '/', 't', 0, 2, 'h', 'i', 0, 4, 'u', 's', 'e', 'r', 0, 2, 'p',
-	       'w'),
-	SAMPLE("connect-min", 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, 1, 'c'),
-	SAMPLE("connect-empty-id", 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, 0),
-	SAMPLE("connect-mqisdp", 0x10, 15, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 0x02, 0, 10,
-	       0, 1, 'c'),
-	SAMPLE("connack", 0x20, 2, 0x01, 0x00),
-	SAMPLE("publish-qos0", 0x30, 5, 0, 3, 'a', '/', 'b'),
-	SAMPLE("publish-qos1-retain", 0x33, 7, 0, 3, 'a', '/', 'b', 0x12, 0x34),
-	SAMPLE("publish-qos2-dup", 0x3C, 7, 0, 3, 'a', '/', 'b', 0, 1),
-	SAMPLE("puback", 0x40, 2, 0, 1),
-	SAMPLE("pubrec", 0x50, 2, 0xFF, 0xFF),
-	SAMPLE("pubrel", 0x62, 2, 0, 7),
-	SAMPLE("pubcomp", 0x70, 2, 1, 0),
-	SAMPLE("subscribe", 0x82, 8, 0, 10, 0, 3, 'a', '/', '#', 1),
-	SAMPLE("suback", 0x90, 3, 0, 10, 0x80),
-	SAMPLE("unsubscribe", 0xA2, 7, 0, 11, 0, 3, 'a', '/', '+'),
-	SAMPLE("unsuback", 0xB0, 2, 0, 11),
-	SAMPLE("pingreq", 0xC0, 0),
-	SAMPLE("pingresp", 0xD0, 0),
-	SAMPLE("disconnect", 0xE0, 0),
+    SAMPLE("connect-full", 0x10, 34, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xEE, 0, 60, 0, 3, 'c', 'i', 'd',
+	   0, 3, 'w', '/', 't', 0, 2, 'h', 'i', 0, 4, 'u', 's', 'e', 'r', 0, 2, 'p', 'w'),
+    SAMPLE("connect-min", 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, 1, 'c'),
+    SAMPLE("connect-empty-id", 0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, 0),
+    SAMPLE("connect-mqisdp", 0x10, 15, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 0x02, 0, 10, 0, 1,
+	   'c'),
+    SAMPLE("connack", 0x20, 2, 0x01, 0x00),
+    SAMPLE("publish-qos0", 0x30, 5, 0, 3, 'a', '/', 'b'),
+    SAMPLE("publish-qos1-retain", 0x33, 7, 0, 3, 'a', '/', 'b', 0x12, 0x34),
+    SAMPLE("publish-qos2-dup", 0x3C, 7, 0, 3, 'a', '/', 'b', 0, 1),
+    SAMPLE("puback", 0x40, 2, 0, 1),
+    SAMPLE("pubrec", 0x50, 2, 0xFF, 0xFF),
+    SAMPLE("pubrel", 0x62, 2, 0, 7),
+    SAMPLE("pubcomp", 0x70, 2, 1, 0),
+    SAMPLE("subscribe", 0x82, 8, 0, 10, 0, 3, 'a', '/', '#', 1),
+    SAMPLE("suback", 0x90, 3, 0, 10, 0x80),
+    SAMPLE("unsubscribe", 0xA2, 7, 0, 11, 0, 3, 'a', '/', '+'),
+    SAMPLE("unsuback", 0xB0, 2, 0, 11),
+    SAMPLE("pingreq", 0xC0, 0),
+    SAMPLE("pingresp", 0xD0, 0),
+    SAMPLE("disconnect", 0xE0, 0),
 };
 
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
@@ -129,7 +131,7 @@ static size_t roundtrip(const struct codec_packet *in, struct codec_packet *out,
 
 static struct codec_str str(const char *s)
 {
-	struct codec_str r = { s, (uint16_t)strlen(s) };
+	struct codec_str r = {s, (uint16_t)strlen(s)};
 
 	return r;
 }
@@ -145,7 +147,7 @@ static void expect_str(struct codec_str s, const char *want)
  * and decode it. */
 static int decode_publish_topic(uint8_t qos, const char *topic, size_t topic_len)
 {
-	struct codec_packet p = { .type = CODEC_PUBLISH };
+	struct codec_packet p = {.type = CODEC_PUBLISH};
 	uint8_t buf[128];
 	struct codec_packet out;
 	int n;
@@ -167,32 +169,43 @@ struct bad_utf8 {
 	size_t len;
 };
 
-#define U(lit) { lit, sizeof(lit) - 1 }
+#define U(lit)                                                                                     \
+	{                                                                                          \
+		lit, sizeof(lit) - 1                                                               \
+	}
 
 static const struct bad_utf8 utf8_overlong[] = {
-	U("\xC0\x80"), U("\xC0\xAF"), U("\xC1\xBF"), U("\xE0\x80\x80"), U("\xE0\x9F\xBF"),
-	U("\xF0\x80\x80\x80"), U("\xF0\x8F\xBF\xBF"),
+    U("\xC0\x80"),     U("\xC0\xAF"),         U("\xC1\xBF"),         U("\xE0\x80\x80"),
+    U("\xE0\x9F\xBF"), U("\xF0\x80\x80\x80"), U("\xF0\x8F\xBF\xBF"),
 };
 static const struct bad_utf8 utf8_surrogate[] = {
-	U("\xED\xA0\x80"), U("\xED\xAD\xBF"), U("\xED\xB0\x80"), U("\xED\xBF\xBF"),
-	U("a\xED\xA0\x80\xED\xB0\x80"),
+    U("\xED\xA0\x80"),
+    U("\xED\xAD\xBF"),
+    U("\xED\xB0\x80"),
+    U("\xED\xBF\xBF"),
+    U("a\xED\xA0\x80\xED\xB0\x80"),
 };
-static const struct bad_utf8 utf8_nul[] = { U("\0"), U("a\0b"), U("abc\0") };
+static const struct bad_utf8 utf8_nul[] = {U("\0"), U("a\0b"), U("abc\0")};
 static const struct bad_utf8 utf8_truncated[] = {
-	U("\xC3"), U("\xE2\x82"), U("\xF0\x9F\x98"), U("a\xE2"), U("\xE2\x82\x28"),
-	U("\xC3\x28"), U("\xF0\x9F\x28\x80"),
+    U("\xC3"),         U("\xE2\x82"), U("\xF0\x9F\x98"),     U("a\xE2"),
+    U("\xE2\x82\x28"), U("\xC3\x28"), U("\xF0\x9F\x28\x80"),
 };
 static const struct bad_utf8 utf8_too_big[] = {
-	U("\xF4\x90\x80\x80"), U("\xF4\xBF\xBF\xBF"), U("\xF5\x80\x80\x80"),
-	U("\xF7\xBF\xBF\xBF"), U("\xF8\x88\x80\x80\x80"), U("\xFC\x84\x80\x80\x80\x80"),
-	U("\xFE"), U("\xFF"),
+    U("\xF4\x90\x80\x80"),
+    U("\xF4\xBF\xBF\xBF"),
+    U("\xF5\x80\x80\x80"),
+    U("\xF7\xBF\xBF\xBF"),
+    U("\xF8\x88\x80\x80\x80"),
+    U("\xFC\x84\x80\x80\x80\x80"),
+    U("\xFE"),
+    U("\xFF"),
 };
-static const struct bad_utf8 utf8_lone_continuation[] = { U("\x80"), U("\xBF"), U("a\x80") };
+static const struct bad_utf8 utf8_lone_continuation[] = {U("\x80"), U("\xBF"), U("a\x80")};
 
 /* One of each, for the per-field tests. */
 static const struct bad_utf8 utf8_bad_mix[] = {
-	U("\xC0\x80"), U("\xE0\x80\xAF"), U("\xED\xA0\x80"), U("\xED\xBF\xBF"), U("a\0"),
-	U("\xE2\x82"), U("\xF4\x90\x80\x80"), U("\x80"),
+    U("\xC0\x80"), U("\xE0\x80\xAF"), U("\xED\xA0\x80"),     U("\xED\xBF\xBF"),
+    U("a\0"),      U("\xE2\x82"),     U("\xF4\x90\x80\x80"), U("\x80"),
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -211,10 +224,20 @@ static void expect_all_invalid(const struct bad_utf8 *v, size_t n)
 START_TEST(test_utf8_accepts_well_formed_including_bom)
 {
 	static const struct bad_utf8 good[] = {
-		U(""), U("abc"), U("\xC2\x80"), U("\xDF\xBF"), U("\xE0\xA0\x80"),
-		U("\xEF\xBB\xBF"), U("\xED\x9F\xBF"), U("\xEE\x80\x80"), U("\xEF\xBF\xBF"),
-		U("\xF0\x90\x80\x80"), U("\xF4\x8F\xBF\xBF"), U("\xE2\x82\xAC"),
-		U("\xF0\x9F\x98\x80"), U("a/\xEF\xBB\xBF/b"),
+	    U(""),
+	    U("abc"),
+	    U("\xC2\x80"),
+	    U("\xDF\xBF"),
+	    U("\xE0\xA0\x80"),
+	    U("\xEF\xBB\xBF"),
+	    U("\xED\x9F\xBF"),
+	    U("\xEE\x80\x80"),
+	    U("\xEF\xBF\xBF"),
+	    U("\xF0\x90\x80\x80"),
+	    U("\xF4\x8F\xBF\xBF"),
+	    U("\xE2\x82\xAC"),
+	    U("\xF0\x9F\x98\x80"),
+	    U("a/\xEF\xBB\xBF/b"),
 	};
 	size_t i;
 
@@ -270,19 +293,19 @@ START_TEST(test_remaining_length_boundaries)
 		uint8_t n;
 		uint8_t bytes[4];
 	} v[] = {
-		{ 0, 1, { 0x00 } },
-		{ 127, 1, { 0x7F } },
-		{ 128, 2, { 0x80, 0x01 } },
-		{ 16383, 2, { 0xFF, 0x7F } },
-		{ 16384, 3, { 0x80, 0x80, 0x01 } },
-		{ 2097151, 3, { 0xFF, 0xFF, 0x7F } },
-		{ 2097152, 4, { 0x80, 0x80, 0x80, 0x01 } },
-		{ 268435455, 4, { 0xFF, 0xFF, 0xFF, 0x7F } },
+	    {0, 1, {0x00}},
+	    {127, 1, {0x7F}},
+	    {128, 2, {0x80, 0x01}},
+	    {16383, 2, {0xFF, 0x7F}},
+	    {16384, 3, {0x80, 0x80, 0x01}},
+	    {2097151, 3, {0xFF, 0xFF, 0x7F}},
+	    {2097152, 4, {0x80, 0x80, 0x80, 0x01}},
+	    {268435455, 4, {0xFF, 0xFF, 0xFF, 0x7F}},
 	};
 	size_t i;
 
 	for (i = 0; i < N(v); i++) {
-		uint8_t buf[5] = { 0x30 };
+		uint8_t buf[5] = {0x30};
 		struct codec_header h;
 
 		ck_assert_int_eq(codec_encode_varint(v[i].value, buf + 1), v[i].n);
@@ -295,7 +318,7 @@ START_TEST(test_remaining_length_boundaries)
 		ck_assert_uint_eq(h.type, CODEC_PUBLISH);
 		ck_assert_uint_eq(h.flags, 0);
 	}
-	ck_assert_int_eq(codec_encode_varint(CODEC_MAX_REMAINING + 1, (uint8_t[4]){ 0 }),
+	ck_assert_int_eq(codec_encode_varint(CODEC_MAX_REMAINING + 1, (uint8_t[4]){0}),
 			 CODEC_EMALFORMED);
 }
 END_TEST
@@ -305,15 +328,15 @@ START_TEST(test_remaining_length_max_268435455)
 {
 	struct codec_header h;
 
-	ck_assert_int_eq(codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5,
-					    CODEC_MAX_REMAINING, &h),
-			 CODEC_OK);
+	ck_assert_int_eq(
+	    codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5, CODEC_MAX_REMAINING, &h),
+	    CODEC_OK);
 	ck_assert_uint_eq(h.remaining, 268435455u);
 	ck_assert_uint_eq(h.header_len, 5);
 	/* Non-minimal encodings are not forbidden by 3.1.1 and decode. */
-	ck_assert_int_eq(codec_parse_header(B(0xC0, 0x80, 0x80, 0x80, 0x00), 5,
-					    CODEC_MAX_REMAINING, &h),
-			 CODEC_OK);
+	ck_assert_int_eq(
+	    codec_parse_header(B(0xC0, 0x80, 0x80, 0x80, 0x00), 5, CODEC_MAX_REMAINING, &h),
+	    CODEC_OK);
 	ck_assert_uint_eq(h.remaining, 0);
 }
 END_TEST
@@ -324,15 +347,15 @@ START_TEST(test_remaining_length_five_bytes_malformed)
 	struct codec_header h;
 
 	/* Four continuation bytes are enough to refuse: no fifth is awaited. */
-	ck_assert_int_eq(codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0xFF), 5,
-					    CODEC_MAX_REMAINING, &h),
-			 CODEC_EMALFORMED);
-	ck_assert_int_eq(codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), 6,
-					    CODEC_MAX_REMAINING, &h),
-			 CODEC_EMALFORMED);
-	ck_assert_int_eq(codec_parse_header(B(0x10, 0x80, 0x80, 0x80, 0x80, 0x01), 6,
-					    CODEC_MAX_REMAINING, &h),
-			 CODEC_EMALFORMED);
+	ck_assert_int_eq(
+	    codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0xFF), 5, CODEC_MAX_REMAINING, &h),
+	    CODEC_EMALFORMED);
+	ck_assert_int_eq(
+	    codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), 6, CODEC_MAX_REMAINING, &h),
+	    CODEC_EMALFORMED);
+	ck_assert_int_eq(
+	    codec_parse_header(B(0x10, 0x80, 0x80, 0x80, 0x80, 0x01), 6, CODEC_MAX_REMAINING, &h),
+	    CODEC_EMALFORMED);
 	ck_assert_int_eq(codec_parse_header(B(0x10, 0x80, 0x80, 0x80, 0x80), 5, 10, &h),
 			 CODEC_EMALFORMED);
 }
@@ -341,16 +364,14 @@ END_TEST
 /* covers: */
 START_TEST(test_header_partial_needs_more_bytes)
 {
-	static const uint8_t buf[] = { 0x30, 0x80, 0x80, 0x80, 0x01 };
+	static const uint8_t buf[] = {0x30, 0x80, 0x80, 0x80, 0x01};
 	struct codec_header h;
 	size_t n;
 
 	ck_assert_int_eq(codec_parse_header(buf, 0, CODEC_MAX_REMAINING, &h), CODEC_EAGAIN);
 	for (n = 1; n < sizeof(buf); n++)
-		ck_assert_int_eq(codec_parse_header(buf, n, CODEC_MAX_REMAINING, &h),
-				 CODEC_EAGAIN);
-	ck_assert_int_eq(codec_parse_header(buf, sizeof(buf), CODEC_MAX_REMAINING, &h),
-			 CODEC_OK);
+		ck_assert_int_eq(codec_parse_header(buf, n, CODEC_MAX_REMAINING, &h), CODEC_EAGAIN);
+	ck_assert_int_eq(codec_parse_header(buf, sizeof(buf), CODEC_MAX_REMAINING, &h), CODEC_OK);
 	ck_assert_uint_eq(h.remaining, 2097152u);
 }
 END_TEST
@@ -367,9 +388,9 @@ START_TEST(test_remaining_over_max_refused_from_header_alone)
 	ck_assert_int_eq(codec_parse_header(B(0x30, 0x0A), 2, 10, &h), CODEC_OK);
 	ck_assert_int_eq(codec_parse_header(B(0x10, 0x7F), 2, 0, &h), CODEC_ETOOBIG);
 	ck_assert_int_eq(codec_parse_header(B(0x30, 0x80, 0x01), 3, 127, &h), CODEC_ETOOBIG);
-	ck_assert_int_eq(codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5,
-					    CODEC_MAX_REMAINING - 1, &h),
-			 CODEC_ETOOBIG);
+	ck_assert_int_eq(
+	    codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5, CODEC_MAX_REMAINING - 1, &h),
+	    CODEC_ETOOBIG);
 	ck_assert_int_eq(codec_parse_header(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 5, 1048576, &h),
 			 CODEC_ETOOBIG);
 	ck_assert_uint_eq(h.remaining, 268435455u);
@@ -384,8 +405,8 @@ START_TEST(test_reserved_packet_types_0_and_15_malformed)
 	unsigned f;
 
 	for (f = 0; f < 16; f++) {
-		uint8_t b0[2] = { (uint8_t)f, 0 };
-		uint8_t b15[2] = { (uint8_t)(0xF0 | f), 0 };
+		uint8_t b0[2] = {(uint8_t)f, 0};
+		uint8_t b15[2] = {(uint8_t)(0xF0 | f), 0};
 
 		ck_assert_int_eq(codec_parse_header(b0, 2, CODEC_MAX_REMAINING, &h),
 				 CODEC_EMALFORMED);
@@ -445,7 +466,7 @@ END_TEST
 /* covers: */
 START_TEST(test_roundtrip_connect)
 {
-	struct codec_packet in = { .type = CODEC_CONNECT }, out;
+	struct codec_packet in = {.type = CODEC_CONNECT}, out;
 	struct codec_connect *c = &in.u.connect;
 	uint8_t buf[256];
 	int level;
@@ -500,7 +521,7 @@ END_TEST
 /* covers: */
 START_TEST(test_roundtrip_connack)
 {
-	struct codec_packet in = { .type = CODEC_CONNACK }, out;
+	struct codec_packet in = {.type = CODEC_CONNACK}, out;
 	uint8_t buf[8];
 	int rc;
 
@@ -517,8 +538,8 @@ END_TEST
 /* covers: */
 START_TEST(test_roundtrip_publish_every_qos)
 {
-	static const uint8_t payload[300] = { 1, 2, 3 };
-	struct codec_packet in = { .type = CODEC_PUBLISH }, out;
+	static const uint8_t payload[300] = {1, 2, 3};
+	struct codec_packet in = {.type = CODEC_PUBLISH}, out;
 	uint8_t buf[512];
 	int qos;
 
@@ -554,7 +575,7 @@ END_TEST
 /* covers: MQTT-2.3.1-5 */
 START_TEST(test_publish_qos0_has_no_packet_id)
 {
-	static const uint8_t pkt[] = { 0x30, 7, 0, 3, 'a', '/', 'b', 'x', 'y' };
+	static const uint8_t pkt[] = {0x30, 7, 0, 3, 'a', '/', 'b', 'x', 'y'};
 	struct codec_packet p;
 
 	/* Topic "a/b" directly followed by the payload "xy". */
@@ -572,12 +593,15 @@ END_TEST
 /* covers: MQTT-1.5.3-3 */
 START_TEST(test_publish_topic_bom_kept_not_stripped)
 {
-	static const uint8_t pkt[] = { 0x30, 6, 0, 4, 0xEF, 0xBB, 0xBF, 'a' };
+	static const uint8_t pkt[] = {0x30, 6, 0, 4, 0xEF, 0xBB, 0xBF, 'a'};
 	struct codec_packet p;
 
 	ck_assert_int_eq(decode_whole(pkt, sizeof(pkt), &p), CODEC_OK);
 	ck_assert_uint_eq(p.u.publish.topic.len, 4);
-	ck_assert_mem_eq(p.u.publish.topic.ptr, "\xEF\xBB\xBF" "a", 4);
+	ck_assert_mem_eq(p.u.publish.topic.ptr,
+			 "\xEF\xBB\xBF"
+			 "a",
+			 4);
 	ck_assert_uint_eq(p.u.publish.payload_len, 0);
 }
 END_TEST
@@ -585,8 +609,8 @@ END_TEST
 /* covers: */
 START_TEST(test_roundtrip_packet_id_acks)
 {
-	static const uint8_t types[] = { CODEC_PUBACK, CODEC_PUBREC, CODEC_PUBREL, CODEC_PUBCOMP,
-					 CODEC_UNSUBACK };
+	static const uint8_t types[] = {CODEC_PUBACK, CODEC_PUBREC, CODEC_PUBREL, CODEC_PUBCOMP,
+					CODEC_UNSUBACK};
 	struct codec_packet in, out;
 	uint8_t buf[8];
 	size_t i;
@@ -606,7 +630,7 @@ END_TEST
 /* covers: */
 START_TEST(test_roundtrip_subscribe_unsubscribe_suback_lists)
 {
-	static const char *filters[] = { "a/b", "c/+/d", "#", "\xE2\x82\xAC" };
+	static const char *filters[] = {"a/b", "c/+/d", "#", "\xE2\x82\xAC"};
 	struct codec_packet in, out;
 	struct codec_str f;
 	uint8_t data[64], buf[128], q;
@@ -677,7 +701,7 @@ END_TEST
 /* covers: */
 START_TEST(test_roundtrip_zero_length_packets)
 {
-	static const uint8_t types[] = { CODEC_PINGREQ, CODEC_PINGRESP, CODEC_DISCONNECT };
+	static const uint8_t types[] = {CODEC_PINGREQ, CODEC_PINGRESP, CODEC_DISCONNECT};
 	struct codec_packet in, out;
 	uint8_t buf[2];
 	size_t i;
@@ -753,7 +777,7 @@ END_TEST
 /* covers: */
 START_TEST(test_encode_publish_header_pid_offset)
 {
-	struct codec_publish pub = { 0 };
+	struct codec_publish pub = {0};
 	struct codec_packet p;
 	uint8_t pkt[64];
 	size_t off = 99, cap;
@@ -777,8 +801,7 @@ START_TEST(test_encode_publish_header_pid_offset)
 	ck_assert_mem_eq(p.u.publish.payload, "hello", 5);
 
 	for (cap = 0; cap < (size_t)n; cap++)
-		ck_assert_int_eq(codec_encode_publish_header(&pub, pkt, cap, &off),
-				 CODEC_ENOSPACE);
+		ck_assert_int_eq(codec_encode_publish_header(&pub, pkt, cap, &off), CODEC_ENOSPACE);
 
 	pub.qos = 0;
 	n = codec_encode_publish_header(&pub, pkt, sizeof(pkt), &off);
@@ -899,15 +922,14 @@ END_TEST
 /* covers: MQTT-3.3.2-2 MQTT-4.7.1-1 */
 START_TEST(test_publish_topic_with_wildcards_malformed)
 {
-	static const char *bad[] = { "+", "#", "a/+", "a/#", "a/+/b", "a+", "#a", "sport/tennis#",
-				     "+/+" };
+	static const char *bad[] = {"+",  "#",  "a/+",           "a/#", "a/+/b",
+				    "a+", "#a", "sport/tennis#", "+/+"};
 	size_t i;
 
 	for (i = 0; i < N(bad); i++) {
 		ck_assert_msg(decode_publish_topic(0, bad[i], strlen(bad[i])) == CODEC_EMALFORMED,
 			      "topic %s", bad[i]);
-		ck_assert_int_eq(decode_publish_topic(1, bad[i], strlen(bad[i])),
-				 CODEC_EMALFORMED);
+		ck_assert_int_eq(decode_publish_topic(1, bad[i], strlen(bad[i])), CODEC_EMALFORMED);
 	}
 	ck_assert_int_eq(decode_publish_topic(0, "a/b c/$d", 8), CODEC_OK);
 	ck_assert_int_eq(decode_publish_topic(0, "/", 1), CODEC_OK);
@@ -936,8 +958,8 @@ START_TEST(test_publish_topic_invalid_utf8_malformed)
 				 CODEC_EMALFORMED);
 	for (i = 0; i < N(utf8_surrogate); i++)
 		ck_assert_int_eq(
-			decode_publish_topic(0, utf8_surrogate[i].s, utf8_surrogate[i].len),
-			CODEC_EMALFORMED);
+		    decode_publish_topic(0, utf8_surrogate[i].s, utf8_surrogate[i].len),
+		    CODEC_EMALFORMED);
 	for (i = 0; i < N(utf8_too_big); i++)
 		ck_assert_int_eq(decode_publish_topic(0, utf8_too_big[i].s, utf8_too_big[i].len),
 				 CODEC_EMALFORMED);
@@ -970,9 +992,9 @@ static int connect_with(const char *name, uint8_t level, uint8_t flags, const ui
 /* covers: MQTT-3.1.2-1 */
 START_TEST(test_connect_wrong_protocol_name)
 {
-	static const char *bad[] = { "MQTX", "mqtt", "MQT", "MQTTT", "", "MQIsdP", "MQIsd",
-				     "MQIsdpp", "MQTT\xFF" };
-	static const uint8_t cid[] = { 0, 1, 'c' };
+	static const char *bad[] = {"MQTX",   "mqtt",  "MQT",     "MQTTT",   "",
+				    "MQIsdP", "MQIsd", "MQIsdpp", "MQTT\xFF"};
+	static const uint8_t cid[] = {0, 1, 'c'};
 	size_t i;
 
 	for (i = 0; i < N(bad); i++) {
@@ -988,9 +1010,9 @@ END_TEST
 /* covers: MQTT-3.1.2-2 */
 START_TEST(test_connect_unsupported_level)
 {
-	static const uint8_t cid[] = { 0, 1, 'c' };
-	static const uint8_t mqtt_bad[] = { 0, 1, 2, 3, 5, 6, 0x84, 0xFF };
-	static const uint8_t mqisdp_bad[] = { 0, 1, 2, 4, 5, 0x83, 0xFF };
+	static const uint8_t cid[] = {0, 1, 'c'};
+	static const uint8_t mqtt_bad[] = {0, 1, 2, 3, 5, 6, 0x84, 0xFF};
+	static const uint8_t mqisdp_bad[] = {0, 1, 2, 4, 5, 0x83, 0xFF};
 	size_t i;
 
 	for (i = 0; i < N(mqtt_bad); i++)
@@ -1065,9 +1087,9 @@ END_TEST
 /* covers: MQTT-3.1.2-9 MQTT-3.1.2-19 MQTT-3.1.2-21 MQTT-3.1.3-3 */
 START_TEST(test_connect_flagged_fields_missing_malformed)
 {
-	ck_assert_int_eq(CONN(0x02, 0), CODEC_EMALFORMED);      /* no client id */
-	ck_assert_int_eq(CONN(0x02, 0, 5, 'a', 'b'), CODEC_EMALFORMED); /* short id */
-	ck_assert_int_eq(CONN(0x06, 0, 1, 'c'), CODEC_EMALFORMED); /* no will topic */
+	ck_assert_int_eq(CONN(0x02, 0), CODEC_EMALFORMED);                    /* no client id */
+	ck_assert_int_eq(CONN(0x02, 0, 5, 'a', 'b'), CODEC_EMALFORMED);       /* short id */
+	ck_assert_int_eq(CONN(0x06, 0, 1, 'c'), CODEC_EMALFORMED);            /* no will topic */
 	ck_assert_int_eq(CONN(0x06, 0, 1, 'c', 0, 1, 't'), CODEC_EMALFORMED); /* no will msg */
 	ck_assert_int_eq(CONN(0x06, 0, 1, 'c', 0, 1, 't', 0, 3, 'm'), CODEC_EMALFORMED);
 	ck_assert_int_eq(CONN(0x82, 0, 1, 'c'), CODEC_EMALFORMED); /* no username */
@@ -1081,7 +1103,7 @@ END_TEST
 /* covers: MQTT-1.5.3-1 MQTT-1.5.3-2 MQTT-3.1.3-4 MQTT-3.1.3-10 MQTT-3.1.3-11 */
 START_TEST(test_connect_string_fields_invalid_utf8_malformed)
 {
-	struct codec_packet in = { .type = CODEC_CONNECT }, out;
+	struct codec_packet in = {.type = CODEC_CONNECT}, out;
 	struct codec_connect *c = &in.u.connect;
 	uint8_t buf[128];
 	size_t i;
@@ -1089,7 +1111,7 @@ START_TEST(test_connect_string_fields_invalid_utf8_malformed)
 
 	for (i = 0; i < N(utf8_bad_mix); i++) {
 		for (field = 0; field < 3; field++) {
-			struct codec_str bad = { utf8_bad_mix[i].s, (uint16_t)utf8_bad_mix[i].len };
+			struct codec_str bad = {utf8_bad_mix[i].s, (uint16_t)utf8_bad_mix[i].len};
 
 			memset(c, 0, sizeof(*c));
 			c->protocol_level = 4;
@@ -1117,9 +1139,9 @@ END_TEST
 /* covers: */
 START_TEST(test_connect_binary_fields_take_any_bytes)
 {
-	ck_assert_int_eq(CONN(0xC6, 0, 1, 'c', 0, 1, 't', 0, 2, 0xFF, 0x00, 0, 1, 'u', 0, 3, 0xED,
-			      0xA0, 0x80),
-			 CODEC_OK);
+	ck_assert_int_eq(
+	    CONN(0xC6, 0, 1, 'c', 0, 1, 't', 0, 2, 0xFF, 0x00, 0, 1, 'u', 0, 3, 0xED, 0xA0, 0x80),
+	    CODEC_OK);
 }
 END_TEST
 
@@ -1143,7 +1165,7 @@ END_TEST
 /* covers: MQTT-3.8.3-4 */
 START_TEST(test_subscribe_bad_requested_qos_malformed)
 {
-	static const uint8_t bad[] = { 3, 4, 7, 0x40, 0x80, 0x81, 0xFC, 0xFF };
+	static const uint8_t bad[] = {3, 4, 7, 0x40, 0x80, 0x81, 0xFC, 0xFF};
 	size_t i;
 
 	for (i = 0; i < N(bad); i++) {
@@ -1170,7 +1192,7 @@ static int decode_filter(uint8_t type, const char *f, size_t len)
 {
 	uint8_t data[32];
 	uint8_t buf[64];
-	struct codec_packet p = { .type = type }, out;
+	struct codec_packet p = {.type = type}, out;
 	int n = codec_list_append(type, data, 0, sizeof(data), f, (uint16_t)len, 1);
 
 	ck_assert_int_gt(n, 0);
@@ -1188,9 +1210,9 @@ START_TEST(test_subscribe_filter_invalid_utf8_malformed)
 	size_t i;
 
 	for (i = 0; i < N(utf8_bad_mix); i++)
-		ck_assert_int_eq(decode_filter(CODEC_SUBSCRIBE, utf8_bad_mix[i].s,
-					       utf8_bad_mix[i].len),
-				 CODEC_EMALFORMED);
+		ck_assert_int_eq(
+		    decode_filter(CODEC_SUBSCRIBE, utf8_bad_mix[i].s, utf8_bad_mix[i].len),
+		    CODEC_EMALFORMED);
 	ck_assert_int_eq(decode_filter(CODEC_SUBSCRIBE, "\xEF\xBB\xBF/+", 5), CODEC_OK);
 }
 END_TEST
@@ -1201,9 +1223,9 @@ START_TEST(test_unsubscribe_filter_invalid_utf8_malformed)
 	size_t i;
 
 	for (i = 0; i < N(utf8_bad_mix); i++)
-		ck_assert_int_eq(decode_filter(CODEC_UNSUBSCRIBE, utf8_bad_mix[i].s,
-					       utf8_bad_mix[i].len),
-				 CODEC_EMALFORMED);
+		ck_assert_int_eq(
+		    decode_filter(CODEC_UNSUBSCRIBE, utf8_bad_mix[i].s, utf8_bad_mix[i].len),
+		    CODEC_EMALFORMED);
 	ck_assert_int_eq(decode_filter(CODEC_UNSUBSCRIBE, "a/#", 3), CODEC_OK);
 }
 END_TEST

@@ -223,7 +223,7 @@ END_TEST
 
 START_TEST(test_enum_values)
 {
-	static const char *const backends[] = { "memory", "sqlite", "lmdb", "redis" };
+	static const char *const backends[] = {"memory", "sqlite", "lmdb", "redis"};
 	struct config c;
 	char text[64];
 	size_t i;
@@ -318,41 +318,41 @@ struct num_case {
 	const char *key;
 	const char *value;
 	int ok;
-	uint64_t expect; /* the stored value when ok */
+	uint64_t expect;    /* the stored value when ok */
 	const char *reason; /* part of the message when not ok */
 };
 
 static const struct num_case num_cases[] = {
-	{ "listener", "0", 0, 0, "out of range (1 to 65535)" },
-	{ "listener", "1", 1, 1, NULL },
-	{ "listener", "65535", 1, 65535, NULL },
-	{ "listener", "65536", 0, 0, "out of range" },
-	{ "max_inflight_messages", "0", 1, 0, NULL },
-	{ "max_inflight_messages", "1", 1, 1, NULL },
-	{ "max_inflight_messages", "65535", 1, 65535, NULL },
-	{ "max_inflight_messages", "65536", 0, 0, "out of range (0 to 65535)" },
-	{ "max_queued_messages", "0", 1, 0, NULL },
-	{ "max_queued_messages", "1", 1, 1, NULL },
-	{ "max_queued_messages", "4294967295", 1, 4294967295u, NULL },
-	{ "max_queued_messages", "4294967296", 0, 0, "out of range" },
-	{ "max_queued_bytes", "0", 1, 0, NULL },
-	{ "max_queued_bytes", "1", 1, 1, NULL },
-	{ "max_queued_bytes", "18446744073709551615", 1, UINT64_MAX, NULL },
-	{ "max_queued_bytes", "18446744073709551616", 0, 0, "out of range" },
-	{ "max_packet_size", "0", 1, 268435460u, NULL },
-	{ "max_packet_size", "1", 0, 0, "too small" },
-	{ "max_packet_size", "19", 0, 0, "too small" },
-	{ "max_packet_size", "20", 1, 20, NULL },
-	{ "max_packet_size", "268435460", 1, 268435460u, NULL },
-	{ "max_packet_size", "268435461", 0, 0, "out of range" },
-	{ "max_keepalive", "0", 0, 0, "out of range (1 to 65535)" },
-	{ "max_keepalive", "1", 1, 1, NULL },
-	{ "max_keepalive", "65535", 1, 65535, NULL },
-	{ "max_keepalive", "65536", 0, 0, "out of range" },
-	{ "connect_timeout", "0", 0, 0, "out of range (1 to 3600)" },
-	{ "connect_timeout", "1", 1, 1, NULL },
-	{ "connect_timeout", "3600", 1, 3600, NULL },
-	{ "connect_timeout", "3601", 0, 0, "out of range" },
+    {"listener", "0", 0, 0, "out of range (1 to 65535)"},
+    {"listener", "1", 1, 1, NULL},
+    {"listener", "65535", 1, 65535, NULL},
+    {"listener", "65536", 0, 0, "out of range"},
+    {"max_inflight_messages", "0", 1, 0, NULL},
+    {"max_inflight_messages", "1", 1, 1, NULL},
+    {"max_inflight_messages", "65535", 1, 65535, NULL},
+    {"max_inflight_messages", "65536", 0, 0, "out of range (0 to 65535)"},
+    {"max_queued_messages", "0", 1, 0, NULL},
+    {"max_queued_messages", "1", 1, 1, NULL},
+    {"max_queued_messages", "4294967295", 1, 4294967295u, NULL},
+    {"max_queued_messages", "4294967296", 0, 0, "out of range"},
+    {"max_queued_bytes", "0", 1, 0, NULL},
+    {"max_queued_bytes", "1", 1, 1, NULL},
+    {"max_queued_bytes", "18446744073709551615", 1, UINT64_MAX, NULL},
+    {"max_queued_bytes", "18446744073709551616", 0, 0, "out of range"},
+    {"max_packet_size", "0", 1, 268435460u, NULL},
+    {"max_packet_size", "1", 0, 0, "too small"},
+    {"max_packet_size", "19", 0, 0, "too small"},
+    {"max_packet_size", "20", 1, 20, NULL},
+    {"max_packet_size", "268435460", 1, 268435460u, NULL},
+    {"max_packet_size", "268435461", 0, 0, "out of range"},
+    {"max_keepalive", "0", 0, 0, "out of range (1 to 65535)"},
+    {"max_keepalive", "1", 1, 1, NULL},
+    {"max_keepalive", "65535", 1, 65535, NULL},
+    {"max_keepalive", "65536", 0, 0, "out of range"},
+    {"connect_timeout", "0", 0, 0, "out of range (1 to 3600)"},
+    {"connect_timeout", "1", 1, 1, NULL},
+    {"connect_timeout", "3600", 1, 3600, NULL},
+    {"connect_timeout", "3601", 0, 0, "out of range"},
 };
 
 static uint64_t num_field(const struct config *c, const char *key)
@@ -402,44 +402,43 @@ struct err_case {
 };
 
 static const struct err_case err_cases[] = {
-	{ "listener 1883\nbogus_key 1\n", 2, "bogus_key", "unknown key" },
-	{ "bogus_key\n", 1, "bogus_key", "unknown key" },
-	{ "cafile /etc/ca.pem\n", 1, "cafile", "unknown key" },
-	{ "Listener 1883\n", 1, "Listener", "unknown key" },
-	{ "\n\nlistener\n", 3, "listener", "missing value" },
-	{ "max_keepalive\n", 1, "max_keepalive", "missing value" },
-	{ "redis_host\n", 1, "redis_host", "missing value" },
-	{ "log_dest\n", 1, "log_dest", "missing value" },
-	{ "log_type\n", 1, "log_type", "missing value" },
-	{ "listener 1883 127.0.0.1 extra\n", 1, "listener", "unexpected extra value 'extra'" },
-	{ "allow_anonymous true false\n", 1, "allow_anonymous", "unexpected extra value 'false'" },
-	{ "password_file a b\n", 1, "password_file", "extra value 'b'" },
-	{ "redis_host a b\n", 1, "redis_host", "extra value 'b'" },
-	{ "log_dest stderr stdout\n", 1, "log_dest", "extra value 'stdout'" },
-	{ "log_dest file /tmp/x y\n", 1, "log_dest", "extra value 'y'" },
-	{ "log_type error warning\n", 1, "log_type", "extra value 'warning'" },
-	{ "# c\n# c\n\n\n\n\n\n\n\n\n\nmax_queued_messages ten\n", 12, "max_queued_messages",
-	  "expected a whole number, got 'ten'" },
-	{ "max_queued_messages -1\n", 1, "max_queued_messages",
-	  "expected a whole number, got '-1'" },
-	{ "max_queued_messages +1\n", 1, "max_queued_messages", "expected a whole number" },
-	{ "max_queued_messages 10k\n", 1, "max_queued_messages", "got '10k'" },
-	{ "max_queued_messages 1.5\n", 1, "max_queued_messages", "got '1.5'" },
-	{ "max_queued_messages 0x10\n", 1, "max_queued_messages", "got '0x10'" },
-	{ "max_queued_bytes 99999999999999999999999\n", 1, "max_queued_bytes", "out of range" },
-	{ "listener http\n", 1, "listener", "expected a whole number, got 'http'" },
-	{ "connect_timeout 5s\n", 1, "connect_timeout", "expected a whole number" },
-	{ "allow_anonymous yes\n", 1, "allow_anonymous", "expected true or false, got 'yes'" },
-	{ "persistence 1\n", 1, "persistence", "expected true or false, got '1'" },
-	{ "persistence_backend mysql\n", 1, "persistence_backend", "got 'mysql'" },
-	{ "persistence_backend SQLite\n", 1, "persistence_backend", "got 'SQLite'" },
-	{ "durability sometimes\n", 1, "durability", "expected os or fsync, got 'sometimes'" },
-	{ "persistence_on_corrupt ignore\n", 1, "persistence_on_corrupt",
-	  "expected fail or quarantine, got 'ignore'" },
-	{ "log_dest file\n", 1, "log_dest", "file needs a path" },
-	{ "log_dest topic\n", 1, "log_dest", "got 'topic'" },
-	{ "log_type subscribe\n", 1, "log_type", "got 'subscribe'" },
-	{ "log_type info\n", 1, "log_type", "got 'info'" },
+    {"listener 1883\nbogus_key 1\n", 2, "bogus_key", "unknown key"},
+    {"bogus_key\n", 1, "bogus_key", "unknown key"},
+    {"cafile /etc/ca.pem\n", 1, "cafile", "unknown key"},
+    {"Listener 1883\n", 1, "Listener", "unknown key"},
+    {"\n\nlistener\n", 3, "listener", "missing value"},
+    {"max_keepalive\n", 1, "max_keepalive", "missing value"},
+    {"redis_host\n", 1, "redis_host", "missing value"},
+    {"log_dest\n", 1, "log_dest", "missing value"},
+    {"log_type\n", 1, "log_type", "missing value"},
+    {"listener 1883 127.0.0.1 extra\n", 1, "listener", "unexpected extra value 'extra'"},
+    {"allow_anonymous true false\n", 1, "allow_anonymous", "unexpected extra value 'false'"},
+    {"password_file a b\n", 1, "password_file", "extra value 'b'"},
+    {"redis_host a b\n", 1, "redis_host", "extra value 'b'"},
+    {"log_dest stderr stdout\n", 1, "log_dest", "extra value 'stdout'"},
+    {"log_dest file /tmp/x y\n", 1, "log_dest", "extra value 'y'"},
+    {"log_type error warning\n", 1, "log_type", "extra value 'warning'"},
+    {"# c\n# c\n\n\n\n\n\n\n\n\n\nmax_queued_messages ten\n", 12, "max_queued_messages",
+     "expected a whole number, got 'ten'"},
+    {"max_queued_messages -1\n", 1, "max_queued_messages", "expected a whole number, got '-1'"},
+    {"max_queued_messages +1\n", 1, "max_queued_messages", "expected a whole number"},
+    {"max_queued_messages 10k\n", 1, "max_queued_messages", "got '10k'"},
+    {"max_queued_messages 1.5\n", 1, "max_queued_messages", "got '1.5'"},
+    {"max_queued_messages 0x10\n", 1, "max_queued_messages", "got '0x10'"},
+    {"max_queued_bytes 99999999999999999999999\n", 1, "max_queued_bytes", "out of range"},
+    {"listener http\n", 1, "listener", "expected a whole number, got 'http'"},
+    {"connect_timeout 5s\n", 1, "connect_timeout", "expected a whole number"},
+    {"allow_anonymous yes\n", 1, "allow_anonymous", "expected true or false, got 'yes'"},
+    {"persistence 1\n", 1, "persistence", "expected true or false, got '1'"},
+    {"persistence_backend mysql\n", 1, "persistence_backend", "got 'mysql'"},
+    {"persistence_backend SQLite\n", 1, "persistence_backend", "got 'SQLite'"},
+    {"durability sometimes\n", 1, "durability", "expected os or fsync, got 'sometimes'"},
+    {"persistence_on_corrupt ignore\n", 1, "persistence_on_corrupt",
+     "expected fail or quarantine, got 'ignore'"},
+    {"log_dest file\n", 1, "log_dest", "file needs a path"},
+    {"log_dest topic\n", 1, "log_dest", "got 'topic'"},
+    {"log_type subscribe\n", 1, "log_type", "got 'subscribe'"},
+    {"log_type info\n", 1, "log_type", "got 'info'"},
 };
 
 START_TEST(test_errors)
@@ -585,8 +584,8 @@ START_TEST(test_log_type_parse)
 	ck_assert_int_eq(log_type_parse("information"), LOG_LEVEL_INFO);
 	ck_assert_int_eq(log_type_parse("debug"), LOG_LEVEL_DEBUG);
 	ck_assert_int_eq(log_type_parse("all"), LOG_LEVEL_ERROR | LOG_LEVEL_WARNING |
-							LOG_LEVEL_NOTICE | LOG_LEVEL_INFO |
-							LOG_LEVEL_DEBUG);
+						    LOG_LEVEL_NOTICE | LOG_LEVEL_INFO |
+						    LOG_LEVEL_DEBUG);
 	ck_assert_int_eq(log_type_parse("none"), 0);
 	ck_assert_int_eq(log_type_parse("info"), -1);
 	ck_assert_int_eq(log_type_parse(""), -1);

@@ -54,7 +54,7 @@ struct env {
 	struct event_base *base;
 	struct cairn_store_options opts;
 	const char *max_page_count; /* answer to get("sqlite_max_page_count") */
-	char redis_prefix[80];	    /* a key prefix of this test's own */
+	char redis_prefix[80];      /* a key prefix of this test's own */
 	int nlogs;
 	int min_level;   /* most severe level logged */
 	char logs[4096]; /* every line the backend logged, "level msg\n" */

@@ -58,7 +58,7 @@ static void hits_sort(struct hits *h)
 
 static struct hits match(struct topic_tree *t, const char *topic)
 {
-	struct hits h = { 0 };
+	struct hits h = {0};
 
 	topic_tree_match(t, topic, strlen(topic), hits_add, &h);
 	hits_sort(&h);
@@ -111,74 +111,83 @@ static const struct {
 	const char *topic;
 	bool match;
 } match_rows[] = {
-	{ "a/b/c", "a/b/c", true },
-	{ "a/b/c", "a/b", false },
-	{ "a/b", "a/b/c", false },
-	{ "a/+/c", "a/b/c", true },
-	{ "a/+/c", "a/b/d", false },
-	{ "a/+", "a/b/c", false },
-	{ "a/#", "a", true },
-	{ "a/#", "a/b", true },
-	{ "a/#", "a/b/c", true },
-	{ "a/#", "ab", false },
-	{ "a/#", "b/a", false },
-	{ "a/b/#", "a/b", true },
-	{ "a/b/#", "a", false },
-	{ "#", "a", true },
-	{ "#", "/", true },
-	{ "#", "a/$b", true },
-	/* [MQTT-4.7.2-1] '$' topics */
-	{ "#", "$SYS/x", false },
-	{ "#", "$SYS", false },
-	{ "#", "$", false },
-	{ "+/x", "$SYS/x", false },
-	{ "+", "$SYS", false },
-	{ "+/+", "$SYS/x", false },
-	{ "+/#", "$SYS/x", false },
-	{ "$SYS/#", "$SYS/x", true },
-	{ "$SYS/#", "$SYS", true },
-	{ "$SYS/#", "$SYS/x/y", true },
-	{ "$SYS/+", "$SYS/x", true },
-	{ "$SYS/+", "$SYS/x/y", false },
-	{ "$SYS/x", "$SYS/x", true },
-	{ "$SYS/#", "$sys/x", false },
-	{ "+/$SYS", "a/$SYS", true },
-	{ "$foo/#", "$foo/bar", true },
-	/* '+' on empty levels, '/' and '//' topics */
-	{ "a/+/c", "a//c", true },
-	{ "a/+", "a/", true },
-	{ "a/+", "a", false },
-	{ "a/#", "a/", true },
-	{ "+", "a", true },
-	{ "+", "/", false },
-	{ "+/+", "/", true },
-	{ "/+", "/", true },
-	{ "+/", "/", true },
-	{ "/", "/", true },
-	{ "//", "//", true },
-	{ "/", "//", false },
-	{ "//", "/", false },
-	{ "+/+/+", "//", true },
-	{ "/#", "/", true },
-	{ "/#", "a", false },
-	{ "+/#", "a", true },
-	{ "sport/+", "sport/", true },
-	{ "+/+", "/finance", true },
-	{ "/+", "/finance", true },
-	{ "+", "/finance", false },
-	{ "a/b", "a/b/", false },
-	{ "a/b/", "a/b", false },
-	/* exact bytes: case, spaces, U+FEFF are significant [MQTT-4.7.3-4] */
-	{ "A/b", "a/b", false },
-	{ "a/B", "a/b", false },
-	{ "ACCOUNTS", "Accounts", false },
-	{ "a b", "a b", true },
-	{ "a b", "ab", false },
-	{ "\xEF\xBB\xBF" "a", "a", false },
-	{ "a", "\xEF\xBB\xBF" "a", false },
-	{ "\xEF\xBB\xBF" "a", "\xEF\xBB\xBF" "a", true },
-	{ "+/b", "\xEF\xBB\xBF/b", true },
-	{ "caf\xC3\xA9", "cafe\xCC\x81", false },
+    {"a/b/c", "a/b/c", true},
+    {"a/b/c", "a/b", false},
+    {"a/b", "a/b/c", false},
+    {"a/+/c", "a/b/c", true},
+    {"a/+/c", "a/b/d", false},
+    {"a/+", "a/b/c", false},
+    {"a/#", "a", true},
+    {"a/#", "a/b", true},
+    {"a/#", "a/b/c", true},
+    {"a/#", "ab", false},
+    {"a/#", "b/a", false},
+    {"a/b/#", "a/b", true},
+    {"a/b/#", "a", false},
+    {"#", "a", true},
+    {"#", "/", true},
+    {"#", "a/$b", true},
+    /* [MQTT-4.7.2-1] '$' topics */
+    {"#", "$SYS/x", false},
+    {"#", "$SYS", false},
+    {"#", "$", false},
+    {"+/x", "$SYS/x", false},
+    {"+", "$SYS", false},
+    {"+/+", "$SYS/x", false},
+    {"+/#", "$SYS/x", false},
+    {"$SYS/#", "$SYS/x", true},
+    {"$SYS/#", "$SYS", true},
+    {"$SYS/#", "$SYS/x/y", true},
+    {"$SYS/+", "$SYS/x", true},
+    {"$SYS/+", "$SYS/x/y", false},
+    {"$SYS/x", "$SYS/x", true},
+    {"$SYS/#", "$sys/x", false},
+    {"+/$SYS", "a/$SYS", true},
+    {"$foo/#", "$foo/bar", true},
+    /* '+' on empty levels, '/' and '//' topics */
+    {"a/+/c", "a//c", true},
+    {"a/+", "a/", true},
+    {"a/+", "a", false},
+    {"a/#", "a/", true},
+    {"+", "a", true},
+    {"+", "/", false},
+    {"+/+", "/", true},
+    {"/+", "/", true},
+    {"+/", "/", true},
+    {"/", "/", true},
+    {"//", "//", true},
+    {"/", "//", false},
+    {"//", "/", false},
+    {"+/+/+", "//", true},
+    {"/#", "/", true},
+    {"/#", "a", false},
+    {"+/#", "a", true},
+    {"sport/+", "sport/", true},
+    {"+/+", "/finance", true},
+    {"/+", "/finance", true},
+    {"+", "/finance", false},
+    {"a/b", "a/b/", false},
+    {"a/b/", "a/b", false},
+    /* exact bytes: case, spaces, U+FEFF are significant [MQTT-4.7.3-4] */
+    {"A/b", "a/b", false},
+    {"a/B", "a/b", false},
+    {"ACCOUNTS", "Accounts", false},
+    {"a b", "a b", true},
+    {"a b", "ab", false},
+    {"\xEF\xBB\xBF"
+     "a",
+     "a", false},
+    {"a",
+     "\xEF\xBB\xBF"
+     "a",
+     false},
+    {"\xEF\xBB\xBF"
+     "a",
+     "\xEF\xBB\xBF"
+     "a",
+     true},
+    {"+/b", "\xEF\xBB\xBF/b", true},
+    {"caf\xC3\xA9", "cafe\xCC\x81", false},
 };
 
 /* covers: MQTT-4.7.2-1 MQTT-4.7.3-4 MQTT-1.5.3-3 */
@@ -200,36 +209,38 @@ static const struct {
 	size_t len;
 	int expect;
 } name_rows[] = {
-	{ S("a"), TOPIC_OK },
-	{ S("/"), TOPIC_OK },
-	{ S("//"), TOPIC_OK },
-	{ S("a/b/c"), TOPIC_OK },
-	{ S("$SYS/x"), TOPIC_OK },
-	{ S("a b"), TOPIC_OK },
-	{ S("\xEF\xBB\xBF" "a"), TOPIC_OK },
-	{ S("\xF0\x9F\x98\x80"), TOPIC_OK },
-	{ S(""), TOPIC_EINVAL },
-	{ S("+"), TOPIC_EINVAL },
-	{ S("#"), TOPIC_EINVAL },
-	{ S("a+"), TOPIC_EINVAL },
-	{ S("a/+/b"), TOPIC_EINVAL },
-	{ S("a/#"), TOPIC_EINVAL },
-	{ S("a#b"), TOPIC_EINVAL },
-	{ S("a\0b"), TOPIC_EINVAL },
-	{ S("\0"), TOPIC_EINVAL },
-	{ S("\xC0\x80"), TOPIC_EINVAL },	 /* overlong U+0000 */
-	{ S("\xFF"), TOPIC_EINVAL },
-	{ S("a\x80"), TOPIC_EINVAL },
-	{ S("\xE2\x82"), TOPIC_EINVAL },	 /* truncated */
-	{ S("\xED\xA0\x80"), TOPIC_EINVAL },	 /* surrogate U+D800 */
-	{ S("\xF4\x90\x80\x80"), TOPIC_EINVAL }, /* above U+10FFFF */
+    {S("a"), TOPIC_OK},
+    {S("/"), TOPIC_OK},
+    {S("//"), TOPIC_OK},
+    {S("a/b/c"), TOPIC_OK},
+    {S("$SYS/x"), TOPIC_OK},
+    {S("a b"), TOPIC_OK},
+    {S("\xEF\xBB\xBF"
+       "a"),
+     TOPIC_OK},
+    {S("\xF0\x9F\x98\x80"), TOPIC_OK},
+    {S(""), TOPIC_EINVAL},
+    {S("+"), TOPIC_EINVAL},
+    {S("#"), TOPIC_EINVAL},
+    {S("a+"), TOPIC_EINVAL},
+    {S("a/+/b"), TOPIC_EINVAL},
+    {S("a/#"), TOPIC_EINVAL},
+    {S("a#b"), TOPIC_EINVAL},
+    {S("a\0b"), TOPIC_EINVAL},
+    {S("\0"), TOPIC_EINVAL},
+    {S("\xC0\x80"), TOPIC_EINVAL}, /* overlong U+0000 */
+    {S("\xFF"), TOPIC_EINVAL},
+    {S("a\x80"), TOPIC_EINVAL},
+    {S("\xE2\x82"), TOPIC_EINVAL},         /* truncated */
+    {S("\xED\xA0\x80"), TOPIC_EINVAL},     /* surrogate U+D800 */
+    {S("\xF4\x90\x80\x80"), TOPIC_EINVAL}, /* above U+10FFFF */
 };
 
 /* covers: MQTT-4.7.1-1 MQTT-3.3.2-2 MQTT-4.7.3-1 MQTT-4.7.3-2 MQTT-1.5.3-1 MQTT-1.5.3-2 */
 START_TEST(test_name_table)
 {
 	ck_assert_msg(topic_name_validate(name_rows[_i].s, name_rows[_i].len) ==
-			      name_rows[_i].expect,
+			  name_rows[_i].expect,
 		      "row %d", _i);
 }
 END_TEST
@@ -239,47 +250,47 @@ static const struct {
 	size_t len;
 	int expect;
 } filter_rows[] = {
-	{ S("a"), TOPIC_OK },
-	{ S("#"), TOPIC_OK },
-	{ S("+"), TOPIC_OK },
-	{ S("a/#"), TOPIC_OK },
-	{ S("a/+"), TOPIC_OK },
-	{ S("+/+"), TOPIC_OK },
-	{ S("/+"), TOPIC_OK },
-	{ S("+/"), TOPIC_OK },
-	{ S("/#"), TOPIC_OK },
-	{ S("+/#"), TOPIC_OK },
-	{ S("a/+/b"), TOPIC_OK },
-	{ S("$SYS/#"), TOPIC_OK },
-	{ S("/"), TOPIC_OK },
-	{ S("//"), TOPIC_OK },
-	{ S("\xEF\xBB\xBF/+"), TOPIC_OK },
-	{ S(""), TOPIC_EINVAL },
-	{ S("a/#/b"), TOPIC_EINVAL },
-	{ S("#/"), TOPIC_EINVAL },
-	{ S("#/a"), TOPIC_EINVAL },
-	{ S("a+"), TOPIC_EINVAL },
-	{ S("+a"), TOPIC_EINVAL },
-	{ S("a/+b"), TOPIC_EINVAL },
-	{ S("a/b+/c"), TOPIC_EINVAL },
-	{ S("++"), TOPIC_EINVAL },
-	{ S("#a"), TOPIC_EINVAL },
-	{ S("a#"), TOPIC_EINVAL },
-	{ S("a/b#"), TOPIC_EINVAL },
-	{ S("a/#b"), TOPIC_EINVAL },
-	{ S("##"), TOPIC_EINVAL },
-	{ S("+#"), TOPIC_EINVAL },
-	{ S("a/\0"), TOPIC_EINVAL },
-	{ S("\xC0\x80"), TOPIC_EINVAL },
-	{ S("a/\xFE"), TOPIC_EINVAL },
-	{ S("\xED\xBF\xBF/#"), TOPIC_EINVAL },
+    {S("a"), TOPIC_OK},
+    {S("#"), TOPIC_OK},
+    {S("+"), TOPIC_OK},
+    {S("a/#"), TOPIC_OK},
+    {S("a/+"), TOPIC_OK},
+    {S("+/+"), TOPIC_OK},
+    {S("/+"), TOPIC_OK},
+    {S("+/"), TOPIC_OK},
+    {S("/#"), TOPIC_OK},
+    {S("+/#"), TOPIC_OK},
+    {S("a/+/b"), TOPIC_OK},
+    {S("$SYS/#"), TOPIC_OK},
+    {S("/"), TOPIC_OK},
+    {S("//"), TOPIC_OK},
+    {S("\xEF\xBB\xBF/+"), TOPIC_OK},
+    {S(""), TOPIC_EINVAL},
+    {S("a/#/b"), TOPIC_EINVAL},
+    {S("#/"), TOPIC_EINVAL},
+    {S("#/a"), TOPIC_EINVAL},
+    {S("a+"), TOPIC_EINVAL},
+    {S("+a"), TOPIC_EINVAL},
+    {S("a/+b"), TOPIC_EINVAL},
+    {S("a/b+/c"), TOPIC_EINVAL},
+    {S("++"), TOPIC_EINVAL},
+    {S("#a"), TOPIC_EINVAL},
+    {S("a#"), TOPIC_EINVAL},
+    {S("a/b#"), TOPIC_EINVAL},
+    {S("a/#b"), TOPIC_EINVAL},
+    {S("##"), TOPIC_EINVAL},
+    {S("+#"), TOPIC_EINVAL},
+    {S("a/\0"), TOPIC_EINVAL},
+    {S("\xC0\x80"), TOPIC_EINVAL},
+    {S("a/\xFE"), TOPIC_EINVAL},
+    {S("\xED\xBF\xBF/#"), TOPIC_EINVAL},
 };
 
 /* covers: MQTT-4.7.1-2 MQTT-4.7.1-3 MQTT-4.7.3-1 MQTT-4.7.3-2 MQTT-3.8.3-1 */
 START_TEST(test_filter_table)
 {
 	ck_assert_msg(topic_filter_validate(filter_rows[_i].s, filter_rows[_i].len) ==
-			      filter_rows[_i].expect,
+			  filter_rows[_i].expect,
 		      "row %d", _i);
 }
 END_TEST
@@ -498,7 +509,7 @@ START_TEST(test_tree_many_children)
 	ck_assert_uint_eq(topic_tree_count(t), N);
 	for (int i = 0; i < N; i++) {
 		int n = snprintf(buf, sizeof(buf), "clients/%d/in", i);
-		struct one_hit o = { 0 };
+		struct one_hit o = {0};
 
 		topic_tree_match(t, buf, (size_t)n, one_hit_add, &o);
 		ck_assert_uint_eq(o.n, 1);
@@ -513,7 +524,7 @@ START_TEST(test_tree_many_children)
 	ck_assert_uint_eq(topic_tree_count(t), N / 2);
 	for (int i = 0; i < N; i++) {
 		int n = snprintf(buf, sizeof(buf), "clients/%d/in", i);
-		struct one_hit o = { 0 };
+		struct one_hit o = {0};
 
 		topic_tree_match(t, buf, (size_t)n, one_hit_add, &o);
 		ck_assert_uint_eq(o.n, (size_t)(i % 2));
@@ -527,7 +538,7 @@ START_TEST(test_tree_deep)
 {
 	struct topic_tree *t = topic_tree_new();
 	char *s = repeat('/', TOPIC_MAX_LEN);
-	struct one_hit o = { 0 };
+	struct one_hit o = {0};
 
 	ck_assert(topic_matches(s, TOPIC_MAX_LEN, s, TOPIC_MAX_LEN));
 	ck_assert(!topic_matches(s, TOPIC_MAX_LEN, s, TOPIC_MAX_LEN - 1));
@@ -559,7 +570,7 @@ START_TEST(test_tree_deep)
 END_TEST
 
 /* Random filters and topics over a small alphabet so that many match. */
-static const char *const alphabet[] = { "a", "b", "", "$s", "c" };
+static const char *const alphabet[] = {"a", "b", "", "$s", "c"};
 #define NALPHA (sizeof(alphabet) / sizeof(alphabet[0]))
 
 static size_t rand_topic(uint64_t *seed, char *buf)
@@ -655,7 +666,7 @@ START_TEST(test_tree_crosscheck)
 	for (int n = 0; n < NTOPIC; n++) {
 		char topic[32];
 		size_t tl = rand_topic(&seed, topic);
-		struct hits want = { 0 }, got = { 0 };
+		struct hits want = {0}, got = {0};
 
 		ck_assert_int_eq(topic_name_validate(topic, tl), TOPIC_OK);
 		for (int i = 0; i < NE; i++)
@@ -674,9 +685,9 @@ START_TEST(test_tree_crosscheck)
 	/* Removing everything leaves an empty tree. */
 	for (int i = 0; i < NE; i++)
 		if (e[i].live)
-			ck_assert_int_eq(topic_tree_remove(t, e[i].filter, strlen(e[i].filter),
-							   e[i].sub),
-					 TOPIC_OK);
+			ck_assert_int_eq(
+			    topic_tree_remove(t, e[i].filter, strlen(e[i].filter), e[i].sub),
+			    TOPIC_OK);
 	ck_assert_uint_eq(topic_tree_count(t), 0);
 	topic_tree_free(t);
 	free(e);
@@ -702,7 +713,7 @@ static int str_cmp(const void *a, const void *b)
 /* The retained values (strings) that match filter, sorted, joined by ' '. */
 static char *rmatch(struct retain_tree *t, const char *filter)
 {
-	struct hits h = { 0 };
+	struct hits h = {0};
 	size_t len = 1;
 	char *out;
 
@@ -722,12 +733,12 @@ static char *rmatch(struct retain_tree *t, const char *filter)
 	return out;
 }
 
-#define ck_rmatch(t, filter, expect)                                                     \
-	do {                                                                              \
-		char *got_ = rmatch((t), (filter));                                        \
-		ck_assert_msg(strcmp(got_, (expect)) == 0, "filter '%s': got '%s' want '%s'", \
-			      (filter), got_, (expect));                                   \
-		free(got_);                                                                \
+#define ck_rmatch(t, filter, expect)                                                               \
+	do {                                                                                       \
+		char *got_ = rmatch((t), (filter));                                                \
+		ck_assert_msg(strcmp(got_, (expect)) == 0, "filter '%s': got '%s' want '%s'",      \
+			      (filter), got_, (expect));                                           \
+		free(got_);                                                                        \
 	} while (0)
 
 START_TEST(test_retain_set_get)
@@ -763,10 +774,15 @@ START_TEST(test_retain_set_get)
 
 	/* Byte-exact keys. */
 	retain_tree_set(t, S("A"), v1);
-	retain_tree_set(t, S("\xEF\xBB\xBF" "A"), v2);
+	retain_tree_set(t,
+			S("\xEF\xBB\xBF"
+			  "A"),
+			v2);
 	ck_assert_ptr_eq(retain_tree_get(t, S("A")), v1);
 	ck_assert_ptr_null(retain_tree_get(t, S("a")));
-	ck_assert_ptr_eq(retain_tree_get(t, S("\xEF\xBB\xBF" "A")), v2);
+	ck_assert_ptr_eq(retain_tree_get(t, S("\xEF\xBB\xBF"
+					      "A")),
+			 v2);
 	retain_tree_free(t);
 }
 END_TEST
@@ -781,7 +797,7 @@ static void count_fn(void *arg, void *value)
 START_TEST(test_retain_match)
 {
 	static const char *const topics[] = {
-		"a", "a/b", "a/c", "a/b/c", "/", "//", "a//c", "b", "$SYS/x", "$SYS", "$foo/b",
+	    "a", "a/b", "a/c", "a/b/c", "/", "//", "a//c", "b", "$SYS/x", "$SYS", "$foo/b",
 	};
 	struct retain_tree *t = retain_tree_new();
 	size_t n = 0;
@@ -818,7 +834,7 @@ END_TEST
 START_TEST(test_retain_crosscheck)
 {
 	enum { NT = 300, NF = 400 };
-	char (*topics)[32] = calloc(NT, sizeof(*topics));
+	char(*topics)[32] = calloc(NT, sizeof(*topics));
 	struct retain_tree *t = retain_tree_new();
 	uint64_t seed = 12345;
 
@@ -835,7 +851,7 @@ START_TEST(test_retain_crosscheck)
 	for (int n = 0; n < NF; n++) {
 		char filter[32];
 		size_t fl = rand_filter(&seed, filter);
-		struct hits want = { 0 }, got = { 0 };
+		struct hits want = {0}, got = {0};
 		size_t count = 0;
 
 		/* Brute force over the distinct stored topics. */

@@ -32,14 +32,14 @@ struct event_base;
 /* Error codes. 0 means success. */
 enum {
 	CAIRN_OK = 0,
-	CAIRN_ENOMEM = -1,	/* out of memory */
-	CAIRN_EIO = -2,		/* I/O error, the store may recover (retry) */
-	CAIRN_ECORRUPT = -3,	/* the stored data is unreadable or damaged */
-	CAIRN_EFULL = -4,	/* disk or map full: retry later */
-	CAIRN_EVERSION = -5,	/* the store was written by a newer schema */
-	CAIRN_EINVAL = -6,	/* bad argument or option */
+	CAIRN_ENOMEM = -1,      /* out of memory */
+	CAIRN_EIO = -2,         /* I/O error, the store may recover (retry) */
+	CAIRN_ECORRUPT = -3,    /* the stored data is unreadable or damaged */
+	CAIRN_EFULL = -4,       /* disk or map full: retry later */
+	CAIRN_EVERSION = -5,    /* the store was written by a newer schema */
+	CAIRN_EINVAL = -6,      /* bad argument or option */
 	CAIRN_EINPROGRESS = -7, /* commit(): accepted, done() will be called */
-	CAIRN_ENOTFOUND = -8,	/* no such backend, record or file */
+	CAIRN_ENOTFOUND = -8,   /* no such backend, record or file */
 	CAIRN_EUNAVAILABLE = -9 /* the server behind the store is unreachable */
 };
 
@@ -54,7 +54,7 @@ enum cairn_durability {
 
 /* What open() does with a store it cannot read. */
 enum cairn_on_corrupt {
-	CAIRN_ON_CORRUPT_FAIL = 0,	/* return CAIRN_ECORRUPT */
+	CAIRN_ON_CORRUPT_FAIL = 0,      /* return CAIRN_ECORRUPT */
 	CAIRN_ON_CORRUPT_QUARANTINE = 1 /* move it aside, start empty */
 };
 
@@ -68,7 +68,7 @@ enum cairn_delivery_state {
 /* A session of a clean_session=0 client. */
 struct cairn_session_rec {
 	const char *client_id;
-	const char *username;	/* NULL when none */
+	const char *username; /* NULL when none */
 	uint16_t next_packet_id;
 	bool has_will;
 	const char *will_topic; /* when has_will */
@@ -105,7 +105,7 @@ struct cairn_delivery_rec {
 	uint64_t seq;
 	uint64_t msg_id;
 	uint16_t packet_id;
-	uint8_t qos; /* the QoS of this delivery: min(published, granted) */
+	uint8_t qos;   /* the QoS of this delivery: min(published, granted) */
 	uint8_t state; /* enum cairn_delivery_state */
 };
 
@@ -185,7 +185,8 @@ struct cairn_store_ops {
 	int (*delivery_put)(struct cairn_store *st, const struct cairn_delivery_rec *rec);
 	int (*delivery_delete)(struct cairn_store *st, const char *client_id, uint64_t seq);
 	int (*inflight_in_put)(struct cairn_store *st, const struct cairn_inflight_in_rec *rec);
-	int (*inflight_in_delete)(struct cairn_store *st, const char *client_id, uint16_t packet_id);
+	int (*inflight_in_delete)(struct cairn_store *st, const char *client_id,
+				  uint16_t packet_id);
 	int (*retained_put)(struct cairn_store *st, const struct cairn_msg_rec *rec);
 	int (*retained_delete)(struct cairn_store *st, const char *topic);
 
