@@ -584,3 +584,389 @@ class Paho:
             self.c.loop_stop()
         except Exception:
             pass
+
+
+# ---------------------------------------------------------------- durable stores
+
+# The backends whose state survives a restart, in the order the tests run.
+DURABLE_BACKENDS = ("sqlite", "lmdb", "redis")
+REDIS_SCRIPT = os.path.join(ROOT, "tests", "redis-server.sh")
+
+
+class RedisServer:
+    """A private redis-server started by tests/redis-server.sh (append-only
+    file on), which a test may kill -9 and start again on the same port and
+    directory."""
+
+    def __init__(self):
+        self.port = self.pid = self.dir = None
+
+    def _script(self, *args):
+        r = subprocess.run([REDIS_SCRIPT] + [str(a) for a in args], capture_output=True,
+                           timeout=20, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise TestFailure("redis-server.sh %s failed: %s" %
+                              (" ".join(map(str, args)), r.stderr.decode().strip()))
+        return r.stdout.decode().split()
+
+    def start(self):
+        """Starts on a free port, or on the same port and dir after kill()."""
+        if self.port is None:
+            self.port, self.pid, self.dir = self._script("start")
+        else:
+            self.port, self.pid, self.dir = self._script("start", self.port, self.dir)
+        self.port, self.pid = int(self.port), int(self.pid)
+        return self
+
+    def kill(self):
+        """SIGKILL; the port and data directory are kept for start(). Returns
+        once the process is dead (a zombie counts: it holds no socket), which
+        the script's own kill may take a second or two longer to see."""
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+        def dead():
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except OSError:
+                return True
+        check(wait_until(dead, 5, step=0.005), "redis-server %d survived SIGKILL" % pid)
+
+    def stop(self):
+        if self.pid is not None or self.dir is not None:
+            args = ["stop", self.pid if self.pid is not None else 0]
+            if self.dir:
+                args.append(self.dir)
+            try:
+                self._script(*args)
+            finally:
+                self.pid = self.dir = None
+
+    def log_tail(self, n=15):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except (OSError, TypeError):
+            return ""
+
+
+def redis_cli(port, *args):
+    """Runs redis-cli against 127.0.0.1:port; returns stdout lines."""
+    r = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port)] + [str(a) for a in args],
+                       capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    check(r.returncode == 0, "redis-cli %s: %s" % (" ".join(map(str, args)),
+                                                   r.stderr.decode().strip()))
+    return [x for x in r.stdout.decode("utf-8", "replace").splitlines() if x != ""]
+
+
+def redis_keys(port, prefix):
+    """Every key under prefix, with SCAN (never KEYS)."""
+    return set(redis_cli(port, "--scan", "--pattern", prefix + "*"))
+
+
+def sqlite_query(db, sql):
+    """Rows of a query run with the sqlite3 shell, as lists of strings."""
+    r = subprocess.run(["sqlite3", "-separator", "\t", db, sql], capture_output=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    check(r.returncode == 0, "sqlite3 %r: %s" % (sql, r.stderr.decode().strip()))
+    return [line.split("\t") for line in r.stdout.decode("utf-8", "replace").splitlines()]
+
+
+def lmdb_dump(env_dir, db):
+    """The printable dump (mdb_dump -p) of one named database: the raw text,
+    in which client ids and topics appear as plain bytes."""
+    r = subprocess.run(["mdb_dump", "-p", "-s", db, env_dir], capture_output=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    check(r.returncode == 0, "mdb_dump -s %s: %s" % (db, r.stderr.decode().strip()))
+    return r.stdout.decode("utf-8", "replace")
+
+
+def _redis_shared(ctx):
+    """The port of a redis-server this test may share but must not kill:
+    CAIRN_REDIS_PORT (./dev test starts one), else one of its own."""
+    port = os.environ.get("CAIRN_REDIS_PORT")
+    if port:
+        return int(port)
+    if getattr(ctx, "_own_redis", None) is None:
+        ctx._own_redis = ctx.redis()
+    return ctx._own_redis.port
+
+
+def _redis_ctx_redis(self):
+    """A private redis-server for this test, stopped (and its dir removed)
+    when the test ends."""
+    r = RedisServer().start()
+    self.add_cleanup(r.stop)
+    return r
+
+
+def _ctx_durable_broker(self, backend, start=True, redis_port=None, **options):
+    """A broker on one of DURABLE_BACKENDS (or memory). sqlite and lmdb get
+    their own directory; redis gets a key prefix of its own on redis_port
+    (default: the shared server), whose keys are deleted when the test ends."""
+    require_cairn("cairn's persistence backends")
+    n = len(self.brokers)
+    opts = dict(persistence_backend=backend)
+    if backend in ("sqlite", "lmdb"):
+        d = os.path.join(self.workdir, "broker%d-%s" % (n, backend))
+        opts["persistence_location"] = d
+    elif backend == "redis":
+        port = redis_port if redis_port is not None else _redis_shared(self)
+        prefix = "cairn-it:%s:%d:%d:" % (self.name, os.getpid(), n)
+        opts.update(redis_host=HOST, redis_port=port, redis_key_prefix=prefix)
+
+        def drop_keys():
+            keys = sorted(redis_keys(port, prefix))
+            for i in range(0, len(keys), 200):
+                redis_cli(port, "DEL", *keys[i:i + 200])
+        self.add_cleanup(drop_keys)
+    opts.update(options)
+    b = self.broker(start=start, **opts)
+    b.backend = backend
+    return b
+
+
+Context.redis = _redis_ctx_redis
+Context.durable_broker = _ctx_durable_broker
+
+
+class DurableSubscriber:
+    """A clean_session=0 subscriber over a raw socket whose QoS 2 receiver
+    state outlives its connections, as MQTT-4.3.3-2 asks of a client: a
+    PUBLISH whose packet id it has answered with PUBREC, and whose PUBREL has
+    not arrived, is a resend and is not delivered again. received lists the
+    payloads delivered (once per QoS 2 exchange), in arrival order."""
+
+    def __init__(self, port, client_id):
+        self.port = port
+        self.client_id = client_id
+        self.c = None
+        self.thread = None
+        self.lock = threading.Condition()
+        self.pending_rel = set()  # QoS 2 ids answered with PUBREC, no PUBREL yet
+        self.received = []  # (payload, qos, dup, pid)
+        self.subacks = {}
+        self.last_rx = time.monotonic()
+        self.errors = []
+
+    @property
+    def connected(self):
+        return self.thread is not None and self.thread.is_alive()
+
+    def connect(self, port=None):
+        """Connects clean_session=0; returns the session present flag."""
+        if port is not None:
+            self.port = port
+        self.close()
+        self.c = RawClient(self.port)
+        sp, _ = self.c.connect(self.client_id, clean=False)
+        self.thread = threading.Thread(target=self._reader, args=(self.c,), daemon=True)
+        self.thread.start()
+        return sp
+
+    def _reader(self, c):
+        try:
+            while True:
+                t, f, body = c.read_packet(60)
+                with self.lock:
+                    self.last_rx = time.monotonic()
+                    if t == PUBLISH:
+                        self._on_publish(c, parse_publish(f, body))
+                    elif t == PUBREL:
+                        pid = struct.unpack("!H", body[:2])[0]
+                        self.pending_rel.discard(pid)
+                        c.try_send(ack_packet(PUBCOMP, pid))
+                    elif t == SUBACK:
+                        self.subacks[struct.unpack("!H", body[:2])[0]] = list(body[2:])
+                    else:
+                        self.errors.append("unexpected packet type %d" % t)
+                    self.lock.notify_all()
+        except Exception:
+            pass
+        with self.lock:
+            self.lock.notify_all()
+
+    def _on_publish(self, c, m):
+        if m["qos"] == 2:
+            if m["pid"] not in self.pending_rel:
+                self.pending_rel.add(m["pid"])
+                self.received.append((m["payload"], 2, m["dup"], m["pid"]))
+            c.try_send(ack_packet(PUBREC, m["pid"]))
+            return
+        self.received.append((m["payload"], m["qos"], m["dup"], m["pid"]))
+        if m["qos"] == 1:
+            c.try_send(ack_packet(PUBACK, m["pid"]))
+
+    def subscribe(self, pid, filters, timeout=5.0):
+        with self.lock:
+            self.c.send(subscribe_packet(pid, filters))
+            ok = self.lock.wait_for(lambda: pid in self.subacks, timeout)
+        check(ok, "%s: no SUBACK" % self.client_id)
+        return self.subacks.pop(pid)
+
+    def payloads(self):
+        with self.lock:
+            return [r[0] for r in self.received]
+
+    def wait_for(self, want, timeout):
+        """Waits until every payload in want was delivered; returns the
+        payloads still missing."""
+        want = set(want)
+        end = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                missing = want - {r[0] for r in self.received}
+                left = end - time.monotonic()
+                if not missing or left <= 0:
+                    return missing
+                self.lock.wait(min(left, 0.2))
+
+    def wait_count(self, n, timeout):
+        with self.lock:
+            self.lock.wait_for(lambda: len(self.received) >= n, timeout)
+            return len(self.received)
+
+    def settle(self, quiet=0.5, timeout=10.0):
+        """Waits until nothing has arrived for quiet seconds."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                idle = time.monotonic() - self.last_rx
+            if idle >= quiet:
+                return True
+            time.sleep(min(quiet - idle, 0.1) + 0.01)
+        return False
+
+    def disconnect(self):
+        """Sends DISCONNECT and waits for the broker to close."""
+        if self.c is None:
+            return
+        with self.lock:
+            self.c.try_send(DISCONNECT_PKT)
+        self.thread.join(3)
+        self.close()
+
+    def close(self):
+        if self.c is not None:
+            try:  # wakes the reader thread's recv, which close alone does not
+                self.c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.c.close()
+        if self.thread is not None:
+            self.thread.join(3)
+        self.c = self.thread = None
+
+
+class DurablePublisher:
+    """A clean_session=0 publisher over a raw socket that keeps at most
+    window QoS 1/2 exchanges open and, like a real client after a reconnect
+    (MQTT-4.4.0-1), resends each unacknowledged PUBLISH with DUP=1 and each
+    PUBREL, with their original packet ids.
+
+    acked maps a payload to the time its PUBACK (QoS 1) or PUBREC (QoS 2)
+    arrived: from then on the broker owns the message. done holds the
+    payloads whose exchange is complete (PUBACK or PUBCOMP)."""
+
+    def __init__(self, port, client_id, window=64):
+        self.port = port
+        self.client_id = client_id
+        self.window = window
+        self.c = None
+        self.thread = None
+        self.lock = threading.Condition()
+        self.inflight = {}  # pid -> [topic, payload, qos, state]; insertion = send order
+        self.next_pid = 1
+        self.acked = {}
+        self.first_sent = {}
+        self.done = set()
+        self.errors = []
+
+    @property
+    def connected(self):
+        return self.thread is not None and self.thread.is_alive()
+
+    def connect(self, port=None, clean=False):
+        if port is not None:
+            self.port = port
+        self.close()
+        self.c = RawClient(self.port)
+        sp, _ = self.c.connect(self.client_id, clean=clean)
+        self.thread = threading.Thread(target=self._reader, args=(self.c,), daemon=True)
+        self.thread.start()
+        return sp
+
+    def _reader(self, c):
+        try:
+            while True:
+                t, _, body = c.read_packet(60)
+                pid = struct.unpack("!H", body[:2])[0] if len(body) >= 2 else None
+                now = time.monotonic()
+                with self.lock:
+                    e = self.inflight.get(pid)
+                    if t == PUBACK and e and e[2] == 1:
+                        del self.inflight[pid]
+                        self.acked.setdefault(e[1], now)
+                        self.done.add(e[1])
+                    elif t == PUBREC and e and e[2] == 2:
+                        e[3] = "pubrec"
+                        self.acked.setdefault(e[1], now)
+                        c.try_send(ack_packet(PUBREL, pid))
+                    elif t == PUBCOMP and e and e[3] == "pubrec":
+                        del self.inflight[pid]
+                        self.done.add(e[1])
+                    else:
+                        self.errors.append("unexpected packet %d for id %r" % (t, pid))
+                    self.lock.notify_all()
+        except Exception:
+            pass
+        with self.lock:
+            self.lock.notify_all()
+
+    def resend(self):
+        """After a reconnect: every open exchange again, in its order."""
+        with self.lock:
+            for pid, (topic, payload, qos, state) in list(self.inflight.items()):
+                if state == "pubrec":
+                    self.c.try_send(ack_packet(PUBREL, pid))
+                else:
+                    self.c.try_send(publish_packet(topic, payload, qos=qos, pid=pid, dup=True))
+
+    def publish(self, topic, payload, qos, timeout=10.0):
+        """Sends one PUBLISH once the window has room. Returns False if the
+        connection is gone or the window stayed full for timeout seconds."""
+        with self.lock:
+            ok = self.lock.wait_for(lambda: len(self.inflight) < self.window or
+                                    not self.connected, timeout)
+            if not ok or not self.connected:
+                return False
+            while self.next_pid in self.inflight:
+                self.next_pid = self.next_pid % 65535 + 1
+            pid = self.next_pid
+            self.next_pid = self.next_pid % 65535 + 1
+            self.inflight[pid] = [topic, payload, qos, "sent"]
+            self.first_sent.setdefault(payload, time.monotonic())
+            return self.c.try_send(publish_packet(topic, payload, qos=qos, pid=pid))
+
+    def wait_idle(self, timeout):
+        """True once every exchange is complete."""
+        with self.lock:
+            return self.lock.wait_for(lambda: not self.inflight, timeout)
+
+    def close(self):
+        if self.c is not None:
+            try:  # wakes the reader thread's recv, which close alone does not
+                self.c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.c.close()
+        if self.thread is not None:
+            self.thread.join(3)
+        self.c = self.thread = None
