@@ -1,8 +1,7 @@
 /*
- * The client object and its connection: reads whole packets out of the
- * bufferevent and handles them, runs the QoS 1 and QoS 2 state machines in
- * both directions, and pumps each session's queue into its socket within
- * the in-flight window, many packets per write.
+ * The client object: handles the packets its connection reads, runs the
+ * QoS 1 and QoS 2 state machines in both directions, and pumps each
+ * session's queue into its connection within the in-flight window.
  */
 #include "client.h"
 
@@ -10,7 +9,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +16,20 @@
 
 #include "cairn/store.h"
 #include "codec.h"
+#include "conn.h"
 #include "server.h"
 #include "store.h"
 #include "topic.h"
 #include "util.h"
 
-/* Output above this stops the pump; the write callback resumes it below
- * CLIENT_OUT_LOW. */
-#define CLIENT_OUT_HIGH (256 * 1024)
-#define CLIENT_OUT_LOW  (64 * 1024)
 /* Payloads this long or longer are referenced, not copied, into the socket. */
 #define CLIENT_REF_PAYLOAD 512
-/* The largest CONNECT: fixed header, variable header, five fields. */
-#define CLIENT_MAX_CONNECT (5 + 12 + 5 * (2 + 65535))
-/* Seconds a connection gets to flush a final CONNACK before it is cut. */
-#define CLIENT_FLUSH_TIMEOUT 5
 
 static uint64_t now_ms(struct server *srv)
 {
 	struct timeval tv;
 	event_base_gettimeofday_cached(srv->base, &tv);
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-static const char *client_name(const struct conn *cn)
-{
-	return cn->client ? cn->client->id : "(not connected)";
 }
 
 /* ---- queues ---- */
@@ -117,12 +103,6 @@ static void delivery_store(struct client *c, const struct delivery *d)
 
 /* ---- writing ---- */
 
-static void conn_write(struct conn *cn, const uint8_t *bytes, size_t len)
-{
-	if (cn && !cn->closing)
-		bufferevent_write(cn->bev, bytes, len);
-}
-
 static void payload_release(const void *data, size_t len, void *arg)
 {
 	(void)data;
@@ -161,7 +141,7 @@ static void conn_write_publish(struct conn *cn, struct message *m, uint8_t qos, 
 {
 	if (message_header(m, qos) < 0)
 		return;
-	struct evbuffer *out = bufferevent_get_output(cn->bev);
+	struct evbuffer *out = conn_output(cn);
 	uint32_t hl = m->hdr_len[qos];
 	uint8_t stack[512];
 	uint8_t *h = hl <= sizeof(stack) ? stack : xmalloc(hl);
@@ -222,9 +202,14 @@ static bool window_open(const struct client *c)
 	return max == 0 || c->inflight.count < max;
 }
 
-static bool output_full(const struct conn *cn)
+/* True when the socket's output is full; the flush pumps again once it
+ * has drained. */
+static bool output_full(struct conn *cn)
 {
-	return evbuffer_get_length(bufferevent_get_output(cn->bev)) >= CLIENT_OUT_HIGH;
+	if (!conn_output_full(cn))
+		return false;
+	cn->want_pump = true;
+	return true;
 }
 
 /* Move d from queued into the in-flight window with a fresh packet id. A
@@ -601,63 +586,7 @@ void client_restore_inflight_in(struct client *c, uint16_t pid)
 
 /* ---- connections ---- */
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_write_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
-
-static void conn_arm_timer(struct conn *cn, uint64_t ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	evtimer_add(cn->timer, &tv);
-}
-
-void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
-{
-	(void)salen;
-	struct conn *cn = xcalloc(1, sizeof(*cn));
-	cn->srv = srv;
-	cn->gen = ++srv->conn_gen;
-	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-		snprintf(cn->addr, sizeof(cn->addr), "%s:%u", host, port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(cn->addr, sizeof(cn->addr), "[%s]:%u", host, port);
-	}
-	cn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!cn->bev) {
-		evutil_closesocket(fd);
-		free(cn);
-		return;
-	}
-	bufferevent_setcb(cn->bev, conn_read_cb, conn_write_cb, conn_event_cb, cn);
-	bufferevent_setwatermark(cn->bev, EV_WRITE, CLIENT_OUT_LOW, 0);
-	bufferevent_set_max_single_read(cn->bev, 64 * 1024);
-	bufferevent_set_max_single_write(cn->bev, 256 * 1024);
-	bufferevent_enable(cn->bev, EV_READ | EV_WRITE);
-	cn->timer = evtimer_new(srv->base, conn_timer_cb, cn);
-	cn->last_rx_ms = now_ms(srv);
-	conn_arm_timer(cn, (uint64_t)srv->cfg->connect_timeout * 1000);
-	log_write(srv->log, LOG_LEVEL_DEBUG, "new connection from %s", cn->addr);
-}
-
-void conn_free(struct conn *cn)
-{
-	if (cn->timer)
-		event_free(cn->timer);
-	if (cn->bev)
-		bufferevent_free(cn->bev);
-	free(cn);
-}
-
-static void conn_detach(struct conn *cn, bool will_due)
+void client_connection_lost(struct conn *cn, bool will_due)
 {
 	struct client *c = cn->client;
 	if (!c)
@@ -679,85 +608,6 @@ static void conn_detach(struct conn *cn, bool will_due)
 			client_store_session(c, false);
 	}
 	client_unref(c);
-}
-
-void conn_close(struct conn *cn, const char *reason, bool will_due)
-{
-	if (cn->closing)
-		return;
-	cn->closing = true;
-	bufferevent_disable(cn->bev, EV_READ | EV_WRITE);
-	evtimer_del(cn->timer);
-	if (cn->connected || cn->client)
-		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "client %s disconnected from %s: %s",
-			  client_name(cn), cn->addr, reason);
-	else
-		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s", cn->addr,
-			  reason);
-	conn_detach(cn, will_due);
-	server_reap(cn->srv, cn);
-}
-
-/* Send a final packet (a refusing CONNACK), then close once it is flushed. */
-static void conn_close_after(struct conn *cn, const uint8_t *bytes, size_t len, const char *reason)
-{
-	bufferevent_write(cn->bev, bytes, len);
-	bufferevent_disable(cn->bev, EV_READ);
-	log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s refused: %s", cn->addr,
-		  reason);
-	cn->closing = true;
-	bufferevent_setwatermark(cn->bev, EV_WRITE, 0, 0);
-	evtimer_del(cn->timer);
-	conn_arm_timer(cn, CLIENT_FLUSH_TIMEOUT * 1000);
-}
-
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *cn = arg;
-	if (cn->closing) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !cn->reaped)
-			server_reap(cn->srv, cn);
-		return;
-	}
-	if (cn->client)
-		client_pump(cn->client);
-}
-
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	struct conn *cn = arg;
-	if (cn->closing) {
-		if (!cn->reaped)
-			server_reap(cn->srv, cn);
-		return;
-	}
-	if (what & BEV_EVENT_EOF)
-		conn_close(cn, "connection closed by peer", true);
-	else if (what & BEV_EVENT_ERROR)
-		conn_close(cn, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), true);
-}
-
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct conn *cn = arg;
-	if (cn->closing) {
-		if (!cn->reaped)
-			server_reap(cn->srv, cn);
-		return;
-	}
-	if (!cn->connected) {
-		conn_close(cn, "no CONNECT within connect_timeout", false);
-		return;
-	}
-	uint64_t limit = (uint64_t)cn->keepalive * 1500;
-	uint64_t idle = now_ms(cn->srv) - cn->last_rx_ms;
-	if (idle >= limit)
-		conn_close(cn, "keep-alive timeout", true);
-	else
-		conn_arm_timer(cn, limit - idle);
 }
 
 /* ---- packet handlers ---- */
@@ -856,10 +706,7 @@ static void handle_connect(struct conn *cn, const struct codec_connect *p)
 	uint16_t ka = p->keepalive;
 	if (cfg->max_keepalive < 65535 && (ka == 0 || ka > cfg->max_keepalive))
 		ka = cfg->max_keepalive;
-	cn->keepalive = ka;
-	evtimer_del(cn->timer);
-	if (ka)
-		conn_arm_timer(cn, (uint64_t)ka * 1500);
+	cn->keepalive = ka; /* the sweep in conn.c enforces 1.5 x ka */
 	client_store_session(c, true);
 	srv->stats.clients_connected++;
 	log_write(srv->log, LOG_LEVEL_NOTICE,
@@ -1017,7 +864,7 @@ static void handle_unsubscribe(struct conn *cn, const struct codec_list *l)
 	client_send_ordered(c, b, 4, false);
 }
 
-static void conn_handle_packet(struct conn *cn, const struct codec_packet *pk)
+void client_handle_packet(struct conn *cn, const struct codec_packet *pk)
 {
 	if (pk->type == CODEC_CONNECT) {
 		if (cn->connected) {
@@ -1061,68 +908,5 @@ static void conn_handle_packet(struct conn *cn, const struct codec_packet *pk)
 	default:
 		conn_close(cn, "protocol violation: packet type only a server may send", true);
 		break;
-	}
-}
-
-static const char *codec_reason(int rc)
-{
-	switch (rc) {
-	case CODEC_ETOOBIG:
-		return "packet larger than max_packet_size";
-	case CODEC_EPROTONAME:
-		return "unknown protocol name";
-	default:
-		return "malformed packet";
-	}
-}
-
-static void conn_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *cn = arg;
-	struct server *srv = cn->srv;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	cn->last_rx_ms = now_ms(srv);
-	while (!cn->closing) {
-		size_t avail = evbuffer_get_length(in);
-		if (avail == 0)
-			break;
-		uint8_t hb[5];
-		size_t hn = avail < 5 ? avail : 5;
-		evbuffer_copyout(in, hb, hn);
-		if (!cn->connected && (hb[0] >> 4) != CODEC_CONNECT) {
-			conn_close(cn, "first packet is not CONNECT", false);
-			return;
-		}
-		uint32_t limit = srv->cfg->max_packet_size;
-		if (!cn->connected && limit > CLIENT_MAX_CONNECT)
-			limit = CLIENT_MAX_CONNECT;
-		struct codec_header h;
-		int rc = codec_parse_header(hb, hn, limit, &h);
-		if (rc == CODEC_EAGAIN)
-			break;
-		if (rc == CODEC_OK && (uint64_t)h.remaining + h.header_len > limit)
-			rc = CODEC_ETOOBIG;
-		if (rc != CODEC_OK) {
-			conn_close(cn, codec_reason(rc), true);
-			return;
-		}
-		size_t total = (size_t)h.header_len + h.remaining;
-		if (avail < total)
-			break;
-		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)total);
-		struct codec_packet pk;
-		rc = codec_decode(p[0], p + h.header_len, h.remaining, &pk);
-		if (rc == CODEC_EPROTOLEVEL && !cn->connected) {
-			send_connack(cn, false, CODEC_CONNACK_BAD_PROTOCOL);
-			return;
-		}
-		if (rc != CODEC_OK) {
-			conn_close(cn, codec_reason(rc), true);
-			return;
-		}
-		conn_handle_packet(cn, &pk);
-		if (cn->reaped)
-			return;
-		evbuffer_drain(in, total);
 	}
 }

@@ -15,7 +15,6 @@
 struct server;
 struct message;
 struct gate;
-struct bufferevent;
 struct event;
 struct sockaddr;
 
@@ -71,30 +70,15 @@ struct client {
 	uint64_t dropped;
 };
 
-struct conn {
-	struct server *srv;
-	struct bufferevent *bev;
-	struct client *client;
-	struct conn *next_closing;
-	struct event *timer;
-	uint64_t gen;
-	char addr[INET6_ADDRSTRLEN + 8];
-	uint16_t keepalive;
-	uint8_t protocol_level;
-	bool connected; /* CONNECT accepted */
-	bool closing;
-	bool reaped;
-	bool paused; /* reading stopped while the store fails */
-	uint64_t last_rx_ms;
-};
+struct conn;
+struct codec_packet;
 
-/* Accept a socket from a listener. */
-void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen);
+/* Handle one packet read from cn (conn.c frames and decodes it). */
+void client_handle_packet(struct conn *cn, const struct codec_packet *pk);
 
-/* Close cn: stop reading, detach it from its session (publishing the will
- * when will_due), and free it from the loop. reason is logged. */
-void conn_close(struct conn *cn, const char *reason, bool will_due);
-void conn_free(struct conn *cn);
+/* cn is closing: detach it from its session, publishing the will when
+ * will_due, and end a clean session. */
+void client_connection_lost(struct conn *cn, bool will_due);
 
 struct client *client_new(struct server *srv, const char *id, size_t id_len, bool clean);
 struct client *client_ref(struct client *c);

@@ -18,11 +18,11 @@
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <event2/bufferevent.h>
 #include <time.h>
 
 #include "cairn/store.h"
 #include "client.h"
+#include "conn.h"
 #include "codec.h"
 #include "retain.h"
 #include "store.h"
@@ -86,8 +86,6 @@ void gate_unref(struct gate *g)
 
 /* ---- completions that wait for a commit ---- */
 
-static void conn_pause(struct conn *cn, bool pause);
-
 struct pending {
 	struct server *srv;
 	struct client *to;
@@ -107,8 +105,8 @@ struct pending *pending_new(struct server *srv, struct client *to, const uint8_t
 	if (to) {
 		p->to = client_ref(to);
 		to->deferred++;
-		if (!store_is_healthy(srv->store))
-			conn_pause(to->conn, true);
+		if (to->conn && !store_is_healthy(srv->store))
+			conn_set_paused(to->conn, true);
 	}
 	if (len) {
 		p->bytes = len <= sizeof(p->inline_bytes) ? p->inline_bytes : xmalloc(len);
@@ -137,7 +135,7 @@ static void pending_done(void *arg)
 	if (p->to) {
 		p->to->deferred--;
 		if (p->len && client_is_connected(p->to))
-			bufferevent_write(p->to->conn->bev, p->bytes, p->len);
+			conn_write(p->to->conn, p->bytes, p->len);
 	}
 	if (p->gate)
 		p->gate->open = true;
@@ -676,17 +674,6 @@ static void store_log(void *arg, int level, const char *msg)
 /* Back-pressure while commits fail: a client with packets waiting for the
  * store stops being read until the store recovers; clean sessions and
  * QoS 0 traffic that needs no storage keep flowing. */
-static void conn_pause(struct conn *cn, bool pause)
-{
-	if (!cn || cn->closing || cn->paused == pause)
-		return;
-	cn->paused = pause;
-	if (pause)
-		bufferevent_disable(cn->bev, EV_READ);
-	else
-		bufferevent_enable(cn->bev, EV_READ);
-}
-
 static void store_health(void *arg, bool healthy)
 {
 	struct server *srv = arg;
@@ -698,7 +685,7 @@ static void store_health(void *arg, bool healthy)
 	for (size_t i = 0; i < m->nbuckets; i++)
 		for (struct client *c = m->buckets[i]; c; c = c->map_next)
 			if (c->conn && (!healthy ? c->deferred > 0 : true))
-				conn_pause(c->conn, !healthy);
+				conn_set_paused(c->conn, !healthy);
 }
 
 int server_init(struct server *srv, struct config *cfg, struct log *lg, struct event_base *base)
@@ -710,6 +697,10 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 	srv->subs = topic_tree_new();
 	srv->retained = retain_tree_new();
 	srv->reaper = event_new(base, -1, 0, reaper_cb, srv);
+	if (conn_server_init(srv) != 0) {
+		log_write(lg, LOG_LEVEL_ERROR, "cannot set up connection events");
+		return -1;
+	}
 
 	const char *backend = cfg->persistence_backend ? cfg->persistence_backend : "memory";
 	if (cfg->persistence_location && strcmp(backend, "memory") != 0)
@@ -786,6 +777,7 @@ void server_cleanup(struct server *srv)
 		srv->store = NULL;
 	}
 	reaper_cb(-1, 0, srv);
+	conn_server_cleanup(srv);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	free(srv->listeners);

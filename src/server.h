@@ -75,8 +75,13 @@ struct server {
 	struct client_map clients;
 	struct topic_tree *subs;
 	struct retain_tree *retained;
-	struct conn *closing; /* connections waiting to be freed */
-	struct event *reaper; /* frees them from the loop */
+	struct conn *conns;     /* every open connection */
+	struct conn *dirty;     /* connections with output to flush */
+	struct event *flush_ev; /* flushes them at the end of the pass */
+	struct event *sweep_ev; /* connect timeouts and keep-alive */
+	uint8_t *rbuf;          /* the shared read buffer */
+	struct conn *closing;   /* connections waiting to be freed */
+	struct event *reaper;   /* frees them from the loop */
 	struct event *sigs[4];
 	uint64_t next_msg_id;
 	uint64_t match_gen;

@@ -5,6 +5,7 @@
  * by the test through the project codec, the event loop run by hand.
  */
 #include "client.h"
+#include "conn.h"
 #include "codec.h"
 #include "config.h"
 #include "log.h"
