@@ -33,8 +33,13 @@ static const struct cairn_store_ops *const store_backends[] = {
 };
 /* clang-format on */
 
+/* Retries back off from 10 ms to 250 ms: a store that comes back (a
+ * Redis reconnect, space freed on the disk) is used again within a quarter
+ * of a second, and a retry of a store still down costs one failed call. */
 #define STORE_BACKOFF_MIN_MS 10
-#define STORE_BACKOFF_MAX_MS 5000
+#define STORE_BACKOFF_MAX_MS 250
+/* While failing, the error is logged once and then at most this often. */
+#define STORE_FAIL_LOG_MS 10000
 
 /* A callback waiting for batch `gen` to be durable. */
 struct store_completion {
@@ -67,6 +72,8 @@ struct store {
 	bool retry_pending;
 	int last_status; /* of the last asynchronous commit */
 	int backoff_ms;
+	uint64_t failures;    /* failed commits since the store was last healthy */
+	uint64_t next_log_ms; /* log again once failures * max backoff reaches it */
 	int inject_failures;
 
 	struct store_completion *head, *tail;
@@ -155,6 +162,8 @@ static void commit_succeeded(struct store *s, uint64_t gen)
 		s->retry_pending = false;
 	}
 	s->backoff_ms = STORE_BACKOFF_MIN_MS;
+	s->failures = 0;
+	s->next_log_ms = 0;
 	set_health(s, true);
 }
 
@@ -164,9 +173,13 @@ static void commit_failed(struct store *s, int rc)
 
 	/* The backend keeps the failed batch; the next commit retries it. */
 	s->dirty = true;
-	if (s->lg != NULL)
-		log_write(s->lg, LOG_LEVEL_ERROR, "store %s: commit failed: %s; retrying in %d ms",
-			  s->ops->name, cairn_strerror(rc), s->backoff_ms);
+	s->failures++;
+	if (s->lg != NULL && (s->healthy || s->failures * STORE_BACKOFF_MAX_MS >= s->next_log_ms)) {
+		log_write(s->lg, LOG_LEVEL_ERROR,
+			  "store %s: commit failed: %s (%llu attempts so far); retrying",
+			  s->ops->name, cairn_strerror(rc), (unsigned long long)s->failures);
+		s->next_log_ms = s->failures * STORE_BACKOFF_MAX_MS + STORE_FAIL_LOG_MS;
+	}
 	set_health(s, false);
 	if (!s->retry_pending) {
 		tv.tv_sec = s->backoff_ms / 1000;
