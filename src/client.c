@@ -68,6 +68,24 @@ static struct delivery *dqueue_find(struct dqueue *q, uint16_t pid)
 	return NULL;
 }
 
+/* The in-flight window. Deliveries not yet written on the current
+ * connection always form a suffix of it (they are written in order, and a
+ * reconnect marks them all), so c->unwritten counts that suffix and the
+ * pump starts there instead of walking the whole window. */
+static void inflight_push(struct client *c, struct delivery *d)
+{
+	dqueue_push(&c->inflight, d);
+	if (!d->written)
+		c->unwritten++;
+}
+
+static void inflight_remove(struct client *c, struct delivery *d)
+{
+	if (!d->written)
+		c->unwritten--;
+	dqueue_remove(&c->inflight, d);
+}
+
 /* Release a delivery; when it was stored, delete its record and, with the
  * last stored reference, the message record. */
 static void delivery_free(struct client *c, struct delivery *d, bool unstore)
@@ -221,7 +239,7 @@ static void client_promote(struct client *c, struct delivery *d, struct gate **g
 	c->queued_bytes -= d->msg->payload_len;
 	d->pid = client_next_pid(c);
 	d->state = CAIRN_DELIVERY_SENT;
-	dqueue_push(&c->inflight, d);
+	inflight_push(c, d);
 	if (d->seq) {
 		if (*gate == NULL)
 			*gate = gate_new();
@@ -239,9 +257,10 @@ void client_pump(struct client *c)
 		return;
 	/* In-flight messages not yet written on this connection, in order. */
 	bool held = false; /* an earlier message waits for its commit */
-	for (struct delivery *d = c->inflight.head; d; d = d->next) {
-		if (d->written)
-			continue;
+	struct delivery *first = c->inflight.tail;
+	for (uint32_t i = 1; first && i < c->unwritten; i++)
+		first = first->prev;
+	for (struct delivery *d = c->unwritten ? first : NULL; d; d = d->next) {
 		if (d->gate && !d->gate->open) {
 			held = true;
 			break;
@@ -256,6 +275,7 @@ void client_pump(struct client *c)
 			conn_write_publish(cn, d->msg, d->qos, d->pid, d->retain, d->dup);
 		}
 		d->written = true;
+		c->unwritten--;
 		d->dup = true; /* any later send is a redelivery */
 	}
 	struct gate *gate = NULL;
@@ -377,7 +397,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	if (direct) {
 		d->pid = client_next_pid(c);
 		d->state = CAIRN_DELIVERY_SENT;
-		dqueue_push(&c->inflight, d);
+		inflight_push(c, d);
 	} else {
 		d->state = CAIRN_DELIVERY_QUEUED;
 		dqueue_push(&c->queued, d);
@@ -419,6 +439,7 @@ static void client_free_queues(struct client *c, bool unstore)
 		}
 	}
 	c->queued_bytes = 0;
+	c->unwritten = 0;
 }
 
 void client_unref(struct client *c)
@@ -548,7 +569,7 @@ void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq
 		d->pid = pid;
 		d->state = state;
 		d->dup = true;
-		dqueue_push(&c->inflight, d);
+		inflight_push(c, d);
 	} else {
 		d->state = CAIRN_DELIVERY_QUEUED;
 		dqueue_push(&c->queued, d);
@@ -596,6 +617,7 @@ void client_connection_lost(struct conn *cn, bool will_due)
 		c->conn = NULL;
 		for (struct delivery *d = c->inflight.head; d; d = d->next)
 			d->written = false;
+		c->unwritten = c->inflight.count;
 		if (will_due)
 			client_handle_last_will(c);
 		else if (c->will) {
@@ -720,7 +742,8 @@ static void handle_connect(struct conn *cn, const struct codec_connect *p)
 static void handle_publish(struct conn *cn, const struct codec_publish *p)
 {
 	struct client *c = cn->client;
-	if (topic_name_validate(p->topic.ptr, p->topic.len) != 0) {
+	/* The codec checked UTF-8, emptiness and wildcards; levels remain. */
+	if (!topic_levels_ok(p->topic.ptr, p->topic.len)) {
 		conn_close(cn, "invalid topic name in PUBLISH", true);
 		return;
 	}
@@ -756,7 +779,7 @@ static void handle_puback(struct client *c, uint16_t pid)
 	struct delivery *d = dqueue_find(&c->inflight, pid);
 	if (!d || d->qos != 1)
 		return;
-	dqueue_remove(&c->inflight, d);
+	inflight_remove(c, d);
 	delivery_free(c, d, true);
 	client_pump(c);
 }
@@ -785,7 +808,7 @@ static void handle_pubcomp(struct client *c, uint16_t pid)
 	struct delivery *d = dqueue_find(&c->inflight, pid);
 	if (!d || d->qos != 2 || d->state != CAIRN_DELIVERY_PUBREC)
 		return;
-	dqueue_remove(&c->inflight, d);
+	inflight_remove(c, d);
 	delivery_free(c, d, true);
 	client_pump(c);
 }

@@ -58,6 +58,7 @@ struct client {
 	struct sub *subs;
 	struct dqueue inflight; /* pid assigned, in send order */
 	struct dqueue queued;   /* waiting for the window */
+	uint32_t unwritten;     /* in-flight deliveries not yet written */
 	uint64_t queued_bytes;
 	uint16_t next_pid;
 	uint64_t next_seq;

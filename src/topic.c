@@ -103,6 +103,19 @@ int topic_name_validate(const char *s, size_t len)
 	return codec_utf8_valid(s, len) ? TOPIC_OK : TOPIC_EINVAL;
 }
 
+bool topic_levels_ok(const char *s, size_t len)
+{
+	size_t levels = 1;
+	const char *end = s + len, *p = s;
+
+	while ((p = memchr(p, '/', (size_t)(end - p))) != NULL) {
+		if (++levels > TOPIC_MAX_LEVELS)
+			return false;
+		p++;
+	}
+	return true;
+}
+
 int topic_filter_validate(const char *s, size_t len)
 {
 	size_t levels = 1;

@@ -24,6 +24,10 @@ enum topic_err {
  * at most TOPIC_MAX_LEVELS levels. Returns TOPIC_OK or TOPIC_EINVAL. */
 int topic_name_validate(const char *s, size_t len);
 
+/* True when s has at most TOPIC_MAX_LEVELS levels: the one rule of
+ * topic_name_validate() a decoded PUBLISH topic has not been checked for. */
+bool topic_levels_ok(const char *s, size_t len);
+
 /* A topic filter: as a name, but '+' must fill a whole level and '#' must
  * be alone in the last level. Returns TOPIC_OK or TOPIC_EINVAL. */
 int topic_filter_validate(const char *s, size_t len);
