@@ -538,14 +538,15 @@ def test_backend_redis_outage_backpressure(ctx):
         problems.append("no acknowledgement within 12s of redis-server's restart")
     else:
         first_ack = min(t for t in pub.acked.values() if t > restarted_at)
-        # cairn-redis(5): "The kept transaction is sent as soon as the
-        # connection is back". The broker logs when the link is back.
+        # cairn-redis(5): the kept transaction is sent again "at most 250 ms
+        # after the connection is back", which the broker logs; 1s leaves
+        # room for a loaded machine.
         back = _log_time(b, "connection restored")
         if back is not None and first_ack + wall_minus_mono - back > 1.0:
             problems.append(
                 "acknowledgements resumed %.1fs after the broker logged the Redis connection "
                 "restored (%.1fs after redis-server was up); cairn-redis(5) says the kept "
-                "transaction is sent as soon as the connection is back" %
+                "transaction is sent at most 250 ms after the connection is back" %
                 (first_ack + wall_minus_mono - back, first_ack - restarted_at))
     time.sleep(0.3)
     stop.set()
