@@ -259,8 +259,8 @@ def _kill9_rounds(ctx, backend):
         if sp != 1:
             problems.append("round %d: publisher session present %d after kill -9" % (rnd, sp))
         pub.resend()
-        if not pub.wait_idle(10):
-            problems.append("round %d: %d exchanges still open 10s after the resend" %
+        if not pub.wait_idle(5):
+            problems.append("round %d: %d exchanges still open 5s after the resend" %
                             (rnd, len(pub.inflight)))
         if sub.connected or online:
             sub.close()  # the kill cut it; reconnect below
@@ -273,7 +273,7 @@ def _kill9_rounds(ctx, backend):
         if sp != 1:
             problems.append("final: subscriber session present %d" % sp)
     want = set(pub.acked)
-    missing = sub.wait_for(want, 15)
+    missing = sub.wait_for(want, 10)
     sub.settle(0.5)
     with sub.lock:
         counts = {}
@@ -533,9 +533,9 @@ def test_backend_redis_outage_backpressure(ctx):
     rs.start()
     restarted_at = time.monotonic()
     wall_minus_mono = time.time() - time.monotonic()
-    resumed = wait_until(lambda: any(t > restarted_at for t in list(pub.acked.values())), 12)
+    resumed = wait_until(lambda: any(t > restarted_at for t in list(pub.acked.values())), 8)
     if not resumed:
-        problems.append("no acknowledgement within 12s of redis-server's restart")
+        problems.append("no acknowledgement within 8s of redis-server's restart")
     else:
         first_ack = min(t for t in pub.acked.values() if t > restarted_at)
         # cairn-redis(5): the kept transaction is sent again "at most 250 ms
@@ -551,10 +551,10 @@ def test_backend_redis_outage_backpressure(ctx):
     time.sleep(0.3)
     stop.set()
     th.join(5)
-    if not pub.wait_idle(10):
-        problems.append("%d exchanges still open 10s after the restart" % len(pub.inflight))
+    if not pub.wait_idle(5):
+        problems.append("%d exchanges still open 5s after the restart" % len(pub.inflight))
     want = set(pub.acked)
-    missing = sub.wait_for(want, 10)
+    missing = sub.wait_for(want, 5)
     sub.settle(0.5)
     with sub.lock:
         counts = {}
