@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "levelmap.h"
 #include "util.h"
 
 /* One (subscriber, qos) entry on a trie node. */
@@ -20,23 +21,16 @@ struct topic_sub {
 
 /*
  * A trie node stands for one filter level. Ordinary children are found
- * through a per-node open-addressed hash table (linear probing, power-of-two
- * size), so a parent with 10,000 children costs one probe, not a list walk.
- * The '+' and '#' children sit apart because every match visits them.
+ * through the node's levelmap table; the '+' and '#' children sit apart
+ * because every match visits them.
  */
 struct tnode {
-	struct tnode *parent;
-	struct tnode **slots; /* NULL when the node has no ordinary children */
+	struct levelmap_node lm; /* first, so a header pointer is a node pointer */
 	struct tnode *plus;
 	struct tnode *hash;
 	struct topic_sub *subs;
-	uint32_t nslots;
-	uint32_t nchildren;
 	uint32_t nsubs;
 	uint32_t capsubs;
-	uint32_t hv; /* hash of seg, kept so a table can grow without rehashing bytes */
-	size_t seglen;
-	char seg[];
 };
 
 struct topic_tree {
@@ -44,44 +38,9 @@ struct topic_tree {
 	size_t count;
 };
 
-/*
- * A growable array of node pointers that starts in caller storage, so a
- * typical match allocates nothing.
- */
-#define NODEVEC_INLINE 32
-
-struct nodevec {
-	struct tnode **v;
-	size_t n;
-	size_t cap;
-	struct tnode *inl[NODEVEC_INLINE];
-};
-
-static void nodevec_init(struct nodevec *nv)
+static struct tnode *to_tnode(struct levelmap_node *m)
 {
-	nv->v = nv->inl;
-	nv->n = 0;
-	nv->cap = NODEVEC_INLINE;
-}
-
-static void nodevec_cleanup(struct nodevec *nv)
-{
-	if (nv->v != nv->inl)
-		free(nv->v);
-}
-
-static void nodevec_push(struct nodevec *nv, struct tnode *n)
-{
-	if (nv->n == nv->cap) {
-		size_t cap = nv->cap * 2;
-		struct tnode **v = xmalloc(cap * sizeof(*v));
-
-		memcpy(v, nv->v, nv->n * sizeof(*v));
-		nodevec_cleanup(nv);
-		nv->v = v;
-		nv->cap = cap;
-	}
-	nv->v[nv->n++] = n;
+	return (struct tnode *)m;
 }
 
 /* ---- validation and one-to-one matching ---- */
@@ -148,14 +107,6 @@ int topic_filter_validate(const char *s, size_t len)
 	return codec_utf8_valid(s, len) ? TOPIC_OK : TOPIC_EINVAL;
 }
 
-/* Offset of the next '/' in s[from..len), or len. */
-static size_t level_end(const char *s, size_t len, size_t from)
-{
-	const char *p = from < len ? memchr(s + from, '/', len - from) : NULL;
-
-	return p ? (size_t)(p - s) : len;
-}
-
 bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen)
 {
 	size_t fi = 0, ti = 0;
@@ -166,7 +117,7 @@ bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tl
 		return false;
 
 	for (;;) {
-		size_t fe = level_end(filter, flen, fi);
+		size_t fe = levelmap_level_end(filter, flen, fi);
 		size_t te;
 		bool fwild = fe - fi == 1 && filter[fi] == '+';
 
@@ -175,7 +126,7 @@ bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tl
 			return true;
 		if (topic_done)
 			return false;
-		te = level_end(topic, tlen, ti);
+		te = levelmap_level_end(topic, tlen, ti);
 		if (!fwild && (fe - fi != te - ti || memcmp(filter + fi, topic + ti, fe - fi) != 0))
 			return false;
 		if (fe == flen)
@@ -190,102 +141,14 @@ bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tl
 
 /* ---- the trie ---- */
 
-static uint32_t seg_hash(const char *s, size_t len)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 16777619u;
-	}
-	return h;
-}
-
 static struct tnode *node_new(struct tnode *parent, const char *seg, size_t len, uint32_t hv)
 {
-	struct tnode *n = xcalloc(1, sizeof(*n) + len);
-
-	n->parent = parent;
-	memcpy(n->seg, seg, len);
-	n->seglen = len;
-	n->hv = hv;
-	return n;
+	return levelmap_node_new(sizeof(struct tnode), parent ? &parent->lm : NULL, seg, len, hv);
 }
 
 static struct tnode *child_find(const struct tnode *n, const char *seg, size_t len, uint32_t hv)
 {
-	uint32_t mask, i;
-
-	if (n->slots == NULL)
-		return NULL;
-	mask = n->nslots - 1;
-	for (i = hv & mask; n->slots[i] != NULL; i = (i + 1) & mask) {
-		struct tnode *c = n->slots[i];
-
-		if (c->hv == hv && c->seglen == len && memcmp(c->seg, seg, len) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static void slots_put(struct tnode **slots, uint32_t nslots, struct tnode *c)
-{
-	uint32_t mask = nslots - 1, i;
-
-	for (i = c->hv & mask; slots[i] != NULL; i = (i + 1) & mask)
-		;
-	slots[i] = c;
-}
-
-static void slots_resize(struct tnode *n, uint32_t nslots)
-{
-	struct tnode **slots = xcalloc(nslots, sizeof(*slots));
-
-	for (uint32_t i = 0; i < n->nslots; i++)
-		if (n->slots[i] != NULL)
-			slots_put(slots, nslots, n->slots[i]);
-	free(n->slots);
-	n->slots = slots;
-	n->nslots = nslots;
-}
-
-static void child_add(struct tnode *n, struct tnode *c)
-{
-	/* Keep the load factor at or below 3/4. */
-	if (n->slots == NULL)
-		slots_resize(n, 4);
-	else if ((n->nchildren + 1) * 4 > n->nslots * 3)
-		slots_resize(n, n->nslots * 2);
-	slots_put(n->slots, n->nslots, c);
-	n->nchildren++;
-}
-
-/* Remove c from n's table with backward-shift deletion (no tombstones). */
-static void child_del(struct tnode *n, struct tnode *c)
-{
-	uint32_t mask = n->nslots - 1, i, j;
-
-	for (i = c->hv & mask; n->slots[i] != c; i = (i + 1) & mask)
-		;
-	n->slots[i] = NULL;
-	for (j = (i + 1) & mask; n->slots[j] != NULL; j = (j + 1) & mask) {
-		uint32_t home = n->slots[j]->hv & mask;
-
-		/* Move slots[j] into the hole unless its home lies in (i, j]. */
-		if (((j - home) & mask) >= ((j - i) & mask)) {
-			n->slots[i] = n->slots[j];
-			n->slots[j] = NULL;
-			i = j;
-		}
-	}
-	n->nchildren--;
-	if (n->nchildren == 0) {
-		free(n->slots);
-		n->slots = NULL;
-		n->nslots = 0;
-	} else if (n->nslots > 8 && n->nchildren * 8 < n->nslots) {
-		slots_resize(n, n->nslots / 2);
-	}
+	return to_tnode(levelmap_find(&n->lm, seg, len, hv));
 }
 
 static bool is_plus(const char *seg, size_t len)
@@ -300,7 +163,7 @@ static bool is_hash(const char *seg, size_t len)
 
 static void node_free(struct tnode *n)
 {
-	free(n->slots);
+	levelmap_node_cleanup(&n->lm);
 	free(n->subs);
 	free(n);
 }
@@ -313,27 +176,23 @@ struct topic_tree *topic_tree_new(void)
 	return t;
 }
 
+/* The '+' and '#' children are outside the table: stack them too. */
+static void free_tnode(struct levelmap_node *m, struct levelmap_vec *stack)
+{
+	struct tnode *n = to_tnode(m);
+
+	if (n->plus != NULL)
+		levelmap_vec_push(stack, &n->plus->lm);
+	if (n->hash != NULL)
+		levelmap_vec_push(stack, &n->hash->lm);
+	node_free(n);
+}
+
 void topic_tree_free(struct topic_tree *t)
 {
-	struct nodevec stack;
-
 	if (t == NULL)
 		return;
-	nodevec_init(&stack);
-	nodevec_push(&stack, t->root);
-	while (stack.n > 0) {
-		struct tnode *n = stack.v[--stack.n];
-
-		for (uint32_t i = 0; i < n->nslots; i++)
-			if (n->slots[i] != NULL)
-				nodevec_push(&stack, n->slots[i]);
-		if (n->plus != NULL)
-			nodevec_push(&stack, n->plus);
-		if (n->hash != NULL)
-			nodevec_push(&stack, n->hash);
-		node_free(n);
-	}
-	nodevec_cleanup(&stack);
+	levelmap_tree_free(&t->root->lm, free_tnode);
 	free(t);
 }
 
@@ -344,7 +203,7 @@ int topic_tree_insert(struct topic_tree *t, const char *filter, size_t len, void
 	size_t i = 0;
 
 	for (;;) {
-		size_t e = level_end(filter, len, i);
+		size_t e = levelmap_level_end(filter, len, i);
 		const char *seg = filter + i;
 		size_t slen = e - i;
 		struct tnode *c;
@@ -358,12 +217,12 @@ int topic_tree_insert(struct topic_tree *t, const char *filter, size_t len, void
 				n->hash = node_new(n, seg, slen, 0);
 			c = n->hash;
 		} else {
-			uint32_t hv = seg_hash(seg, slen);
+			uint32_t hv = levelmap_hash(seg, slen);
 
 			c = child_find(n, seg, slen, hv);
 			if (c == NULL) {
 				c = node_new(n, seg, slen, hv);
-				child_add(n, c);
+				levelmap_add(&n->lm, &c->lm);
 			}
 		}
 		n = c;
@@ -396,7 +255,7 @@ static struct tnode *node_lookup(struct topic_tree *t, const char *filter, size_
 	size_t i = 0;
 
 	for (;;) {
-		size_t e = level_end(filter, len, i);
+		size_t e = levelmap_level_end(filter, len, i);
 		const char *seg = filter + i;
 		size_t slen = e - i;
 
@@ -405,7 +264,7 @@ static struct tnode *node_lookup(struct topic_tree *t, const char *filter, size_
 		else if (is_hash(seg, slen))
 			n = n->hash;
 		else
-			n = child_find(n, seg, slen, seg_hash(seg, slen));
+			n = child_find(n, seg, slen, levelmap_hash(seg, slen));
 		if (n == NULL || e == len)
 			return n;
 		i = e + 1;
@@ -414,7 +273,7 @@ static struct tnode *node_lookup(struct topic_tree *t, const char *filter, size_
 
 static bool node_unused(const struct tnode *n)
 {
-	return n->nsubs == 0 && n->nchildren == 0 && n->plus == NULL && n->hash == NULL;
+	return n->nsubs == 0 && n->lm.nchildren == 0 && n->plus == NULL && n->hash == NULL;
 }
 
 int topic_tree_remove(struct topic_tree *t, const char *filter, size_t len, void *subscriber)
@@ -439,14 +298,14 @@ int topic_tree_remove(struct topic_tree *t, const char *filter, size_t len, void
 
 	/* Free the emptied chain upwards; the root always stays. */
 	while (n != t->root && node_unused(n)) {
-		struct tnode *p = n->parent;
+		struct tnode *p = to_tnode(n->lm.parent);
 
 		if (p->plus == n)
 			p->plus = NULL;
 		else if (p->hash == n)
 			p->hash = NULL;
 		else
-			child_del(p, n);
+			levelmap_del(&p->lm, &n->lm);
 		node_free(n);
 		n = p;
 	}
@@ -468,52 +327,48 @@ static void report(const struct tnode *n, topic_match_fn fn, void *arg)
 void topic_tree_match(struct topic_tree *t, const char *topic, size_t len, topic_match_fn fn,
 		      void *arg)
 {
-	struct nodevec a, b;
-	struct nodevec *cur = &a, *next = &b;
+	struct levelmap_vec a, b;
+	struct levelmap_vec *cur = &a, *next = &b;
 	bool dollar = len > 0 && topic[0] == '$';
 	size_t i = 0;
 
-	nodevec_init(&a);
-	nodevec_init(&b);
-	nodevec_push(cur, t->root);
+	levelmap_vec_init(&a);
+	levelmap_vec_init(&b);
+	levelmap_vec_push(cur, &t->root->lm);
 	for (;;) {
-		size_t e = level_end(topic, len, i);
+		size_t e = levelmap_level_end(topic, len, i);
 		const char *seg = topic + i;
 		size_t slen = e - i;
-		uint32_t hv = seg_hash(seg, slen);
+		uint32_t hv = levelmap_hash(seg, slen);
 
-		next->n = 0;
 		for (size_t k = 0; k < cur->n; k++) {
-			struct tnode *n = cur->v[k];
+			struct tnode *n = to_tnode(cur->v[k]);
 			struct tnode *c;
 			bool wild_ok = !(dollar && n == t->root);
 
 			if (wild_ok && n->hash != NULL)
 				report(n->hash, fn, arg);
 			if (wild_ok && n->plus != NULL)
-				nodevec_push(next, n->plus);
+				levelmap_vec_push(next, &n->plus->lm);
 			c = child_find(n, seg, slen, hv);
 			if (c != NULL)
-				nodevec_push(next, c);
+				levelmap_vec_push(next, &c->lm);
 		}
-		{
-			struct nodevec *tmp = cur;
-
-			cur = next;
-			next = tmp;
-		}
+		levelmap_vec_swap(&cur, &next);
 		if (cur->n == 0 || e == len)
 			break;
 		i = e + 1;
 	}
 	/* All levels consumed: exact ends, and 'x/#' matching its parent 'x'. */
 	for (size_t k = 0; k < cur->n; k++) {
-		report(cur->v[k], fn, arg);
-		if (cur->v[k]->hash != NULL)
-			report(cur->v[k]->hash, fn, arg);
+		struct tnode *n = to_tnode(cur->v[k]);
+
+		report(n, fn, arg);
+		if (n->hash != NULL)
+			report(n->hash, fn, arg);
 	}
-	nodevec_cleanup(&a);
-	nodevec_cleanup(&b);
+	levelmap_vec_cleanup(&a);
+	levelmap_vec_cleanup(&b);
 }
 
 size_t topic_tree_count(const struct topic_tree *t)
