@@ -3,6 +3,7 @@ with the mosquitto command-line clients."""
 
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -96,3 +97,48 @@ def test_paho_round_trip_all_qos(ctx):
         m = s.get(3)
         check(m.topic == "pp/%d" % q and m.qos == q, "QoS %d round trip: %s %d" %
               (q, m.topic, m.qos))
+
+
+def _wait_for(path, needle, timeout=3.0, times=1):
+    """True once needle stands at least `times` times in the file."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open(path, errors="replace") as f:
+                if f.read().count(needle) >= times:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_sighup_reopens_log_and_reloads_log_type(ctx):
+    # Log rotation: the file is renamed, SIGHUP makes the broker write to a
+    # new one; log_type is re-read; a config broken meanwhile is refused and
+    # the running settings are kept.
+    require_cairn("SIGHUP reload of log_type and log_dest file is cairn's")
+    logfile = os.path.join(ctx.workdir, "cairn-file.log")
+    b = ctx.broker(log_dest="file " + logfile, log_type="notice")
+    c = Paho(b.port, "hup-1", ctx=ctx)
+    c.connect()
+    check(_wait_for(logfile, "client hup-1 connected from"), "no connect line in the log file")
+    os.rename(logfile, logfile + ".1")
+    b.options["log_type"] = "debug"
+    b._write_conf()
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(_wait_for(logfile + ".1", "SIGHUP: reopening the log"), "SIGHUP not logged")
+    raw = RawClient(b.port)
+    raw.connect("hup-2")
+    check(_wait_for(logfile, "debug: new connection from"),
+          "after SIGHUP the new log file lacks debug lines (log_type not reloaded)")
+    with open(b.conf_path, "a") as f:
+        f.write("max_inflight_messages lots\n")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    time.sleep(0.3)
+    check(b.alive(), "a broken config on SIGHUP stopped the broker")
+    again = RawClient(b.port)
+    sp, rc = again.connect("hup-3")
+    check(rc == 0, "broker refused a client after a failed reload")
+    check(_wait_for(logfile, "debug: new connection from", times=2),
+          "log_type lost after a failed reload")
