@@ -4,8 +4,8 @@ CONNECTs the broker must refuse by closing the socket."""
 import socket
 import time
 
-from harness import (CONNACK, Closed, RawClient, check, connect_packet, mstr,
-                     publish_packet, require_cairn)
+from harness import (CONNACK, SUBACK, Closed, RawClient, TestFailure, check, connect_packet,
+                     mstr, publish_packet, require_cairn, subscribe_packet)
 
 
 def _closed_without_connack(c, timeout=3.0):
@@ -214,3 +214,28 @@ def test_bom_in_client_id_kept(ctx):
     c = RawClient(b.port)
     sp, _ = c.connect("id", clean=False)
     check(sp == 0, "client id 'id' found the session of '\\ufeffid'")
+
+
+def test_will_to_broker_topics_refused(ctx):
+    # A will may not be used to publish into $SYS or $CONTROL: the CONNECT
+    # is refused with 0x05, and nothing reaches a subscriber of those.
+    require_cairn("cairn refuses wills to $SYS/$CONTROL")
+    b = ctx.broker()
+    watch = RawClient(b.port)
+    watch.connect("will-watch")
+    watch.send(subscribe_packet(1, [("$SYS/#", 0), ("$CONTROL/#", 0)]))
+    watch.expect(SUBACK)
+    for topic in ("$SYS/broker/fake", "$CONTROL/dynamic-security/v1"):
+        c = RawClient(b.port)
+        c.send(connect_packet("will-sys", will=(topic, b"x", 0, True)))
+        _, body = c.expect(CONNACK)
+        check(body == b"\x00\x05", "will to %s: CONNACK %r, want 00 05" % (topic, body))
+        check(c.expect_closed(2), "socket left open after refusing a will to %s" % topic)
+    try:
+        t, _, body = watch.read_packet(timeout=0.5)
+        check(False, "a will reached a $SYS/$CONTROL subscriber: type %d %r" % (t, body))
+    except TestFailure:
+        raise
+    except Exception:
+        pass
+    b.assert_serves()
