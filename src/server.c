@@ -259,6 +259,13 @@ static void route_match(void *arg, void *subscriber, uint8_t qos)
 	r->hits[r->n++] = c;
 }
 
+/* The QoS of c's one delivery of msg: the highest of its matching
+ * subscriptions, capped by the published QoS. */
+static uint8_t route_qos(const struct client *c, const struct message *msg)
+{
+	return c->match_qos < msg->qos ? c->match_qos : msg->qos;
+}
+
 /* Replace (or with an empty payload, clear) the retained message of the
  * topic. Returns true when a store write was staged. */
 static bool server_set_retained(struct server *srv, struct message *msg)
@@ -308,14 +315,14 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 	bool must_store = staged;
 	for (size_t i = 0; i < r.n && !must_store; i++) {
 		struct client *c = r.hits[i];
-		uint8_t q = c->match_qos < msg->qos ? c->match_qos : msg->qos;
+		uint8_t q = route_qos(c, msg);
 		if (q > 0 && !c->clean)
 			must_store = true;
 	}
 	if (!must_store) {
 		for (size_t i = 0; i < r.n; i++) {
 			struct client *c = r.hits[i];
-			uint8_t q = c->match_qos < msg->qos ? c->match_qos : msg->qos;
+			uint8_t q = route_qos(c, msg);
 			client_deliver(c, msg, q, false, NULL);
 		}
 		srv->routing = false;
@@ -325,7 +332,7 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 	struct pending *p = pending_new(srv, NULL, NULL, 0, gate);
 	for (size_t i = 0; i < r.n; i++) {
 		struct client *c = r.hits[i];
-		uint8_t q = c->match_qos < msg->qos ? c->match_qos : msg->qos;
+		uint8_t q = route_qos(c, msg);
 		client_deliver(c, msg, q, false, gate);
 		pending_add_target(p, c);
 	}
@@ -722,7 +729,6 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 			  err[0] ? err : cairn_strerror(rc));
 		return -1;
 	}
-	srv->persist = strcmp(backend, "memory") != 0;
 	store_set_health_cb(srv->store, store_health, srv);
 	if (server_restore(srv) != 0)
 		return -1;

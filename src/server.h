@@ -69,7 +69,6 @@ struct server {
 	struct log *log;
 	struct event_base *base;
 	struct store *store;
-	bool persist; /* a store that survives a restart is open */
 	struct evconnlistener **listeners;
 	size_t nlisteners;
 	struct client_map clients;
