@@ -7,8 +7,8 @@ import subprocess
 import threading
 import time
 
-from harness import (PUBACK, PUBCOMP, PUBREC, PUBREL, Paho, RawClient, ack_packet, check,
-                     parse_publish, publish_packet, require_cairn)
+from harness import (PUBACK, PUBCOMP, PUBREC, PUBREL, Paho, RawClient, ack_packet,
+                     broker_command, check, parse_publish, publish_packet, require_cairn)
 
 PERSIST = dict(persistence="true", persistence_backend="sqlite")
 
@@ -207,3 +207,31 @@ def test_persistence_sqlite_sessions_table_live(ctx):
     check(out.isdigit() and int(out) >= 1, "sessions count %r (stderr %r)" % (out, r.stderr))
     mode = os.stat(db).st_mode & 0o777
     check(mode & 0o077 == 0, "cairn.db mode %o is readable by others" % mode)
+
+
+def test_corrupt_store_stops_startup_or_is_quarantined(ctx):
+    # A damaged database never makes the broker start empty silently: it
+    # refuses to start and names the file, unless persistence_on_corrupt
+    # quarantine asks it to move the file aside (and log where to).
+    require_cairn("persistence_on_corrupt is cairn's")
+    for backend, fname in (("sqlite", "cairn.db"), ("lmdb", "data.mdb")):
+        b = ctx.broker(start=False, persistence="true",
+                       persistence_backend=backend)
+        os.makedirs(b.db_dir, exist_ok=True)
+        path = os.path.join(b.db_dir, fname)
+        with open(path, "wb") as f:
+            f.write(b"this is not a database " * 400)
+        r = subprocess.run([broker_command(), "-c", b.conf_path], capture_output=True,
+                           timeout=20, cwd=ctx.workdir)
+        err = r.stderr.decode("utf-8", "replace")
+        check(r.returncode != 0, "%s: started on a corrupt store" % backend)
+        check(fname in err, "%s: the error does not name the file: %r" % (backend, err[-400:]))
+        b.options["persistence_on_corrupt"] = "quarantine"
+        b._write_conf()
+        b.start()
+        moved = [n for n in os.listdir(b.db_dir) if n.startswith(fname + ".corrupt-")]
+        check(moved, "%s: no %s.corrupt-* file in %r" % (backend, fname, os.listdir(b.db_dir)))
+        with open(b.log_path, errors="replace") as f:
+            log = f.read()
+        check(moved[0] in log, "%s: the log does not name %s" % (backend, moved[0]))
+        b.assert_serves("started empty after quarantine")
