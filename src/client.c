@@ -17,6 +17,7 @@
 #include "cairn/store.h"
 #include "codec.h"
 #include "conn.h"
+#include "qos.h"
 #include "server.h"
 #include "store.h"
 #include "topic.h"
@@ -455,7 +456,7 @@ void client_unref(struct client *c)
 	}
 	if (c->will)
 		message_unref(c->will);
-	free(c->in_qos2);
+	qos_in_cleanup(&c->in_qos2);
 	free(c->username);
 	free(c->id);
 	free(c);
@@ -577,32 +578,10 @@ void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq
 	}
 }
 
-static bool in_qos2_test(const struct client *c, uint16_t pid)
-{
-	return c->in_qos2 && (c->in_qos2[pid >> 3] & (1u << (pid & 7)));
-}
-
-static void in_qos2_set(struct client *c, uint16_t pid)
-{
-	if (!c->in_qos2)
-		c->in_qos2 = xcalloc(65536 / 8, 1);
-	c->in_qos2[pid >> 3] |= (uint8_t)(1u << (pid & 7));
-	c->in_qos2_count++;
-}
-
-static void in_qos2_clear(struct client *c, uint16_t pid)
-{
-	c->in_qos2[pid >> 3] &= (uint8_t) ~(1u << (pid & 7));
-	if (--c->in_qos2_count == 0) {
-		free(c->in_qos2);
-		c->in_qos2 = NULL;
-	}
-}
-
 void client_restore_inflight_in(struct client *c, uint16_t pid)
 {
-	if (pid && !in_qos2_test(c, pid))
-		in_qos2_set(c, pid);
+	if (pid)
+		qos_in_add(&c->in_qos2, pid);
 }
 
 /* ---- connections ---- */
@@ -748,7 +727,7 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 		return;
 	}
 	uint8_t ack[4];
-	if (p->qos == 2 && in_qos2_test(c, p->packet_id)) {
+	if (p->qos == 2 && qos_in_has(&c->in_qos2, p->packet_id)) {
 		/* A resend before PUBREL: acknowledge again, deliver nothing. */
 		ack_bytes(ack, 0x50, p->packet_id);
 		client_send_ordered(c, ack, 4, false);
@@ -756,7 +735,7 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 	}
 	bool staged = false;
 	if (p->qos == 2) {
-		in_qos2_set(c, p->packet_id);
+		qos_in_add(&c->in_qos2, p->packet_id);
 		if (!c->clean) {
 			struct cairn_inflight_in_rec r = {c->id, p->packet_id};
 			store_inflight_in_put(cn->srv->store, &r);
@@ -774,52 +753,40 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 	client_send_ordered(c, ack, 4, staged);
 }
 
-static void handle_puback(struct client *c, uint16_t pid)
+/* PUBACK, PUBREC or PUBCOMP for a delivery in flight: qos.c decides. */
+static void handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 {
 	struct delivery *d = dqueue_find(&c->inflight, pid);
-	if (!d || d->qos != 1)
-		return;
-	inflight_remove(c, d);
-	delivery_free(c, d, true);
-	client_pump(c);
-}
-
-static void handle_pubrec(struct client *c, uint16_t pid)
-{
-	struct delivery *d = dqueue_find(&c->inflight, pid);
-	if (!d || d->qos != 2)
-		return;
+	if (!d)
+		return; /* unknown id: ignored */
 	uint8_t rel[4];
-	ack_bytes(rel, 0x62, pid);
-	if (d->state == CAIRN_DELIVERY_PUBREC) {
+	switch (qos_out_step(d->qos, &d->state, event)) {
+	case QOS_OUT_IGNORE:
+		return;
+	case QOS_OUT_COMPLETE:
+		inflight_remove(c, d);
+		delivery_free(c, d, true);
+		client_pump(c);
+		return;
+	case QOS_OUT_RELEASE_AGAIN:
+		ack_bytes(rel, 0x62, pid);
 		client_send_ordered(c, rel, 4, false);
 		return;
-	}
-	d->state = CAIRN_DELIVERY_PUBREC;
-	/* The PUBLISH will never be sent again; only PUBREL may be. */
-	bool stored = d->seq != 0;
-	if (stored)
-		delivery_store(c, d);
-	client_send_ordered(c, rel, 4, stored);
-}
-
-static void handle_pubcomp(struct client *c, uint16_t pid)
-{
-	struct delivery *d = dqueue_find(&c->inflight, pid);
-	if (!d || d->qos != 2 || d->state != CAIRN_DELIVERY_PUBREC)
+	case QOS_OUT_RELEASE:
+		/* The PUBLISH is never sent again, only PUBREL, and only once
+		 * that is stored. */
+		ack_bytes(rel, 0x62, pid);
+		if (d->seq)
+			delivery_store(c, d);
+		client_send_ordered(c, rel, 4, d->seq != 0);
 		return;
-	inflight_remove(c, d);
-	delivery_free(c, d, true);
-	client_pump(c);
+	}
 }
 
 static void handle_pubrel(struct client *c, uint16_t pid)
 {
-	if (in_qos2_test(c, pid)) {
-		in_qos2_clear(c, pid);
-		if (!c->clean)
-			store_inflight_in_delete(c->srv->store, c->id, pid);
-	}
+	if (qos_in_remove(&c->in_qos2, pid) && !c->clean)
+		store_inflight_in_delete(c->srv->store, c->id, pid);
 	uint8_t comp[4];
 	ack_bytes(comp, 0x70, pid);
 	client_send_ordered(c, comp, 4, false);
@@ -903,16 +870,16 @@ void client_handle_packet(struct conn *cn, const struct codec_packet *pk)
 		handle_publish(cn, &pk->u.publish);
 		break;
 	case CODEC_PUBACK:
-		handle_puback(c, pk->u.packet_id);
+		handle_ack(c, pk->u.packet_id, QOS_OUT_PUBACK);
 		break;
 	case CODEC_PUBREC:
-		handle_pubrec(c, pk->u.packet_id);
+		handle_ack(c, pk->u.packet_id, QOS_OUT_PUBREC);
 		break;
 	case CODEC_PUBREL:
 		handle_pubrel(c, pk->u.packet_id);
 		break;
 	case CODEC_PUBCOMP:
-		handle_pubcomp(c, pk->u.packet_id);
+		handle_ack(c, pk->u.packet_id, QOS_OUT_PUBCOMP);
 		break;
 	case CODEC_SUBSCRIBE:
 		handle_subscribe(cn, &pk->u.list);

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qos.h"
+
 struct server;
 struct message;
 struct gate;
@@ -62,10 +64,9 @@ struct client {
 	uint64_t queued_bytes;
 	uint16_t next_pid;
 	uint64_t next_seq;
-	uint8_t *in_qos2; /* bitmap of inbound QoS 2 ids awaiting PUBREL */
-	uint32_t in_qos2_count;
-	unsigned deferred;  /* packets to this client waiting for a commit */
-	uint64_t match_gen; /* routing: de-duplicates overlapping matches */
+	struct qos_in in_qos2; /* inbound QoS 2 ids awaiting PUBREL */
+	unsigned deferred;     /* packets to this client waiting for a commit */
+	uint64_t match_gen;    /* routing: de-duplicates overlapping matches */
 	uint8_t match_qos;
 	struct message *will;
 	uint64_t dropped;

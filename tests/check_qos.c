@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "qos.h"
 #include "server.h"
 #include "util.h"
 
@@ -1086,10 +1087,76 @@ START_TEST(test_overlapping_subscriptions_deliver_once_at_max_qos)
 }
 END_TEST
 
+/* The outbound transition function, every (QoS, state, event) pair. */
+/* covers: MQTT-4.3.2-1 MQTT-4.3.3-1 */
+START_TEST(test_qos_out_transition_table)
+{
+	static const struct {
+		uint8_t qos, state;
+		enum qos_out_event ev;
+		enum qos_out_action act;
+		uint8_t next;
+	} t[] = {
+	    {1, CAIRN_DELIVERY_SENT, QOS_OUT_PUBACK, QOS_OUT_COMPLETE, CAIRN_DELIVERY_SENT},
+	    {1, CAIRN_DELIVERY_SENT, QOS_OUT_PUBREC, QOS_OUT_IGNORE, CAIRN_DELIVERY_SENT},
+	    {1, CAIRN_DELIVERY_SENT, QOS_OUT_PUBCOMP, QOS_OUT_IGNORE, CAIRN_DELIVERY_SENT},
+	    {2, CAIRN_DELIVERY_SENT, QOS_OUT_PUBACK, QOS_OUT_IGNORE, CAIRN_DELIVERY_SENT},
+	    {2, CAIRN_DELIVERY_SENT, QOS_OUT_PUBREC, QOS_OUT_RELEASE, CAIRN_DELIVERY_PUBREC},
+	    {2, CAIRN_DELIVERY_SENT, QOS_OUT_PUBCOMP, QOS_OUT_IGNORE, CAIRN_DELIVERY_SENT},
+	    {2, CAIRN_DELIVERY_PUBREC, QOS_OUT_PUBACK, QOS_OUT_IGNORE, CAIRN_DELIVERY_PUBREC},
+	    {2, CAIRN_DELIVERY_PUBREC, QOS_OUT_PUBREC, QOS_OUT_RELEASE_AGAIN,
+	     CAIRN_DELIVERY_PUBREC},
+	    {2, CAIRN_DELIVERY_PUBREC, QOS_OUT_PUBCOMP, QOS_OUT_COMPLETE, CAIRN_DELIVERY_PUBREC},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		uint8_t state = t[i].state;
+		ck_assert_int_eq(qos_out_step(t[i].qos, &state, t[i].ev), t[i].act);
+		ck_assert_int_eq(state, t[i].next);
+	}
+}
+END_TEST
+
+/* An impossible transition (a queued delivery acknowledged) is a bug in the
+ * caller: it asserts. */
+START_TEST(test_qos_out_queued_state_asserts)
+{
+	uint8_t state = CAIRN_DELIVERY_QUEUED;
+	qos_out_step(1, &state, QOS_OUT_PUBACK);
+}
+END_TEST
+
+/* covers: MQTT-4.3.3-2 */
+START_TEST(test_qos_in_id_set)
+{
+	struct qos_in q = {0};
+	ck_assert(!qos_in_has(&q, 7));
+	ck_assert(qos_in_add(&q, 7));
+	ck_assert(!qos_in_add(&q, 7)); /* a resent PUBLISH */
+	ck_assert(qos_in_add(&q, 65535));
+	ck_assert(qos_in_has(&q, 7) && qos_in_has(&q, 65535) && !qos_in_has(&q, 8));
+	ck_assert_uint_eq(q.count, 2);
+	ck_assert(qos_in_remove(&q, 7));
+	ck_assert(!qos_in_remove(&q, 7)); /* an unsolicited PUBREL */
+	ck_assert(qos_in_remove(&q, 65535));
+	ck_assert_ptr_null(q.bits); /* empty costs nothing */
+	for (uint32_t pid = 1; pid <= 65535; pid++)
+		ck_assert(qos_in_add(&q, (uint16_t)pid));
+	ck_assert_uint_eq(q.count, 65535);
+	qos_in_cleanup(&q);
+	ck_assert_ptr_null(q.bits);
+}
+END_TEST
+
 static Suite *qos_suite(void)
 {
 	Suite *s = suite_create("qos");
 	TCase *tc;
+
+	tc = tcase_create("state machines");
+	tcase_add_test(tc, test_qos_out_transition_table);
+	tcase_add_test_raise_signal(tc, test_qos_out_queued_state_asserts, SIGABRT);
+	tcase_add_test(tc, test_qos_in_id_set);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("connack");
 	tcase_add_test(tc, test_connack_session_present);
