@@ -1,6 +1,6 @@
 /*
- * The client object: handles the packets its connection reads, runs the
- * QoS 1 and QoS 2 state machines in both directions, and pumps each
+ * The client object: handles the packets its connection reads, carries out
+ * what the QoS 1 and QoS 2 state machines of qos.c decide, and pumps each
  * session's queue into its connection within the in-flight window.
  */
 #include "client.h"
