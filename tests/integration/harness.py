@@ -737,12 +737,10 @@ Context.redis = _redis_ctx_redis
 Context.durable_broker = _ctx_durable_broker
 
 
-class DurableSubscriber:
-    """A clean_session=0 subscriber over a raw socket whose QoS 2 receiver
-    state outlives its connections, as MQTT-4.3.3-2 asks of a client: a
-    PUBLISH whose packet id it has answered with PUBREC, and whose PUBREL has
-    not arrived, is a resend and is not delivered again. received lists the
-    payloads delivered (once per QoS 2 exchange), in arrival order."""
+class _SessionClient:
+    """A clean_session=0 raw-socket client whose protocol state outlives its
+    connections: connect() (re)opens the socket and starts a reader thread
+    that calls self._handle(c, type, flags, body) under self.lock."""
 
     def __init__(self, port, client_id):
         self.port = port
@@ -750,23 +748,19 @@ class DurableSubscriber:
         self.c = None
         self.thread = None
         self.lock = threading.Condition()
-        self.pending_rel = set()  # QoS 2 ids answered with PUBREC, no PUBREL yet
-        self.received = []  # (payload, qos, dup, pid)
-        self.subacks = {}
-        self.last_rx = time.monotonic()
         self.errors = []
 
     @property
     def connected(self):
         return self.thread is not None and self.thread.is_alive()
 
-    def connect(self, port=None):
-        """Connects clean_session=0; returns the session present flag."""
+    def connect(self, port=None, clean=False):
+        """Connects (clean_session=0 by default); returns session present."""
         if port is not None:
             self.port = port
         self.close()
         self.c = RawClient(self.port)
-        sp, _ = self.c.connect(self.client_id, clean=False)
+        sp, _ = self.c.connect(self.client_id, clean=clean)
         self.thread = threading.Thread(target=self._reader, args=(self.c,), daemon=True)
         self.thread.start()
         return sp
@@ -776,22 +770,51 @@ class DurableSubscriber:
             while True:
                 t, f, body = c.read_packet(60)
                 with self.lock:
-                    self.last_rx = time.monotonic()
-                    if t == PUBLISH:
-                        self._on_publish(c, parse_publish(f, body))
-                    elif t == PUBREL:
-                        pid = struct.unpack("!H", body[:2])[0]
-                        self.pending_rel.discard(pid)
-                        c.try_send(ack_packet(PUBCOMP, pid))
-                    elif t == SUBACK:
-                        self.subacks[struct.unpack("!H", body[:2])[0]] = list(body[2:])
-                    else:
-                        self.errors.append("unexpected packet type %d" % t)
+                    self._handle(c, t, f, body)
                     self.lock.notify_all()
         except Exception:
             pass
         with self.lock:
             self.lock.notify_all()
+
+    def close(self):
+        if self.c is not None:
+            try:  # wakes the reader thread's recv, which close alone does not
+                self.c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.c.close()
+        if self.thread is not None:
+            self.thread.join(3)
+        self.c = self.thread = None
+
+
+class DurableSubscriber(_SessionClient):
+    """A clean_session=0 subscriber over a raw socket whose QoS 2 receiver
+    state outlives its connections, as MQTT-4.3.3-2 asks of a client: a
+    PUBLISH whose packet id it has answered with PUBREC, and whose PUBREL has
+    not arrived, is a resend and is not delivered again. received lists the
+    payloads delivered (once per QoS 2 exchange), in arrival order."""
+
+    def __init__(self, port, client_id):
+        super().__init__(port, client_id)
+        self.pending_rel = set()  # QoS 2 ids answered with PUBREC, no PUBREL yet
+        self.received = []  # (payload, qos, dup, pid)
+        self.subacks = {}
+        self.last_rx = time.monotonic()
+
+    def _handle(self, c, t, f, body):
+        self.last_rx = time.monotonic()
+        if t == PUBLISH:
+            self._on_publish(c, parse_publish(f, body))
+        elif t == PUBREL:
+            pid = struct.unpack("!H", body[:2])[0]
+            self.pending_rel.discard(pid)
+            c.try_send(ack_packet(PUBCOMP, pid))
+        elif t == SUBACK:
+            self.subacks[struct.unpack("!H", body[:2])[0]] = list(body[2:])
+        else:
+            self.errors.append("unexpected packet type %d" % t)
 
     def _on_publish(self, c, m):
         if m["qos"] == 2:
@@ -853,19 +876,7 @@ class DurableSubscriber:
         self.thread.join(3)
         self.close()
 
-    def close(self):
-        if self.c is not None:
-            try:  # wakes the reader thread's recv, which close alone does not
-                self.c.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.c.close()
-        if self.thread is not None:
-            self.thread.join(3)
-        self.c = self.thread = None
-
-
-class DurablePublisher:
+class DurablePublisher(_SessionClient):
     """A clean_session=0 publisher over a raw socket that keeps at most
     window QoS 1/2 exchanges open and, like a real client after a reconnect
     (MQTT-4.4.0-1), resends each unacknowledged PUBLISH with DUP=1 and each
@@ -876,59 +887,31 @@ class DurablePublisher:
     payloads whose exchange is complete (PUBACK or PUBCOMP)."""
 
     def __init__(self, port, client_id, window=64):
-        self.port = port
-        self.client_id = client_id
+        super().__init__(port, client_id)
         self.window = window
-        self.c = None
-        self.thread = None
-        self.lock = threading.Condition()
         self.inflight = {}  # pid -> [topic, payload, qos, state]; insertion = send order
         self.next_pid = 1
         self.acked = {}
         self.first_sent = {}
         self.done = set()
-        self.errors = []
 
-    @property
-    def connected(self):
-        return self.thread is not None and self.thread.is_alive()
-
-    def connect(self, port=None, clean=False):
-        if port is not None:
-            self.port = port
-        self.close()
-        self.c = RawClient(self.port)
-        sp, _ = self.c.connect(self.client_id, clean=clean)
-        self.thread = threading.Thread(target=self._reader, args=(self.c,), daemon=True)
-        self.thread.start()
-        return sp
-
-    def _reader(self, c):
-        try:
-            while True:
-                t, _, body = c.read_packet(60)
-                pid = struct.unpack("!H", body[:2])[0] if len(body) >= 2 else None
-                now = time.monotonic()
-                with self.lock:
-                    e = self.inflight.get(pid)
-                    if t == PUBACK and e and e[2] == 1:
-                        del self.inflight[pid]
-                        self.acked.setdefault(e[1], now)
-                        self.done.add(e[1])
-                    elif t == PUBREC and e and e[2] == 2:
-                        e[3] = "pubrec"
-                        self.acked.setdefault(e[1], now)
-                        c.try_send(ack_packet(PUBREL, pid))
-                    elif t == PUBCOMP and e and e[3] == "pubrec":
-                        del self.inflight[pid]
-                        self.done.add(e[1])
-                    else:
-                        self.errors.append("unexpected packet %d for id %r" % (t, pid))
-                    self.lock.notify_all()
-        except Exception:
-            pass
-        with self.lock:
-            self.lock.notify_all()
+    def _handle(self, c, t, f, body):
+        pid = struct.unpack("!H", body[:2])[0] if len(body) >= 2 else None
+        now = time.monotonic()
+        e = self.inflight.get(pid)
+        if t == PUBACK and e and e[2] == 1:
+            del self.inflight[pid]
+            self.acked.setdefault(e[1], now)
+            self.done.add(e[1])
+        elif t == PUBREC and e and e[2] == 2:
+            e[3] = "pubrec"
+            self.acked.setdefault(e[1], now)
+            c.try_send(ack_packet(PUBREL, pid))
+        elif t == PUBCOMP and e and e[3] == "pubrec":
+            del self.inflight[pid]
+            self.done.add(e[1])
+        else:
+            self.errors.append("unexpected packet %d for id %r" % (t, pid))
 
     def resend(self):
         """After a reconnect: every open exchange again, in its order."""
@@ -959,14 +942,3 @@ class DurablePublisher:
         """True once every exchange is complete."""
         with self.lock:
             return self.lock.wait_for(lambda: not self.inflight, timeout)
-
-    def close(self):
-        if self.c is not None:
-            try:  # wakes the reader thread's recv, which close alone does not
-                self.c.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.c.close()
-        if self.thread is not None:
-            self.thread.join(3)
-        self.c = self.thread = None
