@@ -51,7 +51,7 @@ static void usage(FILE *out)
 {
 	fputs("usage: " TOOL " stats STORE\n"
 	      "       " TOOL " dump STORE\n"
-	      "       " TOOL " copy FROM TO [--force] [--batch N]\n"
+	      "       " TOOL " copy FROM TO [-f|--force] [--batch N]\n"
 	      "       " TOOL " -h | --help\n"
 	      "STORE is one of:\n"
 	      "  sqlite:DIR                 the persistence_location of the sqlite backend\n"
@@ -1018,7 +1018,7 @@ int main(int argc, char **argv)
 {
 	const char *pos[3];
 	size_t npos = 0, batch = COPY_BATCH_DEFAULT;
-	bool force = false;
+	bool force = false, batch_given = false;
 	struct spec a = {0}, b = {0};
 	struct event_base *base;
 	char err[512];
@@ -1044,6 +1044,7 @@ int main(int argc, char **argv)
 			    argv[i][0] == '-')
 				die_usage("--batch: want 1 to 1000000, got '%s'", argv[i]);
 			batch = v;
+			batch_given = true;
 		} else if (s[0] == '-' && s[1] != '\0') {
 			die_usage("unknown option '%s'", s);
 		} else if (npos == 3) {
@@ -1057,8 +1058,8 @@ int main(int argc, char **argv)
 	if (strcmp(pos[0], "stats") == 0 || strcmp(pos[0], "dump") == 0) {
 		if (npos != 2)
 			die_usage("%s takes one STORE", pos[0]);
-		if (force)
-			die_usage("--force is for copy");
+		if (force || batch_given)
+			die_usage("%s is for copy", force ? "--force" : "--batch");
 	} else if (strcmp(pos[0], "copy") == 0) {
 		if (npos != 3)
 			die_usage("copy takes FROM and TO");

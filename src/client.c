@@ -26,13 +26,6 @@
 /* Payloads this long or longer are referenced, not copied, into the socket. */
 #define CLIENT_REF_PAYLOAD 512
 
-static uint64_t now_ms(struct server *srv)
-{
-	struct timeval tv;
-	event_base_gettimeofday_cached(srv->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 /* ---- queues ---- */
 
 static void dqueue_push(struct dqueue *q, struct delivery *d)
@@ -649,7 +642,7 @@ static void handle_connect(struct conn *cn, const struct codec_connect *p)
 			return;
 		}
 		id_len = (size_t)snprintf(idbuf, sizeof(idbuf), "cairn-auto-%llx-%llx",
-					  (unsigned long long)now_ms(srv),
+					  (unsigned long long)cn->since_ms,
 					  (unsigned long long)++srv->anon_counter);
 		id = idbuf;
 	}

@@ -48,6 +48,7 @@ struct config {
 	int log_dests;                    /* enum log_dest_kind bits; default stderr */
 	char *log_file;                   /* for "log_dest file PATH" */
 	int log_mask;                     /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
+	bool verbose;                     /* -v on the command line: debug lines too */
 	struct config_option *options;    /* other recognised keys, in file order */
 };
 

@@ -99,6 +99,7 @@ int main(int argc, char **argv)
 	struct log lg;
 	log_init(&lg);
 	lg.dests = cfg.log_dests;
+	cfg.verbose = verbose;
 	lg.mask = verbose ? (LOG_LEVEL_DEFAULT_MASK | LOG_LEVEL_DEBUG) : cfg.log_mask;
 	if (cfg.log_file)
 		lg.path = xstrdup(cfg.log_file);

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "cairn/store.h"
@@ -650,7 +649,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 			char err[512];
 			config_init(&fresh);
 			if (config_load(&fresh, srv->cfg->path, err, sizeof(err)) == 0) {
-				srv->log->mask = fresh.log_mask;
+				/* With -v every level stays on, whatever the file says. */
+				if (!srv->cfg->verbose)
+					srv->log->mask = fresh.log_mask;
 				log_write(srv->log, LOG_LEVEL_NOTICE, "reloaded log_type from %s",
 					  srv->cfg->path);
 			} else {
@@ -709,9 +710,8 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 		return -1;
 	}
 
+	/* Each file backend creates its own directory (0700). */
 	const char *backend = cfg->persistence_backend ? cfg->persistence_backend : "memory";
-	if (cfg->persistence_location && strcmp(backend, "memory") != 0)
-		mkdir(cfg->persistence_location, 0700);
 	struct cairn_store_options opts = {
 	    .location = cfg->persistence_location,
 	    .durability = cfg->durability,
