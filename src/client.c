@@ -208,10 +208,13 @@ static uint16_t client_next_pid(struct client *c)
 	return 0;
 }
 
+/* max_inflight_messages 0 means "as many as packet ids allow". */
 static bool window_open(const struct client *c)
 {
 	uint32_t max = c->srv->cfg->max_inflight_messages;
-	return max == 0 || c->inflight.count < max;
+	if (max == 0 || max > 65535)
+		max = 65535;
+	return c->inflight.count < max;
 }
 
 /* True when the socket's output is full; the flush pumps again once it
@@ -224,13 +227,30 @@ static bool output_full(struct conn *cn)
 	return true;
 }
 
+/* The queue of deliveries waiting for the window; it counts the bytes
+ * (max_queued_bytes) and the QoS 0 entries (the first to be dropped). */
+static void queue_push(struct client *c, struct delivery *d)
+{
+	dqueue_push(&c->queued, d);
+	c->queued_bytes += d->msg->payload_len;
+	if (d->qos == 0)
+		c->queued_qos0++;
+}
+
+static void queue_take(struct client *c, struct delivery *d)
+{
+	dqueue_remove(&c->queued, d);
+	c->queued_bytes -= d->msg->payload_len;
+	if (d->qos == 0)
+		c->queued_qos0--;
+}
+
 /* Move d from queued into the in-flight window with a fresh packet id. A
  * stored delivery is written only after its new state is committed, so a
  * crash never sends the same message again under a different id. */
 static void client_promote(struct client *c, struct delivery *d, struct gate **gate)
 {
-	dqueue_remove(&c->queued, d);
-	c->queued_bytes -= d->msg->payload_len;
+	queue_take(c, d);
 	d->pid = client_next_pid(c);
 	d->state = CAIRN_DELIVERY_SENT;
 	inflight_push(c, d);
@@ -281,8 +301,7 @@ void client_pump(struct client *c)
 		if ((held || gate) && d->qos == 0)
 			break; /* never overtake a message still being stored */
 		if (d->qos == 0) {
-			dqueue_remove(&c->queued, d);
-			c->queued_bytes -= d->msg->payload_len;
+			queue_take(c, d);
 			conn_write_publish(cn, d->msg, 0, 0, d->retain, false);
 			delivery_free(c, d, true);
 			continue;
@@ -313,18 +332,12 @@ static bool queue_make_room(struct client *c, uint8_t qos, uint32_t len)
 		    (cfg->max_queued_bytes && c->queued_bytes + len > cfg->max_queued_bytes);
 		if (!full)
 			return true;
-		if (qos == 0)
+		if (qos == 0 || c->queued_qos0 == 0)
 			return false;
-		struct delivery *victim = NULL;
-		for (struct delivery *d = c->queued.head; d; d = d->next)
-			if (d->qos == 0) {
-				victim = d;
-				break;
-			}
-		if (!victim)
-			return false;
-		dqueue_remove(&c->queued, victim);
-		c->queued_bytes -= victim->msg->payload_len;
+		struct delivery *victim = c->queued.head;
+		while (victim->qos != 0)
+			victim = victim->next;
+		queue_take(c, victim);
 		delivery_free(c, victim, true);
 		c->dropped++;
 		c->srv->stats.msgs_dropped++;
@@ -394,8 +407,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 		inflight_push(c, d);
 	} else {
 		d->state = CAIRN_DELIVERY_QUEUED;
-		dqueue_push(&c->queued, d);
-		c->queued_bytes += msg->payload_len;
+		queue_push(c, d);
 	}
 	if (d->seq)
 		delivery_store(c, d);
@@ -433,6 +445,7 @@ static void client_free_queues(struct client *c, bool unstore)
 		}
 	}
 	c->queued_bytes = 0;
+	c->queued_qos0 = 0;
 	c->unwritten = 0;
 }
 
@@ -482,7 +495,7 @@ void client_store_session(struct client *c, bool connected)
 	c->stored = true;
 }
 
-uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
+struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos)
 {
 	struct sub *s;
 	for (s = c->subs; s; s = s->next)
@@ -497,6 +510,12 @@ uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8
 	}
 	s->qos = qos;
 	topic_tree_insert(c->srv->subs, filter, len, c, qos);
+	return s;
+}
+
+uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
+{
+	struct sub *s = client_add_sub(c, filter, len, qos);
 	if (!c->clean) {
 		struct cairn_sub_rec r = {.client_id = c->id, .filter = s->filter, .qos = qos};
 		store_sub_put(c->srv->store, &r);
@@ -545,7 +564,7 @@ void client_handle_last_will(struct client *c)
 	c->will = NULL;
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
-	server_handle_incoming_publish(c->srv, NULL, w);
+	server_handle_incoming_publish(c->srv, w);
 	message_unref(w);
 }
 
@@ -566,8 +585,7 @@ void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq
 		inflight_push(c, d);
 	} else {
 		d->state = CAIRN_DELIVERY_QUEUED;
-		dqueue_push(&c->queued, d);
-		c->queued_bytes += msg->payload_len;
+		queue_push(c, d);
 	}
 }
 
@@ -686,7 +704,6 @@ static void handle_connect(struct conn *cn, const struct codec_connect *p)
 	cn->client = client_ref(c);
 	c->conn = cn;
 	cn->connected = true;
-	cn->protocol_level = p->protocol_level;
 	free(c->username);
 	c->username = p->has_username ? xstrndup(p->username.ptr, p->username.len) : NULL;
 	if (c->will) {
@@ -737,7 +754,7 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 	}
 	struct message *m =
 	    message_new(p->topic.ptr, p->topic.len, p->payload, p->payload_len, p->qos, p->retain);
-	if (server_handle_incoming_publish(cn->srv, c, m))
+	if (server_handle_incoming_publish(cn->srv, m))
 		staged = true;
 	message_unref(m);
 	if (p->qos == 0)
@@ -778,11 +795,15 @@ static void handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 
 static void handle_pubrel(struct client *c, uint16_t pid)
 {
-	if (qos_in_remove(&c->in_qos2, pid) && !c->clean)
+	/* PUBCOMP frees the id for a new message: it goes out only once the
+	 * store has forgotten the id, or a crash would bring it back and the
+	 * next message under that id would be taken for a resend. */
+	bool stored = qos_in_remove(&c->in_qos2, pid) && !c->clean;
+	if (stored)
 		store_inflight_in_delete(c->srv->store, c->id, pid);
 	uint8_t comp[4];
 	ack_bytes(comp, 0x70, pid);
-	client_send_ordered(c, comp, 4, false);
+	client_send_ordered(c, comp, 4, stored);
 }
 
 static void handle_subscribe(struct conn *cn, const struct codec_list *l)
@@ -844,7 +865,8 @@ static void handle_unsubscribe(struct conn *cn, const struct codec_list *l)
 		client_unsubscribe(c, f.ptr, f.len);
 	uint8_t b[4];
 	ack_bytes(b, 0xB0, l->packet_id);
-	client_send_ordered(c, b, 4, false);
+	/* Like SUBACK: a persistent session's change is stored first. */
+	client_send_ordered(c, b, 4, !c->clean);
 }
 
 void client_handle_packet(struct conn *cn, const struct codec_packet *pk)

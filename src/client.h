@@ -61,6 +61,7 @@ struct client {
 	struct dqueue inflight; /* pid assigned, in send order */
 	struct dqueue queued;   /* waiting for the window */
 	uint32_t unwritten;     /* in-flight deliveries not yet written */
+	uint32_t queued_qos0;   /* QoS 0 deliveries in queued */
 	uint64_t queued_bytes;
 	uint16_t next_pid;
 	uint64_t next_seq;
@@ -99,6 +100,9 @@ void client_pump(struct client *c);
 /* Add or replace a subscription; returns the granted QoS. Stages the
  * store write for a persistent session. */
 uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
+/* The in-memory half of client_subscribe (also used by restore). */
+struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos);
+
 /* Remove it; returns true if it existed. */
 bool client_unsubscribe(struct client *c, const char *filter, size_t len);
 

@@ -34,7 +34,6 @@ struct conn {
 	uint64_t last_rx_ms; /* keep-alive: last time anything arrived */
 	uint64_t since_ms;   /* accepted at, or started the final flush at */
 	uint16_t keepalive;
-	uint8_t protocol_level;
 	short events;   /* what ev waits for now */
 	bool connected; /* CONNECT accepted */
 	bool closing;

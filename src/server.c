@@ -91,6 +91,7 @@ struct pending {
 	uint8_t *bytes;
 	size_t len;
 	struct gate *gate;
+	uint64_t conn_gen; /* the connection the bytes answer */
 	struct client **targets;
 	size_t ntargets, cap;
 	uint8_t inline_bytes[8];
@@ -103,6 +104,7 @@ struct pending *pending_new(struct server *srv, struct client *to, const uint8_t
 	p->srv = srv;
 	if (to) {
 		p->to = client_ref(to);
+		p->conn_gen = to->conn ? to->conn->gen : 0;
 		to->deferred++;
 		if (to->conn && !store_is_healthy(srv->store))
 			conn_set_paused(to->conn, true);
@@ -118,9 +120,6 @@ struct pending *pending_new(struct server *srv, struct client *to, const uint8_t
 
 void pending_add_target(struct pending *p, struct client *c)
 {
-	for (size_t i = 0; i < p->ntargets; i++)
-		if (p->targets[i] == c)
-			return;
 	if (p->ntargets == p->cap) {
 		p->cap = p->cap ? p->cap * 2 : 4;
 		p->targets = xrealloc(p->targets, p->cap * sizeof(*p->targets));
@@ -133,7 +132,9 @@ static void pending_done(void *arg)
 	struct pending *p = arg;
 	if (p->to) {
 		p->to->deferred--;
-		if (p->len && client_is_connected(p->to))
+		/* An answer to a connection since replaced is not sent on the
+		 * new one: that one never sent the packet. */
+		if (p->len && client_is_connected(p->to) && p->to->conn->gen == p->conn_gen)
 			conn_write(p->to->conn, p->bytes, p->len);
 	}
 	if (p->gate)
@@ -234,7 +235,6 @@ uint64_t server_next_msg_id(struct server *srv)
 /* ---- routing ---- */
 
 struct route {
-	struct server *srv;
 	uint64_t gen;
 	struct client **hits;
 	size_t n, cap;
@@ -292,9 +292,8 @@ static bool server_set_retained(struct server *srv, struct message *msg)
 	return true;
 }
 
-bool server_handle_incoming_publish(struct server *srv, struct client *from, struct message *msg)
+bool server_handle_incoming_publish(struct server *srv, struct message *msg)
 {
-	(void)from;
 	srv->stats.msgs_received++;
 	bool staged = false;
 	if (msg->retain)
@@ -302,7 +301,7 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 
 	/* The hits array is the server's, reused by every publish: routing
 	 * allocates nothing per message once it has grown. */
-	struct route r = {.srv = srv, .gen = ++srv->match_gen};
+	struct route r = {.gen = ++srv->match_gen};
 	r.hits = srv->route_hits;
 	r.cap = srv->route_cap;
 	assert(!srv->routing);
@@ -383,12 +382,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 	while (srv->closing) {
 		struct conn *cn = srv->closing;
 		srv->closing = cn->next_closing;
-		if (cn->client) {
-			/* Closed after a refusing CONNACK: never attached. */
-			client_unref(cn->client);
-			cn->client = NULL;
-		}
-		conn_free(cn);
+		conn_free(cn); /* conn_close detached its session already */
 	}
 }
 
@@ -462,6 +456,7 @@ struct restore {
 	struct server *srv;
 	struct message **msgs; /* by msg_id, sorted as loaded */
 	size_t nmsgs, cap;
+	bool sorted; /* msgs sorted by id (deliveries come after messages) */
 	size_t sessions, subs, deliveries, retained, inflight_in;
 	struct client **will_due;
 	size_t nwill, willcap;
@@ -500,13 +495,7 @@ static int restore_sub(void *arg, const struct cairn_sub_rec *r)
 	size_t len = strlen(r->filter);
 	if (!c || topic_filter_validate(r->filter, len) != 0 || r->qos > 2)
 		return 0; /* a row without its session or with a bad filter: skip */
-	struct sub *s = xcalloc(1, sizeof(*s));
-	s->filter = xstrdup(r->filter);
-	s->len = (uint16_t)len;
-	s->qos = r->qos;
-	s->next = c->subs;
-	c->subs = s;
-	topic_tree_insert(rs->srv->subs, s->filter, len, c, r->qos);
+	client_add_sub(c, r->filter, len, r->qos);
 	rs->subs++;
 	return 0;
 }
@@ -552,12 +541,14 @@ static struct message *restore_find_msg(struct restore *rs, uint64_t id)
 static int restore_delivery(void *arg, const struct cairn_delivery_rec *r)
 {
 	struct restore *rs = arg;
-	if (rs->deliveries == 0 && rs->nmsgs > 1)
+	if (!rs->sorted) {
 		qsort(rs->msgs, rs->nmsgs, sizeof(*rs->msgs), cmp_msg_id);
+		rs->sorted = true;
+	}
 	struct client *c = server_get_known_client(rs->srv, r->client_id, strlen(r->client_id));
 	struct message *m = restore_find_msg(rs, r->msg_id);
-	if (!c || !m || r->qos == 0 || r->qos > 2)
-		return 0;
+	if (!c || !m || r->qos == 0 || r->qos > 2 || r->state > CAIRN_DELIVERY_PUBREC)
+		return 0; /* a record without its session or message, or damaged */
 	client_restore_delivery(c, m, r->seq, r->packet_id, r->qos, r->state);
 	rs->deliveries++;
 	return 0;
@@ -752,21 +743,12 @@ void server_stop(struct server *srv)
 	srv->stopping = true;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_disable(srv->listeners[i]);
-	/* Close every connection: a broker going away is no DISCONNECT from
-	 * the client, so wills are due. */
-	struct client_map *m = &srv->clients;
-	size_t n = 0;
-	struct client **open = xcalloc(m->count + 1, sizeof(*open));
-	for (size_t i = 0; i < m->nbuckets; i++)
-		for (struct client *c = m->buckets[i]; c; c = c->map_next)
-			if (c->conn)
-				open[n++] = client_ref(c);
-	for (size_t i = 0; i < n; i++) {
-		if (open[i]->conn)
-			conn_close(open[i]->conn, "server shutting down", true);
-		client_unref(open[i]);
-	}
-	free(open);
+	/* Close every connection, those still before CONNECT too: a broker
+	 * going away is no DISCONNECT from the client, so wills are due.
+	 * conn_close frees nothing, so the list stays walkable. */
+	for (struct conn *cn = srv->conns; cn; cn = cn->next)
+		if (!cn->closing)
+			conn_close(cn, "server shutting down", true);
 	event_base_loopexit(srv->base, NULL);
 }
 
@@ -778,12 +760,15 @@ static void retained_release(void *arg, void *value)
 
 void server_cleanup(struct server *srv)
 {
+	/* Connections go first: detaching a session stages its last writes,
+	 * and nothing may read a socket while an asynchronous store's close
+	 * runs the loop. */
+	reaper_cb(-1, 0, srv);
+	conn_server_cleanup(srv);
 	if (srv->store) {
 		store_close(srv->store); /* commits the last batch */
 		srv->store = NULL;
 	}
-	reaper_cb(-1, 0, srv);
-	conn_server_cleanup(srv);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	free(srv->listeners);

@@ -106,13 +106,13 @@ void server_add_client(struct server *srv, struct client *c);
 void server_remove_client(struct server *srv, struct client *c);
 
 /*
- * Route a message published by from (NULL for a will) to every matching
+ * Route a message (published by a client, or a will) to every matching
  * subscription and update the retained messages. When anything had to be
  * stored, the deliveries wait behind a gate that opens once the batch
  * commits, and the function returns true: the caller must then defer the
  * publisher's PUBACK/PUBREC the same way (client_send_ordered with defer).
  */
-bool server_handle_incoming_publish(struct server *srv, struct client *from, struct message *msg);
+bool server_handle_incoming_publish(struct server *srv, struct message *msg);
 
 /*
  * Work to do once everything staged so far is committed: write bytes to a
@@ -122,6 +122,7 @@ bool server_handle_incoming_publish(struct server *srv, struct client *from, str
 struct pending;
 struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes, size_t len,
 			    struct gate *gate);
+/* Pump c when p completes; the caller adds each client once. */
 void pending_add_target(struct pending *p, struct client *c);
 void pending_submit(struct pending *p);
 

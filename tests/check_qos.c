@@ -11,6 +11,7 @@
 #include "log.h"
 #include "qos.h"
 #include "server.h"
+#include "store.h"
 #include "util.h"
 
 #include <check.h>
@@ -1147,6 +1148,73 @@ START_TEST(test_qos_in_id_set)
 }
 END_TEST
 
+/* A persistent session's PUBCOMP (which frees the id for a new message)
+ * and UNSUBACK go out only once the store holds the change: while commits
+ * fail, nothing is answered. */
+/* covers: MQTT-4.3.3-2 MQTT-3.10.4-4 */
+START_TEST(test_pubcomp_and_unsuback_wait_for_the_store)
+{
+	struct broker b;
+	broker_start(&b, 10, 1000);
+	struct peer *p = connect_client(&b, "durable", false, false);
+	subscribe(&b, p, "u/t", 1);
+	send_publish(p, "x/t", "m", 2, 9, false, false);
+	pump(&b);
+	expect_ack(p, CODEC_PUBREC, 9);
+
+	store_inject_commit_failures(b.srv.store, 1);
+	send_ack(p, CODEC_PUBREL, 9);
+	pump(&b);
+	expect_none(p);
+	usleep(50 * 1000); /* past the first retry delay */
+	pump(&b);
+	expect_ack(p, CODEC_PUBCOMP, 9);
+
+	uint8_t data[64];
+	int n = codec_list_append(CODEC_UNSUBSCRIBE, data, 0, sizeof(data), "u/t", 3, 0);
+	ck_assert_int_gt(n, 0);
+	struct codec_packet pk = {.type = CODEC_UNSUBSCRIBE};
+	pk.u.list.packet_id = 12;
+	pk.u.list.count = 1;
+	pk.u.list.data = data;
+	pk.u.list.data_len = (uint32_t)n;
+	store_inject_commit_failures(b.srv.store, 1);
+	peer_send(p, &pk);
+	pump(&b);
+	expect_none(p);
+	usleep(50 * 1000);
+	pump(&b);
+	expect_ack(p, CODEC_UNSUBACK, 12);
+	broker_stop(&b);
+}
+END_TEST
+
+/* An acknowledgement owed to a connection that has since been replaced is
+ * not sent on the new one, which never sent that PUBLISH; the client's
+ * resend is answered instead. */
+/* covers: MQTT-4.4.0-1 */
+START_TEST(test_ack_for_replaced_connection_not_sent)
+{
+	struct broker b;
+	broker_start(&b, 10, 1000);
+	struct peer *sub = connect_client(&b, "sub", false, false);
+	subscribe(&b, sub, "t", 1);
+	struct peer *pub = connect_client(&b, "pub", false, false);
+	store_inject_commit_failures(b.srv.store, 1);
+	send_publish(pub, "t", "m1", 1, 5, false, false);
+	pump(&b); /* stored message: the PUBACK waits for the failing commit */
+	expect_none(pub);
+	struct peer *pub2 = connect_client(&b, "pub", false, true); /* takes over */
+	usleep(50 * 1000);
+	pump(&b);
+	expect_none(pub2);
+	send_publish(pub2, "t", "m1", 1, 5, true, false);
+	pump(&b);
+	expect_ack(pub2, CODEC_PUBACK, 5);
+	broker_stop(&b);
+}
+END_TEST
+
 static Suite *qos_suite(void)
 {
 	Suite *s = suite_create("qos");
@@ -1181,6 +1249,11 @@ static Suite *qos_suite(void)
 	tcase_add_loop_test(tc, test_retain_flag_new_vs_live, 0, 2);
 	tcase_add_loop_test(tc, test_overlapping_subscriptions_deliver_once_at_max_qos, 0, 2);
 	tcase_add_loop_test(tc, test_qos0_does_not_overtake_delivery_waiting_for_commit, 0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("durability");
+	tcase_add_test(tc, test_pubcomp_and_unsuback_wait_for_the_store);
+	tcase_add_test(tc, test_ack_for_replaced_connection_not_sent);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("session");
