@@ -154,18 +154,27 @@ static void conn_write_publish(struct conn *cn, struct message *m, uint8_t qos, 
 	if (message_header(m, qos) < 0)
 		return;
 	struct evbuffer *out = conn_output(cn);
+	const uint8_t *hdr = m->hdr[qos];
 	uint32_t hl = m->hdr_len[qos];
-	uint8_t stack[512];
-	uint8_t *h = hl <= sizeof(stack) ? stack : xmalloc(hl);
-	memcpy(h, m->hdr[qos], hl);
-	h[0] |= (retain ? 0x01 : 0) | (dup ? 0x08 : 0);
-	if (qos) {
-		h[m->pid_off[qos]] = (uint8_t)(pid >> 8);
-		h[m->pid_off[qos] + 1] = (uint8_t)pid;
+	uint8_t first = hdr[0] | (retain ? 0x01 : 0) | (dup ? 0x08 : 0);
+	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
+	/* A QoS 1/2 header ends with the packet id, patched per subscriber. */
+	uint32_t tail = qos ? 2 : 0;
+	uint8_t small[256];
+	if (hl <= sizeof(small)) {
+		/* The usual short topic: one copy, one append. */
+		memcpy(small, hdr, hl);
+		small[0] = first;
+		if (tail)
+			memcpy(small + hl - 2, idb, 2);
+		evbuffer_add(out, small, hl);
+	} else {
+		/* A long topic: append the cached bytes around the patches. */
+		evbuffer_add(out, &first, 1);
+		evbuffer_add(out, hdr + 1, hl - 1 - tail);
+		if (tail)
+			evbuffer_add(out, idb, 2);
 	}
-	evbuffer_add(out, h, hl);
-	if (h != stack)
-		free(h);
 	if (m->payload_len >= CLIENT_REF_PAYLOAD)
 		evbuffer_add_reference(out, m->payload, m->payload_len, payload_release,
 				       message_ref(m));
@@ -664,7 +673,8 @@ static void handle_connect(struct conn *cn, const struct codec_connect *p)
 					  (unsigned long long)++srv->anon_counter);
 		id = idbuf;
 	}
-	if (p->will_flag && (topic_name_validate(p->will_topic.ptr, p->will_topic.len) != 0)) {
+	/* The codec checked the will topic as it checks a PUBLISH's. */
+	if (p->will_flag && !topic_levels_ok(p->will_topic.ptr, p->will_topic.len)) {
 		conn_close(cn, "invalid will topic", false);
 		return;
 	}

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -34,11 +35,13 @@
 /* Period of the connect-timeout and keep-alive sweep. */
 #define CONN_SWEEP_MS 250
 
-static uint64_t now_ms(struct server *srv)
+/* Milliseconds on the monotonic clock: timeouts must not jump when the
+ * wall clock is set. */
+static uint64_t now_ms(void)
 {
-	struct timeval tv;
-	event_base_gettimeofday_cached(srv->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
@@ -85,7 +88,7 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 		snprintf(cn->addr, sizeof(cn->addr), "local");
 	}
 	evutil_make_socket_nonblocking(fd);
-	cn->last_rx_ms = cn->since_ms = now_ms(srv);
+	cn->last_rx_ms = cn->since_ms = now_ms();
 	cn->next = srv->conns;
 	if (srv->conns)
 		srv->conns->prev = cn;
@@ -223,7 +226,7 @@ void conn_close_after(struct conn *cn, const void *bytes, size_t len, const char
 		  reason);
 	cn->closing = true;
 	cn->flushing = true;
-	cn->since_ms = now_ms(cn->srv);
+	cn->since_ms = now_ms();
 	conn_update_events(cn);
 }
 
@@ -344,7 +347,7 @@ static void conn_readable(struct conn *cn)
 			conn_close(cn, strerror(errno), true);
 		return;
 	}
-	cn->last_rx_ms = now_ms(srv);
+	cn->last_rx_ms = now_ms();
 	if (cn->in_len) {
 		conn_keep(cn, srv->rbuf, (size_t)n);
 		conn_consume_kept(cn);
@@ -372,7 +375,7 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct server *srv = arg;
-	uint64_t now = now_ms(srv);
+	uint64_t now = now_ms();
 	struct conn *next;
 	for (struct conn *cn = srv->conns; cn; cn = next) {
 		next = cn->next;
