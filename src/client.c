@@ -156,7 +156,8 @@ static void conn_write_publish(struct conn *cn, struct message *m, uint8_t qos, 
 	struct evbuffer *out = conn_output(cn);
 	const uint8_t *hdr = m->hdr[qos];
 	uint32_t hl = m->hdr_len[qos];
-	uint8_t first = hdr[0] | (retain ? 0x01 : 0) | (dup ? 0x08 : 0);
+	uint8_t first =
+	    hdr[0] | (retain ? CODEC_PUBLISH_RETAIN : 0) | (dup ? CODEC_PUBLISH_DUP : 0);
 	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
 	/* A QoS 1/2 header ends with the packet id, patched per subscriber. */
 	uint32_t tail = qos ? 2 : 0;
@@ -183,12 +184,12 @@ static void conn_write_publish(struct conn *cn, struct message *m, uint8_t qos, 
 	cn->srv->stats.msgs_sent++;
 }
 
-static void ack_bytes(uint8_t out[4], uint8_t first, uint16_t pid)
+/* Encode a two-byte-id acknowledgement; it always fits. */
+static void ack_bytes(uint8_t out[CODEC_ACK_LEN], enum codec_type type, uint16_t pid)
 {
-	out[0] = first;
-	out[1] = 2;
-	out[2] = (uint8_t)(pid >> 8);
-	out[3] = (uint8_t)pid;
+	int n = codec_encode_ack(type, pid, out, CODEC_ACK_LEN);
+	assert(n == CODEC_ACK_LEN);
+	(void)n;
 }
 
 /* Send bytes to c after every packet to c that already waits for a commit,
@@ -291,9 +292,9 @@ void client_pump(struct client *c)
 		if (output_full(cn))
 			return;
 		if (d->state == CAIRN_DELIVERY_PUBREC) {
-			uint8_t b[4];
-			ack_bytes(b, 0x62, d->pid);
-			conn_write(cn, b, 4);
+			uint8_t b[CODEC_ACK_LEN];
+			ack_bytes(b, CODEC_PUBREL, d->pid);
+			conn_write(cn, b, sizeof(b));
 		} else {
 			conn_write_publish(cn, d->msg, d->qos, d->pid, d->retain, d->dup);
 		}
@@ -635,9 +636,12 @@ void client_connection_lost(struct conn *cn, bool will_due)
 
 static void send_connack(struct conn *cn, bool sp, uint8_t rc)
 {
-	uint8_t b[4] = {0x20, 2, sp ? 1 : 0, rc};
+	uint8_t b[CODEC_CONNACK_LEN];
+	int n = codec_encode_connack(sp, rc, b, sizeof(b));
+	assert(n == CODEC_CONNACK_LEN);
+	(void)n;
 	if (rc == CODEC_CONNACK_ACCEPTED)
-		conn_write(cn, b, 4);
+		conn_write(cn, b, sizeof(b));
 	else {
 		static const char *why[] = {"",
 					    "unacceptable protocol version",
@@ -645,7 +649,7 @@ static void send_connack(struct conn *cn, bool sp, uint8_t rc)
 					    "server unavailable",
 					    "bad user name or password",
 					    "not authorized"};
-		conn_close_after(cn, b, 4, why[rc]);
+		conn_close_after(cn, b, sizeof(b), why[rc]);
 	}
 }
 
@@ -746,11 +750,11 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 		conn_close(cn, "invalid topic name in PUBLISH", true);
 		return;
 	}
-	uint8_t ack[4];
+	uint8_t ack[CODEC_ACK_LEN];
 	if (p->qos == 2 && qos_in_has(&c->in_qos2, p->packet_id)) {
 		/* A resend before PUBREL: acknowledge again, deliver nothing. */
-		ack_bytes(ack, 0x50, p->packet_id);
-		client_send_ordered(c, ack, 4, false);
+		ack_bytes(ack, CODEC_PUBREC, p->packet_id);
+		client_send_ordered(c, ack, sizeof(ack), false);
 		return;
 	}
 	bool staged = false;
@@ -769,8 +773,8 @@ static void handle_publish(struct conn *cn, const struct codec_publish *p)
 	message_unref(m);
 	if (p->qos == 0)
 		return;
-	ack_bytes(ack, p->qos == 1 ? 0x40 : 0x50, p->packet_id);
-	client_send_ordered(c, ack, 4, staged);
+	ack_bytes(ack, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, p->packet_id);
+	client_send_ordered(c, ack, sizeof(ack), staged);
 }
 
 /* PUBACK, PUBREC or PUBCOMP for a delivery in flight: qos.c decides. */
@@ -779,7 +783,7 @@ static void handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 	struct delivery *d = dqueue_find(&c->inflight, pid);
 	if (!d)
 		return; /* unknown id: ignored */
-	uint8_t rel[4];
+	uint8_t rel[CODEC_ACK_LEN];
 	switch (qos_out_step(d->qos, &d->state, event)) {
 	case QOS_OUT_IGNORE:
 		return;
@@ -789,16 +793,16 @@ static void handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 		client_pump(c);
 		return;
 	case QOS_OUT_RELEASE_AGAIN:
-		ack_bytes(rel, 0x62, pid);
-		client_send_ordered(c, rel, 4, false);
+		ack_bytes(rel, CODEC_PUBREL, pid);
+		client_send_ordered(c, rel, sizeof(rel), false);
 		return;
 	case QOS_OUT_RELEASE:
 		/* The PUBLISH is never sent again, only PUBREL, and only once
 		 * that is stored. */
-		ack_bytes(rel, 0x62, pid);
+		ack_bytes(rel, CODEC_PUBREL, pid);
 		if (d->seq)
 			delivery_store(c, d);
-		client_send_ordered(c, rel, 4, d->seq != 0);
+		client_send_ordered(c, rel, sizeof(rel), d->seq != 0);
 		return;
 	}
 }
@@ -811,18 +815,24 @@ static void handle_pubrel(struct client *c, uint16_t pid)
 	bool stored = qos_in_remove(&c->in_qos2, pid) && !c->clean;
 	if (stored)
 		store_inflight_in_delete(c->srv->store, c->id, pid);
-	uint8_t comp[4];
-	ack_bytes(comp, 0x70, pid);
-	client_send_ordered(c, comp, 4, stored);
+	uint8_t comp[CODEC_ACK_LEN];
+	ack_bytes(comp, CODEC_PUBCOMP, pid);
+	client_send_ordered(c, comp, sizeof(comp), stored);
 }
 
+/*
+ * SUBSCRIBE: one walk over the list grants or refuses each filter, then the
+ * SUBACK goes out (after the commit for a persistent session, or behind
+ * packets already waiting for one), followed by the retained messages of
+ * every granted filter.
+ */
 static void handle_subscribe(struct conn *cn, const struct codec_list *l)
 {
 	struct client *c = cn->client;
 	struct server *srv = cn->srv;
-	/* SUBACK: fixed header (<= 5) + packet id + one code per filter. */
-	size_t cap = 7 + l->count;
-	uint8_t *codes = xmalloc(l->count ? l->count : 1);
+	size_t n_max = l->count ? l->count : 1;
+	uint8_t *codes = xmalloc(n_max);
+	struct codec_str *granted = xmalloc(n_max * sizeof(*granted));
 	uint32_t pos = 0, n = 0;
 	struct codec_str f;
 	uint8_t qos;
@@ -830,38 +840,36 @@ static void handle_subscribe(struct conn *cn, const struct codec_list *l)
 		if (topic_filter_validate(f.ptr, f.len) != 0) {
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
-			codes[n++] = CODEC_SUBACK_FAILURE;
-			continue;
+			codes[n] = CODEC_SUBACK_FAILURE;
+		} else {
+			codes[n] = client_subscribe(c, f.ptr, f.len, qos);
 		}
-		codes[n++] = client_subscribe(c, f.ptr, f.len, qos);
+		granted[n++] = f;
 	}
+	/* SUBACK: fixed header (<= 5) + packet id + one code per filter. It
+	 * is smaller than the SUBSCRIBE it answers, so it always encodes. */
+	size_t cap = 7 + (size_t)n;
 	uint8_t *suback = xmalloc(cap);
-	struct codec_packet pk = {.type = CODEC_SUBACK};
-	pk.u.list.packet_id = l->packet_id;
-	pk.u.list.count = n;
-	pk.u.list.data = codes;
-	pk.u.list.data_len = n;
-	int len = codec_encode(&pk, suback, cap);
+	int len = codec_encode_suback(l->packet_id, codes, n, suback, cap);
+	assert(len > 0);
 	bool defer = !c->clean || c->deferred > 0;
 	struct gate *gate = defer ? gate_new() : NULL;
 	struct pending *p = NULL;
 	if (defer)
-		p = pending_new(srv, c, suback, len > 0 ? (size_t)len : 0, gate);
-	else if (len > 0)
+		p = pending_new(srv, c, suback, (size_t)len, gate);
+	else
 		conn_write(cn, suback, (size_t)len);
-	/* Retained messages follow the SUBACK, for every accepted filter. */
-	pos = 0;
-	n = 0;
-	while (codec_list_next(CODEC_SUBSCRIBE, l, &pos, &f, &qos)) {
-		if (codes[n++] != CODEC_SUBACK_FAILURE)
-			server_enqueue_retained(srv, c, f.ptr, f.len, codes[n - 1], gate);
-	}
+	for (uint32_t i = 0; i < n; i++)
+		if (codes[i] != CODEC_SUBACK_FAILURE)
+			server_enqueue_retained(srv, c, granted[i].ptr, granted[i].len, codes[i],
+						gate);
 	if (p) {
 		pending_add_target(p, c);
 		pending_submit(p);
 		gate_unref(gate);
 	}
 	free(suback);
+	free(granted);
 	free(codes);
 }
 
@@ -873,10 +881,10 @@ static void handle_unsubscribe(struct conn *cn, const struct codec_list *l)
 	uint8_t qos;
 	while (codec_list_next(CODEC_UNSUBSCRIBE, l, &pos, &f, &qos))
 		client_unsubscribe(c, f.ptr, f.len);
-	uint8_t b[4];
-	ack_bytes(b, 0xB0, l->packet_id);
+	uint8_t b[CODEC_ACK_LEN];
+	ack_bytes(b, CODEC_UNSUBACK, l->packet_id);
 	/* Like SUBACK: a persistent session's change is stored first. */
-	client_send_ordered(c, b, 4, !c->clean);
+	client_send_ordered(c, b, sizeof(b), !c->clean);
 }
 
 void client_handle_packet(struct conn *cn, const struct codec_packet *pk)
@@ -913,8 +921,9 @@ void client_handle_packet(struct conn *cn, const struct codec_packet *pk)
 		handle_unsubscribe(cn, &pk->u.list);
 		break;
 	case CODEC_PINGREQ: {
-		static const uint8_t pong[2] = {0xD0, 0};
-		conn_write(cn, pong, 2);
+		uint8_t pong[CODEC_PINGRESP_LEN];
+		if (codec_encode_pingresp(pong, sizeof(pong)) == CODEC_PINGRESP_LEN)
+			conn_write(cn, pong, sizeof(pong));
 		break;
 	}
 	case CODEC_DISCONNECT:

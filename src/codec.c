@@ -616,6 +616,52 @@ int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, siz
 	return (int)w.pos;
 }
 
+int codec_encode_connack(bool session_present, uint8_t return_code, uint8_t *out, size_t cap)
+{
+	struct codec_packet p = {.type = CODEC_CONNACK};
+
+	p.u.connack.session_present = session_present;
+	p.u.connack.return_code = return_code;
+	return codec_encode(&p, out, cap);
+}
+
+int codec_encode_ack(enum codec_type type, uint16_t packet_id, uint8_t *out, size_t cap)
+{
+	struct codec_packet p = {.type = (uint8_t)type};
+
+	switch (type) {
+	case CODEC_PUBACK:
+	case CODEC_PUBREC:
+	case CODEC_PUBREL:
+	case CODEC_PUBCOMP:
+	case CODEC_UNSUBACK:
+		break;
+	default:
+		return CODEC_EMALFORMED;
+	}
+	p.u.packet_id = packet_id;
+	return codec_encode(&p, out, cap);
+}
+
+int codec_encode_pingresp(uint8_t *out, size_t cap)
+{
+	struct codec_packet p = {.type = CODEC_PINGRESP};
+
+	return codec_encode(&p, out, cap);
+}
+
+int codec_encode_suback(uint16_t packet_id, const uint8_t *codes, uint32_t count, uint8_t *out,
+			size_t cap)
+{
+	struct codec_packet p = {.type = CODEC_SUBACK};
+
+	p.u.list.packet_id = packet_id;
+	p.u.list.count = count;
+	p.u.list.data = codes;
+	p.u.list.data_len = count;
+	return codec_encode(&p, out, cap);
+}
+
 int codec_list_append(uint8_t type, uint8_t *buf, size_t len, size_t cap, const char *filter,
 		      uint16_t filter_len, uint8_t qos)
 {

@@ -48,7 +48,14 @@ enum codec_connack_rc {
 };
 
 #define CODEC_SUBACK_FAILURE 0x80
-#define CODEC_MAX_REMAINING  268435455u /* largest 4-byte remaining length */
+/* PUBLISH fixed-header flags, for patching a cached encoded header. */
+#define CODEC_PUBLISH_RETAIN 0x01
+#define CODEC_PUBLISH_DUP    0x08
+/* Encoded sizes of the fixed-size packets the broker sends. */
+#define CODEC_CONNACK_LEN   4
+#define CODEC_ACK_LEN       4
+#define CODEC_PINGRESP_LEN  2
+#define CODEC_MAX_REMAINING 268435455u /* largest 4-byte remaining length */
 
 /* A length-prefixed string or binary field, pointing into the packet. */
 struct codec_str {
@@ -170,6 +177,19 @@ int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap);
  */
 int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, size_t cap,
 				size_t *pid_offset);
+
+/*
+ * Encoders for the packets the broker sends, so no packet is built by hand
+ * outside this file. Each writes into out[0..cap) and returns the bytes
+ * written or CODEC_ENOSPACE; codec_encode_ack also returns CODEC_EMALFORMED
+ * for a type that is not PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK, and
+ * codec_encode_suback for a list too long to encode.
+ */
+int codec_encode_connack(bool session_present, uint8_t return_code, uint8_t *out, size_t cap);
+int codec_encode_ack(enum codec_type type, uint16_t packet_id, uint8_t *out, size_t cap);
+int codec_encode_pingresp(uint8_t *out, size_t cap);
+int codec_encode_suback(uint16_t packet_id, const uint8_t *codes, uint32_t count, uint8_t *out,
+			size_t cap);
 
 /* Append one SUBSCRIBE/UNSUBSCRIBE/SUBACK entry to an encoded list payload
  * buffer (used by clients and tests). Returns new length or

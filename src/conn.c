@@ -9,6 +9,7 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -286,8 +287,11 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 		struct codec_packet pk;
 		rc = codec_decode(p[0], p + h.header_len, h.remaining, &pk);
 		if (rc == CODEC_EPROTOLEVEL && !cn->connected) {
-			static const uint8_t refuse[4] = {0x20, 2, 0, CODEC_CONNACK_BAD_PROTOCOL};
-			conn_close_after(cn, refuse, 4, "unacceptable protocol version");
+			uint8_t refuse[CODEC_CONNACK_LEN];
+			int n = codec_encode_connack(false, CODEC_CONNACK_BAD_PROTOCOL, refuse,
+						     sizeof(refuse));
+			assert(n == CODEC_CONNACK_LEN);
+			conn_close_after(cn, refuse, (size_t)n, "unacceptable protocol version");
 			break;
 		}
 		if (rc != CODEC_OK) {

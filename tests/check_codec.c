@@ -1445,6 +1445,45 @@ START_TEST(test_corpus_replay)
 }
 END_TEST
 
+/* The broker's own encoders produce exactly the bytes the spec fixes, and
+ * the decoder reads them back. */
+START_TEST(test_broker_encoders_bytes)
+{
+	uint8_t b[16];
+	static const uint8_t connack[] = {0x20, 2, 1, 5};
+	ck_assert_int_eq(codec_encode_connack(true, CODEC_CONNACK_NOT_AUTHORIZED, b, sizeof(b)), 4);
+	ck_assert_mem_eq(b, connack, 4);
+	ck_assert_int_eq(codec_encode_connack(false, 0, b, 3), CODEC_ENOSPACE);
+	static const struct {
+		enum codec_type type;
+		uint8_t first;
+	} acks[] = {{CODEC_PUBACK, 0x40},
+		    {CODEC_PUBREC, 0x50},
+		    {CODEC_PUBREL, 0x62},
+		    {CODEC_PUBCOMP, 0x70},
+		    {CODEC_UNSUBACK, 0xB0}};
+	for (size_t i = 0; i < sizeof(acks) / sizeof(acks[0]); i++) {
+		ck_assert_int_eq(codec_encode_ack(acks[i].type, 0x1234, b, sizeof(b)),
+				 CODEC_ACK_LEN);
+		const uint8_t want[4] = {acks[i].first, 2, 0x12, 0x34};
+		ck_assert_mem_eq(b, want, 4);
+		struct codec_packet pk;
+		ck_assert_int_eq(codec_decode(b[0], b + 2, 2, &pk), CODEC_OK);
+		ck_assert_uint_eq(pk.u.packet_id, 0x1234);
+	}
+	ck_assert_int_eq(codec_encode_ack(CODEC_CONNACK, 1, b, sizeof(b)), CODEC_EMALFORMED);
+	ck_assert_int_eq(codec_encode_ack(CODEC_PUBACK, 1, b, 3), CODEC_ENOSPACE);
+	ck_assert_int_eq(codec_encode_pingresp(b, sizeof(b)), CODEC_PINGRESP_LEN);
+	ck_assert_uint_eq(b[0], 0xD0);
+	ck_assert_uint_eq(b[1], 0);
+	static const uint8_t codes[] = {0, 1, 2, CODEC_SUBACK_FAILURE};
+	static const uint8_t suback[] = {0x90, 6, 0, 7, 0, 1, 2, 0x80};
+	ck_assert_int_eq(codec_encode_suback(7, codes, 4, b, sizeof(b)), 8);
+	ck_assert_mem_eq(b, suback, 8);
+	ck_assert_int_eq(codec_encode_suback(7, codes, 4, b, 7), CODEC_ENOSPACE);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -1482,6 +1521,7 @@ static Suite *codec_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("encode");
+	tcase_add_test(tc, test_broker_encoders_bytes);
 	tcase_add_test(tc, test_encode_short_buffer_every_length);
 	tcase_add_test(tc, test_encode_refuses_unencodable);
 	tcase_add_test(tc, test_encode_publish_header_pid_offset);
