@@ -23,9 +23,6 @@
 #include "topic.h"
 #include "util.h"
 
-/* Payloads this long or longer are referenced, not copied, into the socket. */
-#define CLIENT_REF_PAYLOAD 512
-
 /* ---- queues ---- */
 
 static void dqueue_push(struct dqueue *q, struct delivery *d)
@@ -115,73 +112,11 @@ static void delivery_store(struct client *c, const struct delivery *d)
 
 /* ---- writing ---- */
 
-static void payload_release(const void *data, size_t len, void *arg)
-{
-	(void)data;
-	(void)len;
-	message_unref(arg);
-}
-
-/* The encoded PUBLISH header of m at qos, built once per message. */
-static int message_header(struct message *m, uint8_t qos)
-{
-	if (m->hdr[qos])
-		return 0;
-	struct codec_publish p = {
-	    .qos = qos,
-	    .topic = {m->topic, m->topic_len},
-	    .packet_id = qos ? 1 : 0,
-	    .payload = m->payload,
-	    .payload_len = m->payload_len,
-	};
-	size_t cap = 5 + 2 + (size_t)m->topic_len + 2;
-	uint8_t *buf = xmalloc(cap);
-	size_t off = 0;
-	int n = codec_encode_publish_header(&p, buf, cap, &off);
-	if (n < 0) {
-		free(buf);
-		return -1;
-	}
-	m->hdr[qos] = buf;
-	m->hdr_len[qos] = (uint32_t)n;
-	m->pid_off[qos] = (uint32_t)off;
-	return 0;
-}
-
 static void conn_write_publish(struct conn *cn, struct message *m, uint8_t qos, uint16_t pid,
 			       bool retain, bool dup)
 {
-	if (message_header(m, qos) < 0)
-		return;
-	struct evbuffer *out = conn_output(cn);
-	const uint8_t *hdr = m->hdr[qos];
-	uint32_t hl = m->hdr_len[qos];
-	uint8_t first =
-	    hdr[0] | (retain ? CODEC_PUBLISH_RETAIN : 0) | (dup ? CODEC_PUBLISH_DUP : 0);
-	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
-	/* A QoS 1/2 header ends with the packet id, patched per subscriber. */
-	uint32_t tail = qos ? 2 : 0;
-	uint8_t small[256];
-	if (hl <= sizeof(small)) {
-		/* The usual short topic: one copy, one append. */
-		memcpy(small, hdr, hl);
-		small[0] = first;
-		if (tail)
-			memcpy(small + hl - 2, idb, 2);
-		evbuffer_add(out, small, hl);
-	} else {
-		/* A long topic: append the cached bytes around the patches. */
-		evbuffer_add(out, &first, 1);
-		evbuffer_add(out, hdr + 1, hl - 1 - tail);
-		if (tail)
-			evbuffer_add(out, idb, 2);
-	}
-	if (m->payload_len >= CLIENT_REF_PAYLOAD)
-		evbuffer_add_reference(out, m->payload, m->payload_len, payload_release,
-				       message_ref(m));
-	else if (m->payload_len)
-		evbuffer_add(out, m->payload, m->payload_len);
-	cn->srv->stats.msgs_sent++;
+	if (message_write_publish(m, conn_output(cn), qos, pid, retain, dup) == 0)
+		cn->srv->stats.msgs_sent++;
 }
 
 /* Encode a two-byte-id acknowledgement; it always fits. */

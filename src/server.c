@@ -28,41 +28,7 @@
 #include "topic.h"
 #include "util.h"
 
-/* ---- messages and gates ---- */
-
-struct message *message_new(const char *topic, size_t topic_len, const uint8_t *payload,
-			    size_t payload_len, uint8_t qos, bool retain)
-{
-	struct message *m = xmalloc(sizeof(*m) + topic_len + 1 + payload_len);
-	memset(m, 0, sizeof(*m));
-	m->refs = 1;
-	m->qos = qos;
-	m->retain = retain;
-	m->topic_len = (uint16_t)topic_len;
-	m->payload_len = (uint32_t)payload_len;
-	m->topic = (char *)(m + 1);
-	memcpy(m->topic, topic, topic_len);
-	m->topic[topic_len] = '\0';
-	m->payload = (uint8_t *)m->topic + topic_len + 1;
-	if (payload_len)
-		memcpy(m->payload, payload, payload_len);
-	return m;
-}
-
-struct message *message_ref(struct message *m)
-{
-	m->refs++;
-	return m;
-}
-
-void message_unref(struct message *m)
-{
-	if (!m || --m->refs > 0)
-		return;
-	for (int i = 0; i < 3; i++)
-		free(m->hdr[i]);
-	free(m);
-}
+/* ---- gates ---- */
 
 struct gate *gate_new(void)
 {
@@ -658,12 +624,12 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	server_stop(srv);
 }
 
-static const char *store_get_option(void *arg, const char *key)
+static const char *server_store_option(void *arg, const char *key)
 {
 	return config_get_option(arg, key);
 }
 
-static void store_log(void *arg, int level, const char *msg)
+static void server_store_log(void *arg, int level, const char *msg)
 {
 	static const enum log_level map[] = {LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_NOTICE,
 					     LOG_LEVEL_INFO};
@@ -673,7 +639,7 @@ static void store_log(void *arg, int level, const char *msg)
 /* Back-pressure while commits fail: a client with packets waiting for the
  * store stops being read until the store recovers; clean sessions and
  * QoS 0 traffic that needs no storage keep flowing. */
-static void store_health(void *arg, bool healthy)
+static void server_store_health(void *arg, bool healthy)
 {
 	struct server *srv = arg;
 	log_write(srv->log, healthy ? LOG_LEVEL_NOTICE : LOG_LEVEL_ERROR,
@@ -708,9 +674,9 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 	    .durability = cfg->durability,
 	    .on_corrupt = cfg->on_corrupt,
 	    .base = base,
-	    .get = store_get_option,
+	    .get = server_store_option,
 	    .get_arg = cfg,
-	    .log = store_log,
+	    .log = server_store_log,
 	    .log_arg = lg,
 	};
 	char err[512] = "";
@@ -720,7 +686,7 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 			  err[0] ? err : cairn_strerror(rc));
 		return -1;
 	}
-	store_set_health_cb(srv->store, store_health, srv);
+	store_set_health_cb(srv->store, server_store_health, srv);
 	if (server_restore(srv) != 0)
 		return -1;
 

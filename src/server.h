@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "message.h"
 
 struct event_base;
 struct event;
@@ -19,31 +20,6 @@ struct evconnlistener;
 struct client;
 struct conn;
 struct store;
-
-/* A message as the broker holds it: stored once, shared by every queue
- * that delivers it (reference counted), payload never copied per
- * subscriber. */
-struct message {
-	unsigned refs;
-	uint64_t id;          /* store msg_id; 0 until stored */
-	unsigned stored_refs; /* stored deliveries referencing it */
-	uint8_t qos;
-	bool retain;
-	uint16_t topic_len;
-	uint32_t payload_len;
-	char *topic;      /* NUL-terminated, inside this allocation */
-	uint8_t *payload; /* inside this allocation */
-	/* Dispatch cache: the encoded PUBLISH header per QoS (retain 0, dup 0),
-	 * built on first use, so a fanned-out message is encoded once per QoS. */
-	uint8_t *hdr[3];
-	uint32_t hdr_len[3];
-	uint32_t pid_off[3];
-};
-
-struct message *message_new(const char *topic, size_t topic_len, const uint8_t *payload,
-			    size_t payload_len, uint8_t qos, bool retain);
-struct message *message_ref(struct message *m);
-void message_unref(struct message *m);
 
 /* A gate holds back deliveries until the batch that stored them commits. */
 struct gate {

@@ -1,0 +1,115 @@
+/*
+ * Messages: one allocation holding the topic and payload, reference
+ * counted, and the per-QoS cache of the encoded PUBLISH header that every
+ * delivery of the message patches (flags, packet id) instead of encoding.
+ */
+#include "message.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "util.h"
+
+struct message *message_new(const char *topic, size_t topic_len, const uint8_t *payload,
+			    size_t payload_len, uint8_t qos, bool retain)
+{
+	struct message *m = xmalloc(sizeof(*m) + topic_len + 1 + payload_len);
+	memset(m, 0, sizeof(*m));
+	m->refs = 1;
+	m->qos = qos;
+	m->retain = retain;
+	m->topic_len = (uint16_t)topic_len;
+	m->payload_len = (uint32_t)payload_len;
+	m->topic = (char *)(m + 1);
+	memcpy(m->topic, topic, topic_len);
+	m->topic[topic_len] = '\0';
+	m->payload = (uint8_t *)m->topic + topic_len + 1;
+	if (payload_len)
+		memcpy(m->payload, payload, payload_len);
+	return m;
+}
+
+struct message *message_ref(struct message *m)
+{
+	m->refs++;
+	return m;
+}
+
+void message_unref(struct message *m)
+{
+	if (!m || --m->refs > 0)
+		return;
+	for (int i = 0; i < 3; i++)
+		free(m->hdr[i]);
+	free(m);
+}
+
+static void message_payload_release(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	message_unref(arg);
+}
+
+/* The encoded PUBLISH header of m at qos, built once per message. */
+static int message_header(struct message *m, uint8_t qos)
+{
+	if (m->hdr[qos])
+		return 0;
+	struct codec_publish p = {
+	    .qos = qos,
+	    .topic = {m->topic, m->topic_len},
+	    .packet_id = qos ? 1 : 0,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
+	};
+	size_t cap = 5 + 2 + (size_t)m->topic_len + 2;
+	uint8_t *buf = xmalloc(cap);
+	size_t off = 0;
+	int n = codec_encode_publish_header(&p, buf, cap, &off);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	m->hdr[qos] = buf;
+	m->hdr_len[qos] = (uint32_t)n;
+	m->pid_off[qos] = (uint32_t)off;
+	return 0;
+}
+
+int message_write_publish(struct message *m, struct evbuffer *out, uint8_t qos, uint16_t pid,
+			  bool retain, bool dup)
+{
+	if (qos > 2 || message_header(m, qos) < 0)
+		return -1;
+	const uint8_t *hdr = m->hdr[qos];
+	uint32_t hl = m->hdr_len[qos];
+	uint8_t first =
+	    hdr[0] | (retain ? CODEC_PUBLISH_RETAIN : 0) | (dup ? CODEC_PUBLISH_DUP : 0);
+	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
+	/* A QoS 1/2 header ends with the packet id, patched per subscriber. */
+	uint32_t tail = qos ? 2 : 0;
+	uint8_t small[256];
+	if (hl <= sizeof(small)) {
+		/* The usual short topic: one copy, one append. */
+		memcpy(small, hdr, hl);
+		small[0] = first;
+		if (tail)
+			memcpy(small + hl - 2, idb, 2);
+		evbuffer_add(out, small, hl);
+	} else {
+		/* A long topic: append the cached bytes around the patches. */
+		evbuffer_add(out, &first, 1);
+		evbuffer_add(out, hdr + 1, hl - 1 - tail);
+		if (tail)
+			evbuffer_add(out, idb, 2);
+	}
+	if (m->payload_len >= MESSAGE_REF_PAYLOAD)
+		evbuffer_add_reference(out, m->payload, m->payload_len, message_payload_release,
+				       message_ref(m));
+	else if (m->payload_len)
+		evbuffer_add(out, m->payload, m->payload_len);
+	return 0;
+}
