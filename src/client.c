@@ -136,7 +136,7 @@ static void client_send_ordered(struct client *c, const uint8_t *bytes, size_t l
 		conn_write(c->conn, bytes, len);
 		return;
 	}
-	pending_submit(pending_new(c->srv, c, bytes, len, NULL));
+	gate_wait_submit(gate_wait_new(c->srv, c, bytes, len, NULL));
 }
 
 /* ---- the outbound pump ---- */
@@ -257,9 +257,9 @@ void client_pump(struct client *c)
 		progress = true;
 	}
 	if (gate) {
-		struct pending *p = pending_new(c->srv, NULL, NULL, 0, gate);
-		pending_add_target(p, c);
-		pending_submit(p);
+		struct gate_wait *p = gate_wait_new(c->srv, NULL, NULL, 0, gate);
+		gate_wait_add_target(p, c);
+		gate_wait_submit(p);
 		gate_unref(gate);
 	} else if (progress) {
 		client_pump(c); /* write the promoted, unstored deliveries */
@@ -789,9 +789,9 @@ static void handle_subscribe(struct conn *cn, const struct codec_list *l)
 	assert(len > 0);
 	bool defer = !c->clean || c->deferred > 0;
 	struct gate *gate = defer ? gate_new() : NULL;
-	struct pending *p = NULL;
+	struct gate_wait *p = NULL;
 	if (defer)
-		p = pending_new(srv, c, suback, (size_t)len, gate);
+		p = gate_wait_new(srv, c, suback, (size_t)len, gate);
 	else
 		conn_write(cn, suback, (size_t)len);
 	for (uint32_t i = 0; i < n; i++)
@@ -799,8 +799,8 @@ static void handle_subscribe(struct conn *cn, const struct codec_list *l)
 			server_enqueue_retained(srv, c, granted[i].ptr, granted[i].len, codes[i],
 						gate);
 	if (p) {
-		pending_add_target(p, c);
-		pending_submit(p);
+		gate_wait_add_target(p, c);
+		gate_wait_submit(p);
 		gate_unref(gate);
 	}
 	free(suback);

@@ -28,102 +28,6 @@
 #include "topic.h"
 #include "util.h"
 
-/* ---- gates ---- */
-
-struct gate *gate_new(void)
-{
-	struct gate *g = xcalloc(1, sizeof(*g));
-	g->refs = 1;
-	return g;
-}
-
-struct gate *gate_ref(struct gate *g)
-{
-	g->refs++;
-	return g;
-}
-
-void gate_unref(struct gate *g)
-{
-	if (g && --g->refs == 0)
-		free(g);
-}
-
-/* ---- completions that wait for a commit ---- */
-
-struct pending {
-	struct server *srv;
-	struct client *to;
-	uint8_t *bytes;
-	size_t len;
-	struct gate *gate;
-	uint64_t conn_gen; /* the connection the bytes answer */
-	struct client **targets;
-	size_t ntargets, cap;
-	uint8_t inline_bytes[8];
-};
-
-struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes, size_t len,
-			    struct gate *gate)
-{
-	struct pending *p = xcalloc(1, sizeof(*p));
-	p->srv = srv;
-	if (to) {
-		p->to = client_ref(to);
-		p->conn_gen = to->conn ? to->conn->gen : 0;
-		to->deferred++;
-		if (to->conn && !store_is_healthy(srv->store))
-			conn_set_paused(to->conn, true);
-	}
-	if (len) {
-		p->bytes = len <= sizeof(p->inline_bytes) ? p->inline_bytes : xmalloc(len);
-		memcpy(p->bytes, bytes, len);
-		p->len = len;
-	}
-	p->gate = gate ? gate_ref(gate) : NULL;
-	return p;
-}
-
-void pending_add_target(struct pending *p, struct client *c)
-{
-	if (p->ntargets == p->cap) {
-		p->cap = p->cap ? p->cap * 2 : 4;
-		p->targets = xrealloc(p->targets, p->cap * sizeof(*p->targets));
-	}
-	p->targets[p->ntargets++] = client_ref(c);
-}
-
-static void pending_done(void *arg)
-{
-	struct pending *p = arg;
-	if (p->to) {
-		p->to->deferred--;
-		/* An answer to a connection since replaced is not sent on the
-		 * new one: that one never sent the packet. */
-		if (p->len && client_is_connected(p->to) && p->to->conn->gen == p->conn_gen)
-			conn_write(p->to->conn, p->bytes, p->len);
-	}
-	if (p->gate)
-		p->gate->open = true;
-	for (size_t i = 0; i < p->ntargets; i++) {
-		if (!p->targets[i]->dead)
-			client_pump(p->targets[i]);
-		client_unref(p->targets[i]);
-	}
-	if (p->to)
-		client_unref(p->to);
-	gate_unref(p->gate);
-	if (p->bytes != p->inline_bytes)
-		free(p->bytes);
-	free(p->targets);
-	free(p);
-}
-
-void pending_submit(struct pending *p)
-{
-	store_after_commit(p->srv->store, pending_done, p);
-}
-
 /* ---- known clients ---- */
 
 static size_t hash_id(const char *id, size_t len)
@@ -293,14 +197,14 @@ bool server_handle_incoming_publish(struct server *srv, struct message *msg)
 		return false;
 	}
 	struct gate *gate = gate_new();
-	struct pending *p = pending_new(srv, NULL, NULL, 0, gate);
+	struct gate_wait *p = gate_wait_new(srv, NULL, NULL, 0, gate);
 	for (size_t i = 0; i < r.n; i++) {
 		struct client *c = r.hits[i];
 		uint8_t q = route_qos(c, msg);
 		client_deliver(c, msg, q, false, gate);
-		pending_add_target(p, c);
+		gate_wait_add_target(p, c);
 	}
-	pending_submit(p);
+	gate_wait_submit(p);
 	gate_unref(gate);
 	srv->routing = false;
 	return true;

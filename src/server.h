@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "gate.h"
 #include "message.h"
 
 struct event_base;
@@ -20,12 +21,6 @@ struct evconnlistener;
 struct client;
 struct conn;
 struct store;
-
-/* A gate holds back deliveries until the batch that stored them commits. */
-struct gate {
-	unsigned refs;
-	bool open;
-};
 
 struct server_stats {
 	uint64_t msgs_received;
@@ -90,18 +85,6 @@ void server_remove_client(struct server *srv, struct client *c);
  */
 bool server_handle_incoming_publish(struct server *srv, struct message *msg);
 
-/*
- * Work to do once everything staged so far is committed: write bytes to a
- * client (an acknowledgement), then open a gate and pump the clients whose
- * deliveries wait behind it. Completions run in submission order.
- */
-struct pending;
-struct pending *pending_new(struct server *srv, struct client *to, const uint8_t *bytes, size_t len,
-			    struct gate *gate);
-/* Pump c when p completes; the caller adds each client once. */
-void pending_add_target(struct pending *p, struct client *c);
-void pending_submit(struct pending *p);
-
 /* Queue the retained messages matching filter to c at up to qos. */
 void server_enqueue_retained(struct server *srv, struct client *c, const char *filter, size_t len,
 			     uint8_t qos, struct gate *gate);
@@ -115,9 +98,5 @@ void server_reap(struct server *srv, struct conn *cn);
 /* Graceful stop: stop accepting, close every connection (wills due),
  * break the loop. */
 void server_stop(struct server *srv);
-
-struct gate *gate_new(void);
-struct gate *gate_ref(struct gate *g);
-void gate_unref(struct gate *g);
 
 #endif

@@ -1,0 +1,108 @@
+/*
+ * Acknowledgements and deliveries held back until the store has committed
+ * what they promise: a gate opens when the batch that stored a message
+ * commits, and a gate_wait writes its bytes (an acknowledgement), opens its
+ * gate and pumps its sessions then, in submission order.
+ */
+#include "gate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "conn.h"
+#include "server.h"
+#include "store.h"
+#include "util.h"
+
+struct gate *gate_new(void)
+{
+	struct gate *g = xcalloc(1, sizeof(*g));
+	g->refs = 1;
+	return g;
+}
+
+struct gate *gate_ref(struct gate *g)
+{
+	g->refs++;
+	return g;
+}
+
+void gate_unref(struct gate *g)
+{
+	if (g && --g->refs == 0)
+		free(g);
+}
+
+struct gate_wait {
+	struct server *srv;
+	struct client *to;
+	uint8_t *bytes;
+	size_t len;
+	struct gate *gate;
+	uint64_t conn_gen; /* the connection the bytes answer */
+	struct client **targets;
+	size_t ntargets, cap;
+	uint8_t inline_bytes[8];
+};
+
+struct gate_wait *gate_wait_new(struct server *srv, struct client *to, const uint8_t *bytes,
+				size_t len, struct gate *gate)
+{
+	struct gate_wait *p = xcalloc(1, sizeof(*p));
+	p->srv = srv;
+	if (to) {
+		p->to = client_ref(to);
+		p->conn_gen = to->conn ? to->conn->gen : 0;
+		to->deferred++;
+		if (to->conn && !store_is_healthy(srv->store))
+			conn_set_paused(to->conn, true);
+	}
+	if (len) {
+		p->bytes = len <= sizeof(p->inline_bytes) ? p->inline_bytes : xmalloc(len);
+		memcpy(p->bytes, bytes, len);
+		p->len = len;
+	}
+	p->gate = gate ? gate_ref(gate) : NULL;
+	return p;
+}
+
+void gate_wait_add_target(struct gate_wait *p, struct client *c)
+{
+	if (p->ntargets == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 4;
+		p->targets = xrealloc(p->targets, p->cap * sizeof(*p->targets));
+	}
+	p->targets[p->ntargets++] = client_ref(c);
+}
+
+static void gate_wait_done(void *arg)
+{
+	struct gate_wait *p = arg;
+	if (p->to) {
+		p->to->deferred--;
+		/* An answer to a connection since replaced is not sent on the
+		 * new one: that one never sent the packet. */
+		if (p->len && client_is_connected(p->to) && p->to->conn->gen == p->conn_gen)
+			conn_write(p->to->conn, p->bytes, p->len);
+	}
+	if (p->gate)
+		p->gate->open = true;
+	for (size_t i = 0; i < p->ntargets; i++) {
+		if (!p->targets[i]->dead)
+			client_pump(p->targets[i]);
+		client_unref(p->targets[i]);
+	}
+	if (p->to)
+		client_unref(p->to);
+	gate_unref(p->gate);
+	if (p->bytes != p->inline_bytes)
+		free(p->bytes);
+	free(p->targets);
+	free(p);
+}
+
+void gate_wait_submit(struct gate_wait *p)
+{
+	store_after_commit(p->srv->store, gate_wait_done, p);
+}
