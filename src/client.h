@@ -1,8 +1,8 @@
 /*
- * The client object: one session, connected or not, and the network
- * connection that carries it. Parses packets off the connection, runs the
- * QoS 1/2 state machines in both directions, and pumps the session's
- * queue into the socket within its in-flight window.
+ * The session (MQTT's "client"): one per client id, connected or not. It
+ * owns its subscriptions, the queue of messages owed to it and the
+ * in-flight window, and pumps them into its connection; protocol.c drives
+ * it from the packets the connection reads.
  */
 #ifndef CAIRN_CLIENT_H
 #define CAIRN_CLIENT_H
@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "qos.h"
 
 struct server;
@@ -74,14 +75,12 @@ struct client {
 };
 
 struct conn;
-struct codec_packet;
 
-/* Handle one packet read from cn (conn.c frames and decodes it). */
-void client_handle_packet(struct conn *cn, const struct codec_packet *pk);
-
-/* cn is closing: detach it from its session, publishing the will when
- * will_due, and end a clean session. */
-void client_connection_lost(struct conn *cn, bool will_due);
+/* cn now carries c (c becomes cn's owner and holds a reference). */
+void client_attach(struct client *c, struct conn *cn);
+/* cn is closing: detach it from c, publishing the will when will_due, and
+ * end a clean session. Drops the reference client_attach took. */
+void client_detach(struct client *c, struct conn *cn, bool will_due);
 
 struct client *client_new(struct server *srv, const char *id, size_t id_len, bool clean);
 struct client *client_ref(struct client *c);
@@ -97,6 +96,16 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 /* Send what the window and the socket allow. */
 void client_pump(struct client *c);
 
+/* Send bytes to c after every packet to c that already waits for a commit,
+ * or once the current batch commits when defer is set. Keeps PUBACKs and
+ * PUBRECs in the order their PUBLISHes arrived. */
+void client_send_ordered(struct client *c, const uint8_t *bytes, size_t len, bool defer);
+/* The same for a two-byte-id acknowledgement of type. */
+void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool defer);
+
+/* A PUBACK, PUBREC or PUBCOMP for a message c has in flight. */
+void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event);
+
 /* Add or replace a subscription; returns the granted QoS. Stages the
  * store write for a persistent session. */
 uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
@@ -109,6 +118,8 @@ bool client_unsubscribe(struct client *c, const char *filter, size_t len);
 /* End the session: drop subscriptions and queues, delete it from the
  * store, forget it in the server. */
 void client_discard(struct client *c);
+/* Take c's subscriptions out of the router (they stay in c->subs). */
+void client_leave_router(struct client *c);
 
 /* Write the session record (persistent sessions). */
 void client_store_session(struct client *c, bool connected);

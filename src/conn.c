@@ -1,10 +1,21 @@
 /*
- * Network connections. Reads go into one buffer the server shares, and
- * every whole packet in it is handled before the next read; only a packet
- * cut by the read boundary is kept per connection. Writes are appended to
- * a per-connection buffer and flushed once at the end of the loop pass, so
+ * Network connections. Reads go into one buffer the set shares, and every
+ * whole packet in it is handled before the next read; only a packet cut by
+ * the read boundary is kept per connection. Writes are appended to a
+ * per-connection buffer and flushed once at the end of the loop pass, so
  * many packets leave in one system call; the buffer is freed once empty.
  * An idle connection thus holds its socket, one event and this struct.
+ *
+ * A connection's life is one state machine:
+ *
+ *   AWAIT_CONNECT --conn_accepted--> ACTIVE <--conn_set_paused--> PAUSED
+ *        |                             |                            |
+ *        +------- conn_refuse ----> LINGER (last packet flushing)   |
+ *        |                             |                            |
+ *        +------- conn_close ------> CLOSED <-----------------------+
+ *
+ * CLOSED connections wait on the reap list and are freed from the loop,
+ * never inside the callback that closed them.
  */
 #include "conn.h"
 
@@ -13,32 +24,86 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "client.h"
 #include "codec.h"
-#include "server.h"
+#include "config.h"
+#include "log.h"
 #include "util.h"
 
 #define CONN_READ_SIZE (64 * 1024)
-/* The pump stops above CONN_OUT_HIGH unwritten bytes and resumes below
- * CONN_OUT_LOW. */
+/* The owner stops writing above CONN_OUT_HIGH unwritten bytes and is told
+ * to resume below CONN_OUT_LOW. */
 #define CONN_OUT_HIGH (256 * 1024)
 #define CONN_OUT_LOW  (64 * 1024)
 /* The largest CONNECT: fixed header, variable header, five fields. */
 #define CONN_MAX_CONNECT (5 + 12 + 5 * (2 + 65535))
-/* How long a refused connection gets to flush its CONNACK. */
-#define CONN_FLUSH_TIMEOUT_MS 5000
-/* Period of the connect-timeout and keep-alive sweep. */
+/* How long a refused connection gets to flush its last packet. */
+#define CONN_LINGER_MS 5000
+/* Period of the connect-timeout, keep-alive and linger sweep. */
 #define CONN_SWEEP_MS 250
+
+enum conn_state {
+	CONN_AWAIT_CONNECT, /* accepted; only a CONNECT may arrive */
+	CONN_ACTIVE,        /* CONNECT accepted */
+	CONN_PAUSED,        /* active, but not read (the store is failing) */
+	CONN_LINGER,        /* closed for input; the last packet is flushing */
+	CONN_CLOSED,        /* on the reap list */
+};
+
+struct conn {
+	struct event ev; /* read, and write while output waits */
+	struct conn_set *set;
+	void *owner;
+	struct conn *prev, *next; /* every connection of the set */
+	struct conn *next_dirty;  /* output to flush at the end of this pass */
+	struct conn *next_reap;   /* CLOSED, waiting to be freed */
+	struct evbuffer *out;     /* NULL when nothing waits to be written */
+	uint8_t *in;              /* a partial packet carried between reads */
+	uint32_t in_len, in_cap;
+	evutil_socket_t fd;
+	uint64_t id;
+	uint64_t accepted_ms;
+	uint64_t last_rx_ms; /* keep-alive: last time anything arrived */
+	uint64_t linger_ms;  /* entered LINGER at */
+	uint16_t keepalive;
+	enum conn_state state;
+	short events; /* what ev waits for now */
+	bool dirty;   /* on the set's flush list */
+	bool full;    /* conn_output_full said so; run drained once below */
+	char addr[48];
+};
+
+struct conn_set {
+	struct event_base *base;
+	const struct config *cfg;
+	struct log *log;
+	struct conn_hooks hooks;
+	void *arg;
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct conn *conns; /* every connection not yet freed */
+	struct conn *dirty; /* with output to flush at the end of the pass */
+	struct conn *reap;  /* CLOSED, to free from the loop */
+	struct event *flush_ev;
+	struct event *reap_ev;
+	struct event *sweep_ev;
+	uint8_t *rbuf; /* the shared read buffer */
+	uint64_t next_id;
+	bool stopping;
+};
 
 /* Milliseconds on the monotonic clock: timeouts must not jump when the
  * wall clock is set. */
-static uint64_t now_ms(void)
+static uint64_t conn_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -47,70 +112,149 @@ static uint64_t now_ms(void)
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Wait for what the connection needs now: input unless it is closing or
- * paused, and writability while output is left over from a flush. */
+/* Wait for what the connection needs in its state: input while it may be
+ * read, and writability while output is left over from a flush. */
 static void conn_update_events(struct conn *cn)
 {
 	short want = 0;
-	if (!cn->reaped) {
-		if (!cn->closing && !cn->paused)
-			want |= EV_READ;
-		if (cn->out && !cn->dirty)
-			want |= EV_WRITE;
-	}
+	if (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE)
+		want |= EV_READ;
+	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
+		want |= EV_WRITE;
 	if (want == cn->events)
 		return;
 	if (cn->events)
 		event_del(&cn->ev);
 	cn->events = want;
 	if (want) {
-		event_assign(&cn->ev, cn->srv->base, cn->fd, want | EV_PERSIST, conn_io_cb, cn);
+		event_assign(&cn->ev, cn->set->base, cn->fd, want | EV_PERSIST, conn_io_cb, cn);
 		event_add(&cn->ev, NULL);
 	}
 }
 
-void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+/* The one place a connection changes state. */
+static void conn_set_state(struct conn *cn, enum conn_state to)
 {
-	(void)salen;
-	struct conn *cn = xcalloc(1, sizeof(*cn));
-	cn->srv = srv;
-	cn->fd = fd;
-	cn->gen = ++srv->conn_gen;
+	struct conn_set *set = cn->set;
+	switch (to) {
+	case CONN_AWAIT_CONNECT:
+		assert(!"a connection never returns to AWAIT_CONNECT");
+		break;
+	case CONN_ACTIVE:
+		assert(cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_PAUSED);
+		break;
+	case CONN_PAUSED:
+		assert(cn->state == CONN_ACTIVE);
+		break;
+	case CONN_LINGER:
+		assert(cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE ||
+		       cn->state == CONN_PAUSED);
+		cn->linger_ms = conn_now_ms();
+		break;
+	case CONN_CLOSED:
+		assert(cn->state != CONN_CLOSED);
+		cn->next_reap = set->reap;
+		set->reap = cn;
+		event_active(set->reap_ev, EV_TIMEOUT, 0);
+		break;
+	}
+	cn->state = to;
+	conn_update_events(cn);
+}
+
+static bool conn_closing(const struct conn *cn)
+{
+	return cn->state == CONN_LINGER || cn->state == CONN_CLOSED;
+}
+
+/* ---- accessors ---- */
+
+void *conn_owner(const struct conn *cn)
+{
+	return cn->owner;
+}
+
+void conn_set_owner(struct conn *cn, void *owner)
+{
+	cn->owner = owner;
+}
+
+void conn_accepted(struct conn *cn, uint16_t keepalive)
+{
+	cn->keepalive = keepalive;
+	conn_set_state(cn, CONN_ACTIVE);
+}
+
+bool conn_is_open(const struct conn *cn)
+{
+	return cn->state == CONN_ACTIVE || cn->state == CONN_PAUSED;
+}
+
+const char *conn_addr(const struct conn *cn)
+{
+	return cn->addr;
+}
+
+uint64_t conn_id(const struct conn *cn)
+{
+	return cn->id;
+}
+
+uint64_t conn_accepted_at(const struct conn *cn)
+{
+	return cn->accepted_ms;
+}
+
+/* ---- accept and free ---- */
+
+static void conn_format_addr(char *buf, size_t len, const struct sockaddr *sa)
+{
 	char host[INET6_ADDRSTRLEN] = "?";
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
 		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(cn->addr, sizeof(cn->addr), "%s:%u", host, ntohs(in->sin_port));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
 		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(cn->addr, sizeof(cn->addr), "[%s]:%u", host, ntohs(in6->sin6_port));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
 	} else {
-		snprintf(cn->addr, sizeof(cn->addr), "local");
+		snprintf(buf, len, "local");
 	}
-	evutil_make_socket_nonblocking(fd);
-	cn->last_rx_ms = cn->since_ms = now_ms();
-	cn->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = cn;
-	srv->conns = cn;
-	conn_update_events(cn);
-	log_write(srv->log, LOG_LEVEL_DEBUG, "new connection from %s", cn->addr);
 }
 
-void conn_free(struct conn *cn)
+void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int salen)
 {
-	struct server *srv = cn->srv;
+	(void)salen;
+	struct conn *cn = xcalloc(1, sizeof(*cn));
+	cn->set = set;
+	cn->fd = fd;
+	cn->id = ++set->next_id;
+	cn->state = CONN_AWAIT_CONNECT;
+	conn_format_addr(cn->addr, sizeof(cn->addr), sa);
+	evutil_make_socket_nonblocking(fd);
+	cn->last_rx_ms = cn->accepted_ms = conn_now_ms();
+	cn->next = set->conns;
+	if (set->conns)
+		set->conns->prev = cn;
+	set->conns = cn;
+	conn_update_events(cn);
+	log_write(set->log, LOG_LEVEL_DEBUG, "new connection from %s", cn->addr);
+}
+
+static void conn_free(struct conn *cn)
+{
+	struct conn_set *set = cn->set;
 	if (cn->events)
 		event_del(&cn->ev);
 	if (cn->prev)
 		cn->prev->next = cn->next;
-	else if (srv->conns == cn)
-		srv->conns = cn->next;
+	else if (set->conns == cn)
+		set->conns = cn->next;
 	if (cn->next)
 		cn->next->prev = cn->prev;
 	if (cn->dirty) {
-		for (struct conn **pp = &srv->dirty; *pp; pp = &(*pp)->next_dirty)
+		for (struct conn **pp = &set->dirty; *pp; pp = &(*pp)->next_dirty)
 			if (*pp == cn) {
 				*pp = cn->next_dirty;
 				break;
@@ -123,48 +267,63 @@ void conn_free(struct conn *cn)
 	free(cn);
 }
 
+static void conn_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn_set *set = arg;
+	while (set->reap) {
+		struct conn *cn = set->reap;
+		set->reap = cn->next_reap;
+		conn_free(cn);
+	}
+}
+
 /* ---- output ---- */
 
 struct evbuffer *conn_output(struct conn *cn)
 {
-	struct server *srv = cn->srv;
+	struct conn_set *set = cn->set;
 	if (!cn->out)
 		cn->out = evbuffer_new();
 	if (!cn->dirty) {
 		cn->dirty = true;
-		cn->next_dirty = srv->dirty;
-		srv->dirty = cn;
+		cn->next_dirty = set->dirty;
+		set->dirty = cn;
 		/* Runs after every callback already active in this pass. */
-		event_active(srv->flush_ev, EV_TIMEOUT, 0);
+		event_active(set->flush_ev, EV_TIMEOUT, 0);
 	}
 	return cn->out;
 }
 
 void conn_write(struct conn *cn, const void *bytes, size_t len)
 {
-	if (cn && !cn->closing)
+	if (cn && !conn_closing(cn))
 		evbuffer_add(conn_output(cn), bytes, len);
 }
 
-bool conn_output_full(const struct conn *cn)
+bool conn_output_full(struct conn *cn)
 {
-	return cn->out && evbuffer_get_length(cn->out) >= CONN_OUT_HIGH;
+	if (!cn->out || evbuffer_get_length(cn->out) < CONN_OUT_HIGH)
+		return false;
+	cn->full = true;
+	return true;
 }
 
 /* Write what the socket takes now. */
 static void conn_flush(struct conn *cn)
 {
-	if (cn->reaped)
+	if (cn->state == CONN_CLOSED)
 		return;
 	while (cn->out && evbuffer_get_length(cn->out) > 0) {
 		int n = evbuffer_write(cn->out, cn->fd);
 		if (n > 0)
 			continue;
-		if (n < 0 && (errno == EINTR))
+		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			if (cn->closing)
-				server_reap(cn->srv, cn);
+			if (cn->state == CONN_LINGER)
+				conn_set_state(cn, CONN_CLOSED);
 			else
 				conn_close(cn, strerror(errno), true);
 			return;
@@ -176,13 +335,13 @@ static void conn_flush(struct conn *cn)
 		evbuffer_free(cn->out);
 		cn->out = NULL;
 	}
-	if (cn->flushing && !cn->out) {
-		server_reap(cn->srv, cn);
+	if (cn->state == CONN_LINGER && !cn->out) {
+		conn_set_state(cn, CONN_CLOSED);
 		return;
 	}
-	if (cn->want_pump && left < CONN_OUT_LOW && cn->client && !cn->closing) {
-		cn->want_pump = false;
-		client_pump(cn->client);
+	if (cn->full && left < CONN_OUT_LOW && conn_is_open(cn)) {
+		cn->full = false;
+		cn->set->hooks.drained(cn->set->arg, cn);
 	}
 	conn_update_events(cn);
 }
@@ -191,10 +350,10 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	struct server *srv = arg;
-	while (srv->dirty) {
-		struct conn *cn = srv->dirty;
-		srv->dirty = cn->next_dirty;
+	struct conn_set *set = arg;
+	while (set->dirty) {
+		struct conn *cn = set->dirty;
+		set->dirty = cn->next_dirty;
 		cn->next_dirty = NULL;
 		cn->dirty = false;
 		conn_flush(cn);
@@ -205,45 +364,40 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 void conn_close(struct conn *cn, const char *reason, bool will_due)
 {
-	if (cn->closing)
+	if (conn_closing(cn))
 		return;
-	cn->closing = true;
-	if (cn->connected || cn->client)
-		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "client %s disconnected from %s: %s",
-			  cn->client ? cn->client->id : "?", cn->addr, reason);
-	else
-		log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s", cn->addr,
+	if (!cn->owner)
+		log_write(cn->set->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s", cn->addr,
 			  reason);
-	client_connection_lost(cn, will_due);
-	server_reap(cn->srv, cn);
+	conn_set_state(cn, CONN_CLOSED);
+	cn->set->hooks.closed(cn->set->arg, cn, reason, will_due);
 }
 
-void conn_close_after(struct conn *cn, const void *bytes, size_t len, const char *reason)
+void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason)
 {
-	if (cn->closing)
+	if (conn_closing(cn))
 		return;
 	evbuffer_add(conn_output(cn), bytes, len);
-	log_write(cn->srv->log, LOG_LEVEL_NOTICE, "connection from %s refused: %s", cn->addr,
+	log_write(cn->set->log, LOG_LEVEL_NOTICE, "connection from %s refused: %s", cn->addr,
 		  reason);
-	cn->closing = true;
-	cn->flushing = true;
-	cn->since_ms = now_ms();
-	conn_update_events(cn);
+	conn_set_state(cn, CONN_LINGER);
+	cn->set->hooks.closed(cn->set->arg, cn, reason, false);
 }
 
 void conn_set_paused(struct conn *cn, bool paused)
 {
-	if (!cn || cn->closing || cn->paused == paused)
-		return;
-	cn->paused = paused;
-	conn_update_events(cn);
-	if (!paused && cn->in_len)
-		event_active(&cn->ev, EV_READ, 0); /* handle what was read before the pause */
+	if (paused && cn->state == CONN_ACTIVE) {
+		conn_set_state(cn, CONN_PAUSED);
+	} else if (!paused && cn->state == CONN_PAUSED) {
+		conn_set_state(cn, CONN_ACTIVE);
+		if (cn->in_len) /* handle what was read before the pause */
+			event_active(&cn->ev, EV_READ, 0);
+	}
 }
 
 /* ---- input ---- */
 
-static const char *codec_reason(int rc)
+static const char *conn_codec_reason(int rc)
 {
 	switch (rc) {
 	case CODEC_ETOOBIG:
@@ -255,21 +409,28 @@ static const char *codec_reason(int rc)
 	}
 }
 
+/* True while packets in the input may be handled. */
+static bool conn_readable_state(const struct conn *cn)
+{
+	return cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE;
+}
+
 /* Handle every whole packet in buf; returns the bytes consumed. Stops at a
  * partial packet, or when the connection closes or pauses. */
 static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 {
-	struct server *srv = cn->srv;
+	struct conn_set *set = cn->set;
 	size_t off = 0;
-	while (off < len && !cn->closing && !cn->paused) {
+	while (off < len && conn_readable_state(cn)) {
 		const uint8_t *p = buf + off;
 		size_t avail = len - off;
-		if (!cn->connected && (p[0] >> 4) != CODEC_CONNECT) {
+		bool first = cn->state == CONN_AWAIT_CONNECT;
+		if (first && (p[0] >> 4) != CODEC_CONNECT) {
 			conn_close(cn, "first packet is not CONNECT", false);
 			break;
 		}
-		uint32_t limit = srv->cfg->max_packet_size;
-		if (!cn->connected && limit > CONN_MAX_CONNECT)
+		uint32_t limit = set->cfg->max_packet_size;
+		if (first && limit > CONN_MAX_CONNECT)
 			limit = CONN_MAX_CONNECT;
 		struct codec_header h;
 		int rc = codec_parse_header(p, avail < 5 ? avail : 5, limit, &h);
@@ -278,7 +439,7 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 		if (rc == CODEC_OK && (uint64_t)h.remaining + h.header_len > limit)
 			rc = CODEC_ETOOBIG;
 		if (rc != CODEC_OK) {
-			conn_close(cn, codec_reason(rc), true);
+			conn_close(cn, conn_codec_reason(rc), true);
 			break;
 		}
 		size_t total = (size_t)h.header_len + h.remaining;
@@ -286,20 +447,20 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 			break;
 		struct codec_packet pk;
 		rc = codec_decode(p[0], p + h.header_len, h.remaining, &pk);
-		if (rc == CODEC_EPROTOLEVEL && !cn->connected) {
+		if (rc == CODEC_EPROTOLEVEL && first) {
 			uint8_t refuse[CODEC_CONNACK_LEN];
 			int n = codec_encode_connack(false, CODEC_CONNACK_BAD_PROTOCOL, refuse,
 						     sizeof(refuse));
 			assert(n == CODEC_CONNACK_LEN);
-			conn_close_after(cn, refuse, (size_t)n, "unacceptable protocol version");
+			conn_refuse(cn, refuse, (size_t)n, "unacceptable protocol version");
 			break;
 		}
 		if (rc != CODEC_OK) {
-			conn_close(cn, codec_reason(rc), true);
+			conn_close(cn, conn_codec_reason(rc), true);
 			break;
 		}
 		off += total;
-		client_handle_packet(cn, &pk);
+		set->hooks.packet(set->arg, cn, &pk);
 	}
 	return off;
 }
@@ -321,7 +482,7 @@ static void conn_keep(struct conn *cn, const uint8_t *bytes, size_t len)
 static void conn_consume_kept(struct conn *cn)
 {
 	size_t used = conn_process(cn, cn->in, cn->in_len);
-	if (cn->reaped)
+	if (cn->state == CONN_CLOSED)
 		return;
 	cn->in_len -= (uint32_t)used;
 	if (cn->in_len == 0) {
@@ -335,13 +496,13 @@ static void conn_consume_kept(struct conn *cn)
 
 static void conn_readable(struct conn *cn)
 {
-	struct server *srv = cn->srv;
+	struct conn_set *set = cn->set;
 	if (cn->in_len) {
 		conn_consume_kept(cn); /* input held back by a pause */
-		if (cn->closing || cn->paused)
+		if (!conn_readable_state(cn))
 			return;
 	}
-	ssize_t n = recv(cn->fd, srv->rbuf, CONN_READ_SIZE, 0);
+	ssize_t n = recv(cn->fd, set->rbuf, CONN_READ_SIZE, 0);
 	if (n == 0) {
 		conn_close(cn, "connection closed by peer", true);
 		return;
@@ -351,15 +512,15 @@ static void conn_readable(struct conn *cn)
 			conn_close(cn, strerror(errno), true);
 		return;
 	}
-	cn->last_rx_ms = now_ms();
+	cn->last_rx_ms = conn_now_ms();
 	if (cn->in_len) {
-		conn_keep(cn, srv->rbuf, (size_t)n);
+		conn_keep(cn, set->rbuf, (size_t)n);
 		conn_consume_kept(cn);
 		return;
 	}
-	size_t used = conn_process(cn, srv->rbuf, (size_t)n);
-	if (used < (size_t)n && !cn->closing)
-		conn_keep(cn, srv->rbuf + used, (size_t)n - used);
+	size_t used = conn_process(cn, set->rbuf, (size_t)n);
+	if (used < (size_t)n && !conn_closing(cn))
+		conn_keep(cn, set->rbuf + used, (size_t)n - used);
 }
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
@@ -368,7 +529,7 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *cn = arg;
 	if (what & EV_WRITE)
 		conn_flush(cn);
-	if ((what & EV_READ) && !cn->closing && !cn->reaped)
+	if ((what & EV_READ) && conn_readable_state(cn))
 		conn_readable(cn);
 }
 
@@ -378,51 +539,154 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	struct server *srv = arg;
-	uint64_t now = now_ms();
+	struct conn_set *set = arg;
+	uint64_t now = conn_now_ms();
 	struct conn *next;
-	for (struct conn *cn = srv->conns; cn; cn = next) {
+	for (struct conn *cn = set->conns; cn; cn = next) {
 		next = cn->next;
-		if (cn->reaped)
-			continue;
-		if (cn->flushing) {
-			if (now - cn->since_ms >= CONN_FLUSH_TIMEOUT_MS)
-				server_reap(srv, cn);
-		} else if (cn->closing) {
-			continue;
-		} else if (!cn->connected) {
-			if (now - cn->since_ms >= (uint64_t)srv->cfg->connect_timeout * 1000)
+		switch (cn->state) {
+		case CONN_AWAIT_CONNECT:
+			if (now - cn->accepted_ms >= (uint64_t)set->cfg->connect_timeout * 1000)
 				conn_close(cn, "no CONNECT within connect_timeout", false);
-		} else if (cn->keepalive &&
-			   now - cn->last_rx_ms >= (uint64_t)cn->keepalive * 1500) {
-			conn_close(cn, "keep-alive timeout", true);
+			break;
+		case CONN_ACTIVE:
+		case CONN_PAUSED:
+			if (cn->keepalive && now - cn->last_rx_ms >= (uint64_t)cn->keepalive * 1500)
+				conn_close(cn, "keep-alive timeout", true);
+			break;
+		case CONN_LINGER:
+			if (now - cn->linger_ms >= CONN_LINGER_MS)
+				conn_set_state(cn, CONN_CLOSED);
+			break;
+		case CONN_CLOSED:
+			break;
 		}
 	}
 }
 
-int conn_server_init(struct server *srv)
+/* ---- listeners ---- */
+
+static void conn_listener_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			     int salen, void *arg)
 {
-	srv->rbuf = xmalloc(CONN_READ_SIZE);
-	srv->flush_ev = event_new(srv->base, -1, 0, conn_flush_cb, srv);
-	srv->sweep_ev = event_new(srv->base, -1, EV_PERSIST, conn_sweep_cb, srv);
-	if (!srv->flush_ev || !srv->sweep_ev)
-		return -1;
-	struct timeval tv = {0, CONN_SWEEP_MS * 1000};
-	return event_add(srv->sweep_ev, &tv);
+	(void)l;
+	struct conn_set *set = arg;
+	if (set->stopping) {
+		evutil_closesocket(fd);
+		return;
+	}
+	/* Acknowledgements and deliveries are small and latency-bound; the
+	 * broker already batches many packets per write itself. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_accept(set, fd, sa, salen);
 }
 
-void conn_server_cleanup(struct server *srv)
+static void conn_listener_error_cb(struct evconnlistener *l, void *arg)
 {
-	while (srv->conns) {
-		struct conn *cn = srv->conns;
-		if (!cn->reaped && cn->client)
-			client_connection_lost(cn, false);
+	(void)l;
+	struct conn_set *set = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	log_write(set->log, LOG_LEVEL_ERROR, "accept failed: %s",
+		  evutil_socket_error_to_string(err));
+}
+
+int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
+{
+	char portbuf[8];
+	snprintf(portbuf, sizeof(portbuf), "%u", cl->port);
+	struct evutil_addrinfo hints = {0}, *res = NULL;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_PASSIVE;
+	int rc = evutil_getaddrinfo(cl->address, portbuf, &hints, &res);
+	if (rc != 0) {
+		log_write(set->log, LOG_LEVEL_ERROR, "listener %s:%u: %s",
+			  cl->address ? cl->address : "*", cl->port, evutil_gai_strerror(rc));
+		return -1;
+	}
+	int opened = 0;
+	for (struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
+		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+		if (ai->ai_family == AF_INET6)
+			flags |= LEV_OPT_BIND_IPV6ONLY;
+		struct evconnlistener *l =
+		    evconnlistener_new_bind(set->base, conn_listener_cb, set, flags, 1024,
+					    ai->ai_addr, (int)ai->ai_addrlen);
+		if (!l) {
+			log_write(set->log, LOG_LEVEL_ERROR, "listener %s:%u: cannot bind: %s",
+				  cl->address ? cl->address : "*", cl->port, strerror(errno));
+			evutil_freeaddrinfo(res);
+			return -1;
+		}
+		evconnlistener_set_error_cb(l, conn_listener_error_cb);
+		set->listeners =
+		    xrealloc(set->listeners, (set->nlisteners + 1) * sizeof(*set->listeners));
+		set->listeners[set->nlisteners++] = l;
+		opened++;
+	}
+	evutil_freeaddrinfo(res);
+	log_write(set->log, LOG_LEVEL_NOTICE, "listening on %s port %u",
+		  cl->address ? cl->address : "all addresses", cl->port);
+	return opened ? 0 : -1;
+}
+
+/* ---- the set ---- */
+
+struct conn_set *conn_set_new(struct event_base *base, const struct config *cfg, struct log *lg,
+			      const struct conn_hooks *hooks, void *arg)
+{
+	struct conn_set *set = xcalloc(1, sizeof(*set));
+	set->base = base;
+	set->cfg = cfg;
+	set->log = lg;
+	set->hooks = *hooks;
+	set->arg = arg;
+	set->rbuf = xmalloc(CONN_READ_SIZE);
+	set->flush_ev = event_new(base, -1, 0, conn_flush_cb, set);
+	set->reap_ev = event_new(base, -1, 0, conn_reap_cb, set);
+	set->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, set);
+	struct timeval tv = {0, CONN_SWEEP_MS * 1000};
+	if (!set->flush_ev || !set->reap_ev || !set->sweep_ev ||
+	    event_add(set->sweep_ev, &tv) != 0) {
+		conn_set_free(set);
+		return NULL;
+	}
+	return set;
+}
+
+void conn_set_close_all(struct conn_set *set, const char *reason)
+{
+	set->stopping = true;
+	for (size_t i = 0; i < set->nlisteners; i++)
+		evconnlistener_disable(set->listeners[i]);
+	/* Closing frees nothing (that waits for the loop), so the list stays
+	 * walkable. */
+	for (struct conn *cn = set->conns; cn; cn = cn->next)
+		if (!conn_closing(cn))
+			conn_close(cn, reason, true);
+}
+
+void conn_set_free(struct conn_set *set)
+{
+	if (!set)
+		return;
+	conn_reap_cb(-1, 0, set);
+	while (set->conns) {
+		struct conn *cn = set->conns;
+		if (!conn_closing(cn))
+			set->hooks.closed(set->arg, cn, "server stopped", false);
 		conn_free(cn);
 	}
-	srv->dirty = NULL;
-	if (srv->flush_ev)
-		event_free(srv->flush_ev);
-	if (srv->sweep_ev)
-		event_free(srv->sweep_ev);
-	free(srv->rbuf);
+	for (size_t i = 0; i < set->nlisteners; i++)
+		evconnlistener_free(set->listeners[i]);
+	free(set->listeners);
+	if (set->flush_ev)
+		event_free(set->flush_ev);
+	if (set->reap_ev)
+		event_free(set->reap_ev);
+	if (set->sweep_ev)
+		event_free(set->sweep_ev);
+	free(set->rbuf);
+	free(set);
 }

@@ -1,76 +1,103 @@
 /*
- * Network connections: accepting sockets, reading whole MQTT packets with
- * one shared read buffer (an idle connection holds no buffer at all),
- * writing many packets per system call from a per-connection output
- * buffer that exists only while something waits to be written, and the
- * connect-timeout and keep-alive sweep.
+ * Network connections, their whole life: listening sockets, accept, reading
+ * whole MQTT packets with one shared read buffer (an idle connection holds
+ * no buffer at all), writing many packets per system call from an output
+ * buffer that exists only while something waits to be written, the
+ * connect-timeout and keep-alive sweep, close, and freeing from the loop.
+ *
+ * struct conn is private to conn.c. What happens above it (sessions, the
+ * protocol) is reached through the hooks given to conn_set_new, and a
+ * connection carries one opaque owner pointer for that layer.
  */
 #ifndef CAIRN_CONN_H
 #define CAIRN_CONN_H
 
-#include <event2/event_struct.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
-struct client;
+struct codec_packet;
+struct config;
+struct config_listener;
+struct conn;
+struct conn_set;
+struct event_base;
 struct evbuffer;
+struct log;
 struct sockaddr;
 
-struct conn {
-	struct event ev; /* read, and write while output waits */
-	struct server *srv;
-	struct client *client;
-	struct conn *prev, *next;  /* every connection of the server */
-	struct conn *next_dirty;   /* output to flush at the end of this pass */
-	struct conn *next_closing; /* waiting to be freed */
-	struct evbuffer *out;      /* NULL when nothing waits to be written */
-	uint8_t *in;               /* a partial packet carried between reads */
-	uint32_t in_len, in_cap;
-	evutil_socket_t fd;
-	uint64_t gen;
-	uint64_t last_rx_ms; /* keep-alive: last time anything arrived */
-	uint64_t since_ms;   /* accepted at, or started the final flush at */
-	uint16_t keepalive;
-	short events;   /* what ev waits for now */
-	bool connected; /* CONNECT accepted */
-	bool closing;
-	bool flushing; /* closing once the output is written */
-	bool reaped;
-	bool dirty;
-	bool paused;    /* reading stopped while the store fails */
-	bool want_pump; /* the pump stopped on full output */
-	char addr[48];
+/*
+ * Calls up from the connection layer. Each runs from the loop, never from
+ * inside another conn_* call that the upper layer made, except closed,
+ * which conn_close runs before it returns.
+ */
+struct conn_hooks {
+	/* One whole, decoded packet arrived. Before conn_accepted() it is
+	 * always a CONNECT. */
+	void (*packet)(void *arg, struct conn *cn, const struct codec_packet *pk);
+	/* The connection is closing and will read nothing more; detach its
+	 * owner (conn.c has logged reason already when there is none). Runs
+	 * once per connection. will_due is false when the close was orderly:
+	 * a DISCONNECT, a refused CONNECT, a set being freed. */
+	void (*closed)(void *arg, struct conn *cn, const char *reason, bool will_due);
+	/* The output fell below the low-water mark after conn_output_full()
+	 * said it was full: the owner may write more. */
+	void (*drained)(void *arg, struct conn *cn);
 };
 
-/* Set up and tear down the server's connection machinery (read buffer,
- * flush event, sweep timer). */
-int conn_server_init(struct server *srv);
-void conn_server_cleanup(struct server *srv);
+/* Every connection of one server, and its listeners. cfg is borrowed for
+ * the set's life (max_packet_size, connect_timeout are read from it). */
+struct conn_set *conn_set_new(struct event_base *base, const struct config *cfg, struct log *lg,
+			      const struct conn_hooks *hooks, void *arg);
+/* Open a listener (every address the name resolves to). Logs and returns
+ * -1 on failure. */
+int conn_set_listen(struct conn_set *set, const struct config_listener *cl);
+/* Stop accepting and close every open connection with reason (wills due:
+ * a broker going away is no DISCONNECT from the client). */
+void conn_set_close_all(struct conn_set *set, const char *reason);
+/* Close what is left without running hooks for connections already
+ * closed, and free everything. Runs closed(will_due false) for open ones. */
+void conn_set_free(struct conn_set *set);
 
-/* Take an accepted socket. */
-void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+/* Take an accepted socket (the listeners call this; tests too, with one
+ * end of a socketpair). */
+void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int salen);
+
+/* The upper layer's object for this connection (NULL until set). */
+void *conn_owner(const struct conn *cn);
+void conn_set_owner(struct conn *cn, void *owner);
+
+/* CONNECT was accepted: the connection is open for every packet type, and
+ * keep-alive is enforced at 1.5 x keepalive seconds (0: never). */
+void conn_accepted(struct conn *cn, uint16_t keepalive);
+/* True while the connection is accepted and not closing: packets written
+ * now reach the peer. */
+bool conn_is_open(const struct conn *cn);
+
+/* "host:port" of the peer, for log lines. */
+const char *conn_addr(const struct conn *cn);
+/* A number no other connection of this process has had. */
+uint64_t conn_id(const struct conn *cn);
+/* When the connection was accepted, in monotonic milliseconds. */
+uint64_t conn_accepted_at(const struct conn *cn);
 
 /* Queue bytes for the socket; they go out at the end of this loop pass,
- * together with everything else queued for it. */
+ * together with everything else queued for it. Dropped once closing. */
 void conn_write(struct conn *cn, const void *bytes, size_t len);
 /* The output buffer, for zero-copy appends (evbuffer_add_reference). */
 struct evbuffer *conn_output(struct conn *cn);
-/* True when enough waits unwritten that the pump should stop. */
-bool conn_output_full(const struct conn *cn);
+/* True when so much waits unwritten that the owner should stop writing;
+ * the drained hook runs once the output has fallen below the low mark. */
+bool conn_output_full(struct conn *cn);
 
-/* Close now: stop reading, detach the session (publishing its will when
- * will_due), free from the loop. reason is logged. */
+/* Close now: stop reading and writing, run the closed hook, free from the
+ * loop. reason is logged. */
 void conn_close(struct conn *cn, const char *reason, bool will_due);
-/* Write a last packet (a refusing CONNACK) and close once it is out. */
-void conn_close_after(struct conn *cn, const void *bytes, size_t len, const char *reason);
+/* Write a last packet (a refusing CONNACK), run the closed hook, and close
+ * once the packet is out (or after a bounded wait). */
+void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason);
 
 /* Stop or resume reading (back-pressure while the store fails). */
 void conn_set_paused(struct conn *cn, bool paused);
-
-/* Free a connection the loop no longer references. */
-void conn_free(struct conn *cn);
 
 #endif

@@ -35,27 +35,25 @@ void gate_unref(struct gate *g)
 }
 
 struct gate_wait {
-	struct server *srv;
 	struct client *to;
 	uint8_t *bytes;
 	size_t len;
 	struct gate *gate;
-	uint64_t conn_gen; /* the connection the bytes answer */
+	uint64_t conn_id; /* the connection the bytes answer */
 	struct client **targets;
 	size_t ntargets, cap;
 	uint8_t inline_bytes[8];
 };
 
-struct gate_wait *gate_wait_new(struct server *srv, struct client *to, const uint8_t *bytes,
-				size_t len, struct gate *gate)
+struct gate_wait *gate_wait_new(struct client *to, const uint8_t *bytes, size_t len,
+				struct gate *gate)
 {
 	struct gate_wait *p = xcalloc(1, sizeof(*p));
-	p->srv = srv;
 	if (to) {
 		p->to = client_ref(to);
-		p->conn_gen = to->conn ? to->conn->gen : 0;
+		p->conn_id = to->conn ? conn_id(to->conn) : 0;
 		to->deferred++;
-		if (to->conn && !store_is_healthy(srv->store))
+		if (to->conn && !store_is_healthy(to->srv->store))
 			conn_set_paused(to->conn, true);
 	}
 	if (len) {
@@ -83,7 +81,7 @@ static void gate_wait_done(void *arg)
 		p->to->deferred--;
 		/* An answer to a connection since replaced is not sent on the
 		 * new one: that one never sent the packet. */
-		if (p->len && client_is_connected(p->to) && p->to->conn->gen == p->conn_gen)
+		if (p->len && client_is_connected(p->to) && conn_id(p->to->conn) == p->conn_id)
 			conn_write(p->to->conn, p->bytes, p->len);
 	}
 	if (p->gate)
@@ -102,7 +100,7 @@ static void gate_wait_done(void *arg)
 	free(p);
 }
 
-void gate_wait_submit(struct gate_wait *p)
+void gate_wait_submit(struct gate_wait *p, struct store *st)
 {
-	store_after_commit(p->srv->store, gate_wait_done, p);
+	store_after_commit(st, gate_wait_done, p);
 }

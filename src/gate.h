@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
 struct client;
+struct store;
 
 /* A gate holds back deliveries until the batch that stored them commits. */
 struct gate {
@@ -30,11 +30,12 @@ void gate_unref(struct gate *g);
  * store fails, the client `to` stops being read (back-pressure).
  */
 struct gate_wait;
-struct gate_wait *gate_wait_new(struct server *srv, struct client *to, const uint8_t *bytes,
-				size_t len, struct gate *gate);
+struct gate_wait *gate_wait_new(struct client *to, const uint8_t *bytes, size_t len,
+				struct gate *gate);
 /* Pump c when w completes; the caller adds each client once. */
 void gate_wait_add_target(struct gate_wait *w, struct client *c);
-/* Hand w to the store; it is freed once it has run. */
-void gate_wait_submit(struct gate_wait *w);
+/* Hand w to st; it runs once everything staged so far is committed and
+ * is freed then. */
+void gate_wait_submit(struct gate_wait *w, struct store *st);
 
 #endif

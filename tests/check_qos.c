@@ -156,7 +156,7 @@ static struct peer *peer_new(struct broker *b)
 	struct sockaddr_in sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
-	conn_accept(&b->srv, sv[0], (struct sockaddr *)&sa, sizeof(sa));
+	conn_accept(b->srv.conns, sv[0], (struct sockaddr *)&sa, sizeof(sa));
 	struct peer *p = xcalloc(1, sizeof(*p));
 	p->fd = sv[1];
 	ck_assert_uint_lt(b->npeers, MAX_PEERS);

@@ -1,0 +1,179 @@
+/*
+ * Routing of published messages. One publish walks the subscription trie
+ * once, collects each matching session once (with the highest QoS of its
+ * matching filters), and decides before delivering anything whether a
+ * store write is involved: only then do the deliveries wait behind a gate.
+ * The matches land in an array the router reuses, so routing allocates
+ * nothing per message once it has grown.
+ */
+#include "router.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include "cairn/store.h"
+#include "client.h"
+#include "gate.h"
+#include "message.h"
+#include "retain.h"
+#include "store.h"
+#include "topic.h"
+#include "util.h"
+
+struct router {
+	struct topic_tree *subs;
+	struct retain_tree *retained;
+	struct store *store;
+	uint64_t gen;         /* the current walk, to de-duplicate matches */
+	struct client **hits; /* sessions matched by the current walk */
+	size_t nhits, cap;
+	bool busy; /* a walk is running: routing does not recurse */
+};
+
+struct router *router_new(struct store *st)
+{
+	struct router *r = xcalloc(1, sizeof(*r));
+	r->subs = topic_tree_new();
+	r->retained = retain_tree_new();
+	r->store = st;
+	return r;
+}
+
+static void router_release_retained(void *arg, void *value)
+{
+	(void)arg;
+	message_unref(value);
+}
+
+void router_free(struct router *r)
+{
+	if (!r)
+		return;
+	retain_tree_foreach(r->retained, router_release_retained, NULL);
+	retain_tree_free(r->retained);
+	topic_tree_free(r->subs);
+	free(r->hits);
+	free(r);
+}
+
+void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
+		      uint8_t qos)
+{
+	topic_tree_insert(r->subs, filter, len, c, qos);
+}
+
+void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c)
+{
+	topic_tree_remove(r->subs, filter, len, c);
+}
+
+static void router_match_cb(void *arg, void *subscriber, uint8_t qos)
+{
+	struct router *r = arg;
+	struct client *c = subscriber;
+	if (c->match_gen == r->gen) {
+		if (qos > c->match_qos)
+			c->match_qos = qos;
+		return;
+	}
+	c->match_gen = r->gen;
+	c->match_qos = qos;
+	if (r->nhits == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->hits = xrealloc(r->hits, r->cap * sizeof(*r->hits));
+	}
+	r->hits[r->nhits++] = c;
+}
+
+/* The QoS of c's one delivery of msg: the highest of its matching
+ * subscriptions, capped by the published QoS. */
+static uint8_t router_qos(const struct client *c, const struct message *msg)
+{
+	return c->match_qos < msg->qos ? c->match_qos : msg->qos;
+}
+
+/* Replace (or with an empty payload, clear) the retained message of the
+ * topic. Returns true when a store write was staged. */
+static bool router_set_retained(struct router *r, struct message *msg)
+{
+	struct message *old;
+	if (msg->payload_len == 0) {
+		old = retain_tree_set(r->retained, msg->topic, msg->topic_len, NULL);
+		if (!old)
+			return false;
+		message_unref(old);
+		store_retained_delete(r->store, msg->topic);
+		return true;
+	}
+	old = retain_tree_set(r->retained, msg->topic, msg->topic_len, message_ref(msg));
+	if (old)
+		message_unref(old);
+	struct cairn_msg_rec rec = {
+	    .topic = msg->topic,
+	    .payload = msg->payload,
+	    .payload_len = msg->payload_len,
+	    .qos = msg->qos,
+	    .retain = true,
+	};
+	store_retained_put(r->store, &rec);
+	return true;
+}
+
+bool router_publish(struct router *r, struct message *msg)
+{
+	bool staged = msg->retain && router_set_retained(r, msg);
+
+	assert(!r->busy);
+	r->busy = true;
+	r->gen++;
+	r->nhits = 0;
+	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
+
+	/* A QoS 1/2 delivery to a persistent session is stored first. */
+	bool must_store = staged;
+	for (size_t i = 0; i < r->nhits && !must_store; i++)
+		must_store = router_qos(r->hits[i], msg) > 0 && !r->hits[i]->clean;
+
+	struct gate *gate = must_store ? gate_new() : NULL;
+	struct gate_wait *w = must_store ? gate_wait_new(NULL, NULL, 0, gate) : NULL;
+	for (size_t i = 0; i < r->nhits; i++) {
+		struct client *c = r->hits[i];
+		client_deliver(c, msg, router_qos(c, msg), false, gate);
+		if (w)
+			gate_wait_add_target(w, c);
+	}
+	if (w) {
+		gate_wait_submit(w, r->store);
+		gate_unref(gate);
+	}
+	r->busy = false;
+	return must_store;
+}
+
+struct router_retained_walk {
+	struct client *c;
+	uint8_t qos;
+	struct gate *gate;
+};
+
+static void router_retained_cb(void *arg, void *value)
+{
+	struct router_retained_walk *w = arg;
+	struct message *m = value;
+	uint8_t q = m->qos < w->qos ? m->qos : w->qos;
+	client_deliver(w->c, m, q, true, w->gate);
+}
+
+void router_send_retained(struct router *r, struct client *c, const char *filter, size_t len,
+			  uint8_t qos, struct gate *gate)
+{
+	struct router_retained_walk w = {c, qos, gate};
+	retain_tree_match(r->retained, filter, len, router_retained_cb, &w);
+}
+
+void router_load_retained(struct router *r, struct message *msg)
+{
+	struct message *old = retain_tree_set(r->retained, msg->topic, msg->topic_len, msg);
+	if (old)
+		message_unref(old);
+}

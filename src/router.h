@@ -1,0 +1,48 @@
+/*
+ * Routing: the subscription trie, the retained messages, and the fan-out of
+ * one published message (from a client, or a will) to every matching
+ * session, behind one commit gate when anything had to be stored.
+ */
+#ifndef CAIRN_ROUTER_H
+#define CAIRN_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct gate;
+struct message;
+struct router;
+struct store;
+
+/* A router writing retained messages to st (borrowed; it outlives the
+ * router's use of it). */
+struct router *router_new(struct store *st);
+/* Frees the trie and the retained messages; every session must have been
+ * unsubscribed (router_unsubscribe) before. */
+void router_free(struct router *r);
+
+/* Add c to filter at qos (replacing c's earlier QoS there), or remove it. */
+void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
+		      uint8_t qos);
+void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c);
+
+/*
+ * Deliver msg to every matching session and update the retained message of
+ * its topic. When anything had to be stored, the deliveries wait behind a
+ * gate that opens once the batch commits, and the function returns true:
+ * the caller must then defer the publisher's PUBACK/PUBREC the same way
+ * (client_send_ordered with defer).
+ */
+bool router_publish(struct router *r, struct message *msg);
+
+/* Queue the retained messages matching filter to c at up to qos, behind
+ * gate (may be NULL). */
+void router_send_retained(struct router *r, struct client *c, const char *filter, size_t len,
+			  uint8_t qos, struct gate *gate);
+
+/* Restore: set a retained message without storing it (takes a reference). */
+void router_load_retained(struct router *r, struct message *msg);
+
+#endif
