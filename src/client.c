@@ -24,7 +24,7 @@
 
 /* ---- queues ---- */
 
-static void dqueue_push(struct dqueue *q, struct delivery *d)
+static void client_dqueue_push(struct dqueue *q, struct delivery *d)
 {
 	d->next = NULL;
 	d->prev = q->tail;
@@ -36,7 +36,7 @@ static void dqueue_push(struct dqueue *q, struct delivery *d)
 	q->count++;
 }
 
-static void dqueue_remove(struct dqueue *q, struct delivery *d)
+static void client_dqueue_remove(struct dqueue *q, struct delivery *d)
 {
 	if (d->prev)
 		d->prev->next = d->next;
@@ -50,7 +50,7 @@ static void dqueue_remove(struct dqueue *q, struct delivery *d)
 	q->count--;
 }
 
-static struct delivery *dqueue_find(struct dqueue *q, uint16_t pid)
+static struct delivery *client_dqueue_find(struct dqueue *q, uint16_t pid)
 {
 	for (struct delivery *d = q->head; d; d = d->next)
 		if (d->pid == pid)
@@ -64,7 +64,7 @@ static struct delivery *dqueue_find(struct dqueue *q, uint16_t pid)
  * pump starts there instead of walking the whole window. */
 static void client_window_push(struct client *c, struct delivery *d)
 {
-	dqueue_push(&c->inflight, d);
+	client_dqueue_push(&c->inflight, d);
 	if (!d->written)
 		c->unwritten++;
 }
@@ -73,7 +73,7 @@ static void client_window_remove(struct client *c, struct delivery *d)
 {
 	if (!d->written)
 		c->unwritten--;
-	dqueue_remove(&c->inflight, d);
+	client_dqueue_remove(&c->inflight, d);
 }
 
 /* Release a delivery; when it was stored, delete its record and, with the
@@ -150,7 +150,7 @@ static uint16_t client_next_pid(struct client *c)
 	for (int tries = 0; tries < 65536; tries++) {
 		if (++c->next_pid == 0)
 			c->next_pid = 1;
-		if (!dqueue_find(&c->inflight, c->next_pid))
+		if (!client_dqueue_find(&c->inflight, c->next_pid))
 			return c->next_pid;
 	}
 	return 0;
@@ -169,7 +169,7 @@ static bool client_window_open(const struct client *c)
  * (max_queued_bytes) and the QoS 0 entries (the first to be dropped). */
 static void client_queue_push(struct client *c, struct delivery *d)
 {
-	dqueue_push(&c->queued, d);
+	client_dqueue_push(&c->queued, d);
 	c->queued_bytes += d->msg->payload_len;
 	if (d->qos == 0)
 		c->queued_qos0++;
@@ -177,7 +177,7 @@ static void client_queue_push(struct client *c, struct delivery *d)
 
 static void client_queue_take(struct client *c, struct delivery *d)
 {
-	dqueue_remove(&c->queued, d);
+	client_dqueue_remove(&c->queued, d);
 	c->queued_bytes -= d->msg->payload_len;
 	if (d->qos == 0)
 		c->queued_qos0--;
@@ -412,7 +412,7 @@ static void client_free_queues(struct client *c, bool unstore)
 	for (int i = 0; i < 2; i++) {
 		while (qs[i]->head) {
 			struct delivery *d = qs[i]->head;
-			dqueue_remove(qs[i], d);
+			client_dqueue_remove(qs[i], d);
 			client_delivery_free(c, d, unstore);
 		}
 	}
@@ -576,7 +576,7 @@ void client_restore_inflight_in(struct client *c, uint16_t pid)
 /* PUBACK, PUBREC or PUBCOMP for a delivery in flight: qos.c decides. */
 void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 {
-	struct delivery *d = dqueue_find(&c->inflight, pid);
+	struct delivery *d = client_dqueue_find(&c->inflight, pid);
 	if (!d)
 		return; /* unknown id: ignored */
 	switch (qos_out_step(d->qos, &d->state, event)) {
