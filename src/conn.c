@@ -40,10 +40,15 @@
 #include "util.h"
 
 #define CONN_READ_SIZE (64 * 1024)
-/* The owner stops writing above CONN_OUT_HIGH unwritten bytes and is told
- * to resume below CONN_OUT_LOW. */
+/* Above CONN_OUT_HIGH unwritten bytes the connection stops being read and
+ * its owner stops writing; both resume once the output is below
+ * CONN_OUT_LOW. A peer that does not read thus holds at most the mark plus
+ * the replies to one read's packets. */
 #define CONN_OUT_HIGH (256 * 1024)
 #define CONN_OUT_LOW  (64 * 1024)
+/* Output that waits this long without a byte taken by the socket closes
+ * the connection: the peer has stopped reading. */
+#define CONN_STALL_MS 60000
 /* The largest CONNECT: fixed header, variable header, five fields. */
 #define CONN_MAX_CONNECT (5 + 12 + 5 * (2 + 65535))
 /* How long a refused connection gets to flush its last packet. */
@@ -74,11 +79,12 @@ struct conn {
 	uint64_t accepted_ms;
 	uint64_t last_rx_ms; /* keep-alive: last time anything arrived */
 	uint64_t linger_ms;  /* entered LINGER at */
+	uint64_t last_tx_ms; /* output waits: last progress, or when it began */
 	uint16_t keepalive;
 	enum conn_state state;
 	short events; /* what ev waits for now */
 	bool dirty;   /* on the set's flush list */
-	bool full;    /* conn_output_full said so; run drained once below */
+	bool full;    /* output above the high mark: not read, owner waits */
 	char addr[48];
 };
 
@@ -112,12 +118,19 @@ static uint64_t conn_now_ms(void)
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 
+/* True while packets may be read and handled: the state allows it and the
+ * peer takes its replies. */
+static bool conn_may_read(const struct conn *cn)
+{
+	return (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE) && !cn->full;
+}
+
 /* Wait for what the connection needs in its state: input while it may be
  * read, and writability while output is left over from a flush. */
 static void conn_update_events(struct conn *cn)
 {
 	short want = 0;
-	if (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE)
+	if (conn_may_read(cn))
 		want |= EV_READ;
 	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
 		want |= EV_WRITE;
@@ -284,8 +297,10 @@ static void conn_reap_cb(evutil_socket_t fd, short what, void *arg)
 struct evbuffer *conn_output(struct conn *cn)
 {
 	struct conn_set *set = cn->set;
-	if (!cn->out)
+	if (!cn->out) {
 		cn->out = evbuffer_new();
+		cn->last_tx_ms = conn_now_ms();
+	}
 	if (!cn->dirty) {
 		cn->dirty = true;
 		cn->next_dirty = set->dirty;
@@ -304,10 +319,9 @@ void conn_write(struct conn *cn, const void *bytes, size_t len)
 
 bool conn_output_full(struct conn *cn)
 {
-	if (!cn->out || evbuffer_get_length(cn->out) < CONN_OUT_HIGH)
-		return false;
-	cn->full = true;
-	return true;
+	if (!cn->full && cn->out && evbuffer_get_length(cn->out) >= CONN_OUT_HIGH)
+		cn->full = true; /* reading stops at the next event update */
+	return cn->full;
 }
 
 /* Write what the socket takes now. */
@@ -317,8 +331,10 @@ static void conn_flush(struct conn *cn)
 		return;
 	while (cn->out && evbuffer_get_length(cn->out) > 0) {
 		int n = evbuffer_write(cn->out, cn->fd);
-		if (n > 0)
+		if (n > 0) {
+			cn->last_tx_ms = conn_now_ms();
 			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -339,9 +355,14 @@ static void conn_flush(struct conn *cn)
 		conn_set_state(cn, CONN_CLOSED);
 		return;
 	}
-	if (cn->full && left < CONN_OUT_LOW && conn_is_open(cn)) {
+	if (cn->full && left < CONN_OUT_LOW) {
 		cn->full = false;
-		cn->set->hooks.drained(cn->set->arg, cn);
+		conn_update_events(cn);
+		if (cn->in_len && conn_may_read(cn)) /* packets read before the stop */
+			event_active(&cn->ev, EV_READ, 0);
+		if (conn_is_open(cn))
+			cn->set->hooks.drained(cn->set->arg, cn);
+		return;
 	}
 	conn_update_events(cn);
 }
@@ -390,7 +411,7 @@ void conn_set_paused(struct conn *cn, bool paused)
 		conn_set_state(cn, CONN_PAUSED);
 	} else if (!paused && cn->state == CONN_PAUSED) {
 		conn_set_state(cn, CONN_ACTIVE);
-		if (cn->in_len) /* handle what was read before the pause */
+		if (cn->in_len && conn_may_read(cn)) /* what was read before the pause */
 			event_active(&cn->ev, EV_READ, 0);
 	}
 }
@@ -409,19 +430,14 @@ static const char *conn_codec_reason(int rc)
 	}
 }
 
-/* True while packets in the input may be handled. */
-static bool conn_readable_state(const struct conn *cn)
-{
-	return cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE;
-}
-
 /* Handle every whole packet in buf; returns the bytes consumed. Stops at a
- * partial packet, or when the connection closes or pauses. */
+ * partial packet, when the connection closes or pauses, or when its output
+ * passed the high mark: the rest waits until the peer reads. */
 static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 {
 	struct conn_set *set = cn->set;
 	size_t off = 0;
-	while (off < len && conn_readable_state(cn)) {
+	while (off < len && conn_may_read(cn) && !conn_output_full(cn)) {
 		const uint8_t *p = buf + off;
 		size_t avail = len - off;
 		bool first = cn->state == CONN_AWAIT_CONNECT;
@@ -498,9 +514,11 @@ static void conn_readable(struct conn *cn)
 {
 	struct conn_set *set = cn->set;
 	if (cn->in_len) {
-		conn_consume_kept(cn); /* input held back by a pause */
-		if (!conn_readable_state(cn))
+		conn_consume_kept(cn); /* input held back by a pause or full output */
+		if (!conn_may_read(cn) || conn_output_full(cn)) {
+			conn_update_events(cn);
 			return;
+		}
 	}
 	ssize_t n = recv(cn->fd, set->rbuf, CONN_READ_SIZE, 0);
 	if (n == 0) {
@@ -516,11 +534,12 @@ static void conn_readable(struct conn *cn)
 	if (cn->in_len) {
 		conn_keep(cn, set->rbuf, (size_t)n);
 		conn_consume_kept(cn);
-		return;
+	} else {
+		size_t used = conn_process(cn, set->rbuf, (size_t)n);
+		if (used < (size_t)n && !conn_closing(cn))
+			conn_keep(cn, set->rbuf + used, (size_t)n - used);
 	}
-	size_t used = conn_process(cn, set->rbuf, (size_t)n);
-	if (used < (size_t)n && !conn_closing(cn))
-		conn_keep(cn, set->rbuf + used, (size_t)n - used);
+	conn_update_events(cn); /* stop reading if the output passed the mark */
 }
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
@@ -529,7 +548,7 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *cn = arg;
 	if (what & EV_WRITE)
 		conn_flush(cn);
-	if ((what & EV_READ) && conn_readable_state(cn))
+	if ((what & EV_READ) && conn_may_read(cn))
 		conn_readable(cn);
 }
 
@@ -553,6 +572,8 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		case CONN_PAUSED:
 			if (cn->keepalive && now - cn->last_rx_ms >= (uint64_t)cn->keepalive * 1500)
 				conn_close(cn, "keep-alive timeout", true);
+			else if (cn->out && now - cn->last_tx_ms >= CONN_STALL_MS)
+				conn_close(cn, "peer stopped reading (output stalled 60 s)", true);
 			break;
 		case CONN_LINGER:
 			if (now - cn->linger_ms >= CONN_LINGER_MS)
