@@ -14,6 +14,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "gate.h"
+#include "levelmap.h"
 #include "log.h"
 #include "message.h"
 #include "qos.h"
@@ -50,12 +51,64 @@ static void client_dqueue_remove(struct dqueue *q, struct delivery *d)
 	q->count--;
 }
 
-static struct delivery *client_dqueue_find(struct dqueue *q, uint16_t pid)
+/* ---- the window's packet id index ---- */
+
+static struct delivery *client_pid_find(const struct client *c, uint16_t pid)
 {
-	for (struct delivery *d = q->head; d; d = d->next)
-		if (d->pid == pid)
+	const struct pid_index *x = &c->by_pid;
+	if (!x->cap)
+		return NULL;
+	for (uint32_t i = pid & (x->cap - 1);; i = (i + 1) & (x->cap - 1)) {
+		struct delivery *d = x->slots[i];
+		if (!d || d->pid == pid)
 			return d;
-	return NULL;
+	}
+}
+
+static void client_pid_place(struct pid_index *x, struct delivery *d)
+{
+	uint32_t i = d->pid & (x->cap - 1);
+	while (x->slots[i])
+		i = (i + 1) & (x->cap - 1);
+	x->slots[i] = d;
+}
+
+/* Keep the table at most half full: probes stay short, and an empty slot
+ * always ends a search. */
+static void client_pid_add(struct client *c, struct delivery *d)
+{
+	struct pid_index *x = &c->by_pid;
+	if ((c->inflight.count + 1) * 2 > x->cap) {
+		struct pid_index grown = {.cap = x->cap ? x->cap * 2 : 16};
+		grown.slots = xcalloc(grown.cap, sizeof(*grown.slots));
+		for (uint32_t i = 0; i < x->cap; i++)
+			if (x->slots[i])
+				client_pid_place(&grown, x->slots[i]);
+		free(x->slots);
+		*x = grown;
+	}
+	client_pid_place(x, d);
+}
+
+/* Remove d itself (a damaged store may have restored two deliveries under
+ * one id), then shift back the entries its slot had pushed along. */
+static void client_pid_remove(struct client *c, const struct delivery *d)
+{
+	struct pid_index *x = &c->by_pid;
+	uint32_t mask = x->cap - 1, i = d->pid & mask;
+	while (x->slots[i] != d)
+		i = (i + 1) & mask;
+	x->slots[i] = NULL;
+	for (uint32_t j = (i + 1) & mask; x->slots[j]; j = (j + 1) & mask) {
+		uint32_t home = x->slots[j]->pid & mask;
+		/* Move j into the hole unless its home lies cyclically in (i, j]. */
+		bool reachable = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (!reachable) {
+			x->slots[i] = x->slots[j];
+			x->slots[j] = NULL;
+			i = j;
+		}
+	}
 }
 
 /* The in-flight window. Deliveries not yet written on the current
@@ -64,6 +117,7 @@ static struct delivery *client_dqueue_find(struct dqueue *q, uint16_t pid)
  * pump starts there instead of walking the whole window. */
 static void client_window_push(struct client *c, struct delivery *d)
 {
+	client_pid_add(c, d);
 	client_dqueue_push(&c->inflight, d);
 	if (!d->written)
 		c->unwritten++;
@@ -74,6 +128,7 @@ static void client_window_remove(struct client *c, struct delivery *d)
 	if (!d->written)
 		c->unwritten--;
 	client_dqueue_remove(&c->inflight, d);
+	client_pid_remove(c, d);
 }
 
 /* Release a delivery; when it was stored, delete its record and, with the
@@ -146,11 +201,11 @@ void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool 
 
 static uint16_t client_next_pid(struct client *c)
 {
-	/* Skip ids still in flight; the window is far smaller than 65535. */
+	/* Skip ids still in flight; the window never holds all 65535. */
 	for (int tries = 0; tries < 65536; tries++) {
 		if (++c->next_pid == 0)
 			c->next_pid = 1;
-		if (!client_dqueue_find(&c->inflight, c->next_pid))
+		if (!client_pid_find(c, c->next_pid))
 			return c->next_pid;
 	}
 	return 0;
@@ -419,6 +474,8 @@ static void client_free_queues(struct client *c, bool unstore)
 	c->queued_bytes = 0;
 	c->queued_qos0 = 0;
 	c->unwritten = 0;
+	free(c->by_pid.slots);
+	c->by_pid = (struct pid_index){0};
 }
 
 void client_unref(struct client *c)
@@ -426,12 +483,15 @@ void client_unref(struct client *c)
 	if (--c->refs > 0)
 		return;
 	client_free_queues(c, false);
-	while (c->subs) {
-		struct sub *s = c->subs;
-		c->subs = s->next;
-		free(s->filter);
-		free(s);
+	for (uint32_t i = 0; i < c->subs.cap; i++) {
+		while (c->subs.slots[i]) {
+			struct sub *s = c->subs.slots[i];
+			c->subs.slots[i] = s->hnext;
+			free(s->filter);
+			free(s);
+		}
 	}
+	free(c->subs.slots);
 	if (c->will)
 		message_unref(c->will);
 	qos_in_cleanup(&c->in_qos2);
@@ -467,18 +527,57 @@ void client_store_session(struct client *c, bool connected)
 	c->stored = true;
 }
 
+/* ---- subscriptions ---- */
+
+/* The link that points at filter's entry, or at the NULL that ends its
+ * chain. */
+static struct sub **client_sub_link(struct client *c, const char *filter, size_t len, uint32_t hash)
+{
+	struct sub **pp = &c->subs.slots[hash & (c->subs.cap - 1)];
+	for (; *pp; pp = &(*pp)->hnext)
+		if ((*pp)->hash == hash && (*pp)->len == len &&
+		    memcmp((*pp)->filter, filter, len) == 0)
+			break;
+	return pp;
+}
+
+static void client_sub_grow(struct client *c)
+{
+	struct sub_table t = {.cap = c->subs.cap ? c->subs.cap * 2 : 8, .count = c->subs.count};
+	t.slots = xcalloc(t.cap, sizeof(*t.slots));
+	for (uint32_t i = 0; i < c->subs.cap; i++) {
+		while (c->subs.slots[i]) {
+			struct sub *s = c->subs.slots[i];
+			c->subs.slots[i] = s->hnext;
+			s->hnext = t.slots[s->hash & (t.cap - 1)];
+			t.slots[s->hash & (t.cap - 1)] = s;
+		}
+	}
+	free(c->subs.slots);
+	c->subs = t;
+}
+
+/* The subscription to filter, or NULL. */
+static struct sub *client_sub_find(struct client *c, const char *filter, size_t len, uint32_t hash)
+{
+	return c->subs.cap ? *client_sub_link(c, filter, len, hash) : NULL;
+}
+
 struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos)
 {
-	struct sub *s;
-	for (s = c->subs; s; s = s->next)
-		if (s->len == len && memcmp(s->filter, filter, len) == 0)
-			break;
+	uint32_t hash = levelmap_hash(filter, len);
+	struct sub *s = client_sub_find(c, filter, len, hash);
 	if (!s) {
+		if (c->subs.count >= c->subs.cap)
+			client_sub_grow(c);
 		s = xcalloc(1, sizeof(*s));
 		s->filter = xstrndup(filter, len);
 		s->len = (uint16_t)len;
-		s->next = c->subs;
-		c->subs = s;
+		s->hash = hash;
+		struct sub **head = &c->subs.slots[hash & (c->subs.cap - 1)];
+		s->hnext = *head;
+		*head = s;
+		c->subs.count++;
 	}
 	s->qos = qos;
 	router_subscribe(c->srv->router, filter, len, c, qos);
@@ -487,6 +586,14 @@ struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uin
 
 uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
 {
+	uint32_t max = c->srv->cfg->max_subscriptions;
+	if (max && c->subs.count >= max &&
+	    !client_sub_find(c, filter, len, levelmap_hash(filter, len))) {
+		log_write(c->srv->log, LOG_LEVEL_WARNING,
+			  "client %s: refused filter '%.*s': max_subscriptions %u reached", c->id,
+			  (int)len, filter, max);
+		return CODEC_SUBACK_FAILURE;
+	}
 	struct sub *s = client_add_sub(c, filter, len, qos);
 	if (!c->clean) {
 		struct cairn_sub_rec r = {.client_id = c->id, .filter = s->filter, .qos = qos};
@@ -497,25 +604,27 @@ uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8
 
 bool client_unsubscribe(struct client *c, const char *filter, size_t len)
 {
-	for (struct sub **pp = &c->subs; *pp; pp = &(*pp)->next) {
-		struct sub *s = *pp;
-		if (s->len != len || memcmp(s->filter, filter, len) != 0)
-			continue;
-		router_unsubscribe(c->srv->router, s->filter, s->len, c);
-		if (!c->clean)
-			store_sub_delete(c->srv->store, c->id, s->filter);
-		*pp = s->next;
-		free(s->filter);
-		free(s);
-		return true;
-	}
-	return false;
+	if (!c->subs.cap)
+		return false;
+	struct sub **pp = client_sub_link(c, filter, len, levelmap_hash(filter, len));
+	struct sub *s = *pp;
+	if (!s)
+		return false;
+	router_unsubscribe(c->srv->router, s->filter, s->len, c);
+	if (!c->clean)
+		store_sub_delete(c->srv->store, c->id, s->filter);
+	*pp = s->hnext;
+	c->subs.count--;
+	free(s->filter);
+	free(s);
+	return true;
 }
 
 void client_leave_router(struct client *c)
 {
-	for (struct sub *s = c->subs; s; s = s->next)
-		router_unsubscribe(c->srv->router, s->filter, s->len, c);
+	for (uint32_t i = 0; i < c->subs.cap; i++)
+		for (struct sub *s = c->subs.slots[i]; s; s = s->hnext)
+			router_unsubscribe(c->srv->router, s->filter, s->len, c);
 }
 
 void client_discard(struct client *c)
@@ -576,7 +685,7 @@ void client_restore_inflight_in(struct client *c, uint16_t pid)
 /* PUBACK, PUBREC or PUBCOMP for a delivery in flight: qos.c decides. */
 void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 {
-	struct delivery *d = client_dqueue_find(&c->inflight, pid);
+	struct delivery *d = client_pid_find(c, pid);
 	if (!d)
 		return; /* unknown id: ignored */
 	switch (qos_out_step(d->qos, &d->state, event)) {

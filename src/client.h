@@ -40,11 +40,29 @@ struct dqueue {
 	uint32_t count;
 };
 
+/* One subscription, in its session's hash table by filter. */
 struct sub {
-	struct sub *next;
+	struct sub *hnext;
 	char *filter;
+	uint32_t hash;
 	uint16_t len;
 	uint8_t qos;
+};
+
+/* A session's subscriptions: a chained hash table, so adding, replacing
+ * or removing one filter costs the same with 10 or 100,000 of them. */
+struct sub_table {
+	struct sub **slots;
+	uint32_t cap; /* a power of two, or 0 before the first */
+	uint32_t count;
+};
+
+/* The in-flight window indexed by packet id (open addressing, linear
+ * probing), so an acknowledgement finds its delivery, and a new delivery
+ * a free id, at the same cost in a window of 20 or 65,535. */
+struct pid_index {
+	struct delivery **slots;
+	uint32_t cap; /* a power of two, or 0 */
 };
 
 struct client {
@@ -58,11 +76,12 @@ struct client {
 	bool stored;       /* a session record exists in the store */
 	struct conn *conn; /* NULL while offline */
 	struct client *map_next;
-	struct sub *subs;
-	struct dqueue inflight; /* pid assigned, in send order */
-	struct dqueue queued;   /* waiting for the window */
-	uint32_t unwritten;     /* in-flight deliveries not yet written */
-	uint32_t queued_qos0;   /* QoS 0 deliveries in queued */
+	struct sub_table subs;
+	struct dqueue inflight;  /* pid assigned, in send order */
+	struct pid_index by_pid; /* inflight by packet id */
+	struct dqueue queued;    /* waiting for the window */
+	uint32_t unwritten;      /* in-flight deliveries not yet written */
+	uint32_t queued_qos0;    /* QoS 0 deliveries in queued */
 	uint64_t queued_bytes;
 	uint16_t next_pid;
 	uint64_t next_seq;
@@ -106,10 +125,12 @@ void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool 
 /* A PUBACK, PUBREC or PUBCOMP for a message c has in flight. */
 void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event);
 
-/* Add or replace a subscription; returns the granted QoS. Stages the
- * store write for a persistent session. */
+/* Add or replace a subscription; returns the granted QoS, or
+ * CODEC_SUBACK_FAILURE when a new filter would pass max_subscriptions.
+ * Stages the store write for a persistent session. */
 uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
-/* The in-memory half of client_subscribe (also used by restore). */
+/* The in-memory half of client_subscribe, without the limit (restore
+ * brings back what was granted before). */
 struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos);
 
 /* Remove it; returns true if it existed. */

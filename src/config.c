@@ -153,15 +153,27 @@ static int key_max_inflight_messages(struct parse *p, char **v, int n)
 	return 0;
 }
 
-static int key_max_queued_messages(struct parse *p, char **v, int n)
+/* A count from 0 (unlimited) to UINT32_MAX. */
+static int parse_count(struct parse *p, const char *s, uint32_t *out)
 {
 	uint64_t x;
 
-	(void)n;
-	if (parse_number(p, v[0], 0, UINT32_MAX, &x) < 0)
+	if (parse_number(p, s, 0, UINT32_MAX, &x) < 0)
 		return -1;
-	p->c->max_queued_messages = (uint32_t)x;
+	*out = (uint32_t)x;
 	return 0;
+}
+
+static int key_max_queued_messages(struct parse *p, char **v, int n)
+{
+	(void)n;
+	return parse_count(p, v[0], &p->c->max_queued_messages);
+}
+
+static int key_max_subscriptions(struct parse *p, char **v, int n)
+{
+	(void)n;
+	return parse_count(p, v[0], &p->c->max_subscriptions);
 }
 
 static int key_max_queued_bytes(struct parse *p, char **v, int n)
@@ -333,6 +345,7 @@ static const struct config_key config_keys[] = {
     {"max_inflight_messages", 1, 1, key_max_inflight_messages},
     {"max_queued_messages", 1, 1, key_max_queued_messages},
     {"max_queued_bytes", 1, 1, key_max_queued_bytes},
+    {"max_subscriptions", 1, 1, key_max_subscriptions},
     {"max_packet_size", 1, 1, key_max_packet_size},
     {"max_keepalive", 1, 1, key_max_keepalive},
     {"connect_timeout", 1, 1, key_connect_timeout},
@@ -449,6 +462,7 @@ void config_init(struct config *c)
 	c->allow_anonymous = true;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
+	c->max_subscriptions = 100000;
 	c->max_queued_bytes = 0;
 	c->max_packet_size = CONFIG_PACKET_SIZE_MAX;
 	c->max_keepalive = 65535;

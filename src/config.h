@@ -34,6 +34,7 @@ struct config {
 	char *acl_file;
 	uint32_t max_inflight_messages;   /* default 20; 0 = unlimited */
 	uint32_t max_queued_messages;     /* default 1000; 0 = unlimited */
+	uint32_t max_subscriptions;       /* per client; default 100000; 0 = unlimited */
 	uint64_t max_queued_bytes;        /* default 0 = unlimited */
 	uint32_t max_packet_size;         /* default 268435455 + 5 (no limit) */
 	uint16_t max_keepalive;           /* default 65535 */

@@ -104,6 +104,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.max_inflight_messages, 20);
 	ck_assert_uint_eq(c.max_queued_messages, 1000);
 	ck_assert_uint_eq(c.max_queued_bytes, 0);
+	ck_assert_uint_eq(c.max_subscriptions, 100000);
 	ck_assert_uint_eq(c.max_packet_size, 268435455u + 5u);
 	ck_assert_uint_eq(c.max_keepalive, 65535);
 	ck_assert_uint_eq(c.connect_timeout, 10);
@@ -165,6 +166,7 @@ START_TEST(test_every_key)
 		    "max_inflight_messages 5\n"
 		    "max_queued_messages 77\n"
 		    "max_queued_bytes 1048576\n"
+		    "max_subscriptions 0\n"
 		    "max_packet_size 4096\n"
 		    "max_keepalive 600\n"
 		    "connect_timeout 30\n"
@@ -195,6 +197,7 @@ START_TEST(test_every_key)
 	ck_assert_uint_eq(c.max_inflight_messages, 5);
 	ck_assert_uint_eq(c.max_queued_messages, 77);
 	ck_assert_uint_eq(c.max_queued_bytes, 1048576);
+	ck_assert_uint_eq(c.max_subscriptions, 0);
 	ck_assert_uint_eq(c.max_packet_size, 4096);
 	ck_assert_uint_eq(c.max_keepalive, 600);
 	ck_assert_uint_eq(c.connect_timeout, 30);

@@ -4,11 +4,13 @@ thousands of subscriptions, one with tens of thousands of messages in
 flight. Each test states its limit; an unrelated client must still get
 prompt service."""
 
+import re
 import socket
+import struct
 import time
 
-from harness import (PINGRESP, PUBACK, RawClient, ack_packet, check, packet, publish_packet,
-                     require_cairn, subscribe_packet, unsubscribe_packet, UNSUBACK, SUBACK)
+from harness import (PINGRESP, PUBACK, SUBACK, UNSUBACK, RawClient, ack_packet, check, mstr,
+                     packet, publish_packet, require_cairn, unsubscribe_packet)
 
 MIB = 1024 * 1024
 
@@ -141,3 +143,116 @@ def test_unread_output_stalled_past_bound_is_closed(ctx):
 
 
 test_unread_output_stalled_past_bound_is_closed.timeout = 100
+
+
+def _subscribe_many(c, pid, filters, qos=0, timeout=30.0):
+    body = struct.pack("!H", pid) + b"".join(mstr(f) + bytes([qos]) for f in filters)
+    t0 = time.monotonic()
+    c.send(packet(0x82, body))
+    _, body = c.expect(SUBACK, timeout)
+    return time.monotonic() - t0, body[2:]
+
+
+def _unsubscribe_many(c, pid, filters, timeout=30.0):
+    body = struct.pack("!H", pid) + b"".join(mstr(f) for f in filters)
+    t0 = time.monotonic()
+    c.send(packet(0xA2, body))
+    c.expect(UNSUBACK, timeout)
+    return time.monotonic() - t0
+
+
+def test_subscriptions_per_client_cost_linear_time(ctx):
+    """One SUBSCRIBE of 40,000 filters costs about four times one of
+    10,000 (a per-filter scan of the client's list made it sixteen), in
+    SUBSCRIBE, UNSUBSCRIBE and the restore of a stored session."""
+    require_cairn("compares cairn's own timings")
+    b = ctx.broker(persistence="true", persistence_backend="lmdb", durability="os")
+    times = {}
+    for n in (10000, 40000):
+        c = RawClient(b.port)
+        c.connect("many-%d" % n, clean=False)
+        filters = ["many/%d/%d/+" % (n, i) for i in range(n)]
+        t_sub, codes = _subscribe_many(c, 1, filters)
+        check(len(codes) == n and set(codes) == {0}, "SUBACK for %d filters: %d codes" %
+              (n, len(codes)))
+        ms = _round_trip_ms(b.port, "many%d" % n)
+        check(ms < 1000, "round trip beside %d subscriptions took %.0f ms" % (n, ms))
+        times[n] = [t_sub]
+        c.close()
+    b.restart()
+    restored = re.findall(r"restored \d+ sessions, (\d+) subscriptions.* in ([0-9.]+) ms",
+                          b.log_text())
+    check(restored and int(restored[-1][0]) >= 50000, "restore line: %r" % restored)
+    for n in (10000, 40000):
+        c = RawClient(b.port)
+        sp, _ = c.connect("many-%d" % n, clean=False)
+        check(sp == 1, "session many-%d not restored" % n)
+        filters = ["many/%d/%d/+" % (n, i) for i in range(n)]
+        times[n].append(_unsubscribe_many(c, 2, filters))
+        c.close()
+    for k, what in enumerate(("SUBSCRIBE", "UNSUBSCRIBE")):
+        small, big = max(times[10000][k], 0.005), times[40000][k]
+        # Both fast in absolute terms passes too: scheduling noise on a
+        # shared machine must not turn 10 ms against 40 ms into a failure.
+        check(big < 1.0 or big / small < 10, "%s: 40,000 filters took %.3f s, 10,000 took %.3f s (x%.1f; "
+              "linear is x4)" % (what, big, small, big / small))
+
+
+test_subscriptions_per_client_cost_linear_time.timeout = 90
+
+
+def test_max_subscriptions_refuses_new_filters_with_0x80(ctx):
+    require_cairn("max_subscriptions is cairn's key")
+    b = ctx.broker(max_subscriptions=3)
+    c = RawClient(b.port)
+    c.connect("capped")
+    codes = c.subscribe(1, [("cap/a", 1), ("cap/b", 1), ("cap/c", 0), ("cap/d", 1)])
+    check(codes == [1, 1, 0, 0x80], "SUBACK codes %r" % codes)
+    # Replacing a granted filter is no new subscription; a new one still fails.
+    codes = c.subscribe(2, [("cap/a", 0), ("cap/e", 0)])
+    check(codes == [0, 0x80], "SUBACK codes after the cap %r" % codes)
+    c.send(unsubscribe_packet(3, ["cap/b"]))
+    c.expect(UNSUBACK)
+    codes = c.subscribe(4, [("cap/e", 1)])
+    check(codes == [1], "a freed place is not granted again: %r" % codes)
+    check("max_subscriptions 3 reached" in b.log_text(), "the refusal is not logged")
+
+
+def test_unacknowledged_window_costs_linear_time(ctx):
+    """max_inflight_messages 0: sending and acknowledging 32,000 messages
+    held in flight costs about four times 8,000 (finding a free packet id
+    and the acknowledged delivery by scanning the window made it
+    sixteen)."""
+    require_cairn("compares cairn's own timings")
+    b = ctx.broker(max_inflight_messages=0, max_queued_messages=0)
+    times = {}
+    for n in (8000, 32000):
+        s = RawClient(b.port, timeout=30)
+        s.connect("window-%d" % n)
+        s.subscribe(1, [("window/%d" % n, 1)])
+        p = RawClient(b.port)
+        p.connect("window-pub-%d" % n)
+        pub = b"".join(publish_packet("window/%d" % n, b"m", qos=1, pid=i + 1)
+                       for i in range(n))
+        t0 = time.monotonic()
+        p.send(pub)
+        pids = []
+        while len(pids) < n:
+            pids.append(s.read_publish(30)["pid"])
+        t_send = time.monotonic() - t0
+        check(len(set(pids)) == n, "%d distinct packet ids for %d messages" % (len(set(pids)), n))
+        t0 = time.monotonic()
+        s.send(b"".join(ack_packet(PUBACK, pid) for pid in reversed(pids)))
+        s.send(b"\xc0\x00")
+        s.expect(PINGRESP, 30)
+        t_ack = time.monotonic() - t0
+        times[n] = (t_send, t_ack)
+        s.close()
+        p.close()
+    for k, what in enumerate(("send", "acknowledge")):
+        small, big = max(times[8000][k], 0.005), times[32000][k]
+        check(big < 1.0 or big / small < 10, "%s: 32,000 in flight took %.3f s, 8,000 took %.3f s (x%.1f; "
+              "linear is x4)" % (what, big, small, big / small))
+
+
+test_unacknowledged_window_costs_linear_time.timeout = 90
