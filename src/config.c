@@ -25,6 +25,7 @@
 
 struct parse {
 	struct config *c;
+	struct config_listener *listener; /* the last listener line, or NULL */
 	const char *file;
 	unsigned long line;
 	const char *key;
@@ -118,26 +119,181 @@ static int key_listener(struct parse *p, char **v, int n)
 	if (parse_number(p, v[0], 1, 65535, &port) < 0)
 		return -1;
 	config_add_listener(p->c, n > 1 ? v[1] : NULL, (uint16_t)port);
+	p->c->file_listeners = true;
+	for (p->listener = p->c->listeners; p->listener->next; p->listener = p->listener->next)
+		;
+	p->listener->line = p->line;
 	return 0;
+}
+
+/* The listener a per-listener key belongs to: the last listener line. */
+static struct config_listener *current_listener(struct parse *p)
+{
+	if (!p->listener)
+		fail(p, "must follow a listener line");
+	return p->listener;
+}
+
+/* Where a security key goes: the global settings, or with
+ * per_listener_settings the listener it follows. */
+static struct config_security *current_security(struct parse *p)
+{
+	if (!p->c->per_listener_settings)
+		return &p->c->sec;
+	struct config_listener *l = current_listener(p);
+	return l ? &l->sec : NULL;
+}
+
+static int key_per_listener_settings(struct parse *p, char **v, int n)
+{
+	(void)n;
+	/* Keys already read went to the global settings: changing the rule
+	 * afterwards would silently move or drop them. */
+	if (p->listener || p->c->sec.allow_anonymous >= 0 || p->c->sec.password_file ||
+	    p->c->sec.acl_file)
+		return fail(p, "must come before every listener and security key");
+	return parse_bool(p, v[0], &p->c->per_listener_settings);
 }
 
 static int key_allow_anonymous(struct parse *p, char **v, int n)
 {
+	struct config_security *s = current_security(p);
+	bool allow = false;
+
 	(void)n;
-	return parse_bool(p, v[0], &p->c->allow_anonymous);
+	if (!s || parse_bool(p, v[0], &allow) < 0)
+		return -1;
+	s->allow_anonymous = allow;
+	return 0;
 }
 
 static int key_password_file(struct parse *p, char **v, int n)
 {
+	struct config_security *s = current_security(p);
+
 	(void)n;
-	set_string(&p->c->password_file, v[0]);
+	if (!s)
+		return -1;
+	set_string(&s->password_file, v[0]);
 	return 0;
 }
 
 static int key_acl_file(struct parse *p, char **v, int n)
 {
+	struct config_security *s = current_security(p);
+
 	(void)n;
-	set_string(&p->c->acl_file, v[0]);
+	if (!s)
+		return -1;
+	set_string(&s->acl_file, v[0]);
+	return 0;
+}
+
+static int key_max_connections(struct parse *p, char **v, int n)
+{
+	struct config_listener *l = current_listener(p);
+	uint64_t x;
+
+	(void)n;
+	if (!l)
+		return -1;
+	/* Mosquitto writes "no limit" as -1. */
+	if (strcmp(v[0], "-1") == 0) {
+		l->max_connections = 0;
+		return 0;
+	}
+	if (parse_number(p, v[0], 0, UINT32_MAX, &x) < 0)
+		return -1;
+	l->max_connections = (uint32_t)x;
+	return 0;
+}
+
+/* The TLS keys that name a file or a string, and where each goes. */
+static char **tls_string_field(struct config_tls *t, const char *key)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} fields[] = {
+	    {"cafile", offsetof(struct config_tls, cafile)},
+	    {"capath", offsetof(struct config_tls, capath)},
+	    {"certfile", offsetof(struct config_tls, certfile)},
+	    {"keyfile", offsetof(struct config_tls, keyfile)},
+	    {"crlfile", offsetof(struct config_tls, crlfile)},
+	    {"dhparamfile", offsetof(struct config_tls, dhparamfile)},
+	    {"ciphers", offsetof(struct config_tls, ciphers)},
+	    {"ciphers_tls1.3", offsetof(struct config_tls, ciphersuites)},
+	    {"ciphersuites", offsetof(struct config_tls, ciphersuites)},
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (strcmp(key, fields[i].key) == 0)
+			return (char **)((char *)t + fields[i].off);
+	return NULL;
+}
+
+static int key_tls_string(struct parse *p, char **v, int n)
+{
+	struct config_listener *l = current_listener(p);
+
+	(void)n;
+	if (!l)
+		return -1;
+	set_string(tls_string_field(&l->tls, p->key), v[0]);
+	return 0;
+}
+
+static int key_tls_version(struct parse *p, char **v, int n)
+{
+	struct config_listener *l = current_listener(p);
+
+	(void)n;
+	if (!l)
+		return -1;
+	if (strcmp(v[0], "tlsv1.2") != 0 && strcmp(v[0], "tlsv1.3") != 0)
+		return fail(p, "expected tlsv1.2 or tlsv1.3, got '%s'", v[0]);
+	set_string(&l->tls.tls_version, v[0]);
+	return 0;
+}
+
+static int key_tls_bool(struct parse *p, char **v, int n)
+{
+	struct config_listener *l = current_listener(p);
+	bool *field;
+
+	(void)n;
+	if (!l)
+		return -1;
+	if (strcmp(p->key, "require_certificate") == 0)
+		field = &l->tls.require_certificate;
+	else if (strcmp(p->key, "use_identity_as_username") == 0)
+		field = &l->tls.use_identity_as_username;
+	else
+		field = &l->tls.use_subject_as_username;
+	return parse_bool(p, v[0], field);
+}
+
+/* What a listener's TLS keys need of each other, checked once the file is
+ * read: a listener that cannot do what its keys ask must not start. */
+static int check_listener_tls(struct parse *p, const struct config_listener *l)
+{
+	const struct config_tls *t = &l->tls;
+	bool tls = t->certfile || t->keyfile;
+
+	p->key = "listener";
+	p->line = l->line;
+	if (!t->certfile != !t->keyfile)
+		return fail(p, "port %u: certfile and keyfile must be given together", l->port);
+	if (!tls && (t->cafile || t->capath || t->crlfile || t->dhparamfile || t->ciphers ||
+		     t->ciphersuites || t->tls_version || t->require_certificate ||
+		     t->use_identity_as_username || t->use_subject_as_username))
+		return fail(p, "port %u: TLS options without certfile and keyfile", l->port);
+	if (t->require_certificate && !t->cafile && !t->capath)
+		return fail(p, "port %u: require_certificate needs cafile or capath", l->port);
+	if ((t->use_identity_as_username || t->use_subject_as_username) && !t->require_certificate)
+		return fail(p,
+			    "port %u: use_identity_as_username and use_subject_as_username "
+			    "need require_certificate true",
+			    l->port);
 	return 0;
 }
 
@@ -339,6 +495,21 @@ static int key_log_type(struct parse *p, char **v, int n, bool *seen)
 
 static const struct config_key config_keys[] = {
     {"listener", 1, 2, key_listener},
+    {"per_listener_settings", 1, 1, key_per_listener_settings},
+    {"max_connections", 1, 1, key_max_connections},
+    {"cafile", 1, 1, key_tls_string},
+    {"capath", 1, 1, key_tls_string},
+    {"certfile", 1, 1, key_tls_string},
+    {"keyfile", 1, 1, key_tls_string},
+    {"crlfile", 1, 1, key_tls_string},
+    {"dhparamfile", 1, 1, key_tls_string},
+    {"ciphers", 1, 1, key_tls_string},
+    {"ciphers_tls1.3", 1, 1, key_tls_string},
+    {"ciphersuites", 1, 1, key_tls_string},
+    {"tls_version", 1, 1, key_tls_version},
+    {"require_certificate", 1, 1, key_tls_bool},
+    {"use_identity_as_username", 1, 1, key_tls_bool},
+    {"use_subject_as_username", 1, 1, key_tls_bool},
     {"allow_anonymous", 1, 1, key_allow_anonymous},
     {"password_file", 1, 1, key_password_file},
     {"acl_file", 1, 1, key_acl_file},
@@ -459,7 +630,7 @@ static int parse_line(struct parse *p, char *line, bool *dest_seen, bool *type_s
 void config_init(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->allow_anonymous = true;
+	c->sec.allow_anonymous = -1;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
 	c->max_subscriptions = 100000;
@@ -476,6 +647,21 @@ void config_init(struct config *c)
 	c->log_mask = LOG_LEVEL_DEFAULT_MASK;
 }
 
+static void config_security_cleanup(struct config_security *s)
+{
+	free(s->password_file);
+	free(s->acl_file);
+}
+
+static void config_tls_cleanup(struct config_tls *t)
+{
+	char **strings[] = {&t->cafile,  &t->capath,       &t->certfile,
+			    &t->keyfile, &t->crlfile,      &t->dhparamfile,
+			    &t->ciphers, &t->ciphersuites, &t->tls_version};
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		free(*strings[i]);
+}
+
 void config_cleanup(struct config *c)
 {
 	struct config_listener *l, *lnext;
@@ -483,6 +669,8 @@ void config_cleanup(struct config *c)
 
 	for (l = c->listeners; l; l = lnext) {
 		lnext = l->next;
+		config_security_cleanup(&l->sec);
+		config_tls_cleanup(&l->tls);
 		free(l->address);
 		free(l);
 	}
@@ -493,8 +681,7 @@ void config_cleanup(struct config *c)
 		free(o);
 	}
 	free(c->path);
-	free(c->password_file);
-	free(c->acl_file);
+	config_security_cleanup(&c->sec);
 	free(c->persistence_location);
 	free(c->persistence_backend);
 	free(c->log_file);
@@ -534,6 +721,12 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	}
 	if (c->persistence_backend == NULL)
 		c->persistence_backend = xstrdup(c->persistence ? "sqlite" : "memory");
+	for (const struct config_listener *l = c->listeners; l; l = l->next) {
+		if (check_listener_tls(&p, l) < 0) {
+			rc = -1;
+			goto out;
+		}
+	}
 out:
 	free(line);
 	fclose(f);
@@ -560,7 +753,21 @@ void config_add_listener(struct config *c, const char *address, uint16_t port)
 
 	l->address = address ? xstrdup(address) : NULL;
 	l->port = port;
+	l->sec.allow_anonymous = -1;
 	while (*tail)
 		tail = &(*tail)->next;
 	*tail = l;
+}
+
+const struct config_security *config_security_for(const struct config *c,
+						  const struct config_listener *l)
+{
+	return c->per_listener_settings && l ? &l->sec : &c->sec;
+}
+
+bool config_allow_anonymous(const struct config *c, const struct config_security *s)
+{
+	if (s->allow_anonymous >= 0)
+		return s->allow_anonymous;
+	return !c->file_listeners;
 }

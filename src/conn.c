@@ -64,9 +64,18 @@ enum conn_state {
 	CONN_CLOSED,        /* on the reap list */
 };
 
+/* One listening socket, and the connections it accepted. */
+struct conn_listener {
+	struct conn_set *set;
+	const struct config_listener *cl; /* borrowed from the config */
+	struct evconnlistener *evl;
+	uint32_t nconns; /* accepted and not yet freed */
+};
+
 struct conn {
 	struct event ev; /* read, and write while output waits */
 	struct conn_set *set;
+	struct conn_listener *lis; /* NULL for a socket handed to conn_accept */
 	void *owner;
 	struct conn *prev, *next; /* every connection of the set */
 	struct conn *next_dirty;  /* output to flush at the end of this pass */
@@ -94,7 +103,7 @@ struct conn_set {
 	struct log *log;
 	struct conn_hooks hooks;
 	void *arg;
-	struct evconnlistener **listeners;
+	struct conn_listener **listeners;
 	size_t nlisteners;
 	struct conn *conns; /* every connection not yet freed */
 	struct conn *dirty; /* with output to flush at the end of the pass */
@@ -218,6 +227,11 @@ uint64_t conn_accepted_at(const struct conn *cn)
 	return cn->accepted_ms;
 }
 
+const struct config_listener *conn_listener(const struct conn *cn)
+{
+	return cn->lis ? cn->lis->cl : NULL;
+}
+
 /* ---- accept and free ---- */
 
 static void conn_format_addr(char *buf, size_t len, const struct sockaddr *sa)
@@ -236,11 +250,14 @@ static void conn_format_addr(char *buf, size_t len, const struct sockaddr *sa)
 	}
 }
 
-void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int salen)
+static struct conn *conn_new(struct conn_set *set, struct conn_listener *lis, int fd,
+			     const struct sockaddr *sa)
 {
-	(void)salen;
 	struct conn *cn = xcalloc(1, sizeof(*cn));
 	cn->set = set;
+	cn->lis = lis;
+	if (lis)
+		lis->nconns++;
 	cn->fd = fd;
 	cn->id = ++set->next_id;
 	cn->state = CONN_AWAIT_CONNECT;
@@ -253,6 +270,13 @@ void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int sa
 	set->conns = cn;
 	conn_update_events(cn);
 	log_write(set->log, LOG_LEVEL_DEBUG, "new connection from %s", cn->addr);
+	return cn;
+}
+
+void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int salen)
+{
+	(void)salen;
+	conn_new(set, NULL, fd, sa);
 }
 
 static void conn_free(struct conn *cn)
@@ -275,6 +299,8 @@ static void conn_free(struct conn *cn)
 	}
 	if (cn->out)
 		evbuffer_free(cn->out);
+	if (cn->lis)
+		cn->lis->nconns--;
 	free(cn->in);
 	evutil_closesocket(cn->fd);
 	free(cn);
@@ -591,8 +617,19 @@ static void conn_listener_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 			     int salen, void *arg)
 {
 	(void)l;
-	struct conn_set *set = arg;
+	(void)salen;
+	struct conn_listener *lis = arg;
+	struct conn_set *set = lis->set;
 	if (set->stopping) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if (lis->cl->max_connections && lis->nconns >= lis->cl->max_connections) {
+		char addr[48];
+		conn_format_addr(addr, sizeof(addr), sa);
+		log_write(set->log, LOG_LEVEL_NOTICE,
+			  "connection from %s refused: max_connections %u reached on port %u", addr,
+			  lis->cl->max_connections, lis->cl->port);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -600,13 +637,13 @@ static void conn_listener_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 	 * broker already batches many packets per write itself. */
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	conn_accept(set, fd, sa, salen);
+	conn_new(set, lis, fd, sa);
 }
 
 static void conn_listener_error_cb(struct evconnlistener *l, void *arg)
 {
 	(void)l;
-	struct conn_set *set = arg;
+	struct conn_set *set = ((struct conn_listener *)arg)->set;
 	int err = EVUTIL_SOCKET_ERROR();
 	log_write(set->log, LOG_LEVEL_ERROR, "accept failed: %s",
 		  evutil_socket_error_to_string(err));
@@ -631,19 +668,22 @@ int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
 		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
 		if (ai->ai_family == AF_INET6)
 			flags |= LEV_OPT_BIND_IPV6ONLY;
-		struct evconnlistener *l =
-		    evconnlistener_new_bind(set->base, conn_listener_cb, set, flags, 1024,
-					    ai->ai_addr, (int)ai->ai_addrlen);
-		if (!l) {
+		struct conn_listener *lis = xcalloc(1, sizeof(*lis));
+		lis->set = set;
+		lis->cl = cl;
+		lis->evl = evconnlistener_new_bind(set->base, conn_listener_cb, lis, flags, 1024,
+						   ai->ai_addr, (int)ai->ai_addrlen);
+		if (!lis->evl) {
 			log_write(set->log, LOG_LEVEL_ERROR, "listener %s:%u: cannot bind: %s",
 				  cl->address ? cl->address : "*", cl->port, strerror(errno));
+			free(lis);
 			evutil_freeaddrinfo(res);
 			return -1;
 		}
-		evconnlistener_set_error_cb(l, conn_listener_error_cb);
+		evconnlistener_set_error_cb(lis->evl, conn_listener_error_cb);
 		set->listeners =
 		    xrealloc(set->listeners, (set->nlisteners + 1) * sizeof(*set->listeners));
-		set->listeners[set->nlisteners++] = l;
+		set->listeners[set->nlisteners++] = lis;
 		opened++;
 	}
 	evutil_freeaddrinfo(res);
@@ -680,7 +720,7 @@ void conn_set_close_all(struct conn_set *set, const char *reason)
 {
 	set->stopping = true;
 	for (size_t i = 0; i < set->nlisteners; i++)
-		evconnlistener_disable(set->listeners[i]);
+		evconnlistener_disable(set->listeners[i]->evl);
 	/* Closing frees nothing (that waits for the loop), so the list stays
 	 * walkable. */
 	for (struct conn *cn = set->conns; cn; cn = cn->next)
@@ -699,8 +739,10 @@ void conn_set_free(struct conn_set *set)
 			set->hooks.closed(set->arg, cn, "server stopped", false);
 		conn_free(cn);
 	}
-	for (size_t i = 0; i < set->nlisteners; i++)
-		evconnlistener_free(set->listeners[i]);
+	for (size_t i = 0; i < set->nlisteners; i++) {
+		evconnlistener_free(set->listeners[i]->evl);
+		free(set->listeners[i]);
+	}
 	free(set->listeners);
 	if (set->flush_ev)
 		event_free(set->flush_ev);

@@ -80,6 +80,8 @@ const char *conn_addr(const struct conn *cn);
 uint64_t conn_id(const struct conn *cn);
 /* When the connection was accepted, in monotonic milliseconds. */
 uint64_t conn_accepted_at(const struct conn *cn);
+/* The listener that accepted it (NULL for a socket given to conn_accept). */
+const struct config_listener *conn_listener(const struct conn *cn);
 
 /* Queue bytes for the socket; they go out at the end of this loop pass,
  * together with everything else queued for it. Dropped once closing. */

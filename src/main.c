@@ -29,6 +29,23 @@ static void usage(FILE *out)
 	      out);
 }
 
+/* The first key the file asks for that this build cannot honour yet. */
+static const char *main_unsupported_key(const struct config *cfg)
+{
+	const struct config_security *s = &cfg->sec;
+	for (const struct config_listener *l = cfg->listeners;; l = l->next) {
+		if (s->password_file)
+			return "password_file";
+		if (s->acl_file)
+			return "acl_file";
+		if (!l)
+			return NULL;
+		if (l->tls.certfile)
+			return "certfile";
+		s = &l->sec;
+	}
+}
+
 static int parse_port(const char *s, uint16_t *out)
 {
 	char *end;
@@ -79,10 +96,11 @@ int main(int argc, char **argv)
 		config_cleanup(&cfg);
 		return 1;
 	}
-	if (cfg.password_file || cfg.acl_file) {
+	const char *unsupported = main_unsupported_key(&cfg);
+	if (unsupported) {
 		/* Refuse rather than run without the protection the file asks for. */
 		fprintf(stderr, "cairn: %s: %s: not supported by this version of cairn yet\n",
-			conf_path, cfg.password_file ? "password_file" : "acl_file");
+			conf_path, unsupported);
 		config_cleanup(&cfg);
 		return 1;
 	}

@@ -77,11 +77,13 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		protocol_send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
 		return;
 	}
-	if (!cfg->allow_anonymous && !p->has_username) {
+	bool anonymous_ok =
+	    config_allow_anonymous(cfg, config_security_for(cfg, conn_listener(cn)));
+	if (!anonymous_ok && !p->has_username) {
 		protocol_send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
 		return;
 	}
-	if (p->has_username && !cfg->allow_anonymous) {
+	if (p->has_username && !anonymous_ok) {
 		/* No password file support yet: nobody can authenticate. */
 		protocol_send_connack(cn, false, CODEC_CONNACK_BAD_AUTH);
 		return;

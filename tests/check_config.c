@@ -98,9 +98,10 @@ START_TEST(test_defaults)
 	config_init(&c);
 	ck_assert_ptr_null(c.path);
 	ck_assert_ptr_null(c.listeners);
-	ck_assert(c.allow_anonymous);
-	ck_assert_ptr_null(c.password_file);
-	ck_assert_ptr_null(c.acl_file);
+	ck_assert_int_eq(c.sec.allow_anonymous, -1);
+	ck_assert(config_allow_anonymous(&c, &c.sec)); /* no listener: loopback only */
+	ck_assert_ptr_null(c.sec.password_file);
+	ck_assert_ptr_null(c.sec.acl_file);
 	ck_assert_uint_eq(c.max_inflight_messages, 20);
 	ck_assert_uint_eq(c.max_queued_messages, 1000);
 	ck_assert_uint_eq(c.max_queued_bytes, 0);
@@ -191,9 +192,10 @@ START_TEST(test_every_key)
 	ck_assert_uint_eq(l->port, 1884);
 	ck_assert_str_eq(l->address, "0.0.0.0");
 	ck_assert_ptr_null(l->next);
-	ck_assert(!c.allow_anonymous);
-	ck_assert_str_eq(c.password_file, "/etc/cairn/passwd");
-	ck_assert_str_eq(c.acl_file, "/etc/cairn/acl");
+	ck_assert_int_eq(c.sec.allow_anonymous, 0);
+	ck_assert(!config_allow_anonymous(&c, config_security_for(&c, l)));
+	ck_assert_str_eq(c.sec.password_file, "/etc/cairn/passwd");
+	ck_assert_str_eq(c.sec.acl_file, "/etc/cairn/acl");
 	ck_assert_uint_eq(c.max_inflight_messages, 5);
 	ck_assert_uint_eq(c.max_queued_messages, 77);
 	ck_assert_uint_eq(c.max_queued_bytes, 1048576);
@@ -244,13 +246,13 @@ START_TEST(test_enum_values)
 	ck_assert_int_eq(c.on_corrupt, CAIRN_ON_CORRUPT_FAIL);
 	config_cleanup(&c);
 	load_ok(&c, "allow_anonymous false\nallow_anonymous true\n");
-	ck_assert(c.allow_anonymous);
+	ck_assert_int_eq(c.sec.allow_anonymous, 1);
 	config_cleanup(&c);
 	/* A repeated path key replaces the earlier value. */
 	load_ok(&c, "acl_file a\nacl_file b\npassword_file p\npassword_file q\n"
 		    "persistence_location x\npersistence_location y\n");
-	ck_assert_str_eq(c.acl_file, "b");
-	ck_assert_str_eq(c.password_file, "q");
+	ck_assert_str_eq(c.sec.acl_file, "b");
+	ck_assert_str_eq(c.sec.password_file, "q");
 	ck_assert_str_eq(c.persistence_location, "y");
 	config_cleanup(&c);
 }
@@ -300,6 +302,79 @@ START_TEST(test_listeners_in_order)
 	ck_assert_uint_eq(l->port, 2001);
 	ck_assert_ptr_null(l->address);
 	ck_assert_ptr_null(l->next);
+	config_cleanup(&c);
+}
+END_TEST
+
+/* TLS and max_connections belong to the listener they follow; security
+ * keys too once per_listener_settings is true, and the default of
+ * allow_anonymous follows Mosquitto 2.0. */
+START_TEST(test_per_listener_keys)
+{
+	struct config c;
+	const struct config_listener *a, *b;
+
+	load_ok(&c, "per_listener_settings true\n"
+		    "listener 1883 127.0.0.1\n"
+		    "allow_anonymous true\n"
+		    "max_connections -1\n"
+		    "listener 8883\n"
+		    "password_file /etc/cairn/passwd\n"
+		    "acl_file /etc/cairn/acl\n"
+		    "max_connections 100\n"
+		    "certfile /etc/cairn/server.pem\n"
+		    "keyfile /etc/cairn/server.key\n"
+		    "cafile /etc/cairn/ca.pem\n"
+		    "capath /etc/ssl/certs\n"
+		    "crlfile /etc/cairn/crl.pem\n"
+		    "dhparamfile /etc/cairn/dh.pem\n"
+		    "ciphers HIGH\n"
+		    "ciphers_tls1.3 TLS_AES_256_GCM_SHA384\n"
+		    "tls_version tlsv1.3\n"
+		    "require_certificate true\n"
+		    "use_identity_as_username true\n");
+	ck_assert(c.per_listener_settings);
+	a = c.listeners;
+	b = a->next;
+	ck_assert_ptr_nonnull(b);
+	ck_assert_uint_eq(a->max_connections, 0);
+	ck_assert_uint_eq(b->max_connections, 100);
+	ck_assert(config_allow_anonymous(&c, config_security_for(&c, a)));
+	ck_assert(!config_allow_anonymous(&c, config_security_for(&c, b)));
+	ck_assert_ptr_null(a->sec.password_file);
+	ck_assert_str_eq(config_security_for(&c, b)->password_file, "/etc/cairn/passwd");
+	ck_assert_str_eq(b->sec.acl_file, "/etc/cairn/acl");
+	ck_assert_ptr_null(c.sec.password_file);
+	ck_assert_ptr_null(a->tls.certfile);
+	ck_assert_str_eq(b->tls.certfile, "/etc/cairn/server.pem");
+	ck_assert_str_eq(b->tls.keyfile, "/etc/cairn/server.key");
+	ck_assert_str_eq(b->tls.cafile, "/etc/cairn/ca.pem");
+	ck_assert_str_eq(b->tls.capath, "/etc/ssl/certs");
+	ck_assert_str_eq(b->tls.crlfile, "/etc/cairn/crl.pem");
+	ck_assert_str_eq(b->tls.dhparamfile, "/etc/cairn/dh.pem");
+	ck_assert_str_eq(b->tls.ciphers, "HIGH");
+	ck_assert_str_eq(b->tls.ciphersuites, "TLS_AES_256_GCM_SHA384");
+	ck_assert_str_eq(b->tls.tls_version, "tlsv1.3");
+	ck_assert(b->tls.require_certificate);
+	ck_assert(b->tls.use_identity_as_username);
+	ck_assert(!b->tls.use_subject_as_username);
+	config_cleanup(&c);
+
+	/* Without per_listener_settings the security keys are global, wherever
+	 * they stand; a listener in the file makes anonymous clients opt-in. */
+	load_ok(&c, "listener 1883\npassword_file p\n");
+	ck_assert_str_eq(c.sec.password_file, "p");
+	ck_assert_ptr_null(c.listeners->sec.password_file);
+	ck_assert_ptr_eq(config_security_for(&c, c.listeners), &c.sec);
+	ck_assert(!config_allow_anonymous(&c, &c.sec));
+	config_cleanup(&c);
+	load_ok(&c, "listener 1883\nallow_anonymous true\n");
+	ck_assert(config_allow_anonymous(&c, &c.sec));
+	config_cleanup(&c);
+	/* No listener in the file: the loopback default allows them, unless the
+	 * file says otherwise. */
+	load_ok(&c, "allow_anonymous false\n");
+	ck_assert(!config_allow_anonymous(&c, &c.sec));
 	config_cleanup(&c);
 }
 END_TEST
@@ -407,7 +482,28 @@ struct err_case {
 static const struct err_case err_cases[] = {
     {"listener 1883\nbogus_key 1\n", 2, "bogus_key", "unknown key"},
     {"bogus_key\n", 1, "bogus_key", "unknown key"},
-    {"cafile /etc/ca.pem\n", 1, "cafile", "unknown key"},
+    {"cafile /etc/ca.pem\n", 1, "cafile", "must follow a listener line"},
+    {"max_connections 5\n", 1, "max_connections", "must follow a listener line"},
+    {"listener 1\nmax_connections -2\n", 2, "max_connections", "expected a whole number"},
+    {"listener 1\ntls_version tlsv1.1\n", 2, "tls_version",
+     "expected tlsv1.2 or tlsv1.3, got 'tlsv1.1'"},
+    {"listener 1\nrequire_certificate maybe\n", 2, "require_certificate", "expected true or false"},
+    {"per_listener_settings true\nallow_anonymous true\n", 2, "allow_anonymous",
+     "must follow a listener line"},
+    {"per_listener_settings true\npassword_file p\nlistener 1\n", 2, "password_file",
+     "must follow a listener line"},
+    {"listener 1\nper_listener_settings true\n", 2, "per_listener_settings",
+     "must come before every listener and security key"},
+    {"acl_file a\nper_listener_settings true\n", 2, "per_listener_settings",
+     "must come before every listener and security key"},
+    {"listener 8883\ncertfile c.pem\n", 1, "listener",
+     "port 8883: certfile and keyfile must be given together"},
+    {"listener 8883\ncafile ca.pem\n", 1, "listener",
+     "port 8883: TLS options without certfile and keyfile"},
+    {"listener 8883\ncertfile c\nkeyfile k\nrequire_certificate true\n", 1, "listener",
+     "port 8883: require_certificate needs cafile or capath"},
+    {"listener 8883\ncertfile c\nkeyfile k\ncafile a\nuse_identity_as_username true\n", 1,
+     "listener", "need require_certificate true"},
     {"Listener 1883\n", 1, "Listener", "unknown key"},
     {"\n\nlistener\n", 3, "listener", "missing value"},
     {"max_keepalive\n", 1, "max_keepalive", "missing value"},
@@ -757,6 +853,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_comments_blank_whitespace);
 	tcase_add_test(tc, test_listeners_in_order);
 	tcase_add_test(tc, test_add_listener_without_file);
+	tcase_add_test(tc, test_per_listener_keys);
 	tcase_add_loop_test(tc, test_numeric_edges, 0,
 			    (int)(sizeof(num_cases) / sizeof(num_cases[0])));
 	tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(err_cases) / sizeof(err_cases[0])));
