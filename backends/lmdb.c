@@ -8,7 +8,6 @@
 #include "cairn/store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,7 @@
 
 #include <lmdb.h>
 
-#include "util.h"
+#include "common.h"
 
 /* Version of the set of databases and their layout, kept in meta. */
 #define LM_SCHEMA_VERSION 1
@@ -131,20 +130,6 @@ static int lm_map(int rc)
 	}
 }
 
-static void lm_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lm_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A reason for rc: LMDB's text, or ours for the codes it never made. */
 static const char *lm_reason(int rc)
 {
@@ -160,7 +145,7 @@ static void buf_reserve(struct lm_buf *b, size_t more)
 	if (b->cap - b->len >= more)
 		return;
 	b->cap = b->len + more > 2 * b->cap ? b->len + more : 2 * b->cap;
-	b->p = xrealloc(b->p, b->cap);
+	b->p = bk_xrealloc(b->p, b->cap);
 }
 
 static void put_bytes(struct lm_buf *b, const void *p, size_t n)
@@ -483,7 +468,7 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db, struct lm_buf *b,
 		    size_t klen)
 {
-	struct lm_op *op = xmalloc(sizeof(*op) + b->len);
+	struct lm_op *op = bk_xmalloc(sizeof(*op) + b->len);
 
 	op->next = NULL;
 	op->kind = kind;
@@ -1049,13 +1034,9 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 		snprintf(why, whylen, "%s", lm_reason(rc));
 		return rc;
 	}
-	if (su.version == 0 && opts->log != NULL) {
-		char msg[4200];
-
-		snprintf(msg, sizeof(msg), "lmdb: %s: created at schema version %d", st->dir,
-			 LM_SCHEMA_VERSION);
-		opts->log(opts->log_arg, 2, msg);
-	}
+	if (su.version == 0)
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
+			"lmdb: %s: created at schema version %d", st->dir, LM_SCHEMA_VERSION);
 	return 0;
 }
 
@@ -1096,7 +1077,7 @@ static int lm_opt_size(const struct cairn_store_options *opts, const char *key, 
 	if (s == NULL)
 		return 0;
 	if (lm_parse_size(s, out) != 0) {
-		lm_errf(err, errlen, "lmdb: bad %s \"%s\" (want a positive byte count)", key, s);
+		bk_errf(err, errlen, "lmdb: bad %s \"%s\" (want a positive byte count)", key, s);
 		return CAIRN_EINVAL;
 	}
 	return 0;
@@ -1119,16 +1100,16 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 
 	*out = NULL;
 	if (opts->location == NULL || opts->location[0] == '\0') {
-		lm_errf(err, errlen, "lmdb: persistence_location is not set");
+		bk_errf(err, errlen, "lmdb: persistence_location is not set");
 		return CAIRN_EINVAL;
 	}
-	st = xcalloc(1, sizeof(*st));
+	st = bk_xcalloc(1, sizeof(*st));
 	rc = lm_opt_size(opts, "lmdb_map_size", LM_MAP_SIZE_DEFAULT, &st->map_size, err, errlen);
 	if (rc == 0)
 		rc = lm_opt_size(opts, "lmdb_map_size_max", LM_MAP_SIZE_MAX_DEFAULT, &st->map_max,
 				 err, errlen);
 	if (rc == 0 && st->map_size > st->map_max) {
-		lm_errf(err, errlen,
+		bk_errf(err, errlen,
 			"lmdb: lmdb_map_size %llu is larger than lmdb_map_size_max %llu",
 			(unsigned long long)st->map_size, (unsigned long long)st->map_max);
 		rc = CAIRN_EINVAL;
@@ -1137,9 +1118,9 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		lm_free(st);
 		return rc;
 	}
-	st->dir = xstrdup(opts->location);
+	st->dir = bk_xstrdup(opts->location);
 	n = strlen(st->dir) + sizeof("/data.mdb");
-	st->data_path = xmalloc(n);
+	st->data_path = bk_xmalloc(n);
 	snprintf(st->data_path, n, "%s/data.mdb", st->dir);
 	/* MDB_NOTLS ties a reader slot to its transaction, not the thread:
 	 * another handle on the same directory in this process (a test's
@@ -1150,13 +1131,13 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 
 	old_umask = umask(077);
 	if (mkdir(st->dir, 0700) != 0 && errno != EEXIST) {
-		lm_errf(err, errlen, "lmdb: cannot create directory %s: %s", st->dir,
+		bk_errf(err, errlen, "lmdb: cannot create directory %s: %s", st->dir,
 			strerror(errno));
 		rc = CAIRN_EIO;
 		goto out;
 	}
 	if (stat(st->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		lm_errf(err, errlen, "lmdb: %s is not a directory", st->dir);
+		bk_errf(err, errlen, "lmdb: %s is not a directory", st->dir);
 		rc = CAIRN_EIO;
 		goto out;
 	}
@@ -1167,25 +1148,19 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		lm_env_close(st);
 		if (!lm_is_corrupt(rc) || opts->on_corrupt != CAIRN_ON_CORRUPT_QUARANTINE ||
 		    attempt > 0) {
-			lm_errf(err, errlen, "lmdb: %s: %s", st->data_path, why);
+			bk_errf(err, errlen, "lmdb: %s: %s", st->data_path, why);
 			rc = lm_map(rc);
 			goto out;
 		}
 		if (lm_quarantine(st, newpath, sizeof(newpath)) != 0) {
-			lm_errf(err, errlen, "lmdb: %s is corrupt (%s) and cannot be moved: %s",
+			bk_errf(err, errlen, "lmdb: %s is corrupt (%s) and cannot be moved: %s",
 				st->data_path, why, strerror(errno));
 			rc = CAIRN_ECORRUPT;
 			goto out;
 		}
-		if (opts->log != NULL) {
-			char msg[8800];
-
-			snprintf(msg, sizeof(msg),
-				 "lmdb: %s is corrupt (%s); moved to %s, starting with an empty "
-				 "store",
-				 st->data_path, why, newpath);
-			opts->log(opts->log_arg, 1, msg);
-		}
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_WARNING,
+			"lmdb: %s is corrupt (%s); moved to %s, starting with an empty store",
+			st->data_path, why, newpath);
 	}
 out:
 	umask(old_umask);
@@ -1198,7 +1173,7 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_lmdb = {
-    .version = 1,
+    .version = 2,
     .name = "lmdb",
     .open = lm_open,
     .close = lm_close,
@@ -1216,4 +1191,5 @@ const struct cairn_store_ops cairn_store_lmdb = {
     .retained_put = lm_retained_put,
     .retained_delete = lm_retained_delete,
     .commit = lm_commit,
+    .flags = CAIRN_STORE_LOCAL_FILES,
 };

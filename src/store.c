@@ -26,7 +26,7 @@ static const struct cairn_store_ops *const store_backends[] = {
 #ifdef HAVE_LMDB
 	&cairn_store_lmdb,
 #endif
-#ifdef HAVE_REDIS
+#ifdef HAVE_HIREDIS
 	&cairn_store_redis,
 #endif
 	NULL
