@@ -42,7 +42,8 @@ void bk_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
 /* Format a message and hand it to opts->log, if anybody listens (log is
  * NULL otherwise). The message is not truncated. */
 void bk_logf(void (*log)(void *arg, int level, const char *msg), void *arg,
-	     enum cairn_log_level level, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+	     enum cairn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void bk_vlogf(void (*log)(void *arg, int level, const char *msg), void *arg,
 	      enum cairn_log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));

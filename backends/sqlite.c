@@ -338,8 +338,8 @@ static void sq_page_knob_refresh(struct cairn_store *st)
 static int sq_page_knob_open(struct cairn_store *st, const struct cairn_store_options *opts,
 			     char *err, size_t errlen)
 {
-	const char *knob = opts->get != NULL ? opts->get(opts->get_arg, "sqlite_max_page_count")
-					     : NULL;
+	const char *knob =
+	    opts->get != NULL ? opts->get(opts->get_arg, "sqlite_max_page_count") : NULL;
 
 	if (knob == NULL)
 		return 0;
@@ -541,8 +541,8 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		struct cairn_delivery_rec r = {0};
 		uint8_t state = 0;
 		const char *state_text = col_text(s, 5);
-		bool state_ok = state_text != NULL &&
-				bk_state_parse(state_text, strlen(state_text), &state);
+		bool state_ok =
+		    state_text != NULL && bk_state_parse(state_text, strlen(state_text), &state);
 
 		r.client_id = col_text(s, 0);
 		r.seq = (uint64_t)sqlite3_column_int64(s, 1);

@@ -33,7 +33,8 @@ static void rd_link_gone(struct cairn_store *st, const redisAsyncContext *ac, co
 	st->ac_broken = false;
 	if (!st->link_lost) {
 		st->link_lost = true;
-		rd_log(st, CAIRN_LOG_WARNING, "redis at %s: connection lost (%s); reconnecting", st->where, why);
+		rd_log(st, CAIRN_LOG_WARNING, "redis at %s: connection lost (%s); reconnecting",
+		       st->where, why);
 	}
 	rd_schedule_reconnect(st);
 }
@@ -84,7 +85,8 @@ static void rd_setup_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 	if (st == NULL || reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return;
-	rd_log(st, CAIRN_LOG_ERROR, "redis at %s: %s refused: %s", st->where, (const char *)privdata, reply->str);
+	rd_log(st, CAIRN_LOG_ERROR, "redis at %s: %s refused: %s", st->where,
+	       (const char *)privdata, reply->str);
 }
 
 /* Commands sent while the link connects are queued by hiredis behind AUTH
@@ -154,13 +156,14 @@ static void rd_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	if (ac == NULL)
 		return;
 	if (st->in_flight)
-		rd_log(st, CAIRN_LOG_WARNING, "redis at %s: no reply to a commit within %d ms", st->where,
-		       st->timeout_ms);
+		rd_log(st, CAIRN_LOG_WARNING, "redis at %s: no reply to a commit within %d ms",
+		       st->where, st->timeout_ms);
 	st->ac = NULL;
 	st->ac_broken = false;
 	if (!st->link_lost) {
 		st->link_lost = true;
-		rd_log(st, CAIRN_LOG_WARNING, "redis at %s: dropping the connection; reconnecting", st->where);
+		rd_log(st, CAIRN_LOG_WARNING, "redis at %s: dropping the connection; reconnecting",
+		       st->where);
 	}
 	rd_schedule_reconnect(st);
 	redisAsyncFree(ac);
@@ -196,15 +199,17 @@ static void rd_exec_cb(redisAsyncContext *ac, void *r, void *privdata)
 	} else if (reply->type == REDIS_REPLY_ARRAY && !st->multi_failed) {
 		for (size_t i = 0; i < reply->elements; i++) {
 			if (reply->element[i]->type == REDIS_REPLY_ERROR) {
-				rd_log(st, CAIRN_LOG_ERROR, "redis at %s: command %zu of a commit failed: %s",
-				       st->where, i + 1, reply->element[i]->str);
+				rd_log(st, CAIRN_LOG_ERROR,
+				       "redis at %s: command %zu of a commit failed: %s", st->where,
+				       i + 1, reply->element[i]->str);
 				status = CAIRN_EIO;
 				break;
 			}
 		}
 	} else {
 		if (reply->type == REDIS_REPLY_ERROR)
-			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: EXEC failed: %s", st->where, reply->str);
+			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: EXEC failed: %s", st->where,
+			       reply->str);
 		status = CAIRN_EIO;
 	}
 	if (status == 0)
@@ -273,7 +278,6 @@ broken:
 	rd_link_kill(st);
 	return CAIRN_EUNAVAILABLE;
 }
-
 
 int rd_link_init(struct cairn_store *st)
 {

@@ -64,7 +64,6 @@ bool rd_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
 	return true;
 }
 
-
 /* ---- staged batches ---- */
 
 void rd_batch_clear(struct rd_batch *b)
@@ -556,4 +555,3 @@ const struct cairn_store_ops cairn_store_redis = {
     .commit = rd_commit,
     .flags = CAIRN_STORE_ASYNC_COMMIT,
 };
-

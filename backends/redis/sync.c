@@ -225,8 +225,8 @@ void rd_sync_check_durability(struct cairn_store *st, enum cairn_durability want
 	rd_config_get(st, "appendonly", aof, sizeof(aof));
 	rd_config_get(st, "appendfsync", fsync, sizeof(fsync));
 	if (aof[0] == '\0') {
-		rd_log(st, CAIRN_LOG_INFO, "redis at %s: CONFIG GET refused; cannot check appendonly",
-		       st->where);
+		rd_log(st, CAIRN_LOG_INFO,
+		       "redis at %s: CONFIG GET refused; cannot check appendonly", st->where);
 		return;
 	}
 	if (strcmp(aof, "yes") != 0)
@@ -369,7 +369,8 @@ static bool rd_hget_u64(const redisReply *h, const char *field, uint64_t max, ui
 
 static int rd_corrupt(struct cairn_store *st, const char *kind, const char *id, const char *what)
 {
-	rd_log(st, CAIRN_LOG_ERROR, "redis at %s: key %s%s:%s: %s", st->where, st->prefix, kind, id, what);
+	rd_log(st, CAIRN_LOG_ERROR, "redis at %s: key %s%s:%s: %s", st->where, st->prefix, kind, id,
+	       what);
 	return CAIRN_ECORRUPT;
 }
 
@@ -417,14 +418,14 @@ static int rd_read(struct cairn_store *st, const struct rd_reader *rd,
 				if (redisGetReply(st->sync, &p) != REDIS_OK || p == NULL) {
 					rc = st->sync->err == REDIS_ERR_OOM ? CAIRN_ENOMEM
 									    : CAIRN_EUNAVAILABLE;
-					rd_log(st, CAIRN_LOG_ERROR, "redis at %s: load: %s", st->where,
-					       st->sync->errstr);
+					rd_log(st, CAIRN_LOG_ERROR, "redis at %s: load: %s",
+					       st->where, st->sync->errstr);
 					break;
 				}
 				r[k] = p;
 				if (r[k]->type == REDIS_REPLY_ERROR) {
-					rd_log(st, CAIRN_LOG_ERROR, "redis at %s: load: %s", st->where,
-					       r[k]->str);
+					rd_log(st, CAIRN_LOG_ERROR, "redis at %s: load: %s",
+					       st->where, r[k]->str);
 					rc = CAIRN_EIO;
 				}
 			}
@@ -721,8 +722,8 @@ static int rd_load_retained(struct cairn_store *st, const struct cairn_store_vis
 		    reply->element[0]->type != REDIS_REPLY_STRING ||
 		    reply->element[0]->len >= sizeof(cursor) ||
 		    reply->element[1]->type != REDIS_REPLY_ARRAY) {
-			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: HSCAN %s failed: %s", st->where, key,
-			       reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply");
+			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: HSCAN %s failed: %s", st->where,
+			       key, reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply");
 			rc = reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO : CAIRN_ECORRUPT;
 			goto out;
 		}
@@ -750,8 +751,8 @@ static int rd_load_retained(struct cairn_store *st, const struct cairn_store_vis
 			continue; /* HSCAN may return a field twice */
 		if (colon == NULL || !rd_parse_u64(val->str, (size_t)(colon - val->str), 2, &qos) ||
 		    val->len - (size_t)(colon + 1 - val->str) > UINT32_MAX) {
-			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: key %s: bad value for topic %s", st->where, key,
-			       t->str);
+			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: key %s: bad value for topic %s",
+			       st->where, key, t->str);
 			rc = CAIRN_ECORRUPT;
 			break;
 		}
@@ -800,4 +801,3 @@ int rd_sync_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 	rd_sync_close(st);
 	return rc;
 }
-
