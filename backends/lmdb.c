@@ -140,7 +140,7 @@ static const char *lm_reason(int rc)
 
 /* ---- encoding: all integers big-endian ---- */
 
-static void buf_reserve(struct lm_buf *b, size_t more)
+static void lm_buf_reserve(struct lm_buf *b, size_t more)
 {
 	if (b->cap - b->len >= more)
 		return;
@@ -148,43 +148,43 @@ static void buf_reserve(struct lm_buf *b, size_t more)
 	b->p = bk_xrealloc(b->p, b->cap);
 }
 
-static void put_bytes(struct lm_buf *b, const void *p, size_t n)
+static void lm_put_bytes(struct lm_buf *b, const void *p, size_t n)
 {
-	buf_reserve(b, n);
+	lm_buf_reserve(b, n);
 	if (n > 0)
 		memcpy(b->p + b->len, p, n);
 	b->len += n;
 }
 
-static void put_u8(struct lm_buf *b, uint8_t v)
+static void lm_put_u8(struct lm_buf *b, uint8_t v)
 {
-	put_bytes(b, &v, 1);
+	lm_put_bytes(b, &v, 1);
 }
 
-static void put_be(struct lm_buf *b, uint64_t v, int nbytes)
+static void lm_put_be(struct lm_buf *b, uint64_t v, int nbytes)
 {
 	uint8_t t[8];
 
 	for (int i = 0; i < nbytes; i++)
 		t[i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
-	put_bytes(b, t, (size_t)nbytes);
+	lm_put_bytes(b, t, (size_t)nbytes);
 }
 
 /* A value string: u32 length, the bytes, a NUL (so load can hand out a
  * pointer into the map as a C string). */
-static void put_str(struct lm_buf *b, const char *s)
+static void lm_put_str(struct lm_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 
-	put_be(b, n, 4);
-	put_bytes(b, s, n + 1);
+	lm_put_be(b, n, 4);
+	lm_put_bytes(b, s, n + 1);
 }
 
 /* A value blob: u32 length, the bytes. */
-static void put_blob(struct lm_buf *b, const uint8_t *p, uint32_t n)
+static void lm_put_blob(struct lm_buf *b, const uint8_t *p, uint32_t n)
 {
-	put_be(b, n, 4);
-	put_bytes(b, p, n);
+	lm_put_be(b, n, 4);
+	lm_put_bytes(b, p, n);
 }
 
 static uint64_t lm_hash(const char *s, size_t n)
@@ -199,19 +199,19 @@ static uint64_t lm_hash(const char *s, size_t n)
 /* A key string: the string (cut and hashed when long, see LM_KEY_CUT) and
  * a NUL. MQTT strings hold no NUL, so the NUL ends the component and a
  * client's keys all share the prefix "client_id NUL". */
-static void key_str(struct lm_buf *b, const char *s)
+static void lm_key_str(struct lm_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 	char hex[17];
 
 	if (n < LM_KEY_CUT) {
-		put_bytes(b, s, n + 1);
+		lm_put_bytes(b, s, n + 1);
 		return;
 	}
 
 	snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)lm_hash(s, n));
-	put_bytes(b, s, LM_KEY_CUT);
-	put_bytes(b, hex, 17);
+	lm_put_bytes(b, s, LM_KEY_CUT);
+	lm_put_bytes(b, hex, 17);
 }
 
 /* ---- decoding values ---- */
@@ -222,7 +222,7 @@ struct lm_rd {
 	bool bad;
 };
 
-static uint64_t rd_be(struct lm_rd *r, int nbytes)
+static uint64_t lm_rd_be(struct lm_rd *r, int nbytes)
 {
 	uint64_t v = 0;
 
@@ -237,11 +237,11 @@ static uint64_t rd_be(struct lm_rd *r, int nbytes)
 	return v;
 }
 
-static const uint8_t *rd_blob(struct lm_rd *r, uint32_t *len)
+static const uint8_t *lm_rd_blob(struct lm_rd *r, uint32_t *len)
 {
 	const uint8_t *p;
 
-	*len = (uint32_t)rd_be(r, 4);
+	*len = (uint32_t)lm_rd_be(r, 4);
 	if (r->bad || r->left < *len) {
 		r->bad = true;
 		*len = 0;
@@ -253,9 +253,9 @@ static const uint8_t *rd_blob(struct lm_rd *r, uint32_t *len)
 	return p;
 }
 
-static const char *rd_str(struct lm_rd *r)
+static const char *lm_rd_str(struct lm_rd *r)
 {
-	uint32_t n = (uint32_t)rd_be(r, 4);
+	uint32_t n = (uint32_t)lm_rd_be(r, 4);
 	const char *s = (const char *)r->p;
 
 	if (r->bad || r->left < (size_t)n + 1 || r->p[n] != '\0' || memchr(s, 0, n) != NULL) {
@@ -271,40 +271,40 @@ static const char *rd_str(struct lm_rd *r)
 
 enum { LM_SF_WILL = 1, LM_SF_WILL_RETAIN = 2, LM_SF_CONNECTED = 4, LM_SF_USERNAME = 8 };
 
-static void key_session(struct lm_buf *b, const char *client_id)
+static void lm_key_session(struct lm_buf *b, const char *client_id)
 {
-	key_str(b, client_id);
+	lm_key_str(b, client_id);
 }
 
-static void key_sub(struct lm_buf *b, const char *client_id, const char *filter)
+static void lm_key_sub(struct lm_buf *b, const char *client_id, const char *filter)
 {
-	key_str(b, client_id);
-	key_str(b, filter);
+	lm_key_str(b, client_id);
+	lm_key_str(b, filter);
 }
 
-static void key_message(struct lm_buf *b, uint64_t msg_id)
+static void lm_key_message(struct lm_buf *b, uint64_t msg_id)
 {
-	put_be(b, msg_id, 8);
+	lm_put_be(b, msg_id, 8);
 }
 
-static void key_delivery(struct lm_buf *b, const char *client_id, uint64_t seq)
+static void lm_key_delivery(struct lm_buf *b, const char *client_id, uint64_t seq)
 {
-	key_str(b, client_id);
-	put_be(b, seq, 8);
+	lm_key_str(b, client_id);
+	lm_put_be(b, seq, 8);
 }
 
-static void key_inflight(struct lm_buf *b, const char *client_id, uint16_t packet_id)
+static void lm_key_inflight(struct lm_buf *b, const char *client_id, uint16_t packet_id)
 {
-	key_str(b, client_id);
-	put_be(b, packet_id, 2);
+	lm_key_str(b, client_id);
+	lm_put_be(b, packet_id, 2);
 }
 
-static void key_retained(struct lm_buf *b, const char *topic)
+static void lm_key_retained(struct lm_buf *b, const char *topic)
 {
-	key_str(b, topic);
+	lm_key_str(b, topic);
 }
 
-static void val_session(struct lm_buf *b, const struct cairn_session_rec *r)
+static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 {
 	uint8_t flags = 0;
 
@@ -314,53 +314,53 @@ static void val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 		flags |= LM_SF_CONNECTED;
 	if (r->username != NULL)
 		flags |= LM_SF_USERNAME;
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, flags);
-	put_be(b, r->next_packet_id, 2);
-	put_u8(b, r->has_will ? r->will_qos : 0);
-	put_str(b, r->client_id);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, flags);
+	lm_put_be(b, r->next_packet_id, 2);
+	lm_put_u8(b, r->has_will ? r->will_qos : 0);
+	lm_put_str(b, r->client_id);
 	if (r->username != NULL)
-		put_str(b, r->username);
+		lm_put_str(b, r->username);
 	if (r->has_will) {
-		put_str(b, r->will_topic != NULL ? r->will_topic : "");
-		put_blob(b, r->will_payload, r->will_payload_len);
+		lm_put_str(b, r->will_topic != NULL ? r->will_topic : "");
+		lm_put_blob(b, r->will_payload, r->will_payload_len);
 	}
 }
 
-static void val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
+static void lm_val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, r->qos);
-	put_str(b, r->client_id);
-	put_str(b, r->filter);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, r->qos);
+	lm_put_str(b, r->client_id);
+	lm_put_str(b, r->filter);
 }
 
-static void val_msg(struct lm_buf *b, const struct cairn_msg_rec *r)
+static void lm_val_msg(struct lm_buf *b, const struct cairn_msg_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, r->qos);
-	put_u8(b, r->retain ? 1 : 0);
-	put_be(b, r->msg_id, 8);
-	put_str(b, r->topic);
-	put_blob(b, r->payload, r->payload_len);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, r->qos);
+	lm_put_u8(b, r->retain ? 1 : 0);
+	lm_put_be(b, r->msg_id, 8);
+	lm_put_str(b, r->topic);
+	lm_put_blob(b, r->payload, r->payload_len);
 }
 
-static void val_delivery(struct lm_buf *b, const struct cairn_delivery_rec *r)
+static void lm_val_delivery(struct lm_buf *b, const struct cairn_delivery_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, r->qos);
-	put_u8(b, r->state);
-	put_be(b, r->packet_id, 2);
-	put_be(b, r->seq, 8);
-	put_be(b, r->msg_id, 8);
-	put_str(b, r->client_id);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, r->qos);
+	lm_put_u8(b, r->state);
+	lm_put_be(b, r->packet_id, 2);
+	lm_put_be(b, r->seq, 8);
+	lm_put_be(b, r->msg_id, 8);
+	lm_put_str(b, r->client_id);
 }
 
-static void val_inflight(struct lm_buf *b, const struct cairn_inflight_in_rec *r)
+static void lm_val_inflight(struct lm_buf *b, const struct cairn_inflight_in_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_be(b, r->packet_id, 2);
-	put_str(b, r->client_id);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_be(b, r->packet_id, 2);
+	lm_put_str(b, r->client_id);
 }
 
 /* Any record a value decodes to. */
@@ -384,76 +384,76 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 
 	memset(rec, 0, sizeof(*rec));
 	key->len = 0;
-	if (rd_be(&r, 1) != LM_RECORD_VERSION)
+	if (lm_rd_be(&r, 1) != LM_RECORD_VERSION)
 		return CAIRN_ECORRUPT;
 	switch (db) {
 	case LM_SESSIONS: {
 		struct cairn_session_rec *s = &rec->session;
 
-		flags = (uint8_t)rd_be(&r, 1);
-		s->next_packet_id = (uint16_t)rd_be(&r, 2);
-		s->will_qos = (uint8_t)rd_be(&r, 1);
-		s->client_id = rd_str(&r);
+		flags = (uint8_t)lm_rd_be(&r, 1);
+		s->next_packet_id = (uint16_t)lm_rd_be(&r, 2);
+		s->will_qos = (uint8_t)lm_rd_be(&r, 1);
+		s->client_id = lm_rd_str(&r);
 		if (flags & LM_SF_USERNAME)
-			s->username = rd_str(&r);
+			s->username = lm_rd_str(&r);
 		s->has_will = (flags & LM_SF_WILL) != 0;
 		if (s->has_will) {
-			s->will_topic = rd_str(&r);
-			s->will_payload = rd_blob(&r, &s->will_payload_len);
+			s->will_topic = lm_rd_str(&r);
+			s->will_payload = lm_rd_blob(&r, &s->will_payload_len);
 			s->will_retain = (flags & LM_SF_WILL_RETAIN) != 0;
 		}
 		s->connected = (flags & LM_SF_CONNECTED) != 0;
 		if (r.bad || flags > 15 || s->will_qos > 2)
 			return CAIRN_ECORRUPT;
-		key_session(key, s->client_id);
+		lm_key_session(key, s->client_id);
 		break;
 	}
 	case LM_SUBS:
-		rec->sub.qos = (uint8_t)rd_be(&r, 1);
-		rec->sub.client_id = rd_str(&r);
-		rec->sub.filter = rd_str(&r);
+		rec->sub.qos = (uint8_t)lm_rd_be(&r, 1);
+		rec->sub.client_id = lm_rd_str(&r);
+		rec->sub.filter = lm_rd_str(&r);
 		if (r.bad || rec->sub.qos > 2)
 			return CAIRN_ECORRUPT;
-		key_sub(key, rec->sub.client_id, rec->sub.filter);
+		lm_key_sub(key, rec->sub.client_id, rec->sub.filter);
 		break;
 	case LM_MESSAGES:
 	case LM_RETAINED: {
 		struct cairn_msg_rec *m = &rec->msg;
 
-		m->qos = (uint8_t)rd_be(&r, 1);
-		flags = (uint8_t)rd_be(&r, 1);
+		m->qos = (uint8_t)lm_rd_be(&r, 1);
+		flags = (uint8_t)lm_rd_be(&r, 1);
 		m->retain = flags & 1;
-		m->msg_id = rd_be(&r, 8);
-		m->topic = rd_str(&r);
-		m->payload = rd_blob(&r, &m->payload_len);
+		m->msg_id = lm_rd_be(&r, 8);
+		m->topic = lm_rd_str(&r);
+		m->payload = lm_rd_blob(&r, &m->payload_len);
 		if (r.bad || m->qos > 2 || flags > 1)
 			return CAIRN_ECORRUPT;
 		if (db == LM_MESSAGES)
-			key_message(key, m->msg_id);
+			lm_key_message(key, m->msg_id);
 		else
-			key_retained(key, m->topic);
+			lm_key_retained(key, m->topic);
 		break;
 	}
 	case LM_DELIVERIES: {
 		struct cairn_delivery_rec *dl = &rec->delivery;
 
-		dl->qos = (uint8_t)rd_be(&r, 1);
-		dl->state = (uint8_t)rd_be(&r, 1);
-		dl->packet_id = (uint16_t)rd_be(&r, 2);
-		dl->seq = rd_be(&r, 8);
-		dl->msg_id = rd_be(&r, 8);
-		dl->client_id = rd_str(&r);
+		dl->qos = (uint8_t)lm_rd_be(&r, 1);
+		dl->state = (uint8_t)lm_rd_be(&r, 1);
+		dl->packet_id = (uint16_t)lm_rd_be(&r, 2);
+		dl->seq = lm_rd_be(&r, 8);
+		dl->msg_id = lm_rd_be(&r, 8);
+		dl->client_id = lm_rd_str(&r);
 		if (r.bad || dl->qos > 2 || dl->state > CAIRN_DELIVERY_PUBREC)
 			return CAIRN_ECORRUPT;
-		key_delivery(key, dl->client_id, dl->seq);
+		lm_key_delivery(key, dl->client_id, dl->seq);
 		break;
 	}
 	case LM_INFLIGHT:
-		rec->inflight.packet_id = (uint16_t)rd_be(&r, 2);
-		rec->inflight.client_id = rd_str(&r);
+		rec->inflight.packet_id = (uint16_t)lm_rd_be(&r, 2);
+		rec->inflight.client_id = lm_rd_str(&r);
 		if (r.bad)
 			return CAIRN_ECORRUPT;
-		key_inflight(key, rec->inflight.client_id, rec->inflight.packet_id);
+		lm_key_inflight(key, rec->inflight.client_id, rec->inflight.packet_id);
 		break;
 	default:
 		return CAIRN_ECORRUPT;
@@ -487,7 +487,7 @@ static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db,
 	return 0;
 }
 
-static void log_clear(struct cairn_store *st)
+static void lm_log_clear(struct cairn_store *st)
 {
 	struct lm_op *op, *next;
 
@@ -503,10 +503,10 @@ static int lm_session_put(struct cairn_store *st, const struct cairn_session_rec
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_session(&b, rec->client_id);
+	lm_key_session(&b, rec->client_id);
 	klen = b.len;
-	buf_reserve(&b, 64 + (rec->has_will ? rec->will_payload_len : 0));
-	val_session(&b, rec);
+	lm_buf_reserve(&b, 64 + (rec->has_will ? rec->will_payload_len : 0));
+	lm_val_session(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_SESSIONS, &b, klen);
 }
 
@@ -514,7 +514,7 @@ static int lm_session_delete(struct cairn_store *st, const char *client_id)
 {
 	struct lm_buf b = {0};
 
-	key_session(&b, client_id);
+	lm_key_session(&b, client_id);
 	return lm_stage(st, LM_OP_DEL_SESSION, LM_SESSIONS, &b, b.len);
 }
 
@@ -523,9 +523,9 @@ static int lm_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_sub(&b, rec->client_id, rec->filter);
+	lm_key_sub(&b, rec->client_id, rec->filter);
 	klen = b.len;
-	val_sub(&b, rec);
+	lm_val_sub(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_SUBS, &b, klen);
 }
 
@@ -533,35 +533,35 @@ static int lm_sub_delete(struct cairn_store *st, const char *client_id, const ch
 {
 	struct lm_buf b = {0};
 
-	key_sub(&b, client_id, filter);
+	lm_key_sub(&b, client_id, filter);
 	return lm_stage(st, LM_OP_DEL, LM_SUBS, &b, b.len);
 }
 
-static int msg_put(struct cairn_store *st, enum lm_db db, const struct cairn_msg_rec *rec)
+static int lm_msg_put(struct cairn_store *st, enum lm_db db, const struct cairn_msg_rec *rec)
 {
 	struct lm_buf b = {0};
 	size_t klen;
 
 	if (db == LM_MESSAGES)
-		key_message(&b, rec->msg_id);
+		lm_key_message(&b, rec->msg_id);
 	else
-		key_retained(&b, rec->topic);
+		lm_key_retained(&b, rec->topic);
 	klen = b.len;
-	buf_reserve(&b, 32 + strlen(rec->topic) + rec->payload_len);
-	val_msg(&b, rec);
+	lm_buf_reserve(&b, 32 + strlen(rec->topic) + rec->payload_len);
+	lm_val_msg(&b, rec);
 	return lm_stage(st, LM_OP_PUT, db, &b, klen);
 }
 
 static int lm_message_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	return msg_put(st, LM_MESSAGES, rec);
+	return lm_msg_put(st, LM_MESSAGES, rec);
 }
 
 static int lm_message_delete(struct cairn_store *st, uint64_t msg_id)
 {
 	struct lm_buf b = {0};
 
-	key_message(&b, msg_id);
+	lm_key_message(&b, msg_id);
 	return lm_stage(st, LM_OP_DEL, LM_MESSAGES, &b, b.len);
 }
 
@@ -570,9 +570,9 @@ static int lm_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_delivery(&b, rec->client_id, rec->seq);
+	lm_key_delivery(&b, rec->client_id, rec->seq);
 	klen = b.len;
-	val_delivery(&b, rec);
+	lm_val_delivery(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_DELIVERIES, &b, klen);
 }
 
@@ -580,7 +580,7 @@ static int lm_delivery_delete(struct cairn_store *st, const char *client_id, uin
 {
 	struct lm_buf b = {0};
 
-	key_delivery(&b, client_id, seq);
+	lm_key_delivery(&b, client_id, seq);
 	return lm_stage(st, LM_OP_DEL, LM_DELIVERIES, &b, b.len);
 }
 
@@ -589,9 +589,9 @@ static int lm_inflight_in_put(struct cairn_store *st, const struct cairn_infligh
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_inflight(&b, rec->client_id, rec->packet_id);
+	lm_key_inflight(&b, rec->client_id, rec->packet_id);
 	klen = b.len;
-	val_inflight(&b, rec);
+	lm_val_inflight(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_INFLIGHT, &b, klen);
 }
 
@@ -599,20 +599,20 @@ static int lm_inflight_in_delete(struct cairn_store *st, const char *client_id, 
 {
 	struct lm_buf b = {0};
 
-	key_inflight(&b, client_id, packet_id);
+	lm_key_inflight(&b, client_id, packet_id);
 	return lm_stage(st, LM_OP_DEL, LM_INFLIGHT, &b, b.len);
 }
 
 static int lm_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	return msg_put(st, LM_RETAINED, rec);
+	return lm_msg_put(st, LM_RETAINED, rec);
 }
 
 static int lm_retained_delete(struct cairn_store *st, const char *topic)
 {
 	struct lm_buf b = {0};
 
-	key_retained(&b, topic);
+	lm_key_retained(&b, topic);
 	return lm_stage(st, LM_OP_DEL, LM_RETAINED, &b, b.len);
 }
 
@@ -794,7 +794,7 @@ static int lm_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 	rc = lm_write(st, lm_apply_batch, NULL);
 	if (rc != 0)
 		return lm_map(rc);
-	log_clear(st);
+	lm_log_clear(st);
 	return 0;
 }
 
@@ -909,7 +909,7 @@ static void lm_env_close(struct cairn_store *st)
 static void lm_free(struct cairn_store *st)
 {
 	lm_env_close(st);
-	log_clear(st);
+	lm_log_clear(st);
 	free(st->scratch.p);
 	free(st->dir);
 	free(st->data_path);

@@ -157,7 +157,7 @@ static int sq_run(sqlite3_stmt *stmt)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sq_map(rc);
 }
 
-static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
+static void sq_bind_text(sqlite3_stmt *stmt, int i, const char *s)
 {
 	if (s != NULL)
 		sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
@@ -166,7 +166,7 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
 }
 
 /* Payloads are always BLOBs: an empty one is a zero-length blob, not NULL. */
-static void bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
+static void sq_bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
 {
 	if (len > 0)
 		sqlite3_bind_blob(stmt, i, p, (int)len, SQLITE_STATIC);
@@ -186,12 +186,12 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		const struct cairn_session_rec *r = &op->rec.session;
 
 		s = st->stmt[SQ_SESSION_PUT];
-		bind_text(s, 1, r->client_id);
-		bind_text(s, 2, r->username);
+		sq_bind_text(s, 1, r->client_id);
+		sq_bind_text(s, 2, r->username);
 		sqlite3_bind_int(s, 3, r->next_packet_id);
 		if (r->has_will) {
-			bind_text(s, 4, r->will_topic);
-			bind_blob(s, 5, r->will_payload, r->will_payload_len);
+			sq_bind_text(s, 4, r->will_topic);
+			sq_bind_blob(s, 5, r->will_payload, r->will_payload_len);
 			sqlite3_bind_int(s, 6, r->will_qos);
 			sqlite3_bind_int(s, 7, r->will_retain);
 		}
@@ -206,7 +206,7 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 
 		for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++) {
 			s = st->stmt[del[i]];
-			bind_text(s, 1, op->rec.session.client_id);
+			sq_bind_text(s, 1, op->rec.session.client_id);
 			if ((rc = sq_run(s)) != 0)
 				return rc;
 		}
@@ -214,20 +214,20 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 	}
 	case BK_SUB_PUT:
 		s = st->stmt[SQ_SUB_PUT];
-		bind_text(s, 1, op->rec.sub.client_id);
-		bind_text(s, 2, op->rec.sub.filter);
+		sq_bind_text(s, 1, op->rec.sub.client_id);
+		sq_bind_text(s, 2, op->rec.sub.filter);
 		sqlite3_bind_int(s, 3, op->rec.sub.qos);
 		return sq_run(s);
 	case BK_SUB_DEL:
 		s = st->stmt[SQ_SUB_DEL];
-		bind_text(s, 1, op->rec.sub.client_id);
-		bind_text(s, 2, op->rec.sub.filter);
+		sq_bind_text(s, 1, op->rec.sub.client_id);
+		sq_bind_text(s, 2, op->rec.sub.filter);
 		return sq_run(s);
 	case BK_MESSAGE_PUT:
 		s = st->stmt[SQ_MESSAGE_PUT];
 		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->rec.msg.msg_id);
-		bind_text(s, 2, op->rec.msg.topic);
-		bind_blob(s, 3, op->rec.msg.payload, op->rec.msg.payload_len);
+		sq_bind_text(s, 2, op->rec.msg.topic);
+		sq_bind_blob(s, 3, op->rec.msg.payload, op->rec.msg.payload_len);
 		sqlite3_bind_int(s, 4, op->rec.msg.qos);
 		sqlite3_bind_int(s, 5, op->rec.msg.retain);
 		sqlite3_bind_int64(s, 6, (sqlite3_int64)time(NULL));
@@ -240,35 +240,35 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		const struct cairn_delivery_rec *r = &op->rec.delivery;
 
 		s = st->stmt[SQ_DELIVERY_PUT];
-		bind_text(s, 1, r->client_id);
+		sq_bind_text(s, 1, r->client_id);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)r->seq);
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)r->msg_id);
 		sqlite3_bind_int(s, 4, r->packet_id);
 		sqlite3_bind_int(s, 5, r->qos);
-		bind_text(s, 6, bk_state_name(r->state));
+		sq_bind_text(s, 6, bk_state_name(r->state));
 		return sq_run(s);
 	}
 	case BK_DELIVERY_DEL:
 		s = st->stmt[SQ_DELIVERY_DEL];
-		bind_text(s, 1, op->rec.delivery.client_id);
+		sq_bind_text(s, 1, op->rec.delivery.client_id);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)op->rec.delivery.seq);
 		return sq_run(s);
 	case BK_INFLIGHT_PUT:
 	case BK_INFLIGHT_DEL:
 		s = st->stmt[op->kind == BK_INFLIGHT_PUT ? SQ_INFLIGHT_PUT : SQ_INFLIGHT_DEL];
-		bind_text(s, 1, op->rec.inflight.client_id);
+		sq_bind_text(s, 1, op->rec.inflight.client_id);
 		sqlite3_bind_int(s, 2, op->rec.inflight.packet_id);
 		return sq_run(s);
 	case BK_RETAINED_PUT:
 		s = st->stmt[SQ_RETAINED_PUT];
-		bind_text(s, 1, op->rec.msg.topic);
-		bind_blob(s, 2, op->rec.msg.payload, op->rec.msg.payload_len);
+		sq_bind_text(s, 1, op->rec.msg.topic);
+		sq_bind_blob(s, 2, op->rec.msg.payload, op->rec.msg.payload_len);
 		sqlite3_bind_int(s, 3, op->rec.msg.qos);
 		sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
 		return sq_run(s);
 	case BK_RETAINED_DEL:
 		s = st->stmt[SQ_RETAINED_DEL];
-		bind_text(s, 1, op->rec.msg.topic);
+		sq_bind_text(s, 1, op->rec.msg.topic);
 		return sq_run(s);
 	}
 	return CAIRN_EINVAL;
@@ -276,7 +276,7 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 
 /* ---- the staged batch ---- */
 
-static bool in_txn(const struct cairn_store *st)
+static bool sq_in_txn(const struct cairn_store *st)
 {
 	return sqlite3_get_autocommit(st->db) == 0;
 }
@@ -295,7 +295,7 @@ static int sq_stage(struct cairn_store *st, enum bk_op_kind kind, const void *re
 	bk_log_push(&st->staged, op);
 	if (st->broken)
 		return 0;
-	if (!in_txn(st))
+	if (!sq_in_txn(st))
 		rc = sq_run(st->stmt[SQ_BEGIN]);
 	if (rc == 0)
 		rc = sq_exec_op(st, op);
@@ -359,7 +359,7 @@ static int sq_replay(struct cairn_store *st)
 {
 	int rc;
 
-	if (in_txn(st))
+	if (sq_in_txn(st))
 		sq_run(st->stmt[SQ_ROLLBACK]);
 #ifdef CAIRN_FAULT_INJECTION
 	sq_page_knob_refresh(st);
@@ -378,14 +378,14 @@ static int sq_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 
 	(void)done;
 	(void)arg;
-	if (st->staged.head == NULL && !in_txn(st))
+	if (st->staged.head == NULL && !sq_in_txn(st))
 		return 0;
 	if (st->broken)
 		rc = sq_replay(st);
 	if (rc == 0)
 		rc = sq_run(st->stmt[SQ_COMMIT]);
 	if (rc != 0) {
-		if (in_txn(st))
+		if (sq_in_txn(st))
 			sq_run(st->stmt[SQ_ROLLBACK]);
 		st->broken = true;
 		return rc;
@@ -469,14 +469,14 @@ static int sq_retained_delete(struct cairn_store *st, const char *topic)
 
 /* ---- load ---- */
 
-static const char *col_text(sqlite3_stmt *s, int i)
+static const char *sq_col_text(sqlite3_stmt *s, int i)
 {
 	return (const char *)sqlite3_column_text(s, i);
 }
 
 /* A payload column: NULL (only an operator's hand can put it there) reads
  * as empty. */
-static const uint8_t *col_blob(sqlite3_stmt *s, int i, uint32_t *len)
+static const uint8_t *sq_col_blob(sqlite3_stmt *s, int i, uint32_t *len)
 {
 	const uint8_t *p = sqlite3_column_blob(s, i);
 
@@ -484,7 +484,7 @@ static const uint8_t *col_blob(sqlite3_stmt *s, int i, uint32_t *len)
 	return *len > 0 ? p : (const uint8_t *)"";
 }
 
-static bool qos_ok(sqlite3_int64 q)
+static bool sq_qos_ok(sqlite3_int64 q)
 {
 	return q >= 0 && q <= 2;
 }
@@ -500,26 +500,27 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 	case SQ_LOAD_SESSIONS: {
 		struct cairn_session_rec r = {0};
 
-		r.client_id = col_text(s, 0);
-		r.username = col_text(s, 1);
+		r.client_id = sq_col_text(s, 0);
+		r.username = sq_col_text(s, 1);
 		r.next_packet_id = (uint16_t)sqlite3_column_int(s, 2);
-		r.will_topic = col_text(s, 3);
+		r.will_topic = sq_col_text(s, 3);
 		r.has_will = r.will_topic != NULL;
 		if (r.has_will) {
-			r.will_payload = col_blob(s, 4, &r.will_payload_len);
+			r.will_payload = sq_col_blob(s, 4, &r.will_payload_len);
 			r.will_qos = (uint8_t)sqlite3_column_int(s, 5);
 			r.will_retain = sqlite3_column_int(s, 6) != 0;
-			if (!qos_ok(sqlite3_column_int64(s, 5)))
+			if (!sq_qos_ok(sqlite3_column_int64(s, 5)))
 				return 0;
 		}
 		r.connected = sqlite3_column_int(s, 7) != 0;
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {
-		struct cairn_sub_rec r = {col_text(s, 0), col_text(s, 1),
+		struct cairn_sub_rec r = {sq_col_text(s, 0), sq_col_text(s, 1),
 					  (uint8_t)sqlite3_column_int(s, 2)};
 
-		if (r.client_id == NULL || r.filter == NULL || !qos_ok(sqlite3_column_int64(s, 2)))
+		if (r.client_id == NULL || r.filter == NULL ||
+		    !sq_qos_ok(sqlite3_column_int64(s, 2)))
 			return 0;
 		return v->subscription(v->arg, &r);
 	}
@@ -529,33 +530,33 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		int c = which == SQ_LOAD_MESSAGES ? 1 : 0;
 
 		r.msg_id = which == SQ_LOAD_MESSAGES ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-		r.topic = col_text(s, c);
-		r.payload = col_blob(s, c + 1, &r.payload_len);
+		r.topic = sq_col_text(s, c);
+		r.payload = sq_col_blob(s, c + 1, &r.payload_len);
 		r.qos = (uint8_t)sqlite3_column_int(s, c + 2);
 		r.retain = which == SQ_LOAD_MESSAGES ? sqlite3_column_int(s, 4) != 0 : true;
-		if (r.topic == NULL || !qos_ok(sqlite3_column_int64(s, c + 2)))
+		if (r.topic == NULL || !sq_qos_ok(sqlite3_column_int64(s, c + 2)))
 			return 0;
 		return which == SQ_LOAD_MESSAGES ? v->message(v->arg, &r) : v->retained(v->arg, &r);
 	}
 	case SQ_LOAD_DELIVERIES: {
 		struct cairn_delivery_rec r = {0};
 		uint8_t state = 0;
-		const char *state_text = col_text(s, 5);
+		const char *state_text = sq_col_text(s, 5);
 		bool state_ok =
 		    state_text != NULL && bk_state_parse(state_text, strlen(state_text), &state);
 
-		r.client_id = col_text(s, 0);
+		r.client_id = sq_col_text(s, 0);
 		r.seq = (uint64_t)sqlite3_column_int64(s, 1);
 		r.msg_id = (uint64_t)sqlite3_column_int64(s, 2);
 		r.packet_id = (uint16_t)sqlite3_column_int(s, 3);
 		r.qos = (uint8_t)sqlite3_column_int(s, 4);
-		if (r.client_id == NULL || !state_ok || !qos_ok(sqlite3_column_int64(s, 4)))
+		if (r.client_id == NULL || !state_ok || !sq_qos_ok(sqlite3_column_int64(s, 4)))
 			return 0;
 		r.state = state;
 		return v->delivery(v->arg, &r);
 	}
 	case SQ_LOAD_INFLIGHT: {
-		struct cairn_inflight_in_rec r = {col_text(s, 0),
+		struct cairn_inflight_in_rec r = {sq_col_text(s, 0),
 						  (uint16_t)sqlite3_column_int(s, 1)};
 
 		return r.client_id != NULL ? v->inflight_in(v->arg, &r) : 0;
@@ -611,13 +612,13 @@ static void sq_close(struct cairn_store *st)
 	if (st == NULL)
 		return;
 	/* Uncommitted staged writes are discarded. */
-	if (st->db != NULL && in_txn(st))
+	if (st->db != NULL && sq_in_txn(st))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sq_free(st);
 }
 
 /* Run a PRAGMA that returns one text row; copy it into out. */
-static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+static int sq_pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
 {
 	sqlite3_stmt *s;
 	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
@@ -643,7 +644,7 @@ static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
 static int sq_check(sqlite3 *db, char *why, size_t whylen)
 {
 	char res[128];
-	int rc = pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
+	int rc = sq_pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
 
 	if (rc != SQLITE_OK) {
 		snprintf(why, whylen, "%s", sqlite3_errmsg(db));
@@ -700,15 +701,15 @@ static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *
 	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto sqlerr;
-	rc = pragma_text(st->db,
-			 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-			 " AND name = 'schema_version'",
-			 buf, sizeof(buf));
+	rc = sq_pragma_text(st->db,
+			    "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+			    " AND name = 'schema_version'",
+			    buf, sizeof(buf));
 	if (rc != SQLITE_OK)
 		goto sqlerr;
 	if (strcmp(buf, "0") != 0) {
-		rc = pragma_text(st->db, "SELECT max(version) FROM schema_version", buf,
-				 sizeof(buf));
+		rc = sq_pragma_text(st->db, "SELECT max(version) FROM schema_version", buf,
+				    sizeof(buf));
 		if (rc != SQLITE_OK)
 			goto sqlerr;
 		if (buf[0] == '\0') {
@@ -802,7 +803,7 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 		free(newpath);
 	}
 
-	rc = pragma_text(st->db, "PRAGMA journal_mode = WAL", res, sizeof(res));
+	rc = sq_pragma_text(st->db, "PRAGMA journal_mode = WAL", res, sizeof(res));
 	if (rc == SQLITE_OK && strcasecmp(res, "wal") != 0) {
 		bk_errf(err, errlen, "sqlite: %s: cannot enable WAL (journal mode is %s)", st->path,
 			res);
