@@ -282,10 +282,10 @@ static bool sq_in_txn(const struct cairn_store *st)
 }
 
 /*
- * Add op to the batch and run it in the open transaction (beginning one if
- * needed). If running it fails, the transaction no longer matches the
- * batch: commit() replays the whole log and reports the error then, so a
- * staging call itself only fails when it cannot record the write.
+ * Copy the write into the batch's log and run it in the open transaction
+ * (beginning one if needed). If running it fails, the transaction no longer
+ * matches the batch: commit() replays the whole log and reports the error
+ * then, so a staging call never fails (the copy aborts on out-of-memory).
  */
 static int sq_stage(struct cairn_store *st, enum bk_op_kind kind, const void *rec)
 {

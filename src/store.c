@@ -379,6 +379,10 @@ static int commit_start(struct store *s)
 		s->in_flight = true;
 		s->inflight_gen = gen;
 		rc = s->ops->commit(s->st, commit_done, s);
+		/* A vtable that says its commits are synchronous keeps to it:
+		 * callers (tests, the flush at shutdown) rely on the flag. */
+		assert(rc != CAIRN_EINPROGRESS ||
+		       (s->ops->version < 2 || (s->ops->flags & CAIRN_STORE_ASYNC_COMMIT)));
 		if (rc == CAIRN_EINPROGRESS)
 			return rc;
 		s->in_flight = false;

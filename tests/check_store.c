@@ -1652,6 +1652,44 @@ END_TEST
 SKIP_WITHOUT_FAULT_INJECTION(t_gc_fault_every_op)
 #endif
 
+/* The capability flags describe what the backend does: tests and the core
+ * decide by them, never by a backend's name. */
+START_TEST(t_capabilities)
+{
+	struct env e;
+	struct cairn_store *st;
+	struct stat sb;
+	int rc;
+
+	env_init(&e, _i);
+	ck_assert_int_eq(e.ops->version, CAIRN_STORE_OPS_VERSION);
+	ck_assert_uint_eq(
+	    env_flags(&e) & ~(unsigned)(CAIRN_STORE_ASYNC_COMMIT | CAIRN_STORE_LOCAL_FILES), 0);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	e.done_called = false;
+	rc = e.ops->commit(st, env_done, &e);
+	if (env_flags(&e) & CAIRN_STORE_ASYNC_COMMIT) {
+		ck_assert_int_eq(rc, CAIRN_EINPROGRESS);
+		/* done() never comes from inside commit(). */
+		ck_assert(!e.done_called);
+		while (!e.done_called)
+			event_base_loop(e.base, EVLOOP_ONCE);
+		ck_assert_int_eq(e.done_status, 0);
+	} else {
+		ck_assert_int_eq(rc, 0);
+		event_base_loop(e.base, EVLOOP_NONBLOCK);
+		ck_assert(!e.done_called);
+	}
+	e.ops->close(st);
+	if (env_flags(&e) & CAIRN_STORE_LOCAL_FILES)
+		ck_assert_int_eq(stat(e.loc, &sb), 0);
+	else
+		ck_assert_int_ne(stat(e.loc, &sb), 0);
+	env_cleanup(&e);
+}
+END_TEST
+
 START_TEST(t_registry)
 {
 	struct env e;
@@ -1715,6 +1753,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_flush_and_close, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_staging_refused, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_fault_every_op, 0, nbackends);
+	tcase_add_loop_test(tc, t_capabilities, 0, nbackends);
 	tcase_add_loop_test(tc, t_registry, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;

@@ -194,8 +194,8 @@ static int rd_opt_int(const struct cairn_store_options *opts, const char *key, i
 		return 0;
 	}
 	if (!rd_parse_u64(s, strlen(s), (uint64_t)max, &v) || v < (uint64_t)min) {
-		snprintf(err, errlen, "%s must be a number from %d to %d, got '%s'", key, min, max,
-			 s);
+		bk_errf(err, errlen, "%s must be a number from %d to %d, got '%s'", key, min, max,
+			s);
 		return CAIRN_EINVAL;
 	}
 	*out = (int)v;
@@ -224,7 +224,7 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 
 	*out = NULL;
 	if (opts->base == NULL) {
-		snprintf(err, errlen, "redis: no event loop to attach to");
+		bk_errf(err, errlen, "redis: no event loop to attach to");
 		rc = CAIRN_EINVAL;
 		goto fail;
 	}
@@ -251,7 +251,7 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 		snprintf(st->where, sizeof(st->where), "%s:%d", st->host, st->port);
 
 	if (rd_link_init(st) != 0) {
-		snprintf(err, errlen, "redis: cannot create timers");
+		bk_errf(err, errlen, "redis: cannot create timers");
 		rc = CAIRN_ENOMEM;
 		goto fail;
 	}
@@ -261,8 +261,8 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 	rd_sync_check_durability(st, opts->durability);
 	rc = rd_link_connect(st);
 	if (rc != 0) {
-		snprintf(err, errlen, "redis at %s: cannot open the event-loop connection",
-			 st->where);
+		bk_errf(err, errlen, "redis at %s: cannot open the event-loop connection",
+			st->where);
 		goto fail;
 	}
 	*out = st;

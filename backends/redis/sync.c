@@ -62,7 +62,7 @@ int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen)
 		c = st->unix_path != NULL ? redisConnectUnixWithTimeout(st->unix_path, tv)
 					  : redisConnectWithTimeout(st->host, st->port, tv);
 		if (c == NULL) {
-			snprintf(err, errlen, "redis at %s: out of memory", st->where);
+			bk_errf(err, errlen, "redis at %s: out of memory", st->where);
 			return CAIRN_ENOMEM;
 		}
 		if (c->err) {
@@ -82,8 +82,8 @@ int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen)
 			if (reply == NULL)
 				goto lost;
 			if (reply->type == REDIS_REPLY_ERROR) {
-				snprintf(err, errlen, "redis at %s: AUTH refused: %s", st->where,
-					 reply->str);
+				bk_errf(err, errlen, "redis at %s: AUTH refused: %s", st->where,
+					reply->str);
 				freeReplyObject(reply);
 				return CAIRN_EINVAL;
 			}
@@ -98,8 +98,8 @@ int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen)
 			if (reply == NULL)
 				goto lost;
 			if (reply->type == REDIS_REPLY_ERROR) {
-				snprintf(err, errlen, "redis at %s: SELECT %d refused: %s",
-					 st->where, st->db, reply->str);
+				bk_errf(err, errlen, "redis at %s: SELECT %d refused: %s",
+					st->where, st->db, reply->str);
 				freeReplyObject(reply);
 				return CAIRN_EINVAL;
 			}
@@ -115,7 +115,7 @@ int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen)
 		snprintf(last, sizeof(last), "%s", reply->str);
 		freeReplyObject(reply);
 		if (strncmp(last, "LOADING", 7) != 0 && strncmp(last, "BUSY", 4) != 0) {
-			snprintf(err, errlen, "redis at %s: PING refused: %s", st->where, last);
+			bk_errf(err, errlen, "redis at %s: PING refused: %s", st->where, last);
 			return CAIRN_EIO;
 		}
 		redisFree(st->sync);
@@ -123,7 +123,7 @@ int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen)
 		goto retry;
 	lost:
 		if (rc == CAIRN_ENOMEM) {
-			snprintf(err, errlen, "redis at %s: out of memory", st->where);
+			bk_errf(err, errlen, "redis at %s: out of memory", st->where);
 			return rc;
 		}
 		snprintf(last, sizeof(last), "%s", st->sync->errstr);
@@ -132,8 +132,8 @@ int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen)
 	retry:
 		left = deadline - rd_now_ms();
 		if (left <= 0) {
-			snprintf(err, errlen, "cannot reach redis at %s within %d ms: %s",
-				 st->where, st->timeout_ms, last);
+			bk_errf(err, errlen, "cannot reach redis at %s within %d ms: %s", st->where,
+				st->timeout_ms, last);
 			return CAIRN_EUNAVAILABLE;
 		}
 		rd_sleep_ms(left < 100 ? left : 100);
@@ -160,7 +160,7 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 	for (int attempt = 0; attempt < 2; attempt++) {
 		reply = rd_sync_cmd(st, 2, get, &rc);
 		if (reply == NULL) {
-			snprintf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
+			bk_errf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
 			goto out;
 		}
 		if (reply->type != REDIS_REPLY_NIL)
@@ -168,12 +168,12 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 		freeReplyObject(reply);
 		reply = rd_sync_cmd(st, 4, set, &rc);
 		if (reply == NULL) {
-			snprintf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
+			bk_errf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
 			goto out;
 		}
 		if (reply->type == REDIS_REPLY_ERROR) {
-			snprintf(err, errlen, "redis at %s: cannot write %s: %s", st->where, key,
-				 reply->str);
+			bk_errf(err, errlen, "redis at %s: cannot write %s: %s", st->where, key,
+				reply->str);
 			rc = CAIRN_EIO;
 			goto out;
 		}
@@ -182,13 +182,13 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 	}
 	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
 	    !rd_parse_u64(reply->str, reply->len, UINT32_MAX, &v) || v == 0) {
-		snprintf(err, errlen, "redis at %s: %s is not a schema version", st->where, key);
+		bk_errf(err, errlen, "redis at %s: %s is not a schema version", st->where, key);
 		rc = CAIRN_ECORRUPT;
 	} else if (v > RD_SCHEMA_VERSION) {
-		snprintf(err, errlen,
-			 "redis at %s: %s is %" PRIu64
-			 ", written by a newer cairn (this one knows %d)",
-			 st->where, key, v, RD_SCHEMA_VERSION);
+		bk_errf(err, errlen,
+			"redis at %s: %s is %" PRIu64
+			", written by a newer cairn (this one knows %d)",
+			st->where, key, v, RD_SCHEMA_VERSION);
 		rc = CAIRN_EVERSION;
 	}
 out:
