@@ -7,10 +7,14 @@
  */
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- allocation ---- */
 
@@ -136,6 +140,46 @@ void bk_logf(void (*log)(void *arg, int level, const char *msg), void *arg,
 	va_start(ap, fmt);
 	bk_vlogf(log, arg, level, fmt, ap);
 	va_end(ap);
+}
+
+/* ---- files under persistence_location ---- */
+
+int bk_location_dir(const char *dir, const char *backend, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		bk_errf(err, errlen, "%s: cannot create directory %s: %s", backend, dir,
+			strerror(errno));
+		return CAIRN_EIO;
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		bk_errf(err, errlen, "%s: %s is not a directory", backend, dir);
+		return CAIRN_EIO;
+	}
+	return 0;
+}
+
+int bk_quarantine_suffix(const char *path, char *sfx, size_t sfxlen)
+{
+	long now = (long)time(NULL);
+
+	for (int n = 0; n < 100; n++) {
+		char *candidate;
+		bool taken;
+
+		if (n == 0)
+			snprintf(sfx, sfxlen, ".corrupt-%ld", now);
+		else
+			snprintf(sfx, sfxlen, ".corrupt-%ld.%d", now, n);
+		candidate = bk_strf("%s%s", path, sfx);
+		taken = access(candidate, F_OK) == 0;
+		free(candidate);
+		if (!taken)
+			return 0;
+	}
+	errno = EEXIST;
+	return -1;
 }
 
 /* ---- delivery states ---- */

@@ -48,6 +48,17 @@ void bk_vlogf(void (*log)(void *arg, int level, const char *msg), void *arg,
 	      enum cairn_log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 
+/* ---- files under persistence_location ---- */
+
+/* Create dir (mode 0700) unless it exists, and check that it is a
+ * directory. Returns 0, or CAIRN_EIO with "<backend>: <reason>" in err. */
+int bk_location_dir(const char *dir, const char *backend, char *err, size_t errlen);
+
+/* Write into sfx a suffix ".corrupt-<unix time>[.N]" that no file path+sfx
+ * has yet, so that a quarantined store never replaces an earlier one.
+ * Returns 0, or -1 with errno EEXIST when a hundred such names are taken. */
+int bk_quarantine_suffix(const char *path, char *sfx, size_t sfxlen);
+
 /* ---- delivery states as stored text ---- */
 
 /* "queued", "sent" or "pubrec"; NULL for a value outside the enum. */

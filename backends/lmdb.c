@@ -1046,19 +1046,10 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 static int lm_quarantine(struct cairn_store *st, char *newpath, size_t newlen)
 {
 	char from[4200], to[4200], sfx[48];
-	long now = (long)time(NULL);
 
-	for (int n = 0;; n++) {
-		if (n == 0)
-			snprintf(sfx, sizeof(sfx), ".corrupt-%ld", now);
-		else
-			snprintf(sfx, sizeof(sfx), ".corrupt-%ld.%d", now, n);
-		snprintf(newpath, newlen, "%s%s", st->data_path, sfx);
-		if (access(newpath, F_OK) != 0)
-			break;
-		if (n == 100)
-			return -1;
-	}
+	if (bk_quarantine_suffix(st->data_path, sfx, sizeof(sfx)) != 0)
+		return -1;
+	snprintf(newpath, newlen, "%s%s", st->data_path, sfx);
 	if (rename(st->data_path, newpath) != 0 && errno != ENOENT)
 		return -1;
 	snprintf(from, sizeof(from), "%s/lock.mdb", st->dir);
@@ -1092,7 +1083,6 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		   size_t errlen)
 {
 	struct cairn_store *st;
-	struct stat sb;
 	mode_t old_umask;
 	size_t n;
 	char why[256], newpath[4200];
@@ -1130,17 +1120,9 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 	st->get_arg = opts->get_arg;
 
 	old_umask = umask(077);
-	if (mkdir(st->dir, 0700) != 0 && errno != EEXIST) {
-		bk_errf(err, errlen, "lmdb: cannot create directory %s: %s", st->dir,
-			strerror(errno));
-		rc = CAIRN_EIO;
+	rc = bk_location_dir(st->dir, "lmdb", err, errlen);
+	if (rc != 0)
 		goto out;
-	}
-	if (stat(st->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		bk_errf(err, errlen, "lmdb: %s is not a directory", st->dir);
-		rc = CAIRN_EIO;
-		goto out;
-	}
 	for (int attempt = 0;; attempt++) {
 		rc = lm_open_env(st, opts, why, sizeof(why));
 		if (rc == 0)

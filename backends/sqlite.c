@@ -663,16 +663,11 @@ static int sq_check(sqlite3 *db, char *why, size_t whylen)
 static char *sq_quarantine(const char *path)
 {
 	static const char *const sfx[] = {"-wal", "-shm"};
-	long now = (long)time(NULL);
-	char *newpath = NULL;
+	char tag[48], *newpath;
 
-	for (int n = 0; n <= 100; n++) {
-		free(newpath);
-		newpath = n == 0 ? bk_strf("%s.corrupt-%ld", path, now)
-				 : bk_strf("%s.corrupt-%ld.%d", path, now, n);
-		if (access(newpath, F_OK) != 0)
-			break;
-	}
+	if (bk_quarantine_suffix(path, tag, sizeof(tag)) != 0)
+		return NULL;
+	newpath = bk_strf("%s%s", path, tag);
 	if (rename(path, newpath) != 0) {
 		int saved = errno;
 
@@ -843,7 +838,6 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 		   size_t errlen)
 {
 	struct cairn_store *st;
-	struct stat sb;
 	mode_t old_umask;
 	int rc;
 
@@ -858,19 +852,9 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 	/* Files SQLite creates (the database, -wal, -shm) get no group or
 	 * other permissions, whatever the process umask is. */
 	old_umask = umask(077);
-	if (mkdir(opts->location, 0700) != 0 && errno != EEXIST) {
-		bk_errf(err, errlen, "sqlite: cannot create directory %s: %s", opts->location,
-			strerror(errno));
-		rc = CAIRN_EIO;
-		goto out;
-	}
-	if (stat(opts->location, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		bk_errf(err, errlen, "sqlite: %s is not a directory", opts->location);
-		rc = CAIRN_EIO;
-		goto out;
-	}
-	rc = sq_open_db(st, opts, err, errlen);
-out:
+	rc = bk_location_dir(opts->location, "sqlite", err, errlen);
+	if (rc == 0)
+		rc = sq_open_db(st, opts, err, errlen);
 	umask(old_umask);
 	if (rc != 0) {
 		sq_free(st);
