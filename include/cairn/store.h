@@ -182,8 +182,8 @@ enum {
  *  - session_delete removes the session with its subscriptions, deliveries
  *    and inbound QoS 2 ids; messages no longer referenced are deleted by
  *    the core with message_delete.
- * Every error a slot lists is a negative CAIRN_E* code; a slot returns no
- * code it does not list.
+ * Every error a slot lists is a negative CAIRN_E* code. A backend returns
+ * no other; the core handles any other code as it handles CAIRN_EIO.
  */
 struct cairn_store_ops {
 	/* ---- version 1 ---- */
@@ -251,7 +251,9 @@ struct cairn_store_ops {
 	 * @return 0 when the batch is durable on return; CAIRN_EINPROGRESS
 	 * when done(arg, status) will report it; CAIRN_EIO, CAIRN_EFULL,
 	 * CAIRN_ENOMEM, CAIRN_ECORRUPT or CAIRN_EUNAVAILABLE when it failed
-	 * (the same codes may come as done()'s status).
+	 * (the same codes may come as done()'s status); CAIRN_EINVAL when
+	 * called while a commit is in flight or without done from an
+	 * asynchronous backend, or for a record the store cannot hold.
 	 */
 	int (*commit)(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 	/* ---- end of version 1 ---- */
