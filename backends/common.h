@@ -1,7 +1,8 @@
 /*
- * What the persistence backends share, private to backends/ (and to
- * src/store.c, which keeps writes a backend refused in the same log). A
- * backend needs include/cairn/store.h and this header, nothing from src/.
+ * What the persistence backends share (prefix bk_), private to backends/
+ * and to src/store.c, which keeps the writes a backend refused in the same
+ * log the memory and SQLite backends stage into. A backend needs
+ * include/cairn/store.h and this header, nothing from src/.
  *
  * Caveats:
  *  - The bk_x* allocators abort on out-of-memory, like the core's: they are
