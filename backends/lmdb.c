@@ -8,7 +8,6 @@
 #include "cairn/store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,7 @@
 
 #include <lmdb.h>
 
-#include "util.h"
+#include "common.h"
 
 /* Version of the set of databases and their layout, kept in meta. */
 #define LM_SCHEMA_VERSION 1
@@ -131,20 +130,6 @@ static int lm_map(int rc)
 	}
 }
 
-static void lm_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lm_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A reason for rc: LMDB's text, or ours for the codes it never made. */
 static const char *lm_reason(int rc)
 {
@@ -155,51 +140,51 @@ static const char *lm_reason(int rc)
 
 /* ---- encoding: all integers big-endian ---- */
 
-static void buf_reserve(struct lm_buf *b, size_t more)
+static void lm_buf_reserve(struct lm_buf *b, size_t more)
 {
 	if (b->cap - b->len >= more)
 		return;
 	b->cap = b->len + more > 2 * b->cap ? b->len + more : 2 * b->cap;
-	b->p = xrealloc(b->p, b->cap);
+	b->p = bk_xrealloc(b->p, b->cap);
 }
 
-static void put_bytes(struct lm_buf *b, const void *p, size_t n)
+static void lm_put_bytes(struct lm_buf *b, const void *p, size_t n)
 {
-	buf_reserve(b, n);
+	lm_buf_reserve(b, n);
 	if (n > 0)
 		memcpy(b->p + b->len, p, n);
 	b->len += n;
 }
 
-static void put_u8(struct lm_buf *b, uint8_t v)
+static void lm_put_u8(struct lm_buf *b, uint8_t v)
 {
-	put_bytes(b, &v, 1);
+	lm_put_bytes(b, &v, 1);
 }
 
-static void put_be(struct lm_buf *b, uint64_t v, int nbytes)
+static void lm_put_be(struct lm_buf *b, uint64_t v, int nbytes)
 {
 	uint8_t t[8];
 
 	for (int i = 0; i < nbytes; i++)
 		t[i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
-	put_bytes(b, t, (size_t)nbytes);
+	lm_put_bytes(b, t, (size_t)nbytes);
 }
 
 /* A value string: u32 length, the bytes, a NUL (so load can hand out a
  * pointer into the map as a C string). */
-static void put_str(struct lm_buf *b, const char *s)
+static void lm_put_str(struct lm_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 
-	put_be(b, n, 4);
-	put_bytes(b, s, n + 1);
+	lm_put_be(b, n, 4);
+	lm_put_bytes(b, s, n + 1);
 }
 
 /* A value blob: u32 length, the bytes. */
-static void put_blob(struct lm_buf *b, const uint8_t *p, uint32_t n)
+static void lm_put_blob(struct lm_buf *b, const uint8_t *p, uint32_t n)
 {
-	put_be(b, n, 4);
-	put_bytes(b, p, n);
+	lm_put_be(b, n, 4);
+	lm_put_bytes(b, p, n);
 }
 
 static uint64_t lm_hash(const char *s, size_t n)
@@ -214,19 +199,19 @@ static uint64_t lm_hash(const char *s, size_t n)
 /* A key string: the string (cut and hashed when long, see LM_KEY_CUT) and
  * a NUL. MQTT strings hold no NUL, so the NUL ends the component and a
  * client's keys all share the prefix "client_id NUL". */
-static void key_str(struct lm_buf *b, const char *s)
+static void lm_key_str(struct lm_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 	char hex[17];
 
 	if (n < LM_KEY_CUT) {
-		put_bytes(b, s, n + 1);
+		lm_put_bytes(b, s, n + 1);
 		return;
 	}
 
 	snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)lm_hash(s, n));
-	put_bytes(b, s, LM_KEY_CUT);
-	put_bytes(b, hex, 17);
+	lm_put_bytes(b, s, LM_KEY_CUT);
+	lm_put_bytes(b, hex, 17);
 }
 
 /* ---- decoding values ---- */
@@ -237,7 +222,7 @@ struct lm_rd {
 	bool bad;
 };
 
-static uint64_t rd_be(struct lm_rd *r, int nbytes)
+static uint64_t lm_rd_be(struct lm_rd *r, int nbytes)
 {
 	uint64_t v = 0;
 
@@ -252,11 +237,11 @@ static uint64_t rd_be(struct lm_rd *r, int nbytes)
 	return v;
 }
 
-static const uint8_t *rd_blob(struct lm_rd *r, uint32_t *len)
+static const uint8_t *lm_rd_blob(struct lm_rd *r, uint32_t *len)
 {
 	const uint8_t *p;
 
-	*len = (uint32_t)rd_be(r, 4);
+	*len = (uint32_t)lm_rd_be(r, 4);
 	if (r->bad || r->left < *len) {
 		r->bad = true;
 		*len = 0;
@@ -268,9 +253,9 @@ static const uint8_t *rd_blob(struct lm_rd *r, uint32_t *len)
 	return p;
 }
 
-static const char *rd_str(struct lm_rd *r)
+static const char *lm_rd_str(struct lm_rd *r)
 {
-	uint32_t n = (uint32_t)rd_be(r, 4);
+	uint32_t n = (uint32_t)lm_rd_be(r, 4);
 	const char *s = (const char *)r->p;
 
 	if (r->bad || r->left < (size_t)n + 1 || r->p[n] != '\0' || memchr(s, 0, n) != NULL) {
@@ -286,40 +271,40 @@ static const char *rd_str(struct lm_rd *r)
 
 enum { LM_SF_WILL = 1, LM_SF_WILL_RETAIN = 2, LM_SF_CONNECTED = 4, LM_SF_USERNAME = 8 };
 
-static void key_session(struct lm_buf *b, const char *client_id)
+static void lm_key_session(struct lm_buf *b, const char *client_id)
 {
-	key_str(b, client_id);
+	lm_key_str(b, client_id);
 }
 
-static void key_sub(struct lm_buf *b, const char *client_id, const char *filter)
+static void lm_key_sub(struct lm_buf *b, const char *client_id, const char *filter)
 {
-	key_str(b, client_id);
-	key_str(b, filter);
+	lm_key_str(b, client_id);
+	lm_key_str(b, filter);
 }
 
-static void key_message(struct lm_buf *b, uint64_t msg_id)
+static void lm_key_message(struct lm_buf *b, uint64_t msg_id)
 {
-	put_be(b, msg_id, 8);
+	lm_put_be(b, msg_id, 8);
 }
 
-static void key_delivery(struct lm_buf *b, const char *client_id, uint64_t seq)
+static void lm_key_delivery(struct lm_buf *b, const char *client_id, uint64_t seq)
 {
-	key_str(b, client_id);
-	put_be(b, seq, 8);
+	lm_key_str(b, client_id);
+	lm_put_be(b, seq, 8);
 }
 
-static void key_inflight(struct lm_buf *b, const char *client_id, uint16_t packet_id)
+static void lm_key_inflight(struct lm_buf *b, const char *client_id, uint16_t packet_id)
 {
-	key_str(b, client_id);
-	put_be(b, packet_id, 2);
+	lm_key_str(b, client_id);
+	lm_put_be(b, packet_id, 2);
 }
 
-static void key_retained(struct lm_buf *b, const char *topic)
+static void lm_key_retained(struct lm_buf *b, const char *topic)
 {
-	key_str(b, topic);
+	lm_key_str(b, topic);
 }
 
-static void val_session(struct lm_buf *b, const struct cairn_session_rec *r)
+static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 {
 	uint8_t flags = 0;
 
@@ -329,53 +314,53 @@ static void val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 		flags |= LM_SF_CONNECTED;
 	if (r->username != NULL)
 		flags |= LM_SF_USERNAME;
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, flags);
-	put_be(b, r->next_packet_id, 2);
-	put_u8(b, r->has_will ? r->will_qos : 0);
-	put_str(b, r->client_id);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, flags);
+	lm_put_be(b, r->next_packet_id, 2);
+	lm_put_u8(b, r->has_will ? r->will_qos : 0);
+	lm_put_str(b, r->client_id);
 	if (r->username != NULL)
-		put_str(b, r->username);
+		lm_put_str(b, r->username);
 	if (r->has_will) {
-		put_str(b, r->will_topic != NULL ? r->will_topic : "");
-		put_blob(b, r->will_payload, r->will_payload_len);
+		lm_put_str(b, r->will_topic != NULL ? r->will_topic : "");
+		lm_put_blob(b, r->will_payload, r->will_payload_len);
 	}
 }
 
-static void val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
+static void lm_val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, r->qos);
-	put_str(b, r->client_id);
-	put_str(b, r->filter);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, r->qos);
+	lm_put_str(b, r->client_id);
+	lm_put_str(b, r->filter);
 }
 
-static void val_msg(struct lm_buf *b, const struct cairn_msg_rec *r)
+static void lm_val_msg(struct lm_buf *b, const struct cairn_msg_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, r->qos);
-	put_u8(b, r->retain ? 1 : 0);
-	put_be(b, r->msg_id, 8);
-	put_str(b, r->topic);
-	put_blob(b, r->payload, r->payload_len);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, r->qos);
+	lm_put_u8(b, r->retain ? 1 : 0);
+	lm_put_be(b, r->msg_id, 8);
+	lm_put_str(b, r->topic);
+	lm_put_blob(b, r->payload, r->payload_len);
 }
 
-static void val_delivery(struct lm_buf *b, const struct cairn_delivery_rec *r)
+static void lm_val_delivery(struct lm_buf *b, const struct cairn_delivery_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_u8(b, r->qos);
-	put_u8(b, r->state);
-	put_be(b, r->packet_id, 2);
-	put_be(b, r->seq, 8);
-	put_be(b, r->msg_id, 8);
-	put_str(b, r->client_id);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_u8(b, r->qos);
+	lm_put_u8(b, r->state);
+	lm_put_be(b, r->packet_id, 2);
+	lm_put_be(b, r->seq, 8);
+	lm_put_be(b, r->msg_id, 8);
+	lm_put_str(b, r->client_id);
 }
 
-static void val_inflight(struct lm_buf *b, const struct cairn_inflight_in_rec *r)
+static void lm_val_inflight(struct lm_buf *b, const struct cairn_inflight_in_rec *r)
 {
-	put_u8(b, LM_RECORD_VERSION);
-	put_be(b, r->packet_id, 2);
-	put_str(b, r->client_id);
+	lm_put_u8(b, LM_RECORD_VERSION);
+	lm_put_be(b, r->packet_id, 2);
+	lm_put_str(b, r->client_id);
 }
 
 /* Any record a value decodes to. */
@@ -399,76 +384,76 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 
 	memset(rec, 0, sizeof(*rec));
 	key->len = 0;
-	if (rd_be(&r, 1) != LM_RECORD_VERSION)
+	if (lm_rd_be(&r, 1) != LM_RECORD_VERSION)
 		return CAIRN_ECORRUPT;
 	switch (db) {
 	case LM_SESSIONS: {
 		struct cairn_session_rec *s = &rec->session;
 
-		flags = (uint8_t)rd_be(&r, 1);
-		s->next_packet_id = (uint16_t)rd_be(&r, 2);
-		s->will_qos = (uint8_t)rd_be(&r, 1);
-		s->client_id = rd_str(&r);
+		flags = (uint8_t)lm_rd_be(&r, 1);
+		s->next_packet_id = (uint16_t)lm_rd_be(&r, 2);
+		s->will_qos = (uint8_t)lm_rd_be(&r, 1);
+		s->client_id = lm_rd_str(&r);
 		if (flags & LM_SF_USERNAME)
-			s->username = rd_str(&r);
+			s->username = lm_rd_str(&r);
 		s->has_will = (flags & LM_SF_WILL) != 0;
 		if (s->has_will) {
-			s->will_topic = rd_str(&r);
-			s->will_payload = rd_blob(&r, &s->will_payload_len);
+			s->will_topic = lm_rd_str(&r);
+			s->will_payload = lm_rd_blob(&r, &s->will_payload_len);
 			s->will_retain = (flags & LM_SF_WILL_RETAIN) != 0;
 		}
 		s->connected = (flags & LM_SF_CONNECTED) != 0;
 		if (r.bad || flags > 15 || s->will_qos > 2)
 			return CAIRN_ECORRUPT;
-		key_session(key, s->client_id);
+		lm_key_session(key, s->client_id);
 		break;
 	}
 	case LM_SUBS:
-		rec->sub.qos = (uint8_t)rd_be(&r, 1);
-		rec->sub.client_id = rd_str(&r);
-		rec->sub.filter = rd_str(&r);
+		rec->sub.qos = (uint8_t)lm_rd_be(&r, 1);
+		rec->sub.client_id = lm_rd_str(&r);
+		rec->sub.filter = lm_rd_str(&r);
 		if (r.bad || rec->sub.qos > 2)
 			return CAIRN_ECORRUPT;
-		key_sub(key, rec->sub.client_id, rec->sub.filter);
+		lm_key_sub(key, rec->sub.client_id, rec->sub.filter);
 		break;
 	case LM_MESSAGES:
 	case LM_RETAINED: {
 		struct cairn_msg_rec *m = &rec->msg;
 
-		m->qos = (uint8_t)rd_be(&r, 1);
-		flags = (uint8_t)rd_be(&r, 1);
+		m->qos = (uint8_t)lm_rd_be(&r, 1);
+		flags = (uint8_t)lm_rd_be(&r, 1);
 		m->retain = flags & 1;
-		m->msg_id = rd_be(&r, 8);
-		m->topic = rd_str(&r);
-		m->payload = rd_blob(&r, &m->payload_len);
+		m->msg_id = lm_rd_be(&r, 8);
+		m->topic = lm_rd_str(&r);
+		m->payload = lm_rd_blob(&r, &m->payload_len);
 		if (r.bad || m->qos > 2 || flags > 1)
 			return CAIRN_ECORRUPT;
 		if (db == LM_MESSAGES)
-			key_message(key, m->msg_id);
+			lm_key_message(key, m->msg_id);
 		else
-			key_retained(key, m->topic);
+			lm_key_retained(key, m->topic);
 		break;
 	}
 	case LM_DELIVERIES: {
 		struct cairn_delivery_rec *dl = &rec->delivery;
 
-		dl->qos = (uint8_t)rd_be(&r, 1);
-		dl->state = (uint8_t)rd_be(&r, 1);
-		dl->packet_id = (uint16_t)rd_be(&r, 2);
-		dl->seq = rd_be(&r, 8);
-		dl->msg_id = rd_be(&r, 8);
-		dl->client_id = rd_str(&r);
+		dl->qos = (uint8_t)lm_rd_be(&r, 1);
+		dl->state = (uint8_t)lm_rd_be(&r, 1);
+		dl->packet_id = (uint16_t)lm_rd_be(&r, 2);
+		dl->seq = lm_rd_be(&r, 8);
+		dl->msg_id = lm_rd_be(&r, 8);
+		dl->client_id = lm_rd_str(&r);
 		if (r.bad || dl->qos > 2 || dl->state > CAIRN_DELIVERY_PUBREC)
 			return CAIRN_ECORRUPT;
-		key_delivery(key, dl->client_id, dl->seq);
+		lm_key_delivery(key, dl->client_id, dl->seq);
 		break;
 	}
 	case LM_INFLIGHT:
-		rec->inflight.packet_id = (uint16_t)rd_be(&r, 2);
-		rec->inflight.client_id = rd_str(&r);
+		rec->inflight.packet_id = (uint16_t)lm_rd_be(&r, 2);
+		rec->inflight.client_id = lm_rd_str(&r);
 		if (r.bad)
 			return CAIRN_ECORRUPT;
-		key_inflight(key, rec->inflight.client_id, rec->inflight.packet_id);
+		lm_key_inflight(key, rec->inflight.client_id, rec->inflight.packet_id);
 		break;
 	default:
 		return CAIRN_ECORRUPT;
@@ -483,7 +468,7 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db, struct lm_buf *b,
 		    size_t klen)
 {
-	struct lm_op *op = xmalloc(sizeof(*op) + b->len);
+	struct lm_op *op = bk_xmalloc(sizeof(*op) + b->len);
 
 	op->next = NULL;
 	op->kind = kind;
@@ -502,7 +487,7 @@ static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db,
 	return 0;
 }
 
-static void log_clear(struct cairn_store *st)
+static void lm_log_clear(struct cairn_store *st)
 {
 	struct lm_op *op, *next;
 
@@ -518,10 +503,10 @@ static int lm_session_put(struct cairn_store *st, const struct cairn_session_rec
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_session(&b, rec->client_id);
+	lm_key_session(&b, rec->client_id);
 	klen = b.len;
-	buf_reserve(&b, 64 + (rec->has_will ? rec->will_payload_len : 0));
-	val_session(&b, rec);
+	lm_buf_reserve(&b, 64 + (rec->has_will ? rec->will_payload_len : 0));
+	lm_val_session(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_SESSIONS, &b, klen);
 }
 
@@ -529,7 +514,7 @@ static int lm_session_delete(struct cairn_store *st, const char *client_id)
 {
 	struct lm_buf b = {0};
 
-	key_session(&b, client_id);
+	lm_key_session(&b, client_id);
 	return lm_stage(st, LM_OP_DEL_SESSION, LM_SESSIONS, &b, b.len);
 }
 
@@ -538,9 +523,9 @@ static int lm_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_sub(&b, rec->client_id, rec->filter);
+	lm_key_sub(&b, rec->client_id, rec->filter);
 	klen = b.len;
-	val_sub(&b, rec);
+	lm_val_sub(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_SUBS, &b, klen);
 }
 
@@ -548,35 +533,35 @@ static int lm_sub_delete(struct cairn_store *st, const char *client_id, const ch
 {
 	struct lm_buf b = {0};
 
-	key_sub(&b, client_id, filter);
+	lm_key_sub(&b, client_id, filter);
 	return lm_stage(st, LM_OP_DEL, LM_SUBS, &b, b.len);
 }
 
-static int msg_put(struct cairn_store *st, enum lm_db db, const struct cairn_msg_rec *rec)
+static int lm_msg_put(struct cairn_store *st, enum lm_db db, const struct cairn_msg_rec *rec)
 {
 	struct lm_buf b = {0};
 	size_t klen;
 
 	if (db == LM_MESSAGES)
-		key_message(&b, rec->msg_id);
+		lm_key_message(&b, rec->msg_id);
 	else
-		key_retained(&b, rec->topic);
+		lm_key_retained(&b, rec->topic);
 	klen = b.len;
-	buf_reserve(&b, 32 + strlen(rec->topic) + rec->payload_len);
-	val_msg(&b, rec);
+	lm_buf_reserve(&b, 32 + strlen(rec->topic) + rec->payload_len);
+	lm_val_msg(&b, rec);
 	return lm_stage(st, LM_OP_PUT, db, &b, klen);
 }
 
 static int lm_message_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	return msg_put(st, LM_MESSAGES, rec);
+	return lm_msg_put(st, LM_MESSAGES, rec);
 }
 
 static int lm_message_delete(struct cairn_store *st, uint64_t msg_id)
 {
 	struct lm_buf b = {0};
 
-	key_message(&b, msg_id);
+	lm_key_message(&b, msg_id);
 	return lm_stage(st, LM_OP_DEL, LM_MESSAGES, &b, b.len);
 }
 
@@ -585,9 +570,9 @@ static int lm_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_delivery(&b, rec->client_id, rec->seq);
+	lm_key_delivery(&b, rec->client_id, rec->seq);
 	klen = b.len;
-	val_delivery(&b, rec);
+	lm_val_delivery(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_DELIVERIES, &b, klen);
 }
 
@@ -595,7 +580,7 @@ static int lm_delivery_delete(struct cairn_store *st, const char *client_id, uin
 {
 	struct lm_buf b = {0};
 
-	key_delivery(&b, client_id, seq);
+	lm_key_delivery(&b, client_id, seq);
 	return lm_stage(st, LM_OP_DEL, LM_DELIVERIES, &b, b.len);
 }
 
@@ -604,9 +589,9 @@ static int lm_inflight_in_put(struct cairn_store *st, const struct cairn_infligh
 	struct lm_buf b = {0};
 	size_t klen;
 
-	key_inflight(&b, rec->client_id, rec->packet_id);
+	lm_key_inflight(&b, rec->client_id, rec->packet_id);
 	klen = b.len;
-	val_inflight(&b, rec);
+	lm_val_inflight(&b, rec);
 	return lm_stage(st, LM_OP_PUT, LM_INFLIGHT, &b, klen);
 }
 
@@ -614,20 +599,20 @@ static int lm_inflight_in_delete(struct cairn_store *st, const char *client_id, 
 {
 	struct lm_buf b = {0};
 
-	key_inflight(&b, client_id, packet_id);
+	lm_key_inflight(&b, client_id, packet_id);
 	return lm_stage(st, LM_OP_DEL, LM_INFLIGHT, &b, b.len);
 }
 
 static int lm_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	return msg_put(st, LM_RETAINED, rec);
+	return lm_msg_put(st, LM_RETAINED, rec);
 }
 
 static int lm_retained_delete(struct cairn_store *st, const char *topic)
 {
 	struct lm_buf b = {0};
 
-	key_retained(&b, topic);
+	lm_key_retained(&b, topic);
 	return lm_stage(st, LM_OP_DEL, LM_RETAINED, &b, b.len);
 }
 
@@ -809,7 +794,7 @@ static int lm_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 	rc = lm_write(st, lm_apply_batch, NULL);
 	if (rc != 0)
 		return lm_map(rc);
-	log_clear(st);
+	lm_log_clear(st);
 	return 0;
 }
 
@@ -924,7 +909,7 @@ static void lm_env_close(struct cairn_store *st)
 static void lm_free(struct cairn_store *st)
 {
 	lm_env_close(st);
-	log_clear(st);
+	lm_log_clear(st);
 	free(st->scratch.p);
 	free(st->dir);
 	free(st->data_path);
@@ -1049,13 +1034,9 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 		snprintf(why, whylen, "%s", lm_reason(rc));
 		return rc;
 	}
-	if (su.version == 0 && opts->log != NULL) {
-		char msg[4200];
-
-		snprintf(msg, sizeof(msg), "lmdb: %s: created at schema version %d", st->dir,
-			 LM_SCHEMA_VERSION);
-		opts->log(opts->log_arg, 2, msg);
-	}
+	if (su.version == 0)
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
+			"lmdb: %s: created at schema version %d", st->dir, LM_SCHEMA_VERSION);
 	return 0;
 }
 
@@ -1065,19 +1046,10 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 static int lm_quarantine(struct cairn_store *st, char *newpath, size_t newlen)
 {
 	char from[4200], to[4200], sfx[48];
-	long now = (long)time(NULL);
 
-	for (int n = 0;; n++) {
-		if (n == 0)
-			snprintf(sfx, sizeof(sfx), ".corrupt-%ld", now);
-		else
-			snprintf(sfx, sizeof(sfx), ".corrupt-%ld.%d", now, n);
-		snprintf(newpath, newlen, "%s%s", st->data_path, sfx);
-		if (access(newpath, F_OK) != 0)
-			break;
-		if (n == 100)
-			return -1;
-	}
+	if (bk_quarantine_suffix(st->data_path, sfx, sizeof(sfx)) != 0)
+		return -1;
+	snprintf(newpath, newlen, "%s%s", st->data_path, sfx);
 	if (rename(st->data_path, newpath) != 0 && errno != ENOENT)
 		return -1;
 	snprintf(from, sizeof(from), "%s/lock.mdb", st->dir);
@@ -1096,7 +1068,7 @@ static int lm_opt_size(const struct cairn_store_options *opts, const char *key, 
 	if (s == NULL)
 		return 0;
 	if (lm_parse_size(s, out) != 0) {
-		lm_errf(err, errlen, "lmdb: bad %s \"%s\" (want a positive byte count)", key, s);
+		bk_errf(err, errlen, "lmdb: bad %s \"%s\" (want a positive byte count)", key, s);
 		return CAIRN_EINVAL;
 	}
 	return 0;
@@ -1111,7 +1083,6 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		   size_t errlen)
 {
 	struct cairn_store *st;
-	struct stat sb;
 	mode_t old_umask;
 	size_t n;
 	char why[256], newpath[4200];
@@ -1119,16 +1090,16 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 
 	*out = NULL;
 	if (opts->location == NULL || opts->location[0] == '\0') {
-		lm_errf(err, errlen, "lmdb: persistence_location is not set");
+		bk_errf(err, errlen, "lmdb: persistence_location is not set");
 		return CAIRN_EINVAL;
 	}
-	st = xcalloc(1, sizeof(*st));
+	st = bk_xcalloc(1, sizeof(*st));
 	rc = lm_opt_size(opts, "lmdb_map_size", LM_MAP_SIZE_DEFAULT, &st->map_size, err, errlen);
 	if (rc == 0)
 		rc = lm_opt_size(opts, "lmdb_map_size_max", LM_MAP_SIZE_MAX_DEFAULT, &st->map_max,
 				 err, errlen);
 	if (rc == 0 && st->map_size > st->map_max) {
-		lm_errf(err, errlen,
+		bk_errf(err, errlen,
 			"lmdb: lmdb_map_size %llu is larger than lmdb_map_size_max %llu",
 			(unsigned long long)st->map_size, (unsigned long long)st->map_max);
 		rc = CAIRN_EINVAL;
@@ -1137,9 +1108,9 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		lm_free(st);
 		return rc;
 	}
-	st->dir = xstrdup(opts->location);
+	st->dir = bk_xstrdup(opts->location);
 	n = strlen(st->dir) + sizeof("/data.mdb");
-	st->data_path = xmalloc(n);
+	st->data_path = bk_xmalloc(n);
 	snprintf(st->data_path, n, "%s/data.mdb", st->dir);
 	/* MDB_NOTLS ties a reader slot to its transaction, not the thread:
 	 * another handle on the same directory in this process (a test's
@@ -1149,17 +1120,9 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 	st->get_arg = opts->get_arg;
 
 	old_umask = umask(077);
-	if (mkdir(st->dir, 0700) != 0 && errno != EEXIST) {
-		lm_errf(err, errlen, "lmdb: cannot create directory %s: %s", st->dir,
-			strerror(errno));
-		rc = CAIRN_EIO;
+	rc = bk_location_dir(st->dir, "lmdb", err, errlen);
+	if (rc != 0)
 		goto out;
-	}
-	if (stat(st->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		lm_errf(err, errlen, "lmdb: %s is not a directory", st->dir);
-		rc = CAIRN_EIO;
-		goto out;
-	}
 	for (int attempt = 0;; attempt++) {
 		rc = lm_open_env(st, opts, why, sizeof(why));
 		if (rc == 0)
@@ -1167,25 +1130,19 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 		lm_env_close(st);
 		if (!lm_is_corrupt(rc) || opts->on_corrupt != CAIRN_ON_CORRUPT_QUARANTINE ||
 		    attempt > 0) {
-			lm_errf(err, errlen, "lmdb: %s: %s", st->data_path, why);
+			bk_errf(err, errlen, "lmdb: %s: %s", st->data_path, why);
 			rc = lm_map(rc);
 			goto out;
 		}
 		if (lm_quarantine(st, newpath, sizeof(newpath)) != 0) {
-			lm_errf(err, errlen, "lmdb: %s is corrupt (%s) and cannot be moved: %s",
+			bk_errf(err, errlen, "lmdb: %s is corrupt (%s) and cannot be moved: %s",
 				st->data_path, why, strerror(errno));
 			rc = CAIRN_ECORRUPT;
 			goto out;
 		}
-		if (opts->log != NULL) {
-			char msg[8800];
-
-			snprintf(msg, sizeof(msg),
-				 "lmdb: %s is corrupt (%s); moved to %s, starting with an empty "
-				 "store",
-				 st->data_path, why, newpath);
-			opts->log(opts->log_arg, 1, msg);
-		}
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_WARNING,
+			"lmdb: %s is corrupt (%s); moved to %s, starting with an empty store",
+			st->data_path, why, newpath);
 	}
 out:
 	umask(old_umask);
@@ -1198,7 +1155,7 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_lmdb = {
-    .version = 1,
+    .version = 2,
     .name = "lmdb",
     .open = lm_open,
     .close = lm_close,
@@ -1216,4 +1173,5 @@ const struct cairn_store_ops cairn_store_lmdb = {
     .retained_put = lm_retained_put,
     .retained_delete = lm_retained_delete,
     .commit = lm_commit,
+    .flags = CAIRN_STORE_LOCAL_FILES,
 };

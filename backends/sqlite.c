@@ -7,7 +7,6 @@
 #include "cairn/store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,7 @@
 
 #include <sqlite3.h>
 
-#include "util.h"
+#include "common.h"
 
 /* Schema migrations: entry v turns a version v-1 database into version v.
  * Only ever append; never edit a released entry. */
@@ -115,46 +114,15 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_LOAD_RETAINED] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
 };
 
-enum sq_op_kind {
-	SQ_OP_SESSION_PUT,
-	SQ_OP_SESSION_DEL,
-	SQ_OP_SUB_PUT,
-	SQ_OP_SUB_DEL,
-	SQ_OP_MESSAGE_PUT,
-	SQ_OP_MESSAGE_DEL,
-	SQ_OP_DELIVERY_PUT,
-	SQ_OP_DELIVERY_DEL,
-	SQ_OP_INFLIGHT_PUT,
-	SQ_OP_INFLIGHT_DEL,
-	SQ_OP_RETAINED_PUT,
-	SQ_OP_RETAINED_DEL
-};
-
-/* One staged write, kept until its batch commits so that a batch whose
- * transaction was lost can be replayed. Strings and payloads are owned
- * copies (s1..s3, blob) the record's pointers refer to. */
-struct sq_op {
-	struct sq_op *next;
-	enum sq_op_kind kind;
-	union {
-		struct cairn_session_rec session;
-		struct cairn_sub_rec sub;
-		struct cairn_msg_rec msg;
-		struct cairn_delivery_rec delivery;
-		struct cairn_inflight_in_rec inflight;
-	} u;
-	char *s1, *s2, *s3;
-	uint8_t *blob;
-};
-
 struct cairn_store {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmt[SQ_NSTMT];
-	struct sq_op *head, *tail; /* the staged batch */
-	bool broken;               /* the open transaction lacks part of the batch: replay */
-	/* Test knob sqlite_max_page_count: re-read before each replay so a
-	 * test can lift the limit. Kept only when set at open. */
+	struct bk_log staged; /* the batch, kept until it commits so it can be replayed */
+	bool broken;          /* the open transaction lacks part of the batch: replay */
+	/* Test knob sqlite_max_page_count (fault-injection builds only):
+	 * re-read before each replay so a test can lift the limit. Kept only
+	 * when set at open. */
 	const char *(*get)(void *arg, const char *key);
 	void *get_arg;
 };
@@ -178,20 +146,6 @@ static int sq_map(int rc)
 	}
 }
 
-static void sq_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void sq_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Step a write statement to completion, then reset it and drop its
  * bindings (they may point at the caller's borrowed strings). */
 static int sq_run(sqlite3_stmt *stmt)
@@ -203,7 +157,7 @@ static int sq_run(sqlite3_stmt *stmt)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sq_map(rc);
 }
 
-static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
+static void sq_bind_text(sqlite3_stmt *stmt, int i, const char *s)
 {
 	if (s != NULL)
 		sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
@@ -212,7 +166,7 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
 }
 
 /* Payloads are always BLOBs: an empty one is a zero-length blob, not NULL. */
-static void bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
+static void sq_bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
 {
 	if (len > 0)
 		sqlite3_bind_blob(stmt, i, p, (int)len, SQLITE_STATIC);
@@ -220,49 +174,24 @@ static void bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
 		sqlite3_bind_zeroblob(stmt, i, 0);
 }
 
-static const char *state_name(uint8_t state)
-{
-	switch (state) {
-	case CAIRN_DELIVERY_SENT:
-		return "sent";
-	case CAIRN_DELIVERY_PUBREC:
-		return "pubrec";
-	default:
-		return "queued";
-	}
-}
-
-static int state_parse(const char *s)
-{
-	if (s == NULL)
-		return -1;
-	if (strcmp(s, "queued") == 0)
-		return CAIRN_DELIVERY_QUEUED;
-	if (strcmp(s, "sent") == 0)
-		return CAIRN_DELIVERY_SENT;
-	if (strcmp(s, "pubrec") == 0)
-		return CAIRN_DELIVERY_PUBREC;
-	return -1;
-}
-
 /* ---- executing one staged write inside the open transaction ---- */
 
-static int sq_exec_op(struct cairn_store *st, const struct sq_op *op)
+static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 {
 	sqlite3_stmt *s;
 	int rc;
 
 	switch (op->kind) {
-	case SQ_OP_SESSION_PUT: {
-		const struct cairn_session_rec *r = &op->u.session;
+	case BK_SESSION_PUT: {
+		const struct cairn_session_rec *r = &op->rec.session;
 
 		s = st->stmt[SQ_SESSION_PUT];
-		bind_text(s, 1, r->client_id);
-		bind_text(s, 2, r->username);
+		sq_bind_text(s, 1, r->client_id);
+		sq_bind_text(s, 2, r->username);
 		sqlite3_bind_int(s, 3, r->next_packet_id);
 		if (r->has_will) {
-			bind_text(s, 4, r->will_topic);
-			bind_blob(s, 5, r->will_payload, r->will_payload_len);
+			sq_bind_text(s, 4, r->will_topic);
+			sq_bind_blob(s, 5, r->will_payload, r->will_payload_len);
 			sqlite3_bind_int(s, 6, r->will_qos);
 			sqlite3_bind_int(s, 7, r->will_retain);
 		}
@@ -270,76 +199,76 @@ static int sq_exec_op(struct cairn_store *st, const struct sq_op *op)
 		sqlite3_bind_int64(s, 9, (sqlite3_int64)time(NULL));
 		return sq_run(s);
 	}
-	case SQ_OP_SESSION_DEL: {
+	case BK_SESSION_DEL: {
 		static const enum sq_stmt del[] = {SQ_SESSION_DEL, SQ_SESSION_DEL_SUBS,
 						   SQ_SESSION_DEL_DELIVERIES,
 						   SQ_SESSION_DEL_INFLIGHT};
 
 		for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++) {
 			s = st->stmt[del[i]];
-			bind_text(s, 1, op->u.session.client_id);
+			sq_bind_text(s, 1, op->rec.session.client_id);
 			if ((rc = sq_run(s)) != 0)
 				return rc;
 		}
 		return 0;
 	}
-	case SQ_OP_SUB_PUT:
+	case BK_SUB_PUT:
 		s = st->stmt[SQ_SUB_PUT];
-		bind_text(s, 1, op->u.sub.client_id);
-		bind_text(s, 2, op->u.sub.filter);
-		sqlite3_bind_int(s, 3, op->u.sub.qos);
+		sq_bind_text(s, 1, op->rec.sub.client_id);
+		sq_bind_text(s, 2, op->rec.sub.filter);
+		sqlite3_bind_int(s, 3, op->rec.sub.qos);
 		return sq_run(s);
-	case SQ_OP_SUB_DEL:
+	case BK_SUB_DEL:
 		s = st->stmt[SQ_SUB_DEL];
-		bind_text(s, 1, op->u.sub.client_id);
-		bind_text(s, 2, op->u.sub.filter);
+		sq_bind_text(s, 1, op->rec.sub.client_id);
+		sq_bind_text(s, 2, op->rec.sub.filter);
 		return sq_run(s);
-	case SQ_OP_MESSAGE_PUT:
+	case BK_MESSAGE_PUT:
 		s = st->stmt[SQ_MESSAGE_PUT];
-		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->u.msg.msg_id);
-		bind_text(s, 2, op->u.msg.topic);
-		bind_blob(s, 3, op->u.msg.payload, op->u.msg.payload_len);
-		sqlite3_bind_int(s, 4, op->u.msg.qos);
-		sqlite3_bind_int(s, 5, op->u.msg.retain);
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->rec.msg.msg_id);
+		sq_bind_text(s, 2, op->rec.msg.topic);
+		sq_bind_blob(s, 3, op->rec.msg.payload, op->rec.msg.payload_len);
+		sqlite3_bind_int(s, 4, op->rec.msg.qos);
+		sqlite3_bind_int(s, 5, op->rec.msg.retain);
 		sqlite3_bind_int64(s, 6, (sqlite3_int64)time(NULL));
 		return sq_run(s);
-	case SQ_OP_MESSAGE_DEL:
+	case BK_MESSAGE_DEL:
 		s = st->stmt[SQ_MESSAGE_DEL];
-		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->u.msg.msg_id);
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)op->rec.msg.msg_id);
 		return sq_run(s);
-	case SQ_OP_DELIVERY_PUT: {
-		const struct cairn_delivery_rec *r = &op->u.delivery;
+	case BK_DELIVERY_PUT: {
+		const struct cairn_delivery_rec *r = &op->rec.delivery;
 
 		s = st->stmt[SQ_DELIVERY_PUT];
-		bind_text(s, 1, r->client_id);
+		sq_bind_text(s, 1, r->client_id);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)r->seq);
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)r->msg_id);
 		sqlite3_bind_int(s, 4, r->packet_id);
 		sqlite3_bind_int(s, 5, r->qos);
-		bind_text(s, 6, state_name(r->state));
+		sq_bind_text(s, 6, bk_state_name(r->state));
 		return sq_run(s);
 	}
-	case SQ_OP_DELIVERY_DEL:
+	case BK_DELIVERY_DEL:
 		s = st->stmt[SQ_DELIVERY_DEL];
-		bind_text(s, 1, op->u.delivery.client_id);
-		sqlite3_bind_int64(s, 2, (sqlite3_int64)op->u.delivery.seq);
+		sq_bind_text(s, 1, op->rec.delivery.client_id);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)op->rec.delivery.seq);
 		return sq_run(s);
-	case SQ_OP_INFLIGHT_PUT:
-	case SQ_OP_INFLIGHT_DEL:
-		s = st->stmt[op->kind == SQ_OP_INFLIGHT_PUT ? SQ_INFLIGHT_PUT : SQ_INFLIGHT_DEL];
-		bind_text(s, 1, op->u.inflight.client_id);
-		sqlite3_bind_int(s, 2, op->u.inflight.packet_id);
+	case BK_INFLIGHT_PUT:
+	case BK_INFLIGHT_DEL:
+		s = st->stmt[op->kind == BK_INFLIGHT_PUT ? SQ_INFLIGHT_PUT : SQ_INFLIGHT_DEL];
+		sq_bind_text(s, 1, op->rec.inflight.client_id);
+		sqlite3_bind_int(s, 2, op->rec.inflight.packet_id);
 		return sq_run(s);
-	case SQ_OP_RETAINED_PUT:
+	case BK_RETAINED_PUT:
 		s = st->stmt[SQ_RETAINED_PUT];
-		bind_text(s, 1, op->u.msg.topic);
-		bind_blob(s, 2, op->u.msg.payload, op->u.msg.payload_len);
-		sqlite3_bind_int(s, 3, op->u.msg.qos);
+		sq_bind_text(s, 1, op->rec.msg.topic);
+		sq_bind_blob(s, 2, op->rec.msg.payload, op->rec.msg.payload_len);
+		sqlite3_bind_int(s, 3, op->rec.msg.qos);
 		sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
 		return sq_run(s);
-	case SQ_OP_RETAINED_DEL:
+	case BK_RETAINED_DEL:
 		s = st->stmt[SQ_RETAINED_DEL];
-		bind_text(s, 1, op->u.msg.topic);
+		sq_bind_text(s, 1, op->rec.msg.topic);
 		return sq_run(s);
 	}
 	return CAIRN_EINVAL;
@@ -347,62 +276,26 @@ static int sq_exec_op(struct cairn_store *st, const struct sq_op *op)
 
 /* ---- the staged batch ---- */
 
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
-static struct sq_op *op_new(enum sq_op_kind kind)
-{
-	struct sq_op *op = xcalloc(1, sizeof(*op));
-
-	op->kind = kind;
-	return op;
-}
-
-static void op_free(struct sq_op *op)
-{
-	free(op->s1);
-	free(op->s2);
-	free(op->s3);
-	free(op->blob);
-	free(op);
-}
-
-static void log_clear(struct cairn_store *st)
-{
-	struct sq_op *op, *next;
-
-	for (op = st->head; op != NULL; op = next) {
-		next = op->next;
-		op_free(op);
-	}
-	st->head = st->tail = NULL;
-}
-
-static bool in_txn(const struct cairn_store *st)
+static bool sq_in_txn(const struct cairn_store *st)
 {
 	return sqlite3_get_autocommit(st->db) == 0;
 }
 
 /*
- * Add op to the batch and run it in the open transaction (beginning one if
- * needed). If running it fails, the transaction no longer matches the
- * batch: commit() replays the whole log and reports the error then, so a
- * staging call itself only fails when it cannot record the write.
+ * Copy the write into the batch's log and run it in the open transaction
+ * (beginning one if needed). If running it fails, the transaction no longer
+ * matches the batch: commit() replays the whole log and reports the error
+ * then, so a staging call never fails (the copy aborts on out-of-memory).
  */
-static int sq_stage(struct cairn_store *st, struct sq_op *op)
+static int sq_stage(struct cairn_store *st, enum bk_op_kind kind, const void *rec)
 {
+	struct bk_op *op = bk_op_new(kind, rec);
 	int rc = 0;
 
-	if (st->tail != NULL)
-		st->tail->next = op;
-	else
-		st->head = op;
-	st->tail = op;
+	bk_log_push(&st->staged, op);
 	if (st->broken)
 		return 0;
-	if (!in_txn(st))
+	if (!sq_in_txn(st))
 		rc = sq_run(st->stmt[SQ_BEGIN]);
 	if (rc == 0)
 		rc = sq_exec_op(st, op);
@@ -411,7 +304,14 @@ static int sq_stage(struct cairn_store *st, struct sq_op *op)
 	return 0;
 }
 
-static int apply_page_knob(struct cairn_store *st, const char *val)
+#ifdef CAIRN_FAULT_INJECTION
+/*
+ * The test knob sqlite_max_page_count caps the database at that many pages,
+ * so that a test can fill the "disk" on demand and lift the cap again. It
+ * exists only in a build configured with --enable-fault-injection: a
+ * production broker ignores the key.
+ */
+static int sq_page_knob_apply(struct cairn_store *st, const char *val)
 {
 	char sql[64];
 	char *end;
@@ -425,19 +325,47 @@ static int apply_page_knob(struct cairn_store *st, const char *val)
 	return sq_map(sqlite3_exec(st->db, sql, NULL, NULL, NULL));
 }
 
+/* Re-read the knob (a test may have lifted the cap since the last try). */
+static void sq_page_knob_refresh(struct cairn_store *st)
+{
+	const char *knob;
+
+	if (st->get != NULL && (knob = st->get(st->get_arg, "sqlite_max_page_count")) != NULL)
+		sq_page_knob_apply(st, knob);
+}
+
+/* Read the knob at open; remember where to re-read it only when it is set. */
+static int sq_page_knob_open(struct cairn_store *st, const struct cairn_store_options *opts,
+			     char *err, size_t errlen)
+{
+	const char *knob =
+	    opts->get != NULL ? opts->get(opts->get_arg, "sqlite_max_page_count") : NULL;
+
+	if (knob == NULL)
+		return 0;
+	if (sq_page_knob_apply(st, knob) != 0) {
+		bk_errf(err, errlen, "sqlite: bad sqlite_max_page_count \"%s\"", knob);
+		return CAIRN_EINVAL;
+	}
+	st->get = opts->get;
+	st->get_arg = opts->get_arg;
+	return 0;
+}
+#endif
+
 /* Roll back whatever is open and run the whole logged batch again in a
  * fresh transaction. */
 static int sq_replay(struct cairn_store *st)
 {
-	const char *knob;
 	int rc;
 
-	if (in_txn(st))
+	if (sq_in_txn(st))
 		sq_run(st->stmt[SQ_ROLLBACK]);
-	if (st->get != NULL && (knob = st->get(st->get_arg, "sqlite_max_page_count")) != NULL)
-		apply_page_knob(st, knob);
+#ifdef CAIRN_FAULT_INJECTION
+	sq_page_knob_refresh(st);
+#endif
 	rc = sq_run(st->stmt[SQ_BEGIN]);
-	for (const struct sq_op *op = st->head; rc == 0 && op != NULL; op = op->next)
+	for (const struct bk_op *op = st->staged.head; rc == 0 && op != NULL; op = op->next)
 		rc = sq_exec_op(st, op);
 	return rc;
 }
@@ -450,150 +378,105 @@ static int sq_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 
 	(void)done;
 	(void)arg;
-	if (st->head == NULL && !in_txn(st))
+	if (st->staged.head == NULL && !sq_in_txn(st))
 		return 0;
 	if (st->broken)
 		rc = sq_replay(st);
 	if (rc == 0)
 		rc = sq_run(st->stmt[SQ_COMMIT]);
 	if (rc != 0) {
-		if (in_txn(st))
+		if (sq_in_txn(st))
 			sq_run(st->stmt[SQ_ROLLBACK]);
 		st->broken = true;
 		return rc;
 	}
 	st->broken = false;
-	log_clear(st);
+	bk_log_clear(&st->staged);
 	return 0;
 }
 
 static int sq_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
 {
-	struct sq_op *op = op_new(SQ_OP_SESSION_PUT);
-
-	op->u.session = *rec;
-	op->u.session.client_id = op->s1 = xstrdup(rec->client_id);
-	op->u.session.username = op->s2 = dup_or_null(rec->username);
-	if (rec->has_will) {
-		op->u.session.will_topic = op->s3 = dup_or_null(rec->will_topic);
-		if (rec->will_payload_len > 0)
-			op->blob = xmemdup(rec->will_payload, rec->will_payload_len);
-		op->u.session.will_payload = op->blob;
-	}
-	return sq_stage(st, op);
+	return sq_stage(st, BK_SESSION_PUT, rec);
 }
 
 static int sq_session_delete(struct cairn_store *st, const char *client_id)
 {
-	struct sq_op *op = op_new(SQ_OP_SESSION_DEL);
+	struct cairn_session_rec key = {.client_id = client_id};
 
-	op->u.session.client_id = op->s1 = xstrdup(client_id);
-	return sq_stage(st, op);
+	return sq_stage(st, BK_SESSION_DEL, &key);
 }
 
 static int sq_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 {
-	struct sq_op *op = op_new(SQ_OP_SUB_PUT);
-
-	op->u.sub.client_id = op->s1 = xstrdup(rec->client_id);
-	op->u.sub.filter = op->s2 = xstrdup(rec->filter);
-	op->u.sub.qos = rec->qos;
-	return sq_stage(st, op);
+	return sq_stage(st, BK_SUB_PUT, rec);
 }
 
 static int sq_sub_delete(struct cairn_store *st, const char *client_id, const char *filter)
 {
-	struct sq_op *op = op_new(SQ_OP_SUB_DEL);
+	struct cairn_sub_rec key = {.client_id = client_id, .filter = filter};
 
-	op->u.sub.client_id = op->s1 = xstrdup(client_id);
-	op->u.sub.filter = op->s2 = xstrdup(filter);
-	return sq_stage(st, op);
-}
-
-static struct sq_op *msg_op(enum sq_op_kind kind, const struct cairn_msg_rec *rec)
-{
-	struct sq_op *op = op_new(kind);
-
-	op->u.msg = *rec;
-	op->u.msg.topic = op->s1 = xstrdup(rec->topic);
-	if (rec->payload_len > 0)
-		op->blob = xmemdup(rec->payload, rec->payload_len);
-	op->u.msg.payload = op->blob;
-	return op;
+	return sq_stage(st, BK_SUB_DEL, &key);
 }
 
 static int sq_message_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	return sq_stage(st, msg_op(SQ_OP_MESSAGE_PUT, rec));
+	return sq_stage(st, BK_MESSAGE_PUT, rec);
 }
 
 static int sq_message_delete(struct cairn_store *st, uint64_t msg_id)
 {
-	struct sq_op *op = op_new(SQ_OP_MESSAGE_DEL);
+	struct cairn_msg_rec key = {.msg_id = msg_id};
 
-	op->u.msg.msg_id = msg_id;
-	return sq_stage(st, op);
+	return sq_stage(st, BK_MESSAGE_DEL, &key);
 }
 
 static int sq_delivery_put(struct cairn_store *st, const struct cairn_delivery_rec *rec)
 {
-	struct sq_op *op = op_new(SQ_OP_DELIVERY_PUT);
-
-	op->u.delivery = *rec;
-	op->u.delivery.client_id = op->s1 = xstrdup(rec->client_id);
-	return sq_stage(st, op);
+	return sq_stage(st, BK_DELIVERY_PUT, rec);
 }
 
 static int sq_delivery_delete(struct cairn_store *st, const char *client_id, uint64_t seq)
 {
-	struct sq_op *op = op_new(SQ_OP_DELIVERY_DEL);
+	struct cairn_delivery_rec key = {.client_id = client_id, .seq = seq};
 
-	op->u.delivery.client_id = op->s1 = xstrdup(client_id);
-	op->u.delivery.seq = seq;
-	return sq_stage(st, op);
+	return sq_stage(st, BK_DELIVERY_DEL, &key);
 }
 
 static int sq_inflight_in_put(struct cairn_store *st, const struct cairn_inflight_in_rec *rec)
 {
-	struct sq_op *op = op_new(SQ_OP_INFLIGHT_PUT);
-
-	op->u.inflight.client_id = op->s1 = xstrdup(rec->client_id);
-	op->u.inflight.packet_id = rec->packet_id;
-	return sq_stage(st, op);
+	return sq_stage(st, BK_INFLIGHT_PUT, rec);
 }
 
 static int sq_inflight_in_delete(struct cairn_store *st, const char *client_id, uint16_t packet_id)
 {
-	struct sq_op *op = op_new(SQ_OP_INFLIGHT_DEL);
+	struct cairn_inflight_in_rec key = {.client_id = client_id, .packet_id = packet_id};
 
-	op->u.inflight.client_id = op->s1 = xstrdup(client_id);
-	op->u.inflight.packet_id = packet_id;
-	return sq_stage(st, op);
+	return sq_stage(st, BK_INFLIGHT_DEL, &key);
 }
 
 static int sq_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	return sq_stage(st, msg_op(SQ_OP_RETAINED_PUT, rec));
+	return sq_stage(st, BK_RETAINED_PUT, rec);
 }
 
 static int sq_retained_delete(struct cairn_store *st, const char *topic)
 {
-	struct sq_op *op = op_new(SQ_OP_RETAINED_DEL);
+	struct cairn_msg_rec key = {.topic = topic};
 
-	op->u.msg.topic = op->s1 = xstrdup(topic);
-	return sq_stage(st, op);
+	return sq_stage(st, BK_RETAINED_DEL, &key);
 }
 
 /* ---- load ---- */
 
-static const char *col_text(sqlite3_stmt *s, int i)
+static const char *sq_col_text(sqlite3_stmt *s, int i)
 {
 	return (const char *)sqlite3_column_text(s, i);
 }
 
 /* A payload column: NULL (only an operator's hand can put it there) reads
  * as empty. */
-static const uint8_t *col_blob(sqlite3_stmt *s, int i, uint32_t *len)
+static const uint8_t *sq_col_blob(sqlite3_stmt *s, int i, uint32_t *len)
 {
 	const uint8_t *p = sqlite3_column_blob(s, i);
 
@@ -601,7 +484,7 @@ static const uint8_t *col_blob(sqlite3_stmt *s, int i, uint32_t *len)
 	return *len > 0 ? p : (const uint8_t *)"";
 }
 
-static bool qos_ok(sqlite3_int64 q)
+static bool sq_qos_ok(sqlite3_int64 q)
 {
 	return q >= 0 && q <= 2;
 }
@@ -617,26 +500,27 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 	case SQ_LOAD_SESSIONS: {
 		struct cairn_session_rec r = {0};
 
-		r.client_id = col_text(s, 0);
-		r.username = col_text(s, 1);
+		r.client_id = sq_col_text(s, 0);
+		r.username = sq_col_text(s, 1);
 		r.next_packet_id = (uint16_t)sqlite3_column_int(s, 2);
-		r.will_topic = col_text(s, 3);
+		r.will_topic = sq_col_text(s, 3);
 		r.has_will = r.will_topic != NULL;
 		if (r.has_will) {
-			r.will_payload = col_blob(s, 4, &r.will_payload_len);
+			r.will_payload = sq_col_blob(s, 4, &r.will_payload_len);
 			r.will_qos = (uint8_t)sqlite3_column_int(s, 5);
 			r.will_retain = sqlite3_column_int(s, 6) != 0;
-			if (!qos_ok(sqlite3_column_int64(s, 5)))
+			if (!sq_qos_ok(sqlite3_column_int64(s, 5)))
 				return 0;
 		}
 		r.connected = sqlite3_column_int(s, 7) != 0;
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {
-		struct cairn_sub_rec r = {col_text(s, 0), col_text(s, 1),
+		struct cairn_sub_rec r = {sq_col_text(s, 0), sq_col_text(s, 1),
 					  (uint8_t)sqlite3_column_int(s, 2)};
 
-		if (r.client_id == NULL || r.filter == NULL || !qos_ok(sqlite3_column_int64(s, 2)))
+		if (r.client_id == NULL || r.filter == NULL ||
+		    !sq_qos_ok(sqlite3_column_int64(s, 2)))
 			return 0;
 		return v->subscription(v->arg, &r);
 	}
@@ -646,30 +530,33 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		int c = which == SQ_LOAD_MESSAGES ? 1 : 0;
 
 		r.msg_id = which == SQ_LOAD_MESSAGES ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-		r.topic = col_text(s, c);
-		r.payload = col_blob(s, c + 1, &r.payload_len);
+		r.topic = sq_col_text(s, c);
+		r.payload = sq_col_blob(s, c + 1, &r.payload_len);
 		r.qos = (uint8_t)sqlite3_column_int(s, c + 2);
 		r.retain = which == SQ_LOAD_MESSAGES ? sqlite3_column_int(s, 4) != 0 : true;
-		if (r.topic == NULL || !qos_ok(sqlite3_column_int64(s, c + 2)))
+		if (r.topic == NULL || !sq_qos_ok(sqlite3_column_int64(s, c + 2)))
 			return 0;
 		return which == SQ_LOAD_MESSAGES ? v->message(v->arg, &r) : v->retained(v->arg, &r);
 	}
 	case SQ_LOAD_DELIVERIES: {
 		struct cairn_delivery_rec r = {0};
-		int state = state_parse(col_text(s, 5));
+		uint8_t state = 0;
+		const char *state_text = sq_col_text(s, 5);
+		bool state_ok =
+		    state_text != NULL && bk_state_parse(state_text, strlen(state_text), &state);
 
-		r.client_id = col_text(s, 0);
+		r.client_id = sq_col_text(s, 0);
 		r.seq = (uint64_t)sqlite3_column_int64(s, 1);
 		r.msg_id = (uint64_t)sqlite3_column_int64(s, 2);
 		r.packet_id = (uint16_t)sqlite3_column_int(s, 3);
 		r.qos = (uint8_t)sqlite3_column_int(s, 4);
-		if (r.client_id == NULL || state < 0 || !qos_ok(sqlite3_column_int64(s, 4)))
+		if (r.client_id == NULL || !state_ok || !sq_qos_ok(sqlite3_column_int64(s, 4)))
 			return 0;
-		r.state = (uint8_t)state;
+		r.state = state;
 		return v->delivery(v->arg, &r);
 	}
 	case SQ_LOAD_INFLIGHT: {
-		struct cairn_inflight_in_rec r = {col_text(s, 0),
+		struct cairn_inflight_in_rec r = {sq_col_text(s, 0),
 						  (uint16_t)sqlite3_column_int(s, 1)};
 
 		return r.client_id != NULL ? v->inflight_in(v->arg, &r) : 0;
@@ -715,7 +602,7 @@ static void sq_free(struct cairn_store *st)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db != NULL)
 		sqlite3_close(st->db);
-	log_clear(st);
+	bk_log_clear(&st->staged);
 	free(st->path);
 	free(st);
 }
@@ -725,13 +612,13 @@ static void sq_close(struct cairn_store *st)
 	if (st == NULL)
 		return;
 	/* Uncommitted staged writes are discarded. */
-	if (st->db != NULL && in_txn(st))
+	if (st->db != NULL && sq_in_txn(st))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sq_free(st);
 }
 
 /* Run a PRAGMA that returns one text row; copy it into out. */
-static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+static int sq_pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
 {
 	sqlite3_stmt *s;
 	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
@@ -757,7 +644,7 @@ static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
 static int sq_check(sqlite3 *db, char *why, size_t whylen)
 {
 	char res[128];
-	int rc = pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
+	int rc = sq_pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
 
 	if (rc != SQLITE_OK) {
 		snprintf(why, whylen, "%s", sqlite3_errmsg(db));
@@ -770,42 +657,17 @@ static int sq_check(sqlite3 *db, char *why, size_t whylen)
 	return 0;
 }
 
-/* A formatted string in allocated memory (abort on out-of-memory, as
- * xmalloc does). */
-static char *sq_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *sq_strf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	s = xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return s;
-}
-
 /* Move a corrupt database (and its -wal and -shm) aside as
  * cairn.db.corrupt-<unix time>, never overwriting an earlier one. Returns
  * the new name (the caller frees it) or NULL with errno set. */
 static char *sq_quarantine(const char *path)
 {
 	static const char *const sfx[] = {"-wal", "-shm"};
-	long now = (long)time(NULL);
-	char *newpath = NULL;
+	char tag[48], *newpath;
 
-	for (int n = 0; n <= 100; n++) {
-		free(newpath);
-		newpath = n == 0 ? sq_strf("%s.corrupt-%ld", path, now)
-				 : sq_strf("%s.corrupt-%ld.%d", path, now, n);
-		if (access(newpath, F_OK) != 0)
-			break;
-	}
+	if (bk_quarantine_suffix(path, tag, sizeof(tag)) != 0)
+		return NULL;
+	newpath = bk_strf("%s%s", path, tag);
 	if (rename(path, newpath) != 0) {
 		int saved = errno;
 
@@ -814,8 +676,8 @@ static char *sq_quarantine(const char *path)
 		return NULL;
 	}
 	for (size_t i = 0; i < 2; i++) {
-		char *from = sq_strf("%s%s", path, sfx[i]);
-		char *to = sq_strf("%s%s", newpath, sfx[i]);
+		char *from = bk_strf("%s%s", path, sfx[i]);
+		char *to = bk_strf("%s%s", newpath, sfx[i]);
 
 		rename(from, to); /* usually absent */
 		free(from);
@@ -834,26 +696,26 @@ static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *
 	rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto sqlerr;
-	rc = pragma_text(st->db,
-			 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-			 " AND name = 'schema_version'",
-			 buf, sizeof(buf));
+	rc = sq_pragma_text(st->db,
+			    "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+			    " AND name = 'schema_version'",
+			    buf, sizeof(buf));
 	if (rc != SQLITE_OK)
 		goto sqlerr;
 	if (strcmp(buf, "0") != 0) {
-		rc = pragma_text(st->db, "SELECT max(version) FROM schema_version", buf,
-				 sizeof(buf));
+		rc = sq_pragma_text(st->db, "SELECT max(version) FROM schema_version", buf,
+				    sizeof(buf));
 		if (rc != SQLITE_OK)
 			goto sqlerr;
 		if (buf[0] == '\0') {
-			sq_errf(err, errlen, "sqlite: %s: table schema_version is empty", st->path);
+			bk_errf(err, errlen, "sqlite: %s: table schema_version is empty", st->path);
 			rc = CAIRN_ECORRUPT;
 			goto out;
 		}
 		version = atoi(buf);
 	}
 	if (version > SQ_SCHEMA_VERSION) {
-		sq_errf(err, errlen,
+		bk_errf(err, errlen,
 			"sqlite: %s has schema version %d, newer than version %d this cairn knows",
 			st->path, version, SQ_SCHEMA_VERSION);
 		rc = CAIRN_EVERSION;
@@ -880,16 +742,11 @@ static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *
 		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto sqlerr;
-	if (opts->log != NULL) {
-		char *msg = sq_strf("sqlite: %s: schema %s version %d", st->path,
-				    version == 0 ? "created at" : "migrated to", SQ_SCHEMA_VERSION);
-
-		opts->log(opts->log_arg, 2, msg);
-		free(msg);
-	}
+	bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE, "sqlite: %s: schema %s version %d",
+		st->path, version == 0 ? "created at" : "migrated to", SQ_SCHEMA_VERSION);
 	return 0;
 sqlerr:
-	sq_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
+	bk_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
 	rc = sq_map(rc);
 out:
 	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -902,7 +759,6 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 {
 	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	char why[256], res[32], *newpath;
-	const char *knob = NULL;
 	int rc;
 
 	for (int attempt = 0;; attempt++) {
@@ -927,29 +783,24 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 		st->db = NULL;
 		if (rc != CAIRN_ECORRUPT || opts->on_corrupt != CAIRN_ON_CORRUPT_QUARANTINE ||
 		    attempt > 0) {
-			sq_errf(err, errlen, "sqlite: %s: %s", st->path, why);
+			bk_errf(err, errlen, "sqlite: %s: %s", st->path, why);
 			return rc;
 		}
 		newpath = sq_quarantine(st->path);
 		if (newpath == NULL) {
-			sq_errf(err, errlen, "sqlite: %s is corrupt (%s) and cannot be moved: %s",
+			bk_errf(err, errlen, "sqlite: %s is corrupt (%s) and cannot be moved: %s",
 				st->path, why, strerror(errno));
 			return CAIRN_ECORRUPT;
 		}
-		if (opts->log != NULL) {
-			char *msg = sq_strf("sqlite: %s is corrupt (%s); moved to %s, starting "
-					    "with an empty store",
-					    st->path, why, newpath);
-
-			opts->log(opts->log_arg, 1, msg);
-			free(msg);
-		}
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_WARNING,
+			"sqlite: %s is corrupt (%s); moved to %s, starting with an empty store",
+			st->path, why, newpath);
 		free(newpath);
 	}
 
-	rc = pragma_text(st->db, "PRAGMA journal_mode = WAL", res, sizeof(res));
+	rc = sq_pragma_text(st->db, "PRAGMA journal_mode = WAL", res, sizeof(res));
 	if (rc == SQLITE_OK && strcasecmp(res, "wal") != 0) {
-		sq_errf(err, errlen, "sqlite: %s: cannot enable WAL (journal mode is %s)", st->path,
+		bk_errf(err, errlen, "sqlite: %s: cannot enable WAL (journal mode is %s)", st->path,
 			res);
 		return CAIRN_EIO;
 	}
@@ -962,26 +813,21 @@ static int sq_open_db(struct cairn_store *st, const struct cairn_store_options *
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(st->db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
-		sq_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
+		bk_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
 		return sq_map(rc);
 	}
 	rc = sq_migrate(st, opts, err, errlen);
 	if (rc != 0)
 		return rc;
-	if (opts->get != NULL)
-		knob = opts->get(opts->get_arg, "sqlite_max_page_count");
-	if (knob != NULL) {
-		if (apply_page_knob(st, knob) != 0) {
-			sq_errf(err, errlen, "sqlite: bad sqlite_max_page_count \"%s\"", knob);
-			return CAIRN_EINVAL;
-		}
-		st->get = opts->get;
-		st->get_arg = opts->get_arg;
-	}
+#ifdef CAIRN_FAULT_INJECTION
+	rc = sq_page_knob_open(st, opts, err, errlen);
+	if (rc != 0)
+		return rc;
+#endif
 	for (int i = 0; i < SQ_NSTMT; i++) {
 		rc = sqlite3_prepare_v2(st->db, sq_sql[i], -1, &st->stmt[i], NULL);
 		if (rc != SQLITE_OK) {
-			sq_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
+			bk_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));
 			return sq_map(rc);
 		}
 	}
@@ -992,34 +838,23 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 		   size_t errlen)
 {
 	struct cairn_store *st;
-	struct stat sb;
 	mode_t old_umask;
 	int rc;
 
 	*out = NULL;
 	if (opts->location == NULL || opts->location[0] == '\0') {
-		sq_errf(err, errlen, "sqlite: persistence_location is not set");
+		bk_errf(err, errlen, "sqlite: persistence_location is not set");
 		return CAIRN_EINVAL;
 	}
-	st = xcalloc(1, sizeof(*st));
-	st->path = sq_strf("%s/cairn.db", opts->location);
+	st = bk_xcalloc(1, sizeof(*st));
+	st->path = bk_strf("%s/cairn.db", opts->location);
 
 	/* Files SQLite creates (the database, -wal, -shm) get no group or
 	 * other permissions, whatever the process umask is. */
 	old_umask = umask(077);
-	if (mkdir(opts->location, 0700) != 0 && errno != EEXIST) {
-		sq_errf(err, errlen, "sqlite: cannot create directory %s: %s", opts->location,
-			strerror(errno));
-		rc = CAIRN_EIO;
-		goto out;
-	}
-	if (stat(opts->location, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		sq_errf(err, errlen, "sqlite: %s is not a directory", opts->location);
-		rc = CAIRN_EIO;
-		goto out;
-	}
-	rc = sq_open_db(st, opts, err, errlen);
-out:
+	rc = bk_location_dir(opts->location, "sqlite", err, errlen);
+	if (rc == 0)
+		rc = sq_open_db(st, opts, err, errlen);
 	umask(old_umask);
 	if (rc != 0) {
 		sq_free(st);
@@ -1030,7 +865,7 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_sqlite = {
-    .version = 1,
+    .version = 2,
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,
@@ -1048,4 +883,5 @@ const struct cairn_store_ops cairn_store_sqlite = {
     .retained_put = sq_retained_put,
     .retained_delete = sq_retained_delete,
     .commit = sq_commit,
+    .flags = CAIRN_STORE_LOCAL_FILES,
 };

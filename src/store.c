@@ -3,6 +3,9 @@
  * wrappers that check the vtable contract, and group commit (one batch per
  * event-loop pass, completions run in order once their batch is durable,
  * failed commits retried with backoff while the store reports unhealthy).
+ * A write the backend refuses to stage is kept here and staged again before
+ * the retried commit. Test-time fault injection lives here too, compiled
+ * only into a build configured with --enable-fault-injection.
  */
 #include "store.h"
 
@@ -13,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "../backends/common.h"
 #include "log.h"
 #include "util.h"
 
@@ -26,7 +30,7 @@ static const struct cairn_store_ops *const store_backends[] = {
 #ifdef HAVE_LMDB
 	&cairn_store_lmdb,
 #endif
-#ifdef HAVE_REDIS
+#ifdef HAVE_HIREDIS
 	&cairn_store_redis,
 #endif
 	NULL
@@ -48,6 +52,16 @@ struct store_completion {
 	void *arg;
 	uint64_t gen;
 };
+
+#ifdef CAIRN_FAULT_INJECTION
+/* Calls of one operation that fail on purpose: after `after` more calls
+ * pass, the next `n` return err without reaching the backend. */
+struct store_fault {
+	int after;
+	int n;
+	int err;
+};
+#endif
 
 struct store {
 	const struct cairn_store_ops *ops;
@@ -74,7 +88,19 @@ struct store {
 	int backoff_ms;
 	uint64_t failures;    /* failed commits since the store was last healthy */
 	uint64_t next_log_ms; /* log again once failures * max backoff reaches it */
-	int inject_failures;
+
+	/*
+	 * Writes the backend refused to stage, and every write staged after
+	 * the first of them (so that none overtakes an earlier one on the
+	 * same key), in staging order. While this is not empty no commit can
+	 * succeed: commit_start stages these again first and fails the batch
+	 * if the backend still refuses, so every completion registered after
+	 * a refused write waits for a commit that holds it.
+	 */
+	struct bk_log refused;
+#ifdef CAIRN_FAULT_INJECTION
+	struct store_fault faults[STORE_OP_COUNT];
+#endif
 
 	struct store_completion *head, *tail;
 
@@ -138,6 +164,110 @@ void store_backend_names(char *buf, size_t len)
 	}
 }
 
+unsigned int store_ops_flags(const struct cairn_store_ops *ops)
+{
+	return ops->version >= 2 ? ops->flags : 0;
+}
+
+#ifdef CAIRN_FAULT_INJECTION
+/* 0 when call op may proceed, or the error injected for it. */
+static int store_fault(struct store *s, enum store_op op)
+{
+	struct store_fault *f = &s->faults[op];
+
+	if (f->after > 0) {
+		f->after--;
+		return 0;
+	}
+	if (f->n > 0) {
+		f->n--;
+		return f->err;
+	}
+	return 0;
+}
+
+_Static_assert(STORE_OP_RETAINED_DELETE - STORE_OP_SESSION_PUT == BK_RETAINED_DEL - BK_SESSION_PUT,
+	       "enum store_op lists the staging calls as enum bk_op_kind does");
+
+void store_inject_failures(struct store *s, enum store_op op, int after, int n, int err)
+{
+	assert(op >= 0 && op < STORE_OP_COUNT);
+	assert(err < 0 && err != CAIRN_EINPROGRESS);
+	s->faults[op] = (struct store_fault){after, n, err};
+}
+
+void store_inject_commit_failures(struct store *s, int n)
+{
+	store_inject_failures(s, STORE_OP_COMMIT, 0, n, CAIRN_EIO);
+}
+#define STORE_FAULT(s, op) store_fault((s), (op))
+#else
+#define STORE_FAULT(s, op) 0
+#endif
+
+/*
+ * Hand one write to the backend's staging slot; rec is the record kind
+ * names, or for a delete the key record bk_op_new takes. Used both for the
+ * caller's write and for staging a refused one again.
+ */
+static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec)
+{
+	const struct cairn_store_ops *o = s->ops;
+	const struct cairn_session_rec *session = rec;
+	const struct cairn_sub_rec *sub = rec;
+	const struct cairn_msg_rec *msg = rec;
+	const struct cairn_delivery_rec *delivery = rec;
+	const struct cairn_inflight_in_rec *inflight = rec;
+	/* enum store_op lists the staging calls in enum bk_op_kind's order. */
+	int rc = STORE_FAULT(s, (enum store_op)(STORE_OP_SESSION_PUT + (int)kind));
+
+	if (rc != 0)
+		return rc;
+	switch (kind) {
+	case BK_SESSION_PUT:
+		return o->session_put(s->st, session);
+	case BK_SESSION_DEL:
+		return o->session_delete(s->st, session->client_id);
+	case BK_SUB_PUT:
+		return o->sub_put(s->st, sub);
+	case BK_SUB_DEL:
+		return o->sub_delete(s->st, sub->client_id, sub->filter);
+	case BK_MESSAGE_PUT:
+		return o->message_put(s->st, msg);
+	case BK_MESSAGE_DEL:
+		return o->message_delete(s->st, msg->msg_id);
+	case BK_DELIVERY_PUT:
+		return o->delivery_put(s->st, delivery);
+	case BK_DELIVERY_DEL:
+		return o->delivery_delete(s->st, delivery->client_id, delivery->seq);
+	case BK_INFLIGHT_PUT:
+		return o->inflight_in_put(s->st, inflight);
+	case BK_INFLIGHT_DEL:
+		return o->inflight_in_delete(s->st, inflight->client_id, inflight->packet_id);
+	case BK_RETAINED_PUT:
+		return o->retained_put(s->st, msg);
+	case BK_RETAINED_DEL:
+		return o->retained_delete(s->st, msg->topic);
+	}
+	return CAIRN_EINVAL;
+}
+
+/* Stage the refused writes again, in order, stopping at the first the
+ * backend still refuses. Returns 0 when none is left. */
+static int store_restage(struct store *s)
+{
+	struct bk_op *op;
+
+	while ((op = s->refused.head) != NULL) {
+		int rc = store_dispatch(s, op->kind, &op->rec);
+
+		if (rc != 0)
+			return rc;
+		bk_op_free(bk_log_shift(&s->refused));
+	}
+	return 0;
+}
+
 static void set_health(struct store *s, bool healthy)
 {
 	if (s->healthy == healthy)
@@ -167,7 +297,9 @@ static void commit_succeeded(struct store *s, uint64_t gen)
 	set_health(s, true);
 }
 
-static void commit_failed(struct store *s, int rc)
+/* what names the step that failed, for the log: "commit", or "staging" when
+ * the backend refused a write. */
+static void commit_failed(struct store *s, const char *what, int rc)
 {
 	struct timeval tv;
 
@@ -176,8 +308,8 @@ static void commit_failed(struct store *s, int rc)
 	s->failures++;
 	if (s->lg != NULL && (s->healthy || s->failures * STORE_BACKOFF_MAX_MS >= s->next_log_ms)) {
 		log_write(s->lg, LOG_LEVEL_ERROR,
-			  "store %s: commit failed: %s (%llu attempts so far); retrying",
-			  s->ops->name, cairn_strerror(rc), (unsigned long long)s->failures);
+			  "store %s: %s failed: %s (%llu attempts so far); retrying", s->ops->name,
+			  what, cairn_strerror(rc), (unsigned long long)s->failures);
 		s->next_log_ms = s->failures * STORE_BACKOFF_MAX_MS + STORE_FAIL_LOG_MS;
 	}
 	set_health(s, false);
@@ -210,7 +342,7 @@ static void commit_done(void *arg, int status)
 	if (status == 0)
 		commit_succeeded(s, s->inflight_gen);
 	else
-		commit_failed(s, status);
+		commit_failed(s, "commit", status);
 	/* Completions run from the commit event, which also starts the
 	 * next batch if writes were staged meanwhile. */
 	schedule_commit(s);
@@ -235,21 +367,31 @@ static int commit_start(struct store *s)
 		return 0;
 	}
 	s->dirty = false;
-	if (s->inject_failures > 0) {
-		s->inject_failures--;
-		rc = CAIRN_EIO;
-	} else {
+	/* A batch missing a refused write must not commit: the completions
+	 * registered after that write would run without it being durable. */
+	rc = store_restage(s);
+	if (rc != 0) {
+		commit_failed(s, "staging", rc);
+		return rc;
+	}
+	rc = STORE_FAULT(s, STORE_OP_COMMIT);
+	if (rc == 0) {
 		s->in_flight = true;
 		s->inflight_gen = gen;
 		rc = s->ops->commit(s->st, commit_done, s);
+		/* A vtable that says its commits are synchronous keeps to it:
+		 * callers (tests, the flush at shutdown) rely on the flag. */
+		assert(rc != CAIRN_EINPROGRESS ||
+		       (s->ops->version < 2 || (s->ops->flags & CAIRN_STORE_ASYNC_COMMIT)));
 		if (rc == CAIRN_EINPROGRESS)
 			return rc;
 		s->in_flight = false;
+		assert(rc <= 0);
 	}
 	if (rc == 0)
 		commit_succeeded(s, gen);
 	else
-		commit_failed(s, rc);
+		commit_failed(s, "commit", rc);
 	return rc;
 }
 
@@ -310,20 +452,31 @@ int store_open(struct store **out, const char *name, const struct cairn_store_op
 	       struct event_base *base, int priority, struct log *lg, char *err, size_t errlen)
 {
 	const struct cairn_store_ops *ops = store_find_backend(name);
-	struct store *s;
 	char names[256];
-	int rc;
 
-	assert(out != NULL && opts != NULL && base != NULL);
+	assert(out != NULL);
 	*out = NULL;
-	if (errlen > 0)
-		err[0] = '\0';
 	if (ops == NULL) {
 		store_backend_names(names, sizeof(names));
 		snprintf(err, errlen, "unknown persistence backend \"%s\" (compiled in: %s)",
 			 name ? name : "", names);
 		return CAIRN_ENOTFOUND;
 	}
+	return store_open_ops(out, ops, opts, base, priority, lg, err, errlen);
+}
+
+int store_open_ops(struct store **out, const struct cairn_store_ops *ops,
+		   const struct cairn_store_options *opts, struct event_base *base, int priority,
+		   struct log *lg, char *err, size_t errlen)
+{
+	const char *name = ops->name != NULL ? ops->name : "";
+	struct store *s;
+	int rc;
+
+	assert(out != NULL && opts != NULL && base != NULL);
+	*out = NULL;
+	if (errlen > 0)
+		err[0] = '\0';
 	if (ops->version < 1 || !ops_complete(ops)) {
 		snprintf(err, errlen,
 			 "persistence backend \"%s\" has an unusable vtable (version %d)", name,
@@ -409,6 +562,7 @@ void store_close(struct store *s)
 		    s->lg, LOG_LEVEL_ERROR,
 		    "store %s: closing with an uncommitted batch (%s); %zu completions dropped",
 		    s->ops->name, cairn_strerror(rc), dropped);
+	bk_log_clear(&s->refused);
 	s->ops->close(s->st);
 	event_free(s->commit_ev);
 	event_free(s->retry_ev);
@@ -422,21 +576,29 @@ const char *store_name(const struct store *s)
 
 int store_load(struct store *s, const struct cairn_store_visitor *v)
 {
+	int rc = STORE_FAULT(s, STORE_OP_LOAD);
+
 	assert(v != NULL);
-	return s->ops->load(s->st, v);
+	return rc != 0 ? rc : s->ops->load(s->st, v);
 }
 
-/* Bookkeeping after every staging call: schedule the commit event and,
- * at the batch limit, commit early (completions still run from the
- * event, never from inside the staging call). */
-static int staged(struct store *s, int rc)
+/*
+ * Stage one write. Once the backend has refused a write, this and every
+ * later write wait in s->refused until commit_start stages them again, in
+ * order. Then the bookkeeping: schedule the commit event and, at the batch
+ * limit, commit early (completions still run from the event, never from
+ * inside the staging call). rec is what bk_op_new takes for kind.
+ */
+static int store_stage(struct store *s, enum bk_op_kind kind, const void *rec)
 {
+	if (s->refused.head != NULL || store_dispatch(s, kind, rec) != 0)
+		bk_log_push(&s->refused, bk_op_new(kind, rec));
 	s->dirty = true;
 	s->nstaged++;
 	schedule_commit(s);
 	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending)
 		commit_start(s);
-	return rc;
+	return 0;
 }
 
 #define STORE_ASSERT_QOS(q) assert((q) <= 2)
@@ -447,26 +609,30 @@ int store_session_put(struct store *s, const struct cairn_session_rec *rec)
 	assert(!rec->has_will || rec->will_topic != NULL);
 	assert(!rec->has_will || rec->will_payload != NULL || rec->will_payload_len == 0);
 	STORE_ASSERT_QOS(rec->will_qos);
-	return staged(s, s->ops->session_put(s->st, rec));
+	return store_stage(s, BK_SESSION_PUT, rec);
 }
 
 int store_session_delete(struct store *s, const char *client_id)
 {
+	struct cairn_session_rec key = {.client_id = client_id};
+
 	assert(client_id != NULL);
-	return staged(s, s->ops->session_delete(s->st, client_id));
+	return store_stage(s, BK_SESSION_DEL, &key);
 }
 
 int store_sub_put(struct store *s, const struct cairn_sub_rec *rec)
 {
 	assert(rec != NULL && rec->client_id != NULL && rec->filter != NULL);
 	STORE_ASSERT_QOS(rec->qos);
-	return staged(s, s->ops->sub_put(s->st, rec));
+	return store_stage(s, BK_SUB_PUT, rec);
 }
 
 int store_sub_delete(struct store *s, const char *client_id, const char *filter)
 {
+	struct cairn_sub_rec key = {.client_id = client_id, .filter = filter};
+
 	assert(client_id != NULL && filter != NULL);
-	return staged(s, s->ops->sub_delete(s->st, client_id, filter));
+	return store_stage(s, BK_SUB_DEL, &key);
 }
 
 int store_message_put(struct store *s, const struct cairn_msg_rec *rec)
@@ -474,12 +640,14 @@ int store_message_put(struct store *s, const struct cairn_msg_rec *rec)
 	assert(rec != NULL && rec->topic != NULL);
 	assert(rec->payload != NULL || rec->payload_len == 0);
 	STORE_ASSERT_QOS(rec->qos);
-	return staged(s, s->ops->message_put(s->st, rec));
+	return store_stage(s, BK_MESSAGE_PUT, rec);
 }
 
 int store_message_delete(struct store *s, uint64_t msg_id)
 {
-	return staged(s, s->ops->message_delete(s->st, msg_id));
+	struct cairn_msg_rec key = {.msg_id = msg_id};
+
+	return store_stage(s, BK_MESSAGE_DEL, &key);
 }
 
 int store_delivery_put(struct store *s, const struct cairn_delivery_rec *rec)
@@ -487,25 +655,29 @@ int store_delivery_put(struct store *s, const struct cairn_delivery_rec *rec)
 	assert(rec != NULL && rec->client_id != NULL);
 	STORE_ASSERT_QOS(rec->qos);
 	assert(rec->state <= CAIRN_DELIVERY_PUBREC);
-	return staged(s, s->ops->delivery_put(s->st, rec));
+	return store_stage(s, BK_DELIVERY_PUT, rec);
 }
 
 int store_delivery_delete(struct store *s, const char *client_id, uint64_t seq)
 {
+	struct cairn_delivery_rec key = {.client_id = client_id, .seq = seq};
+
 	assert(client_id != NULL);
-	return staged(s, s->ops->delivery_delete(s->st, client_id, seq));
+	return store_stage(s, BK_DELIVERY_DEL, &key);
 }
 
 int store_inflight_in_put(struct store *s, const struct cairn_inflight_in_rec *rec)
 {
 	assert(rec != NULL && rec->client_id != NULL && rec->packet_id != 0);
-	return staged(s, s->ops->inflight_in_put(s->st, rec));
+	return store_stage(s, BK_INFLIGHT_PUT, rec);
 }
 
 int store_inflight_in_delete(struct store *s, const char *client_id, uint16_t packet_id)
 {
+	struct cairn_inflight_in_rec key = {.client_id = client_id, .packet_id = packet_id};
+
 	assert(client_id != NULL);
-	return staged(s, s->ops->inflight_in_delete(s->st, client_id, packet_id));
+	return store_stage(s, BK_INFLIGHT_DEL, &key);
 }
 
 int store_retained_put(struct store *s, const struct cairn_msg_rec *rec)
@@ -513,13 +685,15 @@ int store_retained_put(struct store *s, const struct cairn_msg_rec *rec)
 	assert(rec != NULL && rec->topic != NULL);
 	assert(rec->payload != NULL || rec->payload_len == 0);
 	STORE_ASSERT_QOS(rec->qos);
-	return staged(s, s->ops->retained_put(s->st, rec));
+	return store_stage(s, BK_RETAINED_PUT, rec);
 }
 
 int store_retained_delete(struct store *s, const char *topic)
 {
+	struct cairn_msg_rec key = {.topic = topic};
+
 	assert(topic != NULL);
-	return staged(s, s->ops->retained_delete(s->st, topic));
+	return store_stage(s, BK_RETAINED_DEL, &key);
 }
 
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg)
@@ -566,9 +740,4 @@ void store_set_health_cb(struct store *s, store_health_fn fn, void *arg)
 {
 	s->health_fn = fn;
 	s->health_arg = arg;
-}
-
-void store_inject_commit_failures(struct store *s, int n)
-{
-	s->inject_failures = n;
 }

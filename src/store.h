@@ -6,6 +6,12 @@
  * completions registered with store_after_commit() run, in the order they
  * were registered, once the batch holding the writes staged before them is
  * durable.
+ *
+ * A staging call cannot lose a write: when the backend refuses one, the
+ * store keeps it, fails the batch (the store turns unhealthy and retries
+ * with backoff, as after a failed commit) and stages it again, in order,
+ * before the retried commit; no completion registered after it runs until
+ * a commit holding it has succeeded.
  */
 #ifndef CAIRN_STORE_CORE_H
 #define CAIRN_STORE_CORE_H
@@ -29,6 +35,9 @@ typedef void (*store_health_fn)(void *arg, bool healthy);
 /* Staged operations after which a batch is committed early. */
 #define STORE_BATCH_LIMIT 4096
 
+/* The CAIRN_STORE_* capability bits of ops (0 for a version 1 vtable). */
+unsigned int store_ops_flags(const struct cairn_store_ops *ops);
+
 /* Look up the compiled-in backend called name (NULL if none). */
 const struct cairn_store_ops *store_find_backend(const char *name);
 
@@ -44,6 +53,13 @@ void store_backend_names(char *buf, size_t len);
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
 	       struct event_base *base, int priority, struct log *lg, char *err, size_t errlen);
 
+/* store_open with a backend that is not in the registry (an out-of-tree
+ * backend, a test's wrapper). ops is borrowed for the life of the store.
+ * Returns CAIRN_EINVAL when a required slot is NULL. */
+int store_open_ops(struct store **out, const struct cairn_store_ops *ops,
+		   const struct cairn_store_options *opts, struct event_base *base, int priority,
+		   struct log *lg, char *err, size_t errlen);
+
 /* Commit what is staged (waiting for an asynchronous backend), run pending
  * completions, then close the backend and free. */
 void store_close(struct store *s);
@@ -53,7 +69,10 @@ const char *store_name(const struct store *s);
 /* Stream every stored record to v (start-up only). */
 int store_load(struct store *s, const struct cairn_store_visitor *v);
 
-/* Staged writes: see struct cairn_store_ops. Each schedules a commit. */
+/* Staged writes: see struct cairn_store_ops. Each schedules a commit and
+ * returns 0: from here on the write is the store's, even when the backend
+ * refused to stage it (see the top of this file). The int stays so that a
+ * caller need not change if a write can one day be refused for good. */
 int store_session_put(struct store *s, const struct cairn_session_rec *rec);
 int store_session_delete(struct store *s, const char *client_id);
 int store_sub_put(struct store *s, const struct cairn_sub_rec *rec);
@@ -82,8 +101,39 @@ int store_flush(struct store *s);
 bool store_is_healthy(const struct store *s);
 void store_set_health_cb(struct store *s, store_health_fn fn, void *arg);
 
-/* Test hook: make the next n commits fail with CAIRN_EIO before reaching
- * the backend. */
+#ifdef CAIRN_FAULT_INJECTION
+/* Test-time fault injection, compiled only with --enable-fault-injection
+ * (which defines CAIRN_FAULT_INJECTION for every file of the build). */
+
+/* The backend calls a failure can be injected into. The staging calls come
+ * in the order of the vtable. */
+enum store_op {
+	STORE_OP_LOAD,
+	STORE_OP_SESSION_PUT,
+	STORE_OP_SESSION_DELETE,
+	STORE_OP_SUB_PUT,
+	STORE_OP_SUB_DELETE,
+	STORE_OP_MESSAGE_PUT,
+	STORE_OP_MESSAGE_DELETE,
+	STORE_OP_DELIVERY_PUT,
+	STORE_OP_DELIVERY_DELETE,
+	STORE_OP_INFLIGHT_IN_PUT,
+	STORE_OP_INFLIGHT_IN_DELETE,
+	STORE_OP_RETAINED_PUT,
+	STORE_OP_RETAINED_DELETE,
+	STORE_OP_COMMIT,
+	STORE_OP_COUNT
+};
+
+/* Let the next `after` calls of op through, then make the `n` after them
+ * return err (a negative CAIRN_E* code) without reaching the backend. A
+ * failed staging call is handled as a backend's refusal is: the write is
+ * kept and staged again before the retried commit, which also counts. A
+ * new call replaces what is left of the previous one for op. */
+void store_inject_failures(struct store *s, enum store_op op, int after, int n, int err);
+
+/* store_inject_failures(s, STORE_OP_COMMIT, 0, n, CAIRN_EIO). */
 void store_inject_commit_failures(struct store *s, int n);
+#endif
 
 #endif

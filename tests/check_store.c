@@ -1,8 +1,10 @@
 /*
  * The backend contract: every test runs once per backend named on the
- * command line (default "memory sqlite lmdb redis"), through the vtable and through
+ * command line (default: those of "memory sqlite lmdb redis" this build has),
+ * through the vtable and through
  * the core's group-commit layer (src/store.c) on a real event_base.
- * Usage: check_store [backend...]
+ * A case that does not apply to a backend says so with skip_test(), never by
+ * passing silently. Usage: check_store [backend...]
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,22 +28,37 @@
 /* The backends under test, from argv; read-only once main() has set them. */
 static const char *backend_names[MAX_BACKENDS];
 
-/* What the file-specific tests need to know about a backend. */
+/* The file a CAIRN_STORE_LOCAL_FILES backend keeps its data in, which the
+ * corruption tests damage: part of each backend's documented layout
+ * (cairn-sqlite(5), cairn-lmdb(5)), not a behaviour. */
 static const char *backend_main_file(const char *name)
 {
 	if (strcmp(name, "sqlite") == 0)
 		return "cairn.db";
 	if (strcmp(name, "lmdb") == 0)
 		return "data.mdb";
-	return NULL; /* no files (memory) or not described yet */
+	return NULL;
 }
 
-/* Backends whose commit() finishes before it returns. */
-static bool backend_is_sync(const char *name)
+/*
+ * Report that a contract case does not apply to this backend, or to this
+ * build. Check has no skip, so the convention agreed with the test runner
+ * is exactly one line "SKIP <suite>: <test>[<backend>]: <reason>" on
+ * stdout; the runner subtracts these lines from Check's passes. The caller
+ * returns right after. Use it through SKIP_TEST, which names the test.
+ */
+static void skip_test(const char *fn, const char *backend, const char *reason)
 {
-	return strcmp(name, "memory") == 0 || strcmp(name, "sqlite") == 0 ||
-	       strcmp(name, "lmdb") == 0; /* redis answers later, from the loop */
+	size_t n = strlen(fn);
+
+	/* START_TEST(t_x) defines the function t_x_fn. */
+	if (n > 3 && strcmp(fn + n - 3, "_fn") == 0)
+		n -= 3;
+	printf("SKIP store: %.*s[%s]: %s\n", (int)n, fn, backend, reason);
+	fflush(stdout);
 }
+
+#define SKIP_TEST(e, reason) skip_test(__func__, (e)->name, (reason))
 
 /* ---- per-test environment ---- */
 
@@ -60,6 +77,9 @@ struct env {
 	char logs[4096]; /* every line the backend logged, "level msg\n" */
 	bool done_called;
 	int done_status;
+	int refuse;   /* delivery_put calls the wrapper backend still refuses */
+	int refused;  /* delivery_put calls it refused */
+	int stage_ok; /* staging calls it passed on */
 };
 
 static const char *env_get(void *arg, const char *key)
@@ -126,6 +146,11 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 	(void)ftw;
 	chmod(p, 0700);
 	return remove(p);
+}
+
+static unsigned int env_flags(const struct env *e)
+{
+	return store_ops_flags(e->ops);
 }
 
 static void env_cleanup(struct env *e)
@@ -712,7 +737,7 @@ START_TEST(t_unwritable_location)
 	snprintf(loc, sizeof(loc), "%s/sub", file);
 	e.opts.location = loc;
 	rc = e.ops->open(&e.opts, &st, err, sizeof(err));
-	if (backend_main_file(e.name) != NULL) {
+	if (env_flags(&e) & CAIRN_STORE_LOCAL_FILES) {
 		ck_assert_msg(rc < 0, "%s: open of %s succeeded", e.name, loc);
 		ck_assert_ptr_null(st);
 		ck_assert_msg(strstr(err, loc) != NULL, "error does not name %s: %s", loc, err);
@@ -725,6 +750,22 @@ START_TEST(t_unwritable_location)
 }
 END_TEST
 
+/* A disk fills up on demand only through SQLite's page-count knob, which
+ * exists only in a fault-injection build. */
+static bool disk_full_applies_fn(const char *fn, const struct env *e)
+{
+#ifdef CAIRN_FAULT_INJECTION
+	if (strcmp(e->name, "sqlite") == 0)
+		return true;
+	skip_test(fn, e->name, "no way to fill this store up on demand");
+#else
+	skip_test(fn, e->name, "needs a build configured with --enable-fault-injection");
+#endif
+	return false;
+}
+
+#define disk_full_applies(e) disk_full_applies_fn(__func__, (e))
+
 START_TEST(t_disk_full)
 {
 	struct env e;
@@ -732,9 +773,7 @@ START_TEST(t_disk_full)
 	static uint8_t big[256 * 1024];
 
 	env_init(&e, _i);
-	if (strcmp(e.name, "sqlite") != 0) {
-		/* The page-count knob is SQLite's; the others have no way to
-		 * fill up on demand. */
+	if (!disk_full_applies(&e)) {
 		env_cleanup(&e);
 		return;
 	}
@@ -781,7 +820,7 @@ START_TEST(t_disk_full_close)
 	static uint8_t big[256 * 1024];
 
 	env_init(&e, _i);
-	if (strcmp(e.name, "sqlite") != 0) {
+	if (!disk_full_applies(&e)) {
 		env_cleanup(&e);
 		return;
 	}
@@ -797,6 +836,24 @@ START_TEST(t_disk_full_close)
 	env_cleanup(&e);
 }
 END_TEST
+
+/* The cases about files on disk (damage, quarantine, modes) apply to a
+ * backend whose data is files under location, and whose main file this
+ * test knows. */
+static bool has_files_fn(const char *fn, const struct env *e)
+{
+	if (!(env_flags(e) & CAIRN_STORE_LOCAL_FILES)) {
+		skip_test(fn, e->name, "keeps no files under persistence_location");
+		return false;
+	}
+	if (backend_main_file(e->name) == NULL) {
+		skip_test(fn, e->name, "its main file is not known to this test");
+		return false;
+	}
+	return true;
+}
+
+#define has_files(e) has_files_fn(__func__, (e))
 
 static void write_garbage(const char *dir, const char *path)
 {
@@ -819,8 +876,8 @@ START_TEST(t_corrupt_fails)
 	char err[512] = "";
 
 	env_init(&e, _i);
-	if (backend_main_file(e.name) == NULL) {
-		env_cleanup(&e); /* nothing on disk to damage */
+	if (!has_files(&e)) {
+		env_cleanup(&e);
 		return;
 	}
 	write_garbage(e.loc, e.path);
@@ -841,7 +898,7 @@ START_TEST(t_corrupt_quarantine)
 	int moved = 0;
 
 	env_init(&e, _i);
-	if (backend_main_file(e.name) == NULL) {
+	if (!has_files(&e)) {
 		env_cleanup(&e);
 		return;
 	}
@@ -889,6 +946,9 @@ START_TEST(t_newer_schema)
 
 	env_init(&e, _i);
 	if (strcmp(e.name, "sqlite") != 0) {
+		/* The version is rewritten with the sqlite3 shell; LMDB's and
+		 * Redis's version records are covered by no case yet. */
+		SKIP_TEST(&e, "the newer schema is written with the sqlite3 shell");
 		env_cleanup(&e);
 		return;
 	}
@@ -910,7 +970,7 @@ START_TEST(t_file_modes)
 	mode_t old;
 
 	env_init(&e, _i);
-	if (backend_main_file(e.name) == NULL) {
+	if (!has_files(&e)) {
 		env_cleanup(&e);
 		return;
 	}
@@ -938,7 +998,7 @@ struct gc {
 	struct env *e;
 	struct store *s;
 	char ran[64]; /* completion letters in the order they ran */
-	char health[16];
+	char health[64];
 	bool check_durable;
 };
 
@@ -1055,6 +1115,19 @@ START_TEST(t_gc_nothing_staged)
 }
 END_TEST
 
+/* A case that injects failures exists only in a fault-injection build;
+ * elsewhere the same test reports itself skipped. */
+#define SKIP_WITHOUT_FAULT_INJECTION(name)                                                         \
+	START_TEST(name)                                                                           \
+	{                                                                                          \
+		struct env e;                                                                      \
+		env_init(&e, _i);                                                                  \
+		SKIP_TEST(&e, "needs a build configured with --enable-fault-injection");           \
+		env_cleanup(&e);                                                                   \
+	}                                                                                          \
+	END_TEST
+
+#ifdef CAIRN_FAULT_INJECTION
 START_TEST(t_gc_failures)
 {
 	struct env e;
@@ -1088,6 +1161,9 @@ START_TEST(t_gc_failures)
 	env_cleanup(&e);
 }
 END_TEST
+#else
+SKIP_WITHOUT_FAULT_INJECTION(t_gc_failures)
+#endif
 
 START_TEST(t_gc_batch_limit)
 {
@@ -1107,7 +1183,7 @@ START_TEST(t_gc_batch_limit)
 		if (i == 0)
 			store_after_commit(g.s, gc_done, &a);
 	}
-	if (backend_is_sync(e.name)) {
+	if (!(env_flags(&e) & CAIRN_STORE_ASYNC_COMMIT)) {
 		/* The limit committed inside the last staging call... */
 		got = env_dump(&e);
 		for (char *p = got; (p = strchr(p, '\n')) != NULL; p++)
@@ -1182,7 +1258,7 @@ START_TEST(t_gc_flush_and_close)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = {&g, 'A', NULL}, b = {&g, 'B', NULL}, c = {&g, 'C', NULL};
+	struct gc_cb a = {&g, 'A', NULL}, b = {&g, 'B', NULL};
 	char *got;
 
 	env_init(&e, _i);
@@ -1195,11 +1271,33 @@ START_TEST(t_gc_flush_and_close)
 	free(got);
 	/* A synchronous flush runs no completion; an asynchronous one runs
 	 * the loop, where completions may run as usual. */
-	if (backend_is_sync(e.name))
+	if (!(env_flags(&e) & CAIRN_STORE_ASYNC_COMMIT))
 		ck_assert_str_eq(g.ran, "");
 
-	/* A failing flush reports the error and marks the store unhealthy. */
+	/* Close commits what is staged and runs what waits. */
 	gc_session(&g, "c2");
+	store_after_commit(g.s, gc_done, &b);
+	store_close(g.s);
+	ck_assert_str_eq(g.ran, "AB");
+	ck_assert_str_eq(g.health, "");
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+#ifdef CAIRN_FAULT_INJECTION
+START_TEST(t_gc_flush_failing)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = {&g, 'A', NULL}, c = {&g, 'C', NULL};
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+
+	/* A failing flush reports the error and marks the store unhealthy. */
+	gc_session(&g, "c1");
 	store_inject_commit_failures(g.s, 1);
 	ck_assert_int_eq(store_flush(g.s), CAIRN_EIO);
 	ck_assert(!store_is_healthy(g.s));
@@ -1207,24 +1305,409 @@ START_TEST(t_gc_flush_and_close)
 	ck_assert(store_is_healthy(g.s));
 	ck_assert_str_eq(g.health, "FT");
 
-	/* Close commits what is staged and runs what waits. */
-	gc_session(&g, "c3");
-	store_after_commit(g.s, gc_done, &b);
+	/* Close after a failure commits and runs what waits. */
+	gc_session(&g, "c2");
+	store_after_commit(g.s, gc_done, &a);
 	store_close(g.s);
-	ck_assert_str_eq(g.ran, "AB");
+	ck_assert_str_eq(g.ran, "A");
 	ck_assert_str_eq(g.health, "FT");
 	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
-			"session c2 user=- pid=1 conn=0\n"
-			"session c3 user=- pid=1 conn=0\n");
+			"session c2 user=- pid=1 conn=0\n");
 
 	/* A batch that cannot be made durable at close: its completions
 	 * must not claim otherwise. */
 	gc_open(&g, &e);
-	gc_session(&g, "c4");
+	gc_session(&g, "c3");
 	store_after_commit(g.s, gc_done, &c);
 	store_inject_commit_failures(g.s, 1);
 	store_close(g.s);
 	ck_assert_str_eq(g.ran, "");
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+#else
+SKIP_WITHOUT_FAULT_INJECTION(t_gc_flush_failing)
+#endif
+
+/* ---- a backend that refuses staging calls ---- */
+
+/*
+ * The wrapper passes every call on to the backend under test (e->ops), but
+ * refuses the next e->refuse delivery_put calls with CAIRN_EIO, as an
+ * out-of-tree backend might. This file's own struct cairn_store: every
+ * backend defines the opaque type for itself.
+ */
+struct cairn_store {
+	struct env *e;
+	struct cairn_store *inner;
+};
+
+static int wrap_open(const struct cairn_store_options *opts, struct cairn_store **out, char *err,
+		     size_t errlen)
+{
+	struct env *e = opts->get_arg;
+	struct cairn_store *w = calloc(1, sizeof(*w));
+	int rc;
+
+	ck_assert_ptr_nonnull(w);
+	w->e = e;
+	rc = e->ops->open(opts, &w->inner, err, errlen);
+	if (rc != 0) {
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+static void wrap_close(struct cairn_store *w)
+{
+	w->e->ops->close(w->inner);
+	free(w);
+}
+
+static int wrap_load(struct cairn_store *w, const struct cairn_store_visitor *v)
+{
+	return w->e->ops->load(w->inner, v);
+}
+
+/* Pass a staging call on, counting it. */
+#define WRAP_PASS(w, slot, ...) ((w)->e->stage_ok++, (w)->e->ops->slot((w)->inner, __VA_ARGS__))
+
+static int wrap_session_put(struct cairn_store *w, const struct cairn_session_rec *r)
+{
+	return WRAP_PASS(w, session_put, r);
+}
+
+static int wrap_session_delete(struct cairn_store *w, const char *id)
+{
+	return WRAP_PASS(w, session_delete, id);
+}
+
+static int wrap_sub_put(struct cairn_store *w, const struct cairn_sub_rec *r)
+{
+	return WRAP_PASS(w, sub_put, r);
+}
+
+static int wrap_sub_delete(struct cairn_store *w, const char *id, const char *filter)
+{
+	return WRAP_PASS(w, sub_delete, id, filter);
+}
+
+static int wrap_message_put(struct cairn_store *w, const struct cairn_msg_rec *r)
+{
+	return WRAP_PASS(w, message_put, r);
+}
+
+static int wrap_message_delete(struct cairn_store *w, uint64_t msg_id)
+{
+	return WRAP_PASS(w, message_delete, msg_id);
+}
+
+static int wrap_delivery_put(struct cairn_store *w, const struct cairn_delivery_rec *r)
+{
+	if (w->e->refuse > 0) {
+		w->e->refuse--;
+		w->e->refused++;
+		return CAIRN_EIO;
+	}
+	return WRAP_PASS(w, delivery_put, r);
+}
+
+static int wrap_delivery_delete(struct cairn_store *w, const char *id, uint64_t seq)
+{
+	return WRAP_PASS(w, delivery_delete, id, seq);
+}
+
+static int wrap_inflight_in_put(struct cairn_store *w, const struct cairn_inflight_in_rec *r)
+{
+	return WRAP_PASS(w, inflight_in_put, r);
+}
+
+static int wrap_inflight_in_delete(struct cairn_store *w, const char *id, uint16_t pid)
+{
+	return WRAP_PASS(w, inflight_in_delete, id, pid);
+}
+
+static int wrap_retained_put(struct cairn_store *w, const struct cairn_msg_rec *r)
+{
+	return WRAP_PASS(w, retained_put, r);
+}
+
+static int wrap_retained_delete(struct cairn_store *w, const char *topic)
+{
+	return WRAP_PASS(w, retained_delete, topic);
+}
+
+static int wrap_commit(struct cairn_store *w, cairn_store_done_fn done, void *arg)
+{
+	return w->e->ops->commit(w->inner, done, arg);
+}
+
+/* The wrapper's vtable for e: it commits as the wrapped backend does. */
+static struct cairn_store_ops wrap_ops(const struct env *e)
+{
+	return (struct cairn_store_ops){
+	    .version = CAIRN_STORE_OPS_VERSION,
+	    .name = "refusing-wrapper",
+	    .open = wrap_open,
+	    .close = wrap_close,
+	    .load = wrap_load,
+	    .session_put = wrap_session_put,
+	    .session_delete = wrap_session_delete,
+	    .sub_put = wrap_sub_put,
+	    .sub_delete = wrap_sub_delete,
+	    .message_put = wrap_message_put,
+	    .message_delete = wrap_message_delete,
+	    .delivery_put = wrap_delivery_put,
+	    .delivery_delete = wrap_delivery_delete,
+	    .inflight_in_put = wrap_inflight_in_put,
+	    .inflight_in_delete = wrap_inflight_in_delete,
+	    .retained_put = wrap_retained_put,
+	    .retained_delete = wrap_retained_delete,
+	    .commit = wrap_commit,
+	    .flags = store_ops_flags(e->ops),
+	};
+}
+
+/*
+ * A backend refuses to stage a delivery (three times: at the call and at
+ * the first two retries). The write must not be lost, and no completion
+ * registered after it, nor any sharing its batch, may run before a commit
+ * holding it has succeeded: each completion checks, when it runs, that a
+ * second handle loads its write. Writes staged after the refused one keep
+ * their order (a later delete of the same key still wins).
+ */
+START_TEST(t_gc_staging_refused)
+{
+	struct env e;
+	struct gc g;
+	struct cairn_store_ops ops;
+	struct gc_cb a = {&g, 'A', "session c1 "}, b = {&g, 'B', "delivery c1 seq=1 "};
+	struct gc_cb c = {&g, 'C', "session c2 "};
+	struct cairn_msg_rec m = {1, "t", (const uint8_t *)"p", 1, 1, false};
+	struct cairn_delivery_rec d1 = {"c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED};
+	struct cairn_delivery_rec d2 = {"c1", 2, 1, 0, 1, CAIRN_DELIVERY_QUEUED};
+	char err[512] = "";
+	int rc;
+
+	env_init(&e, _i);
+	ops = wrap_ops(&e);
+	memset(&g, 0, sizeof(g));
+	g.e = &e;
+	rc = store_open_ops(&g.s, &ops, &e.opts, e.base, 1, NULL, err, sizeof(err));
+	ck_assert_msg(rc == 0, "store_open_ops over %s: %s", e.name, err);
+	store_set_health_cb(g.s, gc_health, &g);
+
+	gc_session(&g, "c1");
+	store_after_commit(g.s, gc_done, &a);
+	ck_assert_int_eq(store_message_put(g.s, &m), 0);
+	e.refuse = 3;
+	/* Refused by the backend, yet the store takes it. */
+	ck_assert_int_eq(store_delivery_put(g.s, &d1), 0);
+	ck_assert_int_eq(e.refused, 1);
+	store_after_commit(g.s, gc_done, &b);
+	ck_assert_int_eq(store_delivery_put(g.s, &d2), 0);
+	ck_assert_int_eq(store_delivery_delete(g.s, "c1", 2), 0);
+	gc_session(&g, "c2");
+	store_after_commit(g.s, gc_done, &c);
+	ck_assert_str_eq(g.ran, "");
+
+	/* The first commit attempt stages the delivery again, is refused
+	 * again, and fails the whole batch: nothing runs, A included. */
+	event_base_loop(e.base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(e.refused, 2);
+	ck_assert_str_eq(g.ran, "");
+	ck_assert(!store_is_healthy(g.s));
+	ck_assert_str_eq(g.health, "F");
+
+	LOOP_UNTIL(&e, strlen(g.ran) == 3, 5000);
+	ck_assert_str_eq(g.ran, "ABC");
+	ck_assert_int_eq(e.refused, 3);
+	ck_assert_int_eq(e.refuse, 0);
+	ck_assert(store_is_healthy(g.s));
+	ck_assert_str_eq(g.health, "FT");
+	store_close(g.s);
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n"
+			"msg 1 t \"p\" q1 r0\n"
+			"delivery c1 seq=1 msg=1 pid=0 q1 queued\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+#ifdef CAIRN_FAULT_INJECTION
+/* A completion that checks the whole store against what it must hold. */
+struct fi_cb {
+	struct gc *g;
+	const char *want;
+	bool ran;
+};
+
+static void fi_done(void *arg)
+{
+	struct fi_cb *c = arg;
+	char *got = env_dump(c->g->e);
+
+	ck_assert_msg(strcmp(got, c->want) == 0,
+		      "completion ran with the store holding\n%s\nnot\n%s", got, c->want);
+	free(got);
+	c->ran = true;
+}
+
+/*
+ * Every operation the wrappers inject into: each staging call fails twice
+ * (refused before it reaches the backend, at the call and when the first
+ * commit attempt stages it again) and its completion still runs only once
+ * the write is durable; load and commit fail when told to.
+ */
+START_TEST(t_gc_fault_every_op)
+{
+	struct env e;
+	struct gc g;
+	struct cairn_session_rec sess = {.client_id = "c1", .next_packet_id = 1};
+	struct cairn_sub_rec sub = {"c1", "a", 1};
+	struct cairn_msg_rec msg = {1, "t", (const uint8_t *)"p", 1, 1, false};
+	struct cairn_delivery_rec dl = {"c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED};
+	struct cairn_inflight_in_rec in = {"c1", 7};
+	struct cairn_msg_rec ret = {0, "r", (const uint8_t *)"x", 1, 1, true};
+	static const char *const lines[] = {
+	    "session c1 user=- pid=1 conn=0\n",          "sub c1 a q1\n",   "msg 1 t \"p\" q1 r0\n",
+	    "delivery c1 seq=1 msg=1 pid=0 q1 queued\n", "inflight c1 7\n", "retained r \"x\" q1\n",
+	};
+	static const enum store_op order[] = {
+	    STORE_OP_SESSION_PUT,        STORE_OP_SUB_PUT,         STORE_OP_MESSAGE_PUT,
+	    STORE_OP_DELIVERY_PUT,       STORE_OP_INFLIGHT_IN_PUT, STORE_OP_RETAINED_PUT,
+	    STORE_OP_SUB_DELETE,         STORE_OP_MESSAGE_DELETE,  STORE_OP_DELIVERY_DELETE,
+	    STORE_OP_INFLIGHT_IN_DELETE, STORE_OP_RETAINED_DELETE, STORE_OP_SESSION_DELETE,
+	};
+	struct cairn_store_visitor none = {0};
+	char want[512];
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	for (int k = 0; k < (int)(sizeof(order) / sizeof(order[0])); k++) {
+		/* Puts add lines[0..5] in turn; the deletes then remove lines[1..5]
+		 * and finally the session. */
+		enum store_op op = order[k];
+		struct fi_cb cb = {&g, want, false};
+		size_t n = 0;
+
+		want[0] = '\0';
+		for (int i = 0; i < 6; i++) {
+			bool present = k < 6 ? i <= k : (i == 0 ? k < 11 : i > k - 5);
+
+			if (present)
+				n += (size_t)snprintf(want + n, sizeof(want) - n, "%s", lines[i]);
+		}
+		/* Refused at the call and again at the first commit attempt,
+		 * which must therefore fail. */
+		store_inject_failures(g.s, op, 0, 2, CAIRN_EIO);
+		switch (op) {
+		case STORE_OP_SESSION_PUT:
+			ck_assert_int_eq(store_session_put(g.s, &sess), 0);
+			break;
+		case STORE_OP_SUB_PUT:
+			ck_assert_int_eq(store_sub_put(g.s, &sub), 0);
+			break;
+		case STORE_OP_MESSAGE_PUT:
+			ck_assert_int_eq(store_message_put(g.s, &msg), 0);
+			break;
+		case STORE_OP_DELIVERY_PUT:
+			ck_assert_int_eq(store_delivery_put(g.s, &dl), 0);
+			break;
+		case STORE_OP_INFLIGHT_IN_PUT:
+			ck_assert_int_eq(store_inflight_in_put(g.s, &in), 0);
+			break;
+		case STORE_OP_RETAINED_PUT:
+			ck_assert_int_eq(store_retained_put(g.s, &ret), 0);
+			break;
+		case STORE_OP_SUB_DELETE:
+			ck_assert_int_eq(store_sub_delete(g.s, "c1", "a"), 0);
+			break;
+		case STORE_OP_MESSAGE_DELETE:
+			ck_assert_int_eq(store_message_delete(g.s, 1), 0);
+			break;
+		case STORE_OP_DELIVERY_DELETE:
+			ck_assert_int_eq(store_delivery_delete(g.s, "c1", 1), 0);
+			break;
+		case STORE_OP_INFLIGHT_IN_DELETE:
+			ck_assert_int_eq(store_inflight_in_delete(g.s, "c1", 7), 0);
+			break;
+		case STORE_OP_RETAINED_DELETE:
+			ck_assert_int_eq(store_retained_delete(g.s, "r"), 0);
+			break;
+		case STORE_OP_SESSION_DELETE:
+			ck_assert_int_eq(store_session_delete(g.s, "c1"), 0);
+			break;
+		default:
+			ck_abort_msg("op %d is not a staging call", op);
+		}
+		store_after_commit(g.s, fi_done, &cb);
+		event_base_loop(e.base, EVLOOP_NONBLOCK);
+		ck_assert_msg(!cb.ran, "op %d: ran after a failed attempt", op);
+		ck_assert(!store_is_healthy(g.s));
+		LOOP_UNTIL(&e, cb.ran, 3000);
+		ck_assert(store_is_healthy(g.s));
+	}
+
+	/* load: the injected error comes back, then the load works. */
+	store_inject_failures(g.s, STORE_OP_LOAD, 0, 1, CAIRN_ECORRUPT);
+	ck_assert_int_eq(store_load(g.s, &none), CAIRN_ECORRUPT);
+	ck_assert_int_eq(store_load(g.s, &none), 0);
+
+	/* commit: one passes, the next fails with the code asked for. */
+	store_inject_failures(g.s, STORE_OP_COMMIT, 1, 1, CAIRN_EFULL);
+	gc_session(&g, "c2");
+	ck_assert_int_eq(store_flush(g.s), 0);
+	gc_session(&g, "c3");
+	ck_assert_int_eq(store_flush(g.s), CAIRN_EFULL);
+	ck_assert_int_eq(store_flush(g.s), 0);
+	store_close(g.s);
+	expect_dump(&e, "session c2 user=- pid=1 conn=0\nsession c3 user=- pid=1 conn=0\n");
+	env_cleanup(&e);
+}
+END_TEST
+#else
+SKIP_WITHOUT_FAULT_INJECTION(t_gc_fault_every_op)
+#endif
+
+/* The capability flags describe what the backend does: tests and the core
+ * decide by them, never by a backend's name. */
+START_TEST(t_capabilities)
+{
+	struct env e;
+	struct cairn_store *st;
+	struct stat sb;
+	int rc;
+
+	env_init(&e, _i);
+	ck_assert_int_eq(e.ops->version, CAIRN_STORE_OPS_VERSION);
+	ck_assert_uint_eq(
+	    env_flags(&e) & ~(unsigned)(CAIRN_STORE_ASYNC_COMMIT | CAIRN_STORE_LOCAL_FILES), 0);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	e.done_called = false;
+	rc = e.ops->commit(st, env_done, &e);
+	if (env_flags(&e) & CAIRN_STORE_ASYNC_COMMIT) {
+		ck_assert_int_eq(rc, CAIRN_EINPROGRESS);
+		/* done() never comes from inside commit(). */
+		ck_assert(!e.done_called);
+		while (!e.done_called)
+			event_base_loop(e.base, EVLOOP_ONCE);
+		ck_assert_int_eq(e.done_status, 0);
+	} else {
+		ck_assert_int_eq(rc, 0);
+		event_base_loop(e.base, EVLOOP_NONBLOCK);
+		ck_assert(!e.done_called);
+	}
+	e.ops->close(st);
+	if (env_flags(&e) & CAIRN_STORE_LOCAL_FILES)
+		ck_assert_int_eq(stat(e.loc, &sb), 0);
+	else
+		ck_assert_int_ne(stat(e.loc, &sb), 0);
 	env_cleanup(&e);
 }
 END_TEST
@@ -1290,6 +1773,10 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_reentrant, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_cancel, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_flush_and_close, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_flush_failing, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_staging_refused, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_fault_every_op, 0, nbackends);
+	tcase_add_loop_test(tc, t_capabilities, 0, nbackends);
 	tcase_add_loop_test(tc, t_registry, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
@@ -1305,8 +1792,15 @@ int main(int argc, char **argv)
 		for (int i = 1; i < argc && n < MAX_BACKENDS; i++)
 			backend_names[n++] = argv[i];
 	} else {
-		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-			backend_names[n++] = defaults[i];
+		/* Every backend this build has; configure may leave some out
+		 * (--without-hiredis, or a library it did not find). */
+		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+			if (store_find_backend(defaults[i]) != NULL)
+				backend_names[n++] = defaults[i];
+			else
+				fprintf(stderr, "check_store: backend %s is not compiled in\n",
+					defaults[i]);
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		if (store_find_backend(backend_names[i]) == NULL) {

@@ -14,6 +14,10 @@
  *  - A backend never prints and never exits; it reports failures with a
  *    negative CAIRN_E* code and, from open(), a message in the caller's
  *    buffer.
+ *  - A staging call (*_put, *_delete) that returns an error has not staged
+ *    its write. The core keeps the write, fails the batch and stages it
+ *    again before it retries the commit, so nothing acknowledged is lost;
+ *    a backend need not (and must not) keep a write it refused.
  *  - All calls come from the thread that runs the broker's event loop.
  */
 #ifndef CAIRN_STORE_H
@@ -26,8 +30,9 @@
 struct event_base;
 
 /* Version of struct cairn_store_ops described by this header. Slots are only
- * ever added at the end; a backend sets .version to the version it fills. */
-#define CAIRN_STORE_OPS_VERSION 1
+ * ever added at the end; a backend sets .version to the version it fills,
+ * and the core reads no slot past that version. */
+#define CAIRN_STORE_OPS_VERSION 2
 
 /* Error codes. 0 means success. */
 enum {
@@ -116,7 +121,8 @@ struct cairn_inflight_in_rec {
 };
 
 /* Called by load() once per record; a non-zero return stops the load and
- * load() returns it. */
+ * load() returns it unchanged. A NULL slot means the caller does not want
+ * that kind of record: the backend skips it (and may skip reading it). */
 struct cairn_store_visitor {
 	void *arg;
 	int (*session)(void *arg, const struct cairn_session_rec *rec);
@@ -125,6 +131,14 @@ struct cairn_store_visitor {
 	int (*delivery)(void *arg, const struct cairn_delivery_rec *rec);
 	int (*inflight_in)(void *arg, const struct cairn_inflight_in_rec *rec);
 	int (*retained)(void *arg, const struct cairn_msg_rec *rec);
+};
+
+/* Severity of a message a backend hands to cairn_store_options.log. */
+enum cairn_log_level {
+	CAIRN_LOG_ERROR = 0,   /* something failed */
+	CAIRN_LOG_WARNING = 1, /* worked, but not as configured (quarantine, ...) */
+	CAIRN_LOG_NOTICE = 2,  /* a normal but significant event (schema created) */
+	CAIRN_LOG_INFO = 3     /* for the curious */
 };
 
 /* Options a backend is opened with. get() looks up any other key of the
@@ -136,9 +150,10 @@ struct cairn_store_options {
 	struct event_base *base; /* the broker's loop, for async backends */
 	const char *(*get)(void *arg, const char *key);
 	void *get_arg;
-	/* A backend may report what it did at open (quarantine, migration)
-	 * through this; NULL means nobody listens. level: 0 error, 1 warning,
-	 * 2 notice, 3 info. */
+	/* A backend may report what it did (quarantine, migration, a lost
+	 * server) through this; NULL means nobody listens. level is an enum
+	 * cairn_log_level; msg is one line without a newline, borrowed for the
+	 * call. */
 	void (*log)(void *arg, int level, const char *msg);
 	void *log_arg;
 };
@@ -149,6 +164,16 @@ struct cairn_store;
 /* Completion of an asynchronous commit. status is 0 or a CAIRN_E* code. */
 typedef void (*cairn_store_done_fn)(void *arg, int status);
 
+/* Capabilities, in cairn_store_ops.flags (version 2). */
+enum {
+	/* commit() returns CAIRN_EINPROGRESS and calls done() later from the
+	 * event loop (Redis); without it commit() finishes before returning. */
+	CAIRN_STORE_ASYNC_COMMIT = 1 << 0,
+	/* location names a directory of files the backend owns (SQLite,
+	 * LMDB); without it location is at most a name (memory) or unused. */
+	CAIRN_STORE_LOCAL_FILES = 1 << 1
+};
+
 /*
  * The vtable. Every slot is required unless its comment says what NULL
  * means. Ordering rules the core relies on:
@@ -157,25 +182,52 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
  *  - session_delete removes the session with its subscriptions, deliveries
  *    and inbound QoS 2 ids; messages no longer referenced are deleted by
  *    the core with message_delete.
+ * Every error a slot lists is a negative CAIRN_E* code. A backend returns
+ * no other; the core handles any other code as it handles CAIRN_EIO.
  */
 struct cairn_store_ops {
 	/* ---- version 1 ---- */
 	int version;
 	const char *name;
 
-	/* Open (creating if needed) the store. On failure returns a CAIRN_E*
+	/*
+	 * Open (creating if needed) the store. On failure returns a CAIRN_E*
 	 * code and writes a one-line reason naming the file or server into
-	 * err (errlen bytes). */
+	 * err (errlen bytes), and *out is NULL.
+	 * @return 0; CAIRN_EINVAL (a bad or missing option), CAIRN_ENOMEM,
+	 * CAIRN_EIO (the location cannot be created or read),
+	 * CAIRN_ECORRUPT (unreadable and on_corrupt is FAIL, or it cannot be
+	 * moved aside), CAIRN_EVERSION (written by a newer schema),
+	 * CAIRN_EFULL, CAIRN_EUNAVAILABLE (the server cannot be reached).
+	 */
 	int (*open)(const struct cairn_store_options *opts, struct cairn_store **out, char *err,
 		    size_t errlen);
-	/* Close and free. Uncommitted staged writes are discarded. */
+	/* Close and free. Uncommitted staged writes are discarded; a commit
+	 * in flight is abandoned and its done() never called. */
 	void (*close)(struct cairn_store *st);
-	/* Stream every record to the visitor: sessions, subscriptions,
-	 * messages, deliveries (per client in seq order), inbound QoS 2 ids,
-	 * retained messages, in that order. */
+	/*
+	 * Stream every committed record to the visitor: sessions,
+	 * subscriptions, messages, deliveries (per client in seq order),
+	 * inbound QoS 2 ids, retained messages, in that order.
+	 * @return 0; whatever a visitor returned; CAIRN_ECORRUPT (a record
+	 * does not decode), CAIRN_EIO, CAIRN_ENOMEM, CAIRN_EUNAVAILABLE.
+	 */
 	int (*load)(struct cairn_store *st, const struct cairn_store_visitor *v);
 
-	/* Staged writes (upserts keyed as the record comments say). */
+	/*
+	 * Staged writes (upserts keyed as the record comments say; deleting
+	 * what does not exist is not an error). A staged write becomes
+	 * durable only through commit(). A staging call may run while an
+	 * asynchronous commit is in flight: the write joins the next batch.
+	 * @return 0 when the write is staged; CAIRN_ENOMEM, CAIRN_EIO,
+	 * CAIRN_EFULL or CAIRN_EUNAVAILABLE when it is not (see the caveats:
+	 * the core keeps the write and stages it again before the retried
+	 * commit); CAIRN_EINVAL for a record outside the ranges its comments
+	 * give (a QoS above 2, an unknown delivery state), which the core
+	 * asserts before it calls. The memory, SQLite, LMDB and Redis
+	 * backends never fail a staging call for a valid record: they report
+	 * every error at commit.
+	 */
 	int (*session_put)(struct cairn_store *st, const struct cairn_session_rec *rec);
 	int (*session_delete)(struct cairn_store *st, const char *client_id);
 	int (*sub_put)(struct cairn_store *st, const struct cairn_sub_rec *rec);
@@ -190,18 +242,30 @@ struct cairn_store_ops {
 	int (*retained_put)(struct cairn_store *st, const struct cairn_msg_rec *rec);
 	int (*retained_delete)(struct cairn_store *st, const char *topic);
 
-	/* Make every staged write durable as one atomic batch. Returns 0 when
-	 * the batch is durable on return, a CAIRN_E* code when it failed (the
-	 * batch is kept and a later commit() retries it), or
-	 * CAIRN_EINPROGRESS when done(arg, status) will be called later from
-	 * the event loop. A backend that returns anything but
-	 * CAIRN_EINPROGRESS never calls done. */
+	/*
+	 * Make every staged write durable as one atomic batch. A batch that
+	 * fails is kept whole: a later commit() retries it together with
+	 * what was staged meanwhile. Never more than one commit in flight.
+	 * @param done called once, later, from the event loop, only when
+	 * commit() returned CAIRN_EINPROGRESS; never from inside commit().
+	 * @return 0 when the batch is durable on return; CAIRN_EINPROGRESS
+	 * when done(arg, status) will report it; CAIRN_EIO, CAIRN_EFULL,
+	 * CAIRN_ENOMEM, CAIRN_ECORRUPT or CAIRN_EUNAVAILABLE when it failed
+	 * (the same codes may come as done()'s status); CAIRN_EINVAL when
+	 * called while a commit is in flight or without done from an
+	 * asynchronous backend, or for a record the store cannot hold.
+	 */
 	int (*commit)(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 	/* ---- end of version 1 ---- */
+
+	/* ---- version 2 ---- */
+	/* CAIRN_STORE_* capability bits. Read as 0 for a version 1 backend. */
+	unsigned int flags;
+	/* ---- end of version 2 ---- */
 };
 
 /* Backends compiled into this build (each exists only when configure
- * enabled it: HAVE_SQLITE, HAVE_LMDB, HAVE_REDIS). */
+ * enabled it: HAVE_SQLITE, HAVE_LMDB, HAVE_HIREDIS). */
 extern const struct cairn_store_ops cairn_store_memory;
 extern const struct cairn_store_ops cairn_store_sqlite;
 extern const struct cairn_store_ops cairn_store_lmdb;

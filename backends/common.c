@@ -1,0 +1,359 @@
+/*
+ * What every persistence backend would otherwise write for itself: aborting
+ * allocators (so that no backend needs the core's util.h), the open()
+ * error and log formatting, the stored names of delivery states, and the
+ * log of owned record copies that the memory and SQLite backends stage
+ * into and src/store.c keeps refused writes in.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- allocation ---- */
+
+/* Out of memory in a small allocation leaves nothing sensible to do: the
+ * message goes to stderr because no logger is reachable from here. */
+static void bk_oom(void)
+{
+	fputs("cairn: out of memory\n", stderr);
+	abort();
+}
+
+void *bk_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		bk_oom();
+	return p;
+}
+
+void *bk_xcalloc(size_t count, size_t n)
+{
+	void *p = calloc(count ? count : 1, n ? n : 1);
+
+	if (p == NULL)
+		bk_oom();
+	return p;
+}
+
+void *bk_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		bk_oom();
+	return q;
+}
+
+char *bk_xstrdup(const char *s)
+{
+	return bk_xmemdup(s, strlen(s) + 1);
+}
+
+char *bk_xstrndup(const char *s, size_t n)
+{
+	char *p = bk_xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+void *bk_xmemdup(const void *p, size_t n)
+{
+	void *q = bk_xmalloc(n);
+
+	if (n > 0)
+		memcpy(q, p, n);
+	return q;
+}
+
+char *bk_xstrdup_or_null(const char *s)
+{
+	return s != NULL ? bk_xstrdup(s) : NULL;
+}
+
+char *bk_strf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	s = bk_xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* ---- messages ---- */
+
+void bk_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void bk_vlogf(void (*log)(void *arg, int level, const char *msg), void *arg,
+	      enum cairn_log_level level, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	char *msg;
+	int n;
+
+	if (log == NULL)
+		return;
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return;
+	msg = bk_xmalloc((size_t)n + 1);
+	vsnprintf(msg, (size_t)n + 1, fmt, ap);
+	log(arg, (int)level, msg);
+	free(msg);
+}
+
+void bk_logf(void (*log)(void *arg, int level, const char *msg), void *arg,
+	     enum cairn_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bk_vlogf(log, arg, level, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- files under persistence_location ---- */
+
+int bk_location_dir(const char *dir, const char *backend, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		bk_errf(err, errlen, "%s: cannot create directory %s: %s", backend, dir,
+			strerror(errno));
+		return CAIRN_EIO;
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		bk_errf(err, errlen, "%s: %s is not a directory", backend, dir);
+		return CAIRN_EIO;
+	}
+	return 0;
+}
+
+int bk_quarantine_suffix(const char *path, char *sfx, size_t sfxlen)
+{
+	long now = (long)time(NULL);
+
+	for (int n = 0; n < 100; n++) {
+		char *candidate;
+		bool taken;
+
+		if (n == 0)
+			snprintf(sfx, sfxlen, ".corrupt-%ld", now);
+		else
+			snprintf(sfx, sfxlen, ".corrupt-%ld.%d", now, n);
+		candidate = bk_strf("%s%s", path, sfx);
+		taken = access(candidate, F_OK) == 0;
+		free(candidate);
+		if (!taken)
+			return 0;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+/* ---- delivery states ---- */
+
+/* The SQLite schema's CHECK constraint, cairn-redis(5) and cairn-store's
+ * dump all spell the states this way: the names are part of the stored
+ * format, never to be renamed. */
+static const char *const bk_state_names[] = {
+    [CAIRN_DELIVERY_QUEUED] = "queued",
+    [CAIRN_DELIVERY_SENT] = "sent",
+    [CAIRN_DELIVERY_PUBREC] = "pubrec",
+};
+
+#define BK_NSTATES (sizeof(bk_state_names) / sizeof(bk_state_names[0]))
+
+const char *bk_state_name(uint8_t state)
+{
+	return state < BK_NSTATES ? bk_state_names[state] : NULL;
+}
+
+bool bk_state_parse(const char *s, size_t len, uint8_t *out)
+{
+	if (s == NULL)
+		return false;
+	for (size_t i = 0; i < BK_NSTATES; i++) {
+		if (strlen(bk_state_names[i]) == len && memcmp(bk_state_names[i], s, len) == 0) {
+			*out = (uint8_t)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- the staged-write log ---- */
+
+/* A payload copy that is never NULL, so a loaded record never carries a
+ * NULL payload pointer even when it is empty. */
+static const uint8_t *bk_blob_dup(const uint8_t *p, uint32_t len)
+{
+	return bk_xmemdup(p, len);
+}
+
+struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
+{
+	struct bk_op *op = bk_xcalloc(1, sizeof(*op));
+	union bk_rec *r = &op->rec;
+
+	op->kind = kind;
+	switch (kind) {
+	case BK_SESSION_PUT:
+	case BK_SESSION_DEL: {
+		const struct cairn_session_rec *s = rec;
+
+		r->session = *s;
+		r->session.client_id = bk_xstrdup(s->client_id);
+		r->session.username = bk_xstrdup_or_null(s->username);
+		if (s->has_will) {
+			r->session.will_topic = bk_xstrdup_or_null(s->will_topic);
+			r->session.will_payload = bk_blob_dup(s->will_payload, s->will_payload_len);
+		} else {
+			r->session.will_topic = NULL;
+			r->session.will_payload = NULL;
+			r->session.will_payload_len = 0;
+		}
+		break;
+	}
+	case BK_SUB_PUT:
+	case BK_SUB_DEL: {
+		const struct cairn_sub_rec *s = rec;
+
+		r->sub = *s;
+		r->sub.client_id = bk_xstrdup(s->client_id);
+		r->sub.filter = bk_xstrdup(s->filter);
+		break;
+	}
+	case BK_MESSAGE_PUT:
+	case BK_MESSAGE_DEL:
+	case BK_RETAINED_PUT:
+	case BK_RETAINED_DEL: {
+		const struct cairn_msg_rec *m = rec;
+
+		r->msg = *m;
+		r->msg.topic = bk_xstrdup_or_null(m->topic);
+		r->msg.payload = bk_blob_dup(m->payload, m->payload_len);
+		break;
+	}
+	case BK_DELIVERY_PUT:
+	case BK_DELIVERY_DEL: {
+		const struct cairn_delivery_rec *d = rec;
+
+		r->delivery = *d;
+		r->delivery.client_id = bk_xstrdup(d->client_id);
+		break;
+	}
+	case BK_INFLIGHT_PUT:
+	case BK_INFLIGHT_DEL: {
+		const struct cairn_inflight_in_rec *i = rec;
+
+		r->inflight = *i;
+		r->inflight.client_id = bk_xstrdup(i->client_id);
+		break;
+	}
+	}
+	return op;
+}
+
+void bk_op_free(struct bk_op *op)
+{
+	union bk_rec *r;
+
+	if (op == NULL)
+		return;
+	r = &op->rec;
+	switch (op->kind) {
+	case BK_SESSION_PUT:
+	case BK_SESSION_DEL:
+		free((char *)r->session.client_id);
+		free((char *)r->session.username);
+		free((char *)r->session.will_topic);
+		free((uint8_t *)r->session.will_payload);
+		break;
+	case BK_SUB_PUT:
+	case BK_SUB_DEL:
+		free((char *)r->sub.client_id);
+		free((char *)r->sub.filter);
+		break;
+	case BK_MESSAGE_PUT:
+	case BK_MESSAGE_DEL:
+	case BK_RETAINED_PUT:
+	case BK_RETAINED_DEL:
+		free((char *)r->msg.topic);
+		free((uint8_t *)r->msg.payload);
+		break;
+	case BK_DELIVERY_PUT:
+	case BK_DELIVERY_DEL:
+		free((char *)r->delivery.client_id);
+		break;
+	case BK_INFLIGHT_PUT:
+	case BK_INFLIGHT_DEL:
+		free((char *)r->inflight.client_id);
+		break;
+	}
+	free(op);
+}
+
+void bk_log_push(struct bk_log *log, struct bk_op *op)
+{
+	op->next = NULL;
+	if (log->tail != NULL)
+		log->tail->next = op;
+	else
+		log->head = op;
+	log->tail = op;
+	log->n++;
+}
+
+struct bk_op *bk_log_shift(struct bk_log *log)
+{
+	struct bk_op *op = log->head;
+
+	if (op == NULL)
+		return NULL;
+	log->head = op->next;
+	if (log->head == NULL)
+		log->tail = NULL;
+	log->n--;
+	op->next = NULL;
+	return op;
+}
+
+void bk_log_clear(struct bk_log *log)
+{
+	struct bk_op *op;
+
+	while ((op = bk_log_shift(log)) != NULL)
+		bk_op_free(op);
+}

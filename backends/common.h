@@ -1,0 +1,131 @@
+/*
+ * What the persistence backends share (prefix bk_), private to backends/
+ * and to src/store.c, which keeps the writes a backend refused in the same
+ * log the memory and SQLite backends stage into. A backend needs
+ * include/cairn/store.h and this header, nothing from src/.
+ *
+ * Caveats:
+ *  - The bk_x* allocators abort on out-of-memory, like the core's: they are
+ *    for small internal allocations and for copies of records whose sizes
+ *    the core has already checked against its limits.
+ *  - A struct bk_op owns every string and payload its record points to.
+ */
+#ifndef CAIRN_BACKENDS_COMMON_H
+#define CAIRN_BACKENDS_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/store.h"
+
+/* ---- allocation that aborts on out-of-memory ---- */
+
+void *bk_xmalloc(size_t n);
+void *bk_xcalloc(size_t count, size_t n);
+void *bk_xrealloc(void *p, size_t n);
+char *bk_xstrdup(const char *s);
+char *bk_xstrndup(const char *s, size_t n);
+/* A copy of n bytes; never NULL, even for n == 0 (NULL p is fine then). */
+void *bk_xmemdup(const void *p, size_t n);
+/* bk_xstrdup(s), or NULL when s is NULL. */
+char *bk_xstrdup_or_null(const char *s);
+/* A printf-formatted string in a new allocation. */
+char *bk_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- messages ---- */
+
+/* Format the one-line reason open() returns in err (errlen bytes; nothing
+ * is written when errlen is 0). */
+void bk_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Format a message and hand it to opts->log, if anybody listens (log is
+ * NULL otherwise). The message is not truncated. */
+void bk_logf(void (*log)(void *arg, int level, const char *msg), void *arg,
+	     enum cairn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void bk_vlogf(void (*log)(void *arg, int level, const char *msg), void *arg,
+	      enum cairn_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+/* ---- files under persistence_location ---- */
+
+/* Create dir (mode 0700) unless it exists, and check that it is a
+ * directory. Returns 0, or CAIRN_EIO with "<backend>: <reason>" in err. */
+int bk_location_dir(const char *dir, const char *backend, char *err, size_t errlen);
+
+/* Write into sfx a suffix ".corrupt-<unix time>[.N]" that no file path+sfx
+ * has yet, so that a quarantined store never replaces an earlier one.
+ * Returns 0, or -1 with errno EEXIST when a hundred such names are taken. */
+int bk_quarantine_suffix(const char *path, char *sfx, size_t sfxlen);
+
+/* ---- delivery states as stored text ---- */
+
+/* "queued", "sent" or "pubrec"; NULL for a value outside the enum. */
+const char *bk_state_name(uint8_t state);
+/* Parse the len bytes at s as one of the names above. */
+bool bk_state_parse(const char *s, size_t len, uint8_t *out);
+
+/* ---- the staged-write log ---- */
+
+/* One of the twelve staging calls of struct cairn_store_ops. */
+enum bk_op_kind {
+	BK_SESSION_PUT,
+	BK_SESSION_DEL,
+	BK_SUB_PUT,
+	BK_SUB_DEL,
+	BK_MESSAGE_PUT,
+	BK_MESSAGE_DEL,
+	BK_DELIVERY_PUT,
+	BK_DELIVERY_DEL,
+	BK_INFLIGHT_PUT,
+	BK_INFLIGHT_DEL,
+	BK_RETAINED_PUT,
+	BK_RETAINED_DEL
+};
+
+/* A record of any type the vtable carries. */
+union bk_rec {
+	struct cairn_session_rec session;
+	struct cairn_sub_rec sub;
+	struct cairn_msg_rec msg;
+	struct cairn_delivery_rec delivery;
+	struct cairn_inflight_in_rec inflight;
+};
+
+/*
+ * One staged write with an owned copy of its record: the whole record for
+ * a put, only the key fields for a delete (a session or message delete
+ * fills client_id or msg_id, a retained delete the topic, and so on).
+ * Which member of rec is set follows from kind: session, sub, msg (message
+ * and retained), delivery or inflight.
+ */
+struct bk_op {
+	struct bk_op *next;
+	enum bk_op_kind kind;
+	union bk_rec rec;
+};
+
+/* The writes staged since the last successful commit, in staging order. */
+struct bk_log {
+	struct bk_op *head, *tail;
+	size_t n;
+};
+
+/*
+ * A new op of kind holding a deep copy of rec, whose type is the one kind
+ * names. A put's payloads are copied too; a NULL payload of length 0
+ * becomes a valid empty one, so readers never see NULL.
+ */
+struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec);
+void bk_op_free(struct bk_op *op);
+
+/* Append op (taking it) at the end of log. */
+void bk_log_push(struct bk_log *log, struct bk_op *op);
+/* Remove and return the first op, or NULL when log is empty. */
+struct bk_op *bk_log_shift(struct bk_log *log);
+/* Free every op. */
+void bk_log_clear(struct bk_log *log);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * Private to the Redis backend: its store object and what its three files
+ * call in each other. redis.c fills the vtable and encodes staged writes;
+ * sync.c owns the blocking hiredis context used only at start-up (open's
+ * connect and schema check, load); link.c owns the asynchronous link
+ * through hiredis's libevent adapter that carries every commit afterwards.
+ */
+#ifndef CAIRN_BACKENDS_REDIS_H
+#define CAIRN_BACKENDS_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "../common.h"
+#include "cairn/store.h"
+
+struct event;
+struct event_base;
+
+#define RD_SCHEMA_VERSION 1
+#define RD_BACKOFF_MIN_MS 100
+#define RD_BACKOFF_MAX_MS 5000
+#define RD_PIPELINE       256    /* commands in flight per round trip in load() */
+#define RD_SCAN_COUNT     "1000" /* SCAN's COUNT hint */
+#define RD_MAX_ARGS       16
+
+/* One command, already in Redis protocol form, so a batch can be sent
+ * again unchanged after a failure. */
+struct rd_cmd {
+	char *buf;
+	size_t len;
+};
+
+struct rd_batch {
+	struct rd_cmd *v;
+	size_t n, cap;
+};
+
+struct cairn_store {
+	/* Configuration, copied at open. */
+	char *host;
+	int port;
+	char *unix_path;
+	int db;
+	char *password;
+	char *prefix;
+	int timeout_ms;
+	char where[300]; /* "host:port" or "unix:path", for messages */
+	struct event_base *base;
+	void (*log)(void *arg, int level, const char *msg);
+	void *log_arg;
+
+	redisContext *sync; /* start-up only: open() and load() (sync.c) */
+
+	/*
+	 * The asynchronous link (link.c). ac is NULL while the link is down
+	 * and the reconnect timer is pending. ac_broken means hiredis reported
+	 * the link dead but has not freed the context yet: commit() refuses it.
+	 */
+	redisAsyncContext *ac;
+	bool ac_broken;
+	bool link_lost; /* a loss was logged; log the recovery */
+	int backoff_ms;
+	struct event *reconnect_ev;
+	struct event *watchdog_ev; /* reply timeout; also kills a broken link */
+	struct event *done_ev;     /* runs done() from the loop */
+
+	struct rd_batch staged;  /* written by the put and delete calls */
+	struct rd_batch sending; /* the batch inside the MULTI in flight */
+	bool in_flight;          /* from commit() until done() has been called */
+	bool multi_failed;
+	int done_status;
+	cairn_store_done_fn done;
+	void *done_arg;
+};
+
+/* ---- redis.c ---- */
+
+/* Hand a formatted line to the broker's log, if it listens. */
+void rd_log(const struct cairn_store *st, enum cairn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "PREFIX" kind [":" id], NUL-terminated, in a new allocation. */
+char *rd_key(const struct cairn_store *st, const char *kind, const char *id);
+/* Strict decimal: digits only, no sign, no spaces, at most max. */
+bool rd_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out);
+/* Free every command of b, keeping its array. */
+void rd_batch_clear(struct rd_batch *b);
+/* After a failed commit: the sent batch goes back in front of whatever
+ * was staged meanwhile, so the next commit replays both in their order. */
+void rd_batch_requeue(struct rd_batch *sent, struct rd_batch *staged);
+
+/* ---- sync.c: the blocking context ---- */
+
+/* Connect (retrying until redis_connect_timeout), authenticate, select the
+ * database and wait for PING. On failure the reason is in err. */
+int rd_sync_connect(struct cairn_store *st, char *err, size_t errlen);
+void rd_sync_close(struct cairn_store *st);
+/* Create or check PREFIX schema_version. */
+int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen);
+/* Warn when the server's persistence settings fall short of want. */
+void rd_sync_check_durability(struct cairn_store *st, enum cairn_durability want);
+/* The whole of load(): connects if needed and closes the context after. */
+int rd_sync_load(struct cairn_store *st, const struct cairn_store_visitor *v);
+
+/* ---- link.c: the asynchronous link ---- */
+
+/* Create the link's events on st->base. Returns 0 or CAIRN_ENOMEM. */
+int rd_link_init(struct cairn_store *st);
+/* Open a new link; it connects in the background. */
+int rd_link_connect(struct cairn_store *st);
+/* Send st->staged as MULTI ... EXEC: CAIRN_EINPROGRESS (done comes from
+ * the loop) or CAIRN_EUNAVAILABLE with the batch still staged. */
+int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg);
+/* Drop the link and a commit in flight (its done is never called). */
+void rd_link_close(struct cairn_store *st);
+/* Free the events of rd_link_init. */
+void rd_link_cleanup(struct cairn_store *st);
+
+#endif
