@@ -8,6 +8,8 @@
  *
  * A connection's life is one state machine:
  *
+ *   HANDSHAKE (TLS listeners only)
+ *        |
  *   AWAIT_CONNECT --conn_accepted--> ACTIVE <--conn_set_paused--> PAUSED
  *        |                             |                            |
  *        +------- conn_refuse ----> LINGER (last packet flushing)   |
@@ -16,6 +18,11 @@
  *
  * CLOSED connections wait on the reap list and are freed from the loop,
  * never inside the callback that closed them.
+ *
+ * TLS is a second transport under the same machine: conn_recv and
+ * conn_send drive OpenSSL's SSL_read and SSL_write on the socket's own
+ * events (SSL_read may need the socket writable, and bytes OpenSSL has
+ * already decrypted are read without waiting for the socket again).
  */
 #include "conn.h"
 
@@ -26,6 +33,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -37,6 +46,7 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 #define CONN_READ_SIZE (64 * 1024)
@@ -55,8 +65,11 @@
 #define CONN_LINGER_MS 5000
 /* Period of the connect-timeout, keep-alive and linger sweep. */
 #define CONN_SWEEP_MS 250
+/* Bytes handed to one SSL_write: one full TLS record. */
+#define CONN_TLS_RECORD (16 * 1024)
 
 enum conn_state {
+	CONN_HANDSHAKE,     /* TLS handshake in progress */
 	CONN_AWAIT_CONNECT, /* accepted; only a CONNECT may arrive */
 	CONN_ACTIVE,        /* CONNECT accepted */
 	CONN_PAUSED,        /* active, but not read (the store is failing) */
@@ -69,6 +82,7 @@ struct conn_listener {
 	struct conn_set *set;
 	const struct config_listener *cl; /* borrowed from the config */
 	struct evconnlistener *evl;
+	SSL_CTX *tls;    /* NULL: plain MQTT; replaced by conn_set_reload_tls */
 	uint32_t nconns; /* accepted and not yet freed */
 };
 
@@ -81,6 +95,10 @@ struct conn {
 	struct conn *next_dirty;  /* output to flush at the end of this pass */
 	struct conn *next_reap;   /* CLOSED, waiting to be freed */
 	struct evbuffer *out;     /* NULL when nothing waits to be written */
+	SSL *ssl;                 /* NULL on a plain connection */
+	char *tls_username;       /* from the client certificate, or NULL */
+	uint32_t tls_wlen;        /* an SSL_write to retry with at least this */
+	short tls_want;           /* the event OpenSSL waits for (handshake, read) */
 	uint8_t *in;              /* a partial packet carried between reads */
 	uint32_t in_len, in_cap;
 	evutil_socket_t fd;
@@ -134,13 +152,23 @@ static bool conn_may_read(const struct conn *cn)
 	return (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE) && !cn->full;
 }
 
+/* Input already taken from the socket: a partial packet kept from an
+ * earlier read, or bytes OpenSSL decrypted and holds. The socket will not
+ * signal them again, so whoever resumes reading must. */
+static bool conn_has_buffered_input(const struct conn *cn)
+{
+	return cn->in_len || (cn->ssl && SSL_has_pending(cn->ssl));
+}
+
 /* Wait for what the connection needs in its state: input while it may be
  * read, and writability while output is left over from a flush. */
 static void conn_update_events(struct conn *cn)
 {
 	short want = 0;
-	if (conn_may_read(cn))
-		want |= EV_READ;
+	if (cn->state == CONN_HANDSHAKE)
+		want |= cn->tls_want;
+	else if (conn_may_read(cn))
+		want |= EV_READ | cn->tls_want;
 	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
 		want |= EV_WRITE;
 	if (want == cn->events)
@@ -159,8 +187,11 @@ static void conn_set_state(struct conn *cn, enum conn_state to)
 {
 	struct conn_set *set = cn->set;
 	switch (to) {
+	case CONN_HANDSHAKE:
+		assert(!"a connection never returns to HANDSHAKE");
+		break;
 	case CONN_AWAIT_CONNECT:
-		assert(!"a connection never returns to AWAIT_CONNECT");
+		assert(cn->state == CONN_HANDSHAKE);
 		break;
 	case CONN_ACTIVE:
 		assert(cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_PAUSED);
@@ -232,6 +263,11 @@ const struct config_listener *conn_listener(const struct conn *cn)
 	return cn->lis ? cn->lis->cl : NULL;
 }
 
+const char *conn_tls_username(const struct conn *cn)
+{
+	return cn->tls_username;
+}
+
 /* ---- accept and free ---- */
 
 static void conn_format_addr(char *buf, size_t len, const struct sockaddr *sa)
@@ -261,6 +297,14 @@ static struct conn *conn_new(struct conn_set *set, struct conn_listener *lis, in
 	cn->fd = fd;
 	cn->id = ++set->next_id;
 	cn->state = CONN_AWAIT_CONNECT;
+	if (lis && lis->tls) {
+		/* The client speaks first: wait for its ClientHello. */
+		cn->ssl = SSL_new(lis->tls);
+		if (cn->ssl)
+			SSL_set_fd(cn->ssl, fd);
+		cn->state = CONN_HANDSHAKE;
+		cn->tls_want = EV_READ;
+	}
 	conn_format_addr(cn->addr, sizeof(cn->addr), sa);
 	evutil_make_socket_nonblocking(fd);
 	cn->last_rx_ms = cn->accepted_ms = conn_now_ms();
@@ -270,6 +314,10 @@ static struct conn *conn_new(struct conn_set *set, struct conn_listener *lis, in
 	set->conns = cn;
 	conn_update_events(cn);
 	log_write(set->log, LOG_LEVEL_DEBUG, "new connection from %s", cn->addr);
+	if (cn->state == CONN_HANDSHAKE && !cn->ssl)
+		conn_close(cn, "cannot set up TLS (out of memory)", false);
+	else if (cn->ssl)
+		SSL_set_accept_state(cn->ssl);
 	return cn;
 }
 
@@ -299,6 +347,15 @@ static void conn_free(struct conn *cn)
 	}
 	if (cn->out)
 		evbuffer_free(cn->out);
+	if (cn->ssl) {
+		/* A close_notify if the socket takes it now; nobody waits for
+		 * the answer. */
+		if (SSL_is_init_finished(cn->ssl))
+			SSL_shutdown(cn->ssl);
+		SSL_free(cn->ssl);
+		ERR_clear_error();
+	}
+	free(cn->tls_username);
 	if (cn->lis)
 		cn->lis->nconns--;
 	free(cn->in);
@@ -350,24 +407,70 @@ bool conn_output_full(struct conn *cn)
 	return cn->full;
 }
 
+/*
+ * Write from the output to the socket once: returns the bytes the socket
+ * (or OpenSSL) took, 0 when it takes nothing now, or -1 with the reason in
+ * why when the connection is broken. A TLS write goes one record at a
+ * time from the front of the output; one that must be retried is retried
+ * with at least the same bytes, which stay in place until it succeeds.
+ */
+static int conn_send(struct conn *cn, char *why, size_t whylen)
+{
+	if (!cn->ssl) {
+		int n;
+		do
+			n = evbuffer_write(cn->out, cn->fd);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+			return n > 0 ? n : 0;
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -1;
+	}
+	size_t have = evbuffer_get_length(cn->out);
+	size_t len = have < CONN_TLS_RECORD ? have : CONN_TLS_RECORD;
+	assert(len >= cn->tls_wlen); /* the output only grows between tries */
+	unsigned char *p = evbuffer_pullup(cn->out, (ev_ssize_t)len);
+	ERR_clear_error();
+	int n = SSL_write(cn->ssl, p, (int)len);
+	if (n > 0) {
+		evbuffer_drain(cn->out, (size_t)n);
+		cn->tls_wlen = 0;
+		return n;
+	}
+	switch (SSL_get_error(cn->ssl, n)) {
+	case SSL_ERROR_WANT_WRITE:
+	case SSL_ERROR_WANT_READ:
+		cn->tls_wlen = (uint32_t)len;
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (errno) {
+			snprintf(why, whylen, "%s", strerror(errno));
+			return -1;
+		}
+		/* fall through */
+	default:
+		tls_error_reason(why, whylen, "TLS write failed");
+		return -1;
+	}
+}
+
 /* Write what the socket takes now. */
 static void conn_flush(struct conn *cn)
 {
 	if (cn->state == CONN_CLOSED)
 		return;
 	while (cn->out && evbuffer_get_length(cn->out) > 0) {
-		int n = evbuffer_write(cn->out, cn->fd);
+		char why[256];
+		int n = conn_send(cn, why, sizeof(why));
 		if (n > 0) {
 			cn->last_tx_ms = conn_now_ms();
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		if (n < 0) {
 			if (cn->state == CONN_LINGER)
 				conn_set_state(cn, CONN_CLOSED);
 			else
-				conn_close(cn, strerror(errno), true);
+				conn_close(cn, why, true);
 			return;
 		}
 		break;
@@ -384,7 +487,7 @@ static void conn_flush(struct conn *cn)
 	if (cn->full && left < CONN_OUT_LOW) {
 		cn->full = false;
 		conn_update_events(cn);
-		if (cn->in_len && conn_may_read(cn)) /* packets read before the stop */
+		if (conn_has_buffered_input(cn) && conn_may_read(cn)) /* read before the stop */
 			event_active(&cn->ev, EV_READ, 0);
 		if (conn_is_open(cn))
 			cn->set->hooks.drained(cn->set->arg, cn);
@@ -437,7 +540,7 @@ void conn_set_paused(struct conn *cn, bool paused)
 		conn_set_state(cn, CONN_PAUSED);
 	} else if (!paused && cn->state == CONN_PAUSED) {
 		conn_set_state(cn, CONN_ACTIVE);
-		if (cn->in_len && conn_may_read(cn)) /* what was read before the pause */
+		if (conn_has_buffered_input(cn) && conn_may_read(cn)) /* read before the pause */
 			event_active(&cn->ev, EV_READ, 0);
 	}
 }
@@ -536,6 +639,45 @@ static void conn_consume_kept(struct conn *cn)
 	}
 }
 
+/*
+ * Read into buf: returns the bytes read, 0 at the end of the stream, or -1
+ * with why empty when nothing waits now (OpenSSL may then wait for the
+ * socket to be writable: tls_want) or naming what broke.
+ */
+static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, size_t whylen)
+{
+	why[0] = '\0';
+	if (!cn->ssl) {
+		ssize_t n = recv(cn->fd, buf, len, 0);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			snprintf(why, whylen, "%s", strerror(errno));
+		return n;
+	}
+	ERR_clear_error();
+	cn->tls_want = 0;
+	int n = SSL_read(cn->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(cn->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		cn->tls_want = EV_WRITE;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (errno) {
+			snprintf(why, whylen, "%s", strerror(errno));
+			return -1;
+		}
+		/* fall through */
+	default:
+		tls_error_reason(why, whylen, "TLS read failed");
+		return -1;
+	}
+}
+
 static void conn_readable(struct conn *cn)
 {
 	struct conn_set *set = cn->set;
@@ -546,14 +688,17 @@ static void conn_readable(struct conn *cn)
 			return;
 		}
 	}
-	ssize_t n = recv(cn->fd, set->rbuf, CONN_READ_SIZE, 0);
+	char why[256];
+	ssize_t n = conn_recv(cn, set->rbuf, CONN_READ_SIZE, why, sizeof(why));
 	if (n == 0) {
 		conn_close(cn, "connection closed by peer", true);
 		return;
 	}
 	if (n < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			conn_close(cn, strerror(errno), true);
+		if (why[0])
+			conn_close(cn, why, true);
+		else
+			conn_update_events(cn); /* OpenSSL may wait for writability */
 		return;
 	}
 	cn->last_rx_ms = conn_now_ms();
@@ -566,15 +711,62 @@ static void conn_readable(struct conn *cn)
 			conn_keep(cn, set->rbuf + used, (size_t)n - used);
 	}
 	conn_update_events(cn); /* stop reading if the output passed the mark */
+	/* OpenSSL may hold more decrypted bytes than one read took; the
+	 * socket will not say so. Come back in the next pass, after others. */
+	if (cn->ssl && SSL_has_pending(cn->ssl) && conn_may_read(cn) && !conn_output_full(cn))
+		event_active(&cn->ev, EV_READ, 0);
+}
+
+/* Drive the TLS handshake one step; once it is done, the connection waits
+ * for CONNECT like a plain one. */
+static void conn_handshake(struct conn *cn)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(cn->ssl);
+	if (r == 1) {
+		const struct config_tls *t = &cn->lis->cl->tls;
+		if (t->use_identity_as_username || t->use_subject_as_username)
+			cn->tls_username = tls_peer_username(cn->ssl, t->use_subject_as_username);
+		cn->tls_want = 0;
+		conn_set_state(cn, CONN_AWAIT_CONNECT);
+		log_write(cn->set->log, LOG_LEVEL_DEBUG, "TLS from %s: %s, %s", cn->addr,
+			  SSL_get_version(cn->ssl), SSL_get_cipher_name(cn->ssl));
+		/* The CONNECT may have arrived with the handshake's last flight. */
+		conn_readable(cn);
+		return;
+	}
+	switch (SSL_get_error(cn->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		cn->tls_want = EV_READ;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		cn->tls_want = EV_WRITE;
+		break;
+	default: {
+		char reason[256], msg[300];
+		tls_error_reason(reason, sizeof(reason),
+				 errno ? strerror(errno)
+				       : "connection closed during the handshake");
+		snprintf(msg, sizeof(msg), "TLS handshake failed: %s", reason);
+		conn_close(cn, msg, false);
+		return;
+	}
+	}
+	conn_update_events(cn);
 }
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	struct conn *cn = arg;
+	if (cn->state == CONN_HANDSHAKE) {
+		conn_handshake(cn);
+		return;
+	}
+	bool read_waits_for_write = cn->tls_want & EV_WRITE;
 	if (what & EV_WRITE)
 		conn_flush(cn);
-	if ((what & EV_READ) && conn_may_read(cn))
+	if (((what & EV_READ) || (read_waits_for_write && (what & EV_WRITE))) && conn_may_read(cn))
 		conn_readable(cn);
 }
 
@@ -590,6 +782,11 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	for (struct conn *cn = set->conns; cn; cn = next) {
 		next = cn->next;
 		switch (cn->state) {
+		case CONN_HANDSHAKE:
+			if (now - cn->accepted_ms >= (uint64_t)set->cfg->connect_timeout * 1000)
+				conn_close(cn, "TLS handshake not done within connect_timeout",
+					   false);
+			break;
 		case CONN_AWAIT_CONNECT:
 			if (now - cn->accepted_ms >= (uint64_t)set->cfg->connect_timeout * 1000)
 				conn_close(cn, "no CONNECT within connect_timeout", false);
@@ -663,6 +860,17 @@ int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
 			  cl->address ? cl->address : "*", cl->port, evutil_gai_strerror(rc));
 		return -1;
 	}
+	SSL_CTX *tls = NULL;
+	if (cl->tls.certfile) {
+		char err[512];
+		tls = tls_context_new(&cl->tls, err, sizeof(err));
+		if (!tls) {
+			log_write(set->log, LOG_LEVEL_ERROR, "listener %s:%u: %s",
+				  cl->address ? cl->address : "*", cl->port, err);
+			evutil_freeaddrinfo(res);
+			return -1;
+		}
+	}
 	int opened = 0;
 	for (struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
 		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
@@ -671,11 +879,15 @@ int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
 		struct conn_listener *lis = xcalloc(1, sizeof(*lis));
 		lis->set = set;
 		lis->cl = cl;
+		if (tls && SSL_CTX_up_ref(tls) == 1)
+			lis->tls = tls;
 		lis->evl = evconnlistener_new_bind(set->base, conn_listener_cb, lis, flags, 1024,
 						   ai->ai_addr, (int)ai->ai_addrlen);
 		if (!lis->evl) {
 			log_write(set->log, LOG_LEVEL_ERROR, "listener %s:%u: cannot bind: %s",
 				  cl->address ? cl->address : "*", cl->port, strerror(errno));
+			SSL_CTX_free(lis->tls);
+			SSL_CTX_free(tls);
 			free(lis);
 			evutil_freeaddrinfo(res);
 			return -1;
@@ -687,9 +899,45 @@ int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
 		opened++;
 	}
 	evutil_freeaddrinfo(res);
-	log_write(set->log, LOG_LEVEL_NOTICE, "listening on %s port %u",
-		  cl->address ? cl->address : "all addresses", cl->port);
+	SSL_CTX_free(tls);
+	log_write(set->log, LOG_LEVEL_NOTICE, "listening on %s port %u%s",
+		  cl->address ? cl->address : "all addresses", cl->port, tls ? " (TLS)" : "");
 	return opened ? 0 : -1;
+}
+
+void conn_set_reload_tls(struct conn_set *set)
+{
+	const struct config_listener *done = NULL;
+	SSL_CTX *fresh = NULL;
+	for (size_t i = 0; i < set->nlisteners; i++) {
+		struct conn_listener *lis = set->listeners[i];
+		const struct config_listener *cl = lis->cl;
+		if (!lis->tls)
+			continue;
+		/* The sockets of one listener line (IPv4 and IPv6) share one
+		 * freshly read context, and one log line. */
+		if (cl != done) {
+			char err[512];
+			SSL_CTX_free(fresh);
+			fresh = tls_context_new(&cl->tls, err, sizeof(err));
+			done = cl;
+			if (fresh)
+				log_write(set->log, LOG_LEVEL_NOTICE,
+					  "listener port %u: reloaded %s and the files with it",
+					  cl->port, cl->tls.certfile);
+			else
+				log_write(set->log, LOG_LEVEL_ERROR,
+					  "listener port %u: reload failed, keeping the previous "
+					  "certificates: %s",
+					  cl->port, err);
+		}
+		if (fresh && SSL_CTX_up_ref(fresh) == 1) {
+			/* Open connections keep a reference to the old one. */
+			SSL_CTX_free(lis->tls);
+			lis->tls = fresh;
+		}
+	}
+	SSL_CTX_free(fresh);
 }
 
 /* ---- the set ---- */
@@ -741,6 +989,7 @@ void conn_set_free(struct conn_set *set)
 	}
 	for (size_t i = 0; i < set->nlisteners; i++) {
 		evconnlistener_free(set->listeners[i]->evl);
+		SSL_CTX_free(set->listeners[i]->tls);
 		free(set->listeners[i]);
 	}
 	free(set->listeners);

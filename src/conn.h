@@ -49,9 +49,14 @@ struct conn_hooks {
  * the set's life (max_packet_size, connect_timeout are read from it). */
 struct conn_set *conn_set_new(struct event_base *base, const struct config *cfg, struct log *lg,
 			      const struct conn_hooks *hooks, void *arg);
-/* Open a listener (every address the name resolves to). Logs and returns
- * -1 on failure. */
+/* Open a listener (every address the name resolves to; TLS when cl has a
+ * certfile). Logs and returns -1 on failure. cl is borrowed for the set's
+ * life. */
 int conn_set_listen(struct conn_set *set, const struct config_listener *cl);
+/* Read every TLS listener's certificate, key, CA and CRL files again, for
+ * the connections accepted from now on. A listener whose files fail to
+ * load keeps its previous context; the failure is logged with the path. */
+void conn_set_reload_tls(struct conn_set *set);
 /* Stop accepting and close every open connection with reason (wills due:
  * a broker going away is no DISCONNECT from the client). */
 void conn_set_close_all(struct conn_set *set, const char *reason);
@@ -82,6 +87,10 @@ uint64_t conn_id(const struct conn *cn);
 uint64_t conn_accepted_at(const struct conn *cn);
 /* The listener that accepted it (NULL for a socket given to conn_accept). */
 const struct config_listener *conn_listener(const struct conn *cn);
+/* The username the client certificate gives on a listener with
+ * use_identity_as_username or use_subject_as_username (NULL when the
+ * certificate has none), else NULL. */
+const char *conn_tls_username(const struct conn *cn);
 
 /* Queue bytes for the socket; they go out at the end of this loop pass,
  * together with everything else queued for it. Dropped once closing. */

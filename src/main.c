@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "util.h"
 
 #ifndef PACKAGE_VERSION
@@ -40,10 +41,28 @@ static const char *main_unsupported_key(const struct config *cfg)
 			return "acl_file";
 		if (!l)
 			return NULL;
-		if (l->tls.certfile)
-			return "certfile";
 		s = &l->sec;
 	}
+}
+
+/* -t reads what the broker would read at start-up besides the config:
+ * every TLS listener's certificate, key, CA and CRL files. */
+static int main_check_files(const struct config *cfg, const char *conf_path)
+{
+	int rc = 0;
+	for (const struct config_listener *l = cfg->listeners; l; l = l->next) {
+		if (!l->tls.certfile)
+			continue;
+		char err[512];
+		SSL_CTX *ctx = tls_context_new(&l->tls, err, sizeof(err));
+		if (!ctx) {
+			fprintf(stderr, "cairn: %s:%lu: listener %u: %s\n", conf_path, l->line,
+				l->port, err);
+			rc = -1;
+		}
+		SSL_CTX_free(ctx);
+	}
+	return rc;
 }
 
 static int parse_port(const char *s, uint16_t *out)
@@ -105,6 +124,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test_only) {
+		if (main_check_files(&cfg, conf_path) != 0) {
+			config_cleanup(&cfg);
+			return 1;
+		}
 		printf("cairn: the configuration %s is valid\n", conf_path ? conf_path : "(none)");
 		config_cleanup(&cfg);
 		return 0;

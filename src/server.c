@@ -100,6 +100,7 @@ static void server_reload(struct server *srv)
 {
 	log_write(srv->log, LOG_LEVEL_NOTICE, "SIGHUP: reopening the log");
 	log_reopen(srv->log);
+	conn_set_reload_tls(srv->conns);
 	if (!srv->cfg->path)
 		return;
 	struct config fresh;
