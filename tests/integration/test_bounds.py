@@ -23,6 +23,11 @@ def _rss_kb(pid):
     return 0
 
 
+def _uses_asan(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def _flood_unread(port, client_id, chunk, limit_bytes, seconds):
     """Connect, then write chunk repeatedly without ever reading, until the
     kernel stops taking bytes for a while, limit_bytes went out, or seconds
@@ -80,8 +85,10 @@ def _check_unread_flood(ctx, chunk, what):
     # at most one read's packets and its high-water mark of replies.
     check(sent < 48 * MIB, "%s: the broker kept reading: %d MiB taken from a client that "
           "reads nothing" % (what, sent // MIB))
-    check(grown < 16, "%s: broker RSS grew %.1f MiB for a client that reads nothing" %
-          (what, grown))
+    # AddressSanitizer's quarantine keeps freed memory resident, so RSS says
+    # nothing about what the broker holds there; the bytes taken still do.
+    check(grown < 16 or _uses_asan(b.proc.pid),
+          "%s: broker RSS grew %.1f MiB for a client that reads nothing" % (what, grown))
     ms = _round_trip_ms(b.port, what)
     check(ms < 1000, "%s: an unrelated client's round trip took %.0f ms" % (what, ms))
     # Once the flooder reads again, the broker answers what it kept.
