@@ -74,20 +74,24 @@ void gate_wait_add_target(struct gate_wait *p, struct client *c)
 	p->targets[p->ntargets++] = client_ref(c);
 }
 
-static void gate_wait_done(void *arg)
+/* The store committed what w waits for (durable), or closed without ever
+ * committing it: then nothing is acknowledged or delivered, and w only
+ * lets go of what it holds. */
+static void gate_wait_done(void *arg, bool durable)
 {
 	struct gate_wait *p = arg;
 	if (p->to) {
 		p->to->deferred--;
 		/* An answer to a connection since replaced is not sent on the
 		 * new one: that one never sent the packet. */
-		if (p->len && client_is_connected(p->to) && conn_id(p->to->conn) == p->conn_id)
+		if (durable && p->len && client_is_connected(p->to) &&
+		    conn_id(p->to->conn) == p->conn_id)
 			conn_write(p->to->conn, p->bytes, p->len);
 	}
-	if (p->gate)
+	if (p->gate && durable)
 		p->gate->open = true;
 	for (size_t i = 0; i < p->ntargets; i++) {
-		if (!p->targets[i]->dead)
+		if (durable && !p->targets[i]->dead)
 			client_pump(p->targets[i]);
 		client_unref(p->targets[i]);
 	}

@@ -411,7 +411,7 @@ static void run_completions(struct store *s)
 		s->head = c->next;
 		if (s->head == NULL)
 			s->tail = NULL;
-		c->fn(c->arg);
+		c->fn(c->arg, true);
 		free(c);
 	}
 	s->running = was_running;
@@ -551,12 +551,17 @@ void store_close(struct store *s)
 	rc = store_flush(s);
 	run_completions(s);
 	/* Whatever still waits belongs to a batch that never became durable:
-	 * telling its owner otherwise would be a lie, so it is dropped. */
+	 * telling its owner otherwise would be a lie, so each is told it was
+	 * not, and releases what it held. */
+	s->running = true;
 	for (c = s->head; c != NULL; c = next) {
 		next = c->next;
+		c->fn(c->arg, false);
 		free(c);
 		dropped++;
 	}
+	s->head = s->tail = NULL;
+	s->running = false;
 	if (dropped > 0 && s->lg != NULL)
 		log_write(
 		    s->lg, LOG_LEVEL_ERROR,

@@ -25,8 +25,11 @@ struct event_base;
 struct log;
 struct store;
 
-/* Called once the writes staged before its registration are durable. */
-typedef void (*store_commit_fn)(void *arg);
+/* Called once the writes staged before its registration are durable
+ * (durable true), or, at store_close, when they never became durable
+ * (durable false): the owner then releases what it held for the
+ * completion and does nothing it promised. */
+typedef void (*store_commit_fn)(void *arg, bool durable);
 
 /* Called when the store turns unhealthy (a commit failed and is being
  * retried with backoff) or healthy again. */

@@ -75,7 +75,12 @@ cmd_start() {
 
 cmd_stop() {
 	local pid=${1:?stop needs a PID} dir=${2:-} i
-	if kill -TERM "$pid" 2>/dev/null; then
+	# PID 0 means "already dead, only remove DIR": kill 0 would signal
+	# every process of our own group, the test runner included.
+	case $pid in
+	'' | *[!0-9]* | 0) pid= ;;
+	esac
+	if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
 		for ((i = 0; i < 100; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.05
