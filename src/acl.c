@@ -86,7 +86,13 @@ struct acl {
 	struct acl_pattern *patterns;
 	size_t npatterns;
 	size_t cappatterns;
-	bool pattern_deny; /* some pattern denies: a block grant is not final */
+	/* The granting patterns indexed by shape (see acl_index_patterns()),
+	 * and the few that cannot be: checked one by one. */
+	struct topic_tree *pgrants;
+	size_t *odd;
+	size_t nodd;
+	size_t *denies; /* the denying patterns, checked one by one */
+	size_t ndenies;
 	size_t nrules;
 };
 
@@ -412,9 +418,58 @@ static int acl_parse_line(struct acl *a, struct acl_block **cur, const char *s, 
 	p->len = tlen;
 	p->access = access;
 	acl_pattern_compile(p);
-	if (access & ACL_DENY_BIT)
-		a->pattern_deny = true;
 	return 0;
+}
+
+/*
+ * Index the granting patterns so that a check visits only those that can
+ * match its topic. A pattern is filed in a trie under its shape: the
+ * pattern with every level that holds a placeholder replaced by '+'. A
+ * substituted value never contains '/', so such a level matches exactly one
+ * topic level and the shape matches a superset of the pattern's topics;
+ * each candidate is then matched for real. One case cannot be shaped: a
+ * first level with a placeholder that starts with a literal '$' (`$%c/x`),
+ * which a leading '+' would never let meet a '$' topic; those few are kept
+ * apart. Deny patterns are not indexed: a hostile value makes one deny
+ * everything, whatever the topic, so each is looked at on every check.
+ */
+static void acl_index_patterns(struct acl *a)
+{
+	a->pgrants = topic_tree_new();
+	for (size_t i = 0; i < a->npatterns; i++) {
+		const struct acl_pattern *p = &a->patterns[i];
+		const struct acl_plevel *l0 = &p->levels[0];
+		char *shape, *o;
+
+		if (p->access & ACL_DENY_BIT) {
+			a->denies = xrealloc(a->denies, (a->ndenies + 1) * sizeof(*a->denies));
+			a->denies[a->ndenies++] = i;
+			continue;
+		}
+		if (l0->nc + l0->nu > 0 && p->pieces[l0->first].kind == ACL_PIECE_TEXT &&
+		    p->filter[p->pieces[l0->first].off] == '$') {
+			a->odd = xrealloc(a->odd, (a->nodd + 1) * sizeof(*a->odd));
+			a->odd[a->nodd++] = i;
+			continue;
+		}
+		o = shape = xmalloc(p->len + 1);
+		for (uint32_t k = 0; k < p->nlevels; k++) {
+			const struct acl_plevel *l = &p->levels[k];
+
+			if (k > 0)
+				*o++ = '/';
+			if (l->nc + l->nu > 0) {
+				*o++ = '+';
+				continue;
+			}
+			/* A level without placeholders is one text piece. */
+			memcpy(o, p->filter + p->pieces[l->first].off, p->pieces[l->first].len);
+			o += p->pieces[l->first].len;
+		}
+		topic_tree_insert(a->pgrants, shape, (size_t)(o - shape),
+				  (void *)(uintptr_t)(i + 1), p->access);
+		free(shape);
+	}
 }
 
 int acl_parse(const char *name, const char *text, size_t len, struct acl **out, char *err,
@@ -442,6 +497,7 @@ int acl_parse(const char *name, const char *text, size_t len, struct acl **out, 
 		}
 		p = nl ? nl + 1 : end;
 	}
+	acl_index_patterns(a);
 	*out = a;
 	return ACL_OK;
 }
@@ -488,6 +544,9 @@ void acl_free(struct acl *a)
 	for (size_t i = 0; i < a->npatterns; i++)
 		acl_pattern_cleanup(&a->patterns[i]);
 	free(a->patterns);
+	topic_tree_free(a->pgrants);
+	free(a->odd);
+	free(a->denies);
 	free(a);
 }
 
@@ -603,10 +662,39 @@ static void acl_collect(void *arg, void *subscriber, uint8_t access)
 	*mask |= access;
 }
 
+/* One check's question to the granting patterns. */
+struct acl_query {
+	const struct acl *a;
+	const struct acl_who *w;
+	const char *topic;
+	size_t tlen;
+	uint8_t access;
+	bool granted;
+};
+
+static void acl_query_pattern(struct acl_query *q, size_t i)
+{
+	const struct acl_pattern *p = &q->a->patterns[i];
+
+	if (q->granted || !(p->access & q->access))
+		return;
+	if (acl_pattern_fit(p, q->w) == ACL_FIT_OK &&
+	    acl_pattern_matches(p, q->w, q->topic, q->tlen))
+		q->granted = true;
+}
+
+/* A candidate from the shape trie: its identity is its index + 1. */
+static void acl_query_visit(void *arg, void *subscriber, uint8_t access)
+{
+	(void)access;
+	acl_query_pattern(arg, (size_t)(uintptr_t)subscriber - 1);
+}
+
 bool acl_check(const struct acl *a, const char *client_id, const char *username, const char *topic,
 	       size_t topic_len, enum acl_access access)
 {
 	const struct acl_block *b;
+	struct acl_query q;
 	struct acl_who w;
 	uint8_t mask = 0;
 
@@ -618,25 +706,26 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
 		topic_tree_match(b->tree, topic, topic_len, acl_collect, &mask);
 	if (mask & ACL_DENY_BIT)
 		return false;
-	if ((mask & access) && !a->pattern_deny)
-		return true;
-	for (size_t i = 0; i < a->npatterns; i++) {
-		const struct acl_pattern *p = &a->patterns[i];
-		bool deny = p->access & ACL_DENY_BIT;
-		enum acl_fit fit;
+	for (size_t i = 0; i < a->ndenies; i++) {
+		const struct acl_pattern *p = &a->patterns[a->denies[i]];
+		enum acl_fit fit = acl_pattern_fit(p, &w);
 
-		if (!deny && ((mask & access) || !(p->access & access)))
-			continue;
-		fit = acl_pattern_fit(p, &w);
-		if (fit == ACL_FIT_SKIP)
-			continue;
-		if (deny &&
-		    (fit == ACL_FIT_UNUSABLE || acl_pattern_matches(p, &w, topic, topic_len)))
+		if (fit == ACL_FIT_UNUSABLE ||
+		    (fit == ACL_FIT_OK && acl_pattern_matches(p, &w, topic, topic_len)))
 			return false;
-		if (!deny && fit == ACL_FIT_OK && acl_pattern_matches(p, &w, topic, topic_len))
-			mask |= (uint8_t)access;
 	}
-	return (mask & access) != 0;
+	if (mask & access)
+		return true;
+	q.a = a;
+	q.w = &w;
+	q.topic = topic;
+	q.tlen = topic_len;
+	q.access = (uint8_t)access;
+	q.granted = false;
+	topic_tree_match(a->pgrants, topic, topic_len, acl_query_visit, &q);
+	for (size_t i = 0; i < a->nodd; i++)
+		acl_query_pattern(&q, a->odd[i]);
+	return q.granted;
 }
 
 /* ---- the subscribe decision ---- */

@@ -295,6 +295,147 @@ START_TEST(test_pattern_dollar_lead)
 }
 END_TEST
 
+/*
+ * Patterns against a reference that substitutes into a string and calls
+ * topic_matches(): random patterns (placeholders alone, inside a level,
+ * leading, after a literal '$'), hostile and ordinary ids, random topics.
+ * This checks the shape index, the odd list and the matcher that
+ * substitutes as it goes.
+ */
+struct ref_rule {
+	char filter[64];
+	uint8_t access; /* 1 read, 2 write, 4 deny */
+};
+
+static bool ref_value_ok(const char *v)
+{
+	return v != NULL && v[0] != '\0' && strpbrk(v, "+#/") == NULL;
+}
+
+static void ref_expand(const char *f, const char *cid, const char *user, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *f && n + 1 < cap; f++) {
+		if (f[0] == '%' && (f[1] == 'c' || f[1] == 'u')) {
+			const char *v = f[1] == 'c' ? cid : user;
+
+			n += (size_t)snprintf(out + n, cap - n, "%s", v);
+			f++;
+		} else {
+			out[n++] = *f;
+		}
+	}
+	out[n] = '\0';
+}
+
+static bool ref_check(const struct ref_rule *rules, int n, const char *cid, const char *user,
+		      const char *topic, uint8_t access)
+{
+	bool granted = false;
+
+	for (int i = 0; i < n; i++) {
+		const char *f = rules[i].filter;
+		bool uses_c = strstr(f, "%c") != NULL, uses_u = strstr(f, "%u") != NULL;
+		bool usable = true;
+		char x[256];
+
+		if (uses_u && user == NULL)
+			continue;
+		if ((uses_c && !ref_value_ok(cid)) || (uses_u && !ref_value_ok(user)))
+			usable = false;
+		if ((strncmp(f, "%c", 2) == 0 && cid[0] == '$') ||
+		    (strncmp(f, "%u", 2) == 0 && user[0] == '$'))
+			usable = false;
+		if (usable)
+			ref_expand(f, cid, user, x, sizeof(x));
+		if (rules[i].access == 4) {
+			if (!usable || topic_matches(x, strlen(x), topic, strlen(topic)))
+				return false;
+		} else if (usable && (rules[i].access & access) &&
+			   topic_matches(x, strlen(x), topic, strlen(topic))) {
+			granted = true;
+		}
+	}
+	return granted;
+}
+
+START_TEST(test_pattern_crosscheck)
+{
+	static const char *const plevels[] = {"a", "%c", "x%u", "+", "%u", "$%c", "#", "b%c%c"};
+	static const char *const ids[] = {"a", "b", "$a", "a/b", "+", "", "#", "ab"};
+	static const char *const users[] = {NULL, "a", "b", "$b", "", "a/+"};
+	static const char *const tlevels[] = {"a", "b", "xa", "xb", "$a", "$b", "bab", "$ab"};
+	const char *kinds[] = {"read", "write", "readwrite", "deny"};
+	const uint8_t kind_bits[] = {1, 2, 3, 4};
+
+	int grants = 0, denials = 0;
+
+	srand(11);
+	for (int round = 0; round < 3000; round++) {
+		struct ref_rule rules[5];
+		int nrules = 1 + rand() % 5;
+		char text[1024];
+		size_t tn = 0;
+
+		for (int i = 0; i < nrules; i++) {
+			int levels = 1 + rand() % 3, k = rand() % 4;
+			size_t n = 0;
+
+			if (k == 3 && rand() % 2)
+				k = rand() % 3; /* fewer denies, so grants get exercised */
+			for (int j = 0; j < levels; j++) {
+				const char *l = plevels[rand() % 8];
+
+				if (l[0] == '#' && j + 1 < levels)
+					l = "+";
+				if (l[0] == '$' && j > 0)
+					l = "%c";
+				n += (size_t)snprintf(rules[i].filter + n,
+						      sizeof(rules[i].filter) - n, "%s%s",
+						      j ? "/" : "", l);
+			}
+			rules[i].access = kind_bits[k];
+			tn += (size_t)snprintf(text + tn, sizeof(text) - tn, "pattern %s %s\n",
+					       kinds[k], rules[i].filter);
+		}
+		struct acl *a = load(text);
+
+		for (int t = 0; t < 40; t++) {
+			const char *cid = ids[rand() % 8], *user = users[rand() % 6];
+			char topic[64];
+			int levels = 1 + rand() % 3;
+			size_t n = 0;
+
+			for (int j = 0; j < levels; j++) {
+				const char *l = tlevels[rand() % 8];
+
+				if (l[0] == '$' && j > 0)
+					l = "a";
+				n += (size_t)snprintf(topic + n, sizeof(topic) - n, "%s%s",
+						      j ? "/" : "", l);
+			}
+			for (uint8_t acc = 1; acc <= 2; acc++) {
+				bool got = chk(a, cid, user, topic, acc);
+
+				ck_assert_msg(got ==
+						  ref_check(rules, nrules, cid, user, topic, acc),
+					      "%s| cid '%s' user '%s' topic '%s' access %d", text,
+					      cid, user ? user : "(none)", topic, acc);
+				if (got)
+					grants++;
+				else
+					denials++;
+			}
+		}
+		acl_free(a);
+	}
+	/* Both answers were exercised, not just the easy one. */
+	ck_assert_int_gt(grants, 5000);
+	ck_assert_int_gt(denials, 5000);
+}
+END_TEST
+
 /* ---- '$' topics ---- */
 
 START_TEST(test_dollar_topics)
@@ -456,6 +597,8 @@ static bool any_readable(const struct acl *a, const char *user, const char *filt
 
 START_TEST(test_subscribe_crosscheck)
 {
+	int granted_n = 0, refused_n = 0;
+
 	srand(7);
 	for (int round = 0; round < 3000; round++) {
 		char text[512], filter[64];
@@ -485,8 +628,14 @@ START_TEST(test_subscribe_crosscheck)
 		if (!with_deny)
 			ck_assert_msg(granted == readable, "%s| %s: granted %d readable %d", text,
 				      filter, granted, readable);
+		if (granted)
+			granted_n++;
+		else
+			refused_n++;
 		acl_free(a);
 	}
+	ck_assert_int_gt(granted_n, 500);
+	ck_assert_int_gt(refused_n, 500);
 }
 END_TEST
 
@@ -698,6 +847,7 @@ static Suite *acl_suite(void)
 	tcase_add_test(tc, test_pattern_literal_values);
 	tcase_add_test(tc, test_pattern_username_absent);
 	tcase_add_test(tc, test_pattern_dollar_lead);
+	tcase_add_test(tc, test_pattern_crosscheck);
 	tcase_add_test(tc, test_dollar_topics);
 	tcase_add_loop_test(tc, test_subscribe_table, 0,
 			    (int)(sizeof(sub_rows) / sizeof(sub_rows[0])));
