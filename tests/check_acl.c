@@ -566,7 +566,7 @@ static void random_filter(char *buf, size_t cap, bool allow_dollar)
 	}
 }
 
-static bool any_readable(const struct acl *a, const char *user, const char *filter)
+static bool any_readable(const struct acl *a, const char *cid, const char *filter)
 {
 	char topic[64];
 
@@ -582,13 +582,11 @@ static bool any_readable(const struct acl *a, const char *user, const char *filt
 			for (int i = 0; i < levels; i++, x /= 3) {
 				const char *l = universe_levels[x % 3];
 
-				if (l[0] == '$' && i > 0)
-					l = "b";
 				n += (size_t)snprintf(topic + n, sizeof(topic) - n, "%s%s",
 						      i ? "/" : "", l);
 			}
 			if (topic_matches(filter, strlen(filter), topic, n) &&
-			    acl_check(a, "cid", user, topic, n, ACL_READ))
+			    acl_check(a, cid, NULL, topic, n, ACL_READ))
 				return true;
 		}
 	}
@@ -605,29 +603,50 @@ START_TEST(test_subscribe_crosscheck)
 		size_t n = 0;
 		int rules = 1 + rand() % 4;
 		bool with_deny = round % 2 == 0;
+		/* Patterns put the client id where a 'b' level would be. */
+		static const char *const cids[] = {"b", "b", "a", "a/b", "+", "$s"};
+		const char *cid = cids[rand() % 6];
 
 		for (int i = 0; i < rules; i++) {
-			char f[64];
+			char f[64], g[64];
 			const char *kind = "read";
+			bool pattern = rand() % 3 == 0;
 
 			random_filter(f, sizeof(f), true);
 			if (with_deny && rand() % 3 == 0)
 				kind = "deny";
 			else if (rand() % 4 == 0)
 				kind = "write";
-			n += (size_t)snprintf(text + n, sizeof(text) - n, "topic %s %s\n", kind, f);
+			if (pattern) {
+				size_t gn = 0;
+
+				for (const char *c = f; *c; c++) {
+					bool lone_b = *c == 'b' && (c == f || c[-1] == '/') &&
+						      (c[1] == '/' || c[1] == '\0');
+
+					gn += (size_t)snprintf(g + gn, sizeof(g) - gn, "%s",
+							       lone_b ? "%c" : (char[2]){*c, 0});
+				}
+				n += (size_t)snprintf(text + n, sizeof(text) - n, "pattern %s %s\n",
+						      kind, g);
+			} else {
+				n += (size_t)snprintf(text + n, sizeof(text) - n, "topic %s %s\n",
+						      kind, f);
+			}
 		}
 		random_filter(filter, sizeof(filter), true);
 
 		struct acl *a = load(text);
-		bool granted = sub(a, "cid", NULL, filter);
-		bool readable = any_readable(a, NULL, filter);
+		bool granted = sub(a, cid, NULL, filter);
+		bool readable = any_readable(a, cid, filter);
 
 		if (!granted)
-			ck_assert_msg(!readable, "refused but readable: %s| %s", text, filter);
+			ck_assert_msg(!readable, "refused but readable: %s| %s (cid %s)", text,
+				      filter, cid);
 		if (!with_deny)
-			ck_assert_msg(granted == readable, "%s| %s: granted %d readable %d", text,
-				      filter, granted, readable);
+			ck_assert_msg(granted == readable,
+				      "%s| %s (cid %s): granted %d readable %d", text, filter, cid,
+				      granted, readable);
 		if (granted)
 			granted_n++;
 		else
@@ -737,6 +756,48 @@ START_TEST(test_load_file)
 	ck_assert_str_eq(err, want);
 	ck_assert_ptr_null(a);
 	acl_free(NULL);
+}
+END_TEST
+
+/* The example of cairn-acl(5) does what the page says it does. */
+START_TEST(test_man_page_example)
+{
+	struct acl *a = load("# Anonymous clients may read the public tree and nothing else.\n"
+			     "topic read public/#\n"
+			     "\n"
+			     "# A user whose name contains a space.\n"
+			     "user Jane Doe\n"
+			     "topic readwrite home/jane/#\n"
+			     "topic deny home/jane/secrets/#\n"
+			     "topic read $SYS/broker/clients/+\n"
+			     "\n"
+			     "user monitor\n"
+			     "topic read #\n"
+			     "topic read $SYS/#\n"
+			     "\n"
+			     "pattern write devices/%c/telemetry/#\n"
+			     "pattern read devices/%c/commands\n"
+			     "pattern readwrite users/%u/inbox/#\n"
+			     "pattern deny users/+/drafts\n");
+
+	ck_assert(sub(a, "d1", NULL, "#"));
+	ck_assert(chk(a, "d1", NULL, "public/news", R));
+	ck_assert(chk(a, "d1", NULL, "devices/d1/commands", R));
+	ck_assert(!chk(a, "d1", NULL, "devices/d2/commands", R));
+	ck_assert(!chk(a, "d1", NULL, "home/jane/x", R));
+	ck_assert(!sub(a, "d1", NULL, "home/#"));
+	ck_assert(chk(a, "m", "monitor", "$SYS/broker/uptime", R));
+	ck_assert(chk(a, "m", "monitor", "anything/at/all", R));
+	ck_assert(!chk(a, "m", "monitor", "users/jane/drafts", R));
+	ck_assert(!chk(a, "m", "monitor", "anything", W));
+	ck_assert(chk(a, "j", "Jane Doe", "home/jane/photos", W));
+	ck_assert(!chk(a, "j", "Jane Doe", "home/jane/secrets/pin", R));
+	ck_assert(chk(a, "j", "Jane Doe", "$SYS/broker/clients/connected", R));
+	ck_assert(chk(a, "j", "Jane Doe", "users/Jane Doe/inbox/1", W));
+	ck_assert(!chk(a, "+", NULL, "devices/+/telemetry/t", W));
+	ck_assert(!chk(a, "a/#", NULL, "devices/a/telemetry/t", W));
+	ck_assert(chk(a, "ok", NULL, "devices/ok/telemetry/t", W));
+	acl_free(a);
 }
 END_TEST
 
@@ -856,6 +917,7 @@ static Suite *acl_suite(void)
 			    (int)(sizeof(err_rows) / sizeof(err_rows[0])));
 	tcase_add_test(tc, test_parse_error_details);
 	tcase_add_test(tc, test_load_file);
+	tcase_add_test(tc, test_man_page_example);
 	tcase_add_test(tc, test_conformance_acl);
 	tcase_add_test(tc, test_bench);
 	suite_add_tcase(s, tc);
