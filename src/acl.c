@@ -827,7 +827,12 @@ static bool acl_contained(const struct acl_span *x, int nx, const struct acl_spa
 	return nx == nd;
 }
 
-/* A pattern with the client's values in place of %c and %u (it fits). */
+/*
+ * A pattern with the client's values in place of %c and %u (it fits), or
+ * NULL when that would be longer than any topic: then it matches nothing,
+ * and a pattern with many placeholders and a long client id never makes a
+ * SUBSCRIBE allocate gigabytes.
+ */
 static char *acl_expand(const struct acl_pattern *p, const struct acl_who *w, size_t *len)
 {
 	size_t n = p->nlevels - 1;
@@ -835,6 +840,8 @@ static char *acl_expand(const struct acl_pattern *p, const struct acl_who *w, si
 
 	for (uint32_t k = 0; k < p->nlevels; k++)
 		n += p->levels[k].fixed + p->levels[k].nc * w->clen + p->levels[k].nu * w->ulen;
+	if (n > TOPIC_MAX_LEN)
+		return NULL;
 	o = s = xmalloc(n + 1);
 	for (uint32_t k = 0; k < p->nlevels; k++) {
 		const struct acl_plevel *l = &p->levels[k];
@@ -943,20 +950,20 @@ bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *u
 	for (size_t i = 0; b != NULL && i < b->nrules; i++)
 		if (b->rules[i].access & ACL_DENY_BIT)
 			acl_denies_add(&d, b->rules[i].filter, b->rules[i].len);
-	for (size_t i = 0; i < a->npatterns; i++) {
-		const struct acl_pattern *p = &a->patterns[i];
+	for (size_t i = 0; i < a->ndenies; i++) {
+		const struct acl_pattern *p = &a->patterns[a->denies[i]];
 		enum acl_fit fit;
 		size_t n;
 		char *s;
 
-		if (!(p->access & ACL_DENY_BIT))
-			continue;
 		fit = acl_pattern_fit(p, &w);
 		if (fit == ACL_FIT_SKIP)
 			continue;
 		if (fit == ACL_FIT_UNUSABLE)
 			goto out;
 		s = acl_expand(p, &w, &n);
+		if (s == NULL)
+			continue;
 		d.owned = xrealloc(d.owned, (d.nowned + 1) * sizeof(*d.owned));
 		d.owned[d.nowned++] = s;
 		acl_denies_add(&d, s, n);
@@ -973,6 +980,8 @@ bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *u
 		if (!(p->access & ACL_READ) || acl_pattern_fit(p, &w) != ACL_FIT_OK)
 			continue;
 		s = acl_expand(p, &w, &n);
+		if (s == NULL)
+			continue;
 		ok = acl_grant_reaches(&d, f, nf, s, n);
 		free(s);
 	}

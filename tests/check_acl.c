@@ -436,6 +436,30 @@ START_TEST(test_pattern_crosscheck)
 }
 END_TEST
 
+/* A long client id in a pattern with many placeholders: longer than any
+ * topic, so it matches nothing, and nothing huge is built. */
+START_TEST(test_pattern_long_expansion)
+{
+	struct acl *a = load("topic read y/#\n"
+			     "pattern read x/%c%c%c%c/#\n"
+			     "pattern deny y/%c%c%c%c\n");
+	char *id = malloc(20001), *topic = malloc(20010);
+
+	memset(id, 'i', 20000);
+	id[20000] = '\0';
+	snprintf(topic, 20010, "x/%s", id);
+	ck_assert(!chk(a, id, NULL, topic, R));
+	ck_assert(!sub(a, id, NULL, "x/#"));
+	ck_assert(sub(a, id, NULL, "y/+"));
+	ck_assert(chk(a, id, NULL, "y/z", R));
+	ck_assert(chk(a, "ab", NULL, "x/abababab/q", R));
+	ck_assert(!chk(a, "ab", NULL, "y/abababab", R));
+	free(id);
+	free(topic);
+	acl_free(a);
+}
+END_TEST
+
 /* ---- '$' topics ---- */
 
 START_TEST(test_dollar_topics)
@@ -909,6 +933,7 @@ static Suite *acl_suite(void)
 	tcase_add_test(tc, test_pattern_username_absent);
 	tcase_add_test(tc, test_pattern_dollar_lead);
 	tcase_add_test(tc, test_pattern_crosscheck);
+	tcase_add_test(tc, test_pattern_long_expansion);
 	tcase_add_test(tc, test_dollar_topics);
 	tcase_add_loop_test(tc, test_subscribe_table, 0,
 			    (int)(sizeof(sub_rows) / sizeof(sub_rows[0])));
