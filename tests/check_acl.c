@@ -1,0 +1,1003 @@
+/*
+ * Unit tests for acl.c: the acl_file parser (every rule kind, strict errors
+ * with FILE:LINE), the per-message check (deny precedence, anonymous and
+ * user blocks, %c/%u with hostile ids, '$' topics) and the SUBSCRIBE
+ * decision, which is cross-checked against acl_check() over a small
+ * universe of topics. A benchmark prints the cost of one check.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acl.h"
+#include "topic.h"
+
+#define R ACL_READ
+#define W ACL_WRITE
+
+/* ---- helpers ---- */
+
+static struct acl *load(const char *text)
+{
+	struct acl *a = NULL;
+	char err[256] = "";
+	int rc = acl_parse("t.acl", text, strlen(text), &a, err, sizeof(err));
+
+	ck_assert_msg(rc == ACL_OK, "parse failed: %s", err);
+	ck_assert_ptr_nonnull(a);
+	return a;
+}
+
+static bool chk(const struct acl *a, const char *cid, const char *user, const char *topic,
+		enum acl_access acc)
+{
+	return acl_check(a, cid, user, topic, strlen(topic), acc);
+}
+
+static bool sub(const struct acl *a, const char *cid, const char *user, const char *filter)
+{
+	ck_assert_int_eq(topic_filter_validate(filter, strlen(filter)), TOPIC_OK);
+	return acl_may_subscribe(a, cid, user, filter, strlen(filter));
+}
+
+/* ---- rule kinds ---- */
+
+START_TEST(test_rule_kinds)
+{
+	struct acl *a = load("topic read r/#\n"
+			     "topic write w/#\n"
+			     "topic readwrite rw/+\n"
+			     "topic plain\n");
+
+	ck_assert(chk(a, "c", NULL, "r/x", R));
+	ck_assert(!chk(a, "c", NULL, "r/x", W));
+	ck_assert(chk(a, "c", NULL, "w/x/y", W));
+	ck_assert(!chk(a, "c", NULL, "w/x/y", R));
+	ck_assert(chk(a, "c", NULL, "rw/1", R));
+	ck_assert(chk(a, "c", NULL, "rw/1", W));
+	ck_assert(!chk(a, "c", NULL, "rw/1/2", R));
+	ck_assert(chk(a, "c", NULL, "plain", R)); /* no access type: readwrite */
+	ck_assert(chk(a, "c", NULL, "plain", W));
+	ck_assert(!chk(a, "c", NULL, "other", R));
+	ck_assert(chk(a, "c", NULL, "r", R)); /* 'r/#' matches its parent */
+	ck_assert_uint_eq(acl_rule_count(a), 4);
+	acl_free(a);
+}
+END_TEST
+
+START_TEST(test_deny_precedence)
+{
+	/* Deny wins whether it comes before or after the grant, and from a
+	 * pattern over a user's own grant (stricter than Mosquitto). */
+	struct acl *a = load("topic deny a/secret\n"
+			     "topic readwrite a/#\n"
+			     "topic readwrite b/#\n"
+			     "topic deny b/+/x\n"
+			     "user alice\n"
+			     "topic readwrite #\n"
+			     "topic deny alice/private/#\n"
+			     "user bob\n"
+			     "topic deny bob/#\n"
+			     "pattern read bob/%u\n"
+			     "pattern deny shared/%c/locked\n");
+
+	ck_assert(!chk(a, "c", NULL, "a/secret", R));
+	ck_assert(!chk(a, "c", NULL, "a/secret", W));
+	ck_assert(chk(a, "c", NULL, "a/open", R));
+	ck_assert(!chk(a, "c", NULL, "b/1/x", W));
+	ck_assert(chk(a, "c", NULL, "b/1/y", W));
+	ck_assert(!chk(a, "c", "alice", "alice/private", R));
+	ck_assert(!chk(a, "c", "alice", "alice/private/deep", W));
+	ck_assert(chk(a, "c", "alice", "alice/public", R));
+	/* A pattern's deny beats alice's own 'topic readwrite #'. */
+	ck_assert(!chk(a, "dev1", "alice", "shared/dev1/locked", R));
+	ck_assert(chk(a, "dev1", "alice", "shared/dev2/locked", R));
+	/* bob's block deny beats the pattern that would grant bob/bob. */
+	ck_assert(!chk(a, "c", "bob", "bob/bob", R));
+	acl_free(a);
+}
+END_TEST
+
+START_TEST(test_anonymous_and_user_blocks)
+{
+	struct acl *a = load("# anonymous clients\n"
+			     "topic read public/#\n"
+			     "user alice\n"
+			     "topic readwrite alice/#\n"
+			     "user bob\n"
+			     "topic read bob/#\n"
+			     "user alice\n" /* a second block for alice adds to the first */
+			     "topic read extra/alice\n"
+			     "pattern read everyone/%c\n");
+
+	ck_assert(chk(a, "c", NULL, "public/x", R));
+	ck_assert(!chk(a, "c", NULL, "alice/x", R));
+	/* Rules before the first user line are for anonymous clients only. */
+	ck_assert(!chk(a, "c", "alice", "public/x", R));
+	ck_assert(chk(a, "c", "alice", "alice/x", W));
+	ck_assert(chk(a, "c", "alice", "extra/alice", R));
+	ck_assert(!chk(a, "c", "alice", "bob/x", R));
+	ck_assert(chk(a, "c", "bob", "bob/x", R));
+	ck_assert(!chk(a, "c", "bob", "bob/x", W));
+	/* A username without a block gets the patterns only. */
+	ck_assert(!chk(a, "c", "carol", "public/x", R));
+	ck_assert(chk(a, "c", "carol", "everyone/c", R));
+	/* Patterns apply to anonymous clients too, wherever they are written. */
+	ck_assert(chk(a, "c", NULL, "everyone/c", R));
+	ck_assert(!chk(a, "c", NULL, "everyone/d", R));
+	/* The empty username is a username, not anonymous. */
+	ck_assert(!chk(a, "c", "", "public/x", R));
+	acl_free(a);
+}
+END_TEST
+
+START_TEST(test_spaces_comments_and_layout)
+{
+	struct acl *a = load("  # an indented comment\n"
+			     "\n"
+			     "   \t\n"
+			     "topic read a topic/with spaces\r\n"
+			     "user John Smith\n"
+			     "\ttopic   readwrite  \tjohn/#   \n"
+			     "user  Jane Doe  \r\n"
+			     "topic write jane doe/+\n");
+
+	ck_assert(chk(a, "c", NULL, "a topic/with spaces", R));
+	ck_assert(!chk(a, "c", NULL, "a topic/with", R));
+	ck_assert(chk(a, "c", "John Smith", "john/x", W));
+	ck_assert(!chk(a, "c", "John", "john/x", W));
+	ck_assert(chk(a, "c", "Jane Doe", "jane doe/1", W));
+	ck_assert(!chk(a, "c", "Jane Doe", "jane doe/1", R));
+	ck_assert(!chk(a, "c", "Jane Doe ", "jane doe/1", W));
+	acl_free(a);
+}
+END_TEST
+
+/* Row 16 of negative-tests.md: an empty or comment-only file denies all. */
+START_TEST(test_empty_file_denies_all)
+{
+	const char *texts[] = {"", "# nothing\n\n#topic readwrite #\n", "user alice\n"};
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct acl *a = load(texts[i]);
+
+		ck_assert(!chk(a, "c", NULL, "a", R));
+		ck_assert(!chk(a, "c", NULL, "a", W));
+		ck_assert(!chk(a, "c", "alice", "a", R));
+		ck_assert(!sub(a, "c", NULL, "#"));
+		ck_assert(!sub(a, "c", "alice", "a"));
+		ck_assert_uint_eq(acl_rule_count(a), 0);
+		acl_free(a);
+	}
+}
+END_TEST
+
+/* ---- patterns ---- */
+
+START_TEST(test_pattern_substitution)
+{
+	struct acl *a = load("pattern readwrite dev/%c/#\n"
+			     "pattern read users/%u/inbox\n"
+			     "pattern write both/%u-%c/x\n"
+			     "pattern read literal/%x/100%\n"
+			     "pattern read twice/%c%c\n");
+
+	ck_assert(chk(a, "d1", NULL, "dev/d1", W));
+	ck_assert(chk(a, "d1", NULL, "dev/d1/t", R));
+	ck_assert(!chk(a, "d1", NULL, "dev/d2/t", R));
+	ck_assert(!chk(a, "d1", NULL, "dev/d1x/t", R));
+	ck_assert(chk(a, "d1", "u", "users/u/inbox", R));
+	ck_assert(!chk(a, "d1", "u", "users/v/inbox", R));
+	ck_assert(chk(a, "d1", "u", "both/u-d1/x", W));
+	ck_assert(!chk(a, "d1", "u", "both/d1-u/x", W));
+	ck_assert(chk(a, "d1", NULL, "literal/%x/100%", R));
+	ck_assert(chk(a, "ab", NULL, "twice/abab", R));
+	ck_assert(!chk(a, "ab", NULL, "twice/ab", R));
+	acl_free(a);
+}
+END_TEST
+
+/* Row 14 of negative-tests.md (CVE-2017-7650): wildcards or '/' in a client
+ * id or username never widen a pattern. */
+START_TEST(test_pattern_hostile_ids)
+{
+	struct acl *a = load("pattern readwrite dev/%c/#\n"
+			     "pattern readwrite home/%u/#\n");
+	const char *bad[] = {"#", "+", "a/+", "a/#", "x/y", "/", "+/+", ""};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *id = bad[i];
+
+		ck_assert_msg(!chk(a, id, NULL, "dev/x", R), "id %s", id);
+		ck_assert_msg(!chk(a, id, NULL, "dev/x/y", W), "id %s", id);
+		ck_assert_msg(!chk(a, id, NULL, "dev/a/+", W), "id %s", id);
+		ck_assert_msg(!chk(a, id, NULL, "dev/x/y/z", R), "id %s", id);
+		ck_assert_msg(!sub(a, id, NULL, "dev/#"), "id %s", id);
+		ck_assert_msg(!sub(a, id, NULL, "#"), "id %s", id);
+		ck_assert_msg(!chk(a, "ok", id, "home/x/y", R), "user %s", id);
+		ck_assert_msg(!sub(a, "ok", id, "home/+/#"), "user %s", id);
+	}
+	/* A sane client still works, and the hostile one keeps other rules. */
+	ck_assert(chk(a, "ok", "u", "dev/ok/1", R));
+	ck_assert(chk(a, "a/#", "u", "home/u/1", R));
+	acl_free(a);
+}
+END_TEST
+
+/* A hostile value in a deny pattern fails closed: it denies everything. */
+START_TEST(test_pattern_hostile_ids_deny)
+{
+	struct acl *a = load("topic readwrite #\n"
+			     "pattern deny dev/%c/secret\n");
+
+	ck_assert(chk(a, "ok", NULL, "dev/x/secret", R));
+	ck_assert(!chk(a, "ok", NULL, "dev/ok/secret", R));
+	ck_assert(!chk(a, "x/y", NULL, "anything", R));
+	ck_assert(!chk(a, "#", NULL, "anything", W));
+	ck_assert(!sub(a, "#", NULL, "anything"));
+	ck_assert(sub(a, "ok", NULL, "#"));
+	ck_assert(!sub(a, "ok", NULL, "dev/ok/secret"));
+	acl_free(a);
+}
+END_TEST
+
+/* Row 15: substitution is literal, never a regular expression. */
+START_TEST(test_pattern_literal_values)
+{
+	struct acl *a = load("pattern read dev/%c\n");
+
+	ck_assert(chk(a, ".*", NULL, "dev/.*", R));
+	ck_assert(!chk(a, ".*", NULL, "dev/abc", R));
+	ck_assert(chk(a, "(a|b)\\", NULL, "dev/(a|b)\\", R));
+	ck_assert(!chk(a, "(a|b)\\", NULL, "dev/a", R));
+	ck_assert(!chk(a, "%c", NULL, "dev/x", R));
+	ck_assert(chk(a, "%c", NULL, "dev/%c", R));
+	acl_free(a);
+}
+END_TEST
+
+START_TEST(test_pattern_username_absent)
+{
+	/* No username: %u patterns neither grant nor deny. */
+	struct acl *a = load("topic readwrite open/#\n"
+			     "pattern read u/%u\n"
+			     "pattern deny open/%u\n"
+			     "pattern read c/%c\n");
+
+	ck_assert(!chk(a, "c", NULL, "u/", R));
+	ck_assert(!chk(a, "c", NULL, "u/%u", R));
+	ck_assert(chk(a, "c", NULL, "open/x", R));
+	ck_assert(chk(a, "c", NULL, "c/c", R));
+	ck_assert(!sub(a, "c", NULL, "u/+"));
+	/* The empty username cannot be substituted: grants nothing, and the
+	 * deny pattern then denies everything. */
+	ck_assert(!chk(a, "c", "", "u/", R));
+	ck_assert(!chk(a, "c", "", "c/c", R));
+	acl_free(a);
+}
+END_TEST
+
+START_TEST(test_pattern_dollar_lead)
+{
+	/* A client id that begins the rule must not make it a '$' rule. */
+	struct acl *a = load("pattern read %c/#\n"
+			     "pattern read in/%c/#\n");
+
+	ck_assert(chk(a, "dev", NULL, "dev/x", R));
+	ck_assert(!chk(a, "$SYS", NULL, "$SYS/broker/uptime", R));
+	ck_assert(!sub(a, "$SYS", NULL, "$SYS/#"));
+	ck_assert(chk(a, "$x", NULL, "in/$x/y", R));
+	acl_free(a);
+}
+END_TEST
+
+/*
+ * Patterns against a reference that substitutes into a string and calls
+ * topic_matches(): random patterns (placeholders alone, inside a level,
+ * leading, after a literal '$'), hostile and ordinary ids, random topics.
+ * This checks the shape index, the odd list and the matcher that
+ * substitutes as it goes.
+ */
+struct ref_rule {
+	char filter[64];
+	uint8_t access; /* 1 read, 2 write, 4 deny */
+};
+
+static bool ref_value_ok(const char *v)
+{
+	return v != NULL && v[0] != '\0' && strpbrk(v, "+#/") == NULL;
+}
+
+static void ref_expand(const char *f, const char *cid, const char *user, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *f && n + 1 < cap; f++) {
+		if (f[0] == '%' && (f[1] == 'c' || f[1] == 'u')) {
+			const char *v = f[1] == 'c' ? cid : user;
+
+			n += (size_t)snprintf(out + n, cap - n, "%s", v);
+			f++;
+		} else {
+			out[n++] = *f;
+		}
+	}
+	out[n] = '\0';
+}
+
+static bool ref_check(const struct ref_rule *rules, int n, const char *cid, const char *user,
+		      const char *topic, uint8_t access)
+{
+	bool granted = false;
+
+	for (int i = 0; i < n; i++) {
+		const char *f = rules[i].filter;
+		bool uses_c = strstr(f, "%c") != NULL, uses_u = strstr(f, "%u") != NULL;
+		bool usable = true;
+		char x[256];
+
+		if (uses_u && user == NULL)
+			continue;
+		if ((uses_c && !ref_value_ok(cid)) || (uses_u && !ref_value_ok(user)))
+			usable = false;
+		if ((strncmp(f, "%c", 2) == 0 && cid[0] == '$') ||
+		    (strncmp(f, "%u", 2) == 0 && user[0] == '$'))
+			usable = false;
+		if (usable)
+			ref_expand(f, cid, user, x, sizeof(x));
+		if (rules[i].access == 4) {
+			if (!usable || topic_matches(x, strlen(x), topic, strlen(topic)))
+				return false;
+		} else if (usable && (rules[i].access & access) &&
+			   topic_matches(x, strlen(x), topic, strlen(topic))) {
+			granted = true;
+		}
+	}
+	return granted;
+}
+
+START_TEST(test_pattern_crosscheck)
+{
+	static const char *const plevels[] = {"a", "%c", "x%u", "+", "%u", "$%c", "#", "b%c%c"};
+	static const char *const ids[] = {"a", "b", "$a", "a/b", "+", "", "#", "ab"};
+	static const char *const users[] = {NULL, "a", "b", "$b", "", "a/+"};
+	static const char *const tlevels[] = {"a", "b", "xa", "xb", "$a", "$b", "bab", "$ab"};
+	const char *kinds[] = {"read", "write", "readwrite", "deny"};
+	const uint8_t kind_bits[] = {1, 2, 3, 4};
+
+	int grants = 0, denials = 0;
+
+	srand(11);
+	for (int round = 0; round < 3000; round++) {
+		struct ref_rule rules[5];
+		int nrules = 1 + rand() % 5;
+		char text[1024];
+		size_t tn = 0;
+
+		for (int i = 0; i < nrules; i++) {
+			int levels = 1 + rand() % 3, k = rand() % 4;
+			size_t n = 0;
+
+			if (k == 3 && rand() % 2)
+				k = rand() % 3; /* fewer denies, so grants get exercised */
+			for (int j = 0; j < levels; j++) {
+				const char *l = plevels[rand() % 8];
+
+				if (l[0] == '#' && j + 1 < levels)
+					l = "+";
+				if (l[0] == '$' && j > 0)
+					l = "%c";
+				n += (size_t)snprintf(rules[i].filter + n,
+						      sizeof(rules[i].filter) - n, "%s%s",
+						      j ? "/" : "", l);
+			}
+			rules[i].access = kind_bits[k];
+			tn += (size_t)snprintf(text + tn, sizeof(text) - tn, "pattern %s %s\n",
+					       kinds[k], rules[i].filter);
+		}
+		struct acl *a = load(text);
+
+		for (int t = 0; t < 40; t++) {
+			const char *cid = ids[rand() % 8], *user = users[rand() % 6];
+			char topic[64];
+			int levels = 1 + rand() % 3;
+			size_t n = 0;
+
+			for (int j = 0; j < levels; j++) {
+				const char *l = tlevels[rand() % 8];
+
+				if (l[0] == '$' && j > 0)
+					l = "a";
+				n += (size_t)snprintf(topic + n, sizeof(topic) - n, "%s%s",
+						      j ? "/" : "", l);
+			}
+			for (uint8_t acc = 1; acc <= 2; acc++) {
+				bool got = chk(a, cid, user, topic, acc);
+
+				ck_assert_msg(got ==
+						  ref_check(rules, nrules, cid, user, topic, acc),
+					      "%s| cid '%s' user '%s' topic '%s' access %d", text,
+					      cid, user ? user : "(none)", topic, acc);
+				if (got)
+					grants++;
+				else
+					denials++;
+			}
+		}
+		acl_free(a);
+	}
+	/* Both answers were exercised, not just the easy one. */
+	ck_assert_int_gt(grants, 5000);
+	ck_assert_int_gt(denials, 5000);
+}
+END_TEST
+
+/* A long client id in a pattern with many placeholders: longer than any
+ * topic, so it matches nothing, and nothing huge is built. */
+START_TEST(test_pattern_long_expansion)
+{
+	struct acl *a = load("topic read y/#\n"
+			     "pattern read x/%c%c%c%c/#\n"
+			     "pattern deny y/%c%c%c%c\n");
+	char *id = malloc(20001), *topic = malloc(20010);
+
+	memset(id, 'i', 20000);
+	id[20000] = '\0';
+	snprintf(topic, 20010, "x/%s", id);
+	ck_assert(!chk(a, id, NULL, topic, R));
+	ck_assert(!sub(a, id, NULL, "x/#"));
+	ck_assert(sub(a, id, NULL, "y/+"));
+	ck_assert(chk(a, id, NULL, "y/z", R));
+	ck_assert(chk(a, "ab", NULL, "x/abababab/q", R));
+	ck_assert(!chk(a, "ab", NULL, "y/abababab", R));
+	free(id);
+	free(topic);
+	acl_free(a);
+}
+END_TEST
+
+/* ---- '$' topics ---- */
+
+START_TEST(test_dollar_topics)
+{
+	struct acl *a = load("topic readwrite #\n"
+			     "topic read +/uptime\n"
+			     "user admin\n"
+			     "topic read $SYS/#\n"
+			     "topic readwrite #\n"
+			     "topic deny #\n" /* a leading '#' never meets '$' topics */
+			     "user ops\n"
+			     "topic read $SYS/broker/+\n");
+
+	ck_assert(!chk(a, "c", NULL, "$SYS/broker/uptime", R));
+	ck_assert(!chk(a, "c", NULL, "$SYS/uptime", R));
+	ck_assert(!chk(a, "c", NULL, "$foo", W));
+	ck_assert(chk(a, "c", NULL, "foo", W));
+	ck_assert(!sub(a, "c", NULL, "$SYS/#"));
+	ck_assert(!sub(a, "c", NULL, "$SYS/broker/uptime"));
+	ck_assert(sub(a, "c", NULL, "#"));
+
+	ck_assert(chk(a, "c", "admin", "$SYS/broker/uptime", R));
+	ck_assert(!chk(a, "c", "admin", "$SYS/broker/uptime", W));
+	ck_assert(!chk(a, "c", "admin", "foo", R));
+	ck_assert(sub(a, "c", "admin", "$SYS/#"));
+	ck_assert(!sub(a, "c", "admin", "#"));
+
+	ck_assert(chk(a, "c", "ops", "$SYS/broker/load", R));
+	ck_assert(!chk(a, "c", "ops", "$SYS/broker/load/1", R));
+	ck_assert(sub(a, "c", "ops", "$SYS/#"));
+	ck_assert(sub(a, "c", "ops", "$SYS/+/load"));
+	ck_assert(!sub(a, "c", "ops", "$SYS/other/#"));
+	ck_assert(!sub(a, "c", "ops", "#"));
+	ck_assert(!sub(a, "c", "ops", "+/broker/load"));
+	acl_free(a);
+}
+END_TEST
+
+/* ---- the subscribe decision ---- */
+
+struct sub_row {
+	const char *acl;
+	const char *filter;
+	bool granted;
+};
+
+static const struct sub_row sub_rows[] = {
+    /* exact, wildcards on either side */
+    {"topic read a/b\n", "a/b", true},
+    {"topic read a/b\n", "a/c", false},
+    {"topic read a/b\n", "a/+", true},
+    {"topic read a/b\n", "#", true},
+    {"topic read a/b\n", "+/+/+", false},
+    {"topic read a/+\n", "a/b", true},
+    {"topic read a/+\n", "a/b/c", false},
+    {"topic read a/+/c\n", "a/b/+", true},
+    {"topic read a/#\n", "a", true},
+    {"topic read a/#\n", "a/b/c/d", true},
+    {"topic read a/#\n", "b/#", false},
+    {"topic read a\n", "a/#", true},
+    {"topic read a/b/c\n", "a/#", true},
+    {"topic read +/+\n", "a/#", true},
+    {"topic read #\n", "+/+/+", true},
+    {"topic read a/b\n", "a/b/#", true},
+    {"topic read a/b/#\n", "a/+", true},
+    /* write-only grants make nothing readable */
+    {"topic write a/#\n", "a/b", false},
+    {"topic readwrite a/#\n", "a/b", true},
+    /* wholly denied filters get 0x80 */
+    {"topic read #\ntopic deny secret/#\n", "secret/x", false},
+    {"topic read #\ntopic deny secret/#\n", "secret/#", false},
+    {"topic read #\ntopic deny secret/#\n", "secret", false},
+    {"topic read #\ntopic deny secret/+\n", "secret/+", false},
+    {"topic read #\ntopic deny secret/+\n", "secret/#", true}, /* 'secret' is readable */
+    {"topic read #\ntopic deny +/x\n", "a/x", false},
+    {"topic read a/#\ntopic deny a/b\n", "a/b", false},
+    {"topic read a/#\ntopic deny a/b\n", "a/+", true}, /* partially readable */
+    {"topic read a/b\ntopic read a/c\ntopic deny a/b\n", "a/+", true},
+    {"topic read a/b\ntopic read c/d\ntopic deny a/#\n", "+/+", true},
+    {"topic read a/b\ntopic deny a/#\n", "+/+", false},
+    /* Coverage by two denies together is not attempted: granted, and each
+     * delivery is checked (conservative, never a wrong refusal). */
+    {"topic read a/#\ntopic deny a\ntopic deny a/+/#\n", "a/#", true},
+    /* patterns grant and deny in the decision too */
+    {"pattern read dev/%c/#\n", "dev/cid/status", true},
+    {"pattern read dev/%c/#\n", "dev/+/status", true},
+    {"pattern read dev/%c/#\n", "dev/other/status", false},
+    {"topic read #\npattern deny dev/%c/#\n", "dev/cid/x", false},
+    {"topic read #\npattern deny dev/%c/#\n", "dev/+/x", true},
+};
+
+START_TEST(test_subscribe_table)
+{
+	const struct sub_row *r = &sub_rows[_i];
+	struct acl *a = load(r->acl);
+
+	ck_assert_msg(sub(a, "cid", NULL, r->filter) == r->granted, "%s| %s: expected %s", r->acl,
+		      r->filter, r->granted ? "granted" : "0x80");
+	acl_free(a);
+}
+END_TEST
+
+/*
+ * Every topic of a small universe against random ACLs and filters: a refused
+ * filter must match no readable topic (refusals are exact), and when the ACL
+ * has no deny rule, a granted filter must match some readable topic.
+ */
+static const char *const universe_levels[] = {"a", "b", "$s"};
+
+static void random_filter(char *buf, size_t cap, bool allow_dollar)
+{
+	int levels = 1 + rand() % 3;
+	size_t n = 0;
+
+	for (int i = 0; i < levels; i++) {
+		int k = rand() % 6;
+		const char *l;
+
+		if (k == 5 && i + 1 == levels)
+			l = "#";
+		else if (k >= 3)
+			l = "+";
+		else
+			l = universe_levels[k];
+		if (l[0] == '$' && (i > 0 || !allow_dollar))
+			l = "a";
+		n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? "/" : "", l);
+	}
+}
+
+static bool any_readable(const struct acl *a, const char *cid, const char *filter)
+{
+	char topic[64];
+
+	for (int levels = 1; levels <= 4; levels++) {
+		int combos = 1;
+
+		for (int i = 0; i < levels; i++)
+			combos *= 3;
+		for (int c = 0; c < combos; c++) {
+			size_t n = 0;
+			int x = c;
+
+			for (int i = 0; i < levels; i++, x /= 3) {
+				const char *l = universe_levels[x % 3];
+
+				n += (size_t)snprintf(topic + n, sizeof(topic) - n, "%s%s",
+						      i ? "/" : "", l);
+			}
+			if (topic_matches(filter, strlen(filter), topic, n) &&
+			    acl_check(a, cid, NULL, topic, n, ACL_READ))
+				return true;
+		}
+	}
+	return false;
+}
+
+START_TEST(test_subscribe_crosscheck)
+{
+	int granted_n = 0, refused_n = 0;
+
+	srand(7);
+	for (int round = 0; round < 3000; round++) {
+		char text[512], filter[64];
+		size_t n = 0;
+		int rules = 1 + rand() % 4;
+		bool with_deny = round % 2 == 0;
+		/* Patterns put the client id where a 'b' level would be. */
+		static const char *const cids[] = {"b", "b", "a", "a/b", "+", "$s"};
+		const char *cid = cids[rand() % 6];
+
+		for (int i = 0; i < rules; i++) {
+			char f[64], g[64];
+			const char *kind = "read";
+			bool pattern = rand() % 3 == 0;
+
+			random_filter(f, sizeof(f), true);
+			if (with_deny && rand() % 3 == 0)
+				kind = "deny";
+			else if (rand() % 4 == 0)
+				kind = "write";
+			if (pattern) {
+				size_t gn = 0;
+
+				for (const char *c = f; *c; c++) {
+					bool lone_b = *c == 'b' && (c == f || c[-1] == '/') &&
+						      (c[1] == '/' || c[1] == '\0');
+
+					gn += (size_t)snprintf(g + gn, sizeof(g) - gn, "%s",
+							       lone_b ? "%c" : (char[2]){*c, 0});
+				}
+				n += (size_t)snprintf(text + n, sizeof(text) - n, "pattern %s %s\n",
+						      kind, g);
+			} else {
+				n += (size_t)snprintf(text + n, sizeof(text) - n, "topic %s %s\n",
+						      kind, f);
+			}
+		}
+		random_filter(filter, sizeof(filter), true);
+
+		struct acl *a = load(text);
+		bool granted = sub(a, cid, NULL, filter);
+		bool readable = any_readable(a, cid, filter);
+
+		if (!granted)
+			ck_assert_msg(!readable, "refused but readable: %s| %s (cid %s)", text,
+				      filter, cid);
+		if (!with_deny)
+			ck_assert_msg(granted == readable,
+				      "%s| %s (cid %s): granted %d readable %d", text, filter, cid,
+				      granted, readable);
+		if (granted)
+			granted_n++;
+		else
+			refused_n++;
+		acl_free(a);
+	}
+	ck_assert_int_gt(granted_n, 500);
+	ck_assert_int_gt(refused_n, 500);
+}
+END_TEST
+
+/* ---- parse errors ---- */
+
+struct err_row {
+	const char *text;
+	const char *message;
+};
+
+static const struct err_row err_rows[] = {
+    {"topic read a\nbogus line\n", "t.acl:2: unknown keyword \"bogus\""},
+    {"topic\n", "t.acl:1: missing topic"},
+    {"# c\npattern   \n", "t.acl:2: missing topic"},
+    {"topic reed a/b\n", "t.acl:1: unknown access type \"reed\""},
+    {"topic a b\n", "t.acl:1: unknown access type \"a\""},
+    {"topic READ a\n", "t.acl:1: unknown access type \"READ\""},
+    {"\n\ntopic read a/#/b\n", "t.acl:3: invalid topic filter \"a/#/b\""},
+    {"topic read a+\n", "t.acl:1: invalid topic filter \"a+\""},
+    {"topic read a # comment\n", "t.acl:1: invalid topic filter \"a # comment\""},
+    {"pattern read dev/%c#\n", "t.acl:1: invalid topic filter \"dev/%c#\""},
+    {"user\n", "t.acl:1: user without a name"},
+    {"user   \t\n", "t.acl:1: user without a name"},
+    {"topic read \xff\n", "t.acl:1: invalid UTF-8"},
+    {"Topic read a\n", "t.acl:1: unknown keyword \"Topic\""},
+    {"users alice\n", "t.acl:1: unknown keyword \"users\""},
+};
+
+START_TEST(test_parse_errors)
+{
+	const struct err_row *r = &err_rows[_i];
+	struct acl *a = (struct acl *)(uintptr_t)1;
+	char err[256] = "";
+
+	ck_assert_int_eq(acl_parse("t.acl", r->text, strlen(r->text), &a, err, sizeof(err)),
+			 ACL_EPARSE);
+	ck_assert_ptr_eq(a, (struct acl *)(uintptr_t)1); /* untouched */
+	ck_assert_str_eq(err, r->message);
+}
+END_TEST
+
+START_TEST(test_parse_error_details)
+{
+	static const char nul[] = "topic read a\ntopic read b\0c\n";
+	char err[256] = "", small[12];
+	struct acl *a = NULL;
+	char *long_topic = malloc(200);
+
+	ck_assert_int_eq(acl_parse("t.acl", nul, sizeof(nul) - 1, &a, err, sizeof(err)),
+			 ACL_EPARSE);
+	ck_assert_str_eq(err, "t.acl:2: NUL byte in line");
+	/* A long bad token is quoted in part. */
+	memset(long_topic, 'x', 199);
+	long_topic[0] = '+';
+	long_topic[199] = '\0';
+	char text[300];
+	snprintf(text, sizeof(text), "topic read %s\n", long_topic);
+	ck_assert_int_eq(acl_parse("t.acl", text, strlen(text), &a, err, sizeof(err)), ACL_EPARSE);
+	ck_assert_int_lt(strlen(err), 120);
+	ck_assert_ptr_nonnull(strstr(err, "...\""));
+	/* A short buffer is truncated, never overrun; NULL is allowed. */
+	ck_assert_int_eq(acl_parse("t.acl", "x\n", 2, &a, small, sizeof(small)), ACL_EPARSE);
+	ck_assert_uint_eq(strlen(small), sizeof(small) - 1);
+	ck_assert_int_eq(acl_parse("t.acl", "x\n", 2, &a, NULL, 0), ACL_EPARSE);
+	free(long_topic);
+}
+END_TEST
+
+/* Random lines from the file's own vocabulary, blanks and bytes: every
+ * file loads or fails with "t.acl:LINE: ", and a loaded one answers. */
+START_TEST(test_parse_random)
+{
+	static const char *const words[] = {"topic",     "pattern", "user", "read",     "write",
+					    "readwrite", "deny",    "#",    "+",        "a/b",
+					    "%c",        "%u",      " ",    "\t",       "\r",
+					    "/",         "$SYS",    "x",    "\xc3\xa9", "\xff"};
+	int loaded = 0, failed = 0;
+
+	srand(3);
+	for (int round = 0; round < 5000; round++) {
+		char text[512], err[256];
+		size_t n = 0;
+		int lines = 1 + rand() % 6;
+		struct acl *a = NULL;
+
+		for (int l = 0; l < lines; l++) {
+			int nw = rand() % 5;
+
+			for (int k = 0; k < nw; k++)
+				n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%s",
+						      k ? " " : "", words[rand() % 20]);
+			text[n++] = '\n';
+		}
+		if (acl_parse("t.acl", text, n, &a, err, sizeof(err)) == ACL_OK) {
+			loaded++;
+			(void)chk(a, "c", NULL, "a/b", R);
+			(void)chk(a, "c", "x", "$SYS/x", W);
+			(void)sub(a, "c", "x", "#");
+			acl_free(a);
+		} else {
+			failed++;
+			ck_assert_msg(strncmp(err, "t.acl:", 6) == 0, "%s", err);
+		}
+	}
+	ck_assert_int_gt(loaded, 100);
+	ck_assert_int_gt(failed, 100);
+}
+END_TEST
+
+START_TEST(test_load_file)
+{
+	char path[] = "/tmp/check_acl_XXXXXX";
+	char err[512] = "";
+	struct acl *a = NULL;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	f = fdopen(fd, "w");
+	fputs("topic read a/#\nuser bob\ntopic write b\n", f);
+	fclose(f);
+	ck_assert_int_eq(acl_load(path, &a, err, sizeof(err)), ACL_OK);
+	ck_assert(chk(a, "c", NULL, "a/x", R));
+	ck_assert(chk(a, "c", "bob", "b", W));
+	acl_free(a);
+
+	f = fopen(path, "w");
+	fputs("topic read a/#\n\ntopic nonsense here\n", f);
+	fclose(f);
+	a = NULL;
+	ck_assert_int_eq(acl_load(path, &a, err, sizeof(err)), ACL_EPARSE);
+	ck_assert_ptr_null(a);
+	char want[600];
+	snprintf(want, sizeof(want), "%s:3: unknown access type \"nonsense\"", path);
+	ck_assert_str_eq(err, want);
+
+	unlink(path);
+	ck_assert_int_eq(acl_load(path, &a, err, sizeof(err)), ACL_EIO);
+	snprintf(want, sizeof(want), "%s: No such file or directory", path);
+	ck_assert_str_eq(err, want);
+	ck_assert_ptr_null(a);
+	acl_free(NULL);
+}
+END_TEST
+
+/* The example of cairn-acl(5) does what the page says it does. */
+START_TEST(test_man_page_example)
+{
+	struct acl *a = load("# Anonymous clients may read the public tree and nothing else.\n"
+			     "topic read public/#\n"
+			     "\n"
+			     "# A user whose name contains a space.\n"
+			     "user Jane Doe\n"
+			     "topic readwrite home/jane/#\n"
+			     "topic deny home/jane/secrets/#\n"
+			     "topic read $SYS/broker/clients/+\n"
+			     "\n"
+			     "user monitor\n"
+			     "topic read #\n"
+			     "topic read $SYS/#\n"
+			     "\n"
+			     "pattern write devices/%c/telemetry/#\n"
+			     "pattern read devices/%c/commands\n"
+			     "pattern readwrite users/%u/inbox/#\n"
+			     "pattern deny users/+/drafts\n");
+
+	ck_assert(sub(a, "d1", NULL, "#"));
+	ck_assert(chk(a, "d1", NULL, "public/news", R));
+	ck_assert(chk(a, "d1", NULL, "devices/d1/commands", R));
+	ck_assert(!chk(a, "d1", NULL, "devices/d2/commands", R));
+	ck_assert(!chk(a, "d1", NULL, "home/jane/x", R));
+	ck_assert(!sub(a, "d1", NULL, "home/#"));
+	ck_assert(chk(a, "m", "monitor", "$SYS/broker/uptime", R));
+	ck_assert(chk(a, "m", "monitor", "anything/at/all", R));
+	ck_assert(!chk(a, "m", "monitor", "users/jane/drafts", R));
+	ck_assert(!chk(a, "m", "monitor", "anything", W));
+	ck_assert(chk(a, "j", "Jane Doe", "home/jane/photos", W));
+	ck_assert(!chk(a, "j", "Jane Doe", "home/jane/secrets/pin", R));
+	ck_assert(chk(a, "j", "Jane Doe", "$SYS/broker/clients/connected", R));
+	ck_assert(chk(a, "j", "Jane Doe", "users/Jane Doe/inbox/1", W));
+	ck_assert(!chk(a, "+", NULL, "devices/+/telemetry/t", W));
+	ck_assert(!chk(a, "a/#", NULL, "devices/a/telemetry/t", W));
+	ck_assert(chk(a, "ok", NULL, "devices/ok/telemetry/t", W));
+	acl_free(a);
+}
+END_TEST
+
+/* ---- the Paho interoperability ACL ---- */
+
+START_TEST(test_conformance_acl)
+{
+	const char *src = getenv("CAIRN_SRCDIR");
+	const char *topics[] = {"TopicA", "TopicA/B", "Topic/C", "TopicA/C", "/TopicA"};
+	const char *wild[] = {"TopicA/+", "+/C", "#", "/#", "/+", "+/+", "TopicA/#"};
+	char path[4096], err[512] = "";
+	struct acl *a = NULL;
+
+	snprintf(path, sizeof(path), "%s/tests/conformance/acl", src != NULL && *src ? src : ".");
+	ck_assert_msg(acl_load(path, &a, err, sizeof(err)) == ACL_OK, "%s", err);
+	ck_assert(!sub(a, "myclientid", NULL, "test/nosubscribe"));
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+		ck_assert(chk(a, "myclientid", NULL, topics[i], R));
+		ck_assert(chk(a, "myclientid", NULL, topics[i], W));
+		ck_assert(sub(a, "myclientid", NULL, topics[i]));
+	}
+	for (size_t i = 0; i < sizeof(wild) / sizeof(wild[0]); i++)
+		ck_assert(sub(a, "clean retained", NULL, wild[i]));
+	ck_assert(chk(a, "myclientid2", NULL, "$TopicA/B", W));
+	ck_assert(chk(a, "c", NULL, "fromb/qos 1", W));
+	ck_assert(!chk(a, "c", NULL, "test/nosubscribe", R));
+	acl_free(a);
+}
+END_TEST
+
+/* ---- cost of one check ---- */
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void bench(const char *label, const char *text, const char *cid, const char *user,
+		  const char *topic, bool expect)
+{
+	struct acl *a = load(text);
+	size_t tlen = strlen(topic);
+	int iters = 200000, hits = 0;
+	double t0, t1;
+
+	ck_assert(acl_check(a, cid, user, topic, tlen, ACL_READ) == expect);
+	t0 = now_ns();
+	for (int i = 0; i < iters; i++)
+		hits += acl_check(a, cid, user, topic, tlen, ACL_READ);
+	t1 = now_ns();
+	ck_assert_int_eq(hits, expect ? iters : 0);
+	printf("acl bench: %-44s %7.1f ns/check\n", label, (t1 - t0) / iters);
+	acl_free(a);
+}
+
+START_TEST(test_bench)
+{
+	size_t cap = 1 << 20, n;
+	char *text = malloc(cap);
+
+	/* 1,000 users with one rule each, and 5 patterns. */
+	n = 0;
+	for (int i = 0; i < 1000; i++)
+		n += (size_t)snprintf(text + n, cap - n, "user user%d\ntopic readwrite home/%d/#\n",
+				      i, i);
+	for (int i = 0; i < 5; i++)
+		n += (size_t)snprintf(text + n, cap - n, "pattern read p%d/%%c/#\n", i);
+	bench("1,000 users x 1 rule + 5 patterns (grant)", text, "dev", "user500",
+	      "home/500/kitchen/temp", true);
+	bench("1,000 users x 1 rule + 5 patterns (deny)", text, "dev", "user500",
+	      "home/501/kitchen/temp", false);
+
+	/* One block of 1,000 rules. */
+	n = 0;
+	for (int i = 0; i < 1000; i++)
+		n += (size_t)snprintf(text + n, cap - n, "topic read site/%d/+/temp\n", i);
+	bench("anonymous block of 1,000 rules (grant)", text, "dev", NULL, "site/999/k/temp", true);
+	bench("anonymous block of 1,000 rules (deny)", text, "dev", NULL, "site/999/k/hum", false);
+
+	/* 1,000 patterns: the linear worst case. */
+	n = 0;
+	for (int i = 0; i < 1000; i++)
+		n += (size_t)snprintf(text + n, cap - n, "pattern read s%d/%%c/#\n", i);
+	bench("1,000 patterns (last one grants)", text, "dev", NULL, "s999/dev/x", true);
+	n += (size_t)snprintf(text + n, cap - n, "pattern deny s0/%%c/never\n");
+	bench("1,000 patterns + 1 deny pattern (deny)", text, "dev", NULL, "s999/other/x", false);
+	free(text);
+}
+END_TEST
+
+static Suite *acl_suite(void)
+{
+	Suite *s = suite_create("acl");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_rule_kinds);
+	tcase_add_test(tc, test_deny_precedence);
+	tcase_add_test(tc, test_anonymous_and_user_blocks);
+	tcase_add_test(tc, test_spaces_comments_and_layout);
+	tcase_add_test(tc, test_empty_file_denies_all);
+	tcase_add_test(tc, test_pattern_substitution);
+	tcase_add_test(tc, test_pattern_hostile_ids);
+	tcase_add_test(tc, test_pattern_hostile_ids_deny);
+	tcase_add_test(tc, test_pattern_literal_values);
+	tcase_add_test(tc, test_pattern_username_absent);
+	tcase_add_test(tc, test_pattern_dollar_lead);
+	tcase_add_test(tc, test_pattern_crosscheck);
+	tcase_add_test(tc, test_pattern_long_expansion);
+	tcase_add_test(tc, test_dollar_topics);
+	tcase_add_loop_test(tc, test_subscribe_table, 0,
+			    (int)(sizeof(sub_rows) / sizeof(sub_rows[0])));
+	tcase_add_test(tc, test_subscribe_crosscheck);
+	tcase_add_loop_test(tc, test_parse_errors, 0,
+			    (int)(sizeof(err_rows) / sizeof(err_rows[0])));
+	tcase_add_test(tc, test_parse_error_details);
+	tcase_add_test(tc, test_parse_random);
+	tcase_add_test(tc, test_load_file);
+	tcase_add_test(tc, test_man_page_example);
+	tcase_add_test(tc, test_conformance_acl);
+	tcase_add_test(tc, test_bench);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(acl_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
