@@ -8,7 +8,9 @@
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,11 +146,24 @@ void bk_logf(void (*log)(void *arg, int level, const char *msg), void *arg,
 
 /* ---- files under persistence_location ---- */
 
+int bk_fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
 int bk_location_dir(const char *dir, const char *backend, char *err, size_t errlen)
 {
 	struct stat sb;
+	bool created = mkdir(dir, 0700) == 0;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+	if (!created && errno != EEXIST) {
 		bk_errf(err, errlen, "%s: cannot create directory %s: %s", backend, dir,
 			strerror(errno));
 		return CAIRN_EIO;
@@ -156,6 +171,17 @@ int bk_location_dir(const char *dir, const char *backend, char *err, size_t errl
 	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 		bk_errf(err, errlen, "%s: %s is not a directory", backend, dir);
 		return CAIRN_EIO;
+	}
+	if (created) {
+		char *parent = bk_strf("%s/..", dir);
+		int rc = bk_fsync_dir(parent);
+		int saved = errno;
+		free(parent);
+		if (rc != 0) {
+			bk_errf(err, errlen, "%s: cannot make the new directory %s durable: %s",
+				backend, dir, strerror(saved));
+			return CAIRN_EIO;
+		}
 	}
 	return 0;
 }

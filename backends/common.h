@@ -52,8 +52,15 @@ void bk_vlogf(void (*log)(void *arg, int level, const char *msg), void *arg,
 /* ---- files under persistence_location ---- */
 
 /* Create dir (mode 0700) unless it exists, and check that it is a
- * directory. Returns 0, or CAIRN_EIO with "<backend>: <reason>" in err. */
+ * directory. A directory it creates is made durable in its parent (the
+ * parent is fsynced), so a power cut cannot lose the store's home.
+ * Returns 0, or CAIRN_EIO with "<backend>: <reason>" in err. */
 int bk_location_dir(const char *dir, const char *backend, char *err, size_t errlen);
+
+/* fsync the directory at path, making the names created or renamed in it
+ * durable (on filesystems that need it, a new file's name is not made
+ * durable by fsyncing the file). Returns 0 or -1 with errno set. */
+int bk_fsync_dir(const char *path);
 
 /* Write into sfx a suffix ".corrupt-<unix time>[.N]" that no file path+sfx
  * has yet, so that a quarantined store never replaces an earlier one.

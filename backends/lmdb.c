@@ -1034,9 +1034,18 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 		snprintf(why, whylen, "%s", lm_reason(rc));
 		return rc;
 	}
-	if (su.version == 0)
+	if (su.version == 0) {
+		/* LMDB created data.mdb and lock.mdb but never syncs the
+		 * directory: without this, a power cut may lose the names,
+		 * and with them the whole store, on a strict filesystem. */
+		if (bk_fsync_dir(st->dir) != 0) {
+			snprintf(why, whylen, "cannot make the new store's files durable: %s",
+				 strerror(errno));
+			return CAIRN_EIO;
+		}
 		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
 			"lmdb: %s: created at schema version %d", st->dir, LM_SCHEMA_VERSION);
+	}
 	return 0;
 }
 
