@@ -60,7 +60,10 @@ static int passwd_parse_args(struct passwd_args *a, int argc, char **argv)
 	a->kind = AUTH_HASH_PBKDF2_SHA512;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
 		const char *o = argv[i];
-		if (strcmp(o, "-b") == 0) {
+		if (strcmp(o, "--") == 0) {
+			i++; /* what follows is FILE USER..., even if it starts with '-' */
+			break;
+		} else if (strcmp(o, "-b") == 0) {
 			a->batch = true;
 		} else if (strcmp(o, "-c") == 0) {
 			a->create = true;
