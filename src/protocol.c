@@ -53,8 +53,9 @@ static bool protocol_will_topic_forbidden(const struct codec_str *t)
 }
 
 /*
- * Authentication, before anything else in the CONNECT is acted on: a
- * refused client gets CONNACK 4 or 5 and the socket closes [MQTT-3.2.2-5].
+ * Authentication, before the will or the session is touched: a refused
+ * client gets CONNACK 4 or 5 and the socket closes [MQTT-3.2.2-5], and
+ * nothing it sent after the CONNECT is read [MQTT-3.1.4-5].
  * The refusal is logged with the client id, username and address (never
  * the password) and counted. Returns 0 if the client may go on.
  */
