@@ -275,7 +275,9 @@ def test_reload_keeps_old_file_and_closes_removed_users(ctx):
     conns = {}
     for u in ("alice", "bob", "carol", "dave"):
         conns[u] = RawClient(b.port)
-        conns[u].connect("c-" + u, username=u, password=u[0])
+        will = ("will/" + u, "gone", 0, False) if u == "carol" else None
+        conns[u].connect("c-" + u, username=u, password=u[0], will=will)
+    conns["alice"].subscribe(1, [("will/#", 0)])
     anon_ok = _connack(b.port, "anon")
     check(anon_ok == 5, "anonymous not refused")
 
@@ -301,6 +303,9 @@ def test_reload_keeps_old_file_and_closes_removed_users(ctx):
     os.kill(b.proc.pid, signal.SIGHUP)
     for u in ("bob", "carol", "dave"):
         check(conns[u].expect_closed(3), "%s still connected after the reload" % u)
+    # The close is no DISCONNECT: carol's will is published.
+    m = conns["alice"].read_publish(3)
+    check(m["topic"] == "will/carol" and m["payload"] == b"gone", "will not published: %r" % m)
     check(_alive(conns["alice"]), "alice closed though her password did not change")
     log = b.log_text()
     check("credentials removed or changed by a reload" in log, "no reason logged")
