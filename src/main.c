@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "security.h"
 #include "server.h"
 #include "tls.h"
 #include "util.h"
@@ -35,8 +36,6 @@ static const char *main_unsupported_key(const struct config *cfg)
 {
 	const struct config_security *s = &cfg->sec;
 	for (const struct config_listener *l = cfg->listeners;; l = l->next) {
-		if (s->password_file)
-			return "password_file";
 		if (s->acl_file)
 			return "acl_file";
 		if (!l)
@@ -63,6 +62,34 @@ static int main_check_files(const struct config *cfg, const char *conf_path)
 		SSL_CTX_free(ctx);
 	}
 	return rc;
+}
+
+/*
+ * -t: besides the config itself, read every password file the way the
+ * broker would and report each problem on stderr. A malformed line fails
+ * the check even though the broker would start (that user alone could not
+ * log in): the point of -t is to find such lines before a reload.
+ */
+static int main_check_config(struct config *cfg, const char *conf_path)
+{
+	struct log lg;
+	struct security_set sec = {0};
+	unsigned bad = 0;
+	int rc;
+
+	log_init(&lg);
+	rc = security_set_init(&sec, cfg, &lg, &bad);
+	if (main_check_files(cfg, conf_path) != 0)
+		rc = -1;
+	security_set_cleanup(&sec);
+	log_cleanup(&lg);
+	if (rc == 0 && bad == 0)
+		printf("cairn: the configuration %s is valid\n", conf_path ? conf_path : "(none)");
+	else if (rc == 0)
+		fprintf(stderr, "cairn: %s: %u malformed password file line%s\n",
+			conf_path ? conf_path : "(none)", bad, bad == 1 ? "" : "s");
+	config_cleanup(cfg);
+	return rc == 0 && bad == 0 ? 0 : 1;
 }
 
 static int parse_port(const char *s, uint16_t *out)
@@ -123,15 +150,8 @@ int main(int argc, char **argv)
 		config_cleanup(&cfg);
 		return 1;
 	}
-	if (test_only) {
-		if (main_check_files(&cfg, conf_path) != 0) {
-			config_cleanup(&cfg);
-			return 1;
-		}
-		printf("cairn: the configuration %s is valid\n", conf_path ? conf_path : "(none)");
-		config_cleanup(&cfg);
-		return 0;
-	}
+	if (test_only)
+		return main_check_config(&cfg, conf_path);
 	if (port) /* a quick start: in addition to the configured listeners */
 		config_add_listener(&cfg, "127.0.0.1", port);
 	if (!cfg.listeners)
@@ -166,10 +186,12 @@ int main(int argc, char **argv)
 	} else {
 		event_base_dispatch(base);
 		log_write(&lg, LOG_LEVEL_NOTICE,
-			  "stopped: %llu messages received, %llu sent, %llu dropped",
+			  "stopped: %llu messages received, %llu sent, %llu dropped, "
+			  "%llu logins refused",
 			  (unsigned long long)srv.stats.msgs_received,
 			  (unsigned long long)srv.stats.msgs_sent,
-			  (unsigned long long)srv.stats.msgs_dropped);
+			  (unsigned long long)srv.stats.msgs_dropped,
+			  (unsigned long long)srv.stats.auth_failures);
 	}
 	server_cleanup(&srv);
 	event_base_free(base);

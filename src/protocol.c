@@ -21,6 +21,7 @@
 #include "message.h"
 #include "qos.h"
 #include "router.h"
+#include "security.h"
 #include "server.h"
 #include "store.h"
 #include "topic.h"
@@ -51,6 +52,33 @@ static bool protocol_will_topic_forbidden(const struct codec_str *t)
 	       (t->len >= 8 && memcmp(t->ptr, "$CONTROL", 8) == 0);
 }
 
+/*
+ * Authentication, before the will or the session is touched: a refused
+ * client gets CONNACK 4 or 5 and the socket closes [MQTT-3.2.2-5], and
+ * nothing it sent after the CONNECT is read [MQTT-3.1.4-5].
+ * The refusal is logged with the client id, username and address (never
+ * the password) and counted. Returns 0 if the client may go on.
+ */
+static int protocol_login(struct server *srv, struct conn *cn, const struct codec_connect *p,
+			  const char *id, size_t id_len)
+{
+	const char *why = "";
+	int rc = security_login(security_for(&srv->security, conn_listener(cn)), p, &why);
+	if (rc == SECURITY_LOGIN_OK)
+		return 0;
+	char pid[160], puser[160];
+	security_printable(pid, sizeof(pid), id, id_len);
+	security_printable(puser, sizeof(puser), p->username.ptr,
+			   p->has_username ? p->username.len : 0);
+	srv->stats.auth_failures++;
+	log_write(srv->log, LOG_LEVEL_NOTICE,
+		  "login refused: client %s, username %s%s%s, from %s: %s (CONNACK %d)", pid,
+		  p->has_username ? "'" : "(none)", puser, p->has_username ? "'" : "",
+		  conn_addr(cn), why, rc);
+	protocol_send_connack(cn, false, (uint8_t)rc);
+	return -1;
+}
+
 static void protocol_connect(struct server *srv, struct conn *cn, const struct codec_connect *p)
 {
 	const struct config *cfg = srv->cfg;
@@ -68,6 +96,8 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 					  (unsigned long long)++srv->anon_counter);
 		id = idbuf;
 	}
+	if (protocol_login(srv, cn, p, id, id_len) != 0)
+		return;
 	/* The codec checked the will topic as it checks a PUBLISH's. */
 	if (p->will_flag && !topic_levels_ok(p->will_topic.ptr, p->will_topic.len)) {
 		conn_close(cn, "invalid will topic", false);
@@ -75,17 +105,6 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	}
 	if (p->will_flag && protocol_will_topic_forbidden(&p->will_topic)) {
 		protocol_send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
-		return;
-	}
-	bool anonymous_ok =
-	    config_allow_anonymous(cfg, config_security_for(cfg, conn_listener(cn)));
-	if (!anonymous_ok && !p->has_username) {
-		protocol_send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
-		return;
-	}
-	if (p->has_username && !anonymous_ok) {
-		/* No password file support yet: nobody can authenticate. */
-		protocol_send_connack(cn, false, CODEC_CONNACK_BAD_AUTH);
 		return;
 	}
 

@@ -17,6 +17,7 @@
 #include "protocol.h"
 #include "restore.h"
 #include "router.h"
+#include "security.h"
 #include "store.h"
 #include "util.h"
 
@@ -96,11 +97,47 @@ uint64_t server_next_msg_id(struct server *srv)
 
 /* ---- life cycle ---- */
 
+/*
+ * SIGHUP's password file part: reload them, then close the connection of
+ * every client whose username was removed or whose password changed. The
+ * conns are gathered first because closing one detaches its client, which
+ * may take it out of the map being walked. The close is not a DISCONNECT,
+ * so the client's will is due, as 3.1.1 asks.
+ */
+static void server_reload_security(struct server *srv)
+{
+	if (security_set_reload(&srv->security, srv->log) == 0)
+		return;
+	struct server_client_map *m = &srv->clients;
+	struct conn **revoked = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		for (struct client *c = m->buckets[i]; c; c = c->map_next) {
+			if (!c->conn || !c->username)
+				continue;
+			const struct security *s =
+			    security_for(&srv->security, conn_listener(c->conn));
+			if (!security_revoked(s, c->username, strlen(c->username)))
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				revoked = xrealloc(revoked, cap * sizeof(*revoked));
+			}
+			revoked[n++] = c->conn;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		conn_close(revoked[i], "credentials removed or changed by a reload", true);
+	free(revoked);
+	security_set_reload_done(&srv->security);
+}
+
 static void server_reload(struct server *srv)
 {
 	log_write(srv->log, LOG_LEVEL_NOTICE, "SIGHUP: reopening the log");
 	log_reopen(srv->log);
 	conn_set_reload_tls(srv->conns);
+	server_reload_security(srv);
 	if (!srv->cfg->path)
 		return;
 	struct config fresh;
@@ -197,6 +234,8 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 		log_write(lg, LOG_LEVEL_ERROR, "cannot set up connection events");
 		return -1;
 	}
+	if (security_set_init(&srv->security, cfg, lg, NULL) != 0)
+		return -1;
 	if (server_open_store(srv) != 0)
 		return -1;
 	srv->router = router_new(srv->store);
@@ -249,6 +288,7 @@ void server_cleanup(struct server *srv)
 	m->buckets = NULL;
 	router_free(srv->router);
 	srv->router = NULL;
+	security_set_cleanup(&srv->security);
 	for (int i = 0; i < 4; i++)
 		if (srv->sigs[i])
 			event_free(srv->sigs[i]);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "security.h"
 
 struct client;
 struct conn_set;
@@ -25,6 +26,7 @@ struct server_stats {
 	uint64_t msgs_sent;
 	uint64_t msgs_dropped;
 	uint64_t clients_connected;
+	uint64_t auth_failures; /* CONNECTs refused with CONNACK 4 or 5 by security_login */
 };
 
 /* The known sessions, by client id. */
@@ -41,6 +43,7 @@ struct server {
 	struct store *store;
 	struct conn_set *conns;
 	struct router *router;
+	struct security_set security; /* who may log in, per listener or broker-wide */
 	struct server_client_map clients;
 	struct event *sigs[4];
 	uint64_t next_msg_id;

@@ -1,0 +1,93 @@
+/*
+ * The security context a connection is held to: whether it may connect
+ * without a username, the password checker, and (reserved) the ACL. The
+ * server builds one set at start: one broker-wide context, plus one per
+ * listener when per_listener_settings is true.
+ *
+ * Reload (SIGHUP): every password file is read again. A file that cannot
+ * be read leaves the checker loaded before in force and is logged; one
+ * that loads replaces it. The replaced checker stays as `retired` until
+ * security_set_reload_done(), so the server can ask, for each connected
+ * client, whether its credentials were removed or changed
+ * (security_revoked()) and close that connection.
+ */
+#ifndef CAIRN_SECURITY_H
+#define CAIRN_SECURITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+
+struct acl;
+struct codec_connect;
+
+struct security {
+	const struct config_listener *listener; /* NULL: the broker-wide context */
+	bool allow_anonymous;                   /* config_allow_anonymous() at start */
+	char *password_file;                    /* owned copy of the path; NULL: none */
+	struct auth *auth;                      /* NULL without a password file */
+	struct auth *retired;                   /* replaced by the reload in progress */
+	/* Reserved for the ACL module: it builds and fills this from acl_file.
+	 * NULL for now, which means no ACL is in force. */
+	struct acl *acl;
+};
+
+struct security_set {
+	struct security *items; /* [0] broker-wide, then one per listener */
+	size_t count;
+};
+
+/*
+ * Build the contexts cfg asks for and load their password files; errors
+ * are logged to lg. *bad_lines (may be NULL) counts malformed password
+ * file lines (logged; their users cannot log in). Returns 0, or -1 when a
+ * password file cannot be read; set must be released with
+ * security_set_cleanup() either way.
+ */
+int security_set_init(struct security_set *set, const struct config *cfg, struct log *lg,
+		      unsigned *bad_lines);
+void security_set_cleanup(struct security_set *set);
+
+/* The context in force for connections accepted by l (NULL: a socket not
+ * from a listener, held to the broker-wide context). Never NULL. */
+const struct security *security_for(const struct security_set *set,
+				    const struct config_listener *l);
+
+/* The CONNACK return codes security_login() gives (MQTT 3.1.1, 3.2.2.3). */
+#define SECURITY_LOGIN_OK             0
+#define SECURITY_LOGIN_BAD_AUTH       4
+#define SECURITY_LOGIN_NOT_AUTHORIZED 5
+
+/*
+ * Whether the CONNECT p may log in under s: SECURITY_LOGIN_OK, or the
+ * refusing return code and a static reason for the log in *why (never the
+ * password). No username: allowed when allow_anonymous, else 5. A
+ * username with a password file: its password must verify, else 4. A
+ * username without a password file: taken as given when allow_anonymous
+ * (as Mosquitto does), else 4.
+ */
+int security_login(const struct security *s, const struct codec_connect *p, const char **why);
+
+/*
+ * SIGHUP: read every password file again (see the top of this file).
+ * Returns how many checkers were replaced; when it is not 0, ask
+ * security_revoked() about each connected client, then call
+ * security_set_reload_done().
+ */
+size_t security_set_reload(struct security_set *set, struct log *lg);
+/* True if the reload in progress removed or changed username's
+ * credentials in s: its connections must close. */
+bool security_revoked(const struct security *s, const char *username, size_t len);
+/* Free the checkers the reload replaced. */
+void security_set_reload_done(struct security_set *set);
+
+/* Copy len bytes of s into out (cap bytes, NUL-terminated) for a log
+ * line: control characters and '\' become \xHH, and a long name is cut
+ * with "...". */
+void security_printable(char *out, size_t cap, const char *s, size_t len);
+
+#endif
