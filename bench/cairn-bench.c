@@ -1722,6 +1722,7 @@ static SSL_CTX *tls_client_ctx(const struct opts *o, const char *ip)
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	const char *what = "cannot create the TLS context";
 	const char *file = "";
+	char err[256];
 
 	if (ctx == NULL)
 		goto fail;
@@ -1754,8 +1755,10 @@ static SSL_CTX *tls_client_ctx(const struct opts *o, const char *ip)
 	}
 	return ctx;
 fail:
-	fprintf(stderr, "cairn-bench: %s %s: %s\n", what, file,
-		ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : "?");
+	/* The first error in full: for a missing file the last one says
+	 * only "system lib". */
+	ERR_error_string_n(ERR_peek_error(), err, sizeof(err));
+	fprintf(stderr, "cairn-bench: %s %s: %s\n", what, file, err);
 	SSL_CTX_free(ctx);
 	return NULL;
 }
