@@ -117,6 +117,7 @@ struct conn {
 	int fd;
 	SSL *ssl;                  /* NULL on a plain connection */
 	bool ssl_read_wants_write; /* SSL_read asked for a writable socket */
+	bool ssl_write_wants_read; /* SSL_write asked for a readable socket */
 	uint64_t t_connect;        /* when connect() was called */
 	struct event *rev;
 	struct event *wev;
@@ -318,8 +319,10 @@ static void conn_tls_error(struct conn *c, const char *what)
 	unsigned long e = ERR_peek_last_error();
 	char id[128];
 
-	if (c->b->phase >= PH_CLOSE)
+	if (c->b->phase >= PH_CLOSE || c->state == CS_CLOSING) {
+		ERR_clear_error();
 		return;
+	}
 	conn_client_id(c, id, sizeof(id));
 	fprintf(stderr, "cairn-bench: %s: TLS %s failed: %s\n", id, what,
 		e       ? ERR_reason_error_string(e)
@@ -353,7 +356,12 @@ static int conn_tls_write(struct conn *c)
 	}
 	switch (SSL_get_error(c->ssl, n)) {
 	case SSL_ERROR_WANT_WRITE:
-	case SSL_ERROR_WANT_READ: /* the read event is always armed: it flushes again */
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_READ:
+		/* The read event is always armed and flushes after reading;
+		 * waiting for a writable socket would only spin. */
+		c->ssl_write_wants_read = true;
 		errno = EAGAIN;
 		return -1;
 	case SSL_ERROR_SYSCALL:
@@ -413,6 +421,7 @@ static void conn_flush(struct conn *c)
 {
 	if (c->state == CS_CLOSED || c->state == CS_CONNECTING || c->state == CS_TLS_HANDSHAKE)
 		return;
+	c->ssl_write_wants_read = false;
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = c->ssl ? conn_tls_write(c) : evbuffer_write(c->out, c->fd);
 		if (n < 0) {
@@ -424,7 +433,10 @@ static void conn_flush(struct conn *c)
 		if (n == 0)
 			break;
 	}
-	if (evbuffer_get_length(c->out) > 0) {
+	/* Wait for a writable socket while bytes wait, unless OpenSSL waits
+	 * for the peer first, and while an SSL_read waits to write. */
+	if ((evbuffer_get_length(c->out) > 0 && !c->ssl_write_wants_read) ||
+	    c->ssl_read_wants_write) {
 		if (!c->wev_pending) {
 			event_add(c->wev, NULL);
 			c->wev_pending = true;
@@ -545,14 +557,15 @@ static void conn_rate_connacked(struct conn *c)
 	struct bench *b = c->b;
 
 	hist_add(b, now_ns() - c->t_connect);
+	/* No longer connecting, whether or not the DISCONNECT gets out. */
 	b->connecting--;
+	c->state = CS_CLOSING;
 	conn_send(c, &disc);
 	conn_flush(c);
 	if (c->state == CS_CLOSED)
 		return;
 	if (c->ssl == NULL)
 		shutdown(c->fd, SHUT_WR);
-	c->state = CS_CLOSING;
 	bench_check_phase(b);
 }
 
