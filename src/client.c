@@ -19,6 +19,7 @@
 #include "message.h"
 #include "qos.h"
 #include "router.h"
+#include "security.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -252,6 +253,33 @@ static bool client_gate_closed(const struct gate *g)
 }
 
 /*
+ * Whether c may read a message on topic now, under the ACL of its last
+ * connection. A session with none since the start (restored, offline) is
+ * let through here: its deliveries are checked before they are sent,
+ * when it has connected. A refusal is counted.
+ */
+static bool client_may_read(struct client *c, const char *topic, size_t len)
+{
+	if (!c->sec || security_allows(c->sec, c->id, c->username, topic, len, ACL_READ))
+		return true;
+	c->srv->stats.acl_denied++;
+	return false;
+}
+
+/* The same for a delivery about to be sent: checked again only when the
+ * ACL changed since (a reload, another listener) or never was (restored),
+ * so a live delivery costs one check. */
+static bool client_delivery_readable(struct client *c, struct delivery *d)
+{
+	if (!c->sec || d->acl_gen == c->sec->acl_gen)
+		return true;
+	if (!client_may_read(c, d->msg->topic, d->msg->topic_len))
+		return false;
+	d->acl_gen = c->sec->acl_gen;
+	return true;
+}
+
+/*
  * Write the in-flight deliveries not yet written on this connection, in
  * order (they are a suffix of the window). Returns false when it had to
  * stop: at a delivery still waiting for its commit (*held is set) or at a
@@ -262,7 +290,9 @@ static bool client_write_window(struct client *c, bool *held)
 	struct delivery *d = c->inflight.tail;
 	for (uint32_t i = 1; d && i < c->unwritten; i++)
 		d = d->prev;
-	for (d = c->unwritten ? d : NULL; d; d = d->next) {
+	struct delivery *next;
+	for (d = c->unwritten ? d : NULL; d; d = next) {
+		next = d->next;
 		if (client_gate_closed(d->gate)) {
 			*held = true;
 			return false;
@@ -270,9 +300,14 @@ static bool client_write_window(struct client *c, bool *held)
 		if (conn_output_full(c->conn))
 			return false;
 		if (d->state == CAIRN_DELIVERY_PUBREC) {
+			/* Only the release goes out: nothing of the message. */
 			uint8_t b[CODEC_ACK_LEN];
 			client_ack_bytes(b, CODEC_PUBREL, d->pid);
 			conn_write(c->conn, b, sizeof(b));
+		} else if (!client_delivery_readable(c, d)) {
+			client_window_remove(c, d);
+			client_delivery_free(c, d, true);
+			continue;
 		} else {
 			client_write_publish(c, d->msg, d->qos, d->pid, d->retain, d->dup);
 		}
@@ -298,6 +333,11 @@ static bool client_fill_window(struct client *c, bool held, struct gate **gate)
 		struct delivery *d = c->queued.head;
 		if (client_gate_closed(d->gate))
 			break;
+		if (!client_delivery_readable(c, d)) {
+			client_queue_take(c, d);
+			client_delivery_free(c, d, true);
+			continue;
+		}
 		if (d->qos == 0) {
 			if (held || *gate)
 				break;
@@ -400,7 +440,7 @@ static void client_store_message(struct client *c, struct message *msg)
 void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
 		    struct gate *gate)
 {
-	if (c->dead)
+	if (c->dead || !client_may_read(c, msg->topic, msg->topic_len))
 		return;
 	bool online = client_is_connected(c);
 	if (qos == 0 && !online)
@@ -424,6 +464,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	d->msg = message_ref(msg);
 	d->qos = qos;
 	d->retain = retain;
+	d->acl_gen = c->sec ? c->sec->acl_gen : 0;
 	d->gate = gate ? gate_ref(gate) : NULL;
 	if (qos > 0 && !c->clean) {
 		assert(gate != NULL); /* router_publish gates every stored delivery */
@@ -648,6 +689,17 @@ void client_handle_last_will(struct client *c)
 	if (!w)
 		return;
 	c->will = NULL;
+	/* Checked again against the ACL in force now: it may have changed
+	 * since the CONNECT, or the session was restored after a restart. */
+	const struct security *s = c->sec ? c->sec : security_for_unknown(&c->srv->security);
+	if (!security_allows(s, c->id, c->username, w->topic, w->topic_len, ACL_WRITE)) {
+		c->srv->stats.acl_denied++;
+		log_write(c->srv->log, LOG_LEVEL_NOTICE,
+			  "client %s: will to '%s' dropped: the ACL denies writing it", c->id,
+			  w->topic);
+		message_unref(w);
+		return;
+	}
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
 	c->srv->stats.msgs_received++;

@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "qos.h"
 
+struct security;
 struct server;
 struct message;
 struct gate;
@@ -27,6 +28,7 @@ struct delivery {
 	struct message *msg;
 	struct gate *gate; /* NULL: may go out at once */
 	uint64_t seq;      /* store sequence; 0 when not stored */
+	uint32_t acl_gen;  /* the ACL it was last found readable under; 0: never */
 	uint16_t pid;      /* 0 until it enters the in-flight window */
 	uint8_t qos;
 	uint8_t state; /* enum cairn_delivery_state */
@@ -70,11 +72,12 @@ struct client {
 	unsigned refs;
 	char *id;
 	size_t id_len;
-	char *username;
-	bool clean;        /* the session ends with its connection */
-	bool dead;         /* discarded; kept alive only by references */
-	bool stored;       /* a session record exists in the store */
-	struct conn *conn; /* NULL while offline */
+	char *username;             /* NULL: the client gave none */
+	const struct security *sec; /* of its last connection; NULL: none since start */
+	bool clean;                 /* the session ends with its connection */
+	bool dead;                  /* discarded; kept alive only by references */
+	bool stored;                /* a session record exists in the store */
+	struct conn *conn;          /* NULL while offline */
 	struct client *map_next;
 	struct sub_table subs;
 	struct dqueue inflight;  /* pid assigned, in send order */

@@ -31,19 +31,6 @@ static void usage(FILE *out)
 	      out);
 }
 
-/* The first key the file asks for that this build cannot honour yet. */
-static const char *main_unsupported_key(const struct config *cfg)
-{
-	const struct config_security *s = &cfg->sec;
-	for (const struct config_listener *l = cfg->listeners;; l = l->next) {
-		if (s->acl_file)
-			return "acl_file";
-		if (!l)
-			return NULL;
-		s = &l->sec;
-	}
-}
-
 /* -t reads what the broker would read at start-up besides the config:
  * every TLS listener's certificate, key, CA and CRL files. */
 static int main_check_files(const struct config *cfg, const char *conf_path)
@@ -139,14 +126,6 @@ int main(int argc, char **argv)
 	char err[1024];
 	if (conf_path && config_load(&cfg, conf_path, err, sizeof(err)) != 0) {
 		fprintf(stderr, "cairn: %s\n", err);
-		config_cleanup(&cfg);
-		return 1;
-	}
-	const char *unsupported = main_unsupported_key(&cfg);
-	if (unsupported) {
-		/* Refuse rather than run without the protection the file asks for. */
-		fprintf(stderr, "cairn: %s: %s: not supported by this version of cairn yet\n",
-			conf_path, unsupported);
 		config_cleanup(&cfg);
 		return 1;
 	}

@@ -59,11 +59,40 @@ static bool protocol_will_topic_forbidden(const struct codec_str *t)
  * The refusal is logged with the client id, username and address (never
  * the password) and counted. Returns 0 if the client may go on.
  */
-static int protocol_login(struct server *srv, struct conn *cn, const struct codec_connect *p,
-			  const char *id, size_t id_len)
+/* Whether the ACL lets the client write its will topic. */
+static bool protocol_will_allowed(const struct security *s, const char *id, size_t id_len,
+				  const char *username, const struct codec_str *topic)
 {
+	if (!s->acl)
+		return true;
+	char *cid = xstrndup(id, id_len); /* the ACL wants C strings */
+	bool ok = security_allows(s, cid, username, topic->ptr, topic->len, ACL_WRITE);
+	free(cid);
+	return ok;
+}
+
+static int protocol_login(struct server *srv, struct conn *cn, const struct codec_connect *p,
+			  const char *id, size_t id_len, char **username)
+{
+	const struct config_listener *l = conn_listener(cn);
+	const struct security *s = security_for(&srv->security, l);
 	const char *why = "";
-	int rc = security_login(security_for(&srv->security, conn_listener(cn)), p, &why);
+	int rc;
+	*username = NULL;
+	if (l && (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
+		/* The certificate verified in the handshake is the login, and
+		 * its name the username; the password file is not asked (as in
+		 * Mosquitto). */
+		const char *u = conn_tls_username(cn);
+		why = "the client certificate gives no username";
+		rc = u ? SECURITY_LOGIN_OK : SECURITY_LOGIN_NOT_AUTHORIZED;
+		if (u)
+			*username = xstrdup(u);
+	} else {
+		rc = security_login(s, p, &why);
+		if (rc == SECURITY_LOGIN_OK && p->has_username)
+			*username = xstrndup(p->username.ptr, p->username.len);
+	}
 	if (rc == SECURITY_LOGIN_OK)
 		return 0;
 	char pid[160], puser[160];
@@ -96,14 +125,22 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 					  (unsigned long long)++srv->anon_counter);
 		id = idbuf;
 	}
-	if (protocol_login(srv, cn, p, id, id_len) != 0)
+	char *username;
+	if (protocol_login(srv, cn, p, id, id_len, &username) != 0)
 		return;
 	/* The codec checked the will topic as it checks a PUBLISH's. */
 	if (p->will_flag && !topic_levels_ok(p->will_topic.ptr, p->will_topic.len)) {
+		free(username);
 		conn_close(cn, "invalid will topic", false);
 		return;
 	}
-	if (p->will_flag && protocol_will_topic_forbidden(&p->will_topic)) {
+	const struct security *sec = security_for(&srv->security, conn_listener(cn));
+	if (p->will_flag && (protocol_will_topic_forbidden(&p->will_topic) ||
+			     !protocol_will_allowed(sec, id, id_len, username, &p->will_topic))) {
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "connection from %s refused: the will topic is not writable",
+			  conn_addr(cn));
+		free(username);
 		protocol_send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
 		return;
 	}
@@ -127,8 +164,9 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		client_unref(c); /* the server's map holds it */
 	}
 	client_attach(c, cn);
+	c->sec = sec;
 	free(c->username);
-	c->username = p->has_username ? xstrndup(p->username.ptr, p->username.len) : NULL;
+	c->username = username;
 	if (c->will) {
 		message_unref(c->will);
 		c->will = NULL;
@@ -162,6 +200,20 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 	if (p->qos == 2 && qos_in_has(&c->in_qos2, p->packet_id)) {
 		/* A resend before PUBREL: acknowledge again, deliver nothing. */
 		client_send_ack(c, CODEC_PUBREC, p->packet_id, false);
+		return;
+	}
+	if (!security_allows(c->sec, c->id, c->username, p->topic.ptr, p->topic.len, ACL_WRITE)) {
+		/* 3.1.1 lets the server acknowledge and drop, or close; a
+		 * client that keeps publishing where it may not is answered
+		 * like any other, so it learns nothing of the ACL and keeps
+		 * its connection for the topics it may use. */
+		srv->stats.acl_denied++;
+		log_write(srv->log, LOG_LEVEL_INFO,
+			  "client %s: PUBLISH to '%.*s' denied by the ACL", c->id,
+			  (int)p->topic.len, p->topic.ptr);
+		if (p->qos > 0)
+			client_send_ack(c, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, p->packet_id,
+					false);
 		return;
 	}
 	bool staged = false;
@@ -212,6 +264,15 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 		if (topic_filter_validate(f.ptr, f.len) != 0) {
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
+			codes[n] = CODEC_SUBACK_FAILURE;
+		} else if (c->sec->acl &&
+			   !acl_may_subscribe(c->sec->acl, c->id, c->username, f.ptr, f.len)) {
+			/* Nothing the filter can match is readable. */
+			srv->stats.acl_denied++;
+			log_write(
+			    srv->log, LOG_LEVEL_INFO,
+			    "client %s: filter '%.*s' refused: the ACL lets it read nothing there",
+			    c->id, (int)f.len, f.ptr);
 			codes[n] = CODEC_SUBACK_FAILURE;
 		} else {
 			codes[n] = client_subscribe(c, f.ptr, f.len, qos);

@@ -30,16 +30,41 @@ static int security_load_auth(const struct security *s, struct log *lg, struct a
 	return 0;
 }
 
-static int security_init_one(struct security *s, const struct config *cfg,
+/* Load s's ACL file into *out. Returns 0 or -1 (logged with FILE:LINE). */
+static int security_load_acl(const struct security *s, struct log *lg, struct acl **out,
+			     const char *when)
+{
+	char err[512];
+	if (acl_load(s->acl_file, out, err, sizeof(err)) != ACL_OK) {
+		log_write(lg, LOG_LEVEL_ERROR, "%scannot load acl_file: %s", when, err);
+		return -1;
+	}
+	log_write(lg, LOG_LEVEL_INFO, "%sacl_file %s: %zu rules", when, s->acl_file,
+		  acl_rule_count(*out));
+	return 0;
+}
+
+static int security_init_one(struct security_set *set, struct security *s, const struct config *cfg,
 			     const struct config_listener *l, const struct config_security *cs,
 			     struct log *lg, unsigned *bad_lines)
 {
+	int rc = 0;
 	s->listener = l;
 	s->allow_anonymous = config_allow_anonymous(cfg, cs);
-	if (!cs->password_file)
-		return 0;
-	s->password_file = xstrdup(cs->password_file);
-	return security_load_auth(s, lg, &s->auth, bad_lines, "");
+	s->acl_gen = ++set->next_acl_gen;
+	if (cs->acl_file) {
+		s->acl_file = xstrdup(cs->acl_file);
+		if (security_load_acl(s, lg, &s->acl, "") != 0)
+			rc = -1;
+		if (l)
+			set->per_listener_acl = true;
+	}
+	if (cs->password_file) {
+		s->password_file = xstrdup(cs->password_file);
+		if (security_load_auth(s, lg, &s->auth, bad_lines, "") != 0)
+			rc = -1;
+	}
+	return rc;
 }
 
 int security_set_init(struct security_set *set, const struct config *cfg, struct log *lg,
@@ -56,12 +81,17 @@ int security_set_init(struct security_set *set, const struct config *cfg, struct
 	set->items = xcalloc(n, sizeof(*set->items));
 	set->count = n;
 	/* Every file is tried, so one run reports every problem. */
-	if (security_init_one(&set->items[0], cfg, NULL, &cfg->sec, lg, bad_lines) != 0)
+	if (security_init_one(set, &set->items[0], cfg, NULL, &cfg->sec, lg, bad_lines) != 0)
 		rc = -1;
 	size_t i = 1;
 	for (const struct config_listener *l = cfg->listeners; l && i < n; l = l->next, i++)
-		if (security_init_one(&set->items[i], cfg, l, &l->sec, lg, bad_lines) != 0)
+		if (security_init_one(set, &set->items[i], cfg, l, &l->sec, lg, bad_lines) != 0)
 			rc = -1;
+	/* An empty ACL denies everything: what an unknown listener gets. */
+	char err[128];
+	set->unknown.acl_gen = ++set->next_acl_gen;
+	if (acl_parse("(unknown listener)", "", 0, &set->unknown.acl, err, sizeof(err)) != 0)
+		rc = -1;
 	return rc;
 }
 
@@ -72,7 +102,11 @@ void security_set_cleanup(struct security_set *set)
 		auth_free(s->auth);
 		auth_free(s->retired);
 		free(s->password_file);
+		acl_free(s->acl);
+		free(s->acl_file);
 	}
+	acl_free(set->unknown.acl);
+	set->unknown.acl = NULL;
 	free(set->items);
 	set->items = NULL;
 	set->count = 0;
@@ -84,6 +118,17 @@ const struct security *security_for(const struct security_set *set, const struct
 		if (set->items[i].listener == l)
 			return &set->items[i];
 	return &set->items[0];
+}
+
+const struct security *security_for_unknown(const struct security_set *set)
+{
+	return set->per_listener_acl ? &set->unknown : &set->items[0];
+}
+
+bool security_allows(const struct security *s, const char *client_id, const char *username,
+		     const char *topic, size_t len, enum acl_access access)
+{
+	return !s->acl || acl_check(s->acl, client_id, username, topic, len, access);
 }
 
 int security_login(const struct security *s, const struct codec_connect *p, const char **why)
@@ -117,6 +162,18 @@ size_t security_set_reload(struct security_set *set, struct log *lg)
 		struct security *s = &set->items[i];
 		struct auth *fresh = NULL;
 		unsigned bad = 0;
+		if (s->acl_file) {
+			struct acl *acl = NULL;
+			if (security_load_acl(s, lg, &acl, "reload: ") == 0) {
+				acl_free(s->acl);
+				s->acl = acl;
+				s->acl_gen = ++set->next_acl_gen;
+			} else {
+				log_write(lg, LOG_LEVEL_ERROR,
+					  "reload: keeping the acl_file %s loaded before",
+					  s->acl_file);
+			}
+		}
 		if (!s->password_file)
 			continue;
 		if (security_load_auth(s, lg, &fresh, &bad, "reload: ") != 0) {

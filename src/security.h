@@ -1,12 +1,14 @@
 /*
  * The security context a connection is held to: whether it may connect
- * without a username, the password checker, and (reserved) the ACL. The
- * server builds one set at start: one broker-wide context, plus one per
- * listener when per_listener_settings is true.
+ * without a username, the password checker, and the ACL. The server builds
+ * one set at start: one broker-wide context, plus one per listener when
+ * per_listener_settings is true.
  *
- * Reload (SIGHUP): every password file is read again. A file that cannot
- * be read leaves the checker loaded before in force and is logged; one
- * that loads replaces it. The replaced checker stays as `retired` until
+ * Reload (SIGHUP): every password file and ACL file is read again. A file
+ * that cannot be read (or an ACL with a bad line) leaves the version
+ * loaded before in force and is logged; one that loads replaces it. A new
+ * ACL gets a new generation number, so a delivery checked under the old
+ * one is checked again before it is sent. The replaced checker stays as `retired` until
  * security_set_reload_done(), so the server can ask, for each connected
  * client, whether its credentials were removed or changed
  * (security_revoked()) and close that connection.
@@ -18,11 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acl.h"
 #include "auth.h"
 #include "config.h"
 #include "log.h"
 
-struct acl;
 struct codec_connect;
 
 struct security {
@@ -31,14 +33,20 @@ struct security {
 	char *password_file;                    /* owned copy of the path; NULL: none */
 	struct auth *auth;                      /* NULL without a password file */
 	struct auth *retired;                   /* replaced by the reload in progress */
-	/* Reserved for the ACL module: it builds and fills this from acl_file.
-	 * NULL for now, which means no ACL is in force. */
-	struct acl *acl;
+	char *acl_file;                         /* owned copy of the path; NULL: none */
+	struct acl *acl;                        /* NULL: no acl_file, everything allowed */
+	uint32_t acl_gen; /* set-wide unique number of the ACL loaded last (0: never) */
 };
 
 struct security_set {
 	struct security *items; /* [0] broker-wide, then one per listener */
 	size_t count;
+	/* For a session whose listener is unknown (restored, not connected
+	 * since the start) when listeners have ACLs of their own: an empty
+	 * ACL, which denies everything. */
+	struct security unknown;
+	bool per_listener_acl;
+	uint32_t next_acl_gen;
 };
 
 /*
@@ -57,6 +65,17 @@ void security_set_cleanup(struct security_set *set);
 const struct security *security_for(const struct security_set *set,
 				    const struct config_listener *l);
 
+/* The context for a session whose listener is not known (its will fires
+ * after a restart before it reconnected): the broker-wide one, or, when
+ * listeners carry ACLs of their own, one that denies every access (fail
+ * closed). Never NULL. */
+const struct security *security_for_unknown(const struct security_set *set);
+
+/* Whether client_id (with username, NULL when it gave none) may read or
+ * write topic under s: true without an ACL. */
+bool security_allows(const struct security *s, const char *client_id, const char *username,
+		     const char *topic, size_t len, enum acl_access access);
+
 /* The CONNACK return codes security_login() gives (MQTT 3.1.1, 3.2.2.3). */
 #define SECURITY_LOGIN_OK             0
 #define SECURITY_LOGIN_BAD_AUTH       4
@@ -73,9 +92,9 @@ const struct security *security_for(const struct security_set *set,
 int security_login(const struct security *s, const struct codec_connect *p, const char **why);
 
 /*
- * SIGHUP: read every password file again (see the top of this file).
- * Returns how many checkers were replaced; when it is not 0, ask
- * security_revoked() about each connected client, then call
+ * SIGHUP: read every password file and ACL file again (see the top of
+ * this file). Returns how many password checkers were replaced; when it is
+ * not 0, ask security_revoked() about each connected client, then call
  * security_set_reload_done().
  */
 size_t security_set_reload(struct security_set *set, struct log *lg);

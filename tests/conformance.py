@@ -35,8 +35,6 @@ NOT_APPLICABLE = {
     "6.0.0-4": "no WebSocket listener, so no subprotocol to select",
     "7.0.0-1": "no bridge: cairn never connects out to another server",
     "3.8.3-2": "cairn supports wildcard subscriptions, so it never has to reject them",
-    "3.3.5-2": "no ACLs yet (acl_file is refused at start-up): every PUBLISH from a "
-               "connected client is authorized, so none is unauthorized",
 }
 
 ID_RE = re.compile(r"MQTT-(\d+\.\d+\.\d+-\d+)")

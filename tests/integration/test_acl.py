@@ -1,0 +1,202 @@
+"""The ACL on every path a message takes: PUBLISH (write), SUBSCRIBE
+(0x80 where nothing is readable), live, retained, queued and restored
+deliveries (read), and the will at CONNECT and when it fires (write);
+%c/%u never widened by hostile ids; a reload that never opens the door."""
+
+import os
+import signal
+import time
+
+from harness import (PUBACK, RawClient, ack_packet, check, publish_packet, require_cairn,
+                     wait_until)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _acl(ctx, text, name="acl"):
+    path = os.path.join(ctx.workdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _passwd(ctx, users):
+    """A password file written by cairn-passwd's sibling, Debian's
+    mosquitto_passwd (batch mode), for (user, password) pairs."""
+    import subprocess
+    path = os.path.join(ctx.workdir, "passwd")
+    open(path, "w").close()
+    for u, p in users:
+        subprocess.run(["mosquitto_passwd", "-b", path, u, p], check=True, timeout=10,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path
+
+
+def _received(c, timeout=0.8):
+    """Every PUBLISH c receives until it is silent for timeout; acknowledges."""
+    got = []
+    while True:
+        try:
+            m = c.read_publish(timeout)
+        except Exception:
+            return got
+        if m["qos"] == 1:
+            c.send(ack_packet(PUBACK, m["pid"]))
+        got.append((m["topic"], m["payload"]))
+
+
+def _client(port, cid, user=None, password=None, **kw):
+    c = RawClient(port)
+    c.connect(cid, username=user, password=password, **kw)
+    return c
+
+
+# covers: MQTT-3.3.5-2
+def test_acl_publish_denied_is_acknowledged_and_dropped(ctx):
+    acl = _acl(ctx, "topic read #\ntopic write open/#\n")
+    b = ctx.broker(acl_file=acl)
+    s = _client(b.port, "reader")
+    check(s.subscribe(1, [("#", 1)]) == [1], "subscription to # refused")
+    p = _client(b.port, "writer")
+    p.publish("closed/x", b"no", qos=1, pid=1)   # PUBACK comes all the same
+    p.publish("open/x", b"yes", qos=1, pid=2)
+    p.publish("closed/y", b"no", qos=0)
+    got = _received(s)
+    check(got == [("open/x", b"yes")], "reader got %r" % got)
+    b.assert_serves("denied publishes")
+
+
+def test_acl_subscribe_with_nothing_readable_gets_0x80(ctx):
+    """tests/conformance/acl is what the Paho 3.1.1 suite's
+    test_subscribe_failure needs: test/nosubscribe refused, the rest open."""
+    b = ctx.broker(acl_file=os.path.join(ROOT, "tests", "conformance", "acl"))
+    c = _client(b.port, "paho-like")
+    codes = c.subscribe(1, [("test/nosubscribe", 2), ("TopicA", 2), ("Topic/C", 1)])
+    check(codes == [0x80, 2, 1], "SUBACK codes %r" % codes)
+    p = _client(b.port, "paho-like-pub")
+    p.publish("TopicA", b"ok", qos=1, pid=3)
+    check(_received(c) == [("TopicA", b"ok")], "the granted filter does not deliver")
+
+
+def test_acl_read_checked_on_live_and_retained_deliveries(ctx):
+    acl = _acl(ctx, "topic readwrite #\ntopic deny secret/#\n")
+    b = ctx.broker(acl_file=acl)
+    p = _client(b.port, "pub")
+    p.publish("secret/r", b"hidden", qos=1, pid=1, retain=True)
+    p.publish("plain/r", b"shown", qos=1, pid=2, retain=True)
+    s = _client(b.port, "sub")
+    check(s.subscribe(1, [("#", 1)]) == [1], "# refused though partly readable")
+    got = _received(s)
+    check(got == [("plain/r", b"shown")], "retained on SUBSCRIBE: %r" % got)
+    p.publish("secret/live", b"hidden", qos=1, pid=3)
+    p.publish("plain/live", b"shown", qos=1, pid=4)
+    got = _received(s)
+    check(got == [("plain/live", b"shown")], "live deliveries: %r" % got)
+
+
+def test_acl_patterns_are_never_widened_by_hostile_ids(ctx):
+    pw = _passwd(ctx, [("a/+", "x"), ("alice", "x")])
+    acl = _acl(ctx, "pattern readwrite devices/%c/#\npattern readwrite users/%u/#\n")
+    b = ctx.broker(acl_file=acl, password_file=pw, allow_anonymous="false")
+    victim = _client(b.port, "b", "alice", "x")
+    victim.publish("devices/b/state", b"b's", qos=1, pid=1, retain=True)
+    victim.publish("users/alice/mail", b"alice's", qos=1, pid=2, retain=True)
+    for cid, user in (("#", "a/+"), ("+", "a/+"), ("a/+", "a/+")):
+        c = _client(b.port, cid, user, "x")
+        codes = c.subscribe(1, [("devices/b/#", 1), ("users/alice/#", 1)])
+        got = _received(c, 0.5)
+        check(got == [], "client id %r, username %r read %r (SUBACK %r)" %
+              (cid, user, got, codes))
+        c.close()
+
+
+def test_acl_will_checked_at_connect_and_again_when_it_fires(ctx):
+    acl_text = "topic read #\ntopic write wills/#\n"
+    acl = _acl(ctx, acl_text)
+    b = ctx.broker(acl_file=acl)
+    w = _client(b.port, "watcher")
+    w.subscribe(1, [("#", 1)])
+    bad = RawClient(b.port)
+    _, rc = bad.connect("bad-will", expect_rc=None, will=("forbidden/w", b"x", 1, False))
+    check(rc == 5, "a will to a topic the client may not write got CONNACK %d" % rc)
+    check(bad.expect_closed(2), "refused connection left open")
+    c = _client(b.port, "dies", will=("wills/dies", b"gone", 1, False))
+    # The operator revokes the right before the will fires.
+    _acl(ctx, "topic read #\n")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "reload: acl_file" in b.log_text() or
+                     "rules" in b.log_text().split("SIGHUP")[-1], 3), "no ACL reload logged")
+    c.abort()
+    time.sleep(0.5)
+    got = _received(w)
+    check(got == [], "a will published after the ACL revoked it: %r" % got)
+    check(wait_until(lambda: "will to 'wills/dies' dropped" in b.log_text(), 2),
+          "the dropped will is not logged")
+
+
+def test_acl_reload_revokes_queued_messages_and_keeps_old_acl_on_a_bad_file(ctx):
+    require_cairn("cairn's reload")
+    acl = _acl(ctx, "topic readwrite #\n")
+    b = ctx.durable_broker("sqlite", acl_file=acl)
+    s = _client(b.port, "offline", clean=False)
+    s.subscribe(1, [("q/#", 1)])
+    s.close()
+    time.sleep(0.2)
+    p = _client(b.port, "pub")
+    p.publish("q/kept", b"1", qos=1, pid=1)
+    p.publish("q/revoked", b"2", qos=1, pid=2)
+    # A bad line: the reload keeps the ACL in force, names FILE:LINE.
+    _acl(ctx, "topic readwrite #\ntopic sometimes q/revoked\n")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "keeping the acl_file" in b.log_text(), 3),
+          "a bad ACL on reload not reported")
+    check(acl + ":2:" in b.log_text(), "the bad line is not named FILE:LINE")
+    p.publish("q/after-bad-reload", b"3", qos=1, pid=3)
+    # Now a good one that denies reading q/revoked: queued messages too.
+    _acl(ctx, "topic readwrite #\ntopic deny q/revoked\n")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: b.log_text().count("acl_file %s: " % acl) >= 2, 3),
+          "the good ACL was not reloaded")
+    s = RawClient(b.port)
+    sp, _ = s.connect("offline", clean=False)
+    check(sp == 1, "session not resumed")
+    got = sorted(_received(s))
+    check(got == [("q/after-bad-reload", b"3"), ("q/kept", b"1")],
+          "after the reloads the offline session got %r" % got)
+
+
+def test_acl_restored_session_checked_against_the_acl_in_force_now(ctx):
+    require_cairn("cairn's restore")
+    acl = _acl(ctx, "topic readwrite #\n")
+    b = ctx.durable_broker("lmdb", acl_file=acl)
+    s = _client(b.port, "restored", clean=False)
+    s.subscribe(1, [("r/#", 1)])
+    s.close()
+    time.sleep(0.2)
+    p = _client(b.port, "pub")
+    p.publish("r/a", b"a", qos=1, pid=1)
+    p.publish("r/b", b"b", qos=1, pid=2)
+    p.close()
+    b.stop()
+    _acl(ctx, "topic readwrite #\ntopic deny r/b\n")
+    b.start()
+    s = RawClient(b.port)
+    sp, _ = s.connect("restored", clean=False)
+    check(sp == 1, "session not restored")
+    got = _received(s)
+    check(got == [("r/a", b"a")], "restored deliveries under the new ACL: %r" % got)
+
+
+def test_acl_bad_file_stops_start_and_config_check(ctx):
+    require_cairn("cairn -t")
+    import subprocess
+    from harness import broker_command
+    acl = _acl(ctx, "user bob\ntopic readwrite ok/#\ntopic bogus x\n")
+    b = ctx.broker(start=False, acl_file=acl)
+    r = subprocess.run([broker_command(), "-t", "-c", b.conf_path], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10)
+    check(r.returncode != 0, "cairn -t accepted a bad ACL")
+    check((acl + ":3:").encode() in r.stderr, "cairn -t does not name FILE:LINE: %r" % r.stderr)
+    r = subprocess.run([broker_command(), "-c", b.conf_path], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10)
+    check(r.returncode != 0, "cairn started with a bad ACL")
