@@ -282,3 +282,26 @@ def test_tls_config_check_reads_the_certificate_files(ctx):
     r = subprocess.run([broker_command(), "-t", "-c", b2.conf_path],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
     check(r.returncode == 0, "cairn -t refused good TLS files: %r" % r.stderr)
+
+
+def test_tls_use_identity_as_username_feeds_the_acl(ctx):
+    """The certificate's common name is the username the ACL sees; the
+    username in CONNECT is ignored."""
+    require_cairn("cairn's ACL")
+    pki = Pki(ctx)
+    alice = pki.leaf("alice", "alice")
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("pattern readwrite users/%u/#\n")
+    b = _tls_broker(ctx, pki, cafile=pki.path("ca.crt"), require_certificate="true",
+                    use_identity_as_username="true", acl_file=acl,
+                    allow_anonymous="false")
+    ok, err = _round_trip(b.port, pki, cert=alice, topic="users/alice/inbox")
+    check(ok, "alice cannot use her own topic: %s" % err)
+    # Claiming to be bob in CONNECT changes nothing: the certificate says alice.
+    ok, _ = _round_trip(b.port, pki, cert=alice, topic="users/bob/inbox")
+    check(not ok, "alice reached bob's topic")
+    sub = subprocess.run(_mosq("mosquitto_sub", b.port, pki, "-t", "users/bob/#", "-u", "bob",
+                               "-C", "1", "-W", "2", cert=alice),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    check(sub.stdout == b"", "a claimed username widened the ACL: %r" % sub.stdout)
