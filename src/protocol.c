@@ -134,6 +134,18 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		conn_close(cn, "invalid will topic", false);
 		return;
 	}
+	if (!p->clean_session && !store_is_healthy(srv->store)) {
+		/* A persistent session would stage writes that cannot commit;
+		 * queueing them without bound is worse than asking the client
+		 * to come back (3.1.1: server unavailable). */
+		log_write(srv->log, LOG_LEVEL_WARNING,
+			  "connection from %s refused: the store is failing, no persistent session "
+			  "can be kept",
+			  conn_addr(cn));
+		free(username);
+		protocol_send_connack(cn, false, CODEC_CONNACK_UNAVAILABLE);
+		return;
+	}
 	const struct security *sec = security_for(&srv->security, conn_listener(cn));
 	if (p->will_flag && (protocol_will_topic_forbidden(&p->will_topic) ||
 			     !protocol_will_allowed(sec, id, id_len, username, &p->will_topic))) {

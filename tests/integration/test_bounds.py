@@ -10,7 +10,7 @@ import struct
 import time
 
 from harness import (PINGRESP, PUBACK, SUBACK, UNSUBACK, RawClient, ack_packet, check, mstr,
-                     packet, publish_packet, require_cairn, unsubscribe_packet)
+                     packet, publish_packet, require_cairn, unsubscribe_packet, wait_until)
 
 MIB = 1024 * 1024
 
@@ -289,3 +289,36 @@ def test_shutdown_during_a_store_outage_releases_what_waits(ctx):
           "the unstored batch at shutdown is not logged:\n" + b.log_tail())
     s.close()
     p.close()
+
+
+# covers: MQTT-3.2.2-5
+def test_store_outage_refuses_persistent_sessions_with_connack_3(ctx):
+    """While commits fail, a clean_session=0 CONNECT is refused with
+    CONNACK 3 instead of queueing session records without bound; clean
+    sessions still connect, and persistent ones again once Redis is back."""
+    rs = ctx.redis()
+    b = ctx.durable_broker("redis", redis_port=rs.port, redis_connect_timeout=500)
+    p = RawClient(b.port)
+    p.connect("outage-writer")
+    rs.kill()
+    # A persistent session's record makes the store notice the outage.
+    s = RawClient(b.port)
+    s.connect("outage-first", clean=False)
+    check(wait_until(lambda: "store commits failing" in b.log_text(), 5),
+          "the outage was not noticed")
+    for i in range(20):
+        c = RawClient(b.port)
+        _, rc = c.connect("outage-p%d" % (i % 3), clean=False, expect_rc=None)
+        check(rc == 3, "persistent CONNECT during the outage got CONNACK %d" % rc)
+        check(c.expect_closed(2), "refused connection left open")
+    c = RawClient(b.port)
+    c.connect("outage-clean")  # clean sessions keep working
+    c.close()
+    rs.start()
+    check(wait_until(lambda: "store recovered" in b.log_text(), 10), "the store did not recover")
+    c = RawClient(b.port)
+    _, rc = c.connect("outage-p0", clean=False, expect_rc=None)
+    check(rc == 0, "persistent CONNECT after the outage got CONNACK %d" % rc)
+
+
+test_store_outage_refuses_persistent_sessions_with_connack_3.timeout = 40
