@@ -200,3 +200,60 @@ def test_acl_bad_file_stops_start_and_config_check(ctx):
     r = subprocess.run([broker_command(), "-c", b.conf_path], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=10)
     check(r.returncode != 0, "cairn started with a bad ACL")
+
+
+def test_acl_empty_or_comment_only_file_denies_everything(ctx):
+    """negative-tests row 16: an empty ACL is no ACL-less broker."""
+    for text in ("", "# nothing granted\n\n"):
+        acl = _acl(ctx, text, "acl-%d" % len(text))
+        b = ctx.broker(acl_file=acl)
+        s = _client(b.port, "s")
+        check(s.subscribe(1, [("#", 1)]) == [0x80], "an empty ACL granted a subscription")
+        p = _client(b.port, "p")
+        p.publish("any/t", b"x", qos=1, pid=1)
+        check(_received(s, 0.5) == [], "an empty ACL let a message through")
+        b.stop()
+
+
+def test_acl_per_listener_files_each_enforced(ctx):
+    """negative-tests row 18: with per_listener_settings every listener
+    enforces its own ACL, and a client of one never gets the other's."""
+    require_cairn("cairn's per-listener contexts")
+    from harness import free_port
+    acl_a = _acl(ctx, "topic readwrite a/#\n", "acl-a")
+    acl_b = _acl(ctx, "topic readwrite b/#\n", "acl-b")
+    port_b = free_port()
+    b = ctx.broker(start=False)
+    b.options = {"per_listener_settings": "true"}
+    b._write_conf()
+    with open(b.conf_path) as f:
+        first = f.read().splitlines()
+    lines = [first[0], "allow_anonymous true", "acl_file " + acl_a,
+             "listener %d 127.0.0.1" % port_b, "allow_anonymous true", "acl_file " + acl_b,
+             "log_dest stderr", "log_type all"]
+    with open(b.conf_path, "w") as f:
+        f.write("per_listener_settings true\n" + "\n".join(lines) + "\n")
+    b.start()
+    for port, mine, theirs in ((b.port, "a/x", "b/x"), (port_b, "b/x", "a/x")):
+        c = _client(port, "c%d" % port)
+        codes = c.subscribe(1, [(mine, 1), (theirs, 1)])
+        check(codes == [1, 0x80], "listener %d: SUBACK %r" % (port, codes))
+        p = _client(port, "p%d" % port)
+        p.publish(mine, b"ok", qos=1, pid=1)
+        p.publish(theirs, b"no", qos=1, pid=2)
+        got = _received(c)
+        check(got == [(mine, b"ok")], "listener %d: got %r" % (port, got))
+
+
+def test_acl_reload_with_the_file_gone_keeps_the_acl(ctx):
+    """negative-tests row 19: a reload that cannot read the file never falls
+    back to no ACL."""
+    require_cairn("cairn's reload")
+    acl = _acl(ctx, "topic readwrite open/#\n")
+    b = ctx.broker(acl_file=acl)
+    os.rename(acl, acl + ".moved")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "keeping the acl_file" in b.log_text(), 3),
+          "a missing ACL on reload not reported")
+    s = _client(b.port, "s")
+    check(s.subscribe(1, [("closed/#", 1)]) == [0x80], "the ACL fell open after a reload")
