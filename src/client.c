@@ -700,6 +700,8 @@ void client_handle_last_will(struct client *c)
 		message_unref(w);
 		return;
 	}
+	if (w->retain && s->acl && !w->source)
+		message_set_source(w, c->id, c->username, s);
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
 	c->srv->stats.msgs_received++;

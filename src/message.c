@@ -43,7 +43,22 @@ void message_unref(struct message *m)
 		return;
 	for (int i = 0; i < 3; i++)
 		free(m->hdr[i]);
+	if (m->source) {
+		free(m->source->client_id);
+		free(m->source->username);
+		free(m->source);
+	}
 	free(m);
+}
+
+void message_set_source(struct message *m, const char *client_id, const char *username,
+			const struct security *sec)
+{
+	struct message_source *s = xcalloc(1, sizeof(*s));
+	s->client_id = xstrdup(client_id);
+	s->username = username ? xstrdup(username) : NULL;
+	s->sec = sec;
+	m->source = s;
 }
 
 static void message_payload_release(const void *data, size_t len, void *arg)

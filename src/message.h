@@ -11,6 +11,17 @@
 #include <stdint.h>
 
 struct evbuffer;
+struct security;
+
+/* Who published a retained message, kept while an ACL is in force so the
+ * publisher's right to write the topic is checked again each time the
+ * message goes to a new subscriber (negative-tests row 20: a retained
+ * message must not outlive its publisher's write access). */
+struct message_source {
+	char *client_id;
+	char *username; /* NULL: the publisher gave none */
+	const struct security *sec;
+};
 
 struct message {
 	unsigned refs;
@@ -28,6 +39,7 @@ struct message {
 	uint8_t *hdr[3];
 	uint32_t hdr_len[3];
 	uint32_t pid_off[3];
+	struct message_source *source; /* NULL: unknown (no ACL, or restored) */
 };
 
 /* A new message with one reference; topic and payload are copied. */
@@ -35,6 +47,11 @@ struct message *message_new(const char *topic, size_t topic_len, const uint8_t *
 			    size_t payload_len, uint8_t qos, bool retain);
 struct message *message_ref(struct message *m);
 void message_unref(struct message *m);
+
+/* Record who published m (copies the strings; sec is borrowed, it lives
+ * as long as the server). */
+void message_set_source(struct message *m, const char *client_id, const char *username,
+			const struct security *sec);
 
 /*
  * Append m as a PUBLISH at qos with packet id pid (ignored at QoS 0) and

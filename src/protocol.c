@@ -239,6 +239,8 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 	}
 	struct message *m =
 	    message_new(p->topic.ptr, p->topic.len, p->payload, p->payload_len, p->qos, p->retain);
+	if (p->retain && c->sec->acl)
+		message_set_source(m, c->id, c->username, c->sec);
 	srv->stats.msgs_received++;
 	if (router_publish(srv->router, m))
 		staged = true;

@@ -16,6 +16,7 @@
 #include "gate.h"
 #include "message.h"
 #include "retain.h"
+#include "security.h"
 #include "store.h"
 #include "topic.h"
 #include "util.h"
@@ -161,6 +162,12 @@ static void router_retained_cb(void *arg, void *value)
 	struct router_retained_walk *w = arg;
 	struct message *m = value;
 	uint8_t q = m->qos < w->qos ? m->qos : w->qos;
+	/* A retained message lives on only while its publisher may still
+	 * write its topic, under the ACL in force now. */
+	const struct message_source *s = m->source;
+	if (s &&
+	    !security_allows(s->sec, s->client_id, s->username, m->topic, m->topic_len, ACL_WRITE))
+		return;
 	client_deliver(w->c, m, q, true, w->gate);
 }
 

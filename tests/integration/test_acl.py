@@ -257,3 +257,26 @@ def test_acl_reload_with_the_file_gone_keeps_the_acl(ctx):
           "a missing ACL on reload not reported")
     s = _client(b.port, "s")
     check(s.subscribe(1, [("closed/#", 1)]) == [0x80], "the ACL fell open after a reload")
+
+
+def test_acl_retained_message_dies_with_its_publishers_write_access(ctx):
+    """negative-tests row 20: publish retained, revoke the publisher's
+    write access, a new subscriber must not receive it."""
+    pw = _passwd(ctx, [("pub", "p"), ("reader", "r")])
+    acl = _acl(ctx, "user pub\ntopic write news/#\nuser reader\ntopic read news/#\n")
+    b = ctx.broker(acl_file=acl, password_file=pw, allow_anonymous="false")
+    p = _client(b.port, "publisher", "pub", "p")
+    p.publish("news/a", b"kept", qos=1, pid=1, retain=True)
+    p.publish("news/b", b"revoked", qos=1, pid=2, retain=True)
+    s = _client(b.port, "r1", "reader", "r")
+    s.subscribe(1, [("news/#", 1)])
+    check(sorted(_received(s)) == [("news/a", b"kept"), ("news/b", b"revoked")],
+          "retained messages not delivered before the revocation")
+    _acl(ctx, "user pub\ntopic write news/a\nuser reader\ntopic read news/#\n")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: b.log_text().count("acl_file %s: " % acl) >= 2, 3),
+          "the ACL was not reloaded")
+    s2 = _client(b.port, "r2", "reader", "r")
+    s2.subscribe(1, [("news/#", 1)])
+    got = _received(s2)
+    check(got == [("news/a", b"kept")], "after the publisher lost news/b: %r" % got)
