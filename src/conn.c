@@ -772,6 +772,14 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- timeouts ---- */
 
+/* Milliseconds from t to now; 0 when t is later, as it is for a time a
+ * connection took while the sweep ran (a will it published made another
+ * connection's output, say): unsigned subtraction would wrap to "ages". */
+static uint64_t conn_since(uint64_t now, uint64_t t)
+{
+	return now > t ? now - t : 0;
+}
+
 static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -783,23 +791,26 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		next = cn->next;
 		switch (cn->state) {
 		case CONN_HANDSHAKE:
-			if (now - cn->accepted_ms >= (uint64_t)set->cfg->connect_timeout * 1000)
+			if (conn_since(now, cn->accepted_ms) >=
+			    (uint64_t)set->cfg->connect_timeout * 1000)
 				conn_close(cn, "TLS handshake not done within connect_timeout",
 					   false);
 			break;
 		case CONN_AWAIT_CONNECT:
-			if (now - cn->accepted_ms >= (uint64_t)set->cfg->connect_timeout * 1000)
+			if (conn_since(now, cn->accepted_ms) >=
+			    (uint64_t)set->cfg->connect_timeout * 1000)
 				conn_close(cn, "no CONNECT within connect_timeout", false);
 			break;
 		case CONN_ACTIVE:
 		case CONN_PAUSED:
-			if (cn->keepalive && now - cn->last_rx_ms >= (uint64_t)cn->keepalive * 1500)
+			if (cn->keepalive &&
+			    conn_since(now, cn->last_rx_ms) >= (uint64_t)cn->keepalive * 1500)
 				conn_close(cn, "keep-alive timeout", true);
-			else if (cn->out && now - cn->last_tx_ms >= CONN_STALL_MS)
+			else if (cn->out && conn_since(now, cn->last_tx_ms) >= CONN_STALL_MS)
 				conn_close(cn, "peer stopped reading (output stalled 60 s)", true);
 			break;
 		case CONN_LINGER:
-			if (now - cn->linger_ms >= CONN_LINGER_MS)
+			if (conn_since(now, cn->linger_ms) >= CONN_LINGER_MS)
 				conn_set_state(cn, CONN_CLOSED);
 			break;
 		case CONN_CLOSED:

@@ -134,13 +134,15 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		conn_close(cn, "invalid will topic", false);
 		return;
 	}
-	if (!p->clean_session && !store_is_healthy(srv->store)) {
-		/* A persistent session would stage writes that cannot commit;
-		 * queueing them without bound is worse than asking the client
-		 * to come back (3.1.1: server unavailable). */
+	if (!p->clean_session && !store_is_healthy(srv->store) &&
+	    !server_get_known_client(srv, id, id_len)) {
+		/* A new persistent session would stage writes that cannot
+		 * commit; queueing them without bound is worse than asking the
+		 * client to come back (3.1.1: server unavailable). A session
+		 * the store already holds may resume: it is there to be kept. */
 		log_write(srv->log, LOG_LEVEL_WARNING,
-			  "connection from %s refused: the store is failing, no persistent session "
-			  "can be kept",
+			  "connection from %s refused: the store is failing, no new persistent "
+			  "session can be kept",
 			  conn_addr(cn));
 		free(username);
 		protocol_send_connack(cn, false, CODEC_CONNACK_UNAVAILABLE);

@@ -293,9 +293,10 @@ def test_shutdown_during_a_store_outage_releases_what_waits(ctx):
 
 # covers: MQTT-3.2.2-5
 def test_store_outage_refuses_persistent_sessions_with_connack_3(ctx):
-    """While commits fail, a clean_session=0 CONNECT is refused with
-    CONNACK 3 instead of queueing session records without bound; clean
-    sessions still connect, and persistent ones again once Redis is back."""
+    """While commits fail, a clean_session=0 CONNECT for a new session is
+    refused with CONNACK 3 instead of queueing session records without
+    bound; clean sessions still connect, and new persistent ones again once
+    Redis is back."""
     rs = ctx.redis()
     b = ctx.durable_broker("redis", redis_port=rs.port, redis_connect_timeout=500)
     p = RawClient(b.port)
