@@ -162,8 +162,11 @@ int auth_hash_parse(struct auth_hash *h, const char *text, size_t len, const cha
 				goto bad;
 			it = it * 10 + (f[2][i] - '0');
 		}
-		if (it < 1 || it > INT_MAX)
+		if (it < 1 || it > AUTH_PBKDF2_ITERATIONS_MAX) {
+			reason =
+			    "iteration count above 1,000,000 (each login would stall the broker)";
 			goto bad;
+		}
 		h->kind = AUTH_HASH_PBKDF2_SHA512;
 		h->iterations = (int)it;
 		salt = f[3], salt_len = fl[3], hash = f[4], hl = fl[4];

@@ -29,9 +29,13 @@ struct log;
 
 /* What cairn-passwd and mosquitto_passwd (2.0) write by default. */
 #define AUTH_PBKDF2_ITERATIONS 101
-#define AUTH_SALT_LEN          12
-#define AUTH_HASH_LEN          64 /* SHA-512 */
-#define AUTH_SALT_MAX          64
+/* Every login is verified on the broker's only loop: a count above this
+ * would let one CONNECT with a known username stall every client for
+ * seconds, so such a line is malformed (its user cannot log in). */
+#define AUTH_PBKDF2_ITERATIONS_MAX 1000000
+#define AUTH_SALT_LEN              12
+#define AUTH_HASH_LEN              64 /* SHA-512 */
+#define AUTH_SALT_MAX              64
 
 struct auth;
 

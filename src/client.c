@@ -54,62 +54,55 @@ static void client_dqueue_remove(struct dqueue *q, struct delivery *d)
 
 /* ---- the window's packet id index ---- */
 
+/* Chained buckets keyed by pid & (cap - 1): the pids in flight are mostly
+ * consecutive, so each bucket holds about one delivery, and adding or
+ * removing one never walks the rest of the window. */
 static struct delivery *client_pid_find(const struct client *c, uint16_t pid)
 {
 	const struct pid_index *x = &c->by_pid;
 	if (!x->cap)
 		return NULL;
-	for (uint32_t i = pid & (x->cap - 1);; i = (i + 1) & (x->cap - 1)) {
-		struct delivery *d = x->slots[i];
-		if (!d || d->pid == pid)
-			return d;
-	}
+	struct delivery *d = x->slots[pid & (x->cap - 1)];
+	while (d && d->pid != pid)
+		d = d->pid_next;
+	return d;
 }
 
-static void client_pid_place(struct pid_index *x, struct delivery *d)
+static void client_pid_link(struct pid_index *x, struct delivery *d)
 {
-	uint32_t i = d->pid & (x->cap - 1);
-	while (x->slots[i])
-		i = (i + 1) & (x->cap - 1);
-	x->slots[i] = d;
+	struct delivery **head = &x->slots[d->pid & (x->cap - 1)];
+	d->pid_next = *head;
+	*head = d;
 }
 
-/* Keep the table at most half full: probes stay short, and an empty slot
- * always ends a search. */
 static void client_pid_add(struct client *c, struct delivery *d)
 {
 	struct pid_index *x = &c->by_pid;
-	if ((c->inflight.count + 1) * 2 > x->cap) {
+	if (c->inflight.count + 1 > x->cap) {
 		struct pid_index grown = {.cap = x->cap ? x->cap * 2 : 16};
 		grown.slots = xcalloc(grown.cap, sizeof(*grown.slots));
-		for (uint32_t i = 0; i < x->cap; i++)
-			if (x->slots[i])
-				client_pid_place(&grown, x->slots[i]);
+		for (uint32_t i = 0; i < x->cap; i++) {
+			while (x->slots[i]) {
+				struct delivery *e = x->slots[i];
+				x->slots[i] = e->pid_next;
+				client_pid_link(&grown, e);
+			}
+		}
 		free(x->slots);
 		*x = grown;
 	}
-	client_pid_place(x, d);
+	client_pid_link(x, d);
 }
 
-/* Remove d itself (a damaged store may have restored two deliveries under
- * one id), then shift back the entries its slot had pushed along. */
+/* Remove d itself: a damaged store may have restored two deliveries under
+ * one id. */
 static void client_pid_remove(struct client *c, const struct delivery *d)
 {
 	struct pid_index *x = &c->by_pid;
-	uint32_t mask = x->cap - 1, i = d->pid & mask;
-	while (x->slots[i] != d)
-		i = (i + 1) & mask;
-	x->slots[i] = NULL;
-	for (uint32_t j = (i + 1) & mask; x->slots[j]; j = (j + 1) & mask) {
-		uint32_t home = x->slots[j]->pid & mask;
-		/* Move j into the hole unless its home lies cyclically in (i, j]. */
-		bool reachable = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-		if (!reachable) {
-			x->slots[i] = x->slots[j];
-			x->slots[j] = NULL;
-			i = j;
-		}
-	}
+	struct delivery **pp = &x->slots[d->pid & (x->cap - 1)];
+	while (*pp != d)
+		pp = &(*pp)->pid_next;
+	*pp = d->pid_next;
 }
 
 /* The in-flight window. Deliveries not yet written on the current
@@ -266,17 +259,38 @@ static bool client_may_read(struct client *c, const char *topic, size_t len)
 	return false;
 }
 
+/* A number that changes whenever what c may read can have changed: a new
+ * identity (client_set_identity) or a new ACL (a reload). A delivery found
+ * readable under one stamp is not checked again under it. */
+static uint64_t client_acl_stamp(struct client *c)
+{
+	if (c->acl_gen_seen != c->sec->acl_gen) {
+		c->acl_gen_seen = c->sec->acl_gen;
+		c->acl_stamp = ++c->srv->acl_stamps;
+	}
+	return c->acl_stamp;
+}
+
 /* The same for a delivery about to be sent: checked again only when the
- * ACL changed since (a reload, another listener) or never was (restored),
- * so a live delivery costs one check. */
+ * identity or the ACL changed since, or never was (restored), so a live
+ * delivery costs one check. */
 static bool client_delivery_readable(struct client *c, struct delivery *d)
 {
-	if (!c->sec || d->acl_gen == c->sec->acl_gen)
+	if (!c->sec || d->acl_stamp == client_acl_stamp(c))
 		return true;
 	if (!client_may_read(c, d->msg->topic, d->msg->topic_len))
 		return false;
-	d->acl_gen = c->sec->acl_gen;
+	d->acl_stamp = c->acl_stamp;
 	return true;
+}
+
+void client_set_identity(struct client *c, char *username, const struct security *sec)
+{
+	free(c->username);
+	c->username = username;
+	c->sec = sec;
+	c->acl_gen_seen = sec->acl_gen;
+	c->acl_stamp = ++c->srv->acl_stamps;
 }
 
 /*
@@ -464,7 +478,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	d->msg = message_ref(msg);
 	d->qos = qos;
 	d->retain = retain;
-	d->acl_gen = c->sec ? c->sec->acl_gen : 0;
+	d->acl_stamp = c->sec ? client_acl_stamp(c) : 0;
 	d->gate = gate ? gate_ref(gate) : NULL;
 	if (qos > 0 && !c->clean) {
 		assert(gate != NULL); /* router_publish gates every stored delivery */

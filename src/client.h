@@ -25,11 +25,12 @@ struct sockaddr;
 /* One message owed to one session. */
 struct delivery {
 	struct delivery *prev, *next;
+	struct delivery *pid_next; /* in the window's packet id index */
 	struct message *msg;
-	struct gate *gate; /* NULL: may go out at once */
-	uint64_t seq;      /* store sequence; 0 when not stored */
-	uint32_t acl_gen;  /* the ACL it was last found readable under; 0: never */
-	uint16_t pid;      /* 0 until it enters the in-flight window */
+	struct gate *gate;  /* NULL: may go out at once */
+	uint64_t seq;       /* store sequence; 0 when not stored */
+	uint64_t acl_stamp; /* client_acl_stamp() when last found readable; 0: never */
+	uint16_t pid;       /* 0 until it enters the in-flight window */
 	uint8_t qos;
 	uint8_t state; /* enum cairn_delivery_state */
 	bool retain;
@@ -59,12 +60,12 @@ struct sub_table {
 	uint32_t count;
 };
 
-/* The in-flight window indexed by packet id (open addressing, linear
- * probing), so an acknowledgement finds its delivery, and a new delivery
- * a free id, at the same cost in a window of 20 or 65,535. */
+/* The in-flight window indexed by packet id (chained buckets), so an
+ * acknowledgement finds its delivery, and a new delivery a free id, at the
+ * same cost in a window of 20 or 65,535. */
 struct pid_index {
 	struct delivery **slots;
-	uint32_t cap; /* a power of two, or 0 */
+	uint32_t cap; /* a power of two, at least the window's size, or 0 */
 };
 
 struct client {
@@ -74,6 +75,8 @@ struct client {
 	size_t id_len;
 	char *username;             /* NULL: the client gave none */
 	const struct security *sec; /* of its last connection; NULL: none since start */
+	uint64_t acl_stamp;         /* names (identity, ACL) for delivery checks */
+	uint32_t acl_gen_seen;      /* sec->acl_gen when acl_stamp was taken */
 	bool clean;                 /* the session ends with its connection */
 	bool dead;                  /* discarded; kept alive only by references */
 	bool stored;                /* a session record exists in the store */
@@ -100,6 +103,11 @@ struct conn;
 
 /* cn now carries c (c becomes cn's owner and holds a reference). */
 void client_attach(struct client *c, struct conn *cn);
+
+/* The connection that took c over logged in as username (owned, may be
+ * NULL) under sec: what c may read is decided anew for every message it
+ * holds, whoever was allowed to read it before. */
+void client_set_identity(struct client *c, char *username, const struct security *sec);
 /* cn is closing: detach it from c, publishing the will when will_due, and
  * end a clean session. Drops the reference client_attach took. */
 void client_detach(struct client *c, struct conn *cn, bool will_due);

@@ -65,6 +65,8 @@
 #define CONN_LINGER_MS 5000
 /* Period of the connect-timeout, keep-alive and linger sweep. */
 #define CONN_SWEEP_MS 250
+/* How long the listeners rest after accept() ran out of descriptors. */
+#define CONN_ACCEPT_REST_MS 500
 /* Bytes handed to one SSL_write: one full TLS record. */
 #define CONN_TLS_RECORD (16 * 1024)
 
@@ -129,6 +131,8 @@ struct conn_set {
 	struct event *flush_ev;
 	struct event *reap_ev;
 	struct event *sweep_ev;
+	struct event *rest_ev; /* ends a rest of the listeners */
+	bool accept_resting;
 	uint8_t *rbuf; /* the shared read buffer */
 	uint64_t next_id;
 	bool stopping;
@@ -848,13 +852,43 @@ static void conn_listener_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 	conn_new(set, lis, fd, sa);
 }
 
+/* Out of descriptors or memory, accept() fails at once for as long as a
+ * connection waits in the backlog: libevent would call back again and
+ * again, a busy loop that also floods the log. The listeners rest a
+ * moment instead, and the failure is logged once per rest. */
 static void conn_listener_error_cb(struct evconnlistener *l, void *arg)
 {
 	(void)l;
 	struct conn_set *set = ((struct conn_listener *)arg)->set;
 	int err = EVUTIL_SOCKET_ERROR();
-	log_write(set->log, LOG_LEVEL_ERROR, "accept failed: %s",
-		  evutil_socket_error_to_string(err));
+	bool exhausted = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	if (!exhausted) {
+		log_write(set->log, LOG_LEVEL_WARNING, "accept failed: %s",
+			  evutil_socket_error_to_string(err));
+		return;
+	}
+	if (set->accept_resting)
+		return;
+	set->accept_resting = true;
+	for (size_t i = 0; i < set->nlisteners; i++)
+		evconnlistener_disable(set->listeners[i]->evl);
+	log_write(set->log, LOG_LEVEL_ERROR,
+		  "accept failed: %s; not accepting connections for %d ms",
+		  evutil_socket_error_to_string(err), CONN_ACCEPT_REST_MS);
+	struct timeval tv = {0, CONN_ACCEPT_REST_MS * 1000};
+	evtimer_add(set->rest_ev, &tv);
+}
+
+static void conn_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn_set *set = arg;
+	set->accept_resting = false;
+	if (set->stopping)
+		return;
+	for (size_t i = 0; i < set->nlisteners; i++)
+		evconnlistener_enable(set->listeners[i]->evl);
 }
 
 int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
@@ -966,8 +1000,9 @@ struct conn_set *conn_set_new(struct event_base *base, const struct config *cfg,
 	set->flush_ev = event_new(base, -1, 0, conn_flush_cb, set);
 	set->reap_ev = event_new(base, -1, 0, conn_reap_cb, set);
 	set->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, set);
+	set->rest_ev = evtimer_new(base, conn_accept_resume_cb, set);
 	struct timeval tv = {0, CONN_SWEEP_MS * 1000};
-	if (!set->flush_ev || !set->reap_ev || !set->sweep_ev ||
+	if (!set->flush_ev || !set->reap_ev || !set->sweep_ev || !set->rest_ev ||
 	    event_add(set->sweep_ev, &tv) != 0) {
 		conn_set_free(set);
 		return NULL;
@@ -1010,6 +1045,8 @@ void conn_set_free(struct conn_set *set)
 		event_free(set->reap_ev);
 	if (set->sweep_ev)
 		event_free(set->sweep_ev);
+	if (set->rest_ev)
+		event_free(set->rest_ev);
 	free(set->rbuf);
 	free(set);
 }

@@ -98,6 +98,31 @@ void log_cleanup(struct log *lg)
 	lg->file = NULL;
 }
 
+/* A copy of msg with every control character written as \xHH, or NULL
+ * when it has none (the usual case costs one scan). */
+static char *log_escape_controls(const char *msg)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0, len = 0;
+	for (const unsigned char *p = (const unsigned char *)msg; *p; p++, len++)
+		n += *p < 0x20 || *p == 0x7f;
+	if (n == 0)
+		return NULL;
+	char *out = xmalloc(len + 3 * n + 1), *o = out;
+	for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		} else {
+			*o++ = (char)*p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 void log_vwrite(struct log *lg, enum log_level level, const char *fmt, va_list ap)
 {
 	char stamp[40], buf[1024];
@@ -120,6 +145,15 @@ void log_vwrite(struct log *lg, enum log_level level, const char *fmt, va_list a
 		va_copy(ap2, ap);
 		vsnprintf(msg, (size_t)n + 1, fmt, ap2);
 		va_end(ap2);
+	}
+
+	/* Client ids, usernames, topics and certificate names reach log lines;
+	 * a newline in one would forge a line of its own. */
+	char *clean = log_escape_controls(msg);
+	if (clean) {
+		if (msg != buf)
+			free(msg);
+		msg = clean;
 	}
 
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -46,7 +46,9 @@ static void protocol_send_connack(struct conn *cn, bool sp, uint8_t rc)
 	}
 }
 
-static bool protocol_will_topic_forbidden(const struct codec_str *t)
+/* $SYS and $CONTROL belong to the broker: no client publishes there, as
+ * a message or as a will, whatever the ACL says. */
+static bool protocol_topic_reserved(const struct codec_str *t)
 {
 	return (t->len >= 4 && memcmp(t->ptr, "$SYS", 4) == 0) ||
 	       (t->len >= 8 && memcmp(t->ptr, "$CONTROL", 8) == 0);
@@ -149,7 +151,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		return;
 	}
 	const struct security *sec = security_for(&srv->security, conn_listener(cn));
-	if (p->will_flag && (protocol_will_topic_forbidden(&p->will_topic) ||
+	if (p->will_flag && (protocol_topic_reserved(&p->will_topic) ||
 			     !protocol_will_allowed(sec, id, id_len, username, &p->will_topic))) {
 		log_write(srv->log, LOG_LEVEL_NOTICE,
 			  "connection from %s refused: the will topic is not writable",
@@ -178,9 +180,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		client_unref(c); /* the server's map holds it */
 	}
 	client_attach(c, cn);
-	c->sec = sec;
-	free(c->username);
-	c->username = username;
+	client_set_identity(c, username, sec);
 	if (c->will) {
 		message_unref(c->will);
 		c->will = NULL;
@@ -216,7 +216,8 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 		client_send_ack(c, CODEC_PUBREC, p->packet_id, false);
 		return;
 	}
-	if (!security_allows(c->sec, c->id, c->username, p->topic.ptr, p->topic.len, ACL_WRITE)) {
+	if (protocol_topic_reserved(&p->topic) ||
+	    !security_allows(c->sec, c->id, c->username, p->topic.ptr, p->topic.len, ACL_WRITE)) {
 		/* 3.1.1 lets the server acknowledge and drop, or close; a
 		 * client that keeps publishing where it may not is answered
 		 * like any other, so it learns nothing of the ACL and keeps

@@ -125,12 +125,6 @@ const struct security *security_for_unknown(const struct security_set *set)
 	return set->per_listener_acl ? &set->unknown : &set->items[0];
 }
 
-bool security_allows(const struct security *s, const char *client_id, const char *username,
-		     const char *topic, size_t len, enum acl_access access)
-{
-	return !s->acl || acl_check(s->acl, client_id, username, topic, len, access);
-}
-
 int security_login(const struct security *s, const struct codec_connect *p, const char **why)
 {
 	if (!p->has_username) {

@@ -113,7 +113,9 @@ static void server_reload_security(struct server *srv)
 	size_t n = 0, cap = 0;
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		for (struct client *c = m->buckets[i]; c; c = c->map_next) {
-			if (!c->conn || !c->username)
+			/* A certificate login never asked the password file, so no
+			 * change to it can revoke one. */
+			if (!c->conn || !c->username || conn_tls_username(c->conn))
 				continue;
 			const struct security *s =
 			    security_for(&srv->security, conn_listener(c->conn));

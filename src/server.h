@@ -49,6 +49,7 @@ struct server {
 	struct event *sigs[4];
 	uint64_t next_msg_id;
 	uint64_t anon_counter; /* for assigned client ids */
+	uint64_t acl_stamps;   /* last stamp given by client_acl_stamp */
 	struct server_stats stats;
 	bool stopping;
 };

@@ -17,19 +17,35 @@
 #include "config.h"
 #include "util.h"
 
+/* OpenSSL 3 marks errno values it queues; 1.1.1 files them under the
+ * system library. */
+#ifdef ERR_SYSTEM_ERROR
+#define TLS_IS_ERRNO(e) ERR_SYSTEM_ERROR(e)
+#else
+#define TLS_IS_ERRNO(e) (ERR_GET_LIB(e) == ERR_LIB_SYS)
+#endif
+
 const char *tls_error_reason(char *buf, size_t len, const char *fallback)
 {
-	unsigned long e = ERR_peek_last_error();
-	if (e == 0) {
-		snprintf(buf, len, "%s", fallback);
-	} else {
-		const char *reason = ERR_reason_error_string(e);
+	/* The queue runs from the cause to the caller; a file that cannot be
+	 * opened ends in "system lib", while its errno says what happened. */
+	unsigned long e, last = 0, sys = 0;
+	while ((e = ERR_get_error()) != 0) {
+		if (!sys && TLS_IS_ERRNO(e))
+			sys = e;
+		last = e;
+	}
+	if (sys) {
+		snprintf(buf, len, "%s", strerror(ERR_GET_REASON(sys)));
+	} else if (last) {
+		const char *reason = ERR_reason_error_string(last);
 		if (reason)
 			snprintf(buf, len, "%s", reason);
 		else
-			ERR_error_string_n(e, buf, len);
+			ERR_error_string_n(last, buf, len);
+	} else {
+		snprintf(buf, len, "%s", fallback);
 	}
-	ERR_clear_error();
 	return buf;
 }
 

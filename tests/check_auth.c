@@ -307,6 +307,9 @@ static const char *bad_hashes[] = {
     "$7$$iAfbRKyrmKSZfZjU$AAAA",
     "$7$-1$iAfbRKyrmKSZfZjU$AAAA",
     "$7$99999999999$iAfbRKyrmKSZfZjU$AAAA",
+    /* a login at this count would stall the broker's loop for seconds */
+    "$7$1000001$iAfbRKyrmKSZfZjU$WO5bFrQ3UYLh2s2mUZr/7MOii6sCcUrLPOTJk0Y4d1mY1j/ZzG1bUfVXxxTc"
+    "ivpo9Q9xqS9Se7kq6M6n5CxIQg==",
     "$6$iAfbRKyrmKSZfZjU",
     "$6$$AAAA",
     "$6$iAfb RKyrmKSZfZjU$AAAA",

@@ -280,3 +280,34 @@ def test_acl_retained_message_dies_with_its_publishers_write_access(ctx):
     s2.subscribe(1, [("news/#", 1)])
     got = _received(s2)
     check(got == [("news/a", b"kept")], "after the publisher lost news/b: %r" % got)
+
+
+def test_acl_takeover_by_another_identity_rechecks_queued_and_inflight(ctx):
+    """A session taken over by another user (or an anonymous client) keeps
+    its messages only where the new identity may read them: queued ones
+    and ones already sent but not acknowledged alike."""
+    pw = _passwd(ctx, [("alice", "a"), ("carol", "c"), ("admin", "x")])
+    acl = _acl(ctx, "topic read public/#\n"
+                    "user alice\ntopic readwrite alice/#\n"
+                    "user carol\ntopic readwrite carol/#\n"
+                    "user admin\ntopic readwrite #\n")
+    b = ctx.durable_broker("sqlite", acl_file=acl, password_file=pw, allow_anonymous="true")
+    for thief in (("carol", "c"), (None, None)):
+        cid = "shared-id-%s" % thief[0]
+        a = _client(b.port, cid, "alice", "a", clean=False)
+        a.subscribe(1, [("alice/#", 1)])
+        admin = _client(b.port, "admin-" + cid, "admin", "x")
+        admin.publish("alice/inflight", b"sent-not-acked", qos=1, pid=1)
+        m = a.read_publish(3)  # in flight to alice, never acknowledged
+        check(m["payload"] == b"sent-not-acked", "alice did not get the first message")
+        a.abort()
+        time.sleep(0.3)
+        admin.publish("alice/queued", b"queued-for-alice", qos=1, pid=2)
+        t = RawClient(b.port)
+        sp, _ = t.connect(cid, clean=False, username=thief[0], password=thief[1])
+        check(sp == 1, "the session was not resumed")
+        got = _received(t)
+        check(got == [], "%s taking over alice's session read %r" %
+              (thief[0] or "an anonymous client", got))
+        t.close()
+        admin.close()

@@ -4,7 +4,9 @@ thousands of subscriptions, one with tens of thousands of messages in
 flight. Each test states its limit; an unrelated client must still get
 prompt service."""
 
+import os
 import re
+import signal
 import socket
 import struct
 import time
@@ -323,3 +325,58 @@ def test_store_outage_refuses_persistent_sessions_with_connack_3(ctx):
 
 
 test_store_outage_refuses_persistent_sessions_with_connack_3.timeout = 40
+
+
+def test_out_of_descriptors_rests_the_listeners_instead_of_spinning(ctx):
+    """At the descriptor limit accept() fails for as long as a connection
+    waits: the broker must neither spin nor flood its log, and serve again
+    once descriptors are free."""
+    require_cairn("cairn's accept back-off")
+    import resource
+    import subprocess
+    from harness import broker_command, free_port
+    port = free_port()
+    conf = os.path.join(ctx.workdir, "fd.conf")
+    log_path = os.path.join(ctx.workdir, "fd.log")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n"
+                "log_type all\n" % port)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [broker_command(), "-c", conf], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+    log.close()
+
+    def stop():
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    ctx.add_cleanup(stop)
+    check(wait_until(lambda: "listening on" in open(log_path).read(), 5), "no listener")
+    socks = []
+    for i in range(80):
+        s = socket.create_connection(("127.0.0.1", port))
+        socks.append(s)
+
+    def cpu_s():
+        with open("/proc/%d/stat" % proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    c0, t0 = cpu_s(), time.monotonic()
+    time.sleep(2.0)
+    used = (cpu_s() - c0) / (time.monotonic() - t0)
+    size = os.path.getsize(log_path)
+    check(used < 0.3, "the broker used %.0f%% of a CPU at the descriptor limit" % (used * 100))
+    check(size < 200 * 1024, "the log grew to %d KiB at the descriptor limit" % (size // 1024))
+    for s in socks:
+        s.close()
+    time.sleep(1.0)
+    c = RawClient(port)
+    c.connect("after-the-limit")
+    c.close()
+    stop()
+    check(proc.returncode == 0, "exit status %s" % proc.returncode)

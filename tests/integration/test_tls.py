@@ -305,3 +305,30 @@ def test_tls_use_identity_as_username_feeds_the_acl(ctx):
                                "-C", "1", "-W", "2", cert=alice),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
     check(sub.stdout == b"", "a claimed username widened the ACL: %r" % sub.stdout)
+
+
+def test_tls_certificate_login_survives_a_password_file_reload(ctx):
+    """A client whose certificate is its login is not judged against the
+    password file when SIGHUP reloads it (the usual moment: renewed
+    certificates)."""
+    require_cairn("cairn's reload")
+    pki = Pki(ctx)
+    dave = pki.leaf("dave", "dave")
+    pw = os.path.join(ctx.workdir, "passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", pw, "alice", "a"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    b = _tls_broker(ctx, pki, cafile=pki.path("ca.crt"), require_certificate="true",
+                    use_identity_as_username="true", password_file=pw)
+    ctx_ssl = ssl.create_default_context(cafile=pki.path("ca.crt"))
+    ctx_ssl.load_cert_chain(dave[0], dave[1])
+    s = ctx_ssl.wrap_socket(socket.create_connection((HOST, b.port)), server_hostname="localhost")
+    s.sendall(connect_packet("dave-device"))
+    check(s.recv(4)[:2] == b"\x20\x02", "no CONNACK for the certificate login")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "password_file %s reloaded" % pw in b.log_text(), 3),
+          "no password file reload logged")
+    time.sleep(0.3)
+    s.sendall(b"\xc0\x00")
+    s.settimeout(3)
+    check(s.recv(2) == b"\xd0\x00", "the certificate login was closed by a password reload")
+    s.close()
