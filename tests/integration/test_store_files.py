@@ -30,14 +30,27 @@ def _traced_start(ctx, backend):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
+    def traced_pids():
+        """cairn's PID: strace's child (a signal to strace itself would only
+        make it detach and leave cairn running)."""
+        try:
+            with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
     def stop():
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)  # strace passes it on and exits with cairn
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc.poll() is not None:
+            return
+        for pid in traced_pids():
+            os.kill(pid, signal.SIGTERM)
+        try:
+            proc.wait(10)  # strace exits with the process it traces
+        except subprocess.TimeoutExpired:
+            for pid in traced_pids():
+                os.kill(pid, signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
     ctx.add_cleanup(stop)
 
     def serving():
