@@ -412,6 +412,33 @@ bool conn_output_full(struct conn *cn)
 }
 
 /*
+ * What an SSL_read or SSL_write that returned rc means: SSL_get_error's
+ * code. When the connection is broken (neither a WANT_ nor the peer's
+ * orderly close), why receives the errno or OpenSSL's reason, else it is
+ * left as it was.
+ */
+static int conn_tls_error(struct conn *cn, int rc, char *why, size_t whylen, const char *what)
+{
+	int err = SSL_get_error(cn->ssl, rc);
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+	case SSL_ERROR_ZERO_RETURN:
+		break;
+	case SSL_ERROR_SYSCALL:
+		if (errno) {
+			snprintf(why, whylen, "%s", strerror(errno));
+			break;
+		}
+		/* fall through */
+	default:
+		tls_error_reason(why, whylen, what);
+		break;
+	}
+	return err;
+}
+
+/*
  * Write from the output to the socket once: returns the bytes the socket
  * (or OpenSSL) took, 0 when it takes nothing now, or -1 with the reason in
  * why when the connection is broken. A TLS write goes one record at a
@@ -441,19 +468,13 @@ static int conn_send(struct conn *cn, char *why, size_t whylen)
 		cn->tls_wlen = 0;
 		return n;
 	}
-	switch (SSL_get_error(cn->ssl, n)) {
+	snprintf(why, whylen, "TLS session closed by peer");
+	switch (conn_tls_error(cn, n, why, whylen, "TLS write failed")) {
 	case SSL_ERROR_WANT_WRITE:
 	case SSL_ERROR_WANT_READ:
 		cn->tls_wlen = (uint32_t)len;
 		return 0;
-	case SSL_ERROR_SYSCALL:
-		if (errno) {
-			snprintf(why, whylen, "%s", strerror(errno));
-			return -1;
-		}
-		/* fall through */
 	default:
-		tls_error_reason(why, whylen, "TLS write failed");
 		return -1;
 	}
 }
@@ -662,22 +683,13 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
 	int n = SSL_read(cn->ssl, buf, (int)len);
 	if (n > 0)
 		return n;
-	switch (SSL_get_error(cn->ssl, n)) {
-	case SSL_ERROR_WANT_READ:
-		return -1;
+	switch (conn_tls_error(cn, n, why, whylen, "TLS read failed")) {
 	case SSL_ERROR_WANT_WRITE:
 		cn->tls_want = EV_WRITE;
 		return -1;
 	case SSL_ERROR_ZERO_RETURN:
 		return 0;
-	case SSL_ERROR_SYSCALL:
-		if (errno) {
-			snprintf(why, whylen, "%s", strerror(errno));
-			return -1;
-		}
-		/* fall through */
-	default:
-		tls_error_reason(why, whylen, "TLS read failed");
+	default: /* WANT_READ (why stays empty) or broken */
 		return -1;
 	}
 }
