@@ -448,6 +448,33 @@ class RawClient:
         except OSError:
             return True
 
+    def assert_closed(self, what, timeout=3.0):
+        """The broker closes the connection (EOF or reset) within timeout;
+        packets before that are dropped. Still open at the deadline fails
+        the test: a broker that ignored what it was sent must not pass."""
+        check(self.expect_closed(timeout),
+              "%s: connection still open after %.1fs" % (what, timeout))
+
+    def assert_closed_without_reply(self, what, timeout=3.0):
+        """The broker closes the connection within timeout and sends
+        nothing first. A packet fails the test, and so does a connection
+        still open at the deadline."""
+        try:
+            t, _, body = self.read_packet(timeout)
+        except Closed:
+            return
+        except socket.timeout:
+            raise TestFailure("%s: connection neither answered nor closed within %.1fs" %
+                              (what, timeout))
+        raise TestFailure("%s: broker answered with packet type %d %r instead of closing" %
+                          (what, t, body))
+
+    def disconnect(self, timeout=2.0):
+        """Sends DISCONNECT; the broker must close the connection."""
+        self.send(DISCONNECT_PKT)
+        self.assert_closed("DISCONNECT", timeout)
+        self.close()
+
     def expect_silence(self, timeout=0.5):
         """True if nothing arrives and the socket stays open for timeout."""
         try:
@@ -874,6 +901,8 @@ class DurableSubscriber(_SessionClient):
         with self.lock:
             self.c.try_send(DISCONNECT_PKT)
         self.thread.join(3)
+        check(not self.thread.is_alive(),
+              "%s: connection still open 3s after DISCONNECT" % self.client_id)
         self.close()
 
 class DurablePublisher(_SessionClient):
