@@ -43,6 +43,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$name" ] && [ -n "$log" ] && [ -n "$trs" ] && [ $# -gt 0 ] || usage
 
+# A VPATH build has no tests/integration/ of its own until now.
+mkdir -p "$(dirname "$log")" "$(dirname "$trs")" || exit 99
 # In a subshell that waits for it, so a crash's "Segmentation fault" lands
 # in the log too.
 ("$@"; exit $?) >"$log" 2>&1
