@@ -119,5 +119,5 @@ if [ "$color" = yes ]; then
 	*) col=$'\e[0;31m' ;;
 	esac
 fi
-echo "${col}${result}${std}: $name: $passed passed, $failed failed, $skipped skipped${why:+ ($why)}"
+echo "${col}${result}${std}: $name: $passed passed, $((failed + errors)) failed, $skipped skipped${why:+ ($why)}"
 exit 0
