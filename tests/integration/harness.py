@@ -591,10 +591,15 @@ class Paho:
         return out
 
     def none(self, timeout=0.5):
+        """The next message if one arrives within timeout, else None. A
+        client the broker disconnected fails here: its silence proves
+        nothing."""
         try:
             m = self.msgs.get(timeout=timeout)
             return m
         except queue.Empty:
+            check(not self.disconnected.is_set(),
+                  "paho: disconnected by the broker while waiting for silence")
             return None
 
     def disconnect(self):
