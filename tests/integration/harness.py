@@ -62,6 +62,23 @@ def free_port():
     return port
 
 
+def rss_kb(pid):
+    """Resident set size of process pid, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def uses_asan(pid):
+    """True if process pid runs under AddressSanitizer. Its quarantine keeps
+    freed memory resident (up to 256 MiB), so RSS bounds say nothing there;
+    LeakSanitizer checks that build at exit instead."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def wait_until(pred, timeout, step=0.02):
     """Poll pred() until it is true or timeout seconds pass."""
     end = time.monotonic() + timeout
