@@ -1404,16 +1404,30 @@ static int replay(const uint8_t *data, size_t size)
 	return rc;
 }
 
+/*
+ * The source tree the corpus lives in: $CAIRN_SRCDIR (make check sets it),
+ * else the one this binary was configured from, so a VPATH build's
+ * tests/check_codec finds it when run by hand from the build directory.
+ */
+#ifndef CAIRN_TEST_SRCDIR
+#define CAIRN_TEST_SRCDIR "."
+#endif
+static const char *corpus_srcdir(void)
+{
+	const char *src = getenv("CAIRN_SRCDIR");
+
+	return src != NULL && *src ? src : CAIRN_TEST_SRCDIR;
+}
+
 /* covers: */
 START_TEST(test_corpus_replay)
 {
-	const char *src = getenv("CAIRN_SRCDIR");
 	char dir[4096], path[8192];
 	struct dirent *e;
 	unsigned ok = 0, bad = 0;
 	DIR *d;
 
-	snprintf(dir, sizeof(dir), "%s/tests/corpus/codec", src != NULL && *src ? src : ".");
+	snprintf(dir, sizeof(dir), "%s/tests/corpus/codec", corpus_srcdir());
 	d = opendir(dir);
 	ck_assert_msg(d != NULL, "cannot open %s", dir);
 	while ((e = readdir(d)) != NULL) {

@@ -62,12 +62,14 @@ struct rx {
 	uint32_t ncodes;
 };
 
-static void broker_start(struct broker *b, uint32_t inflight, uint32_t queued)
+/* A server on the memory store: a private one when store is NULL, else the
+ * named, process-wide one that outlives a server_cleanup. */
+static void broker_start(struct broker *b, uint32_t inflight, uint32_t queued, const char *store)
 {
 	memset(b, 0, sizeof(*b));
 	config_init(&b->cfg);
 	free(b->cfg.persistence_location);
-	b->cfg.persistence_location = NULL; /* a private memory store */
+	b->cfg.persistence_location = store ? xstrdup(store) : NULL;
 	b->cfg.persistence_backend = xstrdup("memory");
 	b->cfg.max_inflight_messages = inflight;
 	b->cfg.max_queued_messages = queued;
@@ -351,13 +353,36 @@ static void disconnect_abruptly(struct broker *b, struct peer *p)
 	pump(b);
 }
 
+/* ---- the fixture ---- */
+
+/* fixture_start's last argument: which of its clients connect with
+ * clean_session 0 (0: both clean). */
+#define SUB_PERSISTENT 1u
+#define PUB_PERSISTENT 2u
+
+/*
+ * The set-up most tests share: a broker with these limits, a subscriber
+ * "sub" on one filter at qos (none when filter is NULL), then a publisher
+ * "pub", each CONNACK and SUBACK checked on the way. Tests that need
+ * another order or another cast set up by hand.
+ */
+static void fixture_start(struct broker *b, struct peer **sub, struct peer **pub, uint32_t inflight,
+			  uint32_t queued, const char *filter, uint8_t qos, unsigned persistent)
+{
+	broker_start(b, inflight, queued, NULL);
+	*sub = connect_client(b, "sub", !(persistent & SUB_PERSISTENT), false);
+	if (filter)
+		subscribe(b, *sub, filter, qos);
+	*pub = connect_client(b, "pub", !(persistent & PUB_PERSISTENT), false);
+}
+
 /* ---- CONNACK ---- */
 
 /* covers: MQTT-3.2.0-1 MQTT-3.2.2-1 MQTT-3.2.2-2 MQTT-3.2.2-3 */
 START_TEST(test_connack_session_present)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
+	broker_start(&b, 20, 1000, NULL);
 	struct peer *p = connect_client(&b, "clean", true, false);
 	expect_none(p);
 	disconnect_abruptly(&b, p);
@@ -385,11 +410,8 @@ END_TEST
 START_TEST(test_inbound_qos1_puback_same_id)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	bool clean = _i == 0;
-	struct peer *sub = connect_client(&b, "sub", clean, false);
-	subscribe(&b, sub, "t", 1);
-	struct peer *pub = connect_client(&b, "pub", clean, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 20, 1000, "t", 1, _i ? SUB_PERSISTENT | PUB_PERSISTENT : 0);
 	send_publish(pub, "t", "one", 1, 4711, false, false);
 	pump(&b);
 	expect_ack(pub, CODEC_PUBACK, 4711);
@@ -411,11 +433,8 @@ END_TEST
 START_TEST(test_inbound_qos2_exactly_once)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	bool clean = _i == 0;
-	struct peer *sub = connect_client(&b, "sub", clean, false);
-	subscribe(&b, sub, "t", 2);
-	struct peer *pub = connect_client(&b, "pub", clean, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 20, 1000, "t", 2, _i ? SUB_PERSISTENT | PUB_PERSISTENT : 0);
 
 	send_publish(pub, "t", "once", 2, 9, false, false);
 	pump(&b);
@@ -464,10 +483,9 @@ END_TEST
 START_TEST(test_pubacks_in_publish_order)
 {
 	struct broker b;
-	broker_start(&b, 100, 1000);
-	struct peer *sub = connect_client(&b, "sub", false, false);
-	subscribe(&b, sub, "p/#", 1);
-	struct peer *pub = connect_client(&b, "pub", _i == 0, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 100, 1000, "p/#", 1,
+		      SUB_PERSISTENT | (_i ? PUB_PERSISTENT : 0));
 	static const char *topics[] = {"p/a", "q/a", "q/b", "p/b", "q/c", "p/c", "p/d", "q/d"};
 	for (uint16_t i = 0; i < 8; i++)
 		send_publish(pub, topics[i], "x", 1, (uint16_t)(100 + i * 7), false, false);
@@ -486,10 +504,9 @@ END_TEST
 START_TEST(test_pubrecs_in_publish_order)
 {
 	struct broker b;
-	broker_start(&b, 100, 1000);
-	struct peer *sub = connect_client(&b, "sub", false, false);
-	subscribe(&b, sub, "p/#", 2);
-	struct peer *pub = connect_client(&b, "pub", _i == 0, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 100, 1000, "p/#", 2,
+		      SUB_PERSISTENT | (_i ? PUB_PERSISTENT : 0));
 	static const char *topics[] = {"q/a", "p/a", "q/b", "p/b", "p/c", "q/c"};
 	static const uint8_t qos[] = {2, 2, 1, 2, 1, 2};
 	for (uint16_t i = 0; i < 6; i++)
@@ -519,11 +536,8 @@ END_TEST
 START_TEST(test_outbound_qos1_puback_frees_window)
 {
 	struct broker b;
-	broker_start(&b, 1, 1000);
-	bool clean = _i == 0;
-	struct peer *sub = connect_client(&b, "sub", clean, false);
-	subscribe(&b, sub, "t", 1);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 1, 1000, "t", 1, _i ? SUB_PERSISTENT : 0);
 	send_publish(pub, "t", "m1", 1, 1, false, false);
 	send_publish(pub, "t", "m2", 1, 2, false, false);
 	pump(&b);
@@ -550,11 +564,8 @@ END_TEST
 START_TEST(test_outbound_qos2_flow)
 {
 	struct broker b;
-	broker_start(&b, 1, 1000);
-	bool clean = _i == 0;
-	struct peer *sub = connect_client(&b, "sub", clean, false);
-	subscribe(&b, sub, "t", 2);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 1, 1000, "t", 2, _i ? SUB_PERSISTENT : 0);
 	send_publish(pub, "t", "m1", 2, 1, false, false);
 	send_publish(pub, "t", "m2", 2, 2, false, false);
 	pump(&b);
@@ -592,11 +603,8 @@ END_TEST
 START_TEST(test_inflight_window_limits_and_orders)
 {
 	struct broker b;
-	broker_start(&b, 2, 1000);
-	bool clean = _i == 0;
-	struct peer *sub = connect_client(&b, "sub", clean, false);
-	subscribe(&b, sub, "w", 1);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 2, 1000, "w", 1, _i ? SUB_PERSISTENT : 0);
 	char pay[8];
 	for (uint16_t i = 0; i < 5; i++) {
 		snprintf(pay, sizeof(pay), "m%u", i);
@@ -636,10 +644,8 @@ END_TEST
 START_TEST(test_reconnect_resends_unacked_qos1)
 {
 	struct broker b;
-	broker_start(&b, 3, 1000);
-	struct peer *sub = connect_client(&b, "sub", false, false);
-	subscribe(&b, sub, "r", 1);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 3, 1000, "r", 1, SUB_PERSISTENT);
 	char pay[8];
 	for (uint16_t i = 0; i < 5; i++) {
 		snprintf(pay, sizeof(pay), "m%u", i);
@@ -693,10 +699,8 @@ END_TEST
 START_TEST(test_reconnect_resends_pubrel_not_publish)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	struct peer *sub = connect_client(&b, "sub", false, false);
-	subscribe(&b, sub, "r", 2);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 20, 1000, "r", 2, SUB_PERSISTENT);
 	send_publish(pub, "r", "recd", 2, 1, false, false);
 	send_publish(pub, "r", "sent", 2, 2, false, false);
 	pump(&b);
@@ -737,10 +741,8 @@ END_TEST
 START_TEST(test_takeover_resends_inflight)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	struct peer *old = connect_client(&b, "sub", false, false);
-	subscribe(&b, old, "k", 2);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *old, *pub;
+	fixture_start(&b, &old, &pub, 20, 1000, "k", 2, SUB_PERSISTENT);
 	send_publish(pub, "k", "one", 1, 1, false, false);
 	send_publish(pub, "k", "two", 2, 2, false, false);
 	pump(&b);
@@ -769,10 +771,8 @@ END_TEST
 START_TEST(test_inbound_qos2_survives_reconnect)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	struct peer *sub = connect_client(&b, "sub", true, false);
-	subscribe(&b, sub, "i", 2);
-	struct peer *pub = connect_client(&b, "pub", false, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 20, 1000, "i", 2, PUB_PERSISTENT);
 	send_publish(pub, "i", "x", 2, 42, false, false);
 	pump(&b);
 	expect_ack(pub, CODEC_PUBREC, 42);
@@ -818,12 +818,7 @@ END_TEST
 START_TEST(test_restart_resends_same_ids)
 {
 	struct broker b;
-	broker_start(&b, 3, 1000);
-	server_cleanup(&b.srv);
-	free(b.cfg.persistence_location);
-	b.cfg.persistence_location = xstrdup("check_qos-restart");
-	ck_assert_int_eq(server_init(&b.srv, &b.cfg, &b.lg, b.base), 0);
-
+	broker_start(&b, 3, 1000, "check_qos-restart");
 	struct peer *sub = connect_client(&b, "sub", false, false);
 	subscribe(&b, sub, "s", 2);
 	struct peer *pub = connect_client(&b, "pub", true, false);
@@ -884,19 +879,13 @@ END_TEST
 START_TEST(test_qos0_does_not_overtake_delivery_waiting_for_commit)
 {
 	struct broker b;
-	broker_start(&b, 1, 1000);
-	struct peer *sub;
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 1, 1000, "g", 1, _i ? SUB_PERSISTENT : 0);
 	if (_i == 0) {
-		sub = connect_client(&b, "sub", true, false);
-		subscribe(&b, sub, "g", 1);
-		struct peer *pub = connect_client(&b, "pub", true, false);
 		send_publish(pub, "g", "first", 1, 1, false, true);
 		send_publish(pub, "g", "second", 0, 0, false, false);
 		pump(&b);
 	} else {
-		sub = connect_client(&b, "sub", false, false);
-		subscribe(&b, sub, "g", 1);
-		struct peer *pub = connect_client(&b, "pub", true, false);
 		send_publish(pub, "g", "zero", 1, 1, false, false);
 		send_publish(pub, "g", "first", 1, 2, false, false);
 		pump(&b);
@@ -918,10 +907,8 @@ END_TEST
 START_TEST(test_queue_limit_drops_qos0_first)
 {
 	struct broker b;
-	broker_start(&b, 1, 3);
-	struct peer *sub = connect_client(&b, "sub", _i == 0, false);
-	subscribe(&b, sub, "d", 1);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 1, 3, "d", 1, _i ? SUB_PERSISTENT : 0);
 	send_publish(pub, "d", "a", 1, 1, false, false);  /* in flight */
 	send_publish(pub, "d", "b", 1, 2, false, false);  /* queued: 1 */
 	send_publish(pub, "d", "z0", 0, 0, false, false); /* queued: 2 */
@@ -962,10 +949,8 @@ END_TEST
 START_TEST(test_unsolicited_acks_ignored)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	struct peer *sub = connect_client(&b, "sub", _i == 0, false);
-	subscribe(&b, sub, "u", 2);
-	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 20, 1000, "u", 2, _i ? SUB_PERSISTENT : 0);
 	send_publish(pub, "u", "q1", 1, 1, false, false);
 	pump(&b);
 	/* The broker uses the id for a QoS 1 delivery; the acks below name
@@ -999,7 +984,7 @@ END_TEST
 START_TEST(test_unsolicited_pubrel_gets_pubcomp)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
+	broker_start(&b, 20, 1000, NULL);
 	struct peer *p = connect_client(&b, "pub", _i == 0, false);
 	send_ack(p, CODEC_PUBREL, 77);
 	send_ack(p, CODEC_PUBREL, 78);
@@ -1018,7 +1003,7 @@ END_TEST
 START_TEST(test_retain_flag_new_vs_live)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
+	broker_start(&b, 20, 1000, NULL);
 	bool clean = _i == 0;
 	struct peer *pub = connect_client(&b, "pub", true, false);
 	send_publish(pub, "r/t", "kept", 1, 1, false, true);
@@ -1057,12 +1042,10 @@ END_TEST
 START_TEST(test_overlapping_subscriptions_deliver_once_at_max_qos)
 {
 	struct broker b;
-	broker_start(&b, 20, 1000);
-	bool clean = _i == 0;
-	struct peer *sub = connect_client(&b, "sub", clean, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 20, 1000, NULL, 0, _i ? SUB_PERSISTENT : 0);
 	subscribe2(&b, sub, 1, "o/#", 1, "o/+", 2);
 	subscribe2(&b, sub, 2, "o/a", 0, "#", 0);
-	struct peer *pub = connect_client(&b, "pub", true, false);
 	/* One at a time: the order between QoS levels is not what this is
 	 * about. */
 	send_publish(pub, "o/a", "q2", 2, 1, false, false);
@@ -1155,7 +1138,7 @@ END_TEST
 START_TEST(test_pubcomp_and_unsuback_wait_for_the_store)
 {
 	struct broker b;
-	broker_start(&b, 10, 1000);
+	broker_start(&b, 10, 1000, NULL);
 	struct peer *p = connect_client(&b, "durable", false, false);
 	subscribe(&b, p, "u/t", 1);
 	send_publish(p, "x/t", "m", 2, 9, false, false);
@@ -1196,10 +1179,8 @@ END_TEST
 START_TEST(test_ack_for_replaced_connection_not_sent)
 {
 	struct broker b;
-	broker_start(&b, 10, 1000);
-	struct peer *sub = connect_client(&b, "sub", false, false);
-	subscribe(&b, sub, "t", 1);
-	struct peer *pub = connect_client(&b, "pub", false, false);
+	struct peer *sub, *pub;
+	fixture_start(&b, &sub, &pub, 10, 1000, "t", 1, SUB_PERSISTENT | PUB_PERSISTENT);
 	store_inject_commit_failures(b.srv.store, 1);
 	send_publish(pub, "t", "m1", 1, 5, false, false);
 	pump(&b); /* stored message: the PUBACK waits for the failing commit */

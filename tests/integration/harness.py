@@ -62,6 +62,23 @@ def free_port():
     return port
 
 
+def rss_kb(pid):
+    """Resident set size of process pid, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def uses_asan(pid):
+    """True if process pid runs under AddressSanitizer. Its quarantine keeps
+    freed memory resident (up to 256 MiB), so RSS bounds say nothing there;
+    LeakSanitizer checks that build at exit instead."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def wait_until(pred, timeout, step=0.02):
     """Poll pred() until it is true or timeout seconds pass."""
     end = time.monotonic() + timeout
@@ -448,6 +465,33 @@ class RawClient:
         except OSError:
             return True
 
+    def assert_closed(self, what, timeout=3.0):
+        """The broker closes the connection (EOF or reset) within timeout;
+        packets before that are dropped. Still open at the deadline fails
+        the test: a broker that ignored what it was sent must not pass."""
+        check(self.expect_closed(timeout),
+              "%s: connection still open after %.1fs" % (what, timeout))
+
+    def assert_closed_without_reply(self, what, timeout=3.0):
+        """The broker closes the connection within timeout and sends
+        nothing first. A packet fails the test, and so does a connection
+        still open at the deadline."""
+        try:
+            t, _, body = self.read_packet(timeout)
+        except Closed:
+            return
+        except socket.timeout:
+            raise TestFailure("%s: connection neither answered nor closed within %.1fs" %
+                              (what, timeout))
+        raise TestFailure("%s: broker answered with packet type %d %r instead of closing" %
+                          (what, t, body))
+
+    def disconnect(self, timeout=2.0):
+        """Sends DISCONNECT; the broker must close the connection."""
+        self.send(DISCONNECT_PKT)
+        self.assert_closed("DISCONNECT", timeout)
+        self.close()
+
     def expect_silence(self, timeout=0.5):
         """True if nothing arrives and the socket stays open for timeout."""
         try:
@@ -564,10 +608,15 @@ class Paho:
         return out
 
     def none(self, timeout=0.5):
+        """The next message if one arrives within timeout, else None. A
+        client the broker disconnected fails here: its silence proves
+        nothing."""
         try:
             m = self.msgs.get(timeout=timeout)
             return m
         except queue.Empty:
+            check(not self.disconnected.is_set(),
+                  "paho: disconnected by the broker while waiting for silence")
             return None
 
     def disconnect(self):
@@ -874,6 +923,8 @@ class DurableSubscriber(_SessionClient):
         with self.lock:
             self.c.try_send(DISCONNECT_PKT)
         self.thread.join(3)
+        check(not self.thread.is_alive(),
+              "%s: connection still open 3s after DISCONNECT" % self.client_id)
         self.close()
 
 class DurablePublisher(_SessionClient):

@@ -4,6 +4,7 @@ with the mosquitto command-line clients."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -16,8 +17,7 @@ def test_max_queued_messages_bounds_offline_queue(ctx):
     s = RawClient(b.port)
     s.connect("bounded", clean=False)
     s.subscribe(1, [("mq/t", 1)])
-    s.send(b"\xe0\x00")
-    s.expect_closed(2)
+    s.disconnect()
     p = RawClient(b.port)
     p.connect("bounded-pub")
     for i in range(20):
@@ -32,8 +32,8 @@ def test_max_queued_messages_bounds_offline_queue(ctx):
             break
         try:
             m = s.read_publish(1.0)
-        except Exception:
-            break
+        except socket.timeout:
+            break  # the queue is drained; a close or another packet fails
         got.append(m["payload"])
         s.send(ack_packet(PUBACK, m["pid"]))
     check(1 <= len(got) <= 6, "offline session got %d of 20 with max_queued_messages 5 "
