@@ -308,8 +308,8 @@ static const char *bad_hashes[] = {
     "$7$-1$iAfbRKyrmKSZfZjU$AAAA",
     "$7$99999999999$iAfbRKyrmKSZfZjU$AAAA",
     /* a login at this count would stall the broker's loop for seconds */
-    "$7$1000001$iAfbRKyrmKSZfZjU$WO5bFrQ3UYLh2s2mUZr/7MOii6sCcUrLPOTJk0Y4d1mY1j/ZzG1bUfVXxxTc"
-    "ivpo9Q9xqS9Se7kq6M6n5CxIQg==",
+    ("$7$1000001$iAfbRKyrmKSZfZjU$WO5bFrQ3UYLh2s2mUZr/7MOii6sCcUrLPOTJk0Y4d1mY1j/ZzG1bUfVXxxTc"
+     "ivpo9Q9xqS9Se7kq6M6n5CxIQg=="),
     "$6$iAfbRKyrmKSZfZjU",
     "$6$$AAAA",
     "$6$iAfb RKyrmKSZfZjU$AAAA",
@@ -319,8 +319,8 @@ static const char *bad_hashes[] = {
     "$77$101$iAfbRKyrmKSZfZjU$AAAA",
     "7$101$iAfbRKyrmKSZfZjU$AAAA",
     /* the right shape with a hash one byte short */
-    "$6$/XMgZ1sYMaIWcRed$9mURae6glp327gkx2M+p9jMG58gWeO3qjST8gEfyjojaGhNSHH9r121N8U05q5Ya+"
-    "BPDitL1Nu7PwIALVnmZg==",
+    ("$6$/XMgZ1sYMaIWcRed$9mURae6glp327gkx2M+p9jMG58gWeO3qjST8gEfyjojaGhNSHH9r121N8U05q5Ya+"
+     "BPDitL1Nu7PwIALVnmZg=="),
 };
 
 START_TEST(test_hash_parse_rejects)
