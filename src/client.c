@@ -253,7 +253,8 @@ static bool client_gate_closed(const struct gate *g)
  */
 static bool client_may_read(struct client *c, const char *topic, size_t len)
 {
-	if (!c->sec || security_allows(c->sec, c->id, c->username, topic, len, ACL_READ))
+	if (!c->sec || !c->sec->acl ||
+	    security_allows(c->sec, c->id, c->username, topic, len, ACL_READ))
 		return true;
 	c->srv->stats.acl_denied++;
 	return false;
@@ -276,7 +277,7 @@ static uint64_t client_acl_stamp(struct client *c)
  * delivery costs one check. */
 static bool client_delivery_readable(struct client *c, struct delivery *d)
 {
-	if (!c->sec || d->acl_stamp == client_acl_stamp(c))
+	if (!c->sec || !c->sec->acl || d->acl_stamp == client_acl_stamp(c))
 		return true;
 	if (!client_may_read(c, d->msg->topic, d->msg->topic_len))
 		return false;
@@ -478,7 +479,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	d->msg = message_ref(msg);
 	d->qos = qos;
 	d->retain = retain;
-	d->acl_stamp = c->sec ? client_acl_stamp(c) : 0;
+	d->acl_stamp = c->sec && c->sec->acl ? client_acl_stamp(c) : 0;
 	d->gate = gate ? gate_ref(gate) : NULL;
 	if (qos > 0 && !c->clean) {
 		assert(gate != NULL); /* router_publish gates every stored delivery */
