@@ -585,13 +585,13 @@ static const char *conn_codec_reason(int rc)
 }
 
 /* Handle every whole packet in buf; returns the bytes consumed. Stops at a
- * partial packet, when the connection closes or pauses, or when its output
- * passed the high mark: the rest waits until the peer reads. */
+ * partial packet, or when the connection closes or pauses (the rest is
+ * kept for when it resumes). */
 static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 {
 	struct conn_set *set = cn->set;
 	size_t off = 0;
-	while (off < len && conn_may_read(cn) && !conn_output_full(cn)) {
+	while (off < len && conn_may_read(cn)) {
 		const uint8_t *p = buf + off;
 		size_t avail = len - off;
 		bool first = cn->state == CONN_AWAIT_CONNECT;
@@ -694,11 +694,21 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
 	}
 }
 
+/*
+ * Read once and handle every whole packet read. The output's high-water
+ * mark is looked at once per read, not per packet: the replies to one
+ * read's packets are a bounded multiple of its 64 KiB, so a peer that
+ * does not read still holds at most the mark plus that.
+ */
 static void conn_readable(struct conn *cn)
 {
 	struct conn_set *set = cn->set;
+	if (conn_output_full(cn)) {
+		conn_update_events(cn);
+		return;
+	}
 	if (cn->in_len) {
-		conn_consume_kept(cn); /* input held back by a pause or full output */
+		conn_consume_kept(cn); /* input held back by a pause */
 		if (!conn_may_read(cn) || conn_output_full(cn)) {
 			conn_update_events(cn);
 			return;
@@ -726,7 +736,8 @@ static void conn_readable(struct conn *cn)
 		if (used < (size_t)n && !conn_closing(cn))
 			conn_keep(cn, set->rbuf + used, (size_t)n - used);
 	}
-	conn_update_events(cn); /* stop reading if the output passed the mark */
+	conn_output_full(cn); /* stop reading if the output passed the mark */
+	conn_update_events(cn);
 	/* OpenSSL may hold more decrypted bytes than one read took; the
 	 * socket will not say so. Come back in the next pass, after others. */
 	if (cn->ssl && SSL_has_pending(cn->ssl) && conn_may_read(cn) && !conn_output_full(cn))
