@@ -236,6 +236,28 @@ class Context:
     def add_cleanup(self, fn):
         self.cleanups.append(fn)
 
+    def spawn(self, argv, log_name, **popen_kw):
+        """Start a process of the test's own (a broker run by hand, a
+        mosquitto) with stdout and stderr in workdir/log_name; it is
+        stopped by its PID when the test ends (SIGTERM, SIGKILL after 5 s).
+        Returns the Popen object and the log's path."""
+        log_path = os.path.join(self.workdir, log_name)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    **popen_kw)
+
+        def stop():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        proc.stop = stop
+        self.add_cleanup(stop)
+        return proc, log_path
+
     def close(self, check_exit=True):
         """Run cleanups, then stop every broker. Returns an error string or None."""
         err = None

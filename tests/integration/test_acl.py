@@ -8,8 +8,7 @@ import signal
 import socket
 import time
 
-from harness import (PUBACK, RawClient, ack_packet, check, publish_packet, require_cairn,
-                     wait_until)
+from harness import PUBACK, RawClient, ack_packet, check, require_cairn, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

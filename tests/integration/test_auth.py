@@ -189,20 +189,7 @@ def test_cairn_passwd_file_with_mosquitto(ctx):
         lines.append("user root")
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
-    log = open(os.path.join(ctx.workdir, "mosquitto.log"), "wb")
-    proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=log)
-    log.close()
-
-    def stop():
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-    ctx.add_cleanup(stop)
+    ctx.spawn([MOSQUITTO, "-c", conf], "mosquitto.log")
 
     def listening():
         try:

@@ -6,7 +6,6 @@ prompt service."""
 
 import os
 import re
-import signal
 import socket
 import struct
 import time
@@ -336,29 +335,15 @@ def test_out_of_descriptors_rests_the_listeners_instead_of_spinning(ctx):
     once descriptors are free."""
     require_cairn("cairn's accept back-off")
     import resource
-    import subprocess
     from harness import broker_command, free_port
     port = free_port()
     conf = os.path.join(ctx.workdir, "fd.conf")
-    log_path = os.path.join(ctx.workdir, "fd.log")
     with open(conf, "w") as f:
         f.write("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n"
                 "log_type all\n" % port)
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [broker_command(), "-c", conf], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    proc, log_path = ctx.spawn(
+        [broker_command(), "-c", conf], "fd.log",
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
-    log.close()
-
-    def stop():
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-    ctx.add_cleanup(stop)
     check(wait_until(lambda: "listening on" in open(log_path).read(), 5), "no listener")
     socks = []
     for i in range(80):
@@ -381,5 +366,5 @@ def test_out_of_descriptors_rests_the_listeners_instead_of_spinning(ctx):
     c = RawClient(port)
     c.connect("after-the-limit")
     c.close()
-    stop()
+    proc.stop()
     check(proc.returncode == 0, "exit status %s" % proc.returncode)

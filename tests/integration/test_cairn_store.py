@@ -135,6 +135,7 @@ def _read_all(c, want, timeout=5.0, grace=0.3):
     grace seconds passed quietly."""
     got = []
     end = time.monotonic() + timeout
+    quiet_end = time.monotonic() + grace
     while True:
         left = (end if len(got) < want else min(end, quiet_end)) - time.monotonic()
         if left <= 0:

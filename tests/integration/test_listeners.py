@@ -2,8 +2,6 @@
 max_connections per listener."""
 
 import os
-import signal
-import subprocess
 import time
 
 from harness import (Closed, RawClient, broker_command, check, free_port, require_cairn,
@@ -42,20 +40,7 @@ def _run_without_listener(ctx, conf_lines):
     conf = os.path.join(ctx.workdir, "nolistener.conf")
     with open(conf, "w") as f:
         f.write("\n".join(["log_dest stderr", "log_type all"] + conf_lines) + "\n")
-    log = open(os.path.join(ctx.workdir, "nolistener.log"), "wb")
-    proc = subprocess.Popen([broker_command(), "-c", conf, "-p", str(port)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    log.close()
-
-    def stop():
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-    ctx.add_cleanup(stop)
+    ctx.spawn([broker_command(), "-c", conf, "-p", str(port)], "nolistener.log")
 
     def listening():
         try:
