@@ -203,7 +203,7 @@ static int server_open_store(struct server *srv)
 {
 	const struct config *cfg = srv->cfg;
 	/* Each file backend creates its own directory (0700). */
-	const char *backend = cfg->persistence_backend ? cfg->persistence_backend : "memory";
+	const char *backend = cfg->persistence_backend ? cfg->persistence_backend : "none";
 	struct cairn_store_options opts = {
 	    .location = cfg->persistence_location,
 	    .durability = cfg->durability,

@@ -23,6 +23,7 @@
 /* Compiled-in backends, found by name. Add new ones before the NULL. */
 /* clang-format off */
 static const struct cairn_store_ops *const store_backends[] = {
+	&cairn_store_none,
 	&cairn_store_memory,
 #ifdef HAVE_SQLITE
 	&cairn_store_sqlite,

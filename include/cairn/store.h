@@ -264,8 +264,10 @@ struct cairn_store_ops {
 	/* ---- end of version 2 ---- */
 };
 
-/* Backends compiled into this build (each exists only when configure
- * enabled it: HAVE_SQLITE, HAVE_LMDB, HAVE_HIREDIS). */
+/* Backends compiled into this build (none and memory always; each of the
+ * others only when configure enabled it: HAVE_SQLITE, HAVE_LMDB,
+ * HAVE_HIREDIS). */
+extern const struct cairn_store_ops cairn_store_none;
 extern const struct cairn_store_ops cairn_store_memory;
 extern const struct cairn_store_ops cairn_store_sqlite;
 extern const struct cairn_store_ops cairn_store_lmdb;
