@@ -19,8 +19,12 @@
 
 #include "common.h"
 
-/* Version of the set of databases and their layout, kept in meta. */
-#define LM_SCHEMA_VERSION 1
+/* Version of the set of databases and their layout, kept in meta.
+ * 2: a session record may carry a drop count (LM_SF_DROPPED); every
+ * version 1 record is a version 2 record, so opening a version 1
+ * environment only rewrites the number (and a cairn that knows only 1
+ * then refuses the environment instead of misreading the new flag). */
+#define LM_SCHEMA_VERSION 2
 /* First byte of every value. */
 #define LM_RECORD_VERSION 1
 /* A key string this long or longer is cut to this many bytes followed by
@@ -269,7 +273,14 @@ static const char *lm_rd_str(struct lm_rd *r)
 
 /* ---- records: keys and values ---- */
 
-enum { LM_SF_WILL = 1, LM_SF_WILL_RETAIN = 2, LM_SF_CONNECTED = 4, LM_SF_USERNAME = 8 };
+enum {
+	LM_SF_WILL = 1,
+	LM_SF_WILL_RETAIN = 2,
+	LM_SF_CONNECTED = 4,
+	LM_SF_USERNAME = 8,
+	LM_SF_DROPPED = 16, /* a drop count (8 bytes) ends the record */
+	LM_SF_ALL = 31
+};
 
 static void lm_key_session(struct lm_buf *b, const char *client_id)
 {
@@ -314,6 +325,8 @@ static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 		flags |= LM_SF_CONNECTED;
 	if (r->username != NULL)
 		flags |= LM_SF_USERNAME;
+	if (r->dropped > 0)
+		flags |= LM_SF_DROPPED;
 	lm_put_u8(b, LM_RECORD_VERSION);
 	lm_put_u8(b, flags);
 	lm_put_be(b, r->next_packet_id, 2);
@@ -325,6 +338,8 @@ static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 		lm_put_str(b, r->will_topic != NULL ? r->will_topic : "");
 		lm_put_blob(b, r->will_payload, r->will_payload_len);
 	}
+	if (r->dropped > 0)
+		lm_put_be(b, r->dropped, 8);
 }
 
 static void lm_val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
@@ -403,7 +418,9 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 			s->will_retain = (flags & LM_SF_WILL_RETAIN) != 0;
 		}
 		s->connected = (flags & LM_SF_CONNECTED) != 0;
-		if (r.bad || flags > 15 || s->will_qos > 2)
+		if (flags & LM_SF_DROPPED)
+			s->dropped = lm_rd_be(&r, 8);
+		if (r.bad || flags > LM_SF_ALL || s->will_qos > 2)
 			return CAIRN_ECORRUPT;
 		lm_key_session(key, s->client_id);
 		break;
@@ -956,11 +973,16 @@ static int lm_setup_dbs(struct cairn_store *st, MDB_txn *txn, void *arg)
 		    (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 		if (su->version == 0)
 			return CAIRN_ECORRUPT;
-		return su->version > LM_SCHEMA_VERSION ? CAIRN_EVERSION : 0;
-	}
-	if (rc != MDB_NOTFOUND)
+		if (su->version > LM_SCHEMA_VERSION)
+			return CAIRN_EVERSION;
+		if (su->version == LM_SCHEMA_VERSION)
+			return 0;
+		/* An older layout: its records are valid in this one. */
+	} else if (rc != MDB_NOTFOUND) {
 		return rc;
-	su->version = 0;
+	} else {
+		su->version = 0;
+	}
 	for (int i = 0; i < 4; i++)
 		ver[i] = (uint8_t)(LM_SCHEMA_VERSION >> (8 * (3 - i)));
 	d.mv_size = sizeof(ver);
@@ -1045,6 +1067,10 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 		}
 		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
 			"lmdb: %s: created at schema version %d", st->dir, LM_SCHEMA_VERSION);
+	} else if (su.version < LM_SCHEMA_VERSION) {
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
+			"lmdb: %s: migrated from schema version %u to %d", st->dir, su.version,
+			LM_SCHEMA_VERSION);
 	}
 	return 0;
 }

@@ -41,6 +41,8 @@ static const char *const sq_migrations[] = {
     " PRIMARY KEY(client_id, packet_id));"
     "CREATE TABLE retained(topic TEXT PRIMARY KEY, payload BLOB NOT NULL,"
     " qos INTEGER NOT NULL, stored_at INTEGER NOT NULL);",
+    /* version 2: queue-full drops per session */
+    "ALTER TABLE sessions ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SQ_SCHEMA_VERSION ((int)(sizeof(sq_migrations) / sizeof(sq_migrations[0])) - 1)
@@ -78,8 +80,8 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_COMMIT] = "COMMIT",
     [SQ_ROLLBACK] = "ROLLBACK",
     [SQ_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(client_id, username, next_packet_id,"
-		       " will_topic, will_payload, will_qos, will_retain, connected, updated_at)"
-		       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		       " will_topic, will_payload, will_qos, will_retain, connected, updated_at,"
+		       " dropped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [SQ_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
     [SQ_SESSION_DEL_SUBS] = "DELETE FROM subscriptions WHERE client_id = ?1",
     [SQ_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE client_id = ?1",
@@ -101,8 +103,9 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
     /* Every load query walks a primary key index: rows stream in key
      * order without a sort step holding them all in memory. */
-    [SQ_LOAD_SESSIONS] = "SELECT client_id, username, next_packet_id, will_topic, will_payload,"
-			 " will_qos, will_retain, connected FROM sessions ORDER BY client_id",
+    [SQ_LOAD_SESSIONS] =
+	"SELECT client_id, username, next_packet_id, will_topic, will_payload,"
+	" will_qos, will_retain, connected, dropped FROM sessions ORDER BY client_id",
     [SQ_LOAD_SUBS] = "SELECT client_id, filter, qos FROM subscriptions"
 		     " ORDER BY client_id, filter",
     [SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain FROM messages"
@@ -197,6 +200,7 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		}
 		sqlite3_bind_int(s, 8, r->connected);
 		sqlite3_bind_int64(s, 9, (sqlite3_int64)time(NULL));
+		sqlite3_bind_int64(s, 10, (sqlite3_int64)(r->dropped & INT64_MAX));
 		return sq_run(s);
 	}
 	case BK_SESSION_DEL: {
@@ -513,6 +517,8 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 				return 0;
 		}
 		r.connected = sqlite3_column_int(s, 7) != 0;
+		if (sqlite3_column_int64(s, 8) > 0)
+			r.dropped = (uint64_t)sqlite3_column_int64(s, 8);
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {

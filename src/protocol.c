@@ -195,10 +195,14 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	conn_accepted(cn, ka); /* conn.c enforces 1.5 x ka */
 	client_store_session(c, true);
 	srv->stats.clients_connected++;
+	char drops[64] = "";
+	if (c->dropped > 0)
+		snprintf(drops, sizeof(drops), ", %llu messages dropped from its queue so far",
+			 (unsigned long long)c->dropped);
 	log_write(srv->log, LOG_LEVEL_NOTICE,
-		  "client %s connected from %s (protocol %s, clean_session %d, keepalive %u%s)",
+		  "client %s connected from %s (protocol %s, clean_session %d, keepalive %u%s%s)",
 		  c->id, conn_addr(cn), p->protocol_level == 3 ? "3.1" : "3.1.1", p->clean_session,
-		  ka, session_present ? ", session resumed" : "");
+		  ka, session_present ? ", session resumed" : "", drops);
 	protocol_send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
 	client_pump(c);
 }

@@ -230,7 +230,10 @@ static int v_session(void *arg, const struct cairn_session_rec *r)
 		put_payload(f, r->will_payload, r->will_payload_len);
 		fprintf(f, ":q%u:r%d", r->will_qos, r->will_retain);
 	}
-	fprintf(f, " conn=%d\n", r->connected);
+	fprintf(f, " conn=%d", r->connected);
+	if (r->dropped > 0)
+		fprintf(f, " dropped=%llu", (unsigned long long)r->dropped);
+	fputc('\n', f);
 	return 0;
 }
 
@@ -438,6 +441,33 @@ START_TEST(t_connected_flag)
 	env_commit_ok(&e, st);
 	e.ops->close(st);
 	expect_dump(&e, "session c1 user=- pid=3 conn=1\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+/* A session's queue-full drop count is stored whole (past 32 bits), and
+ * a record written again with another count replaces it. */
+START_TEST(t_dropped_count)
+{
+	struct env e;
+	struct cairn_store *st;
+	struct cairn_session_rec r = {
+	    .client_id = "c1", .next_packet_id = 3, .dropped = 5000000001ull};
+	struct cairn_session_rec r2 = {.client_id = "c2", .next_packet_id = 4, .dropped = 7};
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	ck_assert_int_eq(e.ops->session_put(st, &r), 0);
+	ck_assert_int_eq(e.ops->session_put(st, &r2), 0);
+	env_commit_ok(&e, st);
+	expect_dump(&e, "session c1 user=- pid=3 conn=0 dropped=5000000001\n"
+			"session c2 user=- pid=4 conn=0 dropped=7\n");
+	r2.dropped = 0;
+	ck_assert_int_eq(e.ops->session_put(st, &r2), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=- pid=3 conn=0 dropped=5000000001\n"
+			"session c2 user=- pid=4 conn=0\n");
 	env_cleanup(&e);
 }
 END_TEST
@@ -1818,6 +1848,7 @@ static Suite *store_suite(int nbackends)
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, t_roundtrip, 0, nbackends);
 	tcase_add_loop_test(tc, t_connected_flag, 0, nbackends);
+	tcase_add_loop_test(tc, t_dropped_count, 0, nbackends);
 	tcase_add_loop_test(tc, t_load_order, 0, nbackends);
 	tcase_add_loop_test(tc, t_load_stops, 0, nbackends);
 	tcase_add_loop_test(tc, t_batch_atomic, 0, nbackends);

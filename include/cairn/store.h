@@ -84,6 +84,10 @@ struct cairn_session_rec {
 	/* True while a network connection is open; a session found connected
 	 * at load time lost its connection in a crash and its will is due. */
 	bool connected;
+	/* Messages dropped for this session because its queue was full
+	 * (max_queued_messages, max_queued_bytes), since it was created. A
+	 * backend that predates the field loads it as 0. */
+	uint64_t dropped;
 };
 
 struct cairn_sub_rec {
