@@ -23,7 +23,7 @@ was never fsync'ed is empty in the durable image.
 
 At start-up both views are loaded from IMAGE_DIR, an ordinary directory
 tree. The power cut is the command "cut" on the Unix socket
-CONTROL_SOCKET: under the lock that every file operation takes, the
+CONTROL_SOCKET (a path, or @name for an abstract socket): under the lock that every file operation takes, the
 durable image replaces IMAGE_DIR, and every later operation fails with
 EIO, so nothing that happens after the cut reaches the image, and a
 process cannot be told "synced" for anything that is not in it. Then
@@ -386,7 +386,7 @@ class PowerFS(Operations):
 
 def _control(fs, path):
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
+    srv.bind("\0" + path[1:] if path.startswith("@") else path)
     srv.listen(4)
     while True:
         conn, _ = srv.accept()

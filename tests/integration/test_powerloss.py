@@ -25,6 +25,7 @@ CAIRN_CRASH_SEED=N replays it.
 import importlib.util
 import json
 import os
+import queue
 import random
 import shutil
 import socket
@@ -74,7 +75,9 @@ class PowerMount:
     def __init__(self, ctx, name):
         self.ctx = ctx
         base = os.path.join(ctx.workdir, name)
-        self.image, self.mnt, self.sock = base + "-image", base + "-mnt", base + ".sock"
+        self.image, self.mnt = base + "-image", base + "-mnt"
+        # An abstract socket: no path length limit, nothing to remove.
+        self.sock = "@cairn-powerfs-%d-%s" % (os.getpid(), os.path.basename(ctx.workdir))
         os.makedirs(self.image)
         os.makedirs(self.mnt)
         self.proc = None
@@ -83,11 +86,9 @@ class PowerMount:
 
     def mount(self):
         self.mounts += 1
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
         self.proc, log = self.ctx.spawn([sys.executable, POWERFS, self.image, self.mnt,
                                          self.sock], "powerfs-%d.log" % self.mounts)
-        if not wait_until(lambda: _mounted(self.mnt) and os.path.exists(self.sock)
+        if not wait_until(lambda: _mounted(self.mnt) and self._answers()
                           or self.proc.poll() is not None, 10):
             raise TestFailure("powerfs did not mount within 10s")
         if self.proc.poll() is not None:
@@ -100,11 +101,17 @@ class PowerMount:
             raise TestFailure("powerfs exited at mount: %s" % why)
         check(self.control("ping") == "ok", "powerfs: no answer on its control socket")
 
+    def _answers(self):
+        try:
+            return self.control("ping") == "ok"
+        except OSError:
+            return False
+
     def control(self, cmd):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(10)
         try:
-            s.connect(self.sock)
+            s.connect("\0" + self.sock[1:])
             s.sendall(cmd.encode() + b"\n")
             return s.makefile("r").readline().strip()
         finally:
@@ -138,13 +145,16 @@ class PowerMount:
 
 class Publisher:
     """A paho QoS 1 publisher on its own thread, at most WINDOW messages
-    unacknowledged; acked() is every payload whose PUBACK arrived."""
+    unacknowledged; acked() is every payload whose PUBACK arrived. The
+    payloads are "<tag>-<n>-" padded to 0 to 3 KiB, so that the stores
+    grow (SQLite's WAL reaches its checkpoint, LMDB takes overflow pages)."""
 
     WINDOW = 20
 
-    def __init__(self, ctx, port):
-        self.p = Paho(port, "pl-pub", ctx=ctx)
+    def __init__(self, ctx, port, tag):
+        self.p = Paho(port, "pl-pub-" + tag, ctx=ctx)
         self.p.c.max_inflight_messages_set(self.WINDOW)
+        self.tag = tag.encode()
         self.sent = {}  # mid -> payload
         self.stop = threading.Event()
         self.thread = None
@@ -162,7 +172,7 @@ class Publisher:
                 return
             if self.stop.is_set():
                 return
-            payload = b"pl-%06d" % i
+            payload = b"%s-%06d-" % (self.tag, i) + b"x" * (i * 997 % 3072)
             info = self.p.c.publish("pl/t", payload, 1)
             if info.rc != 0:
                 return
@@ -185,16 +195,32 @@ class Publisher:
         self.p.close()
 
 
-def _power_cut_round(ctx, backend, durability, rng):
-    """One round (see the module's text). Returns a dict: acked, the
-    payloads acknowledged before the cut; received, what the subscriber got
-    after the restart (a list, duplicates kept); session_present; forgot,
-    powerfs' account of the cut; started, False if the broker would not
-    start on the durable image (its log tail in start_error)."""
-    fs = PowerMount(ctx, "%s-%s" % (backend, durability))
+def _short(payload):
+    return payload.split(b"-x")[0].rstrip(b"-").decode()
+
+
+def _drain(sub, into):
+    while True:
+        try:
+            into.append(sub.msgs.get_nowait().payload)
+        except queue.Empty:
+            return
+
+
+def _power_cuts(ctx, backend, durability, rng, online_plan, clean_restart_first=False):
+    """Rounds of traffic and power cuts on one store (see the module's
+    text); the subscriber is online during round r if online_plan[r].
+    With clean_restart_first, the broker is restarted with SIGTERM after
+    the subscription, before any traffic. Returns a dict: acked, every
+    payload acknowledged; received, every delivery to the subscriber (a
+    list, duplicates kept); problems, the sessions found missing; plans
+    and forgot, per round, the cut's timing and powerfs' account of it;
+    start_error, if the broker would not start on the durable image."""
+    fs = PowerMount(ctx, "%s-%s-%d" % (backend, durability, len(ctx.brokers)))
     fs.mount()
     b = None
-    out = {"started": True}
+    out = {"acked": set(), "received": [], "problems": [], "plans": [], "forgot": [],
+           "start_error": None}
     try:
         b = ctx.durable_broker(backend, durability=durability, max_queued_messages=0,
                                persistence_location=os.path.join(fs.mnt, "store"))
@@ -202,39 +228,55 @@ def _power_cut_round(ctx, backend, durability, rng):
         sub.connect()
         check(sub.subscribe("pl/#", 1) == [1], "SUBACK for pl/#")
         sub.disconnect()
-
-        pub = Publisher(ctx, b.port)
-        cut_after = rng.randrange(150, 450)
-        delay = rng.uniform(0, 0.005)
-        out["plan"] = "cut after %d acks + %.1fms" % (cut_after, delay * 1000)
-        pub.start()
-        ok = wait_until(lambda: pub.n_acked() >= cut_after, 20, step=0.001)
-        check(ok, "%s %s: only %d of %d messages acknowledged in 20s" %
-              (backend, durability, pub.n_acked(), cut_after))
-        time.sleep(delay)
-        out["forgot"] = fs.cut()  # from here on nothing reaches the disk
-        b.kill9()
-        pub.halt()
-        out["acked"] = pub.acked()
-        fs.unmount()
-        fs.mount()  # the durable image, nothing else
-        try:
-            b.start()
-        except TestFailure as e:
-            out.update(started=False, start_error=str(e))
-            return out
+        if clean_restart_first:
+            b.restart()
+        for rnd, online in enumerate(online_plan):
+            sub = None
+            if online:
+                sub = Paho(b.port, "pl-sub", clean=False, ctx=ctx)
+                if sub.connect()[0] != 1:
+                    out["problems"].append("round %d: subscriber session present 0" % rnd)
+            pub = Publisher(ctx, b.port, "r%d" % rnd)
+            cut_after = rng.randrange(150, 450)
+            delay = rng.uniform(0, 0.005)
+            out["plans"].append("round %d: subscriber %s, cut after %d acks + %.1fms" %
+                                (rnd, "online" if online else "offline", cut_after,
+                                 delay * 1000))
+            pub.start()
+            ok = wait_until(lambda: pub.n_acked() >= cut_after, 20, step=0.001)
+            check(ok, "%s %s round %d: only %d of %d messages acknowledged in 20s" %
+                  (backend, durability, rnd, pub.n_acked(), cut_after))
+            time.sleep(delay)
+            out["forgot"].append(fs.cut())  # from here on nothing reaches the disk
+            b.kill9()
+            pub.halt()
+            out["acked"] |= pub.acked()
+            if sub is not None:
+                sub.close()
+                _drain(sub, out["received"])
+            fs.unmount()
+            fs.mount()  # the durable image, nothing else
+            try:
+                b.start()
+            except TestFailure as e:
+                out["start_error"] = "round %d: %s" % (rnd, e)
+                return out
         sub = Paho(b.port, "pl-sub", clean=False, ctx=ctx)
-        out["session_present"] = sub.connect()[0]
-        received = []
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            m = sub.none(0.5 if out["acked"] - set(received) else 0.3)
-            if m is None:
-                if not out["acked"] - set(received) or not out["session_present"]:
+        if sub.connect()[0] != 1:
+            out["problems"].append("final: subscriber session present 0")
+        else:
+            # The restored queue comes at once: wait for what is missing
+            # until nothing has arrived for `quiet` seconds.
+            quiet = 3.0 if durability == "fsync" else 1.0
+            end = time.monotonic() + 15
+            last = time.monotonic()
+            while time.monotonic() < end and time.monotonic() - last < quiet:
+                m = sub.none(0.2)
+                if m is not None:
+                    out["received"].append(m.payload)
+                    last = time.monotonic()
+                elif not out["acked"] - set(out["received"]):
                     break
-                continue
-            received.append(m.payload)
-        out["received"] = received
         sub.close()
         b.stop()
         return out
@@ -246,31 +288,36 @@ def _power_cut_round(ctx, backend, durability, rng):
 
 def _describe_forgot(forgot):
     files = ", ".join("%s (%d bytes, %d durable)" % tuple(f) for f in forgot["forgot"])
-    return "%d fsyncs served; unsynced at the cut: %s" % (forgot["fsyncs"], files or "nothing")
+    return "%d fsyncs; unsynced at the cut: %s" % (forgot["fsyncs"], files or "nothing")
+
+
+def _seed():
+    return int(os.environ.get("CAIRN_CRASH_SEED", "0")) or random.randrange(1, 2 ** 31)
 
 
 def _fsync_survives(ctx, backend):
-    seed = int(os.environ.get("CAIRN_CRASH_SEED", "0")) or random.randrange(1, 2 ** 31)
-    r = _power_cut_round(ctx, backend, "fsync", random.Random(seed))
+    """Three cuts on one store: the subscriber offline, then online, then
+    either; in the end every acknowledged message has been delivered."""
+    seed = _seed()
+    rng = random.Random(seed)
+    r = _power_cuts(ctx, backend, "fsync", rng, [False, True, rng.random() < 0.5])
     where = "%s, durability fsync, seed %d (CAIRN_CRASH_SEED=%d replays it; %s)" % (
-        backend, seed, seed, r["plan"])
-    check(r["started"], "%s: the broker did not start on the durable image: %s" %
-          (where, r.get("start_error")))
+        backend, seed, seed, "; ".join(r["plans"]))
+    detail = "\n".join("cut %d: %s" % (i, _describe_forgot(f))
+                       for i, f in enumerate(r["forgot"]))
+    check(r["start_error"] is None, "%s: the broker did not start on the durable image: "
+          "%s\n%s" % (where, r["start_error"], detail))
     acked, got = r["acked"], r["received"]
     lost = sorted(acked - set(got))
-    problems = []
-    if r["session_present"] != 1:
-        problems.append("the subscriber's session is gone (session present 0)")
+    problems = list(r["problems"])
     if lost:
         problems.append("%d of %d acknowledged messages lost, e.g. %r" %
-                        (len(lost), len(acked), [x.decode() for x in lost[:5]]))
+                        (len(lost), len(acked), [_short(x) for x in lost[:8]]))
     if not acked:
-        problems.append("nothing was acknowledged before the cut")
-    check(not problems, "%s: %s\n%s" % (where, "; ".join(problems),
-                                         _describe_forgot(r["forgot"])))
-    print("powerloss %s fsync: %d acknowledged before the cut, all delivered "
-          "(%d deliveries); %s" % (backend, len(acked), len(got),
-                                   _describe_forgot(r["forgot"])), flush=True)
+        problems.append("nothing was acknowledged before the cuts")
+    check(not problems, "%s: %s\n%s" % (where, "; ".join(problems), detail))
+    print("powerloss %s fsync: %d acknowledged across %d cuts, all delivered (%d deliveries)\n%s"
+          % (backend, len(acked), len(r["forgot"]), len(got), detail), flush=True)
 
 
 @_tag("sqlite")
@@ -287,23 +334,27 @@ def test_powerloss_lmdb_fsync_keeps_every_acknowledged_message(ctx):
 
 @_tag("sqlite", "lmdb")
 def test_powerloss_durability_os_reports_what_it_loses(ctx):
-    """Runs the same round with durability os on both file backends and
-    prints what was lost; only a harness failure fails it."""
+    """One cut with durability os on each file backend, on a new store and
+    on one the broker has closed cleanly once (which syncs it); prints what
+    was lost. Only a harness failure fails it."""
     _require_fuse()
-    seed = int(os.environ.get("CAIRN_CRASH_SEED", "0")) or random.randrange(1, 2 ** 31)
+    seed = _seed()
     rng = random.Random(seed)
     for backend in ("sqlite", "lmdb"):
-        r = _power_cut_round(ctx, backend, "os", rng)
-        acked = r["acked"]
-        if not r["started"]:
-            what = "the broker would not start on the durable image: %s" % \
-                r["start_error"].splitlines()[0]
-        else:
-            lost = acked - set(r["received"])
-            what = "%d of %d acknowledged messages lost, session present %d" % (
-                len(lost), len(acked), r["session_present"])
-        print("powerloss %s os (seed %d, %s): %s; %s" % (
-            backend, seed, r["plan"], what, _describe_forgot(r["forgot"])), flush=True)
+        for clean_first in (False, True):
+            r = _power_cuts(ctx, backend, "os", rng, [False], clean_restart_first=clean_first)
+            acked = r["acked"]
+            if r["start_error"]:
+                what = "the broker would not start on the durable image: %s" % \
+                    r["start_error"].splitlines()[0]
+            else:
+                lost = acked - set(r["received"])
+                what = "%d of %d acknowledged messages lost%s" % (
+                    len(lost), len(acked),
+                    "; " + "; ".join(r["problems"]) if r["problems"] else "")
+            print("powerloss %s os, %s (seed %d, %s): %s; %s" % (
+                backend, "after a clean restart" if clean_first else "new store", seed,
+                r["plans"][0], what, _describe_forgot(r["forgot"][0])), flush=True)
 
 
 test_powerloss_durability_os_reports_what_it_loses.timeout = 50
