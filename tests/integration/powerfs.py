@@ -23,10 +23,11 @@ was never fsync'ed is empty in the durable image.
 
 At start-up both views are loaded from IMAGE_DIR, an ordinary directory
 tree. The power cut is the command "cut" on the Unix socket
-CONTROL_SOCKET (a path, or @name for an abstract socket): under the lock that every file operation takes, the
-durable image replaces IMAGE_DIR, and every later operation fails with
-EIO, so nothing that happens after the cut reaches the image, and a
-process cannot be told "synced" for anything that is not in it. Then
+CONTROL_SOCKET (a path, or @name for an abstract socket): under the lock
+that every file operation takes, the durable image replaces IMAGE_DIR,
+and every later operation fails with EIO, so nothing that happens after
+the cut reaches the image, and a process cannot be told "synced" for
+anything that is not in it. Then
 unmount (the page cache, which may hold forgotten writes, goes with the
 mount) and start powerfs again on IMAGE_DIR: the mount shows exactly the
 durable image. An unmount without a cut writes the volatile view to
