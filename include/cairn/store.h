@@ -151,7 +151,10 @@ struct cairn_store_options {
 	const char *location; /* persistence_location; may be NULL */
 	enum cairn_durability durability;
 	enum cairn_on_corrupt on_corrupt;
-	struct event_base *base; /* the broker's loop, for async backends */
+	/* The broker's loop, for async backends (Redis's link; the commit
+	 * thread of SQLite and LMDB reports back through it). Without one,
+	 * SQLite and LMDB commit on the caller's thread. */
+	struct event_base *base;
 	const char *(*get)(void *arg, const char *key);
 	void *get_arg;
 	/* A backend may report what it did (quarantine, migration, a lost
@@ -171,7 +174,10 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
 /* Capabilities, in cairn_store_ops.flags (version 2). */
 enum {
 	/* commit() returns CAIRN_EINPROGRESS and calls done() later from the
-	 * event loop (Redis); without it commit() finishes before returning. */
+	 * event loop (Redis; SQLite and LMDB, whose commit thread writes the
+	 * batch while the loop stages the next), or finishes at once when
+	 * there is nothing to write; without the flag commit() always
+	 * finishes before returning. */
 	CAIRN_STORE_ASYNC_COMMIT = 1 << 0,
 	/* location names a directory of files the backend owns (SQLite,
 	 * LMDB); without it location is at most a name (memory) or unused. */
