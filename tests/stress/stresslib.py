@@ -106,7 +106,15 @@ class Probe:
         self.rtts = []
         self.rss_max = rss_kb(self.pid)
 
+    def wait_samples(self, n=3, timeout=15.0):
+        """Waits until the phase has at least n round trips (so a phase
+        shorter than the interval is still measured)."""
+        end = time.monotonic() + timeout
+        while len(self.rtts) < n and time.monotonic() < end and self._thread.is_alive():
+            time.sleep(0.02)
+
     def rtt_max(self):
+        self.wait_samples()
         return max(self.rtts) if self.rtts else float("inf")
 
     def rtt_median(self):
