@@ -7,12 +7,11 @@ throughout."""
 
 import os
 import resource
-import subprocess
 import threading
 import time
 
-from harness import (DISCONNECT_PKT, Closed, Skip, RawClient, broker_command, check, connect_packet,
-                     is_mosquitto, subscribe_packet, wait_until)
+from harness import (DISCONNECT_PKT, Closed, RawClient, Skip, check, connect_packet, is_mosquitto,
+                     wait_until)
 from stresslib import QUIET_LOG, Probe, fd_count, rss_kb, uses_asan
 
 # ---------------------------------------------------------------- case 3

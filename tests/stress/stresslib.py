@@ -143,7 +143,12 @@ class Record:
 
     def note(self, label, value, unit="", fmt="%.1f"):
         """A value measured and printed, not bounded."""
-        v = fmt % value if isinstance(value, (int, float)) else str(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            v = str(value)
+        elif isinstance(value, int):
+            v = "%d" % value
+        else:
+            v = fmt % value
         self.items.append((label, ("%s %s" % (v, unit)).strip()))
 
     def summary(self):
