@@ -91,6 +91,7 @@ def _flood(ctx, rec, short, kind):
     probe.reset()
 
     c.sock.setblocking(False)
+    view = memoryview(chunk)  # slices without copying
     sent = 0
     off = 0  # a partial send leaves the rest of the chunk for the next one
     stalled_at = None
@@ -98,7 +99,7 @@ def _flood(ctx, rec, short, kind):
     end = t0 + seconds
     while time.monotonic() < end:
         try:
-            n = c.sock.send(chunk[off:] if off else chunk)
+            n = c.sock.send(view[off:])
         except BlockingIOError:
             n = 0
         except OSError as e:
@@ -126,7 +127,12 @@ def _flood(ctx, rec, short, kind):
     if kind != "qos0":
         owed = sent * npackets // len(chunk) * REPLY_BYTES[kind]
         rec.limit("replies owed", owed / MIB, REPLIES_OWED_MAX_MIB, "MiB")
-        rec.note("stalled", "after %.1f s" % (stalled_at - t0) if stalled_at else "never")
+        # When the broker last took bytes: soon after the start if it stopped
+        # reading the flooder, near the end if it kept reading.
+        if stalled_at is not None and time.monotonic() - stalled_at >= 0.5:
+            rec.note("reading stopped", "after %.1f s" % (stalled_at - t0))
+        else:
+            rec.note("reading stopped", "never")
     rec.limit("probe rtt max", probe.rtt_max(), PING_RTT_MAX_MS, "ms", "%.0f")
     rec.note("median", probe.rtt_median(), "ms")
     for e in probe.errors:
