@@ -32,8 +32,9 @@ RSS_GROWTH_MAX_MIB = 32
 # then add up to is that mark, plus what the kernel buffers on loopback:
 # the broker's send buffer (Linux's tcp_wmem maximum, 4 MiB by default,
 # about twice that counted in small segments) and the flooder's receive
-# buffer (set to 64 KiB). The replies owed are counted from the packets the
-# broker took: 2 bytes per PINGREQ, 4 per QoS 1 or 2 PUBLISH (its PUBACK or
+# buffer (set to 64 KiB). The replies owed are counted from the bytes the
+# kernel took from the flooder, which include what still waits in the
+# broker's receive buffer (so this over-counts, never under-counts): 2 bytes per PINGREQ, 4 per QoS 1 or 2 PUBLISH (its PUBACK or
 # PUBREC; the deliveries back to the flooder are bounded by its in-flight
 # window and queue), 5 per SUBSCRIBE of one filter, 4 per UNSUBSCRIBE. Not
 # applied to QoS 0, whose deliveries the broker may drop instead.

@@ -8,8 +8,8 @@ import re
 import struct
 import time
 
-from harness import (PUBLISH, SUBACK, UNSUBACK, RawClient, check, mstr, packet,
-                     publish_packet, require_cairn)
+from harness import (PUBLISH, SUBACK, UNSUBACK, RawClient, check, is_mosquitto, mstr, packet,
+                     publish_packet)
 from stresslib import QUIET_LOG, Probe, rss_kb, uses_asan
 
 # The same count in both modes: 50,000 is what issue 11 asks for, and the
@@ -74,7 +74,6 @@ def _delivered(port, sub, topic):
 
 
 def case_subscriptions_50000(ctx, rec, short):
-    require_cairn("the restore is read from cairn's log")
     b = ctx.broker(persistence="true", persistence_backend="sqlite", log_type=QUIET_LOG)
     pid = b.proc.pid
     n = SUBSCRIPTIONS
@@ -140,10 +139,11 @@ def case_subscriptions_50000(ctx, rec, short):
     b.start(timeout=RESTART_MAX_S + 20)
     t_start = time.monotonic() - t0
     rec.limit("restart", t_start, RESTART_MAX_S, "s", "%.2f")
-    restored = re.findall(r"restored \d+ sessions, (\d+) subscriptions.* in ([0-9.]+) ms",
-                          b.log_text())
-    check(restored and int(restored[-1][0]) >= n, "restore line: %r" % restored)
-    rec.note("restore (log)", float(restored[-1][1]), "ms", "%.0f")
+    if not is_mosquitto():
+        restored = re.findall(r"restored \d+ sessions, (\d+) subscriptions.* in ([0-9.]+) ms",
+                              b.log_text())
+        check(restored and int(restored[-1][0]) >= n, "restore line: %r" % restored)
+        rec.note("restore (log)", float(restored[-1][1]), "ms", "%.0f")
     c = RawClient(b.port, timeout=60)
     sp, _ = c.connect("many-subs", clean=False)
     check(sp == 1, "the session was not restored")
@@ -155,4 +155,3 @@ def case_subscriptions_50000(ctx, rec, short):
 
 
 case_subscriptions_50000.timeout = 240
-case_subscriptions_50000.mosquitto = False
