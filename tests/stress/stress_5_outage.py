@@ -13,9 +13,9 @@ import subprocess
 import threading
 import time
 
-from harness import (PUBACK, PUBLISH, DurablePublisher, RawClient, Skip, ack_packet, check,
-                     parse_publish, require_cairn, wait_until)
-from stresslib import cpu_s, rss_kb, uses_asan
+from harness import (PUBACK, PUBLISH, DurablePublisher, RawClient, Skip, ack_packet,
+                     check, parse_publish, publish_packet, require_cairn, wait_until)
+from stresslib import cpu_s, fd_count, rss_kb, uses_asan
 
 # The tmpfs: room for the database and its write-ahead log as this case
 # grows them (some hundreds of KiB), small enough to fill in a moment.
@@ -197,7 +197,7 @@ def case_store_outage_full_tmpfs(ctx, rec, short):
         cpu = (cpu_s(pid) - cpu0) / wall
         acked_during = sum(len(p.acked) for p in pubs) - acked0
         rec.note("outage", wall, "s", "%.1f")
-        rec.limit("CPU", cpu * 100, OUTAGE_CPU_MAX * 100, "% of a CPU", "%.0f")
+        rec.limit("CPU", cpu * 100, OUTAGE_CPU_MAX * 100, "% of a CPU", "%.1f")
         growth = (rss_max - rss0) / 1024.0
         if uses_asan(pid):
             rec.note("RSS growth", "%.1f MiB (not bounded under ASan)" % growth)
@@ -257,3 +257,103 @@ def case_store_outage_full_tmpfs(ctx, rec, short):
 
 case_store_outage_full_tmpfs.timeout = 240
 case_store_outage_full_tmpfs.mosquitto = False
+
+
+# ------------------------------------------ publishers that give up
+
+# Publishers that give up during the outage: each connects (clean
+# session, keep-alive 60 s, what paho and mosquitto_pub ask for by
+# default), publishes one QoS 1 message on a topic a persistent session
+# subscribes to (so the message waits for the store and the broker stops
+# reading the connection), waits GIVE_UP_WAIT_S for a PUBACK that cannot
+# come, and closes its connection. A fleet of devices retrying does this
+# again and again for as long as the outage lasts. Short mode: 200.
+GIVE_UPS = 1000
+GIVE_UPS_SHORT = 200
+GIVE_UP_WAIT_S = 0.5
+# They come GIVE_UP_BATCH at a time (each batch waits together).
+GIVE_UP_BATCH = 50
+# Within this long of the last close, the broker holds at most
+# GIVE_UP_FD_GROWTH_MAX descriptors more than before the outage: a peer
+# that closed its connection is let go, store outage or not. Descriptors
+# are what lets clean sessions keep connecting during an outage (cairn.conf(5),
+# "When the store fails"); held until the store recovers or the keep-alive
+# runs out (90 s), a fleet retrying every few seconds runs the broker out
+# of them. 64 leaves room for connections still closing.
+GIVE_UP_RELEASE_S = 5.0
+GIVE_UP_FD_GROWTH_MAX = 64
+
+
+def case_store_outage_publishers_that_give_up(ctx, rec, short):
+    require_cairn("the store outage behaviour is cairn's")
+    n = GIVE_UPS_SHORT if short else GIVE_UPS
+    mnt = os.path.join(ctx.workdir, "tmpfs")
+    _mount(mnt)
+    b = None
+    try:
+        b = ctx.broker(persistence="true", persistence_backend="sqlite",
+                       persistence_location=mnt, durability="fsync", max_queued_messages=0,
+                       log_type="error\nlog_type warning\nlog_type notice")
+        pid = b.proc.pid
+        s = RawClient(b.port)
+        s.connect("giveup-sub", clean=False)
+        s.subscribe(1, [("giveup/#", 1)])
+        s.send(b"\xe0\x00")
+        s.close()
+        time.sleep(0.3)
+        fd0, rss0 = fd_count(pid), rss_kb(pid)
+
+        _fill(os.path.join(mnt, "filler"))
+        c = RawClient(b.port)  # a message that needs the store makes it notice
+        c.connect("giveup-first")
+        c.send(publish_packet("giveup/first", b"first", qos=1, pid=1))
+        check(wait_until(lambda: "store commits failing" in b.log_text(), NOTICE_MAX_S, 0.1),
+              "the broker did not notice the full filesystem within %.0f s" % NOTICE_MAX_S)
+        c.close()
+
+        t0 = time.monotonic()
+        acked = 0
+        for first in range(0, n, GIVE_UP_BATCH):
+            batch = []
+            for i in range(first, min(n, first + GIVE_UP_BATCH)):
+                c = RawClient(b.port)
+                c.connect("giveup-%d" % i, keepalive=60)
+                c.send(publish_packet("giveup/%d" % i, b"m-%d" % i, qos=1, pid=1))
+                batch.append(c)
+            time.sleep(GIVE_UP_WAIT_S)
+            for c in batch:
+                c.sock.setblocking(False)
+                try:
+                    if c.sock.recv(1):
+                        acked += 1
+                except OSError:
+                    pass
+                c.close()
+        rec.note("gave up", "%d in %.1f s" % (n, time.monotonic() - t0))
+        check(acked == 0, "%d publishers got an answer during the outage" % acked)
+        wait_until(lambda: fd_count(pid) - fd0 <= GIVE_UP_FD_GROWTH_MAX, GIVE_UP_RELEASE_S, 0.1)
+        fd1 = fd_count(pid)
+        rec.limit("descriptors held %.0f s after" % GIVE_UP_RELEASE_S, fd1 - fd0,
+                  GIVE_UP_FD_GROWTH_MAX, "over the %d before" % fd0, "%d")
+        rec.note("RSS growth", (rss_kb(pid) - rss0) / 1024.0, "MiB")
+        c = RawClient(b.port)
+        c.connect("giveup-clean")  # clean sessions still connect
+        c.close()
+
+        os.unlink(os.path.join(mnt, "filler"))
+        check(wait_until(lambda: "store recovered" in b.log_text(), RECOVER_MAX_S, 0.05),
+              "no 'store recovered' within %.0f s of freeing space" % RECOVER_MAX_S)
+        back = wait_until(lambda: fd_count(pid) <= fd0, 10, 0.1)
+        rec.note("descriptors after recovery", "%d" % fd_count(pid))
+        check(back, "descriptors after recovery: %d, before the outage: %d" %
+              (fd_count(pid), fd0))
+        b.stop()
+    finally:
+        if b is not None and b.alive():
+            b.stop(check_exit=False)
+        _umount(mnt)
+        shutil.rmtree(mnt, ignore_errors=True)
+
+
+case_store_outage_publishers_that_give_up.timeout = 180
+case_store_outage_publishers_that_give_up.mosquitto = False
