@@ -45,6 +45,15 @@ def _raise_nofile(want):
     return soft
 
 
+def _nofile_of(pid):
+    """The soft and hard RLIMIT_NOFILE process pid runs with."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return " / ".join(line.split()[3:5])
+    return "?"
+
+
 def _bench():
     path = os.environ.get("CAIRN_BENCH", "")
     if not os.access(path, os.X_OK):
@@ -65,6 +74,7 @@ def case_idle_connections_10000(ctx, rec, short):
     # changed default cannot make the case pass by refusing connections.
     b = ctx.broker(max_connections=n + 100, log_type=QUIET_LOG)
     pid = b.proc.pid
+    rec.note("broker RLIMIT_NOFILE", _nofile_of(pid))
     asan = uses_asan(pid)
     probe = Probe(b.port, pid).start()
     time.sleep(0.3)

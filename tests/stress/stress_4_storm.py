@@ -1,6 +1,7 @@
 """Case 4: a storm of thousands of connects and disconnects, with clean
-and persistent sessions, DISCONNECTs, plain closes, resets before the
-CONNACK and session takeovers. Afterwards the broker's RSS is back near
+and persistent sessions (resumed, new and dropped again), DISCONNECTs,
+plain closes, resets before the CONNACK, session takeovers, and waves of
+a thousand connections open at once. Afterwards the broker's RSS is back near
 its baseline, it holds exactly the descriptors it held before, and an
 unrelated client was served promptly throughout."""
 
@@ -26,6 +27,11 @@ STORM_THREADS = 4
 # The persistent sessions come from a pool of identifiers; each one ends
 # the storm with its session dropped by a clean_session=1 connect.
 STORM_POOL = 200
+# Beside the threads, waves: this many connections (clean and persistent)
+# opened and held at once, then all closed (half with DISCONNECT, half
+# with a reset), again and again while the storm lasts. Short mode: 500.
+STORM_WAVE = 1000
+STORM_WAVE_SHORT = 500
 
 # After the storm and the clean-up, the broker holds what it held before
 # it. Memory freed by malloc is not all handed back to the kernel, so RSS
@@ -37,16 +43,18 @@ STORM_RSS_PER_CONNECT_MAX_BYTES = 64
 # Descriptors: exactly as many as before the storm once every connection
 # is closed (checked for up to 10 s, the broker closes lingering sockets
 # within its 5 s linger bound).
+STORM_FD_WAIT_S = 10.0
 # The unrelated client's slowest PINGREQ -> PINGRESP during the storm.
 STORM_PING_RTT_MAX_MS = 1000
 
 
-def _storm(port, n, threads, tag):
-    """n connects over threads threads; returns (connects done, errors,
-    takeovers). A pooled persistent connection closed by the broker before
-    it is done is counted as taken over (another thread connected with the
+def _storm(port, n, threads, tag, wave):
+    """n connects over threads threads, and waves of wave connections
+    held at once beside them; returns (connects done, errors, takeovers,
+    waves). A pooled persistent connection closed by the broker before it
+    is done is counted as taken over (another thread connected with the
     same client identifier), not as an error."""
-    counter = {"i": 0, "done": 0, "takeovers": 0}
+    counter = {"i": 0, "done": 0, "takeovers": 0, "waves": 0}
     lock = threading.Lock()
     errors = []
 
@@ -57,7 +65,7 @@ def _storm(port, n, threads, tag):
                 if i >= n:
                     return
                 counter["i"] += 1
-            kind = i % 4
+            kind = i % 5
             try:
                 c = RawClient(port, timeout=10)
                 if kind == 0:  # clean session, DISCONNECT
@@ -70,10 +78,18 @@ def _storm(port, n, threads, tag):
                 elif kind == 2:  # persistent with a will, gone without DISCONNECT
                     c.connect("storm-pool-%d" % ((i + 7) % STORM_POOL), clean=False,
                               expect_rc=None, will=("storm/will", b"gone", 1, False))
-                else:  # CONNECT, then a reset before reading the CONNACK
+                elif kind == 3:  # CONNECT, then a reset before reading the CONNACK
                     c.send(connect_packet("storm-%s-%d" % (tag, i)))
                     c.abort()
                     c = None
+                else:  # a new persistent session, dropped again at once
+                    c.connect("storm-%s-%d" % (tag, i), clean=False)
+                    c.subscribe(1, [("storm/new/%d" % i, 1)])
+                    c.close()
+                    c = RawClient(port, timeout=10)
+                    sp, _ = c.connect("storm-%s-%d" % (tag, i))
+                    check(sp == 0, "a clean_session=1 CONNECT got session present")
+                    c.send(DISCONNECT_PKT)
                 if c is not None:
                     c.close()
                 with lock:
@@ -88,19 +104,45 @@ def _storm(port, n, threads, tag):
                 with lock:
                     errors.append("connect %d (kind %d): %s: %s" % (i, kind, type(e).__name__, e))
 
+    def waves():
+        k = 0
+        while counter["i"] < n:
+            held = []
+            try:
+                for j in range(wave):
+                    c = RawClient(port, timeout=10)
+                    held.append(c)
+                    c.connect("storm-%s-wave-%d" % (tag, j), clean=(j % 2 == 0),
+                              expect_rc=None)
+            except Exception as e:
+                with lock:
+                    errors.append("wave %d, connection %d: %s: %s" %
+                                  (k, len(held), type(e).__name__, e))
+            for j, c in enumerate(held):
+                if j % 2:
+                    c.abort()
+                else:
+                    c.try_send(DISCONNECT_PKT)
+                    c.close()
+            k += 1
+        counter["waves"] = k
+
     ts = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    ts.append(threading.Thread(target=waves, daemon=True))
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return counter["done"], errors, counter["takeovers"]
+    return counter["done"], errors, counter["takeovers"], counter["waves"]
 
 
-def _drop_pool(port):
-    """Ends every pooled persistent session (clean_session=1 drops it)."""
-    for k in range(STORM_POOL):
+def _drop_sessions(port, tag, wave):
+    """Ends every pooled persistent session, and the waves' (clean_session=1
+    drops it)."""
+    for name in ["storm-pool-%d" % k for k in range(STORM_POOL)] + \
+            ["storm-%s-wave-%d" % (tag, j) for j in range(1, wave, 2)]:
         c = RawClient(port)
-        c.connect("storm-pool-%d" % k)
+        c.connect(name)
         c.send(DISCONNECT_PKT)
         c.close()
 
@@ -114,19 +156,23 @@ def case_connect_storm(ctx, rec, short):
     b = ctx.broker(**opts)
     pid = b.proc.pid
     asan = uses_asan(pid)
-    _storm(b.port, int(n * STORM_WARMUP_SHARE), STORM_THREADS, "warm")
-    _drop_pool(b.port)
+    wave = STORM_WAVE_SHORT if short else STORM_WAVE
+    rss_start, fd_start = rss_kb(pid), fd_count(pid)
+    _storm(b.port, int(n * STORM_WARMUP_SHARE), STORM_THREADS, "warm", wave)
+    _drop_sessions(b.port, "warm", wave)
+    wait_until(lambda: fd_count(pid) <= fd_start, STORM_FD_WAIT_S, 0.1)
     probe = Probe(b.port, pid).start()
     time.sleep(0.5)
     rss0, fd0 = rss_kb(pid), fd_count(pid)
-    rec.note("baseline", "%.1f MiB, %d fds" % (rss0 / 1024.0, fd0))
+    rec.note("RSS", "%.1f MiB at the start, %.1f after the warm-up (the baseline)" %
+             (rss_start / 1024.0, rss0 / 1024.0))
     probe.reset()
 
     t0 = time.monotonic()
-    done, errors, takeovers = _storm(b.port, n, STORM_THREADS, "storm")
+    done, errors, takeovers, waves = _storm(b.port, n, STORM_THREADS, "storm", wave)
     dt = time.monotonic() - t0
-    rec.note("connects", "%d in %.1f s (%.0f/s), %d taken over" % (done, dt, done / dt,
-                                                                  takeovers))
+    rec.note("connects", "%d in %.1f s (%.0f/s), %d taken over, and %d waves of %d" %
+             (done, dt, done / dt, takeovers, waves, wave))
     if not is_mosquitto():
         logged = b.log_text().count("session taken over by a new connection")
         check(logged >= takeovers, "%d connections closed, %d takeovers logged" %
@@ -136,11 +182,11 @@ def case_connect_storm(ctx, rec, short):
     rec.limit("rtt max", probe.rtt_max(), STORM_PING_RTT_MAX_MS, "ms", "%.0f")
     rec.note("median", probe.rtt_median(), "ms")
     peak = probe.rss_max
-    _drop_pool(b.port)
-    back = wait_until(lambda: fd_count(pid) <= fd0, 10, 0.1)
+    _drop_sessions(b.port, "storm", wave)
+    back = wait_until(lambda: fd_count(pid) <= fd0, STORM_FD_WAIT_S, 0.1)
     time.sleep(0.5)
     rss1, fd1 = rss_kb(pid), fd_count(pid)
-    rec.note("RSS peak", (peak - rss0) / 1024.0, "MiB over the baseline")
+    rec.note("RSS peak", (peak - rss0) / 1024.0, "MiB over the baseline", "%+.1f")
     growth = (rss1 - rss0) / 1024.0
     if asan:
         rec.note("RSS after", "%+.1f MiB (not bounded under ASan)" % growth)
