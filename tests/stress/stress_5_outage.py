@@ -4,7 +4,11 @@ publishing at QoS 1 and reconnecting their persistent sessions. While the
 store cannot commit, the broker's RSS and CPU time stay bounded, new
 persistent sessions are refused with CONNACK 3, and nothing is lost:
 once space is freed commits resume, and every message the broker
-acknowledged is delivered after a restart."""
+acknowledged is delivered after a restart. A second case has publishers
+give up during the outage and close their connections: the broker must
+let go of them, not hold a descriptor for each until the store recovers.
+Both need root (they mount the tmpfs) and are skipped otherwise; each
+unmounts what it mounted."""
 
 import os
 import shutil
