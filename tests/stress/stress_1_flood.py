@@ -34,10 +34,11 @@ RSS_GROWTH_MAX_MIB = 32
 # about twice that counted in small segments) and the flooder's receive
 # buffer (set to 64 KiB). The replies owed are counted from the bytes the
 # kernel took from the flooder, which include what still waits in the
-# broker's receive buffer (so this over-counts, never under-counts): 2 bytes per PINGREQ, 4 per QoS 1 or 2 PUBLISH (its PUBACK or
-# PUBREC; the deliveries back to the flooder are bounded by its in-flight
-# window and queue), 5 per SUBSCRIBE of one filter, 4 per UNSUBSCRIBE. Not
-# applied to QoS 0, whose deliveries the broker may drop instead.
+# broker's receive buffer (so this over-counts, never under-counts): 2
+# bytes per PINGREQ, 4 per QoS 1 or 2 PUBLISH (its PUBACK or PUBREC; the
+# deliveries back to the flooder are bounded by its in-flight window and
+# queue), 5 per SUBSCRIBE of one filter, 4 per UNSUBSCRIBE. Not applied
+# to QoS 0, whose deliveries the broker may drop instead.
 REPLIES_OWED_MAX_MIB = 16
 
 # The unrelated client's slowest PINGREQ -> PINGRESP during the flood. On

@@ -280,10 +280,11 @@ GIVE_UP_BATCH = 50
 # Within this long of the last close, the broker holds at most
 # GIVE_UP_FD_GROWTH_MAX descriptors more than before the outage: a peer
 # that closed its connection is let go, store outage or not. Descriptors
-# are what lets clean sessions keep connecting during an outage (cairn.conf(5),
-# "When the store fails"); held until the store recovers or the keep-alive
-# runs out (90 s), a fleet retrying every few seconds runs the broker out
-# of them. 64 leaves room for connections still closing.
+# are what lets clean sessions keep connecting during an outage
+# (cairn.conf(5), "When the store fails"); held until the store recovers
+# or the keep-alive runs out (90 s), a fleet retrying every few seconds
+# runs the broker out of them. 64 leaves room for connections still
+# closing.
 GIVE_UP_RELEASE_S = 5.0
 GIVE_UP_FD_GROWTH_MAX = 64
 
