@@ -72,12 +72,12 @@ def _storm(port, n, threads, tag, wave):
                     c.connect("storm-%s-%d" % (tag, i))
                     c.send(DISCONNECT_PKT)
                 elif kind == 1:  # persistent, SUBSCRIBE, DISCONNECT
-                    c.connect("storm-pool-%d" % (i % STORM_POOL), clean=False, expect_rc=None)
+                    c.connect("storm-pool-%d" % (i % STORM_POOL), clean=False)
                     c.subscribe(1, [("storm/%d/#" % (i % STORM_POOL), 1)])
                     c.send(DISCONNECT_PKT)
                 elif kind == 2:  # persistent with a will, gone without DISCONNECT
                     c.connect("storm-pool-%d" % ((i + 7) % STORM_POOL), clean=False,
-                              expect_rc=None, will=("storm/will", b"gone", 1, False))
+                              will=("storm/will", b"gone", 1, False))
                 elif kind == 3:  # CONNECT, then a reset before reading the CONNACK
                     c.send(connect_packet("storm-%s-%d" % (tag, i)))
                     c.abort()
@@ -112,8 +112,7 @@ def _storm(port, n, threads, tag, wave):
                 for j in range(wave):
                     c = RawClient(port, timeout=10)
                     held.append(c)
-                    c.connect("storm-%s-wave-%d" % (tag, j), clean=(j % 2 == 0),
-                              expect_rc=None)
+                    c.connect("storm-%s-wave-%d" % (tag, j), clean=(j % 2 == 0))
             except Exception as e:
                 with lock:
                     errors.append("wave %d, connection %d: %s: %s" %
