@@ -50,6 +50,9 @@
 #include "util.h"
 
 #define CONN_READ_SIZE (64 * 1024)
+/* What a paused connection whose peer left may have sent, read to look
+ * for its DISCONNECT; past this it counts as sent without one. */
+#define CONN_PEER_GONE_SCAN (1024 * 1024)
 /* Above CONN_OUT_HIGH unwritten bytes the connection stops being read and
  * its owner stops writing; both resume once the output is below
  * CONN_OUT_LOW. A peer that does not read thus holds at most the mark plus
@@ -173,6 +176,8 @@ static void conn_update_events(struct conn *cn)
 		want |= cn->tls_want;
 	else if (conn_may_read(cn))
 		want |= EV_READ | cn->tls_want;
+	else if (cn->state == CONN_PAUSED)
+		want |= EV_CLOSED; /* not read, but a peer that leaves is seen */
 	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
 		want |= EV_WRITE;
 	if (want == cn->events)
@@ -782,10 +787,52 @@ static void conn_handshake(struct conn *cn)
 	conn_update_events(cn);
 }
 
+/* True when buf[0..len), taken frame by frame from its start, holds a
+ * DISCONNECT. */
+static bool conn_frames_disconnect(const struct conn *cn, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		struct codec_header h;
+		size_t avail = len - off;
+		if (codec_parse_header(buf + off, avail < 5 ? avail : 5,
+				       cn->set->cfg->max_packet_size, &h) != CODEC_OK)
+			return false;
+		if (buf[off] >> 4 == CODEC_DISCONNECT)
+			return true;
+		off += (size_t)h.header_len + h.remaining;
+	}
+	return false;
+}
+
+/*
+ * The peer of a paused connection closed it. Paused, the connection is
+ * not read, so without this it would hold its descriptor until the store
+ * recovers: a fleet retrying through an outage would run the broker out
+ * of them. Nothing it sent since the pause is acted on (none of it was
+ * acknowledged), but a DISCONNECT among it still means its will is not
+ * due, so what it sent is read (up to CONN_PEER_GONE_SCAN) and looked at.
+ */
+static void conn_peer_gone(struct conn *cn)
+{
+	struct conn_set *set = cn->set;
+	char why[256];
+	ssize_t n;
+	while (cn->in_len < CONN_PEER_GONE_SCAN &&
+	       (n = conn_recv(cn, set->rbuf, CONN_READ_SIZE, why, sizeof(why))) > 0)
+		conn_keep(cn, set->rbuf, (size_t)n);
+	bool disconnect = conn_frames_disconnect(cn, cn->in, cn->in_len);
+	conn_close(cn, "connection closed by peer while paused for the store", !disconnect);
+}
+
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	struct conn *cn = arg;
+	if ((what & EV_CLOSED) && cn->state == CONN_PAUSED) {
+		conn_peer_gone(cn);
+		return;
+	}
 	if (cn->state == CONN_HANDSHAKE) {
 		conn_handshake(cn);
 		return;
