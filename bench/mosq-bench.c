@@ -70,6 +70,7 @@ struct opts {
 	double deadline;
 	bool nodelay;
 	int keepalive;
+	unsigned lib_inflight; /* libmosquitto's own QoS 1/2 limit; 0: the window */
 };
 
 /* What one subscriber has seen of one publisher: one bit per sequence. */
@@ -548,8 +549,10 @@ static int client_start(struct bench *b, struct client *c)
 	if (o->nodelay)
 		mosquitto_int_option(c->m, MOSQ_OPT_TCP_NODELAY, 1);
 	/* libmosquitto holds back QoS 1/2 messages beyond its own limit (20 by
-	 * default); the publisher's window is the limit here. */
-	mosquitto_int_option(c->m, MOSQ_OPT_SEND_MAXIMUM, (int)o->window);
+	 * default) and sends one more as each completes; unless told otherwise
+	 * the publisher's window is the limit. */
+	mosquitto_int_option(c->m, MOSQ_OPT_SEND_MAXIMUM,
+			     (int)(o->lib_inflight ? o->lib_inflight : o->window));
 	mosquitto_connect_callback_set(c->m, on_connect);
 	mosquitto_disconnect_callback_set(c->m, on_disconnect);
 	mosquitto_subscribe_callback_set(c->m, on_subscribe);
@@ -816,6 +819,8 @@ static void usage(FILE *f)
 		"      --topic-prefix STR   topic prefix (bench)\n"
 		"      --run-id N           stamp and accept only this run id (random)\n"
 		"      --nodelay            set TCP_NODELAY (libmosquitto's default is off)\n"
+		"      --lib-inflight N     libmosquitto's own in-flight limit (default: -w);\n"
+		"                           below -w, the library queues and releases them\n"
 		"      --drain SECONDS      stop waiting after this long without progress (2)\n"
 		"      --deadline SECONDS   hard limit on the whole run (60)\n"
 		"Client ids are PREFIX-sub-N and PREFIX-pub-N. The last line is\n"
@@ -855,6 +860,7 @@ enum {
 	OPT_TOPIC_PREFIX,
 	OPT_RUN_ID,
 	OPT_NODELAY,
+	OPT_LIB_INFLIGHT,
 	OPT_DRAIN,
 	OPT_DEADLINE
 };
@@ -881,6 +887,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    {"topic-prefix", required_argument, NULL, OPT_TOPIC_PREFIX},
 	    {"run-id", required_argument, NULL, OPT_RUN_ID},
 	    {"nodelay", no_argument, NULL, OPT_NODELAY},
+	    {"lib-inflight", required_argument, NULL, OPT_LIB_INFLIGHT},
 	    {"drain", required_argument, NULL, OPT_DRAIN},
 	    {"deadline", required_argument, NULL, OPT_DEADLINE},
 	    {"help", no_argument, NULL, 'h'},
@@ -968,6 +975,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_NODELAY:
 			o->nodelay = true;
+			break;
+		case OPT_LIB_INFLIGHT:
+			bad = parse_u64(optarg, 65535, &v) || v == 0;
+			o->lib_inflight = (unsigned)v;
 			break;
 		case OPT_DRAIN:
 			bad = parse_nonneg(optarg, &o->drain);
