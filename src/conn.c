@@ -117,6 +117,7 @@ struct conn {
 	short events; /* what ev waits for now */
 	bool dirty;   /* on the set's flush list */
 	bool full;    /* output above the high mark: not read, owner waits */
+	bool ack_due; /* CONNACK sent: acknowledge the next read without reply now */
 	char addr[48];
 };
 
@@ -244,6 +245,7 @@ void conn_set_owner(struct conn *cn, void *owner)
 void conn_accepted(struct conn *cn, uint16_t keepalive)
 {
 	cn->keepalive = keepalive;
+	cn->ack_due = true;
 	conn_set_state(cn, CONN_ACTIVE);
 }
 
@@ -700,6 +702,27 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
 }
 
 /*
+ * The first packet after the CONNACK that gets no reply (a QoS 0 publisher's
+ * PUBLISH) is acknowledged at once. Having just answered, the kernel thinks
+ * the exchange interactive and delays that ACK (40 ms) to piggyback it on a
+ * reply that never comes; a client that leaves Nagle on, as libmosquitto
+ * does, holds every later packet until then. TCP_QUICKACK leaves that mode
+ * and sends the ACK; later packets are acknowledged as they come, so it is
+ * one system call per connection. Packets that get a reply carry the ACK
+ * with it and need nothing.
+ */
+static void conn_ack_now(struct conn *cn)
+{
+	if (!cn->ack_due || cn->dirty || !conn_is_open(cn))
+		return;
+	cn->ack_due = false;
+#ifdef TCP_QUICKACK
+	int one = 1;
+	setsockopt(cn->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+#endif
+}
+
+/*
  * Read once and handle every whole packet read. The output's high-water
  * mark is looked at once per read, not per packet: the replies to one
  * read's packets are a bounded multiple of its 64 KiB, so a peer that
@@ -741,6 +764,7 @@ static void conn_readable(struct conn *cn)
 		if (used < (size_t)n && !conn_closing(cn))
 			conn_keep(cn, set->rbuf + used, (size_t)n - used);
 	}
+	conn_ack_now(cn);
 	conn_output_full(cn); /* stop reading if the output passed the mark */
 	conn_update_events(cn);
 	/* OpenSSL may hold more decrypted bytes than one read took; the
