@@ -110,4 +110,19 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
 		       const char *filter, size_t len);
 
+/* The work of subscribe decisions, counted for tests: it does not depend
+ * on the number of rules except where a filter meets that many of them. */
+struct acl_sub_cost {
+	size_t nodes;  /* index nodes visited */
+	size_t grants; /* read rules intersected with a filter */
+	size_t denies; /* deny rules compared with an intersection */
+};
+
+/*
+ * As acl_may_subscribe(), adding the work done to *cost (which the caller
+ * zeroes once; may be NULL).
+ */
+bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const char *username,
+			       const char *filter, size_t len, struct acl_sub_cost *cost);
+
 #endif
