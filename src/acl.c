@@ -43,6 +43,7 @@ struct acl_inode {
 	struct acl_inode *hash;  /* a leaf: the rules whose last level is '#' here */
 	struct acl_inode *tmpls; /* holds the template children in its table */
 	uint32_t depth;          /* levels above this node */
+	char kind;               /* how it was reached: 0 a literal, '+', '#' or 't' */
 	uint32_t pat, lev;       /* a template child: the pattern and level it stands for */
 	uint32_t *ends;          /* the rules (indexes) whose last level is this node */
 	uint32_t nends, capends;
@@ -203,8 +204,10 @@ static struct acl_inode *acl_inode_child(struct acl_inode *n, char kind, const c
 	if (kind == '+' || kind == '#') {
 		struct acl_inode **slot = kind == '+' ? &n->plus : &n->hash;
 
-		if (*slot == NULL)
+		if (*slot == NULL) {
 			*slot = acl_inode_new(n, "", 0, 0);
+			(*slot)->kind = kind;
+		}
 		return *slot;
 	}
 	if (kind == 't') {
@@ -216,6 +219,7 @@ static struct acl_inode *acl_inode_child(struct acl_inode *n, char kind, const c
 	c = (struct acl_inode *)levelmap_find(&holder->lm, seg, len, hv);
 	if (c == NULL) {
 		c = acl_inode_new(n, seg, len, hv);
+		c->kind = kind;
 		levelmap_add(&holder->lm, &c->lm);
 	}
 	return c;
@@ -1238,6 +1242,40 @@ static bool acl_grant_any(const struct acl_walk *k, bool patterns, const struct 
 }
 
 /*
+ * The filter y that every intersection of f with a rule below n refines:
+ * the levels on the way to n as f meets them (f's own level where it is
+ * literal, the node's where f has a wildcard, `+` for a node that is a
+ * wildcard or a template), then the rest of f, or `#` past its end. A
+ * filter inside one deny rule has every refinement of it inside that rule
+ * too, so when y is denied nothing below n can grant.
+ */
+static int acl_walk_bound(const struct acl_inode *n, const struct acl_span *f, int nf,
+			  struct acl_span *y)
+{
+	static const char wild[] = "+#";
+	int i = (int)n->depth, ny = i;
+
+	for (const struct acl_inode *m = n; m->depth > 0;
+	     m = (const struct acl_inode *)m->lm.parent) {
+		int j = (int)m->depth - 1;
+
+		if (j < nf && !acl_span_is(&f[j], '+') && !acl_span_is(&f[j], '#'))
+			y[j] = f[j];
+		else if (m->kind == 0)
+			y[j] = (struct acl_span){m->lm.seg, m->lm.seglen};
+		else
+			y[j] = (struct acl_span){wild, 1};
+	}
+	if (i >= nf) {
+		y[ny++] = (struct acl_span){wild + 1, 1};
+		return ny;
+	}
+	for (int j = i; j < nf; j++)
+		y[ny++] = f[j];
+	return ny;
+}
+
+/*
  * Does some read rule filed in the index at root leave part of the filter
  * f readable? The walk follows f level by level and visits only the rules
  * whose filter can intersect it: a `#` at any depth it reaches; for a
@@ -1262,6 +1300,14 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 		struct levelmap_node *c;
 
 		k->cost->nodes++;
+		if (i > 0 && ((tail && i >= nf - 1) || (i < nf && acl_span_is(&f[i], '+')))) {
+			/* About to take every child: first, can any of them grant? */
+			struct acl_span y[TOPIC_MAX_LEVELS + 1];
+			int ny = acl_walk_bound(n, f, nf, y);
+
+			if (acl_denied(k, y, ny))
+				continue;
+		}
 		if (acl_grant_any(k, patterns, n->hash, f, nf)) {
 			ok = true;
 			break;
@@ -1312,6 +1358,9 @@ bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const
 	k.w = &w;
 	k.b = acl_block_of(a, &w);
 	k.cost = cost != NULL ? cost : &ignored;
+	/* A filter inside one deny rule has every intersection inside it. */
+	if (acl_denied(&k, f, nf))
+		return false;
 	return (k.b != NULL && acl_granted_in(&k, k.b->sgrants, false, f, nf)) ||
 	       acl_granted_in(&k, a->sgrants, true, f, nf);
 }
