@@ -43,10 +43,10 @@ struct acl_inode {
 	struct acl_inode *hash;  /* a leaf: the rules whose last level is '#' here */
 	struct acl_inode *tmpls; /* holds the template children in its table */
 	uint32_t depth;          /* levels above this node */
-	char kind;               /* how it was reached: 0 a literal, '+', '#' or 't' */
 	uint32_t pat, lev;       /* a template child: the pattern and level it stands for */
 	uint32_t *ends;          /* the rules (indexes) whose last level is this node */
 	uint32_t nends, capends;
+	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
 };
 
 /*
@@ -1079,14 +1079,40 @@ static bool acl_template_is(const struct acl_walk *k, const struct acl_inode *t,
 	return acl_level_equal(p, l, k->w, sp->s, sp->n);
 }
 
-/* Push every child of n: wildcards, templates and literals. */
-static void acl_push_children(struct levelmap_vec *st, const struct acl_inode *n)
+/*
+ * Can the template child t stand for a level of this client at all? Not
+ * when it needs a username the client lacks or a value that cannot be
+ * substituted, or would make a '$' first level of a value: then every
+ * pattern below it grants nothing to this client (acl_pattern_fit()), and
+ * a walk that takes every child leaves it out.
+ */
+static bool acl_template_usable(const struct acl_walk *k, const struct acl_inode *t)
+{
+	const struct acl_pattern *p = &k->a->patterns[t->pat];
+	const struct acl_plevel *l = &p->levels[t->lev];
+	const struct acl_who *w = k->w;
+
+	if (l->nu > 0 && (w->user == NULL || !w->u_ok))
+		return false;
+	if (l->nc > 0 && !w->c_ok)
+		return false;
+	return t->lev > 0 || !((p->lead == ACL_PIECE_CLIENT && w->cid[0] == '$') ||
+			       (p->lead == ACL_PIECE_USER && w->user[0] == '$'));
+}
+
+/* Push every child of n that may lead to a grant: wildcards, usable
+ * templates and literals. */
+static void acl_push_children(struct levelmap_vec *st, const struct acl_walk *k,
+			      const struct acl_inode *n)
 {
 	if (n->plus != NULL)
 		levelmap_vec_push(st, &n->plus->lm);
-	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++)
-		if (n->tmpls->lm.slots[i] != NULL)
-			levelmap_vec_push(st, n->tmpls->lm.slots[i]);
+	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
+		struct levelmap_node *c = n->tmpls->lm.slots[i];
+
+		if (c != NULL && acl_template_usable(k, (const struct acl_inode *)c))
+			levelmap_vec_push(st, c);
+	}
 	for (uint32_t i = 0; i < n->lm.nslots; i++)
 		if (n->lm.slots[i] != NULL)
 			levelmap_vec_push(st, n->lm.slots[i]);
@@ -1314,7 +1340,7 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 		}
 		if (tail && i >= nf - 1) {
 			ok = acl_grant_any(k, patterns, n, f, nf);
-			acl_push_children(&st, n);
+			acl_push_children(&st, k, n);
 			continue;
 		}
 		if (i == nf) {
@@ -1322,7 +1348,7 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 			continue;
 		}
 		if (acl_span_is(&f[i], '+')) {
-			acl_push_children(&st, n);
+			acl_push_children(&st, k, n);
 			continue;
 		}
 		if (n->plus != NULL)

@@ -103,8 +103,17 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
  * deny rule that applies to the client. A grant is conservative: topics of
  * a granted filter may still be denied, so every delivery on it must go
  * through acl_check(). A refusal is exact: a refused filter can never
- * match a topic the client may read. May allocate; not on the per-message
- * path.
+ * match a topic the client may read. Not on the per-message path; may
+ * allocate (a pattern expanded for the client, freed before it returns).
+ *
+ * Cost: nothing is gathered or expanded per call. The rules are indexed at
+ * load by level, so a filter visits only the rules it can meet: a filter
+ * of literal levels costs a few hash probes per level and a comparison
+ * with each rule that matches it, whatever the number of rules. A `+` or
+ * `#` in the filter visits the rules it can meet until one grants, and
+ * none of those a single deny wholly covers. What remains linear is a
+ * filter that meets N grants each cut by a deny of its own (2N rules
+ * written that way): N comparisons.
  * @param filter  a valid topic filter (topic_filter_validate()), len bytes
  */
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
