@@ -117,10 +117,13 @@ struct acl {
 	size_t nodd;
 	size_t *denies; /* the denying patterns, checked one by one */
 	size_t ndenies;
-	/* The subscribe indexes of the read patterns and the deny patterns
-	 * (NULL while there are none), by index in patterns, and what makes
-	 * some deny pattern unusable for a client (ACL_NEEDS_*). */
-	struct acl_inode *sgrants, *sdenies;
+	/* The subscribe indexes of the read patterns, one per use of %c
+	 * (bit 0) and %u (bit 1), so that a client whose id or username
+	 * cannot be substituted skips every pattern that needs it at once;
+	 * of the deny patterns; and what makes some deny pattern unusable for
+	 * a client (ACL_NEEDS_*). Rules by index in patterns; NULL while
+	 * there are none. */
+	struct acl_inode *sgrants[4], *sdenies;
 	uint8_t deny_needs;
 	size_t nrules;
 };
@@ -617,7 +620,8 @@ static void acl_index_patterns(struct acl *a)
 			continue;
 		}
 		if (p->access & ACL_READ)
-			acl_index_add(&a->sgrants, p->filter, p->len, i, p);
+			acl_index_add(&a->sgrants[p->uses_c | p->uses_u << 1], p->filter, p->len, i,
+				      p);
 		if (l0->nc + l0->nu > 0 && p->pieces[l0->first].kind == ACL_PIECE_TEXT &&
 		    p->filter[p->pieces[l0->first].off] == '$') {
 			a->odd = xrealloc(a->odd, (a->nodd + 1) * sizeof(*a->odd));
@@ -719,7 +723,8 @@ void acl_free(struct acl *a)
 	topic_tree_free(a->pgrants);
 	free(a->odd);
 	free(a->denies);
-	acl_index_free(a->sgrants);
+	for (int i = 0; i < 4; i++)
+		acl_index_free(a->sgrants[i]);
 	acl_index_free(a->sdenies);
 	free(a);
 }
@@ -1387,8 +1392,17 @@ bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const
 	/* A filter inside one deny rule has every intersection inside it. */
 	if (acl_denied(&k, f, nf))
 		return false;
-	return (k.b != NULL && acl_granted_in(&k, k.b->sgrants, false, f, nf)) ||
-	       acl_granted_in(&k, a->sgrants, true, f, nf);
+	if (k.b != NULL && acl_granted_in(&k, k.b->sgrants, false, f, nf))
+		return true;
+	for (int cls = 0; cls < 4; cls++) {
+		/* Patterns that need a value the client cannot give grant it
+		 * nothing (acl_pattern_fit()). */
+		if (((cls & 1) && !w.c_ok) || ((cls & 2) && !w.u_ok))
+			continue;
+		if (acl_granted_in(&k, a->sgrants[cls], true, f, nf))
+			return true;
+	}
+	return false;
 }
 
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
