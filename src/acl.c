@@ -42,9 +42,13 @@ struct acl_inode {
 	struct acl_inode *plus;
 	struct acl_inode *hash;  /* a leaf: the rules whose last level is '#' here */
 	struct acl_inode *tmpls; /* holds the template children in its table */
-	uint32_t depth;          /* levels above this node */
-	uint32_t pat, lev;       /* a template child: the pattern and level it stands for */
-	uint32_t *ends;          /* the rules (indexes) whose last level is this node */
+	/* At the root: holds the literal children that start with '$', which
+	 * a wildcard first level never meets, so a walk that takes every
+	 * child of the root passes them over at once. */
+	struct acl_inode *dollars;
+	uint32_t depth;    /* levels above this node */
+	uint32_t pat, lev; /* a template child: the pattern and level it stands for */
+	uint32_t *ends;    /* the rules (indexes) whose last level is this node */
 	uint32_t nends, capends;
 	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
 };
@@ -182,6 +186,8 @@ static void acl_inode_free(struct levelmap_node *m, struct levelmap_vec *stack)
 		levelmap_vec_push(stack, &n->hash->lm);
 	if (n->tmpls != NULL)
 		levelmap_vec_push(stack, &n->tmpls->lm);
+	if (n->dollars != NULL)
+		levelmap_vec_push(stack, &n->dollars->lm);
 	free(n->ends);
 	levelmap_node_cleanup(&n->lm);
 	free(n);
@@ -217,6 +223,10 @@ static struct acl_inode *acl_inode_child(struct acl_inode *n, char kind, const c
 		if (n->tmpls == NULL)
 			n->tmpls = acl_inode_new(n, "", 0, 0);
 		holder = n->tmpls;
+	} else if (n->depth == 0 && len > 0 && seg[0] == '$') {
+		if (n->dollars == NULL)
+			n->dollars = acl_inode_new(n, "", 0, 0);
+		holder = n->dollars;
 	}
 	hv = levelmap_hash(seg, len);
 	c = (struct acl_inode *)levelmap_find(&holder->lm, seg, len, hv);
@@ -1053,6 +1063,7 @@ struct acl_walk {
 	const struct acl_who *w;
 	const struct acl_block *b; /* NULL: a username without a block */
 	struct acl_sub_cost *cost;
+	bool any_denies; /* some deny rule may apply to the client */
 };
 
 /*
@@ -1070,6 +1081,18 @@ static bool acl_denies_all(const struct acl *a, const struct acl_who *w)
 	return ((n & ACL_NEEDS_C) && !w->c_ok) || ((n & ACL_NEEDS_U) && !w->u_ok) ||
 	       ((n & ACL_NEEDS_LEAD_C) && w->cid[0] == '$') ||
 	       ((n & ACL_NEEDS_LEAD_U) && w->user[0] == '$');
+}
+
+/* The literal child of n for the level sp, or NULL. */
+static struct levelmap_node *acl_inode_find(const struct acl_inode *n, const struct acl_span *sp)
+{
+	const struct acl_inode *holder = n;
+
+	if (n->depth == 0 && sp->n > 0 && sp->s[0] == '$')
+		holder = n->dollars;
+	if (holder == NULL)
+		return NULL;
+	return levelmap_find(&holder->lm, sp->s, sp->n, levelmap_hash(sp->s, sp->n));
 }
 
 /* Is the template child t, with the client's values, the level sp? */
@@ -1105,8 +1128,9 @@ static bool acl_template_usable(const struct acl_walk *k, const struct acl_inode
 			       (p->lead == ACL_PIECE_USER && w->user[0] == '$'));
 }
 
-/* Push every child of n that may lead to a grant: wildcards, usable
- * templates and literals. */
+/* Push every child of n that may lead to a grant, for a wildcard level of
+ * the filter: wildcards, usable templates and literals, but at the root
+ * none that starts with '$'. */
 static void acl_push_children(struct levelmap_vec *st, const struct acl_walk *k,
 			      const struct acl_inode *n)
 {
@@ -1115,7 +1139,8 @@ static void acl_push_children(struct levelmap_vec *st, const struct acl_walk *k,
 	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
 		struct levelmap_node *c = n->tmpls->lm.slots[i];
 
-		if (c != NULL && acl_template_usable(k, (const struct acl_inode *)c))
+		if (c != NULL && (n->depth > 0 || c->seg[0] != '$') &&
+		    acl_template_usable(k, (const struct acl_inode *)c))
 			levelmap_vec_push(st, c);
 	}
 	for (uint32_t i = 0; i < n->lm.nslots; i++)
@@ -1215,7 +1240,7 @@ static bool acl_denied_in(const struct acl_walk *k, struct acl_inode *root, bool
 			levelmap_vec_push(&st, &n->plus->lm);
 		if (acl_span_is(&x[i], '+'))
 			continue;
-		c = levelmap_find(&n->lm, x[i].s, x[i].n, levelmap_hash(x[i].s, x[i].n));
+		c = acl_inode_find(n, &x[i]);
 		if (c != NULL)
 			levelmap_vec_push(&st, c);
 		acl_push_templates(&st, k, n, &x[i]);
@@ -1331,7 +1356,8 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 		struct levelmap_node *c;
 
 		k->cost->nodes++;
-		if (i > 0 && ((tail && i >= nf - 1) || (i < nf && acl_span_is(&f[i], '+')))) {
+		if (i > 0 && k->any_denies &&
+		    ((tail && i >= nf - 1) || (i < nf && acl_span_is(&f[i], '+')))) {
 			/* About to take every child: first, can any of them grant? */
 			struct acl_span y[TOPIC_MAX_LEVELS + 1];
 			int ny = acl_walk_bound(n, f, nf, y);
@@ -1358,7 +1384,7 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 		}
 		if (n->plus != NULL)
 			levelmap_vec_push(&st, &n->plus->lm);
-		c = levelmap_find(&n->lm, f[i].s, f[i].n, levelmap_hash(f[i].s, f[i].n));
+		c = acl_inode_find(n, &f[i]);
 		if (c != NULL)
 			levelmap_vec_push(&st, c);
 		acl_push_templates(&st, k, n, &f[i]);
@@ -1389,6 +1415,7 @@ bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const
 	k.w = &w;
 	k.b = acl_block_of(a, &w);
 	k.cost = cost != NULL ? cost : &ignored;
+	k.any_denies = (k.b != NULL && k.b->sdenies != NULL) || a->sdenies != NULL;
 	/* A filter inside one deny rule has every intersection inside it. */
 	if (acl_denied(&k, f, nf))
 		return false;
