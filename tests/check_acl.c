@@ -1110,6 +1110,44 @@ START_TEST(test_subscribe_cost)
 }
 END_TEST
 
+/*
+ * Filters a client chooses to make a walk take every child: '#' and '+'
+ * against 6,000 '$' first levels (a wildcard never meets them) and 6,000
+ * patterns on the client id, from a client whose id cannot be substituted
+ * (so no pattern grants it anything). Neither is visited.
+ */
+START_TEST(test_subscribe_cost_wildcards)
+{
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+	struct acl_sub_cost cost = {0};
+	static const char *const filters[] = {"#", "+", "+/y", "+/+/#"};
+
+	for (int i = 0; i < 6000; i++)
+		n += (size_t)snprintf(text + n, cap - n,
+				      "topic read $dev%d/y\npattern read p%d/%%c/#\n", i, i);
+	struct acl *a = load(text);
+
+	for (int i = 0; i < 14000; i++) {
+		const char *f = filters[i % 4];
+
+		ck_assert(!acl_may_subscribe_counted(a, "a/b", NULL, f, strlen(f), &cost));
+	}
+	printf("acl subscribe cost: %s, 14000 wildcard filters: %zu nodes, %zu grant and %zu "
+	       "deny comparisons\n",
+	       "6000 '$' rules and 6000 patterns", cost.nodes, cost.grants, cost.denies);
+	ck_assert_uint_le(cost.nodes, 14000);
+	ck_assert_uint_eq(cost.grants, 0);
+	/* The same client id, usable: the first pattern met grants. */
+	ck_assert(sub(a, "ab", NULL, "#"));
+	ck_assert(sub(a, "ab", NULL, "+/ab/+"));
+	ck_assert(!sub(a, "ab", NULL, "+/y"));
+	ck_assert(sub(a, "ab", NULL, "$dev7/+"));
+	acl_free(a);
+	free(text);
+}
+END_TEST
+
 /* ---- parse errors ---- */
 
 struct err_row {
@@ -1409,6 +1447,7 @@ static Suite *acl_suite(void)
 	tcase_add_test(tc, test_subscribe_crosscheck);
 	tcase_add_test(tc, test_subscribe_oracle);
 	tcase_add_test(tc, test_subscribe_cost);
+	tcase_add_test(tc, test_subscribe_cost_wildcards);
 	tcase_add_loop_test(tc, test_parse_errors, 0,
 			    (int)(sizeof(err_rows) / sizeof(err_rows[0])));
 	tcase_add_test(tc, test_parse_error_details);
