@@ -1393,29 +1393,57 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 	return ok;
 }
 
-bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const char *username,
-			       const char *filter, size_t len, struct acl_sub_cost *cost)
+/* A decision a view already made, by filter. */
+struct acl_memo {
+	char *filter; /* a copy; NULL: a free slot */
+	uint32_t len, hv;
+	bool granted;
+};
+
+/* A view remembers at most this many decisions (each a copy of a filter
+ * of the packet at hand); past it, it decides without remembering. */
+#define ACL_VIEW_MEMO_MAX (1u << 16)
+
+struct acl_view {
+	const struct acl *a;
+	struct acl_who w;
+	const struct acl_block *b; /* NULL: a username without a block */
+	bool denies_all;           /* a deny pattern the client cannot fit */
+	bool any_denies;           /* some deny rule may apply */
+	struct acl_memo *memo;     /* open addressing, linear probing */
+	uint32_t cap, count;       /* cap a power of two, or 0 */
+};
+
+/* What a decision for this client needs, whatever the filter. */
+static void acl_view_init(struct acl_view *v, const struct acl *a, const char *client_id,
+			  const char *username)
+{
+	memset(v, 0, sizeof(*v));
+	v->a = a;
+	acl_who_init(&v->w, client_id, username);
+	v->b = acl_block_of(a, &v->w);
+	/* A hostile value in a deny pattern refuses everything. */
+	v->denies_all = acl_denies_all(a, &v->w);
+	v->any_denies = (v->b != NULL && v->b->sdenies != NULL) || a->sdenies != NULL;
+}
+
+static bool acl_view_decide(const struct acl_view *v, const char *filter, size_t len,
+			    struct acl_sub_cost *cost)
 {
 	struct acl_span f[TOPIC_MAX_LEVELS];
-	struct acl_sub_cost ignored = {0};
 	struct acl_walk k;
-	struct acl_who w;
 	int nf;
 
-	if (a == NULL || filter == NULL || len == 0)
+	if (v->denies_all)
 		return false;
 	nf = acl_split(filter, len, f);
 	if (nf < 0)
 		return false;
-	acl_who_init(&w, client_id, username);
-	/* A hostile value in a deny pattern refuses everything. */
-	if (acl_denies_all(a, &w))
-		return false;
-	k.a = a;
-	k.w = &w;
-	k.b = acl_block_of(a, &w);
-	k.cost = cost != NULL ? cost : &ignored;
-	k.any_denies = (k.b != NULL && k.b->sdenies != NULL) || a->sdenies != NULL;
+	k.a = v->a;
+	k.w = &v->w;
+	k.b = v->b;
+	k.cost = cost;
+	k.any_denies = v->any_denies;
 	/* A filter inside one deny rule has every intersection inside it. */
 	if (acl_denied(&k, f, nf))
 		return false;
@@ -1424,16 +1452,109 @@ bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const
 	for (int cls = 0; cls < 4; cls++) {
 		/* Patterns that need a value the client cannot give grant it
 		 * nothing (acl_pattern_fit()). */
-		if (((cls & 1) && !w.c_ok) || ((cls & 2) && !w.u_ok))
+		if (((cls & 1) && !v->w.c_ok) || ((cls & 2) && !v->w.u_ok))
 			continue;
-		if (acl_granted_in(&k, a->sgrants[cls], true, f, nf))
+		if (acl_granted_in(&k, v->a->sgrants[cls], true, f, nf))
 			return true;
 	}
 	return false;
+}
+
+bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const char *username,
+			       const char *filter, size_t len, struct acl_sub_cost *cost)
+{
+	struct acl_sub_cost ignored = {0};
+	struct acl_view v;
+
+	if (a == NULL || filter == NULL || len == 0)
+		return false;
+	acl_view_init(&v, a, client_id, username);
+	return acl_view_decide(&v, filter, len, cost != NULL ? cost : &ignored);
 }
 
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
 		       const char *filter, size_t len)
 {
 	return acl_may_subscribe_counted(a, client_id, username, filter, len, NULL);
+}
+
+struct acl_view *acl_view_new(const struct acl *a, const char *client_id, const char *username)
+{
+	struct acl_view *v;
+
+	if (a == NULL)
+		return NULL;
+	v = xmalloc(sizeof(*v));
+	acl_view_init(v, a, client_id, username);
+	return v;
+}
+
+void acl_view_free(struct acl_view *v)
+{
+	if (v == NULL)
+		return;
+	for (uint32_t i = 0; i < v->cap; i++)
+		free(v->memo[i].filter);
+	free(v->memo);
+	free(v);
+}
+
+/* The slot of filter in v's memory: its entry, or the free slot for it. */
+static struct acl_memo *acl_view_slot(const struct acl_view *v, const char *filter, size_t len,
+				      uint32_t hv)
+{
+	uint32_t mask = v->cap - 1, i;
+
+	for (i = hv & mask; v->memo[i].filter != NULL; i = (i + 1) & mask)
+		if (v->memo[i].hv == hv && v->memo[i].len == len &&
+		    memcmp(v->memo[i].filter, filter, len) == 0)
+			break;
+	return &v->memo[i];
+}
+
+static void acl_view_grow(struct acl_view *v)
+{
+	struct acl_memo *old = v->memo;
+	uint32_t oldcap = v->cap;
+
+	v->cap = v->cap ? v->cap * 2 : 64;
+	v->memo = xcalloc(v->cap, sizeof(*v->memo));
+	for (uint32_t i = 0; i < oldcap; i++)
+		if (old[i].filter != NULL)
+			*acl_view_slot(v, old[i].filter, old[i].len, old[i].hv) = old[i];
+	free(old);
+}
+
+bool acl_view_may_subscribe(struct acl_view *v, const char *filter, size_t len,
+			    struct acl_sub_cost *cost)
+{
+	struct acl_sub_cost ignored = {0};
+	struct acl_memo *m = NULL;
+	uint32_t hv;
+	bool ok;
+
+	if (v == NULL || filter == NULL || len == 0)
+		return false;
+	hv = levelmap_hash(filter, len);
+	if (v->count > 0) {
+		m = acl_view_slot(v, filter, len, hv);
+		if (m->filter != NULL) {
+			if (cost != NULL)
+				cost->reused++;
+			return m->granted;
+		}
+	}
+	ok = acl_view_decide(v, filter, len, cost != NULL ? cost : &ignored);
+	if (v->count >= ACL_VIEW_MEMO_MAX)
+		return ok;
+	if ((v->count + 1) * 4 > v->cap * 3)
+		acl_view_grow(v);
+	m = acl_view_slot(v, filter, len, hv);
+	m->filter = xmalloc(len);
+	memcpy(m->filter, filter, len);
+	m->len = (uint32_t)len;
+	m->hv = hv;
+	m->granted = ok;
+	v->count++;
+	return ok;
 }

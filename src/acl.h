@@ -53,6 +53,7 @@ enum acl_access {
 };
 
 struct acl;
+struct acl_view;
 
 /*
  * Load and check the ACL file at path. Parsing is strict: the first bad
@@ -125,6 +126,7 @@ struct acl_sub_cost {
 	size_t nodes;  /* index nodes visited */
 	size_t grants; /* read rules intersected with a filter */
 	size_t denies; /* deny rules compared with an intersection */
+	size_t reused; /* decisions a view remembered (acl_view_may_subscribe()) */
 };
 
 /*
@@ -133,5 +135,29 @@ struct acl_sub_cost {
  */
 bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const char *username,
 			       const char *filter, size_t len, struct acl_sub_cost *cost);
+
+/*
+ * The subscribe decisions of one client for one SUBSCRIBE packet: what they
+ * need of the client (its block, whether a deny pattern refuses it
+ * everything) is found once, and each decision is remembered by filter,
+ * so a packet that repeats a filter pays for it once. Decisions are those
+ * of acl_may_subscribe().
+ * @param a          NULL gives NULL, which refuses every filter
+ * @param client_id  borrowed, NUL-terminated; must outlive the view
+ * @param username   borrowed, NUL-terminated or NULL; must outlive the view
+ * @return a view to release with acl_view_free() before a is freed
+ */
+struct acl_view *acl_view_new(const struct acl *a, const char *client_id, const char *username);
+
+/* Release a view; NULL is a no-op. */
+void acl_view_free(struct acl_view *v);
+
+/*
+ * acl_may_subscribe() for the view's client, remembered: at most 65,536
+ * filters are kept (copied), then decisions are made without keeping them.
+ * @param cost  work added to it, as acl_may_subscribe_counted(); may be NULL
+ */
+bool acl_view_may_subscribe(struct acl_view *v, const char *filter, size_t len,
+			    struct acl_sub_cost *cost);
 
 #endif
