@@ -1063,7 +1063,8 @@ struct acl_walk {
 	const struct acl_who *w;
 	const struct acl_block *b; /* NULL: a username without a block */
 	struct acl_sub_cost *cost;
-	bool any_denies; /* some deny rule may apply to the client */
+	const uint32_t *fh; /* the hash of each level of the filter */
+	bool any_denies;    /* some deny rule may apply to the client */
 };
 
 /*
@@ -1083,8 +1084,9 @@ static bool acl_denies_all(const struct acl *a, const struct acl_who *w)
 	       ((n & ACL_NEEDS_LEAD_U) && w->user[0] == '$');
 }
 
-/* The literal child of n for the level sp, or NULL. */
-static struct levelmap_node *acl_inode_find(const struct acl_inode *n, const struct acl_span *sp)
+/* The literal child of n for the level sp (hashed to hv), or NULL. */
+static struct levelmap_node *acl_inode_find(const struct acl_inode *n, const struct acl_span *sp,
+					    uint32_t hv)
 {
 	const struct acl_inode *holder = n;
 
@@ -1092,7 +1094,7 @@ static struct levelmap_node *acl_inode_find(const struct acl_inode *n, const str
 		holder = n->dollars;
 	if (holder == NULL)
 		return NULL;
-	return levelmap_find(&holder->lm, sp->s, sp->n, levelmap_hash(sp->s, sp->n));
+	return levelmap_find(&holder->lm, sp->s, sp->n, hv);
 }
 
 /* Is the template child t, with the client's values, the level sp? */
@@ -1240,7 +1242,7 @@ static bool acl_denied_in(const struct acl_walk *k, struct acl_inode *root, bool
 			levelmap_vec_push(&st, &n->plus->lm);
 		if (acl_span_is(&x[i], '+'))
 			continue;
-		c = acl_inode_find(n, &x[i]);
+		c = acl_inode_find(n, &x[i], levelmap_hash(x[i].s, x[i].n));
 		if (c != NULL)
 			levelmap_vec_push(&st, c);
 		acl_push_templates(&st, k, n, &x[i]);
@@ -1384,7 +1386,7 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 		}
 		if (n->plus != NULL)
 			levelmap_vec_push(&st, &n->plus->lm);
-		c = acl_inode_find(n, &f[i]);
+		c = acl_inode_find(n, &f[i], k->fh[i]);
 		if (c != NULL)
 			levelmap_vec_push(&st, c);
 		acl_push_templates(&st, k, n, &f[i]);
@@ -1431,6 +1433,7 @@ static bool acl_view_decide(const struct acl_view *v, const char *filter, size_t
 			    struct acl_sub_cost *cost)
 {
 	struct acl_span f[TOPIC_MAX_LEVELS];
+	uint32_t fh[TOPIC_MAX_LEVELS];
 	struct acl_walk k;
 	int nf;
 
@@ -1439,6 +1442,10 @@ static bool acl_view_decide(const struct acl_view *v, const char *filter, size_t
 	nf = acl_split(filter, len, f);
 	if (nf < 0)
 		return false;
+	/* Hashed once: a '+' of the filter may take it to many nodes. */
+	for (int i = 0; i < nf; i++)
+		fh[i] = levelmap_hash(f[i].s, f[i].n);
+	k.fh = fh;
 	k.a = v->a;
 	k.w = &v->w;
 	k.b = v->b;
