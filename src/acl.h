@@ -112,9 +112,10 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
  * of literal levels costs a few hash probes per level and a comparison
  * with each rule that matches it, whatever the number of rules. A `+` or
  * `#` in the filter visits the rules it can meet until one grants, and
- * none of those a single deny wholly covers. What remains linear is a
+ * none of those a single deny wholly covers. What remains linear: a
  * filter that meets N grants each cut by a deny of its own (2N rules
- * written that way): N comparisons.
+ * written that way), N comparisons; and a `+` over a level with N literal
+ * children when nothing below them grants, N nodes.
  * @param filter  a valid topic filter (topic_filter_validate()), len bytes
  */
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
