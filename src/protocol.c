@@ -278,6 +278,8 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 	size_t n_max = l->count ? l->count : 1;
 	uint8_t *codes = xmalloc(n_max);
 	struct codec_str *granted = xmalloc(n_max * sizeof(*granted));
+	/* The ACL's decisions for this client and packet (NULL: no ACL). */
+	struct acl_view *av = acl_view_new(c->sec->acl, c->id, c->username);
 	uint32_t pos = 0, n = 0;
 	struct codec_str f;
 	uint8_t qos;
@@ -286,8 +288,7 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
 			codes[n] = CODEC_SUBACK_FAILURE;
-		} else if (c->sec->acl &&
-			   !acl_may_subscribe(c->sec->acl, c->id, c->username, f.ptr, f.len)) {
+		} else if (av != NULL && !acl_view_may_subscribe(av, f.ptr, f.len, NULL)) {
 			/* Nothing the filter can match is readable. */
 			srv->stats.acl_denied++;
 			log_write(
@@ -300,6 +301,7 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 		}
 		granted[n++] = f;
 	}
+	acl_view_free(av);
 	/* SUBACK: fixed header (<= 5) + packet id + one code per filter. It
 	 * is smaller than the SUBSCRIBE it answers, so it always encodes. */
 	size_t cap = 7 + (size_t)n;
