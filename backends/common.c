@@ -456,6 +456,19 @@ static void bk_worker_done_cb(evutil_socket_t fd, short what, void *p)
 	w->finish(w->arg, rc);
 }
 
+/* Free what bk_worker_new made, the thread excepted (never started, or
+ * joined). */
+static void bk_worker_release(struct bk_worker *w)
+{
+	if (w->done_ev != NULL)
+		event_free(w->done_ev);
+	close(w->wake[0]);
+	close(w->wake[1]);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w);
+}
+
 struct bk_worker *bk_worker_new(struct event_base *base)
 {
 	struct bk_worker *w;
@@ -473,20 +486,11 @@ struct bk_worker *bk_worker_new(struct event_base *base)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	w->done_ev = event_new(base, w->wake[0], EV_READ | EV_PERSIST, bk_worker_done_cb, w);
-	err = w->done_ev == NULL ? ENOMEM : pthread_create(&w->thread, NULL, bk_worker_main, w);
-	if (err == 0 && event_add(w->done_ev, NULL) != 0) {
-		bk_worker_free(w);
-		errno = ENOMEM;
-		return NULL;
-	}
+	err = w->done_ev == NULL || event_add(w->done_ev, NULL) != 0
+		  ? ENOMEM
+		  : pthread_create(&w->thread, NULL, bk_worker_main, w);
 	if (err != 0) {
-		if (w->done_ev != NULL)
-			event_free(w->done_ev);
-		close(w->wake[0]);
-		close(w->wake[1]);
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->mu);
-		free(w);
+		bk_worker_release(w);
 		errno = err;
 		return NULL;
 	}
@@ -514,10 +518,5 @@ void bk_worker_free(struct bk_worker *w)
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
-	event_free(w->done_ev);
-	close(w->wake[0]);
-	close(w->wake[1]);
-	pthread_cond_destroy(&w->cv);
-	pthread_mutex_destroy(&w->mu);
-	free(w);
+	bk_worker_release(w);
 }
