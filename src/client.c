@@ -235,11 +235,32 @@ static void client_queue_take(struct client *c, struct delivery *d)
 }
 
 /* Give d a fresh packet id in the in-flight window. */
-static void client_window_enter(struct client *c, struct delivery *d)
+/*
+ * The packet identifier of a stored delivery follows from its sequence
+ * number. A delivery sent before a crash whose "sent" record was not yet
+ * durable is restored as queued and goes out again under the same id
+ * (MQTT-4.4.0-1: a QoS 2 receiver that holds the id recognises it), so
+ * the PUBLISH need not wait for that record's commit. 0 while that id is
+ * still in flight (a delivery 65,535 sequence numbers older, or one
+ * restored with an id of its own): the window then waits for it.
+ */
+static uint16_t client_seq_pid(const struct client *c, uint64_t seq)
 {
-	d->pid = client_next_pid(c);
+	uint16_t pid = (uint16_t)((seq - 1) % 65535 + 1);
+	return client_pid_find(c, pid) ? 0 : pid;
+}
+
+/* Put d in the window with its packet identifier; false (d untouched)
+ * when a stored delivery's identifier is still in flight. */
+static bool client_window_enter(struct client *c, struct delivery *d)
+{
+	uint16_t pid = d->seq ? client_seq_pid(c, d->seq) : client_next_pid(c);
+	if (pid == 0)
+		return false;
+	d->pid = pid;
 	d->state = CAIRN_DELIVERY_SENT;
 	client_window_push(c, d);
+	return true;
 }
 
 static bool client_gate_closed(const struct gate *g)
@@ -337,13 +358,13 @@ static bool client_write_window(struct client *c, bool *held)
 
 /*
  * Move queued deliveries into the window while it and the output have
- * room; QoS 0 ones are written and freed on the way. A stored delivery
- * gets its new state staged and waits behind *gate (created here), so a
- * crash never sends the same message again under a different id; QoS 0
- * never overtakes such a delivery, nor one held back (held). Returns true
- * when unstored deliveries entered the window: they can be written now.
+ * room; QoS 0 ones are written and freed on the way, never overtaking one
+ * held back (held). A stored delivery gets its new state staged; it is
+ * written at once, as its identifier follows from its sequence number
+ * (client_seq_pid). Returns true when deliveries entered the window: they
+ * can be written now.
  */
-static bool client_fill_window(struct client *c, bool held, struct gate **gate)
+static bool client_fill_window(struct client *c, bool held)
 {
 	bool ready = false;
 	while (c->queued.head && !conn_output_full(c->conn)) {
@@ -356,26 +377,20 @@ static bool client_fill_window(struct client *c, bool held, struct gate **gate)
 			continue;
 		}
 		if (d->qos == 0) {
-			if (held || *gate)
+			if (held)
 				break;
 			client_queue_take(c, d);
 			client_write_publish(c, d->msg, 0, 0, d->retain, false);
 			client_delivery_free(c, d, true);
 			continue;
 		}
-		if (!client_window_open(c))
+		if (!client_window_open(c) || (d->seq && client_seq_pid(c, d->seq) == 0))
 			break;
 		client_queue_take(c, d);
 		client_window_enter(c, d);
-		if (!d->seq) {
-			ready = true;
-			continue;
-		}
-		if (*gate == NULL)
-			*gate = gate_new();
-		gate_unref(d->gate);
-		d->gate = gate_ref(*gate);
-		client_delivery_store(c, d);
+		ready = true;
+		if (d->seq)
+			client_delivery_store(c, d);
 	}
 	return ready;
 }
@@ -384,20 +399,13 @@ void client_pump(struct client *c)
 {
 	if (!client_is_connected(c))
 		return;
-	struct gate *gate = NULL;
 	bool ready;
 	do {
 		bool held = false;
 		if (!client_write_window(c, &held) && !held)
 			return; /* the output is full; the drained hook pumps again */
-		ready = client_fill_window(c, held, &gate);
-	} while (ready && !gate);
-	if (gate) {
-		struct gate_wait *w = gate_wait_new(NULL, NULL, 0, gate);
-		gate_wait_add_target(w, c);
-		gate_wait_submit(w, c->srv->store);
-		gate_unref(gate);
-	}
+		ready = client_fill_window(c, held);
+	} while (ready);
 }
 
 /* A session's queue-full drops are logged at most this often. */
@@ -517,9 +525,10 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 		client_store_message(c, msg);
 		d->seq = ++c->next_seq;
 	}
-	if (to_window) {
-		client_window_enter(c, d);
-	} else {
+	/* A stored delivery whose identifier is still in flight (65,535
+	 * sequence numbers on) queues even past the limit: that is rare and
+	 * the window frees it. */
+	if (!to_window || !client_window_enter(c, d)) {
 		d->state = CAIRN_DELIVERY_QUEUED;
 		client_queue_push(c, d);
 	}

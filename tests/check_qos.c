@@ -862,6 +862,43 @@ START_TEST(test_restart_resends_same_ids)
 }
 END_TEST
 
+/* A queued QoS 2 message goes out as soon as it enters the window, before
+ * its "sent" record is stored: the broker then dies with that record lost
+ * (every commit after the PUBLISH fails). Restored as queued, the message
+ * is sent again under the same packet identifier, the one the subscriber
+ * may hold for it, as its identifier follows from its sequence number. */
+/* covers: MQTT-4.4.0-1 */
+START_TEST(test_crash_before_sent_record_resends_same_id)
+{
+	struct broker b;
+	broker_start(&b, 3, 1000, "check_qos-crash-sent");
+	struct peer *sub = connect_client(&b, "sub", false, false);
+	subscribe(&b, sub, "s", 2);
+	disconnect_abruptly(&b, sub);
+	struct peer *pub = connect_client(&b, "pub", true, false);
+	send_publish(pub, "s", "a", 2, 1, false, false);
+	pump(&b);
+	expect_ack(pub, CODEC_PUBREC, 1);
+
+	store_inject_commit_failures(b.srv.store, 1000000);
+	sub = connect_client(&b, "sub", false, true);
+	uint16_t id = expect_publish(sub, "s", "a", 2, false, false);
+	expect_none(sub);
+
+	server_stop(&b.srv);
+	pump(&b);
+	server_cleanup(&b.srv);
+	while (b.npeers)
+		peer_close(&b, b.peers[0]);
+	ck_assert_int_eq(server_init(&b.srv, &b.cfg, &b.lg, b.base), 0);
+
+	sub = connect_client(&b, "sub", false, true);
+	ck_assert_uint_eq(expect_publish(sub, "s", "a", 2, false, false), id);
+	expect_none(sub);
+	broker_stop(&b);
+}
+END_TEST
+
 /* ---- QoS 0 behind a delivery that waits for its commit ---- */
 
 /*
@@ -1243,6 +1280,7 @@ static Suite *qos_suite(void)
 	tcase_add_test(tc, test_takeover_resends_inflight);
 	tcase_add_test(tc, test_inbound_qos2_survives_reconnect);
 	tcase_add_test(tc, test_restart_resends_same_ids);
+	tcase_add_test(tc, test_crash_before_sent_record_resends_same_id);
 	suite_add_tcase(s, tc);
 	return s;
 }
