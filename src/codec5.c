@@ -91,6 +91,7 @@ static int decode_ack(uint8_t type, struct reader *r, struct codec_ack *a)
 {
 	int proto = CODEC_OK;
 
+	codec_props_parse(type, NULL, 0, &a->props); /* the defaults, if left out */
 	if (!rd_u16(r, &a->packet_id) || a->packet_id == 0)
 		return CODEC_EMALFORMED;
 	if (rd_left(r) > 0 && !rd_u8(r, &a->reason))
@@ -173,6 +174,7 @@ static int decode_reason(uint8_t type, struct reader *r, struct codec_reason *d)
 {
 	int proto = CODEC_OK;
 
+	codec_props_parse(type, NULL, 0, &d->props); /* the defaults, if left out */
 	if (rd_left(r) == 0)
 		return CODEC_OK;
 	if (!rd_u8(r, &d->code))

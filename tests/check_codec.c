@@ -1978,6 +1978,7 @@ END_TEST
 START_TEST(test_v5_property_defaults_when_absent)
 {
 	struct codec_props pr;
+	struct codec_packet p;
 
 	ck_assert_int_eq(codec_props_parse(CODEC_CONNACK, NULL, 0, &pr), CODEC_OK);
 	ck_assert_uint_eq(pr.present, 0);
@@ -1992,6 +1993,13 @@ START_TEST(test_v5_property_defaults_when_absent)
 	ck_assert_uint_eq(pr.request_response_info, 0);
 	ck_assert_uint_eq(pr.session_expiry, 0);
 	ck_assert_uint_eq(pr.user_count, 0);
+	/* Short forms without a block read the same as an empty block. */
+	ck_assert_int_eq(dec5_into(0xE0, NULL, 0, &p), CODEC_OK);
+	ck_assert_mem_eq(&p.u.reason.props.receive_max, &pr.receive_max, sizeof(pr.receive_max));
+	ck_assert_uint_eq(p.u.reason.props.request_problem_info, 1);
+	ck_assert_int_eq(dec5_into(0x40, B(0, 1), 2, &p), CODEC_OK);
+	ck_assert_uint_eq(p.u.ack.props.max_qos, 2);
+	ck_assert_uint_eq(p.u.ack.props.len, 0);
 }
 END_TEST
 
