@@ -2516,8 +2516,8 @@ START_TEST(test_v5_connect_password_without_user_name)
 }
 END_TEST
 
-/* covers: MQTT5-3.1.2-3 MQTT5-3.1.2-11 MQTT5-3.1.2-12 MQTT5-3.1.2-13 MQTT5-3.1.2-16 MQTT5-3.1.3-3
- */
+/* covers: MQTT5-3.1.2-3 MQTT5-3.1.2-11 MQTT5-3.1.2-12 MQTT5-3.1.2-13 */
+/* covers: MQTT5-3.1.2-16 MQTT5-3.1.3-3 */
 START_TEST(test_v5_connect_flag_rules)
 {
 	unsigned flags;
