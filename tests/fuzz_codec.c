@@ -171,6 +171,20 @@ static void fuzz_v5(const uint8_t *data, size_t size)
 	free(again);
 }
 
+/* The whole input as a property block, in every context: what parses walks
+ * to its end. */
+static void fuzz_props(const uint8_t *data, size_t size)
+{
+	struct codec_props pr;
+	uint8_t ctx;
+
+	if (size > CODEC_MAX_VBI)
+		return;
+	for (ctx = CODEC_CONNECT; ctx <= CODEC_WILL; ctx++)
+		if (codec_props_parse(ctx, data, (uint32_t)size, &pr) == CODEC_OK)
+			walk_props(&pr);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct codec_header h;
@@ -180,6 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len;
 
 	fuzz_v5(data, size);
+	fuzz_props(data, size);
 	if (codec_parse_header(data, size, CODEC_MAX_REMAINING, &h) != CODEC_OK)
 		return 0;
 	if (size - h.header_len < h.remaining)
