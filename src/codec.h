@@ -46,7 +46,7 @@ enum codec_err {
 	CODEC_EMALFORMED = -2,  /* malformed packet: close the connection */
 	CODEC_ETOOBIG = -3,     /* remaining length over the caller's limit */
 	CODEC_EPROTONAME = -4,  /* CONNECT: unknown protocol name: close, no CONNACK */
-	CODEC_EPROTOLEVEL = -5, /* CONNECT: unsupported level: CONNACK 0x01 */
+	CODEC_EPROTOLEVEL = -5, /* CONNECT: unsupported level: CONNACK 0x01 (5.0: 0x84) */
 	CODEC_ENOSPACE = -6,    /* encode: output buffer too small */
 	CODEC_EPROTOCOL = -7    /* 5.0: well formed but breaks a rule: reason 0x82 */
 };
@@ -130,6 +130,7 @@ enum codec_prop_id {
  * presence with CODEC_PROP_HAS(). An absent property reads as its default
  * from the standard: receive_max 65535, request_problem_info 1, max_qos 2,
  * the four *_available 1, everything else 0 (max_packet_size 0: no limit).
+ * In a 3.1.1 packet every codec_props is all zero.
  */
 struct codec_props {
 	const uint8_t *data;
