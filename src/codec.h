@@ -440,6 +440,20 @@ bool codec_props_next_user(const struct codec_props *pr, uint32_t *pos, struct c
 bool codec_props_next_sub_id(const struct codec_props *pr, uint32_t *pos, uint32_t *id);
 
 /*
+ * Copy the well-formed block data[0..len) into out[0..cap) without the
+ * properties whose bit (1 << id) is set in drop, keeping the order of the
+ * rest. For the rules that leave Reason String and User Property out of a
+ * packet that would exceed the peer's Maximum Packet Size [MQTT5-3.2.2-19,
+ * MQTT5-3.2.2-20, MQTT5-3.4.2-2, MQTT5-3.4.2-3 and the like], and for
+ * dropping what a forwarded PUBLISH must not repeat (Topic Alias,
+ * Subscription Identifiers). out may be data itself (filtered in place)
+ * but must not overlap it otherwise. Returns
+ * the new length, CODEC_ENOSPACE, or CODEC_EMALFORMED for a block that
+ * does not parse property by property.
+ */
+int codec_props_filter(const uint8_t *data, size_t len, uint64_t drop, uint8_t *out, size_t cap);
+
+/*
  * Property builder: appends properties to a caller buffer. Errors are
  * sticky (b->err keeps the first, later appends do nothing), so a caller
  * can append several and check once. The result is b->data[0..b->len),

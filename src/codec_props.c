@@ -310,6 +310,32 @@ bool codec_props_next_sub_id(const struct codec_props *pr, uint32_t *pos, uint32
 	return false;
 }
 
+int codec_props_filter(const uint8_t *data, size_t len, uint64_t drop, uint8_t *out, size_t cap)
+{
+	struct reader r = {data, 0, 0};
+	size_t n = 0;
+
+	if (len > CODEC_MAX_VBI || (len > 0 && (data == NULL || out == NULL)))
+		return CODEC_EMALFORMED;
+	r.len = (uint32_t)len;
+	/* Each kept property moves down (memmove: out may be data, and never
+	 * runs ahead of the reader). */
+	while (rd_left(&r) > 0) {
+		struct codec_prop p;
+		uint32_t start = r.pos;
+
+		if (!rd_prop(&r, &p))
+			return CODEC_EMALFORMED;
+		if ((drop >> p.id) & 1u)
+			continue;
+		if (cap - n < r.pos - start)
+			return CODEC_ENOSPACE;
+		memmove(out + n, data + start, r.pos - start);
+		n += r.pos - start;
+	}
+	return (int)n;
+}
+
 /* The builder. */
 
 void codec_propbuf_init(struct codec_propbuf *b, uint8_t *data, size_t cap)

@@ -2289,6 +2289,49 @@ START_TEST(test_v5_property_builder_checks)
 }
 END_TEST
 
+/* covers: */
+START_TEST(test_v5_property_filter)
+{
+	uint8_t buf[64], out[64];
+	struct codec_propbuf b;
+	struct codec_props pr;
+	uint64_t diag = (uint64_t)1 << CODEC_PROP_REASON_STRING | (uint64_t)1 << CODEC_PROP_USER;
+	int n;
+
+	codec_propbuf_init(&b, buf, sizeof(buf));
+	codec_propbuf_add_str(&b, CODEC_PROP_REASON_STRING, "long reason", 11);
+	codec_propbuf_add_int(&b, CODEC_PROP_SESSION_EXPIRY, 7);
+	codec_propbuf_add_user(&b, "k", 1, "v", 1);
+	codec_propbuf_add_str(&b, CODEC_PROP_SERVER_REFERENCE, "s", 1);
+	ck_assert_int_eq(b.err, CODEC_OK);
+	/* Reason String and User Property out, the rest in order. */
+	n = codec_props_filter(buf, b.len, diag, out, sizeof(out));
+	ck_assert_int_eq(n, 9);
+	ck_assert_mem_eq(out, B(0x11, 0, 0, 0, 7, 0x1C, 0, 1, 's'), 9);
+	ck_assert_int_eq(codec_props_parse(CODEC_DISCONNECT, out, (uint32_t)n, &pr), CODEC_OK);
+	ck_assert_uint_eq(pr.user_count, 0);
+	/* Nothing dropped: a copy. Everything dropped: empty. */
+	ck_assert_int_eq(codec_props_filter(buf, b.len, 0, out, sizeof(out)), (int)b.len);
+	ck_assert_mem_eq(out, buf, b.len);
+	ck_assert_int_eq(codec_props_filter(buf, b.len, ~(uint64_t)0, out, sizeof(out)), 0);
+	ck_assert_int_eq(codec_props_filter(NULL, 0, 0, NULL, 0), 0);
+	/* Too small an output; a block that does not parse. */
+	ck_assert_int_eq(codec_props_filter(buf, b.len, diag, out, 8), CODEC_ENOSPACE);
+	ck_assert_int_eq(codec_props_filter(buf, b.len - 1, diag, out, sizeof(out)),
+			 CODEC_EMALFORMED);
+	ck_assert_int_eq(codec_props_filter(B(0x05, 0), 2, 0, out, sizeof(out)), CODEC_EMALFORMED);
+	/* In place, e.g. the Subscription Identifiers of a PUBLISH. */
+	codec_propbuf_init(&b, buf, sizeof(buf));
+	codec_propbuf_add_int(&b, CODEC_PROP_SUBSCRIPTION_ID, 1);
+	codec_propbuf_add_int(&b, CODEC_PROP_MESSAGE_EXPIRY, 9);
+	codec_propbuf_add_int(&b, CODEC_PROP_SUBSCRIPTION_ID, 200);
+	codec_propbuf_add_int(&b, CODEC_PROP_PAYLOAD_FORMAT, 1);
+	n = codec_props_filter(buf, b.len, (uint64_t)1 << CODEC_PROP_SUBSCRIPTION_ID, buf, b.len);
+	ck_assert_int_eq(n, 7);
+	ck_assert_mem_eq(buf, B(0x02, 0, 0, 0, 9, 0x01, 1), 7);
+}
+END_TEST
+
 /* ---- 5.0 fixed header ---- */
 
 /* covers: MQTT5-2.1.3-1 MQTT5-3.6.1-1 MQTT5-3.8.1-1 MQTT5-3.10.1-1 MQTT5-3.14.1-1 MQTT5-3.15.1-1 */
@@ -3643,6 +3686,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_v5_property_truncated_or_past_its_block_malformed);
 	tcase_add_test(tc, test_v5_response_topic_is_a_topic_name);
 	tcase_add_test(tc, test_v5_property_builder_checks);
+	tcase_add_test(tc, test_v5_property_filter);
 	tcase_add_test(tc, test_v5_fixed_header_flags_every_type);
 	tcase_add_test(tc, test_v5_auth_type_only_in_v5);
 	tcase_add_test(tc, test_v5_connect_level_reported_and_chosen_by_caller);

@@ -180,9 +180,24 @@ static void fuzz_props(const uint8_t *data, size_t size)
 
 	if (size > CODEC_MAX_VBI)
 		return;
-	for (ctx = CODEC_CONNECT; ctx <= CODEC_WILL; ctx++)
-		if (codec_props_parse(ctx, data, (uint32_t)size, &pr) == CODEC_OK)
-			walk_props(&pr);
+	for (ctx = CODEC_CONNECT; ctx <= CODEC_WILL; ctx++) {
+		uint64_t drop = size > 0 ? (uint64_t)data[size - 1] * 0x0101010101ull : 0;
+		uint8_t *out;
+		int n;
+
+		if (codec_props_parse(ctx, data, (uint32_t)size, &pr) != CODEC_OK)
+			continue;
+		walk_props(&pr);
+		/* What is left of a valid block after a filter is valid. */
+		out = malloc(size > 0 ? size : 1);
+		if (out == NULL)
+			abort();
+		n = codec_props_filter(data, size, drop, out, size);
+		if (n < 0 || (size_t)n > size ||
+		    codec_props_parse(ctx, out, (uint32_t)n, &pr) != CODEC_OK)
+			abort();
+		free(out);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
