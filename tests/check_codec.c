@@ -3030,6 +3030,43 @@ START_TEST(test_v5_ack_short_forms)
 }
 END_TEST
 
+/* covers: */
+START_TEST(test_v5_roundtrip_acks_every_type_and_form)
+{
+	static const uint8_t types[] = {CODEC_PUBACK, CODEC_PUBREC, CODEC_PUBREL, CODEC_PUBCOMP};
+	uint8_t props[32], buf[64];
+	struct codec_propbuf b;
+	size_t i;
+	int form;
+
+	codec_propbuf_init(&b, props, sizeof(props));
+	codec_propbuf_add_str(&b, CODEC_PROP_REASON_STRING, "r", 1);
+	codec_propbuf_add_user(&b, "k", 1, "v", 1);
+	for (i = 0; i < N(types); i++) {
+		for (form = 0; form < 3; form++) {
+			struct codec_packet in, out;
+			uint8_t reason = types[i] >= CODEC_PUBREL ? 0x92 : 0x10;
+
+			memset(&in, 0, sizeof(in));
+			in.type = types[i];
+			in.u.ack.packet_id = (uint16_t)(0xFFF0 + i);
+			in.u.ack.reason = form == 0 ? 0 : reason;
+			if (form == 2)
+				set_block(&in.u.ack.props, &b);
+			ck_assert_uint_eq(roundtrip5(&in, &out, buf, sizeof(buf)), form == 0 ? 4
+										   : form == 1
+										       ? 5
+										       : 6 + b.len);
+			ck_assert_uint_eq(out.u.ack.packet_id, 0xFFF0 + i);
+			ck_assert_uint_eq(out.u.ack.reason, in.u.ack.reason);
+			ck_assert_uint_eq(out.u.ack.props.len, form == 2 ? b.len : 0);
+			ck_assert_uint_eq(buf[0],
+					  types[i] << 4 | (types[i] == CODEC_PUBREL ? 2 : 0));
+		}
+	}
+}
+END_TEST
+
 /* ---- 5.0 SUBSCRIBE, UNSUBSCRIBE, SUBACK, UNSUBACK ---- */
 
 /* covers: MQTT5-3.8.3-1 */
@@ -3704,6 +3741,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_v5_publish_subscription_ids_reported_for_the_caller);
 	tcase_add_test(tc, test_v5_ack_reason_code_tables);
 	tcase_add_test(tc, test_v5_ack_short_forms);
+	tcase_add_test(tc, test_v5_roundtrip_acks_every_type_and_form);
 	tcase_add_test(tc, test_v5_roundtrip_subscribe_every_option);
 	tcase_add_test(tc, test_v5_subscribe_options_rules);
 	tcase_add_test(tc, test_v5_subscribe_no_local_on_shared_protocol_error);
