@@ -1,71 +1,23 @@
 /*
  * MQTT 3.1.1 / 3.1 wire format: the fixed header, a decoder that enforces
  * every rule a packet must satisfy before the core sees it, and encoders for
- * all fourteen packet types. Pure: no I/O and no allocation; decoded fields
- * point into the caller's buffer.
+ * all fourteen packet types. CONNECT and PUBLISH are decoded here for 5.0
+ * too; the other 5.0 packets live in codec5.c, properties in codec_props.c.
+ * Pure: no I/O and no allocation; decoded fields point into the caller's
+ * buffer.
  */
 #include "codec.h"
+#include "codec_priv.h"
 
 #include <limits.h>
 #include <string.h>
-
-/*
- * A bounds-checked cursor over a packet body. Every read checks the bytes
- * left before touching them, so a truncated packet or one whose length
- * prefixes lie can never make the decoder read past the end of the body.
- */
-struct reader {
-	const uint8_t *p;
-	uint32_t len;
-	uint32_t pos;
-};
-
-static uint32_t rd_left(const struct reader *r)
-{
-	return r->len - r->pos;
-}
-
-static bool rd_u8(struct reader *r, uint8_t *v)
-{
-	if (rd_left(r) < 1)
-		return false;
-	*v = r->p[r->pos++];
-	return true;
-}
-
-static bool rd_u16(struct reader *r, uint16_t *v)
-{
-	if (rd_left(r) < 2)
-		return false;
-	*v = (uint16_t)((r->p[r->pos] << 8) | r->p[r->pos + 1]);
-	r->pos += 2;
-	return true;
-}
-
-/* A 2-byte length followed by that many bytes (binary data or a string). */
-static bool rd_field(struct reader *r, struct codec_str *s)
-{
-	uint16_t n;
-
-	if (!rd_u16(r, &n) || rd_left(r) < n)
-		return false;
-	s->ptr = (const char *)r->p + r->pos;
-	s->len = n;
-	r->pos += n;
-	return true;
-}
-
-static bool rd_utf8(struct reader *r, struct codec_str *s)
-{
-	return rd_field(r, s) && codec_utf8_valid(s->ptr, s->len);
-}
 
 /*
  * A topic name (PUBLISH topic, Will Topic) is at least one character
  * [MQTT-4.7.3-1] and never holds a wildcard [MQTT-3.3.2-2, MQTT-4.7.1-1].
  * Filters are checked further by topic.c; names need nothing more.
  */
-static bool topic_name_ok(const struct codec_str *s)
+bool codec_topic_name_ok(const struct codec_str *s)
 {
 	if (s->len == 0)
 		return false;
@@ -126,8 +78,15 @@ bool codec_utf8_valid(const char *s, size_t len)
 	return true;
 }
 
-int codec_parse_header(const uint8_t *buf, size_t len, uint32_t max_remaining,
-		       struct codec_header *h)
+/*
+ * Both versions' fixed header. All four bytes are decoded with their full
+ * weight (7 bits each, up to 268,435,455); a fourth byte that still has the
+ * continuation bit set is malformed without waiting for a fifth. 5.0 adds
+ * type 15 (AUTH) and refuses a non-minimal length [MQTT-1.5.5-1], which
+ * 3.1.1 does not forbid.
+ */
+static int parse_header(bool v5, const uint8_t *buf, size_t len, uint32_t max_remaining,
+			struct codec_header *h)
 {
 	uint32_t value = 0;
 	uint8_t type;
@@ -136,11 +95,8 @@ int codec_parse_header(const uint8_t *buf, size_t len, uint32_t max_remaining,
 	if (len < 1)
 		return CODEC_EAGAIN;
 	type = buf[0] >> 4;
-	if (type == 0 || type == 15)
+	if (type == 0 || (type == 15 && !v5))
 		return CODEC_EMALFORMED;
-	/* All four bytes are decoded with their full weight (7 bits each, up
-	 * to 268,435,455); a fourth byte that still has the continuation bit
-	 * set is malformed without waiting for a fifth. */
 	for (i = 0; i < 4; i++) {
 		uint8_t b;
 
@@ -149,6 +105,8 @@ int codec_parse_header(const uint8_t *buf, size_t len, uint32_t max_remaining,
 		b = buf[i + 1];
 		value |= (uint32_t)(b & 0x7F) << (7 * i);
 		if ((b & 0x80) == 0) {
+			if (v5 && i > 0 && b == 0)
+				return CODEC_EMALFORMED;
 			h->type = type;
 			h->flags = buf[0] & 0x0F;
 			h->remaining = value;
@@ -159,8 +117,20 @@ int codec_parse_header(const uint8_t *buf, size_t len, uint32_t max_remaining,
 	return CODEC_EMALFORMED;
 }
 
+int codec_parse_header(const uint8_t *buf, size_t len, uint32_t max_remaining,
+		       struct codec_header *h)
+{
+	return parse_header(false, buf, len, max_remaining, h);
+}
+
+int codec_parse_header_v(uint8_t version, const uint8_t *buf, size_t len, uint32_t max_remaining,
+			 struct codec_header *h)
+{
+	return parse_header(version == CODEC_V5, buf, len, max_remaining, h);
+}
+
 /* The fixed-header flags every type but PUBLISH must carry [MQTT-2.2.2-1]. */
-static uint8_t required_flags(uint8_t type)
+uint8_t codec_required_flags(uint8_t type)
 {
 	switch (type) {
 	case CODEC_PUBREL:
@@ -172,26 +142,47 @@ static uint8_t required_flags(uint8_t type)
 	}
 }
 
-static int decode_connect(struct reader *r, struct codec_connect *c)
+/* The protocol name and level; CODEC_EPROTONAME for an unknown name. */
+static int rd_name_level(struct reader *r, struct codec_str *name, uint8_t *level)
+{
+	if (!rd_field(r, name))
+		return CODEC_EMALFORMED;
+	if (!str_is(name, "MQTT") && !str_is(name, "MQIsdp"))
+		return CODEC_EPROTONAME;
+	return rd_u8(r, level) ? CODEC_OK : CODEC_EMALFORMED;
+}
+
+int codec_connect_level(const uint8_t *body, uint32_t len, uint8_t *level)
+{
+	struct reader r = {body, len, 0};
+	struct codec_str name;
+
+	return rd_name_level(&r, &name, level);
+}
+
+/*
+ * Both versions: 5.0 adds the property blocks (after Keep Alive, and
+ * before the Will Topic), and allows a password without a user name
+ * [MQTT5-3.1.2-19]. A protocol error found on the way (in a property
+ * block) is kept while the rest is decoded, so a malformed packet is
+ * reported as malformed.
+ */
+static int decode_connect(uint8_t version, struct reader *r, struct codec_connect *c)
 {
 	struct codec_str name;
-	uint8_t level, flags, expect;
+	uint8_t level, flags;
+	bool v5;
+	int rc, proto = CODEC_OK;
 
-	if (!rd_field(r, &name))
-		return CODEC_EMALFORMED;
-	if (str_is(&name, "MQTT"))
-		expect = 4;
-	else if (str_is(&name, "MQIsdp"))
-		expect = 3;
-	else
-		return CODEC_EPROTONAME;
-	if (!rd_u8(r, &level))
-		return CODEC_EMALFORMED;
+	rc = rd_name_level(r, &name, &level);
+	if (rc != CODEC_OK)
+		return rc;
+	c->protocol_level = level;
 	/* Reported before the rest is checked: the server owes the client a
 	 * CONNACK 0x01 [MQTT-3.1.2-2], whatever else is wrong. */
-	if (level != expect)
+	if (str_is(&name, "MQTT") ? level != 4 && (level != 5 || version != CODEC_V5) : level != 3)
 		return CODEC_EPROTOLEVEL;
-	c->protocol_level = level;
+	v5 = level == 5;
 	if (!rd_u8(r, &flags) || !rd_u16(r, &c->keepalive))
 		return CODEC_EMALFORMED;
 	c->clean_session = flags & 0x02;
@@ -206,14 +197,32 @@ static int decode_connect(struct reader *r, struct codec_connect *c)
 		return CODEC_EMALFORMED; /* [MQTT-3.1.2-11/13/15] */
 	if (c->will_qos == 3)
 		return CODEC_EMALFORMED; /* [MQTT-3.1.2-14] */
-	if (c->has_password && !c->has_username)
+	if (!v5 && c->has_password && !c->has_username)
 		return CODEC_EMALFORMED; /* [MQTT-3.1.2-22] */
+	if (v5) {
+		rc = codec_rd_props(r, CODEC_CONNECT, &c->props);
+		if (rc == CODEC_EMALFORMED)
+			return rc;
+		if (rc != CODEC_OK)
+			proto = rc;
+		/* Authentication Data needs a method (5.0 section 3.1.2.11.10). */
+		if (CODEC_PROP_HAS(&c->props, CODEC_PROP_AUTH_DATA) &&
+		    !CODEC_PROP_HAS(&c->props, CODEC_PROP_AUTH_METHOD))
+			proto = CODEC_EPROTOCOL;
+	}
 
 	/* Payload fields in their fixed order [MQTT-3.1.3-1]. */
 	if (!rd_utf8(r, &c->client_id))
 		return CODEC_EMALFORMED;
 	if (c->will_flag) {
-		if (!rd_utf8(r, &c->will_topic) || !topic_name_ok(&c->will_topic))
+		if (v5) {
+			rc = codec_rd_props(r, CODEC_WILL, &c->will_props);
+			if (rc == CODEC_EMALFORMED)
+				return rc;
+			if (rc != CODEC_OK)
+				proto = rc;
+		}
+		if (!rd_utf8(r, &c->will_topic) || !codec_topic_name_ok(&c->will_topic))
 			return CODEC_EMALFORMED;
 		if (!rd_field(r, &c->will_payload))
 			return CODEC_EMALFORMED;
@@ -222,7 +231,7 @@ static int decode_connect(struct reader *r, struct codec_connect *c)
 		return CODEC_EMALFORMED;
 	if (c->has_password && !rd_field(r, &c->password))
 		return CODEC_EMALFORMED;
-	return rd_left(r) == 0 ? CODEC_OK : CODEC_EMALFORMED;
+	return rd_left(r) == 0 ? proto : CODEC_EMALFORMED;
 }
 
 static int decode_connack(struct reader *r, struct codec_connack *c)
@@ -238,8 +247,16 @@ static int decode_connack(struct reader *r, struct codec_connack *c)
 	return CODEC_OK;
 }
 
-static int decode_publish(uint8_t first_byte, struct reader *r, struct codec_publish *p)
+/*
+ * Both versions. In 5.0 the properties follow the packet id, and the topic
+ * may be empty when a Topic Alias stands for it; without one that is a
+ * protocol error (5.0 section 3.3.2.1).
+ */
+static int decode_publish(uint8_t version, uint8_t first_byte, struct reader *r,
+			  struct codec_publish *p)
 {
+	int rc = CODEC_OK;
+
 	p->qos = (first_byte >> 1) & 0x03;
 	p->dup = first_byte & 0x08;
 	p->retain = first_byte & 0x01;
@@ -247,13 +264,22 @@ static int decode_publish(uint8_t first_byte, struct reader *r, struct codec_pub
 		return CODEC_EMALFORMED; /* [MQTT-3.3.1-4] */
 	if (p->dup && p->qos == 0)
 		return CODEC_EMALFORMED; /* [MQTT-3.3.1-2] */
-	if (!rd_utf8(r, &p->topic) || !topic_name_ok(&p->topic))
+	if (!rd_utf8(r, &p->topic))
+		return CODEC_EMALFORMED;
+	if (!codec_topic_name_ok(&p->topic) && (version != CODEC_V5 || p->topic.len > 0))
 		return CODEC_EMALFORMED;
 	if (p->qos > 0 && (!rd_u16(r, &p->packet_id) || p->packet_id == 0))
 		return CODEC_EMALFORMED; /* [MQTT-2.3.1-1] */
+	if (version == CODEC_V5) {
+		rc = codec_rd_props(r, CODEC_PUBLISH, &p->props);
+		if (rc == CODEC_EMALFORMED)
+			return rc;
+		if (p->topic.len == 0 && !CODEC_PROP_HAS(&p->props, CODEC_PROP_TOPIC_ALIAS))
+			rc = CODEC_EPROTOCOL;
+	}
 	p->payload = r->p + r->pos;
 	p->payload_len = rd_left(r);
-	return CODEC_OK;
+	return rc;
 }
 
 /* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK: a non-zero packet id only. */
@@ -304,27 +330,45 @@ static int decode_list(uint8_t type, struct reader *r, struct codec_list *l)
 
 int codec_decode(uint8_t first_byte, const uint8_t *body, uint32_t len, struct codec_packet *out)
 {
+	return codec_decode_v(CODEC_V311, first_byte, body, len, out);
+}
+
+int codec_decode_v(uint8_t version, uint8_t first_byte, const uint8_t *body, uint32_t len,
+		   struct codec_packet *out)
+{
 	struct reader r = {body, len, 0};
 	uint8_t type = first_byte >> 4;
 	uint8_t flags = first_byte & 0x0F;
+	bool v5 = version == CODEC_V5;
 
 	memset(out, 0, sizeof(*out));
 	out->type = type;
 	out->flags = flags;
-	if (type == 0 || type == 15)
+	if (version < CODEC_V31 || version > CODEC_V5)
+		return CODEC_EMALFORMED;
+	if (type == 0 || (type == 15 && !v5))
 		return CODEC_EMALFORMED;
 	/* [MQTT-2.2.2-1/2, MQTT-3.6.1-1, MQTT-3.8.1-1, MQTT-3.10.1-1,
-	 * MQTT-3.14.1-1] */
-	if (type != CODEC_PUBLISH && flags != required_flags(type))
+	 * MQTT-3.14.1-1; MQTT5-2.1.3-1, MQTT5-3.15.1-1] */
+	if (type != CODEC_PUBLISH && flags != codec_required_flags(type))
 		return CODEC_EMALFORMED;
 
 	switch (type) {
 	case CODEC_CONNECT:
-		return decode_connect(&r, &out->u.connect);
+		return decode_connect(version, &r, &out->u.connect);
+	case CODEC_PUBLISH:
+		return decode_publish(version, first_byte, &r, &out->u.publish);
+	case CODEC_PINGREQ:
+	case CODEC_PINGRESP:
+		return len == 0 ? CODEC_OK : CODEC_EMALFORMED;
+	default:
+		break;
+	}
+	if (v5)
+		return codec_v5_decode_body(type, &r, out);
+	switch (type) {
 	case CODEC_CONNACK:
 		return decode_connack(&r, &out->u.connack);
-	case CODEC_PUBLISH:
-		return decode_publish(first_byte, &r, &out->u.publish);
 	case CODEC_PUBACK:
 	case CODEC_PUBREC:
 	case CODEC_PUBREL:
@@ -335,7 +379,7 @@ int codec_decode(uint8_t first_byte, const uint8_t *body, uint32_t len, struct c
 	case CODEC_UNSUBSCRIBE:
 	case CODEC_SUBACK:
 		return decode_list(type, &r, &out->u.list);
-	default: /* PINGREQ, PINGRESP, DISCONNECT */
+	default: /* DISCONNECT */
 		return len == 0 ? CODEC_OK : CODEC_EMALFORMED;
 	}
 }
@@ -353,6 +397,7 @@ bool codec_list_next(uint8_t type, const struct codec_list *l, uint32_t *pos,
 	*qos = 0;
 	switch (type) {
 	case CODEC_SUBACK:
+	case CODEC_UNSUBACK:
 		if (!rd_u8(&r, qos))
 			return false;
 		break;
@@ -373,9 +418,7 @@ bool codec_list_next(uint8_t type, const struct codec_list *l, uint32_t *pos,
 
 /* Encoding. Sizes are computed first, so the writers below never check. */
 
-#define BODY_INVALID UINT64_MAX
-
-static size_t varint_len(uint32_t value)
+size_t codec_varint_len(uint32_t value)
 {
 	if (value < 128u)
 		return 1;
@@ -413,7 +456,7 @@ static uint64_t connect_body_len(const struct codec_connect *c)
 	uint64_t n = 2 + strlen(protocol_name(c->protocol_level)) + 1 + 1 + 2;
 
 	if (c->will_flag && c->will_qos > 2)
-		return BODY_INVALID;
+		return CODEC_BODY_INVALID;
 	n += 2 + (uint64_t)c->client_id.len;
 	if (c->will_flag)
 		n += 2 + (uint64_t)c->will_topic.len + 2 + c->will_payload.len;
@@ -427,11 +470,11 @@ static uint64_t connect_body_len(const struct codec_connect *c)
 static uint64_t publish_body_len(const struct codec_publish *p)
 {
 	if (p->qos > 2)
-		return BODY_INVALID;
+		return CODEC_BODY_INVALID;
 	return 2 + (uint64_t)p->topic.len + (p->qos > 0 ? 2 : 0) + p->payload_len;
 }
 
-/* The remaining length of p, or BODY_INVALID if p cannot be encoded. */
+/* The remaining length of p, or CODEC_BODY_INVALID if p cannot be encoded. */
 static uint64_t body_len(const struct codec_packet *p)
 {
 	switch (p->type) {
@@ -455,52 +498,30 @@ static uint64_t body_len(const struct codec_packet *p)
 	case CODEC_DISCONNECT:
 		return 0;
 	default:
-		return BODY_INVALID;
+		return CODEC_BODY_INVALID;
 	}
+}
+
+/* Whether p is written in its 5.0 form: CONNECT names its own level. */
+static bool uses_v5(uint8_t version, const struct codec_packet *p)
+{
+	if (p->type == CODEC_CONNECT)
+		return p->u.connect.protocol_level == CODEC_V5;
+	return version == CODEC_V5 && p->type != CODEC_PINGREQ && p->type != CODEC_PINGRESP;
 }
 
 size_t codec_encoded_len(const struct codec_packet *p)
 {
-	uint64_t rem = body_len(p);
+	return codec_encoded_len_v(CODEC_V311, p);
+}
+
+size_t codec_encoded_len_v(uint8_t version, const struct codec_packet *p)
+{
+	uint64_t rem = uses_v5(version, p) ? codec_v5_body_len(p) : body_len(p);
 
 	if (rem > CODEC_MAX_REMAINING)
 		return 0;
-	return 1 + varint_len((uint32_t)rem) + (size_t)rem;
-}
-
-struct writer {
-	uint8_t *p;
-	size_t pos;
-};
-
-static void wr_u8(struct writer *w, uint8_t v)
-{
-	w->p[w->pos++] = v;
-}
-
-static void wr_u16(struct writer *w, uint16_t v)
-{
-	w->p[w->pos++] = (uint8_t)(v >> 8);
-	w->p[w->pos++] = (uint8_t)(v & 0xFF);
-}
-
-static void wr_raw(struct writer *w, const void *src, size_t n)
-{
-	if (n > 0)
-		memcpy(w->p + w->pos, src, n);
-	w->pos += n;
-}
-
-static void wr_field(struct writer *w, const struct codec_str *s)
-{
-	wr_u16(w, s->len);
-	wr_raw(w, s->ptr, s->len);
-}
-
-static void wr_header(struct writer *w, uint8_t first_byte, uint32_t remaining)
-{
-	wr_u8(w, first_byte);
-	w->pos += (size_t)codec_encode_varint(remaining, w->p + w->pos);
+	return 1 + codec_varint_len((uint32_t)rem) + (size_t)rem;
 }
 
 /* The flags byte follows the struct: Will QoS and Retain only with a Will. */
@@ -543,10 +564,18 @@ static void encode_connect(struct writer *w, const struct codec_connect *c)
  */
 int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap)
 {
-	size_t total = codec_encoded_len(p);
+	return codec_encode_v(CODEC_V311, p, out, cap);
+}
+
+int codec_encode_v(uint8_t version, const struct codec_packet *p, uint8_t *out, size_t cap)
+{
+	size_t total;
 	struct writer w = {out, 0};
 	int n;
 
+	if (uses_v5(version, p))
+		return codec_v5_encode_packet(p, out, cap);
+	total = codec_encoded_len_v(version, p);
 	if (total == 0 || total > INT_MAX)
 		return CODEC_EMALFORMED;
 	if (total > cap)
@@ -559,7 +588,8 @@ int codec_encode(const struct codec_packet *p, uint8_t *out, size_t cap)
 		wr_raw(&w, p->u.publish.payload, p->u.publish.payload_len);
 		return (int)w.pos;
 	}
-	wr_header(&w, (uint8_t)(p->type << 4 | required_flags(p->type)), (uint32_t)body_len(p));
+	wr_header(&w, (uint8_t)(p->type << 4 | codec_required_flags(p->type)),
+		  (uint32_t)body_len(p));
 	switch (p->type) {
 	case CODEC_CONNECT:
 		encode_connect(&w, &p->u.connect);
@@ -599,7 +629,7 @@ int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, siz
 
 	if (rem > CODEC_MAX_REMAINING)
 		return CODEC_EMALFORMED;
-	hdr = 1 + varint_len((uint32_t)rem) + 2 + p->topic.len + (p->qos > 0 ? 2 : 0);
+	hdr = 1 + codec_varint_len((uint32_t)rem) + 2 + p->topic.len + (p->qos > 0 ? 2 : 0);
 	if (hdr > cap)
 		return CODEC_ENOSPACE;
 	first |= (uint8_t)(p->qos << 1);
@@ -676,6 +706,7 @@ int codec_list_append(uint8_t type, uint8_t *buf, size_t len, size_t cap, const 
 		need = 2 + (size_t)filter_len;
 		break;
 	case CODEC_SUBACK:
+	case CODEC_UNSUBACK:
 		need = 1;
 		break;
 	default:
@@ -683,7 +714,7 @@ int codec_list_append(uint8_t type, uint8_t *buf, size_t len, size_t cap, const 
 	}
 	if (len > cap || cap - len < need || len + need > INT_MAX)
 		return CODEC_ENOSPACE;
-	if (type != CODEC_SUBACK) {
+	if (type == CODEC_SUBSCRIBE || type == CODEC_UNSUBSCRIBE) {
 		wr_u16(&w, filter_len);
 		wr_raw(&w, filter, filter_len);
 	}
