@@ -1,0 +1,1677 @@
+/*
+ * Stateful network fuzzer: drives a real cairn process over loopback with
+ * the seed sessions of tests/corpus/net/, mutated, on several connections at
+ * once, with session takeovers, abrupt closes and restarts of the broker on
+ * a persistent store, and checks after every iteration that the broker is
+ * alive and still delivers. Usage: tests/fuzz_net --help.
+ *
+ * Every input is drawn from one seed (printed at start; --seed N draws the
+ * same inputs again). What the broker sends back, and so the timing, is not
+ * under the fuzzer's control: a finding is kept with the inputs of every
+ * iteration of that run (inputs.txt), which --replay plays again in order.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#define MAX_CONNS        6
+#define MAX_CHUNKS       64
+#define MAX_STREAM       (64 * 1024)
+#define ITER_LIMIT_MS    1500
+#define CHECK_TIMEOUT_MS 10000
+#define START_TIMEOUT_MS 60000
+#define STOP_TIMEOUT_MS  60000
+
+/* ---- small helpers ---- */
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == NULL) {
+		fprintf(stderr, "fuzz_net: out of memory\n");
+		exit(2);
+	}
+	return p;
+}
+
+static void buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2 + 64;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	if (n > 0)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static void buf_byte(struct buf *b, uint8_t c)
+{
+	buf_add(b, &c, 1);
+}
+
+static void buf_u16(struct buf *b, unsigned v)
+{
+	buf_byte(b, (uint8_t)(v >> 8));
+	buf_byte(b, (uint8_t)v);
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_u16(b, (unsigned)strlen(s));
+	buf_add(b, s, strlen(s));
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* splitmix64: small, and the same sequence on every platform. */
+struct rng {
+	uint64_t s;
+};
+
+static uint64_t rng_next(struct rng *r)
+{
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static unsigned rnd(struct rng *r, unsigned n)
+{
+	return n ? (unsigned)(rng_next(r) % n) : 0;
+}
+
+static int chance(struct rng *r, unsigned percent)
+{
+	return rnd(r, 100) < percent;
+}
+
+/* ---- MQTT framing, the fuzzer's own (it must not share the codec's bugs) ---- */
+
+static void put_remaining(struct buf *b, size_t n)
+{
+	do {
+		uint8_t c = n % 128;
+
+		n /= 128;
+		buf_byte(b, c | (n ? 0x80 : 0));
+	} while (n);
+}
+
+/*
+ * Splits a whole packet at p: returns the total length and sets *hlen to
+ * the fixed header's, or 0 when p does not hold a whole packet (yet).
+ */
+static size_t packet_len(const uint8_t *p, size_t n, size_t *hlen)
+{
+	size_t rem = 0, mult = 1, i;
+
+	for (i = 1; i < n && i <= 4; i++) {
+		rem += (p[i] & 0x7f) * mult;
+		mult *= 128;
+		if (!(p[i] & 0x80)) {
+			if (n - i - 1 < rem)
+				return 0;
+			*hlen = i + 1;
+			return i + 1 + rem;
+		}
+	}
+	return 0;
+}
+
+/* ---- the seed corpus: sessions as lists of packets ---- */
+
+struct pkt {
+	uint8_t *p;
+	size_t len;
+};
+
+struct session {
+	struct pkt *v;
+	size_t n;
+};
+
+struct corpus {
+	struct session *s;
+	size_t n;
+};
+
+static void session_add(struct session *s, const uint8_t *p, size_t len)
+{
+	s->v = xrealloc(s->v, (s->n + 1) * sizeof(*s->v));
+	s->v[s->n].p = xrealloc(NULL, len);
+	memcpy(s->v[s->n].p, p, len);
+	s->v[s->n].len = len;
+	s->n++;
+}
+
+static void session_insert(struct session *s, size_t at, const uint8_t *p, size_t len)
+{
+	session_add(s, p, len);
+	if (at < s->n - 1) {
+		struct pkt t = s->v[s->n - 1];
+
+		memmove(&s->v[at + 1], &s->v[at], (s->n - 1 - at) * sizeof(*s->v));
+		s->v[at] = t;
+	}
+}
+
+static void session_remove(struct session *s, size_t at)
+{
+	free(s->v[at].p);
+	memmove(&s->v[at], &s->v[at + 1], (s->n - 1 - at) * sizeof(*s->v));
+	s->n--;
+}
+
+static void session_free(struct session *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i].p);
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+static int corpus_load(struct corpus *c, const char *dir)
+{
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+
+	if (n < 0) {
+		fprintf(stderr, "fuzz_net: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *nm = names[i]->d_name;
+		size_t l = strlen(nm), hlen, plen;
+		char path[4096];
+		struct session s = {0};
+		struct buf data = {0};
+		uint8_t tmp[4096];
+		size_t got, off;
+		FILE *f;
+
+		if (l < 5 || strcmp(nm + l - 4, ".bin") != 0)
+			goto next;
+		snprintf(path, sizeof(path), "%s/%s", dir, nm);
+		f = fopen(path, "rb");
+		if (f == NULL)
+			goto next;
+		while ((got = fread(tmp, 1, sizeof(tmp), f)) > 0)
+			buf_add(&data, tmp, got);
+		fclose(f);
+		for (off = 0; off < data.len; off += plen) {
+			plen = packet_len(data.p + off, data.len - off, &hlen);
+			if (plen == 0) {
+				/* A seed that does not frame: the rest is one blob. */
+				plen = data.len - off;
+			}
+			session_add(&s, data.p + off, plen);
+		}
+		buf_free(&data);
+		if (s.n > 0) {
+			c->s = xrealloc(c->s, (c->n + 1) * sizeof(*c->s));
+			c->s[c->n++] = s;
+		}
+	next:
+		free(names[i]);
+	}
+	free(names);
+	if (c->n == 0) {
+		fprintf(stderr, "fuzz_net: no seed sessions (*.bin) in %s\n", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- one iteration's inputs: what each connection sends, and how it ends ---- */
+
+enum close_how { CLOSE_FIN, CLOSE_RST, CLOSE_HALF, CLOSE_COUNT };
+static const char *const close_names[CLOSE_COUNT] = {"fin", "rst", "half"};
+
+enum ack_mode { ACK_NONE, ACK_RIGHT, ACK_WRONG, ACK_COUNT };
+static const char *const ack_names[ACK_COUNT] = {"none", "right", "wrong"};
+
+struct chunk {
+	size_t end;   /* offset in the stream where this write ends */
+	int delay_ms; /* wait before it */
+};
+
+struct conn_plan {
+	struct buf stream;
+	size_t *bounds; /* packet boundaries: where an ack may be slipped in */
+	size_t nbounds;
+	struct chunk chunks[MAX_CHUNKS];
+	int nchunks;
+	int start_ms;
+	int tail_ms; /* how long to keep reading after the last write */
+	enum close_how close;
+	enum ack_mode ack;
+};
+
+struct plan {
+	struct conn_plan c[MAX_CONNS];
+	int n;
+	int restart; /* after this iteration: 0 none, SIGTERM or SIGKILL */
+};
+
+static void plan_free(struct plan *pl)
+{
+	for (int i = 0; i < pl->n; i++) {
+		buf_free(&pl->c[i].stream);
+		free(pl->c[i].bounds);
+	}
+	memset(pl, 0, sizeof(*pl));
+}
+
+/* The client identifiers of the fuzzed sessions: few, so that they meet. */
+static const char *const client_ids[] = {"fz0", "fz1", "fz2", "fz3", "fz-x", ""};
+
+/* Rewrites a well-formed CONNECT's client id (and maybe its clean flag). */
+static void mutate_connect(struct pkt *k, struct rng *r)
+{
+	size_t hlen, plen = packet_len(k->p, k->len, &hlen);
+	const uint8_t *b = k->p + hlen;
+	size_t blen, nl, off, idl;
+	struct buf out = {0}, body = {0};
+	const char *id;
+
+	if (plen != k->len || (k->p[0] & 0xf0) != 0x10)
+		return;
+	blen = plen - hlen;
+	if (blen < 2)
+		return;
+	nl = (size_t)b[0] << 8 | b[1];
+	off = 2 + nl + 4; /* name, level, flags, keep-alive */
+	if (blen < off + 2)
+		return;
+	idl = (size_t)b[off] << 8 | b[off + 1];
+	if (blen < off + 2 + idl)
+		return;
+	id = client_ids[rnd(r, sizeof(client_ids) / sizeof(client_ids[0]))];
+	buf_add(&body, b, off);
+	if (chance(r, 20))
+		body.p[2 + nl + 1] ^= 0x02; /* clean session */
+	if (chance(r, 5))
+		body.p[2 + nl + 3] = (uint8_t)rnd(r, 3); /* keep-alive 0..2 s */
+	buf_str(&body, id);
+	buf_add(&body, b + off + 2 + idl, blen - off - 2 - idl);
+	buf_byte(&out, k->p[0]);
+	put_remaining(&out, body.len);
+	buf_add(&out, body.p, body.len);
+	free(k->p);
+	k->p = out.p;
+	k->len = out.len;
+	buf_free(&body);
+}
+
+/* Offset of a packet id in a well-formed packet, or 0 when it has none. */
+static size_t pid_offset(const struct pkt *k)
+{
+	size_t hlen, plen = packet_len(k->p, k->len, &hlen);
+	unsigned type;
+
+	if (plen == 0 || plen > k->len)
+		return 0;
+	type = k->p[0] >> 4;
+	switch (type) {
+	case 3:
+		if (((k->p[0] >> 1) & 3) == 0 || plen < hlen + 2)
+			return 0;
+		{
+			size_t tl = (size_t)k->p[hlen] << 8 | k->p[hlen + 1];
+
+			return hlen + 2 + tl + 2 <= plen ? hlen + 2 + tl : 0;
+		}
+	case 4:
+	case 5:
+	case 6:
+	case 7:
+	case 8:
+	case 10:
+		return hlen + 2 <= plen ? hlen : 0;
+	default:
+		return 0;
+	}
+}
+
+/* Byte-level damage to one packet. */
+static void mutate_bytes(struct pkt *k, struct rng *r)
+{
+	size_t hlen = 0, plen = packet_len(k->p, k->len, &hlen), i;
+	struct buf out = {0};
+
+	switch (rnd(r, 8)) {
+	case 0: /* bit flips */
+		for (int n = 1 + (int)rnd(r, 3); n > 0 && k->len > 0; n--)
+			k->p[rnd(r, (unsigned)k->len)] ^= (uint8_t)(1u << rnd(r, 8));
+		return;
+	case 1: /* a random byte */
+		if (k->len > 0)
+			k->p[rnd(r, (unsigned)k->len)] = (uint8_t)rnd(r, 256);
+		return;
+	case 2: /* truncation (the length field still says the old size) */
+		if (k->len > 1)
+			k->len = 1 + rnd(r, (unsigned)k->len - 1);
+		return;
+	case 3: /* the remaining length off by a little, or anything, or 5 bytes */
+		if (plen == 0)
+			return;
+		buf_byte(&out, k->p[0]);
+		i = plen - hlen;
+		switch (rnd(r, 5)) {
+		case 0:
+			put_remaining(&out, i + 1);
+			break;
+		case 1:
+			put_remaining(&out, i ? i - 1 : 0);
+			break;
+		case 2:
+			put_remaining(&out, rnd(r, 300000000));
+			break;
+		case 3: /* non-minimal encoding */
+			buf_byte(&out, (uint8_t)(0x80 | (i & 0x7f)));
+			buf_byte(&out, (uint8_t)(0x80 | ((i >> 7) & 0x7f)));
+			buf_byte(&out, (uint8_t)((i >> 14) & 0x7f));
+			break;
+		default: /* five bytes */
+			for (int n = 0; n < 4; n++)
+				buf_byte(&out, 0xff);
+			buf_byte(&out, 0x7f);
+			break;
+		}
+		buf_add(&out, k->p + hlen, k->len - hlen);
+		break;
+	case 4: /* bytes inserted inside, length fixed up or not */
+	{
+		size_t at = hlen + rnd(r, (unsigned)(k->len - hlen + 1));
+		size_t n = 1 + rnd(r, 8);
+		uint8_t junk[8];
+
+		for (i = 0; i < n; i++)
+			junk[i] = (uint8_t)rnd(r, 256);
+		if (plen == k->len && chance(r, 50)) {
+			buf_byte(&out, k->p[0]);
+			put_remaining(&out, plen - hlen + n);
+			buf_add(&out, k->p + hlen, at - hlen);
+		} else {
+			buf_add(&out, k->p, at);
+		}
+		buf_add(&out, junk, n);
+		buf_add(&out, k->p + at, k->len - at);
+		break;
+	}
+	case 5: /* a flag bit of the fixed header: QoS, retain, dup, reserved */
+		k->p[0] ^= (uint8_t)(1u << rnd(r, 4));
+		return;
+	case 6: /* another packet type with the same body */
+		k->p[0] = (uint8_t)((rnd(r, 16) << 4) | (k->p[0] & 0x0f));
+		return;
+	default: /* a packet id of 0, 1, 2 or 65535 */
+	{
+		size_t at = pid_offset(k);
+		static const unsigned ids[] = {0, 1, 2, 65535};
+		unsigned v = ids[rnd(r, 4)];
+
+		if (at) {
+			k->p[at] = (uint8_t)(v >> 8);
+			k->p[at + 1] = (uint8_t)v;
+		}
+		return;
+	}
+	}
+	free(k->p);
+	k->p = out.p;
+	k->len = out.len;
+}
+
+/* Packet-level changes to a session, with packets spliced from the others. */
+static void mutate_session(struct session *s, const struct corpus *c, struct rng *r)
+{
+	int n = (int)rnd(r, 6);
+
+	for (int m = 0; m < n && s->n > 0; m++) {
+		size_t at = rnd(r, (unsigned)s->n);
+
+		switch (rnd(r, 8)) {
+		case 0: /* drop one */
+			if (s->n > 1)
+				session_remove(s, at);
+			break;
+		case 1: /* send one twice */
+			session_insert(s, at, s->v[at].p, s->v[at].len);
+			break;
+		case 2: /* swap two neighbours */
+			if (at + 1 < s->n) {
+				struct pkt t = s->v[at];
+
+				s->v[at] = s->v[at + 1];
+				s->v[at + 1] = t;
+			}
+			break;
+		case 3: /* splice in a packet from another seed */
+		case 4: {
+			const struct session *o = &c->s[rnd(r, (unsigned)c->n)];
+			const struct pkt *k = &o->v[rnd(r, (unsigned)o->n)];
+
+			session_insert(s, at + (s->n > 1), k->p, k->len);
+			break;
+		}
+		case 5: /* repeat a packet many times: fills queues and windows */
+			if (s->v[at].len < 512)
+				for (int i = 1 + (int)rnd(r, 40); i > 0 && s->n < 200; i--)
+					session_insert(s, at, s->v[at].p, s->v[at].len);
+			break;
+		case 6: { /* a random small packet id */
+			size_t o = pid_offset(&s->v[at]);
+
+			if (o) {
+				s->v[at].p[o] = 0;
+				s->v[at].p[o + 1] = (uint8_t)(1 + rnd(r, 12));
+			}
+			break;
+		}
+		default:
+			mutate_bytes(&s->v[at], r);
+			break;
+		}
+	}
+}
+
+static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->n = 1 + (int)rnd(r, MAX_CONNS);
+	for (int i = 0; i < pl->n; i++) {
+		struct conn_plan *cp = &pl->c[i];
+		struct session s = {0};
+		const struct session *seed = &c->s[rnd(r, (unsigned)c->n)];
+
+		for (size_t k = 0; k < seed->n; k++)
+			session_add(&s, seed->v[k].p, seed->v[k].len);
+		if (s.n > 0 && chance(r, 90))
+			mutate_connect(&s.v[0], r);
+		if (chance(r, 75))
+			mutate_session(&s, c, r);
+		cp->bounds = xrealloc(NULL, (s.n + 1) * sizeof(*cp->bounds));
+		for (size_t k = 0; k < s.n; k++) {
+			if (cp->stream.len + s.v[k].len > MAX_STREAM)
+				break;
+			buf_add(&cp->stream, s.v[k].p, s.v[k].len);
+			cp->bounds[cp->nbounds++] = cp->stream.len;
+		}
+		session_free(&s);
+
+		/* How the stream is cut into writes. */
+		switch (rnd(r, 4)) {
+		case 0: /* all at once */
+			cp->chunks[cp->nchunks++] = (struct chunk){cp->stream.len, 0};
+			break;
+		case 1: /* one write per packet, a little apart */
+			for (size_t k = 0; k < cp->nbounds && cp->nchunks < MAX_CHUNKS; k++)
+				cp->chunks[cp->nchunks++] = (struct chunk){
+				    cp->bounds[k], chance(r, 50) ? (int)rnd(r, 15) : 0};
+			break;
+		default: /* random cuts: partial packets, framing across reads */
+		{
+			size_t pos = 0;
+
+			while (pos < cp->stream.len && cp->nchunks < MAX_CHUNKS - 1) {
+				pos += 1 + rnd(r, 64);
+				if (pos > cp->stream.len)
+					pos = cp->stream.len;
+				cp->chunks[cp->nchunks++] =
+				    (struct chunk){pos, chance(r, 30) ? (int)rnd(r, 10) : 0};
+			}
+			if (pos < cp->stream.len)
+				cp->chunks[cp->nchunks++] = (struct chunk){cp->stream.len, 0};
+			break;
+		}
+		}
+		if (cp->stream.len == 0)
+			cp->nchunks = 0;
+		cp->start_ms = chance(r, 50) ? 0 : (int)rnd(r, 60);
+		cp->tail_ms = (int)rnd(r, 80);
+		cp->close = rnd(r, 10) < 5 ? CLOSE_FIN : rnd(r, 2) ? CLOSE_RST : CLOSE_HALF;
+		cp->ack = chance(r, 70) ? ACK_RIGHT : chance(r, 50) ? ACK_NONE : ACK_WRONG;
+	}
+}
+
+/* ---- the reproducer: a text form of the plans, written and read back ---- */
+
+static void plan_write(FILE *f, long iter, const struct plan *pl)
+{
+	fprintf(f, "iteration %ld\n", iter);
+	for (int i = 0; i < pl->n; i++) {
+		const struct conn_plan *cp = &pl->c[i];
+		size_t from = 0;
+
+		fprintf(f, "conn start %d tail %d close %s ack %s\n", cp->start_ms, cp->tail_ms,
+			close_names[cp->close], ack_names[cp->ack]);
+		fprintf(f, "bounds");
+		for (size_t k = 0; k < cp->nbounds; k++)
+			fprintf(f, " %zu", cp->bounds[k]);
+		fprintf(f, "\n");
+		for (int k = 0; k < cp->nchunks; k++) {
+			fprintf(f, "chunk %d ", cp->chunks[k].delay_ms);
+			for (size_t b = from; b < cp->chunks[k].end; b++)
+				fprintf(f, "%02x", cp->stream.p[b]);
+			fprintf(f, "\n");
+			from = cp->chunks[k].end;
+		}
+	}
+	if (pl->restart)
+		fprintf(f, "restart %s\n", pl->restart == SIGKILL ? "kill" : "term");
+	fflush(f);
+}
+
+static int lookup(const char *const *names, int n, const char *w)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], w) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Reads the next iteration from a reproducer. Returns 1 with *pl filled,
+ * 0 at the end of the file, -1 on a malformed line.
+ */
+static int plan_read(FILE *f, struct plan *pl, long *iter)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	int started = 0, rc = 0;
+	long pos;
+
+	memset(pl, 0, sizeof(*pl));
+	for (;;) {
+		pos = ftell(f);
+		got = getline(&line, &cap, f);
+		if (got < 0)
+			break;
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		if (strncmp(line, "iteration ", 10) == 0) {
+			if (started) {
+				fseek(f, pos, SEEK_SET);
+				break;
+			}
+			started = 1;
+			*iter = atol(line + 10);
+		} else if (!started) {
+			continue; /* the header */
+		} else if (strncmp(line, "conn ", 5) == 0) {
+			struct conn_plan *cp;
+			char cl[16], ak[16];
+			int c, a;
+
+			if (pl->n == MAX_CONNS)
+				goto bad;
+			cp = &pl->c[pl->n++];
+			if (sscanf(line, "conn start %d tail %d close %15s ack %15s", &cp->start_ms,
+				   &cp->tail_ms, cl, ak) != 4)
+				goto bad;
+			c = lookup(close_names, CLOSE_COUNT, cl);
+			a = lookup(ack_names, ACK_COUNT, ak);
+			if (c < 0 || a < 0)
+				goto bad;
+			cp->close = (enum close_how)c;
+			cp->ack = (enum ack_mode)a;
+		} else if (strncmp(line, "bounds", 6) == 0 && pl->n > 0) {
+			struct conn_plan *cp = &pl->c[pl->n - 1];
+			char *p = line + 6, *e;
+
+			for (;;) {
+				unsigned long v = strtoul(p, &e, 10);
+
+				if (e == p)
+					break;
+				cp->bounds =
+				    xrealloc(cp->bounds, (cp->nbounds + 1) * sizeof(size_t));
+				cp->bounds[cp->nbounds++] = v;
+				p = e;
+			}
+		} else if (strncmp(line, "chunk ", 6) == 0 && pl->n > 0) {
+			struct conn_plan *cp = &pl->c[pl->n - 1];
+			char *p = line + 6, *e;
+			long d = strtol(p, &e, 10);
+
+			if (e == p || *e != ' ' || cp->nchunks == MAX_CHUNKS)
+				goto bad;
+			for (p = e + 1; p[0] && p[1]; p += 2) {
+				unsigned v;
+
+				if (sscanf(p, "%2x", &v) != 1)
+					goto bad;
+				buf_byte(&cp->stream, (uint8_t)v);
+			}
+			cp->chunks[cp->nchunks++] = (struct chunk){cp->stream.len, (int)d};
+		} else if (strcmp(line, "restart term") == 0) {
+			pl->restart = SIGTERM;
+		} else if (strcmp(line, "restart kill") == 0) {
+			pl->restart = SIGKILL;
+		} else {
+			goto bad;
+		}
+	}
+	rc = started;
+	goto out;
+bad:
+	fprintf(stderr, "fuzz_net: bad reproducer line: %s\n", line);
+	rc = -1;
+out:
+	free(line);
+	return rc;
+}
+
+/* ---- processes we start: the broker, and redis-server ---- */
+
+struct fuzz {
+	/* options */
+	const char *cairn, *corpus_dir, *out_dir, *backend, *replay;
+	const char *redis_server;
+	uint64_t seed;
+	long iterations;
+	long seconds;
+	int verbose;
+	/* one backend's run */
+	struct corpus corpus;
+	char work[2048];
+	char log_path[4096];
+	FILE *inputs;
+	pid_t broker;
+	int port;
+	int starts;
+	off_t scanned;
+	pid_t redis;
+	int redis_port;
+	long iter;
+	struct rng rng;
+	unsigned nonce;
+	char why[1024];
+	/* totals */
+	long restarts_term, restarts_kill;
+};
+
+static void fail(struct fuzz *fz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(fz->why, sizeof(fz->why), fmt, ap);
+	va_end(ap);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t l = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(s, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (s >= 0)
+		close(s);
+	return port;
+}
+
+static int tcp_connect(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (s < 0)
+		return -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(s);
+		return -1;
+	}
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return s;
+}
+
+/* Waits up to ms for pid to exit; returns its status, or -1 if it did not. */
+static int wait_exit(pid_t pid, int ms)
+{
+	long long end = now_ms() + ms;
+	int st;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return st;
+		if (w < 0 || now_ms() >= end)
+			return -1;
+		sleep_ms(10);
+	}
+}
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (fd < 0 || nul < 0)
+			_exit(126);
+		dup2(nul, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(argv[0], argv);
+		fprintf(stderr, "fuzz_net: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+static int redis_start(struct fuzz *fz)
+{
+	char dir[4200], log[4200], port[16];
+	long long end = now_ms() + 10000;
+
+	snprintf(dir, sizeof(dir), "%s/redis", fz->work);
+	snprintf(log, sizeof(log), "%s/redis.log", fz->work);
+	mkdir(dir, 0700);
+	for (int tries = 0; tries < 5; tries++) {
+		fz->redis_port = free_port();
+		snprintf(port, sizeof(port), "%d", fz->redis_port);
+		char *argv[] = {(char *)fz->redis_server,
+				"--port",
+				port,
+				"--bind",
+				"127.0.0.1",
+				"--dir",
+				dir,
+				"--appendonly",
+				"yes",
+				"--appendfsync",
+				"no",
+				"--save",
+				"",
+				"--daemonize",
+				"no",
+				"--protected-mode",
+				"yes",
+				NULL};
+
+		fz->redis = spawn(argv, log);
+		if (fz->redis < 0)
+			break;
+		while (now_ms() < end) {
+			int s = tcp_connect(fz->redis_port), st;
+			char rep[16] = {0};
+
+			if (s >= 0) {
+				ssize_t n = -1;
+
+				if (write(s, "PING\r\n", 6) == 6)
+					n = read(s, rep, sizeof(rep) - 1);
+				close(s);
+				if (n > 0 && strncmp(rep, "+PONG", 5) == 0)
+					return 0;
+			}
+			if (waitpid(fz->redis, &st, WNOHANG) == fz->redis) {
+				fz->redis = 0;
+				break;
+			}
+			sleep_ms(50);
+		}
+		if (fz->redis > 0) {
+			kill(fz->redis, SIGKILL);
+			wait_exit(fz->redis, 5000);
+			fz->redis = 0;
+		}
+	}
+	fprintf(stderr, "fuzz_net: cannot start %s (see %s)\n", fz->redis_server, log);
+	return -1;
+}
+
+static void redis_stop(struct fuzz *fz)
+{
+	if (fz->redis <= 0)
+		return;
+	kill(fz->redis, SIGTERM);
+	if (wait_exit(fz->redis, 5000) < 0) {
+		kill(fz->redis, SIGKILL);
+		wait_exit(fz->redis, 5000);
+	}
+	fz->redis = 0;
+}
+
+static int write_conf(struct fuzz *fz, const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		return -1;
+	fprintf(f,
+		"listener %d 127.0.0.1\n"
+		"allow_anonymous true\n"
+		"persistence true\n"
+		"persistence_backend %s\n"
+		"persistence_location %s/store\n"
+		"durability os\n"
+		"max_inflight_messages 4\n"
+		"max_queued_messages 40\n"
+		"max_queued_bytes 4096\n"
+		"max_subscriptions 16\n"
+		"max_packet_size 65536\n"
+		"connect_timeout 2\n"
+		"log_dest stderr\n"
+		"log_type error\n"
+		"log_type warning\n",
+		fz->port, fz->backend, fz->work);
+	if (strcmp(fz->backend, "redis") == 0)
+		fprintf(f, "redis_port %d\nredis_connect_timeout 5000\n", fz->redis_port);
+	if (strcmp(fz->backend, "lmdb") == 0)
+		fprintf(f, "lmdb_map_size 1m\nlmdb_map_size_max 64m\n");
+	return fclose(f);
+}
+
+/* Scans the part of the broker log not yet read for a sanitizer report. */
+static int log_has_report(struct fuzz *fz)
+{
+	FILE *f = fopen(fz->log_path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	fseeko(f, fz->scanned, SEEK_SET);
+	while (getline(&line, &cap, f) > 0) {
+		if (strstr(line, "Sanitizer") || strstr(line, "runtime error:")) {
+			found = 1;
+			break;
+		}
+	}
+	if (!found)
+		fz->scanned = ftello(f);
+	free(line);
+	fclose(f);
+	return found;
+}
+
+static int broker_start(struct fuzz *fz)
+{
+	char conf[4200], store[4200];
+	long long end = now_ms() + START_TIMEOUT_MS;
+
+	snprintf(store, sizeof(store), "%s/store", fz->work);
+	mkdir(store, 0700);
+	fz->port = free_port();
+	snprintf(conf, sizeof(conf), "%s/cairn.conf", fz->work);
+	if (fz->port < 0 || write_conf(fz, conf) != 0) {
+		fail(fz, "cannot write %s", conf);
+		return -1;
+	}
+	fz->starts++;
+	/* One log per run of the broker; the one before was clean. */
+	if (fz->starts > 1)
+		unlink(fz->log_path);
+	snprintf(fz->log_path, sizeof(fz->log_path), "%s/broker-%d.log", fz->work, fz->starts);
+	fz->scanned = 0;
+	char *argv[] = {(char *)fz->cairn, "-c", conf, NULL};
+	fz->broker = spawn(argv, fz->log_path);
+	if (fz->broker < 0) {
+		fail(fz, "fork: %s", strerror(errno));
+		return -1;
+	}
+	while (now_ms() < end) {
+		int s = tcp_connect(fz->port), st;
+
+		if (s >= 0) {
+			close(s);
+			return 0;
+		}
+		if (waitpid(fz->broker, &st, WNOHANG) == fz->broker) {
+			fz->broker = 0;
+			fail(fz, "the broker exited at start-up (status %d): restore failed?", st);
+			return -1;
+		}
+		sleep_ms(20);
+	}
+	fail(fz, "the broker did not listen within %d ms", START_TIMEOUT_MS);
+	return -1;
+}
+
+/*
+ * Stops the broker with sig. SIGTERM must end in exit status 0 with no
+ * sanitizer report: the clean shutdown, leak check included.
+ */
+static int broker_stop(struct fuzz *fz, int sig)
+{
+	int st;
+
+	if (fz->broker <= 0)
+		return 0;
+	kill(fz->broker, sig);
+	st = wait_exit(fz->broker, STOP_TIMEOUT_MS);
+	if (st < 0) {
+		kill(fz->broker, SIGKILL);
+		wait_exit(fz->broker, 10000);
+		fz->broker = 0;
+		fail(fz, "the broker did not exit within %d ms of signal %d", STOP_TIMEOUT_MS, sig);
+		return -1;
+	}
+	fz->broker = 0;
+	if (log_has_report(fz)) {
+		fail(fz, "sanitizer report in the broker log");
+		return -1;
+	}
+	if (sig == SIGTERM && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		if (WIFSIGNALED(st))
+			fail(fz, "the broker died of signal %d after SIGTERM", WTERMSIG(st));
+		else
+			fail(fz, "the broker exited with status %d after SIGTERM", WEXITSTATUS(st));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- running one iteration ---- */
+
+struct live {
+	int fd;
+	int opened, done, wr_shut, peer_closed;
+	size_t sent;   /* bytes of the stream written */
+	int next;      /* next chunk */
+	long long due; /* when the next chunk may go */
+	long long close_at;
+	struct buf rx, acks;
+	size_t acks_sent;
+};
+
+/* Answers what the broker sends, as a client that follows the protocol. */
+static void react(struct live *lv, const struct conn_plan *cp, struct rng *r)
+{
+	size_t off = 0, hlen, plen;
+
+	while ((plen = packet_len(lv->rx.p + off, lv->rx.len - off, &hlen)) > 0) {
+		const uint8_t *p = lv->rx.p + off;
+		unsigned type = p[0] >> 4, qos = (p[0] >> 1) & 3, pid = 0;
+		uint8_t reply = 0;
+
+		if (type == 3 && qos > 0 && plen >= hlen + 2) {
+			size_t tl = (size_t)p[hlen] << 8 | p[hlen + 1];
+
+			if (hlen + 2 + tl + 2 <= plen)
+				pid = (unsigned)p[hlen + 2 + tl] << 8 | p[hlen + 3 + tl];
+			reply = qos == 1 ? 0x40 : 0x50;
+		} else if (type == 6 && plen >= hlen + 2) {
+			pid = (unsigned)p[hlen] << 8 | p[hlen + 1];
+			reply = 0x70;
+		} else if (type == 5 && plen >= hlen + 2) {
+			/* A PUBREC answers our own QoS 2 PUBLISH. */
+			pid = (unsigned)p[hlen] << 8 | p[hlen + 1];
+			reply = 0x62;
+		}
+		if (reply && cp->ack != ACK_NONE) {
+			if (cp->ack == ACK_WRONG && chance(r, 50))
+				pid = rnd(r, 4) ? (pid + 1) & 0xffff : 0;
+			buf_byte(&lv->acks, reply);
+			buf_byte(&lv->acks, 2);
+			buf_u16(&lv->acks, pid);
+		}
+		off += plen;
+	}
+	memmove(lv->rx.p, lv->rx.p + off, lv->rx.len - off);
+	lv->rx.len -= off;
+	/* A broker that sends more than a client reads is bounded by it. */
+	if (lv->rx.len > (1u << 20))
+		lv->rx.len = 0;
+}
+
+static int at_boundary(const struct conn_plan *cp, size_t pos)
+{
+	if (pos == 0 || pos == cp->stream.len)
+		return 1;
+	for (size_t k = 0; k < cp->nbounds; k++)
+		if (cp->bounds[k] == pos)
+			return 1;
+	return 0;
+}
+
+static void close_now(struct live *lv, const struct conn_plan *cp)
+{
+	if (lv->fd >= 0) {
+		if (cp->close == CLOSE_RST) {
+			struct linger lg = {1, 0};
+
+			setsockopt(lv->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		close(lv->fd);
+	}
+	lv->fd = -1;
+	lv->done = 1;
+}
+
+/* Writes what is due on one connection: its acks, then its chunks. */
+static void pump_writes(struct live *lv, const struct conn_plan *cp, long long now)
+{
+	for (;;) {
+		const uint8_t *p;
+		size_t n;
+		ssize_t w;
+
+		if (lv->peer_closed || lv->wr_shut)
+			return;
+		/* Acks first, but only between two packets of the stream. */
+		if (lv->acks_sent < lv->acks.len && at_boundary(cp, lv->sent)) {
+			p = lv->acks.p + lv->acks_sent;
+			n = lv->acks.len - lv->acks_sent;
+			w = send(lv->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (w < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK)
+					lv->peer_closed = 1;
+				return;
+			}
+			lv->acks_sent += (size_t)w;
+			if (lv->acks_sent == lv->acks.len)
+				lv->acks_sent = lv->acks.len = 0;
+			continue;
+		}
+		if (lv->next >= cp->nchunks || now < lv->due)
+			return;
+		p = cp->stream.p + lv->sent;
+		n = cp->chunks[lv->next].end - lv->sent;
+		w = n ? send(lv->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+		if (w < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				lv->peer_closed = 1;
+			return;
+		}
+		lv->sent += (size_t)w;
+		if (lv->sent == cp->chunks[lv->next].end) {
+			lv->next++;
+			if (lv->next < cp->nchunks)
+				lv->due = now + cp->chunks[lv->next].delay_ms;
+		} else {
+			return;
+		}
+	}
+}
+
+static void run_iteration(struct fuzz *fz, const struct plan *pl, struct rng *r)
+{
+	struct live lv[MAX_CONNS];
+	long long t0 = now_ms(), limit = t0 + ITER_LIMIT_MS;
+	int left = pl->n;
+
+	memset(lv, 0, sizeof(lv));
+	for (int i = 0; i < pl->n; i++)
+		lv[i].fd = -1;
+	while (left > 0) {
+		struct pollfd pfd[MAX_CONNS];
+		int map[MAX_CONNS], np = 0, timeout = 5;
+		long long now = now_ms();
+
+		for (int i = 0; i < pl->n; i++) {
+			const struct conn_plan *cp = &pl->c[i];
+			struct live *l = &lv[i];
+
+			if (l->done)
+				continue;
+			if (!l->opened) {
+				if (now < t0 + cp->start_ms)
+					continue;
+				l->opened = 1;
+				l->fd = tcp_connect(fz->port);
+				if (l->fd < 0) {
+					l->done = 1;
+					left--;
+					continue;
+				}
+				l->due = now + (cp->nchunks ? cp->chunks[0].delay_ms : 0);
+			}
+			pump_writes(l, cp, now);
+			if (l->close_at == 0 && (l->next >= cp->nchunks || l->peer_closed) &&
+			    l->acks_sent == l->acks.len) {
+				l->close_at = now + cp->tail_ms;
+				if (cp->close == CLOSE_HALF) {
+					shutdown(l->fd, SHUT_WR);
+					l->wr_shut = 1;
+					l->close_at = now + 100 + cp->tail_ms;
+				}
+			}
+			if ((l->close_at && now >= l->close_at) || now >= limit) {
+				close_now(l, cp);
+				left--;
+				continue;
+			}
+			pfd[np].fd = l->fd;
+			pfd[np].events = POLLIN;
+			if (l->acks_sent < l->acks.len || (l->next < cp->nchunks && now >= l->due))
+				pfd[np].events |= POLLOUT;
+			map[np++] = i;
+		}
+		if (left == 0)
+			break;
+		if (poll(pfd, (nfds_t)np, timeout) <= 0)
+			continue;
+		for (int k = 0; k < np; k++) {
+			struct live *l = &lv[map[k]];
+			uint8_t tmp[16384];
+			ssize_t got;
+
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			got = recv(l->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+			if (got > 0) {
+				buf_add(&l->rx, tmp, (size_t)got);
+				react(l, &pl->c[map[k]], r);
+			} else if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+				/* The broker closed it: nothing more to do there. */
+				l->peer_closed = 1;
+				close_now(l, &pl->c[map[k]]);
+				left--;
+			}
+		}
+	}
+	for (int i = 0; i < pl->n; i++) {
+		if (lv[i].fd >= 0)
+			close(lv[i].fd);
+		buf_free(&lv[i].rx);
+		buf_free(&lv[i].acks);
+	}
+}
+
+/* ---- the sentinel: is the broker alive, and does it still deliver? ---- */
+
+/* Reads one whole packet into *pkt within the deadline; 0 or -1. */
+static int read_packet(int fd, struct buf *rx, struct buf *pkt, long long deadline)
+{
+	for (;;) {
+		size_t hlen, plen = packet_len(rx->p, rx->len, &hlen);
+		struct pollfd p = {fd, POLLIN, 0};
+		uint8_t tmp[4096];
+		ssize_t got;
+		long long left = deadline - now_ms();
+
+		if (plen > 0) {
+			pkt->len = 0;
+			buf_add(pkt, rx->p, plen);
+			memmove(rx->p, rx->p + plen, rx->len - plen);
+			rx->len -= plen;
+			return 0;
+		}
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		got = recv(fd, tmp, sizeof(tmp), 0);
+		if (got <= 0)
+			return -1;
+		buf_add(rx, tmp, (size_t)got);
+	}
+}
+
+static int send_all(int fd, const struct buf *b)
+{
+	return send(fd, b->p, b->len, MSG_NOSIGNAL) == (ssize_t)b->len ? 0 : -1;
+}
+
+static int sentinel_check(struct fuzz *fz)
+{
+	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
+	struct buf out = {0}, body = {0}, rx = {0}, pk = {0};
+	char topic[64], payload[64];
+	int fd, rc = -1, got_ack = 0, got_msg = 0;
+
+	snprintf(topic, sizeof(topic), "fz-sentinel/%u", ++fz->nonce);
+	snprintf(payload, sizeof(payload), "alive %u", fz->nonce);
+	fd = tcp_connect(fz->port);
+	if (fd < 0) {
+		fail(fz, "sentinel: cannot connect: %s", strerror(errno));
+		return -1;
+	}
+	buf_str(&body, "MQTT");
+	buf_byte(&body, 4);
+	buf_byte(&body, 0x02);
+	buf_u16(&body, 60);
+	buf_str(&body, "fz-sentinel");
+	buf_byte(&out, 0x10);
+	put_remaining(&out, body.len);
+	buf_add(&out, body.p, body.len);
+	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 4 ||
+	    pk.p[0] != 0x20 || pk.p[3] != 0) {
+		fail(fz, "sentinel: no CONNACK 0");
+		goto out;
+	}
+	out.len = 0;
+	buf_byte(&out, 0xc0);
+	buf_byte(&out, 0);
+	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 2 ||
+	    pk.p[0] != 0xd0) {
+		fail(fz, "sentinel: no PINGRESP");
+		goto out;
+	}
+	out.len = body.len = 0;
+	buf_u16(&body, 1);
+	buf_str(&body, topic);
+	buf_byte(&body, 1);
+	buf_byte(&out, 0x82);
+	put_remaining(&out, body.len);
+	buf_add(&out, body.p, body.len);
+	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 5 ||
+	    pk.p[0] != 0x90 || pk.p[4] != 1) {
+		fail(fz, "sentinel: no SUBACK granting QoS 1");
+		goto out;
+	}
+	out.len = body.len = 0;
+	buf_str(&body, topic);
+	buf_u16(&body, 2);
+	buf_add(&body, payload, strlen(payload));
+	buf_byte(&out, 0x32);
+	put_remaining(&out, body.len);
+	buf_add(&out, body.p, body.len);
+	if (send_all(fd, &out) != 0) {
+		fail(fz, "sentinel: cannot publish");
+		goto out;
+	}
+	while (!(got_ack && got_msg)) {
+		size_t hlen;
+
+		if (read_packet(fd, &rx, &pk, deadline) != 0) {
+			fail(fz, "sentinel: QoS 1 round trip incomplete (PUBACK %d, delivery %d)",
+			     got_ack, got_msg);
+			goto out;
+		}
+		if (pk.p[0] == 0x40 && pk.len == 4 && pk.p[3] == 2) {
+			got_ack = 1;
+		} else if ((pk.p[0] & 0xf6) == 0x32 && packet_len(pk.p, pk.len, &hlen) == pk.len &&
+			   pk.len >= hlen + 2 + strlen(topic) + 2) {
+			const uint8_t *b = pk.p + hlen + 2 + strlen(topic);
+			size_t pl = pk.len - hlen - 2 - strlen(topic) - 2;
+
+			out.len = 0;
+			buf_byte(&out, 0x40);
+			buf_byte(&out, 2);
+			buf_add(&out, b, 2);
+			send_all(fd, &out);
+			if (pl == strlen(payload) && memcmp(b + 2, payload, pl) == 0)
+				got_msg = 1;
+		}
+	}
+	out.len = 0;
+	buf_byte(&out, 0xe0);
+	buf_byte(&out, 0);
+	send_all(fd, &out);
+	rc = 0;
+out:
+	close(fd);
+	buf_free(&out);
+	buf_free(&body);
+	buf_free(&rx);
+	buf_free(&pk);
+	return rc;
+}
+
+/* ---- one backend's run ---- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int broker_alive(struct fuzz *fz)
+{
+	int st;
+
+	if (fz->broker <= 0)
+		return 0;
+	if (waitpid(fz->broker, &st, WNOHANG) == fz->broker) {
+		fz->broker = 0;
+		if (WIFSIGNALED(st))
+			fail(fz, "the broker died of signal %d", WTERMSIG(st));
+		else
+			fail(fz, "the broker exited with status %d", WEXITSTATUS(st));
+		return 0;
+	}
+	return 1;
+}
+
+static void report(struct fuzz *fz, const struct plan *pl)
+{
+	char path[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/repro.txt", fz->work);
+	f = fopen(path, "w");
+	if (f != NULL) {
+		fprintf(f, "# fuzz_net reproducer: %s\n", fz->why);
+		fprintf(f, "# backend %s seed %llu iteration %ld\n", fz->backend,
+			(unsigned long long)fz->seed, fz->iter);
+		fprintf(f, "# all inputs since the start: inputs.txt beside this file;\n");
+		fprintf(f, "#   fuzz_net --backend %s --replay inputs.txt\n", fz->backend);
+		fprintf(f, "# or the same draw again:\n");
+		fprintf(f, "#   fuzz_net --backend %s --seed %llu --iterations %ld\n", fz->backend,
+			(unsigned long long)fz->seed, fz->iter + 1);
+		if (pl != NULL)
+			plan_write(f, fz->iter, pl);
+		fclose(f);
+	}
+	fprintf(stderr,
+		"fuzz_net: FAIL [%s] iteration %ld: %s\n"
+		"fuzz_net:   broker log: %s\n"
+		"fuzz_net:   this iteration's input: %s\n"
+		"fuzz_net:   every input of the run: %s/inputs.txt (--replay)\n"
+		"fuzz_net:   reproduce: --backend %s --seed %llu --iterations %ld\n",
+		fz->backend, fz->iter, fz->why, fz->log_path, path, fz->work, fz->backend,
+		(unsigned long long)fz->seed, fz->iter + 1);
+}
+
+/* Runs the iterations on one backend: 0 clean, 1 a finding, 2 set-up. */
+static int run_backend(struct fuzz *fz, long seconds, long iterations)
+{
+	long long end = now_ms() + seconds * 1000;
+	FILE *replay = NULL;
+	struct plan pl = {0};
+	int rc = 2, more;
+	char path[4200];
+	long long t_start;
+
+	snprintf(fz->work, sizeof(fz->work), "%s/%s-%llu", fz->out_dir, fz->backend,
+		 (unsigned long long)fz->seed);
+	nftw(fz->work, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (mkdir(fz->out_dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "fuzz_net: %s: %s\n", fz->out_dir, strerror(errno));
+		return 2;
+	}
+	if (mkdir(fz->work, 0700) != 0) {
+		fprintf(stderr, "fuzz_net: %s: %s\n", fz->work, strerror(errno));
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/inputs.txt", fz->work);
+	fz->inputs = fopen(path, "w");
+	if (fz->inputs == NULL)
+		return 2;
+	fprintf(fz->inputs, "# fuzz_net inputs: backend %s seed %llu\n", fz->backend,
+		(unsigned long long)fz->seed);
+	if (fz->replay) {
+		replay = fopen(fz->replay, "r");
+		if (replay == NULL) {
+			fprintf(stderr, "fuzz_net: %s: %s\n", fz->replay, strerror(errno));
+			goto out;
+		}
+	}
+	fz->rng.s = fz->seed ^ (uint64_t)(unsigned char)fz->backend[0] << 56;
+	fz->starts = 0;
+	fz->iter = 0;
+	fz->why[0] = '\0';
+	if (strcmp(fz->backend, "redis") == 0 && redis_start(fz) != 0)
+		goto out;
+	rc = 1;
+	if (broker_start(fz) != 0) {
+		report(fz, NULL);
+		goto out;
+	}
+	if (sentinel_check(fz) != 0) {
+		report(fz, NULL);
+		goto out;
+	}
+	t_start = now_ms();
+	for (;; fz->iter++) {
+		struct rng r;
+
+		if (replay) {
+			more = plan_read(replay, &pl, &fz->iter);
+			if (more < 0) {
+				rc = 2;
+				goto out;
+			}
+			if (more == 0)
+				break;
+		} else {
+			if (iterations > 0 ? fz->iter >= iterations : now_ms() >= end)
+				break;
+			plan_make(&pl, &fz->corpus, &fz->rng);
+			if (chance(&fz->rng, 8))
+				pl.restart = chance(&fz->rng, 65) ? SIGTERM : SIGKILL;
+		}
+		plan_write(fz->inputs, fz->iter, &pl);
+		/* The acks' damage is drawn apart from the inputs: they follow the
+		 * broker's timing, which the seed does not fix. */
+		r.s = fz->seed + (uint64_t)fz->iter * 7919;
+		run_iteration(fz, &pl, &r);
+		if (!broker_alive(fz) || log_has_report(fz) || sentinel_check(fz) != 0) {
+			if (fz->why[0] == '\0')
+				fail(fz, "sanitizer report in the broker log");
+			/* A broker that hangs is stopped so its stacks reach the log. */
+			if (fz->broker > 0) {
+				kill(fz->broker, SIGABRT);
+				wait_exit(fz->broker, 10000);
+				fz->broker = 0;
+			}
+			report(fz, &pl);
+			goto out;
+		}
+		if (pl.restart) {
+			if (pl.restart == SIGTERM)
+				fz->restarts_term++;
+			else
+				fz->restarts_kill++;
+			if (broker_stop(fz, pl.restart) != 0 || broker_start(fz) != 0 ||
+			    sentinel_check(fz) != 0) {
+				report(fz, &pl);
+				goto out;
+			}
+		}
+		if (fz->verbose)
+			fprintf(stderr, "fuzz_net: [%s] iteration %ld: %d connections%s\n",
+				fz->backend, fz->iter, pl.n,
+				pl.restart == SIGTERM   ? ", then SIGTERM"
+				: pl.restart == SIGKILL ? ", then SIGKILL"
+							: "");
+		plan_free(&pl);
+	}
+	if (broker_stop(fz, SIGTERM) != 0) {
+		report(fz, NULL);
+		goto out;
+	}
+	{
+		double secs = (double)(now_ms() - t_start) / 1000.0;
+
+		printf("fuzz_net: [%s] seed %llu: %ld iterations in %.1f s (%.1f/s), %d broker "
+		       "starts, clean\n",
+		       fz->backend, (unsigned long long)fz->seed, fz->iter, secs,
+		       secs > 0 ? (double)fz->iter / secs : 0.0, fz->starts);
+		fflush(stdout);
+	}
+	rc = 0;
+out:
+	plan_free(&pl);
+	if (replay)
+		fclose(replay);
+	if (fz->broker > 0) {
+		kill(fz->broker, SIGKILL);
+		wait_exit(fz->broker, 10000);
+		fz->broker = 0;
+	}
+	redis_stop(fz);
+	fclose(fz->inputs);
+	fz->inputs = NULL;
+	if (rc == 0)
+		nftw(fz->work, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return rc;
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: fuzz_net [options]\n"
+		"  --cairn PATH       the broker to fuzz (default ./cairn; build it with "
+		"--enable-asan)\n"
+		"  --corpus DIR       seed sessions (default $CAIRN_SRCDIR/tests/corpus/net, else\n"
+		"                     tests/corpus/net)\n"
+		"  --backend NAME     sqlite, lmdb, redis or memory (default: each in turn)\n"
+		"  --seed N           draw the inputs from N (default: from the clock; printed)\n"
+		"  --time SECONDS     run this long in all (default 60; split between backends)\n"
+		"  --iterations N     or this many iterations per backend\n"
+		"  --replay FILE      play the iterations of an inputs.txt or repro.txt again\n"
+		"  --out DIR          where each run keeps its store and logs (default fuzz-net);\n"
+		"                     a clean run removes its own, a finding keeps it\n"
+		"  --redis-server P   the redis-server binary (default redis-server)\n"
+		"  -v                 one line per iteration\n"
+		"Exit status: 0 clean, 1 a finding (kept in --out), 2 a usage or set-up error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const all[] = {"sqlite", "lmdb", "redis", "memory"};
+	struct fuzz fz = {0};
+	char corpus[4096];
+	const char *src = getenv("CAIRN_SRCDIR");
+	int seeded = 0, rc = 0, nb = 0;
+	const char *backends[4];
+
+	fz.cairn = "./cairn";
+	fz.out_dir = "fuzz-net";
+	fz.redis_server = "redis-server";
+	fz.seconds = 60;
+	snprintf(corpus, sizeof(corpus), "%s/tests/corpus/net", src ? src : ".");
+	fz.corpus_dir = corpus;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "-v") == 0) {
+			fz.verbose = 1;
+			continue;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (v == NULL) {
+			usage(stderr);
+			return 2;
+		}
+		i++;
+		if (strcmp(a, "--cairn") == 0) {
+			fz.cairn = v;
+		} else if (strcmp(a, "--corpus") == 0) {
+			fz.corpus_dir = v;
+		} else if (strcmp(a, "--backend") == 0) {
+			fz.backend = v;
+		} else if (strcmp(a, "--seed") == 0) {
+			fz.seed = strtoull(v, NULL, 10);
+			seeded = 1;
+		} else if (strcmp(a, "--time") == 0) {
+			fz.seconds = atol(v);
+		} else if (strcmp(a, "--iterations") == 0) {
+			fz.iterations = atol(v);
+		} else if (strcmp(a, "--replay") == 0) {
+			fz.replay = v;
+		} else if (strcmp(a, "--out") == 0) {
+			fz.out_dir = v;
+		} else if (strcmp(a, "--redis-server") == 0) {
+			fz.redis_server = v;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (fz.backend != NULL) {
+		backends[nb++] = fz.backend;
+	} else {
+		for (int i = 0; i < 4; i++)
+			backends[nb++] = all[i];
+	}
+	if (fz.replay && nb != 1) {
+		fprintf(stderr, "fuzz_net: --replay needs --backend\n");
+		return 2;
+	}
+	if (!seeded) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fz.seed =
+		    ((uint64_t)ts.tv_sec * 1000003u) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid();
+		fz.seed %= 1000000000u;
+	}
+	if (access(fz.cairn, X_OK) != 0) {
+		fprintf(stderr, "fuzz_net: %s: not an executable broker\n", fz.cairn);
+		return 2;
+	}
+	if (corpus_load(&fz.corpus, fz.corpus_dir) != 0)
+		return 2;
+	/* Sanitizer reports go to the broker's stderr, which is its log. */
+	setenv("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1", 0);
+	setenv("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1", 0);
+	signal(SIGPIPE, SIG_IGN);
+	printf("fuzz_net: seed %llu (--seed %llu reproduces), %d seed sessions, %s\n",
+	       (unsigned long long)fz.seed, (unsigned long long)fz.seed, (int)fz.corpus.n,
+	       fz.replay           ? "replay"
+	       : fz.iterations > 0 ? "by iterations"
+				   : "by time");
+	fflush(stdout);
+	for (int b = 0; b < nb && rc == 0; b++) {
+		long secs = fz.seconds / nb + (b < fz.seconds % nb);
+
+		fz.backend = backends[b];
+		rc = run_backend(&fz, secs > 0 ? secs : 1, fz.iterations);
+	}
+	printf("fuzz_net: %s (%ld SIGTERM and %ld SIGKILL restarts)\n",
+	       rc == 0   ? "no findings"
+	       : rc == 1 ? "FINDING"
+			 : "set-up error",
+	       fz.restarts_term, fz.restarts_kill);
+	for (size_t i = 0; i < fz.corpus.n; i++)
+		session_free(&fz.corpus.s[i]);
+	free(fz.corpus.s);
+	return rc;
+}
