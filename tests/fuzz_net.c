@@ -33,6 +33,7 @@
 
 #define MAX_CONNS        6
 #define MAX_CHUNKS       64
+#define MAX_LINGER       6
 #define MAX_STREAM       (64 * 1024)
 #define ITER_LIMIT_MS    1500
 #define CHECK_TIMEOUT_MS 10000
@@ -268,8 +269,14 @@ static int corpus_load(struct corpus *c, const char *dir)
 
 /* ---- one iteration's inputs: what each connection sends, and how it ends ---- */
 
-enum close_how { CLOSE_FIN, CLOSE_RST, CLOSE_HALF, CLOSE_COUNT };
-static const char *const close_names[CLOSE_COUNT] = {"fin", "rst", "half"};
+/*
+ * How a connection ends: FIN, RST (SO_LINGER 0), half-closed (shutdown of
+ * our side, then read until the broker closes), or left open past the
+ * iteration (the broker may be restarted under it: a persistent session
+ * connected at a SIGKILL owes its will on restore).
+ */
+enum close_how { CLOSE_FIN, CLOSE_RST, CLOSE_HALF, CLOSE_LINGER, CLOSE_COUNT };
+static const char *const close_names[CLOSE_COUNT] = {"fin", "rst", "half", "linger"};
 
 enum ack_mode { ACK_NONE, ACK_RIGHT, ACK_WRONG, ACK_COUNT };
 static const char *const ack_names[ACK_COUNT] = {"none", "right", "wrong"};
@@ -295,6 +302,8 @@ struct plan {
 	struct conn_plan c[MAX_CONNS];
 	int n;
 	int restart; /* after this iteration: 0 none, SIGTERM or SIGKILL */
+	int hup;     /* or SIGHUP, */
+	int acl;     /* with this ACL file in force after it (see acl_files) */
 };
 
 static void plan_free(struct plan *pl)
@@ -574,7 +583,27 @@ static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
 			cp->nchunks = 0;
 		cp->start_ms = chance(r, 50) ? 0 : (int)rnd(r, 60);
 		cp->tail_ms = (int)rnd(r, 80);
-		cp->close = rnd(r, 10) < 5 ? CLOSE_FIN : rnd(r, 2) ? CLOSE_RST : CLOSE_HALF;
+		switch (rnd(r, 20)) {
+		case 0:
+		case 1:
+			cp->close = CLOSE_LINGER;
+			break;
+		case 2:
+		case 3:
+		case 4:
+			cp->close = CLOSE_HALF;
+			break;
+		case 5:
+		case 6:
+		case 7:
+		case 8:
+		case 9:
+			cp->close = CLOSE_RST;
+			break;
+		default:
+			cp->close = CLOSE_FIN;
+			break;
+		}
 		cp->ack = chance(r, 70) ? ACK_RIGHT : chance(r, 50) ? ACK_NONE : ACK_WRONG;
 	}
 }
@@ -603,7 +632,10 @@ static void plan_write(FILE *f, long iter, const struct plan *pl)
 		}
 	}
 	if (pl->restart)
-		fprintf(f, "restart %s\n", pl->restart == SIGKILL ? "kill" : "term");
+		fprintf(f, "restart %s acl %d\n", pl->restart == SIGKILL ? "kill" : "term",
+			pl->acl);
+	else if (pl->hup)
+		fprintf(f, "hup acl %d\n", pl->acl);
 	fflush(f);
 }
 
@@ -691,10 +723,12 @@ static int plan_read(FILE *f, struct plan *pl, long *iter)
 				buf_byte(&cp->stream, (uint8_t)v);
 			}
 			cp->chunks[cp->nchunks++] = (struct chunk){cp->stream.len, (int)d};
-		} else if (strcmp(line, "restart term") == 0) {
+		} else if (sscanf(line, "restart term acl %d", &pl->acl) == 1) {
 			pl->restart = SIGTERM;
-		} else if (strcmp(line, "restart kill") == 0) {
+		} else if (sscanf(line, "restart kill acl %d", &pl->acl) == 1) {
 			pl->restart = SIGKILL;
+		} else if (sscanf(line, "hup acl %d", &pl->acl) == 1) {
+			pl->hup = 1;
 		} else {
 			goto bad;
 		}
@@ -734,8 +768,11 @@ struct fuzz {
 	struct rng rng;
 	unsigned nonce;
 	char why[1024];
+	int lingering[MAX_LINGER]; /* connections left open by CLOSE_LINGER */
+	int nlinger;
+	int acl; /* the ACL file in force */
 	/* totals */
-	long restarts_term, restarts_kill;
+	long restarts_term, restarts_kill, hups;
 };
 
 static void fail(struct fuzz *fz, const char *fmt, ...)
@@ -889,10 +926,63 @@ static void redis_stop(struct fuzz *fz)
 	fz->redis = 0;
 }
 
-static int write_conf(struct fuzz *fz, const char *path)
+/*
+ * Two ACL files the broker is restarted or reloaded with, so that restored
+ * subscriptions, queued messages and wills meet rules that changed while
+ * they were stored. Both let the sentinel (anonymous) use fz-sentinel/#.
+ */
+static const char *const acl_files[] = {
+    "topic readwrite fz/#\n"
+    "topic read $SYS/#\n"
+    "topic readwrite fz-sentinel/#\n"
+    "pattern readwrite fz/%c/#\n"
+    "user alice\n"
+    "topic readwrite fz/#\n",
+
+    "topic readwrite fz-sentinel/#\n"
+    "topic readwrite fz/a\n"
+    "topic read fz/#\n"
+    "topic deny fz/b/#\n"
+    "pattern write fz/%c/#\n"
+    "pattern read fz/%u/#\n"
+    "user alice\n"
+    "topic read fz/#\n"
+    "topic deny fz/r/#\n",
+};
+
+/* alice's password is "secret" (the user-password seed sends it). */
+static const char password_file[] =
+    "alice:$6$AEBlyPARxR2rdZ3m$SyA6oZvDWUcjgjJvq7H7FIZ14kxWX2b7f2+k45odbpb7Q8cXaQ4XU0kaS7txX6U"
+    "UWWQvS8yTmq0LItX2bJarNQ==\n";
+
+static int write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
 
+	if (f == NULL)
+		return -1;
+	fputs(text, f);
+	return fclose(f);
+}
+
+static int write_acl(struct fuzz *fz, int which)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/acl", fz->work);
+	fz->acl = which;
+	return write_file(path, acl_files[which % 2]);
+}
+
+static int write_conf(struct fuzz *fz, const char *path)
+{
+	char pw[4200];
+	FILE *f;
+
+	snprintf(pw, sizeof(pw), "%s/passwd", fz->work);
+	if (write_file(pw, password_file) != 0 || write_acl(fz, fz->acl) != 0)
+		return -1;
+	f = fopen(path, "w");
 	if (f == NULL)
 		return -1;
 	fprintf(f,
@@ -907,11 +997,14 @@ static int write_conf(struct fuzz *fz, const char *path)
 		"max_queued_bytes 4096\n"
 		"max_subscriptions 16\n"
 		"max_packet_size 65536\n"
+		"max_keepalive 30\n"
 		"connect_timeout 2\n"
+		"password_file %s/passwd\n"
+		"acl_file %s/acl\n"
 		"log_dest stderr\n"
 		"log_type error\n"
 		"log_type warning\n",
-		fz->port, fz->backend, fz->work);
+		fz->port, fz->backend, fz->work, fz->work, fz->work);
 	if (strcmp(fz->backend, "redis") == 0)
 		fprintf(f, "redis_port %d\nredis_connect_timeout 5000\n", fz->redis_port);
 	if (strcmp(fz->backend, "lmdb") == 0)
@@ -1083,8 +1176,26 @@ static int at_boundary(const struct conn_plan *cp, size_t pos)
 	return 0;
 }
 
-static void close_now(struct live *lv, const struct conn_plan *cp)
+/* Closes every connection left open, with RST: the broker sees them drop. */
+static void linger_close(struct fuzz *fz)
 {
+	struct linger lg = {1, 0};
+
+	for (int i = 0; i < fz->nlinger; i++) {
+		setsockopt(fz->lingering[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fz->lingering[i]);
+	}
+	fz->nlinger = 0;
+}
+
+static void close_now(struct fuzz *fz, struct live *lv, const struct conn_plan *cp)
+{
+	if (lv->fd >= 0 && cp->close == CLOSE_LINGER && !lv->peer_closed) {
+		if (fz->nlinger == MAX_LINGER)
+			linger_close(fz);
+		fz->lingering[fz->nlinger++] = lv->fd;
+		lv->fd = -1;
+	}
 	if (lv->fd >= 0) {
 		if (cp->close == CLOSE_RST) {
 			struct linger lg = {1, 0};
@@ -1186,7 +1297,7 @@ static void run_iteration(struct fuzz *fz, const struct plan *pl, struct rng *r)
 				}
 			}
 			if ((l->close_at && now >= l->close_at) || now >= limit) {
-				close_now(l, cp);
+				close_now(fz, l, cp);
 				left--;
 				continue;
 			}
@@ -1214,7 +1325,7 @@ static void run_iteration(struct fuzz *fz, const struct plan *pl, struct rng *r)
 			} else if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
 				/* The broker closed it: nothing more to do there. */
 				l->peer_closed = 1;
-				close_now(l, &pl->c[map[k]]);
+				close_now(fz, l, &pl->c[map[k]]);
 				left--;
 			}
 		}
@@ -1450,6 +1561,7 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 	fz->rng.s = fz->seed ^ (uint64_t)(unsigned char)fz->backend[0] << 56;
 	fz->starts = 0;
 	fz->iter = 0;
+	fz->acl = 0;
 	fz->why[0] = '\0';
 	if (strcmp(fz->backend, "redis") == 0 && redis_start(fz) != 0)
 		goto out;
@@ -1480,6 +1592,9 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 			plan_make(&pl, &fz->corpus, &fz->rng);
 			if (chance(&fz->rng, 8))
 				pl.restart = chance(&fz->rng, 65) ? SIGTERM : SIGKILL;
+			else if (chance(&fz->rng, 4))
+				pl.hup = 1;
+			pl.acl = (int)rnd(&fz->rng, 2);
 		}
 		plan_write(fz->inputs, fz->iter, &pl);
 		/* The acks' damage is drawn apart from the inputs: they follow the
@@ -1503,8 +1618,23 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 				fz->restarts_term++;
 			else
 				fz->restarts_kill++;
-			if (broker_stop(fz, pl.restart) != 0 || broker_start(fz) != 0 ||
-			    sentinel_check(fz) != 0) {
+			if (broker_stop(fz, pl.restart) != 0) {
+				report(fz, &pl);
+				goto out;
+			}
+			/* Those left open saw the broker go: now they drop too. */
+			linger_close(fz);
+			fz->acl = pl.acl;
+			if (broker_start(fz) != 0 || sentinel_check(fz) != 0) {
+				report(fz, &pl);
+				goto out;
+			}
+		} else if (pl.hup) {
+			fz->hups++;
+			if (write_acl(fz, pl.acl) != 0 || kill(fz->broker, SIGHUP) != 0 ||
+			    sentinel_check(fz) != 0 || !broker_alive(fz)) {
+				if (fz->why[0] == '\0')
+					fail(fz, "the broker did not survive SIGHUP");
 				report(fz, &pl);
 				goto out;
 			}
@@ -1521,6 +1651,7 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 		report(fz, NULL);
 		goto out;
 	}
+	linger_close(fz);
 	{
 		double secs = (double)(now_ms() - t_start) / 1000.0;
 
@@ -1540,6 +1671,7 @@ out:
 		wait_exit(fz->broker, 10000);
 		fz->broker = 0;
 	}
+	linger_close(fz);
 	redis_stop(fz);
 	fclose(fz->inputs);
 	fz->inputs = NULL;
@@ -1665,11 +1797,11 @@ int main(int argc, char **argv)
 		fz.backend = backends[b];
 		rc = run_backend(&fz, secs > 0 ? secs : 1, fz.iterations);
 	}
-	printf("fuzz_net: %s (%ld SIGTERM and %ld SIGKILL restarts)\n",
+	printf("fuzz_net: %s (%ld SIGTERM and %ld SIGKILL restarts, %ld SIGHUP)\n",
 	       rc == 0   ? "no findings"
 	       : rc == 1 ? "FINDING"
 			 : "set-up error",
-	       fz.restarts_term, fz.restarts_kill);
+	       fz.restarts_term, fz.restarts_kill, fz.hups);
 	for (size_t i = 0; i < fz.corpus.n; i++)
 		session_free(&fz.corpus.s[i]);
 	free(fz.corpus.s);
