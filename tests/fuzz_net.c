@@ -753,6 +753,7 @@ struct fuzz {
 	long iterations;
 	long seconds;
 	int verbose;
+	int keep;
 	/* one backend's run */
 	struct corpus corpus;
 	char work[2048];
@@ -1675,7 +1676,7 @@ out:
 	redis_stop(fz);
 	fclose(fz->inputs);
 	fz->inputs = NULL;
-	if (rc == 0)
+	if (rc == 0 && !fz->keep)
 		nftw(fz->work, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return rc;
 }
@@ -1697,6 +1698,7 @@ static void usage(FILE *f)
 		"  --replay FILE      play the iterations of an inputs.txt or repro.txt again\n"
 		"  --out DIR          where each run keeps its store and logs (default fuzz-net);\n"
 		"                     a clean run removes its own, a finding keeps it\n"
+		"  --keep             keep it after a clean run too\n"
 		"  --redis-server P   the redis-server binary (default redis-server)\n"
 		"  -v                 one line per iteration\n"
 		"Exit status: 0 clean, 1 a finding (kept in --out), 2 a usage or set-up error.\n");
@@ -1722,6 +1724,10 @@ int main(int argc, char **argv)
 
 		if (strcmp(a, "-v") == 0) {
 			fz.verbose = 1;
+			continue;
+		}
+		if (strcmp(a, "--keep") == 0) {
+			fz.keep = 1;
 			continue;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
