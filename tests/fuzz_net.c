@@ -34,7 +34,7 @@
 #define MAX_CONNS        6
 #define MAX_CHUNKS       64
 #define MAX_LINGER       6
-#define MAX_STREAM       (64 * 1024)
+#define MAX_STREAM       (256 * 1024)
 #define ITER_LIMIT_MS    1500
 #define CHECK_TIMEOUT_MS 10000
 #define START_TIMEOUT_MS 60000
@@ -476,6 +476,27 @@ static void mutate_bytes(struct pkt *k, struct rng *r)
 	k->len = out.len;
 }
 
+/*
+ * Grows a well-formed PUBLISH's payload to n bytes: past the queue's byte
+ * bound, and near and past max_packet_size (64 KiB in the fuzzer's config).
+ */
+static void inflate_publish(struct pkt *k, size_t n)
+{
+	size_t hlen, plen = packet_len(k->p, k->len, &hlen);
+	struct buf out = {0};
+
+	if (plen != k->len || (k->p[0] & 0xf0) != 0x30)
+		return;
+	buf_byte(&out, k->p[0]);
+	put_remaining(&out, plen - hlen + n);
+	buf_add(&out, k->p + hlen, plen - hlen);
+	for (size_t i = 0; i < n; i++)
+		buf_byte(&out, (uint8_t)('a' + i % 26));
+	free(k->p);
+	k->p = out.p;
+	k->len = out.len;
+}
+
 /* Packet-level changes to a session, with packets spliced from the others. */
 static void mutate_session(struct session *s, const struct corpus *c, struct rng *r)
 {
@@ -484,7 +505,7 @@ static void mutate_session(struct session *s, const struct corpus *c, struct rng
 	for (int m = 0; m < n && s->n > 0; m++) {
 		size_t at = rnd(r, (unsigned)s->n);
 
-		switch (rnd(r, 8)) {
+		switch (rnd(r, 9)) {
 		case 0: /* drop one */
 			if (s->n > 1)
 				session_remove(s, at);
@@ -513,6 +534,12 @@ static void mutate_session(struct session *s, const struct corpus *c, struct rng
 				for (int i = 1 + (int)rnd(r, 40); i > 0 && s->n < 200; i--)
 					session_insert(s, at, s->v[at].p, s->v[at].len);
 			break;
+		case 7: {
+			static const size_t sizes[] = {1000, 5000, 65000, 65536, 70000};
+
+			inflate_publish(&s->v[at], sizes[rnd(r, 5)]);
+			break;
+		}
 		case 6: { /* a random small packet id */
 			size_t o = pid_offset(&s->v[at]);
 
