@@ -798,8 +798,10 @@ struct fuzz {
 	char why[1024];
 	int lingering[MAX_LINGER]; /* connections left open by CLOSE_LINGER */
 	int nlinger;
-	int acl;     /* the ACL file in force */
-	int fd_base; /* the broker's descriptors after start-up, or -1 */
+	int acl;       /* the ACL file in force */
+	int fd_base;   /* the broker's descriptors after start-up, or -1 */
+	unsigned kept; /* the keeper's messages deposited */
+	int durable;   /* the backend keeps sessions across a restart */
 	/* totals */
 	long restarts_term, restarts_kill, hups;
 };
@@ -964,11 +966,13 @@ static const char *const acl_files[] = {
     "topic readwrite fz/#\n"
     "topic read $SYS/#\n"
     "topic readwrite fz-sentinel/#\n"
+    "topic readwrite fz-keeper/#\n"
     "pattern readwrite fz/%c/#\n"
     "user alice\n"
     "topic readwrite fz/#\n",
 
     "topic readwrite fz-sentinel/#\n"
+    "topic readwrite fz-keeper/#\n"
     "topic readwrite fz/a\n"
     "topic read fz/#\n"
     "topic deny fz/b/#\n"
@@ -1516,6 +1520,163 @@ out:
 	return rc;
 }
 
+/* ---- the keeper: what was acknowledged survives a restart ---- */
+
+/*
+ * Connects as id and reads CONNACK 0. Returns the socket, or -1 (with the
+ * reason set); *present gets the session-present flag.
+ */
+static int client_open(struct fuzz *fz, const char *id, int clean, struct buf *rx,
+		       long long deadline, int *present)
+{
+	struct buf out = {0}, body = {0}, pk = {0};
+	int fd = tcp_connect(fz->port);
+
+	if (fd < 0) {
+		fail(fz, "%s: cannot connect: %s", id, strerror(errno));
+		return -1;
+	}
+	buf_str(&body, "MQTT");
+	buf_byte(&body, 4);
+	buf_byte(&body, clean ? 0x02 : 0);
+	buf_u16(&body, 30);
+	buf_str(&body, id);
+	buf_byte(&out, 0x10);
+	put_remaining(&out, body.len);
+	buf_add(&out, body.p, body.len);
+	if (send_all(fd, &out) != 0 || read_packet(fd, rx, &pk, deadline) != 0 || pk.len != 4 ||
+	    pk.p[0] != 0x20 || pk.p[3] != 0) {
+		fail(fz, "%s: no CONNACK 0", id);
+		close(fd);
+		fd = -1;
+	} else {
+		*present = pk.p[2] & 1;
+	}
+	buf_free(&out);
+	buf_free(&body);
+	buf_free(&pk);
+	return fd;
+}
+
+static void client_close(int fd)
+{
+	static const uint8_t disconnect[2] = {0xe0, 0};
+
+	send(fd, disconnect, 2, MSG_NOSIGNAL);
+	close(fd);
+}
+
+/* The keeper's persistent session, subscribed at QoS 1; before any fuzzing. */
+static int keeper_subscribe(struct fuzz *fz)
+{
+	static const uint8_t sub[] = {0x82, 0x11, 0,   1,   0,   12,  'f', 'z', '-', 'k',
+				      'e',  'e',  'p', 'e', 'r', '/', 'i', 'n', 1};
+	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
+	struct buf rx = {0}, pk = {0};
+	int present, fd = client_open(fz, "fz-keeper", 0, &rx, deadline, &present), rc = -1;
+
+	if (fd < 0)
+		goto out;
+	if (send(fd, sub, sizeof(sub), MSG_NOSIGNAL) != (ssize_t)sizeof(sub) ||
+	    read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 5 || pk.p[0] != 0x90 ||
+	    pk.p[4] != 1) {
+		fail(fz, "keeper: no SUBACK granting QoS 1");
+		close(fd);
+		goto out;
+	}
+	client_close(fd);
+	rc = 0;
+out:
+	buf_free(&rx);
+	buf_free(&pk);
+	return rc;
+}
+
+/* Before a restart: a QoS 1 message for the keeper, acknowledged (stored). */
+static int keeper_deposit(struct fuzz *fz)
+{
+	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
+	struct buf rx = {0}, pk = {0}, out = {0}, body = {0};
+	char payload[64];
+	int present, fd = client_open(fz, "fz-depositor", 1, &rx, deadline, &present), rc = -1;
+
+	if (fd < 0)
+		goto out;
+	snprintf(payload, sizeof(payload), "kept %u", ++fz->kept);
+	buf_str(&body, "fz-keeper/in");
+	buf_u16(&body, 7);
+	buf_add(&body, payload, strlen(payload));
+	buf_byte(&out, 0x32);
+	put_remaining(&out, body.len);
+	buf_add(&out, body.p, body.len);
+	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 4 ||
+	    pk.p[0] != 0x40 || pk.p[3] != 7) {
+		fail(fz, "keeper: no PUBACK for '%s'", payload);
+		close(fd);
+		goto out;
+	}
+	client_close(fd);
+	rc = 0;
+out:
+	buf_free(&rx);
+	buf_free(&pk);
+	buf_free(&out);
+	buf_free(&body);
+	return rc;
+}
+
+/*
+ * After the restart: the keeper's session is back (session present) and
+ * the message acknowledged before it arrives, whatever state the fuzzing
+ * left in the store around it.
+ */
+static int keeper_collect(struct fuzz *fz)
+{
+	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
+	struct buf rx = {0}, pk = {0};
+	char payload[64];
+	int present = 0, fd = client_open(fz, "fz-keeper", 0, &rx, deadline, &present), rc = -1;
+	size_t want = strlen("fz-keeper/in");
+
+	snprintf(payload, sizeof(payload), "kept %u", fz->kept);
+	if (fd < 0)
+		goto out;
+	if (!present) {
+		fail(fz, "keeper: its persistent session did not survive the restart");
+		close(fd);
+		goto out;
+	}
+	for (;;) {
+		size_t hlen;
+		const uint8_t *b;
+
+		if (read_packet(fd, &rx, &pk, deadline) != 0) {
+			fail(fz, "keeper: '%s', acknowledged before the restart, never came",
+			     payload);
+			close(fd);
+			goto out;
+		}
+		if ((pk.p[0] & 0xf0) != 0x30 || packet_len(pk.p, pk.len, &hlen) != pk.len ||
+		    ((pk.p[0] >> 1) & 3) != 1 || pk.len < hlen + 2 + want + 2)
+			continue;
+		b = pk.p + hlen + 2 + want;
+		{
+			uint8_t ack[4] = {0x40, 2, b[0], b[1]};
+
+			send(fd, ack, 4, MSG_NOSIGNAL);
+		}
+		if (pk.len - (size_t)(b + 2 - pk.p) == strlen(payload) &&
+		    memcmp(b + 2, payload, strlen(payload)) == 0)
+			break;
+	}
+	client_close(fd);
+	rc = 0;
+out:
+	buf_free(&rx);
+	buf_free(&pk);
+	return rc;
+}
+
 /* ---- one backend's run ---- */
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -1643,7 +1804,8 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 		report(fz, NULL);
 		goto out;
 	}
-	if (sentinel_check(fz) != 0) {
+	fz->durable = strcmp(fz->backend, "memory") != 0;
+	if (sentinel_check(fz) != 0 || (fz->durable && keeper_subscribe(fz) != 0)) {
 		report(fz, NULL);
 		goto out;
 	}
@@ -1692,14 +1854,16 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 				fz->restarts_term++;
 			else
 				fz->restarts_kill++;
-			if (broker_stop(fz, pl.restart) != 0) {
+			if ((fz->durable && keeper_deposit(fz) != 0) ||
+			    broker_stop(fz, pl.restart) != 0) {
 				report(fz, &pl);
 				goto out;
 			}
 			/* Those left open saw the broker go: now they drop too. */
 			linger_close(fz);
 			fz->acl = pl.acl;
-			if (broker_start(fz) != 0 || sentinel_check(fz) != 0) {
+			if (broker_start(fz) != 0 || sentinel_check(fz) != 0 ||
+			    (fz->durable && keeper_collect(fz) != 0)) {
 				report(fz, &pl);
 				goto out;
 			}
