@@ -571,6 +571,32 @@ static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
 			mutate_connect(&s.v[0], r);
 		if (chance(r, 75))
 			mutate_session(&s, c, r);
+		switch (rnd(r, 20)) {
+		case 0:
+		case 1:
+		case 2:
+			cp->close = CLOSE_LINGER;
+			break;
+		case 3:
+		case 4:
+			cp->close = CLOSE_HALF;
+			break;
+		case 5:
+		case 6:
+		case 7:
+		case 8:
+		case 9:
+			cp->close = CLOSE_RST;
+			break;
+		default:
+			cp->close = CLOSE_FIN;
+			break;
+		}
+		/* A client left open has not said DISCONNECT: at a SIGKILL its
+		 * session is connected, and restore owes its will. */
+		if (cp->close == CLOSE_LINGER && s.n > 1 && s.v[s.n - 1].len == 2 &&
+		    s.v[s.n - 1].p[0] == 0xe0)
+			session_remove(&s, s.n - 1);
 		cp->bounds = xrealloc(NULL, (s.n + 1) * sizeof(*cp->bounds));
 		for (size_t k = 0; k < s.n; k++) {
 			if (cp->stream.len + s.v[k].len > MAX_STREAM)
@@ -610,27 +636,6 @@ static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
 			cp->nchunks = 0;
 		cp->start_ms = chance(r, 50) ? 0 : (int)rnd(r, 60);
 		cp->tail_ms = (int)rnd(r, 80);
-		switch (rnd(r, 20)) {
-		case 0:
-		case 1:
-			cp->close = CLOSE_LINGER;
-			break;
-		case 2:
-		case 3:
-		case 4:
-			cp->close = CLOSE_HALF;
-			break;
-		case 5:
-		case 6:
-		case 7:
-		case 8:
-		case 9:
-			cp->close = CLOSE_RST;
-			break;
-		default:
-			cp->close = CLOSE_FIN;
-			break;
-		}
 		cp->ack = chance(r, 70) ? ACK_RIGHT : chance(r, 50) ? ACK_NONE : ACK_WRONG;
 	}
 }
