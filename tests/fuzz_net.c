@@ -318,14 +318,16 @@ static void plan_free(struct plan *pl)
 /* The client identifiers of the fuzzed sessions: few, so that they meet. */
 static const char *const client_ids[] = {"fz0", "fz1", "fz2", "fz3", "fz-x", ""};
 
-/* Rewrites a well-formed CONNECT's client id (and maybe its clean flag). */
-static void mutate_connect(struct pkt *k, struct rng *r)
+/*
+ * Rewrites a well-formed CONNECT's client id (and maybe its clean flag):
+ * id, or one drawn from the pool when id is NULL.
+ */
+static void mutate_connect(struct pkt *k, const char *id, struct rng *r)
 {
 	size_t hlen, plen = packet_len(k->p, k->len, &hlen);
 	const uint8_t *b = k->p + hlen;
 	size_t blen, nl, off, idl;
 	struct buf out = {0}, body = {0};
-	const char *id;
 
 	if (plen != k->len || (k->p[0] & 0xf0) != 0x10)
 		return;
@@ -339,7 +341,8 @@ static void mutate_connect(struct pkt *k, struct rng *r)
 	idl = (size_t)b[off] << 8 | b[off + 1];
 	if (blen < off + 2 + idl)
 		return;
-	id = client_ids[rnd(r, sizeof(client_ids) / sizeof(client_ids[0]))];
+	if (id == NULL)
+		id = client_ids[rnd(r, sizeof(client_ids) / sizeof(client_ids[0]))];
 	buf_add(&body, b, off);
 	if (chance(r, 20))
 		body.p[2 + nl + 1] ^= 0x02; /* clean session */
@@ -558,8 +561,12 @@ static void mutate_session(struct session *s, const struct corpus *c, struct rng
 
 static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
 {
+	/* One iteration in ten is a takeover storm: every connection CONNECTs
+	 * with the same client id, all at about the same time. */
+	const char *storm = chance(r, 10) ? client_ids[rnd(r, 4)] : NULL;
+
 	memset(pl, 0, sizeof(*pl));
-	pl->n = 1 + (int)rnd(r, MAX_CONNS);
+	pl->n = storm ? MAX_CONNS : 1 + (int)rnd(r, MAX_CONNS);
 	for (int i = 0; i < pl->n; i++) {
 		struct conn_plan *cp = &pl->c[i];
 		struct session s = {0};
@@ -567,8 +574,8 @@ static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
 
 		for (size_t k = 0; k < seed->n; k++)
 			session_add(&s, seed->v[k].p, seed->v[k].len);
-		if (s.n > 0 && chance(r, 90))
-			mutate_connect(&s.v[0], r);
+		if (s.n > 0 && (storm || chance(r, 90)))
+			mutate_connect(&s.v[0], storm, r);
 		if (chance(r, 75))
 			mutate_session(&s, c, r);
 		switch (rnd(r, 20)) {
@@ -634,7 +641,7 @@ static void plan_make(struct plan *pl, const struct corpus *c, struct rng *r)
 		}
 		if (cp->stream.len == 0)
 			cp->nchunks = 0;
-		cp->start_ms = chance(r, 50) ? 0 : (int)rnd(r, 60);
+		cp->start_ms = storm ? (int)rnd(r, 4) : chance(r, 50) ? 0 : (int)rnd(r, 60);
 		cp->tail_ms = (int)rnd(r, 80);
 		cp->ack = chance(r, 70) ? ACK_RIGHT : chance(r, 50) ? ACK_NONE : ACK_WRONG;
 	}
