@@ -293,7 +293,7 @@ static int write_conf(struct fuzz *fz, const char *path)
 		"persistence true\n"
 		"persistence_backend %s\n"
 		"persistence_location %s/store\n"
-		"durability os\n"
+		"durability %s\n"
 		"max_inflight_messages 4\n"
 		"max_queued_messages 40\n"
 		"max_queued_bytes 4096\n"
@@ -306,7 +306,9 @@ static int write_conf(struct fuzz *fz, const char *path)
 		"log_dest stderr\n"
 		"log_type error\n"
 		"log_type warning\n",
-		fz->port, fz->backend, fz->work, fz->work, fz->work);
+		fz->port, fz->backend, fz->work,
+		/* Every third start waits for the disk: the backends' sync paths. */
+		fz->starts % 3 == 2 ? "fsync" : "os", fz->work, fz->work);
 	if (strcmp(fz->backend, "redis") == 0)
 		fprintf(f, "redis_port %d\nredis_connect_timeout 5000\n", fz->redis_port);
 	if (strcmp(fz->backend, "lmdb") == 0)
