@@ -1300,7 +1300,7 @@ int main(int argc, char **argv)
 	if (corpus_load(&fz.corpus, fz.corpus_dir) != 0)
 		return 2;
 	/* Sanitizer reports go to the broker's stderr, which is its log. */
-	setenv("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1", 0);
+	setenv("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:handle_abort=1", 0);
 	setenv("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1", 0);
 	signal(SIGPIPE, SIG_IGN);
 	printf("fuzz_net: seed %llu (--seed %llu reproduces), %d seed sessions, %s\n",
