@@ -72,7 +72,7 @@ struct fuzz {
 	unsigned kept; /* the keeper's messages deposited */
 	int durable;   /* the backend keeps sessions across a restart */
 	/* totals */
-	long restarts_term, restarts_kill, hups;
+	long restarts_term, restarts_kill, hups, bounces;
 };
 
 static void fail(struct fuzz *fz, const char *fmt, ...)
@@ -152,7 +152,11 @@ static pid_t spawn(char *const argv[], const char *log)
 	return pid;
 }
 
-static int redis_start(struct fuzz *fz)
+/*
+ * Starts redis-server on a free port, or again on its old port (and data)
+ * when same_port: the broker's config names that port.
+ */
+static int redis_start(struct fuzz *fz, int same_port)
 {
 	char dir[4200], log[4200], port[16];
 	long long end = now_ms() + 10000;
@@ -161,7 +165,10 @@ static int redis_start(struct fuzz *fz)
 	snprintf(log, sizeof(log), "%s/redis.log", fz->work);
 	mkdir(dir, 0700);
 	for (int tries = 0; tries < 5; tries++) {
-		fz->redis_port = free_port();
+		if (!same_port)
+			fz->redis_port = free_port();
+		else if (tries > 0)
+			sleep_ms(200); /* the old server's socket may linger */
 		snprintf(port, sizeof(port), "%d", fz->redis_port);
 		char *argv[] = {(char *)fz->redis_server,
 				"--port",
@@ -1068,7 +1075,7 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 	fz->acl = 0;
 	fz->fd_base = -1;
 	fz->why[0] = '\0';
-	if (strcmp(fz->backend, "redis") == 0 && redis_start(fz) != 0)
+	if (strcmp(fz->backend, "redis") == 0 && redis_start(fz, 0) != 0)
 		goto out;
 	rc = 1;
 	if (broker_start(fz) != 0) {
@@ -1101,12 +1108,26 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 			else if (chance(&fz->rng, 4))
 				pl.hup = 1;
 			pl.acl = (int)rnd(&fz->rng, 2);
+			pl.bounce = chance(&fz->rng, 3) && strcmp(fz->backend, "redis") == 0;
 		}
 		plan_write(fz->inputs, fz->iter, &pl);
 		/* The acks' damage is drawn apart from the inputs: they follow the
 		 * broker's timing, which the seed does not fix. */
 		r.s = fz->seed + (uint64_t)fz->iter * 7919;
+		/* A Redis outage under the iteration: the broker must ride it out
+		 * (redis-server is stopped with SIGTERM, so nothing it acknowledged
+		 * is lost: the keeper check stays fair). */
+		if (pl.bounce && fz->redis > 0) {
+			fz->bounces++;
+			redis_stop(fz);
+		}
 		run_iteration(fz, &pl, &r);
+		if (pl.bounce && fz->redis == 0 && redis_start(fz, 1) != 0) {
+			fail(fz, "cannot restart redis-server on port %d", fz->redis_port);
+			report(fz, &pl);
+			rc = 2;
+			goto out;
+		}
 		if (!broker_alive(fz) || log_has_report(fz) || sentinel_check(fz) != 0 ||
 		    !fds_bounded(fz)) {
 			if (fz->why[0] == '\0')
@@ -1315,11 +1336,12 @@ int main(int argc, char **argv)
 		fz.backend = backends[b];
 		rc = run_backend(&fz, secs > 0 ? secs : 1, fz.iterations);
 	}
-	printf("fuzz_net: %s (%ld SIGTERM and %ld SIGKILL restarts, %ld SIGHUP)\n",
+	printf("fuzz_net: %s (%ld SIGTERM and %ld SIGKILL restarts, %ld SIGHUP, %ld Redis "
+	       "outages)\n",
 	       rc == 0   ? "no findings"
 	       : rc == 1 ? "FINDING"
 			 : "set-up error",
-	       fz.restarts_term, fz.restarts_kill, fz.hups);
+	       fz.restarts_term, fz.restarts_kill, fz.hups, fz.bounces);
 	corpus_free(&fz.corpus);
 	return rc;
 }

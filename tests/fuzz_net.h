@@ -74,6 +74,7 @@ struct plan {
 	int n;
 	int restart; /* after this iteration: 0 none, SIGTERM or SIGKILL */
 	int hup;     /* or SIGHUP, */
+	int bounce;  /* redis-server stopped for this iteration, then restarted */
 	int acl;     /* with this ACL file in force after it (fuzz_net.c) */
 };
 

@@ -584,6 +584,8 @@ void plan_write(FILE *f, long iter, const struct plan *pl)
 			from = cp->chunks[k].end;
 		}
 	}
+	if (pl->bounce)
+		fprintf(f, "bounce redis\n");
 	if (pl->restart)
 		fprintf(f, "restart %s acl %d\n", pl->restart == SIGKILL ? "kill" : "term",
 			pl->acl);
@@ -680,6 +682,8 @@ int plan_read(FILE *f, struct plan *pl, long *iter)
 			pl->restart = SIGTERM;
 		} else if (sscanf(line, "restart kill acl %d", &pl->acl) == 1) {
 			pl->restart = SIGKILL;
+		} else if (strcmp(line, "bounce redis") == 0) {
+			pl->bounce = 1;
 		} else if (sscanf(line, "hup acl %d", &pl->acl) == 1) {
 			pl->hup = 1;
 		} else {
