@@ -38,6 +38,9 @@
 #define CHECK_TIMEOUT_MS 10000
 #define START_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_MS  60000
+#ifndef EPOCH_ITERATIONS
+#define EPOCH_ITERATIONS 1000 /* -DEPOCH_ITERATIONS=N to try epochs quickly */
+#endif
 
 /* ---- processes we start: the broker, and redis-server ---- */
 
@@ -1016,7 +1019,8 @@ static void report(struct fuzz *fz, const struct plan *pl)
 		fprintf(f, "# fuzz_net reproducer: %s\n", fz->why);
 		fprintf(f, "# backend %s seed %llu iteration %ld\n", fz->backend,
 			(unsigned long long)fz->seed, fz->iter);
-		fprintf(f, "# all inputs since the start: inputs.txt beside this file;\n");
+		fprintf(f,
+			"# every input since the store was empty: inputs.txt beside this file;\n");
 		fprintf(f, "#   fuzz_net --backend %s --replay inputs.txt\n", fz->backend);
 		fprintf(f, "# or the same draw again:\n");
 		fprintf(f, "#   fuzz_net --backend %s --seed %llu --iterations %ld\n", fz->backend,
@@ -1029,10 +1033,48 @@ static void report(struct fuzz *fz, const struct plan *pl)
 		"fuzz_net: FAIL [%s] iteration %ld: %s\n"
 		"fuzz_net:   broker log: %s\n"
 		"fuzz_net:   this iteration's input: %s\n"
-		"fuzz_net:   every input of the run: %s/inputs.txt (--replay)\n"
+		"fuzz_net:   every input since the store was empty: %s/inputs.txt (--replay)\n"
 		"fuzz_net:   reproduce: --backend %s --seed %llu --iterations %ld\n",
 		fz->backend, fz->iter, fz->why, fz->log_path, path, fz->work, fz->backend,
 		(unsigned long long)fz->seed, fz->iter + 1);
+}
+
+/*
+ * Starts an epoch: an empty store, and an inputs.txt that begins there, so
+ * that a replay of it from an empty store meets the same states. Without
+ * epochs a long run's inputs.txt would grow without bound (about 13 MB a
+ * minute). The broker is stopped with SIGTERM (and checked) first.
+ */
+static int epoch_start(struct fuzz *fz)
+{
+	char path[4200];
+
+	if (broker_stop(fz, SIGTERM) != 0)
+		return -1;
+	linger_close(fz);
+	snprintf(path, sizeof(path), "%s/store", fz->work);
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (fz->redis > 0) {
+		redis_stop(fz);
+		snprintf(path, sizeof(path), "%s/redis", fz->work);
+		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		if (redis_start(fz, 1) != 0) {
+			fail(fz, "cannot restart redis-server on port %d", fz->redis_port);
+			return -1;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/inputs.txt", fz->work);
+	if (freopen(path, "w", fz->inputs) == NULL) {
+		fail(fz, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(fz->inputs,
+		"# fuzz_net inputs: backend %s seed %llu, from iteration %ld on an empty store\n",
+		fz->backend, (unsigned long long)fz->seed, fz->iter);
+	if (broker_start(fz) != 0 || sentinel_check(fz) != 0 ||
+	    (fz->durable && keeper_subscribe(fz) != 0))
+		return -1;
+	return 0;
 }
 
 /* Runs the iterations on one backend: 0 clean, 1 a finding, 2 set-up. */
@@ -1102,6 +1144,11 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 		} else {
 			if (iterations > 0 ? fz->iter >= iterations : now_ms() >= end)
 				break;
+			if (fz->iter > 0 && fz->iter % EPOCH_ITERATIONS == 0 &&
+			    epoch_start(fz) != 0) {
+				report(fz, NULL);
+				goto out;
+			}
 			plan_make(&pl, &fz->corpus, &fz->rng);
 			if (chance(&fz->rng, 8))
 				pl.restart = chance(&fz->rng, 65) ? SIGTERM : SIGKILL;
