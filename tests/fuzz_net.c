@@ -8,7 +8,9 @@
  * Every input is drawn from one seed (printed at start; --seed N draws the
  * same inputs again). What the broker sends back, and so the timing, is not
  * under the fuzzer's control: a finding is kept with the inputs of every
- * iteration of that run (inputs.txt), which --replay plays again in order.
+ * iteration since the store was last emptied (inputs.txt; every 1000
+ * iterations the store starts empty again), which --replay plays again in
+ * order.
  */
 #include "fuzz_net.h"
 
