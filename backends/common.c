@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 /* ---- allocation ---- */
 
@@ -382,4 +385,139 @@ void bk_log_clear(struct bk_log *log)
 
 	while ((op = bk_log_shift(log)) != NULL)
 		bk_op_free(op);
+}
+
+void bk_log_prepend(struct bk_log *log, struct bk_log *from)
+{
+	if (from->head == NULL)
+		return;
+	from->tail->next = log->head;
+	if (log->tail == NULL)
+		log->tail = from->tail;
+	log->head = from->head;
+	log->n += from->n;
+	from->head = from->tail = NULL;
+	from->n = 0;
+}
+
+/* ---- the commit thread ---- */
+
+struct bk_worker {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	/* The job, set by the loop's thread; `ready` hands it over. */
+	int (*job)(void *arg);
+	void (*finish)(void *arg, int rc);
+	void *arg;
+	bool ready;
+	int rc;
+	int wake[2]; /* the worker writes a byte when a job is done */
+	struct event *done_ev;
+};
+
+static void *bk_worker_main(void *p)
+{
+	struct bk_worker *w = p;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->ready && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->stop)
+			break;
+		w->ready = false;
+		pthread_mutex_unlock(&w->mu);
+		int rc = w->job(w->arg);
+		pthread_mutex_lock(&w->mu);
+		w->rc = rc;
+		/* A pipe of 64 KiB never fills: one byte per job, one job at
+		 * a time. */
+		while (write(w->wake[1], "", 1) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void bk_worker_done_cb(evutil_socket_t fd, short what, void *p)
+{
+	struct bk_worker *w = p;
+	char b;
+	int rc;
+
+	(void)what;
+	if (read(fd, &b, 1) != 1)
+		return;
+	pthread_mutex_lock(&w->mu);
+	rc = w->rc;
+	pthread_mutex_unlock(&w->mu);
+	w->finish(w->arg, rc);
+}
+
+struct bk_worker *bk_worker_new(struct event_base *base)
+{
+	struct bk_worker *w;
+	int err;
+
+	if (base == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	w = bk_xcalloc(1, sizeof(*w));
+	if (pipe2(w->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		free(w);
+		return NULL;
+	}
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->done_ev = event_new(base, w->wake[0], EV_READ | EV_PERSIST, bk_worker_done_cb, w);
+	err = w->done_ev == NULL ? ENOMEM : pthread_create(&w->thread, NULL, bk_worker_main, w);
+	if (err == 0 && event_add(w->done_ev, NULL) != 0) {
+		bk_worker_free(w);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (err != 0) {
+		if (w->done_ev != NULL)
+			event_free(w->done_ev);
+		close(w->wake[0]);
+		close(w->wake[1]);
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		free(w);
+		errno = err;
+		return NULL;
+	}
+	return w;
+}
+
+void bk_worker_run(struct bk_worker *w, int (*job)(void *arg), void (*finish)(void *arg, int rc),
+		   void *arg)
+{
+	pthread_mutex_lock(&w->mu);
+	w->job = job;
+	w->finish = finish;
+	w->arg = arg;
+	w->ready = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+void bk_worker_free(struct bk_worker *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	event_free(w->done_ev);
+	close(w->wake[0]);
+	close(w->wake[1]);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w);
 }

@@ -134,5 +134,28 @@ void bk_log_push(struct bk_log *log, struct bk_op *op);
 struct bk_op *bk_log_shift(struct bk_log *log);
 /* Free every op. */
 void bk_log_clear(struct bk_log *log);
+/* Put every op of from, in order, in front of log's; from ends empty. */
+void bk_log_prepend(struct bk_log *log, struct bk_log *from);
+
+/* ---- the commit thread ---- */
+
+/*
+ * One thread on which a file backend runs its commits, so that the event
+ * loop goes on reading, routing and staging the next batch while a batch
+ * is written and fsynced (group commit that pipelines). One job at a time;
+ * the caller (the store core, one commit in flight) keeps to it. finish()
+ * runs on the event loop's thread, from an event on base, never from
+ * inside bk_worker_run(). The job must touch nothing the loop's thread
+ * uses while it runs: the backend hands it the batch and the connection.
+ */
+struct event_base;
+struct bk_worker;
+
+/* NULL when the thread or its event cannot be created (errno says why). */
+struct bk_worker *bk_worker_new(struct event_base *base);
+/* Waits for a running job (its finish is not called), stops the thread. */
+void bk_worker_free(struct bk_worker *w);
+void bk_worker_run(struct bk_worker *w, int (*job)(void *arg), void (*finish)(void *arg, int rc),
+		   void *arg);
 
 #endif

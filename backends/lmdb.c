@@ -19,8 +19,12 @@
 
 #include "common.h"
 
-/* Version of the set of databases and their layout, kept in meta. */
-#define LM_SCHEMA_VERSION 1
+/* Version of the set of databases and their layout, kept in meta.
+ * 2: a session record may carry a drop count (LM_SF_DROPPED); every
+ * version 1 record is a version 2 record, so opening a version 1
+ * environment only rewrites the number (and a cairn that knows only 1
+ * then refuses the environment instead of misreading the new flag). */
+#define LM_SCHEMA_VERSION 2
 /* First byte of every value. */
 #define LM_RECORD_VERSION 1
 /* A key string this long or longer is cut to this many bytes followed by
@@ -86,8 +90,12 @@ struct cairn_store {
 	char *data_path; /* dir/data.mdb, for messages */
 	unsigned int env_flags;
 	uint64_t map_size, map_max;
-	struct lm_op *head, *tail; /* the staged batch */
-	struct lm_buf scratch;     /* key re-encoding while loading */
+	struct lm_op *head, *tail; /* the next batch */
+	struct lm_op *committing;  /* the batch the commit thread writes */
+	struct bk_worker *worker;  /* NULL: commits run on the caller's thread */
+	cairn_store_done_fn done;  /* the commit in flight's completion */
+	void *done_arg;
+	struct lm_buf scratch; /* key re-encoding while loading */
 	/* Kept to re-read lmdb_map_size_max when the map is full, so an
 	 * operator's (or a test's) new limit applies without a restart. */
 	const char *(*get)(void *arg, const char *key);
@@ -269,7 +277,14 @@ static const char *lm_rd_str(struct lm_rd *r)
 
 /* ---- records: keys and values ---- */
 
-enum { LM_SF_WILL = 1, LM_SF_WILL_RETAIN = 2, LM_SF_CONNECTED = 4, LM_SF_USERNAME = 8 };
+enum {
+	LM_SF_WILL = 1,
+	LM_SF_WILL_RETAIN = 2,
+	LM_SF_CONNECTED = 4,
+	LM_SF_USERNAME = 8,
+	LM_SF_DROPPED = 16, /* a drop count (8 bytes) ends the record */
+	LM_SF_ALL = 31
+};
 
 static void lm_key_session(struct lm_buf *b, const char *client_id)
 {
@@ -314,6 +329,8 @@ static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 		flags |= LM_SF_CONNECTED;
 	if (r->username != NULL)
 		flags |= LM_SF_USERNAME;
+	if (r->dropped > 0)
+		flags |= LM_SF_DROPPED;
 	lm_put_u8(b, LM_RECORD_VERSION);
 	lm_put_u8(b, flags);
 	lm_put_be(b, r->next_packet_id, 2);
@@ -325,6 +342,8 @@ static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 		lm_put_str(b, r->will_topic != NULL ? r->will_topic : "");
 		lm_put_blob(b, r->will_payload, r->will_payload_len);
 	}
+	if (r->dropped > 0)
+		lm_put_be(b, r->dropped, 8);
 }
 
 static void lm_val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
@@ -403,7 +422,9 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 			s->will_retain = (flags & LM_SF_WILL_RETAIN) != 0;
 		}
 		s->connected = (flags & LM_SF_CONNECTED) != 0;
-		if (r.bad || flags > 15 || s->will_qos > 2)
+		if (flags & LM_SF_DROPPED)
+			s->dropped = lm_rd_be(&r, 8);
+		if (r.bad || flags > LM_SF_ALL || s->will_qos > 2)
 			return CAIRN_ECORRUPT;
 		lm_key_session(key, s->client_id);
 		break;
@@ -487,14 +508,19 @@ static int lm_stage(struct cairn_store *st, enum lm_op_kind kind, enum lm_db db,
 	return 0;
 }
 
-static void lm_log_clear(struct cairn_store *st)
+static void lm_ops_free(struct lm_op *op)
 {
-	struct lm_op *op, *next;
+	struct lm_op *next;
 
-	for (op = st->head; op != NULL; op = next) {
+	for (; op != NULL; op = next) {
 		next = op->next;
 		free(op);
 	}
+}
+
+static void lm_log_clear(struct cairn_store *st)
+{
+	lm_ops_free(st->head);
 	st->head = st->tail = NULL;
 }
 
@@ -671,12 +697,12 @@ static int lm_apply(struct cairn_store *st, MDB_txn *txn, const struct lm_op *op
 	return EINVAL;
 }
 
+/* arg: the first op of the batch. */
 static int lm_apply_batch(struct cairn_store *st, MDB_txn *txn, void *arg)
 {
 	int rc = 0;
 
-	(void)arg;
-	for (const struct lm_op *op = st->head; rc == 0 && op != NULL; op = op->next)
+	for (const struct lm_op *op = arg; rc == 0 && op != NULL; op = op->next)
 		rc = lm_apply(st, txn, op);
 	return rc;
 }
@@ -780,22 +806,59 @@ static int lm_write(struct cairn_store *st,
 	}
 }
 
-/* Applies the whole batch in one write transaction. A failed commit
+/* On the commit thread: the loop's thread only stages (into st->head)
+ * until lm_commit_finish runs. */
+static int lm_commit_job(void *arg)
+{
+	struct cairn_store *st = arg;
+
+	return lm_map(lm_write(st, lm_apply_batch, st->committing));
+}
+
+/* Back on the loop's thread: a failed batch goes in front of what was
+ * staged meanwhile, so the next commit retries it with them, in order. */
+static void lm_commit_finish(void *arg, int rc)
+{
+	struct cairn_store *st = arg;
+	struct lm_op *last;
+
+	if (rc == 0) {
+		lm_ops_free(st->committing);
+	} else {
+		for (last = st->committing; last->next != NULL; last = last->next)
+			;
+		last->next = st->head;
+		if (st->head == NULL)
+			st->tail = last;
+		st->head = st->committing;
+	}
+	st->committing = NULL;
+	st->done(st->done_arg, rc);
+}
+
+/* Applies the whole batch in one write transaction, on the commit thread
+ * while the loop stages the next batch; done() follows. A failed commit
  * leaves nothing of the batch on disk and keeps the batch for the next
- * commit() to retry; done is never called. */
+ * commit() to retry. */
 static int lm_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 {
 	int rc;
 
-	(void)done;
-	(void)arg;
 	if (st->head == NULL)
 		return 0;
-	rc = lm_write(st, lm_apply_batch, NULL);
-	if (rc != 0)
-		return lm_map(rc);
-	lm_log_clear(st);
-	return 0;
+	if (st->worker == NULL) {
+		rc = lm_write(st, lm_apply_batch, st->head);
+		if (rc != 0)
+			return lm_map(rc);
+		lm_log_clear(st);
+		return 0;
+	}
+	st->committing = st->head;
+	st->head = st->tail = NULL;
+	st->done = done;
+	st->done_arg = arg;
+	bk_worker_run(st->worker, lm_commit_job, lm_commit_finish, st);
+	return CAIRN_EINPROGRESS;
 }
 
 /* ---- load ---- */
@@ -908,6 +971,9 @@ static void lm_env_close(struct cairn_store *st)
 
 static void lm_free(struct cairn_store *st)
 {
+	/* The core closes with no commit in flight: the thread is idle. */
+	bk_worker_free(st->worker);
+	lm_ops_free(st->committing);
 	lm_env_close(st);
 	lm_log_clear(st);
 	free(st->scratch.p);
@@ -956,11 +1022,16 @@ static int lm_setup_dbs(struct cairn_store *st, MDB_txn *txn, void *arg)
 		    (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 		if (su->version == 0)
 			return CAIRN_ECORRUPT;
-		return su->version > LM_SCHEMA_VERSION ? CAIRN_EVERSION : 0;
-	}
-	if (rc != MDB_NOTFOUND)
+		if (su->version > LM_SCHEMA_VERSION)
+			return CAIRN_EVERSION;
+		if (su->version == LM_SCHEMA_VERSION)
+			return 0;
+		/* An older layout: its records are valid in this one. */
+	} else if (rc != MDB_NOTFOUND) {
 		return rc;
-	su->version = 0;
+	} else {
+		su->version = 0;
+	}
 	for (int i = 0; i < 4; i++)
 		ver[i] = (uint8_t)(LM_SCHEMA_VERSION >> (8 * (3 - i)));
 	d.mv_size = sizeof(ver);
@@ -1045,6 +1116,10 @@ static int lm_open_env(struct cairn_store *st, const struct cairn_store_options 
 		}
 		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
 			"lmdb: %s: created at schema version %d", st->dir, LM_SCHEMA_VERSION);
+	} else if (su.version < LM_SCHEMA_VERSION) {
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
+			"lmdb: %s: migrated from schema version %u to %d", st->dir, su.version,
+			LM_SCHEMA_VERSION);
 	}
 	return 0;
 }
@@ -1155,6 +1230,11 @@ static int lm_open(const struct cairn_store_options *opts, struct cairn_store **
 	}
 out:
 	umask(old_umask);
+	if (rc == 0 && opts->base != NULL && (st->worker = bk_worker_new(opts->base)) == NULL) {
+		bk_errf(err, errlen, "lmdb: %s: cannot start the commit thread: %s", st->dir,
+			strerror(errno));
+		rc = CAIRN_ENOMEM;
+	}
 	if (rc != 0) {
 		lm_free(st);
 		return rc;
@@ -1182,5 +1262,5 @@ const struct cairn_store_ops cairn_store_lmdb = {
     .retained_put = lm_retained_put,
     .retained_delete = lm_retained_delete,
     .commit = lm_commit,
-    .flags = CAIRN_STORE_LOCAL_FILES,
+    .flags = CAIRN_STORE_LOCAL_FILES | CAIRN_STORE_ASYNC_COMMIT,
 };

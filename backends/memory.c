@@ -6,18 +6,28 @@
  */
 #include "cairn/store.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 
-/* A table: committed records kept sorted by their key, so load() streams
- * them in key order (deliveries by client, then seq) and a client's rows
- * are one contiguous range. Each entry is the staged op whose record it
+/* A table: committed records kept in key order (deliveries by client,
+ * then seq) in a treap, a binary search tree balanced by random
+ * priorities: put, delete and the removal of one client's records cost
+ * O(log n) expected whatever the order of the keys (a queue drained from
+ * the front, as a session's deliveries are, included), and load() streams
+ * the records in key order. Each node holds the staged op whose record it
  * was: commit moves ops from the log into the tables without copying. */
+struct mem_node {
+	struct bk_op *op;
+	struct mem_node *left, *right;
+	uint32_t prio;
+};
+
 struct mem_table {
-	struct bk_op **v;
-	size_t n, cap;
+	struct mem_node *root;
+	uint32_t rand; /* xorshift32 state for the priorities */
 	int (*cmp)(const union bk_rec *rec, const union bk_rec *key);
 };
 
@@ -99,69 +109,125 @@ static const char *mem_client_of(const struct bk_op *op)
 	}
 }
 
-/* ---- sorted tables ---- */
+/* ---- tables ---- */
 
 static void mem_table_init(struct mem_table *t,
 			   int (*cmp)(const union bk_rec *, const union bk_rec *))
 {
-	memset(t, 0, sizeof(*t));
+	t->root = NULL;
+	t->rand = 2463534242u; /* any non-zero seed; the order of keys is what varies */
 	t->cmp = cmp;
+}
+
+static void mem_node_free(struct mem_node *n)
+{
+	if (n == NULL)
+		return;
+	mem_node_free(n->left);
+	mem_node_free(n->right);
+	bk_op_free(n->op);
+	free(n);
 }
 
 static void mem_table_cleanup(struct mem_table *t)
 {
-	for (size_t i = 0; i < t->n; i++)
-		bk_op_free(t->v[i]);
-	free(t->v);
-	t->v = NULL;
-	t->n = t->cap = 0;
+	mem_node_free(t->root);
+	t->root = NULL;
 }
 
-/* Index of the first record not less than key. */
-static size_t mem_table_lower(const struct mem_table *t, const union bk_rec *key)
+/* Where a node lies against a split point: < 0 before it, 0 at it. */
+struct mem_split_by {
+	const struct mem_table *t;
+	const union bk_rec *key; /* by the table's key order, or */
+	const char *client_id;   /* by client only (the first part of the key) */
+	bool take_equal;         /* nodes at the point go to the left part */
+};
+
+static int mem_split_order(const struct mem_split_by *by, const struct bk_op *op)
 {
-	size_t lo = 0, hi = t->n;
+	if (by->client_id != NULL)
+		return strcmp(mem_client_of(op), by->client_id);
+	return by->t->cmp(&op->rec, by->key);
+}
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
+/* Split n into the nodes before the point (*l) and the rest (*r). */
+static void mem_split(struct mem_node *n, const struct mem_split_by *by, struct mem_node **l,
+		      struct mem_node **r)
+{
+	while (n != NULL) {
+		int c = mem_split_order(by, n->op);
 
-		if (t->cmp(&t->v[mid]->rec, key) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
+		if (c < 0 || (c == 0 && by->take_equal)) {
+			*l = n;
+			l = &n->right;
+			n = n->right;
+		} else {
+			*r = n;
+			r = &n->left;
+			n = n->left;
+		}
 	}
-	return lo;
+	*l = *r = NULL;
+}
+
+/* Join two trees, every key of a before every key of b. */
+static struct mem_node *mem_merge(struct mem_node *a, struct mem_node *b)
+{
+	struct mem_node *root = NULL, **at = &root;
+
+	while (a != NULL && b != NULL) {
+		if (a->prio > b->prio) {
+			*at = a;
+			at = &a->right;
+			a = a->right;
+		} else {
+			*at = b;
+			at = &b->left;
+			b = b->left;
+		}
+	}
+	*at = a != NULL ? a : b;
+	return root;
+}
+
+/* Cut out of t the records from key (inclusive) to the last one equal to
+ * key, or with client_id (not NULL), to the last one of that client; they
+ * are returned as a tree and the rest stays in t. */
+static struct mem_node *mem_table_cut(struct mem_table *t, const union bk_rec *key,
+				      const char *client_id)
+{
+	struct mem_node *before, *from, *cut, *after;
+	struct mem_split_by lo = {.t = t, .key = key, .take_equal = false};
+	struct mem_split_by hi = {.t = t, .key = key, .client_id = client_id, .take_equal = true};
+
+	mem_split(t->root, &lo, &before, &from);
+	mem_split(from, &hi, &cut, &after);
+	t->root = mem_merge(before, after);
+	return cut;
 }
 
 /* Insert op's record, replacing (and freeing) one with the same key.
  * Takes ownership of op. */
 static void mem_table_put_take(struct mem_table *t, struct bk_op *op)
 {
-	size_t i = mem_table_lower(t, &op->rec);
+	struct mem_node *n = bk_xcalloc(1, sizeof(*n)), *before, *from, *old, *after;
+	struct mem_split_by lo = {.t = t, .key = &op->rec, .take_equal = false};
+	struct mem_split_by hi = {.t = t, .key = &op->rec, .take_equal = true};
 
-	if (i < t->n && t->cmp(&t->v[i]->rec, &op->rec) == 0) {
-		bk_op_free(t->v[i]);
-		t->v[i] = op;
-		return;
-	}
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->v = bk_xrealloc(t->v, t->cap * sizeof(*t->v));
-	}
-	memmove(&t->v[i + 1], &t->v[i], (t->n - i) * sizeof(*t->v));
-	t->v[i] = op;
-	t->n++;
+	t->rand ^= t->rand << 13;
+	t->rand ^= t->rand >> 17;
+	t->rand ^= t->rand << 5;
+	n->op = op;
+	n->prio = t->rand;
+	mem_split(t->root, &lo, &before, &from);
+	mem_split(from, &hi, &old, &after);
+	mem_node_free(old);
+	t->root = mem_merge(mem_merge(before, n), after);
 }
 
 static void mem_table_delete(struct mem_table *t, const union bk_rec *key)
 {
-	size_t i = mem_table_lower(t, key);
-
-	if (i < t->n && t->cmp(&t->v[i]->rec, key) == 0) {
-		bk_op_free(t->v[i]);
-		memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(*t->v));
-		t->n--;
-	}
+	mem_node_free(mem_table_cut(t, key, NULL));
 }
 
 /* Delete every record of client_id. key is a record with that client_id
@@ -169,14 +235,55 @@ static void mem_table_delete(struct mem_table *t, const union bk_rec *key)
 static void mem_table_delete_client(struct mem_table *t, const union bk_rec *key,
 				    const char *client_id)
 {
-	size_t i = mem_table_lower(t, key), j = i;
+	mem_node_free(mem_table_cut(t, key, client_id));
+}
 
-	while (j < t->n && strcmp(mem_client_of(t->v[j]), client_id) == 0)
-		bk_op_free(t->v[j++]);
-	if (j == i)
-		return;
-	memmove(&t->v[i], &t->v[j], (t->n - j) * sizeof(*t->v));
-	t->n -= j - i;
+/* Call visit for each record of the subtree n in key order; stops at the
+ * first non-zero return. */
+typedef int (*mem_visit_fn)(const struct cairn_store_visitor *v, const union bk_rec *rec);
+
+static int mem_walk(const struct mem_node *n, mem_visit_fn visit,
+		    const struct cairn_store_visitor *v)
+{
+	int rc;
+
+	for (; n != NULL; n = n->right) {
+		if ((rc = mem_walk(n->left, visit, v)) != 0)
+			return rc;
+		if ((rc = visit(v, &n->op->rec)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int mem_visit_session(const struct cairn_store_visitor *v, const union bk_rec *r)
+{
+	return v->session(v->arg, &r->session);
+}
+
+static int mem_visit_sub(const struct cairn_store_visitor *v, const union bk_rec *r)
+{
+	return v->subscription(v->arg, &r->sub);
+}
+
+static int mem_visit_message(const struct cairn_store_visitor *v, const union bk_rec *r)
+{
+	return v->message(v->arg, &r->msg);
+}
+
+static int mem_visit_delivery(const struct cairn_store_visitor *v, const union bk_rec *r)
+{
+	return v->delivery(v->arg, &r->delivery);
+}
+
+static int mem_visit_inflight(const struct cairn_store_visitor *v, const union bk_rec *r)
+{
+	return v->inflight_in(v->arg, &r->inflight);
+}
+
+static int mem_visit_retained(const struct cairn_store_visitor *v, const union bk_rec *r)
+{
+	return v->retained(v->arg, &r->msg);
 }
 
 /* ---- the database ---- */
@@ -320,21 +427,24 @@ static void mem_close(struct cairn_store *st)
 static int mem_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 {
 	const struct mem_db *db = st->db;
+	const struct {
+		const struct mem_table *table;
+		bool wanted; /* a NULL visitor slot skips its table */
+		mem_visit_fn visit;
+	} order[] = {
+	    {&db->sessions, v->session != NULL, mem_visit_session},
+	    {&db->subs, v->subscription != NULL, mem_visit_sub},
+	    {&db->messages, v->message != NULL, mem_visit_message},
+	    {&db->deliveries, v->delivery != NULL, mem_visit_delivery},
+	    {&db->inflight, v->inflight_in != NULL, mem_visit_inflight},
+	    {&db->retained, v->retained != NULL, mem_visit_retained},
+	};
 	int rc;
 
-#define MEM_VISIT(fn, table, member)                                                               \
-	do {                                                                                       \
-		for (size_t i = 0; (fn) != NULL && i < (table).n; i++)                             \
-			if ((rc = (fn)(v->arg, &(table).v[i]->rec.member)) != 0)                   \
-				return rc;                                                         \
-	} while (0)
-	MEM_VISIT(v->session, db->sessions, session);
-	MEM_VISIT(v->subscription, db->subs, sub);
-	MEM_VISIT(v->message, db->messages, msg);
-	MEM_VISIT(v->delivery, db->deliveries, delivery);
-	MEM_VISIT(v->inflight_in, db->inflight, inflight);
-	MEM_VISIT(v->retained, db->retained, msg);
-#undef MEM_VISIT
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (order[i].wanted &&
+		    (rc = mem_walk(order[i].table->root, order[i].visit, v)) != 0)
+			return rc;
 	return 0;
 }
 

@@ -41,6 +41,8 @@ static const char *const sq_migrations[] = {
     " PRIMARY KEY(client_id, packet_id));"
     "CREATE TABLE retained(topic TEXT PRIMARY KEY, payload BLOB NOT NULL,"
     " qos INTEGER NOT NULL, stored_at INTEGER NOT NULL);",
+    /* version 2: queue-full drops per session */
+    "ALTER TABLE sessions ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SQ_SCHEMA_VERSION ((int)(sizeof(sq_migrations) / sizeof(sq_migrations[0])) - 1)
@@ -78,8 +80,8 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_COMMIT] = "COMMIT",
     [SQ_ROLLBACK] = "ROLLBACK",
     [SQ_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(client_id, username, next_packet_id,"
-		       " will_topic, will_payload, will_qos, will_retain, connected, updated_at)"
-		       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		       " will_topic, will_payload, will_qos, will_retain, connected, updated_at,"
+		       " dropped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [SQ_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
     [SQ_SESSION_DEL_SUBS] = "DELETE FROM subscriptions WHERE client_id = ?1",
     [SQ_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE client_id = ?1",
@@ -101,8 +103,9 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
     /* Every load query walks a primary key index: rows stream in key
      * order without a sort step holding them all in memory. */
-    [SQ_LOAD_SESSIONS] = "SELECT client_id, username, next_packet_id, will_topic, will_payload,"
-			 " will_qos, will_retain, connected FROM sessions ORDER BY client_id",
+    [SQ_LOAD_SESSIONS] =
+	"SELECT client_id, username, next_packet_id, will_topic, will_payload,"
+	" will_qos, will_retain, connected, dropped FROM sessions ORDER BY client_id",
     [SQ_LOAD_SUBS] = "SELECT client_id, filter, qos FROM subscriptions"
 		     " ORDER BY client_id, filter",
     [SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain FROM messages"
@@ -118,8 +121,11 @@ struct cairn_store {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmt[SQ_NSTMT];
-	struct bk_log staged; /* the batch, kept until it commits so it can be replayed */
-	bool broken;          /* the open transaction lacks part of the batch: replay */
+	struct bk_log staged;     /* the next batch */
+	struct bk_log committing; /* the batch the commit thread writes */
+	struct bk_worker *worker; /* NULL: commits run on the caller's thread */
+	cairn_store_done_fn done; /* the commit in flight's completion */
+	void *done_arg;
 	/* Test knob sqlite_max_page_count (fault-injection builds only):
 	 * re-read before each replay so a test can lift the limit. Kept only
 	 * when set at open. */
@@ -197,6 +203,7 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		}
 		sqlite3_bind_int(s, 8, r->connected);
 		sqlite3_bind_int64(s, 9, (sqlite3_int64)time(NULL));
+		sqlite3_bind_int64(s, 10, (sqlite3_int64)(r->dropped & INT64_MAX));
 		return sq_run(s);
 	}
 	case BK_SESSION_DEL: {
@@ -281,26 +288,12 @@ static bool sq_in_txn(const struct cairn_store *st)
 	return sqlite3_get_autocommit(st->db) == 0;
 }
 
-/*
- * Copy the write into the batch's log and run it in the open transaction
- * (beginning one if needed). If running it fails, the transaction no longer
- * matches the batch: commit() replays the whole log and reports the error
- * then, so a staging call never fails (the copy aborts on out-of-memory).
- */
+/* Copy the write into the next batch. Nothing touches the database until
+ * commit() (a commit thread may be writing the batch before), so a
+ * staging call never fails (the copy aborts on out-of-memory). */
 static int sq_stage(struct cairn_store *st, enum bk_op_kind kind, const void *rec)
 {
-	struct bk_op *op = bk_op_new(kind, rec);
-	int rc = 0;
-
-	bk_log_push(&st->staged, op);
-	if (st->broken)
-		return 0;
-	if (!sq_in_txn(st))
-		rc = sq_run(st->stmt[SQ_BEGIN]);
-	if (rc == 0)
-		rc = sq_exec_op(st, op);
-	if (rc != 0)
-		st->broken = true;
+	bk_log_push(&st->staged, bk_op_new(kind, rec));
 	return 0;
 }
 
@@ -353,46 +346,67 @@ static int sq_page_knob_open(struct cairn_store *st, const struct cairn_store_op
 }
 #endif
 
-/* Roll back whatever is open and run the whole logged batch again in a
- * fresh transaction. */
-static int sq_replay(struct cairn_store *st)
+/* Write the batch in one transaction. On failure nothing of it stays
+ * (rolled back) and the caller keeps the batch for the next commit. */
+static int sq_write_batch(struct cairn_store *st, const struct bk_log *batch)
 {
-	int rc;
+	int rc = sq_run(st->stmt[SQ_BEGIN]);
 
-	if (sq_in_txn(st))
-		sq_run(st->stmt[SQ_ROLLBACK]);
-#ifdef CAIRN_FAULT_INJECTION
-	sq_page_knob_refresh(st);
-#endif
-	rc = sq_run(st->stmt[SQ_BEGIN]);
-	for (const struct bk_op *op = st->staged.head; rc == 0 && op != NULL; op = op->next)
+	for (const struct bk_op *op = batch->head; rc == 0 && op != NULL; op = op->next)
 		rc = sq_exec_op(st, op);
+	if (rc == 0)
+		rc = sq_run(st->stmt[SQ_COMMIT]);
+	if (rc != 0 && sq_in_txn(st))
+		sq_run(st->stmt[SQ_ROLLBACK]);
 	return rc;
 }
 
-/* A failed COMMIT keeps the batch: the transaction is rolled back (it may
- * already be) and the log is replayed by the next commit. */
+/* On the commit thread: the loop's thread only stages (into st->staged)
+ * until sq_commit_finish runs. */
+static int sq_commit_job(void *arg)
+{
+	struct cairn_store *st = arg;
+
+	return sq_write_batch(st, &st->committing);
+}
+
+/* Back on the loop's thread: a failed batch goes in front of what was
+ * staged meanwhile, so the next commit retries it with them, in order. */
+static void sq_commit_finish(void *arg, int rc)
+{
+	struct cairn_store *st = arg;
+
+	if (rc == 0)
+		bk_log_clear(&st->committing);
+	else
+		bk_log_prepend(&st->staged, &st->committing);
+	st->done(st->done_arg, rc);
+}
+
+/* The batch is written (BEGIN, every write, COMMIT, which fsyncs) on the
+ * commit thread while the loop stages the next one; done() follows. A
+ * failed batch is kept whole for the next commit to retry. */
 static int sq_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 {
-	int rc = 0;
+	int rc;
 
-	(void)done;
-	(void)arg;
-	if (st->staged.head == NULL && !sq_in_txn(st))
+	if (st->staged.head == NULL)
 		return 0;
-	if (st->broken)
-		rc = sq_replay(st);
-	if (rc == 0)
-		rc = sq_run(st->stmt[SQ_COMMIT]);
-	if (rc != 0) {
-		if (sq_in_txn(st))
-			sq_run(st->stmt[SQ_ROLLBACK]);
-		st->broken = true;
+#ifdef CAIRN_FAULT_INJECTION
+	sq_page_knob_refresh(st);
+#endif
+	if (st->worker == NULL) {
+		rc = sq_write_batch(st, &st->staged);
+		if (rc == 0)
+			bk_log_clear(&st->staged);
 		return rc;
 	}
-	st->broken = false;
-	bk_log_clear(&st->staged);
-	return 0;
+	st->committing = st->staged;
+	st->staged = (struct bk_log){0};
+	st->done = done;
+	st->done_arg = arg;
+	bk_worker_run(st->worker, sq_commit_job, sq_commit_finish, st);
+	return CAIRN_EINPROGRESS;
 }
 
 static int sq_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
@@ -513,6 +527,8 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 				return 0;
 		}
 		r.connected = sqlite3_column_int(s, 7) != 0;
+		if (sqlite3_column_int64(s, 8) > 0)
+			r.dropped = (uint64_t)sqlite3_column_int64(s, 8);
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {
@@ -598,6 +614,9 @@ static int sq_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 
 static void sq_free(struct cairn_store *st)
 {
+	/* The core closes with no commit in flight: the thread is idle. */
+	bk_worker_free(st->worker);
+	bk_log_clear(&st->committing);
 	for (int i = 0; i < SQ_NSTMT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db != NULL)
@@ -856,6 +875,11 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 	if (rc == 0)
 		rc = sq_open_db(st, opts, err, errlen);
 	umask(old_umask);
+	if (rc == 0 && opts->base != NULL && (st->worker = bk_worker_new(opts->base)) == NULL) {
+		bk_errf(err, errlen, "sqlite: %s: cannot start the commit thread: %s", st->path,
+			strerror(errno));
+		rc = CAIRN_ENOMEM;
+	}
 	if (rc != 0) {
 		sq_free(st);
 		return rc;
@@ -883,5 +907,5 @@ const struct cairn_store_ops cairn_store_sqlite = {
     .retained_put = sq_retained_put,
     .retained_delete = sq_retained_delete,
     .commit = sq_commit,
-    .flags = CAIRN_STORE_LOCAL_FILES,
+    .flags = CAIRN_STORE_LOCAL_FILES | CAIRN_STORE_ASYNC_COMMIT,
 };

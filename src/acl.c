@@ -29,6 +29,31 @@ struct acl_rule {
 };
 
 /*
+ * A node of a subscribe index: the filters of a set of rules in a trie by
+ * level, walked with a SUBSCRIBE filter (or, for the denies, with the part
+ * of it a grant reaches) to find the few rules that can matter to it.
+ * Literal levels are children in the levelmap table; `+` and `#` have a
+ * slot each; a pattern level with %c or %u is a template child, filed by
+ * its text in the table of `tmpls` and compared with the client's values
+ * substituted while walking, so one index serves every client.
+ */
+struct acl_inode {
+	struct levelmap_node lm; /* first: the literal children by level bytes */
+	struct acl_inode *plus;
+	struct acl_inode *hash;  /* a leaf: the rules whose last level is '#' here */
+	struct acl_inode *tmpls; /* holds the template children in its table */
+	/* At the root: holds the literal children that start with '$', which
+	 * a wildcard first level never meets, so a walk that takes every
+	 * child of the root passes them over at once. */
+	struct acl_inode *dollars;
+	uint32_t depth;    /* levels above this node */
+	uint32_t pat, lev; /* a template child: the pattern and level it stands for */
+	uint32_t *ends;    /* the rules (indexes) whose last level is this node */
+	uint32_t nends, capends;
+	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
+};
+
+/*
  * The rules of one `user` block. Blocks are found by username in a levelmap
  * table, so the header comes first. The trie answers the per-message check;
  * the array keeps the rules in file order for the subscribe decision.
@@ -39,6 +64,9 @@ struct acl_block {
 	struct acl_rule *rules;
 	size_t nrules;
 	size_t caprules;
+	/* The subscribe indexes of its read rules and its deny rules (NULL
+	 * while there are none), by index in rules. */
+	struct acl_inode *sgrants, *sdenies;
 };
 
 enum acl_piece_kind {
@@ -93,8 +121,26 @@ struct acl {
 	size_t nodd;
 	size_t *denies; /* the denying patterns, checked one by one */
 	size_t ndenies;
+	/* The subscribe indexes of the read patterns, one per use of %c
+	 * (bit 0) and %u (bit 1), so that a client whose id or username
+	 * cannot be substituted skips every pattern that needs it at once;
+	 * of the deny patterns; and what makes some deny pattern unusable for
+	 * a client (ACL_NEEDS_*). Rules by index in patterns; NULL while
+	 * there are none. */
+	struct acl_inode *sgrants[4], *sdenies;
+	uint8_t deny_needs;
 	size_t nrules;
 };
+
+/* What the deny patterns need of a client: one that cannot be given makes
+ * a deny pattern deny everything (acl_pattern_fit), and it is found from
+ * these bits rather than by looking at every deny pattern again. */
+#define ACL_NEEDS_C_ANON    0x01 /* a deny pattern uses %c but not %u */
+#define ACL_NEEDS_C         0x02 /* a deny pattern uses %c */
+#define ACL_NEEDS_U         0x04 /* a deny pattern uses %u */
+#define ACL_NEEDS_LEAD_ANON 0x08 /* one starts with %c and does not use %u */
+#define ACL_NEEDS_LEAD_C    0x10 /* one starts with %c */
+#define ACL_NEEDS_LEAD_U    0x20 /* one starts with %u */
 
 /* The client a check is for, measured once per check. */
 struct acl_who {
@@ -118,6 +164,118 @@ struct acl_span {
 	size_t n;
 };
 
+/* ---- subscribe indexes ---- */
+
+static struct acl_inode *acl_inode_new(struct acl_inode *parent, const char *seg, size_t len,
+				       uint32_t hv)
+{
+	struct acl_inode *n =
+	    levelmap_node_new(sizeof(*n), parent ? &parent->lm : NULL, seg, len, hv);
+
+	n->depth = parent ? parent->depth + 1 : 0;
+	return n;
+}
+
+static void acl_inode_free(struct levelmap_node *m, struct levelmap_vec *stack)
+{
+	struct acl_inode *n = (struct acl_inode *)m;
+
+	if (n->plus != NULL)
+		levelmap_vec_push(stack, &n->plus->lm);
+	if (n->hash != NULL)
+		levelmap_vec_push(stack, &n->hash->lm);
+	if (n->tmpls != NULL)
+		levelmap_vec_push(stack, &n->tmpls->lm);
+	if (n->dollars != NULL)
+		levelmap_vec_push(stack, &n->dollars->lm);
+	free(n->ends);
+	levelmap_node_cleanup(&n->lm);
+	free(n);
+}
+
+static void acl_index_free(struct acl_inode *root)
+{
+	if (root != NULL)
+		levelmap_tree_free(&root->lm, acl_inode_free);
+}
+
+/*
+ * The child of n for one level of a rule, made if missing: kind is '+' or
+ * '#' for a wildcard, 't' for a pattern level with a placeholder (filed by
+ * its text, which fixes its pieces), 0 for literal bytes.
+ */
+static struct acl_inode *acl_inode_child(struct acl_inode *n, char kind, const char *seg,
+					 size_t len)
+{
+	struct acl_inode *holder = n, *c;
+	uint32_t hv;
+
+	if (kind == '+' || kind == '#') {
+		struct acl_inode **slot = kind == '+' ? &n->plus : &n->hash;
+
+		if (*slot == NULL) {
+			*slot = acl_inode_new(n, "", 0, 0);
+			(*slot)->kind = kind;
+		}
+		return *slot;
+	}
+	if (kind == 't') {
+		if (n->tmpls == NULL)
+			n->tmpls = acl_inode_new(n, "", 0, 0);
+		holder = n->tmpls;
+	} else if (n->depth == 0 && len > 0 && seg[0] == '$') {
+		if (n->dollars == NULL)
+			n->dollars = acl_inode_new(n, "", 0, 0);
+		holder = n->dollars;
+	}
+	hv = levelmap_hash(seg, len);
+	c = (struct acl_inode *)levelmap_find(&holder->lm, seg, len, hv);
+	if (c == NULL) {
+		c = acl_inode_new(n, seg, len, hv);
+		c->kind = kind;
+		levelmap_add(&holder->lm, &c->lm);
+	}
+	return c;
+}
+
+/*
+ * File rule number id, whose filter is filter[0..len), in the index at
+ * *root (made if NULL). p is the compiled pattern when the rule is pattern
+ * number id, NULL for a `topic` rule, whose `%c` is literal text.
+ */
+static void acl_index_add(struct acl_inode **root, const char *filter, size_t len, size_t id,
+			  const struct acl_pattern *p)
+{
+	struct acl_inode *n;
+	size_t i = 0;
+
+	if (*root == NULL)
+		*root = acl_inode_new(NULL, "", 0, 0);
+	n = *root;
+	for (uint32_t k = 0;; k++) {
+		size_t e = levelmap_level_end(filter, len, i);
+		char kind = 0;
+
+		if (e - i == 1 && (filter[i] == '+' || filter[i] == '#'))
+			kind = filter[i];
+		else if (p != NULL && p->levels[k].nc + p->levels[k].nu > 0)
+			kind = 't';
+		n = acl_inode_child(n, kind, filter + i, e - i);
+		if (kind == 't') {
+			n->pat = (uint32_t)id;
+			n->lev = k;
+		}
+		if (e == len)
+			break;
+		i = e + 1;
+	}
+	if (n->nends == n->capends) {
+		n->capends = n->capends ? n->capends * 2 : 2;
+		n->ends = xrealloc(n->ends, n->capends * sizeof(*n->ends));
+	}
+	n->ends[n->nends++] = (uint32_t)id;
+}
+
 /* ---- blocks and patterns ---- */
 
 static struct acl_block *acl_block_new(struct acl_block *parent, const char *name, size_t len,
@@ -139,6 +297,8 @@ static void acl_block_free(struct levelmap_node *m, struct levelmap_vec *stack)
 		free(b->rules[i].filter);
 	free(b->rules);
 	topic_tree_free(b->tree);
+	acl_index_free(b->sgrants);
+	acl_index_free(b->sdenies);
 	levelmap_node_cleanup(&b->lm);
 	free(b);
 }
@@ -176,6 +336,10 @@ static void acl_block_add(struct acl_block *b, const char *filter, size_t len, u
 	/* The trie wants one identity per entry: the rule's index, never its
 	 * address, which moves when the array grows. */
 	topic_tree_insert(b->tree, filter, len, (void *)(uintptr_t)b->nrules, access);
+	if (access & ACL_DENY_BIT)
+		acl_index_add(&b->sdenies, filter, len, b->nrules - 1, NULL);
+	else if (access & ACL_READ)
+		acl_index_add(&b->sgrants, filter, len, b->nrules - 1, NULL);
 }
 
 static void acl_pattern_cleanup(struct acl_pattern *p)
@@ -421,6 +585,19 @@ static int acl_parse_line(struct acl *a, struct acl_block **cur, const char *s, 
 	return 0;
 }
 
+/* Note what deny pattern p needs of a client (ACL_NEEDS_*). */
+static void acl_note_needs(struct acl *a, const struct acl_pattern *p)
+{
+	if (p->uses_c)
+		a->deny_needs |= ACL_NEEDS_C | (p->uses_u ? 0 : ACL_NEEDS_C_ANON);
+	if (p->uses_u)
+		a->deny_needs |= ACL_NEEDS_U;
+	if (p->lead == ACL_PIECE_CLIENT)
+		a->deny_needs |= ACL_NEEDS_LEAD_C | (p->uses_u ? 0 : ACL_NEEDS_LEAD_ANON);
+	if (p->lead == ACL_PIECE_USER)
+		a->deny_needs |= ACL_NEEDS_LEAD_U;
+}
+
 /*
  * Index the granting patterns so that a check visits only those that can
  * match its topic. A pattern is filed in a trie under its shape: the
@@ -430,8 +607,12 @@ static int acl_parse_line(struct acl *a, struct acl_block **cur, const char *s, 
  * each candidate is then matched for real. One case cannot be shaped: a
  * first level with a placeholder that starts with a literal '$' (`$%c/x`),
  * which a leading '+' would never let meet a '$' topic; those few are kept
- * apart. Deny patterns are not indexed: a hostile value makes one deny
- * everything, whatever the topic, so each is looked at on every check.
+ * apart. Deny patterns are not indexed for this check: a hostile value
+ * makes one deny everything, whatever the topic, so each is looked at on
+ * every check. The subscribe decision gets indexes of its own, by pattern
+ * level rather than shape (acl_index_add()), for the read and the deny
+ * patterns, and the bits that say which clients a deny pattern refuses
+ * everything.
  */
 static void acl_index_patterns(struct acl *a)
 {
@@ -444,8 +625,13 @@ static void acl_index_patterns(struct acl *a)
 		if (p->access & ACL_DENY_BIT) {
 			a->denies = xrealloc(a->denies, (a->ndenies + 1) * sizeof(*a->denies));
 			a->denies[a->ndenies++] = i;
+			acl_index_add(&a->sdenies, p->filter, p->len, i, p);
+			acl_note_needs(a, p);
 			continue;
 		}
+		if (p->access & ACL_READ)
+			acl_index_add(&a->sgrants[p->uses_c | p->uses_u << 1], p->filter, p->len, i,
+				      p);
 		if (l0->nc + l0->nu > 0 && p->pieces[l0->first].kind == ACL_PIECE_TEXT &&
 		    p->filter[p->pieces[l0->first].off] == '$') {
 			a->odd = xrealloc(a->odd, (a->nodd + 1) * sizeof(*a->odd));
@@ -547,6 +733,9 @@ void acl_free(struct acl *a)
 	topic_tree_free(a->pgrants);
 	free(a->odd);
 	free(a->denies);
+	for (int i = 0; i < 4; i++)
+		acl_index_free(a->sgrants[i]);
+	acl_index_free(a->sdenies);
 	free(a);
 }
 
@@ -868,124 +1057,511 @@ static char *acl_expand(const struct acl_pattern *p, const struct acl_who *w, si
 	return s;
 }
 
-/* The deny filters that apply to one client, split, for one decision. */
-struct acl_denies {
-	struct acl_span *spans; /* every filter's levels, one after another */
-	size_t nspans;
-	size_t *first; /* per filter: its first span */
-	int *n;        /* per filter: its number of levels */
-	size_t count;
-	char **owned; /* expanded patterns, freed with the set */
-	size_t nowned;
+/* One subscribe decision: the client, its block and the work counters. */
+struct acl_walk {
+	const struct acl *a;
+	const struct acl_who *w;
+	const struct acl_block *b; /* NULL: a username without a block */
+	struct acl_sub_cost *cost;
+	const uint32_t *fh; /* the hash of each level of the filter */
+	bool any_denies;    /* some deny rule may apply to the client */
 };
 
-static void acl_denies_add(struct acl_denies *d, const char *s, size_t len)
+/*
+ * Does some deny pattern need a value this client cannot give? Then it
+ * denies everything (acl_pattern_fit() is ACL_FIT_UNUSABLE for it), which
+ * the bits gathered at load answer without looking at each pattern.
+ */
+static bool acl_denies_all(const struct acl *a, const struct acl_who *w)
 {
-	struct acl_span tmp[TOPIC_MAX_LEVELS];
-	int n = acl_split(s, len, tmp);
+	uint8_t n = a->deny_needs;
 
-	if (n < 0)
-		return; /* cannot happen: every rule was validated */
-	d->spans = xrealloc(d->spans, (d->nspans + (size_t)n) * sizeof(*d->spans));
-	memcpy(d->spans + d->nspans, tmp, (size_t)n * sizeof(*tmp));
-	d->first = xrealloc(d->first, (d->count + 1) * sizeof(*d->first));
-	d->n = xrealloc(d->n, (d->count + 1) * sizeof(*d->n));
-	d->first[d->count] = d->nspans;
-	d->n[d->count] = n;
-	d->nspans += (size_t)n;
-	d->count++;
+	if (w->user == NULL) /* patterns with %u do not apply */
+		return ((n & ACL_NEEDS_C_ANON) && !w->c_ok) ||
+		       ((n & ACL_NEEDS_LEAD_ANON) && w->cid[0] == '$');
+	return ((n & ACL_NEEDS_C) && !w->c_ok) || ((n & ACL_NEEDS_U) && !w->u_ok) ||
+	       ((n & ACL_NEEDS_LEAD_C) && w->cid[0] == '$') ||
+	       ((n & ACL_NEEDS_LEAD_U) && w->user[0] == '$');
 }
 
-static void acl_denies_cleanup(struct acl_denies *d)
+/* The literal child of n for the level sp (hashed to hv), or NULL. */
+static struct levelmap_node *acl_inode_find(const struct acl_inode *n, const struct acl_span *sp,
+					    uint32_t hv)
 {
-	for (size_t i = 0; i < d->nowned; i++)
-		free(d->owned[i]);
-	free(d->owned);
-	free(d->spans);
-	free(d->first);
-	free(d->n);
+	const struct acl_inode *holder = n;
+
+	if (n->depth == 0 && sp->n > 0 && sp->s[0] == '$')
+		holder = n->dollars;
+	if (holder == NULL)
+		return NULL;
+	return levelmap_find(&holder->lm, sp->s, sp->n, hv);
 }
 
-/* Is x[0..nx) (non-empty) wholly inside one of the deny filters? */
-static bool acl_denied(const struct acl_denies *d, const struct acl_span *x, int nx)
+/* Is the template child t, with the client's values, the level sp? */
+static bool acl_template_is(const struct acl_walk *k, const struct acl_inode *t,
+			    const struct acl_span *sp)
 {
-	for (size_t i = 0; i < d->count; i++)
-		if (acl_contained(x, nx, d->spans + d->first[i], d->n[i]))
+	const struct acl_pattern *p = &k->a->patterns[t->pat];
+	const struct acl_plevel *l = &p->levels[t->lev];
+
+	if (l->nu > 0 && k->w->user == NULL)
+		return false; /* the pattern does not apply */
+	return acl_level_equal(p, l, k->w, sp->s, sp->n);
+}
+
+/*
+ * Can the template child t stand for a level of this client at all? Not
+ * when it needs a username the client lacks or a value that cannot be
+ * substituted, or would make a '$' first level of a value: then every
+ * pattern below it grants nothing to this client (acl_pattern_fit()), and
+ * a walk that takes every child leaves it out.
+ */
+static bool acl_template_usable(const struct acl_walk *k, const struct acl_inode *t)
+{
+	const struct acl_pattern *p = &k->a->patterns[t->pat];
+	const struct acl_plevel *l = &p->levels[t->lev];
+	const struct acl_who *w = k->w;
+
+	if (l->nu > 0 && (w->user == NULL || !w->u_ok))
+		return false;
+	if (l->nc > 0 && !w->c_ok)
+		return false;
+	return t->lev > 0 || !((p->lead == ACL_PIECE_CLIENT && w->cid[0] == '$') ||
+			       (p->lead == ACL_PIECE_USER && w->user[0] == '$'));
+}
+
+/* Push every child of n that may lead to a grant, for a wildcard level of
+ * the filter: wildcards, usable templates and literals, but at the root
+ * none that starts with '$'. */
+static void acl_push_children(struct levelmap_vec *st, const struct acl_walk *k,
+			      const struct acl_inode *n)
+{
+	if (n->plus != NULL)
+		levelmap_vec_push(st, &n->plus->lm);
+	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
+		struct levelmap_node *c = n->tmpls->lm.slots[i];
+
+		if (c != NULL && (n->depth > 0 || c->seg[0] != '$') &&
+		    acl_template_usable(k, (const struct acl_inode *)c))
+			levelmap_vec_push(st, c);
+	}
+	for (uint32_t i = 0; i < n->lm.nslots; i++)
+		if (n->lm.slots[i] != NULL)
+			levelmap_vec_push(st, n->lm.slots[i]);
+}
+
+/* Push the templates of n that are the level sp for this client. */
+static void acl_push_templates(struct levelmap_vec *st, const struct acl_walk *k,
+			       const struct acl_inode *n, const struct acl_span *sp)
+{
+	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
+		struct levelmap_node *c = n->tmpls->lm.slots[i];
+
+		if (c != NULL && acl_template_is(k, (const struct acl_inode *)c, sp))
+			levelmap_vec_push(st, c);
+	}
+}
+
+/* Is x[0..nx) wholly inside the deny rule d (a block's rule or, with
+ * patterns, a pattern expanded for the client)? */
+static bool acl_deny_contains(const struct acl_walk *k, bool patterns, uint32_t id,
+			      const struct acl_span *x, int nx)
+{
+	struct acl_span ds[TOPIC_MAX_LEVELS];
+	const char *d;
+	char *owned = NULL;
+	size_t dlen;
+	bool in;
+	int nd;
+
+	k->cost->denies++;
+	if (!patterns) {
+		d = k->b->rules[id].filter;
+		dlen = k->b->rules[id].len;
+	} else {
+		const struct acl_pattern *p = &k->a->patterns[id];
+		enum acl_fit fit = acl_pattern_fit(p, k->w);
+
+		if (fit == ACL_FIT_SKIP)
+			return false;
+		if (fit == ACL_FIT_UNUSABLE)
+			return true; /* never here: acl_denies_all() refused first */
+		d = owned = acl_expand(p, k->w, &dlen);
+		if (d == NULL)
+			return false;
+	}
+	nd = acl_split(d, dlen, ds);
+	in = nd > 0 && acl_contained(x, nx, ds, nd);
+	free(owned);
+	return in;
+}
+
+static bool acl_deny_any(const struct acl_walk *k, bool patterns, const struct acl_inode *n,
+			 const struct acl_span *x, int nx)
+{
+	for (uint32_t i = 0; n != NULL && i < n->nends; i++)
+		if (acl_deny_contains(k, patterns, n->ends[i], x, nx))
 			return true;
 	return false;
 }
 
-/* Does the grant g leave part of the filter f readable? */
-static bool acl_grant_reaches(const struct acl_denies *d, const struct acl_span *f, int nf,
-			      const char *g, size_t glen)
+/*
+ * Is x[0..nx) wholly inside one of the deny rules filed in the index at
+ * root? The walk follows x level by level and visits only the rules that
+ * could contain it: a `#` at any depth it reaches, `+` for any level of
+ * x but `#`, the equal literal or template for a literal level, and at the
+ * end the rules of x's length. Each is then compared for real.
+ */
+static bool acl_denied_in(const struct acl_walk *k, struct acl_inode *root, bool patterns,
+			  const struct acl_span *x, int nx)
+{
+	struct levelmap_vec st;
+	bool in = false;
+
+	if (root == NULL)
+		return false;
+	levelmap_vec_init(&st);
+	levelmap_vec_push(&st, &root->lm);
+	while (!in && st.n > 0) {
+		const struct acl_inode *n = (const struct acl_inode *)st.v[--st.n];
+		int i = (int)n->depth;
+		struct levelmap_node *c;
+
+		k->cost->nodes++;
+		if (acl_deny_any(k, patterns, n->hash, x, nx)) {
+			in = true;
+			break;
+		}
+		if (i == nx) {
+			in = acl_deny_any(k, patterns, n, x, nx);
+			continue;
+		}
+		if (acl_span_is(&x[i], '#'))
+			continue;
+		if (n->plus != NULL)
+			levelmap_vec_push(&st, &n->plus->lm);
+		if (acl_span_is(&x[i], '+'))
+			continue;
+		c = acl_inode_find(n, &x[i], levelmap_hash(x[i].s, x[i].n));
+		if (c != NULL)
+			levelmap_vec_push(&st, c);
+		acl_push_templates(&st, k, n, &x[i]);
+	}
+	levelmap_vec_cleanup(&st);
+	return in;
+}
+
+/* Is x[0..nx) (non-empty) wholly inside one deny rule for the client? */
+static bool acl_denied(const struct acl_walk *k, const struct acl_span *x, int nx)
+{
+	return (k->b != NULL && acl_denied_in(k, k->b->sdenies, false, x, nx)) ||
+	       acl_denied_in(k, k->a->sdenies, true, x, nx);
+}
+
+/* Does the read rule id (a block's or, with patterns, a pattern expanded
+ * for the client) leave part of the filter f readable? */
+static bool acl_grant_reaches(const struct acl_walk *k, bool patterns, uint32_t id,
+			      const struct acl_span *f, int nf)
 {
 	struct acl_span gs[TOPIC_MAX_LEVELS], x[TOPIC_MAX_LEVELS];
-	int ng = acl_split(g, glen, gs), nx;
+	const char *g;
+	char *owned = NULL;
+	size_t glen;
+	bool ok;
+	int ng, nx;
 
-	if (ng < 0)
+	k->cost->grants++;
+	if (!patterns) {
+		g = k->b->rules[id].filter;
+		glen = k->b->rules[id].len;
+	} else {
+		const struct acl_pattern *p = &k->a->patterns[id];
+
+		if (acl_pattern_fit(p, k->w) != ACL_FIT_OK)
+			return false;
+		g = owned = acl_expand(p, k->w, &glen);
+		if (g == NULL)
+			return false;
+	}
+	ng = acl_split(g, glen, gs);
+	nx = ng > 0 ? acl_intersect(f, nf, gs, ng, x) : 0;
+	ok = nx > 0 && !acl_denied(k, x, nx);
+	free(owned);
+	return ok;
+}
+
+static bool acl_grant_any(const struct acl_walk *k, bool patterns, const struct acl_inode *n,
+			  const struct acl_span *f, int nf)
+{
+	for (uint32_t i = 0; n != NULL && i < n->nends; i++)
+		if (acl_grant_reaches(k, patterns, n->ends[i], f, nf))
+			return true;
+	return false;
+}
+
+/*
+ * The filter y that every intersection of f with a rule below n refines:
+ * the levels on the way to n as f meets them (f's own level where it is
+ * literal, the node's where f has a wildcard, `+` for a node that is a
+ * wildcard or a template), then the rest of f, or `#` past its end. A
+ * filter inside one deny rule has every refinement of it inside that rule
+ * too, so when y is denied nothing below n can grant.
+ */
+static int acl_walk_bound(const struct acl_inode *n, const struct acl_span *f, int nf,
+			  struct acl_span *y)
+{
+	static const char wild[] = "+#";
+	int i = (int)n->depth, ny = i;
+
+	for (const struct acl_inode *m = n; m->depth > 0;
+	     m = (const struct acl_inode *)m->lm.parent) {
+		int j = (int)m->depth - 1;
+
+		if (j < nf && !acl_span_is(&f[j], '+') && !acl_span_is(&f[j], '#'))
+			y[j] = f[j];
+		else if (m->kind == 0)
+			y[j] = (struct acl_span){m->lm.seg, m->lm.seglen};
+		else
+			y[j] = (struct acl_span){wild, 1};
+	}
+	if (i >= nf) {
+		y[ny++] = (struct acl_span){wild + 1, 1};
+		return ny;
+	}
+	for (int j = i; j < nf; j++)
+		y[ny++] = f[j];
+	return ny;
+}
+
+/*
+ * Does some read rule filed in the index at root leave part of the filter
+ * f readable? The walk follows f level by level and visits only the rules
+ * whose filter can intersect it: a `#` at any depth it reaches; for a
+ * literal level of f, `+` and the equal literal or template; for a `+`,
+ * every child; at the end of f, the rules of its length; from a trailing
+ * `#` of f on, everything below. Each is then intersected for real.
+ */
+static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, bool patterns,
+			   const struct acl_span *f, int nf)
+{
+	bool tail = acl_span_is(&f[nf - 1], '#');
+	struct levelmap_vec st;
+	bool ok = false;
+
+	if (root == NULL)
 		return false;
-	nx = acl_intersect(f, nf, gs, ng, x);
-	return nx > 0 && !acl_denied(d, x, nx);
+	levelmap_vec_init(&st);
+	levelmap_vec_push(&st, &root->lm);
+	while (!ok && st.n > 0) {
+		const struct acl_inode *n = (const struct acl_inode *)st.v[--st.n];
+		int i = (int)n->depth;
+		struct levelmap_node *c;
+
+		k->cost->nodes++;
+		if (i > 0 && k->any_denies &&
+		    ((tail && i >= nf - 1) || (i < nf && acl_span_is(&f[i], '+')))) {
+			/* About to take every child: first, can any of them grant? */
+			struct acl_span y[TOPIC_MAX_LEVELS + 1];
+			int ny = acl_walk_bound(n, f, nf, y);
+
+			if (acl_denied(k, y, ny))
+				continue;
+		}
+		if (acl_grant_any(k, patterns, n->hash, f, nf)) {
+			ok = true;
+			break;
+		}
+		if (tail && i >= nf - 1) {
+			ok = acl_grant_any(k, patterns, n, f, nf);
+			acl_push_children(&st, k, n);
+			continue;
+		}
+		if (i == nf) {
+			ok = acl_grant_any(k, patterns, n, f, nf);
+			continue;
+		}
+		if (acl_span_is(&f[i], '+')) {
+			acl_push_children(&st, k, n);
+			continue;
+		}
+		if (n->plus != NULL)
+			levelmap_vec_push(&st, &n->plus->lm);
+		c = acl_inode_find(n, &f[i], k->fh[i]);
+		if (c != NULL)
+			levelmap_vec_push(&st, c);
+		acl_push_templates(&st, k, n, &f[i]);
+	}
+	levelmap_vec_cleanup(&st);
+	return ok;
+}
+
+/* A decision a view already made, by filter. */
+struct acl_memo {
+	char *filter; /* a copy; NULL: a free slot */
+	uint32_t len, hv;
+	bool granted;
+};
+
+/* A view remembers at most this many decisions (each a copy of a filter
+ * of the packet at hand); past it, it decides without remembering. */
+#define ACL_VIEW_MEMO_MAX (1u << 16)
+
+struct acl_view {
+	const struct acl *a;
+	struct acl_who w;
+	const struct acl_block *b; /* NULL: a username without a block */
+	bool denies_all;           /* a deny pattern the client cannot fit */
+	bool any_denies;           /* some deny rule may apply */
+	struct acl_memo *memo;     /* open addressing, linear probing */
+	uint32_t cap, count;       /* cap a power of two, or 0 */
+};
+
+/* What a decision for this client needs, whatever the filter. */
+static void acl_view_init(struct acl_view *v, const struct acl *a, const char *client_id,
+			  const char *username)
+{
+	memset(v, 0, sizeof(*v));
+	v->a = a;
+	acl_who_init(&v->w, client_id, username);
+	v->b = acl_block_of(a, &v->w);
+	/* A hostile value in a deny pattern refuses everything. */
+	v->denies_all = acl_denies_all(a, &v->w);
+	v->any_denies = (v->b != NULL && v->b->sdenies != NULL) || a->sdenies != NULL;
+}
+
+static bool acl_view_decide(const struct acl_view *v, const char *filter, size_t len,
+			    struct acl_sub_cost *cost)
+{
+	struct acl_span f[TOPIC_MAX_LEVELS];
+	uint32_t fh[TOPIC_MAX_LEVELS];
+	struct acl_walk k;
+	int nf;
+
+	if (v->denies_all)
+		return false;
+	nf = acl_split(filter, len, f);
+	if (nf < 0)
+		return false;
+	/* Hashed once: a '+' of the filter may take it to many nodes. */
+	for (int i = 0; i < nf; i++)
+		fh[i] = levelmap_hash(f[i].s, f[i].n);
+	k.fh = fh;
+	k.a = v->a;
+	k.w = &v->w;
+	k.b = v->b;
+	k.cost = cost;
+	k.any_denies = v->any_denies;
+	/* A filter inside one deny rule has every intersection inside it. */
+	if (acl_denied(&k, f, nf))
+		return false;
+	if (k.b != NULL && acl_granted_in(&k, k.b->sgrants, false, f, nf))
+		return true;
+	for (int cls = 0; cls < 4; cls++) {
+		/* Patterns that need a value the client cannot give grant it
+		 * nothing (acl_pattern_fit()). */
+		if (((cls & 1) && !v->w.c_ok) || ((cls & 2) && !v->w.u_ok))
+			continue;
+		if (acl_granted_in(&k, v->a->sgrants[cls], true, f, nf))
+			return true;
+	}
+	return false;
+}
+
+bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const char *username,
+			       const char *filter, size_t len, struct acl_sub_cost *cost)
+{
+	struct acl_sub_cost ignored = {0};
+	struct acl_view v;
+
+	if (a == NULL || filter == NULL || len == 0)
+		return false;
+	acl_view_init(&v, a, client_id, username);
+	return acl_view_decide(&v, filter, len, cost != NULL ? cost : &ignored);
 }
 
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
 		       const char *filter, size_t len)
 {
-	struct acl_span f[TOPIC_MAX_LEVELS];
-	struct acl_denies d = {0};
-	const struct acl_block *b;
-	struct acl_who w;
-	bool ok = false;
-	int nf;
+	return acl_may_subscribe_counted(a, client_id, username, filter, len, NULL);
+}
 
-	if (a == NULL || filter == NULL || len == 0)
+struct acl_view *acl_view_new(const struct acl *a, const char *client_id, const char *username)
+{
+	struct acl_view *v;
+
+	if (a == NULL)
+		return NULL;
+	v = xmalloc(sizeof(*v));
+	acl_view_init(v, a, client_id, username);
+	return v;
+}
+
+void acl_view_free(struct acl_view *v)
+{
+	if (v == NULL)
+		return;
+	for (uint32_t i = 0; i < v->cap; i++)
+		free(v->memo[i].filter);
+	free(v->memo);
+	free(v);
+}
+
+/* The slot of filter in v's memory: its entry, or the free slot for it. */
+static struct acl_memo *acl_view_slot(const struct acl_view *v, const char *filter, size_t len,
+				      uint32_t hv)
+{
+	uint32_t mask = v->cap - 1, i;
+
+	for (i = hv & mask; v->memo[i].filter != NULL; i = (i + 1) & mask)
+		if (v->memo[i].hv == hv && v->memo[i].len == len &&
+		    memcmp(v->memo[i].filter, filter, len) == 0)
+			break;
+	return &v->memo[i];
+}
+
+static void acl_view_grow(struct acl_view *v)
+{
+	struct acl_memo *old = v->memo;
+	uint32_t oldcap = v->cap;
+
+	v->cap = v->cap ? v->cap * 2 : 64;
+	v->memo = xcalloc(v->cap, sizeof(*v->memo));
+	for (uint32_t i = 0; i < oldcap; i++)
+		if (old[i].filter != NULL)
+			*acl_view_slot(v, old[i].filter, old[i].len, old[i].hv) = old[i];
+	free(old);
+}
+
+bool acl_view_may_subscribe(struct acl_view *v, const char *filter, size_t len,
+			    struct acl_sub_cost *cost)
+{
+	struct acl_sub_cost ignored = {0};
+	struct acl_memo *m = NULL;
+	uint32_t hv;
+	bool ok;
+
+	if (v == NULL || filter == NULL || len == 0)
 		return false;
-	nf = acl_split(filter, len, f);
-	if (nf < 0)
-		return false;
-	acl_who_init(&w, client_id, username);
-	b = acl_block_of(a, &w);
-
-	/* Gather the denies first; a hostile value in a deny pattern refuses all. */
-	for (size_t i = 0; b != NULL && i < b->nrules; i++)
-		if (b->rules[i].access & ACL_DENY_BIT)
-			acl_denies_add(&d, b->rules[i].filter, b->rules[i].len);
-	for (size_t i = 0; i < a->ndenies; i++) {
-		const struct acl_pattern *p = &a->patterns[a->denies[i]];
-		enum acl_fit fit;
-		size_t n;
-		char *s;
-
-		fit = acl_pattern_fit(p, &w);
-		if (fit == ACL_FIT_SKIP)
-			continue;
-		if (fit == ACL_FIT_UNUSABLE)
-			goto out;
-		s = acl_expand(p, &w, &n);
-		if (s == NULL)
-			continue;
-		d.owned = xrealloc(d.owned, (d.nowned + 1) * sizeof(*d.owned));
-		d.owned[d.nowned++] = s;
-		acl_denies_add(&d, s, n);
+	hv = levelmap_hash(filter, len);
+	if (v->count > 0) {
+		m = acl_view_slot(v, filter, len, hv);
+		if (m->filter != NULL) {
+			if (cost != NULL)
+				cost->reused++;
+			return m->granted;
+		}
 	}
-
-	for (size_t i = 0; !ok && b != NULL && i < b->nrules; i++)
-		if (b->rules[i].access & ACL_READ)
-			ok = acl_grant_reaches(&d, f, nf, b->rules[i].filter, b->rules[i].len);
-	for (size_t i = 0; !ok && i < a->npatterns; i++) {
-		const struct acl_pattern *p = &a->patterns[i];
-		size_t n;
-		char *s;
-
-		if (!(p->access & ACL_READ) || acl_pattern_fit(p, &w) != ACL_FIT_OK)
-			continue;
-		s = acl_expand(p, &w, &n);
-		if (s == NULL)
-			continue;
-		ok = acl_grant_reaches(&d, f, nf, s, n);
-		free(s);
-	}
-out:
-	acl_denies_cleanup(&d);
+	ok = acl_view_decide(v, filter, len, cost != NULL ? cost : &ignored);
+	if (v->count >= ACL_VIEW_MEMO_MAX)
+		return ok;
+	if ((v->count + 1) * 4 > v->cap * 3)
+		acl_view_grow(v);
+	m = acl_view_slot(v, filter, len, hv);
+	m->filter = xmalloc(len);
+	memcpy(m->filter, filter, len);
+	m->len = (uint32_t)len;
+	m->hv = hv;
+	m->granted = ok;
+	v->count++;
 	return ok;
 }

@@ -53,6 +53,7 @@ enum acl_access {
 };
 
 struct acl;
+struct acl_view;
 
 /*
  * Load and check the ACL file at path. Parsing is strict: the first bad
@@ -103,11 +104,61 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
  * deny rule that applies to the client. A grant is conservative: topics of
  * a granted filter may still be denied, so every delivery on it must go
  * through acl_check(). A refusal is exact: a refused filter can never
- * match a topic the client may read. May allocate; not on the per-message
- * path.
+ * match a topic the client may read. Not on the per-message path; may
+ * allocate (a pattern expanded for the client, freed before it returns).
+ *
+ * Cost: nothing is gathered or expanded per call. The rules are indexed at
+ * load by level, so a filter visits only the rules it can meet: a filter
+ * of literal levels costs a few hash probes per level and a comparison
+ * with each rule that matches it, whatever the number of rules. A `+` or
+ * `#` in the filter visits the rules it can meet until one grants, and
+ * none of those a single deny wholly covers. What remains linear: a
+ * filter that meets N grants each cut by a deny of its own (2N rules
+ * written that way), N comparisons; and a `+` over a level with N literal
+ * children when nothing below them grants, N nodes.
  * @param filter  a valid topic filter (topic_filter_validate()), len bytes
  */
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
 		       const char *filter, size_t len);
+
+/* The work of subscribe decisions, counted for tests: it does not depend
+ * on the number of rules except where a filter meets that many of them. */
+struct acl_sub_cost {
+	size_t nodes;  /* index nodes visited */
+	size_t grants; /* read rules intersected with a filter */
+	size_t denies; /* deny rules compared with an intersection */
+	size_t reused; /* decisions a view remembered (acl_view_may_subscribe()) */
+};
+
+/*
+ * As acl_may_subscribe(), adding the work done to *cost (which the caller
+ * zeroes once; may be NULL).
+ */
+bool acl_may_subscribe_counted(const struct acl *a, const char *client_id, const char *username,
+			       const char *filter, size_t len, struct acl_sub_cost *cost);
+
+/*
+ * The subscribe decisions of one client for one SUBSCRIBE packet: what they
+ * need of the client (its block, whether a deny pattern refuses it
+ * everything) is found once, and each decision is remembered by filter,
+ * so a packet that repeats a filter pays for it once. Decisions are those
+ * of acl_may_subscribe().
+ * @param a          NULL gives NULL, which refuses every filter
+ * @param client_id  borrowed, NUL-terminated; must outlive the view
+ * @param username   borrowed, NUL-terminated or NULL; must outlive the view
+ * @return a view to release with acl_view_free() before a is freed
+ */
+struct acl_view *acl_view_new(const struct acl *a, const char *client_id, const char *username);
+
+/* Release a view; NULL is a no-op. */
+void acl_view_free(struct acl_view *v);
+
+/*
+ * acl_may_subscribe() for the view's client, remembered: at most 65,536
+ * filters are kept (copied), then decisions are made without keeping them.
+ * @param cost  work added to it, as acl_may_subscribe_counted(); may be NULL
+ */
+bool acl_view_may_subscribe(struct acl_view *v, const char *filter, size_t len,
+			    struct acl_sub_cost *cost);
 
 #endif

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "cairn/store.h"
 #include "codec.h"
 #include "conn.h"
@@ -398,6 +400,49 @@ void client_pump(struct client *c)
 	}
 }
 
+/* A session's queue-full drops are logged at most this often. */
+#define CLIENT_DROP_LOG_MS 10000
+
+static uint64_t client_now_ms(const struct client *c)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(c->srv->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/*
+ * One message dropped for c because its queue is full: counted for the
+ * session and the broker. The first drop is logged, then at most one line
+ * per CLIENT_DROP_LOG_MS with the drops since the last; the session
+ * record, which carries the count to the store (cairn-store stats), is
+ * written at the same moments and when the session is next stored for
+ * another reason (connect, disconnect, shutdown).
+ */
+static void client_count_drop(struct client *c)
+{
+	c->dropped++;
+	c->srv->stats.msgs_dropped++;
+	uint64_t now = client_now_ms(c);
+	if (c->dropped_logged > 0 && now - c->drop_logged_ms < CLIENT_DROP_LOG_MS)
+		return;
+	log_write(c->srv->log, LOG_LEVEL_WARNING,
+		  "client %s: queue full (max_queued_messages %u, max_queued_bytes %llu): "
+		  "%llu messages dropped since the last report, %llu in all",
+		  c->id, c->srv->cfg->max_queued_messages,
+		  (unsigned long long)c->srv->cfg->max_queued_bytes,
+		  (unsigned long long)(c->dropped - c->dropped_logged),
+		  (unsigned long long)c->dropped);
+	c->dropped_logged = c->dropped;
+	c->drop_logged_ms = now;
+	client_store_session(c, client_is_connected(c));
+}
+
+void client_store_drops(struct client *c)
+{
+	if (c->dropped != c->dropped_stored)
+		client_store_session(c, client_is_connected(c));
+}
+
 /* Make room in the queue for one more message of qos; false if the new
  * message is the one to drop. QoS 0 goes first. */
 static bool client_queue_make_room(struct client *c, uint8_t qos, uint32_t len)
@@ -416,22 +461,8 @@ static bool client_queue_make_room(struct client *c, uint8_t qos, uint32_t len)
 			victim = victim->next;
 		client_queue_take(c, victim);
 		client_delivery_free(c, victim, true);
-		c->dropped++;
-		c->srv->stats.msgs_dropped++;
+		client_count_drop(c);
 	}
-}
-
-static void client_log_drop(struct client *c)
-{
-	c->dropped++;
-	c->srv->stats.msgs_dropped++;
-	if (c->dropped == 1 || c->dropped % 1000 == 0)
-		log_write(c->srv->log, LOG_LEVEL_WARNING,
-			  "client %s: queue full (max_queued_messages %u, max_queued_bytes %llu): "
-			  "%llu messages dropped so far",
-			  c->id, c->srv->cfg->max_queued_messages,
-			  (unsigned long long)c->srv->cfg->max_queued_bytes,
-			  (unsigned long long)c->dropped);
 }
 
 /* Stage the message record once, however many sessions store it. */
@@ -472,7 +503,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	 * its gate opens); otherwise it waits in the queue, if there is room. */
 	bool to_window = qos > 0 && online && !c->queued.head && client_window_open(c);
 	if (!to_window && !client_queue_make_room(c, qos, msg->payload_len)) {
-		client_log_drop(c);
+		client_count_drop(c);
 		return;
 	}
 	struct delivery *d = xcalloc(1, sizeof(*d));
@@ -570,6 +601,7 @@ void client_store_session(struct client *c, bool connected)
 	    .username = c->username,
 	    .next_packet_id = c->next_pid,
 	    .connected = connected,
+	    .dropped = c->dropped,
 	};
 	if (c->will && connected) {
 		r.has_will = true;
@@ -581,6 +613,7 @@ void client_store_session(struct client *c, bool connected)
 	}
 	store_session_put(c->srv->store, &r);
 	c->stored = true;
+	c->dropped_stored = c->dropped;
 }
 
 /* ---- subscriptions ---- */

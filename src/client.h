@@ -96,7 +96,10 @@ struct client {
 	uint64_t match_gen;    /* routing: de-duplicates overlapping matches */
 	uint8_t match_qos;
 	struct message *will;
-	uint64_t dropped;
+	/* Messages dropped because the queue was full: in all (restored with
+	 * the session), as last logged, as last stored, and when last logged
+	 * (ms on the event base's clock). */
+	uint64_t dropped, dropped_logged, dropped_stored, drop_logged_ms;
 };
 
 struct conn;
@@ -155,6 +158,9 @@ void client_leave_router(struct client *c);
 
 /* Write the session record (persistent sessions). */
 void client_store_session(struct client *c, bool connected);
+/* Store the session record again if its drop count changed since it was
+ * last stored (at shutdown). */
+void client_store_drops(struct client *c);
 
 /* Start-up restore helpers. */
 void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq, uint16_t pid,

@@ -40,7 +40,7 @@ struct config_key {
 	int (*handle)(struct parse *p, char **v, int n);
 };
 
-static const char *const backend_names[] = {"memory", "sqlite", "lmdb", "redis", NULL};
+static const char *const backend_names[] = {"none", "memory", "sqlite", "lmdb", "redis", NULL};
 
 /* Keys the core keeps verbatim for the backends (config_get_option). */
 static const char *const option_keys[] = {"redis_host",
@@ -406,7 +406,7 @@ static int key_persistence_backend(struct parse *p, char **v, int n)
 			return 0;
 		}
 	}
-	return fail(p, "expected memory, sqlite, lmdb or redis, got '%s'", v[0]);
+	return fail(p, "expected none, memory, sqlite, lmdb or redis, got '%s'", v[0]);
 }
 
 static int key_durability(struct parse *p, char **v, int n)
@@ -720,7 +720,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	if (c->persistence_backend == NULL)
-		c->persistence_backend = xstrdup(c->persistence ? "sqlite" : "memory");
+		c->persistence_backend = xstrdup(c->persistence ? "sqlite" : "none");
 	for (const struct config_listener *l = c->listeners; l; l = l->next) {
 		if (check_listener_tls(&p, l) < 0) {
 			rc = -1;

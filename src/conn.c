@@ -50,6 +50,9 @@
 #include "util.h"
 
 #define CONN_READ_SIZE (64 * 1024)
+/* What a paused connection whose peer left may have sent, read to look
+ * for its DISCONNECT; past this it counts as sent without one. */
+#define CONN_PEER_GONE_SCAN (1024 * 1024)
 /* Above CONN_OUT_HIGH unwritten bytes the connection stops being read and
  * its owner stops writing; both resume once the output is below
  * CONN_OUT_LOW. A peer that does not read thus holds at most the mark plus
@@ -114,6 +117,7 @@ struct conn {
 	short events; /* what ev waits for now */
 	bool dirty;   /* on the set's flush list */
 	bool full;    /* output above the high mark: not read, owner waits */
+	bool ack_due; /* CONNACK sent: acknowledge the next read without reply now */
 	char addr[48];
 };
 
@@ -173,6 +177,8 @@ static void conn_update_events(struct conn *cn)
 		want |= cn->tls_want;
 	else if (conn_may_read(cn))
 		want |= EV_READ | cn->tls_want;
+	else if (cn->state == CONN_PAUSED)
+		want |= EV_CLOSED; /* not read, but a peer that leaves is seen */
 	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
 		want |= EV_WRITE;
 	if (want == cn->events)
@@ -239,6 +245,7 @@ void conn_set_owner(struct conn *cn, void *owner)
 void conn_accepted(struct conn *cn, uint16_t keepalive)
 {
 	cn->keepalive = keepalive;
+	cn->ack_due = true;
 	conn_set_state(cn, CONN_ACTIVE);
 }
 
@@ -695,6 +702,27 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
 }
 
 /*
+ * The first packet after the CONNACK that gets no reply (a QoS 0 publisher's
+ * PUBLISH) is acknowledged at once. Having just answered, the kernel thinks
+ * the exchange interactive and delays that ACK (40 ms) to piggyback it on a
+ * reply that never comes; a client that leaves Nagle on, as libmosquitto
+ * does, holds every later packet until then. TCP_QUICKACK leaves that mode
+ * and sends the ACK; later packets are acknowledged as they come, so it is
+ * one system call per connection. Packets that get a reply carry the ACK
+ * with it and need nothing.
+ */
+static void conn_ack_now(struct conn *cn)
+{
+	if (!cn->ack_due || cn->dirty || !conn_is_open(cn))
+		return;
+	cn->ack_due = false;
+#ifdef TCP_QUICKACK
+	int one = 1;
+	setsockopt(cn->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+#endif
+}
+
+/*
  * Read once and handle every whole packet read. The output's high-water
  * mark is looked at once per read, not per packet: the replies to one
  * read's packets are a bounded multiple of its 64 KiB, so a peer that
@@ -736,6 +764,7 @@ static void conn_readable(struct conn *cn)
 		if (used < (size_t)n && !conn_closing(cn))
 			conn_keep(cn, set->rbuf + used, (size_t)n - used);
 	}
+	conn_ack_now(cn);
 	conn_output_full(cn); /* stop reading if the output passed the mark */
 	conn_update_events(cn);
 	/* OpenSSL may hold more decrypted bytes than one read took; the
@@ -782,10 +811,52 @@ static void conn_handshake(struct conn *cn)
 	conn_update_events(cn);
 }
 
+/* True when buf[0..len), taken frame by frame from its start, holds a
+ * DISCONNECT. */
+static bool conn_frames_disconnect(const struct conn *cn, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		struct codec_header h;
+		size_t avail = len - off;
+		if (codec_parse_header(buf + off, avail < 5 ? avail : 5,
+				       cn->set->cfg->max_packet_size, &h) != CODEC_OK)
+			return false;
+		if (buf[off] >> 4 == CODEC_DISCONNECT)
+			return true;
+		off += (size_t)h.header_len + h.remaining;
+	}
+	return false;
+}
+
+/*
+ * The peer of a paused connection closed it. Paused, the connection is
+ * not read, so without this it would hold its descriptor until the store
+ * recovers: a fleet retrying through an outage would run the broker out
+ * of them. Nothing it sent since the pause is acted on (none of it was
+ * acknowledged), but a DISCONNECT among it still means its will is not
+ * due, so what it sent is read (up to CONN_PEER_GONE_SCAN) and looked at.
+ */
+static void conn_peer_gone(struct conn *cn)
+{
+	struct conn_set *set = cn->set;
+	char why[256];
+	ssize_t n;
+	while (cn->in_len < CONN_PEER_GONE_SCAN &&
+	       (n = conn_recv(cn, set->rbuf, CONN_READ_SIZE, why, sizeof(why))) > 0)
+		conn_keep(cn, set->rbuf, (size_t)n);
+	bool disconnect = conn_frames_disconnect(cn, cn->in, cn->in_len);
+	conn_close(cn, "connection closed by peer while paused for the store", !disconnect);
+}
+
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	struct conn *cn = arg;
+	if ((what & EV_CLOSED) && cn->state == CONN_PAUSED) {
+		conn_peer_gone(cn);
+		return;
+	}
 	if (cn->state == CONN_HANDSHAKE) {
 		conn_handshake(cn);
 		return;

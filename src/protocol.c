@@ -195,10 +195,14 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	conn_accepted(cn, ka); /* conn.c enforces 1.5 x ka */
 	client_store_session(c, true);
 	srv->stats.clients_connected++;
+	char drops[64] = "";
+	if (c->dropped > 0)
+		snprintf(drops, sizeof(drops), ", %llu messages dropped from its queue so far",
+			 (unsigned long long)c->dropped);
 	log_write(srv->log, LOG_LEVEL_NOTICE,
-		  "client %s connected from %s (protocol %s, clean_session %d, keepalive %u%s)",
+		  "client %s connected from %s (protocol %s, clean_session %d, keepalive %u%s%s)",
 		  c->id, conn_addr(cn), p->protocol_level == 3 ? "3.1" : "3.1.1", p->clean_session,
-		  ka, session_present ? ", session resumed" : "");
+		  ka, session_present ? ", session resumed" : "", drops);
 	protocol_send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
 	client_pump(c);
 }
@@ -274,6 +278,8 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 	size_t n_max = l->count ? l->count : 1;
 	uint8_t *codes = xmalloc(n_max);
 	struct codec_str *granted = xmalloc(n_max * sizeof(*granted));
+	/* The ACL's decisions for this client and packet (NULL: no ACL). */
+	struct acl_view *av = acl_view_new(c->sec->acl, c->id, c->username);
 	uint32_t pos = 0, n = 0;
 	struct codec_str f;
 	uint8_t qos;
@@ -282,8 +288,7 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
 			codes[n] = CODEC_SUBACK_FAILURE;
-		} else if (c->sec->acl &&
-			   !acl_may_subscribe(c->sec->acl, c->id, c->username, f.ptr, f.len)) {
+		} else if (av != NULL && !acl_view_may_subscribe(av, f.ptr, f.len, NULL)) {
 			/* Nothing the filter can match is readable. */
 			srv->stats.acl_denied++;
 			log_write(
@@ -296,6 +301,7 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 		}
 		granted[n++] = f;
 	}
+	acl_view_free(av);
 	/* SUBACK: fixed header (<= 5) + packet id + one code per filter. It
 	 * is smaller than the SUBSCRIBE it answers, so it always encodes. */
 	size_t cap = 7 + (size_t)n;

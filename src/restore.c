@@ -38,6 +38,7 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 	struct client *c = client_new(srv, r->client_id, strlen(r->client_id), false);
 	c->stored = true;
 	c->next_pid = r->next_packet_id;
+	c->dropped = c->dropped_logged = c->dropped_stored = r->dropped;
 	if (r->username)
 		c->username = xstrdup(r->username);
 	if (r->has_will && r->will_topic)

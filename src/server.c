@@ -203,7 +203,7 @@ static int server_open_store(struct server *srv)
 {
 	const struct config *cfg = srv->cfg;
 	/* Each file backend creates its own directory (0700). */
-	const char *backend = cfg->persistence_backend ? cfg->persistence_backend : "memory";
+	const char *backend = cfg->persistence_backend ? cfg->persistence_backend : "none";
 	struct cairn_store_options opts = {
 	    .location = cfg->persistence_location,
 	    .durability = cfg->durability,
@@ -272,11 +272,15 @@ void server_cleanup(struct server *srv)
 	 * runs the loop. */
 	conn_set_free(srv->conns);
 	srv->conns = NULL;
+	struct server_client_map *m = &srv->clients;
+	if (srv->store)
+		for (size_t i = 0; i < m->nbuckets; i++)
+			for (struct client *c = m->buckets[i]; c; c = c->map_next)
+				client_store_drops(c);
 	if (srv->store) {
 		store_close(srv->store); /* commits the last batch */
 		srv->store = NULL;
 	}
-	struct server_client_map *m = &srv->clients;
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		while (m->buckets[i]) {
 			struct client *c = m->buckets[i];

@@ -23,6 +23,7 @@
 /* Compiled-in backends, found by name. Add new ones before the NULL. */
 /* clang-format off */
 static const struct cairn_store_ops *const store_backends[] = {
+	&cairn_store_none,
 	&cairn_store_memory,
 #ifdef HAVE_SQLITE
 	&cairn_store_sqlite,
@@ -44,6 +45,18 @@ static const struct cairn_store_ops *const store_backends[] = {
 #define STORE_BACKOFF_MAX_MS 250
 /* While failing, the error is logged once and then at most this often. */
 #define STORE_FAIL_LOG_MS 10000
+
+/* The held session records by client id (their ops stay in the held log):
+ * chained buckets, a power of two of them. */
+struct held_slot {
+	struct held_slot *next;
+	struct bk_op *op;
+};
+
+struct held_index {
+	struct held_slot **buckets;
+	size_t nbuckets, n;
+};
 
 /* A callback waiting for batch `gen` to be durable. */
 struct store_completion {
@@ -90,14 +103,21 @@ struct store {
 	uint64_t next_log_ms; /* log again once failures * max backoff reaches it */
 
 	/*
-	 * Writes the backend refused to stage, and every write staged after
-	 * the first of them (so that none overtakes an earlier one on the
-	 * same key), in staging order. While this is not empty no commit can
-	 * succeed: commit_start stages these again first and fails the batch
-	 * if the backend still refuses, so every completion registered after
-	 * a refused write waits for a commit that holds it.
+	 * Writes kept here instead of in the backend, in staging order: one
+	 * the backend refused to stage and every write after it (so that none
+	 * overtakes an earlier one on the same key), and every write staged
+	 * while the store is unhealthy. held_gen is the batch the first of
+	 * them was staged in: no batch from it on counts as durable until a
+	 * commit holding all of them succeeds. While the store is down, a
+	 * session record replaces the held one of the same client (the latest
+	 * wins; see store_hold), so an outage costs memory per session, not
+	 * per reconnect, and the backend's failing batch stops growing.
 	 */
-	struct bk_log refused;
+	struct bk_log held;
+	uint64_t held_gen;
+	struct held_index held_sessions;
+	uint64_t coalesced; /* session records superseded while held */
+	bool complete;      /* the commit in flight holds every held write */
 #ifdef CAIRN_FAULT_INJECTION
 	struct store_fault faults[STORE_OP_COUNT];
 #endif
@@ -252,18 +272,124 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 	return CAIRN_EINVAL;
 }
 
-/* Stage the refused writes again, in order, stopping at the first the
- * backend still refuses. Returns 0 when none is left. */
+/* ---- held writes ---- */
+
+static size_t held_hash(const char *id)
+{
+	size_t h = 5381;
+
+	while (*id)
+		h = h * 33 + (unsigned char)*id++;
+	return h;
+}
+
+static struct held_slot **held_find(struct held_index *ix, const char *client_id)
+{
+	struct held_slot **at;
+
+	if (ix->nbuckets == 0)
+		return NULL;
+	at = &ix->buckets[held_hash(client_id) & (ix->nbuckets - 1)];
+	while (*at != NULL && strcmp((*at)->op->rec.session.client_id, client_id) != 0)
+		at = &(*at)->next;
+	return at;
+}
+
+static void held_index_add(struct held_index *ix, struct bk_op *op)
+{
+	struct held_slot *slot;
+
+	if (ix->n >= ix->nbuckets) {
+		size_t n = ix->nbuckets ? ix->nbuckets * 2 : 64;
+		struct held_slot **b = xcalloc(n, sizeof(*b));
+
+		for (size_t i = 0; i < ix->nbuckets; i++) {
+			while ((slot = ix->buckets[i]) != NULL) {
+				size_t j = held_hash(slot->op->rec.session.client_id) & (n - 1);
+
+				ix->buckets[i] = slot->next;
+				slot->next = b[j];
+				b[j] = slot;
+			}
+		}
+		free(ix->buckets);
+		ix->buckets = b;
+		ix->nbuckets = n;
+	}
+	slot = xmalloc(sizeof(*slot));
+	slot->op = op;
+	slot->next = ix->buckets[held_hash(op->rec.session.client_id) & (ix->nbuckets - 1)];
+	ix->buckets[held_hash(op->rec.session.client_id) & (ix->nbuckets - 1)] = slot;
+	ix->n++;
+}
+
+static void held_index_clear(struct held_index *ix)
+{
+	for (size_t i = 0; i < ix->nbuckets; i++) {
+		struct held_slot *slot, *next;
+
+		for (slot = ix->buckets[i]; slot != NULL; slot = next) {
+			next = slot->next;
+			free(slot);
+		}
+	}
+	free(ix->buckets);
+	memset(ix, 0, sizeof(*ix));
+}
+
+/*
+ * Keep one write in the held log. A session record supersedes the held
+ * record of the same client when no delete of that session came between
+ * them: it takes the earlier one's place. Its new place in the order is
+ * harmless, as nothing else is keyed by the session record and a commit
+ * takes every held write at once, in one batch.
+ */
+static void store_hold(struct store *s, enum bk_op_kind kind, const void *rec)
+{
+	const struct cairn_session_rec *session = rec;
+	struct held_slot **at = NULL;
+
+	if (kind == BK_SESSION_PUT || kind == BK_SESSION_DEL)
+		at = held_find(&s->held_sessions, session->client_id);
+	if (kind == BK_SESSION_PUT && at != NULL && *at != NULL) {
+		struct bk_op *fresh = bk_op_new(kind, rec);
+		union bk_rec old = (*at)->op->rec;
+
+		(*at)->op->rec = fresh->rec;
+		fresh->rec = old;
+		bk_op_free(fresh);
+		s->coalesced++;
+		return;
+	}
+	if (kind == BK_SESSION_DEL && at != NULL && *at != NULL) {
+		struct held_slot *gone = *at;
+
+		*at = gone->next;
+		free(gone);
+		s->held_sessions.n--;
+	}
+	if (s->held.head == NULL)
+		s->held_gen = s->next_gen;
+	bk_log_push(&s->held, bk_op_new(kind, rec));
+	if (kind == BK_SESSION_PUT)
+		held_index_add(&s->held_sessions, s->held.tail);
+}
+
+/* Stage the held writes into the backend, in order, stopping at the first
+ * the backend refuses. Returns 0 when none is left. The index is dropped
+ * first: the ops it points at are about to be freed. */
 static int store_restage(struct store *s)
 {
 	struct bk_op *op;
 
-	while ((op = s->refused.head) != NULL) {
+	held_index_clear(&s->held_sessions);
+	while ((op = s->held.head) != NULL) {
 		int rc = store_dispatch(s, op->kind, &op->rec);
 
 		if (rc != 0)
 			return rc;
-		bk_op_free(bk_log_shift(&s->refused));
+		s->dirty = true;
+		bk_op_free(bk_log_shift(&s->held));
 	}
 	return 0;
 }
@@ -283,10 +409,23 @@ static void schedule_commit(struct store *s)
 	event_active(s->commit_ev, EV_TIMEOUT, 0);
 }
 
-static void commit_succeeded(struct store *s, uint64_t gen)
+/*
+ * A commit of batch gen succeeded. When writes are still held (the commit
+ * only emptied what the backend had from before the outage, or writes were
+ * held while it was in flight), nothing from the first held one on is
+ * durable, and the next commit, started at once, stages them. The store is
+ * healthy again only once a commit held every write.
+ */
+static void commit_succeeded(struct store *s, uint64_t gen, bool complete)
 {
+	if (s->held.head != NULL && gen >= s->held_gen)
+		gen = s->held_gen - 1;
 	if (gen > s->durable_gen)
 		s->durable_gen = gen;
+	if (s->held.head != NULL)
+		schedule_commit(s);
+	if (!complete)
+		return;
 	if (s->retry_pending) {
 		evtimer_del(s->retry_ev);
 		s->retry_pending = false;
@@ -303,8 +442,6 @@ static void commit_failed(struct store *s, const char *what, int rc)
 {
 	struct timeval tv;
 
-	/* The backend keeps the failed batch; the next commit retries it. */
-	s->dirty = true;
 	s->failures++;
 	if (s->lg != NULL && (s->healthy || s->failures * STORE_BACKOFF_MAX_MS >= s->next_log_ms)) {
 		log_write(s->lg, LOG_LEVEL_ERROR,
@@ -328,7 +465,7 @@ static void commit_failed(struct store *s, const char *what, int rc)
  * completion waits for a batch that has not started yet. */
 static bool commit_needed(const struct store *s)
 {
-	return s->dirty || (s->tail != NULL && s->tail->gen >= s->next_gen);
+	return s->dirty || s->held.head != NULL || (s->tail != NULL && s->tail->gen >= s->next_gen);
 }
 
 static void commit_done(void *arg, int status)
@@ -340,9 +477,11 @@ static void commit_done(void *arg, int status)
 	s->in_flight = false;
 	s->last_status = status;
 	if (status == 0)
-		commit_succeeded(s, s->inflight_gen);
+		commit_succeeded(s, s->inflight_gen, s->complete);
 	else
 		commit_failed(s, "commit", status);
+	/* The backend keeps the failed batch; the next commit retries it. */
+	s->dirty = s->dirty || status != 0;
 	/* Completions run from the commit event, which also starts the
 	 * next batch if writes were staged meanwhile. */
 	schedule_commit(s);
@@ -352,6 +491,10 @@ static void commit_done(void *arg, int status)
  * Seal the staged batch and commit it. Returns 0 when it is durable, a
  * CAIRN_E* code when it failed (a retry is scheduled), or
  * CAIRN_EINPROGRESS for an asynchronous backend. Never runs completions.
+ *
+ * Held writes are staged only into a backend that holds nothing else: a
+ * backend still holding a failed batch commits that first, on its own, so
+ * a retry during an outage replays only what was staged before it began.
  */
 static int commit_start(struct store *s)
 {
@@ -361,19 +504,20 @@ static int commit_start(struct store *s)
 	assert(!s->in_flight);
 	gen = s->next_gen++;
 	s->nstaged = 0;
+	if (!s->dirty && s->held.head != NULL) {
+		rc = store_restage(s);
+		if (rc != 0) {
+			commit_failed(s, "staging", rc);
+			return rc;
+		}
+	}
+	s->complete = s->held.head == NULL;
 	if (!s->dirty) {
 		/* Nothing to write: the batch is trivially durable. */
-		commit_succeeded(s, gen);
+		commit_succeeded(s, gen, s->complete);
 		return 0;
 	}
 	s->dirty = false;
-	/* A batch missing a refused write must not commit: the completions
-	 * registered after that write would run without it being durable. */
-	rc = store_restage(s);
-	if (rc != 0) {
-		commit_failed(s, "staging", rc);
-		return rc;
-	}
 	rc = STORE_FAULT(s, STORE_OP_COMMIT);
 	if (rc == 0) {
 		s->in_flight = true;
@@ -388,10 +532,12 @@ static int commit_start(struct store *s)
 		s->in_flight = false;
 		assert(rc <= 0);
 	}
-	if (rc == 0)
-		commit_succeeded(s, gen);
-	else
+	if (rc == 0) {
+		commit_succeeded(s, gen, s->complete);
+	} else {
+		s->dirty = true; /* the backend keeps the batch for the retry */
 		commit_failed(s, "commit", rc);
+	}
 	return rc;
 }
 
@@ -523,17 +669,18 @@ out:
 
 int store_flush(struct store *s)
 {
-	int rc;
+	int rc = 0;
 
 	while (s->in_flight)
 		event_base_loop(s->base, EVLOOP_ONCE);
-	if (!commit_needed(s))
-		return 0;
-	rc = commit_start(s);
-	if (rc == CAIRN_EINPROGRESS) {
-		while (s->in_flight)
-			event_base_loop(s->base, EVLOOP_ONCE);
-		rc = s->last_status;
+	/* Held writes take a second commit after the backend's own batch. */
+	while (rc == 0 && commit_needed(s)) {
+		rc = commit_start(s);
+		if (rc == CAIRN_EINPROGRESS) {
+			while (s->in_flight)
+				event_base_loop(s->base, EVLOOP_ONCE);
+			rc = s->last_status;
+		}
 	}
 	return rc;
 }
@@ -567,7 +714,8 @@ void store_close(struct store *s)
 		    s->lg, LOG_LEVEL_ERROR,
 		    "store %s: closing with an uncommitted batch (%s); %zu completions dropped",
 		    s->ops->name, cairn_strerror(rc), dropped);
-	bk_log_clear(&s->refused);
+	bk_log_clear(&s->held);
+	held_index_clear(&s->held_sessions);
 	s->ops->close(s->st);
 	event_free(s->commit_ev);
 	event_free(s->retry_ev);
@@ -588,17 +736,19 @@ int store_load(struct store *s, const struct cairn_store_visitor *v)
 }
 
 /*
- * Stage one write. Once the backend has refused a write, this and every
- * later write wait in s->refused until commit_start stages them again, in
- * order. Then the bookkeeping: schedule the commit event and, at the batch
+ * Stage one write: into the backend, or, once the backend has refused a
+ * write or while the store is unhealthy, into s->held, where it waits
+ * until commit_start stages the held writes, in order, into a backend
+ * holding nothing else. Then the bookkeeping: schedule the commit event and, at the batch
  * limit, commit early (completions still run from the event, never from
  * inside the staging call). rec is what bk_op_new takes for kind.
  */
 static int store_stage(struct store *s, enum bk_op_kind kind, const void *rec)
 {
-	if (s->refused.head != NULL || store_dispatch(s, kind, rec) != 0)
-		bk_log_push(&s->refused, bk_op_new(kind, rec));
-	s->dirty = true;
+	if (s->held.head != NULL || !s->healthy || store_dispatch(s, kind, rec) != 0)
+		store_hold(s, kind, rec);
+	else
+		s->dirty = true;
 	s->nstaged++;
 	schedule_commit(s);
 	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending)
@@ -739,6 +889,16 @@ void store_cancel(struct store *s, void *arg)
 bool store_is_healthy(const struct store *s)
 {
 	return s->healthy;
+}
+
+size_t store_held_writes(const struct store *s)
+{
+	return s->held.n;
+}
+
+uint64_t store_coalesced_writes(const struct store *s)
+{
+	return s->coalesced;
 }
 
 void store_set_health_cb(struct store *s, store_health_fn fn, void *arg)

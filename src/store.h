@@ -102,6 +102,13 @@ int store_flush(struct store *s);
 
 /* False while commits are failing and being retried. */
 bool store_is_healthy(const struct store *s);
+
+/* Writes waiting in the core for the backend (refused, or staged while the
+ * store was unhealthy), and the session records superseded among them
+ * since the store opened. */
+size_t store_held_writes(const struct store *s);
+uint64_t store_coalesced_writes(const struct store *s);
+
 void store_set_health_cb(struct store *s, store_health_fn fn, void *arg);
 
 #ifdef CAIRN_FAULT_INJECTION

@@ -111,7 +111,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.connect_timeout, 10);
 	ck_assert(!c.persistence);
 	ck_assert_str_eq(c.persistence_location, ".");
-	ck_assert_ptr_null(c.persistence_backend); /* the caller treats NULL as memory */
+	ck_assert_ptr_null(c.persistence_backend); /* the caller treats NULL as none */
 	ck_assert_int_eq(c.durability, CAIRN_DURABILITY_FSYNC);
 	ck_assert_int_eq(c.on_corrupt, CAIRN_ON_CORRUPT_FAIL);
 	ck_assert_int_eq(c.log_dests, LOG_DEST_STDERR);
@@ -129,7 +129,7 @@ START_TEST(test_empty_file)
 	load_ok(&c, "");
 	ck_assert_str_eq(c.path, conf_path);
 	ck_assert_ptr_null(c.listeners);
-	ck_assert_str_eq(c.persistence_backend, "memory");
+	ck_assert_str_eq(c.persistence_backend, "none");
 	ck_assert_int_eq(c.log_dests, LOG_DEST_STDERR);
 	ck_assert_int_eq(c.log_mask, LOG_LEVEL_DEFAULT_MASK);
 	config_cleanup(&c);
@@ -146,7 +146,7 @@ START_TEST(test_backend_default)
 	config_cleanup(&c);
 
 	load_ok(&c, "persistence false\n");
-	ck_assert_str_eq(c.persistence_backend, "memory");
+	ck_assert_str_eq(c.persistence_backend, "none");
 	config_cleanup(&c);
 
 	load_ok(&c, "persistence_backend lmdb\npersistence true\n");
@@ -228,12 +228,12 @@ END_TEST
 
 START_TEST(test_enum_values)
 {
-	static const char *const backends[] = {"memory", "sqlite", "lmdb", "redis"};
+	static const char *const backends[] = {"none", "memory", "sqlite", "lmdb", "redis"};
 	struct config c;
 	char text[64];
 	size_t i;
 
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 5; i++) {
 		snprintf(text, sizeof(text), "persistence_backend %s\n", backends[i]);
 		load_ok(&c, text);
 		ck_assert_str_eq(c.persistence_backend, backends[i]);

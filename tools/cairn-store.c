@@ -45,6 +45,8 @@ struct spec {
 /* Counts of every record kind a store holds. */
 struct counts {
 	uint64_t sessions, subs, queued, inflight, messages, inflight_in, retained;
+	uint64_t dropped; /* queue-full drops, summed over the sessions */
+	FILE *drops;      /* when not NULL, one line per session with drops */
 };
 
 static void usage(FILE *out)
@@ -381,10 +383,19 @@ static int tool_open(struct spec *sp, struct event_base *base, bool write, struc
 
 /* ---- stats ---- */
 
+static void json_str(FILE *out, const char *str);
+
 static int count_session(void *arg, const struct cairn_session_rec *rec)
 {
-	(void)rec;
-	((struct counts *)arg)->sessions++;
+	struct counts *c = arg;
+
+	c->sessions++;
+	c->dropped += rec->dropped;
+	if (c->drops != NULL && rec->dropped > 0) {
+		fputs("dropped_by ", c->drops);
+		json_str(c->drops, rec->client_id);
+		fprintf(c->drops, " %" PRIu64 "\n", rec->dropped);
+	}
 	return 0;
 }
 
@@ -442,12 +453,14 @@ static uint64_t counts_total(const struct counts *c)
 	       c->retained;
 }
 
-static int load_counts(struct store *s, const struct spec *sp, struct counts *c)
+/* drops: where the per-session drop lines go, or NULL. */
+static int load_counts(struct store *s, const struct spec *sp, struct counts *c, FILE *drops)
 {
 	struct cairn_store_visitor v = count_visitor;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
+	c->drops = drops;
 	v.arg = c;
 	rc = store_load(s, &v);
 	if (rc != 0) {
@@ -459,11 +472,12 @@ static int load_counts(struct store *s, const struct spec *sp, struct counts *c)
 
 static void print_counts(FILE *out, const struct counts *c)
 {
-	fprintf(
-	    out,
-	    "sessions %" PRIu64 "\nsubscriptions %" PRIu64 "\nqueued %" PRIu64 "\ninflight %" PRIu64
-	    "\nmessages %" PRIu64 "\ninflight_in %" PRIu64 "\nretained %" PRIu64 "\n",
-	    c->sessions, c->subs, c->queued, c->inflight, c->messages, c->inflight_in, c->retained);
+	fprintf(out,
+		"sessions %" PRIu64 "\nsubscriptions %" PRIu64 "\nqueued %" PRIu64
+		"\ninflight %" PRIu64 "\nmessages %" PRIu64 "\ninflight_in %" PRIu64
+		"\nretained %" PRIu64 "\ndropped %" PRIu64 "\n",
+		c->sessions, c->subs, c->queued, c->inflight, c->messages, c->inflight_in,
+		c->retained, c->dropped);
 }
 
 /* ---- dump ---- */
@@ -616,8 +630,8 @@ static int dump_session(void *arg, const struct cairn_session_rec *rec)
 	json_str(out, rec->client_id);
 	fputs(",\"username\":", out);
 	json_str(out, rec->username);
-	fprintf(out, ",\"next_packet_id\":%u,\"connected\":%s,\"will\":", rec->next_packet_id,
-		bool_str(rec->connected));
+	fprintf(out, ",\"next_packet_id\":%u,\"connected\":%s,\"dropped\":%" PRIu64 ",\"will\":",
+		rec->next_packet_id, bool_str(rec->connected), rec->dropped);
 	if (rec->has_will) {
 		fputs("{\"topic\":", out);
 		json_str(out, rec->will_topic);
@@ -719,6 +733,7 @@ static int copy_session(void *arg, const struct cairn_session_rec *rec)
 	struct copy *cp = arg;
 
 	cp->n.sessions++;
+	cp->n.dropped += rec->dropped;
 	return copy_staged(cp, store_session_put(cp->to, rec));
 }
 
@@ -920,7 +935,7 @@ static int cmd_copy(struct spec *from, struct spec *to, bool force, size_t batch
 	}
 	if (tool_open(from, base, false, &src) != 0 || tool_open(to, base, true, &dst) != 0)
 		goto out;
-	if (load_counts(dst, to, &have) != 0)
+	if (load_counts(dst, to, &have, NULL) != 0)
 		goto out;
 	if (counts_total(&have) > 0) {
 		if (!force) {
@@ -950,7 +965,7 @@ static int cmd_copy(struct spec *from, struct spec *to, bool force, size_t batch
 
 	/* Read the copy back: a record the target did not keep is a failed
 	 * copy, whatever the commits reported. */
-	if (load_counts(dst, to, &after) != 0)
+	if (load_counts(dst, to, &after, NULL) != 0)
 		goto out;
 	if (memcmp(&after, &cp.n, sizeof(after)) != 0) {
 		fprintf(stderr, TOOL ": %s does not read back what was copied; copied:\n",
@@ -983,9 +998,20 @@ static int cmd_read(const char *cmd, struct spec *sp, struct event_base *base)
 	if (tool_open(sp, base, false, &s) != 0)
 		return EXIT_STORE;
 	if (strcmp(cmd, "stats") == 0) {
-		if (load_counts(s, sp, &c) != 0)
+		char *drops = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&drops, &len);
+
+		if (f == NULL || load_counts(s, sp, &c, f) != 0) {
+			if (f != NULL)
+				fclose(f);
+			free(drops);
 			goto out;
+		}
+		fclose(f);
 		print_counts(stdout, &c);
+		fputs(drops, stdout);
+		free(drops);
 	} else {
 		struct cairn_store_visitor v = {
 		    .arg = stdout,

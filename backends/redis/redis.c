@@ -295,13 +295,14 @@ static int rd_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
 {
 	char *key = rd_key(st, "session", rec->client_id), *set = rd_key(st, "sessions", NULL);
-	char npid[8], wq[4];
+	char npid[8], wq[4], dropped[24];
 	const char *argv[RD_MAX_ARGS];
 	size_t lens[RD_MAX_ARGS];
 	int argc = 0, rc;
 
 	snprintf(npid, sizeof(npid), "%u", (unsigned)rec->next_packet_id);
 	snprintf(wq, sizeof(wq), "%u", (unsigned)rec->will_qos);
+	snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)rec->dropped);
 #define RD_ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
 #define RD_STR(p)    RD_ARG((p), strlen(p))
 	/* DEL first: fields of an older record (a will) must not survive. */
@@ -315,6 +316,10 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 	RD_STR(npid);
 	RD_STR("connected");
 	RD_STR(rec->connected ? "1" : "0");
+	if (rec->dropped > 0) {
+		RD_STR("dropped");
+		RD_STR(dropped);
+	}
 	if (rec->username != NULL) {
 		RD_STR("username");
 		RD_STR(rec->username);

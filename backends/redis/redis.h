@@ -26,7 +26,7 @@ struct event_base;
 #define RD_BACKOFF_MAX_MS 5000
 #define RD_PIPELINE       256    /* commands in flight per round trip in load() */
 #define RD_SCAN_COUNT     "1000" /* SCAN's COUNT hint */
-#define RD_MAX_ARGS       16
+#define RD_MAX_ARGS       20
 
 /* One command, already in Redis protocol form, so a batch can be sent
  * again unchanged after a failure. */

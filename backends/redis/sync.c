@@ -454,7 +454,7 @@ static int rd_visit_session(struct cairn_store *st, const char *id, redisReply *
 {
 	const redisReply *h = r[0], *user, *topic, *payload;
 	struct cairn_session_rec rec = {.client_id = id};
-	uint64_t npid, conn, wq = 0, wr = 0;
+	uint64_t npid, conn, wq = 0, wr = 0, dropped = 0;
 
 	if (h->type != REDIS_REPLY_ARRAY)
 		return rd_corrupt(st, "session", id, "not a hash");
@@ -463,6 +463,9 @@ static int rd_visit_session(struct cairn_store *st, const char *id, redisReply *
 	if (!rd_hget_u64(h, "next_packet_id", UINT16_MAX, &npid) ||
 	    !rd_hget_u64(h, "connected", 1, &conn))
 		return rd_corrupt(st, "session", id, "bad next_packet_id or connected");
+	/* Absent in records written before the field existed: 0. */
+	if (rd_hget(h, "dropped") != NULL && !rd_hget_u64(h, "dropped", UINT64_MAX, &dropped))
+		return rd_corrupt(st, "session", id, "bad dropped");
 	user = rd_hget(h, "username");
 	topic = rd_hget(h, "will_topic");
 	payload = rd_hget(h, "will_payload");
@@ -473,6 +476,7 @@ static int rd_visit_session(struct cairn_store *st, const char *id, redisReply *
 	rec.username = user != NULL ? user->str : NULL;
 	rec.next_packet_id = (uint16_t)npid;
 	rec.connected = conn != 0;
+	rec.dropped = dropped;
 	rec.has_will = topic != NULL;
 	if (rec.has_will) {
 		rec.will_topic = topic->str;

@@ -84,6 +84,10 @@ struct cairn_session_rec {
 	/* True while a network connection is open; a session found connected
 	 * at load time lost its connection in a crash and its will is due. */
 	bool connected;
+	/* Messages dropped for this session because its queue was full
+	 * (max_queued_messages, max_queued_bytes), since it was created. A
+	 * backend that predates the field loads it as 0. */
+	uint64_t dropped;
 };
 
 struct cairn_sub_rec {
@@ -147,7 +151,10 @@ struct cairn_store_options {
 	const char *location; /* persistence_location; may be NULL */
 	enum cairn_durability durability;
 	enum cairn_on_corrupt on_corrupt;
-	struct event_base *base; /* the broker's loop, for async backends */
+	/* The broker's loop, for async backends (Redis's link; the commit
+	 * thread of SQLite and LMDB reports back through it). Without one,
+	 * SQLite and LMDB commit on the caller's thread. */
+	struct event_base *base;
 	const char *(*get)(void *arg, const char *key);
 	void *get_arg;
 	/* A backend may report what it did (quarantine, migration, a lost
@@ -167,7 +174,10 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
 /* Capabilities, in cairn_store_ops.flags (version 2). */
 enum {
 	/* commit() returns CAIRN_EINPROGRESS and calls done() later from the
-	 * event loop (Redis); without it commit() finishes before returning. */
+	 * event loop (Redis; SQLite and LMDB, whose commit thread writes the
+	 * batch while the loop stages the next), or finishes at once when
+	 * there is nothing to write; without the flag commit() always
+	 * finishes before returning. */
 	CAIRN_STORE_ASYNC_COMMIT = 1 << 0,
 	/* location names a directory of files the backend owns (SQLite,
 	 * LMDB); without it location is at most a name (memory) or unused. */
@@ -264,8 +274,10 @@ struct cairn_store_ops {
 	/* ---- end of version 2 ---- */
 };
 
-/* Backends compiled into this build (each exists only when configure
- * enabled it: HAVE_SQLITE, HAVE_LMDB, HAVE_HIREDIS). */
+/* Backends compiled into this build (none and memory always; each of the
+ * others only when configure enabled it: HAVE_SQLITE, HAVE_LMDB,
+ * HAVE_HIREDIS). */
+extern const struct cairn_store_ops cairn_store_none;
 extern const struct cairn_store_ops cairn_store_memory;
 extern const struct cairn_store_ops cairn_store_sqlite;
 extern const struct cairn_store_ops cairn_store_lmdb;

@@ -333,6 +333,45 @@ def test_store_outage_refuses_persistent_sessions_with_connack_3(ctx):
 test_store_outage_refuses_persistent_sessions_with_connack_3.timeout = 40
 
 
+# covers: MQTT-3.1.2-8, MQTT-3.1.2-10
+def test_peer_closing_while_paused_for_the_store_is_seen(ctx):
+    """A connection paused while the store cannot commit is not read, but
+    its peer leaving is seen at once, so a fleet retrying through an outage
+    cannot hold the broker's descriptors. What it sent while paused is not
+    acted on, except that a DISCONNECT among it still cancels the will; a
+    peer that vanishes without one gets its will published."""
+    rs = ctx.redis()
+    b = ctx.durable_broker("redis", redis_port=rs.port, redis_connect_timeout=500)
+    w = RawClient(b.port)
+    w.connect("pause-watch")  # a clean session: never paused
+    w.subscribe(1, [("pause/will/#", 0)])
+    k = RawClient(b.port)
+    k.connect("pause-keeper", clean=False)  # makes pause/t messages wait for the store
+    k.subscribe(1, [("pause/t", 1)])
+    k.disconnect()
+    polite = RawClient(b.port)
+    polite.connect("pause-polite", clean=False, will=("pause/will/polite", b"x", 0, False))
+    rude = RawClient(b.port)
+    rude.connect("pause-rude", clean=False, will=("pause/will/rude", b"y", 0, False))
+    rs.kill()
+    polite.send(publish_packet("pause/t", b"p", qos=1, pid=1))
+    rude.send(publish_packet("pause/t", b"r", qos=1, pid=1))
+    check(wait_until(lambda: "store commits failing" in b.log_text(), 5),
+          "the outage was not noticed")
+    polite.send(packet(0xE0, b""))  # DISCONNECT, unread: the connection is paused
+    polite.close()
+    rude.close()
+    check(wait_until(lambda: b.log_text().count("closed by peer while paused") >= 2, 5),
+          "a paused connection whose peer left was not closed:\n" + b.log_tail())
+    got = w.read_publish(3)
+    check(got["topic"] == "pause/will/rude", "will published: %r" % got)
+    check(w.expect_silence(1.0), "the will of a client that sent DISCONNECT was published")
+    w.close()
+
+
+test_peer_closing_while_paused_for_the_store_is_seen.timeout = 30
+
+
 def test_out_of_descriptors_rests_the_listeners_instead_of_spinning(ctx):
     """At the descriptor limit accept() fails for as long as a connection
     waits: the broker must neither spin nor flood its log, and serve again
