@@ -1126,7 +1126,7 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 		report(fz, NULL);
 		goto out;
 	}
-	fz->durable = strcmp(fz->backend, "memory") != 0;
+	fz->durable = strcmp(fz->backend, "memory") != 0 && strcmp(fz->backend, "none") != 0;
 	if (sentinel_check(fz) != 0 || (fz->durable && keeper_subscribe(fz) != 0)) {
 		report(fz, NULL);
 		goto out;
@@ -1273,7 +1273,8 @@ static void usage(FILE *f)
 		"--enable-asan)\n"
 		"  --corpus DIR       seed sessions (default $CAIRN_SRCDIR/tests/corpus/net, else\n"
 		"                     tests/corpus/net)\n"
-		"  --backend NAME     sqlite, lmdb, redis or memory (default: each in turn)\n"
+		"  --backend NAME     sqlite, lmdb, redis or memory (default: each in turn); none\n"
+		"                     also works\n"
 		"  --seed N           draw the inputs from N (default: from the clock; printed)\n"
 		"  --time SECONDS     run this long in all (default 60; split between backends)\n"
 		"  --iterations N     or this many iterations per backend\n"
