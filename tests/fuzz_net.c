@@ -44,6 +44,18 @@
 #define EPOCH_ITERATIONS 1000 /* -DEPOCH_ITERATIONS=N to try epochs quickly */
 #endif
 
+/*
+ * SIGINT or SIGTERM to the fuzzer (Ctrl-C in ./dev fuzz) ends the run: the
+ * broker and redis-server it started are stopped and nothing is reported
+ * (a terminal's SIGINT reaches the broker too, and its exit is no finding).
+ */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	interrupted = sig;
+}
+
 /* ---- processes we start: the broker, and redis-server ---- */
 
 struct fuzz {
@@ -1015,6 +1027,8 @@ static void report(struct fuzz *fz, const struct plan *pl)
 	char path[4200];
 	FILE *f;
 
+	if (interrupted)
+		return;
 	snprintf(path, sizeof(path), "%s/repro.txt", fz->work);
 	f = fopen(path, "w");
 	if (f != NULL) {
@@ -1134,6 +1148,9 @@ static int run_backend(struct fuzz *fz, long seconds, long iterations)
 	t_start = now_ms();
 	for (;; fz->iter++) {
 		struct rng r;
+
+		if (interrupted)
+			goto out;
 
 		if (replay) {
 			more = plan_read(replay, &pl, &fz->iter);
@@ -1284,7 +1301,8 @@ static void usage(FILE *f)
 		"  --keep             keep it after a clean run too\n"
 		"  --redis-server P   the redis-server binary (default redis-server)\n"
 		"  -v                 one line per iteration\n"
-		"Exit status: 0 clean, 1 a finding (kept in --out), 2 a usage or set-up error.\n");
+		"Exit status: 0 clean, 1 a finding (kept in --out), 2 a usage or set-up error,\n"
+		"130 interrupted (SIGINT or SIGTERM; what it started is stopped).\n");
 }
 
 int main(int argc, char **argv)
@@ -1374,23 +1392,33 @@ int main(int argc, char **argv)
 	setenv("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:handle_abort=1", 0);
 	setenv("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1", 0);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		struct sigaction sa = {.sa_handler = on_interrupt};
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
 	printf("fuzz_net: seed %llu (--seed %llu reproduces), %d seed sessions, %s\n",
 	       (unsigned long long)fz.seed, (unsigned long long)fz.seed, (int)fz.corpus.n,
 	       fz.replay           ? "replay"
 	       : fz.iterations > 0 ? "by iterations"
 				   : "by time");
 	fflush(stdout);
-	for (int b = 0; b < nb && rc == 0; b++) {
+	for (int b = 0; b < nb && rc == 0 && !interrupted; b++) {
 		long secs = fz.seconds / nb + (b < fz.seconds % nb);
 
 		fz.backend = backends[b];
 		rc = run_backend(&fz, secs > 0 ? secs : 1, fz.iterations);
 	}
+	if (interrupted)
+		rc = 130;
 	printf("fuzz_net: %s (%ld SIGTERM and %ld SIGKILL restarts, %ld SIGHUP, %ld Redis "
 	       "outages)\n",
-	       rc == 0   ? "no findings"
-	       : rc == 1 ? "FINDING"
-			 : "set-up error",
+	       rc == 0     ? "no findings"
+	       : rc == 1   ? "FINDING"
+	       : rc == 130 ? "interrupted"
+			   : "set-up error",
 	       fz.restarts_term, fz.restarts_kill, fz.hups, fz.bounces);
 	corpus_free(&fz.corpus);
 	return rc;
