@@ -529,22 +529,10 @@ static void encode_connect(struct writer *w, const struct codec_connect *c)
 {
 	const char *name = protocol_name(c->protocol_level);
 	struct codec_str n = {name, (uint16_t)strlen(name)};
-	uint8_t flags = 0;
 
-	if (c->clean_session)
-		flags |= 0x02;
-	if (c->will_flag) {
-		flags |= 0x04 | (uint8_t)(c->will_qos << 3);
-		if (c->will_retain)
-			flags |= 0x20;
-	}
-	if (c->has_password)
-		flags |= 0x40;
-	if (c->has_username)
-		flags |= 0x80;
 	wr_field(w, &n);
 	wr_u8(w, c->protocol_level);
-	wr_u8(w, flags);
+	wr_u8(w, codec_connect_flags(c));
 	wr_u16(w, c->keepalive);
 	wr_field(w, &c->client_id);
 	if (c->will_flag) {

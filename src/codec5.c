@@ -322,22 +322,10 @@ static void wr_props(struct writer *w, const struct codec_props *pr)
 static void encode_connect(struct writer *w, const struct codec_connect *c)
 {
 	static const struct codec_str name = {"MQTT", 4};
-	uint8_t flags = 0;
 
-	if (c->clean_session)
-		flags |= 0x02;
-	if (c->will_flag) {
-		flags |= 0x04 | (uint8_t)(c->will_qos << 3);
-		if (c->will_retain)
-			flags |= 0x20;
-	}
-	if (c->has_password)
-		flags |= 0x40;
-	if (c->has_username)
-		flags |= 0x80;
 	wr_field(w, &name);
 	wr_u8(w, CODEC_V5);
-	wr_u8(w, flags);
+	wr_u8(w, codec_connect_flags(c));
 	wr_u16(w, c->keepalive);
 	wr_props(w, &c->props);
 	wr_field(w, &c->client_id);

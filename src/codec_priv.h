@@ -172,4 +172,23 @@ int codec_v5_decode_body(uint8_t type, struct reader *r, struct codec_packet *ou
 uint64_t codec_v5_body_len(const struct codec_packet *p);
 int codec_v5_encode_packet(const struct codec_packet *p, uint8_t *out, size_t cap);
 
+/* The CONNECT flags byte of c (both versions lay it out alike). */
+static inline uint8_t codec_connect_flags(const struct codec_connect *c)
+{
+	uint8_t flags = 0;
+
+	if (c->clean_session)
+		flags |= 0x02;
+	if (c->will_flag) {
+		flags |= 0x04 | (uint8_t)(c->will_qos << 3);
+		if (c->will_retain)
+			flags |= 0x20;
+	}
+	if (c->has_password)
+		flags |= 0x40;
+	if (c->has_username)
+		flags |= 0x80;
+	return flags;
+}
+
 #endif

@@ -141,6 +141,19 @@ static void pump(struct broker *b)
 	}
 }
 
+/* Stop the server (its store commits what it can, and keeps only what it
+ * committed: a named memory store outlives it), drop every peer, and start
+ * it again on the same store, as a restart of the process would. */
+static void broker_restart(struct broker *b)
+{
+	server_stop(&b->srv);
+	pump(b);
+	server_cleanup(&b->srv);
+	while (b->npeers)
+		peer_close(b, b->peers[0]);
+	ck_assert_int_eq(server_init(&b->srv, &b->cfg, &b->lg, b->base), 0);
+}
+
 static void peer_send(struct peer *p, const struct codec_packet *pk)
 {
 	uint8_t out[1024];
@@ -835,12 +848,7 @@ START_TEST(test_restart_resends_same_ids)
 	pump(&b);
 	expect_ack(sub, CODEC_PUBREL, idb);
 
-	server_stop(&b.srv);
-	pump(&b);
-	server_cleanup(&b.srv);
-	while (b.npeers)
-		peer_close(&b, b.peers[0]);
-	ck_assert_int_eq(server_init(&b.srv, &b.cfg, &b.lg, b.base), 0);
+	broker_restart(&b);
 
 	sub = connect_client(&b, "sub", false, true);
 	ck_assert_uint_eq(expect_publish(sub, "s", "a", 1, true, false), ida);
@@ -885,12 +893,7 @@ START_TEST(test_crash_before_sent_record_resends_same_id)
 	uint16_t id = expect_publish(sub, "s", "a", 2, false, false);
 	expect_none(sub);
 
-	server_stop(&b.srv);
-	pump(&b);
-	server_cleanup(&b.srv);
-	while (b.npeers)
-		peer_close(&b, b.peers[0]);
-	ck_assert_int_eq(server_init(&b.srv, &b.cfg, &b.lg, b.base), 0);
+	broker_restart(&b);
 
 	sub = connect_client(&b, "sub", false, true);
 	ck_assert_uint_eq(expect_publish(sub, "s", "a", 2, false, false), id);
