@@ -902,6 +902,50 @@ START_TEST(test_crash_before_sent_record_resends_same_id)
 }
 END_TEST
 
+/* A delivery restored in flight under an identifier of its own (as an
+ * older cairn assigned them) holds that identifier: a queued delivery whose
+ * sequence number maps to the same one waits until it is acknowledged,
+ * then goes out under it. The store is written through the vtable, as an
+ * older broker would have left it. */
+/* covers: MQTT-2.3.1-4 */
+START_TEST(test_sequence_packet_id_waits_while_in_flight)
+{
+	static const char *const where = "check_qos-seq-collide";
+	struct cairn_store_options opts = {.location = where};
+	struct cairn_store *st = NULL;
+	char err[256];
+	ck_assert_int_eq(cairn_store_memory.open(&opts, &st, err, sizeof(err)), 0);
+	struct cairn_session_rec sess = {.client_id = "sub", .next_packet_id = 1};
+	struct cairn_sub_rec sub_rec = {"sub", "s", 1};
+	struct cairn_msg_rec ma = {1, "s", (const uint8_t *)"a", 1, 1, false};
+	struct cairn_msg_rec mb = {2, "s", (const uint8_t *)"b", 1, 1, false};
+	struct cairn_delivery_rec sent = {"sub", 1, 1, 2, 1, CAIRN_DELIVERY_SENT};
+	struct cairn_delivery_rec queued = {"sub", 2, 2, 0, 1, CAIRN_DELIVERY_QUEUED};
+	ck_assert_int_eq(cairn_store_memory.session_put(st, &sess), 0);
+	ck_assert_int_eq(cairn_store_memory.sub_put(st, &sub_rec), 0);
+	ck_assert_int_eq(cairn_store_memory.message_put(st, &ma), 0);
+	ck_assert_int_eq(cairn_store_memory.message_put(st, &mb), 0);
+	ck_assert_int_eq(cairn_store_memory.delivery_put(st, &sent), 0);
+	ck_assert_int_eq(cairn_store_memory.delivery_put(st, &queued), 0);
+	ck_assert_int_eq(cairn_store_memory.commit(st, NULL, NULL), 0);
+	cairn_store_memory.close(st);
+
+	struct broker b;
+	broker_start(&b, 3, 1000, where);
+	struct peer *sub = connect_client(&b, "sub", false, true);
+	ck_assert_uint_eq(expect_publish(sub, "s", "a", 1, true, false), 2);
+	expect_none(sub); /* seq 2 maps to id 2, still in flight */
+	send_ack(sub, CODEC_PUBACK, 2);
+	pump(&b);
+	ck_assert_uint_eq(expect_publish(sub, "s", "b", 1, false, false), 2);
+	send_ack(sub, CODEC_PUBACK, 2);
+	pump(&b);
+	expect_none(sub);
+	ck_assert_uint_eq(server_get_known_client(&b.srv, "sub", 3)->inflight.count, 0);
+	broker_stop(&b);
+}
+END_TEST
+
 /* ---- QoS 0 behind a delivery that waits for its commit ---- */
 
 /*
@@ -1284,6 +1328,7 @@ static Suite *qos_suite(void)
 	tcase_add_test(tc, test_inbound_qos2_survives_reconnect);
 	tcase_add_test(tc, test_restart_resends_same_ids);
 	tcase_add_test(tc, test_crash_before_sent_record_resends_same_id);
+	tcase_add_test(tc, test_sequence_packet_id_waits_while_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
 }
