@@ -250,17 +250,18 @@ static uint16_t client_seq_pid(const struct client *c, uint64_t seq)
 	return client_pid_find(c, pid) ? 0 : pid;
 }
 
-/* Put d in the window with its packet identifier; false (d untouched)
- * when a stored delivery's identifier is still in flight. */
-static bool client_window_enter(struct client *c, struct delivery *d)
+/* The identifier d would enter the window with; 0 while it must wait. */
+static uint16_t client_window_pid(struct client *c, const struct delivery *d)
 {
-	uint16_t pid = d->seq ? client_seq_pid(c, d->seq) : client_next_pid(c);
-	if (pid == 0)
-		return false;
+	return d->seq ? client_seq_pid(c, d->seq) : client_next_pid(c);
+}
+
+/* Put d in the window under pid (from client_window_pid). */
+static void client_window_enter(struct client *c, struct delivery *d, uint16_t pid)
+{
 	d->pid = pid;
 	d->state = CAIRN_DELIVERY_SENT;
 	client_window_push(c, d);
-	return true;
 }
 
 static bool client_gate_closed(const struct gate *g)
@@ -384,10 +385,11 @@ static bool client_fill_window(struct client *c, bool held)
 			client_delivery_free(c, d, true);
 			continue;
 		}
-		if (!client_window_open(c) || (d->seq && client_seq_pid(c, d->seq) == 0))
+		uint16_t pid = client_window_open(c) ? client_window_pid(c, d) : 0;
+		if (pid == 0)
 			break;
 		client_queue_take(c, d);
-		client_window_enter(c, d);
+		client_window_enter(c, d, pid);
 		ready = true;
 		if (d->seq)
 			client_delivery_store(c, d);
@@ -528,7 +530,10 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 	/* A stored delivery whose identifier is still in flight (65,535
 	 * sequence numbers on) queues even past the limit: that is rare and
 	 * the window frees it. */
-	if (!to_window || !client_window_enter(c, d)) {
+	uint16_t pid = to_window ? client_window_pid(c, d) : 0;
+	if (pid != 0) {
+		client_window_enter(c, d, pid);
+	} else {
 		d->state = CAIRN_DELIVERY_QUEUED;
 		client_queue_push(c, d);
 	}

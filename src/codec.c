@@ -612,7 +612,6 @@ int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, siz
 {
 	uint64_t rem = publish_body_len(p);
 	struct writer w = {out, 0};
-	uint8_t first = CODEC_PUBLISH << 4;
 	size_t hdr;
 
 	if (rem > CODEC_MAX_REMAINING)
@@ -620,17 +619,7 @@ int codec_encode_publish_header(const struct codec_publish *p, uint8_t *out, siz
 	hdr = 1 + codec_varint_len((uint32_t)rem) + 2 + p->topic.len + (p->qos > 0 ? 2 : 0);
 	if (hdr > cap)
 		return CODEC_ENOSPACE;
-	first |= (uint8_t)(p->qos << 1);
-	if (p->dup)
-		first |= 0x08;
-	if (p->retain)
-		first |= 0x01;
-	wr_header(&w, first, (uint32_t)rem);
-	wr_field(&w, &p->topic);
-	if (pid_offset != NULL)
-		*pid_offset = p->qos > 0 ? w.pos : 0;
-	if (p->qos > 0)
-		wr_u16(&w, p->packet_id);
+	wr_publish_head(&w, p, (uint32_t)rem, pid_offset);
 	return (int)w.pos;
 }
 

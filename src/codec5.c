@@ -358,7 +358,6 @@ static int publish_header(const struct codec_publish *p, bool strict, uint8_t *o
 	uint64_t head = publish_head_len(p, strict);
 	uint64_t rem = add(head, p->payload_len);
 	struct writer w = {out, 0};
-	uint8_t first = CODEC_PUBLISH << 4;
 	size_t hdr;
 
 	if (rem > CODEC_MAX_REMAINING)
@@ -366,17 +365,7 @@ static int publish_header(const struct codec_publish *p, bool strict, uint8_t *o
 	hdr = 1 + codec_varint_len((uint32_t)rem) + (size_t)head;
 	if (hdr > cap)
 		return CODEC_ENOSPACE;
-	first |= (uint8_t)(p->qos << 1);
-	if (p->dup)
-		first |= 0x08;
-	if (p->retain)
-		first |= 0x01;
-	wr_header(&w, first, (uint32_t)rem);
-	wr_field(&w, &p->topic);
-	if (pid_offset != NULL)
-		*pid_offset = p->qos > 0 ? w.pos : 0;
-	if (p->qos > 0)
-		wr_u16(&w, p->packet_id);
+	wr_publish_head(&w, p, (uint32_t)rem, pid_offset);
 	wr_props(&w, &p->props);
 	return (int)w.pos;
 }

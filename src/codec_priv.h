@@ -191,4 +191,27 @@ static inline uint8_t codec_connect_flags(const struct codec_connect *c)
 	return flags;
 }
 
+/*
+ * The head every PUBLISH starts with, in both versions: fixed header
+ * (type, QoS, DUP, RETAIN, remaining length rem), topic, and the packet id
+ * for QoS > 0, whose offset goes to *pid_offset (0 for QoS 0, never a valid
+ * offset). The caller checked that it fits.
+ */
+static inline void wr_publish_head(struct writer *w, const struct codec_publish *p, uint32_t rem,
+				   size_t *pid_offset)
+{
+	uint8_t first = (uint8_t)(CODEC_PUBLISH << 4 | p->qos << 1);
+
+	if (p->dup)
+		first |= 0x08;
+	if (p->retain)
+		first |= 0x01;
+	wr_header(w, first, rem);
+	wr_field(w, &p->topic);
+	if (pid_offset != NULL)
+		*pid_offset = p->qos > 0 ? w->pos : 0;
+	if (p->qos > 0)
+		wr_u16(w, p->packet_id);
+}
+
 #endif
