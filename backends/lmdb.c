@@ -1244,7 +1244,7 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_lmdb = {
-    .version = 2,
+    .version = 3,
     .name = "lmdb",
     .open = lm_open,
     .close = lm_close,

@@ -534,7 +534,7 @@ static int mem_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 }
 
 const struct cairn_store_ops cairn_store_memory = {
-    .version = 2,
+    .version = 3,
     .name = "memory",
     .open = mem_open,
     .close = mem_close,

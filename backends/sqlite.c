@@ -532,8 +532,9 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {
-		struct cairn_sub_rec r = {sq_col_text(s, 0), sq_col_text(s, 1),
-					  (uint8_t)sqlite3_column_int(s, 2)};
+		struct cairn_sub_rec r = {.client_id = sq_col_text(s, 0),
+					  .filter = sq_col_text(s, 1),
+					  .qos = (uint8_t)sqlite3_column_int(s, 2)};
 
 		if (r.client_id == NULL || r.filter == NULL ||
 		    !sq_qos_ok(sqlite3_column_int64(s, 2)))
@@ -889,7 +890,7 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 }
 
 const struct cairn_store_ops cairn_store_sqlite = {
-    .version = 2,
+    .version = 3,
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,

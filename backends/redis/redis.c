@@ -540,7 +540,7 @@ static int rd_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 }
 
 const struct cairn_store_ops cairn_store_redis = {
-    .version = 2,
+    .version = 3,
     .name = "redis",
     .open = rd_open,
     .close = rd_close,

@@ -32,7 +32,24 @@ struct event_base;
 /* Version of struct cairn_store_ops described by this header. Slots are only
  * ever added at the end; a backend sets .version to the version it fills,
  * and the core reads no slot past that version. */
-#define CAIRN_STORE_OPS_VERSION 2
+#define CAIRN_STORE_OPS_VERSION 3
+
+/*
+ * Records grow at the end, and only with a new vtable version: the fields
+ * after a "version 3" mark exist for a backend whose .version is 3 or more.
+ * The core zeroes them in every record it passes to an older backend's
+ * load() visitor (it copies the older prefix into a full, zeroed record),
+ * and an older backend never reads them from the records it is handed.
+ * Growing the records (rather than adding a second set of record types)
+ * keeps one record per kind for backends, cairn-store and the core alike.
+ *
+ * Times that must survive a restart (session expiry, delayed wills,
+ * message expiry) are stored as deadlines in milliseconds of the wall
+ * clock (Unix epoch), 0 meaning "none".
+ */
+
+/* A session expiry interval or will delay that never ends (MQTT 5.0). */
+#define CAIRN_EXPIRY_NEVER UINT32_MAX
 
 /* Error codes. 0 means success. */
 enum {
@@ -88,12 +105,48 @@ struct cairn_session_rec {
 	 * (max_queued_messages, max_queued_bytes), since it was created. A
 	 * backend that predates the field loads it as 0. */
 	uint64_t dropped;
+
+	/* ---- version 3 ---- */
+	/* Protocol level of the connection that last wrote the session: 3
+	 * (MQTT 3.1), 4 (3.1.1) or 5 (5.0); 0 when a version 2 store did not
+	 * know it (read as 4). */
+	uint8_t protocol_level;
+	/* Session expiry interval in seconds (5.0), CAIRN_EXPIRY_NEVER for a
+	 * session that never expires (a 3.1.1 persistent session without
+	 * persistent_client_expiration). */
+	uint32_t expiry_interval;
+	/* When the session expires (wall-clock ms), set when its connection
+	 * ends; 0 while connected or when it never expires. */
+	int64_t expires_at;
+	/* 5.0 will delay interval in seconds, and when the delayed will is due
+	 * (wall-clock ms; 0: none pending). A will still pending at a crash
+	 * is published once its deadline passes after the restart. */
+	uint32_t will_delay;
+	int64_t will_at;
+	/* The will's 5.0 properties, encoded as in CONNECT, without the will
+	 * delay interval (it has its own field); NULL/0 when none. */
+	const uint8_t *will_props;
+	uint32_t will_props_len;
 };
 
 struct cairn_sub_rec {
 	const char *client_id;
-	const char *filter;
+	const char *filter; /* "$share/GROUP/FILTER" for a shared subscription */
 	uint8_t qos;
+
+	/* ---- version 3 ---- */
+	/* The 5.0 subscription options other than the QoS, as bits 2-5 of the
+	 * SUBSCRIBE options byte: CAIRN_SUB_NO_LOCAL, CAIRN_SUB_RETAIN_AS_PUBLISHED,
+	 * retain handling in CAIRN_SUB_RETAIN_HANDLING. 0 for 3.1.1. */
+	uint8_t options;
+	/* Subscription identifier (5.0), 0 for none. */
+	uint32_t sub_id;
+};
+
+enum {
+	CAIRN_SUB_NO_LOCAL = 0x04,
+	CAIRN_SUB_RETAIN_AS_PUBLISHED = 0x08,
+	CAIRN_SUB_RETAIN_HANDLING = 0x30 /* (options & this) >> 4: 0, 1 or 2 */
 };
 
 /* A message, stored once and referenced by deliveries (msg_id), or a
@@ -105,6 +158,17 @@ struct cairn_msg_rec {
 	uint32_t payload_len;
 	uint8_t qos;
 	bool retain;
+
+	/* ---- version 3 ---- */
+	/* When the message expires (wall-clock ms), from its 5.0 message
+	 * expiry interval; 0: never. An expired message is never delivered. */
+	int64_t expires_at;
+	/* The 5.0 properties forwarded with the message, encoded as in
+	 * PUBLISH: payload format indicator, content type, response topic,
+	 * correlation data, user properties (never the message expiry
+	 * interval, a topic alias or a subscription identifier). NULL/0: none. */
+	const uint8_t *props;
+	uint32_t props_len;
 };
 
 /* One message owed to one session. seq orders a session's deliveries and
@@ -116,6 +180,16 @@ struct cairn_delivery_rec {
 	uint16_t packet_id;
 	uint8_t qos;   /* the QoS of this delivery: min(published, granted) */
 	uint8_t state; /* enum cairn_delivery_state */
+
+	/* ---- version 3 ---- */
+	/* The RETAIN flag it goes out with (a retained message sent on
+	 * subscribe, or retain as published). A version 2 store loads it
+	 * as false. */
+	bool retain;
+	/* The subscription identifiers (5.0) of the subscriptions it matched,
+	 * sent with it; NULL/0: none. */
+	const uint32_t *sub_ids;
+	uint32_t n_sub_ids;
 };
 
 /* An inbound QoS 2 packet id whose PUBREL has not arrived yet. */
@@ -272,6 +346,10 @@ struct cairn_store_ops {
 	/* CAIRN_STORE_* capability bits. Read as 0 for a version 1 backend. */
 	unsigned int flags;
 	/* ---- end of version 2 ---- */
+
+	/* ---- version 3 ---- */
+	/* No new slots: the records grew (see the top of this file). */
+
 };
 
 /* Backends compiled into this build (none and memory always; each of the
