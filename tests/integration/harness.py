@@ -1015,3 +1015,159 @@ class DurablePublisher(_SessionClient):
         """True once every exchange is complete."""
         with self.lock:
             return self.lock.wait_for(lambda: not self.inflight, timeout)
+
+
+# ---------------------------------------------------------------- MQTT.js
+
+MQTTJS_SRC = os.path.join(ROOT, "tests", "integration", "mqttjs")
+
+
+def mqttjs_dir():
+    """The directory holding MQTT.js at the version tests/integration/
+    mqttjs/package.json pins, installed from the npm registry on first use
+    ($CAIRN_MQTTJS_DIR, default ./mqttjs under the directory the tests run
+    in, i.e. the build directory; never in the source tree). Installing is
+    part of the test set-up: a failure is a failed test, not a skip."""
+    import fcntl
+    import json
+    import shutil
+    d = os.path.abspath(os.environ.get("CAIRN_MQTTJS_DIR", "mqttjs"))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(MQTTJS_SRC, "package.json")) as f:
+        want = json.load(f)["dependencies"]["mqtt"]
+    with open(os.path.join(d, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(os.path.join(d, "node_modules", "mqtt", "package.json")) as f:
+                have = json.load(f).get("version")
+        except OSError:
+            have = None
+        if have != want:
+            if shutil.which("npm") is None:
+                raise TestFailure("MQTT.js tests need node and npm (./dev test installs them)")
+            shutil.copy(os.path.join(MQTTJS_SRC, "package.json"), d)
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-package-lock",
+                                "--prefix", d], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+            if r.returncode != 0:
+                raise TestFailure("npm install of MQTT.js %s failed:\n%s" %
+                                  (want, r.stdout.decode(errors="replace")[-2000:]))
+    return d
+
+
+class MqttJs:
+    """One MQTT.js client in its own node process (tests/integration/mqttjs/
+    client.js), driven by JSON lines; every wait is bounded. Buffers in
+    properties and payloads cross as {"$b64": ...} and come back as bytes."""
+
+    def __init__(self, ctx, port, protocol_version=5, client_id=None, **opts):
+        import json
+        self._json = json
+        d = mqttjs_dir()
+        env = dict(os.environ, MQTTJS_DIR=d)
+        self.proc = subprocess.Popen(["node", os.path.join(MQTTJS_SRC, "client.js")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env)
+        self.events = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+        def stop():
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+        self.stop = stop
+        ctx.add_cleanup(stop)
+        o = {"protocolVersion": protocol_version, "clean": opts.pop("clean", True)}
+        if client_id is not None:
+            o["clientId"] = client_id
+        o.update(opts)
+        self.port = port
+        self.send({"op": "connect", "url": "mqtt://%s:%d" % (HOST, port), "opts": o})
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                ev = self._json.loads(line)
+            except ValueError:
+                continue
+            self.events.put(self._decode(ev))
+        self.events.put({"ev": "exit"})
+
+    def _decode(self, v):
+        if isinstance(v, dict):
+            if set(v) == {"$b64"}:
+                import base64
+                return base64.b64decode(v["$b64"])
+            return {k: self._decode(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [self._decode(x) for x in v]
+        return v
+
+    def _encode(self, v):
+        if isinstance(v, (bytes, bytearray)):
+            import base64
+            return {"$b64": base64.b64encode(bytes(v)).decode()}
+        if isinstance(v, dict):
+            return {k: self._encode(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [self._encode(x) for x in v]
+        return v
+
+    def send(self, cmd):
+        self.proc.stdin.write((self._json.dumps(self._encode(cmd)) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def wait(self, kind, timeout=5.0, pred=None):
+        """The next event of kind (and matching pred); events of other kinds
+        seen meanwhile are kept in self.seen. Fails the test on timeout."""
+        deadline = time.time() + timeout
+        for ev in list(self.seen):
+            if ev["ev"] == kind and (pred is None or pred(ev)):
+                self.seen.remove(ev)
+                return ev
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TestFailure("MQTT.js: no %s event in %.1fs (seen: %r)" %
+                                  (kind, timeout, self.seen[-5:]))
+            try:
+                ev = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if ev["ev"] == kind and (pred is None or pred(ev)):
+                return ev
+            if ev["ev"] == "exit" and kind != "exit":
+                raise TestFailure("MQTT.js client exited waiting for %s" % kind)
+            self.seen.append(ev)
+
+    def connack(self, timeout=5.0):
+        return self.wait("connect", timeout)
+
+    def subscribe(self, filt, qos=0, **opts):
+        opts["qos"] = qos
+        self.send({"op": "subscribe", "filter": filt, "opts": opts})
+        return self.wait("suback")
+
+    def unsubscribe(self, filt, **opts):
+        self.send({"op": "unsubscribe", "filter": filt, "opts": opts})
+        return self.wait("unsuback")
+
+    def publish(self, topic, payload, qos=0, retain=False, wait=True, tag=None, **opts):
+        opts.update(qos=qos, retain=retain)
+        self.send({"op": "publish", "topic": topic, "payload": bytes(payload), "opts": opts,
+                   "tag": tag})
+        if wait:
+            return self.wait("published", pred=lambda e: e.get("tag") == tag)
+        return None
+
+    def messages(self, n, timeout=5.0):
+        return [self.wait("message", timeout) for _ in range(n)]
+
+    def end(self, **opts):
+        self.send({"op": "end", "opts": opts})
+        return self.wait("ended")
