@@ -32,6 +32,7 @@
 
 #include <arpa/inet.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 
 #define STAMP_MAGIC 0x4d514231u /* "MQB1" */
 #define STAMP_LEN   24          /* magic, run id, publisher, sequence, send time */
@@ -72,6 +73,10 @@ struct opts {
 	bool nodelay;
 	int keepalive;
 	unsigned lib_inflight; /* libmosquitto's own QoS 1/2 limit; 0: the window */
+	int version;           /* MQTT protocol level: 4 (3.1.1) or 5 */
+	const char *user_prop; /* 5.0: NAME=VALUE carried by every PUBLISH; NULL: none */
+	bool topic_alias;      /* 5.0: publishers send their topic once, then alias 1;
+				  subscribers let the broker use 10 aliases */
 };
 
 /* What one subscriber has seen of one publisher: one bit per sequence. */
@@ -90,6 +95,9 @@ struct client {
 	unsigned index;
 	char id[128];
 	char topic[256]; /* publisher: where it publishes */
+	/* 5.0 publisher: every PUBLISH's properties (the user property, topic
+	 * alias 1 with --topic-alias); NULL: none. */
+	mosquitto_property *pub_props;
 	/* State the network thread changes and other threads wait on. */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -499,8 +507,16 @@ static void *pub_main(void *arg)
 		put_be32(payload + 8, c->index);
 		put_be32(payload + 12, (uint32_t)seq);
 		put_be64(payload + 16, now_ns());
-		int rc =
-		    mosquitto_publish(c->m, NULL, c->topic, (int)o->size, payload, o->qos, false);
+		int rc;
+		if (o->version == 5) {
+			/* With aliases, the topic goes out once, then only alias 1. */
+			bool alias = o->topic_alias && seq > 0;
+			rc = mosquitto_publish_v5(c->m, NULL, alias ? NULL : c->topic, (int)o->size,
+						  payload, o->qos, false, c->pub_props);
+		} else {
+			rc = mosquitto_publish(c->m, NULL, c->topic, (int)o->size, payload, o->qos,
+					       false);
+		}
 		if (rc != MOSQ_ERR_SUCCESS) {
 			fprintf(stderr, "mosq-bench: %s: publish: %s\n", c->id,
 				mosquitto_strerror(rc));
@@ -546,7 +562,8 @@ static int client_start(struct bench *b, struct client *c)
 		fprintf(stderr, "mosq-bench: mosquitto_new failed\n");
 		return -1;
 	}
-	mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+	mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION,
+			     o->version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
 	if (o->nodelay)
 		mosquitto_int_option(c->m, MOSQ_OPT_TCP_NODELAY, 1);
 	/* libmosquitto holds back QoS 1/2 messages beyond its own limit (20 by
@@ -559,7 +576,34 @@ static int client_start(struct bench *b, struct client *c)
 	mosquitto_subscribe_callback_set(c->m, on_subscribe);
 	mosquitto_publish_callback_set(c->m, on_publish);
 	mosquitto_message_callback_set(c->m, on_message);
-	rc = mosquitto_connect(c->m, o->host, o->port, o->keepalive);
+	if (o->version == 5) {
+		mosquitto_property *conn_props = NULL;
+
+		if (c->role == ROLE_PUB && o->user_prop != NULL) {
+			const char *eq = strchr(o->user_prop, '=');
+			char name[128];
+
+			snprintf(name, sizeof(name), "%.*s", (int)(eq - o->user_prop),
+				 o->user_prop);
+			if (mosquitto_property_add_string_pair(&c->pub_props,
+							       MQTT_PROP_USER_PROPERTY, name,
+							       eq + 1) != MOSQ_ERR_SUCCESS)
+				return -1;
+		}
+		if (c->role == ROLE_PUB && o->topic_alias &&
+		    mosquitto_property_add_int16(&c->pub_props, MQTT_PROP_TOPIC_ALIAS, 1) !=
+			MOSQ_ERR_SUCCESS)
+			return -1;
+		if (c->role == ROLE_SUB && o->topic_alias &&
+		    mosquitto_property_add_int16(&conn_props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, 10) !=
+			MOSQ_ERR_SUCCESS)
+			return -1;
+		rc = mosquitto_connect_bind_v5(c->m, o->host, o->port, o->keepalive, NULL,
+					       conn_props);
+		mosquitto_property_free_all(&conn_props);
+	} else {
+		rc = mosquitto_connect(c->m, o->host, o->port, o->keepalive);
+	}
 	if (rc != MOSQ_ERR_SUCCESS) {
 		fprintf(stderr, "mosq-bench: %s: connect to %s port %d: %s\n", c->id, o->host,
 			o->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -795,6 +839,7 @@ static int run(struct bench *b)
 		struct client *c = &b->clients[i];
 		if (c->m)
 			mosquitto_destroy(c->m);
+		mosquitto_property_free_all(&c->pub_props);
 		for (unsigned k = 0; k < c->ntracks; k++)
 			free(c->tracks[k].bits);
 		free(c->tracks);
@@ -835,6 +880,10 @@ static void usage(FILE *f)
 		"                           below -w, the library queues and releases them\n"
 		"      --drain SECONDS      stop waiting after this long without progress (2)\n"
 		"      --deadline SECONDS   hard limit on the whole run (60)\n"
+		"  -V, --mqtt-version N     4 (MQTT 3.1.1, default) or 5 (MQTT 5.0)\n"
+		"      --user-property K=V  5.0: every PUBLISH carries this user property\n"
+		"      --topic-alias        5.0: publishers send their topic once, then topic\n"
+		"                           alias 1; subscribers allow 10 broker-assigned aliases\n"
 		"Client ids are PREFIX-sub-N and PREFIX-pub-N. The last line is\n"
 		"RESULT key=value ... (sent, received, lost, dup, reorder, msgs_per_s, p50_us,\n"
 		"p99_us, max_us, expected, acked, foreign, errors, timeout, elapsed_s).\n",
@@ -874,7 +923,9 @@ enum {
 	OPT_NODELAY,
 	OPT_LIB_INFLIGHT,
 	OPT_DRAIN,
-	OPT_DEADLINE
+	OPT_DEADLINE,
+	OPT_USER_PROP,
+	OPT_TOPIC_ALIAS
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -902,13 +953,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    {"lib-inflight", required_argument, NULL, OPT_LIB_INFLIGHT},
 	    {"drain", required_argument, NULL, OPT_DRAIN},
 	    {"deadline", required_argument, NULL, OPT_DEADLINE},
+	    {"mqtt-version", required_argument, NULL, 'V'},
+	    {"user-property", required_argument, NULL, OPT_USER_PROP},
+	    {"topic-alias", no_argument, NULL, OPT_TOPIC_ALIAS},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	uint64_t v;
 	int ch;
 	bool sub_qos_set = false, run_id_set = false;
 
-	while ((ch = getopt_long(argc, argv, "H:p:P:S:q:s:n:d:r:w:t:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "H:p:P:S:q:s:n:d:r:w:t:V:h", longopts, NULL)) != -1) {
 		int bad = 0;
 		switch (ch) {
 		case 'H':
@@ -998,6 +1052,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_DEADLINE:
 			bad = parse_nonneg(optarg, &o->deadline) || o->deadline == 0;
 			break;
+		case 'V':
+			bad = parse_u64(optarg, 5, &v) || (v != 4 && v != 5);
+			o->version = (int)v;
+			break;
+		case OPT_USER_PROP:
+			o->user_prop = optarg;
+			bad = strchr(optarg, '=') == NULL || strchr(optarg, '=') - optarg >= 128;
+			break;
+		case OPT_TOPIC_ALIAS:
+			o->topic_alias = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1023,6 +1088,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->count = 10000;
 	if (o->publishers == 0 && o->rate > 0)
 		o->rate = 0;
+	if (o->version != 5 && (o->user_prop != NULL || o->topic_alias)) {
+		fprintf(stderr, "mosq-bench: --user-property and --topic-alias need -V 5\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -1054,7 +1123,8 @@ int main(int argc, char **argv)
 			    .topic_prefix = "bench",
 			    .drain = 2,
 			    .deadline = 60,
-			    .keepalive = 60};
+			    .keepalive = 60,
+			    .version = 4};
 	if (parse_args(argc, argv, &b.o) != 0)
 		return 2;
 	if (!loopback_only(b.o.host)) {
