@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ struct env {
 	int refuse;   /* delivery_put calls the wrapper backend still refuses */
 	int refused;  /* delivery_put calls it refused */
 	int stage_ok; /* staging calls it passed on */
+	bool wrap_v2; /* the wrapper loads as a version 2 backend would */
 };
 
 static const char *env_get(void *arg, const char *key)
@@ -1808,9 +1810,67 @@ static void wrap_close(struct cairn_store *w)
 	free(w);
 }
 
+/*
+ * As a version 2 backend, the wrapper hands over records of which only the
+ * part before the version 3 fields is meaningful: it copies that part into
+ * records whose version 3 fields are garbage (0xa5 bytes, pointers
+ * included), which the core must never read.
+ */
+#define WRAP_GARBLE(type, first_v3, rec, slot)                                                     \
+	do {                                                                                       \
+		const struct cairn_store_visitor *v_ = arg;                                        \
+		type g_;                                                                           \
+                                                                                                   \
+		memset(&g_, 0xa5, sizeof(g_));                                                     \
+		memcpy(&g_, (rec), offsetof(type, first_v3));                                      \
+		return v_->slot(v_->arg, &g_);                                                     \
+	} while (0)
+
+static int garble_session(void *arg, const struct cairn_session_rec *r)
+{
+	WRAP_GARBLE(struct cairn_session_rec, protocol_level, r, session);
+}
+
+static int garble_sub(void *arg, const struct cairn_sub_rec *r)
+{
+	WRAP_GARBLE(struct cairn_sub_rec, options, r, subscription);
+}
+
+static int garble_message(void *arg, const struct cairn_msg_rec *r)
+{
+	WRAP_GARBLE(struct cairn_msg_rec, expires_at, r, message);
+}
+
+static int garble_retained(void *arg, const struct cairn_msg_rec *r)
+{
+	WRAP_GARBLE(struct cairn_msg_rec, expires_at, r, retained);
+}
+
+static int garble_delivery(void *arg, const struct cairn_delivery_rec *r)
+{
+	WRAP_GARBLE(struct cairn_delivery_rec, retain, r, delivery);
+}
+
+static int garble_inflight(void *arg, const struct cairn_inflight_in_rec *r)
+{
+	const struct cairn_store_visitor *v = arg;
+
+	return v->inflight_in(v->arg, r);
+}
+
 static int wrap_load(struct cairn_store *w, const struct cairn_store_visitor *v)
 {
-	return w->e->ops->load(w->inner, v);
+	const struct cairn_store_visitor g = {
+	    .arg = (void *)v,
+	    .session = v->session != NULL ? garble_session : NULL,
+	    .subscription = v->subscription != NULL ? garble_sub : NULL,
+	    .message = v->message != NULL ? garble_message : NULL,
+	    .delivery = v->delivery != NULL ? garble_delivery : NULL,
+	    .inflight_in = v->inflight_in != NULL ? garble_inflight : NULL,
+	    .retained = v->retained != NULL ? garble_retained : NULL,
+	};
+
+	return w->e->ops->load(w->inner, w->e->wrap_v2 ? &g : v);
 }
 
 /* Pass a staging call on, counting it. */
@@ -1890,7 +1950,7 @@ static int wrap_commit(struct cairn_store *w, cairn_store_done_fn done, void *ar
 static struct cairn_store_ops wrap_ops(const struct env *e)
 {
 	return (struct cairn_store_ops){
-	    .version = CAIRN_STORE_OPS_VERSION,
+	    .version = e->wrap_v2 ? 2 : CAIRN_STORE_OPS_VERSION,
 	    .name = "refusing-wrapper",
 	    .open = wrap_open,
 	    .close = wrap_close,
@@ -1990,6 +2050,100 @@ START_TEST(t_gc_staging_refused)
 			"session c2 user=- pid=1 conn=0\n"
 			"msg 1 t \"p\" q1 r0\n"
 			"delivery c1 seq=1 msg=1 pid=0 q1 queued\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+/*
+ * A backend of vtable version 2 (out of tree, built against the older
+ * header) fills only the fields before the version 3 mark. The core
+ * copies that part of each record into a full one with the version 3
+ * fields at the defaults of a record stored before they existed: a
+ * session that never expires, everything else 0. The records stored here
+ * do have version 3 fields; the wrapper hides them behind garbage.
+ */
+START_TEST(t_v2_backend_load)
+{
+	struct env e;
+	struct store *s = NULL;
+	struct cairn_store_ops ops;
+	struct cairn_store *st;
+	uint32_t ids[2] = {4, 5};
+	struct cairn_session_rec sess = {.client_id = "c1",
+					 .next_packet_id = 2,
+					 .has_will = true,
+					 .will_topic = "w",
+					 .will_payload = (const uint8_t *)"x",
+					 .will_payload_len = 1,
+					 .protocol_level = 5,
+					 .expiry_interval = 60,
+					 .expires_at = 99,
+					 .will_delay = 3,
+					 .will_at = 98,
+					 .will_props = props_nul,
+					 .will_props_len = sizeof(props_nul)};
+	struct cairn_sub_rec sub = {
+	    .client_id = "c1", .filter = "a", .qos = 1, .options = 0x2c, .sub_id = 7};
+	struct cairn_msg_rec m = {.msg_id = 1,
+				  .topic = "a",
+				  .payload = (const uint8_t *)"p",
+				  .payload_len = 1,
+				  .qos = 1,
+				  .expires_at = 5,
+				  .props = props_nul,
+				  .props_len = sizeof(props_nul)};
+	struct cairn_msg_rec r = m;
+	struct cairn_delivery_rec d = {.client_id = "c1",
+				       .seq = 1,
+				       .msg_id = 1,
+				       .packet_id = 3,
+				       .qos = 1,
+				       .state = CAIRN_DELIVERY_SENT,
+				       .retain = true,
+				       .sub_ids = ids,
+				       .n_sub_ids = 2};
+	struct cairn_inflight_in_rec in = {.client_id = "c1", .packet_id = 8};
+	char *buf = NULL, err[512] = "";
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	r.topic = "r";
+	r.retain = true;
+	ck_assert_int_eq(e.ops->session_put(st, &sess), 0);
+	ck_assert_int_eq(e.ops->sub_put(st, &sub), 0);
+	ck_assert_int_eq(e.ops->message_put(st, &m), 0);
+	ck_assert_int_eq(e.ops->delivery_put(st, &d), 0);
+	ck_assert_int_eq(e.ops->inflight_in_put(st, &in), 0);
+	ck_assert_int_eq(e.ops->retained_put(st, &r), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+
+	e.wrap_v2 = true;
+	ops = wrap_ops(&e);
+	ck_assert_int_eq(ops.version, 2);
+	rc = store_open_ops(&s, &ops, &e.opts, e.base, 1, NULL, err, sizeof(err));
+	ck_assert_msg(rc == 0, "store_open_ops over %s: %s", e.name, err);
+	f = open_memstream(&buf, &len);
+	ck_assert_ptr_nonnull(f);
+	{
+		struct cairn_store_visitor v = {f,          v_session,  v_sub,     v_message,
+						v_delivery, v_inflight, v_retained};
+
+		rc = store_load(s, &v);
+	}
+	fclose(f);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_str_eq(buf, "session c1 user=- pid=2 will=w:\"x\":q0:r0 conn=0 expiry=never\n"
+			      "sub c1 a q1\n"
+			      "msg 1 a \"p\" q1 r0\n"
+			      "delivery c1 seq=1 msg=1 pid=3 q1 sent\n"
+			      "inflight c1 8\n"
+			      "retained r \"p\" q1\n");
+	free(buf);
+	store_close(s);
 	env_cleanup(&e);
 }
 END_TEST
@@ -2251,6 +2405,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_flush_and_close, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_flush_failing, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_staging_refused, 0, nbackends);
+	tcase_add_loop_test(tc, t_v2_backend_load, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_outage_coalesces, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_fault_every_op, 0, nbackends);
 	tcase_add_loop_test(tc, t_capabilities, 0, nbackends);
