@@ -916,7 +916,7 @@ static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *
 			"sqlite: %s: schema created at version %d", st->path, SQ_SCHEMA_VERSION);
 	else
 		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
-			"sqlite: %s: schema migrated from version %d to %d", st->path, version,
+			"sqlite: %s: migrated from schema version %d to %d", st->path, version,
 			SQ_SCHEMA_VERSION);
 	return 0;
 sqlerr:
