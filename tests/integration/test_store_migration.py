@@ -1,6 +1,6 @@
 """Stores written by cairn 0.1 (SQLite and LMDB schema 1, Redis schema 1;
-tests/fixtures/store-0.1, made by its make_fixtures.py) open with this
-cairn: the migration to the current schema is logged and written (one
+tests/fixtures/store-0.1, made by its make_fixtures.py), and copies of them
+turned into schema 2 stores, open with this cairn: the migration to the current schema is logged and written (one
 transaction, so a 0.1 broker would refuse the store as newer), every
 record comes back with the values 0.1 stored and the defaults of the MQTT
 5.0 fields, and a broker started on the migrated store restores the
@@ -183,18 +183,42 @@ def _copy_fixture(ctx, backend):
                                     persistence_location=d), version)
 
 
+def _to_schema_2(backend, store):
+    """Turn a copy of a 0.1 fixture into what a schema 2 cairn (the one
+    before the MQTT 5.0 fields) would have left: SQLite gains the dropped
+    column (fx-sub lost 5 messages), LMDB only its version number (schema
+    2 wrote the same records)."""
+    d = store.split(":", 1)[1]
+    if backend == "sqlite":
+        r = subprocess.run(["sqlite3", os.path.join(d, "cairn.db"),
+                            "ALTER TABLE sessions ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;"
+                            "UPDATE sessions SET dropped = 5 WHERE client_id = 'fx-sub';"
+                            "UPDATE schema_version SET version = 2"],
+                           capture_output=True, timeout=10)
+    else:
+        r = subprocess.run(["mdb_load", "-T", "-s", "meta", d],
+                           input=b"schema_version\n\\00\\00\\00\\02\n",
+                           capture_output=True, timeout=10)
+    check(r.returncode == 0, "making a schema 2 %s store: %s" % (backend, r.stderr))
+
+
 def _check_migration(ctx, backend, old, new):
     tool = _tool()
     store, opts, version = _copy_fixture(ctx, backend)
+    want = [dict(r) for r in WANT]
+    if old == 2:
+        _to_schema_2(backend, store)
+        if backend == "sqlite":
+            want[1]["dropped"] = 5
     check(version() == old, "the %s fixture is not at schema %d" % (backend, old))
     recs, err = _dump(tool, store)
     check("migrated from schema version %d to %d" % (old, new) in err,
           "%s: the migration is not logged: %r" % (backend, err))
     check(version() == new, "%s: schema version %r after the migration, want %d" %
           (backend, version(), new))
-    for got, want in zip(recs, WANT):
-        check(got == want, "%s: record\n%r\nwant\n%r" % (backend, got, want))
-    check(len(recs) == len(WANT), "%s: %d records, want %d" % (backend, len(recs), len(WANT)))
+    for got, w in zip(recs, want):
+        check(got == w, "%s: record\n%r\nwant\n%r" % (backend, got, w))
+    check(len(recs) == len(want), "%s: %d records, want %d" % (backend, len(recs), len(want)))
     recs2, err = _dump(tool, store)
     check(recs2 == recs and "migrated" not in err,
           "%s: a second open migrated again or read otherwise: %r" % (backend, err))
@@ -272,6 +296,20 @@ def test_store_0_1_lmdb_migrates(ctx):
 
 
 test_store_0_1_lmdb_migrates.timeout = 40
+
+
+def test_store_schema_2_sqlite_migrates(ctx):
+    _check_migration(ctx, "sqlite", 2, 3)
+
+
+test_store_schema_2_sqlite_migrates.timeout = 40
+
+
+def test_store_schema_2_lmdb_migrates(ctx):
+    _check_migration(ctx, "lmdb", 2, 3)
+
+
+test_store_schema_2_lmdb_migrates.timeout = 40
 
 
 def test_store_0_1_redis_migrates(ctx):
