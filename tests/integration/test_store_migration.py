@@ -145,6 +145,13 @@ def _drop_redis_keys(port, prefix):
                    (port, prefix, port), shell=True, capture_output=True, timeout=10)
 
 
+def _copy_file(src, d):
+    """A writable copy (the source tree may be read-only, as in distcheck)."""
+    dst = os.path.join(d, os.path.basename(src))
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o600)
+
+
 def _copy_fixture(ctx, backend):
     """STORE argument, broker options and a function returning the schema
     version the store holds, for a fresh copy of one fixture."""
@@ -165,13 +172,13 @@ def _copy_fixture(ctx, backend):
     d = os.path.join(ctx.workdir, backend + "-0.1")
     os.makedirs(d)
     if backend == "sqlite":
-        shutil.copy(os.path.join(FIXTURES, "cairn.db"), d)
+        _copy_file(os.path.join(FIXTURES, "cairn.db"), d)
 
         def version():
             return int(sqlite_query(os.path.join(d, "cairn.db"),
                                     "SELECT version FROM schema_version")[0][0])
     else:
-        shutil.copy(os.path.join(FIXTURES, "lmdb", "data.mdb"), d)
+        _copy_file(os.path.join(FIXTURES, "lmdb", "data.mdb"), d)
 
         def version():
             # mdb_dump -p prints the key, then the value: the 4-byte
