@@ -264,6 +264,10 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 	union bk_rec *r = &op->rec;
 
 	op->kind = kind;
+	if (kind == BK_DELIVERY_DEL)
+		op->hi = ((const struct cairn_delivery_rec *)rec)->seq;
+	else if (kind == BK_MESSAGE_DEL)
+		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
 	switch (kind) {
 	case BK_SESSION_PUT:
 	case BK_SESSION_DEL: {
@@ -389,10 +393,66 @@ void bk_log_push(struct bk_log *log, struct bk_op *op)
 	log->n++;
 }
 
+static void bk_log_end_runs(struct bk_log *log)
+{
+	log->del_run = log->msg_run = NULL;
+}
+
+void bk_log_push_merge(struct bk_log *log, struct bk_op *op)
+{
+	struct bk_op *run;
+
+	switch (op->kind) {
+	case BK_DELIVERY_DEL:
+		run = log->del_run;
+		if (run != NULL && op->hi == run->hi + 1 && op->hi < log->del_limit &&
+		    strcmp(run->rec.delivery.client_id, op->rec.delivery.client_id) == 0) {
+			run->hi = op->hi;
+			bk_op_free(op);
+			return;
+		}
+		bk_log_push(log, op);
+		log->del_run = op;
+		log->del_limit = UINT64_MAX;
+		return;
+	case BK_MESSAGE_DEL:
+		run = log->msg_run;
+		if (run != NULL && op->hi == run->hi + 1 && op->hi < log->msg_limit) {
+			run->hi = op->hi;
+			bk_op_free(op);
+			return;
+		}
+		bk_log_push(log, op);
+		log->msg_run = op;
+		log->msg_limit = UINT64_MAX;
+		return;
+	case BK_DELIVERY_PUT:
+		run = log->del_run;
+		if (run != NULL && op->rec.delivery.seq < log->del_limit &&
+		    strcmp(run->rec.delivery.client_id, op->rec.delivery.client_id) == 0)
+			log->del_limit = op->rec.delivery.seq;
+		break;
+	case BK_MESSAGE_PUT:
+		if (log->msg_run != NULL && op->rec.msg.msg_id < log->msg_limit)
+			log->msg_limit = op->rec.msg.msg_id;
+		break;
+	case BK_SESSION_DEL:
+		/* It deletes the client's deliveries: a later delete must not
+		 * move before it, nor a run of another client's past a put
+		 * after it. Ending the run is the simple way to both. */
+		log->del_run = NULL;
+		break;
+	default:
+		break;
+	}
+	bk_log_push(log, op);
+}
+
 struct bk_op *bk_log_shift(struct bk_log *log)
 {
 	struct bk_op *op = log->head;
 
+	bk_log_end_runs(log);
 	if (op == NULL)
 		return NULL;
 	log->head = op->next;
@@ -413,6 +473,8 @@ void bk_log_clear(struct bk_log *log)
 
 void bk_log_prepend(struct bk_log *log, struct bk_log *from)
 {
+	bk_log_end_runs(log);
+	bk_log_end_runs(from);
 	if (from->head == NULL)
 		return;
 	from->tail->next = log->head;

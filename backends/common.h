@@ -111,6 +111,10 @@ union bk_rec {
 struct bk_op {
 	struct bk_op *next;
 	enum bk_op_kind kind;
+	/* A delivery delete covers the seqs rec.delivery.seq .. hi of its
+	 * client, a message delete the msg_ids rec.msg.msg_id .. hi (equal
+	 * but for a run merged by bk_log_push_merge); unused by other kinds. */
+	uint64_t hi;
 	union bk_rec rec;
 };
 
@@ -118,6 +122,13 @@ struct bk_op {
 struct bk_log {
 	struct bk_op *head, *tail;
 	size_t n;
+	/* bk_log_push_merge's open runs: the last delivery delete and message
+	 * delete that a following delete of the next key may extend, and the
+	 * first key it may not reach (a put of that key was staged after the
+	 * run, so deleting it in the run, before the put, would undo the
+	 * put). NULL when there is none; every other function resets them. */
+	struct bk_op *del_run, *msg_run;
+	uint64_t del_limit, msg_limit;
 };
 
 /*
@@ -139,6 +150,19 @@ struct bk_op *bk_log_shift(struct bk_log *log);
 void bk_log_clear(struct bk_log *log);
 /* Put every op of from, in order, in front of log's; from ends empty. */
 void bk_log_prepend(struct bk_log *log, struct bk_log *from);
+
+/*
+ * bk_log_push, merging a delivery delete of the seq after the last
+ * delivery delete's range (same client) into that op, and a message delete
+ * of the msg_id after the last message delete's range into that one (op
+ * is freed then). A client's PUBACKs, in order, then cost one range delete
+ * per run instead of one delete per message. Moving a delete earlier, past
+ * the ops staged between, is safe because a run stops before any key put
+ * after it and at a session delete: the batch leaves the store as the
+ * unmerged one would. For a backend that executes ranges (a plain
+ * bk_log_push log never holds one).
+ */
+void bk_log_push_merge(struct bk_log *log, struct bk_op *op);
 
 /* ---- the commit thread ---- */
 

@@ -1021,6 +1021,70 @@ START_TEST(t_deletes)
 }
 END_TEST
 
+/* Runs of deletes of consecutive keys, interleaved with puts of keys a run
+ * could reach: a backend may merge a run into one range delete
+ * (bk_log_push_merge), but never past a put of a key it would cover, nor
+ * across clients or a session delete. The result is the unmerged one's. */
+START_TEST(t_delete_runs)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	for (uint64_t i = 1; i <= 10; i++) {
+		put_msg(&e, st, i, "t", "p", 1, 1, false);
+		put_delivery(&e, st, "c1", i, i, 0, 1, 0);
+	}
+	for (uint64_t i = 1; i <= 3; i++)
+		put_delivery(&e, st, "c2", i, i, 0, 1, 0);
+	env_commit_ok(&e, st);
+
+	for (uint64_t i = 1; i <= 2; i++) {
+		ck_assert_int_eq(e.ops->delivery_delete(st, "c1", i), 0);
+		ck_assert_int_eq(e.ops->message_delete(st, i), 0);
+	}
+	/* A put of seq 4 after the run: seq 3 may join it, seq 4 may not. */
+	put_delivery(&e, st, "c1", 4, 4, 4, 1, 1);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 3), 0);
+	ck_assert_int_eq(e.ops->message_delete(st, 3), 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 4), 0);
+	ck_assert_int_eq(e.ops->message_delete(st, 4), 0);
+	put_msg(&e, st, 11, "t", "p", 1, 1, false);
+	put_delivery(&e, st, "c1", 11, 11, 0, 1, 0);
+	/* Another client's delete between two of c1's. */
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 1), 0);
+	for (uint64_t i = 5; i <= 10; i++) {
+		ck_assert_int_eq(e.ops->delivery_delete(st, "c1", i), 0);
+		ck_assert_int_eq(e.ops->message_delete(st, i), 0);
+	}
+	/* Seq 11 was put before this run started: deleting it in the run is
+	 * deleting it after the put, as staged. */
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 11), 0);
+	put_msg(&e, st, 12, "t", "p", 1, 1, false);
+	put_delivery(&e, st, "c1", 12, 12, 0, 1, 0);
+	/* Message 11 put again after the message run reached 10: its delete
+	 * must come after that put. */
+	put_msg(&e, st, 11, "t", "again", 5, 1, false);
+	ck_assert_int_eq(e.ops->message_delete(st, 11), 0);
+	/* A session delete ends c2's run; a put after it stays. */
+	ck_assert_int_eq(e.ops->session_delete(st, "c2"), 0);
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	put_delivery(&e, st, "c2", 2, 12, 0, 1, 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 3), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n"
+			"msg 12 t \"p\" q1 r0\n"
+			"delivery c1 seq=12 msg=12 pid=0 q1 queued\n"
+			"delivery c2 seq=2 msg=12 pid=0 q1 queued\n");
+	env_cleanup(&e);
+}
+END_TEST
+
 START_TEST(t_large_payloads)
 {
 	struct env e;
@@ -2407,6 +2471,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_batch_order, 0, nbackends);
 	tcase_add_loop_test(tc, t_session_delete_cascade, 0, nbackends);
 	tcase_add_loop_test(tc, t_deletes, 0, nbackends);
+	tcase_add_loop_test(tc, t_delete_runs, 0, nbackends);
 	tcase_add_loop_test(tc, t_large_payloads, 0, nbackends);
 	tcase_add_loop_test(tc, t_retained, 0, nbackends);
 	tcase_add_loop_test(tc, t_unwritable_location, 0, nbackends);
