@@ -330,20 +330,20 @@ def test_shared_and_plain_overlap_one_copy_each(ctx):
           "want one plain copy (QoS 1) and one per group (QoS 1, 0); got %r" % got)
 
 
-# covers: MQTT5-4.8.2-3
-def test_shared_durable_across_restart_sqlite(ctx):
-    """The membership is stored like any subscription (the $share filter in
-    the subscriptions table) and restored: after a restart an offline
-    persistent member's session queues its messages, and once back online
-    it gets its share beside another member."""
-    require_cairn("cairn's SQLite store")
-    b = ctx.durable_broker("sqlite")
+def _durable(ctx, backend):
+    """The membership is stored like any subscription and restored: after a
+    restart an offline persistent member's session queues its messages,
+    and once back online it gets its share beside another member; its
+    UNSUBSCRIBE leaves the group for good."""
+    require_cairn("cairn's persistence backends")
+    b = ctx.durable_broker(backend)
+    db = os.path.join(b.db_dir or "", "cairn.db")
     p = _raw(b.port, "du-p", clean=False)
     check(p.subscribe(1, [("$share/dg/du/#", 2)]) == [2], "SUBACK")
     p.disconnect()
-    rows = sqlite_query(os.path.join(b.db_dir, "cairn.db"),
-                        "SELECT filter, qos FROM subscriptions WHERE client_id = 'du-p'")
-    check(rows == [["$share/dg/du/#", "2"]], "stored subscription rows %r" % rows)
+    if backend == "sqlite":
+        rows = sqlite_query(db, "SELECT filter, qos FROM subscriptions WHERE client_id = 'du-p'")
+        check(rows == [["$share/dg/du/#", "2"]], "stored subscription rows %r" % rows)
     b.restart()
     pub = _raw(b.port, "du-pub")
     for i in range(3):
@@ -363,9 +363,28 @@ def test_shared_durable_across_restart_sqlite(ctx):
     p.send(unsubscribe_packet(2, ["$share/dg/du/#"]))
     p.expect(UNSUBACK)
     p.disconnect()
-    rows = sqlite_query(os.path.join(b.db_dir, "cairn.db"),
-                        "SELECT filter FROM subscriptions WHERE client_id = 'du-p'")
-    check(rows == [], "UNSUBSCRIBE left %r in the store" % rows)
+    m.disconnect()
+    if backend == "sqlite":
+        rows = sqlite_query(db, "SELECT filter FROM subscriptions WHERE client_id = 'du-p'")
+        check(rows == [], "UNSUBSCRIBE left %r in the store" % rows)
+    b.restart()
+    pub = _raw(b.port, "du-pub")
+    pub.publish("du/t", b"gone", qos=1, pid=1)
+    p = _raw(b.port, "du-p", clean=False)
+    check(_drain(p, 0.6) == [], "the membership came back after UNSUBSCRIBE and a restart")
+
+
+# covers: MQTT5-4.8.2-3
+def test_shared_durable_across_restart_sqlite(ctx):
+    _durable(ctx, "sqlite")
+
+
+def test_shared_durable_across_restart_lmdb(ctx):
+    _durable(ctx, "lmdb")
+
+
+def test_shared_durable_across_restart_redis(ctx):
+    _durable(ctx, "redis")
 
 
 def test_shared_acl_reads_the_filter(ctx):
