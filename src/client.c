@@ -23,6 +23,7 @@
 #include "router.h"
 #include "security.h"
 #include "server.h"
+#include "share.h"
 #include "store.h"
 #include "util.h"
 
@@ -831,6 +832,7 @@ void client_attach(struct client *c, struct conn *cn)
 {
 	c->conn = cn;
 	conn_set_owner(cn, client_ref(c));
+	share_session_online(c->shares, true); /* its groups may choose it first */
 }
 
 void client_detach(struct client *c, struct conn *cn, bool will_due)
@@ -838,6 +840,7 @@ void client_detach(struct client *c, struct conn *cn, bool will_due)
 	conn_set_owner(cn, NULL);
 	if (c->conn == cn) {
 		c->conn = NULL;
+		share_session_online(c->shares, false);
 		/* Everything in flight goes out again on the next connection. */
 		for (struct delivery *d = c->inflight.head; d; d = d->next)
 			d->written = false;

@@ -21,6 +21,7 @@ struct message;
 struct gate;
 struct event;
 struct sockaddr;
+struct share_member;
 
 /* One message owed to one session. */
 struct delivery {
@@ -100,6 +101,9 @@ struct client {
 	 * the session), as last logged, as last stored, and when last logged
 	 * (ms on the event base's clock). */
 	uint64_t dropped, dropped_logged, dropped_stored, drop_logged_ms;
+	/* Its memberships of shared subscription groups (share.c links
+	 * them; they follow its "$share/..." entries in subs). */
+	struct share_member *shares;
 };
 
 struct conn;

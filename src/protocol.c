@@ -284,11 +284,14 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 	struct codec_str f;
 	uint8_t qos;
 	while (codec_list_next(CODEC_SUBSCRIBE, l, &pos, &f, &qos)) {
-		if (topic_filter_validate(f.ptr, f.len) != 0) {
+		/* A shared subscription is held to the ACL by its filter. */
+		struct topic_subfilter sf;
+		if (topic_subfilter_parse(f.ptr, f.len, &sf) != 0) {
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
 			codes[n] = CODEC_SUBACK_FAILURE;
-		} else if (av != NULL && !acl_view_may_subscribe(av, f.ptr, f.len, NULL)) {
+		} else if (av != NULL &&
+			   !acl_view_may_subscribe(av, sf.filter, sf.filter_len, NULL)) {
 			/* Nothing the filter can match is readable. */
 			srv->stats.acl_denied++;
 			log_write(
@@ -315,8 +318,11 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 		w = gate_wait_new(c, suback, (size_t)len, gate);
 	else
 		conn_write(c->conn, suback, (size_t)len);
+	/* No retained messages for a shared subscription: only a new
+	 * non-shared one is sent them (MQTT 5.0 3.3.1.3, 4.8.2). */
 	for (uint32_t i = 0; i < n; i++)
-		if (codes[i] != CODEC_SUBACK_FAILURE)
+		if (codes[i] != CODEC_SUBACK_FAILURE &&
+		    !topic_is_shared(granted[i].ptr, granted[i].len))
 			router_send_retained(srv->router, c, granted[i].ptr, granted[i].len,
 					     codes[i], gate);
 	if (w) {

@@ -63,7 +63,7 @@ static int restore_sub(void *arg, const struct cairn_sub_rec *r)
 	struct restore *rs = arg;
 	struct client *c = server_get_known_client(rs->srv, r->client_id, strlen(r->client_id));
 	size_t len = strlen(r->filter);
-	if (!c || topic_filter_validate(r->filter, len) != 0 || r->qos > 2)
+	if (!c || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
 		return 0; /* a row without its session or with a bad filter: skip */
 	client_add_sub(c, r->filter, len, r->qos);
 	rs->subs++;

@@ -17,6 +17,7 @@
 #include "message.h"
 #include "retain.h"
 #include "security.h"
+#include "share.h"
 #include "store.h"
 #include "topic.h"
 #include "util.h"
@@ -28,8 +29,14 @@ struct router {
 	uint64_t gen;         /* the current walk, to de-duplicate matches */
 	struct client **hits; /* sessions matched by the current walk */
 	size_t nhits, cap;
-	bool busy; /* a walk is running: routing does not recurse */
+	bool busy;                /* a walk is running: routing does not recurse */
+	struct share_set *shares; /* shared subscriptions ($share/GROUP/FILTER) */
 };
+
+static bool router_session_online(void *session)
+{
+	return client_is_connected(session);
+}
 
 struct router *router_new(struct store *st)
 {
@@ -37,6 +44,7 @@ struct router *router_new(struct store *st)
 	r->subs = topic_tree_new();
 	r->retained = retain_tree_new();
 	r->store = st;
+	r->shares = share_set_new(router_session_online);
 	return r;
 }
 
@@ -53,18 +61,43 @@ void router_free(struct router *r)
 	retain_tree_foreach(r->retained, router_release_retained, NULL);
 	retain_tree_free(r->retained);
 	topic_tree_free(r->subs);
+	share_set_free(r->shares);
 	free(r->hits);
 	free(r);
+}
+
+/*
+ * A "$share/GROUP/FILTER" subscription joins or leaves its group instead of
+ * the trie. Returns false for any other filter. One that fails to parse
+ * (the callers validate first) is ignored.
+ */
+static bool router_share_subscribe(struct router *r, const char *filter, size_t len,
+				   struct client *c, uint8_t qos, bool join)
+{
+	struct topic_subfilter sf;
+	if (!topic_is_shared(filter, len))
+		return false;
+	if (topic_subfilter_parse(filter, len, &sf) != TOPIC_OK)
+		return true;
+	if (join)
+		share_join(r->shares, &sf, c, &c->shares, qos, !c->clean);
+	else
+		share_leave(r->shares, &sf, c);
+	return true;
 }
 
 void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
 		      uint8_t qos)
 {
+	if (router_share_subscribe(r, filter, len, c, qos, true))
+		return;
 	topic_tree_insert(r->subs, filter, len, c, qos);
 }
 
 void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c)
 {
+	if (router_share_subscribe(r, filter, len, c, 0, false))
+		return;
 	topic_tree_remove(r->subs, filter, len, c);
 }
 
@@ -120,6 +153,42 @@ static bool router_set_retained(struct router *r, struct message *msg)
 	return true;
 }
 
+/* A shared group's chosen member gets a copy of its own, at the QoS of
+ * its shared subscription capped by the published QoS [MQTT5-4.8.2-3]. */
+static uint8_t router_pick_qos(const struct share_pick *p, const struct message *msg)
+{
+	return p->qos < msg->qos ? p->qos : msg->qos;
+}
+
+/* Whether a pick of share_route() is a delivery the store must hold. */
+static bool router_picks_stored(const struct share_pick *picks, size_t n, const struct message *msg)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct client *c = picks[i].session;
+		if (router_pick_qos(&picks[i], msg) > 0 && !c->clean)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Deliver msg to each member that share_route() chose, besides (and
+ * independently of) the session's own non-shared match: a session that is
+ * both gets a copy for each. The gate's wait pumps each session once.
+ */
+static void router_deliver_picks(struct router *r, const struct share_pick *picks, size_t n,
+				 struct message *msg, struct gate *gate, struct gate_wait *w)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct client *c = picks[i].session;
+		client_deliver(c, msg, router_pick_qos(&picks[i], msg), false, gate);
+		if (w && c->match_gen != r->gen) {
+			c->match_gen = r->gen;
+			gate_wait_add_target(w, c);
+		}
+	}
+}
+
 bool router_publish(struct router *r, struct message *msg)
 {
 	bool staged = msg->retain && router_set_retained(r, msg);
@@ -129,11 +198,14 @@ bool router_publish(struct router *r, struct message *msg)
 	r->gen++;
 	r->nhits = 0;
 	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
+	const struct share_pick *picks;
+	size_t npicks = share_route(r->shares, msg->topic, msg->topic_len, &picks);
 
 	/* A QoS 1/2 delivery to a persistent session is stored first. */
 	bool must_store = staged;
 	for (size_t i = 0; i < r->nhits && !must_store; i++)
 		must_store = router_qos(r->hits[i], msg) > 0 && !r->hits[i]->clean;
+	must_store = must_store || router_picks_stored(picks, npicks, msg);
 
 	struct gate *gate = must_store ? gate_new() : NULL;
 	struct gate_wait *w = must_store ? gate_wait_new(NULL, NULL, 0, gate) : NULL;
@@ -143,6 +215,7 @@ bool router_publish(struct router *r, struct message *msg)
 		if (w)
 			gate_wait_add_target(w, c);
 	}
+	router_deliver_picks(r, picks, npicks, msg, gate, w);
 	if (w) {
 		gate_wait_submit(w, r->store);
 		gate_unref(gate);

@@ -23,7 +23,9 @@ struct router *router_new(struct store *st);
  * unsubscribed (router_unsubscribe) before. */
 void router_free(struct router *r);
 
-/* Add c to filter at qos (replacing c's earlier QoS there), or remove it. */
+/* Add c to filter at qos (replacing c's earlier QoS there), or remove it.
+ * A filter "$share/GROUP/FILTER" (valid: topic_subfilter_parse()) makes c
+ * a member of that shared group instead (share.c), or ends it. */
 void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
 		      uint8_t qos);
 void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c);
