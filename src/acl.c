@@ -50,8 +50,38 @@ struct acl_inode {
 	uint32_t pat, lev; /* a template child: the pattern and level it stands for */
 	uint32_t *ends;    /* the rules (indexes) whose last level is this node */
 	uint32_t nends, capends;
+	/* With many literal children: their children by level, so that a
+	 * filter's `+` followed by a literal level skips the children that
+	 * have nothing for that level (see acl_gc_build()); else NULL. */
+	struct acl_gc *gc;
 	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
 };
+
+/* A list of index nodes, filed in a levelmap table by a level's text. */
+struct acl_glist {
+	struct levelmap_node lm;
+	struct acl_inode **v;
+	uint32_t n, cap;
+};
+
+/*
+ * The grandchild index of a node n: the children of n's literal children
+ * (not of its `+` or template children, which a walk takes one by one),
+ * gathered by what they are. A filter with `+` at n's level and a literal
+ * level L after it meets, below n, exactly the `#` grandchildren, the `+`
+ * grandchildren, the literal grandchildren L and the template grandchildren
+ * that are L for the client: the walk takes those lists instead of every
+ * child. Each grandchild is in one list, so the index costs a pointer per
+ * node of the trie.
+ */
+struct acl_gc {
+	struct acl_glist *lits;            /* a holder: literal grandchildren by level */
+	struct acl_glist *tmpls;           /* a holder: template grandchildren by text */
+	struct acl_glist *hashes, *pluses; /* the '#' and '+' grandchildren (v only) */
+};
+
+/* A node gets a grandchild index from this many literal children on. */
+#define ACL_GC_MIN 8
 
 /*
  * The rules of one `user` block. Blocks are found by username in a levelmap
@@ -176,6 +206,118 @@ static struct acl_inode *acl_inode_new(struct acl_inode *parent, const char *seg
 	return n;
 }
 
+static struct acl_glist *acl_glist_new(struct acl_glist *holder, const char *seg, size_t len,
+				       uint32_t hv)
+{
+	return levelmap_node_new(sizeof(struct acl_glist), holder ? &holder->lm : NULL, seg, len,
+				 hv);
+}
+
+static void acl_glist_push(struct acl_glist *l, struct acl_inode *n)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 2;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = n;
+}
+
+/* Add n to the list filed under its own level text in holder's table. */
+static void acl_glist_file(struct acl_glist *holder, struct acl_inode *n)
+{
+	struct acl_glist *l =
+	    (struct acl_glist *)levelmap_find(&holder->lm, n->lm.seg, n->lm.seglen, n->lm.hv);
+
+	if (l == NULL) {
+		l = acl_glist_new(holder, n->lm.seg, n->lm.seglen, n->lm.hv);
+		levelmap_add(&holder->lm, &l->lm);
+	}
+	acl_glist_push(l, n);
+}
+
+static void acl_glist_free(struct levelmap_node *m, struct levelmap_vec *stack)
+{
+	struct acl_glist *l = (struct acl_glist *)m;
+
+	(void)stack;
+	free(l->v);
+	levelmap_node_cleanup(&l->lm);
+	free(l);
+}
+
+static void acl_gc_free(struct acl_gc *gc)
+{
+	if (gc == NULL)
+		return;
+	levelmap_tree_free(&gc->lits->lm, acl_glist_free);
+	levelmap_tree_free(&gc->tmpls->lm, acl_glist_free);
+	acl_glist_free(&gc->hashes->lm, NULL);
+	acl_glist_free(&gc->pluses->lm, NULL);
+	free(gc);
+}
+
+/* The grandchild index of n (which has literal children). */
+static struct acl_gc *acl_gc_build(const struct acl_inode *n)
+{
+	struct acl_gc *gc = xmalloc(sizeof(*gc));
+
+	gc->lits = acl_glist_new(NULL, "", 0, 0);
+	gc->tmpls = acl_glist_new(NULL, "", 0, 0);
+	gc->hashes = acl_glist_new(NULL, "", 0, 0);
+	gc->pluses = acl_glist_new(NULL, "", 0, 0);
+	for (uint32_t i = 0; i < n->lm.nslots; i++) {
+		const struct acl_inode *c = (const struct acl_inode *)n->lm.slots[i];
+
+		if (c == NULL)
+			continue;
+		if (c->hash != NULL)
+			acl_glist_push(gc->hashes, c->hash);
+		if (c->plus != NULL)
+			acl_glist_push(gc->pluses, c->plus);
+		for (uint32_t j = 0; j < c->lm.nslots; j++)
+			if (c->lm.slots[j] != NULL)
+				acl_glist_file(gc->lits, (struct acl_inode *)c->lm.slots[j]);
+		for (uint32_t j = 0; c->tmpls != NULL && j < c->tmpls->lm.nslots; j++)
+			if (c->tmpls->lm.slots[j] != NULL)
+				acl_glist_file(gc->tmpls,
+					       (struct acl_inode *)c->tmpls->lm.slots[j]);
+	}
+	return gc;
+}
+
+/*
+ * Give every node of the index at root with at least ACL_GC_MIN literal
+ * children its grandchild index, once all the rules are in. Only the
+ * read indexes need them: a deny walk never takes every child.
+ */
+static void acl_index_finish(struct acl_inode *root)
+{
+	struct levelmap_vec st;
+
+	if (root == NULL)
+		return;
+	levelmap_vec_init(&st);
+	levelmap_vec_push(&st, &root->lm);
+	while (st.n > 0) {
+		struct acl_inode *n = (struct acl_inode *)st.v[--st.n];
+
+		if (n->lm.nchildren >= ACL_GC_MIN)
+			n->gc = acl_gc_build(n);
+		for (uint32_t i = 0; i < n->lm.nslots; i++)
+			if (n->lm.slots[i] != NULL)
+				levelmap_vec_push(&st, n->lm.slots[i]);
+		if (n->plus != NULL)
+			levelmap_vec_push(&st, &n->plus->lm);
+		for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++)
+			if (n->tmpls->lm.slots[i] != NULL)
+				levelmap_vec_push(&st, n->tmpls->lm.slots[i]);
+		for (uint32_t i = 0; n->dollars != NULL && i < n->dollars->lm.nslots; i++)
+			if (n->dollars->lm.slots[i] != NULL)
+				levelmap_vec_push(&st, n->dollars->lm.slots[i]);
+	}
+	levelmap_vec_cleanup(&st);
+}
+
 static void acl_inode_free(struct levelmap_node *m, struct levelmap_vec *stack)
 {
 	struct acl_inode *n = (struct acl_inode *)m;
@@ -189,6 +331,7 @@ static void acl_inode_free(struct levelmap_node *m, struct levelmap_vec *stack)
 	if (n->dollars != NULL)
 		levelmap_vec_push(stack, &n->dollars->lm);
 	free(n->ends);
+	acl_gc_free(n->gc);
 	levelmap_node_cleanup(&n->lm);
 	free(n);
 }
@@ -684,6 +827,12 @@ int acl_parse(const char *name, const char *text, size_t len, struct acl **out, 
 		p = nl ? nl + 1 : end;
 	}
 	acl_index_patterns(a);
+	acl_index_finish(a->anon->sgrants);
+	for (uint32_t i = 0; i < a->users->lm.nslots; i++)
+		if (a->users->lm.slots[i] != NULL)
+			acl_index_finish(((struct acl_block *)a->users->lm.slots[i])->sgrants);
+	for (int i = 0; i < 4; i++)
+		acl_index_finish(a->sgrants[i]);
 	*out = a;
 	return ACL_OK;
 }
@@ -877,44 +1026,6 @@ static void acl_query_visit(void *arg, void *subscriber, uint8_t access)
 {
 	(void)access;
 	acl_query_pattern(arg, (size_t)(uintptr_t)subscriber - 1);
-}
-
-bool acl_check(const struct acl *a, const char *client_id, const char *username, const char *topic,
-	       size_t topic_len, enum acl_access access)
-{
-	const struct acl_block *b;
-	struct acl_query q;
-	struct acl_who w;
-	uint8_t mask = 0;
-
-	if (a == NULL || topic == NULL || topic_len == 0)
-		return false;
-	acl_who_init(&w, client_id, username);
-	b = acl_block_of(a, &w);
-	if (b != NULL)
-		topic_tree_match(b->tree, topic, topic_len, acl_collect, &mask);
-	if (mask & ACL_DENY_BIT)
-		return false;
-	for (size_t i = 0; i < a->ndenies; i++) {
-		const struct acl_pattern *p = &a->patterns[a->denies[i]];
-		enum acl_fit fit = acl_pattern_fit(p, &w);
-
-		if (fit == ACL_FIT_UNUSABLE ||
-		    (fit == ACL_FIT_OK && acl_pattern_matches(p, &w, topic, topic_len)))
-			return false;
-	}
-	if (mask & access)
-		return true;
-	q.a = a;
-	q.w = &w;
-	q.topic = topic;
-	q.tlen = topic_len;
-	q.access = (uint8_t)access;
-	q.granted = false;
-	topic_tree_match(a->pgrants, topic, topic_len, acl_query_visit, &q);
-	for (size_t i = 0; i < a->nodd; i++)
-		acl_query_pattern(&q, a->odd[i]);
-	return q.granted;
 }
 
 /* ---- the subscribe decision ---- */
@@ -1130,26 +1241,6 @@ static bool acl_template_usable(const struct acl_walk *k, const struct acl_inode
 			       (p->lead == ACL_PIECE_USER && w->user[0] == '$'));
 }
 
-/* Push every child of n that may lead to a grant, for a wildcard level of
- * the filter: wildcards, usable templates and literals, but at the root
- * none that starts with '$'. */
-static void acl_push_children(struct levelmap_vec *st, const struct acl_walk *k,
-			      const struct acl_inode *n)
-{
-	if (n->plus != NULL)
-		levelmap_vec_push(st, &n->plus->lm);
-	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
-		struct levelmap_node *c = n->tmpls->lm.slots[i];
-
-		if (c != NULL && (n->depth > 0 || c->seg[0] != '$') &&
-		    acl_template_usable(k, (const struct acl_inode *)c))
-			levelmap_vec_push(st, c);
-	}
-	for (uint32_t i = 0; i < n->lm.nslots; i++)
-		if (n->lm.slots[i] != NULL)
-			levelmap_vec_push(st, n->lm.slots[i]);
-}
-
 /* Push the templates of n that are the level sp for this client. */
 static void acl_push_templates(struct levelmap_vec *st, const struct acl_walk *k,
 			       const struct acl_inode *n, const struct acl_span *sp)
@@ -1334,26 +1425,187 @@ static int acl_walk_bound(const struct acl_inode *n, const struct acl_span *f, i
 }
 
 /*
+ * A step of a grant walk: a node to look at, or a run of nodes still to
+ * take (the literal children of a node, or a list of a grandchild index),
+ * taken one at a time, so that a walk that finds a grant early has not
+ * paid for the rest of a level with thousands of children.
+ */
+enum acl_step_kind {
+	ACL_STEP_NODE, /* n */
+	ACL_STEP_KIDS, /* the literal children of n, from slot pos */
+	ACL_STEP_LIST, /* v[pos..end) */
+};
+
+struct acl_step {
+	const struct acl_inode *n;
+	struct acl_inode *const *v;
+	uint32_t pos, end;
+	uint8_t kind;
+};
+
+#define ACL_STEPS_INLINE 32
+
+/* The walk's stack: in caller storage until it outgrows it. */
+struct acl_steps {
+	struct acl_step *v;
+	size_t n, cap;
+	struct acl_step inl[ACL_STEPS_INLINE];
+};
+
+static void acl_steps_init(struct acl_steps *st)
+{
+	st->v = st->inl;
+	st->n = 0;
+	st->cap = ACL_STEPS_INLINE;
+}
+
+static void acl_steps_cleanup(struct acl_steps *st)
+{
+	if (st->v != st->inl)
+		free(st->v);
+}
+
+static void acl_steps_push(struct acl_steps *st, uint8_t kind, const struct acl_inode *n,
+			   struct acl_inode *const *v, uint32_t end)
+{
+	if (st->n == st->cap) {
+		size_t cap = st->cap * 2;
+		struct acl_step *nv = xmalloc(cap * sizeof(*nv));
+
+		memcpy(nv, st->v, st->n * sizeof(*nv));
+		acl_steps_cleanup(st);
+		st->v = nv;
+		st->cap = cap;
+	}
+	st->v[st->n++] = (struct acl_step){.n = n, .v = v, .pos = 0, .end = end, .kind = kind};
+}
+
+static void acl_steps_node(struct acl_steps *st, const struct acl_inode *n)
+{
+	acl_steps_push(st, ACL_STEP_NODE, n, NULL, 0);
+}
+
+/* The next node the walk takes, or NULL when it is done. */
+static const struct acl_inode *acl_steps_next(struct acl_steps *st)
+{
+	while (st->n > 0) {
+		struct acl_step *s = &st->v[st->n - 1];
+
+		if (s->kind == ACL_STEP_NODE) {
+			st->n--;
+			return s->n;
+		}
+		if (s->kind == ACL_STEP_LIST) {
+			if (s->pos < s->end)
+				return s->v[s->pos++];
+			st->n--;
+			continue;
+		}
+		while (s->pos < s->end) {
+			const struct levelmap_node *c = s->n->lm.slots[s->pos++];
+
+			if (c != NULL)
+				return (const struct acl_inode *)c;
+		}
+		st->n--;
+	}
+	return NULL;
+}
+
+/* Take the children of n that are not literal and may lead to a grant,
+ * for a wildcard level of the filter: `+` and the usable templates, but at
+ * the root none that starts with '$'. */
+static void acl_take_wild_children(struct acl_steps *st, const struct acl_walk *k,
+				   const struct acl_inode *n)
+{
+	if (n->plus != NULL)
+		acl_steps_node(st, n->plus);
+	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
+		struct levelmap_node *c = n->tmpls->lm.slots[i];
+
+		if (c != NULL && (n->depth > 0 || c->seg[0] != '$') &&
+		    acl_template_usable(k, (const struct acl_inode *)c))
+			acl_steps_node(st, (const struct acl_inode *)c);
+	}
+}
+
+/* Take every child of n that may lead to a grant, for a wildcard level of
+ * the filter: as above, and the literal children (at the root, those that
+ * start with '$' are apart and left out). */
+static void acl_take_children(struct acl_steps *st, const struct acl_walk *k,
+			      const struct acl_inode *n)
+{
+	acl_take_wild_children(st, k, n);
+	if (n->lm.nchildren > 0)
+		acl_steps_push(st, ACL_STEP_KIDS, n, NULL, n->lm.nslots);
+}
+
+/* Take the templates of n that are the level sp for this client. */
+static void acl_take_templates(struct acl_steps *st, const struct acl_walk *k,
+			       const struct acl_inode *n, const struct acl_span *sp)
+{
+	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
+		struct levelmap_node *c = n->tmpls->lm.slots[i];
+
+		if (c != NULL && acl_template_is(k, (const struct acl_inode *)c, sp))
+			acl_steps_node(st, (const struct acl_inode *)c);
+	}
+}
+
+/*
+ * For a `+` of the filter at n's level followed by the literal level sp
+ * (hashed to hv): what every literal child c of n would do with sp, from
+ * n's grandchild index. c grants through a `#` below it, and goes on to its
+ * `+` child, its literal child sp and its templates that are sp for the
+ * client; the lists hold exactly those, so the children that have none of
+ * them cost nothing. Returns true when a `#` grandchild grants.
+ */
+static bool acl_take_grandchildren(struct acl_steps *st, const struct acl_walk *k,
+				   const struct acl_gc *gc, bool patterns, const struct acl_span *f,
+				   int nf, int i)
+{
+	const struct acl_glist *l;
+
+	for (uint32_t j = 0; j < gc->hashes->n; j++)
+		if (acl_grant_any(k, patterns, gc->hashes->v[j], f, nf))
+			return true;
+	if (gc->pluses->n > 0)
+		acl_steps_push(st, ACL_STEP_LIST, NULL, gc->pluses->v, gc->pluses->n);
+	l = (const struct acl_glist *)levelmap_find(&gc->lits->lm, f[i].s, f[i].n, k->fh[i]);
+	if (l != NULL)
+		acl_steps_push(st, ACL_STEP_LIST, NULL, l->v, l->n);
+	/* Templates of one text are one level for the client: one test each. */
+	for (uint32_t j = 0; j < gc->tmpls->lm.nslots; j++) {
+		l = (const struct acl_glist *)gc->tmpls->lm.slots[j];
+		if (l != NULL && acl_template_is(k, l->v[0], &f[i]))
+			acl_steps_push(st, ACL_STEP_LIST, NULL, l->v, l->n);
+	}
+	return false;
+}
+
+/*
  * Does some read rule filed in the index at root leave part of the filter
  * f readable? The walk follows f level by level and visits only the rules
  * whose filter can intersect it: a `#` at any depth it reaches; for a
  * literal level of f, `+` and the equal literal or template; for a `+`,
- * every child; at the end of f, the rules of its length; from a trailing
- * `#` of f on, everything below. Each is then intersected for real.
+ * every child (or, followed by a literal level, only the grandchildren
+ * that can meet it, from the grandchild index); at the end of f, the rules
+ * of its length; from a trailing `#` of f on, everything below. Each is
+ * then intersected for real.
  */
 static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, bool patterns,
 			   const struct acl_span *f, int nf)
 {
 	bool tail = acl_span_is(&f[nf - 1], '#');
-	struct levelmap_vec st;
+	const struct acl_inode *n;
+	struct acl_steps st;
 	bool ok = false;
 
 	if (root == NULL)
 		return false;
-	levelmap_vec_init(&st);
-	levelmap_vec_push(&st, &root->lm);
-	while (!ok && st.n > 0) {
-		const struct acl_inode *n = (const struct acl_inode *)st.v[--st.n];
+	acl_steps_init(&st);
+	acl_steps_node(&st, root);
+	while (!ok && (n = acl_steps_next(&st)) != NULL) {
 		int i = (int)n->depth;
 		struct levelmap_node *c;
 
@@ -1373,7 +1625,7 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 		}
 		if (tail && i >= nf - 1) {
 			ok = acl_grant_any(k, patterns, n, f, nf);
-			acl_push_children(&st, k, n);
+			acl_take_children(&st, k, n);
 			continue;
 		}
 		if (i == nf) {
@@ -1381,17 +1633,26 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 			continue;
 		}
 		if (acl_span_is(&f[i], '+')) {
-			acl_push_children(&st, k, n);
+			if (n->gc != NULL && i + 1 < nf && !acl_span_is(&f[i + 1], '+') &&
+			    !acl_span_is(&f[i + 1], '#')) {
+				/* The children's own walk would see no bound
+				 * (their level of f is literal): skip to what
+				 * they would take. */
+				acl_take_wild_children(&st, k, n);
+				ok = acl_take_grandchildren(&st, k, n->gc, patterns, f, nf, i + 1);
+				continue;
+			}
+			acl_take_children(&st, k, n);
 			continue;
 		}
 		if (n->plus != NULL)
-			levelmap_vec_push(&st, &n->plus->lm);
+			acl_steps_node(&st, n->plus);
 		c = acl_inode_find(n, &f[i], k->fh[i]);
 		if (c != NULL)
-			levelmap_vec_push(&st, c);
-		acl_push_templates(&st, k, n, &f[i]);
+			acl_steps_node(&st, (const struct acl_inode *)c);
+		acl_take_templates(&st, k, n, &f[i]);
 	}
-	levelmap_vec_cleanup(&st);
+	acl_steps_cleanup(&st);
 	return ok;
 }
 
@@ -1564,4 +1825,130 @@ bool acl_view_may_subscribe(struct acl_view *v, const char *filter, size_t len,
 	m->granted = ok;
 	v->count++;
 	return ok;
+}
+
+/* ---- the per-message check's deny patterns ---- */
+
+/* Does some deny pattern filed at node n apply to the client? Asked once
+ * acl_denies_all() said no, so each fits the client or, using %u for an
+ * anonymous client, skips it. */
+static bool acl_deny_ends(const struct acl *a, const struct acl_who *w, const struct acl_inode *n)
+{
+	for (uint32_t i = 0; n != NULL && i < n->nends; i++)
+		if (!(a->patterns[n->ends[i]].uses_u && w->user == NULL))
+			return true;
+	return false;
+}
+
+/*
+ * Does a deny pattern match the topic t[0..nt)? The walk follows the topic
+ * through the index of deny patterns, substituting the client's values in
+ * the template levels as it compares them: `#` at any depth it reaches, `+`
+ * and the equal literal or template at each level, the patterns of the
+ * topic's length at its end. A wildcard first level never meets a '$'
+ * topic. Every path the walk takes has matched the topic so far, so a
+ * pattern it reaches the end of matches: nothing is compared again.
+ */
+static bool acl_topic_denied(const struct acl *a, const struct acl_who *w, const struct acl_span *t,
+			     int nt, struct acl_sub_cost *cost)
+{
+	bool dollar = t[0].n > 0 && t[0].s[0] == '$', in = false;
+	struct acl_walk k = {.a = a, .w = w, .cost = cost};
+	uint32_t th[TOPIC_MAX_LEVELS];
+	struct levelmap_vec st;
+
+	for (int i = 0; i < nt; i++)
+		th[i] = levelmap_hash(t[i].s, t[i].n);
+	levelmap_vec_init(&st);
+	levelmap_vec_push(&st, &a->sdenies->lm);
+	while (!in && st.n > 0) {
+		const struct acl_inode *n = (const struct acl_inode *)st.v[--st.n];
+		int i = (int)n->depth;
+		bool wild = i > 0 || !dollar;
+		struct levelmap_node *c;
+
+		cost->nodes++;
+		if (wild && acl_deny_ends(a, w, n->hash)) {
+			in = true;
+			break;
+		}
+		if (i == nt) {
+			in = acl_deny_ends(a, w, n);
+			continue;
+		}
+		if (wild && n->plus != NULL)
+			levelmap_vec_push(&st, &n->plus->lm);
+		c = acl_inode_find(n, &t[i], th[i]);
+		if (c != NULL)
+			levelmap_vec_push(&st, c);
+		acl_push_templates(&st, &k, n, &t[i]);
+	}
+	levelmap_vec_cleanup(&st);
+	return in;
+}
+
+/* The same, one pattern at a time: only for a topic of more levels than a
+ * valid one has (acl_split() fails), which the broker never asks about. */
+static bool acl_topic_denied_slowly(const struct acl *a, const struct acl_who *w, const char *topic,
+				    size_t topic_len)
+{
+	for (size_t i = 0; i < a->ndenies; i++) {
+		const struct acl_pattern *p = &a->patterns[a->denies[i]];
+
+		if (acl_pattern_fit(p, w) == ACL_FIT_OK &&
+		    acl_pattern_matches(p, w, topic, topic_len))
+			return true;
+	}
+	return false;
+}
+
+bool acl_check_counted(const struct acl *a, const char *client_id, const char *username,
+		       const char *topic, size_t topic_len, enum acl_access access,
+		       struct acl_sub_cost *cost)
+{
+	struct acl_sub_cost ignored = {0};
+	const struct acl_block *b;
+	struct acl_query q;
+	struct acl_who w;
+	uint8_t mask = 0;
+
+	if (a == NULL || topic == NULL || topic_len == 0)
+		return false;
+	acl_who_init(&w, client_id, username);
+	b = acl_block_of(a, &w);
+	if (b != NULL)
+		topic_tree_match(b->tree, topic, topic_len, acl_collect, &mask);
+	if (mask & ACL_DENY_BIT)
+		return false;
+	if (a->sdenies != NULL) {
+		struct acl_span t[TOPIC_MAX_LEVELS];
+		int nt;
+
+		/* A deny pattern that needs a value the client cannot give
+		 * denies everything (acl_pattern_fit()). */
+		if (acl_denies_all(a, &w))
+			return false;
+		nt = acl_split(topic, topic_len, t);
+		if (nt > 0 ? acl_topic_denied(a, &w, t, nt, cost != NULL ? cost : &ignored)
+			   : acl_topic_denied_slowly(a, &w, topic, topic_len))
+			return false;
+	}
+	if (mask & access)
+		return true;
+	q.a = a;
+	q.w = &w;
+	q.topic = topic;
+	q.tlen = topic_len;
+	q.access = (uint8_t)access;
+	q.granted = false;
+	topic_tree_match(a->pgrants, topic, topic_len, acl_query_visit, &q);
+	for (size_t i = 0; i < a->nodd; i++)
+		acl_query_pattern(&q, a->odd[i]);
+	return q.granted;
+}
+
+bool acl_check(const struct acl *a, const char *client_id, const char *username, const char *topic,
+	       size_t topic_len, enum acl_access access)
+{
+	return acl_check_counted(a, client_id, username, topic, topic_len, access, NULL);
 }

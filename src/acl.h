@@ -54,6 +54,7 @@ enum acl_access {
 
 struct acl;
 struct acl_view;
+struct acl_sub_cost;
 
 /*
  * Load and check the ACL file at path. Parsing is strict: the first bad
@@ -85,10 +86,14 @@ size_t acl_rule_count(const struct acl *a);
 /*
  * May the client read (receive) or write (publish) topic? True only when
  * some rule that applies to the client grants that access and no deny rule
- * that applies to it matches. This is the per-message check: it allocates
- * nothing and costs a hash lookup of the username, a walk of that user's
- * rule trie and of the trie of granting patterns, and one comparison per
- * deny pattern (about 50-80 ns with 1,000 rules). A NULL ACL denies.
+ * that applies to it matches. This is the per-message check: it costs a
+ * hash lookup of the username, a walk of that user's rule trie, of the
+ * index of deny patterns (with the client's values compared in place, so
+ * only the branches that match the topic are taken) and of the trie of
+ * granting patterns: the topic's depth times the rules that match it,
+ * whatever the number of rules (about 50-100 ns with 1,000 rules or with
+ * 5,000 deny patterns). It allocates nothing unless a topic meets more
+ * than 32 branches of deny patterns at once. A NULL ACL denies.
  * @param client_id  NUL-terminated; the id the broker uses for the session
  *                   (the assigned one for an empty CONNECT id)
  * @param username   NUL-terminated, or NULL for an anonymous client
@@ -96,6 +101,14 @@ size_t acl_rule_count(const struct acl *a);
  */
 bool acl_check(const struct acl *a, const char *client_id, const char *username, const char *topic,
 	       size_t topic_len, enum acl_access access);
+
+/*
+ * As acl_check(), adding the index nodes its deny patterns' walk visited
+ * to cost->nodes (which the caller zeroes once; may be NULL).
+ */
+bool acl_check_counted(const struct acl *a, const char *client_id, const char *username,
+		       const char *topic, size_t topic_len, enum acl_access access,
+		       struct acl_sub_cost *cost);
 
 /*
  * May a SUBSCRIBE to filter be granted (true) or must it get 0x80 (false)?
