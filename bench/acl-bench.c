@@ -108,6 +108,11 @@ int main(void)
 		       "+/literal/x%d", 14000);
 	subscribe_case("6000 x `topic read devN/status/#`, `+/status/x` (granted)", text, "c1",
 		       "+/status/x%d", 14000);
+	n = 0;
+	for (int i = 1; i <= 6000; i++)
+		n += (size_t)snprintf(text + n, cap - n, "topic read dev%d/status/set\n", i);
+	subscribe_case("6000 x `topic read devN/status/set`, `+/+/temp` (refused)", text, "c1",
+		       "+/+/temp%d", 14000);
 
 	/* Patterns on the client id below literal siblings. */
 	n = 0;

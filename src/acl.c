@@ -50,9 +50,9 @@ struct acl_inode {
 	uint32_t pat, lev; /* a template child: the pattern and level it stands for */
 	uint32_t *ends;    /* the rules (indexes) whose last level is this node */
 	uint32_t nends, capends;
-	/* With many literal children: their children by level, so that a
-	 * filter's `+` followed by a literal level skips the children that
-	 * have nothing for that level (see acl_gc_build()); else NULL. */
+	/* With many literal children: what lies below them, by level, so
+	 * that a run of `+` in a filter skips the children that have nothing
+	 * for the level after it (see struct acl_gc); else NULL. */
 	struct acl_gc *gc;
 	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
 };
@@ -65,22 +65,33 @@ struct acl_glist {
 };
 
 /*
- * The grandchild index of a node n: the children of n's literal children
- * (not of its `+` or template children, which a walk takes one by one),
- * gathered by what they are. A filter with `+` at n's level and a literal
- * level L after it meets, below n, exactly the `#` grandchildren, the `+`
- * grandchildren, the literal grandchildren L and the template grandchildren
- * that are L for the client: the walk takes those lists instead of every
- * child. Each grandchild is in one list, so the index costs a pointer per
- * node of the trie.
+ * The descendant index of a node n, for a filter whose levels at n's level
+ * and below are a run of `+`. P(j) is the set of nodes j levels below n
+ * reached through literal levels only; level j-1 of the index describes
+ * P(j): its nodes by level text (lits, from j = 2 on: P(1) is n's own
+ * table), the `#`, `+` and template children of its nodes (templates by
+ * text: one text is one level for the client, one test for all) and those
+ * of its nodes where rules end. A run of r `+` followed by a literal level
+ * L meets exactly: the `#` children of P(1)..P(r), the `+` and usable
+ * template children of P(1)..P(r-1), the `+` children of P(r) and its
+ * template children that are L for the client, and the nodes of P(r+1)
+ * named L. The walk takes those lists instead of every child of every
+ * child (and for a filter that ends with the run, the nodes of P(r) where
+ * rules end). Each node is in the lists of at most ACL_GC_DEPTH ancestors.
  */
-struct acl_gc {
-	struct acl_glist *lits;            /* a holder: literal grandchildren by level */
-	struct acl_glist *tmpls;           /* a holder: template grandchildren by text */
-	struct acl_glist *hashes, *pluses; /* the '#' and '+' grandchildren (v only) */
+#define ACL_GC_DEPTH 3
+
+struct acl_gclevel {
+	struct acl_glist *lits;                   /* a holder: the nodes by level (NULL for P(1)) */
+	struct acl_glist *tmpls;                  /* a holder: the template children by text */
+	struct acl_glist *hashes, *pluses, *ends; /* lists (v only) */
 };
 
-/* A node gets a grandchild index from this many literal children on. */
+struct acl_gc {
+	struct acl_gclevel lv[ACL_GC_DEPTH];
+};
+
+/* A node gets a descendant index from this many literal children on. */
 #define ACL_GC_MIN 8
 
 /*
@@ -249,45 +260,68 @@ static void acl_gc_free(struct acl_gc *gc)
 {
 	if (gc == NULL)
 		return;
-	levelmap_tree_free(&gc->lits->lm, acl_glist_free);
-	levelmap_tree_free(&gc->tmpls->lm, acl_glist_free);
-	acl_glist_free(&gc->hashes->lm, NULL);
-	acl_glist_free(&gc->pluses->lm, NULL);
+	for (int j = 0; j < ACL_GC_DEPTH; j++) {
+		struct acl_gclevel *lv = &gc->lv[j];
+
+		if (lv->lits != NULL)
+			levelmap_tree_free(&lv->lits->lm, acl_glist_free);
+		levelmap_tree_free(&lv->tmpls->lm, acl_glist_free);
+		acl_glist_free(&lv->hashes->lm, NULL);
+		acl_glist_free(&lv->pluses->lm, NULL);
+		acl_glist_free(&lv->ends->lm, NULL);
+	}
 	free(gc);
 }
 
-/* The grandchild index of n (which has literal children). */
-static struct acl_gc *acl_gc_build(const struct acl_inode *n)
+/* The descendant index of n (which has literal children). */
+static struct acl_gc *acl_gc_build(struct acl_inode *n)
 {
-	struct acl_gc *gc = xmalloc(sizeof(*gc));
+	struct acl_gc *gc = xcalloc(1, sizeof(*gc));
+	struct levelmap_vec a, b, *cur = &a, *next = &b;
 
-	gc->lits = acl_glist_new(NULL, "", 0, 0);
-	gc->tmpls = acl_glist_new(NULL, "", 0, 0);
-	gc->hashes = acl_glist_new(NULL, "", 0, 0);
-	gc->pluses = acl_glist_new(NULL, "", 0, 0);
-	for (uint32_t i = 0; i < n->lm.nslots; i++) {
-		const struct acl_inode *c = (const struct acl_inode *)n->lm.slots[i];
+	levelmap_vec_init(&a);
+	levelmap_vec_init(&b);
+	levelmap_vec_push(cur, &n->lm);
+	for (int j = 0; j < ACL_GC_DEPTH; j++) {
+		struct acl_gclevel *lv = &gc->lv[j];
 
-		if (c == NULL)
-			continue;
-		if (c->hash != NULL)
-			acl_glist_push(gc->hashes, c->hash);
-		if (c->plus != NULL)
-			acl_glist_push(gc->pluses, c->plus);
-		for (uint32_t j = 0; j < c->lm.nslots; j++)
-			if (c->lm.slots[j] != NULL)
-				acl_glist_file(gc->lits, (struct acl_inode *)c->lm.slots[j]);
-		for (uint32_t j = 0; c->tmpls != NULL && j < c->tmpls->lm.nslots; j++)
-			if (c->tmpls->lm.slots[j] != NULL)
-				acl_glist_file(gc->tmpls,
-					       (struct acl_inode *)c->tmpls->lm.slots[j]);
+		/* cur holds P(j): its literal children make P(j + 1). */
+		for (size_t x = 0; x < cur->n; x++)
+			for (uint32_t y = 0; y < cur->v[x]->nslots; y++)
+				if (cur->v[x]->slots[y] != NULL)
+					levelmap_vec_push(next, cur->v[x]->slots[y]);
+		levelmap_vec_swap(&cur, &next);
+		if (j > 0)
+			lv->lits = acl_glist_new(NULL, "", 0, 0);
+		lv->tmpls = acl_glist_new(NULL, "", 0, 0);
+		lv->hashes = acl_glist_new(NULL, "", 0, 0);
+		lv->pluses = acl_glist_new(NULL, "", 0, 0);
+		lv->ends = acl_glist_new(NULL, "", 0, 0);
+		for (size_t x = 0; x < cur->n; x++) {
+			struct acl_inode *c = (struct acl_inode *)cur->v[x];
+
+			if (lv->lits != NULL)
+				acl_glist_file(lv->lits, c);
+			if (c->hash != NULL)
+				acl_glist_push(lv->hashes, c->hash);
+			if (c->plus != NULL)
+				acl_glist_push(lv->pluses, c->plus);
+			if (c->nends > 0)
+				acl_glist_push(lv->ends, c);
+			for (uint32_t y = 0; c->tmpls != NULL && y < c->tmpls->lm.nslots; y++)
+				if (c->tmpls->lm.slots[y] != NULL)
+					acl_glist_file(lv->tmpls,
+						       (struct acl_inode *)c->tmpls->lm.slots[y]);
+		}
 	}
+	levelmap_vec_cleanup(&a);
+	levelmap_vec_cleanup(&b);
 	return gc;
 }
 
 /*
  * Give every node of the index at root with at least ACL_GC_MIN literal
- * children its grandchild index, once all the rules are in. Only the
+ * children its descendant index, once all the rules are in. Only the
  * read indexes need them: a deny walk never takes every child.
  */
 static void acl_index_finish(struct acl_inode *root)
@@ -1426,7 +1460,7 @@ static int acl_walk_bound(const struct acl_inode *n, const struct acl_span *f, i
 
 /*
  * A step of a grant walk: a node to look at, or a run of nodes still to
- * take (the literal children of a node, or a list of a grandchild index),
+ * take (the literal children of a node, or a list of a descendant index),
  * taken one at a time, so that a walk that finds a grant early has not
  * paid for the rest of a level with thousands of children.
  */
@@ -1553,34 +1587,59 @@ static void acl_take_templates(struct acl_steps *st, const struct acl_walk *k,
 }
 
 /*
- * For a `+` of the filter at n's level followed by the literal level sp
- * (hashed to hv): what every literal child c of n would do with sp, from
- * n's grandchild index. c grants through a `#` below it, and goes on to its
- * `+` child, its literal child sp and its templates that are sp for the
- * client; the lists hold exactly those, so the children that have none of
- * them cost nothing. Returns true when a `#` grandchild grants.
+ * For a run of `+` in the filter from n's level i on: take what the walk
+ * would meet below n's literal children from n's descendant index (struct
+ * acl_gc) rather than child by child. Returns false, taking nothing, when
+ * the run is longer than the index or ends in `#`; else true, with *ok set
+ * when a `#` or a rule ending in it grants on the way. The bounds the walk
+ * would check on the intermediate levels are only skipped: they prune, and
+ * every grant is still intersected for real.
  */
-static bool acl_take_grandchildren(struct acl_steps *st, const struct acl_walk *k,
-				   const struct acl_gc *gc, bool patterns, const struct acl_span *f,
-				   int nf, int i)
+static bool acl_take_below(struct acl_steps *st, const struct acl_walk *k,
+			   const struct acl_inode *n, bool patterns, const struct acl_span *f,
+			   int nf, int i, bool *ok)
 {
+	const struct acl_gc *gc = n->gc;
 	const struct acl_glist *l;
+	int r = 0, e;
+	bool ends;
 
-	for (uint32_t j = 0; j < gc->hashes->n; j++)
-		if (acl_grant_any(k, patterns, gc->hashes->v[j], f, nf))
+	while (i + r < nf && acl_span_is(&f[i + r], '+'))
+		r++;
+	e = i + r; /* the level after the run, or nf */
+	ends = e == nf;
+	if (ends ? r > ACL_GC_DEPTH : r >= ACL_GC_DEPTH || acl_span_is(&f[e], '#'))
+		return false;
+	acl_take_wild_children(st, k, n);
+	for (int j = 1; j <= r; j++) {
+		const struct acl_gclevel *lv = &gc->lv[j - 1];
+
+		for (uint32_t x = 0; x < lv->hashes->n; x++)
+			if (acl_grant_any(k, patterns, lv->hashes->v[x], f, nf)) {
+				*ok = true;
+				return true;
+			}
+		if (ends && j == r) {
+			for (uint32_t x = 0; x < lv->ends->n; x++)
+				if (acl_grant_any(k, patterns, lv->ends->v[x], f, nf)) {
+					*ok = true;
+					return true;
+				}
 			return true;
-	if (gc->pluses->n > 0)
-		acl_steps_push(st, ACL_STEP_LIST, NULL, gc->pluses->v, gc->pluses->n);
-	l = (const struct acl_glist *)levelmap_find(&gc->lits->lm, f[i].s, f[i].n, k->fh[i]);
+		}
+		if (lv->pluses->n > 0)
+			acl_steps_push(st, ACL_STEP_LIST, NULL, lv->pluses->v, lv->pluses->n);
+		for (uint32_t x = 0; x < lv->tmpls->lm.nslots; x++) {
+			l = (const struct acl_glist *)lv->tmpls->lm.slots[x];
+			if (l != NULL && (j < r ? acl_template_usable(k, l->v[0])
+						: acl_template_is(k, l->v[0], &f[e])))
+				acl_steps_push(st, ACL_STEP_LIST, NULL, l->v, l->n);
+		}
+	}
+	l = (const struct acl_glist *)levelmap_find(&gc->lv[r].lits->lm, f[e].s, f[e].n, k->fh[e]);
 	if (l != NULL)
 		acl_steps_push(st, ACL_STEP_LIST, NULL, l->v, l->n);
-	/* Templates of one text are one level for the client: one test each. */
-	for (uint32_t j = 0; j < gc->tmpls->lm.nslots; j++) {
-		l = (const struct acl_glist *)gc->tmpls->lm.slots[j];
-		if (l != NULL && acl_template_is(k, l->v[0], &f[i]))
-			acl_steps_push(st, ACL_STEP_LIST, NULL, l->v, l->n);
-	}
-	return false;
+	return true;
 }
 
 /*
@@ -1588,8 +1647,9 @@ static bool acl_take_grandchildren(struct acl_steps *st, const struct acl_walk *
  * f readable? The walk follows f level by level and visits only the rules
  * whose filter can intersect it: a `#` at any depth it reaches; for a
  * literal level of f, `+` and the equal literal or template; for a `+`,
- * every child (or, followed by a literal level, only the grandchildren
- * that can meet it, from the grandchild index); at the end of f, the rules
+ * every child (or, for a short run of `+` under a node with many
+ * children, only what can meet the level after the run, from the node's
+ * descendant index); at the end of f, the rules
  * of its length; from a trailing `#` of f on, everything below. Each is
  * then intersected for real.
  */
@@ -1633,15 +1693,8 @@ static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, boo
 			continue;
 		}
 		if (acl_span_is(&f[i], '+')) {
-			if (n->gc != NULL && i + 1 < nf && !acl_span_is(&f[i + 1], '+') &&
-			    !acl_span_is(&f[i + 1], '#')) {
-				/* The children's own walk would see no bound
-				 * (their level of f is literal): skip to what
-				 * they would take. */
-				acl_take_wild_children(&st, k, n);
-				ok = acl_take_grandchildren(&st, k, n->gc, patterns, f, nf, i + 1);
+			if (n->gc != NULL && acl_take_below(&st, k, n, patterns, f, nf, i, &ok))
 				continue;
-			}
 			acl_take_children(&st, k, n);
 			continue;
 		}

@@ -1312,9 +1312,10 @@ END_TEST
 /*
  * A `+` followed by literal levels against 6,000 literal first levels
  * (`topic read devN/status/#`, `pattern read devN/%c/#`, and
- * `topic read devN/#`): the walk takes, from the grandchild index, only
- * what can meet the literal level, where it used to visit all 6,000
- * siblings for each filter that nothing grants (84,000,000 nodes here).
+ * `topic read devN/#`; runs of `+` against `devN/status/set`): the walk
+ * takes, from the descendant index, only what can meet the level after the
+ * run, where it used to visit all 6,000 siblings (and their children) for
+ * each filter that nothing grants (84,000,000 nodes in the first case).
  */
 START_TEST(test_subscribe_cost_siblings)
 {
@@ -1356,6 +1357,21 @@ START_TEST(test_subscribe_cost_siblings)
 	rules[NSIB].block = 0;
 	n += (size_t)snprintf(text + n, cap - n, "topic deny +/literal/#\n");
 	cost_case_max(text, rules, NSIB + 1, filters, NFILTERS, "c1", NULL, 6);
+
+	/* Runs of `+`: `+/+/L`, `+/+` and `+/+/+` against devN/status/set. */
+	n = 0;
+	for (int i = 0; i < NSIB; i++) {
+		snprintf(rules[i].filter, sizeof(rules[i].filter), "dev%d/status/set", i);
+		rules[i].access = 1;
+		n += (size_t)snprintf(text + n, cap - n, "topic read %s\n", rules[i].filter);
+	}
+	for (int i = 0; i < NFILTERS; i++) {
+		static const char *const runs[] = {"+/+/temp", "+/+/set", "+/+",
+						   "+/+/+",    "+/+/x/y", "+/+/+"};
+
+		snprintf(filters[i], 64, "%s", runs[i % 6]);
+	}
+	cost_case_max(text, rules, NSIB, filters, NFILTERS, "c1", NULL, 3);
 
 	for (int i = 0; i < NFILTERS; i++)
 		free(filters[i]);
