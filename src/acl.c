@@ -784,12 +784,13 @@ static void acl_note_needs(struct acl *a, const struct acl_pattern *p)
  * each candidate is then matched for real. One case cannot be shaped: a
  * first level with a placeholder that starts with a literal '$' (`$%c/x`),
  * which a leading '+' would never let meet a '$' topic; those few are kept
- * apart. Deny patterns are not indexed for this check: a hostile value
- * makes one deny everything, whatever the topic, so each is looked at on
- * every check. The subscribe decision gets indexes of its own, by pattern
- * level rather than shape (acl_index_add()), for the read and the deny
- * patterns, and the bits that say which clients a deny pattern refuses
- * everything.
+ * apart. Deny patterns are indexed by pattern level rather than shape
+ * (acl_index_add()), in the index the subscribe decision walks too: a
+ * hostile value makes a deny pattern deny everything, whatever the topic,
+ * which the bits noted here answer for a client at once (acl_denies_all()),
+ * and otherwise a check walks the index with the topic
+ * (acl_topic_denied()). The subscribe decision also gets indexes of the
+ * read patterns by level, one per use of %c and %u.
  */
 static void acl_index_patterns(struct acl *a)
 {
