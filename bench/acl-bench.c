@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "acl.h"
@@ -84,9 +85,30 @@ static void check_case(const char *label, const char *text, const char *cid, con
 	acl_free(a);
 }
 
+static long maxrss_kb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/* The load of a large file: time, and what the process grew by. */
+static void load_case(const char *label, const char *text)
+{
+	long rss0 = maxrss_kb();
+	double t0 = now_ms(), t1;
+	struct acl *a = load(text);
+
+	t1 = now_ms();
+	printf("load       %-58s %8zu rules %9.2f ms  %6ld KiB\n", label, acl_rule_count(a),
+	       t1 - t0, maxrss_kb() - rss0);
+	acl_free(a);
+}
+
 int main(void)
 {
-	size_t cap = 1 << 22, n;
+	size_t cap = 1 << 23, n;
 	char *text = malloc(cap);
 
 	/* 6,000 literal first levels, each granting a subtree. */
@@ -138,6 +160,12 @@ int main(void)
 		   1000, 200000, ACL_READ);
 	check_case("5000 x `pattern deny %u/N/#`, denied", text, "c1", "alice", "alice/%d/y", 5000,
 		   200000, ACL_READ);
+	/* Last, so that the peak RSS it adds is its own. */
+	n = 0;
+	for (int i = 0; i < 100000; i++)
+		n += (size_t)snprintf(text + n, cap - n, "topic read site%d/dev%d/status/#\n",
+				      i % 1000, i);
+	load_case("100,000 x `topic read siteM/devN/status/#`", text);
 	free(text);
 	return 0;
 }
