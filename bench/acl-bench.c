@@ -160,6 +160,13 @@ int main(void)
 		   1000, 200000, ACL_READ);
 	check_case("5000 x `pattern deny %u/N/#`, denied", text, "c1", "alice", "alice/%d/y", 5000,
 		   200000, ACL_READ);
+	n = (size_t)snprintf(text, cap, "pattern readwrite #\n");
+	for (int i = 0; i < 5000; i++)
+		n += (size_t)snprintf(text + n, cap - n, "pattern deny d%%c-%d/#\n", i);
+	check_case("5000 x `pattern deny d%c-N/#`, allowed", text, "c1", "alice", "dc2-%d/x", 5000,
+		   200000, ACL_READ);
+	check_case("5000 x `pattern deny d%c-N/#`, denied", text, "c1", "alice", "dc1-%d/x", 5000,
+		   200000, ACL_READ);
 	/* Last, so that the peak RSS it adds is its own. */
 	n = 0;
 	for (int i = 0; i < 100000; i++)

@@ -54,6 +54,9 @@ struct acl_inode {
 	 * that a run of `+` in a filter skips the children that have nothing
 	 * for the level after it (see struct acl_gc); else NULL. */
 	struct acl_gc *gc;
+	/* With many template children: those by their longest literal run
+	 * (see struct acl_tindex); else NULL. */
+	struct acl_tindex *tix;
 	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
 };
 
@@ -91,8 +94,33 @@ struct acl_gc {
 	struct acl_gclevel lv[ACL_GC_DEPTH];
 };
 
-/* A node gets a descendant index from this many literal children on. */
+/* A node gets a descendant index from this many literal children on, and
+ * a template index from this many template children on. */
 #define ACL_GC_MIN 8
+
+/*
+ * The template children of a node by their longest literal run: a
+ * template level such as `a%c-17` is the level L of a topic or filter for
+ * a client only if L holds the run "-17" at the offset the pieces before
+ * it give (1 + the client id's length): so the templates are filed by
+ * shape (the literal bytes and the %c and %u before the run, the run's
+ * length) and, within a shape, by the run's text. A level then costs a
+ * hash probe per shape and a comparison with each template whose run it
+ * holds there, not one per template. Templates of placeholders alone
+ * (`%c`, `%u%c`) are few and compared one by one.
+ */
+struct acl_tshape {
+	uint32_t fixed;          /* literal bytes before the run */
+	uint16_t nc, nu;         /* placeholders before the run */
+	uint32_t len;            /* the run's length */
+	struct acl_glist *texts; /* a holder: the templates by the run's text */
+};
+
+struct acl_tindex {
+	struct acl_tshape *shapes;
+	uint32_t nshapes;
+	struct acl_glist *bare; /* placeholders only (v only) */
+};
 
 /*
  * The rules of one `user` block. Blocks are found by username in a levelmap
@@ -319,12 +347,89 @@ static struct acl_gc *acl_gc_build(struct acl_inode *n)
 	return gc;
 }
 
+static void acl_tindex_free(struct acl_tindex *x)
+{
+	if (x == NULL)
+		return;
+	for (uint32_t i = 0; i < x->nshapes; i++)
+		levelmap_tree_free(&x->shapes[i].texts->lm, acl_glist_free);
+	free(x->shapes);
+	acl_glist_free(&x->bare->lm, NULL);
+	free(x);
+}
+
+/* Add template t to the list filed under key in holder's table. */
+static void acl_glist_file_as(struct acl_glist *holder, const char *key, size_t len,
+			      struct acl_inode *t)
+{
+	uint32_t hv = levelmap_hash(key, len);
+	struct acl_glist *l = (struct acl_glist *)levelmap_find(&holder->lm, key, len, hv);
+
+	if (l == NULL) {
+		l = acl_glist_new(holder, key, len, hv);
+		levelmap_add(&holder->lm, &l->lm);
+	}
+	acl_glist_push(l, t);
+}
+
+/* The template index of n's template children (patterns of a). */
+static struct acl_tindex *acl_tindex_build(const struct acl *a, const struct acl_inode *n)
+{
+	struct acl_tindex *x = xcalloc(1, sizeof(*x));
+
+	x->bare = acl_glist_new(NULL, "", 0, 0);
+	for (uint32_t i = 0; i < n->tmpls->lm.nslots; i++) {
+		struct acl_inode *t = (struct acl_inode *)n->tmpls->lm.slots[i];
+		const struct acl_pattern *p;
+		const struct acl_plevel *l;
+		const struct acl_piece *run = NULL;
+		struct acl_tshape sh = {0}, at = {0};
+		uint32_t j;
+
+		if (t == NULL)
+			continue;
+		p = &a->patterns[t->pat];
+		l = &p->levels[t->lev];
+		for (uint32_t k = 0; k < l->npieces; k++) {
+			const struct acl_piece *pc = &p->pieces[l->first + k];
+
+			if (pc->kind == ACL_PIECE_TEXT && (run == NULL || pc->len > run->len)) {
+				run = pc;
+				sh = at;
+				sh.len = pc->len;
+			}
+			if (pc->kind == ACL_PIECE_TEXT)
+				at.fixed += pc->len;
+			else if (pc->kind == ACL_PIECE_CLIENT)
+				at.nc++;
+			else
+				at.nu++;
+		}
+		if (run == NULL) {
+			acl_glist_push(x->bare, t);
+			continue;
+		}
+		for (j = 0; j < x->nshapes; j++)
+			if (x->shapes[j].fixed == sh.fixed && x->shapes[j].nc == sh.nc &&
+			    x->shapes[j].nu == sh.nu && x->shapes[j].len == sh.len)
+				break;
+		if (j == x->nshapes) {
+			x->shapes = xrealloc(x->shapes, (x->nshapes + 1) * sizeof(*x->shapes));
+			sh.texts = acl_glist_new(NULL, "", 0, 0);
+			x->shapes[x->nshapes++] = sh;
+		}
+		acl_glist_file_as(x->shapes[j].texts, p->filter + run->off, run->len, t);
+	}
+	return x;
+}
+
 /*
  * Give every node of the index at root with at least ACL_GC_MIN literal
- * children its descendant index, once all the rules are in. Only the
- * read indexes need them: a deny walk never takes every child.
+ * children its descendant index (with gc: only the read indexes need them,
+ * a deny walk never takes every child), and every node with at least as
+ * many template children its template index, once all the rules are in.
  */
-static void acl_index_finish(struct acl_inode *root)
+static void acl_index_finish(const struct acl *a, struct acl_inode *root, bool gc)
 {
 	struct levelmap_vec st;
 
@@ -335,8 +440,10 @@ static void acl_index_finish(struct acl_inode *root)
 	while (st.n > 0) {
 		struct acl_inode *n = (struct acl_inode *)st.v[--st.n];
 
-		if (n->lm.nchildren >= ACL_GC_MIN)
+		if (gc && n->lm.nchildren >= ACL_GC_MIN)
 			n->gc = acl_gc_build(n);
+		if (n->tmpls != NULL && n->tmpls->lm.nchildren >= ACL_GC_MIN)
+			n->tix = acl_tindex_build(a, n);
 		for (uint32_t i = 0; i < n->lm.nslots; i++)
 			if (n->lm.slots[i] != NULL)
 				levelmap_vec_push(&st, n->lm.slots[i]);
@@ -366,6 +473,7 @@ static void acl_inode_free(struct levelmap_node *m, struct levelmap_vec *stack)
 		levelmap_vec_push(stack, &n->dollars->lm);
 	free(n->ends);
 	acl_gc_free(n->gc);
+	acl_tindex_free(n->tix);
 	levelmap_node_cleanup(&n->lm);
 	free(n);
 }
@@ -862,12 +970,14 @@ int acl_parse(const char *name, const char *text, size_t len, struct acl **out, 
 		p = nl ? nl + 1 : end;
 	}
 	acl_index_patterns(a);
-	acl_index_finish(a->anon->sgrants);
+	acl_index_finish(a, a->anon->sgrants, true);
 	for (uint32_t i = 0; i < a->users->lm.nslots; i++)
 		if (a->users->lm.slots[i] != NULL)
-			acl_index_finish(((struct acl_block *)a->users->lm.slots[i])->sgrants);
+			acl_index_finish(a, ((struct acl_block *)a->users->lm.slots[i])->sgrants,
+					 true);
 	for (int i = 0; i < 4; i++)
-		acl_index_finish(a->sgrants[i]);
+		acl_index_finish(a, a->sgrants[i], true);
+	acl_index_finish(a, a->sdenies, false);
 	*out = a;
 	return ACL_OK;
 }
@@ -1250,6 +1360,7 @@ static bool acl_template_is(const struct acl_walk *k, const struct acl_inode *t,
 	const struct acl_pattern *p = &k->a->patterns[t->pat];
 	const struct acl_plevel *l = &p->levels[t->lev];
 
+	k->cost->tmpls++;
 	if (l->nu > 0 && k->w->user == NULL)
 		return false; /* the pattern does not apply */
 	return acl_level_equal(p, l, k->w, sp->s, sp->n);
@@ -1276,15 +1387,44 @@ static bool acl_template_usable(const struct acl_walk *k, const struct acl_inode
 			       (p->lead == ACL_PIECE_USER && w->user[0] == '$'));
 }
 
-/* Push the templates of n that are the level sp for this client. */
+/* Push the templates of v[0..n) that are the level sp for this client. */
+static void acl_push_some_templates(struct levelmap_vec *st, const struct acl_walk *k,
+				    struct acl_inode *const *v, uint32_t n,
+				    const struct acl_span *sp)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (acl_template_is(k, v[i], sp))
+			levelmap_vec_push(st, &v[i]->lm);
+}
+
+/* Push the templates of n that are the level sp for this client: through
+ * its template index when it has one, else one by one. */
 static void acl_push_templates(struct levelmap_vec *st, const struct acl_walk *k,
 			       const struct acl_inode *n, const struct acl_span *sp)
 {
-	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
-		struct levelmap_node *c = n->tmpls->lm.slots[i];
+	const struct acl_tindex *x = n->tix;
 
-		if (c != NULL && acl_template_is(k, (const struct acl_inode *)c, sp))
-			levelmap_vec_push(st, c);
+	if (x == NULL) {
+		for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
+			struct levelmap_node *c = n->tmpls->lm.slots[i];
+
+			if (c != NULL && acl_template_is(k, (const struct acl_inode *)c, sp))
+				levelmap_vec_push(st, c);
+		}
+		return;
+	}
+	acl_push_some_templates(st, k, x->bare->v, x->bare->n, sp);
+	for (uint32_t i = 0; i < x->nshapes; i++) {
+		const struct acl_tshape *sh = &x->shapes[i];
+		size_t off = sh->fixed + sh->nc * k->w->clen + sh->nu * k->w->ulen;
+		const struct acl_glist *l;
+
+		if (off + sh->len > sp->n)
+			continue;
+		l = (const struct acl_glist *)levelmap_find(&sh->texts->lm, sp->s + off, sh->len,
+							    levelmap_hash(sp->s + off, sh->len));
+		if (l != NULL)
+			acl_push_some_templates(st, k, l->v, l->n, sp);
 	}
 }
 
@@ -1579,12 +1719,15 @@ static void acl_take_children(struct acl_steps *st, const struct acl_walk *k,
 static void acl_take_templates(struct acl_steps *st, const struct acl_walk *k,
 			       const struct acl_inode *n, const struct acl_span *sp)
 {
-	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
-		struct levelmap_node *c = n->tmpls->lm.slots[i];
+	struct levelmap_vec v;
 
-		if (c != NULL && acl_template_is(k, (const struct acl_inode *)c, sp))
-			acl_steps_node(st, (const struct acl_inode *)c);
-	}
+	if (n->tmpls == NULL)
+		return;
+	levelmap_vec_init(&v);
+	acl_push_templates(&v, k, n, sp);
+	for (size_t i = 0; i < v.n; i++)
+		acl_steps_node(st, (const struct acl_inode *)v.v[i]);
+	levelmap_vec_cleanup(&v);
 }
 
 /*

@@ -92,10 +92,11 @@ size_t acl_rule_count(const struct acl *a);
  * only the branches that match the topic are taken) and of the trie of
  * granting patterns: the topic's depth times the rules that match it,
  * whatever the number of rules (about 50-160 ns with 1,000 rules or with
- * 5,000 deny patterns). What remains linear: N deny patterns with
- * distinct texts with %c or %u at one level (`a1%c/x`, `a2%c/x`, ...), a
- * length check or a comparison each. It allocates nothing unless a topic
- * meets more than 32 branches of deny patterns at once. A NULL ACL
+ * 5,000 deny patterns). Levels with %c or %u are found by their longest
+ * literal run, so N patterns that differ only in the text around a
+ * placeholder (`a1%c/x`, `a2%c/x`, ...) cost a hash probe per distinct
+ * placeholder shape, not N comparisons. It allocates nothing unless a
+ * topic meets more than 32 branches of deny patterns at once. A NULL ACL
  * denies.
  * @param client_id  NUL-terminated; the id the broker uses for the session
  *                   (the assigned one for an empty CONNECT id)
@@ -107,7 +108,8 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
 
 /*
  * As acl_check(), adding the index nodes its deny patterns' walk visited
- * to cost->nodes (which the caller zeroes once; may be NULL).
+ * to cost->nodes and the levels with %c or %u it compared to cost->tmpls
+ * (cost: zeroed once by the caller; may be NULL).
  */
 bool acl_check_counted(const struct acl *a, const char *client_id, const char *username,
 		       const char *topic, size_t topic_len, enum acl_access access,
@@ -137,9 +139,9 @@ bool acl_check_counted(const struct acl *a, const char *client_id, const char *u
  * meets N grants each cut by a deny of its own (2N rules written that
  * way), N comparisons; a `+` whose run is longer, or followed by `#`, or
  * whose next levels N branches meet before a mismatch (`+/L/+/M` against
- * N rules `x/L/y/z`), over N children when nothing below them grants; and
- * N distinct texts with %c or %u at one level (`a1%c`, `a2%c`, ...), each
- * compared with the level.
+ * N rules `x/L/y/z`), over N children when nothing below them grants;
+ * and N levels of placeholders alone (`%c`, `%u`, `%c%u`, ...) at one
+ * level, which have no literal run to be found by.
  * @param filter  a valid topic filter (topic_filter_validate()), len bytes
  */
 bool acl_may_subscribe(const struct acl *a, const char *client_id, const char *username,
@@ -152,6 +154,7 @@ struct acl_sub_cost {
 	size_t grants; /* read rules intersected with a filter */
 	size_t denies; /* deny rules compared with an intersection */
 	size_t reused; /* decisions a view remembered (acl_view_may_subscribe()) */
+	size_t tmpls;  /* levels with %c or %u compared with a level */
 };
 
 /*

@@ -1310,6 +1310,197 @@ START_TEST(test_subscribe_cost)
 END_TEST
 
 /*
+ * Many distinct levels with %c and %u at one node (enough for a template
+ * index: literal runs before, between and after the placeholders), in
+ * read, write and deny patterns beside topic rules, against the oracle:
+ * filters and topics made of such levels with the client's values in, or
+ * near misses, or wildcards.
+ */
+START_TEST(test_oracle_templates)
+{
+	static const char *const pre[] = {"", "a", "ab", "x", "a-", ""};
+	static const char *const ph[] = {"%c", "%u", "%c%u", "%u-%c"};
+	static const char *const post[] = {"", "1", "-1", "b", "ab", "%c"};
+	static const char *const ids[] = {"c1", "a", "ab", "$a", "a/b", "", "1"};
+	static const char *const users[] = {NULL, "u1", "a", "b", "$b", "a/+"};
+	static const char *const kinds[] = {"", "read", "write", "readwrite", "deny"};
+	int granted = 0, refused = 0, allowed = 0, denied = 0;
+
+	srand(99);
+	for (int round = 0; round < 300; round++) {
+		int nrules = 40 + rand() % 80;
+		struct orule *rules = calloc((size_t)nrules, sizeof(*rules));
+		size_t cap = 64 + (size_t)nrules * 120, tn = 0;
+		char *text = malloc(cap);
+		char lv[16][40];
+
+		/* This round's levels with placeholders. */
+		for (int j = 0; j < 16; j++)
+			snprintf(lv[j], sizeof(lv[j]), "%s%s%s", pre[rand() % 6], ph[rand() % 4],
+				 post[rand() % 6]);
+		for (int i = 0; i < nrules; i++) {
+			struct orule *r = &rules[i];
+			int k = rand() % 20;
+
+			r->access = k < 8 ? 1 : k < 12 ? 3 : k < 15 ? 2 : 4;
+			r->block = rand() % 5 ? -1 : 0;
+			if (r->block < 0) {
+				/* t/<template>[/<rest>] or <template>/<rest> */
+				const char *rest = rand() % 3 ? "#" : rand() % 2 ? "y" : "+";
+
+				if (rand() % 4 == 0)
+					snprintf(r->filter, sizeof(r->filter), "%s/%s",
+						 lv[rand() % 16], rest);
+				else if (rand() % 2)
+					snprintf(r->filter, sizeof(r->filter), "t/%s/%s",
+						 lv[rand() % 16], rest);
+				else
+					snprintf(r->filter, sizeof(r->filter), "t/%s",
+						 lv[rand() % 16]);
+				if (r->access == 4 && rand() % 3)
+					r->access = 1;
+				tn += (size_t)snprintf(text + tn, cap - tn, "pattern %s %s\n",
+						       kinds[r->access], r->filter);
+			} else {
+				snprintf(r->filter, sizeof(r->filter), "t/%s/#",
+					 rand() % 2 ? "a" : "+");
+				tn += (size_t)snprintf(text + tn, cap - tn, "topic %s %s\n",
+						       kinds[r->access], r->filter);
+			}
+		}
+		struct acl *a = load(text);
+
+		for (int q = 0; q < 60; q++) {
+			const char *cid = ids[rand() % 7], *user = users[rand() % 6];
+			char level[80], filter[120], topic[120];
+
+			/* A level: one of the templates for this client, or for
+			 * another, or a wildcard. */
+			ref_expand(lv[rand() % 16], rand() % 4 ? cid : "c2",
+				   user != NULL && rand() % 4 ? user : "u2", level, sizeof(level));
+			if (strpbrk(level, "+#/") != NULL || level[0] == '\0')
+				snprintf(level, sizeof(level), "a");
+			switch (rand() % 4) {
+			case 0:
+				snprintf(filter, sizeof(filter), "t/%s", level);
+				break;
+			case 1:
+				snprintf(filter, sizeof(filter), "t/%s/y", level);
+				break;
+			case 2:
+				snprintf(filter, sizeof(filter), "%s/+", level);
+				break;
+			default:
+				snprintf(filter, sizeof(filter), "+/%s/#", level);
+				break;
+			}
+			if (filter[0] == '$' && rand() % 2)
+				filter[0] = 'z';
+			bool want = oracle_may_subscribe(rules, nrules, cid, user, filter);
+			bool got = sub(a, cid, user, filter);
+
+			ck_assert_msg(got == want,
+				      "%.600s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
+				      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
+				      want ? "granted" : "0x80");
+			granted += got;
+			refused += !got;
+			snprintf(topic, sizeof(topic), "%s", filter);
+			for (char *c = topic; *c; c++)
+				if (*c == '+' || *c == '#')
+					*c = rand() % 2 ? 't' : 'y';
+			for (uint8_t acc = 1; acc <= 2; acc++) {
+				bool ok = chk(a, cid, user, topic, acc);
+
+				ck_assert_msg(
+				    ok == oracle_check(rules, nrules, cid, user, topic, acc),
+				    "%.600s| cid '%s' user '%s' topic '%s' access %d: %s", text,
+				    cid, user ? user : "(none)", topic, acc,
+				    ok ? "allowed" : "denied");
+				allowed += ok;
+				denied += !ok;
+			}
+		}
+		acl_free(a);
+		free(text);
+		free(rules);
+	}
+	printf("acl template oracle: %d granted, %d refused, %d allowed, %d denied\n", granted,
+	       refused, allowed, denied);
+	ck_assert_int_gt(granted, 1500);
+	ck_assert_int_gt(refused, 1500);
+	ck_assert_int_gt(allowed, 1500);
+	ck_assert_int_gt(denied, 1500);
+}
+END_TEST
+
+/*
+ * 5,000 deny patterns and 5,000 read patterns that differ only in the
+ * literal runs around %c at one level: a check and a SUBSCRIBE compare
+ * the level with the few templates whose longest run it holds (through
+ * the template index), not with all 5,000.
+ */
+START_TEST(test_cost_templates)
+{
+	enum { N = 5000, NQ = 20000 };
+	struct orule *rules = calloc(2 * N + 1, sizeof(*rules));
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+	struct acl_sub_cost cost = {0}, scost = {0};
+	int allowed = 0, granted = 0;
+	struct acl *a;
+
+	for (int i = 0; i < 2 * N + 1; i++) {
+		struct orule *r = &rules[i];
+
+		if (i < N)
+			snprintf(r->filter, sizeof(r->filter), "d%%c-%d/#", i), r->access = 4;
+		else if (i < 2 * N)
+			snprintf(r->filter, sizeof(r->filter), "r/%d%%u/x", i - N), r->access = 1;
+		else
+			snprintf(r->filter, sizeof(r->filter), "#"), r->access = 2;
+		r->block = -1;
+		n += (size_t)snprintf(text + n, cap - n, "pattern %s %s\n",
+				      r->access == 4   ? "deny"
+				      : r->access == 1 ? "read"
+						       : "write",
+				      r->filter);
+	}
+	a = load(text);
+	for (int i = 0; i < NQ; i++) {
+		char t[64];
+		bool got;
+
+		snprintf(t, sizeof(t), i % 2 ? "dc1-%d/x" : "dc2-%d/x", i % N);
+		got = acl_check_counted(a, "c1", "alice", t, strlen(t), W, &cost);
+		allowed += got;
+		if (i % 97 == 0)
+			ck_assert_msg(got == oracle_check(rules, 2 * N + 1, "c1", "alice", t, W),
+				      "%s", t);
+		snprintf(t, sizeof(t), i % 2 ? "r/%dalice/x" : "r/%dbob/+", i % N);
+		got = acl_may_subscribe_counted(a, "c1", "alice", t, strlen(t), &scost);
+		granted += got;
+		if (i % 97 == 0)
+			ck_assert_msg(got ==
+					  oracle_may_subscribe(rules, 2 * N + 1, "c1", "alice", t),
+				      "%s", t);
+	}
+	printf("acl template cost: %d checks (%d allowed): %zu nodes, %zu template levels; "
+	       "%d filters (%d granted): %zu nodes, %zu template levels\n",
+	       NQ, allowed, cost.nodes, cost.tmpls, NQ, granted, scost.nodes, scost.tmpls);
+	ck_assert_int_eq(allowed, NQ / 2);
+	ck_assert_int_eq(granted, NQ / 2);
+	/* At most one template per shape (4 here: runs "-N" of 2-5 bytes)
+	 * holds the run; before the template index, 5,000 per check. */
+	ck_assert_uint_le(cost.tmpls, 4 * (size_t)NQ);
+	ck_assert_uint_le(scost.tmpls, 4 * (size_t)NQ);
+	acl_free(a);
+	free(rules);
+	free(text);
+}
+END_TEST
+
+/*
  * A `+` followed by literal levels against 6,000 literal first levels
  * (`topic read devN/status/#`, `pattern read devN/%c/#`, and
  * `topic read devN/#`; runs of `+` against `devN/status/set`): the walk
@@ -1829,6 +2020,8 @@ static Suite *acl_suite(void)
 	tcase_add_test(tc, test_subscribe_crosscheck);
 	tcase_add_test(tc, test_subscribe_oracle);
 	tcase_add_test(tc, test_oracle_siblings);
+	tcase_add_test(tc, test_oracle_templates);
+	tcase_add_test(tc, test_cost_templates);
 	tcase_add_test(tc, test_subscribe_cost);
 	tcase_add_test(tc, test_subscribe_cost_wildcards);
 	tcase_add_test(tc, test_subscribe_cost_siblings);
