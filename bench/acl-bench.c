@@ -7,7 +7,8 @@
  * time); bench/README.md records its numbers. Build it against a build
  * directory's library and run it:
  *
- *   cc -O2 -Isrc -Iinclude -o BUILD/acl-bench bench/acl-bench.c BUILD/libcairn.a
+ *   cc -O2 -D_GNU_SOURCE -Isrc -Iinclude -o BUILD/acl-bench bench/acl-bench.c \
+ *      BUILD/libcairn.a
  *   BUILD/acl-bench
  *
  * Each line prints the answers it got (so that a faster wrong answer shows)
