@@ -28,7 +28,9 @@ struct router {
 	uint64_t gen;         /* the current walk, to de-duplicate matches */
 	struct client **hits; /* sessions matched by the current walk */
 	size_t nhits, cap;
-	bool busy; /* a walk is running: routing does not recurse */
+	bool busy;                      /* a walk is running: routing does not recurse */
+	const void *origin;             /* the publisher of the message routed (No Local) */
+	size_t last_matched, last_full; /* the last publish: sessions matched, dropped full */
 };
 
 struct router *router_new(struct store *st)
@@ -72,13 +74,21 @@ static void router_match_cb(void *arg, void *subscriber, uint8_t qos)
 {
 	struct router *r = arg;
 	struct client *c = subscriber;
+	/* qos carries the 5.0 options that change routing above its two bits. */
+	uint8_t opts = qos;
+	qos &= 0x03;
+	if ((opts & CAIRN_SUB_NO_LOCAL) && subscriber == r->origin)
+		return; /* [MQTT5-3.8.3-3] */
+	bool rap = opts & CAIRN_SUB_RETAIN_AS_PUBLISHED;
 	if (c->match_gen == r->gen) {
 		if (qos > c->match_qos)
 			c->match_qos = qos;
+		c->match_rap |= rap;
 		return;
 	}
 	c->match_gen = r->gen;
 	c->match_qos = qos;
+	c->match_rap = rap;
 	if (r->nhits == r->cap) {
 		r->cap = r->cap ? r->cap * 2 : 16;
 		r->hits = xrealloc(r->hits, r->cap * sizeof(*r->hits));
@@ -115,6 +125,9 @@ static bool router_set_retained(struct router *r, struct message *msg)
 	    .payload_len = msg->payload_len,
 	    .qos = msg->qos,
 	    .retain = true,
+	    .expires_at = msg->expires_at,
+	    .props = msg->props,
+	    .props_len = msg->props_len,
 	};
 	store_retained_put(r->store, &rec);
 	return true;
@@ -128,6 +141,7 @@ bool router_publish(struct router *r, struct message *msg)
 	r->busy = true;
 	r->gen++;
 	r->nhits = 0;
+	r->origin = msg->origin;
 	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
 
 	/* A QoS 1/2 delivery to a persistent session is stored first. */
@@ -137,9 +151,14 @@ bool router_publish(struct router *r, struct message *msg)
 
 	struct gate *gate = must_store ? gate_new() : NULL;
 	struct gate_wait *w = must_store ? gate_wait_new(NULL, NULL, 0, gate) : NULL;
+	r->last_matched = r->nhits;
+	r->last_full = 0;
 	for (size_t i = 0; i < r->nhits; i++) {
 		struct client *c = r->hits[i];
-		client_deliver(c, msg, router_qos(c, msg), false, gate);
+		/* Retain As Published keeps the flag [MQTT5-3.3.1-12]. */
+		bool retain = c->match_rap && msg->retain;
+		if (client_deliver(c, msg, router_qos(c, msg), retain, gate) == CLIENT_DROPPED_FULL)
+			r->last_full++;
 		if (w)
 			gate_wait_add_target(w, c);
 	}
@@ -176,6 +195,12 @@ void router_send_retained(struct router *r, struct client *c, const char *filter
 {
 	struct router_retained_walk w = {c, qos, gate};
 	retain_tree_match(r->retained, filter, len, router_retained_cb, &w);
+}
+
+void router_last_result(const struct router *r, size_t *matched, size_t *full)
+{
+	*matched = r->last_matched;
+	*full = r->last_full;
 }
 
 void router_load_retained(struct router *r, struct message *msg)
