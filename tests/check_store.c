@@ -336,7 +336,7 @@ static void put_session(struct env *e, struct cairn_store *st, const char *id, c
 static void put_sub(struct env *e, struct cairn_store *st, const char *id, const char *filter,
 		    uint8_t qos)
 {
-	struct cairn_sub_rec r = {id, filter, qos, 0, 0};
+	struct cairn_sub_rec r = {id, filter, qos};
 
 	ck_assert_int_eq(e->ops->sub_put(st, &r), 0);
 }
@@ -344,7 +344,7 @@ static void put_sub(struct env *e, struct cairn_store *st, const char *id, const
 static void put_msg(struct env *e, struct cairn_store *st, uint64_t id, const char *topic,
 		    const void *payload, uint32_t len, uint8_t qos, bool retain)
 {
-	struct cairn_msg_rec r = {id, topic, payload, len, qos, retain, 0, NULL, 0};
+	struct cairn_msg_rec r = {id, topic, payload, len, qos, retain};
 
 	ck_assert_int_eq(e->ops->message_put(st, &r), 0);
 }
@@ -352,7 +352,7 @@ static void put_msg(struct env *e, struct cairn_store *st, uint64_t id, const ch
 static void put_delivery(struct env *e, struct cairn_store *st, const char *id, uint64_t seq,
 			 uint64_t msg, uint16_t pid, uint8_t qos, uint8_t state)
 {
-	struct cairn_delivery_rec r = {id, seq, msg, pid, qos, state, false, NULL, 0};
+	struct cairn_delivery_rec r = {id, seq, msg, pid, qos, state};
 
 	ck_assert_int_eq(e->ops->delivery_put(st, &r), 0);
 }
@@ -368,7 +368,7 @@ static void put_retained(struct env *e, struct cairn_store *st, const char *topi
 			 const char *payload, uint8_t qos)
 {
 	struct cairn_msg_rec r = {0,   topic, (const uint8_t *)payload, (uint32_t)strlen(payload),
-				  qos, true, 0, NULL, 0};
+				  qos, true};
 
 	ck_assert_int_eq(e->ops->retained_put(st, &r), 0);
 }
@@ -686,7 +686,7 @@ START_TEST(t_large_payloads)
 	const uint32_t big = 1024 * 1024;
 	uint8_t *p = malloc(big);
 	char want[512];
-	struct cairn_msg_rec r = {0, "big/r", p, big, 1, true, 0, NULL, 0};
+	struct cairn_msg_rec r = {0, "big/r", p, big, 1, true};
 	struct cairn_session_rec s = {.client_id = "c1",
 				      .has_will = true,
 				      .will_topic = "w",
@@ -1269,7 +1269,7 @@ START_TEST(t_gc_batch_limit)
 	env_init(&e, _i);
 	gc_open(&g, &e);
 	for (int i = 0; i < STORE_BATCH_LIMIT; i++) {
-		struct cairn_sub_rec r = {"c1", filter, 1, 0, 0};
+		struct cairn_sub_rec r = {"c1", filter, 1};
 
 		snprintf(filter, sizeof(filter), "f/%05d", i);
 		ck_assert_int_eq(store_sub_put(g.s, &r), 0);
@@ -1582,9 +1582,9 @@ START_TEST(t_gc_staging_refused)
 	struct cairn_store_ops ops;
 	struct gc_cb a = {&g, 'A', "session c1 "}, b = {&g, 'B', "delivery c1 seq=1 "};
 	struct gc_cb c = {&g, 'C', "session c2 "};
-	struct cairn_msg_rec m = {1, "t", (const uint8_t *)"p", 1, 1, false, 0, NULL, 0};
-	struct cairn_delivery_rec d1 = {"c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED, false, NULL, 0};
-	struct cairn_delivery_rec d2 = {"c1", 2, 1, 0, 1, CAIRN_DELIVERY_QUEUED, false, NULL, 0};
+	struct cairn_msg_rec m = {1, "t", (const uint8_t *)"p", 1, 1, false};
+	struct cairn_delivery_rec d1 = {"c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED};
+	struct cairn_delivery_rec d2 = {"c1", 2, 1, 0, 1, CAIRN_DELIVERY_QUEUED};
 	char err[512] = "";
 	int rc;
 
@@ -1666,11 +1666,11 @@ START_TEST(t_gc_fault_every_op)
 	struct env e;
 	struct gc g;
 	struct cairn_session_rec sess = {.client_id = "c1", .next_packet_id = 1};
-	struct cairn_sub_rec sub = {"c1", "a", 1, 0, 0};
-	struct cairn_msg_rec msg = {1, "t", (const uint8_t *)"p", 1, 1, false, 0, NULL, 0};
-	struct cairn_delivery_rec dl = {"c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED, false, NULL, 0};
+	struct cairn_sub_rec sub = {"c1", "a", 1};
+	struct cairn_msg_rec msg = {1, "t", (const uint8_t *)"p", 1, 1, false};
+	struct cairn_delivery_rec dl = {"c1", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED};
 	struct cairn_inflight_in_rec in = {"c1", 7};
-	struct cairn_msg_rec ret = {0, "r", (const uint8_t *)"x", 1, 1, true, 0, NULL, 0};
+	struct cairn_msg_rec ret = {0, "r", (const uint8_t *)"x", 1, 1, true};
 	static const char *const lines[] = {
 	    "session c1 user=- pid=1 conn=0\n",          "sub c1 a q1\n",   "msg 1 t \"p\" q1 r0\n",
 	    "delivery c1 seq=1 msg=1 pid=0 q1 queued\n", "inflight c1 7\n", "retained r \"x\" q1\n",
