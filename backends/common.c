@@ -251,6 +251,13 @@ static const uint8_t *bk_blob_dup(const uint8_t *p, uint32_t len)
 	return bk_xmemdup(p, len);
 }
 
+/* A property block copy, or NULL for none (a version 3 field: NULL/0
+ * means none, unlike a payload). */
+static const uint8_t *bk_props_dup(const uint8_t *p, uint32_t len)
+{
+	return len > 0 && p != NULL ? bk_xmemdup(p, len) : NULL;
+}
+
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 {
 	struct bk_op *op = bk_xcalloc(1, sizeof(*op));
@@ -268,11 +275,15 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		if (s->has_will) {
 			r->session.will_topic = bk_xstrdup_or_null(s->will_topic);
 			r->session.will_payload = bk_blob_dup(s->will_payload, s->will_payload_len);
+			r->session.will_props = bk_props_dup(s->will_props, s->will_props_len);
 		} else {
 			r->session.will_topic = NULL;
 			r->session.will_payload = NULL;
 			r->session.will_payload_len = 0;
+			r->session.will_props = NULL;
 		}
+		if (r->session.will_props == NULL)
+			r->session.will_props_len = 0;
 		break;
 	}
 	case BK_SUB_PUT:
@@ -293,6 +304,9 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		r->msg = *m;
 		r->msg.topic = bk_xstrdup_or_null(m->topic);
 		r->msg.payload = bk_blob_dup(m->payload, m->payload_len);
+		r->msg.props = bk_props_dup(m->props, m->props_len);
+		if (r->msg.props == NULL)
+			r->msg.props_len = 0;
 		break;
 	}
 	case BK_DELIVERY_PUT:
@@ -301,6 +315,13 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 
 		r->delivery = *d;
 		r->delivery.client_id = bk_xstrdup(d->client_id);
+		if (d->n_sub_ids > 0 && d->sub_ids != NULL) {
+			r->delivery.sub_ids =
+			    bk_xmemdup(d->sub_ids, (size_t)d->n_sub_ids * sizeof(*d->sub_ids));
+		} else {
+			r->delivery.sub_ids = NULL;
+			r->delivery.n_sub_ids = 0;
+		}
 		break;
 	}
 	case BK_INFLIGHT_PUT:
@@ -329,6 +350,7 @@ void bk_op_free(struct bk_op *op)
 		free((char *)r->session.username);
 		free((char *)r->session.will_topic);
 		free((uint8_t *)r->session.will_payload);
+		free((uint8_t *)r->session.will_props);
 		break;
 	case BK_SUB_PUT:
 	case BK_SUB_DEL:
@@ -341,10 +363,12 @@ void bk_op_free(struct bk_op *op)
 	case BK_RETAINED_DEL:
 		free((char *)r->msg.topic);
 		free((uint8_t *)r->msg.payload);
+		free((uint8_t *)r->msg.props);
 		break;
 	case BK_DELIVERY_PUT:
 	case BK_DELIVERY_DEL:
 		free((char *)r->delivery.client_id);
+		free((uint32_t *)r->delivery.sub_ids);
 		break;
 	case BK_INFLIGHT_PUT:
 	case BK_INFLIGHT_DEL:

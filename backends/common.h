@@ -123,7 +123,10 @@ struct bk_log {
 /*
  * A new op of kind holding a deep copy of rec, whose type is the one kind
  * names. A put's payloads are copied too; a NULL payload of length 0
- * becomes a valid empty one, so readers never see NULL.
+ * becomes a valid empty one, so readers never see NULL. The version 3
+ * blobs (will and message properties, a delivery's subscription ids) are
+ * copied as well, but stay NULL when empty; a session's will properties
+ * go with its will (dropped when has_will is false).
  */
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec);
 void bk_op_free(struct bk_op *op);

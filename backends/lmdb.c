@@ -23,10 +23,16 @@
  * 2: a session record may carry a drop count (LM_SF_DROPPED); every
  * version 1 record is a version 2 record, so opening a version 1
  * environment only rewrites the number (and a cairn that knows only 1
- * then refuses the environment instead of misreading the new flag). */
-#define LM_SCHEMA_VERSION 2
-/* First byte of every value. */
-#define LM_RECORD_VERSION 1
+ * then refuses the environment instead of misreading the new flag).
+ * 3: records of record version 2, which end with the MQTT 5.0 fields (a
+ * tail per record type, see lm_val_*); a record of record version 1
+ * still reads, with those fields at their defaults, so opening a version
+ * 1 or 2 environment again only rewrites the number, in the write
+ * transaction that checks it. */
+#define LM_SCHEMA_VERSION 3
+/* First byte of every value this cairn writes: 2 (with the version 3
+ * tail); records of version 1 (without it) are read too. */
+#define LM_RECORD_VERSION 2
 /* A key string this long or longer is cut to this many bytes followed by
  * 16 hex digits of a hash of the whole string, so that two strings fit in
  * LMDB's 511-byte key limit. The value always holds the whole string. */
@@ -96,6 +102,7 @@ struct cairn_store {
 	cairn_store_done_fn done;  /* the commit in flight's completion */
 	void *done_arg;
 	struct lm_buf scratch; /* key re-encoding while loading */
+	struct lm_buf ids;     /* a delivery's subscription ids while loading */
 	/* Kept to re-read lmdb_map_size_max when the map is full, so an
 	 * operator's (or a test's) new limit applies without a restart. */
 	const char *(*get)(void *arg, const char *key);
@@ -344,6 +351,13 @@ static void lm_val_session(struct lm_buf *b, const struct cairn_session_rec *r)
 	}
 	if (r->dropped > 0)
 		lm_put_be(b, r->dropped, 8);
+	/* The version 3 tail. */
+	lm_put_u8(b, r->protocol_level);
+	lm_put_be(b, r->expiry_interval, 4);
+	lm_put_be(b, (uint64_t)r->expires_at, 8);
+	lm_put_be(b, r->will_delay, 4);
+	lm_put_be(b, (uint64_t)r->will_at, 8);
+	lm_put_blob(b, r->will_props, r->has_will ? r->will_props_len : 0);
 }
 
 static void lm_val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
@@ -352,6 +366,8 @@ static void lm_val_sub(struct lm_buf *b, const struct cairn_sub_rec *r)
 	lm_put_u8(b, r->qos);
 	lm_put_str(b, r->client_id);
 	lm_put_str(b, r->filter);
+	lm_put_u8(b, r->options);
+	lm_put_be(b, r->sub_id, 4);
 }
 
 static void lm_val_msg(struct lm_buf *b, const struct cairn_msg_rec *r)
@@ -362,6 +378,8 @@ static void lm_val_msg(struct lm_buf *b, const struct cairn_msg_rec *r)
 	lm_put_be(b, r->msg_id, 8);
 	lm_put_str(b, r->topic);
 	lm_put_blob(b, r->payload, r->payload_len);
+	lm_put_be(b, (uint64_t)r->expires_at, 8);
+	lm_put_blob(b, r->props, r->props_len);
 }
 
 static void lm_val_delivery(struct lm_buf *b, const struct cairn_delivery_rec *r)
@@ -373,6 +391,10 @@ static void lm_val_delivery(struct lm_buf *b, const struct cairn_delivery_rec *r
 	lm_put_be(b, r->seq, 8);
 	lm_put_be(b, r->msg_id, 8);
 	lm_put_str(b, r->client_id);
+	lm_put_u8(b, r->retain ? 1 : 0);
+	lm_put_be(b, r->n_sub_ids, 4);
+	for (uint32_t i = 0; i < r->n_sub_ids; i++)
+		lm_put_be(b, r->sub_ids[i], 4);
 }
 
 static void lm_val_inflight(struct lm_buf *b, const struct cairn_inflight_in_rec *r)
@@ -380,6 +402,7 @@ static void lm_val_inflight(struct lm_buf *b, const struct cairn_inflight_in_rec
 	lm_put_u8(b, LM_RECORD_VERSION);
 	lm_put_be(b, r->packet_id, 2);
 	lm_put_str(b, r->client_id);
+	/* No version 3 fields: an empty tail. */
 }
 
 /* Any record a value decodes to. */
@@ -391,19 +414,32 @@ union lm_rec {
 	struct cairn_inflight_in_rec inflight;
 };
 
+/* A property blob of the version 3 tail: NULL when empty. */
+static const uint8_t *lm_rd_props(struct lm_rd *r, uint32_t *len)
+{
+	const uint8_t *p = lm_rd_blob(r, len);
+
+	return *len > 0 ? p : NULL;
+}
+
 /*
- * Decode the value d of database db into rec (pointing into d) and encode
- * the key that record must have into key. Returns 0, or CAIRN_ECORRUPT
- * when the value is not a well-formed record of this version.
+ * Decode the value d of database db into rec (pointing into d, and into
+ * ids for a delivery's subscription ids) and encode the key that record
+ * must have into key. A record of record version 1 gets the version 3
+ * fields' defaults. Returns 0, or CAIRN_ECORRUPT when the value is not a
+ * well-formed record of a version this cairn reads.
  */
-static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct lm_buf *key)
+static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct lm_buf *key,
+		     struct lm_buf *ids)
 {
 	struct lm_rd r = {d->mv_data, d->mv_size, false};
 	uint8_t flags = 0;
+	uint64_t rv;
 
 	memset(rec, 0, sizeof(*rec));
 	key->len = 0;
-	if (lm_rd_be(&r, 1) != LM_RECORD_VERSION)
+	rv = lm_rd_be(&r, 1);
+	if (rv < 1 || rv > LM_RECORD_VERSION)
 		return CAIRN_ECORRUPT;
 	switch (db) {
 	case LM_SESSIONS: {
@@ -424,6 +460,15 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 		s->connected = (flags & LM_SF_CONNECTED) != 0;
 		if (flags & LM_SF_DROPPED)
 			s->dropped = lm_rd_be(&r, 8);
+		s->expiry_interval = CAIRN_EXPIRY_NEVER;
+		if (rv >= 2) {
+			s->protocol_level = (uint8_t)lm_rd_be(&r, 1);
+			s->expiry_interval = (uint32_t)lm_rd_be(&r, 4);
+			s->expires_at = (int64_t)lm_rd_be(&r, 8);
+			s->will_delay = (uint32_t)lm_rd_be(&r, 4);
+			s->will_at = (int64_t)lm_rd_be(&r, 8);
+			s->will_props = lm_rd_props(&r, &s->will_props_len);
+		}
 		if (r.bad || flags > LM_SF_ALL || s->will_qos > 2)
 			return CAIRN_ECORRUPT;
 		lm_key_session(key, s->client_id);
@@ -433,6 +478,10 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 		rec->sub.qos = (uint8_t)lm_rd_be(&r, 1);
 		rec->sub.client_id = lm_rd_str(&r);
 		rec->sub.filter = lm_rd_str(&r);
+		if (rv >= 2) {
+			rec->sub.options = (uint8_t)lm_rd_be(&r, 1);
+			rec->sub.sub_id = (uint32_t)lm_rd_be(&r, 4);
+		}
 		if (r.bad || rec->sub.qos > 2)
 			return CAIRN_ECORRUPT;
 		lm_key_sub(key, rec->sub.client_id, rec->sub.filter);
@@ -447,6 +496,10 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 		m->msg_id = lm_rd_be(&r, 8);
 		m->topic = lm_rd_str(&r);
 		m->payload = lm_rd_blob(&r, &m->payload_len);
+		if (rv >= 2) {
+			m->expires_at = (int64_t)lm_rd_be(&r, 8);
+			m->props = lm_rd_props(&r, &m->props_len);
+		}
 		if (r.bad || m->qos > 2 || flags > 1)
 			return CAIRN_ECORRUPT;
 		if (db == LM_MESSAGES)
@@ -464,6 +517,20 @@ static int lm_decode(enum lm_db db, const MDB_val *d, union lm_rec *rec, struct 
 		dl->seq = lm_rd_be(&r, 8);
 		dl->msg_id = lm_rd_be(&r, 8);
 		dl->client_id = lm_rd_str(&r);
+		if (rv >= 2) {
+			uint64_t retain = lm_rd_be(&r, 1);
+			uint32_t n = (uint32_t)lm_rd_be(&r, 4);
+
+			if (retain > 1 || r.left / 4 < n)
+				return CAIRN_ECORRUPT;
+			ids->len = 0;
+			lm_buf_reserve(ids, (size_t)n * 4);
+			for (uint32_t i = 0; i < n; i++)
+				((uint32_t *)(void *)ids->p)[i] = (uint32_t)lm_rd_be(&r, 4);
+			dl->retain = retain != 0;
+			dl->n_sub_ids = n;
+			dl->sub_ids = n > 0 ? (const uint32_t *)(void *)ids->p : NULL;
+		}
 		if (r.bad || dl->qos > 2 || dl->state > CAIRN_DELIVERY_PUBREC)
 			return CAIRN_ECORRUPT;
 		lm_key_delivery(key, dl->client_id, dl->seq);
@@ -573,7 +640,7 @@ static int lm_msg_put(struct cairn_store *st, enum lm_db db, const struct cairn_
 	else
 		lm_key_retained(&b, rec->topic);
 	klen = b.len;
-	lm_buf_reserve(&b, 32 + strlen(rec->topic) + rec->payload_len);
+	lm_buf_reserve(&b, 48 + strlen(rec->topic) + rec->payload_len + rec->props_len);
 	lm_val_msg(&b, rec);
 	return lm_stage(st, LM_OP_PUT, db, &b, klen);
 }
@@ -926,7 +993,7 @@ static int lm_scan(struct cairn_store *st, MDB_txn *txn, const struct cairn_stor
 			return rc;
 		for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &d, op)) == 0;
 		     op = MDB_NEXT) {
-			rc = lm_decode((enum lm_db)db, &d, &rec, &st->scratch);
+			rc = lm_decode((enum lm_db)db, &d, &rec, &st->scratch, &st->ids);
 			if (rc == 0 && (st->scratch.len != k.mv_size ||
 					memcmp(st->scratch.p, k.mv_data, k.mv_size) != 0))
 				rc = CAIRN_ECORRUPT;
@@ -977,6 +1044,7 @@ static void lm_free(struct cairn_store *st)
 	lm_env_close(st);
 	lm_log_clear(st);
 	free(st->scratch.p);
+	free(st->ids.p);
 	free(st->dir);
 	free(st->data_path);
 	free(st);

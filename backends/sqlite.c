@@ -43,6 +43,23 @@ static const char *const sq_migrations[] = {
     " qos INTEGER NOT NULL, stored_at INTEGER NOT NULL);",
     /* version 2: queue-full drops per session */
     "ALTER TABLE sessions ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;",
+    /* version 3: MQTT 5.0. A row written before it reads as a 3.1.1
+     * session that never expires (expiry_interval NULL), without
+     * properties, subscription options or identifiers. */
+    "ALTER TABLE sessions ADD COLUMN protocol_level INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN expiry_interval INTEGER;"
+    "ALTER TABLE sessions ADD COLUMN expires_at_ms INTEGER;"
+    "ALTER TABLE sessions ADD COLUMN will_delay INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN will_at_ms INTEGER;"
+    "ALTER TABLE sessions ADD COLUMN will_props BLOB;"
+    "ALTER TABLE subscriptions ADD COLUMN options INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE subscriptions ADD COLUMN sub_id INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN expires_at_ms INTEGER;"
+    "ALTER TABLE messages ADD COLUMN props BLOB;"
+    "ALTER TABLE deliveries ADD COLUMN retain INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;"
+    "ALTER TABLE retained ADD COLUMN expires_at_ms INTEGER;"
+    "ALTER TABLE retained ADD COLUMN props BLOB;",
 };
 
 #define SQ_SCHEMA_VERSION ((int)(sizeof(sq_migrations) / sizeof(sq_migrations[0])) - 1)
@@ -81,40 +98,44 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_ROLLBACK] = "ROLLBACK",
     [SQ_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(client_id, username, next_packet_id,"
 		       " will_topic, will_payload, will_qos, will_retain, connected, updated_at,"
-		       " dropped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+		       " dropped, protocol_level, expiry_interval, expires_at_ms, will_delay,"
+		       " will_at_ms, will_props) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+		       " ?11, ?12, ?13, ?14, ?15, ?16)",
     [SQ_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
     [SQ_SESSION_DEL_SUBS] = "DELETE FROM subscriptions WHERE client_id = ?1",
     [SQ_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE client_id = ?1",
     [SQ_SESSION_DEL_INFLIGHT] = "DELETE FROM inflight_in WHERE client_id = ?1",
-    [SQ_SUB_PUT] = "INSERT OR REPLACE INTO subscriptions(client_id, filter, qos)"
-		   " VALUES(?1, ?2, ?3)",
+    [SQ_SUB_PUT] = "INSERT OR REPLACE INTO subscriptions(client_id, filter, qos, options, sub_id)"
+		   " VALUES(?1, ?2, ?3, ?4, ?5)",
     [SQ_SUB_DEL] = "DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2",
     [SQ_MESSAGE_PUT] = "INSERT OR REPLACE INTO messages(msg_id, topic, payload, qos, retain,"
-		       " stored_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+		       " stored_at, expires_at_ms, props) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SQ_MESSAGE_DEL] = "DELETE FROM messages WHERE msg_id = ?1",
     [SQ_DELIVERY_PUT] = "INSERT OR REPLACE INTO deliveries(client_id, seq, msg_id, packet_id,"
-			" qos, state) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+			" qos, state, retain, sub_ids) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SQ_DELIVERY_DEL] = "DELETE FROM deliveries WHERE client_id = ?1 AND seq = ?2",
     [SQ_INFLIGHT_PUT] = "INSERT OR REPLACE INTO inflight_in(client_id, packet_id)"
 			" VALUES(?1, ?2)",
     [SQ_INFLIGHT_DEL] = "DELETE FROM inflight_in WHERE client_id = ?1 AND packet_id = ?2",
-    [SQ_RETAINED_PUT] = "INSERT OR REPLACE INTO retained(topic, payload, qos, stored_at)"
-			" VALUES(?1, ?2, ?3, ?4)",
+    [SQ_RETAINED_PUT] = "INSERT OR REPLACE INTO retained(topic, payload, qos, stored_at,"
+			" expires_at_ms, props) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [SQ_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
     /* Every load query walks a primary key index: rows stream in key
      * order without a sort step holding them all in memory. */
     [SQ_LOAD_SESSIONS] =
 	"SELECT client_id, username, next_packet_id, will_topic, will_payload,"
-	" will_qos, will_retain, connected, dropped FROM sessions ORDER BY client_id",
-    [SQ_LOAD_SUBS] = "SELECT client_id, filter, qos FROM subscriptions"
+	" will_qos, will_retain, connected, dropped, protocol_level, expiry_interval,"
+	" expires_at_ms, will_delay, will_at_ms, will_props FROM sessions ORDER BY client_id",
+    [SQ_LOAD_SUBS] = "SELECT client_id, filter, qos, options, sub_id FROM subscriptions"
 		     " ORDER BY client_id, filter",
-    [SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain FROM messages"
-			 " ORDER BY msg_id",
-    [SQ_LOAD_DELIVERIES] = "SELECT client_id, seq, msg_id, packet_id, qos, state FROM deliveries"
-			   " ORDER BY client_id, seq",
+    [SQ_LOAD_MESSAGES] = "SELECT msg_id, topic, payload, qos, retain, expires_at_ms, props"
+			 " FROM messages ORDER BY msg_id",
+    [SQ_LOAD_DELIVERIES] = "SELECT client_id, seq, msg_id, packet_id, qos, state, retain, sub_ids"
+			   " FROM deliveries ORDER BY client_id, seq",
     [SQ_LOAD_INFLIGHT] = "SELECT client_id, packet_id FROM inflight_in"
 			 " ORDER BY client_id, packet_id",
-    [SQ_LOAD_RETAINED] = "SELECT topic, payload, qos FROM retained ORDER BY topic",
+    [SQ_LOAD_RETAINED] = "SELECT topic, payload, qos, expires_at_ms, props FROM retained"
+			 " ORDER BY topic",
 };
 
 struct cairn_store {
@@ -180,6 +201,38 @@ static void sq_bind_blob(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t l
 		sqlite3_bind_zeroblob(stmt, i, 0);
 }
 
+/* A property block (version 3): NULL when there is none. */
+static void sq_bind_props(sqlite3_stmt *stmt, int i, const uint8_t *p, uint32_t len)
+{
+	if (len > 0)
+		sqlite3_bind_blob(stmt, i, p, (int)len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, i);
+}
+
+/* A wall-clock deadline in ms: NULL for 0 (none). */
+static void sq_bind_deadline(sqlite3_stmt *stmt, int i, int64_t ms)
+{
+	if (ms != 0)
+		sqlite3_bind_int64(stmt, i, (sqlite3_int64)ms);
+	else
+		sqlite3_bind_null(stmt, i);
+}
+
+/* A delivery's subscription ids as the TEXT "1,5,7" in a new allocation;
+ * NULL when it has none. */
+static char *sq_sub_ids_text(const uint32_t *ids, uint32_t n)
+{
+	char *s, *p;
+
+	if (n == 0)
+		return NULL;
+	s = p = bk_xmalloc((size_t)n * 11);
+	for (uint32_t i = 0; i < n; i++)
+		p += sprintf(p, i == 0 ? "%lu" : ",%lu", (unsigned long)ids[i]);
+	return s;
+}
+
 /* ---- executing one staged write inside the open transaction ---- */
 
 static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
@@ -204,6 +257,14 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sqlite3_bind_int(s, 8, r->connected);
 		sqlite3_bind_int64(s, 9, (sqlite3_int64)time(NULL));
 		sqlite3_bind_int64(s, 10, (sqlite3_int64)(r->dropped & INT64_MAX));
+		sqlite3_bind_int(s, 11, r->protocol_level);
+		if (r->expiry_interval != CAIRN_EXPIRY_NEVER)
+			sqlite3_bind_int64(s, 12, r->expiry_interval);
+		sq_bind_deadline(s, 13, r->expires_at);
+		sqlite3_bind_int64(s, 14, r->will_delay);
+		sq_bind_deadline(s, 15, r->will_at);
+		if (r->has_will)
+			sq_bind_props(s, 16, r->will_props, r->will_props_len);
 		return sq_run(s);
 	}
 	case BK_SESSION_DEL: {
@@ -224,6 +285,8 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sq_bind_text(s, 1, op->rec.sub.client_id);
 		sq_bind_text(s, 2, op->rec.sub.filter);
 		sqlite3_bind_int(s, 3, op->rec.sub.qos);
+		sqlite3_bind_int(s, 4, op->rec.sub.options);
+		sqlite3_bind_int64(s, 5, op->rec.sub.sub_id);
 		return sq_run(s);
 	case BK_SUB_DEL:
 		s = st->stmt[SQ_SUB_DEL];
@@ -238,6 +301,8 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sqlite3_bind_int(s, 4, op->rec.msg.qos);
 		sqlite3_bind_int(s, 5, op->rec.msg.retain);
 		sqlite3_bind_int64(s, 6, (sqlite3_int64)time(NULL));
+		sq_bind_deadline(s, 7, op->rec.msg.expires_at);
+		sq_bind_props(s, 8, op->rec.msg.props, op->rec.msg.props_len);
 		return sq_run(s);
 	case BK_MESSAGE_DEL:
 		s = st->stmt[SQ_MESSAGE_DEL];
@@ -245,6 +310,7 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		return sq_run(s);
 	case BK_DELIVERY_PUT: {
 		const struct cairn_delivery_rec *r = &op->rec.delivery;
+		char *ids = sq_sub_ids_text(r->sub_ids, r->n_sub_ids);
 
 		s = st->stmt[SQ_DELIVERY_PUT];
 		sq_bind_text(s, 1, r->client_id);
@@ -253,7 +319,11 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sqlite3_bind_int(s, 4, r->packet_id);
 		sqlite3_bind_int(s, 5, r->qos);
 		sq_bind_text(s, 6, bk_state_name(r->state));
-		return sq_run(s);
+		sqlite3_bind_int(s, 7, r->retain);
+		sq_bind_text(s, 8, ids);
+		rc = sq_run(s);
+		free(ids);
+		return rc;
 	}
 	case BK_DELIVERY_DEL:
 		s = st->stmt[SQ_DELIVERY_DEL];
@@ -272,6 +342,8 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sq_bind_blob(s, 2, op->rec.msg.payload, op->rec.msg.payload_len);
 		sqlite3_bind_int(s, 3, op->rec.msg.qos);
 		sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+		sq_bind_deadline(s, 5, op->rec.msg.expires_at);
+		sq_bind_props(s, 6, op->rec.msg.props, op->rec.msg.props_len);
 		return sq_run(s);
 	case BK_RETAINED_DEL:
 		s = st->stmt[SQ_RETAINED_DEL];
@@ -503,6 +575,60 @@ static bool sq_qos_ok(sqlite3_int64 q)
 	return q >= 0 && q <= 2;
 }
 
+/* A property block column (version 3): NULL or empty reads as none. */
+static const uint8_t *sq_col_props(sqlite3_stmt *s, int i, uint32_t *len)
+{
+	const uint8_t *p = sqlite3_column_blob(s, i);
+
+	*len = p != NULL ? (uint32_t)sqlite3_column_bytes(s, i) : 0;
+	return *len > 0 ? p : NULL;
+}
+
+/* A column that holds a uint32 (an interval or an id), false when a hand
+ * edit put something else there. */
+static bool sq_col_u32(sqlite3_stmt *s, int i, uint32_t *out)
+{
+	sqlite3_int64 v = sqlite3_column_int64(s, i);
+
+	if (v < 0 || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* Parse a delivery's sub_ids TEXT ("1,5,7") into a new array at *out
+ * (NULL for NULL or ""). Returns false for anything else. */
+static bool sq_parse_sub_ids(const char *t, uint32_t **out, uint32_t *n)
+{
+	uint32_t count = 1, i = 0;
+	uint32_t *ids;
+
+	*out = NULL;
+	*n = 0;
+	if (t == NULL || *t == '\0')
+		return true;
+	for (const char *p = t; *p != '\0'; p++)
+		count += *p == ',';
+	ids = bk_xmalloc((size_t)count * sizeof(*ids));
+	for (const char *p = t;; p++) {
+		uint64_t v = 0;
+		const char *start = p;
+
+		for (; *p >= '0' && *p <= '9' && p - start < 11; p++)
+			v = v * 10 + (uint64_t)(*p - '0');
+		if (p == start || v > UINT32_MAX || (*p != ',' && *p != '\0')) {
+			free(ids);
+			return false;
+		}
+		ids[i++] = (uint32_t)v;
+		if (*p == '\0')
+			break;
+	}
+	*out = ids;
+	*n = i;
+	return true;
+}
+
 /*
  * Turn the current row of stmt kind `which` into a record and hand it to
  * the visitor. Rows a hand edit made unusable (a NULL key, a QoS out of
@@ -529,15 +655,27 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		r.connected = sqlite3_column_int(s, 7) != 0;
 		if (sqlite3_column_int64(s, 8) > 0)
 			r.dropped = (uint64_t)sqlite3_column_int64(s, 8);
+		r.protocol_level = (uint8_t)sqlite3_column_int(s, 9);
+		r.expiry_interval = CAIRN_EXPIRY_NEVER;
+		if (sqlite3_column_type(s, 10) != SQLITE_NULL &&
+		    !sq_col_u32(s, 10, &r.expiry_interval))
+			return 0;
+		r.expires_at = (int64_t)sqlite3_column_int64(s, 11);
+		if (!sq_col_u32(s, 12, &r.will_delay))
+			return 0;
+		r.will_at = (int64_t)sqlite3_column_int64(s, 13);
+		if (r.has_will)
+			r.will_props = sq_col_props(s, 14, &r.will_props_len);
 		return r.client_id != NULL ? v->session(v->arg, &r) : 0;
 	}
 	case SQ_LOAD_SUBS: {
 		struct cairn_sub_rec r = {.client_id = sq_col_text(s, 0),
 					  .filter = sq_col_text(s, 1),
-					  .qos = (uint8_t)sqlite3_column_int(s, 2)};
+					  .qos = (uint8_t)sqlite3_column_int(s, 2),
+					  .options = (uint8_t)sqlite3_column_int(s, 3)};
 
 		if (r.client_id == NULL || r.filter == NULL ||
-		    !sq_qos_ok(sqlite3_column_int64(s, 2)))
+		    !sq_qos_ok(sqlite3_column_int64(s, 2)) || !sq_col_u32(s, 4, &r.sub_id))
 			return 0;
 		return v->subscription(v->arg, &r);
 	}
@@ -551,6 +689,9 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		r.payload = sq_col_blob(s, c + 1, &r.payload_len);
 		r.qos = (uint8_t)sqlite3_column_int(s, c + 2);
 		r.retain = which == SQ_LOAD_MESSAGES ? sqlite3_column_int(s, 4) != 0 : true;
+		/* expires_at_ms and props follow retain (messages) or qos. */
+		r.expires_at = (int64_t)sqlite3_column_int64(s, c + 3 + (c == 1));
+		r.props = sq_col_props(s, c + 4 + (c == 1), &r.props_len);
 		if (r.topic == NULL || !sq_qos_ok(sqlite3_column_int64(s, c + 2)))
 			return 0;
 		return which == SQ_LOAD_MESSAGES ? v->message(v->arg, &r) : v->retained(v->arg, &r);
@@ -566,11 +707,19 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		r.seq = (uint64_t)sqlite3_column_int64(s, 1);
 		r.msg_id = (uint64_t)sqlite3_column_int64(s, 2);
 		r.packet_id = (uint16_t)sqlite3_column_int(s, 3);
+		uint32_t *ids;
+		int rc;
+
 		r.qos = (uint8_t)sqlite3_column_int(s, 4);
-		if (r.client_id == NULL || !state_ok || !sq_qos_ok(sqlite3_column_int64(s, 4)))
+		r.retain = sqlite3_column_int(s, 6) != 0;
+		if (r.client_id == NULL || !state_ok || !sq_qos_ok(sqlite3_column_int64(s, 4)) ||
+		    !sq_parse_sub_ids(sq_col_text(s, 7), &ids, &r.n_sub_ids))
 			return 0;
 		r.state = state;
-		return v->delivery(v->arg, &r);
+		r.sub_ids = ids;
+		rc = v->delivery(v->arg, &r);
+		free(ids);
+		return rc;
 	}
 	case SQ_LOAD_INFLIGHT: {
 		struct cairn_inflight_in_rec r = {sq_col_text(s, 0),
@@ -762,8 +911,13 @@ static int sq_migrate(struct cairn_store *st, const struct cairn_store_options *
 		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto sqlerr;
-	bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE, "sqlite: %s: schema %s version %d",
-		st->path, version == 0 ? "created at" : "migrated to", SQ_SCHEMA_VERSION);
+	if (version == 0)
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
+			"sqlite: %s: schema created at version %d", st->path, SQ_SCHEMA_VERSION);
+	else
+		bk_logf(opts->log, opts->log_arg, CAIRN_LOG_NOTICE,
+			"sqlite: %s: migrated from schema version %d to %d", st->path, version,
+			SQ_SCHEMA_VERSION);
 	return 0;
 sqlerr:
 	bk_errf(err, errlen, "sqlite: %s: %s", st->path, sqlite3_errmsg(st->db));

@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -727,12 +728,96 @@ const char *store_name(const struct store *s)
 	return s->ops->name;
 }
 
+/*
+ * A backend older than vtable version 3 hands over records that end
+ * where its header's records ended. Each is copied, up to the first
+ * version 3 field, into a full record whose version 3 fields hold the
+ * defaults of a record stored before they existed (a session that never
+ * expires, everything else 0), so the core never reads past what the
+ * backend filled.
+ */
+static int store_v2_session(void *arg, const struct cairn_session_rec *rec)
+{
+	const struct cairn_store_visitor *v = arg;
+	struct cairn_session_rec full = {0};
+
+	memcpy(&full, rec, offsetof(struct cairn_session_rec, protocol_level));
+	full.expiry_interval = CAIRN_EXPIRY_NEVER;
+	return v->session(v->arg, &full);
+}
+
+static int store_v2_sub(void *arg, const struct cairn_sub_rec *rec)
+{
+	const struct cairn_store_visitor *v = arg;
+	struct cairn_sub_rec full = {0};
+
+	memcpy(&full, rec, offsetof(struct cairn_sub_rec, options));
+	return v->subscription(v->arg, &full);
+}
+
+/* A message or a retained message: the same record type. */
+static void store_v2_msg_copy(struct cairn_msg_rec *full, const struct cairn_msg_rec *rec)
+{
+	memset(full, 0, sizeof(*full));
+	memcpy(full, rec, offsetof(struct cairn_msg_rec, expires_at));
+}
+
+static int store_v2_message(void *arg, const struct cairn_msg_rec *rec)
+{
+	const struct cairn_store_visitor *v = arg;
+	struct cairn_msg_rec full;
+
+	store_v2_msg_copy(&full, rec);
+	return v->message(v->arg, &full);
+}
+
+static int store_v2_retained(void *arg, const struct cairn_msg_rec *rec)
+{
+	const struct cairn_store_visitor *v = arg;
+	struct cairn_msg_rec full;
+
+	store_v2_msg_copy(&full, rec);
+	return v->retained(v->arg, &full);
+}
+
+static int store_v2_delivery(void *arg, const struct cairn_delivery_rec *rec)
+{
+	const struct cairn_store_visitor *v = arg;
+	struct cairn_delivery_rec full = {0};
+
+	memcpy(&full, rec, offsetof(struct cairn_delivery_rec, retain));
+	return v->delivery(v->arg, &full);
+}
+
+static int store_v2_inflight(void *arg, const struct cairn_inflight_in_rec *rec)
+{
+	const struct cairn_store_visitor *v = arg;
+
+	return v->inflight_in(v->arg, rec);
+}
+
 int store_load(struct store *s, const struct cairn_store_visitor *v)
 {
 	int rc = STORE_FAULT(s, STORE_OP_LOAD);
 
 	assert(v != NULL);
-	return rc != 0 ? rc : s->ops->load(s->st, v);
+	if (rc != 0)
+		return rc;
+	if (s->ops->version < 3) {
+		/* A NULL slot stays NULL: the backend may skip those records. */
+		const struct cairn_store_visitor wrap = {
+		    .arg = (void *)v,
+		    .session = v->session != NULL ? store_v2_session : NULL,
+		    .subscription = v->subscription != NULL ? store_v2_sub : NULL,
+		    .message = v->message != NULL ? store_v2_message : NULL,
+		    .delivery = v->delivery != NULL ? store_v2_delivery : NULL,
+		    .inflight_in = v->inflight_in != NULL ? store_v2_inflight : NULL,
+		    .retained = v->retained != NULL ? store_v2_retained : NULL,
+		};
+
+		return s->ops->load(s->st, &wrap);
+	}
+	return s->ops->load(s->st, v);
 }
 
 /*

@@ -916,11 +916,31 @@ START_TEST(test_sequence_packet_id_waits_while_in_flight)
 	char err[256];
 	ck_assert_int_eq(cairn_store_memory.open(&opts, &st, err, sizeof(err)), 0);
 	struct cairn_session_rec sess = {.client_id = "sub", .next_packet_id = 1};
-	struct cairn_sub_rec sub_rec = {"sub", "s", 1};
-	struct cairn_msg_rec ma = {1, "s", (const uint8_t *)"a", 1, 1, false};
-	struct cairn_msg_rec mb = {2, "s", (const uint8_t *)"b", 1, 1, false};
-	struct cairn_delivery_rec sent = {"sub", 1, 1, 2, 1, CAIRN_DELIVERY_SENT};
-	struct cairn_delivery_rec queued = {"sub", 2, 2, 0, 1, CAIRN_DELIVERY_QUEUED};
+	struct cairn_sub_rec sub_rec = {.client_id = "sub", .filter = "s", .qos = 1};
+	struct cairn_msg_rec ma = {.msg_id = 1,
+				   .topic = "s",
+				   .payload = (const uint8_t *)"a",
+				   .payload_len = 1,
+				   .qos = 1,
+				   .retain = false};
+	struct cairn_msg_rec mb = {.msg_id = 2,
+				   .topic = "s",
+				   .payload = (const uint8_t *)"b",
+				   .payload_len = 1,
+				   .qos = 1,
+				   .retain = false};
+	struct cairn_delivery_rec sent = {.client_id = "sub",
+					  .seq = 1,
+					  .msg_id = 1,
+					  .packet_id = 2,
+					  .qos = 1,
+					  .state = CAIRN_DELIVERY_SENT};
+	struct cairn_delivery_rec queued = {.client_id = "sub",
+					    .seq = 2,
+					    .msg_id = 2,
+					    .packet_id = 0,
+					    .qos = 1,
+					    .state = CAIRN_DELIVERY_QUEUED};
 	ck_assert_int_eq(cairn_store_memory.session_put(st, &sess), 0);
 	ck_assert_int_eq(cairn_store_memory.sub_put(st, &sub_rec), 0);
 	ck_assert_int_eq(cairn_store_memory.message_put(st, &ma), 0);

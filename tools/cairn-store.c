@@ -637,12 +637,18 @@ static int dump_session(void *arg, const struct cairn_session_rec *rec)
 		json_str(out, rec->will_topic);
 		fputs(",\"payload\":", out);
 		json_base64(out, rec->will_payload, rec->will_payload_len);
-		fprintf(out, ",\"qos\":%u,\"retain\":%s}", rec->will_qos,
+		fprintf(out, ",\"qos\":%u,\"retain\":%s,\"props\":", rec->will_qos,
 			bool_str(rec->will_retain));
+		json_base64(out, rec->will_props, rec->will_props_len);
+		putc('}', out);
 	} else {
 		fputs("null", out);
 	}
-	fputs("}\n", out);
+	fprintf(out,
+		",\"protocol_level\":%u,\"expiry_interval\":%" PRIu32 ",\"expires_at\":%" PRId64
+		",\"will_delay\":%" PRIu32 ",\"will_at\":%" PRId64 "}\n",
+		rec->protocol_level, rec->expiry_interval, rec->expires_at, rec->will_delay,
+		rec->will_at);
 	return 0;
 }
 
@@ -654,7 +660,8 @@ static int dump_sub(void *arg, const struct cairn_sub_rec *rec)
 	json_str(out, rec->client_id);
 	fputs(",\"filter\":", out);
 	json_str(out, rec->filter);
-	fprintf(out, ",\"qos\":%u}\n", rec->qos);
+	fprintf(out, ",\"qos\":%u,\"options\":%u,\"sub_id\":%" PRIu32 "}\n", rec->qos, rec->options,
+		rec->sub_id);
 	return 0;
 }
 
@@ -664,7 +671,10 @@ static void dump_msg(FILE *out, const char *type, const struct cairn_msg_rec *re
 	json_str(out, rec->topic);
 	fputs(",\"payload\":", out);
 	json_base64(out, rec->payload, rec->payload_len);
-	fprintf(out, ",\"qos\":%u,\"retain\":%s}\n", rec->qos, bool_str(rec->retain));
+	fprintf(out, ",\"qos\":%u,\"retain\":%s,\"expires_at\":%" PRId64 ",\"props\":", rec->qos,
+		bool_str(rec->retain), rec->expires_at);
+	json_base64(out, rec->props, rec->props_len);
+	fputs("}\n", out);
 }
 
 static int dump_message(void *arg, const struct cairn_msg_rec *rec)
@@ -687,8 +697,12 @@ static int dump_delivery(void *arg, const struct cairn_delivery_rec *rec)
 	json_str(out, rec->client_id);
 	fprintf(out,
 		",\"seq\":%" PRIu64 ",\"msg_id\":%" PRIu64
-		",\"packet_id\":%u,\"qos\":%u,\"state\":\"%s\"}\n",
-		rec->seq, rec->msg_id, rec->packet_id, rec->qos, state_str(rec->state));
+		",\"packet_id\":%u,\"qos\":%u,\"state\":\"%s\",\"retain\":%s,\"sub_ids\":[",
+		rec->seq, rec->msg_id, rec->packet_id, rec->qos, state_str(rec->state),
+		bool_str(rec->retain));
+	for (uint32_t i = 0; i < rec->n_sub_ids; i++)
+		fprintf(out, "%s%" PRIu32, i > 0 ? "," : "", rec->sub_ids[i]);
+	fputs("]}\n", out);
 	return 0;
 }
 

@@ -64,6 +64,22 @@ bool rd_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
 	return true;
 }
 
+bool rd_parse_i64(const char *s, size_t len, int64_t *out)
+{
+	uint64_t v;
+
+	if (len > 0 && s[0] == '-') {
+		if (!rd_parse_u64(s + 1, len - 1, (uint64_t)INT64_MAX + 1, &v) || v == 0)
+			return false;
+		*out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+		return true;
+	}
+	if (!rd_parse_u64(s, len, INT64_MAX, &v))
+		return false;
+	*out = (int64_t)v;
+	return true;
+}
+
 /* ---- staged batches ---- */
 
 void rd_batch_clear(struct rd_batch *b)
@@ -120,6 +136,14 @@ static size_t rd_u64(char *out, uint64_t v)
 		out[i] = tmp[n - 1 - i];
 	out[n] = '\0';
 	return n;
+}
+
+size_t rd_i64(char *out, int64_t v)
+{
+	if (v >= 0)
+		return rd_u64(out, (uint64_t)v);
+	out[0] = '-';
+	return 1 + rd_u64(out + 1, (uint64_t)0 - (uint64_t)v);
 }
 
 /* One command in the Redis protocol (RESP): "*argc\r\n" then
@@ -295,7 +319,7 @@ static int rd_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
 {
 	char *key = rd_key(st, "session", rec->client_id), *set = rd_key(st, "sessions", NULL);
-	char npid[8], wq[4], dropped[24];
+	char npid[8], wq[4], dropped[24], pl[4], exp[24], exp_at[24], wdelay[24], will_at[24];
 	const char *argv[RD_MAX_ARGS];
 	size_t lens[RD_MAX_ARGS];
 	int argc = 0, rc;
@@ -303,6 +327,11 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 	snprintf(npid, sizeof(npid), "%u", (unsigned)rec->next_packet_id);
 	snprintf(wq, sizeof(wq), "%u", (unsigned)rec->will_qos);
 	snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)rec->dropped);
+	rd_u64(pl, rec->protocol_level);
+	rd_u64(exp, rec->expiry_interval);
+	rd_i64(exp_at, rec->expires_at);
+	rd_u64(wdelay, rec->will_delay);
+	rd_i64(will_at, rec->will_at);
 #define RD_ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
 #define RD_STR(p)    RD_ARG((p), strlen(p))
 	/* DEL first: fields of an older record (a will) must not survive. */
@@ -334,6 +363,28 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 		RD_STR(wq);
 		RD_STR("will_retain");
 		RD_STR(rec->will_retain ? "1" : "0");
+		if (rec->will_props_len > 0) {
+			RD_STR("will_props");
+			RD_ARG((const char *)rec->will_props, rec->will_props_len);
+		}
+	}
+	/* Version 2 fields; absent (a version 1 record) reads as the
+	 * default: protocol_level 0, expiry_interval never, the rest 0. */
+	RD_STR("protocol_level");
+	RD_STR(pl);
+	RD_STR("expiry_interval");
+	RD_STR(exp);
+	if (rec->expires_at != 0) {
+		RD_STR("expires_at");
+		RD_STR(exp_at);
+	}
+	if (rec->will_delay != 0) {
+		RD_STR("will_delay");
+		RD_STR(wdelay);
+	}
+	if (rec->will_at != 0) {
+		RD_STR("will_at");
+		RD_STR(will_at);
 	}
 	if (rc == 0)
 		rc = rd_stage(st, argc, argv, lens);
@@ -371,11 +422,18 @@ static int rd_session_delete(struct cairn_store *st, const char *client_id)
 static int rd_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 {
 	char *key = rd_key(st, "subs", rec->client_id);
-	char qos[24];
-	const char *argv[] = {"HSET", key, rec->filter, qos};
+	char val[48];
+	const char *argv[] = {"HSET", key, rec->filter, val};
 	int rc;
 
-	rd_u64(qos, rec->qos);
+	/* "qos", or "qos:options:sub_id" when either is set. */
+	size_t n = rd_u64(val, rec->qos);
+	if (rec->options != 0 || rec->sub_id != 0) {
+		val[n++] = ':';
+		n += rd_u64(val + n, rec->options);
+		val[n++] = ':';
+		rd_u64(val + n, rec->sub_id);
+	}
 	rc = rd_stage(st, 4, argv, NULL);
 	free(key);
 	return rc;
@@ -393,9 +451,9 @@ static int rd_sub_delete(struct cairn_store *st, const char *client_id, const ch
 
 static int rd_message_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
-	char id[24], qos[24], *key;
-	const char *argv[10];
-	size_t lens[10];
+	char id[24], qos[24], exp_at[24], *key;
+	const char *argv[14];
+	size_t lens[14];
 	int rc;
 
 	rd_u64(id, rec->msg_id);
@@ -411,9 +469,15 @@ static int rd_message_put(struct cairn_store *st, const struct cairn_msg_rec *re
 	argv[7] = qos;
 	argv[8] = "retain";
 	argv[9] = rec->retain ? "1" : "0";
-	for (int i = 0; i < 10; i++) /* the payload is bytes, not a string */
-		lens[i] = i == 5 ? rec->payload_len : strlen(argv[i]);
-	rc = rd_stage(st, 10, argv, lens);
+	/* Always written, so that a put replaces every field of the hash. */
+	rd_i64(exp_at, rec->expires_at);
+	argv[10] = "expires_at";
+	argv[11] = exp_at;
+	argv[12] = "props";
+	argv[13] = rec->props_len > 0 ? (const char *)rec->props : "";
+	for (int i = 0; i < 14; i++) /* the payload and props are bytes */
+		lens[i] = i == 5 ? rec->payload_len : i == 13 ? rec->props_len : strlen(argv[i]);
+	rc = rd_stage(st, 14, argv, lens);
 	free(key);
 	return rc;
 }
@@ -436,15 +500,19 @@ static int rd_message_delete(struct cairn_store *st, uint64_t msg_id)
 static int rd_delivery_put(struct cairn_store *st, const struct cairn_delivery_rec *rec)
 {
 	char *hkey = rd_key(st, "delivery", rec->client_id);
-	char seq[24], val[64];
-	const char *hset[] = {"HSET", hkey, seq, val};
+	char seq[24], small[80], *val = small;
+	const char *hset[] = {"HSET", hkey, seq, NULL};
 	const char *state = bk_state_name(rec->state);
 	int rc = CAIRN_EINVAL;
 
 	if (state == NULL || rec->qos > 2)
 		goto out;
+	if (rec->n_sub_ids > 2)
+		val = bk_xmalloc(64 + (size_t)rec->n_sub_ids * 11);
+	hset[3] = val;
 	rd_u64(seq, rec->seq);
-	/* "msg_id:packet_id:qos:state" */
+	/* "msg_id:packet_id:qos:state", then ":retain:ids" (ids "1,5,7",
+	 * maybe empty) when the delivery has either. */
 	size_t n = rd_u64(val, rec->msg_id);
 	val[n++] = ':';
 	n += rd_u64(val + n, rec->packet_id);
@@ -452,7 +520,21 @@ static int rd_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 	n += rd_u64(val + n, rec->qos);
 	val[n++] = ':';
 	memcpy(val + n, state, strlen(state) + 1);
+	n += strlen(state);
+	if (rec->retain || rec->n_sub_ids > 0) {
+		val[n++] = ':';
+		val[n++] = rec->retain ? '1' : '0';
+		val[n++] = ':';
+		val[n] = '\0';
+		for (uint32_t i = 0; i < rec->n_sub_ids; i++) {
+			if (i > 0)
+				val[n++] = ',';
+			n += rd_u64(val + n, rec->sub_ids[i]);
+		}
+	}
 	rc = rd_stage(st, 4, hset, NULL);
+	if (val != small)
+		free(val);
 out:
 	free(hkey);
 	return rc;
@@ -498,16 +580,30 @@ static int rd_inflight_in_delete(struct cairn_store *st, const char *client_id, 
 static int rd_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 {
 	char *key = rd_key(st, "retained", NULL);
-	size_t vlen = 2 + (size_t)rec->payload_len;
+	bool v2 = rec->expires_at != 0 || rec->props_len > 0;
+	size_t vlen = 2 + (v2 ? 48 + (size_t)rec->props_len : 0) + (size_t)rec->payload_len;
 	char *val = bk_xmalloc(vlen);
 	const char *argv[] = {"HSET", key, rec->topic, val};
-	size_t lens[] = {4, strlen(key), strlen(rec->topic), vlen};
+	size_t lens[] = {4, strlen(key), strlen(rec->topic), 0};
+	size_t n = 2;
 	int rc;
 
+	/* "<qos>:<payload>", or with an expiry or properties
+	 * "<qos>;<expires_at>;<props_len>;<props><payload>". */
 	val[0] = (char)('0' + (rec->qos <= 2 ? rec->qos : 0));
-	val[1] = ':';
+	val[1] = v2 ? ';' : ':';
+	if (v2) {
+		n += rd_i64(val + n, rec->expires_at);
+		val[n++] = ';';
+		n += rd_u64(val + n, rec->props_len);
+		val[n++] = ';';
+		if (rec->props_len > 0)
+			memcpy(val + n, rec->props, rec->props_len);
+		n += rec->props_len;
+	}
 	if (rec->payload_len > 0)
-		memcpy(val + 2, rec->payload, rec->payload_len);
+		memcpy(val + n, rec->payload, rec->payload_len);
+	lens[3] = n + rec->payload_len;
 	rc = rec->qos <= 2 ? rd_stage(st, 4, argv, lens) : CAIRN_EINVAL;
 	free(val);
 	free(key);

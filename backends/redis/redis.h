@@ -21,12 +21,14 @@
 struct event;
 struct event_base;
 
-#define RD_SCHEMA_VERSION 1
+/* 2: the MQTT 5.0 fields (cairn-redis(5)); every version 1 key reads as
+ * version 2, so open() migrates by rewriting the number alone. */
+#define RD_SCHEMA_VERSION 2
 #define RD_BACKOFF_MIN_MS 100
 #define RD_BACKOFF_MAX_MS 5000
 #define RD_PIPELINE       256    /* commands in flight per round trip in load() */
 #define RD_SCAN_COUNT     "1000" /* SCAN's COUNT hint */
-#define RD_MAX_ARGS       20
+#define RD_MAX_ARGS       32
 
 /* One command, already in Redis protocol form, so a batch can be sent
  * again unchanged after a failure. */
@@ -87,6 +89,11 @@ void rd_log(const struct cairn_store *st, enum cairn_log_level level, const char
 char *rd_key(const struct cairn_store *st, const char *kind, const char *id);
 /* Strict decimal: digits only, no sign, no spaces, at most max. */
 bool rd_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out);
+/* Strict signed decimal: an optional '-', then as rd_parse_u64. */
+bool rd_parse_i64(const char *s, size_t len, int64_t *out);
+/* Write v in decimal at out (at least 21 bytes) with a NUL; returns the
+ * length. */
+size_t rd_i64(char *out, int64_t v);
 /* Free every command of b, keeping its array. */
 void rd_batch_clear(struct rd_batch *b);
 /* After a failed commit: the sent batch goes back in front of whatever

@@ -152,11 +152,13 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 {
 	char *key = rd_key(st, "schema_version", NULL);
 	const char *get[] = {"GET", key};
-	const char *set[] = {"SET", key, "1", "NX"};
+	char want[16];
+	const char *set[] = {"SET", key, want, "NX"};
 	redisReply *reply = NULL;
 	uint64_t v;
 	int rc = 0;
 
+	snprintf(want, sizeof(want), "%d", RD_SCHEMA_VERSION);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		reply = rd_sync_cmd(st, 2, get, &rc);
 		if (reply == NULL) {
@@ -190,6 +192,27 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 			", written by a newer cairn (this one knows %d)",
 			st->where, key, v, RD_SCHEMA_VERSION);
 		rc = CAIRN_EVERSION;
+	} else if (v < RD_SCHEMA_VERSION) {
+		/* Every record of an older layout reads in this one: the
+		 * migration is the new number, after which an older cairn
+		 * refuses the store instead of misreading the new fields. */
+		const char *mig[] = {"SET", key, want};
+
+		freeReplyObject(reply);
+		reply = rd_sync_cmd(st, 3, mig, &rc);
+		if (reply == NULL) {
+			bk_errf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
+			goto out;
+		}
+		if (reply->type == REDIS_REPLY_ERROR) {
+			bk_errf(err, errlen, "redis at %s: cannot write %s: %s", st->where, key,
+				reply->str);
+			rc = CAIRN_EIO;
+			goto out;
+		}
+		rd_log(st, CAIRN_LOG_NOTICE,
+		       "redis at %s: %s: migrated from schema version %" PRIu64 " to %d", st->where,
+		       key, v, RD_SCHEMA_VERSION);
 	}
 out:
 	if (reply != NULL)
@@ -367,6 +390,15 @@ static bool rd_hget_u64(const redisReply *h, const char *field, uint64_t max, ui
 	return v != NULL && rd_parse_u64(v->str, v->len, max, out);
 }
 
+/* An optional signed field: absent is 0; false when present and bad. */
+static bool rd_hget_i64(const redisReply *h, const char *field, int64_t *out)
+{
+	const redisReply *v = rd_hget(h, field);
+
+	*out = 0;
+	return v == NULL || rd_parse_i64(v->str, v->len, out);
+}
+
 static int rd_corrupt(struct cairn_store *st, const char *kind, const char *id, const char *what)
 {
 	rd_log(st, CAIRN_LOG_ERROR, "redis at %s: key %s%s:%s: %s", st->where, st->prefix, kind, id,
@@ -452,9 +484,11 @@ static void rd_append_session(struct cairn_store *st, const char *id)
 static int rd_visit_session(struct cairn_store *st, const char *id, redisReply **r,
 			    const struct cairn_store_visitor *v)
 {
-	const redisReply *h = r[0], *user, *topic, *payload;
-	struct cairn_session_rec rec = {.client_id = id};
-	uint64_t npid, conn, wq = 0, wr = 0, dropped = 0;
+	const redisReply *h = r[0], *user, *topic, *payload, *wprops;
+	struct cairn_session_rec rec = {.client_id = id, .expiry_interval = CAIRN_EXPIRY_NEVER};
+	uint64_t npid, conn, wq = 0, wr = 0, dropped = 0, pl = 0, exp = CAIRN_EXPIRY_NEVER,
+			     wdelay = 0;
+	int64_t exp_at = 0, will_at = 0;
 
 	if (h->type != REDIS_REPLY_ARRAY)
 		return rd_corrupt(st, "session", id, "not a hash");
@@ -466,6 +500,24 @@ static int rd_visit_session(struct cairn_store *st, const char *id, redisReply *
 	/* Absent in records written before the field existed: 0. */
 	if (rd_hget(h, "dropped") != NULL && !rd_hget_u64(h, "dropped", UINT64_MAX, &dropped))
 		return rd_corrupt(st, "session", id, "bad dropped");
+	/* The version 2 fields, each absent in older records. */
+	if ((rd_hget(h, "protocol_level") != NULL &&
+	     !rd_hget_u64(h, "protocol_level", UINT8_MAX, &pl)) ||
+	    (rd_hget(h, "expiry_interval") != NULL &&
+	     !rd_hget_u64(h, "expiry_interval", UINT32_MAX, &exp)) ||
+	    !rd_hget_i64(h, "expires_at", &exp_at) ||
+	    (rd_hget(h, "will_delay") != NULL &&
+	     !rd_hget_u64(h, "will_delay", UINT32_MAX, &wdelay)) ||
+	    !rd_hget_i64(h, "will_at", &will_at))
+		return rd_corrupt(st, "session", id, "bad version 2 field");
+	wprops = rd_hget(h, "will_props");
+	if (wprops != NULL && (uint64_t)wprops->len > UINT32_MAX)
+		return rd_corrupt(st, "session", id, "bad will_props");
+	rec.protocol_level = (uint8_t)pl;
+	rec.expiry_interval = (uint32_t)exp;
+	rec.expires_at = exp_at;
+	rec.will_delay = (uint32_t)wdelay;
+	rec.will_at = will_at;
 	user = rd_hget(h, "username");
 	topic = rd_hget(h, "will_topic");
 	payload = rd_hget(h, "will_payload");
@@ -484,6 +536,10 @@ static int rd_visit_session(struct cairn_store *st, const char *id, redisReply *
 		rec.will_payload_len = (uint32_t)payload->len;
 		rec.will_qos = (uint8_t)wq;
 		rec.will_retain = wr != 0;
+		if (wprops != NULL && wprops->len > 0) {
+			rec.will_props = (const uint8_t *)wprops->str;
+			rec.will_props_len = (uint32_t)wprops->len;
+		}
 	}
 	return v->session != NULL ? v->session(v->arg, &rec) : 0;
 }
@@ -519,11 +575,20 @@ static int rd_visit_subs(struct cairn_store *st, const char *id, redisReply **r,
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const redisReply *f = h->element[2 * i], *q = h->element[2 * i + 1];
 		struct cairn_sub_rec rec = {.client_id = id, .filter = f->str};
-		uint64_t qos;
+		uint64_t qos, opts = 0, sub_id = 0;
+		/* "qos" or "qos:options:sub_id" */
+		const char *c1 = memchr(q->str, ':', q->len), *c2 = NULL, *end = q->str + q->len;
 
-		if (!rd_parse_u64(q->str, q->len, 2, &qos))
-			return rd_corrupt(st, "subs", id, "bad qos");
+		if (c1 != NULL && (c2 = memchr(c1 + 1, ':', (size_t)(end - c1 - 1))) == NULL)
+			return rd_corrupt(st, "subs", id, "bad value");
+		if (!rd_parse_u64(q->str, c1 != NULL ? (size_t)(c1 - q->str) : q->len, 2, &qos) ||
+		    (c1 != NULL &&
+		     (!rd_parse_u64(c1 + 1, (size_t)(c2 - c1 - 1), UINT8_MAX, &opts) ||
+		      !rd_parse_u64(c2 + 1, (size_t)(end - c2 - 1), UINT32_MAX, &sub_id))))
+			return rd_corrupt(st, "subs", id, "bad qos, options or sub_id");
 		rec.qos = (uint8_t)qos;
+		rec.options = (uint8_t)opts;
+		rec.sub_id = (uint32_t)sub_id;
 		if (v->subscription != NULL)
 			rc = v->subscription(v->arg, &rec);
 	}
@@ -547,7 +612,7 @@ static void rd_append_message(struct cairn_store *st, const char *id)
 static int rd_visit_message(struct cairn_store *st, const char *id, redisReply **r,
 			    const struct cairn_store_visitor *v)
 {
-	const redisReply *h = r[0], *topic, *payload;
+	const redisReply *h = r[0], *topic, *payload, *props;
 	struct cairn_msg_rec rec = {0};
 	uint64_t qos, retain;
 
@@ -562,6 +627,14 @@ static int rd_visit_message(struct cairn_store *st, const char *id, redisReply *
 	if (topic == NULL || payload == NULL || (uint64_t)payload->len > UINT32_MAX ||
 	    !rd_hget_u64(h, "qos", 2, &qos) || !rd_hget_u64(h, "retain", 1, &retain))
 		return rd_corrupt(st, "msg", id, "missing or bad field");
+	props = rd_hget(h, "props");
+	if (!rd_hget_i64(h, "expires_at", &rec.expires_at) ||
+	    (props != NULL && (uint64_t)props->len > UINT32_MAX))
+		return rd_corrupt(st, "msg", id, "bad expires_at or props");
+	if (props != NULL && props->len > 0) {
+		rec.props = (const uint8_t *)props->str;
+		rec.props_len = (uint32_t)props->len;
+	}
 	rec.topic = topic->str;
 	rec.payload = (const uint8_t *)payload->str;
 	rec.payload_len = (uint32_t)payload->len;
@@ -575,29 +648,58 @@ static void rd_append_deliveries(struct cairn_store *st, const char *id)
 	rd_append(st, "HGETALL", "delivery", id, NULL, NULL);
 }
 
-/* Parses "msg_id:packet_id:qos:state". */
-static bool rd_delivery_parse(const char *s, size_t len, struct cairn_delivery_rec *rec)
+/* Parses "msg_id:packet_id:qos:state[:retain:ids]", ids "1,5,7" or
+ * empty, into rec; the ids go to *ids (grown as needed, *cap entries). */
+static bool rd_delivery_parse(const char *s, size_t len, struct cairn_delivery_rec *rec,
+			      uint32_t **ids, size_t *cap)
 {
-	const char *end = s + len, *f[4];
-	size_t fl[4];
-	uint64_t msg, pid, qos;
+	const char *end = s + len, *f[6];
+	size_t fl[6];
+	uint64_t msg, pid, qos, retain = 0;
+	int nf = 0;
 
-	for (int i = 0; i < 4; i++) {
-		const char *c = i < 3 ? memchr(s, ':', (size_t)(end - s)) : end;
+	while (nf < 6) {
+		const char *c = nf < 5 ? memchr(s, ':', (size_t)(end - s)) : NULL;
 
+		f[nf] = s;
+		fl[nf] = (size_t)((c != NULL ? c : end) - s);
+		nf++;
 		if (c == NULL)
-			return false;
-		f[i] = s;
-		fl[i] = (size_t)(c - s);
-		s = c + (i < 3);
+			break;
+		s = c + 1;
 	}
-	if (!rd_parse_u64(f[0], fl[0], UINT64_MAX, &msg) ||
+	if ((nf != 4 && nf != 6) || !rd_parse_u64(f[0], fl[0], UINT64_MAX, &msg) ||
 	    !rd_parse_u64(f[1], fl[1], UINT16_MAX, &pid) || !rd_parse_u64(f[2], fl[2], 2, &qos) ||
-	    !bk_state_parse(f[3], fl[3], &rec->state))
+	    !bk_state_parse(f[3], fl[3], &rec->state) ||
+	    (nf == 6 && !rd_parse_u64(f[4], fl[4], 1, &retain)))
 		return false;
 	rec->msg_id = msg;
 	rec->packet_id = (uint16_t)pid;
 	rec->qos = (uint8_t)qos;
+	rec->retain = retain != 0;
+	rec->n_sub_ids = 0;
+	rec->sub_ids = NULL;
+	if (nf == 6 && fl[5] > 0) {
+		const char *p = f[5], *e = f[5] + fl[5];
+
+		for (;;) {
+			const char *comma = memchr(p, ',', (size_t)(e - p));
+			const char *stop = comma != NULL ? comma : e;
+			uint64_t idv;
+
+			if (!rd_parse_u64(p, (size_t)(stop - p), UINT32_MAX, &idv))
+				return false;
+			if (rec->n_sub_ids == *cap) {
+				*cap = *cap ? *cap * 2 : 8;
+				*ids = bk_xrealloc(*ids, *cap * sizeof(**ids));
+			}
+			(*ids)[rec->n_sub_ids++] = (uint32_t)idv;
+			if (comma == NULL)
+				break;
+			p = comma + 1;
+		}
+		rec->sub_ids = *ids;
+	}
 	return true;
 }
 
@@ -630,7 +732,8 @@ static int rd_visit_deliveries(struct cairn_store *st, const char *id, redisRepl
 {
 	const redisReply *h = r[0];
 	struct rd_seq_val *sv = NULL;
-	size_t n;
+	uint32_t *ids = NULL;
+	size_t n, cap = 0;
 	int rc = 0;
 
 	if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
@@ -652,7 +755,7 @@ static int rd_visit_deliveries(struct cairn_store *st, const char *id, redisRepl
 		struct cairn_delivery_rec rec = {.client_id = id, .seq = sv[i].seq};
 
 		if (sv[i].val->type != REDIS_REPLY_STRING ||
-		    !rd_delivery_parse(sv[i].val->str, sv[i].val->len, &rec)) {
+		    !rd_delivery_parse(sv[i].val->str, sv[i].val->len, &rec, &ids, &cap)) {
 			rc = rd_corrupt(st, "delivery", id, "bad record");
 			goto out;
 		}
@@ -660,6 +763,7 @@ static int rd_visit_deliveries(struct cairn_store *st, const char *id, redisRepl
 			rc = v->delivery(v->arg, &rec);
 	}
 out:
+	free(ids);
 	free(sv);
 	return rc;
 }
@@ -697,6 +801,42 @@ static int rd_visit_inflight(struct cairn_store *st, const char *id, redisReply 
 out:
 	free(pids);
 	return rc;
+}
+
+/*
+ * A retained value: "<qos>:<payload>", or "<qos>;<expires_at>;<props_len>;
+ * <props><payload>" for a message with an expiry or properties.
+ */
+static bool rd_retained_parse(const char *s, size_t len, struct cairn_msg_rec *rec)
+{
+	const char *end = s + len, *p, *c;
+	uint64_t qos, plen;
+
+	if (len < 2 || !rd_parse_u64(s, 1, 2, &qos))
+		return false;
+	rec->qos = (uint8_t)qos;
+	p = s + 2;
+	if (s[1] == ';') {
+		if ((c = memchr(p, ';', (size_t)(end - p))) == NULL ||
+		    !rd_parse_i64(p, (size_t)(c - p), &rec->expires_at))
+			return false;
+		p = c + 1;
+		if ((c = memchr(p, ';', (size_t)(end - p))) == NULL ||
+		    !rd_parse_u64(p, (size_t)(c - p), UINT32_MAX, &plen) ||
+		    plen > (uint64_t)(end - c - 1))
+			return false;
+		p = c + 1;
+		rec->props = plen > 0 ? (const uint8_t *)p : NULL;
+		rec->props_len = (uint32_t)plen;
+		p += plen;
+	} else if (s[1] != ':') {
+		return false;
+	}
+	if ((uint64_t)(end - p) > UINT32_MAX)
+		return false;
+	rec->payload = (const uint8_t *)p;
+	rec->payload_len = (uint32_t)(end - p);
+	return true;
 }
 
 /*
@@ -748,21 +888,15 @@ static int rd_load_retained(struct cairn_store *st, const struct cairn_store_vis
 	for (size_t i = 0; rc == 0 && i < n; i += 2) {
 		const redisReply *t = pairs[i], *val = pairs[i + 1];
 		struct cairn_msg_rec rec = {.topic = t->str, .retain = true};
-		const char *colon = memchr(val->str, ':', val->len);
-		uint64_t qos;
 
 		if (i > 0 && rd_pair_cmp(&pairs[i - 2], &pairs[i]) == 0)
 			continue; /* HSCAN may return a field twice */
-		if (colon == NULL || !rd_parse_u64(val->str, (size_t)(colon - val->str), 2, &qos) ||
-		    val->len - (size_t)(colon + 1 - val->str) > UINT32_MAX) {
+		if (!rd_retained_parse(val->str, (size_t)val->len, &rec)) {
 			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: key %s: bad value for topic %s",
 			       st->where, key, t->str);
 			rc = CAIRN_ECORRUPT;
 			break;
 		}
-		rec.qos = (uint8_t)qos;
-		rec.payload = (const uint8_t *)colon + 1;
-		rec.payload_len = (uint32_t)(val->len - (size_t)(colon + 1 - val->str));
 		if (v->retained != NULL)
 			rc = v->retained(v->arg, &rec);
 	}

@@ -309,7 +309,7 @@ def test_cairn_store_copies_a_due_will(ctx):
     raw = _dump(tool, src)
     check(b'{"type":"session","client_id":"cs-will","username":"u\\"1",' in raw and
           b'"connected":true,"dropped":0,"will":{"topic":"cs/will\\tx","payload":"AGJ5ZQ==",'
-          b'"qos":1,"retain":true}}' in raw, "session with a will: %r" % raw)
+          b'"qos":1,"retain":true,"props":""},' in raw, "session with a will: %r" % raw)
     for to, opts in [st.lmdb("w1"), st.redis("w2")]:
         _run(tool, "copy", src, to)
         check(_dump(tool, to) == raw, "will session differs in %s" % to)
@@ -397,3 +397,68 @@ def test_cairn_store_queue_drops_are_visible(ctx):
     check("5 messages dropped from its queue so far" in b.log_text(),
           "the connect line does not report the drops:\n%s" % b.log_tail())
 test_cairn_store_queue_drops_are_visible.timeout = 30
+
+
+def test_cairn_store_copies_mqtt5_fields(ctx):
+    """The MQTT 5.0 fields of every record (set here with the sqlite3 shell,
+    as an operator could) survive copies sqlite -> lmdb -> redis -> sqlite
+    byte for byte, and dump prints them: deadlines at the ends of int64,
+    property blocks with NUL bytes as base64, subscription options and
+    identifiers, a delivery's retain flag and subscription ids."""
+    tool = _tool()
+    st = Stores(ctx, _redis(ctx))
+    ctx.add_cleanup(st.drop_redis_keys)
+    src, srcopts = st.sqlite("v0")
+    b = ctx.broker(**srcopts)
+    c = RawClient(b.port)
+    c.connect("cs-v5", clean=False, will=("cs/w", b"w", 1, False))
+    c.subscribe(1, [("cs/v5/#", 1), ("cs/v5/a", 2)])
+    p = RawClient(b.port)
+    p.connect("cs-v5pub")
+    p.publish("cs/v5/a", b"m\x00", qos=1, pid=1)
+    p.publish("cs/v5/r", b"r", qos=1, pid=2, retain=True)
+    p.disconnect()
+    time.sleep(0.2)
+    b.kill9()  # cs-v5 still connected: its will stays stored
+    c.close()
+    props = "X'2600016b00017609000200'"  # a user property and correlation data
+    db = os.path.join(src[len("sqlite:"):], "cairn.db")
+    r = subprocess.run(["sqlite3", db,
+                        "UPDATE sessions SET protocol_level = 5, expiry_interval = 4294967294,"
+                        " expires_at_ms = 9223372036854775807, will_delay = 7,"
+                        " will_at_ms = -9223372036854775808, will_props = %s;"
+                        "UPDATE subscriptions SET options = 44, sub_id = 268435455"
+                        " WHERE filter = 'cs/v5/#';"
+                        "UPDATE messages SET expires_at_ms = 1767225600123, props = %s;"
+                        "UPDATE deliveries SET retain = 1, sub_ids = '1,268435455,4294967295';"
+                        "UPDATE retained SET expires_at_ms = -1, props = X'00';" % (props, props)],
+                       capture_output=True, timeout=10)
+    check(r.returncode == 0, "sqlite3: %s" % r.stderr.decode())
+    raw = _dump(tool, src)
+    recs = [json.loads(line) for line in raw.decode().splitlines()]
+    pb64 = base64.b64encode(bytes.fromhex("2600016b00017609000200")).decode()
+    sess = [x for x in recs if x["type"] == "session"]
+    check(len(sess) == 1 and sess[0]["protocol_level"] == 5 and
+          sess[0]["expiry_interval"] == 4294967294 and
+          sess[0]["expires_at"] == 9223372036854775807 and sess[0]["will_delay"] == 7 and
+          sess[0]["will_at"] == -9223372036854775808 and sess[0]["will"]["props"] == pb64,
+          "session: %r" % sess)
+    subs = {x["filter"]: (x["options"], x["sub_id"]) for x in recs if x["type"] == "subscription"}
+    check(subs == {"cs/v5/#": (44, 268435455), "cs/v5/a": (0, 0)}, "subscriptions: %r" % subs)
+    msgs = [x for x in recs if x["type"] == "message"]
+    check(msgs and all(m["expires_at"] == 1767225600123 and m["props"] == pb64 for m in msgs),
+          "messages: %r" % msgs)
+    dels = [x for x in recs if x["type"] == "delivery"]
+    check(dels and all(d["retain"] is True and d["sub_ids"] == [1, 268435455, 4294967295]
+                       for d in dels), "deliveries: %r" % dels)
+    ret = [x for x in recs if x["type"] == "retained"]
+    check(len(ret) == 1 and ret[0]["expires_at"] == -1 and ret[0]["props"] == "AA==",
+          "retained: %r" % ret)
+
+    l1, _ = st.lmdb("v1")
+    r2, _ = st.redis("v2")
+    s3, _ = st.sqlite("v3")
+    for frm, to in [(src, l1), (l1, r2), (r2, s3)]:
+        _run(tool, "copy", frm, to)
+        check(_dump(tool, to) == raw, "copy %s -> %s lost a field:\n%s\nwant\n%s" %
+              (frm, to, _dump(tool, to).decode(), raw.decode()))
