@@ -513,6 +513,56 @@ START_TEST(test_expired_message_not_delivered_from_store)
 }
 END_TEST
 
+/* A 3.1.1 persistent session expires persistent_client_expiration after
+ * its connection ends (Mosquitto's duration syntax). */
+START_TEST(test_persistent_client_expiration_311)
+{
+	ck_assert_int_eq(config_parse_duration("1h"), 3600);
+	ck_assert_int_eq(config_parse_duration("2d"), 2 * 86400);
+	ck_assert_int_eq(config_parse_duration("1w"), 7 * 86400);
+	ck_assert_int_eq(config_parse_duration("3m"), 90 * 86400);
+	ck_assert_int_eq(config_parse_duration("1y"), 365 * 86400);
+	ck_assert_int_eq(config_parse_duration("10"), -1);
+	ck_assert_int_eq(config_parse_duration("h"), -1);
+	ck_assert_int_eq(config_parse_duration("1hh"), -1);
+	ck_assert_int_eq(config_parse_duration("-1h"), -1);
+
+	struct broker b;
+	broker_start(&b, "check_mqtt5-pce");
+	b.cfg.persistent_client_expiration = 7200;
+	struct peer *p = peer_new(&b);
+	struct codec_packet pk = {.type = CODEC_CONNECT};
+	pk.u.connect.protocol_level = CODEC_V311;
+	pk.u.connect.client_id.ptr = "old";
+	pk.u.connect.client_id.len = 3;
+	uint8_t out[64];
+	int n = codec_encode(&pk, out, sizeof(out));
+	ck_assert_int_eq(write(p->fd, out, (size_t)n), n);
+	pump(&b);
+	peer_close(&b, p);
+	pump(&b);
+	struct client *c = known(&b, "old");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(c->expiry, 7200);
+	ck_assert_int_ge(c->expires_at, wall_ms() + 7199000 - 1000);
+	ck_assert(evtimer_pending(c->timer, NULL));
+	broker_stop(&b);
+
+	/* Unset: a 3.1.1 session never expires. */
+	broker_start(&b, NULL);
+	p = peer_new(&b);
+	ck_assert_int_eq(write(p->fd, out, (size_t)n), n);
+	pump(&b);
+	peer_close(&b, p);
+	pump(&b);
+	c = known(&b, "old");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(c->expiry, CAIRN_EXPIRY_NEVER);
+	ck_assert_int_eq(c->expires_at, 0);
+	broker_stop(&b);
+}
+END_TEST
+
 static Suite *mqtt5_suite(void)
 {
 	Suite *s = suite_create("mqtt5");
@@ -522,6 +572,7 @@ static Suite *mqtt5_suite(void)
 	tcase_add_test(tc, test_crash_with_will_delay_pending);
 	tcase_add_test(tc, test_queued_message_keeps_properties_across_restart);
 	tcase_add_test(tc, test_expired_message_not_delivered_from_store);
+	tcase_add_test(tc, test_persistent_client_expiration_311);
 	suite_add_tcase(s, tc);
 	return s;
 }
