@@ -262,7 +262,7 @@ def test_mqtt5_puback_not_authorized_0x87(ctx):
     check(read_ack5(p, PUBACK) == (1, 0x87), "PUBACK for a denied topic")
 
 
-# covers: MQTT5-3.6.4-1
+# covers: MQTT5-3.7.2-1
 def test_mqtt5_pubrel_unknown_id_pubcomp_0x92(ctx):
     b = ctx.broker()
     p = RawClient(b.port)
