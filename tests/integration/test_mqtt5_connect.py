@@ -83,7 +83,7 @@ def test_mqtt5_and_311_on_one_listener(ctx):
     check(c.expect_closed(2), "level 6: socket left open")
 
 
-# covers: MQTT5-4.12.0-1 MQTT5-3.1.4-2 MQTT5-3.2.2-6 MQTT5-3.2.2-7 MQTT5-3.2.2-8
+# covers: MQTT5-4.12.0-1 MQTT5-4.12.0-4 MQTT5-3.1.4-2 MQTT5-3.2.2-6 MQTT5-3.2.2-7 MQTT5-3.2.2-8
 def test_mqtt5_auth_method_refused_0x8c(ctx):
     b = ctx.broker()
     c = RawClient(b.port)

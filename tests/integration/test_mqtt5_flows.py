@@ -415,3 +415,26 @@ def test_mqtt5_quota_zero_still_answers_other_packets(ctx):
     c.expect(PINGRESP)
     c.send(ack5(PUBREL, 1))
     check(read_ack5(c, PUBCOMP) == (1, 0), "PUBCOMP")
+
+
+# covers: MQTT5-4.7.3-1 MQTT5-4.7.3-2 MQTT5-4.7.3-3
+def test_mqtt5_topic_length_and_characters(ctx):
+    b = ctx.broker()
+    s = RawClient(b.port)
+    do_connect(s, "tl")
+    long_topic = "l/" + "x" * 65533  # 65,535 bytes: the most a name may have
+    s.send(subscribe5(1, [(long_topic, 0)]))
+    check(read_suback5(s, 1) == [0], "a 65,535-byte filter refused")
+    p = _publisher(b)
+    p.send(publish5(long_topic, b"long"))
+    m = read_publish5(s)
+    check(m["topic"] == long_topic, "65,535-byte topic not delivered intact")
+    for what, pkt in (("empty filter", subscribe5(2, [("", 0)])),
+                      ("U+0000 in a filter", subscribe5(3, [("a\u0000b", 0)])),
+                      ("U+0000 in a topic", publish5("a\u0000b", b"x"))):
+        c = RawClient(b.port)
+        do_connect(c, "tl-bad")
+        c.send(pkt)
+        t, _, body = c.read_packet()
+        check(t == 14 and body[0] in (0x81, 0x82), "%s: got %d %r" % (what, t, body[:4]))
+        check(c.expect_closed(2), "%s: socket left open" % what)
