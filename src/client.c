@@ -195,6 +195,9 @@ static bool client_msg_expired(const struct client *c, const struct message *m)
  * and the broker's never disagree. Open addressing by topic hash.
  */
 #define CLIENT_ALIAS_OUT_CAP 1024
+/* ... and the topics they name hold at most this many bytes, so a client
+ * cannot make the broker keep 1024 topics of 64 KiB each. */
+#define CLIENT_ALIAS_OUT_BYTES (64 * 1024)
 
 struct client_alias {
 	char *topic; /* NULL: free slot */
@@ -205,7 +208,8 @@ struct client_alias {
 
 struct client_aliases {
 	struct client_alias *slots;
-	uint32_t cap; /* a power of two, over twice the aliases it can hold */
+	uint32_t cap;   /* a power of two, over twice the aliases it can hold */
+	uint32_t bytes; /* of the topics held */
 	uint16_t used;
 };
 
@@ -247,7 +251,9 @@ static struct client_alias *client_alias_slot(struct client *c, const struct mes
 	for (uint32_t i = h & (a->cap - 1);; i = (i + 1) & (a->cap - 1)) {
 		struct client_alias *s = &a->slots[i];
 		if (!s->topic)
-			return a->used < max ? s : NULL;
+			return a->used < max && a->bytes + m->topic_len <= CLIENT_ALIAS_OUT_BYTES
+				   ? s
+				   : NULL;
 		if (s->hash == h && s->len == m->topic_len &&
 		    memcmp(s->topic, m->topic, m->topic_len) == 0)
 			return s;
@@ -307,6 +313,7 @@ static int client_write_publish(struct client *c, struct message *m, uint8_t qos
 			slot->hash = levelmap_hash(m->topic, m->topic_len);
 			slot->alias = o.alias;
 			c->alias_out->used++;
+			c->alias_out->bytes += m->topic_len;
 		} else if (rc == 0 && o.alias_only) {
 			c->srv->stats.alias_bytes_saved += m->topic_len;
 		}

@@ -105,7 +105,7 @@ static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, cons
 			      size_t assigned_len, bool ka_capped, uint16_t ka)
 {
 	const struct config *cfg = srv->cfg;
-	uint8_t pb[128 + 65535];
+	uint8_t pb[256]; /* the assigned id is cairn's own, under 64 bytes */
 	struct codec_propbuf b;
 	codec_propbuf_init(&b, pb, sizeof(pb));
 	uint16_t rm = protocol_receive_max(cfg);
@@ -271,6 +271,12 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		c = server_get_known_client(srv, id, id_len);
 	}
 	if (c && (p->clean_session || c->clean)) {
+		if (c->will_at) {
+			/* The session ends before its will's delay ran out: the
+			 * will goes out now [MQTT5-3.1.2-8]. */
+			c->will_at = 0;
+			client_handle_last_will(c);
+		}
 		client_discard(c);
 		c = NULL;
 	}

@@ -53,10 +53,12 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 		c->will_delay = r->will_delay;
 		c->will_at = r->will_at;
 	}
-	/* A store from before version 3 knew no level and no expiry: its
-	 * sessions are 3.1.1 ones, expiring as configured now. */
+	/* A store from before version 3 knew no level: its sessions are 3.1.1
+	 * ones. A 3.1.1 session expires as configured now
+	 * (persistent_client_expiration), a 5.0 one as its client chose. */
 	c->version = r->protocol_level ? r->protocol_level : CODEC_V311;
-	c->expiry = r->protocol_level ? r->expiry_interval : srv->cfg->persistent_client_expiration;
+	c->expiry =
+	    c->version == CODEC_V5 ? r->expiry_interval : srv->cfg->persistent_client_expiration;
 	c->expires_at = r->connected ? 0 : r->expires_at;
 	server_add_client(srv, c);
 	if (r->connected || c->expires_at || c->will_at) {
@@ -66,7 +68,6 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 			rs->timedcap = rs->timedcap ? rs->timedcap * 2 : 16;
 			rs->timed = xrealloc(rs->timed, rs->timedcap * sizeof(*rs->timed));
 		}
-		c->conn = NULL;
 		rs->timed[rs->ntimed++] = client_ref(c);
 		if (r->connected)
 			c->will_at = -1; /* marks "connected at the crash" below */

@@ -174,3 +174,21 @@ def test_mqtt5_paho_session_resume(ctx):
     check(s.connack[0] == 1, "paho: session not present")
     m = s.get(3)
     check(m.payload == b"while-away", "queued message %r" % m.payload)
+
+
+def test_mqtt5_clean_start_ends_session_and_its_delayed_will(ctx):
+    """A reconnect with Clean Start 1 ends the old session: a will still
+    waiting for its delay goes out then, not never."""
+    b = ctx.broker()
+    w = _watch(ctx, b)
+    c = RawClient(b.port)
+    do_connect(c, "wcs", clean=False, properties=props((SESSION_EXPIRY, 60)),
+               will=("w5/cs", b"ended-by-clean-start", 0, False),
+               will_properties=props((WILL_DELAY, 600)))
+    c.abort()
+    check(w.none(0.4) is None, "will published before the session ended")
+    c = RawClient(b.port)
+    sp, _, _ = do_connect(c, "wcs", clean=True)
+    check(sp == 0, "clean start resumed the session")
+    m = w.get(3)
+    check(m.payload == b"ended-by-clean-start", "will %r" % m.payload)
