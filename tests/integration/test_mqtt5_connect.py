@@ -222,3 +222,20 @@ def test_mqtt5_connect_time_is_quick(ctx):
         do_connect(c, "q%d" % i)
         c.close()
     check(time.monotonic() - t0 < 10, "50 connects took %.1fs" % (time.monotonic() - t0))
+
+
+def test_mqtt5_reload_removing_user_disconnects_with_0x87(ctx):
+    """A 5.0 client whose credentials a SIGHUP reload removed is told why:
+    DISCONNECT 0x87 (a 3.1.1 client is just closed)."""
+    require_cairn("cairn's password_file reload")
+    from test_auth import _cairn_passwd, _pwfile
+    pw = _pwfile(ctx, "rl5", {"erin": "e", "finn": "f"})
+    b = ctx.broker(allow_anonymous="false", password_file=pw)
+    erin, finn = RawClient(b.port), RawClient(b.port)
+    do_connect(erin, "c-erin", username="erin", password="e")
+    do_connect(finn, "c-finn", username="finn", password="f")
+    check(_cairn_passwd("-D", pw, "erin").returncode == 0, "delete failed")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    expect_disconnect(erin, 0x87)
+    finn.send(PINGREQ_PKT)
+    finn.expect(PINGRESP)
