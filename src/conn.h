@@ -115,7 +115,6 @@ void conn_close(struct conn *cn, const char *reason, bool will_due);
 #define CONN_RC_RECEIVE_MAX_EXCEEDED 0x93
 #define CONN_RC_TOPIC_ALIAS_INVALID  0x94
 #define CONN_RC_PACKET_TOO_LARGE     0x95
-#define CONN_RC_PAYLOAD_FORMAT       0x99
 
 /* The protocol the connection speaks (enum codec_version): 4 until its
  * CONNECT names another; every packet is decoded with that version's rules. */

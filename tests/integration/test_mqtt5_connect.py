@@ -11,7 +11,7 @@ from harness import (CONNACK, PINGREQ_PKT, PINGRESP, Paho, RawClient, check, con
 from mqtt5 import (AUTH_METHOD, MAX_PACKET_SIZE, RECEIVE_MAX, RETAIN_AVAILABLE, SERVER_KEEPALIVE,
                    SESSION_EXPIRY, SHARED_AVAILABLE, SUB_ID_AVAILABLE, TOPIC_ALIAS_MAX,
                    WILDCARD_AVAILABLE, ASSIGNED_CLIENT_ID, MAX_QOS, Paho5, connect5, do_connect,
-                   expect_disconnect, parse_props, props, publish5)
+                   expect_disconnect, props, publish5)
 
 
 # covers: MQTT5-3.1.4-5 MQTT5-3.2.2-1 MQTT5-3.2.2-2 MQTT5-3.2.0-1 MQTT5-2.2.2-1 MQTT5-3.2.2-22

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from harness import Paho, RawClient, broker_command, check, require_cairn, wait_until
-from mqtt5 import (SESSION_EXPIRY, WILL_DELAY, USER, CONTENT_TYPE, Paho5, connect5, disconnect5,
+from mqtt5 import (SESSION_EXPIRY, WILL_DELAY, USER, CONTENT_TYPE, Paho5, disconnect5,
                    do_connect, expect_disconnect, props, read_publish5, subscribe5,
                    read_suback5)
 
