@@ -630,7 +630,7 @@ static void protocol_unsubscribe(struct client *c, const struct codec_list *l)
 	free(codes);
 }
 
-/* A 5.0 DISCONNECT: 0x04 asks for the will, and the session expiry
+/* A 5.0 DISCONNECT: any reason but 0x00 keeps the will, and the session expiry
  * interval may change, but not from 0 [MQTT5-3.14.2-2 and 5.0 section
  * 3.14.2.2.2]. */
 static void protocol_disconnect5(struct conn *cn, struct client *c, const struct codec_reason *r)
@@ -643,7 +643,9 @@ static void protocol_disconnect5(struct conn *cn, struct client *c, const struct
 		}
 		c->expiry = r->props.session_expiry;
 	}
-	bool will = r->code == CONN_RC_DISCONNECT_WITH_WILL;
+	/* Only a normal disconnection (0x00) discards the will [MQTT5-3.14.4-3];
+	 * 0x04 asks for it, and so does any error the client reports. */
+	bool will = r->code != 0x00;
 	conn_close(cn, will ? "client sent DISCONNECT with will" : "client sent DISCONNECT", will);
 }
 

@@ -19,6 +19,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -563,6 +564,73 @@ START_TEST(test_persistent_client_expiration_311)
 }
 END_TEST
 
+/* A 5.0 PUBLISH as one subscriber gets it: the message's forwarded
+ * properties in their order, then the remaining expiry, the alias and the
+ * identifiers; an alias-only send leaves the topic out; a packet over the
+ * client's maximum is not written at all. */
+/* covers: MQTT5-3.3.2-18 MQTT5-3.1.2-24 */
+START_TEST(test_publish5_encoding_per_subscriber)
+{
+	struct message *m = message_new("a/b", 3, (const uint8_t *)"payload", 7, 1, false);
+	uint8_t pp[32];
+	struct codec_propbuf pb;
+	codec_propbuf_init(&pb, pp, sizeof(pp));
+	codec_propbuf_add_user(&pb, "x", 1, "1", 1);
+	codec_propbuf_add_user(&pb, "a", 1, "2", 1);
+	message_set_props(m, pp, pb.len);
+	m->expires_at = 100000;
+	uint32_t ids[2] = {5, 268435455};
+	struct message_v5 o = {.sub_ids = ids, .n_sub_ids = 2, .alias = 3, .now_ms = 40500};
+	struct evbuffer *out = evbuffer_new();
+	ck_assert_int_eq(message_write_publish5(m, out, 1, 77, true, false, &o), 0);
+	size_t len = evbuffer_get_length(out);
+	uint8_t *b = evbuffer_pullup(out, (ev_ssize_t)len);
+	struct codec_header h;
+	ck_assert_int_eq(codec_parse_header_v(CODEC_V5, b, len, CODEC_MAX_REMAINING, &h), CODEC_OK);
+	ck_assert_uint_eq(h.header_len + h.remaining, len);
+	struct codec_packet pk;
+	ck_assert_int_eq(codec_decode_v(CODEC_V5, b[0], b + h.header_len, h.remaining, &pk),
+			 CODEC_OK);
+	ck_assert(pk.u.publish.retain);
+	ck_assert_uint_eq(pk.u.publish.packet_id, 77);
+	ck_assert_uint_eq(pk.u.publish.topic.len, 3);
+	ck_assert_uint_eq(pk.u.publish.props.message_expiry, 60); /* 59.5 s left, rounded up */
+	ck_assert_uint_eq(pk.u.publish.props.topic_alias, 3);
+	ck_assert_uint_eq(pk.u.publish.props.sub_id_count, 2);
+	struct codec_str n, v;
+	uint32_t pos = 0;
+	ck_assert(codec_props_next_user(&pk.u.publish.props, &pos, &n, &v));
+	ck_assert_int_eq(n.ptr[0], 'x');
+	ck_assert(codec_props_next_user(&pk.u.publish.props, &pos, &n, &v));
+	ck_assert_int_eq(n.ptr[0], 'a');
+	uint32_t id;
+	pos = 0;
+	ck_assert(codec_props_next_sub_id(&pk.u.publish.props, &pos, &id));
+	ck_assert_uint_eq(id, 5);
+	ck_assert(codec_props_next_sub_id(&pk.u.publish.props, &pos, &id));
+	ck_assert_uint_eq(id, 268435455);
+	evbuffer_drain(out, len);
+
+	o.alias_only = true;
+	ck_assert_int_eq(message_write_publish5(m, out, 0, 0, false, false, &o), 0);
+	len = evbuffer_get_length(out);
+	b = evbuffer_pullup(out, (ev_ssize_t)len);
+	ck_assert_int_eq(codec_parse_header_v(CODEC_V5, b, len, CODEC_MAX_REMAINING, &h), CODEC_OK);
+	ck_assert_int_eq(codec_decode_v(CODEC_V5, b[0], b + h.header_len, h.remaining, &pk),
+			 CODEC_OK);
+	ck_assert_uint_eq(pk.u.publish.topic.len, 0);
+	evbuffer_drain(out, len);
+
+	o.max_packet = (uint32_t)len - 1;
+	ck_assert_int_eq(message_write_publish5(m, out, 0, 0, false, false, &o), MESSAGE_TOO_LARGE);
+	ck_assert_uint_eq(evbuffer_get_length(out), 0);
+	o.max_packet = (uint32_t)len;
+	ck_assert_int_eq(message_write_publish5(m, out, 0, 0, false, false, &o), 0);
+	evbuffer_free(out);
+	message_unref(m);
+}
+END_TEST
+
 static Suite *mqtt5_suite(void)
 {
 	Suite *s = suite_create("mqtt5");
@@ -573,6 +641,7 @@ static Suite *mqtt5_suite(void)
 	tcase_add_test(tc, test_queued_message_keeps_properties_across_restart);
 	tcase_add_test(tc, test_expired_message_not_delivered_from_store);
 	tcase_add_test(tc, test_persistent_client_expiration_311);
+	tcase_add_test(tc, test_publish5_encoding_per_subscriber);
 	suite_add_tcase(s, tc);
 	return s;
 }

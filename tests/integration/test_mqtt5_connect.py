@@ -239,3 +239,17 @@ def test_mqtt5_reload_removing_user_disconnects_with_0x87(ctx):
     expect_disconnect(erin, 0x87)
     finn.send(PINGREQ_PKT)
     finn.expect(PINGRESP)
+
+
+def test_mqtt5_will_payload_not_utf8_refused_0x99(ctx):
+    """A will whose Payload Format Indicator says UTF-8 must carry UTF-8:
+    CONNACK 0x99 (Payload format invalid) otherwise."""
+    b = ctx.broker()
+    c = RawClient(b.port)
+    _, rc, _ = do_connect(c, "wpf", expect_reason=None, will=("w/t", b"\xff\xfe", 0, False),
+                          will_properties=props((0x01, 1)))
+    check(rc == 0x99, "CONNACK 0x%02x, want 0x99" % rc)
+    check(c.expect_closed(2), "socket open after CONNACK 0x99")
+    c = RawClient(b.port)
+    do_connect(c, "wpf2", will=("w/t", "\u00e9t\u00e9".encode(), 0, False),
+               will_properties=props((0x01, 1)))

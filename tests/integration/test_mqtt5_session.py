@@ -92,6 +92,11 @@ def test_mqtt5_disconnect_0x04_publishes_will_0x00_does_not(ctx):
     m = w.get(3)
     check(m.payload == b"with-will", "will after DISCONNECT 0x04: %r" % m.payload)
     c = RawClient(b.port)
+    do_connect(c, "w80", will=("w5/e", b"client-error", 1, False))
+    c.send(disconnect5(0x80))  # the client reports an error: the will stays due
+    m = w.get(3)
+    check(m.payload == b"client-error", "will after DISCONNECT 0x80: %r" % m.payload)
+    c = RawClient(b.port)
     do_connect(c, "w00", will=("w5/b", b"no", 1, False))
     c.send(disconnect5(0x00))
     check(w.none(1.0) is None, "will published after DISCONNECT 0x00")
