@@ -74,6 +74,7 @@ static void protocol_refuse(struct conn *cn, uint8_t rc, uint8_t reason5)
 	conn_refuse(cn, b, (size_t)n,
 		    reason5 == PROTOCOL_RC_BAD_AUTH_METHOD  ? "authentication method not supported"
 		    : reason5 == PROTOCOL_RC_PAYLOAD_FORMAT ? "will payload is not UTF-8"
+		    : reason5 == CONN_RC_TOPIC_NAME_INVALID ? "invalid will topic"
 		    : rc < 6                                ? why[rc]
 							    : "refused");
 }
@@ -234,7 +235,11 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	/* The codec checked the will topic as it checks a PUBLISH's. */
 	if (p->will_flag && !topic_levels_ok(p->will_topic.ptr, p->will_topic.len)) {
 		free(username);
-		conn_close(cn, "invalid will topic", false);
+		if (v5) /* 5.0 says why: Topic Name invalid */
+			protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED,
+					CONN_RC_TOPIC_NAME_INVALID);
+		else
+			conn_close(cn, "invalid will topic", false);
 		return;
 	}
 	if (persistent && !store_is_healthy(srv->store) &&

@@ -253,3 +253,12 @@ def test_mqtt5_will_payload_not_utf8_refused_0x99(ctx):
     c = RawClient(b.port)
     do_connect(c, "wpf2", will=("w/t", "\u00e9t\u00e9".encode(), 0, False),
                will_properties=props((0x01, 1)))
+
+
+def test_mqtt5_will_topic_with_too_many_levels_0x90(ctx):
+    require_cairn("cairn's level limit")
+    b = ctx.broker()
+    c = RawClient(b.port)
+    _, rc, _ = do_connect(c, "wtl", expect_reason=None, will=("/" * 250, b"x", 0, False))
+    check(rc == 0x90, "CONNACK 0x%02x, want 0x90" % rc)
+    check(c.expect_closed(2), "socket open after CONNACK 0x90")
