@@ -58,7 +58,8 @@ struct share_member {
 	struct share_member *snext, *sprev; /* in that list */
 	struct share_member *rnext, *rprev; /* in the ring of where */
 	uint8_t qos;
-	uint8_t where; /* enum share_where */
+	uint8_t where;   /* enum share_where */
+	uint32_t sub_id; /* the subscription identifier (5.0); 0: none */
 	bool persistent;
 };
 
@@ -288,7 +289,7 @@ static struct share_member *share_member_find(const struct share_set *s,
 }
 
 void share_join(struct share_set *s, const struct topic_subfilter *sf, void *session,
-		struct share_member **list, uint8_t qos, bool persistent)
+		struct share_member **list, uint8_t qos, uint32_t sub_id, bool persistent)
 {
 	const char *key;
 	size_t klen = share_key(sf, &key);
@@ -308,12 +309,14 @@ void share_join(struct share_set *s, const struct topic_subfilter *sf, void *ses
 	m = share_member_find(s, g, session);
 	if (m != NULL) {
 		m->qos = qos;
+		m->sub_id = sub_id;
 		return;
 	}
 	m = xcalloc(1, sizeof(*m));
 	m->group = g;
 	m->session = session;
 	m->qos = qos;
+	m->sub_id = sub_id;
 	m->persistent = persistent;
 	m->where = SHARE_IDLE;
 	m->link.hv = share_pair_hash(g, session);
@@ -389,6 +392,7 @@ static void share_match_cb(void *arg, void *subscriber, uint8_t qos)
 	}
 	s->picks[s->npicks].session = m->session;
 	s->picks[s->npicks].qos = m->qos;
+	s->picks[s->npicks].sub_id = m->sub_id;
 	s->npicks++;
 }
 

@@ -27,7 +27,8 @@ typedef bool (*share_online_fn)(void *session);
  * member's granted QoS; the caller caps it by the message's). */
 struct share_pick {
 	void *session;
-	uint8_t qos;
+	uint8_t qos;     /* as share_join() was given it */
+	uint32_t sub_id; /* the member's subscription identifier; 0: none */
 };
 
 /* An empty set; online is asked as share_online_fn says. */
@@ -49,7 +50,7 @@ void share_set_free(struct share_set *s);
  *                    online, and they queue for it
  */
 void share_join(struct share_set *s, const struct topic_subfilter *sf, void *session,
-		struct share_member **list, uint8_t qos, bool persistent);
+		struct share_member **list, uint8_t qos, uint32_t sub_id, bool persistent);
 
 /* End session's membership of sf's group; false when it had none. The
  * group goes when its last member leaves. */

@@ -44,7 +44,7 @@ static void join(struct share_set *s, const char *filter, struct fake *f, uint8_
 {
 	struct topic_subfilter sf = parse(filter);
 
-	share_join(s, &sf, f, &f->list, qos, persistent);
+	share_join(s, &sf, f, &f->list, qos, 0, persistent);
 }
 
 static bool leave(struct share_set *s, const char *filter, struct fake *f)
