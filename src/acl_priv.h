@@ -131,12 +131,15 @@ struct acl_walk {
 	bool any_denies;    /* some deny rule may apply to the client */
 };
 
+/* Is the level sp the one character c (a wildcard, with '+' or '#')? */
 static inline bool acl_span_is(const struct acl_span *sp, char c)
 {
 	return sp->n == 1 && sp->s[0] == c;
 }
 
-/* Does the substituted level l equal s[0..n)? */
+/* Does the substituted level l equal s[0..n)? Here, inline, because both
+ * files ask it per level on every check: the pattern match in acl.c and
+ * the template walk in acl_index.c. */
 static inline bool acl_level_equal(const struct acl_pattern *p, const struct acl_plevel *l,
 				   const struct acl_who *w, const char *s, size_t n)
 {
