@@ -170,17 +170,21 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct server srv;
+	struct server srv = {0}; /* server_cleanup may run without server_init */
 	int rc = 0;
 	log_write(&lg, LOG_LEVEL_NOTICE, "cairn %s starting%s%s", PACKAGE_VERSION,
 		  conf_path ? " with " : "", conf_path ? conf_path : "");
 	service_status(&svc, "restoring the store and opening the listeners");
-	/* Start-up order: the log, the store (restored), the listeners, all
-	 * with the rights cairn was started with; then the pid file, then the
-	 * drop to user; READY=1 last. */
-	if (server_init(&srv, &cfg, &lg, base) != 0 ||
+	/* Start-up order: the log, opened with the rights cairn was started
+	 * with; then, started as root with user set, files are reached with
+	 * the user's rights (the store, password, ACL and TLS files, the pid
+	 * file) while listeners can still bind any port; the store restored,
+	 * the listeners opened, the pid file written; the drop to user for
+	 * good; READY=1 last. */
+	if (service_user_prepare(&svc, &lg, cfg.user) != 0 ||
+	    server_init(&srv, &cfg, &lg, base) != 0 ||
 	    (cfg.pid_file && service_write_pid(&svc, &lg, cfg.pid_file) != 0) ||
-	    service_drop_privileges(&lg, cfg.user) != 0) {
+	    service_drop_privileges(&svc, &lg) != 0) {
 		rc = 1;
 	} else {
 		char status[200];

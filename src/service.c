@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -183,12 +184,9 @@ int service_write_pid(struct service *svc, struct log *lg, const char *path)
 	return 0;
 }
 
-int service_drop_privileges(struct log *lg, const char *user)
+int service_user_prepare(struct service *svc, struct log *lg, const char *user)
 {
 	struct passwd *pw;
-	char *name;
-	uid_t uid;
-	gid_t gid;
 
 	if (geteuid() != 0)
 		return 0;
@@ -206,23 +204,45 @@ int service_drop_privileges(struct log *lg, const char *user)
 			  errno ? strerror(errno) : "no such user");
 		return -1;
 	}
-	name = xstrdup(pw->pw_name);
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
-	/* Groups first: after setuid the process may no longer change them. */
-	if (initgroups(name, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-		log_write(lg, LOG_LEVEL_ERROR, "cannot become user %s: %s", name, strerror(errno));
-		free(name);
+	svc->user = xstrdup(pw->pw_name);
+	svc->uid = pw->pw_uid;
+	svc->gid = pw->pw_gid;
+	/* Groups first: after the drop the process may no longer change them.
+	 * setfsuid and setfsgid return the previous id, never an error: the
+	 * second call of each tells whether it took. */
+	if (initgroups(svc->user, (gid_t)svc->gid) != 0) {
+		log_write(lg, LOG_LEVEL_ERROR, "user %s: cannot take its groups: %s", svc->user,
+			  strerror(errno));
 		return -1;
 	}
-	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
-		log_write(lg, LOG_LEVEL_ERROR, "user %s: root could be regained", name);
-		free(name);
+	setfsgid((gid_t)svc->gid);
+	setfsuid((uid_t)svc->uid);
+	if ((unsigned long)setfsgid((gid_t)-1) != svc->gid ||
+	    (unsigned long)setfsuid((uid_t)-1) != svc->uid) {
+		log_write(lg, LOG_LEVEL_ERROR, "user %s: cannot reach files with its rights",
+			  svc->user);
 		return -1;
 	}
-	log_write(lg, LOG_LEVEL_NOTICE, "running as user %s (uid %lu, gid %lu)", name,
-		  (unsigned long)uid, (unsigned long)gid);
-	free(name);
+	return 0;
+}
+
+int service_drop_privileges(struct service *svc, struct log *lg)
+{
+	if (!svc->user)
+		return 0;
+	if (setgid((gid_t)svc->gid) != 0 || setuid((uid_t)svc->uid) != 0) {
+		log_write(lg, LOG_LEVEL_ERROR, "cannot become user %s: %s", svc->user,
+			  strerror(errno));
+		return -1;
+	}
+	if (svc->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+		log_write(lg, LOG_LEVEL_ERROR, "user %s: root could be regained", svc->user);
+		return -1;
+	}
+	log_write(lg, LOG_LEVEL_NOTICE, "running as user %s (uid %lu, gid %lu)", svc->user,
+		  svc->uid, svc->gid);
+	free(svc->user);
+	svc->user = NULL;
 	return 0;
 }
 
@@ -238,6 +258,7 @@ void service_cleanup(struct service *svc)
 	}
 	if (svc->ready_fd >= 0)
 		close(svc->ready_fd);
+	free(svc->user);
 	memset(svc, 0, sizeof(*svc));
 	svc->ready_fd = -1;
 }

@@ -19,6 +19,8 @@ struct service {
 	struct event *watchdog; /* WATCHDOG=1 every half interval, or NULL */
 	char *pid_file;         /* written by service_write_pid; removed at cleanup */
 	int ready_fd;           /* -d: the pipe the waiting parent reads; else -1 */
+	char *user;             /* service_user_prepare's user, until the drop */
+	unsigned long uid, gid;
 };
 
 /* Prepare svc (nothing is sent yet). */
@@ -64,12 +66,24 @@ void service_stopping(struct service *svc);
 int service_write_pid(struct service *svc, struct log *lg, const char *path);
 
 /*
- * When running as root, become user (its uid, its primary group and its
- * supplementary groups) for good. Does nothing when not root or when user
- * is "root". Returns 0, or -1 after logging why (unknown user, a failed
- * call): the broker must then not go on as root.
+ * When running as root with user set (and not "root"): look the user up,
+ * take its supplementary groups, and reach files with its rights from now
+ * on (setfsuid, setfsgid: the store's files are created as the user and
+ * must be readable and writable by it, as they must for every later
+ * start), while the effective ids stay root's, so listeners may still
+ * bind ports below 1024. Without user, when root, logs a warning. Does
+ * nothing when not root. Returns 0, or -1 after logging why (unknown
+ * user, a failed call).
  */
-int service_drop_privileges(struct log *lg, const char *user);
+int service_user_prepare(struct service *svc, struct log *lg, const char *user);
+
+/*
+ * Become the prepared user for good (setgid, setuid: every id, in every
+ * thread), after the listeners are open. Does nothing when
+ * service_user_prepare had nothing to do. Returns 0, or -1 after logging
+ * why: the broker must then not go on as root.
+ */
+int service_drop_privileges(struct service *svc, struct log *lg);
 
 /* Remove the pid file, stop the watchdog, close the -d pipe. */
 void service_cleanup(struct service *svc);
