@@ -16,11 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CAIRN_ASAN_CLANG 1
+#endif
 #endif
 
 #include "util.h"
@@ -239,6 +245,12 @@ int service_drop_privileges(struct service *svc, struct log *lg)
 		log_write(lg, LOG_LEVEL_ERROR, "user %s: root could be regained", svc->user);
 		return -1;
 	}
+#if defined(__SANITIZE_ADDRESS__) || defined(CAIRN_ASAN_CLANG)
+	/* setuid made the process non-dumpable, and LeakSanitizer reads the
+	 * threads at exit through ptrace, which that forbids. Sanitizer
+	 * builds only: a production broker stays non-dumpable. */
+	(void)prctl(PR_SET_DUMPABLE, 1);
+#endif
 	log_write(lg, LOG_LEVEL_NOTICE, "running as user %s (uid %lu, gid %lu)", svc->user,
 		  svc->uid, svc->gid);
 	free(svc->user);
