@@ -18,6 +18,7 @@
 #include "progress.h"
 #include "router.h"
 #include "server.h"
+#include "service.h"
 #include "store.h"
 #include "topic.h"
 #include "util.h"
@@ -159,6 +160,7 @@ static void restore_progress(void *arg, const struct progress *p, bool final)
 	progress_format(p, line, sizeof(line));
 	log_write(srv->log, LOG_LEVEL_NOTICE, "restoring the %s store: %s so far",
 		  store_name(srv->store), line);
+	service_progress(line);
 }
 
 int restore_run(struct server *srv)

@@ -61,6 +61,14 @@ void service_status(struct service *svc, const char *fmt, ...)
 	service_notify(buf);
 }
 
+void service_progress(const char *status)
+{
+	char buf[600];
+
+	snprintf(buf, sizeof(buf), "WATCHDOG=1\nEXTEND_TIMEOUT_USEC=10000000\nSTATUS=%s", status);
+	service_notify(buf);
+}
+
 int service_daemonize(struct service *svc, bool keep_stdout, bool keep_stderr)
 {
 	int fds[2], null;

@@ -52,6 +52,15 @@ void service_status(struct service *svc, const char *fmt, ...)
 void service_ready(struct service *svc, struct event_base *base, struct log *lg,
 		   const char *status);
 
+/*
+ * A long start-up (the restore of a large store) is progressing: a status
+ * line, a watchdog ping and ten more seconds of start-up timeout
+ * (EXTEND_TIMEOUT_USEC), so systemd waits for a restore that advances and
+ * not for one that is stuck. Needs no struct service: the restore runs
+ * before the broker has one to hand.
+ */
+void service_progress(const char *status);
+
 /* Around a reload (SIGHUP): RELOADING=1 before, READY=1 after. */
 void service_reloading(struct service *svc);
 void service_reloaded(struct service *svc);
