@@ -122,6 +122,7 @@ int service_daemonize(struct service *svc, bool keep_stdout, bool keep_stderr)
 	return 0;
 }
 
+#ifdef HAVE_LIBSYSTEMD
 static void service_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -129,6 +130,7 @@ static void service_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	service_notify("WATCHDOG=1");
 }
+#endif
 
 void service_ready(struct service *svc, struct event_base *base, struct log *lg, const char *status)
 {
