@@ -2,7 +2,9 @@
  * The ACL engine: parses Mosquitto's acl_file syntax into per-user rule
  * tries and a list of compiled `pattern` rules, answers the per-message
  * read/write check without allocating, and decides SUBSCRIBE filters by
- * intersecting them with the rules. See acl.h for the semantics.
+ * intersecting them with the rules. The indexes that choose which rules a
+ * SUBSCRIBE filter (or a topic, for the deny patterns) meets are in
+ * acl_index.c. See acl.h for the semantics.
  */
 #include "acl.h"
 
@@ -13,124 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl_priv.h"
 #include "codec.h"
 #include "levelmap.h"
 #include "topic.h"
 #include "util.h"
-
-/* A rule's access bits: enum acl_access, or this bit alone for `deny`. */
-#define ACL_DENY_BIT 4
-
-/* A rule of a user block (or the anonymous block), as written. */
-struct acl_rule {
-	char *filter;
-	size_t len;
-	uint8_t access;
-};
-
-/*
- * A node of a subscribe index: the filters of a set of rules in a trie by
- * level, walked with a SUBSCRIBE filter (or, for the denies, with the part
- * of it a grant reaches) to find the few rules that can matter to it.
- * Literal levels are children in the levelmap table; `+` and `#` have a
- * slot each; a pattern level with %c or %u is a template child, filed by
- * its text in the table of `tmpls` and compared with the client's values
- * substituted while walking, so one index serves every client.
- */
-struct acl_inode {
-	struct levelmap_node lm; /* first: the literal children by level bytes */
-	struct acl_inode *plus;
-	struct acl_inode *hash;  /* a leaf: the rules whose last level is '#' here */
-	struct acl_inode *tmpls; /* holds the template children in its table */
-	/* At the root: holds the literal children that start with '$', which
-	 * a wildcard first level never meets, so a walk that takes every
-	 * child of the root passes them over at once. */
-	struct acl_inode *dollars;
-	uint32_t depth;    /* levels above this node */
-	uint32_t pat, lev; /* a template child: the pattern and level it stands for */
-	uint32_t *ends;    /* the rules (indexes) whose last level is this node */
-	uint32_t nends, capends;
-	char kind; /* how it is reached: 0 a literal level, '+', '#' or 't' a template */
-};
-
-/*
- * The rules of one `user` block. Blocks are found by username in a levelmap
- * table, so the header comes first. The trie answers the per-message check;
- * the array keeps the rules in file order for the subscribe decision.
- */
-struct acl_block {
-	struct levelmap_node lm;
-	struct topic_tree *tree;
-	struct acl_rule *rules;
-	size_t nrules;
-	size_t caprules;
-	/* The subscribe indexes of its read rules and its deny rules (NULL
-	 * while there are none), by index in rules. */
-	struct acl_inode *sgrants, *sdenies;
-};
-
-enum acl_piece_kind {
-	ACL_PIECE_TEXT,
-	ACL_PIECE_CLIENT, /* %c */
-	ACL_PIECE_USER,   /* %u */
-};
-
-/* A run of a pattern level: literal bytes of the filter, or a placeholder. */
-struct acl_piece {
-	uint8_t kind;
-	uint32_t off; /* ACL_PIECE_TEXT: where the bytes start in the filter */
-	uint32_t len;
-};
-
-/*
- * One level of a compiled pattern. Substituted values never contain '/',
- * so a pattern has the same levels before and after substitution, and a
- * level's length after substitution is fixed + nc * |client id| +
- * nu * |username|: most mismatching levels are rejected on length alone.
- */
-struct acl_plevel {
-	uint32_t first; /* index of its first piece */
-	uint32_t npieces;
-	uint32_t fixed; /* literal bytes */
-	uint16_t nc, nu;
-	char wild; /* '+', '#' or 0 */
-};
-
-struct acl_pattern {
-	char *filter;
-	size_t len;
-	uint8_t access;
-	bool uses_c, uses_u;
-	uint8_t lead; /* the kind of the very first piece */
-	struct acl_plevel *levels;
-	uint32_t nlevels;
-	struct acl_piece *pieces;
-	uint32_t npieces;
-};
-
-struct acl {
-	struct acl_block *users; /* root of the username table; holds no rules */
-	struct acl_block *anon;  /* rules before the first `user` line */
-	struct acl_pattern *patterns;
-	size_t npatterns;
-	size_t cappatterns;
-	/* The granting patterns indexed by shape (see acl_index_patterns()),
-	 * and the few that cannot be: checked one by one. */
-	struct topic_tree *pgrants;
-	size_t *odd;
-	size_t nodd;
-	size_t *denies; /* the denying patterns, checked one by one */
-	size_t ndenies;
-	/* The subscribe indexes of the read patterns, one per use of %c
-	 * (bit 0) and %u (bit 1), so that a client whose id or username
-	 * cannot be substituted skips every pattern that needs it at once;
-	 * of the deny patterns; and what makes some deny pattern unusable for
-	 * a client (ACL_NEEDS_*). Rules by index in patterns; NULL while
-	 * there are none. */
-	struct acl_inode *sgrants[4], *sdenies;
-	uint8_t deny_needs;
-	size_t nrules;
-};
 
 /* What the deny patterns need of a client: one that cannot be given makes
  * a deny pattern deny everything (acl_pattern_fit), and it is found from
@@ -142,139 +31,12 @@ struct acl {
 #define ACL_NEEDS_LEAD_C    0x10 /* one starts with %c */
 #define ACL_NEEDS_LEAD_U    0x20 /* one starts with %u */
 
-/* The client a check is for, measured once per check. */
-struct acl_who {
-	const char *cid;
-	size_t clen;
-	const char *user; /* NULL: anonymous */
-	size_t ulen;
-	bool c_ok, u_ok; /* non-empty and free of '+', '#' and '/' */
-};
-
 /* What a pattern is for one client. */
 enum acl_fit {
 	ACL_FIT_SKIP,     /* does not apply (%u for an anonymous client) */
 	ACL_FIT_UNUSABLE, /* a hostile value: grants nothing, denies everything */
 	ACL_FIT_OK,
 };
-
-/* A level of a filter: bytes and length, not NUL-terminated. */
-struct acl_span {
-	const char *s;
-	size_t n;
-};
-
-/* ---- subscribe indexes ---- */
-
-static struct acl_inode *acl_inode_new(struct acl_inode *parent, const char *seg, size_t len,
-				       uint32_t hv)
-{
-	struct acl_inode *n =
-	    levelmap_node_new(sizeof(*n), parent ? &parent->lm : NULL, seg, len, hv);
-
-	n->depth = parent ? parent->depth + 1 : 0;
-	return n;
-}
-
-static void acl_inode_free(struct levelmap_node *m, struct levelmap_vec *stack)
-{
-	struct acl_inode *n = (struct acl_inode *)m;
-
-	if (n->plus != NULL)
-		levelmap_vec_push(stack, &n->plus->lm);
-	if (n->hash != NULL)
-		levelmap_vec_push(stack, &n->hash->lm);
-	if (n->tmpls != NULL)
-		levelmap_vec_push(stack, &n->tmpls->lm);
-	if (n->dollars != NULL)
-		levelmap_vec_push(stack, &n->dollars->lm);
-	free(n->ends);
-	levelmap_node_cleanup(&n->lm);
-	free(n);
-}
-
-static void acl_index_free(struct acl_inode *root)
-{
-	if (root != NULL)
-		levelmap_tree_free(&root->lm, acl_inode_free);
-}
-
-/*
- * The child of n for one level of a rule, made if missing: kind is '+' or
- * '#' for a wildcard, 't' for a pattern level with a placeholder (filed by
- * its text, which fixes its pieces), 0 for literal bytes.
- */
-static struct acl_inode *acl_inode_child(struct acl_inode *n, char kind, const char *seg,
-					 size_t len)
-{
-	struct acl_inode *holder = n, *c;
-	uint32_t hv;
-
-	if (kind == '+' || kind == '#') {
-		struct acl_inode **slot = kind == '+' ? &n->plus : &n->hash;
-
-		if (*slot == NULL) {
-			*slot = acl_inode_new(n, "", 0, 0);
-			(*slot)->kind = kind;
-		}
-		return *slot;
-	}
-	if (kind == 't') {
-		if (n->tmpls == NULL)
-			n->tmpls = acl_inode_new(n, "", 0, 0);
-		holder = n->tmpls;
-	} else if (n->depth == 0 && len > 0 && seg[0] == '$') {
-		if (n->dollars == NULL)
-			n->dollars = acl_inode_new(n, "", 0, 0);
-		holder = n->dollars;
-	}
-	hv = levelmap_hash(seg, len);
-	c = (struct acl_inode *)levelmap_find(&holder->lm, seg, len, hv);
-	if (c == NULL) {
-		c = acl_inode_new(n, seg, len, hv);
-		c->kind = kind;
-		levelmap_add(&holder->lm, &c->lm);
-	}
-	return c;
-}
-
-/*
- * File rule number id, whose filter is filter[0..len), in the index at
- * *root (made if NULL). p is the compiled pattern when the rule is pattern
- * number id, NULL for a `topic` rule, whose `%c` is literal text.
- */
-static void acl_index_add(struct acl_inode **root, const char *filter, size_t len, size_t id,
-			  const struct acl_pattern *p)
-{
-	struct acl_inode *n;
-	size_t i = 0;
-
-	if (*root == NULL)
-		*root = acl_inode_new(NULL, "", 0, 0);
-	n = *root;
-	for (uint32_t k = 0;; k++) {
-		size_t e = levelmap_level_end(filter, len, i);
-		char kind = 0;
-
-		if (e - i == 1 && (filter[i] == '+' || filter[i] == '#'))
-			kind = filter[i];
-		else if (p != NULL && p->levels[k].nc + p->levels[k].nu > 0)
-			kind = 't';
-		n = acl_inode_child(n, kind, filter + i, e - i);
-		if (kind == 't') {
-			n->pat = (uint32_t)id;
-			n->lev = k;
-		}
-		if (e == len)
-			break;
-		i = e + 1;
-	}
-	if (n->nends == n->capends) {
-		n->capends = n->capends ? n->capends * 2 : 2;
-		n->ends = xrealloc(n->ends, n->capends * sizeof(*n->ends));
-	}
-	n->ends[n->nends++] = (uint32_t)id;
-}
 
 /* ---- blocks and patterns ---- */
 
@@ -607,12 +369,13 @@ static void acl_note_needs(struct acl *a, const struct acl_pattern *p)
  * each candidate is then matched for real. One case cannot be shaped: a
  * first level with a placeholder that starts with a literal '$' (`$%c/x`),
  * which a leading '+' would never let meet a '$' topic; those few are kept
- * apart. Deny patterns are not indexed for this check: a hostile value
- * makes one deny everything, whatever the topic, so each is looked at on
- * every check. The subscribe decision gets indexes of its own, by pattern
- * level rather than shape (acl_index_add()), for the read and the deny
- * patterns, and the bits that say which clients a deny pattern refuses
- * everything.
+ * apart. Deny patterns are indexed by pattern level rather than shape
+ * (acl_index_add() in acl_index.c), in the index the subscribe decision
+ * walks too: a hostile value makes a deny pattern deny everything,
+ * whatever the topic, which the bits noted here answer for a client at
+ * once (acl_denies_all()), and otherwise a check walks the index with the
+ * topic (acl_topic_denied()). The subscribe decision also gets indexes of
+ * the read patterns by level, one per use of %c and %u.
  */
 static void acl_index_patterns(struct acl *a)
 {
@@ -684,6 +447,14 @@ int acl_parse(const char *name, const char *text, size_t len, struct acl **out, 
 		p = nl ? nl + 1 : end;
 	}
 	acl_index_patterns(a);
+	acl_index_finish(a, a->anon->sgrants, true);
+	for (uint32_t i = 0; i < a->users->lm.nslots; i++)
+		if (a->users->lm.slots[i] != NULL)
+			acl_index_finish(a, ((struct acl_block *)a->users->lm.slots[i])->sgrants,
+					 true);
+	for (int i = 0; i < 4; i++)
+		acl_index_finish(a, a->sgrants[i], true);
+	acl_index_finish(a, a->sdenies, false);
 	*out = a;
 	return ACL_OK;
 }
@@ -782,34 +553,6 @@ static const struct acl_block *acl_block_of(const struct acl *a, const struct ac
 	return acl_block_find(a, w->user, w->ulen);
 }
 
-/* Does the substituted level l equal s[0..n)? */
-static bool acl_level_equal(const struct acl_pattern *p, const struct acl_plevel *l,
-			    const struct acl_who *w, const char *s, size_t n)
-{
-	if ((size_t)l->fixed + l->nc * w->clen + l->nu * w->ulen != n)
-		return false;
-	for (uint32_t k = 0; k < l->npieces; k++) {
-		const struct acl_piece *pc = &p->pieces[l->first + k];
-		const char *v;
-		size_t vn;
-
-		if (pc->kind == ACL_PIECE_TEXT) {
-			v = p->filter + pc->off;
-			vn = pc->len;
-		} else if (pc->kind == ACL_PIECE_CLIENT) {
-			v = w->cid;
-			vn = w->clen;
-		} else {
-			v = w->user;
-			vn = w->ulen;
-		}
-		if (memcmp(s, v, vn) != 0)
-			return false;
-		s += vn;
-	}
-	return true;
-}
-
 /*
  * topic_matches() for a pattern, substituting as it goes so that nothing is
  * built or allocated. The pattern fits the client (ACL_FIT_OK).
@@ -879,50 +622,7 @@ static void acl_query_visit(void *arg, void *subscriber, uint8_t access)
 	acl_query_pattern(arg, (size_t)(uintptr_t)subscriber - 1);
 }
 
-bool acl_check(const struct acl *a, const char *client_id, const char *username, const char *topic,
-	       size_t topic_len, enum acl_access access)
-{
-	const struct acl_block *b;
-	struct acl_query q;
-	struct acl_who w;
-	uint8_t mask = 0;
-
-	if (a == NULL || topic == NULL || topic_len == 0)
-		return false;
-	acl_who_init(&w, client_id, username);
-	b = acl_block_of(a, &w);
-	if (b != NULL)
-		topic_tree_match(b->tree, topic, topic_len, acl_collect, &mask);
-	if (mask & ACL_DENY_BIT)
-		return false;
-	for (size_t i = 0; i < a->ndenies; i++) {
-		const struct acl_pattern *p = &a->patterns[a->denies[i]];
-		enum acl_fit fit = acl_pattern_fit(p, &w);
-
-		if (fit == ACL_FIT_UNUSABLE ||
-		    (fit == ACL_FIT_OK && acl_pattern_matches(p, &w, topic, topic_len)))
-			return false;
-	}
-	if (mask & access)
-		return true;
-	q.a = a;
-	q.w = &w;
-	q.topic = topic;
-	q.tlen = topic_len;
-	q.access = (uint8_t)access;
-	q.granted = false;
-	topic_tree_match(a->pgrants, topic, topic_len, acl_query_visit, &q);
-	for (size_t i = 0; i < a->nodd; i++)
-		acl_query_pattern(&q, a->odd[i]);
-	return q.granted;
-}
-
 /* ---- the subscribe decision ---- */
-
-static bool acl_span_is(const struct acl_span *sp, char c)
-{
-	return sp->n == 1 && sp->s[0] == c;
-}
 
 /* Split a filter into at most TOPIC_MAX_LEVELS levels; -1 if it has more. */
 static int acl_split(const char *s, size_t len, struct acl_span *out)
@@ -1057,16 +757,6 @@ static char *acl_expand(const struct acl_pattern *p, const struct acl_who *w, si
 	return s;
 }
 
-/* One subscribe decision: the client, its block and the work counters. */
-struct acl_walk {
-	const struct acl *a;
-	const struct acl_who *w;
-	const struct acl_block *b; /* NULL: a username without a block */
-	struct acl_sub_cost *cost;
-	const uint32_t *fh; /* the hash of each level of the filter */
-	bool any_denies;    /* some deny rule may apply to the client */
-};
-
 /*
  * Does some deny pattern need a value this client cannot give? Then it
  * denies everything (acl_pattern_fit() is ACL_FIT_UNUSABLE for it), which
@@ -1084,88 +774,10 @@ static bool acl_denies_all(const struct acl *a, const struct acl_who *w)
 	       ((n & ACL_NEEDS_LEAD_U) && w->user[0] == '$');
 }
 
-/* The literal child of n for the level sp (hashed to hv), or NULL. */
-static struct levelmap_node *acl_inode_find(const struct acl_inode *n, const struct acl_span *sp,
-					    uint32_t hv)
-{
-	const struct acl_inode *holder = n;
-
-	if (n->depth == 0 && sp->n > 0 && sp->s[0] == '$')
-		holder = n->dollars;
-	if (holder == NULL)
-		return NULL;
-	return levelmap_find(&holder->lm, sp->s, sp->n, hv);
-}
-
-/* Is the template child t, with the client's values, the level sp? */
-static bool acl_template_is(const struct acl_walk *k, const struct acl_inode *t,
-			    const struct acl_span *sp)
-{
-	const struct acl_pattern *p = &k->a->patterns[t->pat];
-	const struct acl_plevel *l = &p->levels[t->lev];
-
-	if (l->nu > 0 && k->w->user == NULL)
-		return false; /* the pattern does not apply */
-	return acl_level_equal(p, l, k->w, sp->s, sp->n);
-}
-
-/*
- * Can the template child t stand for a level of this client at all? Not
- * when it needs a username the client lacks or a value that cannot be
- * substituted, or would make a '$' first level of a value: then every
- * pattern below it grants nothing to this client (acl_pattern_fit()), and
- * a walk that takes every child leaves it out.
- */
-static bool acl_template_usable(const struct acl_walk *k, const struct acl_inode *t)
-{
-	const struct acl_pattern *p = &k->a->patterns[t->pat];
-	const struct acl_plevel *l = &p->levels[t->lev];
-	const struct acl_who *w = k->w;
-
-	if (l->nu > 0 && (w->user == NULL || !w->u_ok))
-		return false;
-	if (l->nc > 0 && !w->c_ok)
-		return false;
-	return t->lev > 0 || !((p->lead == ACL_PIECE_CLIENT && w->cid[0] == '$') ||
-			       (p->lead == ACL_PIECE_USER && w->user[0] == '$'));
-}
-
-/* Push every child of n that may lead to a grant, for a wildcard level of
- * the filter: wildcards, usable templates and literals, but at the root
- * none that starts with '$'. */
-static void acl_push_children(struct levelmap_vec *st, const struct acl_walk *k,
-			      const struct acl_inode *n)
-{
-	if (n->plus != NULL)
-		levelmap_vec_push(st, &n->plus->lm);
-	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
-		struct levelmap_node *c = n->tmpls->lm.slots[i];
-
-		if (c != NULL && (n->depth > 0 || c->seg[0] != '$') &&
-		    acl_template_usable(k, (const struct acl_inode *)c))
-			levelmap_vec_push(st, c);
-	}
-	for (uint32_t i = 0; i < n->lm.nslots; i++)
-		if (n->lm.slots[i] != NULL)
-			levelmap_vec_push(st, n->lm.slots[i]);
-}
-
-/* Push the templates of n that are the level sp for this client. */
-static void acl_push_templates(struct levelmap_vec *st, const struct acl_walk *k,
-			       const struct acl_inode *n, const struct acl_span *sp)
-{
-	for (uint32_t i = 0; n->tmpls != NULL && i < n->tmpls->lm.nslots; i++) {
-		struct levelmap_node *c = n->tmpls->lm.slots[i];
-
-		if (c != NULL && acl_template_is(k, (const struct acl_inode *)c, sp))
-			levelmap_vec_push(st, c);
-	}
-}
-
 /* Is x[0..nx) wholly inside the deny rule d (a block's rule or, with
  * patterns, a pattern expanded for the client)? */
-static bool acl_deny_contains(const struct acl_walk *k, bool patterns, uint32_t id,
-			      const struct acl_span *x, int nx)
+bool acl_deny_contains(const struct acl_walk *k, bool patterns, uint32_t id,
+		       const struct acl_span *x, int nx)
 {
 	struct acl_span ds[TOPIC_MAX_LEVELS];
 	const char *d;
@@ -1196,72 +808,10 @@ static bool acl_deny_contains(const struct acl_walk *k, bool patterns, uint32_t 
 	return in;
 }
 
-static bool acl_deny_any(const struct acl_walk *k, bool patterns, const struct acl_inode *n,
-			 const struct acl_span *x, int nx)
-{
-	for (uint32_t i = 0; n != NULL && i < n->nends; i++)
-		if (acl_deny_contains(k, patterns, n->ends[i], x, nx))
-			return true;
-	return false;
-}
-
-/*
- * Is x[0..nx) wholly inside one of the deny rules filed in the index at
- * root? The walk follows x level by level and visits only the rules that
- * could contain it: a `#` at any depth it reaches, `+` for any level of
- * x but `#`, the equal literal or template for a literal level, and at the
- * end the rules of x's length. Each is then compared for real.
- */
-static bool acl_denied_in(const struct acl_walk *k, struct acl_inode *root, bool patterns,
-			  const struct acl_span *x, int nx)
-{
-	struct levelmap_vec st;
-	bool in = false;
-
-	if (root == NULL)
-		return false;
-	levelmap_vec_init(&st);
-	levelmap_vec_push(&st, &root->lm);
-	while (!in && st.n > 0) {
-		const struct acl_inode *n = (const struct acl_inode *)st.v[--st.n];
-		int i = (int)n->depth;
-		struct levelmap_node *c;
-
-		k->cost->nodes++;
-		if (acl_deny_any(k, patterns, n->hash, x, nx)) {
-			in = true;
-			break;
-		}
-		if (i == nx) {
-			in = acl_deny_any(k, patterns, n, x, nx);
-			continue;
-		}
-		if (acl_span_is(&x[i], '#'))
-			continue;
-		if (n->plus != NULL)
-			levelmap_vec_push(&st, &n->plus->lm);
-		if (acl_span_is(&x[i], '+'))
-			continue;
-		c = acl_inode_find(n, &x[i], levelmap_hash(x[i].s, x[i].n));
-		if (c != NULL)
-			levelmap_vec_push(&st, c);
-		acl_push_templates(&st, k, n, &x[i]);
-	}
-	levelmap_vec_cleanup(&st);
-	return in;
-}
-
-/* Is x[0..nx) (non-empty) wholly inside one deny rule for the client? */
-static bool acl_denied(const struct acl_walk *k, const struct acl_span *x, int nx)
-{
-	return (k->b != NULL && acl_denied_in(k, k->b->sdenies, false, x, nx)) ||
-	       acl_denied_in(k, k->a->sdenies, true, x, nx);
-}
-
 /* Does the read rule id (a block's or, with patterns, a pattern expanded
  * for the client) leave part of the filter f readable? */
-static bool acl_grant_reaches(const struct acl_walk *k, bool patterns, uint32_t id,
-			      const struct acl_span *f, int nf)
+bool acl_grant_reaches(const struct acl_walk *k, bool patterns, uint32_t id,
+		       const struct acl_span *f, int nf)
 {
 	struct acl_span gs[TOPIC_MAX_LEVELS], x[TOPIC_MAX_LEVELS];
 	const char *g;
@@ -1287,111 +837,6 @@ static bool acl_grant_reaches(const struct acl_walk *k, bool patterns, uint32_t 
 	nx = ng > 0 ? acl_intersect(f, nf, gs, ng, x) : 0;
 	ok = nx > 0 && !acl_denied(k, x, nx);
 	free(owned);
-	return ok;
-}
-
-static bool acl_grant_any(const struct acl_walk *k, bool patterns, const struct acl_inode *n,
-			  const struct acl_span *f, int nf)
-{
-	for (uint32_t i = 0; n != NULL && i < n->nends; i++)
-		if (acl_grant_reaches(k, patterns, n->ends[i], f, nf))
-			return true;
-	return false;
-}
-
-/*
- * The filter y that every intersection of f with a rule below n refines:
- * the levels on the way to n as f meets them (f's own level where it is
- * literal, the node's where f has a wildcard, `+` for a node that is a
- * wildcard or a template), then the rest of f, or `#` past its end. A
- * filter inside one deny rule has every refinement of it inside that rule
- * too, so when y is denied nothing below n can grant.
- */
-static int acl_walk_bound(const struct acl_inode *n, const struct acl_span *f, int nf,
-			  struct acl_span *y)
-{
-	static const char wild[] = "+#";
-	int i = (int)n->depth, ny = i;
-
-	for (const struct acl_inode *m = n; m->depth > 0;
-	     m = (const struct acl_inode *)m->lm.parent) {
-		int j = (int)m->depth - 1;
-
-		if (j < nf && !acl_span_is(&f[j], '+') && !acl_span_is(&f[j], '#'))
-			y[j] = f[j];
-		else if (m->kind == 0)
-			y[j] = (struct acl_span){m->lm.seg, m->lm.seglen};
-		else
-			y[j] = (struct acl_span){wild, 1};
-	}
-	if (i >= nf) {
-		y[ny++] = (struct acl_span){wild + 1, 1};
-		return ny;
-	}
-	for (int j = i; j < nf; j++)
-		y[ny++] = f[j];
-	return ny;
-}
-
-/*
- * Does some read rule filed in the index at root leave part of the filter
- * f readable? The walk follows f level by level and visits only the rules
- * whose filter can intersect it: a `#` at any depth it reaches; for a
- * literal level of f, `+` and the equal literal or template; for a `+`,
- * every child; at the end of f, the rules of its length; from a trailing
- * `#` of f on, everything below. Each is then intersected for real.
- */
-static bool acl_granted_in(const struct acl_walk *k, struct acl_inode *root, bool patterns,
-			   const struct acl_span *f, int nf)
-{
-	bool tail = acl_span_is(&f[nf - 1], '#');
-	struct levelmap_vec st;
-	bool ok = false;
-
-	if (root == NULL)
-		return false;
-	levelmap_vec_init(&st);
-	levelmap_vec_push(&st, &root->lm);
-	while (!ok && st.n > 0) {
-		const struct acl_inode *n = (const struct acl_inode *)st.v[--st.n];
-		int i = (int)n->depth;
-		struct levelmap_node *c;
-
-		k->cost->nodes++;
-		if (i > 0 && k->any_denies &&
-		    ((tail && i >= nf - 1) || (i < nf && acl_span_is(&f[i], '+')))) {
-			/* About to take every child: first, can any of them grant? */
-			struct acl_span y[TOPIC_MAX_LEVELS + 1];
-			int ny = acl_walk_bound(n, f, nf, y);
-
-			if (acl_denied(k, y, ny))
-				continue;
-		}
-		if (acl_grant_any(k, patterns, n->hash, f, nf)) {
-			ok = true;
-			break;
-		}
-		if (tail && i >= nf - 1) {
-			ok = acl_grant_any(k, patterns, n, f, nf);
-			acl_push_children(&st, k, n);
-			continue;
-		}
-		if (i == nf) {
-			ok = acl_grant_any(k, patterns, n, f, nf);
-			continue;
-		}
-		if (acl_span_is(&f[i], '+')) {
-			acl_push_children(&st, k, n);
-			continue;
-		}
-		if (n->plus != NULL)
-			levelmap_vec_push(&st, &n->plus->lm);
-		c = acl_inode_find(n, &f[i], k->fh[i]);
-		if (c != NULL)
-			levelmap_vec_push(&st, c);
-		acl_push_templates(&st, k, n, &f[i]);
-	}
-	levelmap_vec_cleanup(&st);
 	return ok;
 }
 
@@ -1564,4 +1009,73 @@ bool acl_view_may_subscribe(struct acl_view *v, const char *filter, size_t len,
 	m->granted = ok;
 	v->count++;
 	return ok;
+}
+
+/* ---- the per-message check's deny patterns ---- */
+
+/* Does a deny pattern match the topic? As acl_topic_denied(), but one
+ * pattern at a time: only for a topic of more levels than a valid one has
+ * (acl_split() fails), which the broker never asks about. */
+static bool acl_topic_denied_slowly(const struct acl *a, const struct acl_who *w, const char *topic,
+				    size_t topic_len)
+{
+	for (size_t i = 0; i < a->ndenies; i++) {
+		const struct acl_pattern *p = &a->patterns[a->denies[i]];
+
+		if (acl_pattern_fit(p, w) == ACL_FIT_OK &&
+		    acl_pattern_matches(p, w, topic, topic_len))
+			return true;
+	}
+	return false;
+}
+
+bool acl_check_counted(const struct acl *a, const char *client_id, const char *username,
+		       const char *topic, size_t topic_len, enum acl_access access,
+		       struct acl_sub_cost *cost)
+{
+	struct acl_sub_cost ignored = {0};
+	const struct acl_block *b;
+	struct acl_query q;
+	struct acl_who w;
+	uint8_t mask = 0;
+
+	if (a == NULL || topic == NULL || topic_len == 0)
+		return false;
+	acl_who_init(&w, client_id, username);
+	b = acl_block_of(a, &w);
+	if (b != NULL)
+		topic_tree_match(b->tree, topic, topic_len, acl_collect, &mask);
+	if (mask & ACL_DENY_BIT)
+		return false;
+	if (a->sdenies != NULL) {
+		struct acl_span t[TOPIC_MAX_LEVELS];
+		int nt;
+
+		/* A deny pattern that needs a value the client cannot give
+		 * denies everything (acl_pattern_fit()). */
+		if (acl_denies_all(a, &w))
+			return false;
+		nt = acl_split(topic, topic_len, t);
+		if (nt > 0 ? acl_topic_denied(a, &w, t, nt, cost != NULL ? cost : &ignored)
+			   : acl_topic_denied_slowly(a, &w, topic, topic_len))
+			return false;
+	}
+	if (mask & access)
+		return true;
+	q.a = a;
+	q.w = &w;
+	q.topic = topic;
+	q.tlen = topic_len;
+	q.access = (uint8_t)access;
+	q.granted = false;
+	topic_tree_match(a->pgrants, topic, topic_len, acl_query_visit, &q);
+	for (size_t i = 0; i < a->nodd; i++)
+		acl_query_pattern(&q, a->odd[i]);
+	return q.granted;
+}
+
+bool acl_check(const struct acl *a, const char *client_id, const char *username, const char *topic,
+	       size_t topic_len, enum acl_access access)
+{
+	return acl_check_counted(a, client_id, username, topic, topic_len, access, NULL);
 }

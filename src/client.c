@@ -23,7 +23,9 @@
 #include "router.h"
 #include "security.h"
 #include "server.h"
+#include "share.h"
 #include "store.h"
+#include "topic.h"
 #include "util.h"
 
 /* ---- queues ---- */
@@ -144,7 +146,14 @@ static void client_delivery_free(struct client *c, struct delivery *d, bool unst
 	if (d->gate)
 		gate_unref(d->gate);
 	message_unref(m);
+	free(d->sub_ids);
 	free(d);
+}
+
+/* The subscription identifiers d goes out with. */
+static const uint32_t *client_delivery_ids(const struct delivery *d)
+{
+	return d->sub_ids ? d->sub_ids : &d->sub_id1;
 }
 
 static void client_delivery_store(struct client *c, const struct delivery *d)
@@ -156,17 +165,165 @@ static void client_delivery_store(struct client *c, const struct delivery *d)
 	    .packet_id = d->pid,
 	    .qos = d->qos,
 	    .state = d->state,
+	    .retain = d->retain,
+	    .sub_ids = d->n_sub_ids ? client_delivery_ids(d) : NULL,
+	    .n_sub_ids = d->n_sub_ids,
 	};
 	store_delivery_put(c->srv->store, &r);
 }
 
 /* ---- writing ---- */
 
-static void client_write_publish(struct client *c, struct message *m, uint8_t qos, uint16_t pid,
-				 bool retain, bool dup)
+int64_t client_wall_ms(const struct client *c)
 {
-	if (message_write_publish(m, conn_output(c->conn), qos, pid, retain, dup) == 0)
+	struct timeval tv;
+	event_base_gettimeofday_cached(c->srv->base, &tv);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* True once m's message expiry interval has passed: it is not sent. */
+static bool client_msg_expired(const struct client *c, const struct message *m)
+{
+	return m->expires_at && client_wall_ms(c) >= m->expires_at;
+}
+
+/*
+ * Topic aliases the broker assigns to a 5.0 client: first come, first
+ * served. The first alias_out_max distinct topics sent on a connection
+ * (at most CLIENT_ALIAS_OUT_CAP) get aliases 1, 2, ... for the rest of the
+ * connection, and later topics go out in full: a hot topic is usually
+ * among the first, and nothing is ever re-mapped, so the client's table
+ * and the broker's never disagree. Open addressing by topic hash.
+ */
+#define CLIENT_ALIAS_OUT_CAP 1024
+/* ... and the topics they name hold at most this many bytes, so a client
+ * cannot make the broker keep 1024 topics of 64 KiB each. */
+#define CLIENT_ALIAS_OUT_BYTES (64 * 1024)
+
+struct client_alias {
+	char *topic; /* NULL: free slot */
+	uint32_t hash;
+	uint16_t len;
+	uint16_t alias;
+};
+
+struct client_aliases {
+	struct client_alias *slots;
+	uint32_t cap;   /* a power of two, over twice the aliases it can hold */
+	uint32_t bytes; /* of the topics held */
+	uint16_t used;
+};
+
+static void client_aliases_free(struct client *c)
+{
+	struct client_aliases *a = c->alias_out;
+	if (a) {
+		for (uint32_t i = 0; i < a->cap; i++)
+			free(a->slots[i].topic);
+		free(a->slots);
+		free(a);
+		c->alias_out = NULL;
+	}
+	if (c->alias_in) {
+		for (uint32_t i = 0; i <= c->srv->cfg->max_topic_alias; i++)
+			free(c->alias_in[i]);
+		free(c->alias_in);
+		c->alias_in = NULL;
+	}
+}
+
+/* The slot of m's topic in c's aliases: its alias, or the free slot it
+ * would take. NULL when c takes no aliases. */
+static struct client_alias *client_alias_slot(struct client *c, const struct message *m)
+{
+	uint16_t max =
+	    c->alias_out_max < CLIENT_ALIAS_OUT_CAP ? c->alias_out_max : CLIENT_ALIAS_OUT_CAP;
+	if (max == 0)
+		return NULL;
+	struct client_aliases *a = c->alias_out;
+	if (!a) {
+		a = c->alias_out = xcalloc(1, sizeof(*a));
+		a->cap = 4;
+		while (a->cap <= 2u * max)
+			a->cap *= 2;
+		a->slots = xcalloc(a->cap, sizeof(*a->slots));
+	}
+	uint32_t h = levelmap_hash(m->topic, m->topic_len);
+	for (uint32_t i = h & (a->cap - 1);; i = (i + 1) & (a->cap - 1)) {
+		struct client_alias *s = &a->slots[i];
+		if (!s->topic)
+			return a->used < max && a->bytes + m->topic_len <= CLIENT_ALIAS_OUT_BYTES
+				   ? s
+				   : NULL;
+		if (s->hash == h && s->len == m->topic_len &&
+		    memcmp(s->topic, m->topic, m->topic_len) == 0)
+			return s;
+	}
+}
+
+/* One message not sent because it exceeds the client's maximum packet
+ * size: as the standard says, it is discarded as if it had been
+ * delivered [MQTT5-3.1.2-25], counted, and logged without flooding. */
+static void client_count_too_large(struct client *c, const struct message *m)
+{
+	c->too_large++;
+	c->srv->stats.msgs_dropped++;
+	uint64_t now = (uint64_t)client_wall_ms(c);
+	if (c->too_large_logged > 0 && now - c->too_large_ms < 10000)
+		return;
+	log_write(c->srv->log, LOG_LEVEL_WARNING,
+		  "client %s: message to '%s' not sent: larger than its maximum packet size %u "
+		  "(%llu such messages since the last report, %llu in all)",
+		  c->id, m->topic, c->max_packet,
+		  (unsigned long long)(c->too_large - c->too_large_logged),
+		  (unsigned long long)c->too_large);
+	c->too_large_logged = c->too_large;
+	c->too_large_ms = now;
+}
+
+/* Write m to c: 3.1.1 from the message's cached header, 5.0 with its
+ * properties, ids and an alias. Returns 0, or MESSAGE_TOO_LARGE (counted;
+ * the caller discards the delivery) or -1. */
+static int client_write_publish(struct client *c, struct message *m, uint8_t qos, uint16_t pid,
+				bool retain, bool dup, const uint32_t *ids, uint32_t n_ids)
+{
+	int rc;
+	if (c->version != CODEC_V5) {
+		rc = message_write_publish(m, conn_output(c->conn), qos, pid, retain, dup);
+	} else {
+		struct message_v5 o = {
+		    .sub_ids = ids,
+		    .n_sub_ids = n_ids,
+		    .now_ms = m->expires_at ? client_wall_ms(c) : 0,
+		    .max_packet = c->max_packet,
+		};
+		struct client_alias *slot = client_alias_slot(c, m);
+		if (slot) {
+			o.alias_only = slot->topic != NULL;
+			o.alias = o.alias_only ? slot->alias : (uint16_t)(c->alias_out->used + 1);
+		}
+		rc = message_write_publish5(m, conn_output(c->conn), qos, pid, retain, dup, &o);
+		if (rc == MESSAGE_TOO_LARGE && slot && !o.alias_only) {
+			/* Maybe the alias alone made it too large: try without. */
+			o.alias = 0;
+			rc = message_write_publish5(m, conn_output(c->conn), qos, pid, retain, dup,
+						    &o);
+		} else if (rc == 0 && slot && !o.alias_only) {
+			slot->topic = xstrndup(m->topic, m->topic_len);
+			slot->len = m->topic_len;
+			slot->hash = levelmap_hash(m->topic, m->topic_len);
+			slot->alias = o.alias;
+			c->alias_out->used++;
+			c->alias_out->bytes += m->topic_len;
+		} else if (rc == 0 && o.alias_only) {
+			c->srv->stats.alias_bytes_saved += m->topic_len;
+		}
+		if (rc == MESSAGE_TOO_LARGE)
+			client_count_too_large(c, m);
+	}
+	if (rc == 0)
 		c->srv->stats.msgs_sent++;
+	return rc;
 }
 
 /* Encode a two-byte-id acknowledgement; it always fits. */
@@ -177,17 +334,49 @@ static void client_ack_bytes(uint8_t out[CODEC_ACK_LEN], enum codec_type type, u
 	(void)n;
 }
 
-void client_send_ordered(struct client *c, const uint8_t *bytes, size_t len, bool defer)
+/* bytes end one PUBLISH of c's counted against the receive maximum
+ * (quota) once they are written. */
+static void client_send_ordered_q(struct client *c, const uint8_t *bytes, size_t len, bool defer,
+				  bool quota)
 {
 	if (!defer && c->deferred == 0) {
 		conn_write(c->conn, bytes, len);
+		if (quota && c->in_unacked)
+			c->in_unacked--;
 		return;
 	}
-	gate_wait_submit(gate_wait_new(c, bytes, len, NULL), c->srv->store);
+	struct gate_wait *w = gate_wait_new(c, bytes, len, NULL);
+	if (quota)
+		gate_wait_release_quota(w);
+	gate_wait_submit(w, c->srv->store);
+}
+
+void client_send_ordered(struct client *c, const uint8_t *bytes, size_t len, bool defer)
+{
+	client_send_ordered_q(c, bytes, len, defer, false);
+}
+
+void client_send_ack_rc(struct client *c, enum codec_type type, uint16_t pid, uint8_t reason,
+			bool defer)
+{
+	uint8_t b[8];
+	int n;
+	if (c->version == CODEC_V5)
+		n = codec_v5_encode_ack(type, pid, reason, NULL, 0, b, sizeof(b));
+	else
+		n = codec_encode_ack(type, pid, b, sizeof(b));
+	assert(n > 0);
+	bool quota = c->version == CODEC_V5 && (type == CODEC_PUBACK || type == CODEC_PUBCOMP ||
+						(type == CODEC_PUBREC && reason >= 0x80));
+	client_send_ordered_q(c, b, (size_t)n, defer, quota);
 }
 
 void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool defer)
 {
+	if (c->version == CODEC_V5) {
+		client_send_ack_rc(c, type, pid, 0, defer);
+		return;
+	}
 	uint8_t b[CODEC_ACK_LEN];
 	client_ack_bytes(b, type, pid);
 	client_send_ordered(c, b, sizeof(b), defer);
@@ -213,6 +402,9 @@ static bool client_window_open(const struct client *c)
 	uint32_t max = c->srv->cfg->max_inflight_messages;
 	if (max == 0 || max > 65535)
 		max = 65535;
+	/* A 5.0 client's receive maximum caps it too [MQTT5-3.3.4-7]. */
+	if (c->version == CODEC_V5 && c->recv_max && c->recv_max < max)
+		max = c->recv_max;
 	return c->inflight.count < max;
 }
 
@@ -343,12 +535,16 @@ static bool client_write_window(struct client *c, bool *held)
 			uint8_t b[CODEC_ACK_LEN];
 			client_ack_bytes(b, CODEC_PUBREL, d->pid);
 			conn_write(c->conn, b, sizeof(b));
-		} else if (!client_delivery_readable(c, d)) {
+		} else if (!client_delivery_readable(c, d) ||
+			   (!d->dup && client_msg_expired(c, d->msg)) ||
+			   client_write_publish(c, d->msg, d->qos, d->pid, d->retain, d->dup,
+						client_delivery_ids(d),
+						d->n_sub_ids) == MESSAGE_TOO_LARGE) {
+			/* Unreadable, expired before its first send, or too large
+			 * for the client: discarded as if delivered. */
 			client_window_remove(c, d);
 			client_delivery_free(c, d, true);
 			continue;
-		} else {
-			client_write_publish(c, d->msg, d->qos, d->pid, d->retain, d->dup);
 		}
 		d->written = true;
 		c->unwritten--;
@@ -372,7 +568,7 @@ static bool client_fill_window(struct client *c, bool held)
 		struct delivery *d = c->queued.head;
 		if (client_gate_closed(d->gate))
 			break;
-		if (!client_delivery_readable(c, d)) {
+		if (!client_delivery_readable(c, d) || client_msg_expired(c, d->msg)) {
 			client_queue_take(c, d);
 			client_delivery_free(c, d, true);
 			continue;
@@ -381,7 +577,8 @@ static bool client_fill_window(struct client *c, bool held)
 			if (held)
 				break;
 			client_queue_take(c, d);
-			client_write_publish(c, d->msg, 0, 0, d->retain, false);
+			client_write_publish(c, d->msg, 0, 0, d->retain, false,
+					     client_delivery_ids(d), d->n_sub_ids);
 			client_delivery_free(c, d, true);
 			continue;
 		}
@@ -487,39 +684,95 @@ static void client_store_message(struct client *c, struct message *msg)
 		    .payload_len = msg->payload_len,
 		    .qos = msg->qos,
 		    .retain = msg->retain,
+		    .expires_at = msg->expires_at,
+		    .props = msg->props,
+		    .props_len = msg->props_len,
 		};
 		store_message_put(c->srv->store, &mr);
 	}
 	msg->stored_refs++;
 }
 
-void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
-		    struct gate *gate)
+/*
+ * The subscription identifiers of c's subscriptions that match msg (every
+ * one of them [MQTT5-3.3.4-3]); only the subscription being served when
+ * retained messages go out for one SUBSCRIBE. Walks c's subscriptions,
+ * and only for a session that has identifiers at all. Returns the count;
+ * ids[0] holds the first, *more all of them when there are several.
+ */
+static uint32_t client_match_sub_ids(struct client *c, const struct message *msg, uint32_t *first,
+				     uint32_t **more)
+{
+	*more = NULL;
+	if (c->pick_active) {
+		*first = c->pick_sub_id;
+		return *first != 0;
+	}
+	if (c->retained_for) {
+		*first = c->retained_for->sub_id;
+		return *first != 0;
+	}
+	if (c->n_sub_ids == 0)
+		return 0;
+	uint32_t n = 0, cap = 0;
+	for (uint32_t i = 0; i < c->subs.cap; i++)
+		for (struct sub *s = c->subs.slots[i]; s; s = s->hnext) {
+			if (!s->sub_id || ((s->options & CAIRN_SUB_NO_LOCAL) && msg->origin == c) ||
+			    topic_is_shared(s->filter, s->len) ||
+			    !topic_matches(s->filter, s->len, msg->topic, msg->topic_len))
+				continue;
+			if (n == 0) {
+				*first = s->sub_id;
+			} else {
+				if (n + 1 > cap) {
+					cap = cap ? cap * 2 : 4;
+					*more = xrealloc(*more, cap * sizeof(**more));
+				}
+				if (n == 1)
+					(*more)[0] = *first;
+				(*more)[n] = s->sub_id;
+			}
+			n++;
+		}
+	return n;
+}
+
+int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
+		   struct gate *gate)
 {
 	if (c->dead || !client_may_read(c, msg->topic, msg->topic_len))
-		return;
+		return CLIENT_SKIPPED;
 	bool online = client_is_connected(c);
 	if (qos == 0 && !online)
-		return; /* QoS 0 is not queued for offline sessions */
+		return CLIENT_SKIPPED; /* QoS 0 is not queued for offline sessions */
+	if (client_msg_expired(c, msg))
+		return CLIENT_SKIPPED;
+	uint32_t id1 = 0, *ids = NULL;
+	uint32_t n_ids = c->version == CODEC_V5 ? client_match_sub_ids(c, msg, &id1, &ids) : 0;
 	/* Nothing of c's may be overtaken: not a queue, an unwritten window
 	 * entry, a full output, or this message's own pending commit. */
 	bool in_order = online && !c->queued.head && c->unwritten == 0 &&
 			!client_gate_closed(gate) && !conn_output_full(c->conn);
 	if (qos == 0 && in_order) {
-		client_write_publish(c, msg, 0, 0, retain, false);
-		return;
+		client_write_publish(c, msg, 0, 0, retain, false, ids ? ids : &id1, n_ids);
+		free(ids);
+		return CLIENT_DELIVERED;
 	}
 	/* A QoS 1/2 message may enter the window at once (it is written when
 	 * its gate opens); otherwise it waits in the queue, if there is room. */
 	bool to_window = qos > 0 && online && !c->queued.head && client_window_open(c);
 	if (!to_window && !client_queue_make_room(c, qos, msg->payload_len)) {
 		client_count_drop(c);
-		return;
+		free(ids);
+		return CLIENT_DROPPED_FULL;
 	}
 	struct delivery *d = xcalloc(1, sizeof(*d));
 	d->msg = message_ref(msg);
 	d->qos = qos;
 	d->retain = retain;
+	d->n_sub_ids = (uint16_t)(n_ids > UINT16_MAX ? UINT16_MAX : n_ids);
+	d->sub_id1 = id1;
+	d->sub_ids = ids;
 	d->acl_stamp = c->sec && c->sec->acl ? client_acl_stamp(c) : 0;
 	d->gate = gate ? gate_ref(gate) : NULL;
 	if (qos > 0 && !c->clean) {
@@ -541,6 +794,7 @@ void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool ret
 		client_delivery_store(c, d);
 	if (!client_gate_closed(gate))
 		client_pump(c);
+	return CLIENT_DELIVERED;
 }
 
 /* ---- sessions ---- */
@@ -553,6 +807,9 @@ struct client *client_new(struct server *srv, const char *id, size_t id_len, boo
 	c->id = xstrndup(id, id_len);
 	c->id_len = id_len;
 	c->clean = clean;
+	c->version = CODEC_V311;
+	c->problem_info = true;
+	c->expiry = clean ? 0 : srv->cfg->persistent_client_expiration;
 	return c;
 }
 
@@ -593,6 +850,9 @@ void client_unref(struct client *c)
 		}
 	}
 	free(c->subs.slots);
+	client_aliases_free(c);
+	if (c->timer)
+		event_free(c->timer);
 	if (c->will)
 		message_unref(c->will);
 	qos_in_cleanup(&c->in_qos2);
@@ -616,14 +876,23 @@ void client_store_session(struct client *c, bool connected)
 	    .next_packet_id = c->next_pid,
 	    .connected = connected,
 	    .dropped = c->dropped,
+	    .protocol_level = c->version,
+	    .expiry_interval = c->expiry,
+	    .expires_at = connected ? 0 : c->expires_at,
+	    .will_delay = c->will_delay,
+	    .will_at = c->will_at,
 	};
-	if (c->will && connected) {
+	/* A will is stored while it can still fire: while connected (a crash
+	 * makes it due), and while a delayed will waits. */
+	if (c->will && (connected || c->will_at)) {
 		r.has_will = true;
 		r.will_topic = c->will->topic;
 		r.will_payload = c->will->payload;
 		r.will_payload_len = c->will->payload_len;
 		r.will_qos = c->will->qos;
 		r.will_retain = c->will->retain;
+		r.will_props = c->will->props;
+		r.will_props_len = c->will->props_len;
 	}
 	store_session_put(c->srv->store, &r);
 	c->stored = true;
@@ -666,8 +935,21 @@ static struct sub *client_sub_find(struct client *c, const char *filter, size_t 
 	return c->subs.cap ? *client_sub_link(c, filter, len, hash) : NULL;
 }
 
+uint32_t client_sub_id(struct client *c, const char *filter, size_t len)
+{
+	struct sub *s = client_sub_find(c, filter, len, levelmap_hash(filter, len));
+	return s ? s->sub_id : 0;
+}
+
 struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos)
 {
+	return client_add_sub_opts(c, filter, len, qos, 0);
+}
+
+struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
+				uint32_t sub_id)
+{
+	uint8_t qos = opts & 0x03;
 	uint32_t hash = levelmap_hash(filter, len);
 	struct sub *s = client_sub_find(c, filter, len, hash);
 	if (!s) {
@@ -683,26 +965,43 @@ struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uin
 		c->subs.count++;
 	}
 	s->qos = qos;
-	router_subscribe(c->srv->router, filter, len, c, qos);
+	s->options =
+	    opts & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED | CAIRN_SUB_RETAIN_HANDLING);
+	c->n_sub_ids += (sub_id != 0) - (s->sub_id != 0);
+	s->sub_id = sub_id;
+	/* The router sees the QoS with the options that change routing. */
+	router_subscribe(c->srv->router, filter, len, c,
+			 qos | (s->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED)));
 	return s;
 }
 
 uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
 {
+	bool existed;
+	return client_subscribe_opts(c, filter, len, qos, 0, &existed);
+}
+
+uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
+			      uint32_t sub_id, bool *existed)
+{
 	uint32_t max = c->srv->cfg->max_subscriptions;
-	if (max && c->subs.count >= max &&
-	    !client_sub_find(c, filter, len, levelmap_hash(filter, len))) {
+	*existed = client_sub_find(c, filter, len, levelmap_hash(filter, len)) != NULL;
+	if (max && c->subs.count >= max && !*existed) {
 		log_write(c->srv->log, LOG_LEVEL_WARNING,
 			  "client %s: refused filter '%.*s': max_subscriptions %u reached", c->id,
 			  (int)len, filter, max);
 		return CODEC_SUBACK_FAILURE;
 	}
-	struct sub *s = client_add_sub(c, filter, len, qos);
+	struct sub *s = client_add_sub_opts(c, filter, len, opts, sub_id);
 	if (!c->clean) {
-		struct cairn_sub_rec r = {.client_id = c->id, .filter = s->filter, .qos = qos};
+		struct cairn_sub_rec r = {.client_id = c->id,
+					  .filter = s->filter,
+					  .qos = s->qos,
+					  .options = s->options,
+					  .sub_id = s->sub_id};
 		store_sub_put(c->srv->store, &r);
 	}
-	return qos;
+	return s->qos;
 }
 
 bool client_unsubscribe(struct client *c, const char *filter, size_t len)
@@ -718,6 +1017,8 @@ bool client_unsubscribe(struct client *c, const char *filter, size_t len)
 		store_sub_delete(c->srv->store, c->id, s->filter);
 	*pp = s->hnext;
 	c->subs.count--;
+	if (s->sub_id)
+		c->n_sub_ids--;
 	free(s->filter);
 	free(s);
 	return true;
@@ -735,6 +1036,8 @@ void client_discard(struct client *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->timer)
+		event_del(c->timer);
 	client_leave_router(c);
 	/* Deleting each delivery also deletes messages nobody else holds. */
 	client_free_queues(c, true);
@@ -764,6 +1067,17 @@ void client_handle_last_will(struct client *c)
 	}
 	if (w->retain && s->acl && !w->source)
 		message_set_source(w, c->id, c->username, s);
+	/* A will's message expiry interval starts when it is published. */
+	struct codec_props pr;
+	if (w->props_len &&
+	    codec_props_parse(CODEC_WILL, w->props, w->props_len, &pr) == CODEC_OK &&
+	    CODEC_PROP_HAS(&pr, CODEC_PROP_MESSAGE_EXPIRY)) {
+		w->expires_at = client_wall_ms(c) + (int64_t)pr.message_expiry * 1000;
+		int n = codec_props_filter(w->props, w->props_len,
+					   (uint64_t)1 << CODEC_PROP_MESSAGE_EXPIRY, w->props,
+					   w->props_len);
+		w->props_len = n > 0 ? (uint32_t)n : 0;
+	}
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
 	c->srv->stats.msgs_received++;
@@ -789,6 +1103,25 @@ void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq
 	} else {
 		d->state = CAIRN_DELIVERY_QUEUED;
 		client_queue_push(c, d);
+	}
+}
+
+void client_restore_delivery5(struct client *c, bool retain, const uint32_t *sub_ids, uint32_t n)
+{
+	struct delivery *d = c->queued.tail;
+	if (c->inflight.tail && (!d || c->inflight.tail->seq > d->seq))
+		d = c->inflight.tail;
+	if (!d)
+		return;
+	d->retain = retain;
+	if (n > UINT16_MAX)
+		n = UINT16_MAX;
+	d->n_sub_ids = (uint16_t)n;
+	if (n == 1) {
+		d->sub_id1 = sub_ids[0];
+	} else if (n > 1) {
+		d->sub_ids = xmalloc(n * sizeof(*d->sub_ids));
+		memcpy(d->sub_ids, sub_ids, n * sizeof(*d->sub_ids));
 	}
 }
 
@@ -825,12 +1158,103 @@ void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 	}
 }
 
+void client_handle_pubrec_error(struct client *c, uint16_t pid)
+{
+	struct delivery *d = client_pid_find(c, pid);
+	if (!d || d->qos != 2 || d->state != CAIRN_DELIVERY_SENT)
+		return;
+	/* The receiver refused the message: its QoS 2 flow ends here
+	 * [MQTT5-4.3.3-4 and 5.0 section 4.9]. */
+	client_window_remove(c, d);
+	client_delivery_free(c, d, true);
+	client_pump(c);
+}
+
 /* ---- the connection ---- */
 
 void client_attach(struct client *c, struct conn *cn)
 {
 	c->conn = cn;
 	conn_set_owner(cn, client_ref(c));
+	share_session_online(c->shares, true); /* its groups may choose it first */
+	/* A new connection: aliases and quotas start over, and a session or a
+	 * will that was to end meanwhile no longer does. */
+	client_aliases_free(c);
+	c->in_unacked = 0;
+	c->expires_at = 0;
+	c->will_at = 0;
+	client_arm_timer(c);
+}
+
+/* ---- session expiry and delayed wills ---- */
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct client *c = arg;
+	if (client_is_connected(c) || c->dead)
+		return;
+	int64_t now = client_wall_ms(c);
+	client_ref(c);
+	bool ends = c->expires_at && now >= c->expires_at;
+	if (c->will_at && (now >= c->will_at || ends)) {
+		/* The will delay passed, or the session ends first
+		 * [MQTT5-3.1.3-9]. */
+		c->will_at = 0;
+		client_handle_last_will(c);
+		if (!ends)
+			client_store_session(c, false);
+	}
+	if (ends) {
+		log_write(c->srv->log, LOG_LEVEL_NOTICE,
+			  "client %s: session expired (session expiry interval %u s)", c->id,
+			  c->expiry);
+		client_discard(c);
+	} else {
+		client_arm_timer(c);
+	}
+	client_unref(c);
+}
+
+void client_arm_timer(struct client *c)
+{
+	int64_t due = c->expires_at;
+	if (c->will_at && (!due || c->will_at < due))
+		due = c->will_at;
+	if (!due || c->dead) {
+		if (c->timer)
+			event_del(c->timer);
+		return;
+	}
+	if (!c->timer)
+		c->timer = evtimer_new(c->srv->base, client_timer_cb, c);
+	int64_t left = due - client_wall_ms(c);
+	if (left < 0)
+		left = 0;
+	struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+	evtimer_add(c->timer, &tv);
+}
+
+void client_session_offline(struct client *c, bool will_due)
+{
+	int64_t now = client_wall_ms(c);
+	if (will_due && c->will && c->will_delay && !c->clean && c->expiry != 0) {
+		/* A delayed will waits for the delay or the end of the session. */
+		c->will_at = now + (int64_t)c->will_delay * 1000;
+	} else if (will_due) {
+		client_handle_last_will(c);
+	} else if (c->will) {
+		message_unref(c->will);
+		c->will = NULL;
+	}
+	if (c->clean || c->expiry == 0) {
+		client_discard(c);
+		return;
+	}
+	c->expires_at = c->expiry == CAIRN_EXPIRY_NEVER ? 0 : now + (int64_t)c->expiry * 1000;
+	client_store_session(c, false);
+	client_arm_timer(c);
 }
 
 void client_detach(struct client *c, struct conn *cn, bool will_due)
@@ -838,20 +1262,12 @@ void client_detach(struct client *c, struct conn *cn, bool will_due)
 	conn_set_owner(cn, NULL);
 	if (c->conn == cn) {
 		c->conn = NULL;
+		share_session_online(c->shares, false);
 		/* Everything in flight goes out again on the next connection. */
 		for (struct delivery *d = c->inflight.head; d; d = d->next)
 			d->written = false;
 		c->unwritten = c->inflight.count;
-		if (will_due)
-			client_handle_last_will(c);
-		else if (c->will) {
-			message_unref(c->will);
-			c->will = NULL;
-		}
-		if (c->clean)
-			client_discard(c);
-		else
-			client_store_session(c, false);
+		client_session_offline(c, will_due);
 	}
 	client_unref(c);
 }

@@ -21,6 +21,7 @@ struct message;
 struct gate;
 struct event;
 struct sockaddr;
+struct share_member;
 
 /* One message owed to one session. */
 struct delivery {
@@ -34,8 +35,11 @@ struct delivery {
 	uint8_t qos;
 	uint8_t state; /* enum cairn_delivery_state */
 	bool retain;
-	bool dup;     /* the next send of the PUBLISH carries DUP=1 */
-	bool written; /* in the socket's output since the last connect */
+	bool dup;           /* the next send of the PUBLISH carries DUP=1 */
+	bool written;       /* in the socket's output since the last connect */
+	uint16_t n_sub_ids; /* 5.0 subscription identifiers sent with it */
+	uint32_t sub_id1;   /* the identifier when there is one */
+	uint32_t *sub_ids;  /* all of them when there are several; else NULL */
 };
 
 struct dqueue {
@@ -50,6 +54,8 @@ struct sub {
 	uint32_t hash;
 	uint16_t len;
 	uint8_t qos;
+	uint8_t options; /* 5.0 options other than the QoS (CAIRN_SUB_*) */
+	uint32_t sub_id; /* 5.0 subscription identifier; 0: none */
 };
 
 /* A session's subscriptions: a chained hash table, so adding, replacing
@@ -100,7 +106,38 @@ struct client {
 	 * the session), as last logged, as last stored, and when last logged
 	 * (ms on the event base's clock). */
 	uint64_t dropped, dropped_logged, dropped_stored, drop_logged_ms;
+	/* Its memberships of shared subscription groups (share.c links
+	 * them; they follow its "$share/..." entries in subs). */
+	struct share_member *shares;
+
+	/* ---- what the last CONNECT set (MQTT 5.0) ---- */
+	uint8_t version;                  /* its protocol level: 3, 4 or 5 */
+	bool problem_info;                /* request problem information */
+	uint16_t recv_max;                /* the client's receive maximum (caps the window) */
+	uint32_t max_packet;              /* the client's maximum packet size; 0: none */
+	uint16_t alias_out_max;           /* topic aliases the broker may assign it */
+	struct client_aliases *alias_out; /* topics given an alias; NULL until the first */
+	char **alias_in;                  /* topics of the aliases it set; NULL until the first */
+	uint32_t in_unacked;              /* its QoS 1/2 PUBLISHes not yet answered (receive max) */
+	/* Messages not sent because they exceed max_packet: in all, as last
+	 * logged, and when (ms). */
+	uint64_t too_large, too_large_logged, too_large_ms;
+
+	/* ---- session expiry and the delayed will (MQTT 5.0) ---- */
+	uint32_t expiry;          /* session expiry interval (s); CAIRN_EXPIRY_NEVER */
+	int64_t expires_at;       /* offline: when the session ends (wall ms); 0: never */
+	uint32_t will_delay;      /* will delay interval (s) */
+	int64_t will_at;          /* a delayed will is due then (wall ms); 0: none */
+	struct event *timer;      /* fires at the earlier of expires_at and will_at */
+	uint32_t n_sub_ids;       /* subscriptions carrying an identifier */
+	struct sub *retained_for; /* set while retained messages go out for one filter */
+	bool match_rap;           /* routing: a matching filter has retain as published */
+	bool pick_active;         /* routing: a shared group's copy goes out, with... */
+	uint32_t pick_sub_id;     /* ...this identifier alone (0: none) */
 };
+
+/* The current time on the wall clock, in ms (deadlines kept in the store). */
+int64_t client_wall_ms(const struct client *c);
 
 struct conn;
 
@@ -123,8 +160,11 @@ bool client_is_connected(const struct client *c);
 
 /* Give c a copy of msg at qos (already min(published, granted)). gate, if
  * not NULL, holds it back until the batch storing it commits. */
-void client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
-		    struct gate *gate);
+int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
+		   struct gate *gate);
+/* client_deliver's results: queued or sent, dropped because the queue was
+ * full (counted), or not for c (dead, the ACL, QoS 0 offline, expired). */
+enum { CLIENT_DELIVERED = 0, CLIENT_DROPPED_FULL = 1, CLIENT_SKIPPED = 2 };
 
 /* Send what the window and the socket allow. */
 void client_pump(struct client *c);
@@ -135,17 +175,38 @@ void client_pump(struct client *c);
 void client_send_ordered(struct client *c, const uint8_t *bytes, size_t len, bool defer);
 /* The same for a two-byte-id acknowledgement of type. */
 void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool defer);
+/* The same with a 5.0 reason code (0: success; a 3.1.1 client gets the
+ * plain acknowledgement). A PUBACK, a PUBCOMP or a failing PUBREC ends one
+ * of the client's PUBLISHes counted against the broker's receive maximum
+ * once it is written. */
+void client_send_ack_rc(struct client *c, enum codec_type type, uint16_t pid, uint8_t reason,
+			bool defer);
 
 /* A PUBACK, PUBREC or PUBCOMP for a message c has in flight. */
 void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event);
+
+/* A 5.0 PUBREC with a failure reason: the QoS 2 delivery ends. */
+void client_handle_pubrec_error(struct client *c, uint16_t pid);
 
 /* Add or replace a subscription; returns the granted QoS, or
  * CODEC_SUBACK_FAILURE when a new filter would pass max_subscriptions.
  * Stages the store write for a persistent session. */
 uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
+/* client_subscribe with 5.0 options (the SUBSCRIBE options byte: QoS in
+ * bits 0-1, CAIRN_SUB_* above) and identifier (0: none). *existed says
+ * whether the filter was subscribed before (retain handling 1). */
+uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
+			      uint32_t sub_id, bool *existed);
 /* The in-memory half of client_subscribe, without the limit (restore
  * brings back what was granted before). */
 struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos);
+/* The same with the 5.0 options byte and identifier. */
+struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
+				uint32_t sub_id);
+
+/* The subscription identifier of c's subscription to filter (0: none, or
+ * no such subscription). */
+uint32_t client_sub_id(struct client *c, const char *filter, size_t len);
 
 /* Remove it; returns true if it existed. */
 bool client_unsubscribe(struct client *c, const char *filter, size_t len);
@@ -165,6 +226,15 @@ void client_store_drops(struct client *c);
 /* Start-up restore helpers. */
 void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq, uint16_t pid,
 			     uint8_t qos, uint8_t state);
+/* The 5.0 parts of a restored delivery (the last one restored). */
+void client_restore_delivery5(struct client *c, bool retain, const uint32_t *sub_ids, uint32_t n);
+
+/* Arm (or disarm) the session's timer for the earlier of expires_at and
+ * will_at; when it fires the delayed will is published and an expired
+ * session discarded. */
+void client_arm_timer(struct client *c);
+/* The session's connection is gone: start its expiry and will delay. */
+void client_session_offline(struct client *c, bool will_due);
 void client_restore_inflight_in(struct client *c, uint16_t pid);
 
 /* Publish the will if one is set, then clear it. */

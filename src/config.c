@@ -371,6 +371,61 @@ static int key_max_keepalive(struct parse *p, char **v, int n)
 	return 0;
 }
 
+static int key_max_topic_alias(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 0, 65535, &x) < 0)
+		return -1;
+	p->c->max_topic_alias = (uint16_t)x;
+	return 0;
+}
+
+/*
+ * A duration as Mosquitto writes persistent_client_expiration: a number
+ * followed by h (hours), d (days), w (weeks), m (months of 30 days) or y
+ * (years of 365 days). Returns seconds, or -1.
+ */
+int64_t config_parse_duration(const char *s)
+{
+	char *end;
+	unsigned long long n;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || end == s || end[0] == '\0' || end[1] != '\0' || n > 1000000)
+		return -1;
+	switch (end[0]) {
+	case 'h':
+		return (int64_t)n * 3600;
+	case 'd':
+		return (int64_t)n * 86400;
+	case 'w':
+		return (int64_t)n * 7 * 86400;
+	case 'm':
+		return (int64_t)n * 30 * 86400;
+	case 'y':
+		return (int64_t)n * 365 * 86400;
+	default:
+		return -1;
+	}
+}
+
+static int key_persistent_client_expiration(struct parse *p, char **v, int n)
+{
+	int64_t d = config_parse_duration(v[0]);
+
+	(void)n;
+	if (d <= 0 || d >= (int64_t)CAIRN_EXPIRY_NEVER)
+		return fail(p, "'%s' is not a duration (a number and h, d, w, m or y: 1h, 2d, 1w)",
+			    v[0]);
+	p->c->persistent_client_expiration = (uint32_t)d;
+	return 0;
+}
+
 static int key_connect_timeout(struct parse *p, char **v, int n)
 {
 	uint64_t x;
@@ -534,6 +589,8 @@ static const struct config_key config_keys[] = {
     {"max_subscriptions", 1, 1, key_max_subscriptions},
     {"max_packet_size", 1, 1, key_max_packet_size},
     {"max_keepalive", 1, 1, key_max_keepalive},
+    {"max_topic_alias", 1, 1, key_max_topic_alias},
+    {"persistent_client_expiration", 1, 1, key_persistent_client_expiration},
     {"connect_timeout", 1, 1, key_connect_timeout},
     {"persistence", 1, 1, key_persistence},
     {"persistence_location", 1, 1, key_persistence_location},
@@ -654,6 +711,8 @@ void config_init(struct config *c)
 	c->max_queued_bytes = 0;
 	c->max_packet_size = CONFIG_PACKET_SIZE_MAX;
 	c->max_keepalive = 65535;
+	c->max_topic_alias = 10;
+	c->persistent_client_expiration = CAIRN_EXPIRY_NEVER;
 	c->connect_timeout = 10;
 	c->persistence = false;
 	c->persistence_location = xstrdup(".");

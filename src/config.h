@@ -56,35 +56,41 @@ struct config_option {
 };
 
 struct config {
-	char *path;                        /* file it was read from, or NULL */
-	struct config_listener *listeners; /* in file order */
-	bool per_listener_settings;        /* security keys belong to their listener */
-	bool file_listeners;               /* the file named at least one listener */
-	struct config_security sec;        /* when per_listener_settings is false */
-	uint32_t max_inflight_messages;    /* default 20; 0 = unlimited */
-	uint32_t max_queued_messages;      /* default 1000; 0 = unlimited */
-	uint32_t max_subscriptions;        /* per client; default 100000; 0 = unlimited */
-	uint64_t max_queued_bytes;         /* default 0 = unlimited */
-	uint32_t max_packet_size;          /* default 268435455 + 5 (no limit) */
-	uint16_t max_keepalive;            /* default 65535 */
-	uint32_t connect_timeout;          /* seconds to wait for CONNECT; default 10 */
-	bool persistence;                  /* default false */
-	char *persistence_location;        /* default "." */
-	char *persistence_backend;         /* default "sqlite" when persistence, else "memory";
-					    * NULL after config_init alone: treat as "memory";
-					    * config_load always sets it */
-	enum cairn_durability durability;  /* default fsync */
-	enum cairn_on_corrupt on_corrupt;  /* persistence_on_corrupt; default fail */
-	int log_dests;                     /* enum log_dest_kind bits; default stderr */
-	char *log_file;                    /* for "log_dest file PATH" */
-	int log_mask;                      /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
-	bool verbose;                      /* -v on the command line: debug lines too */
-	struct config_option *options;     /* other recognised keys, in file order */
+	char *path;                            /* file it was read from, or NULL */
+	struct config_listener *listeners;     /* in file order */
+	bool per_listener_settings;            /* security keys belong to their listener */
+	bool file_listeners;                   /* the file named at least one listener */
+	struct config_security sec;            /* when per_listener_settings is false */
+	uint32_t max_inflight_messages;        /* default 20; 0 = unlimited */
+	uint32_t max_queued_messages;          /* default 1000; 0 = unlimited */
+	uint32_t max_subscriptions;            /* per client; default 100000; 0 = unlimited */
+	uint64_t max_queued_bytes;             /* default 0 = unlimited */
+	uint32_t max_packet_size;              /* default 268435455 + 5 (no limit) */
+	uint16_t max_keepalive;                /* default 65535 */
+	uint16_t max_topic_alias;              /* 5.0 topic aliases a client may set; default 10 */
+	uint32_t persistent_client_expiration; /* seconds a disconnected 3.1.1 persistent
+						* session lives; CAIRN_EXPIRY_NEVER (default) */
+	uint32_t connect_timeout;              /* seconds to wait for CONNECT; default 10 */
+	bool persistence;                      /* default false */
+	char *persistence_location;            /* default "." */
+	char *persistence_backend;             /* default "sqlite" when persistence, else "memory";
+						* NULL after config_init alone: treat as "memory";
+						* config_load always sets it */
+	enum cairn_durability durability;      /* default fsync */
+	enum cairn_on_corrupt on_corrupt;      /* persistence_on_corrupt; default fail */
+	int log_dests;                         /* enum log_dest_kind bits; default stderr */
+	char *log_file;                        /* for "log_dest file PATH" */
+	int log_mask;                          /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
+	bool verbose;                          /* -v on the command line: debug lines too */
+	struct config_option *options;         /* other recognised keys, in file order */
 	char *user;     /* started as root: become this user once the listeners are open */
 	char *pid_file; /* written at start-up, removed at exit; NULL: none */
 };
 
 void config_init(struct config *c);
+
+/* Seconds in a Mosquitto duration ("1h", "2d", "1w", "3m", "1y"), or -1. */
+int64_t config_parse_duration(const char *s);
 void config_cleanup(struct config *c);
 
 /*

@@ -113,6 +113,7 @@ struct conn {
 	uint64_t linger_ms;  /* entered LINGER at */
 	uint64_t last_tx_ms; /* output waits: last progress, or when it began */
 	uint16_t keepalive;
+	uint8_t version; /* enum codec_version: 4 until a CONNECT names another */
 	enum conn_state state;
 	short events; /* what ev waits for now */
 	bool dirty;   /* on the set's flush list */
@@ -249,6 +250,11 @@ void conn_accepted(struct conn *cn, uint16_t keepalive)
 	conn_set_state(cn, CONN_ACTIVE);
 }
 
+uint8_t conn_version(const struct conn *cn)
+{
+	return cn->version;
+}
+
 bool conn_is_open(const struct conn *cn)
 {
 	return cn->state == CONN_ACTIVE || cn->state == CONN_PAUSED;
@@ -308,6 +314,7 @@ static struct conn *conn_new(struct conn_set *set, struct conn_listener *lis, in
 	cn->fd = fd;
 	cn->id = ++set->next_id;
 	cn->state = CONN_AWAIT_CONNECT;
+	cn->version = CODEC_V311;
 	if (lis && lis->tls) {
 		/* The client speaks first: wait for its ClientHello. */
 		cn->ssl = SSL_new(lis->tls);
@@ -555,6 +562,28 @@ void conn_close(struct conn *cn, const char *reason, bool will_due)
 	cn->set->hooks.closed(cn->set->arg, cn, reason, will_due);
 }
 
+void conn_disconnect(struct conn *cn, uint8_t code, const char *reason, bool will_due)
+{
+	if (conn_closing(cn))
+		return;
+	uint8_t b[8];
+	int n = -1;
+	if (cn->version == CODEC_V5 && conn_is_open(cn))
+		n = codec_v5_encode_disconnect(code, NULL, 0, b, sizeof(b));
+	if (n <= 0) {
+		conn_close(cn, reason, will_due);
+		return;
+	}
+	/* The DISCONNECT is the last packet: nothing more is read, and the
+	 * socket closes once it is out (or after the linger bound). */
+	evbuffer_add(conn_output(cn), b, (size_t)n);
+	if (!cn->owner)
+		log_write(cn->set->log, LOG_LEVEL_NOTICE, "connection from %s closed: %s", cn->addr,
+			  reason);
+	conn_set_state(cn, CONN_LINGER);
+	cn->set->hooks.closed(cn->set->arg, cn, reason, will_due);
+}
+
 void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason)
 {
 	if (conn_closing(cn))
@@ -586,9 +615,34 @@ static const char *conn_codec_reason(int rc)
 		return "packet larger than max_packet_size";
 	case CODEC_EPROTONAME:
 		return "unknown protocol name";
+	case CODEC_EPROTOCOL:
+		return "protocol error";
 	default:
 		return "malformed packet";
 	}
+}
+
+/* The 5.0 reason code of a decode error. */
+static uint8_t conn_codec_code(int rc)
+{
+	switch (rc) {
+	case CODEC_ETOOBIG:
+		return CONN_RC_PACKET_TOO_LARGE;
+	case CODEC_EPROTOCOL:
+		return CODEC_RC_PROTOCOL_ERROR;
+	default:
+		return CODEC_RC_MALFORMED;
+	}
+}
+
+/* A 5.0 CONNECT that does not decode is answered with a CONNACK carrying
+ * the reason before the close [MQTT5-4.13.1-1]. */
+static void conn_refuse_connect5(struct conn *cn, int rc)
+{
+	uint8_t b[8];
+	int n = codec_v5_encode_connack(false, conn_codec_code(rc), NULL, 0, b, sizeof(b));
+	assert(n > 0);
+	conn_refuse(cn, b, (size_t)n, conn_codec_reason(rc));
 }
 
 /* Handle every whole packet in buf; returns the bytes consumed. Stops at a
@@ -610,20 +664,29 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 		if (first && limit > CONN_MAX_CONNECT)
 			limit = CONN_MAX_CONNECT;
 		struct codec_header h;
-		int rc = codec_parse_header(p, avail < 5 ? avail : 5, limit, &h);
+		int rc = codec_parse_header_v(cn->version, p, avail < 5 ? avail : 5, limit, &h);
 		if (rc == CODEC_EAGAIN)
 			break;
 		if (rc == CODEC_OK && (uint64_t)h.remaining + h.header_len > limit)
 			rc = CODEC_ETOOBIG;
 		if (rc != CODEC_OK) {
-			conn_close(cn, conn_codec_reason(rc), true);
+			conn_disconnect(cn, conn_codec_code(rc), conn_codec_reason(rc), true);
 			break;
 		}
 		size_t total = (size_t)h.header_len + h.remaining;
 		if (avail < total)
 			break;
+		uint8_t level;
+		if (first &&
+		    codec_connect_level(p + h.header_len, h.remaining, &level) == CODEC_OK &&
+		    level == CODEC_V5)
+			cn->version = CODEC_V5; /* the connection speaks 5.0 from here on */
 		struct codec_packet pk;
-		rc = codec_decode(p[0], p + h.header_len, h.remaining, &pk);
+		rc = codec_decode_v(cn->version, p[0], p + h.header_len, h.remaining, &pk);
+		if (first && cn->version == CODEC_V5 && rc != CODEC_OK && rc != CODEC_EPROTONAME) {
+			conn_refuse_connect5(cn, rc);
+			break;
+		}
 		if (rc == CODEC_EPROTOLEVEL && first) {
 			uint8_t refuse[CODEC_CONNACK_LEN];
 			int n = codec_encode_connack(false, CODEC_CONNACK_BAD_PROTOCOL, refuse,
@@ -633,7 +696,7 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 			break;
 		}
 		if (rc != CODEC_OK) {
-			conn_close(cn, conn_codec_reason(rc), true);
+			conn_disconnect(cn, conn_codec_code(rc), conn_codec_reason(rc), true);
 			break;
 		}
 		off += total;
@@ -903,7 +966,8 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		case CONN_PAUSED:
 			if (cn->keepalive &&
 			    conn_since(now, cn->last_rx_ms) >= (uint64_t)cn->keepalive * 1500)
-				conn_close(cn, "keep-alive timeout", true);
+				conn_disconnect(cn, CONN_RC_KEEPALIVE_TIMEOUT, "keep-alive timeout",
+						true);
 			else if (cn->out && conn_since(now, cn->last_tx_ms) >= CONN_STALL_MS)
 				conn_close(cn, "peer stopped reading (output stalled 60 s)", true);
 			break;
@@ -1112,8 +1176,13 @@ void conn_set_close_all(struct conn_set *set, const char *reason)
 	/* Closing frees nothing (that waits for the loop), so the list stays
 	 * walkable. */
 	for (struct conn *cn = set->conns; cn; cn = cn->next)
-		if (!conn_closing(cn))
-			conn_close(cn, reason, true);
+		if (!conn_closing(cn)) {
+			conn_disconnect(cn, CONN_RC_SERVER_SHUTTING_DOWN, reason, true);
+			/* The loop may not run again: a 5.0 client's DISCONNECT
+			 * goes out now if the socket takes it. */
+			if (cn->state == CONN_LINGER)
+				conn_flush(cn);
+		}
 }
 
 void conn_set_free(struct conn_set *set)

@@ -104,6 +104,27 @@ bool conn_output_full(struct conn *cn);
 /* Close now: stop reading and writing, run the closed hook, free from the
  * loop. reason is logged. */
 void conn_close(struct conn *cn, const char *reason, bool will_due);
+/* 5.0 reason codes of the DISCONNECTs a server sends (5.0 section
+ * 3.14.2.1), beside CODEC_RC_MALFORMED and CODEC_RC_PROTOCOL_ERROR. */
+#define CONN_RC_DISCONNECT_WITH_WILL 0x04
+#define CONN_RC_NOT_AUTHORIZED       0x87
+#define CONN_RC_SERVER_SHUTTING_DOWN 0x8B
+#define CONN_RC_KEEPALIVE_TIMEOUT    0x8D
+#define CONN_RC_SESSION_TAKEN_OVER   0x8E
+#define CONN_RC_TOPIC_NAME_INVALID   0x90
+#define CONN_RC_RECEIVE_MAX_EXCEEDED 0x93
+#define CONN_RC_TOPIC_ALIAS_INVALID  0x94
+#define CONN_RC_PACKET_TOO_LARGE     0x95
+
+/* The protocol the connection speaks (enum codec_version): 4 until its
+ * CONNECT names another; every packet is decoded with that version's rules. */
+uint8_t conn_version(const struct conn *cn);
+
+/* Close as conn_close does, but a 5.0 connection that is open first gets a
+ * DISCONNECT with reason code (5.0 section 4.13): it is read no more, and
+ * the socket closes once the packet is out (or after a bounded wait). */
+void conn_disconnect(struct conn *cn, uint8_t code, const char *reason, bool will_due);
+
 /* Write a last packet (a refusing CONNACK), run the closed hook, and close
  * once the packet is out (or after a bounded wait). */
 void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason);

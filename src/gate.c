@@ -42,8 +42,14 @@ struct gate_wait {
 	uint64_t conn_id; /* the connection the bytes answer */
 	struct client **targets;
 	size_t ntargets, cap;
+	bool quota; /* the bytes end a PUBLISH counted against the receive maximum */
 	uint8_t inline_bytes[8];
 };
+
+void gate_wait_release_quota(struct gate_wait *p)
+{
+	p->quota = true;
+}
 
 struct gate_wait *gate_wait_new(struct client *to, const uint8_t *bytes, size_t len,
 				struct gate *gate)
@@ -85,8 +91,11 @@ static void gate_wait_done(void *arg, bool durable)
 		/* An answer to a connection since replaced is not sent on the
 		 * new one: that one never sent the packet. */
 		if (durable && p->len && client_is_connected(p->to) &&
-		    conn_id(p->to->conn) == p->conn_id)
+		    conn_id(p->to->conn) == p->conn_id) {
 			conn_write(p->to->conn, p->bytes, p->len);
+			if (p->quota && p->to->in_unacked)
+				p->to->in_unacked--;
+		}
 	}
 	if (p->gate && durable)
 		p->gate->open = true;

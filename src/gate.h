@@ -32,6 +32,9 @@ void gate_unref(struct gate *g);
 struct gate_wait;
 struct gate_wait *gate_wait_new(struct client *to, const uint8_t *bytes, size_t len,
 				struct gate *gate);
+/* w's bytes end one of its client's PUBLISHes counted against the
+ * broker's receive maximum: the count drops when they are written. */
+void gate_wait_release_quota(struct gate_wait *w);
 /* Pump c when w completes; the caller adds each client once. */
 void gate_wait_add_target(struct gate_wait *w, struct client *c);
 /* Hand w to st; it runs once everything staged so far is committed and

@@ -40,7 +40,43 @@ struct message {
 	uint32_t hdr_len[3];
 	uint32_t pid_off[3];
 	struct message_source *source; /* NULL: unknown (no ACL, or restored) */
+	/* MQTT 5.0: when the message expires (wall-clock ms; 0: never), and
+	 * the properties forwarded with it, encoded once (payload format,
+	 * content type, response topic, correlation data, user properties;
+	 * their own allocation, NULL when none: a 3.1.1 message has none). */
+	int64_t expires_at;
+	uint8_t *props;
+	uint32_t props_len;
+	/* The session that published it, while it is routed (No Local);
+	 * NULL otherwise. Not a reference. */
+	const void *origin;
 };
+
+/* The 5.0 parts of one send of a message to one subscriber. */
+struct message_v5 {
+	const uint32_t *sub_ids; /* subscription identifiers to send */
+	uint32_t n_sub_ids;
+	uint16_t alias;      /* topic alias to send with it; 0: none */
+	bool alias_only;     /* the client knows alias: the topic is left out */
+	int64_t now_ms;      /* wall clock, for the remaining expiry interval */
+	uint32_t max_packet; /* the client's maximum packet size; 0: none */
+};
+
+/* message_write_publish5 when the packet would exceed max_packet. */
+#define MESSAGE_TOO_LARGE (-2)
+
+/* Copy a 5.0 property block to m (replacing any). */
+void message_set_props(struct message *m, const uint8_t *props, size_t len);
+
+/*
+ * message_write_publish for a 5.0 subscriber: the PUBLISH carries m's
+ * properties, the remaining message expiry interval, o's subscription
+ * identifiers and topic alias. Encoded per send (no cache: the properties
+ * differ per subscriber). Returns 0, -1 when it cannot be encoded, or
+ * MESSAGE_TOO_LARGE (nothing appended).
+ */
+int message_write_publish5(struct message *m, struct evbuffer *out, uint8_t qos, uint16_t pid,
+			   bool retain, bool dup, const struct message_v5 *o);
 
 /* A new message with one reference; topic and payload are copied. */
 struct message *message_new(const char *topic, size_t topic_len, const uint8_t *payload,

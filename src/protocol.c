@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gate.h"
+#include "levelmap.h"
 #include "log.h"
 #include "message.h"
 #include "qos.h"
@@ -27,23 +28,106 @@
 #include "topic.h"
 #include "util.h"
 
+/* 5.0 CONNACK reason codes beyond the 3.1.1 return codes' (5.0 section
+ * 3.2.2.2). */
+#define PROTOCOL_RC_BAD_AUTH_METHOD 0x8C
+#define PROTOCOL_RC_PAYLOAD_FORMAT  0x99
+/* Other 5.0 reason codes the broker sends on acknowledgements. */
+#define PROTOCOL_RC_NO_SUBSCRIBERS  0x10
+#define PROTOCOL_RC_NO_SUBSCRIPTION 0x11
+#define PROTOCOL_RC_UNSPECIFIED     0x80
+#define PROTOCOL_RC_NOT_AUTHORIZED  0x87
+#define PROTOCOL_RC_FILTER_INVALID  0x8F
+#define PROTOCOL_RC_PID_NOT_FOUND   0x92
+#define PROTOCOL_RC_QUOTA_EXCEEDED  0x97
+
+/* The 5.0 reason code for a 3.1.1 CONNACK return code. */
+static uint8_t protocol_connack_reason5(uint8_t rc)
+{
+	static const uint8_t map[] = {0x00, 0x84, 0x85, 0x88, 0x86, 0x87};
+	return rc < sizeof(map) ? map[rc] : PROTOCOL_RC_UNSPECIFIED;
+}
+
+/*
+ * Refuse a CONNECT: the CONNACK in the client's version (reason5 for a 5.0
+ * client, or the 5.0 code of rc when 0), then the socket closes.
+ */
+static void protocol_refuse(struct conn *cn, uint8_t rc, uint8_t reason5)
+{
+	static const char *why[] = {"",
+				    "unacceptable protocol version",
+				    "identifier rejected",
+				    "server unavailable",
+				    "bad user name or password",
+				    "not authorized"};
+	uint8_t b[16];
+	int n;
+	if (conn_version(cn) == CODEC_V5) {
+		if (!reason5)
+			reason5 = protocol_connack_reason5(rc);
+		n = codec_v5_encode_connack(false, reason5, NULL, 0, b, sizeof(b));
+	} else {
+		n = codec_encode_connack(false, rc, b, sizeof(b));
+	}
+	assert(n > 0);
+	conn_refuse(cn, b, (size_t)n,
+		    reason5 == PROTOCOL_RC_BAD_AUTH_METHOD  ? "authentication method not supported"
+		    : reason5 == PROTOCOL_RC_PAYLOAD_FORMAT ? "will payload is not UTF-8"
+		    : reason5 == CONN_RC_TOPIC_NAME_INVALID ? "invalid will topic"
+		    : rc < 6                                ? why[rc]
+							    : "refused");
+}
+
 static void protocol_send_connack(struct conn *cn, bool sp, uint8_t rc)
 {
+	if (rc != CODEC_CONNACK_ACCEPTED) {
+		protocol_refuse(cn, rc, 0);
+		return;
+	}
 	uint8_t b[CODEC_CONNACK_LEN];
 	int n = codec_encode_connack(sp, rc, b, sizeof(b));
 	assert(n == CODEC_CONNACK_LEN);
 	(void)n;
-	if (rc == CODEC_CONNACK_ACCEPTED)
-		conn_write(cn, b, sizeof(b));
-	else {
-		static const char *why[] = {"",
-					    "unacceptable protocol version",
-					    "identifier rejected",
-					    "server unavailable",
-					    "bad user name or password",
-					    "not authorized"};
-		conn_refuse(cn, b, sizeof(b), why[rc]);
-	}
+	conn_write(cn, b, sizeof(b));
+}
+
+/* The broker's receive maximum: QoS 1/2 PUBLISHes a 5.0 client may have
+ * unanswered (max_inflight_messages, as Mosquitto sends it). */
+static uint16_t protocol_receive_max(const struct config *cfg)
+{
+	uint32_t m = cfg->max_inflight_messages;
+	return m == 0 || m > 65535 ? 65535 : (uint16_t)m;
+}
+
+/* The accepting 5.0 CONNACK with the properties that tell the client the
+ * broker's limits and capabilities (5.0 section 3.2.2.3). */
+static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, const char *assigned,
+			      size_t assigned_len, bool ka_capped, uint16_t ka)
+{
+	const struct config *cfg = srv->cfg;
+	uint8_t pb[256]; /* the assigned id is cairn's own, under 64 bytes */
+	struct codec_propbuf b;
+	codec_propbuf_init(&b, pb, sizeof(pb));
+	uint16_t rm = protocol_receive_max(cfg);
+	if (rm != 65535)
+		codec_propbuf_add_int(&b, CODEC_PROP_RECEIVE_MAX, rm);
+	codec_propbuf_add_int(&b, CODEC_PROP_RETAIN_AVAILABLE, 1);
+	if (cfg->max_packet_size <= CODEC_MAX_REMAINING)
+		codec_propbuf_add_int(&b, CODEC_PROP_MAX_PACKET_SIZE, cfg->max_packet_size);
+	if (cfg->max_topic_alias)
+		codec_propbuf_add_int(&b, CODEC_PROP_TOPIC_ALIAS_MAX, cfg->max_topic_alias);
+	codec_propbuf_add_int(&b, CODEC_PROP_WILDCARD_SUB_AVAILABLE, 1);
+	codec_propbuf_add_int(&b, CODEC_PROP_SUB_ID_AVAILABLE, 1);
+	codec_propbuf_add_int(&b, CODEC_PROP_SHARED_SUB_AVAILABLE, 1);
+	if (ka_capped)
+		codec_propbuf_add_int(&b, CODEC_PROP_SERVER_KEEPALIVE, ka);
+	if (assigned)
+		codec_propbuf_add_str(&b, CODEC_PROP_ASSIGNED_CLIENT_ID, assigned, assigned_len);
+	assert(b.err == CODEC_OK);
+	uint8_t out[sizeof(pb) + 16];
+	int n = codec_v5_encode_connack(sp, 0, pb, b.len, out, sizeof(out));
+	assert(n > 0);
+	conn_write(cn, out, (size_t)n);
 }
 
 /* $SYS and $CONTROL belong to the broker: no client publishes there, as
@@ -116,9 +200,25 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	char idbuf[64];
 	const char *id = p->client_id.ptr;
 	size_t id_len = p->client_id.len;
+	bool v5 = p->protocol_level == CODEC_V5;
+	/* 5.0: the session outlives the connection by its expiry interval
+	 * (0: it ends with it); 3.1.1: clean_session 0 keeps it. */
+	bool persistent = v5 ? p->props.session_expiry != 0 : !p->clean_session;
+	bool assigned = false;
 
+	if (v5 && CODEC_PROP_HAS(&p->props, CODEC_PROP_AUTH_METHOD)) {
+		/* No enhanced authentication method is supported
+		 * [MQTT5-4.12.0-1]. */
+		protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED, PROTOCOL_RC_BAD_AUTH_METHOD);
+		return;
+	}
+	if (v5 && p->will_flag && p->will_props.payload_format == 1 &&
+	    !codec_utf8_valid(p->will_payload.ptr, p->will_payload.len)) {
+		protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED, PROTOCOL_RC_PAYLOAD_FORMAT);
+		return;
+	}
 	if (id_len == 0) {
-		if (!p->clean_session) {
+		if (!v5 && !p->clean_session) {
 			protocol_send_connack(cn, false, CODEC_CONNACK_ID_REJECTED);
 			return;
 		}
@@ -126,6 +226,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 					  (unsigned long long)conn_accepted_at(cn),
 					  (unsigned long long)++srv->anon_counter);
 		id = idbuf;
+		assigned = true;
 	}
 	char *username;
 	if (protocol_login(srv, cn, p, id, id_len, &username) != 0)
@@ -133,10 +234,14 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	/* The codec checked the will topic as it checks a PUBLISH's. */
 	if (p->will_flag && !topic_levels_ok(p->will_topic.ptr, p->will_topic.len)) {
 		free(username);
-		conn_close(cn, "invalid will topic", false);
+		if (v5) /* 5.0 says why: Topic Name invalid */
+			protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED,
+					CONN_RC_TOPIC_NAME_INVALID);
+		else
+			conn_close(cn, "invalid will topic", false);
 		return;
 	}
-	if (!p->clean_session && !store_is_healthy(srv->store) &&
+	if (persistent && !store_is_healthy(srv->store) &&
 	    !server_get_known_client(srv, id, id_len)) {
 		/* A new persistent session would stage writes that cannot
 		 * commit; queueing them without bound is worse than asking the
@@ -164,18 +269,25 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	bool session_present = false;
 	struct client *c = server_get_known_client(srv, id, id_len);
 	if (c && c->conn) {
-		conn_close(c->conn, "session taken over by a new connection", true);
+		conn_disconnect(c->conn, CONN_RC_SESSION_TAKEN_OVER,
+				"session taken over by a new connection", true);
 		/* A clean session ended with its connection. */
 		c = server_get_known_client(srv, id, id_len);
 	}
 	if (c && (p->clean_session || c->clean)) {
+		if (c->will_at) {
+			/* The session ends before its will's delay ran out: the
+			 * will goes out now [MQTT5-3.1.2-8]. */
+			c->will_at = 0;
+			client_handle_last_will(c);
+		}
 		client_discard(c);
 		c = NULL;
 	}
 	if (c) {
 		session_present = true;
 	} else {
-		c = client_new(srv, id, id_len, p->clean_session);
+		c = client_new(srv, id, id_len, !persistent);
 		server_add_client(srv, c);
 		client_unref(c); /* the server's map holds it */
 	}
@@ -185,13 +297,44 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		message_unref(c->will);
 		c->will = NULL;
 	}
-	if (p->will_flag)
+	c->version = p->protocol_level;
+	c->will_delay = 0;
+	if (v5) {
+		c->expiry = p->props.session_expiry;
+		c->problem_info = p->props.request_problem_info;
+		c->recv_max = p->props.receive_max;
+		c->max_packet = p->props.max_packet_size;
+		c->alias_out_max = p->props.topic_alias_max;
+	} else {
+		c->expiry = persistent ? cfg->persistent_client_expiration : 0;
+		c->problem_info = true;
+		c->recv_max = 0;
+		c->max_packet = 0;
+		c->alias_out_max = 0;
+	}
+	if (p->will_flag) {
 		c->will = message_new(p->will_topic.ptr, p->will_topic.len,
 				      (const uint8_t *)p->will_payload.ptr, p->will_payload.len,
 				      p->will_qos, p->will_retain);
+		if (v5 && p->will_props.len) {
+			/* Kept as received but for the delay, which is the
+			 * session's [MQTT5-3.1.3-9]; forwarded with the will. */
+			c->will_delay = p->will_props.will_delay;
+			uint8_t *wp = xmalloc(p->will_props.len);
+			int n = codec_props_filter(p->will_props.data, p->will_props.len,
+						   (uint64_t)1 << CODEC_PROP_WILL_DELAY, wp,
+						   p->will_props.len);
+			if (n > 0)
+				message_set_props(c->will, wp, (size_t)n);
+			free(wp);
+		}
+	}
 	uint16_t ka = p->keepalive;
-	if (cfg->max_keepalive < 65535 && (ka == 0 || ka > cfg->max_keepalive))
+	bool ka_capped = false;
+	if (cfg->max_keepalive < 65535 && (ka == 0 || ka > cfg->max_keepalive)) {
 		ka = cfg->max_keepalive;
+		ka_capped = true;
+	}
 	conn_accepted(cn, ka); /* conn.c enforces 1.5 x ka */
 	client_store_session(c, true);
 	srv->stats.clients_connected++;
@@ -200,19 +343,88 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		snprintf(drops, sizeof(drops), ", %llu messages dropped from its queue so far",
 			 (unsigned long long)c->dropped);
 	log_write(srv->log, LOG_LEVEL_NOTICE,
-		  "client %s connected from %s (protocol %s, clean_session %d, keepalive %u%s%s)",
-		  c->id, conn_addr(cn), p->protocol_level == 3 ? "3.1" : "3.1.1", p->clean_session,
-		  ka, session_present ? ", session resumed" : "", drops);
-	protocol_send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
+		  "client %s connected from %s (protocol %s, %s %d, keepalive %u%s%s)", c->id,
+		  conn_addr(cn),
+		  v5                       ? "5.0"
+		  : p->protocol_level == 3 ? "3.1"
+					   : "3.1.1",
+		  v5 ? "clean_start" : "clean_session", p->clean_session, ka,
+		  session_present ? ", session resumed" : "", drops);
+	if (v5)
+		protocol_connack5(srv, cn, session_present, assigned ? id : NULL, id_len, ka_capped,
+				  ka);
+	else
+		protocol_send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
 	client_pump(c);
 }
+
+/*
+ * A 5.0 PUBLISH's topic alias [MQTT5-3.3.2-7 .. MQTT5-3.3.2-12]: a topic
+ * sets (or replaces) the alias, an empty topic uses it. On success *t is
+ * the topic to route. Returns 0, or -1 after disconnecting the client.
+ */
+static int protocol_topic_alias(struct server *srv, struct conn *cn, struct client *c,
+				const struct codec_publish *p, struct codec_str *t)
+{
+	*t = p->topic;
+	if (!CODEC_PROP_HAS(&p->props, CODEC_PROP_TOPIC_ALIAS))
+		return 0;
+	uint16_t a = p->props.topic_alias, max = srv->cfg->max_topic_alias;
+	if (a == 0 || a > max) {
+		conn_disconnect(cn, CONN_RC_TOPIC_ALIAS_INVALID, "topic alias out of range", true);
+		return -1;
+	}
+	if (!c->alias_in)
+		c->alias_in = xcalloc((size_t)max + 1, sizeof(*c->alias_in));
+	if (p->topic.len) {
+		free(c->alias_in[a]);
+		c->alias_in[a] = xstrndup(p->topic.ptr, p->topic.len);
+		return 0;
+	}
+	if (!c->alias_in[a]) {
+		conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR, "unknown topic alias", true);
+		return -1;
+	}
+	t->ptr = c->alias_in[a];
+	t->len = (uint16_t)strlen(c->alias_in[a]);
+	return 0;
+}
+
+/* The properties of a 5.0 PUBLISH that travel with the message: all but
+ * the topic alias, the message expiry interval (kept as a deadline) and
+ * subscription identifiers. */
+#define PROTOCOL_PUBLISH_NOT_FORWARDED                                                             \
+	(((uint64_t)1 << CODEC_PROP_TOPIC_ALIAS) | ((uint64_t)1 << CODEC_PROP_MESSAGE_EXPIRY) |    \
+	 ((uint64_t)1 << CODEC_PROP_SUBSCRIPTION_ID))
 
 static void protocol_publish(struct server *srv, struct conn *cn, struct client *c,
 			     const struct codec_publish *p)
 {
+	bool v5 = c->version == CODEC_V5;
+	struct codec_str topic = p->topic;
+	enum codec_type ack = p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC;
+	if (v5) {
+		if (p->props.sub_id_count > 0) {
+			conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR,
+					"subscription identifier in a client's PUBLISH", true);
+			return; /* [MQTT5-3.3.4-6] */
+		}
+		if (protocol_topic_alias(srv, cn, c, p, &topic) != 0)
+			return;
+		bool resend = p->qos == 2 && qos_in_has(&c->in_qos2, p->packet_id);
+		if (p->qos > 0 && !resend) {
+			if (c->in_unacked >= protocol_receive_max(srv->cfg)) {
+				conn_disconnect(cn, CONN_RC_RECEIVE_MAX_EXCEEDED,
+						"receive maximum exceeded", true);
+				return; /* 5.0 section 3.3.4 */
+			}
+			c->in_unacked++;
+		}
+	}
 	/* The codec checked UTF-8, emptiness and wildcards; levels remain. */
-	if (!topic_levels_ok(p->topic.ptr, p->topic.len)) {
-		conn_close(cn, "invalid topic name in PUBLISH", true);
+	if (!topic_levels_ok(topic.ptr, topic.len)) {
+		conn_disconnect(cn, CONN_RC_TOPIC_NAME_INVALID, "invalid topic name in PUBLISH",
+				true);
 		return;
 	}
 	if (p->qos == 2 && qos_in_has(&c->in_qos2, p->packet_id)) {
@@ -220,20 +432,29 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 		client_send_ack(c, CODEC_PUBREC, p->packet_id, false);
 		return;
 	}
-	if (protocol_topic_reserved(&p->topic) ||
-	    !security_allows(c->sec, c->id, c->username, p->topic.ptr, p->topic.len, ACL_WRITE)) {
+	if (protocol_topic_reserved(&topic) ||
+	    !security_allows(c->sec, c->id, c->username, topic.ptr, topic.len, ACL_WRITE)) {
 		/* 3.1.1 lets the server acknowledge and drop, or close; a
 		 * client that keeps publishing where it may not is answered
 		 * like any other, so it learns nothing of the ACL and keeps
-		 * its connection for the topics it may use. */
+		 * its connection for the topics it may use. 5.0 says why. */
 		srv->stats.acl_denied++;
 		log_write(srv->log, LOG_LEVEL_INFO,
-			  "client %s: PUBLISH to '%.*s' denied by the ACL", c->id,
-			  (int)p->topic.len, p->topic.ptr);
+			  "client %s: PUBLISH to '%.*s' denied by the ACL", c->id, (int)topic.len,
+			  topic.ptr);
 		if (p->qos > 0)
-			client_send_ack(c, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, p->packet_id,
-					false);
+			client_send_ack_rc(c, ack, p->packet_id, PROTOCOL_RC_NOT_AUTHORIZED, false);
 		return;
+	}
+	if (v5 && p->props.payload_format == 1 &&
+	    !codec_utf8_valid((const char *)p->payload, p->payload_len)) {
+		log_write(srv->log, LOG_LEVEL_INFO,
+			  "client %s: PUBLISH to '%.*s' refused: payload format indicator says "
+			  "UTF-8, the payload is not",
+			  c->id, (int)topic.len, topic.ptr);
+		if (p->qos > 0)
+			client_send_ack_rc(c, ack, p->packet_id, PROTOCOL_RC_PAYLOAD_FORMAT, false);
+		return; /* 5.0 section 3.3.2.3.2 */
 	}
 	bool staged = false;
 	if (p->qos == 2) {
@@ -245,15 +466,39 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 		}
 	}
 	struct message *m =
-	    message_new(p->topic.ptr, p->topic.len, p->payload, p->payload_len, p->qos, p->retain);
+	    message_new(topic.ptr, topic.len, p->payload, p->payload_len, p->qos, p->retain);
+	if (v5 && p->props.len) {
+		uint8_t stack[256];
+		uint8_t *pb = p->props.len <= sizeof(stack) ? stack : xmalloc(p->props.len);
+		int n = codec_props_filter(p->props.data, p->props.len,
+					   PROTOCOL_PUBLISH_NOT_FORWARDED, pb, p->props.len);
+		if (n > 0)
+			message_set_props(m, pb, (size_t)n);
+		if (pb != stack)
+			free(pb);
+		if (CODEC_PROP_HAS(&p->props, CODEC_PROP_MESSAGE_EXPIRY))
+			m->expires_at = client_wall_ms(c) + (int64_t)p->props.message_expiry * 1000;
+	}
 	if (p->retain && c->sec->acl)
 		message_set_source(m, c->id, c->username, c->sec);
 	srv->stats.msgs_received++;
+	m->origin = c;
 	if (router_publish(srv->router, m))
 		staged = true;
+	m->origin = NULL;
 	message_unref(m);
-	if (p->qos > 0)
-		client_send_ack(c, p->qos == 1 ? CODEC_PUBACK : CODEC_PUBREC, p->packet_id, staged);
+	if (p->qos == 0)
+		return;
+	uint8_t reason = 0;
+	if (v5) {
+		size_t matched, full;
+		router_last_result(srv->router, &matched, &full);
+		if (matched == 0)
+			reason = PROTOCOL_RC_NO_SUBSCRIBERS;
+		else if (full == matched)
+			reason = PROTOCOL_RC_QUOTA_EXCEEDED;
+	}
+	client_send_ack_rc(c, ack, p->packet_id, reason, staged);
 }
 
 static void protocol_pubrel(struct client *c, uint16_t pid)
@@ -261,52 +506,86 @@ static void protocol_pubrel(struct client *c, uint16_t pid)
 	/* PUBCOMP frees the id for a new message: it goes out only once the
 	 * store has forgotten the id, or a crash would bring it back and the
 	 * next message under that id would be taken for a resend. */
-	bool stored = qos_in_remove(&c->in_qos2, pid) && !c->clean;
+	bool known = qos_in_remove(&c->in_qos2, pid);
+	bool stored = known && !c->clean;
 	if (stored)
 		store_inflight_in_delete(c->srv->store, c->id, pid);
-	client_send_ack(c, CODEC_PUBCOMP, pid, stored);
+	client_send_ack_rc(c, CODEC_PUBCOMP, pid, known ? 0 : PROTOCOL_RC_PID_NOT_FOUND, stored);
 }
 
 /*
  * SUBSCRIBE: one walk over the list grants or refuses each filter, then the
  * SUBACK goes out (after the commit for a persistent session, or behind
  * packets already waiting for one), followed by the retained messages of
- * every granted filter.
+ * every granted filter (5.0: as its retain handling says).
  */
+static void protocol_subscribe_free(uint8_t *codes, bool *send_retained, struct codec_str *granted,
+				    struct acl_view *av)
+{
+	acl_view_free(av);
+	free(granted);
+	free(send_retained);
+	free(codes);
+}
+
 static void protocol_subscribe(struct server *srv, struct client *c, const struct codec_list *l)
 {
+	bool v5 = c->version == CODEC_V5;
+	uint32_t sub_id = v5 && l->props.sub_id_count ? l->props.sub_id : 0;
 	size_t n_max = l->count ? l->count : 1;
 	uint8_t *codes = xmalloc(n_max);
+	bool *send_retained = xmalloc(n_max * sizeof(*send_retained));
 	struct codec_str *granted = xmalloc(n_max * sizeof(*granted));
 	/* The ACL's decisions for this client and packet (NULL: no ACL). */
 	struct acl_view *av = acl_view_new(c->sec->acl, c->id, c->username);
 	uint32_t pos = 0, n = 0;
 	struct codec_str f;
-	uint8_t qos;
-	while (codec_list_next(CODEC_SUBSCRIBE, l, &pos, &f, &qos)) {
-		if (topic_filter_validate(f.ptr, f.len) != 0) {
+	uint8_t opts;
+	while (codec_list_next(CODEC_SUBSCRIBE, l, &pos, &f, &opts)) {
+		bool existed = false;
+		if (!v5)
+			opts &= 0x03;
+		/* A shared subscription is held to the ACL by its filter. */
+		struct topic_subfilter sf;
+		if (topic_subfilter_parse(f.ptr, f.len, &sf) != 0) {
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
-			codes[n] = CODEC_SUBACK_FAILURE;
-		} else if (av != NULL && !acl_view_may_subscribe(av, f.ptr, f.len, NULL)) {
+			codes[n] = v5 ? PROTOCOL_RC_FILTER_INVALID : CODEC_SUBACK_FAILURE;
+		} else if (sf.group != NULL && (opts & CODEC_SUBOPT_NO_LOCAL)) {
+			/* No Local on a shared subscription [MQTT5-3.8.3-4]. */
+			protocol_subscribe_free(codes, send_retained, granted, av);
+			conn_disconnect(c->conn, CODEC_RC_PROTOCOL_ERROR,
+					"No Local on a shared subscription", true);
+			return;
+		} else if (av != NULL &&
+			   !acl_view_may_subscribe(av, sf.filter, sf.filter_len, NULL)) {
 			/* Nothing the filter can match is readable. */
 			srv->stats.acl_denied++;
 			log_write(
 			    srv->log, LOG_LEVEL_INFO,
 			    "client %s: filter '%.*s' refused: the ACL lets it read nothing there",
 			    c->id, (int)f.len, f.ptr);
-			codes[n] = CODEC_SUBACK_FAILURE;
+			codes[n] = v5 ? PROTOCOL_RC_NOT_AUTHORIZED : CODEC_SUBACK_FAILURE;
 		} else {
-			codes[n] = client_subscribe(c, f.ptr, f.len, qos);
+			codes[n] = client_subscribe_opts(c, f.ptr, f.len, opts, sub_id, &existed);
+			if (v5 && codes[n] == CODEC_SUBACK_FAILURE)
+				codes[n] = PROTOCOL_RC_QUOTA_EXCEEDED;
 		}
+		/* Retain handling: 0 always, 1 for a new subscription, 2 never
+		 * [MQTT5-3.3.1-9, MQTT5-3.3.1-10, MQTT5-3.3.1-11]. */
+		uint8_t rh = CODEC_SUBOPT_RETAIN_HANDLING(opts);
+		send_retained[n] = codes[n] < 0x80 && (rh == 0 || (rh == 1 && !existed));
 		granted[n++] = f;
 	}
 	acl_view_free(av);
-	/* SUBACK: fixed header (<= 5) + packet id + one code per filter. It
-	 * is smaller than the SUBSCRIBE it answers, so it always encodes. */
-	size_t cap = 7 + (size_t)n;
+	/* SUBACK: fixed header (<= 5) + packet id + one code per filter (and
+	 * an empty property block in 5.0). It is smaller than the SUBSCRIBE
+	 * it answers, so it always encodes. */
+	size_t cap = 8 + (size_t)n;
 	uint8_t *suback = xmalloc(cap);
-	int len = codec_encode_suback(l->packet_id, codes, n, suback, cap);
+	int len =
+	    v5 ? codec_v5_encode_suback(CODEC_SUBACK, l->packet_id, codes, n, NULL, 0, suback, cap)
+	       : codec_encode_suback(l->packet_id, codes, n, suback, cap);
 	assert(len > 0);
 	bool defer = !c->clean || c->deferred > 0;
 	struct gate *gate = defer ? gate_new() : NULL;
@@ -315,29 +594,78 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 		w = gate_wait_new(c, suback, (size_t)len, gate);
 	else
 		conn_write(c->conn, suback, (size_t)len);
-	for (uint32_t i = 0; i < n; i++)
-		if (codes[i] != CODEC_SUBACK_FAILURE)
-			router_send_retained(srv->router, c, granted[i].ptr, granted[i].len,
-					     codes[i], gate);
+	for (uint32_t i = 0; i < n; i++) {
+		/* No retained messages for a shared subscription (MQTT 5.0
+		 * 4.8.2). */
+		if (!send_retained[i] || topic_is_shared(granted[i].ptr, granted[i].len))
+			continue;
+		/* The retained messages carry this subscription's identifier
+		 * alone. */
+		c->retained_for = NULL;
+		if (v5 && c->subs.cap) {
+			for (struct sub *s =
+				 c->subs.slots[levelmap_hash(granted[i].ptr, granted[i].len) &
+					       (c->subs.cap - 1)];
+			     s; s = s->hnext)
+				if (s->len == granted[i].len &&
+				    memcmp(s->filter, granted[i].ptr, s->len) == 0)
+					c->retained_for = s;
+		}
+		router_send_retained(srv->router, c, granted[i].ptr, granted[i].len, codes[i],
+				     gate);
+		c->retained_for = NULL;
+	}
 	if (w) {
 		gate_wait_add_target(w, c);
 		gate_wait_submit(w, srv->store);
 		gate_unref(gate);
 	}
 	free(suback);
-	free(granted);
-	free(codes);
+	protocol_subscribe_free(codes, send_retained, granted, NULL);
 }
 
 static void protocol_unsubscribe(struct client *c, const struct codec_list *l)
 {
-	uint32_t pos = 0;
+	uint32_t pos = 0, n = 0;
 	struct codec_str f;
 	uint8_t qos;
-	while (codec_list_next(CODEC_UNSUBSCRIBE, l, &pos, &f, &qos))
-		client_unsubscribe(c, f.ptr, f.len);
+	uint8_t *codes = c->version == CODEC_V5 ? xmalloc(l->count ? l->count : 1) : NULL;
+	while (codec_list_next(CODEC_UNSUBSCRIBE, l, &pos, &f, &qos)) {
+		bool had = client_unsubscribe(c, f.ptr, f.len);
+		if (codes)
+			codes[n++] = had ? 0 : PROTOCOL_RC_NO_SUBSCRIPTION;
+	}
 	/* Like SUBACK: a persistent session's change is stored first. */
-	client_send_ack(c, CODEC_UNSUBACK, l->packet_id, !c->clean);
+	if (!codes) {
+		client_send_ack(c, CODEC_UNSUBACK, l->packet_id, !c->clean);
+		return;
+	}
+	size_t cap = 8 + (size_t)n;
+	uint8_t *b = xmalloc(cap);
+	int len = codec_v5_encode_suback(CODEC_UNSUBACK, l->packet_id, codes, n, NULL, 0, b, cap);
+	assert(len > 0);
+	client_send_ordered(c, b, (size_t)len, !c->clean);
+	free(b);
+	free(codes);
+}
+
+/* A 5.0 DISCONNECT: any reason but 0x00 keeps the will, and the session expiry
+ * interval may change, but not from 0 [MQTT5-3.14.2-2 and 5.0 section
+ * 3.14.2.2.2]. */
+static void protocol_disconnect5(struct conn *cn, struct client *c, const struct codec_reason *r)
+{
+	if (CODEC_PROP_HAS(&r->props, CODEC_PROP_SESSION_EXPIRY)) {
+		if (c->expiry == 0 && r->props.session_expiry != 0) {
+			conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR,
+					"DISCONNECT sets a session expiry interval after 0", true);
+			return;
+		}
+		c->expiry = r->props.session_expiry;
+	}
+	/* Only a normal disconnection (0x00) discards the will [MQTT5-3.14.4-3];
+	 * 0x04 asks for it, and so does any error the client reports. */
+	bool will = r->code != 0x00;
+	conn_close(cn, will ? "client sent DISCONNECT with will" : "client sent DISCONNECT", will);
 }
 
 static void protocol_packet(void *arg, struct conn *cn, const struct codec_packet *pk)
@@ -346,7 +674,7 @@ static void protocol_packet(void *arg, struct conn *cn, const struct codec_packe
 	struct client *c = conn_owner(cn);
 	if (pk->type == CODEC_CONNECT) {
 		if (c) {
-			conn_close(cn, "second CONNECT", true);
+			conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR, "second CONNECT", true);
 			return;
 		}
 		protocol_connect(srv, cn, &pk->u.connect);
@@ -361,7 +689,10 @@ static void protocol_packet(void *arg, struct conn *cn, const struct codec_packe
 		client_handle_ack(c, pk->u.packet_id, QOS_OUT_PUBACK);
 		break;
 	case CODEC_PUBREC:
-		client_handle_ack(c, pk->u.packet_id, QOS_OUT_PUBREC);
+		if (c->version == CODEC_V5 && pk->u.ack.reason >= 0x80)
+			client_handle_pubrec_error(c, pk->u.ack.packet_id);
+		else
+			client_handle_ack(c, pk->u.packet_id, QOS_OUT_PUBREC);
 		break;
 	case CODEC_PUBREL:
 		protocol_pubrel(c, pk->u.packet_id);
@@ -382,10 +713,20 @@ static void protocol_packet(void *arg, struct conn *cn, const struct codec_packe
 		break;
 	}
 	case CODEC_DISCONNECT:
-		conn_close(cn, "client sent DISCONNECT", false);
+		if (c->version == CODEC_V5)
+			protocol_disconnect5(cn, c, &pk->u.reason);
+		else
+			conn_close(cn, "client sent DISCONNECT", false);
+		break;
+	case CODEC_AUTH:
+		/* No authentication method was agreed in CONNECT, so there is
+		 * no exchange to continue [MQTT5-4.12.0-2 and 5.0 section 4.12]. */
+		conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR,
+				"AUTH without an authentication method", true);
 		break;
 	default:
-		conn_close(cn, "protocol violation: packet type only a server may send", true);
+		conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR,
+				"protocol violation: packet type only a server may send", true);
 		break;
 	}
 }

@@ -11,8 +11,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "cairn/store.h"
 #include "client.h"
+#include "codec.h"
 #include "log.h"
 #include "message.h"
 #include "progress.h"
@@ -29,8 +32,9 @@ struct restore {
 	size_t nmsgs, cap;
 	bool sorted; /* msgs sorted by id (deliveries come after messages) */
 	size_t sessions, subs, deliveries, retained, inflight_in;
-	struct client **will_due;
-	size_t nwill, willcap;
+	struct client **timed; /* connected at the crash, or with a deadline */
+	size_t ntimed, timedcap;
+	int64_t now; /* wall clock, ms */
 };
 
 static int restore_session(void *arg, const struct cairn_session_rec *r)
@@ -43,17 +47,32 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 	c->dropped = c->dropped_logged = c->dropped_stored = r->dropped;
 	if (r->username)
 		c->username = xstrdup(r->username);
-	if (r->has_will && r->will_topic)
+	if (r->has_will && r->will_topic) {
 		c->will = message_new(r->will_topic, strlen(r->will_topic), r->will_payload,
 				      r->will_payload_len, r->will_qos, r->will_retain);
+		if (r->will_props_len)
+			message_set_props(c->will, r->will_props, r->will_props_len);
+		c->will_delay = r->will_delay;
+		c->will_at = r->will_at;
+	}
+	/* A store from before version 3 knew no level: its sessions are 3.1.1
+	 * ones. A 3.1.1 session expires as configured now
+	 * (persistent_client_expiration), a 5.0 one as its client chose. */
+	c->version = r->protocol_level ? r->protocol_level : CODEC_V311;
+	c->expiry =
+	    c->version == CODEC_V5 ? r->expiry_interval : srv->cfg->persistent_client_expiration;
+	c->expires_at = r->connected ? 0 : r->expires_at;
 	server_add_client(srv, c);
-	if (r->connected) {
-		/* The broker died with this connection open: its will is due. */
-		if (rs->nwill == rs->willcap) {
-			rs->willcap = rs->willcap ? rs->willcap * 2 : 16;
-			rs->will_due = xrealloc(rs->will_due, rs->willcap * sizeof(*rs->will_due));
+	if (r->connected || c->expires_at || c->will_at) {
+		/* The broker died with this connection open (its will is due,
+		 * its expiry starts now), or a deadline runs. */
+		if (rs->ntimed == rs->timedcap) {
+			rs->timedcap = rs->timedcap ? rs->timedcap * 2 : 16;
+			rs->timed = xrealloc(rs->timed, rs->timedcap * sizeof(*rs->timed));
 		}
-		rs->will_due[rs->nwill++] = client_ref(c);
+		rs->timed[rs->ntimed++] = client_ref(c);
+		if (r->connected)
+			c->will_at = -1; /* marks "connected at the crash" below */
 	}
 	client_unref(c);
 	rs->sessions++;
@@ -65,9 +84,13 @@ static int restore_sub(void *arg, const struct cairn_sub_rec *r)
 	struct restore *rs = arg;
 	struct client *c = server_get_known_client(rs->srv, r->client_id, strlen(r->client_id));
 	size_t len = strlen(r->filter);
-	if (!c || topic_filter_validate(r->filter, len) != 0 || r->qos > 2)
+	if (!c || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
 		return 0; /* a row without its session or with a bad filter: skip */
-	client_add_sub(c, r->filter, len, r->qos);
+	client_add_sub_opts(c, r->filter, len,
+			    r->qos |
+				(r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
+					       CAIRN_SUB_RETAIN_HANDLING)),
+			    r->sub_id);
 	rs->subs++;
 	return 0;
 }
@@ -81,6 +104,9 @@ static int restore_message(void *arg, const struct cairn_msg_rec *r)
 	struct message *m =
 	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
 	m->id = r->msg_id;
+	m->expires_at = r->expires_at;
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
 	if (r->msg_id > rs->srv->next_msg_id)
 		rs->srv->next_msg_id = r->msg_id;
 	if (rs->nmsgs == rs->cap) {
@@ -122,6 +148,7 @@ static int restore_delivery(void *arg, const struct cairn_delivery_rec *r)
 	if (!c || !m || r->qos == 0 || r->qos > 2 || r->state > CAIRN_DELIVERY_PUBREC)
 		return 0; /* a record without its session or message, or damaged */
 	client_restore_delivery(c, m, r->seq, r->packet_id, r->qos, r->state);
+	client_restore_delivery5(c, r->retain, r->sub_ids, r->n_sub_ids);
 	rs->deliveries++;
 	return 0;
 }
@@ -143,7 +170,14 @@ static int restore_retained(void *arg, const struct cairn_msg_rec *r)
 	size_t tlen = strlen(r->topic);
 	if (topic_name_validate(r->topic, tlen) != 0 || r->payload_len == 0 || r->qos > 2)
 		return 0;
+	if (r->expires_at && r->expires_at <= rs->now) {
+		store_retained_delete(rs->srv->store, r->topic); /* expired meanwhile */
+		return 0;
+	}
 	struct message *m = message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, true);
+	m->expires_at = r->expires_at;
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
 	router_load_retained(rs->srv->router, m);
 	rs->retained++;
 	return 0;
@@ -166,6 +200,9 @@ static void restore_progress(void *arg, const struct progress *p, bool final)
 int restore_run(struct server *srv)
 {
 	struct restore rs = {.srv = srv};
+	struct timeval tv;
+	event_base_gettimeofday_cached(srv->base, &tv);
+	rs.now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 	struct cairn_store_visitor v = {
 	    .arg = &rs,
 	    .session = restore_session,
@@ -191,9 +228,9 @@ int restore_run(struct server *srv)
 	if (rc != 0) {
 		log_write(srv->log, LOG_LEVEL_ERROR, "cannot load the %s store: %s",
 			  store_name(srv->store), cairn_strerror(rc));
-		for (size_t i = 0; i < rs.nwill; i++)
-			client_unref(rs.will_due[i]);
-		free(rs.will_due);
+		for (size_t i = 0; i < rs.ntimed; i++)
+			client_unref(rs.timed[i]);
+		free(rs.timed);
 		return -1;
 	}
 	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
@@ -202,12 +239,32 @@ int restore_run(struct server *srv)
 		  "%zu inbound QoS 2 ids and %zu retained messages from the %s store in %.1f ms",
 		  rs.sessions, rs.subs, rs.deliveries, rs.inflight_in, rs.retained,
 		  store_name(srv->store), ms);
-	for (size_t i = 0; i < rs.nwill; i++) {
-		struct client *c = rs.will_due[i];
-		client_handle_last_will(c);
-		client_store_session(c, false);
+	size_t expired = 0;
+	for (size_t i = 0; i < rs.ntimed; i++) {
+		struct client *c = rs.timed[i];
+		if (c->will_at == -1) {
+			/* Connected at the crash: its connection ended then, so
+			 * its will is due (after its delay) and its expiry runs. */
+			c->will_at = 0;
+			client_session_offline(c, true);
+		} else if (c->expires_at && c->expires_at <= rs.now) {
+			/* Expired while the broker was down: a will still
+			 * pending goes out as the session ends. */
+			if (c->will_at) {
+				c->will_at = 0;
+				client_handle_last_will(c);
+			}
+			client_discard(c);
+			expired++;
+		} else {
+			client_arm_timer(c); /* the rest of the delay or expiry */
+		}
 		client_unref(c);
 	}
-	free(rs.will_due);
+	free(rs.timed);
+	if (expired)
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "%zu restored sessions had expired while the broker was down: discarded",
+			  expired);
 	return 0;
 }

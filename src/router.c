@@ -17,6 +17,7 @@
 #include "message.h"
 #include "retain.h"
 #include "security.h"
+#include "share.h"
 #include "store.h"
 #include "topic.h"
 #include "util.h"
@@ -28,8 +29,16 @@ struct router {
 	uint64_t gen;         /* the current walk, to de-duplicate matches */
 	struct client **hits; /* sessions matched by the current walk */
 	size_t nhits, cap;
-	bool busy; /* a walk is running: routing does not recurse */
+	bool busy;                      /* a walk is running: routing does not recurse */
+	struct share_set *shares;       /* shared subscriptions ($share/GROUP/FILTER) */
+	const void *origin;             /* the publisher of the message routed (No Local) */
+	size_t last_matched, last_full; /* the last publish: sessions matched, dropped full */
 };
+
+static bool router_session_online(void *session)
+{
+	return client_is_connected(session);
+}
 
 struct router *router_new(struct store *st)
 {
@@ -37,6 +46,7 @@ struct router *router_new(struct store *st)
 	r->subs = topic_tree_new();
 	r->retained = retain_tree_new();
 	r->store = st;
+	r->shares = share_set_new(router_session_online);
 	return r;
 }
 
@@ -53,18 +63,44 @@ void router_free(struct router *r)
 	retain_tree_foreach(r->retained, router_release_retained, NULL);
 	retain_tree_free(r->retained);
 	topic_tree_free(r->subs);
+	share_set_free(r->shares);
 	free(r->hits);
 	free(r);
+}
+
+/*
+ * A "$share/GROUP/FILTER" subscription joins or leaves its group instead of
+ * the trie. Returns false for any other filter. One that fails to parse
+ * (the callers validate first) is ignored.
+ */
+static bool router_share_subscribe(struct router *r, const char *filter, size_t len,
+				   struct client *c, uint8_t qos, bool join)
+{
+	struct topic_subfilter sf;
+	if (!topic_is_shared(filter, len))
+		return false;
+	if (topic_subfilter_parse(filter, len, &sf) != TOPIC_OK)
+		return true;
+	if (join)
+		share_join(r->shares, &sf, c, &c->shares, qos, client_sub_id(c, filter, len),
+			   !c->clean);
+	else
+		share_leave(r->shares, &sf, c);
+	return true;
 }
 
 void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
 		      uint8_t qos)
 {
+	if (router_share_subscribe(r, filter, len, c, qos, true))
+		return;
 	topic_tree_insert(r->subs, filter, len, c, qos);
 }
 
 void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c)
 {
+	if (router_share_subscribe(r, filter, len, c, 0, false))
+		return;
 	topic_tree_remove(r->subs, filter, len, c);
 }
 
@@ -72,13 +108,21 @@ static void router_match_cb(void *arg, void *subscriber, uint8_t qos)
 {
 	struct router *r = arg;
 	struct client *c = subscriber;
+	/* qos carries the 5.0 options that change routing above its two bits. */
+	uint8_t opts = qos;
+	qos &= 0x03;
+	if ((opts & CAIRN_SUB_NO_LOCAL) && subscriber == r->origin)
+		return; /* [MQTT5-3.8.3-3] */
+	bool rap = opts & CAIRN_SUB_RETAIN_AS_PUBLISHED;
 	if (c->match_gen == r->gen) {
 		if (qos > c->match_qos)
 			c->match_qos = qos;
+		c->match_rap |= rap;
 		return;
 	}
 	c->match_gen = r->gen;
 	c->match_qos = qos;
+	c->match_rap = rap;
 	if (r->nhits == r->cap) {
 		r->cap = r->cap ? r->cap * 2 : 16;
 		r->hits = xrealloc(r->hits, r->cap * sizeof(*r->hits));
@@ -115,9 +159,57 @@ static bool router_set_retained(struct router *r, struct message *msg)
 	    .payload_len = msg->payload_len,
 	    .qos = msg->qos,
 	    .retain = true,
+	    .expires_at = msg->expires_at,
+	    .props = msg->props,
+	    .props_len = msg->props_len,
 	};
 	store_retained_put(r->store, &rec);
 	return true;
+}
+
+/* A shared group's chosen member gets a copy of its own, at the QoS of
+ * its shared subscription capped by the published QoS [MQTT5-4.8.2-3]
+ * (p->qos carries the routing options above its two bits). */
+static uint8_t router_pick_qos(const struct share_pick *p, const struct message *msg)
+{
+	uint8_t q = p->qos & 0x03;
+	return q < msg->qos ? q : msg->qos;
+}
+
+/* Whether a pick of share_route() is a delivery the store must hold. */
+static bool router_picks_stored(const struct share_pick *picks, size_t n, const struct message *msg)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct client *c = picks[i].session;
+		if (router_pick_qos(&picks[i], msg) > 0 && !c->clean)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Deliver msg to each member that share_route() chose, besides (and
+ * independently of) the session's own non-shared match: a session that is
+ * both gets a copy for each. The gate's wait pumps each session once.
+ */
+static void router_deliver_picks(struct router *r, const struct share_pick *picks, size_t n,
+				 struct message *msg, struct gate *gate, struct gate_wait *w)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct client *c = picks[i].session;
+		bool retain = (picks[i].qos & CAIRN_SUB_RETAIN_AS_PUBLISHED) && msg->retain;
+		/* The copy carries its shared subscription's identifier alone. */
+		c->pick_sub_id = picks[i].sub_id;
+		c->pick_active = true;
+		if (client_deliver(c, msg, router_pick_qos(&picks[i], msg), retain, gate) ==
+		    CLIENT_DROPPED_FULL)
+			r->last_full++;
+		c->pick_active = false;
+		if (w && c->match_gen != r->gen) {
+			c->match_gen = r->gen;
+			gate_wait_add_target(w, c);
+		}
+	}
 }
 
 bool router_publish(struct router *r, struct message *msg)
@@ -128,21 +220,32 @@ bool router_publish(struct router *r, struct message *msg)
 	r->busy = true;
 	r->gen++;
 	r->nhits = 0;
+	r->origin = msg->origin;
 	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
+	const struct share_pick *picks;
+	size_t npicks = share_route(r->shares, msg->topic, msg->topic_len, &picks);
 
 	/* A QoS 1/2 delivery to a persistent session is stored first. */
 	bool must_store = staged;
 	for (size_t i = 0; i < r->nhits && !must_store; i++)
 		must_store = router_qos(r->hits[i], msg) > 0 && !r->hits[i]->clean;
+	must_store = must_store || router_picks_stored(picks, npicks, msg);
 
 	struct gate *gate = must_store ? gate_new() : NULL;
 	struct gate_wait *w = must_store ? gate_wait_new(NULL, NULL, 0, gate) : NULL;
+	r->last_matched = r->nhits;
+	r->last_full = 0;
 	for (size_t i = 0; i < r->nhits; i++) {
 		struct client *c = r->hits[i];
-		client_deliver(c, msg, router_qos(c, msg), false, gate);
+		/* Retain As Published keeps the flag [MQTT5-3.3.1-12]. */
+		bool retain = c->match_rap && msg->retain;
+		if (client_deliver(c, msg, router_qos(c, msg), retain, gate) == CLIENT_DROPPED_FULL)
+			r->last_full++;
 		if (w)
 			gate_wait_add_target(w, c);
 	}
+	r->last_matched += npicks;
+	router_deliver_picks(r, picks, npicks, msg, gate, w);
 	if (w) {
 		gate_wait_submit(w, r->store);
 		gate_unref(gate);
@@ -176,6 +279,12 @@ void router_send_retained(struct router *r, struct client *c, const char *filter
 {
 	struct router_retained_walk w = {c, qos, gate};
 	retain_tree_match(r->retained, filter, len, router_retained_cb, &w);
+}
+
+void router_last_result(const struct router *r, size_t *matched, size_t *full)
+{
+	*matched = r->last_matched;
+	*full = r->last_full;
 }
 
 void router_load_retained(struct router *r, struct message *msg)

@@ -23,7 +23,11 @@ struct router *router_new(struct store *st);
  * unsubscribed (router_unsubscribe) before. */
 void router_free(struct router *r);
 
-/* Add c to filter at qos (replacing c's earlier QoS there), or remove it. */
+/* Add c to filter at qos (replacing c's earlier QoS there), or remove it.
+ * A filter "$share/GROUP/FILTER" (valid: topic_subfilter_parse()) makes c
+ * a member of that shared group instead (share.c), or ends it. Above its
+ * two QoS bits qos may carry CAIRN_SUB_NO_LOCAL and
+ * CAIRN_SUB_RETAIN_AS_PUBLISHED (5.0 options that change routing). */
 void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
 		      uint8_t qos);
 void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c);
@@ -36,6 +40,11 @@ void router_unsubscribe(struct router *r, const char *filter, size_t len, struct
  * (client_send_ordered with defer).
  */
 bool router_publish(struct router *r, struct message *msg);
+
+/* What the last router_publish did: the sessions it matched, and how many
+ * of them dropped the message because their queue was full (5.0: PUBACK
+ * 0x10 No matching subscribers, 0x97 Quota exceeded). */
+void router_last_result(const struct router *r, size_t *matched, size_t *full);
 
 /* Queue the retained messages matching filter to c at up to qos, behind
  * gate (may be NULL). */

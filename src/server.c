@@ -130,7 +130,8 @@ static void server_reload_security(struct server *srv)
 		}
 	}
 	for (size_t i = 0; i < n; i++)
-		conn_close(revoked[i], "credentials removed or changed by a reload", true);
+		conn_disconnect(revoked[i], CONN_RC_NOT_AUTHORIZED,
+				"credentials removed or changed by a reload", true);
 	free(revoked);
 	security_set_reload_done(&srv->security);
 }

@@ -27,8 +27,9 @@ struct server_stats {
 	uint64_t msgs_sent;
 	uint64_t msgs_dropped;
 	uint64_t clients_connected;
-	uint64_t auth_failures; /* CONNECTs refused with CONNACK 4 or 5 by security_login */
-	uint64_t acl_denied;    /* PUBLISHes, filters, deliveries and wills the ACL refused */
+	uint64_t auth_failures;     /* CONNECTs refused with CONNACK 4 or 5 by security_login */
+	uint64_t acl_denied;        /* PUBLISHes, filters, deliveries and wills the ACL refused */
+	uint64_t alias_bytes_saved; /* topic bytes not sent: 5.0 topic aliases */
 };
 
 /* The known sessions, by client id. */

@@ -107,6 +107,40 @@ int topic_filter_validate(const char *s, size_t len)
 	return codec_utf8_valid(s, len) ? TOPIC_OK : TOPIC_EINVAL;
 }
 
+bool topic_is_shared(const char *s, size_t len)
+{
+	return len >= TOPIC_SHARE_PREFIX_LEN &&
+	       memcmp(s, TOPIC_SHARE_PREFIX, TOPIC_SHARE_PREFIX_LEN) == 0;
+}
+
+int topic_subfilter_parse(const char *s, size_t len, struct topic_subfilter *out)
+{
+	struct topic_subfilter sf = {NULL, 0, s, len};
+
+	if (topic_is_shared(s, len)) {
+		const char *g = s + TOPIC_SHARE_PREFIX_LEN;
+		size_t rest = len - TOPIC_SHARE_PREFIX_LEN;
+		const char *slash = memchr(g, '/', rest);
+
+		if (slash == NULL || slash == g)
+			return TOPIC_EINVAL; /* no filter, or an empty group */
+		sf.group = g;
+		sf.group_len = (size_t)(slash - g);
+		for (size_t i = 0; i < sf.group_len; i++)
+			if (g[i] == '+' || g[i] == '#' || g[i] == '\0')
+				return TOPIC_EINVAL;
+		if (!codec_utf8_valid(g, sf.group_len))
+			return TOPIC_EINVAL;
+		sf.filter = slash + 1;
+		sf.filter_len = rest - sf.group_len - 1;
+	}
+	if (topic_filter_validate(sf.filter, sf.filter_len) != TOPIC_OK)
+		return TOPIC_EINVAL;
+	if (out != NULL)
+		*out = sf;
+	return TOPIC_OK;
+}
+
 bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen)
 {
 	size_t fi = 0, ti = 0;

@@ -32,6 +32,39 @@ bool topic_levels_ok(const char *s, size_t len);
  * be alone in the last level. Returns TOPIC_OK or TOPIC_EINVAL. */
 int topic_filter_validate(const char *s, size_t len);
 
+/* The prefix that makes a SUBSCRIBE filter a shared subscription. */
+#define TOPIC_SHARE_PREFIX     "$share/"
+#define TOPIC_SHARE_PREFIX_LEN 7
+
+/* True when filter s starts with "$share/": a shared subscription, valid
+ * or not (topic_subfilter_parse() tells). */
+bool topic_is_shared(const char *s, size_t len);
+
+/*
+ * What one SUBSCRIBE (or stored) filter asks for. A shared subscription
+ * "$share/GROUP/FILTER" [MQTT5-4.8.2-1, 4.8.2-2] names its group and the
+ * filter its messages are matched against; a plain filter has no group and
+ * is its own filter. The pointers point into the string parsed.
+ */
+struct topic_subfilter {
+	const char *group; /* NULL: not shared */
+	size_t group_len;
+	const char *filter; /* matched against topics */
+	size_t filter_len;
+};
+
+/*
+ * Validate a subscription filter and split a shared one. A filter that
+ * starts with "$share/" must go on with a group of at least one character
+ * holding no '/', '+' or '#' (and no NUL), then '/', then a valid filter
+ * (which may hold wildcards); anything else starting so is invalid, not a
+ * plain filter. A filter not starting so is checked by
+ * topic_filter_validate(). "$share" alone is a plain filter.
+ * @param out  filled on success; may be NULL
+ * @return TOPIC_OK or TOPIC_EINVAL
+ */
+int topic_subfilter_parse(const char *s, size_t len, struct topic_subfilter *out);
+
 /* Does the (valid) filter match the (valid) topic name? A filter whose
  * first level is a wildcard never matches a topic starting with '$'. */
 bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen);

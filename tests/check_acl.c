@@ -866,6 +866,43 @@ static bool oracle_may_subscribe(const struct orule *rules, int n, const char *c
 	return oracle_decide(rules, n, cid, user, filter, true);
 }
 
+/* The per-message check of the rules as written: a rule that applies and
+ * matches the topic denies (as does a deny pattern with a value the client
+ * cannot give) or grants its access. */
+static bool oracle_check(const struct orule *rules, int n, const char *cid, const char *user,
+			 const char *topic, uint8_t access)
+{
+	bool granted = false;
+
+	for (int i = 0; i < n; i++) {
+		const struct orule *r = &rules[i];
+		char buf[200];
+		const char *x = r->filter;
+
+		if (!oapplies(r, user))
+			continue;
+		if (r->block < 0) {
+			int fit = ofit(r->filter, cid, user, buf, sizeof(buf));
+
+			if (fit < 0)
+				continue;
+			if (fit == 0) {
+				if (r->access == 4)
+					return false;
+				continue;
+			}
+			x = buf;
+		}
+		if (!topic_matches(x, strlen(x), topic, strlen(topic)))
+			continue;
+		if (r->access == 4)
+			return false;
+		if (r->access & access)
+			granted = true;
+	}
+	return granted;
+}
+
 /* A random filter of 1-4 levels from vocab; '#' only last. */
 static void olevels(char *buf, size_t cap, const char *const *vocab, int nvocab)
 {
@@ -898,7 +935,7 @@ START_TEST(test_subscribe_oracle)
 	static const char *const ids[] = {"a", "b", "ab", "c", "a", "b", "$a", "a/b", "+", "", "#"};
 	static const char *const users[] = {NULL, "a", "b", "u1", "$b", "", "a/+", "zz"};
 	static const char *const kinds[] = {"", "read", "write", "readwrite", "deny"};
-	int granted = 0, refused = 0, cut = 0;
+	int granted = 0, refused = 0, cut = 0, checked_ok = 0, checked_no = 0;
 
 	srand(2026);
 	for (int round = 0; round < 2500; round++) {
@@ -977,6 +1014,22 @@ START_TEST(test_subscribe_oracle)
 				refused++;
 			if (!want && oracle_decide(rules, nrules, cid, user, filter, false))
 				cut++;
+			/* The per-message check of a topic: the filter's own levels,
+			 * or a rule's, wildcards made literal. */
+			for (char *c = filter; *c; c++)
+				if (*c == '+' || *c == '#')
+					*c = rand() % 2 ? 'a' : 'b';
+			for (uint8_t acc = 1; acc <= 2; acc++) {
+				bool ok = chk(a, cid, user, filter, acc);
+
+				ck_assert_msg(
+				    ok == oracle_check(rules, nrules, cid, user, filter, acc),
+				    "%.400s| cid '%s' user '%s' topic '%s' access %d: %s", text,
+				    cid, user ? user : "(none)", filter, acc,
+				    ok ? "allowed" : "denied");
+				checked_ok += ok;
+				checked_no += !ok;
+			}
 		}
 		acl_free(a);
 		free(text);
@@ -988,6 +1041,138 @@ START_TEST(test_subscribe_oracle)
 	ck_assert_int_gt(granted, 15000);
 	ck_assert_int_gt(refused, 50000);
 	ck_assert_int_gt(cut, 1500);
+	printf("acl check oracle: %d allowed, %d denied\n", checked_ok, checked_no);
+	ck_assert_int_gt(checked_ok, 10000);
+	ck_assert_int_gt(checked_no, 50000);
+}
+END_TEST
+
+/*
+ * The shapes that the grandchild index and the deny pattern index serve,
+ * against the oracle: many literal first levels (more than it takes to get
+ * a grandchild index) each with a random rest of wildcards, placeholders
+ * and literals, as `topic` and `pattern` rules, read, write and deny, in
+ * the anonymous and user blocks; filters with `+` before literal levels
+ * (the client's values among them), and topics, some under `$`.
+ */
+START_TEST(test_oracle_siblings)
+{
+	static const char *const rest[] = {"a", "b", "%c", "%u", "x%c", "+", "#", "$a"};
+	static const char *const flevels[] = {"a", "b", "+", "#", "c1", "u1", "xc1", "s1", "$a"};
+	static const char *const ids[] = {"c1", "a", "b", "$a", "a/b", ""};
+	static const char *const users[] = {NULL, "u1", "a", "b", "$b", "a/+"};
+	static const char *const kinds[] = {"", "read", "write", "readwrite", "deny"};
+	int granted = 0, refused = 0, allowed = 0, denied = 0;
+
+	srand(4711);
+	for (int round = 0; round < 400; round++) {
+		int nrules = 10 + rand() % 80, nsib = 8 + rand() % 16, cur = 0;
+		struct orule *rules = calloc((size_t)nrules, sizeof(*rules));
+		size_t cap = 64 + (size_t)nrules * 120, tn = 0;
+		char *text = malloc(cap);
+
+		for (int i = 0; i < nrules; i++) {
+			struct orule *r = &rules[i];
+			int levels = rand() % 4, k = rand() % 20;
+			size_t n;
+
+			r->access = k < 8 ? 1 : k < 12 ? 3 : k < 15 ? 2 : 4;
+			r->block = rand() % 3 == 0 ? -1 : rand() % 3;
+			if (r->block > 0 && r->block < cur)
+				r->block = cur;
+			/* Mostly a sibling first level; a few wildcards and '$'. */
+			n = (size_t)snprintf(r->filter, sizeof(r->filter), "%s%d",
+					     rand() % 10 ? "s" : "$s", rand() % nsib);
+			if (rand() % 12 == 0)
+				n = (size_t)snprintf(r->filter, sizeof(r->filter), "%s",
+						     rand() % 2 ? "+" : "%c");
+			for (int j = 0; j < levels; j++) {
+				const char *l = rest[rand() % 8];
+
+				if (l[0] == '#' && j + 1 < levels)
+					l = "a";
+				if (r->block >= 0 && strchr(l, '%') != NULL)
+					l = "b";
+				n += (size_t)snprintf(r->filter + n, sizeof(r->filter) - n, "/%s",
+						      l);
+			}
+			if (r->block >= 0 && strchr(r->filter, '%') != NULL)
+				r->filter[0] = 'z';
+			if (r->block < 0 && r->access == 4 && rand() % 4)
+				r->access = 1; /* fewer hostile denies */
+			if (r->block < 0) {
+				tn += (size_t)snprintf(text + tn, cap - tn, "pattern %s %s\n",
+						       kinds[r->access], r->filter);
+				continue;
+			}
+			if (r->block == 0 && cur != 0)
+				r->block = cur;
+			if (r->block != cur)
+				tn += (size_t)snprintf(text + tn, cap - tn, "user %s\n",
+						       ublocks[r->block - 1]);
+			cur = r->block;
+			tn += (size_t)snprintf(text + tn, cap - tn, "topic %s %s\n",
+					       kinds[r->access], r->filter);
+		}
+		struct acl *a = load(text);
+
+		for (int q = 0; q < 60; q++) {
+			const char *cid = ids[rand() % 6], *user = users[rand() % 6];
+			char filter[80], topic[80];
+			int levels = 1 + rand() % 3;
+			size_t n;
+
+			/* '+' first, or a sibling; then literal levels mostly. */
+			n = (size_t)snprintf(filter, sizeof(filter), "%s",
+					     rand() % 3   ? "+"
+					     : rand() % 2 ? "s1"
+							  : "$s1");
+			for (int j = 0; j < levels; j++) {
+				const char *l = flevels[rand() % 9];
+
+				if (l[0] == '#' && j + 1 < levels)
+					l = "+";
+				if (l[0] == '$' && rand() % 2)
+					l = "a";
+				n += (size_t)snprintf(filter + n, sizeof(filter) - n, "/%s", l);
+			}
+			bool want = oracle_may_subscribe(rules, nrules, cid, user, filter);
+			bool got = sub(a, cid, user, filter);
+
+			ck_assert_msg(got == want,
+				      "%.600s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
+				      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
+				      want ? "granted" : "0x80");
+			granted += got;
+			refused += !got;
+			/* A topic under a sibling, from the filter's levels. */
+			snprintf(topic, sizeof(topic), "%s%d%s", rand() % 8 ? "s" : "$s",
+				 rand() % nsib, strchr(filter, '/'));
+			for (char *c = topic; *c; c++)
+				if (*c == '+' || *c == '#')
+					*c = rand() % 2 ? 'a' : 'b';
+			for (uint8_t acc = 1; acc <= 2; acc++) {
+				bool ok = chk(a, cid, user, topic, acc);
+
+				ck_assert_msg(
+				    ok == oracle_check(rules, nrules, cid, user, topic, acc),
+				    "%.600s| cid '%s' user '%s' topic '%s' access %d: %s", text,
+				    cid, user ? user : "(none)", topic, acc,
+				    ok ? "allowed" : "denied");
+				allowed += ok;
+				denied += !ok;
+			}
+		}
+		acl_free(a);
+		free(text);
+		free(rules);
+	}
+	printf("acl sibling oracle: %d granted, %d refused, %d allowed, %d denied\n", granted,
+	       refused, allowed, denied);
+	ck_assert_int_gt(granted, 2000);
+	ck_assert_int_gt(refused, 2000);
+	ck_assert_int_gt(allowed, 2000);
+	ck_assert_int_gt(denied, 2000);
 }
 END_TEST
 
@@ -999,8 +1184,8 @@ END_TEST
  * made 6,000 (and expanded 2,000 patterns) for each. Counted, not timed.
  * A sample of the answers is checked against the oracle.
  */
-static void cost_case(const char *text, struct orule *rules, int nrules, char **filters,
-		      int nfilters, const char *cid, const char *user)
+static void cost_case_max(const char *text, struct orule *rules, int nrules, char **filters,
+			  int nfilters, const char *cid, const char *user, size_t max_nodes)
 {
 	struct acl *a = load(text);
 	struct acl_sub_cost cost = {0};
@@ -1024,8 +1209,14 @@ static void cost_case(const char *text, struct orule *rules, int nrules, char **
 	/* The old algorithm: nrules x nfilters comparisons, 84,000,000 here. */
 	ck_assert_uint_le(cost.grants, 2 * (size_t)nfilters);
 	ck_assert_uint_le(cost.denies, 2 * (size_t)nfilters);
-	ck_assert_uint_le(cost.nodes, 12 * (size_t)nfilters);
+	ck_assert_uint_le(cost.nodes, max_nodes * (size_t)nfilters);
 	acl_free(a);
+}
+
+static void cost_case(const char *text, struct orule *rules, int nrules, char **filters,
+		      int nfilters, const char *cid, const char *user)
+{
+	cost_case_max(text, rules, nrules, filters, nfilters, cid, user, 12);
 }
 
 START_TEST(test_subscribe_cost)
@@ -1113,6 +1304,342 @@ START_TEST(test_subscribe_cost)
 	for (int i = 0; i < NFILTERS; i++)
 		free(filters[i]);
 	free(filters);
+	free(rules);
+	free(text);
+}
+END_TEST
+
+/*
+ * Many distinct levels with %c and %u at one node (enough for a template
+ * index: literal runs before, between and after the placeholders), in
+ * read, write and deny patterns beside topic rules, against the oracle:
+ * filters and topics made of such levels with the client's values in, or
+ * near misses, or wildcards.
+ */
+START_TEST(test_oracle_templates)
+{
+	static const char *const pre[] = {"", "a", "ab", "x", "a-", ""};
+	static const char *const ph[] = {"%c", "%u", "%c%u", "%u-%c"};
+	static const char *const post[] = {"", "1", "-1", "b", "ab", "%c"};
+	static const char *const ids[] = {"c1", "a", "ab", "$a", "a/b", "", "1"};
+	static const char *const users[] = {NULL, "u1", "a", "b", "$b", "a/+"};
+	static const char *const kinds[] = {"", "read", "write", "readwrite", "deny"};
+	int granted = 0, refused = 0, allowed = 0, denied = 0;
+
+	srand(99);
+	for (int round = 0; round < 300; round++) {
+		int nrules = 40 + rand() % 80;
+		struct orule *rules = calloc((size_t)nrules, sizeof(*rules));
+		size_t cap = 64 + (size_t)nrules * 120, tn = 0;
+		char *text = malloc(cap);
+		char lv[16][40];
+
+		/* This round's levels with placeholders. */
+		for (int j = 0; j < 16; j++)
+			snprintf(lv[j], sizeof(lv[j]), "%s%s%s", pre[rand() % 6], ph[rand() % 4],
+				 post[rand() % 6]);
+		for (int i = 0; i < nrules; i++) {
+			struct orule *r = &rules[i];
+			int k = rand() % 20;
+
+			r->access = k < 8 ? 1 : k < 12 ? 3 : k < 15 ? 2 : 4;
+			r->block = rand() % 5 ? -1 : 0;
+			if (r->block < 0) {
+				/* t/<template>[/<rest>] or <template>/<rest> */
+				const char *rest = rand() % 3 ? "#" : rand() % 2 ? "y" : "+";
+
+				if (rand() % 4 == 0)
+					snprintf(r->filter, sizeof(r->filter), "%s/%s",
+						 lv[rand() % 16], rest);
+				else if (rand() % 2)
+					snprintf(r->filter, sizeof(r->filter), "t/%s/%s",
+						 lv[rand() % 16], rest);
+				else
+					snprintf(r->filter, sizeof(r->filter), "t/%s",
+						 lv[rand() % 16]);
+				if (r->access == 4 && rand() % 3)
+					r->access = 1;
+				tn += (size_t)snprintf(text + tn, cap - tn, "pattern %s %s\n",
+						       kinds[r->access], r->filter);
+			} else {
+				snprintf(r->filter, sizeof(r->filter), "t/%s/#",
+					 rand() % 2 ? "a" : "+");
+				tn += (size_t)snprintf(text + tn, cap - tn, "topic %s %s\n",
+						       kinds[r->access], r->filter);
+			}
+		}
+		struct acl *a = load(text);
+
+		for (int q = 0; q < 60; q++) {
+			const char *cid = ids[rand() % 7], *user = users[rand() % 6];
+			char level[80], filter[120], topic[120];
+
+			/* A level: one of the templates for this client, or for
+			 * another, or a wildcard. */
+			ref_expand(lv[rand() % 16], rand() % 4 ? cid : "c2",
+				   user != NULL && rand() % 4 ? user : "u2", level, sizeof(level));
+			if (strpbrk(level, "+#/") != NULL || level[0] == '\0')
+				snprintf(level, sizeof(level), "a");
+			switch (rand() % 4) {
+			case 0:
+				snprintf(filter, sizeof(filter), "t/%s", level);
+				break;
+			case 1:
+				snprintf(filter, sizeof(filter), "t/%s/y", level);
+				break;
+			case 2:
+				snprintf(filter, sizeof(filter), "%s/+", level);
+				break;
+			default:
+				snprintf(filter, sizeof(filter), "+/%s/#", level);
+				break;
+			}
+			if (filter[0] == '$' && rand() % 2)
+				filter[0] = 'z';
+			bool want = oracle_may_subscribe(rules, nrules, cid, user, filter);
+			bool got = sub(a, cid, user, filter);
+
+			ck_assert_msg(got == want,
+				      "%.600s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
+				      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
+				      want ? "granted" : "0x80");
+			granted += got;
+			refused += !got;
+			snprintf(topic, sizeof(topic), "%s", filter);
+			for (char *c = topic; *c; c++)
+				if (*c == '+' || *c == '#')
+					*c = rand() % 2 ? 't' : 'y';
+			for (uint8_t acc = 1; acc <= 2; acc++) {
+				bool ok = chk(a, cid, user, topic, acc);
+
+				ck_assert_msg(
+				    ok == oracle_check(rules, nrules, cid, user, topic, acc),
+				    "%.600s| cid '%s' user '%s' topic '%s' access %d: %s", text,
+				    cid, user ? user : "(none)", topic, acc,
+				    ok ? "allowed" : "denied");
+				allowed += ok;
+				denied += !ok;
+			}
+		}
+		acl_free(a);
+		free(text);
+		free(rules);
+	}
+	printf("acl template oracle: %d granted, %d refused, %d allowed, %d denied\n", granted,
+	       refused, allowed, denied);
+	ck_assert_int_gt(granted, 1500);
+	ck_assert_int_gt(refused, 1500);
+	ck_assert_int_gt(allowed, 1500);
+	ck_assert_int_gt(denied, 1500);
+}
+END_TEST
+
+/*
+ * 5,000 deny patterns and 5,000 read patterns that differ only in the
+ * literal runs around %c at one level: a check and a SUBSCRIBE compare
+ * the level with the few templates whose longest run it holds (through
+ * the template index), not with all 5,000.
+ */
+START_TEST(test_cost_templates)
+{
+	enum { N = 5000, NQ = 20000 };
+	struct orule *rules = calloc(2 * N + 1, sizeof(*rules));
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+	struct acl_sub_cost cost = {0}, scost = {0};
+	int allowed = 0, granted = 0;
+	struct acl *a;
+
+	for (int i = 0; i < 2 * N + 1; i++) {
+		struct orule *r = &rules[i];
+
+		if (i < N)
+			snprintf(r->filter, sizeof(r->filter), "d%%c-%d/#", i), r->access = 4;
+		else if (i < 2 * N)
+			snprintf(r->filter, sizeof(r->filter), "r/%d%%u/x", i - N), r->access = 1;
+		else
+			snprintf(r->filter, sizeof(r->filter), "#"), r->access = 2;
+		r->block = -1;
+		n += (size_t)snprintf(text + n, cap - n, "pattern %s %s\n",
+				      r->access == 4   ? "deny"
+				      : r->access == 1 ? "read"
+						       : "write",
+				      r->filter);
+	}
+	a = load(text);
+	for (int i = 0; i < NQ; i++) {
+		char t[64];
+		bool got;
+
+		snprintf(t, sizeof(t), i % 2 ? "dc1-%d/x" : "dc2-%d/x", i % N);
+		got = acl_check_counted(a, "c1", "alice", t, strlen(t), W, &cost);
+		allowed += got;
+		if (i % 97 == 0)
+			ck_assert_msg(got == oracle_check(rules, 2 * N + 1, "c1", "alice", t, W),
+				      "%s", t);
+		snprintf(t, sizeof(t), i % 2 ? "r/%dalice/x" : "r/%dbob/+", i % N);
+		got = acl_may_subscribe_counted(a, "c1", "alice", t, strlen(t), &scost);
+		granted += got;
+		if (i % 97 == 0)
+			ck_assert_msg(got ==
+					  oracle_may_subscribe(rules, 2 * N + 1, "c1", "alice", t),
+				      "%s", t);
+	}
+	printf("acl template cost: %d checks (%d allowed): %zu nodes, %zu template levels; "
+	       "%d filters (%d granted): %zu nodes, %zu template levels\n",
+	       NQ, allowed, cost.nodes, cost.tmpls, NQ, granted, scost.nodes, scost.tmpls);
+	ck_assert_int_eq(allowed, NQ / 2);
+	ck_assert_int_eq(granted, NQ / 2);
+	/* At most one template per shape (4 here: runs "-N" of 2-5 bytes)
+	 * holds the run; before the template index, 5,000 per check. */
+	ck_assert_uint_le(cost.tmpls, 4 * (size_t)NQ);
+	ck_assert_uint_le(scost.tmpls, 4 * (size_t)NQ);
+	acl_free(a);
+	free(rules);
+	free(text);
+}
+END_TEST
+
+/*
+ * A `+` followed by literal levels against 6,000 literal first levels
+ * (`topic read devN/status/#`, `pattern read devN/%c/#`, and
+ * `topic read devN/#`; runs of `+` against `devN/status/set`): the walk
+ * takes, from the descendant index, only what can meet the level after the
+ * run, where it used to visit all 6,000 siblings (and their children) for
+ * each filter that nothing grants (84,000,000 nodes in the first case).
+ */
+START_TEST(test_subscribe_cost_siblings)
+{
+	enum { NSIB = 6000, NFILTERS = 14000 };
+	struct orule *rules = calloc(2 * NSIB, sizeof(*rules));
+	char **filters = calloc(NFILTERS, sizeof(*filters));
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+
+	for (int i = 0; i < 2 * NSIB; i++) {
+		struct orule *r = &rules[i];
+
+		if (i < NSIB)
+			snprintf(r->filter, sizeof(r->filter), "dev%d/status/#", i);
+		else
+			snprintf(r->filter, sizeof(r->filter), "dev%d/%%c/#", i - NSIB),
+			    r->block = -1;
+		r->access = 1;
+		n += (size_t)snprintf(text + n, cap - n, "%s read %s\n",
+				      r->block < 0 ? "pattern" : "topic", r->filter);
+	}
+	for (int i = 0; i < NFILTERS; i++) {
+		static const char *const mid[] = {"literal", "status", "c1", "other"};
+
+		filters[i] = malloc(64);
+		snprintf(filters[i], 64, "+/%s/x%d%s", mid[i % 4], i, i % 8 < 4 ? "" : "/+");
+	}
+	cost_case_max(text, rules, 2 * NSIB, filters, NFILTERS, "c1", NULL, 3);
+
+	/* Every sibling grants below: the first one taken answers. */
+	n = 0;
+	for (int i = 0; i < NSIB; i++) {
+		snprintf(rules[i].filter, sizeof(rules[i].filter), "dev%d/#", i);
+		rules[i].block = 0;
+		n += (size_t)snprintf(text + n, cap - n, "topic read %s\n", rules[i].filter);
+	}
+	snprintf(rules[NSIB].filter, sizeof(rules[NSIB].filter), "+/literal/#");
+	rules[NSIB].access = 4;
+	rules[NSIB].block = 0;
+	n += (size_t)snprintf(text + n, cap - n, "topic deny +/literal/#\n");
+	cost_case_max(text, rules, NSIB + 1, filters, NFILTERS, "c1", NULL, 6);
+
+	/* Runs of `+`: `+/+/L`, `+/+` and `+/+/+` against devN/status/set. */
+	n = 0;
+	for (int i = 0; i < NSIB; i++) {
+		snprintf(rules[i].filter, sizeof(rules[i].filter), "dev%d/status/set", i);
+		rules[i].access = 1;
+		n += (size_t)snprintf(text + n, cap - n, "topic read %s\n", rules[i].filter);
+	}
+	for (int i = 0; i < NFILTERS; i++) {
+		static const char *const runs[] = {"+/+/temp", "+/+/set", "+/+",
+						   "+/+/+",    "+/+/x/y", "+/+/+"};
+
+		snprintf(filters[i], 64, "%s", runs[i % 6]);
+	}
+	cost_case_max(text, rules, NSIB, filters, NFILTERS, "c1", NULL, 3);
+
+	for (int i = 0; i < NFILTERS; i++)
+		free(filters[i]);
+	free(filters);
+	free(rules);
+	free(text);
+}
+END_TEST
+
+/*
+ * The per-message check against 10,000 deny patterns (on the client id
+ * and on the username) and a pattern that grants everything: each topic
+ * costs a few nodes of the deny index, where every check used to compare
+ * the topic with all 10,000. A sample of the answers is checked against the
+ * oracle.
+ */
+START_TEST(test_check_cost_denies)
+{
+	enum { NDENY = 5000, NTOPICS = 20000 };
+	struct orule *rules = calloc(2 * NDENY + 1, sizeof(*rules));
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+	struct acl_sub_cost cost = {0};
+	int allowed = 0;
+	struct acl *a;
+
+	for (int i = 0; i < 2 * NDENY + 1; i++) {
+		struct orule *r = &rules[i];
+
+		if (i < NDENY)
+			snprintf(r->filter, sizeof(r->filter), "secret%d/%%c/#", i);
+		else if (i < 2 * NDENY)
+			snprintf(r->filter, sizeof(r->filter), "%%u/%d/+", i - NDENY);
+		else
+			snprintf(r->filter, sizeof(r->filter), "#");
+		r->access = i < 2 * NDENY ? 4 : 3;
+		r->block = -1;
+		n += (size_t)snprintf(text + n, cap - n, "pattern %s %s\n",
+				      r->access == 4 ? "deny" : "readwrite", r->filter);
+	}
+	a = load(text);
+	for (int i = 0; i < NTOPICS; i++) {
+		char topic[64];
+		bool got;
+
+		switch (i % 4) {
+		case 0:
+			snprintf(topic, sizeof(topic), "secret%d/c1/x", i % NDENY);
+			break;
+		case 1:
+			snprintf(topic, sizeof(topic), "secret%d/c2/x", i % NDENY);
+			break;
+		case 2:
+			snprintf(topic, sizeof(topic), "alice/%d/%s", i % NDENY,
+				 i % 8 < 4 ? "y" : "y/z");
+			break;
+		default:
+			snprintf(topic, sizeof(topic), "data/%d/x", i);
+			break;
+		}
+		got = acl_check_counted(a, "c1", "alice", topic, strlen(topic), W, &cost);
+		allowed += got;
+		if (i % 97 == 0)
+			ck_assert_msg(
+			    got == oracle_check(rules, 2 * NDENY + 1, "c1", "alice", topic, W),
+			    "%s", topic);
+	}
+	printf("acl check cost: %d deny patterns, %d topics (%d allowed): %zu nodes\n", 2 * NDENY,
+	       NTOPICS, allowed, cost.nodes);
+	ck_assert_int_eq(allowed, NTOPICS / 2 + NTOPICS / 8);
+	ck_assert_uint_le(cost.nodes, 6 * (size_t)NTOPICS);
+	/* An anonymous client: the %u patterns do not apply to it. */
+	ck_assert(chk(a, "c1", NULL, "alice/7/y", W));
+	ck_assert(!chk(a, "c1", NULL, "secret7/c1", W));
+	/* A client id that cannot be substituted: denied everything. */
+	ck_assert(!chk(a, "c/1", NULL, "data/1", W));
+	acl_free(a);
 	free(rules);
 	free(text);
 }
@@ -1492,8 +2019,13 @@ static Suite *acl_suite(void)
 			    (int)(sizeof(sub_rows) / sizeof(sub_rows[0])));
 	tcase_add_test(tc, test_subscribe_crosscheck);
 	tcase_add_test(tc, test_subscribe_oracle);
+	tcase_add_test(tc, test_oracle_siblings);
+	tcase_add_test(tc, test_oracle_templates);
+	tcase_add_test(tc, test_cost_templates);
 	tcase_add_test(tc, test_subscribe_cost);
 	tcase_add_test(tc, test_subscribe_cost_wildcards);
+	tcase_add_test(tc, test_subscribe_cost_siblings);
+	tcase_add_test(tc, test_check_cost_denies);
 	tcase_add_test(tc, test_subscribe_view_repeats);
 	tcase_add_loop_test(tc, test_parse_errors, 0,
 			    (int)(sizeof(err_rows) / sizeof(err_rows[0])));

@@ -342,6 +342,108 @@ START_TEST(test_validate_levels)
 }
 END_TEST
 
+/* ---- shared subscription filters ---- */
+
+/* One filter for topic_subfilter_parse(): the result, and for a valid one
+ * its group (NULL: plain) and the filter matched against topics. */
+static const struct {
+	const char *s;
+	size_t len;
+	int expect;
+	const char *group;
+	const char *filter;
+} subfilter_rows[] = {
+    {S("$share/g/a/b"), TOPIC_OK, "g", "a/b"},
+    {S("$share/group1/#"), TOPIC_OK, "group1", "#"},
+    {S("$share/g/+/x/#"), TOPIC_OK, "g", "+/x/#"},
+    {S("$share/g/+"), TOPIC_OK, "g", "+"},
+    {S("$share/g//"), TOPIC_OK, "g", "/"},
+    {S("$share/g/$SYS/#"), TOPIC_OK, "g", "$SYS/#"},
+    {S("$share/g\xC3\xA9/x"), TOPIC_OK, "g\xC3\xA9", "x"},
+    {S("$share/$share/x"), TOPIC_OK, "$share", "x"},
+    /* not shared: plain filters, checked as such */
+    {S("$share"), TOPIC_OK, NULL, "$share"},
+    {S("$shared/x"), TOPIC_OK, NULL, "$shared/x"},
+    {S("$SHARE/g/x"), TOPIC_OK, NULL, "$SHARE/g/x"},
+    {S("a/$share/g/b"), TOPIC_OK, NULL, "a/$share/g/b"},
+    {S("a/+b"), TOPIC_EINVAL, NULL, NULL},
+    {S(""), TOPIC_EINVAL, NULL, NULL},
+    /* MQTT5-4.8.2-1: a ShareName of at least one character */
+    {S("$share/"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share//x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share//"), TOPIC_EINVAL, NULL, NULL},
+    /* MQTT5-4.8.2-2: no '/', '+', '#' in it; then '/' and a filter */
+    {S("$share/g"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g/"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/+/x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/#/x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/#"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g+/x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g#/x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g\0h/x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/\xFF/x"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g/a+"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g/#/a"), TOPIC_EINVAL, NULL, NULL},
+    {S("$share/g/a\0b"), TOPIC_EINVAL, NULL, NULL},
+};
+
+/* covers: MQTT5-4.8.2-1 MQTT5-4.8.2-2 */
+START_TEST(test_subfilter_table)
+{
+	struct topic_subfilter sf = {(const char *)1, 99, NULL, 0};
+	int rc = topic_subfilter_parse(subfilter_rows[_i].s, subfilter_rows[_i].len, &sf);
+
+	ck_assert_msg(rc == subfilter_rows[_i].expect, "row %d: rc %d", _i, rc);
+	ck_assert_int_eq(topic_is_shared(subfilter_rows[_i].s, subfilter_rows[_i].len),
+			 subfilter_rows[_i].len >= 7 &&
+			     memcmp(subfilter_rows[_i].s, "$share/", 7) == 0);
+	if (rc != TOPIC_OK) {
+		ck_assert_msg(sf.group == (const char *)1 && sf.group_len == 99,
+			      "row %d: out written on failure", _i);
+		ck_assert_int_eq(
+		    topic_subfilter_parse(subfilter_rows[_i].s, subfilter_rows[_i].len, NULL),
+		    TOPIC_EINVAL);
+		return;
+	}
+	if (subfilter_rows[_i].group == NULL) {
+		ck_assert_msg(sf.group == NULL, "row %d: plain filter given a group", _i);
+	} else {
+		ck_assert_msg(sf.group != NULL, "row %d: no group", _i);
+		ck_assert_uint_eq(sf.group_len, strlen(subfilter_rows[_i].group));
+		ck_assert(memcmp(sf.group, subfilter_rows[_i].group, sf.group_len) == 0);
+		/* The group and filter lie in the parsed string, in order. */
+		ck_assert_ptr_eq(sf.group, subfilter_rows[_i].s + 7);
+		ck_assert_ptr_eq(sf.filter, sf.group + sf.group_len + 1);
+	}
+	ck_assert_uint_eq(sf.filter_len, strlen(subfilter_rows[_i].filter));
+	ck_assert(memcmp(sf.filter, subfilter_rows[_i].filter, sf.filter_len) == 0);
+}
+END_TEST
+
+/* The filter of a shared subscription is held to the filter limits on its
+ * own: the prefix and group do not count against its levels. */
+START_TEST(test_subfilter_levels)
+{
+	char *filt = levels("+", TOPIC_MAX_LEVELS);
+	char *filt2 = levels("+", TOPIC_MAX_LEVELS + 1);
+	size_t n = strlen(filt), n2 = strlen(filt2);
+	char *s = malloc(n + 16), *s2 = malloc(n2 + 16);
+	struct topic_subfilter sf;
+
+	memcpy(s, "$share/g/", 9);
+	memcpy(s + 9, filt, n);
+	memcpy(s2, "$share/g/", 9);
+	memcpy(s2 + 9, filt2, n2);
+	ck_assert_int_eq(topic_subfilter_parse(s, n + 9, &sf), TOPIC_OK);
+	ck_assert_uint_eq(sf.filter_len, n);
+	ck_assert_int_eq(topic_subfilter_parse(s2, n2 + 9, &sf), TOPIC_EINVAL);
+	free(filt);
+	free(filt2);
+	free(s);
+	free(s2);
+}
+END_TEST
+
 /* ---- the subscription trie ---- */
 
 START_TEST(test_tree_insert_replace_remove)
@@ -916,6 +1018,9 @@ static Suite *topic_suite(void)
 			    (int)(sizeof(filter_rows) / sizeof(filter_rows[0])));
 	tcase_add_test(tc, test_validate_length);
 	tcase_add_test(tc, test_validate_levels);
+	tcase_add_loop_test(tc, test_subfilter_table, 0,
+			    (int)(sizeof(subfilter_rows) / sizeof(subfilter_rows[0])));
+	tcase_add_test(tc, test_subfilter_levels);
 	tcase_add_test(tc, test_tree_insert_replace_remove);
 	tcase_add_test(tc, test_tree_overlap_and_dollar);
 	tcase_add_test(tc, test_tree_empty_levels);
