@@ -548,6 +548,21 @@ static int key_log_type(struct parse *p, char **v, int n, bool *seen)
 	return 0;
 }
 
+/* Service keys (service.c): who the broker runs as, and its pid file. */
+static int key_user(struct parse *p, char **v, int n)
+{
+	(void)n;
+	set_string(&p->c->user, v[0]);
+	return 0;
+}
+
+static int key_pid_file(struct parse *p, char **v, int n)
+{
+	(void)n;
+	set_string(&p->c->pid_file, v[0]);
+	return 0;
+}
+
 static const struct config_key config_keys[] = {
     {"listener", 1, 2, key_listener},
     {"per_listener_settings", 1, 1, key_per_listener_settings},
@@ -582,6 +597,8 @@ static const struct config_key config_keys[] = {
     {"persistence_backend", 1, 1, key_persistence_backend},
     {"durability", 1, 1, key_durability},
     {"persistence_on_corrupt", 1, 1, key_persistence_on_corrupt},
+    {"user", 1, 1, key_user},
+    {"pid_file", 1, 1, key_pid_file},
     {NULL, 0, 0, NULL}};
 
 static void add_option(struct config *c, const char *key, const char *value)
@@ -744,6 +761,8 @@ void config_cleanup(struct config *c)
 	free(c->persistence_location);
 	free(c->persistence_backend);
 	free(c->log_file);
+	free(c->user);
+	free(c->pid_file);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -18,6 +18,7 @@
 #include "restore.h"
 #include "router.h"
 #include "security.h"
+#include "service.h"
 #include "store.h"
 #include "util.h"
 
@@ -163,7 +164,11 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	struct server *srv = arg;
 	if (sig == SIGHUP) {
+		if (srv->service)
+			service_reloading(srv->service);
 		server_reload(srv);
+		if (srv->service)
+			service_reloaded(srv->service);
 		return;
 	}
 	log_write(srv->log, LOG_LEVEL_NOTICE, "%s: shutting down",
@@ -260,6 +265,8 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = true;
+	if (srv->service)
+		service_stopping(srv->service);
 	/* Those still before CONNECT too: a broker going away is no
 	 * DISCONNECT from the client, so wills are due. */
 	conn_set_close_all(srv->conns, "server shutting down");

@@ -19,6 +19,7 @@ struct conn_set;
 struct event;
 struct event_base;
 struct router;
+struct service;
 struct store;
 
 struct server_stats {
@@ -53,6 +54,7 @@ struct server {
 	uint64_t acl_stamps;   /* last stamp given by client_acl_stamp */
 	struct server_stats stats;
 	bool stopping;
+	struct service *service; /* the service manager's notifications; NULL: none */
 };
 
 /* Build the server from cfg: open the store, restore it, open the
