@@ -84,6 +84,7 @@ struct authmeth_session {
 	uint8_t *connect;    /* the CONNECT packet's body, kept until the CONNACK */
 	size_t connect_len;  /* its length */
 	uint8_t connect_hdr; /* its fixed header's first byte */
+	uint32_t max_packet; /* the client's Maximum Packet Size; 0: none */
 };
 
 /* A session for method m, with a copy of the CONNECT's username (NULL or

@@ -714,8 +714,10 @@ static void protocol_disconnect5(struct conn *cn, struct client *c, const struct
 
 /* ---- enhanced authentication (5.0 section 4.12) ---- */
 
-/* Send AUTH with reason, s's method and data (NULL: none) [MQTT5-4.12.0-5]. */
-static void protocol_send_auth(struct conn *cn, const struct authmeth_session *s, uint8_t reason,
+/* Send AUTH with reason, s's method and data (NULL: none) [MQTT5-4.12.0-5].
+ * Returns false, having sent nothing, when the packet would exceed the
+ * client's Maximum Packet Size [MQTT5-3.1.2-24]. */
+static bool protocol_send_auth(struct conn *cn, const struct authmeth_session *s, uint8_t reason,
 			       const uint8_t *data, size_t len)
 {
 	size_t cap = strlen(s->m->name) + len + 16;
@@ -728,9 +730,12 @@ static void protocol_send_auth(struct conn *cn, const struct authmeth_session *s
 	assert(b.err == CODEC_OK);
 	int n = codec_v5_encode_auth(reason, pb, b.len, out, cap + 16);
 	assert(n > 0);
-	conn_write(cn, out, (size_t)n);
+	bool fits = s->max_packet == 0 || (uint32_t)n <= s->max_packet;
+	if (fits)
+		conn_write(cn, out, (size_t)n);
 	free(out);
 	free(pb);
+	return fits;
 }
 
 /* Refuse the CONNECT whose exchange is under way: CONNACK reason5, then
@@ -788,10 +793,15 @@ static void protocol_auth_run(struct server *srv, struct conn *cn, struct authme
 	char puser[160];
 	security_printable(puser, sizeof(puser), s->username ? s->username : "(none)",
 			   strlen(s->username ? s->username : "(none)"));
+	/* What the method wants sent but cannot be: packet too large. */
+	if (r == AUTHMETH_CONTINUE &&
+	    !protocol_send_auth(cn, s, PROTOCOL_RC_AUTH_CONTINUE, out.data, out.data_len)) {
+		r = AUTHMETH_FAILURE;
+		out.reason = CONN_RC_PACKET_TOO_LARGE;
+	}
 	switch (r) {
 	case AUTHMETH_CONTINUE:
-		/* More data wanted: AUTH 0x18 [MQTT5-4.12.0-2]. */
-		protocol_send_auth(cn, s, PROTOCOL_RC_AUTH_CONTINUE, out.data, out.data_len);
+		/* More data wanted: AUTH 0x18, sent above [MQTT5-4.12.0-2]. */
 		break;
 	case AUTHMETH_SUCCESS:
 		if (!s->connected) {
@@ -808,7 +818,9 @@ static void protocol_auth_run(struct server *srv, struct conn *cn, struct authme
 		}
 		log_write(srv->log, LOG_LEVEL_INFO, "connection from %s re-authenticated (%s)",
 			  conn_addr(cn), s->m->name);
-		protocol_send_auth(cn, s, PROTOCOL_RC_AUTH_SUCCESS, out.data, out.data_len);
+		if (!protocol_send_auth(cn, s, PROTOCOL_RC_AUTH_SUCCESS, out.data, out.data_len))
+			conn_disconnect(cn, CONN_RC_PACKET_TOO_LARGE,
+					"AUTH larger than the client's maximum packet size", true);
 		break;
 	case AUTHMETH_FAILURE:
 		log_write(srv->log, LOG_LEVEL_NOTICE,
@@ -851,6 +863,7 @@ static void protocol_auth_begin(struct server *srv, struct conn *cn, const struc
 	struct authmeth_session *s =
 	    authmeth_session_new(m, p->has_username ? p->username.ptr : NULL, p->username.len);
 	authmeth_session_keep_connect(s, hdr, body, len);
+	s->max_packet = p->props.max_packet_size;
 	conn_set_auth(cn, s, authmeth_session_free);
 	protocol_auth_run(srv, cn, s, &p->props);
 }

@@ -17,7 +17,7 @@ import subprocess
 
 from harness import (CONNACK, PINGREQ_PKT, PINGRESP, PUBACK, RawClient, Skip, broker_command,
                      check, packet, require_cairn, wait_until)
-from mqtt5 import (AUTH_DATA, AUTH_METHOD, connect5, expect_disconnect, parse_props, props,
+from mqtt5 import (AUTH_DATA, AUTH_METHOD, MAX_PACKET_SIZE, connect5, expect_disconnect, parse_props, props,
                    publish5, read_ack5, read_publish5, read_suback5, subscribe5)
 from test_auth import _pwfile
 
@@ -192,6 +192,17 @@ def test_mqtt5_auth_only_auth_while_authenticating(ctx):
     start_auth(c, "only-disconnect")
     c.send(b"\xe0\x00")
     c.assert_closed_without_reply("DISCONNECT during authentication")
+
+
+# covers: MQTT5-3.1.2-24
+def test_mqtt5_auth_larger_than_client_maximum(ctx):
+    """An AUTH the client's Maximum Packet Size cannot take is not sent: the
+    CONNECT is refused with 0x95 instead."""
+    b = _broker(ctx)
+    c = RawClient(b.port)
+    c.send(connect5("small", username="alice",
+                    properties=props((AUTH_METHOD, METHOD), (MAX_PACKET_SIZE, 40))))
+    expect_connack(c, 0x95)
 
 
 def test_mqtt5_auth_stall_closed_by_connect_timeout(ctx):
