@@ -13,6 +13,7 @@ tests skip there."""
 import hashlib
 import hmac
 import os
+import signal
 import subprocess
 
 from harness import (CONNACK, PINGREQ_PKT, PINGRESP, PUBACK, RawClient, Skip, broker_command,
@@ -309,3 +310,24 @@ def test_mqtt5_auth_acl_applies_to_method_user(ctx):
     c.send(connect5("acl-alice2", username="alice", password=SECRET))
     _, body = c.expect(CONNACK)
     check(body[1] == 0x86, "alice with a password: 0x%02x, want 0x86" % body[1])
+
+
+def test_mqtt5_auth_method_user_survives_password_reload(ctx):
+    """A reload that changes the password file closes the password users it
+    revokes, never a user an enhanced authentication method logged in
+    (whom the password file never vouched for)."""
+    from test_auth import _cairn_passwd
+    pw = _pwfile(ctx, "pw", {"bob": "bobpw"})
+    b = _broker(ctx, password_file=pw, allow_anonymous="false")
+    a = RawClient(b.port)
+    authenticate(a, "rl-alice")
+    o = RawClient(b.port)
+    o.send(connect5("rl-bob", username="bob", password="bobpw"))
+    _, body = o.expect(CONNACK)
+    check(body[1] == 0, "bob's login: 0x%02x" % body[1])
+    check(_cairn_passwd("-b", pw, "bob", "newpw").returncode == 0, "cairn-passwd failed")
+    os.kill(b.proc.pid, signal.SIGHUP)
+    expect_disconnect(o, 0x87)
+    a.send(PINGREQ_PKT)
+    a.expect(PINGRESP)
+    check(a.expect_silence(0.5), "alice closed by a reload of the password file")
