@@ -170,6 +170,7 @@ def test_mqtt5_auth_reason_other_than_0x18_before_connack(ctx):
         expect_connack(c, 0x82)
 
 
+# covers: MQTT5-3.1.4-6
 def test_mqtt5_auth_only_auth_while_authenticating(ctx):
     """While the exchange is under way nothing but AUTH is accepted: a
     PUBLISH, SUBSCRIBE, PINGREQ or second CONNECT gets CONNACK 0x82 and the
