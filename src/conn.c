@@ -714,8 +714,8 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 			cn->version = CODEC_V5; /* the connection speaks 5.0 from here on */
 		struct codec_packet pk;
 		rc = codec_decode_v(cn->version, p[0], p + h.header_len, h.remaining, &pk);
-		if ((first || cn->state == CONN_AWAIT_CONNECT) && cn->version == CODEC_V5 &&
-		    rc != CODEC_OK && rc != CODEC_EPROTONAME) {
+		if (cn->state == CONN_AWAIT_CONNECT && cn->version == CODEC_V5 && rc != CODEC_OK &&
+		    rc != CODEC_EPROTONAME) {
 			conn_refuse_connect5(cn, rc);
 			break;
 		}

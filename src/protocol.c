@@ -151,13 +151,15 @@ static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, cons
 					      authed->data_len);
 	}
 	assert(b.err == CODEC_OK);
-	uint8_t *out = xmalloc(cap + 16);
+	uint8_t ostack[sizeof(stack) + 16];
+	uint8_t *out = pb == stack ? ostack : xmalloc(cap + 16);
 	int n = codec_v5_encode_connack(sp, 0, pb, b.len, out, cap + 16);
 	assert(n > 0);
 	conn_write(cn, out, (size_t)n);
-	free(out);
-	if (pb != stack)
+	if (pb != stack) {
+		free(out);
 		free(pb);
+	}
 }
 
 /* $SYS and $CONTROL belong to the broker: no client publishes there, as
