@@ -115,8 +115,10 @@ static void server_reload_security(struct server *srv)
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		for (struct client *c = m->buckets[i]; c; c = c->map_next) {
 			/* A certificate login never asked the password file, so no
-			 * change to it can revoke one. */
-			if (!c->conn || !c->username || conn_tls_username(c->conn))
+			 * change to it can revoke one; nor one an enhanced
+			 * authentication method made (conn_auth). */
+			if (!c->conn || !c->username || conn_tls_username(c->conn) ||
+			    conn_auth(c->conn))
 				continue;
 			const struct security *s =
 			    security_for(&srv->security, conn_listener(c->conn));
