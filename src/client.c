@@ -366,8 +366,12 @@ void client_send_ack_rc(struct client *c, enum codec_type type, uint16_t pid, ui
 	else
 		n = codec_encode_ack(type, pid, b, sizeof(b));
 	assert(n > 0);
-	bool quota = c->version == CODEC_V5 && (type == CODEC_PUBACK || type == CODEC_PUBCOMP ||
-						(type == CODEC_PUBREC && reason >= 0x80));
+	/* What frees a slot of the broker's Receive Maximum: the end of a
+	 * QoS 1/2 exchange the client started (a PUBCOMP for an unknown id,
+	 * 0x92, ends nothing). */
+	bool quota = c->version == CODEC_V5 &&
+		     (type == CODEC_PUBACK || (type == CODEC_PUBCOMP && reason == 0) ||
+		      (type == CODEC_PUBREC && reason >= 0x80));
 	client_send_ordered_q(c, b, (size_t)n, defer, quota);
 }
 
@@ -529,6 +533,13 @@ static bool client_write_window(struct client *c, bool *held)
 			return false;
 		}
 		if (conn_output_full(c->conn))
+			return false;
+		/* A window carried over from an earlier connection (or a
+		 * restart) may hold more than this client's Receive Maximum:
+		 * no more PUBLISHes out than it allows unacknowledged; an ack
+		 * pumps the rest [MQTT5-3.3.4-9]. */
+		if (d->state != CAIRN_DELIVERY_PUBREC && c->version == CODEC_V5 && c->recv_max &&
+		    c->inflight.count - c->unwritten >= c->recv_max)
 			return false;
 		if (d->state == CAIRN_DELIVERY_PUBREC) {
 			/* Only the release goes out: nothing of the message. */

@@ -541,8 +541,17 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 		router_last_result(srv->router, &matched, &full);
 		if (matched == 0)
 			reason = PROTOCOL_RC_NO_SUBSCRIBERS;
-		else if (full == matched)
-			reason = PROTOCOL_RC_QUOTA_EXCEEDED;
+		else if (full == matched && !p->retain)
+			reason = PROTOCOL_RC_QUOTA_EXCEEDED; /* kept nowhere */
+	}
+	if (p->qos == 2 && reason >= 0x80) {
+		/* A PUBREC that fails ends the exchange [MQTT5-4.3.3-4]: the
+		 * client may reuse the id at once, so the broker forgets it (in
+		 * the same batch as it was stored) or the next message under it
+		 * would be taken for a resend and lost. */
+		qos_in_remove(&c->in_qos2, p->packet_id);
+		if (!c->clean)
+			store_inflight_in_delete(srv->store, c->id, p->packet_id);
 	}
 	client_send_ack_rc(c, ack, p->packet_id, reason, staged);
 }

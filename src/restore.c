@@ -62,6 +62,13 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 	c->expiry =
 	    c->version == CODEC_V5 ? r->expiry_interval : srv->cfg->persistent_client_expiration;
 	c->expires_at = r->connected ? 0 : r->expires_at;
+	if (!r->connected && !c->expires_at && c->expiry != CAIRN_EXPIRY_NEVER &&
+	    c->version != CODEC_V5) {
+		/* An offline 3.1.1 session stored while it never expired (or by
+		 * an older cairn), now under persistent_client_expiration: its
+		 * expiry starts with this start-up, and the deadline is stored. */
+		c->expires_at = rs->now + (int64_t)c->expiry * 1000;
+	}
 	server_add_client(srv, c);
 	if (r->connected || c->expires_at || c->will_at) {
 		/* The broker died with this connection open (its will is due,
@@ -257,6 +264,9 @@ int restore_run(struct server *srv)
 			client_discard(c);
 			expired++;
 		} else {
+			if (c->version != CODEC_V5 &&
+			    c->expires_at == rs.now + (int64_t)c->expiry * 1000)
+				client_store_session(c, false); /* its deadline, set above */
 			client_arm_timer(c); /* the rest of the delay or expiry */
 		}
 		client_unref(c);

@@ -58,19 +58,31 @@ static int64_t wall_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void broker_start(struct broker *b, const char *store)
+/* The configuration of a broker on the named memory store (NULL: none);
+ * broker_run starts it. */
+static void broker_config(struct broker *b, const char *store)
 {
 	memset(b, 0, sizeof(*b));
 	config_init(&b->cfg);
 	free(b->cfg.persistence_location);
 	b->cfg.persistence_location = store ? xstrdup(store) : NULL;
 	b->cfg.persistence_backend = xstrdup("memory");
+}
+
+static void broker_run(struct broker *b)
+{
 	log_init(&b->lg);
 	b->lg.dests = LOG_DEST_STDERR;
 	b->lg.mask = LOG_LEVEL_ERROR;
 	b->base = event_base_new();
 	ck_assert_ptr_nonnull(b->base);
 	ck_assert_int_eq(server_init(&b->srv, &b->cfg, &b->lg, b->base), 0);
+}
+
+static void broker_start(struct broker *b, const char *store)
+{
+	broker_config(b, store);
+	broker_run(b);
 }
 
 static void peer_close(struct broker *b, struct peer *p)
@@ -566,6 +578,44 @@ START_TEST(test_persistent_client_expiration_311)
 }
 END_TEST
 
+static int seen_old311(void *arg, const struct cairn_session_rec *r)
+{
+	if (strcmp(r->client_id, "old311") == 0)
+		*(int64_t *)arg = r->expires_at;
+	return 0;
+}
+
+/* A 3.1.1 session stored offline while it never expired (before the key
+ * was set, or by an older cairn) starts its expiry when the broker comes
+ * up with persistent_client_expiration, and the deadline is stored. */
+START_TEST(test_persistent_client_expiration_reaches_stored_sessions)
+{
+	static const char *const where = "check_mqtt5-pce-old";
+	struct cairn_session_rec s = {
+	    .client_id = "old311",
+	    .protocol_level = 4,
+	    .expiry_interval = CAIRN_EXPIRY_NEVER,
+	};
+	store_session(where, &s, NULL);
+	struct broker b;
+	broker_config(&b, where);
+	b.cfg.persistent_client_expiration = 3600;
+	broker_run(&b);
+	int64_t t = wall_ms();
+	struct client *c = known(&b, "old311");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_ge(c->expires_at, t + 3599000 - 1000);
+	ck_assert_int_le(c->expires_at, t + 3601000);
+	ck_assert(c->timer && evtimer_pending(c->timer, NULL));
+	pump(&b);
+	int64_t stored = 0;
+	struct cairn_store_visitor v = {.arg = &stored, .session = seen_old311};
+	ck_assert_int_eq(store_load(b.srv.store, &v), 0);
+	ck_assert_int_eq(stored, c->expires_at);
+	broker_stop(&b);
+}
+END_TEST
+
 /* A 5.0 PUBLISH as one subscriber gets it: the message's forwarded
  * properties in their order, then the remaining expiry, the alias and the
  * identifiers; an alias-only send leaves the topic out; a packet over the
@@ -643,6 +693,7 @@ static Suite *mqtt5_suite(void)
 	tcase_add_test(tc, test_queued_message_keeps_properties_across_restart);
 	tcase_add_test(tc, test_expired_message_not_delivered_from_store);
 	tcase_add_test(tc, test_persistent_client_expiration_311);
+	tcase_add_test(tc, test_persistent_client_expiration_reaches_stored_sessions);
 	tcase_add_test(tc, test_publish5_encoding_per_subscriber);
 	suite_add_tcase(s, tc);
 	return s;

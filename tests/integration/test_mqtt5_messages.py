@@ -296,3 +296,67 @@ def test_mqtt5_311_subscriber_gets_no_properties(ctx):
     # show up as extra bytes before the payload).
     check(body == struct.pack("!H", 4) + b"np/t" + body[6:8] + b"payload",
           "3.1.1 PUBLISH body %r" % body)
+
+
+# covers: MQTT5-4.3.3-4
+def test_mqtt5_failed_pubrec_frees_the_packet_id(ctx):
+    require_cairn("max_queued_messages drops are cairn's")
+    b = ctx.broker(max_queued_messages=1)
+    s = _sub(b, "fp-s", "fp/#", qos=1, conn_props=props((SESSION_EXPIRY, 300)), clean=False)
+    s.send(disconnect5())
+    s.expect_closed(2)
+    p = RawClient(b.port)
+    do_connect(p, "fp-p")
+    p.send(publish5("fp/t", b"m1", qos=1, pid=1))
+    check(read_ack5(p, PUBACK) == (1, 0), "m1 queued")
+    p.send(publish5("fp/t", b"m2", qos=2, pid=5))
+    check(read_ack5(p, PUBREC) == (5, 0x97), "m2: queue full, PUBREC 0x97")
+    s = RawClient(b.port)
+    do_connect(s, "fp-s", clean=False, properties=props((SESSION_EXPIRY, 300)))
+    m = read_publish5(s)
+    check(m["payload"] == b"m1", "the queued message %r" % m)
+    s.send(ack5(PUBACK, m["pid"]))
+    # The failed PUBREC ended the exchange: id 5 is a new message now.
+    p.send(publish5("fp/t", b"m3", qos=2, pid=5))
+    check(read_ack5(p, PUBREC) == (5, 0), "m3 accepted under the reused id")
+    m = read_publish5(s)
+    check(m["payload"] == b"m3", "the message under the reused id delivered: %r" % m)
+
+
+# covers: MQTT5-3.3.4-9
+def test_mqtt5_receive_maximum_holds_for_a_resumed_window(ctx):
+    b = ctx.broker()
+    s = _sub(b, "rw-s", "rw/#", qos=1, conn_props=props((RECEIVE_MAX, 10), (SESSION_EXPIRY, 300)),
+             clean=False)
+    p = RawClient(b.port)
+    do_connect(p, "rw-p")
+    for i in range(6):
+        p.send(publish5("rw/t", b"%d" % i, qos=1, pid=i + 1))
+        read_ack5(p, PUBACK)
+    for _ in range(6):
+        read_publish5(s)  # six in flight, none acknowledged
+    s.close()
+    s = RawClient(b.port)
+    do_connect(s, "rw-s", clean=False, properties=props((RECEIVE_MAX, 2), (SESSION_EXPIRY, 300)))
+    first = [read_publish5(s) for _ in range(2)]
+    check(all(m["dup"] for m in first), "resent with DUP: %r" % first)
+    check(s.expect_silence(0.5), "a resumed window went past the new receive maximum 2")
+    s.send(ack5(PUBACK, first[0]["pid"]))
+    m = read_publish5(s)
+    check(m["payload"] == b"2", "the next after a PUBACK: %r" % m)
+    check(s.expect_silence(0.3), "window grew past 2 after one PUBACK")
+
+
+def test_mqtt5_unknown_pubrel_frees_no_receive_quota(ctx):
+    require_cairn("the receive maximum is cairn's max_inflight_messages")
+    b = ctx.broker(max_inflight_messages=2)
+    p = RawClient(b.port)
+    do_connect(p, "uq")
+    for i in range(2):
+        p.send(publish5("uq/t", b"x", qos=2, pid=i + 1))
+        read_ack5(p, PUBREC)
+    for pid in range(900, 905):
+        p.send(ack5(6, pid))
+        check(read_ack5(p, PUBCOMP) == (pid, 0x92), "PUBCOMP 0x92 for unknown %d" % pid)
+    p.send(publish5("uq/t", b"x", qos=2, pid=3))
+    expect_disconnect(p, 0x93)
