@@ -51,3 +51,38 @@ def test_mqtt5_shared_refused_delivery_not_offered_again(ctx):
         check(who.expect_silence(0.5), "a refused share was sent again")
         break
     check(got is not None, "no member got the message")
+
+
+# covers: MQTT5-4.8.2-5
+def test_mqtt5_shared_member_expired_by_its_session_expiry(ctx):
+    """Two persistent members offline: a message goes to one of them in
+    turn. Once one member's session expires (5.0 session expiry), every
+    message goes to the other; none is handed to the ended session."""
+    import time
+    from mqtt5 import SESSION_EXPIRY, disconnect5, read_publish5
+    b = ctx.broker()
+    for cid, expiry in (("shx-short", 1), ("shx-long", 300)):
+        c = RawClient(b.port)
+        do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, expiry)))
+        c.send(subscribe5(1, [("$share/g/shx/t", 1)]))
+        check(read_suback5(c, 1) == [1], "SUBACK")
+        c.send(disconnect5())
+        c.expect_closed(2)
+    time.sleep(2.0)  # shx-short's session has ended
+    pub = RawClient(b.port)
+    do_connect(pub, "shx-pub")
+    for i in range(6):
+        pub.send(publish5("shx/t", b"m%d" % i, qos=1, pid=i + 1))
+        check(read_ack5(pub, PUBACK) == (i + 1, 0), "PUBACK %d" % i)
+    c = RawClient(b.port)
+    sp, _, _ = do_connect(c, "shx-long", clean=False, properties=props((SESSION_EXPIRY, 300)))
+    check(sp == 1, "the long session is present")
+    got = []
+    for _ in range(6):
+        m = read_publish5(c)
+        got.append(m["payload"])
+        c.send(ack5(PUBACK, m["pid"]))
+    check(got == [b"m%d" % i for i in range(6)], "every message to the live member: %r" % got)
+    s = RawClient(b.port)
+    sp, _, _ = do_connect(s, "shx-short", clean=False, properties=props((SESSION_EXPIRY, 1)))
+    check(sp == 0, "the expired member's session is gone")
