@@ -1,12 +1,14 @@
 /*
  * Check suite for the broker's MQTT 5.0 session logic, driven in-process as
- * check_qos does: a server on the memory store, 5.0 clients on
- * socketpairs speaking through the project codec, the loop run by hand.
+ * check_qos does (the harness in tests/check_broker.h): a server on the
+ * memory store, 5.0 clients on socketpairs speaking through the project
+ * codec, the loop run by hand.
  * Durability is checked through a named memory store that outlives a
  * server (a restart), and through records written with the vtable as a
  * broker that crashed would have left them; deadlines are set in the past
  * or far in the future, so nothing here waits for a clock.
  */
+#include "check_broker.h"
 #include "client.h"
 #include "codec.h"
 #include "config.h"
@@ -18,38 +20,14 @@
 #include "util.h"
 
 #include <check.h>
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-#define MAX_PEERS 8
-#define PEER_BUF  (64 * 1024)
-
-struct peer {
-	int fd;
-	bool eof;
-	size_t len;
-	uint8_t buf[PEER_BUF];
-	uint8_t pkt[PEER_BUF]; /* the last packet popped, which rx points into */
-};
-
-struct broker {
-	struct config cfg;
-	struct log lg;
-	struct event_base *base;
-	struct server srv;
-	struct peer *peers[MAX_PEERS];
-	size_t npeers;
-};
 
 static int64_t wall_ms(void)
 {
@@ -58,123 +36,15 @@ static int64_t wall_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* The configuration of a broker on the named memory store (NULL: none);
- * broker_run starts it. */
-static void broker_config(struct broker *b, const char *store)
-{
-	memset(b, 0, sizeof(*b));
-	config_init(&b->cfg);
-	free(b->cfg.persistence_location);
-	b->cfg.persistence_location = store ? xstrdup(store) : NULL;
-	b->cfg.persistence_backend = xstrdup("memory");
-}
-
-static void broker_run(struct broker *b)
-{
-	log_init(&b->lg);
-	b->lg.dests = LOG_DEST_STDERR;
-	b->lg.mask = LOG_LEVEL_ERROR;
-	b->base = event_base_new();
-	ck_assert_ptr_nonnull(b->base);
-	ck_assert_int_eq(server_init(&b->srv, &b->cfg, &b->lg, b->base), 0);
-}
-
 static void broker_start(struct broker *b, const char *store)
 {
 	broker_config(b, store);
 	broker_run(b);
 }
 
-static void peer_close(struct broker *b, struct peer *p)
-{
-	for (size_t i = 0; i < b->npeers; i++) {
-		if (b->peers[i] == p) {
-			b->peers[i] = b->peers[--b->npeers];
-			break;
-		}
-	}
-	if (p->fd >= 0)
-		close(p->fd);
-	free(p);
-}
-
-static void broker_stop(struct broker *b)
-{
-	server_stop(&b->srv);
-	for (int i = 0; i < 4; i++)
-		event_base_loop(b->base, EVLOOP_NONBLOCK);
-	server_cleanup(&b->srv);
-	while (b->npeers)
-		peer_close(b, b->peers[0]);
-	event_base_free(b->base);
-	log_cleanup(&b->lg);
-	config_cleanup(&b->cfg);
-}
-
-static size_t peer_read(struct peer *p)
-{
-	size_t total = 0;
-	while (!p->eof && p->len < sizeof(p->buf)) {
-		ssize_t n = read(p->fd, p->buf + p->len, sizeof(p->buf) - p->len);
-		if (n > 0) {
-			p->len += (size_t)n;
-			total += (size_t)n;
-		} else if (n == 0) {
-			p->eof = true;
-		} else {
-			ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "read: %s",
-				      strerror(errno));
-			break;
-		}
-	}
-	return total;
-}
-
-static void pump(struct broker *b)
-{
-	int idle = 0;
-	for (int i = 0; i < 200 && idle < 4; i++) {
-		event_base_loop(b->base, EVLOOP_NONBLOCK);
-		size_t n = 0;
-		for (size_t k = 0; k < b->npeers; k++)
-			n += peer_read(b->peers[k]);
-		idle = n ? 0 : idle + 1;
-	}
-}
-
-static void broker_restart(struct broker *b)
-{
-	server_stop(&b->srv);
-	pump(b);
-	server_cleanup(&b->srv);
-	while (b->npeers)
-		peer_close(b, b->peers[0]);
-	ck_assert_int_eq(server_init(&b->srv, &b->cfg, &b->lg, b->base), 0);
-}
-
 static void peer_send(struct peer *p, const struct codec_packet *pk)
 {
-	uint8_t out[2048];
-	int n = codec_encode_v(CODEC_V5, pk, out, sizeof(out));
-	ck_assert_int_gt(n, 0);
-	ck_assert_int_eq(write(p->fd, out, (size_t)n), n);
-}
-
-static struct peer *peer_new(struct broker *b)
-{
-	int sv[2];
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
-	ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
-	struct sockaddr_in sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	conn_accept(b->srv.conns, sv[0], (struct sockaddr *)&sa, sizeof(sa));
-	struct peer *p = xcalloc(1, sizeof(*p));
-	p->fd = sv[1];
-	ck_assert_uint_lt(b->npeers, MAX_PEERS);
-	b->peers[b->npeers++] = p;
-	return p;
+	peer_send_v(p, CODEC_V5, pk);
 }
 
 /* Pop the next whole packet off p, decoded as 5.0 into pk (which points
@@ -232,11 +102,6 @@ static struct peer *connect5(struct broker *b, const char *id, bool clean, uint3
 	ck_assert_msg(r.u.connack.session_present == sp, "%s: session present %d", id,
 		      r.u.connack.session_present);
 	return p;
-}
-
-static struct client *known(struct broker *b, const char *id)
-{
-	return server_get_known_client(&b->srv, id, strlen(id));
 }
 
 /* The memory store's records, as a restarted broker would read them. */

@@ -1,9 +1,11 @@
 /*
  * Check suite for the QoS 1 / QoS 2 state machines in src/client.c and the
- * routing and commit gates in src/server.c, driven in-process: a server on
- * the memory store, clients on socketpairs, MQTT packets written and read
- * by the test through the project codec, the event loop run by hand.
+ * routing and commit gates in src/server.c, driven in-process (the harness
+ * in tests/check_broker.h): a server on the memory store, clients on
+ * socketpairs, MQTT packets written and read by the test through the
+ * project codec, the event loop run by hand.
  */
+#include "check_broker.h"
 #include "client.h"
 #include "conn.h"
 #include "codec.h"
@@ -15,37 +17,11 @@
 #include "util.h"
 
 #include <check.h>
-#include <errno.h>
-#include <event2/event.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
-
-#define MAX_PEERS 8
-#define PEER_BUF  (256 * 1024)
-
-/* The test's end of one connection: bytes the broker wrote, not yet
- * consumed as packets. */
-struct peer {
-	int fd;
-	bool eof;
-	size_t len;
-	uint8_t buf[PEER_BUF];
-};
-
-struct broker {
-	struct config cfg;
-	struct log lg;
-	struct event_base *base;
-	struct server srv;
-	struct peer *peers[MAX_PEERS];
-	size_t npeers;
-};
 
 /* One packet received from the broker, copied out of the peer buffer. */
 struct rx {
@@ -62,121 +38,18 @@ struct rx {
 	uint32_t ncodes;
 };
 
-/* A server on the memory store: a private one when store is NULL, else the
- * named, process-wide one that outlives a server_cleanup. */
+/* A server on the memory store (see broker_config) with these limits. */
 static void broker_start(struct broker *b, uint32_t inflight, uint32_t queued, const char *store)
 {
-	memset(b, 0, sizeof(*b));
-	config_init(&b->cfg);
-	free(b->cfg.persistence_location);
-	b->cfg.persistence_location = store ? xstrdup(store) : NULL;
-	b->cfg.persistence_backend = xstrdup("memory");
+	broker_config(b, store);
 	b->cfg.max_inflight_messages = inflight;
 	b->cfg.max_queued_messages = queued;
-	log_init(&b->lg);
-	b->lg.dests = LOG_DEST_STDERR;
-	b->lg.mask = LOG_LEVEL_ERROR;
-	b->base = event_base_new();
-	ck_assert_ptr_nonnull(b->base);
-	ck_assert_int_eq(server_init(&b->srv, &b->cfg, &b->lg, b->base), 0);
-}
-
-static void peer_close(struct broker *b, struct peer *p)
-{
-	for (size_t i = 0; i < b->npeers; i++) {
-		if (b->peers[i] == p) {
-			b->peers[i] = b->peers[--b->npeers];
-			break;
-		}
-	}
-	if (p->fd >= 0)
-		close(p->fd);
-	free(p);
-}
-
-static void broker_stop(struct broker *b)
-{
-	server_stop(&b->srv);
-	for (int i = 0; i < 4; i++)
-		event_base_loop(b->base, EVLOOP_NONBLOCK);
-	server_cleanup(&b->srv);
-	while (b->npeers)
-		peer_close(b, b->peers[0]);
-	event_base_free(b->base);
-	log_cleanup(&b->lg);
-	config_cleanup(&b->cfg);
-}
-
-/* Read everything the broker has written to p so far. Returns bytes read. */
-static size_t peer_read(struct peer *p)
-{
-	size_t total = 0;
-	while (!p->eof && p->len < sizeof(p->buf)) {
-		ssize_t n = read(p->fd, p->buf + p->len, sizeof(p->buf) - p->len);
-		if (n > 0) {
-			p->len += (size_t)n;
-			total += (size_t)n;
-		} else if (n == 0) {
-			p->eof = true;
-		} else {
-			ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "read: %s",
-				      strerror(errno));
-			break;
-		}
-	}
-	return total;
-}
-
-/* Run the loop until nothing more arrives for a few rounds (bounded):
- * commits, deferred acknowledgements and socket flushes each take a turn. */
-static void pump(struct broker *b)
-{
-	int idle = 0;
-	for (int i = 0; i < 200 && idle < 4; i++) {
-		event_base_loop(b->base, EVLOOP_NONBLOCK);
-		size_t n = 0;
-		for (size_t k = 0; k < b->npeers; k++)
-			n += peer_read(b->peers[k]);
-		idle = n ? 0 : idle + 1;
-	}
-}
-
-/* Stop the server (its store commits what it can, and keeps only what it
- * committed: a named memory store outlives it), drop every peer, and start
- * it again on the same store, as a restart of the process would. */
-static void broker_restart(struct broker *b)
-{
-	server_stop(&b->srv);
-	pump(b);
-	server_cleanup(&b->srv);
-	while (b->npeers)
-		peer_close(b, b->peers[0]);
-	ck_assert_int_eq(server_init(&b->srv, &b->cfg, &b->lg, b->base), 0);
+	broker_run(b);
 }
 
 static void peer_send(struct peer *p, const struct codec_packet *pk)
 {
-	uint8_t out[1024];
-	int n = codec_encode(pk, out, sizeof(out));
-	ck_assert_int_gt(n, 0);
-	ck_assert_int_eq(write(p->fd, out, (size_t)n), n);
-}
-
-static struct peer *peer_new(struct broker *b)
-{
-	int sv[2];
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
-	ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
-	struct sockaddr_in sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	conn_accept(b->srv.conns, sv[0], (struct sockaddr *)&sa, sizeof(sa));
-	struct peer *p = xcalloc(1, sizeof(*p));
-	p->fd = sv[1];
-	ck_assert_uint_lt(b->npeers, MAX_PEERS);
-	b->peers[b->npeers++] = p;
-	return p;
+	peer_send_v(p, CODEC_V311, pk);
 }
 
 /* Pop the next whole packet off p into r; false if none is buffered. */
@@ -568,7 +441,7 @@ START_TEST(test_outbound_qos1_puback_frees_window)
 	send_ack(sub, CODEC_PUBACK, id2);
 	pump(&b);
 	expect_none(sub);
-	ck_assert_uint_eq(server_get_known_client(&b.srv, "sub", 3)->inflight.count, 0);
+	ck_assert_uint_eq(known(&b, "sub")->inflight.count, 0);
 	broker_stop(&b);
 }
 END_TEST
@@ -607,7 +480,7 @@ START_TEST(test_outbound_qos2_flow)
 	send_ack(sub, CODEC_PUBCOMP, id2);
 	pump(&b);
 	expect_none(sub);
-	ck_assert_uint_eq(server_get_known_client(&b.srv, "sub", 3)->inflight.count, 0);
+	ck_assert_uint_eq(known(&b, "sub")->inflight.count, 0);
 	broker_stop(&b);
 }
 END_TEST
@@ -738,7 +611,7 @@ START_TEST(test_reconnect_resends_pubrel_not_publish)
 	send_ack(sub, CODEC_PUBCOMP, id2);
 	pump(&b);
 	expect_none(sub);
-	ck_assert_uint_eq(server_get_known_client(&b.srv, "sub", 3)->inflight.count, 0);
+	ck_assert_uint_eq(known(&b, "sub")->inflight.count, 0);
 
 	/* Nothing is owed any more: a reconnect resends nothing. */
 	disconnect_abruptly(&b, sub);
@@ -865,7 +738,7 @@ START_TEST(test_restart_resends_same_ids)
 	send_ack(sub, CODEC_PUBACK, idd);
 	pump(&b);
 	expect_none(sub);
-	ck_assert_uint_eq(server_get_known_client(&b.srv, "sub", 3)->inflight.count, 0);
+	ck_assert_uint_eq(known(&b, "sub")->inflight.count, 0);
 	broker_stop(&b);
 }
 END_TEST
@@ -961,7 +834,7 @@ START_TEST(test_sequence_packet_id_waits_while_in_flight)
 	send_ack(sub, CODEC_PUBACK, 2);
 	pump(&b);
 	expect_none(sub);
-	ck_assert_uint_eq(server_get_known_client(&b.srv, "sub", 3)->inflight.count, 0);
+	ck_assert_uint_eq(known(&b, "sub")->inflight.count, 0);
 	broker_stop(&b);
 }
 END_TEST
@@ -1073,7 +946,7 @@ START_TEST(test_unsolicited_acks_ignored)
 	ck_assert_uint_eq(r.type, CODEC_PINGRESP);
 	expect_none(sub);
 	ck_assert(!sub->eof);
-	struct client *c = server_get_known_client(&b.srv, "sub", 3);
+	struct client *c = known(&b, "sub");
 	ck_assert(client_is_connected(c));
 	ck_assert_uint_eq(c->inflight.count, 1); /* still owed its PUBACK */
 	send_ack(sub, CODEC_PUBACK, id);
