@@ -547,14 +547,18 @@ def _paho():
 
 
 class Paho:
-    """A paho client with a message queue and bounded waits (paho 1.x API)."""
+    """A paho client with a message queue and bounded waits (paho 1.x API).
+    mqtt5.Paho5 is the same client speaking 5.0: it overrides _new_client,
+    the callbacks that differ in 5.0, connect, subscribe, publish and
+    disconnect, and names itself in failures through name."""
+
+    name = "paho"
 
     def __init__(self, port, client_id="", clean=True, keepalive=60, will=None,
                  username=None, password=None, ctx=None):
         mqtt = _paho()
         self.port = port
-        self.c = mqtt.Client(client_id=client_id, clean_session=clean,
-                             protocol=mqtt.MQTTv311)
+        self.c = self._new_client(mqtt, client_id, clean)
         self.msgs = queue.Queue()
         self.connected = threading.Event()
         self.disconnected = threading.Event()
@@ -572,13 +576,19 @@ class Paho:
         self.c.on_message = lambda c, u, m: self.msgs.put(m)
         self.c.on_subscribe = self._on_subscribe
         self.c.on_publish = self._on_publish
-        self.c.on_disconnect = lambda c, u, rc: self.disconnected.set()
+        self.c.on_disconnect = self._on_disconnect
         if ctx is not None:
             ctx.add_cleanup(self.close)
+
+    def _new_client(self, mqtt, client_id, clean):
+        return mqtt.Client(client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
 
     def _on_connect(self, c, u, flags, rc):
         self.connack = (flags.get("session present", 0), rc)
         self.connected.set()
+
+    def _on_disconnect(self, c, u, rc):
+        self.disconnected.set()
 
     def _on_subscribe(self, c, u, mid, granted):
         with self.lock:
@@ -588,33 +598,44 @@ class Paho:
         with self.lock:
             self.acked.add(mid)
 
+    def _await_connack(self, timeout, expect_rc):
+        """After self.c.connect(): start the loop and wait for the CONNACK."""
+        self.c.loop_start()
+        check(self.connected.wait(timeout), "%s: no CONNACK within %.1fs" % (self.name, timeout))
+        if expect_rc is not None:
+            check(self.connack[1] == expect_rc,
+                  "%s: CONNACK rc %r" % (self.name, self.connack[1]))
+        return self.connack
+
+    def _await_suback(self, rc, mid, topic, timeout):
+        check(rc == 0, "%s subscribe rc %d" % (self.name, rc))
+        ok = wait_until(lambda: mid in self.subacks, timeout)
+        check(ok, "%s: no SUBACK for %r" % (self.name, topic))
+        return self.subacks[mid]
+
+    def _publish(self, topic, payload, qos, retain, timeout, wait, **kw):
+        info = self.c.publish(topic, payload, qos, retain, **kw)
+        if wait and qos > 0:
+            ok = wait_until(lambda: info.mid in self.acked, timeout)
+            check(ok, "%s: publish of %r qos %d not acknowledged" % (self.name, topic, qos))
+        return info.mid
+
     def connect(self, timeout=5.0, expect_rc=0):
         self.c.connect(HOST, self.port, self.keepalive)
-        self.c.loop_start()
-        check(self.connected.wait(timeout), "paho: no CONNACK within %.1fs" % timeout)
-        if expect_rc is not None:
-            check(self.connack[1] == expect_rc, "paho: CONNACK rc %d" % self.connack[1])
-        return self.connack
+        return self._await_connack(timeout, expect_rc)
 
     def subscribe(self, topic, qos=0, timeout=5.0):
         rc, mid = self.c.subscribe(topic, qos)
-        check(rc == 0, "paho subscribe rc %d" % rc)
-        ok = wait_until(lambda: mid in self.subacks, timeout)
-        check(ok, "paho: no SUBACK for %r" % (topic,))
-        return self.subacks[mid]
+        return self._await_suback(rc, mid, topic, timeout)
 
     def publish(self, topic, payload, qos=0, retain=False, timeout=5.0, wait=True):
-        info = self.c.publish(topic, payload, qos, retain)
-        if wait and qos > 0:
-            ok = wait_until(lambda: info.mid in self.acked, timeout)
-            check(ok, "paho: publish of %r qos %d not acknowledged" % (topic, qos))
-        return info.mid
+        return self._publish(topic, payload, qos, retain, timeout, wait)
 
     def get(self, timeout=3.0):
         try:
             return self.msgs.get(timeout=timeout)
         except queue.Empty:
-            raise TestFailure("paho: no message within %.1fs" % timeout)
+            raise TestFailure("%s: no message within %.1fs" % (self.name, timeout))
 
     def get_n(self, n, timeout=5.0):
         end = time.monotonic() + timeout
@@ -622,7 +643,7 @@ class Paho:
         while len(out) < n:
             left = end - time.monotonic()
             if left <= 0:
-                raise TestFailure("paho: got %d of %d messages" % (len(out), n))
+                raise TestFailure("%s: got %d of %d messages" % (self.name, len(out), n))
             try:
                 out.append(self.msgs.get(timeout=left))
             except queue.Empty:
@@ -638,7 +659,7 @@ class Paho:
             return m
         except queue.Empty:
             check(not self.disconnected.is_set(),
-                  "paho: disconnected by the broker while waiting for silence")
+                  "%s: disconnected by the broker while waiting for silence" % self.name)
             return None
 
     def disconnect(self):

@@ -3,12 +3,10 @@ property blocks (built and parsed here, independently of the broker's
 codec), and a paho client speaking protocol=MQTTv5 with bounded waits.
 Not a test module itself (no test_ prefix)."""
 
-import queue
 import struct
-import threading
 
-from harness import (CONNACK, DISCONNECT, HOST, PUBLISH, SUBACK, UNSUBACK, TestFailure, check,
-                     mstr, packet, varint, wait_until)
+from harness import (CONNACK, DISCONNECT, HOST, PUBLISH, SUBACK, UNSUBACK, Paho, check, mstr,
+                     packet, varint)
 
 # Property identifiers (MQTT 5.0 section 2.2.2.2) and their types.
 PAYLOAD_FORMAT, MESSAGE_EXPIRY, CONTENT_TYPE, RESPONSE_TOPIC, CORRELATION_DATA = \
@@ -223,29 +221,20 @@ def _paho():
     return mqtt, Properties, PacketTypes, SubscribeOptions
 
 
-class Paho5:
-    """A paho client speaking MQTT 5.0 with a message queue and bounded waits."""
+class Paho5(Paho):
+    """A paho client speaking MQTT 5.0 with a message queue and bounded waits:
+    harness.Paho with 5.0 properties, subscription options and reason
+    codes."""
+
+    name = "paho5"
 
     def __init__(self, port, client_id="", keepalive=60, ctx=None):
         mqtt, self.Properties, self.PacketTypes, self.SubscribeOptions = _paho()
-        self.port = port
-        self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
-        self.msgs = queue.Queue()
-        self.connected = threading.Event()
-        self.disconnected = threading.Event()
         self.disconnect_reason = None
-        self.connack = None
-        self.subacks = {}
-        self.acked = set()
-        self.lock = threading.Lock()
-        self.keepalive = keepalive
-        self.c.on_connect = self._on_connect
-        self.c.on_message = lambda c, u, m: self.msgs.put(m)
-        self.c.on_subscribe = self._on_subscribe
-        self.c.on_publish = self._on_publish
-        self.c.on_disconnect = self._on_disconnect
-        if ctx is not None:
-            ctx.add_cleanup(self.close)
+        super().__init__(port, client_id, keepalive=keepalive, ctx=ctx)
+
+    def _new_client(self, mqtt, client_id, clean):
+        return mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
 
     def _on_connect(self, c, u, flags, rc, properties=None):
         self.connack = (flags.get("session present", 0), rc.value if hasattr(rc, "value")
@@ -260,10 +249,6 @@ class Paho5:
         with self.lock:
             self.subacks[mid] = [x.value if hasattr(x, "value") else x for x in codes]
 
-    def _on_publish(self, c, u, mid):
-        with self.lock:
-            self.acked.add(mid)
-
     def props(self, ptype, **kw):
         p = self.Properties(getattr(self.PacketTypes, ptype))
         for k, v in kw.items():
@@ -277,11 +262,7 @@ class Paho5:
     def connect(self, timeout=5.0, expect_rc=0, clean_start=True, **props):
         self.c.connect(HOST, self.port, self.keepalive, clean_start=clean_start,
                        properties=self.props("CONNECT", **props) if props else None)
-        self.c.loop_start()
-        check(self.connected.wait(timeout), "paho5: no CONNACK within %.1fs" % timeout)
-        if expect_rc is not None:
-            check(self.connack[1] == expect_rc, "paho5: CONNACK reason %r" % (self.connack[1],))
-        return self.connack
+        return self._await_connack(timeout, expect_rc)
 
     def subscribe(self, topic, qos=0, no_local=False, retain_as_published=False,
                   retain_handling=0, sub_id=None, timeout=5.0):
@@ -290,31 +271,11 @@ class Paho5:
                                   retainHandling=retain_handling)
         p = self.props("SUBSCRIBE", SubscriptionIdentifier=sub_id) if sub_id else None
         rc, mid = self.c.subscribe(topic, options=o, properties=p)
-        check(rc == 0, "paho5 subscribe rc %d" % rc)
-        check(wait_until(lambda: mid in self.subacks, timeout), "paho5: no SUBACK for %r" % topic)
-        return self.subacks[mid]
+        return self._await_suback(rc, mid, topic, timeout)
 
     def publish(self, topic, payload, qos=0, retain=False, timeout=5.0, wait=True, **props):
         p = self.props("PUBLISH", **props) if props else None
-        info = self.c.publish(topic, payload, qos, retain, properties=p)
-        if wait and qos > 0:
-            check(wait_until(lambda: info.mid in self.acked, timeout),
-                  "paho5: publish of %r qos %d not acknowledged" % (topic, qos))
-        return info.mid
-
-    def get(self, timeout=3.0):
-        try:
-            return self.msgs.get(timeout=timeout)
-        except queue.Empty:
-            raise TestFailure("paho5: no message within %.1fs" % timeout)
-
-    def none(self, timeout=0.5):
-        try:
-            return self.msgs.get(timeout=timeout)
-        except queue.Empty:
-            check(not self.disconnected.is_set(),
-                  "paho5: disconnected by the broker while waiting for silence")
-            return None
+        return self._publish(topic, payload, qos, retain, timeout, wait, properties=p)
 
     def disconnect(self, reason=0, **props):
         from paho.mqtt.reasoncodes import ReasonCodes
@@ -323,13 +284,3 @@ class Paho5:
                           properties=self.props("DISCONNECT", **props) if props else None)
         self.disconnected.wait(2.0)
         self.c.loop_stop()
-
-    def close(self):
-        try:
-            self.c.disconnect()
-        except Exception:
-            pass
-        try:
-            self.c.loop_stop()
-        except Exception:
-            pass
