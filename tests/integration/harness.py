@@ -312,8 +312,10 @@ def packet(first_byte, body):
 
 def connect_packet(client_id, clean=True, keepalive=60, will=None, username=None,
                    password=None, proto_name="MQTT", level=4, flags_extra=0,
-                   raw_client_id=None):
-    """will = (topic, payload, qos, retain)."""
+                   raw_client_id=None, properties=b"", will_properties=b""):
+    """will = (topic, payload, qos, retain). properties and will_properties:
+    5.0 property blocks (with their length), written where level 5 has
+    them; empty for 3.1 and 3.1.1."""
     flags = flags_extra
     if clean:
         flags |= 0x02
@@ -321,14 +323,15 @@ def connect_packet(client_id, clean=True, keepalive=60, will=None, username=None
     if will:
         topic, msg, qos, retain = will
         flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += mstr(topic) + mstr(msg)
+        payload += will_properties + mstr(topic) + mstr(msg)
     if username is not None:
         flags |= 0x80
         payload += mstr(username)
     if password is not None:
         flags |= 0x40
         payload += mstr(password)
-    body = mstr(proto_name) + bytes([level, flags]) + struct.pack("!H", keepalive) + payload
+    body = (mstr(proto_name) + bytes([level, flags]) + struct.pack("!H", keepalive) + properties +
+            payload)
     return packet(0x10, body)
 
 
@@ -362,8 +365,9 @@ def ack_packet(kind, pid):
     return bytes([fb, 2]) + struct.pack("!H", pid)
 
 
-def parse_publish(flags, body):
-    """Returns dict(topic, payload, qos, retain, dup, pid)."""
+def parse_publish_head(flags, body):
+    """The topic, QoS and packet id (None at QoS 0) of a PUBLISH body, and
+    the offset after them (3.1.1: the payload; 5.0: the properties)."""
     tl = struct.unpack("!H", body[:2])[0]
     topic = body[2:2 + tl].decode("utf-8")
     qos = (flags >> 1) & 3
@@ -372,6 +376,12 @@ def parse_publish(flags, body):
     if qos:
         pid = struct.unpack("!H", body[off:off + 2])[0]
         off += 2
+    return topic, qos, pid, off
+
+
+def parse_publish(flags, body):
+    """Returns dict(topic, payload, qos, retain, dup, pid)."""
+    topic, qos, pid, off = parse_publish_head(flags, body)
     return dict(topic=topic, payload=bytes(body[off:]), qos=qos, retain=bool(flags & 1),
                 dup=bool(flags & 8), pid=pid)
 

@@ -5,8 +5,8 @@ Not a test module itself (no test_ prefix)."""
 
 import struct
 
-from harness import (CONNACK, DISCONNECT, HOST, PUBLISH, SUBACK, UNSUBACK, Paho, check, mstr,
-                     packet, varint)
+from harness import (CONNACK, DISCONNECT, HOST, PUBLISH, SUBACK, UNSUBACK, Paho, check,
+                     connect_packet, mstr, packet, parse_publish_head, varint)
 
 # Property identifiers (MQTT 5.0 section 2.2.2.2) and their types.
 PAYLOAD_FORMAT, MESSAGE_EXPIRY, CONTENT_TYPE, RESPONSE_TOPIC, CORRELATION_DATA = \
@@ -97,20 +97,8 @@ def parse_props(b, off=0):
 def connect5(client_id, clean=True, keepalive=60, properties=b"\x00", will=None,
              will_properties=b"\x00", username=None, password=None):
     """A 5.0 CONNECT; will = (topic, payload, qos, retain)."""
-    flags = 0x02 if clean else 0
-    payload = mstr(client_id)
-    if will:
-        topic, msg, qos, retain = will
-        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += will_properties + mstr(topic) + mstr(msg)
-    if username is not None:
-        flags |= 0x80
-        payload += mstr(username)
-    if password is not None:
-        flags |= 0x40
-        payload += mstr(password)
-    body = mstr("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive) + properties + payload
-    return packet(0x10, body)
+    return connect_packet(client_id, clean, keepalive, will, username, password, level=5,
+                          properties=properties, will_properties=will_properties)
 
 
 def publish5(topic, payload=b"", qos=0, retain=False, pid=1, properties=b"\x00", dup=False):
@@ -165,14 +153,7 @@ def do_connect(c, client_id, expect_reason=0, **kw):
 
 
 def parse_publish5(flags, body):
-    tl = struct.unpack("!H", body[:2])[0]
-    topic = body[2:2 + tl].decode("utf-8")
-    qos = (flags >> 1) & 3
-    off = 2 + tl
-    pid = None
-    if qos:
-        pid = struct.unpack("!H", body[off:off + 2])[0]
-        off += 2
+    topic, qos, pid, off = parse_publish_head(flags, body)
     pr, off = parse_props(body, off)
     return dict(topic=topic, payload=bytes(body[off:]), qos=qos, retain=bool(flags & 1),
                 dup=bool(flags & 8), pid=pid, props=pr)
