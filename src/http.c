@@ -92,6 +92,15 @@ static void http_json_ok(struct evhttp_request *req, struct evbuffer *b)
 	http_reply(req, 200, "application/json", b);
 }
 
+/* A small JSON answer given as text. */
+static void http_json_text(struct evhttp_request *req, const char *json)
+{
+	struct evbuffer *b = evbuffer_new();
+	evbuffer_add_printf(b, "%s\n", json);
+	http_json_ok(req, b);
+	evbuffer_free(b);
+}
+
 /* ---- the samples of the chart ---- */
 
 static void http_sample(evutil_socket_t fd, short what, void *arg)
@@ -117,9 +126,15 @@ static void http_sample(evutil_socket_t fd, short what, void *arg)
 
 /* ---- read-only endpoints ---- */
 
+/* A commit running longer than this (a hung disk, a silent link) makes
+ * the broker not ready, as a failing one does. */
+#define HTTP_COMMIT_STALL_NS (10 * 1000000000ull)
+
 static bool http_ready(const struct server *srv)
 {
-	return !srv->stopping && (!srv->store || store_is_healthy(srv->store)) &&
+	return !srv->stopping &&
+	       (!srv->store || (store_is_healthy(srv->store) &&
+				store_commit_running_ns(srv->store) < HTTP_COMMIT_STALL_NS)) &&
 	       conn_set_listening(srv->conns);
 }
 
@@ -349,7 +364,7 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 		} else {
 			log_write(srv->log, LOG_LEVEL_NOTICE,
 				  "admin API: retained message of '%s' cleared", topic);
-			http_text(req, 200, "{\"cleared\":true}");
+			http_json_text(req, "{\"cleared\":true}");
 		}
 		free(topic);
 		return;
@@ -377,7 +392,7 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 			/* Not the client's DISCONNECT: its will is due. */
 			conn_disconnect(c->conn, HTTP_RC_ADMINISTRATIVE,
 					"disconnected through the admin API", true);
-			http_text(req, 200, "{\"disconnected\":true}");
+			http_json_text(req, "{\"disconnected\":true}");
 		}
 	} else if (cmd == EVHTTP_REQ_GET) {
 		http_show_session(h, req, c);
@@ -388,7 +403,7 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 			log_write(srv->log, LOG_LEVEL_NOTICE, "admin API: deleting session %s",
 				  c->id);
 			client_discard(c);
-			http_text(req, 200, "{\"deleted\":true}");
+			http_json_text(req, "{\"deleted\":true}");
 		}
 	} else {
 		http_json_error(req, 405, "GET or DELETE");

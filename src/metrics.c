@@ -263,6 +263,10 @@ void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
 		     "Seconds since the store last had everything durable.");
 	evbuffer_add_printf(out, "cairn_store_last_commit_age_seconds %.3f\n",
 			    m.since_commit_seconds);
+	metrics_head(out, "cairn_store_commit_running_seconds", "gauge",
+		     "How long the commit in flight has been running; 0: none.");
+	evbuffer_add_printf(out, "cairn_store_commit_running_seconds %.3f\n",
+			    (double)store_commit_running_ns(srv->store) / 1e9);
 	metrics_one(out, "cairn_store_held_writes", "gauge",
 		    "Writes waiting in the core for a failing store.",
 		    store_held_writes(srv->store));

@@ -175,6 +175,11 @@ const struct store_stats *store_get_stats(const struct store *s)
 	return &s->stats;
 }
 
+uint64_t store_commit_running_ns(const struct store *s)
+{
+	return s->in_flight ? store_now_ns() - s->commit_t0 : 0;
+}
+
 const char *cairn_strerror(int err)
 {
 	switch (err) {

@@ -134,6 +134,8 @@ struct store_stats {
 const struct store_stats *store_get_stats(const struct store *s);
 /* CLOCK_MONOTONIC in ns (for store_stats.last_ok_ns). */
 uint64_t store_now_ns(void);
+/* How long the commit in flight has been running (ns); 0 when none is. */
+uint64_t store_commit_running_ns(const struct store *s);
 
 #ifdef CAIRN_FAULT_INJECTION
 /* Test-time fault injection, compiled only with --enable-fault-injection

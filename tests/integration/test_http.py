@@ -43,8 +43,10 @@ def _get(port, path, method="GET", token=None, timeout=5):
 
 
 def _json(port, path, method="GET", token=None, want=200):
-    st, body, _ = _get(port, path, method, token)
+    st, body, hdr = _get(port, path, method, token)
     check(st == want, "%s %s: status %d, want %d: %r" % (method, path, st, want, body[:300]))
+    check(hdr.get("Content-Type") == "application/json",
+          "%s %s: content type %r" % (method, path, hdr.get("Content-Type")))
     return json.loads(body)
 
 
@@ -253,8 +255,8 @@ def test_http_health_and_readiness(ctx):
     pids = iter(range(1, 1000))
 
     def not_ready():
-        # Each QoS 1 message of a persistent session needs a commit.
-        pub.send(publish_packet("rz/t", b"x", qos=1, pid=next(pids)))
+        # A retained message is a store write: each needs a commit.
+        pub.send(publish_packet("rz/t", b"x", qos=1, pid=next(pids), retain=True))
         return _get(hp, "/readyz")[0] == 503
     check(wait_until(not_ready, 10, step=0.2),
           "readyz did not turn 503 with redis-server dead; log:\n" + b.log_tail())
