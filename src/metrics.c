@@ -238,6 +238,13 @@ void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
 		metrics_label_value(out, m.top[i].client_id);
 		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m.top[i].messages);
 	}
+	metrics_head(out, "cairn_session_queued_bytes", "gauge",
+		     "Queued payload bytes of the same sessions.");
+	for (size_t i = 0; i < m.ntop; i++) {
+		evbuffer_add(out, "cairn_session_queued_bytes{client_id=\"", 38);
+		metrics_label_value(out, m.top[i].client_id);
+		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m.top[i].bytes);
+	}
 
 	if (!srv->store)
 		return;

@@ -221,6 +221,9 @@ def test_http_metrics_follow_traffic(ctx):
     # mt-offline holds the 5 QoS 1/2 messages (QoS 0 is not queued offline).
     check(_value(f, "cairn_session_queued_messages", client_id="mt-offline") == 5,
           "largest queue: mt-offline with 5")
+    # 3 QoS 1 of 20 bytes and 2 QoS 2 of 30 bytes, all waiting for it.
+    check(_value(f, "cairn_session_queued_bytes", client_id="mt-offline") == 3 * 20 + 2 * 30,
+          "largest queue's bytes")
     check(_value(f, "cairn_received_bytes_total") > 0 and
           _value(f, "cairn_sent_bytes_total") > 0, "wire bytes counted")
     commits = _value(f, "cairn_store_commits_total")
