@@ -89,6 +89,8 @@ struct config {
 	int log_mask;                          /* log_type bits; default LOG_LEVEL_DEFAULT_MASK */
 	bool verbose;                          /* -v on the command line: debug lines too */
 	struct config_option *options;         /* other recognised keys, in file order */
+	char *user;     /* started as root: become this user once the listeners are open */
+	char *pid_file; /* written at start-up, removed at exit; NULL: none */
 };
 
 void config_init(struct config *c);

@@ -120,6 +120,10 @@ struct conn {
 	bool full;    /* output above the high mark: not read, owner waits */
 	bool ack_due; /* CONNACK sent: acknowledge the next read without reply now */
 	char addr[48];
+	void *auth;                 /* the upper layer's enhanced authentication, or NULL */
+	void (*auth_free)(void *);  /* releases auth when the connection is freed */
+	const uint8_t *pkt;         /* the packet the packet hook is handling, or NULL */
+	uint32_t pkt_hlen, pkt_len; /* its fixed header's and body's lengths */
 };
 
 struct conn_set {
@@ -251,6 +255,28 @@ void conn_accepted(struct conn *cn, uint16_t keepalive)
 	conn_set_state(cn, CONN_ACTIVE);
 }
 
+void conn_set_auth(struct conn *cn, void *auth, void (*free_fn)(void *))
+{
+	assert(!cn->auth);
+	cn->auth = auth;
+	cn->auth_free = free_fn;
+}
+
+void *conn_auth(const struct conn *cn)
+{
+	return cn->auth;
+}
+
+bool conn_packet_bytes(const struct conn *cn, uint8_t *hdr, const uint8_t **body, size_t *len)
+{
+	if (!cn->pkt)
+		return false;
+	*hdr = cn->pkt[0];
+	*body = cn->pkt + cn->pkt_hlen;
+	*len = cn->pkt_len;
+	return true;
+}
+
 uint8_t conn_version(const struct conn *cn)
 {
 	return cn->version;
@@ -377,6 +403,8 @@ static void conn_free(struct conn *cn)
 		ERR_clear_error();
 	}
 	free(cn->tls_username);
+	if (cn->auth_free)
+		cn->auth_free(cn->auth);
 	if (cn->lis)
 		cn->lis->nconns--;
 	set->stats.current--;
@@ -714,7 +742,10 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 	while (off < len && conn_may_read(cn)) {
 		const uint8_t *p = buf + off;
 		size_t avail = len - off;
-		bool first = cn->state == CONN_AWAIT_CONNECT;
+		/* With an enhanced authentication exchange under way, AUTH
+		 * packets (and whatever else the client sends, which the
+		 * protocol refuses) come before conn_accepted(). */
+		bool first = cn->state == CONN_AWAIT_CONNECT && !cn->auth;
 		if (first && (p[0] >> 4) != CODEC_CONNECT) {
 			conn_close(cn, "first packet is not CONNECT", false);
 			break;
@@ -742,7 +773,8 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 			cn->version = CODEC_V5; /* the connection speaks 5.0 from here on */
 		struct codec_packet pk;
 		rc = codec_decode_v(cn->version, p[0], p + h.header_len, h.remaining, &pk);
-		if (first && cn->version == CODEC_V5 && rc != CODEC_OK && rc != CODEC_EPROTONAME) {
+		if (cn->state == CONN_AWAIT_CONNECT && cn->version == CODEC_V5 && rc != CODEC_OK &&
+		    rc != CODEC_EPROTONAME) {
 			conn_refuse_connect5(cn, rc);
 			break;
 		}
@@ -759,7 +791,11 @@ static size_t conn_process(struct conn *cn, const uint8_t *buf, size_t len)
 			break;
 		}
 		off += total;
+		cn->pkt = p;
+		cn->pkt_hlen = (uint32_t)h.header_len;
+		cn->pkt_len = h.remaining;
 		set->hooks.packet(set->arg, cn, &pk);
+		cn->pkt = NULL;
 	}
 	return off;
 }
@@ -1023,7 +1059,11 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		case CONN_AWAIT_CONNECT:
 			if (conn_since(now, cn->accepted_ms) >=
 			    (uint64_t)set->cfg->connect_timeout * 1000)
-				conn_close(cn, "no CONNECT within connect_timeout", false);
+				conn_close(cn,
+					   cn->auth
+					       ? "authentication not done within connect_timeout"
+					       : "no CONNECT within connect_timeout",
+					   false);
 			break;
 		case CONN_ACTIVE:
 		case CONN_PAUSED:

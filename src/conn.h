@@ -33,7 +33,8 @@ struct sockaddr;
  */
 struct conn_hooks {
 	/* One whole, decoded packet arrived. Before conn_accepted() it is
-	 * always a CONNECT. */
+	 * always a CONNECT, unless conn_set_auth() gave the connection an
+	 * enhanced authentication exchange: then any packet may follow. */
 	void (*packet)(void *arg, struct conn *cn, const struct codec_packet *pk);
 	/* The connection is closing and will read nothing more; detach its
 	 * owner (conn.c has logged reason already when there is none). Runs
@@ -98,6 +99,21 @@ void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int sa
 /* The upper layer's object for this connection (NULL until set). */
 void *conn_owner(const struct conn *cn);
 void conn_set_owner(struct conn *cn, void *owner);
+
+/*
+ * Enhanced authentication (MQTT 5.0 section 4.12): auth is the upper
+ * layer's state for it, owned by the connection from now on and released
+ * with free_fn when the connection is freed. Set at most once. While the
+ * connection awaits conn_accepted(), packets after the CONNECT are passed
+ * up too, and connect_timeout still bounds the whole exchange.
+ */
+void conn_set_auth(struct conn *cn, void *auth, void (*free_fn)(void *));
+/* The state given to conn_set_auth(), or NULL. */
+void *conn_auth(const struct conn *cn);
+/* Inside the packet hook: the packet's raw bytes (the fixed header's first
+ * byte, and the body after the remaining length), valid until the hook
+ * returns. False outside the hook. */
+bool conn_packet_bytes(const struct conn *cn, uint8_t *hdr, const uint8_t **body, size_t *len);
 
 /* CONNECT was accepted: the connection is open for every packet type, and
  * keep-alive is enforced at 1.5 x keepalive seconds (0: never). */

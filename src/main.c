@@ -12,6 +12,7 @@
 #include "log.h"
 #include "security.h"
 #include "server.h"
+#include "service.h"
 #include "tls.h"
 #include "util.h"
 
@@ -21,8 +22,9 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: cairn [-c FILE] [-p PORT] [-v] [-t] [-h] [--version]\n"
+	fputs("usage: cairn [-c FILE] [-p PORT] [-d] [-v] [-t] [-h] [--version]\n"
 	      "  -c FILE    read the configuration from FILE\n"
+	      "  -d         run in the background (returns once the broker serves)\n"
 	      "  -p PORT    also listen on 127.0.0.1:PORT\n"
 	      "  -v         verbose: log everything, debug included\n"
 	      "  -t         test the configuration and exit\n"
@@ -93,7 +95,7 @@ int main(int argc, char **argv)
 {
 	const char *conf_path = NULL;
 	uint16_t port = 0;
-	bool verbose = false, test_only = false;
+	bool verbose = false, test_only = false, daemonize = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -104,6 +106,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "cairn: -p: not a port number: '%s'\n", argv[i]);
 				return 1;
 			}
+		} else if (strcmp(a, "-d") == 0) {
+			daemonize = true;
 		} else if (strcmp(a, "-v") == 0) {
 			verbose = true;
 		} else if (strcmp(a, "-t") == 0) {
@@ -136,6 +140,16 @@ int main(int argc, char **argv)
 	if (!cfg.listeners)
 		config_add_listener(&cfg, "127.0.0.1", 1883);
 
+	/* -d before anything is opened: the daemon opens the log, the store
+	 * and the listeners itself. */
+	struct service svc;
+	service_init(&svc);
+	if (daemonize && service_daemonize(&svc, cfg.log_dests & LOG_DEST_STDOUT,
+					   cfg.log_dests & LOG_DEST_STDERR) != 0) {
+		config_cleanup(&cfg);
+		return 1;
+	}
+
 	struct log lg;
 	log_init(&lg);
 	lg.dests = cfg.log_dests;
@@ -156,13 +170,28 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct server srv;
+	struct server srv = {0}; /* server_cleanup may run without server_init */
 	int rc = 0;
 	log_write(&lg, LOG_LEVEL_NOTICE, "cairn %s starting%s%s", PACKAGE_VERSION,
 		  conf_path ? " with " : "", conf_path ? conf_path : "");
-	if (server_init(&srv, &cfg, &lg, base) != 0) {
+	service_status(&svc, "restoring the store and opening the listeners");
+	/* Start-up order: the log, opened with the rights cairn was started
+	 * with; then, started as root with user set, files are reached with
+	 * the user's rights (the store, password, ACL and TLS files, the pid
+	 * file) while listeners can still bind any port; the store restored,
+	 * the listeners opened, the pid file written; the drop to user for
+	 * good; READY=1 last. */
+	if (service_user_prepare(&svc, &lg, cfg.user) != 0 ||
+	    server_init(&srv, &cfg, &lg, base) != 0 ||
+	    (cfg.pid_file && service_write_pid(&svc, &lg, cfg.pid_file) != 0) ||
+	    service_drop_privileges(&svc, &lg) != 0) {
 		rc = 1;
 	} else {
+		char status[200];
+		snprintf(status, sizeof(status), "serving; %zu sessions restored",
+			 srv.clients.count);
+		srv.service = &svc;
+		service_ready(&svc, base, &lg, status);
 		event_base_dispatch(base);
 		log_write(&lg, LOG_LEVEL_NOTICE,
 			  "stopped: %llu messages received, %llu sent, %llu dropped, "
@@ -173,6 +202,7 @@ int main(int argc, char **argv)
 			  (unsigned long long)srv.stats.auth_failures);
 	}
 	server_cleanup(&srv);
+	service_cleanup(&svc);
 	event_base_free(base);
 	log_cleanup(&lg);
 	config_cleanup(&cfg);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authmeth.h"
 #include "cairn/store.h"
 #include "client.h"
 #include "codec.h"
@@ -40,6 +41,19 @@
 #define PROTOCOL_RC_FILTER_INVALID  0x8F
 #define PROTOCOL_RC_PID_NOT_FOUND   0x92
 #define PROTOCOL_RC_QUOTA_EXCEEDED  0x97
+/* Authenticate Reason Codes (5.0 section 3.15.2.1). */
+#define PROTOCOL_RC_AUTH_SUCCESS  0x00
+#define PROTOCOL_RC_AUTH_CONTINUE 0x18
+#define PROTOCOL_RC_AUTH_REAUTH   0x19
+
+/* What an enhanced authentication method concluded, for the CONNECT it
+ * ran on (NULL when the CONNECT named no method). */
+struct protocol_authed {
+	const struct authmeth *m;
+	const char *username; /* authenticated, or NULL: anonymous */
+	const uint8_t *data;  /* final Authentication Data for the CONNACK, or NULL */
+	size_t data_len;
+};
 
 /* The 5.0 reason code for a 3.1.1 CONNACK return code. */
 static uint8_t protocol_connack_reason5(uint8_t rc)
@@ -102,12 +116,17 @@ static uint16_t protocol_receive_max(const struct config *cfg)
 /* The accepting 5.0 CONNACK with the properties that tell the client the
  * broker's limits and capabilities (5.0 section 3.2.2.3). */
 static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, const char *assigned,
-			      size_t assigned_len, bool ka_capped, uint16_t ka)
+			      size_t assigned_len, bool ka_capped, uint16_t ka,
+			      const struct protocol_authed *authed)
 {
 	const struct config *cfg = srv->cfg;
-	uint8_t pb[256]; /* the assigned id is cairn's own, under 64 bytes */
+	uint8_t stack[256]; /* the assigned id is cairn's own, under 64 bytes */
+	size_t cap = sizeof(stack);
+	if (authed) /* the method's name and final data come on top */
+		cap += strlen(authed->m->name) + authed->data_len + 16;
+	uint8_t *pb = cap <= sizeof(stack) ? stack : xmalloc(cap);
 	struct codec_propbuf b;
-	codec_propbuf_init(&b, pb, sizeof(pb));
+	codec_propbuf_init(&b, pb, cap);
 	uint16_t rm = protocol_receive_max(cfg);
 	if (rm != 65535)
 		codec_propbuf_add_int(&b, CODEC_PROP_RECEIVE_MAX, rm);
@@ -123,11 +142,24 @@ static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, cons
 		codec_propbuf_add_int(&b, CODEC_PROP_SERVER_KEEPALIVE, ka);
 	if (assigned)
 		codec_propbuf_add_str(&b, CODEC_PROP_ASSIGNED_CLIENT_ID, assigned, assigned_len);
+	if (authed) {
+		/* The success repeats the CONNECT's method [MQTT5-4.12.0-5]. */
+		codec_propbuf_add_str(&b, CODEC_PROP_AUTH_METHOD, authed->m->name,
+				      strlen(authed->m->name));
+		if (authed->data)
+			codec_propbuf_add_str(&b, CODEC_PROP_AUTH_DATA, authed->data,
+					      authed->data_len);
+	}
 	assert(b.err == CODEC_OK);
-	uint8_t out[sizeof(pb) + 16];
-	int n = codec_v5_encode_connack(sp, 0, pb, b.len, out, sizeof(out));
+	uint8_t ostack[sizeof(stack) + 16];
+	uint8_t *out = pb == stack ? ostack : xmalloc(cap + 16);
+	int n = codec_v5_encode_connack(sp, 0, pb, b.len, out, cap + 16);
 	assert(n > 0);
 	conn_write(cn, out, (size_t)n);
+	if (pb != stack) {
+		free(out);
+		free(pb);
+	}
 }
 
 /* $SYS and $CONTROL belong to the broker: no client publishes there, as
@@ -158,7 +190,8 @@ static bool protocol_will_allowed(const struct security *s, const char *id, size
 }
 
 static int protocol_login(struct server *srv, struct conn *cn, const struct codec_connect *p,
-			  const char *id, size_t id_len, char **username)
+			  const char *id, size_t id_len, char **username,
+			  const struct protocol_authed *authed)
 {
 	const struct config_listener *l = conn_listener(cn);
 	const struct security *s = security_for(&srv->security, l);
@@ -174,6 +207,16 @@ static int protocol_login(struct server *srv, struct conn *cn, const struct code
 		rc = u ? SECURITY_LOGIN_OK : SECURITY_LOGIN_NOT_AUTHORIZED;
 		if (u)
 			*username = xstrdup(u);
+	} else if (authed) {
+		/* The enhanced authentication method checked the client: its
+		 * username is the one the method names, held to the ACL like
+		 * a password user; none is an anonymous login. */
+		why = "the authentication method names no user and anonymous clients are not "
+		      "allowed";
+		rc = authed->username || s->allow_anonymous ? SECURITY_LOGIN_OK
+							    : SECURITY_LOGIN_NOT_AUTHORIZED;
+		if (authed->username)
+			*username = xstrdup(authed->username);
 	} else {
 		rc = security_login(s, p, &why);
 		if (rc == SECURITY_LOGIN_OK && p->has_username)
@@ -194,7 +237,10 @@ static int protocol_login(struct server *srv, struct conn *cn, const struct code
 	return -1;
 }
 
-static void protocol_connect(struct server *srv, struct conn *cn, const struct codec_connect *p)
+static void protocol_auth_begin(struct server *srv, struct conn *cn, const struct codec_connect *p);
+
+static void protocol_connect(struct server *srv, struct conn *cn, const struct codec_connect *p,
+			     const struct protocol_authed *authed)
 {
 	const struct config *cfg = srv->cfg;
 	char idbuf[64];
@@ -206,10 +252,10 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	bool persistent = v5 ? p->props.session_expiry != 0 : !p->clean_session;
 	bool assigned = false;
 
-	if (v5 && CODEC_PROP_HAS(&p->props, CODEC_PROP_AUTH_METHOD)) {
-		/* No enhanced authentication method is supported
-		 * [MQTT5-4.12.0-1]. */
-		protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED, PROTOCOL_RC_BAD_AUTH_METHOD);
+	if (v5 && CODEC_PROP_HAS(&p->props, CODEC_PROP_AUTH_METHOD) && !authed) {
+		/* Enhanced authentication first: the CONNECT goes on once the
+		 * method has said who the client is (5.0 section 4.12). */
+		protocol_auth_begin(srv, cn, p);
 		return;
 	}
 	if (v5 && p->will_flag && p->will_props.payload_format == 1 &&
@@ -229,7 +275,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		assigned = true;
 	}
 	char *username;
-	if (protocol_login(srv, cn, p, id, id_len, &username) != 0)
+	if (protocol_login(srv, cn, p, id, id_len, &username, authed) != 0)
 		return;
 	/* The codec checked the will topic as it checks a PUBLISH's. */
 	if (p->will_flag && !topic_levels_ok(p->will_topic.ptr, p->will_topic.len)) {
@@ -352,7 +398,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		  session_present ? ", session resumed" : "", drops);
 	if (v5)
 		protocol_connack5(srv, cn, session_present, assigned ? id : NULL, id_len, ka_capped,
-				  ka);
+				  ka, authed);
 	else
 		protocol_send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
 	client_pump(c);
@@ -670,16 +716,227 @@ static void protocol_disconnect5(struct conn *cn, struct client *c, const struct
 	conn_close(cn, will ? "client sent DISCONNECT with will" : "client sent DISCONNECT", will);
 }
 
+/* ---- enhanced authentication (5.0 section 4.12) ---- */
+
+/* Send AUTH with reason, s's method and data (NULL: none) [MQTT5-4.12.0-5].
+ * Returns false, having sent nothing, when the packet would exceed the
+ * client's Maximum Packet Size [MQTT5-3.1.2-24]. */
+static bool protocol_send_auth(struct conn *cn, const struct authmeth_session *s, uint8_t reason,
+			       const uint8_t *data, size_t len)
+{
+	size_t cap = strlen(s->m->name) + len + 16;
+	uint8_t *pb = xmalloc(cap), *out = xmalloc(cap + 16);
+	struct codec_propbuf b;
+	codec_propbuf_init(&b, pb, cap);
+	codec_propbuf_add_str(&b, CODEC_PROP_AUTH_METHOD, s->m->name, strlen(s->m->name));
+	if (data)
+		codec_propbuf_add_str(&b, CODEC_PROP_AUTH_DATA, data, len);
+	assert(b.err == CODEC_OK);
+	int n = codec_v5_encode_auth(reason, pb, b.len, out, cap + 16);
+	assert(n > 0);
+	bool fits = s->max_packet == 0 || (uint32_t)n <= s->max_packet;
+	if (fits)
+		conn_write(cn, out, (size_t)n);
+	free(out);
+	free(pb);
+	return fits;
+}
+
+/* Refuse the CONNECT whose exchange is under way: CONNACK reason5, then
+ * the socket closes (a DISCONNECT may not precede a CONNACK). */
+static void protocol_auth_refuse(struct server *srv, struct conn *cn, uint8_t reason5,
+				 const char *why)
+{
+	uint8_t b[16];
+	if (!codec_v5_reason_ok(CODEC_CONNACK, reason5))
+		reason5 = PROTOCOL_RC_NOT_AUTHORIZED;
+	int n = codec_v5_encode_connack(false, reason5, NULL, 0, b, sizeof(b));
+	assert(n > 0);
+	if (reason5 != CODEC_RC_PROTOCOL_ERROR)
+		srv->stats.auth_failures++;
+	conn_refuse(cn, b, (size_t)n, why);
+}
+
+/* Whether an AUTH names s's method. */
+static bool protocol_auth_same_method(const struct authmeth_session *s,
+				      const struct codec_props *pr)
+{
+	return CODEC_PROP_HAS(pr, CODEC_PROP_AUTH_METHOD) &&
+	       pr->auth_method.len == strlen(s->m->name) &&
+	       memcmp(pr->auth_method.ptr, s->m->name, pr->auth_method.len) == 0;
+}
+
+/* The method succeeded on a CONNECT: finish the CONNECT kept in s. */
+static void protocol_auth_connect(struct server *srv, struct conn *cn, struct authmeth_session *s,
+				  const struct authmeth_out *out)
+{
+	struct codec_packet pk;
+	int rc =
+	    codec_decode_v(CODEC_V5, s->connect_hdr, s->connect, (uint32_t)s->connect_len, &pk);
+	assert(rc == CODEC_OK); /* it decoded before */
+	(void)rc;
+	struct protocol_authed a = {s->m, out->username, out->data, out->data_len};
+	protocol_connect(srv, cn, &pk.u.connect, &a);
+	free(s->connect);
+	s->connect = NULL;
+	s->connect_len = 0;
+	s->connected = true;
+	if (out->username)
+		s->auth_user = xstrdup(out->username);
+}
+
+/* Run the next step of s's method on data and act on what it decides. */
+static void protocol_auth_run(struct server *srv, struct conn *cn, struct authmeth_session *s,
+			      const struct codec_props *pr)
+{
+	bool has = CODEC_PROP_HAS(pr, CODEC_PROP_AUTH_DATA);
+	struct authmeth_out out = {0};
+	enum authmeth_result r =
+	    authmeth_session_step(s, srv->cfg, has ? (const uint8_t *)pr->auth_data.ptr : NULL,
+				  has ? pr->auth_data.len : 0, &out);
+	char puser[160];
+	security_printable(puser, sizeof(puser), s->username ? s->username : "(none)",
+			   strlen(s->username ? s->username : "(none)"));
+	/* What the method wants sent but cannot be: packet too large. */
+	if (r == AUTHMETH_CONTINUE &&
+	    !protocol_send_auth(cn, s, PROTOCOL_RC_AUTH_CONTINUE, out.data, out.data_len)) {
+		r = AUTHMETH_FAILURE;
+		out.reason = CONN_RC_PACKET_TOO_LARGE;
+	}
+	switch (r) {
+	case AUTHMETH_CONTINUE:
+		/* More data wanted: AUTH 0x18, sent above [MQTT5-4.12.0-2]. */
+		break;
+	case AUTHMETH_SUCCESS:
+		if (!s->connected) {
+			protocol_auth_connect(srv, cn, s, &out);
+			break;
+		}
+		/* Re-authentication keeps the identity the connection has. */
+		if ((out.username == NULL) != (s->auth_user == NULL) ||
+		    (out.username && strcmp(out.username, s->auth_user) != 0)) {
+			srv->stats.auth_failures++;
+			conn_disconnect(cn, CONN_RC_NOT_AUTHORIZED,
+					"re-authenticated as another user", true);
+			break;
+		}
+		log_write(srv->log, LOG_LEVEL_INFO, "connection from %s re-authenticated (%s)",
+			  conn_addr(cn), s->m->name);
+		if (!protocol_send_auth(cn, s, PROTOCOL_RC_AUTH_SUCCESS, out.data, out.data_len))
+			conn_disconnect(cn, CONN_RC_PACKET_TOO_LARGE,
+					"AUTH larger than the client's maximum packet size", true);
+		break;
+	case AUTHMETH_FAILURE:
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "%s refused: username %s, from %s: authentication method %s failed "
+			  "(reason 0x%02X)",
+			  s->connected ? "re-authentication" : "login", puser, conn_addr(cn),
+			  s->m->name, out.reason);
+		if (!s->connected) {
+			protocol_auth_refuse(srv, cn, out.reason, "enhanced authentication failed");
+		} else {
+			/* A failed re-authentication: DISCONNECT [MQTT5-4.12.1-2]. */
+			srv->stats.auth_failures++;
+			conn_disconnect(cn,
+					codec_v5_reason_ok(CODEC_DISCONNECT, out.reason)
+					    ? out.reason
+					    : CONN_RC_NOT_AUTHORIZED,
+					"re-authentication failed", true);
+		}
+		break;
+	}
+	authmeth_out_cleanup(&out);
+}
+
+/* A CONNECT named a method: start its exchange, or refuse the method. */
+static void protocol_auth_begin(struct server *srv, struct conn *cn, const struct codec_connect *p)
+{
+	const struct authmeth *m =
+	    authmeth_find(p->props.auth_method.ptr, p->props.auth_method.len);
+	if (!m) {
+		/* Not a method this broker has [MQTT5-4.12.0-1]. */
+		protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED, PROTOCOL_RC_BAD_AUTH_METHOD);
+		return;
+	}
+	uint8_t hdr;
+	const uint8_t *body;
+	size_t len;
+	bool raw = conn_packet_bytes(cn, &hdr, &body, &len);
+	assert(raw); /* we are inside the packet hook */
+	(void)raw;
+	struct authmeth_session *s =
+	    authmeth_session_new(m, p->has_username ? p->username.ptr : NULL, p->username.len);
+	authmeth_session_keep_connect(s, hdr, body, len);
+	s->max_packet = p->props.max_packet_size;
+	conn_set_auth(cn, s, authmeth_session_free);
+	protocol_auth_run(srv, cn, s, &p->props);
+}
+
+/* A packet while the CONNECT's exchange is under way: only AUTH 0x18 with
+ * the same method goes on (5.0 section 4.12); a DISCONNECT ends it;
+ * anything else is a protocol error [MQTT5-3.15.1-1 .. 5.0 section 3.15]. */
+static void protocol_auth_packet(struct server *srv, struct conn *cn, struct authmeth_session *s,
+				 const struct codec_packet *pk)
+{
+	if (pk->type == CODEC_DISCONNECT) {
+		conn_close(cn, "client sent DISCONNECT during authentication", false);
+		return;
+	}
+	if (pk->type != CODEC_AUTH) {
+		protocol_auth_refuse(srv, cn, CODEC_RC_PROTOCOL_ERROR,
+				     "a packet other than AUTH during authentication");
+		return;
+	}
+	const struct codec_reason *r = &pk->u.reason;
+	if (r->code != PROTOCOL_RC_AUTH_CONTINUE) {
+		protocol_auth_refuse(srv, cn, CODEC_RC_PROTOCOL_ERROR,
+				     "AUTH before CONNACK with a reason other than 0x18");
+		return;
+	}
+	if (!protocol_auth_same_method(s, &r->props)) {
+		protocol_auth_refuse(srv, cn, CODEC_RC_PROTOCOL_ERROR,
+				     "AUTH names another authentication method");
+		return;
+	}
+	protocol_auth_run(srv, cn, s, &r->props);
+}
+
+/* AUTH after the CONNACK: re-authentication with the CONNECT's method
+ * (5.0 section 4.12.1). 0x19 starts it, 0x18 continues it. */
+static void protocol_reauth(struct server *srv, struct conn *cn, struct authmeth_session *s,
+			    const struct codec_reason *r)
+{
+	const char *bad = NULL;
+	if (!protocol_auth_same_method(s, &r->props))
+		bad = "AUTH names another authentication method";
+	else if (r->code == PROTOCOL_RC_AUTH_REAUTH && s->in_progress)
+		bad = "AUTH 0x19 while a re-authentication is under way";
+	else if (r->code == PROTOCOL_RC_AUTH_CONTINUE && !s->in_progress)
+		bad = "AUTH 0x18 without an authentication under way";
+	else if (r->code == PROTOCOL_RC_AUTH_SUCCESS)
+		bad = "AUTH 0x00 from a client";
+	if (bad) {
+		conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR, bad, true);
+		return;
+	}
+	protocol_auth_run(srv, cn, s, &r->props);
+}
+
 static void protocol_packet(void *arg, struct conn *cn, const struct codec_packet *pk)
 {
 	struct server *srv = arg;
 	struct client *c = conn_owner(cn);
+	if (!c && conn_auth(cn)) {
+		/* Enhanced authentication before the CONNACK. */
+		protocol_auth_packet(srv, cn, conn_auth(cn), pk);
+		return;
+	}
 	if (pk->type == CODEC_CONNECT) {
 		if (c) {
 			conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR, "second CONNECT", true);
 			return;
 		}
-		protocol_connect(srv, cn, &pk->u.connect);
+		protocol_connect(srv, cn, &pk->u.connect, NULL);
 		return;
 	}
 	/* conn.c lets nothing but CONNECT through before conn_accepted(). */
@@ -721,6 +978,10 @@ static void protocol_packet(void *arg, struct conn *cn, const struct codec_packe
 			conn_close(cn, "client sent DISCONNECT", false);
 		break;
 	case CODEC_AUTH:
+		if (conn_auth(cn)) {
+			protocol_reauth(srv, cn, conn_auth(cn), &pk->u.reason);
+			break;
+		}
 		/* No authentication method was agreed in CONNECT, so there is
 		 * no exchange to continue [MQTT5-4.12.0-2 and 5.0 section 4.12]. */
 		conn_disconnect(cn, CODEC_RC_PROTOCOL_ERROR,

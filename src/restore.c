@@ -18,8 +18,10 @@
 #include "codec.h"
 #include "log.h"
 #include "message.h"
+#include "progress.h"
 #include "router.h"
 #include "server.h"
+#include "service.h"
 #include "store.h"
 #include "topic.h"
 #include "util.h"
@@ -181,6 +183,20 @@ static int restore_retained(void *arg, const struct cairn_msg_rec *r)
 	return 0;
 }
 
+/* A large store: a line every second while it loads, so a slow start-up
+ * shows it is working, and how far it got. */
+static void restore_progress(void *arg, const struct progress *p, bool final)
+{
+	struct server *srv = arg;
+	char line[400];
+	if (final)
+		return; /* restore_run logs the totals */
+	progress_format(p, line, sizeof(line));
+	log_write(srv->log, LOG_LEVEL_NOTICE, "restoring the %s store: %s so far",
+		  store_name(srv->store), line);
+	service_progress(line);
+}
+
 int restore_run(struct server *srv)
 {
 	struct restore rs = {.srv = srv};
@@ -198,7 +214,9 @@ int restore_run(struct server *srv)
 	};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = store_load(srv->store, &v);
+	struct progress prog;
+	struct cairn_store_visitor pv = progress_init(&prog, &v, 1.0, restore_progress, srv);
+	int rc = store_load(srv->store, &pv);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	for (size_t i = 0; i < rs.nmsgs; i++) {
 		struct message *m = rs.msgs[i];

@@ -19,6 +19,7 @@
 #include "restore.h"
 #include "router.h"
 #include "security.h"
+#include "service.h"
 #include "store.h"
 #include "sys.h"
 #include "util.h"
@@ -116,8 +117,10 @@ static void server_reload_security(struct server *srv)
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		for (struct client *c = m->buckets[i]; c; c = c->map_next) {
 			/* A certificate login never asked the password file, so no
-			 * change to it can revoke one. */
-			if (!c->conn || !c->username || conn_tls_username(c->conn))
+			 * change to it can revoke one; nor one an enhanced
+			 * authentication method made (conn_auth). */
+			if (!c->conn || !c->username || conn_tls_username(c->conn) ||
+			    conn_auth(c->conn))
 				continue;
 			const struct security *s =
 			    security_for(&srv->security, conn_listener(c->conn));
@@ -165,7 +168,11 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	struct server *srv = arg;
 	if (sig == SIGHUP) {
+		if (srv->service)
+			service_reloading(srv->service);
 		server_reload(srv);
+		if (srv->service)
+			service_reloaded(srv->service);
 		return;
 	}
 	log_write(srv->log, LOG_LEVEL_NOTICE, "%s: shutting down",
@@ -266,6 +273,8 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = true;
+	if (srv->service)
+		service_stopping(srv->service);
 	/* Those still before CONNECT too: a broker going away is no
 	 * DISCONNECT from the client, so wills are due. */
 	conn_set_close_all(srv->conns, "server shutting down");

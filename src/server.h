@@ -21,6 +21,7 @@ struct event_base;
 struct http_server;
 struct sys_pub;
 struct router;
+struct service;
 struct store;
 
 /* Counters of the broker: each is a plain increment where it happens
@@ -69,6 +70,7 @@ struct server {
 	struct http_server *http; /* the HTTP listener; NULL when off */
 	struct sys_pub *sys;      /* the $SYS publisher; NULL when off */
 	bool stopping;
+	struct service *service; /* the service manager's notifications; NULL: none */
 };
 
 /* Build the server from cfg: open the store, restore it, open the

@@ -3,7 +3,9 @@
  * built on it (src/security.c): both hash kinds against lines written by
  * Debian's mosquitto_passwd 2.0.11, malformed and repeated lines, UTF-8
  * names, hashes made here, what a reload counts as changed, and the
- * CONNACK code each kind of login gets.
+ * CONNACK code each kind of login gets; the enhanced authentication
+ * method table and exchange (src/authmeth.c), with the test method of
+ * fault-injection builds.
  */
 #include <check.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "authmeth.h"
 #include "codec.h"
 #include "config.h"
 #include "log.h"
@@ -534,6 +537,151 @@ START_TEST(test_printable)
 }
 END_TEST
 
+/* ---- enhanced authentication methods ---- */
+
+START_TEST(test_authmeth_unknown_names)
+{
+	ck_assert_ptr_null(authmeth_find("SCRAM-SHA-1", 11));
+	ck_assert_ptr_null(authmeth_find("", 0));
+	ck_assert_ptr_null(authmeth_find("cairn-test", 10)); /* a prefix is no name */
+	ck_assert_ptr_null(authmeth_find("cairn-test-challengeX", 21));
+#ifndef CAIRN_FAULT_INJECTION
+	/* A production build carries no method at all. */
+	ck_assert_ptr_null(authmeth_find("cairn-test-challenge", 20));
+#endif
+}
+END_TEST
+
+#ifdef CAIRN_FAULT_INJECTION
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+static void mac(const char *key, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+	unsigned int n = 0;
+	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), key, (int)strlen(key), msg, len, out, &n));
+	ck_assert_uint_eq(n, 32);
+}
+
+/* A config whose only option is auth_test_secret alice:pw (and a
+ * different one for alice before it, which the last line overrides). */
+struct cfg_alice {
+	struct config cfg;
+	struct config_option o1, o2;
+	char k1[32], v1[32], k2[32], v2[32];
+};
+
+static void cfg_alice_init(struct cfg_alice *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->k1, "auth_test_secret");
+	strcpy(c->v1, "alice:old");
+	strcpy(c->k2, "auth_test_secret");
+	strcpy(c->v2, "alice:pw");
+	c->o1 = (struct config_option){c->k1, c->v1, &c->o2};
+	c->o2 = (struct config_option){c->k2, c->v2, NULL};
+	c->cfg.options = &c->o1;
+}
+
+/* Run one step; returns the result and copies the data out. */
+static enum authmeth_result step(struct authmeth_session *s, const struct config *cfg,
+				 const uint8_t *data, size_t len, uint8_t *got, size_t *got_len,
+				 uint8_t *reason, char **user)
+{
+	struct authmeth_out out = {0};
+	enum authmeth_result r = authmeth_session_step(s, cfg, data, len, &out);
+	*got_len = out.data_len;
+	if (out.data_len)
+		memcpy(got, out.data, out.data_len);
+	*reason = out.reason;
+	if (user)
+		*user = out.username ? xstrdup(out.username) : NULL;
+	authmeth_out_cleanup(&out);
+	return r;
+}
+
+START_TEST(test_authmeth_test_challenge)
+{
+	struct cfg_alice c;
+	cfg_alice_init(&c);
+	const struct authmeth *m = authmeth_find("cairn-test-challenge", 20);
+	ck_assert_ptr_nonnull(m);
+	struct authmeth_session *s = authmeth_session_new(m, "alice", 5);
+	uint8_t n1[64], n2[64], fin[64], ans[32], both[64];
+	size_t l1, l2, lf;
+	uint8_t reason;
+	char *user = NULL;
+	for (int round = 0; round < 2; round++) { /* the second run: re-authentication */
+		ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n1, &l1, &reason, NULL),
+				 AUTHMETH_CONTINUE);
+		ck_assert_uint_eq(l1, 32);
+		ck_assert(s->in_progress);
+		mac("pw", n1, 32, ans);
+		ck_assert_int_eq(step(s, &c.cfg, ans, 32, n2, &l2, &reason, NULL),
+				 AUTHMETH_CONTINUE);
+		ck_assert_uint_eq(l2, 32);
+		ck_assert(memcmp(n1, n2, 32) != 0);
+		mac("pw", n2, 32, ans);
+		ck_assert_int_eq(step(s, &c.cfg, ans, 32, fin, &lf, &reason, &user),
+				 AUTHMETH_SUCCESS);
+		ck_assert(!s->in_progress);
+		ck_assert_str_eq(user, "alice");
+		free(user);
+		memcpy(both, n1, 32);
+		memcpy(both + 32, n2, 32);
+		mac("pw", both, 64, ans);
+		ck_assert_uint_eq(lf, 32);
+		ck_assert_mem_eq(fin, ans, 32);
+		s->connected = true;
+	}
+	authmeth_session_free(s);
+}
+END_TEST
+
+START_TEST(test_authmeth_test_challenge_refusals)
+{
+	struct cfg_alice c;
+	cfg_alice_init(&c);
+	const struct authmeth *m = authmeth_find("cairn-test-challenge", 20);
+	uint8_t n[64], ans[32];
+	size_t l;
+	uint8_t reason;
+
+	/* The old secret, overridden by the later line: 0x86. */
+	struct authmeth_session *s = authmeth_session_new(m, "alice", 5);
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_CONTINUE);
+	mac("old", n, 32, ans);
+	ck_assert_int_eq(step(s, &c.cfg, ans, 32, n, &l, &reason, NULL), AUTHMETH_FAILURE);
+	ck_assert_uint_eq(reason, 0x86);
+	ck_assert(!s->in_progress);
+	/* A short answer, then no answer at all. */
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_CONTINUE);
+	ck_assert_int_eq(step(s, &c.cfg, ans, 31, n, &l, &reason, NULL), AUTHMETH_FAILURE);
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_CONTINUE);
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_FAILURE);
+	/* Left mid-exchange: freed with the session (ASan checks the rest). */
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_CONTINUE);
+	authmeth_session_free(s);
+
+	/* An unknown user is challenged like a known one, then refused. */
+	s = authmeth_session_new(m, "mallory", 7);
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_CONTINUE);
+	ck_assert_uint_eq(l, 32);
+	mac("", n, 32, ans);
+	ck_assert_int_eq(step(s, &c.cfg, ans, 32, n, &l, &reason, NULL), AUTHMETH_FAILURE);
+	ck_assert_uint_eq(reason, 0x86);
+	authmeth_session_free(s);
+
+	/* No username: nobody to authenticate. */
+	s = authmeth_session_new(m, NULL, 0);
+	ck_assert_int_eq(step(s, &c.cfg, NULL, 0, n, &l, &reason, NULL), AUTHMETH_FAILURE);
+	ck_assert_uint_eq(reason, 0x87);
+	authmeth_session_free(s);
+	authmeth_session_free(NULL);
+}
+END_TEST
+#endif
+
 static Suite *auth_suite(void)
 {
 	Suite *s = suite_create("auth");
@@ -560,6 +708,14 @@ static Suite *auth_suite(void)
 	tcase_add_test(ts, test_security_per_listener_and_reload);
 	tcase_add_test(ts, test_printable);
 	suite_add_tcase(s, ts);
+
+	TCase *tm = tcase_create("methods");
+	tcase_add_test(tm, test_authmeth_unknown_names);
+#ifdef CAIRN_FAULT_INJECTION
+	tcase_add_test(tm, test_authmeth_test_challenge);
+	tcase_add_test(tm, test_authmeth_test_challenge_refusals);
+#endif
+	suite_add_tcase(s, tm);
 	return s;
 }
 

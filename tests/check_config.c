@@ -226,6 +226,22 @@ START_TEST(test_every_key)
 }
 END_TEST
 
+/* The service keys: kept as written; unset means none. */
+START_TEST(test_service_keys)
+{
+	struct config c;
+
+	load_ok(&c, "listener 1883\n");
+	ck_assert_ptr_null(c.user);
+	ck_assert_ptr_null(c.pid_file);
+	config_cleanup(&c);
+	load_ok(&c, "user nobody\npid_file /run/cairn/cairn.pid\nuser cairn\n");
+	ck_assert_str_eq(c.user, "cairn");
+	ck_assert_str_eq(c.pid_file, "/run/cairn/cairn.pid");
+	config_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_enum_values)
 {
 	static const char *const backends[] = {"none", "memory", "sqlite", "lmdb", "redis"};
@@ -538,6 +554,9 @@ static const struct err_case err_cases[] = {
     {"log_dest topic\n", 1, "log_dest", "got 'topic'"},
     {"log_type subscribe\n", 1, "log_type", "got 'subscribe'"},
     {"log_type info\n", 1, "log_type", "got 'info'"},
+    {"listener 1883\nuser\n", 2, "user", "missing value"},
+    {"user cairn extra\n", 1, "user", "unexpected extra value 'extra'"},
+    {"pid_file a b\n", 1, "pid_file", "extra value 'b'"},
 };
 
 START_TEST(test_errors)
@@ -887,6 +906,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_empty_file);
 	tcase_add_test(tc, test_backend_default);
+	tcase_add_test(tc, test_service_keys);
 	tcase_add_test(tc, test_every_key);
 	tcase_add_test(tc, test_enum_values);
 	tcase_add_test(tc, test_comments_blank_whitespace);

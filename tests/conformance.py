@@ -51,13 +51,10 @@ NOT_APPLICABLE_5 = {
     "3.2.2-10": "applies only to a server that limits Maximum QoS; cairn supports QoS 2",
     "3.2.2-12": "cairn supports every Will QoS, so none is beyond its capability",
     "3.2.2-13": "cairn supports retained messages (Retain Available 1)",
-    "3.3.4-5": "cairn delivers one copy per session to overlapping subscriptions (MQTT5-3.3.4-4 "
-               "path), never one copy per subscription",
-    "3.15.2-2": "cairn supports no enhanced authentication method, so it never sends AUTH",
-    "3.15.2-3": "cairn never sends AUTH (no enhanced authentication method)",
-    "4.12.0-5": "every Authentication Method is refused with CONNACK 0x8C: no AUTH exchange "
-                "happens",
-    "4.12.1-2": "no enhanced authentication, so no re-authentication can fail",
+    "3.15.2-2": "cairn's AUTH carries only the Authentication Method and Data, never a Reason "
+                "String, so there is none to leave out",
+    "3.15.2-3": "cairn's AUTH carries only the Authentication Method and Data, never a User "
+                "Property, so there is none to leave out",
     "6.0.0-1": "no WebSocket listener: cairn serves MQTT over plain TCP (and TLS) only",
     "6.0.0-2": "no WebSocket listener",
     "6.0.0-4": "no WebSocket listener, so no subprotocol to select",

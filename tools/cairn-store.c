@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "cairn/store.h"
+#include "progress.h"
 #include "store.h"
 #include "util.h"
 
@@ -716,6 +718,42 @@ static int dump_inflight_in(void *arg, const struct cairn_inflight_in_rec *rec)
 	return 0;
 }
 
+/* ---- progress ---- */
+
+/* How often the progress line on a terminal is redrawn, in seconds. */
+#define PROGRESS_INTERVAL 0.25
+
+/* One line on stderr, redrawn in place ("\r", then erase to the end of
+ * the line); the final one ends with a newline. */
+static void tool_progress(void *arg, const struct progress *p, bool final)
+{
+	char line[400];
+
+	progress_format(p, line, sizeof(line));
+	fprintf(stderr, "\r" TOOL ": %s: %s\033[K%s", (const char *)arg, line, final ? "\n" : "");
+	fflush(stderr);
+}
+
+/*
+ * store_load with a progress line on stderr when stderr is a terminal and
+ * tty_out allows (dump: not when its records go to the same terminal);
+ * nothing is written otherwise, so logs and pipes stay clean.
+ */
+static int load_with_progress(struct store *s, const struct cairn_store_visitor *v,
+			      const char *what, bool tty_out)
+{
+	struct progress prog;
+	struct cairn_store_visitor pv;
+	int rc;
+
+	if (!isatty(STDERR_FILENO) || !tty_out)
+		return store_load(s, v);
+	pv = progress_init(&prog, v, PROGRESS_INTERVAL, tool_progress, (void *)what);
+	rc = store_load(s, &pv);
+	progress_finish(&prog);
+	return rc;
+}
+
 /* ---- copy ---- */
 
 struct copy {
@@ -965,7 +1003,7 @@ static int cmd_copy(struct spec *from, struct spec *to, bool force, size_t batch
 
 	cp.to = dst;
 	v.arg = &cp;
-	rc = store_load(src, &v);
+	rc = load_with_progress(src, &v, "copy", true);
 	if (rc == 0) {
 		rc = store_flush(dst);
 		cp.write_failed = rc != 0;
@@ -1037,7 +1075,7 @@ static int cmd_read(const char *cmd, struct spec *sp, struct event_base *base)
 		    .retained = dump_retained,
 		};
 
-		rc = store_load(s, &v);
+		rc = load_with_progress(s, &v, "dump", !isatty(STDOUT_FILENO));
 		if (rc != 0) {
 			fprintf(stderr, TOOL ": %s: cannot read: %s\n", sp->text,
 				cairn_strerror(rc));

@@ -349,7 +349,6 @@ struct cairn_store_ops {
 
 	/* ---- version 3 ---- */
 	/* No new slots: the records grew (see the top of this file). */
-
 };
 
 /* Backends compiled into this build (none and memory always; each of the

@@ -26,7 +26,7 @@ def test_mqtt5_shared_no_local_is_protocol_error(ctx):
     expect_disconnect(c, 0x82)
 
 
-# covers: MQTT5-4.8.2-6 MQTT5-4.8.2-3
+# covers: MQTT5-4.8.2-6 MQTT5-4.8.2-3 MQTT5-3.3.4-5
 def test_mqtt5_shared_refused_delivery_not_offered_again(ctx):
     b = ctx.broker()
     m1 = _member(b, "sh-m1", "$share/g/sh/t", sub_id=5)
