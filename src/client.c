@@ -184,7 +184,10 @@ int64_t client_wall_ms(const struct client *c)
 /* True once m's message expiry interval has passed: it is not sent. */
 static bool client_msg_expired(const struct client *c, const struct message *m)
 {
-	return m->expires_at && client_wall_ms(c) >= m->expires_at;
+	if (!m->expires_at || client_wall_ms(c) < m->expires_at)
+		return false;
+	c->srv->stats.drop_expired++;
+	return true;
 }
 
 /*
@@ -268,6 +271,7 @@ static void client_count_too_large(struct client *c, const struct message *m)
 {
 	c->too_large++;
 	c->srv->stats.msgs_dropped++;
+	c->srv->stats.drop_too_large++;
 	uint64_t now = (uint64_t)client_wall_ms(c);
 	if (c->too_large_logged > 0 && now - c->too_large_ms < 10000)
 		return;
@@ -321,8 +325,11 @@ static int client_write_publish(struct client *c, struct message *m, uint8_t qos
 		if (rc == MESSAGE_TOO_LARGE)
 			client_count_too_large(c, m);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		c->srv->stats.msgs_sent++;
+		c->srv->stats.msgs_sent_qos[qos]++;
+		c->srv->stats.payload_out_qos[qos] += m->payload_len;
+	}
 	return rc;
 }
 
@@ -477,6 +484,7 @@ static bool client_may_read(struct client *c, const char *topic, size_t len)
 	    security_allows(c->sec, c->id, c->username, topic, len, ACL_READ))
 		return true;
 	c->srv->stats.acl_denied++;
+	c->srv->stats.drop_acl++;
 	return false;
 }
 
@@ -640,6 +648,7 @@ static void client_count_drop(struct client *c)
 {
 	c->dropped++;
 	c->srv->stats.msgs_dropped++;
+	c->srv->stats.drop_queue_full++;
 	uint64_t now = client_now_ms(c);
 	if (c->dropped_logged > 0 && now - c->drop_logged_ms < CLIENT_DROP_LOG_MS)
 		return;
@@ -1092,6 +1101,8 @@ void client_handle_last_will(struct client *c)
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
 	c->srv->stats.msgs_received++;
+	c->srv->stats.msgs_received_qos[w->qos]++;
+	c->srv->stats.payload_in_qos[w->qos] += w->payload_len;
 	router_publish(c->srv->router, w);
 	message_unref(w);
 }
@@ -1221,6 +1232,7 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 		log_write(c->srv->log, LOG_LEVEL_NOTICE,
 			  "client %s: session expired (session expiry interval %u s)", c->id,
 			  c->expiry);
+		c->srv->stats.sessions_expired++;
 		client_discard(c);
 	} else {
 		client_arm_timer(c);

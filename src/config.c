@@ -437,6 +437,58 @@ static int key_connect_timeout(struct parse *p, char **v, int n)
 	return 0;
 }
 
+static int key_http_listener(struct parse *p, char **v, int n)
+{
+	uint64_t port;
+
+	if (parse_number(p, v[0], 1, 65535, &port) < 0)
+		return -1;
+	p->c->http_port = (uint16_t)port;
+	free(p->c->http_address);
+	p->c->http_address = n > 1 ? xstrdup(v[1]) : NULL;
+	return 0;
+}
+
+static int key_http_admin(struct parse *p, char **v, int n)
+{
+	(void)n;
+	p->c->http_admin_line = p->line;
+	return parse_bool(p, v[0], &p->c->http_admin);
+}
+
+static int key_http_admin_token_file(struct parse *p, char **v, int n)
+{
+	(void)n;
+	set_string(&p->c->http_admin_token_file, v[0]);
+	return 0;
+}
+
+static int key_sys_interval(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 0, 86400, &x) < 0)
+		return -1;
+	p->c->sys_interval = (uint32_t)x;
+	return 0;
+}
+
+/* The admin API can end sessions: without a token it is served only on a
+ * loopback address. */
+static int check_http_admin(struct parse *p)
+{
+	const char *a = p->c->http_address;
+	bool loopback = !a || strcmp(a, "localhost") == 0 || strncmp(a, "127.", 4) == 0 ||
+			strcmp(a, "::1") == 0;
+	if (!p->c->http_admin || p->c->http_admin_token_file || loopback)
+		return 0;
+	p->line = p->c->http_admin_line;
+	p->key = "http_admin";
+	return fail(p, "the admin API on the non-loopback address %s needs http_admin_token_file",
+		    a);
+}
+
 static int key_persistence(struct parse *p, char **v, int n)
 {
 	(void)n;
@@ -592,6 +644,10 @@ static const struct config_key config_keys[] = {
     {"max_topic_alias", 1, 1, key_max_topic_alias},
     {"persistent_client_expiration", 1, 1, key_persistent_client_expiration},
     {"connect_timeout", 1, 1, key_connect_timeout},
+    {"http_listener", 1, 2, key_http_listener},
+    {"http_admin", 1, 1, key_http_admin},
+    {"http_admin_token_file", 1, 1, key_http_admin_token_file},
+    {"sys_interval", 1, 1, key_sys_interval},
     {"persistence", 1, 1, key_persistence},
     {"persistence_location", 1, 1, key_persistence_location},
     {"persistence_backend", 1, 1, key_persistence_backend},
@@ -721,6 +777,7 @@ void config_init(struct config *c)
 	c->max_topic_alias = 10;
 	c->persistent_client_expiration = CAIRN_EXPIRY_NEVER;
 	c->connect_timeout = 10;
+	c->sys_interval = 10;
 	c->persistence = false;
 	c->persistence_location = xstrdup(".");
 	c->persistence_backend = NULL;
@@ -768,6 +825,8 @@ void config_cleanup(struct config *c)
 	free(c->persistence_location);
 	free(c->persistence_backend);
 	free(c->log_file);
+	free(c->http_address);
+	free(c->http_admin_token_file);
 	free(c->user);
 	free(c->pid_file);
 	memset(c, 0, sizeof(*c));
@@ -812,6 +871,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 			goto out;
 		}
 	}
+	if (check_http_admin(&p) < 0)
+		rc = -1;
 out:
 	free(line);
 	fclose(f);

@@ -71,6 +71,12 @@ struct config {
 	uint32_t persistent_client_expiration; /* seconds a disconnected 3.1.1 persistent
 						* session lives; CAIRN_EXPIRY_NEVER (default) */
 	uint32_t connect_timeout;              /* seconds to wait for CONNECT; default 10 */
+	uint16_t http_port;                    /* http_listener; 0: no HTTP listener (default) */
+	char *http_address;                    /* NULL: loopback */
+	bool http_admin;                       /* the admin API; default false */
+	char *http_admin_token_file;           /* its bearer token */
+	unsigned long http_admin_line;         /* of http_admin, for the start-up check */
+	uint32_t sys_interval;                 /* seconds between $SYS updates; 0 off; default 10 */
 	bool persistence;                      /* default false */
 	char *persistence_location;            /* default "." */
 	char *persistence_backend;             /* default "sqlite" when persistence, else "memory";

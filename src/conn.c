@@ -145,6 +145,7 @@ struct conn_set {
 	uint8_t *rbuf; /* the shared read buffer */
 	uint64_t next_id;
 	bool stopping;
+	struct conn_stats stats;
 };
 
 /* Milliseconds on the monotonic clock: timeouts must not jump when the
@@ -339,6 +340,8 @@ static struct conn *conn_new(struct conn_set *set, struct conn_listener *lis, in
 		lis->nconns++;
 	cn->fd = fd;
 	cn->id = ++set->next_id;
+	set->stats.current++;
+	set->stats.accepted++;
 	cn->state = CONN_AWAIT_CONNECT;
 	cn->version = CODEC_V311;
 	if (lis && lis->tls) {
@@ -404,6 +407,7 @@ static void conn_free(struct conn *cn)
 		cn->auth_free(cn->auth);
 	if (cn->lis)
 		cn->lis->nconns--;
+	set->stats.current--;
 	free(cn->in);
 	evutil_closesocket(cn->fd);
 	free(cn);
@@ -530,6 +534,7 @@ static void conn_flush(struct conn *cn)
 		char why[256];
 		int n = conn_send(cn, why, sizeof(why));
 		if (n > 0) {
+			cn->set->stats.bytes_out += (uint64_t)n;
 			cn->last_tx_ms = conn_now_ms();
 			continue;
 		}
@@ -612,11 +617,65 @@ void conn_disconnect(struct conn *cn, uint8_t code, const char *reason, bool wil
 	cn->set->hooks.closed(cn->set->arg, cn, reason, will_due);
 }
 
+/* The reason of a refusing CONNACK: its return code (3.1.1) or reason
+ * code (5.0) is its fourth byte, the remaining length taking one. */
+static enum conn_refusal conn_refusal_of(const void *bytes, size_t len)
+{
+	if (len < 4)
+		return CONN_REFUSED_OTHER;
+	switch (((const uint8_t *)bytes)[3]) {
+	case 1:
+	case 0x84:
+		return CONN_REFUSED_PROTOCOL;
+	case 2:
+	case 0x85:
+		return CONN_REFUSED_IDENTIFIER;
+	case 3:
+	case 0x88:
+	case 0x89:
+		return CONN_REFUSED_UNAVAILABLE;
+	case 4:
+	case 0x86:
+		return CONN_REFUSED_CREDENTIALS;
+	case 5:
+	case 0x87:
+		return CONN_REFUSED_NOT_AUTHORIZED;
+	default:
+		return CONN_REFUSED_OTHER;
+	}
+}
+
+const char *conn_refusal_name(enum conn_refusal r)
+{
+	static const char *names[CONN_REFUSED_COUNT] = {"max_connections",
+							"protocol_version",
+							"identifier_rejected",
+							"server_unavailable",
+							"bad_credentials",
+							"not_authorized",
+							"other"};
+	return r < CONN_REFUSED_COUNT ? names[r] : "other";
+}
+
+const struct conn_stats *conn_set_stats(const struct conn_set *set)
+{
+	return &set->stats;
+}
+
+bool conn_set_listening(const struct conn_set *set)
+{
+	size_t n = 0;
+	for (const struct config_listener *cl = set->cfg->listeners; cl; cl = cl->next)
+		n++;
+	return !set->stopping && set->nlisteners >= n;
+}
+
 void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason)
 {
 	if (conn_closing(cn))
 		return;
 	evbuffer_add(conn_output(cn), bytes, len);
+	cn->set->stats.refused[conn_refusal_of(bytes, len)]++;
 	log_write(cn->set->log, LOG_LEVEL_NOTICE, "connection from %s refused: %s", cn->addr,
 		  reason);
 	conn_set_state(cn, CONN_LINGER);
@@ -780,6 +839,8 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
 	why[0] = '\0';
 	if (!cn->ssl) {
 		ssize_t n = recv(cn->fd, buf, len, 0);
+		if (n > 0)
+			cn->set->stats.bytes_in += (uint64_t)n;
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			snprintf(why, whylen, "%s", strerror(errno));
 		return n;
@@ -787,8 +848,10 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
 	ERR_clear_error();
 	cn->tls_want = 0;
 	int n = SSL_read(cn->ssl, buf, (int)len);
-	if (n > 0)
+	if (n > 0) {
+		cn->set->stats.bytes_in += (uint64_t)n;
 		return n;
+	}
 	switch (conn_tls_error(cn, n, why, whylen, "TLS read failed")) {
 	case SSL_ERROR_WANT_WRITE:
 		cn->tls_want = EV_WRITE;
@@ -1040,6 +1103,7 @@ static void conn_listener_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 		log_write(set->log, LOG_LEVEL_NOTICE,
 			  "connection from %s refused: max_connections %u reached on port %u", addr,
 			  lis->cl->max_connections, lis->cl->port);
+		set->stats.refused[CONN_REFUSED_MAX_CONNECTIONS]++;
 		evutil_closesocket(fd);
 		return;
 	}

@@ -65,6 +65,33 @@ void conn_set_close_all(struct conn_set *set, const char *reason);
  * closed, and free everything. Runs closed(will_due false) for open ones. */
 void conn_set_free(struct conn_set *set);
 
+/* Why a connection was refused before its session began (metrics). */
+enum conn_refusal {
+	CONN_REFUSED_MAX_CONNECTIONS, /* the listener's max_connections */
+	CONN_REFUSED_PROTOCOL,        /* unacceptable protocol version */
+	CONN_REFUSED_IDENTIFIER,      /* client identifier rejected */
+	CONN_REFUSED_UNAVAILABLE,     /* server unavailable (the store is failing) */
+	CONN_REFUSED_CREDENTIALS,     /* bad user name or password */
+	CONN_REFUSED_NOT_AUTHORIZED,  /* not authorized (ACL, certificate, will) */
+	CONN_REFUSED_OTHER,           /* any other CONNACK failure */
+	CONN_REFUSED_COUNT
+};
+
+/* Counters of the set, each a plain increment where it happens. */
+struct conn_stats {
+	uint64_t current;  /* connections accepted and not yet freed */
+	uint64_t accepted; /* since start */
+	uint64_t refused[CONN_REFUSED_COUNT];
+	uint64_t bytes_in, bytes_out; /* on the wire (TLS: the plain text) */
+};
+
+const struct conn_stats *conn_set_stats(const struct conn_set *set);
+/* The names of enum conn_refusal, for labels. */
+const char *conn_refusal_name(enum conn_refusal r);
+/* True while every listener of the config is open and the set is not
+ * stopping. */
+bool conn_set_listening(const struct conn_set *set);
+
 /* Take an accepted socket (the listeners call this; tests too, with one
  * end of a socketpair). */
 void conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa, int salen);

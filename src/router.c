@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cairn/store.h"
 #include "client.h"
@@ -142,6 +143,16 @@ static uint8_t router_qos(const struct client *c, const struct message *msg)
 static bool router_set_retained(struct router *r, struct message *msg)
 {
 	struct message *old;
+	/* The broker's own $SYS messages are rebuilt at every start: they
+	 * are kept in memory only. */
+	bool volatile_topic = msg->topic_len >= 5 && memcmp(msg->topic, "$SYS/", 5) == 0;
+	if (volatile_topic) {
+		old = retain_tree_set(r->retained, msg->topic, msg->topic_len,
+				      msg->payload_len ? message_ref(msg) : NULL);
+		if (old)
+			message_unref(old);
+		return false;
+	}
 	if (msg->payload_len == 0) {
 		old = retain_tree_set(r->retained, msg->topic, msg->topic_len, NULL);
 		if (!old)
@@ -292,4 +303,20 @@ void router_load_retained(struct router *r, struct message *msg)
 	struct message *old = retain_tree_set(r->retained, msg->topic, msg->topic_len, msg);
 	if (old)
 		message_unref(old);
+}
+
+size_t router_retained_count(const struct router *r)
+{
+	return retain_tree_count(r->retained);
+}
+
+bool router_clear_retained(struct router *r, const char *topic, size_t len)
+{
+	if (!retain_tree_get(r->retained, topic, len))
+		return false;
+	static const uint8_t none[1];
+	struct message *m = message_new(topic, len, none, 0, 0, true);
+	router_set_retained(r, m);
+	message_unref(m);
+	return true;
 }

@@ -54,4 +54,11 @@ void router_send_retained(struct router *r, struct client *c, const char *filter
 /* Restore: set a retained message without storing it (takes a reference). */
 void router_load_retained(struct router *r, struct message *msg);
 
+/* Retained messages held now. */
+size_t router_retained_count(const struct router *r);
+
+/* Clear the retained message of topic, as an empty retained PUBLISH
+ * would, without delivering anything. Returns true if there was one. */
+bool router_clear_retained(struct router *r, const char *topic, size_t len);
+
 #endif

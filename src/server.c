@@ -14,12 +14,14 @@
 #include "cairn/store.h"
 #include "client.h"
 #include "conn.h"
+#include "http.h"
 #include "protocol.h"
 #include "restore.h"
 #include "router.h"
 #include "security.h"
 #include "service.h"
 #include "store.h"
+#include "sys.h"
 #include "util.h"
 
 /* ---- known clients ---- */
@@ -254,6 +256,10 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 	for (const struct config_listener *cl = cfg->listeners; cl; cl = cl->next)
 		if (conn_set_listen(srv->conns, cl) != 0)
 			return -1;
+	srv->started_ns = store_now_ns();
+	if (cfg->http_port && (srv->http = http_server_new(srv)) == NULL)
+		return -1;
+	srv->sys = cfg->sys_interval ? sys_pub_new(srv) : NULL;
 	int sigs[4] = {SIGTERM, SIGINT, SIGHUP, 0};
 	for (int i = 0; sigs[i]; i++) {
 		srv->sigs[i] = evsignal_new(base, sigs[i], server_signal_cb, srv);
@@ -280,6 +286,10 @@ void server_cleanup(struct server *srv)
 	/* Connections go first: detaching a session stages its last writes,
 	 * and nothing may read a socket while an asynchronous store's close
 	 * runs the loop. */
+	http_server_free(srv->http);
+	srv->http = NULL;
+	sys_pub_free(srv->sys);
+	srv->sys = NULL;
 	conn_set_free(srv->conns);
 	srv->conns = NULL;
 	struct server_client_map *m = &srv->clients;

@@ -18,14 +18,27 @@ struct client;
 struct conn_set;
 struct event;
 struct event_base;
+struct http_server;
+struct sys_pub;
 struct router;
 struct service;
 struct store;
 
+/* Counters of the broker: each is a plain increment where it happens
+ * (metrics.c reads them at scrape time). */
 struct server_stats {
 	uint64_t msgs_received;
 	uint64_t msgs_sent;
 	uint64_t msgs_dropped;
+	uint64_t msgs_received_qos[3]; /* PUBLISHes and wills routed, by published QoS */
+	uint64_t msgs_sent_qos[3];     /* PUBLISHes written, by QoS sent */
+	uint64_t payload_in_qos[3];    /* their payload bytes */
+	uint64_t payload_out_qos[3];
+	uint64_t drop_queue_full;  /* deliveries dropped: the session's queue was full */
+	uint64_t drop_too_large;   /* larger than the client's maximum packet size */
+	uint64_t drop_expired;     /* the message expiry interval passed first */
+	uint64_t drop_acl;         /* the ACL did not let the session read it */
+	uint64_t sessions_expired; /* ended by their session expiry interval */
 	uint64_t clients_connected;
 	uint64_t auth_failures;     /* CONNECTs refused with CONNACK 4 or 5 by security_login */
 	uint64_t acl_denied;        /* PUBLISHes, filters, deliveries and wills the ACL refused */
@@ -53,6 +66,9 @@ struct server {
 	uint64_t anon_counter; /* for assigned client ids */
 	uint64_t acl_stamps;   /* last stamp given by client_acl_stamp */
 	struct server_stats stats;
+	uint64_t started_ns;      /* store_now_ns() at start (uptime) */
+	struct http_server *http; /* the HTTP listener; NULL when off */
+	struct sys_pub *sys;      /* the $SYS publisher; NULL when off */
 	bool stopping;
 	struct service *service; /* the service manager's notifications; NULL: none */
 };

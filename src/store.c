@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -129,7 +130,55 @@ struct store {
 	store_health_fn health_fn;
 	void *health_arg;
 	bool running; /* inside run_completions: store_close is forbidden */
+	struct store_stats stats;
+	uint64_t commit_t0;   /* store_now_ns() when the commit in flight began */
+	size_t commit_writes; /* writes in it */
 };
+
+const double store_lat_bounds[STORE_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+						    0.01,   0.025,   0.05,   0.1,   0.5,    2.5};
+const double store_batch_bounds[STORE_BATCH_BUCKETS] = {1, 2, 4, 8, 16, 64, 256, 1024, 4096, 16384};
+
+uint64_t store_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void store_observe(uint64_t *buckets, const double *bounds, size_t n, double v)
+{
+	size_t i = 0;
+	while (i < n && v > bounds[i])
+		i++;
+	buckets[i]++;
+}
+
+/* A commit that reached the backend ended: its latency and batch size. */
+static void store_measure(struct store *s, bool ok)
+{
+	uint64_t now = store_now_ns();
+	double secs = (double)(now - s->commit_t0) / 1e9;
+	store_observe(s->stats.lat, store_lat_bounds, STORE_LAT_BUCKETS, secs);
+	s->stats.lat_sum += secs;
+	store_observe(s->stats.batch, store_batch_bounds, STORE_BATCH_BUCKETS,
+		      (double)s->commit_writes);
+	s->stats.batch_sum += s->commit_writes;
+	if (ok) {
+		s->stats.commits++;
+		s->stats.last_ok_ns = now;
+	}
+}
+
+const struct store_stats *store_get_stats(const struct store *s)
+{
+	return &s->stats;
+}
+
+uint64_t store_commit_running_ns(const struct store *s)
+{
+	return s->in_flight ? store_now_ns() - s->commit_t0 : 0;
+}
 
 const char *cairn_strerror(int err)
 {
@@ -444,6 +493,7 @@ static void commit_failed(struct store *s, const char *what, int rc)
 	struct timeval tv;
 
 	s->failures++;
+	s->stats.commits_failed++;
 	if (s->lg != NULL && (s->healthy || s->failures * STORE_BACKOFF_MAX_MS >= s->next_log_ms)) {
 		log_write(s->lg, LOG_LEVEL_ERROR,
 			  "store %s: %s failed: %s (%llu attempts so far); retrying", s->ops->name,
@@ -477,6 +527,7 @@ static void commit_done(void *arg, int status)
 	assert(status != CAIRN_EINPROGRESS);
 	s->in_flight = false;
 	s->last_status = status;
+	store_measure(s, status == 0);
 	if (status == 0)
 		commit_succeeded(s, s->inflight_gen, s->complete);
 	else
@@ -504,7 +555,10 @@ static int commit_start(struct store *s)
 
 	assert(!s->in_flight);
 	gen = s->next_gen++;
+	s->commit_writes = s->nstaged;
 	s->nstaged = 0;
+	if (!s->healthy)
+		s->stats.commits_retried++;
 	if (!s->dirty && s->held.head != NULL) {
 		rc = store_restage(s);
 		if (rc != 0) {
@@ -515,6 +569,7 @@ static int commit_start(struct store *s)
 	s->complete = s->held.head == NULL;
 	if (!s->dirty) {
 		/* Nothing to write: the batch is trivially durable. */
+		s->stats.last_ok_ns = store_now_ns();
 		commit_succeeded(s, gen, s->complete);
 		return 0;
 	}
@@ -523,6 +578,7 @@ static int commit_start(struct store *s)
 	if (rc == 0) {
 		s->in_flight = true;
 		s->inflight_gen = gen;
+		s->commit_t0 = store_now_ns();
 		rc = s->ops->commit(s->st, commit_done, s);
 		/* A vtable that says its commits are synchronous keeps to it:
 		 * callers (tests, the flush at shutdown) rely on the flag. */
@@ -532,6 +588,7 @@ static int commit_start(struct store *s)
 			return rc;
 		s->in_flight = false;
 		assert(rc <= 0);
+		store_measure(s, rc == 0);
 	}
 	if (rc == 0) {
 		commit_succeeded(s, gen, s->complete);
@@ -637,6 +694,7 @@ int store_open_ops(struct store **out, const struct cairn_store_ops *ops,
 	s->lg = lg;
 	s->next_gen = 1;
 	s->healthy = true;
+	s->stats.last_ok_ns = store_now_ns();
 	s->backoff_ms = STORE_BACKOFF_MIN_MS;
 	s->commit_ev = event_new(base, -1, 0, commit_cb, s);
 	s->retry_ev = evtimer_new(base, retry_cb, s);

@@ -111,6 +111,32 @@ uint64_t store_coalesced_writes(const struct store *s);
 
 void store_set_health_cb(struct store *s, store_health_fn fn, void *arg);
 
+/* Commit latency (seconds) and batch size (writes) histogram bounds. */
+#define STORE_LAT_BUCKETS   12
+#define STORE_BATCH_BUCKETS 10
+extern const double store_lat_bounds[STORE_LAT_BUCKETS];
+extern const double store_batch_bounds[STORE_BATCH_BUCKETS];
+
+/* Measured once per commit, never per write. A histogram's buckets count
+ * the observations at or below each bound (not cumulative: the last slot
+ * is above every bound). */
+struct store_stats {
+	uint64_t commits;         /* commits that reached the backend and succeeded */
+	uint64_t commits_failed;  /* commits (or stagings) that failed */
+	uint64_t commits_retried; /* commits started while the store was unhealthy */
+	uint64_t lat[STORE_LAT_BUCKETS + 1];
+	double lat_sum;
+	uint64_t batch[STORE_BATCH_BUCKETS + 1];
+	uint64_t batch_sum;
+	uint64_t last_ok_ns; /* CLOCK_MONOTONIC of the last good commit; 0: none yet */
+};
+
+const struct store_stats *store_get_stats(const struct store *s);
+/* CLOCK_MONOTONIC in ns (for store_stats.last_ok_ns). */
+uint64_t store_now_ns(void);
+/* How long the commit in flight has been running (ns); 0 when none is. */
+uint64_t store_commit_running_ns(const struct store *s);
+
 #ifdef CAIRN_FAULT_INJECTION
 /* Test-time fault injection, compiled only with --enable-fault-injection
  * (which defines CAIRN_FAULT_INJECTION for every file of the build). */

@@ -857,6 +857,45 @@ START_TEST(test_log_open_error)
 }
 END_TEST
 
+/* The HTTP keys: http_listener with and without an address, sys_interval
+ * (0 turns $SYS off), and the admin API, which on a non-loopback address
+ * needs a token file: without one, an error naming http_admin's line. */
+START_TEST(test_http_keys)
+{
+	struct config c;
+
+	config_init(&c);
+	ck_assert_uint_eq(c.http_port, 0);
+	ck_assert_uint_eq(c.sys_interval, 10);
+	ck_assert(!c.http_admin);
+	config_cleanup(&c);
+
+	load_ok(&c, "http_listener 9100\nsys_interval 0\n");
+	ck_assert_uint_eq(c.http_port, 9100);
+	ck_assert_ptr_null(c.http_address);
+	ck_assert_uint_eq(c.sys_interval, 0);
+	config_cleanup(&c);
+
+	load_ok(&c, "http_listener 9100 127.0.0.2\nhttp_admin true\n");
+	ck_assert_str_eq(c.http_address, "127.0.0.2");
+	ck_assert(c.http_admin);
+	config_cleanup(&c);
+
+	load_ok(&c, "http_listener 9100 0.0.0.0\nhttp_admin true\nhttp_admin_token_file /t\n");
+	ck_assert_str_eq(c.http_admin_token_file, "/t");
+	config_cleanup(&c);
+
+	load_ok(&c, "http_listener 9100 0.0.0.0\nhttp_admin false\n");
+	config_cleanup(&c);
+
+	load_fails("listener 1883\nhttp_listener 9100 0.0.0.0\nhttp_admin true\n", 3, "http_admin",
+		   "needs http_admin_token_file");
+	load_fails("http_listener 0\n", 1, "http_listener", "out of range");
+	load_fails("sys_interval -1\n", 1, "sys_interval", "whole number");
+	load_fails("http_admin yes\n", 1, "http_admin", "true or false");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -883,6 +922,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_get_option_last_wins);
 	tcase_add_test(tc, test_log_dest);
 	tcase_add_test(tc, test_log_type);
+	tcase_add_test(tc, test_http_keys);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(tl, tmpdir_setup, tmpdir_teardown);

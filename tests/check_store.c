@@ -1537,6 +1537,16 @@ static void gc_session(struct gc *g, const char *id)
 		}                                                                                  \
 	} while (0)
 
+/* The store's own measurements: one latency and one batch size per
+ * commit that reached the backend; buckets add up to the count. */
+static uint64_t gc_hist_count(const uint64_t *b, size_t n)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i <= n; i++)
+		sum += b[i];
+	return sum;
+}
+
 START_TEST(t_gc_order)
 {
 	struct env e;
@@ -1558,6 +1568,14 @@ START_TEST(t_gc_order)
 	ck_assert_str_eq(g.ran, "ABC");
 	ck_assert(store_is_healthy(g.s));
 	ck_assert_str_eq(g.health, "");
+	const struct store_stats *st = store_get_stats(g.s);
+	ck_assert_uint_ge(st->commits, 1);
+	ck_assert_uint_eq(st->commits_failed, 0);
+	ck_assert_uint_eq(st->commits_retried, 0);
+	ck_assert_uint_eq(st->batch_sum, 2);
+	ck_assert_uint_eq(gc_hist_count(st->lat, STORE_LAT_BUCKETS), st->commits);
+	ck_assert_uint_eq(gc_hist_count(st->batch, STORE_BATCH_BUCKETS), st->commits);
+	ck_assert_uint_gt(st->last_ok_ns, 0);
 	store_close(g.s);
 	env_cleanup(&e);
 }
@@ -1623,6 +1641,13 @@ START_TEST(t_gc_failures)
 	ck_assert_str_eq(g.health, "FT");
 	/* Three failures back off 10 + 20 + 40 ms before the commit works. */
 	ck_assert_int_ge(ms, 60);
+	/* Injected failures never reach the backend: counted as failed and
+	 * retried, never timed. */
+	const struct store_stats *st = store_get_stats(g.s);
+	ck_assert_uint_eq(st->commits_failed, 3);
+	ck_assert_uint_ge(st->commits_retried, 3);
+	ck_assert_uint_ge(st->commits, 1);
+	ck_assert_uint_eq(gc_hist_count(st->lat, STORE_LAT_BUCKETS), st->commits);
 	store_close(g.s);
 	env_cleanup(&e);
 }

@@ -1,0 +1,283 @@
+/*
+ * Metrics at scrape time. Nothing here runs per message: the counters it
+ * reads are plain fields incremented where things happen, and what is
+ * walked (the sessions, the store's directory) is walked only when
+ * someone asks, at most a few times a second.
+ */
+#include "metrics.h"
+
+#include <dirent.h>
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "client.h"
+#include "conn.h"
+#include "router.h"
+#include "server.h"
+#include "store.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+/* The size of the files in the store's directory, for the backends that
+ * keep one there; -1 for the others. */
+static int64_t metrics_store_bytes(const struct server *srv)
+{
+	const char *b = srv->cfg->persistence_backend;
+	const char *dir = srv->cfg->persistence_location;
+	if (!b || !dir || (strcmp(b, "sqlite") != 0 && strcmp(b, "lmdb") != 0))
+		return -1;
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int64_t total = 0;
+	char path[4096];
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		struct stat st;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			total += (int64_t)st.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
+static void metrics_top_add(struct metrics_snapshot *m, const struct client *c, uint64_t n,
+			    uint64_t bytes)
+{
+	if (n == 0)
+		return;
+	size_t i = m->ntop < METRICS_TOP_QUEUES ? m->ntop++ : METRICS_TOP_QUEUES;
+	if (i == METRICS_TOP_QUEUES) {
+		if (m->top[METRICS_TOP_QUEUES - 1].messages >= n)
+			return;
+		i = METRICS_TOP_QUEUES - 1;
+	}
+	while (i > 0 && m->top[i - 1].messages < n) {
+		m->top[i] = m->top[i - 1];
+		i--;
+	}
+	m->top[i] = (struct metrics_queue){c->id, n, bytes};
+}
+
+void metrics_snapshot(struct server *srv, struct metrics_snapshot *m)
+{
+	memset(m, 0, sizeof(*m));
+	const struct server_client_map *map = &srv->clients;
+	for (size_t i = 0; i < map->nbuckets; i++) {
+		for (const struct client *c = map->buckets[i]; c; c = c->map_next) {
+			m->sessions_known++;
+			if (c->conn)
+				m->sessions_connected++;
+			else if (!c->clean)
+				m->sessions_offline++;
+			m->subscriptions += c->subs.count;
+			m->queued_messages += c->queued.count;
+			m->inflight_messages += c->inflight.count;
+			m->queued_bytes += c->queued_bytes;
+			metrics_top_add(m, c, (uint64_t)c->queued.count + c->inflight.count,
+					c->queued_bytes);
+		}
+	}
+	m->retained = srv->router ? router_retained_count(srv->router) : 0;
+	m->store_bytes = metrics_store_bytes(srv);
+	uint64_t now = store_now_ns();
+	m->uptime_seconds = (double)(now - srv->started_ns) / 1e9;
+	if (srv->store) {
+		const struct store_stats *ss = store_get_stats(srv->store);
+		m->since_commit_seconds = (double)(now - ss->last_ok_ns) / 1e9;
+	}
+}
+
+void metrics_json_string(struct evbuffer *out, const char *s)
+{
+	evbuffer_add(out, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(out, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			evbuffer_add_printf(out, "\\u%04x", *p);
+		else
+			evbuffer_add(out, p, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+/* A label value in the exposition format: backslash, quote and newline
+ * escaped. */
+static void metrics_label_value(struct evbuffer *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add_printf(out, "\\%c", *s);
+		else if (*s == '\n')
+			evbuffer_add(out, "\\n", 2);
+		else
+			evbuffer_add(out, s, 1);
+	}
+}
+
+static void metrics_head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics_one(struct evbuffer *out, const char *name, const char *type, const char *help,
+			uint64_t v)
+{
+	metrics_head(out, name, type, help);
+	evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+static void metrics_by_qos(struct evbuffer *out, const char *name, const char *help,
+			   const uint64_t v[3])
+{
+	metrics_head(out, name, "counter", help);
+	for (int q = 0; q < 3; q++)
+		evbuffer_add_printf(out, "%s{qos=\"%d\"} %" PRIu64 "\n", name, q, v[q]);
+}
+
+static void metrics_histogram(struct evbuffer *out, const char *name, const char *help,
+			      const uint64_t *buckets, const double *bounds, size_t n, double sum)
+{
+	metrics_head(out, name, "histogram", help);
+	uint64_t cum = 0;
+	for (size_t i = 0; i < n; i++) {
+		cum += buckets[i];
+		evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, bounds[i],
+				    cum);
+	}
+	cum += buckets[n];
+	evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+	evbuffer_add_printf(out, "%s_sum %.9g\n%s_count %" PRIu64 "\n", name, sum, name, cum);
+}
+
+void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
+{
+	struct metrics_snapshot m;
+	metrics_snapshot(srv, &m);
+	const struct server_stats *st = &srv->stats;
+	const struct conn_stats *cs = conn_set_stats(srv->conns);
+
+	evbuffer_add_printf(out,
+			    "# HELP cairn_build_info The running cairn's version.\n"
+			    "# TYPE cairn_build_info gauge\ncairn_build_info{version=\"%s\"} 1\n",
+			    PACKAGE_VERSION);
+	metrics_head(out, "cairn_uptime_seconds", "gauge", "Seconds since the broker started.");
+	evbuffer_add_printf(out, "cairn_uptime_seconds %.3f\n", m.uptime_seconds);
+
+	metrics_one(out, "cairn_connections", "gauge", "Network connections open now.",
+		    cs->current);
+	metrics_one(out, "cairn_connections_accepted_total", "counter",
+		    "Network connections accepted.", cs->accepted);
+	metrics_head(out, "cairn_connections_refused_total", "counter",
+		     "Connections refused before a session began, by reason.");
+	for (int r = 0; r < CONN_REFUSED_COUNT; r++)
+		evbuffer_add_printf(out,
+				    "cairn_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+				    conn_refusal_name(r), cs->refused[r]);
+	metrics_one(out, "cairn_clients_connected_total", "counter",
+		    "CONNECTs accepted (sessions begun or resumed).", st->clients_connected);
+	metrics_one(out, "cairn_received_bytes_total", "counter",
+		    "Bytes read from MQTT connections.", cs->bytes_in);
+	metrics_one(out, "cairn_sent_bytes_total", "counter", "Bytes written to MQTT connections.",
+		    cs->bytes_out);
+
+	metrics_one(out, "cairn_sessions", "gauge", "Sessions known (connected or not).",
+		    m.sessions_known);
+	metrics_one(out, "cairn_sessions_connected", "gauge", "Sessions with a connection.",
+		    m.sessions_connected);
+	metrics_one(out, "cairn_sessions_offline", "gauge",
+		    "Persistent sessions without a connection.", m.sessions_offline);
+	metrics_one(out, "cairn_sessions_expired_total", "counter",
+		    "Sessions ended by their expiry interval.", st->sessions_expired);
+
+	metrics_by_qos(out, "cairn_messages_received_total",
+		       "PUBLISH packets and wills received, by their QoS.", st->msgs_received_qos);
+	metrics_by_qos(out, "cairn_messages_sent_total", "PUBLISH packets sent, by QoS.",
+		       st->msgs_sent_qos);
+	metrics_by_qos(out, "cairn_payload_received_bytes_total",
+		       "Payload bytes of the messages received, by QoS.", st->payload_in_qos);
+	metrics_by_qos(out, "cairn_payload_sent_bytes_total",
+		       "Payload bytes of the messages sent, by QoS.", st->payload_out_qos);
+
+	metrics_head(out, "cairn_messages_dropped_total", "counter",
+		     "Deliveries dropped, by reason.");
+	evbuffer_add_printf(out,
+			    "cairn_messages_dropped_total{reason=\"queue_full\"} %" PRIu64 "\n"
+			    "cairn_messages_dropped_total{reason=\"too_large\"} %" PRIu64 "\n"
+			    "cairn_messages_dropped_total{reason=\"expired\"} %" PRIu64 "\n"
+			    "cairn_messages_dropped_total{reason=\"acl\"} %" PRIu64 "\n",
+			    st->drop_queue_full, st->drop_too_large, st->drop_expired,
+			    st->drop_acl);
+	metrics_one(out, "cairn_acl_denied_total", "counter",
+		    "PUBLISHes, filters, deliveries and wills the ACL refused.", st->acl_denied);
+	metrics_one(out, "cairn_auth_failures_total", "counter",
+		    "CONNECTs refused by the password file or a certificate.", st->auth_failures);
+
+	metrics_one(out, "cairn_retained_messages", "gauge", "Retained messages held.", m.retained);
+	metrics_one(out, "cairn_subscriptions", "gauge", "Subscriptions of every session.",
+		    m.subscriptions);
+	metrics_one(out, "cairn_queued_messages", "gauge",
+		    "Messages waiting for a session's in-flight window.", m.queued_messages);
+	metrics_one(out, "cairn_inflight_messages", "gauge",
+		    "Messages in sessions' in-flight windows.", m.inflight_messages);
+	metrics_one(out, "cairn_queued_bytes", "gauge", "Payload bytes of the queued messages.",
+		    m.queued_bytes);
+	metrics_head(out, "cairn_session_queued_messages", "gauge",
+		     "Queued and in-flight messages of the largest queues.");
+	for (size_t i = 0; i < m.ntop; i++) {
+		evbuffer_add(out, "cairn_session_queued_messages{client_id=\"", 41);
+		metrics_label_value(out, m.top[i].client_id);
+		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m.top[i].messages);
+	}
+	metrics_head(out, "cairn_session_queued_bytes", "gauge",
+		     "Queued payload bytes of the same sessions.");
+	for (size_t i = 0; i < m.ntop; i++) {
+		evbuffer_add(out, "cairn_session_queued_bytes{client_id=\"", 38);
+		metrics_label_value(out, m.top[i].client_id);
+		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m.top[i].bytes);
+	}
+
+	if (!srv->store)
+		return;
+	const struct store_stats *ss = store_get_stats(srv->store);
+	evbuffer_add_printf(out,
+			    "# HELP cairn_store_up 1 while the store commits, 0 while commits "
+			    "fail and are retried.\n# TYPE cairn_store_up gauge\n"
+			    "cairn_store_up{backend=\"%s\"} %d\n",
+			    store_name(srv->store), store_is_healthy(srv->store) ? 1 : 0);
+	metrics_one(out, "cairn_store_commits_total", "counter", "Store commits that succeeded.",
+		    ss->commits);
+	metrics_one(out, "cairn_store_commits_failed_total", "counter",
+		    "Store commits (or stagings) that failed.", ss->commits_failed);
+	metrics_one(out, "cairn_store_commits_retried_total", "counter",
+		    "Store commits started while the store was failing.", ss->commits_retried);
+	metrics_histogram(out, "cairn_store_commit_duration_seconds",
+			  "Time from the start of a commit to its end.", ss->lat, store_lat_bounds,
+			  STORE_LAT_BUCKETS, ss->lat_sum);
+	metrics_histogram(out, "cairn_store_commit_batch_writes", "Writes in one commit.",
+			  ss->batch, store_batch_bounds, STORE_BATCH_BUCKETS,
+			  (double)ss->batch_sum);
+	metrics_head(out, "cairn_store_last_commit_age_seconds", "gauge",
+		     "Seconds since the store last had everything durable.");
+	evbuffer_add_printf(out, "cairn_store_last_commit_age_seconds %.3f\n",
+			    m.since_commit_seconds);
+	metrics_head(out, "cairn_store_commit_running_seconds", "gauge",
+		     "How long the commit in flight has been running; 0: none.");
+	evbuffer_add_printf(out, "cairn_store_commit_running_seconds %.3f\n",
+			    (double)store_commit_running_ns(srv->store) / 1e9);
+	metrics_one(out, "cairn_store_held_writes", "gauge",
+		    "Writes waiting in the core for a failing store.",
+		    store_held_writes(srv->store));
+	if (m.store_bytes >= 0)
+		metrics_one(out, "cairn_store_size_bytes", "gauge",
+			    "Size of the files in persistence_location.", (uint64_t)m.store_bytes);
+}

@@ -1,0 +1,504 @@
+"""The HTTP listener (http_listener): /metrics in the Prometheus text
+format with counters that follow the traffic, /healthz and /readyz (503
+while the store fails), $SYS topics through the router and the ACL, the
+admin API (sessions, disconnect, delete, retained) behind its token, and
+the status page rendered by headless Chromium.
+
+Every test talks HTTP with urllib to 127.0.0.1 on a port from free_port.
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from harness import (CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, RawClient, Skip,
+                     TestFailure, ack_packet, check, free_port, packet, parse_publish, publish_packet,
+                     require_cairn, sqlite_query, wait_until)
+import mqtt5
+
+
+def _tag(*tags):
+    def deco(fn):
+        fn.tags = ("http",) + tags
+        return fn
+    return deco
+
+
+def _get(port, path, method="GET", token=None, timeout=5):
+    """(status, body bytes, headers) of one request; HTTP errors included."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    if token is not None:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+
+
+def _json(port, path, method="GET", token=None, want=200):
+    st, body, hdr = _get(port, path, method, token)
+    check(st == want, "%s %s: status %d, want %d: %r" % (method, path, st, want, body[:300]))
+    check(hdr.get("Content-Type") == "application/json",
+          "%s %s: content type %r" % (method, path, hdr.get("Content-Type")))
+    return json.loads(body)
+
+
+# ---------------------------------------------------------------- exposition format
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SAMPLE = re.compile(r"^(%s)(\{(.*)\})? (\S+)$" % _NAME)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_prometheus(text):
+    """A strict reader of the text exposition format 0.0.4: returns
+    {family: {"type": t, "help": h, "samples": [(name, {labels}, value)]}}.
+    Raises TestFailure on a line that does not parse, a sample without its
+    TYPE, a TYPE repeated, a counter not ending in _total, or a histogram
+    whose buckets are not cumulative or whose +Inf bucket is not _count."""
+    fams = {}
+    for n, line in enumerate(text.split("\n"), 1):
+        if line == "":
+            continue
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            parts = line.split(" ", 3)
+            check(len(parts) == 4 and re.match("^%s$" % _NAME, parts[2]),
+                  "line %d: bad comment %r" % (n, line))
+            f = fams.setdefault(parts[2], {"type": None, "help": None, "samples": []})
+            key = "help" if parts[1] == "HELP" else "type"
+            check(f[key] is None, "line %d: %s repeated for %s" % (n, parts[1], parts[2]))
+            if key == "type":
+                check(parts[3] in ("counter", "gauge", "histogram", "summary", "untyped"),
+                      "line %d: type %r" % (n, parts[3]))
+                check(not f["samples"], "line %d: TYPE after samples" % n)
+            f[key] = parts[3]
+            continue
+        check(not line.startswith("#"), "line %d: stray comment %r" % (n, line))
+        m = _SAMPLE.match(line)
+        check(m, "line %d does not parse: %r" % (n, line))
+        name, labels_s, value = m.group(1), m.group(3), m.group(4)
+        labels = {}
+        if labels_s:
+            pos = 0
+            while pos < len(labels_s):
+                lm = _LABEL.match(labels_s, pos)
+                check(lm, "line %d: bad labels %r" % (n, labels_s))
+                labels[lm.group(1)] = lm.group(2)
+                pos = lm.end()
+        v = float(value)  # raises on junk
+        fam = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name[:-len(suffix)] in fams and \
+                    fams[name[:-len(suffix)]]["type"] == "histogram":
+                fam = name[:-len(suffix)]
+        check(fam in fams and fams[fam]["type"], "line %d: sample %s without TYPE" % (n, name))
+        fams[fam]["samples"].append((name, labels, v))
+    for fam, f in fams.items():
+        check(f["help"], "%s has no HELP" % fam)
+        if f["type"] == "counter":
+            check(fam.endswith("_total"), "counter %s does not end in _total" % fam)
+        if f["type"] == "histogram":
+            buckets = [(float(lb["le"]), v) for nm, lb, v in f["samples"]
+                       if nm == fam + "_bucket"]
+            check(buckets and math.isinf(buckets[-1][0]), "%s: no +Inf bucket" % fam)
+            check(all(buckets[i][0] < buckets[i + 1][0] and buckets[i][1] <= buckets[i + 1][1]
+                      for i in range(len(buckets) - 1)), "%s: buckets not cumulative" % fam)
+            count = [v for nm, _, v in f["samples"] if nm == fam + "_count"]
+            check(count == [buckets[-1][1]], "%s: _count %r != +Inf %r" %
+                  (fam, count, buckets[-1][1]))
+            check([1 for nm, _, _ in f["samples"] if nm == fam + "_sum"], "%s: no _sum" % fam)
+    return fams
+
+
+def _metrics(port):
+    st, body, hdr = _get(port, "/metrics")
+    check(st == 200, "/metrics status %d" % st)
+    check(hdr.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+          "/metrics content type %r" % hdr.get("Content-Type"))
+    return parse_prometheus(body.decode())
+
+
+def _value(fams, name, **labels):
+    fam = fams.get(name) or fams.get(re.sub(r"_(bucket|sum|count)$", "", name))
+    check(fam is not None, "no metric %s" % name)
+    for nm, lb, v in fam["samples"]:
+        if nm == name and all(lb.get(k) == str(x) for k, x in labels.items()):
+            return v
+    raise TestFailure("no sample %s%r" % (name, labels))
+
+
+def _http_broker(ctx, **opts):
+    require_cairn("the HTTP listener")
+    hp = free_port()
+    opts.setdefault("sys_interval", 0)
+    b = ctx.durable_broker("sqlite", http_listener="%d 127.0.0.1" % hp, **opts)
+    return b, hp
+
+
+# ---------------------------------------------------------------- tests
+
+@_tag()
+def test_http_metrics_follow_traffic(ctx):
+    """Counters move exactly as the traffic says: messages and payload
+    bytes in and out by QoS, a refused CONNECT by reason, retained count,
+    subscriptions, sessions connected and offline, the offline session's
+    queue among the largest; the store committed (histograms with
+    cumulative buckets, _count = +Inf); the whole page parses."""
+    b, hp = _http_broker(ctx)
+    f0 = _metrics(hp)
+    check(_value(f0, "cairn_messages_received_total", qos=0) == 0, "fresh broker counts 0")
+    check(_value(f0, "cairn_store_up", backend="sqlite") == 1, "store up")
+
+    off = RawClient(b.port)
+    off.connect("mt-offline", clean=False)
+    off.subscribe(1, [("mt/#", 1)])
+    off.disconnect()
+    sub = RawClient(b.port)
+    sub.connect("mt-sub", clean=False)
+    check(sub.subscribe(1, [("mt/#", 2)]) == [2], "SUBACK")
+    pub = RawClient(b.port)
+    pub.connect("mt-pub")
+    plan = [(0, 10)] * 5 + [(1, 20)] * 3 + [(2, 30)] * 2
+    for i, (q, size) in enumerate(plan):
+        pub.publish("mt/x", b"p" * size, qos=q, pid=i + 1)
+    pub.publish("mt/keep", b"r" * 7, qos=0, retain=True)
+    got = []
+    while len(got) < len(plan) + 1:
+        t, fl, body = sub.read_packet(5)
+        if t == PUBREL:
+            sub.send(ack_packet(PUBCOMP, int.from_bytes(body[:2], "big")))
+            continue
+        check(t == PUBLISH, "packet type %d to the subscriber" % t)
+        m = parse_publish(fl, body)
+        got.append(m)
+        if m["qos"] == 1:
+            sub.send(ack_packet(PUBACK, m["pid"]))
+        elif m["qos"] == 2:
+            sub.send(ack_packet(PUBREC, m["pid"]))
+    # A CONNECT with protocol level 9: CONNACK 1 and the socket closes.
+    bad = RawClient(b.port)
+    body = b"\x00\x04MQTT\x09\x02\x00\x3c\x00\x02bx"
+    bad.send(packet(0x10, body))
+    t, _, cb = bad.read_packet(5)
+    check(t == CONNACK and cb[1] == 1, "CONNACK 1 for level 9")
+    bad.close()
+
+    def settled():
+        f = _metrics(hp)
+        return _value(f, "cairn_messages_sent_total", qos=2) >= 2 and \
+            _value(f, "cairn_connections_refused_total", reason="protocol_version") == 1 and \
+            _value(f, "cairn_connections") == 2
+    check(wait_until(settled, 5), "counters did not settle")
+    f = _metrics(hp)
+    want_in = {0: 5 * 10 + 7, 1: 3 * 20, 2: 2 * 30}
+    for q, n in ((0, 6), (1, 3), (2, 2)):
+        check(_value(f, "cairn_messages_received_total", qos=q) == n,
+              "received qos %d = %s, want %d" % (q, _value(f, "cairn_messages_received_total",
+                                                           qos=q), n))
+        check(_value(f, "cairn_messages_sent_total", qos=q) == n,
+              "sent qos %d = %s, want %d" % (q, _value(f, "cairn_messages_sent_total", qos=q), n))
+        check(_value(f, "cairn_payload_received_bytes_total", qos=q) == want_in[q],
+              "payload in qos %d" % q)
+        check(_value(f, "cairn_payload_sent_bytes_total", qos=q) == want_in[q],
+              "payload out qos %d" % q)
+    check(_value(f, "cairn_retained_messages") == 1, "retained 1")
+    check(_value(f, "cairn_subscriptions") == 2, "2 subscriptions")
+    check(_value(f, "cairn_sessions_connected") == 2, "2 connected")
+    check(_value(f, "cairn_sessions_offline") == 1, "1 offline")
+    check(_value(f, "cairn_connections") == 2, "2 connections open")
+    # Broker.start's probe is one more connection.
+    accepted = _value(f, "cairn_connections_accepted_total") - \
+        _value(f0, "cairn_connections_accepted_total")
+    check(accepted == 4, "4 accepted since the first scrape, not %s" % accepted)
+    check(_value(f, "cairn_clients_connected_total") == 3, "3 CONNECTs accepted")
+    # mt-offline holds the 5 QoS 1/2 messages (QoS 0 is not queued offline).
+    check(_value(f, "cairn_session_queued_messages", client_id="mt-offline") == 5,
+          "largest queue: mt-offline with 5")
+    # 3 QoS 1 of 20 bytes and 2 QoS 2 of 30 bytes, all waiting for it.
+    check(_value(f, "cairn_session_queued_bytes", client_id="mt-offline") == 3 * 20 + 2 * 30,
+          "largest queue's bytes")
+    check(_value(f, "cairn_received_bytes_total") > 0 and
+          _value(f, "cairn_sent_bytes_total") > 0, "wire bytes counted")
+    commits = _value(f, "cairn_store_commits_total")
+    check(commits >= 1, "the store committed")
+    lat_count = _value(f, "cairn_store_commit_duration_seconds_count")
+    check(lat_count == commits + _value(f, "cairn_store_commits_failed_total"),
+          "one latency observation per commit")
+    check(_value(f, "cairn_store_commit_batch_writes_sum") >= 5, "batch sizes summed")
+    check(_value(f, "cairn_store_size_bytes") > 0, "the sqlite file's size")
+    for c in (sub, pub):
+        c.close()
+
+
+@_tag()
+def test_http_health_and_readiness(ctx):
+    """/healthz answers 200 while the process serves; /readyz 200 while the
+    store commits and every listener is open, 503 while commits to a dead
+    redis-server fail, 200 again once it is back. Unknown paths 404."""
+    require_cairn("the HTTP listener")
+    if not shutil.which("redis-server"):
+        raise Skip("redis-server is not installed")
+    rs = ctx.redis()
+    hp = free_port()
+    b = ctx.durable_broker("redis", redis_port=rs.port, redis_connect_timeout=1000,
+                           http_listener="%d" % hp, sys_interval=0)
+    check(_get(hp, "/healthz")[0] == 200, "healthz 200")
+    check(_get(hp, "/readyz")[0] == 200, "readyz 200 with the store up")
+    check(_get(hp, "/nothing-here")[0] == 404, "unknown path 404")
+    pub = RawClient(b.port)
+    pub.connect("rz-pub", clean=False)
+    rs.kill()
+    pids = iter(range(1, 1000))
+
+    def not_ready():
+        # A retained message is a store write: each needs a commit.
+        pub.send(publish_packet("rz/t", b"x", qos=1, pid=next(pids), retain=True))
+        return _get(hp, "/readyz")[0] == 503
+    check(wait_until(not_ready, 10, step=0.2),
+          "readyz did not turn 503 with redis-server dead; log:\n" + b.log_tail())
+    check(_get(hp, "/healthz")[0] == 200, "healthz still 200: the process serves")
+    f = _metrics(hp)
+    check(_value(f, "cairn_store_up", backend="redis") == 0, "cairn_store_up 0")
+    check(_value(f, "cairn_store_commits_failed_total") >= 1, "failed commits counted")
+    rs.start()
+    check(wait_until(lambda: _get(hp, "/readyz")[0] == 200, 20),
+          "readyz not back to 200 after redis-server restarted; log:\n" + b.log_tail())
+    f = _metrics(hp)
+    check(_value(f, "cairn_store_commits_retried_total") >= 1, "retries counted")
+    pub.close()
+
+
+def _sys_reader(port, client_id, topics, filt="$SYS/#", username=None, password=None):
+    c = RawClient(port)
+    c.connect(client_id, username=username, password=password)
+    c.subscribe(1, [(filt, 0)])
+    return c
+
+
+def _collect_sys(c, until, timeout=5):
+    """Read $SYS PUBLISHes into a dict until until(dict) or timeout."""
+    seen = {}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not until(seen):
+        try:
+            m = c.read_publish(max(0.05, end - time.monotonic()))
+        except Exception:
+            break
+        seen[m["topic"]] = m
+    return seen
+
+
+@_tag()
+def test_sys_topics(ctx):
+    """A client subscribed to $SYS/# gets Mosquitto's topics at once,
+    retained (version, uptime, clients, messages, load, retained count,
+    subscriptions) and cairn's store health; counts follow the traffic on
+    the next interval; nothing of $SYS goes to the store."""
+    require_cairn("$SYS")
+    b = ctx.durable_broker("sqlite", sys_interval=1)
+    c = _sys_reader(b.port, "sys-reader", None)
+    want = ["$SYS/broker/version", "$SYS/broker/uptime", "$SYS/broker/clients/connected",
+            "$SYS/broker/clients/total", "$SYS/broker/messages/received",
+            "$SYS/broker/messages/sent", "$SYS/broker/bytes/received",
+            "$SYS/broker/load/messages/received/1min", "$SYS/broker/retained messages/count",
+            "$SYS/broker/subscriptions/count", "$SYS/broker/store/up",
+            "$SYS/broker/store/commits"]
+    seen = _collect_sys(c, lambda s: all(t in s for t in want))
+    missing = [t for t in want if t not in seen]
+    check(not missing, "missing $SYS topics %r" % missing)
+    check(seen["$SYS/broker/version"]["payload"].startswith(b"cairn version "), "version")
+    check(seen["$SYS/broker/version"]["retain"], "sent as retained on subscribe")
+    check(seen["$SYS/broker/store/up"]["payload"] == b"1", "store up")
+    pub = RawClient(b.port)
+    pub.connect("sys-pub")
+    for i in range(3):
+        pub.publish("sys/t", b"m", qos=1, pid=i + 1)
+    seen = _collect_sys(c, lambda s: s.get("$SYS/broker/messages/received", {}).get(
+        "payload") == b"3", timeout=4)
+    check(seen.get("$SYS/broker/messages/received", {}).get("payload") == b"3",
+          "messages/received 3 on a later interval: %r" %
+          seen.get("$SYS/broker/messages/received"))
+    rows = sqlite_query(os.path.join(b.db_dir, "cairn.db"),
+                        "SELECT count(*) FROM retained WHERE topic LIKE '$SYS%'")
+    check(rows == [["0"]], "$SYS retained messages in the store: %r" % rows)
+    c.close()
+    pub.close()
+
+
+@_tag()
+def test_sys_topics_follow_the_acl(ctx):
+    """$SYS goes through the ACL's read check: a user allowed only
+    $SYS/broker/clients/# gets those and nothing else of $SYS/#."""
+    require_cairn("$SYS")
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("user watcher\ntopic read $SYS/broker/clients/#\n")
+    pw = os.path.join(ctx.workdir, "passwd")
+    open(pw, "w").close()
+    subprocess.run(["mosquitto_passwd", "-b", pw, "watcher", "pw"], check=True, timeout=10)
+    b = ctx.broker(sys_interval=1, acl_file=acl, password_file=pw, allow_anonymous="false")
+    c = _sys_reader(b.port, "sys-acl", None, username="watcher", password="pw")
+    seen = _collect_sys(c, lambda s: False, timeout=2.5)
+    check("$SYS/broker/clients/connected" in seen, "clients/connected allowed: %r" %
+          sorted(seen))
+    other = [t for t in seen if not t.startswith("$SYS/broker/clients/")]
+    check(not other, "topics the ACL does not allow: %r" % other)
+    c.close()
+
+
+def _token(ctx, text="s3cret-token-0123456789"):
+    path = os.path.join(ctx.workdir, "token")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    return path, text
+
+
+@_tag()
+def test_admin_api(ctx):
+    """The admin API: 404 while off; with http_admin and a token file, 401
+    without or with a wrong token; sessions listed in id order and paged;
+    one session with its subscriptions, queue and window; a 5.0 client
+    disconnected with DISCONNECT 0x98 (its will published), a 3.1.1 one
+    closed; an offline session deleted (gone from the store too, session
+    present 0 after); a connected one refused 409; a retained message
+    cleared in memory and in the store."""
+    b0, hp0 = _http_broker(ctx)
+    check(_get(hp0, "/api/sessions")[0] == 404, "admin API off by default")
+    path, tok = _token(ctx)
+    b, hp = _http_broker(ctx, http_admin="true", http_admin_token_file=path)
+    check(_get(hp, "/api/sessions")[0] == 401, "no token: 401")
+    check(_get(hp, "/api/sessions", token="wrong")[0] == 401, "wrong token: 401")
+    check(_get(hp, "/api/sessions", token=tok + "x")[0] == 401, "longer token: 401")
+    for i in range(5):
+        c = RawClient(b.port)
+        c.connect("adm-%d" % i, clean=False)
+        c.subscribe(1, [("adm/%d/#" % i, 1)])
+        c.disconnect()
+    pub = RawClient(b.port)
+    pub.connect("adm-pub")
+    for i in range(3):
+        pub.publish("adm/2/x", b"queued", qos=1, pid=i + 1)
+    pub.publish("adm/keep", b"kept", qos=1, pid=10, retain=True)
+    page = _json(hp, "/api/sessions?offset=1&limit=2", token=tok)
+    check(page["total"] == 6, "6 sessions: %r" % page)
+    check([s["client_id"] for s in page["sessions"]] == ["adm-1", "adm-2"],
+          "page 2 of 2: %r" % page["sessions"])
+    one = _json(hp, "/api/sessions/adm-2", token=tok)
+    check(one["queued"] + one["inflight"] == 3 and not one["connected"],
+          "adm-2 holds 3 offline: %r" % one)
+    check(one["subscription_list"] == [{"filter": "adm/2/#", "qos": 1}],
+          "its subscription: %r" % one["subscription_list"])
+    check(one["inflight_window"] == 20, "window 20: %r" % one)
+    check(_get(hp, "/api/sessions/nobody", token=tok)[0] == 404, "unknown session 404")
+
+    # Disconnect: 5.0 with reason 0x98 and its will; 3.1.1 closed.
+    watcher = RawClient(b.port)
+    watcher.connect("adm-watch")
+    watcher.subscribe(1, [("adm/will", 0)])
+    v5 = RawClient(b.port)
+    mqtt5.do_connect(v5, "adm-v5", will=("adm/will", b"gone", 0, False))
+    _json(hp, "/api/sessions/adm-v5/disconnect", method="POST", token=tok)
+    mqtt5.expect_disconnect(v5, 0x98)
+    w = watcher.read_publish(5)
+    check(w["payload"] == b"gone", "will published after the admin disconnect")
+    v3 = RawClient(b.port)
+    v3.connect("adm-v3")
+    _json(hp, "/api/sessions/adm-v3/disconnect", method="POST", token=tok)
+    check(v3.expect_closed(3), "3.1.1 client closed")
+    # A connected session cannot be deleted; an offline one can.
+    st, _, _ = _get(hp, "/api/sessions/adm-pub", method="DELETE", token=tok)
+    check(st == 409, "deleting a connected session: %d" % st)
+    _json(hp, "/api/sessions/adm-2", method="DELETE", token=tok)
+    check(_get(hp, "/api/sessions/adm-2", token=tok)[0] == 404, "adm-2 gone")
+    db = os.path.join(b.db_dir, "cairn.db")
+    check(wait_until(lambda: sqlite_query(
+        db, "SELECT count(*) FROM sessions WHERE client_id='adm-2'") == [["0"]], 3),
+        "adm-2 still in the store")
+    again = RawClient(b.port)
+    sp, _ = again.connect("adm-2", clean=False)
+    check(sp == 0, "session present 0 after the delete")
+    again.close()
+    # Retained.
+    _json(hp, "/api/retained/adm%2Fkeep", method="DELETE", token=tok)
+    check(_get(hp, "/api/retained/adm%2Fkeep", method="DELETE", token=tok)[0] == 404,
+          "cleared once")
+    check(wait_until(lambda: sqlite_query(db, "SELECT count(*) FROM retained") == [["0"]], 3),
+          "retained row left in the store")
+    fresh = RawClient(b.port)
+    fresh.connect("adm-fresh")
+    fresh.subscribe(1, [("adm/keep", 0)])
+    fresh.expect_silence(0.5)
+    for c in (watcher, pub, fresh):
+        c.close()
+
+
+@_tag()
+def test_admin_api_refused_on_open_address_without_token(ctx):
+    """http_admin true on a non-loopback address without a token file is a
+    config error naming the file, line and key; the broker does not start."""
+    require_cairn("the admin API")
+    b = ctx.broker(start=False, http_listener="%d 0.0.0.0" % free_port(), http_admin="true")
+    try:
+        b.start(timeout=3)
+    except TestFailure:
+        pass
+    else:
+        raise TestFailure("the broker started with an open admin API")
+    check(b.proc.returncode not in (0, None), "exit status %r" % b.proc.returncode)
+    b.proc = None  # it exited, as it should
+    text = b.log_text()
+    check(re.search(r"%s:\d+: http_admin: " % re.escape(b.conf_path), text),
+          "error names file:line: key: %r" % text[-400:])
+
+
+@_tag()
+def test_status_page_in_chromium(ctx):
+    """Headless Chromium renders / against a broker with traffic: the
+    numbers it shows are the broker's, the chart and largest queues are
+    drawn; the screenshot is kept as test-artifacts/status-page.png in the
+    directory the tests run from (the build directory)."""
+    require_cairn("the status page")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        raise Skip("chromium is not installed")
+    b, hp = _http_broker(ctx)
+    off = RawClient(b.port)
+    off.connect("page-offline", clean=False)
+    off.subscribe(1, [("page/#", 1)])
+    off.disconnect()
+    pub = RawClient(b.port)
+    pub.connect("page-pub")
+    for i in range(7):
+        pub.publish("page/t", b"x" * 10, qos=1, pid=i + 1)
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--user-data-dir=" + os.path.join(ctx.workdir, "chromium-profile"),
+            "--virtual-time-budget=4000"]
+    url = "http://127.0.0.1:%d/" % hp
+    r = subprocess.run(args + ["--dump-dom", url], capture_output=True, timeout=60)
+    dom = r.stdout.decode("utf-8", "replace")
+    check('data-loaded="1"' in dom, "the page did not load its status: %r" % dom[-600:])
+
+    def shown(i):
+        m = re.search(r'id="%s">([^<]*)<' % i, dom)
+        return m.group(1) if m else None
+    check(shown("connections") == "1", "connections shown %r" % shown("connections"))
+    check(shown("messages_received") == "7", "received shown %r" % shown("messages_received"))
+    check(shown("sessions_offline") == "1", "offline shown %r" % shown("sessions_offline"))
+    check(shown("store_up") == "sqlite up", "store shown %r" % shown("store_up"))
+    check("<td>page-offline</td><td>7</td>" in dom, "largest queue row missing")
+    # Kept after the test: the work directory goes when the test passes.
+    art = os.path.join(os.getcwd(), "test-artifacts")
+    os.makedirs(art, exist_ok=True)
+    shot = os.path.join(art, "status-page.png")
+    subprocess.run(args + ["--window-size=900,800", "--screenshot=" + shot, url],
+                   capture_output=True, timeout=60)
+    check(os.path.getsize(shot) > 5000, "screenshot too small")
+    print("status page screenshot: %s" % shot)
+    pub.close()
