@@ -16,8 +16,12 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <inttypes.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +56,8 @@ struct http_sample {
 struct http_server {
 	struct server *srv;
 	struct evhttp *http;
+	struct evconnlistener *listener; /* evhttp's, paused after an accept error */
+	struct event *resume;            /* re-enables it */
 	struct event *sampler;
 	char *token; /* the admin bearer token; NULL: none (loopback only) */
 	size_t token_len;
@@ -197,12 +203,32 @@ static void http_status(struct http_server *h, struct evhttp_request *req)
 
 /* Compare the Authorization header with the token in constant time (for
  * the token's length). */
+/* Whether host (a Host header) names this machine's loopback, with or
+ * without a port. */
+static bool http_host_is_loopback(const char *host)
+{
+	static const char *const names[] = {"127.0.0.1", "localhost", "[::1]"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		size_t n = strlen(names[i]);
+		if (strncasecmp(host, names[i], n) == 0 && (host[n] == '\0' || host[n] == ':'))
+			return true;
+	}
+	return false;
+}
+
 static bool http_authorized(const struct http_server *h, struct evhttp_request *req)
 {
-	if (!h->token)
-		return true; /* config.c allowed this only on loopback */
-	const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	if (!a || strncmp(a, "Bearer ", 7) != 0)
+	const struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	if (!h->token) {
+		/* Loopback without a token (config.c allows nothing else):
+		 * still not for a web page the operator's browser runs,
+		 * which sends an Origin, or reaches here by DNS rebinding
+		 * under a name that is not the loopback's. */
+		const char *host = evhttp_find_header(in, "Host");
+		return !evhttp_find_header(in, "Origin") && host && http_host_is_loopback(host);
+	}
+	const char *a = evhttp_find_header(in, "Authorization");
+	if (!a || strncasecmp(a, "Bearer ", 7) != 0)
 		return false;
 	a += 7;
 	size_t n = strlen(a);
@@ -359,6 +385,10 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 		if (!topic || cmd != EVHTTP_REQ_DELETE || len > UINT16_MAX) {
 			http_json_error(req, topic ? 405 : 400,
 					topic ? "DELETE only" : "bad topic in the path");
+		} else if (topic[0] == '$') {
+			/* $SYS topics are the broker's: it republishes them only
+			 * when they change. */
+			http_json_error(req, 403, "topics starting with $ belong to the broker");
 		} else if (!router_clear_retained(srv->router, topic, len)) {
 			http_json_error(req, 404, "no retained message on that topic");
 		} else {
@@ -402,6 +432,12 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 		} else {
 			log_write(srv->log, LOG_LEVEL_NOTICE, "admin API: deleting session %s",
 				  c->id);
+			if (c->will_at) {
+				/* A session that ends publishes its delayed will
+				 * [MQTT5-3.1.3-9], as when it expires. */
+				c->will_at = 0;
+				client_handle_last_will(c);
+			}
 			client_discard(c);
 			http_json_text(req, "{\"deleted\":true}");
 		}
@@ -466,13 +502,30 @@ static int http_read_token(struct http_server *h, const char *path, struct log *
 			  strerror(errno));
 		return -1;
 	}
-	char buf[512];
+	char buf[514];
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-			 buf[n - 1] == '\t'))
+	/* The token is the first line, without its line end and trailing
+	 * blanks. */
+	n = strcspn(buf, "\n");
+	if (n > 512) {
+		log_write(lg, LOG_LEVEL_ERROR,
+			  "http_admin_token_file %s: the token is longer than 512 characters",
+			  path);
+		return -1;
+	}
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
 		buf[--n] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+			log_write(lg, LOG_LEVEL_ERROR,
+				  "http_admin_token_file %s: the token has a control character",
+				  path);
+			return -1;
+		}
+	}
 	if (n < 16) {
 		log_write(lg, LOG_LEVEL_ERROR,
 			  "http_admin_token_file %s: the token must have at least 16 characters",
@@ -482,6 +535,49 @@ static int http_read_token(struct http_server *h, const char *path, struct log *
 	h->token = xstrndup(buf, n);
 	h->token_len = n;
 	return 0;
+}
+
+static void http_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *h = arg;
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(h->listener);
+}
+
+/* The HTTP server whose listener reports accept errors: libevent hands the
+ * error callback evhttp's own argument, not ours, and a broker runs one
+ * HTTP listener. */
+static struct http_server *http_accepting;
+
+/* accept() failed (out of file descriptors, most likely): pause the
+ * listener a second instead of retrying at once, forever. */
+static void http_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct http_server *h = http_accepting;
+	(void)arg;
+	if (!h)
+		return;
+	int err = EVUTIL_SOCKET_ERROR();
+	log_write(h->srv->log, LOG_LEVEL_WARNING, "HTTP listener: accept failed: %s; paused 1 s",
+		  evutil_socket_error_to_string(err));
+	evconnlistener_disable(l);
+	struct timeval tv = {1, 0};
+	event_add(h->resume, &tv);
+}
+
+/* Whether the socket fd is bound to a loopback address. */
+static bool http_bound_to_loopback(evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+	return false;
 }
 
 struct http_server *http_server_new(struct server *srv)
@@ -502,11 +598,26 @@ struct http_server *http_server_new(struct server *srv)
 	evhttp_set_max_headers_size(h->http, 16384);
 	evhttp_set_max_body_size(h->http, 16384);
 	evhttp_set_gencb(h->http, http_cb, h);
-	if (!evhttp_bind_socket_with_handle(h->http, addr, cfg->http_port)) {
+	struct evhttp_bound_socket *bound =
+	    evhttp_bind_socket_with_handle(h->http, addr, cfg->http_port);
+	if (!bound) {
 		log_write(srv->log, LOG_LEVEL_ERROR, "http_listener: cannot listen on %s port %u",
 			  addr, cfg->http_port);
 		goto fail;
 	}
+	if (cfg->http_admin && !h->token &&
+	    !http_bound_to_loopback(evhttp_bound_socket_get_fd(bound))) {
+		/* The name in the config resolved elsewhere than the loopback. */
+		log_write(srv->log, LOG_LEVEL_ERROR,
+			  "http_listener: %s is not a loopback address: http_admin needs "
+			  "http_admin_token_file there",
+			  addr);
+		goto fail;
+	}
+	h->listener = evhttp_bound_socket_get_listener(bound);
+	h->resume = evtimer_new(srv->base, http_resume, h);
+	http_accepting = h;
+	evconnlistener_set_error_cb(h->listener, http_accept_error);
 	log_write(srv->log, LOG_LEVEL_NOTICE, "HTTP listener on %s port %u%s", addr, cfg->http_port,
 		  cfg->http_admin ? " (admin API on)" : "");
 	h->sampler = event_new(srv->base, -1, EV_PERSIST, http_sample, h);
@@ -525,6 +636,10 @@ void http_server_free(struct http_server *h)
 		return;
 	if (h->sampler)
 		event_free(h->sampler);
+	if (http_accepting == h)
+		http_accepting = NULL;
+	if (h->resume)
+		event_free(h->resume);
 	if (h->http)
 		evhttp_free(h->http);
 	free(h->token);

@@ -439,6 +439,71 @@ def test_admin_api(ctx):
         c.close()
 
 
+def _raw_http(port, request):
+    """Send request bytes as they are; returns the status code."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(request)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return int(data.split(b" ")[1]) if data.startswith(b"HTTP/") else None
+
+
+@_tag()
+def test_admin_api_guards(ctx):
+    """Without a token (loopback only), the admin API refuses a request a
+    web page could make: one with an Origin, or under a Host that is not
+    the loopback's (DNS rebinding). With a token, the scheme name is not
+    case-sensitive, only the token file's first line is the token, and $
+    topics cannot be cleared. Deleting an offline 5.0 session publishes its
+    delayed will."""
+    b, hp = _http_broker(ctx, http_admin="true")
+    c = RawClient(b.port)
+    c.connect("grd-1", clean=False)
+    c.disconnect()
+    path = "/api/sessions"
+    ok = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % (
+        path.encode(), hp)
+    check(_raw_http(hp, ok) == 200, "loopback Host without a token: 200")
+    origin = b"POST /api/sessions/grd-1/disconnect HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" \
+        b"Origin: http://attacker.example\r\nContent-Type: text/plain\r\n" \
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n" % hp
+    check(_raw_http(hp, origin) == 401, "a request with an Origin is refused")
+    rebound = b"GET /api/sessions HTTP/1.1\r\nHost: attacker.example:%d\r\n" \
+        b"Connection: close\r\n\r\n" % hp
+    check(_raw_http(hp, rebound) == 401, "a foreign Host is refused")
+
+    tpath, tok = _token(ctx)
+    with open(tpath, "a") as f:
+        f.write("# a comment on the second line\n")
+    b2, hp2 = _http_broker(ctx, http_admin="true", http_admin_token_file=tpath)
+    lower = b"GET /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: bearer %s\r\n" \
+        b"Connection: close\r\n\r\n" % tok.encode()
+    check(_raw_http(hp2, lower) == 200, "the token is the first line; 'bearer' is accepted")
+    st, _, _ = _get(hp2, "/api/retained/%24SYS%2Fbroker%2Fversion", method="DELETE", token=tok)
+    check(st == 403, "clearing a $SYS topic: %d, want 403" % st)
+
+    watcher = RawClient(b2.port)
+    watcher.connect("grd-watch")
+    watcher.subscribe(1, [("grd/will", 0)])
+    v5 = RawClient(b2.port)
+    mqtt5.do_connect(v5, "grd-v5", clean=False, will=("grd/will", b"ended", 0, False),
+                     properties=mqtt5.props((mqtt5.SESSION_EXPIRY, 300)),
+                     will_properties=mqtt5.props((mqtt5.WILL_DELAY, 60)))
+    v5.close()  # no DISCONNECT: the will waits for its delay
+    check(watcher.expect_silence(0.5), "the will went out before its delay")
+    _json(hp2, "/api/sessions/grd-v5", method="DELETE", token=tok)
+    w = watcher.read_publish(5)
+    check(w["payload"] == b"ended", "deleting the session published its delayed will")
+    for x in (watcher,):
+        x.close()
+
+
 @_tag()
 def test_admin_api_refused_on_open_address_without_token(ctx):
     """http_admin true on a non-loopback address without a token file is a
