@@ -479,9 +479,8 @@ static int key_sys_interval(struct parse *p, char **v, int n)
 static int check_http_admin(struct parse *p)
 {
 	const char *a = p->c->http_address;
-	bool loopback = !a || strcmp(a, "localhost") == 0 || strncmp(a, "127.", 4) == 0 ||
-			strcmp(a, "::1") == 0;
-	if (!p->c->http_admin || p->c->http_admin_token_file || loopback)
+	if (!p->c->http_admin || p->c->http_admin_token_file || !a ||
+	    util_name_is_loopback(a, strlen(a)))
 		return 0;
 	p->line = p->c->http_admin_line;
 	p->key = "http_admin";

@@ -201,21 +201,18 @@ static void http_status(struct http_server *h, struct evhttp_request *req)
 
 /* ---- the admin API ---- */
 
-/* Compare the Authorization header with the token in constant time (for
- * the token's length). */
-/* Whether host (a Host header) names this machine's loopback, with or
- * without a port. */
+/* Whether host (a Host header, with or without a port) names the
+ * loopback. */
 static bool http_host_is_loopback(const char *host)
 {
-	static const char *const names[] = {"127.0.0.1", "localhost", "[::1]"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		size_t n = strlen(names[i]);
-		if (strncasecmp(host, names[i], n) == 0 && (host[n] == '\0' || host[n] == ':'))
-			return true;
-	}
-	return false;
+	const char *end = host[0] == '[' ? strchr(host, ']') : strchr(host, ':');
+	if (host[0] == '[' && end)
+		end++;
+	return util_name_is_loopback(host, end ? (size_t)(end - host) : strlen(host));
 }
 
+/* Compare the Authorization header with the token in constant time (for
+ * the token's length). */
 static bool http_authorized(const struct http_server *h, struct evhttp_request *req)
 {
 	const struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -571,13 +568,8 @@ static bool http_bound_to_loopback(evutil_socket_t fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-		return false;
-	if (ss.ss_family == AF_INET)
-		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss.ss_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
-	return false;
+	return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	       util_sockaddr_is_loopback((struct sockaddr *)&ss);
 }
 
 struct http_server *http_server_new(struct server *srv)

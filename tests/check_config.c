@@ -890,6 +890,23 @@ START_TEST(test_http_keys)
 
 	load_fails("listener 1883\nhttp_listener 9100 0.0.0.0\nhttp_admin true\n", 3, "http_admin",
 		   "needs http_admin_token_file");
+	load_ok(&c, "http_listener 9100 ::1\nhttp_admin true\n");
+	config_cleanup(&c);
+	load_ok(&c, "http_listener 9100 LocalHost\nhttp_admin true\n");
+	config_cleanup(&c);
+	load_fails("http_listener 9100 127.example\nhttp_admin true\n", 2, "http_admin",
+		   "needs http_admin_token_file");
+	load_fails("http_listener 9100 ::2\nhttp_admin true\n", 2, "http_admin",
+		   "needs http_admin_token_file");
+
+	/* The one loopback test the config and the HTTP server share. */
+	ck_assert(util_name_is_loopback("127.1.2.3", 9));
+	ck_assert(util_name_is_loopback("[::1]", 5));
+	ck_assert(util_name_is_loopback("localhost:80", 9));
+	ck_assert(!util_name_is_loopback("localhost:80", 12));
+	ck_assert(!util_name_is_loopback("128.0.0.1", 9));
+	ck_assert(!util_name_is_loopback("[::1", 4));
+	ck_assert(!util_name_is_loopback("", 0));
 	load_fails("http_listener 0\n", 1, "http_listener", "out of range");
 	load_fails("sys_interval -1\n", 1, "sys_interval", "whole number");
 	load_fails("http_admin yes\n", 1, "http_admin", "true or false");
