@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -144,6 +145,19 @@ static void metrics_by_qos(struct evbuffer *out, const char *name, const char *h
 		evbuffer_add_printf(out, "%s{qos=\"%d\"} %" PRIu64 "\n", name, q, v[q]);
 }
 
+/* A gauge per session of the largest queues: its messages or its bytes. */
+static void metrics_top(struct evbuffer *out, const char *name, const char *help,
+			const struct metrics_snapshot *m, bool bytes)
+{
+	metrics_head(out, name, "gauge", help);
+	for (size_t i = 0; i < m->ntop; i++) {
+		evbuffer_add_printf(out, "%s{client_id=\"", name);
+		metrics_label_value(out, m->top[i].client_id);
+		evbuffer_add_printf(out, "\"} %" PRIu64 "\n",
+				    bytes ? m->top[i].bytes : m->top[i].messages);
+	}
+}
+
 static void metrics_histogram(struct evbuffer *out, const char *name, const char *help,
 			      const uint64_t *buckets, const double *bounds, size_t n, double sum)
 {
@@ -231,20 +245,10 @@ void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
 		    "Messages in sessions' in-flight windows.", m.inflight_messages);
 	metrics_one(out, "cairn_queued_bytes", "gauge", "Payload bytes of the queued messages.",
 		    m.queued_bytes);
-	metrics_head(out, "cairn_session_queued_messages", "gauge",
-		     "Queued and in-flight messages of the largest queues.");
-	for (size_t i = 0; i < m.ntop; i++) {
-		evbuffer_add(out, "cairn_session_queued_messages{client_id=\"", 41);
-		metrics_label_value(out, m.top[i].client_id);
-		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m.top[i].messages);
-	}
-	metrics_head(out, "cairn_session_queued_bytes", "gauge",
-		     "Queued payload bytes of the same sessions.");
-	for (size_t i = 0; i < m.ntop; i++) {
-		evbuffer_add(out, "cairn_session_queued_bytes{client_id=\"", 38);
-		metrics_label_value(out, m.top[i].client_id);
-		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m.top[i].bytes);
-	}
+	metrics_top(out, "cairn_session_queued_messages",
+		    "Queued and in-flight messages of the largest queues.", &m, false);
+	metrics_top(out, "cairn_session_queued_bytes", "Queued payload bytes of the same sessions.",
+		    &m, true);
 
 	if (!srv->store)
 		return;
