@@ -136,7 +136,6 @@ void service_ready(struct service *svc, struct event_base *base, struct log *lg,
 {
 	char buf[600];
 
-	svc->base = base;
 	svc->log = lg;
 	snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s", status);
 	service_notify(buf);

@@ -14,7 +14,6 @@ struct event;
 struct event_base;
 
 struct service {
-	struct event_base *base;
 	struct log *log;
 	struct event *watchdog; /* WATCHDOG=1 every half interval, or NULL */
 	char *pid_file;         /* written by service_write_pid; removed at cleanup */
