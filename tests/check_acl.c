@@ -903,6 +903,37 @@ static bool oracle_check(const struct orule *rules, int n, const char *cid, cons
 	return granted;
 }
 
+/* The index's subscribe decision on filter, asserted to be the
+ * oracle's; text (the ACL) is printed when it is not. */
+static bool sub_as_oracle(const struct acl *a, const struct orule *rules, int nrules,
+			  const char *text, const char *cid, const char *user, const char *filter)
+{
+	bool want = oracle_may_subscribe(rules, nrules, cid, user, filter);
+	bool got = sub(a, cid, user, filter);
+
+	ck_assert_msg(got == want, "%.600s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
+		      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
+		      want ? "granted" : "0x80");
+	return got;
+}
+
+/* The per-message check of topic for each access, asserted to be the
+ * oracle's; counts the answers in *allowed and *denied. */
+static void chk_as_oracle(const struct acl *a, const struct orule *rules, int nrules,
+			  const char *text, const char *cid, const char *user, const char *topic,
+			  int *allowed, int *denied)
+{
+	for (uint8_t acc = 1; acc <= 2; acc++) {
+		bool ok = chk(a, cid, user, topic, acc);
+
+		ck_assert_msg(ok == oracle_check(rules, nrules, cid, user, topic, acc),
+			      "%.600s| cid '%s' user '%s' topic '%s' access %d: %s", text, cid,
+			      user ? user : "(none)", topic, acc, ok ? "allowed" : "denied");
+		*allowed += ok;
+		*denied += !ok;
+	}
+}
+
 /* A random filter of 1-4 levels from vocab; '#' only last. */
 static void olevels(char *buf, size_t cap, const char *const *vocab, int nvocab)
 {
@@ -983,7 +1014,7 @@ START_TEST(test_subscribe_oracle)
 		for (int q = 0; q < 40; q++) {
 			const char *cid = ids[rand() % 11], *user = users[rand() % 8];
 			char filter[80];
-			bool want, got;
+			bool got;
 
 			/* Half the filters are a rule's own, with the client's
 			 * values in, so that many meet a rule. */
@@ -994,12 +1025,7 @@ START_TEST(test_subscribe_oracle)
 				if (topic_filter_validate(filter, strlen(filter)) != TOPIC_OK)
 					olevels(filter, sizeof(filter), flevels, 12);
 			}
-			want = oracle_may_subscribe(rules, nrules, cid, user, filter);
-			got = sub(a, cid, user, filter);
-			ck_assert_msg(got == want,
-				      "%.400s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
-				      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
-				      want ? "granted" : "0x80");
+			got = sub_as_oracle(a, rules, nrules, text, cid, user, filter);
 			/* A view decides the same, and so does its memory. */
 			struct acl_view *v = acl_view_new(a, cid, user);
 			struct acl_sub_cost vc = {0};
@@ -1012,24 +1038,15 @@ START_TEST(test_subscribe_oracle)
 				granted++;
 			else
 				refused++;
-			if (!want && oracle_decide(rules, nrules, cid, user, filter, false))
+			if (!got && oracle_decide(rules, nrules, cid, user, filter, false))
 				cut++;
 			/* The per-message check of a topic: the filter's own levels,
 			 * or a rule's, wildcards made literal. */
 			for (char *c = filter; *c; c++)
 				if (*c == '+' || *c == '#')
 					*c = rand() % 2 ? 'a' : 'b';
-			for (uint8_t acc = 1; acc <= 2; acc++) {
-				bool ok = chk(a, cid, user, filter, acc);
-
-				ck_assert_msg(
-				    ok == oracle_check(rules, nrules, cid, user, filter, acc),
-				    "%.400s| cid '%s' user '%s' topic '%s' access %d: %s", text,
-				    cid, user ? user : "(none)", filter, acc,
-				    ok ? "allowed" : "denied");
-				checked_ok += ok;
-				checked_no += !ok;
-			}
+			chk_as_oracle(a, rules, nrules, text, cid, user, filter, &checked_ok,
+				      &checked_no);
 		}
 		acl_free(a);
 		free(text);
@@ -1136,13 +1153,8 @@ START_TEST(test_oracle_siblings)
 					l = "a";
 				n += (size_t)snprintf(filter + n, sizeof(filter) - n, "/%s", l);
 			}
-			bool want = oracle_may_subscribe(rules, nrules, cid, user, filter);
-			bool got = sub(a, cid, user, filter);
+			bool got = sub_as_oracle(a, rules, nrules, text, cid, user, filter);
 
-			ck_assert_msg(got == want,
-				      "%.600s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
-				      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
-				      want ? "granted" : "0x80");
 			granted += got;
 			refused += !got;
 			/* A topic under a sibling, from the filter's levels. */
@@ -1151,17 +1163,7 @@ START_TEST(test_oracle_siblings)
 			for (char *c = topic; *c; c++)
 				if (*c == '+' || *c == '#')
 					*c = rand() % 2 ? 'a' : 'b';
-			for (uint8_t acc = 1; acc <= 2; acc++) {
-				bool ok = chk(a, cid, user, topic, acc);
-
-				ck_assert_msg(
-				    ok == oracle_check(rules, nrules, cid, user, topic, acc),
-				    "%.600s| cid '%s' user '%s' topic '%s' access %d: %s", text,
-				    cid, user ? user : "(none)", topic, acc,
-				    ok ? "allowed" : "denied");
-				allowed += ok;
-				denied += !ok;
-			}
+			chk_as_oracle(a, rules, nrules, text, cid, user, topic, &allowed, &denied);
 		}
 		acl_free(a);
 		free(text);
@@ -1396,30 +1398,15 @@ START_TEST(test_oracle_templates)
 			}
 			if (filter[0] == '$' && rand() % 2)
 				filter[0] = 'z';
-			bool want = oracle_may_subscribe(rules, nrules, cid, user, filter);
-			bool got = sub(a, cid, user, filter);
+			bool got = sub_as_oracle(a, rules, nrules, text, cid, user, filter);
 
-			ck_assert_msg(got == want,
-				      "%.600s| cid '%s' user '%s' filter '%s': %s, oracle %s", text,
-				      cid, user ? user : "(none)", filter, got ? "granted" : "0x80",
-				      want ? "granted" : "0x80");
 			granted += got;
 			refused += !got;
 			snprintf(topic, sizeof(topic), "%s", filter);
 			for (char *c = topic; *c; c++)
 				if (*c == '+' || *c == '#')
 					*c = rand() % 2 ? 't' : 'y';
-			for (uint8_t acc = 1; acc <= 2; acc++) {
-				bool ok = chk(a, cid, user, topic, acc);
-
-				ck_assert_msg(
-				    ok == oracle_check(rules, nrules, cid, user, topic, acc),
-				    "%.600s| cid '%s' user '%s' topic '%s' access %d: %s", text,
-				    cid, user ? user : "(none)", topic, acc,
-				    ok ? "allowed" : "denied");
-				allowed += ok;
-				denied += !ok;
-			}
+			chk_as_oracle(a, rules, nrules, text, cid, user, topic, &allowed, &denied);
 		}
 		acl_free(a);
 		free(text);
