@@ -89,6 +89,15 @@ def authenticate(c, client_id, user="alice", secret=SECRET, **kw):
     return pr
 
 
+def _password_login(port, client_id, user, password):
+    """A 5.0 client logged in by the password file (CONNACK 0)."""
+    c = RawClient(port)
+    c.send(connect5(client_id, username=user, password=password))
+    _, body = c.expect(CONNACK)
+    check(body[1] == 0, "%s's password login: 0x%02x" % (user, body[1]))
+    return c
+
+
 def expect_connack(c, reason):
     _, body = c.expect(CONNACK)
     check(body[1] == reason, "CONNACK reason 0x%02x, want 0x%02x" % (body[1], reason))
@@ -289,10 +298,7 @@ def test_mqtt5_auth_acl_applies_to_method_user(ctx):
     b = _broker(ctx, acl_file=acl, password_file=pw, allow_anonymous="false")
     a = RawClient(b.port)
     authenticate(a, "acl-alice")
-    o = RawClient(b.port)
-    o.send(connect5("acl-bob", username="bob", password="bobpw"))
-    _, body = o.expect(CONNACK)
-    check(body[1] == 0, "bob's password login: 0x%02x" % body[1])
+    o = _password_login(b.port, "acl-bob", "bob", "bobpw")
     for c, me, other in ((a, "alice", "bob"), (o, "bob", "alice")):
         c.send(subscribe5(1, [(me + "/#", 1), (other + "/#", 1), ("home/%s/#" % me, 1),
                               ("home/%s/#" % other, 1)]))
@@ -322,10 +328,7 @@ def test_mqtt5_auth_method_user_survives_password_reload(ctx):
     b = _broker(ctx, password_file=pw, allow_anonymous="false")
     a = RawClient(b.port)
     authenticate(a, "rl-alice")
-    o = RawClient(b.port)
-    o.send(connect5("rl-bob", username="bob", password="bobpw"))
-    _, body = o.expect(CONNACK)
-    check(body[1] == 0, "bob's login: 0x%02x" % body[1])
+    o = _password_login(b.port, "rl-bob", "bob", "bobpw")
     check(_cairn_passwd("-b", pw, "bob", "newpw").returncode == 0, "cairn-passwd failed")
     os.kill(b.proc.pid, signal.SIGHUP)
     expect_disconnect(o, 0x87)
