@@ -766,6 +766,16 @@ static void acl_take_templates(struct acl_steps *st, const struct acl_walk *k,
 	levelmap_vec_cleanup(&v);
 }
 
+/* Whether a rule ending at one of the nodes listed in l grants part of f. */
+static bool acl_grant_any_of(const struct acl_walk *k, bool patterns, const struct acl_glist *l,
+			     const struct acl_span *f, int nf)
+{
+	for (uint32_t x = 0; x < l->n; x++)
+		if (acl_grant_any(k, patterns, l->v[x], f, nf))
+			return true;
+	return false;
+}
+
 /*
  * For a run of `+` in the filter from n's level i on: take what the walk
  * would meet below n's literal children from n's descendant index (struct
@@ -794,17 +804,12 @@ static bool acl_take_below(struct acl_steps *st, const struct acl_walk *k,
 	for (int j = 1; j <= r; j++) {
 		const struct acl_gclevel *lv = &gc->lv[j - 1];
 
-		for (uint32_t x = 0; x < lv->hashes->n; x++)
-			if (acl_grant_any(k, patterns, lv->hashes->v[x], f, nf)) {
-				*ok = true;
-				return true;
-			}
+		if (acl_grant_any_of(k, patterns, lv->hashes, f, nf)) {
+			*ok = true;
+			return true;
+		}
 		if (ends && j == r) {
-			for (uint32_t x = 0; x < lv->ends->n; x++)
-				if (acl_grant_any(k, patterns, lv->ends->v[x], f, nf)) {
-					*ok = true;
-					return true;
-				}
+			*ok = acl_grant_any_of(k, patterns, lv->ends, f, nf);
 			return true;
 		}
 		if (lv->pluses->n > 0)
