@@ -86,6 +86,15 @@ static void check_case(const char *label, const char *text, const char *cid, con
 	acl_free(a);
 }
 
+/* Append the rules fmt makes of from..to (its %d) at text + n; the new
+ * length. */
+static size_t rules(char *text, size_t cap, size_t n, const char *fmt, int from, int to)
+{
+	for (int i = from; i <= to; i++)
+		n += (size_t)snprintf(text + n, cap - n, fmt, i);
+	return n;
+}
+
 static long maxrss_kb(void)
 {
 	struct rusage ru;
@@ -113,9 +122,7 @@ int main(void)
 	char *text = malloc(cap);
 
 	/* 6,000 literal first levels, each granting a subtree. */
-	n = 0;
-	for (int i = 1; i <= 6000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "topic read dev%d/#\n", i);
+	n = rules(text, cap, 0, "topic read dev%d/#\n", 1, 6000);
 	subscribe_case("6000 x `topic read devN/#`, `+/literal/x`", text, "c1", "+/literal/x%d",
 		       14000);
 	/* The same with a deny that cuts every grant. */
@@ -124,46 +131,37 @@ int main(void)
 		       14000);
 
 	/* Literal siblings with nothing below them for the filter. */
-	n = 0;
-	for (int i = 1; i <= 6000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "topic read dev%d/status/#\n", i);
+	n = rules(text, cap, 0, "topic read dev%d/status/#\n", 1, 6000);
 	subscribe_case("6000 x `topic read devN/status/#`, `+/literal/x` (refused)", text, "c1",
 		       "+/literal/x%d", 14000);
 	subscribe_case("6000 x `topic read devN/status/#`, `+/status/x` (granted)", text, "c1",
 		       "+/status/x%d", 14000);
-	n = 0;
-	for (int i = 1; i <= 6000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "topic read dev%d/status/set\n", i);
+	n = rules(text, cap, 0, "topic read dev%d/status/set\n", 1, 6000);
 	subscribe_case("6000 x `topic read devN/status/set`, `+/+/temp` (refused)", text, "c1",
 		       "+/+/temp%d", 14000);
 
 	/* Patterns on the client id below literal siblings. */
-	n = 0;
-	for (int i = 1; i <= 6000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "pattern read dev%d/%%c/#\n", i);
+	n = rules(text, cap, 0, "pattern read dev%d/%%c/#\n", 1, 6000);
 	subscribe_case("6000 x `pattern read devN/%c/#`, `+/literal/x` (refused)", text, "c1",
 		       "+/literal/x%d", 14000);
 	subscribe_case("6000 x `pattern read devN/%c/#`, `+/c1/x` (granted)", text, "c1",
 		       "+/c1/x%d", 14000);
 
 	/* The per-message check with thousands of deny patterns. */
-	n = (size_t)snprintf(text, cap, "topic readwrite #\n");
-	for (int i = 0; i < 5000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "pattern deny secret%d/%%c/#\n", i);
+	n = rules(text, cap, (size_t)snprintf(text, cap, "topic readwrite #\n"),
+		  "pattern deny secret%d/%%c/#\n", 0, 4999);
 	check_case("5000 x `pattern deny secretN/%c/#`, allowed", text, "c1", NULL, "data/%d/x",
 		   1000, 200000, ACL_WRITE);
 	check_case("5000 x `pattern deny secretN/%c/#`, denied", text, "c1", NULL, "secret%d/c1/x",
 		   5000, 200000, ACL_WRITE);
-	n = (size_t)snprintf(text, cap, "pattern readwrite #\n");
-	for (int i = 0; i < 5000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "pattern deny %%u/%d/#\n", i);
+	n = rules(text, cap, (size_t)snprintf(text, cap, "pattern readwrite #\n"),
+		  "pattern deny %%u/%d/#\n", 0, 4999);
 	check_case("5000 x `pattern deny %u/N/#`, allowed", text, "c1", "alice", "alice/x%d/y",
 		   1000, 200000, ACL_READ);
 	check_case("5000 x `pattern deny %u/N/#`, denied", text, "c1", "alice", "alice/%d/y", 5000,
 		   200000, ACL_READ);
-	n = (size_t)snprintf(text, cap, "pattern readwrite #\n");
-	for (int i = 0; i < 5000; i++)
-		n += (size_t)snprintf(text + n, cap - n, "pattern deny d%%c-%d/#\n", i);
+	n = rules(text, cap, (size_t)snprintf(text, cap, "pattern readwrite #\n"),
+		  "pattern deny d%%c-%d/#\n", 0, 4999);
 	check_case("5000 x `pattern deny d%c-N/#`, allowed", text, "c1", "alice", "dc2-%d/x", 5000,
 		   200000, ACL_READ);
 	check_case("5000 x `pattern deny d%c-N/#`, denied", text, "c1", "alice", "dc1-%d/x", 5000,
