@@ -242,6 +242,47 @@ bool bk_state_parse(const char *s, size_t len, uint8_t *out)
 	return false;
 }
 
+/* ---- subscription ids as stored text ---- */
+
+size_t bk_ids_format(char *out, const uint32_t *ids, uint32_t n)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (uint32_t i = 0; i < n; i++)
+		len += (size_t)sprintf(out + len, i == 0 ? "%lu" : ",%lu", (unsigned long)ids[i]);
+	return len;
+}
+
+bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32_t *n)
+{
+	const char *p = s, *end = s + len;
+
+	*n = 0;
+	if (len == 0)
+		return true;
+	for (;;) {
+		const char *start = p;
+		uint64_t v = 0;
+
+		for (; p < end && *p >= '0' && *p <= '9'; p++) {
+			v = v * 10 + (uint64_t)(*p - '0');
+			if (v > UINT32_MAX)
+				return false;
+		}
+		if (p == start || (p < end && *p != ','))
+			return false;
+		if (*n == *cap) {
+			*cap = *cap > 0 ? *cap * 2 : 8;
+			*ids = bk_xrealloc(*ids, *cap * sizeof(**ids));
+		}
+		(*ids)[(*n)++] = (uint32_t)v;
+		if (p == end)
+			return true;
+		p++; /* the comma: an id must follow */
+	}
+}
+
 /* ---- the staged-write log ---- */
 
 /* A payload copy that is never NULL, so a loaded record never carries a

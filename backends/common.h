@@ -74,6 +74,21 @@ const char *bk_state_name(uint8_t state);
 /* Parse the len bytes at s as one of the names above. */
 bool bk_state_parse(const char *s, size_t len, uint8_t *out);
 
+/* ---- a delivery's subscription ids as stored text ---- */
+
+/* Room bk_ids_format needs for n ids: ten digits and a comma (or the
+ * final NUL) each. */
+#define BK_IDS_TEXT_MAX(n) ((size_t)(n)*11 + 1)
+
+/* Write ids as decimals separated by commas ("1,5,7"; "" for none) at
+ * out, which has BK_IDS_TEXT_MAX(n) bytes, with a NUL; returns the length. */
+size_t bk_ids_format(char *out, const uint32_t *ids, uint32_t n);
+/* Parse the len bytes at s, as bk_ids_format writes them (len 0: none),
+ * into *ids, grown as needed (*cap entries; free it when done), their
+ * count in *n. False for anything else (an empty or non-decimal id, one
+ * above UINT32_MAX). */
+bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32_t *n);
+
 /* ---- the staged-write log ---- */
 
 /* One of the twelve staging calls of struct cairn_store_ops. */

@@ -226,13 +226,12 @@ static void sq_bind_deadline(sqlite3_stmt *stmt, int i, int64_t ms)
  * NULL when it has none. */
 static char *sq_sub_ids_text(const uint32_t *ids, uint32_t n)
 {
-	char *s, *p;
+	char *s;
 
 	if (n == 0)
 		return NULL;
-	s = p = bk_xmalloc((size_t)n * 11);
-	for (uint32_t i = 0; i < n; i++)
-		p += sprintf(p, i == 0 ? "%lu" : ",%lu", (unsigned long)ids[i]);
+	s = bk_xmalloc(BK_IDS_TEXT_MAX(n));
+	bk_ids_format(s, ids, n);
 	return s;
 }
 
@@ -601,39 +600,6 @@ static bool sq_col_u32(sqlite3_stmt *s, int i, uint32_t *out)
 	return true;
 }
 
-/* Parse a delivery's sub_ids TEXT ("1,5,7") into a new array at *out
- * (NULL for NULL or ""). Returns false for anything else. */
-static bool sq_parse_sub_ids(const char *t, uint32_t **out, uint32_t *n)
-{
-	uint32_t count = 1, i = 0;
-	uint32_t *ids;
-
-	*out = NULL;
-	*n = 0;
-	if (t == NULL || *t == '\0')
-		return true;
-	for (const char *p = t; *p != '\0'; p++)
-		count += *p == ',';
-	ids = bk_xmalloc((size_t)count * sizeof(*ids));
-	for (const char *p = t;; p++) {
-		uint64_t v = 0;
-		const char *start = p;
-
-		for (; *p >= '0' && *p <= '9' && p - start < 11; p++)
-			v = v * 10 + (uint64_t)(*p - '0');
-		if (p == start || v > UINT32_MAX || (*p != ',' && *p != '\0')) {
-			free(ids);
-			return false;
-		}
-		ids[i++] = (uint32_t)v;
-		if (*p == '\0')
-			break;
-	}
-	*out = ids;
-	*n = i;
-	return true;
-}
-
 /*
  * Turn the current row of stmt kind `which` into a record and hand it to
  * the visitor. Rows a hand edit made unusable (a NULL key, a QoS out of
@@ -707,22 +673,25 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		const char *state_text = sq_col_text(s, 5);
 		bool state_ok =
 		    state_text != NULL && bk_state_parse(state_text, strlen(state_text), &state);
+		const char *ids_text = sq_col_text(s, 7);
+		uint32_t *ids = NULL;
+		size_t cap = 0;
+		int rc = 0;
 
 		r.client_id = sq_col_text(s, 0);
 		r.seq = (uint64_t)sqlite3_column_int64(s, 1);
 		r.msg_id = (uint64_t)sqlite3_column_int64(s, 2);
 		r.packet_id = (uint16_t)sqlite3_column_int(s, 3);
-		uint32_t *ids;
-		int rc;
-
 		r.qos = (uint8_t)sqlite3_column_int(s, 4);
 		r.retain = sqlite3_column_int(s, 6) != 0;
-		if (r.client_id == NULL || !state_ok || !sq_qos_ok(sqlite3_column_int64(s, 4)) ||
-		    !sq_parse_sub_ids(sq_col_text(s, 7), &ids, &r.n_sub_ids))
-			return 0;
-		r.state = state;
-		r.sub_ids = ids;
-		rc = v->delivery(v->arg, &r);
+		/* sub_ids: NULL or "" for none, else "1,5,7" (bk_ids_format). */
+		if (r.client_id != NULL && state_ok && sq_qos_ok(sqlite3_column_int64(s, 4)) &&
+		    bk_ids_parse(ids_text, ids_text != NULL ? strlen(ids_text) : 0, &ids, &cap,
+				 &r.n_sub_ids)) {
+			r.state = state;
+			r.sub_ids = r.n_sub_ids > 0 ? ids : NULL;
+			rc = v->delivery(v->arg, &r);
+		}
 		free(ids);
 		return rc;
 	}

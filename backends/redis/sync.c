@@ -653,8 +653,8 @@ static void rd_append_deliveries(struct cairn_store *st, const char *id)
 static bool rd_delivery_parse(const char *s, size_t len, struct cairn_delivery_rec *rec,
 			      uint32_t **ids, size_t *cap)
 {
-	const char *end = s + len, *f[6];
-	size_t fl[6];
+	const char *end = s + len, *f[6] = {NULL};
+	size_t fl[6] = {0}; /* no ids field: none */
 	uint64_t msg, pid, qos, retain = 0;
 	int nf = 0;
 
@@ -677,29 +677,11 @@ static bool rd_delivery_parse(const char *s, size_t len, struct cairn_delivery_r
 	rec->packet_id = (uint16_t)pid;
 	rec->qos = (uint8_t)qos;
 	rec->retain = retain != 0;
-	rec->n_sub_ids = 0;
 	rec->sub_ids = NULL;
-	if (nf == 6 && fl[5] > 0) {
-		const char *p = f[5], *e = f[5] + fl[5];
-
-		for (;;) {
-			const char *comma = memchr(p, ',', (size_t)(e - p));
-			const char *stop = comma != NULL ? comma : e;
-			uint64_t idv;
-
-			if (!rd_parse_u64(p, (size_t)(stop - p), UINT32_MAX, &idv))
-				return false;
-			if (rec->n_sub_ids == *cap) {
-				*cap = *cap ? *cap * 2 : 8;
-				*ids = bk_xrealloc(*ids, *cap * sizeof(**ids));
-			}
-			(*ids)[rec->n_sub_ids++] = (uint32_t)idv;
-			if (comma == NULL)
-				break;
-			p = comma + 1;
-		}
+	if (!bk_ids_parse(f[5], fl[5], ids, cap, &rec->n_sub_ids))
+		return false;
+	if (rec->n_sub_ids > 0)
 		rec->sub_ids = *ids;
-	}
 	return true;
 }
 
