@@ -436,52 +436,64 @@ void bk_log_push(struct bk_log *log, struct bk_op *op)
 
 static void bk_log_end_runs(struct bk_log *log)
 {
-	log->del_run = log->msg_run = NULL;
+	log->dels.op = log->msgs.op = NULL;
+}
+
+/* Extend run by the delete op when it deletes the key after the run's
+ * range, short of the run's limit: op is freed then. */
+static bool bk_run_extend(struct bk_run *run, struct bk_op *op)
+{
+	if (run->op == NULL || op->hi != run->op->hi + 1 || op->hi >= run->limit)
+		return false;
+	run->op->hi = op->hi;
+	bk_op_free(op);
+	return true;
+}
+
+/* Push the delete op as the start of a new run. */
+static void bk_run_start(struct bk_log *log, struct bk_run *run, struct bk_op *op)
+{
+	bk_log_push(log, op);
+	run->op = op;
+	run->limit = UINT64_MAX;
+}
+
+/* A put of key was staged: the run must stop short of it. */
+static void bk_run_limit(struct bk_run *run, uint64_t key)
+{
+	if (run->op != NULL && key < run->limit)
+		run->limit = key;
+}
+
+/* Whether the delivery ops a and b (a may be NULL) are of one client. */
+static bool bk_same_client(const struct bk_op *a, const struct bk_op *b)
+{
+	return a != NULL && strcmp(a->rec.delivery.client_id, b->rec.delivery.client_id) == 0;
 }
 
 void bk_log_push_merge(struct bk_log *log, struct bk_op *op)
 {
-	struct bk_op *run;
-
 	switch (op->kind) {
 	case BK_DELIVERY_DEL:
-		run = log->del_run;
-		if (run != NULL && op->hi == run->hi + 1 && op->hi < log->del_limit &&
-		    strcmp(run->rec.delivery.client_id, op->rec.delivery.client_id) == 0) {
-			run->hi = op->hi;
-			bk_op_free(op);
-			return;
-		}
-		bk_log_push(log, op);
-		log->del_run = op;
-		log->del_limit = UINT64_MAX;
+		if (!bk_same_client(log->dels.op, op) || !bk_run_extend(&log->dels, op))
+			bk_run_start(log, &log->dels, op);
 		return;
 	case BK_MESSAGE_DEL:
-		run = log->msg_run;
-		if (run != NULL && op->hi == run->hi + 1 && op->hi < log->msg_limit) {
-			run->hi = op->hi;
-			bk_op_free(op);
-			return;
-		}
-		bk_log_push(log, op);
-		log->msg_run = op;
-		log->msg_limit = UINT64_MAX;
+		if (!bk_run_extend(&log->msgs, op))
+			bk_run_start(log, &log->msgs, op);
 		return;
 	case BK_DELIVERY_PUT:
-		run = log->del_run;
-		if (run != NULL && op->rec.delivery.seq < log->del_limit &&
-		    strcmp(run->rec.delivery.client_id, op->rec.delivery.client_id) == 0)
-			log->del_limit = op->rec.delivery.seq;
+		if (bk_same_client(log->dels.op, op))
+			bk_run_limit(&log->dels, op->rec.delivery.seq);
 		break;
 	case BK_MESSAGE_PUT:
-		if (log->msg_run != NULL && op->rec.msg.msg_id < log->msg_limit)
-			log->msg_limit = op->rec.msg.msg_id;
+		bk_run_limit(&log->msgs, op->rec.msg.msg_id);
 		break;
 	case BK_SESSION_DEL:
 		/* It deletes the client's deliveries: a later delete must not
 		 * move before it, nor a run of another client's past a put
 		 * after it. Ending the run is the simple way to both. */
-		log->del_run = NULL;
+		log->dels.op = NULL;
 		break;
 	default:
 		break;

@@ -133,17 +133,23 @@ struct bk_op {
 	union bk_rec rec;
 };
 
+/* One of bk_log_push_merge's open runs: the last delete of its kind, which
+ * a following delete of the next key may extend, and the first key it may
+ * not reach (a put of that key was staged after the run, so deleting it in
+ * the run, before the put, would undo the put). op is NULL when there is
+ * none. */
+struct bk_run {
+	struct bk_op *op;
+	uint64_t limit;
+};
+
 /* The writes staged since the last successful commit, in staging order. */
 struct bk_log {
 	struct bk_op *head, *tail;
 	size_t n;
-	/* bk_log_push_merge's open runs: the last delivery delete and message
-	 * delete that a following delete of the next key may extend, and the
-	 * first key it may not reach (a put of that key was staged after the
-	 * run, so deleting it in the run, before the put, would undo the
-	 * put). NULL when there is none; every other function resets them. */
-	struct bk_op *del_run, *msg_run;
-	uint64_t del_limit, msg_limit;
+	/* bk_log_push_merge's delivery and message delete runs; every other
+	 * function ends them. */
+	struct bk_run dels, msgs;
 };
 
 /*
