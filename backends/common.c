@@ -292,11 +292,15 @@ static const uint8_t *bk_blob_dup(const uint8_t *p, uint32_t len)
 	return bk_xmemdup(p, len);
 }
 
-/* A property block copy, or NULL for none (a version 3 field: NULL/0
- * means none, unlike a payload). */
-static const uint8_t *bk_props_dup(const uint8_t *p, uint32_t len)
+/* A copy of the *n items of size bytes at p, or NULL with *n set to 0 for
+ * none: a version 3 blob (properties, subscription ids), where NULL/0
+ * means none, unlike a payload. */
+static void *bk_opt_dup(const void *p, uint32_t *n, size_t size)
 {
-	return len > 0 && p != NULL ? bk_xmemdup(p, len) : NULL;
+	if (*n > 0 && p != NULL)
+		return bk_xmemdup(p, (size_t)*n * size);
+	*n = 0;
+	return NULL;
 }
 
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
@@ -320,15 +324,14 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		if (s->has_will) {
 			r->session.will_topic = bk_xstrdup_or_null(s->will_topic);
 			r->session.will_payload = bk_blob_dup(s->will_payload, s->will_payload_len);
-			r->session.will_props = bk_props_dup(s->will_props, s->will_props_len);
 		} else {
 			r->session.will_topic = NULL;
 			r->session.will_payload = NULL;
 			r->session.will_payload_len = 0;
-			r->session.will_props = NULL;
+			r->session.will_props_len = 0; /* the properties go with it */
 		}
-		if (r->session.will_props == NULL)
-			r->session.will_props_len = 0;
+		r->session.will_props =
+		    bk_opt_dup(s->will_props, &r->session.will_props_len, sizeof(*s->will_props));
 		break;
 	}
 	case BK_SUB_PUT:
@@ -349,9 +352,7 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		r->msg = *m;
 		r->msg.topic = bk_xstrdup_or_null(m->topic);
 		r->msg.payload = bk_blob_dup(m->payload, m->payload_len);
-		r->msg.props = bk_props_dup(m->props, m->props_len);
-		if (r->msg.props == NULL)
-			r->msg.props_len = 0;
+		r->msg.props = bk_opt_dup(m->props, &r->msg.props_len, sizeof(*m->props));
 		break;
 	}
 	case BK_DELIVERY_PUT:
@@ -360,13 +361,8 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 
 		r->delivery = *d;
 		r->delivery.client_id = bk_xstrdup(d->client_id);
-		if (d->n_sub_ids > 0 && d->sub_ids != NULL) {
-			r->delivery.sub_ids =
-			    bk_xmemdup(d->sub_ids, (size_t)d->n_sub_ids * sizeof(*d->sub_ids));
-		} else {
-			r->delivery.sub_ids = NULL;
-			r->delivery.n_sub_ids = 0;
-		}
+		r->delivery.sub_ids =
+		    bk_opt_dup(d->sub_ids, &r->delivery.n_sub_ids, sizeof(*d->sub_ids));
 		break;
 	}
 	case BK_INFLIGHT_PUT:
