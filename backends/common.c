@@ -435,55 +435,60 @@ static void bk_log_end_runs(struct bk_log *log)
 	log->dels.op = log->msgs.op = NULL;
 }
 
-/* Extend run by the delete op when it deletes the key after the run's
- * range, short of the run's limit: op is freed then. */
-static bool bk_run_extend(struct bk_run *run, struct bk_op *op)
+/* Whether run is open and of client_id (NULL: a message run, of no
+ * client). */
+static bool bk_run_of(const struct bk_run *run, const char *client_id)
 {
-	if (run->op == NULL || op->hi != run->op->hi + 1 || op->hi >= run->limit)
+	return run->op != NULL &&
+	       (client_id == NULL || strcmp(run->op->rec.delivery.client_id, client_id) == 0);
+}
+
+/* Extend run by a delete of key (of client_id, as bk_run_of) when it is
+ * the key after the run's range, short of the run's limit. */
+static bool bk_run_extend(struct bk_run *run, const char *client_id, uint64_t key)
+{
+	if (!bk_run_of(run, client_id) || key != run->op->hi + 1 || key >= run->limit)
 		return false;
-	run->op->hi = op->hi;
-	bk_op_free(op);
+	run->op->hi = key;
 	return true;
 }
 
-/* Push the delete op as the start of a new run. */
-static void bk_run_start(struct bk_log *log, struct bk_run *run, struct bk_op *op)
+/* A put of key (of client_id, as bk_run_of) was staged: the run must stop
+ * short of it. */
+static void bk_run_limit(struct bk_run *run, const char *client_id, uint64_t key)
 {
-	bk_log_push(log, op);
+	if (bk_run_of(run, client_id) && key < run->limit)
+		run->limit = key;
+}
+
+/* The delete op starts a new run. */
+static void bk_run_start(struct bk_run *run, struct bk_op *op)
+{
 	run->op = op;
 	run->limit = UINT64_MAX;
 }
 
-/* A put of key was staged: the run must stop short of it. */
-static void bk_run_limit(struct bk_run *run, uint64_t key)
+void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec)
 {
-	if (run->op != NULL && key < run->limit)
-		run->limit = key;
-}
+	/* Which of the two rec is follows from kind. */
+	const struct cairn_delivery_rec *d = rec;
+	const struct cairn_msg_rec *m = rec;
+	struct bk_op *op;
 
-/* Whether the delivery ops a and b (a may be NULL) are of one client. */
-static bool bk_same_client(const struct bk_op *a, const struct bk_op *b)
-{
-	return a != NULL && strcmp(a->rec.delivery.client_id, b->rec.delivery.client_id) == 0;
-}
-
-void bk_log_push_merge(struct bk_log *log, struct bk_op *op)
-{
-	switch (op->kind) {
+	switch (kind) {
 	case BK_DELIVERY_DEL:
-		if (!bk_same_client(log->dels.op, op) || !bk_run_extend(&log->dels, op))
-			bk_run_start(log, &log->dels, op);
-		return;
+		if (bk_run_extend(&log->dels, d->client_id, d->seq))
+			return; /* merged before any copy is made */
+		break;
 	case BK_MESSAGE_DEL:
-		if (!bk_run_extend(&log->msgs, op))
-			bk_run_start(log, &log->msgs, op);
-		return;
+		if (bk_run_extend(&log->msgs, NULL, m->msg_id))
+			return;
+		break;
 	case BK_DELIVERY_PUT:
-		if (bk_same_client(log->dels.op, op))
-			bk_run_limit(&log->dels, op->rec.delivery.seq);
+		bk_run_limit(&log->dels, d->client_id, d->seq);
 		break;
 	case BK_MESSAGE_PUT:
-		bk_run_limit(&log->msgs, op->rec.msg.msg_id);
+		bk_run_limit(&log->msgs, NULL, m->msg_id);
 		break;
 	case BK_SESSION_DEL:
 		/* It deletes the client's deliveries: a later delete must not
@@ -494,7 +499,12 @@ void bk_log_push_merge(struct bk_log *log, struct bk_op *op)
 	default:
 		break;
 	}
+	op = bk_op_new(kind, rec);
 	bk_log_push(log, op);
+	if (kind == BK_DELIVERY_DEL)
+		bk_run_start(&log->dels, op);
+	else if (kind == BK_MESSAGE_DEL)
+		bk_run_start(&log->msgs, op);
 }
 
 struct bk_op *bk_log_shift(struct bk_log *log)

@@ -173,17 +173,18 @@ void bk_log_clear(struct bk_log *log);
 void bk_log_prepend(struct bk_log *log, struct bk_log *from);
 
 /*
- * bk_log_push, merging a delivery delete of the seq after the last
- * delivery delete's range (same client) into that op, and a message delete
- * of the msg_id after the last message delete's range into that one (op
- * is freed then). A client's PUBACKs, in order, then cost one range delete
- * per run instead of one delete per message. Moving a delete earlier, past
- * the ops staged between, is safe because a run stops before any key put
- * after it and at a session delete: the batch leaves the store as the
- * unmerged one would. For a backend that executes ranges (a plain
- * bk_log_push log never holds one).
+ * bk_log_push(log, bk_op_new(kind, rec)), but a delivery delete of the seq
+ * after the last delivery delete's range (same client) extends that op
+ * instead, and a message delete of the msg_id after the last message
+ * delete's range extends that one (no copy of rec is made then). A
+ * client's PUBACKs, in order, then cost one range delete per run instead
+ * of one delete per message. Moving a delete earlier, past the ops staged
+ * between, is safe because a run stops before any key put after it and at
+ * a session delete: the batch leaves the store as the unmerged one would.
+ * For a backend that executes ranges (a plain bk_log_push log never holds
+ * one).
  */
-void bk_log_push_merge(struct bk_log *log, struct bk_op *op);
+void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec);
 
 /* ---- the commit thread ---- */
 

@@ -369,7 +369,7 @@ static bool sq_in_txn(const struct cairn_store *st)
  * staging call never fails (the copy aborts on out-of-memory). */
 static int sq_stage(struct cairn_store *st, enum bk_op_kind kind, const void *rec)
 {
-	bk_log_push_merge(&st->staged, bk_op_new(kind, rec));
+	bk_log_push_merge(&st->staged, kind, rec);
 	return 0;
 }
 
