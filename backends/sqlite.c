@@ -222,19 +222,6 @@ static void sq_bind_deadline(sqlite3_stmt *stmt, int i, int64_t ms)
 		sqlite3_bind_null(stmt, i);
 }
 
-/* A delivery's subscription ids as the TEXT "1,5,7" in a new allocation;
- * NULL when it has none. */
-static char *sq_sub_ids_text(const uint32_t *ids, uint32_t n)
-{
-	char *s;
-
-	if (n == 0)
-		return NULL;
-	s = bk_xmalloc(BK_IDS_TEXT_MAX(n));
-	bk_ids_format(s, ids, n);
-	return s;
-}
-
 /* ---- executing one staged write inside the open transaction ---- */
 
 static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
@@ -313,7 +300,14 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		return sq_run(s);
 	case BK_DELIVERY_PUT: {
 		const struct cairn_delivery_rec *r = &op->rec.delivery;
-		char *ids = sq_sub_ids_text(r->sub_ids, r->n_sub_ids);
+		/* sub_ids as TEXT "1,5,7", NULL for none; a short list needs
+		 * no allocation (sq_run clears the binding before returning). */
+		char small[BK_IDS_TEXT_MAX(8)], *ids = NULL;
+
+		if (r->n_sub_ids > 0) {
+			ids = r->n_sub_ids <= 8 ? small : bk_xmalloc(BK_IDS_TEXT_MAX(r->n_sub_ids));
+			bk_ids_format(ids, r->sub_ids, r->n_sub_ids);
+		}
 
 		s = st->stmt[SQ_DELIVERY_PUT];
 		sq_bind_text(s, 1, r->client_id);
@@ -325,7 +319,8 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sqlite3_bind_int(s, 7, r->retain);
 		sq_bind_text(s, 8, ids);
 		rc = sq_run(s);
-		free(ids);
+		if (ids != small)
+			free(ids);
 		return rc;
 	}
 	case BK_DELIVERY_DEL:
