@@ -81,14 +81,9 @@ void progress_finish(struct progress *p)
 	p->report(p->arg, p, true);
 }
 
-double progress_elapsed(const struct progress *p)
-{
-	return p->last - p->start;
-}
-
 void progress_format(const struct progress *p, char *buf, size_t len)
 {
-	double s = progress_elapsed(p);
+	double s = p->last - p->start; /* to the last report, by p's clock */
 	snprintf(buf, len,
 		 "%" PRIu64 " sessions, %" PRIu64 " subscriptions, %" PRIu64 " messages, %" PRIu64
 		 " deliveries, %" PRIu64 " inbound QoS 2 ids, %" PRIu64 " retained; %" PRIu64
