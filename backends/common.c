@@ -242,6 +242,47 @@ bool bk_state_parse(const char *s, size_t len, uint8_t *out)
 	return false;
 }
 
+/* ---- subscription ids as stored text ---- */
+
+size_t bk_ids_format(char *out, const uint32_t *ids, uint32_t n)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (uint32_t i = 0; i < n; i++)
+		len += (size_t)sprintf(out + len, i == 0 ? "%lu" : ",%lu", (unsigned long)ids[i]);
+	return len;
+}
+
+bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32_t *n)
+{
+	const char *p = s, *end = s + len;
+
+	*n = 0;
+	if (len == 0)
+		return true;
+	for (;;) {
+		const char *start = p;
+		uint64_t v = 0;
+
+		for (; p < end && *p >= '0' && *p <= '9'; p++) {
+			v = v * 10 + (uint64_t)(*p - '0');
+			if (v > UINT32_MAX)
+				return false;
+		}
+		if (p == start || (p < end && *p != ','))
+			return false;
+		if (*n == *cap) {
+			*cap = *cap > 0 ? *cap * 2 : 8;
+			*ids = bk_xrealloc(*ids, *cap * sizeof(**ids));
+		}
+		(*ids)[(*n)++] = (uint32_t)v;
+		if (p == end)
+			return true;
+		p++; /* the comma: an id must follow */
+	}
+}
+
 /* ---- the staged-write log ---- */
 
 /* A payload copy that is never NULL, so a loaded record never carries a
@@ -251,11 +292,15 @@ static const uint8_t *bk_blob_dup(const uint8_t *p, uint32_t len)
 	return bk_xmemdup(p, len);
 }
 
-/* A property block copy, or NULL for none (a version 3 field: NULL/0
- * means none, unlike a payload). */
-static const uint8_t *bk_props_dup(const uint8_t *p, uint32_t len)
+/* A copy of the *n items of size bytes at p, or NULL with *n set to 0 for
+ * none: a version 3 blob (properties, subscription ids), where NULL/0
+ * means none, unlike a payload. */
+static void *bk_opt_dup(const void *p, uint32_t *n, size_t size)
 {
-	return len > 0 && p != NULL ? bk_xmemdup(p, len) : NULL;
+	if (*n > 0 && p != NULL)
+		return bk_xmemdup(p, (size_t)*n * size);
+	*n = 0;
+	return NULL;
 }
 
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
@@ -279,15 +324,14 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		if (s->has_will) {
 			r->session.will_topic = bk_xstrdup_or_null(s->will_topic);
 			r->session.will_payload = bk_blob_dup(s->will_payload, s->will_payload_len);
-			r->session.will_props = bk_props_dup(s->will_props, s->will_props_len);
 		} else {
 			r->session.will_topic = NULL;
 			r->session.will_payload = NULL;
 			r->session.will_payload_len = 0;
-			r->session.will_props = NULL;
+			r->session.will_props_len = 0; /* the properties go with it */
 		}
-		if (r->session.will_props == NULL)
-			r->session.will_props_len = 0;
+		r->session.will_props =
+		    bk_opt_dup(s->will_props, &r->session.will_props_len, sizeof(*s->will_props));
 		break;
 	}
 	case BK_SUB_PUT:
@@ -308,9 +352,7 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		r->msg = *m;
 		r->msg.topic = bk_xstrdup_or_null(m->topic);
 		r->msg.payload = bk_blob_dup(m->payload, m->payload_len);
-		r->msg.props = bk_props_dup(m->props, m->props_len);
-		if (r->msg.props == NULL)
-			r->msg.props_len = 0;
+		r->msg.props = bk_opt_dup(m->props, &r->msg.props_len, sizeof(*m->props));
 		break;
 	}
 	case BK_DELIVERY_PUT:
@@ -319,13 +361,8 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 
 		r->delivery = *d;
 		r->delivery.client_id = bk_xstrdup(d->client_id);
-		if (d->n_sub_ids > 0 && d->sub_ids != NULL) {
-			r->delivery.sub_ids =
-			    bk_xmemdup(d->sub_ids, (size_t)d->n_sub_ids * sizeof(*d->sub_ids));
-		} else {
-			r->delivery.sub_ids = NULL;
-			r->delivery.n_sub_ids = 0;
-		}
+		r->delivery.sub_ids =
+		    bk_opt_dup(d->sub_ids, &r->delivery.n_sub_ids, sizeof(*d->sub_ids));
 		break;
 	}
 	case BK_INFLIGHT_PUT:
@@ -395,57 +432,79 @@ void bk_log_push(struct bk_log *log, struct bk_op *op)
 
 static void bk_log_end_runs(struct bk_log *log)
 {
-	log->del_run = log->msg_run = NULL;
+	log->dels.op = log->msgs.op = NULL;
 }
 
-void bk_log_push_merge(struct bk_log *log, struct bk_op *op)
+/* Whether run is open and of client_id (NULL: a message run, of no
+ * client). */
+static bool bk_run_of(const struct bk_run *run, const char *client_id)
 {
-	struct bk_op *run;
+	return run->op != NULL &&
+	       (client_id == NULL || strcmp(run->op->rec.delivery.client_id, client_id) == 0);
+}
 
-	switch (op->kind) {
+/* Extend run by a delete of key (of client_id, as bk_run_of) when it is
+ * the key after the run's range, short of the run's limit. */
+static bool bk_run_extend(struct bk_run *run, const char *client_id, uint64_t key)
+{
+	if (!bk_run_of(run, client_id) || key != run->op->hi + 1 || key >= run->limit)
+		return false;
+	run->op->hi = key;
+	return true;
+}
+
+/* A put of key (of client_id, as bk_run_of) was staged: the run must stop
+ * short of it. */
+static void bk_run_limit(struct bk_run *run, const char *client_id, uint64_t key)
+{
+	if (bk_run_of(run, client_id) && key < run->limit)
+		run->limit = key;
+}
+
+/* The delete op starts a new run. */
+static void bk_run_start(struct bk_run *run, struct bk_op *op)
+{
+	run->op = op;
+	run->limit = UINT64_MAX;
+}
+
+void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec)
+{
+	/* Which of the two rec is follows from kind. */
+	const struct cairn_delivery_rec *d = rec;
+	const struct cairn_msg_rec *m = rec;
+	struct bk_op *op;
+
+	switch (kind) {
 	case BK_DELIVERY_DEL:
-		run = log->del_run;
-		if (run != NULL && op->hi == run->hi + 1 && op->hi < log->del_limit &&
-		    strcmp(run->rec.delivery.client_id, op->rec.delivery.client_id) == 0) {
-			run->hi = op->hi;
-			bk_op_free(op);
-			return;
-		}
-		bk_log_push(log, op);
-		log->del_run = op;
-		log->del_limit = UINT64_MAX;
-		return;
+		if (bk_run_extend(&log->dels, d->client_id, d->seq))
+			return; /* merged before any copy is made */
+		break;
 	case BK_MESSAGE_DEL:
-		run = log->msg_run;
-		if (run != NULL && op->hi == run->hi + 1 && op->hi < log->msg_limit) {
-			run->hi = op->hi;
-			bk_op_free(op);
+		if (bk_run_extend(&log->msgs, NULL, m->msg_id))
 			return;
-		}
-		bk_log_push(log, op);
-		log->msg_run = op;
-		log->msg_limit = UINT64_MAX;
-		return;
+		break;
 	case BK_DELIVERY_PUT:
-		run = log->del_run;
-		if (run != NULL && op->rec.delivery.seq < log->del_limit &&
-		    strcmp(run->rec.delivery.client_id, op->rec.delivery.client_id) == 0)
-			log->del_limit = op->rec.delivery.seq;
+		bk_run_limit(&log->dels, d->client_id, d->seq);
 		break;
 	case BK_MESSAGE_PUT:
-		if (log->msg_run != NULL && op->rec.msg.msg_id < log->msg_limit)
-			log->msg_limit = op->rec.msg.msg_id;
+		bk_run_limit(&log->msgs, NULL, m->msg_id);
 		break;
 	case BK_SESSION_DEL:
 		/* It deletes the client's deliveries: a later delete must not
 		 * move before it, nor a run of another client's past a put
 		 * after it. Ending the run is the simple way to both. */
-		log->del_run = NULL;
+		log->dels.op = NULL;
 		break;
 	default:
 		break;
 	}
+	op = bk_op_new(kind, rec);
 	bk_log_push(log, op);
+	if (kind == BK_DELIVERY_DEL)
+		bk_run_start(&log->dels, op);
+	else if (kind == BK_MESSAGE_DEL)
+		bk_run_start(&log->msgs, op);
 }
 
 struct bk_op *bk_log_shift(struct bk_log *log)

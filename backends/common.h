@@ -74,6 +74,21 @@ const char *bk_state_name(uint8_t state);
 /* Parse the len bytes at s as one of the names above. */
 bool bk_state_parse(const char *s, size_t len, uint8_t *out);
 
+/* ---- a delivery's subscription ids as stored text ---- */
+
+/* Room bk_ids_format needs for n ids: ten digits and a comma (or the
+ * final NUL) each. */
+#define BK_IDS_TEXT_MAX(n) ((size_t)(n)*11 + 1)
+
+/* Write ids as decimals separated by commas ("1,5,7"; "" for none) at
+ * out, which has BK_IDS_TEXT_MAX(n) bytes, with a NUL; returns the length. */
+size_t bk_ids_format(char *out, const uint32_t *ids, uint32_t n);
+/* Parse the len bytes at s, as bk_ids_format writes them (len 0: none),
+ * into *ids, grown as needed (*cap entries; free it when done), their
+ * count in *n. False for anything else (an empty or non-decimal id, one
+ * above UINT32_MAX). */
+bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32_t *n);
+
 /* ---- the staged-write log ---- */
 
 /* One of the twelve staging calls of struct cairn_store_ops. */
@@ -118,17 +133,23 @@ struct bk_op {
 	union bk_rec rec;
 };
 
+/* One of bk_log_push_merge's open runs: the last delete of its kind, which
+ * a following delete of the next key may extend, and the first key it may
+ * not reach (a put of that key was staged after the run, so deleting it in
+ * the run, before the put, would undo the put). op is NULL when there is
+ * none. */
+struct bk_run {
+	struct bk_op *op;
+	uint64_t limit;
+};
+
 /* The writes staged since the last successful commit, in staging order. */
 struct bk_log {
 	struct bk_op *head, *tail;
 	size_t n;
-	/* bk_log_push_merge's open runs: the last delivery delete and message
-	 * delete that a following delete of the next key may extend, and the
-	 * first key it may not reach (a put of that key was staged after the
-	 * run, so deleting it in the run, before the put, would undo the
-	 * put). NULL when there is none; every other function resets them. */
-	struct bk_op *del_run, *msg_run;
-	uint64_t del_limit, msg_limit;
+	/* bk_log_push_merge's delivery and message delete runs; every other
+	 * function ends them. */
+	struct bk_run dels, msgs;
 };
 
 /*
@@ -152,17 +173,18 @@ void bk_log_clear(struct bk_log *log);
 void bk_log_prepend(struct bk_log *log, struct bk_log *from);
 
 /*
- * bk_log_push, merging a delivery delete of the seq after the last
- * delivery delete's range (same client) into that op, and a message delete
- * of the msg_id after the last message delete's range into that one (op
- * is freed then). A client's PUBACKs, in order, then cost one range delete
- * per run instead of one delete per message. Moving a delete earlier, past
- * the ops staged between, is safe because a run stops before any key put
- * after it and at a session delete: the batch leaves the store as the
- * unmerged one would. For a backend that executes ranges (a plain
- * bk_log_push log never holds one).
+ * bk_log_push(log, bk_op_new(kind, rec)), but a delivery delete of the seq
+ * after the last delivery delete's range (same client) extends that op
+ * instead, and a message delete of the msg_id after the last message
+ * delete's range extends that one (no copy of rec is made then). A
+ * client's PUBACKs, in order, then cost one range delete per run instead
+ * of one delete per message. Moving a delete earlier, past the ops staged
+ * between, is safe because a run stops before any key put after it and at
+ * a session delete: the batch leaves the store as the unmerged one would.
+ * For a backend that executes ranges (a plain bk_log_push log never holds
+ * one).
  */
-void bk_log_push_merge(struct bk_log *log, struct bk_op *op);
+void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec);
 
 /* ---- the commit thread ---- */
 

@@ -222,20 +222,6 @@ static void sq_bind_deadline(sqlite3_stmt *stmt, int i, int64_t ms)
 		sqlite3_bind_null(stmt, i);
 }
 
-/* A delivery's subscription ids as the TEXT "1,5,7" in a new allocation;
- * NULL when it has none. */
-static char *sq_sub_ids_text(const uint32_t *ids, uint32_t n)
-{
-	char *s, *p;
-
-	if (n == 0)
-		return NULL;
-	s = p = bk_xmalloc((size_t)n * 11);
-	for (uint32_t i = 0; i < n; i++)
-		p += sprintf(p, i == 0 ? "%lu" : ",%lu", (unsigned long)ids[i]);
-	return s;
-}
-
 /* ---- executing one staged write inside the open transaction ---- */
 
 static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
@@ -314,7 +300,14 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		return sq_run(s);
 	case BK_DELIVERY_PUT: {
 		const struct cairn_delivery_rec *r = &op->rec.delivery;
-		char *ids = sq_sub_ids_text(r->sub_ids, r->n_sub_ids);
+		/* sub_ids as TEXT "1,5,7", NULL for none; a short list needs
+		 * no allocation (sq_run clears the binding before returning). */
+		char small[BK_IDS_TEXT_MAX(8)], *ids = NULL;
+
+		if (r->n_sub_ids > 0) {
+			ids = r->n_sub_ids <= 8 ? small : bk_xmalloc(BK_IDS_TEXT_MAX(r->n_sub_ids));
+			bk_ids_format(ids, r->sub_ids, r->n_sub_ids);
+		}
 
 		s = st->stmt[SQ_DELIVERY_PUT];
 		sq_bind_text(s, 1, r->client_id);
@@ -326,7 +319,8 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		sqlite3_bind_int(s, 7, r->retain);
 		sq_bind_text(s, 8, ids);
 		rc = sq_run(s);
-		free(ids);
+		if (ids != small)
+			free(ids);
 		return rc;
 	}
 	case BK_DELIVERY_DEL:
@@ -370,7 +364,7 @@ static bool sq_in_txn(const struct cairn_store *st)
  * staging call never fails (the copy aborts on out-of-memory). */
 static int sq_stage(struct cairn_store *st, enum bk_op_kind kind, const void *rec)
 {
-	bk_log_push_merge(&st->staged, bk_op_new(kind, rec));
+	bk_log_push_merge(&st->staged, kind, rec);
 	return 0;
 }
 
@@ -601,39 +595,6 @@ static bool sq_col_u32(sqlite3_stmt *s, int i, uint32_t *out)
 	return true;
 }
 
-/* Parse a delivery's sub_ids TEXT ("1,5,7") into a new array at *out
- * (NULL for NULL or ""). Returns false for anything else. */
-static bool sq_parse_sub_ids(const char *t, uint32_t **out, uint32_t *n)
-{
-	uint32_t count = 1, i = 0;
-	uint32_t *ids;
-
-	*out = NULL;
-	*n = 0;
-	if (t == NULL || *t == '\0')
-		return true;
-	for (const char *p = t; *p != '\0'; p++)
-		count += *p == ',';
-	ids = bk_xmalloc((size_t)count * sizeof(*ids));
-	for (const char *p = t;; p++) {
-		uint64_t v = 0;
-		const char *start = p;
-
-		for (; *p >= '0' && *p <= '9' && p - start < 11; p++)
-			v = v * 10 + (uint64_t)(*p - '0');
-		if (p == start || v > UINT32_MAX || (*p != ',' && *p != '\0')) {
-			free(ids);
-			return false;
-		}
-		ids[i++] = (uint32_t)v;
-		if (*p == '\0')
-			break;
-	}
-	*out = ids;
-	*n = i;
-	return true;
-}
-
 /*
  * Turn the current row of stmt kind `which` into a record and hand it to
  * the visitor. Rows a hand edit made unusable (a NULL key, a QoS out of
@@ -707,22 +668,25 @@ static int sq_visit_row(sqlite3_stmt *s, enum sq_stmt which, const struct cairn_
 		const char *state_text = sq_col_text(s, 5);
 		bool state_ok =
 		    state_text != NULL && bk_state_parse(state_text, strlen(state_text), &state);
+		const char *ids_text = sq_col_text(s, 7);
+		uint32_t *ids = NULL;
+		size_t cap = 0;
+		int rc = 0;
 
 		r.client_id = sq_col_text(s, 0);
 		r.seq = (uint64_t)sqlite3_column_int64(s, 1);
 		r.msg_id = (uint64_t)sqlite3_column_int64(s, 2);
 		r.packet_id = (uint16_t)sqlite3_column_int(s, 3);
-		uint32_t *ids;
-		int rc;
-
 		r.qos = (uint8_t)sqlite3_column_int(s, 4);
 		r.retain = sqlite3_column_int(s, 6) != 0;
-		if (r.client_id == NULL || !state_ok || !sq_qos_ok(sqlite3_column_int64(s, 4)) ||
-		    !sq_parse_sub_ids(sq_col_text(s, 7), &ids, &r.n_sub_ids))
-			return 0;
-		r.state = state;
-		r.sub_ids = ids;
-		rc = v->delivery(v->arg, &r);
+		/* sub_ids: NULL or "" for none, else "1,5,7" (bk_ids_format). */
+		if (r.client_id != NULL && state_ok && sq_qos_ok(sqlite3_column_int64(s, 4)) &&
+		    bk_ids_parse(ids_text, ids_text != NULL ? strlen(ids_text) : 0, &ids, &cap,
+				 &r.n_sub_ids)) {
+			r.state = state;
+			r.sub_ids = r.n_sub_ids > 0 ? ids : NULL;
+			rc = v->delivery(v->arg, &r);
+		}
 		free(ids);
 		return rc;
 	}

@@ -34,47 +34,22 @@ static void progress_count(struct progress *p, enum progress_kind k)
 	}
 }
 
-static int progress_session(void *arg, const struct cairn_session_rec *rec)
-{
-	struct progress *p = arg;
-	progress_count(p, PROGRESS_SESSION);
-	return p->inner.session ? p->inner.session(p->inner.arg, rec) : 0;
-}
+/* Defines name, the callback for records of type: each is counted as kind
+ * and passed on to the inner visitor's slot (0 when it has none). */
+#define PROGRESS_PASS(name, type, kind, slot)                                                      \
+	static int name(void *arg, const type *rec)                                                \
+	{                                                                                          \
+		struct progress *p = arg;                                                          \
+		progress_count(p, kind);                                                           \
+		return p->inner.slot ? p->inner.slot(p->inner.arg, rec) : 0;                       \
+	}
 
-static int progress_sub(void *arg, const struct cairn_sub_rec *rec)
-{
-	struct progress *p = arg;
-	progress_count(p, PROGRESS_SUB);
-	return p->inner.subscription ? p->inner.subscription(p->inner.arg, rec) : 0;
-}
-
-static int progress_message(void *arg, const struct cairn_msg_rec *rec)
-{
-	struct progress *p = arg;
-	progress_count(p, PROGRESS_MESSAGE);
-	return p->inner.message ? p->inner.message(p->inner.arg, rec) : 0;
-}
-
-static int progress_delivery(void *arg, const struct cairn_delivery_rec *rec)
-{
-	struct progress *p = arg;
-	progress_count(p, PROGRESS_DELIVERY);
-	return p->inner.delivery ? p->inner.delivery(p->inner.arg, rec) : 0;
-}
-
-static int progress_inflight_in(void *arg, const struct cairn_inflight_in_rec *rec)
-{
-	struct progress *p = arg;
-	progress_count(p, PROGRESS_INFLIGHT_IN);
-	return p->inner.inflight_in ? p->inner.inflight_in(p->inner.arg, rec) : 0;
-}
-
-static int progress_retained(void *arg, const struct cairn_msg_rec *rec)
-{
-	struct progress *p = arg;
-	progress_count(p, PROGRESS_RETAINED);
-	return p->inner.retained ? p->inner.retained(p->inner.arg, rec) : 0;
-}
+PROGRESS_PASS(progress_session, struct cairn_session_rec, PROGRESS_SESSION, session)
+PROGRESS_PASS(progress_sub, struct cairn_sub_rec, PROGRESS_SUB, subscription)
+PROGRESS_PASS(progress_message, struct cairn_msg_rec, PROGRESS_MESSAGE, message)
+PROGRESS_PASS(progress_delivery, struct cairn_delivery_rec, PROGRESS_DELIVERY, delivery)
+PROGRESS_PASS(progress_inflight_in, struct cairn_inflight_in_rec, PROGRESS_INFLIGHT_IN, inflight_in)
+PROGRESS_PASS(progress_retained, struct cairn_msg_rec, PROGRESS_RETAINED, retained)
 
 struct cairn_store_visitor progress_init(struct progress *p,
 					 const struct cairn_store_visitor *inner, double interval,
@@ -106,14 +81,9 @@ void progress_finish(struct progress *p)
 	p->report(p->arg, p, true);
 }
 
-double progress_elapsed(const struct progress *p)
-{
-	return p->last - p->start;
-}
-
 void progress_format(const struct progress *p, char *buf, size_t len)
 {
-	double s = progress_elapsed(p);
+	double s = p->last - p->start; /* to the last report, by p's clock */
 	snprintf(buf, len,
 		 "%" PRIu64 " sessions, %" PRIu64 " subscriptions, %" PRIu64 " messages, %" PRIu64
 		 " deliveries, %" PRIu64 " inbound QoS 2 ids, %" PRIu64 " retained; %" PRIu64

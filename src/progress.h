@@ -52,9 +52,6 @@ struct cairn_store_visitor progress_init(struct progress *p,
 /* The load is over: the final report. */
 void progress_finish(struct progress *p);
 
-/* Seconds since the load started, by p's clock. */
-double progress_elapsed(const struct progress *p);
-
 /*
  * "N sessions, N subscriptions, N messages, N deliveries, N inbound QoS 2
  * ids, N retained; N records in S s (R/s)" into buf (truncated to len).

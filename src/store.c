@@ -792,60 +792,27 @@ const char *store_name(const struct store *s)
  * version 3 field, into a full record whose version 3 fields hold the
  * defaults of a record stored before they existed (a session that never
  * expires, everything else 0), so the core never reads past what the
- * backend filled.
+ * backend filled. STORE_V2_PASS defines name, the callback doing that
+ * for records of type (first_v3: their first version 3 field; the
+ * designated initializers: the defaults other than 0) and passing the
+ * full record to the visitor's slot.
  */
-static int store_v2_session(void *arg, const struct cairn_session_rec *rec)
-{
-	const struct cairn_store_visitor *v = arg;
-	struct cairn_session_rec full = {0};
+#define STORE_V2_PASS(name, type, first_v3, slot, ...)                                             \
+	static int name(void *arg, const type *rec)                                                \
+	{                                                                                          \
+		const struct cairn_store_visitor *v = arg;                                         \
+		type full = {0, __VA_ARGS__};                                                      \
+                                                                                                   \
+		memcpy(&full, rec, offsetof(type, first_v3));                                      \
+		return v->slot(v->arg, &full);                                                     \
+	}
 
-	memcpy(&full, rec, offsetof(struct cairn_session_rec, protocol_level));
-	full.expiry_interval = CAIRN_EXPIRY_NEVER;
-	return v->session(v->arg, &full);
-}
-
-static int store_v2_sub(void *arg, const struct cairn_sub_rec *rec)
-{
-	const struct cairn_store_visitor *v = arg;
-	struct cairn_sub_rec full = {0};
-
-	memcpy(&full, rec, offsetof(struct cairn_sub_rec, options));
-	return v->subscription(v->arg, &full);
-}
-
-/* A message or a retained message: the same record type. */
-static void store_v2_msg_copy(struct cairn_msg_rec *full, const struct cairn_msg_rec *rec)
-{
-	memset(full, 0, sizeof(*full));
-	memcpy(full, rec, offsetof(struct cairn_msg_rec, expires_at));
-}
-
-static int store_v2_message(void *arg, const struct cairn_msg_rec *rec)
-{
-	const struct cairn_store_visitor *v = arg;
-	struct cairn_msg_rec full;
-
-	store_v2_msg_copy(&full, rec);
-	return v->message(v->arg, &full);
-}
-
-static int store_v2_retained(void *arg, const struct cairn_msg_rec *rec)
-{
-	const struct cairn_store_visitor *v = arg;
-	struct cairn_msg_rec full;
-
-	store_v2_msg_copy(&full, rec);
-	return v->retained(v->arg, &full);
-}
-
-static int store_v2_delivery(void *arg, const struct cairn_delivery_rec *rec)
-{
-	const struct cairn_store_visitor *v = arg;
-	struct cairn_delivery_rec full = {0};
-
-	memcpy(&full, rec, offsetof(struct cairn_delivery_rec, retain));
-	return v->delivery(v->arg, &full);
-}
+STORE_V2_PASS(store_v2_session, struct cairn_session_rec, protocol_level, session,
+	      .expiry_interval = CAIRN_EXPIRY_NEVER)
+STORE_V2_PASS(store_v2_sub, struct cairn_sub_rec, options, subscription)
+STORE_V2_PASS(store_v2_message, struct cairn_msg_rec, expires_at, message)
+STORE_V2_PASS(store_v2_retained, struct cairn_msg_rec, expires_at, retained)
+STORE_V2_PASS(store_v2_delivery, struct cairn_delivery_rec, retain, delivery)
 
 static int store_v2_inflight(void *arg, const struct cairn_inflight_in_rec *rec)
 {

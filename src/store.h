@@ -128,7 +128,7 @@ struct store_stats {
 	double lat_sum;
 	uint64_t batch[STORE_BATCH_BUCKETS + 1];
 	uint64_t batch_sum;
-	uint64_t last_ok_ns; /* CLOCK_MONOTONIC of the last good commit; 0: none yet */
+	uint64_t last_ok_ns; /* CLOCK_MONOTONIC of the last good commit (the open before one) */
 };
 
 const struct store_stats *store_get_stats(const struct store *s);

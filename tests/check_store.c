@@ -1138,6 +1138,45 @@ START_TEST(t_large_payloads)
 }
 END_TEST
 
+/*
+ * cairn-sqlite(5): a deliveries.sub_ids value a hand edit made into
+ * something other than a list of decimal ids up to 4294967295 skips its
+ * row at load; NULL and "" are no ids, and every good row still loads.
+ */
+START_TEST(t_sqlite_bad_sub_ids)
+{
+	struct env e;
+	struct cairn_store *st;
+	char out[64];
+
+	env_init(&e, _i);
+	if (strcmp(e.name, "sqlite") != 0) {
+		SKIP_TEST(&e, "sub_ids as text is the sqlite schema's");
+		env_cleanup(&e);
+		return;
+	}
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	put_msg(&e, st, 1, "t", "p", 1, 1, false);
+	for (uint64_t seq = 1; seq <= 9; seq++)
+		put_delivery(&e, st, "c1", seq, 1, 0, 1, CAIRN_DELIVERY_QUEUED);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	sqlite_shell(e.path,
+		     "UPDATE deliveries SET sub_ids = CASE seq WHEN 1 THEN '1,5,4294967295'"
+		     " WHEN 2 THEN '' WHEN 3 THEN NULL WHEN 4 THEN '1,,2' WHEN 5 THEN 'x'"
+		     " WHEN 6 THEN '4294967296' WHEN 7 THEN '1,' WHEN 8 THEN ',1'"
+		     " ELSE '2 ' END",
+		     out, sizeof(out));
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"msg 1 t \"p\" q1 r0\n"
+			"delivery c1 seq=1 msg=1 pid=0 q1 queued ids=1,5,4294967295\n"
+			"delivery c1 seq=2 msg=1 pid=0 q1 queued\n"
+			"delivery c1 seq=3 msg=1 pid=0 q1 queued\n");
+	env_cleanup(&e);
+}
+END_TEST
+
 START_TEST(t_retained)
 {
 	struct env e;
@@ -2499,6 +2538,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_delete_runs, 0, nbackends);
 	tcase_add_loop_test(tc, t_large_payloads, 0, nbackends);
 	tcase_add_loop_test(tc, t_retained, 0, nbackends);
+	tcase_add_loop_test(tc, t_sqlite_bad_sub_ids, 0, nbackends);
 	tcase_add_loop_test(tc, t_unwritable_location, 0, nbackends);
 	tcase_add_loop_test(tc, t_disk_full, 0, nbackends);
 	tcase_add_loop_test(tc, t_disk_full_close, 0, nbackends);

@@ -508,7 +508,7 @@ static int rd_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 	if (state == NULL || rec->qos > 2)
 		goto out;
 	if (rec->n_sub_ids > 2)
-		val = bk_xmalloc(64 + (size_t)rec->n_sub_ids * 11);
+		val = bk_xmalloc(64 + BK_IDS_TEXT_MAX(rec->n_sub_ids));
 	hset[3] = val;
 	rd_u64(seq, rec->seq);
 	/* "msg_id:packet_id:qos:state", then ":retain:ids" (ids "1,5,7",
@@ -525,12 +525,7 @@ static int rd_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 		val[n++] = ':';
 		val[n++] = rec->retain ? '1' : '0';
 		val[n++] = ':';
-		val[n] = '\0';
-		for (uint32_t i = 0; i < rec->n_sub_ids; i++) {
-			if (i > 0)
-				val[n++] = ',';
-			n += rd_u64(val + n, rec->sub_ids[i]);
-		}
+		bk_ids_format(val + n, rec->sub_ids, rec->n_sub_ids);
 	}
 	rc = rd_stage(st, 4, hset, NULL);
 	if (val != small)

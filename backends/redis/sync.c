@@ -147,6 +147,27 @@ void rd_sync_close(struct cairn_store *st)
 	st->sync = NULL;
 }
 
+/* Run a SET of key (argv, argc) on the blocking context: 0, or an error
+ * code with err filled in. */
+static int rd_sync_set(struct cairn_store *st, int argc, const char **argv, const char *key,
+		       char *err, size_t errlen)
+{
+	int rc = 0;
+	redisReply *reply = rd_sync_cmd(st, argc, argv, &rc);
+
+	if (reply == NULL) {
+		bk_errf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
+		return rc;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
+		bk_errf(err, errlen, "redis at %s: cannot write %s: %s", st->where, key,
+			reply->str);
+		rc = CAIRN_EIO;
+	}
+	freeReplyObject(reply);
+	return rc;
+}
+
 /* Create or check PREFIX schema_version. */
 int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 {
@@ -168,19 +189,10 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 		if (reply->type != REDIS_REPLY_NIL)
 			break;
 		freeReplyObject(reply);
-		reply = rd_sync_cmd(st, 4, set, &rc);
-		if (reply == NULL) {
-			bk_errf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
-			goto out;
-		}
-		if (reply->type == REDIS_REPLY_ERROR) {
-			bk_errf(err, errlen, "redis at %s: cannot write %s: %s", st->where, key,
-				reply->str);
-			rc = CAIRN_EIO;
-			goto out;
-		}
-		freeReplyObject(reply);
 		reply = NULL;
+		rc = rd_sync_set(st, 4, set, key, err, errlen);
+		if (rc != 0)
+			goto out;
 	}
 	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
 	    !rd_parse_u64(reply->str, reply->len, UINT32_MAX, &v) || v == 0) {
@@ -198,18 +210,9 @@ int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen)
 		 * refuses the store instead of misreading the new fields. */
 		const char *mig[] = {"SET", key, want};
 
-		freeReplyObject(reply);
-		reply = rd_sync_cmd(st, 3, mig, &rc);
-		if (reply == NULL) {
-			bk_errf(err, errlen, "redis at %s: %s", st->where, st->sync->errstr);
+		rc = rd_sync_set(st, 3, mig, key, err, errlen);
+		if (rc != 0)
 			goto out;
-		}
-		if (reply->type == REDIS_REPLY_ERROR) {
-			bk_errf(err, errlen, "redis at %s: cannot write %s: %s", st->where, key,
-				reply->str);
-			rc = CAIRN_EIO;
-			goto out;
-		}
 		rd_log(st, CAIRN_LOG_NOTICE,
 		       "redis at %s: %s: migrated from schema version %" PRIu64 " to %d", st->where,
 		       key, v, RD_SCHEMA_VERSION);
@@ -390,6 +393,15 @@ static bool rd_hget_u64(const redisReply *h, const char *field, uint64_t max, ui
 	return v != NULL && rd_parse_u64(v->str, v->len, max, out);
 }
 
+/* An optional field: absent leaves *out (its default) alone; false when
+ * present and bad. */
+static bool rd_hget_opt_u64(const redisReply *h, const char *field, uint64_t max, uint64_t *out)
+{
+	const redisReply *v = rd_hget(h, field);
+
+	return v == NULL || rd_parse_u64(v->str, v->len, max, out);
+}
+
 /* An optional signed field: absent is 0; false when present and bad. */
 static bool rd_hget_i64(const redisReply *h, const char *field, int64_t *out)
 {
@@ -498,16 +510,13 @@ static int rd_visit_session(struct cairn_store *st, const char *id, redisReply *
 	    !rd_hget_u64(h, "connected", 1, &conn))
 		return rd_corrupt(st, "session", id, "bad next_packet_id or connected");
 	/* Absent in records written before the field existed: 0. */
-	if (rd_hget(h, "dropped") != NULL && !rd_hget_u64(h, "dropped", UINT64_MAX, &dropped))
+	if (!rd_hget_opt_u64(h, "dropped", UINT64_MAX, &dropped))
 		return rd_corrupt(st, "session", id, "bad dropped");
 	/* The version 2 fields, each absent in older records. */
-	if ((rd_hget(h, "protocol_level") != NULL &&
-	     !rd_hget_u64(h, "protocol_level", UINT8_MAX, &pl)) ||
-	    (rd_hget(h, "expiry_interval") != NULL &&
-	     !rd_hget_u64(h, "expiry_interval", UINT32_MAX, &exp)) ||
+	if (!rd_hget_opt_u64(h, "protocol_level", UINT8_MAX, &pl) ||
+	    !rd_hget_opt_u64(h, "expiry_interval", UINT32_MAX, &exp) ||
 	    !rd_hget_i64(h, "expires_at", &exp_at) ||
-	    (rd_hget(h, "will_delay") != NULL &&
-	     !rd_hget_u64(h, "will_delay", UINT32_MAX, &wdelay)) ||
+	    !rd_hget_opt_u64(h, "will_delay", UINT32_MAX, &wdelay) ||
 	    !rd_hget_i64(h, "will_at", &will_at))
 		return rd_corrupt(st, "session", id, "bad version 2 field");
 	wprops = rd_hget(h, "will_props");
@@ -653,8 +662,8 @@ static void rd_append_deliveries(struct cairn_store *st, const char *id)
 static bool rd_delivery_parse(const char *s, size_t len, struct cairn_delivery_rec *rec,
 			      uint32_t **ids, size_t *cap)
 {
-	const char *end = s + len, *f[6];
-	size_t fl[6];
+	const char *end = s + len, *f[6] = {NULL};
+	size_t fl[6] = {0}; /* no ids field: none */
 	uint64_t msg, pid, qos, retain = 0;
 	int nf = 0;
 
@@ -677,29 +686,11 @@ static bool rd_delivery_parse(const char *s, size_t len, struct cairn_delivery_r
 	rec->packet_id = (uint16_t)pid;
 	rec->qos = (uint8_t)qos;
 	rec->retain = retain != 0;
-	rec->n_sub_ids = 0;
 	rec->sub_ids = NULL;
-	if (nf == 6 && fl[5] > 0) {
-		const char *p = f[5], *e = f[5] + fl[5];
-
-		for (;;) {
-			const char *comma = memchr(p, ',', (size_t)(e - p));
-			const char *stop = comma != NULL ? comma : e;
-			uint64_t idv;
-
-			if (!rd_parse_u64(p, (size_t)(stop - p), UINT32_MAX, &idv))
-				return false;
-			if (rec->n_sub_ids == *cap) {
-				*cap = *cap ? *cap * 2 : 8;
-				*ids = bk_xrealloc(*ids, *cap * sizeof(**ids));
-			}
-			(*ids)[rec->n_sub_ids++] = (uint32_t)idv;
-			if (comma == NULL)
-				break;
-			p = comma + 1;
-		}
+	if (!bk_ids_parse(f[5], fl[5], ids, cap, &rec->n_sub_ids))
+		return false;
+	if (rec->n_sub_ids > 0)
 		rec->sub_ids = *ids;
-	}
 	return true;
 }
 

@@ -37,9 +37,11 @@ struct event_base;
 /*
  * Records grow at the end, and only with a new vtable version: the fields
  * after a "version 3" mark exist for a backend whose .version is 3 or more.
- * The core zeroes them in every record it passes to an older backend's
- * load() visitor (it copies the older prefix into a full, zeroed record),
- * and an older backend never reads them from the records it is handed.
+ * For an older backend, the core copies each record its load() hands the
+ * visitor, up to the first version 3 field, into a full record whose
+ * version 3 fields hold the defaults of a record stored before they
+ * existed (expiry_interval CAIRN_EXPIRY_NEVER, every other one 0); an
+ * older backend never reads them from the records it is handed.
  * Growing the records (rather than adding a second set of record types)
  * keeps one record per kind for backends, cairn-store and the core alike.
  *

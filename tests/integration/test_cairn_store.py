@@ -11,9 +11,8 @@ import socket
 import subprocess
 import time
 
-from harness import (PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, RawClient,
-                     ack_packet, broker_command, check, parse_publish, publish_packet,
-                     require_cairn)
+from harness import (PUBCOMP, PUBLISH, PUBREC, PUBREL, RawClient, _redis_shared, ack_packet,
+                     broker_command, check, parse_publish, publish_packet, require_cairn)
 
 SUB = "cs-sub-\u00fc"  # a non-ASCII client identifier
 RET_TOPIC = 'cs/ret/"q"\\\u00e9'  # quote, backslash, non-ASCII
@@ -60,20 +59,6 @@ def _dump(tool, store):
     r = subprocess.run([tool, "dump", store], capture_output=True, timeout=30)
     check(r.returncode == 0, "dump %s: exit %d: %s" % (store, r.returncode, r.stderr))
     return r.stdout
-
-
-def _redis(ctx):
-    """Port of a Redis server: ./dev test's, or a private one."""
-    port = os.environ.get("CAIRN_REDIS_PORT")
-    if port:
-        return int(port)
-    script = os.path.join(ROOT, "tests", "redis-server.sh")
-    r = subprocess.run([script, "start"], capture_output=True, timeout=20)
-    check(r.returncode == 0, "redis-server.sh start: %s" % r.stderr.decode())
-    port, pid, rdir = r.stdout.decode().split()
-    ctx.add_cleanup(lambda: subprocess.run([script, "stop", pid, rdir], timeout=20,
-                                           capture_output=True))
-    return int(port)
 
 
 class Stores:
@@ -248,7 +233,7 @@ def _check_dump(raw):
 
 def test_cairn_store_stats_dump_copy_every_backend_pair(ctx):
     tool = _tool()
-    st = Stores(ctx, _redis(ctx))
+    st = Stores(ctx, _redis_shared(ctx))
     ctx.add_cleanup(st.drop_redis_keys)
 
     s0, s0opts = st.sqlite("s0")
@@ -296,7 +281,7 @@ def test_cairn_store_copies_a_due_will(ctx):
     """A session stored as connected (the broker was killed) keeps its will
     through a copy, and the broker started on the copy publishes it."""
     tool = _tool()
-    st = Stores(ctx, _redis(ctx))
+    st = Stores(ctx, _redis_shared(ctx))
     ctx.add_cleanup(st.drop_redis_keys)
     src, srcopts = st.sqlite("w0")
     b = ctx.broker(**srcopts)
@@ -406,7 +391,7 @@ def test_cairn_store_copies_mqtt5_fields(ctx):
     property blocks with NUL bytes as base64, subscription options and
     identifiers, a delivery's retain flag and subscription ids."""
     tool = _tool()
-    st = Stores(ctx, _redis(ctx))
+    st = Stores(ctx, _redis_shared(ctx))
     ctx.add_cleanup(st.drop_redis_keys)
     src, srcopts = st.sqlite("v0")
     b = ctx.broker(**srcopts)

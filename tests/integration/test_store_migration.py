@@ -15,19 +15,12 @@ import socket
 import subprocess
 import time
 
-from harness import (PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, RawClient, ack_packet,
-                     broker_command, check, lmdb_dump, parse_publish, publish_packet,
-                     require_cairn, sqlite_query)
+from harness import (PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, RawClient, _redis_shared,
+                     ack_packet, check, lmdb_dump, parse_publish, publish_packet, sqlite_query)
+from test_cairn_store import _tool
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "store-0.1")
 NEVER = 4294967295
-
-
-def _tool():
-    require_cairn("the 0.1 fixtures are cairn stores")
-    path = os.path.join(os.path.dirname(broker_command()), "cairn-store")
-    check(os.access(path, os.X_OK), "no cairn-store beside %s" % broker_command())
-    return path
 
 
 def _dump(tool, store):
@@ -108,19 +101,6 @@ def _unreadable(v):
     return base64.b64decode(v["base64"]) if isinstance(v, dict) else v.encode("utf-8")
 
 
-def _redis_port(ctx):
-    port = os.environ.get("CAIRN_REDIS_PORT")
-    if port:
-        return int(port)
-    script = os.path.join(ROOT, "tests", "redis-server.sh")
-    r = subprocess.run([script, "start"], capture_output=True, timeout=20)
-    check(r.returncode == 0, "redis-server.sh start: %s" % r.stderr.decode())
-    port, pid, rdir = r.stdout.decode().split()
-    ctx.add_cleanup(lambda: subprocess.run([script, "stop", pid, rdir], timeout=20,
-                                           capture_output=True))
-    return int(port)
-
-
 def _load_redis_fixture(port, prefix):
     """Write every key of redis.json under prefix, as 0.1 left them."""
     with open(os.path.join(FIXTURES, "redis.json")) as f:
@@ -156,7 +136,7 @@ def _copy_fixture(ctx, backend):
     """STORE argument, broker options and a function returning the schema
     version the store holds, for a fresh copy of one fixture."""
     if backend == "redis":
-        port = _redis_port(ctx)
+        port = _redis_shared(ctx)
         prefix = "mig01-%d-%d:" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
         ctx.add_cleanup(lambda: _drop_redis_keys(port, prefix))
         check(_load_redis_fixture(port, prefix) > 10, "redis.json holds too few keys")

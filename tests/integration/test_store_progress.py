@@ -7,16 +7,10 @@ import pty
 import select
 import subprocess
 
-from harness import RawClient, broker_command, check, require_cairn
+from harness import RawClient, check
+from test_cairn_store import _tool
 
 N = 300  # queued QoS 1 messages for one offline session
-
-
-def _tool():
-    require_cairn("cairn-store reads cairn's stores")
-    path = os.path.join(os.path.dirname(broker_command()), "cairn-store")
-    check(os.access(path, os.X_OK), "no cairn-store beside %s" % broker_command())
-    return path
 
 
 def _filled_store(ctx):
