@@ -74,7 +74,8 @@ def run_guarded(ctx, call, timeout, cleanup_timeout, source_prefix, verbose, on_
             print(on_interrupt, flush=True)
         raise
     except AssertionError as e:
-        status, reason = "FAIL", str(e) or traceback.format_exc().splitlines()[-2].strip()
+        # A bare assert's reason is its source line.
+        status, reason = "FAIL", str(e) or (traceback.extract_tb(e.__traceback__)[-1].line or "")
         if verbose:
             traceback.print_exc()
     except Exception as e:
