@@ -1156,6 +1156,15 @@ class MqttJs:
     def wait(self, kind, timeout=5.0, pred=None):
         """The next event of kind (and matching pred); events of other kinds
         seen meanwhile are kept in self.seen. Fails the test on timeout."""
+        ev = self.poll(kind, timeout, pred)
+        if ev is None:
+            raise TestFailure("MQTT.js: no %s event in %.1fs (seen: %r)" %
+                              (kind, timeout, self.seen[-5:]))
+        return ev
+
+    def poll(self, kind, timeout, pred=None):
+        """As wait, but None when no such event comes within timeout (for
+        what must not arrive). The client exiting still fails the test."""
         deadline = time.time() + timeout
         for ev in list(self.seen):
             if ev["ev"] == kind and (pred is None or pred(ev)):
@@ -1164,8 +1173,7 @@ class MqttJs:
         while True:
             left = deadline - time.time()
             if left <= 0:
-                raise TestFailure("MQTT.js: no %s event in %.1fs (seen: %r)" %
-                                  (kind, timeout, self.seen[-5:]))
+                return None
             try:
                 ev = self.events.get(timeout=left)
             except queue.Empty:
