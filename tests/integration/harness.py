@@ -497,6 +497,13 @@ class RawClient:
         except OSError:
             return True
 
+    def expect_refused(self, code, what):
+        """The next packet is a 3.1.1 CONNACK refusing with return code
+        code (session present 0), and then the broker closes the socket."""
+        _, body = self.expect(CONNACK)
+        check(body == bytes([0, code]), "%s: CONNACK %r, want 00 %02x" % (what, body, code))
+        check(self.expect_closed(2), "%s: socket left open after CONNACK 0x%02x" % (what, code))
+
     def assert_closed(self, what, timeout=3.0):
         """The broker closes the connection (EOF or reset) within timeout;
         packets before that are dropped. Still open at the deadline fails
