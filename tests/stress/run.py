@@ -12,6 +12,8 @@ Usage: run.py [--short] [--only WORD]... [--list] [--mosquitto] [-v]
   --only WORD  cases whose module or function name contains WORD
   --mosquitto  also run each case that applies against Debian's mosquitto
                and print its numbers on INFO lines (never asserted)
+  --list       print the selected cases' names and exit
+  -v           print a failure's traceback
 The broker is $CAIRN_BIN (default ./cairn relative to the source root),
 the load generator $CAIRN_BENCH (default bench/cairn-bench beside it).
 Run by `./dev stress` (full) and `./dev stress --short` (CI).
