@@ -1530,7 +1530,7 @@ static int parse_double(const char *s, double *out)
 
 	errno = 0;
 	*out = strtod(s, &end);
-	return errno || end == s || *end || *out < 0 ? -1 : 0;
+	return errno || end == s || *end || !(*out >= 0) ? -1 : 0; /* NaN too */
 }
 
 enum {

@@ -10,7 +10,6 @@
 #include "codec.h"
 
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2109,37 +2108,9 @@ static int replay5(const uint8_t *data, size_t size)
 /* covers: */
 START_TEST(test_v5_corpus_replay)
 {
-	char dir[4096], path[8192];
-	struct dirent *e;
 	unsigned ok = 0, bad = 0;
-	DIR *d;
 
-	snprintf(dir, sizeof(dir), "%s/tests/corpus/codec", corpus_srcdir());
-	d = opendir(dir);
-	ck_assert_msg(d != NULL, "cannot open %s", dir);
-	while ((e = readdir(d)) != NULL) {
-		static uint8_t data[65536];
-		size_t size;
-		FILE *f;
-		int rc;
-
-		if (strncmp(e->d_name, "ok5-", 4) != 0 && strncmp(e->d_name, "bad5-", 5) != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		f = fopen(path, "rb");
-		ck_assert_msg(f != NULL, "cannot open %s", path);
-		size = fread(data, 1, sizeof(data), f);
-		fclose(f);
-		rc = replay5(data, size);
-		if (e->d_name[0] == 'o') {
-			ck_assert_msg(rc == CODEC_OK, "%s: %d", e->d_name, rc);
-			ok++;
-		} else {
-			ck_assert_msg(rc != CODEC_OK, "%s accepted", e->d_name);
-			bad++;
-		}
-	}
-	closedir(d);
+	corpus_replay(replay5, "ok5-", "bad5-", false, &ok, &bad);
 	ck_assert_uint_ge(ok, 20);
 	ck_assert_uint_ge(bad, 15);
 }

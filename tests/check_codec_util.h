@@ -9,6 +9,9 @@
 #define CAIRN_CHECK_CODEC_UTIL_H
 
 #include <check.h>
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +142,52 @@ CK_UNUSED static const char *corpus_srcdir(void)
 	const char *src = getenv("CAIRN_SRCDIR");
 
 	return src != NULL && *src ? src : CAIRN_TEST_SRCDIR;
+}
+
+/*
+ * Replays the seeds of tests/corpus/codec/ through replay (which returns a
+ * CODEC_ result): a file named ok_prefix* must give CODEC_OK, one named
+ * bad_prefix* anything else, and each is counted in *ok or *bad. Other
+ * files (not hidden ones) are replayed too, unchecked, when replay_others
+ * is set. The callers assert the counts, so a corpus that went missing
+ * fails.
+ */
+CK_UNUSED static void corpus_replay(int (*replay)(const uint8_t *, size_t), const char *ok_prefix,
+				    const char *bad_prefix, bool replay_others, unsigned *ok,
+				    unsigned *bad)
+{
+	char dir[4096], path[8192];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/tests/corpus/codec", corpus_srcdir());
+	d = opendir(dir);
+	ck_assert_msg(d != NULL, "cannot open %s", dir);
+	while ((e = readdir(d)) != NULL) {
+		static uint8_t data[65536];
+		bool is_ok = strncmp(e->d_name, ok_prefix, strlen(ok_prefix)) == 0;
+		bool is_bad = strncmp(e->d_name, bad_prefix, strlen(bad_prefix)) == 0;
+		size_t size;
+		FILE *f;
+		int rc;
+
+		if (e->d_name[0] == '.' || (!is_ok && !is_bad && !replay_others))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		f = fopen(path, "rb");
+		ck_assert_msg(f != NULL, "cannot open %s", path);
+		size = fread(data, 1, sizeof(data), f);
+		fclose(f);
+		rc = replay(data, size);
+		if (is_ok) {
+			ck_assert_msg(rc == CODEC_OK, "%s: %d", e->d_name, rc);
+			(*ok)++;
+		} else if (is_bad) {
+			ck_assert_msg(rc != CODEC_OK, "%s accepted", e->d_name);
+			(*bad)++;
+		}
+	}
+	closedir(d);
 }
 
 #endif

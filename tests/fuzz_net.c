@@ -719,103 +719,19 @@ static int send_all(int fd, const struct buf *b)
 	return send(fd, b->p, b->len, MSG_NOSIGNAL) == (ssize_t)b->len ? 0 : -1;
 }
 
-static int sentinel_check(struct fuzz *fz)
+/* Sends the packet of first byte first with body; 0 or -1. */
+static int send_packet(int fd, uint8_t first, const struct buf *body)
 {
-	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
-	struct buf out = {0}, body = {0}, rx = {0}, pk = {0};
-	char topic[64], payload[64];
-	int fd, rc = -1, got_ack = 0, got_msg = 0;
+	struct buf out = {0};
+	int rc;
 
-	snprintf(topic, sizeof(topic), "fz-sentinel/%u", ++fz->nonce);
-	snprintf(payload, sizeof(payload), "alive %u", fz->nonce);
-	fd = tcp_connect(fz->port);
-	if (fd < 0) {
-		fail(fz, "sentinel: cannot connect: %s", strerror(errno));
-		return -1;
-	}
-	buf_str(&body, "MQTT");
-	buf_byte(&body, 4);
-	buf_byte(&body, 0x02);
-	buf_u16(&body, 60);
-	buf_str(&body, "fz-sentinel");
-	buf_byte(&out, 0x10);
-	put_remaining(&out, body.len);
-	buf_add(&out, body.p, body.len);
-	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 4 ||
-	    pk.p[0] != 0x20 || pk.p[3] != 0) {
-		fail(fz, "sentinel: no CONNACK 0");
-		goto out;
-	}
-	out.len = 0;
-	buf_byte(&out, 0xc0);
-	buf_byte(&out, 0);
-	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 2 ||
-	    pk.p[0] != 0xd0) {
-		fail(fz, "sentinel: no PINGRESP");
-		goto out;
-	}
-	out.len = body.len = 0;
-	buf_u16(&body, 1);
-	buf_str(&body, topic);
-	buf_byte(&body, 1);
-	buf_byte(&out, 0x82);
-	put_remaining(&out, body.len);
-	buf_add(&out, body.p, body.len);
-	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 5 ||
-	    pk.p[0] != 0x90 || pk.p[4] != 1) {
-		fail(fz, "sentinel: no SUBACK granting QoS 1");
-		goto out;
-	}
-	out.len = body.len = 0;
-	buf_str(&body, topic);
-	buf_u16(&body, 2);
-	buf_add(&body, payload, strlen(payload));
-	buf_byte(&out, 0x32);
-	put_remaining(&out, body.len);
-	buf_add(&out, body.p, body.len);
-	if (send_all(fd, &out) != 0) {
-		fail(fz, "sentinel: cannot publish");
-		goto out;
-	}
-	while (!(got_ack && got_msg)) {
-		size_t hlen;
-
-		if (read_packet(fd, &rx, &pk, deadline) != 0) {
-			fail(fz, "sentinel: QoS 1 round trip incomplete (PUBACK %d, delivery %d)",
-			     got_ack, got_msg);
-			goto out;
-		}
-		if (pk.p[0] == 0x40 && pk.len == 4 && pk.p[3] == 2) {
-			got_ack = 1;
-		} else if ((pk.p[0] & 0xf6) == 0x32 && packet_len(pk.p, pk.len, &hlen) == pk.len &&
-			   pk.len >= hlen + 2 + strlen(topic) + 2) {
-			const uint8_t *b = pk.p + hlen + 2 + strlen(topic);
-			size_t pl = pk.len - hlen - 2 - strlen(topic) - 2;
-
-			out.len = 0;
-			buf_byte(&out, 0x40);
-			buf_byte(&out, 2);
-			buf_add(&out, b, 2);
-			send_all(fd, &out);
-			if (pl == strlen(payload) && memcmp(b + 2, payload, pl) == 0)
-				got_msg = 1;
-		}
-	}
-	out.len = 0;
-	buf_byte(&out, 0xe0);
-	buf_byte(&out, 0);
-	send_all(fd, &out);
-	rc = 0;
-out:
-	close(fd);
+	buf_byte(&out, first);
+	put_remaining(&out, body->len);
+	buf_add(&out, body->p, body->len);
+	rc = send_all(fd, &out);
 	buf_free(&out);
-	buf_free(&body);
-	buf_free(&rx);
-	buf_free(&pk);
 	return rc;
 }
-
-/* ---- the keeper: what was acknowledged survives a restart ---- */
 
 /*
  * Connects as id and reads CONNACK 0. Returns the socket, or -1 (with the
@@ -824,7 +740,7 @@ out:
 static int client_open(struct fuzz *fz, const char *id, int clean, struct buf *rx,
 		       long long deadline, int *present)
 {
-	struct buf out = {0}, body = {0}, pk = {0};
+	struct buf body = {0}, pk = {0};
 	int fd = tcp_connect(fz->port);
 
 	if (fd < 0) {
@@ -836,18 +752,14 @@ static int client_open(struct fuzz *fz, const char *id, int clean, struct buf *r
 	buf_byte(&body, clean ? 0x02 : 0);
 	buf_u16(&body, 30);
 	buf_str(&body, id);
-	buf_byte(&out, 0x10);
-	put_remaining(&out, body.len);
-	buf_add(&out, body.p, body.len);
-	if (send_all(fd, &out) != 0 || read_packet(fd, rx, &pk, deadline) != 0 || pk.len != 4 ||
-	    pk.p[0] != 0x20 || pk.p[3] != 0) {
+	if (send_packet(fd, 0x10, &body) != 0 || read_packet(fd, rx, &pk, deadline) != 0 ||
+	    pk.len != 4 || pk.p[0] != 0x20 || pk.p[3] != 0) {
 		fail(fz, "%s: no CONNACK 0", id);
 		close(fd);
 		fd = -1;
 	} else {
 		*present = pk.p[2] & 1;
 	}
-	buf_free(&out);
 	buf_free(&body);
 	buf_free(&pk);
 	return fd;
@@ -861,21 +773,120 @@ static void client_close(int fd)
 	close(fd);
 }
 
+/* SUBSCRIBE to topic at QoS 1 (packet id 1) and a SUBACK granting QoS 1;
+ * 0, or -1 with the reason set. */
+static int subscribe_q1(struct fuzz *fz, const char *who, int fd, struct buf *rx, const char *topic,
+			long long deadline)
+{
+	struct buf body = {0}, pk = {0};
+	int rc = 0;
+
+	buf_u16(&body, 1);
+	buf_str(&body, topic);
+	buf_byte(&body, 1);
+	if (send_packet(fd, 0x82, &body) != 0 || read_packet(fd, rx, &pk, deadline) != 0 ||
+	    pk.len != 5 || pk.p[0] != 0x90 || pk.p[4] != 1) {
+		fail(fz, "%s: no SUBACK granting QoS 1", who);
+		rc = -1;
+	}
+	buf_free(&body);
+	buf_free(&pk);
+	return rc;
+}
+
+/* PUBLISH payload to topic at QoS 1 with packet id pid; 0 or -1. */
+static int publish_q1(int fd, const char *topic, unsigned pid, const char *payload)
+{
+	struct buf body = {0};
+	int rc;
+
+	buf_str(&body, topic);
+	buf_u16(&body, pid);
+	buf_add(&body, payload, strlen(payload));
+	rc = send_packet(fd, 0x32, &body);
+	buf_free(&body);
+	return rc;
+}
+
+/*
+ * pk, if a QoS 1 PUBLISH long enough to be to topic, is acknowledged
+ * (PUBACK); returns 1 when its payload is payload, else 0.
+ */
+static int ack_delivery(int fd, const struct buf *pk, const char *topic, const char *payload)
+{
+	size_t hlen, tl = strlen(topic), pl;
+	const uint8_t *b;
+	uint8_t ack[4] = {0x40, 2, 0, 0};
+
+	if ((pk->p[0] & 0xf6) != 0x32 || packet_len(pk->p, pk->len, &hlen) != pk->len ||
+	    pk->len < hlen + 2 + tl + 2)
+		return 0;
+	b = pk->p + hlen + 2 + tl;
+	ack[2] = b[0];
+	ack[3] = b[1];
+	send(fd, ack, 4, MSG_NOSIGNAL);
+	pl = pk->len - hlen - 2 - tl - 2;
+	return pl == strlen(payload) && memcmp(b + 2, payload, pl) == 0;
+}
+
+static int sentinel_check(struct fuzz *fz)
+{
+	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
+	static const uint8_t pingreq[2] = {0xc0, 0};
+	struct buf rx = {0}, pk = {0};
+	char topic[64], payload[64];
+	int present, fd, rc = -1, got_ack = 0, got_msg = 0;
+
+	snprintf(topic, sizeof(topic), "fz-sentinel/%u", ++fz->nonce);
+	snprintf(payload, sizeof(payload), "alive %u", fz->nonce);
+	fd = client_open(fz, "fz-sentinel", 1, &rx, deadline, &present);
+	if (fd < 0)
+		goto out;
+	if (send(fd, pingreq, 2, MSG_NOSIGNAL) != 2 || read_packet(fd, &rx, &pk, deadline) != 0 ||
+	    pk.len != 2 || pk.p[0] != 0xd0) {
+		fail(fz, "sentinel: no PINGRESP");
+		goto out;
+	}
+	if (subscribe_q1(fz, "sentinel", fd, &rx, topic, deadline) != 0)
+		goto out;
+	if (publish_q1(fd, topic, 2, payload) != 0) {
+		fail(fz, "sentinel: cannot publish");
+		goto out;
+	}
+	while (!(got_ack && got_msg)) {
+		if (read_packet(fd, &rx, &pk, deadline) != 0) {
+			fail(fz, "sentinel: QoS 1 round trip incomplete (PUBACK %d, delivery %d)",
+			     got_ack, got_msg);
+			goto out;
+		}
+		if (pk.p[0] == 0x40 && pk.len == 4 && pk.p[3] == 2)
+			got_ack = 1;
+		else if (ack_delivery(fd, &pk, topic, payload))
+			got_msg = 1;
+	}
+	client_close(fd);
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_free(&rx);
+	buf_free(&pk);
+	return rc;
+}
+
+/* ---- the keeper: what was acknowledged survives a restart ---- */
+
 /* The keeper's persistent session, subscribed at QoS 1; before any fuzzing. */
 static int keeper_subscribe(struct fuzz *fz)
 {
-	static const uint8_t sub[] = {0x82, 0x11, 0,   1,   0,   12,  'f', 'z', '-', 'k',
-				      'e',  'e',  'p', 'e', 'r', '/', 'i', 'n', 1};
 	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
-	struct buf rx = {0}, pk = {0};
+	struct buf rx = {0};
 	int present, fd = client_open(fz, "fz-keeper", 0, &rx, deadline, &present), rc = -1;
 
 	if (fd < 0)
 		goto out;
-	if (send(fd, sub, sizeof(sub), MSG_NOSIGNAL) != (ssize_t)sizeof(sub) ||
-	    read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 5 || pk.p[0] != 0x90 ||
-	    pk.p[4] != 1) {
-		fail(fz, "keeper: no SUBACK granting QoS 1");
+	if (subscribe_q1(fz, "keeper", fd, &rx, "fz-keeper/in", deadline) != 0) {
 		close(fd);
 		goto out;
 	}
@@ -883,7 +894,6 @@ static int keeper_subscribe(struct fuzz *fz)
 	rc = 0;
 out:
 	buf_free(&rx);
-	buf_free(&pk);
 	return rc;
 }
 
@@ -891,21 +901,16 @@ out:
 static int keeper_deposit(struct fuzz *fz)
 {
 	long long deadline = now_ms() + CHECK_TIMEOUT_MS;
-	struct buf rx = {0}, pk = {0}, out = {0}, body = {0};
+	struct buf rx = {0}, pk = {0};
 	char payload[64];
 	int present, fd = client_open(fz, "fz-depositor", 1, &rx, deadline, &present), rc = -1;
 
 	if (fd < 0)
 		goto out;
 	snprintf(payload, sizeof(payload), "kept %u", ++fz->kept);
-	buf_str(&body, "fz-keeper/in");
-	buf_u16(&body, 7);
-	buf_add(&body, payload, strlen(payload));
-	buf_byte(&out, 0x32);
-	put_remaining(&out, body.len);
-	buf_add(&out, body.p, body.len);
-	if (send_all(fd, &out) != 0 || read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 4 ||
-	    pk.p[0] != 0x40 || pk.p[3] != 7) {
+	if (publish_q1(fd, "fz-keeper/in", 7, payload) != 0 ||
+	    read_packet(fd, &rx, &pk, deadline) != 0 || pk.len != 4 || pk.p[0] != 0x40 ||
+	    pk.p[3] != 7) {
 		fail(fz, "keeper: no PUBACK for '%s'", payload);
 		close(fd);
 		goto out;
@@ -915,8 +920,6 @@ static int keeper_deposit(struct fuzz *fz)
 out:
 	buf_free(&rx);
 	buf_free(&pk);
-	buf_free(&out);
-	buf_free(&body);
 	return rc;
 }
 
@@ -931,7 +934,6 @@ static int keeper_collect(struct fuzz *fz)
 	struct buf rx = {0}, pk = {0};
 	char payload[64];
 	int present = 0, fd = client_open(fz, "fz-keeper", 0, &rx, deadline, &present), rc = -1;
-	size_t want = strlen("fz-keeper/in");
 
 	snprintf(payload, sizeof(payload), "kept %u", fz->kept);
 	if (fd < 0)
@@ -941,29 +943,14 @@ static int keeper_collect(struct fuzz *fz)
 		close(fd);
 		goto out;
 	}
-	for (;;) {
-		size_t hlen;
-		const uint8_t *b;
-
+	do {
 		if (read_packet(fd, &rx, &pk, deadline) != 0) {
 			fail(fz, "keeper: '%s', acknowledged before the restart, never came",
 			     payload);
 			close(fd);
 			goto out;
 		}
-		if ((pk.p[0] & 0xf0) != 0x30 || packet_len(pk.p, pk.len, &hlen) != pk.len ||
-		    ((pk.p[0] >> 1) & 3) != 1 || pk.len < hlen + 2 + want + 2)
-			continue;
-		b = pk.p + hlen + 2 + want;
-		{
-			uint8_t ack[4] = {0x40, 2, b[0], b[1]};
-
-			send(fd, ack, 4, MSG_NOSIGNAL);
-		}
-		if (pk.len - (size_t)(b + 2 - pk.p) == strlen(payload) &&
-		    memcmp(b + 2, payload, strlen(payload)) == 0)
-			break;
-	}
+	} while (!ack_delivery(fd, &pk, "fz-keeper/in", payload));
 	client_close(fd);
 	rc = 0;
 out:

@@ -497,6 +497,13 @@ class RawClient:
         except OSError:
             return True
 
+    def expect_refused(self, code, what):
+        """The next packet is a 3.1.1 CONNACK refusing with return code
+        code (session present 0), and then the broker closes the socket."""
+        _, body = self.expect(CONNACK)
+        check(body == bytes([0, code]), "%s: CONNACK %r, want 00 %02x" % (what, body, code))
+        check(self.expect_closed(2), "%s: socket left open after CONNACK 0x%02x" % (what, code))
+
     def assert_closed(self, what, timeout=3.0):
         """The broker closes the connection (EOF or reset) within timeout;
         packets before that are dropped. Still open at the deadline fails
@@ -1156,6 +1163,15 @@ class MqttJs:
     def wait(self, kind, timeout=5.0, pred=None):
         """The next event of kind (and matching pred); events of other kinds
         seen meanwhile are kept in self.seen. Fails the test on timeout."""
+        ev = self.poll(kind, timeout, pred)
+        if ev is None:
+            raise TestFailure("MQTT.js: no %s event in %.1fs (seen: %r)" %
+                              (kind, timeout, self.seen[-5:]))
+        return ev
+
+    def poll(self, kind, timeout, pred=None):
+        """As wait, but None when no such event comes within timeout (for
+        what must not arrive). The client exiting still fails the test."""
         deadline = time.time() + timeout
         for ev in list(self.seen):
             if ev["ev"] == kind and (pred is None or pred(ev)):
@@ -1164,8 +1180,7 @@ class MqttJs:
         while True:
             left = deadline - time.time()
             if left <= 0:
-                raise TestFailure("MQTT.js: no %s event in %.1fs (seen: %r)" %
-                                  (kind, timeout, self.seen[-5:]))
+                return None
             try:
                 ev = self.events.get(timeout=left)
             except queue.Empty:

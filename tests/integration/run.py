@@ -7,57 +7,31 @@ to the broker under test raises harness.Skip: it is counted skipped, never
 passed. The exit status is 1 when a test failed, else 0.
 
 Usage: run.py [--only WORD]... [--list] [--timeout SECONDS] [-v]
-  --only persistence   only the persistence tests (module test_persistence)
-  --only WORD          tests whose module or function name contains WORD
+  --only WORD          tests whose module or function name contains WORD,
+                       or that carry WORD as a tag
+  --only persistence   the persistence tests: module test_persistence and
+                       the tests tagged persistence (test_backends,
+                       test_powerloss)
+  --list               print the selected tests' names and exit
+  --timeout SECONDS    a test's hard timeout unless it sets its own
+                       (default 30)
+  -v                   print each test's time and a failure's traceback
 The broker is $CAIRN_BIN (default ./cairn relative to the source root).
 """
 
 import argparse
-import glob
-import importlib
-import inspect
 import os
 import shutil
-import signal
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
+import runner  # noqa: E402
 
 DEFAULT_TIMEOUT = 30
-
-
-class HardTimeout(BaseException):
-    pass
-
-
-class Interrupted(BaseException):
-    pass
-
-
-def _alarm(signum, frame):
-    raise HardTimeout()
-
-
-def _interrupt(signum, frame):
-    raise Interrupted()
-
-
-def discover():
-    tests = []
-    for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
-        modname = os.path.splitext(os.path.basename(path))[0]
-        mod = importlib.import_module(modname)
-        fns = [f for n, f in vars(mod).items()
-               if n.startswith("test_") and inspect.isfunction(f) and f.__module__ == modname]
-        fns.sort(key=lambda f: f.__code__.co_firstlineno)
-        for f in fns:
-            tests.append((modname, f))
-    return tests
 
 
 def selected(modname, fn, only):
@@ -72,41 +46,9 @@ def selected(modname, fn, only):
 
 def run_one(modname, fn, timeout, verbose):
     ctx = harness.Context(fn.__name__)
-    status, reason = "PASS", ""
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(getattr(fn, "timeout", timeout))
-    try:
-        fn(ctx)
-    except harness.Skip as e:
-        status, reason = "SKIP", str(e)
-    except HardTimeout:
-        status, reason = "FAIL", "timed out after %ds" % getattr(fn, "timeout", timeout)
-    except Interrupted:
-        signal.alarm(0)
-        ctx.close(check_exit=False)  # stop this test's brokers by PID, then give up
-        print("FAIL %s: interrupted" % fn.__name__, flush=True)
-        raise
-    except AssertionError as e:
-        status, reason = "FAIL", str(e) or traceback.format_exc().splitlines()[-2].strip()
-    except Exception as e:
-        where = [fr for fr in traceback.extract_tb(e.__traceback__)
-                 if os.path.basename(fr.filename).startswith("test_")]
-        at = " at %s:%d" % (os.path.basename(where[-1].filename), where[-1].lineno) \
-            if where else ""
-        status, reason = "FAIL", "%s: %s%s" % (type(e).__name__, e, at)
-        if verbose:
-            traceback.print_exc()
-    finally:
-        signal.alarm(0)
-    try:
-        signal.alarm(15)
-        err = ctx.close(check_exit=(status == "PASS"))
-    except HardTimeout:
-        err = "cleanup timed out"
-    finally:
-        signal.alarm(0)
-    if err and status == "PASS":
-        status, reason = "FAIL", err
+    status, reason = runner.run_guarded(
+        ctx, lambda: fn(ctx), getattr(fn, "timeout", timeout), 15, "test_", verbose,
+        on_interrupt="FAIL %s: interrupted" % fn.__name__)
     if status != "FAIL":
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     else:
@@ -123,7 +65,8 @@ def main():
     ap.add_argument("-v", action="store_true")
     args = ap.parse_args()
 
-    tests = [(m, f) for m, f in discover() if selected(m, f, args.only)]
+    tests = [(m, f) for m, f in runner.discover(HERE, "test_*.py", "test_")
+             if selected(m, f, args.only)]
     if args.list:
         for m, f in tests:
             print("%s.%s" % (m, f.__name__))
@@ -133,8 +76,7 @@ def main():
         print("FAIL setup: broker %s not found or not executable" % bin_)
         print("integration: 0 passed, 1 failed, 0 skipped")
         return 1
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    runner.catch_interrupts()
     passed = failed = skipped = 0
     t0 = time.monotonic()
     for m, f in tests:
@@ -160,6 +102,6 @@ def main():
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except Interrupted:
+    except runner.Interrupted:
         print("integration: interrupted")
         sys.exit(130)

@@ -14,9 +14,7 @@ def test_connack_unsupported_protocol_level(ctx):
     for level in (2, 7, 255):
         c = RawClient(b.port)
         c.send(connect_packet("lvl%d" % level, level=level))
-        _, body = c.expect(CONNACK)
-        check(body == b"\x00\x01", "level %d: CONNACK %r, want 00 01" % (level, body))
-        check(c.expect_closed(2), "level %d: socket left open after CONNACK 0x01" % level)
+        c.expect_refused(1, "level %d" % level)
         c.close()
     b.assert_serves()
 
@@ -26,9 +24,7 @@ def test_connack_zero_length_id_persistent_rejected(ctx):
     b = ctx.broker()
     c = RawClient(b.port)
     c.send(connect_packet("", clean=False))
-    _, body = c.expect(CONNACK)
-    check(body == b"\x00\x02", "CONNACK %r, want 00 02" % body)
-    check(c.expect_closed(2), "socket left open after CONNACK 0x02")
+    c.expect_refused(2, "empty id, clean session 0")
     b.assert_serves()
 
 
@@ -38,9 +34,7 @@ def test_connack_not_authorized(ctx):
     c = RawClient(b.port)
     # A PUBLISH right behind the rejected CONNECT must not be processed.
     c.send(connect_packet("anon") + publish_packet("leak/t", b"x", retain=True))
-    _, body = c.expect(CONNACK)
-    check(body == b"\x00\x05", "CONNACK %r, want 00 05" % body)
-    check(c.expect_closed(2), "socket left open after CONNACK 0x05")
+    c.expect_refused(5, "anonymous")
 
 
 # covers: MQTT-3.1.3-6 MQTT-3.2.2-1 MQTT-3.1.4-4 MQTT-3.2.0-1
@@ -210,9 +204,7 @@ def test_will_to_broker_topics_refused(ctx):
     for topic in ("$SYS/broker/fake", "$CONTROL/dynamic-security/v1"):
         c = RawClient(b.port)
         c.send(connect_packet("will-sys", will=(topic, b"x", 0, True)))
-        _, body = c.expect(CONNACK)
-        check(body == b"\x00\x05", "will to %s: CONNACK %r, want 00 05" % (topic, body))
-        check(c.expect_closed(2), "socket left open after refusing a will to %s" % topic)
+        c.expect_refused(5, "will to %s" % topic)
     # Silence, not a close: a watcher the broker dropped would see no will
     # either.
     check(watch.expect_silence(0.5), "a will reached a $SYS/$CONTROL subscriber, "

@@ -32,6 +32,15 @@ def _publisher(b, cid="flow-pub"):
     return p
 
 
+def _publish_qos2(p, topic, payload, pid, **kw):
+    """The publisher's side of a whole QoS 2 exchange: PUBLISH, PUBREC,
+    PUBREL, PUBCOMP."""
+    p.send(publish5(topic, payload, qos=2, pid=pid, **kw))
+    check(read_ack5(p, PUBREC)[0] == pid, "PUBREC for %d" % pid)
+    p.send(ack5(PUBREL, pid))
+    check(read_ack5(p, PUBCOMP) == (pid, 0), "PUBCOMP for %d" % pid)
+
+
 # covers: MQTT5-4.3.2-1 MQTT5-4.3.2-2 MQTT5-4.3.2-3 MQTT5-4.3.2-4 MQTT5-2.2.1-4 MQTT5-2.2.1-5
 # covers: MQTT5-3.3.4-1 MQTT5-4.3.1-1 MQTT5-4.2.0-1 MQTT5-4.5.0-1 MQTT5-3.12.4-1
 def test_mqtt5_qos1_both_directions(ctx):
@@ -72,10 +81,7 @@ def test_mqtt5_same_id_after_ack_is_a_new_message(ctx):
         check(m["payload"] == b"q1-%d" % i and not m["dup"],
               "QoS 1 id reused after PUBACK: %r" % m)
     for i in range(2):
-        p.send(publish5("sid/2", b"q2-%d" % i, qos=2, pid=9))
-        read_ack5(p, PUBREC)
-        p.send(ack5(PUBREL, 9))
-        check(read_ack5(p, PUBCOMP) == (9, 0), "PUBCOMP")
+        _publish_qos2(p, "sid/2", b"q2-%d" % i, 9)
         m = read_publish5(s)
         check(m["payload"] == b"q2-%d" % i, "QoS 2 id reused after PUBCOMP: %r" % m)
 
@@ -109,14 +115,8 @@ def test_mqtt5_qos2_outbound_and_redelivery(ctx):
     b = ctx.broker()
     s, _ = _persistent(b, "q2o", [("q2o/#", 2)])
     p = _publisher(b)
-    p.send(publish5("q2o/a", b"A", qos=2, pid=1, properties=props((MESSAGE_EXPIRY, 1))))
-    read_ack5(p, PUBREC)
-    p.send(ack5(PUBREL, 1))
-    read_ack5(p, PUBCOMP)
-    p.send(publish5("q2o/b", b"B", qos=2, pid=2))
-    read_ack5(p, PUBREC)
-    p.send(ack5(PUBREL, 2))
-    read_ack5(p, PUBCOMP)
+    _publish_qos2(p, "q2o/a", b"A", 1, properties=props((MESSAGE_EXPIRY, 1)))
+    _publish_qos2(p, "q2o/b", b"B", 2)
     a, bb = read_publish5(s), read_publish5(s)
     check(a["qos"] == 2 and not a["dup"] and a["pid"] != bb["pid"], "QoS 2 sends %r %r" % (a, bb))
     check(s.expect_silence(0.3), "resent before any reconnect")
@@ -144,10 +144,7 @@ def test_mqtt5_failed_pubrec_counts_as_acknowledged(ctx):
     b = ctx.broker()
     s, _ = _persistent(b, "frc", [("frc/#", 2)])
     p = _publisher(b)
-    p.send(publish5("frc/a", b"x", qos=2, pid=1))
-    read_ack5(p, PUBREC)
-    p.send(ack5(PUBREL, 1))
-    read_ack5(p, PUBCOMP)
+    _publish_qos2(p, "frc/a", b"x", 1)
     m = read_publish5(s)
     s.send(ack5(PUBREC, m["pid"], 0x80))  # the subscriber refuses it
     check(s.expect_silence(0.4), "PUBREL after a failed PUBREC")
@@ -212,10 +209,7 @@ def test_mqtt5_subscribe_grants_and_replaces(ctx):
     s.send(subscribe5(2, [("sg/a", 0)]))  # replaces QoS 2 by 0
     check(read_suback5(s, 2) == [0], "replacement")
     p = _publisher(b)
-    p.send(publish5("sg/a", b"x", qos=2, pid=1))
-    read_ack5(p, PUBREC)
-    p.send(ack5(PUBREL, 1))
-    read_ack5(p, PUBCOMP)
+    _publish_qos2(p, "sg/a", b"x", 1)
     m = read_publish5(s)
     # sg/a now QoS 0 and sg/+ QoS 1 overlap: one copy at QoS 1.
     check(m["qos"] == 1 and m["topic"] == "sg/a", "overlap delivered at %r" % m)

@@ -24,6 +24,24 @@ def _sub(b, cid, filt, qos=1, conn_props=b"\x00", clean=True):
     return c
 
 
+def _queue_filled(ctx, name):
+    """A broker queueing one message per session; NAME-s's persistent
+    session, subscribed to NAME/# at QoS 1, offline; and NAME-p, connected,
+    whose QoS 1 message m1 on NAME/t filled that queue. Returns (broker,
+    publisher)."""
+    require_cairn("max_queued_messages drops are cairn's")
+    b = ctx.broker(max_queued_messages=1)
+    s = _sub(b, name + "-s", name + "/#", qos=1, conn_props=props((SESSION_EXPIRY, 300)),
+             clean=False)
+    s.send(disconnect5())
+    s.expect_closed(2)
+    p = RawClient(b.port)
+    do_connect(p, name + "-p")
+    p.send(publish5(name + "/t", b"m1", qos=1, pid=1))
+    check(read_ack5(p, PUBACK) == (1, 0), "m1 queued")
+    return b, p
+
+
 # covers: MQTT5-3.3.2-4 MQTT5-3.3.2-15 MQTT5-3.3.2-16 MQTT5-3.3.2-17 MQTT5-3.3.2-18 MQTT5-3.3.2-20
 def test_mqtt5_publish_properties_forwarded_in_order(ctx):
     b = ctx.broker()
@@ -237,15 +255,7 @@ def test_mqtt5_puback_no_matching_subscribers_0x10(ctx):
 
 
 def test_mqtt5_puback_quota_exceeded_0x97(ctx):
-    require_cairn("max_queued_messages drops are cairn's")
-    b = ctx.broker(max_queued_messages=1)
-    s = _sub(b, "qx-s", "qx/#", qos=1, conn_props=props((SESSION_EXPIRY, 60)), clean=False)
-    s.send(disconnect5())
-    s.expect_closed(2)
-    p = RawClient(b.port)
-    do_connect(p, "qx-p")
-    p.send(publish5("qx/t", b"1", qos=1, pid=1))
-    check(read_ack5(p, PUBACK) == (1, 0), "first message queued")
+    _, p = _queue_filled(ctx, "qx")
     p.send(publish5("qx/t", b"2", qos=1, pid=2))
     check(read_ack5(p, PUBACK) == (2, 0x97), "queue full: PUBACK not 0x97")
 
@@ -300,15 +310,7 @@ def test_mqtt5_311_subscriber_gets_no_properties(ctx):
 
 # covers: MQTT5-4.3.3-4
 def test_mqtt5_failed_pubrec_frees_the_packet_id(ctx):
-    require_cairn("max_queued_messages drops are cairn's")
-    b = ctx.broker(max_queued_messages=1)
-    s = _sub(b, "fp-s", "fp/#", qos=1, conn_props=props((SESSION_EXPIRY, 300)), clean=False)
-    s.send(disconnect5())
-    s.expect_closed(2)
-    p = RawClient(b.port)
-    do_connect(p, "fp-p")
-    p.send(publish5("fp/t", b"m1", qos=1, pid=1))
-    check(read_ack5(p, PUBACK) == (1, 0), "m1 queued")
+    b, p = _queue_filled(ctx, "fp")
     p.send(publish5("fp/t", b"m2", qos=2, pid=5))
     check(read_ack5(p, PUBREC) == (5, 0x97), "m2: queue full, PUBREC 0x97")
     s = RawClient(b.port)

@@ -12,59 +12,29 @@ Usage: run.py [--short] [--only WORD]... [--list] [--mosquitto] [-v]
   --only WORD  cases whose module or function name contains WORD
   --mosquitto  also run each case that applies against Debian's mosquitto
                and print its numbers on INFO lines (never asserted)
+  --list       print the selected cases' names and exit
+  -v           print a failure's traceback
 The broker is $CAIRN_BIN (default ./cairn relative to the source root),
 the load generator $CAIRN_BENCH (default bench/cairn-bench beside it).
 Run by `./dev stress` (full) and `./dev stress --short` (CI).
 """
 
 import argparse
-import glob
-import importlib
-import inspect
 import os
 import shutil
-import signal
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "integration"))
 
 import harness  # noqa: E402
+import runner  # noqa: E402
 import stresslib  # noqa: E402
 
 DEFAULT_TIMEOUT = 120
 MOSQUITTO = "/usr/sbin/mosquitto"
-
-
-class HardTimeout(BaseException):
-    pass
-
-
-class Interrupted(BaseException):
-    pass
-
-
-def _alarm(signum, frame):
-    raise HardTimeout()
-
-
-def _interrupt(signum, frame):
-    raise Interrupted()
-
-
-def discover():
-    cases = []
-    for path in sorted(glob.glob(os.path.join(HERE, "stress_*.py"))):
-        modname = os.path.splitext(os.path.basename(path))[0]
-        mod = importlib.import_module(modname)
-        fns = [f for n, f in vars(mod).items()
-               if n.startswith("case_") and inspect.isfunction(f) and f.__module__ == modname]
-        fns.sort(key=lambda f: f.__code__.co_firstlineno)
-        cases += [(modname, f) for f in fns]
-    return cases
 
 
 def case_name(fn):
@@ -75,43 +45,9 @@ def run_one(fn, short, against_mosquitto, verbose):
     name = case_name(fn)
     ctx = harness.Context("stress-" + name)
     rec = stresslib.Record(name, assert_limits=not against_mosquitto)
-    status, reason = "PASS", ""
-    timeout = getattr(fn, "timeout", DEFAULT_TIMEOUT)
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(timeout)
-    try:
-        fn(ctx, rec, short)
-    except harness.Skip as e:
-        status, reason = "SKIP", str(e)
-    except HardTimeout:
-        status, reason = "FAIL", "timed out after %ds" % timeout
-    except Interrupted:
-        signal.alarm(0)
-        ctx.close(check_exit=False)
-        raise
-    except AssertionError as e:
-        status, reason = "FAIL", str(e) or traceback.format_exc().splitlines()[-2].strip()
-        if verbose:
-            traceback.print_exc()
-    except Exception as e:
-        where = [fr for fr in traceback.extract_tb(e.__traceback__)
-                 if os.path.basename(fr.filename).startswith("stress")]
-        at = " at %s:%d" % (os.path.basename(where[-1].filename), where[-1].lineno) \
-            if where else ""
-        status, reason = "FAIL", "%s: %s%s" % (type(e).__name__, e, at)
-        if verbose:
-            traceback.print_exc()
-    finally:
-        signal.alarm(0)
-    try:
-        signal.alarm(30)
-        err = ctx.close(check_exit=(status == "PASS"))
-    except HardTimeout:
-        err = "cleanup timed out"
-    finally:
-        signal.alarm(0)
-    if err and status == "PASS":
-        status, reason = "FAIL", err
+    status, reason = runner.run_guarded(
+        ctx, lambda: fn(ctx, rec, short), getattr(fn, "timeout", DEFAULT_TIMEOUT), 30,
+        "stress", verbose)
     if status == "PASS" and rec.over and rec.assert_limits:
         status = "FAIL"
         reason = "over its limit: " + "; ".join(rec.over)
@@ -131,7 +67,7 @@ def main():
     ap.add_argument("-v", action="store_true")
     args = ap.parse_args()
 
-    cases = [(m, f) for m, f in discover()
+    cases = [(m, f) for m, f in runner.discover(HERE, "stress_*.py", "case_")
              if not args.only or any(w in m or w in f.__name__ for w in args.only)]
     if args.list:
         for m, f in cases:
@@ -145,8 +81,7 @@ def main():
     os.environ["CAIRN_BIN"] = bin_
     os.environ.setdefault("CAIRN_BENCH", os.path.join(os.path.dirname(bin_), "bench",
                                                       "cairn-bench"))
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    runner.catch_interrupts()
     print("stress: %s mode, broker %s" % ("short" if args.short else "full",
                                           os.path.basename(bin_)), flush=True)
     passed = failed = skipped = 0
@@ -188,6 +123,6 @@ def main():
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except Interrupted:
+    except runner.Interrupted:
         print("stress: interrupted")
         sys.exit(130)

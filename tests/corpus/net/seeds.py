@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed sessions of the network fuzzer (tests/fuzz_net.c): each
-NAME.bin is one client's session, valid MQTT 3.1.1 packets back to back.
+NAME.bin is one client's session, valid MQTT 3.1.1 packets back to back,
+built with the integration harness's packet builders.
 The fuzzer rewrites client identifiers from its own small pool, so the ids
 here only need to be valid. Topics share the fz/ tree so that sessions
 meet: one publishes what another subscribed to, queues fill for offline
@@ -9,66 +10,25 @@ persistent sessions, retained messages and wills reach subscribers.
     python3 tests/corpus/net/seeds.py   # rewrites the .bin files beside it
 """
 import os
-import struct
+import sys
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "integration"))
 
-def rl(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from harness import DISCONNECT_PKT as DISCONNECT  # noqa: E402
+from harness import PINGREQ_PKT as PINGREQ  # noqa: E402
+from harness import PUBACK, PUBCOMP, PUBREC, PUBREL, ack_packet  # noqa: E402
+from harness import connect_packet as connect  # noqa: E402
+from harness import publish_packet as publish  # noqa: E402
+from harness import subscribe_packet as subscribe  # noqa: E402
+from harness import unsubscribe_packet as unsubscribe  # noqa: E402
 
-
-def pkt(first, body):
-    return bytes([first]) + rl(len(body)) + body
-
-
-def s(x):
-    x = x.encode() if isinstance(x, str) else x
-    return struct.pack(">H", len(x)) + x
-
-
-def connect(cid, clean=True, keepalive=60, will=None, user=None, pw=None, v31=False):
-    flags = 0x02 if clean else 0
-    payload = s(cid)
-    if will:
-        topic, msg, qos, retain = will
-        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += s(topic) + s(msg)
-    if user is not None:
-        flags |= 0x80
-        payload += s(user)
-        if pw is not None:
-            flags |= 0x40
-            payload += s(pw)
-    head = s("MQIsdp") + b"\x03" if v31 else s("MQTT") + b"\x04"
-    return pkt(0x10, head + bytes([flags]) + struct.pack(">H", keepalive) + payload)
-
-
-def publish(topic, payload, qos=0, pid=1, retain=False, dup=False):
-    first = 0x30 | (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
-    body = s(topic) + (struct.pack(">H", pid) if qos else b"") + payload
-    return pkt(first, body)
+ACK = {"puback": PUBACK, "pubrec": PUBREC, "pubrel": PUBREL, "pubcomp": PUBCOMP}
 
 
 def ack(kind, pid):
-    first = {"puback": 0x40, "pubrec": 0x50, "pubrel": 0x62, "pubcomp": 0x70}[kind]
-    return pkt(first, struct.pack(">H", pid))
+    return ack_packet(ACK[kind], pid)
 
-
-def subscribe(pid, filters):
-    return pkt(0x82, struct.pack(">H", pid) + b"".join(s(f) + bytes([q]) for f, q in filters))
-
-
-def unsubscribe(pid, filters):
-    return pkt(0xA2, struct.pack(">H", pid) + b"".join(s(f) for f in filters))
-
-
-PINGREQ = pkt(0xC0, b"")
-DISCONNECT = pkt(0xE0, b"")
 
 SEEDS = {
     "clean-pubsub-q0": [connect("fz0"), subscribe(1, [("fz/#", 0)]),
@@ -99,9 +59,10 @@ SEEDS = {
                        [publish("fz/b/c" if i % 2 else "fz/a", b"burst %d" % i,
                                 qos=1 + i % 2, pid=20 + i) for i in range(12)] +
                        [ack("pubrel", 20 + i) for i in range(12) if i % 2] + [DISCONNECT],
-    "user-password": [connect("fz1", user="alice", pw=b"secret"), PINGREQ,
+    "user-password": [connect("fz1", username="alice", password=b"secret"), PINGREQ,
                       publish("fz/a", b"from alice", qos=1, pid=1), DISCONNECT],
-    "mqtt31": [connect("fz2", clean=False, v31=True), subscribe(1, [("fz/a", 1)]),
+    "mqtt31": [connect("fz2", clean=False, proto_name="MQIsdp", level=3),
+               subscribe(1, [("fz/a", 1)]),
                publish("fz/a", b"3.1", qos=1, pid=2), DISCONNECT],
     "resume-acks": [connect("fz3", clean=False)] +
                    [ack("puback", i) for i in range(1, 4)] +
@@ -130,9 +91,8 @@ SEEDS = {
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
     for name, packets in SEEDS.items():
-        with open(os.path.join(here, name + ".bin"), "wb") as f:
+        with open(os.path.join(HERE, name + ".bin"), "wb") as f:
             f.write(b"".join(packets))
 
 
