@@ -18,7 +18,6 @@
 #include "config.h"
 #include "conn.h"
 #include "gate.h"
-#include "levelmap.h"
 #include "log.h"
 #include "message.h"
 #include "qos.h"
@@ -658,19 +657,8 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 			continue;
 		/* The retained messages carry this subscription's identifier
 		 * alone. */
-		c->retained_for = NULL;
-		if (v5 && c->subs.cap) {
-			for (struct sub *s =
-				 c->subs.slots[levelmap_hash(granted[i].ptr, granted[i].len) &
-					       (c->subs.cap - 1)];
-			     s; s = s->hnext)
-				if (s->len == granted[i].len &&
-				    memcmp(s->filter, granted[i].ptr, s->len) == 0)
-					c->retained_for = s;
-		}
 		router_send_retained(srv->router, c, granted[i].ptr, granted[i].len, codes[i],
-				     gate);
-		c->retained_for = NULL;
+				     client_sub_id(c, granted[i].ptr, granted[i].len), gate);
 	}
 	if (w) {
 		gate_wait_add_target(w, c);
