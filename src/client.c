@@ -384,13 +384,7 @@ void client_send_ack_rc(struct client *c, enum codec_type type, uint16_t pid, ui
 
 void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool defer)
 {
-	if (c->version == CODEC_V5) {
-		client_send_ack_rc(c, type, pid, 0, defer);
-		return;
-	}
-	uint8_t b[CODEC_ACK_LEN];
-	client_ack_bytes(b, type, pid);
-	client_send_ordered(c, b, sizeof(b), defer);
+	client_send_ack_rc(c, type, pid, 0, defer);
 }
 
 /* ---- the outbound pump ---- */
