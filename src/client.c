@@ -914,11 +914,6 @@ uint32_t client_sub_id(struct client *c, const char *filter, size_t len)
 	return s ? s->sub_id : 0;
 }
 
-struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos)
-{
-	return client_add_sub_opts(c, filter, len, qos, 0);
-}
-
 struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 				uint32_t sub_id)
 {
@@ -944,12 +939,6 @@ struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len
 	s->sub_id = sub_id;
 	router_subscribe(c->srv->router, s);
 	return s;
-}
-
-uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
-{
-	bool existed;
-	return client_subscribe_opts(c, filter, len, qos, 0, &existed);
 }
 
 uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, uint8_t opts,

@@ -191,19 +191,16 @@ void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 /* A 5.0 PUBREC with a failure reason: the QoS 2 delivery ends. */
 void client_handle_pubrec_error(struct client *c, uint16_t pid);
 
-/* Add or replace a subscription; returns the granted QoS, or
- * CODEC_SUBACK_FAILURE when a new filter would pass max_subscriptions.
- * Stages the store write for a persistent session. */
-uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
-/* client_subscribe with 5.0 options (the SUBSCRIBE options byte: QoS in
- * bits 0-1, CAIRN_SUB_* above) and identifier (0: none). *existed says
- * whether the filter was subscribed before (retain handling 1). */
+/* Add or replace a subscription with its options (the SUBSCRIBE options
+ * byte: QoS in bits 0-1, CAIRN_SUB_* above) and 5.0 identifier (0: none);
+ * returns the granted QoS, or CODEC_SUBACK_FAILURE when a new filter would
+ * pass max_subscriptions. *existed says whether the filter was subscribed
+ * before (retain handling 1). Stages the store write for a persistent
+ * session. */
 uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 			      uint32_t sub_id, bool *existed);
-/* The in-memory half of client_subscribe, without the limit (restore
+/* The in-memory half of client_subscribe_opts, without the limit (restore
  * brings back what was granted before). */
-struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos);
-/* The same with the 5.0 options byte and identifier. */
 struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 				uint32_t sub_id);
 
