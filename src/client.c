@@ -384,13 +384,7 @@ void client_send_ack_rc(struct client *c, enum codec_type type, uint16_t pid, ui
 
 void client_send_ack(struct client *c, enum codec_type type, uint16_t pid, bool defer)
 {
-	if (c->version == CODEC_V5) {
-		client_send_ack_rc(c, type, pid, 0, defer);
-		return;
-	}
-	uint8_t b[CODEC_ACK_LEN];
-	client_ack_bytes(b, type, pid);
-	client_send_ordered(c, b, sizeof(b), defer);
+	client_send_ack_rc(c, type, pid, 0, defer);
 }
 
 /* ---- the outbound pump ---- */
@@ -713,52 +707,8 @@ static void client_store_message(struct client *c, struct message *msg)
 	msg->stored_refs++;
 }
 
-/*
- * The subscription identifiers of c's subscriptions that match msg (every
- * one of them [MQTT5-3.3.4-3]); only the subscription being served when
- * retained messages go out for one SUBSCRIBE. Walks c's subscriptions,
- * and only for a session that has identifiers at all. Returns the count;
- * ids[0] holds the first, *more all of them when there are several.
- */
-static uint32_t client_match_sub_ids(struct client *c, const struct message *msg, uint32_t *first,
-				     uint32_t **more)
-{
-	*more = NULL;
-	if (c->pick_active) {
-		*first = c->pick_sub_id;
-		return *first != 0;
-	}
-	if (c->retained_for) {
-		*first = c->retained_for->sub_id;
-		return *first != 0;
-	}
-	if (c->n_sub_ids == 0)
-		return 0;
-	uint32_t n = 0, cap = 0;
-	for (uint32_t i = 0; i < c->subs.cap; i++)
-		for (struct sub *s = c->subs.slots[i]; s; s = s->hnext) {
-			if (!s->sub_id || ((s->options & CAIRN_SUB_NO_LOCAL) && msg->origin == c) ||
-			    topic_is_shared(s->filter, s->len) ||
-			    !topic_matches(s->filter, s->len, msg->topic, msg->topic_len))
-				continue;
-			if (n == 0) {
-				*first = s->sub_id;
-			} else {
-				if (n + 1 > cap) {
-					cap = cap ? cap * 2 : 4;
-					*more = xrealloc(*more, cap * sizeof(**more));
-				}
-				if (n == 1)
-					(*more)[0] = *first;
-				(*more)[n] = s->sub_id;
-			}
-			n++;
-		}
-	return n;
-}
-
 int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
-		   struct gate *gate)
+		   const uint32_t *ids, uint32_t n_ids, struct gate *gate)
 {
 	if (c->dead || !client_may_read(c, msg->topic, msg->topic_len))
 		return CLIENT_SKIPPED;
@@ -767,15 +717,16 @@ int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool reta
 		return CLIENT_SKIPPED; /* QoS 0 is not queued for offline sessions */
 	if (client_msg_expired(c, msg))
 		return CLIENT_SKIPPED;
-	uint32_t id1 = 0, *ids = NULL;
-	uint32_t n_ids = c->version == CODEC_V5 ? client_match_sub_ids(c, msg, &id1, &ids) : 0;
+	if (c->version != CODEC_V5)
+		n_ids = 0;
+	if (n_ids > UINT16_MAX)
+		n_ids = UINT16_MAX;
 	/* Nothing of c's may be overtaken: not a queue, an unwritten window
 	 * entry, a full output, or this message's own pending commit. */
 	bool in_order = online && !c->queued.head && c->unwritten == 0 &&
 			!client_gate_closed(gate) && !conn_output_full(c->conn);
 	if (qos == 0 && in_order) {
-		client_write_publish(c, msg, 0, 0, retain, false, ids ? ids : &id1, n_ids);
-		free(ids);
+		client_write_publish(c, msg, 0, 0, retain, false, ids, n_ids);
 		return CLIENT_DELIVERED;
 	}
 	/* A QoS 1/2 message may enter the window at once (it is written when
@@ -783,16 +734,17 @@ int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool reta
 	bool to_window = qos > 0 && online && !c->queued.head && client_window_open(c);
 	if (!to_window && !client_queue_make_room(c, qos, msg->payload_len)) {
 		client_count_drop(c);
-		free(ids);
 		return CLIENT_DROPPED_FULL;
 	}
 	struct delivery *d = xcalloc(1, sizeof(*d));
 	d->msg = message_ref(msg);
 	d->qos = qos;
 	d->retain = retain;
-	d->n_sub_ids = (uint16_t)(n_ids > UINT16_MAX ? UINT16_MAX : n_ids);
-	d->sub_id1 = id1;
-	d->sub_ids = ids;
+	d->n_sub_ids = (uint16_t)n_ids;
+	if (n_ids == 1)
+		d->sub_id1 = ids[0];
+	else if (n_ids > 1)
+		d->sub_ids = xmemdup(ids, n_ids * sizeof(*ids));
 	d->acl_stamp = c->sec && c->sec->acl ? client_acl_stamp(c) : 0;
 	d->gate = gate ? gate_ref(gate) : NULL;
 	if (qos > 0 && !c->clean) {
@@ -870,6 +822,7 @@ void client_unref(struct client *c)
 		}
 	}
 	free(c->subs.slots);
+	free(c->match_ids);
 	client_aliases_free(c);
 	if (c->timer)
 		event_free(c->timer);
@@ -961,11 +914,6 @@ uint32_t client_sub_id(struct client *c, const char *filter, size_t len)
 	return s ? s->sub_id : 0;
 }
 
-struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos)
-{
-	return client_add_sub_opts(c, filter, len, qos, 0);
-}
-
 struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 				uint32_t sub_id)
 {
@@ -976,6 +924,7 @@ struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len
 		if (c->subs.count >= c->subs.cap)
 			client_sub_grow(c);
 		s = xcalloc(1, sizeof(*s));
+		s->owner = c;
 		s->filter = xstrndup(filter, len);
 		s->len = (uint16_t)len;
 		s->hash = hash;
@@ -987,18 +936,9 @@ struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len
 	s->qos = qos;
 	s->options =
 	    opts & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED | CAIRN_SUB_RETAIN_HANDLING);
-	c->n_sub_ids += (sub_id != 0) - (s->sub_id != 0);
 	s->sub_id = sub_id;
-	/* The router sees the QoS with the options that change routing. */
-	router_subscribe(c->srv->router, filter, len, c,
-			 qos | (s->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED)));
+	router_subscribe(c->srv->router, s);
 	return s;
-}
-
-uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos)
-{
-	bool existed;
-	return client_subscribe_opts(c, filter, len, qos, 0, &existed);
 }
 
 uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
@@ -1032,13 +972,11 @@ bool client_unsubscribe(struct client *c, const char *filter, size_t len)
 	struct sub *s = *pp;
 	if (!s)
 		return false;
-	router_unsubscribe(c->srv->router, s->filter, s->len, c);
+	router_unsubscribe(c->srv->router, s);
 	if (!c->clean)
 		store_sub_delete(c->srv->store, c->id, s->filter);
 	*pp = s->hnext;
 	c->subs.count--;
-	if (s->sub_id)
-		c->n_sub_ids--;
 	free(s->filter);
 	free(s);
 	return true;
@@ -1048,7 +986,7 @@ void client_leave_router(struct client *c)
 {
 	for (uint32_t i = 0; i < c->subs.cap; i++)
 		for (struct sub *s = c->subs.slots[i]; s; s = s->hnext)
-			router_unsubscribe(c->srv->router, s->filter, s->len, c);
+			router_unsubscribe(c->srv->router, s);
 }
 
 void client_discard(struct client *c)

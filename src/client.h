@@ -47,9 +47,11 @@ struct dqueue {
 	uint32_t count;
 };
 
-/* One subscription, in its session's hash table by filter. */
+/* One subscription, in its session's hash table by filter. The router's
+ * trie holds it (not the session), so a match brings its identifier. */
 struct sub {
 	struct sub *hnext;
+	struct client *owner;
 	char *filter;
 	uint32_t hash;
 	uint16_t len;
@@ -101,6 +103,10 @@ struct client {
 	unsigned deferred;     /* packets to this client waiting for a commit */
 	uint64_t match_gen;    /* routing: de-duplicates overlapping matches */
 	uint8_t match_qos;
+	bool match_rap;         /* routing: a matching filter has retain as published */
+	uint32_t match_n_ids;   /* routing: the identifiers of the matching filters */
+	uint32_t match_ids_cap; /* (match_ids is reused from one message to the next) */
+	uint32_t *match_ids;
 	struct message *will;
 	/* Messages dropped because the queue was full: in all (restored with
 	 * the session), as last logged, as last stored, and when last logged
@@ -124,16 +130,11 @@ struct client {
 	uint64_t too_large, too_large_logged, too_large_ms;
 
 	/* ---- session expiry and the delayed will (MQTT 5.0) ---- */
-	uint32_t expiry;          /* session expiry interval (s); CAIRN_EXPIRY_NEVER */
-	int64_t expires_at;       /* offline: when the session ends (wall ms); 0: never */
-	uint32_t will_delay;      /* will delay interval (s) */
-	int64_t will_at;          /* a delayed will is due then (wall ms); 0: none */
-	struct event *timer;      /* fires at the earlier of expires_at and will_at */
-	uint32_t n_sub_ids;       /* subscriptions carrying an identifier */
-	struct sub *retained_for; /* set while retained messages go out for one filter */
-	bool match_rap;           /* routing: a matching filter has retain as published */
-	bool pick_active;         /* routing: a shared group's copy goes out, with... */
-	uint32_t pick_sub_id;     /* ...this identifier alone (0: none) */
+	uint32_t expiry;     /* session expiry interval (s); CAIRN_EXPIRY_NEVER */
+	int64_t expires_at;  /* offline: when the session ends (wall ms); 0: never */
+	uint32_t will_delay; /* will delay interval (s) */
+	int64_t will_at;     /* a delayed will is due then (wall ms); 0: none */
+	struct event *timer; /* fires at the earlier of expires_at and will_at */
 };
 
 /* The current time on the wall clock, in ms (deadlines kept in the store). */
@@ -158,10 +159,12 @@ void client_unref(struct client *c);
 
 bool client_is_connected(const struct client *c);
 
-/* Give c a copy of msg at qos (already min(published, granted)). gate, if
- * not NULL, holds it back until the batch storing it commits. */
+/* Give c a copy of msg at qos (already min(published, granted)), with the
+ * n_ids 5.0 subscription identifiers of the subscriptions it goes out for
+ * (copied; ignored for a 3.1.1 session). gate, if not NULL, holds it back
+ * until the batch storing it commits. */
 int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool retain,
-		   struct gate *gate);
+		   const uint32_t *ids, uint32_t n_ids, struct gate *gate);
 /* client_deliver's results: queued or sent, dropped because the queue was
  * full (counted), or not for c (dead, the ACL, QoS 0 offline, expired). */
 enum { CLIENT_DELIVERED = 0, CLIENT_DROPPED_FULL = 1, CLIENT_SKIPPED = 2 };
@@ -188,19 +191,16 @@ void client_handle_ack(struct client *c, uint16_t pid, enum qos_out_event event)
 /* A 5.0 PUBREC with a failure reason: the QoS 2 delivery ends. */
 void client_handle_pubrec_error(struct client *c, uint16_t pid);
 
-/* Add or replace a subscription; returns the granted QoS, or
- * CODEC_SUBACK_FAILURE when a new filter would pass max_subscriptions.
- * Stages the store write for a persistent session. */
-uint8_t client_subscribe(struct client *c, const char *filter, size_t len, uint8_t qos);
-/* client_subscribe with 5.0 options (the SUBSCRIBE options byte: QoS in
- * bits 0-1, CAIRN_SUB_* above) and identifier (0: none). *existed says
- * whether the filter was subscribed before (retain handling 1). */
+/* Add or replace a subscription with its options (the SUBSCRIBE options
+ * byte: QoS in bits 0-1, CAIRN_SUB_* above) and 5.0 identifier (0: none);
+ * returns the granted QoS, or CODEC_SUBACK_FAILURE when a new filter would
+ * pass max_subscriptions. *existed says whether the filter was subscribed
+ * before (retain handling 1). Stages the store write for a persistent
+ * session. */
 uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 			      uint32_t sub_id, bool *existed);
-/* The in-memory half of client_subscribe, without the limit (restore
+/* The in-memory half of client_subscribe_opts, without the limit (restore
  * brings back what was granted before). */
-struct sub *client_add_sub(struct client *c, const char *filter, size_t len, uint8_t qos);
-/* The same with the 5.0 options byte and identifier. */
 struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 				uint32_t sub_id);
 

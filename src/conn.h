@@ -149,7 +149,6 @@ bool conn_output_full(struct conn *cn);
 void conn_close(struct conn *cn, const char *reason, bool will_due);
 /* 5.0 reason codes of the DISCONNECTs a server sends (5.0 section
  * 3.14.2.1), beside CODEC_RC_MALFORMED and CODEC_RC_PROTOCOL_ERROR. */
-#define CONN_RC_DISCONNECT_WITH_WILL 0x04
 #define CONN_RC_NOT_AUTHORIZED       0x87
 #define CONN_RC_SERVER_SHUTTING_DOWN 0x8B
 #define CONN_RC_KEEPALIVE_TIMEOUT    0x8D

@@ -1,7 +1,8 @@
 /*
  * Messages: one allocation holding the topic and payload, reference
- * counted, and the per-QoS cache of the encoded PUBLISH header that every
- * delivery of the message patches (flags, packet id) instead of encoding.
+ * counted, and the cache of the encoded PUBLISH header (per protocol
+ * version and QoS) that every delivery of the message patches (flags,
+ * packet id) instead of encoding.
  */
 #include "message.h"
 
@@ -31,6 +32,15 @@ struct message *message_new(const char *topic, size_t topic_len, const uint8_t *
 	return m;
 }
 
+/* Forget the cached headers of version slot v (0: 3.1.1, 1: 5.0). */
+static void message_drop_headers(struct message *m, int v)
+{
+	for (int q = 0; q < 3; q++) {
+		free(m->hdr[v][q]);
+		m->hdr[v][q] = NULL;
+	}
+}
+
 struct message *message_ref(struct message *m)
 {
 	m->refs++;
@@ -41,8 +51,8 @@ void message_unref(struct message *m)
 {
 	if (!m || --m->refs > 0)
 		return;
-	for (int i = 0; i < 3; i++)
-		free(m->hdr[i]);
+	message_drop_headers(m, 0);
+	message_drop_headers(m, 1);
 	free(m->props);
 	if (m->source) {
 		free(m->source->client_id);
@@ -69,10 +79,11 @@ static void message_payload_release(const void *data, size_t len, void *arg)
 	message_unref(arg);
 }
 
-/* The encoded PUBLISH header of m at qos, built once per message. */
-static int message_header(struct message *m, uint8_t qos)
+/* The encoded PUBLISH header of m at qos, for 3.1.1 (v 0) or for 5.0
+ * with m's properties alone (v 1), built once per message. */
+static int message_header(struct message *m, int v, uint8_t qos)
 {
-	if (m->hdr[qos])
+	if (m->hdr[v][qos])
 		return 0;
 	struct codec_publish p = {
 	    .qos = qos,
@@ -82,56 +93,83 @@ static int message_header(struct message *m, uint8_t qos)
 	    .payload_len = m->payload_len,
 	};
 	size_t cap = 5 + 2 + (size_t)m->topic_len + 2;
+	if (v)
+		cap += 4 + (size_t)m->props_len;
 	uint8_t *buf = xmalloc(cap);
 	size_t off = 0;
-	int n = codec_encode_publish_header(&p, buf, cap, &off);
+	int n;
+	if (v) {
+		p.props.data = m->props;
+		p.props.len = m->props_len;
+		n = codec_v5_encode_publish_header(&p, buf, cap, &off);
+	} else {
+		n = codec_encode_publish_header(&p, buf, cap, &off);
+	}
 	if (n < 0) {
 		free(buf);
 		return -1;
 	}
-	m->hdr[qos] = buf;
-	m->hdr_len[qos] = (uint32_t)n;
-	m->pid_off[qos] = (uint32_t)off;
+	m->hdr[v][qos] = buf;
+	m->hdr_len[v][qos] = (uint32_t)n;
+	m->pid_off[v][qos] = (uint32_t)off;
 	return 0;
 }
 
-int message_write_publish(struct message *m, struct evbuffer *out, uint8_t qos, uint16_t pid,
-			  bool retain, bool dup)
+/* Append m's payload to out: referenced when long, else copied. */
+static void message_write_payload(struct message *m, struct evbuffer *out)
 {
-	if (qos > 2 || message_header(m, qos) < 0)
-		return -1;
-	const uint8_t *hdr = m->hdr[qos];
-	uint32_t hl = m->hdr_len[qos];
-	uint8_t first =
-	    hdr[0] | (retain ? CODEC_PUBLISH_RETAIN : 0) | (dup ? CODEC_PUBLISH_DUP : 0);
-	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
-	/* A QoS 1/2 header ends with the packet id, patched per subscriber. */
-	uint32_t tail = qos ? 2 : 0;
-	uint8_t small[256];
-	if (hl <= sizeof(small)) {
-		/* The usual short topic: one copy, one append. */
-		memcpy(small, hdr, hl);
-		small[0] = first;
-		if (tail)
-			memcpy(small + hl - 2, idb, 2);
-		evbuffer_add(out, small, hl);
-	} else {
-		/* A long topic: append the cached bytes around the patches. */
-		evbuffer_add(out, &first, 1);
-		evbuffer_add(out, hdr + 1, hl - 1 - tail);
-		if (tail)
-			evbuffer_add(out, idb, 2);
-	}
 	if (m->payload_len >= MESSAGE_REF_PAYLOAD)
 		evbuffer_add_reference(out, m->payload, m->payload_len, message_payload_release,
 				       message_ref(m));
 	else if (m->payload_len)
 		evbuffer_add(out, m->payload, m->payload_len);
+}
+
+/* Append the cached header of slot v at qos (built), with the flags and
+ * packet id patched in, then the payload. */
+static void message_write_cached(struct message *m, struct evbuffer *out, int v, uint8_t qos,
+				 uint16_t pid, bool retain, bool dup)
+{
+	const uint8_t *hdr = m->hdr[v][qos];
+	uint32_t hl = m->hdr_len[v][qos];
+	uint32_t po = m->pid_off[v][qos];
+	uint8_t first =
+	    hdr[0] | (retain ? CODEC_PUBLISH_RETAIN : 0) | (dup ? CODEC_PUBLISH_DUP : 0);
+	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
+	uint8_t small[256];
+	if (hl <= sizeof(small)) {
+		/* The usual short header: one copy, one append. */
+		memcpy(small, hdr, hl);
+		small[0] = first;
+		if (qos)
+			memcpy(small + po, idb, 2);
+		evbuffer_add(out, small, hl);
+	} else {
+		/* A long one: append the cached bytes around the patches. */
+		evbuffer_add(out, &first, 1);
+		if (qos) {
+			evbuffer_add(out, hdr + 1, po - 1);
+			evbuffer_add(out, idb, 2);
+			evbuffer_add(out, hdr + po + 2, hl - po - 2);
+		} else {
+			evbuffer_add(out, hdr + 1, hl - 1);
+		}
+	}
+	message_write_payload(m, out);
+}
+
+int message_write_publish(struct message *m, struct evbuffer *out, uint8_t qos, uint16_t pid,
+			  bool retain, bool dup)
+{
+	if (qos > 2 || message_header(m, 0, qos) < 0)
+		return -1;
+	message_write_cached(m, out, 0, qos, pid, retain, dup);
 	return 0;
 }
 
 void message_set_props(struct message *m, const uint8_t *props, size_t len)
 {
+	message_drop_headers(m, 1);
 	free(m->props);
 	m->props = NULL;
 	m->props_len = 0;
@@ -150,6 +188,15 @@ int message_write_publish5(struct message *m, struct evbuffer *out, uint8_t qos,
 	int rc = -1;
 	if (qos > 2)
 		return -1;
+	if (!m->expires_at && !o->alias && o->n_sub_ids == 0) {
+		/* Nothing of this send's own: the message's cached header. */
+		if (message_header(m, 1, qos) < 0)
+			return -1;
+		if (o->max_packet && (uint64_t)m->hdr_len[1][qos] + m->payload_len > o->max_packet)
+			return MESSAGE_TOO_LARGE;
+		message_write_cached(m, out, 1, qos, pid, retain, dup);
+		return 0;
+	}
 	/* The forwarded block, then what is this send's own. */
 	size_t pcap = (size_t)m->props_len + 5 + 3 + (size_t)o->n_sub_ids * 5;
 	if (pcap > sizeof(pstack))
@@ -194,11 +241,7 @@ int message_write_publish5(struct message *m, struct evbuffer *out, uint8_t qos,
 		goto out;
 	}
 	evbuffer_add(out, hbuf, (size_t)n);
-	if (m->payload_len >= MESSAGE_REF_PAYLOAD)
-		evbuffer_add_reference(out, m->payload, m->payload_len, message_payload_release,
-				       message_ref(m));
-	else if (m->payload_len)
-		evbuffer_add(out, m->payload, m->payload_len);
+	message_write_payload(m, out);
 	rc = 0;
 out:
 	if (pbuf != pstack)

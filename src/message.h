@@ -33,12 +33,13 @@ struct message {
 	uint32_t payload_len;
 	char *topic;      /* NUL-terminated, inside this allocation */
 	uint8_t *payload; /* inside this allocation */
-	/* The encoded PUBLISH header per QoS (retain 0, dup 0), built on first
-	 * use by message_write_publish, so a fanned-out message is encoded
-	 * once per QoS. */
-	uint8_t *hdr[3];
-	uint32_t hdr_len[3];
-	uint32_t pid_off[3];
+	/* The encoded PUBLISH header per version (0: 3.1.1, 1: 5.0 with m's
+	 * properties and nothing of the send's own) and QoS (retain 0, dup 0,
+	 * packet id 1), built on first use, so a fanned-out message is encoded
+	 * once per version and QoS. */
+	uint8_t *hdr[2][3];
+	uint32_t hdr_len[2][3];
+	uint32_t pid_off[2][3];
 	struct message_source *source; /* NULL: unknown (no ACL, or restored) */
 	/* MQTT 5.0: when the message expires (wall-clock ms; 0: never), and
 	 * the properties forwarded with it, encoded once (payload format,
@@ -71,9 +72,9 @@ void message_set_props(struct message *m, const uint8_t *props, size_t len);
 /*
  * message_write_publish for a 5.0 subscriber: the PUBLISH carries m's
  * properties, the remaining message expiry interval, o's subscription
- * identifiers and topic alias. Encoded per send (no cache: the properties
- * differ per subscriber). Returns 0, -1 when it cannot be encoded, or
- * MESSAGE_TOO_LARGE (nothing appended).
+ * identifiers and topic alias. A send with none of the last three uses the
+ * message's cached 5.0 header; one with any is encoded for itself. Returns
+ * 0, -1 when it cannot be encoded, or MESSAGE_TOO_LARGE (nothing appended).
  */
 int message_write_publish5(struct message *m, struct evbuffer *out, uint8_t qos, uint16_t pid,
 			   bool retain, bool dup, const struct message_v5 *o);

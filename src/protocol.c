@@ -18,7 +18,6 @@
 #include "config.h"
 #include "conn.h"
 #include "gate.h"
-#include "levelmap.h"
 #include "log.h"
 #include "message.h"
 #include "qos.h"
@@ -92,14 +91,11 @@ static void protocol_refuse(struct conn *cn, uint8_t rc, uint8_t reason5)
 							    : "refused");
 }
 
-static void protocol_send_connack(struct conn *cn, bool sp, uint8_t rc)
+/* The accepting 3.1.1 CONNACK (protocol_connack5 is the 5.0 one). */
+static void protocol_connack311(struct conn *cn, bool sp)
 {
-	if (rc != CODEC_CONNACK_ACCEPTED) {
-		protocol_refuse(cn, rc, 0);
-		return;
-	}
 	uint8_t b[CODEC_CONNACK_LEN];
-	int n = codec_encode_connack(sp, rc, b, sizeof(b));
+	int n = codec_encode_connack(sp, CODEC_CONNACK_ACCEPTED, b, sizeof(b));
 	assert(n == CODEC_CONNACK_LEN);
 	(void)n;
 	conn_write(cn, b, sizeof(b));
@@ -233,7 +229,7 @@ static int protocol_login(struct server *srv, struct conn *cn, const struct code
 		  "login refused: client %s, username %s%s%s, from %s: %s (CONNACK %d)", pid,
 		  p->has_username ? "'" : "(none)", puser, p->has_username ? "'" : "",
 		  conn_addr(cn), why, rc);
-	protocol_send_connack(cn, false, (uint8_t)rc);
+	protocol_refuse(cn, (uint8_t)rc, 0);
 	return -1;
 }
 
@@ -265,7 +261,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	}
 	if (id_len == 0) {
 		if (!v5 && !p->clean_session) {
-			protocol_send_connack(cn, false, CODEC_CONNACK_ID_REJECTED);
+			protocol_refuse(cn, CODEC_CONNACK_ID_REJECTED, 0);
 			return;
 		}
 		id_len = (size_t)snprintf(idbuf, sizeof(idbuf), "cairn-auto-%llx-%llx",
@@ -298,7 +294,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 			  "session can be kept",
 			  conn_addr(cn));
 		free(username);
-		protocol_send_connack(cn, false, CODEC_CONNACK_UNAVAILABLE);
+		protocol_refuse(cn, CODEC_CONNACK_UNAVAILABLE, 0);
 		return;
 	}
 	const struct security *sec = security_for(&srv->security, conn_listener(cn));
@@ -308,7 +304,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 			  "connection from %s refused: the will topic is not writable",
 			  conn_addr(cn));
 		free(username);
-		protocol_send_connack(cn, false, CODEC_CONNACK_NOT_AUTHORIZED);
+		protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED, 0);
 		return;
 	}
 
@@ -400,7 +396,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		protocol_connack5(srv, cn, session_present, assigned ? id : NULL, id_len, ka_capped,
 				  ka, authed);
 	else
-		protocol_send_connack(cn, session_present, CODEC_CONNACK_ACCEPTED);
+		protocol_connack311(cn, session_present);
 	client_pump(c);
 }
 
@@ -658,19 +654,8 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 			continue;
 		/* The retained messages carry this subscription's identifier
 		 * alone. */
-		c->retained_for = NULL;
-		if (v5 && c->subs.cap) {
-			for (struct sub *s =
-				 c->subs.slots[levelmap_hash(granted[i].ptr, granted[i].len) &
-					       (c->subs.cap - 1)];
-			     s; s = s->hnext)
-				if (s->len == granted[i].len &&
-				    memcmp(s->filter, granted[i].ptr, s->len) == 0)
-					c->retained_for = s;
-		}
 		router_send_retained(srv->router, c, granted[i].ptr, granted[i].len, codes[i],
-				     gate);
-		c->retained_for = NULL;
+				     client_sub_id(c, granted[i].ptr, granted[i].len), gate);
 	}
 	if (w) {
 		gate_wait_add_target(w, c);

@@ -26,13 +26,20 @@
 #include "topic.h"
 #include "util.h"
 
+/* A restored session that has something to do once the store is loaded. */
+struct restore_timed {
+	struct client *c;
+	bool crashed;      /* connected when the broker died */
+	bool new_deadline; /* expires_at set by this start-up: store it */
+};
+
 struct restore {
 	struct server *srv;
 	struct message **msgs; /* by msg_id, sorted as loaded */
 	size_t nmsgs, cap;
 	bool sorted; /* msgs sorted by id (deliveries come after messages) */
 	size_t sessions, subs, deliveries, retained, inflight_in;
-	struct client **timed; /* connected at the crash, or with a deadline */
+	struct restore_timed *timed; /* connected at the crash, or with a deadline */
 	size_t ntimed, timedcap;
 	int64_t now; /* wall clock, ms */
 };
@@ -62,13 +69,13 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 	c->expiry =
 	    c->version == CODEC_V5 ? r->expiry_interval : srv->cfg->persistent_client_expiration;
 	c->expires_at = r->connected ? 0 : r->expires_at;
-	if (!r->connected && !c->expires_at && c->expiry != CAIRN_EXPIRY_NEVER &&
-	    c->version != CODEC_V5) {
-		/* An offline 3.1.1 session stored while it never expired (or by
-		 * an older cairn), now under persistent_client_expiration: its
-		 * expiry starts with this start-up, and the deadline is stored. */
+	/* An offline 3.1.1 session stored while it never expired (or by an
+	 * older cairn), now under persistent_client_expiration: its expiry
+	 * starts with this start-up, and the deadline is stored. */
+	bool new_deadline = !r->connected && !c->expires_at && c->expiry != CAIRN_EXPIRY_NEVER &&
+			    c->version != CODEC_V5;
+	if (new_deadline)
 		c->expires_at = rs->now + (int64_t)c->expiry * 1000;
-	}
 	server_add_client(srv, c);
 	if (r->connected || c->expires_at || c->will_at) {
 		/* The broker died with this connection open (its will is due,
@@ -77,9 +84,8 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 			rs->timedcap = rs->timedcap ? rs->timedcap * 2 : 16;
 			rs->timed = xrealloc(rs->timed, rs->timedcap * sizeof(*rs->timed));
 		}
-		rs->timed[rs->ntimed++] = client_ref(c);
-		if (r->connected)
-			c->will_at = -1; /* marks "connected at the crash" below */
+		rs->timed[rs->ntimed++] = (struct restore_timed){
+		    .c = client_ref(c), .crashed = r->connected, .new_deadline = new_deadline};
 	}
 	client_unref(c);
 	rs->sessions++;
@@ -236,7 +242,7 @@ int restore_run(struct server *srv)
 		log_write(srv->log, LOG_LEVEL_ERROR, "cannot load the %s store: %s",
 			  store_name(srv->store), cairn_strerror(rc));
 		for (size_t i = 0; i < rs.ntimed; i++)
-			client_unref(rs.timed[i]);
+			client_unref(rs.timed[i].c);
 		free(rs.timed);
 		return -1;
 	}
@@ -248,8 +254,8 @@ int restore_run(struct server *srv)
 		  store_name(srv->store), ms);
 	size_t expired = 0;
 	for (size_t i = 0; i < rs.ntimed; i++) {
-		struct client *c = rs.timed[i];
-		if (c->will_at == -1) {
+		struct client *c = rs.timed[i].c;
+		if (rs.timed[i].crashed) {
 			/* Connected at the crash: its connection ended then, so
 			 * its will is due (after its delay) and its expiry runs. */
 			c->will_at = 0;
@@ -264,9 +270,8 @@ int restore_run(struct server *srv)
 			client_discard(c);
 			expired++;
 		} else {
-			if (c->version != CODEC_V5 &&
-			    c->expires_at == rs.now + (int64_t)c->expiry * 1000)
-				client_store_session(c, false); /* its deadline, set above */
+			if (rs.timed[i].new_deadline)
+				client_store_session(c, false);
 			client_arm_timer(c); /* the rest of the delay or expiry */
 		}
 		client_unref(c);

@@ -69,66 +69,85 @@ void router_free(struct router *r)
 	free(r);
 }
 
+/* What the trie (or a shared group) keeps of s: its QoS, with the 5.0
+ * options that change routing above its two bits. */
+static uint8_t router_sub_qos(const struct sub *s)
+{
+	return s->qos | (s->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED));
+}
+
 /*
  * A "$share/GROUP/FILTER" subscription joins or leaves its group instead of
  * the trie. Returns false for any other filter. One that fails to parse
  * (the callers validate first) is ignored.
  */
-static bool router_share_subscribe(struct router *r, const char *filter, size_t len,
-				   struct client *c, uint8_t qos, bool join)
+static bool router_share_subscribe(struct router *r, const struct sub *s, bool join)
 {
+	struct client *c = s->owner;
 	struct topic_subfilter sf;
-	if (!topic_is_shared(filter, len))
+	if (!topic_is_shared(s->filter, s->len))
 		return false;
-	if (topic_subfilter_parse(filter, len, &sf) != TOPIC_OK)
+	if (topic_subfilter_parse(s->filter, s->len, &sf) != TOPIC_OK)
 		return true;
 	if (join)
-		share_join(r->shares, &sf, c, &c->shares, qos, client_sub_id(c, filter, len),
-			   !c->clean);
+		share_join(r->shares, &sf, c, &c->shares, router_sub_qos(s), s->sub_id, !c->clean);
 	else
 		share_leave(r->shares, &sf, c);
 	return true;
 }
 
-void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
-		      uint8_t qos)
+void router_subscribe(struct router *r, struct sub *s)
 {
-	if (router_share_subscribe(r, filter, len, c, qos, true))
-		return;
-	topic_tree_insert(r->subs, filter, len, c, qos);
+	if (!router_share_subscribe(r, s, true))
+		topic_tree_insert(r->subs, s->filter, s->len, s, router_sub_qos(s));
 }
 
-void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c)
+void router_unsubscribe(struct router *r, struct sub *s)
 {
-	if (router_share_subscribe(r, filter, len, c, 0, false))
-		return;
-	topic_tree_remove(r->subs, filter, len, c);
+	if (!router_share_subscribe(r, s, false))
+		topic_tree_remove(r->subs, s->filter, s->len, s);
 }
 
+/*
+ * One matching subscription of the walk. A session matched by several
+ * gets one delivery, at the highest of their QoS, with every one of their
+ * identifiers [MQTT5-3.3.4-3]; the identifiers land in the session's
+ * reused array, so this allocates nothing once it has grown.
+ */
 static void router_match_cb(void *arg, void *subscriber, uint8_t qos)
 {
 	struct router *r = arg;
-	struct client *c = subscriber;
+	const struct sub *s = subscriber;
+	struct client *c = s->owner;
 	/* qos carries the 5.0 options that change routing above its two bits. */
 	uint8_t opts = qos;
 	qos &= 0x03;
-	if ((opts & CAIRN_SUB_NO_LOCAL) && subscriber == r->origin)
+	if ((opts & CAIRN_SUB_NO_LOCAL) && c == r->origin)
 		return; /* [MQTT5-3.8.3-3] */
 	bool rap = opts & CAIRN_SUB_RETAIN_AS_PUBLISHED;
 	if (c->match_gen == r->gen) {
 		if (qos > c->match_qos)
 			c->match_qos = qos;
 		c->match_rap |= rap;
-		return;
+	} else {
+		c->match_gen = r->gen;
+		c->match_qos = qos;
+		c->match_rap = rap;
+		c->match_n_ids = 0;
+		if (r->nhits == r->cap) {
+			r->cap = r->cap ? r->cap * 2 : 16;
+			r->hits = xrealloc(r->hits, r->cap * sizeof(*r->hits));
+		}
+		r->hits[r->nhits++] = c;
 	}
-	c->match_gen = r->gen;
-	c->match_qos = qos;
-	c->match_rap = rap;
-	if (r->nhits == r->cap) {
-		r->cap = r->cap ? r->cap * 2 : 16;
-		r->hits = xrealloc(r->hits, r->cap * sizeof(*r->hits));
+	if (s->sub_id) {
+		if (c->match_n_ids == c->match_ids_cap) {
+			c->match_ids_cap = c->match_ids_cap ? c->match_ids_cap * 2 : 4;
+			c->match_ids =
+			    xrealloc(c->match_ids, c->match_ids_cap * sizeof(*c->match_ids));
+		}
+		c->match_ids[c->match_n_ids++] = s->sub_id;
 	}
-	r->hits[r->nhits++] = c;
 }
 
 /* The QoS of c's one delivery of msg: the highest of its matching
@@ -210,12 +229,10 @@ static void router_deliver_picks(struct router *r, const struct share_pick *pick
 		struct client *c = picks[i].session;
 		bool retain = (picks[i].qos & CAIRN_SUB_RETAIN_AS_PUBLISHED) && msg->retain;
 		/* The copy carries its shared subscription's identifier alone. */
-		c->pick_sub_id = picks[i].sub_id;
-		c->pick_active = true;
-		if (client_deliver(c, msg, router_pick_qos(&picks[i], msg), retain, gate) ==
-		    CLIENT_DROPPED_FULL)
+		if (client_deliver(c, msg, router_pick_qos(&picks[i], msg), retain,
+				   &picks[i].sub_id, picks[i].sub_id != 0,
+				   gate) == CLIENT_DROPPED_FULL)
 			r->last_full++;
-		c->pick_active = false;
 		if (w && c->match_gen != r->gen) {
 			c->match_gen = r->gen;
 			gate_wait_add_target(w, c);
@@ -250,7 +267,8 @@ bool router_publish(struct router *r, struct message *msg)
 		struct client *c = r->hits[i];
 		/* Retain As Published keeps the flag [MQTT5-3.3.1-12]. */
 		bool retain = c->match_rap && msg->retain;
-		if (client_deliver(c, msg, router_qos(c, msg), retain, gate) == CLIENT_DROPPED_FULL)
+		if (client_deliver(c, msg, router_qos(c, msg), retain, c->match_ids, c->match_n_ids,
+				   gate) == CLIENT_DROPPED_FULL)
 			r->last_full++;
 		if (w)
 			gate_wait_add_target(w, c);
@@ -268,6 +286,7 @@ bool router_publish(struct router *r, struct message *msg)
 struct router_retained_walk {
 	struct client *c;
 	uint8_t qos;
+	uint32_t sub_id;
 	struct gate *gate;
 };
 
@@ -282,13 +301,13 @@ static void router_retained_cb(void *arg, void *value)
 	if (s &&
 	    !security_allows(s->sec, s->client_id, s->username, m->topic, m->topic_len, ACL_WRITE))
 		return;
-	client_deliver(w->c, m, q, true, w->gate);
+	client_deliver(w->c, m, q, true, &w->sub_id, w->sub_id != 0, w->gate);
 }
 
 void router_send_retained(struct router *r, struct client *c, const char *filter, size_t len,
-			  uint8_t qos, struct gate *gate)
+			  uint8_t qos, uint32_t sub_id, struct gate *gate)
 {
-	struct router_retained_walk w = {c, qos, gate};
+	struct router_retained_walk w = {c, qos, sub_id, gate};
 	retain_tree_match(r->retained, filter, len, router_retained_cb, &w);
 }
 

@@ -15,6 +15,7 @@ struct gate;
 struct message;
 struct router;
 struct store;
+struct sub;
 
 /* A router writing retained messages to st (borrowed; it outlives the
  * router's use of it). */
@@ -23,14 +24,13 @@ struct router *router_new(struct store *st);
  * unsubscribed (router_unsubscribe) before. */
 void router_free(struct router *r);
 
-/* Add c to filter at qos (replacing c's earlier QoS there), or remove it.
- * A filter "$share/GROUP/FILTER" (valid: topic_subfilter_parse()) makes c
- * a member of that shared group instead (share.c), or ends it. Above its
- * two QoS bits qos may carry CAIRN_SUB_NO_LOCAL and
- * CAIRN_SUB_RETAIN_AS_PUBLISHED (5.0 options that change routing). */
-void router_subscribe(struct router *r, const char *filter, size_t len, struct client *c,
-		      uint8_t qos);
-void router_unsubscribe(struct router *r, const char *filter, size_t len, struct client *c);
+/* Add s (a subscription of s->owner: client_add_sub_opts()) to the trie,
+ * or update it there (its QoS, its 5.0 options No Local and Retain As
+ * Published, its identifier), or remove it. A filter "$share/GROUP/FILTER"
+ * (valid: topic_subfilter_parse()) makes the session a member of that
+ * shared group instead (share.c), or ends it. */
+void router_subscribe(struct router *r, struct sub *s);
+void router_unsubscribe(struct router *r, struct sub *s);
 
 /*
  * Deliver msg to every matching session and update the retained message of
@@ -46,10 +46,11 @@ bool router_publish(struct router *r, struct message *msg);
  * 0x10 No matching subscribers, 0x97 Quota exceeded). */
 void router_last_result(const struct router *r, size_t *matched, size_t *full);
 
-/* Queue the retained messages matching filter to c at up to qos, behind
- * gate (may be NULL). */
+/* Queue the retained messages matching filter to c at up to qos, with the
+ * subscription identifier sub_id alone (0: none), behind gate (may be
+ * NULL). */
 void router_send_retained(struct router *r, struct client *c, const char *filter, size_t len,
-			  uint8_t qos, struct gate *gate);
+			  uint8_t qos, uint32_t sub_id, struct gate *gate);
 
 /* Restore: set a retained message without storing it (takes a reference). */
 void router_load_retained(struct router *r, struct message *msg);
