@@ -993,6 +993,12 @@ void client_discard(struct client *c)
 {
 	if (c->dead)
 		return;
+	if (c->will_at) {
+		/* A will still waiting for its delay goes out as the session
+		 * ends, however it ends [MQTT5-3.1.3-9, MQTT5-3.1.2-8]. */
+		c->will_at = 0;
+		client_handle_last_will(c);
+	}
 	c->dead = true;
 	if (c->timer)
 		event_del(c->timer);
@@ -1158,13 +1164,12 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t now = client_wall_ms(c);
 	client_ref(c);
 	bool ends = c->expires_at && now >= c->expires_at;
-	if (c->will_at && (now >= c->will_at || ends)) {
-		/* The will delay passed, or the session ends first
-		 * [MQTT5-3.1.3-9]. */
+	if (c->will_at && now >= c->will_at && !ends) {
+		/* The will delay passed; the session goes on. (When the
+		 * session ends first, client_discard publishes the will.) */
 		c->will_at = 0;
 		client_handle_last_will(c);
-		if (!ends)
-			client_store_session(c, false);
+		client_store_session(c, false);
 	}
 	if (ends) {
 		log_write(c->srv->log, LOG_LEVEL_NOTICE,

@@ -211,8 +211,9 @@ uint32_t client_sub_id(struct client *c, const char *filter, size_t len);
 /* Remove it; returns true if it existed. */
 bool client_unsubscribe(struct client *c, const char *filter, size_t len);
 
-/* End the session: drop subscriptions and queues, delete it from the
- * store, forget it in the server. */
+/* End the session: publish a will still waiting for its delay, drop
+ * subscriptions and queues, delete it from the store, forget it in the
+ * server. */
 void client_discard(struct client *c);
 /* Take c's subscriptions out of the router (they stay in c->subs). */
 void client_leave_router(struct client *c);

@@ -429,13 +429,7 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 		} else {
 			log_write(srv->log, LOG_LEVEL_NOTICE, "admin API: deleting session %s",
 				  c->id);
-			if (c->will_at) {
-				/* A session that ends publishes its delayed will
-				 * [MQTT5-3.1.3-9], as when it expires. */
-				c->will_at = 0;
-				client_handle_last_will(c);
-			}
-			client_discard(c);
+			client_discard(c); /* publishes a delayed will */
 			http_json_text(req, "{\"deleted\":true}");
 		}
 	} else {

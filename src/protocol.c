@@ -317,13 +317,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		c = server_get_known_client(srv, id, id_len);
 	}
 	if (c && (p->clean_session || c->clean)) {
-		if (c->will_at) {
-			/* The session ends before its will's delay ran out: the
-			 * will goes out now [MQTT5-3.1.2-8]. */
-			c->will_at = 0;
-			client_handle_last_will(c);
-		}
-		client_discard(c);
+		client_discard(c); /* a delayed will goes out now [MQTT5-3.1.2-8] */
 		c = NULL;
 	}
 	if (c) {

@@ -263,10 +263,6 @@ int restore_run(struct server *srv)
 		} else if (c->expires_at && c->expires_at <= rs.now) {
 			/* Expired while the broker was down: a will still
 			 * pending goes out as the session ends. */
-			if (c->will_at) {
-				c->will_at = 0;
-				client_handle_last_will(c);
-			}
 			client_discard(c);
 			expired++;
 		} else {
