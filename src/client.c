@@ -270,7 +270,6 @@ static struct client_alias *client_alias_slot(struct client *c, const struct mes
 static void client_count_too_large(struct client *c, const struct message *m)
 {
 	c->too_large++;
-	c->srv->stats.msgs_dropped++;
 	c->srv->stats.drop_too_large++;
 	uint64_t now = (uint64_t)client_wall_ms(c);
 	if (c->too_large_logged > 0 && now - c->too_large_ms < 10000)
@@ -319,14 +318,11 @@ static int client_write_publish(struct client *c, struct message *m, uint8_t qos
 			slot->alias = o.alias;
 			c->alias_out->used++;
 			c->alias_out->bytes += m->topic_len;
-		} else if (rc == 0 && o.alias_only) {
-			c->srv->stats.alias_bytes_saved += m->topic_len;
 		}
 		if (rc == MESSAGE_TOO_LARGE)
 			client_count_too_large(c, m);
 	}
 	if (rc == 0) {
-		c->srv->stats.msgs_sent++;
 		c->srv->stats.msgs_sent_qos[qos]++;
 		c->srv->stats.payload_out_qos[qos] += m->payload_len;
 	}
@@ -641,7 +637,6 @@ static uint64_t client_now_ms(const struct client *c)
 static void client_count_drop(struct client *c)
 {
 	c->dropped++;
-	c->srv->stats.msgs_dropped++;
 	c->srv->stats.drop_queue_full++;
 	uint64_t now = client_now_ms(c);
 	if (c->dropped_logged > 0 && now - c->drop_logged_ms < CLIENT_DROP_LOG_MS)
@@ -1044,7 +1039,6 @@ void client_handle_last_will(struct client *c)
 	}
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
-	c->srv->stats.msgs_received++;
 	c->srv->stats.msgs_received_qos[w->qos]++;
 	c->srv->stats.payload_in_qos[w->qos] += w->payload_len;
 	router_publish(c->srv->router, w);

@@ -117,8 +117,8 @@ static void http_sample(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = h->srv;
 	struct http_sample *s = &h->ring[h->next];
 	s->t = (double)(store_now_ns() - srv->started_ns) / 1e9;
-	s->received = srv->stats.msgs_received;
-	s->sent = srv->stats.msgs_sent;
+	s->received = server_msgs_received(&srv->stats);
+	s->sent = server_msgs_sent(&srv->stats);
 	s->connections = conn_set_stats(srv->conns)->current;
 	if (srv->store) {
 		const struct store_stats *ss = store_get_stats(srv->store);
@@ -151,19 +151,20 @@ static void http_status(struct http_server *h, struct evhttp_request *req)
 	metrics_snapshot(srv, &m);
 	const struct conn_stats *cs = conn_set_stats(srv->conns);
 	struct evbuffer *b = evbuffer_new();
-	evbuffer_add_printf(
-	    b,
-	    "{\"version\":\"%s\",\"uptime\":%.3f,\"ready\":%s,"
-	    "\"connections\":%" PRIu64 ",\"connections_accepted\":%" PRIu64 ",\"sessions\":%" PRIu64
-	    ",\"sessions_connected\":%" PRIu64 ",\"sessions_offline\":%" PRIu64
-	    ",\"subscriptions\":%" PRIu64 ",\"retained\":%" PRIu64 ",\"queued_messages\":%" PRIu64
-	    ",\"inflight_messages\":%" PRIu64 ",\"queued_bytes\":%" PRIu64
-	    ",\"messages_received\":%" PRIu64 ",\"messages_sent\":%" PRIu64
-	    ",\"messages_dropped\":%" PRIu64,
-	    PACKAGE_VERSION, m.uptime_seconds, http_ready(srv) ? "true" : "false", cs->current,
-	    cs->accepted, m.sessions_known, m.sessions_connected, m.sessions_offline,
-	    m.subscriptions, m.retained, m.queued_messages, m.inflight_messages, m.queued_bytes,
-	    srv->stats.msgs_received, srv->stats.msgs_sent, srv->stats.msgs_dropped);
+	evbuffer_add_printf(b,
+			    "{\"version\":\"%s\",\"uptime\":%.3f,\"ready\":%s,"
+			    "\"connections\":%" PRIu64 ",\"connections_accepted\":%" PRIu64
+			    ",\"sessions\":%" PRIu64 ",\"sessions_connected\":%" PRIu64
+			    ",\"sessions_offline\":%" PRIu64 ",\"subscriptions\":%" PRIu64
+			    ",\"retained\":%" PRIu64 ",\"queued_messages\":%" PRIu64
+			    ",\"inflight_messages\":%" PRIu64 ",\"queued_bytes\":%" PRIu64
+			    ",\"messages_received\":%" PRIu64 ",\"messages_sent\":%" PRIu64
+			    ",\"messages_dropped\":%" PRIu64,
+			    PACKAGE_VERSION, m.uptime_seconds, http_ready(srv) ? "true" : "false",
+			    cs->current, cs->accepted, m.sessions_known, m.sessions_connected,
+			    m.sessions_offline, m.subscriptions, m.retained, m.queued_messages,
+			    m.inflight_messages, m.queued_bytes, server_msgs_received(&srv->stats),
+			    server_msgs_sent(&srv->stats), server_msgs_dropped(&srv->stats));
 	if (srv->store) {
 		const struct store_stats *ss = store_get_stats(srv->store);
 		evbuffer_add_printf(b,

@@ -196,9 +196,9 @@ int main(int argc, char **argv)
 		log_write(&lg, LOG_LEVEL_NOTICE,
 			  "stopped: %llu messages received, %llu sent, %llu dropped, "
 			  "%llu logins refused",
-			  (unsigned long long)srv.stats.msgs_received,
-			  (unsigned long long)srv.stats.msgs_sent,
-			  (unsigned long long)srv.stats.msgs_dropped,
+			  (unsigned long long)server_msgs_received(&srv.stats),
+			  (unsigned long long)server_msgs_sent(&srv.stats),
+			  (unsigned long long)server_msgs_dropped(&srv.stats),
 			  (unsigned long long)srv.stats.auth_failures);
 	}
 	server_cleanup(&srv);

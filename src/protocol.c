@@ -517,7 +517,6 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 	}
 	if (p->retain && c->sec->acl)
 		message_set_source(m, c->id, c->username, c->sec);
-	srv->stats.msgs_received++;
 	srv->stats.msgs_received_qos[p->qos]++;
 	srv->stats.payload_in_qos[p->qos] += p->payload_len;
 	m->origin = c;

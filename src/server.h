@@ -27,9 +27,6 @@ struct store;
 /* Counters of the broker: each is a plain increment where it happens
  * (metrics.c reads them at scrape time). */
 struct server_stats {
-	uint64_t msgs_received;
-	uint64_t msgs_sent;
-	uint64_t msgs_dropped;
 	uint64_t msgs_received_qos[3]; /* PUBLISHes and wills routed, by published QoS */
 	uint64_t msgs_sent_qos[3];     /* PUBLISHes written, by QoS sent */
 	uint64_t payload_in_qos[3];    /* their payload bytes */
@@ -40,10 +37,27 @@ struct server_stats {
 	uint64_t drop_acl;         /* the ACL did not let the session read it */
 	uint64_t sessions_expired; /* ended by their session expiry interval */
 	uint64_t clients_connected;
-	uint64_t auth_failures;     /* CONNECTs refused with CONNACK 4 or 5 by security_login */
-	uint64_t acl_denied;        /* PUBLISHes, filters, deliveries and wills the ACL refused */
-	uint64_t alias_bytes_saved; /* topic bytes not sent: 5.0 topic aliases */
+	uint64_t auth_failures; /* CONNECTs refused with CONNACK 4 or 5 by security_login */
+	uint64_t acl_denied;    /* PUBLISHes, filters, deliveries and wills the ACL refused */
 };
+
+/* The totals, derived from the counts by QoS and by reason. Dropped is
+ * what Mosquitto counts as dropped: queue full and too large for the
+ * client (expired and ACL-refused deliveries have counters of their own). */
+static inline uint64_t server_msgs_received(const struct server_stats *s)
+{
+	return s->msgs_received_qos[0] + s->msgs_received_qos[1] + s->msgs_received_qos[2];
+}
+
+static inline uint64_t server_msgs_sent(const struct server_stats *s)
+{
+	return s->msgs_sent_qos[0] + s->msgs_sent_qos[1] + s->msgs_sent_qos[2];
+}
+
+static inline uint64_t server_msgs_dropped(const struct server_stats *s)
+{
+	return s->drop_queue_full + s->drop_too_large;
+}
 
 /* The known sessions, by client id. */
 struct server_client_map {

@@ -93,8 +93,8 @@ static void sys_tick(evutil_socket_t fd, short what, void *arg)
 	if (srv->stopping)
 		return;
 	metrics_snapshot(srv, &m);
-	uint64_t now[SYS_NLOAD] = {st->msgs_received, st->msgs_sent, cs->bytes_in, cs->bytes_out,
-				   cs->accepted};
+	uint64_t now[SYS_NLOAD] = {server_msgs_received(st), server_msgs_sent(st), cs->bytes_in,
+				   cs->bytes_out, cs->accepted};
 	sys_loads(p, now);
 	p->slot = 0;
 	sys_publish(p, "$SYS/broker/version", false, "cairn version %s", PACKAGE_VERSION);
@@ -107,13 +107,16 @@ static void sys_tick(evutil_socket_t fd, short what, void *arg)
 	sys_publish(p, "$SYS/broker/clients/total", false, "%" PRIu64,
 		    m.sessions_connected + m.sessions_offline);
 	sys_publish(p, "$SYS/broker/clients/expired", false, "%" PRIu64, st->sessions_expired);
-	sys_publish(p, "$SYS/broker/messages/received", false, "%" PRIu64, st->msgs_received);
-	sys_publish(p, "$SYS/broker/messages/sent", false, "%" PRIu64, st->msgs_sent);
-	sys_publish(p, "$SYS/broker/messages/dropped", false, "%" PRIu64, st->msgs_dropped);
+	sys_publish(p, "$SYS/broker/messages/received", false, "%" PRIu64,
+		    server_msgs_received(st));
+	sys_publish(p, "$SYS/broker/messages/sent", false, "%" PRIu64, server_msgs_sent(st));
+	sys_publish(p, "$SYS/broker/messages/dropped", false, "%" PRIu64, server_msgs_dropped(st));
 	sys_publish(p, "$SYS/broker/publish/messages/received", false, "%" PRIu64,
-		    st->msgs_received);
-	sys_publish(p, "$SYS/broker/publish/messages/sent", false, "%" PRIu64, st->msgs_sent);
-	sys_publish(p, "$SYS/broker/publish/messages/dropped", false, "%" PRIu64, st->msgs_dropped);
+		    server_msgs_received(st));
+	sys_publish(p, "$SYS/broker/publish/messages/sent", false, "%" PRIu64,
+		    server_msgs_sent(st));
+	sys_publish(p, "$SYS/broker/publish/messages/dropped", false, "%" PRIu64,
+		    server_msgs_dropped(st));
 	sys_publish(p, "$SYS/broker/bytes/received", false, "%" PRIu64, cs->bytes_in);
 	sys_publish(p, "$SYS/broker/bytes/sent", false, "%" PRIu64, cs->bytes_out);
 	sys_publish(p, "$SYS/broker/retained messages/count", false, "%" PRIu64, m.retained);
