@@ -323,8 +323,7 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 
 		return o->log_append(s->st, l->publisher, &l->msg);
 	}
-	case BK_LOG_ROUTED:
-	{
+	case BK_LOG_ROUTED: {
 		const struct bk_log_rec *l = rec;
 
 		return o->log_routed(s->st, l->publisher, l->pos);
@@ -1017,8 +1016,8 @@ int store_log_routed(struct store *s, const char *client_id, struct cairn_log_po
 	return store_stage(s, BK_LOG_ROUTED, &l);
 }
 
-int store_log_read(struct store *s, struct cairn_log_pos after, size_t max,
-		   cairn_log_read_fn done, void *arg)
+int store_log_read(struct store *s, struct cairn_log_pos after, size_t max, cairn_log_read_fn done,
+		   void *arg)
 {
 	assert(store_can_share(s) && done != NULL);
 	return s->ops->log_read(s->st, after, max, done, arg);

@@ -352,8 +352,8 @@ static bool rd_msg_copy_parse(const char *s, size_t len, struct cairn_msg_rec *r
 		return false;
 	rec->retain = s[0] == '1';
 	semi = memchr(s + 1, ';', (size_t)(end - s - 1));
-	if (semi == NULL || !rd_parse_u64(s + 1, (size_t)(semi - s - 1), (uint64_t)(end - semi - 1),
-					  &tl))
+	if (semi == NULL ||
+	    !rd_parse_u64(s + 1, (size_t)(semi - s - 1), (uint64_t)(end - semi - 1), &tl))
 		return false;
 	/* The topic is copied out: it needs its NUL. */
 	rec->topic = bk_xstrndup(semi + 1, (size_t)tl);
@@ -378,7 +378,8 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 	if (on == NULL || strcmp(on, "true") != 0)
 		return 0;
 	if (ret != NULL && !rd_parse_u64(ret, strlen(ret), 100u * 365 * 86400, &secs)) {
-		bk_errf(err, errlen, "message_retention must be a number of seconds, got '%s'", ret);
+		bk_errf(err, errlen, "message_retention must be a number of seconds, got '%s'",
+			ret);
 		return CAIRN_EINVAL;
 	}
 	st->cluster = true;
@@ -427,8 +428,8 @@ void rd_cluster_free(struct cairn_store *st)
 
 char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char *id)
 {
-	static const char *const session_kinds[] = {"session", "subs",	"delivery",
-						    "inflight_in", "m", "own"};
+	static const char *const session_kinds[] = {"session",     "subs", "delivery",
+						    "inflight_in", "m",    "own"};
 
 	if (id != NULL) {
 		for (size_t i = 0; i < sizeof(session_kinds) / sizeof(session_kinds[0]); i++)
@@ -690,8 +691,8 @@ static struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const re
 		} else {
 			const redisReply *r = list->element[i];
 
-			rd_log(st, CAIRN_LOG_WARNING, "redis at %s: log entry %s skipped: not cairn's",
-			       st->where,
+			rd_log(st, CAIRN_LOG_WARNING,
+			       "redis at %s: log entry %s skipped: not cairn's", st->where,
 			       r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
 				       r->element[0]->type == REDIS_REPLY_STRING
 				   ? r->element[0]->str
@@ -724,8 +725,9 @@ static void rd_aux_gone(struct rd_aux *a, const redisAsyncContext *ac, const cha
 	a->ac = NULL;
 	if (!a->lost) {
 		a->lost = true;
-		rd_log(a->st, CAIRN_LOG_WARNING, "redis at %s: %s connection lost (%s); reconnecting",
-		       a->st->where, a->reader ? "log reader" : "control", why);
+		rd_log(a->st, CAIRN_LOG_WARNING,
+		       "redis at %s: %s connection lost (%s); reconnecting", a->st->where,
+		       a->reader ? "log reader" : "control", why);
 	}
 	evtimer_add(a->retry, &tv);
 }
@@ -819,8 +821,7 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	/* "ID\nINC:SERIAL": the claim that took ID from this incarnation. */
 	msg = reply->element[2];
-	if (msg->type != REDIS_REPLY_STRING ||
-	    (nl = memchr(msg->str, '\n', msg->len)) == NULL ||
+	if (msg->type != REDIS_REPLY_STRING || (nl = memchr(msg->str, '\n', msg->len)) == NULL ||
 	    (colon = memchr(nl, ':', msg->len - (size_t)(nl - msg->str))) == NULL ||
 	    !rd_parse_u64(colon + 1, msg->len - (size_t)(colon + 1 - msg->str), UINT64_MAX,
 			  &serial))
@@ -1159,8 +1160,8 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec)
 {
 	char *log = rd_key(st, "log", NULL), *ret = rd_key(st, "retained", NULL);
-	char *once = bk_strf("%s{L:0}:dd:%s:%llu", st->prefix, st->inc_s,
-			     (unsigned long long)++st->appends);
+	char *once =
+	    bk_strf("%s{L:0}:dd:%s:%llu", st->prefix, st->inc_s, (unsigned long long)++st->appends);
 	char q[4], r[4], x[24], minid[24], n[4];
 	struct timeval now;
 	int rc;
@@ -1181,14 +1182,21 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		rc = rd_stage(st, 4, argv, NULL);
 	}
 	if (rc == 0) {
-		const char *argv[] = {"XADD", log, "MINID", "~", minid, "*", "t", rec->topic,
-				      "p",    (const char *)rec->payload, "q", q, "r", r, "x", x,
-				      "o",    (const char *)rec->props, "f", publisher};
+		const char *argv[] = {"XADD",  log,
+				      "MINID", "~",
+				      minid,   "*",
+				      "t",     rec->topic,
+				      "p",     (const char *)rec->payload,
+				      "q",     q,
+				      "r",     r,
+				      "x",     x,
+				      "o",     (const char *)rec->props,
+				      "f",     publisher};
 		size_t lens[20];
 
 		for (int i = 0; i < 20; i++)
-			lens[i] = i == 9 ? rec->payload_len
-				  : i == 17 ? rec->props_len
+			lens[i] = i == 9            ? rec->payload_len
+				  : i == 17         ? rec->props_len
 				  : argv[i] != NULL ? strlen(argv[i])
 						    : 0;
 		if (argv[17] == NULL)
@@ -1217,8 +1225,7 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	return rc;
 }
 
-int rd_cluster_log_routed(struct cairn_store *st, const char *client_id,
-			  struct cairn_log_pos pos)
+int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos)
 {
 	char *key, val[48];
 	int rc;
