@@ -659,7 +659,12 @@ static bool ops_complete(const struct cairn_store_ops *o)
 	return o->name && o->open && o->close && o->load && o->session_put && o->session_delete &&
 	       o->sub_put && o->sub_delete && o->message_put && o->message_delete &&
 	       o->delivery_put && o->delivery_delete && o->inflight_in_put &&
-	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit;
+	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit &&
+	       /* version 4: a shared store fills every cluster slot, others none */
+	       (o->version < 4 || (o->cluster_start ? o->claim && o->release && o->log_append &&
+							  o->log_routed && o->log_read
+						    : !o->claim && !o->release && !o->log_append &&
+							  !o->log_routed && !o->log_read));
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,

@@ -96,6 +96,7 @@ struct cairn_store {
 	const struct cairn_cluster_hooks *hooks;
 	struct rd_aux *reader;  /* XREAD of the log */
 	struct rd_aux *control; /* SUBSCRIBE to this incarnation's kicks */
+	struct event *beat_ev;  /* liveness and the janitor, every second */
 	struct cairn_log_pos read_pos;
 	/* Sessions a commit found claimed elsewhere, reported before done(). */
 	char **fenced;
