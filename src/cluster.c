@@ -586,6 +586,10 @@ void cluster_publish(struct server *srv, struct message *m, const struct client 
 	    .props_len = m->props_len,
 	};
 	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
+	/* A SUBSCRIBE right after the PUBACK finds it here, whatever the
+	 * reader's pace; the entry sets it again when it comes back. */
+	if (m->retain)
+		router_retain_local(srv->router, m);
 }
 
 /* ---- a node that cannot commit ---- */

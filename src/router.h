@@ -40,6 +40,11 @@ void router_unsubscribe(struct router *r, struct sub *s);
  * (client_send_ordered with defer).
  */
 bool router_publish(struct router *r, struct message *msg);
+/* Set (or with an empty payload clear) the retained message of msg's topic
+ * in memory only (cluster mode: the store write travels with the log
+ * append, and this node sees it at once, before its own reader does). */
+void router_retain_local(struct router *r, struct message *msg);
+
 /* router_publish for one session alone (a session catching up with the
  * cluster's log): no retained update, no shared subscription, no log floor. */
 bool router_publish_to(struct router *r, struct message *msg, struct client *only);
