@@ -666,6 +666,10 @@ int cluster_start(struct server *srv)
 	}
 	if (srv->next_msg_id < base)
 		srv->next_msg_id = base;
+	/* The mark exists from the start: a session this node holds without a
+	 * cursor of its own (a new one, or one caught up) is exact up to it,
+	 * even if no entry is ever routed here. */
+	store_log_routed(srv->store, NULL, cl->routed);
 	cl->unhealthy_ev = evtimer_new(srv->base, cluster_unhealthy_cb, cl);
 	srv->cluster = cl;
 	return 0;
