@@ -55,6 +55,7 @@ struct cluster {
 	struct client **floors;
 	size_t nfloors, floorcap;
 	struct event *unhealthy_ev; /* closes the clients of a node that cannot commit */
+	struct event *beat_ev;      /* a commit every second, even when idle */
 };
 
 /* DISCONNECT reason (5.0): Use another server. */
@@ -620,6 +621,18 @@ static void cluster_unhealthy_cb(evutil_socket_t fd, short what, void *arg)
 		  n);
 }
 
+/* An idle node commits nothing, so it would never learn that it lost the
+ * store: every second it writes its mark again (one SET), and a commit that
+ * fails makes the store unhealthy like any other. */
+static void cluster_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+	(void)fd;
+	(void)what;
+	if (!cl->stopped)
+		store_log_routed(cl->srv->store, NULL, cl->routed);
+}
+
 void cluster_store_health(struct server *srv, bool healthy)
 {
 	struct cluster *cl = srv->cluster;
@@ -671,14 +684,19 @@ int cluster_start(struct server *srv)
 	 * even if no entry is ever routed here. */
 	store_log_routed(srv->store, NULL, cl->routed);
 	cl->unhealthy_ev = evtimer_new(srv->base, cluster_unhealthy_cb, cl);
+	cl->beat_ev = event_new(srv->base, -1, EV_PERSIST, cluster_beat_cb, cl);
+	struct timeval sec = {1, 0};
+	event_add(cl->beat_ev, &sec);
 	srv->cluster = cl;
 	return 0;
 }
 
 void cluster_stop(struct server *srv)
 {
-	if (srv->cluster)
+	if (srv->cluster) {
 		srv->cluster->stopped = true;
+		event_del(srv->cluster->beat_ev);
+	}
 }
 
 void cluster_free(struct server *srv)
@@ -699,6 +717,8 @@ void cluster_free(struct server *srv)
 	free(cl->floors);
 	if (cl->unhealthy_ev)
 		event_free(cl->unhealthy_ev);
+	if (cl->beat_ev)
+		event_free(cl->beat_ev);
 	free(cl);
 	srv->cluster = NULL;
 }
