@@ -30,11 +30,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
+#include "auth.h"
 #include "client.h"
+#include "codec.h"
 #include "conn.h"
 #include "http_page.h"
 #include "metrics.h"
 #include "router.h"
+#include "security.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -225,20 +229,129 @@ static bool http_host_is_loopback(const char *host)
 	return util_name_is_loopback(host, end ? (size_t)(end - host) : strlen(host));
 }
 
-/* Compare the Authorization header with the token in constant time (for
- * the token's length). */
-static bool http_authorized(const struct http_server *h, struct evhttp_request *req)
+/* The topic an MQTT user must be allowed to write (acl_file) to use the
+ * admin API with HTTP Basic authentication. */
+#define HTTP_ADMIN_TOPIC "$CAIRN/admin"
+/* Longest "user:password" taken from a Basic header. */
+#define HTTP_BASIC_MAX 1024
+
+static int http_b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decode standard base64 (RFC 4648, padded) into out (cap bytes). Returns
+ * the decoded length, or -1 for anything else, or when it does not fit. */
+static long http_b64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+	if (len % 4 != 0)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		int pad = 0;
+		for (int k = 0; k < 4; k++) {
+			unsigned char c = (unsigned char)in[i + k];
+			if (c == '=' && i + 4 == len && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+				v[k] = 0;
+				pad++;
+			} else if ((v[k] = http_b64_value(c)) < 0 || pad) {
+				return -1;
+			}
+		}
+		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+			     (uint32_t)v[3];
+		unsigned char b3[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8),
+				       (unsigned char)w};
+		if (n + 3 - (size_t)pad > cap)
+			return -1;
+		memcpy(out + n, b3, 3 - (size_t)pad);
+		n += 3 - (size_t)pad;
+	}
+	return (long)n;
+}
+
+/*
+ * HTTP Basic credentials (the header's value after "Basic "): allowed
+ * when the broker-wide password file verifies them, as it verifies an
+ * MQTT CONNECT, and the broker-wide ACL lets that user write
+ * HTTP_ADMIN_TOPIC. Without a password file or an ACL nobody is allowed:
+ * "no ACL, everything allowed" holds for MQTT, not here.
+ */
+static bool http_basic_allowed(const struct http_server *h, const char *cred, int *status)
+{
+	struct server *srv = h->srv;
+	const struct security *sec = security_for(&srv->security, NULL);
+	unsigned char buf[HTTP_BASIC_MAX];
+	*status = 401;
+	while (*cred == ' ')
+		cred++;
+	size_t len = strcspn(cred, " \t");
+	if (cred[len] != '\0' || len > 4 * (HTTP_BASIC_MAX / 3))
+		return false;
+	long n = http_b64_decode(cred, len, buf, sizeof(buf));
+	const unsigned char *colon = n > 0 ? memchr(buf, ':', (size_t)n) : NULL;
+	if (!colon || colon == buf || !sec->auth || !sec->acl)
+		return false;
+	size_t ulen = (size_t)(colon - buf);
+	const char *user = (const char *)buf;
+	if (memchr(user, '\0', ulen) || !codec_utf8_valid(user, ulen))
+		return false;
+	char shown[64];
+	security_printable(shown, sizeof(shown), user, ulen);
+	if (auth_check(sec->auth, user, ulen, colon + 1, (size_t)n - ulen - 1) != 0) {
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "admin API: login of '%s' refused: bad username or password", shown);
+		return false;
+	}
+	char *username = xstrndup(user, ulen);
+	/* No client id: a pattern rule with %c grants nothing here. */
+	bool ok = acl_check(sec->acl, "", username, HTTP_ADMIN_TOPIC, strlen(HTTP_ADMIN_TOPIC),
+			    ACL_WRITE);
+	free(username);
+	if (!ok) {
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "admin API: '%s' refused: the ACL does not let it write %s", shown,
+			  HTTP_ADMIN_TOPIC);
+		*status = 403;
+	}
+	return ok;
+}
+
+/*
+ * Whether req may use the admin API; *status is the refusal's code (401,
+ * or 403 for a user the ACL does not allow). Three ways in: the bearer
+ * token (compared in constant time for the token's length), an MQTT
+ * user's HTTP Basic credentials (http_basic_allowed), and, on a loopback
+ * listener without a token file only, no credentials at all.
+ */
+static bool http_authorized(const struct http_server *h, struct evhttp_request *req, int *status)
 {
 	const struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *a = evhttp_find_header(in, "Authorization");
+	*status = 401;
+	if (a && strncasecmp(a, "Basic ", 6) == 0) {
+		/* A browser sends Basic credentials it has cached with any
+		 * request to the site, a cross-site one too: never with an
+		 * Origin. */
+		return !evhttp_find_header(in, "Origin") && http_basic_allowed(h, a + 6, status);
+	}
 	if (!h->token) {
 		/* Loopback without a token (config.c allows nothing else):
 		 * still not for a web page the operator's browser runs,
 		 * which sends an Origin, or reaches here by DNS rebinding
-		 * under a name that is not the loopback's. */
+		 * under a name that is not the loopback's; and credentials
+		 * that are not accepted are refused, not ignored. */
 		const char *host = evhttp_find_header(in, "Host");
-		return !evhttp_find_header(in, "Origin") && host && http_host_is_loopback(host);
+		return !a && !evhttp_find_header(in, "Origin") && host &&
+		       http_host_is_loopback(host);
 	}
-	const char *a = evhttp_find_header(in, "Authorization");
 	if (!a || strncasecmp(a, "Bearer ", 7) != 0)
 		return false;
 	a += 7;
@@ -447,10 +560,17 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 		http_json_error(req, 404, "the admin API is off (http_admin)");
 		return;
 	}
-	if (!http_authorized(h, req)) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-				  "Bearer");
-		http_json_error(req, 401, "a valid bearer token is needed");
+	int status;
+	if (!http_authorized(h, req, &status)) {
+		if (status == 403) {
+			http_json_error(req, 403,
+					"the ACL does not let this user write " HTTP_ADMIN_TOPIC);
+			return;
+		}
+		struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+		evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+		evhttp_add_header(out, "WWW-Authenticate", "Basic realm=\"cairn admin\"");
+		http_json_error(req, 401, "a valid bearer token or user is needed");
 		return;
 	}
 	if (strcmp(path, "/api/sessions") == 0) {

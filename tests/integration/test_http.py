@@ -527,6 +527,71 @@ def test_admin_api_guards(ctx):
         x.close()
 
 
+def _basic(user, password):
+    import base64
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def _get_auth(port, path, authorization, method="GET", origin=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    req.add_header("Authorization", authorization)
+    if origin:
+        req.add_header("Origin", origin)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@_tag()
+def test_admin_api_basic_auth(ctx):
+    """An MQTT user of the password file may use the admin API with HTTP
+    Basic credentials when the ACL lets it write $CAIRN/admin: allowed for
+    such a user (reads and writes), 403 for a user the ACL only lets read
+    it, 401 for a wrong password, an unknown user, malformed credentials,
+    or a request with an Origin (a browser sends cached Basic credentials
+    cross-site); the bearer token keeps working. Without an acl_file
+    nobody gets in with Basic credentials (fail closed)."""
+    pw = os.path.join(ctx.workdir, "passwd")
+    open(pw, "w").close()
+    for user, secret in (("boss", "boss-pw"), ("peon", "peon-pw")):
+        subprocess.run(["mosquitto_passwd", "-b", pw, user, secret], check=True, timeout=10)
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("user boss\ntopic write $CAIRN/admin\ntopic readwrite ba/#\n"
+                "user peon\ntopic read $CAIRN/admin\ntopic readwrite #\n")
+    tpath, tok = _token(ctx)
+    b, hp = _http_broker(ctx, http_admin="true", http_admin_token_file=tpath,
+                         password_file=pw, acl_file=acl)
+    c = RawClient(b.port)
+    c.connect("ba-1", clean=False, username="boss", password="boss-pw")
+    c.disconnect()
+    st, body = _get_auth(hp, "/api/sessions", _basic("boss", "boss-pw"))
+    check(st == 200 and json.loads(body)["total"] == 1, "boss: %d %r" % (st, body[:200]))
+    st, _ = _get_auth(hp, "/api/sessions/ba-1", _basic("boss", "boss-pw"), method="DELETE")
+    check(st == 200, "boss deletes a session: %d" % st)
+    for who, auth, want in (("peon", _basic("peon", "peon-pw"), 403),
+                            ("a wrong password", _basic("boss", "peon-pw"), 401),
+                            ("an unknown user", _basic("nobody", "x"), 401),
+                            ("no user", _basic("", "boss-pw"), 401),
+                            ("bad base64", "Basic Ym9zczpib3NzLXB3!", 401),
+                            ("no colon", "Basic Ym9zcw==", 401)):
+        st, body = _get_auth(hp, "/api/sessions", auth)
+        check(st == want, "%s: %d, want %d: %r" % (who, st, want, body[:200]))
+    st, _ = _get_auth(hp, "/api/sessions", _basic("boss", "boss-pw"),
+                      origin="http://attacker.example")
+    check(st == 401, "Basic credentials with an Origin: %d" % st)
+    check(_get(hp, "/api/sessions", token=tok)[0] == 200, "the bearer token still works")
+    check("login of 'boss' refused" in b.log_text() and "'peon' refused" in b.log_text(),
+          "refusals not logged")
+
+    b2, hp2 = _http_broker(ctx, http_admin="true", http_admin_token_file=tpath,
+                           password_file=pw)
+    st, _ = _get_auth(hp2, "/api/sessions", _basic("boss", "boss-pw"))
+    check(st == 401, "Basic without an acl_file: %d, want 401" % st)
+
+
 @_tag()
 def test_admin_api_refused_on_open_address_without_token(ctx):
     """http_admin true on a non-loopback address without a token file is a
