@@ -289,31 +289,33 @@ static bool http_basic_allowed(const struct http_server *h, const char *cred, in
 	struct server *srv = h->srv;
 	const struct security *sec = security_for(&srv->security, NULL);
 	unsigned char buf[HTTP_BASIC_MAX];
+	bool ok = false;
+	long n = -1;
 	*status = 401;
 	while (*cred == ' ')
 		cred++;
 	size_t len = strcspn(cred, " \t");
 	if (cred[len] != '\0' || len > 4 * (HTTP_BASIC_MAX / 3))
-		return false;
-	long n = http_b64_decode(cred, len, buf, sizeof(buf));
+		goto out;
+	n = http_b64_decode(cred, len, buf, sizeof(buf));
 	const unsigned char *colon = n > 0 ? memchr(buf, ':', (size_t)n) : NULL;
 	if (!colon || colon == buf || !sec->auth || !sec->acl)
-		return false;
+		goto out;
 	size_t ulen = (size_t)(colon - buf);
 	const char *user = (const char *)buf;
 	if (memchr(user, '\0', ulen) || !codec_utf8_valid(user, ulen))
-		return false;
+		goto out;
 	char shown[64];
 	security_printable(shown, sizeof(shown), user, ulen);
 	if (auth_check(sec->auth, user, ulen, colon + 1, (size_t)n - ulen - 1) != 0) {
 		log_write(srv->log, LOG_LEVEL_NOTICE,
 			  "admin API: login of '%s' refused: bad username or password", shown);
-		return false;
+		goto out;
 	}
 	char *username = xstrndup(user, ulen);
 	/* No client id: a pattern rule with %c grants nothing here. */
-	bool ok = acl_check(sec->acl, "", username, HTTP_ADMIN_TOPIC, strlen(HTTP_ADMIN_TOPIC),
-			    ACL_WRITE);
+	ok = acl_check(sec->acl, "", username, HTTP_ADMIN_TOPIC, strlen(HTTP_ADMIN_TOPIC),
+		       ACL_WRITE);
 	free(username);
 	if (!ok) {
 		log_write(srv->log, LOG_LEVEL_NOTICE,
@@ -321,6 +323,9 @@ static bool http_basic_allowed(const struct http_server *h, const char *cred, in
 			  HTTP_ADMIN_TOPIC);
 		*status = 403;
 	}
+out:
+	if (n > 0)
+		explicit_bzero(buf, (size_t)n); /* the password */
 	return ok;
 }
 
