@@ -68,14 +68,18 @@ static void sys_publish(struct sys_pub *p, const char *topic, bool always, const
 }
 
 /* The rates are over the time since the last tick, measured: a reload
- * may have changed sys_interval in between. */
+ * may have changed sys_interval in between. The first tick's are the
+ * averages since the start (at least a second), not the counts since the
+ * start over one interval: a reload can turn $SYS on long after it. */
 static void sys_loads(struct sys_pub *p, const uint64_t now[SYS_NLOAD])
 {
 	uint64_t now_ns = store_now_ns();
-	double interval = p->primed ? (double)(now_ns - p->last_ns) / 1e9 : 0;
+	double interval = (double)(now_ns - (p->primed ? p->last_ns : p->srv->started_ns)) / 1e9;
 	p->last_ns = now_ns;
+	if (interval < 1 && !p->primed)
+		interval = 1;
 	if (interval <= 0)
-		interval = p->srv->cfg->sys_interval ? p->srv->cfg->sys_interval : 1;
+		interval = 1e-3;
 	static const double minutes[3] = {1, 5, 15};
 	for (int i = 0; i < SYS_NLOAD; i++) {
 		double rate = (double)(now[i] - p->last[i]) * 60.0 / interval;

@@ -765,9 +765,30 @@ def test_admin_api_session_cursor(ctx):
 def test_sys_interval_reload(ctx):
     """SIGHUP reloads sys_interval: from 1 to 0 the $SYS updates stop
     ($SYS/broker/uptime, republished every interval, stops coming); from
-    0 to 1 they start again at once."""
+    0 to 1 they start again at once, and the first load average is the
+    rate since the start, not the count since the start over one second."""
     require_cairn("$SYS")
-    b = ctx.broker(sys_interval=1)
+    b = ctx.broker(sys_interval=0)
+    started = time.monotonic()  # the broker's uptime is at least the time since
+    pub = RawClient(b.port)
+    pub.connect("sys-hup-pub")
+    for i in range(6):
+        pub.publish("hup/t", b"m", qos=0)
+    b.options["sys_interval"] = 1
+    b._write_conf()
+    time.sleep(2)
+    uptime = time.monotonic() - started  # at most the broker's at its first tick
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "reloaded sys_interval: 1" in b.log_text(), 3),
+          "reload not logged:\n" + b.log_tail())
+    load = _sys_reader(b.port, "sys-hup-load", None,
+                       filt="$SYS/broker/load/messages/received/1min")
+    first = float(load.read_publish(3)["payload"])
+    bound = 6 * 60 / uptime * 1.01  # 360 / 1 s before
+    check(first <= bound, "first 1 min load %.2f, above the rate since the start %.2f" %
+          (first, bound))
+    load.close()
+    pub.close()
     c = _sys_reader(b.port, "sys-hup", None, filt="$SYS/broker/uptime")
     c.read_publish(3)  # the retained value
     check(c.read_publish(3)["topic"] == "$SYS/broker/uptime", "updates every second")
