@@ -21,8 +21,8 @@ import urllib.parse
 import urllib.request
 
 from harness import (CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, RawClient, Skip,
-                     TestFailure, ack_packet, check, free_port, packet, parse_publish, publish_packet,
-                     require_cairn, sqlite_query, wait_until)
+                     TestFailure, ack_packet, broker_command, check, free_port, packet,
+                     parse_publish, publish_packet, require_cairn, sqlite_query, wait_until)
 import mqtt5
 
 
@@ -700,6 +700,47 @@ def test_http_connection_cap(ctx):
     check(_closed_at_once(more[3]), "the raised cap let a 7th connection in")
     for s in idle + more:
         s.close()
+
+
+@_tag()
+def test_http_accept_rests_out_of_descriptors(ctx):
+    """Started with 64 descriptors and no HTTP cap, 80 idle HTTP
+    connections exhaust them: the listener rests a second after each
+    failed accept instead of retrying at once (the broker stays idle, one
+    log line a second), and serves /healthz again once connections close."""
+    require_cairn("the HTTP listener")
+    import resource
+    hp, mp = free_port(), free_port()
+    conf = os.path.join(ctx.workdir, "emfile.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\nhttp_listener %d\n"
+                "http_max_connections 0\nsys_interval 0\n" % (mp, hp))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    proc, log = ctx.spawn([broker_command(), "-c", conf], "emfile.log", preexec_fn=limit)
+
+    def healthz():
+        try:
+            return _get(hp, "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+    check(wait_until(healthz, 5, step=0.1), "the broker did not start")
+    conns = [socket.create_connection(("127.0.0.1", hp), timeout=5) for _ in range(80)]
+    time.sleep(0.5)
+    ticks0 = _cpu_ticks(proc.pid)
+    lines0 = open(log).read().count("HTTP listener: accept failed")
+    time.sleep(2)
+    ticks = _cpu_ticks(proc.pid) - ticks0
+    lines = open(log).read().count("HTTP listener: accept failed") - lines0
+    check(lines >= 1, "no accept failure logged: the descriptors were not exhausted")
+    check(ticks <= 20, "%d CPU ticks in 2 s out of descriptors" % ticks)
+    check(lines <= 3, "%d accept failures logged in 2 s" % lines)
+    for c in conns:
+        c.close()
+    check(wait_until(healthz, 5, step=0.2), "/healthz not served after the connections closed")
+    proc.stop()
+    check(proc.returncode == 0, "exit status %r" % proc.returncode)
 
 
 @_tag()
