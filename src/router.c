@@ -356,6 +356,11 @@ size_t router_retained_count(const struct router *r)
 	return retain_tree_count(r->retained);
 }
 
+bool router_has_retained(const struct router *r, const char *topic, size_t len)
+{
+	return retain_tree_get(r->retained, topic, len) != NULL;
+}
+
 bool router_clear_retained(struct router *r, const char *topic, size_t len)
 {
 	if (!retain_tree_get(r->retained, topic, len))

@@ -69,5 +69,7 @@ size_t router_retained_count(const struct router *r);
 /* Clear the retained message of topic, as an empty retained PUBLISH
  * would, without delivering anything. Returns true if there was one. */
 bool router_clear_retained(struct router *r, const char *topic, size_t len);
+/* Whether topic has a retained message. */
+bool router_has_retained(const struct router *r, const char *topic, size_t len);
 
 #endif

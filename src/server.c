@@ -18,6 +18,7 @@
 #include "cluster.h"
 #include "conn.h"
 #include "http.h"
+#include "message.h"
 #include "protocol.h"
 #include "restore.h"
 #include "router.h"
@@ -234,6 +235,19 @@ bool server_publish(struct server *srv, struct message *m, const struct client *
 		return true;
 	}
 	return router_publish(srv->router, m);
+}
+
+bool server_clear_retained(struct server *srv, const char *topic, size_t len)
+{
+	if (!srv->cluster)
+		return router_clear_retained(srv->router, topic, len);
+	if (!router_has_retained(srv->router, topic, len))
+		return false;
+	static const uint8_t none[1];
+	struct message *m = message_new(topic, len, none, 0, 0, true);
+	cluster_publish(srv, m, NULL);
+	message_unref(m);
+	return true;
 }
 
 /* A node's default name: the host's, and the port of its first listener. */
