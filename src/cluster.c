@@ -300,11 +300,20 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 
 static void cluster_kicked(void *arg, const char *id, uint64_t serial);
 
+/* A commit found the session held elsewhere: whatever this node holds of
+ * it is stale, under any serial (a takeover here may have changed it while
+ * the commit was on its way), and its connection must go before the
+ * commit's completions run (they would acknowledge the dropped writes). */
 static void cluster_fenced(void *arg, const char *id, uint64_t serial)
 {
 	struct cluster *cl = arg;
+	(void)serial;
+	if (cl->stopped)
+		return;
 	cl->srv->stats.cluster_fenced++;
-	cluster_lost(cl, id, serial, "session claimed by another node (fenced write)");
+	struct client *c = server_get_known_client(cl->srv, id, strlen(id));
+	if (c && !c->dead)
+		cluster_drop_session(cl, c, "session claimed by another node (fenced write)");
 }
 
 /* ---- claims ---- */

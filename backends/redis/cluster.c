@@ -246,6 +246,7 @@ struct rd_owner {
 struct rd_group {
 	char *id;
 	uint64_t serial;
+	uint64_t gen_id;
 };
 
 struct rd_owners {
@@ -653,8 +654,9 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 				       "dropped",
 				       o->id);
 				rd_fenced_add(st, o->id, o->serial);
-				/* Unless it was claimed here again meanwhile. */
-				if (pp != NULL && *pp != NULL && (*pp)->serial == o->serial)
+				/* Unless it was claimed here again meanwhile (a new
+				 * hold). */
+				if (pp != NULL && *pp != NULL && (*pp)->gen_id == o->gen_id)
 					rd_owner_drop(st->owners, o->id);
 			}
 		}
@@ -705,6 +707,7 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 		}
 		o->gv[o->gn].id = bk_xstrdup((*pp)->id);
 		o->gv[o->gn].serial = (*pp)->serial;
+		o->gv[o->gn].gen_id = (*pp)->gen_id;
 		o->gn++;
 	}
 	nargs = 5 + ngroups + 2 * st->sending.n;
