@@ -30,6 +30,7 @@
 #include "conn.h"
 #include "log.h"
 #include "message.h"
+#include "restore.h"
 #include "router.h"
 #include "server.h"
 #include "store.h"
@@ -380,28 +381,17 @@ static int claim_session(void *arg, const struct cairn_session_rec *r)
 static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 {
 	struct cluster_claim *k = arg;
-	size_t len = strlen(r->filter);
-	if (!k->built || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
-		return 0;
-	client_add_sub_opts(k->built, r->filter, len,
-			    r->qos |
-				(r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
-					       CAIRN_SUB_RETAIN_HANDLING)),
-			    r->sub_id);
+	if (k->built)
+		restore_add_sub(k->built, r);
 	return 0;
 }
 
 static int claim_message(void *arg, const struct cairn_msg_rec *r)
 {
 	struct cluster_claim *k = arg;
-	size_t tlen = strlen(r->topic);
-	if (tlen == 0 || tlen > TOPIC_MAX_LEN || r->qos > 2)
+	struct message *m = restore_message_new(r);
+	if (!m)
 		return 0;
-	struct message *m =
-	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
-	m->expires_at = r->expires_at;
-	if (r->props_len)
-		message_set_props(m, r->props, r->props_len);
 	/* The store keeps the copy with its delivery; the id is this node's. */
 	m->id = server_next_msg_id(k->cl->srv);
 	if (k->nmsgs == k->msgcap) {

@@ -634,12 +634,10 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 	int status = 0;
 
 	(void)privdata;
-	if (st == NULL || !st->in_flight)
+	if (!rd_link_reply(st, ac, reply, &status))
 		return;
-	evtimer_del(st->watchdog_ev);
 	if (reply == NULL) {
-		status = CAIRN_EUNAVAILABLE;
-		rd_link_lost(st, ac);
+		/* status says the link went */
 	} else if (reply->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 0; i < reply->elements; i++) {
 			const redisReply *g = reply->element[i];

@@ -188,8 +188,11 @@ void rd_link_finish(struct cairn_store *st, int status);
 /* The batch's reply came with status: end the commit, or with
  * redis_wait_replicas wait for WAIT's reply, which ends it. */
 void rd_link_batch_done(struct cairn_store *st, int status);
-/* A link that went away under a reply: note it (rd_link_gone). */
-void rd_link_lost(struct cairn_store *st, const redisAsyncContext *ac);
+/* The start of a commit's reply: false when nobody waits for it (the store
+ * closes, or no commit is in flight); else the watchdog stops, and *status
+ * is CAIRN_EUNAVAILABLE when the link went (reply NULL), 0 otherwise. */
+bool rd_link_reply(struct cairn_store *st, const redisAsyncContext *ac, const void *reply,
+		   int *status);
 
 /* ---- cluster.c: the shared store ---- */
 
