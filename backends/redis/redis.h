@@ -213,6 +213,11 @@ void rd_cluster_msg_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 void rd_cluster_msg_delete(struct cairn_store *st, uint64_t msg_id);
 /* The message value to store with a delivery of msg_id, or NULL. */
 const char *rd_cluster_msg_value(const struct cairn_store *st, uint64_t msg_id, size_t *len);
+/* A session stored as not connected is parked, in the same commit: no
+ * node holds it (its token goes), its will delay and expiry are the
+ * janitor's (cluster:wills, cluster:expiry), and the next claim catches it
+ * up from its cursor. Staged under st->stage_owner (the session). */
+int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec);
 /* commit() in cluster mode. */
 int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 /* Report (and forget) the sessions the last commit found fenced. */
