@@ -285,53 +285,102 @@ bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32
 
 /* ---- the staged-write log ---- */
 
-/* A payload copy that is never NULL, so a loaded record never carries a
- * NULL payload pointer even when it is empty. */
-static const uint8_t *bk_blob_dup(const uint8_t *p, uint32_t len)
+/*
+ * An op and every string and blob its record points to live in one
+ * allocation: the header, then the uint32 arrays (a delivery's
+ * subscription ids), then the bytes. bk_op_size measures what bk_op_fill
+ * copies; both walk the record the same way through struct bk_op_copy.
+ */
+struct bk_op_copy {
+	uint8_t *at;  /* where the next copy goes; NULL while only measuring */
+	size_t words; /* bytes of uint32 arrays */
+	size_t bytes; /* bytes of strings and blobs */
+};
+
+/* Room for (or a copy of) n bytes at p: a payload, never NULL, even when
+ * empty, so a loaded record never carries a NULL payload pointer. */
+static const uint8_t *bk_copy_blob(struct bk_op_copy *c, const uint8_t *p, uint32_t len)
 {
-	return bk_xmemdup(p, len);
+	uint8_t *q = c->at;
+
+	if (q == NULL) {
+		c->bytes += len;
+		return NULL;
+	}
+	if (len > 0)
+		memcpy(q, p, len);
+	c->at += len;
+	return q;
+}
+
+/* A string's copy, NULL for NULL. */
+static const char *bk_copy_str(struct bk_op_copy *c, const char *s)
+{
+	size_t n;
+	char *q = (char *)c->at;
+
+	if (s == NULL)
+		return NULL;
+	n = strlen(s) + 1;
+	if (q == NULL) {
+		c->bytes += n;
+		return NULL;
+	}
+	memcpy(q, s, n);
+	c->at += n;
+	return q;
 }
 
 /* A copy of the *n items of size bytes at p, or NULL with *n set to 0 for
  * none: a version 3 blob (properties, subscription ids), where NULL/0
  * means none, unlike a payload. */
-static void *bk_opt_dup(const void *p, uint32_t *n, size_t size)
+static const void *bk_copy_opt(struct bk_op_copy *c, const void *p, uint32_t *n, size_t size)
 {
-	if (*n > 0 && p != NULL)
-		return bk_xmemdup(p, (size_t)*n * size);
-	*n = 0;
-	return NULL;
+	size_t len = (size_t)*n * size;
+	uint8_t *q = c->at;
+
+	if (*n == 0 || p == NULL) {
+		*n = 0;
+		return NULL;
+	}
+	if (q == NULL) {
+		if (size == 1)
+			c->bytes += len;
+		else
+			c->words += len;
+		return NULL;
+	}
+	memcpy(q, p, len);
+	c->at += len;
+	return q;
 }
 
-struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
+/* Point r's strings and blobs at copies of rec's (kind says which member
+ * of r is set), or with c->at NULL only count the room they need. The
+ * uint32 arrays come first, so that they stay aligned. */
+static void bk_op_copy_into(struct bk_op_copy *c, enum bk_op_kind kind, union bk_rec *r,
+			    const void *rec)
 {
-	struct bk_op *op = bk_xcalloc(1, sizeof(*op));
-	union bk_rec *r = &op->rec;
-
-	op->kind = kind;
-	if (kind == BK_DELIVERY_DEL)
-		op->hi = ((const struct cairn_delivery_rec *)rec)->seq;
-	else if (kind == BK_MESSAGE_DEL)
-		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
 	switch (kind) {
 	case BK_SESSION_PUT:
 	case BK_SESSION_DEL: {
 		const struct cairn_session_rec *s = rec;
 
 		r->session = *s;
-		r->session.client_id = bk_xstrdup(s->client_id);
-		r->session.username = bk_xstrdup_or_null(s->username);
+		r->session.client_id = bk_copy_str(c, s->client_id);
+		r->session.username = bk_copy_str(c, s->username);
 		if (s->has_will) {
-			r->session.will_topic = bk_xstrdup_or_null(s->will_topic);
-			r->session.will_payload = bk_blob_dup(s->will_payload, s->will_payload_len);
+			r->session.will_topic = bk_copy_str(c, s->will_topic);
+			r->session.will_payload =
+			    bk_copy_blob(c, s->will_payload, s->will_payload_len);
 		} else {
 			r->session.will_topic = NULL;
 			r->session.will_payload = NULL;
 			r->session.will_payload_len = 0;
 			r->session.will_props_len = 0; /* the properties go with it */
 		}
-		r->session.will_props =
-		    bk_opt_dup(s->will_props, &r->session.will_props_len, sizeof(*s->will_props));
+		r->session.will_props = bk_copy_opt(c, s->will_props, &r->session.will_props_len,
+						    sizeof(*s->will_props));
 		break;
 	}
 	case BK_SUB_PUT:
@@ -339,8 +388,8 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_sub_rec *s = rec;
 
 		r->sub = *s;
-		r->sub.client_id = bk_xstrdup(s->client_id);
-		r->sub.filter = bk_xstrdup(s->filter);
+		r->sub.client_id = bk_copy_str(c, s->client_id);
+		r->sub.filter = bk_copy_str(c, s->filter);
 		break;
 	}
 	case BK_MESSAGE_PUT:
@@ -350,9 +399,9 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_msg_rec *m = rec;
 
 		r->msg = *m;
-		r->msg.topic = bk_xstrdup_or_null(m->topic);
-		r->msg.payload = bk_blob_dup(m->payload, m->payload_len);
-		r->msg.props = bk_opt_dup(m->props, &r->msg.props_len, sizeof(*m->props));
+		r->msg.topic = bk_copy_str(c, m->topic);
+		r->msg.payload = bk_copy_blob(c, m->payload, m->payload_len);
+		r->msg.props = bk_copy_opt(c, m->props, &r->msg.props_len, sizeof(*m->props));
 		break;
 	}
 	case BK_DELIVERY_PUT:
@@ -360,9 +409,9 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_delivery_rec *d = rec;
 
 		r->delivery = *d;
-		r->delivery.client_id = bk_xstrdup(d->client_id);
 		r->delivery.sub_ids =
-		    bk_opt_dup(d->sub_ids, &r->delivery.n_sub_ids, sizeof(*d->sub_ids));
+		    bk_copy_opt(c, d->sub_ids, &r->delivery.n_sub_ids, sizeof(*d->sub_ids));
+		r->delivery.client_id = bk_copy_str(c, d->client_id);
 		break;
 	}
 	case BK_INFLIGHT_PUT:
@@ -370,52 +419,35 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_inflight_in_rec *i = rec;
 
 		r->inflight = *i;
-		r->inflight.client_id = bk_xstrdup(i->client_id);
+		r->inflight.client_id = bk_copy_str(c, i->client_id);
 		break;
 	}
 	}
+}
+
+struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
+{
+	struct bk_op_copy c = {0};
+	union bk_rec scratch;
+	struct bk_op *op;
+
+	/* One pass to measure, one to copy: the second writes the same
+	 * pointers the first counted room for. */
+	bk_op_copy_into(&c, kind, &scratch, rec);
+	op = bk_xmalloc(sizeof(*op) + c.words + c.bytes);
+	memset(op, 0, sizeof(*op));
+	op->kind = kind;
+	if (kind == BK_DELIVERY_DEL)
+		op->hi = ((const struct cairn_delivery_rec *)rec)->seq;
+	else if (kind == BK_MESSAGE_DEL)
+		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
+	c.at = (uint8_t *)(op + 1);
+	bk_op_copy_into(&c, kind, &op->rec, rec);
 	return op;
 }
 
 void bk_op_free(struct bk_op *op)
 {
-	union bk_rec *r;
-
-	if (op == NULL)
-		return;
-	r = &op->rec;
-	switch (op->kind) {
-	case BK_SESSION_PUT:
-	case BK_SESSION_DEL:
-		free((char *)r->session.client_id);
-		free((char *)r->session.username);
-		free((char *)r->session.will_topic);
-		free((uint8_t *)r->session.will_payload);
-		free((uint8_t *)r->session.will_props);
-		break;
-	case BK_SUB_PUT:
-	case BK_SUB_DEL:
-		free((char *)r->sub.client_id);
-		free((char *)r->sub.filter);
-		break;
-	case BK_MESSAGE_PUT:
-	case BK_MESSAGE_DEL:
-	case BK_RETAINED_PUT:
-	case BK_RETAINED_DEL:
-		free((char *)r->msg.topic);
-		free((uint8_t *)r->msg.payload);
-		free((uint8_t *)r->msg.props);
-		break;
-	case BK_DELIVERY_PUT:
-	case BK_DELIVERY_DEL:
-		free((char *)r->delivery.client_id);
-		free((uint32_t *)r->delivery.sub_ids);
-		break;
-	case BK_INFLIGHT_PUT:
-	case BK_INFLIGHT_DEL:
-		free((char *)r->inflight.client_id);
-		break;
-	}
 	free(op);
 }
 

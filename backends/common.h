@@ -8,7 +8,10 @@
  *  - The bk_x* allocators abort on out-of-memory, like the core's: they are
  *    for small internal allocations and for copies of records whose sizes
  *    the core has already checked against its limits.
- *  - A struct bk_op owns every string and payload its record points to.
+ *  - A struct bk_op owns every string and payload its record points to, in
+ *    the same allocation as the op itself: a record is never moved from one
+ *    op to another (its pointers would point into the other op), and
+ *    bk_op_free is one free().
  */
 #ifndef CAIRN_BACKENDS_COMMON_H
 #define CAIRN_BACKENDS_COMMON_H
@@ -158,7 +161,8 @@ struct bk_log {
  * becomes a valid empty one, so readers never see NULL. The version 3
  * blobs (will and message properties, a delivery's subscription ids) are
  * copied as well, but stay NULL when empty; a session's will properties
- * go with its will (dropped when has_will is false).
+ * go with its will (dropped when has_will is false). The op and every copy
+ * are one allocation (one malloc per staged write, one free).
  */
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec);
 void bk_op_free(struct bk_op *op);

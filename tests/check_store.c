@@ -1753,6 +1753,78 @@ END_TEST
 SKIP_WITHOUT_FAULT_INJECTION(t_gc_outage_coalesces)
 #endif
 
+#ifdef CAIRN_FAULT_INJECTION
+/* Stage a session record of id, version v, with a username and a will
+ * that name both (they are copied into the held op's own allocation). */
+static void gc_session_v(struct gc *g, const char *id, int v)
+{
+	char user[32], topic[32], payload[32];
+	struct cairn_session_rec r = {.client_id = id,
+				      .username = user,
+				      .next_packet_id = (uint16_t)v,
+				      .has_will = true,
+				      .will_topic = topic,
+				      .will_payload = (const uint8_t *)payload,
+				      .will_qos = 1};
+
+	snprintf(user, sizeof(user), "u%d", v);
+	snprintf(topic, sizeof(topic), "w/%s/%d", id, v);
+	snprintf(payload, sizeof(payload), "bye%d", v);
+	r.will_payload_len = (uint32_t)strlen(payload);
+	ck_assert_int_eq(store_session_put(g->s, &r), 0);
+}
+
+/*
+ * Held session records of clients next to each other in the held log,
+ * superseded in turn: a newer record's op takes the older op's place and
+ * the older op is freed, so the index entry of the client right after it
+ * must follow to the new op (superseding c1 and then c2 below goes
+ * through that entry). The store ends with the latest record of each,
+ * strings intact, and one held write per client plus the subscription.
+ */
+START_TEST(t_gc_outage_coalesces_chain)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = {&g, 'A', NULL};
+	struct cairn_sub_rec sub = {.client_id = "c2", .filter = "a/b", .qos = 1};
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	store_inject_commit_failures(g.s, 2);
+	gc_session(&g, "c0");
+	LOOP_UNTIL(&e, !store_is_healthy(g.s), 3000);
+	gc_session_v(&g, "c1", 1);
+	gc_session_v(&g, "c2", 1);
+	ck_assert_int_eq(store_sub_put(g.s, &sub), 0);
+	gc_session_v(&g, "c3", 1);
+	ck_assert_uint_eq(store_held_writes(g.s), 4);
+	gc_session_v(&g, "c2", 2);
+	gc_session_v(&g, "c1", 2); /* c2's entry moves to the new c1 op */
+	gc_session_v(&g, "c2", 3); /* ... and is used here */
+	gc_session_v(&g, "c3", 2);
+	gc_session_v(&g, "c1", 3);
+	gc_session_v(&g, "c2", 4);
+	ck_assert_uint_eq(store_held_writes(g.s), 4);
+	ck_assert_uint_eq(store_coalesced_writes(g.s), 6);
+	store_after_commit(g.s, gc_done, &a);
+	LOOP_UNTIL(&e, strlen(g.ran) == 1, 3000);
+	ck_assert_str_eq(g.ran, "A");
+	ck_assert(store_is_healthy(g.s));
+	ck_assert_uint_eq(store_held_writes(g.s), 0);
+	store_close(g.s);
+	expect_dump(&e, "session c0 user=- pid=1 conn=0\n"
+			"session c1 user=u3 pid=3 will=w/c1/3:\"bye3\":q1:r0 conn=0\n"
+			"session c2 user=u4 pid=4 will=w/c2/4:\"bye4\":q1:r0 conn=0\n"
+			"session c3 user=u2 pid=2 will=w/c3/2:\"bye2\":q1:r0 conn=0\n"
+			"sub c2 a/b q1\n");
+	env_cleanup(&e);
+}
+END_TEST
+#else
+SKIP_WITHOUT_FAULT_INJECTION(t_gc_outage_coalesces_chain)
+#endif
+
 START_TEST(t_gc_batch_limit)
 {
 	struct env e;
@@ -2557,6 +2629,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_staging_refused, 0, nbackends);
 	tcase_add_loop_test(tc, t_v2_backend_load, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_outage_coalesces, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_outage_coalesces_chain, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_fault_every_op, 0, nbackends);
 	tcase_add_loop_test(tc, t_capabilities, 0, nbackends);
 	tcase_add_loop_test(tc, t_registry, 0, nbackends);
