@@ -500,6 +500,31 @@ static void bk_run_start(struct bk_run *run, struct bk_op *op)
 	run->limit = UINT64_MAX;
 }
 
+/* Where bk_log_push_merge remembers the last delivery put of client_id's
+ * seq: the queues of many clients drain at once, with the same seqs. */
+static struct bk_op **bk_recent_slot(struct bk_log *log, const char *client_id, uint64_t seq)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return &log->recent[(h + seq) & (BK_RECENT_PUTS - 1)];
+}
+
+/* A delete of client_id's seq was staged: the put of that delivery staged
+ * last into log, if it is remembered, is dead. */
+static void bk_recent_kill(struct bk_log *log, const char *client_id, uint64_t seq)
+{
+	struct bk_op **slot = bk_recent_slot(log, client_id, seq);
+	struct bk_op *put = *slot;
+
+	if (put != NULL && put->rec.delivery.seq == seq &&
+	    strcmp(put->rec.delivery.client_id, client_id) == 0) {
+		put->dead = true;
+		*slot = NULL;
+	}
+}
+
 void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec)
 {
 	/* Which of the two rec is follows from kind. */
@@ -509,6 +534,7 @@ void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec
 
 	switch (kind) {
 	case BK_DELIVERY_DEL:
+		bk_recent_kill(log, d->client_id, d->seq);
 		if (bk_run_extend(&log->dels, d->client_id, d->seq))
 			return; /* merged before any copy is made */
 		break;
@@ -537,6 +563,8 @@ void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec
 		bk_run_start(&log->dels, op);
 	else if (kind == BK_MESSAGE_DEL)
 		bk_run_start(&log->msgs, op);
+	else if (kind == BK_DELIVERY_PUT)
+		*bk_recent_slot(log, d->client_id, d->seq) = op;
 }
 
 struct bk_op *bk_log_shift(struct bk_log *log)
@@ -551,6 +579,13 @@ struct bk_op *bk_log_shift(struct bk_log *log)
 		log->tail = NULL;
 	log->n--;
 	op->next = NULL;
+	if (op->kind == BK_DELIVERY_PUT) {
+		struct bk_op **slot =
+		    bk_recent_slot(log, op->rec.delivery.client_id, op->rec.delivery.seq);
+
+		if (*slot == op)
+			*slot = NULL; /* it leaves the log */
+	}
 	return op;
 }
 
@@ -566,6 +601,9 @@ void bk_log_prepend(struct bk_log *log, struct bk_log *from)
 {
 	bk_log_end_runs(log);
 	bk_log_end_runs(from);
+	/* from's puts are log's now, and older than log's own: a delete
+	 * staged from here on may kill only those it remembers. */
+	memset(from->recent, 0, sizeof(from->recent));
 	if (from->head == NULL)
 		return;
 	from->tail->next = log->head;
