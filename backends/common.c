@@ -7,6 +7,7 @@
  */
 #include "common.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -288,8 +289,8 @@ bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32
 /*
  * An op and every string and blob its record points to live in one
  * allocation: the header, then the uint32 arrays (a delivery's
- * subscription ids), then the bytes. bk_op_size measures what bk_op_fill
- * copies; both walk the record the same way through struct bk_op_copy.
+ * subscription ids), then the bytes. bk_op_copy_into walks the record
+ * twice, first only measuring (at NULL), then copying.
  */
 struct bk_op_copy {
 	uint8_t *at;  /* where the next copy goes; NULL while only measuring */
@@ -443,6 +444,7 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
 	c.at = (uint8_t *)(op + 1);
 	bk_op_copy_into(&c, kind, &op->rec, rec);
+	assert(c.at == (uint8_t *)(op + 1) + c.words + c.bytes);
 	return op;
 }
 
