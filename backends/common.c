@@ -503,21 +503,22 @@ static void bk_run_start(struct bk_run *run, struct bk_op *op)
 }
 
 /* Where bk_log_push_merge remembers the last delivery put of client_id's
- * seq: the queues of many clients drain at once, with the same seqs. */
-static struct bk_op **bk_recent_slot(struct bk_log *log, const char *client_id, uint64_t seq)
+ * seq (an index into bk_log.recent): the queues of many clients drain at
+ * once, with the same seqs. */
+static uint16_t bk_recent_slot(const char *client_id, uint64_t seq)
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
 
 	for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
 		h = (h ^ *p) * 16777619u;
-	return &log->recent[(h + seq) & (BK_RECENT_PUTS - 1)];
+	return (uint16_t)((h + seq) & (BK_RECENT_PUTS - 1));
 }
 
 /* A delete of client_id's seq was staged: the put of that delivery staged
  * last into log, if it is remembered, is dead. */
 static void bk_recent_kill(struct bk_log *log, const char *client_id, uint64_t seq)
 {
-	struct bk_op **slot = bk_recent_slot(log, client_id, seq);
+	struct bk_op **slot = &log->recent[bk_recent_slot(client_id, seq)];
 	struct bk_op *put = *slot;
 
 	if (put != NULL && put->rec.delivery.seq == seq &&
@@ -565,8 +566,10 @@ void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec
 		bk_run_start(&log->dels, op);
 	else if (kind == BK_MESSAGE_DEL)
 		bk_run_start(&log->msgs, op);
-	else if (kind == BK_DELIVERY_PUT)
-		*bk_recent_slot(log, d->client_id, d->seq) = op;
+	else if (kind == BK_DELIVERY_PUT) {
+		op->slot = bk_recent_slot(d->client_id, d->seq);
+		log->recent[op->slot] = op;
+	}
 }
 
 struct bk_op *bk_log_shift(struct bk_log *log)
@@ -581,13 +584,8 @@ struct bk_op *bk_log_shift(struct bk_log *log)
 		log->tail = NULL;
 	log->n--;
 	op->next = NULL;
-	if (op->kind == BK_DELIVERY_PUT) {
-		struct bk_op **slot =
-		    bk_recent_slot(log, op->rec.delivery.client_id, op->rec.delivery.seq);
-
-		if (*slot == op)
-			*slot = NULL; /* it leaves the log */
-	}
+	if (op->kind == BK_DELIVERY_PUT && log->recent[op->slot] == op)
+		log->recent[op->slot] = NULL; /* it leaves the log */
 	return op;
 }
 

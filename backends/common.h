@@ -134,6 +134,8 @@ struct bk_op {
 	 * writes the delete and skips the put, which leaves the store as
 	 * writing both would. */
 	bool dead;
+	/* A delivery put's slot in bk_log.recent (bk_log_push_merge). */
+	uint16_t slot;
 	/* A delivery delete covers the seqs rec.delivery.seq .. hi of its
 	 * client, a message delete the msg_ids rec.msg.msg_id .. hi (equal
 	 * but for a run merged by bk_log_push_merge); unused by other kinds. */
@@ -154,7 +156,7 @@ struct bk_run {
 /* bk_log_push_merge remembers the last delivery put staged into each of
  * this many slots (a power of two), chosen by client id and seq: a few
  * windows' worth. */
-#define BK_RECENT_PUTS 1024
+#define BK_RECENT_PUTS 1024 /* at most 65,536: struct bk_op's slot */
 
 /* The writes staged since the last successful commit, in staging order. */
 struct bk_log {
