@@ -423,6 +423,18 @@ static void bk_op_copy_into(struct bk_op_copy *c, enum bk_op_kind kind, union bk
 		r->inflight.client_id = bk_copy_str(c, i->client_id);
 		break;
 	}
+	case BK_LOG_APPEND:
+	case BK_LOG_ROUTED: {
+		const struct bk_log_rec *l = rec;
+
+		r->log = *l;
+		r->log.msg.topic = bk_copy_str(c, l->msg.topic);
+		r->log.msg.payload = bk_copy_blob(c, l->msg.payload, l->msg.payload_len);
+		r->log.msg.props =
+		    bk_copy_opt(c, l->msg.props, &r->log.msg.props_len, sizeof(*l->msg.props));
+		r->log.publisher = bk_copy_str(c, l->publisher);
+		break;
+	}
 	}
 }
 

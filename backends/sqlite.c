@@ -348,6 +348,9 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		s = st->stmt[SQ_RETAINED_DEL];
 		sq_bind_text(s, 1, op->rec.msg.topic);
 		return sq_run(s);
+	case BK_LOG_APPEND: /* never staged here: SQLite is not shared */
+	case BK_LOG_ROUTED:
+		break;
 	}
 	return CAIRN_EINVAL;
 }
@@ -1027,7 +1030,7 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 }
 
 const struct cairn_store_ops cairn_store_sqlite = {
-    .version = 3,
+    .version = 4, /* the shared-store slots stay NULL: not shareable */
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,

@@ -5,6 +5,7 @@
  * the messages it sends; protocol.c calls in for the packets it receives.
  */
 #include "client.h"
+#include "cluster.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -836,7 +837,10 @@ bool client_is_connected(const struct client *c)
 
 void client_store_session(struct client *c, bool connected)
 {
-	if (c->clean)
+	/* In cluster mode a clean session's will is stored while it is
+	 * connected, so that the cluster's janitor can publish it if this node
+	 * dies (its expiry interval 0 marks it clean). */
+	if (c->clean && !(c->srv->cluster && connected && c->will))
 		return;
 	struct cairn_session_rec r = {
 	    .client_id = c->id,
@@ -1007,6 +1011,19 @@ void client_discard(struct client *c)
 	server_remove_client(c->srv, c);
 }
 
+void client_forget(struct client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->timer)
+		event_del(c->timer);
+	client_leave_router(c);
+	client_free_queues(c, false);
+	c->stored = false;
+	server_remove_client(c->srv, c);
+}
+
 void client_handle_last_will(struct client *c)
 {
 	struct message *w = c->will;
@@ -1041,7 +1058,7 @@ void client_handle_last_will(struct client *c)
 		  w->topic);
 	c->srv->stats.msgs_received_qos[w->qos]++;
 	c->srv->stats.payload_in_qos[w->qos] += w->payload_len;
-	router_publish(c->srv->router, w);
+	server_publish(c->srv, w, c);
 	message_unref(w);
 }
 
@@ -1198,6 +1215,8 @@ void client_arm_timer(struct client *c)
 
 void client_session_offline(struct client *c, bool will_due)
 {
+	if (c->dead)
+		return; /* forgotten: another node holds the session now */
 	int64_t now = client_wall_ms(c);
 	if (will_due && c->will && c->will_delay && !c->clean && c->expiry != 0) {
 		/* A delayed will waits for the delay or the end of the session. */
@@ -1213,6 +1232,10 @@ void client_session_offline(struct client *c, bool will_due)
 		return;
 	}
 	c->expires_at = c->expiry == CAIRN_EXPIRY_NEVER ? 0 : now + (int64_t)c->expiry * 1000;
+	if (c->srv->cluster) {
+		cluster_park(c); /* offline sessions live in the store alone */
+		return;
+	}
 	client_store_session(c, false);
 	client_arm_timer(c);
 }

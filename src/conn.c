@@ -122,6 +122,9 @@ struct conn {
 	char addr[48];
 	void *auth;                 /* the upper layer's enhanced authentication, or NULL */
 	void (*auth_free)(void *);  /* releases auth when the connection is freed */
+	bool corked;                /* output is kept until conn_set_corked(cn, false) */
+	void *hold;                 /* the upper layer waits on this: nothing is read */
+	void (*hold_gone)(void *);  /* tells it the connection is gone */
 	const uint8_t *pkt;         /* the packet the packet hook is handling, or NULL */
 	uint32_t pkt_hlen, pkt_len; /* its fixed header's and body's lengths */
 };
@@ -162,7 +165,8 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
  * peer takes its replies. */
 static bool conn_may_read(const struct conn *cn)
 {
-	return (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE) && !cn->full;
+	return (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE) && !cn->full &&
+	       !cn->hold;
 }
 
 /* Input already taken from the socket: a partial packet kept from an
@@ -184,7 +188,7 @@ static void conn_update_events(struct conn *cn)
 		want |= EV_READ | cn->tls_want;
 	else if (cn->state == CONN_PAUSED)
 		want |= EV_CLOSED; /* not read, but a peer that leaves is seen */
-	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
+	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty && !cn->corked)
 		want |= EV_WRITE;
 	if (want == cn->events)
 		return;
@@ -218,6 +222,7 @@ static void conn_set_state(struct conn *cn, enum conn_state to)
 		assert(cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE ||
 		       cn->state == CONN_PAUSED);
 		cn->linger_ms = conn_now_ms();
+		cn->corked = false; /* the last packets go out */
 		break;
 	case CONN_CLOSED:
 		assert(cn->state != CONN_CLOSED);
@@ -264,6 +269,33 @@ void conn_set_auth(struct conn *cn, void *auth, void (*free_fn)(void *))
 void *conn_auth(const struct conn *cn)
 {
 	return cn->auth;
+}
+
+void conn_set_corked(struct conn *cn, bool corked)
+{
+	if (cn->corked == corked)
+		return;
+	cn->corked = corked;
+	if (!corked && cn->out && evbuffer_get_length(cn->out) > 0)
+		conn_output(cn); /* on the flush list again */
+	conn_update_events(cn);
+}
+
+void conn_set_hold(struct conn *cn, void *hold, void (*gone)(void *))
+{
+	assert(!cn->hold && hold);
+	cn->hold = hold;
+	cn->hold_gone = gone;
+	conn_update_events(cn);
+}
+
+void conn_release_hold(struct conn *cn)
+{
+	cn->hold = NULL;
+	cn->hold_gone = NULL;
+	conn_update_events(cn);
+	if (conn_has_buffered_input(cn) && conn_may_read(cn)) /* read during the hold */
+		event_active(&cn->ev, EV_READ, 0);
 }
 
 bool conn_packet_bytes(const struct conn *cn, uint8_t *hdr, const uint8_t **body, size_t *len)
@@ -404,6 +436,8 @@ static void conn_free(struct conn *cn)
 	free(cn->tls_username);
 	if (cn->auth_free)
 		cn->auth_free(cn->auth);
+	if (cn->hold && cn->hold_gone)
+		cn->hold_gone(cn->hold);
 	if (cn->lis)
 		cn->lis->nconns--;
 	set->stats.current--;
@@ -527,7 +561,7 @@ static int conn_send(struct conn *cn, char *why, size_t whylen)
 /* Write what the socket takes now. */
 static void conn_flush(struct conn *cn)
 {
-	if (cn->state == CONN_CLOSED)
+	if (cn->state == CONN_CLOSED || cn->corked)
 		return;
 	while (cn->out && evbuffer_get_length(cn->out) > 0) {
 		char why[256];

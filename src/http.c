@@ -2,7 +2,7 @@
  * The HTTP listener: read-only endpoints for operators and monitoring,
  * and, with http_admin, a small JSON admin API whose writes go through
  * the broker's own paths (conn_disconnect, client_discard,
- * router_clear_retained) so the store stays consistent.
+ * server_clear_retained) so the store stays consistent.
  *
  * Everything runs on the broker's event loop, between packets, and
  * nothing is kept per message. /metrics and /api/status read a snapshot
@@ -596,7 +596,7 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 			/* $SYS topics are the broker's: it republishes them only
 			 * when they change. */
 			http_json_error(req, 403, "topics starting with $ belong to the broker");
-		} else if (!router_clear_retained(srv->router, topic, len)) {
+		} else if (!server_clear_retained(srv, topic, len)) {
 			http_json_error(req, 404, "no retained message on that topic");
 		} else {
 			log_write(srv->log, LOG_LEVEL_NOTICE,

@@ -290,6 +290,26 @@ void metrics_render_prometheus(struct server *srv, const struct metrics_snapshot
 		    "PUBLISHes, filters, deliveries and wills the ACL refused.", st->acl_denied);
 	metrics_one(out, "cairn_auth_failures_total", "counter",
 		    "CONNECTs refused by the password file or a certificate.", st->auth_failures);
+	if (srv->cluster) {
+		metrics_one(out, "cairn_cluster_claims_total", "counter",
+			    "Sessions claimed by CONNECTs to this node.", st->cluster_claims);
+		metrics_head(out, "cairn_cluster_sessions_lost_total", "counter",
+			     "Sessions another node claimed from this one, by how this node "
+			     "learned it.");
+		evbuffer_add_printf(
+		    out,
+		    "cairn_cluster_sessions_lost_total{how=\"kicked\"} %" PRIu64 "\n"
+		    "cairn_cluster_sessions_lost_total{how=\"fenced\"} %" PRIu64 "\n",
+		    st->cluster_kicked, st->cluster_fenced);
+		metrics_one(out, "cairn_cluster_catchups_total", "counter",
+			    "Sessions caught up with the shared log after a move.",
+			    st->cluster_catchups);
+		metrics_one(out, "cairn_cluster_log_entries_total", "counter",
+			    "Entries of the shared log routed here.", st->cluster_entries);
+		metrics_one(out, "cairn_cluster_cursor_trimmed_total", "counter",
+			    "Catch-ups from a cursor older than message_retention.",
+			    st->cluster_cursor_trimmed);
+	}
 
 	metrics_one(out, "cairn_scrape_walks_total", "counter",
 		    "Walks of every session to answer /metrics and /api/status "

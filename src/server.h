@@ -15,7 +15,9 @@
 #include "security.h"
 
 struct client;
+struct cluster;
 struct conn_set;
+struct message;
 struct event;
 struct event_base;
 struct http_server;
@@ -39,6 +41,13 @@ struct server_stats {
 	uint64_t clients_connected;
 	uint64_t auth_failures; /* CONNECTs refused with CONNACK 4 or 5 by security_login */
 	uint64_t acl_denied;    /* PUBLISHes, filters, deliveries and wills the ACL refused */
+	/* Cluster mode. */
+	uint64_t cluster_claims;         /* sessions claimed by CONNECTs here */
+	uint64_t cluster_kicked;         /* sessions another node claimed from here */
+	uint64_t cluster_fenced;         /* ... found out at a commit (the kick was lost) */
+	uint64_t cluster_catchups;       /* sessions caught up with the log */
+	uint64_t cluster_entries;        /* log entries routed here */
+	uint64_t cluster_cursor_trimmed; /* catch-ups from before the log's retention */
 };
 
 /* The totals, derived from the counts by QoS and by reason. Dropped is
@@ -83,6 +92,7 @@ struct server {
 	uint64_t started_ns;      /* store_now_ns() at start (uptime) */
 	struct http_server *http; /* the HTTP listener; NULL when off */
 	struct sys_pub *sys;      /* the $SYS publisher; NULL when off */
+	struct cluster *cluster;  /* cluster mode; NULL when off */
 	bool stopping;
 	struct service *service; /* the service manager's notifications; NULL: none */
 };
@@ -99,6 +109,17 @@ void server_cleanup(struct server *srv);
 struct client *server_get_known_client(struct server *srv, const char *id, size_t len);
 void server_add_client(struct server *srv, struct client *c);
 void server_remove_client(struct server *srv, struct client *c);
+
+/* Publish m, from publisher (NULL: the broker): routed to the sessions
+ * here, or in cluster mode appended to the shared log, from which every
+ * node routes it. Returns true when a store write was staged. */
+bool server_publish(struct server *srv, struct message *m, const struct client *publisher);
+
+/* Clear topic's retained message (the admin API): here, or in cluster
+ * mode on every node, as an empty retained message appended to the log
+ * (which current subscribers receive, as they would a client's). False
+ * when the topic has none. */
+bool server_clear_retained(struct server *srv, const char *topic, size_t len);
 
 /* Next store message id. */
 uint64_t server_next_msg_id(struct server *srv);

@@ -122,6 +122,7 @@ struct store {
 	struct held_index held_sessions;
 	uint64_t coalesced; /* session records superseded while held */
 	bool complete;      /* the commit in flight holds every held write */
+	bool unit;          /* store_unit: no early commit splits what is staged now */
 #ifdef CAIRN_FAULT_INJECTION
 	struct store_fault faults[STORE_OP_COUNT];
 #endif
@@ -320,6 +321,16 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 		return o->retained_put(s->st, msg);
 	case BK_RETAINED_DEL:
 		return o->retained_delete(s->st, msg->topic);
+	case BK_LOG_APPEND: {
+		const struct bk_log_rec *l = rec;
+
+		return o->log_append(s->st, l->publisher, &l->msg);
+	}
+	case BK_LOG_ROUTED: {
+		const struct bk_log_rec *l = rec;
+
+		return o->log_routed(s->st, l->publisher, l->pos);
+	}
 	}
 	return CAIRN_EINVAL;
 }
@@ -673,7 +684,12 @@ static bool ops_complete(const struct cairn_store_ops *o)
 	return o->name && o->open && o->close && o->load && o->session_put && o->session_delete &&
 	       o->sub_put && o->sub_delete && o->message_put && o->message_delete &&
 	       o->delivery_put && o->delivery_delete && o->inflight_in_put &&
-	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit;
+	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit &&
+	       /* version 4: a shared store fills every cluster slot, others none */
+	       (o->version < 4 || (o->cluster_start ? o->claim && o->release && o->log_append &&
+							  o->log_routed && o->log_read
+						    : !o->claim && !o->release && !o->log_append &&
+							  !o->log_routed && !o->log_read));
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -885,7 +901,7 @@ static int store_stage(struct store *s, enum bk_op_kind kind, const void *rec)
 		s->dirty = true;
 	s->nstaged++;
 	schedule_commit(s);
-	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending)
+	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending && !s->unit)
 		commit_start(s);
 	return 0;
 }
@@ -983,6 +999,63 @@ int store_retained_delete(struct store *s, const char *topic)
 
 	assert(topic != NULL);
 	return store_stage(s, BK_RETAINED_DEL, &key);
+}
+
+/* ---- a shared store (cluster mode, vtable version 4) ---- */
+
+void store_unit(struct store *s, bool begin)
+{
+	s->unit = begin;
+}
+
+bool store_can_share(const struct store *s)
+{
+	return s->ops->version >= 4 && s->ops->cluster_start != NULL;
+}
+
+int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
+			struct cairn_log_pos *tail, uint64_t *id_base)
+{
+	assert(store_can_share(s));
+	return s->ops->cluster_start(s->st, h, tail, id_base);
+}
+
+int store_claim(struct store *s, const char *client_id, uint64_t serial, cairn_claim_fn done,
+		void *arg)
+{
+	assert(store_can_share(s) && client_id != NULL && done != NULL);
+	return s->ops->claim(s->st, client_id, serial, done, arg);
+}
+
+void store_release(struct store *s, const char *client_id)
+{
+	assert(store_can_share(s));
+	s->ops->release(s->st, client_id);
+}
+
+int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec)
+{
+	struct bk_log_rec l = {.msg = *rec, .publisher = publisher ? publisher : ""};
+
+	assert(store_can_share(s) && rec->topic != NULL);
+	assert(rec->payload != NULL || rec->payload_len == 0);
+	STORE_ASSERT_QOS(rec->qos);
+	return store_stage(s, BK_LOG_APPEND, &l);
+}
+
+int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos)
+{
+	struct bk_log_rec l = {.pos = pos, .publisher = client_id};
+
+	assert(store_can_share(s));
+	return store_stage(s, BK_LOG_ROUTED, &l);
+}
+
+int store_log_read(struct store *s, struct cairn_log_pos after, size_t max, cairn_log_read_fn done,
+		   void *arg)
+{
+	assert(store_can_share(s) && done != NULL);
+	return s->ops->log_read(s->st, after, max, done, arg);
 }
 
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg)

@@ -181,21 +181,33 @@ static void rd_multi_cb(redisAsyncContext *ac, void *r, void *privdata)
 	}
 }
 
+bool rd_link_reply(struct cairn_store *st, const redisAsyncContext *ac, const void *reply,
+		   int *status)
+{
+	*status = 0;
+	if (st == NULL || !st->in_flight)
+		return false;
+	evtimer_del(st->watchdog_ev);
+	if (reply == NULL) {
+		/* hiredis is freeing the context: the link is gone. */
+		*status = CAIRN_EUNAVAILABLE;
+		rd_link_gone(st, ac, ac->errstr[0] ? ac->errstr : "connection closed");
+	}
+	return true;
+}
+
 /* EXEC's reply ends the commit: an array means every command ran. */
 static void rd_exec_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
 	redisReply *reply = r;
-	int status = 0;
+	int status;
 
 	(void)privdata;
-	if (st == NULL || !st->in_flight)
+	if (!rd_link_reply(st, ac, reply, &status))
 		return;
-	evtimer_del(st->watchdog_ev);
 	if (reply == NULL) {
-		/* hiredis is freeing the context: the link is gone. */
-		status = CAIRN_EUNAVAILABLE;
-		rd_link_gone(st, ac, ac->errstr[0] ? ac->errstr : "connection closed");
+		/* status says the link went */
 	} else if (reply->type == REDIS_REPLY_ARRAY && !st->multi_failed) {
 		for (size_t i = 0; i < reply->elements; i++) {
 			if (reply->element[i]->type == REDIS_REPLY_ERROR) {
@@ -212,10 +224,96 @@ static void rd_exec_cb(redisAsyncContext *ac, void *r, void *privdata)
 			       reply->str);
 		status = CAIRN_EIO;
 	}
+	rd_link_batch_done(st, status);
+}
+
+static void rd_watchdog_arm(struct cairn_store *st)
+{
+	struct timeval tv;
+
+	if (st->timeout_ms > 0) {
+		tv.tv_sec = st->timeout_ms / 1000;
+		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
+		evtimer_add(st->watchdog_ev, &tv);
+	}
+}
+
+/* A commit was sent: done() waits for its reply, bounded by the watchdog. */
+static void rd_link_started(struct cairn_store *st, cairn_store_done_fn done, void *arg)
+{
+	st->in_flight = true;
+	st->done = done;
+	st->done_arg = arg;
+	rd_watchdog_arm(st);
+}
+
+void rd_link_batch_done(struct cairn_store *st, int status)
+{
+	if (st->wait_pending) {
+		st->wait_status = status;
+		rd_watchdog_arm(st); /* WAIT's reply is still to come */
+		return;
+	}
+	rd_link_finish(st, status);
+}
+
+/*
+ * WAIT's reply ends a commit under redis_wait_replicas: it counts the
+ * replicas that acknowledged every write sent before it on this link. Too
+ * few fails the commit, which is retried (a batch replays harmlessly), so
+ * nothing is acknowledged before the replicas hold it.
+ */
+static void rd_wait_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	int status;
+
+	(void)privdata;
+	if (st == NULL || !st->in_flight || !st->wait_pending)
+		return;
+	st->wait_pending = false;
+	evtimer_del(st->watchdog_ev);
+	status = st->wait_status;
+	if (reply == NULL) {
+		status = CAIRN_EUNAVAILABLE;
+	} else if (status == 0 && (reply->type != REDIS_REPLY_INTEGER ||
+				   reply->integer < (long long)st->wait_replicas)) {
+		rd_log(st, CAIRN_LOG_WARNING,
+		       "redis at %s: %lld of the %d replicas asked for (redis_wait_replicas) hold "
+		       "the commit: retrying it",
+		       st->where, reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1LL,
+		       st->wait_replicas);
+		status = CAIRN_EIO;
+	}
+	rd_link_finish(st, status);
+}
+
+/* With redis_wait_replicas, WAIT follows the batch on the link. */
+static int rd_link_send_wait(struct cairn_store *st)
+{
+	char n[16], ms[16];
+	const char *argv[] = {"WAIT", n, ms};
+
+	st->wait_pending = false;
+	if (st->wait_replicas <= 0)
+		return REDIS_OK;
+	snprintf(n, sizeof(n), "%d", st->wait_replicas);
+	snprintf(ms, sizeof(ms), "%d",
+		 st->timeout_ms > 0 && st->timeout_ms < 1000 ? st->timeout_ms : 1000);
+	if (redisAsyncCommandArgv(st->ac, rd_wait_cb, NULL, 3, argv, NULL) != REDIS_OK)
+		return REDIS_ERR;
+	st->wait_pending = true;
+	return REDIS_OK;
+}
+
+void rd_link_finish(struct cairn_store *st, int status)
+{
 	if (status == 0)
 		rd_batch_clear(&st->sending);
 	else
 		rd_batch_requeue(&st->sending, &st->staged);
+	st->routed_at = 0; /* the batches moved: the routed mark is found anew */
 	st->done_status = status;
 	event_active(st->done_ev, EV_TIMEOUT, 1);
 }
@@ -234,6 +332,8 @@ static void rd_done_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	st->in_flight = false;
 	st->done = NULL;
+	if (st->cluster)
+		rd_cluster_report_fenced(st);
 	done(st->done_arg, st->done_status);
 }
 
@@ -245,7 +345,6 @@ static void rd_done_cb(evutil_socket_t fd, short what, void *arg)
 int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 {
 	struct rd_batch tmp;
-	struct timeval tv;
 
 	if (st->ac == NULL || st->ac_broken ||
 	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
@@ -260,16 +359,10 @@ int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 		if (redisAsyncFormattedCommand(st->ac, NULL, NULL, st->sending.v[i].buf,
 					       st->sending.v[i].len) != REDIS_OK)
 			goto broken;
-	if (redisAsyncCommand(st->ac, rd_exec_cb, NULL, "EXEC") != REDIS_OK)
+	if (redisAsyncCommand(st->ac, rd_exec_cb, NULL, "EXEC") != REDIS_OK ||
+	    rd_link_send_wait(st) != REDIS_OK)
 		goto broken;
-	st->in_flight = true;
-	st->done = done;
-	st->done_arg = arg;
-	if (st->timeout_ms > 0) {
-		tv.tv_sec = st->timeout_ms / 1000;
-		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
-		evtimer_add(st->watchdog_ev, &tv);
-	}
+	rd_link_started(st, done, arg);
 	return CAIRN_EINPROGRESS;
 broken:
 	/* A half-sent MULTI must never be completed by a later EXEC: drop the
@@ -277,6 +370,25 @@ broken:
 	rd_batch_requeue(&st->sending, &st->staged);
 	rd_link_kill(st);
 	return CAIRN_EUNAVAILABLE;
+}
+
+int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const size_t *lens,
+		     void (*reply_cb)(redisAsyncContext *ac, void *r, void *privdata),
+		     cairn_store_done_fn done, void *arg)
+{
+	if (st->ac == NULL || st->ac_broken ||
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0) {
+		rd_batch_requeue(&st->sending, &st->staged);
+		return CAIRN_EUNAVAILABLE;
+	}
+	if (redisAsyncCommandArgv(st->ac, reply_cb, NULL, argc, argv, lens) != REDIS_OK ||
+	    rd_link_send_wait(st) != REDIS_OK) {
+		rd_batch_requeue(&st->sending, &st->staged);
+		rd_link_kill(st);
+		return CAIRN_EUNAVAILABLE;
+	}
+	rd_link_started(st, done, arg);
+	return CAIRN_EINPROGRESS;
 }
 
 int rd_link_init(struct cairn_store *st)
