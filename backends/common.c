@@ -373,6 +373,19 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		r->inflight.client_id = bk_xstrdup(i->client_id);
 		break;
 	}
+	case BK_LOG_APPEND:
+	case BK_LOG_ROUTED: {
+		const struct bk_log_rec *l = rec;
+
+		r->log = *l;
+		r->log.msg.topic = bk_xstrdup_or_null(l->msg.topic);
+		r->log.msg.payload =
+		    kind == BK_LOG_APPEND ? bk_blob_dup(l->msg.payload, l->msg.payload_len) : NULL;
+		r->log.msg.props = bk_opt_dup(l->msg.props, &r->log.msg.props_len,
+					      sizeof(*l->msg.props));
+		r->log.publisher = bk_xstrdup_or_null(l->publisher);
+		break;
+	}
 	}
 	return op;
 }
@@ -414,6 +427,13 @@ void bk_op_free(struct bk_op *op)
 	case BK_INFLIGHT_PUT:
 	case BK_INFLIGHT_DEL:
 		free((char *)r->inflight.client_id);
+		break;
+	case BK_LOG_APPEND:
+	case BK_LOG_ROUTED:
+		free((char *)r->log.msg.topic);
+		free((uint8_t *)r->log.msg.payload);
+		free((uint8_t *)r->log.msg.props);
+		free((char *)r->log.publisher);
 		break;
 	}
 	free(op);

@@ -104,7 +104,18 @@ enum bk_op_kind {
 	BK_INFLIGHT_PUT,
 	BK_INFLIGHT_DEL,
 	BK_RETAINED_PUT,
-	BK_RETAINED_DEL
+	BK_RETAINED_DEL,
+	BK_LOG_APPEND, /* cluster mode (vtable version 4): rec.log */
+	BK_LOG_ROUTED  /* rec.log.pos only */
+};
+
+/* A log append: the message (first, so that it reads as rec.msg) and its
+ * publisher; or, for a routed mark, the position and (in publisher) the
+ * session it is the cursor of, or NULL. */
+struct bk_log_rec {
+	struct cairn_msg_rec msg;
+	const char *publisher;
+	struct cairn_log_pos pos;
 };
 
 /* A record of any type the vtable carries. */
@@ -114,6 +125,7 @@ union bk_rec {
 	struct cairn_msg_rec msg;
 	struct cairn_delivery_rec delivery;
 	struct cairn_inflight_in_rec inflight;
+	struct bk_log_rec log;
 };
 
 /*

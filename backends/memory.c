@@ -349,6 +349,8 @@ static struct mem_table *mem_db_table(struct mem_db *db, enum bk_op_kind kind)
 		return &db->inflight;
 	case BK_RETAINED_PUT:
 	case BK_RETAINED_DEL:
+	case BK_LOG_APPEND: /* never staged here: the memory store is not shared */
+	case BK_LOG_ROUTED:
 		break;
 	}
 	return &db->retained;
@@ -375,6 +377,9 @@ static void mem_db_apply(struct mem_db *db, struct bk_op *op)
 	case BK_INFLIGHT_DEL:
 	case BK_RETAINED_DEL:
 		mem_table_delete(mem_db_table(db, op->kind), &op->rec);
+		break;
+	case BK_LOG_APPEND: /* never staged here: the memory store is not shared */
+	case BK_LOG_ROUTED:
 		break;
 	}
 	bk_op_free(op);

@@ -348,6 +348,9 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		s = st->stmt[SQ_RETAINED_DEL];
 		sq_bind_text(s, 1, op->rec.msg.topic);
 		return sq_run(s);
+	case BK_LOG_APPEND: /* never staged here: SQLite is not shared */
+	case BK_LOG_ROUTED:
+		break;
 	}
 	return CAIRN_EINVAL;
 }

@@ -1007,6 +1007,19 @@ void client_discard(struct client *c)
 	server_remove_client(c->srv, c);
 }
 
+void client_forget(struct client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->timer)
+		event_del(c->timer);
+	client_leave_router(c);
+	client_free_queues(c, false);
+	c->stored = false;
+	server_remove_client(c->srv, c);
+}
+
 void client_handle_last_will(struct client *c)
 {
 	struct message *w = c->will;
@@ -1041,7 +1054,7 @@ void client_handle_last_will(struct client *c)
 		  w->topic);
 	c->srv->stats.msgs_received_qos[w->qos]++;
 	c->srv->stats.payload_in_qos[w->qos] += w->payload_len;
-	router_publish(c->srv->router, w);
+	server_publish(c->srv, w, c);
 	message_unref(w);
 }
 
@@ -1198,6 +1211,8 @@ void client_arm_timer(struct client *c)
 
 void client_session_offline(struct client *c, bool will_due)
 {
+	if (c->dead)
+		return; /* forgotten: another node holds the session now */
 	int64_t now = client_wall_ms(c);
 	if (will_due && c->will && c->will_delay && !c->clean && c->expiry != 0) {
 		/* A delayed will waits for the delay or the end of the session. */

@@ -135,7 +135,24 @@ struct client {
 	uint32_t will_delay; /* will delay interval (s) */
 	int64_t will_at;     /* a delayed will is due then (wall ms); 0: none */
 	struct event *timer; /* fires at the earlier of expires_at and will_at */
+
+	/* ---- cluster mode ---- */
+	uint64_t cluster_serial; /* the claim its session is held under */
+	/* Entries of the shared log up to here reach it from its stored queue
+	 * or its catch-up, never from live routing (UINT64_MAX: catching up). */
+	uint64_t floor_ms, floor_seq;
+	bool floor_pending; /* the store's cursor of it waits for the floor */
 };
+
+/* Whether the log entry at (ms, seq) is past c's floor (live routing). */
+static inline bool client_log_after(const struct client *c, uint64_t ms, uint64_t seq)
+{
+	return ms > c->floor_ms || (ms == c->floor_ms && seq > c->floor_seq);
+}
+
+/* Drop the session from memory without a store write: another node holds
+ * it now (cluster mode). Its connection, if any, must be gone. */
+void client_forget(struct client *c);
 
 /* The current time on the wall clock, in ms (deadlines kept in the store). */
 int64_t client_wall_ms(const struct client *c);

@@ -599,6 +599,46 @@ static int key_log_type(struct parse *p, char **v, int n, bool *seen)
 	return 0;
 }
 
+/* Cluster keys (cluster.c, and the Redis backend reads them). */
+static int key_cluster(struct parse *p, char **v, int n)
+{
+	(void)n;
+	p->c->cluster_line = p->line;
+	return parse_bool(p, v[0], &p->c->cluster);
+}
+
+static int key_cluster_node_id(struct parse *p, char **v, int n)
+{
+	(void)n;
+	if (strlen(v[0]) > 128 || strchr(v[0], ':') || strchr(v[0], '{') || strchr(v[0], '}'))
+		return fail(p, "a node id has at most 128 characters and no ':', '{' or '}'");
+	set_string(&p->c->cluster_node_id, v[0]);
+	return 0;
+}
+
+static int key_message_retention(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 1, 100u * 365 * 86400, &x) < 0)
+		return -1;
+	p->c->message_retention = (uint32_t)x;
+	return 0;
+}
+
+/* A cluster shares its store: only Redis can be shared. */
+static int check_cluster(struct parse *p)
+{
+	if (!p->c->cluster || strcmp(p->c->persistence_backend, "redis") == 0)
+		return 0;
+	p->line = p->c->cluster_line;
+	p->key = "cluster";
+	return fail(p, "cluster true needs persistence_backend redis (the %s store cannot be "
+		       "shared)",
+		    p->c->persistence_backend);
+}
+
 /* Service keys (service.c): who the broker runs as, and its pid file. */
 static int key_user(struct parse *p, char **v, int n)
 {
@@ -654,6 +694,9 @@ static const struct config_key config_keys[] = {
     {"persistence_on_corrupt", 1, 1, key_persistence_on_corrupt},
     {"user", 1, 1, key_user},
     {"pid_file", 1, 1, key_pid_file},
+    {"cluster", 1, 1, key_cluster},
+    {"cluster_node_id", 1, 1, key_cluster_node_id},
+    {"message_retention", 1, 1, key_message_retention},
     {NULL, 0, 0, NULL}};
 
 static void add_option(struct config *c, const char *key, const char *value)
@@ -777,6 +820,7 @@ void config_init(struct config *c)
 	c->persistent_client_expiration = CAIRN_EXPIRY_NEVER;
 	c->connect_timeout = 10;
 	c->sys_interval = 10;
+	c->message_retention = 86400;
 	c->persistence = false;
 	c->persistence_location = xstrdup(".");
 	c->persistence_backend = NULL;
@@ -823,6 +867,7 @@ void config_cleanup(struct config *c)
 	config_security_cleanup(&c->sec);
 	free(c->persistence_location);
 	free(c->persistence_backend);
+	free(c->cluster_node_id);
 	free(c->log_file);
 	free(c->http_address);
 	free(c->http_admin_token_file);
@@ -870,7 +915,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 			goto out;
 		}
 	}
-	if (check_http_admin(&p) < 0)
+	if (check_http_admin(&p) < 0 || check_cluster(&p) < 0)
 		rc = -1;
 out:
 	free(line);

@@ -77,6 +77,10 @@ struct config {
 	char *http_admin_token_file;           /* its bearer token */
 	unsigned long http_admin_line;         /* of http_admin, for the start-up check */
 	uint32_t sys_interval;                 /* seconds between $SYS updates; 0 off; default 10 */
+	bool cluster;                          /* share the (Redis) store with other nodes */
+	unsigned long cluster_line;            /* of cluster, for the start-up check */
+	char *cluster_node_id;                 /* default: HOSTNAME:PORT of the first listener */
+	uint32_t message_retention;            /* seconds the shared log keeps; default 86400 */
 	bool persistence;                      /* default false */
 	char *persistence_location;            /* default "." */
 	char *persistence_backend;             /* default "sqlite" when persistence, else "memory";

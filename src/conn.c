@@ -122,6 +122,8 @@ struct conn {
 	char addr[48];
 	void *auth;                 /* the upper layer's enhanced authentication, or NULL */
 	void (*auth_free)(void *);  /* releases auth when the connection is freed */
+	void *hold;                 /* the upper layer waits on this: nothing is read */
+	void (*hold_gone)(void *);  /* tells it the connection is gone */
 	const uint8_t *pkt;         /* the packet the packet hook is handling, or NULL */
 	uint32_t pkt_hlen, pkt_len; /* its fixed header's and body's lengths */
 };
@@ -163,7 +165,8 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
  * peer takes its replies. */
 static bool conn_may_read(const struct conn *cn)
 {
-	return (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE) && !cn->full;
+	return (cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE) && !cn->full &&
+	       !cn->hold;
 }
 
 /* Input already taken from the socket: a partial packet kept from an
@@ -265,6 +268,23 @@ void conn_set_auth(struct conn *cn, void *auth, void (*free_fn)(void *))
 void *conn_auth(const struct conn *cn)
 {
 	return cn->auth;
+}
+
+void conn_set_hold(struct conn *cn, void *hold, void (*gone)(void *))
+{
+	assert(!cn->hold && hold);
+	cn->hold = hold;
+	cn->hold_gone = gone;
+	conn_update_events(cn);
+}
+
+void conn_release_hold(struct conn *cn)
+{
+	cn->hold = NULL;
+	cn->hold_gone = NULL;
+	conn_update_events(cn);
+	if (conn_has_buffered_input(cn) && conn_may_read(cn)) /* read during the hold */
+		event_active(&cn->ev, EV_READ, 0);
 }
 
 bool conn_packet_bytes(const struct conn *cn, uint8_t *hdr, const uint8_t **body, size_t *len)
@@ -405,6 +425,8 @@ static void conn_free(struct conn *cn)
 	free(cn->tls_username);
 	if (cn->auth_free)
 		cn->auth_free(cn->auth);
+	if (cn->hold && cn->hold_gone)
+		cn->hold_gone(cn->hold);
 	if (cn->lis)
 		cn->lis->nconns--;
 	set->stats.current--;

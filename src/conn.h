@@ -171,6 +171,12 @@ void conn_disconnect(struct conn *cn, uint8_t code, const char *reason, bool wil
  * once the packet is out (or after a bounded wait). */
 void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason);
 
+/* Hold the connection: nothing more is read from it until
+ * conn_release_hold() (a CONNECT waits for its session's claim); if it is
+ * freed first, gone(hold) runs. */
+void conn_set_hold(struct conn *cn, void *hold, void (*gone)(void *));
+void conn_release_hold(struct conn *cn);
+
 /* Stop or resume reading (back-pressure while the store fails). */
 void conn_set_paused(struct conn *cn, bool paused);
 

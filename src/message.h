@@ -51,6 +51,10 @@ struct message {
 	/* The session that published it, while it is routed (No Local);
 	 * NULL otherwise. Not a reference. */
 	const void *origin;
+	/* Cluster mode: read from the shared log at (log_ms, log_seq), so its
+	 * retained copy is kept in memory only (the appending node stored it). */
+	bool from_log;
+	uint64_t log_ms, log_seq;
 };
 
 /* The 5.0 parts of one send of a message to one subscriber. */

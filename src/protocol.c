@@ -14,6 +14,7 @@
 #include "authmeth.h"
 #include "cairn/store.h"
 #include "client.h"
+#include "cluster.h"
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
@@ -36,6 +37,7 @@
 #define PROTOCOL_RC_NO_SUBSCRIBERS  0x10
 #define PROTOCOL_RC_NO_SUBSCRIPTION 0x11
 #define PROTOCOL_RC_UNSPECIFIED     0x80
+#define PROTOCOL_RC_SHARED_NOT_SUPPORTED 0x9E
 #define PROTOCOL_RC_NOT_AUTHORIZED  0x87
 #define PROTOCOL_RC_FILTER_INVALID  0x8F
 #define PROTOCOL_RC_PID_NOT_FOUND   0x92
@@ -133,7 +135,7 @@ static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, cons
 		codec_propbuf_add_int(&b, CODEC_PROP_TOPIC_ALIAS_MAX, cfg->max_topic_alias);
 	codec_propbuf_add_int(&b, CODEC_PROP_WILDCARD_SUB_AVAILABLE, 1);
 	codec_propbuf_add_int(&b, CODEC_PROP_SUB_ID_AVAILABLE, 1);
-	codec_propbuf_add_int(&b, CODEC_PROP_SHARED_SUB_AVAILABLE, 1);
+	codec_propbuf_add_int(&b, CODEC_PROP_SHARED_SUB_AVAILABLE, srv->cluster ? 0 : 1);
 	if (ka_capped)
 		codec_propbuf_add_int(&b, CODEC_PROP_SERVER_KEEPALIVE, ka);
 	if (assigned)
@@ -234,11 +236,17 @@ static int protocol_login(struct server *srv, struct conn *cn, const struct code
 }
 
 static void protocol_auth_begin(struct server *srv, struct conn *cn, const struct codec_connect *p);
+static void protocol_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
+			   bool assigned, char *username, const struct protocol_authed *authed);
+static void protocol_connect_session(struct server *srv, struct conn *cn,
+				     const struct codec_connect *p,
+				     const struct protocol_authed *authed, const char *id,
+				     size_t id_len, bool assigned, char *username,
+				     const struct security *sec);
 
 static void protocol_connect(struct server *srv, struct conn *cn, const struct codec_connect *p,
 			     const struct protocol_authed *authed)
 {
-	const struct config *cfg = srv->cfg;
 	char idbuf[64];
 	const char *id = p->client_id.ptr;
 	size_t id_len = p->client_id.len;
@@ -307,7 +315,28 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 		protocol_refuse(cn, CODEC_CONNACK_NOT_AUTHORIZED, 0);
 		return;
 	}
+	if (srv->cluster) {
+		/* The session may be another node's: claim it first. */
+		protocol_claim(srv, cn, id, id_len, assigned, username, authed);
+		return;
+	}
+	protocol_connect_session(srv, cn, p, authed, id, id_len, assigned, username, sec);
+}
 
+/*
+ * The CONNECT's session: taken over, resumed or new, then the CONNACK.
+ * username (owned) is the login's; in cluster mode the session's claim is
+ * done by now.
+ */
+static void protocol_connect_session(struct server *srv, struct conn *cn,
+				     const struct codec_connect *p,
+				     const struct protocol_authed *authed, const char *id,
+				     size_t id_len, bool assigned, char *username,
+				     const struct security *sec)
+{
+	const struct config *cfg = srv->cfg;
+	bool v5 = p->protocol_level == CODEC_V5;
+	bool persistent = v5 ? p->props.session_expiry != 0 : !p->clean_session;
 	bool session_present = false;
 	struct client *c = server_get_known_client(srv, id, id_len);
 	if (c && c->conn) {
@@ -392,6 +421,95 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	else
 		protocol_connack311(cn, session_present);
 	client_pump(c);
+}
+
+/* ---- cluster mode: a CONNECT waiting for its session's claim ---- */
+
+/* What the CONNECT needs to go on once the claim is done: the packet (the
+ * codec decodes it again), the login, and the authentication's result. */
+struct protocol_resume {
+	struct server *srv;
+	uint8_t hdr;
+	uint8_t *body;
+	size_t len;
+	char *id;
+	size_t id_len;
+	bool assigned;
+	char *username;
+	bool authed;
+	const struct authmeth *m;
+	char *auth_user;
+	uint8_t *auth_data;
+	size_t auth_data_len;
+};
+
+static void protocol_resume_free(void *arg)
+{
+	struct protocol_resume *r = arg;
+	free(r->body);
+	free(r->id);
+	free(r->username);
+	free(r->auth_user);
+	free(r->auth_data);
+	free(r);
+}
+
+static void protocol_claimed(struct server *srv, struct conn *cn, void *arg,
+			     enum cluster_claim_result result)
+{
+	struct protocol_resume *r = arg;
+	if (result != CLUSTER_CLAIMED) {
+		log_write(srv->log, LOG_LEVEL_NOTICE, "connection from %s refused: %s",
+			  conn_addr(cn),
+			  result == CLUSTER_OVERTAKEN
+			      ? "the session was claimed by another node meanwhile"
+			      : "the session cannot be claimed (store unavailable)");
+		protocol_refuse(cn, CODEC_CONNACK_UNAVAILABLE, 0);
+		protocol_resume_free(r);
+		return;
+	}
+	struct codec_packet pk;
+	int rc = codec_decode_v(conn_version(cn), r->hdr, r->body, (uint32_t)r->len, &pk);
+	assert(rc == CODEC_OK); /* it decoded before */
+	(void)rc;
+	struct protocol_authed a = {r->m, r->auth_user, r->auth_data, r->auth_data_len};
+	char *username = r->username;
+	r->username = NULL;
+	protocol_connect_session(srv, cn, &pk.u.connect, r->authed ? &a : NULL, r->id, r->id_len,
+				 r->assigned, username,
+				 security_for(&srv->security, conn_listener(cn)));
+	protocol_resume_free(r);
+}
+
+static void protocol_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
+			   bool assigned, char *username, const struct protocol_authed *authed)
+{
+	struct protocol_resume *r = xcalloc(1, sizeof(*r));
+	const uint8_t *body;
+	r->srv = srv;
+	if (authed) {
+		/* The CONNECT is the one the method kept, not the AUTH at hand. */
+		const struct authmeth_session *s = conn_auth(cn);
+		r->hdr = s->connect_hdr;
+		body = s->connect;
+		r->len = s->connect_len;
+		r->authed = true;
+		r->m = authed->m;
+		r->auth_user = authed->username ? xstrdup(authed->username) : NULL;
+		if (authed->data_len)
+			r->auth_data = xmemdup(authed->data, authed->data_len);
+		r->auth_data_len = authed->data_len;
+	} else {
+		bool raw = conn_packet_bytes(cn, &r->hdr, &body, &r->len);
+		assert(raw); /* inside the packet hook */
+		(void)raw;
+	}
+	r->body = xmemdup(body, r->len ? r->len : 1);
+	r->id = xstrndup(id, id_len);
+	r->id_len = id_len;
+	r->assigned = assigned;
+	r->username = username;
+	cluster_claim(srv, cn, id, id_len, protocol_claimed, protocol_resume_free, r);
 }
 
 /*
@@ -520,14 +638,15 @@ static void protocol_publish(struct server *srv, struct conn *cn, struct client 
 	srv->stats.msgs_received_qos[p->qos]++;
 	srv->stats.payload_in_qos[p->qos] += p->payload_len;
 	m->origin = c;
-	if (router_publish(srv->router, m))
+	if (server_publish(srv, m, c))
 		staged = true;
 	m->origin = NULL;
 	message_unref(m);
 	if (p->qos == 0)
 		return;
 	uint8_t reason = 0;
-	if (v5) {
+	/* In cluster mode the nodes that route it do not answer: 0. */
+	if (v5 && !srv->cluster) {
 		size_t matched, full;
 		router_last_result(srv->router, &matched, &full);
 		if (matched == 0)
@@ -597,6 +716,13 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
 			codes[n] = v5 ? PROTOCOL_RC_FILTER_INVALID : CODEC_SUBACK_FAILURE;
+		} else if (sf.group != NULL && srv->cluster) {
+			/* A group spans nodes; cluster mode cannot share it yet. */
+			log_write(srv->log, LOG_LEVEL_INFO,
+				  "client %s: shared subscription '%.*s' refused: not available "
+				  "in cluster mode",
+				  c->id, (int)f.len, f.ptr);
+			codes[n] = v5 ? PROTOCOL_RC_SHARED_NOT_SUPPORTED : CODEC_SUBACK_FAILURE;
 		} else if (sf.group != NULL && (opts & CODEC_SUBOPT_NO_LOCAL)) {
 			/* No Local on a shared subscription [MQTT5-3.8.3-4]. */
 			protocol_subscribe_free(codes, send_retained, granted, av);

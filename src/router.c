@@ -33,6 +33,8 @@ struct router {
 	bool busy;                      /* a walk is running: routing does not recurse */
 	struct share_set *shares;       /* shared subscriptions ($share/GROUP/FILTER) */
 	const void *origin;             /* the publisher of the message routed (No Local) */
+	const struct message *msg;      /* the message routed */
+	struct client *only;            /* router_publish_to's session */
 	size_t last_matched, last_full; /* the last publish: sessions matched, dropped full */
 };
 
@@ -124,6 +126,12 @@ static void router_match_cb(void *arg, void *subscriber, uint8_t qos)
 	qos &= 0x03;
 	if ((opts & CAIRN_SUB_NO_LOCAL) && c == r->origin)
 		return; /* [MQTT5-3.8.3-3] */
+	if (r->only) {
+		if (c != r->only)
+			return;
+	} else if (r->msg->from_log && !client_log_after(c, r->msg->log_ms, r->msg->log_seq)) {
+		return; /* c's queue has it already, or c is catching up */
+	}
 	bool rap = opts & CAIRN_SUB_RETAIN_AS_PUBLISHED;
 	if (c->match_gen == r->gen) {
 		if (qos > c->match_qos)
@@ -164,7 +172,8 @@ static bool router_set_retained(struct router *r, struct message *msg)
 	struct message *old;
 	/* The broker's own $SYS messages are rebuilt at every start: they
 	 * are kept in memory only. */
-	bool volatile_topic = msg->topic_len >= 5 && memcmp(msg->topic, "$SYS/", 5) == 0;
+	bool volatile_topic =
+	    (msg->topic_len >= 5 && memcmp(msg->topic, "$SYS/", 5) == 0) || msg->from_log;
 	if (volatile_topic) {
 		old = retain_tree_set(r->retained, msg->topic, msg->topic_len,
 				      msg->payload_len ? message_ref(msg) : NULL);
@@ -242,16 +251,23 @@ static void router_deliver_picks(struct router *r, const struct share_pick *pick
 
 bool router_publish(struct router *r, struct message *msg)
 {
-	bool staged = msg->retain && router_set_retained(r, msg);
+	return router_publish_to(r, msg, NULL);
+}
+
+bool router_publish_to(struct router *r, struct message *msg, struct client *only)
+{
+	bool staged = !only && msg->retain && router_set_retained(r, msg);
 
 	assert(!r->busy);
 	r->busy = true;
 	r->gen++;
 	r->nhits = 0;
 	r->origin = msg->origin;
+	r->msg = msg;
+	r->only = only;
 	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
-	const struct share_pick *picks;
-	size_t npicks = share_route(r->shares, msg->topic, msg->topic_len, &picks);
+	const struct share_pick *picks = NULL;
+	size_t npicks = only ? 0 : share_route(r->shares, msg->topic, msg->topic_len, &picks);
 
 	/* A QoS 1/2 delivery to a persistent session is stored first. */
 	bool must_store = staged;
@@ -280,6 +296,8 @@ bool router_publish(struct router *r, struct message *msg)
 		gate_unref(gate);
 	}
 	r->busy = false;
+	r->only = NULL;
+	r->msg = NULL;
 	return must_store;
 }
 

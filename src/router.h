@@ -40,6 +40,9 @@ void router_unsubscribe(struct router *r, struct sub *s);
  * (client_send_ordered with defer).
  */
 bool router_publish(struct router *r, struct message *msg);
+/* router_publish for one session alone (a session catching up with the
+ * cluster's log): no retained update, no shared subscription, no log floor. */
+bool router_publish_to(struct router *r, struct message *msg, struct client *only);
 
 /* What the last router_publish did: the sessions it matched, and how many
  * of them dropped the message because their queue was full (5.0: PUBACK

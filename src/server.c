@@ -10,9 +10,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cairn/store.h"
 #include "client.h"
+#include "cluster.h"
 #include "conn.h"
 #include "http.h"
 #include "protocol.h"
@@ -180,9 +182,44 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	server_stop(srv);
 }
 
+/* The backend's options: the keys kept verbatim, and the cluster keys
+ * the core parsed (the Redis backend reads them too). */
 static const char *server_store_option(void *arg, const char *key)
 {
+	struct config *cfg = arg;
+	static char retention[16];
+	if (strcmp(key, "cluster") == 0)
+		return cfg->cluster ? "true" : NULL;
+	if (strcmp(key, "cluster_node_id") == 0)
+		return cfg->cluster_node_id;
+	if (strcmp(key, "message_retention") == 0) {
+		snprintf(retention, sizeof(retention), "%u", (unsigned)cfg->message_retention);
+		return retention;
+	}
 	return config_get_option(arg, key);
+}
+
+bool server_publish(struct server *srv, struct message *m, const struct client *publisher)
+{
+	if (srv->cluster) {
+		cluster_publish(srv, m, publisher);
+		return true;
+	}
+	return router_publish(srv->router, m);
+}
+
+/* A node's default name: the host's, and the port of its first listener. */
+static void server_default_node_id(struct config *cfg)
+{
+	char host[256] = "cairn";
+	if (cfg->cluster_node_id)
+		return;
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	char id[300];
+	snprintf(id, sizeof(id), "%s-%u", host,
+		 cfg->listeners ? (unsigned)cfg->listeners->port : 1883u);
+	cfg->cluster_node_id = xstrdup(id);
 }
 
 static void server_store_log(void *arg, int level, const char *msg)
@@ -248,10 +285,14 @@ int server_init(struct server *srv, struct config *cfg, struct log *lg, struct e
 	}
 	if (security_set_init(&srv->security, cfg, lg, NULL) != 0)
 		return -1;
+	if (cfg->cluster)
+		server_default_node_id(cfg);
 	if (server_open_store(srv) != 0)
 		return -1;
 	srv->router = router_new(srv->store);
 	if (restore_run(srv) != 0)
+		return -1;
+	if (cfg->cluster && cluster_start(srv) != 0)
 		return -1;
 	for (const struct config_listener *cl = cfg->listeners; cl; cl = cl->next)
 		if (conn_set_listen(srv->conns, cl) != 0)
@@ -286,6 +327,7 @@ void server_cleanup(struct server *srv)
 	/* Connections go first: detaching a session stages its last writes,
 	 * and nothing may read a socket while an asynchronous store's close
 	 * runs the loop. */
+	cluster_stop(srv);
 	http_server_free(srv->http);
 	srv->http = NULL;
 	sys_pub_free(srv->sys);
@@ -301,6 +343,7 @@ void server_cleanup(struct server *srv)
 		store_close(srv->store); /* commits the last batch */
 		srv->store = NULL;
 	}
+	cluster_free(srv);
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		while (m->buckets[i]) {
 			struct client *c = m->buckets[i];

@@ -15,7 +15,9 @@
 #include "security.h"
 
 struct client;
+struct cluster;
 struct conn_set;
+struct message;
 struct event;
 struct event_base;
 struct http_server;
@@ -83,6 +85,7 @@ struct server {
 	uint64_t started_ns;      /* store_now_ns() at start (uptime) */
 	struct http_server *http; /* the HTTP listener; NULL when off */
 	struct sys_pub *sys;      /* the $SYS publisher; NULL when off */
+	struct cluster *cluster;  /* cluster mode; NULL when off */
 	bool stopping;
 	struct service *service; /* the service manager's notifications; NULL: none */
 };
@@ -99,6 +102,11 @@ void server_cleanup(struct server *srv);
 struct client *server_get_known_client(struct server *srv, const char *id, size_t len);
 void server_add_client(struct server *srv, struct client *c);
 void server_remove_client(struct server *srv, struct client *c);
+
+/* Publish m, from publisher (NULL: the broker): routed to the sessions
+ * here, or in cluster mode appended to the shared log, from which every
+ * node routes it. Returns true when a store write was staged. */
+bool server_publish(struct server *srv, struct message *m, const struct client *publisher);
 
 /* Next store message id. */
 uint64_t server_next_msg_id(struct server *srv);

@@ -318,6 +318,17 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 		return o->retained_put(s->st, msg);
 	case BK_RETAINED_DEL:
 		return o->retained_delete(s->st, msg->topic);
+	case BK_LOG_APPEND: {
+		const struct bk_log_rec *l = rec;
+
+		return o->log_append(s->st, l->publisher, &l->msg);
+	}
+	case BK_LOG_ROUTED:
+	{
+		const struct bk_log_rec *l = rec;
+
+		return o->log_routed(s->st, l->publisher, l->pos);
+	}
 	}
 	return CAIRN_EINVAL;
 }
@@ -959,6 +970,58 @@ int store_retained_delete(struct store *s, const char *topic)
 
 	assert(topic != NULL);
 	return store_stage(s, BK_RETAINED_DEL, &key);
+}
+
+/* ---- a shared store (cluster mode, vtable version 4) ---- */
+
+bool store_can_share(const struct store *s)
+{
+	return s->ops->version >= 4 && s->ops->cluster_start != NULL;
+}
+
+int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
+			struct cairn_log_pos *tail, uint64_t *id_base)
+{
+	assert(store_can_share(s));
+	return s->ops->cluster_start(s->st, h, tail, id_base);
+}
+
+int store_claim(struct store *s, const char *client_id, uint64_t serial,
+		const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg)
+{
+	assert(store_can_share(s) && client_id != NULL && done != NULL);
+	return s->ops->claim(s->st, client_id, serial, v, done, arg);
+}
+
+void store_release(struct store *s, const char *client_id)
+{
+	assert(store_can_share(s));
+	s->ops->release(s->st, client_id);
+}
+
+int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec)
+{
+	struct bk_log_rec l = {.msg = *rec, .publisher = publisher ? publisher : ""};
+
+	assert(store_can_share(s) && rec->topic != NULL);
+	assert(rec->payload != NULL || rec->payload_len == 0);
+	STORE_ASSERT_QOS(rec->qos);
+	return store_stage(s, BK_LOG_APPEND, &l);
+}
+
+int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos)
+{
+	struct bk_log_rec l = {.pos = pos, .publisher = client_id};
+
+	assert(store_can_share(s));
+	return store_stage(s, BK_LOG_ROUTED, &l);
+}
+
+int store_log_read(struct store *s, struct cairn_log_pos after, size_t max,
+		   cairn_log_read_fn done, void *arg)
+{
+	assert(store_can_share(s) && done != NULL);
+	return s->ops->log_read(s->st, after, max, done, arg);
 }
 
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg)

@@ -89,6 +89,21 @@ int store_inflight_in_delete(struct store *s, const char *client_id, uint16_t pa
 int store_retained_put(struct store *s, const struct cairn_msg_rec *rec);
 int store_retained_delete(struct store *s, const char *topic);
 
+/* A shared store (cluster mode): see version 4 of struct cairn_store_ops.
+ * store_can_share() says whether the backend has the slots; the others
+ * may be called only then. store_log_append and store_log_routed are
+ * staged writes like the ones above. */
+bool store_can_share(const struct store *s);
+int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
+			struct cairn_log_pos *tail, uint64_t *id_base);
+int store_claim(struct store *s, const char *client_id, uint64_t serial,
+		const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg);
+void store_release(struct store *s, const char *client_id);
+int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec);
+int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos);
+int store_log_read(struct store *s, struct cairn_log_pos after, size_t max,
+		   cairn_log_read_fn done, void *arg);
+
 /* Run fn(arg) once everything staged so far is durable. Never calls fn
  * from inside this call. */
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg);
@@ -157,6 +172,8 @@ enum store_op {
 	STORE_OP_INFLIGHT_IN_DELETE,
 	STORE_OP_RETAINED_PUT,
 	STORE_OP_RETAINED_DELETE,
+	STORE_OP_LOG_APPEND,
+	STORE_OP_LOG_ROUTED,
 	STORE_OP_COMMIT,
 	STORE_OP_COUNT
 };

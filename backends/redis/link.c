@@ -212,12 +212,23 @@ static void rd_exec_cb(redisAsyncContext *ac, void *r, void *privdata)
 			       reply->str);
 		status = CAIRN_EIO;
 	}
+	rd_link_finish(st, status);
+}
+
+void rd_link_finish(struct cairn_store *st, int status)
+{
 	if (status == 0)
 		rd_batch_clear(&st->sending);
 	else
 		rd_batch_requeue(&st->sending, &st->staged);
+	st->routed_at = 0; /* the batches moved: the routed mark is found anew */
 	st->done_status = status;
 	event_active(st->done_ev, EV_TIMEOUT, 1);
+}
+
+void rd_link_lost(struct cairn_store *st, const redisAsyncContext *ac)
+{
+	rd_link_gone(st, ac, ac->errstr[0] ? ac->errstr : "connection closed");
 }
 
 /*
@@ -234,6 +245,8 @@ static void rd_done_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	st->in_flight = false;
 	st->done = NULL;
+	if (st->cluster)
+		rd_cluster_report_fenced(st);
 	done(st->done_arg, st->done_status);
 }
 
@@ -277,6 +290,33 @@ broken:
 	rd_batch_requeue(&st->sending, &st->staged);
 	rd_link_kill(st);
 	return CAIRN_EUNAVAILABLE;
+}
+
+int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const size_t *lens,
+		     void (*reply_cb)(redisAsyncContext *ac, void *r, void *privdata),
+		     cairn_store_done_fn done, void *arg)
+{
+	struct timeval tv;
+
+	if (st->ac == NULL || st->ac_broken ||
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0) {
+		rd_batch_requeue(&st->sending, &st->staged);
+		return CAIRN_EUNAVAILABLE;
+	}
+	if (redisAsyncCommandArgv(st->ac, reply_cb, NULL, argc, argv, lens) != REDIS_OK) {
+		rd_batch_requeue(&st->sending, &st->staged);
+		rd_link_kill(st);
+		return CAIRN_EUNAVAILABLE;
+	}
+	st->in_flight = true;
+	st->done = done;
+	st->done_arg = arg;
+	if (st->timeout_ms > 0) {
+		tv.tv_sec = st->timeout_ms / 1000;
+		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
+		evtimer_add(st->watchdog_ev, &tv);
+	}
+	return CAIRN_EINPROGRESS;
 }
 
 int rd_link_init(struct cairn_store *st)

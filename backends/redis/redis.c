@@ -27,6 +27,12 @@ void rd_log(const struct cairn_store *st, enum cairn_log_level level, const char
 
 char *rd_key(const struct cairn_store *st, const char *kind, const char *id)
 {
+	if (st->cluster) {
+		char *ck = rd_cluster_key(st, kind, id);
+
+		if (ck != NULL)
+			return ck;
+	}
 	size_t pl = strlen(st->prefix), kl = strlen(kind), il = id != NULL ? strlen(id) : 0;
 	char *k = bk_xmalloc(pl + kl + il + 2);
 
@@ -84,8 +90,10 @@ bool rd_parse_i64(const char *s, size_t len, int64_t *out)
 
 void rd_batch_clear(struct rd_batch *b)
 {
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++) {
 		redisFreeCommand(b->v[i].buf);
+		free(b->v[i].owner);
+	}
 	b->n = 0;
 }
 
@@ -181,7 +189,7 @@ static size_t rd_format(char **out, int argc, const char **argv, const size_t *l
  * may already have applied, followed by the later ones, ends in the same
  * state.
  */
-static int rd_stage(struct cairn_store *st, int argc, const char **argv, const size_t *lens)
+int rd_stage(struct cairn_store *st, int argc, const char **argv, const size_t *lens)
 {
 	size_t sl[RD_MAX_ARGS];
 	char *buf = NULL;
@@ -196,6 +204,8 @@ static int rd_stage(struct cairn_store *st, int argc, const char **argv, const s
 	rd_batch_reserve(&st->staged, 1);
 	st->staged.v[st->staged.n].buf = buf;
 	st->staged.v[st->staged.n].len = (size_t)len;
+	st->staged.v[st->staged.n].owner =
+	    st->stage_owner != NULL ? bk_xstrdup(st->stage_owner) : NULL;
 	st->staged.n++;
 	return 0;
 }
@@ -232,6 +242,7 @@ static void rd_free(struct cairn_store *st)
 	rd_batch_cleanup(&st->sending);
 	rd_link_cleanup(st);
 	rd_sync_close(st);
+	rd_cluster_free(st);
 	free(st->host);
 	free(st->unix_path);
 	free(st->password);
@@ -268,6 +279,8 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 	    (rc = rd_opt_int(opts, "redis_db", 0, 0, 1000000, &st->db, err, errlen)) != 0 ||
 	    (rc = rd_opt_int(opts, "redis_connect_timeout", 10000, 0, 3600000, &st->timeout_ms, err,
 			     errlen)) != 0)
+		goto fail;
+	if ((rc = rd_cluster_open(st, opts, err, errlen)) != 0)
 		goto fail;
 	if (st->unix_path != NULL)
 		snprintf(st->where, sizeof(st->where), "unix:%s", st->unix_path);
@@ -335,6 +348,7 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 #define RD_ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
 #define RD_STR(p)    RD_ARG((p), strlen(p))
 	/* DEL first: fields of an older record (a will) must not survive. */
+	st->stage_owner = rec->client_id;
 	RD_STR("DEL");
 	RD_STR(key);
 	rc = rd_stage(st, argc, argv, lens);
@@ -392,8 +406,11 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 	RD_STR("SADD");
 	RD_STR(set);
 	RD_STR(rec->client_id);
-	if (rc == 0)
+	/* A shared store keeps no set of sessions: a node loads one when its
+	 * client connects. */
+	if (rc == 0 && !st->cluster)
 		rc = rd_stage(st, argc, argv, lens);
+	st->stage_owner = NULL;
 #undef RD_STR
 #undef RD_ARG
 	free(key);
@@ -403,17 +420,21 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 
 static int rd_session_delete(struct cairn_store *st, const char *client_id)
 {
-	char *k[4] = {rd_key(st, "session", client_id), rd_key(st, "subs", client_id),
-		      rd_key(st, "delivery", client_id), rd_key(st, "inflight_in", client_id)};
+	char *k[5] = {rd_key(st, "session", client_id), rd_key(st, "subs", client_id),
+		      rd_key(st, "delivery", client_id), rd_key(st, "inflight_in", client_id),
+		      rd_key(st, "m", client_id)};
 	char *set = rd_key(st, "sessions", NULL);
-	const char *del[] = {"DEL", k[0], k[1], k[2], k[3]};
+	const char *del[] = {"DEL", k[0], k[1], k[2], k[3], k[4]};
 	const char *srem[] = {"SREM", set, client_id};
 	int rc;
 
-	rc = rd_stage(st, 5, del, NULL);
-	if (rc == 0)
+	/* In cluster mode a session's message copies go with it. */
+	st->stage_owner = client_id;
+	rc = rd_stage(st, st->cluster ? 6 : 5, del, NULL);
+	if (rc == 0 && !st->cluster)
 		rc = rd_stage(st, 3, srem, NULL);
-	for (int i = 0; i < 4; i++)
+	st->stage_owner = NULL;
+	for (int i = 0; i < 5; i++)
 		free(k[i]);
 	free(set);
 	return rc;
@@ -434,7 +455,9 @@ static int rd_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 		val[n++] = ':';
 		rd_u64(val + n, rec->sub_id);
 	}
+	st->stage_owner = rec->client_id;
 	rc = rd_stage(st, 4, argv, NULL);
+	st->stage_owner = NULL;
 	free(key);
 	return rc;
 }
@@ -443,8 +466,11 @@ static int rd_sub_delete(struct cairn_store *st, const char *client_id, const ch
 {
 	char *key = rd_key(st, "subs", client_id);
 	const char *argv[] = {"HDEL", key, filter};
-	int rc = rd_stage(st, 3, argv, NULL);
+	int rc;
 
+	st->stage_owner = client_id;
+	rc = rd_stage(st, 3, argv, NULL);
+	st->stage_owner = NULL;
 	free(key);
 	return rc;
 }
@@ -456,6 +482,10 @@ static int rd_message_put(struct cairn_store *st, const struct cairn_msg_rec *re
 	size_t lens[14];
 	int rc;
 
+	if (st->cluster) {
+		rd_cluster_msg_put(st, rec);
+		return 0;
+	}
 	rd_u64(id, rec->msg_id);
 	rd_u64(qos, rec->qos);
 	key = rd_key(st, "msg", id);
@@ -488,6 +518,10 @@ static int rd_message_delete(struct cairn_store *st, uint64_t msg_id)
 	const char *argv[2];
 	int rc;
 
+	if (st->cluster) {
+		rd_cluster_msg_delete(st, msg_id);
+		return 0;
+	}
 	rd_u64(id, msg_id);
 	key = rd_key(st, "msg", id);
 	argv[0] = "DEL";
@@ -527,7 +561,25 @@ static int rd_delivery_put(struct cairn_store *st, const struct cairn_delivery_r
 		val[n++] = ':';
 		bk_ids_format(val + n, rec->sub_ids, rec->n_sub_ids);
 	}
+	st->stage_owner = rec->client_id;
 	rc = rd_stage(st, 4, hset, NULL);
+	if (rc == 0 && st->cluster) {
+		/* A shared store keeps a copy of the message with each of a
+		 * session's deliveries, in the session's keys, written with
+		 * the first put that knows it. */
+		size_t mlen;
+		const char *mv = rd_cluster_msg_value(st, rec->msg_id, &mlen);
+
+		if (mv != NULL) {
+			char *mkey = rd_key(st, "m", rec->client_id);
+			const char *argv[] = {"HSETNX", mkey, seq, mv};
+			size_t lens[] = {6, strlen(mkey), strlen(seq), mlen};
+
+			rc = rd_stage(st, 4, argv, lens);
+			free(mkey);
+		}
+	}
+	st->stage_owner = NULL;
 	if (val != small)
 		free(val);
 out:
@@ -543,7 +595,16 @@ static int rd_delivery_delete(struct cairn_store *st, const char *client_id, uin
 	int rc;
 
 	rd_u64(s, seq);
+	st->stage_owner = client_id;
 	rc = rd_stage(st, 3, hdel, NULL);
+	if (rc == 0 && st->cluster) {
+		char *mkey = rd_key(st, "m", client_id);
+		const char *mdel[] = {"HDEL", mkey, s};
+
+		rc = rd_stage(st, 3, mdel, NULL);
+		free(mkey);
+	}
+	st->stage_owner = NULL;
 	free(hkey);
 	return rc;
 }
@@ -557,7 +618,9 @@ static int rd_inflight_op(struct cairn_store *st, const char *cmd, const char *c
 	int rc;
 
 	snprintf(pid, sizeof(pid), "%u", (unsigned)packet_id);
+	st->stage_owner = client_id;
 	rc = rd_stage(st, 3, argv, NULL);
+	st->stage_owner = NULL;
 	free(key);
 	return rc;
 }
@@ -572,16 +635,12 @@ static int rd_inflight_in_delete(struct cairn_store *st, const char *client_id, 
 	return rd_inflight_op(st, "SREM", client_id, packet_id);
 }
 
-static int rd_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
+char *rd_msg_value(const struct cairn_msg_rec *rec, size_t *len)
 {
-	char *key = rd_key(st, "retained", NULL);
 	bool v2 = rec->expires_at != 0 || rec->props_len > 0;
 	size_t vlen = 2 + (v2 ? 48 + (size_t)rec->props_len : 0) + (size_t)rec->payload_len;
 	char *val = bk_xmalloc(vlen);
-	const char *argv[] = {"HSET", key, rec->topic, val};
-	size_t lens[] = {4, strlen(key), strlen(rec->topic), 0};
 	size_t n = 2;
-	int rc;
 
 	/* "<qos>:<payload>", or with an expiry or properties
 	 * "<qos>;<expires_at>;<props_len>;<props><payload>". */
@@ -598,7 +657,19 @@ static int rd_retained_put(struct cairn_store *st, const struct cairn_msg_rec *r
 	}
 	if (rec->payload_len > 0)
 		memcpy(val + n, rec->payload, rec->payload_len);
-	lens[3] = n + rec->payload_len;
+	*len = n + rec->payload_len;
+	return val;
+}
+
+static int rd_retained_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
+{
+	char *key = rd_key(st, "retained", NULL);
+	size_t vlen;
+	char *val = rd_msg_value(rec, &vlen);
+	const char *argv[] = {"HSET", key, rec->topic, val};
+	size_t lens[] = {4, strlen(key), strlen(rec->topic), vlen};
+	int rc;
+
 	rc = rec->qos <= 2 ? rd_stage(st, 4, argv, lens) : CAIRN_EINVAL;
 	free(val);
 	free(key);
@@ -627,11 +698,13 @@ static int rd_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 		return CAIRN_EINVAL;
 	if (st->staged.n == 0)
 		return 0;
+	if (st->cluster)
+		return rd_cluster_commit(st, done, arg);
 	return rd_link_send(st, done, arg);
 }
 
 const struct cairn_store_ops cairn_store_redis = {
-    .version = 3,
+    .version = 4,
     .name = "redis",
     .open = rd_open,
     .close = rd_close,
@@ -650,4 +723,10 @@ const struct cairn_store_ops cairn_store_redis = {
     .retained_delete = rd_retained_delete,
     .commit = rd_commit,
     .flags = CAIRN_STORE_ASYNC_COMMIT,
+    .cluster_start = rd_cluster_start,
+    .claim = rd_cluster_claim,
+    .release = rd_cluster_release,
+    .log_append = rd_cluster_log_append,
+    .log_routed = rd_cluster_log_routed,
+    .log_read = rd_cluster_log_read,
 };

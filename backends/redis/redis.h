@@ -35,6 +35,9 @@ struct event_base;
 struct rd_cmd {
 	char *buf;
 	size_t len;
+	/* Cluster mode: the client whose session the command writes (its
+	 * claim is checked in the same step), or NULL. */
+	char *owner;
 };
 
 struct rd_batch {
@@ -78,6 +81,26 @@ struct cairn_store {
 	int done_status;
 	cairn_store_done_fn done;
 	void *done_arg;
+
+	/* ---- cluster mode (cluster.c): a store shared by several brokers ---- */
+	bool cluster;
+	char *node_id;
+	int64_t retention_ms;    /* message_retention: how long the log keeps entries */
+	uint64_t inc;            /* this start's incarnation, from the store */
+	char inc_s[24];          /* inc in decimal */
+	const char *stage_owner; /* the session of the write being staged, or NULL */
+	struct rd_owners *owners;
+	struct rd_msgs *msgs;
+	uint64_t appends;    /* log appends staged, for their once-only keys */
+	size_t routed_at;    /* 1 + index in staged of the routed mark; 0: none */
+	const struct cairn_cluster_hooks *hooks;
+	struct rd_aux *reader;  /* XREAD of the log */
+	struct rd_aux *control; /* SUBSCRIBE to this incarnation's kicks */
+	struct cairn_log_pos read_pos;
+	/* Sessions a commit found claimed elsewhere, reported before done(). */
+	char **fenced;
+	uint64_t *fenced_serial;
+	size_t nfenced, fenced_cap;
 };
 
 /* ---- redis.c ---- */
@@ -100,6 +123,13 @@ void rd_batch_clear(struct rd_batch *b);
  * was staged meanwhile, so the next commit replays both in their order. */
 void rd_batch_requeue(struct rd_batch *sent, struct rd_batch *staged);
 
+/* Stage one command (argv/lens, lens NULL: strlen) under st->stage_owner. */
+int rd_stage(struct cairn_store *st, int argc, const char **argv, const size_t *lens);
+/* A message as one value: "<qos>:<payload>", or "<qos>;<expires_at>;
+ * <props_len>;<props><payload>" with an expiry or properties (the retained
+ * hash's values). Returns a new buffer, its length in *len. */
+char *rd_msg_value(const struct cairn_msg_rec *rec, size_t *len);
+
 /* ---- sync.c: the blocking context ---- */
 
 /* Connect (retrying until redis_connect_timeout), authenticate, select the
@@ -110,6 +140,19 @@ void rd_sync_close(struct cairn_store *st);
 int rd_sync_check_schema(struct cairn_store *st, char *err, size_t errlen);
 /* Warn when the server's persistence settings fall short of want. */
 void rd_sync_check_durability(struct cairn_store *st, enum cairn_durability want);
+/* One command on the blocking context: the reply (free it) or NULL with *rc. */
+redisReply *rd_sync_cmd(struct cairn_store *st, int argc, const char **argv, int *rc);
+/* Visit the records of client id in r[0] (an HGETALL or SMEMBERS reply). */
+int rd_visit_session(struct cairn_store *st, const char *id, redisReply **r,
+		     const struct cairn_store_visitor *v);
+int rd_visit_subs(struct cairn_store *st, const char *id, redisReply **r,
+		  const struct cairn_store_visitor *v);
+int rd_visit_deliveries(struct cairn_store *st, const char *id, redisReply **r,
+			const struct cairn_store_visitor *v);
+int rd_visit_inflight(struct cairn_store *st, const char *id, redisReply **r,
+		      const struct cairn_store_visitor *v);
+/* Parse an rd_msg_value into rec's qos, expires_at, props and payload. */
+bool rd_retained_parse(const char *s, size_t len, struct cairn_msg_rec *rec);
 /* The whole of load(): connects if needed and closes the context after. */
 int rd_sync_load(struct cairn_store *st, const struct cairn_store_visitor *v);
 
@@ -126,5 +169,49 @@ int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 void rd_link_close(struct cairn_store *st);
 /* Free the events of rd_link_init. */
 void rd_link_cleanup(struct cairn_store *st);
+/* Send one command (argv) as the commit of the batch in st->sending, with
+ * the watchdog and done() handling of MULTI/EXEC; reply_cb gets the
+ * reply and ends with rd_link_finish. Returns as rd_link_send. */
+int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const size_t *lens,
+		     void (*reply_cb)(redisAsyncContext *ac, void *r, void *privdata),
+		     cairn_store_done_fn done, void *arg);
+/* The commit in flight ended with status: keep or requeue the batch and
+ * run done() from the loop. */
+void rd_link_finish(struct cairn_store *st, int status);
+/* A link that went away under a reply: note it (rd_link_gone). */
+void rd_link_lost(struct cairn_store *st, const redisAsyncContext *ac);
+
+/* ---- cluster.c: the shared store ---- */
+
+/* Read the cluster keys at open (opts->get): 0, or CAIRN_EINVAL with err. */
+int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *opts, char *err,
+		    size_t errlen);
+void rd_cluster_free(struct cairn_store *st);
+/* The key of a record kind: PREFIX{c:ID}:kind for a session's, PREFIX{L:0}:kind
+ * for the log's, in cluster mode (rd_key calls it). NULL: not a cluster key. */
+char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char *id);
+/* Whether client_id's session is held here (its writes are grouped). */
+bool rd_cluster_owns(const struct cairn_store *st, const char *client_id);
+/* message_put / message_delete in cluster mode: kept here, written with
+ * each delivery that references them. */
+void rd_cluster_msg_put(struct cairn_store *st, const struct cairn_msg_rec *rec);
+void rd_cluster_msg_delete(struct cairn_store *st, uint64_t msg_id);
+/* The message value to store with a delivery of msg_id, or NULL. */
+const char *rd_cluster_msg_value(const struct cairn_store *st, uint64_t msg_id, size_t *len);
+/* commit() in cluster mode. */
+int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg);
+/* Report (and forget) the sessions the last commit found fenced. */
+void rd_cluster_report_fenced(struct cairn_store *st);
+int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h,
+		     struct cairn_log_pos *tail, uint64_t *id_base);
+int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t serial,
+		     const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg);
+void rd_cluster_release(struct cairn_store *st, const char *client_id);
+int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
+			  const struct cairn_msg_rec *rec);
+int rd_cluster_log_routed(struct cairn_store *st, const char *client_id,
+			  struct cairn_log_pos pos);
+int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
+			cairn_log_read_fn done, void *arg);
 
 #endif

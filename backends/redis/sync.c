@@ -31,7 +31,7 @@ static void rd_sleep_ms(int64_t ms)
 
 /* Run one command on the blocking context. Returns the reply (free it) or
  * NULL when the link failed; *rc then says why. */
-static redisReply *rd_sync_cmd(struct cairn_store *st, int argc, const char **argv, int *rc)
+redisReply *rd_sync_cmd(struct cairn_store *st, int argc, const char **argv, int *rc)
 {
 	redisReply *reply = redisCommandArgv(st->sync, argc, argv, NULL);
 
@@ -493,7 +493,7 @@ static void rd_append_session(struct cairn_store *st, const char *id)
 	rd_append(st, "HGETALL", "session", id, NULL, NULL);
 }
 
-static int rd_visit_session(struct cairn_store *st, const char *id, redisReply **r,
+int rd_visit_session(struct cairn_store *st, const char *id, redisReply **r,
 			    const struct cairn_store_visitor *v)
 {
 	const redisReply *h = r[0], *user, *topic, *payload, *wprops;
@@ -568,7 +568,7 @@ static int rd_pair_cmp(const void *a, const void *b)
 	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-static int rd_visit_subs(struct cairn_store *st, const char *id, redisReply **r,
+int rd_visit_subs(struct cairn_store *st, const char *id, redisReply **r,
 			 const struct cairn_store_visitor *v)
 {
 	redisReply *h = r[0];
@@ -718,7 +718,7 @@ static int rd_seq_cmp(const void *a, const void *b)
  * order is the order of the numbers, sorted here (one pass and a sort, so
  * a session with 100,000 queued messages loads in linear-log time).
  */
-static int rd_visit_deliveries(struct cairn_store *st, const char *id, redisReply **r,
+int rd_visit_deliveries(struct cairn_store *st, const char *id, redisReply **r,
 			       const struct cairn_store_visitor *v)
 {
 	const redisReply *h = r[0];
@@ -764,7 +764,7 @@ static void rd_append_inflight(struct cairn_store *st, const char *id)
 	rd_append(st, "SMEMBERS", "inflight_in", id, NULL, NULL);
 }
 
-static int rd_visit_inflight(struct cairn_store *st, const char *id, redisReply **r,
+int rd_visit_inflight(struct cairn_store *st, const char *id, redisReply **r,
 			     const struct cairn_store_visitor *v)
 {
 	const redisReply *s = r[0];
@@ -798,7 +798,7 @@ out:
  * A retained value: "<qos>:<payload>", or "<qos>;<expires_at>;<props_len>;
  * <props><payload>" for a message with an expiry or properties.
  */
-static bool rd_retained_parse(const char *s, size_t len, struct cairn_msg_rec *rec)
+bool rd_retained_parse(const char *s, size_t len, struct cairn_msg_rec *rec)
 {
 	const char *end = s + len, *p, *c;
 	uint64_t qos, plen;
@@ -922,7 +922,10 @@ int rd_sync_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 			return rc;
 		}
 	}
-	for (size_t i = 0; rc == 0 && i < sizeof(rd_readers) / sizeof(rd_readers[0]); i++)
+	/* A shared store (cluster mode) loads its retained messages alone:
+	 * a session is loaded by the node that claims it. */
+	for (size_t i = 0;
+	     !st->cluster && rc == 0 && i < sizeof(rd_readers) / sizeof(rd_readers[0]); i++)
 		rc = rd_read(st, &rd_readers[i], v);
 	if (rc == 0)
 		rc = rd_load_retained(st, v);

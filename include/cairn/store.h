@@ -32,7 +32,7 @@ struct event_base;
 /* Version of struct cairn_store_ops described by this header. Slots are only
  * ever added at the end; a backend sets .version to the version it fills,
  * and the core reads no slot past that version. */
-#define CAIRN_STORE_OPS_VERSION 3
+#define CAIRN_STORE_OPS_VERSION 4
 
 /*
  * Records grow at the end, and only with a new vtable version: the fields
@@ -247,6 +247,74 @@ struct cairn_store;
 /* Completion of an asynchronous commit. status is 0 or a CAIRN_E* code. */
 typedef void (*cairn_store_done_fn)(void *arg, int status);
 
+/*
+ * ---- version 4: one store shared by several brokers (cluster mode) ----
+ * A backend that can be shared fills the version 4 slots of the vtable;
+ * the core refuses `cluster true` with any other. In cluster mode:
+ *  - every broker is a node with its own incarnation (a number the store
+ *    gives each start); message ids begin with it, so they never collide;
+ *  - a session belongs to the node its client is connected to: claim()
+ *    takes it (and returns its records), and every later write of that
+ *    session is checked against the claim in the same atomic step as the
+ *    write: a write of a session another node has claimed since is
+ *    dropped and reported to the core (fenced) before the commit's done();
+ *  - every PUBLISH is appended to one shared message log; each node reads
+ *    the log and routes each entry to its own sessions, so nothing but the
+ *    store connects the nodes;
+ *  - retained messages are written by the node that appends them, in the
+ *    same step, and kept in memory by every node from the log.
+ */
+
+/* A position in the shared message log: entries are ordered by (ms, seq). */
+struct cairn_log_pos {
+	uint64_t ms, seq;
+};
+
+/* One entry of the shared message log. */
+struct cairn_log_entry {
+	struct cairn_log_pos pos;
+	/* The client that published it ("" for none), for No Local. */
+	const char *publisher;
+	/* The message (msg_id is 0). A retained message with an empty payload
+	 * clears the topic's retained message. */
+	struct cairn_msg_rec msg;
+};
+
+/* What the core hears from a shared store, always from the event loop. */
+struct cairn_cluster_hooks {
+	void *arg;
+	/* New log entries, in log order, from the position cluster_start()
+	 * returned on. */
+	void (*entries)(void *arg, const struct cairn_log_entry *e, size_t n);
+	/* Another node claimed client_id's session, which this node holds
+	 * under serial. */
+	void (*kicked)(void *arg, const char *client_id, uint64_t serial);
+	/* A commit dropped the writes of client_id's session (held here under
+	 * serial): another node claimed it. Reported before that commit's
+	 * done(). */
+	void (*fenced)(void *arg, const char *client_id, uint64_t serial);
+};
+
+/* What a claim found. */
+struct cairn_claim_result {
+	/* The session was held by this incarnation under prev_serial (a
+	 * takeover on the same node). */
+	bool prev_local;
+	uint64_t prev_serial;
+	/* The log position up to which the claimed session's stored queue
+	 * holds every matching entry (routed by its previous holder); {0, 0}
+	 * when no node had routed for it. */
+	struct cairn_log_pos cursor;
+};
+
+/* Completion of claim(): status 0 or a CAIRN_E* code. */
+typedef void (*cairn_claim_fn)(void *arg, int status, const struct cairn_claim_result *r);
+
+/* Completion of log_read(): up to max entries after the position asked,
+ * in order; status 0 or a CAIRN_E* code. */
+typedef void (*cairn_log_read_fn)(void *arg, int status, const struct cairn_log_entry *e,
+				  size_t n);
+
 /* Capabilities, in cairn_store_ops.flags (version 2). */
 enum {
 	/* commit() returns CAIRN_EINPROGRESS and calls done() later from the
@@ -351,6 +419,56 @@ struct cairn_store_ops {
 
 	/* ---- version 3 ---- */
 	/* No new slots: the records grew (see the top of this file). */
+
+	/* ---- version 4: a shared store (cluster mode); all NULL or all set ---- */
+	/*
+	 * Join the cluster: the store was opened with `cluster true` (the
+	 * backend reads the cluster keys itself through opts->get) and
+	 * load() has run (in cluster mode it loads retained messages only:
+	 * sessions are loaded when claimed). Starts reading the log after
+	 * *tail, the end of the log now, and reporting through h (borrowed
+	 * until close). *id_base is the first message id this node may use.
+	 * @return 0; CAIRN_EINVAL (not opened in cluster mode), CAIRN_EIO,
+	 * CAIRN_EUNAVAILABLE.
+	 */
+	int (*cluster_start)(struct cairn_store *st, const struct cairn_cluster_hooks *h,
+			     struct cairn_log_pos *tail, uint64_t *id_base);
+	/*
+	 * Claim client_id's session for this node under serial (unique per
+	 * connection on this node), telling its previous holder (kicked()).
+	 * Before done(), the session's records go to v (session, subscriptions,
+	 * messages, deliveries, inbound QoS 2 ids; v is borrowed until done).
+	 * From done() on, the session's writes are checked against the claim.
+	 * @return CAIRN_EINPROGRESS (done() follows from the loop, never from
+	 * inside this call) or CAIRN_EUNAVAILABLE.
+	 */
+	int (*claim)(struct cairn_store *st, const char *client_id, uint64_t serial,
+		     const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg);
+	/* Stop holding client_id's session (it was kicked or fenced, or its
+	 * claim was abandoned): its later writes are dropped. */
+	void (*release)(struct cairn_store *st, const char *client_id);
+	/* Stage the append of a message to the log (with the retained write
+	 * when rec->retain), by publisher (a client id, or ""). A staged write
+	 * like the others: it is in the log once the commit holding it is
+	 * done, exactly once however often the batch is retried. */
+	int (*log_append)(struct cairn_store *st, const char *publisher,
+			  const struct cairn_msg_rec *rec);
+	/*
+	 * Stage where routing stands. client_id NULL: this node has routed the
+	 * log up to pos into the queues of the sessions it holds (every write
+	 * of that routing was staged before). Else the cursor of that one
+	 * session (held here): its queue holds every matching entry up to pos
+	 * and none after, whatever this node's mark says (a claim sets it;
+	 * the claiming node moves it while it catches the session up); pos
+	 * {0, 0} removes it, once the node's mark speaks for the session.
+	 * A claim returns the session's cursor, or else its previous holder's
+	 * mark.
+	 */
+	int (*log_routed)(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
+	/* Read up to max entries after `after` (a session catching up).
+	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE. */
+	int (*log_read)(struct cairn_store *st, struct cairn_log_pos after, size_t max,
+			cairn_log_read_fn done, void *arg);
 };
 
 /* Backends compiled into this build (none and memory always; each of the

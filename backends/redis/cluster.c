@@ -1,0 +1,1316 @@
+/*
+ * The Redis backend shared by several brokers (cluster mode, vtable version
+ * 4; cairn-redis(5) has the keys). Every key of one session shares the hash
+ * tag {c:ID} and every key of the message log {L:0}, so the layout is the
+ * one a Redis Cluster needs, though this phase drives one standalone server
+ * (or a primary with replicas): a commit is one call of the function
+ * cairn_commit, which first checks, per session the batch writes, that this
+ * node still holds the session's claim ({c:ID}:own), then runs the
+ * session's writes only if it does, and the log's writes always. The
+ * function returns the sessions it found claimed elsewhere (fenced), which
+ * the core hears of before the commit's done(). Besides the commit link,
+ * two connections of their own: one blocks in XREAD on the log, one is
+ * subscribed to this incarnation's kicks (a claim elsewhere).
+ */
+#include "redis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+
+/* Entries one XREAD or XRANGE asks for. */
+#define RD_LOG_COUNT "512"
+/* How long a once-only key keeps an append from being repeated by a
+ * replayed batch (seconds). */
+#define RD_ONCE_TTL "86400"
+/* Message ids of one incarnation: inc << RD_ID_SHIFT onwards. */
+#define RD_ID_SHIFT 40
+
+/*
+ * The functions, loaded with FUNCTION LOAD REPLACE at cluster_start.
+ * cairn_commit: args[1] = n sessions, then n pairs (own key, token), then
+ * pairs (group, command in RESP); group 0 is the log's, group g the g-th
+ * session's. "CAIRN.ONCE key ttl k" sets key unless it exists, and then
+ * skips the k commands after it: an append and its retained write run once
+ * however often a batch is replayed.
+ * cairn_claim: args = prefix, client id, token; bumps the epoch, takes the
+ * token, tells the previous holder (PUBLISH to its incarnation's channel)
+ * and returns {previous token, its node's routed position, session, subs,
+ * deliveries, message copies, inbound QoS 2 ids}.
+ */
+static const char rd_lua[] =
+    "#!lua name=cairn\n"
+    "local function argv_of(s)\n"
+    "  local n, pos = string.match(s, '^%*(%d+)\\r\\n()')\n"
+    "  local out = {}\n"
+    "  for i = 1, tonumber(n) do\n"
+    "    local len, p2 = string.match(s, '^%$(%d+)\\r\\n()', pos)\n"
+    "    len = tonumber(len)\n"
+    "    out[i] = string.sub(s, p2, p2 + len - 1)\n"
+    "    pos = p2 + len + 2\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "local function commit(keys, args)\n"
+    "  local n = tonumber(args[1])\n"
+    "  local ok, fenced = {}, {}\n"
+    "  for g = 1, n do\n"
+    "    if redis.call('HGET', args[2 * g], 'tok') == args[2 * g + 1] then ok[g] = true\n"
+    "    else fenced[#fenced + 1] = g end\n"
+    "  end\n"
+    "  local skip = 0\n"
+    "  for i = 2 * n + 2, #args, 2 do\n"
+    "    local g = tonumber(args[i])\n"
+    "    if skip > 0 then skip = skip - 1\n"
+    "    elseif g == 0 or ok[g] then\n"
+    "      local c = argv_of(args[i + 1])\n"
+    "      if c[1] == 'CAIRN.ONCE' then\n"
+    "        if not redis.call('SET', c[2], '1', 'NX', 'EX', c[3]) then\n"
+    "          skip = tonumber(c[4])\n"
+    "        end\n"
+    "      else redis.call(unpack(c)) end\n"
+    "    end\n"
+    "  end\n"
+    "  return fenced\n"
+    "end\n"
+    "local function claim(keys, args)\n"
+    "  local pfx, id, tok = args[1], args[2], args[3]\n"
+    "  local base = pfx .. '{c:' .. id .. '}:'\n"
+    "  local own = base .. 'own'\n"
+    "  local old = redis.call('HGET', own, 'tok')\n"
+    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  redis.call('HSET', own, 'tok', tok)\n"
+    "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
+    "  local same = false\n"
+    "  if old then\n"
+    "    local inc = string.match(old, '^(%d+):')\n"
+    "    if inc then\n"
+    "      same = inc == string.match(tok, '^(%d+):')\n"
+    "      if cursor == '' then\n"
+    "        cursor = redis.call('GET', pfx .. '{n:' .. inc .. '}:pos') or ''\n"
+    "      end\n"
+    "      if not same then\n"
+    "        redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
+    "      end\n"
+    "    end\n"
+    "  else old = '' end\n"
+    "  if not same and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
+    "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
+    "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in')}\n"
+    "end\n"
+    "redis.register_function('cairn_commit', commit)\n"
+    "redis.register_function('cairn_claim', claim)\n";
+
+/* ---- the sessions held here: client id -> connection serial ---- */
+
+struct rd_owner {
+	struct rd_owner *next;
+	char *id;
+	uint64_t serial;
+	uint64_t gen; /* the commit that gave it a group */
+	size_t group;
+};
+
+struct rd_group {
+	char *id;
+	uint64_t serial;
+};
+
+struct rd_owners {
+	struct rd_owner **b;
+	size_t nb, n;
+	uint64_t gen;
+	/* The sessions of the commit in flight, by group number - 1 (copies:
+	 * a session may be released while the commit runs). */
+	struct rd_group *gv;
+	size_t gn, gcap;
+};
+
+static size_t rd_hash(const char *s)
+{
+	size_t h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+static struct rd_owner **rd_owner_find(struct rd_owners *o, const char *id)
+{
+	struct rd_owner **pp;
+
+	if (o->nb == 0)
+		return NULL;
+	for (pp = &o->b[rd_hash(id) & (o->nb - 1)]; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->id, id) == 0)
+			return pp;
+	return pp;
+}
+
+static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial)
+{
+	struct rd_owner **pp, *e;
+
+	if (o->n + 1 > o->nb) {
+		size_t nb = o->nb ? o->nb * 2 : 64;
+		struct rd_owner **b = bk_xcalloc(nb, sizeof(*b));
+
+		for (size_t i = 0; i < o->nb; i++) {
+			while ((e = o->b[i]) != NULL) {
+				o->b[i] = e->next;
+				e->next = b[rd_hash(e->id) & (nb - 1)];
+				b[rd_hash(e->id) & (nb - 1)] = e;
+			}
+		}
+		free(o->b);
+		o->b = b;
+		o->nb = nb;
+	}
+	pp = rd_owner_find(o, id);
+	if (*pp != NULL) {
+		(*pp)->serial = serial;
+		return;
+	}
+	e = bk_xcalloc(1, sizeof(*e));
+	e->id = bk_xstrdup(id);
+	e->serial = serial;
+	*pp = e;
+	o->n++;
+}
+
+static void rd_owner_drop(struct rd_owners *o, const char *id)
+{
+	struct rd_owner **pp = rd_owner_find(o, id), *e;
+
+	if (pp == NULL || (e = *pp) == NULL)
+		return;
+	*pp = e->next;
+	free(e->id);
+	free(e);
+	o->n--;
+}
+
+static void rd_groups_clear(struct rd_owners *o)
+{
+	for (size_t i = 0; i < o->gn; i++)
+		free(o->gv[i].id);
+	o->gn = 0;
+}
+
+static void rd_owners_free(struct rd_owners *o)
+{
+	if (o == NULL)
+		return;
+	for (size_t i = 0; i < o->nb; i++) {
+		struct rd_owner *e, *next;
+
+		for (e = o->b[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e->id);
+			free(e);
+		}
+	}
+	free(o->b);
+	rd_groups_clear(o);
+	free(o->gv);
+	free(o);
+}
+
+bool rd_cluster_owns(const struct cairn_store *st, const char *client_id)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+
+	return pp != NULL && *pp != NULL;
+}
+
+/* ---- messages put and not yet deleted: msg_id -> their value ---- */
+
+struct rd_msg {
+	struct rd_msg *next;
+	uint64_t id;
+	char *val;
+	size_t len;
+};
+
+struct rd_msgs {
+	struct rd_msg **b;
+	size_t nb, n;
+};
+
+static struct rd_msg **rd_msg_find(const struct rd_msgs *m, uint64_t id)
+{
+	struct rd_msg **pp;
+
+	if (m->nb == 0)
+		return NULL;
+	for (pp = &m->b[(id * 0x9E3779B97F4A7C15ull >> 20) & (m->nb - 1)]; *pp != NULL;
+	     pp = &(*pp)->next)
+		if ((*pp)->id == id)
+			return pp;
+	return pp;
+}
+
+/*
+ * A message copy kept with a delivery: "<retain><topic_len>;<topic>" and
+ * then rd_msg_value's encoding. It lives in the session's keys, so a node
+ * that claims the session reads everything it needs in one slot, and a
+ * session's messages go with its deliveries.
+ */
+void rd_cluster_msg_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
+{
+	struct rd_msgs *m = st->msgs;
+	size_t tl = strlen(rec->topic), vl;
+	char *v = rd_msg_value(rec, &vl), *val = bk_xmalloc(vl + tl + 24);
+	int n = snprintf(val, 24, "%c%zu;", rec->retain ? '1' : '0', tl);
+	struct rd_msg **pp, *e;
+
+	memcpy(val + n, rec->topic, tl);
+	memcpy(val + (size_t)n + tl, v, vl);
+	free(v);
+	if (m->n + 1 > m->nb) {
+		size_t nb = m->nb ? m->nb * 2 : 256, ob = m->nb;
+		struct rd_msg **old = m->b;
+
+		m->b = bk_xcalloc(nb, sizeof(*m->b));
+		m->nb = nb;
+		for (size_t i = 0; i < ob; i++) {
+			while ((e = old[i]) != NULL) {
+				old[i] = e->next;
+				pp = rd_msg_find(m, e->id);
+				e->next = NULL;
+				*pp = e;
+			}
+		}
+		free(old);
+	}
+	pp = rd_msg_find(m, rec->msg_id);
+	if (*pp != NULL) {
+		free((*pp)->val);
+		(*pp)->val = val;
+		(*pp)->len = (size_t)n + tl + vl;
+		return;
+	}
+	e = bk_xcalloc(1, sizeof(*e));
+	e->id = rec->msg_id;
+	e->val = val;
+	e->len = (size_t)n + tl + vl;
+	*pp = e;
+	m->n++;
+}
+
+void rd_cluster_msg_delete(struct cairn_store *st, uint64_t msg_id)
+{
+	struct rd_msg **pp = rd_msg_find(st->msgs, msg_id), *e;
+
+	if (pp == NULL || (e = *pp) == NULL)
+		return;
+	*pp = e->next;
+	free(e->val);
+	free(e);
+	st->msgs->n--;
+}
+
+const char *rd_cluster_msg_value(const struct cairn_store *st, uint64_t msg_id, size_t *len)
+{
+	struct rd_msg **pp = rd_msg_find(st->msgs, msg_id);
+
+	if (pp == NULL || *pp == NULL)
+		return NULL;
+	*len = (*pp)->len;
+	return (*pp)->val;
+}
+
+static void rd_msgs_free(struct rd_msgs *m)
+{
+	if (m == NULL)
+		return;
+	for (size_t i = 0; i < m->nb; i++) {
+		struct rd_msg *e, *next;
+
+		for (e = m->b[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e->val);
+			free(e);
+		}
+	}
+	free(m->b);
+	free(m);
+}
+
+/* Parse a message copy (rd_cluster_msg_put) into rec. */
+static bool rd_msg_copy_parse(const char *s, size_t len, struct cairn_msg_rec *rec)
+{
+	const char *end = s + len, *semi;
+	uint64_t tl;
+
+	if (len < 3 || (s[0] != '0' && s[0] != '1'))
+		return false;
+	rec->retain = s[0] == '1';
+	semi = memchr(s + 1, ';', (size_t)(end - s - 1));
+	if (semi == NULL || !rd_parse_u64(s + 1, (size_t)(semi - s - 1), (uint64_t)(end - semi - 1),
+					  &tl))
+		return false;
+	/* The topic is copied out: it needs its NUL. */
+	rec->topic = bk_xstrndup(semi + 1, (size_t)tl);
+	if (!rd_retained_parse(semi + 1 + tl, (size_t)(end - semi - 1 - (ptrdiff_t)tl), rec)) {
+		free((char *)rec->topic);
+		rec->topic = NULL;
+		return false;
+	}
+	return true;
+}
+
+/* ---- open, keys ---- */
+
+int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *opts, char *err,
+		    size_t errlen)
+{
+	const char *on = opts->get != NULL ? opts->get(opts->get_arg, "cluster") : NULL;
+	const char *id = opts->get != NULL ? opts->get(opts->get_arg, "cluster_node_id") : NULL;
+	const char *ret = opts->get != NULL ? opts->get(opts->get_arg, "message_retention") : NULL;
+	uint64_t secs = 86400;
+
+	if (on == NULL || strcmp(on, "true") != 0)
+		return 0;
+	if (ret != NULL && !rd_parse_u64(ret, strlen(ret), 100u * 365 * 86400, &secs)) {
+		bk_errf(err, errlen, "message_retention must be a number of seconds, got '%s'", ret);
+		return CAIRN_EINVAL;
+	}
+	st->cluster = true;
+	st->node_id = bk_xstrdup(id != NULL && id[0] != '\0' ? id : "cairn");
+	st->retention_ms = (int64_t)secs * 1000;
+	st->owners = bk_xcalloc(1, sizeof(*st->owners));
+	st->msgs = bk_xcalloc(1, sizeof(*st->msgs));
+	return 0;
+}
+
+/* A connection of its own (the log reader, the kick subscriber). */
+struct rd_aux {
+	struct cairn_store *st;
+	redisAsyncContext *ac;
+	struct event *retry;
+	bool reader; /* else the control subscriber */
+	bool lost;   /* a loss was logged */
+};
+
+static void rd_aux_free(struct rd_aux *a)
+{
+	if (a == NULL)
+		return;
+	if (a->ac != NULL) {
+		a->ac->data = NULL;
+		redisAsyncFree(a->ac);
+	}
+	if (a->retry != NULL)
+		event_free(a->retry);
+	free(a);
+}
+
+void rd_cluster_free(struct cairn_store *st)
+{
+	rd_aux_free(st->reader);
+	rd_aux_free(st->control);
+	st->reader = st->control = NULL;
+	rd_owners_free(st->owners);
+	rd_msgs_free(st->msgs);
+	for (size_t i = 0; i < st->nfenced; i++)
+		free(st->fenced[i]);
+	free(st->fenced);
+	free(st->fenced_serial);
+	free(st->node_id);
+}
+
+char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char *id)
+{
+	static const char *const session_kinds[] = {"session", "subs",	"delivery",
+						    "inflight_in", "m", "own"};
+
+	if (id != NULL) {
+		for (size_t i = 0; i < sizeof(session_kinds) / sizeof(session_kinds[0]); i++)
+			if (strcmp(kind, session_kinds[i]) == 0)
+				return bk_strf("%s{c:%s}:%s", st->prefix, id, kind);
+		return NULL;
+	}
+	if (strcmp(kind, "retained") == 0 || strcmp(kind, "log") == 0)
+		return bk_strf("%s{L:0}:%s", st->prefix, kind);
+	return NULL;
+}
+
+/* ---- log positions ---- */
+
+static bool rd_pos_parse(const char *s, size_t len, struct cairn_log_pos *p)
+{
+	const char *dash = memchr(s, '-', len);
+
+	return dash != NULL && rd_parse_u64(s, (size_t)(dash - s), UINT64_MAX, &p->ms) &&
+	       rd_parse_u64(dash + 1, len - (size_t)(dash - s) - 1, UINT64_MAX, &p->seq);
+}
+
+static size_t rd_pos_format(char *out, struct cairn_log_pos p)
+{
+	return (size_t)snprintf(out, 48, "%llu-%llu", (unsigned long long)p.ms,
+				(unsigned long long)p.seq);
+}
+
+/* ---- the commit ---- */
+
+static void rd_fenced_add(struct cairn_store *st, const char *id, uint64_t serial)
+{
+	if (st->nfenced == st->fenced_cap) {
+		st->fenced_cap = st->fenced_cap ? st->fenced_cap * 2 : 8;
+		st->fenced = bk_xrealloc(st->fenced, st->fenced_cap * sizeof(*st->fenced));
+		st->fenced_serial =
+		    bk_xrealloc(st->fenced_serial, st->fenced_cap * sizeof(*st->fenced_serial));
+	}
+	st->fenced[st->nfenced] = bk_xstrdup(id);
+	st->fenced_serial[st->nfenced] = serial;
+	st->nfenced++;
+}
+
+void rd_cluster_report_fenced(struct cairn_store *st)
+{
+	size_t n = st->nfenced;
+
+	st->nfenced = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (st->hooks != NULL && st->hooks->fenced != NULL)
+			st->hooks->fenced(st->hooks->arg, st->fenced[i], st->fenced_serial[i]);
+		free(st->fenced[i]);
+	}
+}
+
+static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	int status = 0;
+
+	(void)privdata;
+	if (st == NULL || !st->in_flight)
+		return;
+	evtimer_del(st->watchdog_ev);
+	if (reply == NULL) {
+		status = CAIRN_EUNAVAILABLE;
+		rd_link_lost(st, ac);
+	} else if (reply->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < reply->elements; i++) {
+			const redisReply *g = reply->element[i];
+			long long k = g->type == REDIS_REPLY_INTEGER ? g->integer : 0;
+
+			if (k >= 1 && (size_t)k <= st->owners->gn) {
+				const struct rd_group *o = &st->owners->gv[k - 1];
+				struct rd_owner **pp = rd_owner_find(st->owners, o->id);
+
+				rd_log(st, CAIRN_LOG_NOTICE,
+				       "session %s was claimed by another node: its writes are "
+				       "dropped",
+				       o->id);
+				rd_fenced_add(st, o->id, o->serial);
+				/* Unless it was claimed here again meanwhile. */
+				if (pp != NULL && *pp != NULL && (*pp)->serial == o->serial)
+					rd_owner_drop(st->owners, o->id);
+			}
+		}
+	} else {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: commit failed: %s", st->where,
+		       reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		status = CAIRN_EIO;
+	}
+	rd_groups_clear(st->owners);
+	rd_link_finish(st, status);
+}
+
+/*
+ * One FCALL of cairn_commit for the whole batch. The session of each
+ * command is looked up now: a session released since its write was staged
+ * (kicked, fenced) has its writes dropped here.
+ */
+int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg)
+{
+	struct rd_batch tmp = st->sending;
+	struct rd_owners *o = st->owners;
+	size_t ngroups = 0, nargs, argc = 0;
+	const char **argv;
+	size_t *lens;
+	char **owned; /* the own keys, tokens and group numbers formatted here */
+	size_t nowned = 0;
+	int rc;
+
+	st->sending = st->staged;
+	st->staged = tmp;
+	st->routed_at = 0;
+	o->gen++;
+	rd_groups_clear(o);
+	for (size_t i = 0; i < st->sending.n; i++) {
+		struct rd_owner **pp;
+
+		if (st->sending.v[i].owner == NULL)
+			continue;
+		pp = rd_owner_find(o, st->sending.v[i].owner);
+		if (pp == NULL || *pp == NULL || (*pp)->gen == o->gen)
+			continue;
+		(*pp)->gen = o->gen;
+		(*pp)->group = ++ngroups;
+		if (o->gn == o->gcap) {
+			o->gcap = o->gcap ? o->gcap * 2 : 64;
+			o->gv = bk_xrealloc(o->gv, o->gcap * sizeof(*o->gv));
+		}
+		o->gv[o->gn].id = bk_xstrdup((*pp)->id);
+		o->gv[o->gn].serial = (*pp)->serial;
+		o->gn++;
+	}
+	nargs = 4 + 2 * ngroups + 2 * st->sending.n;
+	argv = bk_xmalloc(nargs * sizeof(*argv));
+	lens = bk_xmalloc(nargs * sizeof(*lens));
+	owned = bk_xmalloc((3 * ngroups + 2 * st->sending.n + 1) * sizeof(*owned));
+	argv[argc++] = "FCALL";
+	argv[argc++] = "cairn_commit";
+	argv[argc++] = "0";
+	owned[nowned] = bk_strf("%zu", ngroups);
+	argv[argc++] = owned[nowned++];
+	for (size_t g = 0; g < ngroups; g++) {
+		const struct rd_group *e = &o->gv[g];
+
+		owned[nowned] = rd_key(st, "own", e->id);
+		argv[argc++] = owned[nowned++];
+		owned[nowned] = bk_strf("%s:%llu", st->inc_s, (unsigned long long)e->serial);
+		argv[argc++] = owned[nowned++];
+	}
+	for (size_t i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	for (size_t i = 0; i < st->sending.n; i++) {
+		const struct rd_cmd *c = &st->sending.v[i];
+		size_t group = 0;
+
+		if (c->owner != NULL) {
+			struct rd_owner **pp = rd_owner_find(o, c->owner);
+
+			if (pp == NULL || *pp == NULL)
+				continue; /* released: not ours to write */
+			group = (*pp)->group;
+		}
+		owned[nowned] = bk_strf("%zu", group);
+		lens[argc] = strlen(owned[nowned]);
+		argv[argc++] = owned[nowned++];
+		lens[argc] = c->len;
+		argv[argc++] = c->buf;
+	}
+	rc = rd_link_send_one(st, (int)argc, argv, lens, rd_commit_cb, done, arg);
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
+	free(argv);
+	free(lens);
+	if (rc != CAIRN_EINPROGRESS)
+		rd_groups_clear(o);
+	return rc;
+}
+
+/* ---- log entries ---- */
+
+/* Decode one entry [id, [field, value, ...]] into e (borrowing the reply's
+ * strings). False when it is not one of ours. */
+static bool rd_entry_parse(const redisReply *r, struct cairn_log_entry *e)
+{
+	const redisReply *f;
+	uint64_t q = 0, rt = 0;
+	bool topic = false;
+
+	memset(e, 0, sizeof(*e));
+	e->publisher = "";
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
+	    !rd_pos_parse(r->element[0]->str, r->element[0]->len, &e->pos))
+		return false;
+	f = r->element[1];
+	for (size_t i = 0; i + 1 < f->elements; i += 2) {
+		const redisReply *k = f->element[i], *v = f->element[i + 1];
+
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
+			return false;
+		switch (k->str[0]) {
+		case 't':
+			e->msg.topic = v->str;
+			topic = v->len > 0;
+			break;
+		case 'p':
+			e->msg.payload = (const uint8_t *)v->str;
+			e->msg.payload_len = (uint32_t)v->len;
+			break;
+		case 'q':
+			if (!rd_parse_u64(v->str, v->len, 2, &q))
+				return false;
+			break;
+		case 'r':
+			if (!rd_parse_u64(v->str, v->len, 1, &rt))
+				return false;
+			break;
+		case 'x':
+			if (!rd_parse_i64(v->str, v->len, &e->msg.expires_at))
+				return false;
+			break;
+		case 'o':
+			e->msg.props = v->len > 0 ? (const uint8_t *)v->str : NULL;
+			e->msg.props_len = (uint32_t)v->len;
+			break;
+		case 'f':
+			e->publisher = v->str;
+			break;
+		default:
+			break;
+		}
+	}
+	if (!topic)
+		return false;
+	if (e->msg.payload == NULL)
+		e->msg.payload = (const uint8_t *)"";
+	e->msg.qos = (uint8_t)q;
+	e->msg.retain = rt != 0;
+	return true;
+}
+
+/* Decode the entries of an XRANGE reply (or one stream of an XREAD's)
+ * into a new array; *last is the position of the last, whether decoded
+ * or skipped. */
+static struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list,
+						size_t *n, struct cairn_log_pos *last)
+{
+	struct cairn_log_entry *e = bk_xmalloc((list->elements + 1) * sizeof(*e));
+
+	*n = 0;
+	for (size_t i = 0; i < list->elements; i++) {
+		if (rd_entry_parse(list->element[i], &e[*n])) {
+			*last = e[*n].pos;
+			(*n)++;
+		} else {
+			const redisReply *r = list->element[i];
+
+			rd_log(st, CAIRN_LOG_WARNING, "redis at %s: log entry %s skipped: not cairn's",
+			       st->where,
+			       r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+				       r->element[0]->type == REDIS_REPLY_STRING
+				   ? r->element[0]->str
+				   : "?");
+			if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+			    r->element[0]->type == REDIS_REPLY_STRING)
+				rd_pos_parse(r->element[0]->str, r->element[0]->len, last);
+		}
+	}
+	return e;
+}
+
+/* ---- the reader and the kick subscriber ---- */
+
+static void rd_aux_connect(struct rd_aux *a);
+
+static void rd_aux_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	rd_aux_connect(arg);
+}
+
+static void rd_aux_gone(struct rd_aux *a, const redisAsyncContext *ac, const char *why)
+{
+	struct timeval tv = {1, 0};
+
+	if (a->ac != ac)
+		return;
+	a->ac = NULL;
+	if (!a->lost) {
+		a->lost = true;
+		rd_log(a->st, CAIRN_LOG_WARNING, "redis at %s: %s connection lost (%s); reconnecting",
+		       a->st->where, a->reader ? "log reader" : "control", why);
+	}
+	evtimer_add(a->retry, &tv);
+}
+
+static void rd_aux_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct rd_aux *a = ac->data;
+
+	(void)status;
+	if (a != NULL)
+		rd_aux_gone(a, ac, ac->errstr[0] ? ac->errstr : "closed");
+}
+
+static void rd_aux_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct rd_aux *a = ac->data;
+
+	if (a == NULL)
+		return;
+	if (status != REDIS_OK) {
+		rd_aux_gone(a, ac, ac->errstr[0] ? ac->errstr : "connect failed");
+		return;
+	}
+	if (a->lost) {
+		a->lost = false;
+		rd_log(a->st, CAIRN_LOG_NOTICE, "redis at %s: %s connection restored", a->st->where,
+		       a->reader ? "log reader" : "control");
+	}
+}
+
+static void rd_read_next(struct rd_aux *a);
+
+static void rd_read_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_aux *a = ac->data;
+	redisReply *reply = r;
+
+	(void)privdata;
+	if (a == NULL || reply == NULL)
+		return; /* the link went: the disconnect callback retries */
+	if (reply->type == REDIS_REPLY_ERROR) {
+		struct timeval tv = {1, 0};
+
+		rd_log(a->st, CAIRN_LOG_ERROR, "redis at %s: XREAD of the log failed: %s",
+		       a->st->where, reply->str);
+		evtimer_add(a->retry, &tv); /* the retry reads again */
+		return;
+	}
+	/* nil: the block timed out. Else [[key, [entries]]]. */
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2 &&
+	    reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+		struct cairn_store *st = a->st;
+		size_t n;
+		struct cairn_log_pos last = st->read_pos;
+		struct cairn_log_entry *e =
+		    rd_entries_parse(st, reply->element[0]->element[1], &n, &last);
+
+		st->read_pos = last;
+		if (n > 0 && st->hooks != NULL && st->hooks->entries != NULL)
+			st->hooks->entries(st->hooks->arg, e, n);
+		free(e);
+	}
+	rd_read_next(a);
+}
+
+static void rd_read_next(struct rd_aux *a)
+{
+	char *key = rd_key(a->st, "log", NULL), pos[48];
+	const char *argv[] = {"XREAD", "COUNT", RD_LOG_COUNT, "BLOCK", "1000", "STREAMS", key, pos};
+
+	rd_pos_format(pos, a->st->read_pos);
+	if (a->ac != NULL)
+		redisAsyncCommandArgv(a->ac, rd_read_cb, NULL, 8, argv, NULL);
+	free(key);
+}
+
+static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_aux *a = ac->data;
+	redisReply *reply = r;
+	const redisReply *msg;
+	const char *nl, *colon;
+	uint64_t serial;
+
+	(void)privdata;
+	if (a == NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+		return;
+	if (reply->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(reply->element[0]->str, "message") != 0)
+		return;
+	/* "ID\nINC:SERIAL": the claim that took ID from this incarnation. */
+	msg = reply->element[2];
+	if (msg->type != REDIS_REPLY_STRING ||
+	    (nl = memchr(msg->str, '\n', msg->len)) == NULL ||
+	    (colon = memchr(nl, ':', msg->len - (size_t)(nl - msg->str))) == NULL ||
+	    !rd_parse_u64(colon + 1, msg->len - (size_t)(colon + 1 - msg->str), UINT64_MAX,
+			  &serial))
+		return;
+	if ((size_t)(colon - nl - 1) != strlen(a->st->inc_s) ||
+	    memcmp(nl + 1, a->st->inc_s, (size_t)(colon - nl - 1)) != 0)
+		return;
+	char *id = bk_xstrndup(msg->str, (size_t)(nl - msg->str));
+	struct rd_owner **pp = rd_owner_find(a->st->owners, id);
+
+	/* A newer claim here (a reconnect to this node) keeps the session. */
+	if (pp != NULL && *pp != NULL && (*pp)->serial == serial)
+		rd_owner_drop(a->st->owners, id);
+	if (a->st->hooks != NULL && a->st->hooks->kicked != NULL)
+		a->st->hooks->kicked(a->st->hooks->arg, id, serial);
+	free(id);
+}
+
+static void rd_aux_setup_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_aux *a = ac->data;
+	redisReply *reply = r;
+
+	if (a != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(a->st, CAIRN_LOG_ERROR, "redis at %s: %s refused: %s", a->st->where,
+		       (const char *)privdata, reply->str);
+}
+
+static void rd_aux_connect(struct rd_aux *a)
+{
+	struct cairn_store *st = a->st;
+	redisAsyncContext *ac;
+	struct timeval tv = {1, 0};
+
+	if (a->ac != NULL)
+		return;
+	ac = st->unix_path != NULL ? redisAsyncConnectUnix(st->unix_path)
+				   : redisAsyncConnect(st->host, st->port);
+	if (ac == NULL || ac->err || redisLibeventAttach(ac, st->base) != REDIS_OK) {
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		evtimer_add(a->retry, &tv);
+		return;
+	}
+	ac->data = a;
+	redisEnableKeepAlive(&ac->c);
+	redisAsyncSetConnectCallback(ac, rd_aux_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, rd_aux_disconnect_cb);
+	a->ac = ac;
+	if (st->password != NULL) {
+		const char *argv[] = {"AUTH", st->password};
+
+		redisAsyncCommandArgv(ac, rd_aux_setup_cb, "AUTH", 2, argv, NULL);
+	}
+	if (st->db != 0) {
+		char dbs[16];
+		const char *argv[] = {"SELECT", dbs};
+
+		snprintf(dbs, sizeof(dbs), "%d", st->db);
+		redisAsyncCommandArgv(ac, rd_aux_setup_cb, "SELECT", 2, argv, NULL);
+	}
+	if (a->reader) {
+		rd_read_next(a);
+	} else {
+		char *chan = bk_strf("%sctl:%s", st->prefix, st->inc_s);
+		const char *argv[] = {"SUBSCRIBE", chan};
+
+		redisAsyncCommandArgv(ac, rd_control_cb, NULL, 2, argv, NULL);
+		free(chan);
+	}
+}
+
+static void rd_aux_retry_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rd_aux *a = arg;
+
+	(void)fd;
+	(void)what;
+	if (a->ac == NULL)
+		rd_aux_connect(a);
+	else if (a->reader)
+		rd_read_next(a); /* after an XREAD error */
+}
+
+static struct rd_aux *rd_aux_new(struct cairn_store *st, bool reader)
+{
+	struct rd_aux *a = bk_xcalloc(1, sizeof(*a));
+
+	a->st = st;
+	a->reader = reader;
+	a->retry = evtimer_new(st->base, reader ? rd_aux_retry_read_cb : rd_aux_retry_cb, a);
+	if (a->retry == NULL) {
+		free(a);
+		return NULL;
+	}
+	rd_aux_connect(a);
+	return a;
+}
+
+/* ---- cluster_start ---- */
+
+int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h,
+		     struct cairn_log_pos *tail, uint64_t *id_base)
+{
+	char err[256], *inc_key, *log_key;
+	redisReply *r;
+	int rc = 0;
+
+	if (!st->cluster)
+		return CAIRN_EINVAL;
+	if (st->sync == NULL && (rc = rd_sync_connect(st, err, sizeof(err))) != 0) {
+		rd_log(st, CAIRN_LOG_ERROR, "%s", err);
+		return rc;
+	}
+	{
+		const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", rd_lua};
+
+		r = rd_sync_cmd(st, 4, argv, &rc);
+		if (r == NULL)
+			goto out;
+		if (r->type == REDIS_REPLY_ERROR) {
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s: cannot load cairn's functions (Redis 7 or later is "
+			       "needed): %s",
+			       st->where, r->str);
+			freeReplyObject(r);
+			rc = CAIRN_EIO;
+			goto out;
+		}
+		freeReplyObject(r);
+	}
+	inc_key = bk_strf("%scluster:incarnation", st->prefix);
+	{
+		const char *argv[] = {"INCR", inc_key};
+
+		r = rd_sync_cmd(st, 2, argv, &rc);
+	}
+	free(inc_key);
+	if (r == NULL)
+		goto out;
+	if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0 ||
+	    (unsigned long long)r->integer >= (1ull << (63 - RD_ID_SHIFT))) {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: bad incarnation number", st->where);
+		freeReplyObject(r);
+		rc = CAIRN_EIO;
+		goto out;
+	}
+	st->inc = (uint64_t)r->integer;
+	freeReplyObject(r);
+	snprintf(st->inc_s, sizeof(st->inc_s), "%llu", (unsigned long long)st->inc);
+	log_key = rd_key(st, "log", NULL);
+	{
+		const char *argv[] = {"XREVRANGE", log_key, "+", "-", "COUNT", "1"};
+
+		r = rd_sync_cmd(st, 6, argv, &rc);
+	}
+	free(log_key);
+	if (r == NULL)
+		goto out;
+	st->read_pos = (struct cairn_log_pos){0, 0};
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+		rd_pos_parse(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
+			     &st->read_pos);
+	else if (r->type == REDIS_REPLY_ERROR)
+		rc = CAIRN_EIO;
+	freeReplyObject(r);
+	if (rc != 0)
+		goto out;
+	*tail = st->read_pos;
+	*id_base = st->inc << RD_ID_SHIFT;
+	st->hooks = h;
+	st->reader = rd_aux_new(st, true);
+	st->control = rd_aux_new(st, false);
+	if (st->reader == NULL || st->control == NULL)
+		rc = CAIRN_ENOMEM;
+	else
+		rd_log(st, CAIRN_LOG_NOTICE,
+		       "redis at %s: node %s joined the cluster as incarnation %s, reading the log "
+		       "after %llu-%llu",
+		       st->where, st->node_id, st->inc_s, (unsigned long long)tail->ms,
+		       (unsigned long long)tail->seq);
+out:
+	rd_sync_close(st);
+	return rc;
+}
+
+/* ---- claim ---- */
+
+struct rd_claim {
+	struct cairn_store *st;
+	char *id;
+	uint64_t serial;
+	const struct cairn_store_visitor *v;
+	cairn_claim_fn done;
+	void *arg;
+};
+
+/* Deliveries point at their message copy, whose id is their seq. */
+struct rd_claim_visit {
+	const struct cairn_store_visitor *v;
+};
+
+static int rd_claim_delivery(void *arg, const struct cairn_delivery_rec *rec)
+{
+	const struct rd_claim_visit *cv = arg;
+	struct cairn_delivery_rec d = *rec;
+
+	d.msg_id = d.seq;
+	return cv->v->delivery != NULL ? cv->v->delivery(cv->v->arg, &d) : 0;
+}
+
+/* The message copies of HGETALL {c:ID}:m, seq -> value, as messages whose
+ * id is the seq. */
+static int rd_claim_messages(struct cairn_store *st, const char *id, const redisReply *h,
+			     const struct cairn_store_visitor *v)
+{
+	int rc = 0;
+
+	if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
+		return CAIRN_ECORRUPT;
+	for (size_t i = 0; rc == 0 && i < h->elements; i += 2) {
+		const redisReply *f = h->element[i], *val = h->element[i + 1];
+		struct cairn_msg_rec rec = {0};
+
+		if (!rd_parse_u64(f->str, f->len, UINT64_MAX, &rec.msg_id) ||
+		    !rd_msg_copy_parse(val->str, val->len, &rec)) {
+			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: session %s: bad message copy %s",
+			       st->where, id, f->str);
+			return CAIRN_ECORRUPT;
+		}
+		if (v->message != NULL)
+			rc = v->message(v->arg, &rec);
+		free((char *)rec.topic);
+	}
+	return rc;
+}
+
+static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_claim *c = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	struct cairn_claim_result res = {0};
+	int rc = 0;
+
+	if (st == NULL) {
+		/* The store is closing: nobody waits any more. */
+		free(c->id);
+		free(c);
+		return;
+	}
+	if (reply == NULL) {
+		rc = CAIRN_EUNAVAILABLE;
+	} else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s failed: %s", st->where, c->id,
+		       reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		rc = CAIRN_EIO;
+	} else {
+		const redisReply *old = reply->element[0], *cur = reply->element[1];
+		const char *colon = old->len > 0 ? memchr(old->str, ':', old->len) : NULL;
+		struct rd_claim_visit cv = {c->v};
+		struct cairn_store_visitor dv = *c->v;
+		redisReply *one[1];
+
+		dv.arg = &cv;
+		dv.delivery = rd_claim_delivery;
+		if (colon != NULL && (size_t)(colon - old->str) == strlen(st->inc_s) &&
+		    memcmp(old->str, st->inc_s, (size_t)(colon - old->str)) == 0 &&
+		    rd_parse_u64(colon + 1, old->len - (size_t)(colon + 1 - old->str), UINT64_MAX,
+				 &res.prev_serial))
+			res.prev_local = true;
+		if (cur->type == REDIS_REPLY_STRING && cur->len > 0)
+			rd_pos_parse(cur->str, cur->len, &res.cursor);
+		rd_owner_set(st->owners, c->id, c->serial);
+		/* A session this incarnation held is in its memory already:
+		 * the records are not visited. */
+		one[0] = reply->element[2];
+		if (res.prev_local)
+			goto out;
+		if (one[0]->elements > 0)
+			rc = rd_visit_session(st, c->id, one, c->v);
+		one[0] = reply->element[3];
+		if (rc == 0)
+			rc = rd_visit_subs(st, c->id, one, c->v);
+		if (rc == 0)
+			rc = rd_claim_messages(st, c->id, reply->element[5], c->v);
+		one[0] = reply->element[4];
+		if (rc == 0 && c->v->delivery != NULL)
+			rc = rd_visit_deliveries(st, c->id, one, &dv);
+		one[0] = reply->element[6];
+		if (rc == 0)
+			rc = rd_visit_inflight(st, c->id, one, c->v);
+	}
+out:
+	c->done(c->arg, rc, rc == 0 ? &res : NULL);
+	free(c->id);
+	free(c);
+}
+
+int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t serial,
+		     const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg)
+{
+	struct rd_claim *c;
+	char tok[48];
+	const char *argv[] = {"FCALL", "cairn_claim", "0", st->prefix, client_id, tok};
+
+	if (st->ac == NULL || st->ac_broken ||
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
+		return CAIRN_EUNAVAILABLE;
+	snprintf(tok, sizeof(tok), "%s:%llu", st->inc_s, (unsigned long long)serial);
+	c = bk_xcalloc(1, sizeof(*c));
+	c->st = st;
+	c->id = bk_xstrdup(client_id);
+	c->serial = serial;
+	c->v = v;
+	c->done = done;
+	c->arg = arg;
+	if (redisAsyncCommandArgv(st->ac, rd_claim_cb, c, 6, argv, NULL) != REDIS_OK) {
+		free(c->id);
+		free(c);
+		return CAIRN_EUNAVAILABLE;
+	}
+	return CAIRN_EINPROGRESS;
+}
+
+void rd_cluster_release(struct cairn_store *st, const char *client_id)
+{
+	rd_owner_drop(st->owners, client_id);
+}
+
+/* ---- appends, the routed mark, reads ---- */
+
+int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
+			  const struct cairn_msg_rec *rec)
+{
+	char *log = rd_key(st, "log", NULL), *ret = rd_key(st, "retained", NULL);
+	char *once = bk_strf("%s{L:0}:dd:%s:%llu", st->prefix, st->inc_s,
+			     (unsigned long long)++st->appends);
+	char q[4], r[4], x[24], minid[24], n[4];
+	struct timeval now;
+	int rc;
+
+	gettimeofday(&now, NULL);
+	int64_t min = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000 - st->retention_ms;
+	rd_i64(minid, min > 0 ? min : 0);
+	snprintf(q, sizeof(q), "%u", (unsigned)rec->qos);
+	snprintf(r, sizeof(r), "%d", rec->retain ? 1 : 0);
+	rd_i64(x, rec->expires_at);
+	snprintf(n, sizeof(n), "%d", rec->retain ? 2 : 1);
+	/* The publisher's session writes it: a publisher another node has
+	 * claimed since appends nothing more here (its client resends there). */
+	st->stage_owner = publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
+	{
+		const char *argv[] = {"CAIRN.ONCE", once, RD_ONCE_TTL, n};
+
+		rc = rd_stage(st, 4, argv, NULL);
+	}
+	if (rc == 0) {
+		const char *argv[] = {"XADD", log, "MINID", "~", minid, "*", "t", rec->topic,
+				      "p",    (const char *)rec->payload, "q", q, "r", r, "x", x,
+				      "o",    (const char *)rec->props, "f", publisher};
+		size_t lens[20];
+
+		for (int i = 0; i < 20; i++)
+			lens[i] = i == 9 ? rec->payload_len
+				  : i == 17 ? rec->props_len
+				  : argv[i] != NULL ? strlen(argv[i])
+						    : 0;
+		if (argv[17] == NULL)
+			argv[17] = "";
+		rc = rd_stage(st, 20, argv, lens);
+	}
+	if (rc == 0 && rec->retain) {
+		if (rec->payload_len == 0) {
+			const char *argv[] = {"HDEL", ret, rec->topic};
+
+			rc = rd_stage(st, 3, argv, NULL);
+		} else {
+			size_t vlen;
+			char *val = rd_msg_value(rec, &vlen);
+			const char *argv[] = {"HSET", ret, rec->topic, val};
+			size_t lens[] = {4, strlen(ret), strlen(rec->topic), vlen};
+
+			rc = rd_stage(st, 4, argv, lens);
+			free(val);
+		}
+	}
+	st->stage_owner = NULL;
+	free(once);
+	free(log);
+	free(ret);
+	return rc;
+}
+
+int rd_cluster_log_routed(struct cairn_store *st, const char *client_id,
+			  struct cairn_log_pos pos)
+{
+	char *key, val[48];
+	int rc;
+
+	rd_pos_format(val, pos);
+	if (client_id != NULL) {
+		/* The session's own cursor, in its claim's hash. */
+		const char *set[] = {"HSET", NULL, "cur", val};
+		const char *del[] = {"HDEL", NULL, "cur"};
+
+		key = rd_key(st, "own", client_id);
+		set[1] = del[1] = key;
+		st->stage_owner = client_id;
+		rc = pos.ms == 0 && pos.seq == 0 ? rd_stage(st, 3, del, NULL)
+						 : rd_stage(st, 4, set, NULL);
+		st->stage_owner = NULL;
+		free(key);
+		return rc;
+	}
+	key = bk_strf("%s{n:%s}:pos", st->prefix, st->inc_s);
+	const char *argv[] = {"SET", key, val};
+
+	if (st->routed_at > 0 && st->routed_at == st->staged.n) {
+		/* The last command is the previous mark: this one replaces it. */
+		st->staged.n--;
+		redisFreeCommand(st->staged.v[st->staged.n].buf);
+		free(st->staged.v[st->staged.n].owner);
+	}
+	rc = rd_stage(st, 3, argv, NULL);
+	if (rc == 0)
+		st->routed_at = st->staged.n;
+	free(key);
+	return rc;
+}
+
+struct rd_read {
+	struct cairn_store *st;
+	cairn_log_read_fn done;
+	void *arg;
+};
+
+static void rd_log_read_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_read *rr = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st == NULL) {
+		free(rr);
+		return;
+	}
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		if (reply != NULL)
+			rd_log(st, CAIRN_LOG_ERROR, "redis at %s: reading the log failed: %s",
+			       st->where,
+			       reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		rr->done(rr->arg, reply == NULL ? CAIRN_EUNAVAILABLE : CAIRN_EIO, NULL, 0);
+	} else {
+		size_t n;
+		struct cairn_log_pos last = {0, 0};
+		struct cairn_log_entry *e = rd_entries_parse(st, reply, &n, &last);
+
+		rr->done(rr->arg, 0, e, n);
+		free(e);
+	}
+	free(rr);
+}
+
+int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
+			cairn_log_read_fn done, void *arg)
+{
+	char *key = rd_key(st, "log", NULL), from[49], count[24];
+	const char *argv[] = {"XRANGE", key, from, "+", "COUNT", count};
+	struct rd_read *rr;
+	int rc = CAIRN_EINPROGRESS;
+
+	if (st->ac == NULL || st->ac_broken ||
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0) {
+		free(key);
+		return CAIRN_EUNAVAILABLE;
+	}
+	from[0] = '(';
+	rd_pos_format(from + 1, after);
+	snprintf(count, sizeof(count), "%zu", max);
+	rr = bk_xcalloc(1, sizeof(*rr));
+	rr->st = st;
+	rr->done = done;
+	rr->arg = arg;
+	if (redisAsyncCommandArgv(st->ac, rd_log_read_cb, rr, 6, argv, NULL) != REDIS_OK) {
+		free(rr);
+		rc = CAIRN_EUNAVAILABLE;
+	}
+	free(key);
+	return rc;
+}

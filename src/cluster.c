@@ -1,0 +1,624 @@
+/*
+ * Cluster mode, the core's side (see cluster.h and cairn/store.h version 4).
+ *
+ * Where a session's messages come from. Each node routes every entry of
+ * the shared log to its own sessions, in log order, and stages, with the
+ * deliveries of each batch of entries, the position it has routed up to
+ * (its mark). A session held here has in its stored queue every matching
+ * entry up to that mark. The store keeps a session's own cursor instead
+ * while that is not true of it: from its claim until the node that claimed
+ * it has caught it up (or its mark has passed the cursor). So a node that
+ * claims a session learns where its queue ends, and:
+ *  - reads the entries after that cursor up to its own mark and routes
+ *    them to the session alone (catch-up), moving the stored cursor with
+ *    each chunk, while live routing leaves the session out (its floor);
+ *  - or, when the previous holder had routed further than this node has,
+ *    leaves the session out of live routing up to that cursor (the entries
+ *    are in its queue already), so no QoS 2 message is delivered twice.
+ */
+#include "cluster.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cairn/store.h"
+#include "client.h"
+#include "codec.h"
+#include "conn.h"
+#include "log.h"
+#include "message.h"
+#include "router.h"
+#include "server.h"
+#include "store.h"
+#include "topic.h"
+#include "util.h"
+
+/* Entries one catch-up read asks for. */
+#define CLUSTER_CATCHUP_CHUNK 512
+
+struct cluster_claim;
+struct cluster_catchup;
+
+struct cluster {
+	struct server *srv;
+	struct cairn_cluster_hooks hooks;
+	struct cairn_log_pos routed; /* the last entry routed here */
+	uint64_t next_serial;
+	bool stopped;
+	struct cluster_claim *claims;     /* waiting for the store */
+	struct cluster_catchup *catchups; /* sessions catching up */
+	/* Sessions whose stored cursor waits for the mark to pass their floor
+	 * (references). */
+	struct client **floors;
+	size_t nfloors, floorcap;
+};
+
+/* ---- positions ---- */
+
+static const struct cairn_log_pos cluster_none = {0, 0};
+
+static bool pos_lt(struct cairn_log_pos a, struct cairn_log_pos b)
+{
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
+static bool pos_zero(struct cairn_log_pos a)
+{
+	return a.ms == 0 && a.seq == 0;
+}
+
+static void client_set_floor(struct client *c, struct cairn_log_pos p)
+{
+	c->floor_ms = p.ms;
+	c->floor_seq = p.seq;
+}
+
+static struct cairn_log_pos client_floor(const struct client *c)
+{
+	return (struct cairn_log_pos){c->floor_ms, c->floor_seq};
+}
+
+/* ---- sessions leaving ---- */
+
+/*
+ * Another node holds c's session now: close its connection (5.0: DISCONNECT
+ * 0x8E, as a takeover on one node) and drop it from memory without a store
+ * write. A will with no delay goes out, as it would at a takeover here.
+ */
+static void cluster_drop_session(struct cluster *cl, struct client *c, const char *why)
+{
+	struct conn *cn = c->conn;
+
+	log_write(cl->srv->log, LOG_LEVEL_NOTICE, "client %s: %s", c->id, why);
+	if (cn && c->will && !c->will_delay)
+		client_handle_last_will(c);
+	client_forget(c);
+	if (cn)
+		conn_disconnect(cn, CONN_RC_SESSION_TAKEN_OVER, why, false);
+}
+
+/* The store says another node claimed (kicked) or holds (fenced) the
+ * session this node holds under serial. */
+static void cluster_lost(struct cluster *cl, const char *id, uint64_t serial, const char *why)
+{
+	if (cl->stopped)
+		return;
+	struct client *c = server_get_known_client(cl->srv, id, strlen(id));
+	if (c && !c->dead && c->cluster_serial == serial)
+		cluster_drop_session(cl, c, why);
+}
+
+/* ---- catch-up ---- */
+
+struct cluster_catchup {
+	struct cluster_catchup *next;
+	struct cluster *cl;
+	struct client *c; /* a reference */
+	struct cairn_log_pos pos;
+	struct event *retry;
+};
+
+static void cluster_catchup_read(struct cluster_catchup *cu);
+
+static void cluster_catchup_free(struct cluster_catchup *cu)
+{
+	struct cluster *cl = cu->cl;
+
+	for (struct cluster_catchup **pp = &cl->catchups; *pp; pp = &(*pp)->next)
+		if (*pp == cu) {
+			*pp = cu->next;
+			break;
+		}
+	event_free(cu->retry);
+	client_unref(cu->c);
+	free(cu);
+}
+
+/* A message from a log entry, routed as if published here. */
+static struct message *cluster_entry_message(struct cluster *cl, const struct cairn_log_entry *e)
+{
+	const struct cairn_msg_rec *r = &e->msg;
+	struct message *m = message_new(r->topic, strlen(r->topic), r->payload, r->payload_len,
+					r->qos, r->retain);
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
+	m->expires_at = r->expires_at;
+	m->from_log = true;
+	m->log_ms = e->pos.ms;
+	m->log_seq = e->pos.seq;
+	if (e->publisher[0]) {
+		struct client *p =
+		    server_get_known_client(cl->srv, e->publisher, strlen(e->publisher));
+		m->origin = p && !p->dead ? p : NULL; /* No Local */
+	}
+	return m;
+}
+
+static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_entry *e, size_t n)
+{
+	struct cluster_catchup *cu = arg;
+	struct cluster *cl = cu->cl;
+	struct client *c = cu->c;
+
+	if (cl->stopped || c->dead) {
+		cluster_catchup_free(cu);
+		return;
+	}
+	if (status != 0) {
+		struct timeval tv = {0, 500 * 1000};
+		evtimer_add(cu->retry, &tv);
+		return;
+	}
+	struct cairn_log_pos mark = cl->routed;
+	bool done = false;
+	for (size_t i = 0; i < n; i++) {
+		if (pos_lt(mark, e[i].pos)) {
+			done = true; /* live routing takes it from here */
+			break;
+		}
+		struct message *m = cluster_entry_message(cl, &e[i]);
+		router_publish_to(cl->srv->router, m, c);
+		m->origin = NULL;
+		message_unref(m);
+		cu->pos = e[i].pos;
+	}
+	if (done || !pos_lt(cu->pos, mark)) {
+		/* Everything up to the mark is in its queue, and live routing
+		 * brings what follows: the store's cursor of it goes. */
+		client_set_floor(c, mark);
+		store_log_routed(cl->srv->store, c->id, cluster_none);
+		log_write(cl->srv->log, LOG_LEVEL_INFO, "client %s: caught up with the log at %llu-%llu",
+			  c->id, (unsigned long long)mark.ms, (unsigned long long)mark.seq);
+		cluster_catchup_free(cu);
+		return;
+	}
+	store_log_routed(cl->srv->store, c->id, cu->pos);
+	cluster_catchup_read(cu);
+}
+
+static void cluster_catchup_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	cluster_catchup_read(arg);
+}
+
+static void cluster_catchup_read(struct cluster_catchup *cu)
+{
+	if (store_log_read(cu->cl->srv->store, cu->pos, CLUSTER_CATCHUP_CHUNK, cluster_catchup_cb,
+			   cu) != CAIRN_EINPROGRESS) {
+		struct timeval tv = {0, 500 * 1000};
+		evtimer_add(cu->retry, &tv);
+	}
+}
+
+static void cluster_catchup_start(struct cluster *cl, struct client *c, struct cairn_log_pos from)
+{
+	struct cluster_catchup *cu = xcalloc(1, sizeof(*cu));
+	cu->cl = cl;
+	cu->c = client_ref(c);
+	cu->pos = from;
+	cu->retry = evtimer_new(cl->srv->base, cluster_catchup_retry_cb, cu);
+	cu->next = cl->catchups;
+	cl->catchups = cu;
+	client_set_floor(c, (struct cairn_log_pos){UINT64_MAX, UINT64_MAX});
+	log_write(cl->srv->log, LOG_LEVEL_INFO,
+		  "client %s: catching up with the log from %llu-%llu to %llu-%llu", c->id,
+		  (unsigned long long)from.ms, (unsigned long long)from.seq,
+		  (unsigned long long)cl->routed.ms, (unsigned long long)cl->routed.seq);
+	cluster_catchup_read(cu);
+}
+
+/* ---- the log, live ---- */
+
+static void cluster_floor_add(struct cluster *cl, struct client *c)
+{
+	if (cl->nfloors == cl->floorcap) {
+		cl->floorcap = cl->floorcap ? cl->floorcap * 2 : 8;
+		cl->floors = xrealloc(cl->floors, cl->floorcap * sizeof(*cl->floors));
+	}
+	cl->floors[cl->nfloors++] = client_ref(c);
+	c->floor_pending = true;
+}
+
+static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n)
+{
+	struct cluster *cl = arg;
+	if (cl->stopped || n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct message *m = cluster_entry_message(cl, &e[i]);
+		router_publish(cl->srv->router, m);
+		m->origin = NULL;
+		message_unref(m);
+		cl->routed = e[i].pos;
+	}
+	store_log_routed(cl->srv->store, NULL, cl->routed);
+	/* Sessions whose queue held entries past this node's mark: once the
+	 * mark reaches their floor, the mark speaks for them. */
+	size_t keep = 0;
+	for (size_t i = 0; i < cl->nfloors; i++) {
+		struct client *c = cl->floors[i];
+		if (!c->dead && c->floor_pending && pos_lt(cl->routed, client_floor(c))) {
+			cl->floors[keep++] = c;
+			continue;
+		}
+		if (!c->dead && c->floor_pending)
+			store_log_routed(cl->srv->store, c->id, cluster_none);
+		c->floor_pending = false;
+		client_unref(c);
+	}
+	cl->nfloors = keep;
+}
+
+static void cluster_kicked(void *arg, const char *id, uint64_t serial);
+
+static void cluster_fenced(void *arg, const char *id, uint64_t serial)
+{
+	cluster_lost(arg, id, serial, "session claimed by another node (fenced write)");
+}
+
+/* ---- claims ---- */
+
+struct claim_msg {
+	uint64_t key; /* the store's id of the copy */
+	struct message *m;
+};
+
+struct cluster_claim {
+	struct cluster_claim *next;
+	struct cluster *cl;
+	struct conn *cn; /* NULL once the connection is gone */
+	char *id;
+	uint64_t serial;
+	bool kicked; /* another node claimed it before the reply came */
+	struct cairn_store_visitor v;
+	struct client *built; /* the session loaded from the records (a reference) */
+	struct claim_msg *msgs;
+	size_t nmsgs, msgcap;
+	bool sorted;
+	void (*done)(struct server *srv, struct conn *cn, void *arg,
+		     enum cluster_claim_result result);
+	void (*gone)(void *arg);
+	void *arg;
+};
+
+static void cluster_kicked(void *arg, const char *id, uint64_t serial)
+{
+	struct cluster *cl = arg;
+	if (cl->stopped)
+		return;
+	for (struct cluster_claim *k = cl->claims; k; k = k->next)
+		if (k->serial == serial && strcmp(k->id, id) == 0) {
+			k->kicked = true; /* claimed elsewhere before its reply came */
+			return;
+		}
+	cluster_lost(cl, id, serial, "session taken over on another node");
+}
+
+static int claim_session(void *arg, const struct cairn_session_rec *r)
+{
+	struct cluster_claim *k = arg;
+	struct server *srv = k->cl->srv;
+	struct client *stale = server_get_known_client(srv, r->client_id, strlen(r->client_id));
+	if (stale) /* this node's copy is older than the store's */
+		cluster_drop_session(k->cl, stale, "session moved to another node meanwhile");
+	struct client *c = client_new(srv, r->client_id, strlen(r->client_id), false);
+	c->stored = true;
+	c->next_pid = r->next_packet_id;
+	c->dropped = c->dropped_logged = c->dropped_stored = r->dropped;
+	if (r->username)
+		c->username = xstrdup(r->username);
+	c->version = r->protocol_level ? r->protocol_level : CODEC_V311;
+	c->expiry = r->expiry_interval;
+	/* Its client is connecting: no will or expiry runs. */
+	client_set_floor(c, (struct cairn_log_pos){UINT64_MAX, UINT64_MAX});
+	server_add_client(srv, c);
+	k->built = c;
+	return 0;
+}
+
+static int claim_sub(void *arg, const struct cairn_sub_rec *r)
+{
+	struct cluster_claim *k = arg;
+	size_t len = strlen(r->filter);
+	if (!k->built || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
+		return 0;
+	client_add_sub_opts(k->built, r->filter, len,
+			    r->qos | (r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
+						    CAIRN_SUB_RETAIN_HANDLING)),
+			    r->sub_id);
+	return 0;
+}
+
+static int claim_message(void *arg, const struct cairn_msg_rec *r)
+{
+	struct cluster_claim *k = arg;
+	size_t tlen = strlen(r->topic);
+	if (tlen == 0 || tlen > TOPIC_MAX_LEN || r->qos > 2)
+		return 0;
+	struct message *m =
+	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
+	m->expires_at = r->expires_at;
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
+	/* The store keeps the copy with its delivery; the id is this node's. */
+	m->id = server_next_msg_id(k->cl->srv);
+	if (k->nmsgs == k->msgcap) {
+		k->msgcap = k->msgcap ? k->msgcap * 2 : 64;
+		k->msgs = xrealloc(k->msgs, k->msgcap * sizeof(*k->msgs));
+	}
+	k->msgs[k->nmsgs++] = (struct claim_msg){r->msg_id, m};
+	return 0;
+}
+
+static int claim_msg_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct claim_msg *)a)->key, y = ((const struct claim_msg *)b)->key;
+	return x < y ? -1 : x > y;
+}
+
+static struct message *claim_find_msg(struct cluster_claim *k, uint64_t key)
+{
+	if (!k->sorted) {
+		qsort(k->msgs, k->nmsgs, sizeof(*k->msgs), claim_msg_cmp);
+		k->sorted = true;
+	}
+	struct claim_msg want = {key, NULL};
+	struct claim_msg *f = bsearch(&want, k->msgs, k->nmsgs, sizeof(*k->msgs), claim_msg_cmp);
+	return f ? f->m : NULL;
+}
+
+static int claim_delivery(void *arg, const struct cairn_delivery_rec *r)
+{
+	struct cluster_claim *k = arg;
+	struct message *m = claim_find_msg(k, r->msg_id);
+	if (!k->built || !m || r->qos == 0 || r->qos > 2 || r->state > CAIRN_DELIVERY_PUBREC)
+		return 0;
+	client_restore_delivery(k->built, m, r->seq, r->packet_id, r->qos, r->state);
+	client_restore_delivery5(k->built, r->retain, r->sub_ids, r->n_sub_ids);
+	return 0;
+}
+
+static int claim_inflight_in(void *arg, const struct cairn_inflight_in_rec *r)
+{
+	struct cluster_claim *k = arg;
+	if (k->built)
+		client_restore_inflight_in(k->built, r->packet_id);
+	return 0;
+}
+
+static void claim_free(struct cluster_claim *k)
+{
+	struct cluster *cl = k->cl;
+	for (struct cluster_claim **pp = &cl->claims; *pp; pp = &(*pp)->next)
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	for (size_t i = 0; i < k->nmsgs; i++) {
+		struct message *m = k->msgs[i].m;
+		if (m->stored_refs == 0)
+			m->id = 0; /* a copy no delivery kept */
+		message_unref(m);
+	}
+	free(k->msgs);
+	free(k->id);
+	free(k);
+}
+
+/* The connection of a claim still under way is gone. */
+static void claim_conn_gone(void *arg)
+{
+	struct cluster_claim *k = arg;
+	k->cn = NULL;
+	k->gone(k->arg);
+}
+
+static void claim_done(void *arg, int status, const struct cairn_claim_result *r)
+{
+	struct cluster_claim *k = arg;
+	struct cluster *cl = k->cl;
+	struct server *srv = cl->srv;
+	struct client *built = k->built;
+	struct conn *cn = k->cn;
+
+	if (cl->stopped) {
+		if (cn)
+			conn_release_hold(cn);
+		claim_free(k);
+		return;
+	}
+	if (status != 0 || k->kicked || !cn) {
+		/* Not ours (or nobody waits): a half-loaded session goes, and
+		 * the store's claim. A session this node held before is
+		 * another node's now, unless the claim failed. */
+		if (built && !built->dead)
+			client_forget(built);
+		struct client *old = server_get_known_client(srv, k->id, strlen(k->id));
+		if (old && status == 0 && !cn && r->prev_local) {
+			old->cluster_serial = k->serial; /* still held here */
+			claim_free(k);
+			return;
+		}
+		if (old && status == 0)
+			cluster_drop_session(cl, old, "session taken over on another node");
+		store_release(srv->store, k->id);
+		if (status != 0)
+			log_write(srv->log, LOG_LEVEL_WARNING,
+				  "client %s: cannot claim its session: %s", k->id,
+				  cairn_strerror(status));
+		if (cn) {
+			conn_release_hold(cn);
+			k->done(srv, cn, k->arg,
+				status != 0 ? CLUSTER_UNAVAILABLE : CLUSTER_OVERTAKEN);
+		}
+		claim_free(k);
+		return;
+	}
+	struct client *c = server_get_known_client(srv, k->id, strlen(k->id));
+	if (c && c != built && !r->prev_local)
+		cluster_drop_session(cl, c, "session moved to another node meanwhile");
+	conn_release_hold(cn);
+	k->done(srv, cn, k->arg, CLUSTER_CLAIMED);
+	c = server_get_known_client(srv, k->id, strlen(k->id));
+	if (!c) {
+		/* The CONNECT was refused after all. */
+		store_release(srv->store, k->id);
+		claim_free(k);
+		return;
+	}
+	c->cluster_serial = k->serial;
+	if (c == built) {
+		struct cairn_log_pos from = r->cursor;
+		if (pos_zero(from)) {
+			client_set_floor(c, cluster_none);
+			store_log_routed(srv->store, c->id, cluster_none);
+		} else if (pos_lt(from, cl->routed)) {
+			cluster_catchup_start(cl, c, from);
+		} else {
+			/* Its queue holds entries this node has not routed yet. */
+			client_set_floor(c, from);
+			if (pos_lt(cl->routed, from))
+				cluster_floor_add(cl, c);
+			else
+				store_log_routed(srv->store, c->id, cluster_none);
+		}
+	} else if (!r->prev_local) {
+		store_log_routed(srv->store, c->id, cluster_none);
+	}
+	claim_free(k);
+}
+
+void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
+		   void (*done)(struct server *srv, struct conn *cn, void *arg,
+				enum cluster_claim_result result),
+		   void (*gone)(void *arg), void *arg)
+{
+	struct cluster *cl = srv->cluster;
+	struct cluster_claim *k = xcalloc(1, sizeof(*k));
+	k->cl = cl;
+	k->cn = cn;
+	k->id = xstrndup(id, id_len);
+	k->serial = ++cl->next_serial;
+	k->done = done;
+	k->gone = gone;
+	k->arg = arg;
+	k->v = (struct cairn_store_visitor){
+	    .arg = k,
+	    .session = claim_session,
+	    .subscription = claim_sub,
+	    .message = claim_message,
+	    .delivery = claim_delivery,
+	    .inflight_in = claim_inflight_in,
+	};
+	int rc = store_claim(srv->store, k->id, k->serial, &k->v, claim_done, k);
+	if (rc != CAIRN_EINPROGRESS) {
+		log_write(srv->log, LOG_LEVEL_WARNING, "client %s: cannot claim its session: %s",
+			  k->id, cairn_strerror(rc));
+		claim_free(k);
+		done(srv, cn, arg, CLUSTER_UNAVAILABLE);
+		return;
+	}
+	k->next = cl->claims;
+	cl->claims = k;
+	conn_set_hold(cn, k, claim_conn_gone);
+}
+
+/* ---- publishing ---- */
+
+void cluster_publish(struct server *srv, struct message *m, const struct client *publisher)
+{
+	struct cairn_msg_rec rec = {
+	    .topic = m->topic,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
+	    .qos = m->qos,
+	    .retain = m->retain,
+	    .expires_at = m->expires_at,
+	    .props = m->props,
+	    .props_len = m->props_len,
+	};
+	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
+}
+
+/* ---- start and stop ---- */
+
+int cluster_start(struct server *srv)
+{
+	if (!store_can_share(srv->store)) {
+		log_write(srv->log, LOG_LEVEL_ERROR,
+			  "cluster true: the %s store cannot be shared (use persistence_backend "
+			  "redis)",
+			  store_name(srv->store));
+		return -1;
+	}
+	struct cluster *cl = xcalloc(1, sizeof(*cl));
+	cl->srv = srv;
+	cl->hooks = (struct cairn_cluster_hooks){
+	    .arg = cl,
+	    .entries = cluster_entries,
+	    .kicked = cluster_kicked,
+	    .fenced = cluster_fenced,
+	};
+	uint64_t base = 0;
+	int rc = store_cluster_start(srv->store, &cl->hooks, &cl->routed, &base);
+	if (rc != 0) {
+		log_write(srv->log, LOG_LEVEL_ERROR, "cannot join the cluster: %s",
+			  cairn_strerror(rc));
+		free(cl);
+		return -1;
+	}
+	if (srv->next_msg_id < base)
+		srv->next_msg_id = base;
+	srv->cluster = cl;
+	return 0;
+}
+
+void cluster_stop(struct server *srv)
+{
+	if (srv->cluster)
+		srv->cluster->stopped = true;
+}
+
+void cluster_free(struct server *srv)
+{
+	struct cluster *cl = srv->cluster;
+	if (!cl)
+		return;
+	while (cl->claims) {
+		struct cluster_claim *k = cl->claims;
+		if (k->cn)
+			conn_release_hold(k->cn);
+		claim_free(k);
+	}
+	while (cl->catchups)
+		cluster_catchup_free(cl->catchups);
+	for (size_t i = 0; i < cl->nfloors; i++)
+		client_unref(cl->floors[i]);
+	free(cl->floors);
+	free(cl);
+	srv->cluster = NULL;
+}
