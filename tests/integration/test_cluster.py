@@ -419,8 +419,10 @@ def test_cluster_kill9_subscriber_node(ctx):
     subscriber on node 2; node 2 is killed with kill -9 mid-stream while
     the publisher goes on; the subscriber reconnects to node 3: session
     present 1, every message whose PUBACK/PUBCOMP paho saw arrives, no QoS 2
-    message twice, per-topic order kept."""
-    cl = ctx.cluster(3)
+    message twice, per-topic order kept. The subscriber's queue has no
+    limit (max_queued_messages 0): the flood outruns its catch-up, and a
+    bounded queue would drop messages by design."""
+    cl = ctx.cluster(3, max_queued_messages=0)
     n1, n2, n3 = cl[0], cl[1], cl[2]
     sub = _subscriber(ctx, n2, "c3-sub", [("cl/k3/#", 2)])
     pub = _PahoPublisher(ctx, "c3-pub")
@@ -466,7 +468,7 @@ def test_cluster_kill9_publisher_node(ctx):
     Every message it saw acknowledged arrives; once the resends complete
     every message published arrives; no QoS 2 message twice (a QoS 2
     PUBLISH resent to another node is appended once)."""
-    cl = ctx.cluster(3)
+    cl = ctx.cluster(3, max_queued_messages=0)
     n1, n2, n3 = cl[0], cl[1], cl[2]
     sub = _subscriber(ctx, n2, "c4-sub", [("cl/k4/#", 2)])
     pub = _PahoPublisher(ctx, "c4-pub")
@@ -518,7 +520,7 @@ def test_cluster_kill9_uninvolved_node_during_takeovers(ctx):
     1 and the old connection closed); node 3 is killed with kill -9 in the
     middle, the clients it served reconnect to node 1. Nothing acknowledged
     is lost for any of the five subscribers and no QoS 2 message doubles."""
-    cl = ctx.cluster(3)
+    cl = ctx.cluster(3, max_queued_messages=0)
     n1, n2, n3 = cl[0], cl[1], cl[2]
     sub = _subscriber(ctx, n2, "c5-sub", [("cl/k5/#", 2)])
     movers = [_subscriber(ctx, (n3, n1, n2, n3)[i], "c5-mover%d" % i, [("cl/k5/#", 2)])
@@ -648,6 +650,49 @@ def test_cluster_takeover_across_nodes_50(ctx):
     b.send(PINGREQ_PKT)
     b.expect(PINGRESP)
     b.close()
+
+
+# covers: MQTT-3.1.2-5 MQTT-3.1.4-2
+@_tag("takeover")
+def test_cluster_takeover_racing_a_delivery_loses_nothing(ctx):
+    """30 times: a fresh persistent QoS 1 subscriber on node 3; a QoS 1
+    PUBLISH to it on node 1 and a takeover of the subscriber on node 2,
+    at once (every other time) or as soon as the PUBACK arrives (plus 0 to
+    4 ms), while node 3 or node 2 may be routing the message. The message reaches the subscriber on one of its
+    two connections: the new owner resends what node 3 committed and reads
+    the log from the session's position for the rest."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    pub = RawClient(n1.port)
+    pub.connect("c12-pub")
+    subs = []
+    problems = []
+    for i in range(30):
+        s = DurableSubscriber(n3.port, "c12-sub%d" % i)
+        ctx.add_cleanup(s.close)
+        s.connect()
+        s.subscribe(1, [("c12/%d" % i, 1)])
+        if i % 2:
+            pub.publish("c12/%d" % i, b"c12-%d" % i, qos=1, pid=i + 1)
+            time.sleep((i % 5) * 0.001)
+            sp, closed = _takeover(s, n2.port)
+        else:  # the PUBLISH and the takeover at once, the PUBACK read after
+            pub.send(publish_packet("c12/%d" % i, b"c12-%d" % i, qos=1, pid=i + 1))
+            sp, closed = _takeover(s, n2.port)
+            _, body = pub.expect(PUBACK)
+            check(body == struct.pack("!H", i + 1), "PUBACK %r, want id %d" % (body, i + 1))
+        if sp != 1 or not closed:
+            problems.append("c12-sub%d: takeover on node 2: session present %d, first "
+                            "connection %s" % (i, sp, "closed" if closed else "still open"))
+        subs.append(s)
+    end = time.monotonic() + 5
+    lost = [i for i, s in enumerate(subs)
+            if s.wait_for({b"c12-%d" % i}, max(0.05, end - time.monotonic()))]
+    if lost:
+        problems.append("%d of 30 acknowledged messages never reached their subscriber after a "
+                        "takeover right behind the PUBLISH: subscribers %r" % (len(lost), lost))
+    pub.close()
+    check(not problems, "\n".join(problems) + cl.excerpt())
 
 
 # covers: MQTT-3.1.4-2
