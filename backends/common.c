@@ -381,8 +381,8 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		r->log.msg.topic = bk_xstrdup_or_null(l->msg.topic);
 		r->log.msg.payload =
 		    kind == BK_LOG_APPEND ? bk_blob_dup(l->msg.payload, l->msg.payload_len) : NULL;
-		r->log.msg.props = bk_opt_dup(l->msg.props, &r->log.msg.props_len,
-					      sizeof(*l->msg.props));
+		r->log.msg.props =
+		    bk_opt_dup(l->msg.props, &r->log.msg.props_len, sizeof(*l->msg.props));
 		r->log.publisher = bk_xstrdup_or_null(l->publisher);
 		break;
 	}

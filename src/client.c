@@ -836,7 +836,10 @@ bool client_is_connected(const struct client *c)
 
 void client_store_session(struct client *c, bool connected)
 {
-	if (c->clean)
+	/* In cluster mode a clean session's will is stored while it is
+	 * connected, so that the cluster's janitor can publish it if this node
+	 * dies (its expiry interval 0 marks it clean). */
+	if (c->clean && !(c->srv->cluster && connected && c->will))
 		return;
 	struct cairn_session_rec r = {
 	    .client_id = c->id,

@@ -26,6 +26,7 @@
 #include "cairn/store.h"
 #include "client.h"
 #include "codec.h"
+#include "config.h"
 #include "conn.h"
 #include "log.h"
 #include "message.h"
@@ -53,7 +54,11 @@ struct cluster {
 	 * (references). */
 	struct client **floors;
 	size_t nfloors, floorcap;
+	struct event *unhealthy_ev; /* closes the clients of a node that cannot commit */
 };
+
+/* DISCONNECT reason (5.0): Use another server. */
+#define CLUSTER_RC_USE_ANOTHER_SERVER 0x9C
 
 /* ---- positions ---- */
 
@@ -140,8 +145,8 @@ static void cluster_catchup_free(struct cluster_catchup *cu)
 static struct message *cluster_entry_message(struct cluster *cl, const struct cairn_log_entry *e)
 {
 	const struct cairn_msg_rec *r = &e->msg;
-	struct message *m = message_new(r->topic, strlen(r->topic), r->payload, r->payload_len,
-					r->qos, r->retain);
+	struct message *m =
+	    message_new(r->topic, strlen(r->topic), r->payload, r->payload_len, r->qos, r->retain);
 	if (r->props_len)
 		message_set_props(m, r->props, r->props_len);
 	m->expires_at = r->expires_at;
@@ -189,8 +194,9 @@ static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_ent
 		 * brings what follows: the store's cursor of it goes. */
 		client_set_floor(c, mark);
 		store_log_routed(cl->srv->store, c->id, cluster_none);
-		log_write(cl->srv->log, LOG_LEVEL_INFO, "client %s: caught up with the log at %llu-%llu",
-			  c->id, (unsigned long long)mark.ms, (unsigned long long)mark.seq);
+		log_write(cl->srv->log, LOG_LEVEL_INFO,
+			  "client %s: caught up with the log at %llu-%llu", c->id,
+			  (unsigned long long)mark.ms, (unsigned long long)mark.seq);
 		cluster_catchup_free(cu);
 		return;
 	}
@@ -347,8 +353,9 @@ static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 	if (!k->built || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
 		return 0;
 	client_add_sub_opts(k->built, r->filter, len,
-			    r->qos | (r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
-						    CAIRN_SUB_RETAIN_HANDLING)),
+			    r->qos |
+				(r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
+					       CAIRN_SUB_RETAIN_HANDLING)),
 			    r->sub_id);
 	return 0;
 }
@@ -564,6 +571,51 @@ void cluster_publish(struct server *srv, struct message *m, const struct client 
 	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
 }
 
+/* ---- a node that cannot commit ---- */
+
+static void cluster_unhealthy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+	struct server *srv = cl->srv;
+	struct server_client_map *m = &srv->clients;
+	size_t n = 0;
+	(void)fd;
+	(void)what;
+	if (cl->stopped || store_is_healthy(srv->store))
+		return;
+	/* Their sessions stay in the store: the node they reconnect to claims
+	 * them. Wills are not due: the clients are not gone. */
+	for (size_t i = 0; i < m->nbuckets; i++)
+		for (struct client *c = m->buckets[i]; c; c = c->map_next)
+			if (c->conn && conn_is_open(c->conn)) {
+				conn_disconnect(
+				    c->conn, CLUSTER_RC_USE_ANOTHER_SERVER,
+				    "this node cannot reach the store: use another node", false);
+				n++;
+			}
+	log_write(srv->log, LOG_LEVEL_ERROR,
+		  "the store has been unreachable for redis_connect_timeout: %zu clients "
+		  "disconnected so that they move to another node",
+		  n);
+}
+
+void cluster_store_health(struct server *srv, bool healthy)
+{
+	struct cluster *cl = srv->cluster;
+	if (!cl || cl->stopped)
+		return;
+	if (healthy) {
+		event_del(cl->unhealthy_ev);
+		return;
+	}
+	const char *t = config_get_option(srv->cfg, "redis_connect_timeout");
+	long ms = t ? strtol(t, NULL, 10) : 10000;
+	if (ms <= 0)
+		ms = 10000;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_add(cl->unhealthy_ev, &tv);
+}
+
 /* ---- start and stop ---- */
 
 int cluster_start(struct server *srv)
@@ -593,6 +645,7 @@ int cluster_start(struct server *srv)
 	}
 	if (srv->next_msg_id < base)
 		srv->next_msg_id = base;
+	cl->unhealthy_ev = evtimer_new(srv->base, cluster_unhealthy_cb, cl);
 	srv->cluster = cl;
 	return 0;
 }
@@ -619,6 +672,8 @@ void cluster_free(struct server *srv)
 	for (size_t i = 0; i < cl->nfloors; i++)
 		client_unref(cl->floors[i]);
 	free(cl->floors);
+	if (cl->unhealthy_ev)
+		event_free(cl->unhealthy_ev);
 	free(cl);
 	srv->cluster = NULL;
 }

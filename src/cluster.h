@@ -21,6 +21,11 @@ struct server;
 
 /* Join the cluster once the store is restored: 0, or -1 logged. */
 int cluster_start(struct server *srv);
+/* The store failed (healthy false) or recovered. A node that cannot
+ * commit for redis_connect_timeout closes its clients' connections, so
+ * they move to a node that can. */
+void cluster_store_health(struct server *srv, bool healthy);
+
 /* Stop hearing from the store (shutdown, before the store closes). */
 void cluster_stop(struct server *srv);
 void cluster_free(struct server *srv);

@@ -634,8 +634,9 @@ static int check_cluster(struct parse *p)
 		return 0;
 	p->line = p->c->cluster_line;
 	p->key = "cluster";
-	return fail(p, "cluster true needs persistence_backend redis (the %s store cannot be "
-		       "shared)",
+	return fail(p,
+		    "cluster true needs persistence_backend redis (the %s store cannot be "
+		    "shared)",
 		    p->c->persistence_backend);
 }
 

@@ -244,6 +244,7 @@ static void server_store_health(void *arg, bool healthy)
 		for (struct client *c = m->buckets[i]; c; c = c->map_next)
 			if (c->conn && (healthy || c->deferred > 0))
 				conn_set_paused(c->conn, !healthy);
+	cluster_store_health(srv, healthy);
 }
 
 static int server_open_store(struct server *srv)

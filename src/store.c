@@ -323,8 +323,7 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 
 		return o->log_append(s->st, l->publisher, &l->msg);
 	}
-	case BK_LOG_ROUTED:
-	{
+	case BK_LOG_ROUTED: {
 		const struct bk_log_rec *l = rec;
 
 		return o->log_routed(s->st, l->publisher, l->pos);
@@ -660,7 +659,12 @@ static bool ops_complete(const struct cairn_store_ops *o)
 	return o->name && o->open && o->close && o->load && o->session_put && o->session_delete &&
 	       o->sub_put && o->sub_delete && o->message_put && o->message_delete &&
 	       o->delivery_put && o->delivery_delete && o->inflight_in_put &&
-	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit;
+	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit &&
+	       /* version 4: a shared store fills every cluster slot, others none */
+	       (o->version < 4 || (o->cluster_start ? o->claim && o->release && o->log_append &&
+							  o->log_routed && o->log_read
+						    : !o->claim && !o->release && !o->log_append &&
+							  !o->log_routed && !o->log_read));
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -1017,8 +1021,8 @@ int store_log_routed(struct store *s, const char *client_id, struct cairn_log_po
 	return store_stage(s, BK_LOG_ROUTED, &l);
 }
 
-int store_log_read(struct store *s, struct cairn_log_pos after, size_t max,
-		   cairn_log_read_fn done, void *arg)
+int store_log_read(struct store *s, struct cairn_log_pos after, size_t max, cairn_log_read_fn done,
+		   void *arg)
 {
 	assert(store_can_share(s) && done != NULL);
 	return s->ops->log_read(s->st, after, max, done, arg);

@@ -101,8 +101,8 @@ int store_claim(struct store *s, const char *client_id, uint64_t serial,
 void store_release(struct store *s, const char *client_id);
 int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec);
 int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos);
-int store_log_read(struct store *s, struct cairn_log_pos after, size_t max,
-		   cairn_log_read_fn done, void *arg);
+int store_log_read(struct store *s, struct cairn_log_pos after, size_t max, cairn_log_read_fn done,
+		   void *arg);
 
 /* Run fn(arg) once everything staged so far is durable. Never calls fn
  * from inside this call. */

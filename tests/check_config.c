@@ -913,6 +913,41 @@ START_TEST(test_http_keys)
 }
 END_TEST
 
+/* The cluster keys: off by default, a day of log retention; cluster true
+ * needs the Redis store (an error naming cluster's line otherwise); a node
+ * id has no ':', '{' or '}' (they would confuse the store's keys). */
+START_TEST(test_cluster_keys)
+{
+	struct config c;
+
+	config_init(&c);
+	ck_assert(!c.cluster);
+	ck_assert_ptr_null(c.cluster_node_id);
+	ck_assert_uint_eq(c.message_retention, 86400);
+	config_cleanup(&c);
+
+	load_ok(&c, "persistence_backend redis\ncluster true\ncluster_node_id node-a\n"
+		    "message_retention 3600\n");
+	ck_assert(c.cluster);
+	ck_assert_str_eq(c.cluster_node_id, "node-a");
+	ck_assert_uint_eq(c.message_retention, 3600);
+	config_cleanup(&c);
+
+	load_ok(&c, "cluster false\n");
+	ck_assert(!c.cluster);
+	config_cleanup(&c);
+
+	load_fails("listener 1883\ncluster true\n", 2, "cluster",
+		   "needs persistence_backend redis");
+	load_fails("persistence true\ncluster true\npersistence_backend lmdb\n", 2, "cluster",
+		   "the lmdb store cannot be shared");
+	load_fails("cluster yes\n", 1, "cluster", "true or false");
+	load_fails("cluster_node_id a:b\n", 1, "cluster_node_id", "no ':'");
+	load_fails("cluster_node_id {a}\n", 1, "cluster_node_id", "no ':'");
+	load_fails("message_retention 0\n", 1, "message_retention", "out of range");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -940,6 +975,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_log_dest);
 	tcase_add_test(tc, test_log_type);
 	tcase_add_test(tc, test_http_keys);
+	tcase_add_test(tc, test_cluster_keys);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(tl, tmpdir_setup, tmpdir_teardown);

@@ -99,10 +99,117 @@ static const char rd_lua[] =
     "    end\n"
     "  else old = '' end\n"
     "  if not same and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
+    "  redis.call('SADD', pfx .. '{n:' .. string.match(tok, '^(%d+):') .. '}:owned', id)\n"
+    "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
+    "  redis.call('ZREM', pfx .. 'cluster:expiry', id)\n"
+    "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
+    "    redis.call('DEL', base .. 'session')\n"
+    "  end\n"
     "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in')}\n"
     "end\n"
+    /* The janitor: args = prefix, this incarnation, now (ms). One node at
+     * a time (cluster:janitor). The sessions of an incarnation whose
+     * liveness key expired are parked (no holder; their cursor is its
+     * mark); a will that was due at its death, or whose delay runs out
+     * while its session stays parked, goes to the log once (removed in
+     * the same call); a parked session past its expiry is deleted. */
+    "local function retained_value(q, props, payload)\n"
+    "  if props and #props > 0 then return q .. ';0;' .. #props .. ';' .. props .. payload end\n"
+    "  return q .. ':' .. payload\n"
+    "end\n"
+    "local function publish_will(pfx, id, s)\n"
+    "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "    'will_props')\n"
+    "  if not w[1] then return 0 end\n"
+    "  local props = w[5] or ''\n"
+    "  redis.call('XADD', pfx .. '{L:0}:log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
+    "    'x', '0', 'o', props, 'f', id)\n"
+    "  if w[4] == '1' then\n"
+    "    if #w[2] == 0 then redis.call('HDEL', pfx .. '{L:0}:retained', w[1])\n"
+    "    else redis.call('HSET', pfx .. '{L:0}:retained', w[1], retained_value(w[3], props, w[2])) "
+    "end\n"
+    "  end\n"
+    "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
+    "'will_props',\n"
+    "    'will_delay', 'will_at')\n"
+    "  return 1\n"
+    "end\n"
+    "local function janitor(keys, args)\n"
+    "  local pfx, me, now = args[1], args[2], tonumber(args[3])\n"
+    "  local jk = pfx .. 'cluster:janitor'\n"
+    "  local j = redis.call('GET', jk)\n"
+    "  if j and j ~= me then return {0, 0, 0} end\n"
+    "  redis.call('SET', jk, me, 'PX', 10000)\n"
+    "  local parked, wills, expired = 0, 0, 0\n"
+    "  for _, inc in ipairs(redis.call('SMEMBERS', pfx .. 'cluster:nodes')) do\n"
+    "    if redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
+    "      local owned = pfx .. '{n:' .. inc .. '}:owned'\n"
+    "      for _, id in ipairs(redis.call('SMEMBERS', owned)) do\n"
+    "        local base = pfx .. '{c:' .. id .. '}:'\n"
+    "        local tok = redis.call('HGET', base .. 'own', 'tok')\n"
+    "        if tok and string.match(tok, '^(%d+):') == inc then\n"
+    "          parked = parked + 1\n"
+    "          redis.call('HINCRBY', base .. 'own', 'epoch', 1)\n"
+    "          redis.call('HSET', base .. 'own', 'tok', '')\n"
+    "          if not redis.call('HGET', base .. 'own', 'cur') then\n"
+    "            local pos = redis.call('GET', pfx .. '{n:' .. inc .. '}:pos')\n"
+    "            if pos then redis.call('HSET', base .. 'own', 'cur', pos) end\n"
+    "          end\n"
+    "          local s = base .. 'session'\n"
+    "          local f = redis.call('HMGET', s, 'connected', 'expiry_interval', 'will_delay',\n"
+    "            'will_at', 'expires_at', 'will_topic')\n"
+    "          if f[1] == '1' then\n"
+    "            redis.call('HSET', s, 'connected', '0')\n"
+    "            local exp = f[2] or '4294967295'\n"
+    "            if f[6] then\n"
+    "              local at = now + tonumber(f[3] or '0') * 1000\n"
+    "              if exp == '0' then at = now end\n"
+    "              redis.call('HSET', s, 'will_at', at)\n"
+    "              redis.call('ZADD', pfx .. 'cluster:wills', at, id)\n"
+    "            end\n"
+    "            if exp ~= '4294967295' then\n"
+    "              local ea = now + tonumber(exp) * 1000\n"
+    "              redis.call('HSET', s, 'expires_at', ea)\n"
+    "              redis.call('ZADD', pfx .. 'cluster:expiry', ea, id)\n"
+    "            end\n"
+    "          elseif f[1] == '0' then\n"
+    "            local wa, ea = tonumber(f[4] or '0'), tonumber(f[5] or '0')\n"
+    "            if wa > 0 and f[6] then redis.call('ZADD', pfx .. 'cluster:wills', wa, id) end\n"
+    "            if ea > 0 then redis.call('ZADD', pfx .. 'cluster:expiry', ea, id) end\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "      redis.call('DEL', owned)\n"
+    "      redis.call('SREM', pfx .. 'cluster:nodes', inc)\n"
+    "    end\n"
+    "  end\n"
+    "  local function parked_session(id)\n"
+    "    return redis.call('HGET', pfx .. '{c:' .. id .. '}:own', 'tok') == ''\n"
+    "  end\n"
+    "  local wk = pfx .. 'cluster:wills'\n"
+    "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, '-inf', now, 'LIMIT', 0, 100)) do\n"
+    "    redis.call('ZREM', wk, id)\n"
+    "    if parked_session(id) then\n"
+    "      wills = wills + publish_will(pfx, id, pfx .. '{c:' .. id .. '}:session')\n"
+    "    end\n"
+    "  end\n"
+    "  local ek = pfx .. 'cluster:expiry'\n"
+    "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ek, '-inf', now, 'LIMIT', 0, 100)) do\n"
+    "    redis.call('ZREM', ek, id)\n"
+    "    if parked_session(id) then\n"
+    "      local base = pfx .. '{c:' .. id .. '}:'\n"
+    "      wills = wills + publish_will(pfx, id, base .. 'session')\n"
+    "      redis.call('DEL', base .. 'session', base .. 'subs', base .. 'delivery', base .. 'm',\n"
+    "        base .. 'inflight_in')\n"
+    "      redis.call('HDEL', base .. 'own', 'cur')\n"
+    "      expired = expired + 1\n"
+    "    end\n"
+    "  end\n"
+    "  return {parked, wills, expired}\n"
+    "end\n"
+    "redis.register_function('cairn_janitor', janitor)\n"
     "redis.register_function('cairn_commit', commit)\n"
     "redis.register_function('cairn_claim', claim)\n";
 
@@ -352,8 +459,8 @@ static bool rd_msg_copy_parse(const char *s, size_t len, struct cairn_msg_rec *r
 		return false;
 	rec->retain = s[0] == '1';
 	semi = memchr(s + 1, ';', (size_t)(end - s - 1));
-	if (semi == NULL || !rd_parse_u64(s + 1, (size_t)(semi - s - 1), (uint64_t)(end - semi - 1),
-					  &tl))
+	if (semi == NULL ||
+	    !rd_parse_u64(s + 1, (size_t)(semi - s - 1), (uint64_t)(end - semi - 1), &tl))
 		return false;
 	/* The topic is copied out: it needs its NUL. */
 	rec->topic = bk_xstrndup(semi + 1, (size_t)tl);
@@ -378,7 +485,8 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 	if (on == NULL || strcmp(on, "true") != 0)
 		return 0;
 	if (ret != NULL && !rd_parse_u64(ret, strlen(ret), 100u * 365 * 86400, &secs)) {
-		bk_errf(err, errlen, "message_retention must be a number of seconds, got '%s'", ret);
+		bk_errf(err, errlen, "message_retention must be a number of seconds, got '%s'",
+			ret);
 		return CAIRN_EINVAL;
 	}
 	st->cluster = true;
@@ -413,6 +521,9 @@ static void rd_aux_free(struct rd_aux *a)
 
 void rd_cluster_free(struct cairn_store *st)
 {
+	if (st->beat_ev != NULL)
+		event_free(st->beat_ev);
+	st->beat_ev = NULL;
 	rd_aux_free(st->reader);
 	rd_aux_free(st->control);
 	st->reader = st->control = NULL;
@@ -427,8 +538,8 @@ void rd_cluster_free(struct cairn_store *st)
 
 char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char *id)
 {
-	static const char *const session_kinds[] = {"session", "subs",	"delivery",
-						    "inflight_in", "m", "own"};
+	static const char *const session_kinds[] = {"session",     "subs", "delivery",
+						    "inflight_in", "m",    "own"};
 
 	if (id != NULL) {
 		for (size_t i = 0; i < sizeof(session_kinds) / sizeof(session_kinds[0]); i++)
@@ -690,8 +801,8 @@ static struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const re
 		} else {
 			const redisReply *r = list->element[i];
 
-			rd_log(st, CAIRN_LOG_WARNING, "redis at %s: log entry %s skipped: not cairn's",
-			       st->where,
+			rd_log(st, CAIRN_LOG_WARNING,
+			       "redis at %s: log entry %s skipped: not cairn's", st->where,
 			       r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
 				       r->element[0]->type == REDIS_REPLY_STRING
 				   ? r->element[0]->str
@@ -724,8 +835,9 @@ static void rd_aux_gone(struct rd_aux *a, const redisAsyncContext *ac, const cha
 	a->ac = NULL;
 	if (!a->lost) {
 		a->lost = true;
-		rd_log(a->st, CAIRN_LOG_WARNING, "redis at %s: %s connection lost (%s); reconnecting",
-		       a->st->where, a->reader ? "log reader" : "control", why);
+		rd_log(a->st, CAIRN_LOG_WARNING,
+		       "redis at %s: %s connection lost (%s); reconnecting", a->st->where,
+		       a->reader ? "log reader" : "control", why);
 	}
 	evtimer_add(a->retry, &tv);
 }
@@ -819,8 +931,7 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	/* "ID\nINC:SERIAL": the claim that took ID from this incarnation. */
 	msg = reply->element[2];
-	if (msg->type != REDIS_REPLY_STRING ||
-	    (nl = memchr(msg->str, '\n', msg->len)) == NULL ||
+	if (msg->type != REDIS_REPLY_STRING || (nl = memchr(msg->str, '\n', msg->len)) == NULL ||
 	    (colon = memchr(nl, ':', msg->len - (size_t)(nl - msg->str))) == NULL ||
 	    !rd_parse_u64(colon + 1, msg->len - (size_t)(colon + 1 - msg->str), UINT64_MAX,
 			  &serial))
@@ -920,6 +1031,56 @@ static struct rd_aux *rd_aux_new(struct cairn_store *st, bool reader)
 	return a;
 }
 
+/* ---- liveness and the janitor ---- */
+
+static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	(void)privdata;
+	if (st == NULL || reply == NULL)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor failed: %s", st->where,
+		       reply->str);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+	    (reply->element[0]->integer > 0 || reply->element[1]->integer > 0 ||
+	     reply->element[2]->integer > 0))
+		rd_log(st, CAIRN_LOG_NOTICE,
+		       "cluster janitor: %lld sessions of departed nodes parked, %lld wills "
+		       "published, %lld parked sessions expired",
+		       reply->element[0]->integer, reply->element[1]->integer,
+		       reply->element[2]->integer);
+}
+
+/* Every second: this incarnation is alive for 5 more seconds, and the
+ * janitor's round (whichever node holds the janitor key runs it). */
+static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cairn_store *st = arg;
+	struct timeval now;
+	char *alive, ms[24];
+
+	(void)fd;
+	(void)what;
+	if (st->ac == NULL || st->ac_broken)
+		return;
+	alive = bk_strf("%s{n:%s}:alive", st->prefix, st->inc_s);
+	gettimeofday(&now, NULL);
+	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
+	{
+		const char *set[] = {"SET", alive, st->node_id, "PX", "5000"};
+		const char *jan[] = {"FCALL", "cairn_janitor", "0", st->prefix, st->inc_s, ms};
+
+		redisAsyncCommandArgv(st->ac, NULL, NULL, 5, set, NULL);
+		redisAsyncCommandArgv(st->ac, rd_janitor_cb, NULL, 6, jan, NULL);
+	}
+	free(alive);
+}
+
 /* ---- cluster_start ---- */
 
 int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h,
@@ -991,19 +1152,42 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 	freeReplyObject(r);
 	if (rc != 0)
 		goto out;
+	{
+		char *nodes = bk_strf("%scluster:nodes", st->prefix);
+		char *alive = bk_strf("%s{n:%s}:alive", st->prefix, st->inc_s);
+		const char *sadd[] = {"SADD", nodes, st->inc_s};
+		const char *set[] = {"SET", alive, st->node_id, "PX", "5000"};
+
+		r = rd_sync_cmd(st, 3, sadd, &rc);
+		if (r != NULL) {
+			freeReplyObject(r);
+			r = rd_sync_cmd(st, 5, set, &rc);
+			if (r != NULL)
+				freeReplyObject(r);
+		}
+		free(nodes);
+		free(alive);
+		if (r == NULL)
+			goto out;
+	}
 	*tail = st->read_pos;
 	*id_base = st->inc << RD_ID_SHIFT;
 	st->hooks = h;
 	st->reader = rd_aux_new(st, true);
 	st->control = rd_aux_new(st, false);
-	if (st->reader == NULL || st->control == NULL)
+	st->beat_ev = event_new(st->base, -1, EV_PERSIST, rd_beat_cb, st);
+	if (st->reader == NULL || st->control == NULL || st->beat_ev == NULL)
 		rc = CAIRN_ENOMEM;
-	else
+	else {
+		struct timeval sec = {1, 0};
+
+		event_add(st->beat_ev, &sec);
 		rd_log(st, CAIRN_LOG_NOTICE,
 		       "redis at %s: node %s joined the cluster as incarnation %s, reading the log "
 		       "after %llu-%llu",
 		       st->where, st->node_id, st->inc_s, (unsigned long long)tail->ms,
 		       (unsigned long long)tail->seq);
+	}
 out:
 	rd_sync_close(st);
 	return rc;
@@ -1159,8 +1343,8 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec)
 {
 	char *log = rd_key(st, "log", NULL), *ret = rd_key(st, "retained", NULL);
-	char *once = bk_strf("%s{L:0}:dd:%s:%llu", st->prefix, st->inc_s,
-			     (unsigned long long)++st->appends);
+	char *once =
+	    bk_strf("%s{L:0}:dd:%s:%llu", st->prefix, st->inc_s, (unsigned long long)++st->appends);
 	char q[4], r[4], x[24], minid[24], n[4];
 	struct timeval now;
 	int rc;
@@ -1181,14 +1365,21 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		rc = rd_stage(st, 4, argv, NULL);
 	}
 	if (rc == 0) {
-		const char *argv[] = {"XADD", log, "MINID", "~", minid, "*", "t", rec->topic,
-				      "p",    (const char *)rec->payload, "q", q, "r", r, "x", x,
-				      "o",    (const char *)rec->props, "f", publisher};
+		const char *argv[] = {"XADD",  log,
+				      "MINID", "~",
+				      minid,   "*",
+				      "t",     rec->topic,
+				      "p",     (const char *)rec->payload,
+				      "q",     q,
+				      "r",     r,
+				      "x",     x,
+				      "o",     (const char *)rec->props,
+				      "f",     publisher};
 		size_t lens[20];
 
 		for (int i = 0; i < 20; i++)
-			lens[i] = i == 9 ? rec->payload_len
-				  : i == 17 ? rec->props_len
+			lens[i] = i == 9            ? rec->payload_len
+				  : i == 17         ? rec->props_len
 				  : argv[i] != NULL ? strlen(argv[i])
 						    : 0;
 		if (argv[17] == NULL)
@@ -1217,8 +1408,7 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	return rc;
 }
 
-int rd_cluster_log_routed(struct cairn_store *st, const char *client_id,
-			  struct cairn_log_pos pos)
+int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos)
 {
 	char *key, val[48];
 	int rc;

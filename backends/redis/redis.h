@@ -91,11 +91,12 @@ struct cairn_store {
 	const char *stage_owner; /* the session of the write being staged, or NULL */
 	struct rd_owners *owners;
 	struct rd_msgs *msgs;
-	uint64_t appends;    /* log appends staged, for their once-only keys */
-	size_t routed_at;    /* 1 + index in staged of the routed mark; 0: none */
+	uint64_t appends; /* log appends staged, for their once-only keys */
+	size_t routed_at; /* 1 + index in staged of the routed mark; 0: none */
 	const struct cairn_cluster_hooks *hooks;
 	struct rd_aux *reader;  /* XREAD of the log */
 	struct rd_aux *control; /* SUBSCRIBE to this incarnation's kicks */
+	struct event *beat_ev;  /* liveness and the janitor, every second */
 	struct cairn_log_pos read_pos;
 	/* Sessions a commit found claimed elsewhere, reported before done(). */
 	char **fenced;
@@ -209,8 +210,7 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 void rd_cluster_release(struct cairn_store *st, const char *client_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);
-int rd_cluster_log_routed(struct cairn_store *st, const char *client_id,
-			  struct cairn_log_pos pos);
+int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
 int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg);
 

@@ -494,7 +494,7 @@ static void rd_append_session(struct cairn_store *st, const char *id)
 }
 
 int rd_visit_session(struct cairn_store *st, const char *id, redisReply **r,
-			    const struct cairn_store_visitor *v)
+		     const struct cairn_store_visitor *v)
 {
 	const redisReply *h = r[0], *user, *topic, *payload, *wprops;
 	struct cairn_session_rec rec = {.client_id = id, .expiry_interval = CAIRN_EXPIRY_NEVER};
@@ -569,7 +569,7 @@ static int rd_pair_cmp(const void *a, const void *b)
 }
 
 int rd_visit_subs(struct cairn_store *st, const char *id, redisReply **r,
-			 const struct cairn_store_visitor *v)
+		  const struct cairn_store_visitor *v)
 {
 	redisReply *h = r[0];
 	size_t n;
@@ -719,7 +719,7 @@ static int rd_seq_cmp(const void *a, const void *b)
  * a session with 100,000 queued messages loads in linear-log time).
  */
 int rd_visit_deliveries(struct cairn_store *st, const char *id, redisReply **r,
-			       const struct cairn_store_visitor *v)
+			const struct cairn_store_visitor *v)
 {
 	const redisReply *h = r[0];
 	struct rd_seq_val *sv = NULL;
@@ -765,7 +765,7 @@ static void rd_append_inflight(struct cairn_store *st, const char *id)
 }
 
 int rd_visit_inflight(struct cairn_store *st, const char *id, redisReply **r,
-			     const struct cairn_store_visitor *v)
+		      const struct cairn_store_visitor *v)
 {
 	const redisReply *s = r[0];
 	uint64_t *pids;

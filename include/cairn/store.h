@@ -312,8 +312,7 @@ typedef void (*cairn_claim_fn)(void *arg, int status, const struct cairn_claim_r
 
 /* Completion of log_read(): up to max entries after the position asked,
  * in order; status 0 or a CAIRN_E* code. */
-typedef void (*cairn_log_read_fn)(void *arg, int status, const struct cairn_log_entry *e,
-				  size_t n);
+typedef void (*cairn_log_read_fn)(void *arg, int status, const struct cairn_log_entry *e, size_t n);
 
 /* Capabilities, in cairn_store_ops.flags (version 2). */
 enum {
