@@ -25,8 +25,8 @@ from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP
                      PUBREL, SUBACK, Closed, DurablePublisher, DurableSubscriber, HOST, Paho,
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
                      connect_packet, free_port, parse_publish, publish_packet, wait_until)
-from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, do_connect, expect_disconnect, parse_props,
-                   props, read_suback5, subscribe5)
+from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, WILL_DELAY, do_connect, expect_disconnect,
+                   parse_props, props, read_suback5, subscribe5)
 
 
 def _tag(*tags):
@@ -986,30 +986,112 @@ def test_cluster_redis_outage_acknowledges_nothing(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+@_tag("outage", "mqtt5")
+@_timeout(40)
+def test_cluster_node_without_redis_sends_its_clients_elsewhere(ctx):
+    """redis-server killed for longer than redis_connect_timeout (1500 ms):
+    the nodes disconnect their clients (5.0: DISCONNECT 0x9C, use another
+    server; 3.1.1: the socket closed), not before about that long; a QoS 1
+    PUBLISH sent meanwhile is never acknowledged. Once redis-server is back
+    the clients reconnect (to the other node), resume their sessions, and
+    the publisher's resend reaches the subscriber."""
+    cl = ctx.cluster(2, redis_connect_timeout=1500)
+    n1, n2 = cl[0], cl[1]
+    sub = _subscriber(ctx, n2, "c13-sub", [("c13/#", 1)])
+    five = RawClient(n1.port)
+    do_connect(five, "c13-five", clean=False, properties=props((SESSION_EXPIRY, 300)))
+    pub = DurablePublisher(n1.port, "c13-pub", window=8)
+    ctx.add_cleanup(pub.close)
+    pub.connect()
+    check(pub.publish("c13/t", b"c13-t-0-q1", 1) and pub.wait_idle(5),
+          "no PUBACK before the outage%s" % cl.excerpt())
+    cl.redis.kill()
+    killed_at = time.monotonic()
+    pub.publish("c13/t", b"c13-t-1-q1", 1)
+    problems = []
+    try:
+        expect_disconnect(five, 0x9C, 6)
+        dt = time.monotonic() - killed_at
+        if dt < 1.0:
+            problems.append("5.0 client disconnected %.2fs after Redis died, before "
+                            "redis_connect_timeout 1500 ms" % dt)
+    except (TestFailure, Closed, socket.timeout) as e:
+        problems.append("5.0 client on node 1, Redis down: %s" % e)
+    if not wait_until(lambda: not pub.connected and not sub.connected, 6):
+        problems.append("3.1.1 clients still connected %.1fs after Redis died (publisher %s, "
+                        "subscriber %s)" % (time.monotonic() - killed_at, pub.connected,
+                                            sub.connected))
+    with pub.lock:
+        if b"c13-t-1-q1" in pub.acked:
+            problems.append("a PUBLISH sent while Redis was down was acknowledged")
+    cl.redis.start()
+    time.sleep(0.3)
+
+    def reconnect(client, node, what):
+        end = time.monotonic() + 8
+        while True:
+            try:
+                return client.connect(node.port)
+            except (TestFailure, OSError, Closed, socket.timeout) as e:
+                if time.monotonic() > end:
+                    problems.append("%s: no session on %s 8s after Redis came back: %s" %
+                                    (what, node.name, e))
+                    return None
+                time.sleep(0.2)
+    # Each moves to the other node.
+    for client, node in ((pub, n2), (sub, n1)):
+        client.close()
+        sp = reconnect(client, node, client.client_id)
+        if sp is not None and sp != 1:
+            problems.append("%s: session present %d on %s after the outage" %
+                            (client.client_id, sp, node.name))
+    if pub.connected:
+        pub.resend()
+        if not pub.wait_idle(8):
+            problems.append("publisher: the resend was not acknowledged on node 2")
+        problems += _delivery_problems(sub, set(pub.acked), "subscriber", qos2=lambda p: False)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- not in phase 1
 
-# covers: MQTT-3.1.2-8
-@_tag("will", "kill9")
-def test_cluster_will_of_an_abandoned_session_published_once(ctx):
-    """kill -9 of a node whose client has a will and never comes back: one
-    of the surviving nodes (the janitor) publishes the will, once."""
-    _phase2("the janitor that publishes the wills of sessions a dead node left behind")
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10
+@_tag("will", "kill9", "janitor")
+@_timeout(40)
+def test_cluster_will_of_a_dead_nodes_client_published_once(ctx):
+    """kill -9 of node 1 while two of its clients have wills: the one whose
+    client never comes back is published once by the janitor of a
+    surviving node (cairn.conf(5): a node's liveness lapses 5 s after its
+    last beat, the janitor runs every second), QoS 1 to a persistent
+    watcher on node 2; the one whose client reconnects to node 3 first
+    (will delay 30 s, 5.0) is not published. Two surviving nodes, one
+    publication."""
     cl = ctx.cluster(3)
-    n1, n2 = cl[0], cl[1]
-    w = DurableSubscriber(n2.port, "c10-watch")
-    ctx.add_cleanup(w.close)
-    w.connect()
-    w.subscribe(1, [("c10/will", 1)])
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _subscriber(ctx, n2, "c10-watch", [("c10/will/#", 1)])
     c = RawClient(n1.port)
-    c.connect("c10-orphan", clean=False, will=("c10/will", b"orphaned", 1, False))
+    c.connect("c10-orphan", clean=False, will=("c10/will/orphan", b"orphaned", 1, False))
+    back = RawClient(n1.port)
+    do_connect(back, "c10-back", clean=False, properties=props((SESSION_EXPIRY, 300)),
+               will=("c10/will/back", b"came-back", 1, False),
+               will_properties=props((WILL_DELAY, 30)))
     n1.kill9()
-    missing = w.wait_for({b"orphaned"}, 15)
-    check(not missing, "no node published the will of a session node 1 left behind%s" %
-          cl.excerpt())
-    w.settle(1.0)
-    check(w.payloads().count(b"orphaned") == 1, "the will was published %d times" %
-          w.payloads().count(b"orphaned"))
+    killed_at = time.monotonic()
     c.close()
+    back.close()
+    back = RawClient(n3.port)
+    sp, _, _ = do_connect(back, "c10-back", clean=False, properties=props((SESSION_EXPIRY, 300)))
+    check(sp == 1, "c10-back: session present %d on node 3 after its node died" % sp)
+    missing = w.wait_for({b"orphaned"}, 15)
+    check(not missing, "no surviving node published the will of node 1's client within %.0fs"
+          "%s" % (time.monotonic() - killed_at, cl.excerpt()))
+    w.settle(1.5, 5)
+    got = w.payloads()
+    check(got.count(b"orphaned") == 1, "the will of node 1's client was published %d times" %
+          got.count(b"orphaned"))
+    check(b"came-back" not in got, "a will published although its client reconnected to node 3 "
+          "within the will delay")
+    back.close()
 
 
 @_tag("share")
