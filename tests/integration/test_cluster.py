@@ -536,10 +536,10 @@ def test_cluster_kill9_uninvolved_node_during_takeovers(ctx):
     ring = [n1, n2, n3]
     killed = False
     moves = 0
-    t_end = time.monotonic() + 4
+    t_end = time.monotonic() + 3
     k = 0
     while time.monotonic() < t_end:
-        if not killed and time.monotonic() > t_end - 2.5:
+        if not killed and time.monotonic() > t_end - 1.8:
             n3.kill9()
             killed = True
         m = movers[k % 4]
