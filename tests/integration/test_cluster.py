@@ -6,12 +6,15 @@ subscribers on another, in order per topic; a persistent session resumes
 on any node with session present 1; a node killed with kill -9 loses
 nothing its clients saw acknowledged and doubles no QoS 2 message; one
 client id is served by one connection in the whole cluster; retained
-messages and wills cross nodes; shared subscriptions are refused.
+messages and wills cross nodes, and the will of a dead node's client is
+published once; shared subscriptions are refused; a node that loses Redis
+acknowledges nothing and sends its clients elsewhere.
 
 Every test is tagged "cluster" (run.py --only cluster), starts its own
 redis-server and nodes on free loopback ports (harness Context.cluster) and
-stops them by PID. What phase 1 leaves out is written as tests that skip
-with the reason unless CAIRN_CLUSTER_PHASE2=1.
+stops them by PID. What phase 1 leaves out (shared subscriptions across
+nodes) is written as a test that skips with the reason unless
+CAIRN_CLUSTER_PHASE2=1.
 """
 
 import os
@@ -1053,7 +1056,7 @@ def test_cluster_node_without_redis_sends_its_clients_elsewhere(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
-# ---------------------------------------------------------------- not in phase 1
+# ---------------------------------------------------------------- a dead node's wills
 
 # covers: MQTT-3.1.2-8 MQTT-3.1.2-10
 @_tag("will", "kill9", "janitor")
@@ -1093,6 +1096,8 @@ def test_cluster_will_of_a_dead_nodes_client_published_once(ctx):
           "within the will delay")
     back.close()
 
+
+# ---------------------------------------------------------------- not in phase 1
 
 @_tag("share")
 def test_cluster_shared_subscription_across_nodes(ctx):
