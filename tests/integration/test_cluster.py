@@ -27,7 +27,8 @@ import time
 from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
                      PUBREL, SUBACK, Closed, DurablePublisher, DurableSubscriber, HOST, Paho,
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
-                     connect_packet, free_port, parse_publish, publish_packet, wait_until)
+                     connect_packet, free_port, parse_publish, publish_packet, redis_cli,
+                     wait_until)
 from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, WILL_DELAY, do_connect, expect_disconnect,
                    parse_props, props, read_suback5, subscribe5)
 
@@ -795,6 +796,41 @@ def test_cluster_racing_connects_leave_one_connection(ctx):
     late.expect(PINGRESP)
     for c in socks + [late]:
         c.close()
+
+
+# ---------------------------------------------------------------- retention
+
+@_tag("retention")
+def test_cluster_message_retention_trims_the_log(ctx):
+    """message_retention 1: 300 QoS 1 messages published on node 1 all
+    reach a persistent subscriber on node 2 and stay in the shared log
+    (cairn-redis(5): PREFIX{L:0}:log) while they are younger than a second;
+    one more append 1.5 s later trims the older ones (XTRIM MINID ~, whole
+    stream nodes at a time, hence the 300)."""
+    cl = ctx.cluster(2, message_retention=1)
+    n1, n2 = cl[0], cl[1]
+    sub = _subscriber(ctx, n2, "c14-sub", [("c14/#", 1)])
+    pub = DurablePublisher(n1.port, "c14-pub", window=64)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    want = [b"c14-t-%d-q1" % i for i in range(300)]
+    for p in want:
+        check(pub.publish("c14/t", p, 1), "publisher: window stayed full%s" % cl.excerpt())
+    check(pub.wait_idle(10), "publisher: exchanges still open 10s after the last PUBLISH")
+    key = cl.prefix + "{L:0}:log"
+    xlen = int(redis_cli(cl.redis.port, "XLEN", key)[0])
+    check(xlen >= 300, "the log %s holds %d entries right after 300 appends" % (key, xlen))
+    problems = _delivery_problems(sub, set(want), "subscriber", qos2=lambda p: False)
+    time.sleep(1.5)
+    check(pub.publish("c14/t", b"c14-t-300-q1", 1) and pub.wait_idle(5),
+          "no PUBACK for the append after the pause")
+    after = int(redis_cli(cl.redis.port, "XLEN", key)[0])
+    if after >= xlen:
+        problems.append("message_retention 1: the log still holds %d entries (%d before) after "
+                        "an append 1.5s later" % (after, xlen))
+    if sub.wait_for({b"c14-t-300-q1"}, 5):
+        problems.append("subscriber: the message after the pause never arrived")
+    check(not problems, "\n".join(problems) + cl.excerpt())
 
 
 # ---------------------------------------------------------------- retained, wills, $share
