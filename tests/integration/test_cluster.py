@@ -589,6 +589,74 @@ def test_cluster_kill9_uninvolved_node_during_takeovers(ctx):
           (len(acked), moves, "\n".join(problems[:20]), cl.excerpt()))
 
 
+# covers: MQTT-4.3.3-2 MQTT-4.4.0-1 MQTT-3.1.2-5
+@_tag("qos2", "kill9")
+def test_cluster_qos2_resent_to_another_node_is_delivered_once(ctx):
+    """Two persistent publishers on node 1 each have three QoS 2 messages
+    answered with PUBREC there (one also completed with PUBREL/PUBCOMP).
+    One moves to node 3 by a takeover, the other after kill -9 of node 1;
+    on node 3 each resends its open PUBLISHes (DUP, same packet ids; the
+    broker answers PUBREC and must not append them again) and then every
+    PUBREL (PUBCOMP). A persistent subscriber on node 2 receives each of
+    the six messages exactly once."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    sub = _subscriber(ctx, n2, "c15-sub", [("c15/#", 2)])
+    pubs = {}
+    for who in ("moved", "killed"):
+        c = RawClient(n1.port)
+        c.connect("c15-%s" % who, clean=False)
+        for pid in (1, 2, 3):
+            c.send(publish_packet("c15/%s" % who, b"c15-%s-%d" % (who.encode(), pid), qos=2,
+                                  pid=pid))
+            _, body = c.expect(PUBREC)
+            check(body[:2] == struct.pack("!H", pid), "PUBREC %r, want id %d" % (body, pid))
+        c.send(ack_packet(PUBREL, 1))
+        _, body = c.expect(PUBCOMP)
+        check(body[:2] == struct.pack("!H", 1), "PUBCOMP %r, want id 1" % body)
+        pubs[who] = c
+    want = {b"c15-%s-%d" % (w, i) for w in (b"moved", b"killed") for i in (1, 2, 3)}
+    problems = []
+
+    def resume(who):
+        c = RawClient(n3.port)
+        sp, _ = c.connect("c15-%s" % who, clean=False)
+        if sp != 1:
+            problems.append("c15-%s: session present %d on node 3" % (who, sp))
+        for pid in (2, 3):  # MQTT-4.4.0-1: the unacknowledged PUBLISH again
+            c.send(publish_packet("c15/%s" % who, b"c15-%s-%d" % (who.encode(), pid), qos=2,
+                                  pid=pid, dup=True))
+            t, _, body = c.read_packet(5)
+            if (t, body[:2]) != (PUBREC, struct.pack("!H", pid)):
+                problems.append("c15-%s: resent PUBLISH %d on node 3 answered with packet type "
+                                "%d %r" % (who, pid, t, body))
+        for pid in (2, 3):
+            c.send(ack_packet(PUBREL, pid))
+            t, _, body = c.read_packet(5)
+            if (t, body[:2]) != (PUBCOMP, struct.pack("!H", pid)):
+                problems.append("c15-%s: PUBREL %d on node 3 answered with packet type %d %r" %
+                                (who, pid, t, body))
+        return c
+
+    moved = resume("moved")
+    if not pubs["moved"].expect_closed(3):
+        problems.append("node 1 kept c15-moved's first connection open after the takeover")
+    n1.kill9()
+    pubs["killed"].close()
+    killed = resume("killed")
+    missing = sub.wait_for(want, 5)
+    sub.settle(0.5)
+    if missing:
+        problems.append("never delivered: %r" % sorted(missing))
+    twice = sorted(p for p, n in _counts(sub).items() if n > 1)
+    if twice:
+        problems.append("QoS 2 delivered more than once: %r" % twice)
+    problems += sub.errors[:3]
+    for c in (moved, killed):
+        c.close()
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- takeover
 
 # covers: MQTT-3.1.4-2 MQTT-3.1.2-4
