@@ -846,6 +846,15 @@ Context.redis = _redis_ctx_redis
 Context.durable_broker = _ctx_durable_broker
 
 
+def _exited(pid):
+    """True once process pid is gone or a zombie (it holds no socket)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 class _RedisProcess:
     """A private redis-server placed in Context.brokers after the cluster
     nodes that use it, so Context.close stops it after them: a node is
@@ -867,7 +876,21 @@ class _RedisProcess:
                 pass
 
     def stop(self, check_exit=True):
+        """SIGTERM, and done once the process has exited: a zombie counts
+        (its orphaned parent may reap it a second or two later, which the
+        script's own stop would wait for); then the script removes the
+        directory."""
         self._save_log()
+        pid = self.server.pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            else:
+                wait_until(lambda: _exited(pid), 10, step=0.01)
+            if _exited(pid):
+                self.server.pid = None
         self.server.stop()
 
     def kill9(self):
