@@ -89,8 +89,11 @@ def _delivery_problems(sub, acked, what, qos2=lambda p: p.endswith(b"q2"), timeo
                         (what, len(missing), len(acked), sorted(missing)[:5]))
     doubled = sorted(p for p, n in _counts(sub).items() if n > 1 and qos2(p))
     if doubled:
-        problems.append("%s: %d QoS 2 messages delivered more than once, e.g. %r" %
-                        (what, len(doubled), doubled[:5]))
+        with sub.lock:
+            how = [(pid, "dup" if dup else "new") for p, _, dup, pid in sub.received
+                   if p == doubled[0]]
+        problems.append("%s: %d QoS 2 messages delivered more than once, e.g. %r (%r arrived "
+                        "as packet ids %r)" % (what, len(doubled), doubled[:5], doubled[0], how))
     problems += ["%s: %s" % (what, e) for e in sub.errors[:3]]
     return problems
 
