@@ -230,6 +230,18 @@ static void cluster_catchup_start(struct cluster *cl, struct client *c, struct c
 	cu->next = cl->catchups;
 	cl->catchups = cu;
 	client_set_floor(c, (struct cairn_log_pos){UINT64_MAX, UINT64_MAX});
+	cl->srv->stats.cluster_catchups++;
+	/* The log keeps message_retention seconds: a cursor older than that
+	 * may have lost entries to the trim. */
+	uint64_t keep_ms = (uint64_t)cl->srv->cfg->message_retention * 1000;
+	if (from.ms + keep_ms < (uint64_t)client_wall_ms(c)) {
+		cl->srv->stats.cluster_cursor_trimmed++;
+		log_write(cl->srv->log, LOG_LEVEL_WARNING,
+			  "client %s: its log cursor %llu-%llu is older than message_retention (%u "
+			  "s): messages trimmed from the log since are lost to it",
+			  c->id, (unsigned long long)from.ms, (unsigned long long)from.seq,
+			  (unsigned)cl->srv->cfg->message_retention);
+	}
 	log_write(cl->srv->log, LOG_LEVEL_INFO,
 		  "client %s: catching up with the log from %llu-%llu to %llu-%llu", c->id,
 		  (unsigned long long)from.ms, (unsigned long long)from.seq,
@@ -261,6 +273,7 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 		message_unref(m);
 		cl->routed = e[i].pos;
 	}
+	cl->srv->stats.cluster_entries += n;
 	store_log_routed(cl->srv->store, NULL, cl->routed);
 	/* Sessions whose queue held entries past this node's mark: once the
 	 * mark reaches their floor, the mark speaks for them. */
@@ -283,7 +296,9 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial);
 
 static void cluster_fenced(void *arg, const char *id, uint64_t serial)
 {
-	cluster_lost(arg, id, serial, "session claimed by another node (fenced write)");
+	struct cluster *cl = arg;
+	cl->srv->stats.cluster_fenced++;
+	cluster_lost(cl, id, serial, "session claimed by another node (fenced write)");
 }
 
 /* ---- claims ---- */
@@ -321,6 +336,7 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 			k->kicked = true; /* claimed elsewhere before its reply came */
 			return;
 		}
+	cl->srv->stats.cluster_kicked++;
 	cluster_lost(cl, id, serial, "session taken over on another node");
 }
 
@@ -498,6 +514,7 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 		return;
 	}
 	c->cluster_serial = k->serial;
+	srv->stats.cluster_claims++;
 	if (c == built) {
 		struct cairn_log_pos from = r->cursor;
 		if (pos_zero(from)) {

@@ -50,6 +50,7 @@ static const char *const option_keys[] = {"redis_host",
 					  "redis_password",
 					  "redis_key_prefix",
 					  "redis_connect_timeout",
+					  "redis_wait_replicas",
 					  "lmdb_map_size",
 					  "lmdb_map_size_max",
 					  NULL};

@@ -41,6 +41,13 @@ struct server_stats {
 	uint64_t clients_connected;
 	uint64_t auth_failures; /* CONNECTs refused with CONNACK 4 or 5 by security_login */
 	uint64_t acl_denied;    /* PUBLISHes, filters, deliveries and wills the ACL refused */
+	/* Cluster mode. */
+	uint64_t cluster_claims;         /* sessions claimed by CONNECTs here */
+	uint64_t cluster_kicked;         /* sessions another node claimed from here */
+	uint64_t cluster_fenced;         /* ... found out at a commit (the kick was lost) */
+	uint64_t cluster_catchups;       /* sessions caught up with the log */
+	uint64_t cluster_entries;        /* log entries routed here */
+	uint64_t cluster_cursor_trimmed; /* catch-ups from before the log's retention */
 };
 
 /* The totals, derived from the counts by QoS and by reason. Dropped is

@@ -633,7 +633,7 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 		status = CAIRN_EIO;
 	}
 	rd_groups_clear(st->owners);
-	rd_link_finish(st, status);
+	rd_link_batch_done(st, status);
 }
 
 /*

@@ -212,7 +212,78 @@ static void rd_exec_cb(redisAsyncContext *ac, void *r, void *privdata)
 			       reply->str);
 		status = CAIRN_EIO;
 	}
+	rd_link_batch_done(st, status);
+}
+
+static void rd_watchdog_arm(struct cairn_store *st)
+{
+	struct timeval tv;
+
+	if (st->timeout_ms > 0) {
+		tv.tv_sec = st->timeout_ms / 1000;
+		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
+		evtimer_add(st->watchdog_ev, &tv);
+	}
+}
+
+void rd_link_batch_done(struct cairn_store *st, int status)
+{
+	if (st->wait_pending) {
+		st->wait_status = status;
+		rd_watchdog_arm(st); /* WAIT's reply is still to come */
+		return;
+	}
 	rd_link_finish(st, status);
+}
+
+/*
+ * WAIT's reply ends a commit under redis_wait_replicas: it counts the
+ * replicas that acknowledged every write sent before it on this link. Too
+ * few fails the commit, which is retried (a batch replays harmlessly), so
+ * nothing is acknowledged before the replicas hold it.
+ */
+static void rd_wait_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	int status;
+
+	(void)privdata;
+	if (st == NULL || !st->in_flight || !st->wait_pending)
+		return;
+	st->wait_pending = false;
+	evtimer_del(st->watchdog_ev);
+	status = st->wait_status;
+	if (reply == NULL) {
+		status = CAIRN_EUNAVAILABLE;
+	} else if (status == 0 && (reply->type != REDIS_REPLY_INTEGER ||
+				   reply->integer < (long long)st->wait_replicas)) {
+		rd_log(st, CAIRN_LOG_WARNING,
+		       "redis at %s: %lld of the %d replicas asked for (redis_wait_replicas) hold "
+		       "the commit: retrying it",
+		       st->where, reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1LL,
+		       st->wait_replicas);
+		status = CAIRN_EIO;
+	}
+	rd_link_finish(st, status);
+}
+
+/* With redis_wait_replicas, WAIT follows the batch on the link. */
+static int rd_link_send_wait(struct cairn_store *st)
+{
+	char n[16], ms[16];
+	const char *argv[] = {"WAIT", n, ms};
+
+	st->wait_pending = false;
+	if (st->wait_replicas <= 0)
+		return REDIS_OK;
+	snprintf(n, sizeof(n), "%d", st->wait_replicas);
+	snprintf(ms, sizeof(ms), "%d",
+		 st->timeout_ms > 0 && st->timeout_ms < 1000 ? st->timeout_ms : 1000);
+	if (redisAsyncCommandArgv(st->ac, rd_wait_cb, NULL, 3, argv, NULL) != REDIS_OK)
+		return REDIS_ERR;
+	st->wait_pending = true;
+	return REDIS_OK;
 }
 
 void rd_link_finish(struct cairn_store *st, int status)
@@ -273,7 +344,8 @@ int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 		if (redisAsyncFormattedCommand(st->ac, NULL, NULL, st->sending.v[i].buf,
 					       st->sending.v[i].len) != REDIS_OK)
 			goto broken;
-	if (redisAsyncCommand(st->ac, rd_exec_cb, NULL, "EXEC") != REDIS_OK)
+	if (redisAsyncCommand(st->ac, rd_exec_cb, NULL, "EXEC") != REDIS_OK ||
+	    rd_link_send_wait(st) != REDIS_OK)
 		goto broken;
 	st->in_flight = true;
 	st->done = done;
@@ -303,7 +375,8 @@ int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const 
 		rd_batch_requeue(&st->sending, &st->staged);
 		return CAIRN_EUNAVAILABLE;
 	}
-	if (redisAsyncCommandArgv(st->ac, reply_cb, NULL, argc, argv, lens) != REDIS_OK) {
+	if (redisAsyncCommandArgv(st->ac, reply_cb, NULL, argc, argv, lens) != REDIS_OK ||
+	    rd_link_send_wait(st) != REDIS_OK) {
 		rd_batch_requeue(&st->sending, &st->staged);
 		rd_link_kill(st);
 		return CAIRN_EUNAVAILABLE;

@@ -278,6 +278,8 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 	if ((rc = rd_opt_int(opts, "redis_port", 6379, 1, 65535, &st->port, err, errlen)) != 0 ||
 	    (rc = rd_opt_int(opts, "redis_db", 0, 0, 1000000, &st->db, err, errlen)) != 0 ||
 	    (rc = rd_opt_int(opts, "redis_connect_timeout", 10000, 0, 3600000, &st->timeout_ms, err,
+			     errlen)) != 0 ||
+	    (rc = rd_opt_int(opts, "redis_wait_replicas", 0, 0, 100, &st->wait_replicas, err,
 			     errlen)) != 0)
 		goto fail;
 	if ((rc = rd_cluster_open(st, opts, err, errlen)) != 0)

@@ -77,6 +77,9 @@ struct cairn_store {
 	struct rd_batch staged;  /* written by the put and delete calls */
 	struct rd_batch sending; /* the batch inside the MULTI in flight */
 	bool in_flight;          /* from commit() until done() has been called */
+	int wait_replicas;       /* redis_wait_replicas: WAIT for them after each commit */
+	bool wait_pending;       /* the commit in flight ends at WAIT's reply */
+	int wait_status;         /* the batch's own status, until then */
 	bool multi_failed;
 	int done_status;
 	cairn_store_done_fn done;
@@ -179,6 +182,9 @@ int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const 
 /* The commit in flight ended with status: keep or requeue the batch and
  * run done() from the loop. */
 void rd_link_finish(struct cairn_store *st, int status);
+/* The batch's reply came with status: end the commit, or with
+ * redis_wait_replicas wait for WAIT's reply, which ends it. */
+void rd_link_batch_done(struct cairn_store *st, int status);
 /* A link that went away under a reply: note it (rd_link_gone). */
 void rd_link_lost(struct cairn_store *st, const redisAsyncContext *ac);
 
