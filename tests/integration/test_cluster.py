@@ -8,7 +8,9 @@ nothing its clients saw acknowledged and doubles no QoS 2 message; one
 client id is served by one connection in the whole cluster; retained
 messages and wills cross nodes, and the will of a dead node's client is
 published once; shared subscriptions are refused; a node that loses Redis
-acknowledges nothing and sends its clients elsewhere.
+acknowledges nothing and sends its clients elsewhere; with
+redis_wait_replicas nothing is acknowledged that no replica holds; the
+shared log is trimmed to message_retention.
 
 Every test is tagged "cluster" (run.py --only cluster), starts its own
 redis-server and nodes on free loopback ports (harness Context.cluster) and
@@ -1160,6 +1162,66 @@ def test_cluster_node_without_redis_sends_its_clients_elsewhere(ctx):
         if not pub.wait_idle(8):
             problems.append("publisher: the resend was not acknowledged on node 2")
         problems += _delivery_problems(sub, set(pub.acked), "subscriber", qos2=lambda p: False)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+def _replica_of(ctx, primary_port):
+    """A private redis-server replicating 127.0.0.1:primary_port, once its
+    link is up (bounded)."""
+    rep = ctx.redis()
+    _follow(rep, primary_port)
+    return rep
+
+
+def _follow(rep, primary_port):
+    # Redis 7 waits 5 s for more replicas before a diskless full sync.
+    redis_cli(primary_port, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
+    redis_cli(rep.port, "REPLICAOF", HOST, primary_port)
+    ok = wait_until(lambda: "master_link_status:up" in
+                    redis_cli(rep.port, "INFO", "replication"), 10, step=0.05)
+    check(ok, "the replica on port %d never linked to the primary on %d" % (rep.port,
+                                                                           primary_port))
+
+
+@_tag("outage", "replicas")
+@_timeout(40)
+def test_cluster_wait_replicas_acknowledges_only_what_a_replica_holds(ctx):
+    """redis_wait_replicas 1 (cairn.conf(5), cairn-redis(5)): with the
+    replica up, QoS 1 from node 1 reaches node 2's persistent subscriber;
+    with it killed, a QoS 1 PUBLISH gets no PUBACK (each WAIT finds no
+    replica, the commit is retried); once a replica follows the primary
+    again the PUBACK comes and the message arrives, once."""
+    cl = ctx.cluster(2, start=False, redis_wait_replicas=1)
+    n1, n2 = cl[0], cl[1]
+    rep = _replica_of(ctx, cl.redis.port)
+    for b in cl.nodes:
+        b.start()
+    sub = _subscriber(ctx, n2, "c16-sub", [("c16/#", 1)])
+    pub = DurablePublisher(n1.port, "c16-pub", window=8)
+    ctx.add_cleanup(pub.close)
+    pub.connect()
+    for i in range(5):
+        check(pub.publish("c16/t", b"c16-t-%d-q1" % i, 1), "publisher window full")
+    check(pub.wait_idle(5), "no PUBACK with the replica up%s" % cl.excerpt())
+    rep.kill()
+    killed_at = time.monotonic()
+    pub.publish("c16/t", b"c16-t-5-q1", 1)
+    time.sleep(1.5)  # a commit's WAIT gives up after 1 s and is retried
+    problems = []
+    with pub.lock:
+        early = sorted(p for p, t in pub.acked.items() if t > killed_at)
+    if early:
+        problems.append("acknowledged with no replica to hold it: %r" % early)
+    if b"c16-t-5-q1" in sub.payloads():
+        problems.append("delivered before any replica held it")
+    rep.start()
+    _follow(rep, cl.redis.port)
+    if not pub.connected:
+        problems.append("publisher disconnected while the replica was down")
+    elif not pub.wait_idle(10):
+        problems.append("no PUBACK within 10s of the replica following again")
+    problems += _delivery_problems(sub, {b"c16-t-%d-q1" % i for i in range(6)}, "subscriber",
+                                   qos2=lambda p: False)
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
