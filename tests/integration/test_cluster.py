@@ -31,8 +31,9 @@ from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
                      connect_packet, free_port, parse_publish, publish_packet, redis_cli,
                      wait_until)
-from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, WILL_DELAY, do_connect, expect_disconnect,
-                   parse_props, props, read_suback5, subscribe5)
+from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, WILL_DELAY, ack5, disconnect5, do_connect,
+                   expect_disconnect, parse_props, props, read_publish5, read_suback5,
+                   subscribe5)
 
 
 def _tag(*tags):
@@ -415,6 +416,64 @@ def test_cluster_session_resumes_on_a_third_node(ctx):
         problems.append("c2-inflight: subscription lost on node 3 (%s)" % e)
     inf.close()
     pub.close()
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT5-3.1.2-5 MQTT5-3.2.2-3 MQTT5-3.1.2-23 MQTT5-4.1.0-2
+@_tag("mqtt5")
+def test_cluster_50_session_expiry_across_nodes(ctx):
+    """MQTT 5.0: a session with a Session Expiry Interval of 300 s leaves
+    node 1 (DISCONNECT) and comes back on node 3 (Clean Start 0): session
+    present 1 and the QoS 1 messages published on node 2 meanwhile, in
+    order. A session with expiry 0 is gone for a reconnect on another node
+    (session present 0, nothing delivered), and so is one whose expiry of 1
+    s ran out before it came back."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    for cid, expiry in (("c17-keep", 300), ("c17-zero", 0), ("c17-short", 1)):
+        c = RawClient(n1.port)
+        do_connect(c, cid, clean=True, properties=props((SESSION_EXPIRY, expiry)))
+        c.send(subscribe5(1, [("c17/t", 1)]))
+        check(read_suback5(c, 1) == [1], "%s: SUBACK" % cid)
+        c.send(disconnect5(0))
+        check(c.expect_closed(3), "%s: still open after DISCONNECT" % cid)
+        c.close()
+    gone_at = time.monotonic()
+    p = RawClient(n2.port)
+    p.connect("c17-pub")
+    want = [b"c17-t-%d-q1" % i for i in range(5)]
+    for i, payload in enumerate(want):
+        p.publish("c17/t", payload, qos=1, pid=i + 1)
+    problems = []
+    c = RawClient(n3.port)
+    sp, _, _ = do_connect(c, "c17-keep", clean=False, properties=props((SESSION_EXPIRY, 300)))
+    if sp != 1:
+        problems.append("c17-keep (expiry 300): session present %d on node 3" % sp)
+    got = []
+    try:
+        while len(got) < len(want):
+            m = read_publish5(c, 5)
+            got.append(m["payload"])
+            c.send(ack5(PUBACK, m["pid"]))
+    except (TestFailure, Closed, socket.timeout) as e:
+        problems.append("c17-keep: %s after %d messages" % (e, len(got)))
+    if got != want:
+        problems.append("c17-keep on node 3: got %r, want %r" % (got, want))
+    c.close()
+    time.sleep(max(0, gone_at + 2.0 - time.monotonic()))  # past c17-short's expiry of 1 s
+    for cid in ("c17-zero", "c17-short"):
+        c = RawClient(n3.port)
+        sp, _, _ = do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)))
+        if sp != 0:
+            problems.append("%s: session present %d on node 3 after its session ended" %
+                            (cid, sp))
+        try:
+            m = read_publish5(c, 0.5)
+            problems.append("%s: a message of an ended session arrived: %r" % (cid, m))
+        except socket.timeout:
+            pass
+        c.close()
+    p.close()
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
