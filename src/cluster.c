@@ -55,6 +55,7 @@ struct cluster {
 	struct client **floors;
 	size_t nfloors, floorcap;
 	struct event *unhealthy_ev; /* closes the clients of a node that cannot commit */
+	struct event *beat_ev;      /* a commit every second, even when idle */
 };
 
 /* DISCONNECT reason (5.0): Use another server. */
@@ -586,6 +587,10 @@ void cluster_publish(struct server *srv, struct message *m, const struct client 
 	    .props_len = m->props_len,
 	};
 	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
+	/* A SUBSCRIBE right after the PUBACK finds it here, whatever the
+	 * reader's pace; the entry sets it again when it comes back. */
+	if (m->retain)
+		router_retain_local(srv->router, m);
 }
 
 /* ---- a node that cannot commit ---- */
@@ -614,6 +619,18 @@ static void cluster_unhealthy_cb(evutil_socket_t fd, short what, void *arg)
 		  "the store has been unreachable for redis_connect_timeout: %zu clients "
 		  "disconnected so that they move to another node",
 		  n);
+}
+
+/* An idle node commits nothing, so it would never learn that it lost the
+ * store: every second it writes its mark again (one SET), and a commit that
+ * fails makes the store unhealthy like any other. */
+static void cluster_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+	(void)fd;
+	(void)what;
+	if (!cl->stopped)
+		store_log_routed(cl->srv->store, NULL, cl->routed);
 }
 
 void cluster_store_health(struct server *srv, bool healthy)
@@ -662,15 +679,24 @@ int cluster_start(struct server *srv)
 	}
 	if (srv->next_msg_id < base)
 		srv->next_msg_id = base;
+	/* The mark exists from the start: a session this node holds without a
+	 * cursor of its own (a new one, or one caught up) is exact up to it,
+	 * even if no entry is ever routed here. */
+	store_log_routed(srv->store, NULL, cl->routed);
 	cl->unhealthy_ev = evtimer_new(srv->base, cluster_unhealthy_cb, cl);
+	cl->beat_ev = event_new(srv->base, -1, EV_PERSIST, cluster_beat_cb, cl);
+	struct timeval sec = {1, 0};
+	event_add(cl->beat_ev, &sec);
 	srv->cluster = cl;
 	return 0;
 }
 
 void cluster_stop(struct server *srv)
 {
-	if (srv->cluster)
+	if (srv->cluster) {
 		srv->cluster->stopped = true;
+		event_del(srv->cluster->beat_ev);
+	}
 }
 
 void cluster_free(struct server *srv)
@@ -691,6 +717,8 @@ void cluster_free(struct server *srv)
 	free(cl->floors);
 	if (cl->unhealthy_ev)
 		event_free(cl->unhealthy_ev);
+	if (cl->beat_ev)
+		event_free(cl->beat_ev);
 	free(cl);
 	srv->cluster = NULL;
 }

@@ -464,6 +464,17 @@ static int key_http_admin_token_file(struct parse *p, char **v, int n)
 	return 0;
 }
 
+static int key_http_max_connections(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 0, 1000000, &x) < 0)
+		return -1;
+	p->c->http_max_connections = (uint32_t)x;
+	return 0;
+}
+
 static int key_sys_interval(struct parse *p, char **v, int n)
 {
 	uint64_t x;
@@ -688,6 +699,7 @@ static const struct config_key config_keys[] = {
     {"http_listener", 1, 2, key_http_listener},
     {"http_admin", 1, 1, key_http_admin},
     {"http_admin_token_file", 1, 1, key_http_admin_token_file},
+    {"http_max_connections", 1, 1, key_http_max_connections},
     {"sys_interval", 1, 1, key_sys_interval},
     {"persistence", 1, 1, key_persistence},
     {"persistence_location", 1, 1, key_persistence_location},
@@ -823,6 +835,7 @@ void config_init(struct config *c)
 	c->connect_timeout = 10;
 	c->sys_interval = 10;
 	c->message_retention = 86400;
+	c->http_max_connections = 64;
 	c->persistence = false;
 	c->persistence_location = xstrdup(".");
 	c->persistence_backend = NULL;

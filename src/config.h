@@ -76,6 +76,7 @@ struct config {
 	bool http_admin;                       /* the admin API; default false */
 	char *http_admin_token_file;           /* its bearer token */
 	unsigned long http_admin_line;         /* of http_admin, for the start-up check */
+	uint32_t http_max_connections;         /* open HTTP connections; 0: no cap; default 64 */
 	uint32_t sys_interval;                 /* seconds between $SYS updates; 0 off; default 10 */
 	bool cluster;                          /* share the (Redis) store with other nodes */
 	unsigned long cluster_line;            /* of cluster, for the start-up check */

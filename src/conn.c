@@ -142,9 +142,8 @@ struct conn_set {
 	struct event *flush_ev;
 	struct event *reap_ev;
 	struct event *sweep_ev;
-	struct event *rest_ev; /* ends a rest of the listeners */
-	bool accept_resting;
-	uint8_t *rbuf; /* the shared read buffer */
+	struct util_accept_rest rest; /* after accept() ran out of descriptors */
+	uint8_t *rbuf;                /* the shared read buffer */
 	uint64_t next_id;
 	bool stopping;
 	struct conn_stats stats;
@@ -1137,42 +1136,25 @@ static void conn_listener_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 }
 
 /* Out of descriptors or memory, accept() fails at once for as long as a
- * connection waits in the backlog: libevent would call back again and
- * again, a busy loop that also floods the log. The listeners rest a
- * moment instead, and the failure is logged once per rest. */
+ * connection waits in the backlog: the listeners rest a moment instead
+ * (util_accept_rest). */
 static void conn_listener_error_cb(struct evconnlistener *l, void *arg)
 {
 	(void)l;
-	struct conn_set *set = ((struct conn_listener *)arg)->set;
-	int err = EVUTIL_SOCKET_ERROR();
-	bool exhausted = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-	if (!exhausted) {
-		log_write(set->log, LOG_LEVEL_WARNING, "accept failed: %s",
-			  evutil_socket_error_to_string(err));
-		return;
-	}
-	if (set->accept_resting)
-		return;
-	set->accept_resting = true;
-	for (size_t i = 0; i < set->nlisteners; i++)
-		evconnlistener_disable(set->listeners[i]->evl);
-	log_write(set->log, LOG_LEVEL_ERROR,
-		  "accept failed: %s; not accepting connections for %d ms",
-		  evutil_socket_error_to_string(err), CONN_ACCEPT_REST_MS);
-	struct timeval tv = {0, CONN_ACCEPT_REST_MS * 1000};
-	evtimer_add(set->rest_ev, &tv);
+	util_accept_rest_failed(&((struct conn_listener *)arg)->set->rest);
 }
 
-static void conn_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_listeners_set_enabled(void *arg, bool enabled)
 {
-	(void)fd;
-	(void)what;
 	struct conn_set *set = arg;
-	set->accept_resting = false;
-	if (set->stopping)
+	if (enabled && set->stopping)
 		return;
-	for (size_t i = 0; i < set->nlisteners; i++)
-		evconnlistener_enable(set->listeners[i]->evl);
+	for (size_t i = 0; i < set->nlisteners; i++) {
+		if (enabled)
+			evconnlistener_enable(set->listeners[i]->evl);
+		else
+			evconnlistener_disable(set->listeners[i]->evl);
+	}
 }
 
 int conn_set_listen(struct conn_set *set, const struct config_listener *cl)
@@ -1284,9 +1266,10 @@ struct conn_set *conn_set_new(struct event_base *base, const struct config *cfg,
 	set->flush_ev = event_new(base, -1, 0, conn_flush_cb, set);
 	set->reap_ev = event_new(base, -1, 0, conn_reap_cb, set);
 	set->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, set);
-	set->rest_ev = evtimer_new(base, conn_accept_resume_cb, set);
 	struct timeval tv = {0, CONN_SWEEP_MS * 1000};
-	if (!set->flush_ev || !set->reap_ev || !set->sweep_ev || !set->rest_ev ||
+	if (util_accept_rest_init(&set->rest, base, lg, "MQTT", CONN_ACCEPT_REST_MS,
+				  conn_listeners_set_enabled, set) != 0 ||
+	    !set->flush_ev || !set->reap_ev || !set->sweep_ev ||
 	    event_add(set->sweep_ev, &tv) != 0) {
 		conn_set_free(set);
 		return NULL;
@@ -1334,8 +1317,7 @@ void conn_set_free(struct conn_set *set)
 		event_free(set->reap_ev);
 	if (set->sweep_ev)
 		event_free(set->sweep_ev);
-	if (set->rest_ev)
-		event_free(set->rest_ev);
+	util_accept_rest_cleanup(&set->rest);
 	free(set->rbuf);
 	free(set);
 }

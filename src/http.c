@@ -2,17 +2,21 @@
  * The HTTP listener: read-only endpoints for operators and monitoring,
  * and, with http_admin, a small JSON admin API whose writes go through
  * the broker's own paths (conn_disconnect, client_discard,
- * router_clear_retained) so the store stays consistent.
+ * server_clear_retained) so the store stays consistent.
  *
- * Everything runs on the broker's event loop, between packets: a request
- * costs what its answer walks (the sessions for /metrics and the session
- * list), nothing is kept per message. The status page's chart reads a
- * ring of samples taken every HTTP_SAMPLE_SECONDS.
+ * Everything runs on the broker's event loop, between packets, and
+ * nothing is kept per message. /metrics and /api/status read a snapshot
+ * of the sessions walked at most once a second (metrics_cache); a page of
+ * the session list costs one walk with a heap of the page's size. The
+ * status page's chart reads a ring of samples taken every
+ * HTTP_SAMPLE_SECONDS. Connections are counted and capped
+ * (http_max_connections) through the bufferevent evhttp asks us for.
  */
 #include "http.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -26,11 +30,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
+#include "auth.h"
 #include "client.h"
+#include "codec.h"
 #include "conn.h"
 #include "http_page.h"
 #include "metrics.h"
 #include "router.h"
+#include "security.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -42,6 +50,8 @@
 #define HTTP_SAMPLE_SECONDS 5
 #define HTTP_SAMPLES        120 /* ten minutes */
 #define HTTP_PAGE_LIMIT     1000
+/* How long the listener rests after accept() ran out of descriptors. */
+#define HTTP_ACCEPT_REST_MS 1000
 
 /* 5.0 DISCONNECT reason: Administrative action. */
 #define HTTP_RC_ADMINISTRATIVE 0x98
@@ -53,11 +63,19 @@ struct http_sample {
 	double lat_sum;
 };
 
+struct http_conn;
+
 struct http_server {
 	struct server *srv;
 	struct evhttp *http;
-	struct evconnlistener *listener; /* evhttp's, paused after an accept error */
-	struct event *resume;            /* re-enables it */
+	struct evconnlistener *listener; /* evhttp's, rested after an accept error */
+	struct util_accept_rest rest;
+	struct http_stats st;
+	struct http_conn *taking;   /* given a bufferevent, not yet seen taken in */
+	struct event *take;         /* runs http_take_cb */
+	uint64_t refusal_logged_ns; /* when a refusal was last logged */
+	uint64_t refusals_unlogged; /* refused since */
+	struct metrics_cache metrics;
 	struct event *sampler;
 	char *token; /* the admin bearer token; NULL: none (loopback only) */
 	size_t token_len;
@@ -147,8 +165,7 @@ static bool http_ready(const struct server *srv)
 static void http_status(struct http_server *h, struct evhttp_request *req)
 {
 	struct server *srv = h->srv;
-	struct metrics_snapshot m;
-	metrics_snapshot(srv, &m);
+	const struct metrics_snapshot m = *metrics_cache_get(&h->metrics, srv);
 	const struct conn_stats *cs = conn_set_stats(srv->conns);
 	struct evbuffer *b = evbuffer_new();
 	evbuffer_add_printf(b,
@@ -212,20 +229,134 @@ static bool http_host_is_loopback(const char *host)
 	return util_name_is_loopback(host, end ? (size_t)(end - host) : strlen(host));
 }
 
-/* Compare the Authorization header with the token in constant time (for
- * the token's length). */
-static bool http_authorized(const struct http_server *h, struct evhttp_request *req)
+/* The topic an MQTT user must be allowed to write (acl_file) to use the
+ * admin API with HTTP Basic authentication. */
+#define HTTP_ADMIN_TOPIC "$CAIRN/admin"
+/* Longest "user:password" taken from a Basic header. */
+#define HTTP_BASIC_MAX 1024
+
+static int http_b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decode standard base64 (RFC 4648, padded) into out (cap bytes). Returns
+ * the decoded length, or -1 for anything else, or when it does not fit. */
+static long http_b64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+	if (len % 4 != 0)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		int pad = 0;
+		for (int k = 0; k < 4; k++) {
+			unsigned char c = (unsigned char)in[i + k];
+			if (c == '=' && i + 4 == len && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+				v[k] = 0;
+				pad++;
+			} else if ((v[k] = http_b64_value(c)) < 0 || pad) {
+				return -1;
+			}
+		}
+		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+			     (uint32_t)v[3];
+		unsigned char b3[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8),
+				       (unsigned char)w};
+		if (n + 3 - (size_t)pad > cap)
+			return -1;
+		memcpy(out + n, b3, 3 - (size_t)pad);
+		n += 3 - (size_t)pad;
+	}
+	return (long)n;
+}
+
+/*
+ * HTTP Basic credentials (the header's value after "Basic "): allowed
+ * when the broker-wide password file verifies them, as it verifies an
+ * MQTT CONNECT, and the broker-wide ACL lets that user write
+ * HTTP_ADMIN_TOPIC. Without a password file or an ACL nobody is allowed:
+ * "no ACL, everything allowed" holds for MQTT, not here.
+ */
+static bool http_basic_allowed(const struct http_server *h, const char *cred, int *status)
+{
+	struct server *srv = h->srv;
+	const struct security *sec = security_for(&srv->security, NULL);
+	unsigned char buf[HTTP_BASIC_MAX];
+	bool ok = false;
+	long n = -1;
+	*status = 401;
+	while (*cred == ' ')
+		cred++;
+	size_t len = strcspn(cred, " \t");
+	if (cred[len] != '\0' || len > 4 * (HTTP_BASIC_MAX / 3))
+		goto out;
+	n = http_b64_decode(cred, len, buf, sizeof(buf));
+	const unsigned char *colon = n > 0 ? memchr(buf, ':', (size_t)n) : NULL;
+	if (!colon || colon == buf || !sec->auth || !sec->acl)
+		goto out;
+	size_t ulen = (size_t)(colon - buf);
+	const char *user = (const char *)buf;
+	if (memchr(user, '\0', ulen) || !codec_utf8_valid(user, ulen))
+		goto out;
+	char shown[64];
+	security_printable(shown, sizeof(shown), user, ulen);
+	if (auth_check(sec->auth, user, ulen, colon + 1, (size_t)n - ulen - 1) != 0) {
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "admin API: login of '%s' refused: bad username or password", shown);
+		goto out;
+	}
+	char *username = xstrndup(user, ulen);
+	/* No client id: a pattern rule with %c grants nothing here. */
+	ok = acl_check(sec->acl, "", username, HTTP_ADMIN_TOPIC, strlen(HTTP_ADMIN_TOPIC),
+		       ACL_WRITE);
+	free(username);
+	if (!ok) {
+		log_write(srv->log, LOG_LEVEL_NOTICE,
+			  "admin API: '%s' refused: the ACL does not let it write %s", shown,
+			  HTTP_ADMIN_TOPIC);
+		*status = 403;
+	}
+out:
+	if (n > 0)
+		explicit_bzero(buf, (size_t)n); /* the password */
+	return ok;
+}
+
+/*
+ * Whether req may use the admin API; *status is the refusal's code (401,
+ * or 403 for a user the ACL does not allow). Three ways in: the bearer
+ * token (compared in constant time for the token's length), an MQTT
+ * user's HTTP Basic credentials (http_basic_allowed), and, on a loopback
+ * listener without a token file only, no credentials at all.
+ */
+static bool http_authorized(const struct http_server *h, struct evhttp_request *req, int *status)
 {
 	const struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *a = evhttp_find_header(in, "Authorization");
+	*status = 401;
+	if (a && strncasecmp(a, "Basic ", 6) == 0) {
+		/* A browser sends Basic credentials it has cached with any
+		 * request to the site, a cross-site one too: never with an
+		 * Origin. */
+		return !evhttp_find_header(in, "Origin") && http_basic_allowed(h, a + 6, status);
+	}
 	if (!h->token) {
 		/* Loopback without a token (config.c allows nothing else):
 		 * still not for a web page the operator's browser runs,
 		 * which sends an Origin, or reaches here by DNS rebinding
-		 * under a name that is not the loopback's. */
+		 * under a name that is not the loopback's; and credentials
+		 * that are not accepted are refused, not ignored. */
 		const char *host = evhttp_find_header(in, "Host");
-		return !evhttp_find_header(in, "Origin") && host && http_host_is_loopback(host);
+		return !a && !evhttp_find_header(in, "Origin") && host &&
+		       http_host_is_loopback(host);
 	}
-	const char *a = evhttp_find_header(in, "Authorization");
 	if (!a || strncasecmp(a, "Bearer ", 7) != 0)
 		return false;
 	a += 7;
@@ -236,13 +367,47 @@ static bool http_authorized(const struct http_server *h, struct evhttp_request *
 	return diff == 0;
 }
 
-static int http_cmp_clients(const void *a, const void *b)
+/* Client ids in the order of their bytes, a prefix before the longer id. */
+static int http_cmp_ids(const char *x, size_t xlen, const char *y, size_t ylen)
 {
-	const struct client *x = *(const struct client *const *)a;
-	const struct client *y = *(const struct client *const *)b;
-	size_t n = x->id_len < y->id_len ? x->id_len : y->id_len;
-	int r = memcmp(x->id, y->id, n);
-	return r ? r : (x->id_len > y->id_len) - (x->id_len < y->id_len);
+	int r = memcmp(x, y, xlen < ylen ? xlen : ylen);
+	return r ? r : (xlen > ylen) - (xlen < ylen);
+}
+
+static int http_cmp_clients(const struct client *x, const struct client *y)
+{
+	return http_cmp_ids(x->id, x->id_len, y->id, y->id_len);
+}
+
+/* A max-heap of clients by id: the root is the last of the page so far. */
+static void http_heap_swap(struct client **heap, size_t i, size_t j)
+{
+	struct client *t = heap[i];
+	heap[i] = heap[j];
+	heap[j] = t;
+}
+
+static void http_heap_up(struct client **heap, size_t i)
+{
+	while (i > 0 && http_cmp_clients(heap[i], heap[(i - 1) / 2]) > 0) {
+		http_heap_swap(heap, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void http_heap_down(struct client **heap, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, big = i;
+		if (l < n && http_cmp_clients(heap[l], heap[big]) > 0)
+			big = l;
+		if (r < n && http_cmp_clients(heap[r], heap[big]) > 0)
+			big = r;
+		if (big == i)
+			return;
+		http_heap_swap(heap, i, big);
+		i = big;
+	}
 }
 
 static void http_session_summary(struct evbuffer *b, const struct client *c)
@@ -280,30 +445,67 @@ static uint64_t http_query_number(const struct evkeyvalq *q, const char *key, ui
 	return x > max ? max : x;
 }
 
+/*
+ * GET /api/sessions?after=ID&limit=N: the first N sessions in id order
+ * whose id comes after ID (from the start without it), and "next", the
+ * ID to ask for the page after this one (null on the last page). One walk
+ * of the sessions keeping the N smallest in a max-heap: O(n log N) per
+ * page, whatever the page's place, and no copy of the whole map.
+ */
 static void http_list_sessions(struct http_server *h, struct evhttp_request *req,
 			       const struct evkeyvalq *q)
 {
 	const struct server_client_map *m = &h->srv->clients;
-	struct client **all = xcalloc(m->count ? m->count : 1, sizeof(*all));
-	size_t n = 0;
-	for (size_t i = 0; i < m->nbuckets; i++)
-		for (struct client *c = m->buckets[i]; c; c = c->map_next)
-			all[n++] = c;
-	qsort(all, n, sizeof(*all), http_cmp_clients);
-	uint64_t offset = http_query_number(q, "offset", 0, n);
+	if (evhttp_find_header(q, "offset")) {
+		http_json_error(req, 400, "offset is not supported: page with after=<next>");
+		return;
+	}
+	const char *after = evhttp_find_header(q, "after");
+	size_t after_len = after ? strlen(after) : 0;
 	uint64_t limit = http_query_number(q, "limit", 100, HTTP_PAGE_LIMIT);
+	if (limit == 0)
+		limit = 1;
+	struct client **heap = xcalloc(limit, sizeof(*heap));
+	size_t n = 0;
+	uint64_t beyond = 0; /* sessions after the cursor */
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		for (struct client *c = m->buckets[i]; c; c = c->map_next) {
+			if (after && http_cmp_ids(c->id, c->id_len, after, after_len) <= 0)
+				continue;
+			beyond++;
+			if (n < limit) {
+				heap[n] = c;
+				http_heap_up(heap, n++);
+			} else if (http_cmp_clients(c, heap[0]) < 0) {
+				heap[0] = c;
+				http_heap_down(heap, n, 0);
+			}
+		}
+	}
+	for (size_t k = n; k > 1; k--) { /* in order: the largest goes last */
+		http_heap_swap(heap, 0, k - 1);
+		http_heap_down(heap, k - 1, 0);
+	}
 	struct evbuffer *b = evbuffer_new();
-	evbuffer_add_printf(
-	    b, "{\"total\":%zu,\"offset\":%" PRIu64 ",\"limit\":%" PRIu64 ",\"sessions\":[", n,
-	    offset, limit);
-	for (uint64_t i = offset; i < n && i < offset + limit; i++) {
-		if (i > offset)
+	evbuffer_add_printf(b, "{\"total\":%zu,\"limit\":%" PRIu64 ",\"after\":", m->count, limit);
+	if (after)
+		metrics_json_string(b, after);
+	else
+		evbuffer_add(b, "null", 4);
+	evbuffer_add(b, ",\"sessions\":[", 13);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
 			evbuffer_add(b, ",", 1);
-		http_session_summary(b, all[i]);
+		http_session_summary(b, heap[i]);
 		evbuffer_add(b, "}", 1);
 	}
-	evbuffer_add(b, "]}\n", 3);
-	free(all);
+	evbuffer_add(b, "],\"next\":", 9);
+	if (beyond > n)
+		metrics_json_string(b, heap[n - 1]->id);
+	else
+		evbuffer_add(b, "null", 4);
+	evbuffer_add(b, "}\n", 2);
+	free(heap);
 	http_json_ok(req, b);
 	evbuffer_free(b);
 }
@@ -363,10 +565,17 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 		http_json_error(req, 404, "the admin API is off (http_admin)");
 		return;
 	}
-	if (!http_authorized(h, req)) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-				  "Bearer");
-		http_json_error(req, 401, "a valid bearer token is needed");
+	int status;
+	if (!http_authorized(h, req, &status)) {
+		if (status == 403) {
+			http_json_error(req, 403,
+					"the ACL does not let this user write " HTTP_ADMIN_TOPIC);
+			return;
+		}
+		struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+		evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+		evhttp_add_header(out, "WWW-Authenticate", "Basic realm=\"cairn admin\"");
+		http_json_error(req, 401, "a valid bearer token or user is needed");
 		return;
 	}
 	if (strcmp(path, "/api/sessions") == 0) {
@@ -387,7 +596,7 @@ static void http_admin(struct http_server *h, struct evhttp_request *req, const 
 			/* $SYS topics are the broker's: it republishes them only
 			 * when they change. */
 			http_json_error(req, 403, "topics starting with $ belong to the broker");
-		} else if (!router_clear_retained(srv->router, topic, len)) {
+		} else if (!server_clear_retained(srv, topic, len)) {
 			http_json_error(req, 404, "no retained message on that topic");
 		} else {
 			log_write(srv->log, LOG_LEVEL_NOTICE,
@@ -466,7 +675,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
 	}
 	if (strcmp(path, "/metrics") == 0) {
 		struct evbuffer *b = evbuffer_new();
-		metrics_render_prometheus(srv, b);
+		metrics_render_prometheus(srv, metrics_cache_get(&h->metrics, srv), b);
 		http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
 		evbuffer_free(b);
 	} else if (strcmp(path, "/healthz") == 0) {
@@ -529,12 +738,138 @@ static int http_read_token(struct http_server *h, const char *path, struct log *
 	return 0;
 }
 
-static void http_resume(evutil_socket_t fd, short what, void *arg)
+/* ---- counting and capping connections ---- */
+
+/*
+ * libevent 2.1.12 has no evhttp_set_max_connections (2.2 has it), and
+ * evhttp_get_request, which would take a socket accepted by a listener of
+ * our own, is private to it. What it offers instead: evhttp_set_bevcb,
+ * through which evhttp asks http_bev_new for the bufferevent of every
+ * connection it accepts, before it reads anything; and
+ * evhttp_connection_set_closecb, which evhttp_connection_free calls for
+ * any reason it frees a connection (the peer closed, the timeout, an
+ * error, a reply with "Connection: close", evhttp_free).
+ *
+ * http_bev_new counts the connection and queues it on h->taking, and
+ * activates h->take, which runs in the same loop pass once evhttp has
+ * taken the connection in, before anything is read from it. Then the
+ * bufferevent's callback argument is the evhttp_connection (checked with
+ * evhttp_connection_get_bufferevent): an accepted connection gets the
+ * close callback that uncounts it; one beyond http_max_connections gets
+ * an end of file reported, so evhttp frees it, and closes its socket, as
+ * if the peer had closed it.
+ *
+ * (A pass-through filter bufferevent, whose free_context would say when
+ * evhttp frees it, does not do: evhttp takes the filter's write callback
+ * for "sent" and closes a "Connection: close" reply's socket before the
+ * socket bufferevent under the filter has written it.)
+ */
+struct http_conn {
+	struct http_server *h;
+	struct bufferevent *bev;
+	struct http_conn *next; /* on h->taking */
+	bool refused;
+};
+
+/* evhttp frees the connection. */
+static void http_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	struct http_conn *hc = arg;
+	hc->h->st.open--;
+	free(hc);
+}
+
+/* A refusal is logged once a second at most, with the count since. */
+static void http_log_refusal(struct http_server *h)
+{
+	uint64_t now = store_now_ns();
+	h->refusals_unlogged++;
+	if (h->refusal_logged_ns && now - h->refusal_logged_ns < 1000000000ull)
+		return;
+	log_write(h->srv->log, LOG_LEVEL_WARNING,
+		  "HTTP connection refused: http_max_connections (%" PRIu32 ") are open (%" PRIu64
+		  " refused since the last such line)",
+		  h->srv->cfg->http_max_connections, h->refusals_unlogged);
+	h->refusal_logged_ns = now;
+	h->refusals_unlogged = 0;
+}
+
+static struct bufferevent *http_bev_new(struct event_base *base, void *arg)
 {
 	struct http_server *h = arg;
+	struct http_conn *hc = xcalloc(1, sizeof(*hc));
+	/* What evhttp makes when it is given none. */
+	hc->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!hc->bev) {
+		/* Returning NULL would let evhttp make its own, uncounted. */
+		fputs("cairn: out of memory\n", stderr);
+		abort();
+	}
+	hc->h = h;
+	uint32_t cap = h->srv->cfg->http_max_connections;
+	if (cap && h->st.open >= cap) {
+		hc->refused = true;
+		h->st.refused++;
+		http_log_refusal(h);
+	} else {
+		h->st.open++;
+		h->st.accepted++;
+	}
+	hc->next = h->taking;
+	h->taking = hc;
+	event_active(h->take, EV_TIMEOUT, 1);
+	return hc->bev;
+}
+
+/* The connections http_bev_new gave a bufferevent, now evhttp's. */
+static void http_take_cb(evutil_socket_t fd, short what, void *arg)
+{
 	(void)fd;
 	(void)what;
-	evconnlistener_enable(h->listener);
+	struct http_server *h = arg;
+	while (h->taking) {
+		struct http_conn *hc = h->taking;
+		h->taking = hc->next;
+		bufferevent_event_cb eventcb = NULL;
+		void *cbarg = NULL;
+		bufferevent_getcb(hc->bev, NULL, NULL, &eventcb, &cbarg);
+		struct evhttp_connection *evcon = cbarg;
+		if (!eventcb || !evcon || evhttp_connection_get_bufferevent(evcon) != hc->bev) {
+			/* evhttp let it go already (out of memory: bufferevent_free
+			 * clears the callbacks), or this libevent does not say
+			 * which connection a bufferevent is: it goes uncounted. */
+			if (eventcb)
+				log_write(h->srv->log, LOG_LEVEL_ERROR,
+					  "HTTP connection not counted: cannot find its "
+					  "evhttp connection");
+			if (!hc->refused)
+				h->st.open--;
+			free(hc);
+		} else if (hc->refused) {
+			struct bufferevent *bev = hc->bev;
+			free(hc);
+			bufferevent_trigger_event(bev, BEV_EVENT_READING | BEV_EVENT_EOF, 0);
+		} else {
+			evhttp_connection_set_closecb(evcon, http_conn_closed, hc);
+		}
+	}
+}
+
+void http_server_stats(const struct http_server *h, struct http_stats *out)
+{
+	*out = h->st;
+}
+
+/* ---- the listener ---- */
+
+static void http_listener_set_enabled(void *arg, bool enabled)
+{
+	struct http_server *h = arg;
+	if (enabled)
+		evconnlistener_enable(h->listener);
+	else
+		evconnlistener_disable(h->listener);
 }
 
 /* The HTTP server whose listener reports accept errors: libevent hands the
@@ -542,20 +877,14 @@ static void http_resume(evutil_socket_t fd, short what, void *arg)
  * HTTP listener. */
 static struct http_server *http_accepting;
 
-/* accept() failed (out of file descriptors, most likely): pause the
- * listener a second instead of retrying at once, forever. */
+/* accept() failed (out of file descriptors, most likely): the listener
+ * rests a second instead of retrying at once, forever. */
 static void http_accept_error(struct evconnlistener *l, void *arg)
 {
-	struct http_server *h = http_accepting;
+	(void)l;
 	(void)arg;
-	if (!h)
-		return;
-	int err = EVUTIL_SOCKET_ERROR();
-	log_write(h->srv->log, LOG_LEVEL_WARNING, "HTTP listener: accept failed: %s; paused 1 s",
-		  evutil_socket_error_to_string(err));
-	evconnlistener_disable(l);
-	struct timeval tv = {1, 0};
-	event_add(h->resume, &tv);
+	if (http_accepting)
+		util_accept_rest_failed(&http_accepting->rest);
 }
 
 /* Whether the socket fd is bound to a loopback address. */
@@ -572,6 +901,7 @@ struct http_server *http_server_new(struct server *srv)
 	const struct config *cfg = srv->cfg;
 	struct http_server *h = xcalloc(1, sizeof(*h));
 	h->srv = srv;
+	metrics_cache_init(&h->metrics);
 	const char *addr = cfg->http_address ? cfg->http_address : "127.0.0.1";
 	if (cfg->http_admin && cfg->http_admin_token_file &&
 	    http_read_token(h, cfg->http_admin_token_file, srv->log) != 0)
@@ -585,6 +915,10 @@ struct http_server *http_server_new(struct server *srv)
 	evhttp_set_max_headers_size(h->http, 16384);
 	evhttp_set_max_body_size(h->http, 16384);
 	evhttp_set_gencb(h->http, http_cb, h);
+	evhttp_set_bevcb(h->http, http_bev_new, h);
+	h->take = event_new(srv->base, -1, 0, http_take_cb, h);
+	if (!h->take)
+		goto fail;
 	struct evhttp_bound_socket *bound =
 	    evhttp_bind_socket_with_handle(h->http, addr, cfg->http_port);
 	if (!bound) {
@@ -602,7 +936,9 @@ struct http_server *http_server_new(struct server *srv)
 		goto fail;
 	}
 	h->listener = evhttp_bound_socket_get_listener(bound);
-	h->resume = evtimer_new(srv->base, http_resume, h);
+	if (util_accept_rest_init(&h->rest, srv->base, srv->log, "HTTP", HTTP_ACCEPT_REST_MS,
+				  http_listener_set_enabled, h) != 0)
+		goto fail;
 	http_accepting = h;
 	evconnlistener_set_error_cb(h->listener, http_accept_error);
 	log_write(srv->log, LOG_LEVEL_NOTICE, "HTTP listener on %s port %u%s", addr, cfg->http_port,
@@ -625,10 +961,18 @@ void http_server_free(struct http_server *h)
 		event_free(h->sampler);
 	if (http_accepting == h)
 		http_accepting = NULL;
-	if (h->resume)
-		event_free(h->resume);
+	util_accept_rest_cleanup(&h->rest);
+	/* Frees every connection: http_conn_closed for each counted one. */
 	if (h->http)
 		evhttp_free(h->http);
+	while (h->taking) {
+		struct http_conn *hc = h->taking;
+		h->taking = hc->next;
+		free(hc);
+	}
+	if (h->take)
+		event_free(h->take);
+	metrics_cache_cleanup(&h->metrics);
 	free(h->token);
 	free(h);
 }

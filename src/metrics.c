@@ -2,7 +2,7 @@
  * Metrics at scrape time. Nothing here runs per message: the counters it
  * reads are plain fields incremented where things happen, and what is
  * walked (the sessions, the store's directory) is walked only when
- * someone asks, at most a few times a second.
+ * someone asks, and through a metrics_cache at most once a second.
  */
 #include "metrics.h"
 
@@ -11,15 +11,18 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "client.h"
 #include "conn.h"
+#include "http.h"
 #include "router.h"
 #include "server.h"
 #include "store.h"
+#include "util.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -68,6 +71,17 @@ static void metrics_top_add(struct metrics_snapshot *m, const struct client *c, 
 	m->top[i] = (struct metrics_queue){c->id, n, bytes};
 }
 
+/* The values that change between two calls whatever the sessions do. */
+static void metrics_times(const struct server *srv, struct metrics_snapshot *m)
+{
+	uint64_t now = store_now_ns();
+	m->uptime_seconds = (double)(now - srv->started_ns) / 1e9;
+	if (srv->store) {
+		const struct store_stats *ss = store_get_stats(srv->store);
+		m->since_commit_seconds = (double)(now - ss->last_ok_ns) / 1e9;
+	}
+}
+
 void metrics_snapshot(struct server *srv, struct metrics_snapshot *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -89,12 +103,42 @@ void metrics_snapshot(struct server *srv, struct metrics_snapshot *m)
 	}
 	m->retained = srv->router ? router_retained_count(srv->router) : 0;
 	m->store_bytes = metrics_store_bytes(srv);
+	metrics_times(srv, m);
+}
+
+void metrics_cache_init(struct metrics_cache *c)
+{
+	memset(c, 0, sizeof(*c));
+}
+
+static void metrics_cache_drop_ids(struct metrics_cache *c)
+{
+	for (size_t i = 0; i < c->snap.ntop; i++)
+		free((char *)c->snap.top[i].client_id);
+	c->snap.ntop = 0;
+}
+
+const struct metrics_snapshot *metrics_cache_get(struct metrics_cache *c, struct server *srv)
+{
 	uint64_t now = store_now_ns();
-	m->uptime_seconds = (double)(now - srv->started_ns) / 1e9;
-	if (srv->store) {
-		const struct store_stats *ss = store_get_stats(srv->store);
-		m->since_commit_seconds = (double)(now - ss->last_ok_ns) / 1e9;
+	if (c->taken_ns == 0 || now - c->taken_ns >= METRICS_CACHE_NS) {
+		metrics_cache_drop_ids(c);
+		metrics_snapshot(srv, &c->snap);
+		/* The sessions named may be gone before the next walk. */
+		for (size_t i = 0; i < c->snap.ntop; i++)
+			c->snap.top[i].client_id = xstrdup(c->snap.top[i].client_id);
+		c->taken_ns = now ? now : 1;
+		c->walks++;
 	}
+	c->snap.walks = c->walks;
+	metrics_times(srv, &c->snap);
+	return &c->snap;
+}
+
+void metrics_cache_cleanup(struct metrics_cache *c)
+{
+	metrics_cache_drop_ids(c);
+	c->taken_ns = 0;
 }
 
 void metrics_json_string(struct evbuffer *out, const char *s)
@@ -173,10 +217,10 @@ static void metrics_histogram(struct evbuffer *out, const char *name, const char
 	evbuffer_add_printf(out, "%s_sum %.9g\n%s_count %" PRIu64 "\n", name, sum, name, cum);
 }
 
-void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
+void metrics_render_prometheus(struct server *srv, const struct metrics_snapshot *mp,
+			       struct evbuffer *out)
 {
-	struct metrics_snapshot m;
-	metrics_snapshot(srv, &m);
+	const struct metrics_snapshot m = *mp;
 	const struct server_stats *st = &srv->stats;
 	const struct conn_stats *cs = conn_set_stats(srv->conns);
 
@@ -197,6 +241,17 @@ void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
 		evbuffer_add_printf(out,
 				    "cairn_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
 				    conn_refusal_name(r), cs->refused[r]);
+	if (srv->http) {
+		struct http_stats hs;
+		http_server_stats(srv->http, &hs);
+		metrics_one(out, "cairn_http_connections", "gauge",
+			    "HTTP connections open now (this one included).", hs.open);
+		metrics_one(out, "cairn_http_connections_accepted_total", "counter",
+			    "HTTP connections accepted.", hs.accepted);
+		metrics_one(out, "cairn_http_connections_refused_total", "counter",
+			    "HTTP connections closed at once: http_max_connections were open.",
+			    hs.refused);
+	}
 	metrics_one(out, "cairn_clients_connected_total", "counter",
 		    "CONNECTs accepted (sessions begun or resumed).", st->clients_connected);
 	metrics_one(out, "cairn_received_bytes_total", "counter",
@@ -235,7 +290,31 @@ void metrics_render_prometheus(struct server *srv, struct evbuffer *out)
 		    "PUBLISHes, filters, deliveries and wills the ACL refused.", st->acl_denied);
 	metrics_one(out, "cairn_auth_failures_total", "counter",
 		    "CONNECTs refused by the password file or a certificate.", st->auth_failures);
+	if (srv->cluster) {
+		metrics_one(out, "cairn_cluster_claims_total", "counter",
+			    "Sessions claimed by CONNECTs to this node.", st->cluster_claims);
+		metrics_head(out, "cairn_cluster_sessions_lost_total", "counter",
+			     "Sessions another node claimed from this one, by how this node "
+			     "learned it.");
+		evbuffer_add_printf(
+		    out,
+		    "cairn_cluster_sessions_lost_total{how=\"kicked\"} %" PRIu64 "\n"
+		    "cairn_cluster_sessions_lost_total{how=\"fenced\"} %" PRIu64 "\n",
+		    st->cluster_kicked, st->cluster_fenced);
+		metrics_one(out, "cairn_cluster_catchups_total", "counter",
+			    "Sessions caught up with the shared log after a move.",
+			    st->cluster_catchups);
+		metrics_one(out, "cairn_cluster_log_entries_total", "counter",
+			    "Entries of the shared log routed here.", st->cluster_entries);
+		metrics_one(out, "cairn_cluster_cursor_trimmed_total", "counter",
+			    "Catch-ups from a cursor older than message_retention.",
+			    st->cluster_cursor_trimmed);
+	}
 
+	metrics_one(out, "cairn_scrape_walks_total", "counter",
+		    "Walks of every session to answer /metrics and /api/status "
+		    "(one a second at most; the gauges they give are up to 1 s old).",
+		    m.walks);
 	metrics_one(out, "cairn_retained_messages", "gauge", "Retained messages held.", m.retained);
 	metrics_one(out, "cairn_subscriptions", "gauge", "Subscriptions of every session.",
 		    m.subscriptions);

@@ -18,7 +18,7 @@ struct server;
 #define METRICS_TOP_QUEUES 10
 
 struct metrics_queue {
-	const char *client_id; /* borrowed until the loop runs again */
+	const char *client_id; /* borrowed until the loop runs again, or owned by a cache */
 	uint64_t messages;     /* queued and in flight */
 	uint64_t bytes;
 };
@@ -36,14 +36,40 @@ struct metrics_snapshot {
 	int64_t store_bytes; /* -1: the backend's size is not known */
 	double uptime_seconds;
 	double since_commit_seconds;
+	uint64_t walks; /* of the cache that gave it (metrics_cache_get) */
 	size_t ntop;
 	struct metrics_queue top[METRICS_TOP_QUEUES]; /* largest first */
 };
 
+/* Walk every session now (and stat the store's directory). */
 void metrics_snapshot(struct server *srv, struct metrics_snapshot *m);
 
-/* /metrics: the Prometheus text exposition format, version 0.0.4. */
-void metrics_render_prometheus(struct server *srv, struct evbuffer *out);
+/*
+ * A snapshot kept for METRICS_CACHE_NS, so that scrapes and status pages
+ * walk the sessions once a second at most, whatever the request rate.
+ * The walked values (sessions, subscriptions, queues, the largest queues,
+ * retained count, store size) are up to that old; the uptime and the age
+ * of the last commit are computed on every call, and the counters the
+ * renderers read directly are always current.
+ */
+#define METRICS_CACHE_NS 1000000000ull
+
+struct metrics_cache {
+	struct metrics_snapshot snap; /* top[].client_id owned */
+	uint64_t taken_ns;            /* store_now_ns() of the walk; 0: none yet */
+	uint64_t walks;               /* how many walks it made */
+};
+
+void metrics_cache_init(struct metrics_cache *c);
+/* The cached snapshot, walked again when older than METRICS_CACHE_NS.
+ * Valid until the next call or metrics_cache_cleanup. */
+const struct metrics_snapshot *metrics_cache_get(struct metrics_cache *c, struct server *srv);
+void metrics_cache_cleanup(struct metrics_cache *c);
+
+/* /metrics: the Prometheus text exposition format, version 0.0.4, from
+ * the snapshot m and the counters read now. */
+void metrics_render_prometheus(struct server *srv, const struct metrics_snapshot *m,
+			       struct evbuffer *out);
 
 /* Append s as a JSON string (quoted, escaped). */
 void metrics_json_string(struct evbuffer *out, const char *s);

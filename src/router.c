@@ -206,6 +206,15 @@ static bool router_set_retained(struct router *r, struct message *msg)
 	return true;
 }
 
+void router_retain_local(struct router *r, struct message *msg)
+{
+	bool from_log = msg->from_log;
+
+	msg->from_log = true; /* the memory-only path */
+	router_set_retained(r, msg);
+	msg->from_log = from_log;
+}
+
 /* A shared group's chosen member gets a copy of its own, at the QoS of
  * its shared subscription capped by the published QoS [MQTT5-4.8.2-3]
  * (p->qos carries the routing options above its two bits). */
@@ -345,6 +354,11 @@ void router_load_retained(struct router *r, struct message *msg)
 size_t router_retained_count(const struct router *r)
 {
 	return retain_tree_count(r->retained);
+}
+
+bool router_has_retained(const struct router *r, const char *topic, size_t len)
+{
+	return retain_tree_get(r->retained, topic, len) != NULL;
 }
 
 bool router_clear_retained(struct router *r, const char *topic, size_t len)

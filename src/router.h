@@ -40,6 +40,11 @@ void router_unsubscribe(struct router *r, struct sub *s);
  * (client_send_ordered with defer).
  */
 bool router_publish(struct router *r, struct message *msg);
+/* Set (or with an empty payload clear) the retained message of msg's topic
+ * in memory only (cluster mode: the store write travels with the log
+ * append, and this node sees it at once, before its own reader does). */
+void router_retain_local(struct router *r, struct message *msg);
+
 /* router_publish for one session alone (a session catching up with the
  * cluster's log): no retained update, no shared subscription, no log floor. */
 bool router_publish_to(struct router *r, struct message *msg, struct client *only);
@@ -64,5 +69,7 @@ size_t router_retained_count(const struct router *r);
 /* Clear the retained message of topic, as an empty retained PUBLISH
  * would, without delivering anything. Returns true if there was one. */
 bool router_clear_retained(struct router *r, const char *topic, size_t len);
+/* Whether topic has a retained message. */
+bool router_has_retained(const struct router *r, const char *topic, size_t len);
 
 #endif

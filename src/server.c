@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <event2/event.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "cluster.h"
 #include "conn.h"
 #include "http.h"
+#include "message.h"
 #include "protocol.h"
 #include "restore.h"
 #include "router.h"
@@ -142,6 +144,32 @@ static void server_reload_security(struct server *srv)
 	security_set_reload_done(&srv->security);
 }
 
+/* SIGHUP's sys_interval and http_max_connections: the $SYS timer is
+ * re-armed (0 stops it; the values last published stay retained), and
+ * the HTTP cap applies from the next connection on. */
+static void server_reload_ops(struct server *srv, const struct config *fresh)
+{
+	struct config *cfg = srv->cfg;
+	if (fresh->http_max_connections != cfg->http_max_connections) {
+		cfg->http_max_connections = fresh->http_max_connections;
+		log_write(srv->log, LOG_LEVEL_NOTICE, "reloaded http_max_connections: %" PRIu32,
+			  cfg->http_max_connections);
+	}
+	if (fresh->sys_interval == cfg->sys_interval)
+		return;
+	cfg->sys_interval = fresh->sys_interval;
+	if (cfg->sys_interval == 0) {
+		sys_pub_free(srv->sys);
+		srv->sys = NULL;
+	} else if (srv->sys) {
+		sys_pub_rearm(srv->sys);
+	} else {
+		srv->sys = sys_pub_new(srv);
+	}
+	log_write(srv->log, LOG_LEVEL_NOTICE, "reloaded sys_interval: %" PRIu32 "%s",
+		  cfg->sys_interval, cfg->sys_interval ? " s" : " ($SYS updates off)");
+}
+
 static void server_reload(struct server *srv)
 {
 	log_write(srv->log, LOG_LEVEL_NOTICE, "SIGHUP: reopening the log");
@@ -158,6 +186,7 @@ static void server_reload(struct server *srv)
 		if (!srv->cfg->verbose)
 			srv->log->mask = fresh.log_mask;
 		log_write(srv->log, LOG_LEVEL_NOTICE, "reloaded log_type from %s", srv->cfg->path);
+		server_reload_ops(srv, &fresh);
 	} else {
 		log_write(srv->log, LOG_LEVEL_ERROR,
 			  "reload failed, keeping the running config: %s", err);
@@ -206,6 +235,19 @@ bool server_publish(struct server *srv, struct message *m, const struct client *
 		return true;
 	}
 	return router_publish(srv->router, m);
+}
+
+bool server_clear_retained(struct server *srv, const char *topic, size_t len)
+{
+	if (!srv->cluster)
+		return router_clear_retained(srv->router, topic, len);
+	if (!router_has_retained(srv->router, topic, len))
+		return false;
+	static const uint8_t none[1];
+	struct message *m = message_new(topic, len, none, 0, 0, true);
+	cluster_publish(srv, m, NULL);
+	message_unref(m);
+	return true;
 }
 
 /* A node's default name: the host's, and the port of its first listener. */

@@ -115,6 +115,12 @@ void server_remove_client(struct server *srv, struct client *c);
  * node routes it. Returns true when a store write was staged. */
 bool server_publish(struct server *srv, struct message *m, const struct client *publisher);
 
+/* Clear topic's retained message (the admin API): here, or in cluster
+ * mode on every node, as an empty retained message appended to the log
+ * (which current subscribers receive, as they would a client's). False
+ * when the topic has none. */
+bool server_clear_retained(struct server *srv, const char *topic, size_t len);
+
 /* Next store message id. */
 uint64_t server_next_msg_id(struct server *srv);
 

@@ -39,6 +39,7 @@ struct sys_pub {
 	uint64_t last[SYS_NLOAD];
 	double load[SYS_NLOAD][3]; /* per minute, over 1, 5 and 15 minutes */
 	bool primed;
+	uint64_t last_ns;           /* store_now_ns() of the last tick */
 	char *sent[SYS_MAX_TOPICS]; /* the value last published per slot */
 	int slot;                   /* the next slot during one publishing pass */
 };
@@ -66,9 +67,19 @@ static void sys_publish(struct sys_pub *p, const char *topic, bool always, const
 	message_unref(m);
 }
 
+/* The rates are over the time since the last tick, measured: a reload
+ * may have changed sys_interval in between. The first tick's are the
+ * averages since the start (at least a second), not the counts since the
+ * start over one interval: a reload can turn $SYS on long after it. */
 static void sys_loads(struct sys_pub *p, const uint64_t now[SYS_NLOAD])
 {
-	double interval = p->srv->cfg->sys_interval;
+	uint64_t now_ns = store_now_ns();
+	double interval = (double)(now_ns - (p->primed ? p->last_ns : p->srv->started_ns)) / 1e9;
+	p->last_ns = now_ns;
+	if (interval < 1 && !p->primed)
+		interval = 1;
+	if (interval <= 0)
+		interval = 1e-3;
 	static const double minutes[3] = {1, 5, 15};
 	for (int i = 0; i < SYS_NLOAD; i++) {
 		double rate = (double)(now[i] - p->last[i]) * 60.0 / interval;
@@ -157,10 +168,15 @@ struct sys_pub *sys_pub_new(struct server *srv)
 	struct sys_pub *p = xcalloc(1, sizeof(*p));
 	p->srv = srv;
 	p->timer = event_new(srv->base, -1, EV_PERSIST, sys_tick, p);
-	struct timeval tv = {(time_t)srv->cfg->sys_interval, 0};
-	event_add(p->timer, &tv);
+	sys_pub_rearm(p);
 	sys_tick(-1, 0, p); /* the first values at once */
 	return p;
+}
+
+void sys_pub_rearm(struct sys_pub *p)
+{
+	struct timeval tv = {(time_t)p->srv->cfg->sys_interval, 0};
+	event_add(p->timer, &tv); /* replaces the pending timeout */
 }
 
 void sys_pub_free(struct sys_pub *p)

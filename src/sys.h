@@ -10,7 +10,12 @@
 struct server;
 struct sys_pub;
 
+/* Publishes the first values at once, then every cfg->sys_interval
+ * seconds (which must not be 0). */
 struct sys_pub *sys_pub_new(struct server *srv);
+/* cfg->sys_interval changed (SIGHUP): the next update comes that many
+ * seconds from now, and every that many after. */
+void sys_pub_rearm(struct sys_pub *p);
 void sys_pub_free(struct sys_pub *p);
 
 #endif

@@ -1,17 +1,22 @@
 /*
  * Allocation wrappers that abort on out-of-memory. A broker that cannot
  * allocate a few bytes of bookkeeping has no safe way to carry on. And
- * the one loopback test the config and the HTTP server share.
+ * the one loopback test the config and the HTTP server share, and the
+ * accept rest the MQTT and HTTP listeners share.
  */
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+
+#include "log.h"
 
 static void *check(void *p)
 {
@@ -87,4 +92,53 @@ bool util_name_is_loopback(const char *name, size_t n)
 	if (inet_pton(AF_INET6, buf, &a6) == 1)
 		return IN6_IS_ADDR_LOOPBACK(&a6);
 	return false;
+}
+
+/* ---- the accept rest ---- */
+
+static void util_accept_rest_end(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct util_accept_rest *r = arg;
+	r->resting = false;
+	r->set_enabled(r->arg, true);
+}
+
+int util_accept_rest_init(struct util_accept_rest *r, struct event_base *base, struct log *lg,
+			  const char *what, int rest_ms, void (*set_enabled)(void *, bool),
+			  void *arg)
+{
+	*r = (struct util_accept_rest){
+	    .log = lg, .what = what, .rest_ms = rest_ms, .set_enabled = set_enabled, .arg = arg};
+	r->ev = evtimer_new(base, util_accept_rest_end, r);
+	return r->ev ? 0 : -1;
+}
+
+void util_accept_rest_failed(struct util_accept_rest *r)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	bool exhausted = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	if (!exhausted) {
+		log_write(r->log, LOG_LEVEL_WARNING, "%s listener: accept failed: %s", r->what,
+			  evutil_socket_error_to_string(err));
+		return;
+	}
+	if (r->resting)
+		return;
+	r->resting = true;
+	r->set_enabled(r->arg, false);
+	log_write(r->log, LOG_LEVEL_ERROR,
+		  "%s listener: accept failed: %s; not accepting connections for %d ms", r->what,
+		  evutil_socket_error_to_string(err), r->rest_ms);
+	struct timeval tv = {r->rest_ms / 1000, (r->rest_ms % 1000) * 1000};
+	evtimer_add(r->ev, &tv);
+}
+
+void util_accept_rest_cleanup(struct util_accept_rest *r)
+{
+	if (r->ev)
+		event_free(r->ev);
+	r->ev = NULL;
+	r->resting = false;
 }

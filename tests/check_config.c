@@ -857,9 +857,10 @@ START_TEST(test_log_open_error)
 }
 END_TEST
 
-/* The HTTP keys: http_listener with and without an address, sys_interval
- * (0 turns $SYS off), and the admin API, which on a non-loopback address
- * needs a token file: without one, an error naming http_admin's line. */
+/* The HTTP keys: http_listener with and without an address,
+ * http_max_connections (64 by default, 0: no cap), sys_interval (0 turns
+ * $SYS off), and the admin API, which on a non-loopback address needs a
+ * token file: without one, an error naming http_admin's line. */
 START_TEST(test_http_keys)
 {
 	struct config c;
@@ -867,14 +868,21 @@ START_TEST(test_http_keys)
 	config_init(&c);
 	ck_assert_uint_eq(c.http_port, 0);
 	ck_assert_uint_eq(c.sys_interval, 10);
+	ck_assert_uint_eq(c.http_max_connections, 64);
 	ck_assert(!c.http_admin);
 	config_cleanup(&c);
 
-	load_ok(&c, "http_listener 9100\nsys_interval 0\n");
+	load_ok(&c, "http_listener 9100\nsys_interval 0\nhttp_max_connections 5\n");
 	ck_assert_uint_eq(c.http_port, 9100);
 	ck_assert_ptr_null(c.http_address);
 	ck_assert_uint_eq(c.sys_interval, 0);
+	ck_assert_uint_eq(c.http_max_connections, 5);
 	config_cleanup(&c);
+	load_ok(&c, "http_max_connections 0\n");
+	ck_assert_uint_eq(c.http_max_connections, 0);
+	config_cleanup(&c);
+	load_fails("http_max_connections 1000001\n", 1, "http_max_connections", "out of range");
+	load_fails("http_max_connections -1\n", 1, "http_max_connections", "whole number");
 
 	load_ok(&c, "http_listener 9100 127.0.0.2\nhttp_admin true\n");
 	ck_assert_str_eq(c.http_address, "127.0.0.2");

@@ -12,14 +12,17 @@ import math
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from harness import (CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, RawClient, Skip,
-                     TestFailure, ack_packet, check, free_port, packet, parse_publish, publish_packet,
-                     require_cairn, sqlite_query, wait_until)
+                     TestFailure, ack_packet, broker_command, check, free_port, packet,
+                     parse_publish, publish_packet, require_cairn, sqlite_query, wait_until)
 import mqtt5
 
 
@@ -200,10 +203,14 @@ def test_http_metrics_follow_traffic(ctx):
     bad.close()
 
     def settled():
+        # The gauges from the walk of the sessions are up to 1 s old.
         f = _metrics(hp)
         return _value(f, "cairn_messages_sent_total", qos=2) >= 2 and \
             _value(f, "cairn_connections_refused_total", reason="protocol_version") == 1 and \
-            _value(f, "cairn_connections") == 2
+            _value(f, "cairn_connections") == 2 and \
+            _value(f, "cairn_retained_messages") == 1 and \
+            _value(f, "cairn_subscriptions") == 2 and \
+            _value(f, "cairn_sessions_connected") == 2
     check(wait_until(settled, 5), "counters did not settle")
     f = _metrics(hp)
     want_in = {0: 5 * 10 + 7, 1: 3 * 20, 2: 2 * 30}
@@ -395,10 +402,18 @@ def test_admin_api(ctx):
     for i in range(3):
         pub.publish("adm/2/x", b"queued", qos=1, pid=i + 1)
     pub.publish("adm/keep", b"kept", qos=1, pid=10, retain=True)
-    page = _json(hp, "/api/sessions?offset=1&limit=2", token=tok)
+    page = _json(hp, "/api/sessions?limit=2", token=tok)
     check(page["total"] == 6, "6 sessions: %r" % page)
-    check([s["client_id"] for s in page["sessions"]] == ["adm-1", "adm-2"],
-          "page 2 of 2: %r" % page["sessions"])
+    check([s["client_id"] for s in page["sessions"]] == ["adm-0", "adm-1"] and
+          page["next"] == "adm-1", "page 1: %r" % page)
+    page = _json(hp, "/api/sessions?after=%s&limit=2" % page["next"], token=tok)
+    check([s["client_id"] for s in page["sessions"]] == ["adm-2", "adm-3"] and
+          page["next"] == "adm-3", "page 2: %r" % page)
+    page = _json(hp, "/api/sessions?after=adm-3&limit=2", token=tok)
+    check([s["client_id"] for s in page["sessions"]] == ["adm-4", "adm-pub"] and
+          page["next"] is None, "page 3, the last: %r" % page)
+    check(_get(hp, "/api/sessions?offset=1", token=tok)[0] == 400,
+          "offset (gone: it costs a sort of every session) is refused, not ignored")
     one = _json(hp, "/api/sessions/adm-2", token=tok)
     check(one["queued"] + one["inflight"] == 3 and not one["connected"],
           "adm-2 holds 3 offline: %r" % one)
@@ -450,7 +465,6 @@ def test_admin_api(ctx):
 
 def _raw_http(port, request):
     """Send request bytes as they are; returns the status code."""
-    import socket
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(request)
     data = b""
@@ -513,6 +527,71 @@ def test_admin_api_guards(ctx):
         x.close()
 
 
+def _basic(user, password):
+    import base64
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def _get_auth(port, path, authorization, method="GET", origin=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    req.add_header("Authorization", authorization)
+    if origin:
+        req.add_header("Origin", origin)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@_tag()
+def test_admin_api_basic_auth(ctx):
+    """An MQTT user of the password file may use the admin API with HTTP
+    Basic credentials when the ACL lets it write $CAIRN/admin: allowed for
+    such a user (reads and writes), 403 for a user the ACL only lets read
+    it, 401 for a wrong password, an unknown user, malformed credentials,
+    or a request with an Origin (a browser sends cached Basic credentials
+    cross-site); the bearer token keeps working. Without an acl_file
+    nobody gets in with Basic credentials (fail closed)."""
+    pw = os.path.join(ctx.workdir, "passwd")
+    open(pw, "w").close()
+    for user, secret in (("boss", "boss-pw"), ("peon", "peon-pw")):
+        subprocess.run(["mosquitto_passwd", "-b", pw, user, secret], check=True, timeout=10)
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("user boss\ntopic write $CAIRN/admin\ntopic readwrite ba/#\n"
+                "user peon\ntopic read $CAIRN/admin\ntopic readwrite #\n")
+    tpath, tok = _token(ctx)
+    b, hp = _http_broker(ctx, http_admin="true", http_admin_token_file=tpath,
+                         password_file=pw, acl_file=acl)
+    c = RawClient(b.port)
+    c.connect("ba-1", clean=False, username="boss", password="boss-pw")
+    c.disconnect()
+    st, body = _get_auth(hp, "/api/sessions", _basic("boss", "boss-pw"))
+    check(st == 200 and json.loads(body)["total"] == 1, "boss: %d %r" % (st, body[:200]))
+    st, _ = _get_auth(hp, "/api/sessions/ba-1", _basic("boss", "boss-pw"), method="DELETE")
+    check(st == 200, "boss deletes a session: %d" % st)
+    for who, auth, want in (("peon", _basic("peon", "peon-pw"), 403),
+                            ("a wrong password", _basic("boss", "peon-pw"), 401),
+                            ("an unknown user", _basic("nobody", "x"), 401),
+                            ("no user", _basic("", "boss-pw"), 401),
+                            ("bad base64", "Basic Ym9zczpib3NzLXB3!", 401),
+                            ("no colon", "Basic Ym9zcw==", 401)):
+        st, body = _get_auth(hp, "/api/sessions", auth)
+        check(st == want, "%s: %d, want %d: %r" % (who, st, want, body[:200]))
+    st, _ = _get_auth(hp, "/api/sessions", _basic("boss", "boss-pw"),
+                      origin="http://attacker.example")
+    check(st == 401, "Basic credentials with an Origin: %d" % st)
+    check(_get(hp, "/api/sessions", token=tok)[0] == 200, "the bearer token still works")
+    check("login of 'boss' refused" in b.log_text() and "'peon' refused" in b.log_text(),
+          "refusals not logged")
+
+    b2, hp2 = _http_broker(ctx, http_admin="true", http_admin_token_file=tpath,
+                           password_file=pw)
+    st, _ = _get_auth(hp2, "/api/sessions", _basic("boss", "boss-pw"))
+    check(st == 401, "Basic without an acl_file: %d, want 401" % st)
+
+
 @_tag()
 def test_admin_api_refused_on_open_address_without_token(ctx):
     """http_admin true on a non-loopback address without a token file is a
@@ -530,6 +609,246 @@ def test_admin_api_refused_on_open_address_without_token(ctx):
     text = b.log_text()
     check(re.search(r"%s:\d+: http_admin: " % re.escape(b.conf_path), text),
           "error names file:line: key: %r" % text[-400:])
+
+
+def _cpu_ticks(pid):
+    """User + system CPU of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _closed_at_once(s, timeout=2):
+    """True if the peer closes s (EOF or reset) within timeout, having sent
+    nothing."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def _still_open(s, timeout=0.3):
+    s.settimeout(timeout)
+    try:
+        s.recv(4096)
+        return False
+    except socket.timeout:
+        return True
+    except OSError:
+        return False
+
+
+@_tag()
+def test_http_connection_cap(ctx):
+    """http_max_connections 4: four idle TCP connections hold the listener;
+    each one beyond is closed by the broker at once, before a byte of it
+    is read (a request sent with it gets no answer), and counted in
+    cairn_http_connections_refused_total. The broker stays idle (CPU)
+    meanwhile. As soon as one idle connection closes, /healthz on a fresh
+    connection works. A SIGHUP that raises the cap lets that many more in."""
+    cap = 4
+    b, hp = _http_broker(ctx, http_max_connections=cap)
+    idle = [socket.create_connection(("127.0.0.1", hp), timeout=5) for _ in range(cap)]
+    ticks0 = _cpu_ticks(b.proc.pid)
+    t0 = time.monotonic()
+    extra = []
+    for i in range(6):
+        s = socket.create_connection(("127.0.0.1", hp), timeout=5)
+        if i == 0:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        extra.append(s)
+    for i, s in enumerate(extra):
+        check(_closed_at_once(s), "connection %d beyond the cap not closed at once" % i)
+        s.close()
+    for i, s in enumerate(idle):
+        check(_still_open(s), "idle connection %d within the cap was closed" % i)
+    time.sleep(max(0, 2 - (time.monotonic() - t0)))
+    ticks = _cpu_ticks(b.proc.pid) - ticks0
+    check(ticks <= 20, "broker used %d CPU ticks in 2 s with its HTTP slots full" % ticks)
+    check("http_max_connections (4) are open" in b.log_text(), "refusal not logged")
+    check(b.log_text().count("HTTP connection refused") <= 3,
+          "refusals logged more than once a second:\n" + b.log_tail())
+
+    idle.pop(0).close()
+    failed = [0]
+
+    def healthz():
+        try:
+            return _get(hp, "/healthz", timeout=2)[0] == 200
+        except OSError:
+            failed[0] += 1
+            return False
+    check(wait_until(healthz, 3), "/healthz not served after an idle connection closed")
+    f = _metrics(hp)
+    check(_value(f, "cairn_http_connections_refused_total") == len(extra) + failed[0],
+          "refused %s, want %d" % (_value(f, "cairn_http_connections_refused_total"),
+                                   len(extra) + failed[0]))
+    check(_value(f, "cairn_http_connections") == cap,
+          "open %s: the 3 idle ones and this scrape" % _value(f, "cairn_http_connections"))
+
+    # SIGHUP: with 3 idle connections open, a cap of 6 lets 3 more in, not 4.
+    b.options["http_max_connections"] = 6
+    b._write_conf()
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "reloaded http_max_connections: 6" in b.log_text(), 3),
+          "reload not logged:\n" + b.log_tail())
+    more = [socket.create_connection(("127.0.0.1", hp), timeout=5) for _ in range(4)]
+    check(all(_still_open(s) for s in more[:3]), "the raised cap refused")
+    check(_closed_at_once(more[3]), "the raised cap let a 7th connection in")
+    for s in idle + more:
+        s.close()
+
+
+@_tag()
+def test_http_accept_rests_out_of_descriptors(ctx):
+    """Started with 64 descriptors and no HTTP cap, 80 idle HTTP
+    connections exhaust them: the listener rests a second after each
+    failed accept instead of retrying at once (the broker stays idle, one
+    log line a second), and serves /healthz again once connections close."""
+    require_cairn("the HTTP listener")
+    import resource
+    hp, mp = free_port(), free_port()
+    conf = os.path.join(ctx.workdir, "emfile.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\nhttp_listener %d\n"
+                "http_max_connections 0\nsys_interval 0\n" % (mp, hp))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    proc, log = ctx.spawn([broker_command(), "-c", conf], "emfile.log", preexec_fn=limit)
+
+    def healthz():
+        try:
+            return _get(hp, "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+    check(wait_until(healthz, 5, step=0.1), "the broker did not start")
+    conns = [socket.create_connection(("127.0.0.1", hp), timeout=5) for _ in range(80)]
+    time.sleep(0.5)
+    ticks0 = _cpu_ticks(proc.pid)
+    lines0 = open(log).read().count("HTTP listener: accept failed")
+    time.sleep(2)
+    ticks = _cpu_ticks(proc.pid) - ticks0
+    lines = open(log).read().count("HTTP listener: accept failed") - lines0
+    check(lines >= 1, "no accept failure logged: the descriptors were not exhausted")
+    check(ticks <= 20, "%d CPU ticks in 2 s out of descriptors" % ticks)
+    check(lines <= 3, "%d accept failures logged in 2 s" % lines)
+    for c in conns:
+        c.close()
+    check(wait_until(healthz, 5, step=0.2), "/healthz not served after the connections closed")
+    proc.stop()
+    check(proc.returncode == 0, "exit status %r" % proc.returncode)
+
+
+@_tag()
+def test_http_scrapes_share_a_walk(ctx):
+    """/metrics and /api/status read the sessions from a snapshot walked at
+    most once a second (cairn_scrape_walks_total), however many requests
+    come; a new session shows in the gauges within about a second."""
+    b, hp = _http_broker(ctx)
+    w0 = _value(_metrics(hp), "cairn_scrape_walks_total")
+    t0 = time.monotonic()
+    for i in range(40):
+        if i % 2:
+            _metrics(hp)
+        else:
+            _json(hp, "/api/status")
+    f = _metrics(hp)
+    elapsed = time.monotonic() - t0
+    walks = _value(f, "cairn_scrape_walks_total") - w0
+    check(walks <= math.floor(elapsed) + 1,
+          "%d walks for 41 requests in %.2f s" % (walks, elapsed))
+    c = RawClient(b.port)
+    c.connect("walk-1", clean=False)
+    check(wait_until(lambda: _value(_metrics(hp), "cairn_sessions_connected") == 1, 3),
+          "the new session not in the gauges")
+    check(wait_until(lambda: _json(hp, "/api/status")["sessions_connected"] == 1, 3),
+          "the new session not in /api/status")
+    c.close()
+
+
+@_tag()
+def test_admin_api_session_cursor(ctx):
+    """The session list pages with a cursor: walking it with after=next and
+    limit=3 gives every session once, in id order (ids with '/', '+',
+    spaces and non-ASCII, percent-encoded in the query), and the last page
+    has next null; limit is capped at 1000."""
+    b, hp = _http_broker(ctx, http_admin="true")
+    ids = ["cur-%02d" % i for i in range(10)] + ["cur/a+b c", "cur-\u00e9t\u00e9", "Cur-upper"]
+    for cid in ids:
+        c = RawClient(b.port)
+        c.connect(cid, clean=False)
+        c.disconnect()
+    seen, after, pages = [], None, 0
+    while True:
+        q = "/api/sessions?limit=3" + ("&after=" + urllib.parse.quote(after, safe="")
+                                         if after is not None else "")
+        page = _json(hp, q)
+        pages += 1
+        check(len(page["sessions"]) <= 3, "page longer than limit: %r" % page)
+        check(page["total"] == len(ids), "total %r" % page["total"])
+        seen += [s["client_id"] for s in page["sessions"]]
+        after = page["next"]
+        if after is None:
+            break
+        check(after == seen[-1], "next is the page's last id: %r" % page)
+        check(pages < 20, "the cursor does not end")
+    want = sorted(ids, key=lambda x: x.encode())
+    check(seen == want, "walked %r, want %r" % (seen, want))
+    check(pages == 5, "13 sessions in pages of 3: %d pages" % pages)
+    check(_json(hp, "/api/sessions?limit=5000")["limit"] == 1000, "limit capped at 1000")
+
+
+@_tag()
+def test_sys_interval_reload(ctx):
+    """SIGHUP reloads sys_interval: from 1 to 0 the $SYS updates stop
+    ($SYS/broker/uptime, republished every interval, stops coming); from
+    0 to 1 they start again at once, and the first load average is the
+    rate since the start, not the count since the start over one second."""
+    require_cairn("$SYS")
+    b = ctx.broker(sys_interval=0)
+    started = time.monotonic()  # the broker's uptime is at least the time since
+    pub = RawClient(b.port)
+    pub.connect("sys-hup-pub")
+    for i in range(6):
+        pub.publish("hup/t", b"m", qos=0)
+    b.options["sys_interval"] = 1
+    b._write_conf()
+    time.sleep(2)
+    uptime = time.monotonic() - started  # at most the broker's at its first tick
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "reloaded sys_interval: 1" in b.log_text(), 3),
+          "reload not logged:\n" + b.log_tail())
+    load = _sys_reader(b.port, "sys-hup-load", None,
+                       filt="$SYS/broker/load/messages/received/1min")
+    first = float(load.read_publish(3)["payload"])
+    bound = 6 * 60 / uptime * 1.01  # 360 / 1 s before
+    check(first <= bound, "first 1 min load %.2f, above the rate since the start %.2f" %
+          (first, bound))
+    load.close()
+    pub.close()
+    c = _sys_reader(b.port, "sys-hup", None, filt="$SYS/broker/uptime")
+    c.read_publish(3)  # the retained value
+    check(c.read_publish(3)["topic"] == "$SYS/broker/uptime", "updates every second")
+    b.options["sys_interval"] = 0
+    b._write_conf()
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: "reloaded sys_interval: 0" in b.log_text(), 3),
+          "reload not logged:\n" + b.log_tail())
+    try:  # an update sent before the reload may still be on its way
+        c.read_publish(0.3)
+    except socket.timeout:
+        pass
+    check(c.expect_silence(2.5), "$SYS updates went on with sys_interval 0")
+    b.options["sys_interval"] = 1
+    b._write_conf()
+    os.kill(b.proc.pid, signal.SIGHUP)
+    check(c.read_publish(3)["topic"] == "$SYS/broker/uptime", "no update after sys_interval 1")
+    check(c.read_publish(3)["topic"] == "$SYS/broker/uptime", "not every second again")
+    c.close()
 
 
 @_tag()

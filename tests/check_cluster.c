@@ -1,0 +1,466 @@
+/*
+ * The shared store (vtable version 4) of the Redis backend, driven through
+ * the vtable against the redis-server ./dev test starts (CAIRN_REDIS_PORT):
+ * two stores opened in cluster mode on one key prefix stand for two nodes.
+ * A claim takes a session from the node that held it, which hears of it
+ * (kicked) and whose later writes of the session are dropped and reported
+ * (fenced); an append reaches every node's reader once, however often its
+ * batch is replayed; a claim returns the session's cursor.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#ifdef HAVE_HIREDIS
+#include <hiredis/hiredis.h>
+#endif
+
+#include "../src/store.h"
+#include "cairn/store.h"
+
+#ifdef HAVE_HIREDIS
+
+struct node {
+	struct event_base *base;
+	struct cairn_store_options opts;
+	char prefix[80];
+	char id[16];
+	struct cairn_store *st;
+	struct cairn_cluster_hooks hooks;
+	struct cairn_log_pos tail;
+	uint64_t id_base;
+	/* What the store told this node. */
+	char kicked[64];
+	uint64_t kicked_serial;
+	char fenced[64];
+	uint64_t fenced_serial;
+	int nentries;
+	char entries[16][64]; /* "topic payload qos retain publisher" */
+	/* The last claim. */
+	bool claim_done;
+	int claim_status;
+	struct cairn_claim_result claim;
+	char claimed_user[32]; /* the session record's username, if one came */
+	int claimed_subs;
+	bool commit_done;
+	int commit_status;
+};
+
+static const char *node_get(void *arg, const char *key)
+{
+	struct node *n = arg;
+
+	if (strcmp(key, "redis_port") == 0)
+		return getenv("CAIRN_REDIS_PORT");
+	if (strcmp(key, "redis_key_prefix") == 0)
+		return n->prefix;
+	if (strcmp(key, "redis_connect_timeout") == 0)
+		return "2000";
+	if (strcmp(key, "cluster") == 0)
+		return "true";
+	if (strcmp(key, "cluster_node_id") == 0)
+		return n->id;
+	return NULL;
+}
+
+static void node_kicked(void *arg, const char *id, uint64_t serial)
+{
+	struct node *n = arg;
+
+	snprintf(n->kicked, sizeof(n->kicked), "%s", id);
+	n->kicked_serial = serial;
+}
+
+static void node_fenced(void *arg, const char *id, uint64_t serial)
+{
+	struct node *n = arg;
+
+	snprintf(n->fenced, sizeof(n->fenced), "%s", id);
+	n->fenced_serial = serial;
+}
+
+static void node_entries(void *arg, const struct cairn_log_entry *e, size_t count)
+{
+	struct node *n = arg;
+
+	for (size_t i = 0; i < count && n->nentries < 16; i++)
+		snprintf(n->entries[n->nentries++], sizeof(n->entries[0]), "%s %.*s %u %d %s",
+			 e[i].msg.topic, (int)e[i].msg.payload_len, (const char *)e[i].msg.payload,
+			 (unsigned)e[i].msg.qos, e[i].msg.retain ? 1 : 0, e[i].publisher);
+}
+
+static void node_open(struct node *n, const char *prefix, const char *id)
+{
+	char err[512] = "";
+
+	memset(n, 0, sizeof(*n));
+	snprintf(n->prefix, sizeof(n->prefix), "%s", prefix);
+	snprintf(n->id, sizeof(n->id), "%s", id);
+	n->base = event_base_new();
+	ck_assert_ptr_nonnull(n->base);
+	n->opts.durability = CAIRN_DURABILITY_OS;
+	n->opts.base = n->base;
+	n->opts.get = node_get;
+	n->opts.get_arg = n;
+	ck_assert_int_eq(cairn_store_redis.open(&n->opts, &n->st, err, sizeof(err)), 0);
+	ck_assert_int_eq(cairn_store_redis.load(n->st, &(struct cairn_store_visitor){0}), 0);
+	n->hooks = (struct cairn_cluster_hooks){
+	    .arg = n, .entries = node_entries, .kicked = node_kicked, .fenced = node_fenced};
+	ck_assert_int_eq(cairn_store_redis.cluster_start(n->st, &n->hooks, &n->tail, &n->id_base),
+			 0);
+	ck_assert_uint_gt(n->id_base, 0);
+}
+
+static void node_close(struct node *n)
+{
+	cairn_store_redis.close(n->st);
+	event_base_free(n->base);
+}
+
+/* Run both loops until pred(n) holds, for at most 3 s. */
+static void run_until(struct node *a, struct node *b, bool (*pred)(struct node *), struct node *n)
+{
+	for (int i = 0; i < 3000 && !pred(n); i++) {
+		event_base_loop(a->base, EVLOOP_NONBLOCK);
+		if (b)
+			event_base_loop(b->base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_msg(pred(n), "timed out");
+}
+
+static bool claim_done(struct node *n)
+{
+	return n->claim_done;
+}
+
+static bool commit_done(struct node *n)
+{
+	return n->commit_done;
+}
+
+static bool was_kicked(struct node *n)
+{
+	return n->kicked[0] != '\0';
+}
+
+static int claim_session(void *arg, const struct cairn_session_rec *r)
+{
+	struct node *n = arg;
+
+	snprintf(n->claimed_user, sizeof(n->claimed_user), "%s", r->username ? r->username : "");
+	return 0;
+}
+
+static int claim_sub(void *arg, const struct cairn_sub_rec *r)
+{
+	struct node *n = arg;
+
+	(void)r;
+	n->claimed_subs++;
+	return 0;
+}
+
+static void on_claim(void *arg, int status, const struct cairn_claim_result *r)
+{
+	struct node *n = arg;
+
+	n->claim_done = true;
+	n->claim_status = status;
+	if (r)
+		n->claim = *r;
+}
+
+static void node_claim(struct node *n, struct node *other, const char *id, uint64_t serial)
+{
+	static struct cairn_store_visitor v;
+
+	v = (struct cairn_store_visitor){
+	    .arg = n, .session = claim_session, .subscription = claim_sub};
+	n->claim_done = false;
+	n->claimed_user[0] = '\0';
+	n->claimed_subs = 0;
+	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, &v, on_claim, n),
+			 CAIRN_EINPROGRESS);
+	run_until(n, other, claim_done, n);
+	ck_assert_int_eq(n->claim_status, 0);
+}
+
+static void on_commit(void *arg, int status)
+{
+	struct node *n = arg;
+
+	n->commit_done = true;
+	n->commit_status = status;
+}
+
+static void node_commit(struct node *n, struct node *other)
+{
+	n->commit_done = false;
+	ck_assert_int_eq(cairn_store_redis.commit(n->st, on_commit, n), CAIRN_EINPROGRESS);
+	run_until(n, other, commit_done, n);
+	ck_assert_int_eq(n->commit_status, 0);
+}
+
+static void put_session(struct node *n, const char *id, const char *user)
+{
+	struct cairn_session_rec r = {.client_id = id,
+				      .username = user,
+				      .next_packet_id = 1,
+				      .protocol_level = 4,
+				      .expiry_interval = CAIRN_EXPIRY_NEVER};
+
+	ck_assert_int_eq(cairn_store_redis.session_put(n->st, &r), 0);
+}
+
+static redisContext *redis(void)
+{
+	redisContext *c = redisConnect("127.0.0.1", atoi(getenv("CAIRN_REDIS_PORT")));
+
+	ck_assert(c != NULL && c->err == 0);
+	return c;
+}
+
+/* A test's own prefix on the shared server. */
+static void prefix_for(char *out, size_t len, const char *test)
+{
+	snprintf(out, len, "ck-%s-%d:", test, (int)getpid());
+}
+
+/* A claim takes the session: the old holder is kicked, and its next write
+ * of the session is dropped (fenced) while its other writes land. */
+START_TEST(t_claim_kicks_and_fences)
+{
+	struct node a, b;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "fence");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	ck_assert_uint_ne(a.id_base, b.id_base);
+
+	node_claim(&a, &b, "c1", 1);
+	ck_assert(!a.claim.prev_local);
+	put_session(&a, "c1", "alice");
+	struct cairn_sub_rec s = {.client_id = "c1", .filter = "t/#", .qos = 1};
+	ck_assert_int_eq(cairn_store_redis.sub_put(a.st, &s), 0);
+	node_commit(&a, &b);
+
+	/* b claims: it gets a's records, a is told. */
+	node_claim(&b, &a, "c1", 7);
+	ck_assert(!b.claim.prev_local);
+	ck_assert_str_eq(b.claimed_user, "alice");
+	ck_assert_int_eq(b.claimed_subs, 1);
+	run_until(&a, &b, was_kicked, &a);
+	ck_assert_str_eq(a.kicked, "c1");
+	ck_assert_uint_eq(a.kicked_serial, 1);
+
+	/* The kick ended a's hold: its write of c1 is dropped without a
+	 * word, while its write of c2, which it holds, lands. */
+	node_claim(&a, &b, "c2", 2);
+	put_session(&a, "c1", "stale");
+	put_session(&a, "c2", "carol");
+	node_commit(&a, &b);
+	ck_assert_str_eq(a.fenced, "");
+
+	/* b writes c1; then a claims c1 again and sees b's write alone. */
+	put_session(&b, "c1", "bob");
+	node_commit(&b, &a);
+	node_claim(&a, &b, "c1", 3);
+	ck_assert_str_eq(a.claimed_user, "bob");
+	run_until(&b, &a, was_kicked, &b);
+	ck_assert_str_eq(b.kicked, "c1");
+	ck_assert_uint_eq(b.kicked_serial, 7);
+
+	/* b's hold went with the kick; its write of c1 is not applied. */
+	put_session(&b, "c1", "mallory");
+	node_commit(&b, &a);
+	redisContext *r = redis();
+	redisReply *rep = redisCommand(r, "HGET %s{c:c1}:session username", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "bob");
+	freeReplyObject(rep);
+	redisFree(r);
+
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/* A node that missed its kick: its commit of the session finds another
+ * node's token, drops the session's writes, and says so before done(). */
+START_TEST(t_fenced_without_kick)
+{
+	struct node a, b;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "nokick");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "c1", 1);
+	put_session(&a, "c1", "alice");
+	node_commit(&a, &b);
+	/* b takes the token behind a's back (no PUBLISH reaches a). */
+	redisContext *r = redis();
+	redisReply *rep = redisCommand(r, "HSET %s{c:c1}:own tok 999:1", pfx);
+	freeReplyObject(rep);
+	put_session(&a, "c1", "stale");
+	struct cairn_msg_rec m = {
+	    .topic = "t/x", .payload = (const uint8_t *)"p", .payload_len = 1, .qos = 1};
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "", &m), 0);
+	node_commit(&a, &b);
+	ck_assert_str_eq(a.fenced, "c1");
+	ck_assert_uint_eq(a.fenced_serial, 1);
+	rep = redisCommand(r, "HGET %s{c:c1}:session username", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "alice");
+	freeReplyObject(rep);
+	/* The log's write of the same batch landed. */
+	rep = redisCommand(r, "XLEN %s{L:0}:log", pfx);
+	ck_assert_int_eq(rep->integer, 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+static bool has_two_entries(struct node *n)
+{
+	return n->nentries >= 2;
+}
+
+/* Appends reach every node's reader in order with their fields; a retained
+ * append writes the shared retained hash in the same step; a claim returns
+ * the routed mark of the session's previous holder as its cursor. */
+START_TEST(t_log_and_cursor)
+{
+	struct node a, b;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "log");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "pub", 1);
+	struct cairn_msg_rec m1 = {
+	    .topic = "t/1", .payload = (const uint8_t *)"one", .payload_len = 3, .qos = 1};
+	struct cairn_msg_rec m2 = {.topic = "t/2",
+				   .payload = (const uint8_t *)"two",
+				   .payload_len = 3,
+				   .qos = 2,
+				   .retain = true};
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m1), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m2), 0);
+	node_commit(&a, &b);
+	run_until(&a, &b, has_two_entries, &b);
+	ck_assert_str_eq(b.entries[0], "t/1 one 1 0 pub");
+	ck_assert_str_eq(b.entries[1], "t/2 two 2 1 pub");
+	run_until(&a, &b, has_two_entries, &a);
+
+	redisContext *r = redis();
+	redisReply *rep = redisCommand(r, "HGET %s{L:0}:retained t/2", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "2:two");
+	freeReplyObject(rep);
+
+	/* a routed up to some position: a claim by b of a session a held
+	 * returns it, and records it as the session's own cursor. */
+	node_claim(&a, &b, "sub", 2);
+	struct cairn_log_pos mark = {12345, 6};
+	ck_assert_int_eq(cairn_store_redis.log_routed(a.st, NULL, mark), 0);
+	node_commit(&a, &b);
+	node_claim(&b, &a, "sub", 9);
+	ck_assert_uint_eq(b.claim.cursor.ms, 12345);
+	ck_assert_uint_eq(b.claim.cursor.seq, 6);
+	rep = redisCommand(r, "HGET %s{c:sub}:own cur", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "12345-6");
+	freeReplyObject(rep);
+	/* b's catch-up moves it, then drops it: a later claim takes b's mark. */
+	ck_assert_int_eq(cairn_store_redis.log_routed(b.st, "sub", (struct cairn_log_pos){0, 0}),
+			 0);
+	ck_assert_int_eq(cairn_store_redis.log_routed(b.st, NULL, (struct cairn_log_pos){222, 0}),
+			 0);
+	node_commit(&b, &a);
+	node_claim(&a, &b, "sub", 3);
+	ck_assert_uint_eq(a.claim.cursor.ms, 222);
+	redisFree(r);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/* The commit function runs an append once however often its batch is
+ * replayed: the once-only key skips the XADD and the retained write. */
+START_TEST(t_append_once)
+{
+	struct node a;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "once");
+	node_open(&a, pfx, "a"); /* loads the functions */
+	redisContext *r = redis();
+	char once[120], log[120], ret[120];
+	snprintf(once, sizeof(once), "%s{L:0}:dd:x:1", pfx);
+	snprintf(log, sizeof(log), "%s{L:0}:log", pfx);
+	snprintf(ret, sizeof(ret), "%s{L:0}:retained", pfx);
+	/* The commands as the backend encodes them (RESP arrays). */
+	char c1[256], c2[256], c3[256];
+	snprintf(c1, sizeof(c1),
+		 "*4\r\n$10\r\nCAIRN.ONCE\r\n$%zu\r\n%s\r\n$3\r\n600\r\n$1\r\n2\r\n", strlen(once),
+		 once);
+	snprintf(c2, sizeof(c2),
+		 "*5\r\n$4\r\nXADD\r\n$%zu\r\n%s\r\n$1\r\n*\r\n$1\r\nt\r\n$1\r\nx\r\n", strlen(log),
+		 log);
+	snprintf(c3, sizeof(c3), "*4\r\n$4\r\nHSET\r\n$%zu\r\n%s\r\n$1\r\nx\r\n$3\r\n0:v\r\n",
+		 strlen(ret), ret);
+	for (int i = 0; i < 3; i++) {
+		redisReply *rep =
+		    redisCommand(r, "FCALL cairn_commit 0 0 0 %s 0 %s 0 %s", c1, c2, c3);
+		ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_ARRAY, "%s",
+			      rep && rep->str ? rep->str : "no reply");
+		freeReplyObject(rep);
+	}
+	redisReply *rep = redisCommand(r, "XLEN %s", log);
+	ck_assert_int_eq(rep->integer, 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_close(&a);
+}
+END_TEST
+
+#endif
+
+static Suite *cluster_suite(void)
+{
+	Suite *s = suite_create("cluster");
+	TCase *tc = tcase_create("redis");
+
+	tcase_set_timeout(tc, 30);
+#ifdef HAVE_HIREDIS
+	tcase_add_test(tc, t_claim_kicks_and_fences);
+	tcase_add_test(tc, t_fenced_without_kick);
+	tcase_add_test(tc, t_log_and_cursor);
+	tcase_add_test(tc, t_append_once);
+#endif
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(cluster_suite());
+	int failed;
+
+#ifndef HAVE_HIREDIS
+	printf("SKIP cluster: redis: the Redis backend is not compiled in\n");
+#endif
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
