@@ -70,11 +70,6 @@ static bool pos_lt(struct cairn_log_pos a, struct cairn_log_pos b)
 	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
 }
 
-static bool pos_zero(struct cairn_log_pos a)
-{
-	return a.ms == 0 && a.seq == 0;
-}
-
 static void client_set_floor(struct client *c, struct cairn_log_pos p)
 {
 	c->floor_ms = p.ms;
@@ -178,7 +173,8 @@ static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_ent
 		return;
 	}
 	struct cairn_log_pos mark = cl->routed;
-	bool done = false;
+	bool done = false, moved = false;
+	store_unit(cl->srv->store, true); /* the chunk's deliveries with its cursor */
 	for (size_t i = 0; i < n; i++) {
 		if (pos_lt(mark, e[i].pos)) {
 			done = true; /* live routing takes it from here */
@@ -189,19 +185,23 @@ static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_ent
 		m->origin = NULL;
 		message_unref(m);
 		cu->pos = e[i].pos;
+		moved = true;
 	}
 	if (done || !pos_lt(cu->pos, mark)) {
 		/* Everything up to the mark is in its queue, and live routing
 		 * brings what follows: the store's cursor of it goes. */
 		client_set_floor(c, mark);
 		store_log_routed(cl->srv->store, c->id, cluster_none);
+		store_unit(cl->srv->store, false);
 		log_write(cl->srv->log, LOG_LEVEL_INFO,
 			  "client %s: caught up with the log at %llu-%llu", c->id,
 			  (unsigned long long)mark.ms, (unsigned long long)mark.seq);
 		cluster_catchup_free(cu);
 		return;
 	}
-	store_log_routed(cl->srv->store, c->id, cu->pos);
+	if (moved)
+		store_log_routed(cl->srv->store, c->id, cu->pos);
+	store_unit(cl->srv->store, false);
 	cluster_catchup_read(cu);
 }
 
@@ -267,6 +267,10 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 	struct cluster *cl = arg;
 	if (cl->stopped || n == 0)
 		return;
+	/* The entries' deliveries and the mark that speaks for them go in one
+	 * batch: a mark committed alone would be ahead of queues, deliveries
+	 * committed alone would be redelivered by a catch-up. */
+	store_unit(cl->srv->store, true);
 	for (size_t i = 0; i < n; i++) {
 		struct message *m = cluster_entry_message(cl, &e[i]);
 		router_publish(cl->srv->router, m);
@@ -291,15 +295,25 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 		client_unref(c);
 	}
 	cl->nfloors = keep;
+	store_unit(cl->srv->store, false);
 }
 
 static void cluster_kicked(void *arg, const char *id, uint64_t serial);
 
+/* A commit found the session held elsewhere: whatever this node holds of
+ * it is stale, under any serial (a takeover here may have changed it while
+ * the commit was on its way), and its connection must go before the
+ * commit's completions run (they would acknowledge the dropped writes). */
 static void cluster_fenced(void *arg, const char *id, uint64_t serial)
 {
 	struct cluster *cl = arg;
+	(void)serial;
+	if (cl->stopped)
+		return;
 	cl->srv->stats.cluster_fenced++;
-	cluster_lost(cl, id, serial, "session claimed by another node (fenced write)");
+	struct client *c = server_get_known_client(cl->srv, id, strlen(id));
+	if (c && !c->dead)
+		cluster_drop_session(cl, c, "session claimed by another node (fenced write)");
 }
 
 /* ---- claims ---- */
@@ -449,6 +463,8 @@ static void claim_free(struct cluster_claim *k)
 		message_unref(m);
 	}
 	free(k->msgs);
+	if (k->built)
+		client_unref(k->built); /* client_new's; the server's map has its own */
 	free(k->id);
 	free(k);
 }
@@ -466,7 +482,6 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 	struct cluster_claim *k = arg;
 	struct cluster *cl = k->cl;
 	struct server *srv = cl->srv;
-	struct client *built = k->built;
 	struct conn *cn = k->cn;
 
 	if (cl->stopped) {
@@ -475,6 +490,14 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 		claim_free(k);
 		return;
 	}
+	if (status == 0 && !k->kicked) {
+		/* The records, unless this node holds the session in memory:
+		 * then its copy is the newer one. */
+		struct client *held = server_get_known_client(srv, k->id, strlen(k->id));
+		if (!(r->prev_local && held && !held->dead))
+			status = r->visit(r->visit_ctx, &k->v);
+	}
+	struct client *built = k->built;
 	if (status != 0 || k->kicked || !cn) {
 		/* Not ours (or nobody waits): a half-loaded session goes, and
 		 * the store's claim. A session this node held before is
@@ -482,12 +505,12 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 		if (built && !built->dead)
 			client_forget(built);
 		struct client *old = server_get_known_client(srv, k->id, strlen(k->id));
-		if (old && status == 0 && !cn && r->prev_local) {
+		if (old && old != built && status == 0 && !cn && r->prev_local) {
 			old->cluster_serial = k->serial; /* still held here */
 			claim_free(k);
 			return;
 		}
-		if (old && status == 0)
+		if (old && old != built && !old->dead && status == 0)
 			cluster_drop_session(cl, old, "session taken over on another node");
 		store_release(srv->store, k->id);
 		if (status != 0)
@@ -518,7 +541,7 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 	srv->stats.cluster_claims++;
 	if (c == built) {
 		struct cairn_log_pos from = r->cursor;
-		if (pos_zero(from)) {
+		if (!r->has_cursor) {
 			client_set_floor(c, cluster_none);
 			store_log_routed(srv->store, c->id, cluster_none);
 		} else if (pos_lt(from, cl->routed)) {
@@ -559,7 +582,7 @@ void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t i
 	    .delivery = claim_delivery,
 	    .inflight_in = claim_inflight_in,
 	};
-	int rc = store_claim(srv->store, k->id, k->serial, &k->v, claim_done, k);
+	int rc = store_claim(srv->store, k->id, k->serial, claim_done, k);
 	if (rc != CAIRN_EINPROGRESS) {
 		log_write(srv->log, LOG_LEVEL_WARNING, "client %s: cannot claim its session: %s",
 			  k->id, cairn_strerror(rc));

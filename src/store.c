@@ -120,6 +120,7 @@ struct store {
 	struct held_index held_sessions;
 	uint64_t coalesced; /* session records superseded while held */
 	bool complete;      /* the commit in flight holds every held write */
+	bool unit;          /* store_unit: no early commit splits what is staged now */
 #ifdef CAIRN_FAULT_INJECTION
 	struct store_fault faults[STORE_OP_COUNT];
 #endif
@@ -876,7 +877,7 @@ static int store_stage(struct store *s, enum bk_op_kind kind, const void *rec)
 		s->dirty = true;
 	s->nstaged++;
 	schedule_commit(s);
-	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending)
+	if (s->nstaged >= STORE_BATCH_LIMIT && !s->in_flight && !s->retry_pending && !s->unit)
 		commit_start(s);
 	return 0;
 }
@@ -978,6 +979,11 @@ int store_retained_delete(struct store *s, const char *topic)
 
 /* ---- a shared store (cluster mode, vtable version 4) ---- */
 
+void store_unit(struct store *s, bool begin)
+{
+	s->unit = begin;
+}
+
 bool store_can_share(const struct store *s)
 {
 	return s->ops->version >= 4 && s->ops->cluster_start != NULL;
@@ -990,11 +996,11 @@ int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
 	return s->ops->cluster_start(s->st, h, tail, id_base);
 }
 
-int store_claim(struct store *s, const char *client_id, uint64_t serial,
-		const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg)
+int store_claim(struct store *s, const char *client_id, uint64_t serial, cairn_claim_fn done,
+		void *arg)
 {
 	assert(store_can_share(s) && client_id != NULL && done != NULL);
-	return s->ops->claim(s->st, client_id, serial, v, done, arg);
+	return s->ops->claim(s->st, client_id, serial, done, arg);
 }
 
 void store_release(struct store *s, const char *client_id)

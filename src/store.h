@@ -89,6 +89,12 @@ int store_inflight_in_delete(struct store *s, const char *client_id, uint16_t pa
 int store_retained_put(struct store *s, const struct cairn_msg_rec *rec);
 int store_retained_delete(struct store *s, const char *topic);
 
+/* Between store_unit(s, true) and store_unit(s, false) the writes staged
+ * go to the backend in one batch: STORE_BATCH_LIMIT does not split them
+ * (cluster mode: a batch of log entries' deliveries and the mark that
+ * speaks for them). */
+void store_unit(struct store *s, bool begin);
+
 /* A shared store (cluster mode): see version 4 of struct cairn_store_ops.
  * store_can_share() says whether the backend has the slots; the others
  * may be called only then. store_log_append and store_log_routed are
@@ -96,8 +102,8 @@ int store_retained_delete(struct store *s, const char *topic);
 bool store_can_share(const struct store *s);
 int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
 			struct cairn_log_pos *tail, uint64_t *id_base);
-int store_claim(struct store *s, const char *client_id, uint64_t serial,
-		const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg);
+int store_claim(struct store *s, const char *client_id, uint64_t serial, cairn_claim_fn done,
+		void *arg);
 void store_release(struct store *s, const char *client_id);
 int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec);
 int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos);

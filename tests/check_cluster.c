@@ -168,23 +168,23 @@ static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 static void on_claim(void *arg, int status, const struct cairn_claim_result *r)
 {
 	struct node *n = arg;
+	struct cairn_store_visitor v = {
+	    .arg = n, .session = claim_session, .subscription = claim_sub};
 
 	n->claim_done = true;
 	n->claim_status = status;
-	if (r)
+	if (r) {
 		n->claim = *r;
+		n->claim_status = r->visit(r->visit_ctx, &v);
+	}
 }
 
 static void node_claim(struct node *n, struct node *other, const char *id, uint64_t serial)
 {
-	static struct cairn_store_visitor v;
-
-	v = (struct cairn_store_visitor){
-	    .arg = n, .session = claim_session, .subscription = claim_sub};
 	n->claim_done = false;
 	n->claimed_user[0] = '\0';
 	n->claimed_subs = 0;
-	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, &v, on_claim, n),
+	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, on_claim, n),
 			 CAIRN_EINPROGRESS);
 	run_until(n, other, claim_done, n);
 	ck_assert_int_eq(n->claim_status, 0);
@@ -374,6 +374,7 @@ START_TEST(t_log_and_cursor)
 	ck_assert_int_eq(cairn_store_redis.log_routed(a.st, NULL, mark), 0);
 	node_commit(&a, &b);
 	node_claim(&b, &a, "sub", 9);
+	ck_assert(b.claim.has_cursor);
 	ck_assert_uint_eq(b.claim.cursor.ms, 12345);
 	ck_assert_uint_eq(b.claim.cursor.seq, 6);
 	rep = redisCommand(r, "HGET %s{c:sub}:own cur", pfx);
@@ -405,28 +406,36 @@ START_TEST(t_append_once)
 	node_open(&a, pfx, "a"); /* loads the functions */
 	redisContext *r = redis();
 	char once[120], log[120], ret[120];
-	snprintf(once, sizeof(once), "%s{L:0}:dd:x:1", pfx);
+	snprintf(once, sizeof(once), "%s{L:0}:dd:x", pfx);
 	snprintf(log, sizeof(log), "%s{L:0}:log", pfx);
 	snprintf(ret, sizeof(ret), "%s{L:0}:retained", pfx);
-	/* The commands as the backend encodes them (RESP arrays). */
+	/* The commands as the backend encodes them (RESP arrays): append n
+	 * of incarnation x, with its retained write. */
 	char c1[256], c2[256], c3[256];
-	snprintf(c1, sizeof(c1),
-		 "*4\r\n$10\r\nCAIRN.ONCE\r\n$%zu\r\n%s\r\n$3\r\n600\r\n$1\r\n2\r\n", strlen(once),
-		 once);
 	snprintf(c2, sizeof(c2),
 		 "*5\r\n$4\r\nXADD\r\n$%zu\r\n%s\r\n$1\r\n*\r\n$1\r\nt\r\n$1\r\nx\r\n", strlen(log),
 		 log);
 	snprintf(c3, sizeof(c3), "*4\r\n$4\r\nHSET\r\n$%zu\r\n%s\r\n$1\r\nx\r\n$3\r\n0:v\r\n",
 		 strlen(ret), ret);
-	for (int i = 0; i < 3; i++) {
+	/* Append 1 replayed three times, then append 2, then 1 again. */
+	const int seqs[] = {1, 1, 1, 2, 1};
+	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+		snprintf(c1, sizeof(c1),
+			 "*4\r\n$10\r\nCAIRN.ONCE\r\n$%zu\r\n%s\r\n$1\r\n%d\r\n$1\r\n2\r\n",
+			 strlen(once), once, seqs[i]);
 		redisReply *rep =
-		    redisCommand(r, "FCALL cairn_commit 0 0 0 %s 0 %s 0 %s", c1, c2, c3);
+		    redisCommand(r, "FCALL cairn_commit 0 %s 0 0 %s 0 %s 0 %s", "1", c1, c2, c3);
 		ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_ARRAY, "%s",
 			      rep && rep->str ? rep->str : "no reply");
 		freeReplyObject(rep);
 	}
 	redisReply *rep = redisCommand(r, "XLEN %s", log);
-	ck_assert_int_eq(rep->integer, 1);
+	ck_assert_int_eq(rep->integer, 2);
+	freeReplyObject(rep);
+	/* One counter per incarnation, not a key per append. */
+	rep = redisCommand(r, "GET %s", once);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "2");
 	freeReplyObject(rep);
 	redisFree(r);
 	node_close(&a);

@@ -24,26 +24,20 @@
 
 /* Entries one XREAD or XRANGE asks for. */
 #define RD_LOG_COUNT "512"
-/* How long a once-only key keeps an append from being repeated by a
- * replayed batch (seconds). */
-#define RD_ONCE_TTL "86400"
 /* Message ids of one incarnation: inc << RD_ID_SHIFT onwards. */
 #define RD_ID_SHIFT 40
 
 /*
- * The functions, loaded with FUNCTION LOAD REPLACE at cluster_start.
- * cairn_commit: args[1] = n sessions, then n pairs (own key, token), then
- * pairs (group, command in RESP); group 0 is the log's, group g the g-th
- * session's. "CAIRN.ONCE key ttl k" sets key unless it exists, and then
- * skips the k commands after it: an append and its retained write run once
- * however often a batch is replayed.
- * cairn_claim: args = prefix, client id, token; bumps the epoch, takes the
- * token, tells the previous holder (PUBLISH to its incarnation's channel)
- * and returns {previous token, its node's routed position, session, subs,
- * deliveries, message copies, inbound QoS 2 ids}.
+ * The library "cairn", loaded with FUNCTION LOAD REPLACE at cluster_start
+ * (each function says what it does). A session's writes run only while its
+ * token names this incarnation: the serial after the colon tells this
+ * node's connections apart (kicks), while writes staged for a session
+ * object this node dropped are filtered here, by generation, before they
+ * are sent (a takeover on the same node keeps its writes).
  */
 static const char rd_lua[] =
     "#!lua name=cairn\n"
+    "-- A command of a batch, as the backend encodes it (RESP), back to argv.\n"
     "local function argv_of(s)\n"
     "  local n, pos = string.match(s, '^%*(%d+)\\r\\n()')\n"
     "  local out = {}\n"
@@ -55,70 +49,15 @@ static const char rd_lua[] =
     "  end\n"
     "  return out\n"
     "end\n"
-    "local function commit(keys, args)\n"
-    "  local n = tonumber(args[1])\n"
-    "  local ok, fenced = {}, {}\n"
-    "  for g = 1, n do\n"
-    "    if redis.call('HGET', args[2 * g], 'tok') == args[2 * g + 1] then ok[g] = true\n"
-    "    else fenced[#fenced + 1] = g end\n"
-    "  end\n"
-    "  local skip = 0\n"
-    "  for i = 2 * n + 2, #args, 2 do\n"
-    "    local g = tonumber(args[i])\n"
-    "    if skip > 0 then skip = skip - 1\n"
-    "    elseif g == 0 or ok[g] then\n"
-    "      local c = argv_of(args[i + 1])\n"
-    "      if c[1] == 'CAIRN.ONCE' then\n"
-    "        if not redis.call('SET', c[2], '1', 'NX', 'EX', c[3]) then\n"
-    "          skip = tonumber(c[4])\n"
-    "        end\n"
-    "      else redis.call(unpack(c)) end\n"
-    "    end\n"
-    "  end\n"
-    "  return fenced\n"
+    "local function inc_of(tok)\n"
+    "  return tok and string.match(tok, '^(%d+):')\n"
     "end\n"
-    "local function claim(keys, args)\n"
-    "  local pfx, id, tok = args[1], args[2], args[3]\n"
-    "  local base = pfx .. '{c:' .. id .. '}:'\n"
-    "  local own = base .. 'own'\n"
-    "  local old = redis.call('HGET', own, 'tok')\n"
-    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
-    "  redis.call('HSET', own, 'tok', tok)\n"
-    "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
-    "  local same = false\n"
-    "  if old then\n"
-    "    local inc = string.match(old, '^(%d+):')\n"
-    "    if inc then\n"
-    "      same = inc == string.match(tok, '^(%d+):')\n"
-    "      if cursor == '' then\n"
-    "        cursor = redis.call('GET', pfx .. '{n:' .. inc .. '}:pos') or ''\n"
-    "      end\n"
-    "      if not same then\n"
-    "        redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
-    "      end\n"
-    "    end\n"
-    "  else old = '' end\n"
-    "  if not same and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
-    "  redis.call('SADD', pfx .. '{n:' .. string.match(tok, '^(%d+):') .. '}:owned', id)\n"
-    "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
-    "  redis.call('ZREM', pfx .. 'cluster:expiry', id)\n"
-    "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
-    "    redis.call('DEL', base .. 'session')\n"
-    "  end\n"
-    "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
-    "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
-    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in')}\n"
-    "end\n"
-    /* The janitor: args = prefix, this incarnation, now (ms). One node at
-     * a time (cluster:janitor). The sessions of an incarnation whose
-     * liveness key expired are parked (no holder; their cursor is its
-     * mark); a will that was due at its death, or whose delay runs out
-     * while its session stays parked, goes to the log once (removed in
-     * the same call); a parked session past its expiry is deleted. */
     "local function retained_value(q, props, payload)\n"
     "  if props and #props > 0 then return q .. ';0;' .. #props .. ';' .. props .. payload end\n"
     "  return q .. ':' .. payload\n"
     "end\n"
+    "-- Append the will kept in session hash s to the log (and the retained\n"
+    "-- hash), and remove it in the same call, so it goes out once.\n"
     "local function publish_will(pfx, id, s)\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "    'will_props')\n"
@@ -136,6 +75,85 @@ static const char rd_lua[] =
     "    'will_delay', 'will_at')\n"
     "  return 1\n"
     "end\n"
+    "-- args: this incarnation, n, n own keys, then (group, command) pairs;\n"
+    "-- group 0 is the log's, group g the g-th session's, whose writes run only\n"
+    "-- while its token names this incarnation. Returns the groups skipped.\n"
+    "-- \"CAIRN.ONCE key n k\": unless key (this incarnation's append counter)\n"
+    "-- already reached n, set it to n; else skip the k commands after it.\n"
+    "local function commit(keys, args)\n"
+    "  local me, n = args[1], tonumber(args[2])\n"
+    "  local ok, fenced = {}, {}\n"
+    "  for g = 1, n do\n"
+    "    if inc_of(redis.call('HGET', args[2 + g], 'tok')) == me then ok[g] = true\n"
+    "    else fenced[#fenced + 1] = g end\n"
+    "  end\n"
+    "  local skip = 0\n"
+    "  for i = n + 3, #args, 2 do\n"
+    "    local g = tonumber(args[i])\n"
+    "    if skip > 0 then skip = skip - 1\n"
+    "    elseif g == 0 or ok[g] then\n"
+    "      local c = argv_of(args[i + 1])\n"
+    "      if c[1] == 'CAIRN.ONCE' then\n"
+    "        if tonumber(redis.call('GET', c[2]) or '0') >= tonumber(c[3]) then\n"
+    "          skip = tonumber(c[4])\n"
+    "        else\n"
+    "          redis.call('SET', c[2], c[3], 'EX', 86400)\n"
+    "        end\n"
+    "      else redis.call(unpack(c)) end\n"
+    "    end\n"
+    "  end\n"
+    "  return fenced\n"
+    "end\n"
+    "-- args: prefix, client id, token. Takes the session: bumps the epoch,\n"
+    "-- takes the token, kicks the previous holder, publishes the will the\n"
+    "-- previous connection left if its node is dead (delay 0: a delayed will\n"
+    "-- is cancelled by this connection), and returns {previous token, the\n"
+    "-- session's cursor, session, subs, deliveries, message copies, inbound\n"
+    "-- QoS 2 ids}.\n"
+    "local function claim(keys, args)\n"
+    "  local pfx, id, tok = args[1], args[2], args[3]\n"
+    "  local base = pfx .. '{c:' .. id .. '}:'\n"
+    "  local own = base .. 'own'\n"
+    "  local me = inc_of(tok)\n"
+    "  local old = redis.call('HGET', own, 'tok')\n"
+    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  redis.call('HSET', own, 'tok', tok)\n"
+    "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
+    "  local same = false\n"
+    "  local inc = inc_of(old)\n"
+    "  if inc then\n"
+    "    same = inc == me\n"
+    "    if cursor == '' then\n"
+    "      cursor = redis.call('GET', pfx .. '{n:' .. inc .. '}:pos') or ''\n"
+    "    end\n"
+    "    if not same then\n"
+    "      redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
+    "      local s = base .. 'session'\n"
+    "      local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
+    "      if f[1] == '1' and tonumber(f[2] or '0') == 0 and\n"
+    "          redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
+    "        publish_will(pfx, id, s)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if not old then old = '' end\n"
+    "  if not same and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
+    "  redis.call('SADD', pfx .. '{n:' .. me .. '}:owned', id)\n"
+    "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
+    "  redis.call('ZREM', pfx .. 'cluster:expiry', id)\n"
+    "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
+    "    redis.call('DEL', base .. 'session')\n"
+    "  end\n"
+    "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
+    "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in')}\n"
+    "end\n"
+    "-- args: prefix, this incarnation, now (ms). One node at a time. The\n"
+    "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
+    "-- cursor its mark) and the node is told (a kick), in case it lives on; a\n"
+    "-- will that was due at its death, or whose delay runs out while its\n"
+    "-- session stays parked, goes to the log once; a parked session past its\n"
+    "-- expiry is deleted. Returns {parked, wills, expired}.\n"
     "local function janitor(keys, args)\n"
     "  local pfx, me, now = args[1], args[2], tonumber(args[3])\n"
     "  local jk = pfx .. 'cluster:janitor'\n"
@@ -149,10 +167,11 @@ static const char rd_lua[] =
     "      for _, id in ipairs(redis.call('SMEMBERS', owned)) do\n"
     "        local base = pfx .. '{c:' .. id .. '}:'\n"
     "        local tok = redis.call('HGET', base .. 'own', 'tok')\n"
-    "        if tok and string.match(tok, '^(%d+):') == inc then\n"
+    "        if inc_of(tok) == inc then\n"
     "          parked = parked + 1\n"
     "          redis.call('HINCRBY', base .. 'own', 'epoch', 1)\n"
     "          redis.call('HSET', base .. 'own', 'tok', '')\n"
+    "          redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. tok)\n"
     "          if not redis.call('HGET', base .. 'own', 'cur') then\n"
     "            local pos = redis.call('GET', pfx .. '{n:' .. inc .. '}:pos')\n"
     "            if pos then redis.call('HSET', base .. 'own', 'cur', pos) end\n"
@@ -209,9 +228,9 @@ static const char rd_lua[] =
     "  end\n"
     "  return {parked, wills, expired}\n"
     "end\n"
-    "redis.register_function('cairn_janitor', janitor)\n"
     "redis.register_function('cairn_commit', commit)\n"
-    "redis.register_function('cairn_claim', claim)\n";
+    "redis.register_function('cairn_claim', claim)\n"
+    "redis.register_function('cairn_janitor', janitor)\n";
 
 /* ---- the sessions held here: client id -> connection serial ---- */
 
@@ -219,19 +238,22 @@ struct rd_owner {
 	struct rd_owner *next;
 	char *id;
 	uint64_t serial;
-	uint64_t gen; /* the commit that gave it a group */
+	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
+	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
 };
 
 struct rd_group {
 	char *id;
 	uint64_t serial;
+	uint64_t gen_id;
 };
 
 struct rd_owners {
 	struct rd_owner **b;
 	size_t nb, n;
 	uint64_t gen;
+	uint64_t holds; /* the last gen_id given */
 	/* The sessions of the commit in flight, by group number - 1 (copies:
 	 * a session may be released while the commit runs). */
 	struct rd_group *gv;
@@ -259,7 +281,9 @@ static struct rd_owner **rd_owner_find(struct rd_owners *o, const char *id)
 	return pp;
 }
 
-static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial)
+/* Hold id under serial; fresh: a new hold (a claim from another node),
+ * whose writes staged under the previous hold are dropped. */
+static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, bool fresh)
 {
 	struct rd_owner **pp, *e;
 
@@ -281,11 +305,14 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial)
 	pp = rd_owner_find(o, id);
 	if (*pp != NULL) {
 		(*pp)->serial = serial;
+		if (fresh)
+			(*pp)->gen_id = ++o->holds;
 		return;
 	}
 	e = bk_xcalloc(1, sizeof(*e));
 	e->id = bk_xstrdup(id);
 	e->serial = serial;
+	e->gen_id = ++o->holds;
 	*pp = e;
 	o->n++;
 }
@@ -330,9 +357,14 @@ static void rd_owners_free(struct rd_owners *o)
 
 bool rd_cluster_owns(const struct cairn_store *st, const char *client_id)
 {
+	return rd_cluster_hold(st, client_id) != 0;
+}
+
+uint64_t rd_cluster_hold(const struct cairn_store *st, const char *client_id)
+{
 	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
 
-	return pp != NULL && *pp != NULL;
+	return pp != NULL && *pp != NULL ? (*pp)->gen_id : 0;
 }
 
 /* ---- messages put and not yet deleted: msg_id -> their value ---- */
@@ -622,8 +654,9 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 				       "dropped",
 				       o->id);
 				rd_fenced_add(st, o->id, o->serial);
-				/* Unless it was claimed here again meanwhile. */
-				if (pp != NULL && *pp != NULL && (*pp)->serial == o->serial)
+				/* Unless it was claimed here again meanwhile (a new
+				 * hold). */
+				if (pp != NULL && *pp != NULL && (*pp)->gen_id == o->gen_id)
 					rd_owner_drop(st->owners, o->id);
 			}
 		}
@@ -663,7 +696,8 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 		if (st->sending.v[i].owner == NULL)
 			continue;
 		pp = rd_owner_find(o, st->sending.v[i].owner);
-		if (pp == NULL || *pp == NULL || (*pp)->gen == o->gen)
+		if (pp == NULL || *pp == NULL || (*pp)->gen == o->gen ||
+		    (*pp)->gen_id != st->sending.v[i].hold)
 			continue;
 		(*pp)->gen = o->gen;
 		(*pp)->group = ++ngroups;
@@ -673,23 +707,21 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 		}
 		o->gv[o->gn].id = bk_xstrdup((*pp)->id);
 		o->gv[o->gn].serial = (*pp)->serial;
+		o->gv[o->gn].gen_id = (*pp)->gen_id;
 		o->gn++;
 	}
-	nargs = 4 + 2 * ngroups + 2 * st->sending.n;
+	nargs = 5 + ngroups + 2 * st->sending.n;
 	argv = bk_xmalloc(nargs * sizeof(*argv));
 	lens = bk_xmalloc(nargs * sizeof(*lens));
-	owned = bk_xmalloc((3 * ngroups + 2 * st->sending.n + 1) * sizeof(*owned));
+	owned = bk_xmalloc((ngroups + st->sending.n + 1) * sizeof(*owned));
 	argv[argc++] = "FCALL";
 	argv[argc++] = "cairn_commit";
 	argv[argc++] = "0";
+	argv[argc++] = st->inc_s;
 	owned[nowned] = bk_strf("%zu", ngroups);
 	argv[argc++] = owned[nowned++];
 	for (size_t g = 0; g < ngroups; g++) {
-		const struct rd_group *e = &o->gv[g];
-
-		owned[nowned] = rd_key(st, "own", e->id);
-		argv[argc++] = owned[nowned++];
-		owned[nowned] = bk_strf("%s:%llu", st->inc_s, (unsigned long long)e->serial);
+		owned[nowned] = rd_key(st, "own", o->gv[g].id);
 		argv[argc++] = owned[nowned++];
 	}
 	for (size_t i = 0; i < argc; i++)
@@ -701,8 +733,10 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 		if (c->owner != NULL) {
 			struct rd_owner **pp = rd_owner_find(o, c->owner);
 
-			if (pp == NULL || *pp == NULL)
-				continue; /* released: not ours to write */
+			/* Released, or staged under a hold that ended: not ours
+			 * to write. */
+			if (pp == NULL || *pp == NULL || (*pp)->gen_id != c->hold)
+				continue;
 			group = (*pp)->group;
 		}
 		owned[nowned] = bk_strf("%zu", group);
@@ -915,6 +949,62 @@ static void rd_read_next(struct rd_aux *a)
 	free(key);
 }
 
+/* A kick sent while the control connection was down is lost: once it is
+ * subscribed (again), every session held here is checked against its
+ * token, and one another node holds now is reported as kicked. */
+struct rd_check {
+	struct cairn_store *st;
+	char *id;
+	uint64_t serial;
+};
+
+static void rd_check_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_check *k = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+		const char *colon =
+		    reply->type == REDIS_REPLY_STRING ? memchr(reply->str, ':', reply->len) : NULL;
+		bool mine = colon != NULL && (size_t)(colon - reply->str) == strlen(st->inc_s) &&
+			    memcmp(reply->str, st->inc_s, strlen(st->inc_s)) == 0;
+		struct rd_owner **pp = rd_owner_find(st->owners, k->id);
+
+		if (!mine && pp != NULL && *pp != NULL && (*pp)->serial == k->serial) {
+			rd_owner_drop(st->owners, k->id);
+			if (st->hooks != NULL && st->hooks->kicked != NULL)
+				st->hooks->kicked(st->hooks->arg, k->id, k->serial);
+		}
+	}
+	free(k->id);
+	free(k);
+}
+
+static void rd_reconcile(struct cairn_store *st)
+{
+	struct rd_owners *o = st->owners;
+
+	if (st->ac == NULL || st->ac_broken)
+		return;
+	for (size_t i = 0; i < o->nb; i++)
+		for (struct rd_owner *e = o->b[i]; e != NULL; e = e->next) {
+			struct rd_check *k = bk_xcalloc(1, sizeof(*k));
+			char *key = rd_key(st, "own", e->id);
+			const char *argv[] = {"HGET", key, "tok"};
+
+			k->st = st;
+			k->id = bk_xstrdup(e->id);
+			k->serial = e->serial;
+			if (redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv, NULL) !=
+			    REDIS_OK) {
+				free(k->id);
+				free(k);
+			}
+			free(key);
+		}
+}
+
 static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct rd_aux *a = ac->data;
@@ -926,12 +1016,17 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 	(void)privdata;
 	if (a == NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
 		return;
+	if (reply->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(reply->element[0]->str, "subscribe") == 0) {
+		rd_reconcile(a->st);
+		return;
+	}
 	if (reply->element[0]->type != REDIS_REPLY_STRING ||
 	    strcmp(reply->element[0]->str, "message") != 0)
 		return;
 	/* "ID\nINC:SERIAL": the claim that took ID from this incarnation. */
 	msg = reply->element[2];
-	if (msg->type != REDIS_REPLY_STRING || (nl = memchr(msg->str, '\n', msg->len)) == NULL ||
+	if (msg->type != REDIS_REPLY_STRING || (nl = memrchr(msg->str, '\n', msg->len)) == NULL ||
 	    (colon = memchr(nl, ':', msg->len - (size_t)(nl - msg->str))) == NULL ||
 	    !rd_parse_u64(colon + 1, msg->len - (size_t)(colon + 1 - msg->str), UINT64_MAX,
 			  &serial))
@@ -1062,31 +1157,59 @@ static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cairn_store *st = arg;
 	struct timeval now;
-	char *alive, ms[24];
+	char *alive, *nodes, ms[24];
 
 	(void)fd;
 	(void)what;
 	if (st->ac == NULL || st->ac_broken)
 		return;
 	alive = bk_strf("%s{n:%s}:alive", st->prefix, st->inc_s);
+	nodes = bk_strf("%scluster:nodes", st->prefix);
 	gettimeofday(&now, NULL);
 	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
 	{
 		const char *set[] = {"SET", alive, st->node_id, "PX", "5000"};
+		const char *sadd[] = {"SADD", nodes, st->inc_s};
 		const char *jan[] = {"FCALL", "cairn_janitor", "0", st->prefix, st->inc_s, ms};
 
+		/* A node the janitor took for dead (a stall) counts again. */
 		redisAsyncCommandArgv(st->ac, NULL, NULL, 5, set, NULL);
+		redisAsyncCommandArgv(st->ac, NULL, NULL, 3, sadd, NULL);
 		redisAsyncCommandArgv(st->ac, rd_janitor_cb, NULL, 6, jan, NULL);
 	}
 	free(alive);
+	free(nodes);
 }
 
 /* ---- cluster_start ---- */
 
+int rd_cluster_read_tail(struct cairn_store *st)
+{
+	char *log_key = rd_key(st, "log", NULL);
+	const char *argv[] = {"XREVRANGE", log_key, "+", "-", "COUNT", "1"};
+	int rc = 0;
+	redisReply *r = rd_sync_cmd(st, 6, argv, &rc);
+
+	free(log_key);
+	if (r == NULL)
+		return rc;
+	st->read_pos = (struct cairn_log_pos){0, 0};
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+		rd_pos_parse(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
+			     &st->read_pos);
+	else if (r->type == REDIS_REPLY_ERROR)
+		rc = CAIRN_EIO;
+	freeReplyObject(r);
+	st->tail_read = rc == 0;
+	return rc;
+}
+
 int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h,
 		     struct cairn_log_pos *tail, uint64_t *id_base)
 {
-	char err[256], *inc_key, *log_key;
+	char err[256], *inc_key;
 	redisReply *r;
 	int rc = 0;
 
@@ -1132,25 +1255,7 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 	st->inc = (uint64_t)r->integer;
 	freeReplyObject(r);
 	snprintf(st->inc_s, sizeof(st->inc_s), "%llu", (unsigned long long)st->inc);
-	log_key = rd_key(st, "log", NULL);
-	{
-		const char *argv[] = {"XREVRANGE", log_key, "+", "-", "COUNT", "1"};
-
-		r = rd_sync_cmd(st, 6, argv, &rc);
-	}
-	free(log_key);
-	if (r == NULL)
-		goto out;
-	st->read_pos = (struct cairn_log_pos){0, 0};
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
-		rd_pos_parse(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
-			     &st->read_pos);
-	else if (r->type == REDIS_REPLY_ERROR)
-		rc = CAIRN_EIO;
-	freeReplyObject(r);
-	if (rc != 0)
+	if (!st->tail_read && (rc = rd_cluster_read_tail(st)) != 0)
 		goto out;
 	{
 		char *nodes = bk_strf("%scluster:nodes", st->prefix);
@@ -1199,9 +1304,9 @@ struct rd_claim {
 	struct cairn_store *st;
 	char *id;
 	uint64_t serial;
-	const struct cairn_store_visitor *v;
 	cairn_claim_fn done;
 	void *arg;
+	redisReply *reply; /* while done() runs: what visit reads */
 };
 
 /* Deliveries point at their message copy, whose id is their seq. */
@@ -1244,6 +1349,35 @@ static int rd_claim_messages(struct cairn_store *st, const char *id, const redis
 	return rc;
 }
 
+/* The claimed session's records, from the claim's reply (r->visit). */
+static int rd_claim_visit(void *ctx, const struct cairn_store_visitor *v)
+{
+	struct rd_claim *c = ctx;
+	struct cairn_store *st = c->st;
+	redisReply *reply = c->reply, *one[1];
+	struct rd_claim_visit cv = {v};
+	struct cairn_store_visitor dv = *v;
+	int rc = 0;
+
+	dv.arg = &cv;
+	dv.delivery = rd_claim_delivery;
+	one[0] = reply->element[2];
+	if (one[0]->elements > 0)
+		rc = rd_visit_session(st, c->id, one, v);
+	one[0] = reply->element[3];
+	if (rc == 0)
+		rc = rd_visit_subs(st, c->id, one, v);
+	if (rc == 0)
+		rc = rd_claim_messages(st, c->id, reply->element[5], v);
+	one[0] = reply->element[4];
+	if (rc == 0 && v->delivery != NULL)
+		rc = rd_visit_deliveries(st, c->id, one, &dv);
+	one[0] = reply->element[6];
+	if (rc == 0)
+		rc = rd_visit_inflight(st, c->id, one, v);
+	return rc;
+}
+
 static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct rd_claim *c = privdata;
@@ -1267,47 +1401,28 @@ static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 	} else {
 		const redisReply *old = reply->element[0], *cur = reply->element[1];
 		const char *colon = old->len > 0 ? memchr(old->str, ':', old->len) : NULL;
-		struct rd_claim_visit cv = {c->v};
-		struct cairn_store_visitor dv = *c->v;
-		redisReply *one[1];
 
-		dv.arg = &cv;
-		dv.delivery = rd_claim_delivery;
 		if (colon != NULL && (size_t)(colon - old->str) == strlen(st->inc_s) &&
 		    memcmp(old->str, st->inc_s, (size_t)(colon - old->str)) == 0 &&
 		    rd_parse_u64(colon + 1, old->len - (size_t)(colon + 1 - old->str), UINT64_MAX,
 				 &res.prev_serial))
 			res.prev_local = true;
 		if (cur->type == REDIS_REPLY_STRING && cur->len > 0)
-			rd_pos_parse(cur->str, cur->len, &res.cursor);
-		rd_owner_set(st->owners, c->id, c->serial);
-		/* A session this incarnation held is in its memory already:
-		 * the records are not visited. */
-		one[0] = reply->element[2];
-		if (res.prev_local)
-			goto out;
-		if (one[0]->elements > 0)
-			rc = rd_visit_session(st, c->id, one, c->v);
-		one[0] = reply->element[3];
-		if (rc == 0)
-			rc = rd_visit_subs(st, c->id, one, c->v);
-		if (rc == 0)
-			rc = rd_claim_messages(st, c->id, reply->element[5], c->v);
-		one[0] = reply->element[4];
-		if (rc == 0 && c->v->delivery != NULL)
-			rc = rd_visit_deliveries(st, c->id, one, &dv);
-		one[0] = reply->element[6];
-		if (rc == 0)
-			rc = rd_visit_inflight(st, c->id, one, c->v);
+			res.has_cursor = rd_pos_parse(cur->str, cur->len, &res.cursor);
+		/* A takeover on this node keeps the hold (and the writes staged
+		 * under it); a claim from elsewhere starts a new one. */
+		rd_owner_set(st->owners, c->id, c->serial, !res.prev_local);
+		c->reply = reply;
+		res.visit = rd_claim_visit;
+		res.visit_ctx = c;
 	}
-out:
 	c->done(c->arg, rc, rc == 0 ? &res : NULL);
 	free(c->id);
 	free(c);
 }
 
 int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t serial,
-		     const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg)
+		     cairn_claim_fn done, void *arg)
 {
 	struct rd_claim *c;
 	char tok[48];
@@ -1321,7 +1436,6 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 	c->st = st;
 	c->id = bk_xstrdup(client_id);
 	c->serial = serial;
-	c->v = v;
 	c->done = done;
 	c->arg = arg;
 	if (redisAsyncCommandArgv(st->ac, rd_claim_cb, c, 6, argv, NULL) != REDIS_OK) {
@@ -1343,9 +1457,8 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec)
 {
 	char *log = rd_key(st, "log", NULL), *ret = rd_key(st, "retained", NULL);
-	char *once =
-	    bk_strf("%s{L:0}:dd:%s:%llu", st->prefix, st->inc_s, (unsigned long long)++st->appends);
-	char q[4], r[4], x[24], minid[24], n[4];
+	char *once = bk_strf("%s{L:0}:dd:%s", st->prefix, st->inc_s);
+	char q[4], r[4], x[24], minid[24], n[4], seq[24];
 	struct timeval now;
 	int rc;
 
@@ -1359,8 +1472,9 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	/* The publisher's session writes it: a publisher another node has
 	 * claimed since appends nothing more here (its client resends there). */
 	st->stage_owner = publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++st->appends);
 	{
-		const char *argv[] = {"CAIRN.ONCE", once, RD_ONCE_TTL, n};
+		const char *argv[] = {"CAIRN.ONCE", once, seq, n};
 
 		rc = rd_stage(st, 4, argv, NULL);
 	}

@@ -204,8 +204,12 @@ int rd_stage(struct cairn_store *st, int argc, const char **argv, const size_t *
 	rd_batch_reserve(&st->staged, 1);
 	st->staged.v[st->staged.n].buf = buf;
 	st->staged.v[st->staged.n].len = (size_t)len;
-	st->staged.v[st->staged.n].owner =
-	    st->stage_owner != NULL ? bk_xstrdup(st->stage_owner) : NULL;
+	st->staged.v[st->staged.n].owner = NULL;
+	st->staged.v[st->staged.n].hold = 0;
+	if (st->cluster && st->stage_owner != NULL) {
+		st->staged.v[st->staged.n].owner = bk_xstrdup(st->stage_owner);
+		st->staged.v[st->staged.n].hold = rd_cluster_hold(st, st->stage_owner);
+	}
 	st->staged.n++;
 	return 0;
 }

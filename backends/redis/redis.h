@@ -36,8 +36,10 @@ struct rd_cmd {
 	char *buf;
 	size_t len;
 	/* Cluster mode: the client whose session the command writes (its
-	 * claim is checked in the same step), or NULL. */
+	 * claim is checked in the same step), or NULL, and the hold it was
+	 * staged under (rd_cluster_hold). */
 	char *owner;
+	uint64_t hold;
 };
 
 struct rd_batch {
@@ -101,6 +103,7 @@ struct cairn_store {
 	struct rd_aux *control; /* SUBSCRIBE to this incarnation's kicks */
 	struct event *beat_ev;  /* liveness and the janitor, every second */
 	struct cairn_log_pos read_pos;
+	bool tail_read; /* read_pos is the log's end at load() */
 	/* Sessions a commit found claimed elsewhere, reported before done(). */
 	char **fenced;
 	uint64_t *fenced_serial;
@@ -197,8 +200,10 @@ void rd_cluster_free(struct cairn_store *st);
 /* The key of a record kind: PREFIX{c:ID}:kind for a session's, PREFIX{L:0}:kind
  * for the log's, in cluster mode (rd_key calls it). NULL: not a cluster key. */
 char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char *id);
-/* Whether client_id's session is held here (its writes are grouped). */
+/* Whether client_id's session is held here (its writes are grouped), and
+ * the hold's generation (0: not held). */
 bool rd_cluster_owns(const struct cairn_store *st, const char *client_id);
+uint64_t rd_cluster_hold(const struct cairn_store *st, const char *client_id);
 /* message_put / message_delete in cluster mode: kept here, written with
  * each delivery that references them. */
 void rd_cluster_msg_put(struct cairn_store *st, const struct cairn_msg_rec *rec);
@@ -212,7 +217,10 @@ void rd_cluster_report_fenced(struct cairn_store *st);
 int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h,
 		     struct cairn_log_pos *tail, uint64_t *id_base);
 int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t serial,
-		     const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg);
+		     cairn_claim_fn done, void *arg);
+/* load() in cluster mode: where the log ends, read before the retained
+ * messages are, so that none appended in between is missed. */
+int rd_cluster_read_tail(struct cairn_store *st);
 void rd_cluster_release(struct cairn_store *st, const char *client_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);

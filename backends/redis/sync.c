@@ -927,6 +927,8 @@ int rd_sync_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 	for (size_t i = 0;
 	     !st->cluster && rc == 0 && i < sizeof(rd_readers) / sizeof(rd_readers[0]); i++)
 		rc = rd_read(st, &rd_readers[i], v);
+	if (rc == 0 && st->cluster)
+		rc = rd_cluster_read_tail(st);
 	if (rc == 0)
 		rc = rd_load_retained(st, v);
 	/* The blocking context serves start-up only. */

@@ -302,9 +302,16 @@ struct cairn_claim_result {
 	bool prev_local;
 	uint64_t prev_serial;
 	/* The log position up to which the claimed session's stored queue
-	 * holds every matching entry (routed by its previous holder); {0, 0}
-	 * when no node had routed for it. */
+	 * holds every matching entry (its own cursor, or its previous
+	 * holder's mark), when has_cursor; without one no node had routed for
+	 * it. */
+	bool has_cursor;
 	struct cairn_log_pos cursor;
+	/* Stream the session's records (session, subscriptions, messages,
+	 * deliveries, inbound QoS 2 ids) to v; callable during done() only.
+	 * The caller skips it when it holds the session in memory already. */
+	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
+	void *visit_ctx;
 };
 
 /* Completion of claim(): status 0 or a CAIRN_E* code. */
@@ -435,14 +442,14 @@ struct cairn_store_ops {
 	/*
 	 * Claim client_id's session for this node under serial (unique per
 	 * connection on this node), telling its previous holder (kicked()).
-	 * Before done(), the session's records go to v (session, subscriptions,
-	 * messages, deliveries, inbound QoS 2 ids; v is borrowed until done).
-	 * From done() on, the session's writes are checked against the claim.
+	 * done() gets the session's records (r->visit). From done() on, the
+	 * session's writes are checked against the claim; the writes staged
+	 * for it before a claim that took it from another node are dropped.
 	 * @return CAIRN_EINPROGRESS (done() follows from the loop, never from
 	 * inside this call) or CAIRN_EUNAVAILABLE.
 	 */
 	int (*claim)(struct cairn_store *st, const char *client_id, uint64_t serial,
-		     const struct cairn_store_visitor *v, cairn_claim_fn done, void *arg);
+		     cairn_claim_fn done, void *arg);
 	/* Stop holding client_id's session (it was kicked or fenced, or its
 	 * claim was abandoned): its later writes are dropped. */
 	void (*release)(struct cairn_store *st, const char *client_id);
