@@ -59,10 +59,22 @@ def _phase2(what):
 
 # ---------------------------------------------------------------- helpers
 
+class _Mover(DurableSubscriber):
+    """A DurableSubscriber that can take its session over on another node
+    (_takeover) while its first connection is still open. Like a client
+    that has moved, it ignores whatever the first connection still brings
+    once it has opened the second: what it did not acknowledge there, the
+    new owner resends (same packet id, DUP) or delivers from the log."""
+
+    def _handle(self, c, t, f, body):
+        if c is self.c:
+            super()._handle(c, t, f, body)
+
+
 def _subscriber(ctx, node, client_id, filters):
     """A persistent (clean_session 0) raw subscriber on node, fresh
     (session present 0), subscribed to filters [(filter, qos)]."""
-    s = DurableSubscriber(node.port, client_id)
+    s = _Mover(node.port, client_id)
     ctx.add_cleanup(s.close)
     sp = s.connect()
     check(sp == 0, "%s: fresh session, CONNACK session present %d" % (client_id, sp))
@@ -133,15 +145,18 @@ def _seq(payload):
 
 
 def _takeover(sub, port):
-    """Opens a second connection for sub's client id on port while the first
-    is up, and moves sub's reader onto it. Returns (session present, True
-    if the broker closed the first connection within 3 s)."""
+    """Opens a second connection for sub's client id (a _Mover) on port
+    while the first is up, and moves sub's reader onto it. Returns
+    (session present, True if the broker closed the first connection
+    within 3 s)."""
     old_c, old_thread = sub.c, sub.thread
     c = RawClient(port)
+    with sub.lock:  # from here on the first connection is ignored
+        sub.c, sub.port = c, port
     sp, _ = c.connect(sub.client_id, clean=False)
     t = threading.Thread(target=sub._reader, args=(c,), daemon=True)
     with sub.lock:
-        sub.c, sub.thread, sub.port = c, t, port
+        sub.thread = t
     t.start()
     closed = True
     if old_thread is not None:
@@ -803,7 +818,7 @@ def test_cluster_takeover_racing_a_delivery_loses_nothing(ctx):
     n1, n2, n3 = cl[0], cl[1], cl[2]
     subs = []
     for i in range(30):
-        s = DurableSubscriber(n3.port, "c12-sub%d" % i)
+        s = _Mover(n3.port, "c12-sub%d" % i)
         ctx.add_cleanup(s.close)
         subs.append(s)
         if i < 15:
