@@ -5,6 +5,7 @@
  * the messages it sends; protocol.c calls in for the packets it receives.
  */
 #include "client.h"
+#include "cluster.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -1231,6 +1232,10 @@ void client_session_offline(struct client *c, bool will_due)
 		return;
 	}
 	c->expires_at = c->expiry == CAIRN_EXPIRY_NEVER ? 0 : now + (int64_t)c->expiry * 1000;
+	if (c->srv->cluster) {
+		cluster_park(c); /* offline sessions live in the store alone */
+		return;
+	}
 	client_store_session(c, false);
 	client_arm_timer(c);
 }

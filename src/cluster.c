@@ -30,6 +30,7 @@
 #include "conn.h"
 #include "log.h"
 #include "message.h"
+#include "restore.h"
 #include "router.h"
 #include "server.h"
 #include "store.h"
@@ -42,6 +43,13 @@
 struct cluster_claim;
 struct cluster_catchup;
 
+/* A park on its way to the store (cluster_park). */
+struct cluster_park {
+	struct cluster_park *next;
+	struct cluster *cl;
+	char *id;
+};
+
 struct cluster {
 	struct server *srv;
 	struct cairn_cluster_hooks hooks;
@@ -49,6 +57,8 @@ struct cluster {
 	uint64_t next_serial;
 	bool stopped;
 	struct cluster_claim *claims;     /* waiting for the store */
+	struct cluster_claim *deferred;   /* waiting for a park of their session */
+	struct cluster_park *parks;       /* parks not yet committed */
 	struct cluster_catchup *catchups; /* sessions catching up */
 	/* Sessions whose stored cursor waits for the mark to pass their floor
 	 * (references). */
@@ -64,6 +74,8 @@ struct cluster {
 /* ---- positions ---- */
 
 static const struct cairn_log_pos cluster_none = {0, 0};
+/* store_log_routed's "the session's own cursor goes". */
+static const struct cairn_log_pos cluster_drop_cursor = {UINT64_MAX, UINT64_MAX};
 
 static bool pos_lt(struct cairn_log_pos a, struct cairn_log_pos b)
 {
@@ -191,7 +203,7 @@ static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_ent
 		/* Everything up to the mark is in its queue, and live routing
 		 * brings what follows: the store's cursor of it goes. */
 		client_set_floor(c, mark);
-		store_log_routed(cl->srv->store, c->id, cluster_none);
+		store_log_routed(cl->srv->store, c->id, cluster_drop_cursor);
 		store_unit(cl->srv->store, false);
 		log_write(cl->srv->log, LOG_LEVEL_INFO,
 			  "client %s: caught up with the log at %llu-%llu", c->id,
@@ -290,7 +302,7 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 			continue;
 		}
 		if (!c->dead && c->floor_pending)
-			store_log_routed(cl->srv->store, c->id, cluster_none);
+			store_log_routed(cl->srv->store, c->id, cluster_drop_cursor);
 		c->floor_pending = false;
 		client_unref(c);
 	}
@@ -380,28 +392,17 @@ static int claim_session(void *arg, const struct cairn_session_rec *r)
 static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 {
 	struct cluster_claim *k = arg;
-	size_t len = strlen(r->filter);
-	if (!k->built || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
-		return 0;
-	client_add_sub_opts(k->built, r->filter, len,
-			    r->qos |
-				(r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
-					       CAIRN_SUB_RETAIN_HANDLING)),
-			    r->sub_id);
+	if (k->built)
+		restore_add_sub(k->built, r);
 	return 0;
 }
 
 static int claim_message(void *arg, const struct cairn_msg_rec *r)
 {
 	struct cluster_claim *k = arg;
-	size_t tlen = strlen(r->topic);
-	if (tlen == 0 || tlen > TOPIC_MAX_LEN || r->qos > 2)
+	struct message *m = restore_message_new(r);
+	if (!m)
 		return 0;
-	struct message *m =
-	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
-	m->expires_at = r->expires_at;
-	if (r->props_len)
-		message_set_props(m, r->props, r->props_len);
 	/* The store keeps the copy with its delivery; the id is this node's. */
 	m->id = server_next_msg_id(k->cl->srv);
 	if (k->nmsgs == k->msgcap) {
@@ -543,7 +544,7 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 		struct cairn_log_pos from = r->cursor;
 		if (!r->has_cursor) {
 			client_set_floor(c, cluster_none);
-			store_log_routed(srv->store, c->id, cluster_none);
+			store_log_routed(srv->store, c->id, cluster_drop_cursor);
 		} else if (pos_lt(from, cl->routed)) {
 			cluster_catchup_start(cl, c, from);
 		} else {
@@ -552,13 +553,15 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 			if (pos_lt(cl->routed, from))
 				cluster_floor_add(cl, c);
 			else
-				store_log_routed(srv->store, c->id, cluster_none);
+				store_log_routed(srv->store, c->id, cluster_drop_cursor);
 		}
 	} else if (!r->prev_local) {
-		store_log_routed(srv->store, c->id, cluster_none);
+		store_log_routed(srv->store, c->id, cluster_drop_cursor);
 	}
 	claim_free(k);
 }
+
+static void cluster_claim_send(struct cluster_claim *k);
 
 void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
 		   void (*done)(struct server *srv, struct conn *cn, void *arg,
@@ -582,17 +585,102 @@ void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t i
 	    .delivery = claim_delivery,
 	    .inflight_in = claim_inflight_in,
 	};
+	conn_set_hold(cn, k, claim_conn_gone);
+	for (struct cluster_park *pk = cl->parks; pk; pk = pk->next)
+		if (strcmp(pk->id, k->id) == 0) {
+			/* Its park is on its way to the store: claim after it. */
+			k->next = cl->deferred;
+			cl->deferred = k;
+			return;
+		}
+	cluster_claim_send(k);
+}
+
+static void cluster_claim_send(struct cluster_claim *k)
+{
+	struct cluster *cl = k->cl;
+	struct server *srv = cl->srv;
+	k->next = cl->claims;
+	cl->claims = k;
 	int rc = store_claim(srv->store, k->id, k->serial, claim_done, k);
 	if (rc != CAIRN_EINPROGRESS) {
 		log_write(srv->log, LOG_LEVEL_WARNING, "client %s: cannot claim its session: %s",
 			  k->id, cairn_strerror(rc));
+		struct conn *cn = k->cn;
+		void (*done)(struct server *, struct conn *, void *, enum cluster_claim_result) =
+		    k->done;
+		void *arg = k->arg;
 		claim_free(k);
-		done(srv, cn, arg, CLUSTER_UNAVAILABLE);
-		return;
+		if (cn) {
+			conn_release_hold(cn);
+			done(srv, cn, arg, CLUSTER_UNAVAILABLE);
+		}
 	}
-	k->next = cl->claims;
-	cl->claims = k;
-	conn_set_hold(cn, k, claim_conn_gone);
+}
+
+/* ---- parking ---- */
+
+static void cluster_parked(void *arg, bool durable)
+{
+	struct cluster_park *pk = arg;
+	struct cluster *cl = pk->cl;
+	for (struct cluster_park **pp = &cl->parks; *pp; pp = &(*pp)->next)
+		if (*pp == pk) {
+			*pp = pk->next;
+			break;
+		}
+	if (durable && !cl->stopped) {
+		store_release(cl->srv->store, pk->id);
+		/* The claims that waited for it go now, in arrival order. */
+		struct cluster_claim *mine = NULL, **keep = &cl->deferred;
+		while (*keep) {
+			struct cluster_claim *k = *keep;
+			if (strcmp(k->id, pk->id) == 0) {
+				*keep = k->next;
+				k->next = mine;
+				mine = k;
+			} else {
+				keep = &k->next;
+			}
+		}
+		while (mine) {
+			struct cluster_claim *k = mine;
+			mine = k->next;
+			cluster_claim_send(k);
+		}
+	}
+	free(pk->id);
+	free(pk);
+}
+
+void cluster_park(struct client *c)
+{
+	struct server *srv = c->srv;
+	struct cluster *cl = srv->cluster;
+	/* Where routing of it stands: its catch-up, else its floor when that
+	 * is ahead of this node's mark, else the mark. */
+	struct cairn_log_pos cursor = cl->routed;
+	bool catching = false;
+	for (struct cluster_catchup *cu = cl->catchups; cu; cu = cu->next)
+		if (cu->c == c) {
+			cursor = cu->pos;
+			catching = true;
+		}
+	if (!catching && pos_lt(cursor, client_floor(c)))
+		cursor = client_floor(c);
+	store_unit(srv->store, true);
+	store_log_routed(srv->store, c->id, cursor);
+	client_store_session(c, false); /* the backend parks it with the record */
+	store_unit(srv->store, false);
+	struct cluster_park *pk = xcalloc(1, sizeof(*pk));
+	pk->cl = cl;
+	pk->id = xstrdup(c->id);
+	pk->next = cl->parks;
+	cl->parks = pk;
+	store_after_commit(srv->store, cluster_parked, pk);
+	log_write(srv->log, LOG_LEVEL_INFO, "client %s: session parked in the store at %llu-%llu",
+		  c->id, (unsigned long long)cursor.ms, (unsigned long long)cursor.seq);
+	client_forget(c);
 }
 
 /* ---- publishing ---- */
@@ -729,6 +817,15 @@ void cluster_free(struct server *srv)
 		return;
 	while (cl->claims) {
 		struct cluster_claim *k = cl->claims;
+		if (k->cn)
+			conn_release_hold(k->cn);
+		claim_free(k);
+	}
+	while (cl->deferred) {
+		struct cluster_claim *k = cl->deferred;
+		cl->deferred = k->next;
+		k->next = cl->claims; /* claim_free unlinks from claims */
+		cl->claims = k;
 		if (k->cn)
 			conn_release_hold(k->cn);
 		claim_free(k);

@@ -34,6 +34,13 @@ void cluster_free(struct server *srv);
  * every node routes it from there, this one included. A staged write. */
 void cluster_publish(struct server *srv, struct message *m, const struct client *publisher);
 
+/* c's client went: park its session (stored as not connected, held by no
+ * node, its cursor where this node's routing of it stands) and drop it
+ * from memory. Nothing routes to it until a node claims it again and
+ * catches it up: an offline session costs nothing at publish time. A
+ * claim of it here waits until the park is committed. */
+void cluster_park(struct client *c);
+
 /* What became of a claim (cluster_claim's done). */
 enum cluster_claim_result {
 	CLUSTER_CLAIMED,     /* the session is held here: go on with the CONNECT */

@@ -122,6 +122,7 @@ struct conn {
 	char addr[48];
 	void *auth;                 /* the upper layer's enhanced authentication, or NULL */
 	void (*auth_free)(void *);  /* releases auth when the connection is freed */
+	bool corked;                /* output is kept until conn_set_corked(cn, false) */
 	void *hold;                 /* the upper layer waits on this: nothing is read */
 	void (*hold_gone)(void *);  /* tells it the connection is gone */
 	const uint8_t *pkt;         /* the packet the packet hook is handling, or NULL */
@@ -187,7 +188,7 @@ static void conn_update_events(struct conn *cn)
 		want |= EV_READ | cn->tls_want;
 	else if (cn->state == CONN_PAUSED)
 		want |= EV_CLOSED; /* not read, but a peer that leaves is seen */
-	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty)
+	if (cn->state != CONN_CLOSED && cn->out && !cn->dirty && !cn->corked)
 		want |= EV_WRITE;
 	if (want == cn->events)
 		return;
@@ -221,6 +222,7 @@ static void conn_set_state(struct conn *cn, enum conn_state to)
 		assert(cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE ||
 		       cn->state == CONN_PAUSED);
 		cn->linger_ms = conn_now_ms();
+		cn->corked = false; /* the last packets go out */
 		break;
 	case CONN_CLOSED:
 		assert(cn->state != CONN_CLOSED);
@@ -267,6 +269,16 @@ void conn_set_auth(struct conn *cn, void *auth, void (*free_fn)(void *))
 void *conn_auth(const struct conn *cn)
 {
 	return cn->auth;
+}
+
+void conn_set_corked(struct conn *cn, bool corked)
+{
+	if (cn->corked == corked)
+		return;
+	cn->corked = corked;
+	if (!corked && cn->out && evbuffer_get_length(cn->out) > 0)
+		conn_output(cn); /* on the flush list again */
+	conn_update_events(cn);
 }
 
 void conn_set_hold(struct conn *cn, void *hold, void (*gone)(void *))
@@ -549,7 +561,7 @@ static int conn_send(struct conn *cn, char *why, size_t whylen)
 /* Write what the socket takes now. */
 static void conn_flush(struct conn *cn)
 {
-	if (cn->state == CONN_CLOSED)
+	if (cn->state == CONN_CLOSED || cn->corked)
 		return;
 	while (cn->out && evbuffer_get_length(cn->out) > 0) {
 		char why[256];

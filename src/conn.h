@@ -171,6 +171,10 @@ void conn_disconnect(struct conn *cn, uint8_t code, const char *reason, bool wil
  * once the packet is out (or after a bounded wait). */
 void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason);
 
+/* Keep what is written to the connection, in order, until uncorked (a
+ * CONNACK that must wait for the session's commit, and what follows it). */
+void conn_set_corked(struct conn *cn, bool corked);
+
 /* Hold the connection: nothing more is read from it until
  * conn_release_hold() (a CONNECT waits for its session's claim); if it is
  * freed first, gone(hold) runs. */

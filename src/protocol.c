@@ -243,6 +243,7 @@ static void protocol_connect_session(struct server *srv, struct conn *cn,
 				     const struct protocol_authed *authed, const char *id,
 				     size_t id_len, bool assigned, char *username,
 				     const struct security *sec);
+static void protocol_cork_until_stored(struct server *srv, struct client *c, struct conn *cn);
 
 static void protocol_connect(struct server *srv, struct conn *cn, const struct codec_connect *p,
 			     const struct protocol_authed *authed)
@@ -402,6 +403,8 @@ static void protocol_connect_session(struct server *srv, struct conn *cn,
 	}
 	conn_accepted(cn, ka); /* conn.c enforces 1.5 x ka */
 	client_store_session(c, true);
+	if (srv->cluster && c->stored)
+		protocol_cork_until_stored(srv, c, cn);
 	srv->stats.clients_connected++;
 	char drops[64] = "";
 	if (c->dropped > 0)
@@ -424,6 +427,34 @@ static void protocol_connect_session(struct server *srv, struct conn *cn,
 }
 
 /* ---- cluster mode: a CONNECT waiting for its session's claim ---- */
+
+/* In cluster mode the CONNACK of a stored session goes out once the
+ * session record is committed (with what follows it, in order): a node
+ * that dies right after it leaves the session, and its will, in the store
+ * for the node the client reconnects to. */
+struct protocol_cork {
+	struct client *c; /* a reference */
+	uint64_t conn_id;
+};
+
+static void protocol_uncork(void *arg, bool durable)
+{
+	struct protocol_cork *k = arg;
+	(void)durable;
+	if (k->c->conn && conn_id(k->c->conn) == k->conn_id)
+		conn_set_corked(k->c->conn, false);
+	client_unref(k->c);
+	free(k);
+}
+
+static void protocol_cork_until_stored(struct server *srv, struct client *c, struct conn *cn)
+{
+	struct protocol_cork *k = xmalloc(sizeof(*k));
+	k->c = client_ref(c);
+	k->conn_id = conn_id(cn);
+	conn_set_corked(cn, true);
+	store_after_commit(srv->store, protocol_uncork, k);
+}
 
 /* What the CONNECT needs to go on once the claim is done: the packet (the
  * codec decodes it again), the login, and the authentication's result. */

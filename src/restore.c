@@ -92,34 +92,48 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 	return 0;
 }
 
-static int restore_sub(void *arg, const struct cairn_sub_rec *r)
+bool restore_add_sub(struct client *c, const struct cairn_sub_rec *r)
 {
-	struct restore *rs = arg;
-	struct client *c = server_get_known_client(rs->srv, r->client_id, strlen(r->client_id));
 	size_t len = strlen(r->filter);
-	if (!c || topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
-		return 0; /* a row without its session or with a bad filter: skip */
+	if (topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
+		return false;
 	client_add_sub_opts(c, r->filter, len,
 			    r->qos |
 				(r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
 					       CAIRN_SUB_RETAIN_HANDLING)),
 			    r->sub_id);
-	rs->subs++;
+	return true;
+}
+
+static int restore_sub(void *arg, const struct cairn_sub_rec *r)
+{
+	struct restore *rs = arg;
+	struct client *c = server_get_known_client(rs->srv, r->client_id, strlen(r->client_id));
+	if (c && restore_add_sub(c, r)) /* else: no session, or a bad filter: skip */
+		rs->subs++;
 	return 0;
+}
+
+struct message *restore_message_new(const struct cairn_msg_rec *r)
+{
+	size_t tlen = strlen(r->topic);
+	if (tlen == 0 || tlen > TOPIC_MAX_LEN || r->qos > 2)
+		return NULL;
+	struct message *m =
+	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
+	m->expires_at = r->expires_at;
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
+	return m;
 }
 
 static int restore_message(void *arg, const struct cairn_msg_rec *r)
 {
 	struct restore *rs = arg;
-	size_t tlen = strlen(r->topic);
-	if (tlen == 0 || tlen > TOPIC_MAX_LEN || r->qos > 2)
+	struct message *m = restore_message_new(r);
+	if (!m)
 		return 0;
-	struct message *m =
-	    message_new(r->topic, tlen, r->payload, r->payload_len, r->qos, r->retain);
 	m->id = r->msg_id;
-	m->expires_at = r->expires_at;
-	if (r->props_len)
-		message_set_props(m, r->props, r->props_len);
 	if (r->msg_id > rs->srv->next_msg_id)
 		rs->srv->next_msg_id = r->msg_id;
 	if (rs->nmsgs == rs->cap) {

@@ -6,7 +6,20 @@
 #ifndef CAIRN_RESTORE_H
 #define CAIRN_RESTORE_H
 
+#include <stdbool.h>
+
+#include "cairn/store.h"
+
+struct client;
+struct message;
 struct server;
+
+/* What start-up restore and a cluster claim share: add a stored
+ * subscription to c (false, and nothing added, for a damaged record), and
+ * a stored message as a new message whose id is still unset (NULL for a
+ * damaged record). */
+bool restore_add_sub(struct client *c, const struct cairn_sub_rec *r);
+struct message *restore_message_new(const struct cairn_msg_rec *r);
 
 /* Load srv->store into srv (its router and client map must exist). Logs
  * what was restored, or why loading failed; returns 0 or -1. */

@@ -634,12 +634,10 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 	int status = 0;
 
 	(void)privdata;
-	if (st == NULL || !st->in_flight)
+	if (!rd_link_reply(st, ac, reply, &status))
 		return;
-	evtimer_del(st->watchdog_ev);
 	if (reply == NULL) {
-		status = CAIRN_EUNAVAILABLE;
-		rd_link_lost(st, ac);
+		/* status says the link went */
 	} else if (reply->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 0; i < reply->elements; i++) {
 			const redisReply *g = reply->element[i];
@@ -1451,6 +1449,37 @@ void rd_cluster_release(struct cairn_store *st, const char *client_id)
 	rd_owner_drop(st->owners, client_id);
 }
 
+int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec)
+{
+	char *own = rd_key(st, "own", rec->client_id);
+	char *owned = bk_strf("%s{n:%s}:owned", st->prefix, st->inc_s);
+	char *wills = bk_strf("%scluster:wills", st->prefix);
+	char *expiry = bk_strf("%scluster:expiry", st->prefix);
+	char at[24];
+	const char *tok[] = {"HSET", own, "tok", ""};
+	const char *srem[] = {"SREM", owned, rec->client_id};
+	const char *zadd[] = {"ZADD", NULL, at, rec->client_id};
+	int rc = rd_stage(st, 4, tok, NULL);
+
+	if (rc == 0)
+		rc = rd_stage(st, 3, srem, NULL);
+	if (rc == 0 && rec->expires_at > 0) {
+		rd_i64(at, rec->expires_at);
+		zadd[1] = expiry;
+		rc = rd_stage(st, 4, zadd, NULL);
+	}
+	if (rc == 0 && rec->has_will && rec->will_at > 0) {
+		rd_i64(at, rec->will_at);
+		zadd[1] = wills;
+		rc = rd_stage(st, 4, zadd, NULL);
+	}
+	free(own);
+	free(owned);
+	free(wills);
+	free(expiry);
+	return rc;
+}
+
 /* ---- appends, the routed mark, reads ---- */
 
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
@@ -1536,8 +1565,8 @@ int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct 
 		key = rd_key(st, "own", client_id);
 		set[1] = del[1] = key;
 		st->stage_owner = client_id;
-		rc = pos.ms == 0 && pos.seq == 0 ? rd_stage(st, 3, del, NULL)
-						 : rd_stage(st, 4, set, NULL);
+		rc = pos.ms == UINT64_MAX && pos.seq == UINT64_MAX ? rd_stage(st, 3, del, NULL)
+								   : rd_stage(st, 4, set, NULL);
 		st->stage_owner = NULL;
 		free(key);
 		return rc;

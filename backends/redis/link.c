@@ -181,21 +181,33 @@ static void rd_multi_cb(redisAsyncContext *ac, void *r, void *privdata)
 	}
 }
 
+bool rd_link_reply(struct cairn_store *st, const redisAsyncContext *ac, const void *reply,
+		   int *status)
+{
+	*status = 0;
+	if (st == NULL || !st->in_flight)
+		return false;
+	evtimer_del(st->watchdog_ev);
+	if (reply == NULL) {
+		/* hiredis is freeing the context: the link is gone. */
+		*status = CAIRN_EUNAVAILABLE;
+		rd_link_gone(st, ac, ac->errstr[0] ? ac->errstr : "connection closed");
+	}
+	return true;
+}
+
 /* EXEC's reply ends the commit: an array means every command ran. */
 static void rd_exec_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
 	redisReply *reply = r;
-	int status = 0;
+	int status;
 
 	(void)privdata;
-	if (st == NULL || !st->in_flight)
+	if (!rd_link_reply(st, ac, reply, &status))
 		return;
-	evtimer_del(st->watchdog_ev);
 	if (reply == NULL) {
-		/* hiredis is freeing the context: the link is gone. */
-		status = CAIRN_EUNAVAILABLE;
-		rd_link_gone(st, ac, ac->errstr[0] ? ac->errstr : "connection closed");
+		/* status says the link went */
 	} else if (reply->type == REDIS_REPLY_ARRAY && !st->multi_failed) {
 		for (size_t i = 0; i < reply->elements; i++) {
 			if (reply->element[i]->type == REDIS_REPLY_ERROR) {
@@ -224,6 +236,15 @@ static void rd_watchdog_arm(struct cairn_store *st)
 		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
 		evtimer_add(st->watchdog_ev, &tv);
 	}
+}
+
+/* A commit was sent: done() waits for its reply, bounded by the watchdog. */
+static void rd_link_started(struct cairn_store *st, cairn_store_done_fn done, void *arg)
+{
+	st->in_flight = true;
+	st->done = done;
+	st->done_arg = arg;
+	rd_watchdog_arm(st);
 }
 
 void rd_link_batch_done(struct cairn_store *st, int status)
@@ -297,11 +318,6 @@ void rd_link_finish(struct cairn_store *st, int status)
 	event_active(st->done_ev, EV_TIMEOUT, 1);
 }
 
-void rd_link_lost(struct cairn_store *st, const redisAsyncContext *ac)
-{
-	rd_link_gone(st, ac, ac->errstr[0] ? ac->errstr : "connection closed");
-}
-
 /*
  * done() runs from here, never from a hiredis callback: whatever it does
  * (commit again, close the store) then happens outside hiredis, which
@@ -329,7 +345,6 @@ static void rd_done_cb(evutil_socket_t fd, short what, void *arg)
 int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 {
 	struct rd_batch tmp;
-	struct timeval tv;
 
 	if (st->ac == NULL || st->ac_broken ||
 	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
@@ -347,14 +362,7 @@ int rd_link_send(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 	if (redisAsyncCommand(st->ac, rd_exec_cb, NULL, "EXEC") != REDIS_OK ||
 	    rd_link_send_wait(st) != REDIS_OK)
 		goto broken;
-	st->in_flight = true;
-	st->done = done;
-	st->done_arg = arg;
-	if (st->timeout_ms > 0) {
-		tv.tv_sec = st->timeout_ms / 1000;
-		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
-		evtimer_add(st->watchdog_ev, &tv);
-	}
+	rd_link_started(st, done, arg);
 	return CAIRN_EINPROGRESS;
 broken:
 	/* A half-sent MULTI must never be completed by a later EXEC: drop the
@@ -368,8 +376,6 @@ int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const 
 		     void (*reply_cb)(redisAsyncContext *ac, void *r, void *privdata),
 		     cairn_store_done_fn done, void *arg)
 {
-	struct timeval tv;
-
 	if (st->ac == NULL || st->ac_broken ||
 	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0) {
 		rd_batch_requeue(&st->sending, &st->staged);
@@ -381,14 +387,7 @@ int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const 
 		rd_link_kill(st);
 		return CAIRN_EUNAVAILABLE;
 	}
-	st->in_flight = true;
-	st->done = done;
-	st->done_arg = arg;
-	if (st->timeout_ms > 0) {
-		tv.tv_sec = st->timeout_ms / 1000;
-		tv.tv_usec = (st->timeout_ms % 1000) * 1000;
-		evtimer_add(st->watchdog_ev, &tv);
-	}
+	rd_link_started(st, done, arg);
 	return CAIRN_EINPROGRESS;
 }
 

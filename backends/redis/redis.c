@@ -416,6 +416,8 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 	 * client connects. */
 	if (rc == 0 && !st->cluster)
 		rc = rd_stage(st, argc, argv, lens);
+	if (rc == 0 && st->cluster && !rec->connected)
+		rc = rd_cluster_park(st, rec);
 	st->stage_owner = NULL;
 #undef RD_STR
 #undef RD_ARG

@@ -188,8 +188,11 @@ void rd_link_finish(struct cairn_store *st, int status);
 /* The batch's reply came with status: end the commit, or with
  * redis_wait_replicas wait for WAIT's reply, which ends it. */
 void rd_link_batch_done(struct cairn_store *st, int status);
-/* A link that went away under a reply: note it (rd_link_gone). */
-void rd_link_lost(struct cairn_store *st, const redisAsyncContext *ac);
+/* The start of a commit's reply: false when nobody waits for it (the store
+ * closes, or no commit is in flight); else the watchdog stops, and *status
+ * is CAIRN_EUNAVAILABLE when the link went (reply NULL), 0 otherwise. */
+bool rd_link_reply(struct cairn_store *st, const redisAsyncContext *ac, const void *reply,
+		   int *status);
 
 /* ---- cluster.c: the shared store ---- */
 
@@ -210,6 +213,11 @@ void rd_cluster_msg_put(struct cairn_store *st, const struct cairn_msg_rec *rec)
 void rd_cluster_msg_delete(struct cairn_store *st, uint64_t msg_id);
 /* The message value to store with a delivery of msg_id, or NULL. */
 const char *rd_cluster_msg_value(const struct cairn_store *st, uint64_t msg_id, size_t *len);
+/* A session stored as not connected is parked, in the same commit: no
+ * node holds it (its token goes), its will delay and expiry are the
+ * janitor's (cluster:wills, cluster:expiry), and the next claim catches it
+ * up from its cursor. Staged under st->stage_owner (the session). */
+int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec);
 /* commit() in cluster mode. */
 int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 /* Report (and forget) the sessions the last commit found fenced. */

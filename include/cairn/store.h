@@ -466,7 +466,8 @@ struct cairn_store_ops {
 	 * session (held here): its queue holds every matching entry up to pos
 	 * and none after, whatever this node's mark says (a claim sets it;
 	 * the claiming node moves it while it catches the session up); pos
-	 * {0, 0} removes it, once the node's mark speaks for the session.
+	 * {UINT64_MAX, UINT64_MAX} removes it, once the node's mark speaks for
+	 * the session.
 	 * A claim returns the session's cursor, or else its previous holder's
 	 * mark.
 	 */
