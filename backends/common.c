@@ -7,6 +7,7 @@
  */
 #include "common.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -285,53 +286,102 @@ bool bk_ids_parse(const char *s, size_t len, uint32_t **ids, size_t *cap, uint32
 
 /* ---- the staged-write log ---- */
 
-/* A payload copy that is never NULL, so a loaded record never carries a
- * NULL payload pointer even when it is empty. */
-static const uint8_t *bk_blob_dup(const uint8_t *p, uint32_t len)
+/*
+ * An op and every string and blob its record points to live in one
+ * allocation: the header, then the uint32 arrays (a delivery's
+ * subscription ids), then the bytes. bk_op_copy_into walks the record
+ * twice, first only measuring (at NULL), then copying.
+ */
+struct bk_op_copy {
+	uint8_t *at;  /* where the next copy goes; NULL while only measuring */
+	size_t words; /* bytes of uint32 arrays */
+	size_t bytes; /* bytes of strings and blobs */
+};
+
+/* Room for (or a copy of) n bytes at p: a payload, never NULL, even when
+ * empty, so a loaded record never carries a NULL payload pointer. */
+static const uint8_t *bk_copy_blob(struct bk_op_copy *c, const uint8_t *p, uint32_t len)
 {
-	return bk_xmemdup(p, len);
+	uint8_t *q = c->at;
+
+	if (q == NULL) {
+		c->bytes += len;
+		return NULL;
+	}
+	if (len > 0)
+		memcpy(q, p, len);
+	c->at += len;
+	return q;
+}
+
+/* A string's copy, NULL for NULL. */
+static const char *bk_copy_str(struct bk_op_copy *c, const char *s)
+{
+	size_t n;
+	char *q = (char *)c->at;
+
+	if (s == NULL)
+		return NULL;
+	n = strlen(s) + 1;
+	if (q == NULL) {
+		c->bytes += n;
+		return NULL;
+	}
+	memcpy(q, s, n);
+	c->at += n;
+	return q;
 }
 
 /* A copy of the *n items of size bytes at p, or NULL with *n set to 0 for
  * none: a version 3 blob (properties, subscription ids), where NULL/0
  * means none, unlike a payload. */
-static void *bk_opt_dup(const void *p, uint32_t *n, size_t size)
+static const void *bk_copy_opt(struct bk_op_copy *c, const void *p, uint32_t *n, size_t size)
 {
-	if (*n > 0 && p != NULL)
-		return bk_xmemdup(p, (size_t)*n * size);
-	*n = 0;
-	return NULL;
+	size_t len = (size_t)*n * size;
+	uint8_t *q = c->at;
+
+	if (*n == 0 || p == NULL) {
+		*n = 0;
+		return NULL;
+	}
+	if (q == NULL) {
+		if (size == 1)
+			c->bytes += len;
+		else
+			c->words += len;
+		return NULL;
+	}
+	memcpy(q, p, len);
+	c->at += len;
+	return q;
 }
 
-struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
+/* Point r's strings and blobs at copies of rec's (kind says which member
+ * of r is set), or with c->at NULL only count the room they need. The
+ * uint32 arrays come first, so that they stay aligned. */
+static void bk_op_copy_into(struct bk_op_copy *c, enum bk_op_kind kind, union bk_rec *r,
+			    const void *rec)
 {
-	struct bk_op *op = bk_xcalloc(1, sizeof(*op));
-	union bk_rec *r = &op->rec;
-
-	op->kind = kind;
-	if (kind == BK_DELIVERY_DEL)
-		op->hi = ((const struct cairn_delivery_rec *)rec)->seq;
-	else if (kind == BK_MESSAGE_DEL)
-		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
 	switch (kind) {
 	case BK_SESSION_PUT:
 	case BK_SESSION_DEL: {
 		const struct cairn_session_rec *s = rec;
 
 		r->session = *s;
-		r->session.client_id = bk_xstrdup(s->client_id);
-		r->session.username = bk_xstrdup_or_null(s->username);
+		r->session.client_id = bk_copy_str(c, s->client_id);
+		r->session.username = bk_copy_str(c, s->username);
 		if (s->has_will) {
-			r->session.will_topic = bk_xstrdup_or_null(s->will_topic);
-			r->session.will_payload = bk_blob_dup(s->will_payload, s->will_payload_len);
+			r->session.will_topic = bk_copy_str(c, s->will_topic);
+			r->session.will_payload =
+			    bk_copy_blob(c, s->will_payload, s->will_payload_len);
 		} else {
 			r->session.will_topic = NULL;
 			r->session.will_payload = NULL;
 			r->session.will_payload_len = 0;
 			r->session.will_props_len = 0; /* the properties go with it */
 		}
-		r->session.will_props =
-		    bk_opt_dup(s->will_props, &r->session.will_props_len, sizeof(*s->will_props));
+		r->session.will_props = bk_copy_opt(c, s->will_props, &r->session.will_props_len,
+						    sizeof(*s->will_props));
 		break;
 	}
 	case BK_SUB_PUT:
@@ -339,8 +389,8 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_sub_rec *s = rec;
 
 		r->sub = *s;
-		r->sub.client_id = bk_xstrdup(s->client_id);
-		r->sub.filter = bk_xstrdup(s->filter);
+		r->sub.client_id = bk_copy_str(c, s->client_id);
+		r->sub.filter = bk_copy_str(c, s->filter);
 		break;
 	}
 	case BK_MESSAGE_PUT:
@@ -350,9 +400,9 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_msg_rec *m = rec;
 
 		r->msg = *m;
-		r->msg.topic = bk_xstrdup_or_null(m->topic);
-		r->msg.payload = bk_blob_dup(m->payload, m->payload_len);
-		r->msg.props = bk_opt_dup(m->props, &r->msg.props_len, sizeof(*m->props));
+		r->msg.topic = bk_copy_str(c, m->topic);
+		r->msg.payload = bk_copy_blob(c, m->payload, m->payload_len);
+		r->msg.props = bk_copy_opt(c, m->props, &r->msg.props_len, sizeof(*m->props));
 		break;
 	}
 	case BK_DELIVERY_PUT:
@@ -360,9 +410,9 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_delivery_rec *d = rec;
 
 		r->delivery = *d;
-		r->delivery.client_id = bk_xstrdup(d->client_id);
 		r->delivery.sub_ids =
-		    bk_opt_dup(d->sub_ids, &r->delivery.n_sub_ids, sizeof(*d->sub_ids));
+		    bk_copy_opt(c, d->sub_ids, &r->delivery.n_sub_ids, sizeof(*d->sub_ids));
+		r->delivery.client_id = bk_copy_str(c, d->client_id);
 		break;
 	}
 	case BK_INFLIGHT_PUT:
@@ -370,7 +420,7 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct cairn_inflight_in_rec *i = rec;
 
 		r->inflight = *i;
-		r->inflight.client_id = bk_xstrdup(i->client_id);
+		r->inflight.client_id = bk_copy_str(c, i->client_id);
 		break;
 	}
 	case BK_LOG_APPEND:
@@ -378,64 +428,40 @@ struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 		const struct bk_log_rec *l = rec;
 
 		r->log = *l;
-		r->log.msg.topic = bk_xstrdup_or_null(l->msg.topic);
-		r->log.msg.payload =
-		    kind == BK_LOG_APPEND ? bk_blob_dup(l->msg.payload, l->msg.payload_len) : NULL;
+		r->log.msg.topic = bk_copy_str(c, l->msg.topic);
+		r->log.msg.payload = bk_copy_blob(c, l->msg.payload, l->msg.payload_len);
 		r->log.msg.props =
-		    bk_opt_dup(l->msg.props, &r->log.msg.props_len, sizeof(*l->msg.props));
-		r->log.publisher = bk_xstrdup_or_null(l->publisher);
+		    bk_copy_opt(c, l->msg.props, &r->log.msg.props_len, sizeof(*l->msg.props));
+		r->log.publisher = bk_copy_str(c, l->publisher);
 		break;
 	}
 	}
+}
+
+struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
+{
+	struct bk_op_copy c = {0};
+	union bk_rec scratch;
+	struct bk_op *op;
+
+	/* One pass to measure, one to copy: the second writes the same
+	 * pointers the first counted room for. */
+	bk_op_copy_into(&c, kind, &scratch, rec);
+	op = bk_xmalloc(sizeof(*op) + c.words + c.bytes);
+	memset(op, 0, sizeof(*op));
+	op->kind = kind;
+	if (kind == BK_DELIVERY_DEL)
+		op->hi = ((const struct cairn_delivery_rec *)rec)->seq;
+	else if (kind == BK_MESSAGE_DEL)
+		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
+	c.at = (uint8_t *)(op + 1);
+	bk_op_copy_into(&c, kind, &op->rec, rec);
+	assert(c.at == (uint8_t *)(op + 1) + c.words + c.bytes);
 	return op;
 }
 
 void bk_op_free(struct bk_op *op)
 {
-	union bk_rec *r;
-
-	if (op == NULL)
-		return;
-	r = &op->rec;
-	switch (op->kind) {
-	case BK_SESSION_PUT:
-	case BK_SESSION_DEL:
-		free((char *)r->session.client_id);
-		free((char *)r->session.username);
-		free((char *)r->session.will_topic);
-		free((uint8_t *)r->session.will_payload);
-		free((uint8_t *)r->session.will_props);
-		break;
-	case BK_SUB_PUT:
-	case BK_SUB_DEL:
-		free((char *)r->sub.client_id);
-		free((char *)r->sub.filter);
-		break;
-	case BK_MESSAGE_PUT:
-	case BK_MESSAGE_DEL:
-	case BK_RETAINED_PUT:
-	case BK_RETAINED_DEL:
-		free((char *)r->msg.topic);
-		free((uint8_t *)r->msg.payload);
-		free((uint8_t *)r->msg.props);
-		break;
-	case BK_DELIVERY_PUT:
-	case BK_DELIVERY_DEL:
-		free((char *)r->delivery.client_id);
-		free((uint32_t *)r->delivery.sub_ids);
-		break;
-	case BK_INFLIGHT_PUT:
-	case BK_INFLIGHT_DEL:
-		free((char *)r->inflight.client_id);
-		break;
-	case BK_LOG_APPEND:
-	case BK_LOG_ROUTED:
-		free((char *)r->log.msg.topic);
-		free((uint8_t *)r->log.msg.payload);
-		free((uint8_t *)r->log.msg.props);
-		free((char *)r->log.publisher);
-		break;
-	}
 	free(op);
 }
 
@@ -488,6 +514,32 @@ static void bk_run_start(struct bk_run *run, struct bk_op *op)
 	run->limit = UINT64_MAX;
 }
 
+/* Where bk_log_push_merge remembers the last delivery put of client_id's
+ * seq (an index into bk_log.recent): the queues of many clients drain at
+ * once, with the same seqs. */
+static uint16_t bk_recent_slot(const char *client_id, uint64_t seq)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return (uint16_t)((h + seq) & (BK_RECENT_PUTS - 1));
+}
+
+/* A delete of client_id's seq was staged: the put of that delivery staged
+ * last into log, if it is remembered, is dead. */
+static void bk_recent_kill(struct bk_log *log, const char *client_id, uint64_t seq)
+{
+	struct bk_op **slot = &log->recent[bk_recent_slot(client_id, seq)];
+	struct bk_op *put = *slot;
+
+	if (put != NULL && put->rec.delivery.seq == seq &&
+	    strcmp(put->rec.delivery.client_id, client_id) == 0) {
+		put->dead = true;
+		*slot = NULL;
+	}
+}
+
 void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec)
 {
 	/* Which of the two rec is follows from kind. */
@@ -497,6 +549,7 @@ void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec
 
 	switch (kind) {
 	case BK_DELIVERY_DEL:
+		bk_recent_kill(log, d->client_id, d->seq);
 		if (bk_run_extend(&log->dels, d->client_id, d->seq))
 			return; /* merged before any copy is made */
 		break;
@@ -525,6 +578,10 @@ void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec
 		bk_run_start(&log->dels, op);
 	else if (kind == BK_MESSAGE_DEL)
 		bk_run_start(&log->msgs, op);
+	else if (kind == BK_DELIVERY_PUT) {
+		op->slot = bk_recent_slot(d->client_id, d->seq);
+		log->recent[op->slot] = op;
+	}
 }
 
 struct bk_op *bk_log_shift(struct bk_log *log)
@@ -539,6 +596,8 @@ struct bk_op *bk_log_shift(struct bk_log *log)
 		log->tail = NULL;
 	log->n--;
 	op->next = NULL;
+	if (op->kind == BK_DELIVERY_PUT && log->recent[op->slot] == op)
+		log->recent[op->slot] = NULL; /* it leaves the log */
 	return op;
 }
 
@@ -554,6 +613,9 @@ void bk_log_prepend(struct bk_log *log, struct bk_log *from)
 {
 	bk_log_end_runs(log);
 	bk_log_end_runs(from);
+	/* from's puts are log's now, and older than log's own: a delete
+	 * staged from here on may kill only those it remembers. */
+	memset(from->recent, 0, sizeof(from->recent));
 	if (from->head == NULL)
 		return;
 	from->tail->next = log->head;

@@ -8,7 +8,10 @@
  *  - The bk_x* allocators abort on out-of-memory, like the core's: they are
  *    for small internal allocations and for copies of records whose sizes
  *    the core has already checked against its limits.
- *  - A struct bk_op owns every string and payload its record points to.
+ *  - A struct bk_op owns every string and payload its record points to, in
+ *    the same allocation as the op itself: a record is never moved from one
+ *    op to another (its pointers would point into the other op), and
+ *    bk_op_free is one free().
  */
 #ifndef CAIRN_BACKENDS_COMMON_H
 #define CAIRN_BACKENDS_COMMON_H
@@ -138,6 +141,13 @@ union bk_rec {
 struct bk_op {
 	struct bk_op *next;
 	enum bk_op_kind kind;
+	/* A delivery put that a delete of the same delivery, staged after it
+	 * into the same log, made pointless (bk_log_push_merge): the batch
+	 * writes the delete and skips the put, which leaves the store as
+	 * writing both would. */
+	bool dead;
+	/* A delivery put's slot in bk_log.recent (bk_log_push_merge). */
+	uint16_t slot;
 	/* A delivery delete covers the seqs rec.delivery.seq .. hi of its
 	 * client, a message delete the msg_ids rec.msg.msg_id .. hi (equal
 	 * but for a run merged by bk_log_push_merge); unused by other kinds. */
@@ -155,6 +165,11 @@ struct bk_run {
 	uint64_t limit;
 };
 
+/* bk_log_push_merge remembers the last delivery put staged into each of
+ * this many slots (a power of two), chosen by client id and seq: a few
+ * windows' worth. */
+#define BK_RECENT_PUTS 1024 /* at most 65,536: struct bk_op's slot */
+
 /* The writes staged since the last successful commit, in staging order. */
 struct bk_log {
 	struct bk_op *head, *tail;
@@ -162,6 +177,9 @@ struct bk_log {
 	/* bk_log_push_merge's delivery and message delete runs; every other
 	 * function ends them. */
 	struct bk_run dels, msgs;
+	/* bk_log_push_merge's delivery puts still in this log, by a hash of
+	 * client id and seq (NULL: none; a later put takes the slot). */
+	struct bk_op *recent[BK_RECENT_PUTS];
 };
 
 /*
@@ -170,7 +188,8 @@ struct bk_log {
  * becomes a valid empty one, so readers never see NULL. The version 3
  * blobs (will and message properties, a delivery's subscription ids) are
  * copied as well, but stay NULL when empty; a session's will properties
- * go with its will (dropped when has_will is false).
+ * go with its will (dropped when has_will is false). The op and every copy
+ * are one allocation (one malloc per staged write, one free).
  */
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec);
 void bk_op_free(struct bk_op *op);
@@ -195,6 +214,15 @@ void bk_log_prepend(struct bk_log *log, struct bk_log *from);
  * a session delete: the batch leaves the store as the unmerged one would.
  * For a backend that executes ranges (a plain bk_log_push log never holds
  * one).
+ *
+ * A delivery delete also marks dead the delivery put of the same client
+ * and seq staged last into this log, when that put is among the recent
+ * ones it remembers (BK_RECENT_PUTS slots): in one batch, "put,
+ * delete" leaves what "delete" leaves, and the backend skips dead ops. A
+ * drained queue stages, per message, the put of its "sent" state and soon
+ * after the delete at its PUBACK; with this the batch writes only the
+ * (merged) delete. The delete itself stays: the delivery may be stored
+ * from an earlier batch.
  */
 void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec);
 

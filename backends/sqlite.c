@@ -421,13 +421,15 @@ static int sq_page_knob_open(struct cairn_store *st, const struct cairn_store_op
 #endif
 
 /* Write the batch in one transaction. On failure nothing of it stays
- * (rolled back) and the caller keeps the batch for the next commit. */
+ * (rolled back) and the caller keeps the batch for the next commit. A
+ * dead op (a delivery put a later delete in the batch undoes) is skipped. */
 static int sq_write_batch(struct cairn_store *st, const struct bk_log *batch)
 {
 	int rc = sq_run(st->stmt[SQ_BEGIN]);
 
 	for (const struct bk_op *op = batch->head; rc == 0 && op != NULL; op = op->next)
-		rc = sq_exec_op(st, op);
+		if (!op->dead)
+			rc = sq_exec_op(st, op);
 	if (rc == 0)
 		rc = sq_run(st->stmt[SQ_COMMIT]);
 	if (rc != 0 && sq_in_txn(st))

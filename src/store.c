@@ -49,10 +49,12 @@ static const struct cairn_store_ops *const store_backends[] = {
 #define STORE_FAIL_LOG_MS 10000
 
 /* The held session records by client id (their ops stay in the held log):
- * chained buckets, a power of two of them. */
+ * chained buckets, a power of two of them. A slot keeps the link that
+ * points at its op (s->held.head or the previous op's next), so that a
+ * newer record can take the op's place in the log (store_hold). */
 struct held_slot {
 	struct held_slot *next;
-	struct bk_op *op;
+	struct bk_op **link;
 };
 
 struct held_index {
@@ -351,13 +353,15 @@ static struct held_slot **held_find(struct held_index *ix, const char *client_id
 	if (ix->nbuckets == 0)
 		return NULL;
 	at = &ix->buckets[held_hash(client_id) & (ix->nbuckets - 1)];
-	while (*at != NULL && strcmp((*at)->op->rec.session.client_id, client_id) != 0)
+	while (*at != NULL && strcmp((*(*at)->link)->rec.session.client_id, client_id) != 0)
 		at = &(*at)->next;
 	return at;
 }
 
-static void held_index_add(struct held_index *ix, struct bk_op *op)
+/* Index the op *link points at. */
+static void held_index_add(struct held_index *ix, struct bk_op **link)
 {
+	const char *client_id = (*link)->rec.session.client_id;
 	struct held_slot *slot;
 
 	if (ix->n >= ix->nbuckets) {
@@ -366,7 +370,8 @@ static void held_index_add(struct held_index *ix, struct bk_op *op)
 
 		for (size_t i = 0; i < ix->nbuckets; i++) {
 			while ((slot = ix->buckets[i]) != NULL) {
-				size_t j = held_hash(slot->op->rec.session.client_id) & (n - 1);
+				size_t j =
+				    held_hash((*slot->link)->rec.session.client_id) & (n - 1);
 
 				ix->buckets[i] = slot->next;
 				slot->next = b[j];
@@ -378,9 +383,9 @@ static void held_index_add(struct held_index *ix, struct bk_op *op)
 		ix->nbuckets = n;
 	}
 	slot = xmalloc(sizeof(*slot));
-	slot->op = op;
-	slot->next = ix->buckets[held_hash(op->rec.session.client_id) & (ix->nbuckets - 1)];
-	ix->buckets[held_hash(op->rec.session.client_id) & (ix->nbuckets - 1)] = slot;
+	slot->link = link;
+	slot->next = ix->buckets[held_hash(client_id) & (ix->nbuckets - 1)];
+	ix->buckets[held_hash(client_id) & (ix->nbuckets - 1)] = slot;
 	ix->n++;
 }
 
@@ -399,6 +404,28 @@ static void held_index_clear(struct held_index *ix)
 }
 
 /*
+ * Put fresh in old's place in the held log and free old. old is the op
+ * *link points at. The op after it may be an indexed session record,
+ * whose slot holds &old->next: it moves to &fresh->next.
+ */
+static void held_replace(struct store *s, struct bk_op **link, struct bk_op *fresh)
+{
+	struct bk_op *old = *link, *after = old->next;
+
+	fresh->next = after;
+	*link = fresh;
+	if (s->held.tail == old)
+		s->held.tail = fresh;
+	if (after != NULL && after->kind == BK_SESSION_PUT) {
+		struct held_slot **at = held_find(&s->held_sessions, after->rec.session.client_id);
+
+		if (at != NULL && *at != NULL && (*at)->link == &old->next)
+			(*at)->link = &fresh->next;
+	}
+	bk_op_free(old);
+}
+
+/*
  * Keep one write in the held log. A session record supersedes the held
  * record of the same client when no delete of that session came between
  * them: it takes the earlier one's place. Its new place in the order is
@@ -409,16 +436,12 @@ static void store_hold(struct store *s, enum bk_op_kind kind, const void *rec)
 {
 	const struct cairn_session_rec *session = rec;
 	struct held_slot **at = NULL;
+	struct bk_op **link;
 
 	if (kind == BK_SESSION_PUT || kind == BK_SESSION_DEL)
 		at = held_find(&s->held_sessions, session->client_id);
 	if (kind == BK_SESSION_PUT && at != NULL && *at != NULL) {
-		struct bk_op *fresh = bk_op_new(kind, rec);
-		union bk_rec old = (*at)->op->rec;
-
-		(*at)->op->rec = fresh->rec;
-		fresh->rec = old;
-		bk_op_free(fresh);
+		held_replace(s, (*at)->link, bk_op_new(kind, rec));
 		s->coalesced++;
 		return;
 	}
@@ -431,9 +454,10 @@ static void store_hold(struct store *s, enum bk_op_kind kind, const void *rec)
 	}
 	if (s->held.head == NULL)
 		s->held_gen = s->next_gen;
+	link = s->held.tail != NULL ? &s->held.tail->next : &s->held.head;
 	bk_log_push(&s->held, bk_op_new(kind, rec));
 	if (kind == BK_SESSION_PUT)
-		held_index_add(&s->held_sessions, s->held.tail);
+		held_index_add(&s->held_sessions, link);
 }
 
 /* Stage the held writes into the backend, in order, stopping at the first

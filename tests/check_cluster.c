@@ -208,8 +208,10 @@ static void node_commit(struct node *n, struct node *other)
 
 static void put_session(struct node *n, const char *id, const char *user)
 {
+	/* Connected: a session stored as not connected is parked. */
 	struct cairn_session_rec r = {.client_id = id,
 				      .username = user,
+				      .connected = true,
 				      .next_packet_id = 1,
 				      .protocol_level = 4,
 				      .expiry_interval = CAIRN_EXPIRY_NEVER};
@@ -410,22 +412,25 @@ START_TEST(t_append_once)
 	snprintf(once, sizeof(once), "%s{L:0}:dd:x", pfx);
 	snprintf(log, sizeof(log), "%s{L:0}:log", pfx);
 	snprintf(ret, sizeof(ret), "%s{L:0}:retained", pfx);
-	/* The commands as the backend encodes them (RESP arrays): append n
-	 * of incarnation x, with its retained write. */
-	char c1[256], c2[256], c3[256];
-	snprintf(c2, sizeof(c2),
-		 "*5\r\n$4\r\nXADD\r\n$%zu\r\n%s\r\n$1\r\n*\r\n$1\r\nt\r\n$1\r\nx\r\n", strlen(log),
-		 log);
-	snprintf(c3, sizeof(c3), "*4\r\n$4\r\nHSET\r\n$%zu\r\n%s\r\n$1\r\nx\r\n$3\r\n0:v\r\n",
-		 strlen(ret), ret);
-	/* Append 1 replayed three times, then append 2, then 1 again. */
-	const int seqs[] = {1, 1, 1, 2, 1};
+	/* The commands as the backend sends them, each as its group, its
+	 * argument count and its arguments: append n of incarnation x, with
+	 * its retained write. Append 1 replayed three times, then append 2,
+	 * then 1 again. */
+	const char *seqs[] = {"1", "1", "1", "2", "1"};
 	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
-		snprintf(c1, sizeof(c1),
-			 "*4\r\n$10\r\nCAIRN.ONCE\r\n$%zu\r\n%s\r\n$1\r\n%d\r\n$1\r\n2\r\n",
-			 strlen(once), once, seqs[i]);
-		redisReply *rep =
-		    redisCommand(r, "FCALL cairn_commit 0 %s 0 0 %s 0 %s 0 %s", "1", c1, c2, c3);
+		const char *argv[] = {"FCALL", "cairn_commit",
+				      "0",     "1",
+				      "0",     "0",
+				      "4",     "CAIRN.ONCE",
+				      once,    seqs[i],
+				      "2",     "0",
+				      "5",     "XADD",
+				      log,     "*",
+				      "t",     "x",
+				      "0",     "4",
+				      "HSET",  ret,
+				      "x",     "0:v"};
+		redisReply *rep = redisCommandArgv(r, 24, argv, NULL);
 		ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_ARRAY, "%s",
 			      rep && rep->str ? rep->str : "no reply");
 		freeReplyObject(rep);
@@ -443,6 +448,53 @@ START_TEST(t_append_once)
 }
 END_TEST
 
+/* A session stored as not connected is parked in the same commit: no
+ * holder, its cursor kept, its expiry the janitor's; the next claim kicks
+ * nobody and catches it up from that cursor. */
+START_TEST(t_park)
+{
+	struct node a, b;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "park");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "c1", 1);
+	struct cairn_session_rec r = {.client_id = "c1",
+				      .next_packet_id = 1,
+				      .protocol_level = 5,
+				      .expiry_interval = 60,
+				      .expires_at = 123456};
+	ck_assert_int_eq(cairn_store_redis.log_routed(a.st, "c1", (struct cairn_log_pos){77, 1}),
+			 0);
+	ck_assert_int_eq(cairn_store_redis.session_put(a.st, &r), 0);
+	node_commit(&a, &b);
+	redisContext *rc = redis();
+	redisReply *rep = redisCommand(rc, "HGET %s{c:c1}:own tok", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "");
+	freeReplyObject(rep);
+	rep = redisCommand(rc, "ZSCORE %scluster:expiry c1", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "123456");
+	freeReplyObject(rep);
+	redisFree(rc);
+
+	node_claim(&b, &a, "c1", 5);
+	ck_assert(!b.claim.prev_local);
+	ck_assert(b.claim.has_cursor);
+	ck_assert_uint_eq(b.claim.cursor.ms, 77);
+	ck_assert_uint_eq(b.claim.cursor.seq, 1);
+	for (int i = 0; i < 200; i++) { /* no kick comes */
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_str_eq(a.kicked, "");
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
 #endif
 
 static Suite *cluster_suite(void)
@@ -456,6 +508,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_fenced_without_kick);
 	tcase_add_test(tc, t_log_and_cursor);
 	tcase_add_test(tc, t_append_once);
+	tcase_add_test(tc, t_park);
 #endif
 	suite_add_tcase(s, tc);
 	return s;

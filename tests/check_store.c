@@ -22,6 +22,7 @@
 #include <check.h>
 #include <event2/event.h>
 
+#include "../backends/common.h"
 #include "cairn/store.h"
 #include "store.h"
 
@@ -1085,6 +1086,146 @@ START_TEST(t_delete_runs)
 }
 END_TEST
 
+/*
+ * A delivery put and a later delete of the same delivery in one batch
+ * leave it deleted, whatever the backend does with the put (sqlite skips
+ * it): delivery stored before, stored in the same batch, updated twice,
+ * put again after its delete, and deletes that must not touch another
+ * delivery's put (another client's same seq, a seq BK_RECENT_PUTS apart,
+ * which shares a slot of what bk_log_push_merge remembers).
+ */
+START_TEST(t_put_then_delete)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	for (uint64_t i = 1; i <= 3; i++) {
+		put_msg(&e, st, i, "t", "p", 1, 1, false);
+		put_delivery(&e, st, "c1", i, i, 0, 1, CAIRN_DELIVERY_QUEUED);
+	}
+	put_delivery(&e, st, "c2", 1, 1, 0, 1, CAIRN_DELIVERY_QUEUED);
+	env_commit_ok(&e, st);
+
+	/* Stored before: sent, then acknowledged. */
+	put_delivery(&e, st, "c1", 1, 1, 1, 1, CAIRN_DELIVERY_SENT);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 1), 0);
+	/* Updated twice (QoS 2), then deleted. */
+	put_delivery(&e, st, "c1", 2, 2, 2, 2, CAIRN_DELIVERY_SENT);
+	put_delivery(&e, st, "c1", 2, 2, 2, 2, CAIRN_DELIVERY_PUBREC);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 2), 0);
+	/* Other deliveries' deletes: c1's put of seq 3 stays. */
+	put_delivery(&e, st, "c1", 3, 3, 3, 1, CAIRN_DELIVERY_SENT);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 3), 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 3 + BK_RECENT_PUTS), 0);
+	/* New in this batch, deleted, put again: the second put stays. */
+	put_msg(&e, st, 4, "t", "q", 1, 1, false);
+	put_delivery(&e, st, "c2", 4, 4, 0, 1, CAIRN_DELIVERY_QUEUED);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 4), 0);
+	put_delivery(&e, st, "c2", 4, 4, 7, 1, CAIRN_DELIVERY_SENT);
+	/* New in this batch and deleted in it. */
+	put_delivery(&e, st, "c2", 5, 4, 0, 1, CAIRN_DELIVERY_QUEUED);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 5), 0);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n"
+			"msg 1 t \"p\" q1 r0\n"
+			"msg 2 t \"p\" q1 r0\n"
+			"msg 3 t \"p\" q1 r0\n"
+			"msg 4 t \"q\" q1 r0\n"
+			"delivery c1 seq=3 msg=3 pid=3 q1 sent\n"
+			"delivery c2 seq=1 msg=1 pid=0 q1 queued\n"
+			"delivery c2 seq=4 msg=4 pid=7 q1 sent\n");
+	env_cleanup(&e);
+}
+END_TEST
+
+/* Stage a delivery put or delete into log as the sqlite backend does. */
+static void log_delivery(struct bk_log *log, enum bk_op_kind kind, const char *id, uint64_t seq)
+{
+	struct cairn_delivery_rec r = {.client_id = id, .seq = seq, .msg_id = seq, .qos = 1};
+
+	bk_log_push_merge(log, kind, &r);
+}
+
+/* The op at index i of log (0: the first staged). */
+static const struct bk_op *log_at(const struct bk_log *log, size_t i)
+{
+	const struct bk_op *op = log->head;
+
+	while (i-- > 0 && op != NULL)
+		op = op->next;
+	ck_assert_ptr_nonnull(op);
+	return op;
+}
+
+/*
+ * Which puts bk_log_push_merge marks dead: the last put of the deleted
+ * delivery, staged into the same log, and no other; never one that left
+ * the log (shifted out) or one staged before a prepended batch joined it.
+ */
+START_TEST(t_log_dead_puts)
+{
+	struct bk_log log = {0}, older = {0};
+	struct bk_op *op;
+
+	log_delivery(&log, BK_DELIVERY_PUT, "c1", 5);                  /* 0: killed by 3 */
+	log_delivery(&log, BK_DELIVERY_PUT, "c2", 5);                  /* 1: another client */
+	log_delivery(&log, BK_DELIVERY_PUT, "c1", 6);                  /* 2: seq 6 + 256 deleted */
+	log_delivery(&log, BK_DELIVERY_DEL, "c1", 5);                  /* 3 */
+	log_delivery(&log, BK_DELIVERY_DEL, "c1", 6 + BK_RECENT_PUTS); /* 4 */
+	log_delivery(&log, BK_DELIVERY_PUT, "c1", 5);                  /* 5: after the delete */
+	ck_assert_uint_eq(log.n, 6);
+	ck_assert(log_at(&log, 0)->dead);
+	ck_assert(!log_at(&log, 1)->dead);
+	ck_assert(!log_at(&log, 2)->dead);
+	ck_assert(!log_at(&log, 5)->dead);
+	/* Put twice, delete: the last put dies; the first is still written,
+	 * which is harmless (the delete follows it). */
+	log_delivery(&log, BK_DELIVERY_PUT, "c3", 9); /* 6 */
+	log_delivery(&log, BK_DELIVERY_PUT, "c3", 9); /* 7 */
+	log_delivery(&log, BK_DELIVERY_DEL, "c3", 9); /* 8 */
+	ck_assert(!log_at(&log, 6)->dead);
+	ck_assert(log_at(&log, 7)->dead);
+	/* Deletes of the same seq of other clients, enough of them that some
+	 * client id falls into the put's slot: the put stays. */
+	bk_log_clear(&log);
+	log_delivery(&log, BK_DELIVERY_PUT, "c4", 3);
+	op = log.tail;
+	for (int i = 0; i < 4 * BK_RECENT_PUTS; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "x%d", i);
+		log_delivery(&log, BK_DELIVERY_DEL, id, 3);
+	}
+	ck_assert(!op->dead);
+	/* A put shifted out of the log is forgotten (it may be freed). */
+	bk_log_clear(&log);
+	log_delivery(&log, BK_DELIVERY_PUT, "c1", 7);
+	op = bk_log_shift(&log);
+	bk_op_free(op);
+	log_delivery(&log, BK_DELIVERY_DEL, "c1", 7);
+	ck_assert_uint_eq(log.n, 1);
+	ck_assert(!log_at(&log, 0)->dead);
+	/* A failed batch put in front: its puts are not this log's to kill. */
+	log_delivery(&older, BK_DELIVERY_PUT, "c1", 8);
+	bk_log_prepend(&log, &older);
+	log_delivery(&log, BK_DELIVERY_DEL, "c1", 8);
+	ck_assert_uint_eq(log.n, 3);
+	ck_assert(!log_at(&log, 0)->dead);
+	/* Whereas a put of the log's own, after the prepend, may die. */
+	log_delivery(&log, BK_DELIVERY_PUT, "c1", 10);
+	log_delivery(&log, BK_DELIVERY_DEL, "c1", 10);
+	ck_assert(log_at(&log, 3)->dead);
+	bk_log_clear(&older);
+	bk_log_clear(&log);
+}
+END_TEST
+
 START_TEST(t_large_payloads)
 {
 	struct env e;
@@ -1751,6 +1892,78 @@ START_TEST(t_gc_outage_coalesces)
 END_TEST
 #else
 SKIP_WITHOUT_FAULT_INJECTION(t_gc_outage_coalesces)
+#endif
+
+#ifdef CAIRN_FAULT_INJECTION
+/* Stage a session record of id, version v, with a username and a will
+ * that name both (they are copied into the held op's own allocation). */
+static void gc_session_v(struct gc *g, const char *id, int v)
+{
+	char user[32], topic[32], payload[32];
+	struct cairn_session_rec r = {.client_id = id,
+				      .username = user,
+				      .next_packet_id = (uint16_t)v,
+				      .has_will = true,
+				      .will_topic = topic,
+				      .will_payload = (const uint8_t *)payload,
+				      .will_qos = 1};
+
+	snprintf(user, sizeof(user), "u%d", v);
+	snprintf(topic, sizeof(topic), "w/%s/%d", id, v);
+	snprintf(payload, sizeof(payload), "bye%d", v);
+	r.will_payload_len = (uint32_t)strlen(payload);
+	ck_assert_int_eq(store_session_put(g->s, &r), 0);
+}
+
+/*
+ * Held session records of clients next to each other in the held log,
+ * superseded in turn: a newer record's op takes the older op's place and
+ * the older op is freed, so the index entry of the client right after it
+ * must follow to the new op (superseding c1 and then c2 below goes
+ * through that entry). The store ends with the latest record of each,
+ * strings intact, and one held write per client plus the subscription.
+ */
+START_TEST(t_gc_outage_coalesces_chain)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = {&g, 'A', NULL};
+	struct cairn_sub_rec sub = {.client_id = "c2", .filter = "a/b", .qos = 1};
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	store_inject_commit_failures(g.s, 2);
+	gc_session(&g, "c0");
+	LOOP_UNTIL(&e, !store_is_healthy(g.s), 3000);
+	gc_session_v(&g, "c1", 1);
+	gc_session_v(&g, "c2", 1);
+	ck_assert_int_eq(store_sub_put(g.s, &sub), 0);
+	gc_session_v(&g, "c3", 1);
+	ck_assert_uint_eq(store_held_writes(g.s), 4);
+	gc_session_v(&g, "c2", 2);
+	gc_session_v(&g, "c1", 2); /* c2's entry moves to the new c1 op */
+	gc_session_v(&g, "c2", 3); /* ... and is used here */
+	gc_session_v(&g, "c3", 2);
+	gc_session_v(&g, "c1", 3);
+	gc_session_v(&g, "c2", 4);
+	ck_assert_uint_eq(store_held_writes(g.s), 4);
+	ck_assert_uint_eq(store_coalesced_writes(g.s), 6);
+	store_after_commit(g.s, gc_done, &a);
+	LOOP_UNTIL(&e, strlen(g.ran) == 1, 3000);
+	ck_assert_str_eq(g.ran, "A");
+	ck_assert(store_is_healthy(g.s));
+	ck_assert_uint_eq(store_held_writes(g.s), 0);
+	store_close(g.s);
+	expect_dump(&e, "session c0 user=- pid=1 conn=0\n"
+			"session c1 user=u3 pid=3 will=w/c1/3:\"bye3\":q1:r0 conn=0\n"
+			"session c2 user=u4 pid=4 will=w/c2/4:\"bye4\":q1:r0 conn=0\n"
+			"session c3 user=u2 pid=2 will=w/c3/2:\"bye2\":q1:r0 conn=0\n"
+			"sub c2 a/b q1\n");
+	env_cleanup(&e);
+}
+END_TEST
+#else
+SKIP_WITHOUT_FAULT_INJECTION(t_gc_outage_coalesces_chain)
 #endif
 
 START_TEST(t_gc_batch_limit)
@@ -2536,6 +2749,8 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_session_delete_cascade, 0, nbackends);
 	tcase_add_loop_test(tc, t_deletes, 0, nbackends);
 	tcase_add_loop_test(tc, t_delete_runs, 0, nbackends);
+	tcase_add_loop_test(tc, t_put_then_delete, 0, nbackends);
+	tcase_add_test(tc, t_log_dead_puts);
 	tcase_add_loop_test(tc, t_large_payloads, 0, nbackends);
 	tcase_add_loop_test(tc, t_retained, 0, nbackends);
 	tcase_add_loop_test(tc, t_sqlite_bad_sub_ids, 0, nbackends);
@@ -2557,6 +2772,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_staging_refused, 0, nbackends);
 	tcase_add_loop_test(tc, t_v2_backend_load, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_outage_coalesces, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_outage_coalesces_chain, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_fault_every_op, 0, nbackends);
 	tcase_add_loop_test(tc, t_capabilities, 0, nbackends);
 	tcase_add_loop_test(tc, t_registry, 0, nbackends);

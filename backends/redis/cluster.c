@@ -37,18 +37,6 @@
  */
 static const char rd_lua[] =
     "#!lua name=cairn\n"
-    "-- A command of a batch, as the backend encodes it (RESP), back to argv.\n"
-    "local function argv_of(s)\n"
-    "  local n, pos = string.match(s, '^%*(%d+)\\r\\n()')\n"
-    "  local out = {}\n"
-    "  for i = 1, tonumber(n) do\n"
-    "    local len, p2 = string.match(s, '^%$(%d+)\\r\\n()', pos)\n"
-    "    len = tonumber(len)\n"
-    "    out[i] = string.sub(s, p2, p2 + len - 1)\n"
-    "    pos = p2 + len + 2\n"
-    "  end\n"
-    "  return out\n"
-    "end\n"
     "local function inc_of(tok)\n"
     "  return tok and string.match(tok, '^(%d+):')\n"
     "end\n"
@@ -75,7 +63,8 @@ static const char rd_lua[] =
     "    'will_delay', 'will_at')\n"
     "  return 1\n"
     "end\n"
-    "-- args: this incarnation, n, n own keys, then (group, command) pairs;\n"
+    "-- args: this incarnation, n, n own keys, then per command its group,\n"
+    "-- its argc and its arguments;\n"
     "-- group 0 is the log's, group g the g-th session's, whose writes run only\n"
     "-- while its token names this incarnation. Returns the groups skipped.\n"
     "-- \"CAIRN.ONCE key n k\": unless key (this incarnation's append counter)\n"
@@ -87,19 +76,21 @@ static const char rd_lua[] =
     "    if inc_of(redis.call('HGET', args[2 + g], 'tok')) == me then ok[g] = true\n"
     "    else fenced[#fenced + 1] = g end\n"
     "  end\n"
-    "  local skip = 0\n"
-    "  for i = n + 3, #args, 2 do\n"
-    "    local g = tonumber(args[i])\n"
+    "  local skip, i = 0, n + 3\n"
+    "  while i <= #args do\n"
+    "    local g, first = tonumber(args[i]), i + 2\n"
+    "    local last = i + 1 + tonumber(args[i + 1])\n"
+    "    i = last + 1\n"
     "    if skip > 0 then skip = skip - 1\n"
     "    elseif g == 0 or ok[g] then\n"
-    "      local c = argv_of(args[i + 1])\n"
-    "      if c[1] == 'CAIRN.ONCE' then\n"
-    "        if tonumber(redis.call('GET', c[2]) or '0') >= tonumber(c[3]) then\n"
-    "          skip = tonumber(c[4])\n"
+    "      if args[first] == 'CAIRN.ONCE' then\n"
+    "        if tonumber(redis.call('GET', args[first + 1]) or '0') >= tonumber(args[first + 2]) "
+    "then\n"
+    "          skip = tonumber(args[first + 3])\n"
     "        else\n"
-    "          redis.call('SET', c[2], c[3], 'EX', 86400)\n"
+    "          redis.call('SET', args[first + 1], args[first + 2], 'EX', 86400)\n"
     "        end\n"
-    "      else redis.call(unpack(c)) end\n"
+    "      else redis.call(unpack(args, first, last)) end\n"
     "    end\n"
     "  end\n"
     "  return fenced\n"
@@ -667,6 +658,28 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rd_link_batch_done(st, status);
 }
 
+/* A staged command is in the Redis protocol ("*N\r\n" then "$len\r\n"
+ * and the bytes per argument, as rd_format wrote it): its argument count,
+ * and its arguments in place, for cairn_commit's flat argument list. */
+static size_t rd_resp_argc(const char *buf)
+{
+	return (size_t)strtoul(buf + 1, NULL, 10);
+}
+
+static void rd_resp_args(const char *buf, size_t n, const char **argv, size_t *lens)
+{
+	const char *p = strchr(buf, '\n') + 1;
+
+	for (size_t i = 0; i < n; i++) {
+		char *end;
+		size_t len = (size_t)strtoul(p + 1, &end, 10);
+
+		argv[i] = end + 2;
+		lens[i] = len;
+		p = end + 2 + len + 2;
+	}
+}
+
 /*
  * One FCALL of cairn_commit for the whole batch. The session of each
  * command is looked up now: a session released since its write was staged
@@ -708,10 +721,12 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 		o->gv[o->gn].gen_id = (*pp)->gen_id;
 		o->gn++;
 	}
-	nargs = 5 + ngroups + 2 * st->sending.n;
+	nargs = 5 + ngroups;
+	for (size_t i = 0; i < st->sending.n; i++)
+		nargs += 2 + rd_resp_argc(st->sending.v[i].buf);
 	argv = bk_xmalloc(nargs * sizeof(*argv));
 	lens = bk_xmalloc(nargs * sizeof(*lens));
-	owned = bk_xmalloc((ngroups + st->sending.n + 1) * sizeof(*owned));
+	owned = bk_xmalloc((ngroups + 2 * st->sending.n + 1) * sizeof(*owned));
 	argv[argc++] = "FCALL";
 	argv[argc++] = "cairn_commit";
 	argv[argc++] = "0";
@@ -737,11 +752,16 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 				continue;
 			group = (*pp)->group;
 		}
+		size_t n = rd_resp_argc(c->buf);
+
 		owned[nowned] = bk_strf("%zu", group);
 		lens[argc] = strlen(owned[nowned]);
 		argv[argc++] = owned[nowned++];
-		lens[argc] = c->len;
-		argv[argc++] = c->buf;
+		owned[nowned] = bk_strf("%zu", n);
+		lens[argc] = strlen(owned[nowned]);
+		argv[argc++] = owned[nowned++];
+		rd_resp_args(c->buf, n, argv + argc, lens + argc);
+		argc += n;
 	}
 	rc = rd_link_send_one(st, (int)argc, argv, lens, rd_commit_cb, done, arg);
 	for (size_t i = 0; i < nowned; i++)
