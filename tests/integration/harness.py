@@ -846,6 +846,128 @@ Context.redis = _redis_ctx_redis
 Context.durable_broker = _ctx_durable_broker
 
 
+def _exited(pid):
+    """True once process pid is gone or a zombie (it holds no socket)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+class _RedisProcess:
+    """A private redis-server placed in Context.brokers after the cluster
+    nodes that use it, so Context.close stops it after them: a node is
+    asked to exit while its Redis still answers. Its log is copied into the
+    test's directory first, which the runner keeps when the test fails."""
+
+    def __init__(self, server, workdir, name):
+        self.server = server
+        self.name = name
+        self.log_path = os.path.join(workdir, name + ".log")
+
+    def _save_log(self):
+        if self.server.dir:
+            try:
+                with open(os.path.join(self.server.dir, "redis.log"), "rb") as src, \
+                        open(self.log_path, "wb") as dst:
+                    dst.write(src.read())
+            except OSError:
+                pass
+
+    def stop(self, check_exit=True):
+        """SIGTERM, and done once the process has exited: a zombie counts
+        (its orphaned parent may reap it a second or two later, which the
+        script's own stop would wait for); then the script removes the
+        directory."""
+        self._save_log()
+        pid = self.server.pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            else:
+                wait_until(lambda: _exited(pid), 10, step=0.01)
+            if _exited(pid):
+                self.server.pid = None
+        self.server.stop()
+
+    def kill9(self):
+        self.server.kill()
+        self.stop()
+
+    def log_tail(self, n=30):
+        return self.server.log_tail(n)
+
+
+class Cluster:
+    """N cairn nodes in cluster mode on one private redis-server and one
+    key prefix (cairn.conf(5): cluster, cluster_node_id), made by
+    Context.cluster. nodes[i] is a Broker named nodeI+1 (node1, node2, ...)
+    whose cluster_node_id is that name; redis is the RedisServer, which a
+    test may kill -9 and start again."""
+
+    def __init__(self, redis, prefix, nodes):
+        self.redis = redis
+        self.prefix = prefix
+        self.nodes = nodes
+
+    def __getitem__(self, i):
+        return self.nodes[i]
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def alive(self):
+        return [b for b in self.nodes if b.alive()]
+
+    def excerpt(self, n=20):
+        """The last n lines of every node's log and of redis.log, for a
+        failure message."""
+        out = []
+        for b in self.nodes:
+            out.append("--- %s (%s)%s ---\n%s" % (b.name, b.log_path,
+                                                  "" if b.alive() else ", not running",
+                                                  b.log_tail(n)))
+        out.append("--- redis.log ---\n%s" % self.redis.log_tail(8))
+        return "\n" + "\n".join(out)
+
+
+def _ctx_cluster(self, n, start=True, **options):
+    """n cairn nodes with cluster true on a private redis-server (its own
+    port and directory), sharing one key prefix unique to this test; each
+    node has its own cluster_node_id. options go to every node's config
+    and override the defaults. The nodes are stopped by PID before the
+    redis-server when the test ends."""
+    require_cairn("cairn's cluster mode")
+    k = getattr(self, "_clusters", 0)
+    self._clusters = k + 1
+    rs = RedisServer().start()
+    stopper = _RedisProcess(rs, self.workdir, "redis" if k == 0 else "c%d-redis" % k)
+    prefix = "cairn-it:%s:%d:%d:" % (self.name, os.getpid(), k)
+    nodes = []
+    try:
+        for i in range(n):
+            name = "node%d" % (i + 1) if k == 0 else "c%d-node%d" % (k, i + 1)
+            opts = dict(persistence_backend="redis", redis_host=HOST, redis_port=rs.port,
+                        redis_key_prefix=prefix, cluster=True, cluster_node_id=name)
+            opts.update(options)
+            b = Broker(self.workdir, name, **opts)
+            b.backend = "redis"
+            self.brokers.append(b)
+            nodes.append(b)
+    finally:
+        self.brokers.append(stopper)
+    if start:
+        for b in nodes:
+            b.start()
+    return Cluster(rs, prefix, nodes)
+
+
+Context.cluster = _ctx_cluster
+
+
 class _SessionClient:
     """A clean_session=0 raw-socket client whose protocol state outlives its
     connections: connect() (re)opens the socket and starts a reader thread

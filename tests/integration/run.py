@@ -12,6 +12,8 @@ Usage: run.py [--only WORD]... [--list] [--timeout SECONDS] [-v]
   --only persistence   the persistence tests: module test_persistence and
                        the tests tagged persistence (test_backends,
                        test_powerloss)
+  --only cluster       the cluster-mode tests (test_cluster: several nodes
+                       on one private redis-server)
   --list               print the selected tests' names and exit
   --timeout SECONDS    a test's hard timeout unless it sets its own
                        (default 30)
