@@ -1233,7 +1233,10 @@ void client_session_offline(struct client *c, bool will_due)
 	}
 	c->expires_at = c->expiry == CAIRN_EXPIRY_NEVER ? 0 : now + (int64_t)c->expiry * 1000;
 	if (c->srv->cluster) {
-		cluster_park(c); /* offline sessions live in the store alone */
+		/* Offline sessions live in the store alone; one a new connection
+		 * here takes over goes on at once (it stores itself). */
+		if (!c->taking_over)
+			cluster_park(c);
 		return;
 	}
 	client_store_session(c, false);

@@ -142,6 +142,7 @@ struct client {
 	 * or its catch-up, never from live routing (UINT64_MAX: catching up). */
 	uint64_t floor_ms, floor_seq;
 	bool floor_pending; /* the store's cursor of it waits for the floor */
+	bool taking_over;   /* a new connection here takes it: not parked */
 };
 
 /* Whether the log entry at (ms, seq) is past c's floor (live routing). */

@@ -312,19 +312,22 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 
 static void cluster_kicked(void *arg, const char *id, uint64_t serial);
 
-/* A commit found the session held elsewhere: whatever this node holds of
- * it is stale, under any serial (a takeover here may have changed it while
- * the commit was on its way), and its connection must go before the
- * commit's completions run (they would acknowledge the dropped writes). */
+/* A commit found the session held elsewhere: what this node holds of it
+ * under the serial the commit carried, or an older one (a takeover here
+ * may have changed it while the commit was on its way), is stale, and its
+ * connection must go before the commit's completions run (they would
+ * acknowledge the dropped writes). */
 static void cluster_fenced(void *arg, const char *id, uint64_t serial)
 {
 	struct cluster *cl = arg;
-	(void)serial;
 	if (cl->stopped)
 		return;
 	cl->srv->stats.cluster_fenced++;
+	/* A claim made here after the fenced commit left (a higher serial:
+	 * serials only grow) may have taken the session back already, its
+	 * reply read before this report: that one is not stale. */
 	struct client *c = server_get_known_client(cl->srv, id, strlen(id));
-	if (c && !c->dead)
+	if (c && !c->dead && c->cluster_serial <= serial)
 		cluster_drop_session(cl, c, "session claimed by another node (fenced write)");
 }
 
@@ -717,15 +720,18 @@ static void cluster_unhealthy_cb(evutil_socket_t fd, short what, void *arg)
 	if (cl->stopped || store_is_healthy(srv->store))
 		return;
 	/* Their sessions stay in the store: the node they reconnect to claims
-	 * them. Wills are not due: the clients are not gone. */
+	 * them. Wills are not due: the clients are not gone. The connections
+	 * are gathered first: closing one parks and forgets its session, which
+	 * changes the map (a connection is freed later, from the loop). */
+	struct conn **cns = xmalloc((m->count + 1) * sizeof(*cns));
 	for (size_t i = 0; i < m->nbuckets; i++)
 		for (struct client *c = m->buckets[i]; c; c = c->map_next)
-			if (c->conn && conn_is_open(c->conn)) {
-				conn_disconnect(
-				    c->conn, CLUSTER_RC_USE_ANOTHER_SERVER,
-				    "this node cannot reach the store: use another node", false);
-				n++;
-			}
+			if (c->conn && conn_is_open(c->conn) && n < m->count)
+				cns[n++] = c->conn;
+	for (size_t i = 0; i < n; i++)
+		conn_disconnect(cns[i], CLUSTER_RC_USE_ANOTHER_SERVER,
+				"this node cannot reach the store: use another node", false);
+	free(cns);
 	log_write(srv->log, LOG_LEVEL_ERROR,
 		  "the store has been unreachable for redis_connect_timeout: %zu clients "
 		  "disconnected so that they move to another node",

@@ -341,8 +341,11 @@ static void protocol_connect_session(struct server *srv, struct conn *cn,
 	bool session_present = false;
 	struct client *c = server_get_known_client(srv, id, id_len);
 	if (c && c->conn) {
+		/* The session goes on with this connection: not parked. */
+		c->taking_over = true;
 		conn_disconnect(c->conn, CONN_RC_SESSION_TAKEN_OVER,
 				"session taken over by a new connection", true);
+		c->taking_over = false;
 		/* A clean session ended with its connection. */
 		c = server_get_known_client(srv, id, id_len);
 	}
