@@ -341,11 +341,15 @@ static void protocol_connect_session(struct server *srv, struct conn *cn,
 	bool session_present = false;
 	struct client *c = server_get_known_client(srv, id, id_len);
 	if (c && c->conn) {
-		/* The session goes on with this connection: not parked. */
+		/* The session goes on with this connection: not parked. (A
+		 * clean one ends with the old connection: the reference keeps
+		 * c readable until the flag is down.) */
+		client_ref(c);
 		c->taking_over = true;
 		conn_disconnect(c->conn, CONN_RC_SESSION_TAKEN_OVER,
 				"session taken over by a new connection", true);
 		c->taking_over = false;
+		client_unref(c);
 		/* A clean session ended with its connection. */
 		c = server_get_known_client(srv, id, id_len);
 	}
