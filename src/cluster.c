@@ -377,13 +377,7 @@ static int claim_session(void *arg, const struct cairn_session_rec *r)
 	struct client *stale = server_get_known_client(srv, r->client_id, strlen(r->client_id));
 	if (stale) /* this node's copy is older than the store's */
 		cluster_drop_session(k->cl, stale, "session moved to another node meanwhile");
-	struct client *c = client_new(srv, r->client_id, strlen(r->client_id), false);
-	c->stored = true;
-	c->next_pid = r->next_packet_id;
-	c->dropped = c->dropped_logged = c->dropped_stored = r->dropped;
-	if (r->username)
-		c->username = xstrdup(r->username);
-	c->version = r->protocol_level ? r->protocol_level : CODEC_V311;
+	struct client *c = restore_client_new(srv, r);
 	c->expiry = r->expiry_interval;
 	/* Its client is connecting: no will or expiry runs. */
 	client_set_floor(c, (struct cairn_log_pos){UINT64_MAX, UINT64_MAX});

@@ -44,16 +44,25 @@ struct restore {
 	int64_t now; /* wall clock, ms */
 };
 
-static int restore_session(void *arg, const struct cairn_session_rec *r)
+struct client *restore_client_new(struct server *srv, const struct cairn_session_rec *r)
 {
-	struct restore *rs = arg;
-	struct server *srv = rs->srv;
 	struct client *c = client_new(srv, r->client_id, strlen(r->client_id), false);
 	c->stored = true;
 	c->next_pid = r->next_packet_id;
 	c->dropped = c->dropped_logged = c->dropped_stored = r->dropped;
 	if (r->username)
 		c->username = xstrdup(r->username);
+	/* A store from before version 3 knew no level: its sessions are 3.1.1
+	 * ones. */
+	c->version = r->protocol_level ? r->protocol_level : CODEC_V311;
+	return c;
+}
+
+static int restore_session(void *arg, const struct cairn_session_rec *r)
+{
+	struct restore *rs = arg;
+	struct server *srv = rs->srv;
+	struct client *c = restore_client_new(srv, r);
 	if (r->has_will && r->will_topic) {
 		c->will = message_new(r->will_topic, strlen(r->will_topic), r->will_payload,
 				      r->will_payload_len, r->will_qos, r->will_retain);
@@ -62,10 +71,8 @@ static int restore_session(void *arg, const struct cairn_session_rec *r)
 		c->will_delay = r->will_delay;
 		c->will_at = r->will_at;
 	}
-	/* A store from before version 3 knew no level: its sessions are 3.1.1
-	 * ones. A 3.1.1 session expires as configured now
+	/* A 3.1.1 session expires as configured now
 	 * (persistent_client_expiration), a 5.0 one as its client chose. */
-	c->version = r->protocol_level ? r->protocol_level : CODEC_V311;
 	c->expiry =
 	    c->version == CODEC_V5 ? r->expiry_interval : srv->cfg->persistent_client_expiration;
 	c->expires_at = r->connected ? 0 : r->expires_at;

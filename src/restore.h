@@ -19,6 +19,10 @@ struct server;
  * a stored message as a new message whose id is still unset (NULL for a
  * damaged record). */
 bool restore_add_sub(struct client *c, const struct cairn_sub_rec *r);
+/* A stored session as a new client (not yet in the server's map): its
+ * packet id, drops, username and protocol level; the caller owns the
+ * reference. */
+struct client *restore_client_new(struct server *srv, const struct cairn_session_rec *r);
 struct message *restore_message_new(const struct cairn_msg_rec *r);
 
 /* Load srv->store into srv (its router and client map must exist). Logs

@@ -547,6 +547,10 @@ void rd_cluster_free(struct cairn_store *st)
 	if (st->beat_ev != NULL)
 		event_free(st->beat_ev);
 	st->beat_ev = NULL;
+	free(st->log_key);
+	free(st->retained_key);
+	free(st->once_key);
+	free(st->mark_key);
 	rd_aux_free(st->reader);
 	rd_aux_free(st->control);
 	st->reader = st->control = NULL;
@@ -958,13 +962,13 @@ static void rd_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 static void rd_read_next(struct rd_aux *a)
 {
-	char *key = rd_key(a->st, "log", NULL), pos[48];
-	const char *argv[] = {"XREAD", "COUNT", RD_LOG_COUNT, "BLOCK", "1000", "STREAMS", key, pos};
+	char pos[48];
+	const char *argv[] = {"XREAD", "COUNT",   RD_LOG_COUNT,   "BLOCK",
+			      "1000",  "STREAMS", a->st->log_key, pos};
 
 	rd_pos_format(pos, a->st->read_pos);
 	if (a->ac != NULL)
 		redisAsyncCommandArgv(a->ac, rd_read_cb, NULL, 8, argv, NULL);
-	free(key);
 }
 
 /* A kick sent while the control connection was down is lost: once it is
@@ -1295,6 +1299,10 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 	}
 	*tail = st->read_pos;
 	*id_base = st->inc << RD_ID_SHIFT;
+	st->log_key = rd_key(st, "log", NULL);
+	st->retained_key = rd_key(st, "retained", NULL);
+	st->once_key = bk_strf("%s{L:0}:dd:%s", st->prefix, st->inc_s);
+	st->mark_key = bk_strf("%s{n:%s}:pos", st->prefix, st->inc_s);
 	st->hooks = h;
 	st->reader = rd_aux_new(st, true);
 	st->control = rd_aux_new(st, false);
@@ -1505,8 +1513,7 @@ int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec)
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec)
 {
-	char *log = rd_key(st, "log", NULL), *ret = rd_key(st, "retained", NULL);
-	char *once = bk_strf("%s{L:0}:dd:%s", st->prefix, st->inc_s);
+	const char *log = st->log_key, *ret = st->retained_key, *once = st->once_key;
 	char q[4], r[4], x[24], minid[24], n[4], seq[24];
 	struct timeval now;
 	int rc;
@@ -1565,9 +1572,7 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		}
 	}
 	st->stage_owner = NULL;
-	free(once);
-	free(log);
-	free(ret);
+
 	return rc;
 }
 
@@ -1591,8 +1596,7 @@ int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct 
 		free(key);
 		return rc;
 	}
-	key = bk_strf("%s{n:%s}:pos", st->prefix, st->inc_s);
-	const char *argv[] = {"SET", key, val};
+	const char *argv[] = {"SET", st->mark_key, val};
 
 	if (st->routed_at > 0 && st->routed_at == st->staged.n) {
 		/* The last command is the previous mark: this one replaces it. */
@@ -1603,7 +1607,6 @@ int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct 
 	rc = rd_stage(st, 3, argv, NULL);
 	if (rc == 0)
 		st->routed_at = st->staged.n;
-	free(key);
 	return rc;
 }
 

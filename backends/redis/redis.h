@@ -102,6 +102,8 @@ struct cairn_store {
 	struct rd_aux *reader;  /* XREAD of the log */
 	struct rd_aux *control; /* SUBSCRIBE to this incarnation's kicks */
 	struct event *beat_ev;  /* liveness and the janitor, every second */
+	/* Keys every append or mark writes, made once at cluster_start. */
+	char *log_key, *retained_key, *once_key, *mark_key;
 	struct cairn_log_pos read_pos;
 	bool tail_read; /* read_pos is the log's end at load() */
 	/* Sessions a commit found claimed elsewhere, reported before done(). */
