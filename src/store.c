@@ -51,7 +51,9 @@ static const struct cairn_store_ops *const store_backends[] = {
  * answered at least this many waits (acknowledgements, mostly); by default
  * for at most this long. */
 #define STORE_GATHER_MIN_WAITS 4
-#define STORE_GATHER_MAX_US    2000
+/* After pauses in vain, the most commits that do not gather. */
+#define STORE_GATHER_MAX_SKIP 64
+#define STORE_GATHER_MAX_US   2000
 
 /* The held session records by client id (their ops stay in the held log):
  * chained buckets, a power of two of them. A slot keeps the link that
@@ -147,11 +149,13 @@ struct store {
 
 	/* Gathering (store_gather): until when, and for how many writes, a
 	 * commit start may wait; 0: it may not. */
-	uint64_t gather_until;  /* store_now_ns() */
-	size_t gather_goal;     /* start as soon as this many completions wait */
-	bool gathering;         /* a pause is on: gather_ev is pending */
-	uint64_t gather_min_us; /* the shortest and the longest pause */
-	uint64_t gather_max_us; /* (store_set_gather) */
+	uint64_t gather_until;   /* store_now_ns() */
+	size_t gather_goal;      /* start as soon as this many completions wait */
+	bool gathering;          /* a pause is on: gather_ev is pending */
+	uint64_t gather_min_us;  /* the shortest and the longest pause */
+	uint64_t gather_max_us;  /* (store_set_gather) */
+	unsigned gather_skip;    /* commits that may not gather, after a pause in vain */
+	unsigned gather_backoff; /* the next such skip: doubles with each pause in vain */
 };
 
 const double store_lat_bounds[STORE_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -543,6 +547,8 @@ static bool store_gather(struct store *s)
 	if (s->gather_until == 0)
 		return false;
 	if (s->nwaits >= s->gather_goal) {
+		if (s->gathering)
+			s->gather_backoff = 0;
 		store_gather_end(s);
 		return false;
 	}
@@ -569,6 +575,10 @@ static void store_gather_after(struct store *s, size_t waits, uint64_t ns)
 
 	if (waits < STORE_GATHER_MIN_WAITS || s->gather_max_us == 0)
 		return;
+	if (s->gather_skip > 0) {
+		s->gather_skip--;
+		return;
+	}
 	if (us < s->gather_min_us)
 		us = s->gather_min_us;
 	if (us > s->gather_max_us)
@@ -763,6 +773,15 @@ static void gather_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	s->gathering = false;
 	s->gather_until = 0;
+	/* The answers did not come in time: these clients are slow to send
+	 * on (a thread that wakes up to publish, say), and waiting for them
+	 * only adds to every commit. Gather again after a few commits, fewer
+	 * the more often it pays. */
+	s->stats.gather_timeouts++;
+	s->gather_backoff = s->gather_backoff == 0 ? 1 : s->gather_backoff * 2;
+	if (s->gather_backoff > STORE_GATHER_MAX_SKIP)
+		s->gather_backoff = STORE_GATHER_MAX_SKIP;
+	s->gather_skip = s->gather_backoff;
 	if (!s->in_flight && !s->retry_pending && commit_needed(s))
 		commit_start(s);
 	run_completions(s);

@@ -156,6 +156,7 @@ struct store_stats {
 	uint64_t commits_failed;  /* commits (or stagings) that failed */
 	uint64_t commits_retried; /* commits started while the store was unhealthy */
 	uint64_t gathers;         /* starts that waited for the clients' answers (store_gather) */
+	uint64_t gather_timeouts; /* of which the answers did not come in time */
 	uint64_t lat[STORE_LAT_BUCKETS + 1];
 	double lat_sum;
 	uint64_t batch[STORE_BATCH_BUCKETS + 1];

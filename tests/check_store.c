@@ -2071,6 +2071,18 @@ START_TEST(t_gc_gather)
 	store_after_commit(g.s, gc_done, &cb[0]);
 	LOOP_UNTIL(&e, strlen(g.ran) == 21, 5000);
 	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 3);
+	ck_assert_uint_eq(store_get_stats(g.s)->gather_timeouts, 1);
+	/* A pause in vain: the next large commit does not gather. */
+	for (i = 1; i < 6; i++) {
+		snprintf(id, sizeof(id), "e%d", i);
+		gc_session(&g, id);
+		store_after_commit(g.s, gc_done, &cb[i]);
+	}
+	LOOP_UNTIL(&e, strlen(g.ran) == 26, 2000);
+	gc_session(&g, "w");
+	store_after_commit(g.s, gc_done, &cb[6]);
+	LOOP_UNTIL(&e, strlen(g.ran) == 27, 500);
+	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 3);
 out:
 	store_close(g.s);
 	env_cleanup(&e);
