@@ -138,6 +138,7 @@ struct client {
 
 	/* ---- cluster mode ---- */
 	uint64_t cluster_serial; /* the claim its session is held under */
+	bool cluster_lost;       /* another node took the session from this one */
 	/* Entries of the shared log up to here reach it from its stored queue
 	 * or its catch-up, never from live routing (UINT64_MAX: catching up). */
 	uint64_t floor_ms, floor_seq;

@@ -105,6 +105,7 @@ static void cluster_drop_session(struct cluster *cl, struct client *c, const cha
 	struct conn *cn = c->conn;
 
 	log_write(cl->srv->log, LOG_LEVEL_NOTICE, "client %s: %s", c->id, why);
+	c->cluster_lost = true; /* its staged writes are dropped */
 	if (cn && c->will && !c->will_delay)
 		client_handle_last_will(c);
 	client_forget(c);
@@ -682,45 +683,40 @@ void cluster_park(struct client *c)
 
 /* ---- publishing ---- */
 
-/* A retained message this node published, waiting for its append. */
+/* A retained message this node published and set in its own copy at
+ * once, until its append commits. */
 struct cluster_retain {
 	struct server *srv;
 	struct message *m;
-	struct client *publisher; /* a reference; NULL: the broker's own */
-	uint64_t conn_id;
+	struct message *prev;     /* the copy it replaced (a reference), or NULL */
+	struct client *publisher; /* a reference */
 };
 
+/*
+ * The append went with the publisher's session writes. When another node
+ * had claimed the session, those writes were dropped (the commit reported
+ * the session fenced, or a kick made this node drop it and its staged
+ * writes), and the provisional copy is wrong: put back the one it
+ * replaced, unless something newer (the reader, another publish) has
+ * replaced it since. The reader sets its own copy of every entry it
+ * brings, so a copy that is still this message's object was not brought
+ * back from the log. Clears are not undone (an empty copy says nothing of
+ * who cleared it): a clear that was dropped leaves this node without the
+ * message until the topic's next retained write.
+ */
 static void cluster_retain_done(void *arg, bool durable)
 {
 	struct cluster_retain *k = arg;
-	struct client *p = k->publisher;
+	struct router *r = k->srv->router;
 
-	/* The append went with the publisher's session writes: when another
-	 * node had claimed the session, the commit dropped them and closed
-	 * the connection before this runs. Then, or when the publisher went
-	 * otherwise, the entry itself (if it was appended) sets the copy when
-	 * the reader brings it back. */
-	if (durable && (p == NULL || (!p->dead && p->conn && conn_id(p->conn) == k->conn_id)))
-		router_retain_local(k->srv->router, k->m);
+	if (durable && k->publisher->cluster_lost &&
+	    router_retained_get(r, k->m->topic, k->m->topic_len) == k->m)
+		router_retained_put(r, k->m->topic, k->m->topic_len, k->prev);
 	message_unref(k->m);
-	if (p)
-		client_unref(p);
+	if (k->prev)
+		message_unref(k->prev);
+	client_unref(k->publisher);
 	free(k);
-}
-
-/* A SUBSCRIBE right after the PUBACK finds the retained message in this
- * node's copy, whatever the reader's pace: it is set once the append
- * commits (registered before the PUBACK's completion, so it runs first). */
-static void cluster_retain_after_commit(struct server *srv, struct message *m,
-					const struct client *publisher)
-{
-	struct cluster_retain *k = xmalloc(sizeof(*k));
-
-	k->srv = srv;
-	k->m = message_ref(m);
-	k->publisher = publisher ? client_ref((struct client *)publisher) : NULL;
-	k->conn_id = publisher && publisher->conn ? conn_id(publisher->conn) : 0;
-	store_after_commit(srv->store, cluster_retain_done, k);
 }
 
 void cluster_publish(struct server *srv, struct message *m, const struct client *publisher)
@@ -736,8 +732,21 @@ void cluster_publish(struct server *srv, struct message *m, const struct client 
 	    .props_len = m->props_len,
 	};
 	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
-	if (m->retain)
-		cluster_retain_after_commit(srv, m, publisher);
+	if (!m->retain)
+		return;
+	/* A SUBSCRIBE right after the PUBLISH finds it here, whatever the
+	 * reader's pace; the entry sets it again when it comes back. */
+	if (publisher && m->payload_len) {
+		struct cluster_retain *k = xmalloc(sizeof(*k));
+		struct message *prev = router_retained_get(srv->router, m->topic, m->topic_len);
+
+		k->srv = srv;
+		k->m = message_ref(m);
+		k->prev = prev ? message_ref(prev) : NULL;
+		k->publisher = client_ref((struct client *)publisher);
+		store_after_commit(srv->store, cluster_retain_done, k);
+	}
+	router_retain_local(srv->router, m);
 }
 
 /* ---- a node that cannot commit ---- */

@@ -356,6 +356,20 @@ size_t router_retained_count(const struct router *r)
 	return retain_tree_count(r->retained);
 }
 
+struct message *router_retained_get(struct router *r, const char *topic, size_t len)
+{
+	return retain_tree_get(r->retained, topic, len);
+}
+
+void router_retained_put(struct router *r, const char *topic, size_t len, struct message *msg)
+{
+	struct message *old =
+	    retain_tree_set(r->retained, topic, len, msg ? message_ref(msg) : NULL);
+
+	if (old)
+		message_unref(old);
+}
+
 bool router_has_retained(const struct router *r, const char *topic, size_t len)
 {
 	return retain_tree_get(r->retained, topic, len) != NULL;

@@ -69,6 +69,10 @@ size_t router_retained_count(const struct router *r);
 /* Clear the retained message of topic, as an empty retained PUBLISH
  * would, without delivering anything. Returns true if there was one. */
 bool router_clear_retained(struct router *r, const char *topic, size_t len);
+/* This node's retained message of topic (borrowed), or NULL; and setting
+ * it in memory only (cluster mode), msg NULL to clear (takes a reference). */
+struct message *router_retained_get(struct router *r, const char *topic, size_t len);
+void router_retained_put(struct router *r, const char *topic, size_t len, struct message *msg);
 /* Whether topic has a retained message. */
 bool router_has_retained(const struct router *r, const char *topic, size_t len);
 

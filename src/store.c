@@ -656,7 +656,9 @@ static void commit_done(void *arg, int status)
 	s->in_flight = false;
 	s->last_status = status;
 	store_measure(s, status == 0);
-	if (status == 0)
+	/* Not while held writes wait to be staged again after an outage: the
+	 * clients waiting for them are paused, no answer would come. */
+	if (status == 0 && s->complete && s->held.head == NULL)
 		store_gather_after(s, s->commit_waits, store_now_ns() - s->commit_t0);
 	if (status == 0)
 		commit_succeeded(s, s->inflight_gen, s->complete);

@@ -2072,7 +2072,9 @@ START_TEST(t_gc_gather)
 	LOOP_UNTIL(&e, strlen(g.ran) == 21, 5000);
 	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 3);
 	ck_assert_uint_eq(store_get_stats(g.s)->gather_timeouts, 1);
-	/* A pause in vain: the next large commit does not gather. */
+	/* A pause in vain: the next large commit does not gather (it would
+	 * wait 5 s). */
+	store_set_gather(g.s, 5000000, 5000000);
 	for (i = 1; i < 6; i++) {
 		snprintf(id, sizeof(id), "e%d", i);
 		gc_session(&g, id);
@@ -2081,7 +2083,7 @@ START_TEST(t_gc_gather)
 	LOOP_UNTIL(&e, strlen(g.ran) == 26, 2000);
 	gc_session(&g, "w");
 	store_after_commit(g.s, gc_done, &cb[6]);
-	LOOP_UNTIL(&e, strlen(g.ran) == 27, 500);
+	LOOP_UNTIL(&e, strlen(g.ran) == 27, 2500);
 	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 3);
 out:
 	store_close(g.s);

@@ -1,0 +1,105 @@
+"""Cluster mode: a node's own copy of the retained messages it publishes.
+
+A node sets its copy of a retained message when the PUBLISH comes in (so
+a SUBSCRIBE that follows it on the same node, even in the same write,
+finds it), and its log reader sets it again from the shared log; a later
+retained message published on another node wins on every node, even when
+the first node's commit is still waiting for a replica (src/cluster.c,
+cluster_publish). Tagged "cluster" (run.py --only cluster); each test
+starts its own redis-server and nodes on loopback and stops them by PID.
+"""
+
+import os
+import signal
+import time
+
+from harness import (PUBACK, SUBACK, RawClient, ack_packet, check, publish_packet,
+                     subscribe_packet)
+from test_cluster import _replica_of
+
+
+def _tag(*tags):
+    def deco(fn):
+        fn.tags = ("cluster", "redis", "retained") + tags
+        return fn
+    return deco
+
+
+def _timeout(seconds):
+    def deco(fn):
+        fn.timeout = seconds
+        return fn
+    return deco
+
+
+def _retained_on(port, client_id, topic, wait=5):
+    """What a new subscriber on port gets for topic: (payload, retain)."""
+    s = RawClient(port)
+    try:
+        s.connect(client_id)
+        s.subscribe(1, [(topic, 1)])
+        m = s.read_publish(wait)
+        if m["qos"]:
+            s.send(ack_packet(PUBACK, m["pid"]))
+        return m["payload"], m["retain"]
+    finally:
+        s.close()
+
+
+# covers: MQTT-3.3.1-6
+@_tag()
+@_timeout(30)
+def test_cluster_retained_qos0_then_subscribe_in_one_write(ctx):
+    """A QoS 0 retained PUBLISH and a SUBSCRIBE to its topic in one write
+    on the same node: the SUBSCRIBE gets the message as retained (RETAIN
+    1), whatever the pace of the node's commit and log reader. 20 times,
+    each on a topic of its own."""
+    cl = ctx.cluster(2)
+    bad = []
+    for i in range(20):
+        c = RawClient(cl[0].port)
+        c.connect("cr-q0-%d" % i)
+        topic = "cr/q0/%d" % i
+        c.send(publish_packet(topic, b"v%d" % i, qos=0, retain=True) +
+               subscribe_packet(1, [(topic, 0)]))
+        c.expect(SUBACK, timeout=5)
+        m = c.read_publish(5)
+        if (m["payload"], m["retain"]) != (b"v%d" % i, True):
+            bad.append((i, m["payload"], m["retain"]))
+        c.close()
+    check(not bad, "SUBSCRIBE in the PUBLISH's write did not get the retained copy "
+          "(round, payload, retain): %r%s" % (bad[:5], cl.excerpt()))
+
+
+@_tag("replicas")
+@_timeout(40)
+def test_cluster_later_retained_wins_while_a_commit_waits(ctx):
+    """redis_wait_replicas 1 with the replica stopped (SIGSTOP): node 1
+    publishes R1 retained (its commit waits for the replica), node 2
+    publishes R2 on the same topic 0.2 s later. Once the replica runs again
+    and both are acknowledged, a new subscriber on either node gets R2:
+    node 1's late commit does not put R1 back over the R2 its reader
+    brought."""
+    cl = ctx.cluster(2, start=False, redis_wait_replicas=1)
+    rep = _replica_of(ctx, cl.redis.port)
+    for b in cl.nodes:
+        b.start()
+    p1, p2 = RawClient(cl[0].port), RawClient(cl[1].port)
+    p1.connect("cr-p1")
+    p2.connect("cr-p2")
+    os.kill(rep.pid, signal.SIGSTOP)
+    try:
+        p1.send(publish_packet("cr/w", b"R1", qos=1, retain=True, pid=1))
+        time.sleep(0.2)
+        p2.send(publish_packet("cr/w", b"R2", qos=1, retain=True, pid=1))
+        time.sleep(1.5)
+    finally:
+        os.kill(rep.pid, signal.SIGCONT)
+    for p in (p1, p2):
+        p.expect(PUBACK, timeout=10)
+    time.sleep(1.0)  # both readers have brought both entries
+    got = [_retained_on(b.port, "cr-s-%s" % b.name, "cr/w") for b in cl.nodes]
+    check(got == [(b"R2", True)] * 2,
+          "retained copies of cr/w on nodes 1 and 2: %r, want R2 on both%s" % (got, cl.excerpt()))
+    p1.close()
+    p2.close()
