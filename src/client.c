@@ -571,6 +571,32 @@ static bool client_write_window(struct client *c, bool *held)
  * (client_seq_pid). Returns true when deliveries entered the window: they
  * can be written now.
  */
+/* The batch a backlogged store was staging is durable: pump again. */
+static void client_store_room(void *arg, bool durable)
+{
+	struct client *c = arg;
+	c->store_wait = false;
+	if (durable && !c->dead)
+		client_pump(c);
+	client_unref(c);
+}
+
+/* Whether the window may take a stored delivery now. Not while the store
+ * is backlogged (store_backlogged): the pump resumes once the batch being
+ * staged is durable, so a fast drain keeps its staged writes bounded
+ * instead of holding a put and a delete for most of its queue. */
+static bool client_store_has_room(struct client *c)
+{
+	struct store *st = c->srv->store;
+	if (!st || !store_backlogged(st))
+		return true;
+	if (!c->store_wait) {
+		c->store_wait = true;
+		store_after_commit(st, client_store_room, client_ref(c));
+	}
+	return false;
+}
+
 static bool client_fill_window(struct client *c, bool held)
 {
 	bool ready = false;
@@ -592,6 +618,8 @@ static bool client_fill_window(struct client *c, bool held)
 			client_delivery_free(c, d, true);
 			continue;
 		}
+		if (d->seq && client_window_open(c) && !client_store_has_room(c))
+			break;
 		uint16_t pid = client_window_open(c) ? client_window_pid(c, d) : 0;
 		if (pid == 0)
 			break;

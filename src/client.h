@@ -101,6 +101,7 @@ struct client {
 	uint64_t next_seq;
 	struct qos_in in_qos2; /* inbound QoS 2 ids awaiting PUBREL */
 	unsigned deferred;     /* packets to this client waiting for a commit */
+	bool store_wait;       /* its pump waits for a backlogged store's commit */
 	uint64_t match_gen;    /* routing: de-duplicates overlapping matches */
 	uint8_t match_qos;
 	bool match_rap;         /* routing: a matching filter has retain as published */

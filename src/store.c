@@ -1098,6 +1098,11 @@ bool store_is_healthy(const struct store *s)
 	return s->healthy;
 }
 
+bool store_backlogged(const struct store *s)
+{
+	return s->nstaged >= STORE_BACKLOG_LIMIT && (s->in_flight || s->retry_pending);
+}
+
 size_t store_held_writes(const struct store *s)
 {
 	return s->held.n;
