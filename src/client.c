@@ -575,7 +575,7 @@ static bool client_write_window(struct client *c, bool *held)
  * (client_seq_pid). Returns true when deliveries entered the window: they
  * can be written now.
  */
-/* The batch a backlogged store was staging is durable: pump again. */
+/* The commit a backlogged store was waiting for is done: pump again. */
 static void client_store_room(void *arg, bool durable)
 {
 	struct client *c = arg;
@@ -586,9 +586,10 @@ static void client_store_room(void *arg, bool durable)
 }
 
 /* Whether the window may take a stored delivery now. Not while the store
- * is backlogged (store_backlogged): the pump resumes once the batch being
- * staged is durable, so a fast drain keeps its staged writes bounded
- * instead of holding a put and a delete for most of its queue. */
+ * is backlogged (store_backlogged): the pump resumes once the commit in
+ * flight is done (the backlog then commits), so a fast drain keeps its
+ * staged writes bounded instead of holding a put and a delete for most of
+ * its queue. */
 static bool client_store_has_room(struct client *c)
 {
 	struct store *st = c->srv->store;
@@ -596,7 +597,7 @@ static bool client_store_has_room(struct client *c)
 		return true;
 	if (!c->store_wait) {
 		c->store_wait = true;
-		store_after_commit(st, client_store_room, client_ref(c));
+		store_after_inflight(st, client_store_room, client_ref(c));
 	}
 	return false;
 }

@@ -134,12 +134,19 @@ bool store_is_healthy(const struct store *s);
  * retried): writes are arriving faster than the backend retires them, and
  * each waits in memory until it does. A producer of writes that can wait
  * (the pump that moves a stored queue into its window, whose sends bring
- * the deliveries' puts and deletes) waits, with store_after_commit, for
- * the batch to be durable; one that cannot (a PUBACK's delete) stages as
+ * the deliveries' puts and deletes) waits, with store_after_inflight, for
+ * the commit in flight to end; one that cannot (a PUBACK's delete) stages as
  * before. This bounds a drain's staged writes by the limit plus what the
  * windows in flight can bring, instead of the size of the queues.
  */
 bool store_backlogged(const struct store *s);
+
+/* Run fn(arg) once the commit in flight is done (durable true), or, when
+ * none is, as store_after_commit. A backlogged producer waits with it: the
+ * batch staged meanwhile starts committing as the one in flight ends, and
+ * the producer stages the next one while it does. Never calls fn from
+ * inside this call. */
+void store_after_inflight(struct store *s, store_commit_fn fn, void *arg);
 
 /* Writes waiting in the core for the backend (refused, or staged while the
  * store was unhealthy), and the session records superseded among them

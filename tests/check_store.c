@@ -2098,7 +2098,7 @@ START_TEST(t_gc_backlog)
 {
 	struct env e;
 	struct gc g;
-	struct gc_cb a = {&g, 'A', NULL};
+	struct gc_cb a = {&g, 'A', NULL}, b = {&g, 'B', NULL};
 	char filter[32];
 	bool async;
 
@@ -2114,8 +2114,12 @@ START_TEST(t_gc_backlog)
 	}
 	/* The first STORE_BATCH_LIMIT went into a commit; the rest wait. */
 	ck_assert(store_backlogged(g.s) == async);
+	/* A waits for the writes staged so far, B only for the commit in
+	 * flight (with none, for the same as A). */
 	store_after_commit(g.s, gc_done, &a);
-	LOOP_UNTIL(&e, g.ran[0] != '\0', 10000);
+	store_after_inflight(g.s, gc_done, &b);
+	LOOP_UNTIL(&e, strlen(g.ran) == 2, 10000);
+	ck_assert_str_eq(g.ran, async ? "BA" : "AB");
 	ck_assert(!store_backlogged(g.s));
 	store_close(g.s);
 	env_cleanup(&e);
