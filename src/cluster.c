@@ -682,6 +682,47 @@ void cluster_park(struct client *c)
 
 /* ---- publishing ---- */
 
+/* A retained message this node published, waiting for its append. */
+struct cluster_retain {
+	struct server *srv;
+	struct message *m;
+	struct client *publisher; /* a reference; NULL: the broker's own */
+	uint64_t conn_id;
+};
+
+static void cluster_retain_done(void *arg, bool durable)
+{
+	struct cluster_retain *k = arg;
+	struct client *p = k->publisher;
+
+	/* The append went with the publisher's session writes: when another
+	 * node had claimed the session, the commit dropped them and closed
+	 * the connection before this runs. Then, or when the publisher went
+	 * otherwise, the entry itself (if it was appended) sets the copy when
+	 * the reader brings it back. */
+	if (durable && (p == NULL || (!p->dead && p->conn && conn_id(p->conn) == k->conn_id)))
+		router_retain_local(k->srv->router, k->m);
+	message_unref(k->m);
+	if (p)
+		client_unref(p);
+	free(k);
+}
+
+/* A SUBSCRIBE right after the PUBACK finds the retained message in this
+ * node's copy, whatever the reader's pace: it is set once the append
+ * commits (registered before the PUBACK's completion, so it runs first). */
+static void cluster_retain_after_commit(struct server *srv, struct message *m,
+					const struct client *publisher)
+{
+	struct cluster_retain *k = xmalloc(sizeof(*k));
+
+	k->srv = srv;
+	k->m = message_ref(m);
+	k->publisher = publisher ? client_ref((struct client *)publisher) : NULL;
+	k->conn_id = publisher && publisher->conn ? conn_id(publisher->conn) : 0;
+	store_after_commit(srv->store, cluster_retain_done, k);
+}
+
 void cluster_publish(struct server *srv, struct message *m, const struct client *publisher)
 {
 	struct cairn_msg_rec rec = {
@@ -695,10 +736,8 @@ void cluster_publish(struct server *srv, struct message *m, const struct client 
 	    .props_len = m->props_len,
 	};
 	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
-	/* A SUBSCRIBE right after the PUBACK finds it here, whatever the
-	 * reader's pace; the entry sets it again when it comes back. */
 	if (m->retain)
-		router_retain_local(srv->router, m);
+		cluster_retain_after_commit(srv, m, publisher);
 }
 
 /* ---- a node that cannot commit ---- */

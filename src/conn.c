@@ -118,7 +118,7 @@ struct conn {
 	short events; /* what ev waits for now */
 	bool dirty;   /* on the set's flush list */
 	bool full;    /* output above the high mark: not read, owner waits */
-	bool ack_due; /* CONNACK sent: acknowledge the next read without reply now */
+	bool ack_due; /* acknowledge the next read without a reply now (conn_ack_now) */
 	char addr[48];
 	void *auth;                 /* the upper layer's enhanced authentication, or NULL */
 	void (*auth_free)(void *);  /* releases auth when the connection is freed */
@@ -250,6 +250,11 @@ void *conn_owner(const struct conn *cn)
 void conn_set_owner(struct conn *cn, void *owner)
 {
 	cn->owner = owner;
+}
+
+void conn_ack_soon(struct conn *cn)
+{
+	cn->ack_due = true;
 }
 
 void conn_accepted(struct conn *cn, uint16_t keepalive)
@@ -904,7 +909,9 @@ static ssize_t conn_recv(struct conn *cn, uint8_t *buf, size_t len, char *why, s
  * does, holds every later packet until then. TCP_QUICKACK leaves that mode
  * and sends the ACK; later packets are acknowledged as they come, so it is
  * one system call per connection. Packets that get a reply carry the ACK
- * with it and need nothing.
+ * with it and need nothing. The same goes for a packet whose reply waits
+ * while the store gathers a batch (conn_ack_soon, from gate.c): the
+ * client's next packets are what the batch waits for.
  */
 static void conn_ack_now(struct conn *cn)
 {

@@ -118,6 +118,9 @@ bool conn_packet_bytes(const struct conn *cn, uint8_t *hdr, const uint8_t **body
 /* CONNECT was accepted: the connection is open for every packet type, and
  * keep-alive is enforced at 1.5 x keepalive seconds (0: never). */
 void conn_accepted(struct conn *cn, uint16_t keepalive);
+/* Acknowledge what this read brings at the TCP level at once, unless a
+ * reply leaves in the same pass (see conn_ack_now in conn.c). */
+void conn_ack_soon(struct conn *cn);
 /* True while the connection is accepted and not closing: packets written
  * now reach the peer. */
 bool conn_is_open(const struct conn *cn);

@@ -61,6 +61,11 @@ struct gate_wait *gate_wait_new(struct client *to, const uint8_t *bytes, size_t 
 		to->deferred++;
 		if (to->conn && !store_is_healthy(to->srv->store))
 			conn_set_paused(to->conn, true);
+		/* The reply waits while the store gathers the other clients'
+		 * packets: this client's next ones are wanted now, not after the
+		 * kernel's delayed ACK (see conn_ack_now). */
+		if (to->conn && store_gathering(to->srv->store))
+			conn_ack_soon(to->conn);
 	}
 	if (len) {
 		p->bytes = len <= sizeof(p->inline_bytes) ? p->inline_bytes : xmalloc(len);

@@ -343,6 +343,12 @@ void metrics_render_prometheus(struct server *srv, const struct metrics_snapshot
 		    "Store commits (or stagings) that failed.", ss->commits_failed);
 	metrics_one(out, "cairn_store_commits_retried_total", "counter",
 		    "Store commits started while the store was failing.", ss->commits_retried);
+	metrics_one(out, "cairn_store_commit_gathers_total", "counter",
+		    "Commit starts that waited for clients to answer the last commit's "
+		    "acknowledgements.",
+		    ss->gathers);
+	metrics_one(out, "cairn_store_commit_gather_timeouts_total", "counter",
+		    "Of those, the ones whose answers did not come in time.", ss->gather_timeouts);
 	metrics_histogram(out, "cairn_store_commit_duration_seconds",
 			  "Time from the start of a commit to its end.", ss->lat, store_lat_bounds,
 			  STORE_LAT_BUCKETS, ss->lat_sum);

@@ -47,6 +47,13 @@ static const struct cairn_store_ops *const store_backends[] = {
 #define STORE_BACKOFF_MAX_MS 250
 /* While failing, the error is logged once and then at most this often. */
 #define STORE_FAIL_LOG_MS 10000
+/* Gathering after a commit (see store_gather): only after a batch that
+ * answered at least this many waits (acknowledgements, mostly); by default
+ * for at most this long. */
+#define STORE_GATHER_MIN_WAITS 4
+/* After pauses in vain, the most commits that do not gather. */
+#define STORE_GATHER_MAX_SKIP 64
+#define STORE_GATHER_MAX_US   2000
 
 /* The held session records by client id (their ops stay in the held log):
  * chained buckets, a power of two of them. A slot keeps the link that
@@ -87,6 +94,7 @@ struct store {
 	struct log *lg;
 	struct event *commit_ev; /* runs the commit and the completions */
 	struct event *retry_ev;  /* backoff timer after a failed commit */
+	struct event *gather_ev; /* ends a gathering pause (store_gather) */
 
 	/*
 	 * Generations: next_gen is the batch being staged now; starting a
@@ -98,6 +106,7 @@ struct store {
 	uint64_t durable_gen;
 	uint64_t inflight_gen;
 	size_t nstaged; /* writes staged into next_gen */
+	size_t nwaits;  /* completions registered for next_gen */
 	bool dirty;     /* the backend holds writes not yet durable */
 	bool in_flight; /* an asynchronous commit has not called done yet */
 	bool retry_pending;
@@ -136,6 +145,17 @@ struct store {
 	struct store_stats stats;
 	uint64_t commit_t0;   /* store_now_ns() when the commit in flight began */
 	size_t commit_writes; /* writes in it */
+	size_t commit_waits;  /* completions waiting for it */
+
+	/* Gathering (store_gather): until when, and for how many writes, a
+	 * commit start may wait; 0: it may not. */
+	uint64_t gather_until;   /* store_now_ns() */
+	size_t gather_goal;      /* start as soon as this many completions wait */
+	bool gathering;          /* a pause is on: gather_ev is pending */
+	uint64_t gather_min_us;  /* the shortest and the longest pause */
+	uint64_t gather_max_us;  /* (store_set_gather) */
+	unsigned gather_skip;    /* commits that may not gather, after a pause in vain */
+	unsigned gather_backoff; /* the next such skip: doubles with each pause in vain */
 };
 
 const double store_lat_bounds[STORE_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -494,6 +514,79 @@ static void schedule_commit(struct store *s)
 	event_active(s->commit_ev, EV_TIMEOUT, 0);
 }
 
+/* Whatever ends a pause (store_gather): its timer, its goal reached, or a
+ * commit started by other means (the batch limit, a flush). */
+static void store_gather_end(struct store *s)
+{
+	if (s->gathering) {
+		evtimer_del(s->gather_ev);
+		s->gathering = false;
+	}
+	s->gather_until = 0;
+}
+
+/*
+ * Group commit across the clients' windows. When an asynchronous commit of
+ * a sizeable batch ends, its completions send the acknowledgements that
+ * clients streaming over a window wait for, and each client answers with
+ * its next messages one loop-back round trip later. A commit started at
+ * the first of them would seal only that one and leave the rest to wait a
+ * whole commit: the windows would split between two batches, each paying
+ * its own fsync. So for a short while after such a commit (as long as it
+ * took, at most gather_max_us) the next one waits until about as many
+ * completions (acknowledgements, mostly) wait for it as the last one
+ * answered; completions of earlier batches run meanwhile. A trickle of
+ * small batches (clients that wait for each acknowledgement before sending
+ * on) never waits. Returns true while the start is to wait.
+ */
+static bool store_gather(struct store *s)
+{
+	uint64_t now, us;
+	struct timeval tv;
+
+	if (s->gather_until == 0)
+		return false;
+	if (s->nwaits >= s->gather_goal) {
+		if (s->gathering)
+			s->gather_backoff = 0;
+		store_gather_end(s);
+		return false;
+	}
+	if (s->gathering)
+		return true;
+	now = store_now_ns();
+	if (now >= s->gather_until) {
+		s->gather_until = 0;
+		return false;
+	}
+	us = (s->gather_until - now + 999) / 1000;
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	evtimer_add(s->gather_ev, &tv);
+	s->gathering = true;
+	s->stats.gathers++;
+	return true;
+}
+
+/* A commit that waits answered ended after ns: may the next one gather? */
+static void store_gather_after(struct store *s, size_t waits, uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+
+	if (waits < STORE_GATHER_MIN_WAITS || s->gather_max_us == 0)
+		return;
+	if (s->gather_skip > 0) {
+		s->gather_skip--;
+		return;
+	}
+	if (us < s->gather_min_us)
+		us = s->gather_min_us;
+	if (us > s->gather_max_us)
+		us = s->gather_max_us;
+	s->gather_until = store_now_ns() + us * 1000;
+	s->gather_goal = waits - waits / 8;
+}
+
 /*
  * A commit of batch gen succeeded. When writes are still held (the commit
  * only emptied what the backend had from before the outage, or writes were
@@ -564,6 +657,8 @@ static void commit_done(void *arg, int status)
 	s->last_status = status;
 	store_measure(s, status == 0);
 	if (status == 0)
+		store_gather_after(s, s->commit_waits, store_now_ns() - s->commit_t0);
+	if (status == 0)
 		commit_succeeded(s, s->inflight_gen, s->complete);
 	else
 		commit_failed(s, "commit", status);
@@ -589,9 +684,12 @@ static int commit_start(struct store *s)
 	int rc;
 
 	assert(!s->in_flight);
+	store_gather_end(s);
 	gen = s->next_gen++;
 	s->commit_writes = s->nstaged;
+	s->commit_waits = s->nwaits;
 	s->nstaged = 0;
+	s->nwaits = 0;
 	if (!s->healthy)
 		s->stats.commits_retried++;
 	if (!s->dirty && s->held.head != NULL) {
@@ -662,6 +760,28 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!s->in_flight && !s->retry_pending && commit_needed(s) && !store_gather(s))
+		commit_start(s);
+	run_completions(s);
+}
+
+static void gather_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->gathering = false;
+	s->gather_until = 0;
+	/* The answers did not come in time: these clients are slow to send
+	 * on (a thread that wakes up to publish, say), and waiting for them
+	 * only adds to every commit. Gather again after a few commits, fewer
+	 * the more often it pays. */
+	s->stats.gather_timeouts++;
+	s->gather_backoff = s->gather_backoff == 0 ? 1 : s->gather_backoff * 2;
+	if (s->gather_backoff > STORE_GATHER_MAX_SKIP)
+		s->gather_backoff = STORE_GATHER_MAX_SKIP;
+	s->gather_skip = s->gather_backoff;
 	if (!s->in_flight && !s->retry_pending && commit_needed(s))
 		commit_start(s);
 	run_completions(s);
@@ -738,7 +858,9 @@ int store_open_ops(struct store **out, const struct cairn_store_ops *ops,
 	s->backoff_ms = STORE_BACKOFF_MIN_MS;
 	s->commit_ev = event_new(base, -1, 0, commit_cb, s);
 	s->retry_ev = evtimer_new(base, retry_cb, s);
-	if (s->commit_ev == NULL || s->retry_ev == NULL) {
+	s->gather_ev = evtimer_new(base, gather_cb, s);
+	s->gather_max_us = STORE_GATHER_MAX_US;
+	if (s->commit_ev == NULL || s->retry_ev == NULL || s->gather_ev == NULL) {
 		snprintf(err, errlen, "cannot create the commit events");
 		rc = CAIRN_ENOMEM;
 		goto out;
@@ -762,6 +884,8 @@ out:
 		event_free(s->commit_ev);
 	if (s->retry_ev != NULL)
 		event_free(s->retry_ev);
+	if (s->gather_ev != NULL)
+		event_free(s->gather_ev);
 	free(s);
 	return rc;
 }
@@ -818,6 +942,7 @@ void store_close(struct store *s)
 	s->ops->close(s->st);
 	event_free(s->commit_ev);
 	event_free(s->retry_ev);
+	event_free(s->gather_ev);
 	free(s);
 }
 
@@ -1003,6 +1128,21 @@ int store_retained_delete(struct store *s, const char *topic)
 
 /* ---- a shared store (cluster mode, vtable version 4) ---- */
 
+bool store_gathering(const struct store *s)
+{
+	return s->gather_until != 0 && store_now_ns() < s->gather_until;
+}
+
+void store_set_gather(struct store *s, uint64_t min_us, uint64_t max_us)
+{
+	s->gather_min_us = min_us;
+	s->gather_max_us = max_us;
+	if (max_us == 0 && s->gather_until != 0) {
+		store_gather_end(s);
+		schedule_commit(s);
+	}
+}
+
 void store_unit(struct store *s, bool begin)
 {
 	s->unit = begin;
@@ -1067,6 +1207,7 @@ void store_after_commit(struct store *s, store_commit_fn fn, void *arg)
 	c->fn = fn;
 	c->arg = arg;
 	c->gen = s->next_gen;
+	s->nwaits++;
 	if (s->tail != NULL)
 		s->tail->next = c;
 	else

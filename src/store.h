@@ -93,6 +93,16 @@ int store_inflight_in_delete(struct store *s, const char *client_id, uint16_t pa
 int store_retained_put(struct store *s, const struct cairn_msg_rec *rec);
 int store_retained_delete(struct store *s, const char *topic);
 
+/* The pause, in microseconds, a commit start may make after a large
+ * asynchronous commit to gather the clients' answers to it (group commit
+ * across windows; see store.c) is as long as that commit took, within
+ * [min_us, max_us] (default 0 and 2,000); max_us 0 turns gathering off. */
+void store_set_gather(struct store *s, uint64_t min_us, uint64_t max_us);
+/* True while a commit start may still wait to gather writes: a reply held
+ * for the store now waits for the client's next packets, which a client
+ * with Nagle on holds until the kernel acknowledges this one. */
+bool store_gathering(const struct store *s);
+
 /* Between store_unit(s, true) and store_unit(s, false) the writes staged
  * go to the backend in one batch: STORE_BATCH_LIMIT does not split them
  * (cluster mode: a batch of log entries' deliveries and the mark that
@@ -169,6 +179,8 @@ struct store_stats {
 	uint64_t commits;         /* commits that reached the backend and succeeded */
 	uint64_t commits_failed;  /* commits (or stagings) that failed */
 	uint64_t commits_retried; /* commits started while the store was unhealthy */
+	uint64_t gathers;         /* starts that waited for the clients' answers (store_gather) */
+	uint64_t gather_timeouts; /* of which the answers did not come in time */
 	uint64_t lat[STORE_LAT_BUCKETS + 1];
 	double lat_sum;
 	uint64_t batch[STORE_BATCH_BUCKETS + 1];

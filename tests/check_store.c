@@ -1807,6 +1807,15 @@ static void gc_session(struct gc *g, const char *id)
 		}                                                                                  \
 	} while (0)
 
+/* Run the loop for ms milliseconds. */
+#define LOOP_FOR(e, ms)                                                                            \
+	do {                                                                                       \
+		for (int n_ = 0; n_ < (ms); n_++) {                                                \
+			event_base_loop((e)->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);                 \
+			usleep(1000);                                                              \
+		}                                                                                  \
+	} while (0)
+
 /* The store's own measurements: one latency and one batch size per
  * commit that reached the backend; buckets add up to the count. */
 static uint64_t gc_hist_count(const uint64_t *b, size_t n)
@@ -2085,6 +2094,86 @@ START_TEST(t_gc_batch_limit)
 	/* ...but the completion still waits for the loop. */
 	ck_assert_str_eq(g.ran, "");
 	LOOP_UNTIL(&e, g.ran[0] != '\0', 5000);
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
+/* Group commit across windows: after an asynchronous commit that answered
+ * 4 or more completions, the next start waits until about as many wait
+ * (or the pause ends); a synchronous store never waits. */
+START_TEST(t_gc_gather)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb cb[20];
+	char id[16];
+	bool async;
+	int i;
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	async = (env_flags(&e) & CAIRN_STORE_ASYNC_COMMIT) != 0;
+	for (i = 0; i < 20; i++)
+		cb[i] = (struct gc_cb){&g, (char)('a' + i), NULL};
+	store_set_gather(g.s, 5000000, 5000000); /* a pause of 5 s */
+	for (i = 0; i < 8; i++) {
+		snprintf(id, sizeof(id), "c%d", i);
+		gc_session(&g, id);
+		store_after_commit(g.s, gc_done, &cb[i]);
+	}
+	LOOP_UNTIL(&e, strlen(g.ran) == 8, 5000);
+	/* One answer of the 7 the pause waits for (8 - 8/8). */
+	gc_session(&g, "x");
+	store_after_commit(g.s, gc_done, &cb[8]);
+	LOOP_FOR(&e, 100);
+	if (!async) {
+		ck_assert_str_eq(g.ran, "abcdefghi");
+		ck_assert_uint_eq(store_get_stats(g.s)->gathers, 0);
+		goto out;
+	}
+	ck_assert_str_eq(g.ran, "abcdefgh");
+	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 1);
+	/* The seventh answer ends the pause. */
+	for (i = 9; i < 15; i++) {
+		snprintf(id, sizeof(id), "c%d", i);
+		gc_session(&g, id);
+		store_after_commit(g.s, gc_done, &cb[i]);
+	}
+	LOOP_UNTIL(&e, strlen(g.ran) == 15, 2000);
+	/* Turning gathering off ends a pause too. */
+	gc_session(&g, "y");
+	store_after_commit(g.s, gc_done, &cb[15]);
+	LOOP_FOR(&e, 50);
+	ck_assert_uint_eq(strlen(g.ran), 15);
+	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 2);
+	store_set_gather(g.s, 0, 0);
+	LOOP_UNTIL(&e, strlen(g.ran) == 16, 2000);
+	/* A pause ends at its time: 1 s. */
+	store_set_gather(g.s, 1000000, 1000000);
+	for (i = 16; i < 20; i++) {
+		snprintf(id, sizeof(id), "d%d", i);
+		gc_session(&g, id);
+		store_after_commit(g.s, gc_done, &cb[i]);
+	}
+	LOOP_UNTIL(&e, strlen(g.ran) == 20, 2000);
+	gc_session(&g, "z");
+	store_after_commit(g.s, gc_done, &cb[0]);
+	LOOP_UNTIL(&e, strlen(g.ran) == 21, 5000);
+	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 3);
+	ck_assert_uint_eq(store_get_stats(g.s)->gather_timeouts, 1);
+	/* A pause in vain: the next large commit does not gather. */
+	for (i = 1; i < 6; i++) {
+		snprintf(id, sizeof(id), "e%d", i);
+		gc_session(&g, id);
+		store_after_commit(g.s, gc_done, &cb[i]);
+	}
+	LOOP_UNTIL(&e, strlen(g.ran) == 26, 2000);
+	gc_session(&g, "w");
+	store_after_commit(g.s, gc_done, &cb[6]);
+	LOOP_UNTIL(&e, strlen(g.ran) == 27, 500);
+	ck_assert_uint_eq(store_get_stats(g.s)->gathers, 3);
+out:
 	store_close(g.s);
 	env_cleanup(&e);
 }
@@ -2893,6 +2982,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_nothing_staged, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_failures, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_batch_limit, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_gather, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_backlog, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_reentrant, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_cancel, 0, nbackends);
