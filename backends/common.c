@@ -438,25 +438,67 @@ static void bk_op_copy_into(struct bk_op_copy *c, enum bk_op_kind kind, union bk
 	}
 }
 
+/* The size of the member of union bk_rec that kind sets, rounded up to
+ * 8 bytes (the copies that follow it hold uint32 arrays first). */
+static size_t bk_rec_size(enum bk_op_kind kind)
+{
+	size_t n = sizeof(union bk_rec);
+
+	switch (kind) {
+	case BK_SESSION_PUT:
+	case BK_SESSION_DEL:
+		n = sizeof(struct cairn_session_rec);
+		break;
+	case BK_SUB_PUT:
+	case BK_SUB_DEL:
+		n = sizeof(struct cairn_sub_rec);
+		break;
+	case BK_MESSAGE_PUT:
+	case BK_MESSAGE_DEL:
+	case BK_RETAINED_PUT:
+	case BK_RETAINED_DEL:
+		n = sizeof(struct cairn_msg_rec);
+		break;
+	case BK_DELIVERY_PUT:
+	case BK_DELIVERY_DEL:
+		n = sizeof(struct cairn_delivery_rec);
+		break;
+	case BK_INFLIGHT_PUT:
+	case BK_INFLIGHT_DEL:
+		n = sizeof(struct cairn_inflight_in_rec);
+		break;
+	case BK_LOG_APPEND:
+	case BK_LOG_ROUTED:
+		n = sizeof(struct bk_log_rec);
+		break;
+	}
+	return (n + 7) & ~(size_t)7;
+}
+
 struct bk_op *bk_op_new(enum bk_op_kind kind, const void *rec)
 {
 	struct bk_op_copy c = {0};
 	union bk_rec scratch;
 	struct bk_op *op;
+	size_t head = offsetof(struct bk_op, rec) + bk_rec_size(kind);
+	uint8_t *tail;
 
 	/* One pass to measure, one to copy: the second writes the same
-	 * pointers the first counted room for. */
+	 * pointers the first counted room for. The op ends with the record
+	 * kind names, not the whole union: a delivery's op is half the size
+	 * of a session's, and a drain stages one or two per message. */
 	bk_op_copy_into(&c, kind, &scratch, rec);
-	op = bk_xmalloc(sizeof(*op) + c.words + c.bytes);
-	memset(op, 0, sizeof(*op));
+	op = bk_xmalloc(head + c.words + c.bytes);
+	memset(op, 0, head);
 	op->kind = kind;
 	if (kind == BK_DELIVERY_DEL)
 		op->hi = ((const struct cairn_delivery_rec *)rec)->seq;
 	else if (kind == BK_MESSAGE_DEL)
 		op->hi = ((const struct cairn_msg_rec *)rec)->msg_id;
-	c.at = (uint8_t *)(op + 1);
+	tail = (uint8_t *)op + head;
+	c.at = tail;
 	bk_op_copy_into(&c, kind, &op->rec, rec);
-	assert(c.at == (uint8_t *)(op + 1) + c.words + c.bytes);
+	assert(c.at == tail + c.words + c.bytes);
 	return op;
 }
 
@@ -478,22 +520,23 @@ void bk_log_push(struct bk_log *log, struct bk_op *op)
 
 static void bk_log_end_runs(struct bk_log *log)
 {
-	log->dels.op = log->msgs.op = NULL;
+	log->epoch++;
 }
 
 /* Whether run is open and of client_id (NULL: a message run, of no
  * client). */
-static bool bk_run_of(const struct bk_run *run, const char *client_id)
+static bool bk_run_of(const struct bk_log *log, const struct bk_run *run, const char *client_id)
 {
-	return run->op != NULL &&
+	return run->op != NULL && run->epoch == log->epoch &&
 	       (client_id == NULL || strcmp(run->op->rec.delivery.client_id, client_id) == 0);
 }
 
 /* Extend run by a delete of key (of client_id, as bk_run_of) when it is
  * the key after the run's range, short of the run's limit. */
-static bool bk_run_extend(struct bk_run *run, const char *client_id, uint64_t key)
+static bool bk_run_extend(const struct bk_log *log, struct bk_run *run, const char *client_id,
+			  uint64_t key)
 {
-	if (!bk_run_of(run, client_id) || key != run->op->hi + 1 || key >= run->limit)
+	if (!bk_run_of(log, run, client_id) || key != run->op->hi + 1 || key >= run->limit)
 		return false;
 	run->op->hi = key;
 	return true;
@@ -501,17 +544,36 @@ static bool bk_run_extend(struct bk_run *run, const char *client_id, uint64_t ke
 
 /* A put of key (of client_id, as bk_run_of) was staged: the run must stop
  * short of it. */
-static void bk_run_limit(struct bk_run *run, const char *client_id, uint64_t key)
+static void bk_run_limit(const struct bk_log *log, struct bk_run *run, const char *client_id,
+			 uint64_t key)
 {
-	if (bk_run_of(run, client_id) && key < run->limit)
+	if (bk_run_of(log, run, client_id) && key < run->limit)
 		run->limit = key;
 }
 
 /* The delete op starts a new run. */
-static void bk_run_start(struct bk_run *run, struct bk_op *op)
+static void bk_run_start(const struct bk_log *log, struct bk_run *run, struct bk_op *op)
 {
 	run->op = op;
 	run->limit = UINT64_MAX;
+	run->epoch = log->epoch;
+}
+
+/* FNV-1a of a client id. */
+static uint32_t bk_id_hash(const char *client_id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* The delivery delete run slot of client_id. A run of another client in
+ * it is simply no longer extended once this client's takes the slot. */
+static struct bk_run *bk_dels_of(struct bk_log *log, const char *client_id)
+{
+	return &log->dels[bk_id_hash(client_id) & (BK_DELETE_RUNS - 1)];
 }
 
 /* Where bk_log_push_merge remembers the last delivery put of client_id's
@@ -519,11 +581,7 @@ static void bk_run_start(struct bk_run *run, struct bk_op *op)
  * once, with the same seqs. */
 static uint16_t bk_recent_slot(const char *client_id, uint64_t seq)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return (uint16_t)((h + seq) & (BK_RECENT_PUTS - 1));
+	return (uint16_t)((bk_id_hash(client_id) + seq) & (BK_RECENT_PUTS - 1));
 }
 
 /* A delete of client_id's seq was staged: the put of that delivery staged
@@ -550,34 +608,35 @@ void bk_log_push_merge(struct bk_log *log, enum bk_op_kind kind, const void *rec
 	switch (kind) {
 	case BK_DELIVERY_DEL:
 		bk_recent_kill(log, d->client_id, d->seq);
-		if (bk_run_extend(&log->dels, d->client_id, d->seq))
+		if (bk_run_extend(log, bk_dels_of(log, d->client_id), d->client_id, d->seq))
 			return; /* merged before any copy is made */
 		break;
 	case BK_MESSAGE_DEL:
-		if (bk_run_extend(&log->msgs, NULL, m->msg_id))
+		if (bk_run_extend(log, &log->msgs, NULL, m->msg_id))
 			return;
 		break;
 	case BK_DELIVERY_PUT:
-		bk_run_limit(&log->dels, d->client_id, d->seq);
+		bk_run_limit(log, bk_dels_of(log, d->client_id), d->client_id, d->seq);
 		break;
 	case BK_MESSAGE_PUT:
-		bk_run_limit(&log->msgs, NULL, m->msg_id);
+		bk_run_limit(log, &log->msgs, NULL, m->msg_id);
 		break;
-	case BK_SESSION_DEL:
+	case BK_SESSION_DEL: {
 		/* It deletes the client's deliveries: a later delete must not
-		 * move before it, nor a run of another client's past a put
-		 * after it. Ending the run is the simple way to both. */
-		log->dels.op = NULL;
+		 * move before it. Ending every delivery run (the message run
+		 * with them) is the simple way. */
+		bk_log_end_runs(log);
 		break;
+	}
 	default:
 		break;
 	}
 	op = bk_op_new(kind, rec);
 	bk_log_push(log, op);
 	if (kind == BK_DELIVERY_DEL)
-		bk_run_start(&log->dels, op);
+		bk_run_start(log, bk_dels_of(log, d->client_id), op);
 	else if (kind == BK_MESSAGE_DEL)
-		bk_run_start(&log->msgs, op);
+		bk_run_start(log, &log->msgs, op);
 	else if (kind == BK_DELIVERY_PUT) {
 		op->slot = bk_recent_slot(d->client_id, d->seq);
 		log->recent[op->slot] = op;

@@ -12,6 +12,9 @@
  *    the same allocation as the op itself: a record is never moved from one
  *    op to another (its pointers would point into the other op), and
  *    bk_op_free is one free().
+ *  - A struct bk_op is allocated with room for the member of its union
+ *    bk_rec that its kind sets, not for the whole union: never copy an op
+ *    or its rec as a whole, only the member its kind names.
  */
 #ifndef CAIRN_BACKENDS_COMMON_H
 #define CAIRN_BACKENDS_COMMON_H
@@ -163,7 +166,14 @@ struct bk_op {
 struct bk_run {
 	struct bk_op *op;
 	uint64_t limit;
+	uint64_t epoch; /* open only while it equals its log's epoch */
 };
+
+/* bk_log_push_merge keeps an open delivery delete run per client, in this
+ * many slots (a power of two) chosen by client id: when many sessions
+ * drain at once their acknowledgements interleave, and each session's
+ * still merge into one range delete per batch. */
+#define BK_DELETE_RUNS 1024
 
 /* bk_log_push_merge remembers the last delivery put staged into each of
  * this many slots (a power of two), chosen by client id and seq: a few
@@ -174,9 +184,11 @@ struct bk_run {
 struct bk_log {
 	struct bk_op *head, *tail;
 	size_t n;
-	/* bk_log_push_merge's delivery and message delete runs; every other
-	 * function ends them. */
-	struct bk_run dels, msgs;
+	/* bk_log_push_merge's delivery delete runs (by a hash of the client
+	 * id) and message delete run; every other function ends them all, by
+	 * moving epoch on. */
+	struct bk_run dels[BK_DELETE_RUNS], msgs;
+	uint64_t epoch;
 	/* bk_log_push_merge's delivery puts still in this log, by a hash of
 	 * client id and seq (NULL: none; a later put takes the slot). */
 	struct bk_op *recent[BK_RECENT_PUTS];

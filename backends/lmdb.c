@@ -8,9 +8,11 @@
 #include "cairn/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -107,6 +109,12 @@ struct cairn_store {
 	 * operator's (or a test's) new limit applies without a restart. */
 	const char *(*get)(void *arg, const char *key);
 	void *get_arg;
+	/* Records read or writes applied since the map's pages were last
+	 * released from this process (lm_release_map), and where the map is
+	 * (map_at NULL: not found) for the map size map_seen. */
+	size_t touched;
+	void *map_at;
+	size_t map_len, map_seen;
 };
 
 /* ---- errors ---- */
@@ -764,14 +772,81 @@ static int lm_apply(struct cairn_store *st, MDB_txn *txn, const struct lm_op *op
 	return EINVAL;
 }
 
+static void lm_release_map(struct cairn_store *st);
+
 /* arg: the first op of the batch. */
 static int lm_apply_batch(struct cairn_store *st, MDB_txn *txn, void *arg)
 {
 	int rc = 0;
 
-	for (const struct lm_op *op = arg; rc == 0 && op != NULL; op = op->next)
+	for (const struct lm_op *op = arg; rc == 0 && op != NULL; op = op->next) {
 		rc = lm_apply(st, txn, op);
+		st->touched++;
+		lm_release_map(st);
+	}
 	return rc;
+}
+
+/* Records read or writes applied between two releases of the map: each
+ * may touch a page of its own (a drain of a thousand sessions deletes one
+ * delivery per leaf page), so this many pages at most stay resident. */
+#define LM_RELEASE_EVERY 2048
+
+/* Find where data.mdb is mapped now: LMDB does not say (mdb_env_info's
+ * me_mapaddr is the fixed address of MDB_FIXEDMAP only), and a map that
+ * grows moves. Its shared mapping is found by inode in /proc/self/maps
+ * once per map size. */
+static void lm_find_map(struct cairn_store *st, size_t mapsize)
+{
+	st->map_at = NULL;
+	st->map_len = 0;
+	st->map_seen = mapsize;
+#ifdef __linux__
+	struct stat sb;
+	char line[PATH_MAX + 128];
+	FILE *f;
+
+	if (stat(st->data_path, &sb) != 0 || (f = fopen("/proc/self/maps", "re")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long lo, hi, ino;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &ino) == 4 &&
+		    perms[3] == 's' && ino == (unsigned long)sb.st_ino) {
+			st->map_at = (void *)lo;
+			st->map_len = hi - lo;
+			break;
+		}
+	}
+	fclose(f);
+#endif
+}
+
+/*
+ * Unmap the pages of data.mdb this process has touched (they stay in the
+ * page cache, and a later read maps them again): a load, or a drain that
+ * deletes its way through the whole file, would otherwise keep every page
+ * it read in the broker's resident set, on top of what it allocates (a
+ * million queued messages: about 140 MiB). The map is shared and read
+ * only (LMDB writes through the file), so nothing is lost and a pointer
+ * into it stays valid. Called once LM_RELEASE_EVERY records were touched
+ * since the last time, from the thread that touched them, never while
+ * another thread uses the store.
+ */
+static void lm_release_map(struct cairn_store *st)
+{
+	MDB_envinfo info;
+
+	if (st->touched < LM_RELEASE_EVERY)
+		return;
+	st->touched = 0;
+	if (mdb_env_info(st->env, &info) != 0)
+		return;
+	if (info.me_mapsize != st->map_seen)
+		lm_find_map(st, info.me_mapsize);
+	if (st->map_at != NULL)
+		(void)madvise(st->map_at, st->map_len, MADV_DONTNEED);
 }
 
 /* Parse a size in bytes, with an optional k, m or g (binary) suffix. */
@@ -865,6 +940,8 @@ static int lm_write(struct cairn_store *st,
 			rc = mdb_txn_commit(txn);
 		else
 			mdb_txn_abort(txn);
+		if (rc == 0)
+			lm_release_map(st);
 		if (rc != MDB_MAP_FULL)
 			return rc;
 		rc = lm_grow(st);
@@ -993,6 +1070,10 @@ static int lm_scan(struct cairn_store *st, MDB_txn *txn, const struct cairn_stor
 			return rc;
 		for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &d, op)) == 0;
 		     op = MDB_NEXT) {
+			/* The visitor keeps no pointer into the map past its
+			 * return: pages read so far may be released. */
+			st->touched++;
+			lm_release_map(st);
 			rc = lm_decode((enum lm_db)db, &d, &rec, &st->scratch, &st->ids);
 			if (rc == 0 && (st->scratch.len != k.mv_size ||
 					memcmp(st->scratch.p, k.mv_data, k.mv_size) != 0))
@@ -1023,6 +1104,8 @@ static int lm_load(struct cairn_store *st, const struct cairn_store_visitor *v)
 		return lm_map(rc);
 	rc = lm_scan(st, txn, v, &stopped);
 	mdb_txn_abort(txn);
+	st->touched = LM_RELEASE_EVERY; /* what the load read is not needed now */
+	lm_release_map(st);
 	/* A visitor's own return value goes back unchanged. */
 	return stopped ? rc : lm_map(rc);
 }

@@ -31,6 +31,9 @@
 
 /* ---- queues ---- */
 
+/* A queued message costs its delivery: keep it in an 80-byte heap block. */
+_Static_assert(sizeof(struct delivery) <= 72, "struct delivery grew past 72 bytes");
+
 static void client_dqueue_push(struct dqueue *q, struct delivery *d)
 {
 	d->next = NULL;
@@ -147,14 +150,15 @@ static void client_delivery_free(struct client *c, struct delivery *d, bool unst
 	if (d->gate)
 		gate_unref(d->gate);
 	message_unref(m);
-	free(d->sub_ids);
+	if (d->n_sub_ids > 1)
+		free(d->ids.many);
 	free(d);
 }
 
 /* The subscription identifiers d goes out with. */
 static const uint32_t *client_delivery_ids(const struct delivery *d)
 {
-	return d->sub_ids ? d->sub_ids : &d->sub_id1;
+	return d->n_sub_ids > 1 ? d->ids.many : &d->ids.one;
 }
 
 static void client_delivery_store(struct client *c, const struct delivery *d)
@@ -571,6 +575,33 @@ static bool client_write_window(struct client *c, bool *held)
  * (client_seq_pid). Returns true when deliveries entered the window: they
  * can be written now.
  */
+/* The commit a backlogged store was waiting for is done: pump again. */
+static void client_store_room(void *arg, bool durable)
+{
+	struct client *c = arg;
+	c->store_wait = false;
+	if (durable && !c->dead)
+		client_pump(c);
+	client_unref(c);
+}
+
+/* Whether the window may take a stored delivery now. Not while the store
+ * is backlogged (store_backlogged): the pump resumes once the commit in
+ * flight is done (the backlog then commits), so a fast drain keeps its
+ * staged writes bounded instead of holding a put and a delete for most of
+ * its queue. */
+static bool client_store_has_room(struct client *c)
+{
+	struct store *st = c->srv->store;
+	if (!st || !store_backlogged(st))
+		return true;
+	if (!c->store_wait) {
+		c->store_wait = true;
+		store_after_inflight(st, client_store_room, client_ref(c));
+	}
+	return false;
+}
+
 static bool client_fill_window(struct client *c, bool held)
 {
 	bool ready = false;
@@ -592,6 +623,8 @@ static bool client_fill_window(struct client *c, bool held)
 			client_delivery_free(c, d, true);
 			continue;
 		}
+		if (d->seq && client_window_open(c) && !client_store_has_room(c))
+			break;
 		uint16_t pid = client_window_open(c) ? client_window_pid(c, d) : 0;
 		if (pid == 0)
 			break;
@@ -738,9 +771,9 @@ int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool reta
 	d->retain = retain;
 	d->n_sub_ids = (uint16_t)n_ids;
 	if (n_ids == 1)
-		d->sub_id1 = ids[0];
+		d->ids.one = ids[0];
 	else if (n_ids > 1)
-		d->sub_ids = xmemdup(ids, n_ids * sizeof(*ids));
+		d->ids.many = xmemdup(ids, n_ids * sizeof(*ids));
 	d->acl_stamp = c->sec && c->sec->acl ? client_acl_stamp(c) : 0;
 	d->gate = gate ? gate_ref(gate) : NULL;
 	if (qos > 0 && !c->clean) {
@@ -1095,10 +1128,9 @@ void client_restore_delivery5(struct client *c, bool retain, const uint32_t *sub
 		n = UINT16_MAX;
 	d->n_sub_ids = (uint16_t)n;
 	if (n == 1) {
-		d->sub_id1 = sub_ids[0];
+		d->ids.one = sub_ids[0];
 	} else if (n > 1) {
-		d->sub_ids = xmalloc(n * sizeof(*d->sub_ids));
-		memcpy(d->sub_ids, sub_ids, n * sizeof(*d->sub_ids));
+		d->ids.many = xmemdup(sub_ids, n * sizeof(*sub_ids));
 	}
 }
 

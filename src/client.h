@@ -31,15 +31,21 @@ struct delivery {
 	struct gate *gate;  /* NULL: may go out at once */
 	uint64_t seq;       /* store sequence; 0 when not stored */
 	uint64_t acl_stamp; /* client_acl_stamp() when last found readable; 0: never */
+	/* The 5.0 subscription identifiers sent with it: n_sub_ids of them,
+	 * the one in ids.one, or several in ids.many (owned). */
+	union {
+		uint32_t one;
+		uint32_t *many;
+	} ids;
 	uint16_t pid;       /* 0 until it enters the in-flight window */
-	uint8_t qos;
-	uint8_t state; /* enum cairn_delivery_state */
-	bool retain;
-	bool dup;           /* the next send of the PUBLISH carries DUP=1 */
-	bool written;       /* in the socket's output since the last connect */
 	uint16_t n_sub_ids; /* 5.0 subscription identifiers sent with it */
-	uint32_t sub_id1;   /* the identifier when there is one */
-	uint32_t *sub_ids;  /* all of them when there are several; else NULL */
+	uint8_t state;      /* enum cairn_delivery_state */
+	/* Bits, so that a delivery takes 72 bytes (an 80-byte heap block; a
+	 * million queued messages are a million of them). */
+	uint8_t qos : 2;
+	bool retain : 1;
+	bool dup : 1;     /* the next send of the PUBLISH carries DUP=1 */
+	bool written : 1; /* in the socket's output since the last connect */
 };
 
 struct dqueue {
@@ -101,6 +107,7 @@ struct client {
 	uint64_t next_seq;
 	struct qos_in in_qos2; /* inbound QoS 2 ids awaiting PUBREL */
 	unsigned deferred;     /* packets to this client waiting for a commit */
+	bool store_wait;       /* its pump waits for a backlogged store's commit */
 	uint64_t match_gen;    /* routing: de-duplicates overlapping matches */
 	uint8_t match_qos;
 	bool match_rap;         /* routing: a matching filter has retain as published */

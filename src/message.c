@@ -35,9 +35,11 @@ struct message *message_new(const char *topic, size_t topic_len, const uint8_t *
 /* Forget the cached headers of version slot v (0: 3.1.1, 1: 5.0). */
 static void message_drop_headers(struct message *m, int v)
 {
+	if (!m->hdrs)
+		return;
 	for (int q = 0; q < 3; q++) {
-		free(m->hdr[v][q]);
-		m->hdr[v][q] = NULL;
+		free(m->hdrs->hdr[v][q]);
+		m->hdrs->hdr[v][q] = NULL;
 	}
 }
 
@@ -53,6 +55,7 @@ void message_unref(struct message *m)
 		return;
 	message_drop_headers(m, 0);
 	message_drop_headers(m, 1);
+	free(m->hdrs);
 	free(m->props);
 	if (m->source) {
 		free(m->source->client_id);
@@ -83,7 +86,10 @@ static void message_payload_release(const void *data, size_t len, void *arg)
  * with m's properties alone (v 1), built once per message. */
 static int message_header(struct message *m, int v, uint8_t qos)
 {
-	if (m->hdr[v][qos])
+	if (!m->hdrs)
+		m->hdrs = xcalloc(1, sizeof(*m->hdrs));
+	struct message_hdrs *h = m->hdrs;
+	if (h->hdr[v][qos])
 		return 0;
 	struct codec_publish p = {
 	    .qos = qos,
@@ -109,9 +115,9 @@ static int message_header(struct message *m, int v, uint8_t qos)
 		free(buf);
 		return -1;
 	}
-	m->hdr[v][qos] = buf;
-	m->hdr_len[v][qos] = (uint32_t)n;
-	m->pid_off[v][qos] = (uint32_t)off;
+	h->hdr[v][qos] = buf;
+	h->hdr_len[v][qos] = (uint32_t)n;
+	h->pid_off[v][qos] = (uint32_t)off;
 	return 0;
 }
 
@@ -130,9 +136,9 @@ static void message_write_payload(struct message *m, struct evbuffer *out)
 static void message_write_cached(struct message *m, struct evbuffer *out, int v, uint8_t qos,
 				 uint16_t pid, bool retain, bool dup)
 {
-	const uint8_t *hdr = m->hdr[v][qos];
-	uint32_t hl = m->hdr_len[v][qos];
-	uint32_t po = m->pid_off[v][qos];
+	const uint8_t *hdr = m->hdrs->hdr[v][qos];
+	uint32_t hl = m->hdrs->hdr_len[v][qos];
+	uint32_t po = m->hdrs->pid_off[v][qos];
 	uint8_t first =
 	    hdr[0] | (retain ? CODEC_PUBLISH_RETAIN : 0) | (dup ? CODEC_PUBLISH_DUP : 0);
 	uint8_t idb[2] = {(uint8_t)(pid >> 8), (uint8_t)pid};
@@ -192,7 +198,8 @@ int message_write_publish5(struct message *m, struct evbuffer *out, uint8_t qos,
 		/* Nothing of this send's own: the message's cached header. */
 		if (message_header(m, 1, qos) < 0)
 			return -1;
-		if (o->max_packet && (uint64_t)m->hdr_len[1][qos] + m->payload_len > o->max_packet)
+		if (o->max_packet &&
+		    (uint64_t)m->hdrs->hdr_len[1][qos] + m->payload_len > o->max_packet)
 			return MESSAGE_TOO_LARGE;
 		message_write_cached(m, out, 1, qos, pid, retain, dup);
 		return 0;

@@ -23,23 +23,31 @@ struct message_source {
 	const struct security *sec;
 };
 
+/* The encoded PUBLISH header of a message per version (0: 3.1.1, 1: 5.0
+ * with its properties and nothing of the send's own) and QoS (retain 0,
+ * dup 0, packet id 1), each built on first use, so a fanned-out message is
+ * encoded once per version and QoS. */
+struct message_hdrs {
+	uint8_t *hdr[2][3];
+	uint32_t hdr_len[2][3];
+	uint32_t pid_off[2][3];
+};
+
 struct message {
 	unsigned refs;
-	uint64_t id;          /* store msg_id; 0 until stored */
 	unsigned stored_refs; /* stored deliveries referencing it */
+	uint64_t id;          /* store msg_id; 0 until stored */
 	uint8_t qos;
 	bool retain;
 	uint16_t topic_len;
 	uint32_t payload_len;
 	char *topic;      /* NUL-terminated, inside this allocation */
 	uint8_t *payload; /* inside this allocation */
-	/* The encoded PUBLISH header per version (0: 3.1.1, 1: 5.0 with m's
-	 * properties and nothing of the send's own) and QoS (retain 0, dup 0,
-	 * packet id 1), built on first use, so a fanned-out message is encoded
-	 * once per version and QoS. */
-	uint8_t *hdr[2][3];
-	uint32_t hdr_len[2][3];
-	uint32_t pid_off[2][3];
+	/* Its encoded headers: an allocation of their own made by the first
+	 * send (NULL until then), so that a queued message that has not gone
+	 * out yet (a million of them in a long offline queue) does not carry
+	 * the 96 bytes of the cache. */
+	struct message_hdrs *hdrs;
 	struct message_source *source; /* NULL: unknown (no ACL, or restored) */
 	/* MQTT 5.0: when the message expires (wall-clock ms; 0: never), and
 	 * the properties forwarded with it, encoded once (payload format,

@@ -1241,6 +1241,34 @@ bool store_is_healthy(const struct store *s)
 	return s->healthy;
 }
 
+bool store_backlogged(const struct store *s)
+{
+	return s->nstaged >= STORE_BACKLOG_LIMIT && (s->in_flight || s->retry_pending);
+}
+
+void store_after_inflight(struct store *s, store_commit_fn fn, void *arg)
+{
+	struct store_completion *c, **pp;
+
+	if (!s->in_flight) {
+		store_after_commit(s, fn, arg);
+		return;
+	}
+	/* The list stays in batch order: the new entry goes after every
+	 * entry of the batch in flight (or an older one), before those of the
+	 * batch being staged. */
+	c = xmalloc(sizeof(*c));
+	c->fn = fn;
+	c->arg = arg;
+	c->gen = s->inflight_gen;
+	for (pp = &s->head; *pp != NULL && (*pp)->gen <= c->gen; pp = &(*pp)->next)
+		;
+	c->next = *pp;
+	*pp = c;
+	if (c->next == NULL)
+		s->tail = c;
+}
+
 size_t store_held_writes(const struct store *s)
 {
 	return s->held.n;

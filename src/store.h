@@ -38,6 +38,10 @@ typedef void (*store_health_fn)(void *arg, bool healthy);
 /* Staged operations after which a batch is committed early. */
 #define STORE_BATCH_LIMIT 4096
 
+/* Writes staged behind a commit that has not finished past which the
+ * store is backlogged (store_backlogged). About 100 bytes each: a few MiB. */
+#define STORE_BACKLOG_LIMIT 32768
+
 /* The CAIRN_STORE_* capability bits of ops (0 for a version 1 vtable). */
 unsigned int store_ops_flags(const struct cairn_store_ops *ops);
 
@@ -133,6 +137,26 @@ int store_flush(struct store *s);
 
 /* False while commits are failing and being retried. */
 bool store_is_healthy(const struct store *s);
+
+/*
+ * True while the batch being staged holds STORE_BACKLOG_LIMIT writes or
+ * more and cannot be committed yet (a commit is in flight or being
+ * retried): writes are arriving faster than the backend retires them, and
+ * each waits in memory until it does. A producer of writes that can wait
+ * (the pump that moves a stored queue into its window, whose sends bring
+ * the deliveries' puts and deletes) waits, with store_after_inflight, for
+ * the commit in flight to end; one that cannot (a PUBACK's delete) stages as
+ * before. This bounds a drain's staged writes by the limit plus what the
+ * windows in flight can bring, instead of the size of the queues.
+ */
+bool store_backlogged(const struct store *s);
+
+/* Run fn(arg) once the commit in flight is done (durable true), or, when
+ * none is, as store_after_commit. A backlogged producer waits with it: the
+ * batch staged meanwhile starts committing as the one in flight ends, and
+ * the producer stages the next one while it does. Never calls fn from
+ * inside this call. */
+void store_after_inflight(struct store *s, store_commit_fn fn, void *arg);
 
 /* Writes waiting in the core for the backend (refused, or staged while the
  * store was unhealthy), and the session records superseded among them

@@ -1086,6 +1086,55 @@ START_TEST(t_delete_runs)
 }
 END_TEST
 
+/* The acknowledgements of sessions draining at once interleave: each
+ * client's deletes may still merge into its own run, never past a put of
+ * a key the run would cover. The result is the unmerged one's. */
+START_TEST(t_delete_runs_interleaved)
+{
+	struct env e;
+	struct cairn_store *st;
+
+	env_init(&e, _i);
+	st = env_open(&e);
+	put_session(&e, st, "c1", NULL, 1, NULL, NULL);
+	put_session(&e, st, "c2", NULL, 1, NULL, NULL);
+	for (uint64_t i = 1; i <= 6; i++) {
+		put_msg(&e, st, i, "t", "p", 1, 1, false);
+		put_delivery(&e, st, "c1", i, i, 0, 1, 0);
+		put_delivery(&e, st, "c2", i, i, 0, 1, 0);
+	}
+	env_commit_ok(&e, st);
+
+	for (uint64_t i = 1; i <= 2; i++) {
+		ck_assert_int_eq(e.ops->delivery_delete(st, "c1", i), 0);
+		ck_assert_int_eq(e.ops->delivery_delete(st, "c2", i), 0);
+	}
+	/* c1's seq 3 is put again: c1's run stops short of it, c2's goes on. */
+	put_delivery(&e, st, "c1", 3, 3, 3, 1, 1);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 3), 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c1", 3), 0);
+	put_delivery(&e, st, "c2", 5, 5, 5, 1, 1);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 4), 0);
+	ck_assert_int_eq(e.ops->delivery_delete(st, "c2", 5), 0);
+	put_delivery(&e, st, "c1", 6, 6, 6, 1, 1);
+	env_commit_ok(&e, st);
+	e.ops->close(st);
+	expect_dump(&e, "session c1 user=- pid=1 conn=0\n"
+			"session c2 user=- pid=1 conn=0\n"
+			"msg 1 t \"p\" q1 r0\n"
+			"msg 2 t \"p\" q1 r0\n"
+			"msg 3 t \"p\" q1 r0\n"
+			"msg 4 t \"p\" q1 r0\n"
+			"msg 5 t \"p\" q1 r0\n"
+			"msg 6 t \"p\" q1 r0\n"
+			"delivery c1 seq=4 msg=4 pid=0 q1 queued\n"
+			"delivery c1 seq=5 msg=5 pid=0 q1 queued\n"
+			"delivery c1 seq=6 msg=6 pid=6 q1 sent\n"
+			"delivery c2 seq=6 msg=6 pid=0 q1 queued\n");
+	env_cleanup(&e);
+}
+END_TEST
+
 /*
  * A delivery put and a later delete of the same delivery in one batch
  * leave it deleted, whatever the backend does with the put (sqlite skips
@@ -1222,6 +1271,47 @@ START_TEST(t_log_dead_puts)
 	log_delivery(&log, BK_DELIVERY_DEL, "c1", 10);
 	ck_assert(log_at(&log, 3)->dead);
 	bk_log_clear(&older);
+	bk_log_clear(&log);
+}
+END_TEST
+
+/* Interleaved deletes of two clients merge into one op per client; a put
+ * inside a client's run ends that client's run only. */
+START_TEST(t_log_runs_per_client)
+{
+	struct bk_log log = {0};
+
+	for (uint64_t i = 1; i <= 100; i++) {
+		log_delivery(&log, BK_DELIVERY_DEL, "c1", i);
+		log_delivery(&log, BK_DELIVERY_DEL, "c2", i);
+	}
+	ck_assert_uint_eq(log.n, 2);
+	ck_assert_str_eq(log_at(&log, 0)->rec.delivery.client_id, "c1");
+	ck_assert_uint_eq(log_at(&log, 0)->rec.delivery.seq, 1);
+	ck_assert_uint_eq(log_at(&log, 0)->hi, 100);
+	ck_assert_str_eq(log_at(&log, 1)->rec.delivery.client_id, "c2");
+	ck_assert_uint_eq(log_at(&log, 1)->hi, 100);
+	log_delivery(&log, BK_DELIVERY_PUT, "c1", 101);
+	log_delivery(&log, BK_DELIVERY_DEL, "c2", 101);
+	log_delivery(&log, BK_DELIVERY_DEL, "c1", 101);
+	ck_assert_uint_eq(log.n, 4);
+	ck_assert_uint_eq(log_at(&log, 1)->hi, 101);
+	ck_assert_uint_eq(log_at(&log, 0)->hi, 100);
+	ck_assert_uint_eq(log_at(&log, 3)->rec.delivery.seq, 101);
+	/* A session delete ends every run. */
+	log_delivery(&log, BK_DELIVERY_DEL, "c2", 102);
+	ck_assert_uint_eq(log.n, 4);
+	{
+		const char *id = "c3";
+		bk_log_push_merge(&log, BK_SESSION_DEL,
+				  &(struct cairn_session_rec){.client_id = id});
+	}
+	log_delivery(&log, BK_DELIVERY_DEL, "c2", 103);
+	ck_assert_uint_eq(log.n, 6);
+	/* Shifting an op out ends the runs (it may be freed). */
+	bk_op_free(bk_log_shift(&log));
+	log_delivery(&log, BK_DELIVERY_DEL, "c2", 104);
+	ck_assert_uint_eq(log.n, 6);
 	bk_log_clear(&log);
 }
 END_TEST
@@ -2091,6 +2181,42 @@ out:
 }
 END_TEST
 
+/* Writes staged behind a commit in flight make the store backlogged at
+ * STORE_BACKLOG_LIMIT, and no longer once that commit is done (the next
+ * one takes them); a backend whose commits finish inside the call never
+ * is. */
+START_TEST(t_gc_backlog)
+{
+	struct env e;
+	struct gc g;
+	struct gc_cb a = {&g, 'A', NULL}, b = {&g, 'B', NULL};
+	char filter[32];
+	bool async;
+
+	env_init(&e, _i);
+	gc_open(&g, &e);
+	async = env_flags(&e) & CAIRN_STORE_ASYNC_COMMIT;
+	for (int i = 0; i < STORE_BATCH_LIMIT + STORE_BACKLOG_LIMIT; i++) {
+		struct cairn_sub_rec r = {.client_id = "c1", .filter = filter, .qos = 1};
+
+		ck_assert(!store_backlogged(g.s));
+		snprintf(filter, sizeof(filter), "f/%06d", i);
+		ck_assert_int_eq(store_sub_put(g.s, &r), 0);
+	}
+	/* The first STORE_BATCH_LIMIT went into a commit; the rest wait. */
+	ck_assert(store_backlogged(g.s) == async);
+	/* A waits for the writes staged so far, B only for the commit in
+	 * flight (with none, for the same as A). */
+	store_after_commit(g.s, gc_done, &a);
+	store_after_inflight(g.s, gc_done, &b);
+	LOOP_UNTIL(&e, strlen(g.ran) == 2, 10000);
+	ck_assert_str_eq(g.ran, async ? "BA" : "AB");
+	ck_assert(!store_backlogged(g.s));
+	store_close(g.s);
+	env_cleanup(&e);
+}
+END_TEST
+
 static struct gc_cb reent_b, reent_c;
 
 static void gc_reenter(void *arg, bool durable)
@@ -2840,8 +2966,10 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_session_delete_cascade, 0, nbackends);
 	tcase_add_loop_test(tc, t_deletes, 0, nbackends);
 	tcase_add_loop_test(tc, t_delete_runs, 0, nbackends);
+	tcase_add_loop_test(tc, t_delete_runs_interleaved, 0, nbackends);
 	tcase_add_loop_test(tc, t_put_then_delete, 0, nbackends);
 	tcase_add_test(tc, t_log_dead_puts);
+	tcase_add_test(tc, t_log_runs_per_client);
 	tcase_add_loop_test(tc, t_large_payloads, 0, nbackends);
 	tcase_add_loop_test(tc, t_retained, 0, nbackends);
 	tcase_add_loop_test(tc, t_sqlite_bad_sub_ids, 0, nbackends);
@@ -2857,6 +2985,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_gc_failures, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_batch_limit, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_gather, 0, nbackends);
+	tcase_add_loop_test(tc, t_gc_backlog, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_reentrant, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_cancel, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_flush_and_close, 0, nbackends);
