@@ -1,10 +1,11 @@
 """PUBLISH in both directions: QoS 0/1/2 acknowledgement flows, duplicate
 suppression, retransmission on reconnect, ordering, offline queueing."""
 
+import socket
 import struct
 
-from harness import (PUBACK, PUBCOMP, PUBREC, PUBREL, UNSUBACK, Paho, RawClient, ack_packet, check,
-                     publish_packet, unsubscribe_packet)
+from harness import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, UNSUBACK, Paho, RawClient, ack_packet,
+                     check, parse_publish, publish_packet, require_cairn, unsubscribe_packet)
 
 
 def _pid(body):
@@ -265,6 +266,61 @@ def test_max_inflight_limits_unacked(ctx):
         got.append(m["payload"])
         sub.send(ack_packet(PUBACK, m["pid"]))
     check(got == [b"%d" % i for i in range(6)], "order after the window: %r" % got)
+
+
+# covers: MQTT-4.3.2-1 MQTT-4.6.0-6
+def test_drain_acked_one_by_one_keeps_window(ctx):
+    # A reconnected session drains its offline queue to a client that
+    # acknowledges every message in a write of its own, as libmosquitto
+    # does. However the broker takes those acknowledgements (it polls for
+    # them without sleeping during a drain, conn_expect_input), no more
+    # than max_inflight_messages PUBLISHes are ever unacknowledged, packet
+    # ids in flight are distinct, and the queue arrives whole and in order.
+    require_cairn("Mosquitto 2.0.11 sends past max_inflight_messages once a reconnected "
+                  "session acknowledges: each PUBACK releases a whole window more")
+    window, n = 10, 400
+    b = ctx.broker(max_inflight_messages=window)
+    s = RawClient(b.port)
+    s.connect("drain-win", clean=False)
+    s.subscribe(1, [("dw/t", 1)])
+    s.disconnect()
+    p = RawClient(b.port)
+    p.connect("drain-win-pub")
+    for i in range(n):
+        p.publish("dw/t", b"%d" % i, qos=1, pid=i % 65535 + 1)
+    s = RawClient(b.port)
+    sp, _ = s.connect("drain-win", clean=False)
+    check(sp == 1, "session present %d" % sp)
+    got, unacked, most = [], {}, 0
+    while len(got) < n:
+        # Take everything that has arrived, then acknowledge it, one
+        # PUBACK per write: what arrived before the acks is what the broker
+        # had in flight.
+        batch = [parse_publish(*s.expect(PUBLISH, 3.0))]
+        while True:
+            try:
+                t, f, body = s.read_packet(0.02)
+            except socket.timeout:
+                break
+            check(t == PUBLISH, "packet type %d during the drain" % t)
+            batch.append(parse_publish(f, body))
+        for m in batch:
+            check(m["qos"] == 1, "QoS %d in the drain" % m["qos"])
+            check(m["pid"] not in unacked, "packet id %d twice in flight" % m["pid"])
+            unacked[m["pid"]] = m
+            got.append(m["payload"])
+        most = max(most, len(unacked))
+        check(most <= window, "%d PUBLISHes unacknowledged, max_inflight_messages %d" %
+              (most, window))
+        for m in batch:
+            s.send(ack_packet(PUBACK, m["pid"]))
+            del unacked[m["pid"]]
+    check(got == [b"%d" % i for i in range(n)], "drain out of order or incomplete: %d "
+          "messages, first differences %r" %
+          (len(got), [(i, g) for i, g in enumerate(got) if g != b"%d" % i][:3]))
+    check(most == window, "the window never filled (%d of %d): the drain was not tested" %
+          (most, window))
+    check(s.expect_silence(0.3), "a PUBLISH after the queue was drained")
 
 
 # covers: MQTT-4.6.0-4
