@@ -299,6 +299,7 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 		goto fail;
 	}
 	if ((rc = rd_sync_connect(st, err, errlen)) != 0 ||
+	    (rc = rd_slots_check(st, err, errlen)) != 0 ||
 	    (rc = rd_sync_check_schema(st, err, errlen)) != 0)
 		goto fail;
 	rd_sync_check_durability(st, opts->durability);

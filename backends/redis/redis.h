@@ -1,5 +1,5 @@
 /*
- * Private to the Redis backend: its store object and what its three files
+ * Private to the Redis backend: its store object and what its files
  * call in each other. redis.c fills the vtable and encodes staged writes;
  * sync.c owns the blocking hiredis context used only at start-up (open's
  * connect and schema check, load); link.c owns the asynchronous link
@@ -237,5 +237,44 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
 int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg);
+
+/* ---- slots.c: Redis Cluster slots ---- */
+
+#define RD_SLOTS   16384
+#define RD_NO_NODE UINT16_MAX
+
+/* One master's address in a slot map. */
+struct rd_slot_node {
+	char *host;
+	int port;
+};
+
+/* Which master serves each slot (an index into nodes, or RD_NO_NODE). */
+struct rd_slot_map {
+	uint16_t owner[RD_SLOTS];
+	struct rd_slot_node *nodes;
+	size_t nnodes;
+};
+
+enum rd_redirect { RD_NO_REDIRECT, RD_MOVED, RD_ASK };
+
+/* CRC16 as Redis Cluster hashes keys (XMODEM). */
+uint16_t rd_crc16(const char *buf, size_t len);
+/* The slot of a key: CRC16 of its hash tag (the bytes inside the first
+ * non-empty {...}) or of the whole key, mod 16384. */
+unsigned rd_key_slot(const char *key, size_t len);
+/* An error reply's redirection: RD_MOVED or RD_ASK with the slot and the
+ * address (host NUL-terminated in hostlen bytes), or RD_NO_REDIRECT. */
+enum rd_redirect rd_redirect_parse(const char *err, size_t len, unsigned *slot, char *host,
+				   size_t hostlen, int *port);
+/* Fill m from a CLUSTER SLOTS reply; a master without a host is from_host.
+ * 0, or CAIRN_EIO (m left empty) on a reply not understood. */
+int rd_slot_map_parse(const redisReply *r, const char *from_host, struct rd_slot_map *m);
+void rd_slot_map_free(struct rd_slot_map *m);
+/* Slots no master serves. */
+size_t rd_slot_map_unserved(const struct rd_slot_map *m);
+/* At open, on the blocking context: 0 on a standalone server; on a Redis
+ * Cluster (INFO cluster), CAIRN_EINVAL with its masters in err. */
+int rd_slots_check(struct cairn_store *st, char *err, size_t errlen);
 
 #endif
