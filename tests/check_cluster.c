@@ -8,6 +8,7 @@
  * batch is replayed; a claim returns the session's cursor.
  */
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,34 @@
 #include "cairn/store.h"
 
 #ifdef HAVE_HIREDIS
+#include "../backends/redis/redis.h"
+
+/* Under tests/with-redis-cluster.sh (./dev cluster-test) the server is a
+ * three-master Redis Cluster, which the backend refuses: the cases on one
+ * standalone server say so and return. */
+static bool on_redis_cluster(const char *test)
+{
+	const char *c = getenv("CAIRN_REDIS_CLUSTER");
+
+	size_t n = strlen(test);
+
+	if (c == NULL || strcmp(c, "1") != 0)
+		return false;
+	/* START_TEST(t_x) defines the function t_x_fn. */
+	if (n > 3 && strcmp(test + n - 3, "_fn") == 0)
+		n -= 3;
+	printf("SKIP cluster: %.*s[redis]: needs a standalone redis-server (the Redis Cluster is "
+	       "refused; t_redis_cluster_refused checks it)\n",
+	       (int)n, test);
+	fflush(stdout);
+	return true;
+}
+
+#define STANDALONE_ONLY()                                                                          \
+	do {                                                                                       \
+		if (on_redis_cluster(__func__))                                                    \
+			return;                                                                    \
+	} while (0)
 
 struct node {
 	struct event_base *base;
@@ -240,6 +269,7 @@ START_TEST(t_claim_kicks_and_fences)
 	struct node a, b;
 	char pfx[80];
 
+	STANDALONE_ONLY();
 	prefix_for(pfx, sizeof(pfx), "fence");
 	node_open(&a, pfx, "a");
 	node_open(&b, pfx, "b");
@@ -300,6 +330,7 @@ START_TEST(t_fenced_without_kick)
 	struct node a, b;
 	char pfx[80];
 
+	STANDALONE_ONLY();
 	prefix_for(pfx, sizeof(pfx), "nokick");
 	node_open(&a, pfx, "a");
 	node_open(&b, pfx, "b");
@@ -344,6 +375,7 @@ START_TEST(t_log_and_cursor)
 	struct node a, b;
 	char pfx[80];
 
+	STANDALONE_ONLY();
 	prefix_for(pfx, sizeof(pfx), "log");
 	node_open(&a, pfx, "a");
 	node_open(&b, pfx, "b");
@@ -405,6 +437,7 @@ START_TEST(t_append_once)
 	struct node a;
 	char pfx[80];
 
+	STANDALONE_ONLY();
 	prefix_for(pfx, sizeof(pfx), "once");
 	node_open(&a, pfx, "a"); /* loads the functions */
 	redisContext *r = redis();
@@ -456,6 +489,7 @@ START_TEST(t_park)
 	struct node a, b;
 	char pfx[80];
 
+	STANDALONE_ONLY();
 	prefix_for(pfx, sizeof(pfx), "park");
 	node_open(&a, pfx, "a");
 	node_open(&b, pfx, "b");
@@ -495,6 +529,247 @@ START_TEST(t_park)
 }
 END_TEST
 
+/* ---- slot routing (slots.c) ---- */
+
+/* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
+START_TEST(t_key_slot)
+{
+	static const struct {
+		const char *key;
+		unsigned slot;
+	} v[] = {
+	    {"foo", 12182},
+	    {"bar", 5061},
+	    {"123456789", 12739},
+	    {"{user1000}.following", 3443},
+	    {"{}x", 10595},
+	    {"a{}{b}", 15033},
+	    {"{{b}}", 6215},
+	    {"x{", 3596},
+	    {"{c:}x", 2400},
+	    {"cairn:{c:dev1}:own", 15501},
+	    {"cairn:{L:0}:log", 13505},
+	    {"", 0},
+	};
+
+	ck_assert_uint_eq(rd_crc16("123456789", 9), 0x31C3);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		ck_assert_msg(rd_key_slot(v[i].key, strlen(v[i].key)) == v[i].slot,
+			      "slot of '%s': %u, want %u", v[i].key,
+			      rd_key_slot(v[i].key, strlen(v[i].key)), v[i].slot);
+	/* Every key of one session shares its hash tag's slot. */
+	ck_assert_uint_eq(rd_key_slot("p:{c:dev1}:session", 18), rd_key_slot("{c:dev1}", 8));
+	ck_assert_uint_eq(rd_key_slot("p:{c:dev1}:session", 18), rd_key_slot("c:dev1", 6));
+}
+END_TEST
+
+START_TEST(t_redirect_parse)
+{
+	char host[64];
+	unsigned slot = 0;
+	int port = 0;
+	const char *moved = "MOVED 12182 127.0.0.1:46505", *ask = "ASK 3 ::1:7000";
+
+	ck_assert_int_eq(rd_redirect_parse(moved, strlen(moved), &slot, host, sizeof(host), &port),
+			 RD_MOVED);
+	ck_assert_uint_eq(slot, 12182);
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(port, 46505);
+	ck_assert_int_eq(rd_redirect_parse(ask, strlen(ask), &slot, host, sizeof(host), &port),
+			 RD_ASK);
+	ck_assert_uint_eq(slot, 3);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_int_eq(port, 7000);
+	static const char *const bad[] = {"MOVED",
+					  "MOVED 16384 127.0.0.1:1",
+					  "MOVED 1 127.0.0.1",
+					  "MOVED 1 127.0.0.1:0",
+					  "MOVED 1 :7000",
+					  "MOVED x 127.0.0.1:1",
+					  "ERR wrong type",
+					  "CROSSSLOT Keys in request don't hash to the same slot"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(rd_redirect_parse(bad[i], strlen(bad[i]), &slot, host, sizeof(host),
+						&port) == RD_NO_REDIRECT,
+			      "'%s' taken for a redirection", bad[i]);
+	/* A host that does not fit is no redirection either. */
+	ck_assert_int_eq(rd_redirect_parse(moved, strlen(moved), &slot, host, 9, &port),
+			 RD_NO_REDIRECT);
+}
+END_TEST
+
+/* A reply built by hand, as hiredis would hand it over. */
+static redisReply *rep(int type)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+
+	ck_assert_ptr_nonnull(r);
+	r->type = type;
+	return r;
+}
+
+static redisReply *rep_int(long long v)
+{
+	redisReply *r = rep(REDIS_REPLY_INTEGER);
+
+	r->integer = v;
+	return r;
+}
+
+static redisReply *rep_str(const char *s)
+{
+	redisReply *r = rep(REDIS_REPLY_STRING);
+
+	r->len = strlen(s);
+	r->str = strdup(s);
+	return r;
+}
+
+static redisReply *rep_arr(size_t n, ...)
+{
+	redisReply *r = rep(REDIS_REPLY_ARRAY);
+	va_list ap;
+
+	r->elements = n;
+	r->element = calloc(n, sizeof(*r->element));
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		r->element[i] = va_arg(ap, redisReply *);
+	va_end(ap);
+	return r;
+}
+
+static redisReply *range(long long first, long long last, const char *host, long long port)
+{
+	return rep_arr(3, rep_int(first), rep_int(last),
+		       rep_arr(3, rep_str(host), rep_int(port), rep_str("id")));
+}
+
+START_TEST(t_slot_map_parse)
+{
+	struct rd_slot_map *m = calloc(1, sizeof(*m));
+	redisReply *r =
+	    rep_arr(4, range(0, 5460, "127.0.0.1", 7001), range(5461, 10922, "", 7002),
+		    range(10923, 16000, "127.0.0.1", 7001), range(16001, 16383, "?", 7003));
+
+	ck_assert_int_eq(rd_slot_map_parse(r, "10.0.0.9", m), 0);
+	ck_assert_uint_eq(m->nnodes, 3);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), 0);
+	ck_assert_str_eq(m->nodes[m->owner[0]].host, "127.0.0.1");
+	ck_assert_int_eq(m->nodes[m->owner[0]].port, 7001);
+	ck_assert_uint_eq(m->owner[5460], m->owner[0]);
+	ck_assert_uint_eq(m->owner[16000], m->owner[0]);
+	/* No host: the address the reply came from. */
+	ck_assert_str_eq(m->nodes[m->owner[5461]].host, "10.0.0.9");
+	ck_assert_int_eq(m->nodes[m->owner[10922]].port, 7002);
+	ck_assert_str_eq(m->nodes[m->owner[16383]].host, "10.0.0.9");
+	ck_assert_int_eq(m->nodes[m->owner[16383]].port, 7003);
+	rd_slot_map_free(m);
+	freeReplyObject(r);
+
+	/* A gap is unserved; a range past the last slot is refused. */
+	r = rep_arr(1, range(0, 99, "127.0.0.1", 7001));
+	ck_assert_int_eq(rd_slot_map_parse(r, "h", m), 0);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), RD_SLOTS - 100);
+	ck_assert_uint_eq(m->owner[100], RD_NO_NODE);
+	rd_slot_map_free(m);
+	freeReplyObject(r);
+	r = rep_arr(1, range(0, 16384, "127.0.0.1", 7001));
+	ck_assert_int_eq(rd_slot_map_parse(r, "h", m), CAIRN_EIO);
+	ck_assert_uint_eq(m->nnodes, 0);
+	freeReplyObject(r);
+	r = rep_arr(1, rep_arr(2, rep_int(0), rep_int(1)));
+	ck_assert_int_eq(rd_slot_map_parse(r, "h", m), CAIRN_EIO);
+	freeReplyObject(r);
+	free(m);
+}
+END_TEST
+
+static const char *cluster_get(void *arg, const char *key)
+{
+	const char *mode = arg;
+
+	if (strcmp(key, "redis_port") == 0)
+		return getenv("CAIRN_REDIS_PORT");
+	if (strcmp(key, "redis_connect_timeout") == 0)
+		return "2000";
+	if (strcmp(key, "cluster") == 0)
+		return mode;
+	if (strcmp(key, "cluster_node_id") == 0)
+		return "n1";
+	return NULL;
+}
+
+/*
+ * On a three-master Redis Cluster (tests/with-redis-cluster.sh): the slot
+ * map CLUSTER SLOTS gives serves every slot from three masters, a key sent
+ * to a master that does not serve its slot is answered with a MOVED that
+ * names the master the map gives, and the backend's open refuses the
+ * cluster, in cluster mode and without, naming it a Redis Cluster.
+ */
+START_TEST(t_redis_cluster_refused)
+{
+	const char *c = getenv("CAIRN_REDIS_CLUSTER");
+	const char *modes[] = {"true", "false"};
+	struct rd_slot_map *m;
+	redisContext *rc;
+	redisReply *r;
+	int moved = 0;
+
+	if (c == NULL || strcmp(c, "1") != 0) {
+		printf("SKIP cluster: t_redis_cluster_refused[redis]: needs a Redis Cluster "
+		       "(tests/with-redis-cluster.sh, ./dev cluster-test)\n");
+		fflush(stdout);
+		return;
+	}
+	rc = redis();
+	r = redisCommand(rc, "CLUSTER SLOTS");
+	m = calloc(1, sizeof(*m));
+	ck_assert_int_eq(rd_slot_map_parse(r, "127.0.0.1", m), 0);
+	freeReplyObject(r);
+	ck_assert_uint_eq(m->nnodes, 3);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), 0);
+	for (int i = 0; i < 200; i++) {
+		char key[32], host[64];
+		unsigned slot;
+		int port;
+
+		snprintf(key, sizeof(key), "ck-slot-%d", i);
+		r = redisCommand(rc, "GET %s", key);
+		ck_assert_ptr_nonnull(r);
+		if (r->type == REDIS_REPLY_ERROR) {
+			ck_assert_int_eq(
+			    rd_redirect_parse(r->str, r->len, &slot, host, sizeof(host), &port),
+			    RD_MOVED);
+			ck_assert_uint_eq(slot, rd_key_slot(key, strlen(key)));
+			ck_assert_str_eq(host, m->nodes[m->owner[slot]].host);
+			ck_assert_int_eq(port, m->nodes[m->owner[slot]].port);
+			moved++;
+		}
+		freeReplyObject(r);
+	}
+	ck_assert_int_gt(moved, 0);
+	rd_slot_map_free(m);
+	free(m);
+	redisFree(rc);
+	for (size_t i = 0; i < 2; i++) {
+		struct event_base *base = event_base_new();
+		struct cairn_store_options o = {.durability = CAIRN_DURABILITY_OS,
+						.base = base,
+						.get = cluster_get,
+						.get_arg = (void *)modes[i]};
+		struct cairn_store *st = NULL;
+		char err[512] = "";
+
+		ck_assert_int_eq(cairn_store_redis.open(&o, &st, err, sizeof(err)), CAIRN_EINVAL);
+		ck_assert_ptr_null(st);
+		ck_assert_msg(strstr(err, "is a Redis Cluster (3 masters") != NULL, "error: %s",
+			      err);
+		event_base_free(base);
+	}
+}
+END_TEST
+
 #endif
 
 static Suite *cluster_suite(void)
@@ -509,8 +784,16 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_log_and_cursor);
 	tcase_add_test(tc, t_append_once);
 	tcase_add_test(tc, t_park);
+	tcase_add_test(tc, t_redis_cluster_refused);
 #endif
 	suite_add_tcase(s, tc);
+#ifdef HAVE_HIREDIS
+	tc = tcase_create("slots");
+	tcase_add_test(tc, t_key_slot);
+	tcase_add_test(tc, t_redirect_parse);
+	tcase_add_test(tc, t_slot_map_parse);
+	suite_add_tcase(s, tc);
+#endif
 	return s;
 }
 
