@@ -42,6 +42,12 @@ struct rd_cmd {
 	uint64_t hold;
 };
 
+/* A Redis Cluster master's asynchronous link (slots.c), or NULL while
+ * none is open. */
+struct rd_route_link {
+	redisAsyncContext *ac;
+};
+
 struct rd_batch {
 	struct rd_cmd *v;
 	size_t n, cap;
@@ -110,6 +116,22 @@ struct cairn_store {
 	char **fenced;
 	uint64_t *fenced_serial;
 	size_t nfenced, fenced_cap;
+
+	/* ---- on a Redis Cluster (slots.c): rcluster, the cluster's slot map
+	 * and one asynchronous link per master (links[i] is map->nodes[i]'s).
+	 * The node keys then share the log's hash tag, {L:0}. ---- */
+	bool rcluster;
+	struct rd_slot_map *map;
+	struct rd_route_link *links;
+	size_t nlinks;
+	uint64_t commit_gen;     /* the commit in flight; parts of older ones are ignored */
+	size_t parts_pending;    /* its FCALLs still to answer */
+	int parts_status;        /* the worst of their results */
+	struct rd_part **phase2; /* FCALLs sent once the log's part is in */
+	size_t nphase2;
+	char *last_in_id; /* the last inbound QoS 2 id staged (its marker) */
+	uint16_t last_in_pid;
+	struct rd_janitor *janitor; /* a janitor round in progress */
 };
 
 /* ---- redis.c ---- */
@@ -184,6 +206,8 @@ void rd_link_cleanup(struct cairn_store *st);
 int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const size_t *lens,
 		     void (*reply_cb)(redisAsyncContext *ac, void *r, void *privdata),
 		     cairn_store_done_fn done, void *arg);
+/* A commit was sent: done() waits for its reply, bounded by the watchdog. */
+void rd_link_started(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 /* The commit in flight ended with status: keep or requeue the batch and
  * run done() from the loop. */
 void rd_link_finish(struct cairn_store *st, int status);
@@ -232,6 +256,9 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
  * messages are, so that none appended in between is missed. */
 int rd_cluster_read_tail(struct cairn_store *st);
 void rd_cluster_release(struct cairn_store *st, const char *client_id);
+/* On a Redis Cluster, the marker of an inbound QoS 2 message, in the log's
+ * slot: PREFIX{L:0}:q2:PACKET_ID:CLIENT_ID. */
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint16_t packet_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);
 int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
@@ -274,7 +301,33 @@ void rd_slot_map_free(struct rd_slot_map *m);
 /* Slots no master serves. */
 size_t rd_slot_map_unserved(const struct rd_slot_map *m);
 /* At open, on the blocking context: 0 on a standalone server; on a Redis
- * Cluster (INFO cluster), CAIRN_EINVAL with its masters in err. */
+ * Cluster (INFO cluster), in cluster mode, 0 with st->rcluster and the
+ * slot map; without cluster mode, CAIRN_EINVAL with its masters in err. */
 int rd_slots_check(struct cairn_store *st, char *err, size_t errlen);
+/* The slot map's master of slot, or RD_NO_NODE. */
+uint16_t rd_slot_master(const struct cairn_store *st, unsigned slot);
+/* On the blocking context: after a MOVED or ASK reply, connect to the
+ * master it names and run the command there (ASKING first for ASK). The
+ * reply, or NULL with *rc. */
+redisReply *rd_sync_follow(struct cairn_store *st, redisReply *r, int argc, const char **argv,
+			   int *rc);
+/* FUNCTION LOAD REPLACE lua on every master of the map (blocking). */
+int rd_sync_load_everywhere(struct cairn_store *st, const char *lua);
+/* Send a command to the master serving key's slot (connecting its link if
+ * need be); a MOVED reply updates the map and resends, an ASK sends
+ * ASKING and the command once to the node it names; cb gets the final
+ * reply (NULL: the link went). REDIS_OK or REDIS_ERR (cb not called). */
+int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisCallbackFn *cb,
+		  void *priv, int argc, const char **argv, const size_t *lens);
+/* As rd_route_argv, with the command already formatted (buf is copied). */
+int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+		       const char *buf, size_t len);
+/* Apply a MOVED error to the map; false if err is no MOVED. */
+bool rd_route_moved(struct cairn_store *st, const char *err, size_t len);
+/* The address of the master of key's slot (for the log reader), or NULL. */
+const struct rd_slot_node *rd_route_node(const struct cairn_store *st, const char *key);
+/* Drop every master link (their callbacks get NULL replies). */
+void rd_route_drop_all(struct cairn_store *st);
+void rd_route_free(struct cairn_store *st);
 
 #endif

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+
 /* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection. */
 uint16_t rd_crc16(const char *buf, size_t len)
 {
@@ -201,13 +204,12 @@ int rd_slots_check(struct cairn_store *st, char *err, size_t errlen)
 	m = bk_xcalloc(1, sizeof(*m));
 	if (rd_slot_map_parse(r, st->unix_path != NULL ? "127.0.0.1" : st->host, m) != 0) {
 		bk_errf(err, errlen,
-			"redis at %s is a Redis Cluster, which cairn does not drive (its CLUSTER "
-			"SLOTS reply was not understood either); point redis_host at a "
-			"standalone primary",
+			"redis at %s is a Redis Cluster whose CLUSTER SLOTS reply was not "
+			"understood",
 			st->where);
 		freeReplyObject(r);
 		free(m);
-		return CAIRN_EINVAL;
+		return CAIRN_EIO;
 	}
 	freeReplyObject(r);
 	unserved = rd_slot_map_unserved(m);
@@ -219,13 +221,338 @@ int rd_slots_check(struct cairn_store *st, char *err, size_t errlen)
 	for (size_t i = 0, at = 0; i < m->nnodes; i++)
 		at += (size_t)snprintf(masters + at, len - at, "%s%s:%d", i > 0 ? " " : "",
 				       m->nodes[i].host, m->nodes[i].port);
-	bk_errf(err, errlen,
-		"redis at %s is a Redis Cluster (%zu master%s: %s; %zu of %d slots unserved), "
-		"which cairn does not drive yet: a commit spans several hash slots. Point "
-		"redis_host at a standalone primary (cairn-redis(5), CLUSTER MODE)",
-		st->where, m->nnodes, m->nnodes == 1 ? "" : "s", masters, unserved, RD_SLOTS);
+	if (!st->cluster || st->wait_replicas > 0 || unserved > 0) {
+		bk_errf(err, errlen,
+			"redis at %s is a Redis Cluster (%zu master%s: %s; %zu of %d slots "
+			"unserved), which cairn drives only with cluster true, every slot "
+			"served and no redis_wait_replicas: the single-node layout spans "
+			"several hash slots in one commit (cairn-redis(5), CLUSTER MODE)",
+			st->where, m->nnodes, m->nnodes == 1 ? "" : "s", masters, unserved,
+			RD_SLOTS);
+		free(masters);
+		rd_slot_map_free(m);
+		free(m);
+		return CAIRN_EINVAL;
+	}
+	rd_log(st, CAIRN_LOG_NOTICE, "redis at %s: a Redis Cluster of %zu master%s (%s)", st->where,
+	       m->nnodes, m->nnodes == 1 ? "" : "s", masters);
 	free(masters);
-	rd_slot_map_free(m);
-	free(m);
-	return CAIRN_EINVAL;
+	st->rcluster = true;
+	st->map = m;
+	st->links = bk_xcalloc(m->nnodes, sizeof(*st->links));
+	st->nlinks = m->nnodes;
+	return 0;
+}
+
+uint16_t rd_slot_master(const struct cairn_store *st, unsigned slot)
+{
+	return st->map->owner[slot & (RD_SLOTS - 1)];
+}
+
+/* ---- the blocking context on a Redis Cluster ---- */
+
+static redisContext *rd_sync_open(struct cairn_store *st, const char *host, int port)
+{
+	struct timeval tv = {st->timeout_ms / 1000, (st->timeout_ms % 1000) * 1000};
+	redisContext *c = redisConnectWithTimeout(host, port, tv);
+
+	if (c == NULL)
+		return NULL;
+	if (c->err) {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s:%d: %s", host, port, c->errstr);
+		redisFree(c);
+		return NULL;
+	}
+	if (st->timeout_ms > 0)
+		redisSetTimeout(c, tv);
+	if (st->password != NULL) {
+		redisReply *r = redisCommand(c, "AUTH %s", st->password);
+
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			rd_log(st, CAIRN_LOG_ERROR, "redis at %s:%d: AUTH refused", host, port);
+			if (r != NULL)
+				freeReplyObject(r);
+			redisFree(c);
+			return NULL;
+		}
+		freeReplyObject(r);
+	}
+	return c;
+}
+
+redisReply *rd_sync_follow(struct cairn_store *st, redisReply *r, int argc, const char **argv,
+			   int *rc)
+{
+	for (int hops = 0; r != NULL && r->type == REDIS_REPLY_ERROR && hops < 5; hops++) {
+		char host[256];
+		unsigned slot;
+		int port;
+		enum rd_redirect k =
+		    rd_redirect_parse(r->str, r->len, &slot, host, sizeof(host), &port);
+		redisContext *c;
+
+		if (k == RD_NO_REDIRECT)
+			break;
+		freeReplyObject(r);
+		c = rd_sync_open(st, host, port);
+		if (c == NULL) {
+			*rc = CAIRN_EUNAVAILABLE;
+			return NULL;
+		}
+		redisFree(st->sync);
+		st->sync = c;
+		if (k == RD_ASK) {
+			r = redisCommand(c, "ASKING");
+			if (r != NULL)
+				freeReplyObject(r);
+		}
+		r = redisCommandArgv(c, argc, argv, NULL);
+	}
+	if (r == NULL)
+		*rc = CAIRN_EUNAVAILABLE;
+	return r;
+}
+
+int rd_sync_load_everywhere(struct cairn_store *st, const char *lua)
+{
+	const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", lua};
+
+	for (size_t i = 0; i < st->map->nnodes; i++) {
+		const struct rd_slot_node *n = &st->map->nodes[i];
+		redisContext *c = rd_sync_open(st, n->host, n->port);
+		redisReply *r;
+
+		if (c == NULL)
+			return CAIRN_EUNAVAILABLE;
+		r = redisCommandArgv(c, 4, argv, NULL);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s:%d: cannot load cairn's functions (Redis 7 or later is "
+			       "needed): %s",
+			       n->host, n->port, r != NULL ? r->str : c->errstr);
+			if (r != NULL)
+				freeReplyObject(r);
+			redisFree(c);
+			return CAIRN_EIO;
+		}
+		freeReplyObject(r);
+		redisFree(c);
+	}
+	return 0;
+}
+
+/* ---- the asynchronous links, one per master ---- */
+
+/* A command on its way, kept until its final reply so that a redirection
+ * can send it again. */
+struct rd_routed {
+	redisCallbackFn *cb;
+	void *priv;
+	char *buf;
+	size_t len;
+	unsigned slot;
+	int hops;
+};
+
+static struct rd_route_link *rd_link_of(struct cairn_store *st, const redisAsyncContext *ac)
+{
+	for (size_t i = 0; i < st->nlinks; i++)
+		if (st->links[i].ac == ac)
+			return &st->links[i];
+	return NULL;
+}
+
+static void rd_route_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct cairn_store *st = ac->data;
+	struct rd_route_link *l;
+
+	if (st == NULL || status == REDIS_OK)
+		return;
+	if ((l = rd_link_of(st, ac)) != NULL)
+		l->ac = NULL; /* hiredis frees it */
+}
+
+static void rd_route_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct cairn_store *st = ac->data;
+	struct rd_route_link *l;
+
+	(void)status;
+	if (st == NULL)
+		return;
+	if ((l = rd_link_of(st, ac)) != NULL) {
+		l->ac = NULL;
+		rd_log(st, CAIRN_LOG_WARNING, "redis: a Redis Cluster master's link closed (%s)",
+		       ac->errstr[0] ? ac->errstr : "by the server");
+	}
+}
+
+/* The link of map node i, connected (or connecting), or NULL. */
+static redisAsyncContext *rd_route_link(struct cairn_store *st, size_t i)
+{
+	const struct rd_slot_node *n;
+	redisAsyncContext *ac;
+
+	if (i >= st->map->nnodes)
+		return NULL;
+	if (i >= st->nlinks) {
+		st->links = bk_xrealloc(st->links, st->map->nnodes * sizeof(*st->links));
+		memset(st->links + st->nlinks, 0,
+		       (st->map->nnodes - st->nlinks) * sizeof(*st->links));
+		st->nlinks = st->map->nnodes;
+	}
+	ac = st->links[i].ac;
+	if (ac != NULL)
+		return (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0 ? NULL : ac;
+	n = &st->map->nodes[i];
+	ac = redisAsyncConnect(n->host, n->port);
+	if (ac == NULL)
+		return NULL;
+	if (ac->err || redisLibeventAttach(ac, st->base) != REDIS_OK) {
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = st;
+	redisEnableKeepAlive(&ac->c);
+	redisAsyncSetConnectCallback(ac, rd_route_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, rd_route_disconnect_cb);
+	if (st->password != NULL) {
+		const char *argv[] = {"AUTH", st->password};
+
+		redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+	}
+	st->links[i].ac = ac;
+	return ac;
+}
+
+static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Send rr on the link of map node i (ASKING first when ask). */
+static int rd_routed_send(struct cairn_store *st, struct rd_routed *rr, size_t i, bool ask)
+{
+	redisAsyncContext *ac = rd_route_link(st, i);
+
+	if (ac == NULL)
+		return REDIS_ERR;
+	if (ask && redisAsyncCommand(ac, NULL, NULL, "ASKING") != REDIS_OK)
+		return REDIS_ERR;
+	return redisAsyncFormattedCommand(ac, rd_routed_cb, rr, rr->buf, rr->len);
+}
+
+static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_routed *rr = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR && rr->hops < 5) {
+		char host[256];
+		unsigned slot;
+		int port;
+		enum rd_redirect k =
+		    rd_redirect_parse(reply->str, reply->len, &slot, host, sizeof(host), &port);
+
+		if (k != RD_NO_REDIRECT) {
+			size_t i = rd_slot_node(st->map, host, strlen(host), port);
+
+			if (k == RD_MOVED)
+				st->map->owner[slot] = (uint16_t)i;
+			rr->hops++;
+			if (rd_routed_send(st, rr, i, k == RD_ASK) == REDIS_OK)
+				return;
+			reply = NULL; /* as if the link went */
+		}
+	}
+	if (rr->cb != NULL)
+		rr->cb(ac, reply, rr->priv);
+	free(rr->buf);
+	free(rr);
+}
+
+int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+		       const char *buf, size_t len)
+{
+	uint16_t i = rd_slot_master(st, slot);
+	struct rd_routed *rr;
+
+	if (i == RD_NO_NODE)
+		return REDIS_ERR;
+	rr = bk_xcalloc(1, sizeof(*rr));
+	rr->cb = cb;
+	rr->priv = priv;
+	rr->buf = bk_xmemdup(buf, len);
+	rr->len = len;
+	rr->slot = slot;
+	if (rd_routed_send(st, rr, i, false) != REDIS_OK) {
+		free(rr->buf);
+		free(rr);
+		return REDIS_ERR;
+	}
+	return REDIS_OK;
+}
+
+int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisCallbackFn *cb,
+		  void *priv, int argc, const char **argv, const size_t *lens)
+{
+	char *buf = NULL;
+	int len = redisFormatCommandArgv(&buf, argc, argv, lens);
+	int rc;
+
+	if (len < 0)
+		return REDIS_ERR;
+	rc = rd_route_formatted(st, rd_key_slot(key, keylen), cb, priv, buf, (size_t)len);
+	redisFreeCommand(buf);
+	return rc;
+}
+
+bool rd_route_moved(struct cairn_store *st, const char *err, size_t len)
+{
+	char host[256];
+	unsigned slot;
+	int port;
+
+	if (rd_redirect_parse(err, len, &slot, host, sizeof(host), &port) != RD_MOVED)
+		return false;
+	st->map->owner[slot] = rd_slot_node(st->map, host, strlen(host), port);
+	return true;
+}
+
+const struct rd_slot_node *rd_route_node(const struct cairn_store *st, const char *key)
+{
+	uint16_t i = rd_slot_master(st, rd_key_slot(key, strlen(key)));
+
+	return i == RD_NO_NODE ? NULL : &st->map->nodes[i];
+}
+
+void rd_route_drop_all(struct cairn_store *st)
+{
+	for (size_t i = 0; i < st->nlinks; i++) {
+		redisAsyncContext *ac = st->links[i].ac;
+
+		if (ac == NULL)
+			continue;
+		st->links[i].ac = NULL;
+		redisAsyncFree(ac);
+	}
+}
+
+void rd_route_free(struct cairn_store *st)
+{
+	for (size_t i = 0; i < st->nlinks; i++) {
+		redisAsyncContext *ac = st->links[i].ac;
+
+		if (ac == NULL)
+			continue;
+		ac->data = NULL;
+		redisAsyncFree(ac);
+	}
+	free(st->links);
+	st->links = NULL;
+	st->nlinks = 0;
+	if (st->map != NULL) {
+		rd_slot_map_free(st->map);
+		free(st->map);
+		st->map = NULL;
+	}
 }
