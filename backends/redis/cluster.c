@@ -231,11 +231,14 @@ static const char rd_lua[] =
     "  return {parked, wills, expired}\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
-    "-- without the node keys: it takes the will the previous connection left\n"
-    "-- (delay 0, another node's) for claim_g to publish if that node is dead.\n"
-    "-- Returns claim's list and the will {topic, payload, qos, retain, props}.\n"
+    "-- without the node keys: the previous node's mark is its copy on this\n"
+    "-- master (args[4], written with every commit that wrote here, so it\n"
+    "-- agrees with the session's keys); it takes the will the previous\n"
+    "-- connection left (delay 0, another node's) for claim_g to publish if\n"
+    "-- that node is dead. Returns claim's list and the will {topic, payload,\n"
+    "-- qos, retain, props}.\n"
     "local function claim_s(keys, args)\n"
-    "  local pfx, id, tok = args[1], args[2], args[3]\n"
+    "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
@@ -245,6 +248,10 @@ static const char rd_lua[] =
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
     "  local will = {}\n"
     "  local inc = inc_of(old)\n"
+    "  if inc and cursor == '' then\n"
+    "    cursor = redis.call('HGET', marks, inc) or ''\n"
+    "  end\n"
+    "  if inc and inc ~= me and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
     "  if inc and inc ~= me then\n"
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
     "    local s = base .. 'session'\n"
@@ -283,8 +290,7 @@ static const char rd_lua[] =
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
     "-- the previous holder's incarnation or '', its token, then the will\n"
     "-- claim_s took, if any. Records the session as this node's, drops its\n"
-    "-- janitor deadlines, publishes the will if the previous node is dead,\n"
-    "-- and returns that node's mark (its sessions' cursor) or ''.\n"
+    "-- janitor deadlines and publishes the will if the previous node is dead.\n"
     "local function claim_g(keys, args)\n"
     "  local g, id, me, inc, tok = args[1], args[2], args[3], args[4], args[5]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
@@ -295,7 +301,7 @@ static const char rd_lua[] =
     "    append_will(g, id, {args[6], args[7], args[8], args[9], args[10]},\n"
     "      g .. 'w:' .. id .. ':' .. tok)\n"
     "  end\n"
-    "  return redis.call('GET', g .. 'n:' .. inc .. ':pos') or ''\n"
+    "  return ''\n"
     "end\n"
     "-- On a Redis Cluster, the janitor's part in the log's slot. args: {L:0}\n"
     "-- key base, this incarnation, now (ms). One node at a time. Returns\n"
@@ -327,8 +333,9 @@ static const char rd_lua[] =
     "  return {1, dead, due(g .. 'cluster:wills'), due(g .. 'cluster:expiry')}\n"
     "end\n"
     "-- On a Redis Cluster, the janitor's part in a session's slot. args:\n"
-    "-- prefix, id, what, then for 'park' the departed incarnation, its mark\n"
-    "-- and now (ms). 'park': park the session if that incarnation still\n"
+    "-- prefix, id, what, then for 'park' the departed incarnation, the key\n"
+    "-- of the marks on this master and now (ms). 'park': park the session if\n"
+    "-- that incarnation still\n"
     "-- holds it; returns {'park', will_at, expires_at} ('' for none).\n"
     "-- 'will' and 'expire' (a deadline that came): if the session is still\n"
     "-- parked, take its will (and, to expire, delete the session); returns\n"
@@ -339,7 +346,8 @@ static const char rd_lua[] =
     "  local own, s = base .. 'own', base .. 'session'\n"
     "  local tok = redis.call('HGET', own, 'tok')\n"
     "  if what == 'park' then\n"
-    "    local inc, pos, now = args[4], args[5], tonumber(args[6])\n"
+    "    local inc, now = args[4], tonumber(args[6])\n"
+    "    local pos = redis.call('HGET', args[5], inc) or ''\n"
     "    if inc_of(tok) ~= inc then return {} end\n"
     "    redis.call('HINCRBY', own, 'epoch', 1)\n"
     "    redis.call('HSET', own, 'tok', '')\n"
@@ -402,10 +410,12 @@ static const char rd_lua[] =
     "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim', claim)\n"
     "redis.register_function('cairn_janitor', janitor)\n"
-    "redis.register_function('cairn_claim_s', claim_s)\n"
+    "redis.register_function{function_name = 'cairn_claim_s', callback = claim_s,\n"
+    "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim_g', claim_g)\n"
     "redis.register_function('cairn_janitor_g', janitor_g)\n"
-    "redis.register_function('cairn_janitor_s', janitor_s)\n"
+    "redis.register_function{function_name = 'cairn_janitor_s', callback = janitor_s,\n"
+    "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_wills_g', wills_g)\n";
 
 /* ---- the sessions held here: client id -> connection serial ---- */
@@ -735,6 +745,7 @@ void rd_cluster_free(struct cairn_store *st)
 	rd_janitor_free(st->janitor);
 	st->janitor = NULL;
 	free(st->last_in_id);
+	free(st->mark_sent);
 	if (st->beat_ev != NULL)
 		event_free(st->beat_ev);
 	st->beat_ev = NULL;
@@ -777,6 +788,38 @@ static char *rd_node_key(const struct cairn_store *st, const char *inc, const ch
 {
 	return st->rcluster ? bk_strf("%s{L:0}:n:%s:%s", st->prefix, inc, kind)
 			    : bk_strf("%s{n:%s}:%s", st->prefix, inc, kind);
+}
+
+/*
+ * On a Redis Cluster, the hash of the nodes' marks kept on master m,
+ * PREFIX{m:T}:marks (incarnation -> mark), T the first number whose tag
+ * hashes to a slot m serves. A commit writes this node's mark there in
+ * each master's call, so that a claim reads, on the session's master and
+ * in one step with its keys, a mark that agrees with them: the log's
+ * master may already hold a later mark whose deliveries another master
+ * refused (fenced) or never got (the node died between the calls).
+ */
+static char *rd_marks_key(const struct cairn_store *st, uint16_t m)
+{
+	char tag[24];
+
+	for (unsigned t = 0; t < 100000; t++) {
+		int n = snprintf(tag, sizeof(tag), "m:%u", t);
+
+		if (rd_slot_master(st, rd_key_slot(tag, (size_t)n)) == m)
+			return bk_strf("%s{%s}:marks", st->prefix, tag);
+	}
+	return bk_strf("%s{m:x}:marks", st->prefix);
+}
+
+/* The marks key on the master of client_id's session. */
+static char *rd_marks_key_of(const struct cairn_store *st, const char *client_id)
+{
+	char *own = rd_key(st, "own", client_id);
+	char *k = rd_marks_key(st, rd_slot_master(st, rd_key_slot(own, strlen(own))));
+
+	free(own);
+	return k;
 }
 
 /* PREFIXcluster:name, or on a Redis Cluster PREFIX{L:0}:cluster:name. */
@@ -1008,7 +1051,7 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 	unsigned *gslot = bk_xmalloc((ngroups + 1) * sizeof(*gslot));
 	size_t *loc = bk_xmalloc((ngroups + 1) * sizeof(*loc));
 	uint16_t gm = rd_slot_master(st, rd_key_slot(st->log_key, strlen(st->log_key)));
-	bool has_in = false, has_g = false, has_other = false, unserved = false;
+	bool has_in = false, has_g = false, has_other = false, unserved = false, has_mark = false;
 	struct rd_part **parts = bk_xcalloc(nm, sizeof(*parts));
 	int rc = CAIRN_EINPROGRESS;
 
@@ -1037,6 +1080,18 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 		}
 		/* Only the first two arguments are wanted here. */
 		rd_resp_args(c->buf, 2, av, lv);
+		if (lv[1] == strlen(st->mark_key) && memcmp(av[1], st->mark_key, lv[1]) == 0 &&
+		    argc == 3) {
+			/* The mark: copied into every master's call below. */
+			const char *mv[3];
+			size_t ml[3];
+
+			rd_resp_args(c->buf, 3, mv, ml);
+			free(st->mark_sent);
+			st->mark_sent = bk_xstrndup(mv[2], ml[2]);
+			has_mark = true;
+			continue;
+		}
 		slot = rd_key_slot(av[1], lv[1]);
 		if (cg[i] > 0 && gslot[cg[i]] != slot)
 			cg[i] = 0;
@@ -1053,6 +1108,7 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 	}
 	for (size_t m = 0; !unserved && m < nm; m++) {
 		size_t nl = 0, nargs = 5, argc = 0, nowned = 0, first = SIZE_MAX;
+		char *marks;
 		const char **argv;
 		size_t *lens, *gmap;
 		char **owned;
@@ -1073,20 +1129,28 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 				gmap[nl - 1] = cg[i] - 1;
 			}
 		}
-		if (first == SIZE_MAX) {
+		/* A batch with a mark writes it on every master; one without,
+		 * the last mark sent on each master it writes to. */
+		if (first == SIZE_MAX && !has_mark) {
 			free(gmap);
 			continue;
 		}
-		nargs += 1 + nl;
+		marks = st->mark_sent != NULL ? rd_marks_key(st, (uint16_t)m) : NULL;
+		nargs += 1 + nl + 6;
 		argv = bk_xmalloc(nargs * sizeof(*argv));
 		lens = bk_xmalloc(nargs * sizeof(*lens));
 		owned = bk_xmalloc((nl + 2 * n + 2) * sizeof(*owned));
 		argv[argc++] = "FCALL";
 		argv[argc++] = "cairn_commit";
 		argv[argc++] = "1";
-		rd_resp_args(st->sending.v[first].buf, 2, argv + argc, lens + argc);
-		argv[argc] = argv[argc + 1];
-		lens[argc] = lens[argc + 1];
+		if (first != SIZE_MAX) {
+			rd_resp_args(st->sending.v[first].buf, 2, argv + argc, lens + argc);
+			argv[argc] = argv[argc + 1];
+			lens[argc] = lens[argc + 1];
+		} else {
+			argv[argc] = marks;
+			lens[argc] = strlen(marks);
+		}
 		argc++;
 		for (size_t i = 0; i < argc; i++)
 			if (i != 3)
@@ -1116,6 +1180,14 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 			rd_resp_args(st->sending.v[i].buf, k, argv + argc, lens + argc);
 			argc += k;
 		}
+		if (marks != NULL) {
+			const char *hset[] = {"0", "4", "HSET", marks, st->inc_s, st->mark_sent};
+
+			for (size_t k = 0; k < 6; k++) {
+				argv[argc] = hset[k];
+				lens[argc++] = strlen(hset[k]);
+			}
+		}
 		len = redisFormatCommandArgv(&buf, (int)argc, argv, lens);
 		p = bk_xcalloc(1, sizeof(*p));
 		p->n = nl;
@@ -1129,6 +1201,7 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 		free(owned);
 		free(argv);
 		free(lens);
+		free(marks);
 		parts[m] = p;
 	}
 	st->commit_gen++;
@@ -1886,9 +1959,13 @@ static void rd_rjanitor_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 			if (d->type != REDIS_REPLY_ARRAY || d->elements < 2)
 				continue;
-			for (size_t k = 2; k < d->elements; k++)
+			for (size_t k = 2; k < d->elements; k++) {
+				char *marks = rd_marks_key_of(st, d->element[k]->str);
+
 				rd_rjanitor_session(st, d->element[k]->str, "park",
-						    d->element[0]->str, d->element[1]->str, now);
+						    d->element[0]->str, marks, now);
+				free(marks);
+			}
 		}
 		for (int w = 2; w <= 3; w++) {
 			const redisReply *ids = reply->element[w];
@@ -2353,11 +2430,13 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 	c->done = done;
 	c->arg = arg;
 	if (st->rcluster) {
-		char *own = rd_key(st, "own", client_id);
-		const char *sv[] = {"FCALL", "cairn_claim_s", "1", own, st->prefix, client_id, tok};
-		int ok = rd_route_argv(st, own, strlen(own), rd_claim_s_cb, c, 7, sv, NULL);
+		char *own = rd_key(st, "own", client_id), *marks = rd_marks_key_of(st, client_id);
+		const char *sv[] = {"FCALL",    "cairn_claim_s", "1", own,
+				    st->prefix, client_id,       tok, marks};
+		int ok = rd_route_argv(st, own, strlen(own), rd_claim_s_cb, c, 8, sv, NULL);
 
 		free(own);
+		free(marks);
 		if (ok == REDIS_OK)
 			return CAIRN_EINPROGRESS;
 		free(c->id);

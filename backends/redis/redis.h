@@ -129,6 +129,7 @@ struct cairn_store {
 	int parts_status;        /* the worst of their results */
 	struct rd_part **phase2; /* FCALLs sent once the log's part is in */
 	size_t nphase2;
+	char *mark_sent;  /* the last mark sent, copied to each master's call */
 	char *last_in_id; /* the last inbound QoS 2 id staged (its marker) */
 	uint16_t last_in_pid;
 	struct rd_janitor *janitor; /* a janitor round in progress */
