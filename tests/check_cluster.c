@@ -550,6 +550,123 @@ START_TEST(t_park)
 }
 END_TEST
 
+/* A case that needs the Redis Cluster says so on one server. */
+static bool needs_redis_cluster(const char *fn)
+{
+	size_t n = strlen(fn);
+
+	if (redis_cluster())
+		return false;
+	/* START_TEST(t_x) defines the function t_x_fn. */
+	if (n > 3 && strcmp(fn + n - 3, "_fn") == 0)
+		n -= 3;
+	printf("SKIP cluster: %.*s[redis]: needs a Redis Cluster (tests/with-redis-cluster.sh, "
+	       "./dev cluster-test)\n",
+	       (int)n, fn);
+	fflush(stdout);
+	return true;
+}
+
+static long long log_len(const char *pfx)
+{
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "XLEN %s{L:0}:log", pfx);
+	long long n;
+
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
+	n = rep->integer;
+	freeReplyObject(rep);
+	redisFree(r);
+	return n;
+}
+
+/*
+ * On a Redis Cluster the publisher's inbound QoS 2 id and the log are in
+ * two slots: an append that follows the id's write sets a marker in the
+ * log's slot, so the PUBLISH resent after a crash to another node (which
+ * claims the session and stages the same) appends nothing; PUBREL removes
+ * the marker, and the id then carries a new message.
+ */
+START_TEST(t_qos2_marker)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_inflight_in_rec in = {"pub", 7};
+	struct cairn_msg_rec m = {
+	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "q2");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "pub", 1);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
+	node_commit(&a, &b);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* a dies before its PUBREC; the client resends to b. */
+	node_claim(&b, &a, "pub", 2);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* PUBREL, then a new message under the same id. */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_delete(b.st, "pub", 7), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 2);
+	/* A QoS 1 message of that publisher is no resend of anything. */
+	m.qos = 1;
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 3);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/*
+ * A slot map that names the wrong master (a slot moved since it was
+ * read): the claim and the commit sent there are answered MOVED, sent
+ * again to the master it names, and the map learns it.
+ */
+START_TEST(t_moved)
+{
+	struct node a, b;
+	char pfx[80], own[120];
+	unsigned slot;
+	uint16_t right, wrong;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "moved");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	snprintf(own, sizeof(own), "%s{c:mv}:own", pfx);
+	slot = rd_key_slot(own, strlen(own));
+	right = a.st->map->owner[slot];
+	wrong = (uint16_t)((right + 1) % a.st->map->nnodes);
+	a.st->map->owner[slot] = wrong;
+	node_claim(&a, &b, "mv", 1);
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	a.st->map->owner[slot] = wrong;
+	put_session(&a, "mv", "moved-user");
+	node_commit(&a, &b);
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "HGET %s{c:mv}:session username", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "moved-user");
+	freeReplyObject(rep);
+	redisFree(r);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
 /* ---- slot routing (slots.c) ---- */
 
 /* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
@@ -814,6 +931,8 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_append_once);
 	tcase_add_test(tc, t_park);
 	tcase_add_test(tc, t_redis_cluster_open);
+	tcase_add_test(tc, t_qos2_marker);
+	tcase_add_test(tc, t_moved);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS
