@@ -667,6 +667,57 @@ START_TEST(t_moved)
 }
 END_TEST
 
+static void on_claim_any(void *arg, int status, const struct cairn_claim_result *r)
+{
+	struct node *n = arg;
+
+	(void)r;
+	n->claim_done = true;
+	n->claim_status = status;
+}
+
+/*
+ * A master that answers nothing (its address gone, as after a failover)
+ * gives no MOVED: the claim sent there fails, the map is read again
+ * (CLUSTER SLOTS) from a link that is up, and the next claim goes to the
+ * master that serves the slot.
+ */
+START_TEST(t_map_refresh)
+{
+	struct node a, b;
+	char pfx[80], own[120], moved[160];
+	unsigned slot;
+	uint16_t right;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "refresh");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "warm", 1); /* a link is up to read the map from */
+	snprintf(own, sizeof(own), "%s{c:rf}:own", pfx);
+	slot = rd_key_slot(own, strlen(own));
+	right = a.st->map->owner[slot];
+	/* Port 1 on loopback: nothing listens there. */
+	snprintf(moved, sizeof(moved), "MOVED %u 127.0.0.1:1", slot);
+	ck_assert(rd_route_moved(a.st, moved, strlen(moved)));
+	ck_assert_uint_ne(a.st->map->owner[slot], right);
+	a.claim_done = false;
+	ck_assert_int_eq(cairn_store_redis.claim(a.st, "rf", 2, on_claim_any, &a),
+			 CAIRN_EINPROGRESS);
+	run_until(&a, &b, claim_done, &a);
+	ck_assert_int_eq(a.claim_status, CAIRN_EUNAVAILABLE);
+	for (int i = 0; i < 3000 && a.st->map->owner[slot] != right; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	node_claim(&a, &b, "rf", 3);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
 /* ---- slot routing (slots.c) ---- */
 
 /* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
@@ -933,6 +984,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_redis_cluster_open);
 	tcase_add_test(tc, t_qos2_marker);
 	tcase_add_test(tc, t_moved);
+	tcase_add_test(tc, t_map_refresh);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

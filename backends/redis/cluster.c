@@ -1777,6 +1777,8 @@ struct rd_janitor {
 	char **wills; /* 7 per will: id, epoch, topic, payload, qos, retain, props */
 	size_t *wlens;
 	size_t nwills;
+	char **dead; /* the departed incarnations, whose marks go at the end */
+	size_t ndead;
 };
 
 struct rd_jcall {
@@ -1792,6 +1794,9 @@ static void rd_janitor_free(struct rd_janitor *j)
 		free(j->zadd[i]);
 	for (size_t i = 0; i < 7 * j->nwills; i++)
 		free(j->wills[i]);
+	for (size_t i = 0; i < j->ndead; i++)
+		free(j->dead[i]);
+	free(j->dead);
 	free(j->zadd);
 	free(j->wills);
 	free(j->wlens);
@@ -1828,6 +1833,19 @@ static void rd_rjanitor_end(struct cairn_store *st)
 				      j->zadd[3 * i + 2]};
 
 		rd_route_argv(st, argv[1], strlen(argv[1]), NULL, NULL, 4, argv, NULL);
+	}
+	/* Their sessions are parked or held elsewhere: their marks go. */
+	for (size_t m = 0; j->ndead > 0 && m < st->map->nnodes; m++) {
+		char *marks = rd_marks_key(st, (uint16_t)m);
+		const char **argv = bk_xmalloc((j->ndead + 2) * sizeof(*argv));
+
+		argv[0] = "HDEL";
+		argv[1] = marks;
+		for (size_t i = 0; i < j->ndead; i++)
+			argv[2 + i] = j->dead[i];
+		rd_route_argv(st, marks, strlen(marks), NULL, NULL, (int)j->ndead + 2, argv, NULL);
+		free(argv);
+		free(marks);
 	}
 	if (j->nwills > 0) {
 		size_t n = 5 + 7 * j->nwills;
@@ -1957,8 +1975,11 @@ static void rd_rjanitor_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 		for (size_t i = 0; dead->type == REDIS_REPLY_ARRAY && i < dead->elements; i++) {
 			const redisReply *d = dead->element[i];
 
-			if (d->type != REDIS_REPLY_ARRAY || d->elements < 2)
+			if (d->type != REDIS_REPLY_ARRAY || d->elements < 2 ||
+			    d->element[0]->type != REDIS_REPLY_STRING)
 				continue;
+			j->dead = bk_xrealloc(j->dead, (j->ndead + 1) * sizeof(*j->dead));
+			j->dead[j->ndead++] = bk_xstrdup(d->element[0]->str);
 			for (size_t k = 2; k < d->elements; k++) {
 				char *marks = rd_marks_key_of(st, d->element[k]->str);
 

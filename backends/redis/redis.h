@@ -133,6 +133,8 @@ struct cairn_store {
 	char *last_in_id; /* the last inbound QoS 2 id staged (its marker) */
 	uint16_t last_in_pid;
 	struct rd_janitor *janitor; /* a janitor round in progress */
+	bool refreshing;            /* CLUSTER SLOTS is on its way */
+	int64_t refreshed_ms;       /* when it was last asked (monotonic) */
 };
 
 /* ---- redis.c ---- */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -362,6 +363,80 @@ static struct rd_route_link *rd_link_of(struct cairn_store *st, const redisAsync
 	return NULL;
 }
 
+static int64_t rd_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void rd_refresh_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	struct rd_slot_map *m;
+	uint16_t *idx;
+	size_t moved = 0;
+
+	(void)privdata;
+	if (st == NULL)
+		return;
+	st->refreshing = false;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+		return;
+	m = bk_xcalloc(1, sizeof(*m));
+	if (rd_slot_map_parse(reply, st->host, m) == 0) {
+		/* Indexes into st->map only grow: the links keep theirs. */
+		idx = bk_xmalloc((m->nnodes + 1) * sizeof(*idx));
+		for (size_t i = 0; i < m->nnodes; i++)
+			idx[i] = rd_slot_node(st->map, m->nodes[i].host, strlen(m->nodes[i].host),
+					      m->nodes[i].port);
+		for (size_t s = 0; s < RD_SLOTS; s++) {
+			uint16_t o = m->owner[s] == RD_NO_NODE ? RD_NO_NODE : idx[m->owner[s]];
+
+			moved += st->map->owner[s] != o;
+			st->map->owner[s] = o;
+		}
+		free(idx);
+		if (moved > 0)
+			rd_log(st, CAIRN_LOG_NOTICE,
+			       "redis: the Redis Cluster's slot map read again: %zu slots moved",
+			       moved);
+	}
+	rd_slot_map_free(m);
+	free(m);
+}
+
+/*
+ * A master's link failed: a master that failed over answers no MOVED, so
+ * the map is read again (CLUSTER SLOTS), at most once a second, from the
+ * first link that is up: the configured server's or another master's.
+ */
+static void rd_route_refresh(struct cairn_store *st, const redisAsyncContext *failed)
+{
+	const char *argv[] = {"CLUSTER", "SLOTS"};
+	redisAsyncContext *ac = NULL;
+	int64_t now = rd_mono_ms();
+
+	if (st->refreshing || now - st->refreshed_ms < 1000)
+		return;
+	if (st->ac != NULL && st->ac != failed && !st->ac_broken &&
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) == 0)
+		ac = st->ac;
+	for (size_t i = 0; ac == NULL && i < st->nlinks; i++) {
+		redisAsyncContext *l = st->links[i].ac;
+
+		if (l != NULL && l != failed && (l->c.flags & REDIS_CONNECTED) != 0 &&
+		    (l->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) == 0)
+			ac = l;
+	}
+	if (ac == NULL || redisAsyncCommandArgv(ac, rd_refresh_cb, NULL, 2, argv, NULL) != REDIS_OK)
+		return;
+	st->refreshing = true;
+	st->refreshed_ms = now;
+}
+
 static void rd_route_connect_cb(const redisAsyncContext *ac, int status)
 {
 	struct cairn_store *st = ac->data;
@@ -369,8 +444,10 @@ static void rd_route_connect_cb(const redisAsyncContext *ac, int status)
 
 	if (st == NULL || status == REDIS_OK)
 		return;
-	if ((l = rd_link_of(st, ac)) != NULL)
+	if ((l = rd_link_of(st, ac)) != NULL) {
 		l->ac = NULL; /* hiredis frees it */
+		rd_route_refresh(st, ac);
+	}
 }
 
 static void rd_route_disconnect_cb(const redisAsyncContext *ac, int status)
@@ -385,6 +462,7 @@ static void rd_route_disconnect_cb(const redisAsyncContext *ac, int status)
 		l->ac = NULL;
 		rd_log(st, CAIRN_LOG_WARNING, "redis: a Redis Cluster master's link closed (%s)",
 		       ac->errstr[0] ? ac->errstr : "by the server");
+		rd_route_refresh(st, ac);
 	}
 }
 
@@ -433,8 +511,10 @@ static int rd_routed_send(struct cairn_store *st, struct rd_routed *rr, size_t i
 {
 	redisAsyncContext *ac = rd_route_link(st, i);
 
-	if (ac == NULL)
+	if (ac == NULL) {
+		rd_route_refresh(st, NULL);
 		return REDIS_ERR;
+	}
 	if (ask && redisAsyncCommand(ac, NULL, NULL, "ASKING") != REDIS_OK)
 		return REDIS_ERR;
 	return redisAsyncFormattedCommand(ac, rd_routed_cb, rr, rr->buf, rr->len);
