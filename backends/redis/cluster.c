@@ -799,27 +799,22 @@ static char *rd_node_key(const struct cairn_store *st, const char *inc, const ch
  * master may already hold a later mark whose deliveries another master
  * refused (fenced) or never got (the node died between the calls).
  */
-static char *rd_marks_key(const struct cairn_store *st, uint16_t m)
+static char *rd_marks_key(struct cairn_store *st, uint16_t m)
 {
-	char tag[24];
+	const char *tag = rd_route_marks_tag(st, m);
 
-	for (unsigned t = 0; t < 100000; t++) {
-		int n = snprintf(tag, sizeof(tag), "m:%u", t);
-
-		if (rd_slot_master(st, rd_key_slot(tag, (size_t)n)) == m)
-			return bk_strf("%s{%s}:marks", st->prefix, tag);
-	}
-	return bk_strf("%s{m:x}:marks", st->prefix);
+	return tag != NULL ? bk_strf("%s{%s}:marks", st->prefix, tag) : NULL;
 }
 
 /* The marks key on the master of client_id's session. */
-static char *rd_marks_key_of(const struct cairn_store *st, const char *client_id)
+static char *rd_marks_key_of(struct cairn_store *st, const char *client_id)
 {
 	char *own = rd_key(st, "own", client_id);
 	char *k = rd_marks_key(st, rd_slot_master(st, rd_key_slot(own, strlen(own))));
 
 	free(own);
-	return k;
+	/* A slot no master serves: the call fails there anyway. */
+	return k != NULL ? k : bk_xstrdup("");
 }
 
 /* PREFIXcluster:name, or on a Redis Cluster PREFIX{L:0}:cluster:name. */
@@ -1131,11 +1126,12 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 		}
 		/* A batch with a mark writes it on every master; one without,
 		 * the last mark sent on each master it writes to. */
-		if (first == SIZE_MAX && !has_mark) {
+		marks = st->mark_sent != NULL ? rd_marks_key(st, (uint16_t)m) : NULL;
+		if (first == SIZE_MAX && (!has_mark || marks == NULL)) {
+			free(marks);
 			free(gmap);
 			continue;
 		}
-		marks = st->mark_sent != NULL ? rd_marks_key(st, (uint16_t)m) : NULL;
 		nargs += 1 + nl + 6;
 		argv = bk_xmalloc(nargs * sizeof(*argv));
 		lens = bk_xmalloc(nargs * sizeof(*lens));
@@ -1837,8 +1833,11 @@ static void rd_rjanitor_end(struct cairn_store *st)
 	/* Their sessions are parked or held elsewhere: their marks go. */
 	for (size_t m = 0; j->ndead > 0 && m < st->map->nnodes; m++) {
 		char *marks = rd_marks_key(st, (uint16_t)m);
-		const char **argv = bk_xmalloc((j->ndead + 2) * sizeof(*argv));
+		const char **argv;
 
+		if (marks == NULL)
+			continue;
+		argv = bk_xmalloc((j->ndead + 2) * sizeof(*argv));
 		argv[0] = "HDEL";
 		argv[1] = marks;
 		for (size_t i = 0; i < j->ndead; i++)

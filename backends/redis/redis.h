@@ -133,8 +133,10 @@ struct cairn_store {
 	char *last_in_id; /* the last inbound QoS 2 id staged (its marker) */
 	uint16_t last_in_pid;
 	struct rd_janitor *janitor; /* a janitor round in progress */
-	bool refreshing;            /* CLUSTER SLOTS is on its way */
-	int64_t refreshed_ms;       /* when it was last asked (monotonic) */
+	char **mtags;               /* rd_route_marks_tag's, by master ("" for none) */
+	size_t nmtags;
+	bool refreshing;      /* CLUSTER SLOTS is on its way */
+	int64_t refreshed_ms; /* when it was last asked (monotonic) */
 };
 
 /* ---- redis.c ---- */
@@ -325,6 +327,11 @@ int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisC
 /* As rd_route_argv, with the command already formatted (buf is copied). */
 int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
 		       const char *buf, size_t len);
+/* The hash tag ("m:T") of the first T whose slot master m serves (the
+ * key of the node marks there), or NULL when m serves no slot; cached
+ * until the map changes (rd_route_map_changed). */
+const char *rd_route_marks_tag(struct cairn_store *st, uint16_t m);
+void rd_route_map_changed(struct cairn_store *st);
 /* Apply a MOVED error to the map; false if err is no MOVED. */
 bool rd_route_moved(struct cairn_store *st, const char *err, size_t len);
 /* The address of the master of key's slot (for the log reader), or NULL. */

@@ -400,6 +400,8 @@ static void rd_refresh_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 		free(idx);
 		if (moved > 0)
+			rd_route_map_changed(st);
+		if (moved > 0)
 			rd_log(st, CAIRN_LOG_NOTICE,
 			       "redis: the Redis Cluster's slot map read again: %zu slots moved",
 			       moved);
@@ -536,8 +538,10 @@ static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
 		if (k != RD_NO_REDIRECT) {
 			size_t i = rd_slot_node(st->map, host, strlen(host), port);
 
-			if (k == RD_MOVED)
+			if (k == RD_MOVED && st->map->owner[slot] != i) {
 				st->map->owner[slot] = (uint16_t)i;
+				rd_route_map_changed(st);
+			}
 			rr->hops++;
 			if (rd_routed_send(st, rr, i, k == RD_ASK) == REDIS_OK)
 				return;
@@ -586,6 +590,44 @@ int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisC
 	return rc;
 }
 
+void rd_route_map_changed(struct cairn_store *st)
+{
+	for (size_t i = 0; i < st->nmtags; i++)
+		free(st->mtags[i]);
+	free(st->mtags);
+	st->mtags = NULL;
+	st->nmtags = 0;
+}
+
+const char *rd_route_marks_tag(struct cairn_store *st, uint16_t m)
+{
+	char tag[24];
+	bool serves = false;
+
+	if (m >= st->map->nnodes)
+		return NULL;
+	if (m >= st->nmtags) {
+		st->mtags = bk_xrealloc(st->mtags, st->map->nnodes * sizeof(*st->mtags));
+		for (size_t i = st->nmtags; i < st->map->nnodes; i++)
+			st->mtags[i] = NULL;
+		st->nmtags = st->map->nnodes;
+	}
+	if (st->mtags[m] != NULL)
+		return st->mtags[m][0] != '\0' ? st->mtags[m] : NULL;
+	for (size_t s = 0; !serves && s < RD_SLOTS; s++)
+		serves = st->map->owner[s] == m;
+	for (unsigned t = 0; serves && t < (1u << 22); t++) {
+		int n = snprintf(tag, sizeof(tag), "m:%u", t);
+
+		if (st->map->owner[rd_key_slot(tag, (size_t)n)] == m) {
+			st->mtags[m] = bk_xstrdup(tag);
+			return st->mtags[m];
+		}
+	}
+	st->mtags[m] = bk_xstrdup(""); /* serves no slot: none */
+	return NULL;
+}
+
 bool rd_route_moved(struct cairn_store *st, const char *err, size_t len)
 {
 	char host[256];
@@ -595,6 +637,7 @@ bool rd_route_moved(struct cairn_store *st, const char *err, size_t len)
 	if (rd_redirect_parse(err, len, &slot, host, sizeof(host), &port) != RD_MOVED)
 		return false;
 	st->map->owner[slot] = rd_slot_node(st->map, host, strlen(host), port);
+	rd_route_map_changed(st);
 	return true;
 }
 
@@ -630,6 +673,7 @@ void rd_route_free(struct cairn_store *st)
 	free(st->links);
 	st->links = NULL;
 	st->nlinks = 0;
+	rd_route_map_changed(st);
 	if (st->map != NULL) {
 		rd_slot_map_free(st->map);
 		free(st->map);
