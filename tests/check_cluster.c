@@ -718,6 +718,107 @@ START_TEST(t_map_refresh)
 }
 END_TEST
 
+struct ask_result {
+	bool done;
+	int type;
+	char err[128];
+};
+
+static void on_ask_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct ask_result *res = privdata;
+	redisReply *reply = r;
+
+	(void)ac;
+	res->done = true;
+	res->type = reply != NULL ? reply->type : -1;
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		snprintf(res->err, sizeof(res->err), "%s", reply->str);
+}
+
+/* CLUSTER SETSLOT slot how id on the master at port (synchronously). */
+static void setslot(const char *host, int port, unsigned slot, const char *how, const char *id)
+{
+	redisContext *c = redisConnect(host, port);
+	redisReply *r;
+	char s[16];
+
+	ck_assert(c != NULL && c->err == 0);
+	snprintf(s, sizeof(s), "%u", slot);
+	r = id != NULL ? redisCommand(c, "CLUSTER SETSLOT %s %s %s", s, how, id)
+		       : redisCommand(c, "CLUSTER SETSLOT %s %s", s, how);
+	ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "SETSLOT %s %s: %s", s, how,
+		      r != NULL && r->str != NULL ? r->str : "no reply");
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+static char *node_id_at(const char *host, int port)
+{
+	redisContext *c = redisConnect(host, port);
+	redisReply *r;
+	char *id;
+
+	ck_assert(c != NULL && c->err == 0);
+	r = redisCommand(c, "CLUSTER MYID");
+	ck_assert(r != NULL && r->type == REDIS_REPLY_STRING);
+	id = strdup(r->str);
+	freeReplyObject(r);
+	redisFree(c);
+	return id;
+}
+
+/*
+ * A slot on its way from one master to another (MIGRATING there,
+ * IMPORTING here): a key the old master no longer has is answered ASK; the
+ * command goes once more, after ASKING, to the master it names, and the
+ * map stays as it is (the slot is still the old master's).
+ */
+START_TEST(t_ask)
+{
+	struct node a;
+	char pfx[80], key[120];
+	struct ask_result res = {0};
+	const struct rd_slot_node *from, *to;
+	unsigned slot;
+	uint16_t m;
+	char *from_id, *to_id;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "ask");
+	node_open(&a, pfx, "a");
+	snprintf(key, sizeof(key), "%sno-such-key", pfx);
+	slot = rd_key_slot(key, strlen(key));
+	m = a.st->map->owner[slot];
+	from = &a.st->map->nodes[m];
+	to = &a.st->map->nodes[(m + 1) % a.st->map->nnodes];
+	from_id = node_id_at(from->host, from->port);
+	to_id = node_id_at(to->host, to->port);
+	setslot(to->host, to->port, slot, "IMPORTING", from_id);
+	setslot(from->host, from->port, slot, "MIGRATING", to_id);
+	{
+		const char *argv[] = {"GET", key};
+
+		ck_assert_int_eq(
+		    rd_route_argv(a.st, key, strlen(key), on_ask_reply, &res, 2, argv, NULL),
+		    REDIS_OK);
+	}
+	for (int i = 0; i < 3000 && !res.done; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	setslot(from->host, from->port, slot, "STABLE", NULL);
+	setslot(to->host, to->port, slot, "STABLE", NULL);
+	ck_assert(res.done);
+	ck_assert_msg(res.type == REDIS_REPLY_NIL, "reply type %d: %s", res.type, res.err);
+	ck_assert_uint_eq(a.st->map->owner[slot], m);
+	free(from_id);
+	free(to_id);
+	node_close(&a);
+}
+END_TEST
+
 /* ---- slot routing (slots.c) ---- */
 
 /* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
@@ -985,6 +1086,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_qos2_marker);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
+	tcase_add_test(tc, t_ask);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS
