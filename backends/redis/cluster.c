@@ -1,9 +1,8 @@
 /*
  * The Redis backend shared by several brokers (cluster mode, vtable version
  * 4; cairn-redis(5) has the keys). Every key of one session shares the hash
- * tag {c:ID} and every key of the message log {L:0}, so the layout is the
- * one a Redis Cluster needs, though this phase drives one standalone server
- * (or a primary with replicas): a commit is one call of the function
+ * tag {c:ID} and every key of the message log {L:0}. On one server (or a
+ * primary with replicas) a commit is one call of the function
  * cairn_commit, which first checks, per session the batch writes, that this
  * node still holds the session's claim ({c:ID}:own), then runs the
  * session's writes only if it does, and the log's writes always. The
@@ -11,6 +10,13 @@
  * the core hears of before the commit's done(). Besides the commit link,
  * two connections of their own: one blocks in XREAD on the log, one is
  * subscribed to this incarnation's kicks (a claim elsewhere).
+ *
+ * On a Redis Cluster (st->rcluster; slots.c routes each command to its
+ * slot's master) the same commit is one cairn_commit per master, the
+ * node's mark is copied to every master ({m:T}:marks), an inbound QoS 2
+ * message carries a marker in the log's slot, and a claim and the janitor
+ * each run as a part in the session's slot and a part in the log's
+ * (rd_rcluster_send, rd_claim_s_cb, rd_rjanitor_start).
  */
 #include "redis.h"
 

@@ -3,7 +3,8 @@
  * call in each other. redis.c fills the vtable and encodes staged writes;
  * sync.c owns the blocking hiredis context used only at start-up (open's
  * connect and schema check, load); link.c owns the asynchronous link
- * through hiredis's libevent adapter that carries every commit afterwards.
+ * through hiredis's libevent adapter that carries every commit afterwards;
+ * cluster.c is cluster mode; slots.c routes commands on a Redis Cluster.
  */
 #ifndef CAIRN_BACKENDS_REDIS_H
 #define CAIRN_BACKENDS_REDIS_H
