@@ -123,8 +123,8 @@ cmd_start() {
 }
 
 cmd_stop() {
-	local pids=${1:?stop needs the PIDs} dir=${2:-}
-	stop_pids "$pids"
+	local list=${1:?stop needs the PIDs} dir=${2:-}
+	stop_pids "$list"
 	if [ -n "$dir" ]; then
 		case $dir in
 		*/cairn-redis.*) rm -rf -- "$dir" ;;
