@@ -1197,27 +1197,23 @@ def test_cluster_redis_cluster_without_cluster_mode_is_refused(ctx):
         raise Skip("needs a Redis Cluster: ./dev cluster-test (tests/with-redis-cluster.sh)")
     harness.require_cairn("cairn's Redis backend")
     port = int(os.environ["CAIRN_REDIS_PORT"])
-    for mode in (False,):
-        b = harness.Broker(ctx.workdir, "refused-%s" % ("cluster" if mode else "single"),
-                           persistence_backend="redis", redis_host=HOST, redis_port=port,
-                           redis_key_prefix="cairn-it:refused:%d:" % os.getpid(),
-                           redis_connect_timeout=2000, cluster=mode, cluster_node_id="node1")
-        with open(b.log_path, "ab") as log:
-            p = subprocess.Popen([broker_command(), "-c", b.conf_path],
-                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                 cwd=b.workdir)
-        try:
-            rc = p.wait(8)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise TestFailure("cluster %s: the node still runs 8 s after start on a Redis "
-                              "Cluster\n%s" % (mode, b.log_tail()))
-        text = b.log_text()
-        check(rc != 0, "cluster %s: exited 0 on a Redis Cluster\n%s" % (mode, b.log_tail()))
-        check("127.0.0.1:%d is a Redis Cluster (3 masters" % port in text,
-              "cluster %s: the start-up error does not name the Redis Cluster at "
-              "127.0.0.1:%d and its 3 masters\n%s" % (mode, port, b.log_tail()))
+    b = harness.Broker(ctx.workdir, "single", persistence_backend="redis", redis_host=HOST,
+                       redis_port=port, redis_key_prefix="cairn-it:refused:%d:" % os.getpid(),
+                       redis_connect_timeout=2000)
+    with open(b.log_path, "ab") as log:
+        p = subprocess.Popen([broker_command(), "-c", b.conf_path], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, cwd=b.workdir)
+    try:
+        rc = p.wait(8)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise TestFailure("the node still runs 8 s after start on a Redis Cluster\n%s" %
+                          b.log_tail())
+    check(rc != 0, "exited 0 on a Redis Cluster\n%s" % b.log_tail())
+    check("127.0.0.1:%d is a Redis Cluster (3 masters" % port in b.log_text(),
+          "the start-up error does not name the Redis Cluster at 127.0.0.1:%d and its 3 "
+          "masters\n%s" % (port, b.log_tail()))
 
 
 @_tag("outage")
