@@ -8,6 +8,7 @@
  * batch is replayed; a claim returns the session's cursor.
  */
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,58 @@
 #include "cairn/store.h"
 
 #ifdef HAVE_HIREDIS
+#include "../backends/redis/redis.h"
+
+/* Under tests/with-redis-cluster.sh (./dev cluster-test) the server is a
+ * three-master Redis Cluster: the same cases run there. */
+static bool redis_cluster(void)
+{
+	const char *c = getenv("CAIRN_REDIS_CLUSTER");
+
+	return c != NULL && strcmp(c, "1") == 0;
+}
+
+/* A command the test sends itself, following a Redis Cluster's MOVED to
+ * the master it names (*c becomes a connection to it). */
+static redisReply *tcmd_follow(redisContext **c, redisReply *r, int argc, const char **argv)
+{
+	for (int hops = 0; r != NULL && r->type == REDIS_REPLY_ERROR && hops < 3; hops++) {
+		char host[64];
+		unsigned slot;
+		int port;
+
+		if (rd_redirect_parse(r->str, r->len, &slot, host, sizeof(host), &port) != RD_MOVED)
+			break;
+		freeReplyObject(r);
+		redisFree(*c);
+		*c = redisConnect(host, port);
+		ck_assert(*c != NULL && (*c)->err == 0);
+		r = redisCommandArgv(*c, argc, argv, NULL);
+	}
+	return r;
+}
+
+static redisReply *tcmd_argv(redisContext **c, int argc, const char **argv)
+{
+	return tcmd_follow(c, redisCommandArgv(*c, argc, argv, NULL), argc, argv);
+}
+
+/* tcmd(&c, "CMD %s ...", ...): arguments split at spaces (none of these
+ * tests' contain one). */
+static redisReply *tcmd(redisContext **c, const char *fmt, ...)
+{
+	char line[512], *save = NULL, *w;
+	const char *argv[16];
+	int argc = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	for (w = strtok_r(line, " ", &save); w != NULL && argc < 16; w = strtok_r(NULL, " ", &save))
+		argv[argc++] = w;
+	return tcmd_argv(c, argc, argv);
+}
 
 struct node {
 	struct event_base *base;
@@ -282,7 +335,7 @@ START_TEST(t_claim_kicks_and_fences)
 	put_session(&b, "c1", "mallory");
 	node_commit(&b, &a);
 	redisContext *r = redis();
-	redisReply *rep = redisCommand(r, "HGET %s{c:c1}:session username", pfx);
+	redisReply *rep = tcmd(&r, "HGET %s{c:c1}:session username", pfx);
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "bob");
 	freeReplyObject(rep);
@@ -308,7 +361,7 @@ START_TEST(t_fenced_without_kick)
 	node_commit(&a, &b);
 	/* b takes the token behind a's back (no PUBLISH reaches a). */
 	redisContext *r = redis();
-	redisReply *rep = redisCommand(r, "HSET %s{c:c1}:own tok 999:1", pfx);
+	redisReply *rep = tcmd(&r, "HSET %s{c:c1}:own tok 999:1", pfx);
 	freeReplyObject(rep);
 	put_session(&a, "c1", "stale");
 	struct cairn_msg_rec m = {
@@ -317,12 +370,12 @@ START_TEST(t_fenced_without_kick)
 	node_commit(&a, &b);
 	ck_assert_str_eq(a.fenced, "c1");
 	ck_assert_uint_eq(a.fenced_serial, 1);
-	rep = redisCommand(r, "HGET %s{c:c1}:session username", pfx);
+	rep = tcmd(&r, "HGET %s{c:c1}:session username", pfx);
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "alice");
 	freeReplyObject(rep);
 	/* The log's write of the same batch landed. */
-	rep = redisCommand(r, "XLEN %s{L:0}:log", pfx);
+	rep = tcmd(&r, "XLEN %s{L:0}:log", pfx);
 	ck_assert_int_eq(rep->integer, 1);
 	freeReplyObject(rep);
 	redisFree(r);
@@ -364,7 +417,7 @@ START_TEST(t_log_and_cursor)
 	run_until(&a, &b, has_two_entries, &a);
 
 	redisContext *r = redis();
-	redisReply *rep = redisCommand(r, "HGET %s{L:0}:retained t/2", pfx);
+	redisReply *rep = tcmd(&r, "HGET %s{L:0}:retained t/2", pfx);
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "2:two");
 	freeReplyObject(rep);
@@ -379,7 +432,7 @@ START_TEST(t_log_and_cursor)
 	ck_assert(b.claim.has_cursor);
 	ck_assert_uint_eq(b.claim.cursor.ms, 12345);
 	ck_assert_uint_eq(b.claim.cursor.seq, 6);
-	rep = redisCommand(r, "HGET %s{c:sub}:own cur", pfx);
+	rep = tcmd(&r, "HGET %s{c:sub}:own cur", pfx);
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "12345-6");
 	freeReplyObject(rep);
@@ -418,28 +471,29 @@ START_TEST(t_append_once)
 	 * then 1 again. */
 	const char *seqs[] = {"1", "1", "1", "2", "1"};
 	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
-		const char *argv[] = {"FCALL", "cairn_commit",
-				      "0",     "1",
-				      "0",     "0",
-				      "4",     "CAIRN.ONCE",
-				      once,    seqs[i],
-				      "2",     "0",
-				      "5",     "XADD",
-				      log,     "*",
-				      "t",     "x",
-				      "0",     "4",
-				      "HSET",  ret,
-				      "x",     "0:v"};
-		redisReply *rep = redisCommandArgv(r, 24, argv, NULL);
+		const char *argv[] = {"FCALL",      "cairn_commit",
+				      "1",          log,
+				      "1",          "0",
+				      "0",          "4",
+				      "CAIRN.ONCE", once,
+				      seqs[i],      "2",
+				      "0",          "5",
+				      "XADD",       log,
+				      "*",          "t",
+				      "x",          "0",
+				      "4",          "HSET",
+				      ret,          "x",
+				      "0:v"};
+		redisReply *rep = tcmd_argv(&r, 25, argv);
 		ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_ARRAY, "%s",
 			      rep && rep->str ? rep->str : "no reply");
 		freeReplyObject(rep);
 	}
-	redisReply *rep = redisCommand(r, "XLEN %s", log);
+	redisReply *rep = tcmd(&r, "XLEN %s", log);
 	ck_assert_int_eq(rep->integer, 2);
 	freeReplyObject(rep);
 	/* One counter per incarnation, not a key per append. */
-	rep = redisCommand(r, "GET %s", once);
+	rep = tcmd(&r, "GET %s", once);
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "2");
 	freeReplyObject(rep);
@@ -469,12 +523,17 @@ START_TEST(t_park)
 			 0);
 	ck_assert_int_eq(cairn_store_redis.session_put(a.st, &r), 0);
 	node_commit(&a, &b);
+	/* As the core does once the park is committed: a holds it no more
+	 * (else a's control link, subscribing late under a slow build, would
+	 * find the parked token and report the session taken). */
+	cairn_store_redis.release(a.st, "c1");
 	redisContext *rc = redis();
-	redisReply *rep = redisCommand(rc, "HGET %s{c:c1}:own tok", pfx);
+	redisReply *rep = tcmd(&rc, "HGET %s{c:c1}:own tok", pfx);
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "");
 	freeReplyObject(rep);
-	rep = redisCommand(rc, "ZSCORE %scluster:expiry c1", pfx);
+	rep = tcmd(&rc, "ZSCORE %s%s c1", pfx,
+		   redis_cluster() ? "{L:0}:cluster:expiry" : "cluster:expiry");
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
 	ck_assert_str_eq(rep->str, "123456");
 	freeReplyObject(rep);
@@ -495,6 +554,524 @@ START_TEST(t_park)
 }
 END_TEST
 
+/* A case that needs the Redis Cluster says so on one server. */
+static bool needs_redis_cluster(const char *fn)
+{
+	size_t n = strlen(fn);
+
+	if (redis_cluster())
+		return false;
+	/* START_TEST(t_x) defines the function t_x_fn. */
+	if (n > 3 && strcmp(fn + n - 3, "_fn") == 0)
+		n -= 3;
+	printf("SKIP cluster: %.*s[redis]: needs a Redis Cluster (tests/with-redis-cluster.sh, "
+	       "./dev cluster-test)\n",
+	       (int)n, fn);
+	fflush(stdout);
+	return true;
+}
+
+static long long log_len(const char *pfx)
+{
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "XLEN %s{L:0}:log", pfx);
+	long long n;
+
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
+	n = rep->integer;
+	freeReplyObject(rep);
+	redisFree(r);
+	return n;
+}
+
+/*
+ * On a Redis Cluster the publisher's inbound QoS 2 id and the log are in
+ * two slots: an append that follows the id's write sets a marker in the
+ * log's slot, so the PUBLISH resent after a crash to another node (which
+ * claims the session and stages the same) appends nothing; PUBREL removes
+ * the marker, and the id then carries a new message.
+ */
+START_TEST(t_qos2_marker)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_inflight_in_rec in = {"pub", 7};
+	struct cairn_msg_rec m = {
+	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "q2");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "pub", 1);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
+	node_commit(&a, &b);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* a dies before its PUBREC; the client resends to b. */
+	node_claim(&b, &a, "pub", 2);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* PUBREL, then a new message under the same id. */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_delete(b.st, "pub", 7), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 2);
+	/* A QoS 1 message of that publisher is no resend of anything. */
+	m.qos = 1;
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 3);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/*
+ * A slot map that names the wrong master (a slot moved since it was
+ * read): the claim and the commit sent there are answered MOVED, sent
+ * again to the master it names, and the map learns it.
+ */
+START_TEST(t_moved)
+{
+	struct node a, b;
+	char pfx[80], own[120];
+	unsigned slot;
+	uint16_t right, wrong;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "moved");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	snprintf(own, sizeof(own), "%s{c:mv}:own", pfx);
+	slot = rd_key_slot(own, strlen(own));
+	right = a.st->map->owner[slot];
+	wrong = (uint16_t)((right + 1) % a.st->map->nnodes);
+	a.st->map->owner[slot] = wrong;
+	node_claim(&a, &b, "mv", 1);
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	a.st->map->owner[slot] = wrong;
+	put_session(&a, "mv", "moved-user");
+	node_commit(&a, &b);
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "HGET %s{c:mv}:session username", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "moved-user");
+	freeReplyObject(rep);
+	redisFree(r);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+static void on_claim_any(void *arg, int status, const struct cairn_claim_result *r)
+{
+	struct node *n = arg;
+
+	(void)r;
+	n->claim_done = true;
+	n->claim_status = status;
+}
+
+/*
+ * A master that answers nothing (its address gone, as after a failover)
+ * gives no MOVED: the claim sent there fails, the map is read again
+ * (CLUSTER SLOTS) from a link that is up, and the next claim goes to the
+ * master that serves the slot.
+ */
+START_TEST(t_map_refresh)
+{
+	struct node a, b;
+	char pfx[80], own[120], moved[160];
+	unsigned slot;
+	uint16_t right;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "refresh");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "warm", 1); /* a link is up to read the map from */
+	snprintf(own, sizeof(own), "%s{c:rf}:own", pfx);
+	slot = rd_key_slot(own, strlen(own));
+	right = a.st->map->owner[slot];
+	/* Port 1 on loopback: nothing listens there. */
+	snprintf(moved, sizeof(moved), "MOVED %u 127.0.0.1:1", slot);
+	ck_assert(rd_route_moved(a.st, moved, strlen(moved)));
+	ck_assert_uint_ne(a.st->map->owner[slot], right);
+	a.claim_done = false;
+	ck_assert_int_eq(cairn_store_redis.claim(a.st, "rf", 2, on_claim_any, &a),
+			 CAIRN_EINPROGRESS);
+	run_until(&a, &b, claim_done, &a);
+	ck_assert_int_eq(a.claim_status, CAIRN_EUNAVAILABLE);
+	for (int i = 0; i < 3000 && a.st->map->owner[slot] != right; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	node_claim(&a, &b, "rf", 3);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+struct ask_result {
+	bool done;
+	int type;
+	char err[128];
+};
+
+static void on_ask_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct ask_result *res = privdata;
+	redisReply *reply = r;
+
+	(void)ac;
+	res->done = true;
+	res->type = reply != NULL ? reply->type : -1;
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		snprintf(res->err, sizeof(res->err), "%s", reply->str);
+}
+
+/* CLUSTER SETSLOT slot how id on the master at port (synchronously). */
+static void setslot(const char *host, int port, unsigned slot, const char *how, const char *id)
+{
+	redisContext *c = redisConnect(host, port);
+	redisReply *r;
+	char s[16];
+
+	ck_assert(c != NULL && c->err == 0);
+	snprintf(s, sizeof(s), "%u", slot);
+	r = id != NULL ? redisCommand(c, "CLUSTER SETSLOT %s %s %s", s, how, id)
+		       : redisCommand(c, "CLUSTER SETSLOT %s %s", s, how);
+	ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "SETSLOT %s %s: %s", s, how,
+		      r != NULL && r->str != NULL ? r->str : "no reply");
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+static char *node_id_at(const char *host, int port)
+{
+	redisContext *c = redisConnect(host, port);
+	redisReply *r;
+	char *id;
+
+	ck_assert(c != NULL && c->err == 0);
+	r = redisCommand(c, "CLUSTER MYID");
+	ck_assert(r != NULL && r->type == REDIS_REPLY_STRING);
+	id = strdup(r->str);
+	freeReplyObject(r);
+	redisFree(c);
+	return id;
+}
+
+/*
+ * A slot on its way from one master to another (MIGRATING there,
+ * IMPORTING here): a key the old master no longer has is answered ASK; the
+ * command goes once more, after ASKING, to the master it names, and the
+ * map stays as it is (the slot is still the old master's).
+ */
+START_TEST(t_ask)
+{
+	struct node a;
+	char pfx[80], key[120];
+	struct ask_result res = {0};
+	const struct rd_slot_node *from, *to;
+	unsigned slot;
+	uint16_t m;
+	char *from_id, *to_id;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "ask");
+	node_open(&a, pfx, "a");
+	snprintf(key, sizeof(key), "%sno-such-key", pfx);
+	slot = rd_key_slot(key, strlen(key));
+	m = a.st->map->owner[slot];
+	from = &a.st->map->nodes[m];
+	to = &a.st->map->nodes[(m + 1) % a.st->map->nnodes];
+	from_id = node_id_at(from->host, from->port);
+	to_id = node_id_at(to->host, to->port);
+	setslot(to->host, to->port, slot, "IMPORTING", from_id);
+	setslot(from->host, from->port, slot, "MIGRATING", to_id);
+	{
+		const char *argv[] = {"GET", key};
+
+		ck_assert_int_eq(
+		    rd_route_argv(a.st, key, strlen(key), on_ask_reply, &res, 2, argv, NULL),
+		    REDIS_OK);
+	}
+	for (int i = 0; i < 3000 && !res.done; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	setslot(from->host, from->port, slot, "STABLE", NULL);
+	setslot(to->host, to->port, slot, "STABLE", NULL);
+	ck_assert(res.done);
+	ck_assert_msg(res.type == REDIS_REPLY_NIL, "reply type %d: %s", res.type, res.err);
+	ck_assert_uint_eq(a.st->map->owner[slot], m);
+	free(from_id);
+	free(to_id);
+	node_close(&a);
+}
+END_TEST
+
+/* ---- slot routing (slots.c) ---- */
+
+/* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
+START_TEST(t_key_slot)
+{
+	static const struct {
+		const char *key;
+		unsigned slot;
+	} v[] = {
+	    {"foo", 12182},
+	    {"bar", 5061},
+	    {"123456789", 12739},
+	    {"{user1000}.following", 3443},
+	    {"{}x", 10595},
+	    {"a{}{b}", 15033},
+	    {"{{b}}", 6215},
+	    {"x{", 3596},
+	    {"{c:}x", 2400},
+	    {"cairn:{c:dev1}:own", 15501},
+	    {"cairn:{L:0}:log", 13505},
+	    {"", 0},
+	};
+
+	ck_assert_uint_eq(rd_crc16("123456789", 9), 0x31C3);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		ck_assert_msg(rd_key_slot(v[i].key, strlen(v[i].key)) == v[i].slot,
+			      "slot of '%s': %u, want %u", v[i].key,
+			      rd_key_slot(v[i].key, strlen(v[i].key)), v[i].slot);
+	/* Every key of one session shares its hash tag's slot. */
+	ck_assert_uint_eq(rd_key_slot("p:{c:dev1}:session", 18), rd_key_slot("{c:dev1}", 8));
+	ck_assert_uint_eq(rd_key_slot("p:{c:dev1}:session", 18), rd_key_slot("c:dev1", 6));
+}
+END_TEST
+
+START_TEST(t_redirect_parse)
+{
+	char host[64];
+	unsigned slot = 0;
+	int port = 0;
+	const char *moved = "MOVED 12182 127.0.0.1:46505", *ask = "ASK 3 ::1:7000";
+
+	ck_assert_int_eq(rd_redirect_parse(moved, strlen(moved), &slot, host, sizeof(host), &port),
+			 RD_MOVED);
+	ck_assert_uint_eq(slot, 12182);
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(port, 46505);
+	ck_assert_int_eq(rd_redirect_parse(ask, strlen(ask), &slot, host, sizeof(host), &port),
+			 RD_ASK);
+	ck_assert_uint_eq(slot, 3);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_int_eq(port, 7000);
+	static const char *const bad[] = {"MOVED",
+					  "MOVED 16384 127.0.0.1:1",
+					  "MOVED 1 127.0.0.1",
+					  "MOVED 1 127.0.0.1:0",
+					  "MOVED 1 :7000",
+					  "MOVED x 127.0.0.1:1",
+					  "ERR wrong type",
+					  "CROSSSLOT Keys in request don't hash to the same slot"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(rd_redirect_parse(bad[i], strlen(bad[i]), &slot, host, sizeof(host),
+						&port) == RD_NO_REDIRECT,
+			      "'%s' taken for a redirection", bad[i]);
+	/* A host that does not fit is no redirection either. */
+	ck_assert_int_eq(rd_redirect_parse(moved, strlen(moved), &slot, host, 9, &port),
+			 RD_NO_REDIRECT);
+}
+END_TEST
+
+/* A reply built by hand, as hiredis would hand it over. */
+static redisReply *rep(int type)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+
+	ck_assert_ptr_nonnull(r);
+	r->type = type;
+	return r;
+}
+
+static redisReply *rep_int(long long v)
+{
+	redisReply *r = rep(REDIS_REPLY_INTEGER);
+
+	r->integer = v;
+	return r;
+}
+
+static redisReply *rep_str(const char *s)
+{
+	redisReply *r = rep(REDIS_REPLY_STRING);
+
+	r->len = strlen(s);
+	r->str = strdup(s);
+	return r;
+}
+
+static redisReply *rep_arr(size_t n, ...)
+{
+	redisReply *r = rep(REDIS_REPLY_ARRAY);
+	va_list ap;
+
+	r->elements = n;
+	r->element = calloc(n, sizeof(*r->element));
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		r->element[i] = va_arg(ap, redisReply *);
+	va_end(ap);
+	return r;
+}
+
+static redisReply *range(long long first, long long last, const char *host, long long port)
+{
+	return rep_arr(3, rep_int(first), rep_int(last),
+		       rep_arr(3, rep_str(host), rep_int(port), rep_str("id")));
+}
+
+START_TEST(t_slot_map_parse)
+{
+	struct rd_slot_map *m = calloc(1, sizeof(*m));
+	redisReply *r =
+	    rep_arr(4, range(0, 5460, "127.0.0.1", 7001), range(5461, 10922, "", 7002),
+		    range(10923, 16000, "127.0.0.1", 7001), range(16001, 16383, "?", 7003));
+
+	ck_assert_int_eq(rd_slot_map_parse(r, "10.0.0.9", m), 0);
+	ck_assert_uint_eq(m->nnodes, 3);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), 0);
+	ck_assert_str_eq(m->nodes[m->owner[0]].host, "127.0.0.1");
+	ck_assert_int_eq(m->nodes[m->owner[0]].port, 7001);
+	ck_assert_uint_eq(m->owner[5460], m->owner[0]);
+	ck_assert_uint_eq(m->owner[16000], m->owner[0]);
+	/* No host: the address the reply came from. */
+	ck_assert_str_eq(m->nodes[m->owner[5461]].host, "10.0.0.9");
+	ck_assert_int_eq(m->nodes[m->owner[10922]].port, 7002);
+	ck_assert_str_eq(m->nodes[m->owner[16383]].host, "10.0.0.9");
+	ck_assert_int_eq(m->nodes[m->owner[16383]].port, 7003);
+	rd_slot_map_free(m);
+	freeReplyObject(r);
+
+	/* A gap is unserved; a range past the last slot is refused. */
+	r = rep_arr(1, range(0, 99, "127.0.0.1", 7001));
+	ck_assert_int_eq(rd_slot_map_parse(r, "h", m), 0);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), RD_SLOTS - 100);
+	ck_assert_uint_eq(m->owner[100], RD_NO_NODE);
+	rd_slot_map_free(m);
+	freeReplyObject(r);
+	r = rep_arr(1, range(0, 16384, "127.0.0.1", 7001));
+	ck_assert_int_eq(rd_slot_map_parse(r, "h", m), CAIRN_EIO);
+	ck_assert_uint_eq(m->nnodes, 0);
+	freeReplyObject(r);
+	r = rep_arr(1, rep_arr(2, rep_int(0), rep_int(1)));
+	ck_assert_int_eq(rd_slot_map_parse(r, "h", m), CAIRN_EIO);
+	freeReplyObject(r);
+	free(m);
+}
+END_TEST
+
+static const char *cluster_get(void *arg, const char *key)
+{
+	const char *mode = arg;
+
+	if (strcmp(key, "redis_port") == 0)
+		return getenv("CAIRN_REDIS_PORT");
+	if (strcmp(key, "redis_connect_timeout") == 0)
+		return "2000";
+	if (strcmp(key, "cluster") == 0)
+		return mode;
+	if (strcmp(key, "cluster_node_id") == 0)
+		return "n1";
+	return NULL;
+}
+
+/*
+ * On a three-master Redis Cluster (tests/with-redis-cluster.sh): the slot
+ * map CLUSTER SLOTS gives serves every slot from three masters, a key sent
+ * to a master that does not serve its slot is answered with a MOVED that
+ * names the master the map gives, and the backend's open takes the
+ * cluster in cluster mode and refuses it without (the single-node layout
+ * spans slots in one commit), naming it a Redis Cluster.
+ */
+START_TEST(t_redis_cluster_open)
+{
+	const char *c = getenv("CAIRN_REDIS_CLUSTER");
+	const char *modes[] = {"true", "false"};
+	struct rd_slot_map *m;
+	redisContext *rc;
+	redisReply *r;
+	int moved = 0;
+
+	if (c == NULL || strcmp(c, "1") != 0) {
+		printf("SKIP cluster: t_redis_cluster_open[redis]: needs a Redis Cluster "
+		       "(tests/with-redis-cluster.sh, ./dev cluster-test)\n");
+		fflush(stdout);
+		return;
+	}
+	rc = redis();
+	r = redisCommand(rc, "CLUSTER SLOTS");
+	m = calloc(1, sizeof(*m));
+	ck_assert_int_eq(rd_slot_map_parse(r, "127.0.0.1", m), 0);
+	freeReplyObject(r);
+	ck_assert_uint_eq(m->nnodes, 3);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), 0);
+	for (int i = 0; i < 200; i++) {
+		char key[32], host[64];
+		unsigned slot;
+		int port;
+
+		snprintf(key, sizeof(key), "ck-slot-%d", i);
+		r = redisCommand(rc, "GET %s", key);
+		ck_assert_ptr_nonnull(r);
+		if (r->type == REDIS_REPLY_ERROR) {
+			ck_assert_int_eq(
+			    rd_redirect_parse(r->str, r->len, &slot, host, sizeof(host), &port),
+			    RD_MOVED);
+			ck_assert_uint_eq(slot, rd_key_slot(key, strlen(key)));
+			ck_assert_str_eq(host, m->nodes[m->owner[slot]].host);
+			ck_assert_int_eq(port, m->nodes[m->owner[slot]].port);
+			moved++;
+		}
+		freeReplyObject(r);
+	}
+	ck_assert_int_gt(moved, 0);
+	rd_slot_map_free(m);
+	free(m);
+	redisFree(rc);
+	for (size_t i = 0; i < 2; i++) {
+		struct event_base *base = event_base_new();
+		struct cairn_store_options o = {.durability = CAIRN_DURABILITY_OS,
+						.base = base,
+						.get = cluster_get,
+						.get_arg = (void *)modes[i]};
+		struct cairn_store *st = NULL;
+		char err[512] = "";
+
+		if (i == 0) {
+			ck_assert_msg(cairn_store_redis.open(&o, &st, err, sizeof(err)) == 0,
+				      "error: %s", err);
+			cairn_store_redis.close(st);
+		} else {
+			ck_assert_int_eq(cairn_store_redis.open(&o, &st, err, sizeof(err)),
+					 CAIRN_EINVAL);
+			ck_assert_ptr_null(st);
+			ck_assert_msg(strstr(err, "is a Redis Cluster (3 masters") != NULL,
+				      "error: %s", err);
+		}
+		event_base_free(base);
+	}
+}
+END_TEST
+
 #endif
 
 static Suite *cluster_suite(void)
@@ -509,8 +1086,20 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_log_and_cursor);
 	tcase_add_test(tc, t_append_once);
 	tcase_add_test(tc, t_park);
+	tcase_add_test(tc, t_redis_cluster_open);
+	tcase_add_test(tc, t_qos2_marker);
+	tcase_add_test(tc, t_moved);
+	tcase_add_test(tc, t_map_refresh);
+	tcase_add_test(tc, t_ask);
 #endif
 	suite_add_tcase(s, tc);
+#ifdef HAVE_HIREDIS
+	tc = tcase_create("slots");
+	tcase_add_test(tc, t_key_slot);
+	tcase_add_test(tc, t_redirect_parse);
+	tcase_add_test(tc, t_slot_map_parse);
+	suite_add_tcase(s, tc);
+#endif
 	return s;
 }
 

@@ -1,9 +1,8 @@
 /*
  * The Redis backend shared by several brokers (cluster mode, vtable version
  * 4; cairn-redis(5) has the keys). Every key of one session shares the hash
- * tag {c:ID} and every key of the message log {L:0}, so the layout is the
- * one a Redis Cluster needs, though this phase drives one standalone server
- * (or a primary with replicas): a commit is one call of the function
+ * tag {c:ID} and every key of the message log {L:0}. On one server (or a
+ * primary with replicas) a commit is one call of the function
  * cairn_commit, which first checks, per session the batch writes, that this
  * node still holds the session's claim ({c:ID}:own), then runs the
  * session's writes only if it does, and the log's writes always. The
@@ -11,6 +10,13 @@
  * the core hears of before the commit's done(). Besides the commit link,
  * two connections of their own: one blocks in XREAD on the log, one is
  * subscribed to this incarnation's kicks (a claim elsewhere).
+ *
+ * On a Redis Cluster (st->rcluster; slots.c routes each command to its
+ * slot's master) the same commit is one cairn_commit per master, the
+ * node's mark is copied to every master ({m:T}:marks), an inbound QoS 2
+ * message carries a marker in the log's slot, and a claim and the janitor
+ * each run as a part in the session's slot and a part in the log's
+ * (rd_rcluster_send, rd_claim_s_cb, rd_rjanitor_start).
  */
 #include "redis.h"
 
@@ -21,6 +27,11 @@
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
+
+struct rd_part;
+static void rd_parts_drop_phase2(struct cairn_store *st);
+struct rd_janitor;
+static void rd_janitor_free(struct rd_janitor *j);
 
 /* Entries one XREAD or XRANGE asks for. */
 #define RD_LOG_COUNT "512"
@@ -69,6 +80,8 @@ static const char rd_lua[] =
     "-- while its token names this incarnation. Returns the groups skipped.\n"
     "-- \"CAIRN.ONCE key n k\": unless key (this incarnation's append counter)\n"
     "-- already reached n, set it to n; else skip the k commands after it.\n"
+    "-- \"CAIRN.MARK key k\" (a Redis Cluster's inbound QoS 2 marker): set key\n"
+    "-- unless it exists; if it did, skip the k commands after it.\n"
     "local function commit(keys, args)\n"
     "  local me, n = args[1], tonumber(args[2])\n"
     "  local ok, fenced = {}, {}\n"
@@ -89,6 +102,10 @@ static const char rd_lua[] =
     "          skip = tonumber(args[first + 3])\n"
     "        else\n"
     "          redis.call('SET', args[first + 1], args[first + 2], 'EX', 86400)\n"
+    "        end\n"
+    "      elseif args[first] == 'CAIRN.MARK' then\n"
+    "        if not redis.call('SET', args[first + 1], '1', 'NX', 'EX', 86400) then\n"
+    "          skip = tonumber(args[first + 2])\n"
     "        end\n"
     "      else redis.call(unpack(args, first, last)) end\n"
     "    end\n"
@@ -219,9 +236,193 @@ static const char rd_lua[] =
     "  end\n"
     "  return {parked, wills, expired}\n"
     "end\n"
-    "redis.register_function('cairn_commit', commit)\n"
+    "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
+    "-- without the node keys: the previous node's mark is its copy on this\n"
+    "-- master (args[4], written with every commit that wrote here, so it\n"
+    "-- agrees with the session's keys); it takes the will the previous\n"
+    "-- connection left (delay 0, another node's) for claim_g to publish if\n"
+    "-- that node is dead. Returns claim's list and the will {topic, payload,\n"
+    "-- qos, retain, props}.\n"
+    "local function claim_s(keys, args)\n"
+    "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
+    "  local base = pfx .. '{c:' .. id .. '}:'\n"
+    "  local own = base .. 'own'\n"
+    "  local me = inc_of(tok)\n"
+    "  local old = redis.call('HGET', own, 'tok')\n"
+    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  redis.call('HSET', own, 'tok', tok)\n"
+    "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
+    "  local will = {}\n"
+    "  local inc = inc_of(old)\n"
+    "  if inc and cursor == '' then\n"
+    "    cursor = redis.call('HGET', marks, inc) or ''\n"
+    "  end\n"
+    "  if inc and inc ~= me and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
+    "  if inc and inc ~= me then\n"
+    "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
+    "    local s = base .. 'session'\n"
+    "    local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
+    "    if f[1] == '1' and tonumber(f[2] or '0') == 0 then\n"
+    "      local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos',\n"
+    "        'will_retain', 'will_props')\n"
+    "      if w[1] then\n"
+    "        will = {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''}\n"
+    "        redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "          'will_props', 'will_delay', 'will_at')\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if not old then old = '' end\n"
+    "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
+    "    redis.call('DEL', base .. 'session')\n"
+    "  end\n"
+    "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
+    "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will}\n"
+    "end\n"
+    "-- Append a will {topic, payload, qos, retain, props} of client id to the\n"
+    "-- log (and the retained hash) in the log's slot, once per marker key.\n"
+    "local function append_will(g, id, w, marker)\n"
+    "  if not redis.call('SET', marker, '1', 'NX', 'EX', 86400) then return 0 end\n"
+    "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
+    "    'x', '0', 'o', w[5], 'f', id)\n"
+    "  if w[4] == '1' then\n"
+    "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
+    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], w[5], w[2])) end\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n"
+    "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
+    "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
+    "-- the previous holder's incarnation or '', its token, then the will\n"
+    "-- claim_s took, if any. Records the session as this node's, drops its\n"
+    "-- janitor deadlines and publishes the will if the previous node is dead.\n"
+    "local function claim_g(keys, args)\n"
+    "  local g, id, me, inc, tok = args[1], args[2], args[3], args[4], args[5]\n"
+    "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
+    "  redis.call('ZREM', g .. 'cluster:wills', id)\n"
+    "  redis.call('ZREM', g .. 'cluster:expiry', id)\n"
+    "  if inc == '' then return '' end\n"
+    "  if args[6] and redis.call('EXISTS', g .. 'n:' .. inc .. ':alive') == 0 then\n"
+    "    append_will(g, id, {args[6], args[7], args[8], args[9], args[10]},\n"
+    "      g .. 'w:' .. id .. ':' .. tok)\n"
+    "  end\n"
+    "  return ''\n"
+    "end\n"
+    "-- On a Redis Cluster, the janitor's part in the log's slot. args: {L:0}\n"
+    "-- key base, this incarnation, now (ms). One node at a time. Returns\n"
+    "-- {run, departed, wills due, expiries due}: departed is a flat list of\n"
+    "-- {incarnation, its mark, its sessions...} lists; the node keys of the\n"
+    "-- departed go, and so do the deadlines handed out.\n"
+    "local function janitor_g(keys, args)\n"
+    "  local g, me, now = args[1], args[2], tonumber(args[3])\n"
+    "  local jk = g .. 'cluster:janitor'\n"
+    "  local j = redis.call('GET', jk)\n"
+    "  if j and j ~= me then return {0, {}, {}, {}} end\n"
+    "  redis.call('SET', jk, me, 'PX', 10000)\n"
+    "  local dead = {}\n"
+    "  for _, inc in ipairs(redis.call('SMEMBERS', g .. 'cluster:nodes')) do\n"
+    "    local nb = g .. 'n:' .. inc .. ':'\n"
+    "    if redis.call('EXISTS', nb .. 'alive') == 0 then\n"
+    "      local d = {inc, redis.call('GET', nb .. 'pos') or ''}\n"
+    "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'owned')) do d[#d + 1] = id end\n"
+    "      dead[#dead + 1] = d\n"
+    "      redis.call('DEL', nb .. 'owned')\n"
+    "      redis.call('SREM', g .. 'cluster:nodes', inc)\n"
+    "    end\n"
+    "  end\n"
+    "  local function due(k)\n"
+    "    local ids = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, 100)\n"
+    "    for _, id in ipairs(ids) do redis.call('ZREM', k, id) end\n"
+    "    return ids\n"
+    "  end\n"
+    "  return {1, dead, due(g .. 'cluster:wills'), due(g .. 'cluster:expiry')}\n"
+    "end\n"
+    "-- On a Redis Cluster, the janitor's part in a session's slot. args:\n"
+    "-- prefix, id, what, then for 'park' the departed incarnation, the key\n"
+    "-- of the marks on this master and now (ms). 'park': park the session if\n"
+    "-- that incarnation still\n"
+    "-- holds it; returns {'park', will_at, expires_at} ('' for none).\n"
+    "-- 'will' and 'expire' (a deadline that came): if the session is still\n"
+    "-- parked, take its will (and, to expire, delete the session); returns\n"
+    "-- {'will', topic, payload, qos, retain, props, epoch} or {}.\n"
+    "local function janitor_s(keys, args)\n"
+    "  local pfx, id, what = args[1], args[2], args[3]\n"
+    "  local base = pfx .. '{c:' .. id .. '}:'\n"
+    "  local own, s = base .. 'own', base .. 'session'\n"
+    "  local tok = redis.call('HGET', own, 'tok')\n"
+    "  if what == 'park' then\n"
+    "    local inc, now = args[4], tonumber(args[6])\n"
+    "    local pos = redis.call('HGET', args[5], inc) or ''\n"
+    "    if inc_of(tok) ~= inc then return {} end\n"
+    "    redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "    redis.call('HSET', own, 'tok', '')\n"
+    "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. tok)\n"
+    "    if pos ~= '' and not redis.call('HGET', own, 'cur') then\n"
+    "      redis.call('HSET', own, 'cur', pos)\n"
+    "    end\n"
+    "    local f = redis.call('HMGET', s, 'connected', 'expiry_interval', 'will_delay',\n"
+    "      'will_at', 'expires_at', 'will_topic')\n"
+    "    local wa, ea = '', ''\n"
+    "    if f[1] == '1' then\n"
+    "      redis.call('HSET', s, 'connected', '0')\n"
+    "      local exp = f[2] or '4294967295'\n"
+    "      if f[6] then\n"
+    "        local at = now + tonumber(f[3] or '0') * 1000\n"
+    "        if exp == '0' then at = now end\n"
+    "        redis.call('HSET', s, 'will_at', at)\n"
+    "        wa = tostring(at)\n"
+    "      end\n"
+    "      if exp ~= '4294967295' then\n"
+    "        local at = now + tonumber(exp) * 1000\n"
+    "        redis.call('HSET', s, 'expires_at', at)\n"
+    "        ea = tostring(at)\n"
+    "      end\n"
+    "    elseif f[1] == '0' then\n"
+    "      if tonumber(f[4] or '0') > 0 and f[6] then wa = f[4] end\n"
+    "      if tonumber(f[5] or '0') > 0 then ea = f[5] end\n"
+    "    end\n"
+    "    return {'park', wa, ea}\n"
+    "  end\n"
+    "  if tok ~= '' then return {} end\n"
+    "  local epoch = redis.call('HGET', own, 'epoch') or '0'\n"
+    "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "    'will_props')\n"
+    "  local out = {}\n"
+    "  if w[1] then\n"
+    "    out = {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', epoch}\n"
+    "    redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "      'will_props', 'will_delay', 'will_at')\n"
+    "  end\n"
+    "  if what == 'expire' then\n"
+    "    redis.call('DEL', s, base .. 'subs', base .. 'delivery', base .. 'm',\n"
+    "      base .. 'inflight_in')\n"
+    "    redis.call('HDEL', own, 'cur')\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "-- On a Redis Cluster: the wills the janitor took, in the log's slot.\n"
+    "-- args: {L:0} key base, then per will id, epoch, topic, payload, qos,\n"
+    "-- retain, props. Returns how many went out (once per session epoch).\n"
+    "local function wills_g(keys, args)\n"
+    "  local g, n = args[1], 0\n"
+    "  for i = 2, #args, 7 do\n"
+    "    n = n + append_will(g, args[i], {args[i + 2], args[i + 3], args[i + 4], args[i + 5],\n"
+    "      args[i + 6]}, g .. 'w:' .. args[i] .. ':e' .. args[i + 1])\n"
+    "  end\n"
+    "  return n\n"
+    "end\n"
+    "redis.register_function{function_name = 'cairn_commit', callback = commit,\n"
+    "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim', claim)\n"
-    "redis.register_function('cairn_janitor', janitor)\n";
+    "redis.register_function('cairn_janitor', janitor)\n"
+    "redis.register_function{function_name = 'cairn_claim_s', callback = claim_s,\n"
+    "  flags = {'allow-cross-slot-keys'}}\n"
+    "redis.register_function('cairn_claim_g', claim_g)\n"
+    "redis.register_function('cairn_janitor_g', janitor_g)\n"
+    "redis.register_function{function_name = 'cairn_janitor_s', callback = janitor_s,\n"
+    "  flags = {'allow-cross-slot-keys'}}\n"
+    "redis.register_function('cairn_wills_g', wills_g)\n";
 
 /* ---- the sessions held here: client id -> connection serial ---- */
 
@@ -544,6 +745,13 @@ static void rd_aux_free(struct rd_aux *a)
 
 void rd_cluster_free(struct cairn_store *st)
 {
+	/* First: their callbacks find no store, and touch nothing below. */
+	rd_route_free(st);
+	rd_parts_drop_phase2(st);
+	rd_janitor_free(st->janitor);
+	st->janitor = NULL;
+	free(st->last_in_id);
+	free(st->mark_sent);
 	if (st->beat_ev != NULL)
 		event_free(st->beat_ev);
 	st->beat_ev = NULL;
@@ -577,6 +785,49 @@ char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char 
 	if (strcmp(kind, "retained") == 0 || strcmp(kind, "log") == 0)
 		return bk_strf("%s{L:0}:%s", st->prefix, kind);
 	return NULL;
+}
+
+/* A key of incarnation inc ("alive", "pos", "owned"): PREFIX{n:INC}:kind,
+ * or on a Redis Cluster PREFIX{L:0}:n:INC:kind, in the log's slot with
+ * every key the janitor and the claims read together. */
+static char *rd_node_key(const struct cairn_store *st, const char *inc, const char *kind)
+{
+	return st->rcluster ? bk_strf("%s{L:0}:n:%s:%s", st->prefix, inc, kind)
+			    : bk_strf("%s{n:%s}:%s", st->prefix, inc, kind);
+}
+
+/*
+ * On a Redis Cluster, the hash of the nodes' marks kept on master m,
+ * PREFIX{m:T}:marks (incarnation -> mark), T the first number whose tag
+ * hashes to a slot m serves. A commit writes this node's mark there in
+ * each master's call, so that a claim reads, on the session's master and
+ * in one step with its keys, a mark that agrees with them: the log's
+ * master may already hold a later mark whose deliveries another master
+ * refused (fenced) or never got (the node died between the calls).
+ */
+static char *rd_marks_key(struct cairn_store *st, uint16_t m)
+{
+	const char *tag = rd_route_marks_tag(st, m);
+
+	return tag != NULL ? bk_strf("%s{%s}:marks", st->prefix, tag) : NULL;
+}
+
+/* The marks key on the master of client_id's session. */
+static char *rd_marks_key_of(struct cairn_store *st, const char *client_id)
+{
+	char *own = rd_key(st, "own", client_id);
+	char *k = rd_marks_key(st, rd_slot_master(st, rd_key_slot(own, strlen(own))));
+
+	free(own);
+	/* A slot no master serves: the call fails there anyway. */
+	return k != NULL ? k : bk_xstrdup("");
+}
+
+/* PREFIXcluster:name, or on a Redis Cluster PREFIX{L:0}:cluster:name. */
+static char *rd_global_key(const struct cairn_store *st, const char *name)
+{
+	return st->rcluster ? bk_strf("%s{L:0}:cluster:%s", st->prefix, name)
+			    : bk_strf("%scluster:%s", st->prefix, name);
 }
 
 /* ---- log positions ---- */
@@ -622,6 +873,20 @@ void rd_cluster_report_fenced(struct cairn_store *st)
 	}
 }
 
+/* The commit found group gi's session claimed elsewhere. */
+static void rd_group_fenced(struct cairn_store *st, size_t gi)
+{
+	const struct rd_group *o = &st->owners->gv[gi];
+	struct rd_owner **pp = rd_owner_find(st->owners, o->id);
+
+	rd_log(st, CAIRN_LOG_NOTICE,
+	       "session %s was claimed by another node: its writes are dropped", o->id);
+	rd_fenced_add(st, o->id, o->serial);
+	/* Unless it was claimed here again meanwhile (a new hold). */
+	if (pp != NULL && *pp != NULL && (*pp)->gen_id == o->gen_id)
+		rd_owner_drop(st->owners, o->id);
+}
+
 static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
@@ -638,20 +903,8 @@ static void rd_commit_cb(redisAsyncContext *ac, void *r, void *privdata)
 			const redisReply *g = reply->element[i];
 			long long k = g->type == REDIS_REPLY_INTEGER ? g->integer : 0;
 
-			if (k >= 1 && (size_t)k <= st->owners->gn) {
-				const struct rd_group *o = &st->owners->gv[k - 1];
-				struct rd_owner **pp = rd_owner_find(st->owners, o->id);
-
-				rd_log(st, CAIRN_LOG_NOTICE,
-				       "session %s was claimed by another node: its writes are "
-				       "dropped",
-				       o->id);
-				rd_fenced_add(st, o->id, o->serial);
-				/* Unless it was claimed here again meanwhile (a new
-				 * hold). */
-				if (pp != NULL && *pp != NULL && (*pp)->gen_id == o->gen_id)
-					rd_owner_drop(st->owners, o->id);
-			}
+			if (k >= 1 && (size_t)k <= st->owners->gn)
+				rd_group_fenced(st, (size_t)k - 1);
 		}
 	} else {
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: commit failed: %s", st->where,
@@ -682,6 +935,326 @@ static void rd_resp_args(const char *buf, size_t n, const char **argv, size_t *l
 		lens[i] = len;
 		p = end + 2 + len + 2;
 	}
+}
+
+/* ---- the commit on a Redis Cluster: one FCALL per master ---- */
+
+/* One master's share of a commit: its FCALL, and its group numbers. */
+struct rd_part {
+	uint64_t gen;
+	size_t n;
+	size_t *gmap; /* local group g (from 1) -> index g - 1 ... in owners->gv */
+	char *buf;    /* the formatted FCALL, until sent */
+	size_t len;
+	unsigned slot; /* of its first key, which routes it */
+};
+
+static void rd_part_free(struct rd_part *p)
+{
+	free(p->gmap);
+	free(p->buf);
+	free(p);
+}
+
+static void rd_part_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+static int rd_part_send(struct cairn_store *st, struct rd_part *p)
+{
+	if (rd_route_formatted(st, p->slot, rd_part_cb, p, p->buf, p->len) != REDIS_OK)
+		return REDIS_ERR;
+	free(p->buf);
+	p->buf = NULL;
+	st->parts_pending++;
+	return REDIS_OK;
+}
+
+static void rd_parts_drop_phase2(struct cairn_store *st)
+{
+	for (size_t i = 0; i < st->nphase2; i++)
+		rd_part_free(st->phase2[i]);
+	free(st->phase2);
+	st->phase2 = NULL;
+	st->nphase2 = 0;
+}
+
+static void rd_part_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_part *p = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st == NULL || p->gen != st->commit_gen || !st->in_flight || st->parts_pending == 0) {
+		rd_part_free(p);
+		return;
+	}
+	if (reply == NULL) {
+		st->parts_status = CAIRN_EUNAVAILABLE;
+	} else if (reply->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < reply->elements; i++) {
+			const redisReply *g = reply->element[i];
+			long long k = g->type == REDIS_REPLY_INTEGER ? g->integer : 0;
+
+			if (k >= 1 && (size_t)k <= p->n && p->gmap[k - 1] < st->owners->gn)
+				rd_group_fenced(st, p->gmap[k - 1]);
+		}
+	} else {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: commit failed: %s", st->where,
+		       reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		st->parts_status = CAIRN_EIO;
+	}
+	rd_part_free(p);
+	if (--st->parts_pending > 0)
+		return;
+	/* The log's part is in: the sessions' parts may follow. */
+	if (st->parts_status == 0 && st->nphase2 > 0) {
+		for (size_t i = 0; i < st->nphase2; i++) {
+			if (rd_part_send(st, st->phase2[i]) != REDIS_OK) {
+				st->parts_status = CAIRN_EUNAVAILABLE;
+				rd_part_free(st->phase2[i]);
+			}
+		}
+		free(st->phase2);
+		st->phase2 = NULL;
+		st->nphase2 = 0;
+		if (st->parts_pending > 0)
+			return;
+	}
+	rd_parts_drop_phase2(st);
+	evtimer_del(st->watchdog_ev);
+	rd_groups_clear(st->owners);
+	rd_link_batch_done(st, st->parts_status);
+}
+
+/* Whether a staged command's key is a session's inbound QoS 2 set. */
+static bool rd_is_inflight_in(const char *key, size_t len)
+{
+	return len > 13 && memcmp(key + len - 13, "}:inflight_in", 13) == 0;
+}
+
+/*
+ * The batch in st->sending, its sessions numbered in owners->gv, as one
+ * FCALL of cairn_commit per master (allow-cross-slot-keys: every key of
+ * one call is on that master). A session's writes keep its group (its
+ * claim checked in the same call); a write of another slot staged under
+ * it (parking's node keys) runs unchecked. When the batch holds inbound
+ * QoS 2 writes, the log's master goes first and the others once it has
+ * answered: a QoS 2 id is stored only after its message (and its marker),
+ * and its marker goes before the id, so a crash between the two loses
+ * nothing and doubles nothing. A failure anywhere replays the whole batch,
+ * which every part bears (once-only appends, markers, plain writes).
+ */
+static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_done_fn done,
+			    void *arg)
+{
+	struct rd_owners *o = st->owners;
+	size_t n = st->sending.n, nm = st->map->nnodes, sent = 0;
+	size_t *cm = bk_xmalloc((n + 1) * sizeof(*cm)), *cg = bk_xmalloc((n + 1) * sizeof(*cg));
+	unsigned *gslot = bk_xmalloc((ngroups + 1) * sizeof(*gslot));
+	size_t *loc = bk_xmalloc((ngroups + 1) * sizeof(*loc));
+	uint16_t gm = rd_slot_master(st, rd_key_slot(st->log_key, strlen(st->log_key)));
+	bool has_in = false, has_g = false, has_other = false, unserved = false, has_mark = false;
+	struct rd_part **parts = bk_xcalloc(nm, sizeof(*parts));
+	int rc = CAIRN_EINPROGRESS;
+
+	for (size_t g = 0; g < ngroups; g++) {
+		char *own = rd_key(st, "own", o->gv[g].id);
+
+		gslot[g + 1] = rd_key_slot(own, strlen(own));
+		free(own);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct rd_cmd *c = &st->sending.v[i];
+		const char *av[RD_MAX_ARGS];
+		size_t lv[RD_MAX_ARGS], argc = rd_resp_argc(c->buf);
+		unsigned slot;
+
+		cm[i] = SIZE_MAX;
+		if (argc < 2)
+			continue;
+		cg[i] = 0;
+		if (c->owner != NULL) {
+			struct rd_owner **pp = rd_owner_find(o, c->owner);
+
+			if (pp == NULL || *pp == NULL || (*pp)->gen_id != c->hold)
+				continue;
+			cg[i] = (*pp)->group;
+		}
+		/* Only the first two arguments are wanted here. */
+		rd_resp_args(c->buf, 2, av, lv);
+		if (lv[1] == strlen(st->mark_key) && memcmp(av[1], st->mark_key, lv[1]) == 0 &&
+		    argc == 3) {
+			/* The mark: copied into every master's call below. */
+			const char *mv[3];
+			size_t ml[3];
+
+			rd_resp_args(c->buf, 3, mv, ml);
+			free(st->mark_sent);
+			st->mark_sent = bk_xstrndup(mv[2], ml[2]);
+			has_mark = true;
+			continue;
+		}
+		slot = rd_key_slot(av[1], lv[1]);
+		if (cg[i] > 0 && gslot[cg[i]] != slot)
+			cg[i] = 0;
+		cm[i] = rd_slot_master(st, slot);
+		if (cm[i] == RD_NO_NODE) {
+			unserved = true;
+			break;
+		}
+		has_in = has_in || rd_is_inflight_in(av[1], lv[1]);
+		if (cm[i] == gm)
+			has_g = true;
+		else
+			has_other = true;
+	}
+	for (size_t m = 0; !unserved && m < nm; m++) {
+		size_t nl = 0, nargs = 5, argc = 0, nowned = 0, first = SIZE_MAX;
+		char *marks;
+		const char **argv;
+		size_t *lens, *gmap;
+		char **owned;
+		struct rd_part *p;
+		int len;
+		char *buf = NULL;
+
+		memset(loc, 0, (ngroups + 1) * sizeof(*loc));
+		gmap = bk_xmalloc((ngroups + 1) * sizeof(*gmap));
+		for (size_t i = 0; i < n; i++) {
+			if (cm[i] != m)
+				continue;
+			if (first == SIZE_MAX)
+				first = i;
+			nargs += 2 + rd_resp_argc(st->sending.v[i].buf);
+			if (cg[i] > 0 && loc[cg[i]] == 0) {
+				loc[cg[i]] = ++nl;
+				gmap[nl - 1] = cg[i] - 1;
+			}
+		}
+		/* A batch with a mark writes it on every master; one without,
+		 * the last mark sent on each master it writes to. */
+		marks = st->mark_sent != NULL ? rd_marks_key(st, (uint16_t)m) : NULL;
+		if (first == SIZE_MAX && (!has_mark || marks == NULL)) {
+			free(marks);
+			free(gmap);
+			continue;
+		}
+		nargs += 1 + nl + 6;
+		argv = bk_xmalloc(nargs * sizeof(*argv));
+		lens = bk_xmalloc(nargs * sizeof(*lens));
+		owned = bk_xmalloc((nl + 2 * n + 2) * sizeof(*owned));
+		argv[argc++] = "FCALL";
+		argv[argc++] = "cairn_commit";
+		argv[argc++] = "1";
+		if (first != SIZE_MAX) {
+			rd_resp_args(st->sending.v[first].buf, 2, argv + argc, lens + argc);
+			argv[argc] = argv[argc + 1];
+			lens[argc] = lens[argc + 1];
+		} else {
+			argv[argc] = marks;
+			lens[argc] = strlen(marks);
+		}
+		argc++;
+		for (size_t i = 0; i < argc; i++)
+			if (i != 3)
+				lens[i] = strlen(argv[i]);
+		argv[argc] = st->inc_s;
+		lens[argc++] = strlen(st->inc_s);
+		owned[nowned] = bk_strf("%zu", nl);
+		lens[argc] = strlen(owned[nowned]);
+		argv[argc++] = owned[nowned++];
+		for (size_t g = 0; g < nl; g++) {
+			owned[nowned] = rd_key(st, "own", o->gv[gmap[g]].id);
+			lens[argc] = strlen(owned[nowned]);
+			argv[argc++] = owned[nowned++];
+		}
+		for (size_t i = 0; i < n; i++) {
+			size_t k;
+
+			if (cm[i] != m)
+				continue;
+			k = rd_resp_argc(st->sending.v[i].buf);
+			owned[nowned] = bk_strf("%zu", cg[i] > 0 ? loc[cg[i]] : 0);
+			lens[argc] = strlen(owned[nowned]);
+			argv[argc++] = owned[nowned++];
+			owned[nowned] = bk_strf("%zu", k);
+			lens[argc] = strlen(owned[nowned]);
+			argv[argc++] = owned[nowned++];
+			rd_resp_args(st->sending.v[i].buf, k, argv + argc, lens + argc);
+			argc += k;
+		}
+		if (marks != NULL) {
+			const char *hset[] = {"0", "4", "HSET", marks, st->inc_s, st->mark_sent};
+
+			for (size_t k = 0; k < 6; k++) {
+				argv[argc] = hset[k];
+				lens[argc++] = strlen(hset[k]);
+			}
+		}
+		len = redisFormatCommandArgv(&buf, (int)argc, argv, lens);
+		p = bk_xcalloc(1, sizeof(*p));
+		p->n = nl;
+		p->gmap = gmap;
+		p->slot = rd_key_slot(argv[3], lens[3]);
+		p->buf = bk_xmemdup(buf, (size_t)len);
+		p->len = (size_t)len;
+		redisFreeCommand(buf);
+		for (size_t i = 0; i < nowned; i++)
+			free(owned[i]);
+		free(owned);
+		free(argv);
+		free(lens);
+		free(marks);
+		parts[m] = p;
+	}
+	st->commit_gen++;
+	st->parts_pending = 0;
+	st->parts_status = 0;
+	rd_parts_drop_phase2(st);
+	if (!unserved) {
+		bool two = has_in && has_g && has_other;
+
+		for (size_t m = 0; m < nm; m++) {
+			struct rd_part *p = parts[m];
+
+			if (p == NULL)
+				continue;
+			p->gen = st->commit_gen;
+			if (two && m != gm) {
+				st->phase2 = bk_xrealloc(st->phase2,
+							 (st->nphase2 + 1) * sizeof(*st->phase2));
+				st->phase2[st->nphase2++] = p;
+			} else if (rd_part_send(st, p) == REDIS_OK) {
+				sent++;
+			} else {
+				st->parts_status = CAIRN_EUNAVAILABLE;
+				rd_part_free(p);
+			}
+		}
+	} else {
+		for (size_t m = 0; m < nm; m++)
+			if (parts[m] != NULL)
+				rd_part_free(parts[m]);
+	}
+	if (sent == 0 && !unserved && st->parts_status == 0 && st->nphase2 == 0) {
+		/* Nothing to write (every write dropped): done at once. */
+		rd_groups_clear(o);
+		rd_link_started(st, done, arg);
+		rd_link_finish(st, 0);
+	} else if (sent == 0) {
+		/* Nothing went out: the batch waits for the next commit. */
+		rd_parts_drop_phase2(st);
+		rd_groups_clear(o);
+		rd_batch_requeue(&st->sending, &st->staged);
+		rc = CAIRN_EUNAVAILABLE;
+	} else {
+		rd_link_started(st, done, arg);
+	}
+	free(parts);
+	free(cm);
+	free(cg);
+	free(gslot);
+	free(loc);
+	return rc;
 }
 
 /*
@@ -725,6 +1298,8 @@ int rd_cluster_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 		o->gv[o->gn].gen_id = (*pp)->gen_id;
 		o->gn++;
 	}
+	if (st->rcluster)
+		return rd_rcluster_send(st, ngroups, done, arg);
 	nargs = 5 + ngroups;
 	for (size_t i = 0; i < st->sending.n; i++)
 		nargs += 2 + rd_resp_argc(st->sending.v[i].buf);
@@ -937,6 +1512,11 @@ static void rd_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply->type == REDIS_REPLY_ERROR) {
 		struct timeval tv = {1, 0};
 
+		if (a->st->rcluster && rd_route_moved(a->st, reply->str, reply->len)) {
+			/* The log's slot moved: read from its new master. */
+			redisAsyncDisconnect(ac);
+			return;
+		}
 		rd_log(a->st, CAIRN_LOG_ERROR, "redis at %s: XREAD of the log failed: %s",
 		       a->st->where, reply->str);
 		evtimer_add(a->retry, &tv); /* the retry reads again */
@@ -1018,8 +1598,10 @@ static void rd_reconcile(struct cairn_store *st)
 			k->st = st;
 			k->id = bk_xstrdup(e->id);
 			k->serial = e->serial;
-			if (redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv, NULL) !=
-			    REDIS_OK) {
+			if ((st->rcluster ? rd_route_argv(st, key, strlen(key), rd_check_cb, k, 3,
+							  argv, NULL)
+					  : redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv,
+								  NULL)) != REDIS_OK) {
 				free(k->id);
 				free(k);
 			}
@@ -1085,8 +1667,15 @@ static void rd_aux_connect(struct rd_aux *a)
 
 	if (a->ac != NULL)
 		return;
-	ac = st->unix_path != NULL ? redisAsyncConnectUnix(st->unix_path)
-				   : redisAsyncConnect(st->host, st->port);
+	if (st->rcluster && a->reader) {
+		/* The log's master. */
+		const struct rd_slot_node *n = rd_route_node(st, st->log_key);
+
+		ac = n != NULL ? redisAsyncConnect(n->host, n->port) : NULL;
+	} else {
+		ac = st->unix_path != NULL ? redisAsyncConnectUnix(st->unix_path)
+					   : redisAsyncConnect(st->host, st->port);
+	}
 	if (ac == NULL || ac->err || redisLibeventAttach(ac, st->base) != REDIS_OK) {
 		if (ac != NULL)
 			redisAsyncFree(ac);
@@ -1173,6 +1762,265 @@ static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
 		       reply->element[2]->integer);
 }
 
+/*
+ * The janitor on a Redis Cluster, in three steps: janitor_g in the log's
+ * slot (the lease, the departed incarnations and their sessions, the
+ * deadlines that came), janitor_s in each of those sessions' slots (park,
+ * or take the will, or expire), then in the log's slot the deadlines of
+ * the sessions parked and the wills taken (wills_g, once per session
+ * epoch). A node that dies between the steps leaves those sessions to the
+ * next claim (which publishes a will due at once) or loses a deadline.
+ */
+struct rd_janitor {
+	size_t pending;
+	long long parked, expired;
+	char **zadd; /* triples: key, score, id */
+	size_t nzadd;
+	char **wills; /* 7 per will: id, epoch, topic, payload, qos, retain, props */
+	size_t *wlens;
+	size_t nwills;
+	char **dead; /* the departed incarnations, whose marks go at the end */
+	size_t ndead;
+};
+
+struct rd_jcall {
+	char *id;
+	bool expire;
+};
+
+static void rd_janitor_free(struct rd_janitor *j)
+{
+	if (j == NULL)
+		return;
+	for (size_t i = 0; i < 3 * j->nzadd; i++)
+		free(j->zadd[i]);
+	for (size_t i = 0; i < 7 * j->nwills; i++)
+		free(j->wills[i]);
+	for (size_t i = 0; i < j->ndead; i++)
+		free(j->dead[i]);
+	free(j->dead);
+	free(j->zadd);
+	free(j->wills);
+	free(j->wlens);
+	free(j);
+}
+
+static void rd_wills_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	(void)privdata;
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor's wills failed: %s", st->where,
+		       reply->str);
+	else if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+		 reply->integer > 0)
+		rd_log(st, CAIRN_LOG_NOTICE, "cluster janitor: %lld wills published",
+		       reply->integer);
+}
+
+/* The last step: deadlines and wills, in the log's slot. */
+static void rd_rjanitor_end(struct cairn_store *st)
+{
+	struct rd_janitor *j = st->janitor;
+
+	if (j->parked > 0 || j->expired > 0)
+		rd_log(st, CAIRN_LOG_NOTICE,
+		       "cluster janitor: %lld sessions of departed nodes parked, %lld parked "
+		       "sessions expired",
+		       j->parked, j->expired);
+	for (size_t i = 0; i < j->nzadd; i++) {
+		const char *argv[] = {"ZADD", j->zadd[3 * i], j->zadd[3 * i + 1],
+				      j->zadd[3 * i + 2]};
+
+		rd_route_argv(st, argv[1], strlen(argv[1]), NULL, NULL, 4, argv, NULL);
+	}
+	/* Their sessions are parked or held elsewhere: their marks go. */
+	for (size_t m = 0; j->ndead > 0 && m < st->map->nnodes; m++) {
+		char *marks = rd_marks_key(st, (uint16_t)m);
+		const char **argv;
+
+		if (marks == NULL)
+			continue;
+		argv = bk_xmalloc((j->ndead + 2) * sizeof(*argv));
+		argv[0] = "HDEL";
+		argv[1] = marks;
+		for (size_t i = 0; i < j->ndead; i++)
+			argv[2 + i] = j->dead[i];
+		rd_route_argv(st, marks, strlen(marks), NULL, NULL, (int)j->ndead + 2, argv, NULL);
+		free(argv);
+		free(marks);
+	}
+	if (j->nwills > 0) {
+		size_t n = 5 + 7 * j->nwills;
+		const char **argv = bk_xmalloc(n * sizeof(*argv));
+		size_t *lens = bk_xmalloc(n * sizeof(*lens));
+		char *g = bk_strf("%s{L:0}:", st->prefix);
+
+		argv[0] = "FCALL";
+		argv[1] = "cairn_wills_g";
+		argv[2] = "1";
+		argv[3] = st->log_key;
+		argv[4] = g;
+		for (size_t i = 0; i < 5; i++)
+			lens[i] = strlen(argv[i]);
+		for (size_t i = 0; i < 7 * j->nwills; i++) {
+			argv[5 + i] = j->wills[i];
+			lens[5 + i] = j->wlens[i];
+		}
+		rd_route_argv(st, st->log_key, strlen(st->log_key), rd_wills_cb, NULL, (int)n, argv,
+			      lens);
+		free(g);
+		free(argv);
+		free(lens);
+	}
+	rd_janitor_free(j);
+	st->janitor = NULL;
+}
+
+static char *rd_str_of(const redisReply *r, size_t *len)
+{
+	*len = r->type == REDIS_REPLY_STRING ? r->len : 0;
+	return r->type == REDIS_REPLY_STRING ? bk_xmemdup(r->str, r->len + 1) : bk_xstrdup("");
+}
+
+static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_jcall *jc = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	struct rd_janitor *j;
+
+	if (st == NULL || (j = st->janitor) == NULL) {
+		free(jc->id);
+		free(jc);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor on session %s failed: %s",
+		       st->where, jc->id, reply->str);
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+	    reply->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(reply->element[0]->str, "park") == 0) {
+		j->parked++;
+		for (int k = 1; k <= 2; k++) {
+			const redisReply *at = reply->element[k];
+
+			if (at->type != REDIS_REPLY_STRING || at->len == 0)
+				continue;
+			j->zadd = bk_xrealloc(j->zadd, 3 * (j->nzadd + 1) * sizeof(*j->zadd));
+			j->zadd[3 * j->nzadd] = rd_global_key(st, k == 1 ? "wills" : "expiry");
+			j->zadd[3 * j->nzadd + 1] = bk_xstrdup(at->str);
+			j->zadd[3 * j->nzadd + 2] = bk_xstrdup(jc->id);
+			j->nzadd++;
+		}
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7) {
+		size_t w = 7 * j->nwills, len;
+
+		j->wills = bk_xrealloc(j->wills, (w + 7) * sizeof(*j->wills));
+		j->wlens = bk_xrealloc(j->wlens, (w + 7) * sizeof(*j->wlens));
+		j->wills[w] = bk_xstrdup(jc->id);
+		j->wlens[w] = strlen(jc->id);
+		j->wills[w + 1] = rd_str_of(reply->element[6], &len);
+		j->wlens[w + 1] = len;
+		for (int k = 1; k <= 5; k++) {
+			j->wills[w + 1 + (size_t)k] = rd_str_of(reply->element[k], &len);
+			j->wlens[w + 1 + (size_t)k] = len;
+		}
+		j->nwills++;
+	}
+	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+		j->expired++;
+	free(jc->id);
+	free(jc);
+	if (--j->pending == 0)
+		rd_rjanitor_end(st);
+}
+
+static void rd_rjanitor_session(struct cairn_store *st, const char *id, const char *what,
+				const char *inc, const char *pos, const char *now)
+{
+	struct rd_jcall *jc = bk_xcalloc(1, sizeof(*jc));
+	char *own = rd_key(st, "own", id);
+	const char *argv[] = {"FCALL", "cairn_janitor_s", "1", own, st->prefix, id, what, inc, pos,
+			      now};
+
+	jc->id = bk_xstrdup(id);
+	jc->expire = strcmp(what, "expire") == 0;
+	if (rd_route_argv(st, own, strlen(own), rd_rjanitor_s_cb, jc, inc != NULL ? 10 : 7, argv,
+			  NULL) == REDIS_OK) {
+		st->janitor->pending++;
+	} else {
+		free(jc->id);
+		free(jc);
+	}
+	free(own);
+}
+
+static void rd_rjanitor_g_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	struct rd_janitor *j;
+	char *now = privdata;
+
+	if (st == NULL || (j = st->janitor) == NULL) {
+		free(now);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor failed: %s", st->where,
+		       reply->str);
+	j->pending = 1; /* this step's own, until every session's is sent */
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1) {
+		const redisReply *dead = reply->element[1];
+
+		for (size_t i = 0; dead->type == REDIS_REPLY_ARRAY && i < dead->elements; i++) {
+			const redisReply *d = dead->element[i];
+
+			if (d->type != REDIS_REPLY_ARRAY || d->elements < 2 ||
+			    d->element[0]->type != REDIS_REPLY_STRING)
+				continue;
+			j->dead = bk_xrealloc(j->dead, (j->ndead + 1) * sizeof(*j->dead));
+			j->dead[j->ndead++] = bk_xstrdup(d->element[0]->str);
+			for (size_t k = 2; k < d->elements; k++) {
+				char *marks = rd_marks_key_of(st, d->element[k]->str);
+
+				rd_rjanitor_session(st, d->element[k]->str, "park",
+						    d->element[0]->str, marks, now);
+				free(marks);
+			}
+		}
+		for (int w = 2; w <= 3; w++) {
+			const redisReply *ids = reply->element[w];
+
+			for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements; i++)
+				rd_rjanitor_session(st, ids->element[i]->str,
+						    w == 2 ? "will" : "expire", NULL, NULL, NULL);
+		}
+	}
+	free(now);
+	if (--j->pending == 0)
+		rd_rjanitor_end(st);
+}
+
+static void rd_rjanitor_start(struct cairn_store *st, const char *ms)
+{
+	char *g = bk_strf("%s{L:0}:", st->prefix), *now = bk_xstrdup(ms);
+	const char *argv[] = {"FCALL", "cairn_janitor_g", "1", st->log_key, g, st->inc_s, ms};
+
+	st->janitor = bk_xcalloc(1, sizeof(*st->janitor));
+	if (rd_route_argv(st, st->log_key, strlen(st->log_key), rd_rjanitor_g_cb, now, 7, argv,
+			  NULL) != REDIS_OK) {
+		free(now);
+		rd_janitor_free(st->janitor);
+		st->janitor = NULL;
+	}
+	free(g);
+}
+
 /* Every second: this incarnation is alive for 5 more seconds, and the
  * janitor's round (whichever node holds the janitor key runs it). */
 static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
@@ -1185,8 +2033,8 @@ static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (st->ac == NULL || st->ac_broken)
 		return;
-	alive = bk_strf("%s{n:%s}:alive", st->prefix, st->inc_s);
-	nodes = bk_strf("%scluster:nodes", st->prefix);
+	alive = rd_node_key(st, st->inc_s, "alive");
+	nodes = rd_global_key(st, "nodes");
 	gettimeofday(&now, NULL);
 	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
 	{
@@ -1195,9 +2043,16 @@ static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
 		const char *jan[] = {"FCALL", "cairn_janitor", "0", st->prefix, st->inc_s, ms};
 
 		/* A node the janitor took for dead (a stall) counts again. */
-		redisAsyncCommandArgv(st->ac, NULL, NULL, 5, set, NULL);
-		redisAsyncCommandArgv(st->ac, NULL, NULL, 3, sadd, NULL);
-		redisAsyncCommandArgv(st->ac, rd_janitor_cb, NULL, 6, jan, NULL);
+		if (st->rcluster) {
+			rd_route_argv(st, alive, strlen(alive), NULL, NULL, 5, set, NULL);
+			rd_route_argv(st, nodes, strlen(nodes), NULL, NULL, 3, sadd, NULL);
+			if (st->janitor == NULL)
+				rd_rjanitor_start(st, ms);
+		} else {
+			redisAsyncCommandArgv(st->ac, NULL, NULL, 5, set, NULL);
+			redisAsyncCommandArgv(st->ac, NULL, NULL, 3, sadd, NULL);
+			redisAsyncCommandArgv(st->ac, rd_janitor_cb, NULL, 6, jan, NULL);
+		}
 	}
 	free(alive);
 	free(nodes);
@@ -1241,7 +2096,10 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 		rd_log(st, CAIRN_LOG_ERROR, "%s", err);
 		return rc;
 	}
-	{
+	if (st->rcluster) {
+		if ((rc = rd_sync_load_everywhere(st, rd_lua)) != 0)
+			goto out;
+	} else {
 		const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", rd_lua};
 
 		r = rd_sync_cmd(st, 4, argv, &rc);
@@ -1280,8 +2138,8 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 	if (!st->tail_read && (rc = rd_cluster_read_tail(st)) != 0)
 		goto out;
 	{
-		char *nodes = bk_strf("%scluster:nodes", st->prefix);
-		char *alive = bk_strf("%s{n:%s}:alive", st->prefix, st->inc_s);
+		char *nodes = rd_global_key(st, "nodes");
+		char *alive = rd_node_key(st, st->inc_s, "alive");
 		const char *sadd[] = {"SADD", nodes, st->inc_s};
 		const char *set[] = {"SET", alive, st->node_id, "PX", "5000"};
 
@@ -1302,7 +2160,7 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 	st->log_key = rd_key(st, "log", NULL);
 	st->retained_key = rd_key(st, "retained", NULL);
 	st->once_key = bk_strf("%s{L:0}:dd:%s", st->prefix, st->inc_s);
-	st->mark_key = bk_strf("%s{n:%s}:pos", st->prefix, st->inc_s);
+	st->mark_key = rd_node_key(st, st->inc_s, "pos");
 	st->hooks = h;
 	st->reader = rd_aux_new(st, true);
 	st->control = rd_aux_new(st, false);
@@ -1404,27 +2262,20 @@ static int rd_claim_visit(void *ctx, const struct cairn_store_visitor *v)
 	return rc;
 }
 
-static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
+/* The claim's reply (7 elements, 8 on a Redis Cluster) is in: done().
+ * pos: the previous node's mark from claim_g, or NULL. */
+static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisReply *reply, int rc,
+			    const redisReply *pos)
 {
-	struct rd_claim *c = privdata;
-	struct cairn_store *st = ac->data;
-	redisReply *reply = r;
 	struct cairn_claim_result res = {0};
-	int rc = 0;
 
-	if (st == NULL) {
-		/* The store is closing: nobody waits any more. */
-		free(c->id);
-		free(c);
-		return;
-	}
-	if (reply == NULL) {
-		rc = CAIRN_EUNAVAILABLE;
-	} else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
+	if (rc == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 7)) {
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s failed: %s", st->where, c->id,
-		       reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		       reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
+									 : "unexpected reply");
 		rc = CAIRN_EIO;
-	} else {
+	}
+	if (rc == 0) {
 		const redisReply *old = reply->element[0], *cur = reply->element[1];
 		const char *colon = old->len > 0 ? memchr(old->str, ':', old->len) : NULL;
 
@@ -1438,6 +2289,19 @@ static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 		/* A takeover on this node keeps the hold (and the writes staged
 		 * under it); a claim from elsewhere starts a new one. */
 		rd_owner_set(st->owners, c->id, c->serial, !res.prev_local);
+		if (!res.has_cursor && pos != NULL && pos->type == REDIS_REPLY_STRING &&
+		    pos->len > 0 && rd_pos_parse(pos->str, pos->len, &res.cursor)) {
+			/* The previous node's mark is the session's cursor from now
+			 * on: kept in its claim's hash with the next commit. */
+			char *own = rd_key(st, "own", c->id);
+			const char *argv[] = {"HSET", own, "cur", pos->str};
+
+			res.has_cursor = true;
+			st->stage_owner = c->id;
+			rd_stage(st, 4, argv, NULL);
+			st->stage_owner = NULL;
+			free(own);
+		}
 		c->reply = reply;
 		res.visit = rd_claim_visit;
 		res.visit_ctx = c;
@@ -1445,6 +2309,133 @@ static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 	c->done(c->arg, rc, rc == 0 ? &res : NULL);
 	free(c->id);
 	free(c);
+}
+
+static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_claim *c = privdata;
+	struct cairn_store *st = ac->data;
+
+	if (st == NULL) {
+		/* The store is closing: nobody waits any more. */
+		free(c->id);
+		free(c);
+		return;
+	}
+	rd_claim_finish(c, st, r, r == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
+}
+
+/* A copy of a reply that outlives its callback. */
+static redisReply *rd_reply_dup(const redisReply *r)
+{
+	redisReply *d = bk_xcalloc(1, sizeof(*d));
+
+	d->type = r->type;
+	d->integer = r->integer;
+	if (r->str != NULL) {
+		d->str = bk_xmalloc(r->len + 1);
+		memcpy(d->str, r->str, r->len);
+		d->str[r->len] = '\0';
+		d->len = r->len;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+		d->element = bk_xcalloc(r->elements, sizeof(*d->element));
+		d->elements = r->elements;
+		for (size_t i = 0; i < r->elements; i++)
+			d->element[i] = rd_reply_dup(r->element[i]);
+	}
+	return d;
+}
+
+/* On a Redis Cluster, claim_g's reply: the previous node's mark. */
+static void rd_claim_g_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_claim *c = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r, *s = c->reply;
+
+	c->reply = NULL;
+	if (st == NULL) {
+		freeReplyObject(s);
+		free(c->id);
+		free(c);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s (the log's slot) failed: %s",
+		       st->where, c->id, reply->str);
+	rd_claim_finish(c, st, s,
+			reply == NULL                      ? CAIRN_EUNAVAILABLE
+			: reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO
+							   : 0,
+			reply);
+	freeReplyObject(s);
+}
+
+/* On a Redis Cluster, claim_s's reply: the session is taken; claim_g
+ * records it in the log's slot and says where the previous node was. */
+static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_claim *c = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	const redisReply *old, *will;
+	char inc[24] = "", *g;
+	const char *colon;
+	const char *argv[16];
+	int argc = 0;
+
+	if (st == NULL) {
+		free(c->id);
+		free(c);
+		return;
+	}
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+		rd_claim_finish(c, st, reply, reply == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
+		return;
+	}
+	old = reply->element[0];
+	will = reply->element[7];
+	colon = old->type == REDIS_REPLY_STRING ? memchr(old->str, ':', old->len) : NULL;
+	if (colon != NULL && (size_t)(colon - old->str) < sizeof(inc)) {
+		memcpy(inc, old->str, (size_t)(colon - old->str));
+		inc[colon - old->str] = '\0';
+		if (strcmp(inc, st->inc_s) == 0)
+			inc[0] = '\0';
+	}
+	g = bk_strf("%s{L:0}:", st->prefix);
+	argv[argc++] = "FCALL";
+	argv[argc++] = "cairn_claim_g";
+	argv[argc++] = "1";
+	argv[argc++] = st->log_key;
+	argv[argc++] = g;
+	argv[argc++] = c->id;
+	argv[argc++] = st->inc_s;
+	argv[argc++] = inc;
+	argv[argc++] = old->type == REDIS_REPLY_STRING ? old->str : "";
+	if (inc[0] != '\0' && will->type == REDIS_REPLY_ARRAY && will->elements == 5)
+		for (size_t i = 0; i < 5; i++)
+			argv[argc++] = will->element[i]->str != NULL ? will->element[i]->str : "";
+	c->reply = rd_reply_dup(reply);
+	{
+		size_t lens[16];
+
+		for (int i = 0; i < argc; i++)
+			lens[i] = strlen(argv[i]);
+		if (argc > 9)
+			lens[10] = will->element[1]->len; /* the will's payload */
+		if (argc > 9)
+			lens[13] = will->element[4]->len; /* its properties */
+		if (rd_route_argv(st, st->log_key, strlen(st->log_key), rd_claim_g_cb, c, argc,
+				  argv, lens) != REDIS_OK) {
+			redisReply *s = c->reply;
+
+			c->reply = NULL;
+			rd_claim_finish(c, st, s, CAIRN_EUNAVAILABLE, NULL);
+			freeReplyObject(s);
+		}
+	}
+	free(g);
 }
 
 int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t serial,
@@ -1464,6 +2455,20 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 	c->serial = serial;
 	c->done = done;
 	c->arg = arg;
+	if (st->rcluster) {
+		char *own = rd_key(st, "own", client_id), *marks = rd_marks_key_of(st, client_id);
+		const char *sv[] = {"FCALL",    "cairn_claim_s", "1", own,
+				    st->prefix, client_id,       tok, marks};
+		int ok = rd_route_argv(st, own, strlen(own), rd_claim_s_cb, c, 8, sv, NULL);
+
+		free(own);
+		free(marks);
+		if (ok == REDIS_OK)
+			return CAIRN_EINPROGRESS;
+		free(c->id);
+		free(c);
+		return CAIRN_EUNAVAILABLE;
+	}
 	if (redisAsyncCommandArgv(st->ac, rd_claim_cb, c, 6, argv, NULL) != REDIS_OK) {
 		free(c->id);
 		free(c);
@@ -1480,9 +2485,9 @@ void rd_cluster_release(struct cairn_store *st, const char *client_id)
 int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec)
 {
 	char *own = rd_key(st, "own", rec->client_id);
-	char *owned = bk_strf("%s{n:%s}:owned", st->prefix, st->inc_s);
-	char *wills = bk_strf("%scluster:wills", st->prefix);
-	char *expiry = bk_strf("%scluster:expiry", st->prefix);
+	char *owned = rd_node_key(st, st->inc_s, "owned");
+	char *wills = rd_global_key(st, "wills");
+	char *expiry = rd_global_key(st, "expiry");
 	char at[24];
 	const char *tok[] = {"HSET", own, "tok", ""};
 	const char *srem[] = {"SREM", owned, rec->client_id};
@@ -1510,6 +2515,11 @@ int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec)
 
 /* ---- appends, the routed mark, reads ---- */
 
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint16_t packet_id)
+{
+	return bk_strf("%s{L:0}:q2:%u:%s", st->prefix, (unsigned)packet_id, client_id);
+}
+
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec)
 {
@@ -1524,7 +2534,16 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	snprintf(q, sizeof(q), "%u", (unsigned)rec->qos);
 	snprintf(r, sizeof(r), "%d", rec->retain ? 1 : 0);
 	rd_i64(x, rec->expires_at);
-	snprintf(n, sizeof(n), "%d", rec->retain ? 2 : 1);
+	/* On a Redis Cluster, an inbound QoS 2 message whose id was just
+	 * staged is appended once per publisher and packet id. */
+	char *mark = NULL;
+
+	if (st->rcluster && rec->qos == 2 && st->last_in_id != NULL &&
+	    strcmp(st->last_in_id, publisher) == 0)
+		mark = rd_cluster_q2_key(st, publisher, st->last_in_pid);
+	free(st->last_in_id);
+	st->last_in_id = NULL;
+	snprintf(n, sizeof(n), "%d", (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0));
 	/* The publisher's session writes it: a publisher another node has
 	 * claimed since appends nothing more here (its client resends there). */
 	st->stage_owner = publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
@@ -1534,6 +2553,12 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 
 		rc = rd_stage(st, 4, argv, NULL);
 	}
+	if (rc == 0 && mark != NULL) {
+		const char *argv[] = {"CAIRN.MARK", mark, rec->retain ? "2" : "1"};
+
+		rc = rd_stage(st, 3, argv, NULL);
+	}
+	free(mark);
 	if (rc == 0) {
 		const char *argv[] = {"XADD",  log,
 				      "MINID", "~",
@@ -1663,7 +2688,9 @@ int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size
 	rr->st = st;
 	rr->done = done;
 	rr->arg = arg;
-	if (redisAsyncCommandArgv(st->ac, rd_log_read_cb, rr, 6, argv, NULL) != REDIS_OK) {
+	if ((st->rcluster
+		 ? rd_route_argv(st, key, strlen(key), rd_log_read_cb, rr, 6, argv, NULL)
+		 : redisAsyncCommandArgv(st->ac, rd_log_read_cb, rr, 6, argv, NULL)) != REDIS_OK) {
 		free(rr);
 		rc = CAIRN_EUNAVAILABLE;
 	}

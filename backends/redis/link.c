@@ -153,6 +153,16 @@ static void rd_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (st->rcluster && st->in_flight && st->parts_pending > 0) {
+		/* A master that does not answer: every master link goes, and
+		 * the commit's parts fail with them (the batch is replayed). */
+		rd_log(st, CAIRN_LOG_WARNING,
+		       "redis at %s: no reply to a commit within %d ms from a Redis Cluster "
+		       "master: reconnecting",
+		       st->where, st->timeout_ms);
+		rd_route_drop_all(st);
+		return;
+	}
 	if (ac == NULL)
 		return;
 	if (st->in_flight)
@@ -239,7 +249,7 @@ static void rd_watchdog_arm(struct cairn_store *st)
 }
 
 /* A commit was sent: done() waits for its reply, bounded by the watchdog. */
-static void rd_link_started(struct cairn_store *st, cairn_store_done_fn done, void *arg)
+void rd_link_started(struct cairn_store *st, cairn_store_done_fn done, void *arg)
 {
 	st->in_flight = true;
 	st->done = done;

@@ -299,6 +299,7 @@ static int rd_open(const struct cairn_store_options *opts, struct cairn_store **
 		goto fail;
 	}
 	if ((rc = rd_sync_connect(st, err, errlen)) != 0 ||
+	    (rc = rd_slots_check(st, err, errlen)) != 0 ||
 	    (rc = rd_sync_check_schema(st, err, errlen)) != 0)
 		goto fail;
 	rd_sync_check_durability(st, opts->durability);
@@ -630,6 +631,23 @@ static int rd_inflight_op(struct cairn_store *st, const char *cmd, const char *c
 	rc = rd_stage(st, 3, argv, NULL);
 	st->stage_owner = NULL;
 	free(key);
+	if (rc == 0 && st->rcluster) {
+		/* The session's id and the log are in two slots: the append
+		 * that follows sets a marker in the log's slot (rd_cluster_log_
+		 * append), which goes with the id. */
+		free(st->last_in_id);
+		st->last_in_id = NULL;
+		if (strcmp(cmd, "SADD") == 0) {
+			st->last_in_id = bk_xstrdup(client_id);
+			st->last_in_pid = packet_id;
+		} else {
+			char *mark = rd_cluster_q2_key(st, client_id, packet_id);
+			const char *del[] = {"DEL", mark};
+
+			rc = rd_stage(st, 2, del, NULL);
+			free(mark);
+		}
+	}
 	return rc;
 }
 

@@ -1,9 +1,10 @@
 /*
- * Private to the Redis backend: its store object and what its three files
+ * Private to the Redis backend: its store object and what its files
  * call in each other. redis.c fills the vtable and encodes staged writes;
  * sync.c owns the blocking hiredis context used only at start-up (open's
  * connect and schema check, load); link.c owns the asynchronous link
- * through hiredis's libevent adapter that carries every commit afterwards.
+ * through hiredis's libevent adapter that carries every commit afterwards;
+ * cluster.c is cluster mode; slots.c routes commands on a Redis Cluster.
  */
 #ifndef CAIRN_BACKENDS_REDIS_H
 #define CAIRN_BACKENDS_REDIS_H
@@ -40,6 +41,12 @@ struct rd_cmd {
 	 * staged under (rd_cluster_hold). */
 	char *owner;
 	uint64_t hold;
+};
+
+/* A Redis Cluster master's asynchronous link (slots.c), or NULL while
+ * none is open. */
+struct rd_route_link {
+	redisAsyncContext *ac;
 };
 
 struct rd_batch {
@@ -110,6 +117,27 @@ struct cairn_store {
 	char **fenced;
 	uint64_t *fenced_serial;
 	size_t nfenced, fenced_cap;
+
+	/* ---- on a Redis Cluster (slots.c): rcluster, the cluster's slot map
+	 * and one asynchronous link per master (links[i] is map->nodes[i]'s).
+	 * The node keys then share the log's hash tag, {L:0}. ---- */
+	bool rcluster;
+	struct rd_slot_map *map;
+	struct rd_route_link *links;
+	size_t nlinks;
+	uint64_t commit_gen;     /* the commit in flight; parts of older ones are ignored */
+	size_t parts_pending;    /* its FCALLs still to answer */
+	int parts_status;        /* the worst of their results */
+	struct rd_part **phase2; /* FCALLs sent once the log's part is in */
+	size_t nphase2;
+	char *mark_sent;  /* the last mark sent, copied to each master's call */
+	char *last_in_id; /* the last inbound QoS 2 id staged (its marker) */
+	uint16_t last_in_pid;
+	struct rd_janitor *janitor; /* a janitor round in progress */
+	char **mtags;               /* rd_route_marks_tag's, by master ("" for none) */
+	size_t nmtags;
+	bool refreshing;      /* CLUSTER SLOTS is on its way */
+	int64_t refreshed_ms; /* when it was last asked (monotonic) */
 };
 
 /* ---- redis.c ---- */
@@ -184,6 +212,8 @@ void rd_link_cleanup(struct cairn_store *st);
 int rd_link_send_one(struct cairn_store *st, int argc, const char **argv, const size_t *lens,
 		     void (*reply_cb)(redisAsyncContext *ac, void *r, void *privdata),
 		     cairn_store_done_fn done, void *arg);
+/* A commit was sent: done() waits for its reply, bounded by the watchdog. */
+void rd_link_started(struct cairn_store *st, cairn_store_done_fn done, void *arg);
 /* The commit in flight ended with status: keep or requeue the batch and
  * run done() from the loop. */
 void rd_link_finish(struct cairn_store *st, int status);
@@ -232,10 +262,83 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
  * messages are, so that none appended in between is missed. */
 int rd_cluster_read_tail(struct cairn_store *st);
 void rd_cluster_release(struct cairn_store *st, const char *client_id);
+/* On a Redis Cluster, the marker of an inbound QoS 2 message, in the log's
+ * slot: PREFIX{L:0}:q2:PACKET_ID:CLIENT_ID. */
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint16_t packet_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);
 int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
 int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg);
+
+/* ---- slots.c: Redis Cluster slots ---- */
+
+#define RD_SLOTS   16384
+#define RD_NO_NODE UINT16_MAX
+
+/* One master's address in a slot map. */
+struct rd_slot_node {
+	char *host;
+	int port;
+};
+
+/* Which master serves each slot (an index into nodes, or RD_NO_NODE). */
+struct rd_slot_map {
+	uint16_t owner[RD_SLOTS];
+	struct rd_slot_node *nodes;
+	size_t nnodes;
+};
+
+enum rd_redirect { RD_NO_REDIRECT, RD_MOVED, RD_ASK };
+
+/* CRC16 as Redis Cluster hashes keys (XMODEM). */
+uint16_t rd_crc16(const char *buf, size_t len);
+/* The slot of a key: CRC16 of its hash tag (the bytes inside the first
+ * non-empty {...}) or of the whole key, mod 16384. */
+unsigned rd_key_slot(const char *key, size_t len);
+/* An error reply's redirection: RD_MOVED or RD_ASK with the slot and the
+ * address (host NUL-terminated in hostlen bytes), or RD_NO_REDIRECT. */
+enum rd_redirect rd_redirect_parse(const char *err, size_t len, unsigned *slot, char *host,
+				   size_t hostlen, int *port);
+/* Fill m from a CLUSTER SLOTS reply; a master without a host is from_host.
+ * 0, or CAIRN_EIO (m left empty) on a reply not understood. */
+int rd_slot_map_parse(const redisReply *r, const char *from_host, struct rd_slot_map *m);
+void rd_slot_map_free(struct rd_slot_map *m);
+/* Slots no master serves. */
+size_t rd_slot_map_unserved(const struct rd_slot_map *m);
+/* At open, on the blocking context: 0 on a standalone server; on a Redis
+ * Cluster (INFO cluster), in cluster mode, 0 with st->rcluster and the
+ * slot map; without cluster mode, CAIRN_EINVAL with its masters in err. */
+int rd_slots_check(struct cairn_store *st, char *err, size_t errlen);
+/* The slot map's master of slot, or RD_NO_NODE. */
+uint16_t rd_slot_master(const struct cairn_store *st, unsigned slot);
+/* On the blocking context: after a MOVED or ASK reply, connect to the
+ * master it names and run the command there (ASKING first for ASK). The
+ * reply, or NULL with *rc. */
+redisReply *rd_sync_follow(struct cairn_store *st, redisReply *r, int argc, const char **argv,
+			   int *rc);
+/* FUNCTION LOAD REPLACE lua on every master of the map (blocking). */
+int rd_sync_load_everywhere(struct cairn_store *st, const char *lua);
+/* Send a command to the master serving key's slot (connecting its link if
+ * need be); a MOVED reply updates the map and resends, an ASK sends
+ * ASKING and the command once to the node it names; cb gets the final
+ * reply (NULL: the link went). REDIS_OK or REDIS_ERR (cb not called). */
+int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisCallbackFn *cb,
+		  void *priv, int argc, const char **argv, const size_t *lens);
+/* As rd_route_argv, with the command already formatted (buf is copied). */
+int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+		       const char *buf, size_t len);
+/* The hash tag ("m:T") of the first T whose slot master m serves (the
+ * key of the node marks there), or NULL when m serves no slot; cached
+ * until the map changes (rd_route_map_changed). */
+const char *rd_route_marks_tag(struct cairn_store *st, uint16_t m);
+void rd_route_map_changed(struct cairn_store *st);
+/* Apply a MOVED error to the map; false if err is no MOVED. */
+bool rd_route_moved(struct cairn_store *st, const char *err, size_t len);
+/* The address of the master of key's slot (for the log reader), or NULL. */
+const struct rd_slot_node *rd_route_node(const struct cairn_store *st, const char *key);
+/* Drop every master link (their callbacks get NULL replies). */
+void rd_route_drop_all(struct cairn_store *st);
+void rd_route_free(struct cairn_store *st);
 
 #endif

@@ -37,6 +37,8 @@ redisReply *rd_sync_cmd(struct cairn_store *st, int argc, const char **argv, int
 
 	if (reply == NULL)
 		*rc = st->sync->err == REDIS_ERR_OOM ? CAIRN_ENOMEM : CAIRN_EUNAVAILABLE;
+	else if (st->rcluster && reply->type == REDIS_REPLY_ERROR)
+		reply = rd_sync_follow(st, reply, argc, argv, rc);
 	return reply;
 }
 

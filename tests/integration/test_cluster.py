@@ -17,6 +17,13 @@ redis-server and nodes on free loopback ports (harness Context.cluster) and
 stops them by PID. What phase 1 leaves out (shared subscriptions across
 nodes) is written as a test that skips with the reason unless
 CAIRN_CLUSTER_PHASE2=1.
+
+Under tests/with-redis-cluster.sh (./dev cluster-test, CAIRN_REDIS_CLUSTER=1)
+the Redis is a three-master Redis Cluster on loopback and the same cases
+run on it, but for those that kill or restart their Redis or use
+redis_wait_replicas (they skip, saying so);
+test_cluster_redis_cluster_without_cluster_mode_is_refused checks that the
+single-node Redis backend refuses a Redis Cluster at start-up.
 """
 
 import os
@@ -26,6 +33,7 @@ import subprocess
 import threading
 import time
 
+import harness
 from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
                      PUBREL, SUBACK, Closed, DurablePublisher, DurableSubscriber, HOST, Paho,
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
@@ -55,6 +63,63 @@ def _phase2(what):
     CAIRN_CLUSTER_PHASE2=1 asks for it."""
     if os.environ.get("CAIRN_CLUSTER_PHASE2") != "1":
         raise Skip("not in cluster phase 1: %s (CAIRN_CLUSTER_PHASE2=1 runs it)" % what)
+
+
+# On a Redis Cluster (tests/with-redis-cluster.sh, ./dev cluster-test) the
+# cases run on three masters instead of one redis-server: Context.cluster
+# puts the nodes on the cluster the script started (a key prefix of the
+# test's own). A case that kills, stops or restarts its Redis skips there,
+# and so does one with redis_wait_replicas, which a Redis Cluster refuses.
+REDIS_CLUSTER = os.environ.get("CAIRN_REDIS_CLUSTER") == "1"
+
+
+def _cli(cl, *args):
+    """redis-cli on the cluster's Redis, following a Redis Cluster's
+    redirections (-c) there."""
+    return redis_cli(cl.redis.port, *((("-c",) if REDIS_CLUSTER else ()) + args))
+
+
+if REDIS_CLUSTER:
+    class _RedisCluster:
+        """cl.redis on a Redis Cluster: its first master's port."""
+
+        def __init__(self):
+            self.port = int(os.environ["CAIRN_REDIS_CLUSTER_PORTS"].split(",")[0])
+
+        def _not_here(self, *args, **kwargs):
+            raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): the case stops, kills or "
+                       "restarts its redis-server, which the shared three masters do not")
+
+        kill = start = stop = _not_here
+
+        def log_tail(self, n=15):
+            return ""
+
+    def _ctx_redis_cluster(self, n, start=True, **options):
+        harness.require_cairn("cairn's cluster mode")
+        if options.get("redis_wait_replicas"):
+            raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): redis_wait_replicas is "
+                       "refused there")
+        k = getattr(self, "_clusters", 0)
+        self._clusters = k + 1
+        rs = _RedisCluster()
+        prefix = "cairn-it:%s:%d:%d:" % (self.name, os.getpid(), k)
+        nodes = []
+        for i in range(n):
+            name = "node%d" % (i + 1) if k == 0 else "c%d-node%d" % (k, i + 1)
+            opts = dict(persistence_backend="redis", redis_host=HOST, redis_port=rs.port,
+                        redis_key_prefix=prefix, cluster=True, cluster_node_id=name)
+            opts.update(options)
+            b = harness.Broker(self.workdir, name, **opts)
+            b.backend = "redis"
+            self.brokers.append(b)
+            nodes.append(b)
+        if start:
+            for b in nodes:
+                b.start()
+        return harness.Cluster(rs, prefix, nodes)
+
+    harness.Context.cluster = _ctx_redis_cluster
 
 
 # ---------------------------------------------------------------- helpers
@@ -965,13 +1030,13 @@ def test_cluster_message_retention_trims_the_log(ctx):
         check(pub.publish("c14/t", p, 1), "publisher: window stayed full%s" % cl.excerpt())
     check(pub.wait_idle(10), "publisher: exchanges still open 10s after the last PUBLISH")
     key = cl.prefix + "{L:0}:log"
-    xlen = int(redis_cli(cl.redis.port, "XLEN", key)[0])
+    xlen = int(_cli(cl, "XLEN", key)[0])
     check(xlen >= 300, "the log %s holds %d entries right after 300 appends" % (key, xlen))
     problems = _delivery_problems(sub, set(want), "subscriber", qos2=lambda p: False)
     time.sleep(1.5)
     check(pub.publish("c14/t", b"c14-t-300-q1", 1) and pub.wait_idle(5),
           "no PUBACK for the append after the pause")
-    after = int(redis_cli(cl.redis.port, "XLEN", key)[0])
+    after = int(_cli(cl, "XLEN", key)[0])
     if after >= xlen:
         problems.append("message_retention 1: the log still holds %d entries (%d before) after "
                         "an append 1.5s later" % (after, xlen))
@@ -1119,6 +1184,36 @@ def test_cluster_node_without_redis_exits_at_startup(ctx):
     check("127.0.0.1:%d" % port in b.log_text(), "start-up error does not name 127.0.0.1:%d\n%s"
           % (port, b.log_tail()))
     check(1.0 <= dt <= 5.0, "gave up after %.2fs with redis_connect_timeout 1500ms" % dt)
+
+
+@_tag("redis-cluster")
+def test_cluster_redis_cluster_without_cluster_mode_is_refused(ctx):
+    """On a Redis Cluster (three masters, CAIRN_REDIS_CLUSTER=1) the
+    single-node Redis backend (no cluster true), whose commits span hash
+    slots, exits non-zero at start-up with a message that names the server
+    a Redis Cluster and its masters: it never starts and then fails every
+    commit with CROSSSLOT."""
+    if not REDIS_CLUSTER:
+        raise Skip("needs a Redis Cluster: ./dev cluster-test (tests/with-redis-cluster.sh)")
+    harness.require_cairn("cairn's Redis backend")
+    port = int(os.environ["CAIRN_REDIS_PORT"])
+    b = harness.Broker(ctx.workdir, "single", persistence_backend="redis", redis_host=HOST,
+                       redis_port=port, redis_key_prefix="cairn-it:refused:%d:" % os.getpid(),
+                       redis_connect_timeout=2000)
+    with open(b.log_path, "ab") as log:
+        p = subprocess.Popen([broker_command(), "-c", b.conf_path], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, cwd=b.workdir)
+    try:
+        rc = p.wait(8)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise TestFailure("the node still runs 8 s after start on a Redis Cluster\n%s" %
+                          b.log_tail())
+    check(rc != 0, "exited 0 on a Redis Cluster\n%s" % b.log_tail())
+    check("127.0.0.1:%d is a Redis Cluster (3 masters" % port in b.log_text(),
+          "the start-up error does not name the Redis Cluster at 127.0.0.1:%d and its 3 "
+          "masters\n%s" % (port, b.log_tail()))
 
 
 @_tag("outage")
