@@ -771,8 +771,6 @@ static void gather_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *s = arg;
 
-	(void)fd;
-	(void)what;
 	s->gathering = false;
 	s->gather_until = 0;
 	/* The answers did not come in time: these clients are slow to send
@@ -784,9 +782,7 @@ static void gather_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->gather_backoff > STORE_GATHER_MAX_SKIP)
 		s->gather_backoff = STORE_GATHER_MAX_SKIP;
 	s->gather_skip = s->gather_backoff;
-	if (!s->in_flight && !s->retry_pending && commit_needed(s))
-		commit_start(s);
-	run_completions(s);
+	commit_cb(fd, what, arg); /* the pause is over: it starts the commit */
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)

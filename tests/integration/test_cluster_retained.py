@@ -15,21 +15,11 @@ import time
 
 from harness import (PUBACK, SUBACK, RawClient, ack_packet, check, publish_packet,
                      subscribe_packet)
-from test_cluster import _replica_of
+from test_cluster import _replica_of, _tag as _cluster_tag, _timeout
 
 
 def _tag(*tags):
-    def deco(fn):
-        fn.tags = ("cluster", "redis", "retained") + tags
-        return fn
-    return deco
-
-
-def _timeout(seconds):
-    def deco(fn):
-        fn.timeout = seconds
-        return fn
-    return deco
+    return _cluster_tag("retained", *tags)
 
 
 def _retained_on(port, client_id, topic, wait=5):
