@@ -1668,7 +1668,7 @@ START_TEST(t_newer_schema)
 	if (strcmp(e.name, "sqlite") == 0) {
 		sqlite_shell(e.path, "UPDATE schema_version SET version = 99", out, sizeof(out));
 		snprintf(where, sizeof(where), "%s", e.path);
-		knows = "version 3";
+		knows = "version 4";
 	} else if (strcmp(e.name, "lmdb") == 0) {
 		snprintf(cmd, sizeof(cmd),
 			 "printf 'schema_version\\n\\\\00\\\\00\\\\00\\\\63\\n' |"

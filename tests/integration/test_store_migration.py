@@ -1,11 +1,14 @@
 """Stores written by cairn 0.1 (SQLite and LMDB schema 1, Redis schema 1;
 tests/fixtures/store-0.1, made by its make_fixtures.py), and copies of them
-turned into schema 2 stores, open with this cairn: the migration to the current schema is logged and written (one
+turned into schema 2 stores (and SQLite schema 3 ones), open with this
+cairn: the migration to the current schema is logged and written (one
 transaction, so a 0.1 broker would refuse the store as newer), every
 record comes back with the values 0.1 stored and the defaults of the MQTT
 5.0 fields, and a broker started on the migrated store restores the
 sessions: the queue, the in-flight QoS 1 and QoS 2 exchanges, the inbound
-QoS 2 id, the due will and the retained messages."""
+QoS 2 id, the due will and the retained messages. A migrated SQLite
+store's deliveries table is WITHOUT ROWID (schema 4), its rows stored in
+(client_id, seq) order whatever order the old table held them in."""
 
 import base64
 import json
@@ -189,20 +192,78 @@ def _to_schema_2(backend, store):
     check(r.returncode == 0, "making a schema 2 %s store: %s" % (backend, r.stderr))
 
 
+# The columns schema 3 (MQTT 5.0) added, as a schema 3 cairn left them.
+_SQLITE_SCHEMA_3 = (
+    "ALTER TABLE sessions ADD COLUMN protocol_level INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN expiry_interval INTEGER;"
+    "ALTER TABLE sessions ADD COLUMN expires_at_ms INTEGER;"
+    "ALTER TABLE sessions ADD COLUMN will_delay INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN will_at_ms INTEGER;"
+    "ALTER TABLE sessions ADD COLUMN will_props BLOB;"
+    "ALTER TABLE subscriptions ADD COLUMN options INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE subscriptions ADD COLUMN sub_id INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN expires_at_ms INTEGER;"
+    "ALTER TABLE messages ADD COLUMN props BLOB;"
+    "ALTER TABLE deliveries ADD COLUMN retain INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;"
+    "ALTER TABLE retained ADD COLUMN expires_at_ms INTEGER;"
+    "ALTER TABLE retained ADD COLUMN props BLOB;")
+
+
+def _to_sqlite_schema_3(store):
+    """Turn a schema 2 SQLite copy into what a schema 3 cairn would have
+    left: the MQTT 5.0 columns, fx-sub's second delivery retained with
+    subscription identifiers 1 and 7, and the deliveries rewritten in
+    reverse key order, so that the old table's rowid order (what a scan
+    without ORDER BY returns) is not the key order the copy must keep."""
+    db = os.path.join(store.split(":", 1)[1], "cairn.db")
+    r = subprocess.run(["sqlite3", db, _SQLITE_SCHEMA_3 +
+                        "UPDATE deliveries SET retain = 1, sub_ids = '1,7'"
+                        " WHERE client_id = 'fx-sub' AND seq = 2;"
+                        "CREATE TEMP TABLE d AS SELECT * FROM deliveries;"
+                        "DELETE FROM deliveries;"
+                        "INSERT INTO deliveries SELECT * FROM d ORDER BY client_id DESC, seq DESC;"
+                        "UPDATE schema_version SET version = 3"],
+                       capture_output=True, timeout=10)
+    check(r.returncode == 0, "making a schema 3 sqlite store: %s" % r.stderr)
+    rows = sqlite_query(db, "SELECT client_id, seq FROM deliveries ORDER BY rowid")
+    check(rows[0] == ["fx-will", "2"], "the schema 3 copy holds its rows in key order: %r" % rows)
+
+
+def _check_sqlite_deliveries(store):
+    """Schema 4: deliveries WITHOUT ROWID, no table left from the copy,
+    and a scan without ORDER BY in (client_id, seq) order."""
+    db = os.path.join(store.split(":", 1)[1], "cairn.db")
+    sql = sqlite_query(db, "SELECT sql FROM sqlite_master WHERE name = 'deliveries'")
+    check(len(sql) == 1 and sql[0][0].rstrip().upper().endswith("WITHOUT ROWID"),
+          "sqlite: deliveries is not WITHOUT ROWID: %r" % sql)
+    names = sqlite_query(db, "SELECT name FROM sqlite_master WHERE name LIKE 'deliveries%'")
+    check(names == [["deliveries"]], "sqlite: tables left by the migration: %r" % names)
+    rows = [r[:2] for r in sqlite_query(db, "SELECT client_id, seq, msg_id FROM deliveries")]
+    want = [["fx-sub", "1"], ["fx-sub", "2"], ["fx-sub", "3"], ["fx-will", "1"], ["fx-will", "2"]]
+    check(rows == want, "sqlite: deliveries scan as %r, want %r" % (rows, want))
+
+
 def _check_migration(ctx, backend, old, new):
     tool = _tool()
     store, opts, version = _copy_fixture(ctx, backend)
     want = [dict(r) for r in WANT]
-    if old == 2:
+    if old >= 2:
         _to_schema_2(backend, store)
         if backend == "sqlite":
             want[1]["dropped"] = 5
+    if old == 3:
+        _to_sqlite_schema_3(store)
+        i = want.index(_delivery("fx-sub", 2, 2, 0, 2, "queued"))
+        want[i] = dict(want[i], retain=True, sub_ids=[1, 7])
     check(version() == old, "the %s fixture is not at schema %d" % (backend, old))
     recs, err = _dump(tool, store)
     check("migrated from schema version %d to %d" % (old, new) in err,
           "%s: the migration is not logged: %r" % (backend, err))
     check(version() == new, "%s: schema version %r after the migration, want %d" %
           (backend, version(), new))
+    if backend == "sqlite":
+        _check_sqlite_deliveries(store)
     for got, w in zip(recs, want):
         check(got == w, "%s: record\n%r\nwant\n%r" % (backend, got, w))
     check(len(recs) == len(want), "%s: %d records, want %d" % (backend, len(recs), len(want)))
@@ -272,7 +333,7 @@ def _check_broker_restores(ctx, opts, backend):
 
 
 def test_store_0_1_sqlite_migrates(ctx):
-    _check_migration(ctx, "sqlite", 1, 3)
+    _check_migration(ctx, "sqlite", 1, 4)
 
 
 test_store_0_1_sqlite_migrates.timeout = 40
@@ -286,10 +347,17 @@ test_store_0_1_lmdb_migrates.timeout = 40
 
 
 def test_store_schema_2_sqlite_migrates(ctx):
-    _check_migration(ctx, "sqlite", 2, 3)
+    _check_migration(ctx, "sqlite", 2, 4)
 
 
 test_store_schema_2_sqlite_migrates.timeout = 40
+
+
+def test_store_schema_3_sqlite_migrates(ctx):
+    _check_migration(ctx, "sqlite", 3, 4)
+
+
+test_store_schema_3_sqlite_migrates.timeout = 40
 
 
 def test_store_schema_2_lmdb_migrates(ctx):
