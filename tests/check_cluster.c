@@ -627,6 +627,21 @@ START_TEST(t_qos2_marker)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(log_len(pfx), 3);
+	/* An id that never sees its PUBREL: when the session goes (a clean
+	 * start), its marker goes with it, and the next message under that id
+	 * is appended. */
+	m.qos = 2;
+	in.packet_id = 9;
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 4);
+	ck_assert_int_eq(cairn_store_redis.session_delete(b.st, "pub"), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 5);
 	node_close(&a);
 	node_close(&b);
 }

@@ -80,8 +80,9 @@ static const char rd_lua[] =
     "-- while its token names this incarnation. Returns the groups skipped.\n"
     "-- \"CAIRN.ONCE key n k\": unless key (this incarnation's append counter)\n"
     "-- already reached n, set it to n; else skip the k commands after it.\n"
-    "-- \"CAIRN.MARK key k\" (a Redis Cluster's inbound QoS 2 marker): set key\n"
-    "-- unless it exists; if it did, skip the k commands after it.\n"
+    "-- \"CAIRN.MARK key field k\" (a Redis Cluster's inbound QoS 2 marker: key\n"
+    "-- is the publisher's hash, field the packet id): set the field unless it\n"
+    "-- exists; if it did, skip the k commands after it.\n"
     "local function commit(keys, args)\n"
     "  local me, n = args[1], tonumber(args[2])\n"
     "  local ok, fenced = {}, {}\n"
@@ -104,9 +105,9 @@ static const char rd_lua[] =
     "          redis.call('SET', args[first + 1], args[first + 2], 'EX', 86400)\n"
     "        end\n"
     "      elseif args[first] == 'CAIRN.MARK' then\n"
-    "        if not redis.call('SET', args[first + 1], '1', 'NX', 'EX', 86400) then\n"
-    "          skip = tonumber(args[first + 2])\n"
-    "        end\n"
+    "        if redis.call('HSETNX', args[first + 1], args[first + 2], '1') == 0 then\n"
+    "          skip = tonumber(args[first + 3])\n"
+    "        else redis.call('EXPIRE', args[first + 1], 86400) end\n"
     "      else redis.call(unpack(args, first, last)) end\n"
     "    end\n"
     "  end\n"
@@ -1930,8 +1931,20 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 		j->nwills++;
 	}
-	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+		/* The session is gone, and so are its inbound QoS 2 markers (in
+		 * the log's slot, another call; a node that dies before it leaves
+		 * them until they expire). */
+		char *mark = rd_cluster_q2_key(st, jc->id);
+		const char *del[] = {"DEL", mark};
+
 		j->expired++;
+		if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 2, del, NULL) != REDIS_OK)
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s: cannot drop the QoS 2 markers of %s", st->where,
+			       jc->id);
+		free(mark);
+	}
 	free(jc->id);
 	free(jc);
 	if (--j->pending == 0)
@@ -2515,9 +2528,23 @@ int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec)
 
 /* ---- appends, the routed mark, reads ---- */
 
-char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint16_t packet_id)
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id)
 {
-	return bk_strf("%s{L:0}:q2:%u:%s", st->prefix, (unsigned)packet_id, client_id);
+	return bk_strf("%s{L:0}:q2:%s", st->prefix, client_id);
+}
+
+int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id)
+{
+	char *key = rd_cluster_q2_key(st, client_id);
+	const char *del[] = {"DEL", key};
+	const char *owner = st->stage_owner;
+	int rc;
+
+	st->stage_owner = NULL; /* the log's slot */
+	rc = rd_stage(st, 2, del, NULL);
+	st->stage_owner = owner;
+	free(key);
+	return rc;
 }
 
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
@@ -2536,11 +2563,12 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	rd_i64(x, rec->expires_at);
 	/* On a Redis Cluster, an inbound QoS 2 message whose id was just
 	 * staged is appended once per publisher and packet id. */
-	char *mark = NULL;
+	char *mark = NULL, field[8];
 
+	snprintf(field, sizeof(field), "%u", (unsigned)st->last_in_pid);
 	if (st->rcluster && rec->qos == 2 && st->last_in_id != NULL &&
 	    strcmp(st->last_in_id, publisher) == 0)
-		mark = rd_cluster_q2_key(st, publisher, st->last_in_pid);
+		mark = rd_cluster_q2_key(st, publisher);
 	free(st->last_in_id);
 	st->last_in_id = NULL;
 	snprintf(n, sizeof(n), "%d", (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0));
@@ -2554,9 +2582,9 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		rc = rd_stage(st, 4, argv, NULL);
 	}
 	if (rc == 0 && mark != NULL) {
-		const char *argv[] = {"CAIRN.MARK", mark, rec->retain ? "2" : "1"};
+		const char *argv[] = {"CAIRN.MARK", mark, field, rec->retain ? "2" : "1"};
 
-		rc = rd_stage(st, 3, argv, NULL);
+		rc = rd_stage(st, 4, argv, NULL);
 	}
 	free(mark);
 	if (rc == 0) {

@@ -443,6 +443,8 @@ static int rd_session_delete(struct cairn_store *st, const char *client_id)
 	if (rc == 0 && !st->cluster)
 		rc = rd_stage(st, 3, srem, NULL);
 	st->stage_owner = NULL;
+	if (rc == 0 && st->rcluster)
+		rc = rd_cluster_q2_forget(st, client_id);
 	for (int i = 0; i < 5; i++)
 		free(k[i]);
 	free(set);
@@ -641,10 +643,10 @@ static int rd_inflight_op(struct cairn_store *st, const char *cmd, const char *c
 			st->last_in_id = bk_xstrdup(client_id);
 			st->last_in_pid = packet_id;
 		} else {
-			char *mark = rd_cluster_q2_key(st, client_id, packet_id);
-			const char *del[] = {"DEL", mark};
+			char *mark = rd_cluster_q2_key(st, client_id);
+			const char *del[] = {"HDEL", mark, pid};
 
-			rc = rd_stage(st, 2, del, NULL);
+			rc = rd_stage(st, 3, del, NULL);
 			free(mark);
 		}
 	}

@@ -264,7 +264,12 @@ int rd_cluster_read_tail(struct cairn_store *st);
 void rd_cluster_release(struct cairn_store *st, const char *client_id);
 /* On a Redis Cluster, the marker of an inbound QoS 2 message, in the log's
  * slot: PREFIX{L:0}:q2:PACKET_ID:CLIENT_ID. */
-char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint16_t packet_id);
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id);
+/* Stage, in the log's slot, the removal of every inbound QoS 2 marker of
+ * client_id: its session is gone (deleted, or expired by the janitor), and
+ * a marker left by an id that never saw its PUBREL would make the next
+ * message under that id look like a resend. */
+int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);
 int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
