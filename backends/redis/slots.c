@@ -546,6 +546,12 @@ static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
 			if (rd_routed_send(st, rr, i, k == RD_ASK) == REDIS_OK)
 				return;
 			reply = NULL; /* as if the link went */
+		} else if (strstr(reply->str, "non local key") != NULL ||
+			   strncmp(reply->str, "CROSSSLOT", 9) == 0) {
+			/* A function touched a key whose slot moved since the map
+			 * was read: Redis says so without a MOVED. The caller's
+			 * retry goes by the map read again. */
+			rd_route_refresh(st, NULL);
 		}
 	}
 	if (rr->cb != NULL)
