@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -362,11 +363,83 @@ static char *dump_store(struct cairn_store *st, const struct cairn_store_ops *op
 }
 
 /* Open a second handle on the same location, load, close. */
+/*
+ * LMDB must not have one environment open twice in one process (its
+ * locks are per process: a second open takes the lock file for its own
+ * and resets it under the first one's commit thread, and readers may then
+ * see an older snapshot). While the store under test is open, its LMDB
+ * file is read by a child process instead, as another process would,
+ * without a commit thread of its own (no event base).
+ */
+static char *env_dump_child(struct env *e)
+{
+	struct cairn_store_options opts = e->opts;
+	int fds[2];
+	pid_t pid;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int status;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cairn_store *st = NULL;
+		char err[512] = "";
+		char *s;
+		size_t off = 0, n;
+
+		close(fds[0]);
+		opts.base = NULL;
+		if (e->ops->open(&opts, &st, err, sizeof(err)) != 0)
+			_exit(2);
+		s = dump_store(st, e->ops);
+		e->ops->close(st);
+		n = strlen(s);
+		while (off < n) {
+			ssize_t w = write(fds[1], s + off, n - off);
+
+			if (w <= 0)
+				_exit(3);
+			off += (size_t)w;
+		}
+		_exit(0);
+	}
+	close(fds[1]);
+	for (;;) {
+		ssize_t r;
+
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			buf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(buf);
+		}
+		r = read(fds[0], buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		ck_assert_int_ge(r, 0);
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "%s: the reading process failed (status %d)", e->name, status);
+	return buf;
+}
+
 static char *env_dump(struct env *e)
 {
-	struct cairn_store *st = env_open(e);
-	char *s = dump_store(st, e->ops);
+	struct cairn_store *st;
+	char *s;
 
+	if (strcmp(e->name, "lmdb") == 0)
+		return env_dump_child(e);
+	st = env_open(e);
+	s = dump_store(st, e->ops);
 	e->ops->close(st);
 	return s;
 }
