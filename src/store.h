@@ -98,9 +98,10 @@ int store_retained_delete(struct store *s, const char *topic);
  * across windows; see store.c) is as long as that commit took, within
  * [min_us, max_us] (default 0 and 2,000); max_us 0 turns gathering off. */
 void store_set_gather(struct store *s, uint64_t min_us, uint64_t max_us);
-/* True while a commit start may still wait to gather writes: a reply held
- * for the store now waits for the client's next packets, which a client
- * with Nagle on holds until the kernel acknowledges this one. */
+/* True while a commit start may wait to gather writes (until the next
+ * commit event, which clears a window that has run out): a reply held for
+ * the store now waits for the client's next packets, which a client with
+ * Nagle on holds until the kernel acknowledges this one. */
 bool store_gathering(const struct store *s);
 
 /* Between store_unit(s, true) and store_unit(s, false) the writes staged

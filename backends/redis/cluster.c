@@ -2563,12 +2563,13 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	rd_i64(x, rec->expires_at);
 	/* On a Redis Cluster, an inbound QoS 2 message whose id was just
 	 * staged is appended once per publisher and packet id. */
-	char *mark = NULL, field[8];
+	char *mark = NULL, field[8] = "";
 
-	snprintf(field, sizeof(field), "%u", (unsigned)st->last_in_pid);
 	if (st->rcluster && rec->qos == 2 && st->last_in_id != NULL &&
-	    strcmp(st->last_in_id, publisher) == 0)
+	    strcmp(st->last_in_id, publisher) == 0) {
 		mark = rd_cluster_q2_key(st, publisher);
+		snprintf(field, sizeof(field), "%u", (unsigned)st->last_in_pid);
+	}
 	free(st->last_in_id);
 	st->last_in_id = NULL;
 	snprintf(n, sizeof(n), "%d", (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0));

@@ -319,6 +319,19 @@ def _paho_traffic(pub, tag, stop, max_open=60):
             time.sleep(0.002)
 
 
+def _paho_flow(ctx, cl, case, key):
+    """A persistent subscriber on node 2 to cl/KEY/# at QoS 2, and a fresh
+    paho publisher on node 1 sending _paho_traffic in a thread of its own:
+    (subscriber, publisher, stop event, thread)."""
+    sub = _subscriber(ctx, cl[1], "%s-sub" % case, [("cl/%s/#" % key, 2)])
+    pub = _PahoPublisher(ctx, "%s-pub" % case)
+    check(pub.connect(cl[0].port) == 0, "fresh paho publisher: session present 1")
+    stop = threading.Event()
+    th = threading.Thread(target=_paho_traffic, args=(pub, key, stop), daemon=True)
+    th.start()
+    return sub, pub, stop, th
+
+
 def _raw_traffic(pub, tag, stop, counter):
     """As _paho_traffic with a harness DurablePublisher (its window bounds
     what is open), until stop or its connection is gone."""
@@ -571,13 +584,8 @@ def test_cluster_kill9_subscriber_node(ctx):
     limit (max_queued_messages 0): the flood outruns its catch-up, and a
     bounded queue would drop messages by design."""
     cl = ctx.cluster(3, max_queued_messages=0)
-    n1, n2, n3 = cl[0], cl[1], cl[2]
-    sub = _subscriber(ctx, n2, "c3-sub", [("cl/k3/#", 2)])
-    pub = _PahoPublisher(ctx, "c3-pub")
-    check(pub.connect(n1.port) == 0, "fresh paho publisher: session present 1")
-    stop = threading.Event()
-    th = threading.Thread(target=_paho_traffic, args=(pub, "k3", stop), daemon=True)
-    th.start()
+    n2, n3 = cl[1], cl[2]
+    sub, pub, stop, th = _paho_flow(ctx, cl, "c3", "k3")
     ok = wait_until(lambda: len(sub.received) >= 150 and len(pub.acked()) >= 200, 10)
     check(ok, "no steady traffic before the kill (%d acked, %d received)%s" %
           (len(pub.acked()), len(sub.received), cl.excerpt()))
@@ -617,13 +625,8 @@ def test_cluster_kill9_publisher_node(ctx):
     every message published arrives; no QoS 2 message twice (a QoS 2
     PUBLISH resent to another node is appended once)."""
     cl = ctx.cluster(3, max_queued_messages=0)
-    n1, n2, n3 = cl[0], cl[1], cl[2]
-    sub = _subscriber(ctx, n2, "c4-sub", [("cl/k4/#", 2)])
-    pub = _PahoPublisher(ctx, "c4-pub")
-    check(pub.connect(n1.port) == 0, "fresh paho publisher: session present 1")
-    stop = threading.Event()
-    th = threading.Thread(target=_paho_traffic, args=(pub, "k4", stop), daemon=True)
-    th.start()
+    n1, n3 = cl[0], cl[2]
+    sub, pub, stop, th = _paho_flow(ctx, cl, "c4", "k4")
     ok = wait_until(lambda: len(pub.acked()) >= 200 and pub.open_count() > 0, 10, step=0.001)
     check(ok, "no steady traffic before the kill (%d acked)%s" % (len(pub.acked()),
                                                                   cl.excerpt()))
