@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/sysmacros.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -810,10 +813,14 @@ static void lm_find_map(struct cairn_store *st, size_t mapsize)
 		return;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		unsigned long lo, hi, ino;
+		unsigned dmaj, dmin;
 		char perms[8];
 
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &ino) == 4 &&
-		    perms[3] == 's' && ino == (unsigned long)sb.st_ino) {
+		/* The shared, read-only mapping of data.mdb: its device and inode. */
+		if (sscanf(line, "%lx-%lx %7s %*s %x:%x %lu", &lo, &hi, perms, &dmaj, &dmin,
+			   &ino) == 6 &&
+		    perms[1] == '-' && perms[3] == 's' && ino == (unsigned long)sb.st_ino &&
+		    dmaj == major(sb.st_dev) && dmin == minor(sb.st_dev)) {
 			st->map_at = (void *)lo;
 			st->map_len = hi - lo;
 			break;

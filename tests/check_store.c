@@ -1723,6 +1723,95 @@ START_TEST(t_corrupt_quarantine)
 }
 END_TEST
 
+/* Resident kB of the mappings of `path` in this process (/proc/self/smaps);
+ * -1 when the file is not mapped. */
+static long mapped_rss_kb(const char *path)
+{
+	char line[512];
+	long total = -1, kb;
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		size_t n = strlen(line), plen = strlen(path);
+		unsigned long lo, hi;
+		char perms[8];
+
+		/* A mapping's first line: "lo-hi perms offset dev inode path". */
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) {
+			while (n > 0 && line[n - 1] == '\n')
+				line[--n] = '\0';
+			in = n >= plen && strcmp(line + n - plen, path) == 0;
+			if (in && total < 0)
+				total = 0;
+		} else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+			total += kb;
+		}
+	}
+	fclose(f);
+	return total;
+}
+
+static int v_count_msg(void *arg, const struct cairn_msg_rec *r)
+{
+	(void)r;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/*
+ * cairn-lmdb(5): the broker does not keep the pages of data.mdb it read in
+ * its resident set: a load (and every 2,048 records read or written) gives
+ * them back to the page cache, so a million queued messages do not count
+ * twice (the records the broker built and the map they came from). Linux
+ * only: the map is found in /proc/self/maps by data.mdb's device and inode.
+ */
+START_TEST(t_lmdb_releases_map)
+{
+	struct env e;
+	struct cairn_store *st;
+	struct stat sb;
+	char payload[1024];
+	int n = 0;
+	long rss;
+	struct cairn_store_visitor v = {.arg = &n, .message = v_count_msg};
+
+	env_init(&e, _i);
+#ifndef __linux__
+	SKIP_TEST(&e, "the map is released on Linux only");
+	env_cleanup(&e);
+	return;
+#endif
+	if (strcmp(e.name, "lmdb") != 0) {
+		SKIP_TEST(&e, "the memory map is LMDB's");
+		env_cleanup(&e);
+		return;
+	}
+	memset(payload, 'p', sizeof(payload));
+	st = env_open(&e);
+	for (uint64_t id = 1; id <= 4000; id++) {
+		put_msg(&e, st, id, "map/t", payload, sizeof(payload), 1, false);
+		if (id % 500 == 0)
+			env_commit_ok(&e, st);
+	}
+	e.ops->close(st);
+	ck_assert_int_eq(stat(e.path, &sb), 0);
+	ck_assert_msg(sb.st_size >= 4000 * 1024, "data.mdb is %lld bytes", (long long)sb.st_size);
+	st = env_open(&e);
+	ck_assert_int_eq(e.ops->load(st, &v), 0);
+	ck_assert_int_eq(n, 4000);
+	/* The load read every page of 4 MB of records; what stays resident of
+	 * the map is at most a few pages touched since. */
+	rss = mapped_rss_kb(e.path);
+	ck_assert_msg(rss >= 0, "%s is not mapped", e.path);
+	ck_assert_msg(rss < 512, "%ld kB of %s resident after the load", rss, e.path);
+	e.ops->close(st);
+	env_cleanup(&e);
+}
+END_TEST
+
 START_TEST(t_newer_schema)
 {
 	struct env e;
@@ -3052,6 +3141,7 @@ static Suite *store_suite(int nbackends)
 	tcase_add_loop_test(tc, t_corrupt_fails, 0, nbackends);
 	tcase_add_loop_test(tc, t_corrupt_quarantine, 0, nbackends);
 	tcase_add_loop_test(tc, t_newer_schema, 0, nbackends);
+	tcase_add_loop_test(tc, t_lmdb_releases_map, 0, nbackends);
 	tcase_add_loop_test(tc, t_file_modes, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_order, 0, nbackends);
 	tcase_add_loop_test(tc, t_gc_nothing_staged, 0, nbackends);
