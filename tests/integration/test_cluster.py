@@ -20,10 +20,14 @@ CAIRN_CLUSTER_PHASE2=1.
 
 Under tests/with-redis-cluster.sh (./dev cluster-test, CAIRN_REDIS_CLUSTER=1)
 the Redis is a three-master Redis Cluster on loopback and the same cases
-run on it, but for those that kill or restart their Redis or use
-redis_wait_replicas (they skip, saying so);
+run on it, but for those that kill or restart their Redis or follow one
+primary with a replica of their own (they skip, saying so);
 test_cluster_redis_cluster_without_cluster_mode_is_refused checks that the
-single-node Redis backend refuses a Redis Cluster at start-up.
+single-node Redis backend refuses a Redis Cluster at start-up. Under
+CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so at its end)
+the failover cases run: on a private Redis Cluster with a replica per
+master and redis_wait_replicas 1, kill -9 of the master of the log's slot,
+or of the sessions' slots, loses nothing acknowledged.
 """
 
 import os
@@ -69,7 +73,7 @@ def _phase2(what):
 # cases run on three masters instead of one redis-server: Context.cluster
 # puts the nodes on the cluster the script started (a key prefix of the
 # test's own). A case that kills, stops or restarts its Redis skips there,
-# and so does one with redis_wait_replicas, which a Redis Cluster refuses.
+# and so does one that gives one primary a replica of its own.
 REDIS_CLUSTER = os.environ.get("CAIRN_REDIS_CLUSTER") == "1"
 
 
@@ -98,8 +102,9 @@ if REDIS_CLUSTER:
     def _ctx_redis_cluster(self, n, start=True, **options):
         harness.require_cairn("cairn's cluster mode")
         if options.get("redis_wait_replicas"):
-            raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): redis_wait_replicas is "
-                       "refused there")
+            raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): the case gives one "
+                       "primary a replica of its own and kills it; the failover cases "
+                       "cover redis_wait_replicas there")
         k = getattr(self, "_clusters", 0)
         self._clusters = k + 1
         rs = _RedisCluster()
@@ -1473,10 +1478,11 @@ def test_cluster_shared_subscription_across_nodes(ctx):
 
 # ---------------------------------------------------------------- Redis Cluster failover
 
-# Under ./dev cluster-test --replicas (CAIRN_REDIS_CLUSTER_REPLICAS=1) each
-# master of the Redis Cluster has a replica; the failover cases start a
-# private one of their own (tests/redis-cluster.sh), since they kill a
-# master, and skip on any other run.
+# With CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so after
+# the other cluster cases; --replicas runs every case on a Redis Cluster
+# with replicas) the failover cases start a private Redis Cluster with a
+# replica per master (tests/redis-cluster.sh), since they kill a master;
+# they skip on any other run.
 REDIS_CLUSTER_REPLICAS = int(os.environ.get("CAIRN_REDIS_CLUSTER_REPLICAS") or "0")
 _CLUSTER_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "redis-cluster.sh")
 
@@ -1628,9 +1634,9 @@ class _FailoverCluster:
 def _failover_cluster(ctx, n, **options):
     """n cairn nodes with cluster true on a private Redis Cluster with a
     replica per master: (harness.Cluster, _FailoverCluster)."""
-    if not REDIS_CLUSTER or REDIS_CLUSTER_REPLICAS < 1:
-        raise Skip("needs a Redis Cluster with replicas: ./dev cluster-test --replicas "
-                   "(CAIRN_REDIS_CLUSTER_REPLICAS=1)")
+    if REDIS_CLUSTER_REPLICAS < 1:
+        raise Skip("needs a Redis Cluster with replicas (CAIRN_REDIS_CLUSTER_REPLICAS=1): "
+                   "./dev cluster-test runs it after the other cluster cases")
     harness.require_cairn("cairn's cluster mode")
     rc = _FailoverCluster(ctx.workdir)
     prefix = "cairn-it:%s:%d:" % (ctx.name, os.getpid())
