@@ -103,8 +103,8 @@ if REDIS_CLUSTER:
         harness.require_cairn("cairn's cluster mode")
         if options.get("redis_wait_replicas"):
             raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): the case gives one "
-                       "primary a replica of its own and kills it; the failover cases "
-                       "cover redis_wait_replicas there")
+                       "primary a replica of its own, and stops or kills it; the failover "
+                       "cases cover redis_wait_replicas there")
         k = getattr(self, "_clusters", 0)
         self._clusters = k + 1
         rs = _RedisCluster()
