@@ -957,6 +957,45 @@ START_TEST(t_wait_replicas_held)
 }
 END_TEST
 
+/*
+ * A commit's part sent to the wrong master under redis_wait_replicas: the
+ * MOVED sends it, and a WAIT after it, to the right one; the WAIT left on
+ * the wrong master's link answers too and is ignored. With replicas the
+ * commit succeeds; without, the right master's WAIT comes short and it
+ * fails. Either way the map is put right.
+ */
+START_TEST(t_wait_replicas_moved)
+{
+	struct node a;
+	char pfx[80], want[16], own[120];
+	int have = cluster_replicas();
+	unsigned slot;
+	uint16_t right, wrong;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "waitmoved");
+	snprintf(want, sizeof(want), "%d", have > 0 ? have : 1);
+	node_open_wait(&a, pfx, "a", want);
+	node_claim(&a, NULL, "wm", 1);
+	snprintf(own, sizeof(own), "%s{c:wm}:own", pfx);
+	slot = rd_key_slot(own, strlen(own));
+	right = a.st->map->owner[slot];
+	wrong = (uint16_t)((right + 1) % a.st->map->nnodes);
+	a.st->map->owner[slot] = wrong;
+	put_session(&a, "wm", "moved");
+	a.commit_done = false;
+	ck_assert_int_eq(cairn_store_redis.commit(a.st, on_commit, &a), CAIRN_EINPROGRESS);
+	run_until(&a, NULL, commit_done, &a);
+	if (have > 0)
+		ck_assert_int_eq(a.commit_status, 0);
+	else
+		ck_assert_int_ne(a.commit_status, 0);
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	node_close(&a);
+}
+END_TEST
+
 /* ---- slot routing (slots.c) ---- */
 
 /* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
@@ -1251,6 +1290,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_ask);
 	tcase_add_test(tc, t_wait_replicas_short);
 	tcase_add_test(tc, t_wait_replicas_held);
+	tcase_add_test(tc, t_wait_replicas_moved);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS
