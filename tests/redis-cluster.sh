@@ -58,7 +58,7 @@ start_node() { # port dir -> prints the PID, returns 0 when it answers
 	"$REDIS_SERVER" "${args[@]}" </dev/null >/dev/null 2>&1 &
 	pid=$!
 	# A test that kills this node may start it again with this line.
-	printf '%s' "$port $REDIS_SERVER" >>"$dir/START"
+	printf '%s %q' "$port" "$REDIS_SERVER" >>"$dir/START"
 	printf ' %q' "${args[@]}" >>"$dir/START"
 	printf '\n' >>"$dir/START"
 	for ((i = 0; i < 100; i++)); do
