@@ -10,10 +10,11 @@
 #       one line "P1,P2,P3 PID1,PID2,PID3 DIR" once every node reports
 #       cluster_state:ok. With CAIRN_REDIS_CLUSTER_REPLICAS=R (0 to 2), R
 #       more servers per master follow the masters: the line then lists
-#       the three masters first, then the replicas (R of each master in
-#       turn), and comes once every replica's link to its master is up
+#       the three masters first, then the replicas (which master each
+#       follows is redis-cli's choice: CLUSTER NODES tells), and comes
+#       once every replica's link to its master is up
 #       (INFO replication: master_link_status:up); the cluster's
-#       node timeout is then 1000 ms, so that a failover takes about two
+#       node timeout is then 1000 ms, so that a failover takes two to three
 #       seconds. DIR/START holds each node's command line (one a line,
 #       port first) for a test that restarts a node it killed.
 #       Environment: CAIRN_REDIS_APPENDFSYNC (default everysec),
@@ -127,8 +128,7 @@ cmd_start() {
 	for p in "${ports[@]}"; do
 		addrs+=("127.0.0.1:$p")
 	done
-	# redis-cli makes masters of the first three and gives each, in turn,
-	# replicas from the rest.
+	# redis-cli makes masters of the first three and replicas of the rest.
 	if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$REPLICAS" \
 		--cluster-yes >"$dir/create.log" 2>&1 </dev/null; then
 		stop_pids "$pidlist"
