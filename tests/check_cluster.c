@@ -101,6 +101,7 @@ struct node {
 	int claimed_subs;
 	bool commit_done;
 	int commit_status;
+	const char *wait; /* redis_wait_replicas, or NULL */
 };
 
 static const char *node_get(void *arg, const char *key)
@@ -117,6 +118,8 @@ static const char *node_get(void *arg, const char *key)
 		return "true";
 	if (strcmp(key, "cluster_node_id") == 0)
 		return n->id;
+	if (strcmp(key, "redis_wait_replicas") == 0)
+		return n->wait;
 	return NULL;
 }
 
@@ -146,11 +149,13 @@ static void node_entries(void *arg, const struct cairn_log_entry *e, size_t coun
 			 (unsigned)e[i].msg.qos, e[i].msg.retain ? 1 : 0, e[i].publisher);
 }
 
-static void node_open(struct node *n, const char *prefix, const char *id)
+/* node_open with redis_wait_replicas wait (NULL: none). */
+static void node_open_wait(struct node *n, const char *prefix, const char *id, const char *wait)
 {
 	char err[512] = "";
 
 	memset(n, 0, sizeof(*n));
+	n->wait = wait;
 	snprintf(n->prefix, sizeof(n->prefix), "%s", prefix);
 	snprintf(n->id, sizeof(n->id), "%s", id);
 	n->base = event_base_new();
@@ -166,6 +171,11 @@ static void node_open(struct node *n, const char *prefix, const char *id)
 	ck_assert_int_eq(cairn_store_redis.cluster_start(n->st, &n->hooks, &n->tail, &n->id_base),
 			 0);
 	ck_assert_uint_gt(n->id_base, 0);
+}
+
+static void node_open(struct node *n, const char *prefix, const char *id)
+{
+	node_open_wait(n, prefix, id, NULL);
 }
 
 static void node_close(struct node *n)
@@ -838,6 +848,154 @@ START_TEST(t_ask)
 }
 END_TEST
 
+/* The replicas each master has under tests/with-redis-cluster.sh
+ * (CAIRN_REDIS_CLUSTER_REPLICAS, 0 by default). */
+static int cluster_replicas(void)
+{
+	const char *r = getenv("CAIRN_REDIS_CLUSTER_REPLICAS");
+
+	return r != NULL ? atoi(r) : 0;
+}
+
+/* The first replica of the master at host:port (CLUSTER REPLICAS), its
+ * port, or 0. */
+static int replica_port_of(const char *host, int port)
+{
+	char *id = node_id_at(host, port);
+	redisContext *c = redisConnect(host, port);
+	redisReply *r;
+	int rport = 0;
+
+	ck_assert(c != NULL && c->err == 0);
+	r = redisCommand(c, "CLUSTER REPLICAS %s", id);
+	ck_assert(r != NULL && r->type == REDIS_REPLY_ARRAY);
+	if (r->elements > 0) {
+		/* "<id> <ip>:<port>@<bus port> slave ..." */
+		const char *colon = strchr(r->element[0]->str, ':');
+
+		ck_assert_ptr_nonnull(colon);
+		rport = atoi(colon + 1);
+	}
+	freeReplyObject(r);
+	redisFree(c);
+	free(id);
+	return rport;
+}
+
+/*
+ * redis_wait_replicas on a Redis Cluster: a commit's part on each master
+ * is followed by WAIT there. Asking for one replica more than the masters
+ * have (CAIRN_REDIS_CLUSTER_REPLICAS, 0 by default), the commit fails:
+ * the core retries it, and acknowledges nothing it carries until then.
+ */
+START_TEST(t_wait_replicas_short)
+{
+	struct node a;
+	char pfx[80], more[16];
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "waitshort");
+	snprintf(more, sizeof(more), "%d", cluster_replicas() + 1);
+	node_open_wait(&a, pfx, "a", more);
+	node_claim(&a, NULL, "ws", 1);
+	put_session(&a, "ws", "short");
+	a.commit_done = false;
+	ck_assert_int_eq(cairn_store_redis.commit(a.st, on_commit, &a), CAIRN_EINPROGRESS);
+	run_until(&a, NULL, commit_done, &a);
+	ck_assert_int_ne(a.commit_status, 0);
+	node_close(&a);
+}
+END_TEST
+
+/*
+ * Asking for as many replicas as the masters have (a cluster started with
+ * CAIRN_REDIS_CLUSTER_REPLICAS=1, ./dev cluster-test --replicas), the
+ * commit succeeds, and the session's master's replica holds the session
+ * by the time done() says so.
+ */
+START_TEST(t_wait_replicas_held)
+{
+	struct node a;
+	char pfx[80], have[16], own[120];
+	const struct rd_slot_node *m;
+	redisContext *r;
+	redisReply *rep;
+	int rport;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	if (cluster_replicas() == 0) {
+		printf("SKIP cluster: t_wait_replicas_held[redis]: needs a Redis Cluster with "
+		       "replicas (CAIRN_REDIS_CLUSTER_REPLICAS=1, ./dev cluster-test "
+		       "--replicas)\n");
+		fflush(stdout);
+		return;
+	}
+	prefix_for(pfx, sizeof(pfx), "waitheld");
+	snprintf(have, sizeof(have), "%d", cluster_replicas());
+	node_open_wait(&a, pfx, "a", have);
+	node_claim(&a, NULL, "wh", 1);
+	put_session(&a, "wh", "held");
+	node_commit(&a, NULL);
+	snprintf(own, sizeof(own), "%s{c:wh}:own", pfx);
+	m = &a.st->map->nodes[a.st->map->owner[rd_key_slot(own, strlen(own))]];
+	rport = replica_port_of(m->host, m->port);
+	ck_assert_int_gt(rport, 0);
+	r = redisConnect(m->host, rport);
+	ck_assert(r != NULL && r->err == 0);
+	rep = redisCommand(r, "READONLY");
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	rep = redisCommand(r, "HGET %s{c:wh}:session username", pfx);
+	ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_STRING,
+		      "the replica on port %d does not hold the committed session", rport);
+	ck_assert_str_eq(rep->str, "held");
+	freeReplyObject(rep);
+	redisFree(r);
+	node_close(&a);
+}
+END_TEST
+
+/*
+ * A commit's part sent to the wrong master under redis_wait_replicas: the
+ * MOVED sends it, and a WAIT after it, to the right one; the WAIT left on
+ * the wrong master's link answers too and is ignored. With replicas the
+ * commit succeeds; without, the right master's WAIT comes short and it
+ * fails. Either way the map is put right.
+ */
+START_TEST(t_wait_replicas_moved)
+{
+	struct node a;
+	char pfx[80], want[16], own[120];
+	int have = cluster_replicas();
+	unsigned slot;
+	uint16_t right, wrong;
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "waitmoved");
+	snprintf(want, sizeof(want), "%d", have > 0 ? have : 1);
+	node_open_wait(&a, pfx, "a", want);
+	node_claim(&a, NULL, "wm", 1);
+	snprintf(own, sizeof(own), "%s{c:wm}:own", pfx);
+	slot = rd_key_slot(own, strlen(own));
+	right = a.st->map->owner[slot];
+	wrong = (uint16_t)((right + 1) % a.st->map->nnodes);
+	a.st->map->owner[slot] = wrong;
+	put_session(&a, "wm", "moved");
+	a.commit_done = false;
+	ck_assert_int_eq(cairn_store_redis.commit(a.st, on_commit, &a), CAIRN_EINPROGRESS);
+	run_until(&a, NULL, commit_done, &a);
+	if (have > 0)
+		ck_assert_int_eq(a.commit_status, 0);
+	else
+		ck_assert_int_ne(a.commit_status, 0);
+	ck_assert_uint_eq(a.st->map->owner[slot], right);
+	node_close(&a);
+}
+END_TEST
+
 /* ---- slot routing (slots.c) ---- */
 
 /* Slots as CLUSTER KEYSLOT gives them (Redis 7.0). */
@@ -893,7 +1051,7 @@ START_TEST(t_redirect_parse)
 					  "MOVED 16384 127.0.0.1:1",
 					  "MOVED 1 127.0.0.1",
 					  "MOVED 1 127.0.0.1:0",
-					  "MOVED 1 :7000",
+					  "MOVED 1 :0",
 					  "MOVED x 127.0.0.1:1",
 					  "ERR wrong type",
 					  "CROSSSLOT Keys in request don't hash to the same slot"};
@@ -901,6 +1059,18 @@ START_TEST(t_redirect_parse)
 		ck_assert_msg(rd_redirect_parse(bad[i], strlen(bad[i]), &slot, host, sizeof(host),
 						&port) == RD_NO_REDIRECT,
 			      "'%s' taken for a redirection", bad[i]);
+	/* No endpoint (cluster-preferred-endpoint-type unknown-endpoint):
+	 * an empty host, for the caller to take the address it reached. */
+	static const char *const none[] = {"MOVED 1 :7000", "MOVED 1 ?:7000", "ASK 1 :7000"};
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+		strcpy(host, "x");
+		ck_assert_msg(rd_redirect_parse(none[i], strlen(none[i]), &slot, host, sizeof(host),
+						&port) != RD_NO_REDIRECT,
+			      "'%s' not taken for a redirection", none[i]);
+		ck_assert_str_eq(host, "");
+		ck_assert_int_eq(port, 7000);
+		ck_assert_uint_eq(slot, 1);
+	}
 	/* A host that does not fit is no redirection either. */
 	ck_assert_int_eq(rd_redirect_parse(moved, strlen(moved), &slot, host, 9, &port),
 			 RD_NO_REDIRECT);
@@ -973,6 +1143,18 @@ START_TEST(t_slot_map_parse)
 	ck_assert_int_eq(m->nodes[m->owner[10922]].port, 7002);
 	ck_assert_str_eq(m->nodes[m->owner[16383]].host, "10.0.0.9");
 	ck_assert_int_eq(m->nodes[m->owner[16383]].port, 7003);
+	rd_slot_map_free(m);
+	freeReplyObject(r);
+
+	/* A NULL endpoint (Redis 7, cluster-preferred-endpoint-type
+	 * unknown-endpoint) is the address the reply came from, too. */
+	r = rep_arr(2, range(0, 8191, "127.0.0.1", 7001),
+		    rep_arr(3, rep_int(8192), rep_int(16383),
+			    rep_arr(3, rep(REDIS_REPLY_NIL), rep_int(7002), rep_str("id"))));
+	ck_assert_int_eq(rd_slot_map_parse(r, "10.0.0.9", m), 0);
+	ck_assert_uint_eq(rd_slot_map_unserved(m), 0);
+	ck_assert_str_eq(m->nodes[m->owner[16383]].host, "10.0.0.9");
+	ck_assert_int_eq(m->nodes[m->owner[16383]].port, 7002);
 	rd_slot_map_free(m);
 	freeReplyObject(r);
 
@@ -1106,6 +1288,9 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);
+	tcase_add_test(tc, t_wait_replicas_short);
+	tcase_add_test(tc, t_wait_replicas_held);
+	tcase_add_test(tc, t_wait_replicas_moved);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

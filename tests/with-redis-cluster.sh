@@ -6,7 +6,10 @@
 #   tests/with-redis-cluster.sh PROGRAM [ARGS...]
 #
 # The program sees CAIRN_REDIS_CLUSTER=1, CAIRN_REDIS_CLUSTER_PORTS (the
-# three ports, comma-separated) and CAIRN_REDIS_PORT (the first of them).
+# ports, comma-separated: the three masters, then any replicas) and
+# CAIRN_REDIS_PORT (the first of them). CAIRN_REDIS_CLUSTER_REPLICAS=R in
+# the environment gives each master R replicas (redis-cluster.sh); the
+# program sees it too (0 when unset).
 # The cluster is stopped by PID, and its directory removed, once the
 # program has exited. The program's exit status is this script's; 99 (a
 # hard error to automake's test driver) when the cluster cannot start.
@@ -28,6 +31,7 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 export CAIRN_REDIS_CLUSTER=1
+export CAIRN_REDIS_CLUSTER_REPLICAS=${CAIRN_REDIS_CLUSTER_REPLICAS:-0}
 export CAIRN_REDIS_CLUSTER_PORTS=$ports
 export CAIRN_REDIS_PORT=${ports%%,*}
 "$@"

@@ -961,7 +961,7 @@ static void rd_part_cb(redisAsyncContext *ac, void *r, void *privdata);
 
 static int rd_part_send(struct cairn_store *st, struct rd_part *p)
 {
-	if (rd_route_formatted(st, p->slot, rd_part_cb, p, p->buf, p->len) != REDIS_OK)
+	if (rd_route_commit(st, p->slot, rd_part_cb, p, p->buf, p->len) != REDIS_OK)
 		return REDIS_ERR;
 	free(p->buf);
 	p->buf = NULL;
@@ -1099,7 +1099,10 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 			cg[i] = 0;
 		cm[i] = rd_slot_master(st, slot);
 		if (cm[i] == RD_NO_NODE) {
+			/* The map says no master serves it (a failover in
+			 * progress when it was read): read it again. */
 			unserved = true;
+			rd_route_refresh(st, NULL);
 			break;
 		}
 		has_in = has_in || rd_is_inflight_in(av[1], lv[1]);

@@ -299,6 +299,11 @@ static void rd_wait_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rd_link_finish(st, status);
 }
 
+int rd_link_wait_ms(const struct cairn_store *st)
+{
+	return st->timeout_ms > 0 && st->timeout_ms < 1000 ? st->timeout_ms : 1000;
+}
+
 /* With redis_wait_replicas, WAIT follows the batch on the link. */
 static int rd_link_send_wait(struct cairn_store *st)
 {
@@ -309,8 +314,7 @@ static int rd_link_send_wait(struct cairn_store *st)
 	if (st->wait_replicas <= 0)
 		return REDIS_OK;
 	snprintf(n, sizeof(n), "%d", st->wait_replicas);
-	snprintf(ms, sizeof(ms), "%d",
-		 st->timeout_ms > 0 && st->timeout_ms < 1000 ? st->timeout_ms : 1000);
+	snprintf(ms, sizeof(ms), "%d", rd_link_wait_ms(st));
 	if (redisAsyncCommandArgv(st->ac, rd_wait_cb, NULL, 3, argv, NULL) != REDIS_OK)
 		return REDIS_ERR;
 	st->wait_pending = true;

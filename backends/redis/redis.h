@@ -220,6 +220,9 @@ void rd_link_finish(struct cairn_store *st, int status);
 /* The batch's reply came with status: end the commit, or with
  * redis_wait_replicas wait for WAIT's reply, which ends it. */
 void rd_link_batch_done(struct cairn_store *st, int status);
+/* WAIT's timeout under redis_wait_replicas: redis_connect_timeout, at
+ * most 1000 ms (a shortfall is retried with the commit). */
+int rd_link_wait_ms(const struct cairn_store *st);
 /* The start of a commit's reply: false when nobody waits for it (the store
  * closes, or no commit is in flight); else the watchdog stops, and *status
  * is CAIRN_EUNAVAILABLE when the link went (reply NULL), 0 otherwise. */
@@ -333,6 +336,15 @@ int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisC
 /* As rd_route_argv, with the command already formatted (buf is copied). */
 int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
 		       const char *buf, size_t len);
+/* As rd_route_formatted, for a commit's part: with redis_wait_replicas,
+ * WAIT follows it on its master's link and cb gets its reply only when
+ * WAIT counts enough replicas; else an error reply naming the master (a
+ * WAIT that came short) or NULL (the link went). */
+int rd_route_commit(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+		    const char *buf, size_t len);
+/* Read the slot map again (CLUSTER SLOTS) from a link that is up other
+ * than failed (NULL: any), at most once a second. */
+void rd_route_refresh(struct cairn_store *st, const redisAsyncContext *failed);
 /* The hash tag ("m:T") of the first T whose slot master m serves (the
  * key of the node marks there), or NULL when m serves no slot; cached
  * until the map changes (rd_route_map_changed). */

@@ -3,10 +3,12 @@
  * own: the key slot (CRC16, XMODEM variant, of the key's hash tag, as the
  * Redis Cluster specification defines it), the slot map a CLUSTER SLOTS
  * reply describes, and the redirections (-MOVED, -ASK) a master answers
- * for a slot it does not serve. At open, rd_slots_check asks the server
- * whether it is a Redis Cluster (INFO cluster): cairn drives one primary
- * (with its replicas) only, so a Redis Cluster is refused there, with its
- * layout, rather than left to fail every multi-key commit with CROSSSLOT.
+ * for a slot it does not serve; and the asynchronous links, one per
+ * master, that carry cluster mode's commits there (with WAIT after each
+ * commit's part under redis_wait_replicas). At open, rd_slots_check asks
+ * the server whether it is a Redis Cluster (INFO cluster): without cluster
+ * mode one is refused, with its layout, rather than left to fail every
+ * multi-key commit with CROSSSLOT.
  */
 #include "redis.h"
 
@@ -78,9 +80,14 @@ enum rd_redirect rd_redirect_parse(const char *err, size_t len, unsigned *slot, 
 	for (const char *q = p; q < end; q++)
 		if (*q == ':')
 			colon = q;
-	if (colon == NULL || colon == p || (size_t)(colon - p) >= hostlen ||
+	if (colon == NULL || (size_t)(colon - p) >= hostlen ||
 	    !rd_parse_u64(colon + 1, (size_t)(end - colon - 1), 65535, &v) || v == 0)
 		return RD_NO_REDIRECT;
+	/* No endpoint (":port", or "?:port"), as Redis 7 answers under
+	 * cluster-preferred-endpoint-type unknown-endpoint: host is left
+	 * empty, and the caller uses the address it reached. */
+	if (colon - p == 1 && *p == '?')
+		colon = p;
 	memcpy(host, p, (size_t)(colon - p));
 	host[colon - p] = '\0';
 	*port = (int)v;
@@ -111,8 +118,9 @@ static uint16_t rd_slot_node(struct rd_slot_map *m, const char *host, size_t hle
 
 /*
  * CLUSTER SLOTS: an array of [first, last, master, replica...], each node
- * [host, port, id, ...]. A master that reports no host ("" or "?") is
- * reached at the address the reply came from, as Redis documents.
+ * [host, port, id, ...]. A master that reports no host (NULL under
+ * cluster-preferred-endpoint-type unknown-endpoint, "" or "?") is reached
+ * at the address the reply came from, as Redis documents.
  */
 int rd_slot_map_parse(const redisReply *r, const char *from_host, struct rd_slot_map *m)
 {
@@ -135,12 +143,13 @@ int rd_slot_map_parse(const redisReply *r, const char *from_host, struct rd_slot
 			goto bad;
 		n = e->element[2];
 		if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
-		    n->element[0]->type != REDIS_REPLY_STRING ||
+		    (n->element[0]->type != REDIS_REPLY_STRING &&
+		     n->element[0]->type != REDIS_REPLY_NIL) ||
 		    n->element[1]->type != REDIS_REPLY_INTEGER || n->element[1]->integer <= 0 ||
 		    n->element[1]->integer > 65535)
 			goto bad;
-		host = n->element[0]->str;
-		hlen = n->element[0]->len;
+		host = n->element[0]->type == REDIS_REPLY_NIL ? "" : n->element[0]->str;
+		hlen = n->element[0]->type == REDIS_REPLY_NIL ? 0 : n->element[0]->len;
 		if (hlen == 0 || (hlen == 1 && host[0] == '?')) {
 			host = from_host;
 			hlen = strlen(from_host);
@@ -222,12 +231,16 @@ int rd_slots_check(struct cairn_store *st, char *err, size_t errlen)
 	for (size_t i = 0, at = 0; i < m->nnodes; i++)
 		at += (size_t)snprintf(masters + at, len - at, "%s%s:%d", i > 0 ? " " : "",
 				       m->nodes[i].host, m->nodes[i].port);
-	if (!st->cluster || st->wait_replicas > 0 || unserved > 0) {
+	if (!st->cluster || unserved > 0) {
+		/* Without cluster true, the single-node layout spans several
+		 * hash slots in one MULTI; with slots unserved, a commit that
+		 * touches one has nowhere to go until the cluster is mended. */
 		bk_errf(err, errlen,
 			"redis at %s is a Redis Cluster (%zu master%s: %s; %zu of %d slots "
-			"unserved), which cairn drives only with cluster true, every slot "
-			"served and no redis_wait_replicas: the single-node layout spans "
-			"several hash slots in one commit (cairn-redis(5), CLUSTER MODE)",
+			"unserved), which cairn drives only with cluster true and every slot "
+			"served: the single-node layout spans several hash slots in one "
+			"commit, and a slot no master serves takes no commit (cairn-redis(5), "
+			"CLUSTER MODE)",
 			st->where, m->nnodes, m->nnodes == 1 ? "" : "s", masters, unserved,
 			RD_SLOTS);
 		free(masters);
@@ -294,6 +307,9 @@ redisReply *rd_sync_follow(struct cairn_store *st, redisReply *r, int argc, cons
 
 		if (k == RD_NO_REDIRECT)
 			break;
+		if (host[0] == '\0') /* no endpoint: the host this context reached */
+			snprintf(host, sizeof(host), "%s",
+				 st->sync->tcp.host != NULL ? st->sync->tcp.host : "127.0.0.1");
 		freeReplyObject(r);
 		c = rd_sync_open(st, host, port);
 		if (c == NULL) {
@@ -312,6 +328,35 @@ redisReply *rd_sync_follow(struct cairn_store *st, redisReply *r, int argc, cons
 	if (r == NULL)
 		*rc = CAIRN_EUNAVAILABLE;
 	return r;
+}
+
+/*
+ * With redis_wait_replicas, a master with fewer replicas than asked for
+ * takes no commit until more follow it: said at start-up, naming it.
+ * (CLUSTER SLOTS is no count: Redis 7.0 leaves out a replica whose
+ * offset is still 0.)
+ */
+static void rd_sync_check_replicas(struct cairn_store *st, redisContext *c,
+				   const struct rd_slot_node *n)
+{
+	redisReply *r;
+	const char *p;
+	long have;
+
+	if (st->wait_replicas <= 0)
+		return;
+	r = redisCommand(c, "INFO replication");
+	if (r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_STRING && (p = strstr(r->str, "connected_slaves:")) != NULL &&
+	    (have = strtol(p + 17, NULL, 10)) < st->wait_replicas)
+		rd_log(st, CAIRN_LOG_WARNING,
+		       "redis: the Redis Cluster master %s:%d has %ld replica%s and "
+		       "redis_wait_replicas is %d: a commit that writes there is retried, and "
+		       "nothing it carries acknowledged, until %d follow it",
+		       n->host, n->port, have, have == 1 ? "" : "s", st->wait_replicas,
+		       st->wait_replicas);
+	freeReplyObject(r);
 }
 
 int rd_sync_load_everywhere(struct cairn_store *st, const char *lua)
@@ -337,6 +382,7 @@ int rd_sync_load_everywhere(struct cairn_store *st, const char *lua)
 			return CAIRN_EIO;
 		}
 		freeReplyObject(r);
+		rd_sync_check_replicas(st, c, n);
 		redisFree(c);
 	}
 	return 0;
@@ -352,6 +398,24 @@ struct rd_routed {
 	char *buf;
 	size_t len;
 	unsigned slot;
+	int hops;
+	/*
+	 * A commit's part under redis_wait_replicas: WAIT follows the command
+	 * on the same master's link, and cb hears the command's reply only
+	 * once WAIT has counted enough replicas (held keeps it until then).
+	 * refs counts the callbacks hiredis still owes rr (the command's and
+	 * each WAIT's); answered says cb ran. rr is freed when both are done.
+	 */
+	bool wait;
+	bool answered;
+	int refs;
+	redisReply *held;
+};
+
+/* A WAIT's callback data: the command it follows, and which attempt
+ * (hops) it followed; a WAIT left behind by a redirection is ignored. */
+struct rd_wait_ref {
+	struct rd_routed *rr;
 	int hops;
 };
 
@@ -378,15 +442,26 @@ static void rd_refresh_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct rd_slot_map *m;
 	uint16_t *idx;
 	size_t moved = 0;
+	const char *from;
+	int from_port = ac->c.tcp.port;
 
 	(void)privdata;
 	if (st == NULL)
 		return;
+	/* The master that answered: a node listed without an endpoint is
+	 * reached at its address. */
+	from = ac->c.tcp.host != NULL ? ac->c.tcp.host
+				      : (st->unix_path != NULL ? "127.0.0.1" : st->host);
 	st->refreshing = false;
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		if (reply != NULL)
+			rd_log(st, CAIRN_LOG_WARNING,
+			       "redis: CLUSTER SLOTS on the Redis Cluster master %s:%d: %s", from,
+			       from_port, reply->type == REDIS_REPLY_ERROR ? reply->str : "no map");
 		return;
+	}
 	m = bk_xcalloc(1, sizeof(*m));
-	if (rd_slot_map_parse(reply, st->host, m) == 0) {
+	if (rd_slot_map_parse(reply, from, m) == 0) {
 		/* Indexes into st->map only grow: the links keep theirs. */
 		idx = bk_xmalloc((m->nnodes + 1) * sizeof(*idx));
 		for (size_t i = 0; i < m->nnodes; i++)
@@ -399,12 +474,17 @@ static void rd_refresh_cb(redisAsyncContext *ac, void *r, void *privdata)
 			st->map->owner[s] = o;
 		}
 		free(idx);
-		if (moved > 0)
+		if (moved > 0) {
 			rd_route_map_changed(st);
-		if (moved > 0)
 			rd_log(st, CAIRN_LOG_NOTICE,
-			       "redis: the Redis Cluster's slot map read again: %zu slots moved",
-			       moved);
+			       "redis: the Redis Cluster's slot map read again from %s:%d: %zu "
+			       "slots moved, %zu unserved",
+			       from, from_port, moved, rd_slot_map_unserved(st->map));
+		}
+	} else {
+		rd_log(st, CAIRN_LOG_WARNING,
+		       "redis: the CLUSTER SLOTS reply of %s:%d was not understood", from,
+		       from_port);
 	}
 	rd_slot_map_free(m);
 	free(m);
@@ -415,7 +495,7 @@ static void rd_refresh_cb(redisAsyncContext *ac, void *r, void *privdata)
  * the map is read again (CLUSTER SLOTS), at most once a second, from the
  * first link that is up: the configured server's or another master's.
  */
-static void rd_route_refresh(struct cairn_store *st, const redisAsyncContext *failed)
+void rd_route_refresh(struct cairn_store *st, const redisAsyncContext *failed)
 {
 	const char *argv[] = {"CLUSTER", "SLOTS"};
 	redisAsyncContext *ac = NULL;
@@ -507,11 +587,16 @@ static redisAsyncContext *rd_route_link(struct cairn_store *st, size_t i)
 }
 
 static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata);
+static void rd_routed_wait_cb(redisAsyncContext *ac, void *r, void *privdata);
 
-/* Send rr on the link of map node i (ASKING first when ask). */
+/* Send rr on the link of map node i (ASKING first when ask), and WAIT
+ * after it when rr waits for replicas. */
 static int rd_routed_send(struct cairn_store *st, struct rd_routed *rr, size_t i, bool ask)
 {
 	redisAsyncContext *ac = rd_route_link(st, i);
+	char n[16], ms[16];
+	const char *wait[] = {"WAIT", n, ms};
+	struct rd_wait_ref *w;
 
 	if (ac == NULL) {
 		rd_route_refresh(st, NULL);
@@ -519,7 +604,77 @@ static int rd_routed_send(struct cairn_store *st, struct rd_routed *rr, size_t i
 	}
 	if (ask && redisAsyncCommand(ac, NULL, NULL, "ASKING") != REDIS_OK)
 		return REDIS_ERR;
-	return redisAsyncFormattedCommand(ac, rd_routed_cb, rr, rr->buf, rr->len);
+	if (redisAsyncFormattedCommand(ac, rd_routed_cb, rr, rr->buf, rr->len) != REDIS_OK)
+		return REDIS_ERR;
+	rr->refs++;
+	if (!rr->wait)
+		return REDIS_OK;
+	snprintf(n, sizeof(n), "%d", st->wait_replicas);
+	snprintf(ms, sizeof(ms), "%d", rd_link_wait_ms(st));
+	w = bk_xmalloc(sizeof(*w));
+	w->rr = rr;
+	w->hops = rr->hops;
+	if (redisAsyncCommandArgv(ac, rd_routed_wait_cb, w, 3, wait, NULL) != REDIS_OK) {
+		/* Only a context on its way out refuses a command, and it
+		 * answers the one just sent with NULL: the commit fails. */
+		free(w);
+		return REDIS_OK;
+	}
+	rr->refs++;
+	return REDIS_OK;
+}
+
+/* cb hears reply (once). */
+static void rd_routed_answer(struct rd_routed *rr, redisAsyncContext *ac, redisReply *reply)
+{
+	if (rr->answered)
+		return;
+	rr->answered = true;
+	if (rr->cb != NULL)
+		rr->cb(ac, reply, rr->priv);
+}
+
+/* One callback hiredis owed rr has run: free rr after the last. */
+static void rd_routed_unref(struct rd_routed *rr, redisAsyncContext *ac)
+{
+	if (--rr->refs > 0)
+		return;
+	rd_routed_answer(rr, ac, NULL);
+	if (rr->held != NULL)
+		freeReplyObject(rr->held);
+	free(rr->buf);
+	free(rr);
+}
+
+/* A deep copy of a reply, which hiredis frees once its callback returns. */
+static redisReply *rd_reply_copy(const redisReply *r)
+{
+	redisReply *c = bk_xcalloc(1, sizeof(*c));
+
+	c->type = r->type;
+	c->integer = r->integer;
+	if (r->str != NULL) {
+		c->str = bk_xmemdup(r->str, r->len + 1);
+		c->len = r->len;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+		c->element = bk_xcalloc(r->elements, sizeof(*c->element));
+		c->elements = r->elements;
+		for (size_t i = 0; i < r->elements; i++)
+			c->element[i] = rd_reply_copy(r->element[i]);
+	}
+	return c;
+}
+
+/* An error reply made here, for a commit's part that WAIT found short. */
+static redisReply *rd_reply_error(const char *msg)
+{
+	redisReply *e = bk_xcalloc(1, sizeof(*e));
+
+	e->type = REDIS_REPLY_ERROR;
+	e->str = bk_xstrdup(msg);
+	e->len = strlen(msg);
+	return e;
 }
 
 static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -536,15 +691,23 @@ static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
 		    rd_redirect_parse(reply->str, reply->len, &slot, host, sizeof(host), &port);
 
 		if (k != RD_NO_REDIRECT) {
-			size_t i = rd_slot_node(st->map, host, strlen(host), port);
+			size_t i;
 
+			/* No endpoint (cluster-preferred-endpoint-type
+			 * unknown-endpoint): the host this link reached. */
+			if (host[0] == '\0')
+				snprintf(host, sizeof(host), "%s",
+					 ac->c.tcp.host != NULL ? ac->c.tcp.host : "127.0.0.1");
+			i = rd_slot_node(st->map, host, strlen(host), port);
 			if (k == RD_MOVED && st->map->owner[slot] != i) {
 				st->map->owner[slot] = (uint16_t)i;
 				rd_route_map_changed(st);
 			}
 			rr->hops++;
-			if (rd_routed_send(st, rr, i, k == RD_ASK) == REDIS_OK)
+			if (rd_routed_send(st, rr, i, k == RD_ASK) == REDIS_OK) {
+				rd_routed_unref(rr, ac);
 				return;
+			}
 			reply = NULL; /* as if the link went */
 		} else if (strstr(reply->str, "non local key") != NULL ||
 			   strncmp(reply->str, "CROSSSLOT", 9) == 0) {
@@ -554,32 +717,91 @@ static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
 			rd_route_refresh(st, NULL);
 		}
 	}
-	if (rr->cb != NULL)
-		rr->cb(ac, reply, rr->priv);
-	free(rr->buf);
-	free(rr);
+	if (rr->wait && st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR)
+		rr->held = rd_reply_copy(reply); /* WAIT's reply decides */
+	else
+		rd_routed_answer(rr, ac, reply);
+	rd_routed_unref(rr, ac);
 }
 
-int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
-		       const char *buf, size_t len)
+/*
+ * WAIT's reply after a commit's part: the replicas that hold every write
+ * sent before it on this master's link. Too few, and the part fails with
+ * an error naming the master; the commit is then retried (every part
+ * bears a replay), as on one primary, so nothing is acknowledged that
+ * fewer replicas hold.
+ */
+static void rd_routed_wait_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_wait_ref *w = privdata;
+	struct rd_routed *rr = w->rr;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r, *err;
+	bool current = w->hops == rr->hops;
+
+	free(w);
+	if (current && !rr->answered && rr->held != NULL) {
+		if (st == NULL || reply == NULL) {
+			rd_routed_answer(rr, ac, NULL);
+		} else if (reply->type == REDIS_REPLY_INTEGER &&
+			   reply->integer >= (long long)st->wait_replicas) {
+			rd_routed_answer(rr, ac, rr->held);
+		} else {
+			char *msg = bk_strf(
+			    "WAIT on the Redis Cluster master %s:%d: %lld of the %d replicas asked "
+			    "for (redis_wait_replicas) hold the commit",
+			    ac->c.tcp.host != NULL ? ac->c.tcp.host : "?", ac->c.tcp.port,
+			    reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1LL,
+			    st->wait_replicas);
+
+			if (reply->type == REDIS_REPLY_ERROR)
+				rd_log(st, CAIRN_LOG_WARNING, "redis: %s (WAIT refused: %s)", msg,
+				       reply->str);
+			err = rd_reply_error(msg);
+			rd_routed_answer(rr, ac, err);
+			freeReplyObject(err);
+			free(msg);
+		}
+	}
+	rd_routed_unref(rr, ac);
+}
+
+/* A command on its way to slot's master; waits for replicas when wait. */
+static int rd_route_send_new(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+			     const char *buf, size_t len, bool wait)
 {
 	uint16_t i = rd_slot_master(st, slot);
 	struct rd_routed *rr;
 
-	if (i == RD_NO_NODE)
+	if (i == RD_NO_NODE) {
+		rd_route_refresh(st, NULL);
 		return REDIS_ERR;
+	}
 	rr = bk_xcalloc(1, sizeof(*rr));
 	rr->cb = cb;
 	rr->priv = priv;
 	rr->buf = bk_xmemdup(buf, len);
 	rr->len = len;
 	rr->slot = slot;
+	rr->wait = wait;
 	if (rd_routed_send(st, rr, i, false) != REDIS_OK) {
 		free(rr->buf);
 		free(rr);
 		return REDIS_ERR;
 	}
 	return REDIS_OK;
+}
+
+int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+		       const char *buf, size_t len)
+{
+	return rd_route_send_new(st, slot, cb, priv, buf, len, false);
+}
+
+int rd_route_commit(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
+		    const char *buf, size_t len)
+{
+	return rd_route_send_new(st, slot, cb, priv, buf, len, st->wait_replicas > 0);
 }
 
 int rd_route_argv(struct cairn_store *st, const char *key, size_t keylen, redisCallbackFn *cb,
@@ -642,6 +864,8 @@ bool rd_route_moved(struct cairn_store *st, const char *err, size_t len)
 
 	if (rd_redirect_parse(err, len, &slot, host, sizeof(host), &port) != RD_MOVED)
 		return false;
+	if (host[0] == '\0') /* no endpoint: the configured server's host */
+		snprintf(host, sizeof(host), "%s", st->unix_path != NULL ? "127.0.0.1" : st->host);
 	st->map->owner[slot] = rd_slot_node(st->map, host, strlen(host), port);
 	rd_route_map_changed(st);
 	return true;

@@ -20,10 +20,14 @@ CAIRN_CLUSTER_PHASE2=1.
 
 Under tests/with-redis-cluster.sh (./dev cluster-test, CAIRN_REDIS_CLUSTER=1)
 the Redis is a three-master Redis Cluster on loopback and the same cases
-run on it, but for those that kill or restart their Redis or use
-redis_wait_replicas (they skip, saying so);
+run on it, but for those that kill or restart their Redis or follow one
+primary with a replica of their own (they skip, saying so);
 test_cluster_redis_cluster_without_cluster_mode_is_refused checks that the
-single-node Redis backend refuses a Redis Cluster at start-up.
+single-node Redis backend refuses a Redis Cluster at start-up. Under
+CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so at its end)
+the failover cases run: on a private Redis Cluster with a replica per
+master and redis_wait_replicas 1, kill -9 of the master of the log's slot,
+or of the sessions' slots, loses nothing acknowledged.
 """
 
 import os
@@ -69,7 +73,7 @@ def _phase2(what):
 # cases run on three masters instead of one redis-server: Context.cluster
 # puts the nodes on the cluster the script started (a key prefix of the
 # test's own). A case that kills, stops or restarts its Redis skips there,
-# and so does one with redis_wait_replicas, which a Redis Cluster refuses.
+# and so does one that gives one primary a replica of its own.
 REDIS_CLUSTER = os.environ.get("CAIRN_REDIS_CLUSTER") == "1"
 
 
@@ -98,8 +102,9 @@ if REDIS_CLUSTER:
     def _ctx_redis_cluster(self, n, start=True, **options):
         harness.require_cairn("cairn's cluster mode")
         if options.get("redis_wait_replicas"):
-            raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): redis_wait_replicas is "
-                       "refused there")
+            raise Skip("on a Redis Cluster (CAIRN_REDIS_CLUSTER=1): the case gives one "
+                       "primary a replica of its own, and stops or kills it; the failover "
+                       "cases cover redis_wait_replicas there")
         k = getattr(self, "_clusters", 0)
         self._clusters = k + 1
         rs = _RedisCluster()
@@ -1469,3 +1474,298 @@ def test_cluster_shared_subscription_across_nodes(ctx):
           (len(got), len(want), cl.excerpt()))
     p.close()
 
+
+
+# ---------------------------------------------------------------- Redis Cluster failover
+
+# With CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so after
+# the other cluster cases; --replicas runs every case on a Redis Cluster
+# with replicas) the failover cases start a private Redis Cluster with a
+# replica per master (tests/redis-cluster.sh), since they kill a master;
+# they skip on any other run.
+REDIS_CLUSTER_REPLICAS = int(os.environ.get("CAIRN_REDIS_CLUSTER_REPLICAS") or "0")
+_CLUSTER_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "redis-cluster.sh")
+
+
+class _FailoverCluster:
+    """A private three-master Redis Cluster with one replica per master
+    (tests/redis-cluster.sh, node timeout 1000 ms). kill9(port) kills a
+    node by its PID; restart(port) starts it again with its command line
+    (it comes back as a replica of the master that took over). Appended to
+    ctx.brokers after the cairn nodes, so it is stopped after them, by PID,
+    and its directory removed."""
+
+    name = "redis-cluster"
+
+    def __init__(self, workdir):
+        self.log_path = os.path.join(workdir, "redis-cluster.log")
+        env = dict(os.environ, CAIRN_REDIS_CLUSTER_REPLICAS="1")
+        r = subprocess.run(["bash", _CLUSTER_SH, "start"], capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL, env=env)
+        if r.returncode != 0:
+            raise TestFailure("tests/redis-cluster.sh start (1 replica per master) failed: %s"
+                              % r.stderr.decode(errors="replace").strip())
+        ports, pids, self.dir = r.stdout.decode().split()
+        self.pids = dict(zip([int(p) for p in ports.split(",")],
+                             [int(p) for p in pids.split(",")]))
+        self.port = int(ports.split(",")[0])
+        self.restarted = {}  # port -> Popen of a node started again here
+        self.start_lines = {}
+        with open(os.path.join(self.dir, "START")) as f:
+            for line in f:
+                port, argv = line.split(" ", 1)
+                self.start_lines[int(port)] = argv.strip()
+
+    def master_of(self, tag):
+        """The port of the master serving the slot of hash tag tag."""
+        slot = int(self._cli("CLUSTER", "KEYSLOT", "{%s}" % tag)[0])
+        for line in self._cli("CLUSTER", "NODES"):
+            f = line.split()
+            if "master" not in f[2] or "fail" in f[2]:
+                continue
+            for r in f[8:]:
+                lo, _, hi = r.partition("-")
+                if not lo.isdigit():
+                    continue
+                if int(lo) <= slot <= int(hi or lo):
+                    return int(f[1].split("@")[0].rsplit(":", 1)[1])
+        raise TestFailure("no master serves slot %d:\n%s" % (slot,
+                                                            "\n".join(self._cli("CLUSTER",
+                                                                                "NODES"))))
+
+    def _alive_port(self):
+        for p in self.pids:
+            if p not in self.killed():
+                return p
+        raise TestFailure("no node of the Redis Cluster is up")
+
+    def killed(self):
+        return {p for p, pid in self.pids.items() if pid is None}
+
+    def _cli(self, *args, port=None):
+        return redis_cli(port or self._alive_port(), *args)
+
+    def kill9(self, port=None):
+        if port is None:  # as a stopper: every node
+            return self.stop()
+        pid = self.pids[port]
+        os.kill(pid, 9)
+        self.pids[port] = None
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # started by the script: not our child
+        wait_until(lambda: not os.path.exists("/proc/%d" % pid), 5)
+
+    def restart(self, port):
+        """Start the killed node on port again, as the script did."""
+        import shlex
+        argv = shlex.split(self.start_lines[port])
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.restarted[port] = p
+        self.pids[port] = p.pid
+        ok = wait_until(lambda: self._answers(port), 10, step=0.05)
+        check(ok, "the Redis Cluster node on port %d did not come back" % port)
+
+    def _answers(self, port):
+        try:
+            return bool(redis_cli(port, "PING"))
+        except Exception:
+            return False
+
+    def failed_over(self, port):
+        """Whether a replica serves the slots port's master had: port is
+        not a master with slots in the surviving nodes' view."""
+        try:
+            nodes = self._cli("CLUSTER", "NODES")
+            info = self._cli("CLUSTER", "INFO")
+        except Exception:
+            return False
+        if "cluster_state:ok" not in info:
+            return False
+        for line in nodes:
+            f = line.split()
+            if f[1].split("@")[0].endswith(":%d" % port):
+                return "master" not in f[2] or len(f) <= 8
+        return False
+
+    def in_sync(self, port):
+        try:
+            return "master_link_status:up" in redis_cli(port, "INFO", "replication")
+        except Exception:
+            return False
+
+    def stop(self, timeout=5.0, check_exit=True):
+        try:  # kept in the test's directory, which a failure keeps
+            with open(self.log_path, "w") as f:
+                f.write(self.log_tail(200))
+        except OSError:
+            pass
+        # The nodes started here are children of this process: stopped and
+        # reaped here (the script would wait on their zombies).
+        for port, p in self.restarted.items():
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            self.pids[port] = None
+        live = [str(pid) for pid in self.pids.values() if pid is not None]
+        subprocess.run(["bash", _CLUSTER_SH, "stop", ",".join(live) or "0", self.dir],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.pids = {p: None for p in self.pids}
+
+    def log_tail(self, n=8):
+        out = []
+        for port in sorted(self.pids):
+            path = os.path.join(self.dir, "redis-%d.log" % port)
+            try:
+                with open(path, "rb") as f:
+                    lines = f.read().decode("utf-8", "replace").splitlines()[-n:]
+            except OSError:
+                continue
+            out.extend("[%d] %s" % (port, x) for x in lines)
+        return "\n".join(out)
+
+
+def _failover_cluster(ctx, n, **options):
+    """n cairn nodes with cluster true on a private Redis Cluster with a
+    replica per master: (harness.Cluster, _FailoverCluster)."""
+    if REDIS_CLUSTER_REPLICAS < 1:
+        raise Skip("needs a Redis Cluster with replicas (CAIRN_REDIS_CLUSTER_REPLICAS=1): "
+                   "./dev cluster-test runs it after the other cluster cases")
+    harness.require_cairn("cairn's cluster mode")
+    rc = _FailoverCluster(ctx.workdir)
+    prefix = "cairn-it:%s:%d:" % (ctx.name, os.getpid())
+    nodes = []
+    try:
+        for i in range(n):
+            name = "node%d" % (i + 1)
+            opts = dict(persistence_backend="redis", redis_host=HOST, redis_port=rc.port,
+                        redis_key_prefix=prefix, cluster=True, cluster_node_id=name)
+            opts.update(options)
+            b = harness.Broker(ctx.workdir, name, **opts)
+            b.backend = "redis"
+            ctx.brokers.append(b)
+            nodes.append(b)
+    finally:
+        ctx.brokers.append(rc)  # stopped after the nodes
+    for b in nodes:
+        b.start()
+    return harness.Cluster(rc, prefix, nodes), rc
+
+
+def _failover_case(ctx, key, pick, victim, held):
+    """The failover cases: redis_wait_replicas 1 on two nodes, _paho_flow's
+    traffic (a persistent QoS 2 subscriber on node 2, a paho publisher on
+    node 1), then kill -9 of the master victim(rc, case) names mid-stream.
+    The replica takes over; the killed node is started again once it has
+    (it follows the new master, so that WAIT 1 is met again); the nodes
+    follow the new map. Every message acknowledged before, during and after
+    arrives, no QoS 2 message twice, per-topic order kept. pick(rc) names
+    the case (its client ids), victim(rc, case) the master's port. For 1.5 s
+    after the failover, before the killed node is back, the new master has
+    no replica: WAIT 1 finds none, and no message held(payload) says
+    writes there may be acknowledged."""
+    cl, rc = _failover_cluster(ctx, 2, max_queued_messages=0, redis_wait_replicas=1)
+    case = pick(rc)
+    port = victim(rc, case)
+    sub, pub, stop, th = _paho_flow(ctx, cl, case, key)
+    problems = []
+    try:
+        ok = wait_until(lambda: len(sub.received) >= 100 and len(pub.acked()) >= 150, 15)
+        check(ok, "no steady traffic before the failover (%d acked, %d received)%s" %
+              (len(pub.acked()), len(sub.received), cl.excerpt()))
+        acked_at_kill = pub.acked()
+        rc.kill9(port)
+        if not wait_until(lambda: rc.failed_over(port), 15, step=0.1):
+            raise TestFailure("no replica took over the master on port %d within 15 s\n%s" %
+                              (port, rc.log_tail()))
+        # Exchanges answered in the moment the failover completed are
+        # let through; then nothing the new master alone holds may be.
+        time.sleep(0.3)
+        before = pub.acked()
+        time.sleep(1.5)
+        early = sorted(p for p in pub.acked() - before if held(p))
+        if early:
+            problems.append("%d messages acknowledged while the new master had no replica "
+                            "(redis_wait_replicas 1), e.g. %r" % (len(early), early[:3]))
+        rc.restart(port)
+        if not wait_until(lambda: rc.in_sync(port), 10, step=0.05):
+            problems.append("the restarted node on port %d never followed the new master" %
+                            port)
+        acked_after = len(pub.acked())
+        if not wait_until(lambda: len(pub.acked()) >= acked_after + 50, 15):
+            problems.append("no traffic acknowledged after the failover (%d acked)" %
+                            len(pub.acked()))
+    finally:
+        stop.set()
+        th.join(5)
+    if not wait_until(lambda: pub.open_count() == 0, 15):
+        problems.append("publisher: %d exchanges still open 15 s after it stopped" %
+                        pub.open_count())
+    acked = pub.acked()
+    problems += _delivery_problems(sub, acked, "subscriber", timeout=15)
+    lost_before = acked_at_kill - set(sub.payloads())
+    if lost_before:
+        problems.insert(0, "%d of them were acknowledged before the kill" % len(lost_before))
+    problems += _order_problems(sub, "subscriber", _seq)
+    check(not problems, "%d acknowledged (%d before the kill of the master on port %d), %d "
+          "distinct delivered:\n%s%s\n--- Redis Cluster ---\n%s" %
+          (len(acked), len(acked_at_kill), port, len(_counts(sub)), "\n".join(problems),
+           cl.excerpt(), rc.log_tail()))
+
+
+# covers: MQTT-4.3.3-2 MQTT-4.4.0-1
+@_tag("redis-cluster", "failover", "kill9", "replicas")
+@_timeout(75)
+def test_cluster_failover_of_the_logs_master(ctx):
+    """On a Redis Cluster with a replica per master and redis_wait_replicas
+    1: kill -9 of the master serving the log's slot (the {L:0} hash tag)
+    mid-stream; its replica takes over, the nodes follow, and nothing
+    acknowledged is lost or doubled (_failover_case). While the new master
+    has no replica, nothing is acknowledged (every message is appended
+    there)."""
+    _failover_case(ctx, "k20", lambda rc: "c20", lambda rc, case: rc.master_of("L:0"),
+                   lambda p: True)
+
+
+def _sessions_master(rc, case):
+    """The master serving both the subscriber's and the publisher's session
+    slots ({c:ID}), and not the log's: the client ids are chosen so (the
+    case's ids get a suffix until they are)."""
+    log = rc.master_of("L:0")
+    sub = rc.master_of("c:%s-sub" % case)
+    pub = rc.master_of("c:%s-pub" % case)
+    check(sub == pub and sub != log,
+          "%s: the session keys of %s-sub and %s-pub are not on one master other than the "
+          "log's" % (case, case, case))
+    return sub
+
+
+def _case_on_one_master(rc, base):
+    """A case name base-N whose -sub and -pub sessions share a master other
+    than the log's."""
+    log = rc.master_of("L:0")
+    for i in range(200):
+        case = "%s-%d" % (base, i)
+        s = rc.master_of("c:%s-sub" % case)
+        if s != log and rc.master_of("c:%s-pub" % case) == s:
+            return case
+    raise TestFailure("no client ids found whose sessions share a master")
+
+
+# covers: MQTT-4.3.3-2 MQTT-4.4.0-1 MQTT-3.1.2-5
+@_tag("redis-cluster", "failover", "kill9", "replicas")
+@_timeout(75)
+def test_cluster_failover_of_the_sessions_master(ctx):
+    """As test_cluster_failover_of_the_logs_master, killing instead the
+    master that holds the subscriber's and the publisher's sessions (their
+    claims, cursors, in-flight windows and inbound QoS 2 ids), not the
+    log's. While the new master has no replica, no QoS 2 exchange
+    completes (its inbound id is written there); QoS 1 may."""
+    _failover_case(ctx, "k21", lambda rc: _case_on_one_master(rc, "c21"), _sessions_master,
+                   lambda p: p.endswith(b"q2"))
