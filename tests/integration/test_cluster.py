@@ -38,7 +38,7 @@ from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP
                      PUBREL, SUBACK, Closed, DurablePublisher, DurableSubscriber, HOST, Paho,
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
                      connect_packet, free_port, parse_publish, publish_packet, redis_cli,
-                     wait_until)
+                     subscribe_packet, wait_until)
 from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, WILL_DELAY, ack5, disconnect5, do_connect,
                    expect_disconnect, parse_props, props, read_publish5, read_suback5,
                    subscribe5)
@@ -508,6 +508,62 @@ def test_cluster_session_resumes_on_a_third_node(ctx):
     except (TestFailure, Closed, socket.timeout) as e:
         problems.append("c2-inflight: subscription lost on node 3 (%s)" % e)
     inf.close()
+    pub.close()
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-5 MQTT-3.8.4-1
+@_tag()
+def test_cluster_subscribe_during_catch_up_matches_only_later_entries(ctx):
+    """A persistent session subscribed to c13a/# (QoS 1) leaves node 2;
+    node 1 publishes to c13a/x and, in between, to c13b/x; the session
+    comes back on node 3 with a SUBSCRIBE to c13b/# in the same write as
+    its CONNECT, so that node 3 subscribes it while it catches it up from
+    the log. Every c13a message arrives, none of the c13b ones published
+    before the SUBSCRIBE (a subscription does not deliver what was
+    published before it existed, as on one broker), and a c13b message
+    published after the SUBACK does."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    s = _subscriber(ctx, n2, "c13-late", [("c13a/#", 1)])
+    s.disconnect()
+    pub = RawClient(n1.port)
+    pub.connect("c13-pub")
+    queued, before = set(), set()
+    for i in range(400):
+        if i % 100 == 0:
+            p = b"c13-before-%d" % i
+            pub.publish("c13b/x", p, qos=1, pid=1 + i % 60000)
+            before.add(p)
+        p = b"c13-queued-%d" % i
+        pub.publish("c13a/x", p, qos=1, pid=1 + i % 60000)
+        queued.add(p)
+    time.sleep(0.5)  # node 3 has routed them: they reach the session by its catch-up
+    c = RawClient(n3.port)
+    c.send(connect_packet("c13-late", clean=False) + subscribe_packet(7, [("c13b/#", 1)]))
+    _, body = c.expect(CONNACK)
+    problems = []
+    if body[0] & 1 != 1:
+        problems.append("c13-late: session present %d on node 3" % (body[0] & 1))
+    t = threading.Thread(target=s._reader, args=(c,), daemon=True)
+    with s.lock:
+        s.c, s.port, s.thread = c, n3.port, t
+    t.start()
+    with s.lock:
+        ok = s.lock.wait_for(lambda: 7 in s.subacks, 5)
+    check(ok and s.subacks.get(7) == [1], "c13-late: SUBACK for c13b/# %r%s" %
+          (s.subacks.get(7), cl.excerpt()))
+    pub.publish("c13b/x", b"c13-after", qos=1, pid=60001)
+    missing = s.wait_for(queued | {b"c13-after"}, 15)
+    s.settle(0.5, 5)
+    if missing:
+        problems.append("c13-late: %d messages never arrived, e.g. %r" %
+                        (len(missing), sorted(missing)[:5]))
+    early = sorted(p for p in s.payloads() if p in before)
+    if early:
+        problems.append("c13-late: messages on c13b/x published before its SUBSCRIBE to c13b/# "
+                        "were delivered through the catch-up: %r" % early)
+    problems += ["c13-late: %s" % e for e in s.errors[:3]]
     pub.close()
     check(not problems, "\n".join(problems) + cl.excerpt())
 
