@@ -681,6 +681,14 @@ void cluster_park(struct client *c)
 	client_forget(c);
 }
 
+/* ---- subscriptions ---- */
+
+void cluster_sub_since(struct server *srv, struct sub *s)
+{
+	s->since_ms = srv->cluster->routed.ms;
+	s->since_seq = srv->cluster->routed.seq;
+}
+
 /* ---- publishing ---- */
 
 /* A retained message this node published and set in its own copy at

@@ -99,6 +99,8 @@ struct node {
 	struct cairn_claim_result claim;
 	char claimed_user[32]; /* the session record's username, if one came */
 	int claimed_subs;
+	/* The log position of the claimed subscription to "u/+" (since). */
+	uint64_t claimed_since_ms, claimed_since_seq;
 	bool commit_done;
 	int commit_status;
 };
@@ -213,8 +215,11 @@ static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 {
 	struct node *n = arg;
 
-	(void)r;
 	n->claimed_subs++;
+	if (strcmp(r->filter, "u/+") == 0) {
+		n->claimed_since_ms = r->since_ms;
+		n->claimed_since_seq = r->since_seq;
+	}
 	return 0;
 }
 
@@ -237,6 +242,7 @@ static void node_claim(struct node *n, struct node *other, const char *id, uint6
 	n->claim_done = false;
 	n->claimed_user[0] = '\0';
 	n->claimed_subs = 0;
+	n->claimed_since_ms = n->claimed_since_seq = 0;
 	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, on_claim, n),
 			 CAIRN_EINPROGRESS);
 	run_until(n, other, claim_done, n);
@@ -303,13 +309,22 @@ START_TEST(t_claim_kicks_and_fences)
 	put_session(&a, "c1", "alice");
 	struct cairn_sub_rec s = {.client_id = "c1", .filter = "t/#", .qos = 1};
 	ck_assert_int_eq(cairn_store_redis.sub_put(a.st, &s), 0);
+	/* A subscription made at a log position keeps it. */
+	struct cairn_sub_rec u = {.client_id = "c1",
+				  .filter = "u/+",
+				  .qos = 2,
+				  .since_ms = 1796664909722ULL,
+				  .since_seq = 7};
+	ck_assert_int_eq(cairn_store_redis.sub_put(a.st, &u), 0);
 	node_commit(&a, &b);
 
 	/* b claims: it gets a's records, a is told. */
 	node_claim(&b, &a, "c1", 7);
 	ck_assert(!b.claim.prev_local);
 	ck_assert_str_eq(b.claimed_user, "alice");
-	ck_assert_int_eq(b.claimed_subs, 1);
+	ck_assert_int_eq(b.claimed_subs, 2);
+	ck_assert_uint_eq(b.claimed_since_ms, 1796664909722ULL);
+	ck_assert_uint_eq(b.claimed_since_seq, 7);
 	run_until(&a, &b, was_kicked, &a);
 	ck_assert_str_eq(a.kicked, "c1");
 	ck_assert_uint_eq(a.kicked_serial, 1);

@@ -143,6 +143,13 @@ struct cairn_sub_rec {
 	uint8_t options;
 	/* Subscription identifier (5.0), 0 for none. */
 	uint32_t sub_id;
+
+	/* ---- version 4 (cluster mode) ---- */
+	/* The shared log's position (cairn_log_pos) when the subscription was
+	 * made: it matches only the entries after it, also when a node catches
+	 * the session up from an older cursor. 0-0: every entry (any other
+	 * store keeps it as 0-0). */
+	uint64_t since_ms, since_seq;
 };
 
 enum {
