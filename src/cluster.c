@@ -32,6 +32,7 @@
 #include "message.h"
 #include "restore.h"
 #include "router.h"
+#include "security.h"
 #include "server.h"
 #include "store.h"
 #include "topic.h"
@@ -312,6 +313,23 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 }
 
 static void cluster_kicked(void *arg, const char *id, uint64_t serial);
+
+/* The will of a client whose node is gone, about to be published by this
+ * node's janitor: checked against the ACL in force here now, as a will
+ * restored after a restart is (its listener is not known). */
+static bool cluster_will_allowed(void *arg, const char *id, const char *username, const char *topic)
+{
+	struct cluster *cl = arg;
+	struct server *srv = cl->srv;
+	const struct security *s = security_for_unknown(&srv->security);
+
+	if (security_allows(s, id, username, topic, strlen(topic), ACL_WRITE))
+		return true;
+	srv->stats.acl_denied++;
+	log_write(srv->log, LOG_LEVEL_NOTICE,
+		  "client %s: will to '%s' dropped: the ACL denies writing it", id, topic);
+	return false;
+}
 
 /* A commit found the session held elsewhere: what this node holds of it
  * under the serial the commit carried, or an older one (a takeover here
@@ -835,6 +853,7 @@ int cluster_start(struct server *srv)
 	    .entries = cluster_entries,
 	    .kicked = cluster_kicked,
 	    .fenced = cluster_fenced,
+	    .will_allowed = cluster_will_allowed,
 	};
 	uint64_t base = 0;
 	int rc = store_cluster_start(srv->store, &cl->hooks, &cl->routed, &base);

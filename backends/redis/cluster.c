@@ -51,23 +51,59 @@ static const char rd_lua[] =
     "local function inc_of(tok)\n"
     "  return tok and string.match(tok, '^(%d+):')\n"
     "end\n"
-    "local function retained_value(q, props, payload)\n"
-    "  if props and #props > 0 then return q .. ';0;' .. #props .. ';' .. props .. payload end\n"
+    "local function retained_value(q, props, payload, ea)\n"
+    "  if (props and #props > 0) or (ea and ea ~= 0) then\n"
+    "    return q .. ';' .. string.format('%d', ea or 0) .. ';' .. #(props or '') .. ';' ..\n"
+    "      (props or '') .. payload\n"
+    "  end\n"
     "  return q .. ':' .. payload\n"
     "end\n"
+    "-- Now in ms by the server's clock (a claim's or a Redis Cluster's will).\n"
+    "local function now_ms()\n"
+    "  local t = redis.call('TIME')\n"
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "end\n"
+    "-- A will's 5.0 properties (as in CONNECT, without the will delay) and when\n"
+    "-- it expires if published at now: its Message Expiry Interval counts from\n"
+    "-- then, and is taken out of the properties (the entry's x field carries\n"
+    "-- it, as a PUBLISH's). Returns props, expires_at (0: never).\n"
+    "local function will_expiry(props, now)\n"
+    "  local i, n, keep, ea = 1, #props, {}, 0\n"
+    "  local function u16(at) return string.byte(props, at) * 256 + string.byte(props, at + 1) "
+    "end\n"
+    "  while i <= n do\n"
+    "    local id, len = string.byte(props, i), nil\n"
+    "    if id == 1 then len = 1\n"
+    "    elseif id == 2 or id == 24 then len = 4\n"
+    "    elseif id == 3 or id == 8 or id == 9 then len = 2 + u16(i + 1)\n"
+    "    elseif id == 38 then\n"
+    "      local k = u16(i + 1)\n"
+    "      len = 4 + k + u16(i + 3 + k)\n"
+    "    else return props, 0 end\n"
+    "    if i + len > n then return props, 0 end\n"
+    "    if id == 2 then\n"
+    "      local b1, b2, b3, b4 = string.byte(props, i + 1, i + 4)\n"
+    "      ea = now + (((b1 * 256 + b2) * 256 + b3) * 256 + b4) * 1000\n"
+    "    else keep[#keep + 1] = string.sub(props, i, i + len) end\n"
+    "    i = i + 1 + len\n"
+    "  end\n"
+    "  return table.concat(keep), ea\n"
+    "end\n"
     "-- Append the will kept in session hash s to the log (and the retained\n"
-    "-- hash), and remove it in the same call, so it goes out once.\n"
-    "local function publish_will(pfx, id, s)\n"
+    "-- hash) as published at now, and remove it in the same call, so it goes\n"
+    "-- out once.\n"
+    "local function publish_will(pfx, id, s, now)\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "    'will_props')\n"
     "  if not w[1] then return 0 end\n"
-    "  local props = w[5] or ''\n"
+    "  local props, ea = will_expiry(w[5] or '', now)\n"
     "  redis.call('XADD', pfx .. '{L:0}:log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
-    "    'x', '0', 'o', props, 'f', id)\n"
+    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
     "  if w[4] == '1' then\n"
     "    if #w[2] == 0 then redis.call('HDEL', pfx .. '{L:0}:retained', w[1])\n"
-    "    else redis.call('HSET', pfx .. '{L:0}:retained', w[1], retained_value(w[3], props, w[2])) "
-    "end\n"
+    "    else redis.call('HSET', pfx .. '{L:0}:retained', w[1], retained_value(w[3], props, w[2], "
+    "ea))\n"
+    "    end\n"
     "  end\n"
     "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
     "'will_props',\n"
@@ -141,7 +177,7 @@ static const char rd_lua[] =
     "      local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
     "      if f[1] == '1' and tonumber(f[2] or '0') == 0 and\n"
     "          redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
-    "        publish_will(pfx, id, s)\n"
+    "        publish_will(pfx, id, s, now_ms())\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -161,15 +197,16 @@ static const char rd_lua[] =
     "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
     "-- cursor its mark) and the node is told (a kick), in case it lives on; a\n"
     "-- will that was due at its death, or whose delay runs out while its\n"
-    "-- session stays parked, goes to the log once; a parked session past its\n"
-    "-- expiry is deleted. Returns {parked, wills, expired}.\n"
+    "-- session stays parked, is handed to the node (below); a parked session\n"
+    "-- past its expiry is deleted once its will is gone. Returns {parked,\n"
+    "-- wills due, expired}.\n"
     "local function janitor(keys, args)\n"
     "  local pfx, me, now = args[1], args[2], tonumber(args[3])\n"
     "  local jk = pfx .. 'cluster:janitor'\n"
     "  local j = redis.call('GET', jk)\n"
-    "  if j and j ~= me then return {0, 0, 0} end\n"
+    "  if j and j ~= me then return {0, {}, 0} end\n"
     "  redis.call('SET', jk, me, 'PX', 10000)\n"
-    "  local parked, wills, expired = 0, 0, 0\n"
+    "  local parked, expired = 0, 0\n"
     "  for _, inc in ipairs(redis.call('SMEMBERS', pfx .. 'cluster:nodes')) do\n"
     "    if redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
     "      local owned = pfx .. '{n:' .. inc .. '}:owned'\n"
@@ -216,26 +253,61 @@ static const char rd_lua[] =
     "  local function parked_session(id)\n"
     "    return redis.call('HGET', pfx .. '{c:' .. id .. '}:own', 'tok') == ''\n"
     "  end\n"
+    "  -- A due will goes back to the node (due: id, epoch, topic, username or\n"
+    "  -- false), which publishes it with cairn_will if its access rules let\n"
+    "  -- the client write the topic now; its deadline stays until then (a\n"
+    "  -- janitor that dies meanwhile leaves it to the next round).\n"
+    "  local due, seen = {}, {}\n"
+    "  local function will_due(id)\n"
+    "    local base = pfx .. '{c:' .. id .. '}:'\n"
+    "    local f = redis.call('HMGET', base .. 'session', 'will_topic', 'username')\n"
+    "    if not f[1] then return false end\n"
+    "    if not seen[id] then\n"
+    "      seen[id] = true\n"
+    "      due[#due + 1] = {id, redis.call('HGET', base .. 'own', 'epoch') or '0', f[1],\n"
+    "        f[2] and '1' or '0', f[2] or ''}\n"
+    "    end\n"
+    "    return true\n"
+    "  end\n"
     "  local wk = pfx .. 'cluster:wills'\n"
     "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, '-inf', now, 'LIMIT', 0, 100)) do\n"
-    "    redis.call('ZREM', wk, id)\n"
-    "    if parked_session(id) then\n"
-    "      wills = wills + publish_will(pfx, id, pfx .. '{c:' .. id .. '}:session')\n"
-    "    end\n"
+    "    if not (parked_session(id) and will_due(id)) then redis.call('ZREM', wk, id) end\n"
     "  end\n"
     "  local ek = pfx .. 'cluster:expiry'\n"
     "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ek, '-inf', now, 'LIMIT', 0, 100)) do\n"
-    "    redis.call('ZREM', ek, id)\n"
-    "    if parked_session(id) then\n"
+    "    if not parked_session(id) then\n"
+    "      redis.call('ZREM', ek, id)\n"
+    "    elseif will_due(id) then\n"
+    "      -- Its will goes first; the session at a later round.\n"
+    "      redis.call('ZADD', wk, now, id)\n"
+    "    else\n"
+    "      redis.call('ZREM', ek, id)\n"
     "      local base = pfx .. '{c:' .. id .. '}:'\n"
-    "      wills = wills + publish_will(pfx, id, base .. 'session')\n"
     "      redis.call('DEL', base .. 'session', base .. 'subs', base .. 'delivery', base .. 'm',\n"
     "        base .. 'inflight_in')\n"
     "      redis.call('HDEL', base .. 'own', 'cur')\n"
     "      expired = expired + 1\n"
     "    end\n"
     "  end\n"
-    "  return {parked, wills, expired}\n"
+    "  return {parked, due, expired}\n"
+    "end\n"
+    "-- args: prefix, id, epoch, '1' to publish or '0' to drop, now (ms). The\n"
+    "-- janitor's due will of a session still parked at that epoch: published\n"
+    "-- (or dropped: the node's access rules deny it) and removed, in one call.\n"
+    "local function will(keys, args)\n"
+    "  local pfx, id, epoch, now = args[1], args[2], args[3], tonumber(args[5])\n"
+    "  local base = pfx .. '{c:' .. id .. '}:'\n"
+    "  local own = base .. 'own'\n"
+    "  if redis.call('HGET', own, 'tok') ~= '' or\n"
+    "      (redis.call('HGET', own, 'epoch') or '0') ~= epoch then\n"
+    "    return 0\n"
+    "  end\n"
+    "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
+    "  if args[4] == '1' then return publish_will(pfx, id, base .. 'session', now) end\n"
+    "  redis.call('HDEL', base .. 'session', 'will_topic', 'will_payload', 'will_qos', "
+    "'will_retain',\n"
+    "    'will_props', 'will_delay', 'will_at')\n"
+    "  return 0\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
     "-- without the node keys: the previous node's mark is its copy on this\n"
@@ -285,11 +357,13 @@ static const char rd_lua[] =
     "-- log (and the retained hash) in the log's slot, once per marker key.\n"
     "local function append_will(g, id, w, marker)\n"
     "  if not redis.call('SET', marker, '1', 'NX', 'EX', 86400) then return 0 end\n"
+    "  local props, ea = will_expiry(w[5], now_ms())\n"
     "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
-    "    'x', '0', 'o', w[5], 'f', id)\n"
+    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
     "  if w[4] == '1' then\n"
     "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
-    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], w[5], w[2])) end\n"
+    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], props, w[2], ea)) "
+    "end\n"
     "  end\n"
     "  return 1\n"
     "end\n"
@@ -346,7 +420,8 @@ static const char rd_lua[] =
     "-- holds it; returns {'park', will_at, expires_at} ('' for none).\n"
     "-- 'will' and 'expire' (a deadline that came): if the session is still\n"
     "-- parked, take its will (and, to expire, delete the session); returns\n"
-    "-- {'will', topic, payload, qos, retain, props, epoch} or {}.\n"
+    "-- {'will', topic, payload, qos, retain, props, epoch, has username,\n"
+    "-- username} or {}.\n"
     "local function janitor_s(keys, args)\n"
     "  local pfx, id, what = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -388,10 +463,11 @@ static const char rd_lua[] =
     "  if tok ~= '' then return {} end\n"
     "  local epoch = redis.call('HGET', own, 'epoch') or '0'\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "    'will_props')\n"
+    "    'will_props', 'username')\n"
     "  local out = {}\n"
     "  if w[1] then\n"
-    "    out = {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', epoch}\n"
+    "    out = {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', epoch,\n"
+    "      w[6] and '1' or '0', w[6] or ''}\n"
     "    redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "      'will_props', 'will_delay', 'will_at')\n"
     "  end\n"
@@ -417,6 +493,7 @@ static const char rd_lua[] =
     "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim', claim)\n"
     "redis.register_function('cairn_janitor', janitor)\n"
+    "redis.register_function('cairn_will', will)\n"
     "redis.register_function{function_name = 'cairn_claim_s', callback = claim_s,\n"
     "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim_g', claim_g)\n"
@@ -1740,6 +1817,55 @@ static struct rd_aux *rd_aux_new(struct cairn_store *st, bool reader)
 
 /* ---- liveness and the janitor ---- */
 
+/* Whether the core lets client id's will to topic go out (the hook). */
+static bool rd_will_allowed(struct cairn_store *st, const char *id, const char *username,
+			    const char *topic)
+{
+	const struct cairn_cluster_hooks *h = st->hooks;
+
+	return h == NULL || h->will_allowed == NULL || h->will_allowed(h->arg, id, username, topic);
+}
+
+static void rd_will_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	char *id = privdata;
+
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: the will of %s failed: %s", st->where, id,
+		       reply->str);
+	else if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+		 reply->integer > 0)
+		rd_log(st, CAIRN_LOG_NOTICE, "cluster janitor: the will of %s published", id);
+	free(id);
+}
+
+/* One will the janitor found due: {id, epoch, topic, has username,
+ * username}. */
+static void rd_janitor_will(struct cairn_store *st, const redisReply *w)
+{
+	struct timeval now;
+	char ms[24];
+
+	if (w->type != REDIS_REPLY_ARRAY || w->elements != 5)
+		return;
+	for (size_t k = 0; k < 5; k++)
+		if (w->element[k]->type != REDIS_REPLY_STRING)
+			return;
+	const char *id = w->element[0]->str;
+	const char *user = w->element[3]->str[0] == '1' ? w->element[4]->str : NULL;
+	bool ok = rd_will_allowed(st, id, user, w->element[2]->str);
+	const char *argv[] = {
+	    "FCALL", "cairn_will", "0", st->prefix, id, w->element[1]->str, ok ? "1" : "0", ms};
+	char *arg = bk_xstrdup(id);
+
+	gettimeofday(&now, NULL);
+	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
+	if (redisAsyncCommandArgv(st->ac, rd_will_cb, arg, 8, argv, NULL) != REDIS_OK)
+		free(arg);
+}
+
 static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
@@ -1753,14 +1879,20 @@ static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
 		       reply->str);
 		return;
 	}
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-	    (reply->element[0]->integer > 0 || reply->element[1]->integer > 0 ||
-	     reply->element[2]->integer > 0))
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[1]->type != REDIS_REPLY_ARRAY)
+		return;
+	if (reply->element[0]->integer > 0 || reply->element[2]->integer > 0)
 		rd_log(st, CAIRN_LOG_NOTICE,
-		       "cluster janitor: %lld sessions of departed nodes parked, %lld wills "
-		       "published, %lld parked sessions expired",
-		       reply->element[0]->integer, reply->element[1]->integer,
-		       reply->element[2]->integer);
+		       "cluster janitor: %lld sessions of departed nodes parked, %lld parked "
+		       "sessions expired",
+		       reply->element[0]->integer, reply->element[2]->integer);
+	/* The wills due: each goes out, or is dropped, in a call of its own
+	 * that checks the session is still parked at the epoch read. */
+	const redisReply *due = reply->element[1];
+
+	for (size_t i = 0; i < due->elements; i++)
+		rd_janitor_will(st, due->element[i]);
 }
 
 /*
@@ -1916,7 +2048,17 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 			j->zadd[3 * j->nzadd + 2] = bk_xstrdup(jc->id);
 			j->nzadd++;
 		}
-	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7) {
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 9 &&
+		   !rd_will_allowed(st, jc->id,
+				    reply->element[7]->type == REDIS_REPLY_STRING &&
+					    reply->element[7]->str[0] == '1'
+					? reply->element[8]->str
+					: NULL,
+				    reply->element[1]->type == REDIS_REPLY_STRING
+					? reply->element[1]->str
+					: "")) {
+		/* Taken from the session, and not published. */
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 9) {
 		size_t w = 7 * j->nwills, len;
 
 		j->wills = bk_xrealloc(j->wills, (w + 7) * sizeof(*j->wills));

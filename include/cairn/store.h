@@ -300,6 +300,12 @@ struct cairn_cluster_hooks {
 	 * serial): another node claimed it. Reported before that commit's
 	 * done(). */
 	void (*fenced)(void *arg, const char *client_id, uint64_t serial);
+	/* Whether the will of client_id (logged in as username, NULL for
+	 * none), whose node is gone, may be published to topic under the
+	 * access rules in force on this node now (a will is checked again
+	 * when it fires, as on one broker). NULL: every will may. */
+	bool (*will_allowed)(void *arg, const char *client_id, const char *username,
+			     const char *topic);
 };
 
 /* What a claim found. */
