@@ -331,6 +331,57 @@ static bool cluster_will_allowed(void *arg, const char *id, const char *username
 	return false;
 }
 
+/* The will a claim took from the store (the client's previous node died
+ * without its DISCONNECT): published from here, once, as one broker
+ * publishes a will when it fires: under the ACL in force now, its Message
+ * Expiry Interval counted from now. */
+static void cluster_claim_will(struct cluster *cl, const char *id,
+			       const struct cairn_claim_result *r)
+{
+	struct server *srv = cl->srv;
+	const struct cairn_msg_rec *w = &r->will;
+
+	if (!cluster_will_allowed(cl, id, r->will_username, w->topic))
+		return;
+	struct message *m =
+	    message_new(w->topic, strlen(w->topic), w->payload, w->payload_len, w->qos, w->retain);
+	struct codec_props pr;
+	if (w->props_len) {
+		message_set_props(m, w->props, w->props_len);
+		if (codec_props_parse(CODEC_WILL, m->props, m->props_len, &pr) == CODEC_OK &&
+		    CODEC_PROP_HAS(&pr, CODEC_PROP_MESSAGE_EXPIRY)) {
+			struct timeval tv;
+			event_base_gettimeofday_cached(srv->base, &tv);
+			m->expires_at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 +
+					(int64_t)pr.message_expiry * 1000;
+			int n = codec_props_filter(m->props, m->props_len,
+						   (uint64_t)1 << CODEC_PROP_MESSAGE_EXPIRY,
+						   m->props, m->props_len);
+			m->props_len = n > 0 ? (uint32_t)n : 0;
+		}
+	}
+	log_write(srv->log, LOG_LEVEL_INFO,
+		  "client %s: publishing the will its previous connection left (its node is gone) "
+		  "to '%s'",
+		  id, w->topic);
+	srv->stats.msgs_received_qos[m->qos]++;
+	srv->stats.payload_in_qos[m->qos] += m->payload_len;
+	struct cairn_msg_rec rec = {
+	    .topic = m->topic,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
+	    .qos = m->qos,
+	    .retain = m->retain,
+	    .expires_at = m->expires_at,
+	    .props = m->props,
+	    .props_len = m->props_len,
+	};
+	store_log_append(srv->store, id, &rec);
+	if (m->retain)
+		router_retain_local(srv->router, m);
+	message_unref(m);
+}
+
 /* A commit found the session held elsewhere: what this node holds of it
  * under the serial the commit carried, or an older one (a takeover here
  * may have changed it while the commit was on its way), is stale, and its
@@ -507,6 +558,8 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 		claim_free(k);
 		return;
 	}
+	if (status == 0 && r->has_will)
+		cluster_claim_will(cl, k->id, r); /* whatever becomes of the claim */
 	if (status == 0 && !k->kicked) {
 		/* The records, unless this node holds the session in memory:
 		 * then its copy is the newer one. */

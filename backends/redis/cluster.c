@@ -110,6 +110,19 @@ static const char rd_lua[] =
     "    'will_delay', 'will_at')\n"
     "  return 1\n"
     "end\n"
+    "-- Take the will kept in session hash s, for the claiming node to publish\n"
+    "-- (its ACL decides): {topic, payload, qos, retain, properties, '1' and the\n"
+    "-- username or '0' and ''}, or {} when there is none.\n"
+    "local function take_will(s)\n"
+    "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "    'will_props', 'username')\n"
+    "  if not w[1] then return {} end\n"
+    "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
+    "'will_props',\n"
+    "    'will_delay', 'will_at')\n"
+    "  return {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', w[6] and '1' or '0', w[6] "
+    "or ''}\n"
+    "end\n"
     "-- args: this incarnation, n, n own keys, then per command its group,\n"
     "-- its argc and its arguments;\n"
     "-- group 0 is the log's, group g the g-th session's, whose writes run only\n"
@@ -150,11 +163,11 @@ static const char rd_lua[] =
     "  return fenced\n"
     "end\n"
     "-- args: prefix, client id, token. Takes the session: bumps the epoch,\n"
-    "-- takes the token, kicks the previous holder, publishes the will the\n"
+    "-- takes the token, kicks the previous holder, takes the will the\n"
     "-- previous connection left if its node is dead (delay 0: a delayed will\n"
-    "-- is cancelled by this connection), and returns {previous token, the\n"
-    "-- session's cursor, session, subs, deliveries, message copies, inbound\n"
-    "-- QoS 2 ids}.\n"
+    "-- is cancelled by this connection), for this node to publish, and\n"
+    "-- returns {previous token, the session's cursor, session, subs,\n"
+    "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will)}.\n"
     "local function claim(keys, args)\n"
     "  local pfx, id, tok = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -164,7 +177,7 @@ static const char rd_lua[] =
     "  redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
-    "  local same = false\n"
+    "  local same, will = false, {}\n"
     "  local inc = inc_of(old)\n"
     "  if inc then\n"
     "    same = inc == me\n"
@@ -177,7 +190,7 @@ static const char rd_lua[] =
     "      local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
     "      if f[1] == '1' and tonumber(f[2] or '0') == 0 and\n"
     "          redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
-    "        publish_will(pfx, id, s, now_ms())\n"
+    "        will = take_will(s)\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -191,7 +204,7 @@ static const char rd_lua[] =
     "  end\n"
     "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
-    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in')}\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will}\n"
     "end\n"
     "-- args: prefix, this incarnation, now (ms). One node at a time. The\n"
     "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
@@ -313,9 +326,9 @@ static const char rd_lua[] =
     "-- without the node keys: the previous node's mark is its copy on this\n"
     "-- master (args[4], written with every commit that wrote here, so it\n"
     "-- agrees with the session's keys); it takes the will the previous\n"
-    "-- connection left (delay 0, another node's) for claim_g to publish if\n"
-    "-- that node is dead. Returns claim's list and the will {topic, payload,\n"
-    "-- qos, retain, props}.\n"
+    "-- connection left (delay 0, another node's), which the claiming node\n"
+    "-- publishes if claim_g finds that node dead. Returns claim's list (the\n"
+    "-- will last, as take_will returns it).\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -335,15 +348,7 @@ static const char rd_lua[] =
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
     "    local s = base .. 'session'\n"
     "    local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
-    "    if f[1] == '1' and tonumber(f[2] or '0') == 0 then\n"
-    "      local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos',\n"
-    "        'will_retain', 'will_props')\n"
-    "      if w[1] then\n"
-    "        will = {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''}\n"
-    "        redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "          'will_props', 'will_delay', 'will_at')\n"
-    "      end\n"
-    "    end\n"
+    "    if f[1] == '1' and tonumber(f[2] or '0') == 0 then will = take_will(s) end\n"
     "  end\n"
     "  if not old then old = '' end\n"
     "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
@@ -370,8 +375,9 @@ static const char rd_lua[] =
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
     "-- the previous holder's incarnation or '', its token, then the will\n"
-    "-- claim_s took, if any. Records the session as this node's, drops its\n"
-    "-- janitor deadlines and publishes the will if the previous node is dead.\n"
+    "-- claim_s took, if any. Records the session as this node's and drops its\n"
+    "-- janitor deadlines; returns 'will' if there is a will and the previous\n"
+    "-- node is dead (the claiming node publishes it), else ''.\n"
     "local function claim_g(keys, args)\n"
     "  local g, id, me, inc, tok = args[1], args[2], args[3], args[4], args[5]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
@@ -379,8 +385,7 @@ static const char rd_lua[] =
     "  redis.call('ZREM', g .. 'cluster:expiry', id)\n"
     "  if inc == '' then return '' end\n"
     "  if args[6] and redis.call('EXISTS', g .. 'n:' .. inc .. ':alive') == 0 then\n"
-    "    append_will(g, id, {args[6], args[7], args[8], args[9], args[10]},\n"
-    "      g .. 'w:' .. id .. ':' .. tok)\n"
+    "    return 'will'\n"
     "  end\n"
     "  return ''\n"
     "end\n"
@@ -2346,6 +2351,7 @@ struct rd_claim {
 	cairn_claim_fn done;
 	void *arg;
 	redisReply *reply; /* while done() runs: what visit reads */
+	bool will_due;     /* on a Redis Cluster: claim_g found the will due */
 };
 
 /* Deliveries point at their message copy, whose id is their seq. */
@@ -2460,6 +2466,37 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 		c->reply = reply;
 		res.visit = rd_claim_visit;
 		res.visit_ctx = c;
+		/* The will the claim took: due when its node is dead (claim
+		 * checks that itself; claim_g on a Redis Cluster). */
+		const redisReply *w = reply->elements >= 8 ? reply->element[7] : NULL;
+
+		if (w != NULL && w->type == REDIS_REPLY_ARRAY && w->elements == 7 &&
+		    (!st->rcluster || c->will_due)) {
+			bool ok = true;
+			uint64_t q = 0, rt = 0;
+
+			for (size_t i = 0; i < 7; i++)
+				ok = ok && w->element[i]->type == REDIS_REPLY_STRING;
+			ok = ok && rd_parse_u64(w->element[2]->str, w->element[2]->len, 2, &q) &&
+			     rd_parse_u64(w->element[3]->str, w->element[3]->len, 1, &rt);
+			if (ok) {
+				res.has_will = true;
+				res.will.topic = w->element[0]->str;
+				res.will.payload = (const uint8_t *)w->element[1]->str;
+				res.will.payload_len = (uint32_t)w->element[1]->len;
+				res.will.qos = (uint8_t)q;
+				res.will.retain = rt == 1;
+				res.will.props = w->element[4]->len > 0
+						     ? (const uint8_t *)w->element[4]->str
+						     : NULL;
+				res.will.props_len = (uint32_t)w->element[4]->len;
+				res.will_username =
+				    w->element[5]->str[0] == '1' ? w->element[6]->str : NULL;
+			} else {
+				rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s: bad will",
+				       st->where, c->id);
+			}
+		}
 	}
 	c->done(c->arg, rc, rc == 0 ? &res : NULL);
 	free(c->id);
@@ -2519,11 +2556,16 @@ static void rd_claim_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s (the log's slot) failed: %s",
 		       st->where, c->id, reply->str);
-	rd_claim_finish(c, st, s,
-			reply == NULL                      ? CAIRN_EUNAVAILABLE
-			: reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO
-							   : 0,
-			reply);
+	int rc = reply == NULL                      ? CAIRN_EUNAVAILABLE
+		 : reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO
+						    : 0;
+	const redisReply *pos = reply;
+
+	if (rc == 0 && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "will") == 0) {
+		c->will_due = true; /* the previous node is dead: its will goes */
+		pos = NULL;
+	}
+	rd_claim_finish(c, st, s, rc, pos);
 	freeReplyObject(s);
 }
 
@@ -2568,7 +2610,7 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	argv[argc++] = st->inc_s;
 	argv[argc++] = inc;
 	argv[argc++] = old->type == REDIS_REPLY_STRING ? old->str : "";
-	if (inc[0] != '\0' && will->type == REDIS_REPLY_ARRAY && will->elements == 5)
+	if (inc[0] != '\0' && will->type == REDIS_REPLY_ARRAY && will->elements == 7)
 		for (size_t i = 0; i < 5; i++)
 			argv[argc++] = will->element[i]->str != NULL ? will->element[i]->str : "";
 	c->reply = rd_reply_dup(reply);

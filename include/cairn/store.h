@@ -325,6 +325,16 @@ struct cairn_claim_result {
 	 * The caller skips it when it holds the session in memory already. */
 	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
 	void *visit_ctx;
+	/* The will the session's previous connection left, due now (its node
+	 * died without a DISCONNECT, and the will has no delay): the claim
+	 * took it from the store, and the claiming node publishes it, if the
+	 * ACL in force lets the client (will_username, NULL for none) write
+	 * its topic, once, whether or not the claim stands. will.props are as
+	 * in the CONNECT (the Message Expiry Interval among them, which starts
+	 * when it is published); will.expires_at is 0. Borrowed during done(). */
+	bool has_will;
+	struct cairn_msg_rec will;
+	const char *will_username;
 };
 
 /* Completion of claim(): status 0 or a CAIRN_E* code. */

@@ -1682,6 +1682,85 @@ def test_cluster_janitor_will_obeys_the_acl_in_force(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10 MQTT5-3.3.2-5
+@_tag("will", "kill9", "acl", "mqtt5")
+@_timeout(40)
+def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
+    """Two 5.0 clients of node 1 have wills (no delay) and node 1 is killed;
+    each reconnects to node 2 once node 1's liveness has lapsed, before a
+    janitor parks its sessions (the test holds the janitor's lease), so
+    that node 2's claim takes the will their lost connection left and
+    publishes it, as one broker does when a connection drops: the one whose topic the ACL no longer lets its client
+    write (acl_file rewritten, SIGHUP to every node before the kill) is
+    dropped and logged; the other, retained with a Message Expiry Interval
+    of 2 s, reaches a watcher on node 3 and is no longer retained 3 s
+    later."""
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("topic read #\ntopic write c13c/will/#\n")
+    cl = ctx.cluster(3, acl_file=acl)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c13c-watch", "c13c/#")
+    wills = {"c13c-revoked": (("c13c/will/revoked", b"revoked", 1, False), props()),
+             "c13c-exp": (("c13c/will/exp", b"exp", 1, True), props((MESSAGE_EXPIRY, 2)))}
+    first = []
+    for cid, (will, wp) in sorted(wills.items()):
+        c = RawClient(n1.port)
+        first.append(c)
+        do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)), will=will,
+                   will_properties=wp)
+    with open(acl, "w") as f:
+        f.write("topic read #\ntopic write c13c/will/exp\n")
+    for b in cl.nodes:
+        os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: all("SIGHUP" in b.log_text() and
+                                 "rules" in b.log_text().split("SIGHUP")[-1]
+                                 for b in cl.nodes), 3),
+          "no ACL reload logged by every node%s" % cl.excerpt())
+    # The claim publishes a will only once the dead node's liveness has
+    # lapsed (5 s), and the janitor parks the node's sessions as soon as
+    # it has: its lease is held here meanwhile, by no node.
+    jkey = cl.prefix + ("{L:0}:cluster:janitor" if REDIS_CLUSTER else "cluster:janitor")
+    _cli(cl, "SET", jkey, "0", "PX", "20000")
+    n1.kill9()
+    for c in first:
+        c.close()
+    time.sleep(6.5)
+    problems = []
+    for cid in sorted(wills):
+        c = RawClient(n2.port)
+        ctx.add_cleanup(c.close)
+        sp, _, _ = do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)))
+        if sp != 1:
+            problems.append("%s: session present %d on node 2" % (cid, sp))
+    if not w.wait_for([b"exp"], time.monotonic() + 10):
+        problems.append("the will the claim on node 2 took (its client's node died) was not "
+                        "published")
+    dropped = wait_until(lambda: "will to 'c13c/will/revoked' dropped" in n2.log_text(), 5)
+    if w.count(b"revoked"):
+        problems.append("a will whose topic the ACL no longer lets its client write was "
+                        "published by the claim on node 2")
+    if not dropped:
+        problems.append("node 2 did not log the dropped will")
+    t_exp, _ = w.first(b"exp")
+    if t_exp is not None:
+        time.sleep(max(0.0, t_exp + 3.0 - time.monotonic()))
+        late = RawClient(n3.port)
+        ctx.add_cleanup(late.close)
+        do_connect(late, "c13c-late")
+        late.send(subscribe5(1, [("c13c/#", 1)]))
+        check(read_suback5(late, 1) == [1], "c13c-late: SUBACK")
+        try:
+            m = read_publish5(late, 1.0)
+            problems.append("3 s after a retained will with a Message Expiry Interval of 2 s "
+                            "went out, a new subscriber got %r" % m)
+        except socket.timeout:
+            pass
+    if w.count(b"exp") > 1:
+        problems.append("the will was published %d times" % w.count(b"exp"))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- not in phase 1
 
 @_tag("share")
