@@ -1544,7 +1544,7 @@ class _Watcher5:
         return False
 
 
-# covers: MQTT5-3.1.3-9 MQTT5-3.3.2-5 MQTT5-3.1.2-15
+# covers: MQTT5-3.1.2-8 MQTT5-3.3.2-5 MQTT5-3.3.2-6 MQTT5-3.1.2-15
 @_tag("will", "kill9", "janitor", "mqtt5")
 @_timeout(60)
 def test_cluster_janitor_will_keeps_expiry_delay_and_retain(ctx):
@@ -1589,7 +1589,7 @@ def test_cluster_janitor_will_keeps_expiry_delay_and_retain(ctx):
         # node's cached clock, a few ms apart: 3 is within that rounding.
         if not 0 < pr.get(MESSAGE_EXPIRY, 0) <= 3:
             problems.append("the will with a Message Expiry Interval of 2 s arrived with %r "
-                            "(MQTT5-3.3.2-5: the interval left)" % pr.get(MESSAGE_EXPIRY))
+                            "(MQTT5-3.3.2-6: the interval left)" % pr.get(MESSAGE_EXPIRY))
         if pr.get(CONTENT_TYPE) != "text/e" or pr.get(USER) != [("k", "v")]:
             problems.append("the expiring will lost its other properties: %r" % pr)
     _, m = w.first(b"kept")
@@ -1628,7 +1628,7 @@ def test_cluster_janitor_will_keeps_expiry_delay_and_retain(ctx):
     t_d, _ = w.first(b"delayed")
     if t_d is not None and t_d - killed < 8:
         problems.append("the will with a Will Delay Interval of 8 s went out %.1f s after its "
-                        "client's node died (MQTT5-3.1.3-9)" % (t_d - killed))
+                        "client's node died (MQTT5-3.1.2-8)" % (t_d - killed))
     for p in (b"kept", b"expiring", b"delayed", b"ends"):
         if w.count(p) > 1:
             problems.append("the will %r was published %d times" % (p, w.count(p)))
@@ -1682,7 +1682,7 @@ def test_cluster_janitor_will_obeys_the_acl_in_force(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
-# covers: MQTT-3.1.2-8 MQTT-3.1.2-10 MQTT5-3.3.2-5
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10 MQTT5-3.1.2-8 MQTT5-3.3.2-5
 @_tag("will", "kill9", "acl", "mqtt5")
 @_timeout(40)
 def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
