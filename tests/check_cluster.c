@@ -663,6 +663,46 @@ START_TEST(t_qos2_marker)
 END_TEST
 
 /*
+ * On a Redis Cluster the markers live in the log's slot, whose writes are
+ * not fenced: a clean start on a node that has just lost the session to
+ * another node's claim (its kick not yet read) forgets only the markers set
+ * under its own claim and before, never one the new holder set since. Else
+ * the client's resend of that QoS 2 PUBLISH to the new holder would be
+ * appended a second time.
+ */
+START_TEST(t_q2_forget_races_a_claim)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_inflight_in_rec in = {"pub", 7};
+	struct cairn_msg_rec m = {
+	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "q2race");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "pub", 1); /* a clean start on a: its claim */
+	node_claim(&b, &a, "pub", 2); /* the client, on b meanwhile */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* a's clean start deletes the session it no longer holds. */
+	ck_assert_int_eq(cairn_store_redis.session_delete(a.st, "pub"), 0);
+	node_commit(&a, &b);
+	/* The client resends the PUBLISH to b (no PUBREC came): a resend. */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 1);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/*
  * A slot map that names the wrong master (a slot moved since it was
  * read): the claim and the commit sent there are answered MOVED, sent
  * again to the master it names, and the map learns it.
@@ -1118,6 +1158,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_park);
 	tcase_add_test(tc, t_redis_cluster_open);
 	tcase_add_test(tc, t_qos2_marker);
+	tcase_add_test(tc, t_q2_forget_races_a_claim);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

@@ -123,15 +123,26 @@ static const char rd_lua[] =
     "  return {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', w[6] and '1' or '0', w[6] "
     "or ''}\n"
     "end\n"
+    "-- A Redis Cluster's inbound QoS 2 markers of one publisher (hash key):\n"
+    "-- each field (a packet id) holds the epoch of the claim it was set under.\n"
+    "-- Those set up to epoch go (the session they belonged to is gone); one\n"
+    "-- set under a later claim (another node's, racing) stays.\n"
+    "local function forget_q2(key, epoch)\n"
+    "  local h = redis.call('HGETALL', key)\n"
+    "  for i = 1, #h, 2 do\n"
+    "    if (tonumber(h[i + 1]) or 0) <= epoch then redis.call('HDEL', key, h[i]) end\n"
+    "  end\n"
+    "end\n"
     "-- args: this incarnation, n, n own keys, then per command its group,\n"
     "-- its argc and its arguments;\n"
     "-- group 0 is the log's, group g the g-th session's, whose writes run only\n"
     "-- while its token names this incarnation. Returns the groups skipped.\n"
     "-- \"CAIRN.ONCE key n k\": unless key (this incarnation's append counter)\n"
     "-- already reached n, set it to n; else skip the k commands after it.\n"
-    "-- \"CAIRN.MARK key field k\" (a Redis Cluster's inbound QoS 2 marker: key\n"
-    "-- is the publisher's hash, field the packet id): set the field unless it\n"
-    "-- exists; if it did, skip the k commands after it.\n"
+    "-- \"CAIRN.MARK key field k epoch\" (a Redis Cluster's inbound QoS 2 marker:\n"
+    "-- key is the publisher's hash, field the packet id): set the field to\n"
+    "-- the publisher's claim epoch unless it exists; if it did, skip the k\n"
+    "-- commands after it. \"CAIRN.FORGET key epoch\": forget_q2.\n"
     "local function commit(keys, args)\n"
     "  local me, n = args[1], tonumber(args[2])\n"
     "  local ok, fenced = {}, {}\n"
@@ -154,9 +165,12 @@ static const char rd_lua[] =
     "          redis.call('SET', args[first + 1], args[first + 2], 'EX', 86400)\n"
     "        end\n"
     "      elseif args[first] == 'CAIRN.MARK' then\n"
-    "        if redis.call('HSETNX', args[first + 1], args[first + 2], '1') == 0 then\n"
+    "        if redis.call('HSETNX', args[first + 1], args[first + 2], args[first + 4] or '1') "
+    "== 0 then\n"
     "          skip = tonumber(args[first + 3])\n"
     "        else redis.call('EXPIRE', args[first + 1], 86400) end\n"
+    "      elseif args[first] == 'CAIRN.FORGET' then\n"
+    "        forget_q2(args[first + 1], tonumber(args[first + 2]))\n"
     "      else redis.call(unpack(args, first, last)) end\n"
     "    end\n"
     "  end\n"
@@ -167,14 +181,15 @@ static const char rd_lua[] =
     "-- previous connection left if its node is dead (delay 0: a delayed will\n"
     "-- is cancelled by this connection), for this node to publish, and\n"
     "-- returns {previous token, the session's cursor, session, subs,\n"
-    "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will)}.\n"
+    "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
+    "-- this claim's epoch}.\n"
     "local function claim(keys, args)\n"
     "  local pfx, id, tok = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
     "  local old = redis.call('HGET', own, 'tok')\n"
-    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  local epoch = redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
     "  local same, will = false, {}\n"
@@ -204,7 +219,8 @@ static const char rd_lua[] =
     "  end\n"
     "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
-    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will}\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
+    "    epoch}\n"
     "end\n"
     "-- args: prefix, this incarnation, now (ms). One node at a time. The\n"
     "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
@@ -328,14 +344,14 @@ static const char rd_lua[] =
     "-- agrees with the session's keys); it takes the will the previous\n"
     "-- connection left (delay 0, another node's), which the claiming node\n"
     "-- publishes if claim_g finds that node dead. Returns claim's list (the\n"
-    "-- will last, as take_will returns it).\n"
+    "-- will, as take_will returns it, and the claim's epoch last).\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
     "  local old = redis.call('HGET', own, 'tok')\n"
-    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  local epoch = redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
     "  local will = {}\n"
@@ -356,7 +372,8 @@ static const char rd_lua[] =
     "  end\n"
     "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
-    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will}\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
+    "    epoch}\n"
     "end\n"
     "-- Append a will {topic, payload, qos, retain, props} of client id to the\n"
     "-- log (and the retained hash) in the log's slot, once per marker key.\n"
@@ -426,7 +443,7 @@ static const char rd_lua[] =
     "-- 'will' and 'expire' (a deadline that came): if the session is still\n"
     "-- parked, take its will (and, to expire, delete the session); returns\n"
     "-- {'will', topic, payload, qos, retain, props, epoch, has username,\n"
-    "-- username} or {}.\n"
+    "-- username}, else for an expiry {'expired', epoch}, or {}.\n"
     "local function janitor_s(keys, args)\n"
     "  local pfx, id, what = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -480,6 +497,7 @@ static const char rd_lua[] =
     "    redis.call('DEL', s, base .. 'subs', base .. 'delivery', base .. 'm',\n"
     "      base .. 'inflight_in')\n"
     "    redis.call('HDEL', own, 'cur')\n"
+    "    if #out == 0 then out = {'expired', epoch} end\n"
     "  end\n"
     "  return out\n"
     "end\n"
@@ -505,7 +523,11 @@ static const char rd_lua[] =
     "redis.register_function('cairn_janitor_g', janitor_g)\n"
     "redis.register_function{function_name = 'cairn_janitor_s', callback = janitor_s,\n"
     "  flags = {'allow-cross-slot-keys'}}\n"
-    "redis.register_function('cairn_wills_g', wills_g)\n";
+    "redis.register_function('cairn_wills_g', wills_g)\n"
+    "redis.register_function('cairn_q2_forget', function(keys, args)\n"
+    "  forget_q2(keys[1], tonumber(args[1]))\n"
+    "  return 0\n"
+    "end)\n";
 
 /* ---- the sessions held here: client id -> connection serial ---- */
 
@@ -513,6 +535,7 @@ struct rd_owner {
 	struct rd_owner *next;
 	char *id;
 	uint64_t serial;
+	uint64_t epoch;  /* the claim's epoch ({c:ID}:own) */
 	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
 	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
@@ -556,9 +579,11 @@ static struct rd_owner **rd_owner_find(struct rd_owners *o, const char *id)
 	return pp;
 }
 
-/* Hold id under serial; fresh: a new hold (a claim from another node),
- * whose writes staged under the previous hold are dropped. */
-static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, bool fresh)
+/* Hold id under serial, claimed at epoch; fresh: a new hold (a claim
+ * from another node), whose writes staged under the previous hold are
+ * dropped. */
+static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, uint64_t epoch,
+			 bool fresh)
 {
 	struct rd_owner **pp, *e;
 
@@ -580,6 +605,7 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, b
 	pp = rd_owner_find(o, id);
 	if (*pp != NULL) {
 		(*pp)->serial = serial;
+		(*pp)->epoch = epoch;
 		if (fresh)
 			(*pp)->gen_id = ++o->holds;
 		return;
@@ -587,6 +613,7 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, b
 	e = bk_xcalloc(1, sizeof(*e));
 	e->id = bk_xstrdup(id);
 	e->serial = serial;
+	e->epoch = epoch;
 	e->gen_id = ++o->holds;
 	*pp = e;
 	o->n++;
@@ -2078,15 +2105,22 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 		j->nwills++;
 	}
-	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+	const redisReply *ep = NULL;
+
+	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+		ep = reply->elements == 9   ? reply->element[6]
+		     : reply->elements == 2 ? reply->element[1]
+					    : NULL;
+	if (ep != NULL && ep->type == REDIS_REPLY_STRING) {
 		/* The session is gone, and so are its inbound QoS 2 markers (in
 		 * the log's slot, another call; a node that dies before it leaves
-		 * them until they expire). */
+		 * them until they expire), but for those another node set under
+		 * a claim since. */
 		char *mark = rd_cluster_q2_key(st, jc->id);
-		const char *del[] = {"DEL", mark};
+		const char *del[] = {"FCALL", "cairn_q2_forget", "1", mark, ep->str};
 
 		j->expired++;
-		if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 2, del, NULL) != REDIS_OK)
+		if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 5, del, NULL) != REDIS_OK)
 			rd_log(st, CAIRN_LOG_ERROR,
 			       "redis at %s: cannot drop the QoS 2 markers of %s", st->where,
 			       jc->id);
@@ -2449,7 +2483,12 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 			res.has_cursor = rd_pos_parse(cur->str, cur->len, &res.cursor);
 		/* A takeover on this node keeps the hold (and the writes staged
 		 * under it); a claim from elsewhere starts a new one. */
-		rd_owner_set(st->owners, c->id, c->serial, !res.prev_local);
+		const redisReply *ep = reply->elements >= 9 ? reply->element[8] : NULL;
+		uint64_t epoch = ep != NULL && ep->type == REDIS_REPLY_INTEGER && ep->integer > 0
+				     ? (uint64_t)ep->integer
+				     : 0;
+
+		rd_owner_set(st->owners, c->id, c->serial, epoch, !res.prev_local);
 		if (!res.has_cursor && pos != NULL && pos->type == REDIS_REPLY_STRING &&
 		    pos->len > 0 && rd_pos_parse(pos->str, pos->len, &res.cursor)) {
 			/* The previous node's mark is the session's cursor from now
@@ -2587,7 +2626,7 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		free(c);
 		return;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
 		rd_claim_finish(c, st, reply, reply == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
 		return;
 	}
@@ -2719,13 +2758,22 @@ char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id)
 
 int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id)
 {
-	char *key = rd_cluster_q2_key(st, client_id);
-	const char *del[] = {"DEL", key};
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+	char *key, epoch[24];
 	const char *owner = st->stage_owner;
 	int rc;
 
+	/* The markers set under this node's claim and before it; one another
+	 * node sets under a later claim stays (the log's part of the commit
+	 * is not fenced). Not held here: nothing of it is written. */
+	if (pp == NULL || *pp == NULL || (*pp)->epoch == 0)
+		return 0;
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)(*pp)->epoch);
+	key = rd_cluster_q2_key(st, client_id);
+	const char *forget[] = {"CAIRN.FORGET", key, epoch};
+
 	st->stage_owner = NULL; /* the log's slot */
-	rc = rd_stage(st, 2, del, NULL);
+	rc = rd_stage(st, 3, forget, NULL);
 	st->stage_owner = owner;
 	free(key);
 	return rc;
@@ -2767,9 +2815,14 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		rc = rd_stage(st, 4, argv, NULL);
 	}
 	if (rc == 0 && mark != NULL) {
-		const char *argv[] = {"CAIRN.MARK", mark, field, rec->retain ? "2" : "1"};
+		struct rd_owner **pp = rd_owner_find(st->owners, publisher);
+		char epoch[24];
 
-		rc = rd_stage(st, 4, argv, NULL);
+		snprintf(epoch, sizeof(epoch), "%llu",
+			 pp != NULL && *pp != NULL ? (unsigned long long)(*pp)->epoch : 0ULL);
+		const char *argv[] = {"CAIRN.MARK", mark, field, rec->retain ? "2" : "1", epoch};
+
+		rc = rd_stage(st, 5, argv, NULL);
 	}
 	free(mark);
 	if (rc == 0) {
