@@ -315,8 +315,9 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 static void cluster_kicked(void *arg, const char *id, uint64_t serial);
 
 /* The will of a client whose node is gone, about to be published by this
- * node's janitor: checked against the ACL in force here now, as a will
- * restored after a restart is (its listener is not known). */
+ * node (its janitor's round, or a claim that found it due): checked against
+ * the ACL in force here now, as a will restored after a restart is (its
+ * listener is not known). */
 static bool cluster_will_allowed(void *arg, const char *id, const char *username, const char *topic)
 {
 	struct cluster *cl = arg;
