@@ -985,12 +985,16 @@ uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, 
 		return CODEC_SUBACK_FAILURE;
 	}
 	struct sub *s = client_add_sub_opts(c, filter, len, opts, sub_id);
+	if (!*existed && c->srv->cluster)
+		cluster_sub_since(c->srv, s);
 	if (!c->clean) {
 		struct cairn_sub_rec r = {.client_id = c->id,
 					  .filter = s->filter,
 					  .qos = s->qos,
 					  .options = s->options,
-					  .sub_id = s->sub_id};
+					  .sub_id = s->sub_id,
+					  .since_ms = s->since_ms,
+					  .since_seq = s->since_seq};
 		store_sub_put(c->srv->store, &r);
 	}
 	return s->qos;

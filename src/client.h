@@ -64,6 +64,9 @@ struct sub {
 	uint8_t qos;
 	uint8_t options; /* 5.0 options other than the QoS (CAIRN_SUB_*) */
 	uint32_t sub_id; /* 5.0 subscription identifier; 0: none */
+	/* Cluster mode: it matches the shared log's entries after this
+	 * position only (cairn_sub_rec's since). */
+	uint64_t since_ms, since_seq;
 };
 
 /* A session's subscriptions: a chained hash table, so adding, replacing

@@ -32,6 +32,7 @@
 #include "message.h"
 #include "restore.h"
 #include "router.h"
+#include "security.h"
 #include "server.h"
 #include "store.h"
 #include "topic.h"
@@ -313,6 +314,75 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 
 static void cluster_kicked(void *arg, const char *id, uint64_t serial);
 
+/* The will of a client whose node is gone, about to be published by this
+ * node (its janitor's round, or a claim that found it due): checked against
+ * the ACL in force here now, as a will restored after a restart is (its
+ * listener is not known). */
+static bool cluster_will_allowed(void *arg, const char *id, const char *username, const char *topic)
+{
+	struct cluster *cl = arg;
+	struct server *srv = cl->srv;
+	const struct security *s = security_for_unknown(&srv->security);
+
+	if (security_allows(s, id, username, topic, strlen(topic), ACL_WRITE))
+		return true;
+	srv->stats.acl_denied++;
+	log_write(srv->log, LOG_LEVEL_NOTICE,
+		  "client %s: will to '%s' dropped: the ACL denies writing it", id, topic);
+	return false;
+}
+
+/* The will a claim took from the store (the client's previous node died
+ * without its DISCONNECT): published from here, once, as one broker
+ * publishes a will when it fires: under the ACL in force now, its Message
+ * Expiry Interval counted from now. */
+static void cluster_claim_will(struct cluster *cl, const char *id,
+			       const struct cairn_claim_result *r)
+{
+	struct server *srv = cl->srv;
+	const struct cairn_msg_rec *w = &r->will;
+
+	if (!cluster_will_allowed(cl, id, r->will_username, w->topic))
+		return;
+	struct message *m =
+	    message_new(w->topic, strlen(w->topic), w->payload, w->payload_len, w->qos, w->retain);
+	struct codec_props pr;
+	if (w->props_len) {
+		message_set_props(m, w->props, w->props_len);
+		if (codec_props_parse(CODEC_WILL, m->props, m->props_len, &pr) == CODEC_OK &&
+		    CODEC_PROP_HAS(&pr, CODEC_PROP_MESSAGE_EXPIRY)) {
+			struct timeval tv;
+			event_base_gettimeofday_cached(srv->base, &tv);
+			m->expires_at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 +
+					(int64_t)pr.message_expiry * 1000;
+			int n = codec_props_filter(m->props, m->props_len,
+						   (uint64_t)1 << CODEC_PROP_MESSAGE_EXPIRY,
+						   m->props, m->props_len);
+			m->props_len = n > 0 ? (uint32_t)n : 0;
+		}
+	}
+	log_write(srv->log, LOG_LEVEL_INFO,
+		  "client %s: publishing the will its previous connection left (its node is gone) "
+		  "to '%s'",
+		  id, w->topic);
+	srv->stats.msgs_received_qos[m->qos]++;
+	srv->stats.payload_in_qos[m->qos] += m->payload_len;
+	struct cairn_msg_rec rec = {
+	    .topic = m->topic,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
+	    .qos = m->qos,
+	    .retain = m->retain,
+	    .expires_at = m->expires_at,
+	    .props = m->props,
+	    .props_len = m->props_len,
+	};
+	store_log_append(srv->store, id, &rec);
+	if (m->retain)
+		router_retain_local(srv->router, m);
+	message_unref(m);
+}
+
 /* A commit found the session held elsewhere: what this node holds of it
  * under the serial the commit carried, or an older one (a takeover here
  * may have changed it while the commit was on its way), is stale, and its
@@ -489,6 +559,8 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 		claim_free(k);
 		return;
 	}
+	if (status == 0 && r->has_will)
+		cluster_claim_will(cl, k->id, r); /* whatever becomes of the claim */
 	if (status == 0 && !k->kicked) {
 		/* The records, unless this node holds the session in memory:
 		 * then its copy is the newer one. */
@@ -681,6 +753,14 @@ void cluster_park(struct client *c)
 	client_forget(c);
 }
 
+/* ---- subscriptions ---- */
+
+void cluster_sub_since(struct server *srv, struct sub *s)
+{
+	s->since_ms = srv->cluster->routed.ms;
+	s->since_seq = srv->cluster->routed.seq;
+}
+
 /* ---- publishing ---- */
 
 /* A retained message this node published and set in its own copy at
@@ -827,6 +907,7 @@ int cluster_start(struct server *srv)
 	    .entries = cluster_entries,
 	    .kicked = cluster_kicked,
 	    .fenced = cluster_fenced,
+	    .will_allowed = cluster_will_allowed,
 	};
 	uint64_t base = 0;
 	int rc = store_cluster_start(srv->store, &cl->hooks, &cl->routed, &base);

@@ -18,6 +18,7 @@ struct client;
 struct conn;
 struct message;
 struct server;
+struct sub;
 
 /* Join the cluster once the store is restored: 0, or -1 logged. */
 int cluster_start(struct server *srv);
@@ -33,6 +34,11 @@ void cluster_free(struct server *srv);
 /* Append m, published by publisher (NULL: the broker), to the shared log:
  * every node routes it from there, this one included. A staged write. */
 void cluster_publish(struct server *srv, struct message *m, const struct client *publisher);
+
+/* s, a subscription c has just made, matches the log's entries after this
+ * node's mark only: those up to it were published before it (c's catch-up
+ * may still bring them). */
+void cluster_sub_since(struct server *srv, struct sub *s);
 
 /* c's client went: park its session (stored as not connected, held by no
  * node, its cursor where this node's routing of it stands) and drop it

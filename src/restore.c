@@ -104,11 +104,13 @@ bool restore_add_sub(struct client *c, const struct cairn_sub_rec *r)
 	size_t len = strlen(r->filter);
 	if (topic_subfilter_parse(r->filter, len, NULL) != 0 || r->qos > 2)
 		return false;
-	client_add_sub_opts(c, r->filter, len,
-			    r->qos |
-				(r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
-					       CAIRN_SUB_RETAIN_HANDLING)),
-			    r->sub_id);
+	struct sub *s = client_add_sub_opts(
+	    c, r->filter, len,
+	    r->qos | (r->options & (CAIRN_SUB_NO_LOCAL | CAIRN_SUB_RETAIN_AS_PUBLISHED |
+				    CAIRN_SUB_RETAIN_HANDLING)),
+	    r->sub_id);
+	s->since_ms = r->since_ms;
+	s->since_seq = r->since_seq;
 	return true;
 }
 

@@ -126,6 +126,11 @@ static void router_match_cb(void *arg, void *subscriber, uint8_t qos)
 	qos &= 0x03;
 	if ((opts & CAIRN_SUB_NO_LOCAL) && c == r->origin)
 		return; /* [MQTT5-3.8.3-3] */
+	/* Cluster mode: a subscription matches the log's entries made after
+	 * it, whichever way they come (live, or a session's catch-up). */
+	if (r->msg->from_log && (r->msg->log_ms < s->since_ms || (r->msg->log_ms == s->since_ms &&
+								  r->msg->log_seq <= s->since_seq)))
+		return;
 	if (r->only) {
 		if (c != r->only)
 			return;

@@ -99,6 +99,8 @@ struct node {
 	struct cairn_claim_result claim;
 	char claimed_user[32]; /* the session record's username, if one came */
 	int claimed_subs;
+	/* The log position of the claimed subscription to "u/+" (since). */
+	uint64_t claimed_since_ms, claimed_since_seq;
 	bool commit_done;
 	int commit_status;
 	const char *wait; /* redis_wait_replicas, or NULL */
@@ -223,8 +225,11 @@ static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 {
 	struct node *n = arg;
 
-	(void)r;
 	n->claimed_subs++;
+	if (strcmp(r->filter, "u/+") == 0) {
+		n->claimed_since_ms = r->since_ms;
+		n->claimed_since_seq = r->since_seq;
+	}
 	return 0;
 }
 
@@ -247,6 +252,7 @@ static void node_claim(struct node *n, struct node *other, const char *id, uint6
 	n->claim_done = false;
 	n->claimed_user[0] = '\0';
 	n->claimed_subs = 0;
+	n->claimed_since_ms = n->claimed_since_seq = 0;
 	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, on_claim, n),
 			 CAIRN_EINPROGRESS);
 	run_until(n, other, claim_done, n);
@@ -313,13 +319,22 @@ START_TEST(t_claim_kicks_and_fences)
 	put_session(&a, "c1", "alice");
 	struct cairn_sub_rec s = {.client_id = "c1", .filter = "t/#", .qos = 1};
 	ck_assert_int_eq(cairn_store_redis.sub_put(a.st, &s), 0);
+	/* A subscription made at a log position keeps it. */
+	struct cairn_sub_rec u = {.client_id = "c1",
+				  .filter = "u/+",
+				  .qos = 2,
+				  .since_ms = 1796664909722ULL,
+				  .since_seq = 7};
+	ck_assert_int_eq(cairn_store_redis.sub_put(a.st, &u), 0);
 	node_commit(&a, &b);
 
 	/* b claims: it gets a's records, a is told. */
 	node_claim(&b, &a, "c1", 7);
 	ck_assert(!b.claim.prev_local);
 	ck_assert_str_eq(b.claimed_user, "alice");
-	ck_assert_int_eq(b.claimed_subs, 1);
+	ck_assert_int_eq(b.claimed_subs, 2);
+	ck_assert_uint_eq(b.claimed_since_ms, 1796664909722ULL);
+	ck_assert_uint_eq(b.claimed_since_seq, 7);
 	run_until(&a, &b, was_kicked, &a);
 	ck_assert_str_eq(a.kicked, "c1");
 	ck_assert_uint_eq(a.kicked_serial, 1);
@@ -652,6 +667,46 @@ START_TEST(t_qos2_marker)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(log_len(pfx), 5);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/*
+ * On a Redis Cluster the markers live in the log's slot, whose writes are
+ * not fenced: a clean start on a node that has just lost the session to
+ * another node's claim (its kick not yet read) forgets only the markers set
+ * under its own claim and before, never one the new holder set since. Else
+ * the client's resend of that QoS 2 PUBLISH to the new holder would be
+ * appended a second time.
+ */
+START_TEST(t_q2_forget_races_a_claim)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_inflight_in_rec in = {"pub", 7};
+	struct cairn_msg_rec m = {
+	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "q2race");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "pub", 1); /* a clean start on a: its claim */
+	node_claim(&b, &a, "pub", 2); /* the client, on b meanwhile */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* a's clean start deletes the session it no longer holds. */
+	ck_assert_int_eq(cairn_store_redis.session_delete(a.st, "pub"), 0);
+	node_commit(&a, &b);
+	/* The client resends the PUBLISH to b (no PUBREC came): a resend. */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, &a);
+	ck_assert_int_eq(log_len(pfx), 1);
 	node_close(&a);
 	node_close(&b);
 }
@@ -1285,6 +1340,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_park);
 	tcase_add_test(tc, t_redis_cluster_open);
 	tcase_add_test(tc, t_qos2_marker);
+	tcase_add_test(tc, t_q2_forget_races_a_claim);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

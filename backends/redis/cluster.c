@@ -51,28 +51,87 @@ static const char rd_lua[] =
     "local function inc_of(tok)\n"
     "  return tok and string.match(tok, '^(%d+):')\n"
     "end\n"
-    "local function retained_value(q, props, payload)\n"
-    "  if props and #props > 0 then return q .. ';0;' .. #props .. ';' .. props .. payload end\n"
+    "local function retained_value(q, props, payload, ea)\n"
+    "  if (props and #props > 0) or (ea and ea ~= 0) then\n"
+    "    return q .. ';' .. string.format('%d', ea or 0) .. ';' .. #(props or '') .. ';' ..\n"
+    "      (props or '') .. payload\n"
+    "  end\n"
     "  return q .. ':' .. payload\n"
     "end\n"
+    "-- Now in ms by the server's clock (a claim's or a Redis Cluster's will).\n"
+    "local function now_ms()\n"
+    "  local t = redis.call('TIME')\n"
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "end\n"
+    "-- A will's 5.0 properties (as in CONNECT, without the will delay) and when\n"
+    "-- it expires if published at now: its Message Expiry Interval counts from\n"
+    "-- then, and is taken out of the properties (the entry's x field carries\n"
+    "-- it, as a PUBLISH's). Returns props, expires_at (0: never).\n"
+    "local function will_expiry(props, now)\n"
+    "  local i, n, keep, ea = 1, #props, {}, 0\n"
+    "  local function u16(at) return string.byte(props, at) * 256 + string.byte(props, at + 1) "
+    "end\n"
+    "  while i <= n do\n"
+    "    local id, len = string.byte(props, i), nil\n"
+    "    if id == 1 then len = 1\n"
+    "    elseif id == 2 or id == 24 then len = 4\n"
+    "    elseif id == 3 or id == 8 or id == 9 then len = 2 + u16(i + 1)\n"
+    "    elseif id == 38 then\n"
+    "      local k = u16(i + 1)\n"
+    "      len = 4 + k + u16(i + 3 + k)\n"
+    "    else return props, 0 end\n"
+    "    if i + len > n then return props, 0 end\n"
+    "    if id == 2 then\n"
+    "      local b1, b2, b3, b4 = string.byte(props, i + 1, i + 4)\n"
+    "      ea = now + (((b1 * 256 + b2) * 256 + b3) * 256 + b4) * 1000\n"
+    "    else keep[#keep + 1] = string.sub(props, i, i + len) end\n"
+    "    i = i + 1 + len\n"
+    "  end\n"
+    "  return table.concat(keep), ea\n"
+    "end\n"
     "-- Append the will kept in session hash s to the log (and the retained\n"
-    "-- hash), and remove it in the same call, so it goes out once.\n"
-    "local function publish_will(pfx, id, s)\n"
+    "-- hash) as published at now, and remove it in the same call, so it goes\n"
+    "-- out once.\n"
+    "local function publish_will(pfx, id, s, now)\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "    'will_props')\n"
     "  if not w[1] then return 0 end\n"
-    "  local props = w[5] or ''\n"
+    "  local props, ea = will_expiry(w[5] or '', now)\n"
     "  redis.call('XADD', pfx .. '{L:0}:log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
-    "    'x', '0', 'o', props, 'f', id)\n"
+    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
     "  if w[4] == '1' then\n"
     "    if #w[2] == 0 then redis.call('HDEL', pfx .. '{L:0}:retained', w[1])\n"
-    "    else redis.call('HSET', pfx .. '{L:0}:retained', w[1], retained_value(w[3], props, w[2])) "
-    "end\n"
+    "    else redis.call('HSET', pfx .. '{L:0}:retained', w[1], retained_value(w[3], props, w[2], "
+    "ea))\n"
+    "    end\n"
     "  end\n"
     "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
     "'will_props',\n"
     "    'will_delay', 'will_at')\n"
     "  return 1\n"
+    "end\n"
+    "-- Take the will kept in session hash s, for the claiming node to publish\n"
+    "-- (its ACL decides): {topic, payload, qos, retain, properties, '1' and the\n"
+    "-- username or '0' and ''}, or {} when there is none.\n"
+    "local function take_will(s)\n"
+    "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "    'will_props', 'username')\n"
+    "  if not w[1] then return {} end\n"
+    "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
+    "'will_props',\n"
+    "    'will_delay', 'will_at')\n"
+    "  return {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', w[6] and '1' or '0', w[6] "
+    "or ''}\n"
+    "end\n"
+    "-- A Redis Cluster's inbound QoS 2 markers of one publisher (hash key):\n"
+    "-- each field (a packet id) holds the epoch of the claim it was set under.\n"
+    "-- Those set up to epoch go (the session they belonged to is gone); one\n"
+    "-- set under a later claim (another node's, racing) stays.\n"
+    "local function forget_q2(key, epoch)\n"
+    "  local h = redis.call('HGETALL', key)\n"
+    "  for i = 1, #h, 2 do\n"
+    "    if (tonumber(h[i + 1]) or 0) <= epoch then redis.call('HDEL', key, h[i]) end\n"
+    "  end\n"
     "end\n"
     "-- args: this incarnation, n, n own keys, then per command its group,\n"
     "-- its argc and its arguments;\n"
@@ -80,9 +139,10 @@ static const char rd_lua[] =
     "-- while its token names this incarnation. Returns the groups skipped.\n"
     "-- \"CAIRN.ONCE key n k\": unless key (this incarnation's append counter)\n"
     "-- already reached n, set it to n; else skip the k commands after it.\n"
-    "-- \"CAIRN.MARK key field k\" (a Redis Cluster's inbound QoS 2 marker: key\n"
-    "-- is the publisher's hash, field the packet id): set the field unless it\n"
-    "-- exists; if it did, skip the k commands after it.\n"
+    "-- \"CAIRN.MARK key field k epoch\" (a Redis Cluster's inbound QoS 2 marker:\n"
+    "-- key is the publisher's hash, field the packet id): set the field to\n"
+    "-- the publisher's claim epoch unless it exists; if it did, skip the k\n"
+    "-- commands after it. \"CAIRN.FORGET key epoch\": forget_q2.\n"
     "local function commit(keys, args)\n"
     "  local me, n = args[1], tonumber(args[2])\n"
     "  local ok, fenced = {}, {}\n"
@@ -105,30 +165,34 @@ static const char rd_lua[] =
     "          redis.call('SET', args[first + 1], args[first + 2], 'EX', 86400)\n"
     "        end\n"
     "      elseif args[first] == 'CAIRN.MARK' then\n"
-    "        if redis.call('HSETNX', args[first + 1], args[first + 2], '1') == 0 then\n"
+    "        if redis.call('HSETNX', args[first + 1], args[first + 2], args[first + 4] or '1') "
+    "== 0 then\n"
     "          skip = tonumber(args[first + 3])\n"
     "        else redis.call('EXPIRE', args[first + 1], 86400) end\n"
+    "      elseif args[first] == 'CAIRN.FORGET' then\n"
+    "        forget_q2(args[first + 1], tonumber(args[first + 2]))\n"
     "      else redis.call(unpack(args, first, last)) end\n"
     "    end\n"
     "  end\n"
     "  return fenced\n"
     "end\n"
     "-- args: prefix, client id, token. Takes the session: bumps the epoch,\n"
-    "-- takes the token, kicks the previous holder, publishes the will the\n"
+    "-- takes the token, kicks the previous holder, takes the will the\n"
     "-- previous connection left if its node is dead (delay 0: a delayed will\n"
-    "-- is cancelled by this connection), and returns {previous token, the\n"
-    "-- session's cursor, session, subs, deliveries, message copies, inbound\n"
-    "-- QoS 2 ids}.\n"
+    "-- is cancelled by this connection), for this node to publish, and\n"
+    "-- returns {previous token, the session's cursor, session, subs,\n"
+    "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
+    "-- this claim's epoch}.\n"
     "local function claim(keys, args)\n"
     "  local pfx, id, tok = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
     "  local old = redis.call('HGET', own, 'tok')\n"
-    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  local epoch = redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
-    "  local same = false\n"
+    "  local same, will = false, {}\n"
     "  local inc = inc_of(old)\n"
     "  if inc then\n"
     "    same = inc == me\n"
@@ -141,7 +205,7 @@ static const char rd_lua[] =
     "      local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
     "      if f[1] == '1' and tonumber(f[2] or '0') == 0 and\n"
     "          redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
-    "        publish_will(pfx, id, s)\n"
+    "        will = take_will(s)\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -155,21 +219,23 @@ static const char rd_lua[] =
     "  end\n"
     "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
-    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in')}\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
+    "    epoch}\n"
     "end\n"
     "-- args: prefix, this incarnation, now (ms). One node at a time. The\n"
     "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
     "-- cursor its mark) and the node is told (a kick), in case it lives on; a\n"
     "-- will that was due at its death, or whose delay runs out while its\n"
-    "-- session stays parked, goes to the log once; a parked session past its\n"
-    "-- expiry is deleted. Returns {parked, wills, expired}.\n"
+    "-- session stays parked, is handed to the node (below); a parked session\n"
+    "-- past its expiry is deleted once its will is gone. Returns {parked,\n"
+    "-- wills due, expired}.\n"
     "local function janitor(keys, args)\n"
     "  local pfx, me, now = args[1], args[2], tonumber(args[3])\n"
     "  local jk = pfx .. 'cluster:janitor'\n"
     "  local j = redis.call('GET', jk)\n"
-    "  if j and j ~= me then return {0, 0, 0} end\n"
+    "  if j and j ~= me then return {0, {}, 0} end\n"
     "  redis.call('SET', jk, me, 'PX', 10000)\n"
-    "  local parked, wills, expired = 0, 0, 0\n"
+    "  local parked, expired = 0, 0\n"
     "  for _, inc in ipairs(redis.call('SMEMBERS', pfx .. 'cluster:nodes')) do\n"
     "    if redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
     "      local owned = pfx .. '{n:' .. inc .. '}:owned'\n"
@@ -216,41 +282,76 @@ static const char rd_lua[] =
     "  local function parked_session(id)\n"
     "    return redis.call('HGET', pfx .. '{c:' .. id .. '}:own', 'tok') == ''\n"
     "  end\n"
+    "  -- A due will goes back to the node (due: id, epoch, topic, username or\n"
+    "  -- false), which publishes it with cairn_will if its access rules let\n"
+    "  -- the client write the topic now; its deadline stays until then (a\n"
+    "  -- janitor that dies meanwhile leaves it to the next round).\n"
+    "  local due, seen = {}, {}\n"
+    "  local function will_due(id)\n"
+    "    local base = pfx .. '{c:' .. id .. '}:'\n"
+    "    local f = redis.call('HMGET', base .. 'session', 'will_topic', 'username')\n"
+    "    if not f[1] then return false end\n"
+    "    if not seen[id] then\n"
+    "      seen[id] = true\n"
+    "      due[#due + 1] = {id, redis.call('HGET', base .. 'own', 'epoch') or '0', f[1],\n"
+    "        f[2] and '1' or '0', f[2] or ''}\n"
+    "    end\n"
+    "    return true\n"
+    "  end\n"
     "  local wk = pfx .. 'cluster:wills'\n"
     "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, '-inf', now, 'LIMIT', 0, 100)) do\n"
-    "    redis.call('ZREM', wk, id)\n"
-    "    if parked_session(id) then\n"
-    "      wills = wills + publish_will(pfx, id, pfx .. '{c:' .. id .. '}:session')\n"
-    "    end\n"
+    "    if not (parked_session(id) and will_due(id)) then redis.call('ZREM', wk, id) end\n"
     "  end\n"
     "  local ek = pfx .. 'cluster:expiry'\n"
     "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ek, '-inf', now, 'LIMIT', 0, 100)) do\n"
-    "    redis.call('ZREM', ek, id)\n"
-    "    if parked_session(id) then\n"
+    "    if not parked_session(id) then\n"
+    "      redis.call('ZREM', ek, id)\n"
+    "    elseif will_due(id) then\n"
+    "      -- Its will goes first; the session at a later round.\n"
+    "      redis.call('ZADD', wk, now, id)\n"
+    "    else\n"
+    "      redis.call('ZREM', ek, id)\n"
     "      local base = pfx .. '{c:' .. id .. '}:'\n"
-    "      wills = wills + publish_will(pfx, id, base .. 'session')\n"
     "      redis.call('DEL', base .. 'session', base .. 'subs', base .. 'delivery', base .. 'm',\n"
     "        base .. 'inflight_in')\n"
     "      redis.call('HDEL', base .. 'own', 'cur')\n"
     "      expired = expired + 1\n"
     "    end\n"
     "  end\n"
-    "  return {parked, wills, expired}\n"
+    "  return {parked, due, expired}\n"
+    "end\n"
+    "-- args: prefix, id, epoch, '1' to publish or '0' to drop, now (ms). The\n"
+    "-- janitor's due will of a session still parked at that epoch: published\n"
+    "-- (or dropped: the node's access rules deny it) and removed, in one call.\n"
+    "local function will(keys, args)\n"
+    "  local pfx, id, epoch, now = args[1], args[2], args[3], tonumber(args[5])\n"
+    "  local base = pfx .. '{c:' .. id .. '}:'\n"
+    "  local own = base .. 'own'\n"
+    "  if redis.call('HGET', own, 'tok') ~= '' or\n"
+    "      (redis.call('HGET', own, 'epoch') or '0') ~= epoch then\n"
+    "    return 0\n"
+    "  end\n"
+    "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
+    "  if args[4] == '1' then return publish_will(pfx, id, base .. 'session', now) end\n"
+    "  redis.call('HDEL', base .. 'session', 'will_topic', 'will_payload', 'will_qos', "
+    "'will_retain',\n"
+    "    'will_props', 'will_delay', 'will_at')\n"
+    "  return 0\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
     "-- without the node keys: the previous node's mark is its copy on this\n"
     "-- master (args[4], written with every commit that wrote here, so it\n"
     "-- agrees with the session's keys); it takes the will the previous\n"
-    "-- connection left (delay 0, another node's) for claim_g to publish if\n"
-    "-- that node is dead. Returns claim's list and the will {topic, payload,\n"
-    "-- qos, retain, props}.\n"
+    "-- connection left (delay 0, another node's), which the claiming node\n"
+    "-- publishes if claim_g finds that node dead. Returns claim's list (the\n"
+    "-- will, as take_will returns it, and the claim's epoch last).\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
     "  local old = redis.call('HGET', own, 'tok')\n"
-    "  redis.call('HINCRBY', own, 'epoch', 1)\n"
+    "  local epoch = redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
     "  local will = {}\n"
@@ -263,15 +364,7 @@ static const char rd_lua[] =
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
     "    local s = base .. 'session'\n"
     "    local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
-    "    if f[1] == '1' and tonumber(f[2] or '0') == 0 then\n"
-    "      local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos',\n"
-    "        'will_retain', 'will_props')\n"
-    "      if w[1] then\n"
-    "        will = {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''}\n"
-    "        redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "          'will_props', 'will_delay', 'will_at')\n"
-    "      end\n"
-    "    end\n"
+    "    if f[1] == '1' and tonumber(f[2] or '0') == 0 then will = take_will(s) end\n"
     "  end\n"
     "  if not old then old = '' end\n"
     "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
@@ -279,25 +372,29 @@ static const char rd_lua[] =
     "  end\n"
     "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
-    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will}\n"
+    "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
+    "    epoch}\n"
     "end\n"
     "-- Append a will {topic, payload, qos, retain, props} of client id to the\n"
     "-- log (and the retained hash) in the log's slot, once per marker key.\n"
     "local function append_will(g, id, w, marker)\n"
     "  if not redis.call('SET', marker, '1', 'NX', 'EX', 86400) then return 0 end\n"
+    "  local props, ea = will_expiry(w[5], now_ms())\n"
     "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
-    "    'x', '0', 'o', w[5], 'f', id)\n"
+    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
     "  if w[4] == '1' then\n"
     "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
-    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], w[5], w[2])) end\n"
+    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], props, w[2], ea)) "
+    "end\n"
     "  end\n"
     "  return 1\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
     "-- the previous holder's incarnation or '', its token, then the will\n"
-    "-- claim_s took, if any. Records the session as this node's, drops its\n"
-    "-- janitor deadlines and publishes the will if the previous node is dead.\n"
+    "-- claim_s took, if any. Records the session as this node's and drops its\n"
+    "-- janitor deadlines; returns 'will' if there is a will and the previous\n"
+    "-- node is dead (the claiming node publishes it), else ''.\n"
     "local function claim_g(keys, args)\n"
     "  local g, id, me, inc, tok = args[1], args[2], args[3], args[4], args[5]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
@@ -305,8 +402,7 @@ static const char rd_lua[] =
     "  redis.call('ZREM', g .. 'cluster:expiry', id)\n"
     "  if inc == '' then return '' end\n"
     "  if args[6] and redis.call('EXISTS', g .. 'n:' .. inc .. ':alive') == 0 then\n"
-    "    append_will(g, id, {args[6], args[7], args[8], args[9], args[10]},\n"
-    "      g .. 'w:' .. id .. ':' .. tok)\n"
+    "    return 'will'\n"
     "  end\n"
     "  return ''\n"
     "end\n"
@@ -346,7 +442,8 @@ static const char rd_lua[] =
     "-- holds it; returns {'park', will_at, expires_at} ('' for none).\n"
     "-- 'will' and 'expire' (a deadline that came): if the session is still\n"
     "-- parked, take its will (and, to expire, delete the session); returns\n"
-    "-- {'will', topic, payload, qos, retain, props, epoch} or {}.\n"
+    "-- {'will', topic, payload, qos, retain, props, epoch, has username,\n"
+    "-- username}, else for an expiry {'expired', epoch}, or {}.\n"
     "local function janitor_s(keys, args)\n"
     "  local pfx, id, what = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -388,10 +485,11 @@ static const char rd_lua[] =
     "  if tok ~= '' then return {} end\n"
     "  local epoch = redis.call('HGET', own, 'epoch') or '0'\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "    'will_props')\n"
+    "    'will_props', 'username')\n"
     "  local out = {}\n"
     "  if w[1] then\n"
-    "    out = {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', epoch}\n"
+    "    out = {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', epoch,\n"
+    "      w[6] and '1' or '0', w[6] or ''}\n"
     "    redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "      'will_props', 'will_delay', 'will_at')\n"
     "  end\n"
@@ -399,6 +497,7 @@ static const char rd_lua[] =
     "    redis.call('DEL', s, base .. 'subs', base .. 'delivery', base .. 'm',\n"
     "      base .. 'inflight_in')\n"
     "    redis.call('HDEL', own, 'cur')\n"
+    "    if #out == 0 then out = {'expired', epoch} end\n"
     "  end\n"
     "  return out\n"
     "end\n"
@@ -417,13 +516,18 @@ static const char rd_lua[] =
     "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim', claim)\n"
     "redis.register_function('cairn_janitor', janitor)\n"
+    "redis.register_function('cairn_will', will)\n"
     "redis.register_function{function_name = 'cairn_claim_s', callback = claim_s,\n"
     "  flags = {'allow-cross-slot-keys'}}\n"
     "redis.register_function('cairn_claim_g', claim_g)\n"
     "redis.register_function('cairn_janitor_g', janitor_g)\n"
     "redis.register_function{function_name = 'cairn_janitor_s', callback = janitor_s,\n"
     "  flags = {'allow-cross-slot-keys'}}\n"
-    "redis.register_function('cairn_wills_g', wills_g)\n";
+    "redis.register_function('cairn_wills_g', wills_g)\n"
+    "redis.register_function('cairn_q2_forget', function(keys, args)\n"
+    "  forget_q2(keys[1], tonumber(args[1]))\n"
+    "  return 0\n"
+    "end)\n";
 
 /* ---- the sessions held here: client id -> connection serial ---- */
 
@@ -431,6 +535,7 @@ struct rd_owner {
 	struct rd_owner *next;
 	char *id;
 	uint64_t serial;
+	uint64_t epoch;  /* the claim's epoch ({c:ID}:own) */
 	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
 	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
@@ -474,9 +579,11 @@ static struct rd_owner **rd_owner_find(struct rd_owners *o, const char *id)
 	return pp;
 }
 
-/* Hold id under serial; fresh: a new hold (a claim from another node),
- * whose writes staged under the previous hold are dropped. */
-static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, bool fresh)
+/* Hold id under serial, claimed at epoch; fresh: a new hold (a claim
+ * from another node), whose writes staged under the previous hold are
+ * dropped. */
+static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, uint64_t epoch,
+			 bool fresh)
 {
 	struct rd_owner **pp, *e;
 
@@ -498,6 +605,7 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, b
 	pp = rd_owner_find(o, id);
 	if (*pp != NULL) {
 		(*pp)->serial = serial;
+		(*pp)->epoch = epoch;
 		if (fresh)
 			(*pp)->gen_id = ++o->holds;
 		return;
@@ -505,6 +613,7 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, b
 	e = bk_xcalloc(1, sizeof(*e));
 	e->id = bk_xstrdup(id);
 	e->serial = serial;
+	e->epoch = epoch;
 	e->gen_id = ++o->holds;
 	*pp = e;
 	o->n++;
@@ -1743,6 +1852,55 @@ static struct rd_aux *rd_aux_new(struct cairn_store *st, bool reader)
 
 /* ---- liveness and the janitor ---- */
 
+/* Whether the core lets client id's will to topic go out (the hook). */
+static bool rd_will_allowed(struct cairn_store *st, const char *id, const char *username,
+			    const char *topic)
+{
+	const struct cairn_cluster_hooks *h = st->hooks;
+
+	return h == NULL || h->will_allowed == NULL || h->will_allowed(h->arg, id, username, topic);
+}
+
+static void rd_will_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+	char *id = privdata;
+
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: the will of %s failed: %s", st->where, id,
+		       reply->str);
+	else if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+		 reply->integer > 0)
+		rd_log(st, CAIRN_LOG_NOTICE, "cluster janitor: the will of %s published", id);
+	free(id);
+}
+
+/* One will the janitor found due: {id, epoch, topic, has username,
+ * username}. */
+static void rd_janitor_will(struct cairn_store *st, const redisReply *w)
+{
+	struct timeval now;
+	char ms[24];
+
+	if (w->type != REDIS_REPLY_ARRAY || w->elements != 5)
+		return;
+	for (size_t k = 0; k < 5; k++)
+		if (w->element[k]->type != REDIS_REPLY_STRING)
+			return;
+	const char *id = w->element[0]->str;
+	const char *user = w->element[3]->str[0] == '1' ? w->element[4]->str : NULL;
+	bool ok = rd_will_allowed(st, id, user, w->element[2]->str);
+	const char *argv[] = {
+	    "FCALL", "cairn_will", "0", st->prefix, id, w->element[1]->str, ok ? "1" : "0", ms};
+	char *arg = bk_xstrdup(id);
+
+	gettimeofday(&now, NULL);
+	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
+	if (redisAsyncCommandArgv(st->ac, rd_will_cb, arg, 8, argv, NULL) != REDIS_OK)
+		free(arg);
+}
+
 static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
@@ -1756,14 +1914,20 @@ static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
 		       reply->str);
 		return;
 	}
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-	    (reply->element[0]->integer > 0 || reply->element[1]->integer > 0 ||
-	     reply->element[2]->integer > 0))
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[1]->type != REDIS_REPLY_ARRAY)
+		return;
+	if (reply->element[0]->integer > 0 || reply->element[2]->integer > 0)
 		rd_log(st, CAIRN_LOG_NOTICE,
-		       "cluster janitor: %lld sessions of departed nodes parked, %lld wills "
-		       "published, %lld parked sessions expired",
-		       reply->element[0]->integer, reply->element[1]->integer,
-		       reply->element[2]->integer);
+		       "cluster janitor: %lld sessions of departed nodes parked, %lld parked "
+		       "sessions expired",
+		       reply->element[0]->integer, reply->element[2]->integer);
+	/* The wills due: each goes out, or is dropped, in a call of its own
+	 * that checks the session is still parked at the epoch read. */
+	const redisReply *due = reply->element[1];
+
+	for (size_t i = 0; i < due->elements; i++)
+		rd_janitor_will(st, due->element[i]);
 }
 
 /*
@@ -1919,7 +2083,17 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 			j->zadd[3 * j->nzadd + 2] = bk_xstrdup(jc->id);
 			j->nzadd++;
 		}
-	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7) {
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 9 &&
+		   !rd_will_allowed(st, jc->id,
+				    reply->element[7]->type == REDIS_REPLY_STRING &&
+					    reply->element[7]->str[0] == '1'
+					? reply->element[8]->str
+					: NULL,
+				    reply->element[1]->type == REDIS_REPLY_STRING
+					? reply->element[1]->str
+					: "")) {
+		/* Taken from the session, and not published. */
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 9) {
 		size_t w = 7 * j->nwills, len;
 
 		j->wills = bk_xrealloc(j->wills, (w + 7) * sizeof(*j->wills));
@@ -1934,15 +2108,22 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 		j->nwills++;
 	}
-	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+	const redisReply *ep = NULL;
+
+	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY)
+		ep = reply->elements == 9   ? reply->element[6]
+		     : reply->elements == 2 ? reply->element[1]
+					    : NULL;
+	if (ep != NULL && ep->type == REDIS_REPLY_STRING) {
 		/* The session is gone, and so are its inbound QoS 2 markers (in
 		 * the log's slot, another call; a node that dies before it leaves
-		 * them until they expire). */
+		 * them until they expire), but for those another node set under
+		 * a claim since. */
 		char *mark = rd_cluster_q2_key(st, jc->id);
-		const char *del[] = {"DEL", mark};
+		const char *del[] = {"FCALL", "cairn_q2_forget", "1", mark, ep->str};
 
 		j->expired++;
-		if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 2, del, NULL) != REDIS_OK)
+		if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 5, del, NULL) != REDIS_OK)
 			rd_log(st, CAIRN_LOG_ERROR,
 			       "redis at %s: cannot drop the QoS 2 markers of %s", st->where,
 			       jc->id);
@@ -2207,6 +2388,7 @@ struct rd_claim {
 	cairn_claim_fn done;
 	void *arg;
 	redisReply *reply; /* while done() runs: what visit reads */
+	bool will_due;     /* on a Redis Cluster: claim_g found the will due */
 };
 
 /* Deliveries point at their message copy, whose id is their seq. */
@@ -2304,7 +2486,12 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 			res.has_cursor = rd_pos_parse(cur->str, cur->len, &res.cursor);
 		/* A takeover on this node keeps the hold (and the writes staged
 		 * under it); a claim from elsewhere starts a new one. */
-		rd_owner_set(st->owners, c->id, c->serial, !res.prev_local);
+		const redisReply *ep = reply->elements >= 9 ? reply->element[8] : NULL;
+		uint64_t epoch = ep != NULL && ep->type == REDIS_REPLY_INTEGER && ep->integer > 0
+				     ? (uint64_t)ep->integer
+				     : 0;
+
+		rd_owner_set(st->owners, c->id, c->serial, epoch, !res.prev_local);
 		if (!res.has_cursor && pos != NULL && pos->type == REDIS_REPLY_STRING &&
 		    pos->len > 0 && rd_pos_parse(pos->str, pos->len, &res.cursor)) {
 			/* The previous node's mark is the session's cursor from now
@@ -2321,6 +2508,37 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 		c->reply = reply;
 		res.visit = rd_claim_visit;
 		res.visit_ctx = c;
+		/* The will the claim took: due when its node is dead (claim
+		 * checks that itself; claim_g on a Redis Cluster). */
+		const redisReply *w = reply->elements >= 8 ? reply->element[7] : NULL;
+
+		if (w != NULL && w->type == REDIS_REPLY_ARRAY && w->elements == 7 &&
+		    (!st->rcluster || c->will_due)) {
+			bool ok = true;
+			uint64_t q = 0, rt = 0;
+
+			for (size_t i = 0; i < 7; i++)
+				ok = ok && w->element[i]->type == REDIS_REPLY_STRING;
+			ok = ok && rd_parse_u64(w->element[2]->str, w->element[2]->len, 2, &q) &&
+			     rd_parse_u64(w->element[3]->str, w->element[3]->len, 1, &rt);
+			if (ok) {
+				res.has_will = true;
+				res.will.topic = w->element[0]->str;
+				res.will.payload = (const uint8_t *)w->element[1]->str;
+				res.will.payload_len = (uint32_t)w->element[1]->len;
+				res.will.qos = (uint8_t)q;
+				res.will.retain = rt == 1;
+				res.will.props = w->element[4]->len > 0
+						     ? (const uint8_t *)w->element[4]->str
+						     : NULL;
+				res.will.props_len = (uint32_t)w->element[4]->len;
+				res.will_username =
+				    w->element[5]->str[0] == '1' ? w->element[6]->str : NULL;
+			} else {
+				rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s: bad will",
+				       st->where, c->id);
+			}
+		}
 	}
 	c->done(c->arg, rc, rc == 0 ? &res : NULL);
 	free(c->id);
@@ -2380,11 +2598,16 @@ static void rd_claim_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s (the log's slot) failed: %s",
 		       st->where, c->id, reply->str);
-	rd_claim_finish(c, st, s,
-			reply == NULL                      ? CAIRN_EUNAVAILABLE
-			: reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO
-							   : 0,
-			reply);
+	int rc = reply == NULL                      ? CAIRN_EUNAVAILABLE
+		 : reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO
+						    : 0;
+	const redisReply *pos = reply;
+
+	if (rc == 0 && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "will") == 0) {
+		c->will_due = true; /* the previous node is dead: its will goes */
+		pos = NULL;
+	}
+	rd_claim_finish(c, st, s, rc, pos);
 	freeReplyObject(s);
 }
 
@@ -2406,7 +2629,7 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		free(c);
 		return;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
 		rd_claim_finish(c, st, reply, reply == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
 		return;
 	}
@@ -2429,7 +2652,7 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	argv[argc++] = st->inc_s;
 	argv[argc++] = inc;
 	argv[argc++] = old->type == REDIS_REPLY_STRING ? old->str : "";
-	if (inc[0] != '\0' && will->type == REDIS_REPLY_ARRAY && will->elements == 5)
+	if (inc[0] != '\0' && will->type == REDIS_REPLY_ARRAY && will->elements == 7)
 		for (size_t i = 0; i < 5; i++)
 			argv[argc++] = will->element[i]->str != NULL ? will->element[i]->str : "";
 	c->reply = rd_reply_dup(reply);
@@ -2538,13 +2761,22 @@ char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id)
 
 int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id)
 {
-	char *key = rd_cluster_q2_key(st, client_id);
-	const char *del[] = {"DEL", key};
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+	char *key, epoch[24];
 	const char *owner = st->stage_owner;
 	int rc;
 
+	/* The markers set under this node's claim and before it; one another
+	 * node sets under a later claim stays (the log's part of the commit
+	 * is not fenced). Not held here: nothing of it is written. */
+	if (pp == NULL || *pp == NULL || (*pp)->epoch == 0)
+		return 0;
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)(*pp)->epoch);
+	key = rd_cluster_q2_key(st, client_id);
+	const char *forget[] = {"CAIRN.FORGET", key, epoch};
+
 	st->stage_owner = NULL; /* the log's slot */
-	rc = rd_stage(st, 2, del, NULL);
+	rc = rd_stage(st, 3, forget, NULL);
 	st->stage_owner = owner;
 	free(key);
 	return rc;
@@ -2586,9 +2818,14 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		rc = rd_stage(st, 4, argv, NULL);
 	}
 	if (rc == 0 && mark != NULL) {
-		const char *argv[] = {"CAIRN.MARK", mark, field, rec->retain ? "2" : "1"};
+		struct rd_owner **pp = rd_owner_find(st->owners, publisher);
+		char epoch[24];
 
-		rc = rd_stage(st, 4, argv, NULL);
+		snprintf(epoch, sizeof(epoch), "%llu",
+			 pp != NULL && *pp != NULL ? (unsigned long long)(*pp)->epoch : 0ULL);
+		const char *argv[] = {"CAIRN.MARK", mark, field, rec->retain ? "2" : "1", epoch};
+
+		rc = rd_stage(st, 5, argv, NULL);
 	}
 	free(mark);
 	if (rc == 0) {

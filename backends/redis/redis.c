@@ -454,17 +454,25 @@ static int rd_session_delete(struct cairn_store *st, const char *client_id)
 static int rd_sub_put(struct cairn_store *st, const struct cairn_sub_rec *rec)
 {
 	char *key = rd_key(st, "subs", rec->client_id);
-	char val[48];
+	char val[96];
 	const char *argv[] = {"HSET", key, rec->filter, val};
 	int rc;
 
-	/* "qos", or "qos:options:sub_id" when either is set. */
+	/* "qos", or "qos:options:sub_id" when either is set, or
+	 * "qos:options:sub_id:ms-seq" with a log position (cluster mode). */
 	size_t n = rd_u64(val, rec->qos);
-	if (rec->options != 0 || rec->sub_id != 0) {
+	bool since = rec->since_ms != 0 || rec->since_seq != 0;
+	if (rec->options != 0 || rec->sub_id != 0 || since) {
 		val[n++] = ':';
 		n += rd_u64(val + n, rec->options);
 		val[n++] = ':';
-		rd_u64(val + n, rec->sub_id);
+		n += rd_u64(val + n, rec->sub_id);
+	}
+	if (since) {
+		val[n++] = ':';
+		n += rd_u64(val + n, rec->since_ms);
+		val[n++] = '-';
+		rd_u64(val + n, rec->since_seq);
 	}
 	st->stage_owner = rec->client_id;
 	rc = rd_stage(st, 4, argv, NULL);

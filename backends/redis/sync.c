@@ -586,20 +586,32 @@ int rd_visit_subs(struct cairn_store *st, const char *id, redisReply **r,
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const redisReply *f = h->element[2 * i], *q = h->element[2 * i + 1];
 		struct cairn_sub_rec rec = {.client_id = id, .filter = f->str};
-		uint64_t qos, opts = 0, sub_id = 0;
-		/* "qos" or "qos:options:sub_id" */
+		uint64_t qos, opts = 0, sub_id = 0, since_ms = 0, since_seq = 0;
+		/* "qos", "qos:options:sub_id" or "qos:options:sub_id:ms-seq" */
 		const char *c1 = memchr(q->str, ':', q->len), *c2 = NULL, *end = q->str + q->len;
+		const char *c3 = NULL, *dash = NULL, *idend = end;
 
 		if (c1 != NULL && (c2 = memchr(c1 + 1, ':', (size_t)(end - c1 - 1))) == NULL)
 			return rd_corrupt(st, "subs", id, "bad value");
+		if (c2 != NULL && (c3 = memchr(c2 + 1, ':', (size_t)(end - c2 - 1))) != NULL) {
+			idend = c3;
+			dash = memchr(c3 + 1, '-', (size_t)(end - c3 - 1));
+			if (dash == NULL ||
+			    !rd_parse_u64(c3 + 1, (size_t)(dash - c3 - 1), UINT64_MAX, &since_ms) ||
+			    !rd_parse_u64(dash + 1, (size_t)(end - dash - 1), UINT64_MAX,
+					  &since_seq))
+				return rd_corrupt(st, "subs", id, "bad log position");
+		}
 		if (!rd_parse_u64(q->str, c1 != NULL ? (size_t)(c1 - q->str) : q->len, 2, &qos) ||
 		    (c1 != NULL &&
 		     (!rd_parse_u64(c1 + 1, (size_t)(c2 - c1 - 1), UINT8_MAX, &opts) ||
-		      !rd_parse_u64(c2 + 1, (size_t)(end - c2 - 1), UINT32_MAX, &sub_id))))
+		      !rd_parse_u64(c2 + 1, (size_t)(idend - c2 - 1), UINT32_MAX, &sub_id))))
 			return rd_corrupt(st, "subs", id, "bad qos, options or sub_id");
 		rec.qos = (uint8_t)qos;
 		rec.options = (uint8_t)opts;
 		rec.sub_id = (uint32_t)sub_id;
+		rec.since_ms = since_ms;
+		rec.since_seq = since_seq;
 		if (v->subscription != NULL)
 			rc = v->subscription(v->arg, &rec);
 	}

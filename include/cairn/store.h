@@ -143,6 +143,13 @@ struct cairn_sub_rec {
 	uint8_t options;
 	/* Subscription identifier (5.0), 0 for none. */
 	uint32_t sub_id;
+
+	/* ---- version 4 (cluster mode) ---- */
+	/* The shared log's position (cairn_log_pos) when the subscription was
+	 * made: it matches only the entries after it, also when a node catches
+	 * the session up from an older cursor. 0-0: every entry (any other
+	 * store keeps it as 0-0). */
+	uint64_t since_ms, since_seq;
 };
 
 enum {
@@ -293,6 +300,12 @@ struct cairn_cluster_hooks {
 	 * serial): another node claimed it. Reported before that commit's
 	 * done(). */
 	void (*fenced)(void *arg, const char *client_id, uint64_t serial);
+	/* Whether the will of client_id (logged in as username, NULL for
+	 * none), whose node is gone, may be published to topic under the
+	 * access rules in force on this node now (a will is checked again
+	 * when it fires, as on one broker). NULL: every will may. */
+	bool (*will_allowed)(void *arg, const char *client_id, const char *username,
+			     const char *topic);
 };
 
 /* What a claim found. */
@@ -312,6 +325,16 @@ struct cairn_claim_result {
 	 * The caller skips it when it holds the session in memory already. */
 	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
 	void *visit_ctx;
+	/* The will the session's previous connection left, due now (its node
+	 * died without a DISCONNECT, and the will has no delay): the claim
+	 * took it from the store, and the claiming node publishes it, if the
+	 * ACL in force lets the client (will_username, NULL for none) write
+	 * its topic, once, whether or not the claim stands. will.props are as
+	 * in the CONNECT (the Message Expiry Interval among them, which starts
+	 * when it is published); will.expires_at is 0. Borrowed during done(). */
+	bool has_will;
+	struct cairn_msg_rec will;
+	const char *will_username;
 };
 
 /* Completion of claim(): status 0 or a CAIRN_E* code. */

@@ -31,6 +31,7 @@ or of the sessions' slots, loses nothing acknowledged.
 """
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -42,8 +43,9 @@ from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP
                      PUBREL, SUBACK, Closed, DurablePublisher, DurableSubscriber, HOST, Paho,
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
                      connect_packet, free_port, parse_publish, publish_packet, redis_cli,
-                     wait_until)
-from mqtt5 import (SESSION_EXPIRY, SHARED_AVAILABLE, WILL_DELAY, ack5, disconnect5, do_connect,
+                     subscribe_packet, wait_until)
+from mqtt5 import (CONTENT_TYPE, MESSAGE_EXPIRY, SESSION_EXPIRY, SHARED_AVAILABLE, USER,
+                   WILL_DELAY, ack5, disconnect5, do_connect,
                    expect_disconnect, parse_props, props, read_publish5, read_suback5,
                    subscribe5)
 
@@ -513,6 +515,62 @@ def test_cluster_session_resumes_on_a_third_node(ctx):
     except (TestFailure, Closed, socket.timeout) as e:
         problems.append("c2-inflight: subscription lost on node 3 (%s)" % e)
     inf.close()
+    pub.close()
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-5 MQTT-3.8.4-1
+@_tag()
+def test_cluster_subscribe_during_catch_up_matches_only_later_entries(ctx):
+    """A persistent session subscribed to c13a/# (QoS 1) leaves node 2;
+    node 1 publishes to c13a/x and, in between, to c13b/x; the session
+    comes back on node 3 with a SUBSCRIBE to c13b/# in the same write as
+    its CONNECT, so that node 3 subscribes it while it catches it up from
+    the log. Every c13a message arrives, none of the c13b ones published
+    before the SUBSCRIBE (a subscription does not deliver what was
+    published before it existed, as on one broker), and a c13b message
+    published after the SUBACK does."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    s = _subscriber(ctx, n2, "c13-late", [("c13a/#", 1)])
+    s.disconnect()
+    pub = RawClient(n1.port)
+    pub.connect("c13-pub")
+    queued, before = set(), set()
+    for i in range(400):
+        if i % 100 == 0:
+            p = b"c13-before-%d" % i
+            pub.publish("c13b/x", p, qos=1, pid=1 + i % 60000)
+            before.add(p)
+        p = b"c13-queued-%d" % i
+        pub.publish("c13a/x", p, qos=1, pid=1 + i % 60000)
+        queued.add(p)
+    time.sleep(0.5)  # node 3 has routed them: they reach the session by its catch-up
+    c = RawClient(n3.port)
+    c.send(connect_packet("c13-late", clean=False) + subscribe_packet(7, [("c13b/#", 1)]))
+    _, body = c.expect(CONNACK)
+    problems = []
+    if body[0] & 1 != 1:
+        problems.append("c13-late: session present %d on node 3" % (body[0] & 1))
+    t = threading.Thread(target=s._reader, args=(c,), daemon=True)
+    with s.lock:
+        s.c, s.port, s.thread = c, n3.port, t
+    t.start()
+    with s.lock:
+        ok = s.lock.wait_for(lambda: 7 in s.subacks, 5)
+    check(ok and s.subacks.get(7) == [1], "c13-late: SUBACK for c13b/# %r%s" %
+          (s.subacks.get(7), cl.excerpt()))
+    pub.publish("c13b/x", b"c13-after", qos=1, pid=60001)
+    missing = s.wait_for(queued | {b"c13-after"}, 15)
+    s.settle(0.5, 5)
+    if missing:
+        problems.append("c13-late: %d messages never arrived, e.g. %r" %
+                        (len(missing), sorted(missing)[:5]))
+    early = sorted(p for p in s.payloads() if p in before)
+    if early:
+        problems.append("c13-late: messages on c13b/x published before its SUBSCRIBE to c13b/# "
+                        "were delivered through the catch-up: %r" % early)
+    problems += ["c13-late: %s" % e for e in s.errors[:3]]
     pub.close()
     check(not problems, "\n".join(problems) + cl.excerpt())
 
@@ -1446,6 +1504,265 @@ def test_cluster_will_of_a_dead_nodes_client_published_once(ctx):
         problems.append("a will published although its client reconnected to node 3 within the "
                         "will delay")
     back.close()
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+class _Watcher5:
+    """A clean 5.0 subscriber (RawClient) that acknowledges each QoS 1
+    PUBLISH and keeps (arrival time, publish) of each in a thread."""
+
+    def __init__(self, ctx, port, client_id, filt):
+        self.c = RawClient(port)
+        ctx.add_cleanup(self.c.close)
+        do_connect(self.c, client_id)
+        self.c.send(subscribe5(1, [(filt, 1)]))
+        check(read_suback5(self.c, 1) == [1], "%s: SUBACK for %s" % (client_id, filt))
+        self.got = []
+        self.lock = threading.Lock()
+        t = threading.Thread(target=self._read, daemon=True)
+        t.start()
+
+    def _read(self):
+        try:
+            while True:
+                m = read_publish5(self.c, 120)
+                if m["qos"]:
+                    self.c.try_send(ack5(4, m["pid"]))
+                with self.lock:
+                    self.got.append((time.monotonic(), m))
+        except Exception:
+            pass
+
+    def first(self, payload):
+        with self.lock:
+            return next(((t, m) for t, m in self.got if m["payload"] == payload), (None, None))
+
+    def count(self, payload):
+        with self.lock:
+            return sum(1 for _, m in self.got if m["payload"] == payload)
+
+    def wait_for(self, payloads, until):
+        while time.monotonic() < until:
+            if all(self.first(p)[0] is not None for p in payloads):
+                return True
+            time.sleep(0.1)
+        return False
+
+
+# covers: MQTT5-3.1.2-8 MQTT5-3.3.2-5 MQTT5-3.3.2-6 MQTT5-3.1.2-15
+@_tag("will", "kill9", "janitor", "mqtt5")
+@_timeout(60)
+def test_cluster_janitor_will_keeps_expiry_delay_and_retain(ctx):
+    """kill -9 of node 1 with four 5.0 clients whose wills the janitor of a
+    surviving node publishes: a retained will with a Message Expiry
+    Interval of 2 s reaches a watcher with the interval left (its other
+    properties kept) and is no longer retained 3 s later, while a
+    retained will without one still is (RETAIN 1 to a later subscriber on
+    node 3); a will with a Will Delay Interval of 8 s does not go out
+    before 8 s have passed, and one whose session (expiry 2 s) ends before
+    its delay (60 s) goes out when the session ends."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n2.port, "c13w-watch", "c13w/#")
+    clients = []
+
+    def client(cid, will, will_props, expiry=0):
+        c = RawClient(n1.port)
+        clients.append(c)
+        do_connect(c, cid, clean=expiry == 0, properties=props((SESSION_EXPIRY, expiry)),
+                   will=will, will_properties=will_props)
+
+    client("c13w-kept", ("c13w/kept", b"kept", 1, True), props((CONTENT_TYPE, "text/k")))
+    client("c13w-exp", ("c13w/expiring", b"expiring", 1, True),
+           props((CONTENT_TYPE, "text/e"), (MESSAGE_EXPIRY, 2), (USER, ("k", "v"))))
+    client("c13w-delay", ("c13w/delayed", b"delayed", 1, False), props((WILL_DELAY, 8)), 300)
+    client("c13w-ends", ("c13w/ends", b"ends", 1, False), props((WILL_DELAY, 60)), 2)
+    n1.kill9()
+    killed = time.monotonic()
+    for c in clients:
+        c.close()
+    problems = []
+    if not w.wait_for([b"kept", b"expiring", b"ends"], killed + 20):
+        problems.append("wills missing 20 s after the kill: kept %r, expiring %r, ends %r" %
+                        tuple(w.first(p)[0] is not None for p in (b"kept", b"expiring",
+                                                                    b"ends")))
+    t_exp, m = w.first(b"expiring")
+    if m is not None:
+        pr = m["props"]
+        # The interval left is rounded up to whole seconds from the
+        # expiry time the Redis server's clock set and the delivering
+        # node's cached clock, a few ms apart: 3 is within that rounding.
+        if not 0 < pr.get(MESSAGE_EXPIRY, 0) <= 3:
+            problems.append("the will with a Message Expiry Interval of 2 s arrived with %r "
+                            "(MQTT5-3.3.2-6: the interval left)" % pr.get(MESSAGE_EXPIRY))
+        if pr.get(CONTENT_TYPE) != "text/e" or pr.get(USER) != [("k", "v")]:
+            problems.append("the expiring will lost its other properties: %r" % pr)
+    _, m = w.first(b"kept")
+    if m is not None and (MESSAGE_EXPIRY in m["props"] or
+                          m["props"].get(CONTENT_TYPE) != "text/k"):
+        problems.append("the will without an expiry arrived with properties %r" % m["props"])
+    t_ends, _ = w.first(b"ends")
+    if t_ends is not None and t_ends - killed > 20:
+        problems.append("the will whose session ended (2 s) before its delay went out %.1f s "
+                        "after the kill" % (t_ends - killed))
+    if t_exp is not None:
+        time.sleep(max(0.0, t_exp + 3.0 - time.monotonic()))
+        late = RawClient(n3.port)
+        ctx.add_cleanup(late.close)
+        do_connect(late, "c13w-late")
+        late.send(subscribe5(1, [("c13w/#", 1)]))
+        check(read_suback5(late, 1) == [1], "c13w-late: SUBACK")
+        retained = {}
+        try:
+            while True:
+                m = read_publish5(late, 1.0)
+                retained[m["payload"]] = m
+                if m["qos"]:
+                    late.send(ack5(4, m["pid"]))
+        except socket.timeout:
+            pass
+        if b"expiring" in retained:
+            problems.append("the retained will with a Message Expiry Interval of 2 s was still "
+                            "sent to a subscriber 3 s after it was published: %r" %
+                            retained[b"expiring"])
+        if b"kept" not in retained or not retained[b"kept"]["retain"]:
+            problems.append("the retained will (no expiry) was not sent with RETAIN 1 to a later "
+                            "subscriber on node 3: %r" % retained.get(b"kept"))
+    if not w.wait_for([b"delayed"], killed + 30):
+        problems.append("the will with a delay of 8 s never went out (30 s)")
+    t_d, _ = w.first(b"delayed")
+    if t_d is not None and t_d - killed < 8:
+        problems.append("the will with a Will Delay Interval of 8 s went out %.1f s after its "
+                        "client's node died (MQTT5-3.1.2-8)" % (t_d - killed))
+    for p in (b"kept", b"expiring", b"delayed", b"ends"):
+        if w.count(p) > 1:
+            problems.append("the will %r was published %d times" % (p, w.count(p)))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10
+@_tag("will", "kill9", "janitor", "acl")
+@_timeout(40)
+def test_cluster_janitor_will_obeys_the_acl_in_force(ctx):
+    """ACL (acl_file on every node): a will to a topic the client may not
+    write is refused at CONNECT on a cluster node (CONNACK 5), before its
+    session is claimed; the write right of an accepted will is revoked
+    (the file rewritten, SIGHUP to every node) before node 1 is killed: the
+    janitor of a surviving node drops the will and says so, as one broker
+    drops a will the ACL no longer allows when it fires."""
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("topic read #\ntopic write c13a/will/#\n")
+    cl = ctx.cluster(3, acl_file=acl)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = DurableSubscriber(n2.port, "c13a-watch")
+    ctx.add_cleanup(w.close)
+    w.connect(clean=True)
+    w.subscribe(1, [("c13a/#", 1)])
+    bad = RawClient(n1.port)
+    _, rc = bad.connect("c13a-bad", expect_rc=None, will=("c13a/other", b"x", 1, False))
+    check(rc == 5, "a will to a topic the client may not write got CONNACK %d" % rc)
+    check(bad.expect_closed(2), "refused connection left open")
+    c = RawClient(n1.port)
+    c.connect("c13a-dies", will=("c13a/will/dies", b"revoked", 1, False))
+    with open(acl, "w") as f:
+        f.write("topic read #\n")
+    for b in cl.nodes:
+        os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: all("SIGHUP" in b.log_text() and
+                                 "rules" in b.log_text().split("SIGHUP")[-1]
+                                 for b in cl.nodes), 3),
+          "no ACL reload logged by every node%s" % cl.excerpt())
+    n1.kill9()
+    c.close()
+    dropped = wait_until(lambda: any("will to 'c13a/will/dies' dropped" in b.log_text()
+                                     for b in (n2, n3)), 15)
+    w.settle(0.5, 2)
+    problems = []
+    if b"revoked" in w.payloads():
+        problems.append("the janitor published a will whose topic the ACL no longer lets its "
+                        "client write")
+    if not dropped:
+        problems.append("no surviving node logged the dropped will within 15 s")
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10 MQTT5-3.1.2-8 MQTT5-3.3.2-5
+@_tag("will", "kill9", "acl", "mqtt5")
+@_timeout(40)
+def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
+    """Two 5.0 clients of node 1 have wills (no delay) and node 1 is killed;
+    each reconnects to node 2 once node 1's liveness has lapsed, before a
+    janitor parks its sessions (the test holds the janitor's lease), so
+    that node 2's claim takes the will their lost connection left and
+    publishes it, as one broker does when a connection drops: the one whose topic the ACL no longer lets its client
+    write (acl_file rewritten, SIGHUP to every node before the kill) is
+    dropped and logged; the other, retained with a Message Expiry Interval
+    of 2 s, reaches a watcher on node 3 and is no longer retained 3 s
+    later."""
+    acl = os.path.join(ctx.workdir, "acl")
+    with open(acl, "w") as f:
+        f.write("topic read #\ntopic write c13c/will/#\n")
+    cl = ctx.cluster(3, acl_file=acl)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c13c-watch", "c13c/#")
+    wills = {"c13c-revoked": (("c13c/will/revoked", b"revoked", 1, False), props()),
+             "c13c-exp": (("c13c/will/exp", b"exp", 1, True), props((MESSAGE_EXPIRY, 2)))}
+    first = []
+    for cid, (will, wp) in sorted(wills.items()):
+        c = RawClient(n1.port)
+        first.append(c)
+        do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)), will=will,
+                   will_properties=wp)
+    with open(acl, "w") as f:
+        f.write("topic read #\ntopic write c13c/will/exp\n")
+    for b in cl.nodes:
+        os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: all("SIGHUP" in b.log_text() and
+                                 "rules" in b.log_text().split("SIGHUP")[-1]
+                                 for b in cl.nodes), 3),
+          "no ACL reload logged by every node%s" % cl.excerpt())
+    # The claim publishes a will only once the dead node's liveness has
+    # lapsed (5 s), and the janitor parks the node's sessions as soon as
+    # it has: its lease is held here meanwhile, by no node.
+    jkey = cl.prefix + ("{L:0}:cluster:janitor" if REDIS_CLUSTER else "cluster:janitor")
+    _cli(cl, "SET", jkey, "0", "PX", "20000")
+    n1.kill9()
+    for c in first:
+        c.close()
+    time.sleep(6.5)
+    problems = []
+    for cid in sorted(wills):
+        c = RawClient(n2.port)
+        ctx.add_cleanup(c.close)
+        sp, _, _ = do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)))
+        if sp != 1:
+            problems.append("%s: session present %d on node 2" % (cid, sp))
+    if not w.wait_for([b"exp"], time.monotonic() + 10):
+        problems.append("the will the claim on node 2 took (its client's node died) was not "
+                        "published")
+    dropped = wait_until(lambda: "will to 'c13c/will/revoked' dropped" in n2.log_text(), 5)
+    if w.count(b"revoked"):
+        problems.append("a will whose topic the ACL no longer lets its client write was "
+                        "published by the claim on node 2")
+    if not dropped:
+        problems.append("node 2 did not log the dropped will")
+    t_exp, _ = w.first(b"exp")
+    if t_exp is not None:
+        time.sleep(max(0.0, t_exp + 3.0 - time.monotonic()))
+        late = RawClient(n3.port)
+        ctx.add_cleanup(late.close)
+        do_connect(late, "c13c-late")
+        late.send(subscribe5(1, [("c13c/#", 1)]))
+        check(read_suback5(late, 1) == [1], "c13c-late: SUBACK")
+        try:
+            m = read_publish5(late, 1.0)
+            problems.append("3 s after a retained will with a Message Expiry Interval of 2 s "
+                            "went out, a new subscriber got %r" % m)
+        except socket.timeout:
+            pass
+    if w.count(b"exp") > 1:
+        problems.append("the will was published %d times" % w.count(b"exp"))
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
