@@ -1,0 +1,77 @@
+/*
+ * A session's in-flight deliveries by packet id: linear probing from
+ * pid & (cap - 1). The ids in flight are mostly consecutive, so they land
+ * in consecutive slots and a lookup rarely probes twice; a removal shifts
+ * the entries after it back instead of leaving a tombstone.
+ */
+#include "pidmap.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include "client.h"
+#include "util.h"
+
+struct delivery *pidmap_find(const struct pid_map *m, uint16_t pid)
+{
+	if (!m->cap)
+		return NULL;
+	uint32_t mask = m->cap - 1;
+	for (uint32_t i = pid & mask;; i = (i + 1) & mask) {
+		struct delivery *d = m->slots[i];
+		if (!d || d->pid == pid)
+			return d;
+	}
+}
+
+static void pidmap_place(struct delivery **slots, uint32_t cap, struct delivery *d)
+{
+	uint32_t i = d->pid & (cap - 1);
+	while (slots[i])
+		i = (i + 1) & (cap - 1);
+	slots[i] = d;
+}
+
+void pidmap_add(struct pid_map *m, struct delivery *d)
+{
+	if ((uint64_t)(m->count + 1) * 8 > (uint64_t)m->cap * 7) {
+		uint32_t cap = m->cap ? m->cap * 2 : 16;
+		struct delivery **slots = xcalloc(cap, sizeof(*slots));
+		for (uint32_t i = 0; i < m->cap; i++)
+			if (m->slots[i])
+				pidmap_place(slots, cap, m->slots[i]);
+		free(m->slots);
+		m->slots = slots;
+		m->cap = cap;
+	}
+	pidmap_place(m->slots, m->cap, d);
+	m->count++;
+}
+
+void pidmap_remove(struct pid_map *m, const struct delivery *d)
+{
+	uint32_t mask = m->cap - 1;
+	uint32_t i = d->pid & mask;
+	while (m->slots[i] != d) {
+		assert(m->slots[i] != NULL);
+		i = (i + 1) & mask;
+	}
+	/* Shift back each later entry of the run that may move into the hole:
+	 * one whose home slot is not cyclically in (hole, its slot]. */
+	uint32_t hole = i;
+	for (uint32_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
+		uint32_t home = m->slots[j]->pid & mask;
+		if (((j - home) & mask) >= ((j - hole) & mask)) {
+			m->slots[hole] = m->slots[j];
+			hole = j;
+		}
+	}
+	m->slots[hole] = NULL;
+	m->count--;
+}
+
+void pidmap_cleanup(struct pid_map *m)
+{
+	free(m->slots);
+	*m = (struct pid_map){0};
+}
