@@ -24,13 +24,15 @@ struct dpool {
 	struct dpool_slab *partial; /* slabs with a free block, linked */
 	size_t live;                /* blocks handed out */
 	size_t nslab_live;          /* slabs mapped */
+	size_t empty_pages;         /* pages without a block in use, still mapped in */
 };
 
 /* A zeroed block of DPOOL_BLOCK bytes, 8-byte aligned. Aborts when the
  * system has no memory left. */
 void *dpool_alloc(struct dpool *p);
-/* Give b back. A slab left empty is returned to the system unless it is
- * the only one. */
+/* Give b back. A slab left empty is returned to the system while another
+ * slab has room; past DPOOL_KEEP_PAGES (dpool.c) empty pages, every empty
+ * page is. */
 void dpool_free(struct dpool *p, void *b);
 /* b's index (never 0), and the block of an index (NULL for 0). */
 uint32_t dpool_index(const struct dpool *p, const void *b);

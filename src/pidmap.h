@@ -16,6 +16,10 @@ struct pid_map {
 	struct delivery **slots; /* NULL: empty slot */
 	uint32_t cap;            /* a power of two, or 0 before the first */
 	uint32_t count;
+	/* No delivery is further than this from its home slot: a lookup or
+	 * the shift after a removal stops there, so a window of consecutive
+	 * ids (one long run of entries at home) costs O(1) per operation. */
+	uint32_t max_disp;
 };
 
 /* The delivery in m under pid (the first found if a damaged store gave
