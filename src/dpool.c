@@ -51,11 +51,13 @@ _Static_assert((DPOOL_SLAB_BYTES & (DPOOL_SLAB_BYTES - 1)) == 0, "slabs are a po
 _Static_assert(DPOOL_PAGES <= 64, "a slab's pages fit one word");
 _Static_assert(DPOOL_PAGE / DPOOL_BLOCK + 2 < 255, "a page's count fits a byte");
 
-/* Blocks the header takes, and blocks left. */
-#define DPOOL_HEAD_BLOCKS ((sizeof(struct dpool_slab) + DPOOL_BLOCK - 1) / DPOOL_BLOCK)
-#define DPOOL_PER_SLAB    ((uint32_t)(DPOOL_BLOCKS_ALL - DPOOL_HEAD_BLOCKS))
-/* Indexes are 32 bits, 0 excluded. */
-#define DPOOL_MAX_SLABS ((uint32_t)(UINT32_MAX / DPOOL_PER_SLAB - 1))
+/* Blocks left after the header's. */
+#define DPOOL_PER_SLAB ((uint32_t)(DPOOL_BLOCKS_ALL - DPOOL_HEAD_BLOCKS))
+/* Slab numbers above the slot bits of a 32-bit index. */
+#define DPOOL_MAX_SLABS ((uint32_t)1 << (32 - DPOOL_SLOT_BITS))
+_Static_assert(sizeof(struct dpool_slab) <= DPOOL_HEAD_BLOCKS * DPOOL_BLOCK,
+	       "the header fits its blocks");
+_Static_assert(DPOOL_PER_SLAB < (1u << DPOOL_SLOT_BITS), "a slot + 1 fits its bits");
 _Static_assert(DPOOL_HEAD_BLOCKS *DPOOL_BLOCK <= DPOOL_PAGE, "the header fits its first page");
 
 static char *dpool_block(struct dpool_slab *s, uint32_t slot)
@@ -260,15 +262,7 @@ uint32_t dpool_index(const struct dpool *p, const void *b)
 {
 	(void)p;
 	const struct dpool_slab *s = dpool_slab_of(b);
-	return s->no * DPOOL_PER_SLAB + dpool_slot(s, b) + 1;
-}
-
-void *dpool_at(const struct dpool *p, uint32_t idx)
-{
-	if (idx == 0)
-		return NULL;
-	idx--;
-	return dpool_block(p->slabs[idx / DPOOL_PER_SLAB], idx % DPOOL_PER_SLAB);
+	return s->no << DPOOL_SLOT_BITS | (dpool_slot(s, b) + 1);
 }
 
 size_t dpool_cleanup(struct dpool *p)

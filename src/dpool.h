@@ -12,6 +12,11 @@
 /* Bytes per slab (a power of two; slabs are aligned to it) and per block. */
 #define DPOOL_SLAB_BYTES ((size_t)256 * 1024)
 #define DPOOL_BLOCK      48
+/* Blocks the slab's header takes (dpool.c asserts it fits). */
+#define DPOOL_HEAD_BLOCKS 17
+/* An index is the slab's number above DPOOL_SLOT_BITS bits holding the
+ * block's slot + 1 (so that no block has index 0). */
+#define DPOOL_SLOT_BITS 13
 
 struct dpool_slab;
 
@@ -36,7 +41,14 @@ void *dpool_alloc(struct dpool *p);
 void dpool_free(struct dpool *p, void *b);
 /* b's index (never 0), and the block of an index (NULL for 0). */
 uint32_t dpool_index(const struct dpool *p, const void *b);
-void *dpool_at(const struct dpool *p, uint32_t idx);
+static inline void *dpool_at(const struct dpool *p, uint32_t idx)
+{
+	if (idx == 0)
+		return NULL;
+	uint32_t slot = (idx & ((1u << DPOOL_SLOT_BITS) - 1)) - 1;
+	return (char *)p->slabs[idx >> DPOOL_SLOT_BITS] +
+	       (size_t)DPOOL_BLOCK * (slot + DPOOL_HEAD_BLOCKS);
+}
 /* Return every slab. Blocks still handed out (a leak) keep their slabs
  * mapped; returns how many there were. */
 size_t dpool_cleanup(struct dpool *p);
