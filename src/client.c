@@ -16,10 +16,12 @@
 #include "cairn/store.h"
 #include "codec.h"
 #include "conn.h"
+#include "dpool.h"
 #include "gate.h"
 #include "levelmap.h"
 #include "log.h"
 #include "message.h"
+#include "pidmap.h"
 #include "qos.h"
 #include "router.h"
 #include "security.h"
@@ -31,86 +33,63 @@
 
 /* ---- queues ---- */
 
-/* A queued message costs its delivery: keep it in an 80-byte heap block. */
-_Static_assert(sizeof(struct delivery) <= 72, "struct delivery grew past 72 bytes");
+/* A queued message costs its delivery: a 48-byte block of the server's
+ * pool (dpool.c), with no allocator header. */
+_Static_assert(sizeof(struct delivery) == DPOOL_BLOCK, "struct delivery is one pool block");
 
-static void client_dqueue_push(struct dqueue *q, struct delivery *d)
+static struct delivery *client_delivery_new(struct client *c)
 {
-	d->next = NULL;
-	d->prev = q->tail;
+	return dpool_alloc(&c->srv->deliveries);
+}
+
+static struct delivery *client_dnext(const struct client *c, const struct delivery *d)
+{
+	return dpool_at(&c->srv->deliveries, d->next);
+}
+
+static struct delivery *client_dprev(const struct client *c, const struct delivery *d)
+{
+	return dpool_at(&c->srv->deliveries, d->prev);
+}
+
+struct delivery *client_delivery_next(const struct client *c, const struct delivery *d)
+{
+	return client_dnext(c, d);
+}
+
+static void client_dqueue_push(struct client *c, struct dqueue *q, struct delivery *d)
+{
+	const struct dpool *p = &c->srv->deliveries;
+	d->next = 0;
+	d->prev = q->tail ? dpool_index(p, q->tail) : 0;
 	if (q->tail)
-		q->tail->next = d;
+		q->tail->next = dpool_index(p, d);
 	else
 		q->head = d;
 	q->tail = d;
 	q->count++;
 }
 
-static void client_dqueue_remove(struct dqueue *q, struct delivery *d)
+static void client_dqueue_remove(struct client *c, struct dqueue *q, struct delivery *d)
 {
-	if (d->prev)
-		d->prev->next = d->next;
+	struct delivery *prev = client_dprev(c, d), *next = client_dnext(c, d);
+	if (prev)
+		prev->next = d->next;
 	else
-		q->head = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+		q->head = next;
+	if (next)
+		next->prev = d->prev;
 	else
-		q->tail = d->prev;
-	d->prev = d->next = NULL;
+		q->tail = prev;
+	d->prev = d->next = 0;
 	q->count--;
 }
 
-/* ---- the window's packet id index ---- */
+/* ---- the window's packet id index (pidmap.c) ---- */
 
-/* Chained buckets keyed by pid & (cap - 1): the pids in flight are mostly
- * consecutive, so each bucket holds about one delivery, and adding or
- * removing one never walks the rest of the window. */
 static struct delivery *client_pid_find(const struct client *c, uint16_t pid)
 {
-	const struct pid_index *x = &c->by_pid;
-	if (!x->cap)
-		return NULL;
-	struct delivery *d = x->slots[pid & (x->cap - 1)];
-	while (d && d->pid != pid)
-		d = d->pid_next;
-	return d;
-}
-
-static void client_pid_link(struct pid_index *x, struct delivery *d)
-{
-	struct delivery **head = &x->slots[d->pid & (x->cap - 1)];
-	d->pid_next = *head;
-	*head = d;
-}
-
-static void client_pid_add(struct client *c, struct delivery *d)
-{
-	struct pid_index *x = &c->by_pid;
-	if (c->inflight.count + 1 > x->cap) {
-		struct pid_index grown = {.cap = x->cap ? x->cap * 2 : 16};
-		grown.slots = xcalloc(grown.cap, sizeof(*grown.slots));
-		for (uint32_t i = 0; i < x->cap; i++) {
-			while (x->slots[i]) {
-				struct delivery *e = x->slots[i];
-				x->slots[i] = e->pid_next;
-				client_pid_link(&grown, e);
-			}
-		}
-		free(x->slots);
-		*x = grown;
-	}
-	client_pid_link(x, d);
-}
-
-/* Remove d itself: a damaged store may have restored two deliveries under
- * one id. */
-static void client_pid_remove(struct client *c, const struct delivery *d)
-{
-	struct pid_index *x = &c->by_pid;
-	struct delivery **pp = &x->slots[d->pid & (x->cap - 1)];
-	while (*pp != d)
-		pp = &(*pp)->pid_next;
-	*pp = d->pid_next;
+	return pidmap_find(&c->by_pid, pid);
 }
 
 /* The in-flight window. Deliveries not yet written on the current
@@ -119,8 +98,8 @@ static void client_pid_remove(struct client *c, const struct delivery *d)
  * pump starts there instead of walking the whole window. */
 static void client_window_push(struct client *c, struct delivery *d)
 {
-	client_pid_add(c, d);
-	client_dqueue_push(&c->inflight, d);
+	pidmap_add(&c->by_pid, d);
+	client_dqueue_push(c, &c->inflight, d);
 	if (!d->written)
 		c->unwritten++;
 }
@@ -129,8 +108,8 @@ static void client_window_remove(struct client *c, struct delivery *d)
 {
 	if (!d->written)
 		c->unwritten--;
-	client_dqueue_remove(&c->inflight, d);
-	client_pid_remove(c, d);
+	client_dqueue_remove(c, &c->inflight, d);
+	pidmap_remove(&c->by_pid, d);
 }
 
 /* Release a delivery; when it was stored, delete its record and, with the
@@ -152,7 +131,7 @@ static void client_delivery_free(struct client *c, struct delivery *d, bool unst
 	message_unref(m);
 	if (d->n_sub_ids > 1)
 		free(d->ids.many);
-	free(d);
+	dpool_free(&c->srv->deliveries, d);
 }
 
 /* The subscription identifiers d goes out with. */
@@ -418,7 +397,7 @@ static bool client_window_open(const struct client *c)
  * (max_queued_bytes) and the QoS 0 entries (the first to be dropped). */
 static void client_queue_push(struct client *c, struct delivery *d)
 {
-	client_dqueue_push(&c->queued, d);
+	client_dqueue_push(c, &c->queued, d);
 	c->queued_bytes += d->msg->payload_len;
 	if (d->qos == 0)
 		c->queued_qos0++;
@@ -426,7 +405,7 @@ static void client_queue_push(struct client *c, struct delivery *d)
 
 static void client_queue_take(struct client *c, struct delivery *d)
 {
-	client_dqueue_remove(&c->queued, d);
+	client_dqueue_remove(c, &c->queued, d);
 	c->queued_bytes -= d->msg->payload_len;
 	if (d->qos == 0)
 		c->queued_qos0--;
@@ -483,14 +462,29 @@ static bool client_may_read(struct client *c, const char *topic, size_t len)
 	return false;
 }
 
+/* The next of c's stamps. They are 16 bits (a delivery carries one): at
+ * the wrap every delivery of c is marked never checked, so no stamp can
+ * match one given 65,535 stamps before. */
+static uint16_t client_acl_next(struct client *c)
+{
+	if (c->acl_stamp == UINT16_MAX) {
+		struct dqueue *qs[2] = {&c->inflight, &c->queued};
+		for (int i = 0; i < 2; i++)
+			for (struct delivery *d = qs[i]->head; d; d = client_dnext(c, d))
+				d->acl_stamp = 0;
+		c->acl_stamp = 0;
+	}
+	return ++c->acl_stamp;
+}
+
 /* A number that changes whenever what c may read can have changed: a new
  * identity (client_set_identity) or a new ACL (a reload). A delivery found
  * readable under one stamp is not checked again under it. */
-static uint64_t client_acl_stamp(struct client *c)
+static uint16_t client_acl_stamp(struct client *c)
 {
 	if (c->acl_gen_seen != c->sec->acl_gen) {
 		c->acl_gen_seen = c->sec->acl_gen;
-		c->acl_stamp = ++c->srv->acl_stamps;
+		client_acl_next(c);
 	}
 	return c->acl_stamp;
 }
@@ -514,7 +508,7 @@ void client_set_identity(struct client *c, char *username, const struct security
 	c->username = username;
 	c->sec = sec;
 	c->acl_gen_seen = sec->acl_gen;
-	c->acl_stamp = ++c->srv->acl_stamps;
+	client_acl_next(c);
 }
 
 /*
@@ -527,10 +521,10 @@ static bool client_write_window(struct client *c, bool *held)
 {
 	struct delivery *d = c->inflight.tail;
 	for (uint32_t i = 1; d && i < c->unwritten; i++)
-		d = d->prev;
+		d = client_dprev(c, d);
 	struct delivery *next;
 	for (d = c->unwritten ? d : NULL; d; d = next) {
-		next = d->next;
+		next = client_dnext(c, d);
 		if (client_gate_closed(d->gate)) {
 			*held = true;
 			return false;
@@ -708,7 +702,7 @@ static bool client_queue_make_room(struct client *c, uint8_t qos, uint32_t len)
 			return false;
 		struct delivery *victim = c->queued.head;
 		while (victim->qos != 0)
-			victim = victim->next;
+			victim = client_dnext(c, victim);
 		client_queue_take(c, victim);
 		client_delivery_free(c, victim, true);
 		client_count_drop(c);
@@ -765,7 +759,7 @@ int client_deliver(struct client *c, struct message *msg, uint8_t qos, bool reta
 		client_count_drop(c);
 		return CLIENT_DROPPED_FULL;
 	}
-	struct delivery *d = xcalloc(1, sizeof(*d));
+	struct delivery *d = client_delivery_new(c);
 	d->msg = message_ref(msg);
 	d->qos = qos;
 	d->retain = retain;
@@ -826,15 +820,14 @@ static void client_free_queues(struct client *c, bool unstore)
 	for (int i = 0; i < 2; i++) {
 		while (qs[i]->head) {
 			struct delivery *d = qs[i]->head;
-			client_dqueue_remove(qs[i], d);
+			client_dqueue_remove(c, qs[i], d);
 			client_delivery_free(c, d, unstore);
 		}
 	}
 	c->queued_bytes = 0;
 	c->queued_qos0 = 0;
 	c->unwritten = 0;
-	free(c->by_pid.slots);
-	c->by_pid = (struct pid_index){0};
+	pidmap_cleanup(&c->by_pid);
 }
 
 void client_unref(struct client *c)
@@ -1102,7 +1095,7 @@ void client_handle_last_will(struct client *c)
 void client_restore_delivery(struct client *c, struct message *msg, uint64_t seq, uint16_t pid,
 			     uint8_t qos, uint8_t state)
 {
-	struct delivery *d = xcalloc(1, sizeof(*d));
+	struct delivery *d = client_delivery_new(c);
 	d->msg = message_ref(msg);
 	msg->stored_refs++;
 	d->seq = seq;
@@ -1286,7 +1279,7 @@ void client_detach(struct client *c, struct conn *cn, bool will_due)
 		c->conn = NULL;
 		share_session_online(c->shares, false);
 		/* Everything in flight goes out again on the next connection. */
-		for (struct delivery *d = c->inflight.head; d; d = d->next)
+		for (struct delivery *d = c->inflight.head; d; d = client_dnext(c, d))
 			d->written = false;
 		c->unwritten = c->inflight.count;
 		client_session_offline(c, will_due);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "pidmap.h"
 #include "qos.h"
 
 struct security;
@@ -23,14 +24,14 @@ struct event;
 struct sockaddr;
 struct share_member;
 
-/* One message owed to one session. */
+/* One message owed to one session: a block of the server's delivery pool
+ * (dpool.c), 48 bytes, as a million queued messages are a million of them.
+ * It links to its neighbours in its queue or window by pool index. */
 struct delivery {
-	struct delivery *prev, *next;
-	struct delivery *pid_next; /* in the window's packet id index */
+	uint32_t prev, next; /* dpool indexes; 0: none */
 	struct message *msg;
-	struct gate *gate;  /* NULL: may go out at once */
-	uint64_t seq;       /* store sequence; 0 when not stored */
-	uint64_t acl_stamp; /* client_acl_stamp() when last found readable; 0: never */
+	struct gate *gate; /* NULL: may go out at once */
+	uint64_t seq;      /* store sequence; 0 when not stored */
 	/* The 5.0 subscription identifiers sent with it: n_sub_ids of them,
 	 * the one in ids.one, or several in ids.many (owned). */
 	union {
@@ -39,9 +40,8 @@ struct delivery {
 	} ids;
 	uint16_t pid;       /* 0 until it enters the in-flight window */
 	uint16_t n_sub_ids; /* 5.0 subscription identifiers sent with it */
+	uint16_t acl_stamp; /* the session's acl_stamp when last found readable; 0: never */
 	uint8_t state;      /* enum cairn_delivery_state */
-	/* Bits, so that a delivery takes 72 bytes (an 80-byte heap block; a
-	 * million queued messages are a million of them). */
 	uint8_t qos : 2;
 	bool retain : 1;
 	bool dup : 1;     /* the next send of the PUBLISH carries DUP=1 */
@@ -77,14 +77,6 @@ struct sub_table {
 	uint32_t count;
 };
 
-/* The in-flight window indexed by packet id (chained buckets), so an
- * acknowledgement finds its delivery, and a new delivery a free id, at the
- * same cost in a window of 20 or 65,535. */
-struct pid_index {
-	struct delivery **slots;
-	uint32_t cap; /* a power of two, at least the window's size, or 0 */
-};
-
 struct client {
 	struct server *srv;
 	unsigned refs;
@@ -92,7 +84,7 @@ struct client {
 	size_t id_len;
 	char *username;             /* NULL: the client gave none */
 	const struct security *sec; /* of its last connection; NULL: none since start */
-	uint64_t acl_stamp;         /* names (identity, ACL) for delivery checks */
+	uint16_t acl_stamp;         /* names (identity, ACL) for delivery checks; 0: none */
 	uint32_t acl_gen_seen;      /* sec->acl_gen when acl_stamp was taken */
 	bool clean;                 /* the session ends with its connection */
 	bool dead;                  /* discarded; kept alive only by references */
@@ -100,11 +92,11 @@ struct client {
 	struct conn *conn;          /* NULL while offline */
 	struct client *map_next;
 	struct sub_table subs;
-	struct dqueue inflight;  /* pid assigned, in send order */
-	struct pid_index by_pid; /* inflight by packet id */
-	struct dqueue queued;    /* waiting for the window */
-	uint32_t unwritten;      /* in-flight deliveries not yet written */
-	uint32_t queued_qos0;    /* QoS 0 deliveries in queued */
+	struct dqueue inflight; /* pid assigned, in send order */
+	struct pid_map by_pid;  /* inflight by packet id */
+	struct dqueue queued;   /* waiting for the window */
+	uint32_t unwritten;     /* in-flight deliveries not yet written */
+	uint32_t queued_qos0;   /* QoS 0 deliveries in queued */
 	uint64_t queued_bytes;
 	uint16_t next_pid;
 	uint64_t next_seq;
@@ -161,6 +153,9 @@ static inline bool client_log_after(const struct client *c, uint64_t ms, uint64_
 {
 	return ms > c->floor_ms || (ms == c->floor_ms && seq > c->floor_seq);
 }
+
+/* The delivery after d in its queue or window, or NULL. */
+struct delivery *client_delivery_next(const struct client *c, const struct delivery *d);
 
 /* Drop the session from memory without a store write: another node holds
  * it now (cluster mode). Its connection, if any, must be gone. */

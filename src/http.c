@@ -521,7 +521,7 @@ static void http_show_session(struct http_server *h, struct evhttp_request *req,
 			    ",\"inflight_window\":%" PRIu32 ",\"session_expiry\":%" PRIu32
 			    ",\"inflight_packet_ids\":[",
 			    window, c->expiry);
-	for (const struct delivery *d = c->inflight.head; d; d = d->next)
+	for (const struct delivery *d = c->inflight.head; d; d = client_delivery_next(c, d))
 		evbuffer_add_printf(b, "%s%u", d == c->inflight.head ? "" : ",", d->pid);
 	evbuffer_add(b, "],\"subscription_list\":[", 23);
 	bool first = true;

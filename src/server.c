@@ -400,6 +400,10 @@ void server_cleanup(struct server *srv)
 	m->buckets = NULL;
 	router_free(srv->router);
 	srv->router = NULL;
+	size_t leaked = dpool_cleanup(&srv->deliveries);
+	if (leaked)
+		log_write(srv->log, LOG_LEVEL_ERROR, "%zu deliveries not freed at shutdown",
+			  leaked);
 	security_set_cleanup(&srv->security);
 	for (int i = 0; i < 4; i++)
 		if (srv->sigs[i])

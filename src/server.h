@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dpool.h"
 #include "log.h"
 #include "security.h"
 
@@ -87,8 +88,8 @@ struct server {
 	struct event *sigs[4];
 	uint64_t next_msg_id;
 	uint64_t anon_counter; /* for assigned client ids */
-	uint64_t acl_stamps;   /* last stamp given by client_acl_stamp */
 	struct server_stats stats;
+	struct dpool deliveries;  /* every session's deliveries (client.c) */
 	uint64_t started_ns;      /* store_now_ns() at start (uptime) */
 	struct http_server *http; /* the HTTP listener; NULL when off */
 	struct sys_pub *sys;      /* the $SYS publisher; NULL when off */
