@@ -1108,6 +1108,31 @@ START_TEST(test_qos_in_id_set)
 }
 END_TEST
 
+/* Commits fail from here until store_commit_failures_end(): however long
+ * a pump takes (a loaded machine, a sanitizer build), no retry of the
+ * store's backoff can succeed in the middle of a check that nothing was
+ * answered yet. */
+static void store_commit_failures_begin(struct broker *b)
+{
+	store_inject_commit_failures(b->srv.store, 1000000);
+}
+
+/* Commits succeed again; run the loop until the store's next retry (within
+ * its backoff, 250 ms at most) has committed, and p has an answer when p is
+ * given; 3 s at most. */
+static void store_commit_failures_end(struct broker *b, struct peer *p)
+{
+	store_inject_commit_failures(b->srv.store, 0);
+	for (int i = 0; i < 600; i++) {
+		if (store_is_healthy(b->srv.store) && (p == NULL || p->len > 0))
+			break;
+		usleep(5 * 1000);
+		pump(b);
+	}
+	ck_assert_msg(store_is_healthy(b->srv.store), "the store's retry did not commit");
+	pump(b);
+}
+
 /* A persistent session's PUBCOMP (which frees the id for a new message)
  * and UNSUBACK go out only once the store holds the change: while commits
  * fail, nothing is answered. */
@@ -1122,12 +1147,11 @@ START_TEST(test_pubcomp_and_unsuback_wait_for_the_store)
 	pump(&b);
 	expect_ack(p, CODEC_PUBREC, 9);
 
-	store_inject_commit_failures(b.srv.store, 1);
+	store_commit_failures_begin(&b);
 	send_ack(p, CODEC_PUBREL, 9);
 	pump(&b);
 	expect_none(p);
-	usleep(50 * 1000); /* past the first retry delay */
-	pump(&b);
+	store_commit_failures_end(&b, p);
 	expect_ack(p, CODEC_PUBCOMP, 9);
 
 	uint8_t data[64];
@@ -1138,12 +1162,11 @@ START_TEST(test_pubcomp_and_unsuback_wait_for_the_store)
 	pk.u.list.count = 1;
 	pk.u.list.data = data;
 	pk.u.list.data_len = (uint32_t)n;
-	store_inject_commit_failures(b.srv.store, 1);
+	store_commit_failures_begin(&b);
 	peer_send(p, &pk);
 	pump(&b);
 	expect_none(p);
-	usleep(50 * 1000);
-	pump(&b);
+	store_commit_failures_end(&b, p);
 	expect_ack(p, CODEC_UNSUBACK, 12);
 	broker_stop(&b);
 }
@@ -1158,13 +1181,14 @@ START_TEST(test_ack_for_replaced_connection_not_sent)
 	struct broker b;
 	struct peer *sub, *pub;
 	fixture_start(&b, &sub, &pub, 10, 1000, "t", 1, SUB_PERSISTENT | PUB_PERSISTENT);
-	store_inject_commit_failures(b.srv.store, 1);
+	store_commit_failures_begin(&b);
 	send_publish(pub, "t", "m1", 1, 5, false, false);
 	pump(&b); /* stored message: the PUBACK waits for the failing commit */
 	expect_none(pub);
 	struct peer *pub2 = connect_client(&b, "pub", false, true); /* takes over */
-	usleep(50 * 1000);
-	pump(&b);
+	/* The commit holding m1 succeeds now; its PUBACK was owed to the
+	 * replaced connection and must not reach the new one. */
+	store_commit_failures_end(&b, NULL);
 	expect_none(pub2);
 	send_publish(pub2, "t", "m1", 1, 5, true, false);
 	pump(&b);
