@@ -947,16 +947,19 @@ static void conn_ack_now(struct conn *cn)
  * as soon as the read's ACK comes back, and the sleep, the wake-up, the
  * read and the write of each loop pass cost the broker about 20 us on a
  * virtual machine, several times what handling the packets themselves
- * does. A rest makes every pass carry the packets of a millisecond. Only
- * such reads rest: a packet that gets a reply (QoS 1 and 2, PINGREQ,
+ * does. A rest makes every pass carry the packets of a millisecond. A
+ * read that filled the read buffer does not rest: more is waiting, and
+ * resting would let a backlog (latency) build up in the socket; the next
+ * pass reads on until the connection has caught up. Only such reads rest:
+ * a packet that gets a reply (QoS 1 and 2, PINGREQ,
  * SUBSCRIBE) or a read of a few packets (a client at a moderate rate)
  * is read again as soon as more arrives, so nobody waiting for an answer
  * waits longer, and the rest only lowers a connection's share of the
  * loop, never raises it.
  */
-static void conn_rest_if_streaming(struct conn *cn)
+static void conn_rest_if_streaming(struct conn *cn, size_t n)
 {
-	if (cn->nread >= CONN_REST_PACKETS && cn->nread_q0 == cn->nread &&
+	if (cn->nread >= CONN_REST_PACKETS && cn->nread_q0 == cn->nread && n < CONN_READ_SIZE &&
 	    cn->state == CONN_ACTIVE && !cn->out)
 		cn->resting = true;
 }
@@ -1006,7 +1009,7 @@ static void conn_readable(struct conn *cn)
 	}
 	conn_ack_now(cn);
 	conn_output_full(cn); /* stop reading if the output passed the mark */
-	conn_rest_if_streaming(cn);
+	conn_rest_if_streaming(cn, (size_t)n);
 	conn_update_events(cn);
 	/* OpenSSL may hold more decrypted bytes than one read took; the
 	 * socket will not say so. Come back in the next pass, after others. */
