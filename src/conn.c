@@ -71,9 +71,11 @@
 /* How long the listeners rest after accept() ran out of descriptors. */
 #define CONN_ACCEPT_REST_MS 500
 /* A connection whose read held at least CONN_REST_PACKETS QoS 0
- * PUBLISHes and nothing else is not read again for CONN_REST_US
- * (conn_rest_if_streaming); epoll_wait's timeout counts in milliseconds. */
-#define CONN_REST_PACKETS 16
+ * PUBLISHes and nothing else (CONN_REST_ON after a rest: some 64,000
+ * a second) is not read again for CONN_REST_US (conn_rest_if_streaming);
+ * epoll_wait's timeout counts in milliseconds. */
+#define CONN_REST_PACKETS 32
+#define CONN_REST_ON      64
 #define CONN_REST_US      1000
 /* Bytes handed to one SSL_write: one full TLS record. */
 #define CONN_TLS_RECORD (16 * 1024)
@@ -133,6 +135,7 @@ struct conn {
 	const uint8_t *pkt;         /* the packet the packet hook is handling, or NULL */
 	uint32_t pkt_hlen, pkt_len; /* its fixed header's and body's lengths */
 	bool resting;               /* not read until CONN_REST_US have passed */
+	bool rested;                /* the current read follows a rest */
 	uint32_t nread, nread_q0;   /* packets of the current read, QoS 0 PUBLISHes among them */
 };
 
@@ -947,8 +950,11 @@ static void conn_ack_now(struct conn *cn)
  * as soon as the read's ACK comes back, and the sleep, the wake-up, the
  * read and the write of each loop pass cost the broker about 20 us on a
  * virtual machine, several times what handling the packets themselves
- * does. A rest makes every pass carry the packets of a millisecond. A
- * read that filled the read buffer does not rest: more is waiting, and
+ * does. A rest makes every pass carry the packets of a millisecond. It
+ * goes on only while a millisecond brings CONN_REST_ON packets or more:
+ * a client at a moderate rate whose packets bunched up (a publishing
+ * thread woken late) rests once, not on and on, each rest gathering
+ * enough for the next. A read that filled the read buffer does not rest: more is waiting, and
  * resting would let a backlog (latency) build up in the socket; the next
  * pass reads on until the connection has caught up. Only such reads rest:
  * a packet that gets a reply (QoS 1 and 2, PINGREQ,
@@ -959,7 +965,9 @@ static void conn_ack_now(struct conn *cn)
  */
 static void conn_rest_if_streaming(struct conn *cn, size_t n)
 {
-	if (cn->nread >= CONN_REST_PACKETS && cn->nread_q0 == cn->nread && n < CONN_READ_SIZE &&
+	uint32_t min = cn->rested ? CONN_REST_ON : CONN_REST_PACKETS;
+	cn->rested = false;
+	if (cn->nread >= min && cn->nread_q0 == cn->nread && n < CONN_READ_SIZE &&
 	    cn->state == CONN_ACTIVE && !cn->out)
 		cn->resting = true;
 }
@@ -1109,6 +1117,7 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		/* The rest is over; output that waited for the socket ends it
 		 * too, since every write activation would put off its timeout. */
 		cn->resting = false;
+		cn->rested = true;
 		conn_update_events(cn);
 		what |= EV_READ;
 	}
