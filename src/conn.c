@@ -950,18 +950,18 @@ static void conn_ack_now(struct conn *cn)
  * as soon as the read's ACK comes back, and the sleep, the wake-up, the
  * read and the write of each loop pass cost the broker about 20 us on a
  * virtual machine, several times what handling the packets themselves
- * does. A rest makes every pass carry the packets of a millisecond. It
- * goes on only while a millisecond brings CONN_REST_ON packets or more:
- * a client at a moderate rate whose packets bunched up (a publishing
- * thread woken late) rests once, not on and on, each rest gathering
- * enough for the next. A read that filled the read buffer does not rest: more is waiting, and
- * resting would let a backlog (latency) build up in the socket; the next
- * pass reads on until the connection has caught up. Only such reads rest:
- * a packet that gets a reply (QoS 1 and 2, PINGREQ,
- * SUBSCRIBE) or a read of a few packets (a client at a moderate rate)
- * is read again as soon as more arrives, so nobody waiting for an answer
- * waits longer, and the rest only lowers a connection's share of the
- * loop, never raises it.
+ * does. A rest makes every pass carry the packets of a millisecond.
+ *
+ * It goes on only while a millisecond brings CONN_REST_ON packets or
+ * more: a client at a moderate rate whose packets bunched up (a
+ * publishing thread woken late) rests once, not on and on, each rest
+ * gathering enough for the next. A read that filled the read buffer does
+ * not rest: more is waiting, and resting would leave a backlog (latency)
+ * in the socket; the next pass reads on until the connection has caught
+ * up. A packet that gets a reply (QoS 1 and 2, PINGREQ, SUBSCRIBE) or a
+ * read of a few packets is read again as soon as more arrives, so nobody
+ * waiting for an answer waits longer, and a rest only lowers a
+ * connection's share of the loop, never raises it.
  */
 static void conn_rest_if_streaming(struct conn *cn, size_t n)
 {
@@ -981,6 +981,10 @@ static void conn_rest_if_streaming(struct conn *cn, size_t n)
 static void conn_readable(struct conn *cn)
 {
 	struct conn_set *set = cn->set;
+	if (cn->resting) { /* read before the rest ran out (a pause ended, say) */
+		cn->resting = false;
+		cn->rested = true;
+	}
 	if (conn_output_full(cn)) {
 		conn_update_events(cn);
 		return;
