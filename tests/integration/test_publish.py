@@ -4,7 +4,8 @@ suppression, retransmission on reconnect, ordering, offline queueing."""
 import socket
 import struct
 
-from harness import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, UNSUBACK, Paho, RawClient, ack_packet,
+from harness import (DISCONNECT_PKT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL,
+                     UNSUBACK, Paho, RawClient, ack_packet,
                      check, parse_publish, publish_packet, require_cairn, unsubscribe_packet)
 
 
@@ -366,3 +367,49 @@ def test_unsubscribe_finishes_started_deliveries(ctx):
     sub.send(ack_packet(PUBCOMP, m2["pid"]))
     pub.publish("ui/1", b"late", qos=1, pid=3)
     check(sub.expect_silence(0.5), "delivered after UNSUBSCRIBE")
+
+
+def _stream_then(ctx, name, tail):
+    """A publisher writes a run of QoS 0 PUBLISHes in one write (the broker
+    then rests its connection for a moment, src/conn.c
+    conn_rest_if_streaming), then tail in a second write. Returns the
+    subscriber, the publisher and the payloads sent."""
+    b = ctx.broker()
+    sub = RawClient(b.port)
+    sub.connect(name + "-sub")
+    sub.subscribe(1, [(name + "/#", 0)])
+    pub = RawClient(b.port)
+    pub.connect(name + "-pub", will=(name + "/will", b"gone", 0, False))
+    first = [b"a%d" % i for i in range(64)]
+    pub.send(b"".join(publish_packet(name + "/t", p) for p in first))
+    more = [b"b%d" % i for i in range(10)]
+    pub.send(b"".join(publish_packet(name + "/t", p) for p in more) + tail)
+    return sub, pub, first + more
+
+
+# covers: MQTT-4.6.0-6
+def test_qos0_stream_then_pingreq_and_qos1_answered_in_order(ctx):
+    """A stream of QoS 0 PUBLISHes rests its connection: whatever the
+    publisher sends next is still read and answered, in order, and a QoS 1
+    PUBLISH after the stream is acknowledged."""
+    sub, pub, sent = _stream_then(ctx, "rest", PINGREQ_PKT)
+    pub.expect(PINGRESP, timeout=3.0)
+    pub.send(publish_packet("rest/t", b"q1", qos=1, pid=7))
+    f, body = pub.expect(PUBACK, timeout=3.0)
+    check(_pid(body) == 7, "PUBACK for the QoS 1 PUBLISH after the stream")
+    got = [sub.read_publish(timeout=3.0)["payload"] for _ in range(len(sent) + 1)]
+    check(got == sent + [b"q1"], "stream delivered out of order or incomplete: %r" % got[:8])
+    pub.send(DISCONNECT_PKT)
+    check(sub.expect_silence(0.3), "a will or an extra message after DISCONNECT")
+
+
+def test_qos0_stream_then_close_publishes_the_will(ctx):
+    """A publisher that closes its socket right after a stream of QoS 0
+    PUBLISHes (while its connection rests) is seen to go: every message is
+    delivered, then its will."""
+    sub, pub, sent = _stream_then(ctx, "restclose", b"")
+    pub.sock.close()
+    got = [sub.read_publish(timeout=3.0) for _ in range(len(sent) + 1)]
+    check([m["payload"] for m in got[:-1]] == sent, "stream delivered out of order or incomplete")
+    check(got[-1]["topic"] == "restclose/will" and got[-1]["payload"] == b"gone",
+          "the will after the stream, got %r" % got[-1])
