@@ -103,7 +103,8 @@ struct node {
 	uint64_t claimed_since_ms, claimed_since_seq;
 	bool commit_done;
 	int commit_status;
-	const char *wait; /* redis_wait_replicas, or NULL */
+	const char *wait;  /* redis_wait_replicas, or NULL */
+	const char *parts; /* cluster_log_partitions, or NULL */
 };
 
 static const char *node_get(void *arg, const char *key)
@@ -122,6 +123,8 @@ static const char *node_get(void *arg, const char *key)
 		return n->id;
 	if (strcmp(key, "redis_wait_replicas") == 0)
 		return n->wait;
+	if (strcmp(key, "cluster_log_partitions") == 0)
+		return n->parts;
 	return NULL;
 }
 
@@ -473,6 +476,69 @@ START_TEST(t_log_and_cursor)
 	redisFree(r);
 	node_close(&a);
 	node_close(&b);
+}
+END_TEST
+
+/* A node records the log's partitions at the first start; a node with
+ * another number is refused at cluster_start (a store with 4 recorded, as
+ * a later version would write it, against this node's 1), and a number
+ * this version does not implement is refused at open, before anything is
+ * recorded. */
+START_TEST(t_partitions_agree)
+{
+	struct node a, b;
+	char pfx[80], err[512] = "";
+
+	prefix_for(pfx, sizeof(pfx), "parts");
+	node_open(&a, pfx, "a");
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "GET %s{L:0}:partitions", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "1");
+	freeReplyObject(rep);
+	node_close(&a);
+	/* A second node with the same number joins. */
+	node_open(&a, pfx, "a2");
+	node_close(&a);
+
+	rep = tcmd(&r, "SET %s{L:0}:partitions 4", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	memset(&b, 0, sizeof(b));
+	snprintf(b.prefix, sizeof(b.prefix), "%s", pfx);
+	snprintf(b.id, sizeof(b.id), "b");
+	b.base = event_base_new();
+	b.opts = (struct cairn_store_options){
+	    .durability = CAIRN_DURABILITY_OS, .base = b.base, .get = node_get, .get_arg = &b};
+	ck_assert_int_eq(cairn_store_redis.open(&b.opts, &b.st, err, sizeof(err)), 0);
+	ck_assert_int_eq(cairn_store_redis.load(b.st, &(struct cairn_store_visitor){0}), 0);
+	b.hooks = (struct cairn_cluster_hooks){
+	    .arg = &b, .entries = node_entries, .kicked = node_kicked, .fenced = node_fenced};
+	ck_assert_int_eq(cairn_store_redis.cluster_start(b.st, &b.hooks, &b.tail, &b.id_base),
+			 CAIRN_EINVAL);
+	/* The refused node took no incarnation and changed nothing. */
+	rep = tcmd(&r, "GET %s{L:0}:partitions", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "4");
+	freeReplyObject(rep);
+	node_close(&b);
+
+	/* More than one partition: refused at open, nothing recorded. */
+	prefix_for(pfx, sizeof(pfx), "parts4");
+	b.parts = "4";
+	snprintf(b.prefix, sizeof(b.prefix), "%s", pfx);
+	b.base = event_base_new();
+	b.opts.base = b.base;
+	b.st = NULL;
+	ck_assert_int_eq(cairn_store_redis.open(&b.opts, &b.st, err, sizeof(err)), CAIRN_EINVAL);
+	ck_assert_ptr_null(b.st);
+	ck_assert_msg(strstr(err, "cluster_log_partitions 4") != NULL, "error: %s", err);
+	event_base_free(b.base);
+	rep = tcmd(&r, "EXISTS %s{L:0}:partitions", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
+	ck_assert_int_eq(rep->integer, 0);
+	freeReplyObject(rep);
+	redisFree(r);
 }
 END_TEST
 
@@ -1336,6 +1402,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_claim_kicks_and_fences);
 	tcase_add_test(tc, t_fenced_without_kick);
 	tcase_add_test(tc, t_log_and_cursor);
+	tcase_add_test(tc, t_partitions_agree);
 	tcase_add_test(tc, t_append_once);
 	tcase_add_test(tc, t_park);
 	tcase_add_test(tc, t_redis_cluster_open);

@@ -35,6 +35,8 @@ static void rd_janitor_free(struct rd_janitor *j);
 
 /* Entries one XREAD or XRANGE asks for. */
 #define RD_LOG_COUNT "512"
+/* cluster_log_partitions' largest value (src/config.c agrees). */
+#define RD_PARTITIONS_MAX 64
 /* Message ids of one incarnation: inc << RD_ID_SHIFT onwards. */
 #define RD_ID_SHIFT 40
 
@@ -814,7 +816,9 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 	const char *on = opts->get != NULL ? opts->get(opts->get_arg, "cluster") : NULL;
 	const char *id = opts->get != NULL ? opts->get(opts->get_arg, "cluster_node_id") : NULL;
 	const char *ret = opts->get != NULL ? opts->get(opts->get_arg, "message_retention") : NULL;
-	uint64_t secs = 86400;
+	const char *parts =
+	    opts->get != NULL ? opts->get(opts->get_arg, "cluster_log_partitions") : NULL;
+	uint64_t secs = 86400, np = 1;
 
 	if (on == NULL || strcmp(on, "true") != 0)
 		return 0;
@@ -823,7 +827,23 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 			ret);
 		return CAIRN_EINVAL;
 	}
+	if (parts != NULL && !rd_parse_u64(parts, strlen(parts), RD_PARTITIONS_MAX, &np)) {
+		bk_errf(err, errlen, "cluster_log_partitions must be 1 to %u, got '%s'",
+			(unsigned)RD_PARTITIONS_MAX, parts);
+		return CAIRN_EINVAL;
+	}
+	/* The log's format keeps room for partitions (the number is recorded
+	 * and agreed on at cluster_start), but this version reads and writes
+	 * one stream: refused before anything is recorded in the store. */
+	if (np != 1) {
+		bk_errf(err, errlen,
+			"cluster_log_partitions %llu: this version keeps the shared log in one "
+			"partition (cluster_log_partitions 1)",
+			(unsigned long long)np);
+		return CAIRN_EINVAL;
+	}
 	st->cluster = true;
+	st->partitions = (uint32_t)np;
 	st->node_id = bk_xstrdup(id != NULL && id[0] != '\0' ? id : "cairn");
 	st->retention_ms = (int64_t)secs * 1000;
 	st->owners = bk_xcalloc(1, sizeof(*st->owners));
@@ -2280,6 +2300,47 @@ int rd_cluster_read_tail(struct cairn_store *st)
 	return rc;
 }
 
+/*
+ * Every node of a cluster reads and writes the log in the same partitions:
+ * the first node to start records its cluster_log_partitions in
+ * PREFIX{L:0}:partitions (SET NX), and a node whose number differs from the
+ * recorded one is refused, naming both. A store written before the key
+ * existed has one partition, as the default says; so the key is set on it
+ * at the first start of this version. Changing the number of a live
+ * cluster is refused the same way: the log's streams, the sessions'
+ * cursors and the nodes' marks are laid out by it.
+ */
+static int rd_partitions_agree(struct cairn_store *st)
+{
+	char want[16], *key = bk_strf("%s{L:0}:partitions", st->prefix);
+	const char *argv[] = {"SET", key, want, "NX", "GET"};
+	uint64_t have = 0;
+	int rc = 0;
+	redisReply *r;
+
+	snprintf(want, sizeof(want), "%u", (unsigned)st->partitions);
+	r = rd_sync_cmd(st, 5, argv, &rc);
+	free(key);
+	if (r == NULL)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR) {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: cannot record cluster_log_partitions: %s",
+		       st->where, r->str);
+		rc = CAIRN_EIO;
+	} else if (r->type == REDIS_REPLY_STRING &&
+		   (!rd_parse_u64(r->str, r->len, UINT32_MAX, &have) || have != st->partitions)) {
+		rd_log(st, CAIRN_LOG_ERROR,
+		       "redis at %s: this node has cluster_log_partitions %u but the cluster's "
+		       "log has %.*s partitions (recorded by its first node): every node must "
+		       "set the same number, and it cannot be changed on a live cluster",
+		       st->where, (unsigned)st->partitions, (int)(r->len < 32 ? r->len : 32),
+		       r->str);
+		rc = CAIRN_EINVAL;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h,
 		     struct cairn_log_pos *tail, uint64_t *id_base)
 {
@@ -2313,6 +2374,8 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 		}
 		freeReplyObject(r);
 	}
+	if ((rc = rd_partitions_agree(st)) != 0)
+		goto out;
 	inc_key = bk_strf("%scluster:incarnation", st->prefix);
 	{
 		const char *argv[] = {"INCR", inc_key};

@@ -98,6 +98,7 @@ struct cairn_store {
 	bool cluster;
 	char *node_id;
 	int64_t retention_ms;    /* message_retention: how long the log keeps entries */
+	uint32_t partitions;     /* cluster_log_partitions (1 only, for now) */
 	uint64_t inc;            /* this start's incarnation, from the store */
 	char inc_s[24];          /* inc in decimal */
 	const char *stage_owner; /* the session of the write being staged, or NULL */
