@@ -1252,6 +1252,55 @@ def test_cluster_node_without_redis_exits_at_startup(ctx):
     check(1.0 <= dt <= 5.0, "gave up after %.2fs with redis_connect_timeout 1500ms" % dt)
 
 
+def _start_refused(b, within=8):
+    """Start node b by hand, expecting it to exit at start-up: its exit
+    code, or a TestFailure if it still runs after within seconds."""
+    b._write_conf()
+    with open(b.log_path, "ab") as log:
+        p = subprocess.Popen([broker_command(), "-c", b.conf_path], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, cwd=b.workdir)
+    try:
+        return p.wait(within)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise TestFailure("%s still running %ds after start, expected a refusal\n%s"
+                          % (b.name, within, b.log_tail()))
+
+
+@_tag("partitions")
+def test_cluster_log_partitions_must_agree(ctx):
+    """cluster_log_partitions (cairn.conf(5)): the first node records the
+    number of the log's partitions in PREFIX{L:0}:partitions; a node whose
+    number differs from the recorded one (here the store says 4, as a
+    cluster started with 4 would, and the node has the default 1) exits
+    non-zero at start-up with an error naming both numbers, and the running
+    node goes on serving. A number this version does not implement (more
+    than 1) is refused before anything is recorded."""
+    cl = ctx.cluster(3, start=False)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    n1.start()
+    key = cl.prefix + "{L:0}:partitions"
+    got = _cli(cl, "GET", key)
+    check(got == ["1"], "%s holds %r after the first start, expected 1%s"
+          % (key, got, cl.excerpt()))
+    _cli(cl, "SET", key, "4")
+    rc = _start_refused(n2)
+    check(rc != 0, "a node with cluster_log_partitions 1 started on a log of 4 partitions"
+          "%s" % cl.excerpt())
+    check("cluster_log_partitions 1 but the cluster's log has 4 partitions" in n2.log_text(),
+          "the refusal does not name both numbers\n%s" % n2.log_tail())
+    check(_cli(cl, "GET", key) == ["4"], "the refused node changed %s" % key)
+    n3.options["cluster_log_partitions"] = 4
+    rc = _start_refused(n3)
+    check(rc != 0, "a node with cluster_log_partitions 4 started%s" % cl.excerpt())
+    check("cluster_log_partitions 4: this version keeps the shared log in one partition"
+          in n3.log_text(), "the refusal of 4 does not say why\n%s" % n3.log_tail())
+    check(n1.alive(), "node 1 stopped%s" % cl.excerpt())
+    c = Paho(n1.port, "cp-alive", ctx=ctx)
+    c.connect()
+
+
 @_tag("redis-cluster")
 def test_cluster_redis_cluster_without_cluster_mode_is_refused(ctx):
     """On a Redis Cluster (three masters, CAIRN_REDIS_CLUSTER=1) the
