@@ -1288,6 +1288,103 @@ def test_cluster_node_without_redis_exits_at_startup(ctx):
     check(1.0 <= dt <= 5.0, "gave up after %.2fs with redis_connect_timeout 1500ms" % dt)
 
 
+def _master_of_slot(cl, slot):
+    """On a Redis Cluster: the port of the master serving slot."""
+    for line in _cli(cl, "CLUSTER", "NODES"):
+        f = line.split()
+        if "master" not in f[2] or "fail" in f[2]:
+            continue
+        for r in f[8:]:
+            lo, _, hi = r.partition("-")
+            if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                return int(f[1].split("@")[0].rsplit(":", 1)[1])
+    return None
+
+
+# First levels whose topics fall in partitions 2, 1, 0 and 3 of 4.
+_P4_LEVELS = ("k30a", "k30b", "k30c", "k30d")
+
+
+# covers: MQTT-4.6.0-6 MQTT-3.1.2-5 MQTT-4.3.3-2
+@_tag("partitions")
+@_timeout(40)
+def test_cluster_partitions_order_across_a_takeover(ctx):
+    """cluster_log_partitions 4, three nodes: a persistent QoS 2 subscriber
+    to '#' on node 2 while a publisher on node 1 sends QoS 1 and 2 messages
+    round robin to four topics whose first levels fall in the four
+    partitions; halfway the subscriber's session is taken over on node 3
+    (catch-up from its cursor in each partition). Every partition's stream
+    holds its topic's messages (and none of another's), the '#' subscriber
+    gets every acknowledged message of every partition, per topic in
+    publish order, and no QoS 2 message twice."""
+    check(sorted(_partition(lv + "/x", 4) for lv in _P4_LEVELS) == [0, 1, 2, 3],
+          "the test's topics do not cover the four partitions")
+    cl = ctx.cluster(3, cluster_log_partitions=4)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    sub = _subscriber(ctx, n2, "k30-sub", [("#", 2)])
+    pub = DurablePublisher(n1.port, "k30-pub", window=32)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    acked, problems = set(), []
+    total = 400
+    for i in range(total):
+        if i == total // 2:
+            sp, closed = _takeover(sub, n3.port)
+            if sp != 1 or not closed:
+                problems.append("takeover on node 3: session present %d, first connection %s"
+                                % (sp, "closed" if closed else "still open"))
+        lv = _P4_LEVELS[i % 4]
+        qos = 1 + (i // 4) % 2
+        payload = b"k30-%s-%d-q%d" % (lv.encode(), i, qos)
+        check(pub.publish("%s/t" % lv, payload, qos), "publisher: window stayed full%s"
+              % cl.excerpt())
+        acked.add(payload)
+    check(pub.wait_idle(10), "publisher: exchanges still open 10 s after the last PUBLISH")
+    for lv in _P4_LEVELS:
+        key = _log_key(cl, lv + "/t", 4)
+        n = int(_cli(cl, "XLEN", key)[0])
+        if n != total // 4:
+            problems.append("%s (topic %s/t) holds %d entries, want %d" % (key, lv, n,
+                                                                          total // 4))
+    problems += _delivery_problems(sub, acked, "'#' subscriber")
+    problems += _order_problems(sub, "'#' subscriber", _seq)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+@_tag("partitions", "redis-cluster")
+def test_cluster_partitions_spread_over_masters(ctx):
+    """On a Redis Cluster (three masters, CAIRN_REDIS_CLUSTER=1) with
+    cluster_log_partitions 4, the messages of topics in the four partitions
+    land in four streams ({L:0} to {L:3}) whose slots (CLUSTER KEYSLOT) are
+    served by more than one master (CLUSTER NODES): the log's traffic is no
+    longer on one master. Every message reaches a subscriber on another
+    node."""
+    if not REDIS_CLUSTER:
+        raise Skip("needs a Redis Cluster: ./dev cluster-test (tests/with-redis-cluster.sh)")
+    cl = ctx.cluster(2, cluster_log_partitions=4)
+    sub = _subscriber(ctx, cl[1], "k31-sub", [("#", 1)])
+    pub = DurablePublisher(cl[0].port, "k31-pub", window=32)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    acked = set()
+    for i in range(40):
+        lv = _P4_LEVELS[i % 4]
+        payload = b"k31-%s-%d-q1" % (lv.encode(), i)
+        check(pub.publish("%s/t" % lv, payload, 1), "publisher: window stayed full")
+        acked.add(payload)
+    check(pub.wait_idle(10), "publisher: exchanges still open 10 s after the last PUBLISH")
+    masters = {}
+    for lv in _P4_LEVELS:
+        key = _log_key(cl, lv + "/t", 4)
+        n = int(_cli(cl, "XLEN", key)[0])
+        check(n == 10, "%s holds %d entries, want 10" % (key, n))
+        slot = int(_cli(cl, "CLUSTER", "KEYSLOT", key)[0])
+        masters.setdefault(_master_of_slot(cl, slot), []).append(key)
+    check(len(masters) >= 2, "the four partitions' streams are on one master: %r" % masters)
+    problems = _delivery_problems(sub, acked, "'#' subscriber", qos2=lambda p: False)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 def _start_refused(b, within=8):
     """Start node b by hand, expecting it to exit at start-up: its exit
     code, or a TestFailure if it still runs after within seconds."""
