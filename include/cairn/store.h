@@ -256,8 +256,8 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
 
 /*
  * ---- version 4: one store shared by several brokers (cluster mode) ----
- * A backend that can be shared fills the version 4 slots of the vtable;
- * the core refuses `cluster true` with any other. In cluster mode:
+ * A backend that can be shared fills the version 4 and 5 slots of the
+ * vtable; the core refuses `cluster true` with any other. In cluster mode:
  *  - every broker is a node with its own incarnation (a number the store
  *    gives each start); message ids begin with it, so they never collide;
  *  - a session belongs to the node its client is connected to: claim()
