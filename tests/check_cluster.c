@@ -810,10 +810,11 @@ static bool needs_redis_cluster(const char *fn)
 	return true;
 }
 
-static long long log_len(const char *pfx)
+/* The entries of partition part of the log. */
+static long long log_len_part(const char *pfx, uint32_t part)
 {
 	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, "XLEN %s{L:0}:log", pfx);
+	redisReply *rep = tcmd(&r, "XLEN %s{L:%u}:log", pfx, (unsigned)part);
 	long long n;
 
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
@@ -823,6 +824,11 @@ static long long log_len(const char *pfx)
 	return n;
 }
 
+static long long log_len(const char *pfx)
+{
+	return log_len_part(pfx, 0);
+}
+
 /*
  * On a Redis Cluster the publisher's inbound QoS 2 id and the log are in
  * two slots: an append that follows the id's write sets a marker in the
@@ -830,42 +836,42 @@ static long long log_len(const char *pfx)
  * claims the session and stages the same) appends nothing; PUBREL removes
  * the marker, and the id then carries a new message.
  */
-START_TEST(t_qos2_marker)
+/* t_qos2_marker with cluster_log_partitions parts (NULL: 1) and topic. */
+static void qos2_marker(const char *test, const char *parts, const char *topic)
 {
 	struct node a, b;
 	char pfx[80];
 	struct cairn_inflight_in_rec in = {"pub", 7};
 	struct cairn_msg_rec m = {
-	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+	    .topic = topic, .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+	uint32_t part = rd_log_partition(topic, parts ? (uint32_t)atoi(parts) : 1);
 
-	if (needs_redis_cluster(__func__))
-		return;
-	prefix_for(pfx, sizeof(pfx), "q2");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	prefix_for(pfx, sizeof(pfx), test);
+	node_open_parts(&a, pfx, "a", parts);
+	node_open_parts(&b, pfx, "b", parts);
 	node_claim(&a, &b, "pub", 1);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
 	node_commit(&a, &b);
-	ck_assert_int_eq(log_len(pfx), 1);
+	ck_assert_int_eq(log_len_part(pfx, part), 1);
 	/* a dies before its PUBREC; the client resends to b. */
 	node_claim(&b, &a, "pub", 2);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 1);
+	ck_assert_int_eq(log_len_part(pfx, part), 1);
 	/* PUBREL, then a new message under the same id. */
 	ck_assert_int_eq(cairn_store_redis.inflight_in_delete(b.st, "pub", 7), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 2);
+	ck_assert_int_eq(log_len_part(pfx, part), 2);
 	/* A QoS 1 message of that publisher is no resend of anything. */
 	m.qos = 1;
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 3);
+	ck_assert_int_eq(log_len_part(pfx, part), 3);
 	/* An id that never sees its PUBREL: when the session goes (a clean
 	 * start), its marker goes with it, and the next message under that id
 	 * is appended. */
@@ -874,15 +880,34 @@ START_TEST(t_qos2_marker)
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 4);
+	ck_assert_int_eq(log_len_part(pfx, part), 4);
 	ck_assert_int_eq(cairn_store_redis.session_delete(b.st, "pub"), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 5);
+	ck_assert_int_eq(log_len_part(pfx, part), 5);
 	node_close(&a);
 	node_close(&b);
+}
+
+START_TEST(t_qos2_marker)
+{
+	if (needs_redis_cluster(__func__))
+		return;
+	qos2_marker("q2", NULL, "t/q");
+}
+END_TEST
+
+/* The same with the log in 4 partitions, the message in partition 2
+ * ({L:2}, on another master than {L:0} in an evenly split cluster): its
+ * marker goes with it, in {L:2}, and a PUBREL deletes it there. */
+START_TEST(t_qos2_marker_partitions)
+{
+	if (needs_redis_cluster(__func__))
+		return;
+	ck_assert_uint_eq(rd_log_partition("k30a/q", 4), 2);
+	qos2_marker("q2p", "4", "k30a/q");
 }
 END_TEST
 
@@ -1556,6 +1581,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_park);
 	tcase_add_test(tc, t_redis_cluster_open);
 	tcase_add_test(tc, t_qos2_marker);
+	tcase_add_test(tc, t_qos2_marker_partitions);
 	tcase_add_test(tc, t_q2_forget_races_a_claim);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
