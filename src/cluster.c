@@ -15,6 +15,17 @@
  *  - or, when the previous holder had routed further than this node has,
  *    leaves the session out of live routing up to that cursor (the entries
  *    are in its queue already), so no QoS 2 message is delivered twice.
+ *
+ * The log is kept in P partitions (cluster_log_partitions): a message's
+ * topic names its partition, and a mark, a cursor or a floor is one
+ * position per partition. The router compares one position (a client's
+ * floor, a subscription's since) with an entry's: before each batch of
+ * one partition's entries this file sets those of the sessions it keeps
+ * apart (floors pending, catch-ups) to that partition's. With P > 1 a
+ * subscription's since is kept here only while its session catches up
+ * (where it matters: an entry the node had routed before the SUBSCRIBE
+ * comes again then); with one partition it is the subscription's, as
+ * before partitions.
  */
 #include "cluster.h"
 
@@ -51,19 +62,24 @@ struct cluster_park {
 	char *id;
 };
 
+/* A session whose stored cursor waits for the mark to pass its floor. */
+struct cluster_floor {
+	struct client *c;            /* a reference */
+	struct cairn_log_pos *floor; /* per partition */
+};
+
 struct cluster {
 	struct server *srv;
 	struct cairn_cluster_hooks hooks;
-	struct cairn_log_pos routed; /* the last entry routed here */
+	uint32_t nparts;              /* the log's partitions */
+	struct cairn_log_pos *routed; /* per partition: the last entry routed here */
 	uint64_t next_serial;
 	bool stopped;
 	struct cluster_claim *claims;     /* waiting for the store */
 	struct cluster_claim *deferred;   /* waiting for a park of their session */
 	struct cluster_park *parks;       /* parks not yet committed */
 	struct cluster_catchup *catchups; /* sessions catching up */
-	/* Sessions whose stored cursor waits for the mark to pass their floor
-	 * (references). */
-	struct client **floors;
+	struct cluster_floor *floors;
 	size_t nfloors, floorcap;
 	struct event *unhealthy_ev; /* closes the clients of a node that cannot commit */
 	struct event *beat_ev;      /* a commit every second, even when idle */
@@ -75,12 +91,26 @@ struct cluster {
 /* ---- positions ---- */
 
 static const struct cairn_log_pos cluster_none = {0, 0};
-/* store_log_routed's "the session's own cursor goes". */
-static const struct cairn_log_pos cluster_drop_cursor = {UINT64_MAX, UINT64_MAX};
+static const struct cairn_log_pos cluster_all = {UINT64_MAX, UINT64_MAX};
 
 static bool pos_lt(struct cairn_log_pos a, struct cairn_log_pos b)
 {
 	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
+/* Stage where c's stored queue ends (per partition), or, pos NULL, that
+ * the node's mark speaks for it. */
+static void cluster_cursor(struct cluster *cl, const struct client *c,
+			   const struct cairn_log_pos *pos)
+{
+	store_log_routed(cl->srv->store, c->id, pos, cl->nparts);
+}
+
+static struct cairn_log_pos *posv_dup(const struct cluster *cl, const struct cairn_log_pos *v)
+{
+	struct cairn_log_pos *d = xmalloc(cl->nparts * sizeof(*d));
+	memcpy(d, v, cl->nparts * sizeof(*d));
+	return d;
 }
 
 static void client_set_floor(struct client *c, struct cairn_log_pos p)
@@ -127,15 +157,44 @@ static void cluster_lost(struct cluster *cl, const char *id, uint64_t serial, co
 
 /* ---- catch-up ---- */
 
+/* With P > 1: a subscription made while its session catches up matches
+ * the entries after this node's mark at the SUBSCRIBE, in each partition. */
+struct cluster_since {
+	char *filter;
+	struct cairn_log_pos *at; /* per partition */
+};
+
 struct cluster_catchup {
 	struct cluster_catchup *next;
 	struct cluster *cl;
-	struct client *c; /* a reference */
-	struct cairn_log_pos pos;
+	struct client *c;          /* a reference */
+	struct cairn_log_pos *pos; /* per partition: where its queue ends */
+	uint32_t part;             /* the partition being read */
+	struct cluster_since *since;
+	size_t nsince;
 	struct event *retry;
 };
 
 static void cluster_catchup_read(struct cluster_catchup *cu);
+
+/* Set the since of c's subscriptions that have one here to partition
+ * part's (at NULL: to none, once the catch-up is over). */
+static void cluster_since_apply(struct cluster_catchup *cu, const uint32_t *part)
+{
+	const struct sub_table *t = &cu->c->subs;
+
+	if (cu->nsince == 0)
+		return;
+	for (uint32_t i = 0; i < t->cap; i++)
+		for (struct sub *s = t->slots[i]; s; s = s->hnext)
+			for (size_t k = 0; k < cu->nsince; k++)
+				if (strcmp(s->filter, cu->since[k].filter) == 0) {
+					struct cairn_log_pos at =
+					    part ? cu->since[k].at[*part] : cluster_none;
+					s->since_ms = at.ms;
+					s->since_seq = at.seq;
+				}
+}
 
 static void cluster_catchup_free(struct cluster_catchup *cu)
 {
@@ -146,8 +205,16 @@ static void cluster_catchup_free(struct cluster_catchup *cu)
 			*pp = cu->next;
 			break;
 		}
+	if (!cu->c->dead)
+		cluster_since_apply(cu, NULL);
+	for (size_t k = 0; k < cu->nsince; k++) {
+		free(cu->since[k].filter);
+		free(cu->since[k].at);
+	}
+	free(cu->since);
 	event_free(cu->retry);
 	client_unref(cu->c);
+	free(cu->pos);
 	free(cu);
 }
 
@@ -171,11 +238,57 @@ static struct message *cluster_entry_message(struct cluster *cl, const struct ca
 	return m;
 }
 
+static void cluster_floor_add(struct cluster *cl, struct client *c,
+			      const struct cairn_log_pos *floor);
+
+/* The catch-up of partition cu->part has reached the mark: the next
+ * partition behind the mark, or UINT32_MAX when every one is caught up. */
+static uint32_t cluster_catchup_next(const struct cluster_catchup *cu)
+{
+	const struct cluster *cl = cu->cl;
+
+	for (uint32_t i = 1; i <= cl->nparts; i++) {
+		uint32_t p = (cu->part + i) % cl->nparts;
+		if (pos_lt(cu->pos[p], cl->routed[p]))
+			return p;
+	}
+	return UINT32_MAX;
+}
+
+/* Everything up to the mark is in c's queue, in every partition, and live
+ * routing brings what follows. */
+static void cluster_catchup_done(struct cluster_catchup *cu)
+{
+	struct cluster *cl = cu->cl;
+	struct client *c = cu->c;
+	bool ahead = false;
+
+	for (uint32_t p = 0; p < cl->nparts; p++) {
+		if (pos_lt(cu->pos[p], cl->routed[p]))
+			cu->pos[p] = cl->routed[p];
+		else if (pos_lt(cl->routed[p], cu->pos[p]))
+			ahead = true; /* its queue held more than this node routed */
+	}
+	if (ahead) {
+		/* Left out of live routing up to its cursor there. */
+		cluster_floor_add(cl, c, cu->pos);
+		cluster_cursor(cl, c, cu->pos);
+	} else {
+		client_set_floor(c, cl->nparts == 1 ? cl->routed[0] : cluster_none);
+		cluster_cursor(cl, c, NULL); /* the mark speaks for it */
+	}
+	log_write(cl->srv->log, LOG_LEVEL_INFO, "client %s: caught up with the log at %llu-%llu%s",
+		  c->id, (unsigned long long)cl->routed[0].ms,
+		  (unsigned long long)cl->routed[0].seq,
+		  cl->nparts > 1 ? " (in its first partition)" : "");
+}
+
 static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_entry *e, size_t n)
 {
 	struct cluster_catchup *cu = arg;
 	struct cluster *cl = cu->cl;
 	struct client *c = cu->c;
+	uint32_t part = cu->part;
 
 	if (cl->stopped || c->dead) {
 		cluster_catchup_free(cu);
@@ -186,35 +299,41 @@ static void cluster_catchup_cb(void *arg, int status, const struct cairn_log_ent
 		evtimer_add(cu->retry, &tv);
 		return;
 	}
-	struct cairn_log_pos mark = cl->routed;
-	bool done = false, moved = false;
+	struct cairn_log_pos mark = cl->routed[part];
+	bool reached = false, moved = false;
 	store_unit(cl->srv->store, true); /* the chunk's deliveries with its cursor */
+	if (cl->nparts > 1)
+		cluster_since_apply(cu, &part);
 	for (size_t i = 0; i < n; i++) {
 		if (pos_lt(mark, e[i].pos)) {
-			done = true; /* live routing takes it from here */
+			reached = true; /* live routing takes it from here */
 			break;
 		}
 		struct message *m = cluster_entry_message(cl, &e[i]);
 		router_publish_to(cl->srv->router, m, c);
 		m->origin = NULL;
 		message_unref(m);
-		cu->pos = e[i].pos;
+		cu->pos[part] = e[i].pos;
 		moved = true;
 	}
-	if (done || !pos_lt(cu->pos, mark)) {
-		/* Everything up to the mark is in its queue, and live routing
-		 * brings what follows: the store's cursor of it goes. */
-		client_set_floor(c, mark);
-		store_log_routed(cl->srv->store, c->id, cluster_drop_cursor);
-		store_unit(cl->srv->store, false);
-		log_write(cl->srv->log, LOG_LEVEL_INFO,
-			  "client %s: caught up with the log at %llu-%llu", c->id,
-			  (unsigned long long)mark.ms, (unsigned long long)mark.seq);
-		cluster_catchup_free(cu);
-		return;
+	if (n == 0)
+		reached = true; /* nothing after its position up to now */
+	if (reached || !pos_lt(cu->pos[part], mark)) {
+		/* Every entry up to the mark is routed to it. */
+		if (pos_lt(cu->pos[part], mark))
+			cu->pos[part] = mark;
+		moved = true;
+		uint32_t next = cluster_catchup_next(cu);
+		if (next == UINT32_MAX) {
+			cluster_catchup_done(cu);
+			store_unit(cl->srv->store, false);
+			cluster_catchup_free(cu);
+			return;
+		}
+		cu->part = next;
 	}
 	if (moved)
-		store_log_routed(cl->srv->store, c->id, cu->pos);
+		cluster_cursor(cl, c, cu->pos);
 	store_unit(cl->srv->store, false);
 	cluster_catchup_read(cu);
 }
@@ -228,51 +347,63 @@ static void cluster_catchup_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void cluster_catchup_read(struct cluster_catchup *cu)
 {
-	if (store_log_read(cu->cl->srv->store, cu->pos, CLUSTER_CATCHUP_CHUNK, cluster_catchup_cb,
-			   cu) != CAIRN_EINPROGRESS) {
+	if (store_log_read(cu->cl->srv->store, cu->part, cu->pos[cu->part], CLUSTER_CATCHUP_CHUNK,
+			   cluster_catchup_cb, cu) != CAIRN_EINPROGRESS) {
 		struct timeval tv = {0, 500 * 1000};
 		evtimer_add(cu->retry, &tv);
 	}
 }
 
-static void cluster_catchup_start(struct cluster *cl, struct client *c, struct cairn_log_pos from)
+static void cluster_catchup_start(struct cluster *cl, struct client *c,
+				  const struct cairn_log_pos *from)
 {
 	struct cluster_catchup *cu = xcalloc(1, sizeof(*cu));
 	cu->cl = cl;
 	cu->c = client_ref(c);
-	cu->pos = from;
+	cu->pos = posv_dup(cl, from);
+	cu->part = 0;
 	cu->retry = evtimer_new(cl->srv->base, cluster_catchup_retry_cb, cu);
 	cu->next = cl->catchups;
 	cl->catchups = cu;
-	client_set_floor(c, (struct cairn_log_pos){UINT64_MAX, UINT64_MAX});
+	client_set_floor(c, cluster_all);
 	cl->srv->stats.cluster_catchups++;
 	/* The log keeps message_retention seconds: a cursor older than that
-	 * may have lost entries to the trim. */
+	 * may have lost entries to the trim (where entries came after it). */
 	uint64_t keep_ms = (uint64_t)cl->srv->cfg->message_retention * 1000;
-	if (from.ms + keep_ms < (uint64_t)client_wall_ms(c)) {
-		cl->srv->stats.cluster_cursor_trimmed++;
-		log_write(cl->srv->log, LOG_LEVEL_WARNING,
-			  "client %s: its log cursor %llu-%llu is older than message_retention (%u "
-			  "s): messages trimmed from the log since are lost to it",
-			  c->id, (unsigned long long)from.ms, (unsigned long long)from.seq,
-			  (unsigned)cl->srv->cfg->message_retention);
-	}
+	for (uint32_t p = 0; p < cl->nparts; p++)
+		if (pos_lt(from[p], cl->routed[p]) &&
+		    from[p].ms + keep_ms < (uint64_t)client_wall_ms(c)) {
+			cl->srv->stats.cluster_cursor_trimmed++;
+			log_write(
+			    cl->srv->log, LOG_LEVEL_WARNING,
+			    "client %s: its log cursor %llu-%llu (partition %u) is older than "
+			    "message_retention (%u s): messages trimmed from the log since "
+			    "are lost to it",
+			    c->id, (unsigned long long)from[p].ms, (unsigned long long)from[p].seq,
+			    (unsigned)p, (unsigned)cl->srv->cfg->message_retention);
+			break;
+		}
+	if (!pos_lt(cu->pos[0], cl->routed[0]))
+		cu->part = cluster_catchup_next(cu); /* one is behind: cluster_claim */
 	log_write(cl->srv->log, LOG_LEVEL_INFO,
-		  "client %s: catching up with the log from %llu-%llu to %llu-%llu", c->id,
-		  (unsigned long long)from.ms, (unsigned long long)from.seq,
-		  (unsigned long long)cl->routed.ms, (unsigned long long)cl->routed.seq);
+		  "client %s: catching up with the log from %llu-%llu to %llu-%llu%s", c->id,
+		  (unsigned long long)from[0].ms, (unsigned long long)from[0].seq,
+		  (unsigned long long)cl->routed[0].ms, (unsigned long long)cl->routed[0].seq,
+		  cl->nparts > 1 ? " (in its first partition)" : "");
 	cluster_catchup_read(cu);
 }
 
 /* ---- the log, live ---- */
 
-static void cluster_floor_add(struct cluster *cl, struct client *c)
+static void cluster_floor_add(struct cluster *cl, struct client *c,
+			      const struct cairn_log_pos *floor)
 {
 	if (cl->nfloors == cl->floorcap) {
 		cl->floorcap = cl->floorcap ? cl->floorcap * 2 : 8;
 		cl->floors = xrealloc(cl->floors, cl->floorcap * sizeof(*cl->floors));
 	}
-	cl->floors[cl->nfloors++] = client_ref(c);
+	cl->floors[cl->nfloors++] = (struct cluster_floor){client_ref(c), posv_dup(cl, floor)};
+	client_set_floor(c, floor[0]);
 	c->floor_pending = true;
 }
 
@@ -281,6 +412,13 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 	struct cluster *cl = arg;
 	if (cl->stopped || n == 0)
 		return;
+	uint32_t part = e[0].partition;
+	if (part >= cl->nparts)
+		return; /* not the backend's: it reads P partitions */
+	/* Sessions kept apart up to a floor, in this partition. */
+	for (size_t i = 0; cl->nparts > 1 && i < cl->nfloors; i++)
+		if (cl->floors[i].c->floor_pending)
+			client_set_floor(cl->floors[i].c, cl->floors[i].floor[part]);
 	/* The entries' deliveries and the mark that speaks for them go in one
 	 * batch: a mark committed alone would be ahead of queues, deliveries
 	 * committed alone would be redelivered by a catch-up. */
@@ -290,23 +428,41 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 		router_publish(cl->srv->router, m);
 		m->origin = NULL;
 		message_unref(m);
-		cl->routed = e[i].pos;
+		cl->routed[part] = e[i].pos;
 	}
 	cl->srv->stats.cluster_entries += n;
-	store_log_routed(cl->srv->store, NULL, cl->routed);
+	store_log_routed(cl->srv->store, NULL, cl->routed, cl->nparts);
 	/* Sessions whose queue held entries past this node's mark: once the
-	 * mark reaches their floor, the mark speaks for them. */
+	 * mark reaches their floor in every partition, the mark speaks for
+	 * them. Until then their stored cursor follows live routing in the
+	 * partitions the mark has passed. */
 	size_t keep = 0;
 	for (size_t i = 0; i < cl->nfloors; i++) {
-		struct client *c = cl->floors[i];
-		if (!c->dead && c->floor_pending && pos_lt(cl->routed, client_floor(c))) {
-			cl->floors[keep++] = c;
+		struct cluster_floor *f = &cl->floors[i];
+		struct client *c = f->c;
+		bool below = false;
+		for (uint32_t p = 0; p < cl->nparts; p++)
+			below = below || pos_lt(cl->routed[p], f->floor[p]);
+		if (!c->dead && c->floor_pending && below) {
+			if (cl->nparts > 1 && pos_lt(f->floor[part], cl->routed[part])) {
+				struct cairn_log_pos *v = posv_dup(cl, f->floor);
+				for (uint32_t p = 0; p < cl->nparts; p++)
+					if (pos_lt(v[p], cl->routed[p]))
+						v[p] = cl->routed[p];
+				cluster_cursor(cl, c, v);
+				free(v);
+			}
+			cl->floors[keep++] = *f;
 			continue;
 		}
-		if (!c->dead && c->floor_pending)
-			store_log_routed(cl->srv->store, c->id, cluster_drop_cursor);
+		if (!c->dead && c->floor_pending) {
+			cluster_cursor(cl, c, NULL);
+			if (cl->nparts > 1)
+				client_set_floor(c, cluster_none);
+		}
 		c->floor_pending = false;
 		client_unref(c);
+		free(f->floor);
 	}
 	cl->nfloors = keep;
 	store_unit(cl->srv->store, false);
@@ -460,8 +616,12 @@ static int claim_session(void *arg, const struct cairn_session_rec *r)
 static int claim_sub(void *arg, const struct cairn_sub_rec *r)
 {
 	struct cluster_claim *k = arg;
+	struct cairn_sub_rec rec = *r;
+	/* With P > 1 the record's since is no position (cluster.c's top). */
+	if (k->cl->nparts > 1)
+		rec.since_ms = rec.since_seq = 0;
 	if (k->built)
-		restore_add_sub(k->built, r);
+		restore_add_sub(k->built, &rec);
 	return 0;
 }
 
@@ -611,22 +771,26 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 	c->cluster_serial = k->serial;
 	srv->stats.cluster_claims++;
 	if (c == built) {
-		struct cairn_log_pos from = r->cursor;
+		const struct cairn_log_pos *from = r->cursors;
+		bool behind = false, ahead = false;
+		for (uint32_t p = 0; r->has_cursor && p < cl->nparts; p++) {
+			behind = behind || pos_lt(from[p], cl->routed[p]);
+			ahead = ahead || pos_lt(cl->routed[p], from[p]);
+		}
 		if (!r->has_cursor) {
 			client_set_floor(c, cluster_none);
-			store_log_routed(srv->store, c->id, cluster_drop_cursor);
-		} else if (pos_lt(from, cl->routed)) {
+			cluster_cursor(cl, c, NULL);
+		} else if (behind) {
 			cluster_catchup_start(cl, c, from);
-		} else {
+		} else if (ahead) {
 			/* Its queue holds entries this node has not routed yet. */
-			client_set_floor(c, from);
-			if (pos_lt(cl->routed, from))
-				cluster_floor_add(cl, c);
-			else
-				store_log_routed(srv->store, c->id, cluster_drop_cursor);
+			cluster_floor_add(cl, c, from);
+		} else {
+			client_set_floor(c, cl->nparts == 1 ? from[0] : cluster_none);
+			cluster_cursor(cl, c, NULL);
 		}
 	} else if (!r->prev_local) {
-		store_log_routed(srv->store, c->id, cluster_drop_cursor);
+		cluster_cursor(cl, c, NULL);
 	}
 	claim_free(k);
 }
@@ -728,18 +892,27 @@ void cluster_park(struct client *c)
 	struct server *srv = c->srv;
 	struct cluster *cl = srv->cluster;
 	/* Where routing of it stands: its catch-up, else its floor when that
-	 * is ahead of this node's mark, else the mark. */
-	struct cairn_log_pos cursor = cl->routed;
+	 * is ahead of this node's mark, else the mark (in each partition). */
+	struct cairn_log_pos *cursor = posv_dup(cl, cl->routed);
+	const struct cairn_log_pos *floor = NULL;
 	bool catching = false;
 	for (struct cluster_catchup *cu = cl->catchups; cu; cu = cu->next)
 		if (cu->c == c) {
-			cursor = cu->pos;
+			memcpy(cursor, cu->pos, cl->nparts * sizeof(*cursor));
 			catching = true;
 		}
-	if (!catching && pos_lt(cursor, client_floor(c)))
-		cursor = client_floor(c);
+	for (size_t i = 0; !catching && c->floor_pending && i < cl->nfloors; i++)
+		if (cl->floors[i].c == c)
+			floor = cl->floors[i].floor;
+	for (uint32_t p = 0; !catching && p < cl->nparts; p++) {
+		struct cairn_log_pos f = cl->nparts == 1 ? client_floor(c)
+					 : floor         ? floor[p]
+							 : cluster_none;
+		if (pos_lt(cursor[p], f))
+			cursor[p] = f;
+	}
 	store_unit(srv->store, true);
-	store_log_routed(srv->store, c->id, cursor);
+	cluster_cursor(cl, c, cursor);
 	client_store_session(c, false); /* the backend parks it with the record */
 	store_unit(srv->store, false);
 	struct cluster_park *pk = xcalloc(1, sizeof(*pk));
@@ -748,8 +921,10 @@ void cluster_park(struct client *c)
 	pk->next = cl->parks;
 	cl->parks = pk;
 	store_after_commit(srv->store, cluster_parked, pk);
-	log_write(srv->log, LOG_LEVEL_INFO, "client %s: session parked in the store at %llu-%llu",
-		  c->id, (unsigned long long)cursor.ms, (unsigned long long)cursor.seq);
+	log_write(srv->log, LOG_LEVEL_INFO, "client %s: session parked in the store at %llu-%llu%s",
+		  c->id, (unsigned long long)cursor[0].ms, (unsigned long long)cursor[0].seq,
+		  cl->nparts > 1 ? " (in its first partition)" : "");
+	free(cursor);
 	client_forget(c);
 }
 
@@ -757,8 +932,29 @@ void cluster_park(struct client *c)
 
 void cluster_sub_since(struct server *srv, struct sub *s)
 {
-	s->since_ms = srv->cluster->routed.ms;
-	s->since_seq = srv->cluster->routed.seq;
+	struct cluster *cl = srv->cluster;
+
+	if (cl->nparts == 1) {
+		s->since_ms = cl->routed[0].ms;
+		s->since_seq = cl->routed[0].seq;
+		return;
+	}
+	/* Live routing brings only entries after the mark; a catch-up of its
+	 * session brings older ones, which it must not match. */
+	s->since_ms = s->since_seq = 0;
+	for (struct cluster_catchup *cu = cl->catchups; cu; cu = cu->next) {
+		if (cu->c != s->owner)
+			continue;
+		for (size_t k = 0; k < cu->nsince; k++)
+			if (strcmp(cu->since[k].filter, s->filter) == 0) {
+				memcpy(cu->since[k].at, cl->routed,
+				       cl->nparts * sizeof(*cl->routed));
+				return;
+			}
+		cu->since = xrealloc(cu->since, (cu->nsince + 1) * sizeof(*cu->since));
+		cu->since[cu->nsince++] =
+		    (struct cluster_since){xstrdup(s->filter), posv_dup(cl, cl->routed)};
+	}
 }
 
 /* ---- publishing ---- */
@@ -869,7 +1065,7 @@ static void cluster_beat_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!cl->stopped)
-		store_log_routed(cl->srv->store, NULL, cl->routed);
+		store_log_routed(cl->srv->store, NULL, cl->routed, cl->nparts);
 }
 
 void cluster_store_health(struct server *srv, bool healthy)
@@ -910,10 +1106,13 @@ int cluster_start(struct server *srv)
 	    .will_allowed = cluster_will_allowed,
 	};
 	uint64_t base = 0;
-	int rc = store_cluster_start(srv->store, &cl->hooks, &cl->routed, &base);
+	cl->nparts = srv->cfg->cluster_log_partitions ? srv->cfg->cluster_log_partitions : 1;
+	cl->routed = xcalloc(cl->nparts, sizeof(*cl->routed));
+	int rc = store_cluster_start(srv->store, &cl->hooks, cl->routed, &base);
 	if (rc != 0) {
 		log_write(srv->log, LOG_LEVEL_ERROR, "cannot join the cluster: %s",
 			  cairn_strerror(rc));
+		free(cl->routed);
 		free(cl);
 		return -1;
 	}
@@ -922,7 +1121,7 @@ int cluster_start(struct server *srv)
 	/* The mark exists from the start: a session this node holds without a
 	 * cursor of its own (a new one, or one caught up) is exact up to it,
 	 * even if no entry is ever routed here. */
-	store_log_routed(srv->store, NULL, cl->routed);
+	store_log_routed(srv->store, NULL, cl->routed, cl->nparts);
 	cl->unhealthy_ev = evtimer_new(srv->base, cluster_unhealthy_cb, cl);
 	cl->beat_ev = event_new(srv->base, -1, EV_PERSIST, cluster_beat_cb, cl);
 	struct timeval sec = {1, 0};
@@ -961,9 +1160,12 @@ void cluster_free(struct server *srv)
 	}
 	while (cl->catchups)
 		cluster_catchup_free(cl->catchups);
-	for (size_t i = 0; i < cl->nfloors; i++)
-		client_unref(cl->floors[i]);
+	for (size_t i = 0; i < cl->nfloors; i++) {
+		client_unref(cl->floors[i].c);
+		free(cl->floors[i].floor);
+	}
 	free(cl->floors);
+	free(cl->routed);
 	if (cl->unhealthy_ev)
 		event_free(cl->unhealthy_ev);
 	if (cl->beat_ev)

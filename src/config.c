@@ -19,6 +19,8 @@
  * the largest remaining length the encoding allows. */
 #define CONFIG_PACKET_SIZE_MAX (268435455u + 5u)
 #define CONFIG_PACKET_SIZE_MIN 20u
+/* cluster_log_partitions: at most this many streams in the shared log. */
+#define CONFIG_LOG_PARTITIONS_MAX 64u
 
 /* Enough for "key v1 v2" plus one more to detect an extra value. */
 #define CONFIG_MAX_TOKENS 4
@@ -639,6 +641,19 @@ static int key_message_retention(struct parse *p, char **v, int n)
 	return 0;
 }
 
+/* The shared log's partitions. Every node of a cluster must agree: the
+ * Redis backend records the number at the first start and refuses another. */
+static int key_cluster_log_partitions(struct parse *p, char **v, int n)
+{
+	uint64_t x;
+
+	(void)n;
+	if (parse_number(p, v[0], 1, CONFIG_LOG_PARTITIONS_MAX, &x) < 0)
+		return -1;
+	p->c->cluster_log_partitions = (uint32_t)x;
+	return 0;
+}
+
 /* A cluster shares its store: only Redis can be shared. */
 static int check_cluster(struct parse *p)
 {
@@ -711,6 +726,7 @@ static const struct config_key config_keys[] = {
     {"cluster", 1, 1, key_cluster},
     {"cluster_node_id", 1, 1, key_cluster_node_id},
     {"message_retention", 1, 1, key_message_retention},
+    {"cluster_log_partitions", 1, 1, key_cluster_log_partitions},
     {NULL, 0, 0, NULL}};
 
 static void add_option(struct config *c, const char *key, const char *value)
@@ -835,6 +851,7 @@ void config_init(struct config *c)
 	c->connect_timeout = 10;
 	c->sys_interval = 10;
 	c->message_retention = 86400;
+	c->cluster_log_partitions = 1;
 	c->http_max_connections = 64;
 	c->persistence = false;
 	c->persistence_location = xstrdup(".");

@@ -82,6 +82,7 @@ struct config {
 	unsigned long cluster_line;            /* of cluster, for the start-up check */
 	char *cluster_node_id;                 /* default: HOSTNAME:PORT of the first listener */
 	uint32_t message_retention;            /* seconds the shared log keeps; default 86400 */
+	uint32_t cluster_log_partitions;       /* the shared log's partitions; default 1 */
 	bool persistence;                      /* default false */
 	char *persistence_location;            /* default "." */
 	char *persistence_backend;             /* default "sqlite" when persistence, else "memory";

@@ -216,7 +216,7 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 static const char *server_store_option(void *arg, const char *key)
 {
 	struct config *cfg = arg;
-	static char retention[16];
+	static char retention[16], partitions[16];
 	if (strcmp(key, "cluster") == 0)
 		return cfg->cluster ? "true" : NULL;
 	if (strcmp(key, "cluster_node_id") == 0)
@@ -224,6 +224,11 @@ static const char *server_store_option(void *arg, const char *key)
 	if (strcmp(key, "message_retention") == 0) {
 		snprintf(retention, sizeof(retention), "%u", (unsigned)cfg->message_retention);
 		return retention;
+	}
+	if (strcmp(key, "cluster_log_partitions") == 0) {
+		snprintf(partitions, sizeof(partitions), "%u",
+			 (unsigned)cfg->cluster_log_partitions);
+		return partitions;
 	}
 	return config_get_option(arg, key);
 }

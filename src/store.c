@@ -347,9 +347,15 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 		return o->log_append(s->st, l->publisher, &l->msg);
 	}
 	case BK_LOG_ROUTED: {
+		/* The positions ride in msg.payload (store_log_routed). */
 		const struct bk_log_rec *l = rec;
+		struct cairn_log_pos v[STORE_LOG_PARTITIONS_MAX];
+		size_t n = l->msg.payload_len / sizeof(*v);
 
-		return o->log_routed(s->st, l->publisher, l->pos);
+		if (n == 0)
+			return o->log_routed_p(s->st, l->publisher, NULL);
+		memcpy(v, l->msg.payload, n * sizeof(*v));
+		return o->log_routed_p(s->st, l->publisher, v);
 	}
 	}
 	return CAIRN_EINVAL;
@@ -807,7 +813,10 @@ static bool ops_complete(const struct cairn_store_ops *o)
 	       (o->version < 4 || (o->cluster_start ? o->claim && o->release && o->log_append &&
 							  o->log_routed && o->log_read
 						    : !o->claim && !o->release && !o->log_append &&
-							  !o->log_routed && !o->log_read));
+							  !o->log_routed && !o->log_read)) &&
+	       /* version 5: and the partitioned log's */
+	       (o->version < 5 || (o->cluster_start ? o->log_routed_p && o->log_read_p
+						    : !o->log_routed_p && !o->log_read_p));
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -1124,7 +1133,7 @@ int store_retained_delete(struct store *s, const char *topic)
 	return store_stage(s, BK_RETAINED_DEL, &key);
 }
 
-/* ---- a shared store (cluster mode, vtable version 4) ---- */
+/* ---- a shared store (cluster mode, vtable versions 4 and 5) ---- */
 
 bool store_gathering(const struct store *s)
 {
@@ -1150,7 +1159,8 @@ void store_unit(struct store *s, bool begin)
 
 bool store_can_share(const struct store *s)
 {
-	return s->ops->version >= 4 && s->ops->cluster_start != NULL;
+	/* Version 5: positions in every partition of the log. */
+	return s->ops->version >= 5 && s->ops->cluster_start != NULL;
 }
 
 int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
@@ -1183,19 +1193,29 @@ int store_log_append(struct store *s, const char *publisher, const struct cairn_
 	return store_stage(s, BK_LOG_APPEND, &l);
 }
 
-int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos)
+int store_log_routed(struct store *s, const char *client_id, const struct cairn_log_pos *pos,
+		     size_t n)
 {
-	struct bk_log_rec l = {.pos = pos, .publisher = client_id};
+	/* The positions are copied with the staged record as its payload. */
+	struct bk_log_rec l = {.publisher = client_id};
 
 	assert(store_can_share(s));
+	assert(pos != NULL ? n > 0 && n <= STORE_LOG_PARTITIONS_MAX : client_id != NULL);
+	if (pos != NULL) {
+		l.msg.payload = (const uint8_t *)pos;
+		l.msg.payload_len = (uint32_t)(n * sizeof(*pos));
+		l.pos = pos[0];
+	} else {
+		l.pos = (struct cairn_log_pos){UINT64_MAX, UINT64_MAX};
+	}
 	return store_stage(s, BK_LOG_ROUTED, &l);
 }
 
-int store_log_read(struct store *s, struct cairn_log_pos after, size_t max, cairn_log_read_fn done,
-		   void *arg)
+int store_log_read(struct store *s, uint32_t part, struct cairn_log_pos after, size_t max,
+		   cairn_log_read_fn done, void *arg)
 {
 	assert(store_can_share(s) && done != NULL);
-	return s->ops->log_read(s->st, after, max, done, arg);
+	return s->ops->log_read_p(s->st, part, after, max, done, arg);
 }
 
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg)

@@ -110,10 +110,11 @@ bool store_gathering(const struct store *s);
  * speaks for them). */
 void store_unit(struct store *s, bool begin);
 
-/* A shared store (cluster mode): see version 4 of struct cairn_store_ops.
- * store_can_share() says whether the backend has the slots; the others
- * may be called only then. store_log_append and store_log_routed are
- * staged writes like the ones above. */
+/* A shared store (cluster mode): see versions 4 and 5 of struct
+ * cairn_store_ops. store_can_share() says whether the backend has the
+ * slots (version 5: the log in partitions); the others may be called only
+ * then. store_log_append and store_log_routed are staged writes like the
+ * ones above. */
 bool store_can_share(const struct store *s);
 int store_cluster_start(struct store *s, const struct cairn_cluster_hooks *h,
 			struct cairn_log_pos *tail, uint64_t *id_base);
@@ -121,9 +122,14 @@ int store_claim(struct store *s, const char *client_id, uint64_t serial, cairn_c
 		void *arg);
 void store_release(struct store *s, const char *client_id);
 int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec);
-int store_log_routed(struct store *s, const char *client_id, struct cairn_log_pos pos);
-int store_log_read(struct store *s, struct cairn_log_pos after, size_t max, cairn_log_read_fn done,
-		   void *arg);
+/* pos: n positions, one per partition (n at most STORE_LOG_PARTITIONS_MAX);
+ * NULL removes client_id's cursor. */
+int store_log_routed(struct store *s, const char *client_id, const struct cairn_log_pos *pos,
+		     size_t n);
+int store_log_read(struct store *s, uint32_t part, struct cairn_log_pos after, size_t max,
+		   cairn_log_read_fn done, void *arg);
+/* The most partitions a log may have (cluster_log_partitions). */
+#define STORE_LOG_PARTITIONS_MAX 64
 
 /* Run fn(arg) once everything staged so far is durable. Never calls fn
  * from inside this call. */

@@ -85,6 +85,7 @@ struct node {
 	struct cairn_store *st;
 	struct cairn_cluster_hooks hooks;
 	struct cairn_log_pos tail;
+	struct cairn_log_pos ptail[8]; /* with cluster_log_partitions */
 	uint64_t id_base;
 	/* What the store told this node. */
 	char kicked[64];
@@ -93,6 +94,7 @@ struct node {
 	uint64_t fenced_serial;
 	int nentries;
 	char entries[16][64]; /* "topic payload qos retain publisher" */
+	uint32_t entry_part[16];
 	/* The last claim. */
 	bool claim_done;
 	int claim_status;
@@ -103,7 +105,8 @@ struct node {
 	uint64_t claimed_since_ms, claimed_since_seq;
 	bool commit_done;
 	int commit_status;
-	const char *wait; /* redis_wait_replicas, or NULL */
+	const char *wait;  /* redis_wait_replicas, or NULL */
+	const char *parts; /* cluster_log_partitions, or NULL */
 };
 
 static const char *node_get(void *arg, const char *key)
@@ -122,6 +125,8 @@ static const char *node_get(void *arg, const char *key)
 		return n->id;
 	if (strcmp(key, "redis_wait_replicas") == 0)
 		return n->wait;
+	if (strcmp(key, "cluster_log_partitions") == 0)
+		return n->parts;
 	return NULL;
 }
 
@@ -145,10 +150,12 @@ static void node_entries(void *arg, const struct cairn_log_entry *e, size_t coun
 {
 	struct node *n = arg;
 
-	for (size_t i = 0; i < count && n->nentries < 16; i++)
+	for (size_t i = 0; i < count && n->nentries < 16; i++) {
+		n->entry_part[n->nentries] = e[i].partition;
 		snprintf(n->entries[n->nentries++], sizeof(n->entries[0]), "%s %.*s %u %d %s",
 			 e[i].msg.topic, (int)e[i].msg.payload_len, (const char *)e[i].msg.payload,
 			 (unsigned)e[i].msg.qos, e[i].msg.retain ? 1 : 0, e[i].publisher);
+	}
 }
 
 /* node_open with redis_wait_replicas wait (NULL: none). */
@@ -178,6 +185,27 @@ static void node_open_wait(struct node *n, const char *prefix, const char *id, c
 static void node_open(struct node *n, const char *prefix, const char *id)
 {
 	node_open_wait(n, prefix, id, NULL);
+}
+
+/* node_open with cluster_log_partitions parts. */
+static void node_open_parts(struct node *n, const char *prefix, const char *id, const char *parts)
+{
+	char err[512] = "";
+
+	memset(n, 0, sizeof(*n));
+	n->parts = parts;
+	snprintf(n->prefix, sizeof(n->prefix), "%s", prefix);
+	snprintf(n->id, sizeof(n->id), "%s", id);
+	n->base = event_base_new();
+	ck_assert_ptr_nonnull(n->base);
+	n->opts = (struct cairn_store_options){
+	    .durability = CAIRN_DURABILITY_OS, .base = n->base, .get = node_get, .get_arg = n};
+	ck_assert_int_eq(cairn_store_redis.open(&n->opts, &n->st, err, sizeof(err)), 0);
+	ck_assert_int_eq(cairn_store_redis.load(n->st, &(struct cairn_store_visitor){0}), 0);
+	n->hooks = (struct cairn_cluster_hooks){
+	    .arg = n, .entries = node_entries, .kicked = node_kicked, .fenced = node_fenced};
+	ck_assert_int_eq(cairn_store_redis.cluster_start(n->st, &n->hooks, n->ptail, &n->id_base),
+			 0);
 }
 
 static void node_close(struct node *n)
@@ -476,6 +504,192 @@ START_TEST(t_log_and_cursor)
 }
 END_TEST
 
+/* A node records the log's partitions at the first start; a node with
+ * another number is refused at cluster_start, and the record stays. */
+static void partitions_refused(const char *pfx, const char *parts)
+{
+	struct node b;
+	char err[512] = "";
+
+	memset(&b, 0, sizeof(b));
+	snprintf(b.prefix, sizeof(b.prefix), "%s", pfx);
+	snprintf(b.id, sizeof(b.id), "b");
+	b.parts = parts;
+	b.base = event_base_new();
+	b.opts = (struct cairn_store_options){
+	    .durability = CAIRN_DURABILITY_OS, .base = b.base, .get = node_get, .get_arg = &b};
+	ck_assert_int_eq(cairn_store_redis.open(&b.opts, &b.st, err, sizeof(err)), 0);
+	ck_assert_int_eq(cairn_store_redis.load(b.st, &(struct cairn_store_visitor){0}), 0);
+	b.hooks = (struct cairn_cluster_hooks){
+	    .arg = &b, .entries = node_entries, .kicked = node_kicked, .fenced = node_fenced};
+	ck_assert_int_eq(cairn_store_redis.cluster_start(b.st, &b.hooks, b.ptail, &b.id_base),
+			 CAIRN_EINVAL);
+	node_close(&b);
+}
+
+static void expect_partitions(const char *pfx, const char *want)
+{
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "GET %s{L:0}:partitions", pfx);
+
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, want);
+	freeReplyObject(rep);
+	redisFree(r);
+}
+
+START_TEST(t_partitions_agree)
+{
+	struct node a;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "parts");
+	node_open(&a, pfx, "a");
+	expect_partitions(pfx, "1");
+	node_close(&a);
+	/* A second node with the same number joins; one with 4 does not. */
+	node_open(&a, pfx, "a2");
+	node_close(&a);
+	partitions_refused(pfx, "4");
+	expect_partitions(pfx, "1");
+
+	/* A cluster started with 4 refuses a node with the default 1. */
+	prefix_for(pfx, sizeof(pfx), "parts4");
+	node_open_parts(&a, pfx, "a", "4");
+	expect_partitions(pfx, "4");
+	partitions_refused(pfx, NULL);
+	expect_partitions(pfx, "4");
+	node_close(&a);
+}
+END_TEST
+
+static bool has_eight_entries(struct node *n)
+{
+	return n->nentries >= 8;
+}
+
+struct read_result {
+	bool done;
+	int status;
+	size_t n;
+	uint32_t part[16];
+	char topic[16][16];
+};
+
+static void on_read(void *arg, int status, const struct cairn_log_entry *e, size_t n)
+{
+	struct read_result *rr = arg;
+
+	rr->done = true;
+	rr->status = status;
+	for (size_t i = 0; i < n && rr->n < 16; i++, rr->n++) {
+		rr->part[rr->n] = e[i].partition;
+		snprintf(rr->topic[rr->n], sizeof(rr->topic[0]), "%s", e[i].msg.topic);
+	}
+}
+
+/* With cluster_log_partitions 4 a message goes to the partition of its
+ * topic's first level (PREFIX{L:p}:log, its retained copy to
+ * PREFIX{L:p}:retained), every node reads all four and hears which, a
+ * read asks one partition, and a mark or cursor is one position per
+ * partition ("MS-SEQ,MS-SEQ,MS-SEQ,MS-SEQ" in {c:ID}:own cur). */
+START_TEST(t_partitions)
+{
+	static const char *const topics[8] = {"a/1", "b/1", "c/1", "d/1",
+					      "e/1", "f/1", "a/2", "g/x"};
+	struct node a, b;
+	char pfx[80];
+	int count[4] = {0};
+
+	ck_assert_uint_eq(rd_log_partition("a/b", 1), 0);
+	ck_assert_uint_eq(rd_log_partition("abc/x/y", 4), rd_crc16("abc", 3) % 4);
+	ck_assert_uint_eq(rd_log_partition("abc/x/y", 4), rd_log_partition("abc", 4));
+	ck_assert_uint_eq(rd_log_partition("/x", 4), rd_crc16("", 0) % 4);
+	prefix_for(pfx, sizeof(pfx), "partitions");
+	node_open_parts(&a, pfx, "a", "4");
+	node_open_parts(&b, pfx, "b", "4");
+	node_claim(&a, &b, "pub", 1);
+	for (int i = 0; i < 8; i++) {
+		struct cairn_msg_rec m = {.topic = topics[i],
+					  .payload = (const uint8_t *)"x",
+					  .payload_len = 1,
+					  .qos = 1,
+					  .retain = i == 7};
+
+		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
+		count[rd_log_partition(topics[i], 4)]++;
+	}
+	node_commit(&a, &b);
+	run_until(&a, &b, has_eight_entries, &b);
+	for (int i = 0; i < 8; i++) {
+		char topic[16];
+
+		sscanf(b.entries[i], "%15s", topic);
+		ck_assert_uint_eq(b.entry_part[i], rd_log_partition(topic, 4));
+	}
+	/* In order within a partition: a/1 before a/2. */
+	int a1 = -1, a2 = -1;
+	for (int i = 0; i < 8; i++) {
+		if (strncmp(b.entries[i], "a/1 ", 4) == 0)
+			a1 = i;
+		if (strncmp(b.entries[i], "a/2 ", 4) == 0)
+			a2 = i;
+	}
+	ck_assert(a1 >= 0 && a2 > a1);
+
+	redisContext *r = redis();
+	int used = 0;
+	for (uint32_t p = 0; p < 4; p++) {
+		redisReply *rep = tcmd(&r, "XLEN %s{L:%u}:log", pfx, p);
+
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
+		ck_assert_int_eq(rep->integer, count[p]);
+		used += rep->integer > 0;
+		freeReplyObject(rep);
+	}
+	ck_assert_int_ge(used, 2);
+	redisReply *rep = tcmd(&r, "HGET %s{L:%u}:retained g/x", pfx, rd_log_partition("g/x", 4));
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "1:x");
+	freeReplyObject(rep);
+
+	/* A read of one partition brings its entries only. */
+	uint32_t pa = rd_log_partition("a/1", 4);
+	struct read_result rr = {0};
+	ck_assert_int_eq(
+	    cairn_store_redis.log_read_p(b.st, pa, (struct cairn_log_pos){0, 0}, 16, on_read, &rr),
+	    CAIRN_EINPROGRESS);
+	for (int i = 0; i < 3000 && !rr.done; i++) {
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert(rr.done && rr.status == 0);
+	ck_assert_uint_eq(rr.n, (size_t)count[pa]);
+	for (size_t i = 0; i < rr.n; i++)
+		ck_assert_uint_eq(rr.part[i], pa);
+	ck_assert_str_eq(rr.topic[0], "a/1");
+
+	/* a's mark in every partition is the cursor of a session it held. */
+	node_claim(&a, &b, "sub", 2);
+	struct cairn_log_pos mark[4] = {{11, 1}, {22, 2}, {33, 3}, {44, 4}};
+	ck_assert_int_eq(cairn_store_redis.log_routed_p(a.st, NULL, mark), 0);
+	node_commit(&a, &b);
+	node_claim(&b, &a, "sub", 9);
+	ck_assert(b.claim.has_cursor);
+	for (int p = 0; p < 4; p++) {
+		ck_assert_uint_eq(b.claim.cursors[p].ms, mark[p].ms);
+		ck_assert_uint_eq(b.claim.cursors[p].seq, mark[p].seq);
+	}
+	rep = tcmd(&r, "HGET %s{c:sub}:own cur", pfx);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	ck_assert_str_eq(rep->str, "11-1,22-2,33-3,44-4");
+	freeReplyObject(rep);
+	redisFree(r);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
 /* The commit function runs an append once however often its batch is
  * replayed: the once-only key skips the XADD and the retained write. */
 START_TEST(t_append_once)
@@ -596,10 +810,11 @@ static bool needs_redis_cluster(const char *fn)
 	return true;
 }
 
-static long long log_len(const char *pfx)
+/* The entries of partition part of the log. */
+static long long log_len_part(const char *pfx, uint32_t part)
 {
 	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, "XLEN %s{L:0}:log", pfx);
+	redisReply *rep = tcmd(&r, "XLEN %s{L:%u}:log", pfx, (unsigned)part);
 	long long n;
 
 	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
@@ -609,6 +824,11 @@ static long long log_len(const char *pfx)
 	return n;
 }
 
+static long long log_len(const char *pfx)
+{
+	return log_len_part(pfx, 0);
+}
+
 /*
  * On a Redis Cluster the publisher's inbound QoS 2 id and the log are in
  * two slots: an append that follows the id's write sets a marker in the
@@ -616,42 +836,42 @@ static long long log_len(const char *pfx)
  * claims the session and stages the same) appends nothing; PUBREL removes
  * the marker, and the id then carries a new message.
  */
-START_TEST(t_qos2_marker)
+/* t_qos2_marker with cluster_log_partitions parts (NULL: 1) and topic. */
+static void qos2_marker(const char *test, const char *parts, const char *topic)
 {
 	struct node a, b;
 	char pfx[80];
 	struct cairn_inflight_in_rec in = {"pub", 7};
 	struct cairn_msg_rec m = {
-	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+	    .topic = topic, .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+	uint32_t part = rd_log_partition(topic, parts ? (uint32_t)atoi(parts) : 1);
 
-	if (needs_redis_cluster(__func__))
-		return;
-	prefix_for(pfx, sizeof(pfx), "q2");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	prefix_for(pfx, sizeof(pfx), test);
+	node_open_parts(&a, pfx, "a", parts);
+	node_open_parts(&b, pfx, "b", parts);
 	node_claim(&a, &b, "pub", 1);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
 	node_commit(&a, &b);
-	ck_assert_int_eq(log_len(pfx), 1);
+	ck_assert_int_eq(log_len_part(pfx, part), 1);
 	/* a dies before its PUBREC; the client resends to b. */
 	node_claim(&b, &a, "pub", 2);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 1);
+	ck_assert_int_eq(log_len_part(pfx, part), 1);
 	/* PUBREL, then a new message under the same id. */
 	ck_assert_int_eq(cairn_store_redis.inflight_in_delete(b.st, "pub", 7), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 2);
+	ck_assert_int_eq(log_len_part(pfx, part), 2);
 	/* A QoS 1 message of that publisher is no resend of anything. */
 	m.qos = 1;
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 3);
+	ck_assert_int_eq(log_len_part(pfx, part), 3);
 	/* An id that never sees its PUBREL: when the session goes (a clean
 	 * start), its marker goes with it, and the next message under that id
 	 * is appended. */
@@ -660,15 +880,34 @@ START_TEST(t_qos2_marker)
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 4);
+	ck_assert_int_eq(log_len_part(pfx, part), 4);
 	ck_assert_int_eq(cairn_store_redis.session_delete(b.st, "pub"), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
-	ck_assert_int_eq(log_len(pfx), 5);
+	ck_assert_int_eq(log_len_part(pfx, part), 5);
 	node_close(&a);
 	node_close(&b);
+}
+
+START_TEST(t_qos2_marker)
+{
+	if (needs_redis_cluster(__func__))
+		return;
+	qos2_marker("q2", NULL, "t/q");
+}
+END_TEST
+
+/* The same with the log in 4 partitions, the message in partition 2
+ * ({L:2}, on another master than {L:0} in an evenly split cluster): its
+ * marker goes with it, in {L:2}, and a PUBREL deletes it there. */
+START_TEST(t_qos2_marker_partitions)
+{
+	if (needs_redis_cluster(__func__))
+		return;
+	ck_assert_uint_eq(rd_log_partition("k30a/q", 4), 2);
+	qos2_marker("q2p", "4", "k30a/q");
 }
 END_TEST
 
@@ -1336,10 +1575,13 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_claim_kicks_and_fences);
 	tcase_add_test(tc, t_fenced_without_kick);
 	tcase_add_test(tc, t_log_and_cursor);
+	tcase_add_test(tc, t_partitions_agree);
+	tcase_add_test(tc, t_partitions);
 	tcase_add_test(tc, t_append_once);
 	tcase_add_test(tc, t_park);
 	tcase_add_test(tc, t_redis_cluster_open);
 	tcase_add_test(tc, t_qos2_marker);
+	tcase_add_test(tc, t_qos2_marker_partitions);
 	tcase_add_test(tc, t_q2_forget_races_a_claim);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);

@@ -35,6 +35,8 @@ static void rd_janitor_free(struct rd_janitor *j);
 
 /* Entries one XREAD or XRANGE asks for. */
 #define RD_LOG_COUNT "512"
+/* cluster_log_partitions' largest value (src/config.c agrees). */
+#define RD_PARTITIONS_MAX 64
 /* Message ids of one incarnation: inc << RD_ID_SHIFT onwards. */
 #define RD_ID_SHIFT 40
 
@@ -90,18 +92,18 @@ static const char rd_lua[] =
     "  return table.concat(keep), ea\n"
     "end\n"
     "-- Append the will kept in session hash s to the log (and the retained\n"
-    "-- hash) as published at now, and remove it in the same call, so it goes\n"
-    "-- out once.\n"
-    "local function publish_will(pfx, id, s, now)\n"
+    "-- hash) of the partition whose keys begin with g (PREFIX{L:p}:), as\n"
+    "-- published at now, and remove it in the same call, so it goes out once.\n"
+    "local function publish_will(pfx, g, id, s, now)\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "    'will_props')\n"
     "  if not w[1] then return 0 end\n"
     "  local props, ea = will_expiry(w[5] or '', now)\n"
-    "  redis.call('XADD', pfx .. '{L:0}:log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
+    "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
     "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
     "  if w[4] == '1' then\n"
-    "    if #w[2] == 0 then redis.call('HDEL', pfx .. '{L:0}:retained', w[1])\n"
-    "    else redis.call('HSET', pfx .. '{L:0}:retained', w[1], retained_value(w[3], props, w[2], "
+    "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
+    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], props, w[2], "
     "ea))\n"
     "    end\n"
     "  end\n"
@@ -320,7 +322,8 @@ static const char rd_lua[] =
     "  end\n"
     "  return {parked, due, expired}\n"
     "end\n"
-    "-- args: prefix, id, epoch, '1' to publish or '0' to drop, now (ms). The\n"
+    "-- args: prefix, id, epoch, '1' to publish or '0' to drop, now (ms), the\n"
+    "-- key base of the will topic's log partition (PREFIX{L:p}:). The\n"
     "-- janitor's due will of a session still parked at that epoch: published\n"
     "-- (or dropped: the node's access rules deny it) and removed, in one call.\n"
     "local function will(keys, args)\n"
@@ -332,7 +335,9 @@ static const char rd_lua[] =
     "    return 0\n"
     "  end\n"
     "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
-    "  if args[4] == '1' then return publish_will(pfx, id, base .. 'session', now) end\n"
+    "  if args[4] == '1' then\n"
+    "    return publish_will(pfx, args[6] or (pfx .. '{L:0}:'), id, base .. 'session', now)\n"
+    "  end\n"
     "  redis.call('HDEL', base .. 'session', 'will_topic', 'will_payload', 'will_qos', "
     "'will_retain',\n"
     "    'will_props', 'will_delay', 'will_at')\n"
@@ -501,8 +506,9 @@ static const char rd_lua[] =
     "  end\n"
     "  return out\n"
     "end\n"
-    "-- On a Redis Cluster: the wills the janitor took, in the log's slot.\n"
-    "-- args: {L:0} key base, then per will id, epoch, topic, payload, qos,\n"
+    "-- On a Redis Cluster: the wills the janitor took, in the slot of their\n"
+    "-- topics' log partition. args: its key base (PREFIX{L:p}:), then per will\n"
+    "-- id, epoch, topic, payload, qos,\n"
     "-- retain, props. Returns how many went out (once per session epoch).\n"
     "local function wills_g(keys, args)\n"
     "  local g, n = args[1], 0\n"
@@ -814,7 +820,9 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 	const char *on = opts->get != NULL ? opts->get(opts->get_arg, "cluster") : NULL;
 	const char *id = opts->get != NULL ? opts->get(opts->get_arg, "cluster_node_id") : NULL;
 	const char *ret = opts->get != NULL ? opts->get(opts->get_arg, "message_retention") : NULL;
-	uint64_t secs = 86400;
+	const char *parts =
+	    opts->get != NULL ? opts->get(opts->get_arg, "cluster_log_partitions") : NULL;
+	uint64_t secs = 86400, np = 1;
 
 	if (on == NULL || strcmp(on, "true") != 0)
 		return 0;
@@ -823,7 +831,18 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 			ret);
 		return CAIRN_EINVAL;
 	}
+	if (parts != NULL && !rd_parse_u64(parts, strlen(parts), RD_PARTITIONS_MAX, &np)) {
+		bk_errf(err, errlen, "cluster_log_partitions must be 1 to %u, got '%s'",
+			(unsigned)RD_PARTITIONS_MAX, parts);
+		return CAIRN_EINVAL;
+	}
+	if (np == 0) {
+		bk_errf(err, errlen, "cluster_log_partitions must be 1 to %u, got '%s'",
+			(unsigned)RD_PARTITIONS_MAX, parts);
+		return CAIRN_EINVAL;
+	}
 	st->cluster = true;
+	st->partitions = (uint32_t)np;
 	st->node_id = bk_xstrdup(id != NULL && id[0] != '\0' ? id : "cairn");
 	st->retention_ms = (int64_t)secs * 1000;
 	st->owners = bk_xcalloc(1, sizeof(*st->owners));
@@ -836,8 +855,9 @@ struct rd_aux {
 	struct cairn_store *st;
 	redisAsyncContext *ac;
 	struct event *retry;
-	bool reader; /* else the control subscriber */
-	bool lost;   /* a loss was logged */
+	bool reader;   /* else the control subscriber */
+	uint32_t part; /* the reader's partition */
+	bool lost;     /* a loss was logged */
 };
 
 static void rd_aux_free(struct rd_aux *a)
@@ -865,13 +885,25 @@ void rd_cluster_free(struct cairn_store *st)
 	if (st->beat_ev != NULL)
 		event_free(st->beat_ev);
 	st->beat_ev = NULL;
-	free(st->log_key);
-	free(st->retained_key);
-	free(st->once_key);
+	for (uint32_t p = 0; st->log_keys != NULL && p < st->partitions; p++) {
+		free(st->log_keys[p]);
+		free(st->retained_keys[p]);
+		free(st->once_keys[p]);
+		rd_aux_free(st->readers[p]);
+	}
+	free(st->log_keys);
+	free(st->retained_keys);
+	free(st->once_keys);
+	free(st->readers);
+	st->log_keys = st->retained_keys = st->once_keys = NULL;
+	st->readers = NULL;
+	st->log_key = NULL; /* log_keys[0] */
+	free(st->read_pos);
+	free(st->claim_cur);
+	st->read_pos = st->claim_cur = NULL;
 	free(st->mark_key);
-	rd_aux_free(st->reader);
 	rd_aux_free(st->control);
-	st->reader = st->control = NULL;
+	st->control = NULL;
 	rd_owners_free(st->owners);
 	rd_msgs_free(st->msgs);
 	for (size_t i = 0; i < st->nfenced; i++)
@@ -895,6 +927,11 @@ char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char 
 	if (strcmp(kind, "retained") == 0 || strcmp(kind, "log") == 0)
 		return bk_strf("%s{L:0}:%s", st->prefix, kind);
 	return NULL;
+}
+
+char *rd_cluster_part_key(const struct cairn_store *st, const char *kind, uint32_t part)
+{
+	return bk_strf("%s{L:%u}:%s", st->prefix, (unsigned)part, kind);
 }
 
 /* A key of incarnation inc ("alive", "pos", "owned"): PREFIX{n:INC}:kind,
@@ -954,6 +991,41 @@ static size_t rd_pos_format(char *out, struct cairn_log_pos p)
 {
 	return (size_t)snprintf(out, 48, "%llu-%llu", (unsigned long long)p.ms,
 				(unsigned long long)p.seq);
+}
+
+/*
+ * A position in every partition (a session's cursor, a node's mark): with
+ * one partition "MS-SEQ", as before partitions; with P, the P positions
+ * joined by ','. The functions copy it as an opaque string.
+ */
+static char *rd_posv_format(const struct cairn_store *st, const struct cairn_log_pos *v)
+{
+	char *out = bk_xmalloc((size_t)st->partitions * 48), *o = out;
+
+	for (uint32_t p = 0; p < st->partitions; p++) {
+		if (p > 0)
+			*o++ = ',';
+		o += rd_pos_format(o, v[p]);
+	}
+	return out;
+}
+
+/* False unless s holds exactly st->partitions positions. */
+static bool rd_posv_parse(const struct cairn_store *st, const char *s, size_t len,
+			  struct cairn_log_pos *v)
+{
+	for (uint32_t p = 0; p < st->partitions; p++) {
+		const char *comma = memchr(s, ',', len);
+		size_t n = comma != NULL ? (size_t)(comma - s) : len;
+
+		if ((comma != NULL) != (p + 1 < st->partitions) || !rd_pos_parse(s, n, &v[p]))
+			return false;
+		if (comma != NULL) {
+			len -= n + 1;
+			s = comma + 1;
+		}
+	}
+	return true;
 }
 
 /* ---- the commit ---- */
@@ -1150,8 +1222,12 @@ static bool rd_is_inflight_in(const char *key, size_t len)
  * QoS 2 writes, the log's master goes first and the others once it has
  * answered: a QoS 2 id is stored only after its message (and its marker),
  * and its marker goes before the id, so a crash between the two loses
- * nothing and doubles nothing. A failure anywhere replays the whole batch,
- * which every part bears (once-only appends, markers, plain writes).
+ * nothing and doubles nothing. With the log in several partitions the
+ * masters of the partitions written go first, and the inbound QoS 2 ids
+ * they hold go in a call of their own after them (a second part of that
+ * master, numbered m + its number of masters). A failure anywhere replays
+ * the whole batch, which every part bears (once-only appends, markers,
+ * plain writes).
  */
 static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_done_fn done,
 			    void *arg)
@@ -1163,7 +1239,16 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 	size_t *loc = bk_xmalloc((ngroups + 1) * sizeof(*loc));
 	uint16_t gm = rd_slot_master(st, rd_key_slot(st->log_key, strlen(st->log_key)));
 	bool has_in = false, has_g = false, has_other = false, unserved = false, has_mark = false;
-	struct rd_part **parts = bk_xcalloc(nm, sizeof(*parts));
+	bool multi = st->partitions > 1;
+	/* With several partitions: whether master m holds a write in a log
+	 * partition's slot (logm), whether command i writes an inbound id. */
+	bool *logm = bk_xcalloc(nm + 1, sizeof(*logm)), *isin = bk_xcalloc(n + 1, sizeof(*isin));
+	unsigned *lslot = bk_xmalloc(st->partitions * sizeof(*lslot));
+	size_t np = multi ? 2 * nm : nm;
+	struct rd_part **parts = bk_xcalloc(np, sizeof(*parts));
+
+	for (uint32_t p = 0; p < st->partitions; p++)
+		lslot[p] = rd_key_slot(st->log_keys[p], strlen(st->log_keys[p]));
 	int rc = CAIRN_EINPROGRESS;
 
 	for (size_t g = 0; g < ngroups; g++) {
@@ -1214,13 +1299,22 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 			rd_route_refresh(st, NULL);
 			break;
 		}
-		has_in = has_in || rd_is_inflight_in(av[1], lv[1]);
+		isin[i] = rd_is_inflight_in(av[1], lv[1]);
+		has_in = has_in || isin[i];
 		if (cm[i] == gm)
 			has_g = true;
 		else
 			has_other = true;
+		for (uint32_t p = 0; multi && p < st->partitions; p++)
+			if (lslot[p] == slot)
+				logm[cm[i]] = true;
 	}
-	for (size_t m = 0; !unserved && m < nm; m++) {
+	/* Several partitions: the inbound ids on the masters that go first
+	 * wait for them, in a part of their own. */
+	for (size_t i = 0; multi && has_in && !unserved && i < n; i++)
+		if (cm[i] != SIZE_MAX && isin[i] && logm[cm[i]])
+			cm[i] += nm;
+	for (size_t m = 0; !unserved && m < np; m++) {
 		size_t nl = 0, nargs = 5, argc = 0, nowned = 0, first = SIZE_MAX;
 		char *marks;
 		const char **argv;
@@ -1244,8 +1338,9 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 			}
 		}
 		/* A batch with a mark writes it on every master; one without,
-		 * the last mark sent on each master it writes to. */
-		marks = st->mark_sent != NULL ? rd_marks_key(st, (uint16_t)m) : NULL;
+		 * the last mark sent on each master it writes to (a master's
+		 * second part writes none). */
+		marks = st->mark_sent != NULL && m < nm ? rd_marks_key(st, (uint16_t)m) : NULL;
 		if (first == SIZE_MAX && (!has_mark || marks == NULL)) {
 			free(marks);
 			free(gmap);
@@ -1324,15 +1419,19 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 	st->parts_status = 0;
 	rd_parts_drop_phase2(st);
 	if (!unserved) {
-		bool two = has_in && has_g && has_other;
+		bool two = has_in && has_g && has_other, anylog = false;
 
-		for (size_t m = 0; m < nm; m++) {
+		for (size_t m = 0; multi && m < nm; m++)
+			anylog = anylog || logm[m];
+		if (multi)
+			two = has_in && anylog;
+		for (size_t m = 0; m < np; m++) {
 			struct rd_part *p = parts[m];
 
 			if (p == NULL)
 				continue;
 			p->gen = st->commit_gen;
-			if (two && m != gm) {
+			if (two && (multi ? m >= nm || !logm[m] : m != gm)) {
 				st->phase2 = bk_xrealloc(st->phase2,
 							 (st->nphase2 + 1) * sizeof(*st->phase2));
 				st->phase2[st->nphase2++] = p;
@@ -1344,7 +1443,7 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 			}
 		}
 	} else {
-		for (size_t m = 0; m < nm; m++)
+		for (size_t m = 0; m < np; m++)
 			if (parts[m] != NULL)
 				rd_part_free(parts[m]);
 	}
@@ -1367,6 +1466,9 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 	free(cg);
 	free(gslot);
 	free(loc);
+	free(logm);
+	free(isin);
+	free(lslot);
 	return rc;
 }
 
@@ -1641,11 +1743,13 @@ static void rd_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	    reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
 		struct cairn_store *st = a->st;
 		size_t n;
-		struct cairn_log_pos last = st->read_pos;
+		struct cairn_log_pos last = st->read_pos[a->part];
 		struct cairn_log_entry *e =
 		    rd_entries_parse(st, reply->element[0]->element[1], &n, &last);
 
-		st->read_pos = last;
+		st->read_pos[a->part] = last;
+		for (size_t i = 0; i < n; i++)
+			e[i].partition = a->part;
 		if (n > 0 && st->hooks != NULL && st->hooks->entries != NULL)
 			st->hooks->entries(st->hooks->arg, e, n);
 		free(e);
@@ -1656,10 +1760,11 @@ static void rd_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void rd_read_next(struct rd_aux *a)
 {
 	char pos[48];
-	const char *argv[] = {"XREAD", "COUNT",   RD_LOG_COUNT,   "BLOCK",
-			      "1000",  "STREAMS", a->st->log_key, pos};
+	const char *argv[] = {
+	    "XREAD", "COUNT", RD_LOG_COUNT, "BLOCK", "1000", "STREAMS", a->st->log_keys[a->part],
+	    pos};
 
-	rd_pos_format(pos, a->st->read_pos);
+	rd_pos_format(pos, a->st->read_pos[a->part]);
 	if (a->ac != NULL)
 		redisAsyncCommandArgv(a->ac, rd_read_cb, NULL, 8, argv, NULL);
 }
@@ -1781,8 +1886,8 @@ static void rd_aux_connect(struct rd_aux *a)
 	if (a->ac != NULL)
 		return;
 	if (st->rcluster && a->reader) {
-		/* The log's master. */
-		const struct rd_slot_node *n = rd_route_node(st, st->log_key);
+		/* The master of its partition of the log. */
+		const struct rd_slot_node *n = rd_route_node(st, st->log_keys[a->part]);
 
 		ac = n != NULL ? redisAsyncConnect(n->host, n->port) : NULL;
 	} else {
@@ -1835,12 +1940,13 @@ static void rd_aux_retry_read_cb(evutil_socket_t fd, short what, void *arg)
 		rd_read_next(a); /* after an XREAD error */
 }
 
-static struct rd_aux *rd_aux_new(struct cairn_store *st, bool reader)
+static struct rd_aux *rd_aux_new(struct cairn_store *st, bool reader, uint32_t part)
 {
 	struct rd_aux *a = bk_xcalloc(1, sizeof(*a));
 
 	a->st = st;
 	a->reader = reader;
+	a->part = part;
 	a->retry = evtimer_new(st->base, reader ? rd_aux_retry_read_cb : rd_aux_retry_cb, a);
 	if (a->retry == NULL) {
 		free(a);
@@ -1891,14 +1997,17 @@ static void rd_janitor_will(struct cairn_store *st, const redisReply *w)
 	const char *id = w->element[0]->str;
 	const char *user = w->element[3]->str[0] == '1' ? w->element[4]->str : NULL;
 	bool ok = rd_will_allowed(st, id, user, w->element[2]->str);
-	const char *argv[] = {
-	    "FCALL", "cairn_will", "0", st->prefix, id, w->element[1]->str, ok ? "1" : "0", ms};
+	/* The will goes to its topic's partition of the log. */
+	char *g = rd_cluster_part_key(st, "", rd_log_partition(w->element[2]->str, st->partitions));
+	const char *argv[] = {"FCALL",        "cairn_will", "0", st->prefix, id, w->element[1]->str,
+			      ok ? "1" : "0", ms,           g};
 	char *arg = bk_xstrdup(id);
 
 	gettimeofday(&now, NULL);
 	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
-	if (redisAsyncCommandArgv(st->ac, rd_will_cb, arg, 8, argv, NULL) != REDIS_OK)
+	if (redisAsyncCommandArgv(st->ac, rd_will_cb, arg, 9, argv, NULL) != REDIS_OK)
 		free(arg);
+	free(g);
 }
 
 static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -2020,25 +2129,32 @@ static void rd_rjanitor_end(struct cairn_store *st)
 		free(argv);
 		free(marks);
 	}
-	if (j->nwills > 0) {
-		size_t n = 5 + 7 * j->nwills;
-		const char **argv = bk_xmalloc(n * sizeof(*argv));
-		size_t *lens = bk_xmalloc(n * sizeof(*lens));
-		char *g = bk_strf("%s{L:0}:", st->prefix);
+	/* The wills, one call per partition of the log their topics go to. */
+	for (uint32_t p = 0; j->nwills > 0 && p < st->partitions; p++) {
+		size_t n = 5;
+		const char **argv = bk_xmalloc((5 + 7 * j->nwills) * sizeof(*argv));
+		size_t *lens = bk_xmalloc((5 + 7 * j->nwills) * sizeof(*lens));
+		char *g = rd_cluster_part_key(st, "", p);
 
 		argv[0] = "FCALL";
 		argv[1] = "cairn_wills_g";
 		argv[2] = "1";
-		argv[3] = st->log_key;
+		argv[3] = st->log_keys[p];
 		argv[4] = g;
 		for (size_t i = 0; i < 5; i++)
 			lens[i] = strlen(argv[i]);
-		for (size_t i = 0; i < 7 * j->nwills; i++) {
-			argv[5 + i] = j->wills[i];
-			lens[5 + i] = j->wlens[i];
+		for (size_t w = 0; w < j->nwills; w++) {
+			/* 7 per will: id, epoch, topic, ... */
+			if (rd_log_partition(j->wills[7 * w + 2], st->partitions) != p)
+				continue;
+			for (size_t i = 7 * w; i < 7 * w + 7; i++) {
+				argv[n] = j->wills[i];
+				lens[n++] = j->wlens[i];
+			}
 		}
-		rd_route_argv(st, st->log_key, strlen(st->log_key), rd_wills_cb, NULL, (int)n, argv,
-			      lens);
+		if (n > 5)
+			rd_route_argv(st, argv[3], strlen(argv[3]), rd_wills_cb, NULL, (int)n, argv,
+				      lens);
 		free(g);
 		free(argv);
 		free(lens);
@@ -2119,15 +2235,18 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		 * the log's slot, another call; a node that dies before it leaves
 		 * them until they expire), but for those another node set under
 		 * a claim since. */
-		char *mark = rd_cluster_q2_key(st, jc->id);
-		const char *del[] = {"FCALL", "cairn_q2_forget", "1", mark, ep->str};
-
 		j->expired++;
-		if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 5, del, NULL) != REDIS_OK)
-			rd_log(st, CAIRN_LOG_ERROR,
-			       "redis at %s: cannot drop the QoS 2 markers of %s", st->where,
-			       jc->id);
-		free(mark);
+		for (uint32_t p = 0; p < st->partitions; p++) {
+			char *mark = rd_cluster_q2_key(st, jc->id, p);
+			const char *del[] = {"FCALL", "cairn_q2_forget", "1", mark, ep->str};
+
+			if (rd_route_argv(st, mark, strlen(mark), NULL, NULL, 5, del, NULL) !=
+			    REDIS_OK)
+				rd_log(st, CAIRN_LOG_ERROR,
+				       "redis at %s: cannot drop the QoS 2 markers of %s",
+				       st->where, jc->id);
+			free(mark);
+		}
 	}
 	free(jc->id);
 	free(jc);
@@ -2257,26 +2376,73 @@ static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- cluster_start ---- */
 
+/* The last entry of each partition of the log, where the reader starts. */
 int rd_cluster_read_tail(struct cairn_store *st)
 {
-	char *log_key = rd_key(st, "log", NULL);
-	const char *argv[] = {"XREVRANGE", log_key, "+", "-", "COUNT", "1"};
 	int rc = 0;
-	redisReply *r = rd_sync_cmd(st, 6, argv, &rc);
 
-	free(log_key);
+	if (st->read_pos == NULL)
+		st->read_pos = bk_xcalloc(st->partitions, sizeof(*st->read_pos));
+	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
+		char *log_key = rd_cluster_part_key(st, "log", p);
+		const char *argv[] = {"XREVRANGE", log_key, "+", "-", "COUNT", "1"};
+		redisReply *r = rd_sync_cmd(st, 6, argv, &rc);
+
+		free(log_key);
+		if (r == NULL)
+			break;
+		st->read_pos[p] = (struct cairn_log_pos){0, 0};
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+		    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+		    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+			rd_pos_parse(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
+				     &st->read_pos[p]);
+		else if (r->type == REDIS_REPLY_ERROR)
+			rc = CAIRN_EIO;
+		freeReplyObject(r);
+	}
+	st->tail_read = rc == 0;
+	return rc;
+}
+
+/*
+ * Every node of a cluster reads and writes the log in the same partitions:
+ * the first node to start records its cluster_log_partitions in
+ * PREFIX{L:0}:partitions (SET NX), and a node whose number differs from the
+ * recorded one is refused, naming both. A store written before the key
+ * existed has one partition, as the default says; so the key is set on it
+ * at the first start of this version. Changing the number of a live
+ * cluster is refused the same way: the log's streams, the sessions'
+ * cursors and the nodes' marks are laid out by it.
+ */
+static int rd_partitions_agree(struct cairn_store *st)
+{
+	char want[16], *key = bk_strf("%s{L:0}:partitions", st->prefix);
+	const char *argv[] = {"SET", key, want, "NX", "GET"};
+	uint64_t have = 0;
+	int rc = 0;
+	redisReply *r;
+
+	snprintf(want, sizeof(want), "%u", (unsigned)st->partitions);
+	r = rd_sync_cmd(st, 5, argv, &rc);
+	free(key);
 	if (r == NULL)
 		return rc;
-	st->read_pos = (struct cairn_log_pos){0, 0};
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-	    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
-		rd_pos_parse(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
-			     &st->read_pos);
-	else if (r->type == REDIS_REPLY_ERROR)
+	if (r->type == REDIS_REPLY_ERROR) {
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: cannot record cluster_log_partitions: %s",
+		       st->where, r->str);
 		rc = CAIRN_EIO;
+	} else if (r->type == REDIS_REPLY_STRING &&
+		   (!rd_parse_u64(r->str, r->len, UINT32_MAX, &have) || have != st->partitions)) {
+		rd_log(st, CAIRN_LOG_ERROR,
+		       "redis at %s: this node has cluster_log_partitions %u but the cluster's "
+		       "log has %.*s partitions (recorded by its first node): every node must "
+		       "set the same number, and it cannot be changed on a live cluster",
+		       st->where, (unsigned)st->partitions, (int)(r->len < 32 ? r->len : 32),
+		       r->str);
+		rc = CAIRN_EINVAL;
+	}
 	freeReplyObject(r);
-	st->tail_read = rc == 0;
 	return rc;
 }
 
@@ -2313,6 +2479,8 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 		}
 		freeReplyObject(r);
 	}
+	if ((rc = rd_partitions_agree(st)) != 0)
+		goto out;
 	inc_key = bk_strf("%scluster:incarnation", st->prefix);
 	{
 		const char *argv[] = {"INCR", inc_key};
@@ -2352,17 +2520,30 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 		if (r == NULL)
 			goto out;
 	}
-	*tail = st->read_pos;
+	memcpy(tail, st->read_pos, st->partitions * sizeof(*tail));
 	*id_base = st->inc << RD_ID_SHIFT;
-	st->log_key = rd_key(st, "log", NULL);
-	st->retained_key = rd_key(st, "retained", NULL);
-	st->once_key = bk_strf("%s{L:0}:dd:%s", st->prefix, st->inc_s);
+	st->log_keys = bk_xcalloc(st->partitions, sizeof(*st->log_keys));
+	st->retained_keys = bk_xcalloc(st->partitions, sizeof(*st->retained_keys));
+	st->once_keys = bk_xcalloc(st->partitions, sizeof(*st->once_keys));
+	st->readers = bk_xcalloc(st->partitions, sizeof(*st->readers));
+	st->claim_cur = bk_xcalloc(st->partitions, sizeof(*st->claim_cur));
+	for (uint32_t p = 0; p < st->partitions; p++) {
+		char *dd = bk_strf("dd:%s", st->inc_s);
+
+		st->log_keys[p] = rd_cluster_part_key(st, "log", p);
+		st->retained_keys[p] = rd_cluster_part_key(st, "retained", p);
+		st->once_keys[p] = rd_cluster_part_key(st, dd, p);
+		free(dd);
+	}
+	st->log_key = st->log_keys[0];
 	st->mark_key = rd_node_key(st, st->inc_s, "pos");
 	st->hooks = h;
-	st->reader = rd_aux_new(st, true);
-	st->control = rd_aux_new(st, false);
+	for (uint32_t p = 0; p < st->partitions; p++)
+		if ((st->readers[p] = rd_aux_new(st, true, p)) == NULL)
+			rc = CAIRN_ENOMEM;
+	st->control = rd_aux_new(st, false, 0);
 	st->beat_ev = event_new(st->base, -1, EV_PERSIST, rd_beat_cb, st);
-	if (st->reader == NULL || st->control == NULL || st->beat_ev == NULL)
+	if (rc != 0 || st->control == NULL || st->beat_ev == NULL)
 		rc = CAIRN_ENOMEM;
 	else {
 		struct timeval sec = {1, 0};
@@ -2370,9 +2551,9 @@ int rd_cluster_start(struct cairn_store *st, const struct cairn_cluster_hooks *h
 		event_add(st->beat_ev, &sec);
 		rd_log(st, CAIRN_LOG_NOTICE,
 		       "redis at %s: node %s joined the cluster as incarnation %s, reading the log "
-		       "after %llu-%llu",
-		       st->where, st->node_id, st->inc_s, (unsigned long long)tail->ms,
-		       (unsigned long long)tail->seq);
+		       "(%u partitions) after %llu-%llu in the first",
+		       st->where, st->node_id, st->inc_s, (unsigned)st->partitions,
+		       (unsigned long long)tail->ms, (unsigned long long)tail->seq);
 	}
 out:
 	rd_sync_close(st);
@@ -2482,8 +2663,9 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 		    rd_parse_u64(colon + 1, old->len - (size_t)(colon + 1 - old->str), UINT64_MAX,
 				 &res.prev_serial))
 			res.prev_local = true;
+		res.cursors = st->claim_cur;
 		if (cur->type == REDIS_REPLY_STRING && cur->len > 0)
-			res.has_cursor = rd_pos_parse(cur->str, cur->len, &res.cursor);
+			res.has_cursor = rd_posv_parse(st, cur->str, cur->len, st->claim_cur);
 		/* A takeover on this node keeps the hold (and the writes staged
 		 * under it); a claim from elsewhere starts a new one. */
 		const redisReply *ep = reply->elements >= 9 ? reply->element[8] : NULL;
@@ -2493,7 +2675,7 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 
 		rd_owner_set(st->owners, c->id, c->serial, epoch, !res.prev_local);
 		if (!res.has_cursor && pos != NULL && pos->type == REDIS_REPLY_STRING &&
-		    pos->len > 0 && rd_pos_parse(pos->str, pos->len, &res.cursor)) {
+		    pos->len > 0 && rd_posv_parse(st, pos->str, pos->len, st->claim_cur)) {
 			/* The previous node's mark is the session's cursor from now
 			 * on: kept in its claim's hash with the next commit. */
 			char *own = rd_key(st, "own", c->id);
@@ -2505,6 +2687,7 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 			st->stage_owner = NULL;
 			free(own);
 		}
+		res.cursor = st->claim_cur[0];
 		c->reply = reply;
 		res.visit = rd_claim_visit;
 		res.visit_ctx = c;
@@ -2754,9 +2937,26 @@ int rd_cluster_park(struct cairn_store *st, const struct cairn_session_rec *rec)
 
 /* ---- appends, the routed mark, reads ---- */
 
-char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id)
+/* An inbound QoS 2 marker goes with its message's append: in the slot of
+ * the message's log partition. */
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint32_t part)
 {
-	return bk_strf("%s{L:0}:q2:%s", st->prefix, client_id);
+	return bk_strf("%s{L:%u}:q2:%s", st->prefix, (unsigned)part, client_id);
+}
+
+int rd_cluster_q2_done(struct cairn_store *st, const char *client_id, const char *pid)
+{
+	int rc = 0;
+
+	/* PUBREL names no topic: the marker may be in any partition. */
+	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
+		char *mark = rd_cluster_q2_key(st, client_id, p);
+		const char *del[] = {"HDEL", mark, pid};
+
+		rc = rd_stage(st, 3, del, NULL);
+		free(mark);
+	}
+	return rc;
 }
 
 int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id)
@@ -2772,20 +2972,25 @@ int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id)
 	if (pp == NULL || *pp == NULL || (*pp)->epoch == 0)
 		return 0;
 	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)(*pp)->epoch);
-	key = rd_cluster_q2_key(st, client_id);
-	const char *forget[] = {"CAIRN.FORGET", key, epoch};
+	st->stage_owner = NULL; /* the log's slots */
+	rc = 0;
+	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
+		key = rd_cluster_q2_key(st, client_id, p);
+		const char *forget[] = {"CAIRN.FORGET", key, epoch};
 
-	st->stage_owner = NULL; /* the log's slot */
-	rc = rd_stage(st, 3, forget, NULL);
+		rc = rd_stage(st, 3, forget, NULL);
+		free(key);
+	}
 	st->stage_owner = owner;
-	free(key);
 	return rc;
 }
 
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec)
 {
-	const char *log = st->log_key, *ret = st->retained_key, *once = st->once_key;
+	uint32_t part = rd_log_partition(rec->topic, st->partitions);
+	const char *log = st->log_keys[part], *ret = st->retained_keys[part],
+		   *once = st->once_keys[part];
 	char q[4], r[4], x[24], minid[24], n[4], seq[24];
 	struct timeval now;
 	int rc;
@@ -2802,7 +3007,7 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 
 	if (st->rcluster && rec->qos == 2 && st->last_in_id != NULL &&
 	    strcmp(st->last_in_id, publisher) == 0) {
-		mark = rd_cluster_q2_key(st, publisher);
+		mark = rd_cluster_q2_key(st, publisher, part);
 		snprintf(field, sizeof(field), "%u", (unsigned)st->last_in_pid);
 	}
 	free(st->last_in_id);
@@ -2870,12 +3075,15 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	return rc;
 }
 
-int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos)
+int rd_cluster_log_routed_p(struct cairn_store *st, const char *client_id,
+			    const struct cairn_log_pos *pos)
 {
-	char *key, val[48];
+	char *key, *val;
 	int rc;
 
-	rd_pos_format(val, pos);
+	if (pos == NULL && client_id == NULL)
+		return CAIRN_EINVAL;
+	val = pos != NULL ? rd_posv_format(st, pos) : NULL;
 	if (client_id != NULL) {
 		/* The session's own cursor, in its claim's hash. */
 		const char *set[] = {"HSET", NULL, "cur", val};
@@ -2884,10 +3092,10 @@ int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct 
 		key = rd_key(st, "own", client_id);
 		set[1] = del[1] = key;
 		st->stage_owner = client_id;
-		rc = pos.ms == UINT64_MAX && pos.seq == UINT64_MAX ? rd_stage(st, 3, del, NULL)
-								   : rd_stage(st, 4, set, NULL);
+		rc = val == NULL ? rd_stage(st, 3, del, NULL) : rd_stage(st, 4, set, NULL);
 		st->stage_owner = NULL;
 		free(key);
+		free(val);
 		return rc;
 	}
 	const char *argv[] = {"SET", st->mark_key, val};
@@ -2901,13 +3109,24 @@ int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct 
 	rc = rd_stage(st, 3, argv, NULL);
 	if (rc == 0)
 		st->routed_at = st->staged.n;
+	free(val);
 	return rc;
+}
+
+int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos)
+{
+	/* Version 4: one partition. */
+	if (st->partitions != 1)
+		return CAIRN_EINVAL;
+	return rd_cluster_log_routed_p(st, client_id,
+				       pos.ms == UINT64_MAX && pos.seq == UINT64_MAX ? NULL : &pos);
 }
 
 struct rd_read {
 	struct cairn_store *st;
 	cairn_log_read_fn done;
 	void *arg;
+	uint32_t part;
 };
 
 static void rd_log_read_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -2931,6 +3150,8 @@ static void rd_log_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		struct cairn_log_pos last = {0, 0};
 		struct cairn_log_entry *e = rd_entries_parse(st, reply, &n, &last);
 
+		for (size_t i = 0; i < n; i++)
+			e[i].partition = rr->part;
 		rr->done(rr->arg, 0, e, n);
 		free(e);
 	}
@@ -2940,16 +3161,23 @@ static void rd_log_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg)
 {
-	char *key = rd_key(st, "log", NULL), from[49], count[24];
+	return rd_cluster_log_read_p(st, 0, after, max, done, arg);
+}
+
+int rd_cluster_log_read_p(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,
+			  size_t max, cairn_log_read_fn done, void *arg)
+{
+	const char *key = part < st->partitions ? st->log_keys[part] : NULL;
+	char from[49], count[24];
 	const char *argv[] = {"XRANGE", key, from, "+", "COUNT", count};
 	struct rd_read *rr;
 	int rc = CAIRN_EINPROGRESS;
 
+	if (key == NULL)
+		return CAIRN_EINVAL;
 	if (st->ac == NULL || st->ac_broken ||
-	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0) {
-		free(key);
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
 		return CAIRN_EUNAVAILABLE;
-	}
 	from[0] = '(';
 	rd_pos_format(from + 1, after);
 	snprintf(count, sizeof(count), "%zu", max);
@@ -2957,12 +3185,12 @@ int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size
 	rr->st = st;
 	rr->done = done;
 	rr->arg = arg;
+	rr->part = part;
 	if ((st->rcluster
 		 ? rd_route_argv(st, key, strlen(key), rd_log_read_cb, rr, 6, argv, NULL)
 		 : redisAsyncCommandArgv(st->ac, rd_log_read_cb, rr, 6, argv, NULL)) != REDIS_OK) {
 		free(rr);
 		rc = CAIRN_EUNAVAILABLE;
 	}
-	free(key);
 	return rc;
 }

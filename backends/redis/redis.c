@@ -651,11 +651,7 @@ static int rd_inflight_op(struct cairn_store *st, const char *cmd, const char *c
 			st->last_in_id = bk_xstrdup(client_id);
 			st->last_in_pid = packet_id;
 		} else {
-			char *mark = rd_cluster_q2_key(st, client_id);
-			const char *del[] = {"HDEL", mark, pid};
-
-			rc = rd_stage(st, 3, del, NULL);
-			free(mark);
+			rc = rd_cluster_q2_done(st, client_id, pid);
 		}
 	}
 	return rc;
@@ -740,7 +736,7 @@ static int rd_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 }
 
 const struct cairn_store_ops cairn_store_redis = {
-    .version = 4,
+    .version = 5,
     .name = "redis",
     .open = rd_open,
     .close = rd_close,
@@ -765,4 +761,6 @@ const struct cairn_store_ops cairn_store_redis = {
     .log_append = rd_cluster_log_append,
     .log_routed = rd_cluster_log_routed,
     .log_read = rd_cluster_log_read,
+    .log_routed_p = rd_cluster_log_routed_p,
+    .log_read_p = rd_cluster_log_read_p,
 };

@@ -98,6 +98,7 @@ struct cairn_store {
 	bool cluster;
 	char *node_id;
 	int64_t retention_ms;    /* message_retention: how long the log keeps entries */
+	uint32_t partitions;     /* cluster_log_partitions: the log's streams */
 	uint64_t inc;            /* this start's incarnation, from the store */
 	char inc_s[24];          /* inc in decimal */
 	const char *stage_owner; /* the session of the write being staged, or NULL */
@@ -106,13 +107,17 @@ struct cairn_store {
 	uint64_t appends; /* log appends staged, for their once-only keys */
 	size_t routed_at; /* 1 + index in staged of the routed mark; 0: none */
 	const struct cairn_cluster_hooks *hooks;
-	struct rd_aux *reader;  /* XREAD of the log */
-	struct rd_aux *control; /* SUBSCRIBE to this incarnation's kicks */
-	struct event *beat_ev;  /* liveness and the janitor, every second */
-	/* Keys every append or mark writes, made once at cluster_start. */
-	char *log_key, *retained_key, *once_key, *mark_key;
-	struct cairn_log_pos read_pos;
-	bool tail_read; /* read_pos is the log's end at load() */
+	struct rd_aux **readers; /* XREAD of each partition of the log */
+	struct rd_aux *control;  /* SUBSCRIBE to this incarnation's kicks */
+	struct event *beat_ev;   /* liveness and the janitor, every second */
+	/* Keys every append or mark writes, made once at cluster_start: per
+	 * partition p, PREFIX{L:p}:log, :retained and :dd:INC. log_key is
+	 * partition 0's, the slot of the node keys on a Redis Cluster. */
+	char **log_keys, **retained_keys, **once_keys;
+	char *log_key, *mark_key;
+	struct cairn_log_pos *read_pos;  /* per partition: the last entry read */
+	bool tail_read;                  /* read_pos is the log's end at load() */
+	struct cairn_log_pos *claim_cur; /* a claim's cursor, per partition */
 	/* Sessions a commit found claimed elsewhere, reported before done(). */
 	char **fenced;
 	uint64_t *fenced_serial;
@@ -267,7 +272,12 @@ int rd_cluster_read_tail(struct cairn_store *st);
 void rd_cluster_release(struct cairn_store *st, const char *client_id);
 /* On a Redis Cluster, the marker of an inbound QoS 2 message, in the log's
  * slot: PREFIX{L:0}:q2:PACKET_ID:CLIENT_ID. */
-char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id);
+char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uint32_t part);
+/* Stage the removal of an inbound QoS 2 marker (PUBREL) in every
+ * partition it may be in. */
+int rd_cluster_q2_done(struct cairn_store *st, const char *client_id, const char *pid);
+/* The keys of the log's partitions (cluster mode): PREFIX{L:p}:kind. */
+char *rd_cluster_part_key(const struct cairn_store *st, const char *kind, uint32_t part);
 /* Stage, in the log's slot, the removal of every inbound QoS 2 marker of
  * client_id: its session is gone (deleted, or expired by the janitor), and
  * a marker left by an id that never saw its PUBREL would make the next
@@ -276,6 +286,10 @@ int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);
 int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
+int rd_cluster_log_routed_p(struct cairn_store *st, const char *client_id,
+			    const struct cairn_log_pos *pos);
+int rd_cluster_log_read_p(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,
+			  size_t max, cairn_log_read_fn done, void *arg);
 int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg);
 
@@ -301,6 +315,9 @@ enum rd_redirect { RD_NO_REDIRECT, RD_MOVED, RD_ASK };
 
 /* CRC16 as Redis Cluster hashes keys (XMODEM). */
 uint16_t rd_crc16(const char *buf, size_t len);
+/* The log partition of topic among partitions: CRC16 of its first level
+ * (up to the first '/'), modulo partitions; 0 when there is one. */
+uint32_t rd_log_partition(const char *topic, uint32_t partitions);
 /* The slot of a key: CRC16 of its hash tag (the bytes inside the first
  * non-empty {...}) or of the whole key, mod 16384. */
 unsigned rd_key_slot(const char *key, size_t len);

@@ -39,6 +39,17 @@ uint16_t rd_crc16(const char *buf, size_t len)
  * it, when there are any; else the whole key. "{}x" hashes whole, and so
  * does a key with a '{' but no '}' after it.
  */
+uint32_t rd_log_partition(const char *topic, uint32_t partitions)
+{
+	const char *slash;
+
+	if (partitions <= 1)
+		return 0;
+	slash = strchr(topic, '/');
+	return rd_crc16(topic, slash != NULL ? (size_t)(slash - topic) : strlen(topic)) %
+	       partitions;
+}
+
 unsigned rd_key_slot(const char *key, size_t len)
 {
 	const char *open = memchr(key, '{', len), *close;

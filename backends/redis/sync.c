@@ -848,9 +848,9 @@ bool rd_retained_parse(const char *s, size_t len, struct cairn_msg_rec *rec)
  * Retained messages: HSCAN the one hash, then visit in topic order. A
  * value is "<qos>:<payload>"; msg_id is not kept (it is informational).
  */
-static int rd_load_retained(struct cairn_store *st, const struct cairn_store_visitor *v)
+static int rd_load_retained_key(struct cairn_store *st, const struct cairn_store_visitor *v,
+				char *key)
 {
-	char *key = rd_key(st, "retained", NULL);
 	char cursor[32] = "0";
 	redisReply **pairs = NULL, **all = NULL;
 	size_t n = 0, cap = 0, nall = 0, capall = 0;
@@ -911,6 +911,18 @@ out:
 	free(all);
 	free(pairs);
 	free(key);
+	return rc;
+}
+
+/* Cluster mode keeps a retained hash per partition of the log. */
+static int rd_load_retained(struct cairn_store *st, const struct cairn_store_visitor *v)
+{
+	int rc = 0;
+
+	if (!st->cluster || st->partitions <= 1)
+		return rd_load_retained_key(st, v, rd_key(st, "retained", NULL));
+	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++)
+		rc = rd_load_retained_key(st, v, rd_cluster_part_key(st, "retained", p));
 	return rc;
 }
 

@@ -32,7 +32,7 @@ struct event_base;
 /* Version of struct cairn_store_ops described by this header. Slots are only
  * ever added at the end; a backend sets .version to the version it fills,
  * and the core reads no slot past that version. */
-#define CAIRN_STORE_OPS_VERSION 4
+#define CAIRN_STORE_OPS_VERSION 5
 
 /*
  * Records grow at the end, and only with a new vtable version: the fields
@@ -256,8 +256,8 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
 
 /*
  * ---- version 4: one store shared by several brokers (cluster mode) ----
- * A backend that can be shared fills the version 4 slots of the vtable;
- * the core refuses `cluster true` with any other. In cluster mode:
+ * A backend that can be shared fills the version 4 and 5 slots of the
+ * vtable; the core refuses `cluster true` with any other. In cluster mode:
  *  - every broker is a node with its own incarnation (a number the store
  *    gives each start); message ids begin with it, so they never collide;
  *  - a session belongs to the node its client is connected to: claim()
@@ -268,11 +268,18 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
  *  - every PUBLISH is appended to one shared message log; each node reads
  *    the log and routes each entry to its own sessions, so nothing but the
  *    store connects the nodes;
+ *  - (version 5) the log is kept in P partitions (cluster_log_partitions,
+ *    which the backend reads through opts->get as the core does): every
+ *    message of one topic goes to one partition, in order, and a position
+ *    in the log (a node's mark, a session's cursor) is one position per
+ *    partition, an array of P; entries of different partitions are not
+ *    ordered against each other;
  *  - retained messages are written by the node that appends them, in the
  *    same step, and kept in memory by every node from the log.
  */
 
-/* A position in the shared message log: entries are ordered by (ms, seq). */
+/* A position in one partition of the shared message log: its entries are
+ * ordered by (ms, seq). */
 struct cairn_log_pos {
 	uint64_t ms, seq;
 };
@@ -285,13 +292,16 @@ struct cairn_log_entry {
 	/* The message (msg_id is 0). A retained message with an empty payload
 	 * clears the topic's retained message. */
 	struct cairn_msg_rec msg;
+	/* ---- version 5 ---- */
+	/* The partition it was read from (below P). */
+	uint32_t partition;
 };
 
 /* What the core hears from a shared store, always from the event loop. */
 struct cairn_cluster_hooks {
 	void *arg;
 	/* New log entries, in log order, from the position cluster_start()
-	 * returned on. */
+	 * returned on; the entries of one call are of one partition. */
 	void (*entries)(void *arg, const struct cairn_log_entry *e, size_t n);
 	/* Another node claimed client_id's session, which this node holds
 	 * under serial. */
@@ -335,6 +345,10 @@ struct cairn_claim_result {
 	bool has_will;
 	struct cairn_msg_rec will;
 	const char *will_username;
+	/* ---- version 5 ---- */
+	/* When has_cursor: the cursor in every partition (P of them; cursor
+	 * is the first). Borrowed during done(). */
+	const struct cairn_log_pos *cursors;
 };
 
 /* Completion of claim(): status 0 or a CAIRN_E* code. */
@@ -455,8 +469,9 @@ struct cairn_store_ops {
 	 * backend reads the cluster keys itself through opts->get) and
 	 * load() has run (in cluster mode it loads retained messages only:
 	 * sessions are loaded when claimed). Starts reading the log after
-	 * *tail, the end of the log now, and reporting through h (borrowed
-	 * until close). *id_base is the first message id this node may use.
+	 * tail, the end of the log now (version 5: an array of P, the end of
+	 * each partition), and reporting through h (borrowed until close).
+	 * *id_base is the first message id this node may use.
 	 * @return 0; CAIRN_EINVAL (not opened in cluster mode), CAIRN_EIO,
 	 * CAIRN_EUNAVAILABLE.
 	 */
@@ -499,6 +514,15 @@ struct cairn_store_ops {
 	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE. */
 	int (*log_read)(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg);
+
+	/* ---- version 5: the log in partitions; set by a shared store ---- */
+	/* log_routed with a position in every partition (pos: P of them), or
+	 * pos NULL to remove the session's cursor (client_id not NULL). */
+	int (*log_routed_p)(struct cairn_store *st, const char *client_id,
+			    const struct cairn_log_pos *pos);
+	/* log_read in partition part (below P); the entries say it. */
+	int (*log_read_p)(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,
+			  size_t max, cairn_log_read_fn done, void *arg);
 };
 
 /* Backends compiled into this build (none and memory always; each of the

@@ -129,6 +129,41 @@ if REDIS_CLUSTER:
     harness.Context.cluster = _ctx_redis_cluster
 
 
+# CAIRN_CLUSTER_PARTITIONS=P (./dev cluster-test runs the suite with 4 too):
+# every node of every case gets cluster_log_partitions P, unless the case
+# sets it.
+PARTITIONS = int(os.environ.get("CAIRN_CLUSTER_PARTITIONS") or "1")
+if PARTITIONS != 1:
+    _ctx_cluster_one = harness.Context.cluster
+
+    def _ctx_cluster_partitions(self, n, start=True, **options):
+        options.setdefault("cluster_log_partitions", PARTITIONS)
+        return _ctx_cluster_one(self, n, start=start, **options)
+
+    harness.Context.cluster = _ctx_cluster_partitions
+
+
+def _crc16(data):
+    """CRC16/XMODEM, the Redis Cluster's key hash."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def _partition(topic, partitions=None):
+    """The log partition of topic: CRC16 of its first level modulo P."""
+    p = PARTITIONS if partitions is None else partitions
+    return _crc16(topic.split("/", 1)[0].encode()) % p
+
+
+def _log_key(cl, topic, partitions=None):
+    """The stream that holds topic's messages (cairn-redis(5))."""
+    return "%s{L:%d}:log" % (cl.prefix, _partition(topic, partitions))
+
+
 # ---------------------------------------------------------------- helpers
 
 class _Mover(DurableSubscriber):
@@ -1082,7 +1117,8 @@ def test_cluster_racing_connects_leave_one_connection(ctx):
 def test_cluster_message_retention_trims_the_log(ctx):
     """message_retention 1: 300 QoS 1 messages published on node 1 all
     reach a persistent subscriber on node 2 and stay in the shared log
-    (cairn-redis(5): PREFIX{L:0}:log) while they are younger than a second;
+    (cairn-redis(5): PREFIX{L:p}:log, p the topic's partition) while they
+    are younger than a second;
     one more append 1.5 s later trims the older ones (XTRIM MINID ~, whole
     stream nodes at a time, hence the 300)."""
     cl = ctx.cluster(2, message_retention=1)
@@ -1095,7 +1131,7 @@ def test_cluster_message_retention_trims_the_log(ctx):
     for p in want:
         check(pub.publish("c14/t", p, 1), "publisher: window stayed full%s" % cl.excerpt())
     check(pub.wait_idle(10), "publisher: exchanges still open 10s after the last PUBLISH")
-    key = cl.prefix + "{L:0}:log"
+    key = _log_key(cl, "c14/t")
     xlen = int(_cli(cl, "XLEN", key)[0])
     check(xlen >= 300, "the log %s holds %d entries right after 300 appends" % (key, xlen))
     problems = _delivery_problems(sub, set(want), "subscriber", qos2=lambda p: False)
@@ -1250,6 +1286,148 @@ def test_cluster_node_without_redis_exits_at_startup(ctx):
     check("127.0.0.1:%d" % port in b.log_text(), "start-up error does not name 127.0.0.1:%d\n%s"
           % (port, b.log_tail()))
     check(1.0 <= dt <= 5.0, "gave up after %.2fs with redis_connect_timeout 1500ms" % dt)
+
+
+def _master_of_slot(cl, slot):
+    """On a Redis Cluster: the port of the master serving slot."""
+    for line in _cli(cl, "CLUSTER", "NODES"):
+        f = line.split()
+        if "master" not in f[2] or "fail" in f[2]:
+            continue
+        for r in f[8:]:
+            lo, _, hi = r.partition("-")
+            if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                return int(f[1].split("@")[0].rsplit(":", 1)[1])
+    return None
+
+
+# First levels whose topics fall in partitions 2, 1, 0 and 3 of 4.
+_P4_LEVELS = ("k30a", "k30b", "k30c", "k30d")
+
+
+# covers: MQTT-4.6.0-6 MQTT-3.1.2-5 MQTT-4.3.3-2
+@_tag("partitions")
+@_timeout(40)
+def test_cluster_partitions_order_across_a_takeover(ctx):
+    """cluster_log_partitions 4, three nodes: a persistent QoS 2 subscriber
+    to '#' on node 2 while a publisher on node 1 sends QoS 1 and 2 messages
+    round robin to four topics whose first levels fall in the four
+    partitions; halfway the subscriber's session is taken over on node 3
+    (catch-up from its cursor in each partition). Every partition's stream
+    holds its topic's messages (and none of another's), the '#' subscriber
+    gets every acknowledged message of every partition, per topic in
+    publish order, and no QoS 2 message twice."""
+    check(sorted(_partition(lv + "/x", 4) for lv in _P4_LEVELS) == [0, 1, 2, 3],
+          "the test's topics do not cover the four partitions")
+    cl = ctx.cluster(3, cluster_log_partitions=4)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    sub = _subscriber(ctx, n2, "k30-sub", [("#", 2)])
+    pub = DurablePublisher(n1.port, "k30-pub", window=32)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    acked, problems = set(), []
+    total = 400
+    for i in range(total):
+        if i == total // 2:
+            sp, closed = _takeover(sub, n3.port)
+            if sp != 1 or not closed:
+                problems.append("takeover on node 3: session present %d, first connection %s"
+                                % (sp, "closed" if closed else "still open"))
+        lv = _P4_LEVELS[i % 4]
+        qos = 1 + (i // 4) % 2
+        payload = b"k30-%s-%d-q%d" % (lv.encode(), i, qos)
+        check(pub.publish("%s/t" % lv, payload, qos), "publisher: window stayed full%s"
+              % cl.excerpt())
+        acked.add(payload)
+    check(pub.wait_idle(10), "publisher: exchanges still open 10 s after the last PUBLISH")
+    for lv in _P4_LEVELS:
+        key = _log_key(cl, lv + "/t", 4)
+        n = int(_cli(cl, "XLEN", key)[0])
+        if n != total // 4:
+            problems.append("%s (topic %s/t) holds %d entries, want %d" % (key, lv, n,
+                                                                          total // 4))
+    problems += _delivery_problems(sub, acked, "'#' subscriber")
+    problems += _order_problems(sub, "'#' subscriber", _seq)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+@_tag("partitions", "redis-cluster")
+def test_cluster_partitions_spread_over_masters(ctx):
+    """On a Redis Cluster (three masters, CAIRN_REDIS_CLUSTER=1) with
+    cluster_log_partitions 4, the messages of topics in the four partitions
+    land in four streams ({L:0} to {L:3}) whose slots (CLUSTER KEYSLOT) are
+    served by more than one master (CLUSTER NODES): the log's traffic is no
+    longer on one master. Every message reaches a subscriber on another
+    node."""
+    if not REDIS_CLUSTER:
+        raise Skip("needs a Redis Cluster: ./dev cluster-test (tests/with-redis-cluster.sh)")
+    cl = ctx.cluster(2, cluster_log_partitions=4)
+    sub = _subscriber(ctx, cl[1], "k31-sub", [("#", 1)])
+    pub = DurablePublisher(cl[0].port, "k31-pub", window=32)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    acked = set()
+    for i in range(40):
+        lv = _P4_LEVELS[i % 4]
+        payload = b"k31-%s-%d-q1" % (lv.encode(), i)
+        check(pub.publish("%s/t" % lv, payload, 1), "publisher: window stayed full")
+        acked.add(payload)
+    check(pub.wait_idle(10), "publisher: exchanges still open 10 s after the last PUBLISH")
+    masters = {}
+    for lv in _P4_LEVELS:
+        key = _log_key(cl, lv + "/t", 4)
+        n = int(_cli(cl, "XLEN", key)[0])
+        check(n == 10, "%s holds %d entries, want 10" % (key, n))
+        slot = int(_cli(cl, "CLUSTER", "KEYSLOT", key)[0])
+        masters.setdefault(_master_of_slot(cl, slot), []).append(key)
+    check(len(masters) >= 2, "the four partitions' streams are on one master: %r" % masters)
+    problems = _delivery_problems(sub, acked, "'#' subscriber", qos2=lambda p: False)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+def _start_refused(b, within=8):
+    """Start node b by hand, expecting it to exit at start-up: its exit
+    code, or a TestFailure if it still runs after within seconds."""
+    b._write_conf()
+    with open(b.log_path, "ab") as log:
+        p = subprocess.Popen([broker_command(), "-c", b.conf_path], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, cwd=b.workdir)
+    try:
+        return p.wait(within)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise TestFailure("%s still running %ds after start, expected a refusal\n%s"
+                          % (b.name, within, b.log_tail()))
+
+
+@_tag("partitions")
+def test_cluster_log_partitions_must_agree(ctx):
+    """cluster_log_partitions (cairn.conf(5)): the first node records the
+    number of the log's partitions in PREFIX{L:0}:partitions; a node whose
+    number differs from the recorded one exits non-zero at start-up with an
+    error naming both numbers, and leaves the record as it was; a node with
+    the same number joins, and the running node goes on serving."""
+    cl = ctx.cluster(3, start=False)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    n1.start()
+    key = cl.prefix + "{L:0}:partitions"
+    got = _cli(cl, "GET", key)
+    check(got == [str(PARTITIONS)], "%s holds %r after the first start, expected %d%s"
+          % (key, got, PARTITIONS, cl.excerpt()))
+    other = 2 if PARTITIONS == 4 else 4
+    n2.options["cluster_log_partitions"] = other
+    rc = _start_refused(n2)
+    check(rc != 0, "a node with cluster_log_partitions %d started on a log of %d partitions%s"
+          % (other, PARTITIONS, cl.excerpt()))
+    want = "cluster_log_partitions %d but the cluster's log has %d partitions" % (other,
+                                                                                 PARTITIONS)
+    check(want in n2.log_text(), "the refusal does not say '%s'\n%s" % (want, n2.log_tail()))
+    check(_cli(cl, "GET", key) == [str(PARTITIONS)], "the refused node changed %s" % key)
+    n3.start()
+    check(n1.alive() and n3.alive(), "a node stopped%s" % cl.excerpt())
+    c = Paho(n3.port, "cp-alive", ctx=ctx)
+    c.connect()
 
 
 @_tag("redis-cluster")
