@@ -488,6 +488,22 @@ static bool cluster_will_allowed(void *arg, const char *id, const char *username
 	return false;
 }
 
+/* Append m to the shared log as published by client_id ("" for none). */
+static void cluster_log_append(struct server *srv, const char *client_id, const struct message *m)
+{
+	struct cairn_msg_rec rec = {
+	    .topic = m->topic,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
+	    .qos = m->qos,
+	    .retain = m->retain,
+	    .expires_at = m->expires_at,
+	    .props = m->props,
+	    .props_len = m->props_len,
+	};
+	store_log_append(srv->store, client_id, &rec);
+}
+
 /* The will a claim took from the store (the client's previous node died
  * without its DISCONNECT): published from here, once, as one broker
  * publishes a will when it fires: under the ACL in force now, its Message
@@ -523,17 +539,7 @@ static void cluster_claim_will(struct cluster *cl, const char *id,
 		  id, w->topic);
 	srv->stats.msgs_received_qos[m->qos]++;
 	srv->stats.payload_in_qos[m->qos] += m->payload_len;
-	struct cairn_msg_rec rec = {
-	    .topic = m->topic,
-	    .payload = m->payload,
-	    .payload_len = m->payload_len,
-	    .qos = m->qos,
-	    .retain = m->retain,
-	    .expires_at = m->expires_at,
-	    .props = m->props,
-	    .props_len = m->props_len,
-	};
-	store_log_append(srv->store, id, &rec);
+	cluster_log_append(srv, id, m);
 	if (m->retain)
 		router_retain_local(srv->router, m);
 	message_unref(m);
@@ -997,17 +1003,7 @@ static void cluster_retain_done(void *arg, bool durable)
 
 void cluster_publish(struct server *srv, struct message *m, const struct client *publisher)
 {
-	struct cairn_msg_rec rec = {
-	    .topic = m->topic,
-	    .payload = m->payload,
-	    .payload_len = m->payload_len,
-	    .qos = m->qos,
-	    .retain = m->retain,
-	    .expires_at = m->expires_at,
-	    .props = m->props,
-	    .props_len = m->props_len,
-	};
-	store_log_append(srv->store, publisher ? publisher->id : "", &rec);
+	cluster_log_append(srv, publisher ? publisher->id : "", m);
 	if (!m->retain)
 		return;
 	/* A SUBSCRIBE right after the PUBLISH finds it here, whatever the
