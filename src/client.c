@@ -494,7 +494,11 @@ static uint16_t client_acl_stamp(struct client *c)
  * delivery costs one check. */
 static bool client_delivery_readable(struct client *c, struct delivery *d)
 {
-	if (!c->sec || !c->sec->acl || d->acl_stamp == client_acl_stamp(c))
+	if (!c->sec || !c->sec->acl)
+		return true;
+	/* The stamp first: a wrap resets d's, which must be read after it. */
+	uint16_t now = client_acl_stamp(c);
+	if (d->acl_stamp == now)
 		return true;
 	if (!client_may_read(c, d->msg->topic, d->msg->topic_len))
 		return false;

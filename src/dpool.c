@@ -16,7 +16,16 @@
 
 #include "util.h"
 
+/* gcc says -fsanitize=address with __SANITIZE_ADDRESS__, clang with
+ * __has_feature(address_sanitizer). */
 #if defined(__SANITIZE_ADDRESS__)
+#define DPOOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DPOOL_ASAN 1
+#endif
+#endif
+#ifdef DPOOL_ASAN
 #include <sanitizer/asan_interface.h>
 #define DPOOL_POISON(b, n)   ASAN_POISON_MEMORY_REGION((b), (n))
 #define DPOOL_UNPOISON(b, n) ASAN_UNPOISON_MEMORY_REGION((b), (n))

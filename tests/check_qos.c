@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* One packet received from the broker, copied out of the peer buffer. */
@@ -1197,6 +1198,88 @@ START_TEST(test_ack_for_replaced_connection_not_sent)
 }
 END_TEST
 
+/* The client of id held by b's server, or NULL. */
+static struct client *held_client(struct broker *b, const char *id)
+{
+	struct server_client_map *m = &b->srv.clients;
+	for (size_t i = 0; i < m->nbuckets; i++)
+		for (struct client *c = m->buckets[i]; c; c = c->map_next)
+			if (strcmp(c->id, id) == 0)
+				return c;
+	return NULL;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A session's ACL stamp that wraps (its 65,535th identity change or ACL
+ * reload) marks every delivery unchecked; a delivery checked under stamp 1
+ * in the round before must be checked again, not taken for checked under
+ * the new 1. QoS 0 messages queued behind a full output are the first
+ * deliveries looked at after a reload that revokes their topic: none of
+ * them may go out. Fails if a delivery's stamp is read before the wrap
+ * resets it (the first queued message goes out). */
+START_TEST(test_acl_stamp_wrap_checks_again)
+{
+	struct broker b;
+	char dir[] = "/tmp/check_qos-acl-XXXXXX", acl[64], payload[101];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(acl, sizeof(acl), "%s/acl", dir);
+	write_file(acl, "topic readwrite d\n");
+	memset(payload, 'x', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	broker_config(&b, NULL);
+	b.cfg.sec.acl_file = xstrdup(acl);
+	b.cfg.max_queued_messages = 100000;
+	broker_run(&b);
+	struct peer *sub = connect_client(&b, "sub", true, false);
+	subscribe(&b, sub, "d", 0);
+	struct peer *pub = connect_client(&b, "pub", true, false);
+	struct client *c = held_client(&b, "sub");
+	ck_assert_ptr_nonnull(c);
+	int small = 4096;
+	ck_assert_int_eq(setsockopt(sub->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	/* sub reads nothing: its buffer, the sockets' and the broker's output
+	 * fill, and the messages after wait in its queue. */
+	int sent = 0;
+	while (c->queued.count < 10 && sent < 200000) {
+		for (int i = 0; i < 10; i++, sent++)
+			send_publish(pub, "d", payload, 0, 0, false, false);
+		pump(&b);
+	}
+	ck_assert_uint_ge(c->queued.count, 10);
+	uint32_t queued = c->queued.count;
+	ck_assert_uint_eq(c->acl_stamp, 1); /* they were found readable under it */
+	c->acl_stamp = UINT16_MAX;          /* as after 65,534 changes more */
+	write_file(acl, "topic write d\n");
+	security_set_reload(&b.srv.security, b.srv.log);
+	security_set_reload_done(&b.srv.security);
+
+	int got = 0, idle = 0;
+	struct rx r;
+	while (idle < 20) {
+		pump(&b);
+		int n = 0;
+		while (peer_next(sub, &r)) {
+			ck_assert_uint_eq(r.type, CODEC_PUBLISH);
+			n++;
+		}
+		got += n;
+		idle = n ? 0 : idle + 1;
+	}
+	ck_assert_uint_eq(c->queued.count, 0);
+	ck_assert_int_eq(got, sent - (int)queued); /* what was written before the reload */
+	broker_stop(&b);
+	unlink(acl);
+	rmdir(dir);
+}
+END_TEST
+
 static Suite *qos_suite(void)
 {
 	Suite *s = suite_create("qos");
@@ -1206,6 +1289,7 @@ static Suite *qos_suite(void)
 	tcase_add_test(tc, test_qos_out_transition_table);
 	tcase_add_test_raise_signal(tc, test_qos_out_queued_state_asserts, SIGABRT);
 	tcase_add_test(tc, test_qos_in_id_set);
+	tcase_add_test(tc, test_acl_stamp_wrap_checks_again);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("connack");
