@@ -13,9 +13,9 @@ import os
 import signal
 import time
 
-from harness import (PUBACK, SUBACK, RawClient, ack_packet, check, publish_packet,
+from harness import (PUBACK, SUBACK, RawClient, ack_packet, check, publish_packet, redis_cli,
                      subscribe_packet)
-from test_cluster import _replica_of, _tag as _cluster_tag, _timeout
+from test_cluster import _log_key, _replica_of, _tag as _cluster_tag, _timeout
 
 
 def _tag(*tags):
@@ -67,9 +67,9 @@ def test_cluster_later_retained_wins_while_a_commit_waits(ctx):
     """redis_wait_replicas 1 with the replica stopped (SIGSTOP): node 1
     publishes R1 retained (its commit waits for the replica), node 2
     publishes R2 on the same topic 0.2 s later. Once the replica runs again
-    and both are acknowledged, a new subscriber on either node gets R2:
-    node 1's late commit does not put R1 back over the R2 its reader
-    brought."""
+    and both are acknowledged, a new subscriber on either node gets the
+    later of the two in the log, R2 when R1 was appended first: node 1's
+    late commit does not put R1 back over the R2 its reader brought."""
     cl = ctx.cluster(2, start=False, redis_wait_replicas=1)
     rep = _replica_of(ctx, cl.redis.port)
     for b in cl.nodes:
@@ -77,6 +77,10 @@ def test_cluster_later_retained_wins_while_a_commit_waits(ctx):
     p1, p2 = RawClient(cl[0].port), RawClient(cl[1].port)
     p1.connect("cr-p1")
     p2.connect("cr-p2")
+    # The commits the connects left (a claim's trailing writes) end before
+    # the replica stops: one still waiting for it would hold R1's commit
+    # behind it, and R2 would reach the log first.
+    time.sleep(0.5)
     os.kill(rep.pid, signal.SIGSTOP)
     try:
         p1.send(publish_packet("cr/w", b"R1", qos=1, retain=True, pid=1))
@@ -88,8 +92,16 @@ def test_cluster_later_retained_wins_while_a_commit_waits(ctx):
     for p in (p1, p2):
         p.expect(PUBACK, timeout=10)
     time.sleep(1.0)  # both readers have brought both entries
+    # The later entry of the log wins. R1's commit, sent 0.2 s before R2's,
+    # is nearly always appended first (the case named); should a commit of
+    # node 1's still have held it, R2 came first and R1 must win.
+    order = [x for x in redis_cli(cl.redis.port, "XRANGE", _log_key(cl, "cr/w"), "-", "+")
+             if x in ("R1", "R2")]
+    check(sorted(order) == ["R1", "R2"], "the log holds %r%s" % (order, cl.excerpt()))
+    want = order[-1].encode()
     got = [_retained_on(b.port, "cr-s-%s" % b.name, "cr/w") for b in cl.nodes]
-    check(got == [(b"R2", True)] * 2,
-          "retained copies of cr/w on nodes 1 and 2: %r, want R2 on both%s" % (got, cl.excerpt()))
+    check(got == [(want, True)] * 2,
+          "retained copies of cr/w on nodes 1 and 2: %r, want %s (the log's later) on both%s" %
+          (got, want.decode(), cl.excerpt()))
     p1.close()
     p2.close()
