@@ -8,6 +8,7 @@ against it; cairn-only config keys are then left out and cairn-only tests
 are skipped.
 """
 
+import collections
 import os
 import queue
 import signal
@@ -54,11 +55,21 @@ def require_cairn(why):
         raise Skip(why)
 
 
+# Ports free_port() handed out lately: the kernel may give a port again as
+# soon as its probe socket is closed, and two nodes of one cluster given the
+# same port would make the second's start wait on the first's listener.
+_PORTS_GIVEN = collections.deque(maxlen=4096)
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _PORTS_GIVEN:
+            break
+    _PORTS_GIVEN.append(port)
     return port
 
 
