@@ -2742,28 +2742,6 @@ static void rd_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rd_claim_finish(c, st, r, r == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
 }
 
-/* A copy of a reply that outlives its callback. */
-static redisReply *rd_reply_dup(const redisReply *r)
-{
-	redisReply *d = bk_xcalloc(1, sizeof(*d));
-
-	d->type = r->type;
-	d->integer = r->integer;
-	if (r->str != NULL) {
-		d->str = bk_xmalloc(r->len + 1);
-		memcpy(d->str, r->str, r->len);
-		d->str[r->len] = '\0';
-		d->len = r->len;
-	}
-	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-		d->element = bk_xcalloc(r->elements, sizeof(*d->element));
-		d->elements = r->elements;
-		for (size_t i = 0; i < r->elements; i++)
-			d->element[i] = rd_reply_dup(r->element[i]);
-	}
-	return d;
-}
-
 /* On a Redis Cluster, claim_g's reply: the previous node's mark. */
 static void rd_claim_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 {

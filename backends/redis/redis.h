@@ -357,6 +357,9 @@ int rd_route_formatted(struct cairn_store *st, unsigned slot, redisCallbackFn *c
  * WAIT follows it on its master's link and cb gets its reply only when
  * WAIT counts enough replicas; else an error reply naming the master (a
  * WAIT that came short) or NULL (the link went). */
+/* A deep copy of a reply that outlives its callback (hiredis frees the
+ * original once the callback returns); freeReplyObject() frees it. */
+redisReply *rd_reply_dup(const redisReply *r);
 int rd_route_commit(struct cairn_store *st, unsigned slot, redisCallbackFn *cb, void *priv,
 		    const char *buf, size_t len);
 /* Read the slot map again (CLUSTER SLOTS) from a link that is up other

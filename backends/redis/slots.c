@@ -658,7 +658,7 @@ static void rd_routed_unref(struct rd_routed *rr, redisAsyncContext *ac)
 }
 
 /* A deep copy of a reply, which hiredis frees once its callback returns. */
-static redisReply *rd_reply_copy(const redisReply *r)
+redisReply *rd_reply_dup(const redisReply *r)
 {
 	redisReply *c = bk_xcalloc(1, sizeof(*c));
 
@@ -672,7 +672,7 @@ static redisReply *rd_reply_copy(const redisReply *r)
 		c->element = bk_xcalloc(r->elements, sizeof(*c->element));
 		c->elements = r->elements;
 		for (size_t i = 0; i < r->elements; i++)
-			c->element[i] = rd_reply_copy(r->element[i]);
+			c->element[i] = rd_reply_dup(r->element[i]);
 	}
 	return c;
 }
@@ -729,7 +729,7 @@ static void rd_routed_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 	}
 	if (rr->wait && st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR)
-		rr->held = rd_reply_copy(reply); /* WAIT's reply decides */
+		rr->held = rd_reply_dup(reply); /* WAIT's reply decides */
 	else
 		rd_routed_answer(rr, ac, reply);
 	rd_routed_unref(rr, ac);
