@@ -718,17 +718,7 @@ static void client_store_message(struct client *c, struct message *msg)
 {
 	if (msg->id == 0) {
 		msg->id = server_next_msg_id(c->srv);
-		struct cairn_msg_rec mr = {
-		    .msg_id = msg->id,
-		    .topic = msg->topic,
-		    .payload = msg->payload,
-		    .payload_len = msg->payload_len,
-		    .qos = msg->qos,
-		    .retain = msg->retain,
-		    .expires_at = msg->expires_at,
-		    .props = msg->props,
-		    .props_len = msg->props_len,
-		};
+		struct cairn_msg_rec mr = message_rec(msg);
 		store_message_put(c->srv->store, &mr);
 	}
 	msg->stored_refs++;

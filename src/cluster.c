@@ -491,16 +491,8 @@ static bool cluster_will_allowed(void *arg, const char *id, const char *username
 /* Append m to the shared log as published by client_id ("" for none). */
 static void cluster_log_append(struct server *srv, const char *client_id, const struct message *m)
 {
-	struct cairn_msg_rec rec = {
-	    .topic = m->topic,
-	    .payload = m->payload,
-	    .payload_len = m->payload_len,
-	    .qos = m->qos,
-	    .retain = m->retain,
-	    .expires_at = m->expires_at,
-	    .props = m->props,
-	    .props_len = m->props_len,
-	};
+	struct cairn_msg_rec rec = message_rec(m);
+	rec.msg_id = 0; /* a log entry has none */
 	store_log_append(srv->store, client_id, &rec);
 }
 

@@ -257,3 +257,18 @@ out:
 		free(hbuf);
 	return rc;
 }
+
+struct cairn_msg_rec message_rec(const struct message *m)
+{
+	return (struct cairn_msg_rec){
+	    .msg_id = m->id,
+	    .topic = m->topic,
+	    .payload = m->payload,
+	    .payload_len = m->payload_len,
+	    .qos = m->qos,
+	    .retain = m->retain,
+	    .expires_at = m->expires_at,
+	    .props = m->props,
+	    .props_len = m->props_len,
+	};
+}

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cairn/store.h"
+
 struct evbuffer;
 struct security;
 
@@ -80,6 +82,9 @@ struct message_v5 {
 
 /* Copy a 5.0 property block to m (replacing any). */
 void message_set_props(struct message *m, const uint8_t *props, size_t len);
+
+/* The store's record of m (msg_id is m->id; its fields point into m). */
+struct cairn_msg_rec message_rec(const struct message *m);
 
 /*
  * message_write_publish for a 5.0 subscriber: the PUBLISH carries m's

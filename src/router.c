@@ -197,16 +197,9 @@ static bool router_set_retained(struct router *r, struct message *msg)
 	old = retain_tree_set(r->retained, msg->topic, msg->topic_len, message_ref(msg));
 	if (old)
 		message_unref(old);
-	struct cairn_msg_rec rec = {
-	    .topic = msg->topic,
-	    .payload = msg->payload,
-	    .payload_len = msg->payload_len,
-	    .qos = msg->qos,
-	    .retain = true,
-	    .expires_at = msg->expires_at,
-	    .props = msg->props,
-	    .props_len = msg->props_len,
-	};
+	struct cairn_msg_rec rec = message_rec(msg);
+	rec.msg_id = 0;
+	rec.retain = true;
 	store_retained_put(r->store, &rec);
 	return true;
 }
