@@ -42,7 +42,7 @@ static struct delivery *client_delivery_new(struct client *c)
 	return dpool_alloc(&c->srv->deliveries);
 }
 
-static struct delivery *client_dnext(const struct client *c, const struct delivery *d)
+struct delivery *client_delivery_next(const struct client *c, const struct delivery *d)
 {
 	return dpool_at(&c->srv->deliveries, d->next);
 }
@@ -50,11 +50,6 @@ static struct delivery *client_dnext(const struct client *c, const struct delive
 static struct delivery *client_dprev(const struct client *c, const struct delivery *d)
 {
 	return dpool_at(&c->srv->deliveries, d->prev);
-}
-
-struct delivery *client_delivery_next(const struct client *c, const struct delivery *d)
-{
-	return client_dnext(c, d);
 }
 
 static void client_dqueue_push(struct client *c, struct dqueue *q, struct delivery *d)
@@ -72,7 +67,7 @@ static void client_dqueue_push(struct client *c, struct dqueue *q, struct delive
 
 static void client_dqueue_remove(struct client *c, struct dqueue *q, struct delivery *d)
 {
-	struct delivery *prev = client_dprev(c, d), *next = client_dnext(c, d);
+	struct delivery *prev = client_dprev(c, d), *next = client_delivery_next(c, d);
 	if (prev)
 		prev->next = d->next;
 	else
@@ -470,7 +465,7 @@ static uint16_t client_acl_next(struct client *c)
 	if (c->acl_stamp == UINT16_MAX) {
 		struct dqueue *qs[2] = {&c->inflight, &c->queued};
 		for (int i = 0; i < 2; i++)
-			for (struct delivery *d = qs[i]->head; d; d = client_dnext(c, d))
+			for (struct delivery *d = qs[i]->head; d; d = client_delivery_next(c, d))
 				d->acl_stamp = 0;
 		c->acl_stamp = 0;
 	}
@@ -528,7 +523,7 @@ static bool client_write_window(struct client *c, bool *held)
 		d = client_dprev(c, d);
 	struct delivery *next;
 	for (d = c->unwritten ? d : NULL; d; d = next) {
-		next = client_dnext(c, d);
+		next = client_delivery_next(c, d);
 		if (client_gate_closed(d->gate)) {
 			*held = true;
 			return false;
@@ -706,7 +701,7 @@ static bool client_queue_make_room(struct client *c, uint8_t qos, uint32_t len)
 			return false;
 		struct delivery *victim = c->queued.head;
 		while (victim->qos != 0)
-			victim = client_dnext(c, victim);
+			victim = client_delivery_next(c, victim);
 		client_queue_take(c, victim);
 		client_delivery_free(c, victim, true);
 		client_count_drop(c);
@@ -1273,7 +1268,7 @@ void client_detach(struct client *c, struct conn *cn, bool will_due)
 		c->conn = NULL;
 		share_session_online(c->shares, false);
 		/* Everything in flight goes out again on the next connection. */
-		for (struct delivery *d = c->inflight.head; d; d = client_dnext(c, d))
+		for (struct delivery *d = c->inflight.head; d; d = client_delivery_next(c, d))
 			d->written = false;
 		c->unwritten = c->inflight.count;
 		client_session_offline(c, will_due);

@@ -19,8 +19,6 @@
  * the largest remaining length the encoding allows. */
 #define CONFIG_PACKET_SIZE_MAX (268435455u + 5u)
 #define CONFIG_PACKET_SIZE_MIN 20u
-/* cluster_log_partitions: at most this many streams in the shared log. */
-#define CONFIG_LOG_PARTITIONS_MAX 64u
 
 /* Enough for "key v1 v2" plus one more to detect an extra value. */
 #define CONFIG_MAX_TOKENS 4
@@ -648,7 +646,7 @@ static int key_cluster_log_partitions(struct parse *p, char **v, int n)
 	uint64_t x;
 
 	(void)n;
-	if (parse_number(p, v[0], 1, CONFIG_LOG_PARTITIONS_MAX, &x) < 0)
+	if (parse_number(p, v[0], 1, CAIRN_LOG_PARTITIONS_MAX, &x) < 0)
 		return -1;
 	p->c->cluster_log_partitions = (uint32_t)x;
 	return 0;

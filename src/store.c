@@ -349,7 +349,7 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 	case BK_LOG_ROUTED: {
 		/* The positions ride in msg.payload (store_log_routed). */
 		const struct bk_log_rec *l = rec;
-		struct cairn_log_pos v[STORE_LOG_PARTITIONS_MAX];
+		struct cairn_log_pos v[CAIRN_LOG_PARTITIONS_MAX];
 		size_t n = l->msg.payload_len / sizeof(*v);
 
 		if (n == 0)
@@ -809,14 +809,15 @@ static bool ops_complete(const struct cairn_store_ops *o)
 	       o->sub_put && o->sub_delete && o->message_put && o->message_delete &&
 	       o->delivery_put && o->delivery_delete && o->inflight_in_put &&
 	       o->inflight_in_delete && o->retained_put && o->retained_delete && o->commit &&
-	       /* version 4: a shared store fills every cluster slot, others none */
-	       (o->version < 4 || (o->cluster_start ? o->claim && o->release && o->log_append &&
-							  o->log_routed && o->log_read
-						    : !o->claim && !o->release && !o->log_append &&
-							  !o->log_routed && !o->log_read)) &&
-	       /* version 5: and the partitioned log's */
-	       (o->version < 5 || (o->cluster_start ? o->log_routed_p && o->log_read_p
-						    : !o->log_routed_p && !o->log_read_p));
+	       /* version 4: a shared store fills every cluster slot, others none;
+		* from version 5 the partitioned log's slots replace log_routed
+		* and log_read, which the core no longer calls */
+	       (o->version < 4 ||
+		(o->cluster_start ? o->claim && o->release && o->log_append &&
+					(o->version >= 5 ? o->log_routed_p && o->log_read_p
+							 : o->log_routed && o->log_read)
+				  : !o->claim && !o->release && !o->log_append && !o->log_routed &&
+					!o->log_read && !o->log_routed_p && !o->log_read_p));
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -1200,7 +1201,7 @@ int store_log_routed(struct store *s, const char *client_id, const struct cairn_
 	struct bk_log_rec l = {.publisher = client_id};
 
 	assert(store_can_share(s));
-	assert(pos != NULL ? n > 0 && n <= STORE_LOG_PARTITIONS_MAX : client_id != NULL);
+	assert(pos != NULL ? n > 0 && n <= CAIRN_LOG_PARTITIONS_MAX : client_id != NULL);
 	if (pos != NULL) {
 		l.msg.payload = (const uint8_t *)pos;
 		l.msg.payload_len = (uint32_t)(n * sizeof(*pos));

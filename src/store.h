@@ -122,14 +122,12 @@ int store_claim(struct store *s, const char *client_id, uint64_t serial, cairn_c
 		void *arg);
 void store_release(struct store *s, const char *client_id);
 int store_log_append(struct store *s, const char *publisher, const struct cairn_msg_rec *rec);
-/* pos: n positions, one per partition (n at most STORE_LOG_PARTITIONS_MAX);
+/* pos: n positions, one per partition (n at most CAIRN_LOG_PARTITIONS_MAX);
  * NULL removes client_id's cursor. */
 int store_log_routed(struct store *s, const char *client_id, const struct cairn_log_pos *pos,
 		     size_t n);
 int store_log_read(struct store *s, uint32_t part, struct cairn_log_pos after, size_t max,
 		   cairn_log_read_fn done, void *arg);
-/* The most partitions a log may have (cluster_log_partitions). */
-#define STORE_LOG_PARTITIONS_MAX 64
 
 /* Run fn(arg) once everything staged so far is durable. Never calls fn
  * from inside this call. */

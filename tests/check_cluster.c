@@ -479,7 +479,7 @@ START_TEST(t_log_and_cursor)
 	 * returns it, and records it as the session's own cursor. */
 	node_claim(&a, &b, "sub", 2);
 	struct cairn_log_pos mark = {12345, 6};
-	ck_assert_int_eq(cairn_store_redis.log_routed(a.st, NULL, mark), 0);
+	ck_assert_int_eq(cairn_store_redis.log_routed_p(a.st, NULL, &mark), 0);
 	node_commit(&a, &b);
 	node_claim(&b, &a, "sub", 9);
 	ck_assert(b.claim.has_cursor);
@@ -490,11 +490,9 @@ START_TEST(t_log_and_cursor)
 	ck_assert_str_eq(rep->str, "12345-6");
 	freeReplyObject(rep);
 	/* b's catch-up moves it, then drops it: a later claim takes b's mark. */
-	ck_assert_int_eq(cairn_store_redis.log_routed(
-			     b.st, "sub", (struct cairn_log_pos){UINT64_MAX, UINT64_MAX}),
-			 0);
-	ck_assert_int_eq(cairn_store_redis.log_routed(b.st, NULL, (struct cairn_log_pos){222, 0}),
-			 0);
+	ck_assert_int_eq(cairn_store_redis.log_routed_p(b.st, "sub", NULL), 0);
+	ck_assert_int_eq(
+	    cairn_store_redis.log_routed_p(b.st, NULL, &(struct cairn_log_pos){222, 0}), 0);
 	node_commit(&b, &a);
 	node_claim(&a, &b, "sub", 3);
 	ck_assert_uint_eq(a.claim.cursor.ms, 222);
@@ -758,7 +756,7 @@ START_TEST(t_park)
 				      .protocol_level = 5,
 				      .expiry_interval = 60,
 				      .expires_at = 123456};
-	ck_assert_int_eq(cairn_store_redis.log_routed(a.st, "c1", (struct cairn_log_pos){77, 1}),
+	ck_assert_int_eq(cairn_store_redis.log_routed_p(a.st, "c1", &(struct cairn_log_pos){77, 1}),
 			 0);
 	ck_assert_int_eq(cairn_store_redis.session_put(a.st, &r), 0);
 	node_commit(&a, &b);

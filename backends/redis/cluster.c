@@ -35,8 +35,6 @@ static void rd_janitor_free(struct rd_janitor *j);
 
 /* Entries one XREAD or XRANGE asks for. */
 #define RD_LOG_COUNT "512"
-/* cluster_log_partitions' largest value (src/config.c agrees). */
-#define RD_PARTITIONS_MAX 64
 /* Message ids of one incarnation: inc << RD_ID_SHIFT onwards. */
 #define RD_ID_SHIFT 40
 
@@ -831,14 +829,10 @@ int rd_cluster_open(struct cairn_store *st, const struct cairn_store_options *op
 			ret);
 		return CAIRN_EINVAL;
 	}
-	if (parts != NULL && !rd_parse_u64(parts, strlen(parts), RD_PARTITIONS_MAX, &np)) {
+	if (parts != NULL &&
+	    (!rd_parse_u64(parts, strlen(parts), CAIRN_LOG_PARTITIONS_MAX, &np) || np == 0)) {
 		bk_errf(err, errlen, "cluster_log_partitions must be 1 to %u, got '%s'",
-			(unsigned)RD_PARTITIONS_MAX, parts);
-		return CAIRN_EINVAL;
-	}
-	if (np == 0) {
-		bk_errf(err, errlen, "cluster_log_partitions must be 1 to %u, got '%s'",
-			(unsigned)RD_PARTITIONS_MAX, parts);
+			(unsigned)CAIRN_LOG_PARTITIONS_MAX, parts);
 		return CAIRN_EINVAL;
 	}
 	st->cluster = true;
@@ -3091,15 +3085,6 @@ int rd_cluster_log_routed_p(struct cairn_store *st, const char *client_id,
 	return rc;
 }
 
-int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos)
-{
-	/* Version 4: one partition. */
-	if (st->partitions != 1)
-		return CAIRN_EINVAL;
-	return rd_cluster_log_routed_p(st, client_id,
-				       pos.ms == UINT64_MAX && pos.seq == UINT64_MAX ? NULL : &pos);
-}
-
 struct rd_read {
 	struct cairn_store *st;
 	cairn_log_read_fn done;
@@ -3134,12 +3119,6 @@ static void rd_log_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		free(e);
 	}
 	free(rr);
-}
-
-int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
-			cairn_log_read_fn done, void *arg)
-{
-	return rd_cluster_log_read_p(st, 0, after, max, done, arg);
 }
 
 int rd_cluster_log_read_p(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,

@@ -759,8 +759,6 @@ const struct cairn_store_ops cairn_store_redis = {
     .claim = rd_cluster_claim,
     .release = rd_cluster_release,
     .log_append = rd_cluster_log_append,
-    .log_routed = rd_cluster_log_routed,
-    .log_read = rd_cluster_log_read,
     .log_routed_p = rd_cluster_log_routed_p,
     .log_read_p = rd_cluster_log_read_p,
 };

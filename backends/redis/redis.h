@@ -285,13 +285,10 @@ char *rd_cluster_part_key(const struct cairn_store *st, const char *kind, uint32
 int rd_cluster_q2_forget(struct cairn_store *st, const char *client_id);
 int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			  const struct cairn_msg_rec *rec);
-int rd_cluster_log_routed(struct cairn_store *st, const char *client_id, struct cairn_log_pos pos);
 int rd_cluster_log_routed_p(struct cairn_store *st, const char *client_id,
 			    const struct cairn_log_pos *pos);
 int rd_cluster_log_read_p(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,
 			  size_t max, cairn_log_read_fn done, void *arg);
-int rd_cluster_log_read(struct cairn_store *st, struct cairn_log_pos after, size_t max,
-			cairn_log_read_fn done, void *arg);
 
 /* ---- slots.c: Redis Cluster slots ---- */
 

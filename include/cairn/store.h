@@ -278,6 +278,10 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
  *    same step, and kept in memory by every node from the log.
  */
 
+/* The most partitions the shared message log may have
+ * (cluster_log_partitions). */
+#define CAIRN_LOG_PARTITIONS_MAX 64
+
 /* A position in one partition of the shared message log: its entries are
  * ordered by (ms, seq). */
 struct cairn_log_pos {
@@ -515,7 +519,9 @@ struct cairn_store_ops {
 	int (*log_read)(struct cairn_store *st, struct cairn_log_pos after, size_t max,
 			cairn_log_read_fn done, void *arg);
 
-	/* ---- version 5: the log in partitions; set by a shared store ---- */
+	/* ---- version 5: the log in partitions; set by a shared store, which
+	 * leaves log_routed and log_read NULL (the core calls these instead
+	 * and refuses a shared store below version 5) ---- */
 	/* log_routed with a position in every partition (pos: P of them), or
 	 * pos NULL to remove the session's cursor (client_id not NULL). */
 	int (*log_routed_p)(struct cairn_store *st, const char *client_id,
