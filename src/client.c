@@ -922,9 +922,14 @@ static struct sub *client_sub_find(struct client *c, const char *filter, size_t 
 	return c->subs.cap ? *client_sub_link(c, filter, len, hash) : NULL;
 }
 
+struct sub *client_sub_get(struct client *c, const char *filter, size_t len)
+{
+	return client_sub_find(c, filter, len, levelmap_hash(filter, len));
+}
+
 uint32_t client_sub_id(struct client *c, const char *filter, size_t len)
 {
-	struct sub *s = client_sub_find(c, filter, len, levelmap_hash(filter, len));
+	struct sub *s = client_sub_get(c, filter, len);
 	return s ? s->sub_id : 0;
 }
 

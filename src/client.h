@@ -228,6 +228,8 @@ uint8_t client_subscribe_opts(struct client *c, const char *filter, size_t len, 
 struct sub *client_add_sub_opts(struct client *c, const char *filter, size_t len, uint8_t opts,
 				uint32_t sub_id);
 
+/* c's subscription to filter, or NULL. */
+struct sub *client_sub_get(struct client *c, const char *filter, size_t len);
 /* The subscription identifier of c's subscription to filter (0: none, or
  * no such subscription). */
 uint32_t client_sub_id(struct client *c, const char *filter, size_t len);

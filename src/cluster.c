@@ -181,19 +181,16 @@ static void cluster_catchup_read(struct cluster_catchup *cu);
  * part's (at NULL: to none, once the catch-up is over). */
 static void cluster_since_apply(struct cluster_catchup *cu, const uint32_t *part)
 {
-	const struct sub_table *t = &cu->c->subs;
+	for (size_t k = 0; k < cu->nsince; k++) {
+		const char *f = cu->since[k].filter;
+		struct sub *s = client_sub_get(cu->c, f, strlen(f));
+		struct cairn_log_pos at = part ? cu->since[k].at[*part] : cluster_none;
 
-	if (cu->nsince == 0)
-		return;
-	for (uint32_t i = 0; i < t->cap; i++)
-		for (struct sub *s = t->slots[i]; s; s = s->hnext)
-			for (size_t k = 0; k < cu->nsince; k++)
-				if (strcmp(s->filter, cu->since[k].filter) == 0) {
-					struct cairn_log_pos at =
-					    part ? cu->since[k].at[*part] : cluster_none;
-					s->since_ms = at.ms;
-					s->since_seq = at.seq;
-				}
+		if (s != NULL) {
+			s->since_ms = at.ms;
+			s->since_seq = at.seq;
+		}
+	}
 }
 
 static void cluster_catchup_free(struct cluster_catchup *cu)

@@ -144,7 +144,7 @@ struct cairn_sub_rec {
 	/* Subscription identifier (5.0), 0 for none. */
 	uint32_t sub_id;
 
-	/* ---- version 4 (cluster mode) ---- */
+	/* ---- version 5 (cluster mode) ---- */
 	/* The shared log's position (cairn_log_pos) when the subscription was
 	 * made: it matches only the entries after it, also when a node catches
 	 * the session up from an older cursor. 0-0: every entry (any other
