@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_file.h"
 #include "auth.h"
 #include "authmeth.h"
 #include "codec.h"
@@ -62,15 +63,6 @@ static void tmpdir_teardown(void)
 	unlink(pw_path);
 	unlink(log_path);
 	rmdir(tmpdir);
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
 }
 
 static char *read_file(const char *path)

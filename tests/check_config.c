@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_file.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
@@ -47,15 +48,6 @@ static void tmpdir_teardown(void)
 	}
 	closedir(d);
 	rmdir(tmpdir);
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
 }
 
 /* config_init c, write text to conf_path and load it. */

@@ -5,6 +5,7 @@
  * socketpairs, MQTT packets written and read by the test through the
  * project codec, the event loop run by hand.
  */
+#include "check_file.h"
 #include "check_broker.h"
 #include "client.h"
 #include "conn.h"
@@ -1198,25 +1199,6 @@ START_TEST(test_ack_for_replaced_connection_not_sent)
 }
 END_TEST
 
-/* The client of id held by b's server, or NULL. */
-static struct client *held_client(struct broker *b, const char *id)
-{
-	struct server_client_map *m = &b->srv.clients;
-	for (size_t i = 0; i < m->nbuckets; i++)
-		for (struct client *c = m->buckets[i]; c; c = c->map_next)
-			if (strcmp(c->id, id) == 0)
-				return c;
-	return NULL;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ge(fputs(text, f), 0);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
 /* A session's ACL stamp that wraps (its 65,535th identity change or ACL
  * reload) marks every delivery unchecked; a delivery checked under stamp 1
  * in the round before must be checked again, not taken for checked under
@@ -1240,7 +1222,7 @@ START_TEST(test_acl_stamp_wrap_checks_again)
 	struct peer *sub = connect_client(&b, "sub", true, false);
 	subscribe(&b, sub, "d", 0);
 	struct peer *pub = connect_client(&b, "pub", true, false);
-	struct client *c = held_client(&b, "sub");
+	struct client *c = known(&b, "sub");
 	ck_assert_ptr_nonnull(c);
 	int small = 4096;
 	ck_assert_int_eq(setsockopt(sub->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);

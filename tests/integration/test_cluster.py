@@ -166,6 +166,19 @@ def _log_key(cl, topic, partitions=None):
 
 # ---------------------------------------------------------------- helpers
 
+def _reload_acl(cl, acl, rules):
+    """Write rules to the ACL file every node of cl reads, send each a
+    SIGHUP and wait until each has logged the reload."""
+    with open(acl, "w") as f:
+        f.write(rules)
+    for b in cl.nodes:
+        os.kill(b.proc.pid, signal.SIGHUP)
+    check(wait_until(lambda: all("SIGHUP" in b.log_text() and
+                                 "rules" in b.log_text().split("SIGHUP")[-1]
+                                 for b in cl.nodes), 3),
+          "no ACL reload logged by every node%s" % cl.excerpt())
+
+
 class _Mover(DurableSubscriber):
     """A DurableSubscriber that can take its session over on another node
     (_takeover) while its first connection is still open. Like a client
@@ -1843,14 +1856,7 @@ def test_cluster_janitor_will_obeys_the_acl_in_force(ctx):
     check(bad.expect_closed(2), "refused connection left open")
     c = RawClient(n1.port)
     c.connect("c13a-dies", will=("c13a/will/dies", b"revoked", 1, False))
-    with open(acl, "w") as f:
-        f.write("topic read #\n")
-    for b in cl.nodes:
-        os.kill(b.proc.pid, signal.SIGHUP)
-    check(wait_until(lambda: all("SIGHUP" in b.log_text() and
-                                 "rules" in b.log_text().split("SIGHUP")[-1]
-                                 for b in cl.nodes), 3),
-          "no ACL reload logged by every node%s" % cl.excerpt())
+    _reload_acl(cl, acl, "topic read #\n")
     n1.kill9()
     c.close()
     dropped = wait_until(lambda: any("will to 'c13a/will/dies' dropped" in b.log_text()
@@ -1892,14 +1898,7 @@ def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
         first.append(c)
         do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)), will=will,
                    will_properties=wp)
-    with open(acl, "w") as f:
-        f.write("topic read #\ntopic write c13c/will/exp\n")
-    for b in cl.nodes:
-        os.kill(b.proc.pid, signal.SIGHUP)
-    check(wait_until(lambda: all("SIGHUP" in b.log_text() and
-                                 "rules" in b.log_text().split("SIGHUP")[-1]
-                                 for b in cl.nodes), 3),
-          "no ACL reload logged by every node%s" % cl.excerpt())
+    _reload_acl(cl, acl, "topic read #\ntopic write c13c/will/exp\n")
     # The claim publishes a will only once the dead node's liveness has
     # lapsed (5 s), and the janitor parks the node's sessions as soon as
     # it has: its lease is held here meanwhile, by no node.
