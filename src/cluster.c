@@ -129,7 +129,10 @@ static struct cairn_log_pos client_floor(const struct client *c)
 /*
  * Another node holds c's session now: close its connection (5.0: DISCONNECT
  * 0x8E, as a takeover on one node) and drop it from memory without a store
- * write. A will with no delay goes out, as it would at a takeover here.
+ * write. Its will is not this node's to publish: the claim that took the
+ * session took the will too, when a takeover makes it due (its node
+ * publishes it), and a janitor that parked the session publishes it when
+ * due; published here as well, it would go out twice.
  */
 static void cluster_drop_session(struct cluster *cl, struct client *c, const char *why)
 {
@@ -137,8 +140,6 @@ static void cluster_drop_session(struct cluster *cl, struct client *c, const cha
 
 	log_write(cl->srv->log, LOG_LEVEL_NOTICE, "client %s: %s", c->id, why);
 	c->cluster_lost = true; /* its staged writes are dropped */
-	if (cn && c->will && !c->will_delay)
-		client_handle_last_will(c);
 	client_forget(c);
 	if (cn)
 		conn_disconnect(cn, CONN_RC_SESSION_TAKEN_OVER, why, false);
@@ -493,10 +494,11 @@ static void cluster_log_append(struct server *srv, const char *client_id, const 
 	store_log_append(srv->store, client_id, &rec);
 }
 
-/* The will a claim took from the store (the client's previous node died
- * without its DISCONNECT): published from here, once, as one broker
- * publishes a will when it fires: under the ACL in force now, its Message
- * Expiry Interval counted from now. */
+/* The will a claim took from the store (the client's previous connection,
+ * on another node, ended without DISCONNECT or is taken over now):
+ * published from here, once, as one broker publishes a will at a takeover:
+ * under the ACL in force now, its Message Expiry Interval counted from now.
+ * The store removes it with the append's commit. */
 static void cluster_claim_will(struct cluster *cl, const char *id,
 			       const struct cairn_claim_result *r)
 {
@@ -523,7 +525,7 @@ static void cluster_claim_will(struct cluster *cl, const char *id,
 		}
 	}
 	log_write(srv->log, LOG_LEVEL_INFO,
-		  "client %s: publishing the will its previous connection left (its node is gone) "
+		  "client %s: publishing the will its previous connection (on another node) left "
 		  "to '%s'",
 		  id, w->topic);
 	srv->stats.msgs_received_qos[m->qos]++;
