@@ -172,6 +172,9 @@ static const char rd_lua[] =
     "-- key is the publisher's hash, field the packet id): set the field to\n"
     "-- the publisher's claim epoch unless it exists; if it did, skip the k\n"
     "-- commands after it. \"CAIRN.FORGET key epoch\": forget_q2.\n"
+    "-- \"CAIRN.UNMARK key field epoch\" (PUBREL): delete the marker field\n"
+    "-- if it was set under that claim epoch or before (one a later claim set,\n"
+    "-- another node's since, stays: the log's slot is not fenced).\n"
     "-- \"CAIRN.NX key k\" (a Redis Cluster's claimed will: its marker in the\n"
     "-- log's slot): set key unless it exists; if it did, skip the k commands\n"
     "-- after it. \"CAIRN.WILLDONE s ep\": remove the will a claim took\n"
@@ -204,6 +207,11 @@ static const char rd_lua[] =
     "        else redis.call('EXPIRE', args[first + 1], 86400) end\n"
     "      elseif args[first] == 'CAIRN.FORGET' then\n"
     "        forget_q2(args[first + 1], tonumber(args[first + 2]))\n"
+    "      elseif args[first] == 'CAIRN.UNMARK' then\n"
+    "        local v = redis.call('HGET', args[first + 1], args[first + 2])\n"
+    "        if v and (tonumber(v) or 0) <= tonumber(args[first + 3]) then\n"
+    "          redis.call('HDEL', args[first + 1], args[first + 2])\n"
+    "        end\n"
     "      elseif args[first] == 'CAIRN.NX' then\n"
     "        if not redis.call('SET', args[first + 1], '1', 'NX', 'EX', 86400) then\n"
     "          skip = tonumber(args[first + 2])\n"
@@ -556,6 +564,12 @@ static const char rd_lua[] =
 
 /* ---- the sessions held here: client id -> connection serial ---- */
 
+/* An inbound QoS 2 marker this hold set: its packet id and partition. */
+struct rd_q2part {
+	uint16_t pid;
+	uint16_t part;
+};
+
 struct rd_owner {
 	struct rd_owner *next;
 	char *id;
@@ -564,6 +578,10 @@ struct rd_owner {
 	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
 	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
+	/* On a Redis Cluster: where this hold's markers are (a PUBREL then
+	 * deletes one, not one per partition). */
+	struct rd_q2part *q2;
+	size_t nq2, q2cap;
 };
 
 struct rd_group {
@@ -631,8 +649,10 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, u
 	if (*pp != NULL) {
 		(*pp)->serial = serial;
 		(*pp)->epoch = epoch;
-		if (fresh)
+		if (fresh) {
 			(*pp)->gen_id = ++o->holds;
+			(*pp)->nq2 = 0; /* another node may have reused the ids */
+		}
 		return;
 	}
 	e = bk_xcalloc(1, sizeof(*e));
@@ -651,6 +671,7 @@ static void rd_owner_drop(struct rd_owners *o, const char *id)
 	if (pp == NULL || (e = *pp) == NULL)
 		return;
 	*pp = e->next;
+	free(e->q2);
 	free(e->id);
 	free(e);
 	o->n--;
@@ -672,6 +693,7 @@ static void rd_owners_free(struct rd_owners *o)
 
 		for (e = o->b[i]; e != NULL; e = next) {
 			next = e->next;
+			free(e->q2);
 			free(e->id);
 			free(e);
 		}
@@ -2971,16 +2993,65 @@ char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uin
 	return bk_strf("%s{L:%u}:q2:%s", st->prefix, (unsigned)part, client_id);
 }
 
+/* Remember (or, part UINT32_MAX, find and forget) the partition of the
+ * marker this hold of client_id set for packet id pid; UINT32_MAX when it
+ * is not known here. */
+static uint32_t rd_q2_part(struct cairn_store *st, const char *client_id, uint16_t pid,
+			   uint32_t part)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id), *e;
+
+	if (pp == NULL || (e = *pp) == NULL)
+		return UINT32_MAX;
+	for (size_t i = 0; i < e->nq2; i++)
+		if (e->q2[i].pid == pid) {
+			uint32_t was = e->q2[i].part;
+
+			if (part != UINT32_MAX)
+				e->q2[i].part = (uint16_t)part;
+			else
+				e->q2[i] = e->q2[--e->nq2];
+			return was;
+		}
+	if (part == UINT32_MAX)
+		return UINT32_MAX;
+	if (e->nq2 == e->q2cap) {
+		e->q2cap = e->q2cap ? e->q2cap * 2 : 4;
+		e->q2 = bk_xrealloc(e->q2, e->q2cap * sizeof(*e->q2));
+	}
+	e->q2[e->nq2++] = (struct rd_q2part){pid, (uint16_t)part};
+	return part;
+}
+
+/*
+ * PUBREL: the marker goes, in the log's slot, which the session's fenced
+ * call does not reach: the marker holds the claim epoch it was set under,
+ * and it goes only if that is this node's epoch or older, so a node that
+ * lost the session (its kick not yet read) cannot delete a marker the new
+ * holder set since for a new message under the same id (whose resend
+ * would be appended twice). Not held here: the session's writes are
+ * dropped, and so is this. The marker's partition is known when this hold
+ * set it; else (set before a takeover) it may be in any.
+ */
 int rd_cluster_q2_done(struct cairn_store *st, const char *client_id, const char *pid)
 {
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+	uint64_t id = 0;
+	char epoch[24];
 	int rc = 0;
 
-	/* PUBREL names no topic: the marker may be in any partition. */
-	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
-		char *mark = rd_cluster_q2_key(st, client_id, p);
-		const char *del[] = {"HDEL", mark, pid};
+	if (pp == NULL || *pp == NULL || !rd_parse_u64(pid, strlen(pid), 65535, &id))
+		return 0;
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)(*pp)->epoch);
+	uint32_t known = rd_q2_part(st, client_id, (uint16_t)id, UINT32_MAX);
 
-		rc = rd_stage(st, 3, del, NULL);
+	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
+		if (known != UINT32_MAX && p != known)
+			continue;
+		char *mark = rd_cluster_q2_key(st, client_id, p);
+		const char *del[] = {"CAIRN.UNMARK", mark, pid, epoch};
+
+		rc = rd_stage(st, 4, del, NULL);
 		free(mark);
 	}
 	return rc;
@@ -3036,6 +3107,7 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	    strcmp(st->last_in_id, publisher) == 0) {
 		mark = rd_cluster_q2_key(st, publisher, part);
 		snprintf(field, sizeof(field), "%u", (unsigned)st->last_in_pid);
+		rd_q2_part(st, publisher, st->last_in_pid, part);
 	}
 	free(st->last_in_id);
 	st->last_in_id = NULL;
