@@ -1160,6 +1160,66 @@ def test_cluster_message_retention_trims_the_log(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+def _park_on_an_empty_log(ctx, cl, client_id, filt):
+    """A persistent subscriber of node 1 that parks its session there
+    (DISCONNECT) while the shared log is still empty."""
+    n1 = cl[0]
+    sub = _subscriber(ctx, n1, client_id, [(filt, 1)])
+    sub.disconnect()
+    check(wait_until(lambda: "client %s: session parked" % client_id in n1.log_text(), 5),
+          "node 1 did not park %s within 5 s%s" % (client_id, cl.excerpt()))
+    return sub
+
+
+# covers: MQTT-3.1.2-5
+@_tag("retention")
+@_timeout(40)
+def test_cluster_session_parked_on_an_empty_log_is_not_trimmed(ctx):
+    """A persistent session parked on node 1 while the log was empty, whose
+    client comes back on node 2 after a message was published there, gets
+    the message (caught up from the log's start) and is not counted as
+    having lost messages to the log's trim (cairn.conf(5):
+    message_retention; cairn(8): cairn_cluster_cursor_trimmed_total),
+    since it left a moment ago. With message_retention 1 and 300 messages
+    trimmed from the log (one more append 1.5 s later) while it was away,
+    it is counted and logged."""
+    cl = ctx.cluster(2)
+    n2 = cl[1]
+    sub = _park_on_an_empty_log(ctx, cl, "c15-sub", "c15/#")
+    pub = RawClient(n2.port)
+    ctx.add_cleanup(pub.close)
+    pub.connect("c15-pub")
+    pub.publish("c15/t", b"c15-after", qos=1, pid=1)
+    problems = []
+    if sub.connect(n2.port) != 1:
+        problems.append("c15-sub: session present 0 on node 2")
+    if sub.wait_for({b"c15-after"}, 5):
+        problems.append("c15-sub: the message published while it was away never arrived")
+    if "older than message_retention" in n2.log_text():
+        problems.append("node 2 counted a session parked a moment ago, on an empty log, as "
+                        "having lost messages to the log's trim")
+    cl2 = ctx.cluster(2, message_retention=1)
+    m2 = cl2[1]
+    _park_on_an_empty_log(ctx, cl2, "c15-away", "c15/#")
+    pub = DurablePublisher(m2.port, "c15-pub2", window=64)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    for i in range(300):
+        check(pub.publish("c15/t", b"c15-t-%d" % i, 1), "publisher: window stayed full")
+    check(pub.wait_idle(10), "publisher: exchanges still open 10s after the last PUBLISH")
+    time.sleep(1.5)
+    check(pub.publish("c15/t", b"c15-t-300", 1) and pub.wait_idle(5),
+          "no PUBACK for the append after the pause")
+    away = RawClient(m2.port)
+    ctx.add_cleanup(away.close)
+    if away.connect("c15-away", clean=False)[0] != 1:
+        problems.append("c15-away: session present 0 on node 2")
+    if not wait_until(lambda: "client c15-away: its log cursor" in m2.log_text(), 5):
+        problems.append("a session away longer than message_retention 1, while 300 messages "
+                        "were trimmed from the log, was not logged as having lost some")
+    check(not problems, "\n".join(problems) + cl.excerpt() + cl2.excerpt())
+
+
 # ---------------------------------------------------------------- retained, wills, $share
 
 # covers: MQTT-3.3.1-5 MQTT-3.3.1-6 MQTT-3.3.1-8 MQTT-3.3.1-9 MQTT-3.3.1-10 MQTT-3.3.1-11
