@@ -3117,9 +3117,11 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	char *wmark = NULL;
 
 	if (st->rcluster && mark == NULL && st->will_id != NULL &&
-	    strcmp(st->will_id, publisher) == 0)
+	    strcmp(st->will_id, publisher) == 0) {
 		wmark = bk_strf("%s{L:%u}:w:%s:e%s", st->prefix, (unsigned)part, publisher,
 				st->will_name);
+		st->will_id = NULL; /* one append is the will */
+	}
 	snprintf(n, sizeof(n), "%d",
 		 (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0) + (wmark != NULL ? 1 : 0));
 	/* The publisher's session writes it: a publisher another node has
