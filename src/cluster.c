@@ -93,9 +93,39 @@ struct cluster {
 static const struct cairn_log_pos cluster_none = {0, 0};
 static const struct cairn_log_pos cluster_all = {UINT64_MAX, UINT64_MAX};
 
+/*
+ * A position whose ms is 0 comes before every entry (an entry's id is the
+ * Redis server's time when it was appended, never 0): where the queue of a
+ * session, or the node's mark, stands in a partition that had nothing for
+ * it yet. The store keeps in its seq when that was (wall-clock ms; 0: not
+ * known), which a catch-up reads as the cursor's age (the trim check of
+ * cluster_catchup_start); as positions, all of them are one.
+ */
 static bool pos_lt(struct cairn_log_pos a, struct cairn_log_pos b)
 {
+	if (a.ms == 0 && b.ms == 0)
+		return false;
 	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
+/* v for the store: a partition with nothing in it yet (0-0) says since
+ * when (now); a time it says already stays. NULL when v needs none. */
+static struct cairn_log_pos *posv_stamped(const struct cluster *cl, const struct cairn_log_pos *v)
+{
+	struct cairn_log_pos *d = NULL;
+	struct timeval tv;
+
+	for (uint32_t p = 0; p < cl->nparts; p++) {
+		if (v[p].ms != 0 || v[p].seq != 0)
+			continue;
+		if (d == NULL) {
+			d = xmalloc(cl->nparts * sizeof(*d));
+			memcpy(d, v, cl->nparts * sizeof(*d));
+			event_base_gettimeofday_cached(cl->srv->base, &tv);
+		}
+		d[p].seq = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	}
+	return d;
 }
 
 /* Stage where c's stored queue ends (per partition), or, pos NULL, that
@@ -103,7 +133,19 @@ static bool pos_lt(struct cairn_log_pos a, struct cairn_log_pos b)
 static void cluster_cursor(struct cluster *cl, const struct client *c,
 			   const struct cairn_log_pos *pos)
 {
-	store_log_routed(cl->srv->store, c->id, pos, cl->nparts);
+	struct cairn_log_pos *d = pos ? posv_stamped(cl, pos) : NULL;
+
+	store_log_routed(cl->srv->store, c->id, d ? d : pos, cl->nparts);
+	free(d);
+}
+
+/* Stage the node's mark: every entry routed here so far, per partition. */
+static void cluster_mark(struct cluster *cl)
+{
+	struct cairn_log_pos *d = posv_stamped(cl, cl->routed);
+
+	store_log_routed(cl->srv->store, NULL, d ? d : cl->routed, cl->nparts);
+	free(d);
 }
 
 static struct cairn_log_pos *posv_dup(const struct cluster *cl, const struct cairn_log_pos *v)
@@ -129,7 +171,10 @@ static struct cairn_log_pos client_floor(const struct client *c)
 /*
  * Another node holds c's session now: close its connection (5.0: DISCONNECT
  * 0x8E, as a takeover on one node) and drop it from memory without a store
- * write. A will with no delay goes out, as it would at a takeover here.
+ * write. Its will is not this node's to publish: the claim that took the
+ * session took the will too, when a takeover makes it due (its node
+ * publishes it), and a janitor that parked the session publishes it when
+ * due; published here as well, it would go out twice.
  */
 static void cluster_drop_session(struct cluster *cl, struct client *c, const char *why)
 {
@@ -137,8 +182,6 @@ static void cluster_drop_session(struct cluster *cl, struct client *c, const cha
 
 	log_write(cl->srv->log, LOG_LEVEL_NOTICE, "client %s: %s", c->id, why);
 	c->cluster_lost = true; /* its staged writes are dropped */
-	if (cn && c->will && !c->will_delay)
-		client_handle_last_will(c);
 	client_forget(c);
 	if (cn)
 		conn_disconnect(cn, CONN_RC_SESSION_TAKEN_OVER, why, false);
@@ -365,21 +408,25 @@ static void cluster_catchup_start(struct cluster *cl, struct client *c,
 	client_set_floor(c, cluster_all);
 	cl->srv->stats.cluster_catchups++;
 	/* The log keeps message_retention seconds: a cursor older than that
-	 * may have lost entries to the trim (where entries came after it). */
+	 * may have lost entries to the trim (where entries came after it). A
+	 * cursor before every entry is as old as its time (pos_lt's comment):
+	 * a session parked on an empty partition a moment ago lost nothing,
+	 * and one of an unknown time is not counted. */
 	uint64_t keep_ms = (uint64_t)cl->srv->cfg->message_retention * 1000;
-	for (uint32_t p = 0; p < cl->nparts; p++)
-		if (pos_lt(from[p], cl->routed[p]) &&
-		    from[p].ms + keep_ms < (uint64_t)client_wall_ms(c)) {
-			cl->srv->stats.cluster_cursor_trimmed++;
-			log_write(
-			    cl->srv->log, LOG_LEVEL_WARNING,
-			    "client %s: its log cursor %llu-%llu (partition %u) is older than "
-			    "message_retention (%u s): messages trimmed from the log since "
-			    "are lost to it",
-			    c->id, (unsigned long long)from[p].ms, (unsigned long long)from[p].seq,
-			    (unsigned)p, (unsigned)cl->srv->cfg->message_retention);
-			break;
-		}
+	for (uint32_t p = 0; p < cl->nparts; p++) {
+		uint64_t at = from[p].ms ? from[p].ms : from[p].seq;
+		if (at == 0 || !pos_lt(from[p], cl->routed[p]) ||
+		    at + keep_ms >= (uint64_t)client_wall_ms(c))
+			continue;
+		cl->srv->stats.cluster_cursor_trimmed++;
+		log_write(cl->srv->log, LOG_LEVEL_WARNING,
+			  "client %s: its log cursor %llu-%llu (partition %u) is older than "
+			  "message_retention (%u s): messages trimmed from the log since "
+			  "are lost to it",
+			  c->id, (unsigned long long)from[p].ms, (unsigned long long)from[p].seq,
+			  (unsigned)p, (unsigned)cl->srv->cfg->message_retention);
+		break;
+	}
 	if (!pos_lt(cu->pos[0], cl->routed[0]))
 		cu->part = cluster_catchup_next(cu); /* one is behind: cluster_claim */
 	log_write(cl->srv->log, LOG_LEVEL_INFO,
@@ -428,7 +475,7 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 		cl->routed[part] = e[i].pos;
 	}
 	cl->srv->stats.cluster_entries += n;
-	store_log_routed(cl->srv->store, NULL, cl->routed, cl->nparts);
+	cluster_mark(cl);
 	/* Sessions whose queue held entries past this node's mark: once the
 	 * mark reaches their floor in every partition, the mark speaks for
 	 * them. Until then their stored cursor follows live routing in the
@@ -493,10 +540,11 @@ static void cluster_log_append(struct server *srv, const char *client_id, const 
 	store_log_append(srv->store, client_id, &rec);
 }
 
-/* The will a claim took from the store (the client's previous node died
- * without its DISCONNECT): published from here, once, as one broker
- * publishes a will when it fires: under the ACL in force now, its Message
- * Expiry Interval counted from now. */
+/* The will a claim took from the store (the client's previous connection,
+ * on another node, ended without DISCONNECT or is taken over now):
+ * published from here, once, as one broker publishes a will at a takeover:
+ * under the ACL in force now, its Message Expiry Interval counted from now.
+ * The store removes it with the append's commit. */
 static void cluster_claim_will(struct cluster *cl, const char *id,
 			       const struct cairn_claim_result *r)
 {
@@ -523,7 +571,7 @@ static void cluster_claim_will(struct cluster *cl, const char *id,
 		}
 	}
 	log_write(srv->log, LOG_LEVEL_INFO,
-		  "client %s: publishing the will its previous connection left (its node is gone) "
+		  "client %s: publishing the will its previous connection (on another node) left "
 		  "to '%s'",
 		  id, w->topic);
 	srv->stats.msgs_received_qos[m->qos]++;
@@ -1050,7 +1098,7 @@ static void cluster_beat_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!cl->stopped)
-		store_log_routed(cl->srv->store, NULL, cl->routed, cl->nparts);
+		cluster_mark(cl);
 }
 
 void cluster_store_health(struct server *srv, bool healthy)
@@ -1106,7 +1154,7 @@ int cluster_start(struct server *srv)
 	/* The mark exists from the start: a session this node holds without a
 	 * cursor of its own (a new one, or one caught up) is exact up to it,
 	 * even if no entry is ever routed here. */
-	store_log_routed(srv->store, NULL, cl->routed, cl->nparts);
+	cluster_mark(cl);
 	cl->unhealthy_ev = evtimer_new(srv->base, cluster_unhealthy_cb, cl);
 	cl->beat_ev = event_new(srv->base, -1, EV_PERSIST, cluster_beat_cb, cl);
 	struct timeval sec = {1, 0};

@@ -950,6 +950,54 @@ START_TEST(t_q2_forget_races_a_claim)
 END_TEST
 
 /*
+ * PUBREL's marker removal on a Redis Cluster is in the log's slot, outside
+ * the session's fenced call: a node that has lost the publisher's session
+ * to another node's claim (and has not acted on its kick yet) and reads a
+ * late PUBREL on its old connection must not delete the marker the new
+ * holder set since for a new message under the same packet id. Else the
+ * client's resend of that message to the new holder (no PUBREC came) is
+ * appended a second time.
+ */
+START_TEST(t_q2_pubrel_races_a_claim)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_inflight_in_rec in = {"pub", 7};
+	struct cairn_msg_rec m = {
+	    .topic = "t/q", .payload = (const uint8_t *)"x", .payload_len = 1, .qos = 2};
+
+	if (needs_redis_cluster(__func__))
+		return;
+	prefix_for(pfx, sizeof(pfx), "q2rel");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	node_claim(&a, &b, "pub", 1);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
+	node_commit(&a, &b);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* The client moves to b: PUBREL there, then a new message under 7. */
+	node_claim(&b, NULL, "pub", 2);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_delete(b.st, "pub", 7), 0);
+	node_commit(&b, NULL);
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, NULL);
+	ck_assert_int_eq(log_len(pfx), 2);
+	/* a, its kick unread, reads a late PUBREL of the first message. */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_delete(a.st, "pub", 7), 0);
+	node_commit(&a, NULL);
+	/* The client resends the new message to b: a resend, not appended. */
+	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
+	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
+	node_commit(&b, NULL);
+	ck_assert_int_eq(log_len(pfx), 2);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/*
  * A slot map that names the wrong master (a slot moved since it was
  * read): the claim and the commit sent there are answered MOVED, sent
  * again to the master it names, and the map learns it.
@@ -1581,6 +1629,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_qos2_marker);
 	tcase_add_test(tc, t_qos2_marker_partitions);
 	tcase_add_test(tc, t_q2_forget_races_a_claim);
+	tcase_add_test(tc, t_q2_pubrel_races_a_claim);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

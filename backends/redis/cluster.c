@@ -58,6 +58,12 @@ static const char rd_lua[] =
     "  end\n"
     "  return q .. ':' .. payload\n"
     "end\n"
+    "-- A will's fields in a session hash; will_ep, while a claim has taken it\n"
+    "-- for its node to publish, says which will it is (the epoch of the claim\n"
+    "-- of the connection that left it): its once-only marker's name.\n"
+    "local WILL = {'will_topic', 'will_payload', 'will_qos', 'will_retain', 'will_props',\n"
+    "  'will_delay', 'will_at', 'will_ep'}\n"
+    "local function drop_will(s) redis.call('HDEL', s, unpack(WILL)) end\n"
     "-- Now in ms by the server's clock (a claim's or a Redis Cluster's will).\n"
     "local function now_ms()\n"
     "  local t = redis.call('TIME')\n"
@@ -105,23 +111,46 @@ static const char rd_lua[] =
     "ea))\n"
     "    end\n"
     "  end\n"
-    "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
-    "'will_props',\n"
-    "    'will_delay', 'will_at')\n"
+    "  drop_will(s)\n"
     "  return 1\n"
     "end\n"
-    "-- Take the will kept in session hash s, for the claiming node to publish\n"
-    "-- (its ACL decides): {topic, payload, qos, retain, properties, '1' and the\n"
-    "-- username or '0' and ''}, or {} when there is none.\n"
-    "local function take_will(s)\n"
+    "-- The will the previous connection of session hash s left, if a takeover\n"
+    "-- by another node's claim at epoch makes it due (that connection is gone\n"
+    "-- without DISCONNECT or taken over, as on one broker: no Will Delay, or a\n"
+    "-- session that ended with it), for the claiming node to publish (its ACL\n"
+    "-- decides): {topic, payload, qos, retain, properties, '1' and the username\n"
+    "-- or '0' and '', will_ep}, or {} when there is none. The will stays, taken\n"
+    "-- (will_ep), until the claiming node's commit that publishes it removes it\n"
+    "-- (CAIRN.WILLDONE): a node that dies first leaves it to the janitor, or\n"
+    "-- to the next claim, which takes it again under the same will_ep.\n"
+    "local function take_will(s, epoch)\n"
+    "  local f = redis.call('HMGET', s, 'connected', 'will_delay', 'expiry_interval')\n"
+    "  if f[1] ~= '1' or (tonumber(f[2] or '0') ~= 0 and f[3] ~= '0') then return {} end\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "    'will_props', 'username')\n"
+    "    'will_props', 'username', 'will_ep')\n"
     "  if not w[1] then return {} end\n"
-    "  redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain', "
-    "'will_props',\n"
-    "    'will_delay', 'will_at')\n"
+    "  local ep = w[7] or string.format('%d', epoch - 1)\n"
+    "  redis.call('HSET', s, 'will_ep', ep)\n"
     "  return {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', w[6] and '1' or '0', w[6] "
-    "or ''}\n"
+    "or '',\n"
+    "    ep}\n"
+    "end\n"
+    "-- The session record a claim returns. One whose expiry interval is 0 ended\n"
+    "-- with its connection and goes, but for the will taken from it (until the\n"
+    "-- claiming node's commit: as parked by the janitor if that node dies).\n"
+    "local function claim_record(s, will)\n"
+    "  if redis.call('HGET', s, 'expiry_interval') ~= '0' then return redis.call('HGETALL', s) "
+    "end\n"
+    "  local keep = #will > 0 and redis.call('HMGET', s, unpack(WILL)) or nil\n"
+    "  redis.call('DEL', s)\n"
+    "  if keep then\n"
+    "    local a = {'connected', '1', 'expiry_interval', '0'}\n"
+    "    for i, k in ipairs(WILL) do\n"
+    "      if keep[i] then a[#a + 1] = k; a[#a + 1] = keep[i] end\n"
+    "    end\n"
+    "    redis.call('HSET', s, unpack(a))\n"
+    "  end\n"
+    "  return {}\n"
     "end\n"
     "-- A Redis Cluster's inbound QoS 2 markers of one publisher (hash key):\n"
     "-- each field (a packet id) holds the epoch of the claim it was set under.\n"
@@ -143,6 +172,13 @@ static const char rd_lua[] =
     "-- key is the publisher's hash, field the packet id): set the field to\n"
     "-- the publisher's claim epoch unless it exists; if it did, skip the k\n"
     "-- commands after it. \"CAIRN.FORGET key epoch\": forget_q2.\n"
+    "-- \"CAIRN.UNMARK key field epoch\" (PUBREL): delete the marker field\n"
+    "-- if it was set under that claim epoch or before (one a later claim set,\n"
+    "-- another node's since, stays: the log's slot is not fenced).\n"
+    "-- \"CAIRN.NX key k\" (a Redis Cluster's claimed will: its marker in the\n"
+    "-- log's slot): set key unless it exists; if it did, skip the k commands\n"
+    "-- after it. \"CAIRN.WILLDONE s ep\": remove the will a claim took\n"
+    "-- (take_will) from session hash s, if it is still that one.\n"
     "local function commit(keys, args)\n"
     "  local me, n = args[1], tonumber(args[2])\n"
     "  local ok, fenced = {}, {}\n"
@@ -171,6 +207,19 @@ static const char rd_lua[] =
     "        else redis.call('EXPIRE', args[first + 1], 86400) end\n"
     "      elseif args[first] == 'CAIRN.FORGET' then\n"
     "        forget_q2(args[first + 1], tonumber(args[first + 2]))\n"
+    "      elseif args[first] == 'CAIRN.UNMARK' then\n"
+    "        local v = redis.call('HGET', args[first + 1], args[first + 2])\n"
+    "        if v and (tonumber(v) or 0) <= tonumber(args[first + 3]) then\n"
+    "          redis.call('HDEL', args[first + 1], args[first + 2])\n"
+    "        end\n"
+    "      elseif args[first] == 'CAIRN.NX' then\n"
+    "        if not redis.call('SET', args[first + 1], '1', 'NX', 'EX', 86400) then\n"
+    "          skip = tonumber(args[first + 2])\n"
+    "        end\n"
+    "      elseif args[first] == 'CAIRN.WILLDONE' then\n"
+    "        if redis.call('HGET', args[first + 1], 'will_ep') == args[first + 2] then\n"
+    "          drop_will(args[first + 1])\n"
+    "        end\n"
     "      else redis.call(unpack(args, first, last)) end\n"
     "    end\n"
     "  end\n"
@@ -178,8 +227,8 @@ static const char rd_lua[] =
     "end\n"
     "-- args: prefix, client id, token. Takes the session: bumps the epoch,\n"
     "-- takes the token, kicks the previous holder, takes the will the\n"
-    "-- previous connection left if its node is dead (delay 0: a delayed will\n"
-    "-- is cancelled by this connection), for this node to publish, and\n"
+    "-- previous connection left on another node, dead or alive (take_will: a\n"
+    "-- delayed will is cancelled by this connection), for this node to publish, and\n"
     "-- returns {previous token, the session's cursor, session, subs,\n"
     "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
     "-- this claim's epoch}.\n"
@@ -201,12 +250,7 @@ static const char rd_lua[] =
     "    end\n"
     "    if not same then\n"
     "      redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
-    "      local s = base .. 'session'\n"
-    "      local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
-    "      if f[1] == '1' and tonumber(f[2] or '0') == 0 and\n"
-    "          redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
-    "        will = take_will(s)\n"
-    "      end\n"
+    "      will = take_will(base .. 'session', epoch)\n"
     "    end\n"
     "  end\n"
     "  if not old then old = '' end\n"
@@ -214,10 +258,7 @@ static const char rd_lua[] =
     "  redis.call('SADD', pfx .. '{n:' .. me .. '}:owned', id)\n"
     "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
     "  redis.call('ZREM', pfx .. 'cluster:expiry', id)\n"
-    "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
-    "    redis.call('DEL', base .. 'session')\n"
-    "  end\n"
-    "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
+    "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
     "    epoch}\n"
@@ -336,18 +377,16 @@ static const char rd_lua[] =
     "  if args[4] == '1' then\n"
     "    return publish_will(pfx, args[6] or (pfx .. '{L:0}:'), id, base .. 'session', now)\n"
     "  end\n"
-    "  redis.call('HDEL', base .. 'session', 'will_topic', 'will_payload', 'will_qos', "
-    "'will_retain',\n"
-    "    'will_props', 'will_delay', 'will_at')\n"
+    "  drop_will(base .. 'session')\n"
     "  return 0\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
     "-- without the node keys: the previous node's mark is its copy on this\n"
     "-- master (args[4], written with every commit that wrote here, so it\n"
     "-- agrees with the session's keys); it takes the will the previous\n"
-    "-- connection left (delay 0, another node's), which the claiming node\n"
-    "-- publishes if claim_g finds that node dead. Returns claim's list (the\n"
-    "-- will, as take_will returns it, and the claim's epoch last).\n"
+    "-- connection left on another node (take_will), which the claiming node\n"
+    "-- publishes. Returns claim's list (the will, as take_will returns it,\n"
+    "-- and the claim's epoch last).\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -365,15 +404,10 @@ static const char rd_lua[] =
     "  if inc and inc ~= me and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
     "  if inc and inc ~= me then\n"
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
-    "    local s = base .. 'session'\n"
-    "    local f = redis.call('HMGET', s, 'connected', 'will_delay')\n"
-    "    if f[1] == '1' and tonumber(f[2] or '0') == 0 then will = take_will(s) end\n"
+    "    will = take_will(base .. 'session', epoch)\n"
     "  end\n"
     "  if not old then old = '' end\n"
-    "  if redis.call('HGET', base .. 'session', 'expiry_interval') == '0' then\n"
-    "    redis.call('DEL', base .. 'session')\n"
-    "  end\n"
-    "  return {old, cursor, redis.call('HGETALL', base .. 'session'),\n"
+    "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
     "    epoch}\n"
@@ -394,19 +428,13 @@ static const char rd_lua[] =
     "end\n"
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
-    "-- the previous holder's incarnation or '', its token, then the will\n"
-    "-- claim_s took, if any. Records the session as this node's and drops its\n"
-    "-- janitor deadlines; returns 'will' if there is a will and the previous\n"
-    "-- node is dead (the claiming node publishes it), else ''.\n"
+    "-- the previous holder's incarnation or '', its token. Records the\n"
+    "-- session as this node's and drops its janitor deadlines; returns ''.\n"
     "local function claim_g(keys, args)\n"
-    "  local g, id, me, inc, tok = args[1], args[2], args[3], args[4], args[5]\n"
+    "  local g, id, me = args[1], args[2], args[3]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
     "  redis.call('ZREM', g .. 'cluster:wills', id)\n"
     "  redis.call('ZREM', g .. 'cluster:expiry', id)\n"
-    "  if inc == '' then return '' end\n"
-    "  if args[6] and redis.call('EXISTS', g .. 'n:' .. inc .. ':alive') == 0 then\n"
-    "    return 'will'\n"
-    "  end\n"
     "  return ''\n"
     "end\n"
     "-- On a Redis Cluster, the janitor's part in the log's slot. args: {L:0}\n"
@@ -446,7 +474,7 @@ static const char rd_lua[] =
     "-- 'will' and 'expire' (a deadline that came): if the session is still\n"
     "-- parked, take its will (and, to expire, delete the session); returns\n"
     "-- {'will', topic, payload, qos, retain, props, epoch, has username,\n"
-    "-- username}, else for an expiry {'expired', epoch}, or {}.\n"
+    "-- username, the will's name}, else for an expiry {'expired', epoch}, or {}.\n"
     "local function janitor_s(keys, args)\n"
     "  local pfx, id, what = args[1], args[2], args[3]\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -488,13 +516,14 @@ static const char rd_lua[] =
     "  if tok ~= '' then return {} end\n"
     "  local epoch = redis.call('HGET', own, 'epoch') or '0'\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "    'will_props', 'username')\n"
+    "    'will_props', 'username', 'will_ep')\n"
     "  local out = {}\n"
     "  if w[1] then\n"
+    "    -- Last, the will's name: a will a claim took keeps its own (its\n"
+    "    -- marker may be set already), another is named by this epoch.\n"
     "    out = {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', epoch,\n"
-    "      w[6] and '1' or '0', w[6] or ''}\n"
-    "    redis.call('HDEL', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "      'will_props', 'will_delay', 'will_at')\n"
+    "      w[6] and '1' or '0', w[6] or '', w[7] or epoch}\n"
+    "    drop_will(s)\n"
     "  end\n"
     "  if what == 'expire' then\n"
     "    redis.call('DEL', s, base .. 'subs', base .. 'delivery', base .. 'm',\n"
@@ -506,7 +535,7 @@ static const char rd_lua[] =
     "end\n"
     "-- On a Redis Cluster: the wills the janitor took, in the slot of their\n"
     "-- topics' log partition. args: its key base (PREFIX{L:p}:), then per will\n"
-    "-- id, epoch, topic, payload, qos,\n"
+    "-- id, its name (an epoch: janitor_s), topic, payload, qos,\n"
     "-- retain, props. Returns how many went out (once per session epoch).\n"
     "local function wills_g(keys, args)\n"
     "  local g, n = args[1], 0\n"
@@ -535,6 +564,12 @@ static const char rd_lua[] =
 
 /* ---- the sessions held here: client id -> connection serial ---- */
 
+/* An inbound QoS 2 marker this hold set: its packet id and partition. */
+struct rd_q2part {
+	uint16_t pid;
+	uint16_t part;
+};
+
 struct rd_owner {
 	struct rd_owner *next;
 	char *id;
@@ -543,6 +578,10 @@ struct rd_owner {
 	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
 	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
+	/* On a Redis Cluster: where this hold's markers are (a PUBREL then
+	 * deletes one, not one per partition). */
+	struct rd_q2part *q2;
+	size_t nq2, q2cap;
 };
 
 struct rd_group {
@@ -610,8 +649,10 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, u
 	if (*pp != NULL) {
 		(*pp)->serial = serial;
 		(*pp)->epoch = epoch;
-		if (fresh)
+		if (fresh) {
 			(*pp)->gen_id = ++o->holds;
+			(*pp)->nq2 = 0; /* another node may have reused the ids */
+		}
 		return;
 	}
 	e = bk_xcalloc(1, sizeof(*e));
@@ -630,6 +671,7 @@ static void rd_owner_drop(struct rd_owners *o, const char *id)
 	if (pp == NULL || (e = *pp) == NULL)
 		return;
 	*pp = e->next;
+	free(e->q2);
 	free(e->id);
 	free(e);
 	o->n--;
@@ -651,6 +693,7 @@ static void rd_owners_free(struct rd_owners *o)
 
 		for (e = o->b[i]; e != NULL; e = next) {
 			next = e->next;
+			free(e->q2);
 			free(e->id);
 			free(e);
 		}
@@ -1207,6 +1250,16 @@ static bool rd_is_inflight_in(const char *key, size_t len)
 	return len > 13 && memcmp(key + len - 13, "}:inflight_in", 13) == 0;
 }
 
+/* Whether a staged command removes a claimed will (rd_claim_will_done). */
+static bool rd_is_will_done(const char *buf)
+{
+	const char *av[1];
+	size_t lv[1];
+
+	rd_resp_args(buf, 1, av, lv);
+	return lv[0] == 14 && memcmp(av[0], "CAIRN.WILLDONE", 14) == 0;
+}
+
 /*
  * The batch in st->sending, its sessions numbered in owners->gv, as one
  * FCALL of cairn_commit per master (allow-cross-slot-keys: every key of
@@ -1303,6 +1356,21 @@ static int rd_rcluster_send(struct cairn_store *st, size_t ngroups, cairn_store_
 			if (lslot[p] == slot)
 				logm[cm[i]] = true;
 	}
+	/* A session whose claimed will the batch removes: its writes (the
+	 * removal, its new record) wait for the will's append, as inbound ids
+	 * do for their message, so a node that dies between the two leaves
+	 * the will in the store. */
+	bool *willg = bk_xcalloc(ngroups + 1, sizeof(*willg));
+
+	for (size_t i = 0; !unserved && i < n; i++)
+		if (cm[i] != SIZE_MAX && cg[i] > 0 && rd_is_will_done(st->sending.v[i].buf))
+			willg[cg[i]] = true;
+	for (size_t i = 0; !unserved && i < n; i++)
+		if (cm[i] != SIZE_MAX && cg[i] > 0 && willg[cg[i]]) {
+			isin[i] = true;
+			has_in = true;
+		}
+	free(willg);
 	/* Several partitions: the inbound ids on the masters that go first
 	 * wait for them, in a part of their own. */
 	for (size_t i = 0; multi && has_in && !unserved && i < n; i++)
@@ -2047,7 +2115,7 @@ struct rd_janitor {
 	long long parked, expired;
 	char **zadd; /* triples: key, score, id */
 	size_t nzadd;
-	char **wills; /* 7 per will: id, epoch, topic, payload, qos, retain, props */
+	char **wills; /* 7 per will: id, name, topic, payload, qos, retain, props */
 	size_t *wlens;
 	size_t nwills;
 	char **dead; /* the departed incarnations, whose marks go at the end */
@@ -2138,7 +2206,7 @@ static void rd_rjanitor_end(struct cairn_store *st)
 		for (size_t i = 0; i < 5; i++)
 			lens[i] = strlen(argv[i]);
 		for (size_t w = 0; w < j->nwills; w++) {
-			/* 7 per will: id, epoch, topic, ... */
+			/* 7 per will: id, name, topic, ... */
 			if (rd_log_partition(j->wills[7 * w + 2], st->partitions) != p)
 				continue;
 			for (size_t i = 7 * w; i < 7 * w + 7; i++) {
@@ -2193,7 +2261,7 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 			j->zadd[3 * j->nzadd + 2] = bk_xstrdup(jc->id);
 			j->nzadd++;
 		}
-	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 9 &&
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10 &&
 		   !rd_will_allowed(st, jc->id,
 				    reply->element[7]->type == REDIS_REPLY_STRING &&
 					    reply->element[7]->str[0] == '1'
@@ -2203,14 +2271,14 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 					? reply->element[1]->str
 					: "")) {
 		/* Taken from the session, and not published. */
-	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 9) {
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10) {
 		size_t w = 7 * j->nwills, len;
 
 		j->wills = bk_xrealloc(j->wills, (w + 7) * sizeof(*j->wills));
 		j->wlens = bk_xrealloc(j->wlens, (w + 7) * sizeof(*j->wlens));
 		j->wills[w] = bk_xstrdup(jc->id);
 		j->wlens[w] = strlen(jc->id);
-		j->wills[w + 1] = rd_str_of(reply->element[6], &len);
+		j->wills[w + 1] = rd_str_of(reply->element[9], &len); /* its name */
 		j->wlens[w + 1] = len;
 		for (int k = 1; k <= 5; k++) {
 			j->wills[w + 1 + (size_t)k] = rd_str_of(reply->element[k], &len);
@@ -2221,7 +2289,7 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	const redisReply *ep = NULL;
 
 	if (jc->expire && reply != NULL && reply->type == REDIS_REPLY_ARRAY)
-		ep = reply->elements == 9   ? reply->element[6]
+		ep = reply->elements == 10  ? reply->element[6]
 		     : reply->elements == 2 ? reply->element[1]
 					    : NULL;
 	if (ep != NULL && ep->type == REDIS_REPLY_STRING) {
@@ -2563,7 +2631,6 @@ struct rd_claim {
 	cairn_claim_fn done;
 	void *arg;
 	redisReply *reply; /* while done() runs: what visit reads */
-	bool will_due;     /* on a Redis Cluster: claim_g found the will due */
 };
 
 /* Deliveries point at their message copy, whose id is their seq. */
@@ -2635,6 +2702,33 @@ static int rd_claim_visit(void *ctx, const struct cairn_store_visitor *v)
 	return rc;
 }
 
+/*
+ * After the done() of a claim that took a will: the will goes from the
+ * session with this node's next commit, which carries its append if the
+ * core published it (the ACL may have dropped it), while this node holds
+ * the session. Until then it stays in the store, taken: if this node dies
+ * first, the janitor publishes it, or the next claim takes it again.
+ */
+static void rd_claim_will_done(struct cairn_store *st, const char *id)
+{
+	const char *name = st->will_name, *owner = st->stage_owner;
+
+	st->will_id = NULL;
+	st->will_name = NULL;
+	if (name == NULL || !rd_cluster_owns(st, id))
+		return;
+	char *s = rd_key(st, "session", id);
+	const char *argv[] = {"CAIRN.WILLDONE", s, name};
+
+	st->stage_owner = id;
+	if (rd_stage(st, 3, argv, NULL) != 0)
+		rd_log(st, CAIRN_LOG_ERROR,
+		       "redis at %s: session %s: cannot stage the removal of its claimed will",
+		       st->where, id);
+	st->stage_owner = owner;
+	free(s);
+}
+
 /* The claim's reply (7 elements, 8 on a Redis Cluster) is in: done().
  * pos: the previous node's mark from claim_g, or NULL. */
 static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisReply *reply, int rc,
@@ -2685,16 +2779,14 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 		c->reply = reply;
 		res.visit = rd_claim_visit;
 		res.visit_ctx = c;
-		/* The will the claim took: due when its node is dead (claim
-		 * checks that itself; claim_g on a Redis Cluster). */
+		/* The will the claim took (take_will), and its name. */
 		const redisReply *w = reply->elements >= 8 ? reply->element[7] : NULL;
 
-		if (w != NULL && w->type == REDIS_REPLY_ARRAY && w->elements == 7 &&
-		    (!st->rcluster || c->will_due)) {
+		if (w != NULL && w->type == REDIS_REPLY_ARRAY && w->elements == 8) {
 			bool ok = true;
 			uint64_t q = 0, rt = 0;
 
-			for (size_t i = 0; i < 7; i++)
+			for (size_t i = 0; i < 8; i++)
 				ok = ok && w->element[i]->type == REDIS_REPLY_STRING;
 			ok = ok && rd_parse_u64(w->element[2]->str, w->element[2]->len, 2, &q) &&
 			     rd_parse_u64(w->element[3]->str, w->element[3]->len, 1, &rt);
@@ -2711,6 +2803,8 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 				res.will.props_len = (uint32_t)w->element[4]->len;
 				res.will_username =
 				    w->element[5]->str[0] == '1' ? w->element[6]->str : NULL;
+				st->will_id = c->id;
+				st->will_name = w->element[7]->str;
 			} else {
 				rd_log(st, CAIRN_LOG_ERROR, "redis at %s: claim of %s: bad will",
 				       st->where, c->id);
@@ -2718,6 +2812,8 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 		}
 	}
 	c->done(c->arg, rc, rc == 0 ? &res : NULL);
+	if (res.has_will)
+		rd_claim_will_done(st, c->id);
 	free(c->id);
 	free(c);
 }
@@ -2756,13 +2852,8 @@ static void rd_claim_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 	int rc = reply == NULL                      ? CAIRN_EUNAVAILABLE
 		 : reply->type == REDIS_REPLY_ERROR ? CAIRN_EIO
 						    : 0;
-	const redisReply *pos = reply;
 
-	if (rc == 0 && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "will") == 0) {
-		c->will_due = true; /* the previous node is dead: its will goes */
-		pos = NULL;
-	}
-	rd_claim_finish(c, st, s, rc, pos);
+	rd_claim_finish(c, st, s, rc, reply);
 	freeReplyObject(s);
 }
 
@@ -2773,7 +2864,7 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct rd_claim *c = privdata;
 	struct cairn_store *st = ac->data;
 	redisReply *reply = r;
-	const redisReply *old, *will;
+	const redisReply *old;
 	char inc[24] = "", *g;
 	const char *colon;
 	const char *argv[16];
@@ -2789,7 +2880,6 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	}
 	old = reply->element[0];
-	will = reply->element[7];
 	colon = old->type == REDIS_REPLY_STRING ? memchr(old->str, ':', old->len) : NULL;
 	if (colon != NULL && (size_t)(colon - old->str) < sizeof(inc)) {
 		memcpy(inc, old->str, (size_t)(colon - old->str));
@@ -2807,27 +2897,14 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	argv[argc++] = st->inc_s;
 	argv[argc++] = inc;
 	argv[argc++] = old->type == REDIS_REPLY_STRING ? old->str : "";
-	if (inc[0] != '\0' && will->type == REDIS_REPLY_ARRAY && will->elements == 7)
-		for (size_t i = 0; i < 5; i++)
-			argv[argc++] = will->element[i]->str != NULL ? will->element[i]->str : "";
 	c->reply = rd_reply_dup(reply);
-	{
-		size_t lens[16];
+	if (rd_route_argv(st, st->log_key, strlen(st->log_key), rd_claim_g_cb, c, argc, argv,
+			  NULL) != REDIS_OK) {
+		redisReply *s = c->reply;
 
-		for (int i = 0; i < argc; i++)
-			lens[i] = strlen(argv[i]);
-		if (argc > 9)
-			lens[10] = will->element[1]->len; /* the will's payload */
-		if (argc > 9)
-			lens[13] = will->element[4]->len; /* its properties */
-		if (rd_route_argv(st, st->log_key, strlen(st->log_key), rd_claim_g_cb, c, argc,
-				  argv, lens) != REDIS_OK) {
-			redisReply *s = c->reply;
-
-			c->reply = NULL;
-			rd_claim_finish(c, st, s, CAIRN_EUNAVAILABLE, NULL);
-			freeReplyObject(s);
-		}
+		c->reply = NULL;
+		rd_claim_finish(c, st, s, CAIRN_EUNAVAILABLE, NULL);
+		freeReplyObject(s);
 	}
 	free(g);
 }
@@ -2916,16 +2993,65 @@ char *rd_cluster_q2_key(const struct cairn_store *st, const char *client_id, uin
 	return bk_strf("%s{L:%u}:q2:%s", st->prefix, (unsigned)part, client_id);
 }
 
+/* Remember (or, part UINT32_MAX, find and forget) the partition of the
+ * marker this hold of client_id set for packet id pid; UINT32_MAX when it
+ * is not known here. */
+static uint32_t rd_q2_part(struct cairn_store *st, const char *client_id, uint16_t pid,
+			   uint32_t part)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id), *e;
+
+	if (pp == NULL || (e = *pp) == NULL)
+		return UINT32_MAX;
+	for (size_t i = 0; i < e->nq2; i++)
+		if (e->q2[i].pid == pid) {
+			uint32_t was = e->q2[i].part;
+
+			if (part != UINT32_MAX)
+				e->q2[i].part = (uint16_t)part;
+			else
+				e->q2[i] = e->q2[--e->nq2];
+			return was;
+		}
+	if (part == UINT32_MAX)
+		return UINT32_MAX;
+	if (e->nq2 == e->q2cap) {
+		e->q2cap = e->q2cap ? e->q2cap * 2 : 4;
+		e->q2 = bk_xrealloc(e->q2, e->q2cap * sizeof(*e->q2));
+	}
+	e->q2[e->nq2++] = (struct rd_q2part){pid, (uint16_t)part};
+	return part;
+}
+
+/*
+ * PUBREL: the marker goes, in the log's slot, which the session's fenced
+ * call does not reach: the marker holds the claim epoch it was set under,
+ * and it goes only if that is this node's epoch or older, so a node that
+ * lost the session (its kick not yet read) cannot delete a marker the new
+ * holder set since for a new message under the same id (whose resend
+ * would be appended twice). Not held here: the session's writes are
+ * dropped, and so is this. The marker's partition is known when this hold
+ * set it; else (set before a takeover) it may be in any.
+ */
 int rd_cluster_q2_done(struct cairn_store *st, const char *client_id, const char *pid)
 {
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+	uint64_t id = 0;
+	char epoch[24];
 	int rc = 0;
 
-	/* PUBREL names no topic: the marker may be in any partition. */
-	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
-		char *mark = rd_cluster_q2_key(st, client_id, p);
-		const char *del[] = {"HDEL", mark, pid};
+	if (pp == NULL || *pp == NULL || !rd_parse_u64(pid, strlen(pid), 65535, &id))
+		return 0;
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)(*pp)->epoch);
+	uint32_t known = rd_q2_part(st, client_id, (uint16_t)id, UINT32_MAX);
 
-		rc = rd_stage(st, 3, del, NULL);
+	for (uint32_t p = 0; rc == 0 && p < st->partitions; p++) {
+		if (known != UINT32_MAX && p != known)
+			continue;
+		char *mark = rd_cluster_q2_key(st, client_id, p);
+		const char *del[] = {"CAIRN.UNMARK", mark, pid, epoch};
+
+		rc = rd_stage(st, 4, del, NULL);
 		free(mark);
 	}
 	return rc;
@@ -2981,10 +3107,23 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	    strcmp(st->last_in_id, publisher) == 0) {
 		mark = rd_cluster_q2_key(st, publisher, part);
 		snprintf(field, sizeof(field), "%u", (unsigned)st->last_in_pid);
+		rd_q2_part(st, publisher, st->last_in_pid, part);
 	}
 	free(st->last_in_id);
 	st->last_in_id = NULL;
-	snprintf(n, sizeof(n), "%d", (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0));
+	/* On a Redis Cluster, the will a claim took (rd_claim_finish) is
+	 * appended once per will (name), whichever node's commit lands first:
+	 * the claims of a will a node died before removing, the janitor's. */
+	char *wmark = NULL;
+
+	if (st->rcluster && mark == NULL && st->will_id != NULL &&
+	    strcmp(st->will_id, publisher) == 0) {
+		wmark = bk_strf("%s{L:%u}:w:%s:e%s", st->prefix, (unsigned)part, publisher,
+				st->will_name);
+		st->will_id = NULL; /* one append is the will */
+	}
+	snprintf(n, sizeof(n), "%d",
+		 (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0) + (wmark != NULL ? 1 : 0));
 	/* The publisher's session writes it: a publisher another node has
 	 * claimed since appends nothing more here (its client resends there). */
 	st->stage_owner = publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
@@ -3005,6 +3144,12 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		rc = rd_stage(st, 5, argv, NULL);
 	}
 	free(mark);
+	if (rc == 0 && wmark != NULL) {
+		const char *argv[] = {"CAIRN.NX", wmark, rec->retain ? "2" : "1"};
+
+		rc = rd_stage(st, 3, argv, NULL);
+	}
+	free(wmark);
 	if (rc == 0) {
 		const char *argv[] = {"XADD",  log,
 				      "MINID", "~",

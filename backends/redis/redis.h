@@ -138,6 +138,10 @@ struct cairn_store {
 	char *mark_sent;  /* the last mark sent, copied to each master's call */
 	char *last_in_id; /* the last inbound QoS 2 id staged (its marker) */
 	uint16_t last_in_pid;
+	/* While a claim's done() runs: the session whose previous connection's
+	 * will the claim took, and the will's name (take_will), borrowed. */
+	const char *will_id;
+	const char *will_name;
 	struct rd_janitor *janitor; /* a janitor round in progress */
 	char **mtags;               /* rd_route_marks_tag's, by master ("" for none) */
 	size_t nmtags;

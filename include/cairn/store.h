@@ -339,9 +339,11 @@ struct cairn_claim_result {
 	 * The caller skips it when it holds the session in memory already. */
 	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
 	void *visit_ctx;
-	/* The will the session's previous connection left, due now (its node
-	 * died without a DISCONNECT, and the will has no delay): the claim
-	 * took it from the store, and the claiming node publishes it, if the
+	/* The will the session's previous connection (on another node, dead
+	 * or alive) left, due now at this takeover (no will delay, or a
+	 * session that ended with it): the claim took it, and the store
+	 * removes it with the claiming node's next commit (a node that dies
+	 * first leaves it to the janitor); the claiming node publishes it, if the
 	 * ACL in force lets the client (will_username, NULL for none) write
 	 * its topic, once, whether or not the claim stands. will.props are as
 	 * in the CONNECT (the Message Expiry Interval among them, which starts

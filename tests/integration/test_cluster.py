@@ -1160,6 +1160,66 @@ def test_cluster_message_retention_trims_the_log(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+def _park_on_an_empty_log(ctx, cl, client_id, filt):
+    """A persistent subscriber of node 1 that parks its session there
+    (DISCONNECT) while the shared log is still empty."""
+    n1 = cl[0]
+    sub = _subscriber(ctx, n1, client_id, [(filt, 1)])
+    sub.disconnect()
+    check(wait_until(lambda: "client %s: session parked" % client_id in n1.log_text(), 5),
+          "node 1 did not park %s within 5 s%s" % (client_id, cl.excerpt()))
+    return sub
+
+
+# covers: MQTT-3.1.2-5
+@_tag("retention")
+@_timeout(40)
+def test_cluster_session_parked_on_an_empty_log_is_not_trimmed(ctx):
+    """A persistent session parked on node 1 while the log was empty, whose
+    client comes back on node 2 after a message was published there, gets
+    the message (caught up from the log's start) and is not counted as
+    having lost messages to the log's trim (cairn.conf(5):
+    message_retention; cairn(8): cairn_cluster_cursor_trimmed_total),
+    since it left a moment ago. With message_retention 1 and 300 messages
+    trimmed from the log (one more append 1.5 s later) while it was away,
+    it is counted and logged."""
+    cl = ctx.cluster(2)
+    n2 = cl[1]
+    sub = _park_on_an_empty_log(ctx, cl, "c15-sub", "c15/#")
+    pub = RawClient(n2.port)
+    ctx.add_cleanup(pub.close)
+    pub.connect("c15-pub")
+    pub.publish("c15/t", b"c15-after", qos=1, pid=1)
+    problems = []
+    if sub.connect(n2.port) != 1:
+        problems.append("c15-sub: session present 0 on node 2")
+    if sub.wait_for({b"c15-after"}, 5):
+        problems.append("c15-sub: the message published while it was away never arrived")
+    if "older than message_retention" in n2.log_text():
+        problems.append("node 2 counted a session parked a moment ago, on an empty log, as "
+                        "having lost messages to the log's trim")
+    cl2 = ctx.cluster(2, message_retention=1)
+    m2 = cl2[1]
+    _park_on_an_empty_log(ctx, cl2, "c15-away", "c15/#")
+    pub = DurablePublisher(m2.port, "c15-pub2", window=64)
+    ctx.add_cleanup(pub.close)
+    pub.connect(clean=True)
+    for i in range(300):
+        check(pub.publish("c15/t", b"c15-t-%d" % i, 1), "publisher: window stayed full")
+    check(pub.wait_idle(10), "publisher: exchanges still open 10s after the last PUBLISH")
+    time.sleep(1.5)
+    check(pub.publish("c15/t", b"c15-t-300", 1) and pub.wait_idle(5),
+          "no PUBACK for the append after the pause")
+    away = RawClient(m2.port)
+    ctx.add_cleanup(away.close)
+    if away.connect("c15-away", clean=False)[0] != 1:
+        problems.append("c15-away: session present 0 on node 2")
+    if not wait_until(lambda: "client c15-away: its log cursor" in m2.log_text(), 5):
+        problems.append("a session away longer than message_retention 1, while 300 messages "
+                        "were trimmed from the log, was not logged as having lost some")
+    check(not problems, "\n".join(problems) + cl.excerpt() + cl2.excerpt())
+
+
 # ---------------------------------------------------------------- retained, wills, $share
 
 # covers: MQTT-3.3.1-5 MQTT-3.3.1-6 MQTT-3.3.1-8 MQTT-3.3.1-9 MQTT-3.3.1-10 MQTT-3.3.1-11
@@ -1899,9 +1959,9 @@ def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
         do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)), will=will,
                    will_properties=wp)
     _reload_acl(cl, acl, "topic read #\ntopic write c13c/will/exp\n")
-    # The claim publishes a will only once the dead node's liveness has
-    # lapsed (5 s), and the janitor parks the node's sessions as soon as
-    # it has: its lease is held here meanwhile, by no node.
+    # The janitor parks the node's sessions as soon as its liveness has
+    # lapsed (5 s): its lease is held here meanwhile, by no node, so that
+    # the claims find the wills.
     jkey = cl.prefix + ("{L:0}:cluster:janitor" if REDIS_CLUSTER else "cluster:janitor")
     _cli(cl, "SET", jkey, "0", "PX", "20000")
     n1.kill9()
@@ -1940,6 +2000,171 @@ def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
             pass
     if w.count(b"exp") > 1:
         problems.append("the will was published %d times" % w.count(b"exp"))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10 MQTT5-3.1.2-8
+@_tag("will", "kill9", "mqtt5")
+@_timeout(40)
+def test_cluster_will_of_a_client_back_at_once_after_its_node_died(ctx):
+    """kill -9 of node 1 while three of its clients have wills (no delay):
+    a 3.1.1 persistent one, a 3.1.1 clean one and a 5.0 one; each client
+    reconnects to node 2 within a second, long before node 1's liveness
+    lapses. As on one broker, whose will goes out when a connection breaks
+    without DISCONNECT even if its client is back at once, node 2's claim
+    takes the will the dead connection left and publishes it: a watcher on
+    node 3 gets each will once (and nothing more after node 1's liveness
+    has lapsed and a janitor has been through its sessions)."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c14k-watch", "c14k/#")
+    first = []
+    c = RawClient(n1.port)
+    first.append(c)
+    c.connect("c14k-p311", clean=False, will=("c14k/will/p311", b"p311", 1, False))
+    c = RawClient(n1.port)
+    first.append(c)
+    c.connect("c14k-c311", clean=True, will=("c14k/will/c311", b"c311", 1, False))
+    c = RawClient(n1.port)
+    first.append(c)
+    do_connect(c, "c14k-v5", clean=False, properties=props((SESSION_EXPIRY, 300)),
+               will=("c14k/will/v5", b"v5", 1, False))
+    n1.kill9()
+    killed = time.monotonic()
+    for c in first:
+        c.close()
+    problems = []
+    back = RawClient(n2.port)
+    ctx.add_cleanup(back.close)
+    sp, _ = back.connect("c14k-p311", clean=False)
+    if sp != 1:
+        problems.append("c14k-p311: session present %d on node 2" % sp)
+    back = RawClient(n2.port)
+    ctx.add_cleanup(back.close)
+    back.connect("c14k-c311", clean=True)
+    back = RawClient(n2.port)
+    ctx.add_cleanup(back.close)
+    sp, _, _ = do_connect(back, "c14k-v5", clean=False, properties=props((SESSION_EXPIRY, 300)))
+    if sp != 1:
+        problems.append("c14k-v5: session present %d on node 2" % sp)
+    if time.monotonic() - killed > 2:
+        problems.append("the reconnects took %.1f s (the case needs them well inside node 1's "
+                        "liveness of 5 s)" % (time.monotonic() - killed))
+    wills = [b"p311", b"c311", b"v5"]
+    if not w.wait_for(wills, time.monotonic() + 10):
+        problems.append("wills missing 10 s after their clients reconnected to node 2: %r" %
+                        [p for p in wills if w.first(p)[0] is None])
+    # Node 1's liveness lapses 5 s after its last beat; the janitor runs
+    # every second: give it time to go through node 1's sessions.
+    time.sleep(max(0.0, killed + 9 - time.monotonic()))
+    for p in wills:
+        if w.count(p) > 1:
+            problems.append("the will %r was published %d times" % (p, w.count(p)))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-8 MQTT-3.1.2-10
+@_tag("will", "kill9", "janitor")
+@_timeout(40)
+def test_cluster_will_a_claim_took_survives_the_claiming_node_dying(ctx):
+    """kill -9 of node 1 while its client has a will; a node that then
+    claims the session dies before its next commit (the claim is made here
+    by hand, with the store's claim function, for a node that never
+    commits and whose liveness never beats). The will its claim took was
+    not lost with it: the janitor of a surviving node, finding that node
+    gone, publishes it, once, to a watcher on node 2 (the janitor's lease
+    is held by no node until the claim is made, so that it does not park
+    node 1's sessions first)."""
+    cl = ctx.cluster(2)
+    n1, n2 = cl[0], cl[1]
+    w = _subscriber(ctx, n2, "c14g-watch", [("c14g/#", 1)])
+    c = RawClient(n1.port)
+    c.connect("c14g-dies", clean=False, will=("c14g/will/dies", b"handed-over", 1, False))
+    g = cl.prefix + ("{L:0}:" if REDIS_CLUSTER else "")
+    _cli(cl, "SET", g + "cluster:janitor", "0", "PX", "30000")
+    n1.kill9()
+    c.close()
+    # Node 1's liveness lapses 5 s after its last beat.
+    time.sleep(6)
+    ghost = "999999"
+    tok = ghost + ":1"
+    _cli(cl, "SADD", g + "cluster:nodes", ghost)
+    cid = "c14g-dies"
+    if REDIS_CLUSTER:
+        own = "%s{c:%s}:own" % (cl.prefix, cid)
+        r = _cli(cl, "FCALL", "cairn_claim_s", "1", own, cl.prefix, cid, tok, own)
+        old = r[0] if r else ""
+        r += _cli(cl, "FCALL", "cairn_claim_g", "1", g + "log", g, cid, ghost,
+                  old.split(":")[0], old)
+    else:
+        r = _cli(cl, "FCALL", "cairn_claim", "0", cl.prefix, cid, tok)
+    check(r and not any(x.startswith("ERR") for x in r), "the claim by hand: %r" % r)
+    _cli(cl, "DEL", g + "cluster:janitor")
+    problems = []
+    missing = w.wait_for({b"handed-over"}, 15)
+    if missing:
+        problems.append("the will a claim took was lost with the claiming node (no janitor "
+                        "published it within 15 s)")
+    w.settle(1.5, 5)
+    if w.payloads().count(b"handed-over") > 1:
+        problems.append("the will was published %d times" %
+                        w.payloads().count(b"handed-over"))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-8 MQTT-3.1.4-2 MQTT5-3.1.2-8 MQTT5-3.1.4-3
+@_tag("will", "mqtt5")
+@_timeout(30)
+def test_cluster_takeover_from_a_live_node_publishes_the_will_once(ctx):
+    """Clients of node 1 with wills are taken over by a new connection of
+    the same client id on node 2 while node 1 is alive and their first
+    connection open: node 1 closes it (5.0: DISCONNECT 0x8E) and the will
+    of a 3.1.1 client and of a 5.0 client with Will Delay 0 goes out once,
+    as at a takeover on one broker, to a watcher on node 3; that of a 5.0
+    client with a Will Delay of 30 s does not (the new connection came
+    before the delay passed)."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c14t-watch", "c14t/#")
+    old311 = RawClient(n1.port)
+    ctx.add_cleanup(old311.close)
+    old311.connect("c14t-311", clean=False, will=("c14t/will/311", b"t311", 1, False))
+    old5 = RawClient(n1.port)
+    ctx.add_cleanup(old5.close)
+    do_connect(old5, "c14t-v5", clean=False, properties=props((SESSION_EXPIRY, 300)),
+               will=("c14t/will/v5", b"t5", 1, False))
+    old5d = RawClient(n1.port)
+    ctx.add_cleanup(old5d.close)
+    do_connect(old5d, "c14t-v5d", clean=False, properties=props((SESSION_EXPIRY, 300)),
+               will=("c14t/will/v5d", b"t5d", 1, False), will_properties=props((WILL_DELAY, 30)))
+    problems = []
+    new = RawClient(n2.port)
+    ctx.add_cleanup(new.close)
+    if new.connect("c14t-311", clean=False)[0] != 1:
+        problems.append("c14t-311: session present 0 at the takeover on node 2")
+    for cid in ("c14t-v5", "c14t-v5d"):
+        new = RawClient(n2.port)
+        ctx.add_cleanup(new.close)
+        sp, _, _ = do_connect(new, cid, clean=False, properties=props((SESSION_EXPIRY, 300)))
+        if sp != 1:
+            problems.append("%s: session present 0 at the takeover on node 2" % cid)
+    if not old311.expect_closed(5):
+        problems.append("node 1 left the 3.1.1 connection taken over on node 2 open")
+    for c in (old5, old5d):
+        try:
+            expect_disconnect(c, 0x8E, 5)
+        except TestFailure as e:
+            problems.append("the 5.0 connection taken over on node 2: %s" % e)
+    if not w.wait_for([b"t311", b"t5"], time.monotonic() + 10):
+        problems.append("wills missing 10 s after the takeover: 3.1.1 %r, 5.0 %r" %
+                        (w.first(b"t311")[0] is not None, w.first(b"t5")[0] is not None))
+    time.sleep(1.5)
+    for p in (b"t311", b"t5"):
+        if w.count(p) > 1:
+            problems.append("the will %r was published %d times" % (p, w.count(p)))
+    if w.count(b"t5d"):
+        problems.append("the will with a Will Delay of 30 s went out at the takeover "
+                        "(MQTT5-3.1.2-8: a new connection came before the delay passed)")
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
