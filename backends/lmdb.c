@@ -837,21 +837,27 @@ static int lm_apply(struct cairn_store *st, MDB_txn *txn, const struct lm_op *op
 /* Records read between two releases of the map. A load reads them in key
  * order, many to a page, so a few dozen pages stay resident at most. */
 #define LM_RELEASE_EVERY 2048
-/* What a write applied counts against LM_RELEASE_EVERY: each may touch a
- * page of its own (a drain of a thousand sessions deletes one delivery per
- * leaf page), so at most 256 pages a commit read stay resident. */
+/* What a write applied counts against LM_RELEASE_EVERY past the first
+ * LM_SMALL_COMMIT writes of a commit: each may touch a page of its own (a
+ * drain of a thousand sessions deletes one delivery per leaf page), so the
+ * map is released every 256 writes. The first ones count 1: an online
+ * flow's commits are small and write at the ends of a few trees, the same
+ * pages each time, which a release at every commit would only make the
+ * next commit map again. */
 #define LM_WRITE_WEIGHT 8
+#define LM_SMALL_COMMIT 256
 
 static void lm_release_map(struct cairn_store *st);
 
 /* arg: the first op of the batch. */
 static int lm_apply_batch(struct cairn_store *st, MDB_txn *txn, void *arg)
 {
+	size_t n = 0;
 	int rc = 0;
 
 	for (const struct lm_op *op = arg; rc == 0 && op != NULL; op = op->next) {
 		rc = lm_apply(st, txn, op);
-		st->touched += LM_WRITE_WEIGHT;
+		st->touched += ++n <= LM_SMALL_COMMIT ? 1 : LM_WRITE_WEIGHT;
 		lm_release_map(st);
 	}
 	return rc;
@@ -900,7 +906,7 @@ static void lm_find_map(struct cairn_store *st, size_t mapsize)
  * million queued messages: about 140 MiB). The map is shared and read
  * only (LMDB writes through the file), so nothing is lost and a pointer
  * into it stays valid. Called once LM_RELEASE_EVERY records were read (a
- * write applied counts LM_WRITE_WEIGHT) since the last time, from the
+ * write applied counts 1 or LM_WRITE_WEIGHT) since the last time, from the
  * thread that touched them, never while another thread uses the store.
  */
 static void lm_release_map(struct cairn_store *st)
