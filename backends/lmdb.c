@@ -96,6 +96,8 @@ struct lm_op {
 /* Slots whose use a batch remembers, so that a small batch empties only
  * those; a larger one empties the whole table. */
 #define LM_RECENT_USED 512
+_Static_assert((LM_RECENT_PUTS & (LM_RECENT_PUTS - 1)) == 0 && LM_RECENT_PUTS <= 65536,
+	       "recent slots are a power of two that recent_used's uint16_t can name");
 
 /* A growable byte buffer for encoding keys and values. */
 struct lm_buf {
