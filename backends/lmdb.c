@@ -88,6 +88,17 @@ struct lm_op {
 	uint8_t data[];
 };
 
+/* Slots of cairn_store.recent: a drain keeps a window (100 by default) of
+ * puts per session waiting for their deletes, and a thousand sessions
+ * draining at once put tens of thousands in one batch (a 256 KiB table,
+ * its pages touched as used). */
+#define LM_RECENT_PUTS 32768
+/* Slots whose use a batch remembers, so that a small batch empties only
+ * those; a larger one empties the whole table. */
+#define LM_RECENT_USED 512
+_Static_assert((LM_RECENT_PUTS & (LM_RECENT_PUTS - 1)) == 0 && LM_RECENT_PUTS <= 65536,
+	       "recent slots are a power of two that recent_used's uint16_t can name");
+
 /* A growable byte buffer for encoding keys and values. */
 struct lm_buf {
 	uint8_t *p;
@@ -118,6 +129,13 @@ struct cairn_store {
 	size_t touched;
 	void *map_at;
 	size_t map_len, map_seen;
+	/* The last delivery put staged into the batch at head, by its client
+	 * and seq (lm_recent_slot), until a delete of that delivery turns it
+	 * into the delete (lm_delivery_delete). Emptied when head goes to a
+	 * commit; recent_used lists the first slots a batch filled. */
+	struct lm_op *recent[LM_RECENT_PUTS];
+	uint16_t recent_used[LM_RECENT_USED];
+	size_t nrecent; /* puts remembered since the table was emptied */
 };
 
 /* ---- errors ---- */
@@ -596,10 +614,29 @@ static void lm_ops_free(struct lm_op *op)
 	}
 }
 
+static void lm_recent_clear(struct cairn_store *st)
+{
+	if (st->nrecent > LM_RECENT_USED) {
+		memset(st->recent, 0, sizeof(st->recent));
+	} else {
+		for (size_t i = 0; i < st->nrecent; i++)
+			st->recent[st->recent_used[i]] = NULL;
+	}
+	st->nrecent = 0;
+}
+
 static void lm_log_clear(struct cairn_store *st)
 {
 	lm_ops_free(st->head);
 	st->head = st->tail = NULL;
+	lm_recent_clear(st);
+}
+
+/* A client's seqs take consecutive slots, so that the window of a
+ * session does not collide with itself. */
+static size_t lm_recent_slot(const char *client_id, uint64_t seq)
+{
+	return (size_t)((lm_hash(client_id, strlen(client_id)) + seq) & (LM_RECENT_PUTS - 1));
 }
 
 static int lm_session_put(struct cairn_store *st, const struct cairn_session_rec *rec)
@@ -672,19 +709,43 @@ static int lm_message_delete(struct cairn_store *st, uint64_t msg_id)
 static int lm_delivery_put(struct cairn_store *st, const struct cairn_delivery_rec *rec)
 {
 	struct lm_buf b = {0};
-	size_t klen;
+	size_t klen, slot = lm_recent_slot(rec->client_id, rec->seq);
+	int rc;
 
 	lm_key_delivery(&b, rec->client_id, rec->seq);
 	klen = b.len;
 	lm_val_delivery(&b, rec);
-	return lm_stage(st, LM_OP_PUT, LM_DELIVERIES, &b, klen);
+	rc = lm_stage(st, LM_OP_PUT, LM_DELIVERIES, &b, klen);
+	st->recent[slot] = st->tail;
+	if (st->nrecent < LM_RECENT_USED)
+		st->recent_used[st->nrecent] = (uint16_t)slot;
+	st->nrecent++;
+	return rc;
 }
 
+/*
+ * A delivery's "sent" put and the delete of its PUBACK usually meet in one
+ * batch (a drain stages both within a round trip): the put, still the last
+ * write of that key in the batch being staged, becomes the delete in place
+ * of a new op. The batch ends in the same state (ops on other keys do not
+ * care about the order, and only a session delete, which removes the key
+ * too, can come between), and the drain stages one op per delivery instead
+ * of two.
+ */
 static int lm_delivery_delete(struct cairn_store *st, const char *client_id, uint64_t seq)
 {
 	struct lm_buf b = {0};
+	size_t slot = lm_recent_slot(client_id, seq);
+	struct lm_op *put = st->recent[slot];
 
 	lm_key_delivery(&b, client_id, seq);
+	if (put != NULL && put->klen == b.len && memcmp(put->data, b.p, b.len) == 0) {
+		put->kind = LM_OP_DEL;
+		put->vlen = 0;
+		st->recent[slot] = NULL;
+		free(b.p);
+		return 0;
+	}
 	return lm_stage(st, LM_OP_DEL, LM_DELIVERIES, &b, b.len);
 }
 
@@ -775,25 +836,34 @@ static int lm_apply(struct cairn_store *st, MDB_txn *txn, const struct lm_op *op
 	return EINVAL;
 }
 
+/* Records read between two releases of the map. A load reads them in key
+ * order, many to a page, so a few dozen pages stay resident at most. */
+#define LM_RELEASE_EVERY 2048
+/* What a write applied counts against LM_RELEASE_EVERY past the first
+ * LM_SMALL_COMMIT writes of a commit: each may touch a page of its own (a
+ * drain of a thousand sessions deletes one delivery per leaf page), so the
+ * map is released every 256 writes. The first ones count 1: an online
+ * flow's commits are small and write at the ends of a few trees, the same
+ * pages each time, which a release at every commit would only make the
+ * next commit map again. */
+#define LM_WRITE_WEIGHT 8
+#define LM_SMALL_COMMIT 256
+
 static void lm_release_map(struct cairn_store *st);
 
 /* arg: the first op of the batch. */
 static int lm_apply_batch(struct cairn_store *st, MDB_txn *txn, void *arg)
 {
+	size_t n = 0;
 	int rc = 0;
 
 	for (const struct lm_op *op = arg; rc == 0 && op != NULL; op = op->next) {
 		rc = lm_apply(st, txn, op);
-		st->touched++;
+		st->touched += ++n <= LM_SMALL_COMMIT ? 1 : LM_WRITE_WEIGHT;
 		lm_release_map(st);
 	}
 	return rc;
 }
-
-/* Records read or writes applied between two releases of the map: each
- * may touch a page of its own (a drain of a thousand sessions deletes one
- * delivery per leaf page), so this many pages at most stay resident. */
-#define LM_RELEASE_EVERY 2048
 
 /* Find where data.mdb is mapped now: LMDB does not say (mdb_env_info's
  * me_mapaddr is the fixed address of MDB_FIXEDMAP only), and a map that
@@ -837,9 +907,9 @@ static void lm_find_map(struct cairn_store *st, size_t mapsize)
  * it read in the broker's resident set, on top of what it allocates (a
  * million queued messages: about 140 MiB). The map is shared and read
  * only (LMDB writes through the file), so nothing is lost and a pointer
- * into it stays valid. Called once LM_RELEASE_EVERY records were touched
- * since the last time, from the thread that touched them, never while
- * another thread uses the store.
+ * into it stays valid. Called once LM_RELEASE_EVERY records were read (a
+ * write applied counts 1 or LM_WRITE_WEIGHT) since the last time, from the
+ * thread that touched them, never while another thread uses the store.
  */
 static void lm_release_map(struct cairn_store *st)
 {
@@ -998,6 +1068,9 @@ static int lm_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 	if (st->head == NULL)
 		return 0;
 	if (st->worker == NULL) {
+		/* Applied or kept for a retry, the batch takes no more
+		 * conversions: its puts may be on the disk by now. */
+		lm_recent_clear(st);
 		rc = lm_write(st, lm_apply_batch, st->head);
 		if (rc != 0)
 			return lm_map(rc);
@@ -1006,6 +1079,7 @@ static int lm_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 	}
 	st->committing = st->head;
 	st->head = st->tail = NULL;
+	lm_recent_clear(st); /* the commit thread owns those ops now */
 	st->done = done;
 	st->done_arg = arg;
 	bk_worker_run(st->worker, lm_commit_job, lm_commit_finish, st);
