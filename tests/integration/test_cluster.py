@@ -1949,7 +1949,6 @@ def test_cluster_claimed_will_obeys_the_acl_and_its_expiry(ctx):
 def test_cluster_shared_subscription_across_nodes(ctx):
     """Members of one share group on node 1 and node 2: each message
     published on node 3 reaches exactly one member."""
-    _phase2("shared subscriptions across nodes")
     cl = ctx.cluster(3)
     members = []
     for i, b in enumerate((cl[0], cl[1])):
