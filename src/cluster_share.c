@@ -50,8 +50,9 @@
 /* Entries one read asks for. */
 #define CSH_READ_COUNT 256
 /* Every this often each group with a member online here reads each
- * partition, besides the reads new entries trigger (cluster_share_wake). */
-#define CSH_TICK_MS 100
+ * partition, besides the reads new entries trigger (cluster_share_wake):
+ * a member that comes online, or a read that failed, waits at most this. */
+#define CSH_TICK_MS 200
 /* How often a group's reader looks for entries left unacknowledged, and
  * how long one must be left so before it is taken over. */
 #define CSH_CLAIM_EVERY_MS 1000
@@ -62,6 +63,7 @@ struct csh_part {
 	bool joined;  /* the store reads the group in this partition */
 	bool joining; /* a share_join is on its way */
 	bool reading; /* a share_read is on its way */
+	bool again;   /* new entries came meanwhile: read again after it */
 	uint64_t claimed_ms;
 };
 
@@ -255,6 +257,14 @@ static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 	store_after_commit(srv->store, csh_acked, a);
 }
 
+/* Whether g has a member online here now (a read for it is worth it: what
+ * it reads waits for a takeover when nobody here can take it). */
+static bool csh_online(struct csh_group *g)
+{
+	g->online = share_group_online(router_shares(g->sh->srv->router), g->key, g->len);
+	return g->online;
+}
+
 static void csh_read(struct csh_group *g, uint32_t part, bool claim);
 
 static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, size_t n)
@@ -274,10 +284,13 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 		g->parts[part].joined = false;
 		return;
 	}
-	if (status != 0 || n == 0)
+	bool again = g->parts[part].again;
+	g->parts[part].again = false;
+	if (status != 0)
 		return; /* the next tick reads again */
-	csh_give(g, part, e, n);
-	if (n == CSH_READ_COUNT && g->online)
+	if (n > 0)
+		csh_give(g, part, e, n);
+	if ((n == CSH_READ_COUNT || again) && csh_online(g))
 		csh_read(g, part, false);
 }
 
@@ -356,9 +369,16 @@ void cluster_share_wake(struct cluster_shares *sh, uint32_t part)
 {
 	if (sh == NULL || sh->stopped || part >= sh->nparts)
 		return;
-	for (struct csh_group *g = sh->groups; g; g = g->next)
-		if (g->online && g->parts[part].joined && !g->parts[part].reading)
+	for (struct csh_group *g = sh->groups; g; g = g->next) {
+		struct csh_part *pt = &g->parts[part];
+
+		if (!pt->joined || !csh_online(g))
+			continue;
+		if (pt->reading)
+			pt->again = true; /* it may have been answered before they came */
+		else
 			csh_read(g, part, false);
+	}
 }
 
 void cluster_share_subscribed(struct cluster_shares *sh, const struct sub *s)
@@ -370,7 +390,7 @@ void cluster_share_subscribed(struct cluster_shares *sh, const struct sub *s)
 		return;
 	struct csh_group *g =
 	    csh_get(sh, sf.group, (size_t)(sf.filter + sf.filter_len - sf.group), sf.group_len);
-	g->seen = true;
+	g->seen = g->online = true;
 	for (uint32_t p = 0; p < sh->nparts; p++)
 		csh_join(g, p, s->owner->id);
 }

@@ -419,6 +419,13 @@ bool share_pick_group(struct share_set *s, const char *key, size_t len, struct s
 	return true;
 }
 
+bool share_group_online(const struct share_set *s, const char *key, size_t len)
+{
+	const struct share_group *g = share_group_find(s, key, len, levelmap_hash(key, len));
+
+	return g != NULL && g->online.count > 0;
+}
+
 void share_foreach_group(const struct share_set *s, share_group_fn fn, void *arg)
 {
 	for (uint32_t i = 0; i < s->groups.cap; i++)

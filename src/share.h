@@ -79,6 +79,10 @@ size_t share_route(struct share_set *s, const char *topic, size_t len,
  * group is not in the set or has no member to choose. */
 bool share_pick_group(struct share_set *s, const char *key, size_t len, struct share_pick *out);
 
+/* Whether the group named key has a member online (as far as the set
+ * knows: a connection that ended unannounced is found at the next pick). */
+bool share_group_online(const struct share_set *s, const char *key, size_t len);
+
 /* Call fn for each group in the set: its key ("GROUP/FILTER", len bytes,
  * the filter from key + group_len + 1) and whether a member is online.
  * fn must not change the set. */

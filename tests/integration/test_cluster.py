@@ -2185,6 +2185,57 @@ def test_cluster_shared_mixed_versions(ctx):
     p.close()
 
 
+# covers: MQTT5-4.8.2-3
+@_tag("share")
+@_timeout(45)
+def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
+    """A group whose only member is offline (its persistent session parked)
+    is read by no node: 20 QoS 1 messages wait in its consumer group. Ten
+    of them are then read as a node that died would have left them
+    (XREADGROUP as consumer "dead", never acknowledged). The member
+    reconnects on node 2: the ten others arrive at once, the ten left
+    pending after the takeover idle time (XAUTOCLAIM), and every entry is
+    acknowledged in the end (nothing pending)."""
+    cl = ctx.cluster(3)
+    m = _share_members(ctx, cl, "c13w", [0], "$share/gw/c13w/#", qos=1)[0]
+    m.disconnect()
+    p = RawClient(cl[2].port)
+    p.connect("c13w-pub")
+    want = [b"c13w-%d" % i for i in range(20)]
+    for i, payload in enumerate(want):
+        p.publish("c13w/t", payload, qos=1, pid=i + 1)
+    key = _log_key(cl, "c13w/t")
+    stolen = _cli(cl, "XREADGROUP", "GROUP", "gw/c13w/#", "dead", "COUNT", "10", "STREAMS", key,
+                  ">")
+    taken = {x.encode() for x in stolen if x.startswith("c13w-") and x[5:].isdigit()}
+    check(len(taken) == 10,
+          "XREADGROUP as a dead reader: want the first 10 entries waiting for the group, got "
+          "%r (groups %r, XINFO %r)%s" % (stolen, _xinfo_groups(cl, "c13w/t"),
+                                          _cli(cl, "XINFO", "GROUPS", key), cl.excerpt()))
+    t0 = time.monotonic()
+    check(m.connect(cl[1].port) == 1, "member: session present 0 on node 2")
+    rest = set(want) - taken
+    check(not m.wait_for(rest, 5), "member on node 2: the entries nobody read did not arrive "
+          "(%d of 10)%s" % (len(rest & set(m.payloads())), cl.excerpt()))
+    missing = m.wait_for(taken, 15)
+    check(not missing, "the dead reader's %d entries were not taken over in 15s (%d arrived)%s"
+          % (len(taken), len(taken) - len(missing), cl.excerpt()))
+    check(time.monotonic() - t0 >= 2, "the dead reader's entries were taken over before the "
+          "idle time")
+    m.settle(0.5, 3)
+    counts = _counts(m)
+    twice = sorted(x for x, n in counts.items() if n > 1)
+    check(not twice, "delivered twice to the one member: %r" % twice[:5])
+
+    def pending():
+        out = _cli(cl, "XPENDING", key, "gw/c13w/#")
+        return int(out[0]) if out else -1
+
+    check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
+          pending())
+    p.close()
+
+
 @_tag("share")
 def test_cluster_shared_unsubscribe_leaves(ctx):
     """Members on node 1 and node 2; member 0 unsubscribes (UNSUBACK): from
