@@ -409,7 +409,10 @@ static void csh_leave(struct server *srv, const struct client *c, const char *fi
 
 void cluster_share_left(struct server *srv, const struct client *c, const char *filter, size_t len)
 {
-	if (srv->cluster_shares == NULL || srv->cluster_shares->stopped)
+	/* Also while the node stops: a clean session ending at the shutdown
+	 * leaves its groups (the store is open until the connections are
+	 * gone). */
+	if (srv->cluster_shares == NULL || srv->store == NULL)
 		return;
 	if (filter != NULL) {
 		csh_leave(srv, c, filter, len);
