@@ -58,6 +58,16 @@
 #define CSH_CLAIM_EVERY_MS 1000
 #define CSH_CLAIM_IDLE_MS  5000
 
+struct csh_group;
+
+/* A call to the store about one partition of a group: its argument, kept
+ * in the group (at most one of each kind is under way), so that a call the
+ * store drops when it closes leaves nothing to free. */
+struct csh_call {
+	struct csh_group *g;
+	uint32_t part;
+};
+
 /* Per partition. */
 struct csh_part {
 	bool joined;  /* the store reads the group in this partition */
@@ -65,6 +75,7 @@ struct csh_part {
 	bool reading; /* a share_read is on its way */
 	bool again;   /* new entries came meanwhile: read again after it */
 	uint64_t claimed_ms;
+	struct csh_call join, read;
 };
 
 /* A group that has (or had) a member here. */
@@ -86,12 +97,6 @@ struct cluster_shares {
 	struct csh_group *groups;
 	struct event *tick;
 	bool stopped;
-};
-
-/* A call to the store about one partition of g. */
-struct csh_call {
-	struct csh_group *g;
-	uint32_t part;
 };
 
 /* Entries given out, acknowledged once the commit holding their
@@ -161,14 +166,13 @@ static void csh_joined(void *arg, int status)
 				  "(partition %u) failed: %s",
 				  g->key, (unsigned)k->part, cairn_strerror(status));
 	}
-	free(k);
 }
 
 /* Join g in partition part for member (NULL: only make sure it reads). */
 static void csh_join(struct csh_group *g, uint32_t part, const char *member)
 {
 	struct cluster_shares *sh = g->sh;
-	struct csh_call *k = xmalloc(sizeof(*k));
+	struct csh_call *k = &g->parts[part].join;
 
 	k->g = g;
 	k->part = part;
@@ -178,7 +182,6 @@ static void csh_join(struct csh_group *g, uint32_t part, const char *member)
 			     k) != CAIRN_EINPROGRESS) {
 		g->refs--;
 		g->parts[part].joining = false;
-		free(k);
 	}
 }
 
@@ -273,7 +276,6 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 	struct csh_group *g = k->g;
 	uint32_t part = k->part;
 
-	free(k);
 	g->refs--;
 	g->parts[part].reading = false;
 	if (g->sh->stopped)
@@ -297,7 +299,7 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 static void csh_read(struct csh_group *g, uint32_t part, bool claim)
 {
 	struct cluster_shares *sh = g->sh;
-	struct csh_call *k = xmalloc(sizeof(*k));
+	struct csh_call *k = &g->parts[part].read;
 
 	k->g = g;
 	k->part = part;
@@ -307,7 +309,6 @@ static void csh_read(struct csh_group *g, uint32_t part, bool claim)
 			     claim ? CSH_CLAIM_IDLE_MS : 0, csh_read_cb, k) != CAIRN_EINPROGRESS) {
 		g->refs--;
 		g->parts[part].reading = false;
-		free(k);
 	}
 }
 
