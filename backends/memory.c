@@ -539,7 +539,7 @@ static int mem_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 }
 
 const struct cairn_store_ops cairn_store_memory = {
-    .version = 5, /* the shared-store slots stay NULL: not shareable */
+    .version = 6, /* the shared-store slots stay NULL: not shareable */
     .name = "memory",
     .open = mem_open,
     .close = mem_close,

@@ -1046,7 +1046,7 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 }
 
 const struct cairn_store_ops cairn_store_sqlite = {
-    .version = 5, /* the shared-store slots stay NULL: not shareable */
+    .version = 6, /* the shared-store slots stay NULL: not shareable */
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,

@@ -6,6 +6,7 @@
  */
 #include "client.h"
 #include "cluster.h"
+#include "cluster_share.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -1025,6 +1026,8 @@ void client_discard(struct client *c)
 	c->dead = true;
 	if (c->timer)
 		event_del(c->timer);
+	if (c->srv->cluster)
+		cluster_share_left(c->srv, c, NULL, 0); /* its session ends */
 	client_leave_router(c);
 	/* Deleting each delivery also deletes messages nobody else holds. */
 	client_free_queues(c, true);

@@ -28,6 +28,7 @@
  * before partitions.
  */
 #include "cluster.h"
+#include "cluster_share.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -476,6 +477,7 @@ static void cluster_entries(void *arg, const struct cairn_log_entry *e, size_t n
 	}
 	cl->srv->stats.cluster_entries += n;
 	cluster_mark(cl);
+	cluster_share_wake(cl->srv->cluster_shares, part);
 	/* Sessions whose queue held entries past this node's mark: once the
 	 * mark reaches their floor in every partition, the mark speaks for
 	 * them. Until then their stored cursor follows live routing in the
@@ -977,6 +979,7 @@ void cluster_sub_since(struct server *srv, struct sub *s)
 {
 	struct cluster *cl = srv->cluster;
 
+	cluster_share_subscribed(srv->cluster_shares, s);
 	if (cl->nparts == 1) {
 		s->since_ms = cl->routed[0].ms;
 		s->since_seq = cl->routed[0].seq;
@@ -1160,6 +1163,7 @@ int cluster_start(struct server *srv)
 	struct timeval sec = {1, 0};
 	event_add(cl->beat_ev, &sec);
 	srv->cluster = cl;
+	srv->cluster_shares = cluster_share_new(srv, cl->nparts, cl->routed);
 	return 0;
 }
 
@@ -1168,6 +1172,7 @@ void cluster_stop(struct server *srv)
 	if (srv->cluster) {
 		srv->cluster->stopped = true;
 		event_del(srv->cluster->beat_ev);
+		cluster_share_stop(srv->cluster_shares);
 	}
 }
 
@@ -1198,6 +1203,8 @@ void cluster_free(struct server *srv)
 		free(cl->floors[i].floor);
 	}
 	free(cl->floors);
+	cluster_share_free(srv->cluster_shares);
+	srv->cluster_shares = NULL;
 	free(cl->routed);
 	if (cl->unhealthy_ev)
 		event_free(cl->unhealthy_ev);

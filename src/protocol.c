@@ -15,6 +15,7 @@
 #include "cairn/store.h"
 #include "client.h"
 #include "cluster.h"
+#include "cluster_share.h"
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
@@ -135,7 +136,8 @@ static void protocol_connack5(struct server *srv, struct conn *cn, bool sp, cons
 		codec_propbuf_add_int(&b, CODEC_PROP_TOPIC_ALIAS_MAX, cfg->max_topic_alias);
 	codec_propbuf_add_int(&b, CODEC_PROP_WILDCARD_SUB_AVAILABLE, 1);
 	codec_propbuf_add_int(&b, CODEC_PROP_SUB_ID_AVAILABLE, 1);
-	codec_propbuf_add_int(&b, CODEC_PROP_SHARED_SUB_AVAILABLE, srv->cluster ? 0 : 1);
+	codec_propbuf_add_int(&b, CODEC_PROP_SHARED_SUB_AVAILABLE,
+			      srv->cluster && !cluster_share_available(srv) ? 0 : 1);
 	if (ka_capped)
 		codec_propbuf_add_int(&b, CODEC_PROP_SERVER_KEEPALIVE, ka);
 	if (assigned)
@@ -754,8 +756,9 @@ static void protocol_subscribe(struct server *srv, struct client *c, const struc
 			log_write(srv->log, LOG_LEVEL_INFO, "client %s: refused filter '%.*s'",
 				  c->id, (int)f.len, f.ptr);
 			codes[n] = v5 ? PROTOCOL_RC_FILTER_INVALID : CODEC_SUBACK_FAILURE;
-		} else if (sf.group != NULL && srv->cluster) {
-			/* A group spans nodes; cluster mode cannot share it yet. */
+		} else if (sf.group != NULL && srv->cluster && !cluster_share_available(srv)) {
+			/* A group spans nodes: only a store that reads groups for
+			 * the nodes (vtable version 6) can share it. */
 			log_write(srv->log, LOG_LEVEL_INFO,
 				  "client %s: shared subscription '%.*s' refused: not available "
 				  "in cluster mode",
@@ -831,6 +834,8 @@ static void protocol_unsubscribe(struct client *c, const struct codec_list *l)
 	uint8_t *codes = c->version == CODEC_V5 ? xmalloc(l->count ? l->count : 1) : NULL;
 	while (codec_list_next(CODEC_UNSUBSCRIBE, l, &pos, &f, &qos)) {
 		bool had = client_unsubscribe(c, f.ptr, f.len);
+		if (had && c->srv->cluster)
+			cluster_share_left(c->srv, c, f.ptr, f.len);
 		if (codes)
 			codes[n++] = had ? 0 : PROTOCOL_RC_NO_SUBSCRIPTION;
 	}

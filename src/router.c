@@ -32,6 +32,7 @@ struct router {
 	size_t nhits, cap;
 	bool busy;                      /* a walk is running: routing does not recurse */
 	struct share_set *shares;       /* shared subscriptions ($share/GROUP/FILTER) */
+	bool shares_apart;              /* cluster mode: groups get messages elsewhere */
 	const void *origin;             /* the publisher of the message routed (No Local) */
 	const struct message *msg;      /* the message routed */
 	struct client *only;            /* router_publish_to's session */
@@ -274,7 +275,9 @@ bool router_publish_to(struct router *r, struct message *msg, struct client *onl
 	r->only = only;
 	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
 	const struct share_pick *picks = NULL;
-	size_t npicks = only ? 0 : share_route(r->shares, msg->topic, msg->topic_len, &picks);
+	size_t npicks = only || r->shares_apart
+			    ? 0
+			    : share_route(r->shares, msg->topic, msg->topic_len, &picks);
 
 	/* A QoS 1/2 delivery to a persistent session is stored first. */
 	bool must_store = staged;
@@ -305,6 +308,34 @@ bool router_publish_to(struct router *r, struct message *msg, struct client *onl
 	r->busy = false;
 	r->only = NULL;
 	r->msg = NULL;
+	return must_store;
+}
+
+void router_shares_apart(struct router *r)
+{
+	r->shares_apart = true;
+}
+
+struct share_set *router_shares(struct router *r)
+{
+	return r->shares;
+}
+
+bool router_deliver_pick(struct router *r, struct message *msg, const struct share_pick *p)
+{
+	bool must_store = router_picks_stored(p, 1, msg);
+	struct gate *gate = must_store ? gate_new() : NULL;
+	struct gate_wait *w = must_store ? gate_wait_new(NULL, NULL, 0, gate) : NULL;
+
+	assert(!r->busy);
+	r->gen++;
+	r->last_matched = 1;
+	r->last_full = 0;
+	router_deliver_picks(r, p, 1, msg, gate, w);
+	if (w) {
+		gate_wait_submit(w, r->store);
+		gate_unref(gate);
+	}
 	return must_store;
 }
 

@@ -49,6 +49,17 @@ void router_retain_local(struct router *r, struct message *msg);
  * cluster's log): no retained update, no shared subscription, no log floor. */
 bool router_publish_to(struct router *r, struct message *msg, struct client *only);
 
+/* Cluster mode (cluster_share.c): router_publish leaves shared
+ * subscriptions out from now on, and each message for a group is given to
+ * the member the caller picked from router_shares() with
+ * router_deliver_pick() (as router_publish gives it; true when the
+ * delivery is stored and sent once the batch commits). */
+struct share_pick;
+struct share_set;
+void router_shares_apart(struct router *r);
+struct share_set *router_shares(struct router *r);
+bool router_deliver_pick(struct router *r, struct message *msg, const struct share_pick *p);
+
 /* What the last router_publish did: the sessions it matched, and how many
  * of them dropped the message because their queue was full (5.0: PUBACK
  * 0x10 No matching subscribers, 0x97 Quota exceeded). */

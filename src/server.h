@@ -94,6 +94,9 @@ struct server {
 	struct http_server *http; /* the HTTP listener; NULL when off */
 	struct sys_pub *sys;      /* the $SYS publisher; NULL when off */
 	struct cluster *cluster;  /* cluster mode; NULL when off */
+	/* Cluster mode: shared subscriptions across the nodes (cluster_share.c);
+	 * NULL when off or when the store cannot share groups. */
+	struct cluster_shares *cluster_shares;
 	bool stopping;
 	struct service *service; /* the service manager's notifications; NULL: none */
 };

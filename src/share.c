@@ -406,6 +406,36 @@ size_t share_route(struct share_set *s, const char *topic, size_t len,
 	return s->npicks;
 }
 
+bool share_pick_group(struct share_set *s, const char *key, size_t len, struct share_pick *out)
+{
+	struct share_group *g = share_group_find(s, key, len, levelmap_hash(key, len));
+	struct share_member *m = g ? share_choose(s, g) : NULL;
+
+	if (m == NULL)
+		return false;
+	out->session = m->session;
+	out->qos = m->qos;
+	out->sub_id = m->sub_id;
+	return true;
+}
+
+bool share_group_online(const struct share_set *s, const char *key, size_t len)
+{
+	const struct share_group *g = share_group_find(s, key, len, levelmap_hash(key, len));
+
+	return g != NULL && g->online.count > 0;
+}
+
+void share_foreach_group(const struct share_set *s, share_group_fn fn, void *arg)
+{
+	for (uint32_t i = 0; i < s->groups.cap; i++)
+		for (struct share_hlink *l = s->groups.slots[i]; l; l = l->next) {
+			const struct share_group *g = (const struct share_group *)l;
+
+			fn(arg, g->key, g->key_len, g->group_len, g->online.count > 0);
+		}
+}
+
 size_t share_group_count(const struct share_set *s)
 {
 	return s->groups.count;

@@ -72,6 +72,24 @@ void share_session_online(struct share_member *list, bool online);
 size_t share_route(struct share_set *s, const char *topic, size_t len,
 		   const struct share_pick **picks);
 
+/* Cluster mode (cluster_share.c), where the store hands each matching
+ * message to one node, which gives it to one of its members: choose the
+ * member of the group named key ("GROUP/FILTER", len bytes) that gets the
+ * next message, as share_route() chooses in each group. False when the
+ * group is not in the set or has no member to choose. */
+bool share_pick_group(struct share_set *s, const char *key, size_t len, struct share_pick *out);
+
+/* Whether the group named key has a member online (as far as the set
+ * knows: a connection that ended unannounced is found at the next pick). */
+bool share_group_online(const struct share_set *s, const char *key, size_t len);
+
+/* Call fn for each group in the set: its key ("GROUP/FILTER", len bytes,
+ * the filter from key + group_len + 1) and whether a member is online.
+ * fn must not change the set. */
+typedef void (*share_group_fn)(void *arg, const char *key, size_t len, size_t group_len,
+			       bool online);
+void share_foreach_group(const struct share_set *s, share_group_fn fn, void *arg);
+
 /* Groups in the set, and members in all of them. */
 size_t share_group_count(const struct share_set *s);
 size_t share_member_count(const struct share_set *s);

@@ -817,7 +817,11 @@ static bool ops_complete(const struct cairn_store_ops *o)
 					(o->version >= 5 ? o->log_routed_p && o->log_read_p
 							 : o->log_routed && o->log_read)
 				  : !o->claim && !o->release && !o->log_append && !o->log_routed &&
-					!o->log_read && !o->log_routed_p && !o->log_read_p));
+					!o->log_read && !o->log_routed_p && !o->log_read_p)) &&
+	       /* version 6: a shared store's shared subscriptions, all or none */
+	       (o->version < 6 ||
+		(o->share_join ? o->cluster_start && o->share_leave && o->share_read && o->share_ack
+			       : !o->share_leave && !o->share_read && !o->share_ack));
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -1217,6 +1221,38 @@ int store_log_read(struct store *s, uint32_t part, struct cairn_log_pos after, s
 {
 	assert(store_can_share(s) && done != NULL);
 	return s->ops->log_read_p(s->st, part, after, max, done, arg);
+}
+
+bool store_can_share_groups(const struct store *s)
+{
+	return store_can_share(s) && s->ops->version >= 6 && s->ops->share_join != NULL;
+}
+
+int store_share_join(struct store *s, uint32_t part, const char *group, const char *member,
+		     struct cairn_log_pos at, cairn_store_done_fn done, void *arg)
+{
+	assert(store_can_share_groups(s) && group != NULL && done != NULL);
+	return s->ops->share_join(s->st, part, group, member, at, done, arg);
+}
+
+int store_share_leave(struct store *s, uint32_t part, const char *group, const char *member)
+{
+	assert(store_can_share_groups(s) && group != NULL && member != NULL);
+	return s->ops->share_leave(s->st, part, group, member);
+}
+
+int store_share_read(struct store *s, uint32_t part, const char *group, size_t max,
+		     uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg)
+{
+	assert(store_can_share_groups(s) && group != NULL && done != NULL && max > 0);
+	return s->ops->share_read(s->st, part, group, max, claim_idle_ms, done, arg);
+}
+
+int store_share_ack(struct store *s, uint32_t part, const char *group,
+		    const struct cairn_log_pos *pos, size_t n)
+{
+	assert(store_can_share_groups(s) && group != NULL);
+	return n == 0 ? 0 : s->ops->share_ack(s->st, part, group, pos, n);
 }
 
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg)

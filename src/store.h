@@ -129,6 +129,18 @@ int store_log_routed(struct store *s, const char *client_id, const struct cairn_
 int store_log_read(struct store *s, uint32_t part, struct cairn_log_pos after, size_t max,
 		   cairn_log_read_fn done, void *arg);
 
+/* Version 6 (cluster mode): the shared store reads shared subscription
+ * groups for the nodes (cluster_share.c); the share_* slots of cairn/store.h
+ * say what each call does. */
+bool store_can_share_groups(const struct store *s);
+int store_share_join(struct store *s, uint32_t part, const char *group, const char *member,
+		     struct cairn_log_pos at, cairn_store_done_fn done, void *arg);
+int store_share_leave(struct store *s, uint32_t part, const char *group, const char *member);
+int store_share_read(struct store *s, uint32_t part, const char *group, size_t max,
+		     uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg);
+int store_share_ack(struct store *s, uint32_t part, const char *group,
+		    const struct cairn_log_pos *pos, size_t n);
+
 /* Run fn(arg) once everything staged so far is durable. Never calls fn
  * from inside this call. */
 void store_after_commit(struct store *s, store_commit_fn fn, void *arg);

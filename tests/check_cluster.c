@@ -1609,6 +1609,141 @@ START_TEST(t_redis_cluster_open)
 }
 END_TEST
 
+/* ---- shared subscription groups (version 6) ---- */
+
+static struct share_got {
+	bool done;
+	int status;
+	size_t n;
+	char payloads[8][16];
+	struct cairn_log_pos pos[8];
+} sg;
+
+static void on_share_join(void *arg, int status)
+{
+	(void)arg;
+	sg.done = true;
+	sg.status = status;
+}
+
+static void on_share_read(void *arg, int status, const struct cairn_log_entry *e, size_t n)
+{
+	(void)arg;
+	sg.done = true;
+	sg.status = status;
+	sg.n = n;
+	for (size_t i = 0; i < n && i < 8; i++) {
+		snprintf(sg.payloads[i], sizeof(sg.payloads[i]), "%.*s", (int)e[i].msg.payload_len,
+			 (const char *)e[i].msg.payload);
+		sg.pos[i] = e[i].pos;
+	}
+}
+
+static bool sg_done(struct node *n)
+{
+	(void)n;
+	return sg.done;
+}
+
+static void share_join(struct node *n, struct node *other, const char *member, int want)
+{
+	sg = (struct share_got){0};
+	ck_assert_int_eq(
+	    cairn_store_redis.share_join(n->st, 0, "g/t/#", member, n->tail, on_share_join, NULL),
+	    CAIRN_EINPROGRESS);
+	run_until(n, other, sg_done, n);
+	ck_assert_int_eq(sg.status, want);
+}
+
+static void share_read(struct node *n, struct node *other, uint64_t idle, int want, size_t nwant)
+{
+	sg = (struct share_got){0};
+	ck_assert_int_eq(
+	    cairn_store_redis.share_read(n->st, 0, "g/t/#", 8, idle, on_share_read, NULL),
+	    CAIRN_EINPROGRESS);
+	run_until(n, other, sg_done, n);
+	ck_assert_int_eq(sg.status, want);
+	ck_assert_uint_eq(sg.n, nwant);
+}
+
+static long long share_count(const char *fmt, const char *pfx)
+{
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, fmt, pfx);
+	long long v = -1;
+
+	ck_assert(rep != NULL);
+	if (rep->type == REDIS_REPLY_INTEGER)
+		v = rep->integer;
+	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+		 rep->element[0]->type == REDIS_REPLY_INTEGER)
+		v = rep->element[0]->integer; /* XPENDING's summary */
+	freeReplyObject(rep);
+	redisFree(r);
+	return v;
+}
+
+/* A group reads the log once for all the nodes: an entry one node read is
+ * not given to another, until it has been left unacknowledged for the idle
+ * time asked (a takeover); an acknowledged entry is done with; the group
+ * lives while it has a member (a second join is harmless) and a read of a
+ * group that is gone says so (CAIRN_ENOTFOUND). */
+START_TEST(t_share_group)
+{
+	struct node a, b;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "share");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	share_join(&a, &b, "m1", 0);
+	share_join(&a, &b, "m1", 0);
+	share_join(&b, &a, "m2", 0);
+	ck_assert_int_eq(share_count("SCARD %s{L:0}:share:g/t/#", pfx), 2);
+
+	node_claim(&a, &b, "pub", 1);
+	const char *pl[] = {"one", "two", "three"};
+	for (int i = 0; i < 3; i++) {
+		struct cairn_msg_rec m = {.topic = i == 1 ? "u/x" : "t/x",
+					  .payload = (const uint8_t *)pl[i],
+					  .payload_len = (uint32_t)strlen(pl[i]),
+					  .qos = 1};
+		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
+	}
+	node_commit(&a, &b);
+
+	/* a reads them all (the group reads the whole partition); b nothing. */
+	share_read(&a, &b, 0, 0, 3);
+	ck_assert_str_eq(sg.payloads[0], "one");
+	ck_assert_str_eq(sg.payloads[2], "three");
+	share_read(&b, &a, 0, 0, 0);
+	/* a leaves them unacknowledged: b takes them over after the idle time. */
+	share_read(&b, &a, 60000, 0, 0);
+	usleep(30 * 1000);
+	share_read(&b, &a, 20, 0, 3);
+	ck_assert_str_eq(sg.payloads[1], "two");
+	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 3);
+	struct cairn_log_pos pos[3] = {sg.pos[0], sg.pos[1], sg.pos[2]};
+	ck_assert_int_eq(cairn_store_redis.share_ack(b.st, 0, "g/t/#", pos, 3), 0);
+	share_read(&b, &a, 0, 0, 0); /* after the XACK on the same link */
+	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 0);
+
+	/* One member left: the group stays; the last one: it goes. */
+	ck_assert_int_eq(cairn_store_redis.share_leave(a.st, 0, "g/t/#", "m1"), 0);
+	share_read(&a, &b, 0, 0, 0);
+	ck_assert_int_eq(cairn_store_redis.share_leave(b.st, 0, "g/t/#", "m2"), 0);
+	share_read(&b, &a, 0, CAIRN_ENOTFOUND, 0);
+	ck_assert_int_eq(share_count("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
+	/* Joined again without a member (a node that restored one): it reads
+	 * from the position given, and counts no member. */
+	share_join(&a, &b, NULL, 0);
+	share_read(&a, &b, 0, 0, 3);
+	ck_assert_int_eq(share_count("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
 #endif
 
 static Suite *cluster_suite(void)
@@ -1636,6 +1771,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_wait_replicas_short);
 	tcase_add_test(tc, t_wait_replicas_held);
 	tcase_add_test(tc, t_wait_replicas_moved);
+	tcase_add_test(tc, t_share_group);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

@@ -1024,7 +1024,7 @@ static bool rd_pos_parse(const char *s, size_t len, struct cairn_log_pos *p)
 	       rd_parse_u64(dash + 1, len - (size_t)(dash - s) - 1, UINT64_MAX, &p->seq);
 }
 
-static size_t rd_pos_format(char *out, struct cairn_log_pos p)
+size_t rd_pos_format(char *out, struct cairn_log_pos p)
 {
 	return (size_t)snprintf(out, 48, "%llu-%llu", (unsigned long long)p.ms,
 				(unsigned long long)p.seq);
@@ -1696,8 +1696,8 @@ static bool rd_entry_parse(const redisReply *r, struct cairn_log_entry *e)
 /* Decode the entries of an XRANGE reply (or one stream of an XREAD's)
  * into a new array; *last is the position of the last, whether decoded
  * or skipped. */
-static struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list,
-						size_t *n, struct cairn_log_pos *last)
+struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list, size_t *n,
+					 struct cairn_log_pos *last)
 {
 	struct cairn_log_entry *e = bk_xmalloc((list->elements + 1) * sizeof(*e));
 

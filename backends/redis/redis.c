@@ -736,7 +736,7 @@ static int rd_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 }
 
 const struct cairn_store_ops cairn_store_redis = {
-    .version = 5,
+    .version = 6,
     .name = "redis",
     .open = rd_open,
     .close = rd_close,
@@ -761,4 +761,8 @@ const struct cairn_store_ops cairn_store_redis = {
     .log_append = rd_cluster_log_append,
     .log_routed_p = rd_cluster_log_routed_p,
     .log_read_p = rd_cluster_log_read_p,
+    .share_join = rd_share_join,
+    .share_leave = rd_share_leave,
+    .share_read = rd_share_read,
+    .share_ack = rd_share_ack,
 };

@@ -293,6 +293,22 @@ int rd_cluster_log_routed_p(struct cairn_store *st, const char *client_id,
 			    const struct cairn_log_pos *pos);
 int rd_cluster_log_read_p(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,
 			  size_t max, cairn_log_read_fn done, void *arg);
+/* A log position as "ms-seq" at out (48 bytes); returns its length. */
+size_t rd_pos_format(char *out, struct cairn_log_pos p);
+/* Decode the entries of an XRANGE reply (or one stream of an XREAD's, or
+ * an XAUTOCLAIM's) into a new array; *last is the position of the last,
+ * whether decoded or skipped. */
+struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list, size_t *n,
+					 struct cairn_log_pos *last);
+
+/* ---- share.c: shared subscription groups (cluster mode, version 6) ---- */
+int rd_share_join(struct cairn_store *st, uint32_t part, const char *group, const char *member,
+		  struct cairn_log_pos at, cairn_store_done_fn done, void *arg);
+int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, const char *member);
+int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size_t max,
+		  uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg);
+int rd_share_ack(struct cairn_store *st, uint32_t part, const char *group,
+		 const struct cairn_log_pos *pos, size_t n);
 
 /* ---- slots.c: Redis Cluster slots ---- */
 

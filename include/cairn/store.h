@@ -32,7 +32,7 @@ struct event_base;
 /* Version of struct cairn_store_ops described by this header. Slots are only
  * ever added at the end; a backend sets .version to the version it fills,
  * and the core reads no slot past that version. */
-#define CAIRN_STORE_OPS_VERSION 5
+#define CAIRN_STORE_OPS_VERSION 6
 
 /*
  * Records grow at the end, and only with a new vtable version: the fields
@@ -531,6 +531,47 @@ struct cairn_store_ops {
 	/* log_read in partition part (below P); the entries say it. */
 	int (*log_read_p)(struct cairn_store *st, uint32_t part, struct cairn_log_pos after,
 			  size_t max, cairn_log_read_fn done, void *arg);
+
+	/* ---- version 6: shared subscriptions across nodes; a shared store
+	 * sets all four or none (NULL: the core refuses $share in cluster
+	 * mode). A group is named by group ("GROUP/FILTER"); in each
+	 * partition of the log it reads the entries once for all the nodes:
+	 * each entry goes to one node (a reader), which acknowledges it once
+	 * it has given it to a member, and an entry left unacknowledged is
+	 * taken over by another reader after an idle time. ---- */
+	/*
+	 * Make member (a client id) a member of group in partition part, and
+	 * make the group read that partition from after `at` unless it reads
+	 * it already. member NULL: only make sure the group reads the
+	 * partition (from after `at` when it did not). done(arg, status) is
+	 * called once, later, from the loop; status 0 or a CAIRN_E* code.
+	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE.
+	 */
+	int (*share_join)(struct cairn_store *st, uint32_t part, const char *group,
+			  const char *member, struct cairn_log_pos at, cairn_store_done_fn done,
+			  void *arg);
+	/* End member's membership of group in partition part; the group stops
+	 * reading the partition (its unacknowledged entries with it) when it
+	 * has no member left there. Best effort: a failure is logged.
+	 * @return 0 or CAIRN_EUNAVAILABLE. */
+	int (*share_leave)(struct cairn_store *st, uint32_t part, const char *group,
+			   const char *member);
+	/*
+	 * Read up to max entries of partition part for group, as this node's
+	 * reader: claim_idle_ms 0, entries no reader got yet; else entries
+	 * another reader (or this one) got and left unacknowledged for at
+	 * least claim_idle_ms, which become this reader's. Status
+	 * CAIRN_ENOTFOUND: the group does not read that partition (share_join
+	 * it again).
+	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE.
+	 */
+	int (*share_read)(struct cairn_store *st, uint32_t part, const char *group, size_t max,
+			  uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg);
+	/* Acknowledge n entries of partition part read for group: they are
+	 * done with. Best effort (an entry left unacknowledged is read again
+	 * by a takeover). @return 0 or CAIRN_EUNAVAILABLE. */
+	int (*share_ack)(struct cairn_store *st, uint32_t part, const char *group,
+			 const struct cairn_log_pos *pos, size_t n);
 };
 
 /* Backends compiled into this build (none and memory always; each of the

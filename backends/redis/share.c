@@ -1,0 +1,262 @@
+/*
+ * Shared subscription groups in cluster mode (vtable version 6;
+ * cairn-redis(5) has the keys). A group GROUP/FILTER is, in each partition
+ * p of the log, a consumer group named GROUP/FILTER on the partition's
+ * stream PREFIX{L:p}:log, and the set of its members' client ids
+ * PREFIX{L:p}:share:GROUP/FILTER, in the same slot. Each node reads the
+ * consumer group as consumer INC (its incarnation): XREADGROUP gives each
+ * entry to one node, XACK retires it, XAUTOCLAIM hands an entry left
+ * unacknowledged (a node that died) to another. Joining and leaving are
+ * each one script, so the consumer group exists exactly while the set has
+ * a member: the first member creates it at the joining node's mark, the
+ * last one to leave destroys it.
+ */
+#include "redis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* KEYS: the log, the members. ARGV: group, member ("" for none), the id to
+ * read after when the group is new. */
+static const char rd_share_join_lua[] =
+    "if ARGV[2] ~= '' then redis.call('SADD', KEYS[2], ARGV[2]) end\n"
+    "local ok, e = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[3], "
+    "'MKSTREAM')\n"
+    "if not ok then\n"
+    "  local m = type(e) == 'table' and e.err or tostring(e)\n"
+    "  if not string.find(m, 'BUSYGROUP', 1, true) then return redis.error_reply(m) end\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: the log, the members. ARGV: group, member. */
+static const char rd_share_leave_lua[] =
+    "redis.call('SREM', KEYS[2], ARGV[2])\n"
+    "if redis.call('SCARD', KEYS[2]) == 0 then\n"
+    "  pcall(redis.call, 'XGROUP', 'DESTROY', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "return 1\n";
+
+struct rd_share_call {
+	struct cairn_store *st;
+	uint32_t part;
+	cairn_store_done_fn done;
+	cairn_log_read_fn read;
+	void *arg;
+	bool claim;
+};
+
+/* Send argv on the link that serves key: the commit link on one server,
+ * the slot's master on a Redis Cluster. */
+static int rd_share_send(struct cairn_store *st, const char *key, redisCallbackFn *cb, void *priv,
+			 int argc, const char **argv, const size_t *lens)
+{
+	if (st->ac == NULL || st->ac_broken ||
+	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
+		return CAIRN_EUNAVAILABLE;
+	if ((st->rcluster ? rd_route_argv(st, key, strlen(key), cb, priv, argc, argv, lens)
+			  : redisAsyncCommandArgv(st->ac, cb, priv, argc, argv, lens)) != REDIS_OK)
+		return CAIRN_EUNAVAILABLE;
+	return CAIRN_EINPROGRESS;
+}
+
+static char *rd_share_members_key(const struct cairn_store *st, const char *group, uint32_t part)
+{
+	char *kind = bk_strf("share:%s", group);
+	char *key = rd_cluster_part_key(st, kind, part);
+
+	free(kind);
+	return key;
+}
+
+static void rd_share_join_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_share_call *k = privdata;
+	redisReply *reply = r;
+	int status = 0;
+
+	if (ac->data == NULL) {
+		free(k); /* the store is closing: no callback */
+		return;
+	}
+	if (reply == NULL) {
+		status = CAIRN_EUNAVAILABLE;
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		rd_log(k->st, CAIRN_LOG_ERROR, "redis at %s: joining a shared group failed: %s",
+		       k->st->where, reply->str);
+		status = CAIRN_EIO;
+	}
+	k->done(k->arg, status);
+	free(k);
+}
+
+int rd_share_join(struct cairn_store *st, uint32_t part, const char *group, const char *member,
+		  struct cairn_log_pos at, cairn_store_done_fn done, void *arg)
+{
+	char pos[48];
+	char *members;
+	struct rd_share_call *k;
+	int rc;
+
+	if (part >= st->partitions)
+		return CAIRN_EINVAL;
+	members = rd_share_members_key(st, group, part);
+	rd_pos_format(pos, at);
+	const char *argv[] = {"EVAL",
+			      rd_share_join_lua,
+			      "2",
+			      st->log_keys[part],
+			      members,
+			      group,
+			      member != NULL ? member : "",
+			      pos};
+	k = bk_xcalloc(1, sizeof(*k));
+	k->st = st;
+	k->part = part;
+	k->done = done;
+	k->arg = arg;
+	rc = rd_share_send(st, members, rd_share_join_cb, k, 8, argv, NULL);
+	if (rc != CAIRN_EINPROGRESS)
+		free(k);
+	free(members);
+	return rc;
+}
+
+static void rd_share_log_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redisReply *reply = r;
+	const struct cairn_store *st = ac->data;
+
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: %s failed: %s", st->where,
+		       (const char *)privdata, reply->str);
+}
+
+int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, const char *member)
+{
+	char *members;
+	int rc;
+
+	if (part >= st->partitions)
+		return CAIRN_EINVAL;
+	members = rd_share_members_key(st, group, part);
+	const char *argv[] = {"EVAL", rd_share_leave_lua, "2", st->log_keys[part], members, group,
+			      member};
+	rc = rd_share_send(st, members, rd_share_log_cb, "leaving a shared group", 7, argv, NULL);
+	free(members);
+	return rc == CAIRN_EINPROGRESS ? 0 : rc;
+}
+
+static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_share_call *k = privdata;
+	struct cairn_store *st = k->st;
+	redisReply *reply = r;
+	const redisReply *list = NULL;
+
+	if (ac->data == NULL) {
+		free(k);
+		return;
+	}
+	if (reply == NULL) {
+		k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
+		free(k);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
+		bool nogroup = strncmp(reply->str, "NOGROUP", 7) == 0;
+
+		if (!nogroup)
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s: reading a shared group's entries failed: %s",
+			       st->where, reply->str);
+		k->read(k->arg, nogroup ? CAIRN_ENOTFOUND : CAIRN_EIO, NULL, 0);
+		free(k);
+		return;
+	}
+	if (k->claim) {
+		/* XAUTOCLAIM: [next, [entries], [deleted ids]]. */
+		if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+		    reply->element[1]->type == REDIS_REPLY_ARRAY)
+			list = reply->element[1];
+	} else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+		   reply->element[0]->type == REDIS_REPLY_ARRAY &&
+		   reply->element[0]->elements == 2 &&
+		   reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+		/* XREADGROUP: [[key, [entries]]], or nil for none. */
+		list = reply->element[0]->element[1];
+	}
+	if (list == NULL) {
+		k->read(k->arg, 0, NULL, 0);
+	} else {
+		size_t n;
+		struct cairn_log_pos last = {0, 0};
+		struct cairn_log_entry *e = rd_entries_parse(st, list, &n, &last);
+
+		for (size_t i = 0; i < n; i++)
+			e[i].partition = k->part;
+		k->read(k->arg, 0, e, n);
+		free(e);
+	}
+	free(k);
+}
+
+int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size_t max,
+		  uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg)
+{
+	char count[24], idle[24];
+	const char *key = part < st->partitions ? st->log_keys[part] : NULL;
+	struct rd_share_call *k;
+	int rc;
+
+	if (key == NULL)
+		return CAIRN_EINVAL;
+	snprintf(count, sizeof(count), "%zu", max);
+	snprintf(idle, sizeof(idle), "%llu", (unsigned long long)claim_idle_ms);
+	k = bk_xcalloc(1, sizeof(*k));
+	k->st = st;
+	k->part = part;
+	k->read = done;
+	k->arg = arg;
+	k->claim = claim_idle_ms > 0;
+	if (k->claim) {
+		const char *argv[] = {"XAUTOCLAIM", key,   group,   st->inc_s,
+				      idle,         "0-0", "COUNT", count};
+		rc = rd_share_send(st, key, rd_share_read_cb, k, 8, argv, NULL);
+	} else {
+		const char *argv[] = {"XREADGROUP", "GROUP",   group, st->inc_s, "COUNT",
+				      count,        "STREAMS", key,   ">"};
+		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
+	}
+	if (rc != CAIRN_EINPROGRESS)
+		free(k);
+	return rc;
+}
+
+int rd_share_ack(struct cairn_store *st, uint32_t part, const char *group,
+		 const struct cairn_log_pos *pos, size_t n)
+{
+	const char *key = part < st->partitions ? st->log_keys[part] : NULL;
+	const char **argv;
+	char *ids;
+	int rc;
+
+	if (key == NULL)
+		return CAIRN_EINVAL;
+	if (n == 0)
+		return 0;
+	argv = bk_xmalloc((n + 3) * sizeof(*argv));
+	ids = bk_xmalloc(n * 48);
+	argv[0] = "XACK";
+	argv[1] = key;
+	argv[2] = group;
+	for (size_t i = 0; i < n; i++) {
+		rd_pos_format(ids + i * 48, pos[i]);
+		argv[3 + i] = ids + i * 48;
+	}
+	rc = rd_share_send(st, key, rd_share_log_cb, "acknowledging a shared group's entries",
+			   (int)(n + 3), argv, NULL);
+	free(argv);
+	free(ids);
+	return rc == CAIRN_EINPROGRESS ? 0 : rc;
+}

@@ -1,0 +1,471 @@
+/*
+ * Shared subscriptions across the nodes of a cluster ("$share/GROUP/FILTER"
+ * with a store of vtable version 6).
+ *
+ * Every node reads the whole log and routes it to its own sessions
+ * (cluster.c), but a group's message must reach one member in the whole
+ * cluster. So the live routing leaves groups out (router_shares_apart), and
+ * the store hands the log to each group once for all the nodes: in each
+ * partition a group reads the log from where it was first joined, and each
+ * entry goes to one reader, a node with a member of the group online
+ * (Redis: a consumer group on each partition's stream, one consumer per
+ * node). That node gives the entry to one of its members, chosen among
+ * its online members as on one node (share_pick_group), through the
+ * normal path: the delivery is staged into the member's queue, and the
+ * entry is acknowledged to the store once the commit holding it is done.
+ * An entry that does not match the group's filter is acknowledged as it
+ * comes (the group reads every entry of the partition).
+ *
+ * What is at least once: an entry a node read but did not acknowledge
+ * (the node died, its member's session moved to another node before the
+ * commit, the commit failed) is taken over by a node of the group after
+ * CSH_CLAIM_IDLE_MS, and given to one of its members: a QoS 1 or 2
+ * message may then reach two members. While no node dies, each entry is
+ * read once and reaches one member once.
+ *
+ * A group with no member online anywhere is read by nobody: its entries
+ * wait in the store, and the first member to come online on any node gets
+ * them (those the log still holds: message_retention). A member that
+ * leaves (UNSUBSCRIBE, or its session ends on the node holding it) leaves
+ * the group in the store, and the group stops reading when it has no
+ * member left.
+ */
+#include "cluster_share.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "client.h"
+#include "log.h"
+#include "message.h"
+#include "router.h"
+#include "server.h"
+#include "share.h"
+#include "store.h"
+#include "topic.h"
+#include "util.h"
+
+/* Entries one read asks for. */
+#define CSH_READ_COUNT 256
+/* Every this often each group with a member online here reads each
+ * partition, besides the reads new entries trigger (cluster_share_wake):
+ * a member that comes online, or a read that failed, waits at most this. */
+#define CSH_TICK_MS 200
+/* How often a group's reader looks for entries left unacknowledged, and
+ * how long one must be left so before it is taken over. */
+#define CSH_CLAIM_EVERY_MS 1000
+#define CSH_CLAIM_IDLE_MS  5000
+
+struct csh_group;
+
+/* A call to the store about one partition of a group: its argument, kept
+ * in the group (at most one of each kind is under way), so that a call the
+ * store drops when it closes leaves nothing to free. */
+struct csh_call {
+	struct csh_group *g;
+	uint32_t part;
+};
+
+/* Per partition. */
+struct csh_part {
+	bool joined;  /* the store reads the group in this partition */
+	bool joining; /* a share_join is on its way */
+	bool reading; /* a share_read is on its way */
+	bool again;   /* new entries came meanwhile: read again after it */
+	uint64_t claimed_ms;
+	struct csh_call join, read;
+};
+
+/* A group that has (or had) a member here. */
+struct csh_group {
+	struct csh_group *next;
+	struct cluster_shares *sh;
+	char *key; /* "GROUP/FILTER", NUL-terminated */
+	size_t len, group_len;
+	bool seen;     /* in the router's set at the last tick */
+	bool online;   /* ... with a member online */
+	unsigned refs; /* calls and completions under way */
+	struct csh_part *parts;
+};
+
+struct cluster_shares {
+	struct server *srv;
+	uint32_t nparts;
+	const struct cairn_log_pos *routed;
+	struct csh_group *groups;
+	struct event *tick;
+	bool stopped;
+};
+
+/* Entries given out, acknowledged once the commit holding their
+ * deliveries is done. */
+struct csh_ack {
+	struct csh_group *g;
+	uint32_t part;
+	size_t n;
+	struct cairn_log_pos *pos;
+	struct client **to; /* the member each went to (a reference), or NULL */
+};
+
+static uint64_t csh_now_ms(void)
+{
+	return store_now_ns() / 1000000;
+}
+
+static struct csh_group *csh_find(struct cluster_shares *sh, const char *key, size_t len)
+{
+	for (struct csh_group *g = sh->groups; g; g = g->next)
+		if (g->len == len && memcmp(g->key, key, len) == 0)
+			return g;
+	return NULL;
+}
+
+static struct csh_group *csh_get(struct cluster_shares *sh, const char *key, size_t len,
+				 size_t group_len)
+{
+	struct csh_group *g = csh_find(sh, key, len);
+
+	if (g != NULL)
+		return g;
+	g = xcalloc(1, sizeof(*g));
+	g->sh = sh;
+	g->key = xstrndup(key, len);
+	g->len = len;
+	g->group_len = group_len;
+	g->parts = xcalloc(sh->nparts, sizeof(*g->parts));
+	g->next = sh->groups;
+	sh->groups = g;
+	return g;
+}
+
+static void csh_group_free(struct csh_group *g)
+{
+	free(g->parts);
+	free(g->key);
+	free(g);
+}
+
+/* ---- joining ---- */
+
+static void csh_joined(void *arg, int status)
+{
+	struct csh_call *k = arg;
+	struct csh_group *g = k->g;
+	struct csh_part *pt = &g->parts[k->part];
+
+	g->refs--;
+	pt->joining = false;
+	if (!g->sh->stopped) {
+		if (status == 0)
+			pt->joined = true;
+		else
+			log_write(g->sh->srv->log, LOG_LEVEL_WARNING,
+				  "shared subscription group '%s': joining it in the store "
+				  "(partition %u) failed: %s",
+				  g->key, (unsigned)k->part, cairn_strerror(status));
+	}
+}
+
+/* Join g in partition part for member (NULL: only make sure it reads). */
+static void csh_join(struct csh_group *g, uint32_t part, const char *member)
+{
+	struct cluster_shares *sh = g->sh;
+	struct csh_call *k = &g->parts[part].join;
+
+	k->g = g;
+	k->part = part;
+	g->refs++;
+	g->parts[part].joining = true;
+	if (store_share_join(sh->srv->store, part, g->key, member, sh->routed[part], csh_joined,
+			     k) != CAIRN_EINPROGRESS) {
+		g->refs--;
+		g->parts[part].joining = false;
+	}
+}
+
+/* ---- giving entries out ---- */
+
+static void csh_acked(void *arg, bool durable)
+{
+	struct csh_ack *a = arg;
+	struct csh_group *g = a->g;
+	size_t k = 0;
+
+	g->refs--;
+	for (size_t i = 0; i < a->n; i++) {
+		/* A delivery to a session another node took meanwhile was
+		 * dropped with its writes: the entry stays for a takeover. */
+		if (a->to[i] == NULL || !a->to[i]->cluster_lost)
+			a->pos[k++] = a->pos[i];
+		if (a->to[i] != NULL)
+			client_unref(a->to[i]);
+	}
+	if (durable && !g->sh->stopped)
+		store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k);
+	free(a->pos);
+	free(a->to);
+	free(a);
+}
+
+/* A message from a log entry (No Local does not apply to a group). */
+static struct message *csh_message(const struct cairn_log_entry *e)
+{
+	const struct cairn_msg_rec *r = &e->msg;
+	struct message *m =
+	    message_new(r->topic, strlen(r->topic), r->payload, r->payload_len, r->qos, r->retain);
+
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
+	m->expires_at = r->expires_at;
+	m->from_log = true;
+	m->log_ms = e->pos.ms;
+	m->log_seq = e->pos.seq;
+	return m;
+}
+
+static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_entry *e, size_t n)
+{
+	struct server *srv = g->sh->srv;
+	struct share_set *set = router_shares(srv->router);
+	const char *filter = g->key + g->group_len + 1;
+	size_t flen = g->len - g->group_len - 1;
+	struct csh_ack *a = xcalloc(1, sizeof(*a));
+
+	a->g = g;
+	a->part = part;
+	a->pos = xmalloc(n * sizeof(*a->pos));
+	a->to = xcalloc(n, sizeof(*a->to));
+	store_unit(srv->store, true);
+	for (size_t i = 0; i < n; i++) {
+		const char *t = e[i].msg.topic;
+		struct share_pick pk;
+
+		if (!topic_matches(filter, flen, t, strlen(t))) {
+			a->pos[a->n++] = e[i].pos;
+			continue;
+		}
+		/* No member here any more: left for a takeover. */
+		if (!share_pick_group(set, g->key, g->len, &pk))
+			continue;
+		struct message *m = csh_message(&e[i]);
+		router_deliver_pick(srv->router, m, &pk);
+		message_unref(m);
+		a->to[a->n] = client_ref(pk.session);
+		a->pos[a->n++] = e[i].pos;
+	}
+	store_unit(srv->store, false);
+	g->refs++;
+	store_after_commit(srv->store, csh_acked, a);
+}
+
+/* Whether g has a member online here now (a read for it is worth it: what
+ * it reads waits for a takeover when nobody here can take it). */
+static bool csh_online(struct csh_group *g)
+{
+	g->online = share_group_online(router_shares(g->sh->srv->router), g->key, g->len);
+	return g->online;
+}
+
+static void csh_read(struct csh_group *g, uint32_t part, bool claim);
+
+static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, size_t n)
+{
+	struct csh_call *k = arg;
+	struct csh_group *g = k->g;
+	uint32_t part = k->part;
+
+	g->refs--;
+	g->parts[part].reading = false;
+	if (g->sh->stopped)
+		return;
+	if (status == CAIRN_ENOTFOUND) {
+		/* The store lost the group (it had no member left there, or the
+		 * store was emptied): join it again from here on. */
+		g->parts[part].joined = false;
+		return;
+	}
+	bool again = g->parts[part].again;
+	g->parts[part].again = false;
+	if (status != 0)
+		return; /* the next tick reads again */
+	if (n > 0)
+		csh_give(g, part, e, n);
+	if ((n == CSH_READ_COUNT || again) && csh_online(g))
+		csh_read(g, part, false);
+}
+
+static void csh_read(struct csh_group *g, uint32_t part, bool claim)
+{
+	struct cluster_shares *sh = g->sh;
+	struct csh_call *k = &g->parts[part].read;
+
+	k->g = g;
+	k->part = part;
+	g->refs++;
+	g->parts[part].reading = true;
+	if (store_share_read(sh->srv->store, part, g->key, CSH_READ_COUNT,
+			     claim ? CSH_CLAIM_IDLE_MS : 0, csh_read_cb, k) != CAIRN_EINPROGRESS) {
+		g->refs--;
+		g->parts[part].reading = false;
+	}
+}
+
+/* ---- the groups of this node's members ---- */
+
+static void csh_seen(void *arg, const char *key, size_t len, size_t group_len, bool online)
+{
+	struct csh_group *g = csh_get(arg, key, len, group_len);
+
+	g->seen = true;
+	g->online = online;
+}
+
+static void csh_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster_shares *sh = arg;
+	uint64_t now = csh_now_ms();
+
+	(void)fd;
+	(void)what;
+	if (sh->stopped)
+		return;
+	for (struct csh_group *g = sh->groups; g; g = g->next)
+		g->seen = g->online = false;
+	share_foreach_group(router_shares(sh->srv->router), csh_seen, sh);
+	for (struct csh_group **pp = &sh->groups; *pp;) {
+		struct csh_group *g = *pp;
+
+		if (!g->seen && g->refs == 0) {
+			*pp = g->next;
+			csh_group_free(g);
+			continue;
+		}
+		pp = &g->next;
+		if (!g->online)
+			continue;
+		for (uint32_t p = 0; p < sh->nparts; p++) {
+			struct csh_part *pt = &g->parts[p];
+
+			if (!pt->joined) {
+				/* A member restored here (a session claimed from the
+				 * store): its group is there already, unless the store
+				 * lost it. */
+				if (!pt->joining)
+					csh_join(g, p, NULL);
+				continue;
+			}
+			if (pt->reading)
+				continue;
+			bool claim = now - pt->claimed_ms >= CSH_CLAIM_EVERY_MS;
+			if (claim)
+				pt->claimed_ms = now;
+			csh_read(g, p, claim);
+		}
+	}
+}
+
+void cluster_share_wake(struct cluster_shares *sh, uint32_t part)
+{
+	if (sh == NULL || sh->stopped || part >= sh->nparts)
+		return;
+	for (struct csh_group *g = sh->groups; g; g = g->next) {
+		struct csh_part *pt = &g->parts[part];
+
+		if (!pt->joined || !csh_online(g))
+			continue;
+		if (pt->reading)
+			pt->again = true; /* it may have been answered before they came */
+		else
+			csh_read(g, part, false);
+	}
+}
+
+void cluster_share_subscribed(struct cluster_shares *sh, const struct sub *s)
+{
+	struct topic_subfilter sf;
+
+	if (sh == NULL || sh->stopped || !topic_is_shared(s->filter, s->len) ||
+	    topic_subfilter_parse(s->filter, s->len, &sf) != TOPIC_OK)
+		return;
+	struct csh_group *g =
+	    csh_get(sh, sf.group, (size_t)(sf.filter + sf.filter_len - sf.group), sf.group_len);
+	g->seen = g->online = true;
+	for (uint32_t p = 0; p < sh->nparts; p++)
+		csh_join(g, p, s->owner->id);
+}
+
+static void csh_leave(struct server *srv, const struct client *c, const char *filter, size_t len)
+{
+	struct topic_subfilter sf;
+
+	if (!topic_is_shared(filter, len) || topic_subfilter_parse(filter, len, &sf) != TOPIC_OK)
+		return;
+	char *key = xstrndup(sf.group, (size_t)(sf.filter + sf.filter_len - sf.group));
+	for (uint32_t p = 0; p < srv->cluster_shares->nparts; p++)
+		store_share_leave(srv->store, p, key, c->id);
+	free(key);
+}
+
+void cluster_share_left(struct server *srv, const struct client *c, const char *filter, size_t len)
+{
+	/* Also while the node stops: a clean session ending at the shutdown
+	 * leaves its groups (the store is open until the connections are
+	 * gone). */
+	if (srv->cluster_shares == NULL || srv->store == NULL)
+		return;
+	if (filter != NULL) {
+		csh_leave(srv, c, filter, len);
+		return;
+	}
+	for (uint32_t i = 0; i < c->subs.cap; i++)
+		for (const struct sub *s = c->subs.slots[i]; s; s = s->hnext)
+			csh_leave(srv, c, s->filter, s->len);
+}
+
+bool cluster_share_available(const struct server *srv)
+{
+	return srv->cluster_shares != NULL;
+}
+
+/* ---- start and stop ---- */
+
+struct cluster_shares *cluster_share_new(struct server *srv, uint32_t nparts,
+					 const struct cairn_log_pos *routed)
+{
+	if (!store_can_share_groups(srv->store))
+		return NULL;
+	struct cluster_shares *sh = xcalloc(1, sizeof(*sh));
+	struct timeval tv = {0, CSH_TICK_MS * 1000};
+
+	sh->srv = srv;
+	sh->nparts = nparts;
+	sh->routed = routed;
+	sh->tick = event_new(srv->base, -1, EV_PERSIST, csh_tick_cb, sh);
+	event_add(sh->tick, &tv);
+	router_shares_apart(srv->router);
+	return sh;
+}
+
+void cluster_share_stop(struct cluster_shares *sh)
+{
+	if (sh == NULL)
+		return;
+	sh->stopped = true;
+	event_del(sh->tick);
+}
+
+void cluster_share_free(struct cluster_shares *sh)
+{
+	if (sh == NULL)
+		return;
+	while (sh->groups) {
+		struct csh_group *g = sh->groups;
+
+		sh->groups = g->next;
+		csh_group_free(g);
+	}
+	event_free(sh->tick);
+	free(sh);
+}
