@@ -50,7 +50,11 @@
 #define HIST_SLOW    99000
 #define HIST_BUCKETS (HIST_FINE + HIST_COARSE + HIST_SLOW + 1)
 
-enum layout { LAYOUT_PER_PUBLISHER, LAYOUT_SHARED, LAYOUT_WILDCARD };
+/* Topics: one per publisher (PREFIX/t/I), one for all (PREFIX/shared),
+ * one per publisher under a + filter (PREFIX/t/+), or one per publisher
+ * with distinct first levels (I/PREFIX under +/PREFIX), which a cluster's
+ * log partitions (cluster_log_partitions) spread. */
+enum layout { LAYOUT_PER_PUBLISHER, LAYOUT_SHARED, LAYOUT_WILDCARD, LAYOUT_LEVELS };
 
 enum role { ROLE_SUB, ROLE_IDLE, ROLE_PUB };
 
@@ -512,6 +516,8 @@ static void conn_send_subscribe(struct conn *c)
 			snprintf(filter, sizeof(filter), "%s/shared", o->topic_prefix);
 		else if (o->layout == LAYOUT_WILDCARD)
 			snprintf(filter, sizeof(filter), "%s/t/+", o->topic_prefix);
+		else if (o->layout == LAYOUT_LEVELS)
+			snprintf(filter, sizeof(filter), "+/%s", o->topic_prefix);
 		else
 			snprintf(filter, sizeof(filter), "%s/t/%u", o->topic_prefix, i);
 		len = codec_list_append(CODEC_SUBSCRIBE, list, (size_t)len, cap, filter,
@@ -1487,7 +1493,8 @@ static void usage(FILE *f)
 	    "  -d, --duration SECONDS   publish for this long\n"
 	    "  -r, --rate N             total publish rate in msgs/s (0: flood)\n"
 	    "  -w, --window N           QoS 1/2 messages in flight per publisher (20)\n"
-	    "  -t, --topics LAYOUT      per-publisher, shared or wildcard (per-publisher)\n"
+	    "  -t, --topics LAYOUT      per-publisher, shared, wildcard or levels\n"
+	    "                           (per-publisher)\n"
 	    "      --persistent         subscribers connect with clean_session=0\n"
 	    "      --no-subscribe       subscribers resume their sessions without SUBSCRIBE\n"
 	    "      --expect N           messages each subscriber expects when -P 0\n"
@@ -1642,6 +1649,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				o->layout = LAYOUT_SHARED;
 			else if (strcmp(optarg, "wildcard") == 0)
 				o->layout = LAYOUT_WILDCARD;
+			else if (strcmp(optarg, "levels") == 0)
+				o->layout = LAYOUT_LEVELS;
 			else
 				bad = 1;
 			break;
@@ -1868,6 +1877,8 @@ int main(int argc, char **argv)
 		c->index = i;
 		if (b.o.layout == LAYOUT_SHARED)
 			snprintf(c->topic, sizeof(c->topic), "%s/shared", b.o.topic_prefix);
+		else if (b.o.layout == LAYOUT_LEVELS)
+			snprintf(c->topic, sizeof(c->topic), "%u/%s", i, b.o.topic_prefix);
 		else
 			snprintf(c->topic, sizeof(c->topic), "%s/t/%u", b.o.topic_prefix, i);
 		if (b.o.qos > 0)

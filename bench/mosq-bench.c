@@ -47,7 +47,9 @@
 #define HIST_N    (FINE_N + COARSE_N + 1u)
 
 enum role { ROLE_SUB, ROLE_PUB };
-enum layout { TOPICS_PER_PUBLISHER, TOPICS_SHARED, TOPICS_WILDCARD };
+/* wildcard: PREFIX/t/I under PREFIX/t/+; levels: I/PREFIX under +/PREFIX,
+ * distinct first levels that a cluster's log partitions spread. */
+enum layout { TOPICS_PER_PUBLISHER, TOPICS_SHARED, TOPICS_WILDCARD, TOPICS_LEVELS };
 
 struct opts {
 	const char *host;
@@ -260,6 +262,8 @@ static void pub_topic(const struct opts *o, unsigned i, char *out, size_t len)
 {
 	if (o->layout == TOPICS_SHARED)
 		snprintf(out, len, "%s/shared", o->topic_prefix);
+	else if (o->layout == TOPICS_LEVELS)
+		snprintf(out, len, "%u/%s", i, o->topic_prefix);
 	else
 		snprintf(out, len, "%s/t/%u", o->topic_prefix, i);
 }
@@ -278,6 +282,8 @@ static void sub_filter(const struct opts *o, unsigned i, char *out, size_t len)
 {
 	if (o->layout == TOPICS_WILDCARD)
 		snprintf(out, len, "%s/t/+", o->topic_prefix);
+	else if (o->layout == TOPICS_LEVELS)
+		snprintf(out, len, "+/%s", o->topic_prefix);
 	else
 		pub_topic(o, i, out, len);
 }
@@ -870,7 +876,8 @@ static void usage(FILE *f)
 		"  -r, --rate N             total publish rate in msgs/s (0: flood)\n"
 		"  -w, --window N           messages per publisher not yet completed:\n"
 		"                           QoS 0 unwritten, QoS 1/2 unacknowledged (20)\n"
-		"  -t, --topics LAYOUT      per-publisher, shared or wildcard (per-publisher)\n"
+		"  -t, --topics LAYOUT      per-publisher, shared, wildcard or levels\n"
+		"                           (per-publisher)\n"
 		"      --persistent         subscribers connect with clean_session=0\n"
 		"      --no-subscribe       subscribers resume their sessions without SUBSCRIBE\n"
 		"      --expect N           messages each subscriber expects when -P 0\n"
@@ -1016,6 +1023,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				o->layout = TOPICS_SHARED;
 			else if (strcmp(optarg, "wildcard") == 0)
 				o->layout = TOPICS_WILDCARD;
+			else if (strcmp(optarg, "levels") == 0)
+				o->layout = TOPICS_LEVELS;
 			else
 				bad = 1;
 			break;
