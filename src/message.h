@@ -65,6 +65,9 @@ struct message {
 	 * retained copy is kept in memory only (the appending node stored it). */
 	bool from_log;
 	uint64_t log_ms, log_seq;
+	/* Cluster mode: the will of its publisher's connection, published by
+	 * this node (cairn_msg_rec.will: the store appends it once). */
+	bool will;
 };
 
 /* The 5.0 parts of one send of a message to one subscriber. */
