@@ -66,8 +66,9 @@ struct message {
 	bool from_log;
 	uint64_t log_ms, log_seq;
 	/* Cluster mode: the will of its publisher's connection, published by
-	 * this node (cairn_msg_rec.will: the store appends it once). */
-	bool will;
+	 * this node, which holds it under the claim of this serial
+	 * (cairn_msg_rec.will_serial: the store appends it once); else 0. */
+	uint64_t will_serial;
 };
 
 /* The 5.0 parts of one send of a message to one subscriber. */

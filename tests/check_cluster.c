@@ -1049,11 +1049,8 @@ START_TEST(t_will_races_a_claim)
 {
 	struct node a, b;
 	char pfx[80];
-	struct cairn_msg_rec w = {.topic = "w/t",
-				  .payload = (const uint8_t *)"bye",
-				  .payload_len = 3,
-				  .qos = 1,
-				  .will = true};
+	struct cairn_msg_rec w = {
+	    .topic = "w/t", .payload = (const uint8_t *)"bye", .payload_len = 3, .qos = 1};
 
 	if (needs_redis_cluster(__func__))
 		return;
@@ -1065,6 +1062,7 @@ START_TEST(t_will_races_a_claim)
 	put_session_will(&a, "w1");
 	node_commit(&a, &b);
 	node_claim_will(&b, "w1", 2);
+	w.will_serial = 1; /* a's claim of the connection */
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w1", &w), 0);
 	node_commit(&b, NULL);
 	ck_assert_int_eq(log_len(pfx), 1);
@@ -1075,21 +1073,27 @@ START_TEST(t_will_races_a_claim)
 	put_session_will(&a, "w2");
 	node_commit(&a, &b);
 	node_claim_will(&b, "w2", 4);
+	w.will_serial = 3;
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w2", &w), 0);
 	node_commit(&a, NULL);
 	ck_assert_int_eq(log_len(pfx), 2);
 	node_commit(&b, NULL);
 	ck_assert_int_eq(log_len(pfx), 2);
-	/* A will with no claim in its way, and the next connection's will. */
+	/* The client back on a (a takeover there): the old connection's will
+	 * goes out under its own claim, and the new connection's will, taken
+	 * by b's claim later, is another. */
 	node_claim(&a, &b, "w3", 5);
 	put_session_will(&a, "w3");
 	node_commit(&a, &b);
+	node_claim(&a, &b, "w3", 6);
+	w.will_serial = 5;
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w3", &w), 0);
 	node_commit(&a, &b);
 	ck_assert_int_eq(log_len(pfx), 3);
-	node_claim(&a, &b, "w3", 6);
-	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w3", &w), 0);
+	put_session_will(&a, "w3");
 	node_commit(&a, &b);
+	node_claim_will(&b, "w3", 7);
+	node_commit(&b, NULL);
 	ck_assert_int_eq(log_len(pfx), 4);
 	node_close(&a);
 	node_close(&b);

@@ -582,7 +582,11 @@ struct rd_owner {
 	struct rd_owner *next;
 	char *id;
 	uint64_t serial;
-	uint64_t epoch;  /* the claim's epoch ({c:ID}:own) */
+	uint64_t epoch; /* the claim's epoch ({c:ID}:own) */
+	/* The claim before, when this node claimed the session again (its
+	 * client came back here): the will of that claim's connection goes
+	 * out under its epoch (rd_cluster_log_append). */
+	uint64_t prev_serial, prev_epoch;
 	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
 	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
@@ -655,6 +659,10 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, u
 	}
 	pp = rd_owner_find(o, id);
 	if (*pp != NULL) {
+		if ((*pp)->serial != serial) {
+			(*pp)->prev_serial = (*pp)->serial;
+			(*pp)->prev_epoch = (*pp)->epoch;
+		}
 		(*pp)->serial = serial;
 		(*pp)->epoch = epoch;
 		if (fresh) {
@@ -3125,10 +3133,11 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	/* On a Redis Cluster, the will a claim took (rd_claim_finish) is
 	 * appended once per will (name), whichever node's commit lands first:
 	 * the claims of a will a node died before removing, the janitor's.
-	 * The will this node publishes for a connection it holds (rec->will)
-	 * is named by this node's claim epoch, as a claim by another node
-	 * names the will it takes from that connection (take_will): this
-	 * append and that node's, racing, go out once. */
+	 * The will this node publishes for a connection it holds
+	 * (rec->will_serial, the claim it holds it under) is named by that
+	 * claim's epoch, as a claim by another node names the will it takes
+	 * from that connection (take_will): this append and that node's,
+	 * racing, go out once. */
 	char *wmark = NULL;
 
 	if (st->rcluster && mark == NULL && st->will_id != NULL &&
@@ -3136,12 +3145,17 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		wmark = bk_strf("%s{L:%u}:w:%s:e%s", st->prefix, (unsigned)part, publisher,
 				st->will_name);
 		st->will_id = NULL; /* one append is the will */
-	} else if (st->rcluster && mark == NULL && rec->will && publisher[0] != '\0') {
+	} else if (st->rcluster && mark == NULL && rec->will_serial != 0 && publisher[0] != '\0') {
 		struct rd_owner **pp = rd_owner_find(st->owners, publisher);
+		const struct rd_owner *o = pp != NULL ? *pp : NULL;
+		uint64_t ep = o == NULL                            ? 0
+			      : o->serial == rec->will_serial      ? o->epoch
+			      : o->prev_serial == rec->will_serial ? o->prev_epoch
+								   : 0;
 
-		if (pp != NULL && *pp != NULL && (*pp)->epoch > 0)
+		if (ep > 0)
 			wmark = bk_strf("%s{L:%u}:w:%s:e%llu", st->prefix, (unsigned)part,
-					publisher, (unsigned long long)(*pp)->epoch);
+					publisher, (unsigned long long)ep);
 	}
 	snprintf(n, sizeof(n), "%d",
 		 (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0) + (wmark != NULL ? 1 : 0));

@@ -180,16 +180,17 @@ struct cairn_msg_rec {
 	uint32_t props_len;
 
 	/* ---- version 6 ---- */
-	/* Read by log_append only (other writes ignore it): the message is
-	 * the will of its publisher's connection, published by the node that
-	 * holds the session. A shared store appends it at most once per
-	 * connection, whichever comes first of this append and the append of
-	 * the same will by a node whose claim took it (cairn_claim_result.
-	 * will): the two can race where the log is outside the session's
-	 * fence (a Redis Cluster). The core sets it in what it hands
-	 * log_append and never reads it from a loaded record, so an older
-	 * backend simply leaves it unread. */
-	bool will;
+	/* Read by log_append only (other writes ignore it). Not 0: the
+	 * message is the will of its publisher's connection, which this node
+	 * holds (or held, until the claim of its client's next connection
+	 * here) under the claim of this serial. A shared store appends it at
+	 * most once per connection, whichever comes first of this append and
+	 * the append of the same will by a node whose claim took it
+	 * (cairn_claim_result.will): the two can race where the log is
+	 * outside the session's fence (a Redis Cluster). The core sets it in
+	 * what it hands log_append and never reads it from a loaded record,
+	 * so an older backend simply leaves it unread. */
+	uint64_t will_serial;
 };
 
 /* One message owed to one session. seq orders a session's deliveries and
