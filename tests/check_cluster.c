@@ -1095,6 +1095,19 @@ START_TEST(t_will_races_a_claim)
 	node_claim_will(&b, "w3", 7);
 	node_commit(&b, NULL);
 	ck_assert_int_eq(log_len(pfx), 4);
+	/* The client back on a, and at once on b, whose claim takes the old
+	 * connection's will (a's new session not written yet) as a publishes
+	 * it: the will keeps the name of its own connection's claim. */
+	node_claim(&a, &b, "w4", 8);
+	put_session_will(&a, "w4");
+	node_commit(&a, &b);
+	node_claim(&a, &b, "w4", 9);
+	node_claim_will(&b, "w4", 10);
+	w.will_serial = 8;
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w4", &w), 0);
+	node_commit(&a, NULL);
+	node_commit(&b, NULL);
+	ck_assert_int_eq(log_len(pfx), 5);
 	node_close(&a);
 	node_close(&b);
 }

@@ -58,9 +58,10 @@ static const char rd_lua[] =
     "  end\n"
     "  return q .. ':' .. payload\n"
     "end\n"
-    "-- A will's fields in a session hash; will_ep, while a claim has taken it\n"
-    "-- for its node to publish, says which will it is (the epoch of the claim\n"
-    "-- of the connection that left it): its once-only marker's name.\n"
+    "-- A will's fields in a session hash; will_ep says which will it is (the\n"
+    "-- epoch of the claim of the connection that left it, written with it, or\n"
+    "-- set by a claim that takes a will written without it): its once-only\n"
+    "-- marker's name, which the node holding that connection uses too.\n"
     "local WILL = {'will_topic', 'will_payload', 'will_qos', 'will_retain', 'will_props',\n"
     "  'will_delay', 'will_at', 'will_ep'}\n"
     "local function drop_will(s) redis.call('HDEL', s, unpack(WILL)) end\n"
@@ -718,6 +719,13 @@ static void rd_owners_free(struct rd_owners *o)
 	rd_groups_clear(o);
 	free(o->gv);
 	free(o);
+}
+
+uint64_t rd_cluster_epoch(const struct cairn_store *st, const char *client_id)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+
+	return pp != NULL && *pp != NULL ? (*pp)->epoch : 0;
 }
 
 bool rd_cluster_owns(const struct cairn_store *st, const char *client_id)
