@@ -1081,6 +1081,9 @@ void client_handle_last_will(struct client *c)
 					   w->props_len);
 		w->props_len = n > 0 ? (uint32_t)n : 0;
 	}
+	/* Cluster mode: the claim this connection is held under (a claim
+	 * elsewhere may take the will too; the store appends it once). */
+	w->will_serial = c->cluster_serial;
 	log_write(c->srv->log, LOG_LEVEL_INFO, "client %s: publishing will to '%s'", c->id,
 		  w->topic);
 	c->srv->stats.msgs_received_qos[w->qos]++;

@@ -617,6 +617,7 @@ struct cluster_claim {
 	char *id;
 	uint64_t serial;
 	bool kicked; /* another node claimed it before the reply came */
+	bool clean;  /* the CONNECT's clean start (CAIRN_CLAIM_CLEAN) */
 	struct cairn_store_visitor v;
 	struct client *built; /* the session loaded from the records (a reference) */
 	struct claim_msg *msgs;
@@ -842,7 +843,7 @@ static void claim_done(void *arg, int status, const struct cairn_claim_result *r
 
 static void cluster_claim_send(struct cluster_claim *k);
 
-void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
+void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len, bool clean,
 		   void (*done)(struct server *srv, struct conn *cn, void *arg,
 				enum cluster_claim_result result),
 		   void (*gone)(void *arg), void *arg)
@@ -853,6 +854,7 @@ void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t i
 	k->cn = cn;
 	k->id = xstrndup(id, id_len);
 	k->serial = ++cl->next_serial;
+	k->clean = clean;
 	k->done = done;
 	k->gone = gone;
 	k->arg = arg;
@@ -881,7 +883,8 @@ static void cluster_claim_send(struct cluster_claim *k)
 	struct server *srv = cl->srv;
 	k->next = cl->claims;
 	cl->claims = k;
-	int rc = store_claim(srv->store, k->id, k->serial, claim_done, k);
+	int rc = store_claim(srv->store, k->id, k->serial | (k->clean ? CAIRN_CLAIM_CLEAN : 0),
+			     claim_done, k);
 	if (rc != CAIRN_EINPROGRESS) {
 		log_write(srv->log, LOG_LEVEL_WARNING, "client %s: cannot claim its session: %s",
 			  k->id, cairn_strerror(rc));

@@ -60,9 +60,10 @@ enum cluster_claim_result {
  * loop. A claimed persistent session is in memory by then (loaded from
  * the store, unless this node held it already); once done() has attached
  * it, it catches up with the log. If cn goes first, gone(arg) runs instead
- * and done() never.
+ * and done() never. clean: the CONNECT asks for a clean start (the session
+ * of a connection on another node ends now: its delayed will is due).
  */
-void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
+void cluster_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len, bool clean,
 		   void (*done)(struct server *srv, struct conn *cn, void *arg,
 				enum cluster_claim_result result),
 		   void (*gone)(void *arg), void *arg);

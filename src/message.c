@@ -270,5 +270,6 @@ struct cairn_msg_rec message_rec(const struct message *m)
 	    .expires_at = m->expires_at,
 	    .props = m->props,
 	    .props_len = m->props_len,
+	    .will_serial = m->will_serial,
 	};
 }

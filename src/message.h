@@ -65,6 +65,10 @@ struct message {
 	 * retained copy is kept in memory only (the appending node stored it). */
 	bool from_log;
 	uint64_t log_ms, log_seq;
+	/* Cluster mode: the will of its publisher's connection, published by
+	 * this node, which holds it under the claim of this serial
+	 * (cairn_msg_rec.will_serial: the store appends it once); else 0. */
+	uint64_t will_serial;
 };
 
 /* The 5.0 parts of one send of a message to one subscriber. */

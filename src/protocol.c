@@ -239,7 +239,8 @@ static int protocol_login(struct server *srv, struct conn *cn, const struct code
 
 static void protocol_auth_begin(struct server *srv, struct conn *cn, const struct codec_connect *p);
 static void protocol_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
-			   bool assigned, char *username, const struct protocol_authed *authed);
+			   bool assigned, bool clean, char *username,
+			   const struct protocol_authed *authed);
 static void protocol_connect_session(struct server *srv, struct conn *cn,
 				     const struct codec_connect *p,
 				     const struct protocol_authed *authed, const char *id,
@@ -320,7 +321,7 @@ static void protocol_connect(struct server *srv, struct conn *cn, const struct c
 	}
 	if (srv->cluster) {
 		/* The session may be another node's: claim it first. */
-		protocol_claim(srv, cn, id, id_len, assigned, username, authed);
+		protocol_claim(srv, cn, id, id_len, assigned, p->clean_session, username, authed);
 		return;
 	}
 	protocol_connect_session(srv, cn, p, authed, id, id_len, assigned, username, sec);
@@ -522,7 +523,8 @@ static void protocol_claimed(struct server *srv, struct conn *cn, void *arg,
 }
 
 static void protocol_claim(struct server *srv, struct conn *cn, const char *id, size_t id_len,
-			   bool assigned, char *username, const struct protocol_authed *authed)
+			   bool assigned, bool clean, char *username,
+			   const struct protocol_authed *authed)
 {
 	struct protocol_resume *r = xcalloc(1, sizeof(*r));
 	const uint8_t *body;
@@ -549,7 +551,7 @@ static void protocol_claim(struct server *srv, struct conn *cn, const char *id, 
 	r->id_len = id_len;
 	r->assigned = assigned;
 	r->username = username;
-	cluster_claim(srv, cn, id, id_len, protocol_claimed, protocol_resume_free, r);
+	cluster_claim(srv, cn, id, id_len, clean, protocol_claimed, protocol_resume_free, r);
 }
 
 /*

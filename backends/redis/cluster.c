@@ -58,9 +58,10 @@ static const char rd_lua[] =
     "  end\n"
     "  return q .. ':' .. payload\n"
     "end\n"
-    "-- A will's fields in a session hash; will_ep, while a claim has taken it\n"
-    "-- for its node to publish, says which will it is (the epoch of the claim\n"
-    "-- of the connection that left it): its once-only marker's name.\n"
+    "-- A will's fields in a session hash; will_ep says which will it is (the\n"
+    "-- epoch of the claim of the connection that left it, written with it, or\n"
+    "-- set by a claim that takes a will written without it): its once-only\n"
+    "-- marker's name, which the node holding that connection uses too.\n"
     "local WILL = {'will_topic', 'will_payload', 'will_qos', 'will_retain', 'will_props',\n"
     "  'will_delay', 'will_at', 'will_ep'}\n"
     "local function drop_will(s) redis.call('HDEL', s, unpack(WILL)) end\n"
@@ -116,16 +117,20 @@ static const char rd_lua[] =
     "end\n"
     "-- The will the previous connection of session hash s left, if a takeover\n"
     "-- by another node's claim at epoch makes it due (that connection is gone\n"
-    "-- without DISCONNECT or taken over, as on one broker: no Will Delay, or a\n"
-    "-- session that ended with it), for the claiming node to publish (its ACL\n"
-    "-- decides): {topic, payload, qos, retain, properties, '1' and the username\n"
-    "-- or '0' and '', will_ep}, or {} when there is none. The will stays, taken\n"
+    "-- without DISCONNECT or taken over, as on one broker: no Will Delay, a\n"
+    "-- session that ended with it, or clean, a clean start: the session ends\n"
+    "-- now, so a delayed will still waiting goes now), for the claiming node\n"
+    "-- to publish (its ACL decides): {topic, payload, qos, retain, properties,\n"
+    "-- '1' and the username or '0' and '', will_ep}, or {} when there is none.\n"
+    "-- The will stays, taken\n"
     "-- (will_ep), until the claiming node's commit that publishes it removes it\n"
     "-- (CAIRN.WILLDONE): a node that dies first leaves it to the janitor, or\n"
     "-- to the next claim, which takes it again under the same will_ep.\n"
-    "local function take_will(s, epoch)\n"
+    "local function take_will(s, epoch, clean)\n"
     "  local f = redis.call('HMGET', s, 'connected', 'will_delay', 'expiry_interval')\n"
-    "  if f[1] ~= '1' or (tonumber(f[2] or '0') ~= 0 and f[3] ~= '0') then return {} end\n"
+    "  if not clean and (f[1] ~= '1' or (tonumber(f[2] or '0') ~= 0 and f[3] ~= '0')) then\n"
+    "    return {}\n"
+    "  end\n"
     "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
     "    'will_props', 'username', 'will_ep')\n"
     "  if not w[1] then return {} end\n"
@@ -233,7 +238,7 @@ static const char rd_lua[] =
     "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
     "-- this claim's epoch}.\n"
     "local function claim(keys, args)\n"
-    "  local pfx, id, tok = args[1], args[2], args[3]\n"
+    "  local pfx, id, tok, clean = args[1], args[2], args[3], args[4] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
@@ -250,8 +255,10 @@ static const char rd_lua[] =
     "    end\n"
     "    if not same then\n"
     "      redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
-    "      will = take_will(base .. 'session', epoch)\n"
+    "      will = take_will(base .. 'session', epoch, clean)\n"
     "    end\n"
+    "  elseif clean then\n"
+    "    will = take_will(base .. 'session', epoch, true) -- parked, its will waiting\n"
     "  end\n"
     "  if not old then old = '' end\n"
     "  if not same and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
@@ -388,7 +395,7 @@ static const char rd_lua[] =
     "-- publishes. Returns claim's list (the will, as take_will returns it,\n"
     "-- and the claim's epoch last).\n"
     "local function claim_s(keys, args)\n"
-    "  local pfx, id, tok, marks = args[1], args[2], args[3], args[4]\n"
+    "  local pfx, id, tok, marks, clean = args[1], args[2], args[3], args[4], args[5] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  local me = inc_of(tok)\n"
@@ -404,7 +411,9 @@ static const char rd_lua[] =
     "  if inc and inc ~= me and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
     "  if inc and inc ~= me then\n"
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
-    "    will = take_will(base .. 'session', epoch)\n"
+    "    will = take_will(base .. 'session', epoch, clean)\n"
+    "  elseif not inc and clean then\n"
+    "    will = take_will(base .. 'session', epoch, true) -- parked, its will waiting\n"
     "  end\n"
     "  if not old then old = '' end\n"
     "  return {old, cursor, claim_record(base .. 'session', will),\n"
@@ -574,7 +583,11 @@ struct rd_owner {
 	struct rd_owner *next;
 	char *id;
 	uint64_t serial;
-	uint64_t epoch;  /* the claim's epoch ({c:ID}:own) */
+	uint64_t epoch; /* the claim's epoch ({c:ID}:own) */
+	/* The claim before, when this node claimed the session again (its
+	 * client came back here): the will of that claim's connection goes
+	 * out under its epoch (rd_cluster_log_append). */
+	uint64_t prev_serial, prev_epoch;
 	uint64_t gen_id; /* this hold; a claim from another node starts a new one */
 	uint64_t gen;    /* the commit that gave it a group */
 	size_t group;
@@ -647,6 +660,10 @@ static void rd_owner_set(struct rd_owners *o, const char *id, uint64_t serial, u
 	}
 	pp = rd_owner_find(o, id);
 	if (*pp != NULL) {
+		if ((*pp)->serial != serial) {
+			(*pp)->prev_serial = (*pp)->serial;
+			(*pp)->prev_epoch = (*pp)->epoch;
+		}
 		(*pp)->serial = serial;
 		(*pp)->epoch = epoch;
 		if (fresh) {
@@ -702,6 +719,13 @@ static void rd_owners_free(struct rd_owners *o)
 	rd_groups_clear(o);
 	free(o->gv);
 	free(o);
+}
+
+uint64_t rd_cluster_epoch(const struct cairn_store *st, const char *client_id)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, client_id);
+
+	return pp != NULL && *pp != NULL ? (*pp)->epoch : 0;
 }
 
 bool rd_cluster_owns(const struct cairn_store *st, const char *client_id)
@@ -2914,11 +2938,14 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 {
 	struct rd_claim *c;
 	char tok[48];
-	const char *argv[] = {"FCALL", "cairn_claim", "0", st->prefix, client_id, tok};
+	/* A clean start: the claim takes a delayed will too (take_will). */
+	const char *clean = (serial & CAIRN_CLAIM_CLEAN) != 0 ? "1" : "0";
+	const char *argv[] = {"FCALL", "cairn_claim", "0", st->prefix, client_id, tok, clean};
 
 	if (st->ac == NULL || st->ac_broken ||
 	    (st->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
 		return CAIRN_EUNAVAILABLE;
+	serial &= ~CAIRN_CLAIM_CLEAN;
 	snprintf(tok, sizeof(tok), "%s:%llu", st->inc_s, (unsigned long long)serial);
 	c = bk_xcalloc(1, sizeof(*c));
 	c->st = st;
@@ -2928,9 +2955,9 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 	c->arg = arg;
 	if (st->rcluster) {
 		char *own = rd_key(st, "own", client_id), *marks = rd_marks_key_of(st, client_id);
-		const char *sv[] = {"FCALL",    "cairn_claim_s", "1", own,
-				    st->prefix, client_id,       tok, marks};
-		int ok = rd_route_argv(st, own, strlen(own), rd_claim_s_cb, c, 8, sv, NULL);
+		const char *sv[] = {"FCALL", "cairn_claim_s", "1",  own, st->prefix, client_id,
+				    tok,     marks,           clean};
+		int ok = rd_route_argv(st, own, strlen(own), rd_claim_s_cb, c, 9, sv, NULL);
 
 		free(own);
 		free(marks);
@@ -2940,7 +2967,7 @@ int rd_cluster_claim(struct cairn_store *st, const char *client_id, uint64_t ser
 		free(c);
 		return CAIRN_EUNAVAILABLE;
 	}
-	if (redisAsyncCommandArgv(st->ac, rd_claim_cb, c, 6, argv, NULL) != REDIS_OK) {
+	if (redisAsyncCommandArgv(st->ac, rd_claim_cb, c, 7, argv, NULL) != REDIS_OK) {
 		free(c->id);
 		free(c);
 		return CAIRN_EUNAVAILABLE;
@@ -3113,7 +3140,12 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	st->last_in_id = NULL;
 	/* On a Redis Cluster, the will a claim took (rd_claim_finish) is
 	 * appended once per will (name), whichever node's commit lands first:
-	 * the claims of a will a node died before removing, the janitor's. */
+	 * the claims of a will a node died before removing, the janitor's.
+	 * The will this node publishes for a connection it holds
+	 * (rec->will_serial, the claim it holds it under) is named by that
+	 * claim's epoch, as a claim by another node names the will it takes
+	 * from that connection (take_will): this append and that node's,
+	 * racing, go out once. */
 	char *wmark = NULL;
 
 	if (st->rcluster && mark == NULL && st->will_id != NULL &&
@@ -3121,6 +3153,17 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		wmark = bk_strf("%s{L:%u}:w:%s:e%s", st->prefix, (unsigned)part, publisher,
 				st->will_name);
 		st->will_id = NULL; /* one append is the will */
+	} else if (st->rcluster && mark == NULL && rec->will_serial != 0 && publisher[0] != '\0') {
+		struct rd_owner **pp = rd_owner_find(st->owners, publisher);
+		const struct rd_owner *o = pp != NULL ? *pp : NULL;
+		uint64_t ep = o == NULL                            ? 0
+			      : o->serial == rec->will_serial      ? o->epoch
+			      : o->prev_serial == rec->will_serial ? o->prev_epoch
+								   : 0;
+
+		if (ep > 0)
+			wmark = bk_strf("%s{L:%u}:w:%s:e%llu", st->prefix, (unsigned)part,
+					publisher, (unsigned long long)ep);
 	}
 	snprintf(n, sizeof(n), "%d",
 		 (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0) + (wmark != NULL ? 1 : 0));

@@ -352,6 +352,10 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 	rd_i64(exp_at, rec->expires_at);
 	rd_u64(wdelay, rec->will_delay);
 	rd_i64(will_at, rec->will_at);
+	uint64_t wep = st->cluster && rec->has_will ? rd_cluster_epoch(st, rec->client_id) : 0;
+	char wepbuf[24];
+
+	snprintf(wepbuf, sizeof(wepbuf), "%llu", (unsigned long long)wep);
 #define RD_ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
 #define RD_STR(p)    RD_ARG((p), strlen(p))
 	/* DEL first: fields of an older record (a will) must not survive. */
@@ -387,6 +391,14 @@ static int rd_session_put(struct cairn_store *st, const struct cairn_session_rec
 		if (rec->will_props_len > 0) {
 			RD_STR("will_props");
 			RD_ARG((const char *)rec->will_props, rec->will_props_len);
+		}
+		/* In cluster mode, the will's name: the epoch of the claim of
+		 * the connection that left it, which the janitor and a claim
+		 * that takes it append it under, as this node does (its once-
+		 * only marker on a Redis Cluster). */
+		if (wep > 0) {
+			RD_STR("will_ep");
+			RD_STR(wepbuf);
 		}
 	}
 	/* Version 2 fields; absent (a version 1 record) reads as the

@@ -251,6 +251,9 @@ char *rd_cluster_key(const struct cairn_store *st, const char *kind, const char 
  * the hold's generation (0: not held). */
 bool rd_cluster_owns(const struct cairn_store *st, const char *client_id);
 uint64_t rd_cluster_hold(const struct cairn_store *st, const char *client_id);
+/* The epoch of the claim client_id's session is held under here (0: not
+ * held): a will written with the session is named by it (will_ep). */
+uint64_t rd_cluster_epoch(const struct cairn_store *st, const char *client_id);
 /* message_put / message_delete in cluster mode: kept here, written with
  * each delivery that references them. */
 void rd_cluster_msg_put(struct cairn_store *st, const struct cairn_msg_rec *rec);

@@ -178,6 +178,19 @@ struct cairn_msg_rec {
 	 * interval, a topic alias or a subscription identifier). NULL/0: none. */
 	const uint8_t *props;
 	uint32_t props_len;
+
+	/* ---- version 6 ---- */
+	/* Read by log_append only (other writes ignore it). Not 0: the
+	 * message is the will of its publisher's connection, which this node
+	 * holds (or held, until the claim of its client's next connection
+	 * here) under the claim of this serial. A shared store appends it at
+	 * most once per connection, whichever comes first of this append and
+	 * the append of the same will by a node whose claim took it
+	 * (cairn_claim_result.will): the two can race where the log is
+	 * outside the session's fence (a Redis Cluster). The core sets it in
+	 * what it hands log_append and never reads it from a loaded record,
+	 * so an older backend simply leaves it unread. */
+	uint64_t will_serial;
 };
 
 /* One message owed to one session. seq orders a session's deliveries and
@@ -322,6 +335,17 @@ struct cairn_cluster_hooks {
 			     const char *topic);
 };
 
+/*
+ * A flag in claim()'s serial (never set in a serial itself): the connection
+ * that claims asks for a clean start (MQTT 5.0 Clean Start 1, 3.1.1 Clean
+ * Session 1), so the session of the previous connection on another node
+ * ends with this takeover, and a will it left with a Will Delay, still
+ * waiting, is due now (MQTT 5.0 3.1.2.5): the claim takes it, as any will
+ * due at a takeover. A backend that does not know it sees a serial still
+ * unique per connection.
+ */
+#define CAIRN_CLAIM_CLEAN ((uint64_t)1 << 63)
+
 /* What a claim found. */
 struct cairn_claim_result {
 	/* The session was held by this incarnation under prev_serial (a
@@ -340,14 +364,15 @@ struct cairn_claim_result {
 	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
 	void *visit_ctx;
 	/* The will the session's previous connection (on another node, dead
-	 * or alive) left, due now at this takeover (no will delay, or a
-	 * session that ended with it): the claim took it, and the store
-	 * removes it with the claiming node's next commit (a node that dies
-	 * first leaves it to the janitor); the claiming node publishes it, if the
-	 * ACL in force lets the client (will_username, NULL for none) write
-	 * its topic, once, whether or not the claim stands. will.props are as
-	 * in the CONNECT (the Message Expiry Interval among them, which starts
-	 * when it is published); will.expires_at is 0. Borrowed during done(). */
+	 * or alive) left, due now at this takeover (no will delay, a session
+	 * that ended with it, or a clean start: CAIRN_CLAIM_CLEAN): the claim
+	 * took it, and the store removes it with the claiming node's next
+	 * commit (a node that dies first leaves it to the janitor); the
+	 * claiming node publishes it, if the ACL in force lets the client
+	 * (will_username, NULL for none) write its topic, once, whether or
+	 * not the claim stands. will.props are as in the CONNECT (the Message
+	 * Expiry Interval among them, which starts when it is published);
+	 * will.expires_at is 0. Borrowed during done(). */
 	bool has_will;
 	struct cairn_msg_rec will;
 	const char *will_username;
@@ -489,6 +514,7 @@ struct cairn_store_ops {
 	 * done() gets the session's records (r->visit). From done() on, the
 	 * session's writes are checked against the claim; the writes staged
 	 * for it before a claim that took it from another node are dropped.
+	 * serial may carry CAIRN_CLAIM_CLEAN (not part of the serial).
 	 * @return CAIRN_EINPROGRESS (done() follows from the loop, never from
 	 * inside this call) or CAIRN_EUNAVAILABLE.
 	 */

@@ -2149,6 +2149,68 @@ def test_cluster_takeover_from_a_live_node_publishes_the_will_once(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+# covers: MQTT5-3.1.2-8 MQTT5-3.1.2-4
+@_tag("will", "kill9", "mqtt5")
+@_timeout(40)
+def test_cluster_clean_start_on_another_node_publishes_a_delayed_will(ctx):
+    """5.0 clients with a Will Delay of 30 s and a Session Expiry Interval
+    of 60 s, each taken over on node 2 by a new connection of its client
+    id. As on one broker, a takeover with Clean Start 1 ends the old
+    session, so its delayed will goes out at once (once, to a watcher on
+    node 3); with Clean Start 0 the session goes on and the will does not
+    go out (the new connection came before the delay passed). The old
+    connections: on node 1, killed with kill -9 (the claim on node 2 lands
+    long before node 1's liveness lapses); on node 3, alive and open; on
+    node 3, closed without DISCONNECT (its session parked in the store,
+    its will waiting for the delay)."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c14c-watch", "c14c/#")
+    olds = []
+    where = {"dc": n1, "dk": n1, "lc": n3, "lk": n3, "pc": n3, "pk": n3}
+    for k, node in sorted(where.items()):
+        c = RawClient(node.port)
+        ctx.add_cleanup(c.close)
+        olds.append(c)
+        do_connect(c, "c14c-" + k, clean=False, properties=props((SESSION_EXPIRY, 60)),
+                   will=("c14c/will/" + k, k.encode(), 1, False),
+                   will_properties=props((WILL_DELAY, 30)))
+    for c, k in zip(olds, sorted(where)):
+        if k.startswith("p"):
+            c.close()  # no DISCONNECT: the will waits for its delay
+    time.sleep(1)  # the parks are committed
+    n1.kill9()
+    killed = time.monotonic()
+    problems = []
+    for k in sorted(where):
+        new = RawClient(n2.port)
+        ctx.add_cleanup(new.close)
+        clean = k.endswith("c")
+        sp, _, _ = do_connect(new, "c14c-" + k, clean=clean,
+                              properties=props((SESSION_EXPIRY, 60)))
+        if sp != (0 if clean else 1):
+            problems.append("c14c-%s: session present %d on node 2 (Clean Start %d)" %
+                            (k, sp, clean))
+    if time.monotonic() - killed > 2:
+        problems.append("the reconnects took %.1f s (the case needs them well inside node 1's "
+                        "liveness of 5 s)" % (time.monotonic() - killed))
+    due = [b"dc", b"lc", b"pc"]
+    if not w.wait_for(due, time.monotonic() + 5):
+        problems.append("delayed wills missing 5 s after a Clean Start 1 on node 2 ended their "
+                        "sessions: %r" % [p for p in due if w.first(p)[0] is None])
+    # Node 1's liveness lapses 5 s after its last beat; the janitor runs
+    # every second: give it time to go through node 1's sessions.
+    time.sleep(max(0.0, killed + 9 - time.monotonic()))
+    for p in due:
+        if w.count(p) > 1:
+            problems.append("the will %r was published %d times" % (p, w.count(p)))
+    for p in (b"dk", b"lk", b"pk"):
+        if w.count(p):
+            problems.append("the will %r of a session that went on with Clean Start 0 went out "
+                            "before its delay (MQTT5-3.1.2-8)" % p)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- shared subscriptions
 
 # A group's messages cross nodes through the store: each group reads the log
