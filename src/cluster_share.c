@@ -21,7 +21,9 @@
  * commit, the commit failed) is taken over by a node of the group after
  * CSH_CLAIM_IDLE_MS, and given to one of its members: a QoS 1 or 2
  * message may then reach two members. While no node dies, each entry is
- * read once and reaches one member once.
+ * read once and reaches one member once; a node that stops acknowledges
+ * what its last commit gave out as the store closes (store_close runs
+ * the completions, the backend sends what they ask before its link goes).
  *
  * A group with no member online anywhere is read by nobody: its entries
  * wait in the store, and the first member to come online on any node gets
@@ -202,7 +204,11 @@ static void csh_acked(void *arg, bool durable)
 		if (a->to[i] != NULL)
 			client_unref(a->to[i]);
 	}
-	if (durable && !g->sh->stopped)
+	/* Also while the node stops: the store's close runs the last
+	 * commit's completions before its link goes, and sends what they
+	 * ask (the redis backend waits for the replies). Not acknowledged,
+	 * these entries would be taken over, and given out a second time. */
+	if (durable && g->sh->srv->store != NULL)
 		store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k);
 	free(a->pos);
 	free(a->to);

@@ -2486,6 +2486,68 @@ def test_cluster_shared_unsubscribe_leaves(ctx):
     p.close()
 
 
+# covers: MQTT5-4.8.2-4
+@_tag("share", "qos2")
+@_timeout(60)
+def test_cluster_shared_member_node_sigterm(ctx):
+    """Members on node 1 and node 2, a paho publisher on node 3 sending QoS
+    1/2; node 2 is stopped with SIGTERM mid-stream and its member moves to
+    node 3. A graceful stop acknowledges to the store what its last commits
+    gave out before its Redis link closes, so nothing is taken over after
+    the idle time: no message reaches both members, no QoS 2 message
+    arrives twice, and every message paho saw acknowledged reaches a
+    member (what node 2 read and did not give out is taken over)."""
+    cl = ctx.cluster(3, max_queued_messages=0)
+    n2, n3 = cl[1], cl[2]
+    members = _share_members(ctx, cl, "c13s", [0, 1], "$share/gs/cl/s13/#")
+    pub = _PahoPublisher(ctx, "c13s-pub")
+    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
+    stop = threading.Event()
+    th = threading.Thread(target=_paho_traffic, args=(pub, "s13", stop), daemon=True)
+    th.start()
+    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
+    check(ok, "no steady traffic to both members before the stop (%d acked, %r received)%s" %
+          (len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
+    n2.stop()
+    stopped_at = time.monotonic()
+    problems = []
+    members[1].close()
+    sp = members[1].connect(n3.port)
+    if sp != 1:
+        problems.append("member 1: session present %d on node 3 after node 2's stop" % sp)
+    time.sleep(0.5)
+    stop.set()
+    th.join(5)
+    if not wait_until(lambda: pub.open_count() == 0, 10):
+        problems.append("publisher: %d exchanges still open 10s after it stopped" %
+                        pub.open_count())
+    acked = pub.acked()
+    missing = _share_wait(members, acked, timeout=20)
+    # Past the idle time and a claim round: a takeover would have come.
+    time.sleep(max(0.0, stopped_at + 8.0 - time.monotonic()))
+    for m in members:
+        m.settle(0.4, 3)
+    if missing:
+        missing = set(acked) - set(_share_counts(members))
+    if missing:
+        problems.append("%d of %d acknowledged messages reached no member, e.g. %r" %
+                        (len(missing), len(acked), sorted(missing)[:5]))
+    both = sorted(set(_counts(members[0])) & set(_counts(members[1])))
+    if both:
+        problems.append("%d messages reached both members (taken over after the stop), "
+                        "e.g. %r" % (len(both), both[:5]))
+    counts = _share_counts(members)
+    twice = sorted(p for p, n in counts.items() if n > 1 and p.endswith(b"q2"))
+    if twice:
+        problems.append("%d QoS 2 messages delivered more than once, e.g. %r" %
+                        (len(twice), twice[:5]))
+    for m in members:
+        problems += ["%s: %s" % (m.client_id, e) for e in m.errors[:3]]
+    print("SIGTERM of a member's node: %d acknowledged, per member %r" %
+          (len(acked), [len(m.received) for m in members]))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- Redis Cluster failover
 
 # With CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so after
