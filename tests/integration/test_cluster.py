@@ -2548,6 +2548,58 @@ def test_cluster_shared_member_node_sigterm(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+def _share_member_ids(cl, topic, key):
+    """The member set of shared group key ("GROUP/FILTER") in topic's
+    partition (cairn-redis(5))."""
+    return set(_cli(cl, "SMEMBERS", "%s{L:%d}:share:%s" % (cl.prefix, _partition(topic), key)))
+
+
+@_tag("share", "outage")
+@_timeout(50)
+def test_cluster_shared_join_while_redis_is_down(ctx):
+    """A member that joins a group while redis-server is down (its join
+    fails) is joined once Redis is back: it is in the group's member set,
+    so the group outlives the other member's UNSUBSCRIBE and gets what is
+    published then."""
+    cl = ctx.cluster(2, redis_connect_timeout=20000)
+    n1, n2 = cl[0], cl[1]
+    filt = "$share/gj/c13j/#"
+    a = _share_members(ctx, cl, "c13j", [0], filt, qos=1)[0]
+    b = _Member(n2.port, "c13j-m1")
+    ctx.add_cleanup(b.close)
+    check(b.connect() == 0, "c13j-m1: fresh session, session present 1")
+    check(_share_member_ids(cl, "c13j/t", "gj/c13j/#") == {"c13j-m0"},
+          "member set before the outage: %r" % _share_member_ids(cl, "c13j/t", "gj/c13j/#"))
+    cl.redis.kill()
+    time.sleep(0.3)
+    with b.lock:
+        b.c.send(harness.subscribe_packet(1, [(filt, 1)]))
+    wait_until(lambda: "joining it in the store" in n2.log_text(), 2)
+    cl.redis.start()
+    problems = []
+    with b.lock:
+        if not b.lock.wait_for(lambda: 1 in b.subacks, 10):
+            problems.append("c13j-m1: no SUBACK within 10 s of redis-server's restart")
+    if not wait_until(lambda: "c13j-m1" in _share_member_ids(cl, "c13j/t", "gj/c13j/#"), 5):
+        problems.append("the member that joined while redis-server was down is not in the "
+                        "member set 5 s after it came back: %r" %
+                        _share_member_ids(cl, "c13j/t", "gj/c13j/#"))
+    if not problems:
+        if not a.connected:
+            a.connect(n1.port)
+        a.unsubscribe(9, [filt])
+        p = RawClient(n1.port)
+        ctx.add_cleanup(p.close)
+        p.connect("c13j-pub")
+        want = [b"c13j-%d" % i for i in range(10)]
+        for i, payload in enumerate(want):
+            p.publish("c13j/t", payload, qos=1, pid=i + 1)
+        if b.wait_for(want, 10):
+            problems.append("after the other member left, c13j-m1 got %d of %d" %
+                            (len(set(want) & set(b.payloads())), len(want)))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- Redis Cluster failover
 
 # With CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so after
