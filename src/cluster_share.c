@@ -68,6 +68,7 @@ struct csh_group;
 struct csh_call {
 	struct csh_group *g;
 	uint32_t part;
+	bool claim; /* a read: the one taking over what a reader left */
 };
 
 /* A member's join of one partition, kept in its group until the store
@@ -295,8 +296,9 @@ static void csh_acked(void *arg, bool durable)
 	 * commit's completions before its link goes, and sends what they
 	 * ask (the redis backend waits for the replies). Not acknowledged,
 	 * these entries would be taken over, and given out a second time. */
-	if (durable && g->sh->srv->store != NULL)
-		store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k);
+	if (durable && g->sh->srv->store != NULL &&
+	    store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k) == 0)
+		g->sh->srv->stats.cluster_share_acked += k;
 	free(a->pos);
 	free(a->to);
 	free(a);
@@ -345,6 +347,7 @@ static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 		struct message *m = csh_message(&e[i]);
 		router_deliver_pick(srv->router, m, &pk);
 		message_unref(m);
+		srv->stats.cluster_share_delivered++;
 		a->to[a->n] = client_ref(pk.session);
 		a->pos[a->n++] = e[i].pos;
 	}
@@ -383,6 +386,8 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 	g->parts[part].again = false;
 	if (status != 0)
 		return; /* the next tick reads again */
+	if (k->claim)
+		g->sh->srv->stats.cluster_share_taken_over += n;
 	if (n > 0)
 		csh_give(g, part, e, n);
 	if ((n == CSH_READ_COUNT || again) && csh_online(g))
@@ -396,6 +401,7 @@ static void csh_read(struct csh_group *g, uint32_t part, bool claim)
 
 	k->g = g;
 	k->part = part;
+	k->claim = claim;
 	g->refs++;
 	g->parts[part].reading = true;
 	if (store_share_read(sh->srv->store, part, g->key, CSH_READ_COUNT,

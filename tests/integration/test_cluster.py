@@ -2412,8 +2412,15 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     (XREADGROUP as consumer "dead", never acknowledged). The member
     reconnects on node 2: the ten others arrive at once, the ten left
     pending after the takeover idle time (XAUTOCLAIM), and every entry is
-    acknowledged in the end (nothing pending)."""
-    cl = ctx.cluster(3)
+    acknowledged in the end (nothing pending). Node 2's /metrics counts
+    them (cairn(8): cairn_cluster_share_delivered_total, ..._taken_over_total,
+    ..._acks_total)."""
+    cl = ctx.cluster(3, start=False)
+    hp = free_port()
+    cl[1].options["http_listener"] = "%d 127.0.0.1" % hp
+    cl[1]._write_conf()
+    for b in cl.nodes:
+        b.start()
     m = _share_members(ctx, cl, "c13w", [0], "$share/gw/c13w/#", qos=1)[0]
     m.disconnect()
     p = RawClient(cl[2].port)
@@ -2451,6 +2458,33 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
           pending())
     p.close()
+    got = {}
+
+    def counted():
+        got.update(_cluster_metrics(hp, "cairn_cluster_share_delivered_total",
+                                    "cairn_cluster_share_taken_over_total",
+                                    "cairn_cluster_share_acks_total"))
+        return (got["cairn_cluster_share_delivered_total"] == 20 and
+                got["cairn_cluster_share_taken_over_total"] == 10 and
+                got["cairn_cluster_share_acks_total"] == 20)
+
+    check(wait_until(counted, 5), "node 2's /metrics after 20 entries given out, 10 of them "
+          "taken over, all acknowledged: %r" % got)
+
+
+def _cluster_metrics(port, *names):
+    """name -> value of the unlabelled counters names in /metrics at port."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in names:
+            out[parts[0]] = int(float(parts[1]))
+    missing = set(names) - set(out)
+    check(not missing, "no %s in /metrics" % ", ".join(sorted(missing)))
+    return out
 
 
 @_tag("share")
@@ -2484,6 +2518,7 @@ def test_cluster_shared_unsubscribe_leaves(ctx):
     check(wait_until(lambda: "gu/c13u/#" not in _xinfo_groups(cl, "c13u/t"), 5),
           "the consumer group outlived its last member: %r" % _xinfo_groups(cl, "c13u/t"))
     p.close()
+
 
 
 # covers: MQTT5-4.8.2-4
