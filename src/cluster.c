@@ -632,6 +632,12 @@ struct cluster_claim {
 static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 {
 	struct cluster *cl = arg;
+	/* The claim elsewhere found the will of this connection due and left
+	 * it here: this node publishes it if it still holds it (no DISCONNECT
+	 * discarded it), whatever its Will Delay (the claim decided). */
+	bool will = (serial & CAIRN_KICK_WILL) != 0;
+
+	serial &= ~CAIRN_KICK_WILL;
 	if (cl->stopped)
 		return;
 	for (struct cluster_claim *k = cl->claims; k; k = k->next)
@@ -640,6 +646,13 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 			return;
 		}
 	cl->srv->stats.cluster_kicked++;
+	if (will) {
+		struct client *c = server_get_known_client(cl->srv, id, strlen(id));
+		if (c && !c->dead && c->cluster_serial == serial && c->will) {
+			c->will_at = 0;
+			client_handle_last_will(c);
+		}
+	}
 	cluster_lost(cl, id, serial, "session taken over on another node");
 }
 

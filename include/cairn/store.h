@@ -346,6 +346,17 @@ struct cairn_cluster_hooks {
  */
 #define CAIRN_CLAIM_CLEAN ((uint64_t)1 << 63)
 
+/*
+ * A flag in kicked()'s serial (never set in a serial itself): the claim
+ * found the will of the connection this node holds under serial due (a
+ * takeover), and left it to this node, which may have discarded it (a
+ * DISCONNECT whose commit the claim overtook). The core publishes the will
+ * if it still holds it, then drops the session; a shared store appends it
+ * at most once (if this node dies first, its janitor publishes it). A
+ * backend that never sets it leaves the will to the claim.
+ */
+#define CAIRN_KICK_WILL ((uint64_t)1 << 63)
+
 /* What a claim found. */
 struct cairn_claim_result {
 	/* The session was held by this incarnation under prev_serial (a

@@ -38,7 +38,7 @@ import threading
 import time
 
 import harness
-from harness import (CONNACK, DISCONNECT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
+from harness import (CONNACK, DISCONNECT, DISCONNECT_PKT, PINGREQ_PKT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC,
                      PUBREL, SUBACK, UNSUBACK, Closed, DurablePublisher, DurableSubscriber, HOST, Paho,
                      RawClient, Skip, TestFailure, ack_packet, broker_command, check,
                      connect_packet, free_port, parse_publish, publish_packet, redis_cli,
@@ -2208,6 +2208,50 @@ def test_cluster_clean_start_on_another_node_publishes_a_delayed_will(ctx):
         if w.count(p):
             problems.append("the will %r of a session that went on with Clean Start 0 went out "
                             "before its delay (MQTT5-3.1.2-8)" % p)
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+# covers: MQTT-3.1.2-10 MQTT-3.14.4-3 MQTT5-3.1.2-10 MQTT5-3.14.4-3
+@_tag("will", "mqtt5")
+@_timeout(40)
+def test_cluster_disconnect_then_reconnect_elsewhere_leaves_no_will(ctx):
+    """Persistent clients of node 1 with wills (30 of 3.1.1, 10 of 5.0
+    with no Will Delay) each send DISCONNECT (5.0: reason 0x00) and at
+    once, without waiting for node 1 to close, connect again with the same
+    client id (Clean Start 0) to node 2. DISCONNECT discards the will, so
+    a watcher on node 3 must get none of them, however the claim on node 2
+    races node 1's commit of the disconnected session (the claim must not
+    publish a will the live previous node discarded)."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c14d-watch", "c14d/#")
+    olds = []
+    for i in range(40):
+        cid = "c14d-%02d" % i
+        c = RawClient(n1.port)
+        ctx.add_cleanup(c.close)
+        if i < 30:
+            c.connect(cid, clean=False, will=("c14d/will/" + cid, cid.encode(), 1, False))
+        else:
+            do_connect(c, cid, clean=False, properties=props((SESSION_EXPIRY, 300)),
+                       will=("c14d/will/" + cid, cid.encode(), 1, False))
+        olds.append((cid, c))
+    problems = []
+    for i, (cid, c) in enumerate(olds):
+        c.send(DISCONNECT_PKT if i < 30 else disconnect5(0))
+        new = RawClient(n2.port)
+        ctx.add_cleanup(new.close)
+        if i < 30:
+            sp, _ = new.connect(cid, clean=False)
+        else:
+            sp, _, _ = do_connect(new, cid, clean=False, properties=props((SESSION_EXPIRY, 300)))
+        if sp != 1:
+            problems.append("%s: session present %d on node 2" % (cid, sp))
+    time.sleep(3)
+    sent = sorted(cid for cid, _ in olds if w.count(cid.encode()))
+    if sent:
+        problems.append("%d of 40 wills published after DISCONNECT (MQTT-3.14.4-3, "
+                        "MQTT5-3.14.4-3): %s" % (len(sent), ", ".join(sent)))
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
