@@ -2003,12 +2003,12 @@ static void rd_kick_will_done(struct cairn_store *st, const char *id)
 		if (rd_route_argv(st, rec, strlen(rec), NULL, NULL, 2, del, NULL) != REDIS_OK ||
 		    rd_route_argv(st, set, strlen(set), NULL, NULL, 3, srem, NULL) != REDIS_OK)
 			rd_log(st, CAIRN_LOG_ERROR,
-			       "redis at %s: session %s: cannot remove its will's record", st->where,
-			       id);
+			       "redis at %s: session %s: cannot remove its will's record",
+			       st->where, id);
 	} else if (redisAsyncCommandArgv(st->ac, NULL, NULL, 2, del, NULL) != REDIS_OK ||
 		   redisAsyncCommandArgv(st->ac, NULL, NULL, 3, srem, NULL) != REDIS_OK) {
-		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: session %s: cannot remove its will's record",
-		       st->where, id);
+		rd_log(st, CAIRN_LOG_ERROR,
+		       "redis at %s: session %s: cannot remove its will's record", st->where, id);
 	}
 	free(base);
 	free(rec);
@@ -2060,7 +2060,7 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 	/* The will's name: the epoch of the claim the connection was held
 	 * under (will_ep), read before the owner goes. */
-	st->kick_will_ep = !will || o == NULL   ? 0
+	st->kick_will_ep = !will || o == NULL         ? 0
 			   : o->serial == serial      ? o->epoch
 			   : o->prev_serial == serial ? o->prev_epoch
 						      : 0;
@@ -2529,8 +2529,8 @@ static void rd_rjanitor_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 		/* The wills claims left to the departed (defer_will). */
 		const redisReply *tw = reply->elements > 4 ? reply->element[4] : NULL;
 
-		for (size_t i = 0; tw != NULL && tw->type == REDIS_REPLY_ARRAY && i + 1 < tw->elements;
-		     i += 2)
+		for (size_t i = 0;
+		     tw != NULL && tw->type == REDIS_REPLY_ARRAY && i + 1 < tw->elements; i += 2)
 			if (tw->element[i]->type == REDIS_REPLY_STRING &&
 			    tw->element[i + 1]->type == REDIS_REPLY_STRING)
 				rd_rjanitor_session(st, tw->element[i + 1]->str, "tw",
@@ -3319,9 +3319,8 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 		 (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0) + (wmark != NULL ? 1 : 0));
 	/* The publisher's session writes it: a publisher another node has
 	 * claimed since appends nothing more here (its client resends there). */
-	st->stage_owner = !unfenced && publisher[0] != '\0' && rd_cluster_owns(st, publisher)
-			      ? publisher
-			      : NULL;
+	st->stage_owner =
+	    !unfenced && publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++st->appends);
 	{
 		const char *argv[] = {"CAIRN.ONCE", once, seq, n};
