@@ -649,8 +649,16 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 	if (will) {
 		struct client *c = server_get_known_client(cl->srv, id, strlen(id));
 		if (c && !c->dead && c->cluster_serial == serial && c->will) {
-			c->will_at = 0;
-			client_handle_last_will(c);
+			/* The client may have sent DISCONNECT before it connected
+			 * elsewhere: read it first (it discards the will). */
+			client_ref(c);
+			if (c->conn)
+				conn_read_pending(c->conn);
+			if (!c->dead && c->cluster_serial == serial && c->will) {
+				c->will_at = 0;
+				client_handle_last_will(c);
+			}
+			client_unref(c);
 		}
 	}
 	cluster_lost(cl, id, serial, "session taken over on another node");
