@@ -374,11 +374,13 @@ struct cairn_claim_result {
 	 * The caller skips it when it holds the session in memory already. */
 	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
 	void *visit_ctx;
-	/* The will the session's previous connection (on another node, dead
-	 * or alive) left, due now at this takeover (no will delay, a session
-	 * that ended with it, or a clean start: CAIRN_CLAIM_CLEAN): the claim
-	 * took it, and the store removes it with the claiming node's next
-	 * commit (a node that dies first leaves it to the janitor); the
+	/* The will the session's previous connection left, due now at this
+	 * takeover (no will delay, a session that ended with it, or a clean
+	 * start: CAIRN_CLAIM_CLEAN), when no node holds that connection (a
+	 * parked session; a will of a connection another node holds is left
+	 * to that node: CAIRN_KICK_WILL): the claim took it, and the store
+	 * removes it with the claiming node's next commit (a node that dies
+	 * first leaves it to the janitor); the
 	 * claiming node publishes it, if the ACL in force lets the client
 	 * (will_username, NULL for none) write its topic, once, whether or
 	 * not the claim stands. will.props are as in the CONNECT (the Message
