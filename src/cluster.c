@@ -172,10 +172,9 @@ static struct cairn_log_pos client_floor(const struct client *c)
 /*
  * Another node holds c's session now: close its connection (5.0: DISCONNECT
  * 0x8E, as a takeover on one node) and drop it from memory without a store
- * write. Its will is not this node's to publish: the claim that took the
- * session took the will too, when a takeover makes it due (its node
- * publishes it), and a janitor that parked the session publishes it when
- * due; published here as well, it would go out twice.
+ * write. Its will is published here only when the claim left it to this
+ * node (cluster_kicked: CAIRN_KICK_WILL); a janitor that parked the
+ * session publishes it when due.
  */
 static void cluster_drop_session(struct cluster *cl, struct client *c, const char *why)
 {
@@ -542,8 +541,8 @@ static void cluster_log_append(struct server *srv, const char *client_id, const 
 	store_log_append(srv->store, client_id, &rec);
 }
 
-/* The will a claim took from the store (the client's previous connection,
- * on another node, ended without DISCONNECT or is taken over now):
+/* The will a claim took from the store (a parked session's, which a
+ * clean start makes due):
  * published from here, once, as one broker publishes a will at a takeover:
  * under the ACL in force now, its Message Expiry Interval counted from now.
  * The store removes it with the append's commit. */
@@ -632,6 +631,12 @@ struct cluster_claim {
 static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 {
 	struct cluster *cl = arg;
+	/* The claim elsewhere found the will of this connection due and left
+	 * it here: this node publishes it if it still holds it (no DISCONNECT
+	 * discarded it), whatever its Will Delay (the claim decided). */
+	bool will = (serial & CAIRN_KICK_WILL) != 0;
+
+	serial &= ~CAIRN_KICK_WILL;
 	if (cl->stopped)
 		return;
 	for (struct cluster_claim *k = cl->claims; k; k = k->next)
@@ -640,6 +645,21 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 			return;
 		}
 	cl->srv->stats.cluster_kicked++;
+	if (will) {
+		struct client *c = server_get_known_client(cl->srv, id, strlen(id));
+		if (c && !c->dead && c->cluster_serial == serial && c->will) {
+			/* The client may have sent DISCONNECT before it connected
+			 * elsewhere: read it first (it discards the will). */
+			client_ref(c);
+			if (c->conn)
+				conn_read_pending(c->conn);
+			if (!c->dead && c->cluster_serial == serial && c->will) {
+				c->will_at = 0;
+				client_handle_last_will(c);
+			}
+			client_unref(c);
+		}
+	}
 	cluster_lost(cl, id, serial, "session taken over on another node");
 }
 

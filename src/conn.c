@@ -1029,6 +1029,12 @@ static void conn_readable(struct conn *cn)
 		event_active(&cn->ev, EV_READ, 0);
 }
 
+void conn_read_pending(struct conn *cn)
+{
+	if (cn->state == CONN_ACTIVE && conn_may_read(cn))
+		conn_readable(cn);
+}
+
 /* Drive the TLS handshake one step; once it is done, the connection waits
  * for CONNECT like a plain one. */
 static void conn_handshake(struct conn *cn)

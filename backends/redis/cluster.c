@@ -157,6 +157,21 @@ static const char rd_lua[] =
     "  end\n"
     "  return {}\n"
     "end\n"
+    "-- A will a claim found due whose connection is held by another node,\n"
+    "-- alive or not (inc): that node may have had a DISCONNECT its commit\n"
+    "-- has not stored yet, so the will is not the claim's to publish. It goes\n"
+    "-- from session hash s to the record base .. 'tw:' .. inc (its fields and\n"
+    "-- will_ep), which that node, told by its kick, removes (publishing the\n"
+    "-- will first if it still holds it: no DISCONNECT came), or the janitor\n"
+    "-- publishes once that node is gone (both once per will_ep marker).\n"
+    "local function defer_will(base, inc, will)\n"
+    "  local a = {'will_topic', will[1], 'will_payload', will[2], 'will_qos', will[3],\n"
+    "    'will_retain', will[4], 'will_props', will[5], 'will_ep', will[8]}\n"
+    "  if will[6] == '1' then a[#a + 1] = 'username'; a[#a + 1] = will[7] end\n"
+    "  redis.call('DEL', base .. 'tw:' .. inc)\n"
+    "  redis.call('HSET', base .. 'tw:' .. inc, unpack(a))\n"
+    "  drop_will(base .. 'session')\n"
+    "end\n"
     "-- A Redis Cluster's inbound QoS 2 markers of one publisher (hash key):\n"
     "-- each field (a packet id) holds the epoch of the claim it was set under.\n"
     "-- Those set up to epoch go (the session they belonged to is gone); one\n"
@@ -231,9 +246,10 @@ static const char rd_lua[] =
     "  return fenced\n"
     "end\n"
     "-- args: prefix, client id, token. Takes the session: bumps the epoch,\n"
-    "-- takes the token, kicks the previous holder, takes the will the\n"
-    "-- previous connection left on another node, dead or alive (take_will: a\n"
-    "-- delayed will is cancelled by this connection), for this node to publish, and\n"
+    "-- takes the token, kicks the previous holder, leaves it the will its\n"
+    "-- connection left if due (take_will, defer_will: a delayed will is\n"
+    "-- cancelled by this connection), takes a parked session's will a clean\n"
+    "-- start makes due, for this node to publish, and\n"
     "-- returns {previous token, the session's cursor, session, subs,\n"
     "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
     "-- this claim's epoch}.\n"
@@ -254,8 +270,14 @@ static const char rd_lua[] =
     "      cursor = redis.call('GET', pfx .. '{n:' .. inc .. '}:pos') or ''\n"
     "    end\n"
     "    if not same then\n"
-    "      redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
     "      will = take_will(base .. 'session', epoch, clean)\n"
+    "      local flag = ''\n"
+    "      if #will > 0 then\n"
+    "        defer_will(base, inc, will)\n"
+    "        redis.call('SADD', pfx .. '{n:' .. inc .. '}:tw', id)\n"
+    "        will, flag = {}, ':w'\n"
+    "      end\n"
+    "      redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old .. flag)\n"
     "    end\n"
     "  elseif clean then\n"
     "    will = take_will(base .. 'session', epoch, true) -- parked, its will waiting\n"
@@ -283,7 +305,7 @@ static const char rd_lua[] =
     "  local j = redis.call('GET', jk)\n"
     "  if j and j ~= me then return {0, {}, 0} end\n"
     "  redis.call('SET', jk, me, 'PX', 10000)\n"
-    "  local parked, expired = 0, 0\n"
+    "  local parked, expired, tw = 0, 0, {}\n"
     "  for _, inc in ipairs(redis.call('SMEMBERS', pfx .. 'cluster:nodes')) do\n"
     "    if redis.call('EXISTS', pfx .. '{n:' .. inc .. '}:alive') == 0 then\n"
     "      local owned = pfx .. '{n:' .. inc .. '}:owned'\n"
@@ -324,6 +346,15 @@ static const char rd_lua[] =
     "        end\n"
     "      end\n"
     "      redis.call('DEL', owned)\n"
+    "      local twk = pfx .. '{n:' .. inc .. '}:tw'\n"
+    "      for _, id in ipairs(redis.call('SMEMBERS', twk)) do\n"
+    "        local f = redis.call('HMGET', pfx .. '{c:' .. id .. '}:tw:' .. inc, 'will_topic',\n"
+    "          'username')\n"
+    "        if f[1] then\n"
+    "          tw[#tw + 1] = {id, 'tw:' .. inc, f[1], f[2] and '1' or '0', f[2] or ''}\n"
+    "        end\n"
+    "      end\n"
+    "      redis.call('DEL', twk)\n"
     "      redis.call('SREM', pfx .. 'cluster:nodes', inc)\n"
     "    end\n"
     "  end\n"
@@ -334,7 +365,7 @@ static const char rd_lua[] =
     "  -- false), which publishes it with cairn_will if its access rules let\n"
     "  -- the client write the topic now; its deadline stays until then (a\n"
     "  -- janitor that dies meanwhile leaves it to the next round).\n"
-    "  local due, seen = {}, {}\n"
+    "  local due, seen = tw, {}\n"
     "  local function will_due(id)\n"
     "    local base = pfx .. '{c:' .. id .. '}:'\n"
     "    local f = redis.call('HMGET', base .. 'session', 'will_topic', 'username')\n"
@@ -368,6 +399,20 @@ static const char rd_lua[] =
     "  end\n"
     "  return {parked, due, expired}\n"
     "end\n"
+    "-- Append a will {topic, payload, qos, retain, props} of client id to the\n"
+    "-- log (and the retained hash) in the log's slot, once per marker key.\n"
+    "local function append_will(g, id, w, marker)\n"
+    "  if not redis.call('SET', marker, '1', 'NX', 'EX', 86400) then return 0 end\n"
+    "  local props, ea = will_expiry(w[5], now_ms())\n"
+    "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
+    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
+    "  if w[4] == '1' then\n"
+    "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
+    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], props, w[2], ea)) "
+    "end\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n"
     "-- args: prefix, id, epoch, '1' to publish or '0' to drop, now (ms), the\n"
     "-- key base of the will topic's log partition (PREFIX{L:p}:). The\n"
     "-- janitor's due will of a session still parked at that epoch: published\n"
@@ -376,6 +421,18 @@ static const char rd_lua[] =
     "  local pfx, id, epoch, now = args[1], args[2], args[3], tonumber(args[5])\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
+    "  if string.sub(epoch, 1, 3) == 'tw:' then\n"
+    "    -- A will a claim left to a node that died (defer_will): once per\n"
+    "    -- will_ep, as that node's own append of it.\n"
+    "    local s = base .. epoch\n"
+    "    local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos',\n"
+    "      'will_retain', 'will_props', 'will_ep')\n"
+    "    redis.call('DEL', s)\n"
+    "    if not w[1] or args[4] ~= '1' then return 0 end\n"
+    "    local g = args[6] or (pfx .. '{L:0}:')\n"
+    "    return append_will(g, id, {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''},\n"
+    "      g .. 'w:' .. id .. ':e' .. (w[6] or '0'))\n"
+    "  end\n"
     "  if redis.call('HGET', own, 'tok') ~= '' or\n"
     "      (redis.call('HGET', own, 'epoch') or '0') ~= epoch then\n"
     "    return 0\n"
@@ -390,9 +447,9 @@ static const char rd_lua[] =
     "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
     "-- without the node keys: the previous node's mark is its copy on this\n"
     "-- master (args[4], written with every commit that wrote here, so it\n"
-    "-- agrees with the session's keys); it takes the will the previous\n"
-    "-- connection left on another node (take_will), which the claiming node\n"
-    "-- publishes. Returns claim's list (the will, as take_will returns it,\n"
+    "-- agrees with the session's keys); it handles the will the previous\n"
+    "-- connection left on another node (take_will, defer_will, as claim).\n"
+    "-- Returns claim's list (the will, as take_will returns it,\n"
     "-- and the claim's epoch last).\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks, clean = args[1], args[2], args[3], args[4], args[5] == '1'\n"
@@ -410,8 +467,10 @@ static const char rd_lua[] =
     "  end\n"
     "  if inc and inc ~= me and cursor ~= '' then redis.call('HSET', own, 'cur', cursor) end\n"
     "  if inc and inc ~= me then\n"
-    "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old)\n"
     "    will = take_will(base .. 'session', epoch, clean)\n"
+    "    local flag = ''\n"
+    "    if #will > 0 then defer_will(base, inc, will); will, flag = {}, ':w' end\n"
+    "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old .. flag)\n"
     "  elseif not inc and clean then\n"
     "    will = take_will(base .. 'session', epoch, true) -- parked, its will waiting\n"
     "  end\n"
@@ -421,20 +480,6 @@ static const char rd_lua[] =
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
     "    epoch}\n"
     "end\n"
-    "-- Append a will {topic, payload, qos, retain, props} of client id to the\n"
-    "-- log (and the retained hash) in the log's slot, once per marker key.\n"
-    "local function append_will(g, id, w, marker)\n"
-    "  if not redis.call('SET', marker, '1', 'NX', 'EX', 86400) then return 0 end\n"
-    "  local props, ea = will_expiry(w[5], now_ms())\n"
-    "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
-    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
-    "  if w[4] == '1' then\n"
-    "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
-    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], props, w[2], ea)) "
-    "end\n"
-    "  end\n"
-    "  return 1\n"
-    "end\n"
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
     "-- the previous holder's incarnation or '', its token. Records the\n"
@@ -442,22 +487,26 @@ static const char rd_lua[] =
     "local function claim_g(keys, args)\n"
     "  local g, id, me = args[1], args[2], args[3]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
+    "  -- A will claim_s may have left to that node (defer_will).\n"
+    "  if args[4] and args[4] ~= '' then redis.call('SADD', g .. 'n:' .. args[4] .. ':tw', id) "
+    "end\n"
     "  redis.call('ZREM', g .. 'cluster:wills', id)\n"
     "  redis.call('ZREM', g .. 'cluster:expiry', id)\n"
     "  return ''\n"
     "end\n"
     "-- On a Redis Cluster, the janitor's part in the log's slot. args: {L:0}\n"
     "-- key base, this incarnation, now (ms). One node at a time. Returns\n"
-    "-- {run, departed, wills due, expiries due}: departed is a flat list of\n"
+    "-- {run, departed, wills due, expiries due, left wills}: departed is a list of\n"
     "-- {incarnation, its mark, its sessions...} lists; the node keys of the\n"
-    "-- departed go, and so do the deadlines handed out.\n"
+    "-- departed go, and so do the deadlines handed out; left wills is a flat\n"
+    "-- list of (incarnation, id) of the wills claims left to the departed.\n"
     "local function janitor_g(keys, args)\n"
     "  local g, me, now = args[1], args[2], tonumber(args[3])\n"
     "  local jk = g .. 'cluster:janitor'\n"
     "  local j = redis.call('GET', jk)\n"
     "  if j and j ~= me then return {0, {}, {}, {}} end\n"
     "  redis.call('SET', jk, me, 'PX', 10000)\n"
-    "  local dead = {}\n"
+    "  local dead, tw = {}, {}\n"
     "  for _, inc in ipairs(redis.call('SMEMBERS', g .. 'cluster:nodes')) do\n"
     "    local nb = g .. 'n:' .. inc .. ':'\n"
     "    if redis.call('EXISTS', nb .. 'alive') == 0 then\n"
@@ -465,6 +514,10 @@ static const char rd_lua[] =
     "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'owned')) do d[#d + 1] = id end\n"
     "      dead[#dead + 1] = d\n"
     "      redis.call('DEL', nb .. 'owned')\n"
+    "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'tw')) do\n"
+    "        tw[#tw + 1] = inc; tw[#tw + 1] = id\n"
+    "      end\n"
+    "      redis.call('DEL', nb .. 'tw')\n"
     "      redis.call('SREM', g .. 'cluster:nodes', inc)\n"
     "    end\n"
     "  end\n"
@@ -473,7 +526,7 @@ static const char rd_lua[] =
     "    for _, id in ipairs(ids) do redis.call('ZREM', k, id) end\n"
     "    return ids\n"
     "  end\n"
-    "  return {1, dead, due(g .. 'cluster:wills'), due(g .. 'cluster:expiry')}\n"
+    "  return {1, dead, due(g .. 'cluster:wills'), due(g .. 'cluster:expiry'), tw}\n"
     "end\n"
     "-- On a Redis Cluster, the janitor's part in a session's slot. args:\n"
     "-- prefix, id, what, then for 'park' the departed incarnation, the key\n"
@@ -521,6 +574,16 @@ static const char rd_lua[] =
     "      if tonumber(f[5] or '0') > 0 then ea = f[5] end\n"
     "    end\n"
     "    return {'park', wa, ea}\n"
+    "  end\n"
+    "  if what == 'tw' then\n"
+    "    -- A will a claim left to a departed node (defer_will), by its name.\n"
+    "    local r = base .. 'tw:' .. args[4]\n"
+    "    local w = redis.call('HMGET', r, 'will_topic', 'will_payload', 'will_qos',\n"
+    "      'will_retain', 'will_props', 'username', 'will_ep')\n"
+    "    redis.call('DEL', r)\n"
+    "    if not w[1] then return {} end\n"
+    "    return {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', '0',\n"
+    "      w[6] and '1' or '0', w[6] or '', w[7] or '0'}\n"
     "  end\n"
     "  if tok ~= '' then return {} end\n"
     "  local epoch = redis.call('HGET', own, 'epoch') or '0'\n"
@@ -1913,6 +1976,46 @@ static void rd_reconcile(struct cairn_store *st)
 		}
 }
 
+/*
+ * After the hook of a kick that left this node a will (defer_will): the
+ * record goes from the store, with the core's append of the will if it
+ * published it (staged, in the same commit: on one server in the same
+ * call), else at once (the will was discarded, or not held any more).
+ */
+static void rd_kick_will_done(struct cairn_store *st, const char *id)
+{
+	char *base = rd_key(st, "own", id);
+	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, st->inc_s);
+	char *set = rd_node_key(st, st->inc_s, "tw");
+	const char *del[] = {"DEL", rec};
+	const char *srem[] = {"SREM", set, id};
+
+	if (st->kick_will_used) {
+		const char *owner = st->stage_owner;
+
+		st->stage_owner = NULL;
+		if (rd_stage(st, 2, del, NULL) != 0 || rd_stage(st, 3, srem, NULL) != 0)
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s: session %s: cannot stage the removal of its will's "
+			       "record",
+			       st->where, id);
+		st->stage_owner = owner;
+	} else if (st->rcluster) {
+		if (rd_route_argv(st, rec, strlen(rec), NULL, NULL, 2, del, NULL) != REDIS_OK ||
+		    rd_route_argv(st, set, strlen(set), NULL, NULL, 3, srem, NULL) != REDIS_OK)
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s: session %s: cannot remove its will's record",
+			       st->where, id);
+	} else if (redisAsyncCommandArgv(st->ac, NULL, NULL, 2, del, NULL) != REDIS_OK ||
+		   redisAsyncCommandArgv(st->ac, NULL, NULL, 3, srem, NULL) != REDIS_OK) {
+		rd_log(st, CAIRN_LOG_ERROR,
+		       "redis at %s: session %s: cannot remove its will's record", st->where, id);
+	}
+	free(base);
+	free(rec);
+	free(set);
+}
+
 static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct rd_aux *a = ac->data;
@@ -1932,24 +2035,46 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply->element[0]->type != REDIS_REPLY_STRING ||
 	    strcmp(reply->element[0]->str, "message") != 0)
 		return;
-	/* "ID\nINC:SERIAL": the claim that took ID from this incarnation. */
+	/* "ID\nINC:SERIAL": the claim that took ID from this incarnation;
+	 * ":w" after it: the claim left the connection's will here
+	 * (defer_will). */
 	msg = reply->element[2];
-	if (msg->type != REDIS_REPLY_STRING || (nl = memrchr(msg->str, '\n', msg->len)) == NULL ||
-	    (colon = memchr(nl, ':', msg->len - (size_t)(nl - msg->str))) == NULL ||
-	    !rd_parse_u64(colon + 1, msg->len - (size_t)(colon + 1 - msg->str), UINT64_MAX,
-			  &serial))
+	if (msg->type != REDIS_REPLY_STRING)
+		return;
+	size_t len = msg->len;
+	bool will = len > 2 && memcmp(msg->str + len - 2, ":w", 2) == 0;
+
+	if (will)
+		len -= 2;
+	if ((nl = memrchr(msg->str, '\n', len)) == NULL ||
+	    (colon = memchr(nl, ':', len - (size_t)(nl - msg->str))) == NULL ||
+	    !rd_parse_u64(colon + 1, len - (size_t)(colon + 1 - msg->str), UINT64_MAX, &serial) ||
+	    serial >= CAIRN_KICK_WILL)
 		return;
 	if ((size_t)(colon - nl - 1) != strlen(a->st->inc_s) ||
 	    memcmp(nl + 1, a->st->inc_s, (size_t)(colon - nl - 1)) != 0)
 		return;
 	char *id = bk_xstrndup(msg->str, (size_t)(nl - msg->str));
-	struct rd_owner **pp = rd_owner_find(a->st->owners, id);
+	struct cairn_store *st = a->st;
+	struct rd_owner **pp = rd_owner_find(st->owners, id);
+	const struct rd_owner *o = pp != NULL ? *pp : NULL;
 
+	/* The will's name: the epoch of the claim the connection was held
+	 * under (will_ep), read before the owner goes. */
+	st->kick_will_ep = !will || o == NULL         ? 0
+			   : o->serial == serial      ? o->epoch
+			   : o->prev_serial == serial ? o->prev_epoch
+						      : 0;
 	/* A newer claim here (a reconnect to this node) keeps the session. */
-	if (pp != NULL && *pp != NULL && (*pp)->serial == serial)
-		rd_owner_drop(a->st->owners, id);
-	if (a->st->hooks != NULL && a->st->hooks->kicked != NULL)
-		a->st->hooks->kicked(a->st->hooks->arg, id, serial);
+	if (o != NULL && o->serial == serial)
+		rd_owner_drop(st->owners, id);
+	st->kick_will_id = will ? id : NULL;
+	st->kick_will_used = false;
+	if (st->hooks != NULL && st->hooks->kicked != NULL)
+		st->hooks->kicked(st->hooks->arg, id, serial | (will ? CAIRN_KICK_WILL : 0));
+	if (will)
+		rd_kick_will_done(st, id);
+	st->kick_will_id = NULL;
 	free(id);
 }
 
@@ -2375,7 +2500,7 @@ static void rd_rjanitor_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor failed: %s", st->where,
 		       reply->str);
 	j->pending = 1; /* this step's own, until every session's is sent */
-	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 4 &&
 	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1) {
 		const redisReply *dead = reply->element[1];
 
@@ -2402,6 +2527,15 @@ static void rd_rjanitor_g_cb(redisAsyncContext *ac, void *r, void *privdata)
 				rd_rjanitor_session(st, ids->element[i]->str,
 						    w == 2 ? "will" : "expire", NULL, NULL, NULL);
 		}
+		/* The wills claims left to the departed (defer_will). */
+		const redisReply *tw = reply->elements > 4 ? reply->element[4] : NULL;
+
+		for (size_t i = 0;
+		     tw != NULL && tw->type == REDIS_REPLY_ARRAY && i + 1 < tw->elements; i += 2)
+			if (tw->element[i]->type == REDIS_REPLY_STRING &&
+			    tw->element[i + 1]->type == REDIS_REPLY_STRING)
+				rd_rjanitor_session(st, tw->element[i + 1]->str, "tw",
+						    tw->element[i]->str, "", now);
 	}
 	free(now);
 	if (--j->pending == 0)
@@ -3148,12 +3282,23 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	 * racing, go out once. */
 	char *wmark = NULL;
 
-	if (st->rcluster && mark == NULL && st->will_id != NULL &&
-	    strcmp(st->will_id, publisher) == 0) {
+	/* The will a kick left here (defer_will), published by the core
+	 * during the hook: named by the connection's claim epoch, as the
+	 * janitor names it should this node die first. */
+	bool unfenced = false;
+
+	if (mark == NULL && st->kick_will_id != NULL && rec->will_serial != 0 &&
+	    strcmp(st->kick_will_id, publisher) == 0 && st->kick_will_ep > 0) {
+		wmark = bk_strf("%s{L:%u}:w:%s:e%llu", st->prefix, (unsigned)part, publisher,
+				(unsigned long long)st->kick_will_ep);
+		st->kick_will_used = true;
+		unfenced = true;
+	} else if (st->rcluster && mark == NULL && st->will_id != NULL &&
+		   strcmp(st->will_id, publisher) == 0) {
 		wmark = bk_strf("%s{L:%u}:w:%s:e%s", st->prefix, (unsigned)part, publisher,
 				st->will_name);
 		st->will_id = NULL; /* one append is the will */
-	} else if (st->rcluster && mark == NULL && rec->will_serial != 0 && publisher[0] != '\0') {
+	} else if (mark == NULL && rec->will_serial != 0 && publisher[0] != '\0') {
 		struct rd_owner **pp = rd_owner_find(st->owners, publisher);
 		const struct rd_owner *o = pp != NULL ? *pp : NULL;
 		uint64_t ep = o == NULL                            ? 0
@@ -3161,15 +3306,22 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 			      : o->prev_serial == rec->will_serial ? o->prev_epoch
 								   : 0;
 
-		if (ep > 0)
+		/* On one server too: a claim elsewhere may leave this
+		 * node the same will (defer_will), and the janitor append it
+		 * should this node die; the marker, not the fence, keeps it
+		 * to one. */
+		if (ep > 0) {
 			wmark = bk_strf("%s{L:%u}:w:%s:e%llu", st->prefix, (unsigned)part,
 					publisher, (unsigned long long)ep);
+			unfenced = true;
+		}
 	}
 	snprintf(n, sizeof(n), "%d",
 		 (rec->retain ? 2 : 1) + (mark != NULL ? 1 : 0) + (wmark != NULL ? 1 : 0));
 	/* The publisher's session writes it: a publisher another node has
 	 * claimed since appends nothing more here (its client resends there). */
-	st->stage_owner = publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
+	st->stage_owner =
+	    !unfenced && publisher[0] != '\0' && rd_cluster_owns(st, publisher) ? publisher : NULL;
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++st->appends);
 	{
 		const char *argv[] = {"CAIRN.ONCE", once, seq, n};

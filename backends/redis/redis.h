@@ -146,6 +146,13 @@ struct cairn_store {
 	 * will the claim took, and the will's name (take_will), borrowed. */
 	const char *will_id;
 	const char *will_name;
+	/* While a kick's hook runs: the session a claim elsewhere left its
+	 * previous connection's will to (defer_will), and that connection's
+	 * claim epoch (the will's name), borrowed; kick_will_used once the
+	 * core's append of it is staged. */
+	const char *kick_will_id;
+	uint64_t kick_will_ep;
+	bool kick_will_used;
 	struct rd_janitor *janitor; /* a janitor round in progress */
 	char **mtags;               /* rd_route_marks_tag's, by master ("" for none) */
 	size_t nmtags;

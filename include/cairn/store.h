@@ -346,6 +346,17 @@ struct cairn_cluster_hooks {
  */
 #define CAIRN_CLAIM_CLEAN ((uint64_t)1 << 63)
 
+/*
+ * A flag in kicked()'s serial (never set in a serial itself): the claim
+ * found the will of the connection this node holds under serial due (a
+ * takeover), and left it to this node, which may have discarded it (a
+ * DISCONNECT whose commit the claim overtook). The core publishes the will
+ * if it still holds it, then drops the session; a shared store appends it
+ * at most once (if this node dies first, its janitor publishes it). A
+ * backend that never sets it leaves the will to the claim.
+ */
+#define CAIRN_KICK_WILL ((uint64_t)1 << 63)
+
 /* What a claim found. */
 struct cairn_claim_result {
 	/* The session was held by this incarnation under prev_serial (a
@@ -363,11 +374,13 @@ struct cairn_claim_result {
 	 * The caller skips it when it holds the session in memory already. */
 	int (*visit)(void *ctx, const struct cairn_store_visitor *v);
 	void *visit_ctx;
-	/* The will the session's previous connection (on another node, dead
-	 * or alive) left, due now at this takeover (no will delay, a session
-	 * that ended with it, or a clean start: CAIRN_CLAIM_CLEAN): the claim
-	 * took it, and the store removes it with the claiming node's next
-	 * commit (a node that dies first leaves it to the janitor); the
+	/* The will the session's previous connection left, due now at this
+	 * takeover (no will delay, a session that ended with it, or a clean
+	 * start: CAIRN_CLAIM_CLEAN), when no node holds that connection (a
+	 * parked session; a will of a connection another node holds is left
+	 * to that node: CAIRN_KICK_WILL): the claim took it, and the store
+	 * removes it with the claiming node's next commit (a node that dies
+	 * first leaves it to the janitor); the
 	 * claiming node publishes it, if the ACL in force lets the client
 	 * (will_username, NULL for none) write its topic, once, whether or
 	 * not the claim stands. will.props are as in the CONNECT (the Message
