@@ -21,7 +21,9 @@
  * commit, the commit failed) is taken over by a node of the group after
  * CSH_CLAIM_IDLE_MS, and given to one of its members: a QoS 1 or 2
  * message may then reach two members. While no node dies, each entry is
- * read once and reaches one member once.
+ * read once and reaches one member once; a node that stops acknowledges
+ * what its last commit gave out as the store closes (store_close runs
+ * the completions, the backend sends what they ask before its link goes).
  *
  * A group with no member online anywhere is read by nobody: its entries
  * wait in the store, and the first member to come online on any node gets
@@ -61,21 +63,36 @@
 struct csh_group;
 
 /* A call to the store about one partition of a group: its argument, kept
- * in the group (at most one of each kind is under way), so that a call the
- * store drops when it closes leaves nothing to free. */
+ * in the group (at most one read is under way), so that a call the store
+ * drops when it closes leaves nothing to free. */
 struct csh_call {
 	struct csh_group *g;
 	uint32_t part;
+	bool claim; /* a read: the one taking over what a reader left */
+};
+
+/* A member's join of one partition, kept in its group until the store
+ * took it: one that failed (the store unreachable) is sent again at each
+ * tick, so that the member set in the store has every member. */
+struct csh_join {
+	struct csh_join *next;
+	struct csh_group *g;
+	uint32_t part;
+	char *member; /* NULL: the group's own join (pt->join), only reading */
+	bool busy;    /* a share_join is on its way */
+	bool failed;  /* one failed already (logged once) */
+	bool gone;    /* the member left meanwhile: not sent again */
 };
 
 /* Per partition. */
 struct csh_part {
-	bool joined;  /* the store reads the group in this partition */
-	bool joining; /* a share_join is on its way */
-	bool reading; /* a share_read is on its way */
-	bool again;   /* new entries came meanwhile: read again after it */
+	bool joined;      /* the store reads the group in this partition */
+	unsigned joining; /* share_joins on their way */
+	bool reading;     /* a share_read is on its way */
+	bool again;       /* new entries came meanwhile: read again after it */
 	uint64_t claimed_ms;
-	struct csh_call join, read;
+	struct csh_join join; /* the group's own join, without a member */
+	struct csh_call read;
 };
 
 /* A group that has (or had) a member here. */
@@ -88,6 +105,7 @@ struct csh_group {
 	bool online;   /* ... with a member online */
 	unsigned refs; /* calls and completions under way */
 	struct csh_part *parts;
+	struct csh_join *joins; /* its members' joins not yet taken */
 };
 
 struct cluster_shares {
@@ -140,8 +158,20 @@ static struct csh_group *csh_get(struct cluster_shares *sh, const char *key, siz
 	return g;
 }
 
+static void csh_join_free(struct csh_join *j)
+{
+	free(j->member);
+	free(j);
+}
+
 static void csh_group_free(struct csh_group *g)
 {
+	while (g->joins) {
+		struct csh_join *j = g->joins;
+
+		g->joins = j->next;
+		csh_join_free(j);
+	}
 	free(g->parts);
 	free(g->key);
 	free(g);
@@ -149,39 +179,99 @@ static void csh_group_free(struct csh_group *g)
 
 /* ---- joining ---- */
 
+static void csh_join_unlink(struct csh_join *j)
+{
+	for (struct csh_join **pp = &j->g->joins; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	csh_join_free(j);
+}
+
+static void csh_join_done(struct csh_join *j, int status)
+{
+	struct csh_group *g = j->g;
+	struct csh_part *pt = &g->parts[j->part];
+
+	if (status == 0) {
+		pt->joined = true;
+		if (j->member != NULL)
+			csh_join_unlink(j);
+		return;
+	}
+	if (j->member != NULL && j->gone) {
+		csh_join_unlink(j);
+		return;
+	}
+	if (!j->failed)
+		log_write(g->sh->srv->log, LOG_LEVEL_WARNING,
+			  "shared subscription group '%s': joining it in the store "
+			  "(partition %u%s%s) failed: %s; trying again",
+			  g->key, (unsigned)j->part, j->member ? ", member " : "",
+			  j->member ? j->member : "", cairn_strerror(status));
+	j->failed = true;
+}
+
 static void csh_joined(void *arg, int status)
 {
-	struct csh_call *k = arg;
-	struct csh_group *g = k->g;
-	struct csh_part *pt = &g->parts[k->part];
+	struct csh_join *j = arg;
+	struct csh_group *g = j->g;
 
 	g->refs--;
-	pt->joining = false;
-	if (!g->sh->stopped) {
-		if (status == 0)
-			pt->joined = true;
-		else
-			log_write(g->sh->srv->log, LOG_LEVEL_WARNING,
-				  "shared subscription group '%s': joining it in the store "
-				  "(partition %u) failed: %s",
-				  g->key, (unsigned)k->part, cairn_strerror(status));
+	g->parts[j->part].joining--;
+	j->busy = false;
+	if (!g->sh->stopped)
+		csh_join_done(j, status);
+}
+
+/* Send join j (again). */
+static void csh_join_send(struct csh_join *j)
+{
+	struct csh_group *g = j->g;
+	struct cluster_shares *sh = g->sh;
+	int rc;
+
+	g->refs++;
+	g->parts[j->part].joining++;
+	j->busy = true;
+	rc = store_share_join(sh->srv->store, j->part, g->key, j->member, sh->routed[j->part],
+			      csh_joined, j);
+	if (rc != CAIRN_EINPROGRESS) {
+		g->refs--;
+		g->parts[j->part].joining--;
+		j->busy = false;
+		csh_join_done(j, rc);
 	}
 }
 
 /* Join g in partition part for member (NULL: only make sure it reads). */
 static void csh_join(struct csh_group *g, uint32_t part, const char *member)
 {
-	struct cluster_shares *sh = g->sh;
-	struct csh_call *k = &g->parts[part].join;
+	struct csh_join *j = &g->parts[part].join;
 
-	k->g = g;
-	k->part = part;
-	g->refs++;
-	g->parts[part].joining = true;
-	if (store_share_join(sh->srv->store, part, g->key, member, sh->routed[part], csh_joined,
-			     k) != CAIRN_EINPROGRESS) {
-		g->refs--;
-		g->parts[part].joining = false;
+	if (member != NULL) {
+		j = xcalloc(1, sizeof(*j));
+		j->member = xstrdup(member);
+		j->next = g->joins;
+		g->joins = j;
+	}
+	j->g = g;
+	j->part = part;
+	csh_join_send(j);
+}
+
+/* The joins of g that failed go again; those of members gone are let go. */
+static void csh_join_retry(struct csh_group *g)
+{
+	for (struct csh_join *j = g->joins, *next; j; j = next) {
+		next = j->next;
+		if (j->busy)
+			continue;
+		if (j->gone)
+			csh_join_unlink(j);
+		else
+			csh_join_send(j);
 	}
 }
 
@@ -202,8 +292,13 @@ static void csh_acked(void *arg, bool durable)
 		if (a->to[i] != NULL)
 			client_unref(a->to[i]);
 	}
-	if (durable && !g->sh->stopped)
-		store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k);
+	/* Also while the node stops: the store's close runs the last
+	 * commit's completions before its link goes, and sends what they
+	 * ask (the redis backend waits for the replies). Not acknowledged,
+	 * these entries would be taken over, and given out a second time. */
+	if (durable && g->sh->srv->store != NULL &&
+	    store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k) == 0)
+		g->sh->srv->stats.cluster_share_acked += k;
 	free(a->pos);
 	free(a->to);
 	free(a);
@@ -252,6 +347,7 @@ static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 		struct message *m = csh_message(&e[i]);
 		router_deliver_pick(srv->router, m, &pk);
 		message_unref(m);
+		srv->stats.cluster_share_delivered++;
 		a->to[a->n] = client_ref(pk.session);
 		a->pos[a->n++] = e[i].pos;
 	}
@@ -290,6 +386,8 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 	g->parts[part].again = false;
 	if (status != 0)
 		return; /* the next tick reads again */
+	if (k->claim)
+		g->sh->srv->stats.cluster_share_taken_over += n;
 	if (n > 0)
 		csh_give(g, part, e, n);
 	if ((n == CSH_READ_COUNT || again) && csh_online(g))
@@ -303,6 +401,7 @@ static void csh_read(struct csh_group *g, uint32_t part, bool claim)
 
 	k->g = g;
 	k->part = part;
+	k->claim = claim;
 	g->refs++;
 	g->parts[part].reading = true;
 	if (store_share_read(sh->srv->store, part, g->key, CSH_READ_COUNT,
@@ -343,6 +442,7 @@ static void csh_tick_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		pp = &g->next;
+		csh_join_retry(g);
 		if (!g->online)
 			continue;
 		for (uint32_t p = 0; p < sh->nparts; p++) {
@@ -402,7 +502,14 @@ static void csh_leave(struct server *srv, const struct client *c, const char *fi
 
 	if (!topic_is_shared(filter, len) || topic_subfilter_parse(filter, len, &sf) != TOPIC_OK)
 		return;
-	char *key = xstrndup(sf.group, (size_t)(sf.filter + sf.filter_len - sf.group));
+	size_t klen = (size_t)(sf.filter + sf.filter_len - sf.group);
+	struct csh_group *g = csh_find(srv->cluster_shares, sf.group, klen);
+	/* A join of the member not yet taken is not sent again. */
+	if (g != NULL)
+		for (struct csh_join *j = g->joins; j; j = j->next)
+			if (strcmp(j->member, c->id) == 0)
+				j->gone = true;
+	char *key = xstrndup(sf.group, klen);
 	for (uint32_t p = 0; p < srv->cluster_shares->nparts; p++)
 		store_share_leave(srv->store, p, key, c->id);
 	free(key);

@@ -309,6 +309,16 @@ void metrics_render_prometheus(struct server *srv, const struct metrics_snapshot
 		metrics_one(out, "cairn_cluster_cursor_trimmed_total", "counter",
 			    "Catch-ups from a cursor older than message_retention.",
 			    st->cluster_cursor_trimmed);
+		metrics_one(out, "cairn_cluster_share_delivered_total", "counter",
+			    "Shared subscription group messages given to a member here.",
+			    st->cluster_share_delivered);
+		metrics_one(out, "cairn_cluster_share_taken_over_total", "counter",
+			    "Shared group log entries taken over from a reader that left them "
+			    "unacknowledged (a node that died).",
+			    st->cluster_share_taken_over);
+		metrics_one(out, "cairn_cluster_share_acks_total", "counter",
+			    "Shared group log entries acknowledged to the store.",
+			    st->cluster_share_acked);
 	}
 
 	metrics_one(out, "cairn_scrape_walks_total", "counter",

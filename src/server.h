@@ -49,6 +49,10 @@ struct server_stats {
 	uint64_t cluster_catchups;       /* sessions caught up with the log */
 	uint64_t cluster_entries;        /* log entries routed here */
 	uint64_t cluster_cursor_trimmed; /* catch-ups from before the log's retention */
+	/* Cluster mode, shared subscription groups (cluster_share.c). */
+	uint64_t cluster_share_delivered;  /* entries given to a member here */
+	uint64_t cluster_share_taken_over; /* ... read from a reader that left them */
+	uint64_t cluster_share_acked;      /* ... acknowledged to the store */
 };
 
 /* The totals, derived from the counts by QoS and by reason. Dropped is

@@ -327,6 +327,7 @@ static void rd_close(struct cairn_store *st)
 {
 	if (st == NULL)
 		return;
+	rd_share_drain(st);
 	rd_link_close(st);
 	rd_free(st);
 }

@@ -70,6 +70,10 @@ struct cairn_store {
 
 	redisContext *sync; /* start-up only: open() and load() (sync.c) */
 
+	/* Shared group leaves and acknowledgements sent and not yet
+	 * answered: close waits for them (rd_share_drain). */
+	unsigned share_pending;
+
 	/*
 	 * The asynchronous link (link.c). ac is NULL while the link is down
 	 * and the reconnect timer is pending. ac_broken means hiredis reported
@@ -312,6 +316,10 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 		  uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg);
 int rd_share_ack(struct cairn_store *st, uint32_t part, const char *group,
 		 const struct cairn_log_pos *pos, size_t n);
+/* Wait (running the loop, 2 s at most) until the leaves and
+ * acknowledgements sent are answered: close calls it before the links go,
+ * which would drop them unsent. */
+void rd_share_drain(struct cairn_store *st);
 
 /* ---- slots.c: Redis Cluster slots ---- */
 

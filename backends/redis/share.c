@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 /* KEYS: the log, the members. ARGV: group, member ("" for none), the id to
  * read after when the group is new. */
 static const char rd_share_join_lua[] =
@@ -36,6 +38,10 @@ static const char rd_share_leave_lua[] =
     "  pcall(redis.call, 'XGROUP', 'DESTROY', KEYS[1], ARGV[1])\n"
     "end\n"
     "return 1\n";
+
+/* How long close waits at most for the replies to the leaves and
+ * acknowledgements sent (or redis_connect_timeout, if shorter). */
+#define RD_SHARE_DRAIN_MS 2000
 
 struct rd_share_call {
 	struct cairn_store *st;
@@ -122,14 +128,62 @@ int rd_share_join(struct cairn_store *st, uint32_t part, const char *group, cons
 	return rc;
 }
 
+/* The reply to a leave or an acknowledgement (privdata: what it was). */
 static void rd_share_log_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	redisReply *reply = r;
-	const struct cairn_store *st = ac->data;
+	struct cairn_store *st = ac->data;
 
-	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+	if (st == NULL)
+		return; /* the store is closing */
+	if (st->share_pending > 0)
+		st->share_pending--;
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: %s failed: %s", st->where,
 		       (const char *)privdata, reply->str);
+}
+
+static int rd_share_send_logged(struct cairn_store *st, const char *key, const char *what, int argc,
+				const char **argv)
+{
+	int rc = rd_share_send(st, key, rd_share_log_cb, (void *)what, argc, argv, NULL);
+
+	if (rc == CAIRN_EINPROGRESS) {
+		st->share_pending++;
+		return 0;
+	}
+	return rc;
+}
+
+static void rd_share_late_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(bool *)arg = true;
+}
+
+void rd_share_drain(struct cairn_store *st)
+{
+	int ms = st->timeout_ms < RD_SHARE_DRAIN_MS ? st->timeout_ms : RD_SHARE_DRAIN_MS;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct event *ev;
+	bool late = false;
+
+	if (st->share_pending == 0 || st->base == NULL)
+		return;
+	ev = evtimer_new(st->base, rd_share_late_cb, &late);
+	if (ev == NULL)
+		return;
+	evtimer_add(ev, &tv);
+	while (st->share_pending > 0 && !late)
+		if (event_base_loop(st->base, EVLOOP_ONCE) != 0)
+			break;
+	if (st->share_pending > 0)
+		rd_log(st, CAIRN_LOG_WARNING,
+		       "redis at %s: closing with %u shared group leaves or acknowledgements "
+		       "unanswered",
+		       st->where, st->share_pending);
+	event_free(ev);
 }
 
 int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, const char *member)
@@ -142,9 +196,9 @@ int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, con
 	members = rd_share_members_key(st, group, part);
 	const char *argv[] = {"EVAL", rd_share_leave_lua, "2", st->log_keys[part], members, group,
 			      member};
-	rc = rd_share_send(st, members, rd_share_log_cb, "leaving a shared group", 7, argv, NULL);
+	rc = rd_share_send_logged(st, members, "leaving a shared group", 7, argv);
 	free(members);
-	return rc == CAIRN_EINPROGRESS ? 0 : rc;
+	return rc;
 }
 
 static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -254,9 +308,9 @@ int rd_share_ack(struct cairn_store *st, uint32_t part, const char *group,
 		rd_pos_format(ids + i * 48, pos[i]);
 		argv[3 + i] = ids + i * 48;
 	}
-	rc = rd_share_send(st, key, rd_share_log_cb, "acknowledging a shared group's entries",
-			   (int)(n + 3), argv, NULL);
+	rc = rd_share_send_logged(st, key, "acknowledging a shared group's entries", (int)(n + 3),
+				  argv);
 	free(argv);
 	free(ids);
-	return rc == CAIRN_EINPROGRESS ? 0 : rc;
+	return rc;
 }

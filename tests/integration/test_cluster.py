@@ -2474,8 +2474,15 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     (XREADGROUP as consumer "dead", never acknowledged). The member
     reconnects on node 2: the ten others arrive at once, the ten left
     pending after the takeover idle time (XAUTOCLAIM), and every entry is
-    acknowledged in the end (nothing pending)."""
-    cl = ctx.cluster(3)
+    acknowledged in the end (nothing pending). Node 2's /metrics counts
+    them (cairn(8): cairn_cluster_share_delivered_total, ..._taken_over_total,
+    ..._acks_total)."""
+    cl = ctx.cluster(3, start=False)
+    hp = free_port()
+    cl[1].options["http_listener"] = "%d 127.0.0.1" % hp
+    cl[1]._write_conf()
+    for b in cl.nodes:
+        b.start()
     m = _share_members(ctx, cl, "c13w", [0], "$share/gw/c13w/#", qos=1)[0]
     m.disconnect()
     p = RawClient(cl[2].port)
@@ -2513,6 +2520,33 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
           pending())
     p.close()
+    got = {}
+
+    def counted():
+        got.update(_cluster_metrics(hp, "cairn_cluster_share_delivered_total",
+                                    "cairn_cluster_share_taken_over_total",
+                                    "cairn_cluster_share_acks_total"))
+        return (got["cairn_cluster_share_delivered_total"] == 20 and
+                got["cairn_cluster_share_taken_over_total"] == 10 and
+                got["cairn_cluster_share_acks_total"] == 20)
+
+    check(wait_until(counted, 5), "node 2's /metrics after 20 entries given out, 10 of them "
+          "taken over, all acknowledged: %r" % got)
+
+
+def _cluster_metrics(port, *names):
+    """name -> value of the unlabelled counters names in /metrics at port."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in names:
+            out[parts[0]] = int(float(parts[1]))
+    missing = set(names) - set(out)
+    check(not missing, "no %s in /metrics" % ", ".join(sorted(missing)))
+    return out
 
 
 @_tag("share")
@@ -2546,6 +2580,121 @@ def test_cluster_shared_unsubscribe_leaves(ctx):
     check(wait_until(lambda: "gu/c13u/#" not in _xinfo_groups(cl, "c13u/t"), 5),
           "the consumer group outlived its last member: %r" % _xinfo_groups(cl, "c13u/t"))
     p.close()
+
+
+
+# covers: MQTT5-4.8.2-4
+@_tag("share", "qos2")
+@_timeout(60)
+def test_cluster_shared_member_node_sigterm(ctx):
+    """Members on node 1 and node 2, a paho publisher on node 3 sending QoS
+    1/2; node 2 is stopped with SIGTERM mid-stream and its member moves to
+    node 3. A graceful stop acknowledges to the store what its last commits
+    gave out before its Redis link closes, so nothing is taken over after
+    the idle time: no message reaches both members, no QoS 2 message
+    arrives twice, and every message paho saw acknowledged reaches a
+    member (what node 2 read and did not give out is taken over)."""
+    cl = ctx.cluster(3, max_queued_messages=0)
+    n2, n3 = cl[1], cl[2]
+    members = _share_members(ctx, cl, "c13s", [0, 1], "$share/gs/cl/s13/#")
+    pub = _PahoPublisher(ctx, "c13s-pub")
+    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
+    stop = threading.Event()
+    th = threading.Thread(target=_paho_traffic, args=(pub, "s13", stop), daemon=True)
+    th.start()
+    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
+    check(ok, "no steady traffic to both members before the stop (%d acked, %r received)%s" %
+          (len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
+    n2.stop()
+    stopped_at = time.monotonic()
+    problems = []
+    members[1].close()
+    sp = members[1].connect(n3.port)
+    if sp != 1:
+        problems.append("member 1: session present %d on node 3 after node 2's stop" % sp)
+    time.sleep(0.5)
+    stop.set()
+    th.join(5)
+    if not wait_until(lambda: pub.open_count() == 0, 10):
+        problems.append("publisher: %d exchanges still open 10s after it stopped" %
+                        pub.open_count())
+    acked = pub.acked()
+    missing = _share_wait(members, acked, timeout=20)
+    # Past the idle time and a claim round: a takeover would have come.
+    time.sleep(max(0.0, stopped_at + 8.0 - time.monotonic()))
+    for m in members:
+        m.settle(0.4, 3)
+    if missing:
+        missing = set(acked) - set(_share_counts(members))
+    if missing:
+        problems.append("%d of %d acknowledged messages reached no member, e.g. %r" %
+                        (len(missing), len(acked), sorted(missing)[:5]))
+    both = sorted(set(_counts(members[0])) & set(_counts(members[1])))
+    if both:
+        problems.append("%d messages reached both members (taken over after the stop), "
+                        "e.g. %r" % (len(both), both[:5]))
+    counts = _share_counts(members)
+    twice = sorted(p for p, n in counts.items() if n > 1 and p.endswith(b"q2"))
+    if twice:
+        problems.append("%d QoS 2 messages delivered more than once, e.g. %r" %
+                        (len(twice), twice[:5]))
+    for m in members:
+        problems += ["%s: %s" % (m.client_id, e) for e in m.errors[:3]]
+    print("SIGTERM of a member's node: %d acknowledged, per member %r" %
+          (len(acked), [len(m.received) for m in members]))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+def _share_member_ids(cl, topic, key):
+    """The member set of shared group key ("GROUP/FILTER") in topic's
+    partition (cairn-redis(5))."""
+    return set(_cli(cl, "SMEMBERS", "%s{L:%d}:share:%s" % (cl.prefix, _partition(topic), key)))
+
+
+@_tag("share", "outage")
+@_timeout(50)
+def test_cluster_shared_join_while_redis_is_down(ctx):
+    """A member that joins a group while redis-server is down (its join
+    fails) is joined once Redis is back: it is in the group's member set,
+    so the group outlives the other member's UNSUBSCRIBE and gets what is
+    published then."""
+    cl = ctx.cluster(2, redis_connect_timeout=20000)
+    n1, n2 = cl[0], cl[1]
+    filt = "$share/gj/c13j/#"
+    a = _share_members(ctx, cl, "c13j", [0], filt, qos=1)[0]
+    b = _Member(n2.port, "c13j-m1")
+    ctx.add_cleanup(b.close)
+    check(b.connect() == 0, "c13j-m1: fresh session, session present 1")
+    check(_share_member_ids(cl, "c13j/t", "gj/c13j/#") == {"c13j-m0"},
+          "member set before the outage: %r" % _share_member_ids(cl, "c13j/t", "gj/c13j/#"))
+    cl.redis.kill()
+    time.sleep(0.3)
+    with b.lock:
+        b.c.send(harness.subscribe_packet(1, [(filt, 1)]))
+    wait_until(lambda: "joining it in the store" in n2.log_text(), 2)
+    cl.redis.start()
+    problems = []
+    with b.lock:
+        if not b.lock.wait_for(lambda: 1 in b.subacks, 10):
+            problems.append("c13j-m1: no SUBACK within 10 s of redis-server's restart")
+    if not wait_until(lambda: "c13j-m1" in _share_member_ids(cl, "c13j/t", "gj/c13j/#"), 5):
+        problems.append("the member that joined while redis-server was down is not in the "
+                        "member set 5 s after it came back: %r" %
+                        _share_member_ids(cl, "c13j/t", "gj/c13j/#"))
+    if not problems:
+        if not a.connected:
+            a.connect(n1.port)
+        a.unsubscribe(9, [filt])
+        p = RawClient(n1.port)
+        ctx.add_cleanup(p.close)
+        p.connect("c13j-pub")
+        want = [b"c13j-%d" % i for i in range(10)]
+        for i, payload in enumerate(want):
+            p.publish("c13j/t", payload, qos=1, pid=i + 1)
+        if b.wait_for(want, 10):
+            problems.append("after the other member left, c13j-m1 got %d of %d" %
+                            (len(set(want) & set(b.payloads())), len(want)))
+    check(not problems, "\n".join(problems) + cl.excerpt())
 
 
 # ---------------------------------------------------------------- Redis Cluster failover
