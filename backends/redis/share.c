@@ -272,14 +272,16 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 	k->part = part;
 	k->read = done;
 	k->arg = arg;
-	k->claim = claim_idle_ms > 0;
+	k->claim = claim_idle_ms > 0 && claim_idle_ms != CAIRN_SHARE_READ_MINE;
 	if (k->claim) {
 		const char *argv[] = {"XAUTOCLAIM", key,   group,   st->inc_s,
 				      idle,         "0-0", "COUNT", count};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 8, argv, NULL);
 	} else {
-		const char *argv[] = {"XREADGROUP", "GROUP",   group, st->inc_s, "COUNT",
-				      count,        "STREAMS", key,   ">"};
+		const char *argv[] = {
+		    "XREADGROUP", "GROUP", group,
+		    st->inc_s,    "COUNT", count,
+		    "STREAMS",    key,     claim_idle_ms == CAIRN_SHARE_READ_MINE ? "0" : ">"};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 	}
 	if (rc != CAIRN_EINPROGRESS)

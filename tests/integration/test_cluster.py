@@ -2697,6 +2697,108 @@ def test_cluster_shared_join_while_redis_is_down(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+class _Stalled(_Member):
+    """A member that does not acknowledge its QoS 1 messages while stalled
+    is true: its window fills, then its queue."""
+
+    stalled = True
+
+    def _on_publish(self, c, m):
+        if self.stalled and m["qos"] == 1:
+            self.received.append((m["payload"], m["qos"], m["dup"], m["pid"]))
+            return
+        super()._on_publish(c, m)
+
+
+def _group_pending(cl, topic, key):
+    out = _cli(cl, "XPENDING", _log_key(cl, topic), key)
+    return int(out[0]) if out else -1
+
+
+# covers: MQTT5-4.8.2-4
+@_tag("share")
+@_timeout(60)
+def test_cluster_shared_backlog_waits_for_room_in_a_small_queue(ctx):
+    """max_queued_messages 20: 300 QoS 1 messages wait in the store for a
+    group whose only member is offline; when it reconnects, each reaches
+    it (the node reads only what the member has room for, and never
+    acknowledges an entry whose delivery was dropped for a full queue), in
+    publish order, and nothing is left pending."""
+    cl = ctx.cluster(3, max_queued_messages=20)
+    m = _share_members(ctx, cl, "c13q", [0], "$share/gq/c13q/#", qos=1)[0]
+    m.disconnect()
+    p = RawClient(cl[2].port)
+    ctx.add_cleanup(p.close)
+    p.connect("c13q-pub")
+    want = [b"c13q-%d" % i for i in range(300)]
+    for i, payload in enumerate(want):
+        p.publish("c13q/t", payload, qos=1, pid=i + 1)
+    check(wait_until(lambda: _group_pending(cl, "c13q/t", "gq/c13q/#") == 0, 5),
+          "the group read while its only member is offline")
+    check(m.connect(cl[1].port) == 1, "member: session present 0 on node 2")
+    missing = m.wait_for(want, 30)
+    m.settle(0.5, 3)
+    check(not missing, "%d of %d messages never reached the group's member, e.g. %r "
+          "(pending in the group: %d)%s" % (len(missing), len(want), sorted(missing)[:5],
+                                            _group_pending(cl, "c13q/t", "gq/c13q/#"),
+                                            cl.excerpt()))
+    with m.lock:
+        first = []
+        for payload, _, _, _ in m.received:
+            if payload not in first:
+                first.append(payload)
+    check(first == want, "the member got the group's messages out of order: %r..." %
+          [x for x, y in zip(first, want) if x != y][:5])
+    check(wait_until(lambda: _group_pending(cl, "c13q/t", "gq/c13q/#") == 0, 5),
+          "entries still pending in the group: %d" % _group_pending(cl, "c13q/t", "gq/c13q/#"))
+
+
+@_tag("share")
+@_timeout(60)
+def test_cluster_shared_stalled_member_loses_nothing(ctx):
+    """max_queued_messages 10: a member on node 1 that never acknowledges
+    and a fast member on node 2 share 200 QoS 1 messages. The stalled
+    member fills its window and queue; what node 1 read beyond that stays
+    in the store and reaches the fast member (taken over), none is
+    acknowledged undelivered. When the stalled member reconnects and
+    acknowledges, it gets what its session holds: every message reached a
+    member."""
+    cl = ctx.cluster(3, max_queued_messages=10)
+    filt = "$share/gs/c13s/#"
+    slow = _Stalled(cl[0].port, "c13s-slow")
+    ctx.add_cleanup(slow.close)
+    check(slow.connect() == 0, "c13s-slow: fresh session")
+    check(slow.subscribe(1, [(filt, 1)]) == [1], "c13s-slow: SUBACK")
+    fast = _share_members(ctx, cl, "c13s", [1], filt, qos=1)[0]
+    p = RawClient(cl[2].port)
+    ctx.add_cleanup(p.close)
+    p.connect("c13s-pub")
+    want = [b"c13s-%d" % i for i in range(200)]
+    for i, payload in enumerate(want):
+        p.publish("c13s/t", payload, qos=1, pid=i + 1)
+    got = lambda: set(fast.payloads()) | set(slow.payloads())  # noqa: E731
+    end = time.monotonic() + 25
+    while time.monotonic() < end and len(set(want) - got()) > 40:
+        time.sleep(0.1)
+    fast.settle(1.0, 8)
+    slow.stalled = False
+    slow.disconnect()
+    check(slow.connect() == 1, "c13s-slow: session present 0 at its reconnection")
+    missing = set(want) - got()
+    end = time.monotonic() + 10
+    while time.monotonic() < end and missing:
+        time.sleep(0.1)
+        missing = set(want) - got()
+    fast.settle(0.5, 3)
+    slow.settle(0.5, 3)
+    check(not missing, "%d of %d messages reached no member, e.g. %r (fast %d, stalled %d, "
+          "pending in the group: %d)%s" %
+          (len(missing), len(want), sorted(missing)[:5], len(set(fast.payloads())),
+           len(set(slow.payloads())), _group_pending(cl, "c13s/t", "gs/c13s/#"), cl.excerpt()))
+    check(wait_until(lambda: _group_pending(cl, "c13s/t", "gs/c13s/#") == 0, 8),
+          "entries still pending in the group: %d" % _group_pending(cl, "c13s/t", "gs/c13s/#"))
+
+
 # ---------------------------------------------------------------- Redis Cluster failover
 
 # With CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so after
