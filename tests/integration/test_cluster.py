@@ -2799,6 +2799,24 @@ def test_cluster_shared_stalled_member_loses_nothing(ctx):
           "entries still pending in the group: %d" % _group_pending(cl, "c13s/t", "gs/c13s/#"))
 
 
+@_tag("share", "sys")
+@_timeout(30)
+def test_cluster_shared_sys_topics_reach_a_member_on_each_node(ctx):
+    """$SYS messages are each node's own (not in the log): a group on
+    $SYS/broker/uptime gets each node's at one of that node's members
+    (cairn(8)). Two members on node 1, one on node 2: each gets some, and
+    no uptime of node 1 reaches both of node 1's members."""
+    cl = ctx.cluster(2, sys_interval=1)
+    ms = _share_members(ctx, cl, "c13y", [0, 0, 1], "$share/gy/$SYS/broker/uptime", qos=0)
+    end = time.monotonic() + 8
+    while time.monotonic() < end and not all(m.payloads() for m in ms):
+        time.sleep(0.1)
+    check(all(m.payloads() for m in ms), "a member of $share/gy/$SYS/broker/uptime got "
+          "nothing in 8 s: %r%s" % ([len(m.payloads()) for m in ms], cl.excerpt()))
+    both = set(ms[0].payloads()) & set(ms[1].payloads())
+    check(not both, "node 1's uptime reached both of its members: %r" % sorted(both))
+
+
 # ---------------------------------------------------------------- Redis Cluster failover
 
 # With CAIRN_REDIS_CLUSTER_REPLICAS=1 (./dev cluster-test runs them so after
