@@ -61,8 +61,11 @@
 #define CSH_QUEUE_UNLIMITED 1000
 /* Every this often each group with a member online here reads each
  * partition, besides the reads new entries trigger (cluster_share_wake):
- * a member that comes online, or a read that failed, waits at most this. */
+ * a member that comes online, or a read that failed, waits at most this.
+ * A partition whose reads come back empty is read half as often each
+ * time, down to every CSH_IDLE_MS (new entries wake it at once). */
 #define CSH_TICK_MS 200
+#define CSH_IDLE_MS 5000
 /* How often a group's reader looks for entries left unacknowledged, and
  * how long one must be left so before it is taken over. */
 #define CSH_CLAIM_EVERY_MS 1000
@@ -105,6 +108,11 @@ struct csh_part {
 	 * reader's own entries, oldest first, before any new one (order). */
 	bool mine;
 	uint32_t held; /* entries given out here, not yet acknowledged */
+	/* The group's filter matches no topic of this partition (its first
+	 * level is literal, and its topics are in another): never read. */
+	bool outside;
+	uint32_t delay_ms; /* between the tick's reads (0: CSH_TICK_MS) */
+	uint64_t next_ms;  /* the tick's next read */
 	uint64_t claimed_ms;
 	struct csh_join join; /* the group's own join, without a member */
 	struct csh_call read;
@@ -116,10 +124,11 @@ struct csh_group {
 	struct cluster_shares *sh;
 	char *key; /* "GROUP/FILTER", NUL-terminated */
 	size_t len, group_len;
-	bool seen;     /* in the router's set at the last tick */
-	bool online;   /* ... with a member online */
-	unsigned refs; /* calls and completions under way */
-	uint32_t held; /* the parts' held, summed */
+	bool seen;       /* in the router's set at the last tick */
+	bool online;     /* ... with a member online */
+	bool was_online; /* at the tick before */
+	unsigned refs;   /* calls and completions under way */
+	uint32_t held;   /* the parts' held, summed */
 	struct csh_part *parts;
 	struct csh_join *joins; /* its members' joins not yet taken */
 };
@@ -258,6 +267,9 @@ static void csh_join_send(struct csh_join *j)
 		g->refs--;
 		g->parts[j->part].joining--;
 		j->busy = false;
+		/* 0 at once: the group reads nothing of that partition. */
+		if (rc == 0)
+			g->parts[j->part].outside = true;
 		csh_join_done(j, rc);
 	}
 }
@@ -461,6 +473,15 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 	 * to an acknowledgement, which a read of its own waits for). */
 	if (k->mine && n < k->count)
 		g->parts[part].mine = false;
+	/* Idle: the tick reads it less often (cluster_share_wake and a
+	 * member coming online bring it back). */
+	struct csh_part *pt = &g->parts[part];
+	if (n == 0 && !again && !pt->mine) {
+		uint32_t d = pt->delay_ms ? pt->delay_ms * 2 : CSH_TICK_MS * 2;
+		pt->delay_ms = d > CSH_IDLE_MS ? CSH_IDLE_MS : d;
+	} else {
+		pt->delay_ms = 0;
+	}
 	if (n > 0)
 		csh_give(g, part, e, n);
 	if ((n == k->count || again) && csh_online(g))
@@ -536,6 +557,8 @@ static void csh_tick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		pp = &g->next;
 		csh_join_retry(g);
+		bool back = g->online && !g->was_online;
+		g->was_online = g->online;
 		if (!g->online)
 			continue;
 		for (uint32_t p = 0; p < sh->nparts; p++) {
@@ -549,8 +572,11 @@ static void csh_tick_cb(evutil_socket_t fd, short what, void *arg)
 					csh_join(g, p, NULL);
 				continue;
 			}
-			if (pt->reading)
+			if (back)
+				pt->delay_ms = pt->next_ms = 0; /* a member online again */
+			if (pt->reading || pt->outside || now < pt->next_ms)
 				continue;
+			pt->next_ms = now + (pt->delay_ms ? pt->delay_ms : CSH_TICK_MS);
 			bool claim = now - pt->claimed_ms >= CSH_CLAIM_EVERY_MS;
 			if (claim)
 				pt->claimed_ms = now;
@@ -566,8 +592,9 @@ void cluster_share_wake(struct cluster_shares *sh, uint32_t part)
 	for (struct csh_group *g = sh->groups; g; g = g->next) {
 		struct csh_part *pt = &g->parts[part];
 
-		if (!pt->joined || !csh_online(g))
+		if (!pt->joined || pt->outside || !csh_online(g))
 			continue;
+		pt->delay_ms = 0;
 		if (pt->reading)
 			pt->again = true; /* it may have been answered before they came */
 		else

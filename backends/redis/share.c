@@ -75,6 +75,21 @@ static char *rd_share_members_key(const struct cairn_store *st, const char *grou
 	return key;
 }
 
+/* Whether group ("GROUP/FILTER") can match a topic of partition part: not
+ * when the filter's first level is literal and its topics are in another
+ * partition (rd_log_partition). */
+static bool rd_share_in_part(const struct cairn_store *st, const char *group, uint32_t part)
+{
+	const char *f = strchr(group, '/');
+
+	if (st->partitions <= 1 || f == NULL)
+		return true;
+	f++;
+	if ((f[0] == '+' || f[0] == '#') && (f[1] == '/' || f[1] == '\0'))
+		return true;
+	return rd_log_partition(f, st->partitions) == part;
+}
+
 static void rd_share_join_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct rd_share_call *k = privdata;
@@ -106,6 +121,8 @@ int rd_share_join(struct cairn_store *st, uint32_t part, const char *group, cons
 
 	if (part >= st->partitions)
 		return CAIRN_EINVAL;
+	if (!rd_share_in_part(st, group, part))
+		return 0;
 	members = rd_share_members_key(st, group, part);
 	rd_pos_format(pos, at);
 	const char *argv[] = {"EVAL",
@@ -193,6 +210,8 @@ int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, con
 
 	if (part >= st->partitions)
 		return CAIRN_EINVAL;
+	if (!rd_share_in_part(st, group, part))
+		return 0;
 	members = rd_share_members_key(st, group, part);
 	const char *argv[] = {"EVAL", rd_share_leave_lua, "2", st->log_keys[part], members, group,
 			      member};

@@ -574,7 +574,11 @@ struct cairn_store_ops {
 	 * it already. member NULL: only make sure the group reads the
 	 * partition (from after `at` when it did not). done(arg, status) is
 	 * called once, later, from the loop; status 0 or a CAIRN_E* code.
-	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE.
+	 * @return CAIRN_EINPROGRESS, CAIRN_EUNAVAILABLE, or 0 at once (done is
+	 * not called) when the group's filter can match no topic the
+	 * partition holds (its first level literal, its topics in another
+	 * partition): the core then never reads the group there, and a
+	 * share_leave there is 0 at once too.
 	 */
 	int (*share_join)(struct cairn_store *st, uint32_t part, const char *group,
 			  const char *member, struct cairn_log_pos at, cairn_store_done_fn done,
