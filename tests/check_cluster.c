@@ -1894,6 +1894,14 @@ START_TEST(t_share_own_entries)
 	ck_assert_str_eq(sg.payloads[0], "two");
 	share_read(&a, &b, 0, 0, 0); /* nothing new */
 	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	/* An entry that is not cairn's is acknowledged as it is read: it
+	 * does not come back with the reader's own. */
+	redisContext *r = redis();
+	freeReplyObject(tcmd(&r, "XADD %s{L:0}:log * foo bar", pfx));
+	redisFree(r);
+	share_read(&a, &b, 0, 0, 0);
+	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
+	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
 	node_close(&a);
 	node_close(&b);
 }

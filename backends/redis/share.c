@@ -50,6 +50,7 @@ struct rd_share_call {
 	cairn_log_read_fn read;
 	void *arg;
 	bool claim;
+	char *group; /* a read's */
 };
 
 /* Send argv on the link that serves key: the commit link on one server,
@@ -220,6 +221,41 @@ int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, con
 	return rc;
 }
 
+/* Acknowledge the entries of a read's list that no member can ever get
+ * (not cairn's, or trimmed away: [id, nil]); pending, they would come back
+ * at each read of the reader's own entries and each takeover. e: the n
+ * entries parsed from list, in its order. */
+static void rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_call *k,
+				  const redisReply *list, const struct cairn_log_entry *e, size_t n)
+{
+	const char **argv = bk_xmalloc((list->elements + 3) * sizeof(*argv));
+	int argc = 3;
+	char id[48];
+
+	argv[0] = "XACK";
+	argv[1] = st->log_keys[k->part];
+	argv[2] = k->group;
+	for (size_t i = 0, j = 0; i < list->elements; i++) {
+		const redisReply *x = list->element[i];
+
+		if (x->type != REDIS_REPLY_ARRAY || x->elements == 0 ||
+		    x->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		if (j < n) {
+			rd_pos_format(id, e[j].pos);
+			if (strcmp(id, x->element[0]->str) == 0) {
+				j++;
+				continue;
+			}
+		}
+		argv[argc++] = x->element[0]->str;
+	}
+	if (argc > 3)
+		rd_share_send_logged(st, argv[1], "acknowledging a shared group's unusable entries",
+				     argc, argv);
+	free(argv);
+}
+
 static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct rd_share_call *k = privdata;
@@ -228,11 +264,13 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	const redisReply *list = NULL;
 
 	if (ac->data == NULL) {
+		free(k->group);
 		free(k);
 		return;
 	}
 	if (reply == NULL) {
 		k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
+		free(k->group);
 		free(k);
 		return;
 	}
@@ -244,6 +282,7 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 			       "redis at %s: reading a shared group's entries failed: %s",
 			       st->where, reply->str);
 		k->read(k->arg, nogroup ? CAIRN_ENOTFOUND : CAIRN_EIO, NULL, 0);
+		free(k->group);
 		free(k);
 		return;
 	}
@@ -268,9 +307,12 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 		for (size_t i = 0; i < n; i++)
 			e[i].partition = k->part;
+		if (n < list->elements)
+			rd_share_ack_unusable(st, k, list, e, n);
 		k->read(k->arg, 0, e, n);
 		free(e);
 	}
+	free(k->group);
 	free(k);
 }
 
@@ -292,6 +334,7 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 	k->read = done;
 	k->arg = arg;
 	k->claim = claim_idle_ms > 0 && claim_idle_ms != CAIRN_SHARE_READ_MINE;
+	k->group = bk_strf("%s", group);
 	if (k->claim) {
 		const char *argv[] = {"XAUTOCLAIM", key,   group,   st->inc_s,
 				      idle,         "0-0", "COUNT", count};
@@ -303,8 +346,10 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 		    "STREAMS",    key,     claim_idle_ms == CAIRN_SHARE_READ_MINE ? "0" : ">"};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 	}
-	if (rc != CAIRN_EINPROGRESS)
+	if (rc != CAIRN_EINPROGRESS) {
+		free(k->group);
 		free(k);
+	}
 	return rc;
 }
 
