@@ -2715,7 +2715,6 @@ def _group_pending(cl, topic, key):
     return int(out[0]) if out else -1
 
 
-# covers: MQTT5-4.8.2-4
 @_tag("share")
 @_timeout(60)
 def test_cluster_shared_backlog_waits_for_room_in_a_small_queue(ctx):
