@@ -39,6 +39,19 @@ static const char rd_share_leave_lua[] =
     "end\n"
     "return 1\n";
 
+/* KEYS: the log. ARGV: group, this reader, an idle time (ms). Removes the
+ * group's other readers that hold no entry and did nothing for that long
+ * (dead incarnations; a live one is made again by its next read). */
+static const char rd_share_gc_lua[] =
+    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+    "  if f.name ~= ARGV[2] and f.pending == 0 and f.idle >= tonumber(ARGV[3]) then\n"
+    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f.name)\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
+
 /* How long close waits at most for the replies to the leaves and
  * acknowledgements sent (or redis_connect_timeout, if shorter). */
 #define RD_SHARE_DRAIN_MS 2000
@@ -50,7 +63,8 @@ struct rd_share_call {
 	cairn_log_read_fn read;
 	void *arg;
 	bool claim;
-	char *group; /* a read's */
+	char *group;      /* a read's */
+	uint64_t idle_ms; /* a takeover's idle time */
 };
 
 /* Send argv on the link that serves key: the commit link on one server,
@@ -309,6 +323,15 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 			e[i].partition = k->part;
 		if (n < list->elements)
 			rd_share_ack_unusable(st, k, list, e, n);
+		if (k->claim && list->elements > 0) {
+			/* A takeover: the readers it took from may be gone. */
+			char idle[24];
+			snprintf(idle, sizeof(idle), "%llu", (unsigned long long)k->idle_ms);
+			const char *argv[] = {"EVAL",   rd_share_gc_lua, "1", st->log_keys[k->part],
+					      k->group, st->inc_s,       idle};
+			rd_share_send_logged(st, argv[3], "removing a shared group's old readers",
+					     7, argv);
+		}
 		k->read(k->arg, 0, e, n);
 		free(e);
 	}
@@ -335,6 +358,7 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 	k->arg = arg;
 	k->claim = claim_idle_ms > 0 && claim_idle_ms != CAIRN_SHARE_READ_MINE;
 	k->group = bk_strf("%s", group);
+	k->idle_ms = claim_idle_ms;
 	if (k->claim) {
 		const char *argv[] = {"XAUTOCLAIM", key,   group,   st->inc_s,
 				      idle,         "0-0", "COUNT", count};

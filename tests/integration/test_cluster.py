@@ -2519,6 +2519,14 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
 
     check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
           pending())
+
+    def readers():
+        out = _cli(cl, "XINFO", "CONSUMERS", key, "gw/c13w/#")
+        return [out[i + 1] for i in range(len(out) - 1) if out[i] == "name"]
+
+    check(wait_until(lambda: "dead" not in readers(), 5),
+          "the dead reader is still a consumer of the group after its entries were taken "
+          "over: %r" % readers())
     p.close()
     got = {}
 
