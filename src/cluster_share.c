@@ -49,12 +49,23 @@
 #include "topic.h"
 #include "util.h"
 
-/* Entries one read asks for. */
+/* Entries one read asks for at most: fewer when this node's members of
+ * the group have less room (csh_room), none when they have none. */
 #define CSH_READ_COUNT 256
+/* Entries a group holds here read but not yet acknowledged (given out,
+ * their commit not yet done), over its partitions: a read stops there. */
+#define CSH_HELD_MAX 512
+/* A member's queue counted as full at this many, for reading's sake, when
+ * max_queued_messages is 0 (unlimited): the group's entries wait in the
+ * store rather than in the member's memory. */
+#define CSH_QUEUE_UNLIMITED 1000
 /* Every this often each group with a member online here reads each
  * partition, besides the reads new entries trigger (cluster_share_wake):
- * a member that comes online, or a read that failed, waits at most this. */
+ * a member that comes online, or a read that failed, waits at most this.
+ * A partition whose reads come back empty is read half as often each
+ * time, down to every CSH_IDLE_MS (new entries wake it at once). */
 #define CSH_TICK_MS 200
+#define CSH_IDLE_MS 5000
 /* How often a group's reader looks for entries left unacknowledged, and
  * how long one must be left so before it is taken over. */
 #define CSH_CLAIM_EVERY_MS 1000
@@ -68,7 +79,9 @@ struct csh_group;
 struct csh_call {
 	struct csh_group *g;
 	uint32_t part;
-	bool claim; /* a read: the one taking over what a reader left */
+	bool claim;   /* a read: the one taking over what a reader left */
+	bool mine;    /* a read: of this reader's own unacknowledged entries */
+	size_t count; /* a read: the entries asked for */
 };
 
 /* A member's join of one partition, kept in its group until the store
@@ -90,6 +103,16 @@ struct csh_part {
 	unsigned joining; /* share_joins on their way */
 	bool reading;     /* a share_read is on its way */
 	bool again;       /* new entries came meanwhile: read again after it */
+	/* Entries read here were left unacknowledged (no member with room, or
+	 * a delivery dropped for a full queue): the next reads are of this
+	 * reader's own entries, oldest first, before any new one (order). */
+	bool mine;
+	uint32_t held; /* entries given out here, not yet acknowledged */
+	/* The group's filter matches no topic of this partition (its first
+	 * level is literal, and its topics are in another): never read. */
+	bool outside;
+	uint32_t delay_ms; /* between the tick's reads (0: CSH_TICK_MS) */
+	uint64_t next_ms;  /* the tick's next read */
 	uint64_t claimed_ms;
 	struct csh_join join; /* the group's own join, without a member */
 	struct csh_call read;
@@ -101,9 +124,11 @@ struct csh_group {
 	struct cluster_shares *sh;
 	char *key; /* "GROUP/FILTER", NUL-terminated */
 	size_t len, group_len;
-	bool seen;     /* in the router's set at the last tick */
-	bool online;   /* ... with a member online */
-	unsigned refs; /* calls and completions under way */
+	bool seen;       /* in the router's set at the last tick */
+	bool online;     /* ... with a member online */
+	bool was_online; /* at the tick before */
+	unsigned refs;   /* calls and completions under way */
+	uint32_t held;   /* the parts' held, summed */
 	struct csh_part *parts;
 	struct csh_join *joins; /* its members' joins not yet taken */
 };
@@ -125,6 +150,7 @@ struct csh_ack {
 	size_t n;
 	struct cairn_log_pos *pos;
 	struct client **to; /* the member each went to (a reference), or NULL */
+	uint32_t given;     /* how many went to a member (counted in held) */
 };
 
 static uint64_t csh_now_ms(void)
@@ -241,6 +267,9 @@ static void csh_join_send(struct csh_join *j)
 		g->refs--;
 		g->parts[j->part].joining--;
 		j->busy = false;
+		/* 0 at once: the group reads nothing of that partition. */
+		if (rc == 0)
+			g->parts[j->part].outside = true;
 		csh_join_done(j, rc);
 	}
 }
@@ -277,6 +306,33 @@ static void csh_join_retry(struct csh_group *g)
 
 /* ---- giving entries out ---- */
 
+static bool csh_online(struct csh_group *g);
+static void csh_read(struct csh_group *g, uint32_t part, bool claim);
+
+/* How many more messages member session can take now without one being
+ * dropped for a full queue: its window's free places (while nothing
+ * waits before them) and its queue's. 0 while it is offline. */
+static uint32_t csh_room(void *session)
+{
+	const struct client *c = session;
+	const struct config *cfg = c->srv->cfg;
+	uint64_t room = 0;
+
+	if (c->dead || !client_is_connected(c))
+		return 0;
+	uint32_t win = cfg->max_inflight_messages;
+	if (win == 0 || win > 65535)
+		win = 65535;
+	if (c->version == CODEC_V5 && c->recv_max && c->recv_max < win)
+		win = c->recv_max;
+	if (c->queued.head == NULL && c->inflight.count < win)
+		room += win - c->inflight.count;
+	uint32_t qmax = cfg->max_queued_messages ? cfg->max_queued_messages : CSH_QUEUE_UNLIMITED;
+	if (c->queued.count < qmax)
+		room += qmax - c->queued.count;
+	return room > CSH_READ_COUNT ? CSH_READ_COUNT : (uint32_t)room;
+}
+
 static void csh_acked(void *arg, bool durable)
 {
 	struct csh_ack *a = arg;
@@ -284,6 +340,8 @@ static void csh_acked(void *arg, bool durable)
 	size_t k = 0;
 
 	g->refs--;
+	g->held -= a->given;
+	g->parts[a->part].held -= a->given;
 	for (size_t i = 0; i < a->n; i++) {
 		/* A delivery to a session another node took meanwhile was
 		 * dropped with its writes: the entry stays for a takeover. */
@@ -299,9 +357,16 @@ static void csh_acked(void *arg, bool durable)
 	if (durable && g->sh->srv->store != NULL &&
 	    store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k) == 0)
 		g->sh->srv->stats.cluster_share_acked += k;
+	uint32_t part = a->part;
 	free(a->pos);
 	free(a->to);
 	free(a);
+	/* The reader's own entries are read again only when none of them is
+	 * on its way to an acknowledgement (it would be given out twice). */
+	struct csh_part *pt = &g->parts[part];
+	if (!g->sh->stopped && pt->mine && pt->held == 0 && !pt->reading && pt->joined &&
+	    csh_online(g))
+		csh_read(g, part, false);
 }
 
 /* A message from a log entry (No Local does not apply to a group). */
@@ -332,26 +397,44 @@ static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 	a->part = part;
 	a->pos = xmalloc(n * sizeof(*a->pos));
 	a->to = xcalloc(n, sizeof(*a->to));
+	bool left = false;
+
 	store_unit(srv->store, true);
 	for (size_t i = 0; i < n; i++) {
 		const char *t = e[i].msg.topic;
 		struct share_pick pk;
+		size_t matched, full;
 
 		if (!topic_matches(filter, flen, t, strlen(t))) {
 			a->pos[a->n++] = e[i].pos;
 			continue;
 		}
-		/* No member here any more: left for a takeover. */
-		if (!share_pick_group(set, g->key, g->len, &pk))
+		/* No member here with room (or none at all): this entry and the
+		 * matching ones after it stay unacknowledged, this reader's, to
+		 * be read again in order (or taken over by another node after
+		 * the idle time). Never acknowledged unless given out. */
+		if (left || !share_pick_group_room(set, g->key, g->len, csh_room, &pk)) {
+			left = true;
 			continue;
+		}
 		struct message *m = csh_message(&e[i]);
 		router_deliver_pick(srv->router, m, &pk);
 		message_unref(m);
+		router_last_result(srv->router, &matched, &full);
+		if (full > 0) {
+			left = true; /* dropped (bytes): not given out */
+			continue;
+		}
 		srv->stats.cluster_share_delivered++;
 		a->to[a->n] = client_ref(pk.session);
 		a->pos[a->n++] = e[i].pos;
+		a->given++;
 	}
 	store_unit(srv->store, false);
+	if (left)
+		g->parts[part].mine = true;
+	g->held += a->given;
+	g->parts[part].held += a->given;
 	g->refs++;
 	store_after_commit(srv->store, csh_acked, a);
 }
@@ -363,8 +446,6 @@ static bool csh_online(struct csh_group *g)
 	g->online = share_group_online(router_shares(g->sh->srv->router), g->key, g->len);
 	return g->online;
 }
-
-static void csh_read(struct csh_group *g, uint32_t part, bool claim);
 
 static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, size_t n)
 {
@@ -388,24 +469,57 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 		return; /* the next tick reads again */
 	if (k->claim)
 		g->sh->srv->stats.cluster_share_taken_over += n;
+	/* Fewer of its own than asked: none left but these (or on their way
+	 * to an acknowledgement, which a read of its own waits for). */
+	if (k->mine && n < k->count)
+		g->parts[part].mine = false;
+	/* Idle: the tick reads it less often (cluster_share_wake and a
+	 * member coming online bring it back). */
+	struct csh_part *pt = &g->parts[part];
+	if (n == 0 && !again && !pt->mine) {
+		uint32_t d = pt->delay_ms ? pt->delay_ms * 2 : CSH_TICK_MS * 2;
+		pt->delay_ms = d > CSH_IDLE_MS ? CSH_IDLE_MS : d;
+	} else {
+		pt->delay_ms = 0;
+	}
 	if (n > 0)
 		csh_give(g, part, e, n);
-	if ((n == CSH_READ_COUNT || again) && csh_online(g))
+	if ((n == k->count || again) && csh_online(g))
 		csh_read(g, part, false);
 }
 
 static void csh_read(struct csh_group *g, uint32_t part, bool claim)
 {
 	struct cluster_shares *sh = g->sh;
-	struct csh_call *k = &g->parts[part].read;
+	struct csh_part *pt = &g->parts[part];
+	struct csh_call *k = &pt->read;
+	uint64_t room = share_group_room(router_shares(sh->srv->router), g->key, g->len, csh_room);
+	size_t count = CSH_READ_COUNT;
 
+	/* Only as much as the members here can take: the rest waits in the
+	 * store, for them or for another node's. */
+	if (room < count)
+		count = (size_t)room;
+	if (g->held >= CSH_HELD_MAX)
+		count = 0;
+	else if (CSH_HELD_MAX - g->held < count)
+		count = CSH_HELD_MAX - g->held;
+	/* Its own left entries first; read once none is on its way to an
+	 * acknowledgement (csh_acked reads then). */
+	if (count == 0 || (pt->mine && !claim && pt->held > 0))
+		return;
 	k->g = g;
 	k->part = part;
 	k->claim = claim;
+	k->mine = !claim && pt->mine;
+	k->count = count;
 	g->refs++;
-	g->parts[part].reading = true;
-	if (store_share_read(sh->srv->store, part, g->key, CSH_READ_COUNT,
-			     claim ? CSH_CLAIM_IDLE_MS : 0, csh_read_cb, k) != CAIRN_EINPROGRESS) {
+	pt->reading = true;
+	if (store_share_read(sh->srv->store, part, g->key, count,
+			     claim     ? CSH_CLAIM_IDLE_MS
+			     : k->mine ? CAIRN_SHARE_READ_MINE
+				       : 0,
+			     csh_read_cb, k) != CAIRN_EINPROGRESS) {
 		g->refs--;
 		g->parts[part].reading = false;
 	}
@@ -443,6 +557,8 @@ static void csh_tick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		pp = &g->next;
 		csh_join_retry(g);
+		bool back = g->online && !g->was_online;
+		g->was_online = g->online;
 		if (!g->online)
 			continue;
 		for (uint32_t p = 0; p < sh->nparts; p++) {
@@ -456,8 +572,11 @@ static void csh_tick_cb(evutil_socket_t fd, short what, void *arg)
 					csh_join(g, p, NULL);
 				continue;
 			}
-			if (pt->reading)
+			if (back)
+				pt->delay_ms = pt->next_ms = 0; /* a member online again */
+			if (pt->reading || pt->outside || now < pt->next_ms)
 				continue;
+			pt->next_ms = now + (pt->delay_ms ? pt->delay_ms : CSH_TICK_MS);
 			bool claim = now - pt->claimed_ms >= CSH_CLAIM_EVERY_MS;
 			if (claim)
 				pt->claimed_ms = now;
@@ -473,8 +592,9 @@ void cluster_share_wake(struct cluster_shares *sh, uint32_t part)
 	for (struct csh_group *g = sh->groups; g; g = g->next) {
 		struct csh_part *pt = &g->parts[part];
 
-		if (!pt->joined || !csh_online(g))
+		if (!pt->joined || pt->outside || !csh_online(g))
 			continue;
+		pt->delay_ms = 0;
 		if (pt->reading)
 			pt->again = true; /* it may have been answered before they came */
 		else

@@ -275,7 +275,10 @@ bool router_publish_to(struct router *r, struct message *msg, struct client *onl
 	r->only = only;
 	topic_tree_match(r->subs, msg->topic, msg->topic_len, router_match_cb, r);
 	const struct share_pick *picks = NULL;
-	size_t npicks = only || r->shares_apart
+	/* Cluster mode: the log's messages reach groups through the store
+	 * (cluster_share.c); a message of this node alone (its $SYS) goes to
+	 * its groups here, to a member on this node. */
+	size_t npicks = only || (r->shares_apart && msg->from_log)
 			    ? 0
 			    : share_route(r->shares, msg->topic, msg->topic_len, &picks);
 

@@ -50,7 +50,9 @@ void router_retain_local(struct router *r, struct message *msg);
 bool router_publish_to(struct router *r, struct message *msg, struct client *only);
 
 /* Cluster mode (cluster_share.c): router_publish leaves shared
- * subscriptions out from now on, and each message for a group is given to
+ * subscriptions out from now on for a message read from the log
+ * (from_log; a node-local one, $SYS, still goes to this node's groups),
+ * and each message of the log for a group is given to
  * the member the caller picked from router_shares() with
  * router_deliver_pick() (as router_publish gives it; true when the
  * delivery is stored and sent once the batch commits). */

@@ -419,6 +419,44 @@ bool share_pick_group(struct share_set *s, const char *key, size_t len, struct s
 	return true;
 }
 
+bool share_pick_group_room(struct share_set *s, const char *key, size_t len, share_room_fn room,
+			   struct share_pick *out)
+{
+	struct share_group *g = share_group_find(s, key, len, levelmap_hash(key, len));
+
+	if (g == NULL)
+		return false;
+	/* Each online member once at most, in turn from the cursor. */
+	for (uint32_t tries = g->online.count; tries > 0 && g->online.cur != NULL; tries--) {
+		struct share_member *m = share_ring_take(&g->online);
+
+		if (!s->online(m->session)) {
+			share_member_place(m, false);
+			continue;
+		}
+		if (room(m->session) == 0)
+			continue;
+		out->session = m->session;
+		out->qos = m->qos;
+		out->sub_id = m->sub_id;
+		return true;
+	}
+	return false;
+}
+
+uint64_t share_group_room(const struct share_set *s, const char *key, size_t len,
+			  share_room_fn room)
+{
+	const struct share_group *g = share_group_find(s, key, len, levelmap_hash(key, len));
+	const struct share_member *m = g ? g->online.cur : NULL;
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; m != NULL && i < g->online.count; i++, m = m->rnext)
+		if (s->online(m->session))
+			sum += room(m->session);
+	return sum;
+}
+
 bool share_group_online(const struct share_set *s, const char *key, size_t len)
 {
 	const struct share_group *g = share_group_find(s, key, len, levelmap_hash(key, len));

@@ -79,6 +79,19 @@ size_t share_route(struct share_set *s, const char *topic, size_t len,
  * group is not in the set or has no member to choose. */
 bool share_pick_group(struct share_set *s, const char *key, size_t len, struct share_pick *out);
 
+/* How many more messages session can take now without one being dropped
+ * for a full queue (0: none). */
+typedef uint32_t (*share_room_fn)(void *session);
+/* As share_pick_group(), but only an online member with room (room() not
+ * 0), the next such in turn: a member whose queue is full is passed over.
+ * False when no online member has room. */
+bool share_pick_group_room(struct share_set *s, const char *key, size_t len, share_room_fn room,
+			   struct share_pick *out);
+/* The room of the group's online members, summed (0: none online, or all
+ * full). */
+uint64_t share_group_room(const struct share_set *s, const char *key, size_t len,
+			  share_room_fn room);
+
 /* Whether the group named key has a member online (as far as the set
  * knows: a connection that ended unannounced is found at the next pick). */
 bool share_group_online(const struct share_set *s, const char *key, size_t len);

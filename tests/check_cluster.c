@@ -1819,6 +1819,96 @@ START_TEST(t_share_group)
 }
 END_TEST
 
+/* A reader's own unacknowledged entries (CAIRN_SHARE_READ_MINE) are read
+ * again, oldest first, as long as it does not acknowledge them; not another
+ * reader's, and not new ones. */
+START_TEST(t_share_own_entries)
+{
+	struct node a, b;
+	char pfx[80];
+
+	prefix_for(pfx, sizeof(pfx), "sharemine");
+	node_open(&a, pfx, "a");
+	node_open(&b, pfx, "b");
+	share_join(&a, &b, "m1", 0);
+	node_claim(&a, &b, "pub", 1);
+	const char *pl[] = {"one", "two", "three"};
+	for (int i = 0; i < 3; i++) {
+		struct cairn_msg_rec m = {.topic = "t/x",
+					  .payload = (const uint8_t *)pl[i],
+					  .payload_len = (uint32_t)strlen(pl[i]),
+					  .qos = 1};
+		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
+	}
+	node_commit(&a, &b);
+	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 0); /* none read yet */
+	share_read(&a, &b, 0, 0, 3);
+	share_read(&b, &a, CAIRN_SHARE_READ_MINE, 0, 0); /* a's, not b's */
+	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 3);
+	ck_assert_str_eq(sg.payloads[0], "one");
+	ck_assert_str_eq(sg.payloads[2], "three");
+	struct cairn_log_pos first = sg.pos[0];
+	ck_assert_int_eq(cairn_store_redis.share_ack(a.st, 0, "g/t/#", &first, 1), 0);
+	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
+	ck_assert_str_eq(sg.payloads[0], "two");
+	share_read(&a, &b, 0, 0, 0); /* nothing new */
+	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	/* An entry that is not cairn's is acknowledged as it is read: it
+	 * does not come back with the reader's own. */
+	redisContext *r = redis();
+	freeReplyObject(tcmd(&r, "XADD %s{L:0}:log * foo bar", pfx));
+	redisFree(r);
+	share_read(&a, &b, 0, 0, 0);
+	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
+	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
+/* With the log in partitions, a group whose filter's first level is
+ * literal joins (and leaves) at once, without Redis, every partition but
+ * the one of that level's topics; a wildcard first level joins them all. */
+START_TEST(t_share_partition_of_a_literal_level)
+{
+	struct node a, b;
+	char pfx[80];
+	uint32_t mine = rd_log_partition("t", 4);
+
+	prefix_for(pfx, sizeof(pfx), "sharepart");
+	node_open_parts(&a, pfx, "a", "4");
+	node_open_parts(&b, pfx, "b", "4");
+	for (uint32_t p = 0; p < 4; p++) {
+		sg = (struct share_got){0};
+		int rc = cairn_store_redis.share_join(a.st, p, "g/t/#", "m1", a.ptail[p],
+						      on_share_join, NULL);
+		if (p != mine) {
+			ck_assert_int_eq(rc, 0);
+			ck_assert(!sg.done);
+			ck_assert_int_eq(cairn_store_redis.share_leave(a.st, p, "g/t/#", "m1"), 0);
+			continue;
+		}
+		ck_assert_int_eq(rc, CAIRN_EINPROGRESS);
+		run_until(&a, &b, sg_done, &a);
+		ck_assert_int_eq(sg.status, 0);
+		sg = (struct share_got){0};
+		ck_assert_int_eq(cairn_store_redis.share_join(a.st, p, "h/+/x", "m1", a.ptail[p],
+							      on_share_join, NULL),
+				 CAIRN_EINPROGRESS);
+		run_until(&a, &b, sg_done, &a);
+		ck_assert_int_eq(sg.status, 0);
+	}
+	for (uint32_t p = 0; p < 4; p++) {
+		char cmd[160];
+
+		snprintf(cmd, sizeof(cmd), "EXISTS %%s{L:%u}:share:g/t/#", (unsigned)p);
+		ck_assert_int_eq(share_count(cmd, pfx), p == mine ? 1 : 0);
+	}
+	node_close(&a);
+	node_close(&b);
+}
+END_TEST
+
 #endif
 
 static Suite *cluster_suite(void)
@@ -1848,6 +1938,8 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_wait_replicas_held);
 	tcase_add_test(tc, t_wait_replicas_moved);
 	tcase_add_test(tc, t_share_group);
+	tcase_add_test(tc, t_share_own_entries);
+	tcase_add_test(tc, t_share_partition_of_a_literal_level);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

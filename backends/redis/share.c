@@ -39,6 +39,19 @@ static const char rd_share_leave_lua[] =
     "end\n"
     "return 1\n";
 
+/* KEYS: the log. ARGV: group, this reader, an idle time (ms). Removes the
+ * group's other readers that hold no entry and did nothing for that long
+ * (dead incarnations; a live one is made again by its next read). */
+static const char rd_share_gc_lua[] =
+    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+    "  if f.name ~= ARGV[2] and f.pending == 0 and f.idle >= tonumber(ARGV[3]) then\n"
+    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f.name)\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
+
 /* How long close waits at most for the replies to the leaves and
  * acknowledgements sent (or redis_connect_timeout, if shorter). */
 #define RD_SHARE_DRAIN_MS 2000
@@ -50,6 +63,8 @@ struct rd_share_call {
 	cairn_log_read_fn read;
 	void *arg;
 	bool claim;
+	char *group;      /* a read's */
+	uint64_t idle_ms; /* a takeover's idle time */
 };
 
 /* Send argv on the link that serves key: the commit link on one server,
@@ -73,6 +88,21 @@ static char *rd_share_members_key(const struct cairn_store *st, const char *grou
 
 	free(kind);
 	return key;
+}
+
+/* Whether group ("GROUP/FILTER") can match a topic of partition part: not
+ * when the filter's first level is literal and its topics are in another
+ * partition (rd_log_partition). */
+static bool rd_share_in_part(const struct cairn_store *st, const char *group, uint32_t part)
+{
+	const char *f = strchr(group, '/');
+
+	if (st->partitions <= 1 || f == NULL)
+		return true;
+	f++;
+	if ((f[0] == '+' || f[0] == '#') && (f[1] == '/' || f[1] == '\0'))
+		return true;
+	return rd_log_partition(f, st->partitions) == part;
 }
 
 static void rd_share_join_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -106,6 +136,8 @@ int rd_share_join(struct cairn_store *st, uint32_t part, const char *group, cons
 
 	if (part >= st->partitions)
 		return CAIRN_EINVAL;
+	if (!rd_share_in_part(st, group, part))
+		return 0;
 	members = rd_share_members_key(st, group, part);
 	rd_pos_format(pos, at);
 	const char *argv[] = {"EVAL",
@@ -193,12 +225,49 @@ int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, con
 
 	if (part >= st->partitions)
 		return CAIRN_EINVAL;
+	if (!rd_share_in_part(st, group, part))
+		return 0;
 	members = rd_share_members_key(st, group, part);
 	const char *argv[] = {"EVAL", rd_share_leave_lua, "2", st->log_keys[part], members, group,
 			      member};
 	rc = rd_share_send_logged(st, members, "leaving a shared group", 7, argv);
 	free(members);
 	return rc;
+}
+
+/* Acknowledge the entries of a read's list that no member can ever get
+ * (not cairn's, or trimmed away: [id, nil]); pending, they would come back
+ * at each read of the reader's own entries and each takeover. e: the n
+ * entries parsed from list, in its order. */
+static void rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_call *k,
+				  const redisReply *list, const struct cairn_log_entry *e, size_t n)
+{
+	const char **argv = bk_xmalloc((list->elements + 3) * sizeof(*argv));
+	int argc = 3;
+	char id[48];
+
+	argv[0] = "XACK";
+	argv[1] = st->log_keys[k->part];
+	argv[2] = k->group;
+	for (size_t i = 0, j = 0; i < list->elements; i++) {
+		const redisReply *x = list->element[i];
+
+		if (x->type != REDIS_REPLY_ARRAY || x->elements == 0 ||
+		    x->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		if (j < n) {
+			rd_pos_format(id, e[j].pos);
+			if (strcmp(id, x->element[0]->str) == 0) {
+				j++;
+				continue;
+			}
+		}
+		argv[argc++] = x->element[0]->str;
+	}
+	if (argc > 3)
+		rd_share_send_logged(st, argv[1], "acknowledging a shared group's unusable entries",
+				     argc, argv);
+	free(argv);
 }
 
 static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -209,11 +278,13 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	const redisReply *list = NULL;
 
 	if (ac->data == NULL) {
+		free(k->group);
 		free(k);
 		return;
 	}
 	if (reply == NULL) {
 		k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
+		free(k->group);
 		free(k);
 		return;
 	}
@@ -225,6 +296,7 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 			       "redis at %s: reading a shared group's entries failed: %s",
 			       st->where, reply->str);
 		k->read(k->arg, nogroup ? CAIRN_ENOTFOUND : CAIRN_EIO, NULL, 0);
+		free(k->group);
 		free(k);
 		return;
 	}
@@ -249,9 +321,21 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 		for (size_t i = 0; i < n; i++)
 			e[i].partition = k->part;
+		if (n < list->elements)
+			rd_share_ack_unusable(st, k, list, e, n);
+		if (k->claim && list->elements > 0) {
+			/* A takeover: the readers it took from may be gone. */
+			char idle[24];
+			snprintf(idle, sizeof(idle), "%llu", (unsigned long long)k->idle_ms);
+			const char *argv[] = {"EVAL",   rd_share_gc_lua, "1", st->log_keys[k->part],
+					      k->group, st->inc_s,       idle};
+			rd_share_send_logged(st, argv[3], "removing a shared group's old readers",
+					     7, argv);
+		}
 		k->read(k->arg, 0, e, n);
 		free(e);
 	}
+	free(k->group);
 	free(k);
 }
 
@@ -272,18 +356,24 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 	k->part = part;
 	k->read = done;
 	k->arg = arg;
-	k->claim = claim_idle_ms > 0;
+	k->claim = claim_idle_ms > 0 && claim_idle_ms != CAIRN_SHARE_READ_MINE;
+	k->group = bk_strf("%s", group);
+	k->idle_ms = claim_idle_ms;
 	if (k->claim) {
 		const char *argv[] = {"XAUTOCLAIM", key,   group,   st->inc_s,
 				      idle,         "0-0", "COUNT", count};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 8, argv, NULL);
 	} else {
-		const char *argv[] = {"XREADGROUP", "GROUP",   group, st->inc_s, "COUNT",
-				      count,        "STREAMS", key,   ">"};
+		const char *argv[] = {
+		    "XREADGROUP", "GROUP", group,
+		    st->inc_s,    "COUNT", count,
+		    "STREAMS",    key,     claim_idle_ms == CAIRN_SHARE_READ_MINE ? "0" : ">"};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 	}
-	if (rc != CAIRN_EINPROGRESS)
+	if (rc != CAIRN_EINPROGRESS) {
+		free(k->group);
 		free(k);
+	}
 	return rc;
 }
 

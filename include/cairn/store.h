@@ -291,6 +291,9 @@ typedef void (*cairn_store_done_fn)(void *arg, int status);
  *    same step, and kept in memory by every node from the log.
  */
 
+/* share_read's claim_idle_ms for this reader's own unacknowledged entries. */
+#define CAIRN_SHARE_READ_MINE UINT64_MAX
+
 /* The most partitions the shared message log may have
  * (cluster_log_partitions). */
 #define CAIRN_LOG_PARTITIONS_MAX 64
@@ -584,7 +587,11 @@ struct cairn_store_ops {
 	 * it already. member NULL: only make sure the group reads the
 	 * partition (from after `at` when it did not). done(arg, status) is
 	 * called once, later, from the loop; status 0 or a CAIRN_E* code.
-	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE.
+	 * @return CAIRN_EINPROGRESS, CAIRN_EUNAVAILABLE, or 0 at once (done is
+	 * not called) when the group's filter can match no topic the
+	 * partition holds (its first level literal, its topics in another
+	 * partition): the core then never reads the group there, and a
+	 * share_leave there is 0 at once too.
 	 */
 	int (*share_join)(struct cairn_store *st, uint32_t part, const char *group,
 			  const char *member, struct cairn_log_pos at, cairn_store_done_fn done,
@@ -599,9 +606,11 @@ struct cairn_store_ops {
 	 * Read up to max entries of partition part for group, as this node's
 	 * reader: claim_idle_ms 0, entries no reader got yet; else entries
 	 * another reader (or this one) got and left unacknowledged for at
-	 * least claim_idle_ms, which become this reader's. Status
-	 * CAIRN_ENOTFOUND: the group does not read that partition (share_join
-	 * it again).
+	 * least claim_idle_ms, which become this reader's; claim_idle_ms
+	 * CAIRN_SHARE_READ_MINE: the entries this reader got and has not
+	 * acknowledged yet, oldest first (read again, their idle time starts
+	 * over). Status CAIRN_ENOTFOUND: the group does not read that
+	 * partition (share_join it again).
 	 * @return CAIRN_EINPROGRESS or CAIRN_EUNAVAILABLE.
 	 */
 	int (*share_read)(struct cairn_store *st, uint32_t part, const char *group, size_t max,

@@ -2573,6 +2573,14 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
 
     check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
           pending())
+
+    def readers():
+        out = _cli(cl, "XINFO", "CONSUMERS", key, "gw/c13w/#")
+        return [out[i + 1] for i in range(len(out) - 1) if out[i] == "name"]
+
+    check(wait_until(lambda: "dead" not in readers(), 5),
+          "the dead reader is still a consumer of the group after its entries were taken "
+          "over: %r" % readers())
     p.close()
     got = {}
 
@@ -2749,6 +2757,130 @@ def test_cluster_shared_join_while_redis_is_down(ctx):
             problems.append("after the other member left, c13j-m1 got %d of %d" %
                             (len(set(want) & set(b.payloads())), len(want)))
     check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+class _Stalled(_Member):
+    """A member that does not acknowledge its QoS 1 messages while stalled
+    is true: its window fills, then its queue."""
+
+    stalled = True
+
+    def _on_publish(self, c, m):
+        if self.stalled and m["qos"] == 1:
+            self.received.append((m["payload"], m["qos"], m["dup"], m["pid"]))
+            return
+        super()._on_publish(c, m)
+
+
+def _group_pending(cl, topic, key):
+    out = _cli(cl, "XPENDING", _log_key(cl, topic), key)
+    return int(out[0]) if out else -1
+
+
+@_tag("share")
+@_timeout(60)
+def test_cluster_shared_backlog_waits_for_room_in_a_small_queue(ctx):
+    """max_queued_messages 20: 300 QoS 1 messages wait in the store for a
+    group whose only member is offline; when it reconnects, each reaches
+    it (the node reads only what the member has room for, and never
+    acknowledges an entry whose delivery was dropped for a full queue), in
+    publish order, and nothing is left pending."""
+    cl = ctx.cluster(3, max_queued_messages=20)
+    m = _share_members(ctx, cl, "c13q", [0], "$share/gq/c13q/#", qos=1)[0]
+    m.disconnect()
+    p = RawClient(cl[2].port)
+    ctx.add_cleanup(p.close)
+    p.connect("c13q-pub")
+    want = [b"c13q-%d" % i for i in range(300)]
+    for i, payload in enumerate(want):
+        p.publish("c13q/t", payload, qos=1, pid=i + 1)
+    check(wait_until(lambda: _group_pending(cl, "c13q/t", "gq/c13q/#") == 0, 5),
+          "the group read while its only member is offline")
+    check(m.connect(cl[1].port) == 1, "member: session present 0 on node 2")
+    missing = m.wait_for(want, 30)
+    m.settle(0.5, 3)
+    check(not missing, "%d of %d messages never reached the group's member, e.g. %r "
+          "(pending in the group: %d)%s" % (len(missing), len(want), sorted(missing)[:5],
+                                            _group_pending(cl, "c13q/t", "gq/c13q/#"),
+                                            cl.excerpt()))
+    with m.lock:
+        first = []
+        for payload, _, _, _ in m.received:
+            if payload not in first:
+                first.append(payload)
+    check(first == want, "the member got the group's messages out of order: %r..." %
+          [x for x, y in zip(first, want) if x != y][:5])
+    check(wait_until(lambda: _group_pending(cl, "c13q/t", "gq/c13q/#") == 0, 5),
+          "entries still pending in the group: %d" % _group_pending(cl, "c13q/t", "gq/c13q/#"))
+
+
+@_tag("share")
+@_timeout(60)
+def test_cluster_shared_stalled_member_loses_nothing(ctx):
+    """max_queued_messages 10: a member on node 1 that never acknowledges
+    and a fast member on node 2 share 200 QoS 1 messages. The stalled
+    member fills its window and queue; what node 1 read beyond that stays
+    in the store and reaches the fast member (taken over), none is
+    acknowledged undelivered. When the stalled member reconnects and
+    acknowledges, it gets what its session holds: every message reached a
+    member."""
+    cl = ctx.cluster(3, max_queued_messages=10)
+    filt = "$share/gs/c13s/#"
+    slow = _Stalled(cl[0].port, "c13s-slow")
+    ctx.add_cleanup(slow.close)
+    check(slow.connect() == 0, "c13s-slow: fresh session")
+    check(slow.subscribe(1, [(filt, 1)]) == [1], "c13s-slow: SUBACK")
+    fast = _share_members(ctx, cl, "c13s", [1], filt, qos=1)[0]
+    p = RawClient(cl[2].port)
+    ctx.add_cleanup(p.close)
+    p.connect("c13s-pub")
+    want = [b"c13s-%d" % i for i in range(200)]
+    for i, payload in enumerate(want):
+        p.publish("c13s/t", payload, qos=1, pid=i + 1)
+    got = lambda: set(fast.payloads()) | set(slow.payloads())  # noqa: E731
+    end = time.monotonic() + 25
+    while time.monotonic() < end and len(set(want) - got()) > 40:
+        time.sleep(0.1)
+    fast.settle(1.0, 8)
+    slow.stalled = False
+    slow.disconnect()
+    check(slow.connect() == 1, "c13s-slow: session present 0 at its reconnection")
+    missing = set(want) - got()
+    end = time.monotonic() + 10
+    while time.monotonic() < end and missing:
+        time.sleep(0.1)
+        missing = set(want) - got()
+    fast.settle(0.5, 3)
+    slow.settle(0.5, 3)
+    check(not missing, "%d of %d messages reached no member, e.g. %r (fast %d, stalled %d, "
+          "pending in the group: %d)%s" %
+          (len(missing), len(want), sorted(missing)[:5], len(set(fast.payloads())),
+           len(set(slow.payloads())), _group_pending(cl, "c13s/t", "gs/c13s/#"), cl.excerpt()))
+    check(wait_until(lambda: _group_pending(cl, "c13s/t", "gs/c13s/#") == 0, 8),
+          "entries still pending in the group: %d" % _group_pending(cl, "c13s/t", "gs/c13s/#"))
+
+
+@_tag("share", "sys")
+@_timeout(30)
+def test_cluster_shared_sys_topics_reach_a_member_on_each_node(ctx):
+    """$SYS messages are each node's own (not in the log): a group on
+    $SYS/broker/uptime gets each node's at one of that node's members
+    (cairn(8)). Two members on node 1, one on node 2: each gets some, and
+    node 1's two members together get no more than a plain subscriber of
+    node 1 that subscribed before them (one copy per publication)."""
+    cl = ctx.cluster(2, sys_interval=1)
+    plain = _subscriber(ctx, cl[0], "c13y-plain", [("$SYS/broker/uptime", 0)])
+    ms = _share_members(ctx, cl, "c13y", [0, 0, 1], "$share/gy/$SYS/broker/uptime", qos=0)
+    end = time.monotonic() + 8
+    while time.monotonic() < end and not all(m.payloads() for m in ms):
+        time.sleep(0.1)
+    check(all(m.payloads() for m in ms), "a member of $share/gy/$SYS/broker/uptime got "
+          "nothing in 8 s: %r%s" % ([len(m.payloads()) for m in ms], cl.excerpt()))
+    time.sleep(3)
+    shared = len(ms[0].payloads()) + len(ms[1].payloads())
+    ref = len(plain.payloads())
+    check(shared <= ref, "node 1's members got %d copies of $SYS/broker/uptime, its plain "
+          "subscriber %d: a publication reached both members" % (shared, ref))
 
 
 # ---------------------------------------------------------------- Redis Cluster failover
