@@ -742,6 +742,41 @@ END_TEST
 /* A session stored as not connected is parked in the same commit: no
  * holder, its cursor kept, its expiry the janitor's; the next claim kicks
  * nobody and catches it up from that cursor. */
+/*
+ * Wait (3 s at most) until n's control link has subscribed and n has read
+ * the confirmation, which makes it check every session it holds against
+ * Redis: a test that parks a session wants that check over before the
+ * park lands, else it can see the parked token while n still holds the
+ * session and report it taken. On a Redis Cluster the subscriber may be
+ * on another master than the one asked: the wait then runs its 3 s.
+ */
+static void node_wait_control(struct node *n)
+{
+	redisContext *rc = redis();
+	char chan[160];
+
+	snprintf(chan, sizeof(chan), "%sctl:%llu", n->prefix,
+		 (unsigned long long)(n->id_base >> 40));
+	for (int i = 0; i < 3000; i++) {
+		redisReply *rep = tcmd(&rc, "PUBSUB NUMSUB %s", chan);
+		bool up = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+			  rep->element[1]->type == REDIS_REPLY_INTEGER &&
+			  rep->element[1]->integer > 0;
+
+		freeReplyObject(rep);
+		event_base_loop(n->base, EVLOOP_NONBLOCK);
+		if (up) {
+			for (int j = 0; j < 20; j++) {
+				usleep(1000);
+				event_base_loop(n->base, EVLOOP_NONBLOCK);
+			}
+			break;
+		}
+		usleep(1000);
+	}
+	redisFree(rc);
+}
+
 START_TEST(t_park)
 {
 	struct node a, b;
@@ -750,6 +785,7 @@ START_TEST(t_park)
 	prefix_for(pfx, sizeof(pfx), "park");
 	node_open(&a, pfx, "a");
 	node_open(&b, pfx, "b");
+	node_wait_control(&a);
 	node_claim(&a, &b, "c1", 1);
 	struct cairn_session_rec r = {.client_id = "c1",
 				      .next_packet_id = 1,
