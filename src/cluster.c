@@ -261,15 +261,8 @@ static void cluster_catchup_free(struct cluster_catchup *cu)
 /* A message from a log entry, routed as if published here. */
 static struct message *cluster_entry_message(struct cluster *cl, const struct cairn_log_entry *e)
 {
-	const struct cairn_msg_rec *r = &e->msg;
-	struct message *m =
-	    message_new(r->topic, strlen(r->topic), r->payload, r->payload_len, r->qos, r->retain);
-	if (r->props_len)
-		message_set_props(m, r->props, r->props_len);
-	m->expires_at = r->expires_at;
-	m->from_log = true;
-	m->log_ms = e->pos.ms;
-	m->log_seq = e->pos.seq;
+	struct message *m = message_from_log(e);
+
 	if (e->publisher[0]) {
 		struct client *p =
 		    server_get_known_client(cl->srv, e->publisher, strlen(e->publisher));

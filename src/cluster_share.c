@@ -369,22 +369,6 @@ static void csh_acked(void *arg, bool durable)
 		csh_read(g, part, false);
 }
 
-/* A message from a log entry (No Local does not apply to a group). */
-static struct message *csh_message(const struct cairn_log_entry *e)
-{
-	const struct cairn_msg_rec *r = &e->msg;
-	struct message *m =
-	    message_new(r->topic, strlen(r->topic), r->payload, r->payload_len, r->qos, r->retain);
-
-	if (r->props_len)
-		message_set_props(m, r->props, r->props_len);
-	m->expires_at = r->expires_at;
-	m->from_log = true;
-	m->log_ms = e->pos.ms;
-	m->log_seq = e->pos.seq;
-	return m;
-}
-
 static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_entry *e, size_t n)
 {
 	struct server *srv = g->sh->srv;
@@ -417,7 +401,8 @@ static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 			left = true;
 			continue;
 		}
-		struct message *m = csh_message(&e[i]);
+		/* No Local does not apply to a group: no origin. */
+		struct message *m = message_from_log(&e[i]);
 		router_deliver_pick(srv->router, m, &pk);
 		message_unref(m);
 		router_last_result(srv->router, &matched, &full);

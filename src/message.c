@@ -273,3 +273,18 @@ struct cairn_msg_rec message_rec(const struct message *m)
 	    .will_serial = m->will_serial,
 	};
 }
+
+struct message *message_from_log(const struct cairn_log_entry *e)
+{
+	const struct cairn_msg_rec *r = &e->msg;
+	struct message *m =
+	    message_new(r->topic, strlen(r->topic), r->payload, r->payload_len, r->qos, r->retain);
+
+	if (r->props_len)
+		message_set_props(m, r->props, r->props_len);
+	m->expires_at = r->expires_at;
+	m->from_log = true;
+	m->log_ms = e->pos.ms;
+	m->log_seq = e->pos.seq;
+	return m;
+}

@@ -90,6 +90,10 @@ void message_set_props(struct message *m, const uint8_t *props, size_t len);
 /* The store's record of m (msg_id is m->id; its fields point into m). */
 struct cairn_msg_rec message_rec(const struct message *m);
 
+/* A new message (one reference) from an entry of the shared log (cluster
+ * mode): its record copied, from_log set and its position kept. */
+struct message *message_from_log(const struct cairn_log_entry *e);
+
 /*
  * message_write_publish for a 5.0 subscriber: the PUBLISH carries m's
  * properties, the remaining message expiry interval, o's subscription

@@ -1781,16 +1781,17 @@ static bool rd_entry_parse(const redisReply *r, struct cairn_log_entry *e)
 }
 
 /* Decode the entries of an XRANGE reply (or one stream of an XREAD's)
- * into a new array; *last is the position of the last, whether decoded
- * or skipped. */
-struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list, size_t *n,
-					 struct cairn_log_pos *last)
+ * of partition part into a new array; *last is the position of the last,
+ * whether decoded or skipped. */
+struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list,
+					 uint32_t part, size_t *n, struct cairn_log_pos *last)
 {
 	struct cairn_log_entry *e = bk_xmalloc((list->elements + 1) * sizeof(*e));
 
 	*n = 0;
 	for (size_t i = 0; i < list->elements; i++) {
 		if (rd_entry_parse(list->element[i], &e[*n])) {
+			e[*n].partition = part;
 			*last = e[*n].pos;
 			(*n)++;
 		} else {
@@ -1894,11 +1895,9 @@ static void rd_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		size_t n;
 		struct cairn_log_pos last = st->read_pos[a->part];
 		struct cairn_log_entry *e =
-		    rd_entries_parse(st, reply->element[0]->element[1], &n, &last);
+		    rd_entries_parse(st, reply->element[0]->element[1], a->part, &n, &last);
 
 		st->read_pos[a->part] = last;
-		for (size_t i = 0; i < n; i++)
-			e[i].partition = a->part;
 		if (n > 0 && st->hooks != NULL && st->hooks->entries != NULL)
 			st->hooks->entries(st->hooks->arg, e, n);
 		free(e);
@@ -3451,10 +3450,8 @@ static void rd_log_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	} else {
 		size_t n;
 		struct cairn_log_pos last = {0, 0};
-		struct cairn_log_entry *e = rd_entries_parse(st, reply, &n, &last);
+		struct cairn_log_entry *e = rd_entries_parse(st, reply, rr->part, &n, &last);
 
-		for (size_t i = 0; i < n; i++)
-			e[i].partition = rr->part;
 		rr->done(rr->arg, 0, e, n);
 		free(e);
 	}

@@ -310,10 +310,10 @@ int rd_cluster_log_read_p(struct cairn_store *st, uint32_t part, struct cairn_lo
 /* A log position as "ms-seq" at out (48 bytes); returns its length. */
 size_t rd_pos_format(char *out, struct cairn_log_pos p);
 /* Decode the entries of an XRANGE reply (or one stream of an XREAD's, or
- * an XAUTOCLAIM's) into a new array; *last is the position of the last,
- * whether decoded or skipped. */
-struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list, size_t *n,
-					 struct cairn_log_pos *last);
+ * an XAUTOCLAIM's) of partition part into a new array; *last is the
+ * position of the last, whether decoded or skipped. */
+struct cairn_log_entry *rd_entries_parse(struct cairn_store *st, const redisReply *list,
+					 uint32_t part, size_t *n, struct cairn_log_pos *last);
 
 /* ---- share.c: shared subscription groups (cluster mode, version 6) ---- */
 int rd_share_join(struct cairn_store *st, uint32_t part, const char *group, const char *member,

@@ -317,10 +317,8 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	} else {
 		size_t n;
 		struct cairn_log_pos last = {0, 0};
-		struct cairn_log_entry *e = rd_entries_parse(st, list, &n, &last);
+		struct cairn_log_entry *e = rd_entries_parse(st, list, k->part, &n, &last);
 
-		for (size_t i = 0; i < n; i++)
-			e[i].partition = k->part;
 		if (n < list->elements)
 			rd_share_ack_unusable(st, k, list, e, n);
 		if (k->claim && list->elements > 0) {
