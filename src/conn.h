@@ -147,13 +147,13 @@ struct evbuffer *conn_output(struct conn *cn);
  * the drained hook runs once the output has fallen below the low mark. */
 bool conn_output_full(struct conn *cn);
 
-/* Close now: stop reading and writing, run the closed hook, free from the
- * loop. reason is logged. */
 /* Read and handle, now, what the peer has sent and the socket holds (a
  * node told that its client's session moved to another node first reads a
  * DISCONNECT that came before the move: it discards the will). The
  * connection may be closed on return. */
 void conn_read_pending(struct conn *cn);
+/* Close now: stop reading and writing, run the closed hook, free from the
+ * loop. reason is logged. */
 void conn_close(struct conn *cn, const char *reason, bool will_due);
 /* 5.0 reason codes of the DISCONNECTs a server sends (5.0 section
  * 3.14.2.1), beside CODEC_RC_MALFORMED and CODEC_RC_PROTOCOL_ERROR. */
