@@ -328,7 +328,8 @@ static uint32_t csh_room(void *session)
 	if (c->queued.head == NULL && c->inflight.count < win)
 		room += win - c->inflight.count;
 	uint32_t qmax = cfg->max_queued_messages ? cfg->max_queued_messages : CSH_QUEUE_UNLIMITED;
-	if (c->queued.count < qmax)
+	bool bytes_full = cfg->max_queued_bytes && c->queued_bytes >= cfg->max_queued_bytes;
+	if (c->queued.count < qmax && !bytes_full)
 		room += qmax - c->queued.count;
 	return room > CSH_READ_COUNT ? CSH_READ_COUNT : (uint32_t)room;
 }
@@ -358,18 +359,23 @@ static void csh_acked(void *arg, bool durable)
 	    store_share_ack(g->sh->srv->store, a->part, g->key, a->pos, k) == 0)
 		g->sh->srv->stats.cluster_share_acked += k;
 	uint32_t part = a->part;
+	bool gave = a->given > 0;
 	free(a->pos);
 	free(a->to);
 	free(a);
 	/* The reader's own entries are read again only when none of them is
-	 * on its way to an acknowledgement (it would be given out twice). */
+	 * on its way to an acknowledgement (it would be given out twice), and
+	 * at once only after a batch that gave something out: one that a full
+	 * member refused waits for the tick, not read again in a loop. */
 	struct csh_part *pt = &g->parts[part];
-	if (!g->sh->stopped && pt->mine && pt->held == 0 && !pt->reading && pt->joined &&
+	if (gave && !g->sh->stopped && pt->mine && pt->held == 0 && !pt->reading && pt->joined &&
 	    csh_online(g))
 		csh_read(g, part, false);
 }
 
-static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_entry *e, size_t n)
+/* Give e[0..n) out; true when some matching entry was left (no member
+ * here had room). */
+static bool csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_entry *e, size_t n)
 {
 	struct server *srv = g->sh->srv;
 	struct share_set *set = router_shares(srv->router);
@@ -422,6 +428,7 @@ static void csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 	g->parts[part].held += a->given;
 	g->refs++;
 	store_after_commit(srv->store, csh_acked, a);
+	return left;
 }
 
 /* Whether g has a member online here now (a read for it is worth it: what
@@ -467,9 +474,10 @@ static void csh_read_cb(void *arg, int status, const struct cairn_log_entry *e, 
 	} else {
 		pt->delay_ms = 0;
 	}
-	if (n > 0)
-		csh_give(g, part, e, n);
-	if ((n == k->count || again) && csh_online(g))
+	/* Read on at once while what was read was given out (or was not the
+	 * group's); entries a full member left wait for the tick. */
+	bool left = n > 0 && csh_give(g, part, e, n);
+	if ((n == k->count || again) && !left && csh_online(g))
 		csh_read(g, part, false);
 }
 
@@ -579,7 +587,7 @@ void cluster_share_wake(struct cluster_shares *sh, uint32_t part)
 
 		if (!pt->joined || pt->outside || !csh_online(g))
 			continue;
-		pt->delay_ms = 0;
+		pt->delay_ms = pt->next_ms = 0;
 		if (pt->reading)
 			pt->again = true; /* it may have been answered before they came */
 		else

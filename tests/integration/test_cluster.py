@@ -2860,6 +2860,61 @@ def test_cluster_shared_stalled_member_loses_nothing(ctx):
           "entries still pending in the group: %d" % _group_pending(cl, "c13s/t", "gs/c13s/#"))
 
 
+def _xreadgroup_calls(cl):
+    """XREADGROUP calls the cluster's Redis has served (every master's on a
+    Redis Cluster), from INFO commandstats."""
+    ports = ([int(x) for x in os.environ["CAIRN_REDIS_CLUSTER_PORTS"].split(",")]
+             if REDIS_CLUSTER else [cl.redis.port])
+    total = 0
+    for port in ports:
+        for line in redis_cli(port, "INFO", "commandstats"):
+            if line.startswith("cmdstat_xreadgroup:"):
+                total += int(line.split("calls=")[1].split(",")[0])
+    return total
+
+
+@_tag("share")
+@_timeout(60)
+def test_cluster_shared_member_full_by_bytes_is_not_read_in_a_loop(ctx):
+    """max_queued_bytes 200 and a window of 5: a group's only member never
+    acknowledges, so its window fills and then its queue reaches the byte
+    limit while its count limit leaves room. The node then leaves the
+    group's entries in the store (none acknowledged undelivered) and reads
+    them again at its tick, not in a loop: over 2 s of a full member the
+    Redis serves fewer than 100 XREADGROUP calls (a node that read again
+    as soon as a read gave nothing out made thousands); once the member
+    acknowledges, every message reaches it."""
+    cl = ctx.cluster(2, max_queued_bytes=200, max_inflight_messages=5)
+    filt = "$share/gb/c13b/#"
+    slow = _Stalled(cl[0].port, "c13b-slow")
+    ctx.add_cleanup(slow.close)
+    check(slow.connect() == 0, "c13b-slow: fresh session")
+    check(slow.subscribe(1, [(filt, 1)]) == [1], "c13b-slow: SUBACK")
+    p = RawClient(cl[1].port)
+    ctx.add_cleanup(p.close)
+    p.connect("c13b-pub")
+    want = [b"c13b-%03d-" % i + b"x" * 60 for i in range(60)]
+    for i, payload in enumerate(want):
+        p.publish("c13b/t", payload, qos=1, pid=i + 1)
+    check(wait_until(lambda: len(set(slow.payloads())) >= 5, 10),
+          "the stalled member got %d messages, want its window of 5%s" %
+          (len(set(slow.payloads())), cl.excerpt()))
+    time.sleep(1.0)
+    before = _xreadgroup_calls(cl)
+    time.sleep(2.0)
+    calls = _xreadgroup_calls(cl) - before
+    check(calls < 100, "%d XREADGROUP calls in 2 s for a group whose only member is full "
+          "(read again in a loop)%s" % (calls, cl.excerpt()))
+    # Nothing was acknowledged undelivered: once the member acknowledges,
+    # every message reaches it.
+    slow.stalled = False
+    slow.disconnect()
+    check(slow.connect() == 1, "c13b-slow: session present 0 at its reconnection")
+    missing = slow.wait_for(want, 20)
+    check(not missing, "%d of %d messages never reached the group's only member, e.g. %r%s" %
+          (len(missing), len(want), sorted(missing)[:3], cl.excerpt()))
+
+
 @_tag("share", "sys")
 @_timeout(30)
 def test_cluster_shared_sys_topics_reach_a_member_on_each_node(ctx):
