@@ -739,9 +739,6 @@ START_TEST(t_append_once)
 }
 END_TEST
 
-/* A session stored as not connected is parked in the same commit: no
- * holder, its cursor kept, its expiry the janitor's; the next claim kicks
- * nobody and catches it up from that cursor. */
 /*
  * Wait (3 s at most) until n's control link has subscribed and n has read
  * the confirmation, which makes it check every session it holds against
@@ -777,6 +774,9 @@ static void node_wait_control(struct node *n)
 	redisFree(rc);
 }
 
+/* A session stored as not connected is parked in the same commit: no
+ * holder, its cursor kept, its expiry the janitor's; the next claim kicks
+ * nobody and catches it up from that cursor. */
 START_TEST(t_park)
 {
 	struct node a, b;

@@ -3041,8 +3041,6 @@ END_TEST
 SKIP_WITHOUT_FAULT_INJECTION(t_gc_fault_every_op)
 #endif
 
-/* The capability flags describe what the backend does: tests and the core
- * decide by them, never by a backend's name. */
 /* A commit that deletes records spread over many pages leaves few of the
  * map's pages resident: a drain of a thousand sessions deletes one
  * delivery per leaf page, and its commits read each such page. */
@@ -3131,6 +3129,8 @@ START_TEST(t_put_then_delete_across)
 }
 END_TEST
 
+/* The capability flags describe what the backend does: tests and the core
+ * decide by them, never by a backend's name. */
 START_TEST(t_capabilities)
 {
 	struct env e;
