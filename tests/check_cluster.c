@@ -844,18 +844,36 @@ static bool needs_redis_cluster(const char *fn)
 	return true;
 }
 
+/* The integer a command answers (as tcmd), sent on a connection of its
+ * own; of an array, its first element (XPENDING's summary: the count). */
+static long long redis_int(const char *fmt, ...)
+{
+	redisContext *r = redis();
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	redisReply *rep = tcmd(&r, "%s", line);
+	const redisReply *x = rep;
+	long long v;
+
+	ck_assert_msg(rep != NULL, "%s: no reply", line);
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0)
+		x = rep->element[0];
+	ck_assert_msg(x->type == REDIS_REPLY_INTEGER, "%s: %s", line,
+		      x->type == REDIS_REPLY_ERROR ? x->str : "not an integer");
+	v = x->integer;
+	freeReplyObject(rep);
+	redisFree(r);
+	return v;
+}
+
 /* The entries of partition part of the log. */
 static long long log_len_part(const char *pfx, uint32_t part)
 {
-	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, "XLEN %s{L:%u}:log", pfx, (unsigned)part);
-	long long n;
-
-	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
-	n = rep->integer;
-	freeReplyObject(rep);
-	redisFree(r);
-	return n;
+	return redis_int("XLEN %s{L:%u}:log", pfx, (unsigned)part);
 }
 
 static long long log_len(const char *pfx)
@@ -1055,11 +1073,7 @@ static void put_session_will(struct node *n, const char *id)
  * it the will (defer_will) and returns none. */
 static void node_claim_leaves_will(struct node *n, const char *id, uint64_t serial)
 {
-	n->claim_done = false;
-	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, on_claim, n),
-			 CAIRN_EINPROGRESS);
-	run_until(n, NULL, claim_done, n);
-	ck_assert_int_eq(n->claim_status, 0);
+	node_claim(n, NULL, id, serial);
 	ck_assert(!n->claim.has_will);
 }
 
@@ -1756,6 +1770,22 @@ static bool sg_done(struct node *n)
 	return sg.done;
 }
 
+/* n appends "one", "two" and "three" for the session "pub" it holds, at
+ * QoS 1, to t/x (the second to topic2), and commits them. */
+static void append_three(struct node *n, struct node *other, const char *topic2)
+{
+	const char *pl[] = {"one", "two", "three"};
+
+	for (int i = 0; i < 3; i++) {
+		struct cairn_msg_rec m = {.topic = i == 1 ? topic2 : "t/x",
+					  .payload = (const uint8_t *)pl[i],
+					  .payload_len = (uint32_t)strlen(pl[i]),
+					  .qos = 1};
+		ck_assert_int_eq(cairn_store_redis.log_append(n->st, "pub", &m), 0);
+	}
+	node_commit(n, other);
+}
+
 static void share_join(struct node *n, struct node *other, const char *member, int want)
 {
 	sg = (struct share_got){0};
@@ -1777,23 +1807,6 @@ static void share_read(struct node *n, struct node *other, uint64_t idle, int wa
 	ck_assert_uint_eq(sg.n, nwant);
 }
 
-static long long share_count(const char *fmt, const char *pfx)
-{
-	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, fmt, pfx);
-	long long v = -1;
-
-	ck_assert(rep != NULL);
-	if (rep->type == REDIS_REPLY_INTEGER)
-		v = rep->integer;
-	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
-		 rep->element[0]->type == REDIS_REPLY_INTEGER)
-		v = rep->element[0]->integer; /* XPENDING's summary */
-	freeReplyObject(rep);
-	redisFree(r);
-	return v;
-}
-
 /* A group reads the log once for all the nodes: an entry one node read is
  * not given to another, until it has been left unacknowledged for the idle
  * time asked (a takeover); an acknowledged entry is done with; the group
@@ -1810,18 +1823,10 @@ START_TEST(t_share_group)
 	share_join(&a, &b, "m1", 0);
 	share_join(&a, &b, "m1", 0);
 	share_join(&b, &a, "m2", 0);
-	ck_assert_int_eq(share_count("SCARD %s{L:0}:share:g/t/#", pfx), 2);
+	ck_assert_int_eq(redis_int("SCARD %s{L:0}:share:g/t/#", pfx), 2);
 
 	node_claim(&a, &b, "pub", 1);
-	const char *pl[] = {"one", "two", "three"};
-	for (int i = 0; i < 3; i++) {
-		struct cairn_msg_rec m = {.topic = i == 1 ? "u/x" : "t/x",
-					  .payload = (const uint8_t *)pl[i],
-					  .payload_len = (uint32_t)strlen(pl[i]),
-					  .qos = 1};
-		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
-	}
-	node_commit(&a, &b);
+	append_three(&a, &b, "u/x");
 
 	/* a reads them all (the group reads the whole partition); b nothing. */
 	share_read(&a, &b, 0, 0, 3);
@@ -1833,23 +1838,23 @@ START_TEST(t_share_group)
 	usleep(30 * 1000);
 	share_read(&b, &a, 20, 0, 3);
 	ck_assert_str_eq(sg.payloads[1], "two");
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 3);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 3);
 	struct cairn_log_pos pos[3] = {sg.pos[0], sg.pos[1], sg.pos[2]};
 	ck_assert_int_eq(cairn_store_redis.share_ack(b.st, 0, "g/t/#", pos, 3), 0);
 	share_read(&b, &a, 0, 0, 0); /* after the XACK on the same link */
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 0);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 0);
 
 	/* One member left: the group stays; the last one: it goes. */
 	ck_assert_int_eq(cairn_store_redis.share_leave(a.st, 0, "g/t/#", "m1"), 0);
 	share_read(&a, &b, 0, 0, 0);
 	ck_assert_int_eq(cairn_store_redis.share_leave(b.st, 0, "g/t/#", "m2"), 0);
 	share_read(&b, &a, 0, CAIRN_ENOTFOUND, 0);
-	ck_assert_int_eq(share_count("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
+	ck_assert_int_eq(redis_int("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
 	/* Joined again without a member (a node that restored one): it reads
 	 * from the position given, and counts no member. */
 	share_join(&a, &b, NULL, 0);
 	share_read(&a, &b, 0, 0, 3);
-	ck_assert_int_eq(share_count("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
+	ck_assert_int_eq(redis_int("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
 	node_close(&a);
 	node_close(&b);
 }
@@ -1868,15 +1873,7 @@ START_TEST(t_share_own_entries)
 	node_open(&b, pfx, "b");
 	share_join(&a, &b, "m1", 0);
 	node_claim(&a, &b, "pub", 1);
-	const char *pl[] = {"one", "two", "three"};
-	for (int i = 0; i < 3; i++) {
-		struct cairn_msg_rec m = {.topic = "t/x",
-					  .payload = (const uint8_t *)pl[i],
-					  .payload_len = (uint32_t)strlen(pl[i]),
-					  .qos = 1};
-		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
-	}
-	node_commit(&a, &b);
+	append_three(&a, &b, "t/x");
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 0); /* none read yet */
 	share_read(&a, &b, 0, 0, 3);
 	share_read(&b, &a, CAIRN_SHARE_READ_MINE, 0, 0); /* a's, not b's */
@@ -1888,7 +1885,7 @@ START_TEST(t_share_own_entries)
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
 	ck_assert_str_eq(sg.payloads[0], "two");
 	share_read(&a, &b, 0, 0, 0); /* nothing new */
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
 	/* An entry that is not cairn's is acknowledged as it is read: it
 	 * does not come back with the reader's own. */
 	redisContext *r = redis();
@@ -1896,7 +1893,7 @@ START_TEST(t_share_own_entries)
 	redisFree(r);
 	share_read(&a, &b, 0, 0, 0);
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
 	node_close(&a);
 	node_close(&b);
 }
@@ -1934,12 +1931,9 @@ START_TEST(t_share_partition_of_a_literal_level)
 		run_until(&a, &b, sg_done, &a);
 		ck_assert_int_eq(sg.status, 0);
 	}
-	for (uint32_t p = 0; p < 4; p++) {
-		char cmd[160];
-
-		snprintf(cmd, sizeof(cmd), "EXISTS %%s{L:%u}:share:g/t/#", (unsigned)p);
-		ck_assert_int_eq(share_count(cmd, pfx), p == mine ? 1 : 0);
-	}
+	for (uint32_t p = 0; p < 4; p++)
+		ck_assert_int_eq(redis_int("EXISTS %s{L:%u}:share:g/t/#", pfx, (unsigned)p),
+				 p == mine ? 1 : 0);
 	node_close(&a);
 	node_close(&b);
 }
