@@ -48,6 +48,7 @@ from mqtt5 import (CONTENT_TYPE, MESSAGE_EXPIRY, SESSION_EXPIRY, SHARED_AVAILABL
                    WILL_DELAY, ack5, disconnect5, do_connect,
                    expect_disconnect, parse_props, props, read_publish5, read_suback5,
                    subscribe5)
+from test_http import _metrics, _value
 
 
 def _tag(*tags):
@@ -2323,6 +2324,13 @@ def _share_wait(members, want, timeout=15):
     return want - set(_share_counts(members))
 
 
+def _group_pending(cl, topic, key):
+    """The entries of shared group key ("GROUP/FILTER") in topic's log
+    stream read and not yet acknowledged (-1: no such group)."""
+    out = _cli(cl, "XPENDING", _log_key(cl, topic), key)
+    return int(out[0]) if out else -1
+
+
 def _xinfo_groups(cl, topic):
     """The consumer groups of topic's log stream, by name."""
     out = _cli(cl, "XINFO", "GROUPS", _log_key(cl, topic))
@@ -2567,12 +2575,8 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     twice = sorted(x for x, n in counts.items() if n > 1)
     check(not twice, "delivered twice to the one member: %r" % twice[:5])
 
-    def pending():
-        out = _cli(cl, "XPENDING", key, "gw/c13w/#")
-        return int(out[0]) if out else -1
-
-    check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
-          pending())
+    check(wait_until(lambda: _group_pending(cl, "c13w/t", "gw/c13w/#") == 0, 5),
+          "entries still pending in the group: %d" % _group_pending(cl, "c13w/t", "gw/c13w/#"))
 
     def readers():
         out = _cli(cl, "XINFO", "CONSUMERS", key, "gw/c13w/#")
@@ -2585,30 +2589,16 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     got = {}
 
     def counted():
-        got.update(_cluster_metrics(hp, "cairn_cluster_share_delivered_total",
-                                    "cairn_cluster_share_taken_over_total",
-                                    "cairn_cluster_share_acks_total"))
+        f = _metrics(hp)
+        got.update((name, _value(f, name)) for name in ("cairn_cluster_share_delivered_total",
+                                                        "cairn_cluster_share_taken_over_total",
+                                                        "cairn_cluster_share_acks_total"))
         return (got["cairn_cluster_share_delivered_total"] == 20 and
                 got["cairn_cluster_share_taken_over_total"] == 10 and
                 got["cairn_cluster_share_acks_total"] == 20)
 
     check(wait_until(counted, 5), "node 2's /metrics after 20 entries given out, 10 of them "
           "taken over, all acknowledged: %r" % got)
-
-
-def _cluster_metrics(port, *names):
-    """name -> value of the unlabelled counters names in /metrics at port."""
-    import urllib.request
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in names:
-            out[parts[0]] = int(float(parts[1]))
-    missing = set(names) - set(out)
-    check(not missing, "no %s in /metrics" % ", ".join(sorted(missing)))
-    return out
 
 
 @_tag("share")
@@ -2770,11 +2760,6 @@ class _Stalled(_Member):
             self.received.append((m["payload"], m["qos"], m["dup"], m["pid"]))
             return
         super()._on_publish(c, m)
-
-
-def _group_pending(cl, topic, key):
-    out = _cli(cl, "XPENDING", _log_key(cl, topic), key)
-    return int(out[0]) if out else -1
 
 
 @_tag("share")
