@@ -2411,6 +2411,47 @@ def test_cluster_shared_qos1_qos2_once_each(ctx):
           (len(acked), [len(m.received) for m in members], "\n".join(problems), cl.excerpt()))
 
 
+def _share_member_node_lost(ctx, tag, filt, traffic, lose, event, after, pause=0.0):
+    """Members TAG-m0 on node 1 and TAG-m1 on node 2 of filt, a paho
+    publisher TAG-pub on node 3 sending QoS 1/2 (_paho_traffic(traffic));
+    once traffic is steady to both, node 2 is lost by lose(node 2) (event:
+    "the kill", for a message), then after pause seconds its member
+    reconnects to node 3 (after: "kill -9 of node 2", for a message) and
+    the publisher stops. Returns the cluster, the members, the payloads
+    acknowledged to paho in the end and when node 2 was lost, when that was
+    (time.monotonic()), those acknowledged that reached no member
+    (_share_wait, 20 s), and the problems found so far."""
+    cl = ctx.cluster(3, max_queued_messages=0)
+    n2, n3 = cl[1], cl[2]
+    members = _share_members(ctx, cl, tag, [0, 1], filt)
+    pub = _PahoPublisher(ctx, "%s-pub" % tag)
+    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
+    stop = threading.Event()
+    th = threading.Thread(target=_paho_traffic, args=(pub, traffic, stop), daemon=True)
+    th.start()
+    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
+    check(ok, "no steady traffic to both members before %s (%d acked, %r received)%s" %
+          (event, len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
+    lose(n2)
+    lost_at = time.monotonic()
+    acked_at_loss = pub.acked()
+    time.sleep(pause)
+    problems = []
+    members[1].close()
+    sp = members[1].connect(n3.port)
+    if sp != 1:
+        problems.append("member 1: session present %d on node 3 after %s" % (sp, after))
+    time.sleep(0.5)
+    stop.set()
+    th.join(5)
+    if not wait_until(lambda: pub.open_count() == 0, 10):
+        problems.append("publisher: %d exchanges still open 10s after it stopped" %
+                        pub.open_count())
+    acked = pub.acked()
+    missing = _share_wait(members, acked, timeout=20)
+    return cl, members, acked, acked_at_loss, lost_at, missing, problems
+
+
 # covers: MQTT5-4.8.2-4
 @_tag("share", "kill9")
 @_timeout(60)
@@ -2421,33 +2462,9 @@ def test_cluster_shared_member_node_kill9(ctx):
     what node 2 had read and not acknowledged is taken over by another
     member's node after the idle time (a takeover may deliver a message
     twice: counted and shown, not a failure)."""
-    cl = ctx.cluster(3, max_queued_messages=0)
-    n2, n3 = cl[1], cl[2]
-    members = _share_members(ctx, cl, "c13k", [0, 1], "$share/gk/cl/k13/#")
-    pub = _PahoPublisher(ctx, "c13k-pub")
-    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
-    stop = threading.Event()
-    th = threading.Thread(target=_paho_traffic, args=(pub, "k13", stop), daemon=True)
-    th.start()
-    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
-    check(ok, "no steady traffic to both members before the kill (%d acked, %r received)%s" %
-          (len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
-    n2.kill9()
-    acked_at_kill = pub.acked()
-    time.sleep(0.5)
-    problems = []
-    members[1].close()
-    sp = members[1].connect(n3.port)
-    if sp != 1:
-        problems.append("member 1: session present %d on node 3 after kill -9 of node 2" % sp)
-    time.sleep(0.5)
-    stop.set()
-    th.join(5)
-    if not wait_until(lambda: pub.open_count() == 0, 10):
-        problems.append("publisher: %d exchanges still open 10s after it stopped" %
-                        pub.open_count())
-    acked = pub.acked()
-    missing = _share_wait(members, acked, timeout=20)
+    cl, members, acked, acked_at_kill, _, missing, problems = _share_member_node_lost(
+        ctx, "c13k", "$share/gk/cl/k13/#", "k13", lambda n: n.kill9(), "the kill",
+        "kill -9 of node 2", pause=0.5)
     if missing:
         problems.append("%d of %d acknowledged messages reached no member (%d acknowledged "
                         "before the kill), e.g. %r" % (len(missing), len(acked),
@@ -2646,32 +2663,9 @@ def test_cluster_shared_member_node_sigterm(ctx):
     the idle time: no message reaches both members, no QoS 2 message
     arrives twice, and every message paho saw acknowledged reaches a
     member (what node 2 read and did not give out is taken over)."""
-    cl = ctx.cluster(3, max_queued_messages=0)
-    n2, n3 = cl[1], cl[2]
-    members = _share_members(ctx, cl, "c13s", [0, 1], "$share/gs/cl/s13/#")
-    pub = _PahoPublisher(ctx, "c13s-pub")
-    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
-    stop = threading.Event()
-    th = threading.Thread(target=_paho_traffic, args=(pub, "s13", stop), daemon=True)
-    th.start()
-    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
-    check(ok, "no steady traffic to both members before the stop (%d acked, %r received)%s" %
-          (len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
-    n2.stop()
-    stopped_at = time.monotonic()
-    problems = []
-    members[1].close()
-    sp = members[1].connect(n3.port)
-    if sp != 1:
-        problems.append("member 1: session present %d on node 3 after node 2's stop" % sp)
-    time.sleep(0.5)
-    stop.set()
-    th.join(5)
-    if not wait_until(lambda: pub.open_count() == 0, 10):
-        problems.append("publisher: %d exchanges still open 10s after it stopped" %
-                        pub.open_count())
-    acked = pub.acked()
-    missing = _share_wait(members, acked, timeout=20)
+    cl, members, acked, _, stopped_at, missing, problems = _share_member_node_lost(
+        ctx, "c13s", "$share/gs/cl/s13/#", "s13", lambda n: n.stop(), "the stop",
+        "node 2's stop")
     # Past the idle time and a claim round: a takeover would have come.
     time.sleep(max(0.0, stopped_at + 8.0 - time.monotonic()))
     for m in members:
