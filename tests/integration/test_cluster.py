@@ -137,20 +137,10 @@ if PARTITIONS != 1:
     harness.Context.cluster = _ctx_cluster_partitions
 
 
-def _crc16(data):
-    """CRC16/XMODEM, the Redis Cluster's key hash."""
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
 def _partition(topic, partitions=None):
-    """The log partition of topic: CRC16 of its first level modulo P."""
-    p = PARTITIONS if partitions is None else partitions
-    return _crc16(topic.split("/", 1)[0].encode()) % p
+    """The log partition of topic (harness.partition), of PARTITIONS unless
+    partitions is given."""
+    return harness.partition(topic, PARTITIONS if partitions is None else partitions)
 
 
 def _log_key(cl, topic, partitions=None):
