@@ -330,6 +330,20 @@ static void prefix_for(char *out, size_t len, const char *test)
 	snprintf(out, len, "ck-%s-%d:", test, (int)getpid());
 }
 
+/* Two nodes, a and b, on the prefix of test (into pfx, len bytes). */
+static void nodes_open(struct node *a, struct node *b, char *pfx, size_t len, const char *test)
+{
+	prefix_for(pfx, len, test);
+	node_open(a, pfx, "a");
+	node_open(b, pfx, "b");
+}
+
+static void nodes_close(struct node *a, struct node *b)
+{
+	node_close(a);
+	node_close(b);
+}
+
 /* A claim takes the session: the old holder is kicked, and its next write
  * of the session is dropped (fenced) while its other writes land. */
 START_TEST(t_claim_kicks_and_fences)
@@ -337,9 +351,7 @@ START_TEST(t_claim_kicks_and_fences)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "fence");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "fence");
 	ck_assert_uint_ne(a.id_base, b.id_base);
 
 	node_claim(&a, &b, "c1", 1);
@@ -394,8 +406,7 @@ START_TEST(t_claim_kicks_and_fences)
 	freeReplyObject(rep);
 	redisFree(r);
 
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -406,9 +417,7 @@ START_TEST(t_fenced_without_kick)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "nokick");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "nokick");
 	node_claim(&a, &b, "c1", 1);
 	put_session(&a, "c1", "alice");
 	node_commit(&a, &b);
@@ -432,8 +441,7 @@ START_TEST(t_fenced_without_kick)
 	ck_assert_int_eq(rep->integer, 1);
 	freeReplyObject(rep);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -450,9 +458,7 @@ START_TEST(t_log_and_cursor)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "log");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "log");
 	node_claim(&a, &b, "pub", 1);
 	struct cairn_msg_rec m1 = {
 	    .topic = "t/1", .payload = (const uint8_t *)"one", .payload_len = 3, .qos = 1};
@@ -497,8 +503,7 @@ START_TEST(t_log_and_cursor)
 	node_claim(&a, &b, "sub", 3);
 	ck_assert_uint_eq(a.claim.cursor.ms, 222);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -683,8 +688,7 @@ START_TEST(t_partitions)
 	ck_assert_str_eq(rep->str, "11-1,22-2,33-3,44-4");
 	freeReplyObject(rep);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -782,9 +786,7 @@ START_TEST(t_park)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "park");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "park");
 	node_wait_control(&a);
 	node_claim(&a, &b, "c1", 1);
 	struct cairn_session_rec r = {.client_id = "c1",
@@ -822,8 +824,7 @@ START_TEST(t_park)
 		usleep(1000);
 	}
 	ck_assert_str_eq(a.kicked, "");
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -939,8 +940,7 @@ static void qos2_marker(const char *test, const char *parts, const char *topic)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(log_len_part(pfx, part), 5);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 
 START_TEST(t_qos2_marker)
@@ -981,9 +981,7 @@ START_TEST(t_q2_forget_races_a_claim)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "q2race");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "q2race");
 	node_claim(&a, &b, "pub", 1); /* a clean start on a: its claim */
 	node_claim(&b, &a, "pub", 2); /* the client, on b meanwhile */
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
@@ -998,8 +996,7 @@ START_TEST(t_q2_forget_races_a_claim)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(log_len(pfx), 1);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1022,9 +1019,7 @@ START_TEST(t_q2_pubrel_races_a_claim)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "q2rel");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "q2rel");
 	node_claim(&a, &b, "pub", 1);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
@@ -1046,8 +1041,7 @@ START_TEST(t_q2_pubrel_races_a_claim)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, NULL);
 	ck_assert_int_eq(log_len(pfx), 2);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1094,9 +1088,7 @@ START_TEST(t_will_races_a_claim)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "willrace");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "willrace");
 	/* The claim first: a's append of the will still goes, once. */
 	node_claim(&a, &b, "w1", 1);
 	put_session_will(&a, "w1");
@@ -1117,8 +1109,7 @@ START_TEST(t_will_races_a_claim)
 	ck_assert_int_eq(log_len(pfx), 2);
 	node_claim_leaves_will(&b, "w2", 4);
 	ck_assert_int_eq(log_len(pfx), 2);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1136,9 +1127,7 @@ START_TEST(t_moved)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "moved");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "moved");
 	snprintf(own, sizeof(own), "%s{c:mv}:own", pfx);
 	slot = rd_key_slot(own, strlen(own));
 	right = a.st->map->owner[slot];
@@ -1156,8 +1145,7 @@ START_TEST(t_moved)
 	ck_assert_str_eq(rep->str, "moved-user");
 	freeReplyObject(rep);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1185,9 +1173,7 @@ START_TEST(t_map_refresh)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "refresh");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "refresh");
 	node_claim(&a, &b, "warm", 1); /* a link is up to read the map from */
 	snprintf(own, sizeof(own), "%s{c:rf}:own", pfx);
 	slot = rd_key_slot(own, strlen(own));
@@ -1207,8 +1193,7 @@ START_TEST(t_map_refresh)
 	}
 	ck_assert_uint_eq(a.st->map->owner[slot], right);
 	node_claim(&a, &b, "rf", 3);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1817,9 +1802,7 @@ START_TEST(t_share_group)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "share");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "share");
 	share_join(&a, &b, "m1", 0);
 	share_join(&a, &b, "m1", 0);
 	share_join(&b, &a, "m2", 0);
@@ -1855,8 +1838,7 @@ START_TEST(t_share_group)
 	share_join(&a, &b, NULL, 0);
 	share_read(&a, &b, 0, 0, 3);
 	ck_assert_int_eq(redis_int("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1868,9 +1850,7 @@ START_TEST(t_share_own_entries)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "sharemine");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "sharemine");
 	share_join(&a, &b, "m1", 0);
 	node_claim(&a, &b, "pub", 1);
 	append_three(&a, &b, "t/x");
@@ -1894,8 +1874,7 @@ START_TEST(t_share_own_entries)
 	share_read(&a, &b, 0, 0, 0);
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
 	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1934,8 +1913,7 @@ START_TEST(t_share_partition_of_a_literal_level)
 	for (uint32_t p = 0; p < 4; p++)
 		ck_assert_int_eq(redis_int("EXISTS %s{L:%u}:share:g/t/#", pfx, (unsigned)p),
 				 p == mine ? 1 : 0);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
