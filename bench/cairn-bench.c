@@ -499,6 +499,29 @@ static void conn_send_connect(struct conn *c)
 	conn_flush(c);
 }
 
+/* The topic publisher i publishes to, by the layout (-t). */
+static void pub_topic(const struct opts *o, unsigned i, char *out, size_t len)
+{
+	if (o->layout == LAYOUT_SHARED)
+		snprintf(out, len, "%s/shared", o->topic_prefix);
+	else if (o->layout == LAYOUT_LEVELS)
+		snprintf(out, len, "%u/%s", i, o->topic_prefix);
+	else
+		snprintf(out, len, "%s/t/%u", o->topic_prefix, i);
+}
+
+/* A subscriber's i-th filter (one per publisher with the per-publisher
+ * layout, else the one filter). */
+static void sub_filter(const struct opts *o, unsigned i, char *out, size_t len)
+{
+	if (o->layout == LAYOUT_WILDCARD)
+		snprintf(out, len, "%s/t/+", o->topic_prefix);
+	else if (o->layout == LAYOUT_LEVELS)
+		snprintf(out, len, "+/%s", o->topic_prefix);
+	else
+		pub_topic(o, i, out, len);
+}
+
 static void conn_send_subscribe(struct conn *c)
 {
 	const struct opts *o = &c->b->o;
@@ -512,14 +535,7 @@ static void conn_send_subscribe(struct conn *c)
 	uint8_t qos = (uint8_t)(o->sub_qos >= 0 ? o->sub_qos : (int)o->qos);
 
 	for (unsigned i = 0; i < nfilters; i++) {
-		if (o->layout == LAYOUT_SHARED)
-			snprintf(filter, sizeof(filter), "%s/shared", o->topic_prefix);
-		else if (o->layout == LAYOUT_WILDCARD)
-			snprintf(filter, sizeof(filter), "%s/t/+", o->topic_prefix);
-		else if (o->layout == LAYOUT_LEVELS)
-			snprintf(filter, sizeof(filter), "+/%s", o->topic_prefix);
-		else
-			snprintf(filter, sizeof(filter), "%s/t/%u", o->topic_prefix, i);
+		sub_filter(o, i, filter, sizeof(filter));
 		len = codec_list_append(CODEC_SUBSCRIBE, list, (size_t)len, cap, filter,
 					(uint16_t)strlen(filter), qos);
 		if (len < 0)
@@ -1875,12 +1891,7 @@ int main(int argc, char **argv)
 		struct conn *c = &b.conns[k];
 		c->role = ROLE_PUB;
 		c->index = i;
-		if (b.o.layout == LAYOUT_SHARED)
-			snprintf(c->topic, sizeof(c->topic), "%s/shared", b.o.topic_prefix);
-		else if (b.o.layout == LAYOUT_LEVELS)
-			snprintf(c->topic, sizeof(c->topic), "%u/%s", i, b.o.topic_prefix);
-		else
-			snprintf(c->topic, sizeof(c->topic), "%s/t/%u", b.o.topic_prefix, i);
+		pub_topic(&b.o, i, c->topic, sizeof(c->topic));
 		if (b.o.qos > 0)
 			c->pid_state = xcalloc(65536, 1);
 		c->next_pid = 1;

@@ -330,6 +330,20 @@ static void prefix_for(char *out, size_t len, const char *test)
 	snprintf(out, len, "ck-%s-%d:", test, (int)getpid());
 }
 
+/* Two nodes, a and b, on the prefix of test (into pfx, len bytes). */
+static void nodes_open(struct node *a, struct node *b, char *pfx, size_t len, const char *test)
+{
+	prefix_for(pfx, len, test);
+	node_open(a, pfx, "a");
+	node_open(b, pfx, "b");
+}
+
+static void nodes_close(struct node *a, struct node *b)
+{
+	node_close(a);
+	node_close(b);
+}
+
 /* A claim takes the session: the old holder is kicked, and its next write
  * of the session is dropped (fenced) while its other writes land. */
 START_TEST(t_claim_kicks_and_fences)
@@ -337,9 +351,7 @@ START_TEST(t_claim_kicks_and_fences)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "fence");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "fence");
 	ck_assert_uint_ne(a.id_base, b.id_base);
 
 	node_claim(&a, &b, "c1", 1);
@@ -394,8 +406,7 @@ START_TEST(t_claim_kicks_and_fences)
 	freeReplyObject(rep);
 	redisFree(r);
 
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -406,9 +417,7 @@ START_TEST(t_fenced_without_kick)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "nokick");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "nokick");
 	node_claim(&a, &b, "c1", 1);
 	put_session(&a, "c1", "alice");
 	node_commit(&a, &b);
@@ -432,8 +441,7 @@ START_TEST(t_fenced_without_kick)
 	ck_assert_int_eq(rep->integer, 1);
 	freeReplyObject(rep);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -450,9 +458,7 @@ START_TEST(t_log_and_cursor)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "log");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "log");
 	node_claim(&a, &b, "pub", 1);
 	struct cairn_msg_rec m1 = {
 	    .topic = "t/1", .payload = (const uint8_t *)"one", .payload_len = 3, .qos = 1};
@@ -497,8 +503,7 @@ START_TEST(t_log_and_cursor)
 	node_claim(&a, &b, "sub", 3);
 	ck_assert_uint_eq(a.claim.cursor.ms, 222);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -683,8 +688,7 @@ START_TEST(t_partitions)
 	ck_assert_str_eq(rep->str, "11-1,22-2,33-3,44-4");
 	freeReplyObject(rep);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -739,9 +743,6 @@ START_TEST(t_append_once)
 }
 END_TEST
 
-/* A session stored as not connected is parked in the same commit: no
- * holder, its cursor kept, its expiry the janitor's; the next claim kicks
- * nobody and catches it up from that cursor. */
 /*
  * Wait (3 s at most) until n's control link has subscribed and n has read
  * the confirmation, which makes it check every session it holds against
@@ -777,14 +778,15 @@ static void node_wait_control(struct node *n)
 	redisFree(rc);
 }
 
+/* A session stored as not connected is parked in the same commit: no
+ * holder, its cursor kept, its expiry the janitor's; the next claim kicks
+ * nobody and catches it up from that cursor. */
 START_TEST(t_park)
 {
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "park");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "park");
 	node_wait_control(&a);
 	node_claim(&a, &b, "c1", 1);
 	struct cairn_session_rec r = {.client_id = "c1",
@@ -822,8 +824,7 @@ START_TEST(t_park)
 		usleep(1000);
 	}
 	ck_assert_str_eq(a.kicked, "");
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -844,18 +845,36 @@ static bool needs_redis_cluster(const char *fn)
 	return true;
 }
 
+/* The integer a command answers (as tcmd), sent on a connection of its
+ * own; of an array, its first element (XPENDING's summary: the count). */
+static long long redis_int(const char *fmt, ...)
+{
+	redisContext *r = redis();
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	redisReply *rep = tcmd(&r, "%s", line);
+	const redisReply *x = rep;
+	long long v;
+
+	ck_assert_msg(rep != NULL, "%s: no reply", line);
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0)
+		x = rep->element[0];
+	ck_assert_msg(x->type == REDIS_REPLY_INTEGER, "%s: %s", line,
+		      x->type == REDIS_REPLY_ERROR ? x->str : "not an integer");
+	v = x->integer;
+	freeReplyObject(rep);
+	redisFree(r);
+	return v;
+}
+
 /* The entries of partition part of the log. */
 static long long log_len_part(const char *pfx, uint32_t part)
 {
-	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, "XLEN %s{L:%u}:log", pfx, (unsigned)part);
-	long long n;
-
-	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
-	n = rep->integer;
-	freeReplyObject(rep);
-	redisFree(r);
-	return n;
+	return redis_int("XLEN %s{L:%u}:log", pfx, (unsigned)part);
 }
 
 static long long log_len(const char *pfx)
@@ -921,8 +940,7 @@ static void qos2_marker(const char *test, const char *parts, const char *topic)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(log_len_part(pfx, part), 5);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 
 START_TEST(t_qos2_marker)
@@ -963,9 +981,7 @@ START_TEST(t_q2_forget_races_a_claim)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "q2race");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "q2race");
 	node_claim(&a, &b, "pub", 1); /* a clean start on a: its claim */
 	node_claim(&b, &a, "pub", 2); /* the client, on b meanwhile */
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(b.st, &in), 0);
@@ -980,8 +996,7 @@ START_TEST(t_q2_forget_races_a_claim)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, &a);
 	ck_assert_int_eq(log_len(pfx), 1);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1004,9 +1019,7 @@ START_TEST(t_q2_pubrel_races_a_claim)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "q2rel");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "q2rel");
 	node_claim(&a, &b, "pub", 1);
 	ck_assert_int_eq(cairn_store_redis.inflight_in_put(a.st, &in), 0);
 	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
@@ -1028,8 +1041,7 @@ START_TEST(t_q2_pubrel_races_a_claim)
 	ck_assert_int_eq(cairn_store_redis.log_append(b.st, "pub", &m), 0);
 	node_commit(&b, NULL);
 	ck_assert_int_eq(log_len(pfx), 2);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1055,11 +1067,7 @@ static void put_session_will(struct node *n, const char *id)
  * it the will (defer_will) and returns none. */
 static void node_claim_leaves_will(struct node *n, const char *id, uint64_t serial)
 {
-	n->claim_done = false;
-	ck_assert_int_eq(cairn_store_redis.claim(n->st, id, serial, on_claim, n),
-			 CAIRN_EINPROGRESS);
-	run_until(n, NULL, claim_done, n);
-	ck_assert_int_eq(n->claim_status, 0);
+	node_claim(n, NULL, id, serial);
 	ck_assert(!n->claim.has_will);
 }
 
@@ -1080,9 +1088,7 @@ START_TEST(t_will_races_a_claim)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "willrace");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "willrace");
 	/* The claim first: a's append of the will still goes, once. */
 	node_claim(&a, &b, "w1", 1);
 	put_session_will(&a, "w1");
@@ -1103,8 +1109,7 @@ START_TEST(t_will_races_a_claim)
 	ck_assert_int_eq(log_len(pfx), 2);
 	node_claim_leaves_will(&b, "w2", 4);
 	ck_assert_int_eq(log_len(pfx), 2);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1122,9 +1127,7 @@ START_TEST(t_moved)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "moved");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "moved");
 	snprintf(own, sizeof(own), "%s{c:mv}:own", pfx);
 	slot = rd_key_slot(own, strlen(own));
 	right = a.st->map->owner[slot];
@@ -1142,8 +1145,7 @@ START_TEST(t_moved)
 	ck_assert_str_eq(rep->str, "moved-user");
 	freeReplyObject(rep);
 	redisFree(r);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1171,9 +1173,7 @@ START_TEST(t_map_refresh)
 
 	if (needs_redis_cluster(__func__))
 		return;
-	prefix_for(pfx, sizeof(pfx), "refresh");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "refresh");
 	node_claim(&a, &b, "warm", 1); /* a link is up to read the map from */
 	snprintf(own, sizeof(own), "%s{c:rf}:own", pfx);
 	slot = rd_key_slot(own, strlen(own));
@@ -1193,8 +1193,7 @@ START_TEST(t_map_refresh)
 	}
 	ck_assert_uint_eq(a.st->map->owner[slot], right);
 	node_claim(&a, &b, "rf", 3);
-	node_close(&a);
-	node_close(&b);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1756,6 +1755,22 @@ static bool sg_done(struct node *n)
 	return sg.done;
 }
 
+/* n appends "one", "two" and "three" for the session "pub" it holds, at
+ * QoS 1, to t/x (the second to topic2), and commits them. */
+static void append_three(struct node *n, struct node *other, const char *topic2)
+{
+	const char *pl[] = {"one", "two", "three"};
+
+	for (int i = 0; i < 3; i++) {
+		struct cairn_msg_rec m = {.topic = i == 1 ? topic2 : "t/x",
+					  .payload = (const uint8_t *)pl[i],
+					  .payload_len = (uint32_t)strlen(pl[i]),
+					  .qos = 1};
+		ck_assert_int_eq(cairn_store_redis.log_append(n->st, "pub", &m), 0);
+	}
+	node_commit(n, other);
+}
+
 static void share_join(struct node *n, struct node *other, const char *member, int want)
 {
 	sg = (struct share_got){0};
@@ -1777,23 +1792,6 @@ static void share_read(struct node *n, struct node *other, uint64_t idle, int wa
 	ck_assert_uint_eq(sg.n, nwant);
 }
 
-static long long share_count(const char *fmt, const char *pfx)
-{
-	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, fmt, pfx);
-	long long v = -1;
-
-	ck_assert(rep != NULL);
-	if (rep->type == REDIS_REPLY_INTEGER)
-		v = rep->integer;
-	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
-		 rep->element[0]->type == REDIS_REPLY_INTEGER)
-		v = rep->element[0]->integer; /* XPENDING's summary */
-	freeReplyObject(rep);
-	redisFree(r);
-	return v;
-}
-
 /* A group reads the log once for all the nodes: an entry one node read is
  * not given to another, until it has been left unacknowledged for the idle
  * time asked (a takeover); an acknowledged entry is done with; the group
@@ -1804,24 +1802,14 @@ START_TEST(t_share_group)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "share");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "share");
 	share_join(&a, &b, "m1", 0);
 	share_join(&a, &b, "m1", 0);
 	share_join(&b, &a, "m2", 0);
-	ck_assert_int_eq(share_count("SCARD %s{L:0}:share:g/t/#", pfx), 2);
+	ck_assert_int_eq(redis_int("SCARD %s{L:0}:share:g/t/#", pfx), 2);
 
 	node_claim(&a, &b, "pub", 1);
-	const char *pl[] = {"one", "two", "three"};
-	for (int i = 0; i < 3; i++) {
-		struct cairn_msg_rec m = {.topic = i == 1 ? "u/x" : "t/x",
-					  .payload = (const uint8_t *)pl[i],
-					  .payload_len = (uint32_t)strlen(pl[i]),
-					  .qos = 1};
-		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
-	}
-	node_commit(&a, &b);
+	append_three(&a, &b, "u/x");
 
 	/* a reads them all (the group reads the whole partition); b nothing. */
 	share_read(&a, &b, 0, 0, 3);
@@ -1833,25 +1821,24 @@ START_TEST(t_share_group)
 	usleep(30 * 1000);
 	share_read(&b, &a, 20, 0, 3);
 	ck_assert_str_eq(sg.payloads[1], "two");
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 3);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 3);
 	struct cairn_log_pos pos[3] = {sg.pos[0], sg.pos[1], sg.pos[2]};
 	ck_assert_int_eq(cairn_store_redis.share_ack(b.st, 0, "g/t/#", pos, 3), 0);
 	share_read(&b, &a, 0, 0, 0); /* after the XACK on the same link */
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 0);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 0);
 
 	/* One member left: the group stays; the last one: it goes. */
 	ck_assert_int_eq(cairn_store_redis.share_leave(a.st, 0, "g/t/#", "m1"), 0);
 	share_read(&a, &b, 0, 0, 0);
 	ck_assert_int_eq(cairn_store_redis.share_leave(b.st, 0, "g/t/#", "m2"), 0);
 	share_read(&b, &a, 0, CAIRN_ENOTFOUND, 0);
-	ck_assert_int_eq(share_count("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
+	ck_assert_int_eq(redis_int("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
 	/* Joined again without a member (a node that restored one): it reads
 	 * from the position given, and counts no member. */
 	share_join(&a, &b, NULL, 0);
 	share_read(&a, &b, 0, 0, 3);
-	ck_assert_int_eq(share_count("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
-	node_close(&a);
-	node_close(&b);
+	ck_assert_int_eq(redis_int("EXISTS %s{L:0}:share:g/t/#", pfx), 0);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1863,20 +1850,10 @@ START_TEST(t_share_own_entries)
 	struct node a, b;
 	char pfx[80];
 
-	prefix_for(pfx, sizeof(pfx), "sharemine");
-	node_open(&a, pfx, "a");
-	node_open(&b, pfx, "b");
+	nodes_open(&a, &b, pfx, sizeof(pfx), "sharemine");
 	share_join(&a, &b, "m1", 0);
 	node_claim(&a, &b, "pub", 1);
-	const char *pl[] = {"one", "two", "three"};
-	for (int i = 0; i < 3; i++) {
-		struct cairn_msg_rec m = {.topic = "t/x",
-					  .payload = (const uint8_t *)pl[i],
-					  .payload_len = (uint32_t)strlen(pl[i]),
-					  .qos = 1};
-		ck_assert_int_eq(cairn_store_redis.log_append(a.st, "pub", &m), 0);
-	}
-	node_commit(&a, &b);
+	append_three(&a, &b, "t/x");
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 0); /* none read yet */
 	share_read(&a, &b, 0, 0, 3);
 	share_read(&b, &a, CAIRN_SHARE_READ_MINE, 0, 0); /* a's, not b's */
@@ -1888,7 +1865,7 @@ START_TEST(t_share_own_entries)
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
 	ck_assert_str_eq(sg.payloads[0], "two");
 	share_read(&a, &b, 0, 0, 0); /* nothing new */
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
 	/* An entry that is not cairn's is acknowledged as it is read: it
 	 * does not come back with the reader's own. */
 	redisContext *r = redis();
@@ -1896,9 +1873,8 @@ START_TEST(t_share_own_entries)
 	redisFree(r);
 	share_read(&a, &b, 0, 0, 0);
 	share_read(&a, &b, CAIRN_SHARE_READ_MINE, 0, 2);
-	ck_assert_int_eq(share_count("XPENDING %s{L:0}:log g/t/#", pfx), 2);
-	node_close(&a);
-	node_close(&b);
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	nodes_close(&a, &b);
 }
 END_TEST
 
@@ -1934,14 +1910,10 @@ START_TEST(t_share_partition_of_a_literal_level)
 		run_until(&a, &b, sg_done, &a);
 		ck_assert_int_eq(sg.status, 0);
 	}
-	for (uint32_t p = 0; p < 4; p++) {
-		char cmd[160];
-
-		snprintf(cmd, sizeof(cmd), "EXISTS %%s{L:%u}:share:g/t/#", (unsigned)p);
-		ck_assert_int_eq(share_count(cmd, pfx), p == mine ? 1 : 0);
-	}
-	node_close(&a);
-	node_close(&b);
+	for (uint32_t p = 0; p < 4; p++)
+		ck_assert_int_eq(redis_int("EXISTS %s{L:%u}:share:g/t/#", pfx, (unsigned)p),
+				 p == mine ? 1 : 0);
+	nodes_close(&a, &b);
 }
 END_TEST
 

@@ -1762,51 +1762,73 @@ static int v_count_msg(void *arg, const struct cairn_msg_rec *r)
 }
 
 /*
+ * Set up a test of the map's release (test: the test's __func__, for its
+ * skip line): an lmdb store given n messages of size bytes (at most 1024)
+ * in commits of every, closed, opened again and loaded. Asserts data.mdb
+ * holds them, the load found all n, and at most a few pages of the map
+ * stay resident after it. NULL (the test skipped, e cleaned up) on
+ * another backend, or off Linux.
+ */
+static struct cairn_store *lmdb_map_loaded(struct env *e, const char *test, int i, uint64_t n,
+					   size_t size, uint64_t every)
+{
+	struct cairn_store *st;
+	struct stat sb;
+	char payload[1024];
+	int loaded = 0;
+	long rss;
+	struct cairn_store_visitor v = {.arg = &loaded, .message = v_count_msg};
+
+	ck_assert_uint_le(size, sizeof(payload));
+	env_init(e, i);
+#ifndef __linux__
+	skip_test(test, e->name, "the map is released on Linux only");
+	env_cleanup(e);
+	return NULL;
+#endif
+	if (strcmp(e->name, "lmdb") != 0) {
+		skip_test(test, e->name, "the memory map is LMDB's");
+		env_cleanup(e);
+		return NULL;
+	}
+	memset(payload, 'p', size);
+	st = env_open(e);
+	for (uint64_t id = 1; id <= n; id++) {
+		put_msg(e, st, id, "map/t", payload, size, 1, false);
+		if (id % every == 0)
+			env_commit_ok(e, st);
+	}
+	e->ops->close(st);
+	ck_assert_int_eq(stat(e->path, &sb), 0);
+	ck_assert_msg((uint64_t)sb.st_size >= n * size, "data.mdb is %lld bytes",
+		      (long long)sb.st_size);
+	st = env_open(e);
+	ck_assert_int_eq(e->ops->load(st, &v), 0);
+	ck_assert_int_eq(loaded, n);
+	/* The load read every page of the records; what stays resident of
+	 * the map is at most a few pages touched since. */
+	rss = mapped_rss_kb(e->path);
+	ck_assert_msg(rss >= 0, "%s is not mapped", e->path);
+	ck_assert_msg(rss < 512, "%ld kB of %s resident after the load", rss, e->path);
+	return st;
+}
+
+/*
  * cairn-lmdb(5): the broker does not keep the pages of data.mdb it read in
- * its resident set: a load (and every 2,048 records read or written) gives
- * them back to the page cache, so a million queued messages do not count
- * twice (the records the broker built and the map they came from). Linux
- * only: the map is found in /proc/self/maps by data.mdb's device and inode.
+ * its resident set: a load (every 2,048 records read) gives them back to
+ * the page cache, so a million queued messages do not count twice (the
+ * records the broker built and the map they came from). A commit's writes
+ * do too (t_lmdb_commit_releases_map). Linux only: the map is found in
+ * /proc/self/maps by data.mdb's device and inode.
  */
 START_TEST(t_lmdb_releases_map)
 {
 	struct env e;
-	struct cairn_store *st;
-	struct stat sb;
-	char payload[1024];
-	int n = 0;
-	long rss;
-	struct cairn_store_visitor v = {.arg = &n, .message = v_count_msg};
+	/* 4 MB of records, read by the load. */
+	struct cairn_store *st = lmdb_map_loaded(&e, __func__, _i, 4000, 1024, 500);
 
-	env_init(&e, _i);
-#ifndef __linux__
-	SKIP_TEST(&e, "the map is released on Linux only");
-	env_cleanup(&e);
-	return;
-#endif
-	if (strcmp(e.name, "lmdb") != 0) {
-		SKIP_TEST(&e, "the memory map is LMDB's");
-		env_cleanup(&e);
+	if (st == NULL)
 		return;
-	}
-	memset(payload, 'p', sizeof(payload));
-	st = env_open(&e);
-	for (uint64_t id = 1; id <= 4000; id++) {
-		put_msg(&e, st, id, "map/t", payload, sizeof(payload), 1, false);
-		if (id % 500 == 0)
-			env_commit_ok(&e, st);
-	}
-	e.ops->close(st);
-	ck_assert_int_eq(stat(e.path, &sb), 0);
-	ck_assert_msg(sb.st_size >= 4000 * 1024, "data.mdb is %lld bytes", (long long)sb.st_size);
-	st = env_open(&e);
-	ck_assert_int_eq(e.ops->load(st, &v), 0);
-	ck_assert_int_eq(n, 4000);
-	/* The load read every page of 4 MB of records; what stays resident of
-	 * the map is at most a few pages touched since. */
-	rss = mapped_rss_kb(e.path);
-	ck_assert_msg(rss >= 0, "%s is not mapped", e.path);
-	ck_assert_msg(rss < 512, "%ld kB of %s resident after the load", rss, e.path);
 	e.ops->close(st);
 	env_cleanup(&e);
 }
@@ -3041,44 +3063,17 @@ END_TEST
 SKIP_WITHOUT_FAULT_INJECTION(t_gc_fault_every_op)
 #endif
 
-/* The capability flags describe what the backend does: tests and the core
- * decide by them, never by a backend's name. */
 /* A commit that deletes records spread over many pages leaves few of the
  * map's pages resident: a drain of a thousand sessions deletes one
  * delivery per leaf page, and its commits read each such page. */
 START_TEST(t_lmdb_commit_releases_map)
 {
 	struct env e;
-	struct cairn_store *st;
-	char payload[1000];
-	int n = 0;
+	struct cairn_store *st = lmdb_map_loaded(&e, __func__, _i, 1500, 1000, 250);
 	long rss;
-	struct cairn_store_visitor v = {.arg = &n, .message = v_count_msg};
 
-	env_init(&e, _i);
-#ifndef __linux__
-	SKIP_TEST(&e, "the map is released on Linux only");
-	env_cleanup(&e);
-	return;
-#endif
-	if (strcmp(e.name, "lmdb") != 0) {
-		SKIP_TEST(&e, "the memory map is LMDB's");
-		env_cleanup(&e);
+	if (st == NULL)
 		return;
-	}
-	memset(payload, 'p', sizeof(payload));
-	st = env_open(&e);
-	for (uint64_t id = 1; id <= 1500; id++) {
-		put_msg(&e, st, id, "map/t", payload, sizeof(payload), 1, false);
-		if (id % 250 == 0)
-			env_commit_ok(&e, st);
-	}
-	e.ops->close(st);
-	st = env_open(&e);
-	ck_assert_int_eq(e.ops->load(st, &v), 0);
-	ck_assert_int_eq(n, 1500);
-	rss = mapped_rss_kb(e.path);
-	ck_assert_msg(rss >= 0 && rss < 512, "%ld kB of %s resident after the load", rss, e.path);
 	/* 1,500 deletes, three or four to a leaf page: about 3 MB of the map
 	 * resident after one commit when nothing is released, about 0.5 MB
 	 * when the map is released every 256 writes (LM_WRITE_WEIGHT; the
@@ -3131,6 +3126,8 @@ START_TEST(t_put_then_delete_across)
 }
 END_TEST
 
+/* The capability flags describe what the backend does: tests and the core
+ * decide by them, never by a backend's name. */
 START_TEST(t_capabilities)
 {
 	struct env e;

@@ -73,6 +73,23 @@ def free_port():
     return port
 
 
+def crc16(data):
+    """CRC16/XMODEM of data (bytes): a Redis Cluster's key hash, and the
+    hash of cairn's log partitions (cairn-redis(5))."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def partition(topic, partitions):
+    """The log partition of topic when the log has partitions of them: the
+    CRC16 of its first level modulo partitions."""
+    return crc16(topic.split("/", 1)[0].encode()) % partitions
+
+
 def rss_kb(pid):
     """Resident set size of process pid, in KiB."""
     with open("/proc/%d/status" % pid) as f:

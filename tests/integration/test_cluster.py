@@ -48,6 +48,7 @@ from mqtt5 import (CONTENT_TYPE, MESSAGE_EXPIRY, SESSION_EXPIRY, SHARED_AVAILABL
                    WILL_DELAY, ack5, disconnect5, do_connect,
                    expect_disconnect, parse_props, props, read_publish5, read_suback5,
                    subscribe5)
+from test_http import _metrics, _value
 
 
 def _tag(*tags):
@@ -136,20 +137,10 @@ if PARTITIONS != 1:
     harness.Context.cluster = _ctx_cluster_partitions
 
 
-def _crc16(data):
-    """CRC16/XMODEM, the Redis Cluster's key hash."""
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
 def _partition(topic, partitions=None):
-    """The log partition of topic: CRC16 of its first level modulo P."""
-    p = PARTITIONS if partitions is None else partitions
-    return _crc16(topic.split("/", 1)[0].encode()) % p
+    """The log partition of topic (harness.partition), of PARTITIONS unless
+    partitions is given."""
+    return harness.partition(topic, PARTITIONS if partitions is None else partitions)
 
 
 def _log_key(cl, topic, partitions=None):
@@ -2323,6 +2314,13 @@ def _share_wait(members, want, timeout=15):
     return want - set(_share_counts(members))
 
 
+def _group_pending(cl, topic, key):
+    """The entries of shared group key ("GROUP/FILTER") in topic's log
+    stream read and not yet acknowledged (-1: no such group)."""
+    out = _cli(cl, "XPENDING", _log_key(cl, topic), key)
+    return int(out[0]) if out else -1
+
+
 def _xinfo_groups(cl, topic):
     """The consumer groups of topic's log stream, by name."""
     out = _cli(cl, "XINFO", "GROUPS", _log_key(cl, topic))
@@ -2403,6 +2401,47 @@ def test_cluster_shared_qos1_qos2_once_each(ctx):
           (len(acked), [len(m.received) for m in members], "\n".join(problems), cl.excerpt()))
 
 
+def _share_member_node_lost(ctx, tag, filt, traffic, lose, event, after, pause=0.0):
+    """Members TAG-m0 on node 1 and TAG-m1 on node 2 of filt, a paho
+    publisher TAG-pub on node 3 sending QoS 1/2 (_paho_traffic(traffic));
+    once traffic is steady to both, node 2 is lost by lose(node 2) (event:
+    "the kill", for a message), then after pause seconds its member
+    reconnects to node 3 (after: "kill -9 of node 2", for a message) and
+    the publisher stops. Returns the cluster, the members, the payloads
+    acknowledged to paho in the end and when node 2 was lost, when that was
+    (time.monotonic()), those acknowledged that reached no member
+    (_share_wait, 20 s), and the problems found so far."""
+    cl = ctx.cluster(3, max_queued_messages=0)
+    n2, n3 = cl[1], cl[2]
+    members = _share_members(ctx, cl, tag, [0, 1], filt)
+    pub = _PahoPublisher(ctx, "%s-pub" % tag)
+    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
+    stop = threading.Event()
+    th = threading.Thread(target=_paho_traffic, args=(pub, traffic, stop), daemon=True)
+    th.start()
+    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
+    check(ok, "no steady traffic to both members before %s (%d acked, %r received)%s" %
+          (event, len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
+    lose(n2)
+    lost_at = time.monotonic()
+    acked_at_loss = pub.acked()
+    time.sleep(pause)
+    problems = []
+    members[1].close()
+    sp = members[1].connect(n3.port)
+    if sp != 1:
+        problems.append("member 1: session present %d on node 3 after %s" % (sp, after))
+    time.sleep(0.5)
+    stop.set()
+    th.join(5)
+    if not wait_until(lambda: pub.open_count() == 0, 10):
+        problems.append("publisher: %d exchanges still open 10s after it stopped" %
+                        pub.open_count())
+    acked = pub.acked()
+    missing = _share_wait(members, acked, timeout=20)
+    return cl, members, acked, acked_at_loss, lost_at, missing, problems
+
+
 # covers: MQTT5-4.8.2-4
 @_tag("share", "kill9")
 @_timeout(60)
@@ -2413,33 +2452,9 @@ def test_cluster_shared_member_node_kill9(ctx):
     what node 2 had read and not acknowledged is taken over by another
     member's node after the idle time (a takeover may deliver a message
     twice: counted and shown, not a failure)."""
-    cl = ctx.cluster(3, max_queued_messages=0)
-    n2, n3 = cl[1], cl[2]
-    members = _share_members(ctx, cl, "c13k", [0, 1], "$share/gk/cl/k13/#")
-    pub = _PahoPublisher(ctx, "c13k-pub")
-    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
-    stop = threading.Event()
-    th = threading.Thread(target=_paho_traffic, args=(pub, "k13", stop), daemon=True)
-    th.start()
-    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
-    check(ok, "no steady traffic to both members before the kill (%d acked, %r received)%s" %
-          (len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
-    n2.kill9()
-    acked_at_kill = pub.acked()
-    time.sleep(0.5)
-    problems = []
-    members[1].close()
-    sp = members[1].connect(n3.port)
-    if sp != 1:
-        problems.append("member 1: session present %d on node 3 after kill -9 of node 2" % sp)
-    time.sleep(0.5)
-    stop.set()
-    th.join(5)
-    if not wait_until(lambda: pub.open_count() == 0, 10):
-        problems.append("publisher: %d exchanges still open 10s after it stopped" %
-                        pub.open_count())
-    acked = pub.acked()
-    missing = _share_wait(members, acked, timeout=20)
+    cl, members, acked, acked_at_kill, _, missing, problems = _share_member_node_lost(
+        ctx, "c13k", "$share/gk/cl/k13/#", "k13", lambda n: n.kill9(), "the kill",
+        "kill -9 of node 2", pause=0.5)
     if missing:
         problems.append("%d of %d acknowledged messages reached no member (%d acknowledged "
                         "before the kill), e.g. %r" % (len(missing), len(acked),
@@ -2567,12 +2582,8 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     twice = sorted(x for x, n in counts.items() if n > 1)
     check(not twice, "delivered twice to the one member: %r" % twice[:5])
 
-    def pending():
-        out = _cli(cl, "XPENDING", key, "gw/c13w/#")
-        return int(out[0]) if out else -1
-
-    check(wait_until(lambda: pending() == 0, 5), "entries still pending in the group: %d" %
-          pending())
+    check(wait_until(lambda: _group_pending(cl, "c13w/t", "gw/c13w/#") == 0, 5),
+          "entries still pending in the group: %d" % _group_pending(cl, "c13w/t", "gw/c13w/#"))
 
     def readers():
         out = _cli(cl, "XINFO", "CONSUMERS", key, "gw/c13w/#")
@@ -2585,30 +2596,16 @@ def test_cluster_shared_waits_offline_and_takes_over_a_dead_reader(ctx):
     got = {}
 
     def counted():
-        got.update(_cluster_metrics(hp, "cairn_cluster_share_delivered_total",
-                                    "cairn_cluster_share_taken_over_total",
-                                    "cairn_cluster_share_acks_total"))
+        f = _metrics(hp)
+        got.update((name, _value(f, name)) for name in ("cairn_cluster_share_delivered_total",
+                                                        "cairn_cluster_share_taken_over_total",
+                                                        "cairn_cluster_share_acks_total"))
         return (got["cairn_cluster_share_delivered_total"] == 20 and
                 got["cairn_cluster_share_taken_over_total"] == 10 and
                 got["cairn_cluster_share_acks_total"] == 20)
 
     check(wait_until(counted, 5), "node 2's /metrics after 20 entries given out, 10 of them "
           "taken over, all acknowledged: %r" % got)
-
-
-def _cluster_metrics(port, *names):
-    """name -> value of the unlabelled counters names in /metrics at port."""
-    import urllib.request
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in names:
-            out[parts[0]] = int(float(parts[1]))
-    missing = set(names) - set(out)
-    check(not missing, "no %s in /metrics" % ", ".join(sorted(missing)))
-    return out
 
 
 @_tag("share")
@@ -2656,32 +2653,9 @@ def test_cluster_shared_member_node_sigterm(ctx):
     the idle time: no message reaches both members, no QoS 2 message
     arrives twice, and every message paho saw acknowledged reaches a
     member (what node 2 read and did not give out is taken over)."""
-    cl = ctx.cluster(3, max_queued_messages=0)
-    n2, n3 = cl[1], cl[2]
-    members = _share_members(ctx, cl, "c13s", [0, 1], "$share/gs/cl/s13/#")
-    pub = _PahoPublisher(ctx, "c13s-pub")
-    check(pub.connect(n3.port) == 0, "fresh paho publisher: session present 1")
-    stop = threading.Event()
-    th = threading.Thread(target=_paho_traffic, args=(pub, "s13", stop), daemon=True)
-    th.start()
-    ok = wait_until(lambda: len(members[1].received) >= 50 and len(pub.acked()) >= 200, 10)
-    check(ok, "no steady traffic to both members before the stop (%d acked, %r received)%s" %
-          (len(pub.acked()), [len(m.received) for m in members], cl.excerpt()))
-    n2.stop()
-    stopped_at = time.monotonic()
-    problems = []
-    members[1].close()
-    sp = members[1].connect(n3.port)
-    if sp != 1:
-        problems.append("member 1: session present %d on node 3 after node 2's stop" % sp)
-    time.sleep(0.5)
-    stop.set()
-    th.join(5)
-    if not wait_until(lambda: pub.open_count() == 0, 10):
-        problems.append("publisher: %d exchanges still open 10s after it stopped" %
-                        pub.open_count())
-    acked = pub.acked()
-    missing = _share_wait(members, acked, timeout=20)
+    cl, members, acked, _, stopped_at, missing, problems = _share_member_node_lost(
+        ctx, "c13s", "$share/gs/cl/s13/#", "s13", lambda n: n.stop(), "the stop",
+        "node 2's stop")
     # Past the idle time and a claim round: a takeover would have come.
     time.sleep(max(0.0, stopped_at + 8.0 - time.monotonic()))
     for m in members:
@@ -2770,11 +2744,6 @@ class _Stalled(_Member):
             self.received.append((m["payload"], m["qos"], m["dup"], m["pid"]))
             return
         super()._on_publish(c, m)
-
-
-def _group_pending(cl, topic, key):
-    out = _cli(cl, "XPENDING", _log_key(cl, topic), key)
-    return int(out[0]) if out else -1
 
 
 @_tag("share")
