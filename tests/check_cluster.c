@@ -1113,6 +1113,51 @@ START_TEST(t_will_races_a_claim)
 }
 END_TEST
 
+/* Whether the record of the will a claim left n for id exists (1) or not. */
+static long long tw_exists(const struct node *n, const char *id)
+{
+	return redis_int("EXISTS %s{c:%s}:tw:%llu", n->prefix, id,
+			 (unsigned long long)(n->id_base >> 40));
+}
+
+/*
+ * A claim that leaves a node the will of its connection while that node's
+ * control link is down: the kick is lost, and the node, once subscribed
+ * again, finds the session taken (reconcile) and the record of the will
+ * the claim left it, and acts as the flagged kick does: the core hears of
+ * the will (CAIRN_KICK_WILL), and the record goes.
+ */
+START_TEST(t_reconcile_finds_a_left_will)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "recwill");
+	node_wait_control(&a);
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	/* a's control link goes (and b's: both are subscribers here). */
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_claim_leaves_will(&b, "w1", 2);
+	ck_assert_int_eq(tw_exists(&a, "w1"), 1);
+	/* a reconnects its control link (after 1 s) and checks its holds. */
+	run_until(&a, &b, was_kicked, &a);
+	ck_assert_str_eq(a.kicked, "w1");
+	ck_assert_uint_eq(a.kicked_serial, 1 | CAIRN_KICK_WILL);
+	for (int i = 0; i < 3000 && tw_exists(&a, "w1") != 0; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(tw_exists(&a, "w1"), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /*
  * A slot map that names the wrong master (a slot moved since it was
  * read): the claim and the commit sent there are answered MOVED, sent
@@ -1939,6 +1984,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_q2_forget_races_a_claim);
 	tcase_add_test(tc, t_q2_pubrel_races_a_claim);
 	tcase_add_test(tc, t_will_races_a_claim);
+	tcase_add_test(tc, t_reconcile_finds_a_left_will);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

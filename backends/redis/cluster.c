@@ -1917,62 +1917,15 @@ static void rd_read_next(struct rd_aux *a)
 		redisAsyncCommandArgv(a->ac, rd_read_cb, NULL, 8, argv, NULL);
 }
 
-/* A kick sent while the control connection was down is lost: once it is
- * subscribed (again), every session held here is checked against its
- * token, and one another node holds now is reported as kicked. */
-struct rd_check {
-	struct cairn_store *st;
-	char *id;
-	uint64_t serial;
-};
-
-static void rd_check_cb(redisAsyncContext *ac, void *r, void *privdata)
+/* The record of the will a claim left this node for client id
+ * (defer_will): {c:ID}:tw:INC. */
+static char *rd_tw_key(const struct cairn_store *st, const char *id)
 {
-	struct rd_check *k = privdata;
-	struct cairn_store *st = ac->data;
-	redisReply *reply = r;
+	char *base = rd_key(st, "own", id);
+	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, st->inc_s);
 
-	if (st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR) {
-		const char *colon =
-		    reply->type == REDIS_REPLY_STRING ? memchr(reply->str, ':', reply->len) : NULL;
-		bool mine = colon != NULL && (size_t)(colon - reply->str) == strlen(st->inc_s) &&
-			    memcmp(reply->str, st->inc_s, strlen(st->inc_s)) == 0;
-		struct rd_owner **pp = rd_owner_find(st->owners, k->id);
-
-		if (!mine && pp != NULL && *pp != NULL && (*pp)->serial == k->serial) {
-			rd_owner_drop(st->owners, k->id);
-			if (st->hooks != NULL && st->hooks->kicked != NULL)
-				st->hooks->kicked(st->hooks->arg, k->id, k->serial);
-		}
-	}
-	free(k->id);
-	free(k);
-}
-
-static void rd_reconcile(struct cairn_store *st)
-{
-	struct rd_owners *o = st->owners;
-
-	if (st->ac == NULL || st->ac_broken)
-		return;
-	for (size_t i = 0; i < o->nb; i++)
-		for (struct rd_owner *e = o->b[i]; e != NULL; e = e->next) {
-			struct rd_check *k = bk_xcalloc(1, sizeof(*k));
-			char *key = rd_key(st, "own", e->id);
-			const char *argv[] = {"HGET", key, "tok"};
-
-			k->st = st;
-			k->id = bk_xstrdup(e->id);
-			k->serial = e->serial;
-			if ((st->rcluster ? rd_route_argv(st, key, strlen(key), rd_check_cb, k, 3,
-							  argv, NULL)
-					  : redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv,
-								  NULL)) != REDIS_OK) {
-				free(k->id);
-				free(k);
-			}
-			free(key);
-		}
+	free(base);
+	return rec;
 }
 
 /*
@@ -1983,8 +1936,7 @@ static void rd_reconcile(struct cairn_store *st)
  */
 static void rd_kick_will_done(struct cairn_store *st, const char *id)
 {
-	char *base = rd_key(st, "own", id);
-	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, st->inc_s);
+	char *rec = rd_tw_key(st, id);
 	char *set = rd_node_key(st, st->inc_s, "tw");
 	const char *del[] = {"DEL", rec};
 	const char *srem[] = {"SREM", set, id};
@@ -2010,9 +1962,130 @@ static void rd_kick_will_done(struct cairn_store *st, const char *id)
 		rd_log(st, CAIRN_LOG_ERROR,
 		       "redis at %s: session %s: cannot remove its will's record", st->where, id);
 	}
-	free(base);
 	free(rec);
 	free(set);
+}
+
+/*
+ * A kick of the connection this node holds id under serial: the hold goes
+ * (unless a newer claim here holds it: a reconnect to this node), the core
+ * hears of it, and with will (the claim left the connection's will here,
+ * named ep) the core publishes the will if it still holds it, and the
+ * record goes (rd_kick_will_done).
+ */
+static void rd_kick(struct cairn_store *st, const char *id, uint64_t serial, bool will, uint64_t ep)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, id);
+
+	if (pp != NULL && *pp != NULL && (*pp)->serial == serial)
+		rd_owner_drop(st->owners, id);
+	st->kick_will_ep = will ? ep : 0;
+	st->kick_will_id = will ? id : NULL;
+	st->kick_will_used = false;
+	if (st->hooks != NULL && st->hooks->kicked != NULL)
+		st->hooks->kicked(st->hooks->arg, id, serial | (will ? CAIRN_KICK_WILL : 0));
+	if (will)
+		rd_kick_will_done(st, id);
+	st->kick_will_id = NULL;
+}
+
+/* A kick sent while the control connection was down is lost: once it is
+ * subscribed (again), every session held here is checked against its
+ * token, and one another node holds now is reported as kicked; if the
+ * claim left this node the connection's will (its record names the
+ * hold's epoch), as the flagged kick would have (rd_check_will_cb). */
+struct rd_check {
+	struct cairn_store *st;
+	char *id;
+	uint64_t serial;
+	uint64_t epoch; /* the hold's claim epoch (the name of its will) */
+};
+
+static void rd_check_free(struct rd_check *k)
+{
+	free(k->id);
+	free(k);
+}
+
+/* Whether the hold checked is still this node's, as it was. */
+static bool rd_check_held(const struct rd_check *k)
+{
+	struct rd_owner **pp = rd_owner_find(k->st->owners, k->id);
+
+	return pp != NULL && *pp != NULL && (*pp)->serial == k->serial;
+}
+
+static void rd_check_will_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_check *k = privdata;
+	redisReply *reply = r;
+	uint64_t ep = 0;
+
+	/* A reply lost (the link went): the next subscription checks again. */
+	if (ac->data != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR &&
+	    rd_check_held(k)) {
+		bool will = reply->type == REDIS_REPLY_STRING &&
+			    rd_parse_u64(reply->str, reply->len, UINT64_MAX, &ep) &&
+			    ep == k->epoch && ep > 0;
+
+		rd_kick(k->st, k->id, k->serial, will, ep);
+	}
+	rd_check_free(k);
+}
+
+static void rd_check_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_check *k = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+		const char *colon =
+		    reply->type == REDIS_REPLY_STRING ? memchr(reply->str, ':', reply->len) : NULL;
+		bool mine = colon != NULL && (size_t)(colon - reply->str) == strlen(st->inc_s) &&
+			    memcmp(reply->str, st->inc_s, strlen(st->inc_s)) == 0;
+
+		if (!mine && rd_check_held(k)) {
+			/* Taken: the claim may have left the will here. */
+			char *rec = rd_tw_key(st, k->id);
+			const char *argv[] = {"HGET", rec, "will_ep"};
+			int rc = st->rcluster ? rd_route_argv(st, rec, strlen(rec),
+							      rd_check_will_cb, k, 3, argv, NULL)
+					      : redisAsyncCommandArgv(st->ac, rd_check_will_cb, k,
+								      3, argv, NULL);
+
+			free(rec);
+			if (rc == REDIS_OK)
+				return;
+			rd_kick(st, k->id, k->serial, false, 0);
+		}
+	}
+	rd_check_free(k);
+}
+
+static void rd_reconcile(struct cairn_store *st)
+{
+	struct rd_owners *o = st->owners;
+
+	if (st->ac == NULL || st->ac_broken)
+		return;
+	for (size_t i = 0; i < o->nb; i++)
+		for (struct rd_owner *e = o->b[i]; e != NULL; e = e->next) {
+			struct rd_check *k = bk_xcalloc(1, sizeof(*k));
+			char *key = rd_key(st, "own", e->id);
+			const char *argv[] = {"HGET", key, "tok"};
+
+			k->st = st;
+			k->id = bk_xstrdup(e->id);
+			k->serial = e->serial;
+			k->epoch = e->epoch;
+			if ((st->rcluster ? rd_route_argv(st, key, strlen(key), rd_check_cb, k, 3,
+							  argv, NULL)
+					  : redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv,
+								  NULL)) != REDIS_OK)
+				rd_check_free(k);
+			free(key);
+		}
 }
 
 static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -2059,21 +2132,13 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 	const struct rd_owner *o = pp != NULL ? *pp : NULL;
 
 	/* The will's name: the epoch of the claim the connection was held
-	 * under (will_ep), read before the owner goes. */
-	st->kick_will_ep = !will || o == NULL         ? 0
-			   : o->serial == serial      ? o->epoch
-			   : o->prev_serial == serial ? o->prev_epoch
-						      : 0;
-	/* A newer claim here (a reconnect to this node) keeps the session. */
-	if (o != NULL && o->serial == serial)
-		rd_owner_drop(st->owners, id);
-	st->kick_will_id = will ? id : NULL;
-	st->kick_will_used = false;
-	if (st->hooks != NULL && st->hooks->kicked != NULL)
-		st->hooks->kicked(st->hooks->arg, id, serial | (will ? CAIRN_KICK_WILL : 0));
-	if (will)
-		rd_kick_will_done(st, id);
-	st->kick_will_id = NULL;
+	 * under (will_ep), read before the owner goes. A newer claim here (a
+	 * reconnect to this node) keeps the session (rd_kick). */
+	rd_kick(st, id, serial, will,
+		o == NULL                  ? 0
+		: o->serial == serial      ? o->epoch
+		: o->prev_serial == serial ? o->prev_epoch
+					   : 0);
 	free(id);
 }
 
