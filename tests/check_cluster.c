@@ -1120,6 +1120,41 @@ static long long tw_exists(const struct node *n, const char *id)
 			 (unsigned long long)(n->id_base >> 40));
 }
 
+/* Whether id is in the set of the wills claims left n ({n:INC}:tw). */
+static long long tw_member(const struct node *n, const char *id)
+{
+	unsigned long long inc = n->id_base >> 40;
+
+	return redis_cluster() ? redis_int("SISMEMBER %s{L:0}:n:%llu:tw %s", n->prefix, inc, id)
+			       : redis_int("SISMEMBER %s{n:%llu}:tw %s", n->prefix, inc, id);
+}
+
+/*
+ * The set of the wills claims left a node names only the sessions whose
+ * claim left one: a takeover of a session without a will due adds nothing
+ * (else the set of a long-lived node grows with every client taken from
+ * it, cleared only at its death).
+ */
+START_TEST(t_claim_lists_only_left_wills)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "twset");
+	node_claim(&a, &b, "n1", 1);
+	put_session(&a, "n1", "alice");
+	node_claim(&a, &b, "w1", 2);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	node_claim(&b, NULL, "n1", 3);
+	ck_assert(!b.claim.has_will);
+	node_claim_leaves_will(&b, "w1", 4);
+	ck_assert_int_eq(tw_member(&a, "w1"), 1);
+	ck_assert_int_eq(tw_member(&a, "n1"), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /*
  * A claim that leaves a node the will of its connection while that node's
  * control link is down: the kick is lost, and the node, once subscribed
@@ -1985,6 +2020,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_q2_pubrel_races_a_claim);
 	tcase_add_test(tc, t_will_races_a_claim);
 	tcase_add_test(tc, t_reconcile_finds_a_left_will);
+	tcase_add_test(tc, t_claim_lists_only_left_wills);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

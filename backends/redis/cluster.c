@@ -449,8 +449,8 @@ static const char rd_lua[] =
     "-- master (args[4], written with every commit that wrote here, so it\n"
     "-- agrees with the session's keys); it handles the will the previous\n"
     "-- connection left on another node (take_will, defer_will, as claim).\n"
-    "-- Returns claim's list (the will, as take_will returns it,\n"
-    "-- and the claim's epoch last).\n"
+    "-- Returns claim's list (the will, as take_will returns it, the claim's\n"
+    "-- epoch), then '1' if it left the will to the previous node, else '0'.\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks, clean = args[1], args[2], args[3], args[4], args[5] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -460,7 +460,7 @@ static const char rd_lua[] =
     "  local epoch = redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
-    "  local will = {}\n"
+    "  local will, left = {}, '0'\n"
     "  local inc = inc_of(old)\n"
     "  if inc and cursor == '' then\n"
     "    cursor = redis.call('HGET', marks, inc) or ''\n"
@@ -469,7 +469,7 @@ static const char rd_lua[] =
     "  if inc and inc ~= me then\n"
     "    will = take_will(base .. 'session', epoch, clean)\n"
     "    local flag = ''\n"
-    "    if #will > 0 then defer_will(base, inc, will); will, flag = {}, ':w' end\n"
+    "    if #will > 0 then defer_will(base, inc, will); will, flag, left = {}, ':w', '1' end\n"
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old .. flag)\n"
     "  elseif not inc and clean then\n"
     "    will = take_will(base .. 'session', epoch, true) -- parked, its will waiting\n"
@@ -478,12 +478,14 @@ static const char rd_lua[] =
     "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
-    "    epoch}\n"
+    "    epoch, left}\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
-    "-- the previous holder's incarnation or '', its token. Records the\n"
-    "-- session as this node's and drops its janitor deadlines; returns ''.\n"
+    "-- the incarnation claim_s left the will to (defer_will) or '', the\n"
+    "-- previous holder's token. Records the session as this node's, the\n"
+    "-- will left in that node's set, and drops its janitor deadlines;\n"
+    "-- returns ''.\n"
     "local function claim_g(keys, args)\n"
     "  local g, id, me = args[1], args[2], args[3]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
@@ -2951,7 +2953,7 @@ static void rd_claim_will_done(struct cairn_store *st, const char *id)
 	free(s);
 }
 
-/* The claim's reply (7 elements, 8 on a Redis Cluster) is in: done().
+/* The claim's reply (claim's 9 elements, 10 from claim_s) is in: done().
  * pos: the previous node's mark from claim_g, or NULL. */
 static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisReply *reply, int rc,
 			    const redisReply *pos)
@@ -3097,13 +3099,18 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		free(c);
 		return;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 10) {
 		rd_claim_finish(c, st, reply, reply == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
 		return;
 	}
 	old = reply->element[0];
 	colon = old->type == REDIS_REPLY_STRING ? memchr(old->str, ':', old->len) : NULL;
-	if (colon != NULL && (size_t)(colon - old->str) < sizeof(inc)) {
+	/* The previous node's incarnation, when the claim left it the will
+	 * (defer_will): claim_g lists it in that node's set of left wills. */
+	bool left = reply->element[9]->type == REDIS_REPLY_STRING &&
+		    strcmp(reply->element[9]->str, "1") == 0;
+
+	if (left && colon != NULL && (size_t)(colon - old->str) < sizeof(inc)) {
 		memcpy(inc, old->str, (size_t)(colon - old->str));
 		inc[colon - old->str] = '\0';
 		if (strcmp(inc, st->inc_s) == 0)
