@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1155,6 +1156,131 @@ START_TEST(t_claim_lists_only_left_wills)
 }
 END_TEST
 
+/* A key of the janitor's ({L:0} on a Redis Cluster): PREFIX[{L:0}:]name. */
+static void janitor_key(char *out, size_t len, const char *pfx, const char *name)
+{
+	snprintf(out, len, "%s%s%s", pfx, redis_cluster() ? "{L:0}:" : "", name);
+}
+
+/* A node's key: PREFIX{n:INC}:kind, or PREFIX{L:0}:n:INC:kind. */
+static void node_key(char *out, size_t len, const struct node *n, const char *kind)
+{
+	unsigned long long inc = n->id_base >> 40;
+
+	if (redis_cluster())
+		snprintf(out, len, "%s{L:0}:n:%llu:%s", n->prefix, inc, kind);
+	else
+		snprintf(out, len, "%s{n:%llu}:%s", n->prefix, inc, kind);
+}
+
+/*
+ * One round of a janitor (incarnation 999, which holds the lease) that
+ * dies after handing out the wills claims left to departed node dead:
+ * whether it handed out dead's will for id. On a Redis Cluster its round
+ * goes as far as reading the will from the session's slot (janitor_s).
+ */
+static bool janitor_hands_out_left_will(const struct node *dead, const char *id)
+{
+	char inc[24], now[24], name[40];
+	redisContext *r = redis();
+	redisReply *rep;
+	bool found = false;
+
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)(dead->id_base >> 40));
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL) * 1000);
+	snprintf(name, sizeof(name), "tw:%s", inc);
+	if (!redis_cluster()) {
+		const char *argv[] = {"FCALL", "cairn_janitor", "0", dead->prefix, "999", now};
+
+		rep = tcmd_argv(&r, 6, argv);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+		for (size_t i = 0; i < rep->element[1]->elements; i++) {
+			const redisReply *d = rep->element[1]->element[i];
+
+			found = found || (strcmp(d->element[0]->str, id) == 0 &&
+					  strcmp(d->element[1]->str, name) == 0);
+		}
+		freeReplyObject(rep);
+		redisFree(r);
+		return found;
+	}
+	char log[120], g[100], own[120];
+
+	snprintf(log, sizeof(log), "%s{L:0}:log", dead->prefix);
+	snprintf(g, sizeof(g), "%s{L:0}:", dead->prefix);
+	snprintf(own, sizeof(own), "%s{c:%s}:own", dead->prefix, id);
+	const char *jg[] = {"FCALL", "cairn_janitor_g", "1", log, g, "999", now};
+
+	rep = tcmd_argv(&r, 7, jg);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5);
+	for (size_t i = 0; i + 1 < rep->element[4]->elements; i += 2)
+		found = found || (strcmp(rep->element[4]->element[i]->str, inc) == 0 &&
+				  strcmp(rep->element[4]->element[i + 1]->str, id) == 0);
+	freeReplyObject(rep);
+	if (found) {
+		const char *js[] = {
+		    "FCALL", "cairn_janitor_s", "1", own, dead->prefix, id, "tw", inc, "", now};
+
+		rep = tcmd_argv(&r, 10, js);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 10);
+		freeReplyObject(rep);
+	}
+	redisFree(r);
+	return found;
+}
+
+/*
+ * The janitor hands the wills claims left to a departed node over one by
+ * one: each stays listed, with its record, until its append is done, so a
+ * janitor that dies midway leaves them to the next round (the once-only
+ * marker keeps a retried will to one append); the node leaves the list of
+ * nodes once none is left.
+ */
+START_TEST(t_janitor_keeps_left_wills_until_appended)
+{
+	struct node a, b;
+	char pfx[80], key[160];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "twjan");
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	node_claim_leaves_will(&b, "w1", 2);
+	/* a dies (its loop runs no more): its liveness goes. The test holds
+	 * the janitor's lease (incarnation 999). */
+	node_key(key, sizeof(key), &a, "alive");
+	ck_assert_int_ge(redis_int("DEL %s", key), 0);
+	janitor_key(key, sizeof(key), pfx, "cluster:janitor");
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "SET %s 999 PX 30000", key);
+	freeReplyObject(rep);
+	redisFree(r);
+	ck_assert(janitor_hands_out_left_will(&a, "w1"));
+	/* That janitor died: the next round hands the will out again. */
+	ck_assert(janitor_hands_out_left_will(&a, "w1"));
+	ck_assert_int_eq(tw_exists(&a, "w1"), 1);
+	ck_assert_int_eq(log_len(pfx), 0);
+	/* The lease goes: b's janitor appends the will, once, and the record,
+	 * the list and the node go. */
+	ck_assert_int_eq(redis_int("DEL %s", key), 1);
+	char nodes[120], inc[24];
+
+	janitor_key(nodes, sizeof(nodes), pfx, "cluster:nodes");
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)(a.id_base >> 40));
+	for (int i = 0; i < 8000 &&
+			(tw_exists(&a, "w1") != 0 || redis_int("SISMEMBER %s %s", nodes, inc) != 0);
+	     i++) {
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(tw_exists(&a, "w1"), 0);
+	ck_assert_int_eq(tw_member(&a, "w1"), 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s %s", nodes, inc), 0);
+	ck_assert_int_eq(log_len(pfx), 1);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /*
  * A claim that leaves a node the will of its connection while that node's
  * control link is down: the kick is lost, and the node, once subscribed
@@ -2021,6 +2147,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_will_races_a_claim);
 	tcase_add_test(tc, t_reconcile_finds_a_left_will);
 	tcase_add_test(tc, t_claim_lists_only_left_wills);
+	tcase_add_test(tc, t_janitor_keeps_left_wills_until_appended);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

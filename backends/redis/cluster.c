@@ -346,16 +346,22 @@ static const char rd_lua[] =
     "        end\n"
     "      end\n"
     "      redis.call('DEL', owned)\n"
+    "      -- The wills claims left it: each stays listed (and the node with\n"
+    "      -- them) until cairn_will has appended it and removed its record,\n"
+    "      -- so a janitor that dies midway leaves the rest to the next round.\n"
     "      local twk = pfx .. '{n:' .. inc .. '}:tw'\n"
     "      for _, id in ipairs(redis.call('SMEMBERS', twk)) do\n"
     "        local f = redis.call('HMGET', pfx .. '{c:' .. id .. '}:tw:' .. inc, 'will_topic',\n"
     "          'username')\n"
     "        if f[1] then\n"
     "          tw[#tw + 1] = {id, 'tw:' .. inc, f[1], f[2] and '1' or '0', f[2] or ''}\n"
+    "        else\n"
+    "          redis.call('SREM', twk, id)\n"
     "        end\n"
     "      end\n"
-    "      redis.call('DEL', twk)\n"
-    "      redis.call('SREM', pfx .. 'cluster:nodes', inc)\n"
+    "      if redis.call('SCARD', twk) == 0 then\n"
+    "        redis.call('SREM', pfx .. 'cluster:nodes', inc)\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "  local function parked_session(id)\n"
@@ -423,11 +429,13 @@ static const char rd_lua[] =
     "  local own = base .. 'own'\n"
     "  if string.sub(epoch, 1, 3) == 'tw:' then\n"
     "    -- A will a claim left to a node that died (defer_will): once per\n"
-    "    -- will_ep, as that node's own append of it.\n"
+    "    -- will_ep, as that node's own append of it; its record goes, and\n"
+    "    -- its entry in the node's list, in the same call.\n"
     "    local s = base .. epoch\n"
     "    local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos',\n"
     "      'will_retain', 'will_props', 'will_ep')\n"
     "    redis.call('DEL', s)\n"
+    "    redis.call('SREM', pfx .. '{n:' .. string.sub(epoch, 4) .. '}:tw', id)\n"
     "    if not w[1] or args[4] ~= '1' then return 0 end\n"
     "    local g = args[6] or (pfx .. '{L:0}:')\n"
     "    return append_will(g, id, {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''},\n"
@@ -500,8 +508,9 @@ static const char rd_lua[] =
     "-- key base, this incarnation, now (ms). One node at a time. Returns\n"
     "-- {run, departed, wills due, expiries due, left wills}: departed is a list of\n"
     "-- {incarnation, its mark, its sessions...} lists; the node keys of the\n"
-    "-- departed go, and so do the deadlines handed out; left wills is a flat\n"
-    "-- list of (incarnation, id) of the wills claims left to the departed.\n"
+    "-- departed go (but for their lists of left wills, until emptied), and\n"
+    "-- so do the deadlines handed out; left wills is a flat list of\n"
+    "-- (incarnation, id) of the wills claims left to the departed.\n"
     "local function janitor_g(keys, args)\n"
     "  local g, me, now = args[1], args[2], tonumber(args[3])\n"
     "  local jk = g .. 'cluster:janitor'\n"
@@ -516,11 +525,14 @@ static const char rd_lua[] =
     "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'owned')) do d[#d + 1] = id end\n"
     "      dead[#dead + 1] = d\n"
     "      redis.call('DEL', nb .. 'owned')\n"
+    "      -- Each will left it stays listed (and the node with them) until\n"
+    "      -- appended and its record removed (rd_rjanitor_tw_done).\n"
     "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'tw')) do\n"
     "        tw[#tw + 1] = inc; tw[#tw + 1] = id\n"
     "      end\n"
-    "      redis.call('DEL', nb .. 'tw')\n"
-    "      redis.call('SREM', g .. 'cluster:nodes', inc)\n"
+    "      if redis.call('SCARD', nb .. 'tw') == 0 then\n"
+    "        redis.call('SREM', g .. 'cluster:nodes', inc)\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "  local function due(k)\n"
@@ -578,11 +590,11 @@ static const char rd_lua[] =
     "    return {'park', wa, ea}\n"
     "  end\n"
     "  if what == 'tw' then\n"
-    "    -- A will a claim left to a departed node (defer_will), by its name.\n"
+    "    -- A will a claim left to a departed node (defer_will), by its name;\n"
+    "    -- its record stays until the will is appended (rd_rjanitor_tw_done).\n"
     "    local r = base .. 'tw:' .. args[4]\n"
     "    local w = redis.call('HMGET', r, 'will_topic', 'will_payload', 'will_qos',\n"
     "      'will_retain', 'will_props', 'username', 'will_ep')\n"
-    "    redis.call('DEL', r)\n"
     "    if not w[1] then return {} end\n"
     "    return {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', '0',\n"
     "      w[6] and '1' or '0', w[6] or '', w[7] or '0'}\n"
@@ -2323,7 +2335,9 @@ static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
  * or take the will, or expire), then in the log's slot the deadlines of
  * the sessions parked and the wills taken (wills_g, once per session
  * epoch). A node that dies between the steps leaves those sessions to the
- * next claim (which publishes a will due at once) or loses a deadline.
+ * next claim (which publishes a will due at once) or loses a deadline; a
+ * will a claim left to a departed node stays in its record, and listed,
+ * until wills_g has answered (rd_rjanitor_tw_done), for the next round.
  */
 struct rd_janitor {
 	size_t pending;
@@ -2332,6 +2346,7 @@ struct rd_janitor {
 	size_t nzadd;
 	char **wills; /* 7 per will: id, name, topic, payload, qos, retain, props */
 	size_t *wlens;
+	char **wtw; /* per will: the departed incarnation it was left to, or NULL */
 	size_t nwills;
 	char **dead; /* the departed incarnations, whose marks go at the end */
 	size_t ndead;
@@ -2340,7 +2355,15 @@ struct rd_janitor {
 struct rd_jcall {
 	char *id;
 	bool expire;
+	char *tw; /* "tw": the departed incarnation the will was left to */
 };
+
+static void rd_jcall_free(struct rd_jcall *jc)
+{
+	free(jc->id);
+	free(jc->tw);
+	free(jc);
+}
 
 static void rd_janitor_free(struct rd_janitor *j)
 {
@@ -2350,6 +2373,9 @@ static void rd_janitor_free(struct rd_janitor *j)
 		free(j->zadd[i]);
 	for (size_t i = 0; i < 7 * j->nwills; i++)
 		free(j->wills[i]);
+	for (size_t i = 0; i < j->nwills; i++)
+		free(j->wtw[i]);
+	free(j->wtw);
 	for (size_t i = 0; i < j->ndead; i++)
 		free(j->dead[i]);
 	free(j->dead);
@@ -2359,12 +2385,72 @@ static void rd_janitor_free(struct rd_janitor *j)
 	free(j);
 }
 
+/* A will a claim left to a departed incarnation (defer_will), done with
+ * (appended, or dropped): its record goes, then its entry in that node's
+ * list, so a janitor that dies in between leaves an entry whose record is
+ * gone, which the next round drops. */
+struct rd_tw_done {
+	char *id, *inc;
+};
+
+static void rd_tw_done_free(struct rd_tw_done *d)
+{
+	free(d->id);
+	free(d->inc);
+	free(d);
+}
+
+static void rd_tw_del_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_tw_done *d = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+		char *set = rd_node_key(st, d->inc, "tw");
+		const char *srem[] = {"SREM", set, d->id};
+
+		rd_route_argv(st, set, strlen(set), NULL, NULL, 3, srem, NULL);
+		free(set);
+	}
+	rd_tw_done_free(d);
+}
+
+static void rd_rjanitor_tw_done(struct cairn_store *st, const char *id, const char *inc)
+{
+	struct rd_tw_done *d = bk_xcalloc(1, sizeof(*d));
+	char *base = rd_key(st, "own", id);
+	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, inc);
+	const char *del[] = {"DEL", rec};
+
+	d->id = bk_xstrdup(id);
+	d->inc = bk_xstrdup(inc);
+	if (rd_route_argv(st, rec, strlen(rec), rd_tw_del_cb, d, 2, del, NULL) != REDIS_OK)
+		rd_tw_done_free(d);
+	free(base);
+	free(rec);
+}
+
+/* The left wills (id, incarnation pairs) of one wills_g call. */
+struct rd_wills_tw {
+	char **v;
+	size_t n;
+};
+
+static void rd_wills_tw_free(struct rd_wills_tw *tw)
+{
+	for (size_t i = 0; i < 2 * tw->n; i++)
+		free(tw->v[i]);
+	free(tw->v);
+	free(tw);
+}
+
 static void rd_wills_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
 	redisReply *reply = r;
+	struct rd_wills_tw *tw = privdata;
 
-	(void)privdata;
 	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor's wills failed: %s", st->where,
 		       reply->str);
@@ -2372,6 +2458,11 @@ static void rd_wills_cb(redisAsyncContext *ac, void *r, void *privdata)
 		 reply->integer > 0)
 		rd_log(st, CAIRN_LOG_NOTICE, "cluster janitor: %lld wills published",
 		       reply->integer);
+	/* Appended (or appended before, by their markers): their records go. */
+	for (size_t i = 0;
+	     st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER && i < tw->n; i++)
+		rd_rjanitor_tw_done(st, tw->v[2 * i], tw->v[2 * i + 1]);
+	rd_wills_tw_free(tw);
 }
 
 /* The last step: deadlines and wills, in the log's slot. */
@@ -2418,6 +2509,8 @@ static void rd_rjanitor_end(struct cairn_store *st)
 		argv[2] = "1";
 		argv[3] = st->log_keys[p];
 		argv[4] = g;
+		struct rd_wills_tw *tw = bk_xcalloc(1, sizeof(*tw));
+
 		for (size_t i = 0; i < 5; i++)
 			lens[i] = strlen(argv[i]);
 		for (size_t w = 0; w < j->nwills; w++) {
@@ -2428,10 +2521,16 @@ static void rd_rjanitor_end(struct cairn_store *st)
 				argv[n] = j->wills[i];
 				lens[n++] = j->wlens[i];
 			}
+			if (j->wtw[w] != NULL) {
+				tw->v = bk_xrealloc(tw->v, 2 * (tw->n + 1) * sizeof(*tw->v));
+				tw->v[2 * tw->n] = bk_xstrdup(j->wills[7 * w]);
+				tw->v[2 * tw->n + 1] = bk_xstrdup(j->wtw[w]);
+				tw->n++;
+			}
 		}
-		if (n > 5)
-			rd_route_argv(st, argv[3], strlen(argv[3]), rd_wills_cb, NULL, (int)n, argv,
-				      lens);
+		if (n <= 5 || rd_route_argv(st, argv[3], strlen(argv[3]), rd_wills_cb, tw, (int)n,
+					    argv, lens) != REDIS_OK)
+			rd_wills_tw_free(tw);
 		free(g);
 		free(argv);
 		free(lens);
@@ -2454,13 +2553,17 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct rd_janitor *j;
 
 	if (st == NULL || (j = st->janitor) == NULL) {
-		free(jc->id);
-		free(jc);
+		rd_jcall_free(jc);
 		return;
 	}
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor on session %s failed: %s",
 		       st->where, jc->id, reply->str);
+	/* A left will whose record is gone (its node removed it, or a janitor
+	 * appended it): its entry in the node's list goes. */
+	if (jc->tw != NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+	    reply->elements == 0)
+		rd_rjanitor_tw_done(st, jc->id, jc->tw);
 	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
 	    reply->element[0]->type == REDIS_REPLY_STRING &&
 	    strcmp(reply->element[0]->str, "park") == 0) {
@@ -2485,12 +2588,17 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 				    reply->element[1]->type == REDIS_REPLY_STRING
 					? reply->element[1]->str
 					: "")) {
-		/* Taken from the session, and not published. */
+		/* Taken from the session (or a left will's record, which
+		 * goes), and not published. */
+		if (jc->tw != NULL)
+			rd_rjanitor_tw_done(st, jc->id, jc->tw);
 	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10) {
 		size_t w = 7 * j->nwills, len;
 
 		j->wills = bk_xrealloc(j->wills, (w + 7) * sizeof(*j->wills));
 		j->wlens = bk_xrealloc(j->wlens, (w + 7) * sizeof(*j->wlens));
+		j->wtw = bk_xrealloc(j->wtw, (j->nwills + 1) * sizeof(*j->wtw));
+		j->wtw[j->nwills] = jc->tw != NULL ? bk_xstrdup(jc->tw) : NULL;
 		j->wills[w] = bk_xstrdup(jc->id);
 		j->wlens[w] = strlen(jc->id);
 		j->wills[w + 1] = rd_str_of(reply->element[9], &len); /* its name */
@@ -2525,8 +2633,7 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 			free(mark);
 		}
 	}
-	free(jc->id);
-	free(jc);
+	rd_jcall_free(jc);
 	if (--j->pending == 0)
 		rd_rjanitor_end(st);
 }
@@ -2541,13 +2648,12 @@ static void rd_rjanitor_session(struct cairn_store *st, const char *id, const ch
 
 	jc->id = bk_xstrdup(id);
 	jc->expire = strcmp(what, "expire") == 0;
+	jc->tw = strcmp(what, "tw") == 0 ? bk_xstrdup(inc) : NULL;
 	if (rd_route_argv(st, own, strlen(own), rd_rjanitor_s_cb, jc, inc != NULL ? 10 : 7, argv,
-			  NULL) == REDIS_OK) {
+			  NULL) == REDIS_OK)
 		st->janitor->pending++;
-	} else {
-		free(jc->id);
-		free(jc);
-	}
+	else
+		rd_jcall_free(jc);
 	free(own);
 }
 
