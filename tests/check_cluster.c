@@ -1281,6 +1281,126 @@ START_TEST(t_janitor_keeps_left_wills_until_appended)
 }
 END_TEST
 
+/* On a Redis Cluster, the janitor's park of session id of departed
+ * incarnation inc (janitor_s), then its will's deadline (the janitor's
+ * last step). */
+static void janitor_s_park(redisContext **r, const struct node *dead, const char *id,
+			   const char *inc, const char *now)
+{
+	char own[120], wills[120];
+
+	snprintf(own, sizeof(own), "%s{c:%s}:own", dead->prefix, id);
+	/* No mark copy: the own key stands for it (no field inc). */
+	const char *js[] = {
+	    "FCALL", "cairn_janitor_s", "1", own, dead->prefix, id, "park", inc, own, now};
+	redisReply *p = tcmd_argv(r, 10, js);
+
+	ck_assert(p != NULL && p->type == REDIS_REPLY_ARRAY && p->elements == 3);
+	if (p->element[1]->len > 0) {
+		janitor_key(wills, sizeof(wills), dead->prefix, "cluster:wills");
+		const char *zadd[] = {"ZADD", wills, p->element[1]->str, id};
+		redisReply *z = tcmd_argv(r, 4, zadd);
+
+		freeReplyObject(z);
+	}
+	freeReplyObject(p);
+}
+
+/* The janitor's lease goes to the test (incarnation 999), which parks the
+ * sessions of departed node dead (its liveness goes) and hands out no
+ * will: one round of a janitor that dies after parking. */
+static void janitor_parks(const struct node *dead)
+{
+	char key[160], now[24], inc[24];
+	redisContext *r = redis();
+	redisReply *rep;
+
+	node_key(key, sizeof(key), dead, "alive");
+	ck_assert_int_ge(redis_int("DEL %s", key), 0);
+	janitor_key(key, sizeof(key), dead->prefix, "cluster:janitor");
+	rep = tcmd(&r, "SET %s 999 PX 30000", key);
+	freeReplyObject(rep);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL) * 1000);
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)(dead->id_base >> 40));
+	if (!redis_cluster()) {
+		const char *argv[] = {"FCALL", "cairn_janitor", "0", dead->prefix, "999", now};
+
+		rep = tcmd_argv(&r, 6, argv);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+		ck_assert_int_ge(rep->element[0]->integer, 1);
+		freeReplyObject(rep);
+	} else {
+		char log[120], g[100];
+
+		snprintf(log, sizeof(log), "%s{L:0}:log", dead->prefix);
+		snprintf(g, sizeof(g), "%s{L:0}:", dead->prefix);
+		const char *jg[] = {"FCALL", "cairn_janitor_g", "1", log, g, "999", now};
+
+		rep = tcmd_argv(&r, 7, jg);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5);
+		const redisReply *d = rep->element[1];
+		bool found = false;
+
+		for (size_t i = 0; i < d->elements; i++) {
+			if (strcmp(d->element[i]->element[0]->str, inc) != 0)
+				continue;
+			found = true;
+			for (size_t k = 2; k < d->element[i]->elements; k++)
+				janitor_s_park(&r, dead, d->element[i]->element[k]->str, inc, now);
+		}
+		ck_assert(found);
+		freeReplyObject(rep);
+	}
+	rep = tcmd(&r, "DEL %s", key);
+	freeReplyObject(rep);
+	redisFree(r);
+}
+
+/*
+ * A node taken for dead (its liveness lapsed: a stall) while it lives on:
+ * the janitor parks its session, whose will is due; the node, its kick not
+ * yet read, publishes the will of the connection that broke meanwhile,
+ * and the janitor publishes the parked will. It is one will, which goes
+ * out once: the park names it (will_ep) by the claim of the node that
+ * held it, as that node's own append does.
+ */
+START_TEST(t_stalled_nodes_will_goes_once)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_msg_rec w = {.topic = "w/t",
+				  .payload = (const uint8_t *)"bye",
+				  .payload_len = 3,
+				  .qos = 1,
+				  .will_serial = 1};
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "stall");
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	janitor_parks(&a);
+	/* a's connection breaks (its kick unread): it publishes the will. */
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w1", &w), 0);
+	node_commit(&a, NULL);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* b's janitor publishes the parked session's will: no second copy. */
+	char key[160];
+
+	janitor_key(key, sizeof(key), pfx, "cluster:wills");
+	for (int i = 0; i < 8000 && redis_int("ZCARD %s", key) != 0; i++) {
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	for (int i = 0; i < 500; i++) { /* its append, if one comes */
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(redis_int("HEXISTS %s{c:w1}:session will_topic", pfx), 0);
+	ck_assert_int_eq(log_len(pfx), 1);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /*
  * A claim that leaves a node the will of its connection while that node's
  * control link is down: the kick is lost, and the node, once subscribed
@@ -2148,6 +2268,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_reconcile_finds_a_left_will);
 	tcase_add_test(tc, t_claim_lists_only_left_wills);
 	tcase_add_test(tc, t_janitor_keeps_left_wills_until_appended);
+	tcase_add_test(tc, t_stalled_nodes_will_goes_once);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);
