@@ -1440,6 +1440,45 @@ START_TEST(t_reconcile_finds_a_left_will)
 END_TEST
 
 /*
+ * A client whose session another node claimed (leaving this node its
+ * connection's will) comes back to this node before the kick is read
+ * (here: lost with the control link): this node's claim finds the record
+ * of the will left it under its hold's epoch and acts on the kick first,
+ * so the core publishes the will if the connection still holds it, before
+ * the claim's done() drops that session (the kick, read later, finds the
+ * session held under the new serial).
+ */
+START_TEST(t_reclaim_before_the_kick_keeps_the_will)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "reclaim");
+	node_wait_control(&a);
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_claim_leaves_will(&b, "w1", 2);
+	/* The client is back on a: a's claim, well before its control link
+	 * is up again (1 s). */
+	node_claim(&a, NULL, "w1", 3);
+	ck_assert_str_eq(a.kicked, "w1");
+	ck_assert_uint_eq(a.kicked_serial, 1 | CAIRN_KICK_WILL);
+	for (int i = 0; i < 3000 && tw_exists(&a, "w1") != 0; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(tw_exists(&a, "w1"), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/*
  * A slot map that names the wrong master (a slot moved since it was
  * read): the claim and the commit sent there are answered MOVED, sent
  * again to the master it names, and the map learns it.
@@ -2269,6 +2308,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_claim_lists_only_left_wills);
 	tcase_add_test(tc, t_janitor_keeps_left_wills_until_appended);
 	tcase_add_test(tc, t_stalled_nodes_will_goes_once);
+	tcase_add_test(tc, t_reclaim_before_the_kick_keeps_the_will);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

@@ -153,6 +153,12 @@ static const char rd_lua[] =
     "  redis.call('HSET', base .. 'tw:' .. inc, unpack(a))\n"
     "  drop_will(base .. 'session')\n"
     "end\n"
+    "-- The name (will_ep) of the will an earlier claim left this node (me)\n"
+    "-- for a connection it held (defer_will), its kick maybe not read yet when\n"
+    "-- this node claims the session again, or ''.\n"
+    "local function left_here(base, me)\n"
+    "  return redis.call('HGET', base .. 'tw:' .. me, 'will_ep') or ''\n"
+    "end\n"
     "-- A Redis Cluster's inbound QoS 2 markers of one publisher (hash key):\n"
     "-- each field (a packet id) holds the epoch of the claim it was set under.\n"
     "-- Those set up to epoch go (the session they belonged to is gone); one\n"
@@ -233,7 +239,7 @@ static const char rd_lua[] =
     "-- start makes due, for this node to publish, and\n"
     "-- returns {previous token, the session's cursor, session, subs,\n"
     "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
-    "-- this claim's epoch}.\n"
+    "-- this claim's epoch, left_here}.\n"
     "local function claim(keys, args)\n"
     "  local pfx, id, tok, clean = args[1], args[2], args[3], args[4] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -271,7 +277,7 @@ static const char rd_lua[] =
     "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
-    "    epoch}\n"
+    "    epoch, left_here(base, me)}\n"
     "end\n"
     "-- args: prefix, this incarnation, now (ms). One node at a time. The\n"
     "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
@@ -446,7 +452,8 @@ static const char rd_lua[] =
     "-- agrees with the session's keys); it handles the will the previous\n"
     "-- connection left on another node (take_will, defer_will, as claim).\n"
     "-- Returns claim's list (the will, as take_will returns it, the claim's\n"
-    "-- epoch), then '1' if it left the will to the previous node, else '0'.\n"
+    "-- epoch), then '1' if it left the will to the previous node, else '0',\n"
+    "-- and left_here.\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks, clean = args[1], args[2], args[3], args[4], args[5] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -474,7 +481,7 @@ static const char rd_lua[] =
     "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
-    "    epoch, left}\n"
+    "    epoch, left, left_here(base, me)}\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
@@ -3047,8 +3054,30 @@ static void rd_claim_will_done(struct cairn_store *st, const char *id)
 	free(s);
 }
 
-/* The claim's reply (claim's 9 elements, 10 from claim_s) is in: done().
+/* The claim's reply (claim's 10 elements, 11 from claim_s) is in: done().
  * pos: the previous node's mark from claim_g, or NULL. */
+/*
+ * A claim here of a session whose connection this node held under another
+ * serial, which a claim elsewhere took meanwhile leaving this node its
+ * will (left: the record's will_ep, the epoch of this node's hold), the
+ * kick not read yet (the client came back here at once): the kick is
+ * acted on now, before the claim's done() drops the session held, so the
+ * will goes out if that connection still holds it (else it would be lost:
+ * the late kick finds the session held under the new serial).
+ */
+static void rd_claim_left_here(struct cairn_store *st, const struct rd_claim *c,
+			       const redisReply *left)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, c->id);
+	uint64_t ep = 0;
+
+	if (pp == NULL || *pp == NULL || (*pp)->serial == c->serial || (*pp)->epoch == 0 ||
+	    left->type != REDIS_REPLY_STRING ||
+	    !rd_parse_u64(left->str, left->len, UINT64_MAX, &ep) || ep != (*pp)->epoch)
+		return;
+	rd_kick(st, c->id, (*pp)->serial, true, ep);
+}
+
 static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisReply *reply, int rc,
 			    const redisReply *pos)
 {
@@ -3079,6 +3108,8 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 				     ? (uint64_t)ep->integer
 				     : 0;
 
+		if (reply->elements >= 10)
+			rd_claim_left_here(st, c, reply->element[reply->elements - 1]);
 		rd_owner_set(st->owners, c->id, c->serial, epoch, !res.prev_local);
 		if (!res.has_cursor && pos != NULL && pos->type == REDIS_REPLY_STRING &&
 		    pos->len > 0 && rd_posv_parse(st, pos->str, pos->len, st->claim_cur)) {
@@ -3193,7 +3224,7 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		free(c);
 		return;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 10) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 11) {
 		rd_claim_finish(c, st, reply, reply == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
 		return;
 	}

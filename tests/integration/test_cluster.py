@@ -2319,6 +2319,46 @@ def test_cluster_takeover_reads_a_disconnect_behind_a_full_output(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+@_tag("will")
+@_timeout(40)
+def test_cluster_will_kept_when_the_client_comes_back_before_the_kick(ctx):
+    """A 3.1.1 client of node 1 with a will connects again (Clean Start 0)
+    on node 2 while its first connection stays open, then at once on node
+    1 again. The claim on node 2 leaves node 1 the first connection's will
+    (due: a takeover), but its kick is lost (node 1's control link to
+    Redis was just cut; it comes back after a second), so node 1's own
+    claim comes before node 1 hears of it: the will of the first
+    connection, taken over without DISCONNECT, must still go out, once, to
+    a watcher on node 3."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c6b-watch", "c6b/#")
+    first = RawClient(n1.port)
+    ctx.add_cleanup(first.close)
+    first.connect("c6b", clean=False, will=("c6b/will", b"w1", 1, False))
+    # Every node's control link goes (it subscribes again after 1 s).
+    out = _cli(cl, "CLIENT", "KILL", "TYPE", "pubsub")
+    check(out and out[0] != "0", "CLIENT KILL TYPE pubsub: %r" % out)
+    problems = []
+    t0 = time.monotonic()
+    for node in (n2, n1):
+        c = RawClient(node.port)
+        ctx.add_cleanup(c.close)
+        sp, _ = c.connect("c6b", clean=False)
+        if sp != 1:
+            problems.append("session present %d on node %s" % (sp, node.name))
+    if time.monotonic() - t0 > 0.8:
+        raise Skip("the two connects took %.1f s: node 1's control link may be back"
+                   % (time.monotonic() - t0))
+    if not w.wait_for([b"w1"], time.monotonic() + 10):
+        problems.append("the will of the first connection (taken over on node 2 without "
+                        "DISCONNECT) never went out")
+    time.sleep(1.5)
+    if w.count(b"w1") > 1:
+        problems.append("the will went out %d times" % w.count(b"w1"))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- shared subscriptions
 
 # A group's messages cross nodes through the store: each group reads the log
