@@ -1121,13 +1121,24 @@ static long long tw_exists(const struct node *n, const char *id)
 			 (unsigned long long)(n->id_base >> 40));
 }
 
-/* Whether id is in the set of the wills claims left n ({n:INC}:tw). */
-static long long tw_member(const struct node *n, const char *id)
+/* A node's key: PREFIX{n:INC}:kind, or PREFIX{L:0}:n:INC:kind. */
+static void node_key(char *out, size_t len, const struct node *n, const char *kind)
 {
 	unsigned long long inc = n->id_base >> 40;
 
-	return redis_cluster() ? redis_int("SISMEMBER %s{L:0}:n:%llu:tw %s", n->prefix, inc, id)
-			       : redis_int("SISMEMBER %s{n:%llu}:tw %s", n->prefix, inc, id);
+	if (redis_cluster())
+		snprintf(out, len, "%s{L:0}:n:%llu:%s", n->prefix, inc, kind);
+	else
+		snprintf(out, len, "%s{n:%llu}:%s", n->prefix, inc, kind);
+}
+
+/* Whether id is in the set of the wills claims left n ({n:INC}:tw). */
+static long long tw_member(const struct node *n, const char *id)
+{
+	char key[160];
+
+	node_key(key, sizeof(key), n, "tw");
+	return redis_int("SISMEMBER %s %s", key, id);
 }
 
 /*
@@ -1160,17 +1171,6 @@ END_TEST
 static void janitor_key(char *out, size_t len, const char *pfx, const char *name)
 {
 	snprintf(out, len, "%s%s%s", pfx, redis_cluster() ? "{L:0}:" : "", name);
-}
-
-/* A node's key: PREFIX{n:INC}:kind, or PREFIX{L:0}:n:INC:kind. */
-static void node_key(char *out, size_t len, const struct node *n, const char *kind)
-{
-	unsigned long long inc = n->id_base >> 40;
-
-	if (redis_cluster())
-		snprintf(out, len, "%s{L:0}:n:%llu:%s", n->prefix, inc, kind);
-	else
-		snprintf(out, len, "%s{n:%llu}:%s", n->prefix, inc, kind);
 }
 
 /*
