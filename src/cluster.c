@@ -642,10 +642,15 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 		struct client *c = server_get_known_client(cl->srv, id, strlen(id));
 		if (c && !c->dead && c->cluster_serial == serial && c->will) {
 			/* The client may have sent DISCONNECT before it connected
-			 * elsewhere: read it first (it discards the will). */
+			 * elsewhere, behind more (a QoS 0 stream, say) and
+			 * whatever its output holds: it discards the will. The
+			 * rest read is dropped with the connection, unanswered
+			 * (its client sends it again on the new one). */
 			client_ref(c);
-			if (c->conn)
-				conn_read_pending(c->conn);
+			if (c->conn && conn_read_pending(c->conn)) {
+				message_unref(c->will);
+				c->will = NULL;
+			}
 			if (!c->dead && c->cluster_serial == serial && c->will) {
 				c->will_at = 0;
 				client_handle_last_will(c);

@@ -53,6 +53,10 @@
 /* What a paused connection whose peer left may have sent, read to look
  * for its DISCONNECT; past this it counts as sent without one. */
 #define CONN_PEER_GONE_SCAN (1024 * 1024)
+/* What a connection whose session another node took may have sent before
+ * its client connected there, read to look for its DISCONNECT (whatever
+ * its output holds); past this it counts as sent without one. */
+#define CONN_TAKEN_SCAN (8 * 1024 * 1024)
 /* Above CONN_OUT_HIGH unwritten bytes the connection stops being read and
  * its owner stops writing; both resume once the output is below
  * CONN_OUT_LOW. A peer that does not read thus holds at most the mark plus
@@ -1029,10 +1033,21 @@ static void conn_readable(struct conn *cn)
 		event_active(&cn->ev, EV_READ, 0);
 }
 
-void conn_read_pending(struct conn *cn)
+static bool conn_frames_disconnect(const struct conn *cn, const uint8_t *buf, size_t len);
+
+bool conn_read_pending(struct conn *cn)
 {
-	if (cn->state == CONN_ACTIVE && conn_may_read(cn))
-		conn_readable(cn);
+	struct conn_set *set = cn->set;
+	char why[256];
+	ssize_t n;
+	if (cn->state != CONN_ACTIVE && cn->state != CONN_PAUSED)
+		return false;
+	/* Kept, not handled: nothing read here is acted on or acknowledged
+	 * (the connection is closing), however full its output is. */
+	while (cn->in_len < CONN_TAKEN_SCAN &&
+	       (n = conn_recv(cn, set->rbuf, CONN_READ_SIZE, why, sizeof(why))) > 0)
+		conn_keep(cn, set->rbuf, (size_t)n);
+	return conn_frames_disconnect(cn, cn->in, cn->in_len);
 }
 
 /* Drive the TLS handshake one step; once it is done, the connection waits
@@ -1074,7 +1089,8 @@ static void conn_handshake(struct conn *cn)
 }
 
 /* True when buf[0..len), taken frame by frame from its start, holds a
- * DISCONNECT. */
+ * DISCONNECT that discards the will: 3.1.1's, or 5.0's with reason 0x00
+ * (none given means 0x00) [MQTT5-3.14.4-3]; any other reason keeps it. */
 static bool conn_frames_disconnect(const struct conn *cn, const uint8_t *buf, size_t len)
 {
 	size_t off = 0;
@@ -1084,8 +1100,12 @@ static bool conn_frames_disconnect(const struct conn *cn, const uint8_t *buf, si
 		if (codec_parse_header(buf + off, avail < 5 ? avail : 5,
 				       cn->set->cfg->max_packet_size, &h) != CODEC_OK)
 			return false;
-		if (buf[off] >> 4 == CODEC_DISCONNECT)
-			return true;
+		if (buf[off] >> 4 == CODEC_DISCONNECT) {
+			size_t at = off + (size_t)h.header_len;
+			if (cn->version != CODEC_V5 || h.remaining == 0)
+				return true;
+			return at < len && buf[at] == 0x00;
+		}
 		off += (size_t)h.header_len + h.remaining;
 	}
 	return false;

@@ -147,11 +147,13 @@ struct evbuffer *conn_output(struct conn *cn);
  * the drained hook runs once the output has fallen below the low mark. */
 bool conn_output_full(struct conn *cn);
 
-/* Read and handle, now, what the peer has sent and the socket holds (a
- * node told that its client's session moved to another node first reads a
- * DISCONNECT that came before the move: it discards the will). The
- * connection may be closed on return. */
-void conn_read_pending(struct conn *cn);
+/* Read, now, what the peer has sent and the socket holds (up to 8 MiB,
+ * whatever the output holds), without handling it: a node told that its
+ * client's session moved to another node looks for a DISCONNECT that came
+ * before the move. True when one that discards the will is there (3.1.1,
+ * or 5.0 with reason 0x00). Nothing read is acted on or acknowledged; the
+ * caller closes the connection. */
+bool conn_read_pending(struct conn *cn);
 /* Close now: stop reading and writing, run the closed hook, free from the
  * loop. reason is logged. */
 void conn_close(struct conn *cn, const char *reason, bool will_due);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1113,6 +1114,370 @@ START_TEST(t_will_races_a_claim)
 }
 END_TEST
 
+/* Whether the record of the will a claim left n for id exists (1) or not. */
+static long long tw_exists(const struct node *n, const char *id)
+{
+	return redis_int("EXISTS %s{c:%s}:tw:%llu", n->prefix, id,
+			 (unsigned long long)(n->id_base >> 40));
+}
+
+/* A node's key: PREFIX{n:INC}:kind, or PREFIX{L:0}:n:INC:kind. */
+static void node_key(char *out, size_t len, const struct node *n, const char *kind)
+{
+	unsigned long long inc = n->id_base >> 40;
+
+	if (redis_cluster())
+		snprintf(out, len, "%s{L:0}:n:%llu:%s", n->prefix, inc, kind);
+	else
+		snprintf(out, len, "%s{n:%llu}:%s", n->prefix, inc, kind);
+}
+
+/* Whether id is in the set of the wills claims left n ({n:INC}:tw). */
+static long long tw_member(const struct node *n, const char *id)
+{
+	char key[160];
+
+	node_key(key, sizeof(key), n, "tw");
+	return redis_int("SISMEMBER %s %s", key, id);
+}
+
+/*
+ * The set of the wills claims left a node names only the sessions whose
+ * claim left one: a takeover of a session without a will due adds nothing
+ * (else the set of a long-lived node grows with every client taken from
+ * it, cleared only at its death).
+ */
+START_TEST(t_claim_lists_only_left_wills)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "twset");
+	node_claim(&a, &b, "n1", 1);
+	put_session(&a, "n1", "alice");
+	node_claim(&a, &b, "w1", 2);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	node_claim(&b, NULL, "n1", 3);
+	ck_assert(!b.claim.has_will);
+	node_claim_leaves_will(&b, "w1", 4);
+	ck_assert_int_eq(tw_member(&a, "w1"), 1);
+	ck_assert_int_eq(tw_member(&a, "n1"), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/* A key of the janitor's ({L:0} on a Redis Cluster): PREFIX[{L:0}:]name. */
+static void janitor_key(char *out, size_t len, const char *pfx, const char *name)
+{
+	snprintf(out, len, "%s%s%s", pfx, redis_cluster() ? "{L:0}:" : "", name);
+}
+
+/*
+ * One round of a janitor (incarnation 999, which holds the lease) that
+ * dies after handing out the wills claims left to departed node dead:
+ * whether it handed out dead's will for id. On a Redis Cluster its round
+ * goes as far as reading the will from the session's slot (janitor_s).
+ */
+static bool janitor_hands_out_left_will(const struct node *dead, const char *id)
+{
+	char inc[24], now[24], name[40];
+	redisContext *r = redis();
+	redisReply *rep;
+	bool found = false;
+
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)(dead->id_base >> 40));
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL) * 1000);
+	snprintf(name, sizeof(name), "tw:%s", inc);
+	if (!redis_cluster()) {
+		const char *argv[] = {"FCALL", "cairn_janitor", "0", dead->prefix, "999", now};
+
+		rep = tcmd_argv(&r, 6, argv);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+		for (size_t i = 0; i < rep->element[1]->elements; i++) {
+			const redisReply *d = rep->element[1]->element[i];
+
+			found = found || (strcmp(d->element[0]->str, id) == 0 &&
+					  strcmp(d->element[1]->str, name) == 0);
+		}
+		freeReplyObject(rep);
+		redisFree(r);
+		return found;
+	}
+	char log[120], g[100], own[120];
+
+	snprintf(log, sizeof(log), "%s{L:0}:log", dead->prefix);
+	snprintf(g, sizeof(g), "%s{L:0}:", dead->prefix);
+	snprintf(own, sizeof(own), "%s{c:%s}:own", dead->prefix, id);
+	const char *jg[] = {"FCALL", "cairn_janitor_g", "1", log, g, "999", now};
+
+	rep = tcmd_argv(&r, 7, jg);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5);
+	for (size_t i = 0; i + 1 < rep->element[4]->elements; i += 2)
+		found = found || (strcmp(rep->element[4]->element[i]->str, inc) == 0 &&
+				  strcmp(rep->element[4]->element[i + 1]->str, id) == 0);
+	freeReplyObject(rep);
+	if (found) {
+		const char *js[] = {
+		    "FCALL", "cairn_janitor_s", "1", own, dead->prefix, id, "tw", inc, "", now};
+
+		rep = tcmd_argv(&r, 10, js);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 10);
+		freeReplyObject(rep);
+	}
+	redisFree(r);
+	return found;
+}
+
+/*
+ * The janitor hands the wills claims left to a departed node over one by
+ * one: each stays listed, with its record, until its append is done, so a
+ * janitor that dies midway leaves them to the next round (the once-only
+ * marker keeps a retried will to one append); the node leaves the list of
+ * nodes once none is left.
+ */
+START_TEST(t_janitor_keeps_left_wills_until_appended)
+{
+	struct node a, b;
+	char pfx[80], key[160];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "twjan");
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	node_claim_leaves_will(&b, "w1", 2);
+	/* a dies (its loop runs no more): its liveness goes. The test holds
+	 * the janitor's lease (incarnation 999). */
+	node_key(key, sizeof(key), &a, "alive");
+	ck_assert_int_ge(redis_int("DEL %s", key), 0);
+	janitor_key(key, sizeof(key), pfx, "cluster:janitor");
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "SET %s 999 PX 30000", key);
+	freeReplyObject(rep);
+	redisFree(r);
+	ck_assert(janitor_hands_out_left_will(&a, "w1"));
+	/* That janitor died: the next round hands the will out again. */
+	ck_assert(janitor_hands_out_left_will(&a, "w1"));
+	ck_assert_int_eq(tw_exists(&a, "w1"), 1);
+	ck_assert_int_eq(log_len(pfx), 0);
+	/* The lease goes: b's janitor appends the will, once, and the record,
+	 * the list and the node go. */
+	ck_assert_int_eq(redis_int("DEL %s", key), 1);
+	char nodes[120], inc[24];
+
+	janitor_key(nodes, sizeof(nodes), pfx, "cluster:nodes");
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)(a.id_base >> 40));
+	for (int i = 0; i < 8000 &&
+			(tw_exists(&a, "w1") != 0 || redis_int("SISMEMBER %s %s", nodes, inc) != 0);
+	     i++) {
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(tw_exists(&a, "w1"), 0);
+	ck_assert_int_eq(tw_member(&a, "w1"), 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s %s", nodes, inc), 0);
+	ck_assert_int_eq(log_len(pfx), 1);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/* On a Redis Cluster, the janitor's park of session id of departed
+ * incarnation inc (janitor_s), then its will's deadline (the janitor's
+ * last step). */
+static void janitor_s_park(redisContext **r, const struct node *dead, const char *id,
+			   const char *inc, const char *now)
+{
+	char own[120], wills[120];
+
+	snprintf(own, sizeof(own), "%s{c:%s}:own", dead->prefix, id);
+	/* No mark copy: the own key stands for it (no field inc). */
+	const char *js[] = {
+	    "FCALL", "cairn_janitor_s", "1", own, dead->prefix, id, "park", inc, own, now};
+	redisReply *p = tcmd_argv(r, 10, js);
+
+	ck_assert(p != NULL && p->type == REDIS_REPLY_ARRAY && p->elements == 3);
+	if (p->element[1]->len > 0) {
+		janitor_key(wills, sizeof(wills), dead->prefix, "cluster:wills");
+		const char *zadd[] = {"ZADD", wills, p->element[1]->str, id};
+		redisReply *z = tcmd_argv(r, 4, zadd);
+
+		freeReplyObject(z);
+	}
+	freeReplyObject(p);
+}
+
+/* The janitor's lease goes to the test (incarnation 999), which parks the
+ * sessions of departed node dead (its liveness goes) and hands out no
+ * will: one round of a janitor that dies after parking. */
+static void janitor_parks(const struct node *dead)
+{
+	char key[160], now[24], inc[24];
+	redisContext *r = redis();
+	redisReply *rep;
+
+	node_key(key, sizeof(key), dead, "alive");
+	ck_assert_int_ge(redis_int("DEL %s", key), 0);
+	janitor_key(key, sizeof(key), dead->prefix, "cluster:janitor");
+	rep = tcmd(&r, "SET %s 999 PX 30000", key);
+	freeReplyObject(rep);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL) * 1000);
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)(dead->id_base >> 40));
+	if (!redis_cluster()) {
+		const char *argv[] = {"FCALL", "cairn_janitor", "0", dead->prefix, "999", now};
+
+		rep = tcmd_argv(&r, 6, argv);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+		ck_assert_int_ge(rep->element[0]->integer, 1);
+		freeReplyObject(rep);
+	} else {
+		char log[120], g[100];
+
+		snprintf(log, sizeof(log), "%s{L:0}:log", dead->prefix);
+		snprintf(g, sizeof(g), "%s{L:0}:", dead->prefix);
+		const char *jg[] = {"FCALL", "cairn_janitor_g", "1", log, g, "999", now};
+
+		rep = tcmd_argv(&r, 7, jg);
+		ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5);
+		const redisReply *d = rep->element[1];
+		bool found = false;
+
+		for (size_t i = 0; i < d->elements; i++) {
+			if (strcmp(d->element[i]->element[0]->str, inc) != 0)
+				continue;
+			found = true;
+			for (size_t k = 2; k < d->element[i]->elements; k++)
+				janitor_s_park(&r, dead, d->element[i]->element[k]->str, inc, now);
+		}
+		ck_assert(found);
+		freeReplyObject(rep);
+	}
+	rep = tcmd(&r, "DEL %s", key);
+	freeReplyObject(rep);
+	redisFree(r);
+}
+
+/*
+ * A node taken for dead (its liveness lapsed: a stall) while it lives on:
+ * the janitor parks its session, whose will is due; the node, its kick not
+ * yet read, publishes the will of the connection that broke meanwhile,
+ * and the janitor publishes the parked will. It is one will, which goes
+ * out once: the park names it (will_ep) by the claim of the node that
+ * held it, as that node's own append does.
+ */
+START_TEST(t_stalled_nodes_will_goes_once)
+{
+	struct node a, b;
+	char pfx[80];
+	struct cairn_msg_rec w = {.topic = "w/t",
+				  .payload = (const uint8_t *)"bye",
+				  .payload_len = 3,
+				  .qos = 1,
+				  .will_serial = 1};
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "stall");
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	janitor_parks(&a);
+	/* a's connection breaks (its kick unread): it publishes the will. */
+	ck_assert_int_eq(cairn_store_redis.log_append(a.st, "w1", &w), 0);
+	node_commit(&a, NULL);
+	ck_assert_int_eq(log_len(pfx), 1);
+	/* b's janitor publishes the parked session's will: no second copy. */
+	char key[160];
+
+	janitor_key(key, sizeof(key), pfx, "cluster:wills");
+	for (int i = 0; i < 8000 && redis_int("ZCARD %s", key) != 0; i++) {
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	for (int i = 0; i < 500; i++) { /* its append, if one comes */
+		event_base_loop(b.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(redis_int("HEXISTS %s{c:w1}:session will_topic", pfx), 0);
+	ck_assert_int_eq(log_len(pfx), 1);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/*
+ * A claim that leaves a node the will of its connection while that node's
+ * control link is down: the kick is lost, and the node, once subscribed
+ * again, finds the session taken (reconcile) and the record of the will
+ * the claim left it, and acts as the flagged kick does: the core hears of
+ * the will (CAIRN_KICK_WILL), and the record goes.
+ */
+START_TEST(t_reconcile_finds_a_left_will)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "recwill");
+	node_wait_control(&a);
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	/* a's control link goes (and b's: both are subscribers here). */
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_claim_leaves_will(&b, "w1", 2);
+	ck_assert_int_eq(tw_exists(&a, "w1"), 1);
+	/* a reconnects its control link (after 1 s) and checks its holds. */
+	run_until(&a, &b, was_kicked, &a);
+	ck_assert_str_eq(a.kicked, "w1");
+	ck_assert_uint_eq(a.kicked_serial, 1 | CAIRN_KICK_WILL);
+	for (int i = 0; i < 3000 && tw_exists(&a, "w1") != 0; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(tw_exists(&a, "w1"), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/*
+ * A client whose session another node claimed (leaving this node its
+ * connection's will) comes back to this node before the kick is read
+ * (here: lost with the control link): this node's claim finds the record
+ * of the will left it under its hold's epoch and acts on the kick first,
+ * so the core publishes the will if the connection still holds it, before
+ * the claim's done() drops that session (the kick, read later, finds the
+ * session held under the new serial).
+ */
+START_TEST(t_reclaim_before_the_kick_keeps_the_will)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "reclaim");
+	node_wait_control(&a);
+	node_claim(&a, &b, "w1", 1);
+	put_session_will(&a, "w1");
+	node_commit(&a, &b);
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_claim_leaves_will(&b, "w1", 2);
+	/* The client is back on a: a's claim, well before its control link
+	 * is up again (1 s). */
+	node_claim(&a, NULL, "w1", 3);
+	ck_assert_str_eq(a.kicked, "w1");
+	ck_assert_uint_eq(a.kicked_serial, 1 | CAIRN_KICK_WILL);
+	for (int i = 0; i < 3000 && tw_exists(&a, "w1") != 0; i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	ck_assert_int_eq(tw_exists(&a, "w1"), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /*
  * A slot map that names the wrong master (a slot moved since it was
  * read): the claim and the commit sent there are answered MOVED, sent
@@ -1939,6 +2304,11 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_q2_forget_races_a_claim);
 	tcase_add_test(tc, t_q2_pubrel_races_a_claim);
 	tcase_add_test(tc, t_will_races_a_claim);
+	tcase_add_test(tc, t_reconcile_finds_a_left_will);
+	tcase_add_test(tc, t_claim_lists_only_left_wills);
+	tcase_add_test(tc, t_janitor_keeps_left_wills_until_appended);
+	tcase_add_test(tc, t_stalled_nodes_will_goes_once);
+	tcase_add_test(tc, t_reclaim_before_the_kick_keeps_the_will);
 	tcase_add_test(tc, t_moved);
 	tcase_add_test(tc, t_map_refresh);
 	tcase_add_test(tc, t_ask);

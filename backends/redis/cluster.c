@@ -96,25 +96,6 @@ static const char rd_lua[] =
     "  end\n"
     "  return table.concat(keep), ea\n"
     "end\n"
-    "-- Append the will kept in session hash s to the log (and the retained\n"
-    "-- hash) of the partition whose keys begin with g (PREFIX{L:p}:), as\n"
-    "-- published at now, and remove it in the same call, so it goes out once.\n"
-    "local function publish_will(pfx, g, id, s, now)\n"
-    "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
-    "    'will_props')\n"
-    "  if not w[1] then return 0 end\n"
-    "  local props, ea = will_expiry(w[5] or '', now)\n"
-    "  redis.call('XADD', g .. 'log', '*', 't', w[1], 'p', w[2], 'q', w[3], 'r', w[4],\n"
-    "    'x', string.format('%d', ea), 'o', props, 'f', id)\n"
-    "  if w[4] == '1' then\n"
-    "    if #w[2] == 0 then redis.call('HDEL', g .. 'retained', w[1])\n"
-    "    else redis.call('HSET', g .. 'retained', w[1], retained_value(w[3], props, w[2], "
-    "ea))\n"
-    "    end\n"
-    "  end\n"
-    "  drop_will(s)\n"
-    "  return 1\n"
-    "end\n"
     "-- The will the previous connection of session hash s left, if a takeover\n"
     "-- by another node's claim at epoch makes it due (that connection is gone\n"
     "-- without DISCONNECT or taken over, as on one broker: no Will Delay, a\n"
@@ -171,6 +152,12 @@ static const char rd_lua[] =
     "  redis.call('DEL', base .. 'tw:' .. inc)\n"
     "  redis.call('HSET', base .. 'tw:' .. inc, unpack(a))\n"
     "  drop_will(base .. 'session')\n"
+    "end\n"
+    "-- The name (will_ep) of the will an earlier claim left this node (me)\n"
+    "-- for a connection it held (defer_will), its kick maybe not read yet when\n"
+    "-- this node claims the session again, or ''.\n"
+    "local function left_here(base, me)\n"
+    "  return redis.call('HGET', base .. 'tw:' .. me, 'will_ep') or ''\n"
     "end\n"
     "-- A Redis Cluster's inbound QoS 2 markers of one publisher (hash key):\n"
     "-- each field (a packet id) holds the epoch of the claim it was set under.\n"
@@ -252,7 +239,7 @@ static const char rd_lua[] =
     "-- start makes due, for this node to publish, and\n"
     "-- returns {previous token, the session's cursor, session, subs,\n"
     "-- deliveries, message copies, inbound QoS 2 ids, the will (take_will),\n"
-    "-- this claim's epoch}.\n"
+    "-- this claim's epoch, left_here}.\n"
     "local function claim(keys, args)\n"
     "  local pfx, id, tok, clean = args[1], args[2], args[3], args[4] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -290,7 +277,7 @@ static const char rd_lua[] =
     "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
-    "    epoch}\n"
+    "    epoch, left_here(base, me)}\n"
     "end\n"
     "-- args: prefix, this incarnation, now (ms). One node at a time. The\n"
     "-- sessions of an incarnation whose alive key lapsed are parked (no holder,\n"
@@ -346,16 +333,22 @@ static const char rd_lua[] =
     "        end\n"
     "      end\n"
     "      redis.call('DEL', owned)\n"
+    "      -- The wills claims left it: each stays listed (and the node with\n"
+    "      -- them) until cairn_will has appended it and removed its record,\n"
+    "      -- so a janitor that dies midway leaves the rest to the next round.\n"
     "      local twk = pfx .. '{n:' .. inc .. '}:tw'\n"
     "      for _, id in ipairs(redis.call('SMEMBERS', twk)) do\n"
     "        local f = redis.call('HMGET', pfx .. '{c:' .. id .. '}:tw:' .. inc, 'will_topic',\n"
     "          'username')\n"
     "        if f[1] then\n"
     "          tw[#tw + 1] = {id, 'tw:' .. inc, f[1], f[2] and '1' or '0', f[2] or ''}\n"
+    "        else\n"
+    "          redis.call('SREM', twk, id)\n"
     "        end\n"
     "      end\n"
-    "      redis.call('DEL', twk)\n"
-    "      redis.call('SREM', pfx .. 'cluster:nodes', inc)\n"
+    "      if redis.call('SCARD', twk) == 0 then\n"
+    "        redis.call('SREM', pfx .. 'cluster:nodes', inc)\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "  local function parked_session(id)\n"
@@ -416,18 +409,21 @@ static const char rd_lua[] =
     "-- args: prefix, id, epoch, '1' to publish or '0' to drop, now (ms), the\n"
     "-- key base of the will topic's log partition (PREFIX{L:p}:). The\n"
     "-- janitor's due will of a session still parked at that epoch: published\n"
-    "-- (or dropped: the node's access rules deny it) and removed, in one call.\n"
+    "-- (once per name) or dropped (the node's access rules deny it), and\n"
+    "-- removed, in one call.\n"
     "local function will(keys, args)\n"
     "  local pfx, id, epoch, now = args[1], args[2], args[3], tonumber(args[5])\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
     "  local own = base .. 'own'\n"
     "  if string.sub(epoch, 1, 3) == 'tw:' then\n"
     "    -- A will a claim left to a node that died (defer_will): once per\n"
-    "    -- will_ep, as that node's own append of it.\n"
+    "    -- will_ep, as that node's own append of it; its record goes, and\n"
+    "    -- its entry in the node's list, in the same call.\n"
     "    local s = base .. epoch\n"
     "    local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos',\n"
     "      'will_retain', 'will_props', 'will_ep')\n"
     "    redis.call('DEL', s)\n"
+    "    redis.call('SREM', pfx .. '{n:' .. string.sub(epoch, 4) .. '}:tw', id)\n"
     "    if not w[1] or args[4] ~= '1' then return 0 end\n"
     "    local g = args[6] or (pfx .. '{L:0}:')\n"
     "    return append_will(g, id, {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''},\n"
@@ -438,19 +434,26 @@ static const char rd_lua[] =
     "    return 0\n"
     "  end\n"
     "  redis.call('ZREM', pfx .. 'cluster:wills', id)\n"
-    "  if args[4] == '1' then\n"
-    "    return publish_will(pfx, args[6] or (pfx .. '{L:0}:'), id, base .. 'session', now)\n"
-    "  end\n"
-    "  drop_will(base .. 'session')\n"
-    "  return 0\n"
+    "  local s = base .. 'session'\n"
+    "  local w = redis.call('HMGET', s, 'will_topic', 'will_payload', 'will_qos', 'will_retain',\n"
+    "    'will_props', 'will_ep')\n"
+    "  drop_will(s)\n"
+    "  if args[4] ~= '1' or not w[1] then return 0 end\n"
+    "  -- Once per name: will_ep, the claim of the connection that left it,\n"
+    "  -- under which that node appends it should it live on (a stall), as on\n"
+    "  -- a Redis Cluster (wills_g); else this epoch.\n"
+    "  local g = args[6] or (pfx .. '{L:0}:')\n"
+    "  return append_will(g, id, {w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or ''},\n"
+    "    g .. 'w:' .. id .. ':e' .. (w[6] or epoch))\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the session's slot. As claim,\n"
     "-- without the node keys: the previous node's mark is its copy on this\n"
     "-- master (args[4], written with every commit that wrote here, so it\n"
     "-- agrees with the session's keys); it handles the will the previous\n"
     "-- connection left on another node (take_will, defer_will, as claim).\n"
-    "-- Returns claim's list (the will, as take_will returns it,\n"
-    "-- and the claim's epoch last).\n"
+    "-- Returns claim's list (the will, as take_will returns it, the claim's\n"
+    "-- epoch), then '1' if it left the will to the previous node, else '0',\n"
+    "-- and left_here.\n"
     "local function claim_s(keys, args)\n"
     "  local pfx, id, tok, marks, clean = args[1], args[2], args[3], args[4], args[5] == '1'\n"
     "  local base = pfx .. '{c:' .. id .. '}:'\n"
@@ -460,7 +463,7 @@ static const char rd_lua[] =
     "  local epoch = redis.call('HINCRBY', own, 'epoch', 1)\n"
     "  redis.call('HSET', own, 'tok', tok)\n"
     "  local cursor = redis.call('HGET', own, 'cur') or ''\n"
-    "  local will = {}\n"
+    "  local will, left = {}, '0'\n"
     "  local inc = inc_of(old)\n"
     "  if inc and cursor == '' then\n"
     "    cursor = redis.call('HGET', marks, inc) or ''\n"
@@ -469,7 +472,7 @@ static const char rd_lua[] =
     "  if inc and inc ~= me then\n"
     "    will = take_will(base .. 'session', epoch, clean)\n"
     "    local flag = ''\n"
-    "    if #will > 0 then defer_will(base, inc, will); will, flag = {}, ':w' end\n"
+    "    if #will > 0 then defer_will(base, inc, will); will, flag, left = {}, ':w', '1' end\n"
     "    redis.call('PUBLISH', pfx .. 'ctl:' .. inc, id .. '\\n' .. old .. flag)\n"
     "  elseif not inc and clean then\n"
     "    will = take_will(base .. 'session', epoch, true) -- parked, its will waiting\n"
@@ -478,12 +481,14 @@ static const char rd_lua[] =
     "  return {old, cursor, claim_record(base .. 'session', will),\n"
     "    redis.call('HGETALL', base .. 'subs'), redis.call('HGETALL', base .. 'delivery'),\n"
     "    redis.call('HGETALL', base .. 'm'), redis.call('SMEMBERS', base .. 'inflight_in'), will,\n"
-    "    epoch}\n"
+    "    epoch, left, left_here(base, me)}\n"
     "end\n"
     "-- On a Redis Cluster: the claim's part in the log's slot ({L:0}, where\n"
     "-- the node keys are too). args: {L:0} key base, id, this incarnation,\n"
-    "-- the previous holder's incarnation or '', its token. Records the\n"
-    "-- session as this node's and drops its janitor deadlines; returns ''.\n"
+    "-- the incarnation claim_s left the will to (defer_will) or '', the\n"
+    "-- previous holder's token. Records the session as this node's, the\n"
+    "-- will left in that node's set, and drops its janitor deadlines;\n"
+    "-- returns ''.\n"
     "local function claim_g(keys, args)\n"
     "  local g, id, me = args[1], args[2], args[3]\n"
     "  redis.call('SADD', g .. 'n:' .. me .. ':owned', id)\n"
@@ -498,8 +503,9 @@ static const char rd_lua[] =
     "-- key base, this incarnation, now (ms). One node at a time. Returns\n"
     "-- {run, departed, wills due, expiries due, left wills}: departed is a list of\n"
     "-- {incarnation, its mark, its sessions...} lists; the node keys of the\n"
-    "-- departed go, and so do the deadlines handed out; left wills is a flat\n"
-    "-- list of (incarnation, id) of the wills claims left to the departed.\n"
+    "-- departed go (but for their lists of left wills, until emptied), and\n"
+    "-- so do the deadlines handed out; left wills is a flat list of\n"
+    "-- (incarnation, id) of the wills claims left to the departed.\n"
     "local function janitor_g(keys, args)\n"
     "  local g, me, now = args[1], args[2], tonumber(args[3])\n"
     "  local jk = g .. 'cluster:janitor'\n"
@@ -514,11 +520,14 @@ static const char rd_lua[] =
     "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'owned')) do d[#d + 1] = id end\n"
     "      dead[#dead + 1] = d\n"
     "      redis.call('DEL', nb .. 'owned')\n"
+    "      -- Each will left it stays listed (and the node with them) until\n"
+    "      -- appended and its record removed (rd_rjanitor_tw_done).\n"
     "      for _, id in ipairs(redis.call('SMEMBERS', nb .. 'tw')) do\n"
     "        tw[#tw + 1] = inc; tw[#tw + 1] = id\n"
     "      end\n"
-    "      redis.call('DEL', nb .. 'tw')\n"
-    "      redis.call('SREM', g .. 'cluster:nodes', inc)\n"
+    "      if redis.call('SCARD', nb .. 'tw') == 0 then\n"
+    "        redis.call('SREM', g .. 'cluster:nodes', inc)\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "  local function due(k)\n"
@@ -576,11 +585,11 @@ static const char rd_lua[] =
     "    return {'park', wa, ea}\n"
     "  end\n"
     "  if what == 'tw' then\n"
-    "    -- A will a claim left to a departed node (defer_will), by its name.\n"
+    "    -- A will a claim left to a departed node (defer_will), by its name;\n"
+    "    -- its record stays until the will is appended (rd_rjanitor_tw_done).\n"
     "    local r = base .. 'tw:' .. args[4]\n"
     "    local w = redis.call('HMGET', r, 'will_topic', 'will_payload', 'will_qos',\n"
     "      'will_retain', 'will_props', 'username', 'will_ep')\n"
-    "    redis.call('DEL', r)\n"
     "    if not w[1] then return {} end\n"
     "    return {'will', w[1], w[2] or '', w[3] or '0', w[4] or '0', w[5] or '', '0',\n"
     "      w[6] and '1' or '0', w[6] or '', w[7] or '0'}\n"
@@ -1917,62 +1926,15 @@ static void rd_read_next(struct rd_aux *a)
 		redisAsyncCommandArgv(a->ac, rd_read_cb, NULL, 8, argv, NULL);
 }
 
-/* A kick sent while the control connection was down is lost: once it is
- * subscribed (again), every session held here is checked against its
- * token, and one another node holds now is reported as kicked. */
-struct rd_check {
-	struct cairn_store *st;
-	char *id;
-	uint64_t serial;
-};
-
-static void rd_check_cb(redisAsyncContext *ac, void *r, void *privdata)
+/* The record of the will a claim left this node for client id
+ * (defer_will): {c:ID}:tw:INC. */
+static char *rd_tw_key(const struct cairn_store *st, const char *id)
 {
-	struct rd_check *k = privdata;
-	struct cairn_store *st = ac->data;
-	redisReply *reply = r;
+	char *base = rd_key(st, "own", id);
+	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, st->inc_s);
 
-	if (st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR) {
-		const char *colon =
-		    reply->type == REDIS_REPLY_STRING ? memchr(reply->str, ':', reply->len) : NULL;
-		bool mine = colon != NULL && (size_t)(colon - reply->str) == strlen(st->inc_s) &&
-			    memcmp(reply->str, st->inc_s, strlen(st->inc_s)) == 0;
-		struct rd_owner **pp = rd_owner_find(st->owners, k->id);
-
-		if (!mine && pp != NULL && *pp != NULL && (*pp)->serial == k->serial) {
-			rd_owner_drop(st->owners, k->id);
-			if (st->hooks != NULL && st->hooks->kicked != NULL)
-				st->hooks->kicked(st->hooks->arg, k->id, k->serial);
-		}
-	}
-	free(k->id);
-	free(k);
-}
-
-static void rd_reconcile(struct cairn_store *st)
-{
-	struct rd_owners *o = st->owners;
-
-	if (st->ac == NULL || st->ac_broken)
-		return;
-	for (size_t i = 0; i < o->nb; i++)
-		for (struct rd_owner *e = o->b[i]; e != NULL; e = e->next) {
-			struct rd_check *k = bk_xcalloc(1, sizeof(*k));
-			char *key = rd_key(st, "own", e->id);
-			const char *argv[] = {"HGET", key, "tok"};
-
-			k->st = st;
-			k->id = bk_xstrdup(e->id);
-			k->serial = e->serial;
-			if ((st->rcluster ? rd_route_argv(st, key, strlen(key), rd_check_cb, k, 3,
-							  argv, NULL)
-					  : redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv,
-								  NULL)) != REDIS_OK) {
-				free(k->id);
-				free(k);
-			}
-			free(key);
-		}
+	free(base);
+	return rec;
 }
 
 /*
@@ -1983,8 +1945,7 @@ static void rd_reconcile(struct cairn_store *st)
  */
 static void rd_kick_will_done(struct cairn_store *st, const char *id)
 {
-	char *base = rd_key(st, "own", id);
-	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, st->inc_s);
+	char *rec = rd_tw_key(st, id);
 	char *set = rd_node_key(st, st->inc_s, "tw");
 	const char *del[] = {"DEL", rec};
 	const char *srem[] = {"SREM", set, id};
@@ -2010,9 +1971,130 @@ static void rd_kick_will_done(struct cairn_store *st, const char *id)
 		rd_log(st, CAIRN_LOG_ERROR,
 		       "redis at %s: session %s: cannot remove its will's record", st->where, id);
 	}
-	free(base);
 	free(rec);
 	free(set);
+}
+
+/*
+ * A kick of the connection this node holds id under serial: the hold goes
+ * (unless a newer claim here holds it: a reconnect to this node), the core
+ * hears of it, and with will (the claim left the connection's will here,
+ * named ep) the core publishes the will if it still holds it, and the
+ * record goes (rd_kick_will_done).
+ */
+static void rd_kick(struct cairn_store *st, const char *id, uint64_t serial, bool will, uint64_t ep)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, id);
+
+	if (pp != NULL && *pp != NULL && (*pp)->serial == serial)
+		rd_owner_drop(st->owners, id);
+	st->kick_will_ep = will ? ep : 0;
+	st->kick_will_id = will ? id : NULL;
+	st->kick_will_used = false;
+	if (st->hooks != NULL && st->hooks->kicked != NULL)
+		st->hooks->kicked(st->hooks->arg, id, serial | (will ? CAIRN_KICK_WILL : 0));
+	if (will)
+		rd_kick_will_done(st, id);
+	st->kick_will_id = NULL;
+}
+
+/* A kick sent while the control connection was down is lost: once it is
+ * subscribed (again), every session held here is checked against its
+ * token, and one another node holds now is reported as kicked; if the
+ * claim left this node the connection's will (its record names the
+ * hold's epoch), as the flagged kick would have (rd_check_will_cb). */
+struct rd_check {
+	struct cairn_store *st;
+	char *id;
+	uint64_t serial;
+	uint64_t epoch; /* the hold's claim epoch (the name of its will) */
+};
+
+static void rd_check_free(struct rd_check *k)
+{
+	free(k->id);
+	free(k);
+}
+
+/* Whether the hold checked is still this node's, as it was. */
+static bool rd_check_held(const struct rd_check *k)
+{
+	struct rd_owner **pp = rd_owner_find(k->st->owners, k->id);
+
+	return pp != NULL && *pp != NULL && (*pp)->serial == k->serial;
+}
+
+static void rd_check_will_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_check *k = privdata;
+	redisReply *reply = r;
+	uint64_t ep = 0;
+
+	/* A reply lost (the link went): the next subscription checks again. */
+	if (ac->data != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR &&
+	    rd_check_held(k)) {
+		bool will = reply->type == REDIS_REPLY_STRING &&
+			    rd_parse_u64(reply->str, reply->len, UINT64_MAX, &ep) &&
+			    ep == k->epoch && ep > 0;
+
+		rd_kick(k->st, k->id, k->serial, will, ep);
+	}
+	rd_check_free(k);
+}
+
+static void rd_check_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_check *k = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st != NULL && reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+		const char *colon =
+		    reply->type == REDIS_REPLY_STRING ? memchr(reply->str, ':', reply->len) : NULL;
+		bool mine = colon != NULL && (size_t)(colon - reply->str) == strlen(st->inc_s) &&
+			    memcmp(reply->str, st->inc_s, strlen(st->inc_s)) == 0;
+
+		if (!mine && rd_check_held(k)) {
+			/* Taken: the claim may have left the will here. */
+			char *rec = rd_tw_key(st, k->id);
+			const char *argv[] = {"HGET", rec, "will_ep"};
+			int rc = st->rcluster ? rd_route_argv(st, rec, strlen(rec),
+							      rd_check_will_cb, k, 3, argv, NULL)
+					      : redisAsyncCommandArgv(st->ac, rd_check_will_cb, k,
+								      3, argv, NULL);
+
+			free(rec);
+			if (rc == REDIS_OK)
+				return;
+			rd_kick(st, k->id, k->serial, false, 0);
+		}
+	}
+	rd_check_free(k);
+}
+
+static void rd_reconcile(struct cairn_store *st)
+{
+	struct rd_owners *o = st->owners;
+
+	if (st->ac == NULL || st->ac_broken)
+		return;
+	for (size_t i = 0; i < o->nb; i++)
+		for (struct rd_owner *e = o->b[i]; e != NULL; e = e->next) {
+			struct rd_check *k = bk_xcalloc(1, sizeof(*k));
+			char *key = rd_key(st, "own", e->id);
+			const char *argv[] = {"HGET", key, "tok"};
+
+			k->st = st;
+			k->id = bk_xstrdup(e->id);
+			k->serial = e->serial;
+			k->epoch = e->epoch;
+			if ((st->rcluster ? rd_route_argv(st, key, strlen(key), rd_check_cb, k, 3,
+							  argv, NULL)
+					  : redisAsyncCommandArgv(st->ac, rd_check_cb, k, 3, argv,
+								  NULL)) != REDIS_OK)
+				rd_check_free(k);
+			free(key);
+		}
 }
 
 static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -2059,21 +2141,13 @@ static void rd_control_cb(redisAsyncContext *ac, void *r, void *privdata)
 	const struct rd_owner *o = pp != NULL ? *pp : NULL;
 
 	/* The will's name: the epoch of the claim the connection was held
-	 * under (will_ep), read before the owner goes. */
-	st->kick_will_ep = !will || o == NULL         ? 0
-			   : o->serial == serial      ? o->epoch
-			   : o->prev_serial == serial ? o->prev_epoch
-						      : 0;
-	/* A newer claim here (a reconnect to this node) keeps the session. */
-	if (o != NULL && o->serial == serial)
-		rd_owner_drop(st->owners, id);
-	st->kick_will_id = will ? id : NULL;
-	st->kick_will_used = false;
-	if (st->hooks != NULL && st->hooks->kicked != NULL)
-		st->hooks->kicked(st->hooks->arg, id, serial | (will ? CAIRN_KICK_WILL : 0));
-	if (will)
-		rd_kick_will_done(st, id);
-	st->kick_will_id = NULL;
+	 * under (will_ep), read before the owner goes. A newer claim here (a
+	 * reconnect to this node) keeps the session (rd_kick). */
+	rd_kick(st, id, serial, will,
+		o == NULL                  ? 0
+		: o->serial == serial      ? o->epoch
+		: o->prev_serial == serial ? o->prev_epoch
+					   : 0);
 	free(id);
 }
 
@@ -2256,7 +2330,9 @@ static void rd_janitor_cb(redisAsyncContext *ac, void *r, void *privdata)
  * or take the will, or expire), then in the log's slot the deadlines of
  * the sessions parked and the wills taken (wills_g, once per session
  * epoch). A node that dies between the steps leaves those sessions to the
- * next claim (which publishes a will due at once) or loses a deadline.
+ * next claim (which publishes a will due at once) or loses a deadline; a
+ * will a claim left to a departed node stays in its record, and listed,
+ * until wills_g has answered (rd_rjanitor_tw_done), for the next round.
  */
 struct rd_janitor {
 	size_t pending;
@@ -2265,6 +2341,7 @@ struct rd_janitor {
 	size_t nzadd;
 	char **wills; /* 7 per will: id, name, topic, payload, qos, retain, props */
 	size_t *wlens;
+	char **wtw; /* per will: the departed incarnation it was left to, or NULL */
 	size_t nwills;
 	char **dead; /* the departed incarnations, whose marks go at the end */
 	size_t ndead;
@@ -2273,7 +2350,15 @@ struct rd_janitor {
 struct rd_jcall {
 	char *id;
 	bool expire;
+	char *tw; /* "tw": the departed incarnation the will was left to */
 };
+
+static void rd_jcall_free(struct rd_jcall *jc)
+{
+	free(jc->id);
+	free(jc->tw);
+	free(jc);
+}
 
 static void rd_janitor_free(struct rd_janitor *j)
 {
@@ -2283,6 +2368,9 @@ static void rd_janitor_free(struct rd_janitor *j)
 		free(j->zadd[i]);
 	for (size_t i = 0; i < 7 * j->nwills; i++)
 		free(j->wills[i]);
+	for (size_t i = 0; i < j->nwills; i++)
+		free(j->wtw[i]);
+	free(j->wtw);
 	for (size_t i = 0; i < j->ndead; i++)
 		free(j->dead[i]);
 	free(j->dead);
@@ -2292,12 +2380,72 @@ static void rd_janitor_free(struct rd_janitor *j)
 	free(j);
 }
 
+/* A will a claim left to a departed incarnation (defer_will), done with
+ * (appended, or dropped): its record goes, then its entry in that node's
+ * list, so a janitor that dies in between leaves an entry whose record is
+ * gone, which the next round drops. */
+struct rd_tw_done {
+	char *id, *inc;
+};
+
+static void rd_tw_done_free(struct rd_tw_done *d)
+{
+	free(d->id);
+	free(d->inc);
+	free(d);
+}
+
+static void rd_tw_del_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_tw_done *d = privdata;
+	struct cairn_store *st = ac->data;
+	redisReply *reply = r;
+
+	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+		char *set = rd_node_key(st, d->inc, "tw");
+		const char *srem[] = {"SREM", set, d->id};
+
+		rd_route_argv(st, set, strlen(set), NULL, NULL, 3, srem, NULL);
+		free(set);
+	}
+	rd_tw_done_free(d);
+}
+
+static void rd_rjanitor_tw_done(struct cairn_store *st, const char *id, const char *inc)
+{
+	struct rd_tw_done *d = bk_xcalloc(1, sizeof(*d));
+	char *base = rd_key(st, "own", id);
+	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, inc);
+	const char *del[] = {"DEL", rec};
+
+	d->id = bk_xstrdup(id);
+	d->inc = bk_xstrdup(inc);
+	if (rd_route_argv(st, rec, strlen(rec), rd_tw_del_cb, d, 2, del, NULL) != REDIS_OK)
+		rd_tw_done_free(d);
+	free(base);
+	free(rec);
+}
+
+/* The left wills (id, incarnation pairs) of one wills_g call. */
+struct rd_wills_tw {
+	char **v;
+	size_t n;
+};
+
+static void rd_wills_tw_free(struct rd_wills_tw *tw)
+{
+	for (size_t i = 0; i < 2 * tw->n; i++)
+		free(tw->v[i]);
+	free(tw->v);
+	free(tw);
+}
+
 static void rd_wills_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct cairn_store *st = ac->data;
 	redisReply *reply = r;
+	struct rd_wills_tw *tw = privdata;
 
-	(void)privdata;
 	if (st != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor's wills failed: %s", st->where,
 		       reply->str);
@@ -2305,6 +2453,11 @@ static void rd_wills_cb(redisAsyncContext *ac, void *r, void *privdata)
 		 reply->integer > 0)
 		rd_log(st, CAIRN_LOG_NOTICE, "cluster janitor: %lld wills published",
 		       reply->integer);
+	/* Appended (or appended before, by their markers): their records go. */
+	for (size_t i = 0;
+	     st != NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER && i < tw->n; i++)
+		rd_rjanitor_tw_done(st, tw->v[2 * i], tw->v[2 * i + 1]);
+	rd_wills_tw_free(tw);
 }
 
 /* The last step: deadlines and wills, in the log's slot. */
@@ -2351,6 +2504,8 @@ static void rd_rjanitor_end(struct cairn_store *st)
 		argv[2] = "1";
 		argv[3] = st->log_keys[p];
 		argv[4] = g;
+		struct rd_wills_tw *tw = bk_xcalloc(1, sizeof(*tw));
+
 		for (size_t i = 0; i < 5; i++)
 			lens[i] = strlen(argv[i]);
 		for (size_t w = 0; w < j->nwills; w++) {
@@ -2361,10 +2516,16 @@ static void rd_rjanitor_end(struct cairn_store *st)
 				argv[n] = j->wills[i];
 				lens[n++] = j->wlens[i];
 			}
+			if (j->wtw[w] != NULL) {
+				tw->v = bk_xrealloc(tw->v, 2 * (tw->n + 1) * sizeof(*tw->v));
+				tw->v[2 * tw->n] = bk_xstrdup(j->wills[7 * w]);
+				tw->v[2 * tw->n + 1] = bk_xstrdup(j->wtw[w]);
+				tw->n++;
+			}
 		}
-		if (n > 5)
-			rd_route_argv(st, argv[3], strlen(argv[3]), rd_wills_cb, NULL, (int)n, argv,
-				      lens);
+		if (n <= 5 || rd_route_argv(st, argv[3], strlen(argv[3]), rd_wills_cb, tw, (int)n,
+					    argv, lens) != REDIS_OK)
+			rd_wills_tw_free(tw);
 		free(g);
 		free(argv);
 		free(lens);
@@ -2387,13 +2548,17 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct rd_janitor *j;
 
 	if (st == NULL || (j = st->janitor) == NULL) {
-		free(jc->id);
-		free(jc);
+		rd_jcall_free(jc);
 		return;
 	}
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_log(st, CAIRN_LOG_ERROR, "redis at %s: janitor on session %s failed: %s",
 		       st->where, jc->id, reply->str);
+	/* A left will whose record is gone (its node removed it, or a janitor
+	 * appended it): its entry in the node's list goes. */
+	if (jc->tw != NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+	    reply->elements == 0)
+		rd_rjanitor_tw_done(st, jc->id, jc->tw);
 	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
 	    reply->element[0]->type == REDIS_REPLY_STRING &&
 	    strcmp(reply->element[0]->str, "park") == 0) {
@@ -2418,12 +2583,17 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 				    reply->element[1]->type == REDIS_REPLY_STRING
 					? reply->element[1]->str
 					: "")) {
-		/* Taken from the session, and not published. */
+		/* Taken from the session (or a left will's record, which
+		 * goes), and not published. */
+		if (jc->tw != NULL)
+			rd_rjanitor_tw_done(st, jc->id, jc->tw);
 	} else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10) {
 		size_t w = 7 * j->nwills, len;
 
 		j->wills = bk_xrealloc(j->wills, (w + 7) * sizeof(*j->wills));
 		j->wlens = bk_xrealloc(j->wlens, (w + 7) * sizeof(*j->wlens));
+		j->wtw = bk_xrealloc(j->wtw, (j->nwills + 1) * sizeof(*j->wtw));
+		j->wtw[j->nwills] = jc->tw != NULL ? bk_xstrdup(jc->tw) : NULL;
 		j->wills[w] = bk_xstrdup(jc->id);
 		j->wlens[w] = strlen(jc->id);
 		j->wills[w + 1] = rd_str_of(reply->element[9], &len); /* its name */
@@ -2458,8 +2628,7 @@ static void rd_rjanitor_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 			free(mark);
 		}
 	}
-	free(jc->id);
-	free(jc);
+	rd_jcall_free(jc);
 	if (--j->pending == 0)
 		rd_rjanitor_end(st);
 }
@@ -2474,13 +2643,12 @@ static void rd_rjanitor_session(struct cairn_store *st, const char *id, const ch
 
 	jc->id = bk_xstrdup(id);
 	jc->expire = strcmp(what, "expire") == 0;
+	jc->tw = strcmp(what, "tw") == 0 ? bk_xstrdup(inc) : NULL;
 	if (rd_route_argv(st, own, strlen(own), rd_rjanitor_s_cb, jc, inc != NULL ? 10 : 7, argv,
-			  NULL) == REDIS_OK) {
+			  NULL) == REDIS_OK)
 		st->janitor->pending++;
-	} else {
-		free(jc->id);
-		free(jc);
-	}
+	else
+		rd_jcall_free(jc);
 	free(own);
 }
 
@@ -2886,8 +3054,30 @@ static void rd_claim_will_done(struct cairn_store *st, const char *id)
 	free(s);
 }
 
-/* The claim's reply (7 elements, 8 on a Redis Cluster) is in: done().
+/* The claim's reply (claim's 10 elements, 11 from claim_s) is in: done().
  * pos: the previous node's mark from claim_g, or NULL. */
+/*
+ * A claim here of a session whose connection this node held under another
+ * serial, which a claim elsewhere took meanwhile leaving this node its
+ * will (left: the record's will_ep, the epoch of this node's hold), the
+ * kick not read yet (the client came back here at once): the kick is
+ * acted on now, before the claim's done() drops the session held, so the
+ * will goes out if that connection still holds it (else it would be lost:
+ * the late kick finds the session held under the new serial).
+ */
+static void rd_claim_left_here(struct cairn_store *st, const struct rd_claim *c,
+			       const redisReply *left)
+{
+	struct rd_owner **pp = rd_owner_find(st->owners, c->id);
+	uint64_t ep = 0;
+
+	if (pp == NULL || *pp == NULL || (*pp)->serial == c->serial || (*pp)->epoch == 0 ||
+	    left->type != REDIS_REPLY_STRING ||
+	    !rd_parse_u64(left->str, left->len, UINT64_MAX, &ep) || ep != (*pp)->epoch)
+		return;
+	rd_kick(st, c->id, (*pp)->serial, true, ep);
+}
+
 static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisReply *reply, int rc,
 			    const redisReply *pos)
 {
@@ -2918,6 +3108,8 @@ static void rd_claim_finish(struct rd_claim *c, struct cairn_store *st, redisRep
 				     ? (uint64_t)ep->integer
 				     : 0;
 
+		if (reply->elements >= 10)
+			rd_claim_left_here(st, c, reply->element[reply->elements - 1]);
 		rd_owner_set(st->owners, c->id, c->serial, epoch, !res.prev_local);
 		if (!res.has_cursor && pos != NULL && pos->type == REDIS_REPLY_STRING &&
 		    pos->len > 0 && rd_posv_parse(st, pos->str, pos->len, st->claim_cur)) {
@@ -3032,13 +3224,18 @@ static void rd_claim_s_cb(redisAsyncContext *ac, void *r, void *privdata)
 		free(c);
 		return;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 11) {
 		rd_claim_finish(c, st, reply, reply == NULL ? CAIRN_EUNAVAILABLE : 0, NULL);
 		return;
 	}
 	old = reply->element[0];
 	colon = old->type == REDIS_REPLY_STRING ? memchr(old->str, ':', old->len) : NULL;
-	if (colon != NULL && (size_t)(colon - old->str) < sizeof(inc)) {
+	/* The previous node's incarnation, when the claim left it the will
+	 * (defer_will): claim_g lists it in that node's set of left wills. */
+	bool left = reply->element[9]->type == REDIS_REPLY_STRING &&
+		    strcmp(reply->element[9]->str, "1") == 0;
+
+	if (left && colon != NULL && (size_t)(colon - old->str) < sizeof(inc)) {
 		memcpy(inc, old->str, (size_t)(colon - old->str));
 		inc[colon - old->str] = '\0';
 		if (strcmp(inc, st->inc_s) == 0)

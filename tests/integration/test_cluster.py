@@ -2256,6 +2256,109 @@ def test_cluster_disconnect_then_reconnect_elsewhere_leaves_no_will(ctx):
     check(not problems, "\n".join(problems) + cl.excerpt())
 
 
+# covers: MQTT-3.14.4-3 MQTT5-3.14.4-3
+@_tag("will")
+@_timeout(60)
+def test_cluster_takeover_reads_a_disconnect_behind_a_full_output(ctx):
+    """Persistent 3.1.1 clients of node 1 with wills subscribe to a topic
+    and read nothing: node 1's output to them fills (megabytes published)
+    and it stops reading them. Each then sends 512 KiB of QoS 0 PUBLISHes
+    (more than one read takes), one of them a DISCONNECT after those, and
+    connects again (Clean Start 0) on node 2. The claim leaves node 1 the
+    wills; node 1 reads what each connection holds, however full its
+    output, to its end: the will of the client that sent DISCONNECT must
+    not reach a watcher on node 3 (MQTT-3.14.4-3), the other's must, once."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c3f-watch", "c3f/will/#")
+    stuck = {}
+    for k in ("d", "k"):
+        c = RawClient(n1.port)
+        ctx.add_cleanup(c.close)
+        c.connect("c3f-" + k, clean=False, will=("c3f/will/" + k, k.encode(), 1, False))
+        check(c.subscribe(1, [("c3f/big", 0)]) == [0], "c3f-%s: SUBACK" % k)
+        stuck[k] = c
+    # A reader of the same topic on node 1: once it has every message,
+    # node 1 has routed them to the others too.
+    r = RawClient(n1.port, timeout=30)
+    ctx.add_cleanup(r.close)
+    r.connect("c3f-r", clean=True)
+    check(r.subscribe(1, [("c3f/big", 0)]) == [0], "c3f-r: SUBACK")
+    p = RawClient(n2.port, timeout=30)
+    ctx.add_cleanup(p.close)
+    p.connect("c3f-p", clean=True)
+    big, count = b"x" * (1 << 20), 12
+    for i in range(count):
+        p.send(publish_packet("c3f/big", big, qos=1, pid=i + 1))
+        p.expect(PUBACK)
+    got = 0
+    while got < count:
+        t, _, _ = r.read_packet()
+        got += t == PUBLISH
+    # 12 MB for each of the two, which read nothing: the sockets hold a
+    # few, node 1's output the rest, far over its mark.
+    junk = publish_packet("c3f/junk", b"j" * 1000) * 512
+    stuck["d"].send(junk + DISCONNECT_PKT)
+    stuck["k"].send(junk)
+    problems = []
+    for k in ("d", "k"):
+        new = RawClient(n2.port)
+        ctx.add_cleanup(new.close)
+        sp, _ = new.connect("c3f-" + k, clean=False)
+        if sp != 1:
+            problems.append("c3f-%s: session present %d on node 2" % (k, sp))
+    if not w.wait_for([b"k"], time.monotonic() + 10):
+        problems.append("the will of the client that sent no DISCONNECT is missing 10 s after "
+                        "its takeover")
+    time.sleep(2)
+    if w.count(b"d"):
+        problems.append("the will of a client whose DISCONNECT node 1 had not read (its output "
+                        "full, 512 KiB before it) went out (MQTT-3.14.4-3)")
+    if w.count(b"k") > 1:
+        problems.append("the will of c3f-k went out %d times" % w.count(b"k"))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
+@_tag("will")
+@_timeout(40)
+def test_cluster_will_kept_when_the_client_comes_back_before_the_kick(ctx):
+    """A 3.1.1 client of node 1 with a will connects again (Clean Start 0)
+    on node 2 while its first connection stays open, then at once on node
+    1 again. The claim on node 2 leaves node 1 the first connection's will
+    (due: a takeover), but its kick is lost (node 1's control link to
+    Redis was just cut; it comes back after a second), so node 1's own
+    claim comes before node 1 hears of it: the will of the first
+    connection, taken over without DISCONNECT, must still go out, once, to
+    a watcher on node 3."""
+    cl = ctx.cluster(3)
+    n1, n2, n3 = cl[0], cl[1], cl[2]
+    w = _Watcher5(ctx, n3.port, "c6b-watch", "c6b/#")
+    first = RawClient(n1.port)
+    ctx.add_cleanup(first.close)
+    first.connect("c6b", clean=False, will=("c6b/will", b"w1", 1, False))
+    # Every node's control link goes (it subscribes again after 1 s).
+    out = _cli(cl, "CLIENT", "KILL", "TYPE", "pubsub")
+    check(out and out[0] != "0", "CLIENT KILL TYPE pubsub: %r" % out)
+    problems = []
+    t0 = time.monotonic()
+    for node in (n2, n1):
+        c = RawClient(node.port)
+        ctx.add_cleanup(c.close)
+        sp, _ = c.connect("c6b", clean=False)
+        if sp != 1:
+            problems.append("session present %d on node %s" % (sp, node.name))
+    if time.monotonic() - t0 > 0.8:
+        raise Skip("the two connects took %.1f s: node 1's control link may be back"
+                   % (time.monotonic() - t0))
+    if not w.wait_for([b"w1"], time.monotonic() + 10):
+        problems.append("the will of the first connection (taken over on node 2 without "
+                        "DISCONNECT) never went out")
+    time.sleep(1.5)
+    if w.count(b"w1") > 1:
+        problems.append("the will went out %d times" % w.count(b"w1"))
+    check(not problems, "\n".join(problems) + cl.excerpt())
+
+
 # ---------------------------------------------------------------- shared subscriptions
 
 # A group's messages cross nodes through the store: each group reads the log
