@@ -1917,6 +1917,36 @@ START_TEST(t_share_partition_of_a_literal_level)
 }
 END_TEST
 
+/* A read of the reader's own entries that meets one the stream no longer
+ * holds (trimmed while pending) acknowledges it and still brings as many of
+ * its own as asked, when it has them: fewer would tell the core none is
+ * left, and newer entries would go out before them (review23c finding 7). */
+START_TEST(t_share_own_entries_past_a_trimmed_one)
+{
+	struct node a, b;
+	char pfx[80], id[48];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "sharetrim");
+	share_join(&a, &b, "m1", 0);
+	node_claim(&a, &b, "pub", 1);
+	append_three(&a, &b, "t/x");
+	share_read(&a, &b, 0, 0, 3);
+	rd_pos_format(id, sg.pos[0]);
+	ck_assert_int_eq(redis_int("XDEL %s{L:0}:log %s", pfx, id), 1);
+	sg = (struct share_got){0};
+	ck_assert_int_eq(cairn_store_redis.share_read(a.st, 0, "g/t/#", 2, CAIRN_SHARE_READ_MINE,
+						      on_share_read, NULL),
+			 CAIRN_EINPROGRESS);
+	run_until(&a, &b, sg_done, &a);
+	ck_assert_int_eq(sg.status, 0);
+	ck_assert_uint_eq(sg.n, 2);
+	ck_assert_str_eq(sg.payloads[0], "two");
+	ck_assert_str_eq(sg.payloads[1], "three");
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /* The mark of group g/t/# entry pos in member's session (cairn-redis(5):
  * {c:ID}:shared), into out ("" when there is none). */
 static void share_mark_of(const char *pfx, const char *member, struct cairn_log_pos pos, char *out,
@@ -2031,6 +2061,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_share_own_entries);
 	tcase_add_test(tc, t_share_partition_of_a_literal_level);
 	tcase_add_test(tc, t_share_given_once);
+	tcase_add_test(tc, t_share_own_entries_past_a_trimmed_one);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

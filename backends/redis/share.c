@@ -76,6 +76,7 @@ struct rd_share_call {
 	bool xclaim;      /* the takeover's second read (XCLAIM: entries only) */
 	char *group;      /* a read's */
 	uint64_t idle_ms; /* a takeover's idle time */
+	size_t count;     /* a read's COUNT */
 	/* A takeover's entries (ids), between its XAUTOCLAIM and its XCLAIM,
 	 * while the members are asked (rd_share_taken_cb). */
 	char **ids;
@@ -306,9 +307,10 @@ int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, con
  * (not cairn's, or trimmed away: [id, nil]); pending, they would come back
  * at each read of the reader's own entries and each takeover. e: the n
  * entries parsed from list, in its order. */
-static void rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_call *k,
+static bool rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_call *k,
 				  const redisReply *list, const struct cairn_log_entry *e, size_t n)
 {
+	bool sent = false;
 	const char **argv = bk_xmalloc((list->elements + 3) * sizeof(*argv));
 	int argc = 3;
 	char id[48];
@@ -332,9 +334,11 @@ static void rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_
 		argv[argc++] = x->element[0]->str;
 	}
 	if (argc > 3)
-		rd_share_send_logged(st, argv[1], "acknowledging a shared group's unusable entries",
-				     argc, argv);
+		sent = rd_share_send_logged(st, argv[1],
+					    "acknowledging a shared group's unusable entries", argc,
+					    argv) == 0;
 	free(argv);
+	return sent;
 }
 
 static void rd_share_call_free(struct rd_share_call *k)
@@ -543,6 +547,18 @@ static void rd_share_claimed_cb(redisAsyncContext *ac, void *r, void *privdata)
 	}
 }
 
+/* XREADGROUP of this reader's own unacknowledged entries, oldest first. */
+static int rd_share_read_mine(struct cairn_store *st, struct rd_share_call *k)
+{
+	char count[24];
+	const char *key = st->log_keys[k->part];
+
+	snprintf(count, sizeof(count), "%zu", k->count);
+	const char *argv[] = {"XREADGROUP", "GROUP",   k->group, st->inc_s, "COUNT",
+			      count,        "STREAMS", key,      "0"};
+	return rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
+}
+
 static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct rd_share_call *k = privdata;
@@ -593,8 +609,19 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		struct cairn_log_pos last = {0, 0};
 		struct cairn_log_entry *e = rd_entries_parse(st, list, k->part, &n, &last);
 
-		if (n < list->elements)
-			rd_share_ack_unusable(st, k, list, e, n);
+		bool acked = n < list->elements && rd_share_ack_unusable(st, k, list, e, n);
+		/* A read of this reader's own entries that met unusable ones
+		 * (now acknowledged, on the same link before it) is made again:
+		 * fewer than asked tells the core none of its own is left, and
+		 * it would read newer entries before them (order per topic). */
+		if (acked && k->idle_ms == CAIRN_SHARE_READ_MINE && !k->xclaim) {
+			free(e);
+			if (rd_share_read_mine(st, k) == CAIRN_EINPROGRESS)
+				return;
+			k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
+			rd_share_call_free(k);
+			return;
+		}
 		if (k->claim && list->elements > 0) {
 			/* A takeover: the readers it took from may be gone. */
 			char idle[24];
@@ -630,15 +657,16 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 	k->claim = claim_idle_ms > 0 && claim_idle_ms != CAIRN_SHARE_READ_MINE;
 	k->group = bk_strf("%s", group);
 	k->idle_ms = claim_idle_ms;
+	k->count = max;
 	if (k->claim) {
 		const char *argv[] = {"XAUTOCLAIM", key,     group, st->inc_s, idle,
 				      "0-0",        "COUNT", count, "JUSTID"};
 		rc = rd_share_send(st, key, rd_share_claimed_cb, k, 9, argv, NULL);
+	} else if (claim_idle_ms == CAIRN_SHARE_READ_MINE) {
+		rc = rd_share_read_mine(st, k);
 	} else {
-		const char *argv[] = {
-		    "XREADGROUP", "GROUP", group,
-		    st->inc_s,    "COUNT", count,
-		    "STREAMS",    key,     claim_idle_ms == CAIRN_SHARE_READ_MINE ? "0" : ">"};
+		const char *argv[] = {"XREADGROUP", "GROUP",   group, st->inc_s, "COUNT",
+				      count,        "STREAMS", key,   ">"};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 	}
 	if (rc != CAIRN_EINPROGRESS)
