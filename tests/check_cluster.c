@@ -1803,6 +1803,12 @@ START_TEST(t_share_group)
 	char pfx[80];
 
 	nodes_open(&a, &b, pfx, sizeof(pfx), "share");
+	/* Members with sessions a node holds (a takeover removes others). */
+	node_claim(&a, &b, "m1", 1);
+	put_session(&a, "m1", NULL);
+	node_claim(&b, &a, "m2", 2);
+	put_session(&b, "m2", NULL);
+	node_commit(&b, &a);
 	share_join(&a, &b, "m1", 0);
 	share_join(&a, &b, "m1", 0);
 	share_join(&b, &a, "m2", 0);
@@ -1947,6 +1953,38 @@ START_TEST(t_share_own_entries_past_a_trimmed_one)
 }
 END_TEST
 
+/* A takeover removes from the group the members whose session is gone and
+ * held by no node (expired while parked, or clean and its node died): m3
+ * never had one; m1, held by a, stays. With nothing to take over, the
+ * members are looked at too (once in a while). */
+START_TEST(t_share_stale_member_removed)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "sharestale");
+	share_join(&a, &b, "m1", 0);
+	share_join(&b, &a, "m3", 0);
+	node_claim(&a, &b, "m1", 1);
+	put_session(&a, "m1", NULL);
+	node_commit(&a, &b);
+	ck_assert_int_eq(redis_int("SCARD %s{L:0}:share:g/t/#", pfx), 2);
+	share_read(&b, &a, 60000, 0, 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m3", pfx), 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m1", pfx), 1);
+	/* With entries taken over too. */
+	share_join(&b, &a, "m3", 0);
+	node_claim(&a, &b, "pub", 2);
+	append_three(&a, &b, "t/x");
+	share_read(&a, &b, 0, 0, 3);
+	usleep(30 * 1000);
+	share_read(&b, &a, 20, 0, 3);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m3", pfx), 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m1", pfx), 1);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 /* The mark of group g/t/# entry pos in member's session (cairn-redis(5):
  * {c:ID}:shared), into out ("" when there is none). */
 static void share_mark_of(const char *pfx, const char *member, struct cairn_log_pos pos, char *out,
@@ -2062,6 +2100,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_share_partition_of_a_literal_level);
 	tcase_add_test(tc, t_share_given_once);
 	tcase_add_test(tc, t_share_own_entries_past_a_trimmed_one);
+	tcase_add_test(tc, t_share_stale_member_removed);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

@@ -73,6 +73,9 @@ struct cairn_store {
 	/* Shared group leaves and acknowledgements sent and not yet
 	 * answered: close waits for them (rd_share_drain). */
 	unsigned share_pending;
+	/* When a takeover that took nothing may next look for members whose
+	 * session is gone (share.c, ms since the epoch). */
+	uint64_t share_sweep_ms;
 
 	/*
 	 * The asynchronous link (link.c). ac is NULL while the link is down

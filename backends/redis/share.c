@@ -62,6 +62,18 @@ static const char rd_share_gc_lua[] =
     "end\n"
     "return 1\n";
 
+/* How often at most a takeover that took nothing still asks a group's
+ * members whether their sessions are gone (rd_share_claimed_cb). */
+#define RD_SHARE_SWEEP_MS 10000
+
+static uint64_t rd_share_now_ms(void)
+{
+	struct timeval now;
+
+	gettimeofday(&now, NULL);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
+}
+
 /* How long close waits at most for the replies to the leaves and
  * acknowledgements sent (or redis_connect_timeout, if shorter). */
 #define RD_SHARE_DRAIN_MS 2000
@@ -83,7 +95,9 @@ struct rd_share_call {
 	size_t nids;
 	bool *given;   /* ids[i] was given to a member already */
 	size_t asking; /* members' answers awaited */
-	int status;    /* the first failure among them */
+	char **stale;  /* members found gone (share_taken), left after */
+	size_t nstale;
+	int status; /* the first failure among them */
 	bool closing;
 };
 
@@ -343,6 +357,9 @@ static bool rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_
 
 static void rd_share_call_free(struct rd_share_call *k)
 {
+	for (size_t i = 0; i < k->nstale; i++)
+		free(k->stale[i]);
+	free(k->stale);
 	for (size_t i = 0; i < k->nids; i++)
 		free(k->ids[i]);
 	free(k->ids);
@@ -371,6 +388,15 @@ static void rd_share_checked(struct cairn_store *st, struct rd_share_call *k)
 		k->read(k->arg, k->status, NULL, 0);
 		rd_share_call_free(k);
 		return;
+	}
+	/* Members whose session is gone leave the group here (those of a
+	 * session that expired parked, or of a clean one whose node died):
+	 * they kept the group, and its consumer group, alive. */
+	for (size_t i = 0; i < k->nstale; i++) {
+		rd_log(st, CAIRN_LOG_NOTICE,
+		       "redis at %s: shared group '%s': member %s has no session left: removed",
+		       st->where, k->group, k->stale[i]);
+		rd_share_leave(st, k->part, k->group, k->stale[i]);
 	}
 	argv = bk_xmalloc((k->nids + 6) * sizeof(*argv));
 	argv[argc++] = "XACK";
@@ -414,10 +440,18 @@ static void rd_share_checked(struct cairn_store *st, struct rd_share_call *k)
 	}
 }
 
-/* One member's answer: the indexes (from 1) of the entries given to it. */
+/* A takeover's question to one member. */
+struct rd_share_ask {
+	struct rd_share_call *k;
+	char *member;
+};
+
+/* One member's answer: whether it is gone, then the indexes (from 1) of the
+ * entries given to it. */
 static void rd_share_taken_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-	struct rd_share_call *k = privdata;
+	struct rd_share_ask *q = privdata;
+	struct rd_share_call *k = q->k;
 	redisReply *reply = r;
 
 	if (ac->data == NULL) {
@@ -431,14 +465,22 @@ static void rd_share_taken_cb(redisAsyncContext *ac, void *r, void *privdata)
 		       k->st->where, reply->str);
 		k->status = k->status ? k->status : CAIRN_EIO;
 	} else if (reply->type == REDIS_REPLY_ARRAY) {
-		for (size_t i = 0; i < reply->elements; i++) {
+		for (size_t i = 1; i < reply->elements; i++) {
 			const redisReply *x = reply->element[i];
 
 			if (x->type == REDIS_REPLY_INTEGER && x->integer >= 1 &&
 			    (size_t)x->integer <= k->nids)
 				k->given[x->integer - 1] = true;
 		}
+		if (reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
+		    reply->element[0]->integer == 1) {
+			k->stale = bk_xrealloc(k->stale, (k->nstale + 1) * sizeof(*k->stale));
+			k->stale[k->nstale++] = q->member;
+			q->member = NULL;
+		}
 	}
+	free(q->member);
+	free(q);
 	if (--k->asking == 0)
 		rd_share_checked(k->st, k);
 }
@@ -469,7 +511,7 @@ static void rd_share_members_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	}
 	rd_share_cutoff(st, cutoff, ttl);
-	fields = bk_xmalloc(k->nids * sizeof(*fields));
+	fields = bk_xmalloc((k->nids + 1) * sizeof(*fields));
 	argv = bk_xmalloc((k->nids + 8) * sizeof(*argv));
 	for (size_t i = 0; i < k->nids; i++)
 		fields[i] = rd_share_field(k->part, k->ids[i], k->group);
@@ -490,11 +532,18 @@ static void rd_share_members_cb(redisAsyncContext *ac, void *r, void *privdata)
 		argv[argc++] = ttl;
 		for (size_t i = 0; i < k->nids; i++)
 			argv[argc++] = fields[i];
-		int rc = rd_share_send(st, key, rd_share_taken_cb, k, (int)argc, argv, NULL);
-		if (rc == CAIRN_EINPROGRESS)
+		struct rd_share_ask *q = bk_xcalloc(1, sizeof(*q));
+		q->k = k;
+		q->member = bk_xstrndup(x->str, x->len);
+		int rc = rd_share_send(st, key, rd_share_taken_cb, q, (int)argc, argv, NULL);
+		if (rc == CAIRN_EINPROGRESS) {
 			k->asking++;
-		else if (k->status == 0)
-			k->status = rc;
+		} else {
+			if (k->status == 0)
+				k->status = rc;
+			free(q->member);
+			free(q);
+		}
 		free(key);
 	}
 	for (size_t i = 0; i < k->nids; i++)
@@ -531,12 +580,18 @@ static void rd_share_claimed_cb(redisAsyncContext *ac, void *r, void *privdata)
 		if (list->element[i]->type == REDIS_REPLY_STRING)
 			k->ids[k->nids++] =
 			    bk_xstrndup(list->element[i]->str, list->element[i]->len);
-	if (k->nids == 0) {
+	/* With nothing taken over, the members are still looked at now and
+	 * then (RD_SHARE_SWEEP_MS, one group and partition at a time), for
+	 * those whose session is gone. */
+	uint64_t now = rd_share_now_ms();
+	if (k->nids == 0 && now < st->share_sweep_ms) {
 		k->read(k->arg, 0, NULL, 0);
 		rd_share_call_free(k);
 		return;
 	}
-	k->given = bk_xcalloc(k->nids, sizeof(*k->given));
+	if (k->nids == 0)
+		st->share_sweep_ms = now + RD_SHARE_SWEEP_MS;
+	k->given = bk_xcalloc(k->nids + 1, sizeof(*k->given));
 	char *members = rd_share_members_key(st, k->group, k->part);
 	const char *argv[] = {"SMEMBERS", members};
 	int rc = rd_share_send(st, members, rd_share_members_cb, k, 2, argv, NULL);
