@@ -65,7 +65,7 @@ def _both(members):
     return sorted(p for p, n in seen.items() if n > 1)
 
 
-# covers: MQTT5-4.8.2-4 MQTT5-4.8.2-5
+# covers: MQTT5-4.8.2-4
 @_tag("kill9")
 @_timeout(90)
 def test_cluster_share_reader_killed_after_commit_gives_once(ctx):
@@ -156,7 +156,7 @@ def _pending_of(cl, topic, key, consumer):
     return len([x for x in out if "-" in x]) if out else 0
 
 
-# covers: MQTT5-4.8.2-4 MQTT5-4.8.2-5
+# covers: MQTT5-4.8.2-4
 @_tag("stall")
 @_timeout(90)
 def test_cluster_share_stalled_reader_commit_is_fenced(ctx):
