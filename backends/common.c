@@ -424,7 +424,8 @@ static void bk_op_copy_into(struct bk_op_copy *c, enum bk_op_kind kind, union bk
 		break;
 	}
 	case BK_LOG_APPEND:
-	case BK_LOG_ROUTED: {
+	case BK_LOG_ROUTED:
+	case BK_SHARE_GIVEN: {
 		const struct bk_log_rec *l = rec;
 
 		r->log = *l;
@@ -469,6 +470,7 @@ static size_t bk_rec_size(enum bk_op_kind kind)
 		break;
 	case BK_LOG_APPEND:
 	case BK_LOG_ROUTED:
+	case BK_SHARE_GIVEN:
 		n = sizeof(struct bk_log_rec);
 		break;
 	}

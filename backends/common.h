@@ -112,7 +112,9 @@ enum bk_op_kind {
 	BK_RETAINED_PUT,
 	BK_RETAINED_DEL,
 	BK_LOG_APPEND, /* cluster mode (vtable version 4): rec.log */
-	BK_LOG_ROUTED  /* rec.log.pos only */
+	BK_LOG_ROUTED, /* rec.log.pos only */
+	BK_SHARE_GIVEN /* version 7: rec.log.pos, publisher the member, msg.topic
+			* the group, msg.msg_id the partition */
 };
 
 /* A log append: the message (first, so that it reads as rec.msg) and its

@@ -1476,7 +1476,7 @@ out:
 }
 
 const struct cairn_store_ops cairn_store_lmdb = {
-    .version = 6, /* the shared-store slots stay NULL: not shareable */
+    .version = 7, /* the shared-store slots stay NULL: not shareable */
     .name = "lmdb",
     .open = lm_open,
     .close = lm_close,

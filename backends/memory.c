@@ -351,6 +351,7 @@ static struct mem_table *mem_db_table(struct mem_db *db, enum bk_op_kind kind)
 	case BK_RETAINED_DEL:
 	case BK_LOG_APPEND: /* never staged here: the memory store is not shared */
 	case BK_LOG_ROUTED:
+	case BK_SHARE_GIVEN:
 		break;
 	}
 	return &db->retained;
@@ -380,6 +381,7 @@ static void mem_db_apply(struct mem_db *db, struct bk_op *op)
 		break;
 	case BK_LOG_APPEND: /* never staged here: the memory store is not shared */
 	case BK_LOG_ROUTED:
+	case BK_SHARE_GIVEN:
 		break;
 	}
 	bk_op_free(op);
@@ -539,7 +541,7 @@ static int mem_commit(struct cairn_store *st, cairn_store_done_fn done, void *ar
 }
 
 const struct cairn_store_ops cairn_store_memory = {
-    .version = 6, /* the shared-store slots stay NULL: not shareable */
+    .version = 7, /* the shared-store slots stay NULL: not shareable */
     .name = "memory",
     .open = mem_open,
     .close = mem_close,

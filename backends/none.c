@@ -125,7 +125,7 @@ static int none_commit(struct cairn_store *st, cairn_store_done_fn done, void *a
 }
 
 const struct cairn_store_ops cairn_store_none = {
-    .version = 6, /* the shared-store slots stay NULL: not shareable */
+    .version = 7, /* the shared-store slots stay NULL: not shareable */
     .name = "none",
     .open = none_open,
     .close = none_close,

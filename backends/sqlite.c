@@ -366,6 +366,7 @@ static int sq_exec_op(struct cairn_store *st, const struct bk_op *op)
 		return sq_run(s);
 	case BK_LOG_APPEND: /* never staged here: SQLite is not shared */
 	case BK_LOG_ROUTED:
+	case BK_SHARE_GIVEN:
 		break;
 	}
 	return CAIRN_EINVAL;
@@ -1046,7 +1047,7 @@ static int sq_open(const struct cairn_store_options *opts, struct cairn_store **
 }
 
 const struct cairn_store_ops cairn_store_sqlite = {
-    .version = 6, /* the shared-store slots stay NULL: not shareable */
+    .version = 7, /* the shared-store slots stay NULL: not shareable */
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,

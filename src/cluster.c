@@ -183,8 +183,10 @@ static void cluster_drop_session(struct cluster *cl, struct client *c, const cha
 	log_write(cl->srv->log, LOG_LEVEL_NOTICE, "client %s: %s", c->id, why);
 	c->cluster_lost = true; /* its staged writes are dropped */
 	client_forget(c);
-	if (cn)
+	if (cn) {
+		conn_drop_corked(cn); /* what waited for those writes */
 		conn_disconnect(cn, CONN_RC_SESSION_TAKEN_OVER, why, false);
+	}
 }
 
 /* The store says another node claimed (kicked) or holds (fenced) the

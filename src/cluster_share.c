@@ -16,14 +16,22 @@
  * An entry that does not match the group's filter is acknowledged as it
  * comes (the group reads every entry of the partition).
  *
- * What is at least once: an entry a node read but did not acknowledge
- * (the node died, its member's session moved to another node before the
- * commit, the commit failed) is taken over by a node of the group after
- * CSH_CLAIM_IDLE_MS, and given to one of its members: a QoS 1 or 2
- * message may then reach two members. While no node dies, each entry is
- * read once and reaches one member once; a node that stops acknowledges
- * what its last commit gave out as the store closes (store_close runs
- * the completions, the backend sends what they ask before its link goes).
+ * An entry a node read but did not acknowledge (the node died or stalled,
+ * its member's session moved to another node before the commit, the
+ * commit failed) is taken over by a node of the group after
+ * CSH_CLAIM_IDLE_MS, and given to one of its members. With a store of
+ * version 7 a QoS 1 or 2 entry still reaches one member once: its
+ * delivery's commit also records it in the member's session
+ * (store_share_given), the member's connection sends it only once that
+ * commit is done (corked), and the takeover asks the group's members
+ * first: an entry one of them was given stays that member's (the store
+ * acknowledges it), the others are marked taken, so that the stalled
+ * reader's late commit is fenced (its member disconnected) rather than
+ * giving one out a second time. A member that left the group in between
+ * is not asked. While no node dies, each entry is read once and reaches
+ * one member once; a node that stops acknowledges what its last commit
+ * gave out as the store closes (store_close runs the completions, the
+ * backend sends what they ask before its link goes).
  *
  * A group with no member online anywhere is read by nobody: its entries
  * wait in the store, and the first member to come online on any node gets
@@ -34,12 +42,14 @@
  */
 #include "cluster_share.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 
 #include "client.h"
+#include "conn.h"
 #include "log.h"
 #include "message.h"
 #include "router.h"
@@ -140,6 +150,12 @@ struct cluster_shares {
 	struct csh_group *groups;
 	struct event *tick;
 	bool stopped;
+#ifdef CAIRN_FAULT_INJECTION
+	uint64_t kill_after; /* share_test_kill_after (0: never) */
+	uint64_t given;
+	uint64_t stop_before; /* share_test_stop_before_commit (0: never) */
+	uint64_t staged;
+#endif
 };
 
 /* Entries given out, acknowledged once the commit holding their
@@ -150,6 +166,7 @@ struct csh_ack {
 	size_t n;
 	struct cairn_log_pos *pos;
 	struct client **to; /* the member each went to (a reference), or NULL */
+	uint64_t *corked;   /* the member's connection corked for it (its id), or 0 */
 	uint32_t given;     /* how many went to a member (counted in held) */
 };
 
@@ -343,11 +360,23 @@ static void csh_acked(void *arg, bool durable)
 	g->refs--;
 	g->held -= a->given;
 	g->parts[a->part].held -= a->given;
+#ifdef CAIRN_FAULT_INJECTION
+	/* The worst moment for a reader to die: its deliveries are in the
+	 * members' sessions, the entries not yet acknowledged. */
+	g->sh->given += durable ? a->given : 0;
+	if (g->sh->kill_after > 0 && g->sh->given >= g->sh->kill_after)
+		raise(SIGKILL);
+#endif
 	for (size_t i = 0; i < a->n; i++) {
 		/* A delivery to a session another node took meanwhile was
 		 * dropped with its writes: the entry stays for a takeover. */
 		if (a->to[i] == NULL || !a->to[i]->cluster_lost)
 			a->pos[k++] = a->pos[i];
+		/* Its PUBLISH goes now that the commit gave it (and not if
+		 * the commit was fenced: cluster_drop_session dropped it). */
+		if (a->corked[i] != 0 && a->to[i]->conn != NULL &&
+		    conn_id(a->to[i]->conn) == a->corked[i])
+			conn_set_corked(a->to[i]->conn, false);
 		if (a->to[i] != NULL)
 			client_unref(a->to[i]);
 	}
@@ -362,6 +391,7 @@ static void csh_acked(void *arg, bool durable)
 	bool gave = a->given > 0;
 	free(a->pos);
 	free(a->to);
+	free(a->corked);
 	free(a);
 	/* The reader's own entries are read again only when none of them is
 	 * on its way to an acknowledgement (it would be given out twice), and
@@ -387,6 +417,7 @@ static bool csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 	a->part = part;
 	a->pos = xmalloc(n * sizeof(*a->pos));
 	a->to = xcalloc(n, sizeof(*a->to));
+	a->corked = xcalloc(n, sizeof(*a->corked));
 	bool left = false;
 
 	store_unit(srv->store, true);
@@ -407,21 +438,46 @@ static bool csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 			left = true;
 			continue;
 		}
+		/* Given once (store version 7): the member's output waits for
+		 * the commit that gives it the entry (a reader that dies first
+		 * must not have sent it), and the commit records the entry in
+		 * the member's session with the delivery: a takeover elsewhere
+		 * asks the members before giving it out again. QoS 0 goes at
+		 * most once anyway. */
+		struct client *to = pk.session;
+		bool once = e[i].msg.qos > 0 && pk.qos > 0 && store_share_once(srv->store);
+		if (once && to->conn != NULL)
+			conn_set_corked(to->conn, true);
 		/* No Local does not apply to a group: no origin. */
 		struct message *m = message_from_log(&e[i]);
 		router_deliver_pick(srv->router, m, &pk);
 		message_unref(m);
 		router_last_result(srv->router, &matched, &full);
+		if (once && to->conn != NULL)
+			a->corked[a->n] = conn_id(to->conn);
 		if (full > 0) {
+			if (a->corked[a->n] != 0)
+				conn_set_corked(to->conn, false);
+			a->corked[a->n] = 0;
 			left = true; /* dropped (bytes): not given out */
 			continue;
 		}
 		srv->stats.cluster_share_delivered++;
+		if (once)
+			store_share_given(srv->store, part, g->key, to->id, e[i].pos);
 		a->to[a->n] = client_ref(pk.session);
 		a->pos[a->n++] = e[i].pos;
 		a->given++;
 	}
 	store_unit(srv->store, false);
+#ifdef CAIRN_FAULT_INJECTION
+	/* A reader that stalls with deliveries staged, its commit not sent. */
+	g->sh->staged += a->given;
+	if (g->sh->stop_before > 0 && g->sh->staged >= g->sh->stop_before) {
+		g->sh->stop_before = 0;
+		raise(SIGSTOP);
+	}
+#endif
 	if (left)
 		g->parts[part].mine = true;
 	g->held += a->given;
@@ -662,6 +718,13 @@ struct cluster_shares *cluster_share_new(struct server *srv, uint32_t nparts,
 	sh->srv = srv;
 	sh->nparts = nparts;
 	sh->routed = routed;
+#ifdef CAIRN_FAULT_INJECTION
+	for (const struct config_option *o = srv->cfg->options; o; o = o->next)
+		if (strcmp(o->key, "share_test_kill_after") == 0)
+			sh->kill_after = strtoull(o->value, NULL, 10);
+		else if (strcmp(o->key, "share_test_stop_before_commit") == 0)
+			sh->stop_before = strtoull(o->value, NULL, 10);
+#endif
 	sh->tick = event_new(srv->base, -1, EV_PERSIST, csh_tick_cb, sh);
 	event_add(sh->tick, &tv);
 	router_shares_apart(srv->router);

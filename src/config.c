@@ -748,6 +748,15 @@ static bool is_option_key(const char *key)
 	 * cairn-test-challenge (authmeth.c). */
 	if (strcmp(key, "auth_test_secret") == 0)
 		return true;
+	/* "N": the node kills itself (SIGKILL) once its shared groups gave
+	 * out N entries, after their commit, before their acknowledgement
+	 * (cluster_share.c). */
+	if (strcmp(key, "share_test_kill_after") == 0)
+		return true;
+	/* "N": the node stops itself (SIGSTOP) once its shared groups staged
+	 * N entries for their members, before the commit that holds them. */
+	if (strcmp(key, "share_test_stop_before_commit") == 0)
+		return true;
 #endif
 
 	for (i = 0; option_keys[i]; i++) {

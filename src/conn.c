@@ -133,7 +133,7 @@ struct conn {
 	char addr[48];
 	void *auth;                 /* the upper layer's enhanced authentication, or NULL */
 	void (*auth_free)(void *);  /* releases auth when the connection is freed */
-	bool corked;                /* output is kept until conn_set_corked(cn, false) */
+	unsigned corked;            /* output is kept while corks are on (conn_set_corked) */
 	void *hold;                 /* the upper layer waits on this: nothing is read */
 	void (*hold_gone)(void *);  /* tells it the connection is gone */
 	const uint8_t *pkt;         /* the packet the packet hook is handling, or NULL */
@@ -238,7 +238,7 @@ static void conn_set_state(struct conn *cn, enum conn_state to)
 		assert(cn->state == CONN_AWAIT_CONNECT || cn->state == CONN_ACTIVE ||
 		       cn->state == CONN_PAUSED);
 		cn->linger_ms = conn_now_ms();
-		cn->corked = false; /* the last packets go out */
+		cn->corked = 0; /* the last packets go out */
 		break;
 	case CONN_CLOSED:
 		assert(cn->state != CONN_CLOSED);
@@ -294,12 +294,22 @@ void *conn_auth(const struct conn *cn)
 
 void conn_set_corked(struct conn *cn, bool corked)
 {
-	if (cn->corked == corked)
-		return;
-	cn->corked = corked;
-	if (!corked && cn->out && evbuffer_get_length(cn->out) > 0)
-		conn_output(cn); /* on the flush list again */
+	if (corked) {
+		cn->corked++;
+	} else {
+		if (cn->corked == 0 || --cn->corked > 0)
+			return;
+		if (cn->out && evbuffer_get_length(cn->out) > 0)
+			conn_output(cn); /* on the flush list again */
+	}
 	conn_update_events(cn);
+}
+
+void conn_drop_corked(struct conn *cn)
+{
+	if (cn->corked == 0 || cn->out == NULL || conn_closing(cn))
+		return;
+	evbuffer_drain(cn->out, evbuffer_get_length(cn->out));
 }
 
 void conn_set_hold(struct conn *cn, void *hold, void (*gone)(void *))

@@ -182,8 +182,13 @@ void conn_disconnect(struct conn *cn, uint8_t code, const char *reason, bool wil
 void conn_refuse(struct conn *cn, const void *bytes, size_t len, const char *reason);
 
 /* Keep what is written to the connection, in order, until uncorked (a
- * CONNACK that must wait for the session's commit, and what follows it). */
+ * CONNACK that must wait for the session's commit, and what follows it; a
+ * shared group's delivery, until the commit that gives it). Corks count:
+ * the output goes once each is taken off. */
 void conn_set_corked(struct conn *cn, bool corked);
+/* Discard the output kept back by a cork: the commit it waited for will
+ * not hold it (the session was claimed elsewhere, its writes dropped). */
+void conn_drop_corked(struct conn *cn);
 
 /* Hold the connection: nothing more is read from it until
  * conn_release_hold() (a CONNECT waits for its session's claim); if it is

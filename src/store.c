@@ -357,6 +357,12 @@ static int store_dispatch(struct store *s, enum bk_op_kind kind, const void *rec
 		memcpy(v, l->msg.payload, n * sizeof(*v));
 		return o->log_routed_p(s->st, l->publisher, v);
 	}
+	case BK_SHARE_GIVEN: {
+		const struct bk_log_rec *l = rec;
+
+		return o->share_given(s->st, (uint32_t)l->msg.msg_id, l->msg.topic, l->publisher,
+				      l->pos);
+	}
 	}
 	return CAIRN_EINVAL;
 }
@@ -821,7 +827,9 @@ static bool ops_complete(const struct cairn_store_ops *o)
 	       /* version 6: a shared store's shared subscriptions, all or none */
 	       (o->version < 6 ||
 		(o->share_join ? o->cluster_start && o->share_leave && o->share_read && o->share_ack
-			       : !o->share_leave && !o->share_read && !o->share_ack));
+			       : !o->share_leave && !o->share_read && !o->share_ack)) &&
+	       /* version 7: given-once records only with shared groups */
+	       (o->version < 7 || !o->share_given || o->share_join);
 }
 
 int store_open(struct store **out, const char *name, const struct cairn_store_options *opts,
@@ -1338,4 +1346,23 @@ void store_set_health_cb(struct store *s, store_health_fn fn, void *arg)
 {
 	s->health_fn = fn;
 	s->health_arg = arg;
+}
+
+bool store_share_once(const struct store *s)
+{
+	return store_can_share_groups(s) && s->ops->version >= 7 && s->ops->share_given != NULL;
+}
+
+int store_share_given(struct store *s, uint32_t part, const char *group, const char *member,
+		      struct cairn_log_pos pos)
+{
+	/* The group rides in msg.topic, the partition in msg.msg_id. */
+	struct bk_log_rec l = {.publisher = member, .pos = pos};
+
+	assert(group != NULL && member != NULL);
+	if (!store_share_once(s))
+		return 0;
+	l.msg.topic = group;
+	l.msg.msg_id = part;
+	return store_stage(s, BK_SHARE_GIVEN, &l);
 }

@@ -140,6 +140,12 @@ int store_share_read(struct store *s, uint32_t part, const char *group, size_t m
 		     uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg);
 int store_share_ack(struct store *s, uint32_t part, const char *group,
 		    const struct cairn_log_pos *pos, size_t n);
+/* Version 7: whether the store gives each entry of a group out once
+ * (share_given); store_share_given stages the record that entry pos went
+ * to member, with the delivery (a no-op, 0, below version 7). */
+bool store_share_once(const struct store *s);
+int store_share_given(struct store *s, uint32_t part, const char *group, const char *member,
+		      struct cairn_log_pos pos);
 
 /* Run fn(arg) once everything staged so far is durable. Never calls fn
  * from inside this call. */
@@ -233,6 +239,7 @@ enum store_op {
 	STORE_OP_RETAINED_DELETE,
 	STORE_OP_LOG_APPEND,
 	STORE_OP_LOG_ROUTED,
+	STORE_OP_SHARE_GIVEN,
 	STORE_OP_COMMIT,
 	STORE_OP_COUNT
 };

@@ -2168,6 +2168,12 @@ START_TEST(t_share_group)
 	char pfx[80];
 
 	nodes_open(&a, &b, pfx, sizeof(pfx), "share");
+	/* Members with sessions a node holds (a takeover removes others). */
+	node_claim(&a, &b, "m1", 1);
+	put_session(&a, "m1", NULL);
+	node_claim(&b, &a, "m2", 2);
+	put_session(&b, "m2", NULL);
+	node_commit(&b, &a);
 	share_join(&a, &b, "m1", 0);
 	share_join(&a, &b, "m1", 0);
 	share_join(&b, &a, "m2", 0);
@@ -2282,6 +2288,150 @@ START_TEST(t_share_partition_of_a_literal_level)
 }
 END_TEST
 
+/* A read of the reader's own entries that meets one the stream no longer
+ * holds (trimmed while pending) acknowledges it and still brings as many of
+ * its own as asked, when it has them: fewer would tell the core none is
+ * left, and newer entries would go out before them (review23c finding 7). */
+START_TEST(t_share_own_entries_past_a_trimmed_one)
+{
+	struct node a, b;
+	char pfx[80], id[48];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "sharetrim");
+	share_join(&a, &b, "m1", 0);
+	node_claim(&a, &b, "pub", 1);
+	append_three(&a, &b, "t/x");
+	share_read(&a, &b, 0, 0, 3);
+	rd_pos_format(id, sg.pos[0]);
+	ck_assert_int_eq(redis_int("XDEL %s{L:0}:log %s", pfx, id), 1);
+	sg = (struct share_got){0};
+	ck_assert_int_eq(cairn_store_redis.share_read(a.st, 0, "g/t/#", 2, CAIRN_SHARE_READ_MINE,
+						      on_share_read, NULL),
+			 CAIRN_EINPROGRESS);
+	run_until(&a, &b, sg_done, &a);
+	ck_assert_int_eq(sg.status, 0);
+	ck_assert_uint_eq(sg.n, 2);
+	ck_assert_str_eq(sg.payloads[0], "two");
+	ck_assert_str_eq(sg.payloads[1], "three");
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/* A takeover removes from the group the members whose session is gone and
+ * held by no node (expired while parked, or clean and its node died): m3
+ * never had one; m1, held by a, stays. With nothing to take over, the
+ * members are looked at too (once in a while). */
+START_TEST(t_share_stale_member_removed)
+{
+	struct node a, b;
+	char pfx[80];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "sharestale");
+	share_join(&a, &b, "m1", 0);
+	share_join(&b, &a, "m3", 0);
+	node_claim(&a, &b, "m1", 1);
+	put_session(&a, "m1", NULL);
+	node_commit(&a, &b);
+	ck_assert_int_eq(redis_int("SCARD %s{L:0}:share:g/t/#", pfx), 2);
+	share_read(&b, &a, 60000, 0, 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m3", pfx), 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m1", pfx), 1);
+	/* With entries taken over too. */
+	share_join(&b, &a, "m3", 0);
+	node_claim(&a, &b, "pub", 2);
+	append_three(&a, &b, "t/x");
+	share_read(&a, &b, 0, 0, 3);
+	usleep(30 * 1000);
+	share_read(&b, &a, 20, 0, 3);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m3", pfx), 0);
+	ck_assert_int_eq(redis_int("SISMEMBER %s{L:0}:share:g/t/# m1", pfx), 1);
+	nodes_close(&a, &b);
+}
+END_TEST
+
+/* The mark of group g/t/# entry pos in member's session (cairn-redis(5):
+ * {c:ID}:shared), into out ("" when there is none). */
+static void share_mark_of(const char *pfx, const char *member, struct cairn_log_pos pos, char *out,
+			  size_t len)
+{
+	char id[48];
+	redisContext *r = redis();
+
+	rd_pos_format(id, pos);
+	redisReply *rep = tcmd(&r, "HGET %s{c:%s}:shared 0|%s|g/t/#", pfx, member, id);
+	snprintf(out, len, "%s", rep != NULL && rep->type == REDIS_REPLY_STRING ? rep->str : "");
+	freeReplyObject(rep);
+	redisFree(r);
+}
+
+/* An entry is given once (version 7): a commit that gives it to a member
+ * records it in the member's session; a takeover acknowledges the entries
+ * a member holds (never returns them) and marks the others taken in every
+ * member's session; the first reader's late commit of such an entry is
+ * fenced, the taker's own goes through. */
+START_TEST(t_share_given_once)
+{
+	struct node a, b;
+	char pfx[80], mark[64], want[64];
+
+	nodes_open(&a, &b, pfx, sizeof(pfx), "shareonce");
+	share_join(&a, &b, "m1", 0);
+	share_join(&b, &a, "m2", 0);
+	node_claim(&a, &b, "m1", 1);
+	put_session(&a, "m1", NULL);
+	node_claim(&b, &a, "m2", 2);
+	put_session(&b, "m2", NULL);
+	node_commit(&b, &a);
+	node_claim(&a, &b, "pub", 3);
+	append_three(&a, &b, "t/x");
+
+	/* a reads the three; gives "one" to m1 (committed), then "two" to m1
+	 * (its commit held back), and acknowledges neither: a stall. */
+	share_read(&a, &b, 0, 0, 3);
+	struct cairn_log_pos pos[3] = {sg.pos[0], sg.pos[1], sg.pos[2]};
+	ck_assert_int_eq(cairn_store_redis.share_given(a.st, 0, "g/t/#", "m1", pos[0]), 0);
+	node_commit(&a, &b);
+	share_mark_of(pfx, "m1", pos[0], mark, sizeof(mark));
+	ck_assert_str_eq(mark, "d");
+	ck_assert_int_eq(cairn_store_redis.share_given(a.st, 0, "g/t/#", "m1", pos[1]), 0);
+
+	/* b takes over: "one" is m1's (acknowledged, not returned), "two" and
+	 * "three" are b's, marked taken in both members' sessions. */
+	usleep(30 * 1000);
+	share_read(&b, &a, 20, 0, 2);
+	ck_assert_str_eq(sg.payloads[0], "two");
+	ck_assert_str_eq(sg.payloads[1], "three");
+	ck_assert_int_eq(redis_int("XPENDING %s{L:0}:log g/t/#", pfx), 2);
+	snprintf(want, sizeof(want), "t:%s", b.st->inc_s);
+	share_mark_of(pfx, "m1", pos[1], mark, sizeof(mark));
+	ck_assert_str_eq(mark, want);
+	share_mark_of(pfx, "m2", pos[2], mark, sizeof(mark));
+	ck_assert_str_eq(mark, want);
+
+	/* a's late commit gives "two" to m1: fenced, m1's writes dropped. */
+	ck_assert_str_eq(a.fenced, "");
+	node_commit(&a, &b);
+	ck_assert_str_eq(a.fenced, "m1");
+	share_mark_of(pfx, "m1", pos[1], mark, sizeof(mark));
+	ck_assert_str_eq(mark, want);
+
+	/* b gives "two" to m2: its own mark lets it through. */
+	ck_assert_int_eq(cairn_store_redis.share_given(b.st, 0, "g/t/#", "m2", pos[1]), 0);
+	node_commit(&b, &a);
+	ck_assert_str_eq(b.fenced, "");
+	share_mark_of(pfx, "m2", pos[1], mark, sizeof(mark));
+	ck_assert_str_eq(mark, "d");
+	/* A replay of that commit (applied, its reply lost) goes through too. */
+	ck_assert_int_eq(cairn_store_redis.share_given(b.st, 0, "g/t/#", "m2", pos[1]), 0);
+	node_commit(&b, &a);
+	ck_assert_str_eq(b.fenced, "");
+	/* The marks go with the entries' age: they expire. */
+	ck_assert_int_gt(redis_int("TTL %s{c:m2}:shared", pfx), 0);
+	nodes_close(&a, &b);
+}
+END_TEST
+
 #endif
 
 static Suite *cluster_suite(void)
@@ -2318,6 +2468,9 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, t_share_group);
 	tcase_add_test(tc, t_share_own_entries);
 	tcase_add_test(tc, t_share_partition_of_a_literal_level);
+	tcase_add_test(tc, t_share_given_once);
+	tcase_add_test(tc, t_share_own_entries_past_a_trimmed_one);
+	tcase_add_test(tc, t_share_stale_member_removed);
 #endif
 	suite_add_tcase(s, tc);
 #ifdef HAVE_HIREDIS

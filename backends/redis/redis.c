@@ -749,7 +749,7 @@ static int rd_commit(struct cairn_store *st, cairn_store_done_fn done, void *arg
 }
 
 const struct cairn_store_ops cairn_store_redis = {
-    .version = 6,
+    .version = 7,
     .name = "redis",
     .open = rd_open,
     .close = rd_close,
@@ -778,4 +778,5 @@ const struct cairn_store_ops cairn_store_redis = {
     .share_leave = rd_share_leave,
     .share_read = rd_share_read,
     .share_ack = rd_share_ack,
+    .share_given = rd_share_given,
 };

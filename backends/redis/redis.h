@@ -73,6 +73,9 @@ struct cairn_store {
 	/* Shared group leaves and acknowledgements sent and not yet
 	 * answered: close waits for them (rd_share_drain). */
 	unsigned share_pending;
+	/* When a takeover that took nothing may next look for members whose
+	 * session is gone (share.c, ms since the epoch). */
+	uint64_t share_sweep_ms;
 
 	/*
 	 * The asynchronous link (link.c). ac is NULL while the link is down
@@ -323,6 +326,8 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 		  uint64_t claim_idle_ms, cairn_log_read_fn done, void *arg);
 int rd_share_ack(struct cairn_store *st, uint32_t part, const char *group,
 		 const struct cairn_log_pos *pos, size_t n);
+int rd_share_given(struct cairn_store *st, uint32_t part, const char *group, const char *member,
+		   struct cairn_log_pos pos);
 /* Wait (running the loop, 2 s at most) until the leaves and
  * acknowledgements sent are answered: close calls it before the links go,
  * which would drop them unsent. */

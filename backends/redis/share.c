@@ -10,12 +10,22 @@
  * each one script, so the consumer group exists exactly while the set has
  * a member: the first member creates it at the joining node's mark, the
  * last one to leave destroys it.
+ *
+ * Given once (vtable version 7): rd_share_given stages CAIRN.SHARE into
+ * the member's session (its slot {c:ID}, fenced as its other writes):
+ * cairn_commit sets the entry's field of PREFIX{c:ID}:shared to "d", or
+ * fences the session if a takeover marked it "t:INC" of another
+ * incarnation. A takeover takes the ids (XAUTOCLAIM ... JUSTID), asks
+ * every member in the set, one FCALL cairn_share_taken in each member's
+ * slot, which it was given (marking the others taken there), acknowledges
+ * those, and reads the rest in full (XCLAIM) for the core to give out.
  */
 #include "redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include <event2/event.h>
 
@@ -52,6 +62,18 @@ static const char rd_share_gc_lua[] =
     "end\n"
     "return 1\n";
 
+/* How often at most a takeover that took nothing still asks a group's
+ * members whether their sessions are gone (rd_share_claimed_cb). */
+#define RD_SHARE_SWEEP_MS 10000
+
+static uint64_t rd_share_now_ms(void)
+{
+	struct timeval now;
+
+	gettimeofday(&now, NULL);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
+}
+
 /* How long close waits at most for the replies to the leaves and
  * acknowledgements sent (or redis_connect_timeout, if shorter). */
 #define RD_SHARE_DRAIN_MS 2000
@@ -63,8 +85,20 @@ struct rd_share_call {
 	cairn_log_read_fn read;
 	void *arg;
 	bool claim;
+	bool xclaim;      /* the takeover's second read (XCLAIM: entries only) */
 	char *group;      /* a read's */
 	uint64_t idle_ms; /* a takeover's idle time */
+	size_t count;     /* a read's COUNT */
+	/* A takeover's entries (ids), between its XAUTOCLAIM and its XCLAIM,
+	 * while the members are asked (rd_share_taken_cb). */
+	char **ids;
+	size_t nids;
+	bool *given;   /* ids[i] was given to a member already */
+	size_t asking; /* members' answers awaited */
+	char **stale;  /* members found gone (share_taken), left after */
+	size_t nstale;
+	int status; /* the first failure among them */
+	bool closing;
 };
 
 /* Send argv on the link that serves key: the commit link on one server,
@@ -88,6 +122,54 @@ static char *rd_share_members_key(const struct cairn_store *st, const char *grou
 
 	free(kind);
 	return key;
+}
+
+/* A member's marks of the shared groups' entries given to it (or taken
+ * over elsewhere), in its session's slot (share_mark in the library). */
+static char *rd_share_marks_key(const struct cairn_store *st, const char *member)
+{
+	return bk_strf("%s{c:%s}:shared", st->prefix, member);
+}
+
+/* An entry's field in the marks: "PART|ID|GROUP". */
+static char *rd_share_field(uint32_t part, const char *id, const char *group)
+{
+	return bk_strf("%u|%s|%s", (unsigned)part, id, group);
+}
+
+/* The marks older than the cutoff (ms since the epoch) go: the log has
+ * trimmed their entries (message_retention), no takeover can see them. The
+ * keys themselves live for ttl seconds after their last write. */
+static void rd_share_cutoff(const struct cairn_store *st, char cutoff[24], char ttl[24])
+{
+	struct timeval now;
+	int64_t keep = st->retention_ms + 60000;
+
+	gettimeofday(&now, NULL);
+	snprintf(cutoff, 24, "%lld",
+		 (long long)((int64_t)now.tv_sec * 1000 + now.tv_usec / 1000 - keep));
+	snprintf(ttl, 24, "%lld", (long long)(keep / 1000 + 60));
+}
+
+int rd_share_given(struct cairn_store *st, uint32_t part, const char *group, const char *member,
+		   struct cairn_log_pos pos)
+{
+	char id[48], cutoff[24], ttl[24];
+	char *key = rd_share_marks_key(st, member), *field;
+	int rc;
+
+	if (part >= st->partitions)
+		return CAIRN_EINVAL;
+	rd_pos_format(id, pos);
+	field = rd_share_field(part, id, group);
+	rd_share_cutoff(st, cutoff, ttl);
+	const char *argv[] = {"CAIRN.SHARE", key, field, cutoff, ttl};
+	st->stage_owner = member;
+	rc = rd_stage(st, 5, argv, NULL);
+	st->stage_owner = NULL;
+	free(field);
+	free(key);
+	return rc;
 }
 
 /* Whether group ("GROUP/FILTER") can match a topic of partition part: not
@@ -239,9 +321,10 @@ int rd_share_leave(struct cairn_store *st, uint32_t part, const char *group, con
  * (not cairn's, or trimmed away: [id, nil]); pending, they would come back
  * at each read of the reader's own entries and each takeover. e: the n
  * entries parsed from list, in its order. */
-static void rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_call *k,
+static bool rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_call *k,
 				  const redisReply *list, const struct cairn_log_entry *e, size_t n)
 {
+	bool sent = false;
 	const char **argv = bk_xmalloc((list->elements + 3) * sizeof(*argv));
 	int argc = 3;
 	char id[48];
@@ -265,9 +348,270 @@ static void rd_share_ack_unusable(struct cairn_store *st, const struct rd_share_
 		argv[argc++] = x->element[0]->str;
 	}
 	if (argc > 3)
-		rd_share_send_logged(st, argv[1], "acknowledging a shared group's unusable entries",
-				     argc, argv);
+		sent = rd_share_send_logged(st, argv[1],
+					    "acknowledging a shared group's unusable entries", argc,
+					    argv) == 0;
 	free(argv);
+	return sent;
+}
+
+static void rd_share_call_free(struct rd_share_call *k)
+{
+	for (size_t i = 0; i < k->nstale; i++)
+		free(k->stale[i]);
+	free(k->stale);
+	for (size_t i = 0; i < k->nids; i++)
+		free(k->ids[i]);
+	free(k->ids);
+	free(k->given);
+	free(k->group);
+	free(k);
+}
+
+static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Every member answered the takeover (rd_share_taken_cb): the entries given
+ * to one already are acknowledged (that member gets them, from its session,
+ * wherever it resumes), the others read in full, as this reader's. */
+static void rd_share_checked(struct cairn_store *st, struct rd_share_call *k)
+{
+	const char *key = st->log_keys[k->part];
+	const char **argv;
+	size_t argc = 0, left = 0;
+	int rc;
+
+	if (k->closing) {
+		rd_share_call_free(k);
+		return;
+	}
+	if (k->status != 0) {
+		k->read(k->arg, k->status, NULL, 0);
+		rd_share_call_free(k);
+		return;
+	}
+	/* Members whose session is gone leave the group here (those of a
+	 * session that expired parked, or of a clean one whose node died):
+	 * they kept the group, and its consumer group, alive. */
+	for (size_t i = 0; i < k->nstale; i++) {
+		rd_log(st, CAIRN_LOG_NOTICE,
+		       "redis at %s: shared group '%s': member %s has no session left: removed",
+		       st->where, k->group, k->stale[i]);
+		rd_share_leave(st, k->part, k->group, k->stale[i]);
+	}
+	argv = bk_xmalloc((k->nids + 6) * sizeof(*argv));
+	argv[argc++] = "XACK";
+	argv[argc++] = key;
+	argv[argc++] = k->group;
+	for (size_t i = 0; i < k->nids; i++)
+		if (k->given[i])
+			argv[argc++] = k->ids[i];
+	if (argc > 3) {
+		rd_log(st, CAIRN_LOG_INFO,
+		       "redis at %s: shared group '%s': %zu entries taken over were given to a "
+		       "member already: acknowledged, not given again",
+		       st->where, k->group, argc - 3);
+		rd_share_send_logged(st, key,
+				     "acknowledging a shared group's entries given already",
+				     (int)argc, argv);
+	}
+	argc = 0;
+	argv[argc++] = "XCLAIM";
+	argv[argc++] = key;
+	argv[argc++] = k->group;
+	argv[argc++] = st->inc_s;
+	argv[argc++] = "0";
+	for (size_t i = 0; i < k->nids; i++)
+		if (!k->given[i]) {
+			argv[argc++] = k->ids[i];
+			left++;
+		}
+	if (left == 0) {
+		free(argv);
+		k->read(k->arg, 0, NULL, 0);
+		rd_share_call_free(k);
+		return;
+	}
+	k->xclaim = true;
+	rc = rd_share_send(st, key, rd_share_read_cb, k, (int)argc, argv, NULL);
+	free(argv);
+	if (rc != CAIRN_EINPROGRESS) {
+		k->read(k->arg, rc, NULL, 0);
+		rd_share_call_free(k);
+	}
+}
+
+/* A takeover's question to one member. */
+struct rd_share_ask {
+	struct rd_share_call *k;
+	char *member;
+};
+
+/* One member's answer: whether it is gone, then the indexes (from 1) of the
+ * entries given to it. */
+static void rd_share_taken_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_share_ask *q = privdata;
+	struct rd_share_call *k = q->k;
+	redisReply *reply = r;
+
+	if (ac->data == NULL) {
+		k->closing = true;
+	} else if (reply == NULL) {
+		k->status = k->status ? k->status : CAIRN_EUNAVAILABLE;
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		rd_log(k->st, CAIRN_LOG_ERROR,
+		       "redis at %s: asking a shared group's member about entries taken over "
+		       "failed: %s",
+		       k->st->where, reply->str);
+		k->status = k->status ? k->status : CAIRN_EIO;
+	} else if (reply->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 1; i < reply->elements; i++) {
+			const redisReply *x = reply->element[i];
+
+			if (x->type == REDIS_REPLY_INTEGER && x->integer >= 1 &&
+			    (size_t)x->integer <= k->nids)
+				k->given[x->integer - 1] = true;
+		}
+		if (reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
+		    reply->element[0]->integer == 1) {
+			k->stale = bk_xrealloc(k->stale, (k->nstale + 1) * sizeof(*k->stale));
+			k->stale[k->nstale++] = q->member;
+			q->member = NULL;
+		}
+	}
+	free(q->member);
+	free(q);
+	if (--k->asking == 0)
+		rd_share_checked(k->st, k);
+}
+
+/* The group's members (SMEMBERS): each is asked, in its session's slot,
+ * which of the entries taken over it was given, and the others are marked
+ * taken there (cairn_share_taken). */
+static void rd_share_members_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_share_call *k = privdata;
+	struct cairn_store *st = k->st;
+	redisReply *reply = r;
+	char cutoff[24], ttl[24];
+	char **fields;
+	const char **argv;
+
+	if (ac->data == NULL) {
+		rd_share_call_free(k);
+		return;
+	}
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+			rd_log(st, CAIRN_LOG_ERROR,
+			       "redis at %s: reading a shared group's members failed: %s",
+			       st->where, reply->str);
+		k->read(k->arg, reply == NULL ? CAIRN_EUNAVAILABLE : CAIRN_EIO, NULL, 0);
+		rd_share_call_free(k);
+		return;
+	}
+	rd_share_cutoff(st, cutoff, ttl);
+	fields = bk_xmalloc((k->nids + 1) * sizeof(*fields));
+	argv = bk_xmalloc((k->nids + 8) * sizeof(*argv));
+	for (size_t i = 0; i < k->nids; i++)
+		fields[i] = rd_share_field(k->part, k->ids[i], k->group);
+	k->asking = 1; /* held until every member is asked */
+	for (size_t m = 0; m < reply->elements; m++) {
+		const redisReply *x = reply->element[m];
+		size_t argc = 0;
+
+		if (x->type != REDIS_REPLY_STRING)
+			continue;
+		char *key = rd_share_marks_key(st, x->str);
+		argv[argc++] = "FCALL";
+		argv[argc++] = "cairn_share_taken";
+		argv[argc++] = "1";
+		argv[argc++] = key;
+		argv[argc++] = st->inc_s;
+		argv[argc++] = cutoff;
+		argv[argc++] = ttl;
+		for (size_t i = 0; i < k->nids; i++)
+			argv[argc++] = fields[i];
+		struct rd_share_ask *q = bk_xcalloc(1, sizeof(*q));
+		q->k = k;
+		q->member = bk_xstrndup(x->str, x->len);
+		int rc = rd_share_send(st, key, rd_share_taken_cb, q, (int)argc, argv, NULL);
+		if (rc == CAIRN_EINPROGRESS) {
+			k->asking++;
+		} else {
+			if (k->status == 0)
+				k->status = rc;
+			free(q->member);
+			free(q);
+		}
+		free(key);
+	}
+	for (size_t i = 0; i < k->nids; i++)
+		free(fields[i]);
+	free(fields);
+	free(argv);
+	if (--k->asking == 0)
+		rd_share_checked(st, k);
+}
+
+/* A takeover's XAUTOCLAIM ... JUSTID: [next, [ids], [deleted ids]]. The
+ * entries are this reader's now; before it gives any out, the group's
+ * members are asked whether one was given to them already. */
+static void rd_share_claimed_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rd_share_call *k = privdata;
+	struct cairn_store *st = k->st;
+	redisReply *reply = r;
+	const redisReply *list = NULL;
+
+	if (ac->data == NULL) {
+		rd_share_call_free(k);
+		return;
+	}
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		rd_share_read_cb(ac, r, privdata);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+	    reply->element[1]->type == REDIS_REPLY_ARRAY)
+		list = reply->element[1];
+	k->ids = bk_xcalloc(list ? list->elements + 1 : 1, sizeof(*k->ids));
+	for (size_t i = 0; list && i < list->elements; i++)
+		if (list->element[i]->type == REDIS_REPLY_STRING)
+			k->ids[k->nids++] =
+			    bk_xstrndup(list->element[i]->str, list->element[i]->len);
+	/* With nothing taken over, the members are still looked at now and
+	 * then (RD_SHARE_SWEEP_MS, one group and partition at a time), for
+	 * those whose session is gone. */
+	uint64_t now = rd_share_now_ms();
+	if (k->nids == 0 && now < st->share_sweep_ms) {
+		k->read(k->arg, 0, NULL, 0);
+		rd_share_call_free(k);
+		return;
+	}
+	if (k->nids == 0)
+		st->share_sweep_ms = now + RD_SHARE_SWEEP_MS;
+	k->given = bk_xcalloc(k->nids + 1, sizeof(*k->given));
+	char *members = rd_share_members_key(st, k->group, k->part);
+	const char *argv[] = {"SMEMBERS", members};
+	int rc = rd_share_send(st, members, rd_share_members_cb, k, 2, argv, NULL);
+	free(members);
+	if (rc != CAIRN_EINPROGRESS) {
+		k->read(k->arg, rc, NULL, 0);
+		rd_share_call_free(k);
+	}
+}
+
+/* XREADGROUP of this reader's own unacknowledged entries, oldest first. */
+static int rd_share_read_mine(struct cairn_store *st, struct rd_share_call *k)
+{
+	char count[24];
+	const char *key = st->log_keys[k->part];
+
+	snprintf(count, sizeof(count), "%zu", k->count);
+	const char *argv[] = {"XREADGROUP", "GROUP",   k->group, st->inc_s, "COUNT",
+			      count,        "STREAMS", key,      "0"};
+	return rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 }
 
 static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -278,14 +622,12 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 	const redisReply *list = NULL;
 
 	if (ac->data == NULL) {
-		free(k->group);
-		free(k);
+		rd_share_call_free(k);
 		return;
 	}
 	if (reply == NULL) {
 		k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
-		free(k->group);
-		free(k);
+		rd_share_call_free(k);
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ERROR) {
@@ -296,11 +638,14 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 			       "redis at %s: reading a shared group's entries failed: %s",
 			       st->where, reply->str);
 		k->read(k->arg, nogroup ? CAIRN_ENOTFOUND : CAIRN_EIO, NULL, 0);
-		free(k->group);
-		free(k);
+		rd_share_call_free(k);
 		return;
 	}
-	if (k->claim) {
+	if (k->xclaim) {
+		/* XCLAIM: [entries]. */
+		if (reply->type == REDIS_REPLY_ARRAY)
+			list = reply;
+	} else if (k->claim) {
 		/* XAUTOCLAIM: [next, [entries], [deleted ids]]. */
 		if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
 		    reply->element[1]->type == REDIS_REPLY_ARRAY)
@@ -319,8 +664,19 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		struct cairn_log_pos last = {0, 0};
 		struct cairn_log_entry *e = rd_entries_parse(st, list, k->part, &n, &last);
 
-		if (n < list->elements)
-			rd_share_ack_unusable(st, k, list, e, n);
+		bool acked = n < list->elements && rd_share_ack_unusable(st, k, list, e, n);
+		/* A read of this reader's own entries that met unusable ones
+		 * (now acknowledged, on the same link before it) is made again:
+		 * fewer than asked tells the core none of its own is left, and
+		 * it would read newer entries before them (order per topic). */
+		if (acked && k->idle_ms == CAIRN_SHARE_READ_MINE && !k->xclaim) {
+			free(e);
+			if (rd_share_read_mine(st, k) == CAIRN_EINPROGRESS)
+				return;
+			k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
+			rd_share_call_free(k);
+			return;
+		}
 		if (k->claim && list->elements > 0) {
 			/* A takeover: the readers it took from may be gone. */
 			char idle[24];
@@ -333,8 +689,7 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		k->read(k->arg, 0, e, n);
 		free(e);
 	}
-	free(k->group);
-	free(k);
+	rd_share_call_free(k);
 }
 
 int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size_t max,
@@ -357,21 +712,20 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 	k->claim = claim_idle_ms > 0 && claim_idle_ms != CAIRN_SHARE_READ_MINE;
 	k->group = bk_strf("%s", group);
 	k->idle_ms = claim_idle_ms;
+	k->count = max;
 	if (k->claim) {
-		const char *argv[] = {"XAUTOCLAIM", key,   group,   st->inc_s,
-				      idle,         "0-0", "COUNT", count};
-		rc = rd_share_send(st, key, rd_share_read_cb, k, 8, argv, NULL);
+		const char *argv[] = {"XAUTOCLAIM", key,     group, st->inc_s, idle,
+				      "0-0",        "COUNT", count, "JUSTID"};
+		rc = rd_share_send(st, key, rd_share_claimed_cb, k, 9, argv, NULL);
+	} else if (claim_idle_ms == CAIRN_SHARE_READ_MINE) {
+		rc = rd_share_read_mine(st, k);
 	} else {
-		const char *argv[] = {
-		    "XREADGROUP", "GROUP", group,
-		    st->inc_s,    "COUNT", count,
-		    "STREAMS",    key,     claim_idle_ms == CAIRN_SHARE_READ_MINE ? "0" : ">"};
+		const char *argv[] = {"XREADGROUP", "GROUP",   group, st->inc_s, "COUNT",
+				      count,        "STREAMS", key,   ">"};
 		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 	}
-	if (rc != CAIRN_EINPROGRESS) {
-		free(k->group);
-		free(k);
-	}
+	if (rc != CAIRN_EINPROGRESS)
+		rd_share_call_free(k);
 	return rc;
 }
 

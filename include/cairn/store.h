@@ -32,7 +32,7 @@ struct event_base;
 /* Version of struct cairn_store_ops described by this header. Slots are only
  * ever added at the end; a backend sets .version to the version it fills,
  * and the core reads no slot past that version. */
-#define CAIRN_STORE_OPS_VERSION 6
+#define CAIRN_STORE_OPS_VERSION 7
 
 /*
  * Records grow at the end, and only with a new vtable version: the fields
@@ -620,6 +620,23 @@ struct cairn_store_ops {
 	 * by a takeover). @return 0 or CAIRN_EUNAVAILABLE. */
 	int (*share_ack)(struct cairn_store *st, uint32_t part, const char *group,
 			 const struct cairn_log_pos *pos, size_t n);
+
+	/* ---- version 7: a shared group's entries given out once; a store
+	 * with share_join may set it (NULL: at least once, as version 6) ---- */
+	/*
+	 * A staging call, as delivery_put: entry pos of partition part, read
+	 * for group, is given to member (a client id) in this batch. The
+	 * commit records it in member's session, and fences member's session
+	 * (its writes are dropped, the core hears of it as of a claim
+	 * elsewhere) when a takeover elsewhere marked the entry taken there
+	 * first. A takeover (share_read with an idle time) then asks each
+	 * member of the group whether the entry was given to it: such an
+	 * entry is acknowledged, never read again, and the others are marked
+	 * taken in every member's session before they are returned.
+	 * @return 0 or a CAIRN_E* code.
+	 */
+	int (*share_given)(struct cairn_store *st, uint32_t part, const char *group,
+			   const char *member, struct cairn_log_pos pos);
 };
 
 /* Backends compiled into this build (none and memory always; each of the
