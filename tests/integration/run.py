@@ -18,6 +18,8 @@ Usage: run.py [--only WORD]... [--list] [--timeout SECONDS] [-v]
   --timeout SECONDS    a test's hard timeout unless it sets its own
                        (default 30)
   -v                   print each test's time and a failure's traceback
+Without --only, the words of $CAIRN_RUN_ONLY (separated by spaces), if set,
+select as --only would (.ci/run's make distcheck runs a few modules so).
 The broker is $CAIRN_BIN (default ./cairn relative to the source root).
 """
 
@@ -66,6 +68,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT)
     ap.add_argument("-v", action="store_true")
     args = ap.parse_args()
+    if not args.only and os.environ.get("CAIRN_RUN_ONLY", "").split():
+        args.only = os.environ["CAIRN_RUN_ONLY"].split()
+        print("integration: only %s (CAIRN_RUN_ONLY)" % " ".join(args.only))
 
     tests = [(m, f) for m, f in runner.discover(HERE, "test_*.py", "test_")
              if selected(m, f, args.only)]
