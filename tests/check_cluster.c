@@ -1402,6 +1402,26 @@ START_TEST(t_stalled_nodes_will_goes_once)
 END_TEST
 
 /*
+ * Node a holds client ID's session with a will; both nodes' control links
+ * are cut (a's kick is lost with it) and b claims the session, leaving a
+ * the will (a record under a's incarnation).
+ */
+static void will_left_while_links_down(struct node *a, struct node *b, const char *id)
+{
+	node_wait_control(a);
+	node_claim(a, b, id, 1);
+	put_session_will(a, id);
+	node_commit(a, b);
+	/* a's control link goes (and b's: both are subscribers here). */
+	redisContext *r = redis();
+	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+	freeReplyObject(rep);
+	redisFree(r);
+	node_claim_leaves_will(b, id, 2);
+}
+
+/*
  * A claim that leaves a node the will of its connection while that node's
  * control link is down: the kick is lost, and the node, once subscribed
  * again, finds the session taken (reconcile) and the record of the will
@@ -1414,17 +1434,7 @@ START_TEST(t_reconcile_finds_a_left_will)
 	char pfx[80];
 
 	nodes_open(&a, &b, pfx, sizeof(pfx), "recwill");
-	node_wait_control(&a);
-	node_claim(&a, &b, "w1", 1);
-	put_session_will(&a, "w1");
-	node_commit(&a, &b);
-	/* a's control link goes (and b's: both are subscribers here). */
-	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
-	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
-	freeReplyObject(rep);
-	redisFree(r);
-	node_claim_leaves_will(&b, "w1", 2);
+	will_left_while_links_down(&a, &b, "w1");
 	ck_assert_int_eq(tw_exists(&a, "w1"), 1);
 	/* a reconnects its control link (after 1 s) and checks its holds. */
 	run_until(&a, &b, was_kicked, &a);
@@ -1454,16 +1464,7 @@ START_TEST(t_reclaim_before_the_kick_keeps_the_will)
 	char pfx[80];
 
 	nodes_open(&a, &b, pfx, sizeof(pfx), "reclaim");
-	node_wait_control(&a);
-	node_claim(&a, &b, "w1", 1);
-	put_session_will(&a, "w1");
-	node_commit(&a, &b);
-	redisContext *r = redis();
-	redisReply *rep = tcmd(&r, "CLIENT KILL TYPE pubsub");
-	ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
-	freeReplyObject(rep);
-	redisFree(r);
-	node_claim_leaves_will(&b, "w1", 2);
+	will_left_while_links_down(&a, &b, "w1");
 	/* The client is back on a: a's claim, well before its control link
 	 * is up again (1 s). */
 	node_claim(&a, NULL, "w1", 3);

@@ -64,6 +64,27 @@ def _both(members):
             seen[p] = seen.get(p, 0) + 1
     return sorted(p for p, n in seen.items() if n > 1)
 
+def _once_problems(members, sent, acked):
+    """What is wrong with a group's deliveries after a reader was lost:
+    a message sent but not acknowledged to the publisher, one acknowledged
+    that reached no member, one (QoS 1 or 2) that reached both members.
+    Returns the problems and the payloads that reached both."""
+    problems = []
+    if len(acked) != len(sent):
+        problems.append("%d of %d messages acknowledged to the publisher" % (len(acked), len(sent)))
+    missing = set(acked) - set(_share_counts(members))
+    if missing:
+        problems.append("%d acknowledged messages reached no member, e.g. %r" %
+                        (len(missing), sorted(missing)[:5]))
+    both = _both(members)
+    q2 = [p for p in both if p.endswith(b"q2")]
+    if q2:
+        problems.append("%d QoS 2 messages reached both members, e.g. %r" % (len(q2), q2[:5]))
+    if len(both) > len(q2):
+        problems.append("%d QoS 1 messages reached both members, e.g. %r" %
+                        (len(both) - len(q2), [p for p in both if not p.endswith(b"q2")][:5]))
+    return problems, both
+
 
 # covers: MQTT5-4.8.2-4
 @_tag("kill9")
@@ -100,25 +121,12 @@ def test_cluster_share_reader_killed_after_commit_gives_once(ctx):
     check(wait_until(lambda: pub.open_count() == 0, 20),
           "publisher: %d exchanges still open" % pub.open_count())
     acked = pub.acked()
-    missing = _share_wait(members, acked, timeout=30)
+    _share_wait(members, acked, timeout=30)
     # Past the idle time and a claim round: a takeover would have come.
     time.sleep(max(0.0, lost_at + 9.0 - time.monotonic()))
     for m in members:
         m.settle(0.5, 3)
-    problems = []
-    if len(acked) != len(sent):
-        problems.append("%d of %d messages acknowledged to the publisher" % (len(acked), len(sent)))
-    missing = set(acked) - set(_share_counts(members))
-    if missing:
-        problems.append("%d acknowledged messages reached no member, e.g. %r" %
-                        (len(missing), sorted(missing)[:5]))
-    both = _both(members)
-    q2 = [p for p in both if p.endswith(b"q2")]
-    if q2:
-        problems.append("%d QoS 2 messages reached both members, e.g. %r" % (len(q2), q2[:5]))
-    if len(both) > len(q2):
-        problems.append("%d QoS 1 messages reached both members, e.g. %r" %
-                        (len(both) - len(q2), [p for p in both if not p.endswith(b"q2")][:5]))
+    problems, both = _once_problems(members, sent, acked)
     taken = "given to a member already" in cl[0].log_text() + cl[2].log_text()
     if not taken:
         problems.append("no takeover found entries given to a member already (node 2 died "
@@ -211,20 +219,7 @@ def test_cluster_share_stalled_reader_commit_is_fenced(ctx):
     _share_wait(members, acked, timeout=30)
     for m in members:
         m.settle(0.5, 3)
-    problems = []
-    if len(acked) != len(sent):
-        problems.append("%d of %d messages acknowledged to the publisher" % (len(acked), len(sent)))
-    missing = set(acked) - set(_share_counts(members))
-    if missing:
-        problems.append("%d acknowledged messages reached no member, e.g. %r" %
-                        (len(missing), sorted(missing)[:5]))
-    both = _both(members)
-    q2 = [p for p in both if p.endswith(b"q2")]
-    if q2:
-        problems.append("%d QoS 2 messages reached both members, e.g. %r" % (len(q2), q2[:5]))
-    if len(both) > len(q2):
-        problems.append("%d QoS 1 messages reached both members, e.g. %r" %
-                        (len(both) - len(q2), [p for p in both if not p.endswith(b"q2")][:5]))
+    problems, both = _once_problems(members, sent, acked)
     for m in members:
         problems += ["%s: %s" % (m.client_id, e) for e in m.errors[:3]]
     print("stalled reader: %d acknowledged, node 2 held %d, per member %r, %d at both" %
