@@ -443,9 +443,13 @@ static bool csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 		 * must not have sent it), and the commit records the entry in
 		 * the member's session with the delivery: a takeover elsewhere
 		 * asks the members before giving it out again. QoS 0 goes at
-		 * most once anyway. */
+		 * most once anyway. A clean member's session does not store
+		 * the delivery (it ends with the connection): marked given, an
+		 * entry its reader left unacknowledged would reach nobody, so
+		 * it stays at least once. */
 		struct client *to = pk.session;
-		bool once = e[i].msg.qos > 0 && pk.qos > 0 && store_share_once(srv->store);
+		bool once =
+		    e[i].msg.qos > 0 && pk.qos > 0 && !to->clean && store_share_once(srv->store);
 		if (once && to->conn != NULL)
 			conn_set_corked(to->conn, true);
 		/* No Local does not apply to a group: no origin. */
