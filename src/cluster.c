@@ -647,7 +647,8 @@ static void cluster_kicked(void *arg, const char *id, uint64_t serial)
 			 * elsewhere, behind more (a QoS 0 stream, say) and
 			 * whatever its output holds: it discards the will. The
 			 * rest read is dropped with the connection, unanswered
-			 * (its client sends it again on the new one). */
+			 * (a QoS 1 or 2 PUBLISH is resent by a client that
+			 * resumes its session; a QoS 0 one is lost). */
 			client_ref(c);
 			if (c->conn && conn_read_pending(c->conn)) {
 				message_unref(c->will);

@@ -49,6 +49,7 @@
 #include <event2/event.h>
 
 #include "client.h"
+#include "config.h"
 #include "conn.h"
 #include "log.h"
 #include "message.h"
@@ -419,6 +420,7 @@ static bool csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 	a->to = xcalloc(n, sizeof(*a->to));
 	a->corked = xcalloc(n, sizeof(*a->corked));
 	bool left = false;
+	bool once_ok = store_share_once(srv->store); /* store version 7 */
 
 	store_unit(srv->store, true);
 	for (size_t i = 0; i < n; i++) {
@@ -448,24 +450,24 @@ static bool csh_give(struct csh_group *g, uint32_t part, const struct cairn_log_
 		 * entry its reader left unacknowledged would reach nobody, so
 		 * it stays at least once. */
 		struct client *to = pk.session;
-		bool once =
-		    e[i].msg.qos > 0 && pk.qos > 0 && !to->clean && store_share_once(srv->store);
-		if (once && to->conn != NULL)
+		bool once = once_ok && e[i].msg.qos > 0 && pk.qos > 0 && !to->clean;
+		uint64_t corked = 0;
+		if (once && to->conn != NULL) {
 			conn_set_corked(to->conn, true);
+			corked = conn_id(to->conn);
+		}
 		/* No Local does not apply to a group: no origin. */
 		struct message *m = message_from_log(&e[i]);
 		router_deliver_pick(srv->router, m, &pk);
 		message_unref(m);
 		router_last_result(srv->router, &matched, &full);
-		if (once && to->conn != NULL)
-			a->corked[a->n] = conn_id(to->conn);
 		if (full > 0) {
-			if (a->corked[a->n] != 0)
+			if (corked != 0)
 				conn_set_corked(to->conn, false);
-			a->corked[a->n] = 0;
 			left = true; /* dropped (bytes): not given out */
 			continue;
 		}
+		a->corked[a->n] = corked;
 		srv->stats.cluster_share_delivered++;
 		if (once)
 			store_share_given(srv->store, part, g->key, to->id, e[i].pos);
@@ -723,11 +725,10 @@ struct cluster_shares *cluster_share_new(struct server *srv, uint32_t nparts,
 	sh->nparts = nparts;
 	sh->routed = routed;
 #ifdef CAIRN_FAULT_INJECTION
-	for (const struct config_option *o = srv->cfg->options; o; o = o->next)
-		if (strcmp(o->key, "share_test_kill_after") == 0)
-			sh->kill_after = strtoull(o->value, NULL, 10);
-		else if (strcmp(o->key, "share_test_stop_before_commit") == 0)
-			sh->stop_before = strtoull(o->value, NULL, 10);
+	const char *v = config_get_option(srv->cfg, "share_test_kill_after");
+	sh->kill_after = v ? strtoull(v, NULL, 10) : 0;
+	v = config_get_option(srv->cfg, "share_test_stop_before_commit");
+	sh->stop_before = v ? strtoull(v, NULL, 10) : 0;
 #endif
 	sh->tick = event_new(srv->base, -1, EV_PERSIST, csh_tick_cb, sh);
 	event_add(sh->tick, &tv);

@@ -2321,7 +2321,6 @@ static void rd_will_cb(redisAsyncContext *ac, void *r, void *privdata)
  * username}. */
 static void rd_janitor_will(struct cairn_store *st, const redisReply *w)
 {
-	struct timeval now;
 	char ms[24];
 
 	if (w->type != REDIS_REPLY_ARRAY || w->elements != 5)
@@ -2338,8 +2337,7 @@ static void rd_janitor_will(struct cairn_store *st, const redisReply *w)
 			      ok ? "1" : "0", ms,           g};
 	char *arg = bk_xstrdup(id);
 
-	gettimeofday(&now, NULL);
-	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
+	rd_i64(ms, rd_wall_ms());
 	if (redisAsyncCommandArgv(st->ac, rd_will_cb, arg, 9, argv, NULL) != REDIS_OK)
 		free(arg);
 	free(g);
@@ -2780,7 +2778,6 @@ static void rd_rjanitor_start(struct cairn_store *st, const char *ms)
 static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cairn_store *st = arg;
-	struct timeval now;
 	char *alive, *nodes, ms[24];
 
 	(void)fd;
@@ -2789,8 +2786,7 @@ static void rd_beat_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	alive = rd_node_key(st, st->inc_s, "alive");
 	nodes = rd_global_key(st, "nodes");
-	gettimeofday(&now, NULL);
-	rd_i64(ms, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000);
+	rd_i64(ms, rd_wall_ms());
 	{
 		const char *set[] = {"SET", alive, st->node_id, "PX", "5000"};
 		const char *sadd[] = {"SADD", nodes, st->inc_s};
@@ -3498,11 +3494,9 @@ int rd_cluster_log_append(struct cairn_store *st, const char *publisher,
 	const char *log = st->log_keys[part], *ret = st->retained_keys[part],
 		   *once = st->once_keys[part];
 	char q[4], r[4], x[24], minid[24], n[4], seq[24];
-	struct timeval now;
 	int rc;
 
-	gettimeofday(&now, NULL);
-	int64_t min = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000 - st->retention_ms;
+	int64_t min = rd_wall_ms() - st->retention_ms;
 	rd_i64(minid, min > 0 ? min : 0);
 	snprintf(q, sizeof(q), "%u", (unsigned)rec->qos);
 	snprintf(r, sizeof(r), "%d", rec->retain ? 1 : 0);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 void rd_log(const struct cairn_store *st, enum cairn_log_level level, const char *fmt, ...)
 {
@@ -144,6 +145,14 @@ static size_t rd_u64(char *out, uint64_t v)
 		out[i] = tmp[n - 1 - i];
 	out[n] = '\0';
 	return n;
+}
+
+int64_t rd_wall_ms(void)
+{
+	struct timeval now;
+
+	gettimeofday(&now, NULL);
+	return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
 }
 
 size_t rd_i64(char *out, int64_t v)

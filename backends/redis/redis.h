@@ -177,6 +177,9 @@ bool rd_parse_i64(const char *s, size_t len, int64_t *out);
 /* Write v in decimal at out (at least 21 bytes) with a NUL; returns the
  * length. */
 size_t rd_i64(char *out, int64_t v);
+/* The wall clock in ms since the epoch (the log's entry ids, the will
+ * and mark times the functions compare). */
+int64_t rd_wall_ms(void);
 /* Free every command of b, keeping its array. */
 void rd_batch_clear(struct rd_batch *b);
 /* After a failed commit: the sent batch goes back in front of whatever

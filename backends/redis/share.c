@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <event2/event.h>
 
@@ -65,14 +64,6 @@ static const char rd_share_gc_lua[] =
 /* How often at most a takeover that took nothing still asks a group's
  * members whether their sessions are gone (rd_share_claimed_cb). */
 #define RD_SHARE_SWEEP_MS 10000
-
-static uint64_t rd_share_now_ms(void)
-{
-	struct timeval now;
-
-	gettimeofday(&now, NULL);
-	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
-}
 
 /* How long close waits at most for the replies to the leaves and
  * acknowledgements sent (or redis_connect_timeout, if shorter). */
@@ -142,12 +133,9 @@ static char *rd_share_field(uint32_t part, const char *id, const char *group)
  * keys themselves live for ttl seconds after their last write. */
 static void rd_share_cutoff(const struct cairn_store *st, char cutoff[24], char ttl[24])
 {
-	struct timeval now;
 	int64_t keep = st->retention_ms + 60000;
 
-	gettimeofday(&now, NULL);
-	snprintf(cutoff, 24, "%lld",
-		 (long long)((int64_t)now.tv_sec * 1000 + now.tv_usec / 1000 - keep));
+	snprintf(cutoff, 24, "%lld", (long long)(rd_wall_ms() - keep));
 	snprintf(ttl, 24, "%lld", (long long)(keep / 1000 + 60));
 }
 
@@ -583,7 +571,7 @@ static void rd_share_claimed_cb(redisAsyncContext *ac, void *r, void *privdata)
 	/* With nothing taken over, the members are still looked at now and
 	 * then (RD_SHARE_SWEEP_MS, one group and partition at a time), for
 	 * those whose session is gone. */
-	uint64_t now = rd_share_now_ms();
+	uint64_t now = (uint64_t)rd_wall_ms();
 	if (k->nids == 0 && now < st->share_sweep_ms) {
 		k->read(k->arg, 0, NULL, 0);
 		rd_share_call_free(k);
@@ -602,15 +590,16 @@ static void rd_share_claimed_cb(redisAsyncContext *ac, void *r, void *privdata)
 	}
 }
 
-/* XREADGROUP of this reader's own unacknowledged entries, oldest first. */
-static int rd_share_read_mine(struct cairn_store *st, struct rd_share_call *k)
+/* XREADGROUP of k->count entries after from: ">" the group's new ones,
+ * "0" this reader's own unacknowledged ones, oldest first. */
+static int rd_share_xreadgroup(struct cairn_store *st, struct rd_share_call *k, const char *from)
 {
 	char count[24];
 	const char *key = st->log_keys[k->part];
 
 	snprintf(count, sizeof(count), "%zu", k->count);
 	const char *argv[] = {"XREADGROUP", "GROUP",   k->group, st->inc_s, "COUNT",
-			      count,        "STREAMS", key,      "0"};
+			      count,        "STREAMS", key,      from};
 	return rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
 }
 
@@ -671,7 +660,7 @@ static void rd_share_read_cb(redisAsyncContext *ac, void *r, void *privdata)
 		 * it would read newer entries before them (order per topic). */
 		if (acked && k->idle_ms == CAIRN_SHARE_READ_MINE && !k->xclaim) {
 			free(e);
-			if (rd_share_read_mine(st, k) == CAIRN_EINPROGRESS)
+			if (rd_share_xreadgroup(st, k, "0") == CAIRN_EINPROGRESS)
 				return;
 			k->read(k->arg, CAIRN_EUNAVAILABLE, NULL, 0);
 			rd_share_call_free(k);
@@ -717,12 +706,8 @@ int rd_share_read(struct cairn_store *st, uint32_t part, const char *group, size
 		const char *argv[] = {"XAUTOCLAIM", key,     group, st->inc_s, idle,
 				      "0-0",        "COUNT", count, "JUSTID"};
 		rc = rd_share_send(st, key, rd_share_claimed_cb, k, 9, argv, NULL);
-	} else if (claim_idle_ms == CAIRN_SHARE_READ_MINE) {
-		rc = rd_share_read_mine(st, k);
 	} else {
-		const char *argv[] = {"XREADGROUP", "GROUP",   group, st->inc_s, "COUNT",
-				      count,        "STREAMS", key,   ">"};
-		rc = rd_share_send(st, key, rd_share_read_cb, k, 9, argv, NULL);
+		rc = rd_share_xreadgroup(st, k, claim_idle_ms == CAIRN_SHARE_READ_MINE ? "0" : ">");
 	}
 	if (rc != CAIRN_EINPROGRESS)
 		rd_share_call_free(k);
