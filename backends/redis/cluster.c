@@ -1977,12 +1977,12 @@ static void rd_read_next(struct rd_aux *a)
 		redisAsyncCommandArgv(a->ac, rd_read_cb, NULL, 8, argv, NULL);
 }
 
-/* The record of the will a claim left this node for client id
+/* The record of the will a claim left incarnation inc for client id
  * (defer_will): {c:ID}:tw:INC. */
-static char *rd_tw_key(const struct cairn_store *st, const char *id)
+static char *rd_tw_key(const struct cairn_store *st, const char *id, const char *inc)
 {
 	char *base = rd_key(st, "own", id);
-	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, st->inc_s);
+	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, inc);
 
 	free(base);
 	return rec;
@@ -1996,7 +1996,7 @@ static char *rd_tw_key(const struct cairn_store *st, const char *id)
  */
 static void rd_kick_will_done(struct cairn_store *st, const char *id)
 {
-	char *rec = rd_tw_key(st, id);
+	char *rec = rd_tw_key(st, id, st->inc_s);
 	char *set = rd_node_key(st, st->inc_s, "tw");
 	const char *del[] = {"DEL", rec};
 	const char *srem[] = {"SREM", set, id};
@@ -2107,7 +2107,7 @@ static void rd_check_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 		if (!mine && rd_check_held(k)) {
 			/* Taken: the claim may have left the will here. */
-			char *rec = rd_tw_key(st, k->id);
+			char *rec = rd_tw_key(st, k->id, st->inc_s);
 			const char *argv[] = {"HGET", rec, "will_ep"};
 			int rc = st->rcluster ? rd_route_argv(st, rec, strlen(rec),
 							      rd_check_will_cb, k, 3, argv, NULL)
@@ -2463,15 +2463,13 @@ static void rd_tw_del_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void rd_rjanitor_tw_done(struct cairn_store *st, const char *id, const char *inc)
 {
 	struct rd_tw_done *d = bk_xcalloc(1, sizeof(*d));
-	char *base = rd_key(st, "own", id);
-	char *rec = bk_strf("%.*stw:%s", (int)(strlen(base) - 3), base, inc);
+	char *rec = rd_tw_key(st, id, inc);
 	const char *del[] = {"DEL", rec};
 
 	d->id = bk_xstrdup(id);
 	d->inc = bk_xstrdup(inc);
 	if (rd_route_argv(st, rec, strlen(rec), rd_tw_del_cb, d, 2, del, NULL) != REDIS_OK)
 		rd_tw_done_free(d);
-	free(base);
 	free(rec);
 }
 
